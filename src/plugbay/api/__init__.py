@@ -1,0 +1,65 @@
+"""What plugin authors import. Nothing here imports the host.
+
+>>> from plugbay.api import Plugin, command, PluginContext
+"""
+
+from plugbay.api._command import (
+    Command,
+    CommandMethod,
+    CommandSpec,
+    ParamInfo,
+    command,
+    command_specs,
+)
+from plugbay.api._context import MetricsCollector, PluginConfig, PluginContext, ServiceRegistry
+from plugbay.api._plugin import (
+    ExtensionPlugin,
+    IntegrationPlugin,
+    Plugin,
+    SystemPlugin,
+    UtilityPlugin,
+)
+from plugbay.api._types import (
+    PLUGIN_TYPES,
+    EndpointConfig,
+    Environment,
+    Feature,
+    HookConfig,
+    Message,
+    PluginDependency,
+    PluginType,
+    SystemConfig,
+    SystemEvent,
+    SystemHook,
+    SystemInfo,
+)
+
+__all__ = [
+    "PLUGIN_TYPES",
+    "Command",
+    "CommandMethod",
+    "CommandSpec",
+    "EndpointConfig",
+    "Environment",
+    "ExtensionPlugin",
+    "Feature",
+    "HookConfig",
+    "IntegrationPlugin",
+    "Message",
+    "MetricsCollector",
+    "ParamInfo",
+    "Plugin",
+    "PluginConfig",
+    "PluginContext",
+    "PluginDependency",
+    "PluginType",
+    "ServiceRegistry",
+    "SystemConfig",
+    "SystemEvent",
+    "SystemHook",
+    "SystemInfo",
+    "SystemPlugin",
+    "UtilityPlugin",
+    "command",
+    "command_specs",
+]

@@ -1,0 +1,445 @@
+"""Commands: the typed entry points of a plugin.
+
+A method marked ``@command`` becomes a :class:`CommandMethod` descriptor. Read
+on the class it is the command itself (``LoggingPlugin.log``); read on a plugin
+instance, or on the typed proxy ``host.get(LoggingPlugin)``, it is an async
+callable with the method's own parameters, whether the body is ``def`` or
+``async def``. That single rule is what lets mypy check a caller's code:
+``await proxy.log(message=1)`` is an error in the caller's editor, not at run time.
+
+At the call boundary every call is checked against the annotations by
+:class:`CommandSpec` (msgspec), before the plugin runs and after it returns.
+"""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Concatenate, Final, Generic, ParamSpec, TypeVar, overload
+
+import msgspec
+
+from plugbay.errors import ParameterError, PluginLoadError, ResultTypeError
+
+__all__ = [
+    "Command",
+    "CommandMethod",
+    "CommandSpec",
+    "ParamInfo",
+    "command",
+    "command_specs",
+]
+
+S = TypeVar("S")
+P = ParamSpec("P")
+R = TypeVar("R")
+T = TypeVar("T")
+
+_MISSING: Final = inspect.Parameter.empty
+
+
+@dataclass(frozen=True, slots=True)
+class Command(Generic[T]):
+    """A request to run a command: the spec's ``Command<T>``.
+
+    ``T`` is the result type; build one with ``Plugin.cmd.request(**params)``
+    to keep it, or ``Command("name", {...})`` for an untyped request.
+    """
+
+    name: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+class CommandMethod(Generic[S, P, R]):
+    """What ``@command`` turns a method into. See the module docstring."""
+
+    __slots__ = ("blocking", "doc", "func", "is_async", "name", "timeout")
+
+    def __init__(
+        self,
+        func: Callable[..., Any],
+        *,
+        name: str | None = None,
+        blocking: bool = False,
+        timeout: float | None = None,
+    ) -> None:
+        self.func = func
+        self.name = name or func.__name__
+        self.blocking = blocking
+        self.timeout = timeout
+        self.is_async = inspect.iscoroutinefunction(func)
+        self.doc = inspect.cleandoc(func.__doc__ or "")
+
+    def __set_name__(self, owner: type, attr: str) -> None:
+        if self.name == self.func.__name__:
+            self.name = attr
+
+    @overload
+    def __get__(self, obj: None, owner: type[Any]) -> CommandMethod[S, P, R]: ...
+
+    @overload
+    def __get__(self, obj: S, owner: type[Any]) -> Callable[P, Awaitable[R]]: ...
+
+    def __get__(self, obj: Any, owner: type[Any] | None = None) -> Any:
+        if obj is None:
+            return self
+        return _bind(self, obj)
+
+    def request(self, *args: P.args, **kwargs: P.kwargs) -> Command[R]:
+        """A typed :class:`Command` for ``Plugin.execute``; positional arguments are named."""
+        params = dict(kwargs)
+        if args:
+            names = list(inspect.signature(self.func).parameters)[1:]
+            params.update(zip(names, args, strict=False))
+        return Command(self.name, params)
+
+    def __repr__(self) -> str:
+        return f"<command {self.name!r} of {self.func.__qualname__}>"
+
+
+def _bind(cmd: CommandMethod[Any, Any, Any], obj: Any) -> Callable[..., Awaitable[Any]]:
+    func = cmd.func
+    if cmd.is_async:
+
+        def call_async(*args: Any, **kwargs: Any) -> Awaitable[Any]:
+            return typing.cast(Awaitable[Any], func(obj, *args, **kwargs))
+
+        return call_async
+
+    async def call_sync(*args: Any, **kwargs: Any) -> Any:
+        return func(obj, *args, **kwargs)
+
+    return call_sync
+
+
+@overload
+def command(
+    func: Callable[Concatenate[S, P], Coroutine[Any, Any, R]],
+) -> CommandMethod[S, P, R]: ...
+
+
+@overload
+def command(func: Callable[Concatenate[S, P], R]) -> CommandMethod[S, P, R]: ...
+
+
+@overload
+def command(
+    *, name: str | None = None, blocking: bool = False, timeout: float | None = None
+) -> _CommandDecorator: ...
+
+
+def command(
+    func: Callable[..., Any] | None = None,
+    *,
+    name: str | None = None,
+    blocking: bool = False,
+    timeout: float | None = None,
+) -> Any:
+    """Mark a plugin method as a command callers may run.
+
+    Every parameter and the return value must be annotated; the host checks
+    calls against them. ``blocking=True`` runs a ``def`` body in a worker
+    thread so it cannot stall the host's event loop; ``timeout`` (seconds)
+    caps one call below the plugin's own limit.
+    """
+    if func is not None:
+        return CommandMethod(func)
+    return _CommandDecorator(name, blocking, timeout)
+
+
+class _CommandDecorator:
+    __slots__ = ("blocking", "name", "timeout")
+
+    def __init__(self, name: str | None, blocking: bool, timeout: float | None) -> None:
+        self.name, self.blocking, self.timeout = name, blocking, timeout
+
+    @overload
+    def __call__(
+        self, func: Callable[Concatenate[S, P], Coroutine[Any, Any, R]]
+    ) -> CommandMethod[S, P, R]: ...
+
+    @overload
+    def __call__(self, func: Callable[Concatenate[S, P], R]) -> CommandMethod[S, P, R]: ...
+
+    def __call__(self, func: Callable[..., Any]) -> Any:
+        return CommandMethod(func, name=self.name, blocking=self.blocking, timeout=self.timeout)
+
+
+# --------------------------------------------------------------------------- specs
+
+
+@dataclass(frozen=True, slots=True)
+class ParamInfo:
+    name: str
+    annotation: Any
+    default: Any = _MISSING
+
+    @property
+    def required(self) -> bool:
+        return self.default is _MISSING
+
+    def render(self) -> str:
+        text = f"{self.name}: {_type_name(self.annotation)}"
+        return text if self.required else f"{text} = {self.default!r}"
+
+
+def _type_name(tp: Any) -> str:
+    if tp is type(None) or tp is None:
+        return "None"
+    if isinstance(tp, type) and not typing.get_args(tp):
+        return tp.__name__
+    return repr(tp).replace("typing.", "")
+
+
+_SCALARS: Final[frozenset[type]] = frozenset({str, int, float, bool, bytes})
+
+
+class CommandSpec:
+    """A command's checked signature: validates parameters and results at the boundary."""
+
+    __slots__ = (
+        "_params_type",
+        "_result_check",
+        "blocking",
+        "doc",
+        "func",
+        "is_async",
+        "name",
+        "owner",
+        "params",
+        "returns",
+        "timeout",
+    )
+
+    def __init__(self, owner: type, method: CommandMethod[Any, Any, Any]) -> None:
+        self.owner = owner
+        self.name = method.name
+        self.func = method.func
+        self.is_async = method.is_async
+        self.blocking = method.blocking
+        self.timeout = method.timeout
+        self.doc = method.doc
+        where = f"{owner.__module__}.{owner.__qualname__}.{method.func.__name__}"
+        try:
+            hints = typing.get_type_hints(method.func, include_extras=True)
+        except Exception as exc:
+            raise PluginLoadError(
+                f"command '{self.name}' has an annotation that cannot be resolved: {exc}",
+                where=where,
+                hint="import every type used in a command's annotations at module level",
+            ) from exc
+        params: list[ParamInfo] = []
+        for i, p in enumerate(inspect.signature(method.func).parameters.values()):
+            if i == 0:
+                continue  # self
+            if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD, p.POSITIONAL_ONLY):
+                raise PluginLoadError(
+                    f"command '{self.name}' has parameter '{p.name}' of kind {p.kind.description}",
+                    where=where,
+                    hint="commands take named parameters only: drop *args, **kwargs and '/'",
+                )
+            if p.name not in hints:
+                raise PluginLoadError(
+                    f"command '{self.name}' parameter '{p.name}' has no type annotation",
+                    where=where,
+                    hint=f"annotate it, e.g. '{p.name}: str', so calls can be checked",
+                )
+            params.append(ParamInfo(p.name, hints[p.name], p.default))
+        if "return" not in hints:
+            raise PluginLoadError(
+                f"command '{self.name}' has no return annotation",
+                where=where,
+                hint="annotate the return type ('-> None' if it returns nothing)",
+            )
+        self.params: tuple[ParamInfo, ...] = tuple(params)
+        self.returns: Any = hints["return"]
+        fields: list[tuple[str, Any] | tuple[str, Any, Any]] = [
+            (p.name, p.annotation) if p.required else (p.name, p.annotation, p.default)
+            for p in params
+        ]
+        self._params_type: Any = msgspec.defstruct(
+            f"{owner.__name__}.{self.name}.params",
+            fields,
+            forbid_unknown_fields=True,
+            kw_only=True,
+        )
+        for label, tp in [("parameters", self._params_type), ("return type", self.returns)]:
+            try:
+                msgspec.inspect.type_info(tp)
+            except (TypeError, ValueError) as exc:
+                raise PluginLoadError(
+                    f"command '{self.name}' has {label} plugbay cannot check: {exc}",
+                    where=where,
+                    hint="use builtins, dataclasses, TypedDicts, enums, Literal, "
+                    "msgspec.Struct or containers of them",
+                ) from exc
+        self._result_check = self._make_result_check(self.returns)
+
+    # -- the boundary -----------------------------------------------------------------
+
+    def validate_params(
+        self, params: Mapping[str, Any], *, plugin: str | None = None, strict: bool = True
+    ) -> dict[str, Any]:
+        """Checked (and, with ``strict=False``, converted from text/JSON) keyword arguments."""
+        try:
+            obj = msgspec.convert(params, self._params_type, strict=strict)
+        except msgspec.ValidationError as exc:
+            raise self._param_error(str(exc), params, plugin) from None
+        except TypeError as exc:  # not a mapping with str keys
+            raise ParameterError(
+                f"command '{self.name}' takes keyword parameters: {exc}",
+                plugin=plugin,
+                hint=f"call it as {self.signature()}",
+            ) from None
+        return msgspec.structs.asdict(obj)
+
+    def validate_result(self, value: Any, *, plugin: str | None = None) -> Any:
+        check = self._result_check
+        if check is None:
+            return value
+        try:
+            return check(value)
+        except (msgspec.ValidationError, _ResultMismatch) as exc:
+            raise ResultTypeError(
+                f"command '{self.name}' returned {_type_name(type(value))} "
+                f"but is declared to return {_type_name(self.returns)}",
+                plugin=plugin,
+                where=_path_of(str(exc)) or None,
+                hint="fix the plugin so its result matches its annotation "
+                f"({exc}); callers rely on it",
+                details={"command": self.name, "reason": str(exc)},
+            ) from None
+
+    @staticmethod
+    def _make_result_check(tp: Any) -> Callable[[Any], Any] | None:
+        if tp is Any:
+            return None
+        if tp is None or tp is type(None):
+
+            def check_none(value: Any) -> None:
+                if value is not None:
+                    raise _ResultMismatch(f"Expected `null`, got `{type(value).__name__}`")
+
+            return check_none
+        if tp in _SCALARS:
+
+            def check_scalar(value: Any) -> Any:
+                if type(value) is tp:
+                    return value
+                return msgspec.convert(value, tp, strict=True)
+
+            return check_scalar
+
+        def check_any(value: Any) -> Any:
+            return msgspec.convert(value, tp, strict=True, from_attributes=True)
+
+        return check_any
+
+    def _param_error(
+        self, text: str, params: Mapping[str, Any], plugin: str | None
+    ) -> ParameterError:
+        by_name = {p.name: p for p in self.params}
+        path = _path_of(text)
+        name = path.split(".", 1)[0].split("[", 1)[0] if path else ""
+        if text.startswith("Object missing required field"):
+            name = text.split("`")[1]
+            p = by_name[name]
+            msg = (
+                f"command '{self.name}' is missing parameter '{name}' ({_type_name(p.annotation)})"
+            )
+        elif text.startswith("Object contains unknown field"):
+            name = text.split("`")[1]
+            msg = f"command '{self.name}' has no parameter '{name}'"
+        elif name in by_name:
+            p = by_name[name]
+            given = params.get(name) if isinstance(params, Mapping) else None
+            detail = text.split(" - at ", 1)[0]
+            msg = (
+                f"command '{self.name}' parameter '{name}' expects "
+                f"{_type_name(p.annotation)}, got {_type_name(type(given))}"
+            )
+            if path != name or not detail.startswith("Expected"):
+                msg += f" ({detail} at '{path}')"
+        else:
+            msg = f"command '{self.name}': {text}"
+        return ParameterError(
+            msg,
+            plugin=plugin,
+            where=f"{self.name}.{name}" if name else self.name,
+            hint=f"call it as {self.signature()}",
+            details={"command": self.name, "parameter": name, "reason": text},
+        )
+
+    # -- description --------------------------------------------------------------------
+
+    def signature(self) -> str:
+        args = ", ".join(p.render() for p in self.params)
+        return f"{self.name}({args}) -> {_type_name(self.returns)}"
+
+    def schema(self) -> dict[str, Any]:
+        """JSON Schemas of the parameters and the result (for docs, ``--json`` and HTTP)."""
+        (params_schema, result_schema), defs = msgspec.json.schema_components(
+            [self._params_type, self.returns]
+        )
+        out: dict[str, Any] = {"params": params_schema, "result": result_schema}
+        if defs:
+            out["$defs"] = defs
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "signature": self.signature(),
+            "doc": self.doc,
+            "async": self.is_async,
+            "blocking": self.blocking,
+            "timeout": self.timeout,
+            "params": [
+                {
+                    "name": p.name,
+                    "type": _type_name(p.annotation),
+                    "required": p.required,
+                    **({} if p.required else {"default": _jsonable(p.default)}),
+                }
+                for p in self.params
+            ],
+            "returns": _type_name(self.returns),
+        }
+
+
+class _ResultMismatch(Exception):
+    pass
+
+
+def _path_of(text: str) -> str:
+    if " - at `$" not in text:
+        return ""
+    return text.rsplit(" - at `$", 1)[1].rstrip("`").lstrip(".")
+
+
+def _jsonable(value: Any) -> Any:
+    try:
+        msgspec.json.encode(value)
+    except (TypeError, msgspec.EncodeError):
+        return repr(value)
+    return value
+
+
+def command_specs(cls: type) -> dict[str, CommandSpec]:
+    """Every command of a plugin class, checked once and cached on the class.
+
+    Raises :class:`PluginLoadError` naming the command and parameter when a
+    signature cannot be checked, so bad plugins are refused when loaded.
+    """
+    cached = cls.__dict__.get("__plugbay_specs__")
+    if cached is not None:
+        return typing.cast(dict[str, CommandSpec], cached)
+    specs: dict[str, CommandSpec] = {}
+    for klass in reversed(cls.__mro__):
+        for value in vars(klass).values():
+            if isinstance(value, CommandMethod):
+                specs[value.name] = CommandSpec(cls, value)
+    type.__setattr__(cls, "__plugbay_specs__", specs)
+    return specs

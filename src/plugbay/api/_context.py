@@ -1,0 +1,94 @@
+"""What a plugin receives in ``initialize``: the spec's ``PluginContext``.
+
+The context's parts are described here as protocols; the host supplies the
+implementations (``plugbay.services``, ``plugbay.monitor``), so a plugin
+depends on this module only, and a worker process needs nothing else.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar, overload, runtime_checkable
+
+from plugbay.api._types import Environment
+
+__all__ = ["MetricsCollector", "PluginConfig", "PluginContext", "ServiceRegistry"]
+
+T = TypeVar("T")
+
+
+@runtime_checkable
+class ServiceRegistry(Protocol):
+    """Services plugins provide to each other, by name and SemVer version.
+
+    A service declared under ``[services] provides`` in a manifest is the
+    providing plugin's commands, reached through the host (so it works across
+    isolation backends); ``provide`` adds an in-process object at run time.
+    """
+
+    def provide(self, name: str, service: object, version: str = "1.0.0") -> None: ...
+
+    @overload
+    def require(self, name: str, range: str = "*") -> Any: ...
+
+    @overload
+    def require(self, name: str, range: str, kind: type[T]) -> T: ...
+
+    def require(self, name: str, range: str = "*", kind: type[Any] | None = None) -> Any:
+        """The service, or :class:`plugbay.ServiceError` saying who could provide it."""
+        ...
+
+    def available(self) -> dict[str, str]:
+        """Every service name to the version currently provided."""
+        ...
+
+
+@runtime_checkable
+class MetricsCollector(Protocol):
+    """Per-plugin metrics. The host already counts calls, errors and durations
+    per command; a plugin adds its own with these (labelled with its id)."""
+
+    def increment(self, name: str, value: float = 1.0, **labels: str) -> None: ...
+
+    def gauge(self, name: str, value: float, **labels: str) -> None: ...
+
+    def observe(self, name: str, value: float, **labels: str) -> None: ...
+
+    def snapshot(self) -> dict[str, Any]: ...
+
+
+class PluginConfig(Mapping[str, Any]):
+    """A plugin's config, already validated against its manifest's schema. Read-only."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: Mapping[str, Any] | None = None) -> None:
+        self._data = dict(data or {})
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __repr__(self) -> str:
+        return f"PluginConfig({self._data!r})"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self._data)
+
+
+@dataclass(frozen=True, slots=True)
+class PluginContext:
+    """Everything the host gives one plugin instance."""
+
+    environment: Environment
+    services: ServiceRegistry
+    config: PluginConfig
+    logger: logging.Logger
+    metrics: MetricsCollector

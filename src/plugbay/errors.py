@@ -1,0 +1,238 @@
+"""Every failure plugbay reports is a :class:`PlugbayError`.
+
+Each error carries a stable ``code`` (for scripts and the HTTP API), the plugin
+it concerns, *what* happened, *where* (a file, a field, a parameter) and a
+``hint`` saying what to do next. ``str(error)`` renders all of that as one
+paragraph, so a user never needs a traceback to act on bad input.
+
+This module imports nothing from plugbay: every layer, including a sandboxed
+worker, can raise and re-create these errors.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+__all__ = [
+    "CommandNotFound",
+    "ConfigError",
+    "DependencyCycleError",
+    "DependentsError",
+    "DuplicatePluginError",
+    "ManifestError",
+    "MissingDependencyError",
+    "ParameterError",
+    "PlugbayError",
+    "PluginCallError",
+    "PluginInitError",
+    "PluginLoadError",
+    "PluginNotFound",
+    "PluginStateError",
+    "PluginTimeout",
+    "RangeError",
+    "ResolutionError",
+    "ResultTypeError",
+    "ServiceError",
+    "StateError",
+    "VersionError",
+    "error_from_dict",
+]
+
+
+class PlugbayError(Exception):
+    """Base class of every error plugbay raises on purpose."""
+
+    code: ClassVar[str] = "plugbay_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        plugin: str | None = None,
+        where: str | None = None,
+        hint: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.plugin = plugin
+        self.where = where
+        self.hint = hint
+        self.details: dict[str, Any] = details or {}
+
+    def __str__(self) -> str:
+        parts: list[str] = []
+        if self.plugin:
+            parts.append(f"plugin '{self.plugin}': ")
+        parts.append(self.message)
+        if self.where:
+            parts.append(f" (at {self.where})")
+        if self.hint:
+            parts.append(f". {self.hint}" if not self.message.endswith(".") else f" {self.hint}")
+        return "".join(parts)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keyword-only arguments do not survive the default pickling of exceptions.
+        return (_rebuild, (type(self), self.to_dict()))
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready form: what the CLI's ``--json`` and the HTTP API return."""
+        return {
+            "code": self.code,
+            "type": type(self).__name__,
+            "plugin": self.plugin,
+            "message": self.message,
+            "where": self.where,
+            "hint": self.hint,
+            "details": self.details,
+            "text": str(self),
+        }
+
+
+def _rebuild(cls: type[PlugbayError], data: dict[str, Any]) -> PlugbayError:
+    err = cls.__new__(cls)
+    PlugbayError.__init__(
+        err,
+        data["message"],
+        plugin=data.get("plugin"),
+        where=data.get("where"),
+        hint=data.get("hint"),
+        details=data.get("details"),
+    )
+    return err
+
+
+def error_from_dict(data: dict[str, Any]) -> PlugbayError:
+    """Re-create an error from :meth:`PlugbayError.to_dict` (e.g. one sent by a worker)."""
+    cls = _BY_NAME.get(str(data.get("type")), PlugbayError)
+    return _rebuild(cls, data)
+
+
+class ManifestError(PlugbayError):
+    """A manifest cannot be read or does not describe a valid plugin."""
+
+    code = "manifest_invalid"
+
+
+class VersionError(PlugbayError):
+    """A version string is not SemVer 2.0.0."""
+
+    code = "version_invalid"
+
+
+class RangeError(PlugbayError):
+    """A version range is neither npm-style nor a PEP 440 specifier set."""
+
+    code = "range_invalid"
+
+
+class DuplicatePluginError(PlugbayError):
+    """Two sources provide the same plugin id at the same version."""
+
+    code = "plugin_duplicate"
+
+
+class ResolutionError(PlugbayError):
+    """No choice of versions satisfies every range; ``details`` names the culprits."""
+
+    code = "dependency_conflict"
+
+
+class MissingDependencyError(ResolutionError):
+    """A required plugin (or service) is not known to the host at all."""
+
+    code = "dependency_missing"
+
+
+class DependencyCycleError(ResolutionError):
+    """Plugins depend on each other in a cycle; ``details['cycle']`` is the path."""
+
+    code = "dependency_cycle"
+
+
+class PluginLoadError(PlugbayError):
+    """A plugin's entry cannot be found or imported, or is not a plugin class."""
+
+    code = "plugin_load_failed"
+
+
+class PluginInitError(PlugbayError):
+    """``initialize`` raised; the plugin is failed and its dependents are not started."""
+
+    code = "plugin_init_failed"
+
+
+class PluginTimeout(PlugbayError):
+    """A lifecycle step or a command call ran past its time limit."""
+
+    code = "plugin_timeout"
+
+
+class ConfigError(PlugbayError):
+    """A plugin's config does not satisfy the schema in its manifest."""
+
+    code = "config_invalid"
+
+
+class PluginNotFound(PlugbayError):
+    """No plugin with this id is known to the host."""
+
+    code = "plugin_not_found"
+
+
+class PluginStateError(PlugbayError):
+    """The plugin exists but is not in a state that allows the request."""
+
+    code = "plugin_state"
+
+
+class DependentsError(PluginStateError):
+    """Unloading was refused because active plugins depend on this one."""
+
+    code = "plugin_has_dependents"
+
+
+class CommandNotFound(PlugbayError):
+    """The plugin has no command of that name."""
+
+    code = "command_not_found"
+
+
+class ParameterError(PlugbayError):
+    """A call's parameters are missing, extra or of the wrong type."""
+
+    code = "parameter_invalid"
+
+
+class ResultTypeError(PlugbayError):
+    """A command returned a value that does not match its declared return type."""
+
+    code = "result_invalid"
+
+
+class PluginCallError(PlugbayError):
+    """The plugin's own code raised while running a command."""
+
+    code = "plugin_raised"
+
+
+class ServiceError(PlugbayError):
+    """A service is not provided, or not at a version the caller accepts."""
+
+    code = "service_unavailable"
+
+
+class StateError(PlugbayError):
+    """The host's state store cannot be opened or written."""
+
+    code = "state_error"
+
+
+def _all_subclasses(cls: type[PlugbayError]) -> list[type[PlugbayError]]:
+    out = [cls]
+    for sub in cls.__subclasses__():
+        out.extend(_all_subclasses(sub))
+    return out
+
+
+_BY_NAME: dict[str, type[PlugbayError]] = {c.__name__: c for c in _all_subclasses(PlugbayError)}
