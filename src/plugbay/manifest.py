@@ -1,0 +1,684 @@
+"""Static plugin manifests: ``plugin.toml`` or ``[tool.plugbay]`` in ``pyproject.toml``.
+
+A manifest says everything the host needs to decide whether and how to load a
+plugin, and it is read without importing any plugin code (design decision 1).
+Every problem is a :class:`ManifestError` naming the file, the line where we
+can find it, the field, and what to write instead.
+
+Keys are kebab-case, as in ``pyproject.toml``::
+
+    id = "system.logging"
+    version = "1.0.0"
+    type = "system"
+    entry = "logging_plugin:LoggingPlugin"
+    capabilities = ["logging"]
+    host = ">=0.1"
+
+    [dependencies]
+    "utility.formatters" = "^1.0"
+
+    [config.level]
+    type = "string"
+    default = "info"
+    enum = ["debug", "info", "warning", "error"]
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final, Literal, TypeAlias
+
+import msgspec
+
+from plugbay.errors import ConfigError, ManifestError, PlugbayError
+from plugbay.versions import Range, Version
+
+__all__ = [
+    "ConfigField",
+    "ConfigSchema",
+    "IsolationMode",
+    "ManifestOrigin",
+    "Permissions",
+    "PluginManifest",
+    "Resources",
+    "load_manifest",
+    "manifest_from_mapping",
+    "parse_manifest",
+    "parse_size",
+]
+
+IsolationMode: TypeAlias = Literal["auto", "inline", "process"]
+ManifestOrigin: TypeAlias = Literal["directory", "entry-point", "wheel", "memory"]
+
+_ID_RE: Final = re.compile(r"^[a-z][a-z0-9_-]*(\.[a-z][a-z0-9_-]*)*$")
+_ENTRY_RE: Final = re.compile(
+    r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_]\w*)*$"
+)
+_SIZE_RE: Final = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)?\s*$", re.IGNORECASE)
+_SIZE_UNITS: Final = {
+    "b": 1,
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
+    "tb": 10**12,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+    "tib": 2**40,
+}
+
+
+# --------------------------------------------------------------------------- the document
+
+
+class _ConfigFieldDoc(msgspec.Struct, forbid_unknown_fields=True, rename="kebab"):
+    type: Literal["string", "integer", "number", "boolean", "array", "object"]
+    default: Any = msgspec.UNSET
+    description: str = ""
+    enum: list[Any] | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    min_length: int | None = None
+    max_length: int | None = None
+    pattern: str | None = None
+    items: Literal["string", "integer", "number", "boolean"] | None = None
+    required: bool = False
+    secret: bool = False
+
+
+class _ServicesDoc(msgspec.Struct, forbid_unknown_fields=True, rename="kebab"):
+    provides: dict[str, str] = {}
+    requires: dict[str, str] = {}
+
+
+class Permissions(msgspec.Struct, forbid_unknown_fields=True, rename="kebab", frozen=True):
+    """What a plugin asks to be allowed; the operator grants (deny by default)."""
+
+    network: list[str] = []
+    read: list[str] = []
+    write: list[str] = []
+    env: list[str] = []
+    secrets: list[str] = []
+    subprocess: bool = False
+
+    def asked(self) -> list[str]:
+        """Each permission as the operator grants it: ``network:127.0.0.1:80``, ``env:HOME``…"""
+        out = [f"network:{n}" for n in self.network]
+        out += [f"read:{p}" for p in self.read] + [f"write:{p}" for p in self.write]
+        out += [f"env:{e}" for e in self.env] + [f"secret:{s}" for s in self.secrets]
+        return [*out, "subprocess"] if self.subprocess else out
+
+
+class Resources(msgspec.Struct, forbid_unknown_fields=True, rename="kebab", frozen=True):
+    """Limits a plugin asks for; the host's policy caps them. Sizes accept ``"256MiB"``."""
+
+    memory: int | str | None = None
+    cpu_seconds: float | None = None
+    timeout: float | None = None
+    init_timeout: float | None = None
+    open_files: int | None = None
+    file_size: int | str | None = None
+    processes: int | None = None
+    threads: int | None = None
+    storage: int | str | None = None
+
+
+class _ManifestDoc(msgspec.Struct, forbid_unknown_fields=True, rename="kebab"):
+    id: str
+    version: str
+    type: Literal["system", "integration", "extension", "utility"]
+    entry: str
+    name: str = ""
+    description: str = ""
+    authors: list[str] = []
+    license: str = ""
+    capabilities: list[str] = []
+    host: str = "*"
+    priority: int | None = None
+    dependencies: dict[str, str] = {}
+    optional_dependencies: dict[str, str] = {}
+    services: _ServicesDoc = msgspec.field(default_factory=_ServicesDoc)
+    config: dict[str, _ConfigFieldDoc] = {}
+    permissions: Permissions = msgspec.field(default_factory=Permissions)
+    resources: Resources = msgspec.field(default_factory=Resources)
+    isolation: IsolationMode = "auto"
+
+
+_FIELDS: Final = {
+    "": [f.replace("_", "-") for f in _ManifestDoc.__struct_fields__],
+    "services": ["provides", "requires"],
+    "permissions": [f.replace("_", "-") for f in Permissions.__struct_fields__],
+    "resources": [f.replace("_", "-") for f in Resources.__struct_fields__],
+}
+
+
+# --------------------------------------------------------------------------- config schema
+
+
+_CONFIG_TYPES: Final[dict[str, Any]] = {
+    "string": str,
+    "integer": int,
+    "number": float,
+    "boolean": bool,
+    "object": dict[str, Any],
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigField:
+    name: str
+    type: str
+    default: Any = msgspec.UNSET
+    description: str = ""
+    enum: tuple[Any, ...] | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    min_length: int | None = None
+    max_length: int | None = None
+    pattern: str | None = None
+    items: str | None = None
+    required: bool = False
+    secret: bool = False
+
+    @property
+    def has_default(self) -> bool:
+        return self.default is not msgspec.UNSET
+
+    def python_type(self) -> Any:
+        if self.type == "array":
+            item_type = _CONFIG_TYPES[self.items or "string"]
+            return list[item_type]  # type: ignore[valid-type]
+        base = _CONFIG_TYPES[self.type]
+        meta: dict[str, Any] = {}
+        if self.minimum is not None:
+            meta["ge"] = self.minimum
+        if self.maximum is not None:
+            meta["le"] = self.maximum
+        if self.type in ("string", "array"):
+            if self.min_length is not None:
+                meta["min_length"] = self.min_length
+            if self.max_length is not None:
+                meta["max_length"] = self.max_length
+        if self.pattern is not None:
+            meta["pattern"] = self.pattern
+        if self.enum is not None:
+            base = Literal[tuple(self.enum)]  # type: ignore[valid-type]
+        if meta:
+            from typing import Annotated
+
+            return Annotated[base, msgspec.Meta(**meta)]
+        return base
+
+    def describe(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": self.type, "required": self.required}
+        if self.has_default:
+            out["default"] = self.default
+        for key in ("description", "enum", "minimum", "maximum", "pattern", "items"):
+            value = getattr(self, key)
+            if value not in (None, ""):
+                out[key] = list(value) if key == "enum" else value
+        return out
+
+
+class ConfigSchema:
+    """A plugin's config schema from its manifest; validates config before ``initialize``."""
+
+    __slots__ = ("_struct", "fields", "plugin")
+
+    def __init__(self, plugin: str, fields: Mapping[str, ConfigField]) -> None:
+        self.plugin = plugin
+        self.fields = dict(fields)
+        spec: list[tuple[str, Any] | tuple[str, Any, Any]] = []
+        for f in self.fields.values():
+            tp = f.python_type()
+            if f.has_default:
+                spec.append((f.name, tp, f.default))
+            elif f.required:
+                spec.append((f.name, tp))
+            else:
+                spec.append((f.name, tp | None, None))
+        self._struct: Any = msgspec.defstruct(
+            f"{plugin}.config", spec, forbid_unknown_fields=True, kw_only=True
+        )
+
+    def defaults(self) -> dict[str, Any]:
+        return {f.name: f.default for f in self.fields.values() if f.has_default}
+
+    def validate(
+        self, values: Mapping[str, Any] | None, *, source: str = "config"
+    ) -> dict[str, Any]:
+        """The full config (defaults filled in), or :class:`ConfigError` naming the key."""
+        try:
+            obj = msgspec.convert(dict(values or {}), self._struct, strict=False)
+        except msgspec.ValidationError as exc:
+            text = str(exc)
+            key = _path_of(text) or (text.split("`")[1] if "`" in text else "")
+            f = self.fields.get(key.split(".")[0].split("[")[0])
+            if text.startswith("Object contains unknown field"):
+                known = ", ".join(sorted(self.fields)) or "none"
+                msg, hint = (f"unknown config key '{key}'", f"this plugin's config keys: {known}")
+            elif text.startswith("Object missing required field"):
+                msg = f"config key '{key}' is required and has no default"
+                hint = f"set it in the host config for {self.plugin}"
+            else:
+                msg = f"config key '{key}' is invalid: {text.split(' - at ')[0]}"
+                hint = f"expected {_describe_field(f)}" if f else "fix the value"
+            raise ConfigError(
+                msg, plugin=self.plugin, where=f"{source}: {key}", hint=hint
+            ) from None
+        return msgspec.structs.asdict(obj)
+
+    def describe(self) -> dict[str, Any]:
+        return {name: f.describe() for name, f in self.fields.items()}
+
+
+def _describe_field(f: ConfigField) -> str:
+    text = f.type if f.type != "array" else f"array of {f.items or 'string'}"
+    if f.enum is not None:
+        text += " one of " + ", ".join(repr(e) for e in f.enum)
+    if f.minimum is not None:
+        text += f" >= {f.minimum:g}"
+    if f.maximum is not None:
+        text += f" <= {f.maximum:g}"
+    if f.pattern:
+        text += f" matching {f.pattern!r}"
+    return text
+
+
+# --------------------------------------------------------------------------- the manifest
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class PluginManifest:
+    """A validated manifest. Ranges and versions are parsed; nothing was imported."""
+
+    id: str
+    version: Version
+    type: Literal["system", "integration", "extension", "utility"]
+    entry: str
+    name: str = ""
+    description: str = ""
+    authors: tuple[str, ...] = ()
+    license: str = ""
+    capabilities: tuple[str, ...] = ()
+    host: Range = field(default_factory=lambda: Range.parse("*"))
+    priority: int | None = None
+    dependencies: dict[str, Range] = field(default_factory=dict)
+    optional_dependencies: dict[str, Range] = field(default_factory=dict)
+    provides: dict[str, Version] = field(default_factory=dict)
+    requires: dict[str, Range] = field(default_factory=dict)
+    config: ConfigSchema | None = None
+    permissions: Permissions = field(default_factory=Permissions)
+    resources: Resources = field(default_factory=Resources)
+    isolation: IsolationMode = "auto"
+    #: where it came from: the manifest file (None for in-memory) and the plugin's code root
+    path: Path | None = None
+    root: Path | None = None
+    origin: ManifestOrigin = "memory"
+    #: for entry-point plugins, the distribution that holds it
+    distribution: str | None = None
+
+    @property
+    def key(self) -> tuple[str, Version]:
+        return (self.id, self.version)
+
+    @property
+    def module(self) -> str:
+        return self.entry.split(":", 1)[0]
+
+    @property
+    def attribute(self) -> str:
+        return self.entry.split(":", 1)[1]
+
+    @property
+    def location(self) -> str:
+        """Where to look, for messages: the file, or the distribution."""
+        if self.path is not None:
+            return str(self.path)
+        if self.distribution:
+            return f"entry point '{self.id}' of distribution {self.distribution}"
+        return f"manifest of {self.id}"
+
+    def __repr__(self) -> str:
+        return f"<PluginManifest {self.id} {self.version} from {self.location}>"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The manifest as JSON-ready data (``plugbay info --json``)."""
+        return {
+            "id": self.id,
+            "version": str(self.version),
+            "type": self.type,
+            "entry": self.entry,
+            "name": self.name,
+            "description": self.description,
+            "authors": list(self.authors),
+            "license": self.license,
+            "capabilities": list(self.capabilities),
+            "host": str(self.host),
+            "priority": self.priority,
+            "dependencies": {k: str(v) for k, v in self.dependencies.items()},
+            "optional-dependencies": {k: str(v) for k, v in self.optional_dependencies.items()},
+            "services": {
+                "provides": {k: str(v) for k, v in self.provides.items()},
+                "requires": {k: str(v) for k, v in self.requires.items()},
+            },
+            "config": self.config.describe() if self.config else {},
+            "permissions": msgspec.to_builtins(self.permissions),
+            "resources": msgspec.to_builtins(self.resources),
+            "isolation": self.isolation,
+            "path": str(self.path) if self.path else None,
+            "origin": self.origin,
+        }
+
+
+def parse_size(value: int | str | None, *, where: str = "size") -> int | None:
+    """``"256MiB"`` → bytes. Plain numbers are bytes."""
+    if value is None or isinstance(value, int):
+        return value
+    m = _SIZE_RE.match(value)
+    if not m:
+        raise ManifestError(
+            f"'{value}' is not a size",
+            where=where,
+            hint="write bytes as a number, or a number with a unit: '512KiB', '256MiB', '1GB'",
+        )
+    unit = (m.group(2) or "B").lower()
+    return int(float(m.group(1)) * _SIZE_UNITS[unit])
+
+
+def load_manifest(path: Path) -> PluginManifest:
+    """Read a plugin's manifest from a ``plugin.toml``, a ``pyproject.toml``, or a directory.
+
+    Plugin code is never imported. Every problem is a :class:`ManifestError`.
+    """
+    path = Path(path)
+    if path.is_dir():
+        for name in ("plugin.toml", "pyproject.toml"):
+            if (path / name).is_file():
+                return load_manifest(path / name)
+        raise ManifestError(
+            "no plugin.toml or pyproject.toml here",
+            where=str(path),
+            hint="a plugin directory needs a plugin.toml (see README: 'Write a plugin')",
+        )
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ManifestError(f"cannot read the manifest: {exc}", where=str(path)) from None
+    table = ("tool", "plugbay") if path.name == "pyproject.toml" else ()
+    return parse_manifest(text, path=path, table=table, origin="directory", root=path.parent)
+
+
+def parse_manifest(
+    text: str,
+    *,
+    path: Path | None = None,
+    table: tuple[str, ...] = (),
+    origin: ManifestOrigin = "memory",
+    root: Path | None = None,
+    distribution: str | None = None,
+) -> PluginManifest:
+    """Parse manifest TOML text; ``table`` selects a sub-table (``("tool", "plugbay")``)."""
+    where = (
+        str(path) if path else (f"distribution {distribution}" if distribution else "<manifest>")
+    )
+    try:
+        data: Any = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ManifestError(
+            f"the manifest is not valid TOML: {exc}",
+            where=_with_line(where, exc),
+            hint="fix the TOML syntax (strings need quotes, tables are [name], keys are key = value)",
+        ) from None
+    for name in table:
+        if not isinstance(data, dict) or name not in data:
+            raise ManifestError(
+                f"there is no [{'.'.join(table)}] table",
+                where=where,
+                hint=f"put the plugin's manifest under [{'.'.join(table)}]",
+            )
+        data = data[name]
+    return manifest_from_mapping(
+        data, path=path, origin=origin, root=root, distribution=distribution, text=text
+    )
+
+
+def manifest_from_mapping(
+    data: Any,
+    *,
+    path: Path | None = None,
+    origin: ManifestOrigin = "memory",
+    root: Path | None = None,
+    distribution: str | None = None,
+    text: str | None = None,
+) -> PluginManifest:
+    """Validate already-parsed manifest data (the core of every manifest source)."""
+    where = (
+        str(path) if path else (f"distribution {distribution}" if distribution else "<manifest>")
+    )
+    try:
+        doc = msgspec.convert(data, _ManifestDoc, strict=True)
+    except msgspec.ValidationError as exc:
+        raise _doc_error(str(exc), where, text) from None
+    except (TypeError, ValueError) as exc:  # e.g. a non-mapping document
+        raise ManifestError(f"the manifest is not a table of keys: {exc}", where=where) from None
+
+    def fail(msg: str, key: str, hint: str) -> ManifestError:
+        return ManifestError(msg, plugin=doc.id, where=_locate(where, text, key), hint=hint)
+
+    if not _ID_RE.match(doc.id):
+        raise ManifestError(
+            f"'{doc.id}' is not a valid plugin id",
+            where=_locate(where, text, "id"),
+            hint="use lower-case dotted names such as 'system.logging' or 'acme.csv-export'",
+        )
+    if not _ENTRY_RE.match(doc.entry):
+        raise fail(
+            f"entry '{doc.entry}' is not of the form 'module:Class'",
+            "entry",
+            'name the module and the plugin class, e.g. entry = "my_plugin:MyPlugin"',
+        )
+
+    def parse(kind: str, value: str, key: str) -> Any:
+        try:
+            return Version.parse(value) if kind == "version" else Range.parse(value)
+        except PlugbayError as exc:
+            raise fail(
+                f"{key} = '{value}' is not a valid {kind}: {exc.message}", key, exc.hint or ""
+            ) from None
+
+    version = parse("version", doc.version, "version")
+    host = parse("range", doc.host, "host")
+    deps: dict[str, Range] = {}
+    for section, target in (
+        ("dependencies", doc.dependencies),
+        ("optional-dependencies", doc.optional_dependencies),
+    ):
+        for dep_id, rng in target.items():
+            if not _ID_RE.match(dep_id):
+                raise fail(
+                    f"'{dep_id}' in [{section}] is not a valid plugin id",
+                    dep_id,
+                    "dependency keys are plugin ids such as 'system.logging'",
+                )
+            if dep_id == doc.id:
+                raise fail(
+                    f"the plugin depends on itself in [{section}]", dep_id, "remove that entry"
+                )
+            deps[dep_id] = parse("range", rng, f"{section}.{dep_id}")
+    both = set(doc.dependencies) & set(doc.optional_dependencies)
+    if both:
+        raise fail(
+            f"{', '.join(sorted(both))} listed both as dependency and optional dependency",
+            sorted(both)[0],
+            "keep each dependency in one of the two tables",
+        )
+    provides = {
+        n: parse("version", v, f"services.provides.{n}") for n, v in doc.services.provides.items()
+    }
+    requires = {
+        n: parse("range", r, f"services.requires.{n}") for n, r in doc.services.requires.items()
+    }
+    for key in ("memory", "file_size", "storage"):
+        parse_size_field = getattr(doc.resources, key)
+        try:
+            parse_size(parse_size_field, where=f"resources.{key.replace('_', '-')}")
+        except ManifestError as exc:
+            raise fail(exc.message, key.replace("_", "-"), exc.hint or "") from None
+    for key in ("cpu_seconds", "timeout", "init_timeout", "open_files", "processes", "threads"):
+        value = getattr(doc.resources, key)
+        if (
+            value is not None
+            and value <= 0
+            and not (key in ("processes", "threads") and value == 0)
+        ):
+            raise fail(
+                f"resources.{key.replace('_', '-')} must be positive", key.replace("_", "-"), ""
+            )
+
+    config: ConfigSchema | None = None
+    if doc.config:
+        fields = {}
+        for name, f in doc.config.items():
+            fields[name] = ConfigField(
+                name=name,
+                type=f.type,
+                default=f.default,
+                description=f.description,
+                enum=tuple(f.enum) if f.enum is not None else None,
+                minimum=f.minimum,
+                maximum=f.maximum,
+                min_length=f.min_length,
+                max_length=f.max_length,
+                pattern=f.pattern,
+                items=f.items,
+                required=f.required,
+                secret=f.secret,
+            )
+        try:
+            config = ConfigSchema(doc.id, fields)
+            config.validate(config.defaults(), source=f"{where} [config] defaults")
+        except ConfigError as exc:
+            raise fail(
+                f"a default in [config] does not satisfy its own schema: {exc.message}",
+                "config",
+                exc.hint or "",
+            ) from None
+        except (TypeError, ValueError) as exc:
+            raise fail(
+                f"the [config] schema is invalid: {exc}", "config", "check enum, pattern and bounds"
+            ) from None
+
+    return PluginManifest(
+        id=doc.id,
+        version=version,
+        type=doc.type,
+        entry=doc.entry,
+        name=doc.name or doc.id,
+        description=doc.description,
+        authors=tuple(doc.authors),
+        license=doc.license,
+        capabilities=tuple(doc.capabilities),
+        host=host,
+        priority=doc.priority,
+        dependencies={k: deps[k] for k in doc.dependencies},
+        optional_dependencies={k: deps[k] for k in doc.optional_dependencies},
+        provides=provides,
+        requires=requires,
+        config=config,
+        permissions=doc.permissions,
+        resources=doc.resources,
+        isolation=doc.isolation,
+        path=path,
+        root=root,
+        origin=origin,
+        distribution=distribution,
+    )
+
+
+# --------------------------------------------------------------------------- messages
+
+
+def _path_of(text: str) -> str:
+    if " - at `$" not in text:
+        return ""
+    return text.rsplit(" - at `$", 1)[1].rstrip("`").lstrip(".")
+
+
+def _doc_error(text: str, where: str, source: str | None) -> ManifestError:
+    path = _path_of(text)
+    detail = text.split(" - at ")[0]
+    if text.startswith("Object contains unknown field"):
+        key = text.split("`")[1]
+        section = path
+        known = _FIELDS.get(section.split(".")[0] if section else "", [])
+        close = difflib.get_close_matches(key.replace("_", "-"), known, n=1)
+        full = f"{section}.{key}" if section else key
+        hint = (
+            f"did you mean '{close[0]}'?"
+            if close
+            else (
+                f"known keys{' in [' + section + ']' if section else ''}: {', '.join(known)}"
+                if known
+                else "remove it"
+            )
+        )
+        return ManifestError(
+            f"unknown field '{full}'", where=_locate(where, source, key), hint=hint
+        )
+    if text.startswith("Object missing required field"):
+        key = text.split("`")[1]
+        full = f"{path}.{key}" if path else key
+        examples = {
+            "id": 'id = "acme.example"',
+            "version": 'version = "1.0.0"',
+            "type": 'type = "utility"  # system | integration | extension | utility',
+            "entry": 'entry = "my_module:MyPlugin"',
+            "type_": 'type = "string"',
+        }
+        hint = (
+            f"add {examples.get(key, key + ' = …')}"
+            if not path.startswith("config")
+            else ('add type = "string" (or integer, number, boolean, array, object)')
+        )
+        return ManifestError(f"missing required field '{full}'", where=where, hint=hint)
+    key = path.rsplit(".", 1)[-1] if path else ""
+    if "Invalid enum value" in detail:
+        value = detail.split("`")[1] if "`" in detail else "?"
+        allowed = {
+            "type": "system, integration, extension, utility"
+            if "." not in path
+            else "string, integer, number, boolean, array, object",
+            "isolation": "auto, inline, process",
+        }.get(key, "")
+        return ManifestError(
+            f"'{value}' is not a valid {path}",
+            where=_locate(where, source, key),
+            hint=f"use one of: {allowed}" if allowed else "see the manifest reference in README",
+        )
+    return ManifestError(
+        f"field '{path}' is invalid: {detail}",
+        where=_locate(where, source, key),
+        hint="see the manifest reference in README",
+    )
+
+
+def _with_line(where: str, exc: tomllib.TOMLDecodeError) -> str:
+    m = re.search(r"line (\d+)", str(exc))
+    return f"{where}:{m.group(1)}" if m else where
+
+
+def _locate(where: str, text: str | None, key: str) -> str:
+    """``file:line`` of the first line that sets ``key``, when we can find it."""
+    if not text or not key:
+        return where
+    pattern = re.compile(rf'^\s*"?{re.escape(key)}"?\s*=|^\s*\[[^\]]*\b{re.escape(key)}\]', re.M)
+    m = pattern.search(text)
+    if not m:
+        return where
+    return f"{where}:{text.count(chr(10), 0, m.start()) + 1}"
