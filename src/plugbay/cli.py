@@ -1,0 +1,549 @@
+"""The ``plugbay`` command.
+
+Every command that needs plugins starts an in-process host on the plugins
+directory (``./plugins`` unless ``--plugins`` or ``PLUGBAY_PLUGINS`` says
+otherwise) with its state in ``./.plugbay`` (``--state``/``PLUGBAY_STATE``).
+Errors print one paragraph (what, where, what to do) and exit non-zero:
+1 for a failure, 2 for a usage error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.tree import Tree
+
+from plugbay.errors import PlugbayError
+
+__all__ = ["app", "main"]
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    name="plugbay",
+    help="A plugin host for Python applications: load plugins safely, see why one cannot load, "
+    "call their commands.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+STATE_COLOURS = {
+    "active": "green",
+    "failed": "red",
+    "disabled": "yellow",
+    "stopped": "dim",
+    "initializing": "cyan",
+    "resolved": "cyan",
+    "discovered": "cyan",
+    "stopping": "cyan",
+}
+
+PluginsOpt = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--plugins",
+        "-p",
+        envvar="PLUGBAY_PLUGINS",
+        help="Plugins directory (repeatable). Default: ./plugins",
+        show_default=False,
+    ),
+]
+StateOpt = Annotated[
+    Path,
+    typer.Option("--state", envvar="PLUGBAY_STATE", help="State directory (SQLite lives here)."),
+]
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        envvar="PLUGBAY_CONFIG",
+        help='Host config file with [plugins."id"] tables. Default: ./plugbay.toml if present',
+        show_default=False,
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+
+def _fail(error: PlugbayError | str, *, as_json: bool = False, code: int = 1) -> NoReturn:
+    if as_json:
+        payload = error.to_dict() if isinstance(error, PlugbayError) else {"message": error}
+        out.print_json(json.dumps({"ok": False, "error": payload}, default=str))
+    else:
+        err.print(f"[bold red]error:[/] {error}", markup=True)
+    raise typer.Exit(code)
+
+
+def _host_kwargs(plugins: list[Path] | None, state: Path, config: Path | None) -> dict[str, Any]:
+    if config is None and Path("plugbay.toml").is_file():
+        config = Path("plugbay.toml")
+    return {
+        "plugins_dir": plugins or [Path("plugins")],
+        "state_dir": state,
+        "config_file": config,
+    }
+
+
+def _with_host(
+    kwargs: dict[str, Any], body: Callable[[Any], Awaitable[T]], *, as_json: bool = False
+) -> T:
+    from plugbay.host import Host
+
+    async def go() -> T:
+        async with Host(**kwargs) as host:
+            return await body(host)
+
+    try:
+        return asyncio.run(go())
+    except PlugbayError as exc:
+        _fail(exc, as_json=as_json)
+
+
+def _state_text(state: str) -> str:
+    return f"[{STATE_COLOURS.get(state, 'white')}]{state}[/]"
+
+
+def _plugins_table(records: list[Any]) -> Table:
+    table = Table(title=None, expand=False, header_style="bold")
+    for col in ("plugin", "version", "type", "state", "load time"):
+        table.add_column(col, justify="right" if col == "load time" else "left")
+    for rec in records:
+        m = rec.manifest
+        load = f"{rec.load_seconds * 1000:.1f} ms" if rec.load_seconds is not None else "-"
+        table.add_row(
+            rec.id, rec.version or "?", m.type if m else "?", _state_text(str(rec.state)), load
+        )
+    return table
+
+
+def _print_problems(records: list[Any], problems: list[PlugbayError]) -> None:
+    shown = set()
+    for rec in records:
+        if rec.reason and str(rec.state) in ("failed", "disabled"):
+            colour = "red" if str(rec.state) == "failed" else "yellow"
+            out.print(f"[{colour}]{rec.state}:[/] {rec.reason}")
+            shown.add(rec.reason)
+    for problem in problems:
+        if str(problem) not in shown and not problem.plugin:
+            out.print(f"[red]problem:[/] {problem}")
+
+
+# --------------------------------------------------------------------------- run
+
+
+@app.command()
+def run(
+    plugins: PluginsOpt = None,
+    state: StateOpt = Path(".plugbay"),
+    config: ConfigOpt = None,
+    once: Annotated[
+        bool,
+        typer.Option("--once", help="Start, print the table, stop: exit 1 if a plugin failed."),
+    ] = False,
+) -> None:
+    """Start the host on the plugins directory and serve until Ctrl-C.
+
+    Prints each plugin with version, type, state and load time, then serves.
+    On Ctrl-C (or SIGTERM) plugins are cleaned up in reverse dependency order.
+    """
+    from plugbay.host import Host
+
+    started = time.perf_counter()
+
+    async def serve() -> int:
+        host = Host(**_host_kwargs(plugins, state, config))
+        await host.start()
+        try:
+            records = host.plugins()
+            out.print(_plugins_table(records))
+            _print_problems(records, host.problems)
+            active = sum(1 for r in records if str(r.state) == "active")
+            failed = sum(1 for r in records if str(r.state) == "failed")
+            out.print(
+                f"[bold]plugbay {host.version}[/]: {active} active, {failed} failed, "
+                f"ready in {(time.perf_counter() - started) * 1000:.0f} ms "
+                f"(state: {host.state_dir})"
+            )
+            if once:
+                return 1 if failed else 0
+            out.print("serving; press Ctrl-C to stop")
+            sys.stdout.flush()
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            await stop.wait()
+            out.print("stopping: cleaning up plugins in reverse order")
+            return 0
+        finally:
+            await host.stop()
+            if not once:
+                out.print("stopped")
+
+    try:
+        code = asyncio.run(serve())
+    except PlugbayError as exc:
+        _fail(exc)
+    raise typer.Exit(code)
+
+
+# --------------------------------------------------------------------------- list / info
+
+
+@app.command("list")
+def list_(
+    plugins: PluginsOpt = None,
+    state: StateOpt = Path(".plugbay"),
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List every plugin found, with version, type, state and load time."""
+
+    async def body(host: Any) -> list[Any]:
+        records = host.plugins()
+        if as_json:
+            return [r.to_dict() for r in records]
+        out.print(_plugins_table(records))
+        _print_problems(records, host.problems)
+        return []
+
+    rows = _with_host(_host_kwargs(plugins, state, config), body, as_json=as_json)
+    if as_json:
+        out.print_json(json.dumps(rows, default=str))
+
+
+@app.command()
+def info(
+    plugin_id: Annotated[str, typer.Argument(help="Plugin id, e.g. system.logging")],
+    plugins: PluginsOpt = None,
+    state: StateOpt = Path(".plugbay"),
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+    show_traceback: Annotated[
+        bool, typer.Option("--traceback", help="Show the traceback of a failure.")
+    ] = False,
+) -> None:
+    """Show a plugin's manifest, state, dependencies, dependents and commands."""
+
+    async def body(host: Any) -> dict[str, Any]:
+        return host.info(plugin_id)  # type: ignore[no-any-return]
+
+    data = _with_host(_host_kwargs(plugins, state, config), body, as_json=as_json)
+    if as_json:
+        out.print_json(json.dumps(data, default=str))
+        return
+    m = data.get("manifest") or {}
+    out.print(f"[bold]{data['id']}[/] {data['version'] or ''}  {_state_text(data['state'])}")
+    if m.get("description"):
+        out.print(m["description"])
+    rows = [
+        ("type", m.get("type")),
+        ("entry", m.get("entry")),
+        ("manifest", m.get("path")),
+        ("capabilities", ", ".join(m.get("capabilities", [])) or "-"),
+        ("host", m.get("host")),
+        ("isolation", f"{data['isolation']} (asked: {m.get('isolation', '-')})"),
+        ("versions known", ", ".join(data["versions_known"]) or "-"),
+        ("load time", f"{data['load_seconds'] * 1000:.1f} ms" if data["load_seconds"] else "-"),
+    ]
+    for key, value in rows:
+        out.print(f"  [dim]{key:<15}[/] {value}")
+    deps = data["dependencies"]
+    out.print("  [dim]dependencies  [/] " + (", ".join(f"{k} {v}" for k, v in deps.items()) or "-"))
+    opt = m.get("optional-dependencies") or {}
+    if opt:
+        out.print("  [dim]optional      [/] " + ", ".join(f"{k} {v}" for k, v in opt.items()))
+    services = m.get("services") or {}
+    for kind in ("provides", "requires"):
+        if services.get(kind):
+            out.print(
+                f"  [dim]{'services ' + kind:<15}[/] "
+                + ", ".join(f"{k} {v}" for k, v in services[kind].items())
+            )
+    out.print("  [dim]dependents    [/] " + (", ".join(data["dependents"]) or "-"))
+    if data["commands"]:
+        out.print("[bold]commands[/]")
+        for c in data["commands"]:
+            out.print(
+                f"  {c['signature']}"
+                + (f"  [dim]{c['doc'].splitlines()[0]}[/]" if c["doc"] else "")
+            )
+    if data.get("config"):
+        out.print("[bold]config[/] " + json.dumps(data["config"]))
+    for note in data.get("notes") or []:
+        out.print(f"[yellow]note:[/] {note}")
+    if data["reason"]:
+        out.print(f"[red]reason:[/] {data['reason']}")
+    if show_traceback and data.get("traceback"):
+        out.print(data["traceback"], markup=False)
+    elif data.get("traceback"):
+        out.print("[dim](--traceback shows the traceback)[/]")
+
+
+# --------------------------------------------------------------------------- call
+
+
+def _parse_params(pairs: list[str], spec: Any) -> dict[str, Any]:
+    by_name = {p.name: p for p in spec.params} if spec is not None else {}
+    params: dict[str, Any] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise PlugbayError(
+                f"'{pair}' is not key=value",
+                hint="pass parameters as name=value, e.g. text='I am sad'",
+            )
+        key, _, raw = pair.partition("=")
+        param = by_name.get(key)
+        if param is not None and param.annotation is str:
+            params[key] = raw
+            continue
+        try:
+            params[key] = json.loads(raw)
+        except ValueError:
+            params[key] = raw
+    return params
+
+
+@app.command()
+def call(
+    plugin_id: Annotated[str, typer.Argument(help="Plugin id")],
+    command: Annotated[str, typer.Argument(help="Command name")],
+    params: Annotated[
+        list[str] | None, typer.Argument(help="Parameters as key=value (JSON values allowed)")
+    ] = None,
+    plugins: PluginsOpt = None,
+    state: StateOpt = Path(".plugbay"),
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Call a plugin's command: [bold]plugbay call extension.processor respond text='I feel sad'[/]
+
+    Only the plugin and what it needs are started. Values are converted to the
+    command's parameter types; a wrong or missing one is reported before the
+    plugin runs.
+    """
+    kwargs = _host_kwargs(plugins, state, config)
+    kwargs["load"] = [plugin_id]
+
+    async def body(host: Any) -> Any:
+        spec = host.manager.command_spec(plugin_id, command)
+        return await host.call_with(
+            plugin_id, command, _parse_params(params or [], spec), strict=False
+        )
+
+    result = _with_host(kwargs, body, as_json=as_json)
+    if as_json:
+        out.print_json(json.dumps({"ok": True, "result": _to_builtins(result)}, default=str))
+    elif isinstance(result, str):
+        out.print(result, markup=False)
+    elif result is not None:
+        out.print_json(json.dumps(_to_builtins(result), default=str))
+
+
+def _to_builtins(value: Any) -> Any:
+    import msgspec
+
+    return msgspec.to_builtins(value, str_keys=True, enc_hook=str)
+
+
+# --------------------------------------------------------------------------- deps
+
+
+@app.command()
+def deps(
+    plugins: PluginsOpt = None,
+    state: StateOpt = Path(".plugbay"),
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show the dependency tree with the chosen versions; conflicts and cycles are marked.
+
+    Reads manifests and resolves only: no plugin code runs.
+    """
+    from plugbay.host import HOST_VERSION
+    from plugbay.loader import discover
+    from plugbay.registry import PluginRegistry
+    from plugbay.versions import Version
+
+    kwargs = _host_kwargs(plugins, state, config)
+    found = discover(kwargs["plugins_dir"], entry_points=True)
+    registry = PluginRegistry(Version.parse(HOST_VERSION))
+    problems = list(found.problems)
+    for manifest in found.manifests:
+        try:
+            registry.register(manifest)
+        except PlugbayError as exc:
+            problems.append(exc)
+    plan = registry.resolve_all()
+    if as_json:
+        data = {
+            "selected": {k: str(m.version) for k, m in plan.selected.items()},
+            "order": plan.order,
+            "edges": {k: sorted(v) for k, v in plan.edges.items()},
+            "graph": registry.dependency_graph(),
+            "failures": {k: e.to_dict() for k, e in plan.failures.items()},
+            "notes": plan.notes,
+            "problems": [p.to_dict() for p in problems],
+        }
+        out.print_json(json.dumps(data, default=str))
+        raise typer.Exit(1 if plan.failures or problems else 0)
+    graph = registry.dependency_graph()
+    needed = {d for k in graph for d in graph[k]}
+    roots = [pid for pid in sorted(graph) if pid not in needed] or sorted(graph)
+    tree = Tree("[bold]plugins[/]")
+
+    def label(pid: str, rng: str | None) -> str:
+        text = pid + (f" [dim]{rng}[/]" if rng else "")
+        if pid in plan.failures:
+            return f"[red]✗ {text}[/] [red]{plan.failures[pid].code}[/]"
+        if pid in plan.selected:
+            return f"[green]{text}[/] → {plan.selected[pid].version}"
+        return f"[red]✗ {text} (not found)[/]"
+
+    def add(node: Tree, pid: str, rng: str | None, path: tuple[str, ...]) -> None:
+        child = node.add(label(pid, rng))
+        if pid in path:
+            child.add("[red]↻ cycle[/]")
+            return
+        for dep, dep_rng in sorted(graph.get(pid, {}).items()):
+            add(child, dep, dep_rng, (*path, pid))
+
+    for pid in roots:
+        add(tree, pid, None, ())
+    out.print(tree)
+    for pid, error in plan.failures.items():
+        out.print(f"[red]{pid}:[/] {error}")
+    for pid, notes in plan.notes.items():
+        for note in notes:
+            out.print(f"[yellow]{pid}:[/] {note}")
+    for problem in problems:
+        out.print(f"[red]problem:[/] {problem}")
+    raise typer.Exit(1 if plan.failures or problems else 0)
+
+
+# --------------------------------------------------------------------------- validate
+
+
+@app.command()
+def validate(
+    path: Annotated[Path, typer.Argument(help="A plugin directory, plugin.toml or pyproject.toml")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Check a plugin's manifest and interface without starting it.
+
+    Reads the manifest, imports the entry class into a throwaway namespace and
+    checks it against its type's interface and the manifest (initialize is not run).
+    """
+    from plugbay.loader import import_plugin, unload_code
+    from plugbay.manifest import load_manifest
+
+    try:
+        manifest = load_manifest(path)
+        code = import_plugin(manifest)
+    except PlugbayError as exc:
+        _fail(exc, as_json=as_json)
+    if code.namespace:
+        unload_code(code.namespace)
+    commands = [spec.describe() for _, spec in sorted(code.commands.items())]
+    if as_json:
+        out.print_json(
+            json.dumps(
+                {"ok": True, "manifest": manifest.to_dict(), "commands": commands}, default=str
+            )
+        )
+        return
+    out.print(
+        f"[green]ok[/] {manifest.id} {manifest.version} ({manifest.type}) — {manifest.location}"
+    )
+    for c in commands:
+        out.print(f"  {c['signature']}")
+
+
+# --------------------------------------------------------------------------- enable / disable / history
+
+
+@app.command()
+def disable(
+    plugin_id: Annotated[str, typer.Argument(help="Plugin id")],
+    reason: Annotated[
+        str | None, typer.Option("--reason", help="Kept in the state and shown.")
+    ] = None,
+    state: StateOpt = Path(".plugbay"),
+) -> None:
+    """Disable a plugin: it is not started until enabled again (kept across restarts)."""
+    _store_op(
+        state, lambda s: s.set_enabled(plugin_id, False, reason or "disabled by the operator")
+    )
+    _store_op(state, lambda s: s.add_event(plugin_id, "disable", reason=reason))
+    out.print(f"{plugin_id}: disabled")
+
+
+@app.command()
+def enable(
+    plugin_id: Annotated[str, typer.Argument(help="Plugin id")],
+    state: StateOpt = Path(".plugbay"),
+) -> None:
+    """Enable a plugin that was disabled; it starts with the host."""
+    _store_op(state, lambda s: s.set_enabled(plugin_id, True))
+    _store_op(state, lambda s: s.add_event(plugin_id, "enable"))
+    out.print(f"{plugin_id}: enabled")
+
+
+@app.command()
+def history(
+    plugin_id: Annotated[str | None, typer.Argument(help="Only this plugin")] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", help="How many events.")] = 50,
+    state: StateOpt = Path(".plugbay"),
+    as_json: JsonOpt = False,
+) -> None:
+    """Show load, unload, failure, enable and disable events, newest first."""
+    events = _store_op(state, lambda s: s.history(plugin_id, limit=limit))
+    if as_json:
+        out.print_json(json.dumps([_to_builtins(e) for e in events], default=str))
+        return
+    table = Table(header_style="bold")
+    for col in ("time", "plugin", "action", "version", "result", "reason"):
+        table.add_column(col)
+    for e in events:
+        colour = "green" if e.result == "ok" else "red"
+        table.add_row(
+            time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e.time)),
+            e.plugin_id,
+            e.action,
+            e.version or "",
+            f"[{colour}]{e.result}[/]",
+            (e.reason or "")[:120],
+        )
+    out.print(table)
+
+
+def _store_op(state_dir: Path, fn: Callable[[Any], T]) -> T:
+    from plugbay.state import StateStore
+
+    try:
+        with StateStore.open(state_dir) as store:
+            return fn(store)
+    except PlugbayError as exc:
+        _fail(exc)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

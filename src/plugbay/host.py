@@ -1,0 +1,347 @@
+"""``Host``: the one object an application uses.
+
+    async with Host("plugins") as host:
+        await host.call("extension.processor", "respond", text="I am sad")
+        doctor = host.get(DoctorPlugin)          # typed: mypy checks the call below
+        reply = await doctor.respond(text="I am sad")
+
+Starting discovers plugins (directories and the ``plugbay.plugins`` entry
+points), registers every version, resolves one per plugin, and starts them in
+dependency order. Whatever cannot load is recorded with its reason; the rest
+serve. Leaving the ``async with`` cleans up in reverse order.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tomllib
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar
+
+from plugbay.api import Plugin
+from plugbay.errors import ConfigError, PlugbayError, PluginNotFound, PluginStateError
+from plugbay.events import EventBus
+from plugbay.loader import discover
+from plugbay.manager import ManagerSettings, PluginManager, PluginRecord, PluginState
+from plugbay.manifest import PluginManifest
+from plugbay.registry import PluginRegistry
+from plugbay.state import StateStore
+from plugbay.versions import Version
+
+__all__ = ["HOST_VERSION", "Host", "HostInfo", "PluginProxy"]
+
+P = TypeVar("P", bound=Plugin)
+
+HOST_VERSION = "0.1.0"
+
+logging.getLogger("plugbay").addHandler(logging.NullHandler())
+
+
+class PluginProxy:
+    """Calls a plugin's commands through the host (checked, timed, counted).
+
+    ``host.get(PluginClass)`` returns one typed as the class, so the caller's
+    type checker sees each command's real signature.
+    """
+
+    __plugbay_proxy__ = True
+
+    def __init__(self, manager: PluginManager, plugin_id: str) -> None:
+        self._manager = manager
+        self._plugin_id = plugin_id
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        spec = self._manager.command_spec(self._plugin_id, name)
+        names = [p.name for p in spec.params]
+        call = self._manager.call
+        plugin_id = self._plugin_id
+
+        def method(*args: Any, **kwargs: Any) -> Any:
+            if args:
+                kwargs.update(zip(names, args, strict=False))
+            return call(plugin_id, name, kwargs)
+
+        method.__name__ = name
+        method.__doc__ = spec.doc
+        self.__dict__[name] = method
+        return method
+
+    def __repr__(self) -> str:
+        return f"<PluginProxy {self._plugin_id}>"
+
+
+class HostInfo:
+    """The read-only view of the host that plugins get as the service ``plugbay.host``."""
+
+    def __init__(self, host: Host) -> None:
+        self._host = host
+
+    @property
+    def version(self) -> str:
+        return self._host.version
+
+    def plugins(self) -> list[dict[str, Any]]:
+        """Every plugin's record (id, version, type, state, reason, …) and metrics snapshot."""
+        out = []
+        for rec in self._host.plugins():
+            row = rec.to_dict()
+            row["metrics"] = rec.metrics.snapshot() if rec.metrics else None
+            out.append(row)
+        return out
+
+
+class Host:
+    """A plugin host (async context manager). See the module docstring."""
+
+    def __init__(
+        self,
+        plugins_dir: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = "plugins",
+        *,
+        state_dir: str | os.PathLike[str] | None = ".plugbay",
+        config: Mapping[str, Mapping[str, Any]] | None = None,
+        config_file: str | os.PathLike[str] | None = None,
+        entry_points: bool = True,
+        mode: str = "production",
+        call_timeout: float = 30.0,
+        init_timeout: float = 10.0,
+        cleanup_timeout: float = 5.0,
+        load: Iterable[str] | None = None,
+    ) -> None:
+        if plugins_dir is None:
+            dirs: list[Path] = []
+        elif isinstance(plugins_dir, (str, os.PathLike)):
+            dirs = [Path(plugins_dir)]
+        else:
+            dirs = [Path(d) for d in plugins_dir]
+        self.plugin_dirs = [d.resolve() for d in dirs]
+        self.state_dir = Path(state_dir).resolve() if state_dir is not None else None
+        self.version = HOST_VERSION
+        self._entry_points = entry_points
+        self._load = list(load) if load is not None else None
+        self._config_arg = {k: dict(v) for k, v in (config or {}).items()}
+        self._config_file = Path(config_file) if config_file else None
+        self._file_config: dict[str, dict[str, Any]] = {}
+        self.problems: list[PlugbayError] = []
+        self.registry = PluginRegistry(Version.parse(HOST_VERSION))
+        self.state: StateStore | None = None
+        self.events = EventBus()
+        data_root = (self.state_dir / "data") if self.state_dir else Path(".plugbay-data").resolve()
+        self.manager = PluginManager(
+            self.registry,
+            ManagerSettings(
+                host_version=HOST_VERSION,
+                data_root=data_root,
+                mode=mode,
+                call_timeout=call_timeout,
+                init_timeout=init_timeout,
+                cleanup_timeout=cleanup_timeout,
+            ),
+            events=self.events,
+            config_for=self._config_for,
+            proxy_for=self.proxy,
+        )
+        self._started = False
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def __aenter__(self) -> Host:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        """Discover, resolve and start every plugin. Problems are kept in
+        ``host.problems`` and in each plugin's record; they never raise here."""
+        if self._started:
+            return
+        self._started = True
+        if self.state_dir is not None:
+            self.state = StateStore.open(self.state_dir)
+            self.manager.state = self.state
+        self._file_config = self._read_config_file()
+        self.manager.services.provide(
+            "plugbay.host", "plugbay.host", Version.parse(HOST_VERSION), HostInfo(self)
+        )
+        found = discover(self.plugin_dirs, entry_points=self._entry_points)
+        for problem in found.problems:
+            self._problem(problem, None)
+        for manifest in found.manifests:
+            try:
+                self.registry.register(manifest)
+            except PlugbayError as exc:
+                self._problem(exc, manifest)
+        await self._resolve_and_load()
+        self.events.emit("host.started", version=HOST_VERSION, plugins=len(self.registry))
+        await self.events.drain()
+
+    async def _resolve_and_load(self) -> None:
+        disabled = self.state.disabled() if self.state is not None else {}
+        pinned = {}
+        if self.state is not None:
+            for pid, text in self.state.active_versions().items():
+                try:
+                    pinned[pid] = Version.parse(text)
+                except PlugbayError:
+                    continue
+        for pid, reason in disabled.items():
+            if pid in self.registry:
+                self.manager.note_disabled(self.registry.get(pid), reason)
+        plan = self.registry.resolve_all(
+            requested=self._load, pinned=pinned, disabled=set(disabled)
+        )
+        await self.manager.load_plan(plan)
+
+    async def stop(self) -> None:
+        """Clean up every plugin in reverse dependency order, then close the state."""
+        if not self._started:
+            return
+        self.events.emit("host.stopping")
+        await self.events.drain()
+        await self.manager.shutdown()
+        await self.events.close()
+        if self.state is not None:
+            self.state.close()
+            self.state = None
+            self.manager.state = None
+        self._started = False
+
+    def _problem(self, error: PlugbayError, manifest: PluginManifest | None) -> None:
+        self.problems.append(error)
+        plugin_id = manifest.id if manifest is not None else error.plugin
+        if plugin_id:
+            self.manager.note_problem(plugin_id, error, manifest)
+        else:
+            logging.getLogger("plugbay.host").error("%s", error)
+
+    # ------------------------------------------------------------------ config
+
+    def _read_config_file(self) -> dict[str, dict[str, Any]]:
+        path = self._config_file
+        if path is None:
+            return {}
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError("the host config file does not exist", where=str(path)) from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(
+                f"the host config is not valid TOML: {exc}", where=str(path)
+            ) from None
+        plugins = data.get("plugins", {})
+        if not isinstance(plugins, dict):
+            raise ConfigError("[plugins] must be a table of plugin ids", where=str(path))
+        return {k: dict(v) for k, v in plugins.items() if isinstance(v, dict)}
+
+    def _config_for(self, plugin_id: str) -> Mapping[str, Any]:
+        merged: dict[str, Any] = dict(self._file_config.get(plugin_id, {}))
+        if self.state is not None:
+            merged.update(self.state.get_config(plugin_id) or {})
+        merged.update(self._config_arg.get(plugin_id, {}))
+        return merged
+
+    # ------------------------------------------------------------------ calling
+
+    async def call(self, plugin_id: str, command: str, /, **params: Any) -> Any:
+        """Run a command with keyword parameters (checked against its annotations)."""
+        return await self.manager.call(plugin_id, command, params)
+
+    async def call_with(
+        self, plugin_id: str, command: str, params: Mapping[str, Any], *, strict: bool = True
+    ) -> Any:
+        """Like :meth:`call`; ``strict=False`` converts text and JSON values (CLI, HTTP)."""
+        return await self.manager.call(plugin_id, command, params, strict=strict)
+
+    def get(self, cls: type[P], plugin_id: str | None = None) -> P:
+        """A typed proxy for the active plugin implemented by ``cls``.
+
+        Only its ``@command`` methods are reachable, each as ``await proxy.name(...)``.
+        """
+        pid = plugin_id or self._id_for_class(cls)
+        rec = self.manager.record(pid)
+        if rec.state is not PluginState.ACTIVE:
+            raise PluginStateError(
+                f"is {rec.state}, not active" + (f": {rec.reason}" if rec.reason else ""),
+                plugin=pid,
+                hint=f"'plugbay info {pid}' shows why",
+            )
+        return self.proxy(pid)  # type: ignore[no-any-return]
+
+    def proxy(self, plugin_id: str) -> Any:
+        """An untyped proxy for a plugin (what services hand out)."""
+        return PluginProxy(self.manager, plugin_id)
+
+    def _id_for_class(self, cls: type[Plugin]) -> str:
+        declared = cls.__dict__.get("id")
+        if isinstance(declared, str):
+            return declared
+        matches = []
+        for rec in self.manager.list_plugins():
+            if rec.manifest is None:
+                continue
+            instance = rec.handle.instance if rec.handle is not None else None
+            if isinstance(instance, cls) or (
+                rec.manifest.attribute.rsplit(".", 1)[-1] == cls.__name__
+            ):
+                matches.append(rec.id)
+        if len(matches) == 1:
+            return matches[0]
+        raise PluginNotFound(
+            f"no single plugin is implemented by {cls.__name__}"
+            + (f" (candidates: {', '.join(matches)})" if matches else ""),
+            hint="pass the id: host.get(Cls, 'plugin.id'), or set id = '...' on the class",
+        )
+
+    # ------------------------------------------------------------------ management
+
+    def plugins(self) -> list[PluginRecord]:
+        return self.manager.list_plugins()
+
+    def plugin(self, plugin_id: str) -> PluginRecord:
+        return self.manager.record(plugin_id)
+
+    async def load(self, plugin_id: str) -> PluginRecord:
+        return await self.manager.load_plugin(plugin_id)
+
+    async def unload(self, plugin_id: str, *, cascade: bool = False) -> list[str]:
+        return await self.manager.unload_plugin(plugin_id, cascade=cascade)
+
+    async def enable(self, plugin_id: str) -> PluginRecord:
+        return await self.manager.enable(plugin_id)
+
+    async def disable(
+        self, plugin_id: str, reason: str | None = None, *, cascade: bool = False
+    ) -> list[str]:
+        return await self.manager.disable(plugin_id, reason, cascade=cascade)
+
+    def info(self, plugin_id: str) -> dict[str, Any]:
+        """Manifest, state, dependencies, dependents and commands of one plugin."""
+        rec = self.manager.record(plugin_id)
+        out = rec.to_dict()
+        out["manifest"] = rec.manifest.to_dict() if rec.manifest else None
+        out["versions_known"] = (
+            [str(v) for v in self.registry.versions(plugin_id)]
+            if plugin_id in self.registry
+            else []
+        )
+        out["dependencies"] = (
+            {**{k: str(v) for k, v in rec.manifest.dependencies.items()}} if rec.manifest else {}
+        )
+        out["dependents"] = sorted(
+            {r.id for r in self.manager.list_plugins() if plugin_id in r.needs}
+            | set(self.registry.dependents_of(plugin_id) if plugin_id in self.registry else [])
+        )
+        out["commands"] = [spec.describe() for _, spec in sorted(rec.commands.items())]
+        out["config"] = rec.config
+        out["metrics"] = rec.metrics.snapshot() if rec.metrics else None
+        out["traceback"] = rec.traceback
+        out["transitions"] = [{"time": t, "state": s} for t, s in rec.transitions]
+        return out

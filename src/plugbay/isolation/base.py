@@ -1,0 +1,40 @@
+"""The backend protocol (see ``plugbay.isolation``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from plugbay.api import CommandSpec, Plugin, PluginContext
+from plugbay.manifest import PluginManifest
+
+__all__ = ["Backend", "PluginHandle"]
+
+
+class PluginHandle(Protocol):
+    """One running plugin instance inside a backend."""
+
+    manifest: PluginManifest
+    commands: Mapping[str, CommandSpec]
+    #: the plugin object when it lives in the host's process, else None
+    instance: Plugin | None
+
+    async def initialize(self, context: PluginContext, timeout: float) -> None: ...
+
+    async def call(self, spec: CommandSpec, params: dict[str, Any], timeout: float) -> Any:
+        """Run one command with checked parameters; returns the raw result."""
+        ...
+
+    async def cleanup(self, timeout: float) -> None: ...
+
+    def release(self) -> None:
+        """Forget the plugin's code (after cleanup, or after a failed start)."""
+        ...
+
+
+class Backend(Protocol):
+    name: str
+
+    async def start(self, manifest: PluginManifest) -> PluginHandle:
+        """Import the plugin and create its instance (``initialize`` is separate)."""
+        ...

@@ -1,0 +1,124 @@
+"""The inline backend: the plugin runs in the host's own process and event loop.
+
+It is the fastest backend and has no protection: only for trusted plugins
+(policy gives it to bundled ``core/`` plugins and to plugins an operator
+marks trusted). A ``def`` body runs on the loop unless the command is
+``blocking=True``; lifecycle methods written as ``def`` run in a daemon thread
+so that a hang there is bounded by its timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+from plugbay.api import Command, CommandSpec, Plugin, PluginContext, PluginDependency
+from plugbay.loader import LoadedCode, import_plugin, unload_code
+from plugbay.manifest import PluginManifest
+
+__all__ = ["InlineBackend", "InlineHandle", "run_in_daemon_thread"]
+
+T = TypeVar("T")
+
+
+class InlineBackend:
+    name = "inline"
+
+    async def start(self, manifest: PluginManifest) -> InlineHandle:
+        return InlineHandle(import_plugin(manifest))
+
+
+class InlineHandle:
+    __slots__ = ("_code", "_direct", "commands", "instance", "manifest")
+
+    def __init__(self, code: LoadedCode) -> None:
+        self._code = code
+        self.manifest = code.manifest
+        self.commands: Mapping[str, CommandSpec] = code.commands
+        instance = code.cls()
+        m = code.manifest
+        instance.id = m.id
+        instance.version = str(m.version)
+        instance.capabilities = m.capabilities
+        instance.dependencies = tuple(
+            [PluginDependency(d, str(r)) for d, r in m.dependencies.items()]
+            + [
+                PluginDependency(d, str(r), optional=True)
+                for d, r in m.optional_dependencies.items()
+            ]
+        )
+        if "features" not in vars(instance) and not hasattr(type(instance), "features"):
+            instance.__dict__.setdefault("features", [])
+        if m.type == "integration" and not hasattr(instance, "endpoints"):
+            instance.__dict__["endpoints"] = []
+        self.instance: Plugin | None = instance
+        # A plugin that overrides execute() gets every call through it, as the spec says.
+        self._direct = type(instance).execute is Plugin.execute
+
+    async def initialize(self, context: PluginContext, timeout: float) -> None:
+        assert self.instance is not None
+        self.instance.context = context
+        await _lifecycle(self.instance.initialize, timeout, context)
+
+    async def call(self, spec: CommandSpec, params: dict[str, Any], timeout: float) -> Any:
+        instance = self.instance
+        if not self._direct:
+            async with asyncio.timeout(timeout):
+                return await instance.execute(Command(spec.name, params))  # type: ignore[union-attr]
+        if spec.is_async:
+            async with asyncio.timeout(timeout):
+                return await spec.func(instance, **params)
+        if spec.blocking:
+            async with asyncio.timeout(timeout):
+                return await run_in_daemon_thread(lambda: spec.func(instance, **params))
+        return spec.func(instance, **params)
+
+    async def cleanup(self, timeout: float) -> None:
+        if self.instance is not None:
+            await _lifecycle(self.instance.cleanup, timeout)
+
+    def release(self) -> None:
+        self.instance = None
+        if self._code.namespace is not None:
+            unload_code(self._code.namespace)
+
+
+async def _lifecycle(method: Callable[..., Any], timeout: float, *args: Any) -> None:
+    async with asyncio.timeout(timeout):
+        if inspect.iscoroutinefunction(method):
+            await method(*args)
+        else:
+            result = await run_in_daemon_thread(lambda: method(*args))
+            if inspect.isawaitable(result):
+                await result
+
+
+def run_in_daemon_thread(fn: Callable[[], T]) -> asyncio.Future[T]:
+    """Run ``fn`` in a daemon thread. Unlike ``asyncio.to_thread``, a thread that
+    never returns cannot keep the host from exiting."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(ok: bool, value: Any) -> None:
+        if future.done():
+            return
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
+
+    def run() -> None:
+        try:
+            value: Any = fn()
+            ok = True
+        except BaseException as exc:
+            value, ok = exc, False
+        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is waiting
+            loop.call_soon_threadsafe(settle, ok, value)
+
+    threading.Thread(target=run, name="plugbay-blocking", daemon=True).start()
+    return future

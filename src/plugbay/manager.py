@@ -1,0 +1,676 @@
+"""The plugin manager: lifecycle, load order, and the one call path.
+
+Each plugin has a :class:`PluginRecord` whose ``state`` moves through::
+
+    discovered → resolved → initializing → active → stopping → stopped
+                     ↘ failed (reason kept)        ↘ disabled (by the operator)
+
+Plugins start in dependency order; a plugin whose dependency is not active is
+not started, and says which one. A failure is recorded with its reason and
+traceback and emitted as an event; it never stops the other plugins.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import time
+import traceback
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+from plugbay.api import (
+    CommandSpec,
+    Environment,
+    Plugin,
+    PluginConfig,
+    PluginContext,
+    SystemPlugin,
+)
+from plugbay.errors import (
+    CommandNotFound,
+    ConfigError,
+    DependentsError,
+    PlugbayError,
+    PluginCallError,
+    PluginInitError,
+    PluginNotFound,
+    PluginStateError,
+    PluginTimeout,
+)
+from plugbay.events import EventBus, Subscriber
+from plugbay.isolation import Backend, InlineBackend, PluginHandle
+from plugbay.manifest import PluginManifest
+from plugbay.monitor import PluginMetrics
+from plugbay.registry import PluginRegistry
+from plugbay.resolve import ResolutionPlan
+from plugbay.services import ServiceHub, ServiceView
+from plugbay.state import StateStore
+
+__all__ = ["ManagerSettings", "PluginManager", "PluginRecord", "PluginState"]
+
+log = logging.getLogger("plugbay.manager")
+
+
+class PluginState(enum.StrEnum):
+    DISCOVERED = "discovered"
+    RESOLVED = "resolved"
+    INITIALIZING = "initializing"
+    ACTIVE = "active"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+    FAILED = "failed"
+    DISABLED = "disabled"
+
+
+@dataclass(slots=True)
+class PluginRecord:
+    """Everything the host knows about one plugin id right now."""
+
+    id: str
+    manifest: PluginManifest | None
+    state: PluginState = PluginState.DISCOVERED
+    reason: str | None = None
+    error: PlugbayError | None = None
+    traceback: str | None = None
+    handle: PluginHandle | None = None
+    metrics: PluginMetrics | None = None
+    needs: frozenset[str] = frozenset()
+    notes: list[str] = field(default_factory=list)
+    config: dict[str, Any] = field(default_factory=dict)
+    isolation: str = "inline"
+    load_seconds: float | None = None
+    started_at: float | None = None
+    transitions: list[tuple[float, str]] = field(default_factory=list)
+
+    @property
+    def version(self) -> str | None:
+        return str(self.manifest.version) if self.manifest else None
+
+    @property
+    def commands(self) -> Mapping[str, CommandSpec]:
+        return self.handle.commands if self.handle is not None else {}
+
+    def to_dict(self) -> dict[str, Any]:
+        m = self.manifest
+        return {
+            "id": self.id,
+            "version": self.version,
+            "type": m.type if m else None,
+            "state": str(self.state),
+            "reason": self.reason,
+            "error": self.error.to_dict() if self.error else None,
+            "isolation": self.isolation,
+            "load_seconds": self.load_seconds,
+            "uptime_seconds": (time.time() - self.started_at)
+            if self.started_at and self.state is PluginState.ACTIVE
+            else None,
+            "needs": sorted(self.needs),
+            "notes": list(self.notes),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ManagerSettings:
+    host_version: str
+    data_root: Path
+    mode: str = "production"
+    #: default and maximum per-call timeout, seconds (a manifest may ask for less, or more up to max)
+    call_timeout: float = 30.0
+    max_call_timeout: float = 300.0
+    init_timeout: float = 10.0
+    cleanup_timeout: float = 5.0
+
+
+_NO_CONFIG: Final[Mapping[str, Any]] = {}
+
+
+class PluginManager:
+    """The spec's ``PluginManager``: load, unload, get and list plugins, and call them."""
+
+    def __init__(
+        self,
+        registry: PluginRegistry,
+        settings: ManagerSettings,
+        *,
+        state: StateStore | None = None,
+        events: EventBus | None = None,
+        config_for: Callable[[str], Mapping[str, Any]] | None = None,
+        proxy_for: Callable[[str], Any] | None = None,
+    ) -> None:
+        self.registry = registry
+        self.settings = settings
+        self.state = state
+        self.events = events or EventBus()
+        self.backends: dict[str, Backend] = {"inline": InlineBackend()}
+        self.services = ServiceHub(proxy_for or (lambda plugin_id: None))
+        self._config_for = config_for or (lambda plugin_id: _NO_CONFIG)
+        self._records: dict[str, PluginRecord] = {}
+        # the hot path's routing table: id → (handle, metrics, timeout), active plugins only
+        self._routes: dict[str, tuple[PluginHandle, PluginMetrics, float]] = {}
+        self._lock = asyncio.Lock()
+
+    # ------------------------------------------------------------------ queries
+
+    def list_plugins(self) -> list[PluginRecord]:
+        return sorted(self._records.values(), key=lambda r: r.id)
+
+    def record(self, plugin_id: str) -> PluginRecord:
+        rec = self._records.get(plugin_id)
+        if rec is None:
+            raise self._not_found(plugin_id)
+        return rec
+
+    def get_plugin(self, plugin_id: str) -> Plugin:
+        """The active plugin object (inline plugins only: others live in a worker)."""
+        rec = self.record(plugin_id)
+        if rec.state is not PluginState.ACTIVE or rec.handle is None:
+            raise self._not_active(rec)
+        if rec.handle.instance is None:
+            raise PluginStateError(
+                f"runs isolated ({rec.isolation}); there is no object in this process",
+                plugin=plugin_id,
+                hint="call it through host.call() or host.get(PluginClass)",
+            )
+        return rec.handle.instance
+
+    def dependents(self, plugin_id: str, *, active_only: bool = True) -> list[str]:
+        """Ids that need ``plugin_id``, transitively, nearest first."""
+        out: list[str] = []
+        frontier = [plugin_id]
+        while frontier:
+            current = frontier.pop(0)
+            for rec in self.list_plugins():
+                wanted = not active_only or rec.state is PluginState.ACTIVE
+                if current in rec.needs and rec.id not in out and rec.id != plugin_id and wanted:
+                    out.append(rec.id)
+                    frontier.append(rec.id)
+        return out
+
+    # ------------------------------------------------------------------ loading
+
+    def note_problem(
+        self, plugin_id: str, error: PlugbayError, manifest: PluginManifest | None
+    ) -> None:
+        """Record a plugin that cannot even be resolved (bad manifest, conflict, cycle)."""
+        rec = self._records.get(plugin_id) or PluginRecord(plugin_id, manifest)
+        if manifest is not None:
+            rec.manifest = manifest
+        self._records[plugin_id] = rec
+        self._fail(rec, error, action="resolve")
+
+    def note_disabled(self, manifest: PluginManifest, reason: str | None) -> None:
+        rec = self._records.get(manifest.id) or PluginRecord(manifest.id, manifest)
+        rec.manifest = manifest
+        rec.reason = reason or "disabled by the operator"
+        self._records[manifest.id] = rec
+        self._set_state(rec, PluginState.DISABLED)
+
+    async def load_plan(self, plan: ResolutionPlan) -> None:
+        """Start every plugin of a resolution plan in order; failures stay local."""
+        for plugin_id, error in plan.failures.items():
+            manifest = next(iter(self._versions_of(plugin_id)), None)
+            self.note_problem(plugin_id, error, manifest)
+        for plugin_id in plan.order:
+            manifest = plan.selected[plugin_id]
+            rec = self._records.get(plugin_id)
+            if rec is not None and rec.state is PluginState.ACTIVE:
+                continue
+            await self._start(
+                manifest, plan.edges.get(plugin_id, frozenset()), plan.notes.get(plugin_id, [])
+            )
+
+    async def load_plugin(self, target: str | PluginManifest) -> PluginRecord:
+        """Load one plugin (the newest version the registry resolves) whose dependencies are active."""
+        async with self._lock:
+            manifest = target if isinstance(target, PluginManifest) else self.registry.get(target)
+            rec = self._records.get(manifest.id)
+            if rec is not None and rec.state in (PluginState.ACTIVE, PluginState.INITIALIZING):
+                raise PluginStateError(
+                    f"is already {rec.state} at version {rec.version}",
+                    plugin=manifest.id,
+                    hint="unload it first, or reload it",
+                )
+            needs, notes = self._needs_of(manifest)
+            return await self._start(manifest, needs, notes)
+
+    def _needs_of(self, manifest: PluginManifest) -> tuple[frozenset[str], list[str]]:
+        needs: set[str] = set()
+        notes: list[str] = []
+        for dep, rng in manifest.dependencies.items():
+            needs.add(dep)
+            rec = self._records.get(dep)
+            if rec is not None and rec.manifest is not None and rec.manifest.version not in rng:
+                raise PluginStateError(
+                    f"requires '{dep}' {rng}, but '{dep}' {rec.version} is loaded",
+                    plugin=manifest.id,
+                    hint=f"load a version of '{dep}' that matches {rng}",
+                )
+        for dep in manifest.optional_dependencies:
+            rec = self._records.get(dep)
+            if rec is not None and rec.state is PluginState.ACTIVE:
+                needs.add(dep)
+            else:
+                notes.append(f"optional dependency '{dep}' skipped: not active")
+        for service in manifest.requires:
+            provider = self.services.provider_of(service)
+            if provider is not None:
+                needs.add(provider)
+        return frozenset(needs), notes
+
+    async def _start(
+        self, manifest: PluginManifest, needs: Iterable[str], notes: list[str]
+    ) -> PluginRecord:
+        rec = PluginRecord(manifest.id, manifest, needs=frozenset(needs), notes=list(notes))
+        self._records[manifest.id] = rec
+        self._set_state(rec, PluginState.RESOLVED)
+        blocked = [d for d in sorted(rec.needs) if self._state_of(d) is not PluginState.ACTIVE]
+        if blocked:
+            reasons = "; ".join(f"'{d}' is {self._describe(d)}" for d in blocked)
+            self._fail(
+                rec,
+                PluginStateError(
+                    f"not started because a dependency is not active: {reasons}",
+                    plugin=manifest.id,
+                    hint=f"fix {', '.join(repr(d) for d in blocked)} first; 'plugbay info {blocked[0]}' says why",
+                    details={"blocked_by": blocked},
+                ),
+                action="load",
+            )
+            return rec
+        started = time.perf_counter()
+        metrics = PluginMetrics(manifest.id)
+        rec.metrics = metrics
+        try:
+            config = self._validated_config(manifest)
+            rec.config = config
+            self._set_state(rec, PluginState.INITIALIZING)
+            backend = self.backends[rec.isolation]
+            handle = await backend.start(manifest)
+            rec.handle = handle
+            context = self._context_for(manifest, config, metrics, rec.isolation)
+            init_timeout = _positive(manifest.resources.init_timeout) or self.settings.init_timeout
+            try:
+                await handle.initialize(context, init_timeout)
+            except TimeoutError:
+                raise PluginTimeout(
+                    f"initialize did not finish within {init_timeout:g} s",
+                    plugin=manifest.id,
+                    where=manifest.location,
+                    hint="make initialize return promptly (start long work in a task), "
+                    "or raise resources.init-timeout in the manifest",
+                ) from None
+            except PlugbayError:
+                raise
+            except Exception as exc:
+                raise PluginInitError(
+                    f"initialize raised {type(exc).__name__}: {exc}",
+                    plugin=manifest.id,
+                    where=_plugin_frame(exc, manifest) or manifest.location,
+                    hint=f"see the traceback with 'plugbay info {manifest.id} --traceback'",
+                    details={"traceback": "".join(traceback.format_exception(exc))},
+                ) from exc
+            for name, version in manifest.provides.items():
+                self.services.provide(manifest.id, name, version, None)
+        except PlugbayError as exc:
+            await self._abandon(rec)
+            self._fail(rec, exc, action="load")
+            return rec
+        except Exception as exc:  # a bug of ours, or a plugin constructor raising
+            await self._abandon(rec)
+            self._fail(
+                rec,
+                PluginInitError(
+                    f"could not be started: {type(exc).__name__}: {exc}",
+                    plugin=manifest.id,
+                    where=_plugin_frame(exc, manifest) or manifest.location,
+                    details={"traceback": "".join(traceback.format_exception(exc))},
+                ),
+                action="load",
+            )
+            return rec
+        rec.load_seconds = time.perf_counter() - started
+        metrics.init_seconds = rec.load_seconds
+        rec.started_at = time.time()
+        timeout = min(
+            _positive(manifest.resources.timeout) or self.settings.call_timeout,
+            self.settings.max_call_timeout,
+        )
+        self._routes[manifest.id] = (handle, metrics, timeout)
+        self._set_state(rec, PluginState.ACTIVE)
+        instance = handle.instance
+        if isinstance(instance, SystemPlugin):
+            self.events.subscribe(
+                Subscriber(
+                    manifest.id,
+                    manifest.priority if manifest.priority is not None else instance.priority,
+                    tuple(instance.system_hooks),
+                    instance.on_system_event,
+                )
+            )
+        self._history(rec, "load", "ok", None, {"seconds": round(rec.load_seconds, 6)})
+        self.events.emit("plugin.loaded", plugin=manifest.id, version=str(manifest.version))
+        return rec
+
+    def _validated_config(self, manifest: PluginManifest) -> dict[str, Any]:
+        raw = self._config_for(manifest.id)
+        if manifest.config is None:
+            if raw:
+                raise ConfigError(
+                    f"config was given ({', '.join(sorted(raw))}) but the plugin declares none",
+                    plugin=manifest.id,
+                    where=manifest.location,
+                    hint="remove it from the host config, or add a [config] schema to the manifest",
+                )
+            return {}
+        return manifest.config.validate(raw, source="host config")
+
+    def _context_for(
+        self,
+        manifest: PluginManifest,
+        config: dict[str, Any],
+        metrics: PluginMetrics,
+        isolation: str,
+    ) -> PluginContext:
+        data_dir = self.settings.data_root / manifest.id
+        data_dir.mkdir(parents=True, exist_ok=True)
+        return PluginContext(
+            environment=Environment(
+                host_version=self.settings.host_version,
+                plugin_id=manifest.id,
+                plugin_version=str(manifest.version),
+                data_dir=data_dir,
+                mode=self.settings.mode,  # type: ignore[arg-type]
+                isolation=isolation,
+            ),
+            services=ServiceView(self.services, manifest.id),
+            config=PluginConfig(config),
+            logger=logging.getLogger(f"plugbay.plugin.{manifest.id}"),
+            metrics=metrics,
+        )
+
+    async def _abandon(self, rec: PluginRecord) -> None:
+        """Undo a start that failed half way: bounded cleanup, forget the code."""
+        handle, rec.handle = rec.handle, None
+        self.services.withdraw(rec.id)
+        if handle is None:
+            return
+        try:
+            await handle.cleanup(self.settings.cleanup_timeout)
+        except BaseException as exc:
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            log.debug("cleanup after failed start of %s raised %r", rec.id, exc)
+        handle.release()
+
+    # ------------------------------------------------------------------ unloading
+
+    async def unload_plugin(self, plugin_id: str, *, cascade: bool = False) -> list[str]:
+        """Stop a plugin. Refused while active plugins depend on it, unless ``cascade``,
+        which stops those dependents first (farthest first). Returns the ids stopped."""
+        async with self._lock:
+            rec = self.record(plugin_id)
+            dependents = self.dependents(plugin_id)
+            if dependents and not cascade:
+                raise DependentsError(
+                    f"cannot be unloaded: {', '.join(dependents)} depend on it",
+                    plugin=plugin_id,
+                    hint="unload those first, or ask for a cascade (--cascade / cascade=True)",
+                    details={"dependents": dependents},
+                )
+            stopped: list[str] = []
+            for dep in reversed(dependents):
+                await self._stop(self._records[dep], action="unload")
+                stopped.append(dep)
+            if rec.state is PluginState.ACTIVE:
+                await self._stop(rec, action="unload")
+                stopped.append(plugin_id)
+            return stopped
+
+    async def shutdown(self) -> None:
+        """Clean up every active plugin, dependents before their dependencies."""
+        async with self._lock:
+            order = self._start_order()
+            for plugin_id in reversed(order):
+                rec = self._records[plugin_id]
+                if rec.state is PluginState.ACTIVE:
+                    await self._stop(rec, action="shutdown")
+
+    def _start_order(self) -> list[str]:
+        """Active plugin ids, each after everything it needs."""
+        active = {r.id: r for r in self._records.values() if r.state is PluginState.ACTIVE}
+        done: list[str] = []
+        seen: set[str] = set()
+
+        def visit(pid: str) -> None:
+            if pid in seen or pid not in active:
+                return
+            seen.add(pid)
+            for need in sorted(active[pid].needs):
+                visit(need)
+            done.append(pid)
+
+        for pid in sorted(active, key=lambda p: active[p].started_at or 0):
+            visit(pid)
+        return done
+
+    async def _stop(self, rec: PluginRecord, *, action: str) -> None:
+        self._routes.pop(rec.id, None)
+        self.events.unsubscribe(rec.id)
+        self.services.withdraw(rec.id)
+        self._set_state(rec, PluginState.STOPPING)
+        handle, rec.handle = rec.handle, None
+        result, reason = "ok", None
+        if handle is not None:
+            try:
+                await handle.cleanup(self.settings.cleanup_timeout)
+            except TimeoutError:
+                result = "failed"
+                reason = (
+                    f"cleanup did not finish within {self.settings.cleanup_timeout:g} s; abandoned"
+                )
+                log.warning("plugin '%s': %s", rec.id, reason)
+            except Exception as exc:
+                result = "failed"
+                reason = f"cleanup raised {type(exc).__name__}: {exc}"
+                log.warning("plugin '%s': %s", rec.id, reason)
+            handle.release()
+        rec.started_at = None
+        self._set_state(rec, PluginState.STOPPED)
+        self._history(rec, action, result, reason, None)
+        self.events.emit("plugin.unloaded", plugin=rec.id, version=rec.version, result=result)
+
+    # ------------------------------------------------------------------ enable / disable
+
+    async def disable(
+        self, plugin_id: str, reason: str | None = None, *, cascade: bool = False
+    ) -> list[str]:
+        rec = self.record(plugin_id)
+        stopped = await self.unload_plugin(plugin_id, cascade=cascade)
+        rec.reason = reason or "disabled by the operator"
+        self._set_state(rec, PluginState.DISABLED)
+        if self.state is not None:
+            self.state.set_enabled(plugin_id, False, rec.reason)
+        self._history(rec, "disable", "ok", rec.reason, None)
+        return stopped
+
+    async def enable(self, plugin_id: str) -> PluginRecord:
+        self.record(plugin_id)
+        if self.state is not None:
+            self.state.set_enabled(plugin_id, True)
+        rec = self._records[plugin_id]
+        self._history(rec, "enable", "ok", None, None)
+        if rec.state is PluginState.ACTIVE:
+            return rec
+        return await self.load_plugin(plugin_id)
+
+    # ------------------------------------------------------------------ the call path
+
+    async def call(
+        self, plugin_id: str, command: str, params: Mapping[str, Any], *, strict: bool = True
+    ) -> Any:
+        """Check, run, time and count one command call. Every failure is a PlugbayError."""
+        route = self._routes.get(plugin_id)
+        if route is None:
+            raise self._not_callable(plugin_id)
+        handle, metrics, timeout = route
+        spec = handle.commands.get(command)
+        if spec is None:
+            raise self._no_command(plugin_id, command, handle)
+        kwargs = spec.validate_params(params, plugin=plugin_id, strict=strict)
+        stats = metrics.commands.get(command) or metrics.for_command(command)
+        if spec.timeout is not None and spec.timeout < timeout:
+            timeout = spec.timeout
+        started = time.perf_counter()
+        try:
+            result = await handle.call(spec, kwargs, timeout)
+            result = spec.validate_result(result, plugin=plugin_id)
+        except PlugbayError as exc:
+            stats.record(time.perf_counter() - started, type(exc).__name__)
+            raise
+        except TimeoutError:
+            stats.record(time.perf_counter() - started, "PluginTimeout")
+            raise PluginTimeout(
+                f"command '{command}' did not finish within {timeout:g} s",
+                plugin=plugin_id,
+                hint="the call was cancelled; raise resources.timeout in the manifest "
+                "if this command needs longer",
+            ) from None
+        except Exception as exc:
+            stats.record(time.perf_counter() - started, type(exc).__name__)
+            raise PluginCallError(
+                f"command '{command}' raised {type(exc).__name__}: {exc}",
+                plugin=plugin_id,
+                where=_plugin_frame(exc, handle.manifest),
+                hint="this is the plugin's own error; the host and other plugins are unaffected",
+                details={
+                    "exception": type(exc).__name__,
+                    "traceback": "".join(traceback.format_exception(exc)),
+                },
+            ) from exc
+        stats.record(time.perf_counter() - started)
+        return result
+
+    def command_spec(self, plugin_id: str, command: str) -> CommandSpec:
+        rec = self.record(plugin_id)
+        if rec.handle is None:
+            raise self._not_active(rec)
+        spec = rec.handle.commands.get(command)
+        if spec is None:
+            raise self._no_command(plugin_id, command, rec.handle)
+        return spec
+
+    # ------------------------------------------------------------------ helpers
+
+    def _versions_of(self, plugin_id: str) -> list[PluginManifest]:
+        try:
+            return [self.registry.get(plugin_id, v) for v in self.registry.versions(plugin_id)]
+        except PlugbayError:
+            return []
+
+    def _state_of(self, plugin_id: str) -> PluginState | None:
+        rec = self._records.get(plugin_id)
+        return rec.state if rec else None
+
+    def _describe(self, plugin_id: str) -> str:
+        rec = self._records.get(plugin_id)
+        if rec is None:
+            return "not loaded"
+        return f"{rec.state} ({rec.reason})" if rec.reason else str(rec.state)
+
+    def _set_state(self, rec: PluginRecord, state: PluginState) -> None:
+        rec.state = state
+        rec.transitions.append((time.time(), str(state)))
+        if state in (PluginState.ACTIVE, PluginState.RESOLVED, PluginState.INITIALIZING):
+            rec.reason = None
+            rec.error = None
+            rec.traceback = None
+
+    def _fail(self, rec: PluginRecord, error: PlugbayError, *, action: str) -> None:
+        self._routes.pop(rec.id, None)
+        rec.error = error
+        rec.reason = str(error)
+        rec.traceback = error.details.get("traceback") or (
+            "".join(traceback.format_exception(error)) if error.__traceback__ else None
+        )
+        self._set_state(rec, PluginState.FAILED)
+        rec.error = error
+        rec.reason = str(error)
+        log.error("%s", error)
+        self._history(rec, action, "failed", str(error), {"code": error.code})
+        self.events.emit(
+            "plugin.failed", plugin=rec.id, version=rec.version, reason=str(error), code=error.code
+        )
+
+    def _history(
+        self,
+        rec: PluginRecord,
+        action: str,
+        result: str,
+        reason: str | None,
+        details: dict[str, Any] | None,
+    ) -> None:
+        if self.state is None:
+            return
+        try:
+            self.state.add_event(
+                rec.id, action, version=rec.version, result=result, reason=reason, details=details
+            )
+            if action == "load" and result == "ok":
+                self.state.set_active_version(rec.id, rec.version)
+        except PlugbayError as exc:  # losing history must not take a plugin down
+            log.error("could not record %s of %s: %s", action, rec.id, exc)
+
+    def _not_found(self, plugin_id: str) -> PluginNotFound:
+        import difflib
+
+        close = difflib.get_close_matches(plugin_id, list(self._records), n=3)
+        return PluginNotFound(
+            f"no plugin '{plugin_id}' is known to this host",
+            plugin=plugin_id,
+            hint=f"did you mean {', '.join(repr(c) for c in close)}?"
+            if close
+            else "'plugbay list' shows the plugins this host knows",
+        )
+
+    def _not_active(self, rec: PluginRecord) -> PluginStateError:
+        return PluginStateError(
+            f"is {rec.state}, not active" + (f": {rec.reason}" if rec.reason else ""),
+            plugin=rec.id,
+            hint=f"'plugbay info {rec.id}' shows why; 'plugbay enable {rec.id}' if it was disabled",
+        )
+
+    def _not_callable(self, plugin_id: str) -> PlugbayError:
+        rec = self._records.get(plugin_id)
+        return self._not_found(plugin_id) if rec is None else self._not_active(rec)
+
+    def _no_command(self, plugin_id: str, command: str, handle: PluginHandle) -> CommandNotFound:
+        import difflib
+
+        names = sorted(handle.commands)
+        close = difflib.get_close_matches(command, names, n=1)
+        return CommandNotFound(
+            f"has no command '{command}'",
+            plugin=plugin_id,
+            hint=(f"did you mean '{close[0]}'? " if close else "")
+            + f"commands: {', '.join(names) or 'none'}",
+        )
+
+
+def _positive(value: float | None) -> float | None:
+    return value if value is not None and value > 0 else None
+
+
+def _plugin_frame(exc: BaseException, manifest: PluginManifest) -> str | None:
+    """``file:line`` of the deepest traceback frame in the plugin's own code."""
+    root = str(manifest.root) if manifest.root else None
+    best = None
+    for frame in traceback.extract_tb(exc.__traceback__):
+        if (root and frame.filename.startswith(root)) or (
+            not root and "plugbay" not in frame.filename
+        ):
+            best = f"{frame.filename}:{frame.lineno}"
+    return best

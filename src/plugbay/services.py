@@ -1,0 +1,114 @@
+"""The typed service registry behind ``context.services``.
+
+A service is a name and a SemVer version. A plugin that declares
+``[services] provides`` in its manifest provides its own commands under that
+name: consumers get a proxy that calls through the host, so the same code works
+whatever the provider's isolation. ``provide()`` adds an in-process object at
+run time instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from plugbay.errors import ServiceError
+from plugbay.versions import Range, Version
+
+__all__ = ["ServiceHub", "ServiceView"]
+
+
+@dataclass(slots=True)
+class _Provided:
+    name: str
+    version: Version
+    provider: str
+    service: object | None  # None: the provider's commands, through a proxy
+
+
+class ServiceHub:
+    """Every service in one host."""
+
+    def __init__(self, proxy_for: Callable[[str], Any]) -> None:
+        self._proxy_for = proxy_for
+        self._services: dict[str, _Provided] = {}
+
+    def provide(self, provider: str, name: str, version: Version, service: object | None) -> None:
+        current = self._services.get(name)
+        if current is not None and current.provider != provider:
+            raise ServiceError(
+                f"service '{name}' is already provided by '{current.provider}' {current.version}",
+                plugin=provider,
+                hint="two plugins cannot provide one service name; rename one of them",
+            )
+        self._services[name] = _Provided(name, version, provider, service)
+
+    def withdraw(self, provider: str) -> None:
+        for name in [n for n, p in self._services.items() if p.provider == provider]:
+            del self._services[name]
+
+    def require(self, consumer: str, name: str, wanted: Range) -> Any:
+        provided = self._services.get(name)
+        if provided is None:
+            raise ServiceError(
+                f"service '{name}' {wanted} is not available",
+                plugin=consumer,
+                hint=f"declare it under [services] requires so the host loads a provider first; "
+                f"available now: {', '.join(sorted(self._services)) or 'none'}",
+            )
+        if provided.version not in wanted:
+            raise ServiceError(
+                f"service '{name}' is provided by '{provided.provider}' at {provided.version}, "
+                f"which is not in the range {wanted}",
+                plugin=consumer,
+                hint=f"install a version of '{provided.provider}' that provides '{name}' {wanted}, "
+                "or relax the range",
+            )
+        if provided.service is not None:
+            return provided.service
+        return self._proxy_for(provided.provider)
+
+    def available(self) -> dict[str, str]:
+        return {n: str(p.version) for n, p in sorted(self._services.items())}
+
+    def provider_of(self, name: str) -> str | None:
+        p = self._services.get(name)
+        return p.provider if p else None
+
+
+class ServiceView:
+    """One plugin's window on the hub: ``context.services``."""
+
+    __slots__ = ("_hub", "_plugin")
+
+    def __init__(self, hub: ServiceHub, plugin_id: str) -> None:
+        self._hub = hub
+        self._plugin = plugin_id
+
+    def provide(self, name: str, service: object, version: str = "1.0.0") -> None:
+        self._hub.provide(self._plugin, name, Version.parse(version), service)
+
+    def require(self, name: str, range: str = "*", kind: type[Any] | None = None) -> Any:
+        service = self._hub.require(self._plugin, name, Range.parse(range))
+        if kind is not None and isinstance(kind, type) and getattr(kind, "_is_protocol", False):
+            return service  # a structural type: the proxy answers for it
+        if (
+            kind is not None
+            and isinstance(kind, type)
+            and not isinstance(service, kind)
+            and not _is_proxy(service)
+        ):
+            raise ServiceError(
+                f"service '{name}' is a {type(service).__name__}, not a {kind.__name__}",
+                plugin=self._plugin,
+                hint="ask for the type the provider documents, or a Protocol it satisfies",
+            )
+        return service
+
+    def available(self) -> dict[str, str]:
+        return self._hub.available()
+
+
+def _is_proxy(obj: object) -> bool:
+    return getattr(type(obj), "__plugbay_proxy__", False) is True
