@@ -1,0 +1,327 @@
+"""The spine's figures: inline call overhead, discovery + resolution at scale, start-up."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import shutil
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+import pluggy
+
+from bench._report import Figure, best_of, print_figures, timed
+
+ROOT = Path(__file__).resolve().parent.parent
+WORK = ROOT / "bench" / ".work"
+
+ECHO_PLUGIN = """
+from plugbay import UtilityPlugin, command
+
+class Echo(UtilityPlugin):
+    @command
+    def echo(self, x: int) -> int:
+        return x
+
+    @command
+    async def echo_async(self, x: int) -> int:
+        return x
+"""
+
+
+# --------------------------------------------------------------------------- call overhead
+
+
+def call_overhead() -> list[Figure]:
+    from plugbay.host import Host
+
+    n = 50_000
+    directory = WORK / "echo-plugins" / "echo"
+    shutil.rmtree(directory.parent, ignore_errors=True)
+    directory.mkdir(parents=True)
+    (directory / "plugin.toml").write_text(
+        'id = "bench.echo"\nversion = "1.0.0"\ntype = "utility"\nentry = "echo:Echo"\n'
+    )
+    (directory / "echo.py").write_text(ECHO_PLUGIN)
+
+    # anchors: a plain method call and a pluggy hook call with one implementation
+    class Plain:
+        def echo(self, x: int) -> int:
+            return x
+
+    plain = Plain()
+
+    def plain_run() -> float:
+        f = plain.echo
+        start = time.perf_counter()
+        for i in range(n):
+            f(x=i)
+        return (time.perf_counter() - start) / n
+
+    hookspec = pluggy.HookspecMarker("bench")
+    hookimpl = pluggy.HookimplMarker("bench")
+
+    class Spec:
+        @hookspec
+        def echo(self, x: int) -> list[int]: ...
+
+    class Impl:
+        @hookimpl
+        def echo(self, x: int) -> int:
+            return x
+
+    pm = pluggy.PluginManager("bench")
+    pm.add_hookspecs(Spec)
+    pm.register(Impl())
+
+    def pluggy_run() -> float:
+        hook = pm.hook.echo
+        start = time.perf_counter()
+        for i in range(n):
+            hook(x=i)
+        return (time.perf_counter() - start) / n
+
+    results: dict[str, float] = {}
+
+    async def plugbay_runs() -> None:
+        async with Host(directory.parent, state_dir=None, entry_points=False) as host:
+            rec = host.plugin("bench.echo")
+            assert rec.handle is not None and rec.handle.instance is not None
+            proxy = host.get(type(rec.handle.instance))
+
+            async def host_call() -> float:
+                call = host.call
+                start = time.perf_counter()
+                for i in range(n):
+                    await call("bench.echo", "echo", x=i)
+                return (time.perf_counter() - start) / n
+
+            async def proxy_call() -> float:
+                echo = proxy.echo
+                start = time.perf_counter()
+                for i in range(n):
+                    await echo(x=i)
+                return (time.perf_counter() - start) / n
+
+            async def proxy_async_call() -> float:
+                echo = proxy.echo_async
+                start = time.perf_counter()
+                for i in range(n):
+                    await echo(x=i)
+                return (time.perf_counter() - start) / n
+
+            for name, fn in (
+                ("host", host_call),
+                ("proxy", proxy_call),
+                ("proxy_async", proxy_async_call),
+            ):
+                runs = [await fn() for _ in range(5)]
+                results[name] = min(runs)
+
+    plain_t, _ = best_of(plain_run)
+    pluggy_t, _ = best_of(pluggy_run)
+    asyncio.run(plugbay_runs())
+    return [
+        Figure(
+            "typed proxy call (def command, inline)",
+            results["proxy"],
+            "pluggy hook call (1 impl)",
+            pluggy_t,
+            "within 3× of pluggy",
+            results["proxy"] <= 3 * pluggy_t,
+        ),
+        Figure(
+            "typed proxy call (async def command, inline)",
+            results["proxy_async"],
+            "pluggy hook call (1 impl)",
+            pluggy_t,
+            "within 3× of pluggy",
+            results["proxy_async"] <= 3 * pluggy_t,
+        ),
+        Figure(
+            "await host.call(id, command, **params)",
+            results["host"],
+            "pluggy hook call (1 impl)",
+            pluggy_t,
+            "(reported)",
+            None,
+        ),
+        Figure(
+            "typed proxy call (def command, inline)",
+            results["proxy"],
+            "plain Python method call",
+            plain_t,
+            "(reported: the price of checks, timeout, metrics)",
+            None,
+        ),
+    ]
+
+
+# --------------------------------------------------------------------------- discovery + resolution
+
+
+def generate_manifests(root: Path, plugins: int = 1000, versions: int = 3, seed: int = 7) -> int:
+    """``plugins`` ids × ``versions`` each; dependency chains at least 5 deep; ranges
+    drawn from caret, tilde, comparator and PEP 440 forms over versions that exist."""
+    rng = random.Random(seed)
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    count = 0
+    layers = 8
+    per_layer = plugins // layers
+    ids = [f"gen.l{i // per_layer}.p{i}" for i in range(plugins)]
+    vers = [(1, 0, 0), (1, 2, 0), (2, 0, 0)][:versions]
+    for index, pid in enumerate(ids):
+        layer = index // per_layer
+        lower = ids[: layer * per_layer] if layer else []
+        for major, minor, patch in vers:
+            deps = {}
+            if lower:
+                # always one dependency on the layer just below, so chains are `layers` deep
+                below = ids[(layer - 1) * per_layer : layer * per_layer]
+                picks = {rng.choice(below)} | {rng.choice(lower) for _ in range(rng.randint(0, 3))}
+                for dep in sorted(picks):
+                    form = rng.randrange(5)
+                    deps[dep] = [">=1.0.0", "^1.0", "~1.2", ">=1, <3", "*"][form]
+            lines = [
+                f'id = "{pid}"',
+                f'version = "{major}.{minor}.{patch}"',
+                'type = "utility"',
+                'entry = "m:P"',
+                'host = ">=0.1.0 <1.0.0"',
+                "",
+                "[dependencies]",
+            ] + [f'"{d}" = "{r}"' for d, r in deps.items()]
+            directory = root / f"{pid}-{major}.{minor}.{patch}"
+            directory.mkdir()
+            (directory / "plugin.toml").write_text("\n".join(lines) + "\n")
+            count += 1
+    return count
+
+
+def discovery_resolution() -> list[Figure]:
+    from plugbay.registry import PluginRegistry
+    from plugbay.versions import Version
+
+    from plugbay.loader import discover_directory
+    from plugbay.manifest import _manifest_files
+
+    root = WORK / "manifests"
+    count = generate_manifests(root)
+    files = list(_manifest_files(root))
+    assert len(files) == count
+
+    def anchor() -> float:
+        return timed(lambda: [tomllib.loads(f.read_text()) for f in files])
+
+    depth = 0
+
+    def ours() -> float:
+        nonlocal depth
+        # cold caches each run: the parse caches would otherwise make reruns free
+        from plugbay import versions as v
+
+        for fn in vars(v).values():
+            if hasattr(fn, "cache_clear"):
+                fn.cache_clear()
+        start = time.perf_counter()
+        found = discover_directory(root)
+        registry = PluginRegistry(Version.parse("0.1.0"))
+        for m in found.manifests:
+            registry.register(m)
+        plan = registry.resolve_all()
+        elapsed = time.perf_counter() - start
+        assert not found.problems and not plan.failures, (
+            found.problems[:3],
+            list(plan.failures.items())[:3],
+        )
+        assert len(plan.selected) == 1000
+        depth = _depth(plan.edges)
+        return elapsed
+
+    anchor_t, _ = best_of(anchor, 3)
+    ours_t, ours_median = best_of(ours, 3)
+    return [
+        Figure(
+            f"discover + resolve {count} manifests (1000 plugins × 3 versions, depth {depth})",
+            ours_t,
+            f"tomllib parse of the same {count} files",
+            anchor_t,
+            "under 300 ms",
+            ours_t < 0.300,
+            note=f"median of 3: {ours_median * 1000:.0f} ms",
+        ),
+    ]
+
+
+def _depth(edges: dict[str, frozenset[str]]) -> int:
+    memo: dict[str, int] = {}
+
+    def d(n: str) -> int:
+        if n not in memo:
+            memo[n] = 1 + max((d(m) for m in edges.get(n, ())), default=0)
+        return memo[n]
+
+    return max((d(n) for n in edges), default=0)
+
+
+# --------------------------------------------------------------------------- start-up
+
+
+def startup() -> list[Figure]:
+    env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "160"}
+    plugbay = [sys.executable, "-m", "plugbay.cli"]
+
+    def import_only() -> float:
+        return timed(lambda: subprocess.run([sys.executable, "-c", "import plugbay"], check=True))
+
+    def run_until_ready() -> float:
+        state = WORK / "startup-state"
+        shutil.rmtree(state, ignore_errors=True)
+        start = time.perf_counter()
+        proc = subprocess.Popen(
+            [*plugbay, "run", "--plugins", str(ROOT / "plugins"), "--state", str(state)],
+            cwd=WORK,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            env=env,
+        )
+        assert proc.stdout is not None
+        ready = None
+        for line in proc.stdout:
+            if "serving" in line:
+                ready = time.perf_counter() - start
+                break
+            if " 0 failed" not in line and "failed" in line and "active" in line:
+                raise RuntimeError(f"a bundled plugin failed: {line}")
+        proc.terminate()
+        proc.wait(timeout=30)
+        if ready is None:
+            raise RuntimeError("plugbay run never said it was serving")
+        return ready
+
+    WORK.mkdir(parents=True, exist_ok=True)
+    anchor_t, _ = best_of(import_only, 5)
+    ours_t, ours_median = best_of(run_until_ready, 5)
+    return [
+        Figure(
+            "`plugbay run` start → all bundled plugins active",
+            ours_t,
+            "python -c 'import plugbay'",
+            anchor_t,
+            "under 1 s wall",
+            ours_t < 1.0,
+            note=f"median of 5: {ours_median * 1000:.0f} ms",
+        ),
+    ]
+
+
+def run() -> int:
+    figures = call_overhead() + discovery_resolution() + startup()
+    print_figures("spine (issue: typed API, manifests, resolution, lifecycle, CLI)", figures)
+    return sum(1 for f in figures if f.passed is False)

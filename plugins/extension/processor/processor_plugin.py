@@ -1,0 +1,108 @@
+"""extension.processor — ELIZA's DOCTOR as an extension plugin.
+
+Each conversation is a *session*; its ELIZA state (reassembly positions and
+the MEMORY queue) is saved in the data directory after every answer, so
+successive ``plugbay call extension.processor respond text=…`` invocations
+hold one conversation. Answers are re-cased through the ``formatting`` service.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Protocol
+
+from plugbay import ExtensionPlugin, Feature, PluginContext, command
+
+from .doctor import Eliza
+
+_SESSION_RE = re.compile(r"[^A-Za-z0-9_.:-]")
+
+
+class Formatting(Protocol):
+    async def sentence_case(self, text: str) -> str: ...
+
+
+class DoctorPlugin(ExtensionPlugin):
+    features = [Feature("doctor", "respond", "Talk to Weizenbaum's DOCTOR")]
+
+    def __init__(self) -> None:
+        self.sessions: dict[str, Eliza] = {}
+        self.directory: Path | None = None
+        self.recase = True
+        self.max_sessions = 1000
+        self.formatting: Formatting | None = None
+
+    async def initialize(self, context: PluginContext) -> None:
+        self.recase = bool(context.config["sentence-case"])
+        self.max_sessions = int(context.config["max-sessions"])
+        if context.config["persist"]:
+            self.directory = context.environment.data_dir / "sessions"
+            self.directory.mkdir(parents=True, exist_ok=True)
+        self.formatting = context.services.require("formatting", "^1.0", Formatting)
+
+    # -- sessions --------------------------------------------------------------------
+
+    def _file(self, session: str) -> Path | None:
+        if self.directory is None:
+            return None
+        return self.directory / (_SESSION_RE.sub("_", session)[:100] + ".json")
+
+    def _eliza(self, session: str) -> Eliza:
+        eliza = self.sessions.pop(session, None)
+        if eliza is None:
+            eliza = Eliza()
+            path = self._file(session)
+            if path is not None and path.is_file():
+                try:
+                    eliza.import_state(json.loads(path.read_text(encoding="utf-8")))
+                except (OSError, ValueError) as exc:
+                    self.context.logger.warning(
+                        "session %r state unreadable (%s); starting afresh", session, exc
+                    )
+        self.sessions[session] = eliza  # re-insert: dict order is recency
+        while len(self.sessions) > self.max_sessions:
+            self.sessions.pop(next(iter(self.sessions)))
+        return eliza
+
+    def _save(self, session: str, eliza: Eliza) -> None:
+        path = self._file(session)
+        if path is not None:
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(eliza.export_state()), encoding="utf-8")
+            tmp.replace(path)
+
+    async def _cased(self, text: str) -> str:
+        if self.recase and self.formatting is not None:
+            return await self.formatting.sentence_case(text=text)
+        return text
+
+    # -- commands --------------------------------------------------------------------
+
+    @command
+    async def respond(self, text: str, session: str = "default") -> str:
+        """ELIZA's answer to ``text`` in conversation ``session``."""
+        eliza = self._eliza(session)
+        answer = eliza.respond(text)
+        self._save(session, eliza)
+        self.context.metrics.increment("responses")
+        return await self._cased(answer)
+
+    @command
+    async def greet(self, session: str = "default") -> str:
+        """How DOCTOR opens a session."""
+        return await self._cased(self._eliza(session).greeting())
+
+    @command
+    def reset(self, session: str = "default") -> None:
+        """Forget a session's memory."""
+        self.sessions.pop(session, None)
+        path = self._file(session)
+        if path is not None:
+            path.unlink(missing_ok=True)
+
+    @command
+    def sessions_known(self) -> list[str]:
+        """Sessions in memory now."""
+        return sorted(self.sessions)

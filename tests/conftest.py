@@ -1,0 +1,93 @@
+"""Shared fixtures: write real plugin directories into tmp_path and start real hosts."""
+
+from __future__ import annotations
+
+import shutil
+import textwrap
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+BUNDLED = REPO / "plugins"
+
+
+class PluginFactory:
+    """Writes plugin directories (manifest + code) under one plugins root."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+
+    def __call__(
+        self,
+        plugin_id: str,
+        code: str = "",
+        *,
+        version: str = "1.0.0",
+        type: str = "utility",
+        cls: str = "P",
+        module: str = "main",
+        extra: str = "",
+        manifest: str | None = None,
+        dirname: str | None = None,
+    ) -> Path:
+        directory = self.root / (dirname or f"{plugin_id}-{version}")
+        directory.mkdir(parents=True, exist_ok=True)
+        if manifest is None:
+            manifest = (
+                f'id = "{plugin_id}"\nversion = "{version}"\ntype = "{type}"\n'
+                f'entry = "{module}:{cls}"\n' + textwrap.dedent(extra)
+            )
+        (directory / "plugin.toml").write_text(manifest)
+        if not code:
+            base = {
+                "utility": "UtilityPlugin",
+                "system": "SystemPlugin",
+                "extension": "ExtensionPlugin",
+            }.get(type, "UtilityPlugin")
+            code = f"""
+            from plugbay import {base}, command
+
+            class {cls}({base}):
+                @command
+                def ping(self) -> str:
+                    return "pong from {plugin_id} {version}"
+            """
+        (directory / f"{module}.py").write_text(textwrap.dedent(code))
+        return directory
+
+    def copy_bundled(self, *relative: str) -> None:
+        for rel in relative:
+            shutil.copytree(BUNDLED / rel, self.root / rel.replace("/", "-"))
+
+
+@pytest.fixture
+def plugins(tmp_path: Path) -> PluginFactory:
+    return PluginFactory(tmp_path / "plugins")
+
+
+@pytest.fixture
+def make_host(tmp_path: Path, plugins: PluginFactory) -> Callable[..., Any]:
+    from plugbay.host import Host
+
+    def make(**kwargs: Any) -> Host:
+        kwargs.setdefault("state_dir", tmp_path / "state")
+        kwargs.setdefault("entry_points", False)
+        kwargs.setdefault("init_timeout", 2.0)
+        kwargs.setdefault("cleanup_timeout", 1.0)
+        return Host(kwargs.pop("plugins_dir", plugins.root), **kwargs)
+
+    return make
+
+
+@pytest.fixture
+async def host(make_host: Callable[..., Any]) -> AsyncIterator[Any]:
+    h = make_host()
+    await h.start()
+    try:
+        yield h
+    finally:
+        await h.stop()

@@ -1,0 +1,175 @@
+"""The plugbay command, run as a user runs it: a real process, its output and exit code."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import PluginFactory
+
+PLUGBAY = [sys.executable, "-m", "plugbay.cli"]
+
+
+def plugbay(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb"}
+    return subprocess.run(
+        [*PLUGBAY, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        check=False,
+    )
+
+
+@pytest.fixture
+def workdir(plugins: PluginFactory, tmp_path: Path) -> Path:
+    plugins(
+        "acme.calc",
+        """
+        from plugbay import UtilityPlugin, command
+
+        class P(UtilityPlugin):
+            @command
+            def add(self, a: int, b: int = 1) -> int:
+                \"\"\"Add two integers.\"\"\"
+                return a + b
+
+            @command
+            def echo(self, text: str) -> str:
+                return text
+        """,
+    )
+    plugins("acme.bad", "raise RuntimeError('boom')\n")
+    return tmp_path
+
+
+def test_help_lists_every_command(tmp_path: Path) -> None:
+    result = plugbay("--help", cwd=tmp_path)
+    assert result.returncode == 0
+    for name in ("run", "list", "info", "call", "deps", "validate", "enable", "disable", "history"):
+        assert name in result.stdout
+
+
+def test_list_shows_state_and_failure_reason(workdir: Path) -> None:
+    result = plugbay("list", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    assert "acme.calc" in result.stdout and "active" in result.stdout
+    assert "failed: plugin 'acme.bad': importing 'main' raised RuntimeError: boom" in result.stdout
+
+
+def test_list_json(workdir: Path) -> None:
+    result = plugbay("list", "--json", cwd=workdir)
+    rows = {r["id"]: r for r in json.loads(result.stdout)}
+    assert rows["acme.calc"]["state"] == "active"
+    assert rows["acme.bad"]["state"] == "failed"
+    assert rows["acme.bad"]["error"]["code"] == "plugin_load_failed"
+
+
+def test_call_converts_text_to_the_declared_types(workdir: Path) -> None:
+    result = plugbay("call", "acme.calc", "add", "a=40", "b=2", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "42"
+    result = plugbay("call", "acme.calc", "echo", "text=123", "--json", cwd=workdir)
+    assert json.loads(result.stdout) == {"ok": True, "result": "123"}
+
+
+def test_call_with_a_bad_parameter_fails_with_the_message(workdir: Path) -> None:
+    result = plugbay("call", "acme.calc", "add", "a=many", cwd=workdir)
+    assert result.returncode == 1
+    assert (
+        "error: plugin 'acme.calc': command 'add' parameter 'a' expects int, got str"
+        in result.stderr
+    )
+    result = plugbay("call", "acme.calc", "add", "a=1", "--json", cwd=workdir)
+    assert json.loads(result.stdout)["result"] == 2
+    result = plugbay("call", "acme.nope", "add", cwd=workdir)
+    assert result.returncode == 1
+    assert "no plugin 'acme.nope' is known to this host" in result.stderr
+    result = plugbay("call", "acme.calc", "add", "a", cwd=workdir)
+    assert result.returncode == 1 and "'a' is not key=value" in result.stderr
+
+
+def test_info_shows_commands_and_failure(workdir: Path) -> None:
+    result = plugbay("info", "acme.calc", cwd=workdir)
+    assert result.returncode == 0
+    assert "add(a: int, b: int = 1) -> int  Add two integers." in result.stdout
+    result = plugbay("info", "acme.bad", "--traceback", cwd=workdir)
+    assert "RuntimeError: boom" in result.stdout and "Traceback" in result.stdout
+    data = json.loads(plugbay("info", "acme.calc", "--json", cwd=workdir).stdout)
+    assert data["manifest"]["id"] == "acme.calc" and data["state"] == "active"
+    assert plugbay("info", "acme.zzz", cwd=workdir).returncode == 1
+
+
+def test_validate(workdir: Path, plugins: PluginFactory) -> None:
+    ok = plugbay("validate", str(plugins.root / "acme.calc-1.0.0"), cwd=workdir)
+    assert ok.returncode == 0 and "ok acme.calc 1.0.0 (utility)" in ok.stdout
+    bad = plugbay("validate", str(plugins.root / "acme.bad-1.0.0"), cwd=workdir)
+    assert bad.returncode == 1 and "raised RuntimeError: boom" in bad.stderr
+
+
+def test_deps_marks_conflicts_and_exits_non_zero(workdir: Path, plugins: PluginFactory) -> None:
+    plugins("acme.top", extra='[dependencies]\n"acme.calc" = "^2"\n')
+    result = plugbay("deps", cwd=workdir)
+    assert result.returncode == 1
+    assert "acme.top" in result.stdout and "✗" in result.stdout
+    data = json.loads(plugbay("deps", "--json", cwd=workdir).stdout)
+    assert "acme.top" in data["failures"] and data["selected"]["acme.calc"] == "1.0.0"
+
+
+def test_disable_enable_history(workdir: Path) -> None:
+    assert plugbay("disable", "acme.calc", "--reason", "maintenance", cwd=workdir).returncode == 0
+    rows = {r["id"]: r for r in json.loads(plugbay("list", "--json", cwd=workdir).stdout)}
+    assert rows["acme.calc"]["state"] == "disabled" and rows["acme.calc"]["reason"] == "maintenance"
+    assert plugbay("enable", "acme.calc", cwd=workdir).returncode == 0
+    history = json.loads(plugbay("history", "acme.calc", "--json", cwd=workdir).stdout)
+    assert [e["action"] for e in history][:2] == ["enable", "disable"]
+
+
+def test_run_once_exits_non_zero_when_a_plugin_failed(workdir: Path) -> None:
+    result = plugbay("run", "--once", cwd=workdir)
+    assert result.returncode == 1
+    assert "1 active, 1 failed" in result.stdout
+
+
+def test_run_serves_until_interrupted_then_cleans_up(workdir: Path) -> None:
+    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
+    proc = subprocess.Popen(
+        [*PLUGBAY, "run"],
+        cwd=workdir,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 30
+        lines = []
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            lines.append(line)
+            if "serving" in line:
+                break
+        assert any("serving" in line for line in lines), lines
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=30)
+        assert proc.returncode == 0
+        assert "stopped" in out
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_unknown_command_is_a_usage_error(tmp_path: Path) -> None:
+    result = plugbay("frobnicate", cwd=tmp_path)
+    assert result.returncode == 2
