@@ -1,0 +1,498 @@
+"""Choosing one version of every plugin, and the order to start them in.
+
+resolvelib searches (with backtracking) for one version per plugin that
+satisfies every dependency range, every required service and the host version,
+preferring the newest (or the version pinned from the last run). Services are
+part of the same search: a requirement on service ``formatting`` ``^1`` is a
+requirement on the virtual identifier ``service:formatting`` whose candidates
+are the plugins that provide it. graphlib then orders the choice and finds
+cycles.
+
+A plugin that cannot be satisfied is left out with an explanation a user can
+act on; everything else still resolves.
+"""
+
+from __future__ import annotations
+
+import graphlib
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from resolvelib import AbstractProvider, BaseReporter, Resolver
+from resolvelib.resolvers import ResolutionImpossible, ResolutionTooDeep
+
+from plugbay.errors import (
+    DependencyCycleError,
+    MissingDependencyError,
+    PlugbayError,
+    ResolutionError,
+)
+from plugbay.manifest import PluginManifest
+from plugbay.versions import Range, Version
+
+__all__ = ["ResolutionPlan", "resolve"]
+
+_SERVICE: Final = "service:"
+
+
+@dataclass(frozen=True, slots=True)
+class ResolutionPlan:
+    """The outcome: what to load, in which order, and what cannot load and why."""
+
+    selected: dict[str, PluginManifest]
+    order: list[str]
+    edges: dict[str, frozenset[str]]
+    failures: dict[str, PlugbayError] = field(default_factory=dict)
+    notes: dict[str, list[str]] = field(default_factory=dict)
+
+    def dependents(self, plugin_id: str, *, transitive: bool = False) -> list[str]:
+        """Selected ids that need ``plugin_id`` (directly, or at any depth), in load order."""
+        found: set[str] = set()
+        frontier = {plugin_id}
+        while frontier:
+            step = {p for p, needs in self.edges.items() if needs & frontier} - found
+            found |= step
+            frontier = step if transitive else set()
+        return [p for p in self.order if p in found]
+
+
+# --------------------------------------------------------------------------- the search
+
+
+@dataclass(frozen=True, slots=True)
+class _Req:
+    identifier: str
+    range: Range | None  # None: any version
+    exact: Version | None = None
+
+    def allows(self, version: Version) -> bool:
+        if self.exact is not None:
+            return version == self.exact
+        return self.range is None or self.range.contains(version)
+
+    def describe(self) -> str:
+        if self.exact is not None:
+            return f"={self.exact}"
+        return str(self.range) if self.range is not None else "*"
+
+
+@dataclass(frozen=True, slots=True)
+class _Cand:
+    identifier: str
+    version: Version  # the plugin's version, or the service's
+    manifest: PluginManifest
+
+
+class _Index:
+    """Every usable version of every plugin and service, newest first."""
+
+    def __init__(
+        self,
+        candidates: Iterable[PluginManifest],
+        host_version: Version,
+        disabled: Collection[str],
+    ) -> None:
+        self.host_version = host_version
+        self.disabled = set(disabled)
+        self.all: dict[str, list[PluginManifest]] = {}
+        self.usable: dict[str, list[PluginManifest]] = {}
+        self.services: dict[str, list[tuple[Version, PluginManifest]]] = {}
+        for m in candidates:
+            self.all.setdefault(m.id, []).append(m)
+        for pid, found in self.all.items():
+            found.sort(key=lambda m: m.version, reverse=True)
+            if pid in self.disabled:
+                continue
+            usable = [m for m in found if m.host.contains(host_version, include_prerelease=True)]
+            if usable:
+                self.usable[pid] = usable
+            for m in usable:
+                for name, version in m.provides.items():
+                    self.services.setdefault(name, []).append((version, m))
+        for providers in self.services.values():
+            providers.sort(key=lambda vm: (vm[0], vm[1].version), reverse=True)
+
+    def optional_present(self, dep: str, rng: Range) -> bool:
+        return any(rng.contains(m.version) for m in self.usable.get(dep, ()))
+
+
+class _Provider(AbstractProvider[_Req, _Cand, str]):
+    def __init__(self, index: _Index, pinned: Mapping[str, Version]) -> None:
+        self.index = index
+        self.pinned = pinned
+        self._deps: dict[tuple[str, Version], list[_Req]] = {}
+
+    def identify(self, requirement_or_candidate: _Req | _Cand) -> str:
+        return requirement_or_candidate.identifier
+
+    def get_preference(
+        self,
+        identifier: str,
+        resolutions: Mapping[str, _Cand],
+        candidates: Mapping[str, Iterator[_Cand]],
+        information: Mapping[str, Iterator[Any]],
+        backtrack_causes: Sequence[Any],
+    ) -> tuple[int, int, str]:
+        causes = {c.requirement.identifier for c in backtrack_causes}
+        if identifier.startswith(_SERVICE):
+            count = len(self.index.services.get(identifier[len(_SERVICE) :], ()))
+        else:
+            count = len(self.index.usable.get(identifier, ()))
+        return (0 if identifier in causes else 1, count, identifier)
+
+    def find_matches(
+        self,
+        identifier: str,
+        requirements: Mapping[str, Iterator[_Req]],
+        incompatibilities: Mapping[str, Iterator[_Cand]],
+    ) -> list[_Cand]:
+        reqs = list(requirements[identifier])
+        bad = {c.manifest.key for c in incompatibilities[identifier]}
+        if identifier.startswith(_SERVICE):
+            pool = [
+                _Cand(identifier, version, m)
+                for version, m in self.index.services.get(identifier[len(_SERVICE) :], ())
+            ]
+        else:
+            pool = [_Cand(identifier, m.version, m) for m in self.index.usable.get(identifier, ())]
+            pin = self.pinned.get(identifier)
+            if pin is not None:
+                pool.sort(key=lambda c: c.version != pin)
+        return [
+            c for c in pool if c.manifest.key not in bad and all(r.allows(c.version) for r in reqs)
+        ]
+
+    def is_satisfied_by(self, requirement: _Req, candidate: _Cand) -> bool:
+        return requirement.allows(candidate.version)
+
+    def get_dependencies(self, candidate: _Cand) -> list[_Req]:
+        if candidate.identifier.startswith(_SERVICE):
+            return [_Req(candidate.manifest.id, None, candidate.manifest.version)]
+        key = candidate.manifest.key
+        deps = self._deps.get(key)
+        if deps is None:
+            m = candidate.manifest
+            deps = [_Req(d, r) for d, r in m.dependencies.items()]
+            deps += [
+                _Req(d, r)
+                for d, r in m.optional_dependencies.items()
+                if self.index.optional_present(d, r)
+            ]
+            deps += [_Req(_SERVICE + n, r) for n, r in m.requires.items()]
+            self._deps[key] = deps
+        return deps
+
+
+def _search(
+    index: _Index, roots: Sequence[str], pinned: Mapping[str, Version]
+) -> dict[str, PluginManifest]:
+    provider = _Provider(index, pinned)
+    resolver: Resolver[Any, Any, str] = Resolver(provider, BaseReporter())
+    rounds = 20 * (len(index.usable) + len(index.services)) + 100
+    result = resolver.resolve([_Req(r, None) for r in roots], max_rounds=rounds)
+    return {
+        ident: cand.manifest
+        for ident, cand in result.mapping.items()
+        if not ident.startswith(_SERVICE)
+    }
+
+
+# --------------------------------------------------------------------------- explanations
+
+
+def _explain(index: _Index, root: str, exc: ResolutionImpossible[Any, Any]) -> PlugbayError:
+    by_target: dict[str, list[tuple[_Req, _Cand | None]]] = {}
+    for info in exc.causes:
+        by_target.setdefault(info.requirement.identifier, []).append(
+            (info.requirement, info.parent)
+        )
+    sentences: list[str] = []
+    missing = False
+    hints: list[str] = []
+    requirements: list[dict[str, Any]] = []
+    available: dict[str, list[str]] = {}
+    for target, pairs in by_target.items():
+        wants = []
+        for req, parent in pairs:
+            requirements.append(
+                {
+                    "target": target,
+                    "range": req.describe(),
+                    "by": parent.manifest.id if parent else None,
+                }
+            )
+            if parent is None:
+                continue
+            who = (
+                f"'{parent.manifest.id}' {parent.manifest.version}"
+                if not parent.identifier.startswith(_SERVICE)
+                else f"service '{parent.identifier[len(_SERVICE) :]}'"
+            )
+            wants.append(f"{who} requires {_name(target)} {req.describe()}")
+        found = _found(index, target)
+        available[target] = found["versions"]
+        if found["missing"]:
+            missing = True
+        text = " and ".join(dict.fromkeys(wants)) if wants else f"{_name(target)} was asked for"
+        sentences.append(f"{text}; {found['text']}")
+        hints.append(found["hint"])
+    message = "cannot be loaded: " + ". ".join(sentences)
+    cls = MissingDependencyError if missing else ResolutionError
+    return cls(
+        message,
+        plugin=root,
+        hint="; ".join(dict.fromkeys(h for h in hints if h)) or None,
+        details={"requirements": requirements, "available": available},
+    )
+
+
+def _name(target: str) -> str:
+    return f"service '{target[len(_SERVICE) :]}'" if target.startswith(_SERVICE) else f"'{target}'"
+
+
+def _found(index: _Index, target: str) -> dict[str, Any]:
+    if target.startswith(_SERVICE):
+        name = target[len(_SERVICE) :]
+        providers = index.services.get(name, [])
+        if not providers:
+            return {
+                "missing": True,
+                "versions": [],
+                "text": "no plugin provides it",
+                "hint": f"install a plugin that provides '{name}'",
+            }
+        listed = ", ".join(f"{v} by '{m.id}' {m.version}" for v, m in providers)
+        return {
+            "missing": False,
+            "versions": [str(v) for v, _ in providers],
+            "text": f"provided: {listed} — none fits",
+            "hint": f"install a provider of '{name}' in the required range, or relax the range",
+        }
+    known = index.all.get(target, [])
+    if target in index.disabled and known:
+        return {
+            "missing": False,
+            "versions": [str(m.version) for m in known],
+            "text": f"'{target}' is disabled",
+            "hint": f"enable it with 'plugbay enable {target}'",
+        }
+    if not known:
+        return {
+            "missing": True,
+            "versions": [],
+            "text": f"no plugin '{target}' is installed",
+            "hint": f"install '{target}', or remove the dependency",
+        }
+    parts = []
+    for m in known:
+        if m.host.contains(index.host_version, include_prerelease=True):
+            parts.append(str(m.version))
+        else:
+            parts.append(f"{m.version} (needs host {m.host}, this host is {index.host_version})")
+    where = known[0].location
+    return {
+        "missing": False,
+        "versions": [str(m.version) for m in known],
+        "text": f"versions found: {', '.join(parts)} — none satisfies every requirement",
+        "hint": f"install a version of '{target}' that matches, or relax the range ({where})",
+    }
+
+
+# --------------------------------------------------------------------------- the entry point
+
+
+def resolve(
+    candidates: Iterable[PluginManifest],
+    *,
+    host_version: Version,
+    requested: Iterable[str] | None = None,
+    pinned: Mapping[str, Version] | None = None,
+    disabled: Collection[str] = (),
+) -> ResolutionPlan:
+    """Choose a version of every requested plugin (default: all) and order them."""
+    index = _Index(candidates, host_version, disabled)
+    pins = dict(pinned or {})
+    # an id nobody provides is the caller's question ("no such plugin"), not a failure here
+    wanted = set(requested) & set(index.all) if requested is not None else set(index.all)
+    roots = sorted(wanted - set(disabled))
+    failures: dict[str, PlugbayError] = {}
+    selected: dict[str, PluginManifest] = {}
+    try:
+        selected = _search(index, roots, pins)
+    except (ResolutionImpossible, ResolutionTooDeep):
+        selected = _partial(index, roots, pins, failures)
+    edges = {pid: _edges(m, selected, index) for pid, m in selected.items()}
+    order = _order(selected, edges, failures)
+    for pid in list(selected):
+        if pid in failures:
+            del selected[pid]
+            edges.pop(pid, None)
+    notes = {pid: _notes(m, selected, index) for pid, m in selected.items()}
+    return ResolutionPlan(
+        selected=selected,
+        order=order,
+        edges=edges,
+        failures=failures,
+        notes={k: v for k, v in notes.items() if v},
+    )
+
+
+def _partial(
+    index: _Index,
+    roots: Sequence[str],
+    pins: Mapping[str, Version],
+    failures: dict[str, PlugbayError],
+) -> dict[str, PluginManifest]:
+    """The joint search failed: find the roots that cannot load and resolve the rest."""
+    alone_ok: list[str] = []
+    for root in roots:
+        try:
+            _search(index, [root], pins)
+            alone_ok.append(root)
+        except ResolutionImpossible as exc:
+            failures[root] = _explain(index, root, exc)
+        except ResolutionTooDeep:
+            failures[root] = ResolutionError(
+                "cannot be loaded: resolving its dependencies took too many steps",
+                plugin=root,
+                hint="simplify the dependency ranges",
+            )
+    _blame_failed_dependencies(index, failures)
+    kept: list[str] = []
+    selected: dict[str, PluginManifest] = {}
+    for root in alone_ok:
+        try:
+            selected = _search(index, [*kept, root], pins)
+            kept.append(root)
+        except ResolutionImpossible as exc:
+            failures[root] = _explain(index, root, exc)
+        except ResolutionTooDeep:
+            failures[root] = ResolutionError(
+                "cannot be loaded together with the others: resolution took too many steps",
+                plugin=root,
+            )
+    return selected
+
+
+def _blame_failed_dependencies(index: _Index, failures: dict[str, PlugbayError]) -> None:
+    """A plugin that fails only because a dependency fails says so, naming it."""
+    changed = True
+    while changed:
+        changed = False
+        for pid, error in list(failures.items()):
+            if error.details.get("blamed"):
+                continue
+            versions = index.usable.get(pid, [])
+            if not versions:
+                continue
+            culprits = sorted(
+                {d for m in versions for d in m.dependencies if d in failures and d != pid}
+            )
+            if culprits and all(any(d in failures for d in m.dependencies) for m in versions):
+                dep = culprits[0]
+                failures[pid] = type(failures[dep])(
+                    f"cannot be loaded: it needs '{dep}', which cannot be loaded: {failures[dep].message}",
+                    plugin=pid,
+                    hint=failures[dep].hint,
+                    details={**failures[dep].details, "blocked_by": dep, "blamed": True},
+                )
+                changed = True
+
+
+def _edges(
+    m: PluginManifest, selected: Mapping[str, PluginManifest], index: _Index
+) -> frozenset[str]:
+    needs = set(m.dependencies)
+    needs |= {d for d in m.optional_dependencies if d in selected}
+    for name, rng in m.requires.items():
+        for version, provider in index.services.get(name, []):
+            chosen = selected.get(provider.id)
+            if chosen is not None and chosen.key == provider.key and rng.contains(version):
+                needs.add(provider.id)
+                break
+    needs.discard(m.id)
+    return frozenset(needs)
+
+
+def _notes(m: PluginManifest, selected: Mapping[str, PluginManifest], index: _Index) -> list[str]:
+    notes = []
+    for dep, rng in m.optional_dependencies.items():
+        if dep in selected:
+            continue
+        if dep not in index.all:
+            notes.append(f"optional dependency '{dep}' ({rng}) skipped: not installed")
+        elif dep in index.disabled:
+            notes.append(f"optional dependency '{dep}' ({rng}) skipped: disabled")
+        else:
+            have = ", ".join(str(x.version) for x in index.all[dep])
+            notes.append(
+                f"optional dependency '{dep}' ({rng}) skipped: no compatible version (found {have})"
+            )
+    return notes
+
+
+def _order(
+    selected: Mapping[str, PluginManifest],
+    edges: dict[str, frozenset[str]],
+    failures: dict[str, PlugbayError],
+) -> list[str]:
+    """Load order, ties broken by id; plugins on a cycle, and what needs them, fail."""
+    alive = set(selected)
+    while True:
+        sorter: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter()
+        for pid in sorted(alive):
+            sorter.add(pid, *sorted(edges[pid] & alive))
+        try:
+            sorter.prepare()
+        except graphlib.CycleError as exc:
+            cycle: list[str] = list(exc.args[1])
+            cycle = _rotate(cycle)
+            path = " → ".join(cycle)
+            members = set(cycle)
+            for pid in members:
+                failures[pid] = DependencyCycleError(
+                    f"cannot be loaded: dependency cycle {path}",
+                    plugin=pid,
+                    hint="break the cycle: one of these plugins must not depend on the next",
+                    details={"cycle": cycle},
+                )
+            alive -= members
+            for pid in _needing(members, alive, edges):
+                failures[pid] = DependencyCycleError(
+                    f"cannot be loaded: it needs a plugin on the dependency cycle {path}",
+                    plugin=pid,
+                    hint="break the cycle first",
+                    details={"cycle": cycle},
+                )
+                alive.discard(pid)
+            continue
+        order: list[str] = []
+        while sorter.is_active():
+            ready = sorted(sorter.get_ready())
+            order.extend(ready)
+            sorter.done(*ready)
+        return order
+
+
+def _rotate(cycle: list[str]) -> list[str]:
+    """graphlib gives the cycle as [a, …, a] in dependency direction; start at the smallest id
+    and read it as 'depends on'."""
+    ring = cycle[:-1][::-1]
+    start = ring.index(min(ring))
+    ring = ring[start:] + ring[:start]
+    return [*ring, ring[0]]
+
+
+def _needing(members: set[str], alive: set[str], edges: Mapping[str, frozenset[str]]) -> list[str]:
+    out: list[str] = []
+    bad = set(members)
+    changed = True
+    while changed:
+        changed = False
+        for pid in sorted(alive - set(out)):
+            if edges[pid] & bad:
+                out.append(pid)
+                bad.add(pid)
+                changed = True
+    return out
