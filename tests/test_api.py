@@ -117,10 +117,11 @@ def test_result_of_wrong_type_is_an_error() -> None:
 def test_signature_and_schema_describe_the_command() -> None:
     assert spec("add").signature() == "add(a: int, b: int = 1) -> int"
     schema = spec("scale").schema()
-    assert schema["params"]["required"] == ["factor", "p"] or set(schema["params"]["required"]) == {
-        "p",
-        "factor",
-    }
+    assert schema["params"]["required"] == ["p", "factor"]
+    assert schema["params"]["properties"]["factor"] == {"type": "number"}
+    assert schema["params"]["additionalProperties"] is False
+    assert schema["result"] == {"$ref": "#/$defs/Point"}
+    assert schema["$defs"]["Point"]["required"] == ["x", "y"]
 
 
 async def test_instance_commands_are_awaitable_whether_def_or_async() -> None:

@@ -180,12 +180,12 @@ def run(
             )
             if once:
                 return 1 if failed else 0
-            out.print("serving; press Ctrl-C to stop")
-            sys.stdout.flush()
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, stop.set)
+            out.print("serving; press Ctrl-C to stop")
+            sys.stdout.flush()
             await stop.wait()
             out.print("stopping: cleaning up plugins in reverse order")
             return 0

@@ -520,12 +520,12 @@ class PluginManager:
         spec = handle.commands.get(command)
         if spec is None:
             raise self._no_command(plugin_id, command, handle)
-        kwargs = spec.validate_params(params, plugin=plugin_id, strict=strict)
         stats = metrics.commands.get(command) or metrics.for_command(command)
         if spec.timeout is not None and spec.timeout < timeout:
             timeout = spec.timeout
         started = time.perf_counter()
         try:
+            kwargs = spec.validate_params(params, plugin=plugin_id, strict=strict)
             result = await handle.call(spec, kwargs, timeout)
             result = spec.validate_result(result, plugin=plugin_id)
         except PlugbayError as exc:

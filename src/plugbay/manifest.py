@@ -195,10 +195,11 @@ class ConfigField:
             return list[item_type]  # type: ignore[valid-type]
         base = _CONFIG_TYPES[self.type]
         meta: dict[str, Any] = {}
+        bound = int if self.type == "integer" else float
         if self.minimum is not None:
-            meta["ge"] = self.minimum
+            meta["ge"] = bound(self.minimum)
         if self.maximum is not None:
-            meta["le"] = self.maximum
+            meta["le"] = bound(self.maximum)
         if self.type in ("string", "array"):
             if self.min_length is not None:
                 meta["min_length"] = self.min_length
@@ -207,7 +208,7 @@ class ConfigField:
         if self.pattern is not None:
             meta["pattern"] = self.pattern
         if self.enum is not None:
-            base = Literal[tuple(self.enum)]  # type: ignore[valid-type]
+            base = Literal[tuple(self.enum)]
         if meta:
             from typing import Annotated
 
@@ -275,6 +276,16 @@ class ConfigSchema:
 
     def describe(self) -> dict[str, Any]:
         return {name: f.describe() for name, f in self.fields.items()}
+
+
+def _check_default(f: ConfigField) -> None:
+    try:
+        msgspec.convert(f.default, f.python_type(), strict=False)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(
+            f"config key '{f.name}' is invalid: {str(exc).split(' - at ')[0]}",
+            hint=f"make the default {_describe_field(f)}",
+        ) from None
 
 
 def _describe_field(f: ConfigField) -> str:
@@ -488,8 +499,11 @@ def manifest_from_mapping(
         try:
             return Version.parse(value) if kind == "version" else Range.parse(value)
         except PlugbayError as exc:
+            # locate by the last part of the key: a dependency's id is on its own line
             raise fail(
-                f"{key} = '{value}' is not a valid {kind}: {exc.message}", key, exc.hint or ""
+                f"{key} = '{value}' is not a valid {kind}: {exc.message}",
+                key.split(".", 1)[1] if key.startswith(("dependencies.", "optional-")) else key,
+                exc.hint or "",
             ) from None
 
     version = parse("version", doc.version, "version")
@@ -562,7 +576,9 @@ def manifest_from_mapping(
             )
         try:
             config = ConfigSchema(doc.id, fields)
-            config.validate(config.defaults(), source=f"{where} [config] defaults")
+            for spec in fields.values():
+                if spec.has_default:
+                    _check_default(spec)
         except ConfigError as exc:
             raise fail(
                 f"a default in [config] does not satisfy its own schema: {exc.message}",
@@ -649,7 +665,7 @@ def _doc_error(text: str, where: str, source: str | None) -> ManifestError:
         return ManifestError(f"missing required field '{full}'", where=where, hint=hint)
     key = path.rsplit(".", 1)[-1] if path else ""
     if "Invalid enum value" in detail:
-        value = detail.split("`")[1] if "`" in detail else "?"
+        value = detail.split("'")[1] if "'" in detail else "?"
         allowed = {
             "type": "system, integration, extension, utility"
             if "." not in path

@@ -267,7 +267,12 @@ class CommandSpec:
         )
         for label, tp in [("parameters", self._params_type), ("return type", self.returns)]:
             try:
-                msgspec.inspect.type_info(tp)
+                custom = _custom_types(msgspec.inspect.type_info(tp))
+                if custom:
+                    raise TypeError(
+                        f"{', '.join(sorted(c.__name__ for c in custom))} cannot cross a process "
+                        "or JSON boundary"
+                    )
             except (TypeError, ValueError) as exc:
                 raise PluginLoadError(
                     f"command '{self.name}' has {label} plugbay cannot check: {exc}",
@@ -383,6 +388,11 @@ class CommandSpec:
         (params_schema, result_schema), defs = msgspec.json.schema_components(
             [self._params_type, self.returns]
         )
+        # The parameters object is this command's own: inline it rather than refer to it.
+        ref = params_schema.get("$ref", "")
+        if ref.startswith("#/$defs/"):
+            params_schema = defs.pop(ref[len("#/$defs/") :])
+            params_schema.pop("title", None)
         out: dict[str, Any] = {"params": params_schema, "result": result_schema}
         if defs:
             out["$defs"] = defs
@@ -411,6 +421,27 @@ class CommandSpec:
 
 class _ResultMismatch(Exception):
     pass
+
+
+def _custom_types(info: msgspec.inspect.Type, seen: set[int] | None = None) -> set[type]:
+    """Classes msgspec would only check with isinstance: not serialisable, so refused."""
+    seen = set() if seen is None else seen
+    if id(info) in seen:
+        return set()
+    seen.add(id(info))
+    if isinstance(info, msgspec.inspect.CustomType):
+        return {info.cls}
+    found: set[type] = set()
+    for attr in ("item_type", "key_type", "value_type"):
+        child = getattr(info, attr, None)
+        if isinstance(child, msgspec.inspect.Type):
+            found |= _custom_types(child, seen)
+    for attr in ("types", "item_types"):
+        for child in getattr(info, attr, ()) or ():
+            found |= _custom_types(child, seen)
+    for f in getattr(info, "fields", ()) or ():
+        found |= _custom_types(f.type, seen)
+    return found
 
 
 def _path_of(text: str) -> str:
