@@ -204,11 +204,9 @@ def generate_manifests(root: Path, plugins: int = 1000, versions: int = 3, seed:
 
 
 def discovery_resolution() -> list[Figure]:
+    from plugbay.loader import _manifest_files, discover_directory
     from plugbay.registry import PluginRegistry
     from plugbay.versions import Version
-
-    from plugbay.loader import discover_directory
-    from plugbay.manifest import _manifest_files
 
     root = WORK / "manifests"
     count = generate_manifests(root)

@@ -15,6 +15,7 @@ import importlib.metadata
 import inspect
 import itertools
 import json
+import os
 import re
 import sys
 import traceback
@@ -99,23 +100,32 @@ def discover_directory(root: Path) -> Discovery:
 
 
 def _manifest_files(directory: Path) -> Iterator[Path]:
-    plugin_toml = directory / "plugin.toml"
-    if plugin_toml.is_file():
-        yield plugin_toml
-        return
-    pyproject = directory / "pyproject.toml"
-    if pyproject.is_file() and re.search(
-        r"^\[tool\.plugbay[\].]", pyproject.read_text(encoding="utf-8", errors="replace"), re.M
-    ):
-        yield pyproject
-        return
+    # os.scandir: one directory read per level, no stat per candidate file
     try:
-        children = sorted(directory.iterdir())
+        with os.scandir(directory) as it:
+            entries = sorted(it, key=lambda e: e.name)
     except OSError:
         return
-    for child in children:
-        if child.is_dir() and not child.name.startswith(".") and child.name not in _SKIP_DIRS:
-            yield from _manifest_files(child)
+    names = {e.name for e in entries}
+    if "plugin.toml" in names:
+        yield directory / "plugin.toml"
+        return
+    if "pyproject.toml" in names:
+        pyproject = directory / "pyproject.toml"
+        if re.search(
+            r"^\[tool\.plugbay[\].]",
+            pyproject.read_text(encoding="utf-8", errors="replace"),
+            re.M,
+        ):
+            yield pyproject
+            return
+    for entry in entries:
+        if (
+            not entry.name.startswith(".")
+            and entry.name not in _SKIP_DIRS
+            and entry.is_dir(follow_symlinks=True)
+        ):
+            yield from _manifest_files(directory / entry.name)
 
 
 def discover_entry_points(group: str = ENTRY_POINT_GROUP) -> Discovery:

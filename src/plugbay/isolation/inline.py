@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import inspect
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Generator, Mapping
 from typing import Any, TypeVar
 
 from plugbay.api import Command, CommandSpec, Plugin, PluginContext, PluginDependency
@@ -70,8 +70,16 @@ class InlineHandle:
             async with asyncio.timeout(timeout):
                 return await instance.execute(Command(spec.name, params))  # type: ignore[union-attr]
         if spec.is_async:
+            # Run the first step now, as `await` would. A timeout can only fire where the
+            # command suspends, so the timer is armed only if it does: a command that
+            # finishes without suspending costs no timer at all.
+            coro = spec.func(instance, **params)
+            try:
+                signal = coro.send(None)
+            except StopIteration as done:
+                return done.value
             async with asyncio.timeout(timeout):
-                return await spec.func(instance, **params)
+                return await _Resume(coro, signal)
         if spec.blocking:
             async with asyncio.timeout(timeout):
                 return await run_in_daemon_thread(lambda: spec.func(instance, **params))
@@ -85,6 +93,35 @@ class InlineHandle:
         self.instance = None
         if self._code.namespace is not None:
             unload_code(self._code.namespace)
+
+
+class _Resume:
+    """Await the rest of a coroutine whose first step already ran (PEP 380's ``yield from``,
+    spelled out, because the first value it yielded must be handed to the task first)."""
+
+    __slots__ = ("coro", "signal")
+
+    def __init__(self, coro: Coroutine[Any, Any, Any], signal: Any) -> None:
+        self.coro, self.signal = coro, signal
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        coro, signal = self.coro, self.signal
+        while True:
+            try:
+                received = yield signal
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as exc:  # cancellation (the timeout) goes to the command
+                try:
+                    signal = coro.throw(exc)
+                except StopIteration as done:
+                    return done.value
+            else:
+                try:
+                    signal = coro.send(received)
+                except StopIteration as done:
+                    return done.value
 
 
 async def _lifecycle(method: Callable[..., Any], timeout: float, *args: Any) -> None:
