@@ -20,6 +20,7 @@ from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from rich.tree import Tree
 
@@ -84,7 +85,7 @@ def _fail(error: PlugbayError | str, *, as_json: bool = False, code: int = 1) ->
         payload = error.to_dict() if isinstance(error, PlugbayError) else {"message": error}
         out.print_json(json.dumps({"ok": False, "error": payload}, default=str))
     else:
-        err.print(f"[bold red]error:[/] {error}", markup=True)
+        err.print(f"[bold red]error:[/] {escape(str(error))}")
     raise typer.Exit(code)
 
 
@@ -135,11 +136,11 @@ def _print_problems(records: list[Any], problems: list[PlugbayError]) -> None:
     for rec in records:
         if rec.reason and str(rec.state) in ("failed", "disabled"):
             colour = "red" if str(rec.state) == "failed" else "yellow"
-            out.print(f"[{colour}]{rec.state}:[/] {rec.reason}")
+            out.print(f"[{colour}]{rec.state}:[/] {escape(rec.reason)}")
             shown.add(rec.reason)
     for problem in problems:
         if str(problem) not in shown and not problem.plugin:
-            out.print(f"[red]problem:[/] {problem}")
+            out.print(f"[red]problem:[/] {escape(str(problem))}")
 
 
 # --------------------------------------------------------------------------- run
@@ -249,7 +250,7 @@ def info(
     m = data.get("manifest") or {}
     out.print(f"[bold]{data['id']}[/] {data['version'] or ''}  {_state_text(data['state'])}")
     if m.get("description"):
-        out.print(m["description"])
+        out.print(escape(m["description"]))
     rows = [
         ("type", m.get("type")),
         ("entry", m.get("entry")),
@@ -261,7 +262,7 @@ def info(
         ("load time", f"{data['load_seconds'] * 1000:.1f} ms" if data["load_seconds"] else "-"),
     ]
     for key, value in rows:
-        out.print(f"  [dim]{key:<15}[/] {value}")
+        out.print(f"  [dim]{key:<15}[/] {escape(str(value))}")
     deps = data["dependencies"]
     out.print("  [dim]dependencies  [/] " + (", ".join(f"{k} {v}" for k, v in deps.items()) or "-"))
     opt = m.get("optional-dependencies") or {}
@@ -285,9 +286,9 @@ def info(
     if data.get("config"):
         out.print("[bold]config[/] " + json.dumps(data["config"]))
     for note in data.get("notes") or []:
-        out.print(f"[yellow]note:[/] {note}")
+        out.print(f"[yellow]note:[/] {escape(note)}")
     if data["reason"]:
-        out.print(f"[red]reason:[/] {data['reason']}")
+        out.print(f"[red]reason:[/] {escape(data['reason'])}")
     if show_traceback and data.get("traceback"):
         out.print(data["traceback"], markup=False)
     elif data.get("traceback"):
@@ -426,12 +427,12 @@ def deps(
         add(tree, pid, None, ())
     out.print(tree)
     for pid, error in plan.failures.items():
-        out.print(f"[red]{pid}:[/] {error}")
+        out.print(f"[red]{pid}:[/] {escape(str(error))}")
     for pid, notes in plan.notes.items():
         for note in notes:
-            out.print(f"[yellow]{pid}:[/] {note}")
+            out.print(f"[yellow]{pid}:[/] {escape(note)}")
     for problem in problems:
-        out.print(f"[red]problem:[/] {problem}")
+        out.print(f"[red]problem:[/] {escape(str(problem))}")
     raise typer.Exit(1 if plan.failures or problems else 0)
 
 
@@ -470,7 +471,7 @@ def validate(
         f"[green]ok[/] {manifest.id} {manifest.version} ({manifest.type}) — {manifest.location}"
     )
     for c in commands:
-        out.print(f"  {c['signature']}")
+        out.print(f"  {escape(c['signature'])}")
 
 
 # --------------------------------------------------------------------------- enable / disable / history
@@ -526,7 +527,7 @@ def history(
             e.action,
             e.version or "",
             f"[{colour}]{e.result}[/]",
-            (e.reason or "")[:120],
+            escape((e.reason or "")[:120]),
         )
     out.print(table)
 

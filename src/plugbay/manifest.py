@@ -229,22 +229,33 @@ class ConfigField:
 class ConfigSchema:
     """A plugin's config schema from its manifest; validates config before ``initialize``."""
 
-    __slots__ = ("_struct", "fields", "plugin")
+    __slots__ = ("_idents", "_struct", "fields", "plugin")
 
     def __init__(self, plugin: str, fields: Mapping[str, ConfigField]) -> None:
         self.plugin = plugin
         self.fields = dict(fields)
         spec: list[tuple[str, Any] | tuple[str, Any, Any]] = []
+        # config keys are kebab-case like the rest of the manifest; struct fields must be
+        # identifiers, so each key gets one and msgspec renames it back on the wire
+        self._idents = {
+            name: f"k{i}_{re.sub(r'[^0-9a-zA-Z_]', '_', name)}"
+            for i, name in enumerate(self.fields)
+        }
         for f in self.fields.values():
             tp = f.python_type()
+            ident = self._idents[f.name]
             if f.has_default:
-                spec.append((f.name, tp, f.default))
+                spec.append((ident, tp, f.default))
             elif f.required:
-                spec.append((f.name, tp))
+                spec.append((ident, tp))
             else:
-                spec.append((f.name, tp | None, None))
+                spec.append((ident, tp | None, None))
         self._struct: Any = msgspec.defstruct(
-            f"{plugin}.config", spec, forbid_unknown_fields=True, kw_only=True
+            "config",
+            spec,
+            forbid_unknown_fields=True,
+            kw_only=True,
+            rename={ident: name for name, ident in self._idents.items()},
         )
 
     def defaults(self) -> dict[str, Any]:
@@ -272,7 +283,7 @@ class ConfigSchema:
             raise ConfigError(
                 msg, plugin=self.plugin, where=f"{source}: {key}", hint=hint
             ) from None
-        return msgspec.structs.asdict(obj)
+        return {name: getattr(obj, ident) for name, ident in self._idents.items()}
 
     def describe(self) -> dict[str, Any]:
         return {name: f.describe() for name, f in self.fields.items()}

@@ -40,7 +40,9 @@ class DoctorPlugin(ExtensionPlugin):
         if context.config["persist"]:
             self.directory = context.environment.data_dir / "sessions"
             self.directory.mkdir(parents=True, exist_ok=True)
-        self.formatting = context.services.require("formatting", "^1.0", Formatting)
+        # a Protocol describes the provider's commands; the proxy answers for them
+        formatting: Formatting = context.services.require("formatting", "^1.0")
+        self.formatting = formatting
 
     # -- sessions --------------------------------------------------------------------
 
