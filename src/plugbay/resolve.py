@@ -470,7 +470,9 @@ def _edges(
     m: PluginManifest, selected: Mapping[str, PluginManifest], index: _Index
 ) -> frozenset[str]:
     needs = set(m.dependencies)
-    needs |= {d for d in m.optional_dependencies if d in selected}
+    needs |= {
+        d for d, r in m.optional_dependencies.items() if d in selected and r.contains(selected[d].version)
+    }
     for name, rng in m.requires.items():
         for version, provider in index.services.get(name, []):
             chosen = selected.get(provider.id)
@@ -484,7 +486,7 @@ def _edges(
 def _notes(m: PluginManifest, selected: Mapping[str, PluginManifest], index: _Index) -> list[str]:
     notes = []
     for dep, rng in m.optional_dependencies.items():
-        if dep in selected:
+        if dep in selected and rng.contains(selected[dep].version):
             continue
         if dep not in index.all:
             notes.append(f"optional dependency '{dep}' ({rng}) skipped: not installed")
