@@ -471,7 +471,9 @@ def _edges(
 ) -> frozenset[str]:
     needs = set(m.dependencies)
     needs |= {
-        d for d, r in m.optional_dependencies.items() if d in selected and r.contains(selected[d].version)
+        d
+        for d, r in m.optional_dependencies.items()
+        if d in selected and r.contains(selected[d].version)
     }
     for name, rng in m.requires.items():
         for version, provider in index.services.get(name, []):
