@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 
 import pluggy
@@ -114,17 +115,24 @@ def call_overhead() -> list[Figure]:
                     await echo(x=i)
                 return (time.perf_counter() - start) / n
 
-            for name, fn in (
-                ("host", host_call),
-                ("proxy", proxy_call),
-                ("proxy_async", proxy_async_call),
-            ):
-                runs = [await fn() for _ in range(5)]
-                results[name] = min(runs)
+            async def sync(fn: Callable[[], float]) -> float:
+                return fn()
 
-    plain_t, _ = best_of(plain_run)
-    pluggy_t, _ = best_of(pluggy_run)
+            # interleaved rounds: every figure and its anchors see the same machine state
+            runs: dict[str, list[float]] = {}
+            for _ in range(7):
+                for name, measure in (
+                    ("plain", lambda: sync(plain_run)),
+                    ("pluggy", lambda: sync(pluggy_run)),
+                    ("host", host_call),
+                    ("proxy", proxy_call),
+                    ("proxy_async", proxy_async_call),
+                ):
+                    runs.setdefault(name, []).append(await measure())
+            results.update({name: min(values) for name, values in runs.items()})
+
     asyncio.run(plugbay_runs())
+    plain_t, pluggy_t = results["plain"], results["pluggy"]
     return [
         Figure(
             "typed proxy call (def command, inline)",

@@ -424,6 +424,24 @@ async def test_bad_manifest_is_reported_and_the_rest_loads(
         await assert_serving(host)
 
 
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ('[dependencies]\n"acme.ok" = "^^1"\n', "dependencies.acme.ok = '^^1' is not a valid range"),
+        ('host = "~=1"\n', "host = '~=1' is not a valid range"),
+    ],
+)
+async def test_invalid_range_in_a_manifest(
+    plugins: PluginFactory, make_host: Callable[..., Host], extra: str, expected: str
+) -> None:
+    plugins("acme.bad", extra=extra)
+    plugins("acme.ok")
+    async with make_host() as host:
+        assert any(expected in str(p) for p in host.problems), host.problems
+        assert str(host.plugin("acme.bad").state) == "failed"
+        await assert_serving(host)
+
+
 async def test_unknown_plugin_and_command(
     plugins: PluginFactory, make_host: Callable[..., Host]
 ) -> None:

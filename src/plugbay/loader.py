@@ -100,17 +100,17 @@ def discover_directory(root: Path) -> Discovery:
 
 
 def _manifest_files(directory: Path) -> Iterator[Path]:
-    # os.scandir: one directory read per level, no stat per candidate file
+    # one stat for the common case (a plugin directory); a directory read otherwise
+    plugin_toml = os.path.join(directory, "plugin.toml")
+    if os.path.isfile(plugin_toml):
+        yield Path(plugin_toml)
+        return
     try:
         with os.scandir(directory) as it:
             entries = sorted(it, key=lambda e: e.name)
     except OSError:
         return
-    names = {e.name for e in entries}
-    if "plugin.toml" in names:
-        yield directory / "plugin.toml"
-        return
-    if "pyproject.toml" in names:
+    if any(e.name == "pyproject.toml" for e in entries):
         pyproject = directory / "pyproject.toml"
         if re.search(
             r"^\[tool\.plugbay[\].]",
