@@ -427,7 +427,10 @@ async def test_bad_manifest_is_reported_and_the_rest_loads(
 @pytest.mark.parametrize(
     ("extra", "expected"),
     [
-        ('[dependencies]\n"acme.ok" = "^^1"\n', "dependencies.acme.ok = '^^1' is not a valid range"),
+        (
+            '[dependencies]\n"acme.ok" = "^^1"\n',
+            "dependencies.acme.ok = '^^1' is not a valid range",
+        ),
         ('host = "~=1"\n', "host = '~=1' is not a valid range"),
     ],
 )

@@ -24,18 +24,29 @@ def test_readme_starts_with_the_two_commands() -> None:
     assert "make run" in code.splitlines()[1] and "make test" in code.splitlines()[2]
 
 
-async def test_quick_start_plugin_is_complete_and_under_30_lines(tmp_path: Path) -> None:
+def write_quick_start(root: Path) -> Path:
+    directory = root / "plugins" / "acme" / "greeter"
+    directory.mkdir(parents=True)
+    for name, body in blocks().items():
+        (directory / name).write_text(body)
+    return directory
+
+
+def test_quick_start_is_complete_under_30_lines_and_validates(tmp_path: Path) -> None:
     files = blocks()
     assert set(files) == {"plugin.toml", "greeter.py"}
     assert sum(len(body.strip().splitlines()) for body in files.values()) < 30
-    directory = tmp_path / "plugins" / "acme" / "greeter"
-    directory.mkdir(parents=True)
-    for name, body in files.items():
-        (directory / name).write_text(body)
     result = subprocess.run(
-        [sys.executable, "-m", "plugbay.cli", "validate", str(directory)],
+        [sys.executable, "-m", "plugbay.cli", "validate", str(write_quick_start(tmp_path))],
         capture_output=True, text=True, check=False, timeout=60,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
+
+
+async def test_quick_start_plugin_serves(tmp_path: Path) -> None:
+    write_quick_start(tmp_path)
     async with Host(tmp_path / "plugins", state_dir=tmp_path / "state", entry_points=False) as host:
-        assert await host.call("acme.greeter", "greet", name="Ada", times=2) == "Hello, Ada! Hello, Ada!"
+        assert (
+            await host.call("acme.greeter", "greet", name="Ada", times=2)
+            == "Hello, Ada! Hello, Ada!"
+        )

@@ -6,6 +6,9 @@ grants, and a history of every load, unload and failure. Every write is its own
 short transaction, committed before the call returns, so a ``kill -9`` loses
 nothing that was committed (WAL with ``synchronous=NORMAL`` is durable against
 a process crash; only a power loss can take the last transactions).
+
+One connection serves the whole host, guarded by a lock: the host writes from
+its event loop and, during shutdown, from worker threads.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ import json
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -21,52 +26,94 @@ from typing import Any, Final
 
 from plugbay.errors import StateError
 
-__all__ = ["SCHEMA_VERSION", "HistoryEvent", "PluginRow", "StateStore"]
+__all__ = ["HISTORY_PER_PLUGIN", "SCHEMA_VERSION", "HistoryEvent", "PluginRow", "StateStore"]
 
-SCHEMA_VERSION: Final = 1
-HISTORY_PER_PLUGIN: Final = 10_000
+#: Events kept per plugin; older ones are pruned as new ones arrive.
+HISTORY_PER_PLUGIN: Final[int] = 10_000
+# Pruning scans the newest HISTORY_PER_PLUGIN index entries of one plugin, so it
+# runs on a plugin's first event in a process and then every this many events.
+_PRUNE_EVERY: Final[int] = 100
+_BUSY_TIMEOUT_S: Final[float] = 5.0
 
-_MIGRATIONS: Final[list[str]] = [
-    # 0 → 1
-    """
-    CREATE TABLE plugins (
-        plugin_id TEXT PRIMARY KEY,
-        enabled INTEGER NOT NULL DEFAULT 1,
-        disabled_reason TEXT,
-        active_version TEXT,
-        config TEXT,
-        updated REAL NOT NULL
-    );
-    CREATE TABLE installed (
-        plugin_id TEXT NOT NULL,
-        version TEXT NOT NULL,
-        source TEXT NOT NULL,
-        installed REAL NOT NULL,
-        PRIMARY KEY (plugin_id, version)
-    );
-    CREATE TABLE history (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        time REAL NOT NULL,
-        plugin_id TEXT NOT NULL,
-        action TEXT NOT NULL,
-        version TEXT,
-        result TEXT NOT NULL,
-        reason TEXT,
-        details TEXT
-    );
-    CREATE INDEX history_plugin ON history (plugin_id, id);
-    CREATE TABLE grants (
-        plugin_id TEXT NOT NULL,
-        permission TEXT NOT NULL,
-        granted REAL NOT NULL,
-        PRIMARY KEY (plugin_id, permission)
-    );
-    """,
-]
+# _MIGRATIONS[n] takes a database from schema n to n + 1. Append only: a
+# released migration is never edited, because databases in the field ran it.
+_MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
+    (
+        """CREATE TABLE plugins (
+            plugin_id TEXT PRIMARY KEY,
+            enabled INTEGER NOT NULL DEFAULT 1,
+            disabled_reason TEXT,
+            active_version TEXT,
+            config TEXT,
+            updated REAL NOT NULL
+        )""",
+        """CREATE TABLE installed (
+            plugin_id TEXT NOT NULL,
+            version TEXT NOT NULL,
+            source TEXT NOT NULL,
+            installed REAL NOT NULL,
+            PRIMARY KEY (plugin_id, version)
+        )""",
+        """CREATE TABLE history (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            time REAL NOT NULL,
+            plugin_id TEXT NOT NULL,
+            action TEXT NOT NULL,
+            version TEXT,
+            result TEXT NOT NULL,
+            reason TEXT,
+            details TEXT
+        )""",
+        "CREATE INDEX history_plugin ON history (plugin_id, id)",
+        """CREATE TABLE grants (
+            plugin_id TEXT NOT NULL,
+            permission TEXT NOT NULL,
+            granted REAL NOT NULL,
+            PRIMARY KEY (plugin_id, permission)
+        )""",
+    ),
+)
+
+#: The schema this plugbay writes; a database with a higher ``user_version`` is refused.
+SCHEMA_VERSION: Final[int] = len(_MIGRATIONS)
+
+_DEFAULT_HINT: Final = "check free disk space and the permissions of the state directory"
+# Keyed by the start of sqlite3.Error.sqlite_errorname (extended codes share a prefix).
+_HINTS: Final[tuple[tuple[str, str], ...]] = (
+    (
+        "SQLITE_BUSY",
+        f"another process held the state database locked for more than {_BUSY_TIMEOUT_S:g} s; "
+        "is a second plugbay using the same state directory?",
+    ),
+    (
+        "SQLITE_LOCKED",
+        "another connection holds the state database locked; retry, and make sure only "
+        "one plugbay uses this state directory",
+    ),
+    ("SQLITE_FULL", "the disk holding the state directory is full; free some space and retry"),
+    (
+        "SQLITE_READONLY",
+        "the state database is read-only; make it and its directory writable by this user",
+    ),
+    ("SQLITE_PERM", "make the state directory and its files writable by this user"),
+    (
+        "SQLITE_CANTOPEN",
+        "check that the state directory exists and is writable, or choose another with --state",
+    ),
+    ("SQLITE_IOERR", "the disk reported an I/O error; check the disk and free space, then retry"),
+    (
+        "SQLITE_CORRUPT",
+        "the state database is damaged; move it away (plugbay creates a fresh one) "
+        "or restore it from a backup",
+    ),
+)
+_UNUSABLE: Final = ("SQLITE_NOTADB", "SQLITE_CORRUPT")
 
 
 @dataclass(frozen=True, slots=True)
 class HistoryEvent:
+    """One thing that happened to a plugin, as stored in the history table."""
+
     id: int
     time: float
     plugin_id: str
@@ -79,6 +126,8 @@ class HistoryEvent:
 
 @dataclass(frozen=True, slots=True)
 class PluginRow:
+    """What the host remembers about one plugin id across restarts."""
+
     plugin_id: str
     enabled: bool
     disabled_reason: str | None
@@ -87,74 +136,109 @@ class PluginRow:
     updated: float
 
 
-class StateStore:
-    """One SQLite database. Thread-safe: one connection, guarded by a lock."""
+_PLUGIN_COLUMNS: Final = "plugin_id, enabled, disabled_reason, active_version, config, updated"
+_HISTORY_COLUMNS: Final = "id, time, plugin_id, action, version, result, reason, details"
 
-    def __init__(self, path: Path) -> None:
+
+class StateStore:
+    """One SQLite database in WAL mode. Thread-safe: one connection, guarded by a lock."""
+
+    path: Path
+
+    def __init__(self, path: Path, *, history_limit: int = HISTORY_PER_PLUGIN) -> None:
+        if history_limit < 1:
+            raise ValueError(f"history_limit must be at least 1, not {history_limit}")
         self.path = Path(path)
+        self.history_limit = history_limit
         self._lock = threading.Lock()
-        self._inserts = 0
+        self._since_prune: dict[str, int] = {}
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(
-                self.path, check_same_thread=False, isolation_level=None, timeout=5.0
+            db = sqlite3.connect(
+                self.path,
+                timeout=_BUSY_TIMEOUT_S,
+                isolation_level=None,  # we issue BEGIN/COMMIT ourselves
+                check_same_thread=False,  # the lock below serialises threads
             )
-        except (OSError, sqlite3.Error) as exc:
+        except OSError as exc:
             raise StateError(
-                f"cannot open the state database: {exc}",
+                f"cannot create the directory of the state database: {exc.strerror or exc}",
                 where=str(self.path),
                 hint="check that the state directory is writable, or choose another with --state",
             ) from None
+        except sqlite3.Error as exc:
+            raise self._error("cannot open the state database", exc) from None
         try:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("PRAGMA foreign_keys=ON")
-            self._db.execute("PRAGMA busy_timeout=5000")
-            self._migrate()
-        except sqlite3.DatabaseError as exc:
-            self._db.close()
-            raise StateError(
-                f"the state file is not a usable SQLite database: {exc}",
-                where=str(self.path),
-                hint="move the file away (plugbay creates a fresh one) or restore it from a backup",
-            ) from None
+            self._configure(db)
+            self._migrate(db)
+        except BaseException as exc:
+            db.close()
+            if isinstance(exc, sqlite3.Error):
+                raise self._error("cannot open the state database", exc) from None
+            raise
+        self._db: sqlite3.Connection | None = db
 
     @classmethod
-    def open(cls, state_dir: Path) -> StateStore:
+    def open(cls, state_dir: Path, *, history_limit: int = HISTORY_PER_PLUGIN) -> StateStore:
+        """Open (or create) ``state_dir/state.db``; a new ``state_dir`` is private (0o700)."""
         state_dir = Path(state_dir)
         try:
             state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:
             raise StateError(
-                f"cannot create the state directory: {exc}",
+                f"cannot create the state directory: {exc.strerror or exc}",
                 where=str(state_dir),
                 hint="choose a writable state directory with --state",
             ) from None
-        return cls(state_dir / "state.db")
+        return cls(state_dir / "state.db", history_limit=history_limit)
 
-    def _migrate(self) -> None:
-        (version,) = self._db.execute("PRAGMA user_version").fetchone()
+    def _configure(self, db: sqlite3.Connection) -> None:
+        db.execute(f"PRAGMA busy_timeout={int(_BUSY_TIMEOUT_S * 1000)}")
+        (mode,) = db.execute("PRAGMA journal_mode=WAL").fetchone()
+        if str(mode).lower() != "wal":
+            raise StateError(
+                f"the state database cannot use write-ahead logging (journal mode stays {mode!r})",
+                where=str(self.path),
+                hint="put the state directory on a local file system; WAL needs shared memory, "
+                "which network file systems often lack",
+            )
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA foreign_keys=ON")
+
+    def _migrate(self, db: sqlite3.Connection) -> None:
+        if self._check_version(db) == SCHEMA_VERSION:
+            return
+        # Another process may be migrating the same file: take the write lock
+        # first, then look again at where the schema stands.
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            current = self._check_version(db)
+            for step in _MIGRATIONS[current:]:
+                for statement in step:
+                    db.execute(statement)
+            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            db.execute("COMMIT")
+        except BaseException:
+            _rollback(db)
+            raise
+
+    def _check_version(self, db: sqlite3.Connection) -> int:
+        (version,) = db.execute("PRAGMA user_version").fetchone()
         if version > SCHEMA_VERSION:
             raise StateError(
                 f"the state database has schema {version}, newer than this plugbay "
-                f"understands ({SCHEMA_VERSION})",
+                f"understands ({SCHEMA_VERSION}); a newer plugbay wrote it",
                 where=str(self.path),
                 hint="upgrade plugbay, or point --state at another directory",
             )
-        for target in range(version, SCHEMA_VERSION):
-            try:
-                # one script, one transaction: a migration is applied whole or not at all
-                self._db.executescript(
-                    f"BEGIN IMMEDIATE;{_MIGRATIONS[target]}PRAGMA user_version={target + 1};COMMIT;"
-                )
-            except BaseException:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-                raise
+        return int(version)
 
     def close(self) -> None:
+        """Close the database; safe to call twice. Later calls raise :class:`StateError`."""
         with self._lock:
-            self._db.close()
+            if self._db is not None:
+                self._db.close()
+                self._db = None
 
     def __enter__(self) -> StateStore:
         return self
@@ -164,63 +248,114 @@ class StateStore:
     ) -> None:
         self.close()
 
-    def _write(self, sql: str, params: tuple[Any, ...]) -> sqlite3.Cursor:
+    def __repr__(self) -> str:
+        return f"StateStore({str(self.path)!r})"
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _error(self, doing: str, exc: sqlite3.Error) -> StateError:
+        name = str(getattr(exc, "sqlite_errorname", ""))
+        if doing.startswith("cannot open") and name.startswith(_UNUSABLE):
+            return StateError(
+                f"the state file is not a usable SQLite database ({exc})",
+                where=str(self.path),
+                hint="move the file away (plugbay creates a fresh one) or restore it from a backup",
+            )
+        hint = next((h for prefix, h in _HINTS if name.startswith(prefix)), _DEFAULT_HINT)
+        return StateError(f"{doing}: {exc}", where=str(self.path), hint=hint)
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise StateError(
+                "the state store is closed",
+                where=str(self.path),
+                hint="open it again with StateStore.open(); the host closes its store in stop()",
+            )
+        return self._db
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One short write transaction, committed before the block's caller returns."""
         with self._lock:
+            db = self._connection()
             try:
-                return self._db.execute(sql, params)
+                db.execute("BEGIN IMMEDIATE")
+                yield db
+                db.execute("COMMIT")
             except sqlite3.Error as exc:
-                raise StateError(
-                    f"cannot write the state database: {exc}",
-                    where=str(self.path),
-                    hint="check free disk space and permissions of the state directory",
-                ) from None
+                _rollback(db)
+                raise self._error("cannot write the state database", exc) from None
+            except BaseException:
+                _rollback(db)
+                raise
+
+    def _write(self, sql: str, params: tuple[Any, ...]) -> int:
+        """Run one statement in its own transaction; return the number of rows it changed."""
+        with self._transaction() as db:
+            return db.execute(sql, params).rowcount
 
     def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
+            db = self._connection()
             try:
-                return self._db.execute(sql, params).fetchall()
+                return db.execute(sql, params).fetchall()
             except sqlite3.Error as exc:
-                raise StateError(
-                    f"cannot read the state database: {exc}", where=str(self.path)
-                ) from None
+                raise self._error("cannot read the state database", exc) from None
 
     # ------------------------------------------------------------------ plugins
 
     def _upsert(self, plugin_id: str, column: str, value: Any) -> None:
         self._write(
             f"INSERT INTO plugins (plugin_id, {column}, updated) VALUES (?, ?, ?) "
-            f"ON CONFLICT(plugin_id) DO UPDATE SET {column}=excluded.{column}, updated=excluded.updated",
+            f"ON CONFLICT(plugin_id) DO UPDATE SET {column}=excluded.{column}, "
+            "updated=excluded.updated",
             (plugin_id, value, time.time()),
         )
 
     def set_enabled(self, plugin_id: str, enabled: bool, reason: str | None = None) -> None:
-        with self._lock:
-            self._db.execute(
-                "INSERT INTO plugins (plugin_id, enabled, disabled_reason, updated) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT(plugin_id) DO UPDATE SET enabled=excluded.enabled, "
-                "disabled_reason=excluded.disabled_reason, updated=excluded.updated",
-                (plugin_id, int(enabled), None if enabled else reason, time.time()),
-            )
+        """Remember whether the plugin may be loaded; enabling forgets the disable reason."""
+        self._write(
+            "INSERT INTO plugins (plugin_id, enabled, disabled_reason, updated) "
+            "VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(plugin_id) DO UPDATE SET enabled=excluded.enabled, "
+            "disabled_reason=excluded.disabled_reason, updated=excluded.updated",
+            (plugin_id, int(enabled), None if enabled else reason, time.time()),
+        )
 
     def is_enabled(self, plugin_id: str) -> bool:
+        """Whether the plugin may be loaded; a plugin never seen before is enabled."""
         rows = self._read("SELECT enabled FROM plugins WHERE plugin_id=?", (plugin_id,))
         return bool(rows[0][0]) if rows else True
 
     def disabled(self) -> dict[str, str | None]:
-        return dict(self._read("SELECT plugin_id, disabled_reason FROM plugins WHERE enabled=0"))
+        """Every disabled plugin id and the reason it was disabled for."""
+        rows = self._read(
+            "SELECT plugin_id, disabled_reason FROM plugins WHERE enabled=0 ORDER BY plugin_id"
+        )
+        return {str(pid): reason for pid, reason in rows}
 
     def set_active_version(self, plugin_id: str, version: str | None) -> None:
         self._upsert(plugin_id, "active_version", version)
 
     def active_versions(self) -> dict[str, str]:
-        return dict(
-            self._read(
-                "SELECT plugin_id, active_version FROM plugins WHERE active_version IS NOT NULL"
-            )
+        rows = self._read(
+            "SELECT plugin_id, active_version FROM plugins "
+            "WHERE active_version IS NOT NULL ORDER BY plugin_id"
         )
+        return {str(pid): str(version) for pid, version in rows}
 
     def set_config(self, plugin_id: str, config: dict[str, Any]) -> None:
-        self._upsert(plugin_id, "config", json.dumps(config))
+        """Store the plugin's run-time config as JSON (replacing what was there)."""
+        try:
+            text = json.dumps(config)
+        except (TypeError, ValueError) as exc:
+            raise StateError(
+                f"the config cannot be stored as JSON: {exc}",
+                plugin=plugin_id,
+                where=str(self.path),
+                hint="use only strings, numbers, booleans, null, lists and string-keyed objects",
+            ) from None
+        self._upsert(plugin_id, "config", text)
 
     def get_config(self, plugin_id: str) -> dict[str, Any] | None:
         rows = self._read("SELECT config FROM plugins WHERE plugin_id=?", (plugin_id,))
@@ -231,22 +366,19 @@ class StateStore:
 
     def plugin(self, plugin_id: str) -> PluginRow | None:
         rows = self._read(
-            "SELECT plugin_id, enabled, disabled_reason, active_version, config, updated "
-            "FROM plugins WHERE plugin_id=?",
+            f"SELECT {_PLUGIN_COLUMNS} FROM plugins WHERE plugin_id=?",
             (plugin_id,),
         )
-        return _row(rows[0]) if rows else None
+        return _plugin_row(rows[0]) if rows else None
 
     def plugins(self) -> list[PluginRow]:
-        rows = self._read(
-            "SELECT plugin_id, enabled, disabled_reason, active_version, config, updated "
-            "FROM plugins ORDER BY plugin_id"
-        )
-        return [_row(r) for r in rows]
+        rows = self._read(f"SELECT {_PLUGIN_COLUMNS} FROM plugins ORDER BY plugin_id")
+        return [_plugin_row(r) for r in rows]
 
     # ------------------------------------------------------------------ installed versions
 
     def record_installed(self, plugin_id: str, version: str, source: str) -> None:
+        """Remember an installed version; recording it again only updates its source."""
         self._write(
             "INSERT INTO installed (plugin_id, version, source, installed) VALUES (?, ?, ?, ?) "
             "ON CONFLICT(plugin_id, version) DO UPDATE SET source=excluded.source",
@@ -254,13 +386,16 @@ class StateStore:
         )
 
     def installed(self, plugin_id: str | None = None) -> list[tuple[str, str, str]]:
+        """``(plugin_id, version, source)`` by plugin id, then in the order installed."""
         if plugin_id is None:
             rows = self._read(
-                "SELECT plugin_id, version, source FROM installed ORDER BY plugin_id, installed"
+                "SELECT plugin_id, version, source FROM installed "
+                "ORDER BY plugin_id, installed, rowid"
             )
         else:
             rows = self._read(
-                "SELECT plugin_id, version, source FROM installed WHERE plugin_id=? ORDER BY installed",
+                "SELECT plugin_id, version, source FROM installed WHERE plugin_id=? "
+                "ORDER BY installed, rowid",
                 (plugin_id,),
             )
         return [(str(a), str(b), str(c)) for a, b, c in rows]
@@ -280,35 +415,48 @@ class StateStore:
         reason: str | None = None,
         details: dict[str, Any] | None = None,
     ) -> int:
-        cursor = self._write(
-            "INSERT INTO history (time, plugin_id, action, version, result, reason, details) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (
-                time.time(),
-                plugin_id,
-                action,
-                version,
-                result,
-                reason,
-                json.dumps(details or {}, default=str),
-            ),
-        )
-        self._inserts += 1
-        if self._inserts % 100 == 0:
-            self._write(
-                "DELETE FROM history WHERE plugin_id=? AND id <= ("
-                "SELECT id FROM history WHERE plugin_id=? ORDER BY id DESC LIMIT 1 OFFSET ?)",
-                (plugin_id, plugin_id, HISTORY_PER_PLUGIN),
+        """Append an event and return its id (ids only grow, also across restarts)."""
+        try:
+            # default=str: a detail that is not JSON (a Path, an exception) is kept as text
+            # rather than losing the event.
+            text = json.dumps(details or {}, default=str)
+        except (TypeError, ValueError) as exc:
+            raise StateError(
+                f"the details of a '{action}' event cannot be stored as JSON: {exc}",
+                plugin=plugin_id,
+                where=str(self.path),
+                hint="pass details with string keys and no reference cycles",
+            ) from None
+        with self._transaction() as db:
+            cursor = db.execute(
+                "INSERT INTO history (time, plugin_id, action, version, result, reason, details) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (time.time(), plugin_id, action, version, result, reason, text),
             )
-        return int(cursor.lastrowid or 0)
+            # The first event of a plugin in this process prunes too, so restarts
+            # cannot let a plugin's history grow past the limit unnoticed.
+            count = self._since_prune.get(plugin_id, _PRUNE_EVERY - 1) + 1
+            if count >= _PRUNE_EVERY:
+                db.execute(
+                    "DELETE FROM history WHERE plugin_id=? AND id <= ("
+                    "SELECT id FROM history WHERE plugin_id=? "
+                    "ORDER BY id DESC LIMIT 1 OFFSET ?)",
+                    (plugin_id, plugin_id, self.history_limit),
+                )
+                count = 0
+            self._since_prune[plugin_id] = count
+            return int(cursor.lastrowid or 0)
 
     def history(self, plugin_id: str | None = None, *, limit: int = 100) -> list[HistoryEvent]:
-        columns = "id, time, plugin_id, action, version, result, reason, details"
+        """The newest ``limit`` events, newest first; of one plugin, or of all."""
         if plugin_id is None:
-            rows = self._read(f"SELECT {columns} FROM history ORDER BY id DESC LIMIT ?", (limit,))
+            rows = self._read(
+                f"SELECT {_HISTORY_COLUMNS} FROM history ORDER BY id DESC LIMIT ?", (limit,)
+            )
         else:
             rows = self._read(
-                f"SELECT {columns} FROM history WHERE plugin_id=? ORDER BY id DESC LIMIT ?",
+                f"SELECT {_HISTORY_COLUMNS} FROM history WHERE plugin_id=? "
+                "ORDER BY id DESC LIMIT ?",
                 (plugin_id, limit),
             )
         return [
@@ -319,16 +467,18 @@ class StateStore:
     # ------------------------------------------------------------------ grants
 
     def grant(self, plugin_id: str, permission: str) -> None:
+        """Grant a permission; granting it again changes nothing."""
         self._write(
             "INSERT OR IGNORE INTO grants (plugin_id, permission, granted) VALUES (?, ?, ?)",
             (plugin_id, permission, time.time()),
         )
 
     def revoke(self, plugin_id: str, permission: str) -> bool:
-        cursor = self._write(
+        """Revoke a permission; ``False`` if it was not granted."""
+        changed = self._write(
             "DELETE FROM grants WHERE plugin_id=? AND permission=?", (plugin_id, permission)
         )
-        return cursor.rowcount > 0
+        return changed > 0
 
     def grants(self, plugin_id: str) -> list[str]:
         rows = self._read(
@@ -337,5 +487,13 @@ class StateStore:
         return [str(r[0]) for r in rows]
 
 
-def _row(r: tuple[Any, ...]) -> PluginRow:
-    return PluginRow(r[0], bool(r[1]), r[2], r[3], json.loads(r[4]) if r[4] else None, r[5])
+def _rollback(db: sqlite3.Connection) -> None:
+    # SQLite may have rolled back on its own (e.g. after SQLITE_FULL): nothing left to undo.
+    with suppress(sqlite3.Error):
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+
+
+def _plugin_row(r: tuple[Any, ...]) -> PluginRow:
+    config = json.loads(r[4]) if r[4] is not None else None
+    return PluginRow(r[0], bool(r[1]), r[2], r[3], config, r[5])
