@@ -622,3 +622,9 @@ async def test_info_lists_commands_dependencies_and_dependents(
         assert host.info("acme.top")["dependencies"] == {"acme.base": "^1"}
         assert info["commands"][0]["signature"] == "ping() -> str"
         assert info["state"] == "active" and info["load_seconds"] > 0
+        manager = host.manager
+        assert set(manager.monitor) == {"acme.base", "acme.top"}
+        assert "inline" in manager.sandbox
+        assert manager.loader.discover is not None
+        assert manager.get_plugin("acme.top").id == "acme.top"
+        assert [r.id for r in manager.list_plugins()] == ["acme.base", "acme.top"]

@@ -242,6 +242,8 @@ def test_registry_graph_and_dependents() -> None:
     for manifest in (m("a"), m("b", "1.0.0", {"a": "^1"}), m("c", "1.0.0", optional={"a": "*"})):
         reg.register(manifest)
     assert reg.dependency_graph() == {"a": {}, "b": {"a": "^1"}, "c": {}}
+    assert reg.dependencies == reg.dependency_graph()
+    assert list(reg.plugins) == ["a", "b", "c"]
     assert reg.dependents_of("a") == ["b", "c"]
     assert reg.resolve_all().order == ["a", "b", "c"]
 

@@ -17,6 +17,7 @@ import enum
 import logging
 import time
 import traceback
+import types
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -152,6 +153,25 @@ class PluginManager:
         # the hot path's routing table: id → (handle, metrics, timeout), active plugins only
         self._routes: dict[str, tuple[PluginHandle, PluginMetrics, float]] = {}
         self._lock = asyncio.Lock()
+
+    # ------------------------------------------------------------------ the spec's members
+
+    @property
+    def sandbox(self) -> Mapping[str, Backend]:
+        """The isolation backends by name (the spec's ``sandbox``)."""
+        return self.backends
+
+    @property
+    def monitor(self) -> dict[str, PluginMetrics]:
+        """Each plugin's metrics (the spec's ``monitor``; the monitoring issue extends it)."""
+        return {r.id: r.metrics for r in self._records.values() if r.metrics is not None}
+
+    @property
+    def loader(self) -> types.ModuleType:
+        """The loader (discovery and imports), the spec's ``loader``."""
+        from plugbay import loader
+
+        return loader
 
     # ------------------------------------------------------------------ queries
 

@@ -59,6 +59,18 @@ class PluginRegistry:
         if not versions:
             del self._plugins[plugin_id]
 
+    # ------------------------------------------------------------------ the spec's members
+
+    @property
+    def plugins(self) -> dict[str, PluginManifest]:
+        """The spec's ``plugins`` map: id → the newest registered manifest."""
+        return {pid: self.get(pid) for pid in sorted(self._plugins)}
+
+    @property
+    def dependencies(self) -> dict[str, dict[str, str]]:
+        """The spec's ``dependencies`` graph (see :meth:`dependency_graph`)."""
+        return self.dependency_graph()
+
     # ------------------------------------------------------------------ queries
 
     def ids(self) -> list[str]:

@@ -292,13 +292,13 @@ class StateStore:
     def _write(self, sql: str, params: tuple[Any, ...]) -> int:
         """Run one statement in its own transaction; return the number of rows it changed."""
         with self._transaction() as db:
-            return db.execute(sql, params).rowcount
+            return _execute(db, sql, params).rowcount
 
     def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
             db = self._connection()
             try:
-                return db.execute(sql, params).fetchall()
+                return _execute(db, sql, params).fetchall()
             except sqlite3.Error as exc:
                 raise self._error("cannot read the state database", exc) from None
 
@@ -428,7 +428,8 @@ class StateStore:
                 hint="pass details with string keys and no reference cycles",
             ) from None
         with self._transaction() as db:
-            cursor = db.execute(
+            cursor = _execute(
+                db,
                 "INSERT INTO history (time, plugin_id, action, version, result, reason, details) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (time.time(), plugin_id, action, version, result, reason, text),
@@ -437,7 +438,8 @@ class StateStore:
             # cannot let a plugin's history grow past the limit unnoticed.
             count = self._since_prune.get(plugin_id, _PRUNE_EVERY - 1) + 1
             if count >= _PRUNE_EVERY:
-                db.execute(
+                _execute(
+                    db,
                     "DELETE FROM history WHERE plugin_id=? AND id <= ("
                     "SELECT id FROM history WHERE plugin_id=? "
                     "ORDER BY id DESC LIMIT 1 OFFSET ?)",
@@ -485,6 +487,21 @@ class StateStore:
             "SELECT permission FROM grants WHERE plugin_id=? ORDER BY permission", (plugin_id,)
         )
         return [str(r[0]) for r in rows]
+
+
+def _execute(db: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> sqlite3.Cursor:
+    try:
+        return db.execute(sql, params)
+    except UnicodeEncodeError:
+        # A lone surrogate (a file name read with surrogateescape, say) cannot be
+        # UTF-8; keep it visible as an escape rather than lose the write.
+        return db.execute(sql, tuple(_utf8_safe(p) for p in params))
+
+
+def _utf8_safe(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    return value
 
 
 def _rollback(db: sqlite3.Connection) -> None:
