@@ -46,7 +46,12 @@ def workdir(plugins: PluginFactory, tmp_path: Path) -> Path:
             @command
             def echo(self, text: str) -> str:
                 return text
+
+            @command
+            def names(self) -> list[str]:
+                return ["[bold]x[/]"]
         """,
+        extra='[config.tags]\ntype = "array"\ndefault = ["a", "b"]\n',
     )
     plugins("acme.bad", "raise RuntimeError('boom')\n")
     return tmp_path
@@ -102,6 +107,10 @@ def test_info_shows_commands_and_failure(workdir: Path) -> None:
     result = plugbay("info", "acme.calc", cwd=workdir)
     assert result.returncode == 0
     assert "add(a: int, b: int = 1) -> int  Add two integers." in result.stdout
+    # text that looks like rich markup is shown as it is
+    assert "names() -> list[str]" in result.stdout
+    assert 'config {"tags": ["a", "b"]}' in result.stdout
+    assert plugbay("call", "acme.calc", "names", cwd=workdir).stdout.strip().startswith("[")
     result = plugbay("info", "acme.bad", "--traceback", cwd=workdir)
     assert "RuntimeError: boom" in result.stdout and "Traceback" in result.stdout
     data = json.loads(plugbay("info", "acme.calc", "--json", cwd=workdir).stdout)

@@ -190,13 +190,18 @@ def test_config_schema_validates_before_any_plugin_code() -> None:
                 "mode": {"type": "string", "enum": ["a", "b"], "default": "a"},
                 "token": {"type": "string", "required": True},
                 "tags": {"type": "array", "items": "string", "default": []},
+                "hosts": {"type": "array", "default": ["a", "b"]},
+                "extra": {"type": "object", "default": {"k": 1}},
             },
         }
     )
     assert m.config is not None
-    assert m.config.validate({"token": "t", "port": "8080"}) == {
-        "port": 8080, "mode": "a", "token": "t", "tags": []
+    first = m.config.validate({"token": "t", "port": "8080"})
+    assert first == {
+        "port": 8080, "mode": "a", "token": "t", "tags": [], "hosts": ["a", "b"], "extra": {"k": 1}
     }  # fmt: skip
+    first["hosts"].append("c")
+    assert m.config.validate({"token": "t"})["hosts"] == ["a", "b"]
     with pytest.raises(ConfigError) as err:
         m.config.validate({"token": "t", "port": 0})
     assert str(err.value) == (

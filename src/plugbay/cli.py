@@ -279,12 +279,10 @@ def info(
     if data["commands"]:
         out.print("[bold]commands[/]")
         for c in data["commands"]:
-            out.print(
-                f"  {c['signature']}"
-                + (f"  [dim]{c['doc'].splitlines()[0]}[/]" if c["doc"] else "")
-            )
+            doc = f"  [dim]{escape(c['doc'].splitlines()[0])}[/]" if c["doc"] else ""
+            out.print(f"  {escape(c['signature'])}{doc}")
     if data.get("config"):
-        out.print("[bold]config[/] " + json.dumps(data["config"]))
+        out.print("[bold]config[/] " + escape(json.dumps(data["config"])))
     for note in data.get("notes") or []:
         out.print(f"[yellow]note:[/] {escape(note)}")
     if data["reason"]:

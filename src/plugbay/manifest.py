@@ -25,7 +25,9 @@ Keys are kebab-case, as in ``pyproject.toml``::
 
 from __future__ import annotations
 
+import copy
 import difflib
+import functools
 import re
 import tomllib
 from collections.abc import Mapping
@@ -245,7 +247,12 @@ class ConfigSchema:
             tp = f.python_type()
             ident = self._idents[f.name]
             if f.has_default:
-                spec.append((ident, tp, f.default))
+                default = f.default
+                if isinstance(default, (list, dict)):  # a fresh copy for every config
+                    default = msgspec.field(
+                        default_factory=functools.partial(copy.deepcopy, default)
+                    )
+                spec.append((ident, tp, default))
             elif f.required:
                 spec.append((ident, tp))
             else:
