@@ -538,6 +538,27 @@ async def test_plugin_raising_or_hanging_in_a_command(
         await assert_serving(host)
 
 
+async def test_sys_exit_in_a_plugin_does_not_end_the_host(
+    plugins: PluginFactory, make_host: Callable[..., Host]
+) -> None:
+    plugins(
+        "acme.quitter",
+        "import sys\nfrom plugbay import UtilityPlugin, command\n\nclass P(UtilityPlugin):\n"
+        "    @command\n    def leave(self) -> None:\n        sys.exit(3)\n",
+    )
+    plugins(
+        "acme.early",
+        "import sys\nfrom plugbay import UtilityPlugin\n\nclass P(UtilityPlugin):\n"
+        "    async def initialize(self, context):\n        sys.exit(4)\n",
+    )
+    plugins("acme.ok")
+    async with make_host() as host:
+        with pytest.raises(PluginCallError, match="command 'leave' raised SystemExit: 3"):
+            await host.call("acme.quitter", "leave")
+        assert "initialize raised SystemExit: 4" in (host.plugin("acme.early").reason or "")
+        await assert_serving(host)
+
+
 async def test_cleanup_that_hangs_is_bounded(
     plugins: PluginFactory, make_host: Callable[..., Host]
 ) -> None:

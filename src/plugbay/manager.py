@@ -325,7 +325,7 @@ class PluginManager:
                 ) from None
             except PlugbayError:
                 raise
-            except Exception as exc:
+            except (Exception, SystemExit) as exc:  # sys.exit() in a plugin is its own failure
                 raise PluginInitError(
                     f"initialize raised {type(exc).__name__}: {exc}",
                     plugin=manifest.id,
@@ -339,7 +339,10 @@ class PluginManager:
             await self._abandon(rec)
             self._fail(rec, exc, action="load")
             return rec
-        except Exception as exc:  # a bug of ours, or a plugin constructor raising
+        except (
+            Exception,
+            SystemExit,
+        ) as exc:  # sys.exit() in a plugin is its own failure  # a bug of ours, or a plugin constructor raising
             await self._abandon(rec)
             self._fail(
                 rec,
@@ -559,7 +562,7 @@ class PluginManager:
                 hint="the call was cancelled; raise resources.timeout in the manifest "
                 "if this command needs longer",
             ) from None
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # sys.exit() in a plugin is its own failure
             stats.record(time.perf_counter() - started, type(exc).__name__)
             raise PluginCallError(
                 f"command '{command}' raised {type(exc).__name__}: {exc}",
