@@ -210,6 +210,25 @@ def test_disabled_plugins_are_not_chosen() -> None:
     assert "plugbay enable b" in str(plan.failures["a"])
 
 
+def test_backtracking_through_a_cycle_terminates() -> None:
+    # resolvelib's Resolver.resolve recursed without end on this universe while building
+    # its result graph (found by the property test below); plugbay drives Resolution
+    # itself and walks the pins iteratively.
+    plan = resolve(
+        [
+            m("p0", "1.1.0", {"p5": "^2"}),
+            m("p4", "2.0.0", {"p5": "^1"}),
+            m("p4", "1.1.0", {"p5": "~1.1"}),
+            m("p3", "1.1.0", {"p4": "<2"}),
+            m("p3", "2.0.0", {"p4": "^1", "p5": "*"}),
+            m("p5", "1.1.0", {"p3": "~1.1", "p4": ">=1,<3"}),
+        ],
+        host_version=HOST,
+    )
+    assert "p0" in plan.failures
+    assert set(plan.failures) | set(plan.selected) == {"p0", "p3", "p4", "p5"}
+
+
 # ------------------------------------------------------------------ registry
 
 

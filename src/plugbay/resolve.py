@@ -19,8 +19,9 @@ from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from resolvelib import AbstractProvider, BaseReporter, Resolver
+from resolvelib import AbstractProvider, BaseReporter
 from resolvelib.resolvers import ResolutionImpossible, ResolutionTooDeep
+from resolvelib.resolvers.resolution import Resolution
 
 from plugbay.errors import (
     DependencyCycleError,
@@ -191,14 +192,27 @@ def _search(
     if fast is not None:
         return fast
     provider = _Provider(index, pinned)
-    resolver: Resolver[Any, Any, str] = Resolver(provider, BaseReporter())
     rounds = 20 * (len(index.usable) + len(index.services)) + 100
-    result = resolver.resolve([_Req(r, None) for r in roots], max_rounds=rounds)
-    return {
-        ident: cand.manifest
-        for ident, cand in result.mapping.items()
-        if not ident.startswith(_SERVICE)
-    }
+    # Resolution, not Resolver.resolve: the latter builds a result graph with a recursive
+    # walk (_has_route_to_root) that never ends when leftover criteria form a cycle.
+    # The pins are all we need; keep those reachable from the roots.
+    state = Resolution(provider, BaseReporter()).resolve(
+        [_Req(r, None) for r in roots], max_rounds=rounds
+    )
+    mapping: Mapping[str, _Cand] = state.mapping
+    reachable: set[str] = set()
+    frontier = [r for r in roots if r in mapping]
+    while frontier:
+        ident = frontier.pop()
+        if ident in reachable:
+            continue
+        reachable.add(ident)
+        frontier.extend(
+            d.identifier
+            for d in provider.get_dependencies(mapping[ident])
+            if d.identifier in mapping
+        )
+    return {i: mapping[i].manifest for i in sorted(reachable) if not i.startswith(_SERVICE)}
 
 
 def _newest_first(
