@@ -29,7 +29,7 @@ EXPORTED = {
     "Message", "MetricsCollector", "MissingDependencyError", "ParamInfo", "ParameterError",
     "PlugbayError", "Plugin", "PluginCallError", "PluginConfig", "PluginContext",
     "PluginDependency", "PluginInitError", "PluginLoadError", "PluginNotFound",
-    "PluginStateError", "PluginTimeout", "PluginType", "RangeError", "ResolutionError",
+    "PluginCrashed", "PluginStateError", "PluginTimeout", "PluginType", "RangeError", "ResolutionError",
     "ResultTypeError", "ServiceError", "ServiceRegistry", "StateError", "SystemConfig",
     "SystemEvent", "SystemHook", "SystemInfo", "SystemPlugin", "UtilityPlugin", "VersionError",
     "__version__", "command", "command_specs", "error_from_dict",

@@ -24,6 +24,7 @@ __all__ = [
     "ParameterError",
     "PlugbayError",
     "PluginCallError",
+    "PluginCrashed",
     "PluginInitError",
     "PluginLoadError",
     "PluginNotFound",
@@ -166,6 +167,12 @@ class PluginTimeout(PlugbayError):
     """A lifecycle step or a command call ran past its time limit."""
 
     code = "plugin_timeout"
+
+
+class PluginCrashed(PlugbayError):
+    """A plugin's worker process died, or broke the wire protocol, while serving."""
+
+    code = "plugin_crashed"
 
 
 class ConfigError(PlugbayError):

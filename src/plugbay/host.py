@@ -206,7 +206,7 @@ class Host:
             return
         self.events.emit("host.stopping")
         await self.events.drain()
-        await self.manager.shutdown()
+        await self.manager.close()
         await self.events.close()
         if self.state is not None:
             self.state.close()

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import functools
+import inspect
 import logging
 import time
 import traceback
@@ -22,6 +24,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
+
+import msgspec
 
 from plugbay.api import (
     CommandSpec,
@@ -44,12 +48,14 @@ from plugbay.errors import (
 )
 from plugbay.events import EventBus, Subscriber
 from plugbay.isolation import Backend, InlineBackend, PluginHandle
+from plugbay.isolation.process import ProcessBackend
 from plugbay.manifest import PluginManifest
 from plugbay.monitor import PluginMetrics
 from plugbay.registry import PluginRegistry
 from plugbay.resolve import ResolutionPlan
 from plugbay.services import ServiceHub, ServiceView
 from plugbay.state import StateStore
+from plugbay.versions import Range
 
 __all__ = ["ManagerSettings", "PluginManager", "PluginRecord", "PluginState"]
 
@@ -146,7 +152,10 @@ class PluginManager:
         self.settings = settings
         self.state = state
         self.events = events or EventBus()
-        self.backends: dict[str, Backend] = {"inline": InlineBackend()}
+        self.backends: dict[str, Backend] = {
+            "inline": InlineBackend(),
+            "process": ProcessBackend(self._host_call),
+        }
         self.services = ServiceHub(proxy_for or (lambda plugin_id: None))
         self._config_for = config_for or (lambda plugin_id: _NO_CONFIG)
         self._records: dict[str, PluginRecord] = {}
@@ -285,6 +294,9 @@ class PluginManager:
         self, manifest: PluginManifest, needs: Iterable[str], notes: list[str]
     ) -> PluginRecord:
         rec = PluginRecord(manifest.id, manifest, needs=frozenset(needs), notes=list(notes))
+        # A plugin that asks for a process gets one. Until the sandbox policy lands, anything
+        # else runs inline (the bundled plugins, and whatever the operator trusts).
+        rec.isolation = "process" if manifest.isolation == "process" else "inline"
         self._records[manifest.id] = rec
         self._set_state(rec, PluginState.RESOLVED)
         blocked = [d for d in sorted(rec.needs) if self._state_of(d) is not PluginState.ACTIVE]
@@ -311,6 +323,8 @@ class PluginManager:
             backend = self.backends[rec.isolation]
             handle = await backend.start(manifest)
             rec.handle = handle
+            if hasattr(handle, "on_crash"):
+                handle.on_crash = functools.partial(self._crashed, rec)
             context = self._context_for(manifest, config, metrics, rec.isolation)
             init_timeout = _positive(manifest.resources.init_timeout) or self.settings.init_timeout
             try:
@@ -429,6 +443,14 @@ class PluginManager:
             log.debug("cleanup after failed start of %s raised %r", rec.id, exc)
         handle.release()
 
+    def _crashed(self, rec: PluginRecord, error: PlugbayError) -> None:
+        """A worker died under a plugin: it is failed now, with the reason, not left 'active'."""
+        if rec.state is PluginState.ACTIVE:
+            self.events.unsubscribe(rec.id)
+            self.services.withdraw(rec.id)
+            rec.started_at = None
+            self._fail(rec, error, action="crash")
+
     # ------------------------------------------------------------------ unloading
 
     async def unload_plugin(self, plugin_id: str, *, cascade: bool = False) -> list[str]:
@@ -461,6 +483,30 @@ class PluginManager:
                 rec = self._records[plugin_id]
                 if rec.state is PluginState.ACTIVE:
                     await self._stop(rec, action="shutdown")
+
+    async def close(self) -> None:
+        """Stop every plugin, then the backends' own processes (the zygote)."""
+        await self.shutdown()
+        for backend in self.backends.values():
+            closer = getattr(backend, "close", None)
+            if closer is not None:
+                await closer()
+
+    async def _host_call(
+        self, consumer: str, target: str, command: str, params: dict[str, Any]
+    ) -> Any:
+        """A worker's call out: to a service (``service:NAME@RANGE``) or a plugin id."""
+        if target.startswith("service:"):
+            name, _, wanted = target[len("service:") :].partition("@")
+            provided = self.services.lookup(consumer, name, Range.parse(wanted or "*"))
+            if provided.service is not None:
+                result = getattr(provided.service, command)(**params)
+                if inspect.isawaitable(result):
+                    result = await result
+                return msgspec.to_builtins(result, str_keys=True)
+            target = provided.provider
+        result = await self.call(target, command, params)
+        return msgspec.to_builtins(result, str_keys=True)
 
     def _start_order(self) -> list[str]:
         """Active plugin ids, each after everything it needs."""

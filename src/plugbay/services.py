@@ -49,6 +49,13 @@ class ServiceHub:
             del self._services[name]
 
     def require(self, consumer: str, name: str, wanted: Range) -> Any:
+        provided = self.lookup(consumer, name, wanted)
+        if provided.service is not None:
+            return provided.service
+        return self._proxy_for(provided.provider)
+
+    def lookup(self, consumer: str, name: str, wanted: Range) -> _Provided:
+        """Who provides ``name`` in range ``wanted``, or :class:`ServiceError` saying why nobody."""
         provided = self._services.get(name)
         if provided is None:
             raise ServiceError(
@@ -65,9 +72,7 @@ class ServiceHub:
                 hint=f"install a version of '{provided.provider}' that provides '{name}' {wanted}, "
                 "or relax the range",
             )
-        if provided.service is not None:
-            return provided.service
-        return self._proxy_for(provided.provider)
+        return provided
 
     def available(self) -> dict[str, str]:
         return {n: str(p.version) for n, p in sorted(self._services.items())}

@@ -20,7 +20,7 @@ from plugbay.api import Command, CommandSpec, Plugin, PluginContext, PluginDepen
 from plugbay.loader import LoadedCode, import_plugin, unload_code
 from plugbay.manifest import PluginManifest
 
-__all__ = ["InlineBackend", "InlineHandle", "run_in_daemon_thread"]
+__all__ = ["InlineBackend", "InlineHandle", "lifecycle", "new_instance", "run_in_daemon_thread"]
 
 T = TypeVar("T")
 
@@ -39,22 +39,7 @@ class InlineHandle:
         self._code = code
         self.manifest = code.manifest
         self.commands: Mapping[str, CommandSpec] = code.commands
-        instance = code.cls()
-        m = code.manifest
-        instance.id = m.id
-        instance.version = str(m.version)
-        instance.capabilities = m.capabilities
-        instance.dependencies = tuple(
-            [PluginDependency(d, str(r)) for d, r in m.dependencies.items()]
-            + [
-                PluginDependency(d, str(r), optional=True)
-                for d, r in m.optional_dependencies.items()
-            ]
-        )
-        if "features" not in vars(instance) and not hasattr(type(instance), "features"):
-            instance.__dict__.setdefault("features", [])
-        if m.type == "integration" and not hasattr(instance, "endpoints"):
-            instance.__dict__["endpoints"] = []
+        instance = new_instance(code)
         self.instance: Plugin | None = instance
         # A plugin that overrides execute() gets every call through it, as the spec says.
         self._direct = type(instance).execute is Plugin.execute
@@ -62,7 +47,7 @@ class InlineHandle:
     async def initialize(self, context: PluginContext, timeout: float) -> None:
         assert self.instance is not None
         self.instance.context = context
-        await _lifecycle(self.instance.initialize, timeout, context)
+        await lifecycle(self.instance.initialize, timeout, context)
 
     async def call(self, spec: CommandSpec, params: dict[str, Any], timeout: float) -> Any:
         instance = self.instance
@@ -87,7 +72,7 @@ class InlineHandle:
 
     async def cleanup(self, timeout: float) -> None:
         if self.instance is not None:
-            await _lifecycle(self.instance.cleanup, timeout)
+            await lifecycle(self.instance.cleanup, timeout)
 
     def release(self) -> None:
         self.instance = None
@@ -124,7 +109,25 @@ class _Resume:
                     return done.value
 
 
-async def _lifecycle(method: Callable[..., Any], timeout: float, *args: Any) -> None:
+def new_instance(code: LoadedCode) -> Plugin:
+    """Create the plugin object and give it its identity from the manifest (any backend)."""
+    instance = code.cls()
+    m = code.manifest
+    instance.id = m.id
+    instance.version = str(m.version)
+    instance.capabilities = m.capabilities
+    instance.dependencies = tuple(
+        [PluginDependency(d, str(r)) for d, r in m.dependencies.items()]
+        + [PluginDependency(d, str(r), optional=True) for d, r in m.optional_dependencies.items()]
+    )
+    if "features" not in vars(instance) and not hasattr(type(instance), "features"):
+        instance.__dict__.setdefault("features", [])
+    if m.type == "integration" and not hasattr(instance, "endpoints"):
+        instance.__dict__["endpoints"] = []
+    return instance
+
+
+async def lifecycle(method: Callable[..., Any], timeout: float, *args: Any) -> None:
     async with asyncio.timeout(timeout):
         if inspect.iscoroutinefunction(method):
             await method(*args)

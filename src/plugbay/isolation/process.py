@@ -1,0 +1,298 @@
+"""The process backend: each plugin in its own worker process, forked from the zygote.
+
+The host never imports a sandboxed plugin's code. It sends the worker the
+manifest's path; the worker imports, checks and runs the plugin and answers in
+frames. Calls carry request ids, so many are in flight at once; a call past its
+timeout is cancelled in the worker. A worker that dies or breaks the protocol
+fails every call in flight with :class:`PluginCrashed` at once, never a hang.
+
+(Kernel layers — namespaces, Landlock, seccomp, cgroups — and supervision with
+restarts are the sandbox issue's; this backend already gives each plugin its own
+process, an environment with none of the host's variables, and rlimits.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+import signal
+import socket
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from plugbay.api import CommandSpec, ParamInfo, Plugin, PluginContext
+from plugbay.errors import PlugbayError, PluginCrashed, error_from_dict
+from plugbay.isolation import frames
+from plugbay.isolation.zygote import Zygote
+from plugbay.manifest import PluginManifest, parse_size
+
+__all__ = ["HostCallHandler", "ProcessBackend", "ProcessHandle", "RemoteSpec"]
+
+log = logging.getLogger("plugbay.isolation.process")
+
+#: (calling plugin, target ("service:NAME@RANGE" or a plugin id), command, params) -> value
+HostCallHandler = Callable[[str, str, str, dict[str, Any]], Awaitable[Any]]
+
+_TYPES = {"str": str, "int": int, "float": float, "bool": bool}
+
+
+class _Params(dict[str, Any]):
+    """Parameters bound for a worker, which checks them; remembers the conversion mode."""
+
+    strict = True
+
+
+class RemoteSpec(CommandSpec):
+    """A command that lives in a worker: described by it, checked by it."""
+
+    def __init__(self, remote: frames.RemoteCommand) -> None:
+        self.owner = object
+        self.name = remote.name
+        self.func = _runs_in_the_worker
+        self.is_async = True
+        self.blocking = False
+        self.timeout = remote.timeout
+        self.doc = str(remote.description.get("doc", ""))
+        self.returns = Any
+        self.params = tuple(
+            ParamInfo(
+                p["name"],
+                _TYPES.get(p["type"], Any),
+                p.get("default", ParamInfo.__dataclass_fields__["default"].default),
+            )
+            for p in remote.description.get("params", [])
+        )
+        self._remote = remote
+
+    def validate_params(
+        self, params: Mapping[str, Any], *, plugin: str | None = None, strict: bool = True
+    ) -> dict[str, Any]:
+        bound = _Params(params)
+        bound.strict = strict
+        return bound
+
+    def validate_result(self, value: Any, *, plugin: str | None = None) -> Any:
+        return value
+
+    def signature(self) -> str:
+        return self._remote.signature
+
+    def schema(self) -> dict[str, Any]:
+        return dict(self._remote.schema)
+
+    def describe(self) -> dict[str, Any]:
+        return dict(self._remote.description)
+
+
+def _runs_in_the_worker(*args: Any, **kwargs: Any) -> Any:
+    raise RuntimeError("this command runs in its plugin's worker process, not in the host")
+
+
+class ProcessBackend:
+    name = "process"
+
+    def __init__(self, host_call: HostCallHandler) -> None:
+        self._host_call = host_call
+        self.zygote = Zygote()
+
+    async def start(self, manifest: PluginManifest) -> ProcessHandle:
+        res = manifest.resources
+        limits = {
+            "memory": parse_size(res.memory),
+            "cpu_seconds": int(res.cpu_seconds) if res.cpu_seconds else None,
+            "open_files": res.open_files,
+            "file_size": parse_size(res.file_size),
+        }
+        env = {"LANG": "C.UTF-8", "PATH": "/usr/bin:/bin"}
+        pid, sock = await self.zygote.spawn(env, limits)
+        handle = ProcessHandle(manifest, pid, sock, self._host_call)
+        await handle.open()
+        return handle
+
+    async def close(self) -> None:
+        await self.zygote.stop()
+
+
+class ProcessHandle:
+    def __init__(
+        self, manifest: PluginManifest, pid: int, sock: socket.socket, host_call: HostCallHandler
+    ) -> None:
+        self.manifest = manifest
+        self.pid = pid
+        self.commands: Mapping[str, CommandSpec] = {}
+        self.instance: Plugin | None = None
+        self._sock = sock
+        self._host_call = host_call
+        self._ids = itertools.count(1)
+        self._pending: dict[int, asyncio.Future[Any]] = {}
+        self._loaded: asyncio.Future[frames.Loaded] | None = None
+        self._reader_task: asyncio.Task[None] | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._dead: PlugbayError | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        #: told once when the worker dies or breaks the protocol (the manager records it)
+        self.on_crash: Callable[[PlugbayError], None] | None = None
+        self._closing = False
+
+    async def open(self) -> None:
+        reader, self._writer = await asyncio.open_connection(
+            sock=self._sock, limit=frames.MAX_FRAME + 8
+        )
+        self._reader_task = asyncio.create_task(
+            self._read(reader), name=f"plugbay-worker-{self.pid}"
+        )
+
+    # -- the reader ------------------------------------------------------------------
+
+    async def _read(self, reader: asyncio.StreamReader) -> None:
+        reason = "its worker process exited"
+        try:
+            while True:
+                message = await frames.read_frame(reader)
+                if message is None:
+                    break
+                self._dispatch(message)
+        except frames.FrameError as exc:
+            reason = f"its worker broke the protocol ({exc}) and was stopped"
+        except (ConnectionError, OSError) as exc:
+            reason = f"its worker's channel failed: {exc}"
+        self._crashed(reason)
+
+    def _dispatch(self, message: frames.Message) -> None:
+        if isinstance(message, frames.Reply):
+            self._settle(message.id, value=message.value)
+        elif isinstance(message, frames.Fail):
+            error = error_from_dict(message.error)
+            if message.id == 0 and self._loaded is not None and not self._loaded.done():
+                self._loaded.set_exception(error)
+            else:
+                self._settle(message.id, error=error)
+        elif isinstance(message, frames.Loaded):
+            if self._loaded is not None and not self._loaded.done():
+                self._loaded.set_result(message)
+        elif isinstance(message, frames.Log):
+            logging.getLogger(message.logger).log(message.level, "%s", message.message)
+        elif isinstance(message, frames.HostCall):
+            task = asyncio.create_task(self._serve_host_call(message))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        else:
+            raise frames.FrameError(f"unexpected {type(message).__name__} from a worker")
+
+    def _settle(
+        self, request: int, *, value: Any = None, error: BaseException | None = None
+    ) -> None:
+        future = self._pending.pop(request, None)
+        if future is None or future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(value)
+
+    async def _serve_host_call(self, message: frames.HostCall) -> None:
+        try:
+            value = await self._host_call(
+                self.manifest.id, message.plugin, message.command, message.params
+            )
+            reply = frames.HostReply(message.id, value=value)
+        except PlugbayError as exc:
+            reply = frames.HostReply(message.id, error=exc.to_dict())
+        except Exception as exc:  # an answer the worker can act on, whatever went wrong
+            reply = frames.HostReply(
+                message.id, error=PlugbayError(f"{type(exc).__name__}: {exc}").to_dict()
+            )
+        self._send(reply)
+
+    def _crashed(self, reason: str) -> None:
+        if self._dead is None:
+            self._dead = PluginCrashed(
+                reason,
+                plugin=self.manifest.id,
+                hint=f"'plugbay info {self.manifest.id}' and the host log say more",
+                details={"pid": self.pid},
+            )
+        for request in list(self._pending):
+            self._settle(request, error=self._dead)
+        if self._loaded is not None and not self._loaded.done():
+            self._loaded.set_exception(self._dead)
+        self._kill()
+        if self.on_crash is not None and not self._closing:
+            self.on_crash(self._dead)
+
+    # -- requests --------------------------------------------------------------------
+
+    def _send(self, message: frames.Message) -> None:
+        if self._writer is None or self._dead is not None:
+            return
+        try:
+            frames.write_frame(self._writer, message)
+        except (ConnectionError, RuntimeError, frames.FrameError) as exc:
+            self._crashed(f"writing to its worker failed: {exc}")
+
+    async def _request(self, make: Callable[[int], frames.Message], timeout: float) -> Any:
+        if self._dead is not None:
+            raise self._dead
+        request = next(self._ids)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[request] = future
+        self._send(make(request))
+        try:
+            async with asyncio.timeout(timeout):
+                return await future
+        except TimeoutError:
+            self._pending.pop(request, None)
+            self._send(frames.Cancel(request))
+            raise
+
+    async def initialize(self, context: PluginContext, timeout: float) -> None:
+        env = context.environment
+        self._loaded = asyncio.get_running_loop().create_future()
+        self._send(
+            frames.Load(
+                manifest_path=str(self.manifest.path),
+                plugin_id=self.manifest.id,
+                config=context.config.to_dict(),
+                data_dir=str(env.data_dir),
+                host_version=env.host_version,
+                mode=env.mode,
+            )
+        )
+        try:
+            async with asyncio.timeout(timeout):
+                loaded = await self._loaded
+                self.commands = {c.name: RemoteSpec(c) for c in loaded.commands}
+                await self._request(frames.Init, timeout)
+        except TimeoutError:
+            self._kill()
+            raise
+
+    async def call(self, spec: CommandSpec, params: dict[str, Any], timeout: float) -> Any:
+        strict = getattr(params, "strict", True)
+        return await self._request(
+            lambda request: frames.Call(request, spec.name, dict(params), strict), timeout
+        )
+
+    async def cleanup(self, timeout: float) -> None:
+        self._closing = True
+        if self._dead is not None:
+            return
+        try:
+            await self._request(frames.Cleanup, timeout)
+        finally:
+            self._kill()
+
+    def release(self) -> None:
+        self._closing = True
+        self._kill()
+        if self._reader_task is not None:
+            self._reader_task.cancel()
+        if self._writer is not None:
+            self._writer.close()
+
+    def _kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(self.pid, signal.SIGKILL)

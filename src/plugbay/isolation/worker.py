@@ -1,0 +1,272 @@
+"""The worker runtime: what runs inside a sandboxed plugin's process.
+
+It speaks frames (``isolation.frames``) on one socket to the host: it loads the
+plugin from its manifest, checks every call against the command's annotations
+with the same :class:`CommandSpec` the inline backend uses (the host cannot:
+it never imports a sandboxed plugin's code), runs calls concurrently, and sends
+back plain data. Services the plugin requires are reached through the host
+(``HostCall``), so they are checked and counted like any other call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import os
+import socket
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from plugbay.api import (
+    Command,
+    CommandSpec,
+    Environment,
+    Plugin,
+    PluginConfig,
+    PluginContext,
+)
+from plugbay.errors import PlugbayError, PluginCallError, ServiceError, error_from_dict
+from plugbay.isolation import frames
+from plugbay.isolation.inline import lifecycle, new_instance, run_in_daemon_thread
+from plugbay.loader import import_plugin
+from plugbay.manifest import load_manifest
+from plugbay.monitor.metrics import PluginMetrics
+
+__all__ = ["Worker", "main"]
+
+#: lifecycle steps are bounded by the host, which kills the worker when they overrun
+_NO_LIMIT = 10.0**9
+
+
+class _HostServices:
+    """``context.services`` inside a worker: every service is a call through the host."""
+
+    def __init__(self, worker: Worker) -> None:
+        self._worker = worker
+
+    def provide(self, name: str, service: object, version: str = "1.0.0") -> None:
+        raise ServiceError(
+            f"a sandboxed plugin cannot provide the in-process object service '{name}'",
+            hint="declare it under [services] provides: the plugin's commands are the service",
+        )
+
+    def require(self, name: str, range: str = "*", kind: type[Any] | None = None) -> Any:
+        return _RemoteService(self._worker, name, range)
+
+    def available(self) -> dict[str, str]:
+        return {}
+
+
+class _RemoteService:
+    __plugbay_proxy__ = True
+
+    def __init__(self, worker: Worker, name: str, wanted: str) -> None:
+        self._worker, self._name, self._range = worker, name, wanted
+
+    def __getattr__(self, command: str) -> Any:
+        if command.startswith("__"):
+            raise AttributeError(command)
+
+        async def call(**params: Any) -> Any:
+            return await self._worker.host_call(
+                f"service:{self._name}@{self._range}", command, params
+            )
+
+        return call
+
+
+class _LogForwarder(logging.Handler):
+    def __init__(self, worker: Worker) -> None:
+        super().__init__(logging.DEBUG)
+        self.worker = worker
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with contextlib.suppress(Exception):
+            self.worker.send(frames.Log(record.levelno, record.name, record.getMessage()))
+
+
+class Worker:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+        self.plugin: Plugin | None = None
+        self.specs: dict[str, CommandSpec] = {}
+        self.direct = True
+        self.context: PluginContext | None = None
+        self.calls: dict[int, asyncio.Task[None]] = {}
+        self.host_calls: dict[int, asyncio.Future[Any]] = {}
+        self._next_host_call = 0
+
+    def send(self, message: frames.Message) -> None:
+        frames.write_frame(self.writer, message)
+
+    async def host_call(self, plugin: str, command: str, params: dict[str, Any]) -> Any:
+        self._next_host_call += 1
+        call_id = self._next_host_call
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.host_calls[call_id] = future
+        self.send(frames.HostCall(call_id, plugin, command, params))
+        try:
+            return await future
+        finally:
+            self.host_calls.pop(call_id, None)
+
+    async def serve(self) -> None:
+        while True:
+            message = await frames.read_frame(self.reader)
+            if message is None:
+                return
+            if isinstance(message, frames.Load):
+                self.load(message)
+            elif isinstance(message, frames.Init):
+                await self.respond(message.id, self.initialize())
+            elif isinstance(message, frames.Call):
+                running = asyncio.create_task(self.respond(message.id, self.call(message)))
+                self.calls[message.id] = running
+                running.add_done_callback(functools.partial(self._forget, message.id))
+            elif isinstance(message, frames.Cancel):
+                cancelled = self.calls.get(message.id)
+                if cancelled is not None:
+                    cancelled.cancel()
+            elif isinstance(message, frames.Cleanup):
+                await self.respond(message.id, self.cleanup())
+                await self.writer.drain()
+                return
+            elif isinstance(message, frames.Ping):
+                self.send(frames.Pong(message.id))
+            elif isinstance(message, frames.HostReply):
+                future = self.host_calls.get(message.id)
+                if future is not None and not future.done():
+                    if message.error is not None:
+                        future.set_exception(error_from_dict(message.error))
+                    else:
+                        future.set_result(message.value)
+            await self.writer.drain()
+
+    def _forget(self, request: int, _task: object) -> None:
+        self.calls.pop(request, None)
+
+    def load(self, message: frames.Load) -> None:
+        try:
+            manifest = load_manifest(Path(message.manifest_path))
+            code = import_plugin(manifest)
+            self.plugin = new_instance(code)
+        except PlugbayError as exc:
+            self.send(frames.Fail(0, exc.to_dict()))
+            return
+        except BaseException as exc:  # a plugin's constructor or module raising anything
+            self.send(frames.Fail(0, _wrap(exc, message.plugin_id, "loading").to_dict()))
+            return
+        self.specs = dict(code.commands)
+        self.direct = type(self.plugin).execute is Plugin.execute
+        metrics = PluginMetrics(manifest.id)
+        logging.getLogger("plugbay").addHandler(_LogForwarder(self))
+        logging.getLogger("plugbay").setLevel(logging.DEBUG)
+        self.context = PluginContext(
+            environment=Environment(
+                host_version=message.host_version,
+                plugin_id=manifest.id,
+                plugin_version=str(manifest.version),
+                data_dir=Path(message.data_dir),
+                mode=message.mode,  # type: ignore[arg-type]
+                isolation="process",
+            ),
+            services=_HostServices(self),
+            config=PluginConfig(message.config),
+            logger=logging.getLogger(f"plugbay.plugin.{manifest.id}"),
+            metrics=metrics,
+        )
+        self.plugin.context = self.context
+        self.send(
+            frames.Loaded(
+                [
+                    frames.RemoteCommand(
+                        spec.name, spec.signature(), spec.describe(), spec.schema(), spec.timeout
+                    )
+                    for spec in self.specs.values()
+                ],
+                not self.direct,
+            )
+        )
+
+    async def respond(self, request: int, work: Any) -> None:
+        try:
+            value = await work
+        except asyncio.CancelledError:
+            return
+        except PlugbayError as exc:
+            self.send(frames.Fail(request, exc.to_dict()))
+        except BaseException as exc:
+            plugin_id = self.plugin.id if self.plugin is not None else None
+            self.send(frames.Fail(request, _wrap(exc, plugin_id, "the call").to_dict()))
+        else:
+            try:
+                self.send(frames.Reply(request, value))
+            except (TypeError, msgspec.EncodeError, frames.FrameError) as exc:
+                self.send(frames.Fail(request, _wrap(exc, None, "sending the result").to_dict()))
+        with contextlib.suppress(ConnectionError):
+            await self.writer.drain()
+
+    async def initialize(self) -> None:
+        assert self.plugin is not None and self.context is not None
+        await lifecycle(self.plugin.initialize, _NO_LIMIT, self.context)
+
+    async def cleanup(self) -> None:
+        if self.plugin is not None:
+            await lifecycle(self.plugin.cleanup, _NO_LIMIT)
+
+    async def call(self, message: frames.Call) -> Any:
+        plugin = self.plugin
+        spec = self.specs.get(message.command)
+        if plugin is None or spec is None:
+            raise PluginCallError(f"no command '{message.command}' is loaded in this worker")
+        params = spec.validate_params(message.params, plugin=plugin.id, strict=message.strict)
+        result: Any
+        if not self.direct:
+            result = await plugin.execute(Command(spec.name, params))
+        elif spec.is_async:
+            result = await spec.func(plugin, **params)
+        elif spec.blocking:
+            result = await run_in_daemon_thread(lambda: spec.func(plugin, **params))
+        else:
+            result = spec.func(plugin, **params)
+        checked = spec.validate_result(result, plugin=plugin.id)
+        return msgspec.to_builtins(checked, str_keys=True)
+
+
+def _wrap(exc: BaseException, plugin: str | None, doing: str) -> PlugbayError:
+    return PluginCallError(
+        f"{doing} raised {type(exc).__name__}: {exc}",
+        plugin=plugin,
+        hint="this is the plugin's own error; the host and other plugins are unaffected",
+        details={
+            "exception": type(exc).__name__,
+            "traceback": "".join(traceback.format_exception(exc)),
+        },
+    )
+
+
+async def _run(fd: int) -> None:
+    sock = socket.socket(fileno=fd)
+    reader, writer = await asyncio.open_connection(sock=sock, limit=frames.MAX_FRAME + 8)
+    worker = Worker(reader, writer)
+    try:
+        await worker.serve()
+    except frames.FrameError as exc:
+        print(f"plugbay worker: {exc}", file=sys.stderr)
+    finally:
+        writer.close()
+
+
+def main(fd: int) -> None:
+    """Run the worker on an inherited socket until the host says goodbye or goes away."""
+    try:
+        asyncio.run(_run(fd))
+    finally:
+        sys.stdout.flush()
+        os._exit(0)

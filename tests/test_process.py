@@ -1,0 +1,243 @@
+"""The process backend: the same plugin, unchanged, inline or in its own worker process."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from plugbay import ParameterError, PluginCallError, PluginCrashed, PluginTimeout, ResultTypeError
+from plugbay.host import Host
+from tests.conftest import PluginFactory
+
+pytestmark = pytest.mark.slow
+
+CODE = """
+import asyncio, os, socket, stat
+from dataclasses import dataclass
+from plugbay import UtilityPlugin, command, PluginContext
+
+@dataclass
+class Point:
+    x: int
+    y: int
+
+class P(UtilityPlugin):
+    async def initialize(self, context: PluginContext) -> None:
+        self.greeting = context.config["greeting"]
+        context.logger.info("started in %d", os.getpid())
+
+    @command
+    def add(self, a: int, b: int = 1) -> int:
+        return a + b
+
+    @command
+    async def greet(self, name: str) -> str:
+        await asyncio.sleep(0)
+        return f"{self.greeting}, {name}"
+
+    @command
+    def move(self, p: Point, dx: int) -> Point:
+        return Point(p.x + dx, p.y)
+
+    @command
+    def liar(self) -> int:
+        return "seven"  # type: ignore[return-value]
+
+    @command
+    def explode(self) -> None:
+        raise KeyError("gone")
+
+    @command
+    async def nap(self, seconds: float) -> str:
+        await asyncio.sleep(seconds)
+        return "woke"
+
+    @command
+    def pid(self) -> int:
+        return os.getpid()
+
+    @command
+    def environment(self) -> dict[str, str]:
+        return dict(os.environ)
+
+    @command
+    def crash(self) -> None:
+        os._exit(9)
+
+    @command
+    def scribble(self) -> None:
+        # write garbage onto the channel to the host
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                if stat.S_ISSOCK(os.fstat(int(fd)).st_mode):
+                    os.write(int(fd), b"\\xff\\xff\\xff\\xff" + b"junk")
+            except OSError:
+                pass
+
+    @command
+    async def ask(self, text: str) -> str:
+        shout = self.context.services.require("shouting", "^1")
+        return await shout.shout(text=text)
+"""
+
+PROVIDER = """
+from plugbay import UtilityPlugin, command
+
+class P(UtilityPlugin):
+    @command
+    def shout(self, text: str) -> str:
+        return text.upper()
+"""
+
+
+@pytest.fixture(params=["inline", "process"])
+def isolation(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def make(plugins: PluginFactory, tmp_path: Path) -> Callable[[str], Host]:
+    def build(isolation: str) -> Host:
+        plugins(
+            "acme.subject",
+            CODE,
+            extra=f'isolation = "{isolation}"\n'
+            '[config.greeting]\ntype = "string"\ndefault = "Hello"\n'
+            '[services]\nrequires = { shouting = "^1" }\n'
+            "[resources]\ntimeout = 1.0\n",
+        )
+        plugins("acme.shout", PROVIDER, extra='[services]\nprovides = { shouting = "1.0.0" }\n')
+        plugins("acme.ok")
+        return Host(plugins.root, state_dir=tmp_path / "state", entry_points=False, init_timeout=20)
+
+    return build
+
+
+async def test_the_same_plugin_behaves_the_same_on_both_backends(
+    make: Callable[[str], Host], isolation: str
+) -> None:
+    async with make(isolation) as host:
+        assert host.plugin("acme.subject").isolation == isolation
+        assert await host.call("acme.subject", "add", a=2) == 3
+        assert await host.call("acme.subject", "greet", name="Ada") == "Hello, Ada"
+        moved = await host.call("acme.subject", "move", p={"x": 1, "y": 2}, dx=3)
+        assert (moved if isinstance(moved, dict) else vars(moved)) == {"x": 4, "y": 2}
+        with pytest.raises(ParameterError, match="parameter 'a' expects int, got str"):
+            await host.call("acme.subject", "add", a="2")
+        with pytest.raises(
+            ResultTypeError, match="command 'liar' returned str but is declared to return int"
+        ):
+            await host.call("acme.subject", "liar")
+        with pytest.raises(PluginCallError, match="raised KeyError: 'gone'"):
+            await host.call("acme.subject", "explode")
+        with pytest.raises(PluginTimeout, match="did not finish within 1 s"):
+            await host.call("acme.subject", "nap", seconds=30)
+        assert await host.call("acme.subject", "nap", seconds=0.01) == "woke"
+        assert await host.call("acme.subject", "ask", text="hey") == "HEY"
+        results = await asyncio.gather(
+            *(host.call("acme.subject", "nap", seconds=0.2) for _ in range(16))
+        )
+        assert results == ["woke"] * 16
+        assert await host.call("acme.ok", "ping") == "pong from acme.ok 1.0.0"
+
+
+async def test_a_worker_is_its_own_process_without_the_hosts_environment(
+    make: Callable[[str], Host], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PLUGBAY_TEST_CANARY", "the host's secret")
+    async with make("process") as host:
+        assert await host.call("acme.subject", "pid") != os.getpid()
+        env = await host.call("acme.subject", "environment")
+        assert "PLUGBAY_TEST_CANARY" not in env
+        assert set(env) <= {"LANG", "PATH", "LC_CTYPE"}
+        assert (
+            host.info("acme.subject")["commands"][0]["signature"]
+            == "add(a: int, b: int = 1) -> int"
+        )
+
+
+async def test_a_crash_fails_the_call_and_the_plugin_not_the_host(
+    make: Callable[[str], Host],
+) -> None:
+    async with make("process") as host:
+        pending = asyncio.ensure_future(host.call("acme.subject", "nap", seconds=30))
+        await asyncio.sleep(0.1)
+        with pytest.raises(PluginCrashed, match="its worker process exited"):
+            await host.call("acme.subject", "crash")
+        with pytest.raises(PluginCrashed):
+            await pending
+        rec = host.plugin("acme.subject")
+        assert str(rec.state) == "failed"
+        assert "its worker process exited" in (rec.reason or "")
+        assert await host.call("acme.ok", "ping") == "pong from acme.ok 1.0.0"
+
+
+async def test_a_malformed_frame_stops_the_worker(make: Callable[[str], Host]) -> None:
+    async with make("process") as host:
+        with pytest.raises(PluginCrashed, match="broke the protocol"):
+            await host.call("acme.subject", "scribble")
+        assert str(host.plugin("acme.subject").state) == "failed"
+        assert await host.call("acme.shout", "shout", text="still") == "STILL"
+
+
+async def test_an_import_error_in_the_worker_is_reported(
+    plugins: PluginFactory, tmp_path: Path
+) -> None:
+    plugins(
+        "acme.broken", "raise RuntimeError('no config file')\n", extra='isolation = "process"\n'
+    )
+    plugins("acme.ok")
+    async with Host(plugins.root, state_dir=tmp_path / "s", entry_points=False) as host:
+        reason = host.plugin("acme.broken").reason or ""
+        assert "importing 'main' raised RuntimeError: no config file" in reason
+        assert await host.call("acme.ok", "ping") == "pong from acme.ok 1.0.0"
+
+
+def test_workers_die_with_their_host(plugins: PluginFactory, tmp_path: Path) -> None:
+    plugins(
+        "acme.subject",
+        CODE.replace('context.config["greeting"]', '"hi"'),
+        extra='isolation = "process"\n',
+    )
+    script = textwrap.dedent(
+        f"""
+        import asyncio
+        from plugbay.host import Host
+
+        async def main():
+            async with Host({str(plugins.root)!r}, state_dir={str(tmp_path / "s")!r}, entry_points=False) as h:
+                print(await h.call("acme.subject", "pid"), flush=True)
+                await asyncio.sleep(3600)
+
+        asyncio.run(main())
+        """
+    )
+    host = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert host.stdout is not None
+        worker = int(host.stdout.readline())
+        os.kill(worker, 0)  # alive
+        os.kill(host.pid, signal.SIGKILL)
+        host.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                os.kill(worker, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail(f"worker {worker} outlived its host")
+    finally:
+        if host.poll() is None:
+            host.kill()
+            host.wait()
