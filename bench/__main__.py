@@ -6,7 +6,7 @@ import importlib
 import platform
 import sys
 
-SUITES = ["spine"]
+SUITES = ["spine", "sandbox"]
 
 
 def main(argv: list[str]) -> int:

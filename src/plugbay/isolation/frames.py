@@ -29,6 +29,7 @@ __all__ = [
     "Loaded",
     "Log",
     "Message",
+    "Outbox",
     "Ping",
     "Pong",
     "RemoteCommand",
@@ -187,3 +188,29 @@ async def read_frame(reader: asyncio.StreamReader) -> Message | None:
 
 def write_frame(writer: asyncio.StreamWriter, message: Message) -> None:
     writer.write(encode(message))
+
+
+class Outbox:
+    """Frames written in one turn of the event loop leave in one write (one syscall)."""
+
+    __slots__ = ("_chunks", "_loop", "_scheduled", "writer")
+
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        self.writer = writer
+        self._chunks: list[bytes] = []
+        self._scheduled = False
+        self._loop = asyncio.get_running_loop()
+
+    def send(self, message: Message) -> None:
+        self._chunks.append(encode(message))
+        if not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        self._scheduled = False
+        if self._chunks:
+            data = b"".join(self._chunks)
+            self._chunks.clear()
+            if not self.writer.is_closing():
+                self.writer.write(data)

@@ -131,8 +131,11 @@ class ProcessHandle:
         self._loaded: asyncio.Future[frames.Loaded] | None = None
         self._reader_task: asyncio.Task[None] | None = None
         self._writer: asyncio.StreamWriter | None = None
+        self._outbox: frames.Outbox
         self._dead: PlugbayError | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._deadlines: dict[int, float] = {}
+        self._watchdog: asyncio.Task[None] | None = None
         #: told once when the worker dies or breaks the protocol (the manager records it)
         self.on_crash: Callable[[PlugbayError], None] | None = None
         self._closing = False
@@ -141,6 +144,7 @@ class ProcessHandle:
         reader, self._writer = await asyncio.open_connection(
             sock=self._sock, limit=frames.MAX_FRAME + 8
         )
+        self._outbox = frames.Outbox(self._writer)
         self._reader_task = asyncio.create_task(
             self._read(reader), name=f"plugbay-worker-{self.pid}"
         )
@@ -229,7 +233,7 @@ class ProcessHandle:
         if self._writer is None or self._dead is not None:
             return
         try:
-            frames.write_frame(self._writer, message)
+            self._outbox.send(message)
         except (ConnectionError, RuntimeError, frames.FrameError) as exc:
             self._crashed(f"writing to its worker failed: {exc}")
 
@@ -237,16 +241,31 @@ class ProcessHandle:
         if self._dead is not None:
             raise self._dead
         request = next(self._ids)
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
         self._pending[request] = future
+        # One watchdog per worker instead of a timer per call (a timer costs more than
+        # the rest of the host's side of a call): it expires calls past their deadline.
+        self._deadlines[request] = loop.time() + timeout
+        if self._watchdog is None or self._watchdog.done():
+            self._watchdog = asyncio.create_task(self._watch(), name=f"plugbay-watchdog-{self.pid}")
         self._send(make(request))
         try:
-            async with asyncio.timeout(timeout):
-                return await future
-        except TimeoutError:
-            self._pending.pop(request, None)
-            self._send(frames.Cancel(request))
-            raise
+            return await future
+        finally:
+            self._deadlines.pop(request, None)
+
+    async def _watch(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._deadlines and self._dead is None:
+            now = loop.time()
+            for request, deadline in list(self._deadlines.items()):
+                if deadline <= now:
+                    del self._deadlines[request]
+                    self._send(frames.Cancel(request))
+                    self._settle(request, error=TimeoutError())
+            soonest = min(self._deadlines.values(), default=now + 0.05)
+            await asyncio.sleep(max(0.005, min(soonest - now, 0.25)))
 
     async def initialize(self, context: PluginContext, timeout: float) -> None:
         env = context.environment
@@ -288,6 +307,8 @@ class ProcessHandle:
     def release(self) -> None:
         self._closing = True
         self._kill()
+        if self._watchdog is not None:
+            self._watchdog.cancel()
         if self._reader_task is not None:
             self._reader_task.cancel()
         if self._writer is not None:

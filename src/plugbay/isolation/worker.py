@@ -94,6 +94,7 @@ class _LogForwarder(logging.Handler):
 class Worker:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader, self.writer = reader, writer
+        self.outbox = frames.Outbox(writer)
         self.plugin: Plugin | None = None
         self.specs: dict[str, CommandSpec] = {}
         self.direct = True
@@ -103,7 +104,7 @@ class Worker:
         self._next_host_call = 0
 
     def send(self, message: frames.Message) -> None:
-        frames.write_frame(self.writer, message)
+        self.outbox.send(message)
 
     async def host_call(self, plugin: str, command: str, params: dict[str, Any]) -> Any:
         self._next_host_call += 1
@@ -126,15 +127,21 @@ class Worker:
             elif isinstance(message, frames.Init):
                 await self.respond(message.id, self.initialize())
             elif isinstance(message, frames.Call):
-                running = asyncio.create_task(self.respond(message.id, self.call(message)))
-                self.calls[message.id] = running
-                running.add_done_callback(functools.partial(self._forget, message.id))
+                spec = self.specs.get(message.command)
+                if self.direct and spec is not None and not spec.is_async and not spec.blocking:
+                    # a plain def command: answered here, no task to schedule
+                    self.answer_now(message, spec)
+                else:
+                    running = asyncio.create_task(self.respond(message.id, self.call(message)))
+                    self.calls[message.id] = running
+                    running.add_done_callback(functools.partial(self._forget, message.id))
             elif isinstance(message, frames.Cancel):
                 cancelled = self.calls.get(message.id)
                 if cancelled is not None:
                     cancelled.cancel()
             elif isinstance(message, frames.Cleanup):
                 await self.respond(message.id, self.cleanup())
+                self.outbox.flush()
                 await self.writer.drain()
                 return
             elif isinstance(message, frames.Ping):
@@ -146,7 +153,20 @@ class Worker:
                         future.set_exception(error_from_dict(message.error))
                     else:
                         future.set_result(message.value)
-            await self.writer.drain()
+            if self.writer.transport.get_write_buffer_size() > 1 << 16:
+                await self.writer.drain()
+
+    def answer_now(self, message: frames.Call, spec: CommandSpec) -> None:
+        plugin = self.plugin
+        assert plugin is not None
+        try:
+            params = spec.validate_params(message.params, plugin=plugin.id, strict=message.strict)
+            result = spec.validate_result(spec.func(plugin, **params), plugin=plugin.id)
+            self.send(frames.Reply(message.id, msgspec.to_builtins(result, str_keys=True)))
+        except PlugbayError as exc:
+            self.send(frames.Fail(message.id, exc.to_dict()))
+        except BaseException as exc:
+            self.send(frames.Fail(message.id, _wrap(exc, plugin.id, "the call").to_dict()))
 
     def _forget(self, request: int, _task: object) -> None:
         self.calls.pop(request, None)
@@ -209,8 +229,9 @@ class Worker:
                 self.send(frames.Reply(request, value))
             except (TypeError, msgspec.EncodeError, frames.FrameError) as exc:
                 self.send(frames.Fail(request, _wrap(exc, None, "sending the result").to_dict()))
-        with contextlib.suppress(ConnectionError):
-            await self.writer.drain()
+        if self.writer.transport.get_write_buffer_size() > 1 << 16:
+            with contextlib.suppress(ConnectionError):
+                await self.writer.drain()
 
     async def initialize(self) -> None:
         assert self.plugin is not None and self.context is not None
