@@ -241,3 +241,32 @@ def test_workers_die_with_their_host(plugins: PluginFactory, tmp_path: Path) -> 
         if host.poll() is None:
             host.kill()
             host.wait()
+
+
+def test_channel_rejects_oversized_truncated_and_malformed_frames() -> None:
+    from plugbay.isolation import frames
+
+    closed: list[tuple[str | None, bool]] = []
+    got: list[object] = []
+
+    def channel() -> frames.Channel:
+        return frames.Channel(
+            got.append, lambda reason, protocol: closed.append((reason, protocol))
+        )
+
+    one = frames.encode(frames.Ping(7))
+    ch = channel()
+    ch.data_received(one[:3])
+    ch.data_received(one[3:] + one)
+    assert got == [frames.Ping(7), frames.Ping(7)]
+    channel().data_received((frames.MAX_FRAME + 1).to_bytes(4, "big"))
+    assert closed[-1] == (
+        f"a frame of {frames.MAX_FRAME + 1} bytes is over the {frames.MAX_FRAME}-byte limit",
+        True,
+    )
+    channel().data_received((3).to_bytes(4, "big") + b"\xc1\xc1\xc1")
+    assert closed[-1][0] is not None and closed[-1][0].startswith("malformed frame")
+    ch = channel()
+    ch.data_received(one[:5])
+    ch.eof_received()
+    assert closed[-1] == ("the stream ended inside a frame (5 bytes pending)", True)

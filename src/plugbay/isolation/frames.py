@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
+from collections.abc import Callable
 from typing import Any, Final
 
 import msgspec
@@ -19,6 +20,7 @@ __all__ = [
     "MAX_FRAME",
     "Call",
     "Cancel",
+    "Channel",
     "Cleanup",
     "Fail",
     "FrameError",
@@ -29,13 +31,10 @@ __all__ = [
     "Loaded",
     "Log",
     "Message",
-    "Outbox",
     "Ping",
     "Pong",
     "RemoteCommand",
     "Reply",
-    "read_frame",
-    "write_frame",
 ]
 
 MAX_FRAME: Final = 16 * 1024 * 1024
@@ -168,49 +167,77 @@ def decode(body: bytes) -> Message:
         raise FrameError(f"malformed frame: {exc}") from None
 
 
-async def read_frame(reader: asyncio.StreamReader) -> Message | None:
-    """The next message, or None at a clean end of stream (between frames)."""
-    try:
-        header = await reader.readexactly(_HEADER.size)
-    except asyncio.IncompleteReadError as exc:
-        if not exc.partial:
-            return None
-        raise FrameError("the stream ended inside a frame header") from None
-    (size,) = _HEADER.unpack(header)
-    if size > MAX_FRAME:
-        raise FrameError(f"a frame of {size} bytes is over the {MAX_FRAME}-byte limit")
-    try:
-        body = await reader.readexactly(size)
-    except asyncio.IncompleteReadError:
-        raise FrameError(f"the stream ended inside a {size}-byte frame") from None
-    return decode(body)
+class Channel(asyncio.Protocol):
+    """One end of the wire as an asyncio protocol: every complete frame that arrives is
+    decoded and handed to ``on_message`` in the same pass (no per-frame awaiting)."""
 
-
-def write_frame(writer: asyncio.StreamWriter, message: Message) -> None:
-    writer.write(encode(message))
-
-
-class Outbox:
-    """Frames written in one turn of the event loop leave in one write (one syscall)."""
-
-    __slots__ = ("_chunks", "_loop", "_scheduled", "writer")
-
-    def __init__(self, writer: asyncio.StreamWriter) -> None:
-        self.writer = writer
+    def __init__(
+        self,
+        on_message: Callable[[Message], None],
+        on_close: Callable[[str | None, bool], None],
+    ) -> None:
+        self._on_message = on_message
+        self._on_close = on_close
+        self._buffer = bytearray()
+        self.transport: asyncio.Transport | None = None
+        self._closed = False
         self._chunks: list[bytes] = []
         self._scheduled = False
-        self._loop = asyncio.get_running_loop()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        buf = self._buffer
+        buf += data
+        offset = 0
+        size_of_header = _HEADER.size
+        try:
+            while len(buf) - offset >= size_of_header:
+                (size,) = _HEADER.unpack_from(buf, offset)
+                if size > MAX_FRAME:
+                    raise FrameError(f"a frame of {size} bytes is over the {MAX_FRAME}-byte limit")
+                end = offset + size_of_header + size
+                if len(buf) < end:
+                    break
+                message = decode(bytes(buf[offset + size_of_header : end]))
+                offset = end
+                self._on_message(message)
+        except FrameError as exc:
+            self.close(str(exc), protocol_error=True)
+            return
+        del buf[:offset]
+
+    def eof_received(self) -> bool | None:
+        if self._buffer:
+            self.close(
+                f"the stream ended inside a frame ({len(self._buffer)} bytes pending)",
+                protocol_error=True,
+            )
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self._closed:
+            self._closed = True
+            self._on_close(str(exc) if exc else None, False)
 
     def send(self, message: Message) -> None:
+        """Queue a frame; frames queued in one loop turn leave in one write."""
         self._chunks.append(encode(message))
         if not self._scheduled:
             self._scheduled = True
-            self._loop.call_soon(self.flush)
+            asyncio.get_running_loop().call_soon(self.flush)
 
     def flush(self) -> None:
         self._scheduled = False
-        if self._chunks:
-            data = b"".join(self._chunks)
-            self._chunks.clear()
-            if not self.writer.is_closing():
-                self.writer.write(data)
+        if self._chunks and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(b"".join(self._chunks))
+        self._chunks.clear()
+
+    def close(self, reason: str | None = None, *, protocol_error: bool = False) -> None:
+        if not self._closed:
+            self._closed = True
+            self._on_close(reason, protocol_error)
+        if self.transport is not None:
+            self.transport.close()

@@ -129,9 +129,7 @@ class ProcessHandle:
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._loaded: asyncio.Future[frames.Loaded] | None = None
-        self._reader_task: asyncio.Task[None] | None = None
-        self._writer: asyncio.StreamWriter | None = None
-        self._outbox: frames.Outbox
+        self._channel: frames.Channel | None = None
         self._dead: PlugbayError | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._deadlines: dict[int, float] = {}
@@ -141,29 +139,20 @@ class ProcessHandle:
         self._closing = False
 
     async def open(self) -> None:
-        reader, self._writer = await asyncio.open_connection(
-            sock=self._sock, limit=frames.MAX_FRAME + 8
-        )
-        self._outbox = frames.Outbox(self._writer)
-        self._reader_task = asyncio.create_task(
-            self._read(reader), name=f"plugbay-worker-{self.pid}"
+        loop = asyncio.get_running_loop()
+        _, self._channel = await loop.create_connection(
+            lambda: frames.Channel(self._dispatch, self._lost), sock=self._sock
         )
 
-    # -- the reader ------------------------------------------------------------------
+    # -- what arrives ----------------------------------------------------------------
 
-    async def _read(self, reader: asyncio.StreamReader) -> None:
-        reason = "its worker process exited"
-        try:
-            while True:
-                message = await frames.read_frame(reader)
-                if message is None:
-                    break
-                self._dispatch(message)
-        except frames.FrameError as exc:
-            reason = f"its worker broke the protocol ({exc}) and was stopped"
-        except (ConnectionError, OSError) as exc:
-            reason = f"its worker's channel failed: {exc}"
-        self._crashed(reason)
+    def _lost(self, reason: str | None, protocol_error: bool) -> None:
+        if protocol_error:
+            self._crashed(f"its worker broke the protocol ({reason}) and was stopped")
+        elif reason:
+            self._crashed(f"its worker's channel failed: {reason}")
+        else:
+            self._crashed("its worker process exited")
 
     def _dispatch(self, message: frames.Message) -> None:
         if isinstance(message, frames.Reply):
@@ -230,10 +219,10 @@ class ProcessHandle:
     # -- requests --------------------------------------------------------------------
 
     def _send(self, message: frames.Message) -> None:
-        if self._writer is None or self._dead is not None:
+        if self._channel is None or self._dead is not None:
             return
         try:
-            self._outbox.send(message)
+            self._channel.send(message)
         except (ConnectionError, RuntimeError, frames.FrameError) as exc:
             self._crashed(f"writing to its worker failed: {exc}")
 
@@ -309,10 +298,8 @@ class ProcessHandle:
         self._kill()
         if self._watchdog is not None:
             self._watchdog.cancel()
-        if self._reader_task is not None:
-            self._reader_task.cancel()
-        if self._writer is not None:
-            self._writer.close()
+        if self._channel is not None:
+            self._channel.close()
 
     def _kill(self) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):

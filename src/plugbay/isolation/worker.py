@@ -92,9 +92,9 @@ class _LogForwarder(logging.Handler):
 
 
 class Worker:
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer = reader, writer
-        self.outbox = frames.Outbox(writer)
+    def __init__(self) -> None:
+        self.channel: frames.Channel | None = None
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.plugin: Plugin | None = None
         self.specs: dict[str, CommandSpec] = {}
         self.direct = True
@@ -104,7 +104,14 @@ class Worker:
         self._next_host_call = 0
 
     def send(self, message: frames.Message) -> None:
-        self.outbox.send(message)
+        if self.channel is not None:
+            self.channel.send(message)
+
+    def closed(self, reason: str | None, protocol_error: bool) -> None:
+        if protocol_error:
+            print(f"plugbay worker: {reason}", file=sys.stderr)
+        if not self.done.done():
+            self.done.set_result(None)
 
     async def host_call(self, plugin: str, command: str, params: dict[str, Any]) -> Any:
         self._next_host_call += 1
@@ -117,44 +124,49 @@ class Worker:
         finally:
             self.host_calls.pop(call_id, None)
 
-    async def serve(self) -> None:
-        while True:
-            message = await frames.read_frame(self.reader)
-            if message is None:
-                return
-            if isinstance(message, frames.Load):
-                self.load(message)
-            elif isinstance(message, frames.Init):
-                await self.respond(message.id, self.initialize())
-            elif isinstance(message, frames.Call):
-                spec = self.specs.get(message.command)
-                if self.direct and spec is not None and not spec.is_async and not spec.blocking:
-                    # a plain def command: answered here, no task to schedule
-                    self.answer_now(message, spec)
+    def on_message(self, message: frames.Message) -> None:
+        """Dispatch one message as it is parsed: def commands are answered right here."""
+        if isinstance(message, frames.Call):
+            spec = self.specs.get(message.command)
+            if self.direct and spec is not None and not spec.is_async and not spec.blocking:
+                self.answer_now(message, spec)
+            else:
+                self._spawn(message.id, self.call(message))
+        elif isinstance(message, frames.Load):
+            self.load(message)
+        elif isinstance(message, frames.Init):
+            self._spawn(message.id, self.initialize())
+        elif isinstance(message, frames.Cancel):
+            running = self.calls.get(message.id)
+            if running is not None:
+                running.cancel()
+        elif isinstance(message, frames.Cleanup):
+            task = asyncio.ensure_future(self._finish(message.id))
+            task.add_done_callback(lambda _t: None)
+        elif isinstance(message, frames.Ping):
+            self.send(frames.Pong(message.id))
+        elif isinstance(message, frames.HostReply):
+            future = self.host_calls.get(message.id)
+            if future is not None and not future.done():
+                if message.error is not None:
+                    future.set_exception(error_from_dict(message.error))
                 else:
-                    running = asyncio.create_task(self.respond(message.id, self.call(message)))
-                    self.calls[message.id] = running
-                    running.add_done_callback(functools.partial(self._forget, message.id))
-            elif isinstance(message, frames.Cancel):
-                cancelled = self.calls.get(message.id)
-                if cancelled is not None:
-                    cancelled.cancel()
-            elif isinstance(message, frames.Cleanup):
-                await self.respond(message.id, self.cleanup())
-                self.outbox.flush()
-                await self.writer.drain()
-                return
-            elif isinstance(message, frames.Ping):
-                self.send(frames.Pong(message.id))
-            elif isinstance(message, frames.HostReply):
-                future = self.host_calls.get(message.id)
-                if future is not None and not future.done():
-                    if message.error is not None:
-                        future.set_exception(error_from_dict(message.error))
-                    else:
-                        future.set_result(message.value)
-            if self.writer.transport.get_write_buffer_size() > 1 << 16:
-                await self.writer.drain()
+                    future.set_result(message.value)
+        else:
+            raise frames.FrameError(f"unexpected {type(message).__name__} from the host")
+
+    def _spawn(self, request: int, work: Any) -> None:
+        running = asyncio.ensure_future(self.respond(request, work))
+        self.calls[request] = running
+        running.add_done_callback(functools.partial(self._forget, request))
+
+    async def _finish(self, request: int) -> None:
+        await self.respond(request, self.cleanup())
+        if self.channel is not None:
+            self.channel.flush()
+        await asyncio.sleep(0)
+        if not self.done.done():
+            self.done.set_result(None)
 
     def answer_now(self, message: frames.Call, spec: CommandSpec) -> None:
         plugin = self.plugin
@@ -229,9 +241,6 @@ class Worker:
                 self.send(frames.Reply(request, value))
             except (TypeError, msgspec.EncodeError, frames.FrameError) as exc:
                 self.send(frames.Fail(request, _wrap(exc, None, "sending the result").to_dict()))
-        if self.writer.transport.get_write_buffer_size() > 1 << 16:
-            with contextlib.suppress(ConnectionError):
-                await self.writer.drain()
 
     async def initialize(self) -> None:
         assert self.plugin is not None and self.context is not None
@@ -274,14 +283,15 @@ def _wrap(exc: BaseException, plugin: str | None, doing: str) -> PlugbayError:
 
 async def _run(fd: int) -> None:
     sock = socket.socket(fileno=fd)
-    reader, writer = await asyncio.open_connection(sock=sock, limit=frames.MAX_FRAME + 8)
-    worker = Worker(reader, writer)
+    worker = Worker()
+    loop = asyncio.get_running_loop()
+    _, worker.channel = await loop.create_connection(
+        lambda: frames.Channel(worker.on_message, worker.closed), sock=sock
+    )
     try:
-        await worker.serve()
-    except frames.FrameError as exc:
-        print(f"plugbay worker: {exc}", file=sys.stderr)
+        await worker.done
     finally:
-        writer.close()
+        worker.channel.close()
 
 
 def main(fd: int) -> None:
