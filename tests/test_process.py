@@ -270,3 +270,75 @@ def test_channel_rejects_oversized_truncated_and_malformed_frames() -> None:
     ch.data_received(one[:5])
     ch.eof_received()
     assert closed[-1] == ("the stream ended inside a frame (5 bytes pending)", True)
+
+
+def supervised(plugins: PluginFactory, tmp_path: Path, **kwargs: object) -> Host:
+    plugins(
+        "acme.subject",
+        CODE.replace('context.config["greeting"]', '"hi"'),
+        extra='isolation = "process"\n',
+    )
+    plugins(
+        "acme.stuck",
+        "import time\nfrom plugbay import UtilityPlugin, command\n\nclass P(UtilityPlugin):\n"
+        "    @command\n    def block(self) -> None:\n        time.sleep(30)\n"
+        "    @command\n    def ping(self) -> str:\n        return 'pong'\n",
+        extra='isolation = "process"\n[resources]\ntimeout = 20\n',
+    )
+    plugins("acme.ok")
+    return Host(plugins.root, state_dir=tmp_path / "state", entry_points=False, **kwargs)  # type: ignore[arg-type]
+
+
+async def wait_for_state(host: Host, plugin_id: str, state: str, seconds: float = 10) -> None:
+    deadline = asyncio.get_running_loop().time() + seconds
+    while str(host.plugin(plugin_id).state) != state:
+        if asyncio.get_running_loop().time() > deadline:
+            pytest.fail(
+                f"{plugin_id} is {host.plugin(plugin_id).state}, not {state}: {host.plugin(plugin_id).reason}"
+            )
+        await asyncio.sleep(0.02)
+
+
+async def test_a_crashed_worker_is_restarted(plugins: PluginFactory, tmp_path: Path) -> None:
+    async with supervised(plugins, tmp_path, restart_backoff=0.1) as host:
+        first = await host.call("acme.subject", "pid")
+        with pytest.raises(PluginCrashed):
+            await host.call("acme.subject", "crash")
+        await wait_for_state(host, "acme.subject", "active")
+        assert await host.call("acme.subject", "pid") != first
+        assert host.state is not None
+        actions = [e.action for e in host.state.history("acme.subject")]
+        assert actions[:3] == ["load", "restart", "crash"]
+
+
+async def test_too_many_crashes_disable_the_plugin_until_enabled(
+    plugins: PluginFactory, tmp_path: Path
+) -> None:
+    async with supervised(plugins, tmp_path, restart_backoff=0.05, max_crashes=3) as host:
+        for _ in range(3):
+            await wait_for_state(host, "acme.subject", "active")
+            with pytest.raises(PluginCrashed):
+                await host.call("acme.subject", "crash")
+        await wait_for_state(host, "acme.subject", "disabled")
+        reason = host.plugin("acme.subject").reason or ""
+        assert reason.startswith(
+            "disabled after 3 crashes within 60 s; the last: its worker process exited"
+        )
+        assert await host.call("acme.ok", "ping") == "pong from acme.ok 1.0.0"
+    async with supervised(plugins, tmp_path) as host:
+        assert str(host.plugin("acme.subject").state) == "disabled"
+        await host.enable("acme.subject")
+        assert isinstance(await host.call("acme.subject", "pid"), int)
+
+
+async def test_a_worker_that_stops_answering_is_found_within_a_second(
+    plugins: PluginFactory, tmp_path: Path
+) -> None:
+    async with supervised(plugins, tmp_path, restart_backoff=0.1) as host:
+        assert await host.call("acme.stuck", "ping") == "pong"
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(PluginCrashed, match="stopped answering its heartbeat"):
+            await host.call("acme.stuck", "block")
+        assert asyncio.get_running_loop().time() - started < 2.5
+        await wait_for_state(host, "acme.stuck", "active")
+        assert await host.call("acme.stuck", "ping") == "pong"

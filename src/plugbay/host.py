@@ -110,6 +110,9 @@ class Host:
         call_timeout: float = 30.0,
         init_timeout: float = 10.0,
         cleanup_timeout: float = 5.0,
+        restart_backoff: float = 0.5,
+        max_crashes: int = 5,
+        crash_window: float = 60.0,
         load: Iterable[str] | None = None,
     ) -> None:
         if plugins_dir is None:
@@ -140,6 +143,9 @@ class Host:
                 call_timeout=call_timeout,
                 init_timeout=init_timeout,
                 cleanup_timeout=cleanup_timeout,
+                restart_backoff=restart_backoff,
+                max_crashes=max_crashes,
+                crash_window=crash_window,
             ),
             events=self.events,
             config_for=self._config_for,

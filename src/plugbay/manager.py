@@ -92,6 +92,8 @@ class PluginRecord:
     load_seconds: float | None = None
     started_at: float | None = None
     transitions: list[tuple[float, str]] = field(default_factory=list)
+    #: monotonic times of recent crashes, for the restart policy
+    crashes: list[float] = field(default_factory=list)
 
     @property
     def version(self) -> str | None:
@@ -130,6 +132,12 @@ class ManagerSettings:
     max_call_timeout: float = 300.0
     init_timeout: float = 10.0
     cleanup_timeout: float = 5.0
+    #: a crashed worker is restarted after backoff, doubling up to the maximum ...
+    restart_backoff: float = 0.5
+    restart_backoff_max: float = 30.0
+    #: ... unless it crashed this many times within the window: then it is disabled
+    max_crashes: int = 5
+    crash_window: float = 60.0
 
 
 _NO_CONFIG: Final[Mapping[str, Any]] = {}
@@ -162,6 +170,7 @@ class PluginManager:
         # the hot path's routing table: id → (handle, metrics, timeout), active plugins only
         self._routes: dict[str, tuple[PluginHandle, PluginMetrics, float]] = {}
         self._lock = asyncio.Lock()
+        self._restarts: dict[str, asyncio.Task[None]] = {}
 
     # ------------------------------------------------------------------ the spec's members
 
@@ -444,12 +453,55 @@ class PluginManager:
         handle.release()
 
     def _crashed(self, rec: PluginRecord, error: PlugbayError) -> None:
-        """A worker died under a plugin: it is failed now, with the reason, not left 'active'."""
-        if rec.state is PluginState.ACTIVE:
-            self.events.unsubscribe(rec.id)
-            self.services.withdraw(rec.id)
-            rec.started_at = None
-            self._fail(rec, error, action="crash")
+        """A worker died under a plugin: it is failed at once, with the reason, then
+        restarted after a backoff that doubles with each crash; too many crashes in
+        the window and it is disabled instead, with the reason kept in the state."""
+        if rec.state is not PluginState.ACTIVE or self._records.get(rec.id) is not rec:
+            return
+        self.events.unsubscribe(rec.id)
+        self.services.withdraw(rec.id)
+        self._routes.pop(rec.id, None)
+        rec.started_at = None
+        self._fail(rec, error, action="crash")
+        now = time.monotonic()
+        settings = self.settings
+        rec.crashes = [t for t in rec.crashes if now - t < settings.crash_window] + [now]
+        if len(rec.crashes) >= settings.max_crashes:
+            reason = (
+                f"disabled after {len(rec.crashes)} crashes within {settings.crash_window:g} s; "
+                f"the last: {error.message}"
+            )
+            rec.reason = reason
+            self._set_state(rec, PluginState.DISABLED)
+            rec.reason = reason
+            if self.state is not None:
+                self.state.set_enabled(rec.id, False, reason)
+            self._history(rec, "disable", "ok", reason, {"crashes": len(rec.crashes)})
+            self.events.emit("plugin.disabled", plugin=rec.id, reason=reason)
+            log.error("plugin '%s' %s; 'plugbay enable %s' brings it back", rec.id, reason, rec.id)
+            return
+        delay = min(
+            settings.restart_backoff * 2 ** (len(rec.crashes) - 1), settings.restart_backoff_max
+        )
+        task = asyncio.get_running_loop().create_task(self._restart(rec, delay))
+        self._restarts[rec.id] = task
+        task.add_done_callback(functools.partial(self._forget_restart, rec.id))
+
+    def _forget_restart(self, plugin_id: str, _task: object) -> None:
+        self._restarts.pop(plugin_id, None)
+
+    async def _restart(self, crashed: PluginRecord, delay: float) -> None:
+        await asyncio.sleep(delay)
+        async with self._lock:
+            if (
+                self._records.get(crashed.id) is not crashed
+                or crashed.state is not PluginState.FAILED
+            ):
+                return  # unloaded, disabled or restarted meanwhile
+            assert crashed.manifest is not None
+            self._history(crashed, "restart", "ok", f"after {delay:g} s", None)
+            rec = await self._start(crashed.manifest, crashed.needs, crashed.notes)
+            rec.crashes = crashed.crashes
 
     # ------------------------------------------------------------------ unloading
 
@@ -477,6 +529,8 @@ class PluginManager:
 
     async def shutdown(self) -> None:
         """Clean up every active plugin, dependents before their dependencies."""
+        for task in list(self._restarts.values()):
+            task.cancel()
         async with self._lock:
             order = self._start_order()
             for plugin_id in reversed(order):

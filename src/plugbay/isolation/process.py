@@ -134,6 +134,11 @@ class ProcessHandle:
         self._tasks: set[asyncio.Task[None]] = set()
         self._deadlines: dict[int, float] = {}
         self._watchdog: asyncio.Task[None] | None = None
+        self._heartbeat: asyncio.Task[None] | None = None
+        self._last_pong = 0.0
+        #: seconds between pings, and silence after which the worker counts as hung
+        self.heartbeat_interval = 0.2
+        self.heartbeat_timeout = 1.0
         #: told once when the worker dies or breaks the protocol (the manager records it)
         self.on_crash: Callable[[PlugbayError], None] | None = None
         self._closing = False
@@ -168,6 +173,8 @@ class ProcessHandle:
                 self._loaded.set_result(message)
         elif isinstance(message, frames.Log):
             logging.getLogger(message.logger).log(message.level, "%s", message.message)
+        elif isinstance(message, frames.Pong):
+            self._last_pong = asyncio.get_running_loop().time()
         elif isinstance(message, frames.HostCall):
             task = asyncio.create_task(self._serve_host_call(message))
             self._tasks.add(task)
@@ -256,6 +263,26 @@ class ProcessHandle:
             soonest = min(self._deadlines.values(), default=now + 0.05)
             await asyncio.sleep(max(0.005, min(soonest - now, 0.25)))
 
+    def start_heartbeat(self) -> None:
+        """Ping the worker; if its loop stays silent past the timeout it is hung, and killed."""
+        self._last_pong = asyncio.get_running_loop().time()
+        self._heartbeat = asyncio.create_task(self._beat(), name=f"plugbay-heartbeat-{self.pid}")
+
+    async def _beat(self) -> None:
+        loop = asyncio.get_running_loop()
+        beat = itertools.count(1)
+        while self._dead is None:
+            await asyncio.sleep(self.heartbeat_interval)
+            silent = loop.time() - self._last_pong
+            if silent > self.heartbeat_timeout:
+                self._crashed(
+                    f"its worker stopped answering its heartbeat ({silent:.1f} s without a reply) "
+                    "and was killed; a def command must not block its worker's loop "
+                    "(mark long ones @command(blocking=True))"
+                )
+                return
+            self._send(frames.Ping(next(beat)))
+
     async def initialize(self, context: PluginContext, timeout: float) -> None:
         env = context.environment
         self._loaded = asyncio.get_running_loop().create_future()
@@ -277,6 +304,7 @@ class ProcessHandle:
         except TimeoutError:
             self._kill()
             raise
+        self.start_heartbeat()
 
     async def call(self, spec: CommandSpec, params: dict[str, Any], timeout: float) -> Any:
         strict = getattr(params, "strict", True)
@@ -286,6 +314,8 @@ class ProcessHandle:
 
     async def cleanup(self, timeout: float) -> None:
         self._closing = True
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
         if self._dead is not None:
             return
         try:
@@ -296,8 +326,9 @@ class ProcessHandle:
     def release(self) -> None:
         self._closing = True
         self._kill()
-        if self._watchdog is not None:
-            self._watchdog.cancel()
+        for task in (self._watchdog, self._heartbeat):
+            if task is not None:
+                task.cancel()
         if self._channel is not None:
             self._channel.close()
 
