@@ -159,10 +159,15 @@ async def test_a_worker_is_its_own_process_without_the_hosts_environment(
         env = await host.call("acme.subject", "environment")
         assert "PLUGBAY_TEST_CANARY" not in env
         assert set(env) <= {"LANG", "PATH", "LC_CTYPE"}
-        assert (
-            host.info("acme.subject")["commands"][0]["signature"]
-            == "add(a: int, b: int = 1) -> int"
-        )
+        info = host.info("acme.subject")
+        assert info["commands"][0]["signature"] == "add(a: int, b: int = 1) -> int"
+        usage = info["usage"]
+        assert usage["pid"] == await host.call("acme.subject", "pid")
+        assert usage["shared"] is False
+        assert 0 < usage["uss_bytes"] < usage["rss_bytes"] < 200 * 2**20
+        assert usage["threads"] >= 1
+        assert usage["open_files"] >= 1
+        assert host.manager.monitor_usage("acme.ok")["shared"] is True
 
 
 async def test_a_crash_fails_the_call_and_the_plugin_not_the_host(

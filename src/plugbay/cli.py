@@ -261,6 +261,18 @@ def info(
         ("versions known", ", ".join(data["versions_known"]) or "-"),
         ("load time", f"{data['load_seconds'] * 1000:.1f} ms" if data["load_seconds"] else "-"),
     ]
+    usage = data.get("usage") or {}
+    if "rss_bytes" in usage:
+        shared = " (the host's process, shared)" if usage.get("shared") else ""
+        uss = f", USS {usage['uss_bytes'] / 2**20:.1f} MiB" if "uss_bytes" in usage else ""
+        rows.append(
+            (
+                "usage",
+                f"pid {usage['pid']}{shared}: RSS {usage['rss_bytes'] / 2**20:.1f} MiB{uss}, "
+                f"CPU {usage['cpu_seconds']:.2f} s, {usage['open_files']} files, "
+                f"{usage['threads']} threads",
+            )
+        )
     for key, value in rows:
         out.print(f"  [dim]{key:<15}[/] {escape(str(value))}")
     deps = data["dependencies"]

@@ -349,5 +349,6 @@ class Host:
         out["config"] = rec.config
         out["metrics"] = rec.metrics.snapshot() if rec.metrics else None
         out["traceback"] = rec.traceback
+        out["usage"] = self.manager.monitor_usage(plugin_id) if rec.handle is not None else None
         out["transitions"] = [{"time": t, "state": s} for t, s in rec.transitions]
         return out

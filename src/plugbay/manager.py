@@ -215,6 +215,33 @@ class PluginManager:
             )
         return rec.handle.instance
 
+    def monitor_usage(self, plugin_id: str) -> dict[str, Any]:
+        """The spec's ``PluginSandbox.monitorUsage``: what one plugin uses now.
+
+        A plugin in a worker is measured alone; an inline plugin shares the host's
+        process, whose figures are given with ``shared: True``.
+        """
+        rec = self.record(plugin_id)
+        usage = getattr(rec.handle, "usage", None)
+        if usage is not None:
+            return {"isolation": rec.isolation, "shared": False, **usage()}
+        if rec.handle is None:
+            return {"isolation": rec.isolation, "error": f"not running ({rec.state})"}
+        import psutil
+
+        proc = psutil.Process()
+        with proc.oneshot():
+            memory, cpu = proc.memory_info(), proc.cpu_times()
+            return {
+                "isolation": rec.isolation,
+                "shared": True,
+                "pid": proc.pid,
+                "rss_bytes": memory.rss,
+                "cpu_seconds": cpu.user + cpu.system,
+                "open_files": proc.num_fds(),
+                "threads": proc.num_threads(),
+            }
+
     def dependents(self, plugin_id: str, *, active_only: bool = True) -> list[str]:
         """Ids that need ``plugin_id``, transitively, nearest first."""
         out: list[str] = []

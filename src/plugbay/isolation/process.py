@@ -23,6 +23,8 @@ import socket
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+import psutil
+
 from plugbay.api import CommandSpec, ParamInfo, Plugin, PluginContext
 from plugbay.errors import PlugbayError, PluginCrashed, error_from_dict
 from plugbay.isolation import frames
@@ -322,6 +324,27 @@ class ProcessHandle:
             await self._request(frames.Cleanup, timeout)
         finally:
             self._kill()
+
+    def usage(self) -> dict[str, Any]:
+        """What the worker uses now (psutil): memory, CPU time, I/O, open files, threads."""
+        try:
+            proc = psutil.Process(self.pid)
+            with proc.oneshot():
+                memory = proc.memory_full_info()
+                cpu = proc.cpu_times()
+                io = proc.io_counters()
+                return {
+                    "pid": self.pid,
+                    "rss_bytes": memory.rss,
+                    "uss_bytes": memory.uss,
+                    "cpu_seconds": cpu.user + cpu.system,
+                    "read_bytes": io.read_bytes,
+                    "write_bytes": io.write_bytes,
+                    "open_files": proc.num_fds(),
+                    "threads": proc.num_threads(),
+                }
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess) as exc:
+            return {"pid": self.pid, "error": f"{type(exc).__name__}: {exc}"}
 
     def release(self) -> None:
         self._closing = True
