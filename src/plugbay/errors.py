@@ -11,6 +11,8 @@ worker, can raise and re-create these errors.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from typing import Any, ClassVar
 
 __all__ = [
@@ -107,6 +109,12 @@ def error_from_dict(data: dict[str, Any]) -> PlugbayError:
     """Re-create an error from :meth:`PlugbayError.to_dict` (e.g. one sent by a worker)."""
     cls = _BY_NAME.get(str(data.get("type")), PlugbayError)
     return _rebuild(cls, data)
+
+
+def did_you_mean(word: str, choices: Iterable[str], *, n: int = 3) -> str | None:
+    """``"did you mean 'x'?"`` for the closest choices, or None when nothing is close."""
+    close = difflib.get_close_matches(word, list(choices), n=n)
+    return f"did you mean {', '.join(repr(c) for c in close)}?" if close else None
 
 
 class ManifestError(PlugbayError):

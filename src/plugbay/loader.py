@@ -18,6 +18,7 @@ import json
 import os
 import re
 import sys
+import sysconfig
 import traceback
 import types
 from collections.abc import Iterable, Iterator
@@ -40,6 +41,7 @@ __all__ = [
     "discover_directory",
     "discover_entry_points",
     "import_plugin",
+    "plugin_frame",
     "unload_code",
 ]
 
@@ -285,7 +287,7 @@ def _import(module_name: str, manifest: PluginManifest) -> types.ModuleType:
         raise PluginLoadError(
             f"importing '{manifest.module}' failed: no module named '{missing}'",
             plugin=manifest.id,
-            where=_frame_of(exc, manifest) or where,
+            where=plugin_frame(exc, manifest) or where,
             hint="install that package in the host's environment, or import your own modules "
             "relatively ('from . import x')",
             details={"traceback": _tb(exc)},
@@ -302,7 +304,7 @@ def _import(module_name: str, manifest: PluginManifest) -> types.ModuleType:
         raise PluginLoadError(
             f"importing '{manifest.module}' raised {type(exc).__name__}: {exc}",
             plugin=manifest.id,
-            where=_frame_of(exc, manifest) or where,
+            where=plugin_frame(exc, manifest) or where,
             hint="fix the error at module level; see the traceback with 'plugbay info "
             f"{manifest.id} --traceback'",
             details={"traceback": _tb(exc)},
@@ -372,13 +374,21 @@ def _tb(exc: BaseException) -> str:
     return "".join(traceback.format_exception(exc))
 
 
-def _frame_of(exc: BaseException, manifest: PluginManifest) -> str | None:
-    """``file:line`` of the deepest frame inside the plugin's own directory."""
-    if manifest.root is None:
-        return None
-    root = str(manifest.root)
+_PLUGBAY_DIR: Final = str(Path(__file__).resolve().parent)
+_STDLIB_DIR: Final = sysconfig.get_paths()["stdlib"]
+
+
+def plugin_frame(exc: BaseException, manifest: PluginManifest) -> str | None:
+    """``file:line`` of the deepest traceback frame in the plugin's own code: its
+    directory, or (an installed plugin) anything outside plugbay and the stdlib."""
+    root = str(manifest.root) if manifest.root is not None else None
     best = None
     for frame in traceback.extract_tb(exc.__traceback__):
-        if frame.filename.startswith(root):
-            best = f"{frame.filename}:{frame.lineno}"
+        name = frame.filename
+        if root is not None:
+            mine = name.startswith(root)
+        else:
+            mine = not name.startswith((_PLUGBAY_DIR, _STDLIB_DIR, "<"))
+        if mine:
+            best = f"{name}:{frame.lineno}"
     return best

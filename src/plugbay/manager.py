@@ -45,10 +45,12 @@ from plugbay.errors import (
     PluginNotFound,
     PluginStateError,
     PluginTimeout,
+    did_you_mean,
 )
 from plugbay.events import EventBus, Subscriber
 from plugbay.isolation import Backend, InlineBackend, PluginHandle
 from plugbay.isolation.process import ProcessBackend
+from plugbay.loader import plugin_frame
 from plugbay.manifest import PluginManifest
 from plugbay.monitor import PluginMetrics
 from plugbay.registry import PluginRegistry
@@ -379,7 +381,7 @@ class PluginManager:
                 raise PluginInitError(
                     f"initialize raised {type(exc).__name__}: {exc}",
                     plugin=manifest.id,
-                    where=_plugin_frame(exc, manifest) or manifest.location,
+                    where=plugin_frame(exc, manifest) or manifest.location,
                     hint=f"see the traceback with 'plugbay info {manifest.id} --traceback'",
                     details={"traceback": "".join(traceback.format_exception(exc))},
                 ) from exc
@@ -399,7 +401,7 @@ class PluginManager:
                 PluginInitError(
                     f"could not be started: {type(exc).__name__}: {exc}",
                     plugin=manifest.id,
-                    where=_plugin_frame(exc, manifest) or manifest.location,
+                    where=plugin_frame(exc, manifest) or manifest.location,
                     details={"traceback": "".join(traceback.format_exception(exc))},
                 ),
                 action="load",
@@ -694,7 +696,7 @@ class PluginManager:
             raise PluginCallError(
                 f"command '{command}' raised {type(exc).__name__}: {exc}",
                 plugin=plugin_id,
-                where=_plugin_frame(exc, handle.manifest),
+                where=plugin_frame(exc, handle.manifest),
                 hint="this is the plugin's own error; the host and other plugins are unaffected",
                 details={
                     "exception": type(exc).__name__,
@@ -775,15 +777,11 @@ class PluginManager:
             log.error("could not record %s of %s: %s", action, rec.id, exc)
 
     def _not_found(self, plugin_id: str) -> PluginNotFound:
-        import difflib
-
-        close = difflib.get_close_matches(plugin_id, list(self._records), n=3)
         return PluginNotFound(
             f"no plugin '{plugin_id}' is known to this host",
             plugin=plugin_id,
-            hint=f"did you mean {', '.join(repr(c) for c in close)}?"
-            if close
-            else "'plugbay list' shows the plugins this host knows",
+            hint=did_you_mean(plugin_id, self._records)
+            or "'plugbay list' shows the plugins this host knows",
         )
 
     def _not_active(self, rec: PluginRecord) -> PluginStateError:
@@ -798,29 +796,15 @@ class PluginManager:
         return self._not_found(plugin_id) if rec is None else self._not_active(rec)
 
     def _no_command(self, plugin_id: str, command: str, handle: PluginHandle) -> CommandNotFound:
-        import difflib
-
         names = sorted(handle.commands)
-        close = difflib.get_close_matches(command, names, n=1)
+        suggestion = did_you_mean(command, names, n=1)
         return CommandNotFound(
             f"has no command '{command}'",
             plugin=plugin_id,
-            hint=(f"did you mean '{close[0]}'? " if close else "")
+            hint=(f"{suggestion} " if suggestion else "")
             + f"commands: {', '.join(names) or 'none'}",
         )
 
 
 def _positive(value: float | None) -> float | None:
     return value if value is not None and value > 0 else None
-
-
-def _plugin_frame(exc: BaseException, manifest: PluginManifest) -> str | None:
-    """``file:line`` of the deepest traceback frame in the plugin's own code."""
-    root = str(manifest.root) if manifest.root else None
-    best = None
-    for frame in traceback.extract_tb(exc.__traceback__):
-        if (root and frame.filename.startswith(root)) or (
-            not root and "plugbay" not in frame.filename
-        ):
-            best = f"{frame.filename}:{frame.lineno}"
-    return best

@@ -453,9 +453,7 @@ def parse_manifest(
     distribution: str | None = None,
 ) -> PluginManifest:
     """Parse manifest TOML text; ``table`` selects a sub-table (``("tool", "plugbay")``)."""
-    where = (
-        str(path) if path else (f"distribution {distribution}" if distribution else "<manifest>")
-    )
+    where = _where(path, distribution)
     try:
         data: Any = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -487,9 +485,7 @@ def manifest_from_mapping(
     text: str | None = None,
 ) -> PluginManifest:
     """Validate already-parsed manifest data (the core of every manifest source)."""
-    where = (
-        str(path) if path else (f"distribution {distribution}" if distribution else "<manifest>")
-    )
+    where = _where(path, distribution)
     try:
         doc = msgspec.convert(data, _ManifestDoc, strict=True)
     except msgspec.ValidationError as exc:
@@ -700,6 +696,12 @@ def _doc_error(text: str, where: str, source: str | None) -> ManifestError:
         where=_locate(where, source, key),
         hint="see the manifest reference in README",
     )
+
+
+def _where(path: Path | None, distribution: str | None) -> str:
+    if path is not None:
+        return str(path)
+    return f"distribution {distribution}" if distribution else "<manifest>"
 
 
 def _with_line(where: str, exc: tomllib.TOMLDecodeError) -> str:

@@ -7,11 +7,10 @@ the one to load.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Collection, Iterable, Mapping
 
 from plugbay.api import PluginDependency
-from plugbay.errors import DuplicatePluginError, PluginNotFound, ResolutionError
+from plugbay.errors import DuplicatePluginError, PluginNotFound, ResolutionError, did_you_mean
 from plugbay.manifest import PluginManifest
 from plugbay.resolve import ResolutionPlan, resolve
 from plugbay.versions import Range, Version
@@ -171,12 +170,10 @@ class PluginRegistry:
     def _versions(self, plugin_id: str) -> dict[Version, PluginManifest]:
         versions = self._plugins.get(plugin_id)
         if versions is None:
-            close = difflib.get_close_matches(plugin_id, list(self._plugins), n=3)
             raise PluginNotFound(
                 f"no plugin '{plugin_id}' is registered",
                 plugin=plugin_id,
-                hint=f"did you mean {', '.join(repr(c) for c in close)}?"
-                if close
-                else "'plugbay list' shows what is registered",
+                hint=did_you_mean(plugin_id, self._plugins)
+                or "'plugbay list' shows what is registered",
             )
         return versions
