@@ -223,11 +223,16 @@ class Channel(asyncio.Protocol):
             self._on_close(str(exc) if exc else None, False)
 
     def send(self, message: Message) -> None:
-        """Queue a frame; frames queued in one loop turn leave in one write."""
-        self._chunks.append(encode(message))
+        """The first frame of a loop turn leaves at once (no latency for a lone call);
+        the ones after it in the same turn are batched into one write at its end."""
+        data = encode(message)
         if not self._scheduled:
             self._scheduled = True
             asyncio.get_running_loop().call_soon(self.flush)
+            if self.transport is not None and not self.transport.is_closing():
+                self.transport.write(data)
+            return
+        self._chunks.append(data)
 
     def flush(self) -> None:
         self._scheduled = False
