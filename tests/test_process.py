@@ -150,6 +150,22 @@ async def test_the_same_plugin_behaves_the_same_on_both_backends(
         assert await host.call("acme.ok", "ping") == "pong from acme.ok 1.0.0"
 
 
+async def test_a_typed_proxy_gives_the_same_objects_on_both_backends(
+    make: Callable[[str], Host], isolation: str, plugins: PluginFactory
+) -> None:
+    from plugbay.loader import import_plugin
+    from plugbay.manifest import load_manifest
+
+    async with make(isolation) as host:
+        # the caller's own copy of the plugin class, as an application would import it
+        cls = import_plugin(load_manifest(plugins.root / "acme.subject-1.0.0")).cls
+        subject = host.get(cls, "acme.subject")
+        moved = await subject.move(p={"x": 1, "y": 2}, dx=3)
+        assert type(moved).__name__ == "Point"
+        assert (moved.x, moved.y) == (4, 2)
+        assert await subject.add(2, 5) == 7
+
+
 async def test_a_worker_is_its_own_process_without_the_hosts_environment(
     make: Callable[[str], Host], monkeypatch: pytest.MonkeyPatch
 ) -> None:

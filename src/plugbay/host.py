@@ -21,7 +21,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
-from plugbay.api import Plugin
+import msgspec
+
+from plugbay.api import Plugin, command_specs
 from plugbay.errors import ConfigError, PlugbayError, PluginNotFound, PluginStateError
 from plugbay.events import EventBus
 from plugbay.loader import discover
@@ -49,9 +51,12 @@ class PluginProxy:
 
     __plugbay_proxy__ = True
 
-    def __init__(self, manager: PluginManager, plugin_id: str) -> None:
+    def __init__(
+        self, manager: PluginManager, plugin_id: str, cls: type[Plugin] | None = None
+    ) -> None:
         self._manager = manager
         self._plugin_id = plugin_id
+        self._cls = cls
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__"):
@@ -60,6 +65,22 @@ class PluginProxy:
         names = [p.name for p in spec.params]
         call = self._manager.call
         plugin_id = self._plugin_id
+        # A worker answers in plain data; the caller's class knows the declared result
+        # type, so a typed proxy gives back the same objects whatever the backend.
+        declared = command_specs(self._cls).get(name) if self._cls is not None else None
+        if declared is not None and spec.func is not declared.func:
+            returns = declared.returns
+
+            async def typed(*args: Any, **kwargs: Any) -> Any:
+                if args:
+                    kwargs.update(zip(names, args, strict=False))
+                result = await call(plugin_id, name, kwargs)
+                return msgspec.convert(result, returns, strict=False, from_attributes=True)
+
+            typed.__name__ = name
+            typed.__doc__ = spec.doc
+            self.__dict__[name] = typed
+            return typed
 
         def method(*args: Any, **kwargs: Any) -> Any:
             if args:
@@ -279,7 +300,7 @@ class Host:
                 plugin=pid,
                 hint=f"'plugbay info {pid}' shows why",
             )
-        return self.proxy(pid)  # type: ignore[no-any-return]
+        return PluginProxy(self.manager, pid, cls)  # type: ignore[return-value]
 
     def proxy(self, plugin_id: str) -> Any:
         """An untyped proxy for a plugin (what services hand out)."""
