@@ -60,7 +60,10 @@ def workdir(plugins: PluginFactory, tmp_path: Path) -> Path:
 def test_help_lists_every_command(tmp_path: Path) -> None:
     result = plugbay("--help", cwd=tmp_path)
     assert result.returncode == 0
-    for name in ("run", "list", "info", "call", "deps", "validate", "enable", "disable", "history"):
+    for name in (
+        "run", "list", "info", "call", "deps", "validate", "enable", "disable", "history",
+        "grant", "revoke",
+    ):  # fmt: skip
         assert name in result.stdout
 
 
@@ -182,3 +185,26 @@ def test_run_serves_until_interrupted_then_cleans_up(workdir: Path) -> None:
 def test_unknown_command_is_a_usage_error(tmp_path: Path) -> None:
     result = plugbay("frobnicate", cwd=tmp_path)
     assert result.returncode == 2
+
+
+def test_grants_are_asked_for_granted_and_shown(workdir: Path, plugins: PluginFactory) -> None:
+    plugins("acme.net", extra='[permissions]\nnetwork = ["127.0.0.1:8080"]\nenv = ["HOME"]\n')
+    ok = plugbay("grant", "acme.net", "network:127.0.0.1:8080", cwd=workdir)
+    assert ok.returncode == 0 and "acme.net: granted network:127.0.0.1:8080" in ok.stdout
+    extra = plugbay("grant", "acme.net", "subprocess", cwd=workdir)
+    assert extra.returncode == 0
+    assert "manifest does not ask for subprocess, so it has no effect" in extra.stderr
+    data = json.loads(plugbay("info", "acme.net", "--json", cwd=workdir).stdout)
+    assert data["permissions"] == {
+        "asked": ["network:127.0.0.1:8080", "env:HOME"],
+        "granted": ["network:127.0.0.1:8080", "subprocess"],
+        "effective": ["network:127.0.0.1:8080"],
+    }
+    shown = plugbay("info", "acme.net", cwd=workdir).stdout
+    assert "in effect: network:127.0.0.1:8080" in shown
+    bad = plugbay("grant", "acme.net", "internet", cwd=workdir)
+    assert bad.returncode == 2 and "'internet' is not a permission" in bad.stderr
+    assert plugbay("grant", "acme.nope", "env:HOME", cwd=workdir).returncode == 1
+    assert plugbay("revoke", "acme.net", "subprocess", cwd=workdir).returncode == 0
+    again = plugbay("revoke", "acme.net", "subprocess", cwd=workdir)
+    assert again.returncode == 1 and "subprocess was not granted to 'acme.net'" in again.stderr

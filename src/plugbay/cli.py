@@ -261,6 +261,13 @@ def info(
         ("versions known", ", ".join(data["versions_known"]) or "-"),
         ("load time", f"{data['load_seconds'] * 1000:.1f} ms" if data["load_seconds"] else "-"),
     ]
+    permissions = data.get("permissions") or {}
+    if permissions.get("asked") or permissions.get("granted"):
+        rows.append(("permissions", "asked: " + (", ".join(permissions["asked"]) or "-")))
+        rows.append(("", "granted: " + (", ".join(permissions["granted"]) or "-")))
+        rows.append(("", "in effect: " + (", ".join(permissions["effective"]) or "none")))
+    if data.get("limits"):
+        rows.append(("limits", ", ".join(f"{k} {v}" for k, v in data["limits"].items())))
     usage = data.get("usage") or {}
     if "rss_bytes" in usage:
         shared = " (the host's process, shared)" if usage.get("shared") else ""
@@ -512,6 +519,81 @@ def enable(
     _store_op(state, lambda s: s.set_enabled(plugin_id, True))
     _store_op(state, lambda s: s.add_event(plugin_id, "enable"))
     out.print(f"{plugin_id}: enabled")
+
+
+_PERMISSION_FORMS = (
+    "network:HOST:PORT",
+    "read:PATH",
+    "write:PATH",
+    "env:NAME",
+    "secret:NAME",
+    "subprocess",
+)
+
+
+def _check_permission(permission: str) -> None:
+    kind, _, rest = permission.partition(":")
+    ok = (kind == "subprocess" and not rest) or (
+        kind in ("network", "read", "write", "env", "secret") and rest
+    )
+    if not ok:
+        _fail(
+            PlugbayError(
+                f"'{permission}' is not a permission",
+                hint="write one of: " + ", ".join(_PERMISSION_FORMS),
+            ),
+            code=2,
+        )
+
+
+@app.command()
+def grant(
+    plugin_id: Annotated[str, typer.Argument(help="Plugin id")],
+    permission: Annotated[
+        str, typer.Argument(help="e.g. network:127.0.0.1:8080, env:HOME, subprocess")
+    ],
+    plugins: PluginsOpt = None,
+    state: StateOpt = Path(".plugbay"),
+) -> None:
+    """Grant a plugin a permission its manifest asks for (deny by default: only what is
+    both asked for and granted is allowed)."""
+    _check_permission(permission)
+    from plugbay.loader import discover
+
+    found = discover(plugins or [Path("plugins")], entry_points=True)
+    asked = {m.id: m.permissions.asked() for m in found.manifests}
+    if plugin_id not in asked:
+        _fail(
+            PlugbayError(
+                f"no plugin '{plugin_id}' is found",
+                plugin=plugin_id,
+                hint="'plugbay list' shows the plugins found",
+            )
+        )
+    _store_op(state, lambda s: s.grant(plugin_id, permission))
+    _store_op(state, lambda s: s.add_event(plugin_id, "grant", reason=permission))
+    out.print(f"{plugin_id}: granted {escape(permission)}")
+    if permission not in asked[plugin_id]:
+        err.print(
+            f"[yellow]note:[/] {plugin_id}'s manifest does not ask for {escape(permission)}, so it "
+            "has no effect until it does (asked: "
+            + escape(", ".join(asked[plugin_id]) or "nothing")
+            + ")"
+        )
+
+
+@app.command()
+def revoke(
+    plugin_id: Annotated[str, typer.Argument(help="Plugin id")],
+    permission: Annotated[str, typer.Argument(help="A permission granted before")],
+    state: StateOpt = Path(".plugbay"),
+) -> None:
+    """Take back a permission."""
+    _check_permission(permission)
+    if not _store_op(state, lambda s: s.revoke(plugin_id, permission)):
+        _fail(PlugbayError(f"{permission} was not granted to '{plugin_id}'", plugin=plugin_id))
+    _store_op(state, lambda s: s.add_event(plugin_id, "revoke", reason=permission))
+    out.print(f"{plugin_id}: revoked {escape(permission)}")
 
 
 @app.command()

@@ -370,6 +370,19 @@ class Host:
         out["config"] = rec.config
         out["metrics"] = rec.metrics.snapshot() if rec.metrics else None
         out["traceback"] = rec.traceback
+        asked = rec.manifest.permissions.asked() if rec.manifest else []
+        granted = self.state.grants(plugin_id) if self.state is not None else []
+        out["permissions"] = {
+            "asked": asked,
+            "granted": granted,
+            # deny by default: only what is both asked for and granted
+            "effective": [p for p in asked if p in granted],
+        }
+        out["limits"] = (
+            {k: v for k, v in msgspec.to_builtins(rec.manifest.resources).items() if v is not None}
+            if rec.manifest
+            else {}
+        )
         out["usage"] = self.manager.monitor_usage(plugin_id) if rec.handle is not None else None
         out["transitions"] = [{"time": t, "state": s} for t, s in rec.transitions]
         return out
