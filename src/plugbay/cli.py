@@ -155,6 +155,15 @@ def run(
         bool,
         typer.Option("--once", help="Start, print the table, stop: exit 1 if a plugin failed."),
     ] = False,
+    metrics_port: Annotated[
+        int,
+        typer.Option(
+            "--metrics-port", help="Serve Prometheus /metrics on 127.0.0.1 here (0: any free port)."
+        ),
+    ] = 9464,
+    no_metrics: Annotated[
+        bool, typer.Option("--no-metrics", help="Do not serve /metrics.")
+    ] = False,
 ) -> None:
     """Start the host on the plugins directory and serve until Ctrl-C.
 
@@ -181,6 +190,18 @@ def run(
             )
             if once:
                 return 1 if failed else 0
+            metrics_server = None
+            if not no_metrics:
+                from plugbay.monitor.prometheus import serve_metrics
+
+                try:
+                    metrics_server, port = serve_metrics(host.manager, metrics_port)
+                    out.print(f"metrics: http://127.0.0.1:{port}/metrics")
+                except OSError as exc:
+                    err.print(
+                        f"[yellow]warning:[/] cannot serve /metrics on 127.0.0.1:{metrics_port}: "
+                        f"{escape(str(exc))}; choose another with --metrics-port, or --no-metrics"
+                    )
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
@@ -189,6 +210,8 @@ def run(
             sys.stdout.flush()
             await stop.wait()
             out.print("stopping: cleaning up plugins in reverse order")
+            if metrics_server is not None:
+                metrics_server.shutdown()
             return 0
         finally:
             await host.stop()
@@ -310,6 +333,21 @@ def info(
         out.print(data["traceback"], markup=False)
     elif data.get("traceback"):
         out.print("[dim](--traceback shows the traceback)[/]")
+
+
+@app.command()
+def metrics(
+    plugins: PluginsOpt = None,
+    state: StateOpt = Path(".plugbay"),
+    config: ConfigOpt = None,
+) -> None:
+    """Print every plugin's metrics in the Prometheus text format."""
+    from plugbay.monitor.prometheus import exposition
+
+    async def body(host: Any) -> bytes:
+        return exposition(host.manager)
+
+    sys.stdout.write(_with_host(_host_kwargs(plugins, state, config), body).decode())
 
 
 # --------------------------------------------------------------------------- call

@@ -1,0 +1,139 @@
+"""Prometheus exposition: what plugbay counts, in the text format, over HTTP and the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from plugbay import PluginCallError
+from plugbay.host import Host
+from plugbay.monitor.prometheus import exposition, serve_metrics
+from tests.conftest import PluginFactory
+
+CODE = """
+from plugbay import UtilityPlugin, command
+
+class P(UtilityPlugin):
+    @command
+    def work(self, fail: bool = False) -> str:
+        self.context.metrics.increment("cache-hits", 2)
+        self.context.metrics.gauge("queue depth", 3)
+        if fail:
+            raise OSError("disk")
+        return "ok"
+"""
+
+
+def fetch(url: str) -> tuple[int, str, str]:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return response.status, response.headers["Content-Type"], response.read().decode()
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+async def test_calls_errors_durations_and_plugin_metrics(
+    plugins: PluginFactory, make_host: Callable[..., Host]
+) -> None:
+    plugins("acme.work", CODE, version="2.1.0")
+    async with make_host() as host:
+        for fail in (False, False, True):
+            with contextlib.suppress(PluginCallError):
+                await host.call("acme.work", "work", fail=fail)
+        got = samples(exposition(host.manager).decode())
+    who = (("command", "work"), ("plugin", "acme.work"), ("version", "2.1.0"))
+    assert got[("plugbay_calls_total", who)] == 3
+    assert got[("plugbay_call_errors_total", tuple(sorted((*who, ("error", "OSError")))))] == 1
+    assert got[("plugbay_call_duration_seconds_count", who)] == 3
+    assert got[("plugbay_call_duration_seconds_bucket", tuple(sorted((*who, ("le", "+Inf")))))] == 3
+    assert got[("plugbay_plugin_up", (("plugin", "acme.work"), ("version", "2.1.0")))] == 1
+    assert (
+        got[
+            (
+                "plugbay_plugin_cache_hits_total",
+                (("labels", ""), ("plugin", "acme.work"), ("version", "2.1.0")),
+            )
+        ]
+        == 6
+    )
+    assert (
+        got[
+            (
+                "plugbay_plugin_queue_depth",
+                (("labels", ""), ("plugin", "acme.work"), ("version", "2.1.0")),
+            )
+        ]
+        == 3
+    )
+    assert got[("plugbay_events_total", (("kind", "plugin.loaded"),))] >= 1
+
+
+async def test_metrics_endpoint_serves_the_text_format(
+    plugins: PluginFactory, make_host: Callable[..., Host]
+) -> None:
+    plugins("acme.work", CODE)
+    async with make_host() as host:
+        await host.call("acme.work", "work")
+        server, port = serve_metrics(host.manager, 0)
+        try:
+            status, content_type, text = await asyncio.to_thread(
+                fetch, f"http://127.0.0.1:{port}/metrics"
+            )
+            assert status == 200
+            assert content_type.startswith("text/plain")
+        finally:
+            server.shutdown()
+    assert 'plugbay_calls_total{command="work",plugin="acme.work",version="1.0.0"} 1.0' in text
+
+
+def test_plugbay_metrics_and_run_serve_it(plugins: PluginFactory, tmp_path: Path) -> None:
+    plugins("acme.work", CODE)
+    env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "200"}
+    printed = subprocess.run(
+        [sys.executable, "-m", "plugbay.cli", "metrics"], cwd=tmp_path, capture_output=True,
+        text=True, timeout=60, env=env, check=True,
+    )  # fmt: skip
+    assert ("plugbay_plugin_up", (("plugin", "acme.work"), ("version", "1.0.0"))) in samples(
+        printed.stdout
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "plugbay.cli", "run", "--metrics-port", "0"], cwd=tmp_path,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        url = None
+        deadline = time.monotonic() + 30
+        while url is None and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if line.startswith("metrics: "):
+                url = line.split(" ", 1)[1].strip()
+        assert url is not None and url.startswith("http://127.0.0.1:")
+        with urllib.request.urlopen(url, timeout=10) as response:
+            assert "plugbay_plugin_info" in response.read().decode()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+@pytest.mark.parametrize("name", ["cache-hits", "queue depth", "9lives"])
+def test_plugin_metric_names_are_made_valid(name: str) -> None:
+    from plugbay.monitor.prometheus import _metric_name
+
+    assert _metric_name(name)[0].isalpha() or _metric_name(name)[0] == "m"
+    assert all(c.isalnum() or c == "_" for c in _metric_name(name))
