@@ -6,7 +6,7 @@ import importlib
 import platform
 import sys
 
-SUITES = ["spine", "sandbox"]
+SUITES = ["spine", "sandbox", "monitor"]
 
 
 def main(argv: list[str]) -> int:

@@ -134,6 +134,7 @@ class Host:
         restart_backoff: float = 0.5,
         max_crashes: int = 5,
         crash_window: float = 60.0,
+        monitoring: bool = True,
         load: Iterable[str] | None = None,
     ) -> None:
         if plugins_dir is None:
@@ -167,6 +168,7 @@ class Host:
                 restart_backoff=restart_backoff,
                 max_crashes=max_crashes,
                 crash_window=crash_window,
+                monitoring=monitoring,
             ),
             events=self.events,
             config_for=self._config_for,

@@ -52,7 +52,7 @@ from plugbay.isolation import Backend, InlineBackend, PluginHandle
 from plugbay.isolation.process import ProcessBackend
 from plugbay.loader import plugin_frame
 from plugbay.manifest import PluginManifest
-from plugbay.monitor import PluginMetrics
+from plugbay.monitor import CommandStats, PluginMetrics
 from plugbay.registry import PluginRegistry
 from plugbay.resolve import ResolutionPlan
 from plugbay.services import ServiceHub, ServiceView
@@ -140,9 +140,32 @@ class ManagerSettings:
     #: ... unless it crashed this many times within the window: then it is disabled
     max_crashes: int = 5
     crash_window: float = 60.0
+    #: count every call (calls, errors by type, latency histogram); off only to measure its cost
+    monitoring: bool = True
 
 
 _NO_CONFIG: Final[Mapping[str, Any]] = {}
+
+
+class _Uncounted:
+    """Stands in for a command's stats when monitoring is off: keeps nothing."""
+
+    __slots__ = ("pending",)
+
+    def __init__(self) -> None:
+        self.pending: list[float] = []
+
+    def record(self, seconds: float, error: str | None = None) -> None:
+        pass
+
+    def fold(self) -> None:
+        self.pending.clear()
+
+
+_FOLD_AT: Final = CommandStats.FOLD_AT
+
+
+_UNCOUNTED: Final = _Uncounted()
 
 
 class PluginManager:
@@ -672,10 +695,15 @@ class PluginManager:
         spec = handle.commands.get(command)
         if spec is None:
             raise self._no_command(plugin_id, command, handle)
-        stats = metrics.commands.get(command) or metrics.for_command(command)
+        monitoring = self.settings.monitoring
+        stats = (
+            (metrics.commands.get(command) or metrics.for_command(command))
+            if monitoring
+            else _UNCOUNTED
+        )
         if spec.timeout is not None and spec.timeout < timeout:
             timeout = spec.timeout
-        started = time.perf_counter()
+        started = time.perf_counter() if monitoring else 0.0
         try:
             kwargs = spec.validate_params(params, plugin=plugin_id, strict=strict)
             result = await handle.call(spec, kwargs, timeout)
@@ -703,7 +731,11 @@ class PluginManager:
                     "traceback": "".join(traceback.format_exception(exc)),
                 },
             ) from exc
-        stats.record(time.perf_counter() - started)
+        if monitoring:  # the common case, inlined: one append (see CommandStats)
+            pending = stats.pending
+            pending.append(time.perf_counter() - started)
+            if len(pending) >= _FOLD_AT:
+                stats.fold()
         return result
 
     def command_spec(self, plugin_id: str, command: str) -> CommandSpec:

@@ -22,46 +22,94 @@ BUCKETS: Final[tuple[float, ...]] = (
 
 
 class CommandStats:
-    """Calls, errors and a latency histogram of one command."""
+    """Calls, errors and a latency histogram of one command.
 
-    __slots__ = ("buckets", "calls", "errors", "errors_by_type", "max_time", "total_time")
+    The call path only appends the duration to ``pending`` (tens of nanoseconds);
+    the event loop folds pending durations into the histogram in batches
+    (:meth:`fold`). Readers in any thread combine the folded figures with a copy
+    of what is pending, so they see every call and never disturb the writer.
+    """
+
+    __slots__ = ("_buckets", "_calls", "_max", "_total", "errors", "errors_by_type", "pending")
+
+    #: fold once this many durations are pending
+    FOLD_AT = 4096
 
     def __init__(self) -> None:
-        self.calls = 0
+        self.pending: list[float] = []
+        self._calls = 0
+        self._total = 0.0
+        self._max = 0.0
+        self._buckets = [0] * (len(BUCKETS) + 1)
         self.errors = 0
-        self.total_time = 0.0
-        self.max_time = 0.0
-        self.buckets = [0] * (len(BUCKETS) + 1)
         self.errors_by_type: Counter[str] = Counter()
 
     def record(self, seconds: float, error: str | None = None) -> None:
-        self.calls += 1
-        self.total_time += seconds
-        if seconds > self.max_time:
-            self.max_time = seconds
-        self.buckets[bisect.bisect_left(BUCKETS, seconds)] += 1
+        pending = self.pending
+        pending.append(seconds)
         if error is not None:
             self.errors += 1
             self.errors_by_type[error] += 1
+        if len(pending) >= self.FOLD_AT:
+            self.fold()
+
+    def fold(self) -> None:
+        """Move pending durations into the histogram (call from the writing thread only)."""
+        pending, self.pending = self.pending, []
+        if not pending:
+            return
+        buckets = self._buckets
+        find = bisect.bisect_left
+        for seconds in pending:
+            buckets[find(BUCKETS, seconds)] += 1
+        self._calls += len(pending)
+        self._total += sum(pending)
+        self._max = max(self._max, max(pending))
+
+    # -- what readers see: folded + pending --------------------------------------------
+
+    @property
+    def calls(self) -> int:
+        return self._calls + len(self.pending)
+
+    @property
+    def total_time(self) -> float:
+        return self._total + sum(tuple(self.pending))
+
+    @property
+    def max_time(self) -> float:
+        pending = tuple(self.pending)
+        return max(self._max, max(pending)) if pending else self._max
+
+    @property
+    def buckets(self) -> list[int]:
+        buckets = list(self._buckets)
+        find = bisect.bisect_left
+        for seconds in tuple(self.pending):
+            buckets[find(BUCKETS, seconds)] += 1
+        return buckets
 
     def quantile(self, q: float) -> float | None:
         """Upper bound of the bucket holding quantile ``q`` (None with no calls)."""
-        if not self.calls:
+        buckets = self.buckets
+        calls = sum(buckets)
+        if not calls:
             return None
-        rank = q * self.calls
+        rank = q * calls
         seen = 0
-        for i, n in enumerate(self.buckets):
+        for i, n in enumerate(buckets):
             seen += n
             if seen >= rank and n:
                 return BUCKETS[i] if i < len(BUCKETS) else self.max_time
         return self.max_time
 
     def to_dict(self) -> dict[str, Any]:
+        calls = self.calls
         return {
-            "calls": self.calls,
+            "calls": calls,
             "errors": self.errors,
-            "error_rate": self.errors / self.calls if self.calls else 0.0,
-            "mean_seconds": self.total_time / self.calls if self.calls else None,
+            "error_rate": self.errors / calls if calls else 0.0,
+            "mean_seconds": self.total_time / calls if calls else None,
             "max_seconds": self.max_time,
             "p50_seconds": self.quantile(0.5),
             "p99_seconds": self.quantile(0.99),

@@ -88,14 +88,17 @@ class PlugbayCollector(Collector):
                 uptime.add_metric([rec.id, version], now - rec.started_at)
             for command, stats in list(metrics.commands.items()):
                 labels = [rec.id, version, command]
-                calls.add_metric(labels, stats.calls)
-                for error, count in list(stats.errors_by_type.items()):
-                    errors.add_metric([*labels, error], count)
+                # one snapshot, so the histogram stays consistent with its count
+                buckets = stats.buckets
+                count = sum(buckets)
+                calls.add_metric(labels, count)
+                for error, n in list(stats.errors_by_type.items()):
+                    errors.add_metric([*labels, error], n)
                 cumulative, running = [], 0
-                for bound, count in zip(BUCKETS, stats.buckets, strict=False):
-                    running += count
+                for bound, n in zip(BUCKETS, buckets, strict=False):
+                    running += n
                     cumulative.append((repr(bound), running))
-                cumulative.append(("+Inf", stats.calls))
+                cumulative.append(("+Inf", count))
                 durations.add_metric(labels, cumulative, stats.total_time)
             for (name, label_items), value in list(metrics.counters.items()):
                 family = custom.setdefault(
