@@ -137,3 +137,40 @@ def test_plugin_metric_names_are_made_valid(name: str) -> None:
 
     assert _metric_name(name)[0].isalpha() or _metric_name(name)[0] == "m"
     assert all(c.isalnum() or c == "_" for c in _metric_name(name))
+
+
+def test_command_stats_fold_and_read_consistently() -> None:
+    import threading
+
+    from plugbay.monitor.metrics import BUCKETS, CommandStats
+
+    stats = CommandStats()
+    durations = [0.00001 * (i % 50 + 1) for i in range(CommandStats.FOLD_AT * 2 + 10)]
+    for d in durations:
+        stats.record(d)
+    stats.record(0.5, "OSError")
+    assert stats.calls == len(durations) + 1
+    assert len(stats.pending) < CommandStats.FOLD_AT  # folded in batches
+    assert sum(stats.buckets) == stats.calls
+    assert stats.max_time == 0.5
+    assert abs(stats.total_time - (sum(durations) + 0.5)) < 1e-9
+    assert stats.errors_by_type == {"OSError": 1}
+    assert stats.quantile(0.5) in BUCKETS
+    # a reader in another thread never sees a histogram that disagrees with itself
+    problems: list[str] = []
+    done = threading.Event()
+
+    def read() -> None:
+        while not done.is_set():
+            buckets = stats.buckets
+            if any(n < 0 for n in buckets):
+                problems.append("negative bucket")
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    for _ in range(50_000):
+        stats.record(0.00002)
+    done.set()
+    reader.join()
+    assert not problems
+    assert stats.calls == len(durations) + 1 + 50_000
