@@ -218,7 +218,7 @@ def discovery_resolution() -> list[Figure]:
 
     root = WORK / "manifests"
     count = generate_manifests(root)
-    files = list(_manifest_files(root))
+    files = [Path(f) for f in _manifest_files(root)]
     assert len(files) == count
 
     def anchor() -> float:

@@ -30,7 +30,7 @@ from plugbay.api import Plugin, command_specs
 from plugbay.api._command import CommandSpec
 from plugbay.api._plugin import ExtensionPlugin, IntegrationPlugin, SystemPlugin, UtilityPlugin
 from plugbay.errors import ManifestError, PlugbayError, PluginLoadError
-from plugbay.manifest import PluginManifest, load_manifest, parse_manifest
+from plugbay.manifest import PluginManifest, load_manifest_file, parse_manifest
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -95,17 +95,17 @@ def discover_directory(root: Path) -> Discovery:
         return found
     for manifest_path in _manifest_files(root):
         try:
-            found.manifests.append(load_manifest(manifest_path))
+            found.manifests.append(load_manifest_file(manifest_path))
         except PlugbayError as exc:
             found.problems.append(exc)
     return found
 
 
-def _manifest_files(directory: Path) -> Iterator[Path]:
+def _manifest_files(directory: str | Path) -> Iterator[str]:
     # one stat for the common case (a plugin directory); a directory read otherwise
     plugin_toml = os.path.join(directory, "plugin.toml")
     if os.path.isfile(plugin_toml):
-        yield Path(plugin_toml)
+        yield plugin_toml
         return
     try:
         with os.scandir(directory) as it:
@@ -113,21 +113,18 @@ def _manifest_files(directory: Path) -> Iterator[Path]:
     except OSError:
         return
     if any(e.name == "pyproject.toml" for e in entries):
-        pyproject = directory / "pyproject.toml"
-        if re.search(
-            r"^\[tool\.plugbay[\].]",
-            pyproject.read_text(encoding="utf-8", errors="replace"),
-            re.M,
-        ):
-            yield pyproject
-            return
+        pyproject = os.path.join(directory, "pyproject.toml")
+        with open(pyproject, encoding="utf-8", errors="replace") as f:
+            if re.search(r"^\[tool\.plugbay[\].]", f.read(), re.M):
+                yield pyproject
+                return
     for entry in entries:
         if (
             not entry.name.startswith(".")
             and entry.name not in _SKIP_DIRS
             and entry.is_dir(follow_symlinks=True)
         ):
-            yield from _manifest_files(directory / entry.name)
+            yield from _manifest_files(entry.path)
 
 
 def discover_entry_points(group: str = ENTRY_POINT_GROUP) -> Discovery:

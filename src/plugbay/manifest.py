@@ -49,6 +49,7 @@ __all__ = [
     "PluginManifest",
     "Resources",
     "load_manifest",
+    "load_manifest_file",
     "manifest_from_mapping",
     "parse_manifest",
     "parse_size",
@@ -128,6 +129,9 @@ class Resources(msgspec.Struct, forbid_unknown_fields=True, rename="kebab", froz
     processes: int | None = None
     threads: int | None = None
     storage: int | str | None = None
+
+
+_NO_RESOURCES: Final = Resources()
 
 
 class _ManifestDoc(msgspec.Struct, forbid_unknown_fields=True, rename="kebab"):
@@ -420,6 +424,18 @@ def parse_size(value: int | str | None, *, where: str = "size") -> int | None:
     return int(float(m.group(1)) * _SIZE_UNITS[unit])
 
 
+def load_manifest_file(path: str) -> PluginManifest:
+    """A ``plugin.toml`` known to be a file (discovery's fast path: no extra stat)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ManifestError(f"cannot read the manifest: {exc}", where=path) from None
+    file = Path(path)
+    table = ("tool", "plugbay") if file.name == "pyproject.toml" else ()
+    return parse_manifest(text, path=file, table=table, origin="directory", root=file.parent)
+
+
 def load_manifest(path: Path) -> PluginManifest:
     """Read a plugin's manifest from a ``plugin.toml``, a ``pyproject.toml``, or a directory.
 
@@ -552,13 +568,19 @@ def manifest_from_mapping(
     requires = {
         n: parse("range", r, f"services.requires.{n}") for n, r in doc.services.requires.items()
     }
-    for key in ("memory", "file_size", "storage"):
+    resource_keys = ("memory", "file_size", "storage") if doc.resources != _NO_RESOURCES else ()
+    for key in resource_keys:
         parse_size_field = getattr(doc.resources, key)
         try:
             parse_size(parse_size_field, where=f"resources.{key.replace('_', '-')}")
         except ManifestError as exc:
             raise fail(exc.message, key.replace("_", "-"), exc.hint or "") from None
-    for key in ("cpu_seconds", "timeout", "init_timeout", "open_files", "processes", "threads"):
+    limit_keys = (
+        ("cpu_seconds", "timeout", "init_timeout", "open_files", "processes", "threads")
+        if resource_keys
+        else ()
+    )
+    for key in limit_keys:
         value = getattr(doc.resources, key)
         if (
             value is not None
