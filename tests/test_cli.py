@@ -208,3 +208,48 @@ def test_grants_are_asked_for_granted_and_shown(workdir: Path, plugins: PluginFa
     assert plugbay("revoke", "acme.net", "subprocess", cwd=workdir).returncode == 0
     again = plugbay("revoke", "acme.net", "subprocess", cwd=workdir)
     assert again.returncode == 1 and "subprocess was not granted to 'acme.net'" in again.stderr
+
+
+def test_list_reports_a_running_host_without_starting_plugins(
+    plugins: PluginFactory, tmp_path: Path
+) -> None:
+    starts = tmp_path / "starts.log"
+    plugins(
+        "acme.counted",
+        f"""
+        from plugbay import UtilityPlugin, command
+
+        class P(UtilityPlugin):
+            async def initialize(self, context):
+                open({str(starts)!r}, "a").write("started\\n")
+
+            @command
+            def ping(self) -> str:
+                return "pong"
+        """,
+    )
+    plugins("acme.bad", "raise RuntimeError('boom')\n")
+    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
+    proc = subprocess.Popen(
+        [*PLUGBAY, "run", "--no-metrics"], cwd=tmp_path, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and "serving" not in proc.stdout.readline():
+            pass
+        rows = {r["id"]: r for r in json.loads(plugbay("list", "--json", cwd=tmp_path).stdout)}
+        assert rows["acme.counted"]["state"] == "active"
+        assert rows["acme.counted"]["source"] == f"host pid {proc.pid}"
+        assert rows["acme.bad"]["state"] == "failed"
+        assert "raised RuntimeError: boom" in rows["acme.bad"]["reason"]
+        shown = plugbay("list", cwd=tmp_path).stdout
+        assert "as recorded by the host running since" in shown and f"(pid {proc.pid})" in shown
+        assert starts.read_text() == "started\n"  # list started nothing
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=30)
+    assert not (tmp_path / ".plugbay" / "host.json").exists()
+    # with no host running, list starts its own again
+    assert json.loads(plugbay("list", "--json", cwd=tmp_path).stdout)[0].get("source") is None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import sys
 import time
@@ -176,6 +177,7 @@ def run(
 
     async def serve() -> int:
         host = Host(**_host_kwargs(plugins, state, config))
+        since = time.time()
         await host.start()
         try:
             records = host.plugins()
@@ -190,6 +192,7 @@ def run(
             )
             if once:
                 return 1 if failed else 0
+            announcement = _announce(host, since)
             metrics_server = None
             if not no_metrics:
                 from plugbay.monitor.prometheus import serve_metrics
@@ -212,6 +215,7 @@ def run(
             out.print("stopping: cleaning up plugins in reverse order")
             if metrics_server is not None:
                 metrics_server.shutdown()
+            announcement.unlink(missing_ok=True)
             return 0
         finally:
             await host.stop()
@@ -225,6 +229,79 @@ def run(
     raise typer.Exit(code)
 
 
+# --------------------------------------------------------------------------- a running host
+
+HOST_FILE = "host.json"
+
+
+def _announce(host: Any, since: float) -> Path:
+    """Tell other plugbay commands that a host serves this state directory."""
+    path = Path(host.state_dir) / HOST_FILE
+    path.write_text(
+        json.dumps(
+            {"pid": os.getpid(), "since": since, "plugins": [str(d) for d in host.plugin_dirs]}
+        )
+    )
+    return path
+
+
+def _running_host(state_dir: Path) -> dict[str, Any] | None:
+    """The host serving this state directory, if one is alive."""
+    try:
+        data = json.loads((state_dir / HOST_FILE).read_text())
+        pid = int(data["pid"])
+        os.kill(pid, 0)
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            if b"plugbay" not in f.read():
+                return None  # a stale file, and the pid went to someone else
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return dict(data)
+
+
+def _recorded(
+    state_dir: Path, running: dict[str, Any], plugin_dirs: list[Path]
+) -> list[dict[str, Any]]:
+    """Each plugin's state as the running host recorded it (no plugin is started)."""
+    from plugbay.loader import discover
+    from plugbay.state import StateStore
+
+    found = discover(plugin_dirs, entry_points=True)
+    newest: dict[str, Any] = {}
+    for m in found.manifests:
+        if m.id not in newest or m.version > newest[m.id].version:
+            newest[m.id] = m
+    outcome = {
+        ("load", "ok"): "active",
+        ("restart", "ok"): "initializing",
+        ("unload", "ok"): "stopped",
+        ("shutdown", "ok"): "stopped",
+        ("disable", "ok"): "disabled",
+    }
+    rows = []
+    with StateStore.open(state_dir) as store:
+        for pid, manifest in sorted(newest.items()):
+            row: dict[str, Any] = {
+                "id": pid, "version": str(manifest.version), "type": manifest.type,
+                "state": "unknown", "reason": None, "load_seconds": None,
+            }  # fmt: skip
+            for event in store.history(pid, limit=20):
+                if event.time < running["since"]:
+                    break
+                state = outcome.get(
+                    (event.action, event.result), "failed" if event.result == "failed" else None
+                )
+                if state is None:
+                    continue
+                row.update(
+                    state=state, version=event.version or row["version"], reason=event.reason
+                )
+                row["load_seconds"] = event.details.get("seconds")
+                break
+            rows.append(row)
+    return rows
+
+
 # --------------------------------------------------------------------------- list / info
 
 
@@ -235,7 +312,35 @@ def list_(
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """List every plugin found, with version, type, state and load time."""
+    """List every plugin found, with version, type, state and load time.
+
+    When a host is running on this state directory, its recorded states are shown
+    and no plugin is started here.
+    """
+    running = _running_host(state)
+    if running is not None:
+        dirs = plugins or [Path(d) for d in running.get("plugins", [])] or [Path("plugins")]
+        rows = _recorded(state, running, dirs)
+        if as_json:
+            out.print_json(
+                json.dumps([{**r, "source": f"host pid {running['pid']}"} for r in rows])
+            )
+            return
+        table = Table(header_style="bold")
+        for col in ("plugin", "version", "type", "state", "load time"):
+            table.add_column(col, justify="right" if col == "load time" else "left")
+        for r in rows:
+            load = f"{r['load_seconds'] * 1000:.1f} ms" if r["load_seconds"] is not None else "-"
+            table.add_row(r["id"], r["version"], r["type"], _state_text(r["state"]), load)
+        out.print(table)
+        for r in rows:
+            if r["reason"] and r["state"] in ("failed", "disabled"):
+                out.print(f"[red]{r['state']}:[/] {escape(r['reason'])}")
+        out.print(
+            f"[dim]as recorded by the host running since "
+            f"{time.strftime('%H:%M:%S', time.localtime(running['since']))} (pid {running['pid']})[/]"
+        )
+        return
 
     async def body(host: Any) -> list[Any]:
         records = host.plugins()
@@ -266,7 +371,9 @@ def info(
     async def body(host: Any) -> dict[str, Any]:
         return host.info(plugin_id)  # type: ignore[no-any-return]
 
-    data = _with_host(_host_kwargs(plugins, state, config), body, as_json=as_json)
+    kwargs = _host_kwargs(plugins, state, config)
+    kwargs["load"] = [plugin_id]  # only it and what it needs: nothing else starts here
+    data = _with_host(kwargs, body, as_json=as_json)
     if as_json:
         out.print_json(json.dumps(data, default=str))
         return
