@@ -28,7 +28,7 @@ EXPORTED = {
     "Environment", "ExtensionPlugin", "Feature", "HookConfig", "IntegrationPlugin", "ManifestError",
     "Message", "MetricsCollector", "MissingDependencyError", "ParamInfo", "ParameterError",
     "PlugbayError", "Plugin", "PluginCallError", "PluginConfig", "PluginContext",
-    "PluginDependency", "PluginInitError", "PluginLoadError", "PluginNotFound",
+    "PluginDependency", "PluginInitError", "PluginLoadError", "PluginNotFound", "PluginReloadError",
     "PluginCrashed", "PluginStateError", "PluginTimeout", "PluginType", "RangeError", "ResolutionError",
     "ResultTypeError", "ServiceError", "ServiceRegistry", "StateError", "SystemConfig",
     "SystemEvent", "SystemHook", "SystemInfo", "SystemPlugin", "UtilityPlugin", "VersionError",

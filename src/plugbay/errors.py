@@ -30,6 +30,7 @@ __all__ = [
     "PluginInitError",
     "PluginLoadError",
     "PluginNotFound",
+    "PluginReloadError",
     "PluginStateError",
     "PluginTimeout",
     "RangeError",
@@ -175,6 +176,12 @@ class PluginTimeout(PlugbayError):
     """A lifecycle step or a command call ran past its time limit."""
 
     code = "plugin_timeout"
+
+
+class PluginReloadError(PlugbayError):
+    """A reload failed; the version that was serving keeps serving."""
+
+    code = "reload_failed"
 
 
 class PluginCrashed(PlugbayError):

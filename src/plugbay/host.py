@@ -340,6 +340,10 @@ class Host:
     async def load(self, plugin_id: str) -> PluginRecord:
         return await self.manager.load_plugin(plugin_id)
 
+    async def reload(self, plugin_id: str) -> PluginRecord:
+        """Swap a plugin for what its files say now; the old version serves until then."""
+        return await self.manager.reload_plugin(plugin_id)
+
     async def unload(self, plugin_id: str, *, cascade: bool = False) -> list[str]:
         return await self.manager.unload_plugin(plugin_id, cascade=cascade)
 

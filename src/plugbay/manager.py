@@ -43,6 +43,7 @@ from plugbay.errors import (
     PluginCallError,
     PluginInitError,
     PluginNotFound,
+    PluginReloadError,
     PluginStateError,
     PluginTimeout,
     did_you_mean,
@@ -193,7 +194,7 @@ class PluginManager:
         self._config_for = config_for or (lambda plugin_id: _NO_CONFIG)
         self._records: dict[str, PluginRecord] = {}
         # the hot path's routing table: id → (handle, metrics, timeout), active plugins only
-        self._routes: dict[str, tuple[PluginHandle, PluginMetrics, float]] = {}
+        self._routes: dict[str, tuple[PluginHandle, PluginMetrics, float, list[int]]] = {}
         self._lock = asyncio.Lock()
         self._restarts: dict[str, asyncio.Task[None]] = {}
 
@@ -387,37 +388,14 @@ class PluginManager:
             if hasattr(handle, "on_crash"):
                 handle.on_crash = functools.partial(self._crashed, rec)
             context = self._context_for(manifest, config, metrics, rec.isolation)
-            init_timeout = _positive(manifest.resources.init_timeout) or self.settings.init_timeout
-            try:
-                await handle.initialize(context, init_timeout)
-            except TimeoutError:
-                raise PluginTimeout(
-                    f"initialize did not finish within {init_timeout:g} s",
-                    plugin=manifest.id,
-                    where=manifest.location,
-                    hint="make initialize return promptly (start long work in a task), "
-                    "or raise resources.init-timeout in the manifest",
-                ) from None
-            except PlugbayError:
-                raise
-            except (Exception, SystemExit) as exc:  # sys.exit() in a plugin is its own failure
-                raise PluginInitError(
-                    f"initialize raised {type(exc).__name__}: {exc}",
-                    plugin=manifest.id,
-                    where=plugin_frame(exc, manifest) or manifest.location,
-                    hint=f"see the traceback with 'plugbay info {manifest.id} --traceback'",
-                    details={"traceback": "".join(traceback.format_exception(exc))},
-                ) from exc
+            await self._initialize(handle, manifest, context)
             for name, version in manifest.provides.items():
                 self.services.provide(manifest.id, name, version, None)
         except PlugbayError as exc:
             await self._abandon(rec)
             self._fail(rec, exc, action="load")
             return rec
-        except (
-            Exception,
-            SystemExit,
-        ) as exc:  # sys.exit() in a plugin is its own failure  # a bug of ours, or a plugin constructor raising
+        except (Exception, SystemExit) as exc:  # a plugin constructor raising, or sys.exit()
             await self._abandon(rec)
             self._fail(
                 rec,
@@ -437,7 +415,7 @@ class PluginManager:
             _positive(manifest.resources.timeout) or self.settings.call_timeout,
             self.settings.max_call_timeout,
         )
-        self._routes[manifest.id] = (handle, metrics, timeout)
+        self._routes[manifest.id] = (handle, metrics, timeout, [0])
         self._set_state(rec, PluginState.ACTIVE)
         instance = handle.instance
         if isinstance(instance, SystemPlugin):
@@ -452,6 +430,32 @@ class PluginManager:
         self._history(rec, "load", "ok", None, {"seconds": round(rec.load_seconds, 6)})
         self.events.emit("plugin.loaded", plugin=manifest.id, version=str(manifest.version))
         return rec
+
+    async def _initialize(
+        self, handle: PluginHandle, manifest: PluginManifest, context: PluginContext
+    ) -> None:
+        """Run ``initialize`` with its timeout; every failure becomes a PlugbayError."""
+        init_timeout = _positive(manifest.resources.init_timeout) or self.settings.init_timeout
+        try:
+            await handle.initialize(context, init_timeout)
+        except TimeoutError:
+            raise PluginTimeout(
+                f"initialize did not finish within {init_timeout:g} s",
+                plugin=manifest.id,
+                where=manifest.location,
+                hint="make initialize return promptly (start long work in a task), "
+                "or raise resources.init-timeout in the manifest",
+            ) from None
+        except PlugbayError:
+            raise
+        except (Exception, SystemExit) as exc:  # sys.exit() in a plugin is its own failure
+            raise PluginInitError(
+                f"initialize raised {type(exc).__name__}: {exc}",
+                plugin=manifest.id,
+                where=plugin_frame(exc, manifest) or manifest.location,
+                hint=f"see the traceback with 'plugbay info {manifest.id} --traceback'",
+                details={"traceback": "".join(traceback.format_exception(exc))},
+            ) from exc
 
     def _validated_config(self, manifest: PluginManifest) -> dict[str, Any]:
         raw = self._config_for(manifest.id)
@@ -554,6 +558,139 @@ class PluginManager:
             self._history(crashed, "restart", "ok", f"after {delay:g} s", None)
             rec = await self._start(crashed.manifest, crashed.needs, crashed.notes)
             rec.crashes = crashed.crashes
+
+    # ------------------------------------------------------------------ reloading
+
+    async def reload_plugin(self, plugin_id: str, *, drain_timeout: float = 5.0) -> PluginRecord:
+        """Swap an active plugin for what its files say now, while callers keep working.
+
+        The new version is loaded beside the old one (a fresh module namespace, or a
+        new worker), initialized, handed the old one's state when both implement
+        ``export_state``/``import_state``, and then routing switches at once: calls
+        already running finish on the old version (drained, up to ``drain_timeout``),
+        new calls go to the new one, and the old one is cleaned up. If anything fails
+        before the switch, the old version keeps serving and
+        :class:`PluginReloadError` says why.
+        """
+        async with self._lock:
+            rec = self.record(plugin_id)
+            old = rec.manifest
+            route = self._routes.get(plugin_id)
+            if rec.state is not PluginState.ACTIVE or route is None or old is None:
+                raise self._not_active(rec)
+            if old.origin != "directory" or old.path is None:
+                raise PluginStateError(
+                    f"is installed as a package ({old.location}); only a plugin directory "
+                    "can be reloaded in place",
+                    plugin=plugin_id,
+                    hint="install the new version, then restart the host",
+                )
+            started = time.perf_counter()
+            handle: PluginHandle | None = None
+            try:
+                from plugbay.manifest import load_manifest
+
+                new = load_manifest(old.path)
+                if new.id != plugin_id:
+                    raise PlugbayError(
+                        f"the manifest now says id '{new.id}'",
+                        where=str(old.path),
+                        hint="a plugin's id cannot change; install it as a new plugin",
+                    )
+                if new.version < old.version:
+                    raise PlugbayError(
+                        f"the version went backwards, from {old.version} to {new.version}",
+                        where=str(old.path),
+                        hint="raise the version, or roll back on purpose",
+                    )
+                needs, notes = self._needs_of(new)
+                config = self._validated_config(new)
+                assert rec.metrics is not None
+                handle = await self.backends[rec.isolation].start(new)
+                context = self._context_for(new, config, rec.metrics, rec.isolation)
+                await self._initialize(handle, new, context)
+                await self._hand_over(rec, route[0], handle)
+            except (Exception, SystemExit) as exc:
+                if handle is not None:
+                    await self._dispose(handle)
+                reason = (
+                    exc.message if isinstance(exc, PlugbayError) else f"{type(exc).__name__}: {exc}"
+                )
+                error = PluginReloadError(
+                    f"reload failed; {old.version} keeps serving: {reason}",
+                    plugin=plugin_id,
+                    where=exc.where if isinstance(exc, PlugbayError) else str(old.path),
+                    hint=(exc.hint if isinstance(exc, PlugbayError) else None)
+                    or f"fix it and reload again; 'plugbay info {plugin_id}' shows the version serving",
+                    details=exc.details if isinstance(exc, PlugbayError) else {},
+                )
+                self._history(
+                    rec, "reload", "failed", str(error), {"to": str(getattr(exc, "version", ""))}
+                )
+                self.events.emit("plugin.reload_failed", plugin=plugin_id, reason=str(error))
+                log.error("%s", error)
+                raise error from exc
+            # the switch: from here on, new calls go to the new version
+            old_handle, metrics, _, inflight = route
+            timeout = min(
+                _positive(new.resources.timeout) or self.settings.call_timeout,
+                self.settings.max_call_timeout,
+            )
+            self._routes[plugin_id] = (handle, metrics, timeout, [0])
+            if hasattr(handle, "on_crash"):
+                handle.on_crash = functools.partial(self._crashed, rec)
+            rec.handle, rec.manifest, rec.config = handle, new, config
+            rec.needs, rec.notes = needs, notes
+            self.services.withdraw(plugin_id)
+            for name, version in new.provides.items():
+                self.services.provide(plugin_id, name, version, None)
+            instance = handle.instance
+            if isinstance(instance, SystemPlugin):
+                self.events.subscribe(
+                    Subscriber(
+                        plugin_id,
+                        new.priority if new.priority is not None else instance.priority,
+                        tuple(instance.system_hooks),
+                        instance.on_system_event,
+                    )
+                )
+            if new.path is not None:
+                self.registry.replace(new)
+        # drain the old version, then retire it (outside the lock: calls keep flowing)
+        deadline = time.monotonic() + drain_timeout
+        # polled, not signalled: an Event would cost every call something, for a rare reload
+        while inflight[0] > 0 and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.005)
+        await self._dispose(old_handle)
+        rec.load_seconds = time.perf_counter() - started
+        self._history(
+            rec, "reload", "ok", None,
+            {"from": str(old.version), "to": str(new.version), "seconds": round(rec.load_seconds, 6),
+             "drained": inflight[0] == 0},
+        )  # fmt: skip
+        self.events.emit("plugin.reloaded", plugin=plugin_id, version=str(new.version))
+        return rec
+
+    async def _hand_over(self, rec: PluginRecord, old: PluginHandle, new: PluginHandle) -> None:
+        """Pass the old instance's state to the new one when both know how (inline)."""
+        exporter = getattr(old.instance, "export_state", None)
+        importer = getattr(new.instance, "import_state", None)
+        if exporter is None or importer is None:
+            return
+        state = exporter()
+        if inspect.isawaitable(state):
+            state = await state
+        result = importer(state)
+        if inspect.isawaitable(result):
+            await result
+
+    async def _dispose(self, handle: PluginHandle) -> None:
+        """Bounded cleanup, then forget the code; a failure here is logged, never raised."""
+        try:
+            await handle.cleanup(self.settings.cleanup_timeout)
+        except (Exception, SystemExit) as exc:
+            log.warning("cleanup of a retired %s version failed: %r", handle.manifest.id, exc)
+        handle.release()
 
     # ------------------------------------------------------------------ unloading
 
@@ -691,7 +828,7 @@ class PluginManager:
         route = self._routes.get(plugin_id)
         if route is None:
             raise self._not_callable(plugin_id)
-        handle, metrics, timeout = route
+        handle, metrics, timeout, inflight = route
         spec = handle.commands.get(command)
         if spec is None:
             raise self._no_command(plugin_id, command, handle)
@@ -704,6 +841,7 @@ class PluginManager:
         if spec.timeout is not None and spec.timeout < timeout:
             timeout = spec.timeout
         started = time.perf_counter() if monitoring else 0.0
+        inflight[0] += 1  # what a reload drains before it retires this version
         try:
             kwargs = spec.validate_params(params, plugin=plugin_id, strict=strict)
             result = await handle.call(spec, kwargs, timeout)
@@ -731,6 +869,8 @@ class PluginManager:
                     "traceback": "".join(traceback.format_exception(exc)),
                 },
             ) from exc
+        finally:
+            inflight[0] -= 1
         if monitoring:  # the common case, inlined: one append (see CommandStats)
             pending = stats.pending
             pending.append(time.perf_counter() - started)

@@ -43,6 +43,14 @@ class PluginRegistry:
             )
         versions[manifest.version] = manifest
 
+    def replace(self, manifest: PluginManifest) -> None:
+        """Register ``manifest``, replacing what the same file said before (a reload)."""
+        versions = self._plugins.setdefault(manifest.id, {})
+        for version, known in list(versions.items()):
+            if known.path is not None and known.path == manifest.path:
+                del versions[version]
+        self.register(manifest)
+
     def unregister(self, plugin_id: str, version: Version | None = None) -> None:
         versions = self._versions(plugin_id)
         if version is None:
