@@ -1,18 +1,35 @@
 """SemVer 2.0.0 versions and version ranges in two syntaxes.
 
-* npm (node-semver, strict): ``1.2.3``, ``^1.2``, ``~1.2.3``, ``1.x``, ``*``,
-  ``>=1.2 <2``, ``1.2 - 2.3.4``, ``a || b``. Desugared exactly as node-semver's
-  ``classes/range.js`` does (``^1.2.3`` is ``>=1.2.3 <2.0.0-0``), with the same
-  pre-release rule: a pre-release version matches only a comparator set that
-  names a pre-release of the same ``major.minor.patch``, unless
-  ``include_prerelease`` is given.
-* PEP 440 (``packaging``): chosen when the text has a comma or starts with
-  ``~=``, ``==``, ``!=`` or ``===``; ``>=1,<2``, ``~=1.4``, ``==1.*``, ``!=1.3``.
-  A SemVer pre-release maps to PEP 440 (``-alpha.1`` → ``a1``, ``-beta`` →
-  ``b0``, ``-rc.2`` → ``rc2``); any other pre-release tag has no PEP 440 form and
-  is never contained. Build metadata is dropped, as PEP 440 has no equivalent.
+* **npm** (node-semver, strict mode): ``1.2.3``, ``=1.2.3``, ``>=1.2 <2``, ``^1.2.3``,
+  ``~1.2``, ``1.x``, ``*``, ``1.2 - 2.3.4``, ``a || b``. Each comparator is
+  desugared exactly as node-semver's ``classes/range.js`` does (``replaceCaret``,
+  ``replaceTilde``, ``replaceXRange``, ``hyphenReplace``), so ``^1.2.3`` is
+  ``>=1.2.3 <2.0.0-0`` and ``~1.2`` is ``>=1.2.0 <1.3.0-0``. The pre-release rule
+  is node-semver's too: a version with a pre-release tag satisfies a comparator
+  set only if some comparator in that set names a pre-release of the same
+  ``major.minor.patch``; ``include_prerelease=True`` is node-semver's
+  ``includePrerelease`` option. Two deliberate differences:
 
-A single comparator such as ``>=1.2`` means the same in both and is read as npm.
+  - ``a || b`` always means "a or b". node-semver collapses a whole range to
+    ``*`` as soon as one alternative is ``*``, which makes ``* || 1.2.3-rc.1``
+    reject ``1.2.3-rc.1``; here it is contained.
+  - A version in a range may carry one ``v`` (``~v1.2``), as in node-semver, but
+    not the stray prefixes node-semver's regexes happen to swallow (``^=1.2``,
+    ``v=v1.x``), nor a ``*`` glued to a version (``1.2.3*``), which it deletes.
+
+* **PEP 440** (delegated to ``packaging.specifiers.SpecifierSet``): chosen when the
+  text contains a comma or starts with ``~=``, ``==``, ``!=`` or ``===``, e.g.
+  ``>=1.2,<2``, ``~=1.4``, ``==1.*``. A version is tested as
+  ``SpecifierSet(text).contains(str(version))`` would test it, so SemVer build
+  metadata becomes a PEP 440 *local* version (``1.2.0+b5`` equals ``==1.2.0`` but
+  is not ``>1.2.0``). Only pre-releases with a PEP 440 spelling are tested:
+  ``alpha``/``a``, ``beta``/``b``, ``rc``/``c``, optionally numbered as ``rc1`` or
+  ``rc.1``; any other pre-release (``-snapshot``, ``-rc.1.2``) is never contained.
+
+A single comparator such as ``>=1.2`` is read as npm. It means the same in both
+except with ``>`` or ``<=`` and a partial version: npm's ``>1.2`` is ``>=1.3.0`` and
+its ``<=1.2`` admits ``1.2.5``; end the text with a comma (``>1.2,``) to read it as
+PEP 440.
 """
 
 from __future__ import annotations
@@ -20,9 +37,9 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Iterable
-from typing import Final, Literal, final
+from typing import Any, Final, Literal, NoReturn, final
 
-from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.specifiers import InvalidSpecifier, Specifier, SpecifierSet
 from packaging.version import InvalidVersion
 from packaging.version import Version as PyVersion
 
@@ -30,32 +47,65 @@ from plugbay.errors import RangeError, VersionError
 
 __all__ = ["ANY", "Range", "Version", "parse_range", "parse_version"]
 
-_NUM: Final = r"0|[1-9]\d*"
-_PRE_ID: Final = rf"(?:{_NUM}|\d*[a-zA-Z-][a-zA-Z0-9-]*)"
+# --------------------------------------------------------------------------- grammar
+
+_NUM: Final = r"(?:0|[1-9][0-9]*)"
+_PRE_ID: Final = rf"(?:{_NUM}|[0-9]*[A-Za-z-][0-9A-Za-z-]*)"
 _BUILD_ID: Final = r"[0-9A-Za-z-]+"
+_PRE: Final = rf"{_PRE_ID}(?:\.{_PRE_ID})*"
+_BUILD: Final = rf"{_BUILD_ID}(?:\.{_BUILD_ID})*"
 _SEMVER_RE: Final = re.compile(
-    rf"^({_NUM})\.({_NUM})\.({_NUM})"
-    rf"(?:-({_PRE_ID}(?:\.{_PRE_ID})*))?"
-    rf"(?:\+({_BUILD_ID}(?:\.{_BUILD_ID})*))?$"
+    rf"({_NUM})\.({_NUM})\.({_NUM})(?:-({_PRE}))?(?:\+({_BUILD}))?", re.ASCII
 )
+# an npm partial version: any part may be x, X or *; pre-release and build only after three parts
+_X: Final = rf"(?:{_NUM}|[xX*])"
+_PARTIAL: Final = rf"v?({_X})(?:\.({_X})(?:\.({_X})(?:-({_PRE}))?(?:\+({_BUILD}))?)?)?"
+_COMPARATOR_RE: Final = re.compile(rf"(<=|>=|<|>|=|~>|~|\^)?\s*{_PARTIAL}(?=\s|$)", re.ASCII)
+_HYPHEN_RE: Final = re.compile(rf"({_PARTIAL})\s+-\s+({_PARTIAL})", re.ASCII)
+
 _VERSION_HINT: Final = (
     "write MAJOR.MINOR.PATCH, e.g. '1.2.0'; pre-release and build go after '-' and '+': "
     "'1.2.0-rc.1+build.5'"
 )
+_RANGE_HINT: Final = (
+    "write an npm range such as '^1.2.3' or a PEP 440 specifier set such as '>=1.2,<2'"
+)
+
+
+# --------------------------------------------------------------------------- Version
+
+
+def _pre_key(prerelease: tuple[int | str, ...]) -> tuple[Any, ...]:
+    # SemVer section 11: a release outranks its pre-releases; numeric identifiers
+    # compare numerically and rank below alphanumeric ones, which compare in ASCII
+    # order; a longer list wins when all shared identifiers are equal.
+    if not prerelease:
+        return (1,)
+    return (0, *((0, p) if isinstance(p, int) else (1, p) for p in prerelease))
+
+
+_IDENT_RE: Final = re.compile(r"[0-9A-Za-z-]+", re.ASCII)
 
 
 @final
 class Version:
-    """A SemVer 2.0.0 version. Ordered by precedence; ties broken by build metadata
-    so that the order is total and consistent with ``==``."""
+    """A SemVer 2.0.0 version: immutable, hashable, ordered by precedence.
 
-    __slots__ = ("_key", "build", "major", "minor", "patch", "prerelease")
+    Build metadata does not affect precedence (:meth:`compare_precedence`), but it
+    breaks ties in ``<`` and ``==`` so the order is total and agrees with ``==``:
+    ``Version.parse('1.0.0+a') != Version.parse('1.0.0+b')``.
+    """
+
+    __slots__ = ("_hash", "_key", "_prec", "build", "major", "minor", "patch", "prerelease")
 
     major: int
     minor: int
     patch: int
     prerelease: tuple[int | str, ...]
     build: tuple[str, ...]
+    _prec: tuple[Any, ...]
+    _key: tuple[Any, ...]
+    _hash: int
 
     def __init__(
         self,
@@ -65,22 +115,68 @@ class Version:
         prerelease: tuple[int | str, ...] = (),
         build: tuple[str, ...] = (),
     ) -> None:
-        self.major, self.minor, self.patch = major, minor, patch
-        self.prerelease = tuple(prerelease)
-        self.build = tuple(build)
-        self._key = (
-            major,
-            minor,
-            patch,
-            # a release sorts after all its pre-releases; numeric ids before alphanumeric
-            (1,)
-            if not self.prerelease
-            else (0, *((0, p, "") if isinstance(p, int) else (1, 0, p) for p in self.prerelease)),
-            self.build,
+        pre = tuple(prerelease)
+        bld = tuple(build)
+        for number in (major, minor, patch):
+            if type(number) is not int or number < 0:
+                self._invalid(f"{number!r} is not a non-negative integer", major, minor, patch)
+        for p in pre:
+            if isinstance(p, str):
+                if not _IDENT_RE.fullmatch(p) or p.isdigit():
+                    self._invalid(f"{p!r} is not a pre-release identifier", major, minor, patch)
+            elif type(p) is not int or p < 0:
+                self._invalid(f"{p!r} is not a pre-release identifier", major, minor, patch)
+        for b in bld:
+            if not isinstance(b, str) or not _IDENT_RE.fullmatch(b):
+                self._invalid(f"{b!r} is not a build identifier", major, minor, patch)
+        self._setup(major, minor, patch, pre, bld)
+
+    @staticmethod
+    def _invalid(reason: str, major: object, minor: object, patch: object) -> NoReturn:
+        raise VersionError(
+            f"Version({major!r}, {minor!r}, {patch!r}, ...) is not a SemVer 2.0.0 version: "
+            f"{reason}",
+            where=f"Version({major!r}, {minor!r}, {patch!r}, ...)",
+            hint="numbers are integers >= 0; pre-release identifiers are integers or "
+            "[0-9A-Za-z-]+ strings that are not all digits; build identifiers are "
+            "[0-9A-Za-z-]+ strings",
         )
+
+    def _setup(
+        self, major: int, minor: int, patch: int, pre: tuple[int | str, ...], build: tuple[str, ...]
+    ) -> None:
+        init = object.__setattr__
+        init(self, "major", major)
+        init(self, "minor", minor)
+        init(self, "patch", patch)
+        init(self, "prerelease", pre)
+        init(self, "build", build)
+        prec = (major, minor, patch, _pre_key(pre))
+        init(self, "_prec", prec)
+        init(self, "_key", (prec, build))
+        init(self, "_hash", hash((prec, build)))
+
+    @classmethod
+    def _trusted(
+        cls, major: int, minor: int, patch: int, pre: tuple[int | str, ...], build: tuple[str, ...]
+    ) -> Version:
+        # for values the parser has already checked
+        self = cls.__new__(cls)
+        self._setup(major, minor, patch, pre, build)
+        return self
 
     @classmethod
     def parse(cls, text: str) -> Version:
+        """Read strict SemVer 2.0.0 text (no leading ``v``, no leading zeros).
+
+        Surrounding whitespace is ignored. Raises :class:`VersionError`.
+        """
+        if not isinstance(text, str):
+            raise VersionError(
+                f"{text!r} is not a SemVer 2.0.0 version: a version is text",
+                where=repr(text),
+                hint=_VERSION_HINT,
+            )
         return _parse_version(text)
 
     @property
@@ -89,16 +185,18 @@ class Version:
 
     @property
     def release(self) -> tuple[int, int, int]:
+        """``(major, minor, patch)``."""
         return (self.major, self.minor, self.patch)
 
     def compare_precedence(self, other: Version) -> int:
-        a, b = self._key[:4], other._key[:4]
+        """-1, 0 or 1 by SemVer precedence, which ignores build metadata."""
+        a, b = self._prec, other._prec
         return (a > b) - (a < b)
 
     def __str__(self) -> str:
         text = f"{self.major}.{self.minor}.{self.patch}"
         if self.prerelease:
-            text += "-" + ".".join(str(p) for p in self.prerelease)
+            text += "-" + ".".join(map(str, self.prerelease))
         if self.build:
             text += "+" + ".".join(self.build)
         return text
@@ -107,348 +205,658 @@ class Version:
         return f"Version('{self}')"
 
     def __hash__(self) -> int:
-        return hash(self._key)
+        return self._hash
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Version) and self._key == other._key
+        if not isinstance(other, Version):
+            return NotImplemented
+        return bool(self._key == other._key)
 
     def __lt__(self, other: Version) -> bool:
-        return self._key < other._key
+        if not isinstance(other, Version):
+            return NotImplemented
+        return bool(self._key < other._key)
 
     def __le__(self, other: Version) -> bool:
-        return self._key <= other._key
+        if not isinstance(other, Version):
+            return NotImplemented
+        return bool(self._key <= other._key)
 
     def __gt__(self, other: Version) -> bool:
-        return self._key > other._key
+        if not isinstance(other, Version):
+            return NotImplemented
+        return bool(self._key > other._key)
 
     def __ge__(self, other: Version) -> bool:
-        return self._key >= other._key
+        if not isinstance(other, Version):
+            return NotImplemented
+        return bool(self._key >= other._key)
+
+    def __setattr__(self, name: str, value: object) -> NoReturn:
+        raise AttributeError(f"Version is immutable: cannot set {name!r}")
+
+    def __delattr__(self, name: str) -> NoReturn:
+        raise AttributeError(f"Version is immutable: cannot delete {name!r}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Version, (self.major, self.minor, self.patch, self.prerelease, self.build))
+
+
+def _identifiers(text: str) -> tuple[int | str, ...]:
+    return tuple(int(p) if p.isdigit() else p for p in text.split("."))
 
 
 @functools.lru_cache(maxsize=65536)
 def _parse_version(text: str) -> Version:
-    m = _SEMVER_RE.match(text.strip()) if isinstance(text, str) else None
+    m = _SEMVER_RE.fullmatch(text.strip())
     if m is None:
+        reason = _why_not_semver(text.strip())
         raise VersionError(
-            f"'{text}' is not a SemVer 2.0.0 version", where=str(text), hint=_VERSION_HINT
+            f"'{text}' is not a SemVer 2.0.0 version" + (f": {reason}" if reason else ""),
+            where=text,
+            hint=_VERSION_HINT,
         )
-    pre = tuple(int(p) if p.isdigit() else p for p in m.group(4).split(".")) if m.group(4) else ()
-    build = tuple(m.group(5).split(".")) if m.group(5) else ()
-    return Version(int(m.group(1)), int(m.group(2)), int(m.group(3)), pre, build)
+    major, minor, patch, pre, build = m.groups()
+    return Version._trusted(
+        int(major),
+        int(minor),
+        int(patch),
+        _identifiers(pre) if pre else (),
+        tuple(build.split(".")) if build else (),
+    )
 
 
-parse_version = _parse_version
+def parse_version(text: str) -> Version:
+    """Alias of :meth:`Version.parse`."""
+    return Version.parse(text)
+
+
+def _why_not_semver(text: str) -> str | None:
+    """The one thing to fix, for the common mistakes; None when the general hint says it."""
+    if not text:
+        return "it is empty"
+    if text[0] in "vV" and _SEMVER_RE.fullmatch(text[1:]):
+        return f"drop the leading '{text[0]}': '{text[1:]}'"
+    main, _, rest = text.partition("+")
+    core, _, pre = main.partition("-")
+    parts = core.split(".")
+    if len(parts) > 3:
+        return f"it has {len(parts)} numbers, SemVer has three (MAJOR.MINOR.PATCH)"
+    if len(parts) == 3 and all(p.isdigit() for p in parts):
+        if any(len(p) > 1 and p[0] == "0" for p in parts):
+            fixed = ".".join(str(int(p)) for p in parts)
+            return f"numbers may not have leading zeros ({fixed!r})"
+        if "-" in main and not pre:
+            return "the pre-release after '-' is empty"
+        for ident in pre.split(".") if pre else ():
+            if not ident:
+                return "a pre-release identifier is empty (two dots in a row, or a trailing dot)"
+            if ident.isdigit() and len(ident) > 1 and ident[0] == "0":
+                return f"the numeric pre-release identifier '{ident}' has a leading zero"
+        if "+" in text and not rest:
+            return "the build metadata after '+' is empty"
+        for ident in rest.split(".") if rest else ():
+            if not ident:
+                return "a build identifier is empty (two dots in a row, or a trailing dot)"
+        return "identifiers may only use ASCII letters, digits and '-'"
+    return None
 
 
 # --------------------------------------------------------------------------- npm ranges
 
-_X: Final = r"(?:0|[1-9]\d*|x|X|\*)"
-_PARTIAL: Final = (
-    rf"v?=?\s*({_X})(?:\.({_X})(?:\.({_X})"
-    rf"(?:-({_PRE_ID}(?:\.{_PRE_ID})*))?(?:\+{_BUILD_ID}(?:\.{_BUILD_ID})*)?)?)?"
-)
-_HYPHEN_RE: Final = re.compile(rf"^\s*{_PARTIAL}\s+-\s+{_PARTIAL}\s*$")
-_COMPARATOR_RE: Final = re.compile(rf"^(~>?|\^|<=|>=|<|>|=)?\s*{_PARTIAL}$")
-_OP_SPACE_RE: Final = re.compile(r"(~>?|\^|<=|>=|<|>|=)\s+")
+# A comparator is (op, bound), op one of "<", "<=", ">", ">=", "="; a set of them is ANDed.
+_Comparator = tuple[str, Version]
+# The parts of one partial version as written: major, minor, patch, pre-release, build.
+_Parts = tuple[str | None, str | None, str | None, str | None, str | None]
+# One comparator set, precompiled for ``contains``: (lower, lower_strict, upper,
+# upper_strict, prerelease_ok). lower/upper are precedence keys (None: unbounded);
+# prerelease_ok holds (major, minor, patch) of every comparator naming a pre-release.
+_Key = tuple[Any, ...]
+_Compiled = tuple[_Key | None, bool, _Key | None, bool, frozenset[tuple[int, int, int]]]
 
-Op = Literal["<", "<=", ">", ">=", "="]
-# (operator, version); a set is a tuple of comparators (AND); the range a tuple of sets (OR)
-Comparator = tuple[Op, Version]
-_NOTHING: Final[tuple[Comparator, ...]] = (("<", Version(0, 0, 0, (0,))),)
+_ZERO: Final[tuple[int | str, ...]] = (0,)
+_NULL_BOUND: Final = Version._trusted(0, 0, 0, _ZERO, ())  # '<0.0.0-0' matches nothing
+
+
+def _v(major: int, minor: int, patch: int, pre: tuple[int | str, ...] = ()) -> Version:
+    return Version._trusted(major, minor, patch, pre, ())
 
 
 def _is_x(part: str | None) -> bool:
     return part is None or part in ("x", "X", "*")
 
 
-def _v(major: int, minor: int = 0, patch: int = 0, pre: tuple[int | str, ...] = ()) -> Version:
-    return Version(major, minor, patch, pre)
+def _n(part: str | None) -> int:
+    assert part is not None
+    return int(part)
 
 
-_ZERO: Final = (0,)
+def _caret(parts: _Parts, inc: bool) -> list[_Comparator]:
+    M, m, p, pr, _ = parts
+    z = _ZERO if inc else ()
+    if _is_x(M):
+        return []
+    mj = _n(M)
+    if _is_x(m):
+        return [(">=", _v(mj, 0, 0, z)), ("<", _v(mj + 1, 0, 0, _ZERO))]
+    mn = _n(m)
+    if _is_x(p):
+        upper = _v(0, mn + 1, 0, _ZERO) if mj == 0 else _v(mj + 1, 0, 0, _ZERO)
+        return [(">=", _v(mj, mn, 0, z)), ("<", upper)]
+    pt = _n(p)
+    if mj == 0:
+        upper = _v(0, 0, pt + 1, _ZERO) if mn == 0 else _v(0, mn + 1, 0, _ZERO)
+    else:
+        upper = _v(mj + 1, 0, 0, _ZERO)
+    # node-semver gives a full caret a -0 lower bound only below 1.0.0
+    lower = _v(mj, mn, pt, _identifiers(pr) if pr else (z if mj == 0 else ()))
+    return [(">=", lower), ("<", upper)]
 
 
-def _pre(text: str | None) -> tuple[int | str, ...]:
-    return tuple(int(p) if p.isdigit() else p for p in text.split(".")) if text else ()
+def _tilde(parts: _Parts) -> list[_Comparator]:
+    # unlike carets and x-ranges, node-semver's tildes never get a -0 lower bound
+    M, m, p, pr, _ = parts
+    if _is_x(M):
+        return []
+    mj = _n(M)
+    if _is_x(m):
+        return [(">=", _v(mj, 0, 0)), ("<", _v(mj + 1, 0, 0, _ZERO))]
+    mn = _n(m)
+    lower = _v(mj, mn, 0) if _is_x(p) else _v(mj, mn, _n(p), _identifiers(pr) if pr else ())
+    return [(">=", lower), ("<", _v(mj, mn + 1, 0, _ZERO))]
 
 
-def _desugar(
-    op: str | None, M: str, m: str | None, p: str | None, pr: str | None, inc: bool
-) -> tuple[Comparator, ...]:
-    """One npm comparator (maybe ``^``, ``~`` or partial) as plain comparators."""
-    z: tuple[int | str, ...] = _ZERO if inc else ()
-    if op in ("~", "~>"):
-        if _is_x(M):
-            return ()
-        mj = int(M)
-        if _is_x(m):
-            return ((">=", _v(mj, 0, 0, z)), ("<", _v(mj + 1, 0, 0, _ZERO)))
-        mn = int(m)  # type: ignore[arg-type]
-        if _is_x(p):
-            return ((">=", _v(mj, mn, 0, z)), ("<", _v(mj, mn + 1, 0, _ZERO)))
-        lower = _v(mj, mn, int(p), _pre(pr)) if pr else _v(mj, mn, int(p), z)  # type: ignore[arg-type]
-        return ((">=", lower), ("<", _v(mj, mn + 1, 0, _ZERO)))
-    if op == "^":
-        if _is_x(M):
-            return ()
-        mj = int(M)
-        if _is_x(m):
-            return ((">=", _v(mj, 0, 0, z)), ("<", _v(mj + 1, 0, 0, _ZERO)))
-        mn = int(m)  # type: ignore[arg-type]
-        if _is_x(p):
-            upper = _v(0, mn + 1, 0, _ZERO) if mj == 0 else _v(mj + 1, 0, 0, _ZERO)
-            return ((">=", _v(mj, mn, 0, z)), ("<", upper))
-        pt = int(p)  # type: ignore[arg-type]
-        lower = _v(mj, mn, pt, _pre(pr)) if pr else _v(mj, mn, pt, z if mj == 0 else ())
-        if mj == 0:
-            upper = _v(0, 0, pt + 1, _ZERO) if mn == 0 else _v(0, mn + 1, 0, _ZERO)
-        else:
-            upper = _v(mj + 1, 0, 0, _ZERO)
-        return ((">=", lower), ("<", upper))
-    # plain comparator or x-range
-    gtlt = op or ""
-    xM, xm = _is_x(M), _is_x(M) or _is_x(m)
-    any_x = xm or _is_x(p)
-    if gtlt == "=" and any_x:
-        gtlt = ""
+def _xrange(op: str, parts: _Parts, inc: bool) -> list[_Comparator]:
+    """A plain comparator, maybe with x parts (node-semver's ``replaceXRange``)."""
+    M, m, p, pr, _ = parts
+    xM = _is_x(M)
+    xm = xM or _is_x(m)
+    xp = xm or _is_x(p)
+    if op == "=" and xp:
+        op = ""
+    z = _ZERO if inc else ()
     if xM:
-        return _NOTHING if gtlt in (">", "<") else ()
-    if gtlt and any_x:
-        mj = int(M)
-        mn = 0 if xm else int(m)  # type: ignore[arg-type]
-        pt = 0
-        pre: tuple[int | str, ...] = z
-        if gtlt == ">":
-            gtlt = ">="
+        return [("<", _NULL_BOUND)] if op in (">", "<") else []
+    mj = _n(M)
+    mn = 0 if xm else _n(m)
+    if op and xp:
+        if op == ">":
+            op = ">="
             if xm:
-                mj, mn, pt = mj + 1, 0, 0
+                mj, mn = mj + 1, 0
             else:
-                mn, pt = mn + 1, 0
-        elif gtlt == "<=":
-            gtlt = "<"
+                mn += 1
+        elif op == "<=":
+            op = "<"
             if xm:
                 mj += 1
             else:
                 mn += 1
-        if gtlt == "<":
-            pre = _ZERO
-        return ((gtlt, _v(mj, mn, pt, pre)),)  # type: ignore[return-value]
+        return [(op, _v(mj, mn, 0, _ZERO if op == "<" else z))]
     if xm:
-        mj = int(M)
-        return ((">=", _v(mj, 0, 0, z)), ("<", _v(mj + 1, 0, 0, _ZERO)))
-    if _is_x(p):
-        mj, mn = int(M), int(m)  # type: ignore[arg-type]
-        return ((">=", _v(mj, mn, 0, z)), ("<", _v(mj, mn + 1, 0, _ZERO)))
-    version = _v(int(M), int(m), int(p), _pre(pr))  # type: ignore[arg-type]
-    return (((gtlt or "="), version),)  # type: ignore[return-value]
+        return [(">=", _v(mj, 0, 0, z)), ("<", _v(mj + 1, 0, 0, _ZERO))]
+    if xp:
+        return [(">=", _v(mj, mn, 0, z)), ("<", _v(mj, mn + 1, 0, _ZERO))]
+    return [(op or "=", _v(mj, mn, _n(p), _identifiers(pr) if pr else ()))]
 
 
-def _hyphen(
-    f: tuple[str | None, ...], t: tuple[str | None, ...], inc: bool
-) -> tuple[Comparator, ...]:
-    fM, fm, fp, fpr = f
-    tM, tm, tp, tpr = t
-    z: tuple[int | str, ...] = _ZERO if inc else ()
-    out: list[Comparator] = []
-    if not _is_x(fM):
-        if _is_x(fm):
-            out.append((">=", _v(int(fM), 0, 0, z)))  # type: ignore[arg-type]
-        elif _is_x(fp):
-            out.append((">=", _v(int(fM), int(fm), 0, z)))  # type: ignore[arg-type]
-        else:
-            out.append((">=", _v(int(fM), int(fm), int(fp), _pre(fpr) if fpr else z)))  # type: ignore[arg-type]
-    if not _is_x(tM):
-        if _is_x(tm):
-            out.append(("<", _v(int(tM) + 1, 0, 0, _ZERO)))  # type: ignore[arg-type]
-        elif _is_x(tp):
-            out.append(("<", _v(int(tM), int(tm) + 1, 0, _ZERO)))  # type: ignore[arg-type]
-        elif tpr:
-            out.append(("<=", _v(int(tM), int(tm), int(tp), _pre(tpr))))  # type: ignore[arg-type]
-        elif inc:
-            out.append(("<", _v(int(tM), int(tm), int(tp) + 1, _ZERO)))  # type: ignore[arg-type]
-        else:
-            out.append(("<=", _v(int(tM), int(tm), int(tp))))  # type: ignore[arg-type]
-    return tuple(out)
+def _hyphen(low: _Parts, high: _Parts, inc: bool) -> list[_Comparator]:
+    """``low - high`` (node-semver's ``hyphenReplace``)."""
+    z = _ZERO if inc else ()
+    out: list[_Comparator] = []
+    fM, fm, fp, fpr, fb = low
+    if _is_x(fM):
+        pass
+    elif _is_x(fm):
+        out.append((">=", _v(_n(fM), 0, 0, z)))
+    elif _is_x(fp):
+        out.append((">=", _v(_n(fM), _n(fm), 0, z)))
+    elif fpr:
+        out.append((">=", _v(_n(fM), _n(fm), _n(fp), _identifiers(fpr))))
+    else:
+        # node-semver appends '-0' to the bound's text, build and all: after '1.2.3+b'
+        # it lands in the build ('+b-0') and the bound stays 1.2.3
+        out.append((">=", _v(_n(fM), _n(fm), _n(fp), () if fb else z)))
+    tM, tm, tp, tpr, _ = high
+    if _is_x(tM):
+        pass
+    elif _is_x(tm):
+        out.append(("<", _v(_n(tM) + 1, 0, 0, _ZERO)))
+    elif _is_x(tp):
+        out.append(("<", _v(_n(tM), _n(tm) + 1, 0, _ZERO)))
+    elif tpr:
+        out.append(("<=", _v(_n(tM), _n(tm), _n(tp), _identifiers(tpr))))
+    elif inc:
+        out.append(("<", _v(_n(tM), _n(tm), _n(tp) + 1, _ZERO)))
+    else:
+        out.append(("<=", _v(_n(tM), _n(tm), _n(tp))))
+    return out
 
 
-def _parse_npm(text: str, inc: bool) -> tuple[tuple[Comparator, ...], ...] | None:
-    sets: list[tuple[Comparator, ...]] = []
-    for part in text.split("||"):
-        part = " ".join(part.split())
-        h = _HYPHEN_RE.match(part)
-        if h:
-            g = h.groups()
-            sets.append(_hyphen(g[0:4], g[4:8], inc))
-            continue
-        comparators: list[Comparator] = []
-        for token in _OP_SPACE_RE.sub(r"\1", part).split():
-            m = _COMPARATOR_RE.match(token)
-            if m is None:
-                return None
-            op, major, minor, patch, pre = m.groups()
-            comparators.extend(_desugar(op, major, minor, patch, pre, inc))
-        if any(c == _NOTHING[0] for c in comparators):
-            comparators = list(_NOTHING)
-        sets.append(tuple(comparators))
-    return tuple(sets)
-
-
-def _test(op: Op, version: Version, bound: Version) -> bool:
-    # precedence ignores build metadata
-    c = version.compare_precedence(bound)
-    if op == ">=":
-        return c >= 0
-    if op == "<":
-        return c < 0
-    if op == ">":
-        return c > 0
-    if op == "<=":
-        return c <= 0
-    return c == 0
-
-
-def _test_set(
-    comparators: tuple[Comparator, ...], version: Version, include_prerelease: bool
-) -> bool:
+def _tidy(comparators: list[_Comparator], inc: bool) -> list[_Comparator] | None:
+    """node-semver's clean-up of one set: None if it holds ``<0.0.0-0`` (it matches
+    nothing), ``>=0.0.0`` is dropped as ``*`` is, and so are repeated comparators."""
+    gte0 = _v(0, 0, 0, _ZERO if inc else ())._key
+    seen: dict[tuple[str, _Key], _Comparator] = {}
     for op, bound in comparators:
-        if not _test(op, version, bound):
-            return False
-    if version.prerelease and not include_prerelease:
-        # node-semver: a pre-release only satisfies a set that names a pre-release
-        # of the same major.minor.patch
-        return any(
-            bound.prerelease and bound.release == version.release for _, bound in comparators
-        )
-    return True
+        if op == "<" and bound._prec == _NULL_BOUND._prec:
+            return None
+        if op == ">=" and bound._key == gte0:
+            continue
+        seen.setdefault((op, bound._prec), (op, bound))
+    return list(seen.values())
+
+
+def _compile(comparators: list[_Comparator]) -> _Compiled | None:
+    """One set as an interval of precedence keys; None when no version is in it."""
+    lower: _Key | None = None
+    lower_strict = False
+    upper: _Key | None = None
+    upper_strict = False
+    allowed: set[tuple[int, int, int]] = set()
+    for op, bound in comparators:
+        key = bound._prec
+        if bound.prerelease:
+            allowed.add((bound.major, bound.minor, bound.patch))
+        if op in (">", ">=", "="):
+            strict = op == ">"
+            if lower is None or key > lower or (key == lower and strict):
+                lower, lower_strict = key, strict
+        if op in ("<", "<=", "="):
+            strict = op == "<"
+            if upper is None or key < upper or (key == upper and strict):
+                upper, upper_strict = key, strict
+    if (
+        lower is not None
+        and upper is not None
+        and (lower > upper or (lower == upper and (lower_strict or upper_strict)))
+    ):
+        return None
+    return (lower, lower_strict, upper, upper_strict, frozenset(allowed))
+
+
+def _parts(groups: tuple[str | Any, ...]) -> _Parts:
+    return (groups[0], groups[1], groups[2], groups[3], groups[4])
+
+
+# One alternative (between '||') as read: a hyphen range, or a list of (operator, parts).
+_Alternative = tuple[_Parts, _Parts] | list[tuple[str, _Parts]]
+
+
+class _NpmSyntax(Exception):
+    """Where reading npm text stopped: the alternative and the offset in it."""
+
+    def __init__(self, alternative: str, pos: int) -> None:
+        super().__init__(alternative, pos)
+        self.alternative = alternative
+        self.pos = pos
+
+
+def _read_npm(text: str) -> tuple[list[_Alternative], str]:
+    """The alternatives of an npm range and its normalized text; raises _NpmSyntax."""
+    alternatives: list[_Alternative] = []
+    normalized: list[str] = []
+    for raw in text.split("||"):
+        alt = " ".join(raw.split())
+        h = _HYPHEN_RE.fullmatch(alt)
+        if h is not None:
+            g = h.groups()
+            alternatives.append((_parts(g[1:6]), _parts(g[7:12])))
+            normalized.append(f"{g[0]} - {g[6]}")
+            continue
+        comparators: list[tuple[str, _Parts]] = []
+        words: list[str] = []
+        pos = 0
+        while pos < len(alt):
+            if alt[pos] == " ":
+                pos += 1
+                continue
+            m = _COMPARATOR_RE.match(alt, pos)
+            if m is None:
+                raise _NpmSyntax(alt, pos)
+            g = m.groups()
+            comparators.append((g[0] or "", _parts(g[1:6])))
+            words.append(alt[pos : m.end()].replace(" ", ""))
+            pos = m.end()
+        alternatives.append(comparators)
+        normalized.append(" ".join(words))
+    return alternatives, " || ".join(normalized)
+
+
+def _desugar(alternatives: list[_Alternative], inc: bool) -> list[list[_Comparator] | None]:
+    """Each alternative as plain comparators (None: matches nothing)."""
+    out: list[list[_Comparator] | None] = []
+    for alt in alternatives:
+        if isinstance(alt, tuple):
+            out.append(_tidy(_hyphen(alt[0], alt[1], inc), inc))
+            continue
+        comparators: list[_Comparator] = []
+        for op, parts in alt:
+            if op == "^":
+                comparators += _caret(parts, inc)
+            elif op in ("~", "~>"):
+                comparators += _tilde(parts)
+            else:
+                comparators += _xrange(op, parts, inc)
+        out.append(_tidy(comparators, inc))
+    return out
+
+
+def _format_set(comparators: list[_Comparator] | None) -> str:
+    if comparators is None:
+        return "<0.0.0-0"
+    if not comparators:
+        return "*"
+    # node-semver prints '=' as nothing and leaves build metadata out
+    return " ".join(("" if op == "=" else op) + _bare(v) for op, v in comparators)
+
+
+def _bare(v: Version) -> str:
+    text = f"{v.major}.{v.minor}.{v.patch}"
+    return text + "-" + ".".join(map(str, v.prerelease)) if v.prerelease else text
+
+
+_OPS_RE: Final = re.compile(r"[<>=~^]*")
+
+
+def _why_not_npm(alternative: str, pos: int) -> str:
+    token = alternative[pos:].split(" ", 1)[0]
+    ops = _OPS_RE.match(token).group(0)  # type: ignore[union-attr]
+    rest = token[len(ops) :]
+    if token == "-":
+        return "a hyphen range needs one version on each side of ' - ', e.g. '1.2 - 2.3.4'"
+    if ops in ("=>", "=<"):
+        return f"'{ops}' is not an operator; did you mean '{ops[::-1]}'?"
+    if len(ops) > 1 and ops not in ("<=", ">=", "~>"):
+        return f"'{ops}' is not an operator; use one of <, <=, >, >=, =, ~, ^"
+    if not rest:
+        return f"'{ops}' has no version after it"
+    numbers = rest.removeprefix("v").split("-", 1)[0].split("+", 1)[0].split(".")
+    if len(numbers) > 3 and all(n.isdigit() or n in ("x", "X", "*") for n in numbers):
+        return f"'{token}' has {len(numbers)} numbers; a version has at most three"
+    if any(len(n) > 1 and n[0] == "0" and n.isdigit() for n in numbers):
+        return f"'{token}' has a number with a leading zero"
+    if "-" in rest and len(numbers) < 3:
+        return f"'{token}' has a pre-release on a partial version; write all three numbers"
+    return (
+        f"'{token}' is not a version, a partial version such as '1.2' or '1.x', "
+        "or one of those after an operator"
+    )
 
 
 # --------------------------------------------------------------------------- PEP 440
 
-_PEP440_START: Final = ("~=", "==", "!=", "===")
-_PRE_TAGS: Final = {"a": "a", "alpha": "a", "b": "b", "beta": "b", "c": "rc", "rc": "rc"}
-_TAG_NUM_RE: Final = re.compile(r"^([a-zA-Z]+)(\d*)$")
+_PEP440_START: Final = ("~=", "==", "!=")
+_MEMO_SIZE: Final = 4096  # answers remembered per PEP 440 range  # "===" starts with "=="
+_PEP440_TAGS: Final = frozenset({"a", "alpha", "b", "beta", "c", "rc"})
+_TAG_RE: Final = re.compile(r"([A-Za-z]+)([0-9]*)", re.ASCII)
+
+
+@functools.lru_cache(maxsize=4096)
+def _pep440_representable(prerelease: tuple[int | str, ...]) -> bool:
+    if not prerelease:
+        return True
+    first, rest = prerelease[0], prerelease[1:]
+    if not isinstance(first, str):
+        return False
+    m = _TAG_RE.fullmatch(first)
+    if m is None or m.group(1).lower() not in _PEP440_TAGS:
+        return False
+    if not rest:
+        return True
+    return not m.group(2) and len(rest) == 1 and isinstance(rest[0], int)
 
 
 @functools.lru_cache(maxsize=65536)
-def _to_pep440(version: Version) -> PyVersion | None:
-    text = f"{version.major}.{version.minor}.{version.patch}"
-    pre = version.prerelease
-    if pre:
-        first = pre[0]
-        if not isinstance(first, str):
-            return None
-        m = _TAG_NUM_RE.match(first)
-        if m is None or m.group(1).lower() not in _PRE_TAGS:
-            return None
-        number: int | None = int(m.group(2)) if m.group(2) else None
-        rest = pre[1:]
-        if number is None and rest and isinstance(rest[0], int):
-            number, rest = rest[0], rest[1:]
-        if rest:
-            return None
-        text += f"{_PRE_TAGS[m.group(1).lower()]}{number or 0}"
-    try:
-        return PyVersion(text)
-    except InvalidVersion:  # pragma: no cover - the text is built to be valid
+def _pep440_version(version: Version) -> PyVersion | None:
+    """What ``packaging`` reads ``str(version)`` as; None when that is not PEP 440."""
+    if not _pep440_representable(version.prerelease):
         return None
+    try:
+        return PyVersion(str(version))
+    except InvalidVersion:  # build metadata that is not a valid local version, e.g. '+-x'
+        return None
+
+
+def _why_not_pep440(text: str) -> str:
+    why_pep440 = (
+        "it contains ','"
+        if "," in text
+        else f"it starts with '{next(s for s in ('===', '~=', '==', '!=') if text.startswith(s))}'"
+    )
+    clauses = [c.strip() for c in text.split(",")]
+    if not any(clauses):
+        return f"it was read as PEP 440 because {why_pep440}, but has no specifier in it"
+    for clause in clauses:
+        if not clause:
+            continue  # packaging skips empty clauses
+        try:
+            Specifier(clause)
+        except InvalidSpecifier:
+            detail = ""
+            if clause.startswith("~=") and re.fullmatch(r"~=\s*v?[0-9]+", clause):
+                detail = f": '~=' needs at least two numbers, e.g. '{clause}.0'"
+            elif clause.startswith(("^", "~")) or "||" in clause or " " in clause.strip():
+                detail = ": npm syntax cannot be mixed with PEP 440 in one range"
+            return (
+                f"it was read as PEP 440 because {why_pep440}, and '{clause}' is not "
+                f"a PEP 440 specifier{detail}"
+            )
+    return f"it was read as PEP 440 because {why_pep440}, but packaging refuses it"
 
 
 # --------------------------------------------------------------------------- Range
 
-_RANGE_HINT: Final = (
-    "use npm syntax such as '^1.2.3', '~1.2', '1.x', '>=1.2 <2' or '1.0 - 2.0', "
-    "or a PEP 440 specifier set such as '>=1,<2' or '~=1.4'"
-)
-
 
 @final
 class Range:
-    """A set of acceptable versions (see the module docstring for the syntaxes)."""
+    """A set of acceptable versions, in npm or PEP 440 syntax (see the module docstring).
 
-    __slots__ = ("_incl", "_sets", "_spec", "syntax", "text")
+    ``Range.parse`` is cached and is what callers should use; ``Range(text)`` reads
+    the text afresh. Two ranges are equal when they have the same syntax and the
+    same normalized text (whitespace and, for PEP 440, clause order do not matter).
+    """
+
+    __slots__ = (
+        "_excl",
+        "_incl",
+        "_memo",
+        "_normalized",
+        "_pep_arbitrary",
+        "_sets",
+        "_spec",
+        "syntax",
+        "text",
+    )
 
     syntax: Literal["npm", "pep440"]
     text: str
+    _spec: SpecifierSet | None
+    _pep_arbitrary: bool
+    _sets: tuple[list[list[_Comparator] | None], list[list[_Comparator] | None]] | None
+    _memo: dict[tuple[Version, bool], bool] | None
+    _excl: tuple[_Compiled, ...]
+    _incl: tuple[_Compiled, ...]
+    _normalized: str
 
     def __init__(self, text: str) -> None:
-        self.text = " ".join(text.split())
-        self._spec: SpecifierSet | None = None
-        self._sets: tuple[tuple[Comparator, ...], ...] = ()
-        self._incl: tuple[tuple[Comparator, ...], ...] = ()
-        stripped = self.text
+        if not isinstance(text, str):
+            raise RangeError(
+                f"{text!r} is not a version range: a range is text",
+                where=repr(text),
+                hint=_RANGE_HINT,
+            )
+        init = object.__setattr__
+        stripped = text.strip()
+        init(self, "text", stripped)
         if "," in stripped or stripped.startswith(_PEP440_START):
-            self.syntax = "pep440"
             try:
-                self._spec = SpecifierSet(stripped)
-            except InvalidSpecifier as exc:
-                raise RangeError(
-                    f"'{text}' is not a valid PEP 440 specifier set: {exc}",
-                    where=text,
-                    hint=_RANGE_HINT,
-                ) from None
-            return
-        self.syntax = "npm"
-        sets = _parse_npm(stripped, inc=False)
-        incl = _parse_npm(stripped, inc=True)
-        if sets is None or incl is None:
-            # not npm: a single PEP 440 clause without a comma, such as '>=1.0rc1'
-            try:
-                self._spec = SpecifierSet(stripped)
+                spec = SpecifierSet(stripped)
             except InvalidSpecifier:
+                spec = None
+            if spec is None or not len(spec):
                 raise RangeError(
-                    f"'{text}' is not a valid version range", where=text, hint=_RANGE_HINT
-                ) from None
-            self.syntax = "pep440"
+                    f"'{stripped}' is not a valid version range: {_why_not_pep440(stripped)}",
+                    where=stripped,
+                    hint=_RANGE_HINT,
+                )
+            init(self, "syntax", "pep440")
+            init(self, "_spec", spec)
+            init(self, "_pep_arbitrary", any(s.operator == "===" for s in spec))
+            init(self, "_sets", None)
+            init(self, "_memo", {})
+            init(self, "_excl", ())
+            init(self, "_incl", ())
+            init(self, "_normalized", str(spec))
             return
-        self._sets, self._incl = sets, incl
+        try:
+            alternatives, normalized = _read_npm(stripped)
+        except _NpmSyntax as exc:
+            raise RangeError(
+                f"'{stripped}' is not a valid version range: "
+                f"{_why_not_npm(exc.alternative, exc.pos)}",
+                where=stripped,
+                hint=_RANGE_HINT,
+            ) from None
+        excl, incl = _desugar(alternatives, inc=False), _desugar(alternatives, inc=True)
+        init(self, "syntax", "npm")
+        init(self, "_spec", None)
+        init(self, "_pep_arbitrary", False)
+        init(self, "_sets", (excl, incl))
+        init(self, "_memo", None)
+        init(self, "_excl", tuple(c for s in excl if s is not None for c in [_compile(s)] if c))
+        init(self, "_incl", tuple(c for s in incl if s is not None for c in [_compile(s)] if c))
+        init(self, "_normalized", normalized)
 
     @classmethod
     def parse(cls, text: str) -> Range:
+        """Read a range (cached). Raises :class:`RangeError`."""
+        if not isinstance(text, str):
+            return cls(text)  # raises the RangeError
         return _parse_range(text)
 
     def contains(self, version: Version | str, *, include_prerelease: bool = False) -> bool:
+        """Whether ``version`` is in the range. A string is parsed first and a bad
+        one raises :class:`VersionError` (``in`` answers False instead)."""
         if isinstance(version, str):
             version = _parse_version(version)
+        elif not isinstance(version, Version):
+            Version.parse(version)  # raises the VersionError for what is not text
         if self._spec is not None:
-            converted = _to_pep440(version)
-            if converted is None:
-                return False
-            return self._spec.contains(converted, prereleases=include_prerelease or None)
-        sets = self._incl if include_prerelease else self._sets
-        return any(_test_set(c, version, include_prerelease) for c in sets)
-
-    def __contains__(self, version: object) -> bool:
-        if isinstance(version, (Version, str)):
-            return self.contains(version)
+            return self._contains_pep440(version, include_prerelease)
+        key = version._prec
+        if include_prerelease:
+            for lower, lower_strict, upper, upper_strict, _ in self._incl:
+                if lower is not None and (key <= lower if lower_strict else key < lower):
+                    continue
+                if upper is not None and (key >= upper if upper_strict else key > upper):
+                    continue
+                return True
+            return False
+        pre = version.prerelease
+        for lower, lower_strict, upper, upper_strict, allowed in self._excl:
+            if lower is not None and (key <= lower if lower_strict else key < lower):
+                continue
+            if upper is not None and (key >= upper if upper_strict else key > upper):
+                continue
+            if pre and key[:3] not in allowed:
+                continue
+            return True
         return False
 
-    def max_satisfying(self, versions: Iterable[Version]) -> Version | None:
+    def _contains_pep440(self, version: Version, include_prerelease: bool) -> bool:
+        # packaging takes microseconds per test; a resolver asks the same few again and again
+        memo = self._memo
+        assert memo is not None
+        known = memo.get((version, include_prerelease))
+        if known is not None:
+            return known
+        spec = self._spec
+        assert spec is not None
+        prereleases = include_prerelease or None
+        if not _pep440_representable(version.prerelease):
+            answer = False
+        elif self._pep_arbitrary:
+            # '===' compares text, so give packaging the very text it would be given
+            answer = spec.contains(str(version), prereleases=prereleases)
+        else:
+            converted = _pep440_version(version)
+            answer = converted is not None and spec.contains(converted, prereleases=prereleases)
+        if len(memo) >= _MEMO_SIZE:
+            memo.clear()
+        memo[(version, include_prerelease)] = answer
+        return answer
+
+    def __contains__(self, version: object) -> bool:
+        if isinstance(version, Version):
+            return self.contains(version)
+        if isinstance(version, str):
+            try:
+                return self.contains(_parse_version(version))
+            except VersionError:
+                return False
+        return False
+
+    def max_satisfying(
+        self, versions: Iterable[Version], *, include_prerelease: bool = False
+    ) -> Version | None:
+        """The greatest of ``versions`` in the range, or None."""
         best: Version | None = None
         for v in versions:
-            if (best is None or v > best) and self.contains(v):
+            if (best is None or v > best) and self.contains(
+                v, include_prerelease=include_prerelease
+            ):
                 best = v
         return best
+
+    def desugared(self, *, include_prerelease: bool = False) -> str:
+        """What the range means as plain comparators, as node-semver's ``Range.range``
+        prints it: ``'^1.2'`` is ``'>=1.2.0 <2.0.0-0'``, alternatives are joined by
+        ``||``, ``*`` is any version and ``<0.0.0-0`` none. Alternatives that match
+        nothing are dropped (unless all do) and repeats are shown once. For PEP 440,
+        the normalized specifier set."""
+        if self._sets is None:
+            return self._normalized
+        sets = self._sets[1] if include_prerelease else self._sets[0]
+        if len(sets) > 1:
+            sets = [s for s in sets if s is not None] or [None]
+        return "||".join(dict.fromkeys(_format_set(s) for s in sets))
+
+    @property
+    def normalized(self) -> str:
+        """The text ``==`` and ``hash`` use: ``'>= 1.2'`` → ``'>=1.2'``,
+        ``'<2, >=1'`` → ``'<2,>=1'`` (packaging's order)."""
+        return self._normalized
 
     def __str__(self) -> str:
         return self.text
 
     def __repr__(self) -> str:
-        return f"Range('{self.text}')"
+        return f"Range({self.text!r})"
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Range) and (self.syntax, self.text) == (other.syntax, other.text)
+        if not isinstance(other, Range):
+            return NotImplemented
+        return (self.syntax, self._normalized) == (other.syntax, other._normalized)
 
     def __hash__(self) -> int:
-        return hash((self.syntax, self.text))
+        return hash((self.syntax, self._normalized))
+
+    def __setattr__(self, name: str, value: object) -> NoReturn:
+        raise AttributeError(f"Range is immutable: cannot set {name!r}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Range.parse, (self.text,))
 
 
-@functools.lru_cache(maxsize=65536)
+@functools.lru_cache(maxsize=8192)
 def _parse_range(text: str) -> Range:
-    if not isinstance(text, str):
-        raise RangeError(f"{text!r} is not a version range", where=repr(text), hint=_RANGE_HINT)
     return Range(text)
 
 
-parse_range = _parse_range
+def parse_range(text: str) -> Range:
+    """Alias of :meth:`Range.parse`."""
+    return Range.parse(text)
 
-ANY: Final = Range.parse("*")
+
+ANY: Final[Range] = Range.parse("*")
