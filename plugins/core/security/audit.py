@@ -1,47 +1,44 @@
-"""core.security — a tamper-evident audit trail.
+"""core.security — a tamper-evident audit trail of plugin lifecycle and security events.
 
-Every lifecycle and security event the host emits is appended to
-``audit.jsonl`` in the plugin's data directory. Each entry holds the hash of
-the previous one (``prev``) and its own ``hash``: SHA-256 over its canonical
-JSON without ``hash``. Editing, removing or reordering any entry breaks the
-chain at that entry, which ``verify`` reports by sequence number.
+Every event the host emits under ``plugin.*``, ``security.*`` and ``host.*`` is
+appended to ``audit.jsonl`` in the plugin's data directory, one JSON entry a
+line, each carrying the SHA-256 of the one before it (the format is in
+``chain.py``). ``verify`` walks the chain and names the first entry that does
+not hold; ``trail`` reads the newest entries; ``record`` lets a plugin or an
+operator add a ``security.*`` note.
+
+Each start adds a ``security.audit.opened`` entry listing every plugin's state
+at that moment, so a failure the host reported before this plugin was
+listening is on record too. The chain continues across restarts from the
+file's last entry. If the file ends in lines that are not entries (a crash cut
+a write short, or the tail was damaged), that is logged and a
+``security.audit.resumed`` entry starts a new segment that passes over exactly
+those lines; nothing is ever rewritten.
+
+Every line is flushed to the OS when written. ``fsync = "always"`` also syncs
+it to disk at once; ``"batched"`` (the default) syncs at most once a second,
+and never later than a second after a write.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
+import asyncio
 import os
+import re
 import time
 from pathlib import Path
-from typing import IO, Any, TypedDict
+from typing import IO, Any, Final
 
-from plugbay import PluginContext, SystemEvent, SystemInfo, SystemPlugin, command
+from plugbay import PlugbayError, PluginContext, SystemEvent, SystemInfo, SystemPlugin, command
 
-GENESIS = "0" * 64
+from . import chain
+from .chain import AuditEntry, AuditVerdict
 
+__all__ = ["AuditEntry", "AuditPlugin", "AuditVerdict"]
 
-class AuditEntry(TypedDict):
-    seq: int
-    time: float
-    kind: str
-    source: str
-    data: dict[str, Any]
-    prev: str
-    hash: str
-
-
-class AuditVerdict(TypedDict):
-    ok: bool
-    entries: int
-    first_bad_seq: int | None
-    reason: str | None
-
-
-def _digest(entry: dict[str, Any]) -> str:
-    body = {k: v for k, v in entry.items() if k != "hash"}
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+_KIND_RE: Final = re.compile(r"^security(\.[A-Za-z0-9_-]+)+$")
+_MAX_DETAIL: Final = 10_000
+_SYNC_EVERY: Final = 1.0
 
 
 class AuditPlugin(SystemPlugin):
@@ -50,74 +47,96 @@ class AuditPlugin(SystemPlugin):
 
     def __init__(self) -> None:
         self.path: Path | None = None
-        self._file: IO[str] | None = None
+        self._file: IO[bytes] | None = None
         self._seq = 0
-        self._prev = GENESIS
+        self._prev = chain.GENESIS
         self._always = False
         self._last_sync = 0.0
+        self._sync_timer: asyncio.TimerHandle | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------
 
     async def initialize(self, context: PluginContext) -> None:
-        self.path = context.environment.data_dir / "audit.jsonl"
         self._always = context.config["fsync"] == "always"
-        last = self._last_line()
-        if last is not None:
-            try:
-                entry = json.loads(last)
-                self._seq, self._prev = int(entry["seq"]), str(entry["hash"])
-            except (ValueError, KeyError, TypeError):
-                context.logger.warning(
-                    "the last audit entry is unreadable; starting a new chain segment"
-                )
-                self._append(
-                    "security.audit.resumed", "core.security", {"reason": "unreadable last entry"}
-                )
-        self._file = self.path.open("a", encoding="utf-8")
+        self.path = context.environment.data_dir / "audit.jsonl"
+        end = chain.tail(self.path)
+        self._seq, self._prev = end.seq, end.prev
+        self._file = self.path.open("ab")
+        if end.unterminated:
+            self._file.write(b"\n")  # never glue a new entry onto a cut-short line
+        if end.unreadable:
+            context.logger.warning(
+                "%s ends in %d unreadable line(s) after entry %d (a write cut short, or "
+                "damage); starting a new chain segment that passes over them",
+                self.path,
+                end.unreadable,
+                end.seq,
+            )
+            self._append(
+                chain.RESUMED,
+                chain.SOURCE,
+                {
+                    "reason": "unreadable lines at the end of the trail",
+                    "skipped_lines": end.unreadable,
+                    "after_seq": end.seq,
+                },
+                time.time(),
+            )
+        # What happened before this plugin subscribed reaches it only if the host's event
+        # bus had not run yet; the state every plugin is in now is recorded either way.
+        self._append(
+            chain.OPENED,
+            chain.SOURCE,
+            {"host_version": context.environment.host_version, "plugins": _plugins(context)},
+            time.time(),
+        )
+        context.logger.info("audit trail %s: continuing after entry %d", self.path, end.seq)
 
     async def cleanup(self) -> None:
+        if self._sync_timer is not None:
+            self._sync_timer.cancel()
+            self._sync_timer = None
         if self._file is not None:
-            self._file.flush()
-            os.fsync(self._file.fileno())
+            self._flush(sync=True)
             self._file.close()
             self._file = None
 
-    def _last_line(self) -> str | None:
-        if self.path is None or not self.path.exists():
-            return None
-        with self.path.open("rb") as f:
-            f.seek(0, os.SEEK_END)
-            size = f.tell()
-            f.seek(max(0, size - 65536))
-            lines = f.read().decode("utf-8", errors="replace").splitlines()
-        return lines[-1] if lines else None
+    # -- writing -----------------------------------------------------------------------
 
-    def _append(self, kind: str, source: str, data: dict[str, Any]) -> int:
-        self._seq += 1
-        entry: dict[str, Any] = {
-            "seq": self._seq,
-            "time": time.time(),
-            "kind": kind,
-            "source": source,
-            "data": data,
-            "prev": self._prev,
-        }
-        entry["hash"] = _digest(entry)
-        self._prev = entry["hash"]
-        line = json.dumps(entry, ensure_ascii=False, default=str) + "\n"
+    def _append(self, kind: str, source: str, data: dict[str, Any], when: float) -> int:
         if self._file is None:
-            assert self.path is not None
-            with self.path.open("a", encoding="utf-8") as f:
-                f.write(line)
-        else:
-            self._file.write(line)
-            self._file.flush()
-            now = time.monotonic()
-            if self._always or now - self._last_sync >= 1.0:
-                os.fsync(self._file.fileno())
-                self._last_sync = now
+            raise RuntimeError("the audit trail is closed")
+        entry = chain.make_entry(self._seq + 1, when, kind, source, data, self._prev)
+        self._file.write(chain.encode(entry))
+        self._seq, self._prev = entry["seq"], entry["hash"]
+        self._flush(sync=self._always)
         return self._seq
 
+    def _flush(self, *, sync: bool) -> None:
+        """Flush to the OS now; sync to disk now, or within a second (at most once a second)."""
+        assert self._file is not None
+        self._file.flush()
+        now = time.monotonic()
+        wait = self._last_sync + _SYNC_EVERY - now
+        if sync or wait <= 0:
+            self._sync()
+        elif self._sync_timer is None:
+            self._sync_timer = asyncio.get_running_loop().call_later(wait, self._sync)
+
+    def _sync(self) -> None:
+        self._sync_timer = None
+        if self._file is None:
+            return
+        try:
+            os.fsync(self._file.fileno())
+        except OSError as exc:  # a full or failing disk is logged, not raised into the host
+            self.context.logger.error("fsync of %s failed: %s", self.path, exc)
+        self._last_sync = time.monotonic()
+
+    # -- SystemPlugin --------------------------------------------------------------------
+
     async def on_system_event(self, event: SystemEvent) -> None:
-        self._append(event.kind, event.source, dict(event.data))
+        self._append(event.kind, event.source, dict(event.data), event.time)
 
     def get_system_info(self) -> SystemInfo:
         return {
@@ -125,69 +144,97 @@ class AuditPlugin(SystemPlugin):
             "priority": self.priority,
             "entries": self._seq,
             "file": str(self.path),
+            "fsync": "always" if self._always else "batched",
         }
 
-    def _entries(self) -> list[dict[str, Any]]:
-        if self.path is None or not self.path.exists():
-            return []
-        out = []
-        for line in self.path.read_text(encoding="utf-8", errors="replace").splitlines():
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                out.append({"seq": None, "corrupt": line[:200]})
-        return out
+    # -- commands ------------------------------------------------------------------------
+
+    def _size(self) -> int:
+        """Bytes written so far: readers stop there, so a write in progress is never half-read."""
+        if self._file is None or self.path is None:
+            return 0
+        self._file.flush()
+        return self._file.tell()
 
     @command
-    def trail(
+    async def trail(
         self, limit: int = 50, plugin: str | None = None, kind: str | None = None
     ) -> list[AuditEntry]:
-        """The newest entries (oldest first), optionally of one plugin or kind prefix."""
-        picked = [
-            e
-            for e in self._entries()
-            if "corrupt" not in e
-            and (plugin is None or e.get("data", {}).get("plugin") == plugin)
-            and (kind is None or str(e.get("kind", "")).startswith(kind))
-        ]
-        return picked[-limit:] if limit > 0 else []  # type: ignore[return-value]
+        """The newest ``limit`` entries, oldest first; only those about ``plugin``
+        (``data.plugin``) and of ``kind`` or a kind under it ('plugin' picks
+        plugin.loaded, plugin.failed, …; 'plugin.*' says the same)."""
+        if limit < 0:
+            raise ValueError(f"limit must not be negative, got {limit}")
+        path, size = self.path, self._size()
+        if path is None or limit == 0:
+            return []
+
+        def read() -> list[AuditEntry]:
+            picked: list[AuditEntry] = []
+            for line in chain.reverse_lines(path, size):
+                entry = chain.parse(line)
+                if entry is None or not _wanted(entry, plugin, kind):
+                    continue
+                picked.append(entry)
+                if len(picked) == limit:
+                    break
+            picked.reverse()
+            return picked
+
+        return await asyncio.to_thread(read)
 
     @command
-    def verify(self) -> AuditVerdict:
-        """Check the hash chain from the first entry to the last."""
-        prev = GENESIS
-        entries = self._entries()
-        for index, entry in enumerate(entries, start=1):
-            seq = entry.get("seq")
-            if "corrupt" in entry:
-                return {
-                    "ok": False,
-                    "entries": len(entries),
-                    "first_bad_seq": index,
-                    "reason": "not JSON",
-                }
-            if entry.get("kind") == "security.audit.resumed":
-                prev = entry.get("prev", prev)
-            if entry.get("prev") != prev:
-                return {
-                    "ok": False,
-                    "entries": len(entries),
-                    "first_bad_seq": seq,
-                    "reason": "chain broken: prev does not match",
-                }
-            if _digest(entry) != entry.get("hash"):
-                return {
-                    "ok": False,
-                    "entries": len(entries),
-                    "first_bad_seq": seq,
-                    "reason": "entry altered: hash does not match",
-                }
-            prev = entry["hash"]
-        return {"ok": True, "entries": len(entries), "first_bad_seq": None, "reason": None}
+    async def verify(self) -> AuditVerdict:
+        """Check the whole hash chain; the verdict names the first entry that does not hold."""
+        path, size = self.path, self._size()
+        if path is None:
+            return {"ok": True, "entries": 0, "first_bad_seq": None, "reason": None}
+        verdict = await asyncio.to_thread(lambda: chain.verify(chain.forward_lines(path, size)))
+        if not verdict["ok"]:
+            self.context.logger.warning(
+                "audit trail %s does not verify at entry %s: %s",
+                path,
+                verdict["first_bad_seq"],
+                verdict["reason"],
+            )
+        return verdict
 
     @command
-    def record(self, kind: str, detail: str) -> int:
-        """Add a security note; ``kind`` must start with 'security.'. Returns its sequence number."""
-        if not kind.startswith("security."):
-            raise ValueError(f"kind must start with 'security.', got {kind!r}")
-        return self._append(kind, "operator", {"detail": detail})
+    def record(self, kind: str, detail: str, plugin: str | None = None) -> int:
+        """Add a security note of ``kind`` (``security.<something>``), optionally about
+        ``plugin``; its source is 'record'. Returns the entry's sequence number."""
+        if not _KIND_RE.match(kind):
+            raise ValueError(
+                f"kind must start with 'security.' and be dotted words, got {kind!r} "
+                "(e.g. 'security.note' or 'security.permission.denied')"
+            )
+        if (kind + ".").startswith(chain.RESERVED):
+            raise ValueError(f"kind {kind!r} is reserved for the audit trail itself")
+        if len(detail) > _MAX_DETAIL:
+            raise ValueError(f"detail is {len(detail)} characters; at most {_MAX_DETAIL}")
+        data: dict[str, Any] = {"detail": detail}
+        if plugin is not None:
+            data["plugin"] = plugin
+        return self._append(kind, "record", data, time.time())
+
+
+def _plugins(context: PluginContext) -> list[dict[str, Any]] | None:
+    """Each plugin's id, version, state and reason, from the ``plugbay.host`` service."""
+    try:
+        rows = context.services.require("plugbay.host").plugins()
+    except PlugbayError as exc:
+        context.logger.warning("cannot list the plugins at start: %s", exc)
+        return None
+    return [
+        {k: row.get(k) for k in ("id", "version", "state", "reason") if row.get(k) is not None}
+        for row in rows
+    ]
+
+
+def _wanted(entry: AuditEntry, plugin: str | None, kind: str | None) -> bool:
+    if plugin is not None and entry["data"].get("plugin") != plugin:
+        return False
+    if kind is None:
+        return True
+    base = kind.rstrip("*").rstrip(".")
+    return entry["kind"] == base or entry["kind"].startswith(base + ".")
