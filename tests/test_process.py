@@ -74,6 +74,10 @@ class P(UtilityPlugin):
         os._exit(9)
 
     @command
+    def upstream(self) -> None:
+        raise TimeoutError("upstream took too long")
+
+    @command
     def scribble(self) -> None:
         # write garbage onto the channel to the host
         for fd in os.listdir("/proc/self/fd"):
@@ -141,6 +145,9 @@ async def test_the_same_plugin_behaves_the_same_on_both_backends(
             await host.call("acme.subject", "explode")
         with pytest.raises(PluginTimeout, match="did not finish within 1 s"):
             await host.call("acme.subject", "nap", seconds=30)
+        # a TimeoutError the plugin raises itself is its own error, with its message
+        with pytest.raises(PluginCallError, match="raised TimeoutError: upstream took too long"):
+            await host.call("acme.subject", "upstream")
         assert await host.call("acme.subject", "nap", seconds=0.01) == "woke"
         assert await host.call("acme.subject", "ask", text="hey") == "HEY"
         results = await asyncio.gather(

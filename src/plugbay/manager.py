@@ -49,7 +49,7 @@ from plugbay.errors import (
     did_you_mean,
 )
 from plugbay.events import EventBus, Subscriber
-from plugbay.isolation import Backend, InlineBackend, PluginHandle
+from plugbay.isolation import Backend, CallTimeout, InlineBackend, PluginHandle
 from plugbay.isolation.process import ProcessBackend
 from plugbay.loader import plugin_frame
 from plugbay.manifest import PluginManifest
@@ -438,7 +438,7 @@ class PluginManager:
         init_timeout = _positive(manifest.resources.init_timeout) or self.settings.init_timeout
         try:
             await handle.initialize(context, init_timeout)
-        except TimeoutError:
+        except CallTimeout:
             raise PluginTimeout(
                 f"initialize did not finish within {init_timeout:g} s",
                 plugin=manifest.id,
@@ -779,7 +779,7 @@ class PluginManager:
         if handle is not None:
             try:
                 await handle.cleanup(self.settings.cleanup_timeout)
-            except TimeoutError:
+            except CallTimeout:
                 result = "failed"
                 reason = (
                     f"cleanup did not finish within {self.settings.cleanup_timeout:g} s; abandoned"
@@ -849,7 +849,7 @@ class PluginManager:
         except PlugbayError as exc:
             stats.record(time.perf_counter() - started, type(exc).__name__)
             raise
-        except TimeoutError:
+        except CallTimeout:
             stats.record(time.perf_counter() - started, "PluginTimeout")
             raise PluginTimeout(
                 f"command '{command}' did not finish within {timeout:g} s",

@@ -5,7 +5,7 @@ parameters and results, timeouts, metrics, errors); a backend only starts a
 plugin, moves a call to it and back, and stops it.
 """
 
-from plugbay.isolation.base import Backend, PluginHandle
+from plugbay.isolation.base import Backend, CallTimeout, PluginHandle, deadline
 from plugbay.isolation.inline import InlineBackend
 
-__all__ = ["Backend", "InlineBackend", "PluginHandle"]
+__all__ = ["Backend", "CallTimeout", "InlineBackend", "PluginHandle", "deadline"]

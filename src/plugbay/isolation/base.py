@@ -2,13 +2,33 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, Protocol
 
 from plugbay.api import CommandSpec, Plugin, PluginContext
 from plugbay.manifest import PluginManifest
 
-__all__ = ["Backend", "PluginHandle"]
+__all__ = ["Backend", "CallTimeout", "PluginHandle", "deadline"]
+
+
+class CallTimeout(Exception):
+    """The host's own time limit expired, as opposed to a ``TimeoutError`` the plugin
+    raised itself (which is the plugin's error, with its own message)."""
+
+
+@contextlib.asynccontextmanager
+async def deadline(seconds: float) -> AsyncIterator[None]:
+    """``asyncio.timeout`` that raises :class:`CallTimeout` only when *it* expired."""
+    timer = asyncio.timeout(seconds)
+    try:
+        async with timer:
+            yield
+    except TimeoutError:
+        if timer.expired():
+            raise CallTimeout(seconds) from None
+        raise
 
 
 class PluginHandle(Protocol):

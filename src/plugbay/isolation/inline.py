@@ -17,6 +17,7 @@ from collections.abc import Callable, Coroutine, Generator, Mapping
 from typing import Any, TypeVar
 
 from plugbay.api import Command, CommandSpec, Plugin, PluginContext, PluginDependency
+from plugbay.isolation.base import deadline
 from plugbay.loader import LoadedCode, import_plugin, unload_code
 from plugbay.manifest import PluginManifest
 
@@ -52,7 +53,7 @@ class InlineHandle:
     async def call(self, spec: CommandSpec, params: dict[str, Any], timeout: float) -> Any:
         instance = self.instance
         if not self._direct:
-            async with asyncio.timeout(timeout):
+            async with deadline(timeout):
                 return await instance.execute(Command(spec.name, params))  # type: ignore[union-attr]
         if spec.is_async:
             # Run the first step now, as `await` would. A timeout can only fire where the
@@ -63,10 +64,10 @@ class InlineHandle:
                 signal = coro.send(None)
             except StopIteration as done:
                 return done.value
-            async with asyncio.timeout(timeout):
+            async with deadline(timeout):
                 return await _Resume(coro, signal)
         if spec.blocking:
-            async with asyncio.timeout(timeout):
+            async with deadline(timeout):
                 return await run_in_daemon_thread(lambda: spec.func(instance, **params))
         return spec.func(instance, **params)
 
@@ -128,7 +129,7 @@ def new_instance(code: LoadedCode) -> Plugin:
 
 
 async def lifecycle(method: Callable[..., Any], timeout: float, *args: Any) -> None:
-    async with asyncio.timeout(timeout):
+    async with deadline(timeout):
         if inspect.iscoroutinefunction(method):
             await method(*args)
         else:

@@ -28,6 +28,7 @@ import psutil
 from plugbay.api import CommandSpec, ParamInfo, Plugin, PluginContext
 from plugbay.errors import PlugbayError, PluginCrashed, error_from_dict
 from plugbay.isolation import frames
+from plugbay.isolation.base import CallTimeout, deadline
 from plugbay.isolation.zygote import Zygote
 from plugbay.manifest import PluginManifest, parse_size
 
@@ -257,11 +258,11 @@ class ProcessHandle:
         loop = asyncio.get_running_loop()
         while self._deadlines and self._dead is None:
             now = loop.time()
-            for request, deadline in list(self._deadlines.items()):
-                if deadline <= now:
+            for request, due in list(self._deadlines.items()):
+                if due <= now:
                     del self._deadlines[request]
                     self._send(frames.Cancel(request))
-                    self._settle(request, error=TimeoutError())
+                    self._settle(request, error=CallTimeout())
             soonest = min(self._deadlines.values(), default=now + 0.05)
             await asyncio.sleep(max(0.005, min(soonest - now, 0.25)))
 
@@ -299,11 +300,11 @@ class ProcessHandle:
             )
         )
         try:
-            async with asyncio.timeout(timeout):
+            async with deadline(timeout):
                 loaded = await self._loaded
                 self.commands = {c.name: RemoteSpec(c) for c in loaded.commands}
                 await self._request(frames.Init, timeout)
-        except TimeoutError:
+        except CallTimeout:
             self._kill()
             raise
         self.start_heartbeat()
