@@ -598,44 +598,6 @@ def deps(
     raise typer.Exit(1 if plan.failures or problems else 0)
 
 
-# --------------------------------------------------------------------------- validate
-
-
-@app.command()
-def validate(
-    path: Annotated[Path, typer.Argument(help="A plugin directory, plugin.toml or pyproject.toml")],
-    as_json: JsonOpt = False,
-) -> None:
-    """Check a plugin's manifest and interface without starting it.
-
-    Reads the manifest, imports the entry class into a throwaway namespace and
-    checks it against its type's interface and the manifest (initialize is not run).
-    """
-    from plugbay.loader import import_plugin, unload_code
-    from plugbay.manifest import load_manifest
-
-    try:
-        manifest = load_manifest(path)
-        code = import_plugin(manifest)
-    except PlugbayError as exc:
-        _fail(exc, as_json=as_json)
-    if code.namespace:
-        unload_code(code.namespace)
-    commands = [spec.describe() for _, spec in sorted(code.commands.items())]
-    if as_json:
-        out.print_json(
-            json.dumps(
-                {"ok": True, "manifest": manifest.to_dict(), "commands": commands}, default=str
-            )
-        )
-        return
-    out.print(
-        f"[green]ok[/] {manifest.id} {manifest.version} ({manifest.type}) — {manifest.location}"
-    )
-    for c in commands:
-        out.print(f"  {escape(c['signature'])}")
-
-
 # --------------------------------------------------------------------------- enable / disable / history
 
 
@@ -777,6 +739,14 @@ def _store_op(state_dir: Path, fn: Callable[[Any], T]) -> T:
             return fn(store)
     except PlugbayError as exc:
         _fail(exc)
+
+
+# --------------------------------------------------------------------------- develop (the PDK)
+# new, validate, build, keygen, sign, verify, trust, install, docs, debug: plugbay/pdk/cli.py
+
+from plugbay.pdk.cli import register as _register_develop  # noqa: E402
+
+_register_develop(app)
 
 
 def main() -> None:

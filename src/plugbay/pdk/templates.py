@@ -1,0 +1,186 @@
+"""``plugbay new``: a complete plugin package from a template (the spec's ``PDK.templates``).
+
+A template is a folder of package data (``templates/<type>/``) plus the files
+every type shares (``templates/common/``), rendered with :class:`string.Template`.
+The package is written to a scratch directory beside the target and moved into
+place only when every file is written and the manifest parses, so a failure
+leaves nothing half-written behind.
+"""
+
+from __future__ import annotations
+
+import json
+import keyword
+import os
+import re
+import shutil
+import tempfile
+import tomllib
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from string import Template
+from typing import Final
+
+from plugbay.api import PLUGIN_TYPES
+from plugbay.errors import PlugbayError, did_you_mean
+from plugbay.manifest import load_manifest
+from plugbay.pdk.errors import TemplateError
+
+__all__ = ["TEMPLATES", "PluginTemplate", "create_plugin"]
+
+_ID_RE: Final = re.compile(r"^[a-z][a-z0-9_-]*(\.[a-z][a-z0-9_-]*)*$")
+
+
+@dataclass(frozen=True, slots=True)
+class PluginTemplate:
+    """One template: a plugin type and what its generated plugin does."""
+
+    name: str
+    description: str
+    about: str
+    debug_example: str
+
+
+TEMPLATES: Final[dict[str, PluginTemplate]] = {
+    "utility": PluginTemplate(
+        "utility",
+        "greets people; a starting point for helpers other plugins call.",
+        "Commands: `greet(name, times=1) -> str` and `greet_all(names) -> Greeting`. It counts "
+        "greetings in its metrics and logs when it is ready.",
+        "greet name=Ada",
+    ),
+    "system": PluginTemplate(
+        "system",
+        "remembers the host's recent system events.",
+        "A system plugin hears every host event (`plugin.loaded`, `plugin.failed`, "
+        "`host.started`, ...) in priority order. This one keeps the recent ones matching its "
+        "`hooks` and answers `events(kind=None, limit=20)` and `counts_by_kind()`.",
+        "events limit=5",
+    ),
+    "integration": PluginTemplate(
+        "integration",
+        "a line-protocol TCP client: one line out, one line back.",
+        "An integration plugin connects the host to something outside. This one implements "
+        "`connect`, `disconnect`, `is_connected` and `send_message` for a TCP peer and offers "
+        "the commands `open()`, `send(text) -> str` and `close()`. It asks for the network "
+        "permission to 127.0.0.1; the operator grants it.",
+        "open",
+    ),
+    "extension": PluginTemplate(
+        "extension",
+        "text-analysis features: word counts and the most frequent words.",
+        "An extension plugin adds features to the host, each backed by a command. This one "
+        "registers `word-count` (`count_words(text) -> WordCount`) and `top-words` "
+        "(`top_words(text, limit=None)`), runnable by id with `run_feature`.",
+        "count_words text='the cat sat'",
+    ),
+}
+assert set(TEMPLATES) == set(PLUGIN_TYPES)
+
+
+def create_plugin(template: str, plugin_id: str, target: Path | None = None) -> Path:
+    """Write a new plugin package for ``plugin_id`` from ``template`` into ``target``.
+
+    ``target`` defaults to ``./<id with dashes>``; it must not exist or be empty.
+    Returns the package directory. Every problem is a :class:`TemplateError`.
+    """
+    spec = TEMPLATES.get(template)
+    if spec is None:
+        close = did_you_mean(template, TEMPLATES)
+        raise TemplateError(
+            f"there is no template '{template}'",
+            hint=(close + " " if close else "") + f"templates: {', '.join(TEMPLATES)}",
+        )
+    if not _ID_RE.match(plugin_id):
+        raise TemplateError(
+            f"'{plugin_id}' is not a valid plugin id",
+            hint="use lower-case dotted names such as 'acme.greeter' or 'acme.csv-export'",
+        )
+    target = Path(target) if target is not None else Path(plugin_id.replace(".", "-"))
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise TemplateError(
+            "the target directory is not empty" if target.is_dir() else "the target is a file",
+            where=str(target),
+            hint="choose another directory with --dir, or remove what is there",
+        )
+    names = _names(plugin_id)
+    parent = target.resolve().parent
+    parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=".plugbay-new-", dir=parent))
+    try:
+        _render(spec, names, scratch)
+        try:
+            load_manifest(scratch / "pyproject.toml")
+        except PlugbayError as exc:  # a bug in a template, never the user's input
+            raise TemplateError(
+                f"the '{template}' template produced an invalid manifest: {exc}"
+            ) from exc
+        if target.exists():
+            target.rmdir()  # empty, checked above
+        os.replace(scratch, target)
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
+    return target
+
+
+def _names(plugin_id: str) -> dict[str, str]:
+    last = plugin_id.rsplit(".", 1)[-1]
+    words = [w for w in re.split(r"[-_]", last) if w]
+    package = re.sub(r"[.-]", "_", plugin_id)
+    if keyword.iskeyword(package):
+        package += "_plugin"
+    return {
+        "plugin_id": plugin_id,
+        "package": package,
+        "dist": plugin_id.replace(".", "-").replace("_", "-"),
+        "class_name": "".join(w.capitalize() for w in words) + "Plugin",
+        "title": " ".join(w.capitalize() for w in words),
+        "wheel_glob": f"{package}-0.1.0-py3-none-any.whl",
+    }
+
+
+def _render(spec: PluginTemplate, names: dict[str, str], out: Path) -> None:
+    root = resources.files("plugbay.pdk") / "templates"
+    values = {
+        **names,
+        "type": spec.name,
+        "description": spec.description,
+        "about": spec.about,
+        "debug_example": spec.debug_example,
+    }
+    values["manifest"] = _fill((root / spec.name / "manifest.toml.tmpl").read_text(), values)
+    pyproject = _fill((root / "common" / "pyproject.toml.tmpl").read_text(), values)
+    values["config_table"] = _config_table(pyproject)
+    package = out / names["package"]
+    files = {
+        out / "pyproject.toml": pyproject,
+        out / "README.md": _fill((root / "common" / "README.md.tmpl").read_text(), values),
+        out / ".gitignore": "__pycache__/\n*.egg-info/\nbuild/\ndist/\n.plugbay/\n",
+        package / "__init__.py": _fill((root / "common" / "__init__.py.tmpl").read_text(), values),
+        package / "py.typed": "",
+        package / "plugin.py": _fill((root / spec.name / "plugin.py.tmpl").read_text(), values),
+        out / "tests" / "__init__.py": "",
+        out / "tests" / "test_plugin.py": _fill(
+            (root / spec.name / "test_plugin.py.tmpl").read_text(), values
+        ),
+    }
+    for path, text in files.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+
+
+def _fill(text: str, values: dict[str, str]) -> str:
+    return Template(text).substitute(values)
+
+
+def _config_table(pyproject: str) -> str:
+    config = tomllib.loads(pyproject)["tool"]["plugbay"].get("config", {})
+    rows = ["| key | type | default | meaning |", "|---|---|---|---|"]
+    for key, field in config.items():
+        default = field.get("default", "")
+        rows.append(
+            f"| `{key}` | {field['type']} | `{json.dumps(default)}` | {field.get('description', '')} |"
+        )
+    return "\n".join(rows)
