@@ -114,8 +114,285 @@ def validate(
     raise typer.Exit(1 if failed else 0)
 
 
+StateOpt = Annotated[
+    Path,
+    typer.Option("--state", envvar="PLUGBAY_STATE", help="The host's state directory."),
+]
+
+
+def build(
+    path: Annotated[
+        Path, typer.Argument(help="The plugin (directory, plugin.toml, pyproject.toml)")
+    ],
+    out_dir: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Where the wheel goes (default: PATH/dist)."),
+    ] = None,
+) -> None:
+    """Build a standard wheel carrying the manifest, and its SHA-256 digest.
+
+    The plugin is validated first; one that does not validate is refused and nothing is written.
+    """
+    from plugbay.pdk.wheels import build_plugin
+
+    try:
+        result = build_plugin(path, out_dir)
+    except PlugbayError as exc:
+        _fail(exc)
+    out.print(f"[green]built[/] {result.manifest.id} {result.manifest.version}: {result.wheel}")
+    out.print(f"sha256 {result.digest} ({result.sha256.name})")
+
+
+def keygen(
+    name: Annotated[str, typer.Argument(help="A name for the key pair, e.g. your own")],
+    directory: Annotated[Path, typer.Option("--dir", "-d", help="Where to write it.")] = Path("."),
+) -> None:
+    """Create an Ed25519 key pair to sign plugin wheels: NAME.key (secret) and NAME.pub."""
+    from plugbay.pdk.signing import generate_key, key_id, load_public_key
+
+    try:
+        key_path, pub_path = generate_key(name, directory)
+    except PlugbayError as exc:
+        _fail(exc)
+    out.print(f"[green]key[/] {key_id(load_public_key(pub_path))}")
+    out.print(f"secret: {key_path} (keep it to yourself)")
+    out.print(f"public: {pub_path} (give it to hosts: 'plugbay trust {pub_path.name}')")
+
+
+def sign(
+    wheel: Annotated[Path, typer.Argument(help="A plugin wheel from 'plugbay build'")],
+    key: Annotated[Path, typer.Option("--key", "-k", help="The secret key (NAME.key).")],
+) -> None:
+    """Sign a plugin wheel with an Ed25519 key: writes WHEEL.sig beside it."""
+    from plugbay.pdk.signing import sign_wheel
+
+    try:
+        sig = sign_wheel(wheel, key)
+    except PlugbayError as exc:
+        _fail(exc)
+    data = json.loads(sig.read_text())
+    out.print(f"[green]signed[/] {wheel.name} with key {data['key-id']}: {sig}")
+
+
+def verify(
+    wheel: Annotated[Path, typer.Argument(help="A plugin wheel")],
+    keys: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--key", "-k", help="Trust this public key (repeatable); default: the host's."
+        ),
+    ] = None,
+    state: StateOpt = Path(".plugbay"),
+    as_json: JsonOpt = False,
+) -> None:
+    """Check a wheel's digest and signature against trusted keys (exit 1 if anything is off)."""
+    from plugbay.pdk.signing import TrustPolicy, TrustStore, key_id, load_public_key, verify_wheel
+
+    try:
+        if keys:
+            trusted = {key_id(k): k for k in (load_public_key(p) for p in keys)}
+        else:
+            trusted = TrustStore(state).keys()
+        result = verify_wheel(wheel, TrustPolicy(trusted, require_signed=True))
+    except PlugbayError as exc:
+        _fail(exc, as_json=as_json)
+    m = result.wheel.manifest
+    if as_json:
+        data = {
+            "ok": True,
+            "plugin": m.id,
+            "version": str(m.version),
+            "sha256": result.digest,
+            "signed-by": result.signed_by,
+            "notes": list(result.notes),
+        }
+        out.print_json(json.dumps(data))
+        return
+    out.print(
+        f"[green]verified[/] {m.id} {m.version}: sha256 {result.digest}, "
+        f"signed by trusted key {result.signed_by}"
+    )
+
+
+def trust(
+    public_key: Annotated[Path, typer.Argument(help="A public key (NAME.pub) to trust")],
+    state: StateOpt = Path(".plugbay"),
+) -> None:
+    """Trust plugins signed with this key on the host using this state directory."""
+    from plugbay.pdk.signing import TrustStore
+
+    try:
+        kid = TrustStore(state).add(public_key)
+    except PlugbayError as exc:
+        _fail(exc)
+    out.print(f"[green]trusted[/] key {kid} ({public_key.name}) in {state}")
+
+
+def install(
+    wheel: Annotated[Path, typer.Argument(help="A plugin wheel (.whl) from 'plugbay build'")],
+    plugins: Annotated[
+        Path,
+        typer.Option(
+            "--plugins",
+            "-p",
+            envvar="PLUGBAY_PLUGINS",
+            help="The plugins directory to install into.",
+        ),
+    ] = Path("plugins"),
+    state: StateOpt = Path(".plugbay"),
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", envvar="PLUGBAY_CONFIG", help="Host config (plugbay.toml)."),
+    ] = None,
+    require_signed: Annotated[
+        bool | None,
+        typer.Option(
+            "--require-signed/--allow-unsigned",
+            help="Override the host's [policy] require-signed.",
+            show_default=False,
+        ),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace the same version.")] = False,
+) -> None:
+    """Verify a plugin wheel against the host's policy and trusted keys, then install it.
+
+    Refused with the reason: a file that is not a plugin wheel, a digest or signature that
+    does not match, a key the host does not trust or an unsigned wheel when the host
+    requires signed plugins. Installed as a plugin directory in the plugins directory.
+    """
+    from plugbay.pdk.signing import TrustPolicy, verify_wheel
+    from plugbay.pdk.wheels import wheel_to_directory
+
+    if wheel.is_dir():
+        _fail(
+            PlugbayError(
+                "this install takes a plugin wheel",
+                where=str(wheel),
+                hint=f"build one first: 'plugbay build {wheel}'",
+            ),
+            code=2,
+        )
+    if config is None and Path("plugbay.toml").is_file():
+        config = Path("plugbay.toml")
+    try:
+        policy = TrustPolicy.for_host(state, config, require_signed=require_signed)
+        checked = verify_wheel(wheel, policy)
+        target = wheel_to_directory(
+            wheel,
+            plugins,
+            replace=force,
+            provenance={"signed-by": checked.signed_by, "notes": list(checked.notes)},
+        )
+    except PlugbayError as exc:
+        _fail(exc)
+    m = checked.wheel.manifest
+    who = f"signed by trusted key {checked.signed_by}" if checked.signed_by else "unsigned"
+    out.print(f"[green]installed[/] {m.id} {m.version} ({who}) into {target}")
+    for note in checked.notes:
+        err.print(f"[yellow]note:[/] {escape(note)}")
+    others = [r for r in checked.wheel.requires if not r.lower().startswith("plugbay")]
+    if others:
+        err.print(
+            "[yellow]note:[/] it needs these distributions in the host's environment: "
+            + escape(", ".join(others))
+        )
+
+
+def docs(
+    path: Annotated[
+        Path, typer.Argument(help="The plugin (directory, plugin.toml, pyproject.toml)")
+    ],
+    out_dir: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Where to write (default: PATH/docs)."),
+    ] = None,
+) -> None:
+    """Write the plugin's reference as Markdown and one HTML page, from its manifest and code.
+
+    Type, version, capabilities, dependencies, services, every command with its parameters,
+    types, defaults and docstring, the config schema, permissions and resources.
+    """
+    from plugbay.pdk.docs import write_docs
+
+    try:
+        md, page = write_docs(path, out_dir)
+    except PlugbayError as exc:
+        _fail(exc)
+    out.print(f"[green]wrote[/] {md} and {page}")
+
+
+def debug(
+    plugin_id: Annotated[str, typer.Argument(help="Plugin id")],
+    command: Annotated[
+        str | None, typer.Argument(help="A command to call under pdb (none: serve)")
+    ] = None,
+    params: Annotated[
+        list[str] | None, typer.Argument(help="Parameters as key=value (JSON values allowed)")
+    ] = None,
+    plugins: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--plugins",
+            "-p",
+            envvar="PLUGBAY_PLUGINS",
+            help="Plugins directory (repeatable). Default: ./plugins",
+            show_default=False,
+        ),
+    ] = None,
+    state: StateOpt = Path(".plugbay"),
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", envvar="PLUGBAY_CONFIG", help="Host config (plugbay.toml)."),
+    ] = None,
+    no_break: Annotated[
+        bool,
+        typer.Option("--no-break", help="Do not stop at the command's first line."),
+    ] = False,
+) -> None:
+    """Run a plugin inline in the foreground with its real context, under pdb.
+
+    With a command: call it, stopping in pdb at its first line, and print the result.
+    Without: serve until Ctrl-C; a breakpoint() in the plugin's code stops in pdb.
+    """
+    from plugbay.pdk.debug import debug_plugin
+
+    if config is None and Path("plugbay.toml").is_file():
+        config = Path("plugbay.toml")
+    try:
+        result = debug_plugin(
+            plugin_id,
+            plugins or [Path("plugins")],
+            state_dir=state,
+            config_file=config,
+            command=command,
+            params=params or [],
+            stop_in_command=not no_break,
+            say=lambda text: out.print(f"[dim]debug:[/] {escape(text)}"),
+        )
+    except PlugbayError as exc:
+        _fail(exc)
+    if command is not None:
+        import msgspec
+
+        out.print(
+            "result: " + msgspec.json.encode(msgspec.to_builtins(result, enc_hook=str)).decode(),
+            markup=False,
+        )
+
+
 def register(app: typer.Typer) -> None:
     """Attach the develop commands to ``app``."""
-    commands: list[tuple[str, Any]] = [("new", new), ("validate", validate)]
+    commands: list[tuple[str, Any]] = [
+        ("new", new),
+        ("validate", validate),
+        ("build", build),
+        ("keygen", keygen),
+        ("sign", sign),
+        ("verify", verify),
+        ("trust", trust),
+        ("install", install),
+        ("docs", docs),
+        ("debug", debug),
+    ]
     for name, fn in commands:
         app.command(name, rich_help_panel=PANEL)(fn)

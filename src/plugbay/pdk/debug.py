@@ -1,0 +1,171 @@
+"""``plugbay debug``: run one plugin inline, in the foreground, under pdb (the spec's
+``DevTools.debugger``).
+
+The plugin (and what it depends on) is started by a real host in this process,
+inline whatever its manifest asks, so it gets its real context: its config,
+data directory, services and logger. Then either
+
+* a command is called through the host, with a pdb breakpoint on the first line
+  of the command's body: the author steps through it (``n``, ``s``, ``p x``,
+  ``c``) and sees the result; or
+* with no command, the host serves until Ctrl-C, and a ``breakpoint()`` in the
+  plugin's code stops in pdb when that code runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import inspect
+import pdb
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from plugbay.errors import PlugbayError
+
+__all__ = ["debug_plugin", "first_body_line"]
+
+
+def first_body_line(func: Callable[..., Any]) -> tuple[str, int]:
+    """The file and the first line of a function's body (after its docstring)."""
+    import ast
+    import textwrap
+
+    target = inspect.unwrap(func)
+    file = inspect.getsourcefile(target) or target.__code__.co_filename
+    lines, start = inspect.getsourcelines(target)
+    tree = ast.parse(textwrap.dedent("".join(lines)))
+    fn = tree.body[0]
+    assert isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef))
+    body = fn.body
+    if (
+        len(body) > 1
+        and isinstance(body[0], ast.Expr)
+        and isinstance(body[0].value, ast.Constant)
+        and isinstance(body[0].value.value, str)
+    ):
+        body = body[1:]
+    return file, start + body[0].lineno - 1
+
+
+def _break_at(file: str, line: int) -> pdb.Pdb:
+    """A pdb that stops at ``file:line`` and nowhere else until then."""
+    debugger = pdb.Pdb()
+    problem = debugger.set_break(file, line)
+    if problem:
+        raise PlugbayError(f"cannot set a breakpoint: {problem}", where=f"{file}:{line}")
+    debugger.reset()
+    frame = sys._getframe()
+    while frame is not None:
+        frame.f_trace = debugger.trace_dispatch
+        debugger.botframe = frame
+        frame = frame.f_back  # type: ignore[assignment]
+    debugger.set_continue()
+    sys.settrace(debugger.trace_dispatch)
+    return debugger
+
+
+async def _run(
+    plugin_id: str,
+    plugin_dirs: Sequence[Path],
+    state_dir: Path,
+    config_file: Path | None,
+    command: str | None,
+    raw_params: Sequence[str],
+    stop_in_command: bool,
+    say: Callable[[str], None],
+) -> Any:
+    from plugbay.host import Host
+    from plugbay.loader import discover
+
+    host = Host(
+        None,
+        state_dir=state_dir,
+        config_file=config_file,
+        entry_points=False,
+        mode="development",
+    )
+    await host.start()
+    try:
+        found = discover(plugin_dirs, entry_points=True)
+        for manifest in found.manifests:
+            if manifest.id == plugin_id:
+                manifest = dataclasses.replace(manifest, isolation="inline")
+            try:
+                host.registry.register(manifest)
+            except PlugbayError:
+                continue  # a duplicate or a bad manifest elsewhere: not ours to debug
+        if plugin_id not in host.registry:
+            problems = [str(p) for p in found.problems if p.plugin in (None, plugin_id)]
+            raise PlugbayError(
+                f"no plugin '{plugin_id}' is found",
+                plugin=plugin_id,
+                where=", ".join(str(d) for d in plugin_dirs),
+                hint="; ".join(problems[:2]) or "'plugbay list' shows the plugins found",
+            )
+        await host.manager.load_plan(host.registry.resolve_all(requested=[plugin_id]))
+        rec = host.plugin(plugin_id)
+        if str(rec.state) != "active":
+            raise PlugbayError(
+                f"did not start: {rec.reason}",
+                plugin=plugin_id,
+                hint=f"'plugbay info {plugin_id} --traceback' shows why",
+                details={"traceback": rec.traceback or ""},
+            )
+        say(f"{plugin_id} {rec.version} is active inline in this process, with its real context")
+        if command is None:
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            say("serving; a breakpoint() in the plugin's code stops here in pdb. Ctrl-C stops")
+            await stop.wait()
+            return None
+        from plugbay.cli import _parse_params
+
+        spec = host.manager.command_spec(plugin_id, command)
+        params = _parse_params(list(raw_params), spec)
+        debugger: pdb.Pdb | None = None
+        if stop_in_command:
+            file, line = first_body_line(spec.func)
+            say(
+                f"stopping in {command} at {file}:{line} ('n' next line, 's' step in, 'p x', 'c' go on)"
+            )
+            debugger = _break_at(file, line)
+        try:
+            return await host.call_with(plugin_id, command, params, strict=False)
+        finally:
+            if debugger is not None:
+                sys.settrace(None)
+                debugger.clear_all_breaks()
+    finally:
+        await host.stop()
+
+
+def debug_plugin(
+    plugin_id: str,
+    plugin_dirs: Sequence[Path],
+    *,
+    state_dir: Path,
+    config_file: Path | None = None,
+    command: str | None = None,
+    params: Sequence[str] = (),
+    stop_in_command: bool = True,
+    say: Callable[[str], None] = print,
+) -> Any:
+    """Start ``plugin_id`` inline and debug it; returns the command's result (see the module)."""
+    return asyncio.run(
+        _run(
+            plugin_id,
+            plugin_dirs,
+            state_dir,
+            config_file,
+            command,
+            params,
+            stop_in_command,
+            say,
+        )
+    )
