@@ -189,6 +189,8 @@ def validate_plugin(
         manifest = load_manifest(Path(path))
     except PlugbayError as exc:
         file, line = _split_where(exc.where, Path(path))
+        if line is None:
+            line = _line_of_key(Path(file), exc.message)
         result.findings.append(Finding("error", "manifest", exc.message, file, line, exc.hint))
         return result
     result.manifest = manifest
@@ -207,6 +209,21 @@ def _split_where(where: str | None, default: Path) -> tuple[str, int | None]:
     if m:
         return m.group(1), int(m.group(2))
     return where, None
+
+
+def _line_of_key(file: Path, message: str) -> int | None:
+    """The line of the config key or field a manifest error names, when it names one."""
+    m = re.search(r"config key '([^']+)'|field '([^']+)'", message)
+    if m is None or not file.is_file():
+        return None
+    key = (m.group(1) or m.group(2)).rsplit(".", 1)[-1]
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    pattern = rf'^[ \t]*\[[^\]]*\b{re.escape(key)}"?\]|^[ \t]*"?{re.escape(key)}"?[ \t]*='
+    found = re.search(pattern, text, re.M)
+    return text.count("\n", 0, found.start()) + 1 if found else None
 
 
 def _import_check(manifest: PluginManifest, result: ValidationResult) -> None:
@@ -279,7 +296,7 @@ class _Analysis:
         if not text:
             return self.manifest_file, None
         pattern = re.compile(
-            rf'^\s*"?{re.escape(key)}"?\s*=|^\s*\[[^\]]*\b{re.escape(key)}"?\]', re.M
+            rf'^[ \t]*"?{re.escape(key)}"?[ \t]*=|^[ \t]*\[[^\]]*\b{re.escape(key)}"?\]', re.M
         )
         m = pattern.search(text) or re.search(rf'[{{,]\s*"?{re.escape(key)}"?\s*=', text)
         return self.manifest_file, (text.count("\n", 0, m.start()) + 1) if m else None

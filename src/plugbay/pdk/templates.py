@@ -45,14 +45,14 @@ class PluginTemplate:
 TEMPLATES: Final[dict[str, PluginTemplate]] = {
     "utility": PluginTemplate(
         "utility",
-        "greets people; a starting point for helpers other plugins call.",
+        "Greets people; a starting point for helpers other plugins call.",
         "Commands: `greet(name, times=1) -> str` and `greet_all(names) -> Greeting`. It counts "
         "greetings in its metrics and logs when it is ready.",
         "greet name=Ada",
     ),
     "system": PluginTemplate(
         "system",
-        "remembers the host's recent system events.",
+        "Remembers the host's recent system events.",
         "A system plugin hears every host event (`plugin.loaded`, `plugin.failed`, "
         "`host.started`, ...) in priority order. This one keeps the recent ones matching its "
         "`hooks` and answers `events(kind=None, limit=20)` and `counts_by_kind()`.",
@@ -60,7 +60,7 @@ TEMPLATES: Final[dict[str, PluginTemplate]] = {
     ),
     "integration": PluginTemplate(
         "integration",
-        "a line-protocol TCP client: one line out, one line back.",
+        "A line-protocol TCP client: one line out, one line back.",
         "An integration plugin connects the host to something outside. This one implements "
         "`connect`, `disconnect`, `is_connected` and `send_message` for a TCP peer and offers "
         "the commands `open()`, `send(text) -> str` and `close()`. It asks for the network "
@@ -69,7 +69,7 @@ TEMPLATES: Final[dict[str, PluginTemplate]] = {
     ),
     "extension": PluginTemplate(
         "extension",
-        "text-analysis features: word counts and the most frequent words.",
+        "Text-analysis features: word counts and the most frequent words.",
         "An extension plugin adds features to the host, each backed by a command. This one "
         "registers `word-count` (`count_words(text) -> WordCount`) and `top-words` "
         "(`top_words(text, limit=None)`), runnable by id with `run_feature`.",
