@@ -50,7 +50,7 @@ async def test_generated_package_passes_everything_untouched(
     } <= files  # fmt: skip
     pyproject = (package / "pyproject.toml").read_text()
     assert '[project.entry-points."plugbay.plugins"]' in pyproject
-    assert "[tool.plugbay]" in pyproject and f"[tool.plugbay.config." in pyproject
+    assert "[tool.plugbay]" in pyproject and "[tool.plugbay.config." in pyproject
 
     tests = run(BIN / "pytest", "-q", "-p", "no:cacheprovider", cwd=package)
     assert tests.returncode == 0, tests.stdout + tests.stderr
