@@ -234,6 +234,26 @@ class TrustPolicy:
         return cls(TrustStore(state_dir).keys(), required)
 
 
+def _read_signature(sig_file: Path) -> tuple[str, bytes, str, str]:
+    """(key id, signature, signed digest, signed file name) from a ``.sig`` file."""
+    try:
+        payload = json.loads(sig_file.read_text())
+        if payload.get("format") != FORMAT:
+            raise ValueError(f"format is {payload.get('format')!r}, not {FORMAT!r}")
+        return (
+            str(payload["key-id"]),
+            base64.b64decode(payload["signature"], validate=True),
+            str(payload["sha256"]),
+            str(payload["wheel"]),
+        )
+    except (ValueError, KeyError, TypeError, AttributeError, binascii.Error, OSError) as exc:
+        raise SignatureError(
+            f"the signature file is malformed: {exc}",
+            where=str(sig_file),
+            hint="sign the wheel again with 'plugbay sign'",
+        ) from None
+
+
 @dataclass(frozen=True, slots=True)
 class Verification:
     """A wheel that passed :func:`verify_wheel`: what it is, and who signed it (if anyone)."""
@@ -253,22 +273,32 @@ def verify_wheel(wheel: Path, policy: TrustPolicy) -> Verification:
     signed plugins, an unsigned wheel or one signed by a key the host does not
     trust (:class:`SignatureError`).
     """
-    info = inspect_wheel(wheel)
-    path = info.path
+    path = Path(wheel)
+    if not path.is_file():
+        inspect_wheel(path)  # names what is wrong: no such file
     digest = file_sha256(path)
     notes: list[str] = []
+    # the digests first: a changed file is reported as changed, whatever else it breaks
     sha_file = path.with_name(path.name + ".sha256")
     if sha_file.exists():
         words = sha_file.read_text().split()
         if not words or words[0] != digest:
             raise SignatureError(
                 "the wheel does not match its .sha256 digest: it was changed after it was built",
-                plugin=info.manifest.id,
                 where=str(path),
                 hint="do not install it; get the wheel again from its author, or rebuild it",
             )
     sig_file = path.with_name(path.name + ".sig")
-    if not sig_file.exists():
+    signed = _read_signature(sig_file) if sig_file.exists() else None
+    if signed is not None and signed[2] != digest:
+        raise SignatureError(
+            "the wheel does not match its signature: its digest differs from the signed one, "
+            "so it was changed after it was signed",
+            where=str(path),
+            hint="do not install it; get the wheel and its .sig again from its author",
+        )
+    info = inspect_wheel(path)
+    if signed is None:
         if policy.require_signed:
             raise SignatureError(
                 "the wheel is not signed, and this host requires signed plugins",
@@ -279,28 +309,7 @@ def verify_wheel(wheel: Path, policy: TrustPolicy) -> Verification:
             )
         notes.append("not signed (this host accepts unsigned plugins)")
         return Verification(info, digest, None, tuple(notes))
-    try:
-        payload = json.loads(sig_file.read_text())
-        if payload.get("format") != FORMAT:
-            raise ValueError(f"format is {payload.get('format')!r}, not {FORMAT!r}")
-        kid = str(payload["key-id"])
-        signature = base64.b64decode(payload["signature"], validate=True)
-        signed_digest = str(payload["sha256"])
-        signed_name = str(payload["wheel"])
-    except (ValueError, KeyError, TypeError, AttributeError, binascii.Error) as exc:
-        raise SignatureError(
-            f"the signature file is malformed: {exc}",
-            where=str(sig_file),
-            hint="sign the wheel again with 'plugbay sign'",
-        ) from None
-    if signed_digest != digest:
-        raise SignatureError(
-            "the wheel does not match its signature: its digest differs from the signed one, "
-            "so it was changed after it was signed",
-            plugin=info.manifest.id,
-            where=str(path),
-            hint="do not install it; get the wheel and its .sig again from its author",
-        )
+    kid, signature, _, signed_name = signed
     public = policy.keys.get(kid)
     if public is None:
         if policy.require_signed:

@@ -29,6 +29,7 @@ import sys
 import tempfile
 import tomllib
 import zipfile
+import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -346,60 +347,73 @@ def inspect_wheel(path: Path) -> WheelInfo:
         raise WheelError(
             f"not a wheel: the file is not a zip archive ({exc})", where=str(path), hint=hint
         ) from None
-    with archive:
-        names = archive.namelist()
-        dist_info = sorted({n.split("/", 1)[0] for n in names if ".dist-info/" in n})
-        if len(dist_info) != 1:
-            raise WheelError(
-                "not a wheel: it has no single .dist-info directory", where=str(path), hint=hint
-            )
-        info_dir = dist_info[0]
-        _check_record(archive, info_dir, path)
-        entry = _plugin_entry_point(archive, info_dir, path)
-        plugin_id, value = entry
-        package = value.split(":", 1)[0].split(".", 1)[0]
-        manifest_name = f"{package}/plugin.toml"
-        if manifest_name not in names:
-            raise WheelError(
-                f"the wheel declares plugin '{plugin_id}' but carries no manifest ({manifest_name})",
-                where=str(path),
-                hint=hint + ", which adds it",
-            )
-        text = archive.read(manifest_name).decode("utf-8", errors="replace")
-        try:
-            manifest = parse_manifest(
-                text, path=None, origin="wheel", distribution=f"{path.name}!{manifest_name}"
-            )
-        except PlugbayError as exc:
-            raise WheelError(
-                f"the wheel's manifest does not validate: {exc.message}",
-                plugin=plugin_id,
-                where=f"{path}!{manifest_name}",
-                hint=exc.hint,
-            ) from None
-        if manifest.id != plugin_id or manifest.entry != value:
-            raise WheelError(
-                f"the entry point says '{plugin_id} = {value}' but the manifest says "
-                f"'{manifest.id} = {manifest.entry}'",
-                where=str(path),
-                hint="rebuild it with 'plugbay build'",
-            )
-        metadata = archive.read(f"{info_dir}/METADATA").decode("utf-8", errors="replace")
-        requires = tuple(
-            line.split(":", 1)[1].strip()
-            for line in metadata.splitlines()
-            if line.startswith("Requires-Dist:") and "extra ==" not in line
+    try:
+        with archive:
+            return _read_plugin_wheel(archive, path, str(dist), str(version), hint)
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, UnicodeDecodeError) as exc:
+        raise WheelError(
+            f"the wheel is damaged: {exc}",
+            where=str(path),
+            hint="do not install it; get it again, or rebuild it with 'plugbay build'",
+        ) from None
+
+
+def _read_plugin_wheel(
+    archive: zipfile.ZipFile, path: Path, dist: str, version: str, hint: str
+) -> WheelInfo:
+    names = archive.namelist()
+    dist_info = sorted({n.split("/", 1)[0] for n in names if ".dist-info/" in n})
+    if len(dist_info) != 1:
+        raise WheelError(
+            "not a wheel: it has no single .dist-info directory", where=str(path), hint=hint
         )
-        packages = tuple(
-            sorted(
-                {
-                    n.split("/", 1)[0]
-                    for n in names
-                    if "/" in n and not n.split("/", 1)[0].endswith((".dist-info", ".data"))
-                }
-            )
+    info_dir = dist_info[0]
+    _check_record(archive, info_dir, path)
+    entry = _plugin_entry_point(archive, info_dir, path)
+    plugin_id, value = entry
+    package = value.split(":", 1)[0].split(".", 1)[0]
+    manifest_name = f"{package}/plugin.toml"
+    if manifest_name not in names:
+        raise WheelError(
+            f"the wheel declares plugin '{plugin_id}' but carries no manifest ({manifest_name})",
+            where=str(path),
+            hint=hint + ", which adds it",
         )
-    return WheelInfo(path, str(dist), str(version), manifest, text, packages, requires)
+    text = archive.read(manifest_name).decode("utf-8", errors="replace")
+    try:
+        manifest = parse_manifest(
+            text, path=None, origin="wheel", distribution=f"{path.name}!{manifest_name}"
+        )
+    except PlugbayError as exc:
+        raise WheelError(
+            f"the wheel's manifest does not validate: {exc.message}",
+            plugin=plugin_id,
+            where=f"{path}!{manifest_name}",
+            hint=exc.hint,
+        ) from None
+    if manifest.id != plugin_id or manifest.entry != value:
+        raise WheelError(
+            f"the entry point says '{plugin_id} = {value}' but the manifest says "
+            f"'{manifest.id} = {manifest.entry}'",
+            where=str(path),
+            hint="rebuild it with 'plugbay build'",
+        )
+    metadata = archive.read(f"{info_dir}/METADATA").decode("utf-8", errors="replace")
+    requires = tuple(
+        line.split(":", 1)[1].strip()
+        for line in metadata.splitlines()
+        if line.startswith("Requires-Dist:") and "extra ==" not in line
+    )
+    packages = tuple(
+        sorted(
+            {
+                n.split("/", 1)[0]
+                for n in names
+                if "/" in n and not n.split("/", 1)[0].endswith((".dist-info", ".data"))
+            }
+        )
+    )
+    return WheelInfo(path, dist, version, manifest, text, packages, requires)
 
 
 def _check_record(archive: zipfile.ZipFile, info_dir: str, path: Path) -> None:
