@@ -252,6 +252,7 @@ class _Module:
     imports: dict[str, tuple[str, str | None]] = field(default_factory=dict)
     classes: dict[str, ast.ClassDef] = field(default_factory=dict)
     aliases: dict[str, ast.expr] = field(default_factory=dict)
+    nodes: list[ast.AST] = field(default_factory=list)  # every node, walked once
 
     def absolute(self, module: str | None, level: int) -> str:
         if level == 0:
@@ -352,7 +353,8 @@ class _Analysis:
                     and _is_type_alias_annotation(node.annotation)
                 ):
                     module.aliases[node.target.id] = node.value
-            for any_node in ast.walk(tree):
+            module.nodes = list(ast.walk(tree))
+            for any_node in module.nodes:
                 if isinstance(any_node, ast.Import):
                     for alias in any_node.names:
                         local = alias.asname or alias.name.split(".")[0]
@@ -829,7 +831,7 @@ class _Analysis:
     def _check_config_use(self) -> None:
         schema = self.m.config.fields if self.m.config else {}
         for module in self.modules.values():
-            for node in ast.walk(module.tree):
+            for node in module.nodes:
                 key: str | None = None
                 if (
                     isinstance(node, ast.Subscript)
@@ -1059,7 +1061,7 @@ def _command_name(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> str:
 
 def _uses(module: _Module) -> Iterator[tuple[ast.stmt | ast.expr, str, str]]:
     """(node, permission needed, what the code does) for each import or call that needs one."""
-    for node in ast.walk(module.tree):
+    for node in module.nodes:
         if isinstance(node, (ast.Import, ast.ImportFrom)):
             names = (
                 [a.name for a in node.names]
