@@ -130,7 +130,9 @@ def test_docs_for_a_generated_package_and_bundled_plugins(tmp_path: Path) -> Non
 
 
 def test_docs_of_something_that_is_not_a_plugin(tmp_path: Path) -> None:
-    with pytest.raises(PdkError, match=r"cannot document it: no plugin\.toml or pyproject\.toml here"):
+    with pytest.raises(
+        PdkError, match=r"cannot document it: no plugin\.toml or pyproject\.toml here"
+    ):
         generate_docs(tmp_path)
     result = plugbay("docs", str(tmp_path), cwd=tmp_path)
     assert result.returncode == 1 and "cannot document it" in result.stderr
