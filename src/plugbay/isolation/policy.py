@@ -262,7 +262,7 @@ class IsolationPolicy:
             reason = f"{trust}; runs in a worker of its own as its manifest asks"
         else:
             isolation, sandboxed = "process", True
-            reason = "untrusted: sandboxed worker (deny by default)"
+            reason = "not trusted by the host's policy: deny by default"
             if manifest.isolation == "inline":
                 reason += "; its manifest asks for inline, which only the operator can allow"
         return Placement(
