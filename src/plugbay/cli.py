@@ -782,10 +782,10 @@ def doctor(
             here = "[green]active[/]" if s.active else "[red]INACTIVE[/]"
             table.add_row(s.name, here, escape(s.detail), escape(s.guarantees))
         out.print(table)
+        out.print("runs inline (trusted): " + escape(", ".join(trusted) or "nothing"))
         out.print(
-            "runs inline (trusted): " + escape(", ".join(trusted) or "nothing")
+            "every other plugin: a sandboxed worker with " + _limits_text(dict(policy.defaults))
         )
-        out.print("every other plugin: a sandboxed worker with " + _limits_text(dict(policy.defaults)))
         if inactive:
             err.print(
                 f"[yellow]warning:[/] inactive here: {', '.join(inactive)}. A sandboxed plugin "

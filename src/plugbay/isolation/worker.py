@@ -196,7 +196,9 @@ class Worker:
         try:
             manifest = load_manifest(Path(message.manifest_path))
             if manifest.origin != message.origin:  # an installed package: imported by name
-                manifest = dataclasses.replace(manifest, origin=cast(ManifestOrigin, message.origin))
+                manifest = dataclasses.replace(
+                    manifest, origin=cast(ManifestOrigin, message.origin)
+                )
             code = import_plugin(manifest)
             self.plugin = new_instance(code)
         except PlugbayError as exc:
