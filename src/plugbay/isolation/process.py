@@ -137,6 +137,8 @@ class ProcessBackend:
     def __init__(self, host_call: HostCallHandler) -> None:
         self._host_call = host_call
         self.zygote = Zygote()
+        #: workers not yet reaped (their cgroups are removed once they are)
+        self._live: set[ProcessHandle] = set()
 
     async def start(
         self,
@@ -173,9 +175,23 @@ class ProcessBackend:
             data_dir=data_dir,
         )
         await handle.open()
+        if handle._reaper is not None:
+            self._live.add(handle)
+            handle._reaper.add_done_callback(lambda _task: self._live.discard(handle))
         return handle
 
     async def close(self) -> None:
+        """Stop the zygote once every worker is reaped and its cgroup removed (bounded)."""
+        live = list(self._live)
+        for handle in live:
+            handle.release()
+        reapers = [h._reaper for h in live if h._reaper is not None]
+        if reapers:
+            await asyncio.wait(reapers, timeout=3)
+        for handle in list(self._live):  # the zygote never told: remove what is left
+            if handle.cgroup is not None:
+                with contextlib.suppress(OSError):
+                    await asyncio.to_thread(CgroupLayer(handle.cgroup).remove)
         await self.zygote.stop()
 
 
