@@ -187,7 +187,8 @@ class IsolationPolicy:
         table = data.get("policy", {})
         if not isinstance(table, Mapping):
             raise ConfigError("[policy] must be a table", where=where)
-        known = {"inline", "trust-core", "limits", "defaults", "grants"}
+        # require-signed: installing only signed wheels (read by plugbay.pdk.signing)
+        known = {"inline", "trust-core", "limits", "defaults", "grants", "require-signed"}
         for key in table:
             if key not in known:
                 raise ConfigError(

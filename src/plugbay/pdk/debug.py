@@ -87,6 +87,7 @@ async def _run(
         config_file=config_file,
         entry_points=False,
         mode="development",
+        inline=[plugin_id],  # the operator debugging it trusts it: in this process
     )
     await host.start()
     try:

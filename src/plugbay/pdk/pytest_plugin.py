@@ -1,7 +1,7 @@
 """plugbay's pytest plugin (entry point ``pytest11``): fixtures for testing plugins.
 
 ``plugbay_host``
-    a factory: ``plugbay_host(path, ..., isolation="inline"|"process", config=...,
+    a factory: ``plugbay_host(path, ..., isolation="inline"|"process"|"sandbox", config=...,
     grant=True, check=True)`` starts a real host with those plugins and returns a
     :class:`~plugbay.pdk.testing.PluginHost`; every host is stopped after the test.
 ``plugbay_isolation``

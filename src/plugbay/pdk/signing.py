@@ -226,9 +226,14 @@ class TrustPolicy:
                     f"cannot read the host config: {exc}", where=str(config_file)
                 ) from None
             policy = data.get("policy", {})
-            required = (
-                bool(policy.get("require-signed", False)) if isinstance(policy, dict) else False
-            )
+            value = policy.get("require-signed", False) if isinstance(policy, dict) else False
+            if not isinstance(value, bool):
+                raise SignatureError(
+                    f"[policy] require-signed must be true or false, not {value!r}",
+                    where=str(config_file),
+                    hint="write require-signed = true",
+                )
+            required = value
         if require_signed is not None:
             required = require_signed
         return cls(TrustStore(state_dir).keys(), required)

@@ -3,8 +3,8 @@
 :class:`PluginHost` starts a real :class:`~plugbay.host.Host` with the plugins
 under test, on an event loop of its own in a background thread, and drives it
 from ordinary (synchronous) test functions: call commands, assert metrics and
-logs, and simulate system events. The same plugin code runs inline or in a
-worker process, chosen per host. The pytest plugin (``plugbay.pdk.pytest_plugin``,
+logs, and simulate system events. The same plugin code runs inline, in a
+worker process, or in a sandboxed worker, chosen per host. The pytest plugin (``plugbay.pdk.pytest_plugin``,
 registered through the ``pytest11`` entry point) hands out hosts with the
 ``plugbay_host`` fixture and stops them after the test::
 
@@ -34,7 +34,7 @@ import msgspec
 
 from plugbay.errors import PlugbayError, PluginNotFound
 from plugbay.loader import discover_directory
-from plugbay.manifest import PluginManifest, load_manifest
+from plugbay.manifest import IsolationMode, PluginManifest, load_manifest
 
 if TYPE_CHECKING:
     from plugbay.host import Host
@@ -43,7 +43,7 @@ __all__ = ["HostFactory", "Isolation", "LogLine", "PluginHost", "plugin_manifest
 
 T = TypeVar("T")
 
-Isolation: TypeAlias = Literal["inline", "process"]
+Isolation: TypeAlias = Literal["inline", "process", "sandbox"]
 PathLike: TypeAlias = str | Path
 
 
@@ -102,8 +102,11 @@ class _LogCapture(logging.Handler):
 class PluginHost:
     """A running host for tests, driven synchronously. See the module docstring.
 
-    ``isolation`` runs every plugin given ``inline`` or in a worker ``process``
-    (``None``: what each manifest asks). ``grant`` grants each plugin the
+    ``isolation`` runs every plugin given ``inline`` (trusted, in the host's process),
+    in a worker ``process`` of its own (trusted), or in a ``sandbox``: an untrusted
+    plugin's worker with every kernel layer the machine has, as a host runs third-party
+    plugins by default (``None``: wherever the host's default policy puts it).
+    ``grant`` grants each plugin the
     permissions its manifest asks for, as an operator would. With ``check``,
     starting raises if a plugin given does not become active, with its reason.
     """
@@ -119,14 +122,15 @@ class PluginHost:
         state_dir: PathLike | None = None,
         timeout: float = 60.0,
     ) -> None:
-        if isolation not in ("inline", "process", None):
+        if isolation not in ("inline", "process", "sandbox", None):
             raise PlugbayError(
                 f"'{isolation}' is not an isolation backend",
-                hint="use isolation='inline' or isolation='process'",
+                hint="use isolation='inline', 'process' or 'sandbox'",
             )
         self.manifests = plugin_manifests(plugins)
         if isolation is not None:
-            self.manifests = [dataclasses.replace(m, isolation=isolation) for m in self.manifests]
+            asked: IsolationMode = "inline" if isolation == "inline" else "process"
+            self.manifests = [dataclasses.replace(m, isolation=asked) for m in self.manifests]
         self.isolation = isolation
         self._config = {k: dict(v) for k, v in (config or {}).items()}
         self._grant = grant
@@ -163,8 +167,17 @@ class PluginHost:
     async def _start(self) -> None:
         from plugbay.host import Host
 
+        # The test is the operator: "inline" and "process" trust the plugins under test
+        # (in the host's process, or in a worker of their own); "sandbox" does not, so the
+        # host's policy confines each in a sandboxed worker, as a host does by default.
+        trusted = self.isolation in ("inline", "process")
         host = Host(
-            None, state_dir=self.state_dir, config=self._config, entry_points=False, mode="test"
+            None,
+            state_dir=self.state_dir,
+            config=self._config,
+            entry_points=False,
+            mode="test",
+            inline=[m.id for m in self.manifests] if trusted else (),
         )
         self._host = host
         await host.start()
@@ -312,7 +325,7 @@ class PluginHost:
             "{" + ",".join(f"{k}={v}" for k, v in sorted(labels.items())) + "}" if labels else ""
         )
         value = series.get(key)
-        if value is None and self.isolation == "process":
+        if value is None and self.isolation in ("process", "sandbox"):
             raise AssertionError(
                 f"{plugin_id}: no {kind[:-1]} {key}; a plugin in a worker process keeps its own "
                 "counters and gauges there (the host sees calls, errors and durations)"
