@@ -835,7 +835,7 @@ class _Analysis:
                 key: str | None = None
                 if (
                     isinstance(node, ast.Subscript)
-                    and _dotted(node.value).endswith("config")
+                    and _dotted(node.value).split(".")[-1] == "config"
                     and isinstance(node.slice, ast.Constant)
                     and isinstance(node.slice.value, str)
                 ):
@@ -844,7 +844,7 @@ class _Analysis:
                     isinstance(node, ast.Call)
                     and isinstance(node.func, ast.Attribute)
                     and node.func.attr == "get"
-                    and _dotted(node.func.value).endswith("config")
+                    and _dotted(node.func.value).split(".")[-1] == "config"
                     and node.args
                     and isinstance(node.args[0], ast.Constant)
                     and isinstance(node.args[0].value, str)
