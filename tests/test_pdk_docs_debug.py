@@ -213,3 +213,14 @@ def test_develop_commands_are_grouped_in_help(tmp_path: Path) -> None:
     ):
         assert f"│ {name} " in develop, name
     assert "│ run " not in develop
+
+
+def test_the_spec_interface(tmp_path: Path) -> None:
+    from plugbay.pdk.kit import PDK
+
+    pdk = PDK()
+    assert [t.name for t in pdk.templates] == ["utility", "system", "integration", "extension"]
+    path = pdk.create_plugin("extension", "acme.spec", tmp_path / "spec")
+    assert pdk.validate_plugin(path).ok
+    assert "### `count_words(text: str) -> WordCount`" in pdk.generate_docs(path).markdown
+    assert pdk.tools.profiler is None

@@ -13,7 +13,7 @@ spec                   plugbay                                     command
 
 Signing (:mod:`plugbay.pdk.signing`): ``plugbay keygen``, ``sign``, ``verify``,
 ``trust``; :func:`verify_wheel` and :func:`wheel_to_directory` are what an
-installer uses.
+installer uses. :class:`plugbay.pdk.kit.PDK` gathers them as the spec's one object.
 """
 
 from __future__ import annotations
