@@ -122,7 +122,7 @@ def test_docs_for_a_generated_package_and_bundled_plugins(tmp_path: Path) -> Non
     package = create_plugin("integration", "acme.link", tmp_path / "link")
     docs = generate_docs(package)
     assert [c.name for c in docs.commands] == ["close", "open", "send"]
-    assert "- `network:127.0.0.1:*`" in docs.markdown
+    assert "- `network:127.0.0.1:7000`" in docs.markdown
     assert "| **protocol** | 'tcp-lines' |" in docs.markdown
     formatters = generate_docs(BUNDLED / "utility" / "formatters").markdown
     assert "### `wrap(text: str, width: int | None = None) -> str`" in formatters

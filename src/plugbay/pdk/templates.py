@@ -64,7 +64,7 @@ TEMPLATES: Final[dict[str, PluginTemplate]] = {
         "An integration plugin connects the host to something outside. This one implements "
         "`connect`, `disconnect`, `is_connected` and `send_message` for a TCP peer and offers "
         "the commands `open()`, `send(text) -> str` and `close()`. It asks for the network "
-        "permission to 127.0.0.1; the operator grants it.",
+        "permission to its peer, 127.0.0.1:7000; the operator grants it.",
         "open",
     ),
     "extension": PluginTemplate(
