@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import html
 import os
+import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -224,3 +226,53 @@ def test_the_spec_interface(tmp_path: Path) -> None:
     assert pdk.validate_plugin(path).ok
     assert "### `count_words(text: str) -> WordCount`" in pdk.generate_docs(path).markdown
     assert pdk.tools.profiler is None
+
+
+def test_debug_serves_and_breakpoint_stops_in_pdb(plugins: PluginFactory) -> None:
+    """Without a command the plugin serves; a breakpoint() in its own code stops in pdb."""
+    plugins(
+        "acme.ticker",
+        """
+        import asyncio
+        from plugbay import PluginContext, UtilityPlugin
+
+        class P(UtilityPlugin):
+            async def initialize(self, context: PluginContext) -> None:
+                self.task = asyncio.get_running_loop().create_task(self.tick())
+
+            async def tick(self) -> None:
+                await asyncio.sleep(0.1)
+                answer = 6 * 7
+                breakpoint()
+                print("ticked", answer, flush=True)
+        """,
+    )
+    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
+    env.pop("PYTHONBREAKPOINT", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "plugbay.cli", "debug", "acme.ticker"],
+        cwd=plugins.root.parent, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    watchdog = threading.Timer(60, proc.kill)  # a test never hangs on a silent pdb
+    watchdog.start()
+    try:
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write("p answer\nc\n")
+        proc.stdin.flush()
+        lines: list[str] = []
+        for line in proc.stdout:
+            lines.append(line)
+            if "ticked 42" in line:
+                break
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        watchdog.cancel()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    text = "".join(lines) + out
+    assert "serving; a breakpoint() in the plugin's code stops here in pdb" in text
+    assert "(Pdb) 42" in text and "ticked 42" in text
+    assert proc.returncode == 0, err
