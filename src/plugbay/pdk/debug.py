@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import inspect
+import os
 import pdb
 import signal
 import sys
@@ -51,9 +52,14 @@ def first_body_line(func: Callable[..., Any]) -> tuple[str, int]:
     return file, start + body[0].lineno - 1
 
 
+def _breakpointhook(*args: object, **kwargs: object) -> None:
+    """``breakpoint()`` in the plugin: pdb, leaving Ctrl-C to the host (it stops serving)."""
+    pdb.Pdb(nosigint=True).set_trace(sys._getframe().f_back)
+
+
 def _break_at(file: str, line: int) -> pdb.Pdb:
     """A pdb that stops at ``file:line`` and nowhere else until then."""
-    debugger = pdb.Pdb()
+    debugger = pdb.Pdb(nosigint=True)  # Ctrl-C stays the host's: stop, clean up
     problem = debugger.set_break(file, line)
     if problem:
         raise PlugbayError(f"cannot set a breakpoint: {problem}", where=f"{file}:{line}")
@@ -146,6 +152,18 @@ async def _run(
         await host.stop()
 
 
+def _run_with_hook(coro: Any) -> Any:
+    # PYTHONBREAKPOINT still wins (e.g. =0 to ignore breakpoints, or another debugger)
+    own = os.environ.get("PYTHONBREAKPOINT", "") in ("", "pdb.set_trace")
+    previous = sys.breakpointhook
+    if own:
+        sys.breakpointhook = _breakpointhook
+    try:
+        return asyncio.run(coro)
+    finally:
+        sys.breakpointhook = previous
+
+
 def debug_plugin(
     plugin_id: str,
     plugin_dirs: Sequence[Path],
@@ -158,7 +176,7 @@ def debug_plugin(
     say: Callable[[str], None] = print,
 ) -> Any:
     """Start ``plugin_id`` inline and debug it; returns the command's result (see the module)."""
-    return asyncio.run(
+    return _run_with_hook(
         _run(
             plugin_id,
             plugin_dirs,
