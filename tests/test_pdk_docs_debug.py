@@ -276,3 +276,8 @@ def test_debug_serves_and_breakpoint_stops_in_pdb(plugins: PluginFactory) -> Non
     assert "serving; a breakpoint() in the plugin's code stops here in pdb" in text
     assert "(Pdb) 42" in text and "ticked 42" in text
     assert proc.returncode == 0, err
+
+
+def test_literal_blocks_stay_literal_in_html() -> None:
+    page = generate_docs(BUNDLED / "integration" / "protocol").html
+    assert "<pre>HELLO &lt;name&gt;   →  WELCOME &lt;name&gt; plugbay-line/1\nPING" in page

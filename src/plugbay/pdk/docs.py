@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import html
 import re
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -335,6 +336,7 @@ body{font:15px/1.5 system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding
 h1{font-size:1.6rem}h2{border-bottom:1px solid #ddd;margin-top:2rem}h3{font-family:monospace}
 table{border-collapse:collapse;margin:.5rem 0}td,th{border:1px solid #ddd;padding:.25rem .6rem;text-align:left}
 code{background:#f4f4f4;padding:0 .2rem}.meta{color:#666}
+pre{background:#f4f4f4;padding:.5rem;overflow-x:auto}
 """
 
 
@@ -343,7 +345,15 @@ def _inline(text: str) -> str:
 
 
 def _paragraphs(text: str) -> str:
-    return "".join(f"<p>{_inline(p)}</p>" for p in re.split(r"\n\s*\n", text.strip()) if p)
+    """Docstring paragraphs; an indented one (a literal block after ``::``) stays as written."""
+    out = []
+    for p in re.split(r"\n[ \t]*\n", text.strip()):
+        lines = p.splitlines()
+        if lines and all(line.startswith("    ") for line in lines):
+            out.append(f"<pre>{html.escape(textwrap.dedent(p))}</pre>")
+        elif p:
+            out.append(f"<p>{_inline(p.replace('::', ':') if p.endswith('::') else p)}</p>")
+    return "".join(out)
 
 
 def _html_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
