@@ -220,7 +220,9 @@ def test_asking_for_the_permission_silences_the_warning(plugins: PluginFactory) 
         "import socket\nfrom plugbay import UtilityPlugin\n\nclass P(UtilityPlugin):\n    pass\n",
         extra='[permissions]\nnetwork = ["127.0.0.1:80"]\nsubprocess = true\n',
     )
-    assert validate_plugin(d, known=None).findings == []
+    result = validate_plugin(d, known=None)
+    assert [f.severity for f in result.findings] == ["info"]  # subprocess: asked, unused
+    assert "asks for subprocess" in result.findings[0].message
 
 
 def test_config_keys_the_code_reads_must_be_declared(plugins: PluginFactory) -> None:
@@ -387,3 +389,16 @@ def test_load_manifest_unchanged_for_pyproject(tmp_path: Path) -> None:
     package = create_plugin("utility", "acme.py", tmp_path / "p")
     assert load_manifest(package).entry == "acme_py.plugin:PyPlugin"
     assert validate_plugin(package, known=[]).ok
+
+
+def test_permissions_asked_but_unused_are_noted(plugins: PluginFactory) -> None:
+    d = plugins(
+        "acme.greedy", extra='[permissions]\nnetwork = ["127.0.0.1:80"]\nsubprocess = true\n'
+    )
+    result = validate_plugin(d, known=None)
+    assert result.ok and not result.warnings
+    f = found(
+        result, "permission", "asks for subprocess but no import or call in its code needs it"
+    )
+    assert f.severity == "info" and f.line == line_of(d / "plugin.toml", "subprocess = true")
+    found(result, "permission", "asks for network but no import or call")

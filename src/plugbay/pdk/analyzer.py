@@ -793,8 +793,10 @@ class _Analysis:
 
     def _check_permissions(self) -> None:
         perms = self.m.permissions
+        seen: set[str] = set()
         for module in self.modules.values():
             for node, need, what in _uses(module):
+                seen.add(need.partition(":")[0])
                 if need == "network" and not perms.network:
                     self.add(
                         "warning",
@@ -825,6 +827,19 @@ class _Analysis:
                             f'add env = ["{name or "NAME"}"] under [permissions]; a sandboxed '
                             "plugin sees only granted variables",
                         )
+        # least privilege: what it asks for but, as far as its code shows, never uses
+        for asked, used, key in (
+            (bool(perms.network), "network" in seen, "network"),
+            (perms.subprocess, "subprocess" in seen, "subprocess"),
+        ):
+            if asked and not used:
+                self.add(
+                    "info",
+                    "permission",
+                    f"asks for {key} but no import or call in its code needs it",
+                    self.in_manifest(key),
+                    f"drop {key} from [permissions] unless a library it uses needs it",
+                )
 
     # -- config ----------------------------------------------------------------------
 
