@@ -8,11 +8,31 @@ writer), so monitoring costs a small, fixed amount per call.
 from __future__ import annotations
 
 import bisect
+import logging
+import re
 import time
 from collections import Counter
 from typing import Any, Final
 
-__all__ = ["BUCKETS", "CommandStats", "PluginMetrics"]
+from plugbay.errors import MetricError
+
+__all__ = ["BUCKETS", "MAX_SERIES", "CommandStats", "PluginMetrics", "metric_name"]
+
+#: distinct label sets one plugin metric may have; more are dropped, counted and logged once
+MAX_SERIES: Final = 100
+#: labels the host adds itself (a plugin cannot set them) and Prometheus' own
+_RESERVED_LABELS: Final = frozenset({"plugin", "version", "le", "quantile"})
+_LABEL: Final = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+_NAME: Final = re.compile(r"[^a-zA-Z0-9_]")
+
+Key = tuple[str, tuple[tuple[str, str], ...]]
+
+
+def metric_name(name: str) -> str:
+    """A plugin's metric name made valid for Prometheus (``cache-hits`` → ``cache_hits``)."""
+    cleaned = _NAME.sub("_", name).strip("_") or "unnamed"
+    return cleaned if not cleaned[0].isdigit() else f"m_{cleaned}"
+
 
 #: histogram bucket upper bounds in seconds (log-spaced, 10 µs … 60 s)
 BUCKETS: Final[tuple[float, ...]] = (
@@ -103,6 +123,24 @@ class CommandStats:
                 return BUCKETS[i] if i < len(BUCKETS) else self.max_time
         return self.max_time
 
+    def export(self) -> list[Any]:
+        """Plain data (for a worker to send its plugin's histograms to the host)."""
+        return [self.buckets, self.total_time, self.max_time, self.errors]
+
+    @classmethod
+    def load(cls, data: list[Any]) -> CommandStats:
+        stats = cls()
+        buckets, total, most, errors = data
+        if len(buckets) == len(stats._buckets):
+            stats._buckets = [int(n) for n in buckets]
+        stats._calls = sum(stats._buckets)
+        stats._total, stats._max, stats.errors = float(total), float(most), int(errors)
+        return stats
+
+    def window(self, since: list[int]) -> list[int]:
+        """Bucket counts of the calls after a copy of :attr:`buckets` taken earlier."""
+        return [now - then for now, then in zip(self.buckets, since, strict=True)]
+
     def to_dict(self) -> dict[str, Any]:
         calls = self.calls
         return {
@@ -118,26 +156,43 @@ class CommandStats:
 
 
 class PluginMetrics:
-    """One plugin's metrics (the spec's ``MetricsCollector``), given as ``context.metrics``."""
+    """One plugin's metrics (the spec's ``MetricsCollector``), given as ``context.metrics``.
+
+    A plugin's own counters, gauges and histograms are checked as they are made: a
+    name used before for another kind is a :class:`MetricError`, so is a label the
+    host sets itself; past :data:`MAX_SERIES` label sets per name, new ones are
+    dropped, counted (``dropped_series``) and reported once in the plugin's log.
+    """
 
     __slots__ = (
+        "_kinds",
+        "_series",
         "commands",
         "counters",
+        "dirty",
+        "dropped_series",
         "gauges",
         "init_seconds",
+        "max_series",
         "observations",
         "plugin_id",
         "started",
     )
 
-    def __init__(self, plugin_id: str) -> None:
+    def __init__(self, plugin_id: str, *, max_series: int = MAX_SERIES) -> None:
         self.plugin_id = plugin_id
         self.commands: dict[str, CommandStats] = {}
-        self.counters: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
-        self.gauges: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
-        self.observations: dict[tuple[str, tuple[tuple[str, str], ...]], CommandStats] = {}
+        self.counters: dict[Key, float] = {}
+        self.gauges: dict[Key, float] = {}
+        self.observations: dict[Key, CommandStats] = {}
         self.init_seconds: float | None = None
         self.started = time.time()
+        self.max_series = max_series
+        self.dropped_series: Counter[str] = Counter()
+        #: set by every write; a worker sends its figures to the host when it is
+        self.dirty = False
+        self._kinds: dict[str, tuple[str, str]] = {}
+        self._series: Counter[str] = Counter()
 
     def for_command(self, name: str) -> CommandStats:
         stats = self.commands.get(name)
@@ -147,22 +202,98 @@ class PluginMetrics:
 
     # -- MetricsCollector, for the plugin's own figures ---------------------------------
 
+    def _key(
+        self, kind: str, name: str, labels: dict[str, str], store: dict[Key, Any]
+    ) -> Key | None:
+        key = (name, tuple(sorted((k, str(v)) for k, v in labels.items())))
+        if key in store:
+            return key
+        clean = metric_name(name)
+        known = self._kinds.get(clean)
+        if known is None:
+            self._kinds[clean] = (kind, name)
+        elif known != (kind, name):
+            raise MetricError(
+                f"the {kind} '{name}' clashes with the {known[0]} '{known[1]}' "
+                f"(both are exported as '{clean}')",
+                plugin=self.plugin_id,
+                hint=f"give the {kind} another name; one name is one kind of metric",
+            )
+        for label in labels:
+            if label in _RESERVED_LABELS or not _LABEL.fullmatch(label):
+                raise MetricError(
+                    f"the {kind} '{name}' has the label '{label}', which "
+                    + (
+                        "the host sets itself"
+                        if label in _RESERVED_LABELS
+                        else "is not a valid name"
+                    ),
+                    plugin=self.plugin_id,
+                    hint="use a label name of letters, digits and _ other than "
+                    + ", ".join(sorted(_RESERVED_LABELS)),
+                )
+        if self._series[name] >= self.max_series:
+            if not self.dropped_series[name]:
+                logging.getLogger(f"plugbay.plugin.{self.plugin_id}").warning(
+                    "metric '%s' has reached %d label sets; new label values are dropped "
+                    "(a label with unbounded values, such as a user id, explodes the series)",
+                    name,
+                    self.max_series,
+                )
+            self.dropped_series[name] += 1
+            return None
+        self._series[name] += 1
+        return key
+
     def increment(self, name: str, value: float = 1.0, **labels: str) -> None:
-        key = (name, tuple(sorted(labels.items())))
-        self.counters[key] = self.counters.get(key, 0.0) + value
+        key = self._key("counter", name, labels, self.counters)
+        if key is not None:
+            self.counters[key] = self.counters.get(key, 0.0) + value
+            self.dirty = True
 
     def gauge(self, name: str, value: float, **labels: str) -> None:
-        self.gauges[(name, tuple(sorted(labels.items())))] = value
+        key = self._key("gauge", name, labels, self.gauges)
+        if key is not None:
+            self.gauges[key] = value
+            self.dirty = True
 
     def observe(self, name: str, value: float, **labels: str) -> None:
-        key = (name, tuple(sorted(labels.items())))
+        key = self._key("histogram", name, labels, self.observations)
+        if key is None:
+            return
         stats = self.observations.get(key)
         if stats is None:
             stats = self.observations[key] = CommandStats()
         stats.record(value)
+        self.dirty = True
+
+    # -- a worker's figures, carried to the host -----------------------------------------
+
+    def export_custom(self) -> dict[str, Any]:
+        """The plugin's own figures as plain data (what a worker sends to the host)."""
+        self.dirty = False
+        return {
+            "counters": [[n, dict(lb), v] for (n, lb), v in self.counters.items()],
+            "gauges": [[n, dict(lb), v] for (n, lb), v in self.gauges.items()],
+            "observations": [[n, dict(lb), s.export()] for (n, lb), s in self.observations.items()],
+            "dropped": dict(self.dropped_series),
+        }
+
+    def import_custom(self, data: dict[str, Any]) -> None:
+        """Take a worker's figures (they replace what it sent before)."""
+
+        def key(name: str, labels: dict[str, str]) -> Key:
+            return (str(name), tuple(sorted((str(k), str(v)) for k, v in labels.items())))
+
+        self.counters = {key(n, lb): float(v) for n, lb, v in data.get("counters", [])}
+        self.gauges = {key(n, lb): float(v) for n, lb, v in data.get("gauges", [])}
+        self.observations = {
+            key(n, lb): CommandStats.load(v) for n, lb, v in data.get("observations", [])
+        }
+        self.dropped_series = Counter({str(k): int(v) for k, v in data.get("dropped", {}).items()})
 
     def snapshot(self) -> dict[str, Any]:
-        def render(key: tuple[str, tuple[tuple[str, str], ...]]) -> str:
+        def render(key: Key) -> str:
             name, labels = key
             return name + ("{" + ",".join(f"{k}={v}" for k, v in labels) + "}" if labels else "")
 
@@ -179,4 +310,5 @@ class PluginMetrics:
             "counters": {render(k): v for k, v in self.counters.items()},
             "gauges": {render(k): v for k, v in self.gauges.items()},
             "observations": {render(k): s.to_dict() for k, s in self.observations.items()},
+            "dropped_series": dict(self.dropped_series),
         }
