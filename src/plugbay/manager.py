@@ -268,6 +268,21 @@ class PluginManager:
                 "threads": proc.num_threads(),
             }
 
+    @property
+    def records_by_id(self) -> Mapping[str, PluginRecord]:
+        """Every record by id (read-only view for the monitor)."""
+        return self._records
+
+    def inflight(self, plugin_id: str) -> int:
+        """Calls to a plugin running or waiting now (its queue length)."""
+        route = self._routes.get(plugin_id)
+        return route[3][0] if route is not None else 0
+
+    def timeout_of(self, plugin_id: str) -> float:
+        """The per-call timeout a plugin's calls get (a command may ask for less)."""
+        route = self._routes.get(plugin_id)
+        return route[2] if route is not None else self.settings.call_timeout
+
     def dependents(self, plugin_id: str, *, active_only: bool = True) -> list[str]:
         """Ids that need ``plugin_id``, transitively, nearest first."""
         out: list[str] = []

@@ -1,0 +1,141 @@
+"""What monitoring adds inside a worker process: stacks on demand, and stdout/stderr as logs.
+
+* :func:`dump_stacks_on_signal` registers ``faulthandler`` for ``SIGUSR1``, writing
+  every thread's stack into an anonymous in-memory file (``memfd``). It works even
+  when the worker's loop is blocked or deadlocked: the dump is done by a C signal
+  handler. The host reads the file through ``/proc/<pid>/fd`` (:func:`read_stacks`),
+  so no frame, socket or path of the sandbox is needed.
+* :func:`capture_output` points the worker's file descriptors 1 and 2 at pipes and
+  forwards each line as a log record (``plugbay.plugin.<id>.stdout`` / ``.stderr``),
+  rate-limited at the source so a plugin printing megabytes a second cannot flood
+  its channel to the host; what is dropped is counted and said.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import faulthandler
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Final
+
+__all__ = ["MEMFD_NAME", "capture_output", "dump_stacks_on_signal", "read_stacks"]
+
+MEMFD_NAME: Final = "plugbay-stacks"
+#: lines a second forwarded per stream (a burst of twice that is allowed)
+LINES_PER_SECOND: Final = 200.0
+_MAX_LINE: Final = 8192
+
+_keep: list[Any] = []  # faulthandler needs its file kept open
+
+
+def dump_stacks_on_signal() -> None:
+    """In the worker: SIGUSR1 writes every thread's stack to the ``plugbay-stacks`` memfd."""
+    try:
+        fd = os.memfd_create(MEMFD_NAME)
+    except (AttributeError, OSError):  # no memfd here: stacks will be reported unavailable
+        return
+    target = os.fdopen(fd, "w")
+    _keep.append(target)
+    faulthandler.register(signal.SIGUSR1, file=target, all_threads=True, chain=False)
+
+
+def read_stacks(pid: int, *, seen: int = 0, wait: float = 0.5) -> tuple[str, int]:
+    """In the host: ask worker ``pid`` for its stacks and read them.
+
+    Returns the new text and the file's length now (pass it back as ``seen`` next
+    time, so each call returns only its own dump)."""
+    path = None
+    for entry in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/{pid}/fd/{entry}").startswith(f"/memfd:{MEMFD_NAME}"):
+                path = f"/proc/{pid}/fd/{entry}"
+                break
+    if path is None:
+        raise OSError("the worker has no stack file (faulthandler was not set up)")
+    os.kill(pid, signal.SIGUSR1)
+    deadline = time.monotonic() + wait
+    data = b""
+    while time.monotonic() < deadline:
+        time.sleep(0.01)
+        with open(path, "rb") as f:
+            data = f.read()
+        if len(data) > seen and data.endswith(b"\n"):
+            # faulthandler writes in pieces; a short pause tells us it is done
+            time.sleep(0.02)
+            with open(path, "rb") as f:
+                data = f.read()
+            break
+    text = data[seen:].decode("utf-8", "replace")
+    if not text:
+        raise OSError(f"the worker did not write its stacks within {wait:g} s")
+    return text, len(data)
+
+
+def capture_output(
+    loop: asyncio.AbstractEventLoop,
+    send: Callable[[Any], None],
+    plugin_id: Callable[[], str | None],
+) -> None:
+    """In the worker: forward what is written to fd 1 and 2 as log frames."""
+    from plugbay.isolation import frames
+
+    for fd, stream, level in ((1, "stdout", logging.INFO), (2, "stderr", logging.WARNING)):
+        try:
+            read_end, write_end = os.pipe()
+            os.dup2(write_end, fd)
+            os.close(write_end)
+        except OSError:
+            continue
+
+        def forward(read_end: int = read_end, stream: str = stream, level: int = level) -> None:
+            rate, tokens, last, dropped = (
+                LINES_PER_SECOND,
+                LINES_PER_SECOND * 2,
+                time.monotonic(),
+                0,
+            )
+            pending = b""
+
+            def emit(text: str, fields: dict[str, Any] | None = None) -> None:
+                pid = plugin_id() or "unknown"
+                message = frames.Log(level, f"plugbay.plugin.{pid}.{stream}", text, fields)
+                with contextlib.suppress(RuntimeError):  # the loop is gone: nobody listens
+                    loop.call_soon_threadsafe(send, message)
+
+            while True:
+                try:
+                    chunk = os.read(read_end, 65536)
+                except OSError:
+                    return
+                if not chunk:
+                    return
+                lines = (pending + chunk).split(b"\n")
+                pending = lines.pop()
+                if len(pending) > _MAX_LINE:
+                    lines.append(pending)
+                    pending = b""
+                now = time.monotonic()
+                tokens = min(rate * 2, tokens + (now - last) * rate)
+                last = now
+                for line in lines:
+                    if tokens < 1:
+                        dropped += 1
+                        continue
+                    tokens -= 1
+                    if dropped:
+                        emit(f"{dropped} lines of {stream} dropped (over {rate:g} a second)",
+                             {"dropped": dropped})  # fmt: skip
+                        dropped = 0
+                    emit(line[:_MAX_LINE].decode("utf-8", "replace"))
+
+        threading.Thread(target=forward, name=f"plugbay-{stream}", daemon=True).start()
+    with contextlib.suppress(Exception):
+        sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+        sys.stderr.reconfigure(line_buffering=True)  # type: ignore[union-attr]
