@@ -145,6 +145,10 @@ class ProcessHandle:
         #: told once when the worker dies or breaks the protocol (the manager records it)
         self.on_crash: Callable[[PlugbayError], None] | None = None
         self._closing = False
+        #: request → (monotonic start, command): what the monitor reads to find hung calls
+        self._started: dict[int, tuple[float, str]] = {}
+        self._stacks_seen = 0
+        self._metrics: Any = None
 
     async def open(self) -> None:
         loop = asyncio.get_running_loop()
@@ -175,7 +179,11 @@ class ProcessHandle:
             if self._loaded is not None and not self._loaded.done():
                 self._loaded.set_result(message)
         elif isinstance(message, frames.Log):
-            logging.getLogger(message.logger).log(message.level, "%s", message.message)
+            extra = {"fields": message.fields} if message.fields else None
+            logging.getLogger(message.logger).log(message.level, "%s", message.message, extra=extra)
+        elif isinstance(message, frames.Metrics):
+            if self._metrics is not None:
+                self._metrics.import_custom(message.data)
         elif isinstance(message, frames.Pong):
             self._last_pong = asyncio.get_running_loop().time()
         elif isinstance(message, frames.HostCall):
@@ -248,11 +256,14 @@ class ProcessHandle:
         self._deadlines[request] = loop.time() + timeout
         if self._watchdog is None or self._watchdog.done():
             self._watchdog = asyncio.create_task(self._watch(), name=f"plugbay-watchdog-{self.pid}")
-        self._send(make(request))
+        message = make(request)
+        self._started[request] = (loop.time(), getattr(message, "command", type(message).__name__))
+        self._send(message)
         try:
             return await future
         finally:
             self._deadlines.pop(request, None)
+            self._started.pop(request, None)
 
     async def _watch(self) -> None:
         loop = asyncio.get_running_loop()
@@ -278,6 +289,9 @@ class ProcessHandle:
             await asyncio.sleep(self.heartbeat_interval)
             silent = loop.time() - self._last_pong
             if silent > self.heartbeat_timeout:
+                with contextlib.suppress(OSError):  # what it was doing, for the record
+                    log.error("plugin '%s': worker %d stopped answering; its stacks:\n%s",
+                              self.manifest.id, self.pid, self.dump_stacks())  # fmt: skip
                 self._crashed(
                     f"its worker stopped answering its heartbeat ({silent:.1f} s without a reply) "
                     "and was killed; a def command must not block its worker's loop "
@@ -287,6 +301,7 @@ class ProcessHandle:
             self._send(frames.Ping(next(beat)))
 
     async def initialize(self, context: PluginContext, timeout: float) -> None:
+        self._metrics = context.metrics
         env = context.environment
         self._loaded = asyncio.get_running_loop().create_future()
         self._send(
@@ -325,6 +340,35 @@ class ProcessHandle:
             await self._request(frames.Cleanup, timeout)
         finally:
             self._kill()
+
+    async def profile(self, spec: CommandSpec, params: dict[str, Any], timeout: float) -> Any:
+        """Run one call under the profiler in the worker: ``{"value", "report"}``."""
+        strict = getattr(params, "strict", True)
+        return await self._request(
+            lambda request: frames.Profile(request, spec.name, dict(params), strict), timeout
+        )
+
+    def running(self) -> list[tuple[float, str]]:
+        """(loop-time start, command) of each call in flight, for the monitor."""
+        return [v for v in list(self._started.values()) if v[1] not in ("Init", "Cleanup")]
+
+    def alive(self) -> str | None:
+        """None while the worker answers its heartbeat; otherwise why not."""
+        if self._dead is not None:
+            return str(self._dead.message)
+        if self._heartbeat is None:
+            return None
+        silent = asyncio.get_running_loop().time() - self._last_pong
+        if silent > self.heartbeat_interval * 3:
+            return f"its worker has not answered its heartbeat for {silent:.1f} s"
+        return None
+
+    def dump_stacks(self) -> str:
+        """Every thread's stack in the worker now (faulthandler; works while it is blocked)."""
+        from plugbay.monitor.worker_side import read_stacks
+
+        text, self._stacks_seen = read_stacks(self.pid, seen=self._stacks_seen)
+        return text
 
     def usage(self) -> dict[str, Any]:
         """What the worker uses now (psutil): memory, CPU time, I/O, open files, threads."""

@@ -87,8 +87,14 @@ class _LogForwarder(logging.Handler):
         self.worker = worker
 
     def emit(self, record: logging.LogRecord) -> None:
+        fields = getattr(record, "fields", None)
         with contextlib.suppress(Exception):
-            self.worker.send(frames.Log(record.levelno, record.name, record.getMessage()))
+            self.worker.send(
+                frames.Log(
+                    record.levelno, record.name, record.getMessage(),
+                    dict(fields) if isinstance(fields, dict) else None,
+                )
+            )  # fmt: skip
 
 
 class Worker:
@@ -145,6 +151,14 @@ class Worker:
             task.add_done_callback(lambda _t: None)
         elif isinstance(message, frames.Ping):
             self.send(frames.Pong(message.id))
+            metrics = self.context.metrics if self.context is not None else None
+            if isinstance(metrics, PluginMetrics) and metrics.dirty:
+                self.send(frames.Metrics(metrics.export_custom()))
+        elif isinstance(message, frames.Profile):
+            from plugbay.monitor.profile import profiled
+
+            call = frames.Call(message.id, message.command, message.params, message.strict)
+            self._spawn(message.id, profiled(self.call(call)))
         elif isinstance(message, frames.HostReply):
             future = self.host_calls.get(message.id)
             if future is not None and not future.done():
@@ -288,6 +302,11 @@ async def _run(fd: int) -> None:
     _, worker.channel = await loop.create_connection(
         lambda: frames.Channel(worker.on_message, worker.closed), sock=sock
     )
+    from plugbay.monitor import worker_side
+
+    worker_side.capture_output(
+        loop, worker.send, lambda: worker.plugin.id if worker.plugin else None
+    )
     try:
         await worker.done
     finally:
@@ -296,6 +315,9 @@ async def _run(fd: int) -> None:
 
 def main(fd: int) -> None:
     """Run the worker on an inherited socket until the host says goodbye or goes away."""
+    from plugbay.monitor import worker_side
+
+    worker_side.dump_stacks_on_signal()
     try:
         asyncio.run(_run(fd))
     finally:
