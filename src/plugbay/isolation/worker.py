@@ -307,6 +307,7 @@ async def _run(fd: int) -> None:
     worker_side.capture_output(
         loop, worker.send, lambda: worker.plugin.id if worker.plugin else None
     )
+    worker_side.dump_tasks_on_signal(loop)
     try:
         await worker.done
     finally:

@@ -19,7 +19,6 @@ import contextlib
 import logging
 import os
 import time
-import traceback
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -187,6 +186,8 @@ class PluginMonitor:
             track.usage = usage.get(rec.id)
             _cpu_percent(track, now)
             sample = self._sample(rec, track, now)
+            if not track.samples:  # calls before the first sample count in the first window
+                track.samples.append(Sample(now - 1e-3, 0, 0, {}, sample.rss, 0))
             track.samples.append(sample)
             while track.samples and track.samples[0].at < now - keep - self.settings.interval:
                 track.samples.popleft()
@@ -499,7 +500,7 @@ class PluginMonitor:
     def _owner_of(self, filename: str) -> str | None:
         for rec in list(self.manager.records_by_id.values()):
             m = rec.manifest
-            if m is not None and m.path is not None and filename.startswith(str(m.path) + os.sep):
+            if m is not None and m.root is not None and filename.startswith(str(m.root) + os.sep):
                 return rec.id
         return None
 
@@ -641,40 +642,7 @@ def _stacks_of(rec: PluginRecord) -> str:
 
 def _task_stacks(rec: PluginRecord) -> str:
     """The stacks of the host's tasks that are inside this plugin's code (inline)."""
+    from plugbay.monitor.worker_side import task_stacks
+
     m = rec.manifest
-    root = str(m.path) + os.sep if m is not None and m.path is not None else None
-    out = []
-    for task in asyncio.all_tasks():
-        frames = _coro_frames(task.get_coro())
-        if root is not None and not any(f.f_code.co_filename.startswith(root) for f in frames):
-            continue
-        lines = "".join(
-            traceback.format_list(
-                [
-                    traceback.FrameSummary(f.f_code.co_filename, f.f_lineno, f.f_code.co_name)
-                    for f in frames
-                ]
-            )
-        )
-        out.append(f"task {task.get_name()}:\n{lines}")
-    return "\n".join(out) or "(no task is inside the plugin's code)"
-
-
-def _coro_frames(coro: Any) -> list[Any]:
-    """The frames of a suspended coroutine chain, outermost first (``Task.get_stack``
-    gives only the outermost frame of a suspended coroutine)."""
-    frames = []
-    seen = 0
-    while coro is not None and seen < 100:
-        seen += 1
-        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
-        if frame is not None:
-            frames.append(frame)
-        nxt = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
-        if nxt is None and frame is not None:
-            # the inline backend resumes a command through a helper that holds it as `coro`
-            nxt = frame.f_locals.get("coro")
-            if nxt is coro:
-                nxt = None
-        coro = nxt
-    return frames
+    return task_stacks(str(m.root) if m is not None and m.root is not None else None)

@@ -22,10 +22,18 @@ import signal
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from typing import Any, Final
 
-__all__ = ["MEMFD_NAME", "capture_output", "dump_stacks_on_signal", "read_stacks"]
+__all__ = [
+    "MEMFD_NAME",
+    "capture_output",
+    "dump_stacks_on_signal",
+    "dump_tasks_on_signal",
+    "read_stacks",
+    "task_stacks",
+]
 
 MEMFD_NAME: Final = "plugbay-stacks"
 #: lines a second forwarded per stream (a burst of twice that is allowed)
@@ -33,6 +41,7 @@ LINES_PER_SECOND: Final = 200.0
 _MAX_LINE: Final = 8192
 
 _keep: list[Any] = []  # faulthandler needs its file kept open
+_TASKS_END: Final = "-- end of asyncio tasks --\n"
 
 
 def dump_stacks_on_signal() -> None:
@@ -44,6 +53,60 @@ def dump_stacks_on_signal() -> None:
     target = os.fdopen(fd, "w")
     _keep.append(target)
     faulthandler.register(signal.SIGUSR1, file=target, all_threads=True, chain=False)
+
+
+def dump_tasks_on_signal(loop: asyncio.AbstractEventLoop) -> None:
+    """In the worker: SIGUSR2 adds the stacks of its asyncio tasks (when its loop runs,
+    which is when an async command waits forever: a deadlock the threads' stacks miss)."""
+    if not _keep:
+        return
+    target = _keep[0]
+
+    def dump() -> None:
+        with contextlib.suppress(Exception):
+            target.write("asyncio tasks:\n" + task_stacks(None) + "\n" + _TASKS_END)
+            target.flush()
+
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+        loop.add_signal_handler(signal.SIGUSR2, dump)
+
+
+def task_stacks(root: str | None) -> str:
+    """Each asyncio task's stack, through every awaited coroutine; only the tasks
+    inside files under ``root`` when it is given."""
+    out = []
+    for task in asyncio.all_tasks():
+        frames = _coro_frames(task.get_coro())
+        if root is not None and not any(
+            f.f_code.co_filename.startswith(root + os.sep) for f in frames
+        ):
+            continue
+        summary = [
+            traceback.FrameSummary(f.f_code.co_filename, f.f_lineno, f.f_code.co_name)
+            for f in frames
+        ]
+        out.append(f"task {task.get_name()}:\n" + "".join(traceback.format_list(summary)))
+    return "\n".join(out) or "(no task is inside the plugin's code)"
+
+
+def _coro_frames(coro: Any) -> list[Any]:
+    """The frames of a suspended coroutine chain, outermost first (``Task.get_stack``
+    gives only the outermost frame of a suspended coroutine)."""
+    frames = []
+    seen = 0
+    while coro is not None and seen < 100:
+        seen += 1
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+        if frame is not None:
+            frames.append(frame)
+        nxt = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+        if nxt is None and frame is not None:
+            # the inline backend resumes a command through a helper that holds it as `coro`
+            nxt = frame.f_locals.get("coro")
+            if nxt is coro:
+                nxt = None
+        coro = nxt
+    return frames
 
 
 def read_stacks(pid: int, *, seen: int = 0, wait: float = 0.5) -> tuple[str, int]:
@@ -59,23 +122,34 @@ def read_stacks(pid: int, *, seen: int = 0, wait: float = 0.5) -> tuple[str, int
                 break
     if path is None:
         raise OSError("the worker has no stack file (faulthandler was not set up)")
-    os.kill(pid, signal.SIGUSR1)
+    os.kill(pid, signal.SIGUSR1)  # threads, at once, even if its loop is blocked
+    if _catches(pid, signal.SIGUSR2):  # (its default action would kill the worker)
+        os.kill(pid, signal.SIGUSR2)  # tasks, when its loop runs
     deadline = time.monotonic() + wait
     data = b""
     while time.monotonic() < deadline:
         time.sleep(0.01)
         with open(path, "rb") as f:
             data = f.read()
-        if len(data) > seen and data.endswith(b"\n"):
-            # faulthandler writes in pieces; a short pause tells us it is done
-            time.sleep(0.02)
-            with open(path, "rb") as f:
-                data = f.read()
+        if _TASKS_END.encode() in data[seen:]:
             break
+    # a blocked loop never adds its tasks: the threads' stacks are what there is
     text = data[seen:].decode("utf-8", "replace")
     if not text:
         raise OSError(f"the worker did not write its stacks within {wait:g} s")
     return text, len(data)
+
+
+def _catches(pid: int, signum: int) -> bool:
+    """Whether process ``pid`` has a handler for ``signum`` (``SigCgt`` in its status)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("SigCgt:"):
+                    return bool(int(line.split()[1], 16) >> (signum - 1) & 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    return False
 
 
 def capture_output(
