@@ -82,11 +82,31 @@ class _RemoteService:
 
 
 class _LogForwarder(logging.Handler):
+    """Sends records to the host, rate-limited here so a flood never fills the channel."""
+
     def __init__(self, worker: Worker) -> None:
+        from plugbay.monitor.logs import RateLimiter
+
         super().__init__(logging.DEBUG)
         self.worker = worker
+        self.limit = RateLimiter(500.0, 2000.0)
+        self.dropped = 0
 
     def emit(self, record: logging.LogRecord) -> None:
+        if not self.limit.allow():
+            self.dropped += 1
+            return
+        if self.dropped:
+            lost, self.dropped = self.dropped, 0
+            with contextlib.suppress(Exception):
+                self.worker.send(
+                    frames.Log(
+                        logging.WARNING,
+                        record.name,
+                        f"{lost} log records dropped in the worker (over 500 a second)",
+                        {"dropped": lost},
+                    )
+                )
         fields = getattr(record, "fields", None)
         with contextlib.suppress(Exception):
             self.worker.send(

@@ -197,6 +197,9 @@ class LogManager(logging.Handler):
 
     def security(self, plugin_id: str, message: str, **fields: Any) -> None:
         """A security event (denied permission, limit hit): never rate-limited away silently."""
+        fields = {
+            k: v for k, v in fields.items() if k not in ("message", "logger", "version", "when")
+        }
         self.add(plugin_id, logging.WARNING, message, logger=PREFIX + plugin_id + ".security",
                  security=True, **fields)  # fmt: skip
 

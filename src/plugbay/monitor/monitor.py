@@ -281,12 +281,11 @@ class PluginMonitor:
             return track.hung
         # inline: calls in flight and none finished since `stuck_since` means the oldest
         # of them has run at least that long (exact without a timer on the call path)
-        if sample.inflight <= 0 or sample.calls != track.stuck_calls:
+        if sample.inflight <= 0 or sample.calls != track.stuck_calls or track.stuck_since is None:
             track.stuck_since = now if sample.inflight > 0 else None
             track.stuck_calls = sample.calls
             track.hung = None
             return None
-        assert track.stuck_since is not None
         if now - track.stuck_since < after:
             return None
         if track.hung is None:
@@ -531,7 +530,7 @@ class PluginMonitor:
         if not isinstance(plugin, str):
             return
         if event.kind.startswith("security."):
-            fields = {k: v for k, v in event.data.items() if k != "plugin"}
+            fields = {k: v for k, v in event.data.items() if k not in ("plugin", "message")}
             self.logs.security(plugin, str(event.data.get("message", event.kind)), event=event.kind,
                                **fields)  # fmt: skip
             return
