@@ -148,22 +148,19 @@ class ManagerSettings:
 _NO_CONFIG: Final[Mapping[str, Any]] = {}
 
 
-class _Uncounted:
+class _Uncounted(CommandStats):
     """Stands in for a command's stats when monitoring is off: keeps nothing."""
 
-    __slots__ = ("pending",)
+    __slots__ = ()
 
-    def __init__(self) -> None:
-        self.pending: list[float] = []
-
-    def record(self, seconds: float, error: str | None = None) -> None:
+    def error(self, seconds: float | None, error: str) -> None:
         pass
-
-    def fold(self) -> None:
-        self.pending.clear()
 
 
 _FOLD_AT: Final = CommandStats.FOLD_AT
+_ALWAYS: Final = CommandStats.ALWAYS
+_EVERY_MASK: Final = CommandStats.EVERY - 1
+_clock = time.perf_counter
 
 
 _UNCOUNTED: Final = _Uncounted()
@@ -847,25 +844,29 @@ class PluginManager:
         spec = handle.commands.get(command)
         if spec is None:
             raise self._no_command(plugin_id, command, handle)
-        monitoring = self.settings.monitoring
-        stats = (
-            (metrics.commands.get(command) or metrics.for_command(command))
-            if monitoring
-            else _UNCOUNTED
-        )
+        # Counted exactly, timed by sampling (see CommandStats): `started` is 0.0 when
+        # this call is not timed.
+        started = 0.0
+        if self.settings.monitoring:
+            stats = metrics.commands.get(command) or metrics.for_command(command)
+            n = stats.started + 1
+            stats.started = n
+            if n <= _ALWAYS or not n & _EVERY_MASK:
+                started = _clock()
+        else:
+            stats = _UNCOUNTED
         if spec.timeout is not None and spec.timeout < timeout:
             timeout = spec.timeout
-        started = time.perf_counter() if monitoring else 0.0
         inflight[0] += 1  # what a reload drains before it retires this version
         try:
             kwargs = spec.validate_params(params, plugin=plugin_id, strict=strict)
             result = await handle.call(spec, kwargs, timeout)
             result = spec.validate_result(result, plugin=plugin_id)
         except PlugbayError as exc:
-            stats.record(time.perf_counter() - started, type(exc).__name__)
+            stats.error(_clock() - started if started else None, type(exc).__name__)
             raise
         except CallTimeout:
-            stats.record(time.perf_counter() - started, "PluginTimeout")
+            stats.error(_clock() - started if started else None, "PluginTimeout")
             raise PluginTimeout(
                 f"command '{command}' did not finish within {timeout:g} s",
                 plugin=plugin_id,
@@ -873,7 +874,7 @@ class PluginManager:
                 "if this command needs longer",
             ) from None
         except (Exception, SystemExit) as exc:  # sys.exit() in a plugin is its own failure
-            stats.record(time.perf_counter() - started, type(exc).__name__)
+            stats.error(_clock() - started if started else None, type(exc).__name__)
             raise PluginCallError(
                 f"command '{command}' raised {type(exc).__name__}: {exc}",
                 plugin=plugin_id,
@@ -886,9 +887,9 @@ class PluginManager:
             ) from exc
         finally:
             inflight[0] -= 1
-        if monitoring:  # the common case, inlined: one append (see CommandStats)
+        if started:  # a timed call, inlined: one append (see CommandStats)
             pending = stats.pending
-            pending.append(time.perf_counter() - started)
+            pending.append(_clock() - started)
             if len(pending) >= _FOLD_AT:
                 stats.fold()
         return result

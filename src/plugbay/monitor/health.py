@@ -130,7 +130,7 @@ class LoopWatchdog:
         return episodes
 
     def _run(self) -> None:
-        period = min(0.1, self.block_after / 4)
+        period = min(0.25, self.block_after / 4)
         while not self._stop.wait(period):
             try:
                 self._loop.call_soon_threadsafe(self._turned)

@@ -44,34 +44,57 @@ BUCKETS: Final[tuple[float, ...]] = (
 class CommandStats:
     """Calls, errors and a latency histogram of one command.
 
-    The call path only appends the duration to ``pending`` (tens of nanoseconds);
+    Counts are exact: the call path adds one to ``started`` on every call, and
+    every error is counted by type. Durations are *sampled*: every one of the
+    first :attr:`ALWAYS` calls is timed, then one call in :attr:`EVERY` (a timer
+    read and a histogram update cost more than the rest of monitoring, see
+    ``docs/architecture.md``). A timed duration is only appended to ``pending``;
     the event loop folds pending durations into the histogram in batches
     (:meth:`fold`). Readers in any thread combine the folded figures with a copy
-    of what is pending, so they see every call and never disturb the writer.
+    of what is pending, so they never disturb the writer.
     """
 
-    __slots__ = ("_buckets", "_calls", "_max", "_total", "errors", "errors_by_type", "pending")
+    __slots__ = (
+        "_buckets", "_max", "_timed", "_total", "errors", "errors_by_type", "pending", "started",
+    )  # fmt: skip
 
     #: fold once this many durations are pending
     FOLD_AT = 4096
+    #: time every call of the first ALWAYS, then one in EVERY (a power of two)
+    ALWAYS = 128
+    EVERY = 16
 
     def __init__(self) -> None:
         self.pending: list[float] = []
-        self._calls = 0
+        #: calls begun (exact)
+        self.started = 0
+        self._timed = 0
         self._total = 0.0
         self._max = 0.0
         self._buckets = [0] * (len(BUCKETS) + 1)
         self.errors = 0
         self.errors_by_type: Counter[str] = Counter()
 
-    def record(self, seconds: float, error: str | None = None) -> None:
-        pending = self.pending
-        pending.append(seconds)
+    def record(self, seconds: float | None, error: str | None = None) -> None:
+        """Count one call (or observation), with its duration when it was timed."""
+        self.started += 1
         if error is not None:
             self.errors += 1
             self.errors_by_type[error] += 1
-        if len(pending) >= self.FOLD_AT:
-            self.fold()
+        if seconds is not None:
+            pending = self.pending
+            pending.append(seconds)
+            if len(pending) >= self.FOLD_AT:
+                self.fold()
+
+    def error(self, seconds: float | None, error: str) -> None:
+        """A call already counted in ``started`` failed (the call path's error branch)."""
+        self.errors += 1
+        self.errors_by_type[error] += 1
+        if seconds is not None:
+            self.pending.append(seconds)
+            if len(self.pending) >= self.FOLD_AT:
+                self.fold()
 
     def fold(self) -> None:
         """Move pending durations into the histogram (call from the writing thread only)."""
@@ -82,7 +105,7 @@ class CommandStats:
         find = bisect.bisect_left
         for seconds in pending:
             buckets[find(BUCKETS, seconds)] += 1
-        self._calls += len(pending)
+        self._timed += len(pending)
         self._total += sum(pending)
         self._max = max(self._max, max(pending))
 
@@ -90,10 +113,17 @@ class CommandStats:
 
     @property
     def calls(self) -> int:
-        return self._calls + len(self.pending)
+        """Calls begun (exact)."""
+        return self.started
+
+    @property
+    def timed(self) -> int:
+        """Calls whose duration was measured (the histogram's count)."""
+        return self._timed + len(self.pending)
 
     @property
     def total_time(self) -> float:
+        """Sum of the measured durations."""
         return self._total + sum(tuple(self.pending))
 
     @property
@@ -125,31 +155,30 @@ class CommandStats:
 
     def export(self) -> list[Any]:
         """Plain data (for a worker to send its plugin's histograms to the host)."""
-        return [self.buckets, self.total_time, self.max_time, self.errors]
+        return [self.buckets, self.total_time, self.max_time, self.errors, self.started]
 
     @classmethod
     def load(cls, data: list[Any]) -> CommandStats:
         stats = cls()
-        buckets, total, most, errors = data
+        buckets, total, most, errors, started = data
         if len(buckets) == len(stats._buckets):
             stats._buckets = [int(n) for n in buckets]
-        stats._calls = sum(stats._buckets)
+        stats._timed = sum(stats._buckets)
         stats._total, stats._max, stats.errors = float(total), float(most), int(errors)
+        stats.started = int(started)
         return stats
 
-    def window(self, since: list[int]) -> list[int]:
-        """Bucket counts of the calls after a copy of :attr:`buckets` taken earlier."""
-        return [now - then for now, then in zip(self.buckets, since, strict=True)]
-
     def to_dict(self) -> dict[str, Any]:
-        calls = self.calls
+        calls, timed = self.calls, self.timed
         return {
             "calls": calls,
+            "timed": timed,
             "errors": self.errors,
             "error_rate": self.errors / calls if calls else 0.0,
-            "mean_seconds": self.total_time / calls if calls else None,
+            "mean_seconds": self.total_time / timed if timed else None,
             "max_seconds": self.max_time,
             "p50_seconds": self.quantile(0.5),
+            "p90_seconds": self.quantile(0.9),
             "p99_seconds": self.quantile(0.99),
             "errors_by_type": dict(self.errors_by_type),
         }

@@ -227,7 +227,7 @@ class PluginMonitor:
         specs = rec.commands
         for name, stats in list(rec.metrics.commands.items()):
             buckets = stats.buckets
-            calls += sum(buckets)
+            calls += stats.calls
             errors += stats.errors
             spec = specs.get(name)
             timeout = default_timeout
@@ -281,9 +281,10 @@ class PluginMonitor:
             return track.hung
         # inline: calls in flight and none finished since `stuck_since` means the oldest
         # of them has run at least that long (exact without a timer on the call path)
-        if sample.inflight <= 0 or sample.calls != track.stuck_calls or track.stuck_since is None:
+        done = sample.calls - sample.inflight  # calls begun and finished
+        if sample.inflight <= 0 or done != track.stuck_calls or track.stuck_since is None:
             track.stuck_since = now if sample.inflight > 0 else None
-            track.stuck_calls = sample.calls
+            track.stuck_calls = done
             track.hung = None
             return None
         if now - track.stuck_since < after:
