@@ -152,64 +152,86 @@ def _catches(pid: int, signum: int) -> bool:
     return False
 
 
+class _Stream:
+    """One captured stream: its pipe, its partial line and its rate limit."""
+
+    __slots__ = ("dropped", "last", "level", "name", "pending", "read_end", "tokens")
+
+    def __init__(self, read_end: int, name: str, level: int) -> None:
+        self.read_end, self.name, self.level = read_end, name, level
+        self.pending = b""
+        self.tokens, self.last, self.dropped = LINES_PER_SECOND * 2, time.monotonic(), 0
+
+    def lines(self, chunk: bytes) -> list[tuple[str, dict[str, Any] | None]]:
+        """The lines to forward from this chunk, within the rate limit."""
+        lines = (self.pending + chunk).split(b"\n")
+        self.pending = lines.pop()
+        if len(self.pending) > _MAX_LINE:
+            lines.append(self.pending)
+            self.pending = b""
+        now = time.monotonic()
+        self.tokens = min(LINES_PER_SECOND * 2, self.tokens + (now - self.last) * LINES_PER_SECOND)
+        self.last = now
+        out: list[tuple[str, dict[str, Any] | None]] = []
+        for line in lines:
+            if self.tokens < 1:
+                self.dropped += 1
+                continue
+            self.tokens -= 1
+            if self.dropped:
+                out.append((f"{self.dropped} lines of {self.name} dropped "
+                            f"(over {LINES_PER_SECOND:g} a second)", {"dropped": self.dropped}))  # fmt: skip
+                self.dropped = 0
+            out.append((line[:_MAX_LINE].decode("utf-8", "replace"), None))
+        return out
+
+
 def capture_output(
     loop: asyncio.AbstractEventLoop,
     send: Callable[[Any], None],
     plugin_id: Callable[[], str | None],
 ) -> None:
-    """In the worker: forward what is written to fd 1 and 2 as log frames."""
+    """In the worker: forward what is written to fd 1 and 2 as log frames.
+
+    One thread reads both pipes (a sandboxed worker's threads are counted against
+    its limit, so monitoring takes one, not two)."""
+    import select
+
     from plugbay.isolation import frames
 
-    for fd, stream, level in ((1, "stdout", logging.INFO), (2, "stderr", logging.WARNING)):
+    streams: dict[int, _Stream] = {}
+    for fd, name, level in ((1, "stdout", logging.INFO), (2, "stderr", logging.WARNING)):
         try:
             read_end, write_end = os.pipe()
             os.dup2(write_end, fd)
             os.close(write_end)
         except OSError:
             continue
+        streams[read_end] = _Stream(read_end, name, level)
 
-        def forward(read_end: int = read_end, stream: str = stream, level: int = level) -> None:
-            rate, tokens, last, dropped = (
-                LINES_PER_SECOND,
-                LINES_PER_SECOND * 2,
-                time.monotonic(),
-                0,
-            )
-            pending = b""
-
-            def emit(text: str, fields: dict[str, Any] | None = None) -> None:
-                pid = plugin_id() or "unknown"
-                message = frames.Log(level, f"plugbay.plugin.{pid}.{stream}", text, fields)
-                with contextlib.suppress(RuntimeError):  # the loop is gone: nobody listens
-                    loop.call_soon_threadsafe(send, message)
-
-            while True:
+    def forward() -> None:
+        while streams:
+            try:
+                ready, _, _ = select.select(list(streams), [], [])
+            except OSError:
+                return
+            for read_end in ready:
+                stream = streams[read_end]
                 try:
                     chunk = os.read(read_end, 65536)
                 except OSError:
-                    return
+                    chunk = b""
                 if not chunk:
-                    return
-                lines = (pending + chunk).split(b"\n")
-                pending = lines.pop()
-                if len(pending) > _MAX_LINE:
-                    lines.append(pending)
-                    pending = b""
-                now = time.monotonic()
-                tokens = min(rate * 2, tokens + (now - last) * rate)
-                last = now
-                for line in lines:
-                    if tokens < 1:
-                        dropped += 1
-                        continue
-                    tokens -= 1
-                    if dropped:
-                        emit(f"{dropped} lines of {stream} dropped (over {rate:g} a second)",
-                             {"dropped": dropped})  # fmt: skip
-                        dropped = 0
-                    emit(line[:_MAX_LINE].decode("utf-8", "replace"))
+                    del streams[read_end]
+                    continue
+                logger = f"plugbay.plugin.{plugin_id() or 'unknown'}.{stream.name}"
+                for text, fields in stream.lines(chunk):
+                    message = frames.Log(stream.level, logger, text, fields)
+                    with contextlib.suppress(RuntimeError):  # the loop is gone: nobody listens
+                        loop.call_soon_threadsafe(send, message)
 
-        threading.Thread(target=forward, name=f"plugbay-{stream}", daemon=True).start()
+    if streams:
+        threading.Thread(target=forward, name="plugbay-output", daemon=True).start()
     with contextlib.suppress(Exception):
         sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
         sys.stderr.reconfigure(line_buffering=True)  # type: ignore[union-attr]
