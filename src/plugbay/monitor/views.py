@@ -122,7 +122,13 @@ def _seconds(value: float | None) -> str:
 
 
 def _bytes(value: float | None) -> str:
-    return "shared" if value is None else f"{value / 2**20:.1f} MiB"
+    return "-" if value is None else f"{value / 2**20:.1f} MiB"
+
+
+def _memory(row: dict[str, Any]) -> str:
+    if row.get("isolation") == "inline" and row.get("state") == "active":
+        return "in host"  # an inline plugin shares the host's memory (in the title)
+    return _bytes(row.get("rss_bytes"))
 
 
 def top_table(snap: dict[str, Any]) -> Table:
@@ -156,7 +162,7 @@ def top_table(snap: dict[str, Any]) -> Table:
             "-" if errors is None else f"{errors:.0%}",
             _seconds(row.get("p50_seconds")),
             _seconds(row.get("p99_seconds")),
-            _bytes(row.get("rss_bytes")) if row.get("isolation") != "inline" else "in host",
+            _memory(row),
             "-" if cpu is None else f"{cpu:.0f}%",
             str(row.get("inflight", 0)),
             f"[red]{escape(', '.join(row.get('alerts') or []))}[/]",
