@@ -134,7 +134,10 @@ def firing(host: Host, plugin: str) -> set[str]:
 @pytest.fixture
 def misbehaving(plugins: PluginFactory) -> PluginFactory:
     plugins("acme.bad", MISBEHAVING, extra="[resources]\ntimeout = 2\n")
-    plugins("acme.boxed", MISBEHAVING, extra='isolation = "process"\n[resources]\ntimeout = 2\n')
+    plugins(
+        "acme.boxed", MISBEHAVING,
+        extra='isolation = "process"\n[resources]\ntimeout = 2\nmemory = "512MiB"\n',
+    )  # fmt: skip
     plugins("acme.watch", WATCHER, type="system", cls="W")
     return plugins
 
@@ -285,6 +288,33 @@ async def test_repeated_restarts_fire_and_clear(
         await until(lambda: "restarts" in firing(host, "acme.boxed"), "restarts fires")
         assert "crashed 2 times" in host.alerts("acme.boxed")[0]["message"]
         await until(lambda: "restarts" not in firing(host, "acme.boxed"), "restarts clears")
+
+
+# --------------------------------------------------------------------------- the spec's methods
+
+
+async def test_collect_metrics_report_issue_and_the_host_service(
+    misbehaving: PluginFactory, make_host: Callable[..., Host]
+) -> None:
+    from plugbay.host import HostInfo
+
+    async with make_host(monitor=FAST) as host:
+        monitor = host.monitor
+        assert monitor is not None
+        await host.call("acme.boxed", "square", x=3)
+        await until(
+            lambda: (monitor.collect_metrics("acme.boxed")["usage"] or {}).get("rss_bytes"), "usage"
+        )
+        figures = monitor.collect_metrics("acme.boxed")
+        assert figures["calls"] == 1 and figures["instances"] == 1 and figures["inflight"] == 0
+        assert 0 < figures["utilization"]["memory"] < 1  # of its 512 MiB
+        assert figures["commands"]["square"]["p90_seconds"] is not None
+        monitor.report_issue("acme.bad", "the cache is cold", misses=3)
+        await host.events.drain()
+        (issue,) = [r for r in host.logs("acme.bad") if r["message"] == "the cache is cold"]
+        assert issue["fields"]["misses"] == 3 and issue["level"] == 30
+        view = HostInfo(host)
+        assert view.health()["status"] == "green" and view.alerts() == []
 
 
 # --------------------------------------------------------------------------- health

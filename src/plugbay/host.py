@@ -119,6 +119,14 @@ class HostInfo:
             out.append(row)
         return out
 
+    def health(self) -> dict[str, Any]:
+        """Overall health and each plugin's (empty when monitoring is off)."""
+        return self._host.health() if self._host.monitor is not None else {}
+
+    def alerts(self) -> list[dict[str, Any]]:
+        """The alerts firing now."""
+        return self._host.alerts() if self._host.monitor is not None else []
+
 
 class Host:
     """A plugin host (async context manager). See the module docstring."""

@@ -611,22 +611,24 @@ def _with_cpu_percent(usage: dict[str, Any], monitor: PluginMonitor, now: float)
 
 
 def _utilization(rec: PluginRecord, usage: dict[str, Any] | None) -> dict[str, float]:
-    """Each limit the manifest sets, and the share of it in use (0..1)."""
+    """Each limit the plugin runs under (its placement's, else its manifest's), and the
+    share of it in use (1 = at the limit)."""
     from plugbay.manifest import parse_size
 
     if rec.manifest is None or usage is None or usage.get("shared"):
         return {}
-    res = rec.manifest.resources
+    placement = getattr(rec, "placement", None)
+    limits: dict[str, Any] = dict(getattr(placement, "limits", None) or {})
+    if not limits:
+        res = rec.manifest.resources
+        limits = {"memory": parse_size(res.memory), "cpu-seconds": res.cpu_seconds,
+                  "open-files": res.open_files, "threads": res.threads}  # fmt: skip
     out: dict[str, float] = {}
-    memory = parse_size(res.memory)
-    if memory and usage.get("rss_bytes") is not None:
-        out["memory"] = usage["rss_bytes"] / memory
-    if res.cpu_seconds and usage.get("cpu_seconds") is not None:
-        out["cpu_seconds"] = usage["cpu_seconds"] / res.cpu_seconds
-    if res.open_files and usage.get("open_files") is not None:
-        out["open_files"] = usage["open_files"] / res.open_files
-    if res.threads and usage.get("threads") is not None:
-        out["threads"] = usage["threads"] / res.threads
+    for limit, figure in (("memory", "rss_bytes"), ("cpu-seconds", "cpu_seconds"),
+                          ("open-files", "open_files"), ("threads", "threads")):  # fmt: skip
+        bound, value = limits.get(limit), usage.get(figure)
+        if bound and value is not None:
+            out[limit] = float(value) / float(bound)
     return out
 
 
