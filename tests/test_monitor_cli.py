@@ -118,10 +118,12 @@ def test_the_monitoring_commands_beside_a_running_host(running: Path) -> None:
     listed = json.loads(plugbay("alerts", "--json", cwd=running).stdout)
     assert {(a["plugin"], a["rule"]) for a in listed} >= {("acme.noisy", "error-rate")}
 
-    logs = eventually(["logs", "acme.caller"], running, "noise failed")
+    logs = eventually(["logs", "acme.caller", "-n", "100000"], running, "noise failed")
     assert "calling" in logs and "every=0.05" in logs
     assert "[stdout] hello from the caller's stdout" in logs
-    warnings = plugbay("logs", "acme.caller", "--level", "warning", cwd=running).stdout
+    warnings = plugbay(
+        "logs", "acme.caller", "--level", "warning", "-n", "100000", cwd=running
+    ).stdout
     assert "noise failed" in warnings and "calling" not in warnings
     bad = plugbay("logs", "acme.caller", "--level", "loud", cwd=running)
     assert bad.returncode == 2 and "unknown log level 'loud'" in bad.stderr
