@@ -652,3 +652,33 @@ async def test_bad_monitor_settings_are_refused_with_the_key(
     config.write_text("[monitor.alerts.queue]\nmax = 7\n")
     async with make_host(config_file=config) as host:
         assert host.monitor is not None and host.monitor.settings.alerts.queue.max == 7
+
+
+NOSY = """
+import socket
+from plugbay import UtilityPlugin, command
+
+class P(UtilityPlugin):
+    @command
+    def phone_home(self) -> str:
+        socket.create_connection(("127.0.0.1", 9), timeout=1).close()
+        return "connected"
+"""
+
+
+async def test_a_sandbox_denial_is_a_security_record_in_the_plugins_log(
+    plugins: PluginFactory, tmp_path: Path
+) -> None:
+    plugins("acme.nosy", NOSY)
+    async with Host(
+        plugins.root, state_dir=tmp_path / "state", entry_points=False, monitor=FAST
+    ) as host:  # the default policy: a sandboxed worker
+        with pytest.raises(PlugbayError):
+            await host.call("acme.nosy", "phone_home")
+        record = await until(
+            lambda: next((r for r in host.logs("acme.nosy") if r["fields"].get("security")), None),
+            "the denial in the plugin's log",
+        )
+        assert record["level"] == 30 and record["plugin"] == "acme.nosy"
+    with StateStore.open(tmp_path / "state") as store:
+        assert any(r["fields"].get("security") for r in store.logs("acme.nosy"))

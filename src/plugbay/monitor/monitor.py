@@ -532,8 +532,7 @@ class PluginMonitor:
             return
         if event.kind.startswith("security."):
             fields = {k: v for k, v in event.data.items() if k not in ("plugin", "message")}
-            self.logs.security(plugin, str(event.data.get("message", event.kind)), event=event.kind,
-                               **fields)  # fmt: skip
+            self.logs.security(plugin, _security_text(event), event=event.kind, **fields)
             return
         level = (
             logging.ERROR if event.kind in ("plugin.failed", "plugin.disabled") else logging.INFO
@@ -543,6 +542,24 @@ class PluginMonitor:
                       logger=PREFIX + plugin + ".lifecycle", event=event.kind)  # fmt: skip
         if event.kind == "plugin.reloaded":
             self.logs.forget(plugin)
+
+
+def _security_text(event: SystemEvent) -> str:
+    """One line for a sandbox's security event (``security.denied`` / ``.limit`` / ``.killed``)."""
+    data = event.data
+    if "message" in data:
+        return str(data["message"])
+    kind = event.kind.partition(".")[2]
+    layer = f" ({data['layer']})" if data.get("layer") else ""
+    if kind == "limit":
+        return f"limit hit: {data.get('limit', '?')}: {data.get('detail', '')}".rstrip(": ")
+    if kind == "killed":
+        return f"worker killed by the sandbox{layer}: {data.get('detail') or data.get('operation', '')}"
+    what = data.get("operation") or data.get("detail") or kind
+    text = f"permission denied: {what}{layer}"
+    if data.get("permission"):
+        text += f"; '{data['permission']}' is not granted"
+    return text
 
 
 def _merge(lists: list[list[int]]) -> list[int]:
