@@ -163,6 +163,9 @@ async def test_error_rate_fires_is_recorded_and_sent_to_system_plugins_then_clea
         await until(lambda: "error-rate" in firing(host, "acme.bad"), "error-rate fires")
         alert = host.alerts("acme.bad")[0]
         assert "4 of 4 calls failed" in alert["message"]
+        assert host.state is not None
+        (stored,) = host.state.alerts("acme.bad")  # recorded while it fires
+        assert stored["rule"] == "error-rate" and stored["cleared"] is None
         assert host.health()["plugins"][0]["status"] == "degraded"
         # recovers: the failures leave the window, successes come in
         await asyncio.sleep(0.6)
@@ -175,10 +178,8 @@ async def test_error_rate_fires_is_recorded_and_sent_to_system_plugins_then_clea
         assert ["alert.cleared", "acme.bad", "error-rate"] in seen
         logged = [r["message"] for r in host.logs("acme.bad")]
         assert any(m.startswith("alert error-rate:") for m in logged)
-    with StateStore.open(tmp_path / "state") as store:
-        (kept,) = [
-            a for a in store.alerts("acme.bad", open_only=False) if a["rule"] == "error-rate"
-        ]
+        assert host.state.alerts("acme.bad") == []  # closed when it cleared, host still up
+        (kept,) = host.state.alerts("acme.bad", open_only=False)
         assert kept["cleared"] is not None and kept["version"] == "1.0.0"
 
 
@@ -432,7 +433,7 @@ async def test_a_plugin_that_floods_its_log_is_rate_limited_and_counted(
 ) -> None:
     flood = {**FAST, "log-rate": 100, "log-burst": 200, "log-ring": 500}
     async with make_host(monitor=flood) as host:
-        assert await host.call(plugin, "chatter", lines=20_000) == 20_000
+        assert await host.call(plugin, "chatter", lines=5_000) == 5_000
         assert await host.call("acme.watch", "events") == []  # others keep serving
         await until(
             lambda: any("dropped" in r["message"] for r in host.logs(plugin, limit=1000)),
@@ -441,7 +442,7 @@ async def test_a_plugin_that_floods_its_log_is_rate_limited_and_counted(
         kept = host.logs(plugin, limit=10_000)
         assert len(kept) <= 500
         if plugin == "acme.bad":
-            assert host.monitor.logs.dropped()[plugin] > 10_000  # type: ignore[union-attr]
+            assert host.monitor.logs.dropped()[plugin] > 4_000  # type: ignore[union-attr]
 
 
 def test_log_retention_keeps_the_newest_per_plugin(tmp_path: Path) -> None:

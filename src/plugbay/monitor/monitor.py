@@ -143,8 +143,12 @@ class PluginMonitor:
             if track.checking is not None:
                 track.checking.cancel()
         self.manager.events.unsubscribe("plugbay.monitor")
+        store = self._store()
         with contextlib.suppress(Exception):
-            await asyncio.to_thread(self.logs.persist, self._store())
+            await asyncio.to_thread(self.logs.persist, store)
+        if store is not None:
+            with contextlib.suppress(Exception):
+                store.clear_open_alerts()  # nothing holds once the host is gone
         plugin_logger = logging.getLogger(PREFIX.rstrip("."))
         plugin_logger.removeHandler(self.logs)
         if self._saved_level is not None:
