@@ -18,7 +18,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
@@ -27,6 +27,9 @@ from rich.table import Table
 from rich.tree import Tree
 
 from plugbay.errors import PlugbayError
+
+if TYPE_CHECKING:
+    from plugbay.monitor.views import StateSource
 
 __all__ = ["app", "main"]
 
@@ -913,7 +916,7 @@ def _store_op(state_dir: Path, fn: Callable[[Any], T]) -> T:
 # --------------------------------------------------------------------------- monitoring
 
 
-def _source(state_dir: Path) -> Any:
+def _source(state_dir: Path) -> StateSource:
     from plugbay.monitor.views import StateSource
 
     try:
@@ -992,7 +995,7 @@ def alerts(
 
     source = _source(state)
     try:
-        rows = source.store.alerts(plugin_id, open_only=not all_, limit=limit)
+        rows = source.alerts(plugin_id, open_only=not all_, limit=limit)
     except PlugbayError as exc:
         _fail(exc)
     finally:

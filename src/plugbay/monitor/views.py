@@ -29,7 +29,7 @@ class MonitorSource(Protocol):
         ...
 
     def alerts(
-        self, plugin_id: str | None = None, *, open_only: bool = True
+        self, plugin_id: str | None = None, *, open_only: bool = True, limit: int = 200
     ) -> list[dict[str, Any]]: ...
 
     def logs(
@@ -52,12 +52,12 @@ class HostSource:
         return {"time": time.time(), **self.host.snapshot()}
 
     def alerts(
-        self, plugin_id: str | None = None, *, open_only: bool = True
+        self, plugin_id: str | None = None, *, open_only: bool = True, limit: int = 200
     ) -> list[dict[str, Any]]:
         state = self.host.state
         if open_only or state is None:
-            return self.host.alerts(plugin_id)
-        return state.alerts(plugin_id, open_only=False)
+            return self.host.alerts(plugin_id)[:limit]
+        return state.alerts(plugin_id, open_only=False, limit=limit)
 
     def logs(
         self,
@@ -87,9 +87,9 @@ class StateSource:
         return {"time": when, "host": host, "plugins": [r for r in rows if r.get("kind") != "host"]}
 
     def alerts(
-        self, plugin_id: str | None = None, *, open_only: bool = True
+        self, plugin_id: str | None = None, *, open_only: bool = True, limit: int = 200
     ) -> list[dict[str, Any]]:
-        return self.store.alerts(plugin_id, open_only=open_only)
+        return self.store.alerts(plugin_id, open_only=open_only, limit=limit)
 
     def logs(
         self,
