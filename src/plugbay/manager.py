@@ -168,8 +168,6 @@ class _Uncounted(CommandStats):
 
 
 _FOLD_AT: Final = CommandStats.FOLD_AT
-_ALWAYS: Final = CommandStats.ALWAYS
-_EVERY_MASK: Final = CommandStats.EVERY - 1
 _clock = time.perf_counter
 
 
@@ -201,7 +199,14 @@ class PluginManager:
         self._config_for = config_for or (lambda plugin_id: _NO_CONFIG)
         self._records: dict[str, PluginRecord] = {}
         # the hot path's routing table: id → (handle, metrics, timeout), active plugins only
-        self._routes: dict[str, tuple[PluginHandle, PluginMetrics, float, list[int]]] = {}
+        # (+ each command's spec and stats, so a call finds both with one lookup)
+        self._routes: dict[
+            str,
+            tuple[
+                PluginHandle, PluginMetrics, float, list[int],
+                dict[str, tuple[CommandSpec, CommandStats]],
+            ],
+        ] = {}  # fmt: skip
         self._lock = asyncio.Lock()
         self._restarts: dict[str, asyncio.Task[None]] = {}
 
@@ -439,7 +444,13 @@ class PluginManager:
             _positive(manifest.resources.timeout) or self.settings.call_timeout,
             self.settings.max_call_timeout,
         )
-        self._routes[manifest.id] = (handle, metrics, timeout, [0])
+        self._routes[manifest.id] = (
+            handle,
+            metrics,
+            timeout,
+            [0],
+            _table(handle, metrics, self.settings.monitoring),
+        )
         self._set_state(rec, PluginState.ACTIVE)
         instance = handle.instance
         if isinstance(instance, SystemPlugin):
@@ -700,12 +711,18 @@ class PluginManager:
                 log.error("%s", error)
                 raise error from exc
             # the switch: from here on, new calls go to the new version
-            old_handle, metrics, _, inflight = route
+            old_handle, metrics, _, inflight, _ = route
             timeout = min(
                 _positive(new.resources.timeout) or self.settings.call_timeout,
                 self.settings.max_call_timeout,
             )
-            self._routes[plugin_id] = (handle, metrics, timeout, [0])
+            self._routes[plugin_id] = (
+                handle,
+                metrics,
+                timeout,
+                [0],
+                _table(handle, metrics, self.settings.monitoring),
+            )
             if hasattr(handle, "on_crash"):
                 handle.on_crash = functools.partial(self._crashed, rec)
             rec.handle, rec.manifest, rec.config = handle, new, config
@@ -897,21 +914,19 @@ class PluginManager:
         route = self._routes.get(plugin_id)
         if route is None:
             raise self._not_callable(plugin_id)
-        handle, metrics, timeout, inflight = route
-        spec = handle.commands.get(command)
-        if spec is None:
+        handle, _, timeout, inflight, table = route
+        entry = table.get(command)
+        if entry is None:
             raise self._no_command(plugin_id, command, handle)
+        spec, stats = entry
         # Counted exactly, timed by sampling (see CommandStats): `started` is 0.0 when
         # this call is not timed.
         started = 0.0
         if self.settings.monitoring:
-            stats = metrics.commands.get(command) or metrics.for_command(command)
-            n = stats.started + 1
-            stats.started = n
-            if n <= _ALWAYS or not n & _EVERY_MASK:
+            left = stats.left - 1
+            stats.left = left
+            if not left:
                 started = _clock()
-        else:
-            stats = _UNCOUNTED
         if spec.timeout is not None and spec.timeout < timeout:
             timeout = spec.timeout
         inflight[0] += 1  # what a reload drains before it retires this version
@@ -921,9 +936,13 @@ class PluginManager:
             result = spec.validate_result(result, plugin=plugin_id)
         except PlugbayError as exc:
             stats.error(_clock() - started if started else None, type(exc).__name__)
+            if started:
+                stats.next_period()
             raise
         except CallTimeout:
             stats.error(_clock() - started if started else None, "PluginTimeout")
+            if started:
+                stats.next_period()
             raise PluginTimeout(
                 f"command '{command}' did not finish within {timeout:g} s",
                 plugin=plugin_id,
@@ -932,6 +951,8 @@ class PluginManager:
             ) from None
         except (Exception, SystemExit) as exc:  # sys.exit() in a plugin is its own failure
             stats.error(_clock() - started if started else None, type(exc).__name__)
+            if started:
+                stats.next_period()
             raise PluginCallError(
                 f"command '{command}' raised {type(exc).__name__}: {exc}",
                 plugin=plugin_id,
@@ -945,9 +966,9 @@ class PluginManager:
         finally:
             inflight[0] -= 1
         if started:  # a timed call, inlined: one append (see CommandStats)
-            pending = stats.pending
-            pending.append(_clock() - started)
-            if len(pending) >= _FOLD_AT:
+            stats.pending.append(_clock() - started)
+            stats.next_period()
+            if len(stats.pending) >= _FOLD_AT:
                 stats.fold()
         return result
 
@@ -1053,3 +1074,14 @@ class PluginManager:
 
 def _positive(value: float | None) -> float | None:
     return value if value is not None and value > 0 else None
+
+
+def _table(
+    handle: PluginHandle, metrics: PluginMetrics, monitoring: bool
+) -> dict[str, tuple[CommandSpec, CommandStats]]:
+    """Each command of a handle with its stats (kept across reloads: they are the plugin's);
+    with monitoring off, a stand-in that keeps nothing."""
+    return {
+        name: (spec, metrics.for_command(name) if monitoring else _UNCOUNTED)
+        for name, spec in handle.commands.items()
+    }

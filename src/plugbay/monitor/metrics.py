@@ -44,30 +44,35 @@ BUCKETS: Final[tuple[float, ...]] = (
 class CommandStats:
     """Calls, errors and a latency histogram of one command.
 
-    Counts are exact: the call path adds one to ``started`` on every call, and
-    every error is counted by type. Durations are *sampled*: every one of the
-    first :attr:`ALWAYS` calls is timed, then one call in :attr:`EVERY` (a timer
-    read and a histogram update cost more than the rest of monitoring, see
-    ``docs/architecture.md``). A timed duration is only appended to ``pending``;
+    Counts are exact and durations *sampled*: every one of the first
+    :attr:`ALWAYS` calls is timed, then one call in :attr:`EVERY` (a timer read
+    and a histogram update cost more than the rest of monitoring, see
+    ``docs/architecture.md``). The call path only counts down ``left`` and times
+    the call that reaches zero; that call starts the next period (:meth:`next_period`),
+    and the number of calls is the periods done plus the current one's progress.
+    Every error is counted by type. A timed duration is only appended to ``pending``;
     the event loop folds pending durations into the histogram in batches
     (:meth:`fold`). Readers in any thread combine the folded figures with a copy
     of what is pending, so they never disturb the writer.
     """
 
     __slots__ = (
-        "_buckets", "_max", "_timed", "_total", "errors", "errors_by_type", "pending", "started",
+        "_buckets", "_max", "_timed", "_total", "base", "errors", "errors_by_type", "left",
+        "pending", "period",
     )  # fmt: skip
 
     #: fold once this many durations are pending
     FOLD_AT = 4096
     #: time every call of the first ALWAYS, then one in EVERY (a power of two)
     ALWAYS = 128
-    EVERY = 16
+    EVERY = 32
 
     def __init__(self) -> None:
         self.pending: list[float] = []
-        #: calls begun (exact)
-        self.started = 0
+        #: calls before the current period, the period's length, calls left in it
+        self.base = 0
+        self.period = 1
+        self.left = 1
         self._timed = 0
         self._total = 0.0
         self._max = 0.0
@@ -75,9 +80,20 @@ class CommandStats:
         self.errors = 0
         self.errors_by_type: Counter[str] = Counter()
 
+    @property
+    def started(self) -> int:
+        """Calls begun (exact)."""
+        return self.base + self.period - self.left
+
+    def next_period(self) -> None:
+        """The call that counted ``left`` down to zero was timed and is done: start the
+        next period. Calls begun meanwhile (``left`` below zero) stay counted."""
+        self.base += self.period - self.left
+        self.period = self.left = 1 if self.base < self.ALWAYS else self.EVERY
+
     def record(self, seconds: float | None, error: str | None = None) -> None:
-        """Count one call (or observation), with its duration when it was timed."""
-        self.started += 1
+        """Count one observation (a plugin's histogram: every one timed), or a failed call."""
+        self.base += 1
         if error is not None:
             self.errors += 1
             self.errors_by_type[error] += 1
@@ -165,7 +181,7 @@ class CommandStats:
             stats._buckets = [int(n) for n in buckets]
         stats._timed = sum(stats._buckets)
         stats._total, stats._max, stats.errors = float(total), float(most), int(errors)
-        stats.started = int(started)
+        stats.base, stats.period, stats.left = int(started), 1, 1
         return stats
 
     def to_dict(self) -> dict[str, Any]:
