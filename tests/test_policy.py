@@ -12,6 +12,7 @@ import pytest
 
 from plugbay import ConfigError, PermissionDenied
 from plugbay.host import Host
+from plugbay.isolation._cgroups import discover
 from plugbay.isolation.policy import IsolationPolicy
 from plugbay.manifest import load_manifest
 from tests.conftest import PluginFactory
@@ -165,6 +166,11 @@ async def test_secrets_and_environment_reach_a_sandboxed_plugin_only_when_grante
             "cgroup", "netns", "userns", "environ", "rlimits", "no_new_privs", "landlock", "seccomp",
         ]  # fmt: skip
         assert all(layer["active"] for layer in info["sandbox"]["layers"])
+        group = host.plugin("acme.granted").handle.cgroup  # type: ignore[union-attr]
+        cgroup_dirs = list(discover().dirs(group).values())
+        assert cgroup_dirs and all(Path(d).is_dir() for d in cgroup_dirs)  # noqa: ASYNC240
+    # the host's stop removed every worker's cgroup
+    assert not any(Path(d).exists() for d in cgroup_dirs)  # noqa: ASYNC240
 
 
 def plugbay(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
