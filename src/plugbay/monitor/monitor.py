@@ -38,6 +38,30 @@ __all__ = ["PluginMonitor"]
 
 log = logging.getLogger("plugbay.monitor")
 
+
+class _Verbose:
+    """Plugin loggers pass every level while any monitor runs (hosts may overlap); the
+    application's level comes back when the last one stops."""
+
+    users: set[int] = set()
+    saved = logging.NOTSET
+
+    @classmethod
+    def enter(cls, monitor: object) -> None:
+        logger = logging.getLogger(PREFIX.rstrip("."))
+        if not cls.users:
+            cls.saved = logger.level
+            logger.setLevel(logging.DEBUG)
+        cls.users.add(id(monitor))
+
+    @classmethod
+    def leave(cls, monitor: object) -> None:
+        if id(monitor) in cls.users:
+            cls.users.discard(id(monitor))
+            if not cls.users:
+                logging.getLogger(PREFIX.rstrip(".")).setLevel(cls.saved)
+
+
 #: error types that are a limit being hit or a permission denied (logged as security events)
 _SECURITY_ERRORS = {
     "PluginTimeout": "limit hit: a call ran past its timeout",
@@ -93,7 +117,6 @@ class PluginMonitor:
         self._host_usage: dict[str, Any] | None = None
         self._host_cpu: tuple[float, float] | None = None
         self._ticks = 0
-        self._saved_level: int | None = None
         self.started = time.time()
 
     # ------------------------------------------------------------------ lifecycle
@@ -111,9 +134,7 @@ class PluginMonitor:
     async def start(self) -> None:
         plugin_logger = logging.getLogger(PREFIX.rstrip("."))
         plugin_logger.addHandler(self.logs)
-        if plugin_logger.level == logging.NOTSET or plugin_logger.level > logging.DEBUG:
-            self._saved_level = plugin_logger.level
-            plugin_logger.setLevel(logging.DEBUG)
+        _Verbose.enter(self)
         self.manager.events.subscribe(
             Subscriber("plugbay.monitor", -(10**9), ("plugin.*", "security.*"), self._on_event)
         )
@@ -151,8 +172,7 @@ class PluginMonitor:
                 store.clear_open_alerts()  # nothing holds once the host is gone
         plugin_logger = logging.getLogger(PREFIX.rstrip("."))
         plugin_logger.removeHandler(self.logs)
-        if self._saved_level is not None:
-            plugin_logger.setLevel(self._saved_level)
+        _Verbose.leave(self)
 
     async def _run(self) -> None:
         while True:
