@@ -536,7 +536,7 @@ class ProcessHandle:
             if silent > self.heartbeat_timeout:
                 with contextlib.suppress(OSError):  # what it was doing, for the record
                     log.error("plugin '%s': worker %d stopped answering; its stacks:\n%s",
-                              self.manifest.id, self.pid, self.dump_stacks())  # fmt: skip
+                              self.manifest.id, self.pid, self.dump_stacks(tasks=False))  # fmt: skip
                 error = PluginCrashed(
                     f"its worker stopped answering its heartbeat ({silent:.1f} s without a reply) "
                     "and was killed",
@@ -622,11 +622,12 @@ class ProcessHandle:
             return f"its worker has not answered its heartbeat for {silent:.1f} s"
         return None
 
-    def dump_stacks(self) -> str:
-        """Every thread's stack in the worker now (faulthandler; works while it is blocked)."""
+    def dump_stacks(self, *, tasks: bool = True) -> str:
+        """Every thread's stack in the worker now (faulthandler; works while it is blocked),
+        and its asyncio tasks' when ``tasks`` (its loop must run to give those)."""
         from plugbay.monitor.worker_side import read_stacks
 
-        text, self._stacks_seen = read_stacks(self.pid, seen=self._stacks_seen)
+        text, self._stacks_seen = read_stacks(self.pid, seen=self._stacks_seen, tasks=tasks)
         return text
 
     def usage(self) -> dict[str, Any]:

@@ -219,7 +219,7 @@ class PluginMonitor:
             track.blocked = [b for b in blocked if b.plugin == rec.id]
             if ongoing is not None and ongoing.plugin == rec.id:
                 track.blocked.append(ongoing)
-            hung = self._hung(rec, track, sample, now)
+            hung = await self._hung(rec, track, sample, now)
             holding = evaluate(rules, list(track.samples), crashes=rec.crashes, hung=hung, now=now)
             self.alerts.update(rec.id, rec.version, holding)
             self._schedule_readiness(rec, track, now)
@@ -273,7 +273,7 @@ class PluginMonitor:
 
     # ------------------------------------------------------------------ hung calls
 
-    def _hung(
+    async def _hung(
         self, rec: PluginRecord, track: _Track, sample: Sample, now: float
     ) -> Condition | None:
         after = self.settings.alerts.hung.after
@@ -293,7 +293,9 @@ class PluginMonitor:
                 track.hung = None
                 return None
             if track.hung is None:
-                stack = _stacks_of(rec)
+                # a worker's stacks take a signal and a read of /proc: off the loop
+                remote = getattr(rec.handle, "dump_stacks", None) is not None
+                stack = await asyncio.to_thread(_stacks_of, rec) if remote else _task_stacks(rec)
                 track.hung = Condition(
                     "hung",
                     f"a call to '{oldest[1]}' has run {now - oldest[0]:.1f} s without finishing",

@@ -109,9 +109,12 @@ def _coro_frames(coro: Any) -> list[Any]:
     return frames
 
 
-def read_stacks(pid: int, *, seen: int = 0, wait: float = 0.5) -> tuple[str, int]:
-    """In the host: ask worker ``pid`` for its stacks and read them.
+def read_stacks(
+    pid: int, *, seen: int = 0, tasks: bool = True, wait: float = 0.3
+) -> tuple[str, int]:
+    """In the host: ask worker ``pid`` for its stacks and read them (blocks up to ``wait``).
 
+    ``tasks=False`` when its loop is known to be blocked (its tasks cannot answer).
     Returns the new text and the file's length now (pass it back as ``seen`` next
     time, so each call returns only its own dump)."""
     path = None
@@ -123,16 +126,20 @@ def read_stacks(pid: int, *, seen: int = 0, wait: float = 0.5) -> tuple[str, int
     if path is None:
         raise OSError("the worker has no stack file (faulthandler was not set up)")
     os.kill(pid, signal.SIGUSR1)  # threads, at once, even if its loop is blocked
-    if _catches(pid, signal.SIGUSR2):  # (its default action would kill the worker)
+    tasks = tasks and _catches(pid, signal.SIGUSR2)  # (its default action would kill it)
+    if tasks:
         os.kill(pid, signal.SIGUSR2)  # tasks, when its loop runs
     deadline = time.monotonic() + wait
-    data = b""
+    data, size = b"", -1
     while time.monotonic() < deadline:
         time.sleep(0.01)
         with open(path, "rb") as f:
             data = f.read()
-        if _TASKS_END.encode() in data[seen:]:
+        if tasks and _TASKS_END.encode() in data[seen:]:
             break
+        if not tasks and len(data) > seen and len(data) == size:
+            break  # faulthandler is done: the file stopped growing
+        size = len(data)
     # a blocked loop never adds its tasks: the threads' stacks are what there is
     text = data[seen:].decode("utf-8", "replace")
     if not text:
