@@ -318,6 +318,18 @@ async def test_collect_metrics_report_issue_and_the_host_service(
         assert view.health()["status"] == "green" and view.alerts() == []
 
 
+async def test_a_worker_killed_for_blocking_its_loop_leaves_its_stack_in_the_log(
+    misbehaving: PluginFactory, make_host: Callable[..., Host]
+) -> None:
+    async with make_host(monitor=FAST, max_crashes=10) as host:
+        with pytest.raises(PlugbayError, match="stopped answering its heartbeat"):
+            await host.call("acme.boxed", "block", seconds=5)
+        (record,) = [r for r in host.logs("acme.boxed") if "its stacks:" in r["message"]]
+        # faulthandler's words: the worker's main thread, inside the plugin's command
+        assert 'main.py", line' in record["message"] and "in block" in record["message"]
+        assert record["level"] == 40
+
+
 # --------------------------------------------------------------------------- health
 
 HEALTHY = """

@@ -534,9 +534,11 @@ class ProcessHandle:
                 self._last_pong += stalled
             silent = now - self._last_pong
             if silent > self.heartbeat_timeout:
-                with contextlib.suppress(OSError):  # what it was doing, for the record
-                    log.error("plugin '%s': worker %d stopped answering; its stacks:\n%s",
-                              self.manifest.id, self.pid, self.dump_stacks(tasks=False))  # fmt: skip
+                with contextlib.suppress(OSError):  # what it was doing, in the plugin's log
+                    logging.getLogger(f"plugbay.plugin.{self.manifest.id}").error(
+                        "worker %d stopped answering its heartbeat; its stacks:\n%s",
+                        self.pid, self.dump_stacks(tasks=False),
+                    )  # fmt: skip
                 error = PluginCrashed(
                     f"its worker stopped answering its heartbeat ({silent:.1f} s without a reply) "
                     "and was killed",
