@@ -75,8 +75,6 @@ _SECURITY_ERRORS = {
 class _Track:
     samples: deque[Sample] = field(default_factory=deque)
     errors_seen: Counter[str] = field(default_factory=Counter)
-    stuck_since: float | None = None
-    stuck_calls: int = -1
     hung: Condition | None = None
     cpu: tuple[float, float] | None = None  # (monotonic, cpu seconds)
     cpu_percent: float | None = None
@@ -204,7 +202,7 @@ class PluginMonitor:
             track = self._tracks.setdefault(rec.id, _Track())
             if str(rec.state) != "active" or rec.metrics is None:
                 track.samples.clear()
-                track.stuck_since, track.hung = None, None
+                track.hung = None
                 self.alerts.update(rec.id, rec.version, self._restart_only(rec, now))
                 continue
             track.usage = usage.get(rec.id)
@@ -285,46 +283,24 @@ class PluginMonitor:
                 + (" (still blocked)" if worst.ongoing else ""),
                 {"seconds": round(worst.seconds, 3), "stack": worst.stack, "kind": "loop-blocked"},
             )
-        # a worker knows when each of its calls started
+        # each backend knows when its calls in flight started (inline: those that suspended)
         running = getattr(rec.handle, "running", None)
-        if callable(running):
-            oldest = min(running(), default=None)
-            if oldest is None or now - oldest[0] < after:
-                track.hung = None
-                return None
-            if track.hung is None:
-                # a worker's stacks take a signal and a read of /proc: off the loop
-                remote = getattr(rec.handle, "dump_stacks", None) is not None
-                stack = await asyncio.to_thread(_stacks_of, rec) if remote else _task_stacks(rec)
-                track.hung = Condition(
-                    "hung",
-                    f"a call to '{oldest[1]}' has run {now - oldest[0]:.1f} s without finishing",
-                    {"command": oldest[1], "seconds": round(now - oldest[0], 3), "stack": stack,
-                     "kind": "call"},
-                )  # fmt: skip
-                self.logs.add(rec.id, logging.ERROR, f"hung call to '{oldest[1]}'; its stack:\n{stack}",
-                              alert="hung")  # fmt: skip
-            return track.hung
-        # inline: calls in flight and none finished since `stuck_since` means the oldest
-        # of them has run at least that long (exact without a timer on the call path)
-        done = sample.calls - sample.inflight  # calls begun and finished
-        if sample.inflight <= 0 or done != track.stuck_calls or track.stuck_since is None:
-            track.stuck_since = now if sample.inflight > 0 else None
-            track.stuck_calls = done
+        oldest = min(running(), default=None) if callable(running) else None
+        if oldest is None or now - oldest[0] < after:
             track.hung = None
             return None
-        if now - track.stuck_since < after:
-            return None
         if track.hung is None:
-            stack = _task_stacks(rec)
+            # a worker's stacks take a signal and a read of /proc: off the loop
+            remote = getattr(rec.handle, "dump_stacks", None) is not None
+            stack = await asyncio.to_thread(_stacks_of, rec) if remote else _task_stacks(rec)
             track.hung = Condition(
                 "hung",
-                f"{sample.inflight} call(s) have run {now - track.stuck_since:.1f} s or more "
-                "without any finishing",
-                {"inflight": sample.inflight, "seconds": round(now - track.stuck_since, 3),
-                 "stack": stack, "kind": "call"},
+                f"a call to '{oldest[1]}' has run {now - oldest[0]:.1f} s without finishing",
+                {"command": oldest[1], "seconds": round(now - oldest[0], 3), "stack": stack,
+                 "kind": "call"},
             )  # fmt: skip
-            self.logs.add(rec.id, logging.ERROR, f"hung call; its stack:\n{stack}", alert="hung")
+            self.logs.add(rec.id, logging.ERROR, f"hung call to '{oldest[1]}'; its stack:\n{stack}",
+                          alert="hung")  # fmt: skip
         return track.hung
 
     def _blocked_now(self, block: Blocked) -> None:
