@@ -693,5 +693,14 @@ async def test_a_sandbox_denial_is_a_security_record_in_the_plugins_log(
             "the denial in the plugin's log",
         )
         assert record["level"] == 30 and record["plugin"] == "acme.nosy"
+        assert record["message"].startswith("permission denied: ")
+        # a sandboxed worker's data directory is measured against its storage quota
+        monitor = host.monitor
+        assert monitor is not None
+        await until(
+            lambda: monitor.collect_metrics("acme.nosy")["utilization"].get("storage") is not None,
+            "storage measured",
+        )
+        assert 0 <= monitor.collect_metrics("acme.nosy")["utilization"]["storage"] < 1
     with StateStore.open(tmp_path / "state") as store:
         assert any(r["fields"].get("security") for r in store.logs("acme.nosy"))

@@ -644,7 +644,8 @@ def _utilization(rec: PluginRecord, usage: dict[str, Any] | None) -> dict[str, f
                   "open-files": res.open_files, "threads": res.threads}  # fmt: skip
     out: dict[str, float] = {}
     for limit, figure in (("memory", "rss_bytes"), ("cpu-seconds", "cpu_seconds"),
-                          ("open-files", "open_files"), ("threads", "threads")):  # fmt: skip
+                          ("open-files", "open_files"), ("threads", "threads"),
+                          ("storage", "storage_bytes")):  # fmt: skip
         bound, value = limits.get(limit), usage.get(figure)
         if bound and value is not None:
             out[limit] = float(value) / float(bound)

@@ -53,6 +53,7 @@ _USAGE = (
     ("net_tx_bytes", "plugbay_plugin_network_transmit_bytes", "Bytes sent from the worker's network namespace.", True),
     ("open_files", "plugbay_plugin_open_files", "Open file descriptors of the worker.", False),
     ("threads", "plugbay_plugin_threads", "Threads of the worker.", False),
+    ("storage_bytes", "plugbay_plugin_storage_bytes", "Bytes in the plugin's data directory.", False),
 )  # fmt: skip
 
 
