@@ -133,6 +133,12 @@ def test_the_monitoring_commands_beside_a_running_host(running: Path) -> None:
     top = eventually(["top", "--once"], running, "error-rate")
     assert "acme.caller" in top and "acme.noisy" in top and "health" in top
 
+    health = plugbay("health", "--json", cwd=running)
+    assert health.returncode == 0  # degraded is not failing
+    rows = {r["id"]: r for r in json.loads(health.stdout)["plugins"]}
+    assert rows["acme.noisy"]["health"] == "degraded" and rows["acme.caller"]["health"] == "green"
+    assert any("alert error-rate" in why for why in rows["acme.noisy"]["reasons"])
+
     metrics = plugbay("metrics", cwd=running).stdout
     assert (
         'plugbay_plugin_alert_firing{plugin="acme.noisy",rule="error-rate",version="1.0.0"} 1.0'

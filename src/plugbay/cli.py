@@ -1010,6 +1010,38 @@ def alerts(
 
 
 @app.command()
+def health(
+    plugins: PluginsOpt = None,
+    state: StateOpt = Path(".plugbay"),
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Each plugin's health (live, ready, green / degraded / failing, and why) and the
+    host's; exits 1 when the host is failing. Beside a running host, that host's."""
+    from plugbay.monitor.views import HostSource, health_table
+
+    if _running_host(state) is not None:
+        source = _source(state)
+        try:
+            snap = source.snapshot()
+        finally:
+            source.close()
+    else:
+
+        async def body(host: Any) -> dict[str, Any]:
+            if host.monitor is not None:
+                await host.monitor.tick()
+            return HostSource(host).snapshot()
+
+        snap = _with_host(_host_kwargs(plugins, state, config), body, as_json=as_json)
+    if as_json:
+        out.print_json(json.dumps(snap, default=str))
+    else:
+        out.print(health_table(snap))
+    raise typer.Exit(1 if (snap.get("host") or {}).get("health") == "failing" else 0)
+
+
+@app.command()
 def top(
     plugins: PluginsOpt = None,
     state: StateOpt = Path(".plugbay"),

@@ -466,7 +466,8 @@ class PluginMonitor:
                 "rss_bytes": None if usage.get("shared") else usage.get("rss_bytes"),
                 "cpu_percent": None if usage.get("shared") else track.cpu_percent,
                 "inflight": self.manager.inflight(rec.id),
-                "health": health["status"],
+                "health": health["status"], "live": health["live"], "ready": health["ready"],
+                "reasons": health["reasons"],
                 "alerts": [a.rule for a in self.alerts.active(rec.id)],
             })  # fmt: skip
         return rows

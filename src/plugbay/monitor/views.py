@@ -20,7 +20,15 @@ from rich.text import Text
 if TYPE_CHECKING:
     from plugbay.host import Host
 
-__all__ = ["HostSource", "MonitorSource", "StateSource", "alerts_table", "log_line", "top_table"]
+__all__ = [
+    "HostSource",
+    "MonitorSource",
+    "StateSource",
+    "alerts_table",
+    "health_table",
+    "log_line",
+    "top_table",
+]
 
 
 class MonitorSource(Protocol):
@@ -167,6 +175,34 @@ def top_table(snap: dict[str, Any]) -> Table:
             str(row.get("inflight", 0)),
             f"[red]{escape(', '.join(row.get('alerts') or []))}[/]",
         )
+    return table
+
+
+def health_table(snap: dict[str, Any]) -> Table:
+    host = snap.get("host") or {}
+    status = str(host.get("health", "-"))
+    table = Table(
+        title=f"overall: [{_HEALTH.get(status, 'white')}]{escape(status)}[/]",
+        header_style="bold", title_justify="left",
+    )  # fmt: skip
+    for col in ("plugin", "version", "status", "live", "ready", "why"):
+        table.add_column(col)
+    for row in snap.get("plugins", []):
+        health = str(row.get("health", "-"))
+
+        def mark(value: Any) -> str:
+            return (
+                "-"
+                if value is None
+                else ("yes" if value is True else str(value).replace("False", "no"))
+            )
+
+        table.add_row(
+            escape(str(row["id"])), escape(str(row.get("version") or "")),
+            f"[{_HEALTH.get(health, 'dim')}]{escape(health)}[/]",
+            mark(row.get("live")), mark(row.get("ready")),
+            escape("; ".join(row.get("reasons") or [])[:200]),
+        )  # fmt: skip
     return table
 
 
