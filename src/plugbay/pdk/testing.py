@@ -24,6 +24,7 @@ import dataclasses
 import logging
 import tempfile
 import threading
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -44,6 +45,9 @@ __all__ = ["HostFactory", "Isolation", "LogLine", "PluginHost", "plugin_manifest
 T = TypeVar("T")
 
 Isolation: TypeAlias = Literal["inline", "process", "sandbox"]
+
+#: how long an assertion waits for a worker's next metrics (they come with its heartbeat)
+_WORKER_METRICS_WAIT = 5.0
 PathLike: TypeAlias = str | Path
 
 
@@ -310,7 +314,8 @@ class PluginHost:
         )
 
     def assert_counter(self, plugin_id: str, name: str, expected: float, **labels: str) -> None:
-        """Assert a counter the plugin keeps with ``context.metrics.increment``."""
+        """Assert a counter the plugin keeps with ``context.metrics.increment`` (in a worker
+        too: its counters reach the host with each heartbeat's answer, which this awaits)."""
         self._assert_series(plugin_id, "counters", name, expected, labels)
 
     def assert_gauge(self, plugin_id: str, name: str, expected: float, **labels: str) -> None:
@@ -320,16 +325,18 @@ class PluginHost:
     def _assert_series(
         self, plugin_id: str, kind: str, name: str, expected: float, labels: dict[str, str]
     ) -> None:
-        series = self.metrics(plugin_id)[kind]
         key = name + (
             "{" + ",".join(f"{k}={v}" for k, v in sorted(labels.items())) + "}" if labels else ""
         )
+        series = self.metrics(plugin_id)[kind]
+        if series.get(key) != expected and self.host.plugin(plugin_id).isolation != "inline":
+            # a worker sends its own counters and gauges with each heartbeat's answer:
+            # wait for the next ones (bounded) rather than read a stale copy
+            deadline = time.monotonic() + _WORKER_METRICS_WAIT
+            while series.get(key) != expected and time.monotonic() < deadline:
+                time.sleep(0.02)
+                series = self.metrics(plugin_id)[kind]
         value = series.get(key)
-        if value is None and self.isolation in ("process", "sandbox"):
-            raise AssertionError(
-                f"{plugin_id}: no {kind[:-1]} {key}; a plugin in a worker process keeps its own "
-                "counters and gauges there (the host sees calls, errors and durations)"
-            )
         assert value == expected, (
             f"{plugin_id}: {kind[:-1]} {key} is {value}, expected {expected} "
             f"(it has: {', '.join(sorted(series)) or 'none'})"
