@@ -32,7 +32,7 @@ from plugbay.api import (
     PluginContext,
 )
 from plugbay.errors import PlugbayError, PluginCallError, ServiceError, error_from_dict
-from plugbay.isolation import frames
+from plugbay.isolation import frames, handover
 from plugbay.isolation.inline import lifecycle, new_instance, run_in_daemon_thread
 from plugbay.loader import import_plugin
 from plugbay.manifest import load_manifest
@@ -145,6 +145,10 @@ class Worker:
             task.add_done_callback(lambda _t: None)
         elif isinstance(message, frames.Ping):
             self.send(frames.Pong(message.id))
+        elif isinstance(message, frames.ExportState):
+            self._spawn(message.id, self.export_state())
+        elif isinstance(message, frames.ImportState):
+            self._spawn(message.id, self.import_state(message.state))
         elif isinstance(message, frames.HostReply):
             future = self.host_calls.get(message.id)
             if future is not None and not future.done():
@@ -245,6 +249,15 @@ class Worker:
     async def initialize(self) -> None:
         assert self.plugin is not None and self.context is not None
         await lifecycle(self.plugin.initialize, _NO_LIMIT, self.context)
+
+    async def export_state(self) -> dict[str, Any]:
+        assert self.plugin is not None
+        supported, state = await handover.export_state(self.plugin)
+        return {"supported": supported, "state": handover.plain_state(state)}
+
+    async def import_state(self, state: Any) -> bool:
+        assert self.plugin is not None
+        return await handover.import_state(self.plugin, state)
 
     async def cleanup(self) -> None:
         if self.plugin is not None:
