@@ -374,9 +374,15 @@ class Host:
     async def load(self, plugin_id: str) -> PluginRecord:
         return await self.manager.load_plugin(plugin_id)
 
-    async def reload(self, plugin_id: str) -> PluginRecord:
-        """Swap a plugin for what its files say now; the old version serves until then."""
-        return await self.manager.reload_plugin(plugin_id)
+    async def reload(
+        self, plugin_id: str, *, source: str | os.PathLike[str] | None = None
+    ) -> PluginRecord:
+        """Swap a plugin for what its files say now (or what ``source``, another plugin
+        directory, says); the old version serves until then, and keeps serving if the new
+        one fails. Dependents follow when its version or a provided service changed."""
+        return await self.manager.reload_plugin(
+            plugin_id, source=Path(source) if source is not None else None
+        )
 
     async def rollback(self, plugin_id: str, version: str | None = None) -> PluginRecord:
         """Return to the version that served before (or ``version``), with the state it

@@ -446,7 +446,7 @@ class Swapper:
             ) from None
         except PlugbayError as exc:
             raise PlugbayError(
-                f"export_state of {old.manifest.version} failed: {exc.message}",
+                f"export_state of {old.manifest.version} {_failed(exc)}",
                 where=exc.where or old.manifest.location,
                 hint="fix export_state; the old version keeps serving meanwhile",
                 details=exc.details,
@@ -471,7 +471,7 @@ class Swapper:
                 ) from None
             except PlugbayError as exc:
                 raise PlugbayError(
-                    f"import_state of {new.version} failed: {exc.message}",
+                    f"import_state of {new.version} {_failed(exc)}",
                     where=exc.where or new.location,
                     hint="make import_state accept what export_state gives",
                     details=exc.details,
@@ -727,6 +727,11 @@ class Swapper:
             )
         await self.reload_dependents(moved, f"upgrade of {plugin_id}")
         return plan
+
+
+def _failed(exc: PlugbayError) -> str:
+    """How a worker's lifecycle step failed: the plugin raised, or the worker broke."""
+    return f"raised {exc.message}" if "exception" in exc.details else f"failed: {exc.message}"
 
 
 async def _export(handle: PluginHandle, timeout: float) -> tuple[bool, Any]:

@@ -252,12 +252,18 @@ class Worker:
 
     async def export_state(self) -> dict[str, Any]:
         assert self.plugin is not None
-        supported, state = await handover.export_state(self.plugin)
-        return {"supported": supported, "state": handover.plain_state(state)}
+        try:
+            supported, state = await handover.export_state(self.plugin)
+            return {"supported": supported, "state": handover.plain_state(state)}
+        except Exception as exc:
+            raise _raised(exc, self.plugin.id) from None
 
     async def import_state(self, state: Any) -> bool:
         assert self.plugin is not None
-        return await handover.import_state(self.plugin, state)
+        try:
+            return await handover.import_state(self.plugin, state)
+        except Exception as exc:
+            raise _raised(exc, self.plugin.id) from None
 
     async def cleanup(self) -> None:
         if self.plugin is not None:
@@ -280,6 +286,18 @@ class Worker:
             result = spec.func(plugin, **params)
         checked = spec.validate_result(result, plugin=plugin.id)
         return msgspec.to_builtins(checked, str_keys=True)
+
+
+def _raised(exc: BaseException, plugin: str | None) -> PlugbayError:
+    """The plugin's own exception, named as such (the host words the message)."""
+    return PluginCallError(
+        f"{type(exc).__name__}: {exc}",
+        plugin=plugin,
+        details={
+            "exception": type(exc).__name__,
+            "traceback": "".join(traceback.format_exception(exc)),
+        },
+    )
 
 
 def _wrap(exc: BaseException, plugin: str | None, doing: str) -> PlugbayError:
