@@ -186,7 +186,9 @@ async def test_a_new_version_that_fails_its_health_probe_is_rolled_back(
     directory = plugins(
         "acme.counter", counter_code("v1"), dirname="counter", extra=isolation(backend)
     )
-    probe = f"\n    @command\n    def health(self) -> bool | dict[str, str | bool]:\n        {health}\n"
+    probe = (
+        f"\n    @command\n    def health(self) -> bool | dict[str, str | bool]:\n        {health}\n"
+    )
     async with make_host(init_timeout=20, probation=0.3) as host:
         await host.call("acme.counter", "bump")
         write(directory, "v2", "1.1.0", probe)
