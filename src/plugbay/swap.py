@@ -408,7 +408,22 @@ class Swapper:
         else:
             self.m.events.unsubscribe(rec.id)
         if manifest.path is not None:
-            self.m.registry.replace(manifest)
+            self._register(manifest)
+
+    def _register(self, manifest: PluginManifest) -> None:
+        """The registry follows the swap: the serving version's manifest replaces what its
+        file said before, and a registration whose file is gone (a renamed directory)."""
+        registry = self.m.registry
+        try:
+            known = registry.get(manifest.id, manifest.version)
+            if known.path != manifest.path and (known.path is None or not known.path.exists()):
+                registry.unregister(manifest.id, manifest.version)
+        except PlugbayError:
+            pass  # not registered yet
+        try:
+            registry.replace(manifest)
+        except PlugbayError as exc:  # the same version from two places: keep the first
+            log.warning("%s", exc)
 
     def _inflight_of(self, handle: PluginHandle) -> list[int]:
         for h, _, _, inflight in self.m._routes.values():

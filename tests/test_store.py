@@ -1,0 +1,210 @@
+"""The plugin store: versions side by side, install, upgrade (with dependents), restarts."""
+
+from __future__ import annotations
+
+import textwrap
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from plugbay import PlugbayError, PluginReloadError
+from plugbay.errors import DependentsError, ManifestError, ResolutionError
+from plugbay.host import Host
+from plugbay.state import StateStore
+from plugbay.store import PluginStore, wheel_to_directory
+from tests.conftest import PluginFactory
+
+
+def source(factory: PluginFactory, plugin_id: str, version: str, extra: str = "") -> Path:
+    """A plugin directory outside the host's plugins directory (what one installs)."""
+    return factory(
+        plugin_id,
+        f"""
+        from plugbay import UtilityPlugin, command
+
+        class P(UtilityPlugin):
+            @command
+            def version(self) -> str:
+                return "{version}"
+        """,
+        version=version,
+        extra=extra,
+    )
+
+
+@pytest.fixture
+def sources(tmp_path: Path) -> PluginFactory:
+    return PluginFactory(tmp_path / "sources")
+
+
+@pytest.fixture
+def empty_host(make_host: Callable[..., Host], tmp_path: Path) -> Callable[..., Host]:
+    (tmp_path / "plugins").mkdir(exist_ok=True)
+    return lambda **kw: make_host(plugins_dir=tmp_path / "plugins", **kw)
+
+
+async def test_installed_versions_live_side_by_side_and_upgrade_moves_between_them(
+    sources: PluginFactory, empty_host: Callable[..., Host], tmp_path: Path
+) -> None:
+    async with empty_host() as host:
+        installed = host.install(source(sources, "acme.tool", "1.0.0"))
+        assert installed.root == tmp_path / "state" / "store" / "acme.tool" / "1.0.0"
+        assert (installed.root / "plugin.toml").is_file()
+    async with empty_host() as host:
+        assert await host.call("acme.tool", "version") == "1.0.0"
+        host.install(source(sources, "acme.tool", "1.1.0"))
+        # installed beside it; the active version does not change until upgraded
+        assert await host.call("acme.tool", "version") == "1.0.0"
+        assert host.info("acme.tool")["versions_known"] == ["1.1.0", "1.0.0"]
+        plan = await host.upgrade("acme.tool")
+        assert {k: (old, str(new.version)) for k, (old, new) in plan.changes.items()} == {
+            "acme.tool": ("1.0.0", "1.1.0")
+        }
+        assert await host.call("acme.tool", "version") == "1.1.0"
+    async with empty_host() as host:  # a restart restores the version that was active
+        assert await host.call("acme.tool", "version") == "1.1.0"
+        await host.rollback("acme.tool")
+    async with empty_host() as host:
+        assert await host.call("acme.tool", "version") == "1.0.0"
+        assert host.state is not None
+        actions = [(e.action, e.version, e.result) for e in host.state.history("acme.tool")]
+        for expected in [
+            ("install", "1.0.0", "ok"),
+            ("install", "1.1.0", "ok"),
+            ("upgrade", "1.1.0", "ok"),
+            ("rollback", "1.0.0", "ok"),
+            ("load", "1.0.0", "ok"),
+        ]:
+            assert expected in actions
+
+
+async def test_upgrade_refuses_what_a_dependent_cannot_take_and_moves_them_together(
+    sources: PluginFactory, empty_host: Callable[..., Host]
+) -> None:
+    async with empty_host() as host:
+        host.install(source(sources, "acme.base", "1.0.0"))
+        host.install(source(sources, "acme.app", "1.0.0", '[dependencies]\n"acme.base" = "^1"\n'))
+    async with empty_host() as host:
+        host.install(source(sources, "acme.base", "2.0.0"))
+        with pytest.raises(DependentsError) as err:
+            await host.upgrade("acme.base")
+        assert "2.0.0 would break its dependents: 'acme.app' 1.0.0 requires 'acme.base' ^1" in (
+            str(err.value)
+        )
+        # no version of the dependent takes 2.0.0: no consistent set
+        with pytest.raises(ResolutionError) as no_set:
+            await host.upgrade("acme.base", with_dependents=True)
+        assert "no consistent set of installed versions accepts acme.base 2.0.0" in str(
+            no_set.value
+        )
+        assert "'acme.app' 1.0.0 requires 'acme.base' ^1" in str(no_set.value)
+        assert await host.call("acme.base", "version") == "1.0.0"
+        host.install(source(sources, "acme.app", "2.0.0", '[dependencies]\n"acme.base" = "^2"\n'))
+        plan = await host.upgrade("acme.base", "2.0.0", with_dependents=True)
+        assert plan.order == ["acme.base", "acme.app"]
+        assert await host.call("acme.base", "version") == "2.0.0"
+        assert await host.call("acme.app", "version") == "2.0.0"
+    async with empty_host() as host:
+        assert host.plugin("acme.base").version == "2.0.0"
+        assert host.plugin("acme.app").version == "2.0.0"
+
+
+@pytest.mark.parametrize(
+    ("version", "expected"),
+    [
+        ("3.0.0", "version 3.0.0 is not installed"),
+        ("0.9.0", "0.9.0 is older than 1.0.0, which serves now"),
+        (None, "1.0.0 is the newest version installed for this host"),
+    ],
+)
+async def test_upgrade_to_a_version_that_is_not_there_says_what_is(
+    sources: PluginFactory, empty_host: Callable[..., Host], version: str | None, expected: str
+) -> None:
+    async with empty_host() as host:
+        host.install(source(sources, "acme.tool", "1.0.0"))
+        host.install(source(sources, "acme.tool", "0.9.0"))
+    async with empty_host() as host:
+        assert host.plugin("acme.tool").version == "1.0.0"  # the newest, nothing pinned yet
+        with pytest.raises(PlugbayError, match=expected):
+            await host.upgrade("acme.tool", version)
+        assert await host.call("acme.tool", "version") == "1.0.0"
+
+
+def test_install_refuses_bad_input_clearly(sources: PluginFactory, tmp_path: Path) -> None:
+    with StateStore.open(tmp_path / "state") as state:
+        store = PluginStore(tmp_path / "state" / "store", state)
+        from plugbay.versions import Version
+
+        host = Version.parse("0.1.0")
+        good = source(sources, "acme.tool", "1.0.0")
+        store.install(good, host_version=host)
+        with pytest.raises(PlugbayError, match=r"acme.tool 1.0.0 is already installed"):
+            store.install(good, host_version=host)
+        with pytest.raises(ManifestError, match="there is nothing to install here"):
+            store.install(tmp_path / "nope", host_version=host)
+        future = source(sources, "acme.future", "1.0.0", 'host = ">=9"\n')
+        with pytest.raises(PlugbayError, match=r"needs host >=9, and this host is 0.1.0"):
+            store.install(future, host_version=host)
+        broken = sources("acme.broken", manifest='id = "acme.broken"\nversion = "one"\n')
+        with pytest.raises(ManifestError):
+            store.install(broken, host_version=host)
+        assert [(pid, v) for pid, v, _ in state.installed()] == [("acme.tool", "1.0.0")]
+
+
+def test_a_wheel_unpacks_into_a_plugin_directory(tmp_path: Path) -> None:
+    wheel = tmp_path / "acme_wheel-1.0.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as z:
+        z.writestr(
+            "acme_wheel/plugin.toml",
+            'id = "acme.wheel"\nversion = "1.0.0"\ntype = "utility"\nentry = "main:P"\n',
+        )
+        z.writestr(
+            "acme_wheel/main.py",
+            textwrap.dedent(
+                """
+                from plugbay import UtilityPlugin, command
+
+                class P(UtilityPlugin):
+                    @command
+                    def hello(self) -> str:
+                        return "from a wheel"
+                """
+            ),
+        )
+        z.writestr("acme_wheel-1.0.0.dist-info/METADATA", "Name: acme-wheel\n")
+    with StateStore.open(tmp_path / "state") as state:
+        manifest = PluginStore(tmp_path / "state" / "store", state).install(wheel)
+    assert manifest.id == "acme.wheel"
+    assert (tmp_path / "state" / "store" / "acme.wheel" / "1.0.0" / "main.py").is_file()
+    hostile = tmp_path / "hostile.whl"
+    with zipfile.ZipFile(hostile, "w") as z:
+        z.writestr("pkg/plugin.toml", "")
+        z.writestr("../../escape.py", "")
+    with pytest.raises(ManifestError, match="would be written outside"):
+        wheel_to_directory(hostile, tmp_path / "out")
+    not_a_wheel = tmp_path / "junk.whl"
+    not_a_wheel.write_text("junk")
+    with pytest.raises(ManifestError, match="not a readable wheel"):
+        wheel_to_directory(not_a_wheel, tmp_path / "out2")
+
+
+async def test_an_edited_plugin_directory_wins_over_a_kept_copy_at_the_next_start(
+    plugins: PluginFactory, make_host: Callable[..., Host]
+) -> None:
+    directory = source(plugins, "acme.tool", "1.0.0")
+    async with make_host() as host:
+        assert await host.call("acme.tool", "version") == "1.0.0"
+    manifest = directory / "plugin.toml"
+    manifest.write_text(manifest.read_text().replace('"1.0.0"', '"1.1.0"'))
+    (directory / "main.py").write_text(
+        (directory / "main.py").read_text().replace('"1.0.0"', '"1.1.0"')
+    )
+    async with make_host() as host:
+        assert await host.call("acme.tool", "version") == "1.1.0"
+        # and the copy kept of 1.0.0 is what a rollback returns to
+        with pytest.raises(PluginReloadError, match=r"rollback failed; 1\.1\.0 keeps serving"):
+            await host.rollback("acme.tool", "0.5.0")
+        await host.rollback("acme.tool", "1.0.0")
+        assert await host.call("acme.tool", "version") == "1.0.0"
