@@ -6,7 +6,7 @@ import importlib
 import platform
 import sys
 
-SUITES = ["spine", "sandbox", "monitor"]
+SUITES = ["spine", "sandbox", "monitor", "reload"]
 
 
 def main(argv: list[str]) -> int:

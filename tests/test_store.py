@@ -208,3 +208,35 @@ async def test_an_edited_plugin_directory_wins_over_a_kept_copy_at_the_next_star
             await host.rollback("acme.tool", "0.5.0")
         await host.rollback("acme.tool", "1.0.0")
         assert await host.call("acme.tool", "version") == "1.0.0"
+
+
+def test_the_command_line_installs_upgrades_rolls_back_and_shows_history(
+    sources: PluginFactory, tmp_path: Path
+) -> None:
+    from tests.test_cli import plugbay
+
+    (tmp_path / "plugins").mkdir(exist_ok=True)
+    first = plugbay("install", str(source(sources, "acme.tool", "1.0.0")), cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert "installed acme.tool 1.0.0 in" in first.stdout
+    again = plugbay("install", str(source(sources, "acme.tool", "1.0.0")), cwd=tmp_path)
+    assert again.returncode == 1
+    assert "acme.tool 1.0.0 is already installed" in again.stderr
+    assert plugbay("call", "acme.tool", "version", cwd=tmp_path).stdout.strip() == "1.0.0"
+    plugbay("install", str(source(sources, "acme.tool", "1.1.0")), cwd=tmp_path)
+    dry = plugbay("upgrade", "acme.tool", "--dry-run", cwd=tmp_path)
+    assert dry.returncode == 0, dry.stderr
+    assert "acme.tool: would move 1.0.0 → 1.1.0" in dry.stdout
+    assert plugbay("call", "acme.tool", "version", cwd=tmp_path).stdout.strip() == "1.0.0"
+    done = plugbay("upgrade", "acme.tool", cwd=tmp_path)
+    assert "acme.tool: moved 1.0.0 → 1.1.0" in done.stdout, done.stderr
+    assert plugbay("call", "acme.tool", "version", cwd=tmp_path).stdout.strip() == "1.1.0"
+    back = plugbay("rollback", "acme.tool", cwd=tmp_path)
+    assert "acme.tool: rolled back 1.1.0 → 1.0.0" in back.stdout, back.stderr
+    assert plugbay("call", "acme.tool", "version", cwd=tmp_path).stdout.strip() == "1.0.0"
+    history = plugbay("history", "acme.tool", cwd=tmp_path).stdout
+    for row in ("install", "upgrade", "1.0.0 → 1.1.0", "rollback", "1.1.0 → 1.0.0"):
+        assert row in history
+    nothing = plugbay("rollback", "acme.none", cwd=tmp_path)
+    assert nothing.returncode == 1
+    assert "no plugin 'acme.none' is known to this host" in nothing.stderr

@@ -197,3 +197,39 @@ async def test_dependents_follow_only_a_change_that_requires_it(
             ("acme.app", "reload"),
         ]
         assert await host.call("acme.app", "label") == "a2"
+
+
+def test_plugbay_run_watch_reloads_on_save(greeter: Path, tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "plugbay.cli", "run", "--watch", "--no-metrics"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    seen: list[str] = []
+    try:
+        deadline = time.monotonic() + 60  # a bound against a hang, not a performance goal
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            seen.append(line)
+            if "serving; press Ctrl-C" in line:
+                break
+        edit(greeter, "v2", "1.0.1")
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            seen.append(line)
+            if "reloaded" in line or "failed" in line:
+                break
+    finally:
+        proc.send_signal(signal.SIGINT)
+        rest, _ = proc.communicate(timeout=30)
+    output = "".join(seen) + rest
+    assert "watching" in output
+    assert "reloaded acme.greeter 1.0.0 → 1.0.1" in output, output
+    assert proc.returncode == 0, output

@@ -217,7 +217,15 @@ def run(
                 loop.add_signal_handler(sig, stop.set)
             watcher = None
             if watch:
-                watcher = asyncio.ensure_future(host.watch(stop, on_change=_print_watch))
+                from plugbay.watch import PluginWatcher
+
+                watching = PluginWatcher(host, on_change=_print_watch)
+                watcher = asyncio.ensure_future(watching.run(stop))
+                ready = asyncio.ensure_future(watching.ready.wait())
+                await asyncio.wait(
+                    [watcher, ready], return_when=asyncio.FIRST_COMPLETED, timeout=10
+                )
+                ready.cancel()
                 out.print(
                     "watching " + ", ".join(str(d) for d in host.plugin_dirs) + " for changes"
                 )
