@@ -240,3 +240,36 @@ def test_the_command_line_installs_upgrades_rolls_back_and_shows_history(
     nothing = plugbay("rollback", "acme.none", cwd=tmp_path)
     assert nothing.returncode == 1
     assert "no plugin 'acme.none' is known to this host" in nothing.stderr
+
+
+async def test_an_upgrade_that_fails_half_way_is_undone(
+    sources: PluginFactory, empty_host: Callable[..., Host]
+) -> None:
+    async with empty_host() as host:
+        host.install(source(sources, "acme.base", "1.0.0"))
+        host.install(source(sources, "acme.app", "1.0.0", '[dependencies]\n"acme.base" = "^1"\n'))
+    async with empty_host() as host:
+        host.install(source(sources, "acme.base", "2.0.0"))
+        broken = sources(
+            "acme.app",
+            """
+            from plugbay import UtilityPlugin, command
+
+            class P(UtilityPlugin):
+                async def initialize(self, context) -> None:
+                    raise RuntimeError("cannot migrate the database")
+
+                @command
+                def version(self) -> str:
+                    return "2.0.0"
+            """,
+            version="2.0.0",
+            extra='[dependencies]\n"acme.base" = "^2"\n',
+        )
+        host.install(broken)
+        with pytest.raises(PluginReloadError) as err:
+            await host.upgrade("acme.base", with_dependents=True)
+        assert "initialize raised RuntimeError: cannot migrate the database" in str(err.value)
+        assert "(the upgrade was undone: acme.base 1.0.0 moved back)" in str(err.value)
+        assert await host.call("acme.base", "version") == "1.0.0"
+        assert await host.call("acme.app", "version") == "1.0.0"

@@ -305,6 +305,9 @@ def _recorded(
             newest[m.id] = m
     outcome = {
         ("load", "ok"): "active",
+        ("reload", "ok"): "active",
+        ("upgrade", "ok"): "active",
+        ("rollback", "ok"): "active",
         ("restart", "ok"): "initializing",
         ("unload", "ok"): "stopped",
         ("shutdown", "ok"): "stopped",
@@ -320,6 +323,8 @@ def _recorded(
             for event in store.history(pid, limit=20):
                 if event.time < running["since"]:
                     break
+                if event.action in ("reload", "upgrade", "rollback") and event.result != "ok":
+                    continue  # a failed swap leaves the version before it serving
                 state = outcome.get(
                     (event.action, event.result), "failed" if event.result == "failed" else None
                 )

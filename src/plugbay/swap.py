@@ -58,6 +58,12 @@ __all__ = ["Swapper", "UpgradePlan"]
 
 log = logging.getLogger("plugbay.manager")
 
+_EVENTS: Final = {
+    "reload": "plugin.reloaded",
+    "upgrade": "plugin.upgraded",
+    "rollback": "plugin.rolled_back",
+}
+
 #: history actions after which a version is the one serving
 ACTIVATIONS: Final = frozenset({"load", "reload", "upgrade", "rollback", "restart"})
 
@@ -203,6 +209,7 @@ class Swapper:
                 raise self._swap_failed(rec, old, new, action, exc) from exc
             self._activate(rec, handle, new, config, needs, notes)
         # probation, then retire the old version (outside the lock: calls keep flowing)
+        swapped = time.perf_counter() - started
         failure = await self._probation(rec, handle)
         if failure is not None:
             async with self.m._lock:
@@ -225,11 +232,12 @@ class Swapper:
             handle.on_crash = functools.partial(self.m._crashed, rec)
         drained = await self._drain(running.route[3], drain_timeout)
         cleanup_problem = await self._dispose(running.handle)
-        rec.load_seconds = time.perf_counter() - started
+        rec.load_seconds = swapped
         details: dict[str, Any] = {
             "from": str(old.version),
             "to": str(new.version),
-            "seconds": round(rec.load_seconds, 6),
+            "seconds": round(swapped, 6),  # until the new version served
+            "total_seconds": round(time.perf_counter() - started, 6),  # probation, drain, cleanup
             "drained": drained,
         }
         if cleanup_problem is not None:
@@ -242,7 +250,7 @@ class Swapper:
             except (OSError, TypeError, ValueError) as exc:
                 log.warning("the state of %s %s cannot be kept: %s", plugin_id, old.version, exc)
         self.m.events.emit(
-            f"plugin.{action}ed" if action != "reload" else "plugin.reloaded",
+            _EVENTS.get(action, f"plugin.{action}"),
             plugin=plugin_id,
             version=str(new.version),
             previous=str(old.version),
@@ -736,12 +744,36 @@ class Swapper:
         its dependents to versions that accept it), each swapped like a reload."""
         plan = self.upgrade_plan(plugin_id, version, with_dependents=with_dependents)
         moved = set(plan.changes)
+        done: list[PluginManifest] = []  # what served before each step, to undo it
         for pid, (_, target) in plan.changes.items():
-            await self.reload_plugin(
-                pid, target=target, action="upgrade", dependents=False, together=moved
-            )
+            before = self.m.record(pid).manifest
+            try:
+                await self.reload_plugin(
+                    pid, target=target, action="upgrade", dependents=False, together=moved
+                )
+            except PlugbayError as exc:
+                undone = await self._undo(done, moved)
+                if undone:
+                    exc.message += f" (the upgrade was undone: {', '.join(undone)} moved back)"
+                raise
+            assert before is not None
+            done.append(before)
         await self.reload_dependents(moved, f"upgrade of {plugin_id}")
         return plan
+
+    async def _undo(self, done: list[PluginManifest], moved: Collection[str]) -> list[str]:
+        """Put back, newest step first, the versions an upgrade had already moved."""
+        undone: list[str] = []
+        for previous in reversed(done):
+            try:
+                await self.reload_plugin(
+                    previous.id, target=previous, action="rollback", allow_downgrade=True,
+                    dependents=False, together=moved,
+                )  # fmt: skip
+                undone.append(f"{previous.id} {previous.version}")
+            except PlugbayError as exc:
+                log.error("undoing the upgrade of %s failed: %s", previous.id, exc)
+        return undone
 
 
 def _failed(exc: PlugbayError) -> str:

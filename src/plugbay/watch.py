@@ -191,10 +191,13 @@ class PluginWatcher:
             )
         if active and rec is not None and rec.manifest is not None:
             old = rec.manifest
-            renamed = old.root is not None and old.root != root
+            # another directory than the one serving: renamed, or the plugin directory of a
+            # version the store serves (after a rollback or upgrade)
+            elsewhere = old.root is not None and old.root != root
+            renamed = elsewhere and old.root is not None and not old.root.exists()
             try:
                 new_rec = await manager.reload_plugin(
-                    plugin_id, source=root if renamed else None, dependents=False
+                    plugin_id, source=root if elsewhere else None, dependents=False
                 )
             except PlugbayError as exc:
                 return self._report_one(WatchResult(plugin_id, "reload", False, str(exc)))
