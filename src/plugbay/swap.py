@@ -208,6 +208,8 @@ class Swapper:
                     await self._dispose(handle)
                 raise self._swap_failed(rec, old, new, action, exc) from exc
             self._activate(rec, handle, new, config, needs, notes)
+            if hasattr(running.handle, "on_crash"):
+                running.handle.on_crash = None  # retiring: its death is no longer the plugin's
         # probation, then retire the old version (outside the lock: calls keep flowing)
         swapped = time.perf_counter() - started
         failure = await self._probation(rec, handle)
@@ -217,6 +219,8 @@ class Swapper:
                     rec, running.handle, old, running.config, running.needs, running.notes,
                     inflight=running.route[3],
                 )  # fmt: skip
+                if hasattr(running.handle, "on_crash"):
+                    running.handle.on_crash = functools.partial(self.m._crashed, rec)
             await self._drain(self._inflight_of(handle), drain_timeout)
             await self._dispose(handle)
             error = PluginReloadError(

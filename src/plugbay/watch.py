@@ -99,7 +99,10 @@ class PluginWatcher:
         async for changes in changes_iter:
             self.ready.set()
             if changes:
-                await self.apply(sorted({Path(p) for _, p in changes}))
+                try:
+                    await self.apply(sorted({Path(p) for _, p in changes}))
+                except Exception:  # a bug here must not end watching for every later save
+                    log.exception("handling a change failed")
 
     # ------------------------------------------------------------------ one batch
 
