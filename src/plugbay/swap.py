@@ -246,6 +246,13 @@ class Swapper:
         }
         if cleanup_problem is not None:
             details["old_cleanup"] = cleanup_problem
+        if new.isolation != old.isolation:
+            # the host's isolation policy decides at start; a swap keeps the backend
+            details["isolation"] = (
+                f"the manifest now asks for isolation '{new.isolation}'; it still runs "
+                f"{rec.isolation} until the host restarts"
+            )
+            log.warning("plugin '%s': %s", plugin_id, details["isolation"])
         self.m._history(rec, action, "ok", cleanup_problem, details)
         self._remember_active(rec)
         if self.m.store is not None and exported[0]:
