@@ -220,6 +220,11 @@ def test_plugbay_run_watch_reloads_on_save(greeter: Path, tmp_path: Path) -> Non
             seen.append(line)
             if "serving; press Ctrl-C" in line:
                 break
+        from tests.test_cli import plugbay
+
+        refused = plugbay("rollback", "acme.greeter", cwd=tmp_path)
+        assert refused.returncode == 1
+        assert "'rollback' against a running host goes through its HTTP API" in refused.stderr
         edit(greeter, "v2", "1.0.1")
         while time.monotonic() < deadline:
             line = proc.stdout.readline()
