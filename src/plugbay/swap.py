@@ -203,16 +203,25 @@ class Swapper:
                 context = self.m._context_for(new, config, rec.metrics, rec.isolation)
                 await self.m._initialize(handle, new, context)
                 exported = await self._hand_over(new, running.handle, handle, state)
+            except asyncio.CancelledError:  # the host is stopping: forget the half-started one
+                if handle is not None:
+                    handle.release()
+                raise
             except (Exception, SystemExit) as exc:
                 if handle is not None:
                     await self._dispose(handle)
                 raise self._swap_failed(rec, old, new, action, exc) from exc
             self._activate(rec, handle, new, config, needs, notes)
+            new_inflight = self.m._routes[plugin_id][3]
             if hasattr(running.handle, "on_crash"):
                 running.handle.on_crash = None  # retiring: its death is no longer the plugin's
         # probation, then retire the old version (outside the lock: calls keep flowing)
         swapped = time.perf_counter() - started
-        failure = await self._probation(rec, handle)
+        try:
+            failure = await self._probation(rec, handle)
+        except asyncio.CancelledError:  # the host is stopping: the new version stays
+            running.handle.release()
+            raise
         if failure is not None:
             async with self.m._lock:
                 self._activate(
@@ -221,7 +230,7 @@ class Swapper:
                 )  # fmt: skip
                 if hasattr(running.handle, "on_crash"):
                     running.handle.on_crash = functools.partial(self.m._crashed, rec)
-            await self._drain(self._inflight_of(handle), drain_timeout)
+            await self._drain(new_inflight, drain_timeout)
             await self._dispose(handle)
             error = PluginReloadError(
                 f"{action} to {new.version} failed its probation; {old.version} keeps serving: "
@@ -443,12 +452,6 @@ class Swapper:
             registry.replace(manifest)
         except PlugbayError as exc:  # the same version from two places: keep the first
             log.warning("%s", exc)
-
-    def _inflight_of(self, handle: PluginHandle) -> list[int]:
-        for h, _, _, inflight in self.m._routes.values():
-            if h is handle:
-                return inflight
-        return [0]
 
     async def _drain(self, inflight: list[int], timeout: float) -> bool:
         """Wait until no call runs on a retired version (bounded); ``True`` if none does."""
