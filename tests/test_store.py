@@ -153,31 +153,46 @@ def test_install_refuses_bad_input_clearly(sources: PluginFactory, tmp_path: Pat
         assert [(pid, v) for pid, v, _ in state.installed()] == [("acme.tool", "1.0.0")]
 
 
-def test_a_wheel_unpacks_into_a_plugin_directory(tmp_path: Path) -> None:
-    wheel = tmp_path / "acme_wheel-1.0.0-py3-none-any.whl"
-    with zipfile.ZipFile(wheel, "w") as z:
+def wheel(path: Path, entry: str) -> Path:
+    with zipfile.ZipFile(path, "w") as z:
         z.writestr(
             "acme_wheel/plugin.toml",
-            'id = "acme.wheel"\nversion = "1.0.0"\ntype = "utility"\nentry = "main:P"\n',
+            f'id = "acme.wheel"\nversion = "1.0.0"\ntype = "utility"\nentry = "{entry}"\n',
         )
+        z.writestr("acme_wheel/__init__.py", "")
+        z.writestr("acme_wheel/words.py", "WORD = 'wheel'\n")
         z.writestr(
             "acme_wheel/main.py",
             textwrap.dedent(
                 """
                 from plugbay import UtilityPlugin, command
+                from .words import WORD
 
                 class P(UtilityPlugin):
                     @command
                     def hello(self) -> str:
-                        return "from a wheel"
+                        return "from a " + WORD
                 """
             ),
         )
         z.writestr("acme_wheel-1.0.0.dist-info/METADATA", "Name: acme-wheel\n")
-    with StateStore.open(tmp_path / "state") as state:
-        manifest = PluginStore(tmp_path / "state" / "store", state).install(wheel)
-    assert manifest.id == "acme.wheel"
-    assert (tmp_path / "state" / "store" / "acme.wheel" / "1.0.0" / "main.py").is_file()
+    return path
+
+
+@pytest.mark.parametrize("entry", ["main:P", "acme_wheel.main:P"])
+async def test_an_installed_wheel_serves(
+    tmp_path: Path, empty_host: Callable[..., Host], entry: str
+) -> None:
+    built = wheel(tmp_path / "acme_wheel-1.0.0-py3-none-any.whl", entry)
+    async with empty_host() as host:
+        manifest = host.install(built)
+        assert manifest.id == "acme.wheel"
+        assert manifest.root is not None and manifest.root.is_relative_to(tmp_path / "state")
+    async with empty_host() as host:
+        assert await host.call("acme.wheel", "hello") == "from a wheel"
+
+
+def test_a_bad_wheel_is_refused(tmp_path: Path) -> None:
     hostile = tmp_path / "hostile.whl"
     with zipfile.ZipFile(hostile, "w") as z:
         z.writestr("pkg/plugin.toml", "")
@@ -188,6 +203,11 @@ def test_a_wheel_unpacks_into_a_plugin_directory(tmp_path: Path) -> None:
     not_a_wheel.write_text("junk")
     with pytest.raises(ManifestError, match="not a readable wheel"):
         wheel_to_directory(not_a_wheel, tmp_path / "out2")
+    empty = tmp_path / "empty.whl"
+    with zipfile.ZipFile(empty, "w") as z:
+        z.writestr("pkg/__init__.py", "")
+    with pytest.raises(ManifestError, match=r"the wheel holds no plugin\.toml inside a package"):
+        wheel_to_directory(empty, tmp_path / "out3")
 
 
 async def test_an_edited_plugin_directory_wins_over_a_kept_copy_at_the_next_start(

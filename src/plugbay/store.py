@@ -26,6 +26,7 @@ import json
 import os
 import shutil
 import tempfile
+import tomllib
 import zipfile
 from pathlib import Path, PurePosixPath
 from typing import Any, Final
@@ -232,7 +233,7 @@ def wheel_to_directory(wheel: Path, dest: Path) -> Path:
     This is the seam for ``plugbay.pdk``'s verified unpacking (signatures, RECORD
     hashes): a wheel is a zip whose top-level package holds the ``plugin.toml``.
     Here the standard library unpacks it, refusing members that would land outside
-    ``dest``, and the manifest's ``entry`` is taken relative to that package.
+    ``dest``.
     """
     try:
         archive = zipfile.ZipFile(wheel)
@@ -263,4 +264,15 @@ def wheel_to_directory(wheel: Path, dest: Path) -> Path:
                     hint="this wheel is malformed or hostile; do not install it",
                 )
         archive.extractall(dest)
-    return dest / PurePosixPath(manifests[0]).parent
+    package = dest / PurePosixPath(manifests[0]).parent
+    # An entry named as installed ("acme_greeter.greeter:Greeter") is imported from the
+    # wheel's root, where the package sits; one named inside it ("greeter:Greeter"),
+    # from the package directory.
+    try:
+        entry = str(tomllib.loads((package / "plugin.toml").read_text("utf-8")).get("entry", ""))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return package  # the manifest's own checks say what is wrong with it
+    if entry.split(":", 1)[0].split(".", 1)[0] == package.name and package.parent == dest:
+        shutil.copy2(package / "plugin.toml", dest / "plugin.toml")
+        return dest
+    return package
