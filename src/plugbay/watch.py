@@ -134,7 +134,13 @@ class PluginWatcher:
             for manifest in found.manifests:
                 rec = manager._records.get(manifest.id)
                 old_root = rec.manifest.root if rec and rec.manifest else None
-                if old_root is not None and old_root.exists() and old_root != manifest.root:
+                store = self.host.store.root if self.host.store is not None else None
+                if (
+                    old_root is not None
+                    and old_root.exists()
+                    and old_root != manifest.root
+                    and not (store is not None and old_root.is_relative_to(store))
+                ):
                     results.append(
                         self._report(
                             WatchResult(
