@@ -45,11 +45,10 @@ class P(UtilityPlugin):
 """
 
 
-def _write(directory: Path, backend: str, n: int) -> None:
+def _write(directory: Path, n: int) -> None:
     (directory / "main.py").write_text(CODE.format(label=f"v{n}"))
     (directory / "plugin.toml").write_text(
         f'id = "bench.reload"\nversion = "1.0.{n}"\ntype = "utility"\nentry = "main:P"\n'
-        f'isolation = "{backend}"\n'
     )
 
 
@@ -66,12 +65,22 @@ async def _measure(backend: str) -> dict[str, float]:
     shutil.rmtree(work, ignore_errors=True)
     directory = work / "plugins" / "reload"
     directory.mkdir(parents=True)
-    _write(directory, backend, 0)
+    _write(directory, 0)
+    # inline: trusted by the operator; process: the default policy, a sandboxed worker
+    trusted = ["*"] if backend == "inline" else []
     async with Host(
-        work / "plugins", state_dir=work / "state", entry_points=False, init_timeout=30
+        work / "plugins",
+        state_dir=work / "state",
+        entry_points=False,
+        init_timeout=30,
+        inline=trusted,
     ) as host:
         rec = host.plugin("bench.reload")
         assert str(rec.state) == "active", rec.reason
+        assert rec.isolation == backend, rec.isolation
+        # the anchor: loading it afresh on this running host (the zygote already warm)
+        await host.unload("bench.reload")
+        rec = await host.load("bench.reload")
         cold = rec.load_seconds or 0.0
         done: asyncio.Queue[WatchResult] = asyncio.Queue()
         watcher = PluginWatcher(host, on_change=done.put_nowait)
@@ -108,7 +117,7 @@ async def _measure(backend: str) -> dict[str, float]:
             label = f"v{n}"
             expected[0] = label
             written = time.perf_counter()
-            _write(directory, backend, n)
+            _write(directory, n)
             result = await asyncio.wait_for(done.get(), timeout=60)
             if not result.ok:
                 failures.append(f"reload {n}: {result.message}")
@@ -165,18 +174,19 @@ def run() -> int:
             ),
             Figure(
                 "reload time, file write → new version serving (median of 50)",
-                m["reload_median"], "the plugin's cold load", m["cold"],
+                m["reload_median"], "a fresh load of the plugin", m["cold"],
                 f"≤ {goal * 1000:.0f} ms", m["reload_median"] <= goal,
                 note=f"slowest of the 50: {m['reload_max'] * 1000:.1f} ms; includes the "
                 "watcher's 50 ms quiet period that closes an editor's burst",
             ),
             Figure(
                 "the swap alone: new version loaded, initialized, state moved, serving (median)",
-                m["swap_median"], "the plugin's cold load", m["cold"], "reported", None,
+                m["swap_median"], "a fresh load of the plugin", m["cold"], "reported", None,
                 note="the rest of the reload time is the watcher noticing the write",
             ),
         ]  # fmt: skip
-        print_figures(f"hot reload under load — {backend}", figures)
+        label = "inline" if backend == "inline" else "sandboxed (process worker, default policy)"
+        print_figures(f"hot reload under load — {label}", figures)
         missed += sum(1 for f in figures if f.passed is False)
     return missed
 

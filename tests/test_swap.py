@@ -424,3 +424,38 @@ async def test_a_reload_racing_with_another_reload_of_the_same_plugin_is_seriali
         await asyncio.gather(host.reload("acme.counter"), host.reload("acme.counter"))
         assert await host.call("acme.counter", "bump") == 2
         assert await host.call("acme.counter", "label") == "v2"
+
+
+async def test_a_sandboxed_plugin_reloads_and_rolls_back_with_its_state(
+    plugins: PluginFactory, make_host: Callable[..., Host]
+) -> None:
+    # the default policy: an untrusted plugin runs in a confined worker
+    directory = plugins("acme.counter", counter_code("v1"), dirname="counter")
+    async with make_host(init_timeout=20, inline=()) as host:
+        placement = host.plugin("acme.counter").placement
+        assert placement is not None and placement.sandboxed
+        for _ in range(2):
+            await host.call("acme.counter", "bump")
+        write(directory, "v2", "1.1.0")
+        await host.reload("acme.counter")
+        assert await host.call("acme.counter", "origin") == "v1"
+        assert await host.call("acme.counter", "bump") == 3
+        await host.rollback("acme.counter")  # its code now comes from the store
+        assert await host.call("acme.counter", "label") == "v1"
+        assert await host.call("acme.counter", "bump") == 3
+
+
+async def test_a_rolled_back_core_plugin_stays_trusted(
+    plugins: PluginFactory, make_host: Callable[..., Host], tmp_path: Path
+) -> None:
+    core = PluginFactory(plugins.root / "core")
+    directory = core("acme.core", counter_code("v1"), dirname="counter")
+    async with make_host(inline=()) as host:  # trusted only as a bundled core/ plugin
+        assert host.plugin("acme.core").isolation == "inline"
+        write(directory, "v2", "1.1.0")
+        await host.reload("acme.core")
+        rec = await host.rollback("acme.core")
+        assert rec.manifest is not None and rec.manifest.root is not None
+        assert rec.manifest.root.is_relative_to(tmp_path / "state" / "store")
+        assert rec.isolation == "inline"
+        assert await host.call("acme.core", "label") == "v1"

@@ -22,6 +22,7 @@ directory beside its final place and renamed into it.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -89,6 +90,21 @@ class PluginStore:
             v == str(version) and source.startswith(KEPT)
             for _, v, source in self.state.installed(plugin_id)
         )
+
+    def as_kept_from(self, manifest: PluginManifest) -> PluginManifest:
+        """For placement: a kept copy is judged where its files were kept from (a bundled
+        ``core/`` plugin stays trusted after a rollback); anything else as it is."""
+        root = manifest.root
+        if root is None or not root.is_relative_to(self.root):
+            return manifest
+        if not self.kept(manifest.id, manifest.version):
+            return manifest
+        try:
+            origin = Path(json.loads((root / _STAMP).read_text())["source"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return manifest
+        name = manifest.path.name if manifest.path is not None else "plugin.toml"
+        return dataclasses.replace(manifest, root=origin, path=origin / name)
 
     # ------------------------------------------------------------------ adding
 

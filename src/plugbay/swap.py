@@ -47,6 +47,7 @@ from plugbay.errors import (
 from plugbay.events import Subscriber
 from plugbay.isolation import CallTimeout, PluginHandle, handover
 from plugbay.isolation.base import deadline
+from plugbay.isolation.policy import Placement
 from plugbay.loader import plugin_frame
 from plugbay.manifest import PluginManifest, load_manifest
 from plugbay.versions import Version
@@ -89,6 +90,8 @@ class _Running:
     needs: frozenset[str]
     notes: list[str]
     route: tuple[PluginHandle, Any, float, list[int]]
+    placement: Placement | None
+    isolation: str
 
 
 class Swapper:
@@ -187,7 +190,16 @@ class Swapper:
                     plugin=plugin_id,
                     hint=f"install the new version, then 'plugbay upgrade {plugin_id}'",
                 )
-            running = _Running(rec.handle, old, rec.config, rec.needs, rec.notes, route)
+            running = _Running(
+                rec.handle,
+                old,
+                rec.config,
+                rec.needs,
+                rec.notes,
+                route,
+                rec.placement,
+                rec.isolation,
+            )
             handle: PluginHandle | None = None
             new: PluginManifest | None = target
             try:
@@ -199,8 +211,9 @@ class Swapper:
                 needs, notes = self.m._needs_of(new)
                 config = self.m._validated_config(new)
                 assert rec.metrics is not None
-                handle = await self.m.backends[rec.isolation].start(new)
-                context = self.m._context_for(new, config, rec.metrics, rec.isolation)
+                # where the policy places the new version (it may differ from the old one's)
+                placement = self.m.place(new)
+                handle, context = await self.m._launch(rec, new, config, rec.metrics)
                 await self.m._initialize(handle, new, context)
                 exported = await self._hand_over(new, running.handle, handle, state)
             except asyncio.CancelledError:  # the host is stopping: forget the half-started one
@@ -212,6 +225,7 @@ class Swapper:
                     await self._dispose(handle)
                 raise self._swap_failed(rec, old, new, action, exc) from exc
             self._activate(rec, handle, new, config, needs, notes)
+            rec.placement, rec.isolation = placement, placement.isolation
             new_inflight = self.m._routes[plugin_id][3]
             if hasattr(running.handle, "on_crash"):
                 running.handle.on_crash = None  # retiring: its death is no longer the plugin's
@@ -228,6 +242,7 @@ class Swapper:
                     rec, running.handle, old, running.config, running.needs, running.notes,
                     inflight=running.route[3],
                 )  # fmt: skip
+                rec.placement, rec.isolation = running.placement, running.isolation
                 if hasattr(running.handle, "on_crash"):
                     running.handle.on_crash = functools.partial(self.m._crashed, rec)
             await self._drain(new_inflight, drain_timeout)
@@ -255,13 +270,8 @@ class Swapper:
         }
         if cleanup_problem is not None:
             details["old_cleanup"] = cleanup_problem
-        if new.isolation != old.isolation:
-            # the host's isolation policy decides at start; a swap keeps the backend
-            details["isolation"] = (
-                f"the manifest now asks for isolation '{new.isolation}'; it still runs "
-                f"{rec.isolation} until the host restarts"
-            )
-            log.warning("plugin '%s': %s", plugin_id, details["isolation"])
+        if rec.isolation != running.isolation:
+            details["isolation"] = f"{running.isolation} → {rec.isolation}"
         self.m._history(rec, action, "ok", cleanup_problem, details)
         self._remember_active(rec)
         if self.m.store is not None and exported[0]:
