@@ -58,6 +58,8 @@ async def test_installed_versions_live_side_by_side_and_upgrade_moves_between_th
         # installed beside it; the active version does not change until upgraded
         assert await host.call("acme.tool", "version") == "1.0.0"
         assert host.info("acme.tool")["versions_known"] == ["1.1.0", "1.0.0"]
+        stored = host.info("acme.tool")["versions_stored"]
+        assert [(v["version"], v["kept"]) for v in stored] == [("1.0.0", False), ("1.1.0", False)]
         plan = await host.upgrade("acme.tool")
         assert {k: (old, str(new.version)) for k, (old, new) in plan.changes.items()} == {
             "acme.tool": ("1.0.0", "1.1.0")

@@ -34,7 +34,7 @@ from plugbay.manager import ManagerSettings, PluginManager, PluginRecord, Plugin
 from plugbay.manifest import PluginManifest
 from plugbay.registry import PluginRegistry
 from plugbay.state import HistoryEvent, StateStore
-from plugbay.store import PluginStore
+from plugbay.store import KEPT, PluginStore
 from plugbay.swap import UpgradePlan
 from plugbay.versions import Version
 
@@ -467,6 +467,11 @@ class Host:
             if plugin_id in self.registry
             else []
         )
+        # the store: installed versions, and the copies kept for rollback
+        out["versions_stored"] = [
+            {"version": version, "kept": source.startswith(KEPT), "source": source}
+            for _, version, source in (self.state.installed(plugin_id) if self.state else [])
+        ]
         out["dependencies"] = (
             {**{k: str(v) for k, v in rec.manifest.dependencies.items()}} if rec.manifest else {}
         )
