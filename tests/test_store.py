@@ -238,6 +238,8 @@ def test_the_command_line_installs_upgrades_rolls_back_and_shows_history(
     from tests.test_cli import plugbay
 
     (tmp_path / "plugins").mkdir(exist_ok=True)
+    # the operator trusts it (inline): the commands here are about versions, not the sandbox
+    (tmp_path / "plugbay.toml").write_text('[policy]\ninline = ["acme.*"]\n')
     first = plugbay("install", str(source(sources, "acme.tool", "1.0.0")), cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     assert "installed acme.tool 1.0.0 in" in first.stdout
