@@ -222,7 +222,7 @@ class PluginWatcher:
                     + (f" from {root}" if renamed else ""),
                     version=str(new.version),
                     previous=str(old.version),
-                    seconds=time.perf_counter() - started,
+                    seconds=new_rec.load_seconds or time.perf_counter() - started,  # until serving
                 )
             ), changed
         # not active (failed, stopped, or new): read it again and load it
