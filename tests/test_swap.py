@@ -385,7 +385,7 @@ async def test_a_changed_dependency_that_cannot_be_satisfied_is_refused(
 
 
 async def test_memory_stays_flat_over_200_reloads(
-    plugins: PluginFactory, make_host: Callable[..., Host], backend: str
+    plugins: PluginFactory, make_host: Callable[..., Host], backend: str, tmp_path: Path
 ) -> None:
     directory = plugins(
         "acme.counter", counter_code("v0"), dirname="counter", extra=isolation(backend)
@@ -412,6 +412,9 @@ async def test_memory_stays_flat_over_200_reloads(
         grown = process.memory_info().rss - rss
         assert grown < 4 * 1024 * 1024, f"RSS grew by {grown / 2**20:.1f} MiB over {count} reloads"
         assert await host.call("acme.counter", "label") == f"v{20 + count}"
+        # and the disk: only the newest few copies are kept for rollback
+        kept = [p for p in (tmp_path / "state" / "store" / "acme.counter").iterdir() if p.is_dir()]
+        assert sorted(p.name for p in kept) == [f"1.0.{i}" for i in range(16 + count, 21 + count)]
 
 
 async def test_a_reload_racing_with_another_reload_of_the_same_plugin_is_serialised(

@@ -38,10 +38,12 @@ from plugbay.manifest import PluginManifest, load_manifest
 from plugbay.state import StateStore
 from plugbay.versions import Version
 
-__all__ = ["KEPT", "PluginStore", "wheel_to_directory"]
+__all__ = ["KEPT", "KEPT_PER_PLUGIN", "PluginStore", "wheel_to_directory"]
 
 #: ``installed.source`` prefix of a version the host kept for rollback (not installed)
 KEPT: Final = "kept:"
+#: kept copies per plugin (oldest go first); a rollback reaches this far back
+KEPT_PER_PLUGIN: Final = 5
 _IGNORE: Final = shutil.ignore_patterns("__pycache__", "*.pyc", ".git", ".venv", ".mypy_cache")
 _STAMP: Final = ".plugbay-source"
 
@@ -182,7 +184,20 @@ class PluginStore:
         target = self._copy(root, manifest)
         if self.state is not None:
             self.state.record_installed(manifest.id, str(manifest.version), f"{KEPT}{root}")
+            self._prune(manifest.id, keep=str(manifest.version))
         return target
+
+    def _prune(self, plugin_id: str, *, keep: str) -> None:
+        """Only the newest :data:`KEPT_PER_PLUGIN` kept copies of a plugin stay (never the
+        one serving); installed versions stay until removed on purpose."""
+        assert self.state is not None
+        kept = [v for _, v, source in self.state.installed(plugin_id) if source.startswith(KEPT)]
+        for version in kept[: max(0, len(kept) - KEPT_PER_PLUGIN)]:
+            if version == keep:
+                continue
+            shutil.rmtree(self.path_for(plugin_id, version), ignore_errors=True)
+            self.state_file(plugin_id, version).unlink(missing_ok=True)
+            self.state.remove_installed(plugin_id, version)
 
     def _copy(self, source: Path, manifest: PluginManifest) -> Path:
         target = self.path_for(manifest.id, manifest.version)
