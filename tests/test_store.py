@@ -257,6 +257,8 @@ def test_the_command_line_installs_upgrades_rolls_back_and_shows_history(
     back = plugbay("rollback", "acme.tool", cwd=tmp_path)
     assert "acme.tool: rolled back 1.1.0 → 1.0.0" in back.stdout, back.stderr
     assert plugbay("call", "acme.tool", "version", cwd=tmp_path).stdout.strip() == "1.0.0"
+    reloaded = plugbay("reload", "acme.tool", cwd=tmp_path)
+    assert "acme.tool: reloaded 1.0.0 → 1.0.0" in reloaded.stdout, reloaded.stderr
     history = plugbay("history", "acme.tool", cwd=tmp_path).stdout
     for row in ("install", "upgrade", "1.0.0 → 1.1.0", "rollback", "1.1.0 → 1.0.0"):
         assert row in history
