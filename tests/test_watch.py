@@ -238,3 +238,26 @@ def test_plugbay_run_watch_reloads_on_save(greeter: Path, tmp_path: Path) -> Non
     assert "watching" in output
     assert "reloaded acme.greeter 1.0.0 → 1.0.1" in output, output
     assert proc.returncode == 0, output
+
+
+async def test_a_dependent_that_cannot_follow_keeps_serving_and_says_why(
+    plugins: PluginFactory, make_host: Callable[..., Host]
+) -> None:
+    base = plugins("acme.base", CODE.format(label="b1"), dirname="base")
+    app = plugins(
+        "acme.app",
+        CODE.format(label="a1"),
+        dirname="app",
+        extra='[dependencies]\n"acme.base" = "^1"\n',
+    )
+    async with make_host() as host:
+        (app / "main.py").write_text("import nowhere_to_be_found\n")  # unsaved-looking breakage
+        edit(base, "b2", "1.1.0")
+        results = await PluginWatcher(host).apply([base / "plugin.toml"])
+        assert [(r.plugin_id, r.action, r.ok) for r in results] == [
+            ("acme.base", "reload", True),
+            ("acme.app", "reload", False),
+        ]
+        assert "1.0.0 keeps serving: importing 'main' failed: no module named" in results[1].message
+        assert await host.call("acme.app", "label") == "a1"
+        assert await host.call("acme.base", "label") == "b2"

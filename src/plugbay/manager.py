@@ -649,8 +649,9 @@ class PluginManager:
 
     async def reload_dependents(
         self, changed: Collection[str], why: str, *, skip: Collection[str] = ()
-    ) -> list[str]:
-        """Reload the active dependents of ``changed`` in dependency order (not ``skip``)."""
+    ) -> dict[str, str | None]:
+        """Reload the active dependents of ``changed`` in dependency order (not ``skip``):
+        each id with ``None``, or the reason it failed (it keeps its old version)."""
         return await self._swapper.reload_dependents(changed, why, skip=skip)
 
     async def rollback_plugin(self, plugin_id: str, version: str | None = None) -> PluginRecord:

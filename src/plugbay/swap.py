@@ -144,20 +144,22 @@ class Swapper:
 
     async def reload_dependents(
         self, changed: Collection[str], why: str, *, skip: Collection[str] = ()
-    ) -> list[str]:
+    ) -> dict[str, str | None]:
         """Reload every active plugin that needs one of ``changed``, dependencies first.
-        A dependent that fails to reload keeps its old version; returns the ids reloaded."""
+        A dependent that fails to reload keeps its old version. Returns each id reloaded,
+        in order, with ``None`` or the reason it failed."""
         wanted: set[str] = set()
         for pid in changed:
             wanted.update(self.m.dependents(pid))
         wanted -= set(changed) | set(skip)
-        done: list[str] = []
+        done: dict[str, str | None] = {}
         for pid in [p for p in self.m._start_order() if p in wanted]:
             try:
                 await self.reload_plugin(pid, dependents=False, action="reload")
-                done.append(pid)
+                done[pid] = None
             except PlugbayError as exc:
                 log.error("reloading dependent '%s' after %s failed: %s", pid, why, exc)
+                done[pid] = str(exc)
         return done
 
     async def _swap(

@@ -162,7 +162,11 @@ class PluginWatcher:
             if changed:
                 cascade.append(pid)
         if cascade:
-            done = await manager.reload_dependents(cascade, "a file change", skip=ordered)
+            outcome = await manager.reload_dependents(cascade, "a file change", skip=ordered)
+            done = [pid for pid, failure in outcome.items() if failure is None]
+            for pid, failure in outcome.items():
+                if failure is not None:
+                    results.append(self._report(WatchResult(pid, "reload", False, failure)))
             if done:
                 results.append(
                     self._report(
