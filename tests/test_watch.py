@@ -251,7 +251,9 @@ async def test_a_dependent_that_cannot_follow_keeps_serving_and_says_why(
         extra='[dependencies]\n"acme.base" = "^1"\n',
     )
     async with make_host() as host:
-        (app / "main.py").write_text("import nowhere_to_be_found\n")  # unsaved-looking breakage
+        (app / "main.py").write_text(
+            "import nowhere_to_be_found\n"
+        )  # broken on disk, not in this batch
         edit(base, "b2", "1.1.0")
         results = await PluginWatcher(host).apply([base / "plugin.toml"])
         assert [(r.plugin_id, r.action, r.ok) for r in results] == [
