@@ -1043,7 +1043,7 @@ def upgrade(
             plan = host.manager.upgrade_plan(plugin_id, version, with_dependents=with_dependents)
         else:
             plan = await host.upgrade(plugin_id, version, with_dependents=with_dependents)
-        return {pid: [old, str(new.version)] for pid, (old, new) in plan.changes.items()}
+        return {pid: [moved["from"], moved["to"]] for pid, moved in plan.to_dict().items()}
 
     moved = _with_host(_host_kwargs(plugins, state, config), body, as_json=as_json)
     if as_json:

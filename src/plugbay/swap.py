@@ -79,6 +79,12 @@ class UpgradePlan:
     def order(self) -> list[str]:
         return list(self.changes)
 
+    def to_dict(self) -> dict[str, dict[str, str]]:
+        """``{id: {"from": version, "to": version}}`` in order (for the CLI and the API)."""
+        return {
+            pid: {"from": old, "to": str(new.version)} for pid, (old, new) in self.changes.items()
+        }
+
 
 @dataclass(slots=True)
 class _Running:
