@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test lint typecheck unit bench clean help
+.PHONY: run test lint typecheck unit bench clean help promtool
 
 help:
 	@echo "make run    - create .venv, install, start the host on ./plugins, reloading on save (Ctrl-C to stop)"
@@ -32,8 +32,18 @@ typecheck: $(STAMP)
 	    --no-error-summary "$$(basename $$d)/") || exit 1; \
 	done; echo "plugins: mypy --strict clean"
 
+# promtool (Debian's prometheus package) checks our /metrics output in the tests.
+# Installed once, without questions; skipped when it is already there.
+promtool:
+	@command -v promtool >/dev/null 2>&1 || { \
+	  echo "installing Debian's prometheus package (for promtool)"; \
+	  SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold prometheus >/dev/null; }
+
 # pytest exits 5 when it collected no tests: that is a failure here, never a pass.
-unit: $(STAMP)
+unit: $(STAMP) promtool
 	@$(BIN)/pytest; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; \
 	exit $$rc

@@ -69,6 +69,10 @@ _EVENTS: Final = {
 ACTIVATIONS: Final = frozenset({"load", "reload", "upgrade", "rollback", "restart"})
 
 
+#: the manager's routing entry: handle, metrics, timeout, calls in flight, command table
+_Route = tuple[PluginHandle, Any, float, list[int], dict[str, Any]]
+
+
 @dataclass(frozen=True, slots=True)
 class UpgradePlan:
     """What ``upgrade`` would change: plugin id → (from version, to manifest), in order."""
@@ -95,7 +99,7 @@ class _Running:
     config: dict[str, Any]
     needs: frozenset[str]
     notes: list[str]
-    route: tuple[PluginHandle, Any, float, list[int]]
+    route: _Route
     placement: Placement | None
     isolation: str
 
@@ -248,7 +252,7 @@ class Swapper:
             async with self.m._lock:
                 self._activate(
                     rec, running.handle, old, running.config, running.needs, running.notes,
-                    inflight=running.route[3],
+                    route=running.route,
                 )  # fmt: skip
                 rec.placement, rec.isolation = running.placement, running.isolation
                 if hasattr(running.handle, "on_crash"):
@@ -417,22 +421,24 @@ class Swapper:
         needs: frozenset[str],
         notes: list[str],
         *,
-        inflight: list[int] | None = None,
+        route: _Route | None = None,
     ) -> None:
-        """Route the plugin's calls to ``handle`` from now on (one dict assignment)."""
+        """Route the plugin's calls to ``handle`` from now on (one dict assignment);
+        ``route``: put back the route it had (a failed probation)."""
+        from plugbay.manager import _table  # at call time: manager imports this module
+
         previous = rec.manifest
-        asked = manifest.resources.timeout
-        timeout = min(
-            asked if asked is not None and asked > 0 else self.m.settings.call_timeout,
-            self.m.settings.max_call_timeout,
-        )
-        assert rec.metrics is not None
-        self.m._routes[rec.id] = (
-            handle,
-            rec.metrics,
-            timeout,
-            inflight if inflight is not None else [0],
-        )
+        if route is None:
+            asked = manifest.resources.timeout
+            timeout = min(
+                asked if asked is not None and asked > 0 else self.m.settings.call_timeout,
+                self.m.settings.max_call_timeout,
+            )
+            assert rec.metrics is not None
+            # the commands' stats are the plugin's: kept across versions (for_command reuses)
+            table = _table(handle, rec.metrics, self.m.settings.monitoring)
+            route = (handle, rec.metrics, timeout, [0], table)
+        self.m._routes[rec.id] = route
         rec.handle, rec.manifest, rec.config = handle, manifest, config
         rec.needs, rec.notes = needs, notes
         if previous is not None:

@@ -33,8 +33,10 @@ __all__ = [
     "Loaded",
     "Log",
     "Message",
+    "Metrics",
     "Ping",
     "Pong",
+    "Profile",
     "RemoteCommand",
     "Reply",
     "Security",
@@ -157,6 +159,22 @@ class Log(msgspec.Struct, tag=True):
     level: int
     logger: str
     message: str
+    fields: dict[str, Any] | None = None
+
+
+class Metrics(msgspec.Struct, tag=True):
+    """worker → host: the plugin's own counters, gauges and histograms (replace the last)."""
+
+    data: dict[str, Any]
+
+
+class Profile(msgspec.Struct, tag=True):
+    """host → worker: run a call under the profiler; the Reply is {"value", "report"}."""
+
+    id: int
+    command: str
+    params: dict[str, Any]
+    strict: bool = True
 
 
 Message = (
@@ -174,6 +192,8 @@ Message = (
     | HostReply
     | Log
     | Security
+    | Metrics
+    | Profile
     | ExportState
     | ImportState
 )
