@@ -228,76 +228,6 @@ def trust(
     out.print(f"[green]trusted[/] key {kid} ({public_key.name}) in {state}")
 
 
-def install(
-    wheel: Annotated[Path, typer.Argument(help="A plugin wheel (.whl) from 'plugbay build'")],
-    plugins: Annotated[
-        Path,
-        typer.Option(
-            "--plugins",
-            "-p",
-            envvar="PLUGBAY_PLUGINS",
-            help="The plugins directory to install into.",
-        ),
-    ] = Path("plugins"),
-    state: StateOpt = Path(".plugbay"),
-    config: Annotated[
-        Path | None,
-        typer.Option("--config", "-c", envvar="PLUGBAY_CONFIG", help="Host config (plugbay.toml)."),
-    ] = None,
-    require_signed: Annotated[
-        bool | None,
-        typer.Option(
-            "--require-signed/--allow-unsigned",
-            help="Override the host's [policy] require-signed.",
-            show_default=False,
-        ),
-    ] = None,
-    force: Annotated[bool, typer.Option("--force", help="Replace the same version.")] = False,
-) -> None:
-    """Verify a plugin wheel against the host's policy and trusted keys, then install it.
-
-    Refused with the reason: a file that is not a plugin wheel, a digest or signature that
-    does not match, a key the host does not trust or an unsigned wheel when the host
-    requires signed plugins. Installed as a plugin directory in the plugins directory.
-    """
-    from plugbay.pdk.signing import TrustPolicy, verify_wheel
-    from plugbay.pdk.wheels import wheel_to_directory
-
-    if wheel.is_dir():
-        _fail(
-            PlugbayError(
-                "this install takes a plugin wheel",
-                where=str(wheel),
-                hint=f"build one first: 'plugbay build {wheel}'",
-            ),
-            code=2,
-        )
-    if config is None and Path("plugbay.toml").is_file():
-        config = Path("plugbay.toml")
-    try:
-        policy = TrustPolicy.for_host(state, config, require_signed=require_signed)
-        checked = verify_wheel(wheel, policy)
-        target = wheel_to_directory(
-            wheel,
-            plugins,
-            replace=force,
-            provenance={"signed-by": checked.signed_by, "notes": list(checked.notes)},
-        )
-    except PlugbayError as exc:
-        _fail(exc)
-    m = checked.wheel.manifest
-    who = f"signed by trusted key {checked.signed_by}" if checked.signed_by else "unsigned"
-    out.print(f"[green]installed[/] {m.id} {m.version} ({who}) into {target}")
-    for note in checked.notes:
-        err.print(f"[yellow]note:[/] {escape(note)}")
-    others = [r for r in checked.wheel.requires if not r.lower().startswith("plugbay")]
-    if others:
-        err.print(
-            "[yellow]note:[/] it needs these distributions in the host's environment: "
-            + escape(", ".join(others))
-        )
-
-
 def docs(
     path: Annotated[
         Path, typer.Argument(help="The plugin (directory, plugin.toml, pyproject.toml)")
@@ -390,7 +320,6 @@ def register(app: typer.Typer) -> None:
         ("sign", sign),
         ("verify", verify),
         ("trust", trust),
-        ("install", install),
         ("docs", docs),
         ("debug", debug),
     ]
