@@ -209,7 +209,6 @@ def test_develop_commands_are_grouped_in_help(tmp_path: Path) -> None:
         "sign",
         "verify",
         "trust",
-        "install",
         "docs",
         "debug",
         "profile",  # the monitoring issue's, filed under develop by pdk.cli.register
