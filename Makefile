@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test lint typecheck unit bench clean help
+.PHONY: run test lint typecheck unit bench clean help browser
 
 help:
 	@echo "make run    - create .venv, install, start the host on ./plugins (Ctrl-C to stop)"
@@ -32,15 +32,30 @@ typecheck: $(STAMP)
 	    --no-error-summary "$$(basename $$d)/") || exit 1; \
 	done; echo "plugins: mypy --strict clean"
 
+# The dashboard's browser test drives Debian's chromium (playwright, no browser download).
+# Installed once when missing; with CI=true and no input as well.
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	@echo "installing Debian's chromium for the dashboard's browser test"
+	DEBIAN_FRONTEND=noninteractive apt-get update -q
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium fonts-dejavu-core
+browser: $(CHROMIUM)
+
 # pytest exits 5 when it collected no tests: that is a failure here, never a pass.
-unit: $(STAMP)
+unit: $(STAMP) browser
 	@$(BIN)/pytest; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; \
 	exit $$rc
 
 test: lint typecheck unit
 
-bench: $(STAMP)
+# The HTTP benchmark's load generator (bench/http.py): Debian's wrk, installed once when missing.
+WRK := /usr/bin/wrk
+$(WRK):
+	DEBIAN_FRONTEND=noninteractive apt-get update -q
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends wrk
+
+bench: $(STAMP) $(WRK)
 	$(BIN)/python -m bench
 
 clean:

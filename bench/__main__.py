@@ -6,7 +6,7 @@ import importlib
 import platform
 import sys
 
-SUITES = ["spine", "sandbox", "monitor"]
+SUITES = ["spine", "sandbox", "monitor", "http"]
 
 
 def main(argv: list[str]) -> int:

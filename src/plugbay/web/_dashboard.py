@@ -74,6 +74,12 @@ def _rows(host: Host) -> str:
     return "\n".join(out)
 
 
+def _has_route(request: Request, suffix: str) -> bool:
+    return any(
+        getattr(r, "path", "") == "/api/v1/plugins/{plugin_id}" + suffix for r in request.app.routes
+    )
+
+
 @router.get("/", tags=["dashboard"], response_class=HTMLResponse, responses=errors(),
             summary="The dashboard page")  # fmt: skip
 async def dashboard(request: Request) -> HTMLResponse:
@@ -91,6 +97,7 @@ async def dashboard(request: Request) -> HTMLResponse:
         .replace("{{rows}}", _rows(host))
         .replace("{{graph}}", _graph(host))
         .replace("{{interval}}", str(request.app.state.series.interval))
+        .replace("{{rollback}}", "yes" if _has_route(request, "/rollback") else "no")
     )
     return HTMLResponse(page, headers={"Cache-Control": "no-store"})
 
