@@ -56,6 +56,11 @@ def test_commands_act_on_the_running_host(workdir: Path, plugins: PluginFactory)
         assert info["dependents"] == ["acme.user"] and info["usage"]["pid"] == host.proc.pid
 
         # disable stops it in the running host at once, and says what else stopped
+        refused = plugbay("disable", "acme.calc", cwd=workdir)
+        assert refused.returncode == 1 and "acme.user depend on it" in refused.stderr
+        both = plugbay("disable", "acme.calc", "--cascade", cwd=workdir)
+        assert both.stdout == "acme.calc: disabled (also stopped: acme.user)\n"
+        assert plugbay("enable", "acme.calc", cwd=workdir).returncode == 0
         off = plugbay("disable", "acme.user", "--reason", "maintenance", cwd=workdir)
         assert off.returncode == 0, off.stderr
         state = httpx.get(f"{host.url}/api/v1/plugins/acme.user", headers=host.auth).json()

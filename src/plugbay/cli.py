@@ -699,6 +699,10 @@ def disable(
         str | None, typer.Option("--reason", help="Kept in the state and shown.")
     ] = None,
     state: StateOpt = Path(".plugbay"),
+    cascade: Annotated[
+        bool,
+        typer.Option("--cascade", help="A running host also stops what depends on it."),
+    ] = False,
 ) -> None:
     """Disable a plugin: it is not started until enabled again (kept across restarts).
 
@@ -706,7 +710,7 @@ def disable(
     client = _client(state)
     if client is not None:
         with client:
-            data = _remote(lambda: client.disable(plugin_id, reason))
+            data = _remote(lambda: client.disable(plugin_id, reason, cascade=cascade))
         stopped = [p for p in data["affected"] if p != plugin_id]
         out.print(
             f"{plugin_id}: disabled" + (f" (also stopped: {', '.join(stopped)})" if stopped else "")
