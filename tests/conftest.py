@@ -60,8 +60,9 @@ class PluginFactory:
         return directory
 
     def copy_bundled(self, *relative: str) -> None:
+        """Copy bundled plugins keeping their layout: ``core/…`` stays trusted (inline)."""
         for rel in relative:
-            shutil.copytree(BUNDLED / rel, self.root / rel.replace("/", "-"))
+            shutil.copytree(BUNDLED / rel, self.root / rel)
 
 
 @pytest.fixture
@@ -78,6 +79,9 @@ def make_host(tmp_path: Path, plugins: PluginFactory) -> Callable[..., Any]:
         kwargs.setdefault("entry_points", False)
         kwargs.setdefault("init_timeout", 2.0)
         kwargs.setdefault("cleanup_timeout", 1.0)
+        # The spine's tests run their plugins inline (trusted); the sandbox's tests
+        # (test_sandbox.py, test_process.py) use the default deny-by-default policy.
+        kwargs.setdefault("inline", ["*"])
         return Host(kwargs.pop("plugins_dir", plugins.root), **kwargs)
 
     return make

@@ -30,7 +30,8 @@ EXPORTED = {
     "PlugbayError", "Plugin", "PluginCallError", "PluginConfig", "PluginContext",
     "PluginDependency", "PluginInitError", "PluginLoadError", "PluginNotFound", "PluginReloadError",
     "PluginCrashed", "PluginStateError", "PluginTimeout", "PluginType", "RangeError", "ResolutionError",
-    "ResultTypeError", "ServiceError", "ServiceRegistry", "StateError", "SystemConfig",
+    "ResultTypeError", "ServiceError", "ServiceRegistry", "Secrets", "PermissionDenied",
+    "ResourceLimitExceeded", "StateError", "SystemConfig",
     "SystemEvent", "SystemHook", "SystemInfo", "SystemPlugin", "UtilityPlugin", "VersionError",
     "__version__", "command", "command_specs", "error_from_dict",
 }  # fmt: skip

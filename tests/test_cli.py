@@ -213,15 +213,16 @@ def test_grants_are_asked_for_granted_and_shown(workdir: Path, plugins: PluginFa
 def test_list_reports_a_running_host_without_starting_plugins(
     plugins: PluginFactory, tmp_path: Path
 ) -> None:
-    starts = tmp_path / "starts.log"
+    # written in the plugin's own data directory: the one place a sandboxed plugin may write
+    starts = tmp_path / ".plugbay" / "data" / "acme.counted" / "starts.log"
     plugins(
         "acme.counted",
-        f"""
+        """
         from plugbay import UtilityPlugin, command
 
         class P(UtilityPlugin):
             async def initialize(self, context):
-                open({str(starts)!r}, "a").write("started\\n")
+                open(context.environment.data_dir / "starts.log", "a").write("started\\n")
 
             @command
             def ping(self) -> str:

@@ -15,7 +15,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
@@ -427,7 +427,7 @@ def info(
         ("manifest", m.get("path")),
         ("capabilities", ", ".join(m.get("capabilities", [])) or "-"),
         ("host", m.get("host")),
-        ("isolation", f"{data['isolation']} (asked: {m.get('isolation', '-')})"),
+        ("isolation", _isolation_text(data, m)),
         ("versions known", ", ".join(data["versions_known"]) or "-"),
         ("load time", f"{data['load_seconds'] * 1000:.1f} ms" if data["load_seconds"] else "-"),
     ]
@@ -437,7 +437,20 @@ def info(
         rows.append(("", "granted: " + (", ".join(permissions["granted"]) or "-")))
         rows.append(("", "in effect: " + (", ".join(permissions["effective"]) or "none")))
     if data.get("limits"):
-        rows.append(("limits", ", ".join(f"{k} {v}" for k, v in data["limits"].items())))
+        rows.append(("limits", _limits_text(data["limits"])))
+    sandbox = data.get("sandbox") or {}
+    if sandbox.get("secrets"):
+        rows.append(("secrets", ", ".join(sandbox["secrets"]) + " (through context.secrets)"))
+    if sandbox.get("layers"):
+        rows.append(
+            (
+                "layers",
+                ", ".join(
+                    f"{layer['name']}{'' if layer['active'] else ' (off)'}"
+                    for layer in sandbox["layers"]
+                ),
+            )
+        )
     usage = data.get("usage") or {}
     if "rss_bytes" in usage:
         shared = " (the host's process, shared)" if usage.get("shared") else ""
@@ -763,6 +776,100 @@ def _check_permission(permission: str) -> None:
             ),
             code=2,
         )
+
+
+def _isolation_text(data: dict[str, Any], manifest: dict[str, Any]) -> str:
+    sandbox = data.get("sandbox") or {}
+    where = data["isolation"]
+    if sandbox.get("sandboxed"):
+        where = "sandboxed worker"
+    elif where == "process":
+        where = "worker (not sandboxed)"
+    reason = sandbox.get("reason")
+    return f"{where}: {reason}" if reason else f"{where} (asked: {manifest.get('isolation', '-')})"
+
+
+def _limits_text(limits: Mapping[str, Any]) -> str:
+    def shown(key: str, value: Any) -> str:
+        if value is None:
+            return f"{key} unlimited" if key not in ("timeout",) else f"{key} host default"
+        if key in ("memory", "file-size", "storage"):
+            return f"{key} {value / 2**20:g} MiB"
+        if key in ("timeout", "cpu-seconds"):
+            return f"{key} {value:g} s"
+        return f"{key} {value:g}"
+
+    return ", ".join(shown(k, v) for k, v in limits.items())
+
+
+@app.command()
+def doctor(
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Exit 1 when any isolation layer is inactive.")
+    ] = False,
+) -> None:
+    """Check which isolation layers this machine offers, and what each guarantees.
+
+    Every layer is tried for real, in a short-lived child process, so the answer is
+    what a sandboxed worker would get here. The host refuses to start a sandboxed
+    plugin rather than run it with a layer missing.
+    """
+    from plugbay.isolation.limits import probe_all
+    from plugbay.isolation.policy import IsolationPolicy
+
+    statuses = probe_all()
+    path = config or (Path("plugbay.toml") if Path("plugbay.toml").is_file() else None)
+    try:
+        data: dict[str, Any] = {}
+        if path is not None:
+            import tomllib
+
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        policy = IsolationPolicy.from_config(data, where=str(path or "defaults"))
+    except (OSError, ValueError) as exc:
+        _fail(PlugbayError(f"cannot read the host config: {exc}", where=str(path)))
+    except PlugbayError as exc:
+        _fail(exc)
+    trusted = list(policy.inline) + (["core/* plugins"] if policy.trust_core else [])
+    report: dict[str, Any] = {
+        "layers": [
+            {"name": s.name, "active": s.active, "detail": s.detail, "guarantees": s.guarantees}
+            for s in statuses
+        ],
+        "policy": {
+            "config": str(path) if path else None,
+            "inline": trusted,
+            "defaults": dict(policy.defaults),
+            "caps": dict(policy.caps),
+        },
+    }
+    inactive = [s.name for s in statuses if not s.active]
+    if as_json:
+        out.print_json(json.dumps(report, default=str))
+    else:
+        table = Table(header_style="bold", show_lines=True)
+        for col in ("layer", "here", "detail", "guarantees"):
+            table.add_column(col, overflow="fold")
+        for s in statuses:
+            here = "[green]active[/]" if s.active else "[red]INACTIVE[/]"
+            table.add_row(s.name, here, escape(s.detail), escape(s.guarantees))
+        out.print(table)
+        out.print("runs inline (trusted): " + escape(", ".join(trusted) or "nothing"))
+        out.print(
+            "every other plugin: a sandboxed worker with " + _limits_text(dict(policy.defaults))
+        )
+        if inactive:
+            err.print(
+                f"[yellow]warning:[/] inactive here: {', '.join(inactive)}. A sandboxed plugin "
+                "cannot start without every layer; see the detail column for why, and run "
+                "as root on Linux ≥ 6.7 with writable cgroups for all of them."
+            )
+        else:
+            out.print(f"[green]all {len(statuses)} layers active[/]")
+    if strict and inactive:
+        raise typer.Exit(1)
 
 
 @app.command()

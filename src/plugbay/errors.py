@@ -24,6 +24,7 @@ __all__ = [
     "ManifestError",
     "MissingDependencyError",
     "ParameterError",
+    "PermissionDenied",
     "PlugbayError",
     "PluginCallError",
     "PluginCrashed",
@@ -35,6 +36,7 @@ __all__ = [
     "PluginTimeout",
     "RangeError",
     "ResolutionError",
+    "ResourceLimitExceeded",
     "ResultTypeError",
     "ServiceError",
     "StateError",
@@ -108,7 +110,11 @@ def _rebuild(cls: type[PlugbayError], data: dict[str, Any]) -> PlugbayError:
 
 def error_from_dict(data: dict[str, Any]) -> PlugbayError:
     """Re-create an error from :meth:`PlugbayError.to_dict` (e.g. one sent by a worker)."""
-    cls = _BY_NAME.get(str(data.get("type")), PlugbayError)
+    name = str(data.get("type"))
+    cls = _BY_NAME.get(name)
+    if cls is None:  # a subclass defined outside this module (e.g. isolation's SandboxError)
+        _BY_NAME.update((c.__name__, c) for c in _all_subclasses(PlugbayError))
+        cls = _BY_NAME.get(name, PlugbayError)
     return _rebuild(cls, data)
 
 
@@ -188,6 +194,25 @@ class PluginCrashed(PlugbayError):
     """A plugin's worker process died, or broke the wire protocol, while serving."""
 
     code = "plugin_crashed"
+
+
+class ResourceLimitExceeded(PluginCrashed):
+    """A sandboxed plugin hit one of its limits; ``details['limit']`` names it.
+
+    The call in flight fails with this error and the worker is replaced.
+    """
+
+    code = "resource_limit"
+
+
+class PermissionDenied(PlugbayError):
+    """The sandbox refused an operation the plugin was not granted.
+
+    ``details['operation']`` says what was tried, ``details['permission']`` what
+    would allow it (``plugbay grant ID PERMISSION``), when anything can.
+    """
+
+    code = "permission_denied"
 
 
 class ConfigError(PlugbayError):

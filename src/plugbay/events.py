@@ -42,6 +42,7 @@ class EventBus:
         self._idle = asyncio.Event()
         self._idle.set()
         self._task: asyncio.Task[None] | None = None
+        self._held = False
         self.dropped = 0
         self.delivered = 0
         self.failures = 0
@@ -54,6 +55,15 @@ class EventBus:
 
     def unsubscribe(self, plugin_id: str) -> None:
         self._subscribers = [s for s in self._subscribers if s.plugin_id != plugin_id]
+
+    def hold(self) -> None:
+        """Queue events without delivering them, until :meth:`release` (the host holds them
+        while it starts plugins, so a system plugin started late still sees every event)."""
+        self._held = True
+
+    def release(self) -> None:
+        self._held = False
+        self._wakeup.set()
 
     def emit(self, kind: str, source: str = "host", **data: object) -> None:
         self.publish(SystemEvent(kind, source, dict(data)))
@@ -89,12 +99,13 @@ class EventBus:
 
     async def _run(self) -> None:
         while True:
-            while self._queue:
+            while self._queue and not self._held:
                 event = self._queue.popleft()
                 for sub in list(self._subscribers):
                     if sub.wants(event):
                         await self._deliver(sub, event)
-            self._idle.set()
+            if not self._queue:
+                self._idle.set()
             self._wakeup.clear()
             await self._wakeup.wait()
 

@@ -13,6 +13,7 @@ serve. Leaving the ``async with`` cleans up in reverse order.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import tomllib
@@ -26,6 +27,7 @@ import msgspec
 from plugbay.api import Plugin, command_specs
 from plugbay.errors import ConfigError, PlugbayError, PluginNotFound, PluginStateError
 from plugbay.events import EventBus
+from plugbay.isolation.policy import IsolationPolicy
 from plugbay.loader import discover
 from plugbay.manager import ManagerSettings, PluginManager, PluginRecord, PluginState
 from plugbay.manifest import PluginManifest
@@ -136,6 +138,8 @@ class Host:
         crash_window: float = 60.0,
         monitoring: bool = True,
         load: Iterable[str] | None = None,
+        policy: IsolationPolicy | None = None,
+        inline: Iterable[str] = (),
     ) -> None:
         if plugins_dir is None:
             dirs: list[Path] = []
@@ -150,6 +154,8 @@ class Host:
         self._load = list(load) if load is not None else None
         self._config_arg = {k: dict(v) for k, v in (config or {}).items()}
         self._config_file = Path(config_file) if config_file else None
+        self._policy_given = policy is not None
+        self._inline = tuple(inline)
         self._file_config: dict[str, dict[str, Any]] = {}
         self.problems: list[PlugbayError] = []
         self.registry = PluginRegistry(Version.parse(HOST_VERSION))
@@ -169,6 +175,8 @@ class Host:
                 max_crashes=max_crashes,
                 crash_window=crash_window,
                 monitoring=monitoring,
+                policy=policy or IsolationPolicy.from_config({}, inline=inline),
+                plugin_dirs=tuple(self.plugin_dirs),
             ),
             events=self.events,
             config_for=self._config_for,
@@ -208,7 +216,11 @@ class Host:
                 self.registry.register(manifest)
             except PlugbayError as exc:
                 self._problem(exc, manifest)
-        await self._resolve_and_load()
+        self.events.hold()
+        try:
+            await self._resolve_and_load()
+        finally:
+            self.events.release()
         self.events.emit("host.started", version=HOST_VERSION, plugins=len(self.registry))
         await self.events.drain()
 
@@ -265,6 +277,9 @@ class Host:
             raise ConfigError(
                 f"the host config is not valid TOML: {exc}", where=str(path)
             ) from None
+        if not self._policy_given:
+            policy = IsolationPolicy.from_config(data, where=str(path), inline=self._inline)
+            self.manager.settings = dataclasses.replace(self.manager.settings, policy=policy)
         plugins = data.get("plugins", {})
         if not isinstance(plugins, dict):
             raise ConfigError("[plugins] must be a table of plugin ids", where=str(path))
@@ -415,19 +430,27 @@ class Host:
         out["config"] = rec.config
         out["metrics"] = rec.metrics.snapshot() if rec.metrics else None
         out["traceback"] = rec.traceback
-        asked = rec.manifest.permissions.asked() if rec.manifest else []
-        granted = self.state.grants(plugin_id) if self.state is not None else []
-        out["permissions"] = {
-            "asked": asked,
-            "granted": granted,
-            # deny by default: only what is both asked for and granted
-            "effective": [p for p in asked if p in granted],
-        }
-        out["limits"] = (
-            {k: v for k, v in msgspec.to_builtins(rec.manifest.resources).items() if v is not None}
-            if rec.manifest
-            else {}
-        )
+        placement = rec.placement
+        if placement is None and rec.manifest is not None:
+            try:
+                placement = self.manager.place(rec.manifest)
+            except PlugbayError:
+                placement = None
+        if placement is not None:
+            described = placement.describe()
+            out["permissions"] = described["permissions"]
+            out["limits"] = described["limits"]
+            out["sandbox"] = {
+                "sandboxed": placement.sandboxed,
+                "reason": placement.reason,
+                "secrets": described["secrets"],
+                "environment": described["environment"],
+                "layers": list(getattr(rec.handle, "layers", []) or []),
+            }
+        else:
+            out["permissions"] = {"asked": [], "granted": [], "effective": []}
+            out["limits"] = {}
+            out["sandbox"] = None
         out["usage"] = self.manager.monitor_usage(plugin_id) if rec.handle is not None else None
         out["transitions"] = [{"time": t, "state": s} for t, s in rec.transitions]
         return out

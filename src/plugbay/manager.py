@@ -33,6 +33,7 @@ from plugbay.api import (
     Plugin,
     PluginConfig,
     PluginContext,
+    Secrets,
     SystemPlugin,
 )
 from plugbay.errors import (
@@ -50,6 +51,7 @@ from plugbay.errors import (
 )
 from plugbay.events import EventBus, Subscriber
 from plugbay.isolation import Backend, CallTimeout, InlineBackend, PluginHandle
+from plugbay.isolation.policy import IsolationPolicy, Placement
 from plugbay.isolation.process import ProcessBackend
 from plugbay.loader import plugin_frame
 from plugbay.manifest import PluginManifest
@@ -63,6 +65,8 @@ from plugbay.versions import Range
 __all__ = ["ManagerSettings", "PluginManager", "PluginRecord", "PluginState"]
 
 log = logging.getLogger("plugbay.manager")
+#: denials and limit hits in sandboxed workers
+security_log = logging.getLogger("plugbay.security")
 
 
 class PluginState(enum.StrEnum):
@@ -92,6 +96,8 @@ class PluginRecord:
     notes: list[str] = field(default_factory=list)
     config: dict[str, Any] = field(default_factory=dict)
     isolation: str = "inline"
+    #: where the host's policy put it, with its limits and effective permissions
+    placement: Placement | None = None
     load_seconds: float | None = None
     started_at: float | None = None
     transitions: list[tuple[float, str]] = field(default_factory=list)
@@ -143,6 +149,10 @@ class ManagerSettings:
     crash_window: float = 60.0
     #: count every call (calls, errors by type, latency histogram); off only to measure its cost
     monitoring: bool = True
+    #: the operator's isolation policy: who runs inline, limits, grants, secrets
+    policy: IsolationPolicy = field(default_factory=IsolationPolicy)
+    #: the host's plugin directories (a core/ folder directly inside one is trusted)
+    plugin_dirs: tuple[Path, ...] = ()
 
 
 _NO_CONFIG: Final[Mapping[str, Any]] = {}
@@ -356,9 +366,13 @@ class PluginManager:
         self, manifest: PluginManifest, needs: Iterable[str], notes: list[str]
     ) -> PluginRecord:
         rec = PluginRecord(manifest.id, manifest, needs=frozenset(needs), notes=list(notes))
-        # A plugin that asks for a process gets one. Until the sandbox policy lands, anything
-        # else runs inline (the bundled plugins, and whatever the operator trusts).
-        rec.isolation = "process" if manifest.isolation == "process" else "inline"
+        try:
+            rec.placement = self.place(manifest)
+            rec.isolation = rec.placement.isolation
+        except PlugbayError as exc:
+            self._records[manifest.id] = rec
+            self._fail(rec, exc, action="load")
+            return rec
         self._records[manifest.id] = rec
         self._set_state(rec, PluginState.RESOLVED)
         blocked = [d for d in sorted(rec.needs) if self._state_of(d) is not PluginState.ACTIVE]
@@ -382,12 +396,10 @@ class PluginManager:
             config = self._validated_config(manifest)
             rec.config = config
             self._set_state(rec, PluginState.INITIALIZING)
-            backend = self.backends[rec.isolation]
-            handle = await backend.start(manifest)
+            handle, context = await self._launch(rec, manifest, config, metrics)
             rec.handle = handle
             if hasattr(handle, "on_crash"):
                 handle.on_crash = functools.partial(self._crashed, rec)
-            context = self._context_for(manifest, config, metrics, rec.isolation)
             await self._initialize(handle, manifest, context)
             for name, version in manifest.provides.items():
                 self.services.provide(manifest.id, name, version, None)
@@ -430,6 +442,50 @@ class PluginManager:
         self._history(rec, "load", "ok", None, {"seconds": round(rec.load_seconds, 6)})
         self.events.emit("plugin.loaded", plugin=manifest.id, version=str(manifest.version))
         return rec
+
+    def place(self, manifest: PluginManifest) -> Placement:
+        """Where the host's policy runs this plugin, with its limits and permissions."""
+        granted = self.state.grants(manifest.id) if self.state is not None else []
+        return self.settings.policy.place(manifest, self.settings.plugin_dirs, granted)
+
+    async def _launch(
+        self,
+        rec: PluginRecord,
+        manifest: PluginManifest,
+        config: dict[str, Any],
+        metrics: PluginMetrics,
+    ) -> tuple[PluginHandle, PluginContext]:
+        """Start the plugin's code where its placement says (``initialize`` is separate)."""
+        placement = (
+            rec.placement if rec.placement and manifest is rec.manifest else self.place(manifest)
+        )
+        context = self._context_for(manifest, config, metrics, placement.isolation, placement)
+        if isinstance(self.backends.get(placement.isolation), ProcessBackend):
+            backend = self.backends[placement.isolation]
+            assert isinstance(backend, ProcessBackend)
+            process = await backend.start(manifest, placement, context.environment.data_dir)
+            process.on_security = functools.partial(self._security, rec)
+            return process, context
+        return await self.backends[placement.isolation].start(manifest), context
+
+    def _security(self, rec: PluginRecord, event: dict[str, Any]) -> None:
+        """A denial or a limit hit in a sandboxed worker: logged, recorded, sent to system plugins."""
+        kind = str(event.get("kind", "denied"))
+        what = event.get("operation") or event.get("detail") or event.get("limit") or kind
+        if kind == "limit":
+            text = f"plugin '{rec.id}' hit its {event.get('limit')} limit: {event.get('detail')}"
+        elif kind == "killed":
+            text = f"plugin '{rec.id}': worker killed by {event.get('layer')} ({what})"
+        else:
+            text = f"plugin '{rec.id}': the sandbox denied {what}"
+            if event.get("permission"):
+                text += f" (permission '{event['permission']}' not granted)"
+        security_log.warning("%s", text)
+        fields = {k: v for k, v in event.items() if k not in ("kind", "plugin")}
+        self.events.emit(f"security.{kind}", plugin=rec.id, **fields)
+        self._history(
+            rec, f"security.{kind}", "denied" if kind == "denied" else "stopped", text, event
+        )
 
     async def _initialize(
         self, handle: PluginHandle, manifest: PluginManifest, context: PluginContext
@@ -476,6 +532,7 @@ class PluginManager:
         config: dict[str, Any],
         metrics: PluginMetrics,
         isolation: str,
+        placement: Placement | None = None,
     ) -> PluginContext:
         data_dir = self.settings.data_root / manifest.id
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -492,6 +549,7 @@ class PluginManager:
             config=PluginConfig(config),
             logger=logging.getLogger(f"plugbay.plugin.{manifest.id}"),
             metrics=metrics,
+            secrets=Secrets(placement.secrets if placement else {}, plugin=manifest.id),
         )
 
     async def _abandon(self, rec: PluginRecord) -> None:
@@ -606,8 +664,7 @@ class PluginManager:
                 needs, notes = self._needs_of(new)
                 config = self._validated_config(new)
                 assert rec.metrics is not None
-                handle = await self.backends[rec.isolation].start(new)
-                context = self._context_for(new, config, rec.metrics, rec.isolation)
+                handle, context = await self._launch(rec, new, config, rec.metrics)
                 await self._initialize(handle, new, context)
                 await self._hand_over(rec, route[0], handle)
             except (Exception, SystemExit) as exc:

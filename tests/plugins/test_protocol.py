@@ -86,6 +86,7 @@ async def test_say_without_a_conversation_service(tmp_path: Path, plugins: Plugi
     plugins.copy_bundled("core/system", "integration/protocol")
     async with Host(
         plugins.root, state_dir=tmp_path / "s", entry_points=False,
+        inline=["integration.protocol"],  # it listens on TCP: the operator trusts it
         config={"integration.protocol": {"port": 0}},
     ) as host:  # fmt: skip
         answers = await exchange(await port_of(host), b"SAY hello")
@@ -105,6 +106,7 @@ async def test_say_through_any_conversation_provider(
     )
     async with Host(
         plugins.root, state_dir=tmp_path / "s", entry_points=False,
+        inline=["integration.protocol"],  # it listens on TCP: the operator trusts it
         config={"integration.protocol": {"port": 0}},
     ) as host:  # fmt: skip
         assert await exchange(await port_of(host), b"SAY abc") == ["REPLY cba"]
@@ -114,6 +116,7 @@ async def test_refuses_to_listen_beyond_loopback(tmp_path: Path, plugins: Plugin
     plugins.copy_bundled("core/system", "integration/protocol")
     async with Host(
         plugins.root, state_dir=tmp_path / "s", entry_points=False,
+        inline=["integration.protocol"],  # it listens on TCP: the operator trusts it
         config={"integration.protocol": {"host": "0.0.0.0", "port": 0}},
     ) as host:  # fmt: skip
         rec = host.plugin("integration.protocol")

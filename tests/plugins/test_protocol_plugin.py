@@ -42,6 +42,7 @@ def start(
         tree.root,
         state_dir=tmp_path / "state",
         entry_points=False,
+        inline=["integration.protocol"],  # it listens on TCP: the operator trusts it
         config={"integration.protocol": {"port": 0, **config}},
         load=load,
     )
@@ -272,7 +273,7 @@ async def test_hot_reload_keeps_the_port(tree: PluginFactory, tmp_path: Path, fi
         port = await port_of(host)
         before = await Client.connect(port)
         assert await before.ask("PING") == "PONG"
-        manifest = tree.root / "integration-protocol" / "plugin.toml"
+        manifest = tree.root / "integration" / "protocol" / "plugin.toml"
         manifest.write_text(manifest.read_text().replace('version = "1.0.0"', 'version = "1.0.1"'))
         await host.reload("integration.protocol")
         assert host.plugin("integration.protocol").version == "1.0.1"

@@ -11,7 +11,13 @@ from plugbay.api._command import (
     command,
     command_specs,
 )
-from plugbay.api._context import MetricsCollector, PluginConfig, PluginContext, ServiceRegistry
+from plugbay.api._context import (
+    MetricsCollector,
+    PluginConfig,
+    PluginContext,
+    Secrets,
+    ServiceRegistry,
+)
 from plugbay.api._plugin import (
     ExtensionPlugin,
     IntegrationPlugin,
@@ -53,6 +59,7 @@ __all__ = [
     "PluginContext",
     "PluginDependency",
     "PluginType",
+    "Secrets",
     "ServiceRegistry",
     "SystemConfig",
     "SystemEvent",

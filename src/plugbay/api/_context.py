@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar, overload, runtime_checkable
 
 from plugbay.api._types import Environment
+from plugbay.errors import PermissionDenied
 
-__all__ = ["MetricsCollector", "PluginConfig", "PluginContext", "ServiceRegistry"]
+__all__ = ["MetricsCollector", "PluginConfig", "PluginContext", "Secrets", "ServiceRegistry"]
 
 T = TypeVar("T")
 
@@ -83,6 +84,42 @@ class PluginConfig(Mapping[str, Any]):
         return dict(self._data)
 
 
+class Secrets:
+    """The secrets the operator granted this plugin (``secret:NAME``), by name.
+
+    They reach the plugin here and nowhere else: never through the environment,
+    never in a log (the repr shows names only).
+    """
+
+    __slots__ = ("_plugin", "_values")
+
+    def __init__(self, values: Mapping[str, str] | None = None, *, plugin: str = "") -> None:
+        self._values = dict(values or {})
+        self._plugin = plugin
+
+    def get(self, name: str) -> str:
+        """The secret's value; :class:`plugbay.PermissionDenied` when it was not granted."""
+        try:
+            return self._values[name]
+        except KeyError:
+            raise PermissionDenied(
+                f"secret '{name}' was not granted",
+                plugin=self._plugin or None,
+                hint=f"ask for it under [permissions] secrets and have the operator run "
+                f"'plugbay grant {self._plugin or 'ID'} secret:{name}'",
+                details={"operation": f"secret {name}", "permission": f"secret:{name}"},
+            ) from None
+
+    def names(self) -> list[str]:
+        return sorted(self._values)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._values
+
+    def __repr__(self) -> str:
+        return f"Secrets({', '.join(self.names()) or 'none'})"
+
+
 @dataclass(frozen=True, slots=True)
 class PluginContext:
     """Everything the host gives one plugin instance."""
@@ -92,3 +129,4 @@ class PluginContext:
     config: PluginConfig
     logger: logging.Logger
     metrics: MetricsCollector
+    secrets: Secrets = field(default_factory=Secrets)

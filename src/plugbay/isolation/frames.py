@@ -35,6 +35,7 @@ __all__ = [
     "Pong",
     "RemoteCommand",
     "Reply",
+    "Security",
 ]
 
 MAX_FRAME: Final = 16 * 1024 * 1024
@@ -60,11 +61,25 @@ class Load(msgspec.Struct, tag=True):
     data_dir: str
     host_version: str
     mode: str
+    #: granted secrets, by name (they never travel through the environment)
+    secrets: dict[str, str] = {}
+    #: what the worker's guard allows (``isolation.guard``); empty: not sandboxed
+    rules: dict[str, Any] = {}
+    #: "directory" (imported in a namespace of its own) or "entry-point" (by its name)
+    origin: str = "directory"
 
 
 class Loaded(msgspec.Struct, tag=True):
     commands: list[RemoteCommand]
     custom_execute: bool
+    #: each sandbox layer as applied in this worker (``LayerStatus`` fields)
+    layers: list[dict[str, Any]] = []
+
+
+class Security(msgspec.Struct, tag=True):
+    """worker → host: the sandbox denied something, or a limit was hit."""
+
+    event: dict[str, Any]
 
 
 class Init(msgspec.Struct, tag=True):
@@ -143,6 +158,7 @@ Message = (
     | HostCall
     | HostReply
     | Log
+    | Security
 )
 
 _encoder = msgspec.msgpack.Encoder()

@@ -6,9 +6,12 @@ frames. Calls carry request ids, so many are in flight at once; a call past its
 timeout is cancelled in the worker. A worker that dies or breaks the protocol
 fails every call in flight with :class:`PluginCrashed` at once, never a hang.
 
-(Kernel layers — namespaces, Landlock, seccomp, cgroups — and supervision with
-restarts are the sandbox issue's; this backend already gives each plugin its own
-process, an environment with none of the host's variables, and rlimits.)
+A plugin the host's policy does not trust (``isolation.policy``) gets a
+sandboxed worker: the zygote applies every layer of ``isolation.limits``
+before the plugin's code is imported, and the worker's guard names each denial
+(``isolation.guard``). When a worker dies, the zygote tells the host how; the
+handle turns that into the error its callers see: the limit it hit (the cgroup's
+OOM killer, ``SIGXCPU``), a forbidden system call (``SIGSYS``), or a crash.
 """
 
 from __future__ import annotations
@@ -21,14 +24,17 @@ import os
 import signal
 import socket
 from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import psutil
 
 from plugbay.api import CommandSpec, ParamInfo, Plugin, PluginContext
-from plugbay.errors import PlugbayError, PluginCrashed, error_from_dict
+from plugbay.errors import PlugbayError, PluginCrashed, ResourceLimitExceeded, error_from_dict
 from plugbay.isolation import frames
+from plugbay.isolation._cgroups import CgroupLayer
 from plugbay.isolation.base import CallTimeout, deadline
+from plugbay.isolation.policy import Placement
 from plugbay.isolation.zygote import Zygote
 from plugbay.manifest import PluginManifest, parse_size
 
@@ -90,6 +96,37 @@ class RemoteSpec(CommandSpec):
         return dict(self._remote.description)
 
 
+def _du(path: Path) -> int:
+    """Bytes allocated beneath ``path`` (what a quota counts: sparse files count as written)."""
+    total = 0
+    stack = [str(path)]
+    while stack:
+        try:
+            with os.scandir(stack.pop()) as entries:
+                for entry in entries:
+                    try:
+                        if entry.is_dir(follow_symlinks=False):
+                            stack.append(entry.path)
+                        else:
+                            total += entry.stat(follow_symlinks=False).st_blocks * 512
+                    except OSError:
+                        continue
+        except OSError:
+            continue
+    return total
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def _size(value: float | None) -> str:
+    return "unlimited" if value is None else f"{value / (1 << 20):g} MiB"
+
+
 def _runs_in_the_worker(*args: Any, **kwargs: Any) -> Any:
     raise RuntimeError("this command runs in its plugin's worker process, not in the host")
 
@@ -100,30 +137,90 @@ class ProcessBackend:
     def __init__(self, host_call: HostCallHandler) -> None:
         self._host_call = host_call
         self.zygote = Zygote()
+        #: workers not yet reaped (their cgroups are removed once they are)
+        self._live: set[ProcessHandle] = set()
 
-    async def start(self, manifest: PluginManifest) -> ProcessHandle:
-        res = manifest.resources
-        limits = {
-            "memory": parse_size(res.memory),
-            "cpu_seconds": int(res.cpu_seconds) if res.cpu_seconds else None,
-            "open_files": res.open_files,
-            "file_size": parse_size(res.file_size),
-        }
-        env = {"LANG": "C.UTF-8", "PATH": "/usr/bin:/bin"}
-        pid, sock = await self.zygote.spawn(env, limits)
-        handle = ProcessHandle(manifest, pid, sock, self._host_call)
+    async def start(
+        self,
+        manifest: PluginManifest,
+        placement: Placement | None = None,
+        data_dir: Path | None = None,
+    ) -> ProcessHandle:
+        """A worker for the plugin: sandboxed when the placement says so (the host's policy)."""
+        if placement is not None and placement.sandboxed:
+            if data_dir is None:
+                raise ValueError("a sandboxed worker needs its data directory")
+            request: dict[str, Any] = {"sandbox": placement.sandbox_request(manifest, data_dir)}
+        else:
+            res = manifest.resources
+            request = {
+                "env": {"LANG": "C.UTF-8", "PATH": "/usr/bin:/bin"},
+                "limits": {
+                    "memory": parse_size(res.memory),
+                    "cpu_seconds": int(res.cpu_seconds) if res.cpu_seconds else None,
+                    "open_files": res.open_files,
+                    "file_size": parse_size(res.file_size),
+                },
+            }
+        pid, sock = await self.zygote.spawn(request)
+        cgroup = request.get("sandbox", {}).get("cgroup")
+        handle = ProcessHandle(
+            manifest,
+            pid,
+            sock,
+            self._host_call,
+            zygote=self.zygote,
+            placement=placement,
+            cgroup=cgroup,
+            data_dir=data_dir,
+        )
         await handle.open()
+        if handle._reaper is not None:
+            self._live.add(handle)
+            handle._reaper.add_done_callback(lambda _task: self._live.discard(handle))
         return handle
 
     async def close(self) -> None:
+        """Stop the zygote once every worker is reaped and its cgroup removed (bounded)."""
+        live = list(self._live)
+        for handle in live:
+            handle.release()
+        reapers = [h._reaper for h in live if h._reaper is not None]
+        if reapers:
+            await asyncio.wait(reapers, timeout=3)
+        for handle in list(self._live):  # the zygote never told: remove what is left
+            if handle.cgroup is not None:
+                with contextlib.suppress(OSError):
+                    await asyncio.to_thread(CgroupLayer(handle.cgroup).remove)
         await self.zygote.stop()
 
 
 class ProcessHandle:
     def __init__(
-        self, manifest: PluginManifest, pid: int, sock: socket.socket, host_call: HostCallHandler
+        self,
+        manifest: PluginManifest,
+        pid: int,
+        sock: socket.socket,
+        host_call: HostCallHandler,
+        *,
+        zygote: Zygote | None = None,
+        placement: Placement | None = None,
+        cgroup: str | None = None,
+        data_dir: Path | None = None,
     ) -> None:
         self.manifest = manifest
+        self.placement = placement
+        self.cgroup = cgroup
+        self.data_dir = data_dir
+        #: the sandbox layers as the worker applied them (empty: not sandboxed)
+        self.layers: list[dict[str, Any]] = []
+        #: told of each denial and limit hit the worker reports (the manager logs them)
+        self.on_security: Callable[[dict[str, Any]], None] | None = None
+        self._zygote = zygote
+        self._exit: asyncio.Future[int] | None = None
+        self._reaper: asyncio.Task[None] | None = None
+        self._quota: asyncio.Task[None] | None = None
+        self._limit_error: PlugbayError | None = None
         self.pid = pid
         self.commands: Mapping[str, CommandSpec] = {}
         self.instance: Plugin | None = None
@@ -148,30 +245,132 @@ class ProcessHandle:
 
     async def open(self) -> None:
         loop = asyncio.get_running_loop()
+        if self._zygote is not None:
+            self._exit = self._zygote.exited(self.pid)
+            self._reaper = asyncio.create_task(self._reap(), name=f"plugbay-reaper-{self.pid}")
         _, self._channel = await loop.create_connection(
             lambda: frames.Channel(self._dispatch, self._lost), sock=self._sock
         )
+
+    async def _reap(self) -> None:
+        """When the worker has exited: read its cgroup's OOM count, then remove the cgroup
+        (which kills anything it left behind)."""
+        assert self._exit is not None
+        await asyncio.shield(self._exit)
+        if self.cgroup is not None:
+            group = CgroupLayer(self.cgroup)
+            self._oom_kills = group.oom_kills()
+            try:
+                await asyncio.to_thread(group.remove)
+            except OSError as exc:
+                log.warning("could not remove cgroup %s: %s", self.cgroup, exc)
+        if self._zygote is not None:
+            self._zygote.forget(self.pid)
+
+    _oom_kills = 0
 
     # -- what arrives ----------------------------------------------------------------
 
     def _lost(self, reason: str | None, protocol_error: bool) -> None:
         if protocol_error:
             self._crashed(f"its worker broke the protocol ({reason}) and was stopped")
+        elif self._dead is None and not self._closing and self._exit is not None:
+            # how it died (the zygote's wait status) names the limit it hit, if any
+            task = asyncio.get_running_loop().create_task(self._diagnose(reason))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         elif reason:
             self._crashed(f"its worker's channel failed: {reason}")
         else:
             self._crashed("its worker process exited")
+
+    async def _diagnose(self, reason: str | None) -> None:
+        assert self._exit is not None
+        status: int | None = None
+        try:
+            status = await asyncio.wait_for(asyncio.shield(self._exit), 0.5)
+            if self._reaper is not None:
+                await asyncio.wait_for(asyncio.shield(self._reaper), 0.5)
+        except TimeoutError:
+            pass
+        if self._limit_error is not None:
+            self._crashed(self._limit_error.message, error=self._limit_error)
+            return
+        if status is None:
+            self._crashed(
+                f"its worker's channel failed: {reason}" if reason else "its worker vanished"
+            )
+            return
+        code = os.waitstatus_to_exitcode(status)
+        limits = self.placement.limits if self.placement is not None else {}
+        if code == -signal.SIGKILL and self._oom_kills:
+            error: PlugbayError = self._limit(
+                "memory",
+                f"its worker went over its memory limit ({_size(limits.get('memory'))}) "
+                "and the kernel's OOM killer stopped it",
+            )
+        elif code == -signal.SIGXCPU:
+            error = self._limit(
+                "cpu_seconds",
+                f"its worker used up its CPU time ({limits.get('cpu-seconds')} s) and was killed",
+            )
+        elif code == -signal.SIGSYS:
+            error = PluginCrashed(
+                "its worker made a system call the sandbox forbids and was killed (seccomp)",
+                plugin=self.manifest.id,
+                hint="the plugin tried something no sandboxed plugin may do",
+                details={"pid": self.pid, "signal": "SIGSYS", "layer": "seccomp"},
+            )
+            self._report({"kind": "killed", "layer": "seccomp", "detail": "SIGSYS"})
+        elif code < 0:
+            name = _signal_name(-code)
+            error = PluginCrashed(
+                f"its worker was killed by {name}",
+                plugin=self.manifest.id,
+                hint=f"'plugbay info {self.manifest.id}' and the host log say more",
+                details={"pid": self.pid, "signal": name},
+            )
+        else:
+            error = PluginCrashed(
+                f"its worker process exited with code {code}",
+                plugin=self.manifest.id,
+                hint=f"'plugbay info {self.manifest.id}' and the host log say more",
+                details={"pid": self.pid, "exit_code": code},
+            )
+        self._crashed(error.message, error=error)
+
+    def _limit(self, limit: str, message: str) -> ResourceLimitExceeded:
+        self._report({"kind": "limit", "limit": limit, "detail": message})
+        return ResourceLimitExceeded(
+            message,
+            plugin=self.manifest.id,
+            hint=f"raise resources.{limit.replace('_', '-')} in the manifest (the host's "
+            "policy caps it); the worker is being replaced",
+            details={"pid": self.pid, "limit": limit},
+        )
+
+    def _report(self, event: dict[str, Any]) -> None:
+        if self.on_security is not None:
+            try:
+                self.on_security(event)
+            except Exception:  # reporting must never take the handle down
+                log.exception("security event handler failed")
 
     def _dispatch(self, message: frames.Message) -> None:
         if isinstance(message, frames.Reply):
             self._settle(message.id, value=message.value)
         elif isinstance(message, frames.Fail):
             error = error_from_dict(message.error)
+            if error.details.get("replace"):  # a limit hit: the worker exits next
+                self._limit_error = error
             if message.id == 0 and self._loaded is not None and not self._loaded.done():
                 self._loaded.set_exception(error)
             else:
                 self._settle(message.id, error=error)
+        elif isinstance(message, frames.Security):
+            self._report(dict(message.event))
         elif isinstance(message, frames.Loaded):
+            self.layers = list(message.layers)
             if self._loaded is not None and not self._loaded.done():
                 self._loaded.set_result(message)
         elif isinstance(message, frames.Log):
@@ -210,9 +409,9 @@ class ProcessHandle:
             )
         self._send(reply)
 
-    def _crashed(self, reason: str) -> None:
+    def _crashed(self, reason: str, *, error: PlugbayError | None = None) -> None:
         if self._dead is None:
-            self._dead = PluginCrashed(
+            self._dead = error or PluginCrashed(
                 reason,
                 plugin=self.manifest.id,
                 hint=f"'plugbay info {self.manifest.id}' and the host log say more",
@@ -270,6 +469,35 @@ class ProcessHandle:
         """Ping the worker; if its loop stays silent past the timeout it is hung, and killed."""
         self._last_pong = asyncio.get_running_loop().time()
         self._heartbeat = asyncio.create_task(self._beat(), name=f"plugbay-heartbeat-{self.pid}")
+        quota = self.placement.limits.get("storage") if self.placement is not None else None
+        if self.placement is not None and self.placement.sandboxed and quota is not None:
+            self._quota = asyncio.create_task(
+                self._watch_storage(int(quota)), name=f"plugbay-quota-{self.pid}"
+            )
+
+    #: seconds between two measures of a sandboxed plugin's data directory
+    storage_interval = 0.5
+    storage_bytes: int | None = None
+
+    async def _watch_storage(self, quota: int) -> None:
+        """The storage quota: the data directory is measured twice a second; growing past
+        the quota fails the calls in flight and replaces the worker. (A single file is
+        bounded at once by RLIMIT_FSIZE; the policy keeps file-size at most the quota.)"""
+        assert self.data_dir is not None
+        baseline = await asyncio.to_thread(_du, self.data_dir)
+        self.storage_bytes = baseline
+        while self._dead is None:
+            await asyncio.sleep(self.storage_interval)
+            used = await asyncio.to_thread(_du, self.data_dir)
+            self.storage_bytes = used
+            if used > quota and used > baseline:
+                error = self._limit(
+                    "storage",
+                    f"its data directory holds {_size(used)}, over its storage quota of "
+                    f"{_size(quota)}; its worker was stopped",
+                )
+                self._crashed(error.message, error=error)
+                return
 
     async def _beat(self) -> None:
         loop = asyncio.get_running_loop()
@@ -297,6 +525,9 @@ class ProcessHandle:
                 data_dir=str(env.data_dir),
                 host_version=env.host_version,
                 mode=env.mode,
+                secrets={n: context.secrets.get(n) for n in context.secrets.names()},
+                rules=self.placement.rules() if self.placement and self.placement.sandboxed else {},
+                origin=self.manifest.origin,
             )
         )
         try:
@@ -317,8 +548,9 @@ class ProcessHandle:
 
     async def cleanup(self, timeout: float) -> None:
         self._closing = True
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
+        for task in (self._heartbeat, self._quota):
+            if task is not None:
+                task.cancel()
         if self._dead is not None:
             return
         try:
@@ -343,6 +575,8 @@ class ProcessHandle:
                     "write_bytes": io.write_bytes,
                     "open_files": proc.num_fds(),
                     "threads": proc.num_threads(),
+                    "storage_bytes": self.storage_bytes,
+                    "sandboxed": bool(self.placement and self.placement.sandboxed),
                 }
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess) as exc:
             return {"pid": self.pid, "error": f"{type(exc).__name__}: {exc}"}
@@ -350,7 +584,7 @@ class ProcessHandle:
     def release(self) -> None:
         self._closing = True
         self._kill()
-        for task in (self._watchdog, self._heartbeat):
+        for task in (self._watchdog, self._heartbeat, self._quota):
             if task is not None:
                 task.cancel()
         if self._channel is not None:

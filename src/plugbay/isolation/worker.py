@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 import os
@@ -19,7 +20,7 @@ import socket
 import sys
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 
@@ -30,12 +31,14 @@ from plugbay.api import (
     Plugin,
     PluginConfig,
     PluginContext,
+    Secrets,
 )
 from plugbay.errors import PlugbayError, PluginCallError, ServiceError, error_from_dict
 from plugbay.isolation import frames
+from plugbay.isolation.guard import Guard, classify
 from plugbay.isolation.inline import lifecycle, new_instance, run_in_daemon_thread
 from plugbay.loader import import_plugin
-from plugbay.manifest import load_manifest
+from plugbay.manifest import ManifestOrigin, load_manifest
 from plugbay.monitor.metrics import PluginMetrics
 
 __all__ = ["Worker", "main"]
@@ -92,13 +95,16 @@ class _LogForwarder(logging.Handler):
 
 
 class Worker:
-    def __init__(self) -> None:
+    def __init__(self, layers: list[dict[str, Any]] | None = None) -> None:
+        self.layers = layers or []
+        self.guard: Guard | None = None
         self.channel: frames.Channel | None = None
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.plugin: Plugin | None = None
         self.specs: dict[str, CommandSpec] = {}
         self.direct = True
         self.context: PluginContext | None = None
+        self.loop = asyncio.get_running_loop()
         self.calls: dict[int, asyncio.Task[None]] = {}
         self.host_calls: dict[int, asyncio.Future[Any]] = {}
         self._next_host_call = 0
@@ -135,7 +141,7 @@ class Worker:
         elif isinstance(message, frames.Load):
             self.load(message)
         elif isinstance(message, frames.Init):
-            self._spawn(message.id, self.initialize())
+            self._spawn(message.id, self.initialize(), "initialize")
         elif isinstance(message, frames.Cancel):
             running = self.calls.get(message.id)
             if running is not None:
@@ -155,13 +161,13 @@ class Worker:
         else:
             raise frames.FrameError(f"unexpected {type(message).__name__} from the host")
 
-    def _spawn(self, request: int, work: Any) -> None:
-        running = asyncio.ensure_future(self.respond(request, work))
+    def _spawn(self, request: int, work: Any, doing: str = "the call") -> None:
+        running = asyncio.ensure_future(self.respond(request, work, doing))
         self.calls[request] = running
         running.add_done_callback(functools.partial(self._forget, request))
 
     async def _finish(self, request: int) -> None:
-        await self.respond(request, self.cleanup())
+        await self.respond(request, self.cleanup(), "cleanup")
         if self.channel is not None:
             self.channel.flush()
         await asyncio.sleep(0)
@@ -178,21 +184,30 @@ class Worker:
         except PlugbayError as exc:
             self.send(frames.Fail(message.id, exc.to_dict()))
         except BaseException as exc:
-            self.send(frames.Fail(message.id, _wrap(exc, plugin.id, "the call").to_dict()))
+            self.fail(message.id, exc, "the call")
 
     def _forget(self, request: int, _task: object) -> None:
         self.calls.pop(request, None)
 
     def load(self, message: frames.Load) -> None:
+        if message.rules and self.guard is None:
+            self.guard = Guard(message.plugin_id, message.rules, self.report)
+            self.guard.install()
         try:
             manifest = load_manifest(Path(message.manifest_path))
+            if manifest.origin != message.origin:  # an installed package: imported by name
+                manifest = dataclasses.replace(
+                    manifest, origin=cast(ManifestOrigin, message.origin)
+                )
             code = import_plugin(manifest)
             self.plugin = new_instance(code)
         except PlugbayError as exc:
             self.send(frames.Fail(0, exc.to_dict()))
             return
         except BaseException as exc:  # a plugin's constructor or module raising anything
-            self.send(frames.Fail(0, _wrap(exc, message.plugin_id, "loading").to_dict()))
+            sandboxed = classify(exc, message.plugin_id, self.guard) if self.guard else None
+            error = sandboxed or _wrap(exc, message.plugin_id, "loading")
+            self.send(frames.Fail(0, error.to_dict()))
             return
         self.specs = dict(code.commands)
         self.direct = type(self.plugin).execute is Plugin.execute
@@ -212,6 +227,7 @@ class Worker:
             config=PluginConfig(message.config),
             logger=logging.getLogger(f"plugbay.plugin.{manifest.id}"),
             metrics=metrics,
+            secrets=Secrets(message.secrets, plugin=manifest.id),
         )
         self.plugin.context = self.context
         self.send(
@@ -223,10 +239,11 @@ class Worker:
                     for spec in self.specs.values()
                 ],
                 not self.direct,
+                self.layers,
             )
         )
 
-    async def respond(self, request: int, work: Any) -> None:
+    async def respond(self, request: int, work: Any, doing: str = "the call") -> None:
         try:
             value = await work
         except asyncio.CancelledError:
@@ -234,13 +251,37 @@ class Worker:
         except PlugbayError as exc:
             self.send(frames.Fail(request, exc.to_dict()))
         except BaseException as exc:
-            plugin_id = self.plugin.id if self.plugin is not None else None
-            self.send(frames.Fail(request, _wrap(exc, plugin_id, "the call").to_dict()))
+            self.fail(request, exc, doing)
         else:
             try:
                 self.send(frames.Reply(request, value))
             except (TypeError, msgspec.EncodeError, frames.FrameError) as exc:
                 self.send(frames.Fail(request, _wrap(exc, None, "sending the result").to_dict()))
+
+    def fail(self, request: int, exc: BaseException, doing: str) -> None:
+        """Answer a request that raised: the sandbox's reading of it first (a denial, a
+        limit hit), else the plugin's own error. After a limit hit the worker exits,
+        so the host replaces it: a process that ran out of memory or files is suspect."""
+        plugin_id = self.plugin.id if self.plugin is not None else None
+        sandboxed = classify(exc, plugin_id, self.guard) if self.guard is not None else None
+        error = sandboxed or _wrap(exc, plugin_id, doing)
+        self.send(frames.Fail(request, error.to_dict()))
+        if error.details.get("replace"):
+            if self.channel is not None:
+                self.channel.flush()
+            asyncio.get_running_loop().call_later(0.05, os._exit, 75)
+
+    def report(self, event: dict[str, Any]) -> None:
+        """A security event for the host, from any thread of the worker."""
+        loop = self.loop
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self.send(frames.Security(event))
+        else:
+            loop.call_soon_threadsafe(self.send, frames.Security(event))
 
     async def initialize(self) -> None:
         assert self.plugin is not None and self.context is not None
@@ -281,9 +322,9 @@ def _wrap(exc: BaseException, plugin: str | None, doing: str) -> PlugbayError:
     )
 
 
-async def _run(fd: int) -> None:
+async def _run(fd: int, layers: list[dict[str, Any]] | None) -> None:
     sock = socket.socket(fileno=fd)
-    worker = Worker()
+    worker = Worker(layers)
     loop = asyncio.get_running_loop()
     _, worker.channel = await loop.create_connection(
         lambda: frames.Channel(worker.on_message, worker.closed), sock=sock
@@ -294,10 +335,12 @@ async def _run(fd: int) -> None:
         worker.channel.close()
 
 
-def main(fd: int) -> None:
-    """Run the worker on an inherited socket until the host says goodbye or goes away."""
+def main(fd: int, layers: list[dict[str, Any]] | None = None) -> None:
+    """Run the worker on an inherited socket until the host says goodbye or goes away.
+
+    ``layers`` are the sandbox layers the zygote applied, reported to the host."""
     try:
-        asyncio.run(_run(fd))
+        asyncio.run(_run(fd, layers))
     finally:
         sys.stdout.flush()
         os._exit(0)

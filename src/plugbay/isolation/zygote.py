@@ -11,10 +11,14 @@ with the host), gets its limits, and runs the worker runtime on that socket.
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import ctypes
+import dataclasses
 import json
 import os
 import resource
+import select
 import signal
 import socket
 import subprocess
@@ -24,6 +28,7 @@ from typing import Any, Final
 __all__ = ["Zygote", "zygote_main"]
 
 _PR_SET_PDEATHSIG: Final = 1
+_PR_SET_CHILD_SUBREAPER: Final = 36
 _RLIMITS: Final = {
     "memory": resource.RLIMIT_AS,
     "cpu_seconds": resource.RLIMIT_CPU,
@@ -38,7 +43,7 @@ def _die_with_parent() -> None:
 
 
 def _apply(request: dict[str, Any]) -> None:
-    """In the forked worker, before any plugin code: environment and resource limits."""
+    """An unsandboxed worker (a trusted plugin asked for a process): environment and limits."""
     os.environ.clear()
     os.environ.update(request.get("env", {}))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
@@ -52,15 +57,85 @@ def _apply(request: dict[str, Any]) -> None:
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # an over-size write is an error, not a death
 
 
+def _close_other_fds(keep: int) -> None:
+    """Landlock and seccomp do not reach a file that is already open: close all but the
+    channel and the standard streams (which the host owns and reads)."""
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd > 2 and fd != keep:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+def _confine(
+    request: dict[str, Any], channel: int, runtime: tuple[str, ...]
+) -> list[dict[str, Any]]:
+    """In the forked worker, before any plugin code: every sandbox layer, or none at all."""
+    from plugbay.isolation import limits
+
+    _close_other_fds(channel)
+    sandbox = request.get("sandbox")
+    if not sandbox:
+        _apply(request)
+        return []
+    fields = dict(sandbox["policy"])
+    fields["read_paths"] = tuple(dict.fromkeys([*runtime, *fields.get("read_paths", ())]))
+    for key in ("write_paths", "network"):
+        fields[key] = tuple(fields.get(key, ()))
+    fields["environment"] = tuple(tuple(kv) for kv in fields.get("environment", ()))
+    policy = limits.SandboxPolicy(**fields)
+    statuses = limits.apply_all(policy, limits.default_layers(sandbox.get("cgroup")))
+    return [dataclasses.asdict(status) for status in statuses]
+
+
+def _refuse(channel: int, error: BaseException) -> None:
+    """Tell the host why this worker cannot run, in the frame it waits for, then exit."""
+    from plugbay.errors import PlugbayError
+    from plugbay.isolation import frames
+
+    if not isinstance(error, PlugbayError):
+        error = PlugbayError(f"the sandbox could not be set up: {type(error).__name__}: {error}")
+    with contextlib.suppress(OSError), socket.socket(fileno=channel) as sock:
+        sock.sendall(frames.encode(frames.Fail(0, error.to_dict())))
+
+
+def _reap(control: socket.socket) -> None:
+    """Collect every child that exited and tell the host how (it names limits from it)."""
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        with contextlib.suppress(OSError):
+            control.send(json.dumps({"exit": pid, "status": status}).encode())
+
+
 def zygote_main(control_fd: int) -> None:
-    from plugbay.isolation import worker  # the warm part: every worker inherits it
+    from plugbay.isolation import limits, worker  # the warm part: every worker inherits it
 
     _die_with_parent()
-    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # workers are reaped by the kernel
+    # orphans of a worker (a plugin granted subprocesses) are ours to reap, not init's
+    ctypes.CDLL(None).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    runtime = limits.runtime_read_paths()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the host's to handle
+    wake_read, wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    signal.set_wakeup_fd(wake_write)
+    signal.signal(signal.SIGCHLD, lambda *_: None)  # a handler, so the wakeup fd is written
     control = socket.socket(fileno=control_fd)
     control.send(b'{"ready": true}')
     while True:
+        try:
+            readable, _, _ = select.select([control.fileno(), wake_read], [], [])
+        except InterruptedError:
+            continue
+        if wake_read in readable:
+            with contextlib.suppress(BlockingIOError):
+                os.read(wake_read, 4096)
+            _reap(control)
+        if control.fileno() not in readable:
+            continue
         try:
             data, fds, _flags, _addr = socket.recv_fds(control, 65536, 1)
         except OSError:
@@ -71,11 +146,17 @@ def zygote_main(control_fd: int) -> None:
         pid = os.fork()
         if pid == 0:
             try:
+                signal.set_wakeup_fd(-1)
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
                 control.close()
                 os.setsid()
                 _die_with_parent()
-                _apply(request)
-                worker.main(fds[0])
+                try:
+                    layers = _confine(request, fds[0], runtime)
+                except BaseException as exc:
+                    _refuse(fds[0], exc)
+                    os._exit(71)
+                worker.main(fds[0], layers)
             finally:
                 os._exit(70)
         for fd in fds:
@@ -84,12 +165,19 @@ def zygote_main(control_fd: int) -> None:
 
 
 class Zygote:
-    """The host's handle on the zygote process."""
+    """The host's handle on the zygote process.
+
+    One reader task takes what the zygote sends: the pid of each worker it forked
+    (in the order asked) and each worker's wait status when it exits.
+    """
 
     def __init__(self) -> None:
         self._proc: asyncio.subprocess.Process | None = None
         self._control: socket.socket | None = None
         self._lock = asyncio.Lock()
+        self._replies: collections.deque[asyncio.Future[int]] = collections.deque()
+        self._exits: dict[int, asyncio.Future[int]] = {}
+        self._reader: asyncio.Task[None] | None = None
 
     @property
     def pid(self) -> int | None:
@@ -99,7 +187,7 @@ class Zygote:
         return self._proc is not None and self._proc.returncode is None
 
     async def start(self) -> None:
-        if self.alive():
+        if self.alive() and self._control is not None:
             return
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         env = {
@@ -119,33 +207,71 @@ class Zygote:
         )
         theirs.close()
         ours.setblocking(False)
-        self._control = ours
         loop = asyncio.get_running_loop()
         ready = await asyncio.wait_for(loop.sock_recv(ours, 4096), 30)
         if not ready:
+            ours.close()
             raise RuntimeError("the plugbay zygote exited before it was ready")
+        self._control = ours
+        self._reader = asyncio.create_task(self._read(ours), name="plugbay-zygote")
 
-    async def spawn(
-        self, env: dict[str, str], limits: dict[str, int | None]
-    ) -> tuple[int, socket.socket]:
+    async def _read(self, control: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while data := await loop.sock_recv(control, 4096):
+                message = json.loads(data)
+                if "exit" in message:
+                    future = self._exits.setdefault(int(message["exit"]), loop.create_future())
+                    if not future.done():
+                        future.set_result(int(message["status"]))
+                elif self._replies:
+                    reply = self._replies.popleft()
+                    if not reply.done():
+                        reply.set_result(int(message["pid"]))
+        except (OSError, ValueError):
+            pass
+        gone = RuntimeError("the plugbay zygote went away")
+        while self._replies:
+            reply = self._replies.popleft()
+            if not reply.done():
+                reply.set_exception(gone)
+        if self._control is control:
+            self._control = None
+
+    async def spawn(self, request: dict[str, Any]) -> tuple[int, socket.socket]:
         """A new worker: its pid, and the host's end of its socket."""
         await self.start()
-        assert self._control is not None
+        control = self._control
+        assert control is not None
         host_end, worker_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         loop = asyncio.get_running_loop()
-        request = json.dumps({"env": env, "limits": limits}).encode()
+        reply: asyncio.Future[int] = loop.create_future()
         async with self._lock:
             try:
-                socket.send_fds(self._control, [request], [worker_end.fileno()])
-                reply = await asyncio.wait_for(loop.sock_recv(self._control, 4096), 30)
+                self._replies.append(reply)
+                socket.send_fds(control, [json.dumps(request).encode()], [worker_end.fileno()])
+                pid = await asyncio.wait_for(reply, 30)
+            except BaseException:
+                host_end.close()
+                raise
             finally:
                 worker_end.close()
-        if not reply:
-            host_end.close()
-            raise RuntimeError("the plugbay zygote went away while starting a worker")
-        return int(json.loads(reply)["pid"]), host_end
+        self._exits.setdefault(pid, loop.create_future())
+        return pid, host_end
+
+    def exited(self, pid: int) -> asyncio.Future[int]:
+        """The worker's wait status (``os.waitstatus_to_exitcode`` reads it) once it exits."""
+        return self._exits.setdefault(pid, asyncio.get_running_loop().create_future())
+
+    def forget(self, pid: int) -> None:
+        self._exits.pop(pid, None)
 
     async def stop(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+            self._reader = None
         if self._control is not None:
             self._control.close()
             self._control = None

@@ -1,0 +1,217 @@
+"""Inside a sandboxed worker: name what the kernel refused, and report it.
+
+The kernel layers (``isolation.limits``) are the boundary: they stop a plugin
+whatever it does, ``ctypes`` included. What they cannot do is explain: a
+Landlock denial is a bare ``EACCES``, a seccomp one a bare ``EPERM``, an
+unreachable network an ``ENETUNREACH``, and ``os.system`` just returns -1.
+This module adds the words and the record:
+
+* an audit hook (PEP 578; a plugin cannot remove one) refuses, before the
+  kernel would, the operations a plugin was not granted — running a program,
+  forking, signalling another process, a TCP connection to an address it was
+  not granted, raising its own limits — with a :class:`PermissionError` that
+  says what was tried and which permission would allow it;
+* :func:`classify` turns what a call raised into the error the caller sees:
+  :class:`~plugbay.errors.PermissionDenied` for a denial,
+  :class:`~plugbay.errors.ResourceLimitExceeded` (the worker is then replaced)
+  for a limit hit;
+* every denial and limit hit is reported to the host as a security event.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import sys
+from collections.abc import Callable, Mapping
+from typing import Any, Final
+
+from plugbay.errors import PermissionDenied, PlugbayError, ResourceLimitExceeded
+
+__all__ = ["Guard", "classify"]
+
+#: audit events that start another program
+_EXEC_EVENTS: Final = frozenset(
+    {"os.system", "os.exec", "os.posix_spawn", "os.spawn", "subprocess.Popen", "os.startfile"}
+)
+_FORK_EVENTS: Final = frozenset({"os.fork", "os.forkpty"})
+_NET_EVENTS: Final = frozenset({"socket.connect", "socket.bind", "socket.sendto", "socket.sendmsg"})
+
+#: errno → (limit, what the plugin hit)
+_LIMIT_ERRNOS: Final = {
+    errno.EMFILE: ("open_files", "its open-files limit"),
+    errno.ENFILE: ("open_files", "the open-files limit"),
+    errno.EFBIG: ("file_size", "its file-size limit"),
+    errno.EDQUOT: ("storage", "its storage quota"),
+}
+
+Report = Callable[[dict[str, Any]], None]
+
+
+class _Denied(PermissionError):
+    """Raised by the audit hook; carries what was tried and what would allow it."""
+
+    def __init__(self, operation: str, permission: str | None, layer: str) -> None:
+        super().__init__(errno.EPERM, f"plugbay sandbox: {operation} is not allowed")
+        self.operation = operation
+        self.permission = permission
+        self.layer = layer
+
+
+class Guard:
+    """The audit hook of one worker. ``rules`` come from the host's policy."""
+
+    def __init__(self, plugin_id: str, rules: Mapping[str, Any], report: Report) -> None:
+        self.plugin_id = plugin_id
+        self.allow_exec = bool(rules.get("allow_exec", False))
+        self.allow_fork = self.allow_exec or int(rules.get("processes", 0)) > 0
+        self.network = {_endpoint(g) for g in rules.get("network", ())}
+        self.report = report
+        self.pid = os.getpid()
+        self._busy = False
+
+    def install(self) -> None:
+        sys.addaudithook(self._hook)
+
+    def _hook(self, event: str, args: tuple[Any, ...]) -> None:
+        if self._busy:  # reporting must not audit itself
+            return
+        if event in _EXEC_EVENTS:
+            if not self.allow_exec:
+                self._deny(f"running a program ({event})", "subprocess", "seccomp")
+        elif event in _FORK_EVENTS:
+            if not self.allow_fork:
+                self._deny(f"starting a process ({event})", "subprocess", "seccomp")
+        elif event in ("os.kill", "os.killpg"):
+            target = int(args[0])
+            if event == "os.killpg" or target not in (0, self.pid):
+                self._deny(f"sending signal {args[1]} to process {target}", None, "seccomp")
+        elif event in _NET_EVENTS:
+            self._check_network(event, args)
+        elif event == "resource.setrlimit":
+            self._deny("changing its resource limits", None, "seccomp")
+
+    def _check_network(self, event: str, args: tuple[Any, ...]) -> None:
+        sock, address = args[0], args[1]
+        family = getattr(sock, "family", None)
+        if family not in (socket.AF_INET, socket.AF_INET6) or not isinstance(address, tuple):
+            return  # its own channel and other local sockets are the kernel's to judge
+        host, port = str(address[0]), int(address[1])
+        if event == "socket.bind" and port == 0 and self.network:
+            return  # an ephemeral port to connect from, for a plugin granted a destination
+        wanted = f"{'[' + host + ']' if ':' in host else host}:{port}"
+        if (host, port) not in self.network and ("*", port) not in self.network:
+            verb = "listening on" if event == "socket.bind" else "connecting to"
+            self._deny(f"{verb} {wanted}", f"network:{wanted}", "netns/landlock")
+
+    def _deny(self, operation: str, permission: str | None, layer: str) -> None:
+        self.denied(operation, permission, layer)
+        raise _Denied(operation, permission, layer)
+
+    def denied(self, operation: str, permission: str | None, layer: str) -> None:
+        self._busy = True
+        try:
+            self.report(
+                {
+                    "kind": "denied",
+                    "operation": operation,
+                    "permission": permission,
+                    "layer": layer,
+                }
+            )
+        finally:
+            self._busy = False
+
+
+def _endpoint(grant: str) -> tuple[str, int]:
+    host, _, port = grant.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    return host, int(port)
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in seen and len(seen) < 16:
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return seen
+
+
+def classify(exc: BaseException, plugin_id: str | None, guard: Guard | None) -> PlugbayError | None:
+    """The sandbox's reading of what a call raised, or None when it is the plugin's own error.
+
+    A limit hit gives :class:`ResourceLimitExceeded` with ``details['replace']``:
+    the worker must then be replaced. A denial gives :class:`PermissionDenied`.
+    Both are reported to the host through ``guard``.
+    """
+    for error in _chain(exc):
+        if isinstance(error, MemoryError):
+            return _limit(plugin_id, guard, "memory", "its memory limit", error)
+        if isinstance(error, _Denied):
+            return _denied(plugin_id, error.operation, error.permission, error.layer)
+        if isinstance(error, OSError) and error.errno in _LIMIT_ERRNOS:
+            limit, what = _LIMIT_ERRNOS[error.errno]
+            return _limit(plugin_id, guard, limit, what, error)
+        if isinstance(error, OSError) and error.errno in (
+            errno.EACCES,
+            errno.EPERM,
+            errno.ENETUNREACH,
+        ):
+            operation, permission, layer = _kernel_denial(error)
+            if guard is not None:
+                guard.denied(operation, permission, layer)
+            return _denied(plugin_id, operation, permission, layer)
+    return None
+
+
+def _kernel_denial(error: OSError) -> tuple[str, str | None, str]:
+    if error.errno == errno.ENETUNREACH:
+        return "reaching the network", "network:ADDRESS:PORT", "netns"
+    name = error.filename
+    if name is None:
+        return f"a system call ({error.strerror})", None, "seccomp"
+    path = os.path.abspath(os.fsdecode(name))
+    exists = os.path.lexists(path)
+    kind = "read" if exists and not _looks_like_write(error) else "write"
+    return f"{'reading' if kind == 'read' else 'writing'} {path}", f"{kind}:{path}", "landlock"
+
+
+def _looks_like_write(error: OSError) -> bool:
+    # open() reports neither the mode nor the flags; the traceback's last frame says
+    # more but a read of a file that exists is by far the common case
+    text = str(error.args[-1]) if error.args else ""
+    return "write" in text
+
+
+def _denied(
+    plugin_id: str | None, operation: str, permission: str | None, layer: str
+) -> PermissionDenied:
+    hint = (
+        f"declare it under [permissions] and have the operator run "
+        f"'plugbay grant {plugin_id or 'ID'} {permission}'"
+        if permission
+        else "no permission allows this to a sandboxed plugin"
+    )
+    return PermissionDenied(
+        f"the sandbox denied {operation}",
+        plugin=plugin_id,
+        hint=hint,
+        details={"operation": operation, "permission": permission, "layer": layer},
+    )
+
+
+def _limit(
+    plugin_id: str | None, guard: Guard | None, limit: str, what: str, error: BaseException
+) -> ResourceLimitExceeded:
+    detail = f"{type(error).__name__}: {error}".rstrip(": ")
+    if guard is not None:
+        guard.report({"kind": "limit", "limit": limit, "detail": detail})
+    return ResourceLimitExceeded(
+        f"the call hit {what} ({detail}); its worker is being replaced",
+        plugin=plugin_id,
+        hint=f"raise resources.{limit.replace('_', '-')} in the manifest (the host's policy "
+        "caps it), or find what the plugin holds on to",
+        details={"limit": limit, "replace": True},
+    )

@@ -1,0 +1,351 @@
+"""The operator's isolation policy: where each plugin runs, with which limits and grants.
+
+The host decides, never the plugin:
+
+* a plugin runs **inline** (in the host's process) only when the operator trusts
+  it: the bundled ``core/`` plugins (a ``core`` folder directly inside one of the
+  host's plugin directories), or an id matched by ``[policy] inline`` in the host
+  config. ``isolation = "inline"`` in an untrusted manifest is ignored, with a note;
+* everything else runs in a **sandboxed worker** (``isolation.limits``: every
+  kernel layer), as does a trusted plugin that asks for ``isolation = "process"``;
+* a limit is what the manifest's ``[resources]`` asks for, else the policy's
+  default, and never more than the policy's cap;
+* a permission is effective only when the manifest asks for it **and** the
+  operator granted it (host config ``[policy.grants]`` or ``plugbay grant``).
+
+The host config (``plugbay.toml``) carries it::
+
+    [policy]
+    inline = ["acme.trusted-*"]        # fnmatch patterns of plugin ids
+    trust-core = true
+    [policy.limits]                     # caps on what a manifest may ask
+    memory = "1GiB"
+    [policy.defaults]                   # when the manifest asks nothing
+    memory = "256MiB"
+    [policy.grants]
+    "acme.weather" = ["network:127.0.0.1:8080", "secret:api-key"]
+    [secrets]                           # or PLUGBAY_SECRET_<NAME> in the host's environment
+    api-key = "..."
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+from plugbay.errors import ConfigError, PlugbayError
+from plugbay.manifest import PluginManifest, parse_size
+
+__all__ = ["LIMIT_KEYS", "IsolationPolicy", "Placement"]
+
+MiB: Final = 1 << 20
+
+#: every limit, as the manifest's [resources] spells it, with its default and its cap
+LIMIT_KEYS: Final = (
+    "memory", "cpu-seconds", "timeout", "open-files", "file-size",
+    "processes", "threads", "storage",
+)  # fmt: skip
+_DEFAULTS: Final[dict[str, float | None]] = {
+    "memory": 256 * MiB,
+    "cpu-seconds": None,
+    "timeout": None,  # the host's call timeout
+    "open-files": 64,
+    "file-size": 64 * MiB,
+    "processes": 0,
+    "threads": 8,
+    "storage": 256 * MiB,
+}
+_CAPS: Final[dict[str, float | None]] = {
+    "memory": 2048 * MiB,
+    "cpu-seconds": None,
+    "timeout": None,  # the host's max call timeout
+    "open-files": 1024,
+    "file-size": 1024 * MiB,
+    "processes": 16,
+    "threads": 64,
+    "storage": 4096 * MiB,
+}
+_SIZES: Final = frozenset({"memory", "file-size", "storage"})
+_SECRET_ENV: Final = "PLUGBAY_SECRET_"
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where one plugin runs and under what: what ``plugbay info`` shows."""
+
+    isolation: str  # "inline" or "process"
+    reason: str
+    sandboxed: bool
+    limits: dict[str, float | None] = field(default_factory=dict)
+    asked: tuple[str, ...] = ()
+    granted: tuple[str, ...] = ()
+    effective: tuple[str, ...] = ()
+    #: granted secrets' values, by name (never shown)
+    secrets: dict[str, str] = field(default_factory=dict, repr=False)
+    environment: dict[str, str] = field(default_factory=dict)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "isolation": self.isolation,
+            "sandboxed": self.sandboxed,
+            "reason": self.reason,
+            "limits": dict(self.limits),
+            "permissions": {
+                "asked": list(self.asked),
+                "granted": list(self.granted),
+                "effective": list(self.effective),
+            },
+            "secrets": sorted(self.secrets),
+            "environment": sorted(self.environment),
+        }
+
+    def rules(self) -> dict[str, Any]:
+        """What the worker's guard allows (``isolation.guard``)."""
+        return {
+            "allow_exec": "subprocess" in self.effective,
+            "processes": int(self.limits.get("processes") or 0),
+            "network": [p.partition(":")[2] for p in self.effective if p.startswith("network:")],
+        }
+
+    def sandbox_request(self, manifest: PluginManifest, data_dir: Path) -> dict[str, Any]:
+        """The zygote's request: the ``SandboxPolicy`` fields and the worker's cgroup."""
+        code = manifest.root or (manifest.path.parent if manifest.path else None)
+        if code is None:
+            raise PlugbayError(
+                "a plugin without files on disk cannot be sandboxed",
+                plugin=manifest.id,
+                hint="install it as a directory or a package",
+            )
+        reads = [os.path.realpath(code)]
+        if manifest.origin == "entry-point":
+            # an installed package is imported by name: its import path must be listable
+            reads.append(os.path.realpath(Path(code).parent))
+        reads += [p.partition(":")[2] for p in self.effective if p.startswith("read:")]
+        writes = [os.path.realpath(data_dir), "/dev/null"]
+        writes += [p.partition(":")[2] for p in self.effective if p.startswith("write:")]
+        limits = self.limits
+        exec_ok = "subprocess" in self.effective
+        processes = int(limits.get("processes") or 0) if exec_ok else 0
+        return {
+            "cgroup": f"{manifest.id}-{uuid.uuid4().hex[:8]}",
+            "policy": {
+                "memory_bytes": _int(limits.get("memory")),
+                "cpu_seconds": _int(limits.get("cpu-seconds")),
+                "open_files": _int(limits.get("open-files")),
+                "file_size_bytes": _int(limits.get("file-size")),
+                "processes": processes,
+                "threads": _int(limits.get("threads")),
+                "cpu_cores": 1.0,
+                "read_paths": [p for p in reads if os.path.isabs(p)],
+                "write_paths": [p for p in writes if os.path.isabs(p)],
+                "network": [
+                    p.partition(":")[2]
+                    for p in self.effective
+                    if p.startswith("network:") and _enforceable(p.partition(":")[2])
+                ],
+                "allow_exec": exec_ok,
+                "allow_kill_others": False,
+                "environment": sorted(self.environment.items()),
+            },
+        }
+
+
+def _int(value: float | None) -> int | None:
+    return None if value is None else int(value)
+
+
+def _enforceable(grant: str) -> bool:
+    _, _, port = grant.rpartition(":")
+    return port.isdigit()
+
+
+@dataclass(frozen=True)
+class IsolationPolicy:
+    """See the module docstring. ``IsolationPolicy()`` is the deny-by-default policy."""
+
+    inline: tuple[str, ...] = ()
+    trust_core: bool = True
+    defaults: Mapping[str, float | None] = field(default_factory=lambda: dict(_DEFAULTS))
+    caps: Mapping[str, float | None] = field(default_factory=lambda: dict(_CAPS))
+    grants: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_config(
+        cls,
+        data: Mapping[str, Any],
+        *,
+        where: str = "host config",
+        inline: Iterable[str] = (),
+    ) -> IsolationPolicy:
+        """Read ``[policy]`` and ``[secrets]`` of the host config; every mistake is a ConfigError."""
+        table = data.get("policy", {})
+        if not isinstance(table, Mapping):
+            raise ConfigError("[policy] must be a table", where=where)
+        known = {"inline", "trust-core", "limits", "defaults", "grants"}
+        for key in table:
+            if key not in known:
+                raise ConfigError(
+                    f"[policy] has no key '{key}'",
+                    where=where,
+                    hint=f"known keys: {', '.join(sorted(known))}",
+                )
+        patterns = [*_strings(table.get("inline", []), "[policy] inline", where), *inline]
+        trust_core = table.get("trust-core", True)
+        if not isinstance(trust_core, bool):
+            raise ConfigError("[policy] trust-core must be true or false", where=where)
+        defaults = dict(_DEFAULTS) | _limits(table.get("defaults", {}), "defaults", where)
+        caps = dict(_CAPS) | _limits(table.get("limits", {}), "limits", where)
+        grants_table = table.get("grants", {})
+        if not isinstance(grants_table, Mapping):
+            raise ConfigError("[policy.grants] must map plugin ids to lists", where=where)
+        grants = {
+            str(pid): tuple(_strings(perms, f"[policy.grants] {pid!r}", where))
+            for pid, perms in grants_table.items()
+        }
+        secrets = {
+            key[len(_SECRET_ENV) :].lower().replace("_", "-"): value
+            for key, value in os.environ.items()
+            if key.startswith(_SECRET_ENV)
+        }
+        secrets_table = data.get("secrets", {})
+        if not isinstance(secrets_table, Mapping):
+            raise ConfigError("[secrets] must be a table of names to strings", where=where)
+        secrets |= {str(k): str(v) for k, v in secrets_table.items()}
+        return cls(tuple(patterns), trust_core, defaults, caps, grants, secrets)
+
+    # ------------------------------------------------------------------ decisions
+
+    def trusted(self, manifest: PluginManifest, plugin_dirs: Sequence[Path]) -> str | None:
+        """Why the operator trusts this plugin to run inline, or None."""
+        for pattern in self.inline:
+            if fnmatch.fnmatchcase(manifest.id, pattern):
+                return f"trusted by the host policy (inline = {pattern!r})"
+        root = manifest.root
+        if self.trust_core and root is not None and manifest.origin == "directory":
+            parent = root.resolve().parent
+            if parent.name == "core" and parent.parent in {d.resolve() for d in plugin_dirs}:
+                return f"a bundled core plugin ({parent})"
+        return None
+
+    def place(
+        self,
+        manifest: PluginManifest,
+        plugin_dirs: Sequence[Path],
+        granted: Iterable[str] = (),
+        host_environment: Mapping[str, str] | None = None,
+    ) -> Placement:
+        asked = tuple(manifest.permissions.asked())
+        all_granted = tuple(dict.fromkeys([*self.grants.get(manifest.id, ()), *granted]))
+        effective = tuple(p for p in asked if _covered(p, all_granted))
+        secrets = {
+            name: self.secrets[name]
+            for p in effective
+            if p.startswith("secret:") and (name := p.partition(":")[2]) in self.secrets
+        }
+        env_source = os.environ if host_environment is None else host_environment
+        environment = {
+            name: env_source[name]
+            for p in effective
+            if p.startswith("env:") and (name := p.partition(":")[2]) in env_source
+        }
+        trust = self.trusted(manifest, plugin_dirs)
+        if trust is not None and manifest.isolation != "process":
+            isolation, sandboxed, reason = "inline", False, trust
+        elif trust is not None:
+            isolation, sandboxed = "process", False
+            reason = f"{trust}; runs in a worker of its own as its manifest asks"
+        else:
+            isolation, sandboxed = "process", True
+            reason = "not trusted by the host's policy: deny by default"
+            if manifest.isolation == "inline":
+                reason += "; its manifest asks for inline, which only the operator can allow"
+        return Placement(
+            isolation=isolation,
+            reason=reason,
+            sandboxed=sandboxed,
+            limits=self.limits_for(manifest),
+            asked=asked,
+            granted=all_granted,
+            effective=effective,
+            secrets=secrets,
+            environment=environment,
+        )
+
+    def limits_for(self, manifest: PluginManifest) -> dict[str, float | None]:
+        """Each limit: what the manifest asks, else the default, capped by the policy."""
+        res = manifest.resources
+        asked: dict[str, float | None] = {
+            "memory": parse_size(res.memory, where=f"{manifest.location} resources.memory"),
+            "cpu-seconds": res.cpu_seconds,
+            "timeout": res.timeout,
+            "open-files": res.open_files,
+            "file-size": parse_size(
+                res.file_size, where=f"{manifest.location} resources.file-size"
+            ),
+            "processes": res.processes,
+            "threads": res.threads,
+            "storage": parse_size(res.storage, where=f"{manifest.location} resources.storage"),
+        }
+        out: dict[str, float | None] = {}
+        for key in LIMIT_KEYS:
+            value = asked[key] if asked[key] is not None else self.defaults.get(key)
+            cap = self.caps.get(key)
+            if cap is not None and (value is None or value > cap):
+                value = cap
+            out[key] = value
+        if out["storage"] is not None and (
+            out["file-size"] is None or out["file-size"] > out["storage"]
+        ):
+            out["file-size"] = out["storage"]  # one file cannot outgrow the quota
+        return out
+
+
+def _covered(asked: str, granted: Sequence[str]) -> bool:
+    if asked in granted:
+        return True
+    kind, _, what = asked.partition(":")
+    for grant in granted:
+        g_kind, _, g_what = grant.partition(":")
+        if g_kind != kind:
+            continue
+        # a grant of a directory covers a request beneath it
+        if kind in ("read", "write") and what.startswith(g_what.rstrip("/") + "/"):
+            return True
+    return False
+
+
+def _strings(value: Any, what: str, where: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{what} must be a list of strings", where=where)
+    return list(value)
+
+
+def _limits(value: Any, what: str, where: str) -> dict[str, float | None]:
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"[policy.{what}] must be a table", where=where)
+    out: dict[str, float | None] = {}
+    for key, raw in value.items():
+        if key not in LIMIT_KEYS:
+            raise ConfigError(
+                f"[policy.{what}] has no limit '{key}'",
+                where=where,
+                hint=f"limits: {', '.join(LIMIT_KEYS)}",
+            )
+        try:
+            number = parse_size(raw, where=where) if key in _SIZES else raw
+        except PlugbayError as exc:
+            raise ConfigError(f"[policy.{what}] {key}: {exc.message}", where=where) from None
+        if number is not None and (
+            isinstance(number, bool) or not isinstance(number, int | float) or number < 0
+        ):
+            raise ConfigError(
+                f"[policy.{what}] {key} must be a number >= 0, not {raw!r}", where=where
+            )
+        out[key] = number
+    return out
