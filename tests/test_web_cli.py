@@ -53,7 +53,9 @@ def test_commands_act_on_the_running_host(workdir: Path, plugins: PluginFactory)
         assert bad.returncode == 1
         assert "command 'add' parameter 'a' expects int, got str" in bad.stderr
         info = json.loads(plugbay("info", "acme.calc", "--json", cwd=workdir).stdout)
-        assert info["dependents"] == ["acme.user"] and info["usage"]["pid"] == host.proc.pid
+        assert info["dependents"] == ["acme.user"] and info["usage"]["rss_bytes"] > 0
+        # sandboxed by default: it runs in a worker of its own, measured alone
+        assert info["isolation"] == "process" and info["usage"]["pid"] != host.proc.pid
 
         # disable stops it in the running host at once, and says what else stopped
         refused = plugbay("disable", "acme.calc", cwd=workdir)
