@@ -49,6 +49,7 @@ class WebApp:
 
     async def stop(self) -> None:
         self.closing.set()
+        await self.series.wake()
         if self._sampler is not None:
             self._sampler.cancel()
             with contextlib.suppress(asyncio.CancelledError):

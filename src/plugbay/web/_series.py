@@ -63,6 +63,11 @@ class Series:
                 self._changed.notify_all()
             await asyncio.sleep(self.interval)
 
+    async def wake(self) -> None:
+        """Wake every waiter now (the server is closing: streams end at once)."""
+        async with self._changed:
+            self._changed.notify_all()
+
     async def wait(self, timeout: float) -> None:
         """Until the next sample (or ``timeout``)."""
         async with self._changed:
