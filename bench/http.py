@@ -71,7 +71,9 @@ async def _serve_api(port: int) -> None:
     )
     (root / "main.py").write_text(CODE)
     state = Path(tempfile.mkdtemp(prefix="plugbay-bench-"))
-    async with Host(root.parent, state_dir=state, entry_points=False) as host:
+    async with Host(
+        root.parent, state_dir=state, entry_points=False, inline=["bench.calc"]
+    ) as host:
         tokens = TokenFile(state)
         token, _ = tokens.ensure()
         server = HttpServer(create_app(host, tokens=tokens), "127.0.0.1", port)
@@ -94,7 +96,7 @@ async def _serve_bare(port: int) -> None:
     async def bare() -> dict[str, int]:
         return {"result": 3}
 
-    sock = socket.socket()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # as HttpServer
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", port))
     server = uvicorn.Server(_uvicorn_config(app))

@@ -18,7 +18,7 @@ from plugbay.apitoken import TokenFile
 from plugbay.errors import PlugbayError
 from plugbay.host import HOST_VERSION, Host
 from plugbay.web import _dashboard
-from plugbay.web._api import plugbay_error, router
+from plugbay.web._api import call_response, plugbay_error, router
 from plugbay.web._errors import error_response, http_error
 from plugbay.web._gate import Caller, Gate
 from plugbay.web._series import Series
@@ -86,7 +86,10 @@ def create_app(
     def audit(caller: Caller) -> None:
         _audit(host, caller)
 
-    gate = Gate(api, tokens=tokens, max_body=max_body, audit=audit)
+    async def call(plugin_id: str, command: str, body: bytes) -> Any:
+        return await call_response(host, plugin_id, command, body)
+
+    gate = Gate(api, tokens=tokens, max_body=max_body, audit=audit, call=call)
     web = WebApp(host, api, gate, series)
     api.state.web = web
     return web

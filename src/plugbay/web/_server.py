@@ -69,7 +69,9 @@ class HttpServer:
     async def start(self) -> None:
         """Bind (raises OSError when the address is taken) and serve; ``port`` is then real."""
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        # IPPROTO_TCP named, not 0: asyncio sets TCP_NODELAY on accepted connections only
+        # then, and without it a response written in two parts waits ~40 ms for an ACK
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind((self.host, self.port))
