@@ -64,16 +64,31 @@ def dependency_svg(nodes: Iterable[tuple[str, str | None, str, Iterable[str]]]) 
     for pid in sorted(info):
         columns.setdefault(depth[pid], []).append(pid)
     where: dict[str, tuple[float, float]] = {}
+    rank: dict[str, float] = {}
+    bands: list[tuple[float, float, int]] = []
     x_col = 10.0
     height = 0.0
     for d in sorted(columns):
-        ids = columns[d]
+        # a plugin sits near what it needs (the mean position of its dependencies):
+        # fewer edges cross, and the dependents of one plugin stay together
+        ids = sorted(
+            columns[d],
+            key=lambda p: (
+                sum(rank[n] for n in needs[p] if n in rank)
+                / max(1, sum(n in rank for n in needs[p])),
+                p,
+            ),
+        )
+        start_x = x_col
         for start in range(0, len(ids), _PER_COLUMN):
             for row, pid in enumerate(ids[start : start + _PER_COLUMN]):
-                y = 10.0 + row * (_H + _GAP_Y)
+                y = 30.0 + row * (_H + _GAP_Y)
                 where[pid] = (x_col, y)
+                rank[pid] = start + row
                 height = max(height, y + _H + 10)
-            x_col += _W + _GAP_X
+            x_col += _W + _GAP_X / 3
+        bands.append((start_x - 5, x_col - _GAP_X / 3 + 5, d))
+        x_col += _GAP_X * 2 / 3
     width = x_col - _GAP_X + 10
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" class="graph" width="{width:.0f}" '
@@ -83,6 +98,14 @@ def dependency_svg(nodes: Iterable[tuple[str, str | None, str, Iterable[str]]]) 
         'markerWidth="7" markerHeight="7" orient="auto-start-reverse">'
         '<path d="M0,0 L10,5 L0,10 z" fill="#888"/></marker></defs>',
     ]
+    for x0, x1, d in bands:
+        label = "needs nothing" if d == 0 else f"depth {d}"
+        parts.append(
+            f'<rect x="{x0:.0f}" y="4" width="{x1 - x0:.0f}" height="{height - 6:.0f}" rx="6" '
+            f'fill="{"#f4f6f8" if d % 2 == 0 else "#eef1f4"}"/>'
+            f'<text x="{x0 + 8:.0f}" y="20" font-size="11" fill="#6b7580" '
+            f'font-family="system-ui,sans-serif">{label}</text>'
+        )
     for pid in sorted(needs):
         x1, y1 = where[pid]
         for dep in needs[pid]:
