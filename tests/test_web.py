@@ -361,3 +361,32 @@ async def test_dependency_graph_is_a_picture(api: Api) -> None:
     assert r.headers["content-type"] == "image/svg+xml"
     assert '<g class="node" data-plugin="acme.calc" data-state="active">' in r.text
     assert 'data-from="acme.greeter" data-to="acme.calc"' in r.text
+
+
+# --------------------------------------------------------------------------- plugbay.client
+
+
+async def test_the_client_gives_the_hosts_errors_as_plugbay_errors(
+    api: Api, tmp_path: Path
+) -> None:
+    import asyncio
+
+    from plugbay.client import HostClient, connect
+    from plugbay.errors import ParameterError, PlugbayError, PluginNotFound
+
+    assert connect(tmp_path / "nothing-runs-here") is None
+
+    def use() -> None:
+        with HostClient(api.url, api.token) as client:
+            assert client.call("acme.calc", "add", {"a": 1, "b": 2}) == 3
+            assert {p["id"] for p in client.plugins()} == {"acme.calc", "acme.greeter"}
+            with pytest.raises(ParameterError) as bad:
+                client.call("acme.calc", "add", {"a": "x"})
+            assert bad.value.hint == "call it as add(a: int, b: int = 1) -> int"
+            with pytest.raises(PluginNotFound):
+                client.info("acme.nope")
+        with HostClient(api.url, "not-the-token") as client, pytest.raises(PlugbayError) as denied:
+            client.plugins()
+        assert denied.value.code == "token_invalid" and denied.value.details["status"] == 401
+
+    await asyncio.to_thread(use)

@@ -132,6 +132,15 @@ class HostClient:
             params["plugin"] = plugin_id
         return self._json("GET", "/api/v1/history", params=params)  # type: ignore[no-any-return]
 
+    def logs(
+        self, plugin_id: str | None = None, *, level: str = "debug", limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """The newest log records (oldest first), at ``level`` or above."""
+        params: dict[str, Any] = {"level": level, "limit": limit}
+        if plugin_id is not None:
+            params["plugin"] = plugin_id
+        return self._json("GET", "/api/v1/logs", params=params)  # type: ignore[no-any-return]
+
     def health(self) -> dict[str, Any]:
         return self._json("GET", "/api/v1/health")  # type: ignore[no-any-return]
 
