@@ -475,7 +475,9 @@ class PluginManager:
         if kind == "limit":
             text = f"plugin '{rec.id}' hit its {event.get('limit')} limit: {event.get('detail')}"
         elif kind == "killed":
-            text = f"plugin '{rec.id}': worker killed by {event.get('layer')} ({what})"
+            text = f"plugin '{rec.id}': its worker was stopped by the {event.get('layer')} ({what})"
+        elif kind == "timeout":
+            text = f"plugin '{rec.id}': {event.get('operation')} ran past its time limit and was cancelled"
         else:
             text = f"plugin '{rec.id}': the sandbox denied {what}"
             if event.get("permission"):

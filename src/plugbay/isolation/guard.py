@@ -37,6 +37,7 @@ _EXEC_EVENTS: Final = frozenset(
 )
 _FORK_EVENTS: Final = frozenset({"os.fork", "os.forkpty"})
 _NET_EVENTS: Final = frozenset({"socket.connect", "socket.bind", "socket.sendto", "socket.sendmsg"})
+_WRITE_FLAGS: Final = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 
 #: errno → (limit, what the plugin hit)
 _LIMIT_ERRNOS: Final = {
@@ -70,6 +71,8 @@ class Guard:
         self.report = report
         self.pid = os.getpid()
         self._busy = False
+        #: the last file opened, and whether for writing (a denied open names it)
+        self.last_open: tuple[str, bool] | None = None
 
     def install(self) -> None:
         sys.addaudithook(self._hook)
@@ -77,7 +80,16 @@ class Guard:
     def _hook(self, event: str, args: tuple[Any, ...]) -> None:
         if self._busy:  # reporting must not audit itself
             return
-        if event in _EXEC_EVENTS:
+        if event == "open":
+            self._note_open(args)
+        elif event == "socket.__new__":
+            if args[1] in (socket.AF_INET, socket.AF_INET6) and not self.network:
+                self._deny(
+                    "opening a network socket (no network destination is granted)",
+                    "network:ADDRESS:PORT",
+                    "netns/seccomp",
+                )
+        elif event in _EXEC_EVENTS:
             if not self.allow_exec:
                 self._deny(f"running a program ({event})", "subprocess", "seccomp")
         elif event in _FORK_EVENTS:
@@ -91,6 +103,15 @@ class Guard:
             self._check_network(event, args)
         elif event == "resource.setrlimit":
             self._deny("changing its resource limits", None, "seccomp")
+
+    def _note_open(self, args: tuple[Any, ...]) -> None:
+        path, mode, flags = args[0], args[1], args[2]
+        if isinstance(path, int):
+            return
+        writing = bool(flags & _WRITE_FLAGS) if isinstance(flags, int) else False
+        if isinstance(mode, str):
+            writing = writing or any(c in mode for c in "wax+")
+        self.last_open = (os.fsdecode(path), writing)
 
     def _check_network(self, event: str, args: tuple[Any, ...]) -> None:
         sock, address = args[0], args[1]
@@ -159,30 +180,29 @@ def classify(exc: BaseException, plugin_id: str | None, guard: Guard | None) -> 
             errno.EPERM,
             errno.ENETUNREACH,
         ):
-            operation, permission, layer = _kernel_denial(error)
+            operation, permission, layer = _kernel_denial(error, guard)
             if guard is not None:
                 guard.denied(operation, permission, layer)
             return _denied(plugin_id, operation, permission, layer)
     return None
 
 
-def _kernel_denial(error: OSError) -> tuple[str, str | None, str]:
+def _kernel_denial(error: OSError, guard: Guard | None) -> tuple[str, str | None, str]:
     if error.errno == errno.ENETUNREACH:
         return "reaching the network", "network:ADDRESS:PORT", "netns"
     name = error.filename
     if name is None:
+        if error.errno == errno.EACCES:  # Landlock: a TCP port, or a file by descriptor
+            return f"an access outside its grants ({error.strerror})", None, "landlock"
         return f"a system call ({error.strerror})", None, "seccomp"
     path = os.path.abspath(os.fsdecode(name))
-    exists = os.path.lexists(path)
-    kind = "read" if exists and not _looks_like_write(error) else "write"
-    return f"{'reading' if kind == 'read' else 'writing'} {path}", f"{kind}:{path}", "landlock"
-
-
-def _looks_like_write(error: OSError) -> bool:
-    # open() reports neither the mode nor the flags; the traceback's last frame says
-    # more but a read of a file that exists is by far the common case
-    text = str(error.args[-1]) if error.args else ""
-    return "write" in text
+    opened = guard.last_open if guard is not None else None
+    if opened is not None and os.path.abspath(opened[0]) == path:
+        writing = opened[1]
+    else:  # not an open (a listing, a rename...): a missing target is a write
+        writing = not os.path.lexists(path)
+    kind = "write" if writing else "read"
+    return f"{'writing' if writing else 'reading'} {path}", f"{kind}:{path}", "landlock"
 
 
 def _denied(

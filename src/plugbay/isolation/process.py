@@ -232,7 +232,7 @@ class ProcessHandle:
         self._channel: frames.Channel | None = None
         self._dead: PlugbayError | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self._deadlines: dict[int, float] = {}
+        self._deadlines: dict[int, tuple[float, str]] = {}
         self._watchdog: asyncio.Task[None] | None = None
         self._heartbeat: asyncio.Task[None] | None = None
         self._last_pong = 0.0
@@ -273,6 +273,7 @@ class ProcessHandle:
 
     def _lost(self, reason: str | None, protocol_error: bool) -> None:
         if protocol_error:
+            self._report({"kind": "killed", "layer": "protocol", "detail": str(reason)})
             self._crashed(f"its worker broke the protocol ({reason}) and was stopped")
         elif self._dead is None and not self._closing and self._exit is not None:
             # how it died (the zygote's wait status) names the limit it hit, if any
@@ -361,8 +362,11 @@ class ProcessHandle:
             self._settle(message.id, value=message.value)
         elif isinstance(message, frames.Fail):
             error = error_from_dict(message.error)
-            if error.details.get("replace"):  # a limit hit: the worker exits next
+            if error.details.get("replace"):  # a limit hit: the worker is replaced at once
                 self._limit_error = error
+                self._settle(message.id, error=error)
+                self._crashed(error.message, error=error)
+                return
             if message.id == 0 and self._loaded is not None and not self._loaded.done():
                 self._loaded.set_exception(error)
             else:
@@ -435,7 +439,9 @@ class ProcessHandle:
         except (ConnectionError, RuntimeError, frames.FrameError) as exc:
             self._crashed(f"writing to its worker failed: {exc}")
 
-    async def _request(self, make: Callable[[int], frames.Message], timeout: float) -> Any:
+    async def _request(
+        self, make: Callable[[int], frames.Message], timeout: float, what: str = "a call"
+    ) -> Any:
         if self._dead is not None:
             raise self._dead
         request = next(self._ids)
@@ -444,7 +450,7 @@ class ProcessHandle:
         self._pending[request] = future
         # One watchdog per worker instead of a timer per call (a timer costs more than
         # the rest of the host's side of a call): it expires calls past their deadline.
-        self._deadlines[request] = loop.time() + timeout
+        self._deadlines[request] = (loop.time() + timeout, what)
         if self._watchdog is None or self._watchdog.done():
             self._watchdog = asyncio.create_task(self._watch(), name=f"plugbay-watchdog-{self.pid}")
         self._send(make(request))
@@ -457,12 +463,15 @@ class ProcessHandle:
         loop = asyncio.get_running_loop()
         while self._deadlines and self._dead is None:
             now = loop.time()
-            for request, due in list(self._deadlines.items()):
+            for request, (due, what) in list(self._deadlines.items()):
                 if due <= now:
                     del self._deadlines[request]
                     self._send(frames.Cancel(request))
                     self._settle(request, error=CallTimeout())
-            soonest = min(self._deadlines.values(), default=now + 0.05)
+                    self._report(
+                        {"kind": "timeout", "operation": what, "detail": "ran past its time limit"}
+                    )
+            soonest = min((due for due, _ in self._deadlines.values()), default=now + 0.05)
             await asyncio.sleep(max(0.005, min(soonest - now, 0.25)))
 
     def start_heartbeat(self) -> None:
@@ -503,14 +512,28 @@ class ProcessHandle:
         loop = asyncio.get_running_loop()
         beat = itertools.count(1)
         while self._dead is None:
+            before = loop.time()
             await asyncio.sleep(self.heartbeat_interval)
-            silent = loop.time() - self._last_pong
+            now = loop.time()
+            # Time the host's own loop did not run (an application's blocking call) is not
+            # the worker's silence: its pong may be waiting, unread, in the socket.
+            stalled = now - before - self.heartbeat_interval
+            if stalled > 0.05:
+                self._last_pong += stalled
+            silent = now - self._last_pong
             if silent > self.heartbeat_timeout:
-                self._crashed(
+                error = PluginCrashed(
                     f"its worker stopped answering its heartbeat ({silent:.1f} s without a reply) "
-                    "and was killed; a def command must not block its worker's loop "
-                    "(mark long ones @command(blocking=True))"
+                    "and was killed",
+                    plugin=self.manifest.id,
+                    hint="a def command must not block its worker's loop "
+                    "(mark long ones @command(blocking=True))",
+                    details={"pid": self.pid, "layer": "heartbeat"},
                 )
+                self._report(
+                    {"kind": "killed", "layer": "heartbeat", "detail": f"{silent:.1f} s silent"}
+                )
+                self._crashed(error.message, error=error)
                 return
             self._send(frames.Ping(next(beat)))
 
@@ -534,7 +557,7 @@ class ProcessHandle:
             async with deadline(timeout):
                 loaded = await self._loaded
                 self.commands = {c.name: RemoteSpec(c) for c in loaded.commands}
-                await self._request(frames.Init, timeout)
+                await self._request(frames.Init, timeout, "initialize")
         except CallTimeout:
             self._kill()
             raise
@@ -543,7 +566,9 @@ class ProcessHandle:
     async def call(self, spec: CommandSpec, params: dict[str, Any], timeout: float) -> Any:
         strict = getattr(params, "strict", True)
         return await self._request(
-            lambda request: frames.Call(request, spec.name, dict(params), strict), timeout
+            lambda request: frames.Call(request, spec.name, dict(params), strict),
+            timeout,
+            spec.name,
         )
 
     async def cleanup(self, timeout: float) -> None:
@@ -554,7 +579,7 @@ class ProcessHandle:
         if self._dead is not None:
             return
         try:
-            await self._request(frames.Cleanup, timeout)
+            await self._request(frames.Cleanup, timeout, "cleanup")
         finally:
             self._kill()
 
