@@ -28,7 +28,9 @@ class Running:
 
 
 @contextmanager
-def plugbay_run(cwd: Path, *args: str, timeout: float = 60) -> Iterator[Running]:
+def plugbay_run(
+    cwd: Path, *args: str, timeout: float = 60, expect_http: bool = True
+) -> Iterator[Running]:
     """``plugbay run --http 127.0.0.1:0 --no-metrics ARGS`` in ``cwd``; SIGINT at the end."""
     env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb"}
     state = cwd / ".plugbay"
@@ -50,6 +52,7 @@ def plugbay_run(cwd: Path, *args: str, timeout: float = 60) -> Iterator[Running]
                 break
         assert any("serving" in line for line in lines), "".join(lines)
         url = json.loads((state / "host.json").read_text())["http"]
+        assert (url is not None) == expect_http, "".join(lines)
         token = (state / "api-token").read_text().strip()
         yield Running(proc, url, token, state, "".join(lines))
     finally:

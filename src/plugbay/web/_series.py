@@ -86,6 +86,9 @@ class Series:
             if ring is None:
                 ring = self.points[rec.id] = deque(maxlen=self.keep)
             ring.append(point)
+        live = {getattr(r.handle, "pid", None) for r in self.host.plugins()}
+        for pid in set(self._workers) - live:
+            del self._workers[pid]  # a stopped worker: its pid may be reused
         for gone in set(self.points) - seen:
             self.points.pop(gone, None)
             self.latest.pop(gone, None)
