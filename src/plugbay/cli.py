@@ -1003,7 +1003,7 @@ async def _start_http(host: Any, bind: tuple[str, int], max_body: int) -> Any:
             f"{escape(exc.strerror or str(exc))}; choose another with --http HOST:PORT, or --no-http"
         )
         return None
-    out.print(f"api: {server.url}/api/v1  docs: {server.url}/docs")
+    out.print(f"api: {server.url}/api/v1  (OpenAPI: {server.url}/openapi.json)")
     if made:
         out.print(
             f"API token (made now, shown this once; 'plugbay token' shows it again): {token}\n"

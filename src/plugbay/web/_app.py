@@ -70,7 +70,7 @@ def create_app(
         version=HOST_VERSION,
         summary="A plugin host's REST API: plugins, calls, lifecycle, config, health, metrics.",
         description=_DESCRIPTION,
-        docs_url="/docs",
+        docs_url=None,  # Swagger UI loads its script from a CDN; the document itself is enough
         redoc_url=None,
     )
     api.include_router(router)
@@ -132,7 +132,7 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
     error = http_error(
         "request_invalid",
         "the request does not match the API: " + "; ".join(problems),
-        hint=f"see {request.base_url}docs for what this endpoint takes",
+        hint=f"see {request.base_url}openapi.json for what this endpoint takes",
         errors=[{"loc": list(e.get("loc", ())), "msg": e.get("msg", "")} for e in exc.errors()],
     )
     return error_response(error, 422)
@@ -144,21 +144,21 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
         error = http_error(
             "not_found",
             f"there is no {request.url.path} on this host",
-            hint=f"see {request.base_url}docs for the API",
+            hint=f"see {request.base_url}openapi.json for the API",
         )
     elif exc.status_code == 405:
         allowed = _allowed(request)
         error = http_error(
             "method_not_allowed",
             f"{request.method} is not allowed on {request.url.path}",
-            hint=f"use {', '.join(allowed)}; see {request.base_url}docs",
+            hint=f"use {', '.join(allowed)}; see {request.base_url}openapi.json",
         )
         return error_response(error, 405, {"Allow": ", ".join(allowed)})
     elif exc.status_code == 400:
         error = http_error(
             "body_invalid",
             f"the request body is not valid JSON ({exc.detail})",
-            hint=f"send a JSON object; see {request.base_url}docs for what this endpoint takes",
+            hint=f"send a JSON object; see {request.base_url}openapi.json for what this endpoint takes",
         )
     else:
         error = http_error("http_error", str(exc.detail))
