@@ -9,6 +9,7 @@ saves a screenshot to ``test-artifacts/``.
 
 from __future__ import annotations
 
+import re
 import shutil
 import threading
 from pathlib import Path
@@ -42,7 +43,8 @@ def _plugins(plugins: PluginFactory) -> None:
     plugins("acme.calc", CALC)
     plugins("acme.user", extra='[dependencies]\n"acme.calc" = "^1"\n')
     shutil.copytree(BUNDLED / "core" / "system", plugins.root / "system")
-    for i in range(97):  # 100 in all: some depend on others, so the graph has layers
+    plugins("acme.broken", "raise RuntimeError('boom at import')\n")
+    for i in range(96):  # 100 in all: some depend on others, so the graph has layers
         dep = f'[dependencies]\n"bulk.p{i // 10:02d}" = "*"\n' if i >= 10 else ""
         plugins(f"bulk.p{i:02d}", extra=dep)
 
@@ -93,20 +95,27 @@ def test_dashboard_shows_live_figures_and_reloads_a_plugin(
             expect(calc.locator(".badge")).to_have_text("active")
             colour = calc.locator(".badge").evaluate("e => getComputedStyle(e).backgroundColor")
             assert colour == "rgb(46, 139, 87)"  # active is green
-            expect(page.locator("#summary")).to_contain_text("100 plugins, 100 active")
+            expect(page.locator("#summary")).to_have_text("100 plugins, 99 active, 1 failed")
+            broken = page.locator('tr[data-plugin="acme.broken"] .badge')
+            expect(broken).to_have_text("failed")
+            assert broken.evaluate("e => getComputedStyle(e).backgroundColor") == "rgb(192, 57, 43)"
+            expect(broken).to_have_attribute("title", re.compile("boom at import"))
+            expect(page.locator("#alerts")).to_contain_text("acme.broken is failed")
             # the dependency graph, drawn as SVG: a node per plugin, an edge per dependency
             expect(page.locator("#graph svg g.node")).to_have_count(100)
+            expect(page.locator('#graph svg g.node[data-state="failed"]')).to_have_count(1)
             expect(
                 page.locator('#graph svg path[data-from="acme.user"][data-to="acme.calc"]')
             ).to_have_count(1)
             # filtering keeps 100 rows usable
             page.fill("#filter", "acme.")
-            expect(page.locator("#plugins tbody tr:visible")).to_have_count(2)
+            expect(page.locator("#plugins tbody tr:visible")).to_have_count(3)
             page.fill("#filter", "")
 
             # the charts of acme.calc, live, with the calls the test makes
             calc.locator("button.select").click()
             expect(page.locator("#detail-title")).to_have_text("acme.calc")
+            expect(page.locator("#detail-info")).to_contain_text("needed by: acme.user")
             page.wait_for_function(
                 "Number(document.querySelector('#last-rate').dataset.value) > 5", timeout=20_000
             )
@@ -144,6 +153,7 @@ def test_dashboard_shows_live_figures_and_reloads_a_plugin(
             calc.locator('button[data-op="reload"]').click()
             expect(page.locator("#op-result")).to_contain_text("acme.calc: reload done — 1.1.0")
             expect(calc.locator(".version")).to_have_text("1.1.0")
+            expect(page.locator("#detail-info")).to_contain_text("1.1.0 · utility · active")
             expect(
                 page.locator('#graph svg g.node[data-plugin="acme.calc"] title')
             ).to_contain_text("1.1.0")

@@ -141,6 +141,7 @@ class SeriesPoint(BaseModel):
     t: float
     state: str
     version: str | None
+    reason: str | None = Field(description="Why it is failed or disabled.")
     uptime_seconds: float | None
     calls: int
     errors: int

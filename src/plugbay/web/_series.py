@@ -116,6 +116,7 @@ class Series:
             "t": round(now, 3),
             "state": str(rec.state),
             "version": rec.version,
+            "reason": rec.reason,
             "uptime_seconds": round(now - rec.started_at, 3)
             if rec.started_at is not None and str(rec.state) == "active"
             else None,

@@ -96,6 +96,7 @@ function updateRow(id, p) {
   const badge = tr.querySelector(".badge");
   badge.className = `badge s-${p.state}`;
   badge.textContent = p.state;
+  badge.title = p.reason || "";
   tr.querySelector(".uptime").textContent = fmtUptime(p.uptime_seconds);
   tr.querySelector(".rate").textContent = fmtNum(p.calls_per_s);
   tr.querySelector(".errors").textContent = p.calls_per_s > 0 ? `${fmtNum(p.error_rate * 100)} %` : "–";
@@ -207,11 +208,25 @@ async function select(id) {
     if (selected !== id) return;
     points = series.points.slice(-KEEP);
     drawCharts();
+    describe(detail);
     fillCallForm(detail);
   } catch (error) {
     $("#detail-title").textContent = `${id}: ${error.text || error}`;
   }
   refreshLogs();
+}
+
+function describe(d) {
+  const parts = [`${d.version ?? "?"} · ${d.type ?? "?"} · ${d.state} · ${d.isolation}`];
+  const deps = Object.entries(d.dependencies || {}).map(([k, v]) => `${k} ${v}`);
+  parts.push(`needs: ${deps.join(", ") || "nothing"}`);
+  parts.push(`needed by: ${(d.dependents || []).join(", ") || "nothing"}`);
+  if (d.permissions && d.permissions.effective.length) parts.push(`permissions: ${d.permissions.effective.join(", ")}`);
+  const info = $("#detail-info");
+  info.textContent = parts.join(" — ");
+  const reason = $("#detail-reason");
+  reason.textContent = d.reason || "";
+  reason.hidden = !d.reason;
 }
 
 // ------------------------------------------------------------------ calling a command
@@ -277,6 +292,7 @@ async function operate(id, op, button) {
     const others = data.affected.filter((x) => x !== id);
     status.textContent = `${id}: ${op} done — ${p.version} ${p.state}` + (others.length ? ` (also: ${others.join(", ")})` : "");
     refreshGraph();
+    if (id === selected) select(id); // its detail changed (version, state, commands)
   } catch (error) {
     status.className = "error";
     status.textContent = error.text || String(error);
@@ -335,7 +351,7 @@ async function refreshAlerts(plugins) {
   }
   const failing = Object.entries(plugins).filter(([, p]) => p.state === "failed");
   list.innerHTML = failing.length
-    ? failing.map(([id]) => `<li class="error">${esc(id)} is failed: ${esc(rows.get(id)?.querySelector(".badge")?.title || "see its detail")}</li>`).join("")
+    ? failing.map(([id, p]) => `<li class="error">${esc(id)} is failed: ${esc(p.reason || "see its detail")}</li>`).join("")
     : "<li>nothing is failing (this host has no alert rules yet; failed plugins show here)</li>";
 }
 
