@@ -68,7 +68,7 @@ def _rows(host: Host) -> str:
             '<button type="button" data-op="reload">reload</button>'
             '<button type="button" data-op="disable">disable</button>'
             '<button type="button" data-op="enable">enable</button>'
-            '<button type="button" data-op="rollback">roll back</button>'
+            '<button type="button" data-op="rollback">rollback</button>'
             "</td></tr>"
         )
     return "\n".join(out)

@@ -60,7 +60,7 @@ function rowHtml(id) {
     `<td class="actions"><button type="button" data-op="reload">reload</button>` +
     `<button type="button" data-op="disable">disable</button>` +
     `<button type="button" data-op="enable">enable</button>` +
-    `<button type="button" data-op="rollback">roll back</button></td>`;
+    `<button type="button" data-op="rollback">rollback</button></td>`;
 }
 
 function indexRows() {
