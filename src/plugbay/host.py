@@ -195,6 +195,11 @@ class Host:
     ) -> None:
         await self.stop()
 
+    @property
+    def started(self) -> bool:
+        """Whether ``start`` ran and ``stop`` has not (every plugin was attempted)."""
+        return self._started
+
     async def start(self) -> None:
         """Discover, resolve and start every plugin. Problems are kept in
         ``host.problems`` and in each plugin's record; they never raise here."""

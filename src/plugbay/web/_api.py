@@ -105,7 +105,7 @@ async def healthz() -> dict[str, str]:
 )  # fmt: skip
 async def readyz(host: HostDep) -> Response | Readiness:
     failed = [r.id for r in host.plugins() if str(r.state) == "failed"]
-    if not host._started:
+    if not host.started:
         body = Readiness(ready=False, status="starting", failed=failed)
         return Response(body.model_dump_json(), status_code=503, media_type="application/json")
     return Readiness(ready=True, status="degraded" if failed else "ready", failed=failed)

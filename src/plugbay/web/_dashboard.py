@@ -21,6 +21,7 @@ from fastapi.responses import HTMLResponse, Response, StreamingResponse
 
 from plugbay.host import Host
 from plugbay.web._api import errors
+from plugbay.web._errors import error_response, http_error
 from plugbay.web._graph import STATE_COLOURS, dependency_svg
 
 __all__ = ["router"]
@@ -107,8 +108,6 @@ async def dashboard(request: Request) -> HTMLResponse:
                                            "description": "A file of the dashboard"}},
             summary="The dashboard's script and style")  # fmt: skip
 async def static(name: str) -> Response:
-    from plugbay.web._errors import error_response, http_error
-
     suffix = name[name.rfind(".") :] if "." in name else ""
     target = _STATIC / name
     if "/" in name or name.startswith(".") or suffix not in _TYPES or not target.is_file():

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections import deque
 from typing import TYPE_CHECKING, Any, Final
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
     from plugbay.manager import PluginRecord
 
 __all__ = ["Series"]
+
+log = logging.getLogger("plugbay.web")
 
 _BOUNDS: Final = (*BUCKETS, BUCKETS[-1])
 
@@ -58,7 +61,10 @@ class Series:
     async def run(self) -> None:
         """Sample until cancelled."""
         while True:
-            self.sample()
+            try:
+                self.sample()
+            except Exception:  # a chart must never take the host down; say so and go on
+                log.exception("sampling the plugins' figures failed")
             async with self._changed:
                 self._changed.notify_all()
             await asyncio.sleep(self.interval)
