@@ -390,3 +390,27 @@ async def test_the_client_gives_the_hosts_errors_as_plugbay_errors(
         assert denied.value.code == "token_invalid" and denied.value.details["status"] == 401
 
     await asyncio.to_thread(use)
+
+
+async def test_wrong_method_says_which_ones_the_path_takes(api: Api) -> None:
+    r = await api.http.delete("/api/v1/plugins/acme.greeter/config")
+    assert r.status_code == 405 and r.headers["allow"] == "GET, PUT"
+    assert error_of(r)["hint"].startswith("use GET, PUT")
+
+
+async def test_chart_points_are_the_figures_of_each_interval(api: Api) -> None:
+    from plugbay.web._series import Series
+
+    series = Series(api.host, interval=1.0)
+    series.sample()
+    for i in range(8):
+        await api.http.post("/api/v1/plugins/acme.calc/commands/add", json={"a": i})
+    for _ in range(2):
+        await api.http.post("/api/v1/plugins/acme.calc/commands/boom")
+    point = series.sample()["acme.calc"]
+    assert point["calls"] == 10 and point["errors"] == 2
+    assert point["error_rate"] == 0.2
+    assert point["calls_per_s"] > 0 and point["p50_ms"] > 0 and point["p99_ms"] >= point["p50_ms"]
+    quiet = series.sample()["acme.calc"]  # nothing happened in this interval
+    assert quiet["calls_per_s"] == 0 and quiet["error_rate"] == 0 and quiet["p99_ms"] is None
+    assert [p["calls"] for p in series.history("acme.calc")] == [0, 10, 10]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from typing import Any, Final
 
 from fastapi import FastAPI, Request
@@ -12,7 +13,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
 
 from plugbay.apitoken import TokenFile
 from plugbay.errors import PlugbayError
@@ -167,12 +167,12 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
 
 def _allowed(request: Request) -> list[str]:
     """Every method some route serves at this path (Starlette names only the first's)."""
+    # from the OpenAPI document: what the API says it serves is what Allow should say
     methods: set[str] = set()
-    for route in request.app.routes:
-        match, _ = route.matches({**request.scope, "method": "GET"})
-        route_methods = getattr(route, "methods", None)
-        if match is not Match.NONE and route_methods:
-            methods |= set(route_methods)
+    for template, operations in request.app.openapi()["paths"].items():
+        pattern = "^" + re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template)) + "$"
+        if re.match(pattern, request.url.path):
+            methods |= {m.upper() for m in operations}
     return sorted(methods)
 
 
