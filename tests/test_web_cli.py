@@ -56,6 +56,8 @@ def test_commands_act_on_the_running_host(workdir: Path, plugins: PluginFactory)
         assert info["dependents"] == ["acme.user"] and info["usage"]["rss_bytes"] > 0
         # sandboxed by default: it runs in a worker of its own, measured alone
         assert info["isolation"] == "process" and info["usage"]["pid"] != host.proc.pid
+        assert info["sandbox"]["sandboxed"] is True  # what the host adds reaches the CLI
+        assert "sandboxed worker" in plugbay("info", "acme.calc", cwd=workdir).stdout
 
         # disable stops it in the running host at once, and says what else stopped
         refused = plugbay("disable", "acme.calc", cwd=workdir)

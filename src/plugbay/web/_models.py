@@ -53,7 +53,14 @@ class CommandInfo(BaseModel):
 
 
 class PluginDetail(PluginSummary):
+    # fields the host adds to its detail later pass through (the CLI shows them too)
+    model_config = ConfigDict(extra="allow")
+
     manifest: dict[str, Any] | None
+    error: dict[str, Any] | None = Field(description="The failure, as an error object.")
+    sandbox: dict[str, Any] | None = Field(
+        description="Sandboxed or not and why, secrets and environment granted, kernel layers."
+    )
     versions_known: list[str]
     dependencies: dict[str, str] = Field(description="Plugin id → version range.")
     dependents: list[str]
