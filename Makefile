@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test lint typecheck unit bench clean help browser
+.PHONY: run test lint typecheck unit bench clean help promtool browser
 
 help:
 	@echo "make run    - create .venv, install, start the host on ./plugins (Ctrl-C to stop)"
@@ -37,12 +37,24 @@ typecheck: $(STAMP)
 CHROMIUM := /usr/bin/chromium
 $(CHROMIUM):
 	@echo "installing Debian's chromium for the dashboard's browser test"
-	DEBIAN_FRONTEND=noninteractive apt-get update -q
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium fonts-dejavu-core
+	@SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    chromium fonts-dejavu-core >/dev/null
 browser: $(CHROMIUM)
 
+# promtool (Debian's prometheus package) checks our /metrics output in the tests.
+# Installed once, without questions; skipped when it is already there.
+promtool:
+	@command -v promtool >/dev/null 2>&1 || { \
+	  echo "installing Debian's prometheus package (for promtool)"; \
+	  SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold prometheus >/dev/null; }
+
 # pytest exits 5 when it collected no tests: that is a failure here, never a pass.
-unit: $(STAMP) browser
+unit: $(STAMP) promtool browser
 	@$(BIN)/pytest; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; \
 	exit $$rc
@@ -52,8 +64,9 @@ test: lint typecheck unit
 # The HTTP benchmark's load generator (bench/http.py): Debian's wrk, installed once when missing.
 WRK := /usr/bin/wrk
 $(WRK):
-	DEBIAN_FRONTEND=noninteractive apt-get update -q
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends wrk
+	@SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk >/dev/null
 
 bench: $(STAMP) $(WRK)
 	$(BIN)/python -m bench

@@ -89,7 +89,10 @@ def call_overhead() -> list[Figure]:
     results: dict[str, float] = {}
 
     async def plugbay_runs() -> None:
-        async with Host(directory.parent, state_dir=None, entry_points=False) as host:
+        # trusted: the inline call path is what this measures (untrusted would be a worker)
+        async with Host(
+            directory.parent, state_dir=None, entry_points=False, inline=["bench.echo"]
+        ) as host:
             rec = host.plugin("bench.echo")
             assert rec.handle is not None and rec.handle.instance is not None
             proxy = host.get(type(rec.handle.instance))
@@ -290,7 +293,17 @@ def startup() -> list[Figure]:
         shutil.rmtree(state, ignore_errors=True)
         start = time.perf_counter()
         proc = subprocess.Popen(
-            [*plugbay, "run", "--plugins", str(ROOT / "plugins"), "--state", str(state)],
+            # the repository's host config: it trusts the bundled gateway, as `make run` does
+            [
+                *plugbay,
+                "run",
+                "--plugins",
+                str(ROOT / "plugins"),
+                "--state",
+                str(state),
+                "--config",
+                str(ROOT / "plugbay.toml"),
+            ],
             cwd=WORK,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,

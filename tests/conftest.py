@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import shutil
 import textwrap
 from collections.abc import AsyncIterator, Callable
@@ -12,6 +14,15 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 BUNDLED = REPO / "plugins"
+
+# The limits tests fork sandboxed children from this process, and a child's memory
+# budget excludes the malloc arenas it inherits (isolation.limits: reserved address
+# space the allocator may commit). Every thread that allocated while others did adds
+# an arena (64 MiB reserved), and each host's monitor runs threads, so after many
+# hosts the children's budgets shrank with test order. One arena keeps them exact.
+# (Workers are forked from the zygote, a fresh process: the host's arenas never reach them.)
+with contextlib.suppress(OSError, AttributeError):
+    ctypes.CDLL(None).mallopt(-8, 1)  # M_ARENA_MAX (glibc's malloc.h)
 
 
 class PluginFactory:

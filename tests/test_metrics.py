@@ -62,24 +62,9 @@ async def test_calls_errors_durations_and_plugin_metrics(
     assert got[("plugbay_call_duration_seconds_count", who)] == 3
     assert got[("plugbay_call_duration_seconds_bucket", tuple(sorted((*who, ("le", "+Inf")))))] == 3
     assert got[("plugbay_plugin_up", (("plugin", "acme.work"), ("version", "2.1.0")))] == 1
-    assert (
-        got[
-            (
-                "plugbay_plugin_cache_hits_total",
-                (("labels", ""), ("plugin", "acme.work"), ("version", "2.1.0")),
-            )
-        ]
-        == 6
-    )
-    assert (
-        got[
-            (
-                "plugbay_plugin_queue_depth",
-                (("labels", ""), ("plugin", "acme.work"), ("version", "2.1.0")),
-            )
-        ]
-        == 3
-    )
+    pv = (("plugin", "acme.work"), ("version", "2.1.0"))
+    assert got[("plugbay_custom_cache_hits_total", pv)] == 6
+    assert got[("plugbay_custom_queue_depth", pv)] == 3
     assert got[("plugbay_events_total", (("kind", "plugin.loaded"),))] >= 1
 
 

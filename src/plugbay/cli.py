@@ -10,6 +10,7 @@ Errors print one paragraph (what, where, what to do) and exit non-zero:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -17,7 +18,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
@@ -26,6 +27,9 @@ from rich.table import Table
 from rich.tree import Tree
 
 from plugbay.errors import PlugbayError
+
+if TYPE_CHECKING:
+    from plugbay.monitor.views import StateSource
 
 __all__ = ["app", "main"]
 
@@ -215,14 +219,18 @@ def run(
             if once:
                 return 1 if failed else 0
             web = await _start_http(host, bind, http_max_body) if bind is not None else None
-            announcement = _announce(host, since, web.url if web is not None else None)
+            http_url = web.url if web is not None else None
+            announcement = _announce(host, since, http=http_url)
             metrics_server = None
             if not no_metrics:
                 from plugbay.monitor.prometheus import serve_metrics
 
                 try:
-                    metrics_server, port = serve_metrics(host.manager, metrics_port)
+                    metrics_server, port = serve_metrics(
+                        host.manager, metrics_port, monitor=host.monitor
+                    )
                     out.print(f"metrics: http://127.0.0.1:{port}/metrics")
+                    announcement = _announce(host, since, http=http_url, metrics_port=port)
                 except OSError as exc:
                     err.print(
                         f"[yellow]warning:[/] cannot serve /metrics on 127.0.0.1:{metrics_port}: "
@@ -259,7 +267,9 @@ def run(
 HOST_FILE = "host.json"
 
 
-def _announce(host: Any, since: float, http: str | None = None) -> Path:
+def _announce(
+    host: Any, since: float, *, http: str | None = None, metrics_port: int | None = None
+) -> Path:
     """Tell other plugbay commands that a host serves this state directory (and where)."""
     path = Path(host.state_dir) / HOST_FILE
     path.write_text(
@@ -269,6 +279,7 @@ def _announce(host: Any, since: float, http: str | None = None) -> Path:
                 "since": since,
                 "plugins": [str(d) for d in host.plugin_dirs],
                 "http": http,
+                "metrics_port": metrics_port,
             }
         )
     )
@@ -501,11 +512,26 @@ def metrics(
     state: StateOpt = Path(".plugbay"),
     config: ConfigOpt = None,
 ) -> None:
-    """Print every plugin's metrics in the Prometheus text format."""
-    from plugbay.monitor.prometheus import exposition
+    """Print every plugin's metrics in the Prometheus text format.
+
+    Beside a running host (`plugbay run` on the same --state), its /metrics is read;
+    otherwise a host is started here for the figures.
+    """
+    running = _running_host(state)
+    port = running.get("metrics_port") if running else None
+    if port:
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{int(port)}/metrics", timeout=10) as r:
+                sys.stdout.write(r.read().decode())
+                return
+        except OSError as exc:
+            err.print(f"[yellow]warning:[/] the running host's /metrics did not answer ({exc}); "
+                      "starting a host here instead")  # fmt: skip
 
     async def body(host: Any) -> bytes:
-        return exposition(host.manager)
+        return bytes(host.render_metrics())
 
     client = _client(state)
     if client is not None:
@@ -1134,6 +1160,206 @@ def _store_op(state_dir: Path, fn: Callable[[Any], T]) -> T:
             return fn(store)
     except PlugbayError as exc:
         _fail(exc)
+
+
+# --------------------------------------------------------------------------- monitoring
+
+
+def _source(state_dir: Path) -> StateSource:
+    from plugbay.monitor.views import StateSource
+
+    try:
+        return StateSource(state_dir)
+    except PlugbayError as exc:
+        _fail(exc)
+
+
+@app.command()
+def logs(
+    plugin_id: Annotated[str, typer.Argument(help="The plugin whose records to show")],
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new records until Ctrl-C.")
+    ] = False,
+    level: Annotated[
+        str, typer.Option("--level", "-l", help="Lowest level shown: debug, info, warning, error.")
+    ] = "debug",
+    limit: Annotated[int, typer.Option("--limit", "-n", help="How many records first.")] = 50,
+    state: StateOpt = Path(".plugbay"),
+    as_json: JsonOpt = False,
+) -> None:
+    """Show a plugin's log records (its logger, its worker's stdout/stderr, security events).
+
+    Reads the state a host writes every second, so it works beside `plugbay run`.
+    """
+    from plugbay.monitor.logs import level_number
+    from plugbay.monitor.views import log_line
+
+    try:
+        min_level = level_number(level)
+    except ValueError as exc:
+        _fail(f"{exc} (--level)", code=2)
+    source = _source(state)
+    try:
+        records = source.logs(plugin_id, min_level=min_level, limit=limit)
+        if not records and not follow:
+            known = sorted({r["plugin"] for r in source.logs(None, limit=1000)})
+            from plugbay.errors import did_you_mean
+
+            hint = did_you_mean(plugin_id, known) or (
+                f"plugins with records: {', '.join(known)}" if known else "no plugin has logged yet"
+            )
+            err.print(f"no log records for '{escape(plugin_id)}' at {level} or above; {hint}")
+            return
+        last = 0
+        while True:
+            for record in records:
+                last = max(last, int(record["id"]))
+                if as_json:
+                    out.print(json.dumps(record, default=str), markup=False, highlight=False)
+                else:
+                    out.print(log_line(record))
+            if not follow:
+                return
+            sys.stdout.flush()
+            time.sleep(0.5)
+            records = source.logs(plugin_id, min_level=min_level, after_id=last, limit=1000)
+    except KeyboardInterrupt:
+        return
+    except PlugbayError as exc:
+        _fail(exc)
+    finally:
+        source.close()
+
+
+@app.command()
+def alerts(
+    plugin_id: Annotated[str | None, typer.Argument(help="Only this plugin")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Cleared alerts too.")] = False,
+    limit: Annotated[int, typer.Option("--limit", "-n", help="How many alerts.")] = 100,
+    state: StateOpt = Path(".plugbay"),
+    as_json: JsonOpt = False,
+) -> None:
+    """Show the alerts firing now (--all: every alert kept), newest first."""
+    from plugbay.monitor.views import alerts_table
+
+    source = _source(state)
+    try:
+        rows = source.alerts(plugin_id, open_only=not all_, limit=limit)
+    except PlugbayError as exc:
+        _fail(exc)
+    finally:
+        source.close()
+    if as_json:
+        out.print_json(json.dumps(rows, default=str))
+        return
+    if not rows:
+        out.print("no alerts firing" if not all_ else "no alerts recorded")
+        return
+    out.print(alerts_table(rows))
+
+
+@app.command()
+def health(
+    plugins: PluginsOpt = None,
+    state: StateOpt = Path(".plugbay"),
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Each plugin's health (live, ready, green / degraded / failing, and why) and the
+    host's; exits 1 when the host is failing. Beside a running host, that host's."""
+    from plugbay.monitor.views import HostSource, health_table
+
+    if _running_host(state) is not None:
+        source = _source(state)
+        try:
+            snap = source.snapshot()
+        finally:
+            source.close()
+    else:
+
+        async def body(host: Any) -> dict[str, Any]:
+            if host.monitor is not None:
+                await host.monitor.tick()
+            return HostSource(host).snapshot()
+
+        snap = _with_host(_host_kwargs(plugins, state, config), body, as_json=as_json)
+    if as_json:
+        out.print_json(json.dumps(snap, default=str))
+    else:
+        out.print(health_table(snap))
+    raise typer.Exit(1 if (snap.get("host") or {}).get("health") == "failing" else 0)
+
+
+@app.command()
+def top(
+    plugins: PluginsOpt = None,
+    state: StateOpt = Path(".plugbay"),
+    config: ConfigOpt = None,
+    once: Annotated[bool, typer.Option("--once", help="Print one frame and exit.")] = False,
+) -> None:
+    """A live view of every plugin: state, health, calls/s, errors, p50/p99, memory, CPU, alerts.
+
+    Beside a running host (`plugbay run` on the same --state) it shows that host,
+    refreshed each second; otherwise it starts a host here and shows it.
+    """
+    from rich.live import Live
+
+    from plugbay.monitor.views import HostSource, top_table
+
+    if _running_host(state) is not None:
+        source = _source(state)
+        try:
+            if once:
+                out.print(top_table(source.snapshot()))
+                return
+            with Live(top_table(source.snapshot()), console=out, refresh_per_second=2) as live:
+                while True:
+                    time.sleep(1.0)
+                    live.update(top_table(source.snapshot()))
+        except KeyboardInterrupt:
+            return
+        finally:
+            source.close()
+
+    async def body(host: Any) -> None:
+        view = HostSource(host)
+        if host.monitor is not None:
+            await host.monitor.tick()
+        if once:
+            out.print(top_table(view.snapshot()))
+            return
+        with Live(top_table(view.snapshot()), console=out, refresh_per_second=2) as live:
+            while True:
+                await asyncio.sleep(1.0)
+                live.update(top_table(view.snapshot()))
+
+    with contextlib.suppress(KeyboardInterrupt):
+        _with_host(_host_kwargs(plugins, state, config), body)
+
+
+@app.command()
+def profile(
+    plugin_id: Annotated[str, typer.Argument(help="Plugin id")],
+    command: Annotated[str, typer.Argument(help="Command name")],
+    params: Annotated[list[str] | None, typer.Argument(help="key=value parameters")] = None,
+    plugins: PluginsOpt = None,
+    state: StateOpt = Path(".plugbay"),
+    config: ConfigOpt = None,
+) -> None:
+    """Run one command under the profiler where the plugin runs (inline or in its worker),
+    then print the result and where the time went."""
+
+    async def body(host: Any) -> tuple[Any, str]:
+        spec = host.manager.command_spec(plugin_id, command)
+        values = _parse_params(params or [], spec)
+        result, report = await host.profile(plugin_id, command, values)
+        return result, report
+
+    kwargs = _host_kwargs(plugins, state, config)
+    kwargs["load"] = [plugin_id]
+    result, report = _with_host(kwargs, body)
+    out.print(f"[bold]result:[/] {escape(repr(_to_builtins(result)))}")
+    out.print(report, markup=False, highlight=False)
 
 
 def main() -> None:

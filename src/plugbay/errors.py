@@ -22,6 +22,7 @@ __all__ = [
     "DependentsError",
     "DuplicatePluginError",
     "ManifestError",
+    "MetricError",
     "MissingDependencyError",
     "ParameterError",
     "PermissionDenied",
@@ -273,6 +274,13 @@ class StateError(PlugbayError):
     """The host's state store cannot be opened or written."""
 
     code = "state_error"
+
+
+class MetricError(PlugbayError):
+    """A plugin's own metric clashes with another of a different kind, or has a bad name
+    or label (``context.metrics``)."""
+
+    code = "metric_invalid"
 
 
 def _all_subclasses(cls: type[PlugbayError]) -> list[type[PlugbayError]]:

@@ -47,6 +47,8 @@ class EventBus:
         self.delivered = 0
         self.failures = 0
         self.counts: collections.Counter[str] = collections.Counter()
+        #: events delivered to each subscribing plugin
+        self.delivered_to: collections.Counter[str] = collections.Counter()
 
     def subscribe(self, subscriber: Subscriber) -> None:
         self.unsubscribe(subscriber.plugin_id)
@@ -114,6 +116,7 @@ class EventBus:
             async with asyncio.timeout(self._timeout):
                 await sub.handler(event)
             self.delivered += 1
+            self.delivered_to[sub.plugin_id] += 1
         except Exception as exc:  # a subscriber's failure is its own, never the host's
             self.failures += 1
             log.warning(

@@ -31,6 +31,8 @@ from plugbay.isolation.policy import IsolationPolicy
 from plugbay.loader import discover
 from plugbay.manager import ManagerSettings, PluginManager, PluginRecord, PluginState
 from plugbay.manifest import PluginManifest
+from plugbay.monitor.config import MonitorSettings
+from plugbay.monitor.monitor import PluginMonitor
 from plugbay.registry import PluginRegistry
 from plugbay.state import StateStore
 from plugbay.versions import Version
@@ -117,6 +119,14 @@ class HostInfo:
             out.append(row)
         return out
 
+    def health(self) -> dict[str, Any]:
+        """Overall health and each plugin's (empty when monitoring is off)."""
+        return self._host.health() if self._host.monitor is not None else {}
+
+    def alerts(self) -> list[dict[str, Any]]:
+        """The alerts firing now."""
+        return self._host.alerts() if self._host.monitor is not None else []
+
 
 class Host:
     """A plugin host (async context manager). See the module docstring."""
@@ -140,6 +150,7 @@ class Host:
         load: Iterable[str] | None = None,
         policy: IsolationPolicy | None = None,
         inline: Iterable[str] = (),
+        monitor: MonitorSettings | Mapping[str, Any] | None = None,
     ) -> None:
         if plugins_dir is None:
             dirs: list[Path] = []
@@ -183,6 +194,10 @@ class Host:
             proxy_for=self.proxy,
         )
         self._started = False
+        #: [monitor] settings: the argument wins over the config file's table
+        self._monitor_arg = monitor
+        #: metrics, health, alerts and logs (the spec's PluginMonitor); made in start()
+        self.monitor: PluginMonitor | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -210,6 +225,9 @@ class Host:
             self.state = StateStore.open(self.state_dir)
             self.manager.state = self.state
         self._file_config = self._read_config_file()
+        if self.manager.settings.monitoring:
+            self.monitor = PluginMonitor(self.manager, self._monitor_settings())
+            await self.monitor.start()
         self.manager.services.provide(
             "plugbay.host", "plugbay.host", Version.parse(HOST_VERSION), HostInfo(self)
         )
@@ -253,6 +271,8 @@ class Host:
         self.events.emit("host.stopping")
         await self.events.drain()
         await self.manager.close()
+        if self.monitor is not None:
+            await self.monitor.stop()
         await self.events.close()
         if self.state is not None:
             self.state.close()
@@ -285,10 +305,23 @@ class Host:
         if not self._policy_given:
             policy = IsolationPolicy.from_config(data, where=str(path), inline=self._inline)
             self.manager.settings = dataclasses.replace(self.manager.settings, policy=policy)
+        monitor = data.get("monitor", {})
+        if not isinstance(monitor, dict):
+            raise ConfigError("[monitor] must be a table of settings", where=str(path))
+        self._file_monitor: dict[str, Any] = monitor
         plugins = data.get("plugins", {})
         if not isinstance(plugins, dict):
             raise ConfigError("[plugins] must be a table of plugin ids", where=str(path))
         return {k: dict(v) for k, v in plugins.items() if isinstance(v, dict)}
+
+    def _monitor_settings(self) -> MonitorSettings:
+        arg = self._monitor_arg
+        if isinstance(arg, MonitorSettings):
+            return arg
+        if arg is not None:
+            return MonitorSettings.from_config(arg, where="Host(monitor=...)")
+        where = str(self._config_file) if self._config_file else None
+        return MonitorSettings.from_config(getattr(self, "_file_monitor", {}), where=where)
 
     def _config_for(self, plugin_id: str) -> Mapping[str, Any]:
         merged: dict[str, Any] = dict(self._file_config.get(plugin_id, {}))
@@ -459,3 +492,48 @@ class Host:
         out["usage"] = self.manager.monitor_usage(plugin_id) if rec.handle is not None else None
         out["transitions"] = [{"time": t, "state": s} for t, s in rec.transitions]
         return out
+
+    # ------------------------------------------------------------------ monitoring
+
+    def _monitor(self) -> PluginMonitor:
+        if self.monitor is None:
+            raise PluginStateError(
+                "monitoring is off for this host (Host(monitoring=False)) or it is not started",
+                hint="start the host with monitoring on",
+            )
+        return self.monitor
+
+    def health(self) -> dict[str, Any]:
+        """Overall health and each plugin's (liveness, readiness, status, reasons)."""
+        return self._monitor().overall_health()
+
+    def alerts(self, plugin_id: str | None = None) -> list[dict[str, Any]]:
+        """Alerts firing now."""
+        return [a.to_dict() for a in self._monitor().alerts.active(plugin_id)]
+
+    def logs(
+        self, plugin_id: str | None = None, *, min_level: int = 0, limit: int = 200
+    ) -> list[dict[str, Any]]:
+        """The newest log records kept in memory (the state keeps more, see ``plugbay logs``)."""
+        if plugin_id is not None:
+            self.manager.record(plugin_id)
+        return self._monitor().logs.recent(plugin_id, min_level=min_level, limit=limit)
+
+    def snapshot(self) -> dict[str, Any]:
+        """What ``plugbay top`` shows: the host's summary and one row per plugin."""
+        monitor = self._monitor()
+        return {"host": monitor.host_summary(), "plugins": monitor.snapshot()}
+
+    def render_metrics(self) -> bytes:
+        """Every metric in the Prometheus text format (what ``/metrics`` serves)."""
+        from plugbay.monitor.prometheus import render_metrics
+
+        return render_metrics(self)
+
+    async def profile(
+        self, plugin_id: str, command: str, params: Mapping[str, Any], *, strict: bool = False
+    ) -> tuple[Any, str]:
+        """Run one command under the profiler in the plugin's own backend: (result, report)."""
+        from plugbay.monitor.profile import profile_call
+
+        return await profile_call(self.manager, plugin_id, command, params, strict=strict)

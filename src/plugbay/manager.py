@@ -158,22 +158,17 @@ class ManagerSettings:
 _NO_CONFIG: Final[Mapping[str, Any]] = {}
 
 
-class _Uncounted:
+class _Uncounted(CommandStats):
     """Stands in for a command's stats when monitoring is off: keeps nothing."""
 
-    __slots__ = ("pending",)
+    __slots__ = ()
 
-    def __init__(self) -> None:
-        self.pending: list[float] = []
-
-    def record(self, seconds: float, error: str | None = None) -> None:
+    def error(self, seconds: float | None, error: str) -> None:
         pass
-
-    def fold(self) -> None:
-        self.pending.clear()
 
 
 _FOLD_AT: Final = CommandStats.FOLD_AT
+_clock = time.perf_counter
 
 
 _UNCOUNTED: Final = _Uncounted()
@@ -204,7 +199,14 @@ class PluginManager:
         self._config_for = config_for or (lambda plugin_id: _NO_CONFIG)
         self._records: dict[str, PluginRecord] = {}
         # the hot path's routing table: id → (handle, metrics, timeout), active plugins only
-        self._routes: dict[str, tuple[PluginHandle, PluginMetrics, float, list[int]]] = {}
+        # (+ each command's spec and stats, so a call finds both with one lookup)
+        self._routes: dict[
+            str,
+            tuple[
+                PluginHandle, PluginMetrics, float, list[int],
+                dict[str, tuple[CommandSpec, CommandStats]],
+            ],
+        ] = {}  # fmt: skip
         self._lock = asyncio.Lock()
         self._restarts: dict[str, asyncio.Task[None]] = {}
 
@@ -277,6 +279,21 @@ class PluginManager:
                 "open_files": proc.num_fds(),
                 "threads": proc.num_threads(),
             }
+
+    @property
+    def records_by_id(self) -> Mapping[str, PluginRecord]:
+        """Every record by id (read-only view for the monitor)."""
+        return self._records
+
+    def inflight(self, plugin_id: str) -> int:
+        """Calls to a plugin running or waiting now (its queue length)."""
+        route = self._routes.get(plugin_id)
+        return route[3][0] if route is not None else 0
+
+    def timeout_of(self, plugin_id: str) -> float:
+        """The per-call timeout a plugin's calls get (a command may ask for less)."""
+        route = self._routes.get(plugin_id)
+        return route[2] if route is not None else self.settings.call_timeout
 
     def dependents(self, plugin_id: str, *, active_only: bool = True) -> list[str]:
         """Ids that need ``plugin_id``, transitively, nearest first."""
@@ -427,7 +444,13 @@ class PluginManager:
             _positive(manifest.resources.timeout) or self.settings.call_timeout,
             self.settings.max_call_timeout,
         )
-        self._routes[manifest.id] = (handle, metrics, timeout, [0])
+        self._routes[manifest.id] = (
+            handle,
+            metrics,
+            timeout,
+            [0],
+            _table(handle, metrics, self.settings.monitoring),
+        )
         self._set_state(rec, PluginState.ACTIVE)
         instance = handle.instance
         if isinstance(instance, SystemPlugin):
@@ -690,12 +713,18 @@ class PluginManager:
                 log.error("%s", error)
                 raise error from exc
             # the switch: from here on, new calls go to the new version
-            old_handle, metrics, _, inflight = route
+            old_handle, metrics, _, inflight, _ = route
             timeout = min(
                 _positive(new.resources.timeout) or self.settings.call_timeout,
                 self.settings.max_call_timeout,
             )
-            self._routes[plugin_id] = (handle, metrics, timeout, [0])
+            self._routes[plugin_id] = (
+                handle,
+                metrics,
+                timeout,
+                [0],
+                _table(handle, metrics, self.settings.monitoring),
+            )
             if hasattr(handle, "on_crash"):
                 handle.on_crash = functools.partial(self._crashed, rec)
             rec.handle, rec.manifest, rec.config = handle, new, config
@@ -887,29 +916,35 @@ class PluginManager:
         route = self._routes.get(plugin_id)
         if route is None:
             raise self._not_callable(plugin_id)
-        handle, metrics, timeout, inflight = route
-        spec = handle.commands.get(command)
-        if spec is None:
+        handle, _, timeout, inflight, table = route
+        entry = table.get(command)
+        if entry is None:
             raise self._no_command(plugin_id, command, handle)
-        monitoring = self.settings.monitoring
-        stats = (
-            (metrics.commands.get(command) or metrics.for_command(command))
-            if monitoring
-            else _UNCOUNTED
-        )
+        spec, stats = entry
+        # Counted exactly, timed by sampling (see CommandStats): `started` is 0.0 when
+        # this call is not timed.
+        started = 0.0
+        if self.settings.monitoring:
+            left = stats.left - 1
+            stats.left = left
+            if not left:
+                started = _clock()
         if spec.timeout is not None and spec.timeout < timeout:
             timeout = spec.timeout
-        started = time.perf_counter() if monitoring else 0.0
         inflight[0] += 1  # what a reload drains before it retires this version
         try:
             kwargs = spec.validate_params(params, plugin=plugin_id, strict=strict)
             result = await handle.call(spec, kwargs, timeout)
             result = spec.validate_result(result, plugin=plugin_id)
         except PlugbayError as exc:
-            stats.record(time.perf_counter() - started, type(exc).__name__)
+            stats.error(_clock() - started if started else None, type(exc).__name__)
+            if started:
+                stats.next_period()
             raise
         except CallTimeout:
-            stats.record(time.perf_counter() - started, "PluginTimeout")
+            stats.error(_clock() - started if started else None, "PluginTimeout")
+            if started:
+                stats.next_period()
             raise PluginTimeout(
                 f"command '{command}' did not finish within {timeout:g} s",
                 plugin=plugin_id,
@@ -917,7 +952,9 @@ class PluginManager:
                 "if this command needs longer",
             ) from None
         except (Exception, SystemExit) as exc:  # sys.exit() in a plugin is its own failure
-            stats.record(time.perf_counter() - started, type(exc).__name__)
+            stats.error(_clock() - started if started else None, type(exc).__name__)
+            if started:
+                stats.next_period()
             raise PluginCallError(
                 f"command '{command}' raised {type(exc).__name__}: {exc}",
                 plugin=plugin_id,
@@ -930,10 +967,10 @@ class PluginManager:
             ) from exc
         finally:
             inflight[0] -= 1
-        if monitoring:  # the common case, inlined: one append (see CommandStats)
-            pending = stats.pending
-            pending.append(time.perf_counter() - started)
-            if len(pending) >= _FOLD_AT:
+        if started:  # a timed call, inlined: one append (see CommandStats)
+            stats.pending.append(_clock() - started)
+            stats.next_period()
+            if len(stats.pending) >= _FOLD_AT:
                 stats.fold()
         return result
 
@@ -1039,3 +1076,14 @@ class PluginManager:
 
 def _positive(value: float | None) -> float | None:
     return value if value is not None and value > 0 else None
+
+
+def _table(
+    handle: PluginHandle, metrics: PluginMetrics, monitoring: bool
+) -> dict[str, tuple[CommandSpec, CommandStats]]:
+    """Each command of a handle with its stats (kept across reloads: they are the plugin's);
+    with monitoring off, a stand-in that keeps nothing."""
+    return {
+        name: (spec, metrics.for_command(name) if monitoring else _UNCOUNTED)
+        for name, spec in handle.commands.items()
+    }

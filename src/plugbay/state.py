@@ -72,6 +72,37 @@ _MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
             PRIMARY KEY (plugin_id, permission)
         )""",
     ),
+    # 1 → 2: monitoring (alerts, per-plugin logs, the live snapshot `plugbay top` reads)
+    (
+        """CREATE TABLE alerts (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            plugin_id TEXT NOT NULL,
+            version TEXT,
+            rule TEXT NOT NULL,
+            message TEXT NOT NULL,
+            details TEXT,
+            fired REAL NOT NULL,
+            cleared REAL
+        )""",
+        "CREATE INDEX alerts_open ON alerts (cleared, plugin_id)",
+        """CREATE TABLE logs (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            time REAL NOT NULL,
+            plugin_id TEXT NOT NULL,
+            version TEXT,
+            level INTEGER NOT NULL,
+            logger TEXT NOT NULL,
+            message TEXT NOT NULL,
+            fields TEXT
+        )""",
+        "CREATE INDEX logs_plugin ON logs (plugin_id, id)",
+        "CREATE INDEX logs_time ON logs (time)",
+        """CREATE TABLE monitor_snapshot (
+            plugin_id TEXT PRIMARY KEY,
+            time REAL NOT NULL,
+            data TEXT NOT NULL
+        )""",
+    ),
 )
 
 #: The schema this plugbay writes; a database with a higher ``user_version`` is refused.
@@ -487,6 +518,128 @@ class StateStore:
             "SELECT permission FROM grants WHERE plugin_id=? ORDER BY permission", (plugin_id,)
         )
         return [str(r[0]) for r in rows]
+
+    # ------------------------------------------------------------------ monitoring
+
+    def open_alert(
+        self, plugin_id: str, version: str | None, rule: str, message: str, details: dict[str, Any]
+    ) -> int:
+        """Record a firing alert; returns its id (cleared later with :meth:`clear_alert`)."""
+        with self._transaction() as db:
+            cursor = _execute(
+                db,
+                "INSERT INTO alerts (plugin_id, version, rule, message, details, fired) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (plugin_id, version, rule, message, json.dumps(details, default=str), time.time()),
+            )
+            return int(cursor.lastrowid or 0)
+
+    def clear_alert(self, alert_id: int) -> None:
+        self._write(
+            "UPDATE alerts SET cleared=? WHERE id=? AND cleared IS NULL", (time.time(), alert_id)
+        )
+
+    def clear_open_alerts(self) -> int:
+        """Close alerts a previous host left open (it stopped, so they no longer hold)."""
+        return self._write("UPDATE alerts SET cleared=? WHERE cleared IS NULL", (time.time(),))
+
+    def alerts(
+        self, plugin_id: str | None = None, *, open_only: bool = True, limit: int = 200
+    ) -> list[dict[str, Any]]:
+        """Alerts, newest first: firing ones only, or every one kept."""
+        where, params = [], []
+        if open_only:
+            where.append("cleared IS NULL")
+        if plugin_id is not None:
+            where.append("plugin_id=?")
+            params.append(plugin_id)
+        sql = "SELECT id, plugin_id, version, rule, message, details, fired, cleared FROM alerts"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        rows = self._read(sql + " ORDER BY id DESC LIMIT ?", (*params, limit))
+        keys = ("id", "plugin", "version", "rule", "message", "details", "fired", "cleared")
+        out = []
+        for r in rows:
+            row = dict(zip(keys, r, strict=True))
+            row["details"] = json.loads(r[5] or "{}")
+            out.append(row)
+        return out
+
+    def add_logs(
+        self, rows: list[tuple[float, str, str | None, int, str, str, str | None]]
+    ) -> None:
+        """Append log records ``(time, plugin, version, level, logger, message, fields-json)``."""
+        if not rows:
+            return
+        with self._transaction() as db:
+            try:
+                db.executemany(
+                    "INSERT INTO logs (time, plugin_id, version, level, logger, message, fields) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    rows,
+                )
+            except UnicodeEncodeError:
+                db.executemany(
+                    "INSERT INTO logs (time, plugin_id, version, level, logger, message, fields) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [tuple(_utf8_safe(v) for v in row) for row in rows],
+                )
+
+    def prune_logs(self, *, older_than: float, per_plugin: int) -> int:
+        """Retention: drop records older than ``older_than`` (epoch seconds), and all but
+        the newest ``per_plugin`` of each plugin. Returns the number dropped."""
+        with self._transaction() as db:
+            dropped = _execute(db, "DELETE FROM logs WHERE time < ?", (older_than,)).rowcount
+            for (pid,) in db.execute("SELECT DISTINCT plugin_id FROM logs").fetchall():
+                dropped += _execute(
+                    db,
+                    "DELETE FROM logs WHERE plugin_id=? AND id <= ("
+                    "SELECT id FROM logs WHERE plugin_id=? ORDER BY id DESC LIMIT 1 OFFSET ?)",
+                    (pid, pid, per_plugin),
+                ).rowcount
+            return dropped
+
+    def logs(
+        self,
+        plugin_id: str | None = None,
+        *,
+        min_level: int = 0,
+        after_id: int = 0,
+        limit: int = 200,
+    ) -> list[dict[str, Any]]:
+        """Log records in the order written: the newest ``limit`` past ``after_id``."""
+        sql = (
+            "SELECT id, time, plugin_id, version, level, logger, message, fields FROM logs "
+            "WHERE id > ? AND level >= ?"
+        )
+        params: list[Any] = [after_id, min_level]
+        if plugin_id is not None:
+            sql += " AND plugin_id=?"
+            params.append(plugin_id)
+        rows = self._read(sql + " ORDER BY id DESC LIMIT ?", (*params, limit))
+        keys = ("id", "time", "plugin", "version", "level", "logger", "message", "fields")
+        out = []
+        for r in reversed(rows):
+            row = dict(zip(keys, r, strict=True))
+            row["fields"] = json.loads(r[7]) if r[7] else {}
+            out.append(row)
+        return out
+
+    def put_snapshot(self, rows: dict[str, dict[str, Any]]) -> None:
+        """Replace the live monitoring snapshot (one row per plugin) that readers poll."""
+        now = time.time()
+        with self._transaction() as db:
+            db.execute("DELETE FROM monitor_snapshot")
+            db.executemany(
+                "INSERT INTO monitor_snapshot (plugin_id, time, data) VALUES (?, ?, ?)",
+                [(pid, now, json.dumps(data, default=str)) for pid, data in rows.items()],
+            )
+
+    def snapshot(self) -> tuple[float | None, list[dict[str, Any]]]:
+        """The newest monitoring snapshot: (when, one row per plugin)."""
+        rows = self._read("SELECT plugin_id, time, data FROM monitor_snapshot ORDER BY plugin_id")
+        when = max((r[1] for r in rows), default=None)
+        return when, [json.loads(r[2]) for r in rows]
 
 
 def _execute(db: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> sqlite3.Cursor:

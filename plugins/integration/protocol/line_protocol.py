@@ -440,7 +440,13 @@ async def _listen(key: tuple[str, str, int]) -> _Listener:
 
 
 def _port_of(listener: _Listener) -> int:
-    return int(listener.server.sockets[0].getsockname()[1])
+    sockets = listener.server.sockets
+    if not sockets:  # e.g. in a network namespace whose loopback is down: nothing bound
+        raise OSError(
+            "the listener has no socket: nothing could be bound (a sandboxed worker cannot "
+            "listen; the operator must trust this plugin inline in plugbay.toml)"
+        )
+    return int(sockets[0].getsockname()[1])
 
 
 def _loopback(host: str) -> str:

@@ -31,8 +31,10 @@ __all__ = [
     "Loaded",
     "Log",
     "Message",
+    "Metrics",
     "Ping",
     "Pong",
+    "Profile",
     "RemoteCommand",
     "Reply",
     "Security",
@@ -142,6 +144,22 @@ class Log(msgspec.Struct, tag=True):
     level: int
     logger: str
     message: str
+    fields: dict[str, Any] | None = None
+
+
+class Metrics(msgspec.Struct, tag=True):
+    """worker → host: the plugin's own counters, gauges and histograms (replace the last)."""
+
+    data: dict[str, Any]
+
+
+class Profile(msgspec.Struct, tag=True):
+    """host → worker: run a call under the profiler; the Reply is {"value", "report"}."""
+
+    id: int
+    command: str
+    params: dict[str, Any]
+    strict: bool = True
 
 
 Message = (
@@ -159,6 +177,8 @@ Message = (
     | HostReply
     | Log
     | Security
+    | Metrics
+    | Profile
 )
 
 _encoder = msgspec.msgpack.Encoder()

@@ -34,7 +34,7 @@ class InlineBackend:
 
 
 class InlineHandle:
-    __slots__ = ("_code", "_direct", "commands", "instance", "manifest")
+    __slots__ = ("_code", "_direct", "_running", "commands", "instance", "manifest")
 
     def __init__(self, code: LoadedCode) -> None:
         self._code = code
@@ -44,6 +44,9 @@ class InlineHandle:
         self.instance: Plugin | None = instance
         # A plugin that overrides execute() gets every call through it, as the spec says.
         self._direct = type(instance).execute is Plugin.execute
+        #: calls that suspended (or run in a thread): id → (loop-time start, command), so the
+        #: monitor finds a hung one; a call that never suspends is never in here
+        self._running: dict[int, tuple[float, str]] = {}
 
     async def initialize(self, context: PluginContext, timeout: float) -> None:
         assert self.instance is not None
@@ -53,8 +56,12 @@ class InlineHandle:
     async def call(self, spec: CommandSpec, params: dict[str, Any], timeout: float) -> Any:
         instance = self.instance
         if not self._direct:
-            async with deadline(timeout):
-                return await instance.execute(Command(spec.name, params))  # type: ignore[union-attr]
+            token = self._started(spec.name)
+            try:
+                async with deadline(timeout):
+                    return await instance.execute(Command(spec.name, params))  # type: ignore[union-attr]
+            finally:
+                del self._running[token]
         if spec.is_async:
             # Run the first step now, as `await` would. A timeout can only fire where the
             # command suspends, so the timer is armed only if it does: a command that
@@ -64,12 +71,31 @@ class InlineHandle:
                 signal = coro.send(None)
             except StopIteration as done:
                 return done.value
-            async with deadline(timeout):
-                return await _Resume(coro, signal)
+            token = self._started(spec.name)
+            try:
+                async with deadline(timeout):
+                    return await _Resume(coro, signal)
+            finally:
+                del self._running[token]
         if spec.blocking:
-            async with deadline(timeout):
-                return await run_in_daemon_thread(lambda: spec.func(instance, **params))
+            token = self._started(spec.name)
+            try:
+                async with deadline(timeout):
+                    return await run_in_daemon_thread(lambda: spec.func(instance, **params))
+            finally:
+                del self._running[token]
         return spec.func(instance, **params)
+
+    def _started(self, command: str) -> int:
+        token = id(asyncio.current_task())
+        while token in self._running:  # (the same task calling twice at once: never, but safe)
+            token += 1
+        self._running[token] = (asyncio.get_running_loop().time(), command)
+        return token
+
+    def running(self) -> list[tuple[float, str]]:
+        """(loop-time start, command) of each call in flight that suspended, for the monitor."""
+        return list(self._running.values())
 
     async def cleanup(self, timeout: float) -> None:
         if self.instance is not None:

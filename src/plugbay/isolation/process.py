@@ -23,6 +23,7 @@ import logging
 import os
 import signal
 import socket
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -242,6 +243,10 @@ class ProcessHandle:
         #: told once when the worker dies or breaks the protocol (the manager records it)
         self.on_crash: Callable[[PlugbayError], None] | None = None
         self._closing = False
+        #: request → (monotonic start, command): what the monitor reads to find hung calls
+        self._started: dict[int, tuple[float, str]] = {}
+        self._stacks_seen = 0
+        self._metrics: Any = None
 
     async def open(self) -> None:
         loop = asyncio.get_running_loop()
@@ -378,7 +383,11 @@ class ProcessHandle:
             if self._loaded is not None and not self._loaded.done():
                 self._loaded.set_result(message)
         elif isinstance(message, frames.Log):
-            logging.getLogger(message.logger).log(message.level, "%s", message.message)
+            extra = {"fields": message.fields} if message.fields else None
+            logging.getLogger(message.logger).log(message.level, "%s", message.message, extra=extra)
+        elif isinstance(message, frames.Metrics):
+            if self._metrics is not None:
+                self._metrics.import_custom(message.data)
         elif isinstance(message, frames.Pong):
             self._last_pong = asyncio.get_running_loop().time()
         elif isinstance(message, frames.HostCall):
@@ -453,11 +462,14 @@ class ProcessHandle:
         self._deadlines[request] = (loop.time() + timeout, what)
         if self._watchdog is None or self._watchdog.done():
             self._watchdog = asyncio.create_task(self._watch(), name=f"plugbay-watchdog-{self.pid}")
-        self._send(make(request))
+        message = make(request)
+        self._started[request] = (loop.time(), getattr(message, "command", type(message).__name__))
+        self._send(message)
         try:
             return await future
         finally:
             self._deadlines.pop(request, None)
+            self._started.pop(request, None)
 
     async def _watch(self) -> None:
         loop = asyncio.get_running_loop()
@@ -522,6 +534,11 @@ class ProcessHandle:
                 self._last_pong += stalled
             silent = now - self._last_pong
             if silent > self.heartbeat_timeout:
+                with contextlib.suppress(OSError):  # what it was doing, in the plugin's log
+                    logging.getLogger(f"plugbay.plugin.{self.manifest.id}").error(
+                        "worker %d stopped answering its heartbeat; its stacks:\n%s",
+                        self.pid, self.dump_stacks(tasks=False),
+                    )  # fmt: skip
                 error = PluginCrashed(
                     f"its worker stopped answering its heartbeat ({silent:.1f} s without a reply) "
                     "and was killed",
@@ -538,6 +555,7 @@ class ProcessHandle:
             self._send(frames.Ping(next(beat)))
 
     async def initialize(self, context: PluginContext, timeout: float) -> None:
+        self._metrics = context.metrics
         env = context.environment
         self._loaded = asyncio.get_running_loop().create_future()
         self._send(
@@ -582,6 +600,37 @@ class ProcessHandle:
             await self._request(frames.Cleanup, timeout, "cleanup")
         finally:
             self._kill()
+
+    async def profile(self, spec: CommandSpec, params: dict[str, Any], timeout: float) -> Any:
+        """Run one call under the profiler in the worker: ``{"value", "report"}``."""
+        strict = getattr(params, "strict", True)
+        return await self._request(
+            lambda request: frames.Profile(request, spec.name, dict(params), strict), timeout
+        )
+
+    def running(self) -> list[tuple[float, str]]:
+        """(loop-time start, command) of each call in flight, for the monitor."""
+        return [v for v in list(self._started.values()) if v[1] not in ("Init", "Cleanup")]
+
+    def alive(self) -> str | None:
+        """None while the worker answers its heartbeat; otherwise why not."""
+        if self._dead is not None:
+            return str(self._dead.message)
+        if self._heartbeat is None:
+            return None
+        # from any thread (a /metrics scrape): the loop's clock is time.monotonic
+        silent = time.monotonic() - self._last_pong
+        if silent > self.heartbeat_interval * 3:
+            return f"its worker has not answered its heartbeat for {silent:.1f} s"
+        return None
+
+    def dump_stacks(self, *, tasks: bool = True) -> str:
+        """Every thread's stack in the worker now (faulthandler; works while it is blocked),
+        and its asyncio tasks' when ``tasks`` (its loop must run to give those)."""
+        from plugbay.monitor.worker_side import read_stacks
+
+        text, self._stacks_seen = read_stacks(self.pid, seen=self._stacks_seen, tasks=tasks)
+        return text
 
     def usage(self) -> dict[str, Any]:
         """What the worker uses now (psutil): memory, CPU time, I/O, open files, threads."""

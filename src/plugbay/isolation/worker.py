@@ -85,13 +85,39 @@ class _RemoteService:
 
 
 class _LogForwarder(logging.Handler):
+    """Sends records to the host, rate-limited here so a flood never fills the channel."""
+
     def __init__(self, worker: Worker) -> None:
+        from plugbay.monitor.logs import RateLimiter
+
         super().__init__(logging.DEBUG)
         self.worker = worker
+        self.limit = RateLimiter(500.0, 2000.0)
+        self.dropped = 0
 
     def emit(self, record: logging.LogRecord) -> None:
+        if not self.limit.allow():
+            self.dropped += 1
+            return
+        if self.dropped:
+            lost, self.dropped = self.dropped, 0
+            with contextlib.suppress(Exception):
+                self.worker.send(
+                    frames.Log(
+                        logging.WARNING,
+                        record.name,
+                        f"{lost} log records dropped in the worker (over 500 a second)",
+                        {"dropped": lost},
+                    )
+                )
+        fields = getattr(record, "fields", None)
         with contextlib.suppress(Exception):
-            self.worker.send(frames.Log(record.levelno, record.name, record.getMessage()))
+            self.worker.send(
+                frames.Log(
+                    record.levelno, record.name, record.getMessage(),
+                    dict(fields) if isinstance(fields, dict) else None,
+                )
+            )  # fmt: skip
 
 
 class Worker:
@@ -151,6 +177,14 @@ class Worker:
             task.add_done_callback(lambda _t: None)
         elif isinstance(message, frames.Ping):
             self.send(frames.Pong(message.id))
+            metrics = self.context.metrics if self.context is not None else None
+            if isinstance(metrics, PluginMetrics) and metrics.dirty:
+                self.send(frames.Metrics(metrics.export_custom()))
+        elif isinstance(message, frames.Profile):
+            from plugbay.monitor.profile import profiled
+
+            call = frames.Call(message.id, message.command, message.params, message.strict)
+            self._spawn(message.id, profiled(self.call(call)))
         elif isinstance(message, frames.HostReply):
             future = self.host_calls.get(message.id)
             if future is not None and not future.done():
@@ -329,6 +363,12 @@ async def _run(fd: int, layers: list[dict[str, Any]] | None) -> None:
     _, worker.channel = await loop.create_connection(
         lambda: frames.Channel(worker.on_message, worker.closed), sock=sock
     )
+    from plugbay.monitor import worker_side
+
+    worker_side.capture_output(
+        loop, worker.send, lambda: worker.plugin.id if worker.plugin else None
+    )
+    worker_side.dump_tasks_on_signal(loop)
     try:
         await worker.done
     finally:
@@ -339,6 +379,9 @@ def main(fd: int, layers: list[dict[str, Any]] | None = None) -> None:
     """Run the worker on an inherited socket until the host says goodbye or goes away.
 
     ``layers`` are the sandbox layers the zygote applied, reported to the host."""
+    from plugbay.monitor import worker_side
+
+    worker_side.dump_stacks_on_signal()
     try:
         asyncio.run(_run(fd, layers))
     finally:

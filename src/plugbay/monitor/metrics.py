@@ -8,11 +8,31 @@ writer), so monitoring costs a small, fixed amount per call.
 from __future__ import annotations
 
 import bisect
+import logging
+import re
 import time
 from collections import Counter
 from typing import Any, Final
 
-__all__ = ["BUCKETS", "CommandStats", "PluginMetrics"]
+from plugbay.errors import MetricError
+
+__all__ = ["BUCKETS", "MAX_SERIES", "CommandStats", "PluginMetrics", "metric_name"]
+
+#: distinct label sets one plugin metric may have; more are dropped, counted and logged once
+MAX_SERIES: Final = 100
+#: labels the host adds itself (a plugin cannot set them) and Prometheus' own
+_RESERVED_LABELS: Final = frozenset({"plugin", "version", "le", "quantile"})
+_LABEL: Final = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+_NAME: Final = re.compile(r"[^a-zA-Z0-9_]")
+
+Key = tuple[str, tuple[tuple[str, str], ...]]
+
+
+def metric_name(name: str) -> str:
+    """A plugin's metric name made valid for Prometheus (``cache-hits`` → ``cache_hits``)."""
+    cleaned = _NAME.sub("_", name).strip("_") or "unnamed"
+    return cleaned if not cleaned[0].isdigit() else f"m_{cleaned}"
+
 
 #: histogram bucket upper bounds in seconds (log-spaced, 10 µs … 60 s)
 BUCKETS: Final[tuple[float, ...]] = (
@@ -24,34 +44,73 @@ BUCKETS: Final[tuple[float, ...]] = (
 class CommandStats:
     """Calls, errors and a latency histogram of one command.
 
-    The call path only appends the duration to ``pending`` (tens of nanoseconds);
+    Counts are exact and durations *sampled*: every one of the first
+    :attr:`ALWAYS` calls is timed, then one call in :attr:`EVERY` (a timer read
+    and a histogram update cost more than the rest of monitoring, see
+    ``docs/architecture.md``). The call path only counts down ``left`` and times
+    the call that reaches zero; that call starts the next period (:meth:`next_period`),
+    and the number of calls is the periods done plus the current one's progress.
+    Every error is counted by type. A timed duration is only appended to ``pending``;
     the event loop folds pending durations into the histogram in batches
     (:meth:`fold`). Readers in any thread combine the folded figures with a copy
-    of what is pending, so they see every call and never disturb the writer.
+    of what is pending, so they never disturb the writer.
     """
 
-    __slots__ = ("_buckets", "_calls", "_max", "_total", "errors", "errors_by_type", "pending")
+    __slots__ = (
+        "_buckets", "_max", "_timed", "_total", "base", "errors", "errors_by_type", "left",
+        "pending", "period",
+    )  # fmt: skip
 
     #: fold once this many durations are pending
     FOLD_AT = 4096
+    #: time every call of the first ALWAYS, then one in EVERY (a power of two)
+    ALWAYS = 128
+    EVERY = 32
 
     def __init__(self) -> None:
         self.pending: list[float] = []
-        self._calls = 0
+        #: calls before the current period, the period's length, calls left in it
+        self.base = 0
+        self.period = 1
+        self.left = 1
+        self._timed = 0
         self._total = 0.0
         self._max = 0.0
         self._buckets = [0] * (len(BUCKETS) + 1)
         self.errors = 0
         self.errors_by_type: Counter[str] = Counter()
 
-    def record(self, seconds: float, error: str | None = None) -> None:
-        pending = self.pending
-        pending.append(seconds)
+    @property
+    def started(self) -> int:
+        """Calls begun (exact)."""
+        return self.base + self.period - self.left
+
+    def next_period(self) -> None:
+        """The call that counted ``left`` down to zero was timed and is done: start the
+        next period. Calls begun meanwhile (``left`` below zero) stay counted."""
+        self.base += self.period - self.left
+        self.period = self.left = 1 if self.base < self.ALWAYS else self.EVERY
+
+    def record(self, seconds: float | None, error: str | None = None) -> None:
+        """Count one observation (a plugin's histogram: every one timed), or a failed call."""
+        self.base += 1
         if error is not None:
             self.errors += 1
             self.errors_by_type[error] += 1
-        if len(pending) >= self.FOLD_AT:
-            self.fold()
+        if seconds is not None:
+            pending = self.pending
+            pending.append(seconds)
+            if len(pending) >= self.FOLD_AT:
+                self.fold()
+
+    def error(self, seconds: float | None, error: str) -> None:
+        """A call already counted in ``started`` failed (the call path's error branch)."""
+        self.errors += 1
+        self.errors_by_type[error] += 1
+        if seconds is not None:
+            self.pending.append(seconds)
+            if len(self.pending) >= self.FOLD_AT:
+                self.fold()
 
     def fold(self) -> None:
         """Move pending durations into the histogram (call from the writing thread only)."""
@@ -62,7 +121,7 @@ class CommandStats:
         find = bisect.bisect_left
         for seconds in pending:
             buckets[find(BUCKETS, seconds)] += 1
-        self._calls += len(pending)
+        self._timed += len(pending)
         self._total += sum(pending)
         self._max = max(self._max, max(pending))
 
@@ -70,10 +129,17 @@ class CommandStats:
 
     @property
     def calls(self) -> int:
-        return self._calls + len(self.pending)
+        """Calls begun (exact)."""
+        return self.started
+
+    @property
+    def timed(self) -> int:
+        """Calls whose duration was measured (the histogram's count)."""
+        return self._timed + len(self.pending)
 
     @property
     def total_time(self) -> float:
+        """Sum of the measured durations."""
         return self._total + sum(tuple(self.pending))
 
     @property
@@ -103,41 +169,75 @@ class CommandStats:
                 return BUCKETS[i] if i < len(BUCKETS) else self.max_time
         return self.max_time
 
+    def export(self) -> list[Any]:
+        """Plain data (for a worker to send its plugin's histograms to the host)."""
+        return [self.buckets, self.total_time, self.max_time, self.errors, self.started]
+
+    @classmethod
+    def load(cls, data: list[Any]) -> CommandStats:
+        stats = cls()
+        buckets, total, most, errors, started = data
+        if len(buckets) == len(stats._buckets):
+            stats._buckets = [int(n) for n in buckets]
+        stats._timed = sum(stats._buckets)
+        stats._total, stats._max, stats.errors = float(total), float(most), int(errors)
+        stats.base, stats.period, stats.left = int(started), 1, 1
+        return stats
+
     def to_dict(self) -> dict[str, Any]:
-        calls = self.calls
+        calls, timed = self.calls, self.timed
         return {
             "calls": calls,
+            "timed": timed,
             "errors": self.errors,
             "error_rate": self.errors / calls if calls else 0.0,
-            "mean_seconds": self.total_time / calls if calls else None,
+            "mean_seconds": self.total_time / timed if timed else None,
             "max_seconds": self.max_time,
             "p50_seconds": self.quantile(0.5),
+            "p90_seconds": self.quantile(0.9),
             "p99_seconds": self.quantile(0.99),
             "errors_by_type": dict(self.errors_by_type),
         }
 
 
 class PluginMetrics:
-    """One plugin's metrics (the spec's ``MetricsCollector``), given as ``context.metrics``."""
+    """One plugin's metrics (the spec's ``MetricsCollector``), given as ``context.metrics``.
+
+    A plugin's own counters, gauges and histograms are checked as they are made: a
+    name used before for another kind is a :class:`MetricError`, so is a label the
+    host sets itself; past :data:`MAX_SERIES` label sets per name, new ones are
+    dropped, counted (``dropped_series``) and reported once in the plugin's log.
+    """
 
     __slots__ = (
+        "_kinds",
+        "_series",
         "commands",
         "counters",
+        "dirty",
+        "dropped_series",
         "gauges",
         "init_seconds",
+        "max_series",
         "observations",
         "plugin_id",
         "started",
     )
 
-    def __init__(self, plugin_id: str) -> None:
+    def __init__(self, plugin_id: str, *, max_series: int = MAX_SERIES) -> None:
         self.plugin_id = plugin_id
         self.commands: dict[str, CommandStats] = {}
-        self.counters: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
-        self.gauges: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
-        self.observations: dict[tuple[str, tuple[tuple[str, str], ...]], CommandStats] = {}
+        self.counters: dict[Key, float] = {}
+        self.gauges: dict[Key, float] = {}
+        self.observations: dict[Key, CommandStats] = {}
         self.init_seconds: float | None = None
         self.started = time.time()
+        self.max_series = max_series
+        self.dropped_series: Counter[str] = Counter()
+        #: set by every write; a worker sends its figures to the host when it is
+        self.dirty = False
+        self._kinds: dict[str, tuple[str, str]] = {}
+        self._series: Counter[str] = Counter()
 
     def for_command(self, name: str) -> CommandStats:
         stats = self.commands.get(name)
@@ -147,22 +247,98 @@ class PluginMetrics:
 
     # -- MetricsCollector, for the plugin's own figures ---------------------------------
 
+    def _key(
+        self, kind: str, name: str, labels: dict[str, str], store: dict[Key, Any]
+    ) -> Key | None:
+        key = (name, tuple(sorted((k, str(v)) for k, v in labels.items())))
+        if key in store:
+            return key
+        clean = metric_name(name)
+        known = self._kinds.get(clean)
+        if known is None:
+            self._kinds[clean] = (kind, name)
+        elif known != (kind, name):
+            raise MetricError(
+                f"the {kind} '{name}' clashes with the {known[0]} '{known[1]}' "
+                f"(both are exported as '{clean}')",
+                plugin=self.plugin_id,
+                hint=f"give the {kind} another name; one name is one kind of metric",
+            )
+        for label in labels:
+            if label in _RESERVED_LABELS or not _LABEL.fullmatch(label):
+                raise MetricError(
+                    f"the {kind} '{name}' has the label '{label}', which "
+                    + (
+                        "the host sets itself"
+                        if label in _RESERVED_LABELS
+                        else "is not a valid name"
+                    ),
+                    plugin=self.plugin_id,
+                    hint="use a label name of letters, digits and _ other than "
+                    + ", ".join(sorted(_RESERVED_LABELS)),
+                )
+        if self._series[name] >= self.max_series:
+            if not self.dropped_series[name]:
+                logging.getLogger(f"plugbay.plugin.{self.plugin_id}").warning(
+                    "metric '%s' has reached %d label sets; new label values are dropped "
+                    "(a label with unbounded values, such as a user id, explodes the series)",
+                    name,
+                    self.max_series,
+                )
+            self.dropped_series[name] += 1
+            return None
+        self._series[name] += 1
+        return key
+
     def increment(self, name: str, value: float = 1.0, **labels: str) -> None:
-        key = (name, tuple(sorted(labels.items())))
-        self.counters[key] = self.counters.get(key, 0.0) + value
+        key = self._key("counter", name, labels, self.counters)
+        if key is not None:
+            self.counters[key] = self.counters.get(key, 0.0) + value
+            self.dirty = True
 
     def gauge(self, name: str, value: float, **labels: str) -> None:
-        self.gauges[(name, tuple(sorted(labels.items())))] = value
+        key = self._key("gauge", name, labels, self.gauges)
+        if key is not None:
+            self.gauges[key] = value
+            self.dirty = True
 
     def observe(self, name: str, value: float, **labels: str) -> None:
-        key = (name, tuple(sorted(labels.items())))
+        key = self._key("histogram", name, labels, self.observations)
+        if key is None:
+            return
         stats = self.observations.get(key)
         if stats is None:
             stats = self.observations[key] = CommandStats()
         stats.record(value)
+        self.dirty = True
+
+    # -- a worker's figures, carried to the host -----------------------------------------
+
+    def export_custom(self) -> dict[str, Any]:
+        """The plugin's own figures as plain data (what a worker sends to the host)."""
+        self.dirty = False
+        return {
+            "counters": [[n, dict(lb), v] for (n, lb), v in self.counters.items()],
+            "gauges": [[n, dict(lb), v] for (n, lb), v in self.gauges.items()],
+            "observations": [[n, dict(lb), s.export()] for (n, lb), s in self.observations.items()],
+            "dropped": dict(self.dropped_series),
+        }
+
+    def import_custom(self, data: dict[str, Any]) -> None:
+        """Take a worker's figures (they replace what it sent before)."""
+
+        def key(name: str, labels: dict[str, str]) -> Key:
+            return (str(name), tuple(sorted((str(k), str(v)) for k, v in labels.items())))
+
+        self.counters = {key(n, lb): float(v) for n, lb, v in data.get("counters", [])}
+        self.gauges = {key(n, lb): float(v) for n, lb, v in data.get("gauges", [])}
+        self.observations = {
+            key(n, lb): CommandStats.load(v) for n, lb, v in data.get("observations", [])
+        }
+        self.dropped_series = Counter({str(k): int(v) for k, v in data.get("dropped", {}).items()})
 
     def snapshot(self) -> dict[str, Any]:
-        def render(key: tuple[str, tuple[tuple[str, str], ...]]) -> str:
+        def render(key: Key) -> str:
             name, labels = key
             return name + ("{" + ",".join(f"{k}={v}" for k, v in labels) + "}" if labels else "")
 
@@ -179,4 +355,5 @@ class PluginMetrics:
             "counters": {render(k): v for k, v in self.counters.items()},
             "gauges": {render(k): v for k, v in self.gauges.items()},
             "observations": {render(k): s.to_dict() for k, s in self.observations.items()},
+            "dropped_series": dict(self.dropped_series),
         }

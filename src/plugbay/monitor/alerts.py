@@ -1,0 +1,262 @@
+"""Alert rules and what happens when one fires or clears.
+
+Each rule (``monitor.config``) is a condition over a plugin's recent samples;
+:func:`evaluate` turns the samples into the conditions that hold now, and
+:class:`AlertManager` acts on the changes: a rule that starts to hold *fires*
+(recorded in the SQLite state, logged in the host's and the plugin's log, sent
+to system plugins as the system event ``alert.fired``, and, when the rule says
+``disable = true``, the plugin is disabled); one that stops holding *clears*
+(``alert.cleared``, the record closed).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from plugbay.monitor.config import AlertSettings
+from plugbay.monitor.metrics import BUCKETS
+
+if TYPE_CHECKING:
+    from plugbay.events import EventBus
+    from plugbay.monitor.logs import LogManager
+    from plugbay.state import StateStore
+
+__all__ = ["Alert", "AlertManager", "Condition", "Sample", "evaluate"]
+
+log = logging.getLogger("plugbay.monitor.alerts")
+
+
+@dataclass(slots=True)
+class Sample:
+    """One plugin at one tick of the monitor."""
+
+    at: float  # monotonic
+    calls: int
+    errors: int
+    #: command → (histogram buckets, that command's timeout)
+    commands: dict[str, tuple[list[int], float]]
+    rss: int | None
+    inflight: int
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    rule: str
+    message: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Alert:
+    id: int | None
+    plugin: str
+    version: str | None
+    rule: str
+    message: str
+    details: dict[str, Any]
+    fired: float
+    cleared: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "plugin": self.plugin, "version": self.version, "rule": self.rule,
+            "message": self.message, "details": self.details, "fired": self.fired,
+            "cleared": self.cleared,
+        }  # fmt: skip
+
+
+def _quantile(buckets: Sequence[int], q: float) -> float | None:
+    total = sum(buckets)
+    if not total:
+        return None
+    seen = 0
+    for i, n in enumerate(buckets):
+        seen += n
+        if n and seen >= q * total:
+            return BUCKETS[i] if i < len(BUCKETS) else float("inf")
+    return None
+
+
+def evaluate(
+    rules: AlertSettings,
+    samples: Sequence[Sample],
+    *,
+    crashes: Sequence[float],
+    hung: Condition | None,
+    now: float,
+) -> list[Condition]:
+    """The conditions that hold for one plugin, given its samples (oldest first)."""
+    out: list[Condition] = []
+    if not samples:
+        return out
+    last = samples[-1]
+
+    def since(window: float) -> Sample:
+        for s in samples:
+            if s.at >= last.at - window - 1e-6:
+                return s
+        return samples[0]
+
+    rule = rules.error_rate
+    if rule.enabled:
+        first = since(rule.window)
+        calls, errors = last.calls - first.calls, last.errors - first.errors
+        if calls >= rule.min_calls and errors / calls > rule.threshold:
+            out.append(
+                Condition(
+                    "error-rate",
+                    f"{errors} of {calls} calls failed in the last {rule.window:g} s "
+                    f"({errors / calls:.0%}, above {rule.threshold:.0%})",
+                    {"calls": calls, "errors": errors, "window": rule.window},
+                )
+            )
+    rule_l = rules.latency
+    if rule_l.enabled:
+        first = since(rule_l.window)
+        for command, (buckets, timeout) in last.commands.items():
+            before = first.commands.get(command, ([0] * len(buckets), timeout))[0]
+            window = [a - b for a, b in zip(buckets, before, strict=False)]
+            if sum(window) < rule_l.min_calls:
+                continue
+            p99 = _quantile(window, 0.99)
+            if p99 is not None and p99 > rule_l.fraction * timeout:
+                out.append(
+                    Condition(
+                        "latency",
+                        f"'{command}' p99 is {p99:g} s or more, above {rule_l.fraction:.0%} "
+                        f"of its {timeout:g} s timeout",
+                        {"command": command, "p99_seconds": p99, "timeout": timeout},
+                    )
+                )
+                break
+    rule_m = rules.memory_growth
+    if rule_m.enabled:
+        first = since(rule_m.window)
+        rss = [s.rss for s in samples if s.at >= first.at and s.rss is not None]
+        if len(rss) >= rule_m.min_samples:
+            steps = [b - a for a, b in itertools.pairwise(rss)]
+            rising = sum(1 for d in steps if d >= 0) / len(steps)
+            grown = rss[-1] - rss[0]
+            if grown >= rule_m.min_growth and rising >= rule_m.steady:
+                out.append(
+                    Condition(
+                        "memory-growth",
+                        f"memory grew steadily by {grown / 2**20:.1f} MiB over "
+                        f"{last.at - first.at:.0f} s (to {rss[-1] / 2**20:.1f} MiB): a leak?",
+                        {"from_bytes": rss[0], "to_bytes": rss[-1], "rising": round(rising, 2)},
+                    )
+                )
+    rule_q = rules.queue
+    if rule_q.enabled and last.inflight > rule_q.max:
+        out.append(
+            Condition(
+                "queue",
+                f"{last.inflight} calls in flight or waiting, above {rule_q.max}",
+                {"inflight": last.inflight},
+            )
+        )
+    if rules.hung.enabled and hung is not None:
+        out.append(hung)
+    rule_r = rules.restarts
+    if rule_r.enabled:
+        recent = [t for t in crashes if now - t < rule_r.window]
+        if len(recent) >= rule_r.max:
+            out.append(
+                Condition(
+                    "restarts",
+                    f"its worker crashed {len(recent)} times in the last {rule_r.window:g} s",
+                    {"crashes": len(recent), "window": rule_r.window},
+                )
+            )
+    return out
+
+
+class AlertManager:
+    """The spec's ``AlertManager``: which alerts fire now, and their record."""
+
+    def __init__(
+        self,
+        rules: AlertSettings,
+        *,
+        events: EventBus,
+        logs: LogManager | None = None,
+        store: Callable[[], StateStore | None] = lambda: None,
+        disable: Callable[[str, str], None] | None = None,
+    ) -> None:
+        self.rules = rules
+        self._events = events
+        self._logs = logs
+        self._store = store
+        self._disable = disable
+        self.firing: dict[tuple[str, str], Alert] = {}
+        self.fired_total = 0
+
+    def active(self, plugin_id: str | None = None) -> list[Alert]:
+        return [a for (pid, _), a in self.firing.items() if plugin_id is None or pid == plugin_id]
+
+    def update(self, plugin_id: str, version: str | None, holding: Sequence[Condition]) -> None:
+        """Fire the rules that hold now and did not; clear those that held and do not."""
+        now_holding = {c.rule: c for c in holding}
+        for rule, condition in now_holding.items():
+            if (plugin_id, rule) not in self.firing:
+                self._fire(plugin_id, version, condition)
+        for (pid, rule), alert in list(self.firing.items()):
+            if pid == plugin_id and rule not in now_holding:
+                self._clear(alert)
+
+    def clear_plugin(self, plugin_id: str) -> None:
+        """A plugin went away (unloaded, disabled, failed for good): its alerts no longer hold."""
+        for (pid, _), alert in list(self.firing.items()):
+            if pid == plugin_id:
+                self._clear(alert)
+
+    def _fire(self, plugin_id: str, version: str | None, condition: Condition) -> None:
+        alert = Alert(None, plugin_id, version, condition.rule, condition.message,
+                      dict(condition.details), time.time())  # fmt: skip
+        store = self._store()
+        if store is not None:
+            try:
+                alert.id = store.open_alert(
+                    plugin_id, version, condition.rule, condition.message, alert.details
+                )
+            except Exception as exc:  # losing the record must not lose the alert
+                log.error("could not record alert %s of %s: %s", condition.rule, plugin_id, exc)
+        self.firing[(plugin_id, condition.rule)] = alert
+        self.fired_total += 1
+        log.warning(
+            "alert %s fired for plugin '%s': %s", condition.rule, plugin_id, condition.message
+        )
+        if self._logs is not None:
+            fields = {k: v for k, v in alert.details.items() if k != "stack"}
+            self._logs.add(plugin_id, logging.WARNING, f"alert {condition.rule}: {condition.message}",
+                           alert=condition.rule, **fields)  # fmt: skip
+        self._events.emit(
+            "alert.fired", plugin=plugin_id, version=version, rule=condition.rule,
+            message=condition.message, details=alert.details,
+        )  # fmt: skip
+        rule = getattr(self.rules, condition.rule.replace("-", "_"), None)
+        if rule is not None and rule.disable and self._disable is not None:
+            self._disable(plugin_id, f"alert {condition.rule}: {condition.message}")
+
+    def _clear(self, alert: Alert) -> None:
+        self.firing.pop((alert.plugin, alert.rule), None)
+        alert.cleared = time.time()
+        store = self._store()
+        if store is not None and alert.id is not None:
+            try:
+                store.clear_alert(alert.id)
+            except Exception as exc:
+                log.error("could not clear alert %s of %s: %s", alert.rule, alert.plugin, exc)
+        log.info("alert %s cleared for plugin '%s'", alert.rule, alert.plugin)
+        if self._logs is not None:
+            self._logs.add(
+                alert.plugin, logging.INFO, f"alert {alert.rule} cleared", alert=alert.rule
+            )
+        self._events.emit(
+            "alert.cleared", plugin=alert.plugin, version=alert.version, rule=alert.rule
+        )

@@ -1,0 +1,671 @@
+"""The spec's ``PluginMonitor``: metrics, health, alerts and logs, sampled once a tick.
+
+One task on the host's loop wakes every ``interval`` (1 s) and, per plugin:
+reads its call counters (already kept on the call path), samples what its
+worker uses (psutil, in a thread so the loop never waits on ``/proc``), looks
+for hung calls, evaluates the alert rules, and schedules its ``health()``
+check. It then writes the live snapshot that ``plugbay top`` shows and the log
+records that arrived, in one short transaction each, also off the loop.
+
+Everything a reader needs is a method here (``snapshot``, ``collect_metrics``,
+``check_health``, ``alerts``, ``logs``), so the CLI, the HTTP API and system
+plugins see the same figures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from plugbay.api import SystemEvent
+from plugbay.events import Subscriber
+from plugbay.monitor.alerts import AlertManager, Condition, Sample, evaluate
+from plugbay.monitor.config import MonitorSettings
+from plugbay.monitor.health import RANK, Blocked, LoopWatchdog, Readiness, overall, readiness_from
+from plugbay.monitor.logs import PREFIX, LogManager
+
+if TYPE_CHECKING:
+    from plugbay.manager import PluginManager, PluginRecord
+
+__all__ = ["PluginMonitor"]
+
+log = logging.getLogger("plugbay.monitor")
+
+
+class _Verbose:
+    """Plugin loggers pass every level while any monitor runs (hosts may overlap); the
+    application's level comes back when the last one stops."""
+
+    users: set[int] = set()
+    saved = logging.NOTSET
+
+    @classmethod
+    def enter(cls, monitor: object) -> None:
+        logger = logging.getLogger(PREFIX.rstrip("."))
+        if not cls.users:
+            cls.saved = logger.level
+            logger.setLevel(logging.DEBUG)
+        cls.users.add(id(monitor))
+
+    @classmethod
+    def leave(cls, monitor: object) -> None:
+        if id(monitor) in cls.users:
+            cls.users.discard(id(monitor))
+            if not cls.users:
+                logging.getLogger(PREFIX.rstrip(".")).setLevel(cls.saved)
+
+
+#: error types that are a limit being hit or a permission denied (logged as security events)
+_SECURITY_ERRORS = {
+    "PluginTimeout": "limit hit: a call ran past its timeout",
+    "MemoryError": "limit hit: out of memory",
+    "PermissionError": "permission denied",
+    "PluginCrashed": "its worker died",
+}
+
+
+@dataclass(slots=True)
+class _Track:
+    samples: deque[Sample] = field(default_factory=deque)
+    errors_seen: Counter[str] = field(default_factory=Counter)
+    hung: Condition | None = None
+    cpu: tuple[float, float] | None = None  # (monotonic, cpu seconds)
+    cpu_percent: float | None = None
+    usage: dict[str, Any] | None = None
+    readiness: Readiness | None = None
+    checking: asyncio.Task[None] | None = None
+    next_check: float = 0.0
+    blocked: list[Blocked] = field(default_factory=list)
+
+
+class PluginMonitor:
+    def __init__(
+        self,
+        manager: PluginManager,
+        settings: MonitorSettings | None = None,
+        *,
+        store: Any = None,
+    ) -> None:
+        self.manager = manager
+        self.settings = settings or MonitorSettings()
+        #: returns the host's state store (or None): it is opened after the monitor exists
+        self._store = store or (lambda: manager.state)
+        s = self.settings
+        self.logs = LogManager(
+            ring=s.log_ring, rate=s.log_rate, burst=s.log_burst,
+            bytes_per_second=s.log_bytes_per_second,
+            retention_seconds=s.log_retention_days * 86400, keep_per_plugin=s.log_keep,
+            known=self._version_of,
+        )  # fmt: skip
+        self.alerts = AlertManager(
+            s.alerts, events=manager.events, logs=self.logs, store=self._store,
+            disable=self._disable,
+        )  # fmt: skip
+        self._tracks: dict[str, _Track] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._watchdog: LoopWatchdog | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._host_usage: dict[str, Any] | None = None
+        self._host_cpu: tuple[float, float] | None = None
+        self._ticks = 0
+        self.started = time.time()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        """Each plugin's metrics (the spec's ``metrics``)."""
+        return self.manager.monitor
+
+    @property
+    def health(self) -> dict[str, Any]:
+        """Each plugin's health (the spec's ``health``)."""
+        return {r.id: self.check_health(r.id) for r in self.manager.list_plugins()}
+
+    async def start(self) -> None:
+        plugin_logger = logging.getLogger(PREFIX.rstrip("."))
+        plugin_logger.addHandler(self.logs)
+        _Verbose.enter(self)
+        self.manager.events.subscribe(
+            Subscriber("plugbay.monitor", -(10**9), ("plugin.*", "security.*"), self._on_event)
+        )
+        store = self._store()
+        if store is not None:
+            with contextlib.suppress(Exception):
+                store.clear_open_alerts()  # a previous host's alerts ended with it
+        loop = asyncio.get_running_loop()
+        self._watchdog = LoopWatchdog(
+            loop, self._owner_of, block_after=self.settings.loop_block_after,
+            on_block=self._blocked_now,
+        )  # fmt: skip
+        self._watchdog.start()
+        self._task = loop.create_task(self._run(), name="plugbay-monitor")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._watchdog is not None:
+            self._watchdog.stop()
+        for task in list(self._tasks):
+            task.cancel()
+        for track in self._tracks.values():
+            if track.checking is not None:
+                track.checking.cancel()
+        self.manager.events.unsubscribe("plugbay.monitor")
+        store = self._store()
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(self.logs.persist, store)
+        if store is not None:
+            with contextlib.suppress(Exception):
+                store.clear_open_alerts()  # nothing holds once the host is gone
+        plugin_logger = logging.getLogger(PREFIX.rstrip("."))
+        plugin_logger.removeHandler(self.logs)
+        _Verbose.leave(self)
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.interval)
+            try:
+                await self.tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the monitor must never take the host down
+                log.exception("monitor tick failed")
+
+    # ------------------------------------------------------------------ one tick
+
+    async def tick(self) -> None:
+        """Sample every plugin, evaluate the alert rules, persist logs and the snapshot."""
+        self._ticks += 1
+        records = self.manager.list_plugins()
+        handles = {r.id: r.handle for r in records if r.handle is not None}
+        usage, host_usage = await asyncio.to_thread(_sample_usage, handles)
+        now = time.monotonic()
+        self._host_usage = _with_cpu_percent(host_usage, self, now)
+        blocked = self._watchdog.take() if self._watchdog is not None else []
+        ongoing = self._watchdog.current() if self._watchdog is not None else None
+        rules = self.settings.alerts
+        keep = max(rules.error_rate.window, rules.latency.window, rules.memory_growth.window, 60.0)
+        seen: set[str] = set()
+        for rec in records:
+            seen.add(rec.id)
+            track = self._tracks.setdefault(rec.id, _Track())
+            if str(rec.state) != "active" or rec.metrics is None:
+                track.samples.clear()
+                track.hung = None
+                self.alerts.update(rec.id, rec.version, self._restart_only(rec, now))
+                continue
+            track.usage = usage.get(rec.id)
+            _cpu_percent(track, now)
+            sample = self._sample(rec, track, now)
+            if not track.samples:  # calls before the first sample count in the first window
+                track.samples.append(Sample(now - 1e-3, 0, 0, {}, sample.rss, 0))
+            track.samples.append(sample)
+            while track.samples and track.samples[0].at < now - keep - self.settings.interval:
+                track.samples.popleft()
+            self._security_from_errors(rec, track)
+            track.blocked = [b for b in blocked if b.plugin == rec.id]
+            if ongoing is not None and ongoing.plugin == rec.id:
+                track.blocked.append(ongoing)
+            hung = await self._hung(rec, track, sample, now)
+            holding = evaluate(rules, list(track.samples), crashes=rec.crashes, hung=hung, now=now)
+            self.alerts.update(rec.id, rec.version, holding)
+            self._schedule_readiness(rec, track, now)
+        for pid in list(self._tracks):
+            if pid not in seen:
+                del self._tracks[pid]
+                self.alerts.clear_plugin(pid)
+        rows = {row["id"]: row for row in self.snapshot()}
+        rows["*host*"] = self.host_summary()
+        await asyncio.to_thread(self._persist, rows)
+
+    def _persist(self, rows: dict[str, dict[str, Any]]) -> None:
+        store = self._store()
+        self.logs.persist(store)
+        if store is None:
+            return
+        try:
+            store.put_snapshot(rows)
+            if self._ticks % 60 == 1:
+                self.logs.prune(store)
+        except Exception as exc:  # a full disk must not stop monitoring
+            log.error("could not write the monitoring snapshot: %s", exc)
+
+    def _sample(self, rec: PluginRecord, track: _Track, now: float) -> Sample:
+        assert rec.metrics is not None
+        calls = errors = 0
+        commands: dict[str, tuple[list[int], float]] = {}
+        default_timeout = self.manager.timeout_of(rec.id)
+        specs = rec.commands
+        for name, stats in list(rec.metrics.commands.items()):
+            buckets = stats.buckets
+            calls += stats.calls
+            errors += stats.errors
+            spec = specs.get(name)
+            timeout = default_timeout
+            if spec is not None and spec.timeout is not None and spec.timeout < timeout:
+                timeout = spec.timeout
+            commands[name] = (buckets, timeout)
+        rss = None
+        if track.usage is not None and not track.usage.get("shared"):
+            rss = track.usage.get("rss_bytes")
+        return Sample(now, calls, errors, commands, rss, self.manager.inflight(rec.id))
+
+    def _restart_only(self, rec: PluginRecord, now: float) -> list[Condition]:
+        """A plugin that is not active now can still be crashing over and over."""
+        rules = self.settings.alerts
+        if not rules.restarts.enabled or str(rec.state) == "disabled":
+            return []
+        return evaluate(rules, [Sample(now, 0, 0, {}, None, 0)], crashes=rec.crashes, hung=None,
+                        now=now)  # fmt: skip
+
+    # ------------------------------------------------------------------ hung calls
+
+    async def _hung(
+        self, rec: PluginRecord, track: _Track, sample: Sample, now: float
+    ) -> Condition | None:
+        after = self.settings.alerts.hung.after
+        if track.blocked:
+            worst = max(track.blocked, key=lambda b: b.seconds)
+            return Condition(
+                "hung",
+                f"blocked the host's event loop for {worst.seconds:.1f} s"
+                + (" (still blocked)" if worst.ongoing else ""),
+                {"seconds": round(worst.seconds, 3), "stack": worst.stack, "kind": "loop-blocked"},
+            )
+        # each backend knows when its calls in flight started (inline: those that suspended)
+        running = getattr(rec.handle, "running", None)
+        oldest = min(running(), default=None) if callable(running) else None
+        if oldest is None or now - oldest[0] < after:
+            track.hung = None
+            return None
+        if track.hung is None:
+            # a worker's stacks take a signal and a read of /proc: off the loop
+            remote = getattr(rec.handle, "dump_stacks", None) is not None
+            stack = await asyncio.to_thread(_stacks_of, rec) if remote else _task_stacks(rec)
+            track.hung = Condition(
+                "hung",
+                f"a call to '{oldest[1]}' has run {now - oldest[0]:.1f} s without finishing",
+                {"command": oldest[1], "seconds": round(now - oldest[0], 3), "stack": stack,
+                 "kind": "call"},
+            )  # fmt: skip
+            self.logs.add(rec.id, logging.ERROR, f"hung call to '{oldest[1]}'; its stack:\n{stack}",
+                          alert="hung")  # fmt: skip
+        return track.hung
+
+    def _blocked_now(self, block: Blocked) -> None:
+        """From the watchdog thread, while the loop is blocked: say so at once."""
+        who = f"plugin '{block.plugin}'" if block.plugin else "the host's own code"
+        log.error("the event loop has not turned for %.1f s; %s is on its stack:\n%s",
+                  block.seconds, who, block.stack)  # fmt: skip
+        if block.plugin is not None:
+            self.logs.add(block.plugin, logging.ERROR,
+                          f"blocked the host's event loop for {block.seconds:.1f} s; its stack:\n"
+                          f"{block.stack}", alert="hung")  # fmt: skip
+
+    # ------------------------------------------------------------------ readiness
+
+    def _schedule_readiness(self, rec: PluginRecord, track: _Track, now: float) -> None:
+        if "health" not in rec.commands or now < track.next_check:
+            return
+        if track.checking is not None and not track.checking.done():
+            return
+        track.next_check = now + self.settings.health_interval
+        track.checking = asyncio.get_running_loop().create_task(self._check_ready(rec.id, track))
+
+    async def _check_ready(self, plugin_id: str, track: _Track) -> None:
+        timeout = self.settings.health_timeout
+        try:
+            async with asyncio.timeout(timeout):
+                answer = await self.manager.call(plugin_id, "health", {})
+            track.readiness = readiness_from(answer)
+        except TimeoutError:
+            track.readiness = Readiness("degraded", f"health() did not answer within {timeout:g} s")
+        except Exception as exc:
+            track.readiness = Readiness("failing", f"health() failed: {exc}")
+
+    async def check_readiness(self, plugin_id: str) -> Readiness | None:
+        """Run the plugin's ``health()`` now (bounded); None when it has none."""
+        rec = self.manager.record(plugin_id)
+        if "health" not in rec.commands:
+            return None
+        track = self._tracks.setdefault(plugin_id, _Track())
+        await self._check_ready(plugin_id, track)
+        return track.readiness
+
+    # ------------------------------------------------------------------ the spec's methods
+
+    def collect_metrics(self, plugin_id: str) -> dict[str, Any]:
+        """Everything measured about one plugin now (the spec's ``collectMetrics``)."""
+        rec = self.manager.record(plugin_id)
+        track = self._tracks.get(plugin_id) or _Track()
+        out: dict[str, Any] = (
+            rec.metrics.snapshot() if rec.metrics is not None else {"plugin": plugin_id}
+        )
+        out.update(
+            version=rec.version,
+            state=str(rec.state),
+            inflight=self.manager.inflight(plugin_id),
+            instances=1 if rec.handle is not None else 0,
+            usage=track.usage,
+            cpu_percent=track.cpu_percent,
+            events_delivered=self.manager.events.delivered_to.get(plugin_id, 0),
+            log_records_dropped=self.logs.dropped().get(plugin_id, 0),
+            utilization=_utilization(rec, track.usage),
+            alerts=[a.rule for a in self.alerts.active(plugin_id)],
+        )
+        return out
+
+    def check_health(self, plugin_id: str) -> dict[str, Any]:
+        """Liveness, readiness and the status they add up to (the spec's ``checkHealth``)."""
+        rec = self.manager.record(plugin_id)
+        track = self._tracks.get(plugin_id) or _Track()
+        state = str(rec.state)
+        reasons: list[str] = []
+        if state in ("disabled", "stopped", "stopping", "discovered", "resolved", "initializing"):
+            return {"plugin": plugin_id, "version": rec.version, "state": state, "status": state,
+                    "live": None, "ready": None, "reasons": [rec.reason] if rec.reason else []}  # fmt: skip
+        if state != "active":
+            return {"plugin": plugin_id, "version": rec.version, "state": state, "status": "failing",
+                    "live": False, "ready": None, "reasons": [rec.reason or state]}  # fmt: skip
+        status = "green"
+        live = True
+        alive = getattr(rec.handle, "alive", None)
+        if callable(alive):
+            problem = alive()
+            if problem is not None:
+                live, status = False, "failing"
+                reasons.append(problem)
+        elif self._watchdog is not None:
+            block = self._watchdog.current()
+            if block is not None and block.plugin == plugin_id:
+                live, status = False, "failing"
+                reasons.append(f"blocks the host's event loop ({block.seconds:.1f} s so far)")
+        ready = track.readiness
+        if ready is not None and RANK[ready.status] > RANK[status]:
+            status = ready.status
+        if ready is not None and ready.reason:
+            reasons.append(ready.reason)
+        firing = self.alerts.active(plugin_id)
+        if firing:
+            worst = "failing" if any(a.rule == "hung" for a in firing) else "degraded"
+            status = overall([status, worst])
+            reasons.extend(f"alert {a.rule}: {a.message}" for a in firing)
+        return {
+            "plugin": plugin_id, "version": rec.version, "state": state, "status": status,
+            "live": live, "ready": None if ready is None else ready.status, "reasons": reasons,
+        }  # fmt: skip
+
+    def overall_health(self) -> dict[str, Any]:
+        plugins = [self.check_health(r.id) for r in self.manager.list_plugins()]
+        return {
+            "status": overall(p["status"] for p in plugins),
+            "plugins": plugins,
+        }
+
+    def report_issue(self, plugin_id: str, issue: str, **details: Any) -> None:
+        """Something is wrong with a plugin (the spec's ``reportIssue``): logged for the
+        plugin, and sent to system plugins as ``plugin.issue``."""
+        self.logs.add(plugin_id, logging.WARNING, issue, issue=True, **details)
+        self.manager.events.emit("plugin.issue", plugin=plugin_id, issue=issue, details=details)
+
+    # ------------------------------------------------------------------ views
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        """One row per plugin for ``plugbay top``: plain data, the same over the API."""
+        rows = []
+        for rec in self.manager.list_plugins():
+            track = self._tracks.get(rec.id) or _Track()
+            samples = list(track.samples)
+            rate = None
+            if len(samples) >= 2 and samples[-1].at > samples[-2].at:
+                rate = (samples[-1].calls - samples[-2].calls) / (samples[-1].at - samples[-2].at)
+            error_rate = p50 = p99 = None
+            if samples:
+                first, last = samples[0], samples[-1]
+                calls = last.calls - first.calls
+                if calls <= 0:  # nothing lately: since the start
+                    calls, errors = last.calls, last.errors
+                    merged = _merge([b for b, _ in last.commands.values()])
+                else:
+                    errors = last.errors - first.errors
+                    merged = _merge(
+                        [
+                            [
+                                a - b
+                                for a, b in zip(
+                                    buckets,
+                                    first.commands.get(n, ([0] * len(buckets), 0))[0],
+                                    strict=False,
+                                )
+                            ]
+                            for n, (buckets, _) in last.commands.items()
+                        ]
+                    )
+                error_rate = errors / calls if calls else None
+                from plugbay.monitor.alerts import _quantile
+
+                p50, p99 = _quantile(merged, 0.5), _quantile(merged, 0.99)
+            usage = track.usage or {}
+            health = self.check_health(rec.id)
+            rows.append({
+                "id": rec.id, "version": rec.version, "state": str(rec.state),
+                "isolation": rec.isolation, "calls": samples[-1].calls if samples else 0,
+                "calls_per_second": rate, "error_rate": error_rate,
+                "p50_seconds": p50, "p99_seconds": p99,
+                "rss_bytes": None if usage.get("shared") else usage.get("rss_bytes"),
+                "cpu_percent": None if usage.get("shared") else track.cpu_percent,
+                "inflight": self.manager.inflight(rec.id),
+                "health": health["status"], "live": health["live"], "ready": health["ready"],
+                "reasons": health["reasons"],
+                "alerts": [a.rule for a in self.alerts.active(rec.id)],
+            })  # fmt: skip
+        return rows
+
+    def usage_of(self, plugin_id: str) -> tuple[dict[str, Any] | None, float | None]:
+        """The last usage sample of a plugin's worker, and its CPU percent."""
+        track = self._tracks.get(plugin_id)
+        return (None, None) if track is None else (track.usage, track.cpu_percent)
+
+    def utilization_of(self, plugin_id: str) -> dict[str, float]:
+        track = self._tracks.get(plugin_id)
+        rec = self.manager.records_by_id.get(plugin_id)
+        return {} if track is None or rec is None else _utilization(rec, track.usage)
+
+    def host_usage(self) -> dict[str, Any] | None:
+        return self._host_usage
+
+    def host_summary(self) -> dict[str, Any]:
+        usage = self._host_usage or {}
+        return {
+            "id": "*host*", "kind": "host", "pid": os.getpid(),
+            "health": overall(self.check_health(r.id)["status"] for r in self.manager.list_plugins()),
+            "rss_bytes": usage.get("rss_bytes"), "cpu_percent": usage.get("cpu_percent"),
+            "alerts": len(self.alerts.firing), "started": self.started,
+        }  # fmt: skip
+
+    # ------------------------------------------------------------------ helpers
+
+    def _version_of(self, plugin_id: str) -> str | None:
+        rec = self.manager.records_by_id.get(plugin_id)
+        return None if rec is None else (rec.version or "")
+
+    def _owner_of(self, filename: str) -> str | None:
+        for rec in list(self.manager.records_by_id.values()):
+            m = rec.manifest
+            if m is not None and m.root is not None and filename.startswith(str(m.root) + os.sep):
+                return rec.id
+        return None
+
+    def _disable(self, plugin_id: str, reason: str) -> None:
+        async def go() -> None:
+            try:
+                await self.manager.disable(plugin_id, reason)
+            except Exception as exc:
+                log.error("could not disable '%s' after an alert: %s", plugin_id, exc)
+
+        task = asyncio.get_running_loop().create_task(go())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _security_from_errors(self, rec: PluginRecord, track: _Track) -> None:
+        assert rec.metrics is not None
+        now: Counter[str] = Counter()
+        for stats in list(rec.metrics.commands.values()):
+            now.update(stats.errors_by_type)
+        for kind, what in _SECURITY_ERRORS.items():
+            new = now[kind] - track.errors_seen[kind]
+            if new > 0:
+                self.logs.security(rec.id, f"{what} ({new} call(s))", error=kind, calls=new)
+        track.errors_seen = now
+
+    async def _on_event(self, event: SystemEvent) -> None:
+        plugin = event.data.get("plugin")
+        if not isinstance(plugin, str):
+            return
+        if event.kind.startswith("security."):
+            fields = {k: v for k, v in event.data.items() if k not in ("plugin", "message")}
+            self.logs.security(plugin, _security_text(event), event=event.kind, **fields)
+            return
+        level = (
+            logging.ERROR if event.kind in ("plugin.failed", "plugin.disabled") else logging.INFO
+        )
+        reason = event.data.get("reason")
+        self.logs.add(plugin, level, event.kind + (f": {reason}" if reason else ""),
+                      logger=PREFIX + plugin + ".lifecycle", event=event.kind)  # fmt: skip
+        if event.kind == "plugin.reloaded":
+            self.logs.forget(plugin)
+
+
+def _security_text(event: SystemEvent) -> str:
+    """One line for a sandbox's security event (``security.denied`` / ``.limit`` / ``.killed``)."""
+    data = event.data
+    if "message" in data:
+        return str(data["message"])
+    kind = event.kind.partition(".")[2]
+    layer = f" ({data['layer']})" if data.get("layer") else ""
+    if kind == "limit":
+        return f"limit hit: {data.get('limit', '?')}: {data.get('detail', '')}".rstrip(": ")
+    if kind == "killed":
+        return f"worker killed by the sandbox{layer}: {data.get('detail') or data.get('operation', '')}"
+    what = data.get("operation") or data.get("detail") or kind
+    text = f"permission denied: {what}{layer}"
+    if data.get("permission"):
+        text += f"; '{data['permission']}' is not granted"
+    return text
+
+
+def _merge(lists: list[list[int]]) -> list[int]:
+    if not lists:
+        return []
+    return [sum(col) for col in zip(*lists, strict=False)]
+
+
+def _sample_usage(handles: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """In a thread: what each worker uses now, and the host process (inline plugins share it)."""
+    import psutil
+
+    out: dict[str, dict[str, Any]] = {}
+    for pid, handle in handles.items():
+        usage = getattr(handle, "usage", None)
+        if usage is None:
+            out[pid] = {"shared": True}
+            continue
+        try:
+            figures = usage()
+        except Exception as exc:
+            figures = {"error": str(exc)}
+        if "pid" in figures:
+            figures.update(_network(int(figures["pid"])))
+        out[pid] = figures
+    proc = psutil.Process()
+    with proc.oneshot():
+        cpu = proc.cpu_times()
+        host = {"rss_bytes": proc.memory_info().rss, "cpu_seconds": cpu.user + cpu.system,
+                "threads": proc.num_threads(), "open_files": proc.num_fds()}  # fmt: skip
+    return out, host
+
+
+def _network(pid: int) -> dict[str, Any]:
+    """Bytes through the worker's own network namespace (none when it shares the host's)."""
+    try:
+        if os.readlink(f"/proc/{pid}/ns/net") == os.readlink("/proc/self/ns/net"):
+            return {}
+        rx = tx = 0
+        for line in Path(f"/proc/{pid}/net/dev").read_text().splitlines()[2:]:
+            _, _, figures = line.partition(":")
+            cols = figures.split()
+            rx, tx = rx + int(cols[0]), tx + int(cols[8])
+    except (OSError, ValueError, IndexError):
+        return {}
+    return {"net_rx_bytes": rx, "net_tx_bytes": tx}
+
+
+def _cpu_percent(track: _Track, now: float) -> None:
+    usage = track.usage
+    if usage is None or usage.get("shared") or "cpu_seconds" not in usage:
+        track.cpu_percent = None
+        return
+    seconds = float(usage["cpu_seconds"])
+    if track.cpu is not None and now > track.cpu[0]:
+        track.cpu_percent = max(0.0, (seconds - track.cpu[1]) / (now - track.cpu[0]) * 100)
+    track.cpu = (now, seconds)
+
+
+def _with_cpu_percent(usage: dict[str, Any], monitor: PluginMonitor, now: float) -> dict[str, Any]:
+    seconds = float(usage["cpu_seconds"])
+    if monitor._host_cpu is not None and now > monitor._host_cpu[0]:
+        usage["cpu_percent"] = (seconds - monitor._host_cpu[1]) / (now - monitor._host_cpu[0]) * 100
+    monitor._host_cpu = (now, seconds)
+    return usage
+
+
+def _utilization(rec: PluginRecord, usage: dict[str, Any] | None) -> dict[str, float]:
+    """Each limit the plugin runs under (its placement's, else its manifest's), and the
+    share of it in use (1 = at the limit)."""
+    from plugbay.manifest import parse_size
+
+    if rec.manifest is None or usage is None or usage.get("shared"):
+        return {}
+    placement = getattr(rec, "placement", None)
+    limits: dict[str, Any] = dict(getattr(placement, "limits", None) or {})
+    if not limits:
+        res = rec.manifest.resources
+        limits = {"memory": parse_size(res.memory), "cpu-seconds": res.cpu_seconds,
+                  "open-files": res.open_files, "threads": res.threads}  # fmt: skip
+    out: dict[str, float] = {}
+    for limit, figure in (("memory", "rss_bytes"), ("cpu-seconds", "cpu_seconds"),
+                          ("open-files", "open_files"), ("threads", "threads"),
+                          ("storage", "storage_bytes")):  # fmt: skip
+        bound, value = limits.get(limit), usage.get(figure)
+        if bound and value is not None:
+            out[limit] = float(value) / float(bound)
+    return out
+
+
+def _stacks_of(rec: PluginRecord) -> str:
+    dump = getattr(rec.handle, "dump_stacks", None)
+    if dump is None:
+        return _task_stacks(rec)
+    try:
+        return str(dump())
+    except Exception as exc:
+        return f"(the worker's stack could not be read: {exc})"
+
+
+def _task_stacks(rec: PluginRecord) -> str:
+    """The stacks of the host's tasks that are inside this plugin's code (inline)."""
+    from plugbay.monitor.worker_side import task_stacks
+
+    m = rec.manifest
+    return task_stacks(str(m.root) if m is not None and m.root is not None else None)

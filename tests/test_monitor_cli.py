@@ -1,0 +1,171 @@
+"""`plugbay logs / alerts / top / metrics / profile` beside a real `plugbay run`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import PluginFactory
+
+NOISY = """
+from plugbay import UtilityPlugin, command
+
+class P(UtilityPlugin):
+    @command
+    def fail(self) -> str:
+        raise OSError("the disk is on fire")
+
+    @command
+    def square(self, x: int) -> int:
+        return x * x
+"""
+
+CALLER = """
+import asyncio
+from plugbay import PluginContext, UtilityPlugin, command
+
+class C(UtilityPlugin):
+    async def initialize(self, context: PluginContext) -> None:
+        self.noise = context.services.require("noise", "^1")
+        context.logger.info("calling", extra={"fields": {"every": 0.05}})
+        print("hello from the caller's stdout", flush=True)
+        self.task = asyncio.ensure_future(self.loop())
+
+    async def loop(self) -> None:
+        while True:
+            try:
+                await self.noise.fail()
+            except Exception as exc:
+                self.context.logger.warning("noise failed: %s", exc)
+            await asyncio.sleep(0.05)
+
+    async def cleanup(self) -> None:
+        self.task.cancel()
+
+    @command
+    def ping(self) -> str:
+        return "pong"
+"""
+
+CONFIG = """
+[monitor]
+interval = 0.2
+
+[monitor.alerts.error-rate]
+threshold = 0.1
+window = 2
+min-calls = 3
+"""
+
+ENV = {**os.environ, "NO_COLOR": "1", "COLUMNS": "220", "PYTHONUNBUFFERED": "1"}
+
+
+def plugbay(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "plugbay.cli", *args],
+        cwd=cwd, capture_output=True, text=True, timeout=timeout, env=ENV,
+    )  # fmt: skip
+
+
+def eventually(args: list[str], cwd: Path, wanted: str, bound: float = 30) -> str:
+    end = time.monotonic() + bound
+    text = ""
+    while time.monotonic() < end:
+        done = plugbay(*args, cwd=cwd)
+        text = done.stdout + done.stderr
+        if wanted in text:
+            return text
+        time.sleep(0.3)
+    raise AssertionError(f"`plugbay {' '.join(args)}` never showed {wanted!r}; last:\n{text}")
+
+
+@pytest.fixture
+def running(plugins: PluginFactory, tmp_path: Path) -> Iterator[Path]:
+    plugins("acme.noisy", NOISY, extra='[services]\nprovides = { noise = "1.0.0" }\n')
+    plugins("acme.caller", CALLER, cls="C",
+            extra='[dependencies]\n"acme.noisy" = "*"\n[services]\nrequires = { noise = "^1" }\n')  # fmt: skip
+    (tmp_path / "plugbay.toml").write_text(CONFIG)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "plugbay.cli", "run", "--metrics-port", "0"], cwd=tmp_path,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        end = time.monotonic() + 60
+        seen = []
+        while time.monotonic() < end:
+            line = proc.stdout.readline()
+            seen.append(line)
+            if line.startswith("serving") or not line:
+                break
+        assert any(s.startswith("serving") for s in seen), "".join(seen)
+        yield tmp_path
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_the_monitoring_commands_beside_a_running_host(running: Path) -> None:
+    alerts = eventually(["alerts"], running, "error-rate")
+    assert "acme.noisy" in alerts and "calls failed" in alerts
+    listed = json.loads(plugbay("alerts", "--json", cwd=running).stdout)
+    assert {(a["plugin"], a["rule"]) for a in listed} >= {("acme.noisy", "error-rate")}
+
+    logs = eventually(["logs", "acme.caller", "-n", "100000"], running, "noise failed")
+    assert "calling" in logs and "every=0.05" in logs
+    assert "[stdout] hello from the caller's stdout" in logs
+    warnings = plugbay(
+        "logs", "acme.caller", "--level", "warning", "-n", "100000", cwd=running
+    ).stdout
+    assert "noise failed" in warnings and "calling" not in warnings
+    bad = plugbay("logs", "acme.caller", "--level", "loud", cwd=running)
+    assert bad.returncode == 2 and "unknown log level 'loud'" in bad.stderr
+    nobody = plugbay("logs", "acme.calller", cwd=running)
+    assert "did you mean 'acme.caller'" in nobody.stderr
+
+    top = eventually(["top", "--once"], running, "error-rate")
+    assert "acme.caller" in top and "acme.noisy" in top and "health" in top
+
+    health = plugbay("health", "--json", cwd=running)
+    assert health.returncode == 0  # degraded is not failing
+    rows = {r["id"]: r for r in json.loads(health.stdout)["plugins"]}
+    assert rows["acme.noisy"]["health"] == "degraded" and rows["acme.caller"]["health"] == "green"
+    assert any("alert error-rate" in why for why in rows["acme.noisy"]["reasons"])
+
+    metrics = plugbay("metrics", cwd=running).stdout
+    assert (
+        'plugbay_plugin_alert_firing{plugin="acme.noisy",rule="error-rate",version="1.0.0"} 1.0'
+        in metrics
+    )
+
+    follow = subprocess.Popen(
+        [sys.executable, "-m", "plugbay.cli", "logs", "acme.caller", "--follow", "-n", "1"],
+        cwd=running, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
+    )  # fmt: skip
+    try:
+        assert follow.stdout is not None
+        first = follow.stdout.readline()
+        later = follow.stdout.readline()  # only arrives if it follows the running host
+        assert "acme.caller" in first and "acme.caller" in later
+    finally:
+        follow.terminate()
+        follow.wait(timeout=30)
+
+
+def test_plugbay_profile_prints_the_result_and_where_the_time_went(
+    plugins: PluginFactory, tmp_path: Path
+) -> None:
+    plugins("acme.noisy", NOISY)
+    done = plugbay("profile", "acme.noisy", "square", "x=12", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "result: 144" in done.stdout
+    assert "cumulative" in done.stdout and "square" in done.stdout
+    missing = plugbay("profile", "acme.noisy", "cube", "x=1", cwd=tmp_path)
+    assert missing.returncode == 1 and "has no command 'cube'" in missing.stderr
