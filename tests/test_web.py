@@ -36,6 +36,7 @@ from plugbay import UtilityPlugin, command
 class P(UtilityPlugin):
     async def initialize(self, context):
         self.greeting = context.config["greeting"]
+        context.logger.info("greeter ready")
 
     @command
     def greet(self, name: str) -> str:
@@ -165,6 +166,12 @@ async def test_changes_are_security_events_with_the_caller(
     assert http[0].details["auth"] == "bearer" and http[0].details["status"] == 200
     assert api.host.events.counts["security.http.request"] >= 1
     assert api.host.events.counts["security.http.denied"] >= 1
+    await api.host.events.drain()
+    logged = (await api.http.get("/api/v1/logs", params={"plugin": "acme.greeter"})).json()
+    assert any(
+        r["message"].startswith("HTTP: POST /api/v1/plugins/acme.greeter/disable by 127.0.0.1:")
+        for r in logged
+    ), logged
 
 
 async def test_bodies_are_size_limited(api: Api) -> None:
@@ -313,10 +320,11 @@ async def test_config_is_checked_before_it_is_applied(api: Api) -> None:
 async def test_health_readiness_history_and_metrics(api: Api) -> None:
     await api.http.post("/api/v1/plugins/acme.calc/commands/add", json={"a": 1})
     health = (await api.http.get("/api/v1/health")).json()
-    assert health == {
-        "status": "green",
-        "plugins": {"acme.calc": "green", "acme.greeter": "green"},
-        "counts": {"active": 2},
+    assert health["status"] == "green" and health["counts"] == {"active": 2}
+    assert health["plugins"] == {"acme.calc": "green", "acme.greeter": "green"}
+    assert {c["plugin"]: c["live"] for c in health["checks"]} == {
+        "acme.calc": True,
+        "acme.greeter": True,
     }
     assert (await api.http.get("/readyz")).json() == {
         "ready": True,
@@ -332,10 +340,18 @@ async def test_health_readiness_history_and_metrics(api: Api) -> None:
     assert figures["acme.calc"]["calls"] == 1
 
 
-async def test_logs_come_from_the_logging_plugin_when_it_is_active(api: Api) -> None:
-    r = await api.http.get("/api/v1/logs")
-    assert r.status_code == 409
-    assert "kept by the system.logging plugin, which is not active" in error_of(r)["message"]
+async def test_logs_and_alerts_of_the_monitor(api: Api) -> None:
+    r = await api.http.get("/api/v1/logs", params={"plugin": "acme.greeter"})
+    records = r.json()
+    assert any(x["message"] == "greeter ready" and x["level"] == "info" for x in records), records
+    assert all(x["plugin"] == "acme.greeter" for x in records)
+    quiet = await api.http.get("/api/v1/logs", params={"plugin": "acme.greeter", "level": "error"})
+    assert quiet.json() == []
+    assert (await api.http.get("/api/v1/logs", params={"plugin": "acme.nope"})).status_code == 404
+    bad = await api.http.get("/api/v1/logs", params={"level": "loud"})
+    assert bad.status_code == 422 and "level" in error_of(bad)["message"]
+    assert (await api.http.get("/api/v1/alerts")).json() == []  # nothing misbehaves here
+    assert (await api.http.get("/api/v1/alerts", params={"plugin": "acme.nope"})).status_code == 404
 
 
 async def test_the_stream_sends_live_figures(api: Api) -> None:

@@ -15,10 +15,11 @@ import msgspec
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
-from plugbay.errors import PlugbayError, PluginNotFound, PluginStateError
+from plugbay.errors import PlugbayError
 from plugbay.host import Host
 from plugbay.web._errors import ErrorBody, error_response, http_error
 from plugbay.web._models import (
+    AlertItem,
     CallResult,
     CommandInfo,
     ConfigChange,
@@ -118,22 +119,29 @@ _HEALTH: Final = {
     "discovered": "degraded",
     "stopping": "degraded",
     "failed": "failing",
-    "disabled": "off",
-    "stopped": "off",
+    "disabled": "disabled",
+    "stopped": "stopped",
 }
 
 
 @router.get(
     "/api/v1/health", tags=["health"], response_model=HealthView, responses=errors(),
-    summary="Each plugin's health from its state, and the host's overall",
+    summary="Each plugin's health (liveness, readiness, reasons) and the host's overall",
 )  # fmt: skip
 async def health(host: HostDep) -> HealthView:
-    plugins: dict[str, Any] = {}
     counts: dict[str, int] = {}
     for rec in host.plugins():
-        state = str(rec.state)
-        plugins[rec.id] = _HEALTH.get(state, "degraded")
-        counts[state] = counts.get(state, 0) + 1
+        counts[str(rec.state)] = counts.get(str(rec.state), 0) + 1
+    if host.monitor is not None:
+        checks = _builtins(host.health())
+        return HealthView(
+            status=checks["status"],
+            plugins={c["plugin"]: c["status"] for c in checks["plugins"]},
+            counts=counts,
+            checks=checks["plugins"],
+        )
+    # monitoring off: from the states alone
+    plugins = {r.id: _HEALTH.get(str(r.state), "degraded") for r in host.plugins()}
     values = set(plugins.values())
     overall: Literal["green", "degraded", "failing"] = "green"
     if "failing" in values:
@@ -155,10 +163,8 @@ async def health(host: HostDep) -> HealthView:
 def prometheus(request: Request) -> Response:
     from prometheus_client import CONTENT_TYPE_LATEST
 
-    from plugbay.monitor.prometheus import exposition
-
     # a def route: FastAPI runs it in a thread, and the collector works on snapshots
-    return Response(exposition(_host(request).manager), media_type=CONTENT_TYPE_LATEST)
+    return Response(_host(request).render_metrics(), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get(
@@ -398,31 +404,47 @@ async def plugin_history(plugin_id: str, host: HostDep, limit: Limit = 100) -> l
     return _history(host, plugin_id, limit)
 
 
-LOGS_PLUGIN: Final = "system.logging"
+Level = Literal["debug", "info", "warning", "error", "critical"]
 
 
 @router.get(
-    "/api/v1/logs", tags=["logs"], response_model=list[LogRecord], responses=errors(409, 502, 504),
+    "/api/v1/logs", tags=["logs"], response_model=list[LogRecord], responses=errors(404, 409),
     summary="The newest log records (oldest first), by level and plugin",
 )  # fmt: skip
 async def logs(
     host: HostDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    level: Literal["debug", "info", "warning", "error", "critical"] = "debug",
+    level: Level = "debug",
     plugin: Annotated[str | None, Query()] = None,
 ) -> list[LogRecord]:
-    """Read from the ``system.logging`` plugin's ring while it is active."""
-    try:
-        records = await host.call_with(
-            LOGS_PLUGIN, "tail", {"limit": limit, "level": level, "plugin": plugin}
-        )
-    except (PluginNotFound, PluginStateError) as exc:
-        raise PluginStateError(
-            f"logs are kept by the {LOGS_PLUGIN} plugin, which is not active: {exc.message}",
-            plugin=LOGS_PLUGIN,
-            hint=f"enable {LOGS_PLUGIN}, or read the host's output",
-        ) from None
-    return [LogRecord.model_validate(_builtins(r)) for r in records]
+    """Each plugin's logger, its worker's output and security events, as the monitor keeps
+    them in memory (``plugbay logs`` reads the longer history in the state)."""
+    floor = logging.getLevelNamesMapping()[level.upper()]
+    out = []
+    for r in host.logs(plugin, min_level=floor, limit=limit):
+        row = _builtins(r)
+        row["level"] = logging.getLevelName(row["level"]).lower()
+        out.append(LogRecord.model_validate(row))
+    return out
+
+
+@router.get(
+    "/api/v1/alerts", tags=["alerts"], response_model=list[AlertItem],
+    responses=errors(404, 409), summary="The alerts firing now (all: cleared ones too)",
+)  # fmt: skip
+async def alerts(
+    host: HostDep,
+    plugin: Annotated[str | None, Query()] = None,
+    all: Annotated[bool, Query(description="Cleared alerts too.")] = False,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> list[AlertItem]:
+    if plugin is not None:
+        host.plugin(plugin)
+    if all and host.state is not None:
+        rows = host.state.alerts(plugin, open_only=False, limit=limit)
+    else:
+        rows = host.alerts(plugin)[:limit]
+    return [AlertItem.model_validate(_builtins(r)) for r in rows]
 
 
 async def plugbay_error(request: Request, exc: Exception) -> Response:

@@ -107,6 +107,7 @@ def _audit(host: Host, caller: Caller) -> None:
     host.events.emit(
         "security.http.denied" if result == "denied" else "security.http.request",
         source="http",
+        message=f"HTTP: {text}",  # what the monitor's security log shows for the plugin
         **{k: v for k, v in caller.items() if k != "login"},
     )
     plugin = caller.get("plugin")

@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
+    "AlertItem",
     "CallResult",
     "CommandInfo",
     "ConfigChange",
@@ -134,8 +135,15 @@ class HistoryItem(BaseModel):
 
 class HealthView(BaseModel):
     status: Literal["green", "degraded", "failing"]
-    plugins: dict[str, Literal["green", "degraded", "failing", "off"]]
+    plugins: dict[str, str] = Field(
+        description="Each plugin's status: green, degraded or failing; disabled or stopped "
+        "when it is off."
+    )
     counts: dict[str, int] = Field(description="Plugins by state.")
+    checks: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Each plugin's liveness, readiness and the reasons (with monitoring on).",
+    )
 
 
 class Readiness(BaseModel):
@@ -167,8 +175,25 @@ class SeriesView(BaseModel):
 
 
 class LogRecord(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
     time: float
-    level: str
+    level: str = Field(description="debug, info, warning, error or critical.")
     plugin: str | None
+    version: str | None = None
     logger: str
     message: str
+    fields: dict[str, Any] = Field(default_factory=dict)
+
+
+class AlertItem(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    id: int | None = None
+    plugin: str | None
+    version: str | None = None
+    rule: str
+    message: str
+    details: dict[str, Any] = Field(default_factory=dict)
+    fired: float
+    cleared: float | None = None

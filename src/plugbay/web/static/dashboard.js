@@ -331,28 +331,25 @@ async function refreshLogs() {
 }
 
 let alertsEndpoint = true;
+let alertsFetched = 0;
+let firing = [];
 
 async function refreshAlerts(plugins) {
   const list = $("#alerts");
-  if (alertsEndpoint) {
+  if (alertsEndpoint && Date.now() - alertsFetched > 2000) {
+    alertsFetched = Date.now();
     try {
-      const alerts = await api("GET", "/api/v1/alerts");
-      list.innerHTML = alerts.length
-        ? alerts.map((a) => `<li class="error">${esc(a.plugin || "")} ${esc(a.rule || a.kind || "")}: ${esc(a.message || a.text || "")}</li>`).join("")
-        : "<li>no alert is firing</li>";
-      return;
+      firing = await api("GET", "/api/v1/alerts");
     } catch (error) {
-      if (error.status !== 404) {
-        list.innerHTML = `<li class="error">${esc(error.text)}</li>`;
-        return;
-      }
-      alertsEndpoint = false; // this host has no alert rules yet: show what is failing
+      if (error.status === 404 && error.code === "not_found") alertsEndpoint = false; // no alert rules here
+      else firing = [{ plugin: "", rule: "error", message: error.text || String(error) }];
     }
   }
-  const failing = Object.entries(plugins).filter(([, p]) => p.state === "failed");
-  list.innerHTML = failing.length
-    ? failing.map(([id, p]) => `<li class="error">${esc(id)} is failed: ${esc(p.reason || "see its detail")}</li>`).join("")
-    : "<li>nothing is failing (this host has no alert rules yet; failed plugins show here)</li>";
+  const items = firing.map((a) => `<li class="error"><b>${esc(a.plugin || "host")}</b> ${esc(a.rule)}: ${esc(a.message)}</li>`);
+  for (const [id, p] of Object.entries(plugins)) {
+    if (p.state === "failed") items.push(`<li class="error">${esc(id)} is failed: ${esc(p.reason || "see its detail")}</li>`);
+  }
+  list.innerHTML = items.length ? items.join("") : "<li>no alert is firing, and no plugin is failing</li>";
 }
 
 // ------------------------------------------------------------------ the live stream
