@@ -114,6 +114,7 @@ def _reap(control: socket.socket) -> None:
 
 def zygote_main(control_fd: int) -> None:
     from plugbay.isolation import limits, worker  # the warm part: every worker inherits it
+    from plugbay.monitor import worker_side  # noqa: F401  (imported by every worker)
 
     _die_with_parent()
     # orphans of a worker (a plugin granted subprocesses) are ours to reap, not init's
@@ -196,6 +197,9 @@ class Zygote:
             # the same plugbay as the host, whatever put it on the host's path
             "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
             "PYTHONDONTWRITEBYTECODE": "1",
+            # one malloc arena: a worker's threads would each reserve 64 MiB of address
+            # space, which RLIMIT_AS counts against the plugin's memory limit
+            "MALLOC_ARENA_MAX": "1",
         }
         self._proc = await asyncio.create_subprocess_exec(
             sys.executable,
