@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-stamp
 .PHONY: run test lint typecheck unit bench clean help promtool browser
 
 help:
-	@echo "make run    - create .venv, install, start the host on ./plugins (Ctrl-C to stop)"
+	@echo "make run    - create .venv, install, start the host on ./plugins, reloading on save (Ctrl-C to stop)"
 	@echo "make test   - create .venv, install, run ruff, mypy --strict and the test suite"
 	@echo "make bench  - run the benchmarks, each figure beside its anchor"
 
@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/plugbay run --plugins plugins
+	$(BIN)/plugbay run --plugins plugins --watch
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench plugins

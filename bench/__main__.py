@@ -6,7 +6,7 @@ import importlib
 import platform
 import sys
 
-SUITES = ["spine", "sandbox", "monitor", "http"]
+SUITES = ["spine", "sandbox", "monitor", "reload", "http"]
 
 
 def main(argv: list[str]) -> int:

@@ -190,6 +190,12 @@ def run(
     http_max_body: Annotated[
         int, typer.Option("--http-max-body", help="Largest request body the API accepts, bytes.")
     ] = 1 << 20,
+    watch: Annotated[
+        bool,
+        typer.Option(
+            "--watch", "-w", help="Reload a plugin when its files change (dependents follow)."
+        ),
+    ] = False,
 ) -> None:
     """Start the host on the plugins directory and serve until Ctrl-C.
 
@@ -240,9 +246,25 @@ def run(
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, stop.set)
+            watcher = None
+            if watch:
+                from plugbay.watch import PluginWatcher
+
+                watching = PluginWatcher(host, on_change=_print_watch)
+                watcher = asyncio.ensure_future(watching.run(stop))
+                ready = asyncio.ensure_future(watching.ready.wait())
+                await asyncio.wait(
+                    [watcher, ready], return_when=asyncio.FIRST_COMPLETED, timeout=10
+                )
+                ready.cancel()
+                out.print(
+                    "watching " + ", ".join(str(d) for d in host.plugin_dirs) + " for changes"
+                )
             out.print("serving; press Ctrl-C to stop")
             sys.stdout.flush()
             await stop.wait()
+            if watcher is not None:
+                await asyncio.wait([watcher], timeout=2)
             out.print("stopping: cleaning up plugins in reverse order")
             if metrics_server is not None:
                 metrics_server.shutdown()
@@ -260,6 +282,16 @@ def run(
     except PlugbayError as exc:
         _fail(exc)
     raise typer.Exit(code)
+
+
+def _print_watch(result: Any) -> None:
+    stamp = time.strftime("%H:%M:%S")
+    if result.ok:
+        took = f" in {result.seconds * 1000:.0f} ms" if result.seconds else ""
+        out.print(f"[dim]{stamp}[/] [green]{escape(result.message)}[/]{took}")
+    else:
+        out.print(f"[dim]{stamp}[/] [red]{result.action} failed:[/] {escape(result.message)}")
+    sys.stdout.flush()
 
 
 # --------------------------------------------------------------------------- a running host
@@ -314,6 +346,9 @@ def _recorded(
             newest[m.id] = m
     outcome = {
         ("load", "ok"): "active",
+        ("reload", "ok"): "active",
+        ("upgrade", "ok"): "active",
+        ("rollback", "ok"): "active",
         ("restart", "ok"): "initializing",
         ("unload", "ok"): "stopped",
         ("shutdown", "ok"): "stopped",
@@ -329,6 +364,8 @@ def _recorded(
             for event in store.history(pid, limit=20):
                 if event.time < running["since"]:
                     break
+                if event.action in ("reload", "upgrade", "rollback") and event.result != "ok":
+                    continue  # a failed swap leaves the version before it serving
                 state = outcome.get(
                     (event.action, event.result), "failed" if event.result == "failed" else None
                 )
@@ -955,7 +992,8 @@ def history(
     state: StateOpt = Path(".plugbay"),
     as_json: JsonOpt = False,
 ) -> None:
-    """Show load, unload, failure, enable and disable events, newest first."""
+    """Show installs, loads, reloads, upgrades, rollbacks, failures, enables and disables,
+    newest first, with versions, result and reason."""
     from types import SimpleNamespace
 
     client = _client(state)
@@ -974,11 +1012,12 @@ def history(
         table.add_column(col)
     for e in events:
         colour = "green" if e.result == "ok" else "red"
+        moved = e.details.get("from"), e.details.get("to")
         table.add_row(
             time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e.time)),
             e.plugin_id,
             e.action,
-            e.version or "",
+            f"{moved[0]} → {moved[1]}" if all(moved) and moved[0] != moved[1] else e.version or "",
             f"[{colour}]{e.result}[/]",
             escape((e.reason or "")[:120]),
         )
@@ -1089,31 +1128,154 @@ def _remote(fn: Callable[[], T], *, as_json: bool = False) -> T:
         _fail(exc, as_json=as_json)
 
 
+# --------------------------------------------------------------------------- versions
+
+
+def _refuse_running(state: Path, what: str) -> None:
+    """A second host on a served state directory would fight the first one over it."""
+    running = _running_host(state)
+    if running is not None:
+        _fail(
+            PlugbayError(
+                f"a host (pid {running['pid']}) serves {state}; '{what}' against a running host "
+                "goes through its HTTP API",
+                hint="stop that host first (Ctrl-C), run the command, then start it again; "
+                "or use 'plugbay run --watch', which reloads on save",
+            )
+        )
+
+
 @app.command()
 def reload(
     plugin_id: Annotated[str, typer.Argument(help="Plugin id")],
+    plugins: PluginsOpt = None,
+    state: StateOpt = Path(".plugbay"),
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Swap a plugin for what its files say now; its dependents follow when its version
+    or a provided service changed. If the new code is broken, the old version keeps
+    serving and the reason is printed (and kept in the history). A running host
+    does it through its API."""
+    client = _client(state)
+    if client is not None:
+        with client:
+            data = _remote(lambda: client.reload(plugin_id), as_json=as_json)
+        if as_json:
+            out.print_json(json.dumps(data))
+            return
+        p = data["plugin"]
+        out.print(f"{p['id']}: reloaded, {p['version']} {_state_text(p['state'])}")
+        return
+    _refuse_running(state, "reload")
+
+    async def body(host: Any) -> dict[str, Any]:
+        before = host.plugin(plugin_id).version
+        rec = await host.reload(plugin_id)
+        return {"id": plugin_id, "from": before, "to": rec.version, "seconds": rec.load_seconds}
+
+    done = _with_host(_host_kwargs(plugins, state, config), body, as_json=as_json)
+    if as_json:
+        out.print_json(json.dumps({"ok": True, **done}))
+    else:
+        out.print(f"{plugin_id}: reloaded {done['from']} → {done['to']}")
+
+
+@app.command()
+def rollback(
+    plugin_id: Annotated[str, typer.Argument(help="Plugin id")],
+    to: Annotated[
+        str | None, typer.Option("--to", help="This version (default: the previous one).")
+    ] = None,
+    plugins: PluginsOpt = None,
+    state: StateOpt = Path(".plugbay"),
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Return to the version that served before (kept in the store), with the state it
+    had then. The choice is kept: the next start serves that version too."""
+    _refuse_running(state, "rollback")
+
+    async def body(host: Any) -> dict[str, Any]:
+        before = host.plugin(plugin_id).version
+        rec = await host.rollback(plugin_id, to)
+        return {"id": plugin_id, "from": before, "to": rec.version}
+
+    done = _with_host(_host_kwargs(plugins, state, config), body, as_json=as_json)
+    if as_json:
+        out.print_json(json.dumps({"ok": True, **done}))
+    else:
+        out.print(f"{plugin_id}: rolled back {done['from']} → {done['to']}")
+
+
+@app.command()
+def install(
+    source: Annotated[Path, typer.Argument(help="A plugin directory, or a wheel (.whl)")],
     state: StateOpt = Path(".plugbay"),
     as_json: JsonOpt = False,
 ) -> None:
-    """Reload a plugin of the running host from its files; the old version keeps serving
-    if the new one fails."""
-    client = _client(state)
-    if client is None:
-        _fail(
-            PlugbayError(
-                f"no host with an API serves {state}",
-                hint="reload acts on a running host: start one with 'plugbay run' "
-                "(without --no-http), or pass its --state",
-            ),
-            as_json=as_json,
-        )
-    with client:
-        data = _remote(lambda: client.reload(plugin_id), as_json=as_json)
+    """Add a version of a plugin to the host's store, beside the versions already there.
+    It serves after 'plugbay upgrade ID' (or at once if no other version of it exists)."""
+    from plugbay.host import HOST_VERSION
+    from plugbay.store import PluginStore
+    from plugbay.versions import Version
+
+    def go(store_db: Any) -> Any:
+        store = PluginStore(state / "store", store_db)
+        return store.install(source, host_version=Version.parse(HOST_VERSION))
+
+    manifest = _store_op(state, go, as_json=as_json)
     if as_json:
-        out.print_json(json.dumps(data))
+        out.print_json(
+            json.dumps({"ok": True, "id": manifest.id, "version": str(manifest.version),
+                        "path": str(manifest.root)})
+        )  # fmt: skip
         return
-    p = data["plugin"]
-    out.print(f"{p['id']}: reloaded, {p['version']} {_state_text(p['state'])}")
+    out.print(
+        f"installed {manifest.id} {manifest.version} in {manifest.root}\n"
+        f"'plugbay upgrade {manifest.id}' serves it if an older version is active"
+    )
+
+
+@app.command()
+def upgrade(
+    plugin_id: Annotated[str, typer.Argument(help="Plugin id")],
+    version: Annotated[
+        str | None, typer.Argument(help="Version (default: the newest installed)")
+    ] = None,
+    with_dependents: Annotated[
+        bool,
+        typer.Option(
+            "--with-dependents", help="Move dependents too, to versions that accept the new one."
+        ),
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Say what would move, change nothing.")
+    ] = False,
+    plugins: PluginsOpt = None,
+    state: StateOpt = Path(".plugbay"),
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Move a plugin to a newer installed version. Refused, naming each dependent and its
+    range, when an active dependent would not accept it; --with-dependents moves them
+    too when installed versions of them do."""
+    _refuse_running(state, "upgrade")
+
+    async def body(host: Any) -> dict[str, list[str]]:
+        if dry_run:
+            plan = host.manager.upgrade_plan(plugin_id, version, with_dependents=with_dependents)
+        else:
+            plan = await host.upgrade(plugin_id, version, with_dependents=with_dependents)
+        return {pid: [moved["from"], moved["to"]] for pid, moved in plan.to_dict().items()}
+
+    moved = _with_host(_host_kwargs(plugins, state, config), body, as_json=as_json)
+    if as_json:
+        out.print_json(json.dumps({"ok": True, "dry_run": dry_run, "changes": moved}))
+        return
+    verb = "would move" if dry_run else "moved"
+    for pid, (old, new) in moved.items():
+        out.print(f"{pid}: {verb} {old} → {new}")
 
 
 @app.command()
@@ -1152,14 +1314,14 @@ def token(
         err.print("[dim]the old token no longer works; a running host uses the new one now[/]")
 
 
-def _store_op(state_dir: Path, fn: Callable[[Any], T]) -> T:
+def _store_op(state_dir: Path, fn: Callable[[Any], T], *, as_json: bool = False) -> T:
     from plugbay.state import StateStore
 
     try:
         with StateStore.open(state_dir) as store:
             return fn(store)
     except PlugbayError as exc:
-        _fail(exc)
+        _fail(exc, as_json=as_json)
 
 
 # --------------------------------------------------------------------------- monitoring

@@ -13,14 +13,15 @@ serve. Leaving the ``async with`` cleans up in reverse order.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import os
 import tomllib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 
@@ -34,8 +35,13 @@ from plugbay.manifest import PluginManifest
 from plugbay.monitor.config import MonitorSettings
 from plugbay.monitor.monitor import PluginMonitor
 from plugbay.registry import PluginRegistry
-from plugbay.state import StateStore
+from plugbay.state import HistoryEvent, StateStore
+from plugbay.store import KEPT, PluginStore
+from plugbay.swap import UpgradePlan
 from plugbay.versions import Version
+
+if TYPE_CHECKING:
+    from plugbay.watch import WatchResult
 
 __all__ = ["HOST_VERSION", "Host", "HostInfo", "PluginProxy"]
 
@@ -151,6 +157,7 @@ class Host:
         policy: IsolationPolicy | None = None,
         inline: Iterable[str] = (),
         monitor: MonitorSettings | Mapping[str, Any] | None = None,
+        probation: float = 0.5,
     ) -> None:
         if plugins_dir is None:
             dirs: list[Path] = []
@@ -171,6 +178,8 @@ class Host:
         self.problems: list[PlugbayError] = []
         self.registry = PluginRegistry(Version.parse(HOST_VERSION))
         self.state: StateStore | None = None
+        #: installed and kept versions, under the state directory (None without one)
+        self.store: PluginStore | None = None
         self.events = EventBus()
         data_root = (self.state_dir / "data") if self.state_dir else Path(".plugbay-data").resolve()
         self.manager = PluginManager(
@@ -188,6 +197,7 @@ class Host:
                 monitoring=monitoring,
                 policy=policy or IsolationPolicy.from_config({}, inline=inline),
                 plugin_dirs=tuple(self.plugin_dirs),
+                probation=probation,
             ),
             events=self.events,
             config_for=self._config_for,
@@ -224,6 +234,8 @@ class Host:
         if self.state_dir is not None:
             self.state = StateStore.open(self.state_dir)
             self.manager.state = self.state
+            self.store = PluginStore(self.state_dir / "store", self.state)
+            self.manager.store = self.store
         self._file_config = self._read_config_file()
         if self.manager.settings.monitoring:
             self.monitor = PluginMonitor(self.manager, self._monitor_settings())
@@ -239,6 +251,7 @@ class Host:
                 self.registry.register(manifest)
             except PlugbayError as exc:
                 self._problem(exc, manifest)
+        self._register_store()
         self.events.hold()
         try:
             await self._resolve_and_load()
@@ -246,6 +259,27 @@ class Host:
             self.events.release()
         self.events.emit("host.started", version=HOST_VERSION, plugins=len(self.registry))
         await self.events.drain()
+
+    def _register_store(self) -> None:
+        """Installed versions join the registry; a version kept for rollback only when the
+        operator chose it (so an edited plugin directory still wins at the next start).
+        A version a plugin directory already provides is taken from the directory."""
+        if self.store is None or self.state is None:
+            return
+        held = self.state.held_versions()
+        found = self.store.discover()
+        for problem in found.problems:
+            logging.getLogger("plugbay.host").warning("plugin store: %s", problem)
+        for manifest in found.manifests:
+            pid, version = manifest.id, str(manifest.version)
+            if self.store.kept(pid, version) and held.get(pid) != version:
+                continue
+            if pid in self.registry and manifest.version in self.registry.versions(pid):
+                continue
+            try:
+                self.registry.register(manifest)
+            except PlugbayError as exc:
+                self._problem(exc, manifest)
 
     async def _resolve_and_load(self) -> None:
         disabled = self.state.disabled() if self.state is not None else {}
@@ -393,9 +427,62 @@ class Host:
     async def load(self, plugin_id: str) -> PluginRecord:
         return await self.manager.load_plugin(plugin_id)
 
-    async def reload(self, plugin_id: str) -> PluginRecord:
-        """Swap a plugin for what its files say now; the old version serves until then."""
-        return await self.manager.reload_plugin(plugin_id)
+    async def reload(
+        self, plugin_id: str, *, source: str | os.PathLike[str] | None = None
+    ) -> PluginRecord:
+        """Swap a plugin for what its files say now (or what ``source``, another plugin
+        directory, says); the old version serves until then, and keeps serving if the new
+        one fails. Dependents follow when its version or a provided service changed."""
+        return await self.manager.reload_plugin(
+            plugin_id, source=Path(source) if source is not None else None
+        )
+
+    async def rollback(self, plugin_id: str, version: str | None = None) -> PluginRecord:
+        """Return to the version that served before (or ``version``), with the state it
+        had then; the current version serves until the swap."""
+        return await self.manager.rollback_plugin(plugin_id, version)
+
+    async def upgrade(
+        self, plugin_id: str, version: str | None = None, *, with_dependents: bool = False
+    ) -> UpgradePlan:
+        """Move to a newer installed version; refused, naming each dependent and its range,
+        when an active dependent would not accept it (unless ``with_dependents`` finds
+        versions of them that do)."""
+        return await self.manager.upgrade_plugin(
+            plugin_id, version, with_dependents=with_dependents
+        )
+
+    def install(self, source: str | os.PathLike[str]) -> PluginManifest:
+        """Add a plugin directory or wheel to the store, beside the versions already
+        there; it serves once chosen (``upgrade``, or a start that resolves to it)."""
+        if self.store is None:
+            raise PluginStateError(
+                "installing needs a state directory, where the plugin store lives",
+                hint="create the host with state_dir=..., or pass --state DIR",
+            )
+        manifest = self.store.install(Path(source), host_version=Version.parse(HOST_VERSION))
+        if manifest.id not in self.registry or manifest.version not in self.registry.versions(
+            manifest.id
+        ):
+            self.registry.register(manifest)
+        return manifest
+
+    def history(self, plugin_id: str | None = None, *, limit: int = 100) -> list[HistoryEvent]:
+        """Installs, loads, reloads, upgrades, rollbacks and failures, newest first."""
+        if self.state is None:
+            return []
+        return self.state.history(plugin_id, limit=limit)
+
+    async def watch(
+        self,
+        stop: asyncio.Event | None = None,
+        *,
+        on_change: Callable[[WatchResult], None] | None = None,
+    ) -> None:
+        """Reload plugins whose files change, until ``stop`` is set (``plugbay run --watch``)."""
+        from plugbay.watch import PluginWatcher
+
+        await PluginWatcher(self, on_change=on_change).run(stop)
 
     async def unload(self, plugin_id: str, *, cascade: bool = False) -> list[str]:
         return await self.manager.unload_plugin(plugin_id, cascade=cascade)
@@ -457,6 +544,11 @@ class Host:
             if plugin_id in self.registry
             else []
         )
+        # the store: installed versions, and the copies kept for rollback
+        out["versions_stored"] = [
+            {"version": version, "kept": source.startswith(KEPT), "source": source}
+            for _, version, source in (self.state.installed(plugin_id) if self.state else [])
+        ]
         out["dependencies"] = (
             {**{k: str(v) for k, v in rec.manifest.dependencies.items()}} if rec.manifest else {}
         )

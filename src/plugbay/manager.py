@@ -20,7 +20,7 @@ import logging
 import time
 import traceback
 import types
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -44,7 +44,6 @@ from plugbay.errors import (
     PluginCallError,
     PluginInitError,
     PluginNotFound,
-    PluginReloadError,
     PluginStateError,
     PluginTimeout,
     did_you_mean,
@@ -60,6 +59,8 @@ from plugbay.registry import PluginRegistry
 from plugbay.resolve import ResolutionPlan
 from plugbay.services import ServiceHub, ServiceView
 from plugbay.state import StateStore
+from plugbay.store import PluginStore
+from plugbay.swap import Swapper, UpgradePlan
 from plugbay.versions import Range
 
 __all__ = ["ManagerSettings", "PluginManager", "PluginRecord", "PluginState"]
@@ -153,6 +154,8 @@ class ManagerSettings:
     policy: IsolationPolicy = field(default_factory=IsolationPolicy)
     #: the host's plugin directories (a core/ folder directly inside one is trusted)
     plugin_dirs: tuple[Path, ...] = ()
+    #: after a swap, seconds in which the new version must pass its health probe (0: none)
+    probation: float = 0.5
 
 
 _NO_CONFIG: Final[Mapping[str, Any]] = {}
@@ -175,7 +178,8 @@ _UNCOUNTED: Final = _Uncounted()
 
 
 class PluginManager:
-    """The spec's ``PluginManager``: load, unload, get and list plugins, and call them."""
+    """The spec's ``PluginManager``: load, unload, get and list plugins, and call them;
+    reload, upgrade and roll them back (:mod:`plugbay.swap`)."""
 
     def __init__(
         self,
@@ -209,6 +213,11 @@ class PluginManager:
         ] = {}  # fmt: skip
         self._lock = asyncio.Lock()
         self._restarts: dict[str, asyncio.Task[None]] = {}
+        #: installed and kept versions (set by the host when it has a state directory)
+        self.store: PluginStore | None = None
+        #: one swap (reload, upgrade, rollback) at a time per plugin
+        self._swapping: dict[str, asyncio.Lock] = {}
+        self._swapper = Swapper(self)
 
     # ------------------------------------------------------------------ the spec's members
 
@@ -469,6 +478,8 @@ class PluginManager:
     def place(self, manifest: PluginManifest) -> Placement:
         """Where the host's policy runs this plugin, with its limits and permissions."""
         granted = self.state.grants(manifest.id) if self.state is not None else []
+        if self.store is not None:  # a copy the host kept is judged where it came from
+            manifest = self.store.as_kept_from(manifest)
         return self.settings.policy.place(manifest, self.settings.plugin_dirs, granted)
 
     async def _launch(
@@ -642,143 +653,49 @@ class PluginManager:
             rec = await self._start(crashed.manifest, crashed.needs, crashed.notes)
             rec.crashes = crashed.crashes
 
-    # ------------------------------------------------------------------ reloading
+    # ------------------------------------------------------------------ swapping (plugbay.swap)
 
-    async def reload_plugin(self, plugin_id: str, *, drain_timeout: float = 5.0) -> PluginRecord:
-        """Swap an active plugin for what its files say now, while callers keep working.
+    async def reload_plugin(
+        self,
+        plugin_id: str,
+        *,
+        drain_timeout: float = 5.0,
+        source: Path | None = None,
+        dependents: bool = True,
+    ) -> PluginRecord:
+        """Swap an active plugin for what its files say now (``source``: another directory,
+        e.g. after a rename), while callers keep working; then reload its dependents when
+        its version or a provided service changed. The old version keeps serving if the
+        new one fails to load, initialize, take the state or pass its probation
+        (:class:`PluginReloadError` says why)."""
+        return await self._swapper.reload_plugin(
+            plugin_id, drain_timeout=drain_timeout, source=source, dependents=dependents
+        )
 
-        The new version is loaded beside the old one (a fresh module namespace, or a
-        new worker), initialized, handed the old one's state when both implement
-        ``export_state``/``import_state``, and then routing switches at once: calls
-        already running finish on the old version (drained, up to ``drain_timeout``),
-        new calls go to the new one, and the old one is cleaned up. If anything fails
-        before the switch, the old version keeps serving and
-        :class:`PluginReloadError` says why.
-        """
-        async with self._lock:
-            rec = self.record(plugin_id)
-            old = rec.manifest
-            route = self._routes.get(plugin_id)
-            if rec.state is not PluginState.ACTIVE or route is None or old is None:
-                raise self._not_active(rec)
-            if old.origin != "directory" or old.path is None:
-                raise PluginStateError(
-                    f"is installed as a package ({old.location}); only a plugin directory "
-                    "can be reloaded in place",
-                    plugin=plugin_id,
-                    hint="install the new version, then restart the host",
-                )
-            started = time.perf_counter()
-            handle: PluginHandle | None = None
-            try:
-                from plugbay.manifest import load_manifest
+    async def reload_dependents(
+        self, changed: Collection[str], why: str, *, skip: Collection[str] = ()
+    ) -> dict[str, str | None]:
+        """Reload the active dependents of ``changed`` in dependency order (not ``skip``):
+        each id with ``None``, or the reason it failed (it keeps its old version)."""
+        return await self._swapper.reload_dependents(changed, why, skip=skip)
 
-                new = load_manifest(old.path)
-                if new.id != plugin_id:
-                    raise PlugbayError(
-                        f"the manifest now says id '{new.id}'",
-                        where=str(old.path),
-                        hint="a plugin's id cannot change; install it as a new plugin",
-                    )
-                if new.version < old.version:
-                    raise PlugbayError(
-                        f"the version went backwards, from {old.version} to {new.version}",
-                        where=str(old.path),
-                        hint="raise the version, or roll back on purpose",
-                    )
-                needs, notes = self._needs_of(new)
-                config = self._validated_config(new)
-                assert rec.metrics is not None
-                handle, context = await self._launch(rec, new, config, rec.metrics)
-                await self._initialize(handle, new, context)
-                await self._hand_over(rec, route[0], handle)
-            except (Exception, SystemExit) as exc:
-                if handle is not None:
-                    await self._dispose(handle)
-                reason = (
-                    exc.message if isinstance(exc, PlugbayError) else f"{type(exc).__name__}: {exc}"
-                )
-                error = PluginReloadError(
-                    f"reload failed; {old.version} keeps serving: {reason}",
-                    plugin=plugin_id,
-                    where=exc.where if isinstance(exc, PlugbayError) else str(old.path),
-                    hint=(exc.hint if isinstance(exc, PlugbayError) else None)
-                    or f"fix it and reload again; 'plugbay info {plugin_id}' shows the version serving",
-                    details=exc.details if isinstance(exc, PlugbayError) else {},
-                )
-                self._history(
-                    rec, "reload", "failed", str(error), {"to": str(getattr(exc, "version", ""))}
-                )
-                self.events.emit("plugin.reload_failed", plugin=plugin_id, reason=str(error))
-                log.error("%s", error)
-                raise error from exc
-            # the switch: from here on, new calls go to the new version
-            old_handle, metrics, _, inflight, _ = route
-            timeout = min(
-                _positive(new.resources.timeout) or self.settings.call_timeout,
-                self.settings.max_call_timeout,
-            )
-            self._routes[plugin_id] = (
-                handle,
-                metrics,
-                timeout,
-                [0],
-                _table(handle, metrics, self.settings.monitoring),
-            )
-            if hasattr(handle, "on_crash"):
-                handle.on_crash = functools.partial(self._crashed, rec)
-            rec.handle, rec.manifest, rec.config = handle, new, config
-            rec.needs, rec.notes = needs, notes
-            self.services.withdraw(plugin_id)
-            for name, version in new.provides.items():
-                self.services.provide(plugin_id, name, version, None)
-            instance = handle.instance
-            if isinstance(instance, SystemPlugin):
-                self.events.subscribe(
-                    Subscriber(
-                        plugin_id,
-                        new.priority if new.priority is not None else instance.priority,
-                        tuple(instance.system_hooks),
-                        instance.on_system_event,
-                    )
-                )
-            if new.path is not None:
-                self.registry.replace(new)
-        # drain the old version, then retire it (outside the lock: calls keep flowing)
-        deadline = time.monotonic() + drain_timeout
-        # polled, not signalled: an Event would cost every call something, for a rare reload
-        while inflight[0] > 0 and time.monotonic() < deadline:  # noqa: ASYNC110
-            await asyncio.sleep(0.005)
-        await self._dispose(old_handle)
-        rec.load_seconds = time.perf_counter() - started
-        self._history(
-            rec, "reload", "ok", None,
-            {"from": str(old.version), "to": str(new.version), "seconds": round(rec.load_seconds, 6),
-             "drained": inflight[0] == 0},
-        )  # fmt: skip
-        self.events.emit("plugin.reloaded", plugin=plugin_id, version=str(new.version))
-        return rec
+    async def rollback_plugin(self, plugin_id: str, version: str | None = None) -> PluginRecord:
+        """Return to the previous version in the history (or ``version``), with its state."""
+        return await self._swapper.rollback_plugin(plugin_id, version)
 
-    async def _hand_over(self, rec: PluginRecord, old: PluginHandle, new: PluginHandle) -> None:
-        """Pass the old instance's state to the new one when both know how (inline)."""
-        exporter = getattr(old.instance, "export_state", None)
-        importer = getattr(new.instance, "import_state", None)
-        if exporter is None or importer is None:
-            return
-        state = exporter()
-        if inspect.isawaitable(state):
-            state = await state
-        result = importer(state)
-        if inspect.isawaitable(result):
-            await result
+    def upgrade_plan(
+        self, plugin_id: str, version: str | None = None, *, with_dependents: bool = False
+    ) -> UpgradePlan:
+        """The versions an upgrade would move (raises naming the dependents it would break)."""
+        return self._swapper.upgrade_plan(plugin_id, version, with_dependents=with_dependents)
 
-    async def _dispose(self, handle: PluginHandle) -> None:
-        """Bounded cleanup, then forget the code; a failure here is logged, never raised."""
-        try:
-            await handle.cleanup(self.settings.cleanup_timeout)
-        except (Exception, SystemExit) as exc:
-            log.warning("cleanup of a retired %s version failed: %r", handle.manifest.id, exc)
-        handle.release()
+    async def upgrade_plugin(
+        self, plugin_id: str, version: str | None = None, *, with_dependents: bool = False
+    ) -> UpgradePlan:
+        """Move to a newer installed version (with ``with_dependents``, its dependents too)."""
+        return await self._swapper.upgrade_plugin(
+            plugin_id, version, with_dependents=with_dependents
+        )
 
     # ------------------------------------------------------------------ unloading
 
@@ -1040,7 +957,7 @@ class PluginManager:
                 rec.id, action, version=rec.version, result=result, reason=reason, details=details
             )
             if action == "load" and result == "ok":
-                self.state.set_active_version(rec.id, rec.version)
+                self._swapper._remember_active(rec)
         except PlugbayError as exc:  # losing history must not take a plugin down
             log.error("could not record %s of %s: %s", action, rec.id, exc)
 

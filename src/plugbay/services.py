@@ -9,7 +9,7 @@ run time instead.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,8 +44,13 @@ class ServiceHub:
             )
         self._services[name] = _Provided(name, version, provider, service)
 
-    def withdraw(self, provider: str) -> None:
-        for name in [n for n, p in self._services.items() if p.provider == provider]:
+    def withdraw(self, provider: str, *, names: Collection[str] | None = None) -> None:
+        """Withdraw the provider's services (only ``names``, when given)."""
+        for name in [
+            n
+            for n, p in self._services.items()
+            if p.provider == provider and (names is None or n in names)
+        ]:
             del self._services[name]
 
     def require(self, consumer: str, name: str, wanted: Range) -> Any:

@@ -103,6 +103,9 @@ _MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
             data TEXT NOT NULL
         )""",
     ),
+    # 2 → 3: held: the operator chose the active version (rollback, upgrade); a restart keeps it
+    # even where a plugin directory now holds another version.
+    ("ALTER TABLE plugins ADD COLUMN held INTEGER NOT NULL DEFAULT 0",),
 )
 
 #: The schema this plugbay writes; a database with a higher ``user_version`` is refused.
@@ -365,8 +368,24 @@ class StateStore:
         )
         return {str(pid): reason for pid, reason in rows}
 
-    def set_active_version(self, plugin_id: str, version: str | None) -> None:
-        self._upsert(plugin_id, "active_version", version)
+    def set_active_version(
+        self, plugin_id: str, version: str | None, *, held: bool = False
+    ) -> None:
+        """Remember the version serving now; ``held`` when the operator chose it."""
+        self._write(
+            "INSERT INTO plugins (plugin_id, active_version, held, updated) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(plugin_id) DO UPDATE SET active_version=excluded.active_version, "
+            "held=excluded.held, updated=excluded.updated",
+            (plugin_id, version, int(held), time.time()),
+        )
+
+    def held_versions(self) -> dict[str, str]:
+        """Active versions the operator chose (rollback, upgrade), by plugin id."""
+        rows = self._read(
+            "SELECT plugin_id, active_version FROM plugins "
+            "WHERE held=1 AND active_version IS NOT NULL ORDER BY plugin_id"
+        )
+        return {str(pid): str(version) for pid, version in rows}
 
     def active_versions(self) -> dict[str, str]:
         rows = self._read(

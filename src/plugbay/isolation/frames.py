@@ -22,10 +22,12 @@ __all__ = [
     "Cancel",
     "Channel",
     "Cleanup",
+    "ExportState",
     "Fail",
     "FrameError",
     "HostCall",
     "HostReply",
+    "ImportState",
     "Init",
     "Load",
     "Loaded",
@@ -101,6 +103,19 @@ class Cancel(msgspec.Struct, tag=True):
 
 class Cleanup(msgspec.Struct, tag=True):
     id: int
+
+
+class ExportState(msgspec.Struct, tag=True):
+    """host → worker: reply with ``{"supported": bool, "state": plain data}`` (a reload)."""
+
+    id: int
+
+
+class ImportState(msgspec.Struct, tag=True):
+    """host → worker: hand this state to the plugin's ``import_state`` (a reload)."""
+
+    id: int
+    state: Any = None
 
 
 class Ping(msgspec.Struct, tag=True):
@@ -179,6 +194,8 @@ Message = (
     | Security
     | Metrics
     | Profile
+    | ExportState
+    | ImportState
 )
 
 _encoder = msgspec.msgpack.Encoder()

@@ -589,6 +589,15 @@ class ProcessHandle:
             spec.name,
         )
 
+    async def export_state(self, timeout: float) -> tuple[bool, Any]:
+        """The plugin's ``export_state()`` in its worker, as plain data (a reload)."""
+        reply = await self._request(frames.ExportState, timeout)
+        return bool(reply["supported"]), reply["state"]
+
+    async def import_state(self, state: Any, timeout: float) -> bool:
+        """Hand ``state`` to the plugin's ``import_state`` in its worker (a reload)."""
+        return bool(await self._request(lambda r: frames.ImportState(r, state), timeout))
+
     async def cleanup(self, timeout: float) -> None:
         self._closing = True
         for task in (self._heartbeat, self._quota):

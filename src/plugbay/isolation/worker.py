@@ -34,7 +34,7 @@ from plugbay.api import (
     Secrets,
 )
 from plugbay.errors import PlugbayError, PluginCallError, ServiceError, error_from_dict
-from plugbay.isolation import frames
+from plugbay.isolation import frames, handover
 from plugbay.isolation.guard import Guard, classify
 from plugbay.isolation.inline import lifecycle, new_instance, run_in_daemon_thread
 from plugbay.loader import import_plugin
@@ -185,6 +185,10 @@ class Worker:
 
             call = frames.Call(message.id, message.command, message.params, message.strict)
             self._spawn(message.id, profiled(self.call(call)))
+        elif isinstance(message, frames.ExportState):
+            self._spawn(message.id, self.export_state())
+        elif isinstance(message, frames.ImportState):
+            self._spawn(message.id, self.import_state(message.state))
         elif isinstance(message, frames.HostReply):
             future = self.host_calls.get(message.id)
             if future is not None and not future.done():
@@ -321,6 +325,21 @@ class Worker:
         assert self.plugin is not None and self.context is not None
         await lifecycle(self.plugin.initialize, _NO_LIMIT, self.context)
 
+    async def export_state(self) -> dict[str, Any]:
+        assert self.plugin is not None
+        try:
+            supported, state = await handover.export_state(self.plugin)
+            return {"supported": supported, "state": handover.plain_state(state)}
+        except Exception as exc:
+            raise _raised(exc, self.plugin.id) from None
+
+    async def import_state(self, state: Any) -> bool:
+        assert self.plugin is not None
+        try:
+            return await handover.import_state(self.plugin, state)
+        except Exception as exc:
+            raise _raised(exc, self.plugin.id) from None
+
     async def cleanup(self) -> None:
         if self.plugin is not None:
             await lifecycle(self.plugin.cleanup, _NO_LIMIT)
@@ -342,6 +361,18 @@ class Worker:
             result = spec.func(plugin, **params)
         checked = spec.validate_result(result, plugin=plugin.id)
         return msgspec.to_builtins(checked, str_keys=True)
+
+
+def _raised(exc: BaseException, plugin: str | None) -> PlugbayError:
+    """The plugin's own exception, named as such (the host words the message)."""
+    return PluginCallError(
+        f"{type(exc).__name__}: {exc}",
+        plugin=plugin,
+        details={
+            "exception": type(exc).__name__,
+            "traceback": "".join(traceback.format_exception(exc)),
+        },
+    )
 
 
 def _wrap(exc: BaseException, plugin: str | None, doing: str) -> PlugbayError:

@@ -1,0 +1,309 @@
+"""The plugin store: versions side by side under the state directory.
+
+Layout::
+
+    <state>/store/<plugin-id>/<version>/        the plugin's files (manifest + code)
+    <state>/store/<plugin-id>/<version>.state.json   the state that version handed over
+                                                     when it was last replaced (rollback)
+
+Two kinds of entries live here. *Installed* versions were added on purpose
+(``plugbay install``); the host registers every one of them and the resolver
+chooses among them. *Kept* versions are copies the host took of a directory
+plugin each time a version of it became active, so that ``plugbay rollback``
+can return to it after its files were edited; the host only loads one when the
+operator chose it (rollback, upgrade), so an edited plugin directory still wins
+at the next start. The ``installed`` table of the state database tells which is
+which (``source`` starting with ``kept:``).
+
+A store entry is immutable once written: it is copied into a temporary
+directory beside its final place and renamed into it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+import tomllib
+import zipfile
+from pathlib import Path, PurePosixPath
+from typing import Any, Final
+
+from plugbay.errors import ManifestError, PlugbayError
+from plugbay.loader import Discovery, discover_directory
+from plugbay.manifest import PluginManifest, load_manifest
+from plugbay.state import StateStore
+from plugbay.versions import Version
+
+__all__ = ["KEPT", "KEPT_PER_PLUGIN", "PluginStore", "wheel_to_directory"]
+
+#: ``installed.source`` prefix of a version the host kept for rollback (not installed)
+KEPT: Final = "kept:"
+#: kept copies per plugin (oldest go first); a rollback reaches this far back
+KEPT_PER_PLUGIN: Final = 5
+_IGNORE: Final = shutil.ignore_patterns("__pycache__", "*.pyc", ".git", ".venv", ".mypy_cache")
+_STAMP: Final = ".plugbay-source"
+
+
+class PluginStore:
+    """``<state>/store``: every installed or kept version of every plugin."""
+
+    def __init__(self, root: Path, state: StateStore | None = None) -> None:
+        self.root = Path(root)
+        self.state = state
+
+    # ------------------------------------------------------------------ where
+
+    def path_for(self, plugin_id: str, version: Version | str) -> Path:
+        return self.root / plugin_id / str(version)
+
+    def state_file(self, plugin_id: str, version: Version | str) -> Path:
+        return self.root / plugin_id / f"{version}.state.json"
+
+    def has(self, plugin_id: str, version: Version | str) -> bool:
+        return (self.path_for(plugin_id, version) / _STAMP).is_file()
+
+    def manifest(self, plugin_id: str, version: Version | str) -> PluginManifest:
+        directory = self.path_for(plugin_id, version)
+        if not self.has(plugin_id, version):
+            raise PlugbayError(
+                f"version {version} is not in the plugin store",
+                plugin=plugin_id,
+                where=str(directory),
+                hint=f"'plugbay install PATH' adds a version; 'plugbay history {plugin_id}' "
+                "shows the versions it had",
+            )
+        return load_manifest(directory)
+
+    def discover(self) -> Discovery:
+        """Every version in the store (static: manifests only)."""
+        if not self.root.is_dir():
+            return Discovery()
+        return discover_directory(self.root)
+
+    def kept(self, plugin_id: str, version: Version | str) -> bool:
+        """Whether this version is only a copy kept for rollback (not installed)."""
+        if self.state is None:
+            return False
+        return any(
+            v == str(version) and source.startswith(KEPT)
+            for _, v, source in self.state.installed(plugin_id)
+        )
+
+    def as_kept_from(self, manifest: PluginManifest) -> PluginManifest:
+        """For placement: a kept copy is judged where its files were kept from (a bundled
+        ``core/`` plugin stays trusted after a rollback); anything else as it is."""
+        root = manifest.root
+        if root is None or not root.is_relative_to(self.root):
+            return manifest
+        if not self.kept(manifest.id, manifest.version):
+            return manifest
+        try:
+            origin = Path(json.loads((root / _STAMP).read_text())["source"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return manifest
+        name = manifest.path.name if manifest.path is not None else "plugin.toml"
+        return dataclasses.replace(manifest, root=origin, path=origin / name)
+
+    # ------------------------------------------------------------------ adding
+
+    def install(self, source: Path, *, host_version: Version | None = None) -> PluginManifest:
+        """Add a plugin directory (or a wheel) to the store; returns the stored manifest.
+
+        Refuses a version already installed, and one whose ``host`` range excludes
+        this host. Nothing of the plugin runs.
+        """
+        source = Path(source)
+        if source.is_file() and source.suffix == ".whl":
+            with tempfile.TemporaryDirectory(prefix="plugbay-wheel-") as tmp:
+                return self.install(
+                    wheel_to_directory(source, Path(tmp)), host_version=host_version
+                )
+        if not source.exists():
+            raise ManifestError(
+                "there is nothing to install here",
+                where=str(source),
+                hint="give a plugin directory (with plugin.toml) or a wheel (.whl)",
+            )
+        if not source.is_dir():
+            raise ManifestError(
+                "not a plugin directory or a wheel",
+                where=str(source),
+                hint="give a plugin directory (with plugin.toml) or a wheel (.whl)",
+            )
+        manifest = load_manifest(source)
+        if host_version is not None and not manifest.host.contains(
+            host_version, include_prerelease=True
+        ):
+            raise PlugbayError(
+                f"{manifest.id} {manifest.version} needs host {manifest.host}, "
+                f"and this host is {host_version}",
+                plugin=manifest.id,
+                where=manifest.location,
+                hint="install a version made for this host, or upgrade plugbay",
+            )
+        if self.has(manifest.id, manifest.version) and not self.kept(manifest.id, manifest.version):
+            raise PlugbayError(
+                f"{manifest.id} {manifest.version} is already installed",
+                plugin=manifest.id,
+                where=str(self.path_for(manifest.id, manifest.version)),
+                hint="raise the version to install changed code; versions in the store "
+                "never change",
+            )
+        target = self._copy(source, manifest)
+        if self.state is not None:
+            self.state.record_installed(manifest.id, str(manifest.version), str(source.resolve()))
+            self.state.add_event(
+                manifest.id,
+                "install",
+                version=str(manifest.version),
+                details={"source": str(source.resolve()), "path": str(target)},
+            )
+        return load_manifest(target)
+
+    def keep(self, manifest: PluginManifest) -> Path | None:
+        """Keep a copy of a directory plugin's files as they are now (for rollback).
+
+        An installed version is never overwritten; a kept copy is refreshed when
+        the files changed since it was taken. Returns the copy, or ``None`` when
+        there is nothing to keep (not a directory plugin, or already in the store).
+        """
+        root = manifest.root
+        if manifest.origin != "directory" or root is None or root.is_relative_to(self.root):
+            return None
+        if self.has(manifest.id, manifest.version):
+            if not self.kept(manifest.id, manifest.version):
+                return None
+            stamp = self.path_for(manifest.id, manifest.version) / _STAMP
+            with contextlib.suppress(OSError, ValueError):
+                if json.loads(stamp.read_text()).get("fingerprint") == _fingerprint(root):
+                    return None
+        target = self._copy(root, manifest)
+        if self.state is not None:
+            self.state.record_installed(manifest.id, str(manifest.version), f"{KEPT}{root}")
+            self._prune(manifest.id, keep=str(manifest.version))
+        return target
+
+    def _prune(self, plugin_id: str, *, keep: str) -> None:
+        """Only the newest :data:`KEPT_PER_PLUGIN` kept copies of a plugin stay (never the
+        one serving); installed versions stay until removed on purpose."""
+        assert self.state is not None
+        kept = [v for _, v, source in self.state.installed(plugin_id) if source.startswith(KEPT)]
+        for version in kept[: max(0, len(kept) - KEPT_PER_PLUGIN)]:
+            if version == keep:
+                continue
+            shutil.rmtree(self.path_for(plugin_id, version), ignore_errors=True)
+            self.state_file(plugin_id, version).unlink(missing_ok=True)
+            self.state.remove_installed(plugin_id, version)
+
+    def _copy(self, source: Path, manifest: PluginManifest) -> Path:
+        target = self.path_for(manifest.id, manifest.version)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{manifest.version}-", dir=target.parent))
+        try:
+            shutil.copytree(source, tmp, ignore=_IGNORE, dirs_exist_ok=True, symlinks=False)
+            (tmp / _STAMP).write_text(
+                json.dumps({"source": str(source.resolve()), "fingerprint": _fingerprint(source)})
+            )
+            old = None
+            if target.exists():
+                old = target.with_name(f".{target.name}-old-{os.getpid()}")
+                shutil.rmtree(old, ignore_errors=True)
+                target.rename(old)
+            tmp.rename(target)
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+        except OSError as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise PlugbayError(
+                f"cannot write the plugin store: {exc.strerror or exc}",
+                plugin=manifest.id,
+                where=str(target),
+                hint="check free disk space and the permissions of the state directory",
+            ) from None
+        return target
+
+    # ------------------------------------------------------------------ state kept for rollback
+
+    def save_state(self, plugin_id: str, version: Version | str, state: Any) -> None:
+        path = self.state_file(plugin_id, version)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"state": state}))
+        tmp.replace(path)
+
+    def load_state(self, plugin_id: str, version: Version | str) -> tuple[bool, Any]:
+        """``(True, state)`` if a state was kept for this version, else ``(False, None)``."""
+        try:
+            return True, json.loads(self.state_file(plugin_id, version).read_text())["state"]
+        except (OSError, ValueError, KeyError):
+            return False, None
+
+
+def _fingerprint(root: Path) -> list[Any]:
+    """Names, sizes and modification times of a plugin's files (cheap change detection)."""
+    out: list[Any] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d not in ("__pycache__", ".git", ".venv"))
+        for name in sorted(filenames):
+            if name.endswith(".pyc"):
+                continue
+            path = os.path.join(dirpath, name)
+            with contextlib.suppress(OSError):
+                st = os.stat(path)
+                out.append([os.path.relpath(path, root), st.st_size, st.st_mtime_ns])
+    return out
+
+
+def wheel_to_directory(wheel: Path, dest: Path) -> Path:
+    """Unpack a plugin wheel into ``dest`` and return the plugin directory inside it.
+
+    This is the seam for ``plugbay.pdk``'s verified unpacking (signatures, RECORD
+    hashes): a wheel is a zip whose top-level package holds the ``plugin.toml``.
+    Here the standard library unpacks it, refusing members that would land outside
+    ``dest``.
+    """
+    try:
+        archive = zipfile.ZipFile(wheel)
+    except (OSError, zipfile.BadZipFile) as exc:
+        raise ManifestError(
+            f"not a readable wheel: {exc}",
+            where=str(wheel),
+            hint="build the plugin with 'plugbay build', or install its directory",
+        ) from None
+    with archive:
+        manifests = [
+            n for n in archive.namelist() if PurePosixPath(n).name == "plugin.toml" and "/" in n
+        ]
+        if len(manifests) != 1:
+            raise ManifestError(
+                "the wheel holds "
+                + ("no plugin.toml" if not manifests else f"{len(manifests)} plugin.toml files")
+                + " inside a package",
+                where=str(wheel),
+                hint="a plugin wheel has exactly one package with a plugin.toml beside its code",
+            )
+        for name in archive.namelist():
+            target = (dest / name).resolve()
+            if not target.is_relative_to(dest.resolve()):
+                raise ManifestError(
+                    f"the wheel member '{name}' would be written outside the unpack directory",
+                    where=str(wheel),
+                    hint="this wheel is malformed or hostile; do not install it",
+                )
+        archive.extractall(dest)
+    package = dest / PurePosixPath(manifests[0]).parent
+    # An entry named as installed ("acme_greeter.greeter:Greeter") is imported from the
+    # wheel's root, where the package sits; one named inside it ("greeter:Greeter"),
+    # from the package directory.
+    try:
+        entry = str(tomllib.loads((package / "plugin.toml").read_text("utf-8")).get("entry", ""))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return package  # the manifest's own checks say what is wrong with it
+    if entry.split(":", 1)[0].split(".", 1)[0] == package.name and package.parent == dest:
+        shutil.copy2(package / "plugin.toml", dest / "plugin.toml")
+        return dest
+    return package

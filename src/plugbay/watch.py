@@ -1,0 +1,297 @@
+"""Watching plugin directories: a saved change reloads the plugin (``plugbay run --watch``).
+
+watchfiles (inotify) reports changes; a burst of writes (an editor saving through a
+temporary file, a ``git checkout``) arrives as one batch, because the batch closes
+only after ``step`` ms without a new change (at most ``debounce`` ms after it
+opened). Each batch becomes at most one reload per plugin:
+
+* a change inside an active plugin's directory reloads it (the old version serves
+  until the new one is ready, and keeps serving if the new one is broken);
+* dependents follow, in dependency order, only when the version or a provided
+  service changed (:meth:`PluginManager.reload_dependents`);
+* a plugin that had failed, or a new plugin directory, is loaded;
+* a plugin directory whose manifest is gone (deleted, or renamed away) keeps its
+  version serving and says so; when it reappears elsewhere with the same id (a
+  rename), the plugin is reloaded from there.
+
+Every outcome is a :class:`WatchResult` handed to ``on_change`` and logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
+
+import watchfiles
+
+from plugbay.errors import PlugbayError
+from plugbay.loader import discover_directory
+from plugbay.manifest import PluginManifest
+
+if TYPE_CHECKING:
+    from plugbay.host import Host
+
+__all__ = ["PluginWatcher", "WatchResult"]
+
+log = logging.getLogger("plugbay.watch")
+
+_MANIFESTS: Final = ("plugin.toml", "pyproject.toml")
+
+
+@dataclass(frozen=True, slots=True)
+class WatchResult:
+    """What one change did to one plugin."""
+
+    plugin_id: str | None
+    action: str  # reload, load, rename, missing, skipped
+    ok: bool
+    message: str
+    version: str | None = None
+    previous: str | None = None
+    seconds: float = 0.0
+    dependents: list[str] = field(default_factory=list)
+
+
+class PluginWatcher:
+    """Reloads the plugins of ``host.plugin_dirs`` whose files change."""
+
+    def __init__(
+        self,
+        host: Host,
+        *,
+        on_change: Callable[[WatchResult], None] | None = None,
+        step_ms: int = 50,
+        debounce_ms: int = 400,
+    ) -> None:
+        self.host = host
+        self.on_change = on_change
+        self.step_ms = step_ms
+        self.debounce_ms = debounce_ms
+        ignore = [str(host.state_dir)] if host.state_dir is not None else []
+        self._filter = watchfiles.DefaultFilter(ignore_paths=ignore)
+        #: set once the watcher is listening (a change before that may be missed)
+        self.ready = asyncio.Event()
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Watch until ``stop`` is set (or the task is cancelled)."""
+        dirs = [d for d in self.host.plugin_dirs if d.is_dir()]
+        if not dirs:
+            log.warning("no plugin directory to watch")
+            self.ready.set()
+            if stop is not None:
+                await stop.wait()
+            return
+        stop = stop or asyncio.Event()
+        changes_iter = watchfiles.awatch(
+            *dirs,
+            watch_filter=self._filter,
+            step=self.step_ms,
+            debounce=self.debounce_ms,
+            stop_event=stop,
+            rust_timeout=200,
+            yield_on_timeout=True,
+        )
+        async for changes in changes_iter:
+            self.ready.set()
+            if changes:
+                try:
+                    await self.apply(sorted({Path(p) for _, p in changes}))
+                except Exception:  # a bug here must not end watching for every later save
+                    log.exception("handling a change failed")
+
+    # ------------------------------------------------------------------ one batch
+
+    async def apply(self, paths: Iterable[Path]) -> list[WatchResult]:
+        """Act on one batch of changed paths; returns what happened to each plugin."""
+        started = time.perf_counter()
+        manager = self.host.manager
+        roots = self._roots()
+        touched: dict[str, Path] = {}  # plugin id → its directory
+        unknown: set[Path] = set()
+        for path in paths:
+            owner = _owner(path, roots)
+            if owner is not None:
+                touched[roots[owner]] = owner
+            elif path.name in _MANIFESTS:
+                unknown.add(path.parent)
+            elif path.is_dir():  # a directory moved in: inotify names the directory only
+                unknown.add(path)
+        results: list[WatchResult] = []
+        # new directories: a new plugin, or one that was renamed (same id, old root gone)
+        for directory in sorted(unknown):
+            found = discover_directory(directory) if directory.is_dir() else None
+            if found is None or not found.manifests:
+                for problem in found.problems if found else ():
+                    results.append(
+                        self._report(WatchResult(problem.plugin, "load", False, str(problem)))
+                    )
+                continue
+            for manifest in found.manifests:
+                rec = manager._records.get(manifest.id)
+                old_root = rec.manifest.root if rec and rec.manifest else None
+                store = self.host.store.root if self.host.store is not None else None
+                if (
+                    old_root is not None
+                    and old_root.exists()
+                    and old_root != manifest.root
+                    and not (store is not None and old_root.is_relative_to(store))
+                ):
+                    results.append(
+                        self._report(
+                            WatchResult(
+                                manifest.id,
+                                "load",
+                                False,
+                                f"'{manifest.id}' appeared in {manifest.root}, but "
+                                f"{old_root} still provides it; remove one of them",
+                            )
+                        )
+                    )
+                    continue
+                touched[manifest.id] = manifest.root or directory
+        ordered = self._in_order(touched)
+        cascade: list[str] = []
+        for pid in ordered:
+            result, changed = await self._one(pid, touched[pid], started)
+            results.append(result)
+            if changed:
+                cascade.append(pid)
+        if cascade:
+            outcome = await manager.reload_dependents(cascade, "a file change", skip=ordered)
+            done = [pid for pid, failure in outcome.items() if failure is None]
+            for pid, failure in outcome.items():
+                if failure is not None:
+                    results.append(self._report(WatchResult(pid, "reload", False, failure)))
+            if done:
+                results.append(
+                    self._report(
+                        WatchResult(
+                            None,
+                            "dependents",
+                            True,
+                            f"dependents reloaded after {', '.join(cascade)}: {', '.join(done)}",
+                            dependents=done,
+                        )
+                    )
+                )
+        return results
+
+    async def _one(self, plugin_id: str, root: Path, started: float) -> tuple[WatchResult, bool]:
+        """Reload or load one plugin; ``True`` beside the result when its dependents must
+        follow (its version or a provided service changed)."""
+        manager = self.host.manager
+        rec = manager._records.get(plugin_id)
+        active = rec is not None and str(rec.state) == "active" and rec.manifest is not None
+        if not any((root / name).is_file() for name in _MANIFESTS):
+            serving = f"{rec.version} keeps serving" if active and rec else "nothing was loaded"
+            return self._report_one(
+                WatchResult(
+                    plugin_id,
+                    "missing",
+                    False,
+                    f"plugin '{plugin_id}': its manifest in {root} is gone (deleted or renamed); "
+                    f"{serving}. Restore it, or move the directory back.",
+                )
+            )
+        if rec is not None and str(rec.state) == "disabled":
+            return self._report_one(
+                WatchResult(plugin_id, "skipped", True, f"'{plugin_id}' is disabled; not loaded")
+            )
+        if active and rec is not None and rec.manifest is not None:
+            old = rec.manifest
+            # another directory than the one serving: renamed, or the plugin directory of a
+            # version the store serves (after a rollback or upgrade)
+            elsewhere = old.root is not None and old.root != root
+            renamed = elsewhere and old.root is not None and not old.root.exists()
+            try:
+                new_rec = await manager.reload_plugin(
+                    plugin_id, source=root if elsewhere else None, dependents=False
+                )
+            except PlugbayError as exc:
+                return self._report_one(WatchResult(plugin_id, "reload", False, str(exc)))
+            new = new_rec.manifest
+            assert new is not None
+            changed = old.version != new.version or old.provides != new.provides
+            return self._report(
+                WatchResult(
+                    plugin_id,
+                    "rename" if renamed else "reload",
+                    True,
+                    f"reloaded {plugin_id} {old.version} → {new.version}"
+                    + (f" from {root}" if renamed else ""),
+                    version=str(new.version),
+                    previous=str(old.version),
+                    seconds=new_rec.load_seconds or time.perf_counter() - started,  # until serving
+                )
+            ), changed
+        # not active (failed, stopped, or new): read it again and load it
+        found = discover_directory(root)
+        if found.problems or not found.manifests:
+            reason = str(found.problems[0]) if found.problems else f"no manifest in {root}"
+            if rec is not None and found.problems:
+                manager.note_problem(plugin_id, found.problems[0], rec.manifest)
+            return self._report_one(WatchResult(plugin_id, "load", False, reason))
+        manifest = found.manifests[0]
+        try:
+            self.host.registry.replace(manifest)
+            loaded = await manager.load_plugin(manifest)
+        except PlugbayError as exc:
+            return self._report_one(WatchResult(plugin_id, "load", False, str(exc)))
+        ok = str(loaded.state) == "active"
+        return self._report_one(
+            WatchResult(
+                plugin_id,
+                "load",
+                ok,
+                f"loaded {plugin_id} {manifest.version}" if ok else (loaded.reason or "failed"),
+                version=str(manifest.version),
+                seconds=time.perf_counter() - started,
+            )
+        )
+
+    # ------------------------------------------------------------------ helpers
+
+    def _roots(self) -> dict[Path, str]:
+        """Directory → plugin id, for every directory plugin under the watched directories."""
+        roots: dict[Path, str] = {}
+        store = self.host.store.root if self.host.store is not None else None
+        manifests: list[PluginManifest] = list(self.host.registry.manifests())
+        # what serves wins over other registered versions of the same directory
+        manifests += [r.manifest for r in self.host.manager.list_plugins() if r.manifest]
+        for m in manifests:
+            if m.origin == "directory" and m.root is not None:
+                if store is not None and m.root.is_relative_to(store):
+                    continue
+                roots[m.root] = m.id
+        return roots
+
+    def _in_order(self, touched: dict[str, Path]) -> list[str]:
+        """Changed plugins, dependencies before dependents."""
+        order = self.host.manager._start_order()
+        rank = {pid: i for i, pid in enumerate(order)}
+        return sorted(touched, key=lambda pid: (rank.get(pid, len(rank)), pid))
+
+    def _report_one(self, result: WatchResult) -> tuple[WatchResult, bool]:
+        return self._report(result), False
+
+    def _report(self, result: WatchResult) -> WatchResult:
+        (log.info if result.ok else log.error)("%s", result.message)
+        if self.on_change is not None:
+            try:
+                self.on_change(result)
+            except Exception:  # a reporting callback must not stop the watcher
+                log.exception("the watch callback failed")
+        return result
+
+
+def _owner(path: Path, roots: dict[Path, str]) -> Path | None:
+    """The deepest plugin directory that holds ``path``."""
+    for parent in (path, *path.parents):
+        if parent in roots:
+            return parent
+    return None
