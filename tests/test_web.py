@@ -268,6 +268,9 @@ async def test_reload_serves_the_new_version(api: Api, plugins: PluginFactory) -
     assert bad.status_code == 409 and error_of(bad)["code"] == "reload_failed"
     assert "1.1.0 keeps serving" in error_of(bad)["message"]
     assert (await api.http.get("/api/v1/plugins/acme.calc")).json()["version"] == "1.1.0"
+    back = await api.http.post("/api/v1/plugins/acme.calc/rollback")
+    assert back.status_code == 200, back.text
+    assert back.json()["plugin"]["version"] == "1.0.0"
 
 
 async def test_disable_enable_unload_load(api: Api) -> None:

@@ -32,6 +32,7 @@ from plugbay.web._models import (
     PluginDetail,
     PluginSummary,
     Readiness,
+    RollbackRequest,
     SeriesView,
     UnloadRequest,
 )
@@ -335,6 +336,18 @@ async def disable(
     body = body or DisableRequest()
     stopped = await host.disable(plugin_id, body.reason, cascade=body.cascade)
     return _done(host, plugin_id, stopped)
+
+
+@router.post(
+    "/api/v1/plugins/{plugin_id}/rollback", summary="Return to the version that served before",
+    **_OP,
+)  # fmt: skip
+async def rollback(
+    plugin_id: str, host: HostDep, body: RollbackRequest | None = None
+) -> OperationResult:
+    """With the state it had then; the choice is kept across restarts."""
+    await host.rollback(plugin_id, body.to if body else None)
+    return _done(host, plugin_id, [plugin_id])
 
 
 # --------------------------------------------------------------------------- config

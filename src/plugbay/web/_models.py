@@ -20,6 +20,7 @@ __all__ = [
     "PluginDetail",
     "PluginSummary",
     "Readiness",
+    "RollbackRequest",
     "SeriesPoint",
     "SeriesView",
     "UnloadRequest",
@@ -93,6 +94,14 @@ class DisableRequest(BaseModel):
     )
     cascade: bool = Field(
         default=False, description="Also stop the active plugins that depend on it."
+    )
+
+
+class RollbackRequest(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    to: str | None = Field(
+        default=None, max_length=200, description="This version (default: the one before)."
     )
 
 
