@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test lint typecheck unit bench clean help promtool
+.PHONY: run test lint typecheck unit bench clean help promtool browser
 
 help:
 	@echo "make run    - create .venv, install, start the host on ./plugins, reloading on save (Ctrl-C to stop)"
@@ -32,6 +32,17 @@ typecheck: $(STAMP)
 	    --no-error-summary "$$(basename $$d)/") || exit 1; \
 	done; echo "plugins: mypy --strict clean"
 
+# The dashboard's browser test drives Debian's chromium (playwright, no browser download).
+# Installed once when missing; with CI=true and no input as well.
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	@echo "installing Debian's chromium for the dashboard's browser test"
+	@SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    chromium fonts-dejavu-core >/dev/null
+browser: $(CHROMIUM)
+
 # promtool (Debian's prometheus package) checks our /metrics output in the tests.
 # Installed once, without questions; skipped when it is already there.
 promtool:
@@ -43,14 +54,21 @@ promtool:
 	    -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold prometheus >/dev/null; }
 
 # pytest exits 5 when it collected no tests: that is a failure here, never a pass.
-unit: $(STAMP) promtool
+unit: $(STAMP) promtool browser
 	@$(BIN)/pytest; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; \
 	exit $$rc
 
 test: lint typecheck unit
 
-bench: $(STAMP)
+# The HTTP benchmark's load generator (bench/http.py): Debian's wrk, installed once when missing.
+WRK := /usr/bin/wrk
+$(WRK):
+	@SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk >/dev/null
+
+bench: $(STAMP) $(WRK)
 	$(BIN)/python -m bench
 
 clean:

@@ -156,7 +156,7 @@ def test_run_once_exits_non_zero_when_a_plugin_failed(workdir: Path) -> None:
 def test_run_serves_until_interrupted_then_cleans_up(workdir: Path) -> None:
     env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
     proc = subprocess.Popen(
-        [*PLUGBAY, "run"],
+        [*PLUGBAY, "run", "--http", "127.0.0.1:0"],
         cwd=workdir,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -233,7 +233,7 @@ def test_list_reports_a_running_host_without_starting_plugins(
     plugins("acme.bad", "raise RuntimeError('boom')\n")
     env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
     proc = subprocess.Popen(
-        [*PLUGBAY, "run", "--no-metrics"], cwd=tmp_path, stdout=subprocess.PIPE,
+        [*PLUGBAY, "run", "--no-metrics", "--no-http"], cwd=tmp_path, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True, env=env,
     )  # fmt: skip
     try:

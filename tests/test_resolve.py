@@ -309,3 +309,26 @@ def test_a_plan_satisfies_every_constraint_or_explains(manifests: list[PluginMan
         assert isinstance(error, PlugbayError)
         assert error.plugin == pid
         assert any(f"'{k}'" in str(error) or f" {k} " in str(error) for k in known)
+
+
+def test_a_root_that_only_an_older_version_satisfies_is_not_failed() -> None:
+    # Found by the property above: p5 2.0.0 needs p0, whose only host-compatible version
+    # needs p4, which needs p5 ~1.1. resolvelib gave up on p5 as a root instead of trying
+    # p5 1.0.0, and p3 (which needs p5 ^1) was then selected without it.
+    universe = [
+        m("p1", "1.0.0", {}),
+        m("p5", "1.0.0", {}),
+        m("p5", "2.0.0", {"p0": "*"}),
+        m("p0", "1.0.0", {"p4": "*"}),
+        m("p0", "1.1.0", {}, host=">=1"),
+        m("p2", "1.0.0", {}),
+        m("p3", "1.0.0", {"p5": "^1"}),
+        m("p3", "1.1.0", {"p0": "*"}),
+        m("p4", "1.0.0", {"p5": "~1.1"}),
+    ]
+    plan = resolve(universe, host_version=HOST)
+    assert {k: str(v.version) for k, v in plan.selected.items()} == {
+        "p1": "1.0.0", "p2": "1.0.0", "p3": "1.0.0", "p5": "1.0.0",
+    }  # fmt: skip
+    assert set(plan.failures) == {"p0", "p4"}
+    assert "'p4' 1.0.0 requires 'p5' ~1.1" in str(plan.failures["p4"])

@@ -169,6 +169,27 @@ def run(
     no_metrics: Annotated[
         bool, typer.Option("--no-metrics", help="Do not serve /metrics.")
     ] = False,
+    http: Annotated[
+        str,
+        typer.Option(
+            "--http",
+            envvar="PLUGBAY_HTTP",
+            help="Serve the API and dashboard on HOST:PORT (port 0: any free port).",
+        ),
+    ] = "127.0.0.1:8750",
+    no_http: Annotated[
+        bool, typer.Option("--no-http", help="Do not serve the API and dashboard.")
+    ] = False,
+    http_public: Annotated[
+        bool,
+        typer.Option(
+            "--http-public",
+            help="Allow --http on an address other machines can reach (the token guards it).",
+        ),
+    ] = False,
+    http_max_body: Annotated[
+        int, typer.Option("--http-max-body", help="Largest request body the API accepts, bytes.")
+    ] = 1 << 20,
     watch: Annotated[
         bool,
         typer.Option(
@@ -184,6 +205,7 @@ def run(
     from plugbay.host import Host
 
     started = time.perf_counter()
+    bind = None if no_http or once else _http_bind(http, http_public)
 
     async def serve() -> int:
         host = Host(**_host_kwargs(plugins, state, config))
@@ -202,7 +224,9 @@ def run(
             )
             if once:
                 return 1 if failed else 0
-            announcement = _announce(host, since)
+            web = await _start_http(host, bind, http_max_body) if bind is not None else None
+            http_url = web.url if web is not None else None
+            announcement = _announce(host, since, http=http_url)
             metrics_server = None
             if not no_metrics:
                 from plugbay.monitor.prometheus import serve_metrics
@@ -212,7 +236,7 @@ def run(
                         host.manager, metrics_port, monitor=host.monitor
                     )
                     out.print(f"metrics: http://127.0.0.1:{port}/metrics")
-                    announcement = _announce(host, since, metrics_port=port)
+                    announcement = _announce(host, since, http=http_url, metrics_port=port)
                 except OSError as exc:
                     err.print(
                         f"[yellow]warning:[/] cannot serve /metrics on 127.0.0.1:{metrics_port}: "
@@ -245,6 +269,8 @@ def run(
             if metrics_server is not None:
                 metrics_server.shutdown()
             announcement.unlink(missing_ok=True)
+            if web is not None:
+                await web.stop()
             return 0
         finally:
             await host.stop()
@@ -273,8 +299,10 @@ def _print_watch(result: Any) -> None:
 HOST_FILE = "host.json"
 
 
-def _announce(host: Any, since: float, metrics_port: int | None = None) -> Path:
-    """Tell other plugbay commands that a host serves this state directory."""
+def _announce(
+    host: Any, since: float, *, http: str | None = None, metrics_port: int | None = None
+) -> Path:
+    """Tell other plugbay commands that a host serves this state directory (and where)."""
     path = Path(host.state_dir) / HOST_FILE
     path.write_text(
         json.dumps(
@@ -282,6 +310,7 @@ def _announce(host: Any, since: float, metrics_port: int | None = None) -> Path:
                 "pid": os.getpid(),
                 "since": since,
                 "plugins": [str(d) for d in host.plugin_dirs],
+                "http": http,
                 "metrics_port": metrics_port,
             }
         )
@@ -363,9 +392,14 @@ def list_(
 ) -> None:
     """List every plugin found, with version, type, state and load time.
 
-    When a host is running on this state directory, its recorded states are shown
-    and no plugin is started here.
+    When a host is running on this state directory, it is asked through its API (or,
+    without one, its recorded states are shown) and no plugin is started here.
     """
+    client = _client(state)
+    if client is not None:
+        with client:
+            _list_remote(client, as_json)
+        return
     running = _running_host(state)
     if running is not None:
         dirs = plugins or [Path(d) for d in running.get("plugins", [])] or [Path("plugins")]
@@ -420,9 +454,14 @@ def info(
     async def body(host: Any) -> dict[str, Any]:
         return host.info(plugin_id)  # type: ignore[no-any-return]
 
-    kwargs = _host_kwargs(plugins, state, config)
-    kwargs["load"] = [plugin_id]  # only it and what it needs: nothing else starts here
-    data = _with_host(kwargs, body, as_json=as_json)
+    client = _client(state)
+    if client is not None:
+        with client:
+            data = _remote(lambda: client.info(plugin_id), as_json=as_json)
+    else:
+        kwargs = _host_kwargs(plugins, state, config)
+        kwargs["load"] = [plugin_id]  # only it and what it needs: nothing else starts here
+        data = _with_host(kwargs, body, as_json=as_json)
     if as_json:
         out.print_json(json.dumps(data, default=str))
         return
@@ -531,13 +570,20 @@ def metrics(
     async def body(host: Any) -> bytes:
         return bytes(host.render_metrics())
 
+    client = _client(state)
+    if client is not None:
+        with client:
+            sys.stdout.write(_remote(client.metrics))
+        return
     sys.stdout.write(_with_host(_host_kwargs(plugins, state, config), body).decode())
 
 
 # --------------------------------------------------------------------------- call
 
 
-def _parse_params(pairs: list[str], spec: Any) -> dict[str, Any]:
+def _parse_params(
+    pairs: list[str], spec: Any, strings: frozenset[str] = frozenset()
+) -> dict[str, Any]:
     by_name = {p.name: p for p in spec.params} if spec is not None else {}
     params: dict[str, Any] = {}
     for pair in pairs:
@@ -548,7 +594,7 @@ def _parse_params(pairs: list[str], spec: Any) -> dict[str, Any]:
             )
         key, _, raw = pair.partition("=")
         param = by_name.get(key)
-        if param is not None and param.annotation is str:
+        if key in strings or (param is not None and param.annotation is str):
             params[key] = raw
             continue
         try:
@@ -585,7 +631,13 @@ def call(
             plugin_id, command, _parse_params(params or [], spec), strict=False
         )
 
-    result = _with_host(kwargs, body, as_json=as_json)
+    client = _client(state)
+    if client is not None:
+        with client:
+            result = _remote(lambda: _call_remote(client, plugin_id, command, params or []),
+                             as_json=as_json)  # fmt: skip
+    else:
+        result = _with_host(kwargs, body, as_json=as_json)
     if as_json:
         out.print_json(json.dumps({"ok": True, "result": _to_builtins(result)}, default=str))
     elif isinstance(result, str):
@@ -685,8 +737,23 @@ def disable(
         str | None, typer.Option("--reason", help="Kept in the state and shown.")
     ] = None,
     state: StateOpt = Path(".plugbay"),
+    cascade: Annotated[
+        bool,
+        typer.Option("--cascade", help="A running host also stops what depends on it."),
+    ] = False,
 ) -> None:
-    """Disable a plugin: it is not started until enabled again (kept across restarts)."""
+    """Disable a plugin: it is not started until enabled again (kept across restarts).
+
+    A running host stops it at once (through its API)."""
+    client = _client(state)
+    if client is not None:
+        with client:
+            data = _remote(lambda: client.disable(plugin_id, reason, cascade=cascade))
+        stopped = [p for p in data["affected"] if p != plugin_id]
+        out.print(
+            f"{plugin_id}: disabled" + (f" (also stopped: {', '.join(stopped)})" if stopped else "")
+        )
+        return
     _store_op(
         state, lambda s: s.set_enabled(plugin_id, False, reason or "disabled by the operator")
     )
@@ -699,7 +766,13 @@ def enable(
     plugin_id: Annotated[str, typer.Argument(help="Plugin id")],
     state: StateOpt = Path(".plugbay"),
 ) -> None:
-    """Enable a plugin that was disabled; it starts with the host."""
+    """Enable a plugin that was disabled; it starts with the host (a running host starts it now)."""
+    client = _client(state)
+    if client is not None:
+        with client:
+            data = _remote(lambda: client.enable(plugin_id))
+        out.print(f"{plugin_id}: enabled, {_state_text(data['plugin']['state'])}")
+        return
     _store_op(state, lambda s: s.set_enabled(plugin_id, True))
     _store_op(state, lambda s: s.add_event(plugin_id, "enable"))
     out.print(f"{plugin_id}: enabled")
@@ -883,9 +956,18 @@ def history(
 ) -> None:
     """Show installs, loads, reloads, upgrades, rollbacks, failures, enables and disables,
     newest first, with versions, result and reason."""
-    events = _store_op(state, lambda s: s.history(plugin_id, limit=limit))
+    from types import SimpleNamespace
+
+    client = _client(state)
+    if client is not None:
+        with client:
+            rows = _remote(lambda: client.history(plugin_id, limit=limit), as_json=as_json)
+        events: list[Any] = [SimpleNamespace(**r) for r in rows]
+    else:
+        events = _store_op(state, lambda s: s.history(plugin_id, limit=limit))
     if as_json:
-        out.print_json(json.dumps([_to_builtins(e) for e in events], default=str))
+        out.print_json(json.dumps([_to_builtins(vars(e) if isinstance(e, SimpleNamespace) else e)
+                                   for e in events], default=str))  # fmt: skip
         return
     table = Table(header_style="bold")
     for col in ("time", "plugin", "action", "version", "result", "reason"):
@@ -902,6 +984,110 @@ def history(
             escape((e.reason or "")[:120]),
         )
     out.print(table)
+
+
+# --------------------------------------------------------------------------- the HTTP API
+
+
+def _http_bind(text: str, public: bool) -> tuple[str, int]:
+    from plugbay.web import is_loopback, parse_bind
+
+    try:
+        address, port = parse_bind(text)
+    except PlugbayError as exc:
+        _fail(exc, code=2)
+    if not is_loopback(address):
+        if not public:
+            _fail(
+                PlugbayError(
+                    f"--http {text} would let other machines reach this host's API",
+                    hint="add --http-public if that is what you want (every request still needs "
+                    "the token), or bind 127.0.0.1",
+                ),
+                code=2,
+            )
+        err.print(
+            f"[yellow]warning:[/] the API listens on {escape(address)}:{port}, reachable from "
+            "other machines; anyone with the token can load, stop and call plugins. Keep it "
+            "behind TLS and a firewall."
+        )
+    return address, port
+
+
+async def _start_http(host: Any, bind: tuple[str, int], max_body: int) -> Any:
+    """Serve the API and dashboard; a taken port is a warning, the host still serves."""
+    from plugbay.web import HttpServer, TokenFile, create_app
+
+    tokens = TokenFile(host.state_dir)
+    token, made = tokens.ensure()
+    server = HttpServer(create_app(host, tokens=tokens, max_body=max_body), *bind)
+    try:
+        await server.start()
+    except OSError as exc:
+        await server.stop()
+        err.print(
+            f"[yellow]warning:[/] cannot serve the API on {bind[0]}:{bind[1]}: "
+            f"{escape(exc.strerror or str(exc))}; choose another with --http HOST:PORT, or --no-http"
+        )
+        return None
+    out.print(f"api: {server.url}/api/v1  (OpenAPI: {server.url}/openapi.json)")
+    if made:
+        out.print(
+            f"API token (made now, shown this once; 'plugbay token' shows it again): {token}\n"
+            f"dashboard: {server.url}/?token={token}"
+        )
+    else:
+        out.print(f"dashboard: {server.url}/ ('plugbay token' prints a sign-in link)")
+    return server
+
+
+def _client(state_dir: Path) -> Any:
+    """A client of the host serving ``state_dir`` through its API, or None."""
+    from plugbay.client import connect
+
+    return connect(state_dir)
+
+
+def _list_remote(client: Any, as_json: bool) -> None:
+    rows = _remote(client.plugins, as_json=as_json)
+    source = f"host pid {client.pid}"
+    if as_json:
+        out.print_json(json.dumps([{**r, "source": source} for r in rows]))
+        return
+    table = Table(header_style="bold")
+    for col in ("plugin", "version", "type", "state", "isolation", "uptime", "load time"):
+        table.add_column(col, justify="right" if col in ("uptime", "load time") else "left")
+    for r in rows:
+        load = f"{r['load_seconds'] * 1000:.1f} ms" if r["load_seconds"] is not None else "-"
+        up = f"{r['uptime_seconds']:.0f} s" if r["uptime_seconds"] is not None else "-"
+        table.add_row(
+            r["id"], r["version"] or "?", r["type"] or "?", _state_text(r["state"]),
+            r["isolation"], up, load,
+        )  # fmt: skip
+    out.print(table)
+    for r in rows:
+        if r["reason"] and r["state"] in ("failed", "disabled"):
+            colour = "red" if r["state"] == "failed" else "yellow"
+            out.print(f"[{colour}]{r['state']}:[/] {escape(r['reason'])}")
+    out.print(f"[dim]from the running host at {client.url} ({source})[/]")
+
+
+def _call_remote(client: Any, plugin_id: str, command: str, pairs: list[str]) -> Any:
+    strings: frozenset[str] = frozenset()
+    if pairs:  # text values stay text where the command takes a str
+        detail = client.info(plugin_id)
+        for c in detail["commands"]:
+            if c["name"] == command:
+                props = c["params_schema"].get("properties", {})
+                strings = frozenset(k for k, v in props.items() if v.get("type") == "string")
+    return client.call(plugin_id, command, _parse_params(pairs, None, strings))
+
+
+def _remote(fn: Callable[[], T], *, as_json: bool = False) -> T:
+    try:
+        return fn()
+    except PlugbayError as exc:
+        _fail(exc, as_json=as_json)
 
 
 # --------------------------------------------------------------------------- versions
@@ -931,7 +1117,18 @@ def reload(
 ) -> None:
     """Swap a plugin for what its files say now; its dependents follow when its version
     or a provided service changed. If the new code is broken, the old version keeps
-    serving and the reason is printed (and kept in the history)."""
+    serving and the reason is printed (and kept in the history). A running host
+    does it through its API."""
+    client = _client(state)
+    if client is not None:
+        with client:
+            data = _remote(lambda: client.reload(plugin_id), as_json=as_json)
+        if as_json:
+            out.print_json(json.dumps(data))
+            return
+        p = data["plugin"]
+        out.print(f"{p['id']}: reloaded, {p['version']} {_state_text(p['state'])}")
+        return
     _refuse_running(state, "reload")
 
     async def body(host: Any) -> dict[str, Any]:
@@ -1073,6 +1270,42 @@ def upgrade(
     verb = "would move" if dry_run else "moved"
     for pid, (old, new) in moved.items():
         out.print(f"{pid}: {verb} {old} → {new}")
+
+
+@app.command()
+def token(
+    rotate: Annotated[
+        bool, typer.Option("--rotate", help="Make a new token; the old one stops working.")
+    ] = False,
+    state: StateOpt = Path(".plugbay"),
+) -> None:
+    """Show the API token of this state directory (and a dashboard sign-in link), or rotate it."""
+    from plugbay.apitoken import TokenFile
+    from plugbay.client import running_host
+
+    tokens = TokenFile(state)
+    try:
+        if rotate:
+            value = tokens.rotate()
+        else:
+            try:
+                value = tokens.read()
+            except FileNotFoundError:
+                _fail(
+                    PlugbayError(
+                        f"no API token was made for {state} yet",
+                        hint="'plugbay run' makes one on its first start, or "
+                        "'plugbay token --rotate' makes one now",
+                    )
+                )
+    except PlugbayError as exc:
+        _fail(exc)
+    out.print(value, markup=False)
+    running = running_host(state)
+    if running and running.get("http"):
+        out.print(f"dashboard: {running['http']}/?token={value}", markup=False)
+    if rotate:
+        err.print("[dim]the old token no longer works; a running host uses the new one now[/]")
 
 
 def _store_op(state_dir: Path, fn: Callable[[Any], T], *, as_json: bool = False) -> T:

@@ -220,6 +220,11 @@ class Host:
     ) -> None:
         await self.stop()
 
+    @property
+    def started(self) -> bool:
+        """Whether ``start`` ran and ``stop`` has not (every plugin was attempted)."""
+        return self._started
+
     async def start(self) -> None:
         """Discover, resolve and start every plugin. Problems are kept in
         ``host.problems`` and in each plugin's record; they never raise here."""
@@ -489,6 +494,45 @@ class Host:
         self, plugin_id: str, reason: str | None = None, *, cascade: bool = False
     ) -> list[str]:
         return await self.manager.disable(plugin_id, reason, cascade=cascade)
+
+    def runtime_config(self, plugin_id: str) -> dict[str, Any]:
+        """The config values set at run time (the state store's layer)."""
+        self.manager.record(plugin_id)
+        return (self.state.get_config(plugin_id) if self.state is not None else None) or {}
+
+    async def set_config(self, plugin_id: str, values: Mapping[str, Any]) -> PluginRecord:
+        """Replace a plugin's run-time config values: checked against its schema with every
+        other layer first, then kept in the state and applied by reloading an active plugin.
+        On any failure the previous values stay, and the plugin keeps its old config."""
+        rec = self.manager.record(plugin_id)
+        if self.state is None:
+            raise ConfigError(
+                "this host has no state directory to keep run-time config in",
+                plugin=plugin_id,
+                hint="start the host with a state directory (--state)",
+            )
+        manifest = rec.manifest
+        merged = {**self._file_config.get(plugin_id, {}), **values}
+        merged.update(self._config_arg.get(plugin_id, {}))
+        if manifest is None or manifest.config is None:
+            if values:
+                raise ConfigError(
+                    f"config was given ({', '.join(sorted(values))}) but the plugin declares none",
+                    plugin=plugin_id,
+                    where=manifest.location if manifest else None,
+                    hint="add a [config] schema to the manifest first",
+                )
+        else:
+            manifest.config.validate(merged, source="run-time config")
+        previous = self.state.get_config(plugin_id)
+        self.state.set_config(plugin_id, dict(values))
+        if rec.state is PluginState.ACTIVE:
+            try:
+                return await self.reload(plugin_id)
+            except BaseException:
+                self.state.set_config(plugin_id, previous or {})
+                raise
+        return rec
 
     def info(self, plugin_id: str) -> dict[str, Any]:
         """Manifest, state, dependencies, dependents and commands of one plugin."""

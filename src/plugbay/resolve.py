@@ -431,7 +431,10 @@ def _partial(
             _search(index, [root], pins)
             alone_ok.append(root)
         except ResolutionImpossible as exc:
-            failures[root] = _explain(index, root, exc)
+            if _some_version_resolves(index, root, pins):
+                alone_ok.append(root)
+            else:
+                failures[root] = _explain(index, root, exc)
         except ResolutionTooDeep:
             failures[root] = ResolutionError(
                 "cannot be loaded: resolving its dependencies took too many steps",
@@ -452,7 +455,25 @@ def _partial(
                 "cannot be loaded together with the others: resolution took too many steps",
                 plugin=root,
             )
+    # a plugin a successful search selected can load, whatever its own search said
+    for pid in selected:
+        failures.pop(pid, None)
     return selected
+
+
+def _some_version_resolves(index: _Index, root: str, pins: Mapping[str, Version]) -> bool:
+    """resolvelib's backjumping can give up on a root that one of its older versions,
+    pinned, satisfies (a newer version's dependencies conflict with the root itself):
+    try each version, newest first, before calling the root impossible."""
+    if root in pins:
+        return False
+    for manifest in sorted(index.usable.get(root, []), key=lambda m: m.version, reverse=True):
+        try:
+            _search(index, [root], {**pins, root: manifest.version})
+            return True
+        except (ResolutionImpossible, ResolutionTooDeep):
+            continue
+    return False
 
 
 def _blame_failed_dependencies(index: _Index, failures: dict[str, PlugbayError]) -> None:

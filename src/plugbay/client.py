@@ -1,0 +1,204 @@
+"""Talk to a running host through its HTTP API.
+
+``plugbay run`` records where it serves in ``<state>/host.json`` and keeps its
+API token in ``<state>/api-token`` (mode 0600). :func:`connect` reads both, so
+any process of the same user on the same machine finds the host of a state
+directory::
+
+    client = connect(".plugbay")          # None when no host serves it
+    if client is not None:
+        print(client.plugins())
+        print(client.call("extension.processor", "respond", {"text": "I am sad"}))
+
+Every failure is a :class:`~plugbay.errors.PlugbayError`: the host's own error,
+re-created from its JSON (same message, where, hint), or one saying the host
+cannot be reached and what to do.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Final
+
+import httpx
+
+from plugbay.errors import PlugbayError, error_from_dict
+
+__all__ = ["HOST_FILE", "HostClient", "connect", "running_host"]
+
+HOST_FILE: Final = "host.json"
+
+
+def running_host(state_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """What ``plugbay run`` recorded about itself in this state directory, if it is alive."""
+    try:
+        data = json.loads((Path(state_dir) / HOST_FILE).read_text())
+        pid = int(data["pid"])
+        os.kill(pid, 0)
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            if b"plugbay" not in f.read():
+                return None  # a stale file, and the pid went to someone else
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return dict(data)
+
+
+def connect(state_dir: str | os.PathLike[str], *, timeout: float = 60.0) -> HostClient | None:
+    """A client for the host serving ``state_dir``, or None when none serves its API."""
+    running = running_host(state_dir)
+    if running is None or not running.get("http"):
+        return None
+    from plugbay.apitoken import TokenFile
+
+    try:
+        token = TokenFile(Path(state_dir)).read()
+    except FileNotFoundError:
+        return None
+    return HostClient(str(running["http"]), token, pid=int(running["pid"]), timeout=timeout)
+
+
+class HostClient:
+    """A synchronous client of one host's API (httpx). See the module docstring."""
+
+    def __init__(
+        self, url: str, token: str, *, pid: int | None = None, timeout: float = 60.0
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.pid = pid
+        self._http = httpx.Client(
+            base_url=self.url,
+            headers={"Authorization": f"Bearer {token}", "User-Agent": "plugbay-client"},
+            timeout=timeout,
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> HostClient:
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ the API
+
+    def plugins(self) -> list[dict[str, Any]]:
+        """Every plugin: id, version, type, state, isolation, uptime, load time, reason."""
+        return self._json("GET", "/api/v1/plugins")  # type: ignore[no-any-return]
+
+    def info(self, plugin_id: str) -> dict[str, Any]:
+        """Manifest, state, commands with their JSON schemas, dependencies, grants, usage…"""
+        return self._json("GET", f"/api/v1/plugins/{plugin_id}")  # type: ignore[no-any-return]
+
+    def call(self, plugin_id: str, command: str, params: dict[str, Any] | None = None) -> Any:
+        """Run a command; parameters are checked against its types by the host."""
+        return self._json("POST", f"/api/v1/plugins/{plugin_id}/commands/{command}", params or {})[
+            "result"
+        ]
+
+    def reload(self, plugin_id: str) -> dict[str, Any]:
+        return self._op(plugin_id, "reload")
+
+    def load(self, plugin_id: str) -> dict[str, Any]:
+        return self._op(plugin_id, "load")
+
+    def unload(self, plugin_id: str, *, cascade: bool = False) -> dict[str, Any]:
+        return self._op(plugin_id, "unload", {"cascade": cascade})
+
+    def enable(self, plugin_id: str) -> dict[str, Any]:
+        return self._op(plugin_id, "enable")
+
+    def disable(
+        self, plugin_id: str, reason: str | None = None, *, cascade: bool = False
+    ) -> dict[str, Any]:
+        return self._op(plugin_id, "disable", {"reason": reason, "cascade": cascade})
+
+    def config(self, plugin_id: str) -> dict[str, Any]:
+        return self._json("GET", f"/api/v1/plugins/{plugin_id}/config")  # type: ignore[no-any-return]
+
+    def set_config(self, plugin_id: str, values: dict[str, Any]) -> dict[str, Any]:
+        return self._json(  # type: ignore[no-any-return]
+            "PUT", f"/api/v1/plugins/{plugin_id}/config", {"values": values}
+        )
+
+    def history(self, plugin_id: str | None = None, *, limit: int = 50) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {"limit": limit}
+        if plugin_id is not None:
+            params["plugin"] = plugin_id
+        return self._json("GET", "/api/v1/history", params=params)  # type: ignore[no-any-return]
+
+    def logs(
+        self, plugin_id: str | None = None, *, level: str = "debug", limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """The newest log records (oldest first), at ``level`` or above."""
+        params: dict[str, Any] = {"level": level, "limit": limit}
+        if plugin_id is not None:
+            params["plugin"] = plugin_id
+        return self._json("GET", "/api/v1/logs", params=params)  # type: ignore[no-any-return]
+
+    def health(self) -> dict[str, Any]:
+        return self._json("GET", "/api/v1/health")  # type: ignore[no-any-return]
+
+    def metrics(self) -> str:
+        """Every plugin's metrics in the Prometheus text format."""
+        return self._request("GET", "/metrics").text
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _op(self, plugin_id: str, op: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        return self._json("POST", f"/api/v1/plugins/{plugin_id}/{op}", body)  # type: ignore[no-any-return]
+
+    def _json(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        params: dict[str, Any] | None = None,
+    ) -> Any:
+        return self._request(method, path, body, params=params).json()
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        params: dict[str, Any] | None = None,
+    ) -> httpx.Response:
+        try:
+            response = self._http.request(method, path, json=body, params=params)
+        except httpx.TimeoutException:
+            raise PlugbayError(
+                f"the host at {self.url} did not answer {method} {path} in time",
+                hint="it may be busy or stuck; 'plugbay info' on a plugin, or its logs, say more",
+            ) from None
+        except httpx.HTTPError as exc:
+            raise PlugbayError(
+                f"cannot reach the host at {self.url}: {exc}",
+                hint="is 'plugbay run' still running? it records its address in the state "
+                "directory's host.json",
+            ) from None
+        if response.status_code >= 400:
+            raise _error_of(response)
+        return response
+
+
+def _error_of(response: httpx.Response) -> PlugbayError:
+    try:
+        data = response.json()["error"]
+        error = error_from_dict(data)
+    except (ValueError, KeyError, TypeError):
+        return PlugbayError(
+            f"the host answered {response.status_code}: {response.text[:200]}",
+            hint="this is not an answer plugbay's API gives; is something else on that port?",
+        )
+    if data.get("code") and data["code"] != error.code:
+        error.code = data["code"]  # type: ignore[misc]
+    error.details.setdefault("status", response.status_code)
+    return error

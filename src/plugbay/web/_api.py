@@ -1,0 +1,465 @@
+"""The REST API's routes: plugins, calls, lifecycle operations, config, history, health.
+
+Every handler is a thin layer over :class:`plugbay.host.Host`; errors are
+:class:`PlugbayError`s, turned into a status and a JSON body in one place
+(``_errors``). A lifecycle operation is one small function under
+``# --- operations``: adding one (rollback, upgrade) is another such function.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Annotated, Any, Final, Literal
+
+import msgspec
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response
+
+from plugbay.errors import PlugbayError
+from plugbay.host import Host
+from plugbay.web._errors import ErrorBody, error_response, http_error
+from plugbay.web._models import (
+    AlertItem,
+    CallResult,
+    CommandInfo,
+    ConfigChange,
+    ConfigView,
+    DisableRequest,
+    HealthView,
+    HistoryItem,
+    LogRecord,
+    OperationResult,
+    PluginDetail,
+    PluginSummary,
+    Readiness,
+    RollbackRequest,
+    SeriesView,
+    UnloadRequest,
+)
+from plugbay.web._series import Series
+
+if TYPE_CHECKING:
+    from plugbay.manager import PluginRecord
+
+__all__ = ["errors", "router", "summary"]
+
+log = logging.getLogger("plugbay.web")
+
+router = APIRouter()
+
+
+def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The documented error responses of a route (401 and 413 apply to all but /healthz)."""
+    text = {
+        400: "The request cannot be done (e.g. the body is not JSON).",
+        401: "No token, or not this host's token.",
+        403: "The dashboard's cookie used for a change from another origin.",
+        404: "No such plugin, or no such command.",
+        409: "The plugin is not in a state that allows this.",
+        413: "The request body is larger than the host accepts.",
+        422: "The parameters or the body do not match what is expected.",
+        502: "The plugin's own code failed (raised, crashed, returned the wrong type).",
+        503: "The host's state store cannot be used.",
+        504: "The command ran past its time limit.",
+    }
+    chosen = sorted({401, 403, 413, 422, *statuses})
+    return {s: {"model": ErrorBody, "description": text[s]} for s in chosen}
+
+
+def _host(request: Request) -> Host:
+    return request.app.state.host  # type: ignore[no-any-return]
+
+
+HostDep = Annotated[Host, Depends(_host)]
+
+
+def summary(rec: PluginRecord) -> PluginSummary:
+    d = rec.to_dict()
+    return PluginSummary(
+        id=d["id"],
+        version=d["version"],
+        type=d["type"],
+        state=d["state"],
+        isolation=d["isolation"],
+        uptime_seconds=d["uptime_seconds"],
+        load_seconds=d["load_seconds"],
+        reason=d["reason"],
+        needs=d["needs"],
+    )
+
+
+def _builtins(value: Any) -> Any:
+    return msgspec.to_builtins(value, str_keys=True, enc_hook=str)
+
+
+# --------------------------------------------------------------------------- health
+
+
+@router.get("/healthz", tags=["health"], summary="Liveness: the host answers")
+async def healthz() -> dict[str, str]:
+    """Open to everyone (no token): says only that the host's event loop answers."""
+    return {"status": "ok"}
+
+
+@router.get(
+    "/readyz", tags=["health"], summary="Readiness: the host has started", response_model=Readiness,
+    responses={**errors(), 503: {"model": Readiness, "description": "Starting or stopping."}},
+)  # fmt: skip
+async def readyz(host: HostDep) -> Response | Readiness:
+    failed = [r.id for r in host.plugins() if str(r.state) == "failed"]
+    if not host.started:
+        body = Readiness(ready=False, status="starting", failed=failed)
+        return Response(body.model_dump_json(), status_code=503, media_type="application/json")
+    return Readiness(ready=True, status="degraded" if failed else "ready", failed=failed)
+
+
+_HEALTH: Final = {
+    "active": "green",
+    "initializing": "degraded",
+    "resolved": "degraded",
+    "discovered": "degraded",
+    "stopping": "degraded",
+    "failed": "failing",
+    "disabled": "disabled",
+    "stopped": "stopped",
+}
+
+
+@router.get(
+    "/api/v1/health", tags=["health"], response_model=HealthView, responses=errors(),
+    summary="Each plugin's health (liveness, readiness, reasons) and the host's overall",
+)  # fmt: skip
+async def health(host: HostDep) -> HealthView:
+    counts: dict[str, int] = {}
+    for rec in host.plugins():
+        counts[str(rec.state)] = counts.get(str(rec.state), 0) + 1
+    if host.monitor is not None:
+        checks = _builtins(host.health())
+        return HealthView(
+            status=checks["status"],
+            plugins={c["plugin"]: c["status"] for c in checks["plugins"]},
+            counts=counts,
+            checks=checks["plugins"],
+        )
+    # monitoring off: from the states alone
+    plugins = {r.id: _HEALTH.get(str(r.state), "degraded") for r in host.plugins()}
+    values = set(plugins.values())
+    overall: Literal["green", "degraded", "failing"] = "green"
+    if "failing" in values:
+        overall = "failing" if "green" not in values else "degraded"
+    elif "degraded" in values:
+        overall = "degraded"
+    return HealthView(status=overall, plugins=plugins, counts=counts)
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+@router.get(
+    "/metrics", tags=["metrics"], response_class=Response, responses={
+        **errors(), 200: {"content": {"text/plain; version=0.0.4": {"schema": {"type": "string"}}},
+                          "description": "Prometheus text format"}},
+    summary="Every plugin's metrics in the Prometheus text format",
+)  # fmt: skip
+def prometheus(request: Request) -> Response:
+    from prometheus_client import CONTENT_TYPE_LATEST
+
+    # a def route: FastAPI runs it in a thread, and the collector works on snapshots
+    return Response(_host(request).render_metrics(), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get(
+    "/api/v1/metrics", tags=["metrics"], responses=errors(),
+    summary="Every plugin's metrics snapshot (calls, errors, latency quantiles, own figures)",
+)  # fmt: skip
+async def metrics_json(host: HostDep) -> dict[str, dict[str, Any]]:
+    return {r.id: r.metrics.snapshot() for r in host.plugins() if r.metrics is not None}
+
+
+@router.get(
+    "/api/v1/plugins/{plugin_id}/series", tags=["metrics"], response_model=SeriesView,
+    responses=errors(404), summary="The plugin's figures over the last minutes (the charts)",
+)  # fmt: skip
+async def series(plugin_id: str, request: Request, host: HostDep) -> SeriesView:
+    host.plugin(plugin_id)
+    sampler: Series = request.app.state.series
+    return SeriesView.model_validate(
+        {
+            "plugin": plugin_id,
+            "interval_seconds": sampler.interval,
+            "points": sampler.history(plugin_id),
+        }
+    )
+
+
+# --------------------------------------------------------------------------- plugins
+
+
+@router.get(
+    "/api/v1/plugins", tags=["plugins"], response_model=list[PluginSummary], responses=errors(),
+    summary="Every plugin with version, type, state, isolation and uptime",
+)  # fmt: skip
+async def list_plugins(host: HostDep) -> list[PluginSummary]:
+    return [summary(r) for r in host.plugins()]
+
+
+@router.get(
+    "/api/v1/plugins/{plugin_id}", tags=["plugins"], response_model=PluginDetail,
+    responses=errors(404),
+    summary="A plugin's manifest, commands with JSON schemas, dependencies, grants, limits, usage",
+)  # fmt: skip
+async def plugin_detail(plugin_id: str, host: HostDep) -> PluginDetail:
+    rec = host.plugin(plugin_id)
+    info = _builtins(host.info(plugin_id))
+    commands = []
+    for name, spec in sorted(rec.commands.items()):
+        described = spec.describe()
+        schema = _builtins(spec.schema())
+        commands.append(
+            CommandInfo(
+                name=name,
+                signature=described["signature"],
+                doc=described.get("doc") or "",
+                params_schema=schema.get("params") or {},
+                result_schema=schema.get("result") or {},
+                defs=schema.get("$defs") or {},
+            )
+        )
+    info["commands"] = commands
+    info["config"] = info.get("config") or {}
+    info["permissions"] = info.get("permissions") or {"asked": [], "granted": [], "effective": []}
+    return PluginDetail.model_validate(info)
+
+
+# --------------------------------------------------------------------------- calls
+
+_CALL_BODY: Final = {
+    "requestBody": {
+        "required": False,
+        "description": "The command's parameters by name; GET the plugin for their JSON Schema.",
+        "content": {
+            "application/json": {"schema": {"type": "object", "additionalProperties": True}}
+        },
+    }
+}
+_encode_result = msgspec.json.Encoder(enc_hook=str).encode
+
+
+@router.post(
+    "/api/v1/plugins/{plugin_id}/commands/{command}", tags=["calls"], response_model=CallResult,
+    responses=errors(400, 404, 409, 502, 504), openapi_extra=_CALL_BODY,
+    summary="Call a command; the body's parameters are checked against the command's types",
+)  # fmt: skip
+async def call_command(plugin_id: str, command: str, request: Request) -> Response:
+    return await call_response(request.app.state.host, plugin_id, command, await request.body())
+
+
+async def call_response(host: Host, plugin_id: str, command: str, body: bytes) -> Response:
+    """The whole call route: the gate runs it directly for POSTs to the route's path (the
+    hot path skips FastAPI's routing and dependency solving); the route above documents
+    it and serves the same way when reached."""
+    try:
+        if body.strip():
+            try:
+                params = msgspec.json.decode(body)
+            except msgspec.DecodeError as exc:
+                raise http_error(
+                    "body_invalid",
+                    f"the request body is not JSON: {exc}",
+                    hint='send the parameters as a JSON object, e.g. {"text": "hello"}',
+                ) from None
+        else:
+            params = {}
+        if not isinstance(params, dict):
+            error = http_error(
+                "parameter_invalid",
+                f"the body must be a JSON object of parameters, not {type(params).__name__}",
+                hint='send the parameters by name, e.g. {"text": "hello"}',
+            )
+            return error_response(error, 422)
+        result = await host.call_with(plugin_id, command, params, strict=False)
+    except PlugbayError as exc:
+        return error_response(exc)
+    return Response(_encode_result({"result": result}), media_type="application/json")
+
+
+# --------------------------------------------------------------------------- operations
+
+_OP: Final[dict[str, Any]] = {
+    "tags": ["operations"],
+    "response_model": OperationResult,
+    "responses": errors(400, 404, 409, 503),
+}
+
+
+def _done(host: Host, plugin_id: str, affected: list[str]) -> OperationResult:
+    rec = host.plugin(plugin_id)
+    if str(rec.state) == "failed" and rec.error is not None:
+        raise rec.error  # it was attempted and failed: say why, with the plugin's own error
+    return OperationResult(plugin=summary(rec), affected=affected)
+
+
+@router.post("/api/v1/plugins/{plugin_id}/reload", summary="Reload from its files", **_OP)
+async def reload(plugin_id: str, host: HostDep) -> OperationResult:
+    """Swap the plugin for what its files say now; the old version serves until the new
+    one is initialized, and keeps serving if the new one fails (409, with the reason)."""
+    await host.reload(plugin_id)
+    return _done(host, plugin_id, [plugin_id])
+
+
+@router.post("/api/v1/plugins/{plugin_id}/load", summary="Load a plugin that is not active", **_OP)
+async def load(plugin_id: str, host: HostDep) -> OperationResult:
+    await host.load(plugin_id)
+    return _done(host, plugin_id, [plugin_id])
+
+
+@router.post("/api/v1/plugins/{plugin_id}/unload", summary="Stop a plugin", **_OP)
+async def unload(
+    plugin_id: str, host: HostDep, body: UnloadRequest | None = None
+) -> OperationResult:
+    """Refused (409) while active plugins depend on it, unless ``cascade``."""
+    stopped = await host.unload(plugin_id, cascade=body.cascade if body else False)
+    return _done(host, plugin_id, stopped)
+
+
+@router.post("/api/v1/plugins/{plugin_id}/enable", summary="Enable and start a plugin", **_OP)
+async def enable(plugin_id: str, host: HostDep) -> OperationResult:
+    await host.enable(plugin_id)
+    return _done(host, plugin_id, [plugin_id])
+
+
+@router.post("/api/v1/plugins/{plugin_id}/disable", summary="Stop a plugin and keep it off", **_OP)
+async def disable(
+    plugin_id: str, host: HostDep, body: DisableRequest | None = None
+) -> OperationResult:
+    """Kept in the state across restarts, with the reason."""
+    body = body or DisableRequest()
+    stopped = await host.disable(plugin_id, body.reason, cascade=body.cascade)
+    return _done(host, plugin_id, stopped)
+
+
+@router.post(
+    "/api/v1/plugins/{plugin_id}/rollback", summary="Return to the version that served before",
+    **_OP,
+)  # fmt: skip
+async def rollback(
+    plugin_id: str, host: HostDep, body: RollbackRequest | None = None
+) -> OperationResult:
+    """With the state it had then; the choice is kept across restarts."""
+    await host.rollback(plugin_id, body.to if body else None)
+    return _done(host, plugin_id, [plugin_id])
+
+
+# --------------------------------------------------------------------------- config
+
+
+def _config_view(host: Host, plugin_id: str) -> ConfigView:
+    rec = host.plugin(plugin_id)
+    schema = rec.manifest.config.describe() if rec.manifest and rec.manifest.config else {}
+    return ConfigView.model_validate(
+        {
+            "plugin": plugin_id,
+            "config": _builtins(rec.config),
+            "runtime": _builtins(host.runtime_config(plugin_id)),
+            "schema": _builtins(schema),
+        }
+    )
+
+
+@router.get(
+    "/api/v1/plugins/{plugin_id}/config", tags=["config"], response_model=ConfigView,
+    responses=errors(404, 503), summary="The plugin's config, run-time values and schema",
+)  # fmt: skip
+async def get_config(plugin_id: str, host: HostDep) -> ConfigView:
+    return _config_view(host, plugin_id)
+
+
+@router.put(
+    "/api/v1/plugins/{plugin_id}/config", tags=["config"], response_model=ConfigView,
+    responses=errors(400, 404, 409, 503),
+    summary="Change the run-time config: checked against the schema, then applied by a reload",
+)  # fmt: skip
+async def put_config(plugin_id: str, change: ConfigChange, host: HostDep) -> ConfigView:
+    await host.set_config(plugin_id, change.values)
+    return _config_view(host, plugin_id)
+
+
+# --------------------------------------------------------------------------- history and logs
+
+
+def _history(host: Host, plugin_id: str | None, limit: int) -> list[HistoryItem]:
+    if host.state is None:
+        raise http_error("state_error", "this host keeps no history (no state directory)")
+    return [
+        HistoryItem.model_validate(_builtins(e)) for e in host.state.history(plugin_id, limit=limit)
+    ]
+
+
+Limit = Annotated[int, Query(ge=1, le=10_000, description="How many events, newest first.")]
+
+
+@router.get(
+    "/api/v1/history", tags=["history"], response_model=list[HistoryItem],
+    responses=errors(503), summary="Load, reload, failure, enable, disable… events, newest first",
+)  # fmt: skip
+async def history(
+    host: HostDep, limit: Limit = 100, plugin: Annotated[str | None, Query()] = None
+) -> list[HistoryItem]:
+    return _history(host, plugin, limit)
+
+
+@router.get(
+    "/api/v1/plugins/{plugin_id}/history", tags=["history"], response_model=list[HistoryItem],
+    responses=errors(404, 503), summary="One plugin's events, newest first",
+)  # fmt: skip
+async def plugin_history(plugin_id: str, host: HostDep, limit: Limit = 100) -> list[HistoryItem]:
+    host.plugin(plugin_id)
+    return _history(host, plugin_id, limit)
+
+
+Level = Literal["debug", "info", "warning", "error", "critical"]
+
+
+@router.get(
+    "/api/v1/logs", tags=["logs"], response_model=list[LogRecord], responses=errors(404, 409),
+    summary="The newest log records (oldest first), by level and plugin",
+)  # fmt: skip
+async def logs(
+    host: HostDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    level: Level = "debug",
+    plugin: Annotated[str | None, Query()] = None,
+) -> list[LogRecord]:
+    """Each plugin's logger, its worker's output and security events, as the monitor keeps
+    them in memory (``plugbay logs`` reads the longer history in the state)."""
+    floor = logging.getLevelNamesMapping()[level.upper()]
+    out = []
+    for r in host.logs(plugin, min_level=floor, limit=limit):
+        row = _builtins(r)
+        row["level"] = logging.getLevelName(row["level"]).lower()
+        out.append(LogRecord.model_validate(row))
+    return out
+
+
+@router.get(
+    "/api/v1/alerts", tags=["alerts"], response_model=list[AlertItem],
+    responses=errors(404, 409), summary="The alerts firing now (all: cleared ones too)",
+)  # fmt: skip
+async def alerts(
+    host: HostDep,
+    plugin: Annotated[str | None, Query()] = None,
+    all: Annotated[bool, Query(description="Cleared alerts too.")] = False,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> list[AlertItem]:
+    if plugin is not None:
+        host.plugin(plugin)
+    if all and host.state is not None:
+        rows = host.state.alerts(plugin, open_only=False, limit=limit)
+    else:
+        rows = host.alerts(plugin)[:limit]
+    return [AlertItem.model_validate(_builtins(r)) for r in rows]
+
+
+async def plugbay_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, PlugbayError)
+    return error_response(exc)

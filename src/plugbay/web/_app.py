@@ -1,0 +1,227 @@
+"""The web app: FastAPI routes behind the gate, the charts' sampler, and the dashboard."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from typing import Any, Final
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from plugbay.apitoken import TokenFile
+from plugbay.errors import PlugbayError
+from plugbay.host import HOST_VERSION, Host
+from plugbay.web import _dashboard
+from plugbay.web._api import call_response, plugbay_error, router
+from plugbay.web._errors import error_response, http_error
+from plugbay.web._gate import Caller, Gate
+from plugbay.web._series import Series
+
+__all__ = ["MAX_BODY", "WebApp", "create_app"]
+
+#: request bodies larger than this are refused with 413 (a command's parameters, a config)
+MAX_BODY: Final = 1 << 20
+
+security_log = logging.getLogger("plugbay.security")
+
+
+class WebApp:
+    """The ASGI app to serve (``asgi``: the gate in front of ``api``) and its sampler."""
+
+    def __init__(self, host: Host, api: FastAPI, gate: Gate, series: Series) -> None:
+        self.host = host
+        self.api = api
+        self.asgi = gate
+        self.series = series
+        self.closing = asyncio.Event()
+        self._sampler: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start sampling for the charts (on the running loop)."""
+        if self._sampler is None:
+            self._sampler = asyncio.get_running_loop().create_task(self.series.run())
+
+    async def stop(self) -> None:
+        self.closing.set()
+        await self.series.wake()
+        if self._sampler is not None:
+            self._sampler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sampler
+            self._sampler = None
+
+
+def create_app(
+    host: Host,
+    *,
+    tokens: TokenFile,
+    max_body: int = MAX_BODY,
+    sample_interval: float = 1.0,
+) -> WebApp:
+    """The API and dashboard of a started ``host``; every request needs ``tokens``' token."""
+    api = FastAPI(
+        title="plugbay",
+        version=HOST_VERSION,
+        summary="A plugin host's REST API: plugins, calls, lifecycle, config, health, metrics.",
+        description=_DESCRIPTION,
+        docs_url=None,  # Swagger UI loads its script from a CDN; the document itself is enough
+        redoc_url=None,
+    )
+    api.include_router(router)
+    api.include_router(_dashboard.router)
+    series = Series(host, interval=sample_interval)
+    api.state.host = host
+    api.state.series = series
+    api.add_exception_handler(PlugbayError, plugbay_error)
+    api.add_exception_handler(RequestValidationError, _validation_error)
+    api.add_exception_handler(StarletteHTTPException, _http_exception)
+    api.openapi = lambda: _openapi(api)  # type: ignore[method-assign]
+
+    def audit(caller: Caller) -> None:
+        _audit(host, caller)
+
+    async def call(plugin_id: str, command: str, body: bytes) -> Any:
+        return await call_response(host, plugin_id, command, body)
+
+    gate = Gate(api, tokens=tokens, max_body=max_body, audit=audit, call=call)
+    web = WebApp(host, api, gate, series)
+    api.state.web = web
+    return web
+
+
+def _audit(host: Host, caller: Caller) -> None:
+    """A request that changed something, or was refused: the security log, the host's
+    ``security.http.*`` events (the audit trail plugin keeps them), and the plugin's history."""
+    result = caller.get("result", "ok")
+    who = f"{caller['address']} ({caller.get('auth', 'no token')}"
+    who += f" {caller['token']})" if caller.get("token") else ")"
+    text = f"{caller['method']} {caller['path']} by {who} → {caller.get('status')}"
+    level = logging.INFO if result == "ok" else logging.WARNING
+    security_log.log(level, "%s%s", text, f": {caller['reason']}" if caller.get("reason") else "")
+    host.events.emit(
+        "security.http.denied" if result == "denied" else "security.http.request",
+        source="http",
+        message=f"HTTP: {text}",  # what the monitor's security log shows for the plugin
+        **{k: v for k, v in caller.items() if k != "login"},
+    )
+    plugin = caller.get("plugin")
+    if result != "denied" and plugin and host.state is not None:
+        try:
+            host.plugin(plugin)
+            host.state.add_event(
+                plugin, "http", version=host.plugin(plugin).version, result=result,
+                reason=f"{caller['method']} …/{caller['path'].rsplit('/', 1)[-1]} by {who} → "
+                f"{caller.get('status')}",
+                details={k: caller.get(k) for k in ("address", "auth", "token", "user_agent", "status")},
+            )  # fmt: skip
+        except PlugbayError:
+            pass  # not a plugin this host knows (a 404): the security log has it
+
+
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    problems = []
+    for e in exc.errors():
+        where = ".".join(str(p) for p in e.get("loc", ()))
+        problems.append(f"{where}: {e.get('msg', '')}")
+    error = http_error(
+        "request_invalid",
+        "the request does not match the API: " + "; ".join(problems),
+        hint=f"see {request.base_url}openapi.json for what this endpoint takes",
+        errors=[{"loc": list(e.get("loc", ())), "msg": e.get("msg", "")} for e in exc.errors()],
+    )
+    return error_response(error, 422)
+
+
+async def _http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 404:
+        error = http_error(
+            "not_found",
+            f"there is no {request.url.path} on this host",
+            hint=f"see {request.base_url}openapi.json for the API",
+        )
+    elif exc.status_code == 405:
+        allowed = _allowed(request)
+        error = http_error(
+            "method_not_allowed",
+            f"{request.method} is not allowed on {request.url.path}",
+            hint=f"use {', '.join(allowed)}; see {request.base_url}openapi.json",
+        )
+        return error_response(error, 405, {"Allow": ", ".join(allowed)})
+    elif exc.status_code == 400:
+        error = http_error(
+            "body_invalid",
+            f"the request body is not valid JSON ({exc.detail})",
+            hint=f"send a JSON object; see {request.base_url}openapi.json for what this endpoint takes",
+        )
+    else:
+        error = http_error("http_error", str(exc.detail))
+    return error_response(error, exc.status_code, dict(exc.headers or {}))
+
+
+def _allowed(request: Request) -> list[str]:
+    """Every method some route serves at this path (Starlette names only the first's)."""
+    # from the OpenAPI document: what the API says it serves is what Allow should say
+    methods: set[str] = set()
+    for template, operations in request.app.openapi()["paths"].items():
+        pattern = "^" + re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template)) + "$"
+        if re.match(pattern, request.url.path):
+            methods |= {m.upper() for m in operations}
+    return sorted(methods)
+
+
+def _openapi(api: FastAPI) -> dict[str, Any]:
+    if api.openapi_schema:
+        return api.openapi_schema
+    schema = get_openapi(
+        title=api.title,
+        version=api.version,
+        summary=api.summary,
+        description=api.description,
+        routes=api.routes,
+        tags=[
+            {"name": "plugins", "description": "What is loaded, and each plugin's detail."},
+            {"name": "calls", "description": "Run a plugin's command."},
+            {"name": "operations", "description": "Load, unload, reload, enable, disable."},
+            {"name": "config", "description": "Read and change a plugin's config."},
+            {"name": "history", "description": "What happened to each plugin."},
+            {"name": "logs", "description": "Log records."},
+            {"name": "health", "description": "Liveness, readiness and health."},
+            {"name": "metrics", "description": "Prometheus text and JSON figures."},
+            {"name": "dashboard", "description": "The dashboard page and its live stream."},
+        ],
+    )
+    components = schema.setdefault("components", {})
+    components["securitySchemes"] = {
+        "bearer": {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "The host's API token: 'plugbay token' prints it.",
+        },
+        "cookie": {
+            "type": "apiKey",
+            "in": "cookie",
+            "name": "plugbay_token",
+            "description": "Set by opening /?token=… (the dashboard).",
+        },
+    }
+    schema["security"] = [{"bearer": []}, {"cookie": []}]
+    schema["paths"]["/healthz"]["get"]["security"] = []
+    api.openapi_schema = schema
+    return schema
+
+
+_DESCRIPTION: Final = """
+Every endpoint but `/healthz` needs the host's token: `Authorization: Bearer <token>`
+(`plugbay token` prints it). Errors are `{"error": {"code", "message", "where", "hint", …}}`
+with the status that fits: 401 no or wrong token, 403 a cookie used across origins,
+404 unknown plugin or command, 409 not in a state for this, 413 body too large,
+422 parameters or body of the wrong shape, 502/504 the plugin's own failure or time limit.
+"""

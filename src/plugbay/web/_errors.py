@@ -1,0 +1,81 @@
+"""Errors over HTTP: one JSON shape, and the status code that fits each error.
+
+Every error response is ``{"error": {...}}`` with the fields of
+:meth:`PlugbayError.to_dict` — a stable ``code``, what happened (``message``),
+where, and what to do (``hint``) — so a person reading it, and
+:mod:`plugbay.client` re-raising it, get the same paragraph the CLI prints.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import msgspec
+from pydantic import BaseModel, Field
+from starlette.responses import Response
+
+from plugbay.errors import PlugbayError
+
+__all__ = ["ErrorBody", "ErrorDetail", "error_response", "http_error", "status_for"]
+
+#: the status of each PlugbayError code; anything else is 400 (the request cannot be done)
+_STATUS: Final[dict[str, int]] = {
+    "plugin_not_found": 404,
+    "command_not_found": 404,
+    "parameter_invalid": 422,
+    "config_invalid": 422,
+    "plugin_state": 409,
+    "plugin_has_dependents": 409,
+    "plugin_load_failed": 409,
+    "plugin_init_failed": 409,
+    "reload_failed": 409,
+    "dependency_conflict": 409,
+    "dependency_missing": 409,
+    "dependency_cycle": 409,
+    # the plugin failed, not the request: the host answers for it as a gateway would
+    "plugin_raised": 502,
+    "plugin_crashed": 502,
+    "result_invalid": 502,
+    "plugin_timeout": 504,
+    "state_error": 503,
+}
+
+
+def status_for(error: PlugbayError) -> int:
+    return _STATUS.get(error.code, 400)
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="Stable machine-readable code, e.g. plugin_not_found.")
+    type: str = Field(description="The plugbay error class.")
+    plugin: str | None = None
+    message: str = Field(description="What happened.")
+    where: str | None = Field(default=None, description="Where: a file, a field, a parameter.")
+    hint: str | None = Field(default=None, description="What to do next.")
+    details: dict[str, Any] = Field(default_factory=dict)
+    text: str = Field(description="All of the above as one paragraph.")
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+_encode = msgspec.json.Encoder(enc_hook=str).encode
+
+
+def error_response(
+    error: PlugbayError, status: int | None = None, headers: dict[str, str] | None = None
+) -> Response:
+    return Response(
+        _encode({"error": error.to_dict()}),
+        status_code=status or status_for(error),
+        media_type="application/json",
+        headers=headers,
+    )
+
+
+def http_error(code: str, message: str, *, hint: str | None = None, **details: Any) -> PlugbayError:
+    """An error of the HTTP layer itself (auth, size, malformed body), in the same shape."""
+    error = PlugbayError(message, hint=hint, details=details or None)
+    error.code = code  # type: ignore[misc]
+    return error

@@ -1,0 +1,375 @@
+"""The door every request passes: size limit, bearer token, and the security log.
+
+A plain ASGI wrapper around the FastAPI app rather than a Starlette middleware:
+it runs before routing on every request, so a refused request costs next to
+nothing and never reaches a handler, and it sees the final status of every
+request that changes something, which is what the security log records.
+
+* Bodies are read here, up to ``max_body`` bytes (413 past that), and replayed.
+* Every path but ``/healthz`` needs the token: ``Authorization: Bearer …``, or
+  the ``plugbay_token`` cookie the dashboard gets by opening ``/?token=…`` once.
+  A cookie is not accepted for a change asked from another origin (403).
+* Each request that changes something (any method but GET/HEAD/OPTIONS, command
+  calls aside) and each refused request is reported to ``audit`` with the caller.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from http.cookies import SimpleCookie
+from typing import Any, Final
+from urllib.parse import parse_qs, urlencode
+
+from plugbay.apitoken import TokenFile, fingerprint
+from plugbay.errors import PlugbayError
+from plugbay.web._errors import error_response, http_error
+
+__all__ = ["COOKIE", "Caller", "Gate"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+COOKIE: Final = "plugbay_token"
+OPEN_PATHS: Final = frozenset({"/healthz"})
+_SAFE: Final = frozenset({"GET", "HEAD", "OPTIONS"})
+#: command calls are counted by the metrics, not written to the security log one by one
+_CALL: Final = re.compile(r"^/api/v1/plugins/([^/]+)/commands/([^/]+)$")
+_PLUGIN: Final = re.compile(r"^/api/v1/plugins/([^/]+)")
+
+Caller = dict[str, Any]
+log = logging.getLogger("plugbay.web")
+#: an oversized body is read and dropped up to this many times the limit before the 413
+_DRAIN: Final = 16
+
+
+class Gate:
+    """See the module docstring."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        tokens: TokenFile,
+        max_body: int,
+        audit: Callable[[Caller], None],
+        call: Callable[[str, str, bytes], Awaitable[ASGIApp]] | None = None,
+    ) -> None:
+        self.app = app
+        self.call = call
+        self.tokens = tokens
+        self.max_body = max_body
+        self.audit = audit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        if path in OPEN_PATHS:
+            await self.app(scope, receive, send)
+            return
+        method: str = scope["method"]
+        headers = _headers(scope)
+        caller: Caller = {
+            "method": method,
+            "path": path,
+            "address": _address(scope),
+            "user_agent": headers.get("user-agent", ""),
+        }
+        match = _PLUGIN.match(path)
+        if match:
+            caller["plugin"] = match.group(1)
+
+        # -- who is asking ----------------------------------------------------------------
+        refusal = self._authenticate(scope, method, headers, caller)
+        if refusal is not None:
+            status, error, extra = refusal
+            caller.update(status=status, result="denied", reason=error.message)
+            self._audit(caller)
+            if method == "GET" and "text/html" in headers.get("accept", "") and status == 401:
+                await _send_login(send, error.message)
+                return
+            await error_response(error, status, extra)(scope, receive, send)
+            return
+        if caller.get("login"):
+            await self._login_redirect(scope, send)
+            return
+
+        # -- the body, bounded --------------------------------------------------------------
+        body = b""
+        if method not in _SAFE:
+            read = await self._read_body(scope, receive, send, headers, caller)
+            if read is None:
+                return
+            body = read
+            receive = _replay(body, receive)
+
+        # -- the request, and what came of it -----------------------------------------------
+        if method == "POST" and self.call is not None:
+            call = _CALL.match(path)
+            if call is not None:  # the hot path: straight to the host
+                await self._call(call, body, scope, receive, send)
+                return
+        if method in _SAFE:
+            await self.app(scope, receive, send)
+            return
+        status_box = [500]
+
+        async def send_watch(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status_box[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_watch)
+        finally:
+            status = status_box[0]
+            caller.update(status=status, result="ok" if status < 400 else "failed")
+            self._audit(caller)
+
+    async def _call(
+        self, match: re.Match[str], body: bytes, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        assert self.call is not None
+        try:
+            response = await self.call(match.group(1), match.group(2), body)
+        except Exception:
+            log.exception("the call route failed on %s", scope["path"])
+            response = error_response(
+                http_error(
+                    "internal_error",
+                    "plugbay failed on this call (a bug in the host, not in the plugin)",
+                    hint="the host's log has the traceback; please report it",
+                ),
+                500,
+            )
+        await response(scope, receive, send)
+
+    def _authenticate(
+        self, scope: Scope, method: str, headers: dict[str, str], caller: Caller
+    ) -> tuple[int, PlugbayError, dict[str, str] | None] | None:
+        challenge = {"WWW-Authenticate": 'Bearer realm="plugbay"'}
+        auth = headers.get("authorization")
+        if auth is not None:
+            scheme, _, given = auth.partition(" ")
+            if scheme.lower() != "bearer" or not given.strip():
+                return (
+                    401,
+                    http_error(
+                        "unauthorized",
+                        "the Authorization header is not 'Bearer <token>'",
+                        hint="send 'Authorization: Bearer <token>'; 'plugbay token' shows the token",
+                    ),
+                    challenge,
+                )
+            if not self.tokens.matches(given.strip()):
+                return (
+                    401,
+                    http_error(
+                        "token_invalid",
+                        "the bearer token is not this host's token (wrong, or rotated since)",
+                        hint="'plugbay token' on the host's machine shows the current one",
+                    ),
+                    {"WWW-Authenticate": 'Bearer realm="plugbay", error="invalid_token"'},
+                )
+            caller.update(auth="bearer", token=fingerprint(given.strip()))
+            return None
+        query = scope.get("query_string", b"")
+        if method == "GET" and b"token=" in query:
+            given = (parse_qs(query.decode("latin-1")).get("token") or [""])[0]
+            if self.tokens.matches(given):
+                caller.update(auth="link", token=fingerprint(given), login=True)
+                return None
+            return (
+                401,
+                http_error(
+                    "token_invalid",
+                    "the token in the link is not this host's token (wrong, or rotated since)",
+                    hint="'plugbay token' on the host's machine shows the current one",
+                ),
+                challenge,
+            )
+        cookie = _cookie(headers)
+        if cookie is None:
+            return (
+                401,
+                http_error(
+                    "unauthorized",
+                    "this endpoint needs the host's API token",
+                    hint="send 'Authorization: Bearer <token>'; 'plugbay token' shows the token "
+                    "(only /healthz is open)",
+                ),
+                challenge,
+            )
+        if not self.tokens.matches(cookie):
+            return (
+                401,
+                http_error(
+                    "token_invalid",
+                    "the dashboard's saved token is not this host's token (rotated since?)",
+                    hint="open the dashboard again with the link 'plugbay token' prints",
+                ),
+                challenge,
+            )
+        caller.update(auth="cookie", token=fingerprint(cookie))
+        origin = headers.get("origin")
+        if method not in _SAFE and origin is not None:
+            expected = {f"http://{headers.get('host', '')}", f"https://{headers.get('host', '')}"}
+            if origin not in expected:
+                return (
+                    403,
+                    http_error(
+                        "cross_origin",
+                        f"a change asked from another origin ({origin}) with the dashboard's cookie",
+                        hint="call the API with 'Authorization: Bearer <token>' instead",
+                    ),
+                    None,
+                )
+        return None
+
+    async def _read_body(
+        self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str], caller: Caller
+    ) -> bytes | None:
+        limit = self.max_body
+        declared = headers.get("content-length")
+        too_big = http_error(
+            "body_too_large",
+            f"the request body is larger than the {limit:,} bytes allowed",
+            hint="send less (a command's parameters, a config), or start the host with a "
+            "larger --http-max-body",
+            limit=limit,
+        )
+        chunks: list[bytes] = []
+        size = 0
+        refused = declared is not None and declared.isdigit() and int(declared) > limit
+        while not refused or size <= _DRAIN * limit:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            more = message.get("more_body", False)
+            if size > limit:
+                # read on and drop what follows (up to a bound) so the client, still
+                # sending, gets the 413 instead of a reset connection
+                refused = True
+                chunks.clear()
+            else:
+                chunks.append(chunk)
+            if not more:
+                break
+        if refused:
+            await self._refuse(scope, receive, send, caller, 413, too_big)
+            return None
+        return b"".join(chunks)
+
+    async def _refuse(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        caller: Caller,
+        status: int,
+        error: PlugbayError,
+    ) -> None:
+        caller.update(status=status, result="denied", reason=error.message)
+        self._audit(caller)
+        await error_response(error, status, {"Connection": "close"})(scope, receive, send)
+
+    async def _login_redirect(self, scope: Scope, send: Send) -> None:
+        """``/?token=…`` keeps the token in a cookie and drops it from the address bar."""
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        token = query.pop("token", [""])[0]
+        rest = urlencode(query, doseq=True)
+        location = scope["path"] + (f"?{rest}" if rest else "")
+        cookie = f"{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict"
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 303,
+                "headers": [
+                    (b"location", location.encode("latin-1")),
+                    (b"set-cookie", cookie.encode("latin-1")),
+                    (b"cache-control", b"no-store"),
+                    (b"content-length", b"0"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": b""})
+
+    def _audit(self, caller: Caller) -> None:
+        caller["time"] = time.time()
+        self.audit(caller)
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    return {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", ())}
+
+
+def _address(scope: Scope) -> str:
+    client = scope.get("client")
+    return f"{client[0]}:{client[1]}" if client else "unknown"
+
+
+def _cookie(headers: dict[str, str]) -> str | None:
+    raw = headers.get("cookie")
+    if not raw or COOKIE not in raw:
+        return None
+    jar: SimpleCookie = SimpleCookie()
+    try:
+        jar.load(raw)
+    except Exception:  # a malformed Cookie header is the same as none
+        return None
+    morsel = jar.get(COOKIE)
+    return morsel.value if morsel is not None else None
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()  # after the body: wait for the disconnect
+
+    return replay
+
+
+async def _send_login(send: Send, reason: str) -> None:
+    page = _LOGIN.replace("{reason}", html.escape(reason)).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 401,
+            "headers": [
+                (b"content-type", b"text/html; charset=utf-8"),
+                (b"content-length", str(len(page)).encode()),
+                (b"www-authenticate", b'Bearer realm="plugbay"'),
+                (b"cache-control", b"no-store"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": page})
+
+
+_LOGIN: Final = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>plugbay — sign in</title>
+<style>body{font:15px system-ui,sans-serif;max-width:34em;margin:4em auto;color:#222}
+input{font:inherit;width:100%;padding:.4em;box-sizing:border-box}button{font:inherit;margin-top:.6em}
+code{background:#eee;padding:0 .2em}</style></head>
+<body><h1>plugbay</h1><p>{reason}.</p>
+<p>Paste the host's API token (<code>plugbay token</code> on the host's machine prints it, with a
+link that signs you in).</p>
+<form method="get" action="/"><input name="token" type="password" autocomplete="off"
+ placeholder="API token" autofocus><button type="submit">Open the dashboard</button></form>
+</body></html>
+"""

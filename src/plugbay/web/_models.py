@@ -1,0 +1,208 @@
+"""What the API answers, as pydantic models: the OpenAPI document is built from these."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "AlertItem",
+    "CallResult",
+    "CommandInfo",
+    "ConfigChange",
+    "ConfigView",
+    "DisableRequest",
+    "HealthView",
+    "HistoryItem",
+    "LogRecord",
+    "OperationResult",
+    "PluginDetail",
+    "PluginSummary",
+    "Readiness",
+    "RollbackRequest",
+    "SeriesPoint",
+    "SeriesView",
+    "UnloadRequest",
+]
+
+State = Literal[
+    "discovered", "resolved", "initializing", "active", "stopping", "stopped", "failed", "disabled"
+]
+
+
+class PluginSummary(BaseModel):
+    id: str
+    version: str | None
+    type: str | None
+    state: State
+    isolation: str
+    uptime_seconds: float | None = Field(description="Seconds since it became active.")
+    load_seconds: float | None = Field(description="Time from import to initialized.")
+    reason: str | None = Field(description="Why it is failed or disabled.")
+    needs: list[str] = Field(description="Plugin ids it depends on (resolved).")
+
+
+class CommandInfo(BaseModel):
+    name: str
+    signature: str
+    doc: str
+    params_schema: dict[str, Any] = Field(description="JSON Schema of the call's body.")
+    result_schema: dict[str, Any] = Field(description="JSON Schema of the result.")
+    defs: dict[str, Any] = Field(
+        default_factory=dict, description="Definitions the two schemas refer to ($defs)."
+    )
+
+
+class PluginDetail(PluginSummary):
+    # fields the host adds to its detail later pass through (the CLI shows them too)
+    model_config = ConfigDict(extra="allow")
+
+    manifest: dict[str, Any] | None
+    error: dict[str, Any] | None = Field(description="The failure, as an error object.")
+    sandbox: dict[str, Any] | None = Field(
+        description="Sandboxed or not and why, secrets and environment granted, kernel layers."
+    )
+    versions_known: list[str]
+    dependencies: dict[str, str] = Field(description="Plugin id → version range.")
+    dependents: list[str]
+    commands: list[CommandInfo]
+    config: dict[str, Any]
+    permissions: dict[str, list[str]] = Field(description="asked, granted, effective")
+    limits: dict[str, Any]
+    usage: dict[str, Any] | None
+    metrics: dict[str, Any] | None
+    transitions: list[dict[str, Any]]
+    notes: list[str]
+    traceback: str | None
+
+
+class CallResult(BaseModel):
+    result: Any = Field(description="What the command returned, as JSON.")
+
+
+class OperationResult(BaseModel):
+    plugin: PluginSummary = Field(description="The plugin after the operation.")
+    affected: list[str] = Field(description="Every plugin id the operation started or stopped.")
+
+
+class DisableRequest(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    reason: str | None = Field(
+        default=None, max_length=2000, description="Kept in the state and shown."
+    )
+    cascade: bool = Field(
+        default=False, description="Also stop the active plugins that depend on it."
+    )
+
+
+class RollbackRequest(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    to: str | None = Field(
+        default=None, max_length=200, description="This version (default: the one before)."
+    )
+
+
+class UnloadRequest(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    cascade: bool = Field(
+        default=False, description="Also stop the active plugins that depend on it."
+    )
+
+
+class ConfigView(BaseModel):
+    plugin: str
+    config: dict[str, Any] = Field(description="The config the plugin runs with now.")
+    runtime: dict[str, Any] = Field(description="The values set at run time (state store).")
+    schema_: dict[str, Any] = Field(
+        alias="schema", serialization_alias="schema", description="Each key's type and limits."
+    )
+
+
+class ConfigChange(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    values: dict[str, Any] = Field(
+        description="Run-time values, replacing those set before; checked against the "
+        "plugin's schema, then applied by reloading the plugin."
+    )
+
+
+class HistoryItem(BaseModel):
+    id: int
+    time: float
+    plugin_id: str
+    action: str
+    version: str | None
+    result: str
+    reason: str | None
+    details: dict[str, Any]
+
+
+class HealthView(BaseModel):
+    status: Literal["green", "degraded", "failing"]
+    plugins: dict[str, str] = Field(
+        description="Each plugin's status: green, degraded or failing; disabled or stopped "
+        "when it is off."
+    )
+    counts: dict[str, int] = Field(description="Plugins by state.")
+    checks: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Each plugin's liveness, readiness and the reasons (with monitoring on).",
+    )
+
+
+class Readiness(BaseModel):
+    ready: bool
+    status: Literal["ready", "degraded", "starting"]
+    failed: list[str]
+
+
+class SeriesPoint(BaseModel):
+    t: float
+    state: str
+    version: str | None
+    reason: str | None = Field(description="Why it is failed or disabled.")
+    uptime_seconds: float | None
+    calls: int
+    errors: int
+    calls_per_s: float
+    error_rate: float
+    p50_ms: float | None
+    p99_ms: float | None
+    memory_mb: float | None
+    memory_shared: bool = Field(description="True when the memory is the host's own process's.")
+
+
+class SeriesView(BaseModel):
+    plugin: str
+    interval_seconds: float
+    points: list[SeriesPoint]
+
+
+class LogRecord(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    time: float
+    level: str = Field(description="debug, info, warning, error or critical.")
+    plugin: str | None
+    version: str | None = None
+    logger: str
+    message: str
+    fields: dict[str, Any] = Field(default_factory=dict)
+
+
+class AlertItem(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    id: int | None = None
+    plugin: str | None
+    version: str | None = None
+    rule: str
+    message: str
+    details: dict[str, Any] = Field(default_factory=dict)
+    fired: float
+    cleared: float | None = None

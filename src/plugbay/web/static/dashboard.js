@@ -1,0 +1,410 @@
+// plugbay dashboard: live table, per-plugin charts, operations, command calls, logs, alerts.
+// Everything comes from this host's API (the page is signed in with a cookie); no library.
+"use strict";
+
+const $ = (sel) => document.querySelector(sel);
+const body = document.body;
+const interval = parseFloat(body.dataset.interval || "1");
+const KEEP = 300; // points per chart: five minutes at one sample a second
+const rollbackAvailable = body.dataset.rollback === "yes";
+
+let selected = null; // plugin id whose charts are shown
+let points = []; // its series
+const rows = new Map(); // id -> <tr>
+
+function esc(text) {
+  return String(text ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
+}
+
+function fmtUptime(s) {
+  if (s === null || s === undefined) return "–";
+  s = Math.floor(s);
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ${s % 60} s`;
+  return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
+}
+
+function fmtNum(v, digits = 1) {
+  if (v === null || v === undefined) return "–";
+  return Number(v).toFixed(digits);
+}
+
+async function api(method, path, payload) {
+  const init = { method, headers: { Accept: "application/json" }, credentials: "same-origin" };
+  if (payload !== undefined) {
+    init.headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(payload);
+  }
+  const response = await fetch(path, init);
+  let data = null;
+  try {
+    data = await response.json();
+  } catch (e) {
+    data = null;
+  }
+  if (!response.ok) {
+    const error = (data && data.error) || { text: `${response.status} ${response.statusText}`, code: "http_error" };
+    error.status = response.status;
+    throw error;
+  }
+  return data;
+}
+
+// ------------------------------------------------------------------ the table
+
+function rowHtml(id) {
+  return `<td class="id"><button type="button" class="link select">${esc(id)}</button></td>` +
+    `<td class="version">?</td><td class="type">?</td>` +
+    `<td class="state"><span class="badge">?</span></td><td class="isolation"></td>` +
+    `<td class="uptime num">–</td><td class="rate num">–</td><td class="errors num">–</td><td class="p99 num">–</td>` +
+    `<td class="actions"><button type="button" data-op="reload">reload</button>` +
+    `<button type="button" data-op="disable">disable</button>` +
+    `<button type="button" data-op="enable">enable</button>` +
+    `<button type="button" data-op="rollback">rollback</button></td>`;
+}
+
+function indexRows() {
+  rows.clear();
+  for (const tr of document.querySelectorAll("#plugins tbody tr")) rows.set(tr.dataset.plugin, tr);
+  for (const tr of rows.values()) setButtons(tr, tr.dataset.state);
+}
+
+function setButtons(tr, state) {
+  const active = state === "active";
+  tr.querySelector('[data-op="reload"]').disabled = !active;
+  tr.querySelector('[data-op="disable"]').disabled = state === "disabled";
+  tr.querySelector('[data-op="enable"]').disabled = active;
+  const rb = tr.querySelector('[data-op="rollback"]');
+  rb.disabled = !rollbackAvailable || !active;
+  if (!rollbackAvailable) rb.title = "this host has no rollback yet (it comes with the hot-reload work)";
+}
+
+function updateRow(id, p) {
+  let tr = rows.get(id);
+  if (!tr) {
+    tr = document.createElement("tr");
+    tr.dataset.plugin = id;
+    tr.innerHTML = rowHtml(id);
+    $("#plugins tbody").appendChild(tr);
+    rows.set(id, tr);
+    applyFilter();
+  }
+  const changed = tr.dataset.state !== p.state || tr.dataset.version !== String(p.version);
+  tr.dataset.state = p.state;
+  tr.dataset.version = String(p.version);
+  tr.querySelector(".version").textContent = p.version ?? "?";
+  const badge = tr.querySelector(".badge");
+  badge.className = `badge s-${p.state}`;
+  badge.textContent = p.state;
+  badge.title = p.reason || "";
+  tr.querySelector(".uptime").textContent = fmtUptime(p.uptime_seconds);
+  tr.querySelector(".rate").textContent = fmtNum(p.calls_per_s);
+  tr.querySelector(".errors").textContent = p.calls_per_s > 0 ? `${fmtNum(p.error_rate * 100)} %` : "–";
+  tr.querySelector(".p99").textContent = p.p99_ms === null ? "–" : `${fmtNum(p.p99_ms, 2)} ms`;
+  setButtons(tr, p.state);
+  return changed;
+}
+
+function applyFilter() {
+  const text = $("#filter").value.trim().toLowerCase();
+  for (const [id, tr] of rows) tr.hidden = text !== "" && !id.includes(text) && !(tr.dataset.state || "").includes(text);
+}
+
+function summary(plugins) {
+  const ids = Object.keys(plugins);
+  const active = ids.filter((id) => plugins[id].state === "active").length;
+  const failed = ids.filter((id) => plugins[id].state === "failed").length;
+  $("#summary").textContent = `${ids.length} plugins, ${active} active` + (failed ? `, ${failed} failed` : "");
+}
+
+// ------------------------------------------------------------------ charts
+
+const COLOURS = ["#2c7fb8", "#d95f0e", "#2e8b57"];
+
+function drawChart(canvas, lines, unit) {
+  const ratio = window.devicePixelRatio || 1;
+  const w = canvas.clientWidth || canvas.width;
+  const h = canvas.clientHeight || canvas.height;
+  if (canvas.width !== Math.round(w * ratio)) {
+    canvas.width = Math.round(w * ratio);
+    canvas.height = Math.round(h * ratio);
+  }
+  const ctx = canvas.getContext("2d");
+  ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
+  ctx.clearRect(0, 0, w, h);
+  const pad = { l: 42, r: 6, t: 6, b: 14 };
+  let max = 0;
+  let n = 0;
+  for (const line of lines) {
+    for (const v of line.values) if (v !== null && v > max) max = v;
+    n = Math.max(n, line.values.length);
+  }
+  max = max > 0 ? max * 1.15 : 1;
+  ctx.font = "10px system-ui, sans-serif";
+  ctx.fillStyle = "#6b7580";
+  ctx.strokeStyle = "#e5e8eb";
+  ctx.lineWidth = 1;
+  for (let i = 0; i <= 2; i++) {
+    const y = pad.t + ((h - pad.t - pad.b) * i) / 2;
+    ctx.beginPath();
+    ctx.moveTo(pad.l, y);
+    ctx.lineTo(w - pad.r, y);
+    ctx.stroke();
+    const label = (max * (2 - i)) / 2;
+    ctx.fillText(label >= 100 ? label.toFixed(0) : label.toPrecision(2), 2, y + 3);
+  }
+  ctx.fillText(`last ${Math.round((n * interval) / 60) || "<1"} min, ${unit}`, pad.l, h - 2);
+  const span = Math.max(n - 1, 1);
+  lines.forEach((line, k) => {
+    ctx.strokeStyle = line.colour || COLOURS[k % COLOURS.length];
+    ctx.lineWidth = 1.6;
+    ctx.beginPath();
+    let started = false;
+    line.values.forEach((v, i) => {
+      if (v === null) {
+        started = false;
+        return;
+      }
+      const x = pad.l + ((w - pad.l - pad.r) * (i + (n - line.values.length))) / span;
+      const y = pad.t + (h - pad.t - pad.b) * (1 - v / max);
+      if (started) ctx.lineTo(x, y);
+      else ctx.moveTo(x, y);
+      started = true;
+    });
+    ctx.stroke();
+  });
+}
+
+function setLast(id, text, value) {
+  const el = $(id);
+  el.textContent = text;
+  el.dataset.value = value === null || value === undefined ? "" : String(value);
+}
+
+function drawCharts() {
+  if (!selected) return;
+  const pick = (key, scale = 1) => points.map((p) => (p[key] === null ? null : p[key] * scale));
+  const last = points[points.length - 1] || {};
+  drawChart($("#chart-rate"), [{ values: pick("calls_per_s") }], "calls/s");
+  setLast("#last-rate", `${fmtNum(last.calls_per_s)} /s (${last.calls ?? 0} calls)`, last.calls_per_s);
+  drawChart($("#chart-errors"), [{ values: pick("error_rate", 100), colour: "#c0392b" }], "%");
+  setLast("#last-errors", `${fmtNum((last.error_rate ?? 0) * 100)} %`, last.error_rate);
+  drawChart($("#chart-latency"), [{ values: pick("p50_ms") }, { values: pick("p99_ms"), colour: "#d95f0e" }], "ms");
+  setLast("#last-latency", `${fmtNum(last.p50_ms, 3)} / ${fmtNum(last.p99_ms, 3)} ms`, last.p99_ms);
+  drawChart($("#chart-memory"), [{ values: pick("memory_mb"), colour: "#2e8b57" }], "MiB");
+  setLast("#last-memory", `${fmtNum(last.memory_mb)} MiB`, last.memory_mb);
+  $("#memory-label").textContent = last.memory_shared ? "memory (the host's process, shared)" : "memory (its worker)";
+}
+
+async function select(id) {
+  selected = id;
+  for (const [pid, tr] of rows) tr.classList.toggle("selected", pid === id);
+  $("#detail-title").textContent = id;
+  try {
+    const [series, detail] = await Promise.all([
+      api("GET", `/api/v1/plugins/${encodeURIComponent(id)}/series`),
+      api("GET", `/api/v1/plugins/${encodeURIComponent(id)}`),
+    ]);
+    if (selected !== id) return;
+    points = series.points.slice(-KEEP);
+    drawCharts();
+    describe(detail);
+    fillCallForm(detail);
+  } catch (error) {
+    $("#detail-title").textContent = `${id}: ${error.text || error}`;
+  }
+  refreshLogs();
+}
+
+function describe(d) {
+  const parts = [`${d.version ?? "?"} · ${d.type ?? "?"} · ${d.state} · ${d.isolation}`];
+  const deps = Object.entries(d.dependencies || {}).map(([k, v]) => `${k} ${v}`);
+  parts.push(`needs: ${deps.join(", ") || "nothing"}`);
+  parts.push(`needed by: ${(d.dependents || []).join(", ") || "nothing"}`);
+  if (d.permissions && d.permissions.effective.length) parts.push(`permissions: ${d.permissions.effective.join(", ")}`);
+  const info = $("#detail-info");
+  info.textContent = parts.join(" — ");
+  const reason = $("#detail-reason");
+  reason.textContent = d.reason || "";
+  reason.hidden = !d.reason;
+}
+
+// ------------------------------------------------------------------ calling a command
+
+let commands = [];
+
+function fillCallForm(detail) {
+  commands = detail.commands || [];
+  const form = $("#call-form");
+  form.hidden = commands.length === 0;
+  const sel = $("#call-command");
+  sel.innerHTML = commands.map((c) => `<option value="${esc(c.name)}">${esc(c.name)}</option>`).join("");
+  showSignature();
+  $("#call-result").textContent = "";
+}
+
+function showSignature() {
+  const c = commands.find((x) => x.name === $("#call-command").value);
+  $("#call-signature").textContent = c ? c.signature + (c.doc ? ` — ${c.doc.split("\n")[0]}` : "") : "";
+  if (c) {
+    const example = {};
+    for (const [name, schema] of Object.entries(c.params_schema.properties || {})) {
+      if ((c.params_schema.required || []).includes(name)) example[name] = schema.type === "integer" || schema.type === "number" ? 0 : schema.type === "boolean" ? false : "";
+    }
+    $("#call-params").value = JSON.stringify(example);
+  }
+}
+
+async function callCommand(event) {
+  event.preventDefault();
+  const out = $("#call-result");
+  out.className = "";
+  let params;
+  try {
+    params = JSON.parse($("#call-params").value || "{}");
+  } catch (e) {
+    out.className = "error";
+    out.textContent = `the parameters are not JSON: ${e.message}`;
+    return;
+  }
+  const command = $("#call-command").value;
+  out.textContent = "…";
+  try {
+    const data = await api("POST", `/api/v1/plugins/${encodeURIComponent(selected)}/commands/${encodeURIComponent(command)}`, params);
+    out.textContent = typeof data.result === "string" ? data.result : JSON.stringify(data.result, null, 2);
+  } catch (error) {
+    out.className = "error";
+    out.textContent = error.text || String(error);
+  }
+}
+
+// ------------------------------------------------------------------ operations
+
+async function operate(id, op, button) {
+  const status = $("#op-result");
+  status.className = "";
+  status.textContent = `${op} ${id}…`;
+  button.disabled = true;
+  try {
+    const data = await api("POST", `/api/v1/plugins/${encodeURIComponent(id)}/${op}`, {});
+    const p = data.plugin;
+    updateRow(id, { ...p, calls_per_s: 0, error_rate: 0, p99_ms: null });
+    const others = data.affected.filter((x) => x !== id);
+    status.textContent = `${id}: ${op} done — ${p.version} ${p.state}` + (others.length ? ` (also: ${others.join(", ")})` : "");
+    refreshGraph();
+    if (id === selected) select(id); // its detail changed (version, state, commands)
+  } catch (error) {
+    status.className = "error";
+    status.textContent = error.text || String(error);
+  } finally {
+    setButtons(rows.get(id), rows.get(id).dataset.state);
+  }
+}
+
+// ------------------------------------------------------------------ graph, logs, alerts
+
+async function refreshGraph() {
+  try {
+    const response = await fetch("/api/v1/graph.svg", { credentials: "same-origin" });
+    if (response.ok) $("#graph").innerHTML = await response.text();
+  } catch (e) {
+    /* the next change tries again */
+  }
+}
+
+async function refreshLogs() {
+  const pane = $("#logs");
+  const query = new URLSearchParams({ limit: "60" });
+  const only = $("#logs-only").checked && selected;
+  if (only) query.set("plugin", selected);
+  try {
+    const records = await api("GET", `/api/v1/logs?${query}`);
+    pane.className = "";
+    pane.textContent = records.length
+      ? records.map((r) => `${new Date(r.time * 1000).toLocaleTimeString()} ${r.level.toUpperCase().padEnd(7)} ${r.plugin || r.logger}: ${r.message}`).join("\n")
+      : only ? `no records of ${selected} yet` : "no records yet";
+    pane.scrollTop = pane.scrollHeight;
+  } catch (error) {
+    pane.className = "error";
+    pane.textContent = error.text || String(error);
+  }
+}
+
+let alertsEndpoint = true;
+let alertsFetched = 0;
+let firing = [];
+
+async function refreshAlerts(plugins) {
+  const list = $("#alerts");
+  if (alertsEndpoint && Date.now() - alertsFetched > 2000) {
+    alertsFetched = Date.now();
+    try {
+      firing = await api("GET", "/api/v1/alerts");
+    } catch (error) {
+      if (error.status === 404 && error.code === "not_found") alertsEndpoint = false; // no alert rules here
+      else firing = [{ plugin: "", rule: "error", message: error.text || String(error) }];
+    }
+  }
+  const items = firing.map((a) => `<li class="error"><b>${esc(a.plugin || "host")}</b> ${esc(a.rule)}: ${esc(a.message)}</li>`);
+  for (const [id, p] of Object.entries(plugins)) {
+    if (p.state === "failed") items.push(`<li class="error">${esc(id)} is failed: ${esc(p.reason || "see its detail")}</li>`);
+  }
+  list.innerHTML = items.length ? items.join("") : "<li>no alert is firing, and no plugin is failing</li>";
+}
+
+// ------------------------------------------------------------------ the live stream
+
+function connect() {
+  const source = new EventSource("/api/v1/stream");
+  source.addEventListener("sample", (event) => {
+    const data = JSON.parse(event.data);
+    let changed = false;
+    for (const [id, p] of Object.entries(data.plugins)) changed = updateRow(id, p) || changed;
+    for (const id of [...rows.keys()]) {
+      if (!(id in data.plugins)) {
+        rows.get(id).remove();
+        rows.delete(id);
+        changed = true;
+      }
+    }
+    summary(data.plugins);
+    if (changed) refreshGraph();
+    if (selected && data.plugins[selected]) {
+      const p = data.plugins[selected];
+      if (!points.length || points[points.length - 1].t !== p.t) {
+        points.push(p);
+        if (points.length > KEEP) points.shift();
+        drawCharts();
+      }
+    }
+    body.dataset.samples = String(Number(body.dataset.samples || "0") + 1);
+    refreshAlerts(data.plugins);
+  });
+  source.addEventListener("error", () => {
+    $("#op-result").textContent = "the live stream is reconnecting…";
+  });
+  source.addEventListener("open", () => {
+    if ($("#op-result").textContent.startsWith("the live stream")) $("#op-result").textContent = "";
+  });
+}
+
+// ------------------------------------------------------------------ wiring
+
+indexRows();
+$("#plugins tbody").addEventListener("click", (event) => {
+  const target = event.target.closest("button");
+  if (!target) return;
+  const id = target.closest("tr").dataset.plugin;
+  if (target.classList.contains("select")) select(id);
+  else if (target.dataset.op) operate(id, target.dataset.op, target);
+});
+$("#filter").addEventListener("input", applyFilter);
+$("#logs-only").addEventListener("change", refreshLogs);
+$("#call-command").addEventListener("change", showSignature);
+$("#call-form").addEventListener("submit", callCommand);
+window.addEventListener("resize", drawCharts);
+connect();
+refreshLogs();
+setInterval(refreshLogs, 3000);
+const first = rows.keys().next();
+if (!first.done) select(first.value);
