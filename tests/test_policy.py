@@ -222,3 +222,24 @@ def test_doctor_help_says_what_it_checks() -> None:
         capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"}, timeout=60,
     )  # fmt: skip
     assert "isolation layers" in result.stdout and "--strict" in result.stdout
+
+
+def test_a_wildcard_port_grant_allows_that_address_only() -> None:
+    import socket
+
+    from plugbay.isolation.guard import Guard
+
+    reported: list[dict[str, object]] = []
+    guard = Guard("acme.net", {"network": ["127.0.0.1:*"]}, reported.append)
+    with socket.socket() as sock:
+        guard._hook("socket.connect", (sock, ("127.0.0.1", 5555)))  # allowed: no error
+        with pytest.raises(PermissionError, match=r"connecting to 10\.0\.0\.1:5555"):
+            guard._hook("socket.connect", (sock, ("10.0.0.1", 5555)))
+    assert reported == [
+        {
+            "kind": "denied",
+            "operation": "connecting to 10.0.0.1:5555",
+            "permission": "network:10.0.0.1:5555",
+            "layer": "netns/landlock",
+        }
+    ]

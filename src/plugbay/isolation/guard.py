@@ -122,7 +122,8 @@ class Guard:
         if event == "socket.bind" and port == 0 and self.network:
             return  # an ephemeral port to connect from, for a plugin granted a destination
         wanted = f"{'[' + host + ']' if ':' in host else host}:{port}"
-        if (host, port) not in self.network and ("*", port) not in self.network:
+        allowed = self.network
+        if not {(host, port), ("*", port), (host, -1), ("*", -1)} & allowed:
             verb = "listening on" if event == "socket.bind" else "connecting to"
             self._deny(f"{verb} {wanted}", f"network:{wanted}", "netns/landlock")
 
@@ -146,9 +147,10 @@ class Guard:
 
 
 def _endpoint(grant: str) -> tuple[str, int]:
+    """``"127.0.0.1:8080"`` → (address, port); a port of ``*`` is -1 (any port)."""
     host, _, port = grant.rpartition(":")
     host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    return host, int(port)
+    return host, int(port) if port.isdigit() else -1
 
 
 def _chain(exc: BaseException) -> list[BaseException]:
