@@ -80,6 +80,12 @@ def test_commands_act_on_the_running_host(workdir: Path, plugins: PluginFactory)
         history = json.loads(plugbay("history", "acme.calc", "--json", cwd=workdir).stdout)
         actions = [e["action"] for e in history]
         assert "reload" in actions and "http" in actions  # the change, and who asked for it
+        # and back, through the running host too
+        back = plugbay("rollback", "acme.calc", cwd=workdir)
+        assert back.returncode == 0, back.stderr
+        assert back.stdout == "acme.calc: rolled back 1.0.1 → 1.0.0\n"
+        state = httpx.get(f"{host.url}/api/v1/plugins/acme.calc", headers=host.auth).json()
+        assert state["version"] == "1.0.0"
 
         token = plugbay("token", cwd=workdir).stdout.splitlines()
         assert token[0] == host.token and token[1] == f"dashboard: {host.url}/?token={host.token}"
@@ -90,7 +96,8 @@ def test_commands_act_on_the_running_host(workdir: Path, plugins: PluginFactory)
         assert plugbay("call", "acme.calc", "add", "a=1", cwd=workdir).stdout == "2\n"
     # no host: reload runs in a host of its own
     alone = plugbay("reload", "acme.calc", cwd=workdir)
-    assert alone.returncode == 0 and "acme.calc: reloaded 1.0.1 → 1.0.1" in alone.stdout
+    # the rollback is the operator's choice, kept across restarts: 1.0.0 serves
+    assert alone.returncode == 0 and "acme.calc: reloaded 1.0.0 → 1.0.0" in alone.stdout
 
 
 def test_the_token_is_printed_once_and_kept_private(workdir: Path) -> None:

@@ -1155,7 +1155,21 @@ def rollback(
     as_json: JsonOpt = False,
 ) -> None:
     """Return to the version that served before (kept in the store), with the state it
-    had then. The choice is kept: the next start serves that version too."""
+    had then. The choice is kept: the next start serves that version too. A running
+    host does it through its API."""
+    client = _client(state)
+    if client is not None:
+        with client:
+            before = _remote(lambda: client.info(plugin_id), as_json=as_json).get("version")
+            data = _remote(lambda: client.rollback(plugin_id, to), as_json=as_json)
+        p = data["plugin"]
+        if as_json:
+            out.print_json(
+                json.dumps({"ok": True, "id": plugin_id, "from": before, "to": p["version"]})
+            )
+        else:
+            out.print(f"{plugin_id}: rolled back {before} → {p['version']}")
+        return
     _refuse_running(state, "rollback")
 
     async def body(host: Any) -> dict[str, Any]:

@@ -104,6 +104,9 @@ class HostClient:
     def reload(self, plugin_id: str) -> dict[str, Any]:
         return self._op(plugin_id, "reload")
 
+    def rollback(self, plugin_id: str, to: str | None = None) -> dict[str, Any]:
+        return self._op(plugin_id, "rollback", {"to": to} if to else None)
+
     def load(self, plugin_id: str) -> dict[str, Any]:
         return self._op(plugin_id, "load")
 
