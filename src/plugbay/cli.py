@@ -18,14 +18,15 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from rich.tree import Tree
 
+from plugbay._console import JsonOpt, err, out
+from plugbay._console import fail as _fail
 from plugbay.errors import PlugbayError
 
 if TYPE_CHECKING:
@@ -44,8 +45,6 @@ app = typer.Typer(
     rich_markup_mode="rich",
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 STATE_COLOURS = {
     "active": "green",
@@ -82,16 +81,6 @@ ConfigOpt = Annotated[
         show_default=False,
     ),
 ]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
-
-
-def _fail(error: PlugbayError | str, *, as_json: bool = False, code: int = 1) -> NoReturn:
-    if as_json:
-        payload = error.to_dict() if isinstance(error, PlugbayError) else {"message": error}
-        out.print_json(json.dumps({"ok": False, "error": payload}, default=str))
-    else:
-        err.print(f"[bold red]error:[/] {escape(str(error))}")
-    raise typer.Exit(code)
 
 
 def _host_kwargs(plugins: list[Path] | None, state: Path, config: Path | None) -> dict[str, Any]:

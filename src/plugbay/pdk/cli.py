@@ -8,31 +8,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
+from plugbay._console import JsonOpt, out
+from plugbay._console import fail as _fail
 from plugbay.errors import PlugbayError
 
 __all__ = ["PANEL", "register"]
 
 PANEL = "develop"
-
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
-
-
-def _fail(error: PlugbayError | str, *, as_json: bool = False, code: int = 1) -> NoReturn:
-    if as_json:
-        payload = error.to_dict() if isinstance(error, PlugbayError) else {"message": error}
-        out.print_json(json.dumps({"ok": False, "error": payload}, default=str))
-    else:
-        err.print(f"[bold red]error:[/] {escape(str(error))}")
-    raise typer.Exit(code)
 
 
 def new(
