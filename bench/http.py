@@ -60,9 +60,9 @@ def _uvicorn_config(app: Any) -> Any:
 
 
 async def _serve_api(port: int) -> None:
-    from plugbay.apitoken import TokenFile
-    from plugbay.host import Host
+    from plugbay.runtime.host import Host
     from plugbay.web import HttpServer, create_app
+    from plugbay.web.token import TokenFile
 
     root = WORK / "http-plugins" / "calc"
     root.mkdir(parents=True, exist_ok=True)

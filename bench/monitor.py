@@ -46,7 +46,7 @@ async def _paired(n: int, pairs: int) -> tuple[float, float]:
     ratios, applied to the median rate with monitoring off: a slow moment slows
     both halves of a pair alike, so the ratio stays.
     """
-    from plugbay.host import Host
+    from plugbay.runtime.host import Host
 
     root = _plugins(1)
     on = Host(root, state_dir=None, entry_points=False, monitoring=True, inline=["*"])
@@ -78,8 +78,7 @@ async def _paired(n: int, pairs: int) -> tuple[float, float]:
 
 
 async def _scrape(count: int) -> tuple[float, float, int]:
-    from plugbay.host import Host
-    from plugbay.monitor.prometheus import render_metrics
+    from plugbay.runtime.host import Host
 
     # inline (trusted): 100 sandboxed workers would measure the sandbox, not the scrape
     async with Host(_plugins(count), state_dir=None, entry_points=False, inline=["*"]) as host:
@@ -90,7 +89,7 @@ async def _scrape(count: int) -> tuple[float, float, int]:
         size = 0
         for _ in range(20):
             start = time.perf_counter()
-            size = len(render_metrics(host))
+            size = len(host.render_metrics())
             times.append(time.perf_counter() - start)
         listing = []
         for _ in range(20):

@@ -58,8 +58,8 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 async def _measure(backend: str) -> dict[str, float]:
-    from plugbay.host import Host
-    from plugbay.watch import PluginWatcher, WatchResult
+    from plugbay.runtime.host import Host
+    from plugbay.runtime.watch import PluginWatcher, WatchResult
 
     work = WORK / f"reload-{backend}"
     shutil.rmtree(work, ignore_errors=True)

@@ -131,7 +131,7 @@ def _plugin_dir() -> Path:
 
 
 async def plugbay_figures(n: int) -> dict[str, object]:
-    from plugbay.host import Host
+    from plugbay.runtime.host import Host
 
     out: dict[str, object] = {}
     async with Host(_plugin_dir(), state_dir=WORK / "sandbox-state", entry_points=False) as host:

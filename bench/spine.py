@@ -38,7 +38,7 @@ class Echo(UtilityPlugin):
 
 
 def call_overhead() -> list[Figure]:
-    from plugbay.host import Host
+    from plugbay.runtime.host import Host
 
     n = 50_000
     directory = WORK / "echo-plugins" / "echo"
@@ -215,9 +215,9 @@ def generate_manifests(root: Path, plugins: int = 1000, versions: int = 3, seed:
 
 
 def discovery_resolution() -> list[Figure]:
-    from plugbay.loader import _manifest_files, discover_directory
-    from plugbay.registry import PluginRegistry
-    from plugbay.versions import Version
+    from plugbay.model.discover import _manifest_files, discover_directory
+    from plugbay.model.registry import PluginRegistry
+    from plugbay.model.versions import Version
 
     root = WORK / "manifests"
     count = generate_manifests(root)

@@ -83,7 +83,7 @@ def plugins(tmp_path: Path) -> PluginFactory:
 
 @pytest.fixture
 def make_host(tmp_path: Path, plugins: PluginFactory) -> Callable[..., Any]:
-    from plugbay.host import Host
+    from plugbay.runtime.host import Host
 
     def make(**kwargs: Any) -> Host:
         kwargs.setdefault("state_dir", tmp_path / "state")

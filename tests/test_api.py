@@ -25,7 +25,7 @@ from plugbay import (
 EXPORTED = {
     "PLUGIN_TYPES", "Command", "CommandMethod", "CommandNotFound", "CommandSpec", "ConfigError",
     "DependencyCycleError", "DependentsError", "DuplicatePluginError", "EndpointConfig",
-    "Environment", "ExtensionPlugin", "Feature", "HookConfig", "IntegrationPlugin", "ManifestError",
+    "Environment", "ExtensionPlugin", "Feature", "Host", "HookConfig", "IntegrationPlugin", "ManifestError",
     "Message", "MetricsCollector", "MissingDependencyError", "ParamInfo", "ParameterError",
     "PlugbayError", "Plugin", "PluginCallError", "PluginConfig", "PluginContext",
     "PluginDependency", "PluginInitError", "PluginLoadError", "PluginNotFound", "PluginReloadError",
@@ -41,6 +41,23 @@ def test_public_surface_changes_only_on_purpose() -> None:
     assert set(plugbay.__all__) == EXPORTED
     for name in EXPORTED:
         assert hasattr(plugbay, name), name
+
+
+def test_the_version_is_written_once_in_the_package_metadata() -> None:
+    import importlib.metadata
+
+    from plugbay.runtime.host import HOST_VERSION
+
+    assert plugbay.__version__ == importlib.metadata.version("plugbay") == HOST_VERSION
+
+
+def test_host_is_exported_but_importing_plugbay_does_not_load_the_runtime() -> None:
+    code = (
+        "import sys, plugbay; assert 'plugbay.runtime.host' not in sys.modules; "
+        "from plugbay import Host; print(Host.__module__)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "plugbay.runtime.host"
 
 
 @dataclasses.dataclass
@@ -181,7 +198,7 @@ def test_mypy_flags_a_wrong_call_through_the_typed_proxy(tmp_path: Path) -> None
         textwrap.dedent(
             """
             from plugbay import UtilityPlugin, command
-            from plugbay.host import Host
+            from plugbay.runtime.host import Host
 
             class Greeter(UtilityPlugin):
                 @command
@@ -220,7 +237,7 @@ def test_mypy_flags_a_wrong_call_through_the_typed_proxy(tmp_path: Path) -> None
 
 
 def test_plugin_base_is_importable_without_the_host() -> None:
-    code = "import sys, plugbay.api; bad = [m for m in ('plugbay.host','plugbay.manager','typer','fastapi') if m in sys.modules]; print(bad)"
+    code = "import sys, plugbay.api; bad = [m for m in ('plugbay.runtime.host','plugbay.runtime.manager','typer','fastapi') if m in sys.modules]; print(bad)"
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )

@@ -21,8 +21,8 @@ from plugbay import (
     PluginTimeout,
     ResultTypeError,
 )
-from plugbay.host import Host
-from plugbay.loader import NAMESPACE
+from plugbay.isolation.loading import NAMESPACE
+from plugbay.runtime.host import Host
 from tests.conftest import PluginFactory
 
 HOST_OK = 'host = ">=0.1.0 <1.0.0"\n'
@@ -659,7 +659,7 @@ async def test_many_concurrent_calls(
 def test_host_never_imports_the_http_stack() -> None:
     import subprocess
 
-    code = "import sys, plugbay.host; print([m for m in ('fastapi','uvicorn') if m in sys.modules])"
+    code = "import sys, plugbay.runtime.host; print([m for m in ('fastapi','uvicorn') if m in sys.modules])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 

@@ -8,16 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from plugbay.errors import PluginLoadError
-from plugbay.host import Host
-from plugbay.loader import (
-    NAMESPACE,
-    discover_directory,
-    discover_entry_points,
-    import_plugin,
-    unload_code,
-)
-from plugbay.manifest import load_manifest
+from plugbay.api.errors import PluginLoadError
+from plugbay.isolation.loading import NAMESPACE, import_plugin, unload_code
+from plugbay.model.discover import discover_directory, discover_entry_points
+from plugbay.model.manifest import load_manifest
+from plugbay.runtime.host import Host
 from tests.conftest import PluginFactory
 
 PLUGIN_CODE = """

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from plugbay.errors import ConfigError, ManifestError, PlugbayError
-from plugbay.manifest import load_manifest, manifest_from_mapping, parse_manifest, parse_size
+from plugbay.api.errors import ConfigError, ManifestError, PlugbayError
+from plugbay.model.manifest import load_manifest, manifest_from_mapping, parse_manifest, parse_size
 
 FULL = """
 id = "acme.full"

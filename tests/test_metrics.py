@@ -16,8 +16,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from plugbay import PluginCallError
-from plugbay.host import Host
-from plugbay.monitor.prometheus import exposition, serve_metrics
+from plugbay.runtime.host import Host
+from plugbay.runtime.prometheus import exposition, serve_metrics
 from tests.conftest import PluginFactory
 
 CODE = """
@@ -118,7 +118,7 @@ def test_plugbay_metrics_and_run_serve_it(plugins: PluginFactory, tmp_path: Path
 
 @pytest.mark.parametrize("name", ["cache-hits", "queue depth", "9lives"])
 def test_plugin_metric_names_are_made_valid(name: str) -> None:
-    from plugbay.monitor.prometheus import _metric_name
+    from plugbay.runtime.prometheus import _metric_name
 
     assert _metric_name(name)[0].isalpha() or _metric_name(name)[0] == "m"
     assert all(c.isalnum() or c == "_" for c in _metric_name(name))

@@ -17,7 +17,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from plugbay import ConfigError, MetricError, PlugbayError
-from plugbay.host import Host
+from plugbay.runtime.host import Host
 from plugbay.state import StateStore
 from tests.conftest import PluginFactory
 
@@ -297,7 +297,7 @@ async def test_repeated_restarts_fire_and_clear(
 async def test_collect_metrics_report_issue_and_the_host_service(
     misbehaving: PluginFactory, make_host: Callable[..., Host]
 ) -> None:
-    from plugbay.host import HostInfo
+    from plugbay.runtime.host import HostInfo
 
     async with make_host(monitor=FAST) as host:
         monitor = host.monitor

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from plugbay.manifest import load_manifest
+from plugbay.model.manifest import load_manifest
 from plugbay.pdk import Finding, validate_plugin
 from plugbay.pdk.analyzer import known_plugins
 from tests.conftest import BUNDLED, PluginFactory

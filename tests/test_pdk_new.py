@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from plugbay.host import Host
 from plugbay.pdk import TemplateError, create_plugin
+from plugbay.runtime.host import Host
 
 BIN = Path(sys.executable).parent
 CALLS = {

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from plugbay.host import Host
 from plugbay.pdk import (
     BuildError,
     SignatureError,
@@ -30,6 +29,7 @@ from plugbay.pdk import (
 )
 from plugbay.pdk.signing import key_id, load_public_key
 from plugbay.pdk.wheels import file_sha256
+from plugbay.runtime.host import Host
 from tests.conftest import BUNDLED
 from tests.test_cli import plugbay
 
@@ -97,7 +97,7 @@ def test_an_installed_wheel_is_found_through_its_entry_point(built: Path, tmp_pa
     script = textwrap.dedent(
         """
         import asyncio, sys
-        from plugbay.host import Host
+        from plugbay.runtime.host import Host
 
         async def main():
             async with Host(None, state_dir=sys.argv[1]) as host:

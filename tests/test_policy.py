@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from plugbay import ConfigError, PermissionDenied
-from plugbay.host import Host
 from plugbay.isolation._cgroups import discover
 from plugbay.isolation.policy import IsolationPolicy
-from plugbay.manifest import load_manifest
+from plugbay.model.manifest import load_manifest
+from plugbay.runtime.host import Host
 from tests.conftest import PluginFactory
 
 MiB = 1 << 20

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from plugbay import ParameterError, PluginCallError, PluginCrashed, PluginTimeout, ResultTypeError
-from plugbay.host import Host
+from plugbay.runtime.host import Host
 from tests.conftest import PluginFactory
 
 pytestmark = pytest.mark.slow
@@ -167,8 +167,8 @@ async def test_the_same_plugin_behaves_the_same_on_both_backends(
 async def test_a_typed_proxy_gives_the_same_objects_on_both_backends(
     make: Callable[[str], Host], isolation: str, plugins: PluginFactory
 ) -> None:
-    from plugbay.loader import import_plugin
-    from plugbay.manifest import load_manifest
+    from plugbay.isolation.loading import import_plugin
+    from plugbay.model.manifest import load_manifest
 
     async with make(isolation) as host:
         # the caller's own copy of the plugin class, as an application would import it
@@ -247,7 +247,7 @@ def test_workers_die_with_their_host(plugins: PluginFactory, tmp_path: Path) -> 
     script = textwrap.dedent(
         f"""
         import asyncio
-        from plugbay.host import Host
+        from plugbay.runtime.host import Host
 
         async def main():
             async with Host({str(plugins.root)!r}, state_dir={str(tmp_path / "s")!r}, entry_points=False) as h:

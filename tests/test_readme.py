@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from plugbay.host import Host
+from plugbay.runtime.host import Host
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from plugbay import PluginReloadError
-from plugbay.host import Host
-from plugbay.loader import NAMESPACE
+from plugbay.isolation.loading import NAMESPACE
+from plugbay.runtime.host import Host
 from tests.conftest import PluginFactory
 
 COUNTER = """

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from plugbay.api import PluginDependency
-from plugbay.errors import (
+from plugbay.api.errors import (
     DependencyCycleError,
     DuplicatePluginError,
     MissingDependencyError,
@@ -17,10 +17,10 @@ from plugbay.errors import (
     PluginNotFound,
     ResolutionError,
 )
-from plugbay.manifest import PluginManifest, manifest_from_mapping
-from plugbay.registry import PluginRegistry
-from plugbay.resolve import resolve
-from plugbay.versions import Version
+from plugbay.model.manifest import PluginManifest, manifest_from_mapping
+from plugbay.model.registry import PluginRegistry
+from plugbay.model.resolve import resolve
+from plugbay.model.versions import Version
 
 HOST = Version.parse("0.1.0")
 

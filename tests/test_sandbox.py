@@ -49,8 +49,8 @@ from plugbay import (
     ResourceLimitExceeded,
     ResultTypeError,
 )
-from plugbay.host import Host
 from plugbay.isolation.limits import ORDER, probe_all
+from plugbay.runtime.host import Host
 from plugbay.state import HistoryEvent, StateStore
 from tests.conftest import PluginFactory
 

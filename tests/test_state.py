@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import plugbay
-from plugbay.errors import StateError
+from plugbay.api.errors import StateError
 from plugbay.state import SCHEMA_VERSION, StateStore
 
 SRC = Path(plugbay.__file__).resolve().parent.parent

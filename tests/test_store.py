@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from plugbay import PlugbayError, PluginReloadError
-from plugbay.errors import DependentsError, ManifestError, ResolutionError
-from plugbay.host import Host
+from plugbay.api.errors import DependentsError, ManifestError, ResolutionError
+from plugbay.runtime.host import Host
+from plugbay.runtime.store import PluginStore, wheel_to_directory
 from plugbay.state import StateStore
-from plugbay.store import PluginStore, wheel_to_directory
 from tests.conftest import PluginFactory
 
 
@@ -137,7 +137,7 @@ async def test_upgrade_to_a_version_that_is_not_there_says_what_is(
 def test_install_refuses_bad_input_clearly(sources: PluginFactory, tmp_path: Path) -> None:
     with StateStore.open(tmp_path / "state") as state:
         store = PluginStore(tmp_path / "state" / "store", state)
-        from plugbay.versions import Version
+        from plugbay.model.versions import Version
 
         host = Version.parse("0.1.0")
         good = source(sources, "acme.tool", "1.0.0")

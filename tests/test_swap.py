@@ -13,7 +13,7 @@ import psutil
 import pytest
 
 from plugbay import PluginReloadError
-from plugbay.host import Host
+from plugbay.runtime.host import Host
 from tests.conftest import PluginFactory
 
 BACKENDS = ["inline", "process"]

@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from packaging.specifiers import SpecifierSet
 
-from plugbay.errors import RangeError, VersionError
-from plugbay.versions import ANY, Range, Version, parse_range, parse_version
+from plugbay.api.errors import RangeError, VersionError
+from plugbay.model.versions import ANY, Range, Version, parse_range, parse_version
 from tests.data.versions import node_semver, packaging_specifiers
 
 FAST = settings(max_examples=200, deadline=None)

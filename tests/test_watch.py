@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from plugbay.host import Host
-from plugbay.watch import PluginWatcher, WatchResult
+from plugbay.runtime.host import Host
+from plugbay.runtime.watch import PluginWatcher, WatchResult
 from tests.conftest import PluginFactory
 
 CODE = """

@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from plugbay.apitoken import TokenFile
 from plugbay.web import HttpServer, create_app
+from plugbay.web.token import TokenFile
 from tests.conftest import PluginFactory
 
 CALC = """
@@ -390,8 +390,8 @@ async def test_the_client_gives_the_hosts_errors_as_plugbay_errors(
 ) -> None:
     import asyncio
 
-    from plugbay.client import HostClient, connect
-    from plugbay.errors import ParameterError, PlugbayError, PluginNotFound
+    from plugbay.api.errors import ParameterError, PlugbayError, PluginNotFound
+    from plugbay.web.client import HostClient, connect
 
     assert connect(tmp_path / "nothing-runs-here") is None
 

@@ -1,10 +1,32 @@
-"""plugbay: a plugin host for Python applications."""
+"""plugbay: a plugin host for Python applications.
+
+What a plugin author imports (:mod:`plugbay.api`), the errors every failure is
+reported with (:mod:`plugbay.api.errors`), and :class:`Host`, which an
+application embeds. ``Host`` is imported on first use, so a plugin's worker,
+which imports ``plugbay`` for the plugin API, never loads the host runtime.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from typing import TYPE_CHECKING, Any
 
 from plugbay.api import *  # noqa: F403
 from plugbay.api import __all__ as _api_all
-from plugbay.errors import *  # noqa: F403
-from plugbay.errors import __all__ as _errors_all
+from plugbay.api.errors import *  # noqa: F403
+from plugbay.api.errors import __all__ as _errors_all
 
-__version__ = "0.1.0"
+if TYPE_CHECKING:
+    from plugbay.runtime.host import Host
 
-__all__ = [*_api_all, *_errors_all, "__version__"]
+__version__: str = importlib.metadata.version("plugbay")
+
+__all__ = [*_api_all, *_errors_all, "Host", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Host":
+        from plugbay.runtime.host import Host
+
+        return Host
+    raise AttributeError(f"module 'plugbay' has no attribute {name!r}")

@@ -24,7 +24,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Final
 
-from plugbay.errors import StateError
+from plugbay.api.errors import StateError
 
 __all__ = ["HISTORY_PER_PLUGIN", "SCHEMA_VERSION", "HistoryEvent", "PluginRow", "StateStore"]
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from plugbay.host import Host
+from plugbay.runtime.host import Host
 
 BUNDLED = Path(__file__).resolve().parents[2] / "plugins"
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from plugbay import PluginCallError
-from plugbay.host import Host
+from plugbay.runtime.host import Host
 from tests.conftest import PluginFactory
 from tests.plugins.conftest import BUNDLED, load_engine
 

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from plugbay.host import Host
+from plugbay.runtime.host import Host
 from tests.plugins.conftest import BUNDLED
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from plugbay import PluginCallError
-from plugbay.host import Host
+from plugbay.runtime.host import Host
 from tests.conftest import PluginFactory
 
 FLAKY = """

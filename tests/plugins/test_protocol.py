@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from plugbay import PluginCallError
-from plugbay.host import Host
+from plugbay.runtime.host import Host
 from tests.conftest import PluginFactory
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from plugbay import PluginCallError
-from plugbay.host import Host
+from plugbay.runtime.host import Host
 from tests.conftest import PluginFactory
 from tests.plugins.conftest import load_engine
 

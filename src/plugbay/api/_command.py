@@ -21,7 +21,7 @@ from typing import Any, Concatenate, Final, Generic, ParamSpec, TypeVar, overloa
 
 import msgspec
 
-from plugbay.errors import ParameterError, PluginLoadError, ResultTypeError
+from plugbay.api.errors import ParameterError, PluginLoadError, ResultTypeError
 
 __all__ = [
     "Command",

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar, overload, runtime_checkable
 
 from plugbay.api._types import Environment
-from plugbay.errors import PermissionDenied
+from plugbay.api.errors import PermissionDenied
 
 __all__ = ["MetricsCollector", "PluginConfig", "PluginContext", "Secrets", "ServiceRegistry"]
 

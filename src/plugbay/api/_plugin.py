@@ -25,7 +25,7 @@ from plugbay.api._types import (
     SystemHook,
     SystemInfo,
 )
-from plugbay.errors import CommandNotFound, PluginStateError
+from plugbay.api.errors import CommandNotFound, PluginStateError
 
 __all__ = [
     "ExtensionPlugin",

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
-    from plugbay.isolation.limits import LayerStatus, SandboxPolicy
+    from plugbay.isolation._layer import LayerStatus, SandboxPolicy
 
 __all__ = ["CONTROLLERS", "CgroupLayer", "CgroupUnavailable", "Cgroups", "discover"]
 
@@ -271,7 +271,7 @@ class CgroupLayer:
         self.group = safe if safe[:1].isalnum() else f"w{safe}"[:100]
 
     def probe(self) -> LayerStatus:
-        from plugbay.isolation.limits import LayerStatus
+        from plugbay.isolation._layer import LayerStatus
 
         probe = f"probe-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         try:
@@ -283,7 +283,7 @@ class CgroupLayer:
         return LayerStatus(self.name, True, found.describe(), self.guarantees)
 
     def apply(self, policy: SandboxPolicy) -> LayerStatus:
-        from plugbay.isolation.limits import LayerStatus, SandboxError
+        from plugbay.isolation._layer import LayerStatus, SandboxError
 
         try:
             found = discover()

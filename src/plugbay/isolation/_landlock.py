@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
-    from plugbay.isolation.limits import LayerStatus, SandboxPolicy
+    from plugbay.isolation._layer import LayerStatus, SandboxPolicy
 
 __all__ = ["LandlockLayer", "Restriction", "abi_version", "restrict_self"]
 
@@ -271,7 +271,7 @@ class LandlockLayer:
     )
 
     def probe(self) -> LayerStatus:
-        from plugbay.isolation.limits import LayerStatus, _in_child
+        from plugbay.isolation._layer import LayerStatus, _in_child
 
         abi, why = abi_version()
         if abi < 1:
@@ -293,7 +293,7 @@ class LandlockLayer:
         return LayerStatus(self.name, True, f"ABI {abi}: {features}; {message}", self.guarantees)
 
     def apply(self, policy: SandboxPolicy) -> LayerStatus:
-        from plugbay.isolation.limits import LayerStatus, SandboxError
+        from plugbay.isolation._layer import LayerStatus, SandboxError
 
         try:
             done = restrict_self(

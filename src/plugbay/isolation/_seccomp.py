@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
-    from plugbay.isolation.limits import LayerStatus, SandboxPolicy
+    from plugbay.isolation._layer import LayerStatus, SandboxPolicy
 
 __all__ = ["SUPPORTED", "FilterSpec", "SeccompLayer", "build", "install", "machine", "pack"]
 
@@ -348,7 +348,7 @@ class SeccompLayer:
     )
 
     def probe(self) -> LayerStatus:
-        from plugbay.isolation.limits import LayerStatus, _in_child
+        from plugbay.isolation._layer import LayerStatus, _in_child
 
         arch = machine()
         if arch not in SUPPORTED:
@@ -377,7 +377,7 @@ class SeccompLayer:
         return LayerStatus(self.name, ok, detail, self.guarantees)
 
     def apply(self, policy: SandboxPolicy) -> LayerStatus:
-        from plugbay.isolation.limits import LayerStatus, SandboxError
+        from plugbay.isolation._layer import LayerStatus, SandboxError
 
         spec = FilterSpec(
             pid=os.getpid(),

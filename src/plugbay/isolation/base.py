@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any, Protocol
 
 from plugbay.api import CommandSpec, Plugin, PluginContext
-from plugbay.manifest import PluginManifest
+from plugbay.model.manifest import PluginManifest
 
 __all__ = ["Backend", "CallTimeout", "PluginHandle", "deadline"]
 

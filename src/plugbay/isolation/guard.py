@@ -27,7 +27,7 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
-from plugbay.errors import PermissionDenied, PlugbayError, ResourceLimitExceeded
+from plugbay.api.errors import PermissionDenied, PlugbayError, ResourceLimitExceeded
 
 __all__ = ["Guard", "classify"]
 

@@ -18,8 +18,8 @@ from typing import Any, TypeVar
 
 from plugbay.api import Command, CommandSpec, Plugin, PluginContext, PluginDependency
 from plugbay.isolation.base import deadline
-from plugbay.loader import LoadedCode, import_plugin, unload_code
-from plugbay.manifest import PluginManifest
+from plugbay.isolation.loading import LoadedCode, import_plugin, unload_code
+from plugbay.model.manifest import PluginManifest
 
 __all__ = ["InlineBackend", "InlineHandle", "lifecycle", "new_instance", "run_in_daemon_thread"]
 

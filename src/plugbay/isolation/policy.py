@@ -38,8 +38,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from plugbay.errors import ConfigError, PlugbayError
-from plugbay.manifest import PluginManifest, parse_size
+from plugbay.api.errors import ConfigError, PlugbayError
+from plugbay.model.manifest import PluginManifest, parse_size
 
 __all__ = ["LIMIT_KEYS", "IsolationPolicy", "Placement"]
 

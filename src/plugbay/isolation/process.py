@@ -31,13 +31,13 @@ from typing import Any
 import psutil
 
 from plugbay.api import CommandSpec, ParamInfo, Plugin, PluginContext
-from plugbay.errors import PlugbayError, PluginCrashed, ResourceLimitExceeded, error_from_dict
+from plugbay.api.errors import PlugbayError, PluginCrashed, ResourceLimitExceeded, error_from_dict
 from plugbay.isolation import frames
 from plugbay.isolation._cgroups import CgroupLayer
 from plugbay.isolation.base import CallTimeout, deadline
 from plugbay.isolation.policy import Placement
 from plugbay.isolation.zygote import Zygote
-from plugbay.manifest import PluginManifest, parse_size
+from plugbay.model.manifest import PluginManifest, parse_size
 
 __all__ = ["HostCallHandler", "ProcessBackend", "ProcessHandle", "RemoteSpec"]
 
@@ -636,7 +636,7 @@ class ProcessHandle:
     def dump_stacks(self, *, tasks: bool = True) -> str:
         """Every thread's stack in the worker now (faulthandler; works while it is blocked),
         and its asyncio tasks' when ``tasks`` (its loop must run to give those)."""
-        from plugbay.monitor.worker_side import read_stacks
+        from plugbay.isolation.diagnostics import read_stacks
 
         text, self._stacks_seen = read_stacks(self.pid, seen=self._stacks_seen, tasks=tasks)
         return text

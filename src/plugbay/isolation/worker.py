@@ -33,12 +33,12 @@ from plugbay.api import (
     PluginContext,
     Secrets,
 )
-from plugbay.errors import PlugbayError, PluginCallError, ServiceError, error_from_dict
+from plugbay.api.errors import PlugbayError, PluginCallError, ServiceError, error_from_dict
 from plugbay.isolation import frames, handover
 from plugbay.isolation.guard import Guard, classify
 from plugbay.isolation.inline import lifecycle, new_instance, run_in_daemon_thread
-from plugbay.loader import import_plugin
-from plugbay.manifest import ManifestOrigin, load_manifest
+from plugbay.isolation.loading import import_plugin
+from plugbay.model.manifest import ManifestOrigin, load_manifest
 from plugbay.monitor.metrics import PluginMetrics
 
 __all__ = ["Worker", "main"]
@@ -181,7 +181,7 @@ class Worker:
             if isinstance(metrics, PluginMetrics) and metrics.dirty:
                 self.send(frames.Metrics(metrics.export_custom()))
         elif isinstance(message, frames.Profile):
-            from plugbay.monitor.profile import profiled
+            from plugbay.isolation.profiling import profiled
 
             call = frames.Call(message.id, message.command, message.params, message.strict)
             self._spawn(message.id, profiled(self.call(call)))
@@ -394,12 +394,12 @@ async def _run(fd: int, layers: list[dict[str, Any]] | None) -> None:
     _, worker.channel = await loop.create_connection(
         lambda: frames.Channel(worker.on_message, worker.closed), sock=sock
     )
-    from plugbay.monitor import worker_side
+    from plugbay.isolation import diagnostics
 
-    worker_side.capture_output(
+    diagnostics.capture_output(
         loop, worker.send, lambda: worker.plugin.id if worker.plugin else None
     )
-    worker_side.dump_tasks_on_signal(loop)
+    diagnostics.dump_tasks_on_signal(loop)
     try:
         await worker.done
     finally:
@@ -410,9 +410,9 @@ def main(fd: int, layers: list[dict[str, Any]] | None = None) -> None:
     """Run the worker on an inherited socket until the host says goodbye or goes away.
 
     ``layers`` are the sandbox layers the zygote applied, reported to the host."""
-    from plugbay.monitor import worker_side
+    from plugbay.isolation import diagnostics
 
-    worker_side.dump_stacks_on_signal()
+    diagnostics.dump_stacks_on_signal()
     try:
         asyncio.run(_run(fd, layers))
     finally:

@@ -90,7 +90,7 @@ def _confine(
 
 def _refuse(channel: int, error: BaseException) -> None:
     """Tell the host why this worker cannot run, in the frame it waits for, then exit."""
-    from plugbay.errors import PlugbayError
+    from plugbay.api.errors import PlugbayError
     from plugbay.isolation import frames
 
     if not isinstance(error, PlugbayError):
@@ -113,8 +113,11 @@ def _reap(control: socket.socket) -> None:
 
 
 def zygote_main(control_fd: int) -> None:
-    from plugbay.isolation import limits, worker  # the warm part: every worker inherits it
-    from plugbay.monitor import worker_side  # noqa: F401  (imported by every worker)
+    from plugbay.isolation import (  # the warm part: every worker inherits it
+        diagnostics,  # noqa: F401  (imported by every worker)
+        limits,
+        worker,
+    )
 
     _die_with_parent()
     # orphans of a worker (a plugin granted subprocesses) are ours to reap, not init's

@@ -22,8 +22,8 @@ from plugbay.monitor.config import AlertSettings
 from plugbay.monitor.metrics import BUCKETS
 
 if TYPE_CHECKING:
-    from plugbay.events import EventBus
     from plugbay.monitor.logs import LogManager
+    from plugbay.runtime.events import EventBus
     from plugbay.state import StateStore
 
 __all__ = ["Alert", "AlertManager", "Condition", "Sample", "evaluate"]

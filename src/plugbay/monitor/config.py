@@ -22,7 +22,7 @@ from typing import Any
 
 import msgspec
 
-from plugbay.errors import ConfigError
+from plugbay.api.errors import ConfigError
 
 __all__ = [
     "AlertSettings",

@@ -14,7 +14,7 @@ import time
 from collections import Counter
 from typing import Any, Final
 
-from plugbay.errors import MetricError
+from plugbay.api.errors import MetricError
 
 __all__ = ["BUCKETS", "MAX_SERIES", "CommandStats", "PluginMetrics", "metric_name"]
 

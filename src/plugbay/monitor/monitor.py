@@ -25,14 +25,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from plugbay.api import SystemEvent
-from plugbay.events import Subscriber
 from plugbay.monitor.alerts import AlertManager, Condition, Sample, evaluate
 from plugbay.monitor.config import MonitorSettings
 from plugbay.monitor.health import RANK, Blocked, LoopWatchdog, Readiness, overall, readiness_from
 from plugbay.monitor.logs import PREFIX, LogManager
+from plugbay.runtime.events import Subscriber
 
 if TYPE_CHECKING:
-    from plugbay.manager import PluginManager, PluginRecord
+    from plugbay.runtime.manager import PluginManager, PluginRecord
 
 __all__ = ["PluginMonitor"]
 
@@ -633,7 +633,7 @@ def _with_cpu_percent(usage: dict[str, Any], monitor: PluginMonitor, now: float)
 def _utilization(rec: PluginRecord, usage: dict[str, Any] | None) -> dict[str, float]:
     """Each limit the plugin runs under (its placement's, else its manifest's), and the
     share of it in use (1 = at the limit)."""
-    from plugbay.manifest import parse_size
+    from plugbay.model.manifest import parse_size
 
     if rec.manifest is None or usage is None or usage.get("shared"):
         return {}
@@ -665,7 +665,7 @@ def _stacks_of(rec: PluginRecord) -> str:
 
 def _task_stacks(rec: PluginRecord) -> str:
     """The stacks of the host's tasks that are inside this plugin's code (inline)."""
-    from plugbay.monitor.worker_side import task_stacks
+    from plugbay.monitor.stacks import task_stacks
 
     m = rec.manifest
     return task_stacks(str(m.root) if m is not None and m.root is not None else None)

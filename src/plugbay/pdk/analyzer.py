@@ -35,8 +35,8 @@ from pathlib import Path
 from typing import Any, Final, Literal, TypeAlias
 
 from plugbay.api import ExtensionPlugin, IntegrationPlugin, Plugin, SystemPlugin, UtilityPlugin
-from plugbay.errors import PlugbayError
-from plugbay.manifest import PluginManifest, load_manifest
+from plugbay.api.errors import PlugbayError
+from plugbay.model.manifest import PluginManifest, load_manifest
 
 __all__ = ["Finding", "Severity", "ValidationResult", "known_plugins", "validate_plugin"]
 
@@ -163,7 +163,7 @@ def known_plugins(
     plugin_dirs: Iterable[Path] = (), *, entry_points: bool = True
 ) -> list[PluginManifest]:
     """Every manifest a host on ``plugin_dirs`` would see (problems are skipped)."""
-    from plugbay.loader import discover
+    from plugbay.model.discover import discover
 
     return discover(
         [d for d in plugin_dirs if Path(d).is_dir()], entry_points=entry_points
@@ -227,7 +227,7 @@ def _line_of_key(file: Path, message: str) -> int | None:
 
 
 def _import_check(manifest: PluginManifest, result: ValidationResult) -> None:
-    from plugbay.loader import import_plugin, unload_code
+    from plugbay.isolation.loading import import_plugin, unload_code
 
     try:
         code = import_plugin(manifest)
@@ -888,8 +888,8 @@ class _Analysis:
     # -- dependencies and services ------------------------------------------------------
 
     def _check_dependencies(self, known: Sequence[PluginManifest]) -> None:
-        from plugbay.host import HOST_VERSION
-        from plugbay.versions import Version
+        from plugbay.model.versions import Version
+        from plugbay.runtime.host import HOST_VERSION
 
         m = self.m
         host_version = Version.parse(HOST_VERSION)
@@ -956,9 +956,9 @@ class _Analysis:
 
     def _check_resolution(self, others: Sequence[PluginManifest]) -> None:
         """Every range can be met one by one; the resolver checks they can be met together."""
-        from plugbay.host import HOST_VERSION
-        from plugbay.registry import PluginRegistry
-        from plugbay.versions import Version
+        from plugbay.model.registry import PluginRegistry
+        from plugbay.model.versions import Version
+        from plugbay.runtime.host import HOST_VERSION
 
         registry = PluginRegistry(Version.parse(HOST_VERSION))
         for manifest in [*others, self.m]:

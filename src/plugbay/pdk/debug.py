@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from plugbay.errors import PlugbayError
+from plugbay.api.errors import PlugbayError
 
 __all__ = ["debug_plugin", "first_body_line"]
 
@@ -84,8 +84,8 @@ async def _run(
     stop_in_command: bool,
     say: Callable[[str], None],
 ) -> Any:
-    from plugbay.host import Host
-    from plugbay.loader import discover
+    from plugbay.model.discover import discover
+    from plugbay.runtime.host import Host
 
     host = Host(
         None,
@@ -131,7 +131,7 @@ async def _run(
             say("serving; a breakpoint() in the plugin's code stops here in pdb. Ctrl-C stops")
             await stop.wait()
             return None
-        from plugbay.cli import _parse_params
+        from plugbay.cli.app import _parse_params
 
         spec = host.manager.command_spec(plugin_id, command)
         params = _parse_params(list(raw_params), spec)

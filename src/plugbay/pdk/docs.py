@@ -19,8 +19,8 @@ from typing import Any
 
 import msgspec
 
-from plugbay.errors import PlugbayError
-from plugbay.manifest import PluginManifest, load_manifest
+from plugbay.api.errors import PlugbayError
+from plugbay.model.manifest import PluginManifest, load_manifest
 from plugbay.pdk.errors import PdkError
 
 __all__ = ["CommandDoc", "Documentation", "ParamDoc", "generate_docs", "write_docs"]

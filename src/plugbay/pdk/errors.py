@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from plugbay.errors import PlugbayError
+from plugbay.api.errors import PlugbayError
 
 __all__ = ["BuildError", "PdkError", "SignatureError", "TemplateError", "WheelError"]
 

@@ -23,8 +23,8 @@ from string import Template
 from typing import Final
 
 from plugbay.api import PLUGIN_TYPES
-from plugbay.errors import PlugbayError, did_you_mean
-from plugbay.manifest import load_manifest
+from plugbay.api.errors import PlugbayError, did_you_mean
+from plugbay.model.manifest import load_manifest
 from plugbay.pdk.errors import TemplateError
 
 __all__ = ["TEMPLATES", "PluginTemplate", "create_plugin"]

@@ -33,12 +33,12 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias, TypeVar
 
 import msgspec
 
-from plugbay.errors import PlugbayError, PluginNotFound
-from plugbay.loader import discover_directory
-from plugbay.manifest import IsolationMode, PluginManifest, load_manifest
+from plugbay.api.errors import PlugbayError, PluginNotFound
+from plugbay.model.discover import discover_directory
+from plugbay.model.manifest import IsolationMode, PluginManifest, load_manifest
 
 if TYPE_CHECKING:
-    from plugbay.host import Host
+    from plugbay.runtime.host import Host
 
 __all__ = ["HostFactory", "Isolation", "LogLine", "PluginHost", "plugin_manifests"]
 
@@ -169,7 +169,7 @@ class PluginHost:
         return self
 
     async def _start(self) -> None:
-        from plugbay.host import Host
+        from plugbay.runtime.host import Host
 
         # The test is the operator: "inline" and "process" trust the plugins under test
         # (in the host's process, or in a worker of their own); "sandbox" does not, so the

@@ -35,8 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Final
 
-from plugbay.errors import PlugbayError
-from plugbay.manifest import PluginManifest, load_manifest, parse_manifest
+from plugbay.api.errors import PlugbayError
+from plugbay.model.manifest import PluginManifest, load_manifest, parse_manifest
 from plugbay.pdk.errors import BuildError, WheelError
 
 __all__ = [

@@ -8,9 +8,9 @@
     await server.start()
 """
 
-from plugbay.apitoken import TOKEN_FILE, TokenFile
 from plugbay.web._app import MAX_BODY, WebApp, create_app
 from plugbay.web._server import DEFAULT_BIND, HttpServer, is_loopback, parse_bind
+from plugbay.web.token import TOKEN_FILE, TokenFile
 
 __all__ = [
     "DEFAULT_BIND",

@@ -15,8 +15,8 @@ import msgspec
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
-from plugbay.errors import PlugbayError
-from plugbay.host import Host
+from plugbay.api.errors import PlugbayError
+from plugbay.runtime.host import Host
 from plugbay.web._errors import ErrorBody, error_response, http_error
 from plugbay.web._models import (
     AlertItem,
@@ -39,7 +39,7 @@ from plugbay.web._models import (
 from plugbay.web._series import Series
 
 if TYPE_CHECKING:
-    from plugbay.manager import PluginRecord
+    from plugbay.runtime.manager import PluginRecord
 
 __all__ = ["errors", "router", "summary"]
 

@@ -14,14 +14,14 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from plugbay.apitoken import TokenFile
-from plugbay.errors import PlugbayError
-from plugbay.host import HOST_VERSION, Host
+from plugbay.api.errors import PlugbayError
+from plugbay.runtime.host import HOST_VERSION, Host
 from plugbay.web import _dashboard
 from plugbay.web._api import call_response, plugbay_error, router
 from plugbay.web._errors import error_response, http_error
 from plugbay.web._gate import Caller, Gate
 from plugbay.web._series import Series
+from plugbay.web.token import TokenFile
 
 __all__ = ["MAX_BODY", "WebApp", "create_app"]
 

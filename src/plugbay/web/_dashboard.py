@@ -19,7 +19,7 @@ from typing import Annotated, Any, Final
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 
-from plugbay.host import Host
+from plugbay.runtime.host import Host
 from plugbay.web._api import errors
 from plugbay.web._errors import error_response, http_error
 from plugbay.web._graph import STATE_COLOURS, dependency_svg

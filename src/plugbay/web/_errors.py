@@ -14,7 +14,7 @@ import msgspec
 from pydantic import BaseModel, Field
 from starlette.responses import Response
 
-from plugbay.errors import PlugbayError
+from plugbay.api.errors import PlugbayError
 
 __all__ = ["ErrorBody", "ErrorDetail", "error_response", "http_error", "status_for"]
 

@@ -24,9 +24,9 @@ from http.cookies import SimpleCookie
 from typing import Any, Final
 from urllib.parse import parse_qs, urlencode
 
-from plugbay.apitoken import TokenFile, fingerprint
-from plugbay.errors import PlugbayError
+from plugbay.api.errors import PlugbayError
 from plugbay.web._errors import error_response, http_error
+from plugbay.web.token import TokenFile, fingerprint
 
 __all__ = ["COOKIE", "Caller", "Gate"]
 

@@ -21,8 +21,8 @@ import psutil
 from plugbay.monitor.metrics import BUCKETS
 
 if TYPE_CHECKING:
-    from plugbay.host import Host
-    from plugbay.manager import PluginRecord
+    from plugbay.runtime.host import Host
+    from plugbay.runtime.manager import PluginRecord
 
 __all__ = ["Series"]
 

@@ -16,7 +16,7 @@ from typing import Final
 
 import uvicorn
 
-from plugbay.errors import PlugbayError
+from plugbay.api.errors import PlugbayError
 from plugbay.web._app import WebApp
 
 __all__ = ["DEFAULT_BIND", "HttpServer", "is_loopback", "parse_bind"]

@@ -22,9 +22,10 @@ import signal
 import sys
 import threading
 import time
-import traceback
 from collections.abc import Callable
 from typing import Any, Final
+
+from plugbay.monitor.stacks import task_stacks
 
 __all__ = [
     "MEMFD_NAME",
@@ -32,7 +33,6 @@ __all__ = [
     "dump_stacks_on_signal",
     "dump_tasks_on_signal",
     "read_stacks",
-    "task_stacks",
 ]
 
 MEMFD_NAME: Final = "plugbay-stacks"
@@ -69,44 +69,6 @@ def dump_tasks_on_signal(loop: asyncio.AbstractEventLoop) -> None:
 
     with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
         loop.add_signal_handler(signal.SIGUSR2, dump)
-
-
-def task_stacks(root: str | None) -> str:
-    """Each asyncio task's stack, through every awaited coroutine; only the tasks
-    inside files under ``root`` when it is given."""
-    out = []
-    for task in asyncio.all_tasks():
-        frames = _coro_frames(task.get_coro())
-        if root is not None and not any(
-            f.f_code.co_filename.startswith(root + os.sep) for f in frames
-        ):
-            continue
-        summary = [
-            traceback.FrameSummary(f.f_code.co_filename, f.f_lineno, f.f_code.co_name)
-            for f in frames
-        ]
-        out.append(f"task {task.get_name()}:\n" + "".join(traceback.format_list(summary)))
-    return "\n".join(out) or "(no task is inside the plugin's code)"
-
-
-def _coro_frames(coro: Any) -> list[Any]:
-    """The frames of a suspended coroutine chain, outermost first (``Task.get_stack``
-    gives only the outermost frame of a suspended coroutine)."""
-    frames = []
-    seen = 0
-    while coro is not None and seen < 100:
-        seen += 1
-        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
-        if frame is not None:
-            frames.append(frame)
-        nxt = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
-        if nxt is None and frame is not None:
-            # the inline backend resumes a command through a helper that holds it as `coro`
-            nxt = frame.f_locals.get("coro")
-            if nxt is coro:
-                nxt = None
-        coro = nxt
-    return frames
 
 
 def read_stacks(

@@ -25,7 +25,7 @@ from typing import Any, Final
 
 import httpx
 
-from plugbay.errors import PlugbayError, error_from_dict
+from plugbay.api.errors import PlugbayError, error_from_dict
 
 __all__ = ["HOST_FILE", "HostClient", "connect", "running_host"]
 
@@ -51,7 +51,7 @@ def connect(state_dir: str | os.PathLike[str], *, timeout: float = 60.0) -> Host
     running = running_host(state_dir)
     if running is None or not running.get("http"):
         return None
-    from plugbay.apitoken import TokenFile
+    from plugbay.web.token import TokenFile
 
     try:
         token = TokenFile(Path(state_dir)).read()

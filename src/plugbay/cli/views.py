@@ -18,7 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 if TYPE_CHECKING:
-    from plugbay.host import Host
+    from plugbay.runtime.host import Host
 
 __all__ = [
     "HostSource",

@@ -36,7 +36,7 @@ from plugbay.api import (
     Secrets,
     SystemPlugin,
 )
-from plugbay.errors import (
+from plugbay.api.errors import (
     CommandNotFound,
     ConfigError,
     DependentsError,
@@ -48,20 +48,20 @@ from plugbay.errors import (
     PluginTimeout,
     did_you_mean,
 )
-from plugbay.events import EventBus, Subscriber
 from plugbay.isolation import Backend, CallTimeout, InlineBackend, PluginHandle
+from plugbay.isolation.loading import plugin_frame
 from plugbay.isolation.policy import IsolationPolicy, Placement
 from plugbay.isolation.process import ProcessBackend
-from plugbay.loader import plugin_frame
-from plugbay.manifest import PluginManifest
+from plugbay.model.manifest import PluginManifest
+from plugbay.model.registry import PluginRegistry
+from plugbay.model.resolve import ResolutionPlan
+from plugbay.model.versions import Range
 from plugbay.monitor import CommandStats, PluginMetrics
-from plugbay.registry import PluginRegistry
-from plugbay.resolve import ResolutionPlan
-from plugbay.services import ServiceHub, ServiceView
+from plugbay.runtime.events import EventBus, Subscriber
+from plugbay.runtime.services import ServiceHub, ServiceView
+from plugbay.runtime.store import PluginStore
+from plugbay.runtime.swap import Swapper, UpgradePlan
 from plugbay.state import StateStore
-from plugbay.store import PluginStore
-from plugbay.swap import Swapper, UpgradePlan
-from plugbay.versions import Range
 
 __all__ = ["ManagerSettings", "PluginManager", "PluginRecord", "PluginState"]
 
@@ -232,11 +232,17 @@ class PluginManager:
         return {r.id: r.metrics for r in self._records.values() if r.metrics is not None}
 
     @property
-    def loader(self) -> types.ModuleType:
-        """The loader (discovery and imports), the spec's ``loader``."""
-        from plugbay import loader
+    def loader(self) -> types.SimpleNamespace:
+        """The loader (static discovery, and imports per version), the spec's ``loader``."""
+        from plugbay.isolation import loading
+        from plugbay.model import discover
 
-        return loader
+        return types.SimpleNamespace(
+            discover=discover.discover,
+            discover_directory=discover.discover_directory,
+            import_plugin=loading.import_plugin,
+            unload_code=loading.unload_code,
+        )
 
     # ------------------------------------------------------------------ queries
 

@@ -23,14 +23,14 @@ from resolvelib import AbstractProvider, BaseReporter
 from resolvelib.resolvers import ResolutionImpossible, ResolutionTooDeep
 from resolvelib.resolvers.resolution import Resolution
 
-from plugbay.errors import (
+from plugbay.api.errors import (
     DependencyCycleError,
     MissingDependencyError,
     PlugbayError,
     ResolutionError,
 )
-from plugbay.manifest import PluginManifest
-from plugbay.versions import Range, Version
+from plugbay.model.manifest import PluginManifest
+from plugbay.model.versions import Range, Version
 
 __all__ = ["ResolutionPlan", "resolve"]
 

@@ -32,11 +32,11 @@ import zipfile
 from pathlib import Path, PurePosixPath
 from typing import Any, Final
 
-from plugbay.errors import ManifestError, PlugbayError
-from plugbay.loader import Discovery, discover_directory
-from plugbay.manifest import PluginManifest, load_manifest
+from plugbay.api.errors import ManifestError, PlugbayError
+from plugbay.model.discover import Discovery, discover_directory
+from plugbay.model.manifest import PluginManifest, load_manifest
+from plugbay.model.versions import Version
 from plugbay.state import StateStore
-from plugbay.versions import Version
 
 __all__ = ["KEPT", "KEPT_PER_PLUGIN", "PluginStore", "wheel_to_directory"]
 

@@ -25,12 +25,12 @@ from rich.markup import escape
 from rich.table import Table
 from rich.tree import Tree
 
-from plugbay._console import JsonOpt, err, out
-from plugbay._console import fail as _fail
-from plugbay.errors import PlugbayError
+from plugbay.api.errors import PlugbayError
+from plugbay.cli._console import JsonOpt, err, out
+from plugbay.cli._console import fail as _fail
 
 if TYPE_CHECKING:
-    from plugbay.monitor.views import StateSource
+    from plugbay.cli.views import StateSource
 
 __all__ = ["app", "main"]
 
@@ -96,7 +96,7 @@ def _host_kwargs(plugins: list[Path] | None, state: Path, config: Path | None) -
 def _with_host(
     kwargs: dict[str, Any], body: Callable[[Any], Awaitable[T]], *, as_json: bool = False
 ) -> T:
-    from plugbay.host import Host
+    from plugbay.runtime.host import Host
 
     async def go() -> T:
         async with Host(**kwargs) as host:
@@ -191,7 +191,7 @@ def run(
     Prints each plugin with version, type, state and load time, then serves.
     On Ctrl-C (or SIGTERM) plugins are cleaned up in reverse dependency order.
     """
-    from plugbay.host import Host
+    from plugbay.runtime.host import Host
 
     started = time.perf_counter()
     bind = None if no_http or once else _http_bind(http, http_public)
@@ -218,7 +218,7 @@ def run(
             announcement = _announce(host, since, http=http_url)
             metrics_server = None
             if not no_metrics:
-                from plugbay.monitor.prometheus import serve_metrics
+                from plugbay.runtime.prometheus import serve_metrics
 
                 try:
                     metrics_server, port = serve_metrics(
@@ -237,7 +237,7 @@ def run(
                 loop.add_signal_handler(sig, stop.set)
             watcher = None
             if watch:
-                from plugbay.watch import PluginWatcher
+                from plugbay.runtime.watch import PluginWatcher
 
                 watching = PluginWatcher(host, on_change=_print_watch)
                 watcher = asyncio.ensure_future(watching.run(stop))
@@ -325,7 +325,7 @@ def _recorded(
     state_dir: Path, running: dict[str, Any], plugin_dirs: list[Path]
 ) -> list[dict[str, Any]]:
     """Each plugin's state as the running host recorded it (no plugin is started)."""
-    from plugbay.loader import discover
+    from plugbay.model.discover import discover
     from plugbay.state import StateStore
 
     found = discover(plugin_dirs, entry_points=True)
@@ -655,10 +655,10 @@ def deps(
 
     Reads manifests and resolves only: no plugin code runs.
     """
-    from plugbay.host import HOST_VERSION
-    from plugbay.loader import discover
-    from plugbay.registry import PluginRegistry
-    from plugbay.versions import Version
+    from plugbay.model.discover import discover
+    from plugbay.model.registry import PluginRegistry
+    from plugbay.model.versions import Version
+    from plugbay.runtime.host import HOST_VERSION
 
     kwargs = _host_kwargs(plugins, state, config)
     found = discover(kwargs["plugins_dir"], entry_points=True)
@@ -898,7 +898,7 @@ def grant(
     """Grant a plugin a permission its manifest asks for (deny by default: only what is
     both asked for and granted is allowed)."""
     _check_permission(permission)
-    from plugbay.loader import discover
+    from plugbay.model.discover import discover
 
     found = discover(plugins or [Path("plugins")], entry_points=True)
     asked = {m.id: m.permissions.asked() for m in found.manifests}
@@ -1032,7 +1032,7 @@ async def _start_http(host: Any, bind: tuple[str, int], max_body: int) -> Any:
 
 def _client(state_dir: Path) -> Any:
     """A client of the host serving ``state_dir`` through its API, or None."""
-    from plugbay.client import connect
+    from plugbay.web.client import connect
 
     return connect(state_dir)
 
@@ -1194,9 +1194,9 @@ def install(
     A wheel is verified first (plugbay.pdk): its digest and signature against the host's
     trusted keys ('plugbay trust'), and refused when the host requires signed plugins and
     it is unsigned or signed by a key the host does not trust."""
-    from plugbay.host import HOST_VERSION
-    from plugbay.store import PluginStore
-    from plugbay.versions import Version
+    from plugbay.model.versions import Version
+    from plugbay.runtime.host import HOST_VERSION
+    from plugbay.runtime.store import PluginStore
 
     if source.is_file() and source.suffix == ".whl":
         from plugbay.pdk.signing import TrustPolicy, verify_wheel
@@ -1283,8 +1283,8 @@ def token(
     state: StateOpt = Path(".plugbay"),
 ) -> None:
     """Show the API token of this state directory (and a dashboard sign-in link), or rotate it."""
-    from plugbay.apitoken import TokenFile
-    from plugbay.client import running_host
+    from plugbay.web.client import running_host
+    from plugbay.web.token import TokenFile
 
     tokens = TokenFile(state)
     try:
@@ -1325,7 +1325,7 @@ def _store_op(state_dir: Path, fn: Callable[[Any], T], *, as_json: bool = False)
 
 
 def _source(state_dir: Path) -> StateSource:
-    from plugbay.monitor.views import StateSource
+    from plugbay.cli.views import StateSource
 
     try:
         return StateSource(state_dir)
@@ -1350,8 +1350,8 @@ def logs(
 
     Reads the state a host writes every second, so it works beside `plugbay run`.
     """
+    from plugbay.cli.views import log_line
     from plugbay.monitor.logs import level_number
-    from plugbay.monitor.views import log_line
 
     try:
         min_level = level_number(level)
@@ -1362,7 +1362,7 @@ def logs(
         records = source.logs(plugin_id, min_level=min_level, limit=limit)
         if not records and not follow:
             known = sorted({r["plugin"] for r in source.logs(None, limit=1000)})
-            from plugbay.errors import did_you_mean
+            from plugbay.api.errors import did_you_mean
 
             hint = did_you_mean(plugin_id, known) or (
                 f"plugins with records: {', '.join(known)}" if known else "no plugin has logged yet"
@@ -1399,7 +1399,7 @@ def alerts(
     as_json: JsonOpt = False,
 ) -> None:
     """Show the alerts firing now (--all: every alert kept), newest first."""
-    from plugbay.monitor.views import alerts_table
+    from plugbay.cli.views import alerts_table
 
     source = _source(state)
     try:
@@ -1426,7 +1426,7 @@ def health(
 ) -> None:
     """Each plugin's health (live, ready, green / degraded / failing, and why) and the
     host's; exits 1 when the host is failing. Beside a running host, that host's."""
-    from plugbay.monitor.views import HostSource, health_table
+    from plugbay.cli.views import HostSource, health_table
 
     if _running_host(state) is not None:
         source = _source(state)
@@ -1463,7 +1463,7 @@ def top(
     """
     from rich.live import Live
 
-    from plugbay.monitor.views import HostSource, top_table
+    from plugbay.cli.views import HostSource, top_table
 
     if _running_host(state) is not None:
         source = _source(state)
@@ -1525,14 +1525,10 @@ def profile(
 # new, validate, build, keygen, sign, verify, trust, docs, debug: plugbay/pdk/cli.py;
 # register() also files 'profile' (above) under the same "develop" panel
 
-from plugbay.pdk.cli import register as _register_develop  # noqa: E402
+from plugbay.cli.develop import register as _register_develop  # noqa: E402
 
 _register_develop(app)
 
 
 def main() -> None:
     app()
-
-
-if __name__ == "__main__":
-    main()

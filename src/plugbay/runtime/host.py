@@ -15,39 +15,40 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import importlib.metadata
 import logging
 import os
 import tomllib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import msgspec
 
 from plugbay.api import Plugin, command_specs
-from plugbay.errors import ConfigError, PlugbayError, PluginNotFound, PluginStateError
-from plugbay.events import EventBus
+from plugbay.api.errors import ConfigError, PlugbayError, PluginNotFound, PluginStateError
 from plugbay.isolation.policy import IsolationPolicy
-from plugbay.loader import discover
-from plugbay.manager import ManagerSettings, PluginManager, PluginRecord, PluginState
-from plugbay.manifest import PluginManifest
+from plugbay.model.discover import discover
+from plugbay.model.manifest import PluginManifest
+from plugbay.model.registry import PluginRegistry
+from plugbay.model.versions import Version
 from plugbay.monitor.config import MonitorSettings
 from plugbay.monitor.monitor import PluginMonitor
-from plugbay.registry import PluginRegistry
+from plugbay.runtime.events import EventBus
+from plugbay.runtime.manager import ManagerSettings, PluginManager, PluginRecord, PluginState
+from plugbay.runtime.store import KEPT, PluginStore
+from plugbay.runtime.swap import UpgradePlan
 from plugbay.state import HistoryEvent, StateStore
-from plugbay.store import KEPT, PluginStore
-from plugbay.swap import UpgradePlan
-from plugbay.versions import Version
 
 if TYPE_CHECKING:
-    from plugbay.watch import WatchResult
+    from plugbay.runtime.watch import WatchResult
 
 __all__ = ["HOST_VERSION", "Host", "HostInfo", "PluginProxy"]
 
 P = TypeVar("P", bound=Plugin)
 
-HOST_VERSION = "0.1.0"
+HOST_VERSION: Final = importlib.metadata.version("plugbay")
 
 logging.getLogger("plugbay").addHandler(logging.NullHandler())
 
@@ -480,7 +481,7 @@ class Host:
         on_change: Callable[[WatchResult], None] | None = None,
     ) -> None:
         """Reload plugins whose files change, until ``stop`` is set (``plugbay run --watch``)."""
-        from plugbay.watch import PluginWatcher
+        from plugbay.runtime.watch import PluginWatcher
 
         await PluginWatcher(self, on_change=on_change).run(stop)
 
@@ -618,14 +619,14 @@ class Host:
 
     def render_metrics(self) -> bytes:
         """Every metric in the Prometheus text format (what ``/metrics`` serves)."""
-        from plugbay.monitor.prometheus import render_metrics
+        from plugbay.runtime.prometheus import exposition
 
-        return render_metrics(self)
+        return exposition(self.manager, self.monitor)
 
     async def profile(
         self, plugin_id: str, command: str, params: Mapping[str, Any], *, strict: bool = False
     ) -> tuple[Any, str]:
         """Run one command under the profiler in the plugin's own backend: (result, report)."""
-        from plugbay.monitor.profile import profile_call
+        from plugbay.runtime.profile import profile_call
 
         return await profile_call(self.manager, plugin_id, command, params, strict=strict)

@@ -15,7 +15,7 @@ import secrets
 from pathlib import Path
 from typing import Final
 
-from plugbay.errors import StateError
+from plugbay.api.errors import StateError
 
 __all__ = ["TOKEN_FILE", "TokenFile", "fingerprint"]
 

@@ -13,9 +13,9 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from plugbay._console import JsonOpt, out
-from plugbay._console import fail as _fail
-from plugbay.errors import PlugbayError
+from plugbay.api.errors import PlugbayError
+from plugbay.cli._console import JsonOpt, out
+from plugbay.cli._console import fail as _fail
 
 __all__ = ["PANEL", "register"]
 

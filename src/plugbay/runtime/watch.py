@@ -29,12 +29,12 @@ from typing import TYPE_CHECKING, Final
 
 import watchfiles
 
-from plugbay.errors import PlugbayError
-from plugbay.loader import discover_directory
-from plugbay.manifest import PluginManifest
+from plugbay.api.errors import PlugbayError
+from plugbay.model.discover import discover_directory
+from plugbay.model.manifest import PluginManifest
 
 if TYPE_CHECKING:
-    from plugbay.host import Host
+    from plugbay.runtime.host import Host
 
 __all__ = ["PluginWatcher", "WatchResult"]
 

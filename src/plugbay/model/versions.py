@@ -43,7 +43,7 @@ from packaging.specifiers import InvalidSpecifier, Specifier, SpecifierSet
 from packaging.version import InvalidVersion
 from packaging.version import Version as PyVersion
 
-from plugbay.errors import RangeError, VersionError
+from plugbay.api.errors import RangeError, VersionError
 
 __all__ = ["ANY", "Range", "Version", "parse_range", "parse_version"]
 

@@ -37,23 +37,23 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from plugbay.api import SystemPlugin
-from plugbay.errors import (
+from plugbay.api.errors import (
     DependentsError,
     PlugbayError,
     PluginReloadError,
     PluginStateError,
     ResolutionError,
 )
-from plugbay.events import Subscriber
 from plugbay.isolation import CallTimeout, PluginHandle, handover
 from plugbay.isolation.base import deadline
+from plugbay.isolation.loading import plugin_frame
 from plugbay.isolation.policy import Placement
-from plugbay.loader import plugin_frame
-from plugbay.manifest import PluginManifest, load_manifest
-from plugbay.versions import Version
+from plugbay.model.manifest import PluginManifest, load_manifest
+from plugbay.model.versions import Version
+from plugbay.runtime.events import Subscriber
 
 if TYPE_CHECKING:
-    from plugbay.manager import PluginManager, PluginRecord
+    from plugbay.runtime.manager import PluginManager, PluginRecord
 
 __all__ = ["Swapper", "UpgradePlan"]
 
@@ -425,7 +425,7 @@ class Swapper:
     ) -> None:
         """Route the plugin's calls to ``handle`` from now on (one dict assignment);
         ``route``: put back the route it had (a failed probation)."""
-        from plugbay.manager import _table  # at call time: manager imports this module
+        from plugbay.runtime.manager import _table  # at call time: manager imports this module
 
         previous = rec.manifest
         if route is None:
@@ -697,7 +697,7 @@ class Swapper:
         registered that this host accepts). Raises, naming each dependent and its range,
         when a dependent would break and ``with_dependents`` is off or no consistent set
         of versions exists."""
-        from plugbay.resolve import resolve
+        from plugbay.model.resolve import resolve
 
         rec = self.m.record(plugin_id)
         current = rec.manifest

@@ -13,8 +13,8 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
-from plugbay.errors import ServiceError
-from plugbay.versions import Range, Version
+from plugbay.api.errors import ServiceError
+from plugbay.model.versions import Range, Version
 
 __all__ = ["ServiceHub", "ServiceView"]
 

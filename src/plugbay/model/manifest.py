@@ -37,8 +37,8 @@ from typing import Any, Final, Literal, TypeAlias
 
 import msgspec
 
-from plugbay.errors import ConfigError, ManifestError, PlugbayError
-from plugbay.versions import Range, Version
+from plugbay.api.errors import ConfigError, ManifestError, PlugbayError
+from plugbay.model.versions import Range, Version
 
 __all__ = [
     "ConfigField",

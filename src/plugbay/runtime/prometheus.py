@@ -25,15 +25,13 @@ from prometheus_client.utils import floatToGoString as _go_float
 from plugbay.monitor.metrics import BUCKETS, CommandStats, metric_name
 
 if TYPE_CHECKING:
-    from plugbay.host import Host
-    from plugbay.manager import PluginManager
     from plugbay.monitor.monitor import PluginMonitor
+    from plugbay.runtime.manager import PluginManager
 
 __all__ = [
     "PlugbayCollector",
     "exposition",
     "registry",
-    "render_metrics",
     "serve_metrics",
     "text_format",
 ]
@@ -331,11 +329,6 @@ def text_format(families: Iterable[Metric]) -> bytes:
     return "".join(out).encode()
 
 
-def render_metrics(host: Host) -> bytes:
-    """A host's ``/metrics`` body: what any HTTP server (ours, or the API's) serves."""
-    return exposition(host.manager, host.monitor)
-
-
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
@@ -348,7 +341,7 @@ def serve_metrics(
     """Serve ``/metrics`` on ``host:port`` in a daemon thread; returns (server, port).
 
     ``server.shutdown()`` stops it. (The HTTP API serves the same body through
-    :func:`render_metrics`.)"""
+    :meth:`Host.render_metrics`.)"""
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 

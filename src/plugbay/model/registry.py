@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping
 
 from plugbay.api import PluginDependency
-from plugbay.errors import DuplicatePluginError, PluginNotFound, ResolutionError, did_you_mean
-from plugbay.manifest import PluginManifest
-from plugbay.resolve import ResolutionPlan, resolve
-from plugbay.versions import Range, Version
+from plugbay.api.errors import DuplicatePluginError, PluginNotFound, ResolutionError, did_you_mean
+from plugbay.model.manifest import PluginManifest
+from plugbay.model.resolve import ResolutionPlan, resolve
+from plugbay.model.versions import Range, Version
 
 __all__ = ["PluginRegistry"]
 

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from plugbay.errors import PlugbayError
+from plugbay.api.errors import PlugbayError
 
 __all__ = ["JsonOpt", "err", "fail", "out"]
 
