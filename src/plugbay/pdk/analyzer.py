@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import importlib.metadata
 import inspect
 import re
 from collections.abc import Iterable, Iterator, Sequence
@@ -889,17 +890,16 @@ class _Analysis:
 
     def _check_dependencies(self, known: Sequence[PluginManifest]) -> None:
         from plugbay.model.versions import Version
-        from plugbay.runtime.host import HOST_VERSION
 
         m = self.m
-        host_version = Version.parse(HOST_VERSION)
+        host_version = Version.parse(_host_version())
         if host_version not in m.host:
             self.add(
                 "error",
                 "host",
-                f"this host is plugbay {HOST_VERSION}, outside the plugin's host range {m.host}",
+                f"this host is plugbay {host_version}, outside the plugin's host range {m.host}",
                 self.in_manifest("host"),
-                f"widen host to include {HOST_VERSION}",
+                f"widen host to include {host_version}",
             )
         others = [k for k in known if k.id != m.id]
         by_id: dict[str, list[PluginManifest]] = {}
@@ -958,9 +958,8 @@ class _Analysis:
         """Every range can be met one by one; the resolver checks they can be met together."""
         from plugbay.model.registry import PluginRegistry
         from plugbay.model.versions import Version
-        from plugbay.runtime.host import HOST_VERSION
 
-        registry = PluginRegistry(Version.parse(HOST_VERSION))
+        registry = PluginRegistry(Version.parse(_host_version()))
         for manifest in [*others, self.m]:
             try:
                 registry.register(manifest)
@@ -1132,3 +1131,8 @@ def _resolve_call(module: _Module, func: ast.expr) -> str:
     source, attr = imported
     full = f"{source}.{attr}" if attr else source
     return f"{full}.{rest}" if rest else full
+
+
+def _host_version() -> str:
+    """plugbay's own version, the host's: written once, in the package metadata."""
+    return importlib.metadata.version("plugbay")
