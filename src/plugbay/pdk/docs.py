@@ -20,7 +20,7 @@ from typing import Any
 import msgspec
 
 from plugbay.api.errors import PlugbayError
-from plugbay.model.manifest import PluginManifest, load_manifest
+from plugbay.model.manifest import ConfigField, PluginManifest, load_manifest
 from plugbay.pdk.errors import PdkError
 
 __all__ = ["CommandDoc", "Documentation", "ParamDoc", "generate_docs", "write_docs"]
@@ -97,30 +97,35 @@ def generate_docs(path: Path) -> Documentation:
     commands: dict[str, CommandDoc] = {}
     attributes: dict[str, str] = {}
     for mod, klass in reversed(analysis._class_chain(module, cls)):
+        file = str(mod.path.relative_to(analysis.root))
         for item in klass.body:
             if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)) and _is_command(item):
-                doc = _command_doc(item, str(mod.path.relative_to(analysis.root)))
+                doc = _command_doc(item, file)
                 commands[doc.name] = doc
-            elif isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name):
-                if item.value is not None and item.target.id in (
-                    "priority",
-                    "system_hooks",
-                    "protocol",
-                    "hooks",
-                ):
-                    attributes[item.target.id] = ast.unparse(item.value)
-            elif isinstance(item, ast.Assign) and len(item.targets) == 1:
-                target = item.targets[0]
-                if isinstance(target, ast.Name) and target.id in (
-                    "priority",
-                    "system_hooks",
-                    "protocol",
-                    "hooks",
-                ):
-                    attributes[target.id] = ast.unparse(item.value)
+            else:
+                attributes.update(_class_attribute(item))
     return Documentation(
         manifest, summary, sorted(commands.values(), key=lambda c: c.name), attributes
     )
+
+
+#: the class attributes a plugin's page shows (the spec's features a plugin declares in code)
+_DOCUMENTED_ATTRIBUTES = frozenset({"priority", "system_hooks", "protocol", "hooks"})
+
+
+def _class_attribute(item: ast.stmt) -> dict[str, str]:
+    """``{name: source}`` when ``item`` assigns one of the documented class attributes."""
+    target: ast.expr
+    value: ast.expr | None
+    if isinstance(item, ast.AnnAssign):
+        target, value = item.target, item.value
+    elif isinstance(item, ast.Assign) and len(item.targets) == 1:
+        target, value = item.targets[0], item.value
+    else:
+        return {}
+    if not isinstance(target, ast.Name) or target.id not in _DOCUMENTED_ATTRIBUTES or value is None:
+        return {}
+    return {target.id: ast.unparse(value)}
 
 
 def write_docs(path: Path, out_dir: Path | None = None) -> tuple[Path, Path]:
@@ -218,27 +223,24 @@ def _facts(d: Documentation) -> list[tuple[str, str]]:
 def _config_rows(m: PluginManifest) -> list[tuple[str, str, str, str, str]]:
     rows = []
     for name, f in m.config.fields.items() if m.config else []:
-        limits = []
-        if f.enum is not None:
-            limits.append("one of " + ", ".join(_json(v) for v in f.enum))
-        if f.minimum is not None:
-            limits.append(f">= {f.minimum:g}")
-        if f.maximum is not None:
-            limits.append(f"<= {f.maximum:g}")
-        if f.min_length is not None:
-            limits.append(f"length >= {f.min_length}")
-        if f.max_length is not None:
-            limits.append(f"length <= {f.max_length}")
-        if f.pattern:
-            limits.append(f"matches {f.pattern}")
-        if f.required:
-            limits.append("required")
-        if f.secret:
-            limits.append("secret")
         kind = f.type if f.type != "array" else f"array of {f.items or 'string'}"
         default = _json(f.default) if f.has_default else "—"
-        rows.append((name, kind, default, "; ".join(limits) or "—", f.description or ""))
+        rows.append((name, kind, default, "; ".join(_constraints(f)) or "—", f.description or ""))
     return rows
+
+
+def _constraints(f: ConfigField) -> list[str]:
+    """A config field's constraints, in words."""
+    bounds = [
+        (f.minimum, ">= {:g}"),
+        (f.maximum, "<= {:g}"),
+        (f.min_length, "length >= {}"),
+        (f.max_length, "length <= {}"),
+    ]
+    out = ["one of " + ", ".join(_json(v) for v in f.enum)] if f.enum is not None else []
+    out += [form.format(value) for value, form in bounds if value is not None]
+    out += [f"matches {f.pattern}"] if f.pattern else []
+    return out + [flag for flag, on in (("required", f.required), ("secret", f.secret)) if on]
 
 
 def _json(value: Any) -> str:
@@ -279,54 +281,75 @@ def _markdown(d: Documentation) -> str:
     if not d.commands:
         lines += ["This plugin has no commands.", ""]
     for c in d.commands:
-        lines += [f"### `{c.signature}`", ""]
-        traits = ["async" if c.is_async else "sync"] + [f"{k}={v}" for k, v in c.options.items()]
-        lines += [f"*{', '.join(traits)}* — `{c.file}:{c.line}`", ""]
-        if c.doc:
-            lines += [c.doc, ""]
-        if c.params:
-            lines += _md_table(
-                ("parameter", "type", "default"),
-                [
-                    (f"`{p.name}`", f"`{p.type}`", f"`{p.default}`" if p.default else "required")
-                    for p in c.params
-                ],
-            )
-        lines += [f"Returns `{c.returns}`.", ""]
-    lines += ["## Configuration", ""]
-    config = _config_rows(m)
-    if config:
-        lines += [f'Set under `[plugins."{m.id}"]` in the host\'s `plugbay.toml`.', ""]
+        lines += _md_command(c)
+    for section in (_md_config, _md_dependencies, _md_services, _md_permissions, _md_resources):
+        lines += section(m)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _md_command(c: CommandDoc) -> list[str]:
+    traits = ["async" if c.is_async else "sync"] + [f"{k}={v}" for k, v in c.options.items()]
+    lines = [f"### `{c.signature}`", "", f"*{', '.join(traits)}* — `{c.file}:{c.line}`", ""]
+    if c.doc:
+        lines += [c.doc, ""]
+    if c.params:
         lines += _md_table(
+            ("parameter", "type", "default"),
+            [
+                (f"`{p.name}`", f"`{p.type}`", f"`{p.default}`" if p.default else "required")
+                for p in c.params
+            ],
+        )
+    return [*lines, f"Returns `{c.returns}`.", ""]
+
+
+def _md_config(m: PluginManifest) -> list[str]:
+    config = _config_rows(m)
+    if not config:
+        return ["## Configuration", "", "No configuration.", ""]
+    return [
+        "## Configuration",
+        "",
+        f'Set under `[plugins."{m.id}"]` in the host\'s `plugbay.toml`.',
+        "",
+        *_md_table(
             ("key", "type", "default", "constraints", "description"),
             [(f"`{r[0]}`", *r[1:]) for r in config],
-        )
-    else:
-        lines += ["No configuration.", ""]
-    lines += ["## Dependencies", ""]
+        ),
+    ]
+
+
+def _md_dependencies(m: PluginManifest) -> list[str]:
     deps = [(f"`{k}`", f"`{v}`", "no") for k, v in m.dependencies.items()]
     deps += [(f"`{k}`", f"`{v}`", "yes") for k, v in m.optional_dependencies.items()]
-    lines += _md_table(("plugin", "versions", "optional"), deps) if deps else ["None.", ""]
-    lines += ["## Services", ""]
+    body = _md_table(("plugin", "versions", "optional"), deps) if deps else ["None.", ""]
+    return ["## Dependencies", "", *body]
+
+
+def _md_services(m: PluginManifest) -> list[str]:
     services = [(f"`{k}`", "provides", f"`{v}`") for k, v in m.provides.items()]
     services += [(f"`{k}`", "requires", f"`{v}`") for k, v in m.requires.items()]
-    lines += _md_table(("service", "", "version"), services) if services else ["None.", ""]
-    lines += ["## Permissions", ""]
+    body = _md_table(("service", "", "version"), services) if services else ["None.", ""]
+    return ["## Services", "", *body]
+
+
+def _md_permissions(m: PluginManifest) -> list[str]:
     perms = _permission_rows(m)
-    if perms:
-        lines += ["Asked for; the operator grants each (`plugbay grant ID PERMISSION`).", ""]
-        lines += [f"- `{p}`" for p in perms] + [""]
-    else:
-        lines += [
-            "None: it needs no network, files outside its data directory, environment or processes.",
-            "",
-        ]
-    lines += ["## Resources", ""]
+    if not perms:
+        none = (
+            "None: it needs no network, files outside its data directory, environment or processes."
+        )
+        return ["## Permissions", "", none, ""]
+    asked = "Asked for; the operator grants each (`plugbay grant ID PERMISSION`)."
+    return ["## Permissions", "", asked, "", *[f"- `{p}`" for p in perms], ""]
+
+
+def _md_resources(m: PluginManifest) -> list[str]:
     resources = _resource_rows(m)
-    lines += (
+    body = (
         _md_table(("resource", "asked"), resources) if resources else ["The host's defaults.", ""]
     )
-    return "\n".join(lines).rstrip() + "\n"
+    return ["## Resources", "", *body]
 
 
 # --------------------------------------------------------------------------- HTML
@@ -378,58 +401,72 @@ def _html(d: Documentation) -> str:
     parts.append("<h2 id='commands'>Commands</h2>")
     if not d.commands:
         parts.append("<p>This plugin has no commands.</p>")
-    for c in d.commands:
-        traits = ["async" if c.is_async else "sync"] + [f"{k}={v}" for k, v in c.options.items()]
-        parts.append(f"<h3 id='cmd-{e(c.name)}'>{e(c.signature)}</h3>")
-        parts.append(f"<p class='meta'>{e(', '.join(traits))} — {e(c.file)}:{c.line}</p>")
-        if c.doc:
-            parts.append(_paragraphs(c.doc))
-        if c.params:
-            parts.append(
-                _html_table(
-                    ("parameter", "type", "default"),
-                    [
-                        (
-                            f"<code>{e(p.name)}</code>",
-                            f"<code>{e(p.type)}</code>",
-                            f"<code>{e(p.default)}</code>" if p.default else "required",
-                        )
-                        for p in c.params
-                    ],
-                )
-            )
-        parts.append(f"<p>Returns <code>{e(c.returns)}</code>.</p>")
-    parts.append("<h2 id='configuration'>Configuration</h2>")
-    config = _config_rows(m)
-    parts.append(
-        _html_table(
-            ("key", "type", "default", "constraints", "description"),
-            [tuple(e(c) for c in r) for r in config],
-        )
-        if config
-        else "<p>No configuration.</p>"
-    )
-    parts.append("<h2 id='dependencies'>Dependencies</h2>")
-    deps = [(e(k), e(str(v)), "no") for k, v in m.dependencies.items()]
-    deps += [(e(k), e(str(v)), "yes") for k, v in m.optional_dependencies.items()]
-    parts.append(_html_table(("plugin", "versions", "optional"), deps) if deps else "<p>None.</p>")
-    parts.append("<h2 id='services'>Services</h2>")
-    services = [(e(k), "provides", e(str(v))) for k, v in m.provides.items()]
-    services += [(e(k), "requires", e(str(v))) for k, v in m.requires.items()]
-    parts.append(_html_table(("service", "", "version"), services) if services else "<p>None.</p>")
-    parts.append("<h2 id='permissions'>Permissions</h2>")
-    perms = _permission_rows(m)
-    parts.append(
-        "<ul>" + "".join(f"<li><code>{e(p)}</code></li>" for p in perms) + "</ul>"
-        if perms
-        else "<p>None.</p>"
-    )
-    parts.append("<h2 id='resources'>Resources</h2>")
-    resources = _resource_rows(m)
-    parts.append(
-        _html_table(("resource", "asked"), [(e(k), e(v)) for k, v in resources])
-        if resources
-        else "<p>The host's defaults.</p>"
-    )
+    parts += [_html_command(c) for c in d.commands]
+    parts += [section(m) for section in (_html_config, _html_relations, _html_permissions)]
     parts.append("</body></html>\n")
     return "\n".join(parts)
+
+
+def _html_command(c: CommandDoc) -> str:
+    e = html.escape
+    traits = ["async" if c.is_async else "sync"] + [f"{k}={v}" for k, v in c.options.items()]
+    parts = [
+        f"<h3 id='cmd-{e(c.name)}'>{e(c.signature)}</h3>",
+        f"<p class='meta'>{e(', '.join(traits))} — {e(c.file)}:{c.line}</p>",
+    ]
+    if c.doc:
+        parts.append(_paragraphs(c.doc))
+    if c.params:
+        rows = [
+            (
+                f"<code>{e(p.name)}</code>",
+                f"<code>{e(p.type)}</code>",
+                f"<code>{e(p.default)}</code>" if p.default else "required",
+            )
+            for p in c.params
+        ]
+        parts.append(_html_table(("parameter", "type", "default"), rows))
+    parts.append(f"<p>Returns <code>{e(c.returns)}</code>.</p>")
+    return "\n".join(parts)
+
+
+def _html_config(m: PluginManifest) -> str:
+    config = _config_rows(m)
+    header = ("key", "type", "default", "constraints", "description")
+    rows = [tuple(html.escape(c) for c in r) for r in config]
+    body = _html_table(header, rows) if config else "<p>No configuration.</p>"
+    return "<h2 id='configuration'>Configuration</h2>\n" + body
+
+
+def _html_relations(m: PluginManifest) -> str:
+    e = html.escape
+    deps = [(e(k), e(str(v)), "no") for k, v in m.dependencies.items()]
+    deps += [(e(k), e(str(v)), "yes") for k, v in m.optional_dependencies.items()]
+    services = [(e(k), "provides", e(str(v))) for k, v in m.provides.items()]
+    services += [(e(k), "requires", e(str(v))) for k, v in m.requires.items()]
+    return "\n".join(
+        [
+            "<h2 id='dependencies'>Dependencies</h2>",
+            _html_table(("plugin", "versions", "optional"), deps) if deps else "<p>None.</p>",
+            "<h2 id='services'>Services</h2>",
+            _html_table(("service", "", "version"), services) if services else "<p>None.</p>",
+        ]
+    )
+
+
+def _html_permissions(m: PluginManifest) -> str:
+    e = html.escape
+    perms = _permission_rows(m)
+    resources = _resource_rows(m)
+    return "\n".join(
+        [
+            "<h2 id='permissions'>Permissions</h2>",
+            "<ul>" + "".join(f"<li><code>{e(p)}</code></li>" for p in perms) + "</ul>"
+            if perms
+            else "<p>None.</p>",
+            "<h2 id='resources'>Resources</h2>",
+            _html_table(("resource", "asked"), [(e(k), e(v)) for k, v in resources])
+            if resources
+            else "<p>The host's defaults.</p>",
+        ]
+    )
