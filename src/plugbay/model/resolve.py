@@ -227,26 +227,8 @@ def _newest_first(
     rounds, each of which re-checks every pin (quadratic in the number of plugins).
     Returns None on a dead end or a cycle: the caller then runs the real search.
     """
-    graph: dict[str, set[str]] = {}
-    frontier = list(roots)
-    while frontier:
-        pid = frontier.pop()
-        if pid in graph:
-            continue
-        if pid.startswith(_SERVICE):
-            needs = {m.id for _, m in index.services.get(pid[len(_SERVICE) :], ())}
-        else:
-            needs = set()
-            for m in index.usable.get(pid, ()):
-                needs.update(m.dependencies)
-                needs.update(
-                    d for d, r in m.optional_dependencies.items() if index.optional_present(d, r)
-                )
-                needs.update(_SERVICE + n for n in m.requires)
-        graph[pid] = needs
-        frontier.extend(needs)
     try:
-        order = list(graphlib.TopologicalSorter(graph).static_order())
+        order = list(graphlib.TopologicalSorter(_needs_graph(index, roots)).static_order())
     except graphlib.CycleError:
         return None
     wanted: dict[str, list[_Req]] = {r: [] for r in roots}
@@ -256,13 +238,7 @@ def _newest_first(
         reqs = wanted.get(ident)
         if reqs is None:
             continue  # nothing chosen needs it
-        if ident.startswith(_SERVICE):
-            pool = [_Cand(ident, v, m) for v, m in index.services.get(ident[len(_SERVICE) :], ())]
-        else:
-            pool = [_Cand(ident, m.version, m) for m in index.usable.get(ident, ())]
-            pin = pinned.get(ident)
-            if pin is not None:
-                pool.sort(key=lambda c: c.version != pin)
+        pool = _pool(index, ident, pinned.get(ident))
         pick = next((c for c in pool if all(r.allows(c.version) for r in reqs)), None)
         if pick is None:
             return None
@@ -271,11 +247,47 @@ def _newest_first(
             wanted.setdefault(dep.identifier, []).append(dep)
     # every requirement, checked against the final choice (a service's provider may be
     # constrained by several parties)
-    for ident, reqs in wanted.items():
-        cand = chosen.get(ident)
-        if cand is None or not all(r.allows(cand.version) for r in reqs):
-            return None
+    if not all(_allowed(chosen.get(ident), reqs) for ident, reqs in wanted.items()):
+        return None
     return {i: c.manifest for i, c in chosen.items() if not i.startswith(_SERVICE)}
+
+
+def _allowed(cand: _Cand | None, reqs: Sequence[_Req]) -> bool:
+    return cand is not None and all(r.allows(cand.version) for r in reqs)
+
+
+def _needs_graph(index: _Index, roots: Sequence[str]) -> dict[str, set[str]]:
+    """What each identifier (a plugin, or a service) may need, over all its versions."""
+    graph: dict[str, set[str]] = {}
+    frontier = list(roots)
+    while frontier:
+        pid = frontier.pop()
+        if pid in graph:
+            continue
+        graph[pid] = needs = _needs(index, pid)
+        frontier.extend(needs)
+    return graph
+
+
+def _needs(index: _Index, pid: str) -> set[str]:
+    if pid.startswith(_SERVICE):
+        return {m.id for _, m in index.services.get(pid[len(_SERVICE) :], ())}
+    needs: set[str] = set()
+    for m in index.usable.get(pid, ()):
+        needs.update(m.dependencies)
+        needs.update(d for d, r in m.optional_dependencies.items() if index.optional_present(d, r))
+        needs.update(_SERVICE + n for n in m.requires)
+    return needs
+
+
+def _pool(index: _Index, ident: str, pin: Version | None) -> list[_Cand]:
+    """The candidates for an identifier, newest first (a pinned version before all)."""
+    if ident.startswith(_SERVICE):
+        return [_Cand(ident, v, m) for v, m in index.services.get(ident[len(_SERVICE) :], ())]
+    pool = [_Cand(ident, m.version, m) for m in index.usable.get(ident, ())]
+    if pin is not None:
+        pool.sort(key=lambda c: c.version != pin)
+    return pool
 
 
 # --------------------------------------------------------------------------- explanations
