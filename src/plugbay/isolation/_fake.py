@@ -14,7 +14,9 @@ the inline backend's machinery, but the handle *behaves* like an isolated one
 - **be slow** (``faults.slow`` seconds added to each call);
 - **leak** (``faults.leak_bytes``: each ``usage()`` sample reports that much more memory);
 - **fail state export** (``faults.fail_export``: ``export_state`` raises a ``PlugbayError``);
-- **fail to start** (``faults.fail_start``: ``start`` raises ``PluginCrashed``).
+- **fail to start** (``faults.fail_start``: ``start`` raises ``PluginCrashed``);
+- **be denied** (``faults.deny_on`` commands): the call fails with ``PermissionDenied``
+  and ``on_security`` is told, as a sandbox's denial.
 
 Faults are per plugin id and read live, so a test can change them while the
 plugin runs, and a restarted or swapped-in version gets the same ones. Put it
@@ -32,7 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from plugbay.api import CommandSpec
-from plugbay.api.errors import PlugbayError, PluginCrashed
+from plugbay.api.errors import PermissionDenied, PlugbayError, PluginCrashed
 from plugbay.isolation.base import Backend, deadline
 from plugbay.isolation.inline import InlineHandle
 from plugbay.isolation.loading import import_plugin
@@ -62,6 +64,8 @@ class Faults:
     fail_start: bool = False
     #: ``cleanup`` never returns (it is cut at its bound)
     hang_cleanup: bool = False
+    #: commands whose call the "sandbox" denies
+    deny_on: set[str] = field(default_factory=set)
     _released: asyncio.Event | None = None
 
     def released(self) -> asyncio.Event:
@@ -113,6 +117,15 @@ class FakeHandle(InlineHandle):
             self.crash(f"its fake worker crashed in '{spec.name}'")
             assert self.dead is not None
             raise self.dead
+        if spec.name in self.faults.deny_on:
+            operation = f"running '{spec.name}' (a fault the test asked for)"
+            if self.on_security is not None:
+                self.on_security({"kind": "denied", "operation": operation, "layer": "fake"})
+            raise PermissionDenied(
+                f"the sandbox denied {operation}",
+                plugin=self.manifest.id,
+                details={"layer": "fake"},
+            )
         work = asyncio.ensure_future(self._run(spec, params, timeout))
         try:
             await asyncio.wait({work, self._died}, return_when=asyncio.FIRST_COMPLETED)
