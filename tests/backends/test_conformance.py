@@ -278,6 +278,19 @@ async def test_a_swap_hands_state_over_with_no_failed_call(
         assert await host.call(PLUGIN, "bump") > before  # went on from the old count
 
 
+async def test_one_call_is_profiled_where_the_plugin_runs(
+    case: Case, conform: Path, on_backend: Callable[..., Host]
+) -> None:
+    from plugbay.runtime.profile import profile_call
+
+    async with running(on_backend) as host:
+        value, report = await profile_call(host.manager, PLUGIN, "add", {"a": 20, "b": 22})
+        assert value == 42
+        assert "function calls" in report  # cProfile's own report
+        with pytest.raises(ParameterError):
+            await profile_call(host.manager, PLUGIN, "add", {"a": "x", "b": 1})
+
+
 async def test_usage_figures_where_the_backend_has_them(
     case: Case, conform: Path, on_backend: Callable[..., Host]
 ) -> None:
