@@ -324,3 +324,47 @@ async def test_a_hung_call_on_the_fake_fires_the_hung_alert_with_its_stack(
         assert "fake worker of acme.counter: running bump" in alert.details["stack"]
         fake.faults("acme.counter").unhang()
         assert await call == 1
+
+
+# ---------------------------------------------------------------------- the contract's defaults
+
+
+async def test_the_contracts_defaults_hold_for_a_backend_that_overrides_nothing(
+    plugins: PluginFactory,
+) -> None:
+    """A handle that implements only the abstract members still answers every member the
+    host reads, with the documented default; profiling a plugin that does not run in the
+    host is refused with NotSupported, never an AttributeError."""
+    from plugbay.api import CommandSpec, PluginContext
+    from plugbay.isolation.base import NotSupported, PluginHandle
+    from plugbay.model.manifest import load_manifest
+
+    class Remote(PluginHandle):
+        def __init__(self) -> None:
+            self.manifest = load_manifest(plugins("acme.remote"))
+            self.commands: dict[str, CommandSpec] = {}
+            self.instance = None
+
+        async def initialize(self, context: PluginContext, timeout: float) -> None: ...
+        async def call(self, spec: CommandSpec, params: dict[str, Any], timeout: float) -> Any: ...
+        async def cleanup(self, timeout: float) -> None: ...
+        def release(self) -> None: ...
+
+    handle = Remote()
+    assert (handle.isolated, handle.pid, list(handle.layers)) == (False, None, [])
+    assert (handle.usage(), handle.running(), handle.alive(), handle.dump_stacks()) == (
+        None, [], None, None,
+    )  # fmt: skip
+    assert await handle.export_state(1.0) == (False, None)
+    assert await handle.import_state({"n": 1}, 1.0) is False
+    with pytest.raises(NotSupported, match="cannot profile a call") as refused:
+        await handle.profile(CommandSpec.__new__(CommandSpec), {}, 1.0)
+    assert refused.value.plugin == "acme.remote"
+
+    class Incomplete(PluginHandle):  # no release(): refused when made, not when first used
+        async def initialize(self, context: PluginContext, timeout: float) -> None: ...
+        async def call(self, spec: CommandSpec, params: dict[str, Any], timeout: float) -> Any: ...
+        async def cleanup(self, timeout: float) -> None: ...
+
+    with pytest.raises(TypeError, match="release"):
+        Incomplete()  # type: ignore[abstract]
