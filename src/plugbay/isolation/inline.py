@@ -14,26 +14,41 @@ import contextlib
 import inspect
 import threading
 from collections.abc import Callable, Coroutine, Generator, Mapping
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from plugbay.api import Command, CommandSpec, Plugin, PluginContext, PluginDependency
-from plugbay.isolation.base import deadline
+from plugbay.isolation.base import Backend, PluginHandle, deadline
 from plugbay.isolation.loading import LoadedCode, import_plugin, unload_code
 from plugbay.model.manifest import PluginManifest
+
+if TYPE_CHECKING:
+    from plugbay.isolation.policy import Placement
 
 __all__ = ["InlineBackend", "InlineHandle", "lifecycle", "new_instance", "run_in_daemon_thread"]
 
 T = TypeVar("T")
 
 
-class InlineBackend:
+class InlineBackend(Backend):
     name = "inline"
 
-    async def start(self, manifest: PluginManifest) -> InlineHandle:
+    async def start(
+        self,
+        manifest: PluginManifest,
+        placement: Placement | None = None,
+        data_dir: Path | None = None,
+    ) -> InlineHandle:
+        """Import the plugin into a fresh module namespace (no sandbox: ``placement``
+        and ``data_dir`` do not change how it runs)."""
         return InlineHandle(import_plugin(manifest))
 
 
-class InlineHandle:
+class InlineHandle(PluginHandle):
+    """A plugin in the host's process: it shares the host's pid, figures and fate, so
+    it keeps the contract's defaults for ``usage``, ``alive``, ``dump_stacks``, state
+    handover (on its instance) and ``profile`` (in this process)."""
+
     __slots__ = ("_code", "_direct", "_running", "commands", "instance", "manifest")
 
     def __init__(self, code: LoadedCode) -> None:

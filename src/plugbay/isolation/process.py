@@ -32,9 +32,9 @@ import psutil
 
 from plugbay.api import CommandSpec, ParamInfo, Plugin, PluginContext
 from plugbay.api.errors import PlugbayError, PluginCrashed, ResourceLimitExceeded, error_from_dict
-from plugbay.isolation import frames
+from plugbay.isolation import frames, handover
 from plugbay.isolation._cgroups import CgroupLayer
-from plugbay.isolation.base import CallTimeout, deadline
+from plugbay.isolation.base import Backend, CallTimeout, PluginHandle, deadline
 from plugbay.isolation.policy import Placement
 from plugbay.isolation.zygote import Zygote
 from plugbay.model.manifest import PluginManifest, parse_size
@@ -132,7 +132,7 @@ def _runs_in_the_worker(*args: Any, **kwargs: Any) -> Any:
     raise RuntimeError("this command runs in its plugin's worker process, not in the host")
 
 
-class ProcessBackend:
+class ProcessBackend(Backend):
     name = "process"
 
     def __init__(self, host_call: HostCallHandler) -> None:
@@ -196,7 +196,13 @@ class ProcessBackend:
         await self.zygote.stop()
 
 
-class ProcessHandle:
+class ProcessHandle(PluginHandle):
+    """A plugin in its own worker process: isolated, so it can crash on its own
+    (``on_crash``), has its own figures, stacks and profiler, and moves its state
+    through frames."""
+
+    isolated = True
+
     def __init__(
         self,
         manifest: PluginManifest,
@@ -215,14 +221,12 @@ class ProcessHandle:
         self.data_dir = data_dir
         #: the sandbox layers as the worker applied them (empty: not sandboxed)
         self.layers: list[dict[str, Any]] = []
-        #: told of each denial and limit hit the worker reports (the manager logs them)
-        self.on_security: Callable[[dict[str, Any]], None] | None = None
         self._zygote = zygote
         self._exit: asyncio.Future[int] | None = None
         self._reaper: asyncio.Task[None] | None = None
         self._quota: asyncio.Task[None] | None = None
         self._limit_error: PlugbayError | None = None
-        self.pid = pid
+        self.pid: int = pid
         self.commands: Mapping[str, CommandSpec] = {}
         self.instance: Plugin | None = None
         self._sock = sock
@@ -240,8 +244,6 @@ class ProcessHandle:
         #: seconds between pings, and silence after which the worker counts as hung
         self.heartbeat_interval = 0.2
         self.heartbeat_timeout = 1.0
-        #: told once when the worker dies or breaks the protocol (the manager records it)
-        self.on_crash: Callable[[PlugbayError], None] | None = None
         self._closing = False
         #: request → (monotonic start, command): what the monitor reads to find hung calls
         self._started: dict[int, tuple[float, str]] = {}
@@ -467,6 +469,10 @@ class ProcessHandle:
         self._send(message)
         try:
             return await future
+        except asyncio.CancelledError:  # the caller gave up: stop the command in the worker
+            self._pending.pop(request, None)
+            self._send(frames.Cancel(request))
+            raise
         finally:
             self._deadlines.pop(request, None)
             self._started.pop(request, None)
@@ -596,7 +602,8 @@ class ProcessHandle:
 
     async def import_state(self, state: Any, timeout: float) -> bool:
         """Hand ``state`` to the plugin's ``import_state`` in its worker (a reload)."""
-        return bool(await self._request(lambda r: frames.ImportState(r, state), timeout))
+        plain = handover.plain_state(state)
+        return bool(await self._request(lambda r: frames.ImportState(r, plain), timeout))
 
     async def cleanup(self, timeout: float) -> None:
         self._closing = True
@@ -610,12 +617,15 @@ class ProcessHandle:
         finally:
             self._kill()
 
-    async def profile(self, spec: CommandSpec, params: dict[str, Any], timeout: float) -> Any:
+    async def profile(
+        self, spec: CommandSpec, params: dict[str, Any], timeout: float
+    ) -> dict[str, Any]:
         """Run one call under the profiler in the worker: ``{"value", "report"}``."""
         strict = getattr(params, "strict", True)
-        return await self._request(
+        out: dict[str, Any] = await self._request(
             lambda request: frames.Profile(request, spec.name, dict(params), strict), timeout
         )
+        return out
 
     def running(self) -> list[tuple[float, str]]:
         """(loop-time start, command) of each call in flight, for the monitor."""

@@ -23,7 +23,7 @@ from plugbay.monitor.metrics import BUCKETS
 
 if TYPE_CHECKING:
     from plugbay.monitor.logs import LogManager
-    from plugbay.runtime.events import EventBus
+    from plugbay.monitor.source import EventSource
     from plugbay.state import StateStore
 
 __all__ = ["Alert", "AlertManager", "Condition", "Sample", "evaluate"]
@@ -183,7 +183,7 @@ class AlertManager:
         self,
         rules: AlertSettings,
         *,
-        events: EventBus,
+        events: EventSource,
         logs: LogManager | None = None,
         store: Callable[[], StateStore | None] = lambda: None,
         disable: Callable[[str, str], None] | None = None,

@@ -22,17 +22,14 @@ import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from plugbay.api import SystemEvent
 from plugbay.monitor.alerts import AlertManager, Condition, Sample, evaluate
 from plugbay.monitor.config import MonitorSettings
 from plugbay.monitor.health import RANK, Blocked, LoopWatchdog, Readiness, overall, readiness_from
 from plugbay.monitor.logs import PREFIX, LogManager
-from plugbay.runtime.events import Subscriber
-
-if TYPE_CHECKING:
-    from plugbay.runtime.manager import PluginManager, PluginRecord
+from plugbay.monitor.source import HandleView, MonitorSource, PluginView
 
 __all__ = ["PluginMonitor"]
 
@@ -88,7 +85,7 @@ class _Track:
 class PluginMonitor:
     def __init__(
         self,
-        manager: PluginManager,
+        manager: MonitorSource,
         settings: MonitorSettings | None = None,
         *,
         store: Any = None,
@@ -122,7 +119,7 @@ class PluginMonitor:
     @property
     def metrics(self) -> dict[str, Any]:
         """Each plugin's metrics (the spec's ``metrics``)."""
-        return self.manager.monitor
+        return dict(self.manager.monitor)
 
     @property
     def health(self) -> dict[str, Any]:
@@ -133,8 +130,8 @@ class PluginMonitor:
         plugin_logger = logging.getLogger(PREFIX.rstrip("."))
         plugin_logger.addHandler(self.logs)
         _Verbose.enter(self)
-        self.manager.events.subscribe(
-            Subscriber("plugbay.monitor", -(10**9), ("plugin.*", "security.*"), self._on_event)
+        self.manager.events.listen(
+            "plugbay.monitor", -(10**9), ("plugin.*", "security.*"), self._on_event
         )
         store = self._store()
         if store is not None:
@@ -241,7 +238,7 @@ class PluginMonitor:
         except Exception as exc:  # a full disk must not stop monitoring
             log.error("could not write the monitoring snapshot: %s", exc)
 
-    def _sample(self, rec: PluginRecord, track: _Track, now: float) -> Sample:
+    def _sample(self, rec: PluginView, track: _Track, now: float) -> Sample:
         assert rec.metrics is not None
         calls = errors = 0
         commands: dict[str, tuple[list[int], float]] = {}
@@ -261,7 +258,7 @@ class PluginMonitor:
             rss = track.usage.get("rss_bytes")
         return Sample(now, calls, errors, commands, rss, self.manager.inflight(rec.id))
 
-    def _restart_only(self, rec: PluginRecord, now: float) -> list[Condition]:
+    def _restart_only(self, rec: PluginView, now: float) -> list[Condition]:
         """A plugin that is not active now can still be crashing over and over."""
         rules = self.settings.alerts
         if not rules.restarts.enabled or str(rec.state) == "disabled":
@@ -272,7 +269,7 @@ class PluginMonitor:
     # ------------------------------------------------------------------ hung calls
 
     async def _hung(
-        self, rec: PluginRecord, track: _Track, sample: Sample, now: float
+        self, rec: PluginView, track: _Track, sample: Sample, now: float
     ) -> Condition | None:
         after = self.settings.alerts.hung.after
         if track.blocked:
@@ -284,15 +281,16 @@ class PluginMonitor:
                 {"seconds": round(worst.seconds, 3), "stack": worst.stack, "kind": "loop-blocked"},
             )
         # each backend knows when its calls in flight started (inline: those that suspended)
-        running = getattr(rec.handle, "running", None)
-        oldest = min(running(), default=None) if callable(running) else None
+        oldest = min(rec.handle.running(), default=None) if rec.handle is not None else None
         if oldest is None or now - oldest[0] < after:
             track.hung = None
             return None
         if track.hung is None:
             # a worker's stacks take a signal and a read of /proc: off the loop
-            remote = getattr(rec.handle, "dump_stacks", None) is not None
-            stack = await asyncio.to_thread(_stacks_of, rec) if remote else _task_stacks(rec)
+            remote = rec.handle is not None and rec.handle.isolated
+            stack = await asyncio.to_thread(_stacks_of, rec) if remote else None
+            if stack is None:  # it runs in the host: the host's tasks inside its code
+                stack = _task_stacks(rec)
             track.hung = Condition(
                 "hung",
                 f"a call to '{oldest[1]}' has run {now - oldest[0]:.1f} s without finishing",
@@ -315,7 +313,7 @@ class PluginMonitor:
 
     # ------------------------------------------------------------------ readiness
 
-    def _schedule_readiness(self, rec: PluginRecord, track: _Track, now: float) -> None:
+    def _schedule_readiness(self, rec: PluginView, track: _Track, now: float) -> None:
         if "health" not in rec.commands or now < track.next_check:
             return
         if track.checking is not None and not track.checking.done():
@@ -380,13 +378,12 @@ class PluginMonitor:
                     "live": False, "ready": None, "reasons": [rec.reason or state]}  # fmt: skip
         status = "green"
         live = True
-        alive = getattr(rec.handle, "alive", None)
-        if callable(alive):
-            problem = alive()
-            if problem is not None:
-                live, status = False, "failing"
-                reasons.append(problem)
-        elif self._watchdog is not None:
+        handle = rec.handle
+        problem = handle.alive() if handle is not None else None
+        if problem is not None:
+            live, status = False, "failing"
+            reasons.append(problem)
+        elif handle is not None and not handle.isolated and self._watchdog is not None:
             block = self._watchdog.current()
             if block is not None and block.plugin == plugin_id:
                 live, status = False, "failing"
@@ -518,7 +515,7 @@ class PluginMonitor:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _security_from_errors(self, rec: PluginRecord, track: _Track) -> None:
+    def _security_from_errors(self, rec: PluginView, track: _Track) -> None:
         assert rec.metrics is not None
         now: Counter[str] = Counter()
         for stats in list(rec.metrics.commands.values()):
@@ -571,20 +568,21 @@ def _merge(lists: list[list[int]]) -> list[int]:
     return [sum(col) for col in zip(*lists, strict=False)]
 
 
-def _sample_usage(handles: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+def _sample_usage(
+    handles: dict[str, HandleView],
+) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
     """In a thread: what each worker uses now, and the host process (inline plugins share it)."""
     import psutil
 
     out: dict[str, dict[str, Any]] = {}
     for pid, handle in handles.items():
-        usage = getattr(handle, "usage", None)
-        if usage is None:
-            out[pid] = {"shared": True}
-            continue
         try:
-            figures = usage()
+            figures = handle.usage()
         except Exception as exc:
             figures = {"error": str(exc)}
+        if figures is None:  # it shares the host's process
+            out[pid] = {"shared": True}
+            continue
         if "pid" in figures:
             figures.update(_network(int(figures["pid"])))
         out[pid] = figures
@@ -630,15 +628,14 @@ def _with_cpu_percent(usage: dict[str, Any], monitor: PluginMonitor, now: float)
     return usage
 
 
-def _utilization(rec: PluginRecord, usage: dict[str, Any] | None) -> dict[str, float]:
+def _utilization(rec: PluginView, usage: dict[str, Any] | None) -> dict[str, float]:
     """Each limit the plugin runs under (its placement's, else its manifest's), and the
     share of it in use (1 = at the limit)."""
     from plugbay.model.manifest import parse_size
 
     if rec.manifest is None or usage is None or usage.get("shared"):
         return {}
-    placement = getattr(rec, "placement", None)
-    limits: dict[str, Any] = dict(getattr(placement, "limits", None) or {})
+    limits: dict[str, Any] = dict(rec.placement.limits) if rec.placement is not None else {}
     if not limits:
         res = rec.manifest.resources
         limits = {"memory": parse_size(res.memory), "cpu-seconds": res.cpu_seconds,
@@ -653,17 +650,17 @@ def _utilization(rec: PluginRecord, usage: dict[str, Any] | None) -> dict[str, f
     return out
 
 
-def _stacks_of(rec: PluginRecord) -> str:
-    dump = getattr(rec.handle, "dump_stacks", None)
-    if dump is None:
-        return _task_stacks(rec)
+def _stacks_of(rec: PluginView) -> str | None:
+    """In a thread: the stacks where an isolated plugin runs (None: its backend has none)."""
+    if rec.handle is None:
+        return None
     try:
-        return str(dump())
+        return rec.handle.dump_stacks()
     except Exception as exc:
         return f"(the worker's stack could not be read: {exc})"
 
 
-def _task_stacks(rec: PluginRecord) -> str:
+def _task_stacks(rec: PluginView) -> str:
     """The stacks of the host's tasks that are inside this plugin's code (inline)."""
     from plugbay.monitor.stacks import task_stacks
 

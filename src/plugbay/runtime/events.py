@@ -55,6 +55,17 @@ class EventBus:
         self._subscribers.append(subscriber)
         self._subscribers.sort(key=lambda s: (s.priority, s.plugin_id))
 
+    def listen(
+        self,
+        name: str,
+        priority: int,
+        kinds: tuple[str, ...],
+        handler: Callable[[SystemEvent], Awaitable[None]],
+    ) -> None:
+        """Subscribe ``handler`` under ``name`` to the events matching ``kinds`` (the
+        host's own listeners, such as the monitor, which does not import this module)."""
+        self.subscribe(Subscriber(name, priority, kinds, handler))
+
     def unsubscribe(self, plugin_id: str) -> None:
         self._subscribers = [s for s in self._subscribers if s.plugin_id != plugin_id]
 

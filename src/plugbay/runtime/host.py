@@ -576,7 +576,7 @@ class Host:
                 "reason": placement.reason,
                 "secrets": described["secrets"],
                 "environment": described["environment"],
-                "layers": list(getattr(rec.handle, "layers", []) or []),
+                "layers": [dict(layer) for layer in rec.handle.layers] if rec.handle else [],
             }
         else:
             out["permissions"] = {"asked": [], "granted": [], "effective": []}

@@ -58,6 +58,7 @@ from plugbay.model.resolve import ResolutionPlan
 from plugbay.model.versions import Range
 from plugbay.monitor import CommandStats, PluginMetrics
 from plugbay.runtime.events import EventBus, Subscriber
+from plugbay.runtime.routing import Route, command_table
 from plugbay.runtime.services import ServiceHub, ServiceView
 from plugbay.runtime.store import PluginStore
 from plugbay.runtime.swap import Swapper, UpgradePlan
@@ -161,20 +162,8 @@ class ManagerSettings:
 _NO_CONFIG: Final[Mapping[str, Any]] = {}
 
 
-class _Uncounted(CommandStats):
-    """Stands in for a command's stats when monitoring is off: keeps nothing."""
-
-    __slots__ = ()
-
-    def error(self, seconds: float | None, error: str) -> None:
-        pass
-
-
 _FOLD_AT: Final = CommandStats.FOLD_AT
 _clock = time.perf_counter
-
-
-_UNCOUNTED: Final = _Uncounted()
 
 
 class PluginManager:
@@ -202,15 +191,8 @@ class PluginManager:
         self.services = ServiceHub(proxy_for or (lambda plugin_id: None))
         self._config_for = config_for or (lambda plugin_id: _NO_CONFIG)
         self._records: dict[str, PluginRecord] = {}
-        # the hot path's routing table: id → (handle, metrics, timeout), active plugins only
-        # (+ each command's spec and stats, so a call finds both with one lookup)
-        self._routes: dict[
-            str,
-            tuple[
-                PluginHandle, PluginMetrics, float, list[int],
-                dict[str, tuple[CommandSpec, CommandStats]],
-            ],
-        ] = {}  # fmt: skip
+        # the hot path's routing table: active plugins only
+        self._routes: dict[str, Route] = {}
         self._lock = asyncio.Lock()
         self._restarts: dict[str, asyncio.Task[None]] = {}
         #: installed and kept versions (set by the host when it has a state directory)
@@ -275,11 +257,11 @@ class PluginManager:
         process, whose figures are given with ``shared: True``.
         """
         rec = self.record(plugin_id)
-        usage = getattr(rec.handle, "usage", None)
-        if usage is not None:
-            return {"isolation": rec.isolation, "shared": False, **usage()}
         if rec.handle is None:
             return {"isolation": rec.isolation, "error": f"not running ({rec.state})"}
+        usage = rec.handle.usage()
+        if usage is not None:
+            return {"isolation": rec.isolation, "shared": False, **usage}
         import psutil
 
         proc = psutil.Process()
@@ -303,12 +285,12 @@ class PluginManager:
     def inflight(self, plugin_id: str) -> int:
         """Calls to a plugin running or waiting now (its queue length)."""
         route = self._routes.get(plugin_id)
-        return route[3][0] if route is not None else 0
+        return route.inflight[0] if route is not None else 0
 
     def timeout_of(self, plugin_id: str) -> float:
         """The per-call timeout a plugin's calls get (a command may ask for less)."""
         route = self._routes.get(plugin_id)
-        return route[2] if route is not None else self.settings.call_timeout
+        return route.timeout if route is not None else self.settings.call_timeout
 
     def dependents(self, plugin_id: str, *, active_only: bool = True) -> list[str]:
         """Ids that need ``plugin_id``, transitively, nearest first."""
@@ -430,8 +412,7 @@ class PluginManager:
             self._set_state(rec, PluginState.INITIALIZING)
             handle, context = await self._launch(rec, manifest, config, metrics)
             rec.handle = handle
-            if hasattr(handle, "on_crash"):
-                handle.on_crash = functools.partial(self._crashed, rec)
+            handle.on_crash = functools.partial(self._crashed, rec)
             await self._initialize(handle, manifest, context)
             for name, version in manifest.provides.items():
                 self.services.provide(manifest.id, name, version, None)
@@ -459,12 +440,8 @@ class PluginManager:
             _positive(manifest.resources.timeout) or self.settings.call_timeout,
             self.settings.max_call_timeout,
         )
-        self._routes[manifest.id] = (
-            handle,
-            metrics,
-            timeout,
-            [0],
-            _table(handle, metrics, self.settings.monitoring),
+        self._routes[manifest.id] = Route(
+            handle, metrics, timeout, [0], command_table(handle, metrics, self.settings.monitoring)
         )
         self._set_state(rec, PluginState.ACTIVE)
         instance = handle.instance
@@ -500,13 +477,10 @@ class PluginManager:
             rec.placement if rec.placement and manifest is rec.manifest else self.place(manifest)
         )
         context = self._context_for(manifest, config, metrics, placement.isolation, placement)
-        if isinstance(self.backends.get(placement.isolation), ProcessBackend):
-            backend = self.backends[placement.isolation]
-            assert isinstance(backend, ProcessBackend)
-            process = await backend.start(manifest, placement, context.environment.data_dir)
-            process.on_security = functools.partial(self._security, rec)
-            return process, context
-        return await self.backends[placement.isolation].start(manifest), context
+        backend = self.backends[placement.isolation]
+        handle = await backend.start(manifest, placement, context.environment.data_dir)
+        handle.on_security = functools.partial(self._security, rec)
+        return handle, context
 
     def _security(self, rec: PluginRecord, event: dict[str, Any]) -> None:
         """A denial or a limit hit in a sandboxed worker: logged, recorded, sent to system plugins."""
@@ -659,6 +633,76 @@ class PluginManager:
             rec = await self._start(crashed.manifest, crashed.needs, crashed.notes)
             rec.crashes = crashed.crashes
 
+    # ------------------------------------------------------------------ what the swapper uses
+    # (the documented interface of :class:`plugbay.runtime.swap.SwapHost`; the swapper
+    # touches nothing else of the manager)
+
+    @property
+    def lifecycle_lock(self) -> asyncio.Lock:
+        """Held while the set of running plugins changes (load, unload, restart, a switch)."""
+        return self._lock
+
+    def swap_lock(self, plugin_id: str) -> asyncio.Lock:
+        """One swap (reload, upgrade, rollback) at a time per plugin."""
+        return self._swapping.setdefault(plugin_id, asyncio.Lock())
+
+    def route_of(self, plugin_id: str) -> Route | None:
+        """Where the plugin's calls go now (None: not active)."""
+        return self._routes.get(plugin_id)
+
+    def set_route(self, plugin_id: str, route: Route) -> None:
+        """Send the plugin's calls to ``route`` from the next call on (one assignment)."""
+        self._routes[plugin_id] = route
+
+    def start_order(self) -> list[str]:
+        """Active plugin ids, each after everything it needs."""
+        return self._start_order()
+
+    def needs_of(self, manifest: PluginManifest) -> tuple[frozenset[str], list[str]]:
+        """The ids a manifest needs running (raises when a loaded one is out of range)."""
+        return self._needs_of(manifest)
+
+    def validated_config(self, manifest: PluginManifest) -> dict[str, Any]:
+        """The host's config for the plugin, checked against the manifest's schema."""
+        return self._validated_config(manifest)
+
+    async def launch(
+        self,
+        rec: PluginRecord,
+        manifest: PluginManifest,
+        config: dict[str, Any],
+        metrics: PluginMetrics,
+    ) -> tuple[PluginHandle, PluginContext]:
+        """Start ``manifest``'s code where the policy places it; security events are the
+        plugin's from the start, crashes only once :meth:`supervise` says so."""
+        return await self._launch(rec, manifest, config, metrics)
+
+    async def initialize_handle(
+        self, handle: PluginHandle, manifest: PluginManifest, context: PluginContext
+    ) -> None:
+        """Run ``initialize`` with its timeout; every failure becomes a PlugbayError."""
+        await self._initialize(handle, manifest, context)
+
+    def supervise(self, rec: PluginRecord, handle: PluginHandle) -> None:
+        """Make ``handle``'s crashes and security events the plugin's (a swap hands the
+        listeners to the version that serves)."""
+        handle.attach(functools.partial(self._crashed, rec), functools.partial(self._security, rec))
+
+    def record_history(
+        self,
+        rec: PluginRecord,
+        action: str,
+        result: str,
+        reason: str | None,
+        details: dict[str, Any] | None,
+    ) -> None:
+        """Write one entry of the plugin's history (never raises)."""
+        self._history(rec, action, result, reason, details)
+
+    def not_active(self, rec: PluginRecord) -> PluginStateError:
+        """The error for a plugin that is not active, saying why and what to do."""
+        return self._not_active(rec)
+
     # ------------------------------------------------------------------ swapping (plugbay.swap)
 
     async def reload_plugin(
@@ -742,9 +786,7 @@ class PluginManager:
         """Stop every plugin, then the backends' own processes (the zygote)."""
         await self.shutdown()
         for backend in self.backends.values():
-            closer = getattr(backend, "close", None)
-            if closer is not None:
-                await closer()
+            await backend.close()
 
     async def _host_call(
         self, consumer: str, target: str, command: str, params: dict[str, Any]
@@ -839,8 +881,8 @@ class PluginManager:
         route = self._routes.get(plugin_id)
         if route is None:
             raise self._not_callable(plugin_id)
-        handle, _, timeout, inflight, table = route
-        entry = table.get(command)
+        handle = route.handle
+        entry = route.table.get(command)
         if entry is None:
             raise self._no_command(plugin_id, command, handle)
         spec, stats = entry
@@ -852,8 +894,10 @@ class PluginManager:
             stats.left = left
             if not left:
                 started = _clock()
+        timeout = route.timeout
         if spec.timeout is not None and spec.timeout < timeout:
             timeout = spec.timeout
+        inflight = route.inflight
         inflight[0] += 1  # what a reload drains before it retires this version
         try:
             kwargs = spec.validate_params(params, plugin=plugin_id, strict=strict)
@@ -963,7 +1007,7 @@ class PluginManager:
                 rec.id, action, version=rec.version, result=result, reason=reason, details=details
             )
             if action == "load" and result == "ok":
-                self._swapper._remember_active(rec)
+                self._swapper.remember_active(rec)
         except PlugbayError as exc:  # losing history must not take a plugin down
             log.error("could not record %s of %s: %s", action, rec.id, exc)
 
@@ -999,14 +1043,3 @@ class PluginManager:
 
 def _positive(value: float | None) -> float | None:
     return value if value is not None and value > 0 else None
-
-
-def _table(
-    handle: PluginHandle, metrics: PluginMetrics, monitoring: bool
-) -> dict[str, tuple[CommandSpec, CommandStats]]:
-    """Each command of a handle with its stats (kept across reloads: they are the plugin's);
-    with monitoring off, a stand-in that keeps nothing."""
-    return {
-        name: (spec, metrics.for_command(name) if monitoring else _UNCOUNTED)
-        for name, spec in handle.commands.items()
-    }

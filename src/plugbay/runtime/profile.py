@@ -26,14 +26,17 @@ async def profile_call(
     """One call to ``plugin_id.command`` under the profiler, where the plugin runs."""
     spec = manager.command_spec(plugin_id, command)
     handle = manager.record(plugin_id).handle
-    remote = getattr(handle, "profile", None)
-    if remote is None:
+    assert handle is not None  # command_spec raised otherwise
+    if handle.instance is not None:
+        # the plugin runs here: profile the host's whole call path (checks, metrics, errors)
         out = await profiled(manager.call(plugin_id, command, params, strict=strict))
         return out["value"], str(out["report"])
     timeout = manager.timeout_of(plugin_id)
+    if spec.timeout is not None and spec.timeout < timeout:
+        timeout = spec.timeout
     kwargs = spec.validate_params(params, plugin=plugin_id, strict=strict)
     try:
-        out = await remote(spec, kwargs, timeout)
+        out = await handle.profile(spec, kwargs, timeout)
     except CallTimeout:
         raise PluginTimeout(
             f"command '{command}' did not finish within {timeout:g} s under the profiler",

@@ -27,16 +27,15 @@ A failure in 1–5 leaves the old version serving and raises
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import time
 import traceback
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
-from plugbay.api import SystemPlugin
+from plugbay.api import PluginContext, SystemPlugin
 from plugbay.api.errors import (
     DependentsError,
     PlugbayError,
@@ -50,12 +49,18 @@ from plugbay.isolation.loading import plugin_frame
 from plugbay.isolation.policy import Placement
 from plugbay.model.manifest import PluginManifest, load_manifest
 from plugbay.model.versions import Version
-from plugbay.runtime.events import Subscriber
+from plugbay.runtime.events import EventBus, Subscriber
+from plugbay.runtime.routing import Route, command_table
 
 if TYPE_CHECKING:
-    from plugbay.runtime.manager import PluginManager, PluginRecord
+    from plugbay.model.registry import PluginRegistry
+    from plugbay.monitor import PluginMetrics
+    from plugbay.runtime.manager import ManagerSettings, PluginRecord
+    from plugbay.runtime.services import ServiceHub
+    from plugbay.runtime.store import PluginStore
+    from plugbay.state import StateStore
 
-__all__ = ["Swapper", "UpgradePlan"]
+__all__ = ["SwapHost", "Swapper", "UpgradePlan"]
 
 log = logging.getLogger("plugbay.manager")
 
@@ -69,8 +74,50 @@ _EVENTS: Final = {
 ACTIVATIONS: Final = frozenset({"load", "reload", "upgrade", "rollback", "restart"})
 
 
-#: the manager's routing entry: handle, metrics, timeout, calls in flight, command table
-_Route = tuple[PluginHandle, Any, float, list[int], dict[str, Any]]
+class SwapHost(Protocol):
+    """What the swapper needs of the manager it swaps for, and nothing more
+    (:class:`plugbay.runtime.manager.PluginManager` implements it; each member is
+    documented there)."""
+
+    settings: ManagerSettings
+    registry: PluginRegistry
+    services: ServiceHub
+    events: EventBus
+    state: StateStore | None
+    store: PluginStore | None
+
+    @property
+    def lifecycle_lock(self) -> asyncio.Lock: ...
+    def swap_lock(self, plugin_id: str) -> asyncio.Lock: ...
+    def record(self, plugin_id: str) -> PluginRecord: ...
+    def list_plugins(self) -> list[PluginRecord]: ...
+    def dependents(self, plugin_id: str, *, active_only: bool = True) -> list[str]: ...
+    def start_order(self) -> list[str]: ...
+    def route_of(self, plugin_id: str) -> Route | None: ...
+    def set_route(self, plugin_id: str, route: Route) -> None: ...
+    def needs_of(self, manifest: PluginManifest) -> tuple[frozenset[str], list[str]]: ...
+    def validated_config(self, manifest: PluginManifest) -> dict[str, Any]: ...
+    def place(self, manifest: PluginManifest) -> Placement: ...
+    async def launch(
+        self,
+        rec: PluginRecord,
+        manifest: PluginManifest,
+        config: dict[str, Any],
+        metrics: PluginMetrics,
+    ) -> tuple[PluginHandle, PluginContext]: ...
+    async def initialize_handle(
+        self, handle: PluginHandle, manifest: PluginManifest, context: PluginContext
+    ) -> None: ...
+    def supervise(self, rec: PluginRecord, handle: PluginHandle) -> None: ...
+    def record_history(
+        self,
+        rec: PluginRecord,
+        action: str,
+        result: str,
+        reason: str | None,
+        details: dict[str, Any] | None,
+    ) -> None: ...
+    def not_active(self, rec: PluginRecord) -> PluginStateError: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +146,7 @@ class _Running:
     config: dict[str, Any]
     needs: frozenset[str]
     notes: list[str]
-    route: _Route
+    route: Route
     placement: Placement | None
     isolation: str
 
@@ -108,7 +155,7 @@ class Swapper:
     """Reload, upgrade and rollback, on behalf of a :class:`plugbay.manager.PluginManager`
     (which exposes them as its own methods)."""
 
-    def __init__(self, manager: PluginManager) -> None:
+    def __init__(self, manager: SwapHost) -> None:
         self.m = manager
 
     # ------------------------------------------------------------------ reload
@@ -134,7 +181,7 @@ class Swapper:
         Dependents are reloaded after it, in dependency order, when the version or a
         provided service changed (``dependents=False`` skips that).
         """
-        lock = self.m._swapping.setdefault(plugin_id, asyncio.Lock())
+        lock = self.m.swap_lock(plugin_id)
         async with lock:
             rec, old = await self._swap(
                 plugin_id,
@@ -163,7 +210,7 @@ class Swapper:
             wanted.update(self.m.dependents(pid))
         wanted -= set(changed) | set(skip)
         done: dict[str, str | None] = {}
-        for pid in [p for p in self.m._start_order() if p in wanted]:
+        for pid in [p for p in self.m.start_order() if p in wanted]:
             try:
                 await self.reload_plugin(pid, dependents=False, action="reload")
                 done[pid] = None
@@ -185,12 +232,12 @@ class Swapper:
         together: Collection[str],
     ) -> tuple[PluginRecord, PluginManifest]:
         started = time.perf_counter()
-        async with self.m._lock:
+        async with self.m.lifecycle_lock:
             rec = self.m.record(plugin_id)
             old = rec.manifest
-            route = self.m._routes.get(plugin_id)
+            route = self.m.route_of(plugin_id)
             if rec.state != "active" or route is None or old is None or rec.handle is None:
-                raise self.m._not_active(rec)
+                raise self.m.not_active(rec)
             if (
                 target is None
                 and source is None
@@ -220,13 +267,13 @@ class Swapper:
                     new = load_manifest(source if source is not None else old.path)
                 self._check_target(rec, old, new, allow_downgrade=allow_downgrade)
                 self._check_dependents(plugin_id, new, together)
-                needs, notes = self.m._needs_of(new)
-                config = self.m._validated_config(new)
+                needs, notes = self.m.needs_of(new)
+                config = self.m.validated_config(new)
                 assert rec.metrics is not None
                 # where the policy places the new version (it may differ from the old one's)
                 placement = self.m.place(new)
-                handle, context = await self.m._launch(rec, new, config, rec.metrics)
-                await self.m._initialize(handle, new, context)
+                handle, context = await self.m.launch(rec, new, config, rec.metrics)
+                await self.m.initialize_handle(handle, new, context)
                 exported = await self._hand_over(new, running.handle, handle, state)
             except asyncio.CancelledError:  # the host is stopping: forget the half-started one
                 if handle is not None:
@@ -238,9 +285,10 @@ class Swapper:
                 raise self._swap_failed(rec, old, new, action, exc) from exc
             self._activate(rec, handle, new, config, needs, notes)
             rec.placement, rec.isolation = placement, placement.isolation
-            new_inflight = self.m._routes[plugin_id][3]
-            if hasattr(running.handle, "on_crash"):
-                running.handle.on_crash = None  # retiring: its death is no longer the plugin's
+            serving = self.m.route_of(plugin_id)
+            assert serving is not None
+            new_inflight = serving.inflight
+            running.handle.on_crash = None  # retiring: its death is no longer the plugin's
         # probation, then retire the old version (outside the lock: calls keep flowing)
         swapped = time.perf_counter() - started
         try:
@@ -249,14 +297,13 @@ class Swapper:
             running.handle.release()
             raise
         if failure is not None:
-            async with self.m._lock:
+            async with self.m.lifecycle_lock:
                 self._activate(
                     rec, running.handle, old, running.config, running.needs, running.notes,
                     route=running.route,
                 )  # fmt: skip
                 rec.placement, rec.isolation = running.placement, running.isolation
-                if hasattr(running.handle, "on_crash"):
-                    running.handle.on_crash = functools.partial(self.m._crashed, rec)
+                self.m.supervise(rec, running.handle)
             await self._drain(new_inflight, drain_timeout)
             await self._dispose(handle)
             error = PluginReloadError(
@@ -268,9 +315,8 @@ class Swapper:
             )
             self._record_failure(rec, action, old, new, error)
             raise error
-        if hasattr(handle, "on_crash"):
-            handle.on_crash = functools.partial(self.m._crashed, rec)
-        drained = await self._drain(running.route[3], drain_timeout)
+        self.m.supervise(rec, handle)
+        drained = await self._drain(running.route.inflight, drain_timeout)
         cleanup_problem = await self._dispose(running.handle)
         rec.load_seconds = swapped
         details: dict[str, Any] = {
@@ -284,8 +330,8 @@ class Swapper:
             details["old_cleanup"] = cleanup_problem
         if rec.isolation != running.isolation:
             details["isolation"] = f"{running.isolation} → {rec.isolation}"
-        self.m._history(rec, action, "ok", cleanup_problem, details)
-        self._remember_active(rec)
+        self.m.record_history(rec, action, "ok", cleanup_problem, details)
+        self.remember_active(rec)
         if self.m.store is not None and exported[0]:
             try:
                 self.m.store.save_state(plugin_id, old.version, handover.plain_state(exported[1]))
@@ -400,7 +446,7 @@ class Swapper:
         new: PluginManifest | None,
         error: PluginReloadError,
     ) -> None:
-        self.m._history(
+        self.m.record_history(
             rec,
             action,
             "failed",
@@ -421,12 +467,10 @@ class Swapper:
         needs: frozenset[str],
         notes: list[str],
         *,
-        route: _Route | None = None,
+        route: Route | None = None,
     ) -> None:
         """Route the plugin's calls to ``handle`` from now on (one dict assignment);
         ``route``: put back the route it had (a failed probation)."""
-        from plugbay.runtime.manager import _table  # at call time: manager imports this module
-
         previous = rec.manifest
         if route is None:
             asked = manifest.resources.timeout
@@ -436,9 +480,9 @@ class Swapper:
             )
             assert rec.metrics is not None
             # the commands' stats are the plugin's: kept across versions (for_command reuses)
-            table = _table(handle, rec.metrics, self.m.settings.monitoring)
-            route = (handle, rec.metrics, timeout, [0], table)
-        self.m._routes[rec.id] = route
+            table = command_table(handle, rec.metrics, self.m.settings.monitoring)
+            route = Route(handle, rec.metrics, timeout, [0], table)
+        self.m.set_route(rec.id, route)
         rec.handle, rec.manifest, rec.config = handle, manifest, config
         rec.needs, rec.notes = needs, notes
         if previous is not None:
@@ -498,7 +542,7 @@ class Swapper:
         timeout = asked if asked is not None and asked > 0 else self.m.settings.init_timeout
         try:
             async with deadline(timeout):
-                exported = await _export(old, timeout)
+                exported = await old.export_state(timeout)
         except CallTimeout:
             raise PlugbayError(
                 f"export_state did not finish within {timeout:g} s",
@@ -523,7 +567,7 @@ class Swapper:
         if given[0]:
             try:
                 async with deadline(timeout):
-                    await _import(handle, given[1], timeout)
+                    await handle.import_state(given[1], timeout)
             except CallTimeout:
                 raise PlugbayError(
                     f"import_state did not finish within {timeout:g} s",
@@ -555,12 +599,12 @@ class Swapper:
         """
         window = self.m.settings.probation
         has_health = "health" in handle.commands
-        is_worker = hasattr(handle, "on_crash")
+        is_worker = handle.isolated
         if window <= 0 or not (has_health or is_worker):
             return None
         crashes: list[PlugbayError] = []
         if is_worker:
-            handle.on_crash = crashes.append  # type: ignore[attr-defined]
+            handle.on_crash = crashes.append
         end = time.monotonic() + window
         while True:
             if crashes:
@@ -618,7 +662,7 @@ class Swapper:
         handle.release()
         return problem
 
-    def _remember_active(self, rec: PluginRecord) -> None:
+    def remember_active(self, rec: PluginRecord) -> None:
         """Keep the serving version across restarts, and a copy of its files (rollback)."""
         if self.m.state is None or rec.manifest is None:
             return
@@ -671,7 +715,7 @@ class Swapper:
                 where=exc.where,
                 hint=exc.hint,
             )
-            self.m._history(
+            self.m.record_history(
                 self.m.record(plugin_id), "rollback", "failed", str(error), {"to": wanted}
             )
             raise error from None
@@ -702,7 +746,7 @@ class Swapper:
         rec = self.m.record(plugin_id)
         current = rec.manifest
         if rec.state != "active" or current is None:
-            raise self.m._not_active(rec)
+            raise self.m.not_active(rec)
         host = Version.parse(self.m.settings.host_version)
         known = self.m.registry.versions(plugin_id)
         if version is None:
@@ -817,21 +861,3 @@ class Swapper:
 def _failed(exc: PlugbayError) -> str:
     """How a worker's lifecycle step failed: the plugin raised, or the worker broke."""
     return f"raised {exc.message}" if "exception" in exc.details else f"failed: {exc.message}"
-
-
-async def _export(handle: PluginHandle, timeout: float) -> tuple[bool, Any]:
-    exporter = getattr(handle, "export_state", None)
-    if exporter is not None:  # a worker: through its frames
-        result: tuple[bool, Any] = await exporter(timeout)
-        return result
-    if handle.instance is None:
-        return False, None
-    return await handover.export_state(handle.instance)
-
-
-async def _import(handle: PluginHandle, state: Any, timeout: float) -> None:
-    importer = getattr(handle, "import_state", None)
-    if importer is not None:
-        await importer(handover.plain_state(state), timeout)
-    elif handle.instance is not None:
-        await handover.import_state(handle.instance, state)

@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, Protocol
 
 import watchfiles
 
@@ -34,13 +34,31 @@ from plugbay.model.discover import discover_directory
 from plugbay.model.manifest import PluginManifest
 
 if TYPE_CHECKING:
-    from plugbay.runtime.host import Host
+    from plugbay.model.registry import PluginRegistry
+    from plugbay.runtime.manager import PluginManager
+    from plugbay.runtime.store import PluginStore
 
-__all__ = ["PluginWatcher", "WatchResult"]
+__all__ = ["PluginWatcher", "WatchResult", "WatchedHost"]
 
 log = logging.getLogger("plugbay.watch")
 
 _MANIFESTS: Final = ("plugin.toml", "pyproject.toml")
+
+
+class WatchedHost(Protocol):
+    """What the watcher needs of the host whose plugin directories it watches
+    (:class:`plugbay.runtime.host.Host` is one; the watcher does not import it)."""
+
+    @property
+    def plugin_dirs(self) -> list[Path]: ...
+    @property
+    def state_dir(self) -> Path | None: ...
+    @property
+    def manager(self) -> PluginManager: ...
+    @property
+    def registry(self) -> PluginRegistry: ...
+    @property
+    def store(self) -> PluginStore | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +80,7 @@ class PluginWatcher:
 
     def __init__(
         self,
-        host: Host,
+        host: WatchedHost,
         *,
         on_change: Callable[[WatchResult], None] | None = None,
         step_ms: int = 50,
@@ -132,7 +150,7 @@ class PluginWatcher:
                     )
                 continue
             for manifest in found.manifests:
-                rec = manager._records.get(manifest.id)
+                rec = manager.records_by_id.get(manifest.id)
                 old_root = rec.manifest.root if rec and rec.manifest else None
                 store = self.host.store.root if self.host.store is not None else None
                 if (
@@ -185,7 +203,7 @@ class PluginWatcher:
         """Reload or load one plugin; ``True`` beside the result when its dependents must
         follow (its version or a provided service changed)."""
         manager = self.host.manager
-        rec = manager._records.get(plugin_id)
+        rec = manager.records_by_id.get(plugin_id)
         active = rec is not None and str(rec.state) == "active" and rec.manifest is not None
         if not any((root / name).is_file() for name in _MANIFESTS):
             serving = f"{rec.version} keeps serving" if active and rec else "nothing was loaded"
@@ -272,7 +290,7 @@ class PluginWatcher:
 
     def _in_order(self, touched: dict[str, Path]) -> list[str]:
         """Changed plugins, dependencies before dependents."""
-        order = self.host.manager._start_order()
+        order = self.host.manager.start_order()
         rank = {pid: i for i, pid in enumerate(order)}
         return sorted(touched, key=lambda pid: (rank.get(pid, len(rank)), pid))
 

@@ -92,7 +92,7 @@ class Series:
             if ring is None:
                 ring = self.points[rec.id] = deque(maxlen=self.keep)
             ring.append(point)
-        live = {getattr(r.handle, "pid", None) for r in self.host.plugins()}
+        live = {r.handle.pid for r in self.host.plugins() if r.handle is not None}
         for pid in set(self._workers) - live:
             del self._workers[pid]  # a stopped worker: its pid may be reused
         for gone in set(self.points) - seen:
@@ -148,7 +148,7 @@ class Series:
             if rec.isolation == "inline":
                 point["memory_mb"] = round(host_rss / 2**20, 2)
             else:
-                rss = self._rss(getattr(rec.handle, "pid", None))
+                rss = self._rss(rec.handle.pid)
                 point["memory_mb"] = round(rss / 2**20, 2) if rss is not None else None
         return point
 
