@@ -17,19 +17,32 @@
     not the stray prefixes node-semver's regexes happen to swallow (``^=1.2``,
     ``v=v1.x``), nor a ``*`` glued to a version (``1.2.3*``), which it deletes.
 
-* **PEP 440** (delegated to ``packaging.specifiers.SpecifierSet``): chosen when the
-  text contains a comma or starts with ``~=``, ``==``, ``!=`` or ``===``, e.g.
-  ``>=1.2,<2``, ``~=1.4``, ``==1.*``. A version is tested as
+* **PEP 440** (delegated to ``packaging.specifiers.SpecifierSet``): ``>=1.2,<2``,
+  ``~=1.4``, ``==1.*``, ``>=1.0.0a1``. A version is tested as
   ``SpecifierSet(text).contains(str(version))`` would test it, so SemVer build
   metadata becomes a PEP 440 *local* version (``1.2.0+b5`` equals ``==1.2.0`` but
   is not ``>1.2.0``). Only pre-releases with a PEP 440 spelling are tested:
   ``alpha``/``a``, ``beta``/``b``, ``rc``/``c``, optionally numbered as ``rc1`` or
-  ``rc.1``; any other pre-release (``-snapshot``, ``-rc.1.2``) is never contained.
+  ``rc.1``; any other pre-release (``-snapshot``, ``-rc.1.2``, ``-1``) is never
+  contained: packaging would read ``1.2.0-1`` as the *post*-release ``1.2.0.post1``
+  and ``1.2.0-dev`` as ``1.2.0.dev0``, which sort elsewhere than the SemVer
+  pre-releases they are.
 
-A single comparator such as ``>=1.2`` is read as npm. It means the same in both
-except with ``>`` or ``<=`` and a partial version: npm's ``>1.2`` is ``>=1.3.0`` and
-its ``<=1.2`` admits ``1.2.5``; end the text with a comma (``>1.2,``) to read it as
-PEP 440.
+Which syntax a text is read in (:func:`range_syntax`; docs/version-ranges.md):
+
+1. **PEP 440** when it has PEP 440-only syntax: a comma, or a clause starting with
+   ``~=``, ``==``, ``!=`` or ``===``.
+2. **PEP 440** when it is one comparator (``<``, ``<=``, ``>``, ``>=``) that
+   ``packaging`` accepts and its version has no ``-``: ``>1.0``, ``<2``,
+   ``>=1.0.0rc1``. A Python author reads ``>1.0`` as "above 1.0", so 1.0.1 is in it
+   (npm's ``>1.0`` is ``>=1.1.0``).
+3. **npm** otherwise: ``^``, ``~``, ``=``, a bare version, x-ranges, hyphen ranges,
+   ``||``, comparators separated by spaces, or a SemVer pre-release after ``-``
+   (``>=1.0.0-rc.1``, ``<2.0.0-0``: packaging would read the last as ``<2.0.0.post0``).
+
+``Range.parse(text, syntax="npm")`` (or ``"pep440"``) reads the text in the given
+syntax instead. ``plugbay validate`` warns about a spelling whose two readings
+differ and names one that cannot be misread (:mod:`plugbay.range_spelling`).
 """
 
 from __future__ import annotations
@@ -45,7 +58,9 @@ from packaging.version import Version as PyVersion
 
 from plugbay.errors import RangeError, VersionError
 
-__all__ = ["ANY", "Range", "Version", "parse_range", "parse_version"]
+__all__ = ["ANY", "Range", "Syntax", "Version", "parse_range", "parse_version", "range_syntax"]
+
+Syntax = Literal["npm", "pep440"]
 
 # --------------------------------------------------------------------------- grammar
 
@@ -70,6 +85,7 @@ _VERSION_HINT: Final = (
 _RANGE_HINT: Final = (
     "write an npm range such as '^1.2.3' or a PEP 440 specifier set such as '>=1.2,<2'"
 )
+_SYNTAXES: Final = ("npm", "pep440")
 
 
 # --------------------------------------------------------------------------- Version
@@ -578,6 +594,11 @@ def _why_not_npm(alternative: str, pos: int) -> str:
         return f"'{token}' has a number with a leading zero"
     if "-" in rest and len(numbers) < 3:
         return f"'{token}' has a pre-release on a partial version; write all three numbers"
+    if ops in ("<", "<=", ">", ">=", "") and _is_pep440_version(rest):
+        return (
+            f"'{token}' is PEP 440, which separates clauses with ',' "
+            f"(e.g. '{token}, <2'); npm versions are SemVer ('1.0.0-rc.1')"
+        )
     return (
         f"'{token}' is not a version, a partial version such as '1.2' or '1.x', "
         "or one of those after an operator"
@@ -586,8 +607,8 @@ def _why_not_npm(alternative: str, pos: int) -> str:
 
 # --------------------------------------------------------------------------- PEP 440
 
-_PEP440_START: Final = ("~=", "==", "!=")
-_MEMO_SIZE: Final = 4096  # answers remembered per PEP 440 range  # "===" starts with "=="
+_PEP440_START: Final = ("~=", "==", "!=")  # "===" starts with "=="
+_MEMO_SIZE: Final = 4096  # answers remembered per PEP 440 range
 _PEP440_TAGS: Final = frozenset({"a", "alpha", "b", "beta", "c", "rc"})
 _TAG_RE: Final = re.compile(r"([A-Za-z]+)([0-9]*)", re.ASCII)
 
@@ -618,12 +639,44 @@ def _pep440_version(version: Version) -> PyVersion | None:
         return None
 
 
+def _is_pep440_version(text: str) -> bool:
+    try:
+        PyVersion(text)
+    except InvalidVersion:
+        return False
+    return True
+
+
+def _has_pep440_marker(text: str) -> bool:
+    return "," in text or text.startswith(_PEP440_START)
+
+
+@functools.lru_cache(maxsize=8192)
+def range_syntax(text: str) -> Syntax:
+    """The syntax ``Range.parse(text)`` reads ``text`` in (the rule in the module
+    docstring): PEP 440 for a comma or a leading ``~=``, ``==``, ``!=``; PEP 440 for
+    one comparator packaging accepts with no ``-`` in it; npm otherwise."""
+    stripped = text.strip()
+    if _has_pep440_marker(stripped):
+        return "pep440"
+    if "-" not in stripped and stripped[:1] in ("<", ">"):
+        try:
+            Specifier(stripped)
+        except InvalidSpecifier:
+            return "npm"
+        return "pep440"
+    return "npm"
+
+
 def _why_not_pep440(text: str) -> str:
-    why_pep440 = (
-        "it contains ','"
-        if "," in text
-        else f"it starts with '{next(s for s in ('===', '~=', '==', '!=') if text.startswith(s))}'"
-    )
+    if "," in text:
+        why_pep440 = "it contains ','"
+    elif text.startswith(_PEP440_START):
+        why_pep440 = (
+            f"it starts with '{next(s for s in ('===', '~=', '==', '!=') if text.startswith(s))}'"
+        )
+    else:
+        why_pep440 = "PEP 440 syntax was asked for"
     clauses = [c.strip() for c in text.split(",")]
     if not any(clauses):
         return f"it was read as PEP 440 because {why_pep440}, but has no specifier in it"
@@ -679,7 +732,14 @@ class Range:
     _incl: tuple[_Compiled, ...]
     _normalized: str
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, syntax: Syntax | None = None) -> None:
+        if syntax is not None and syntax not in _SYNTAXES:
+            raise RangeError(
+                f"{syntax!r} is not a range syntax: use 'npm', 'pep440' or None (decide "
+                "from the text)",
+                where=repr(syntax),
+                hint=_RANGE_HINT,
+            )
         if not isinstance(text, str):
             raise RangeError(
                 f"{text!r} is not a version range: a range is text",
@@ -689,7 +749,7 @@ class Range:
         init = object.__setattr__
         stripped = text.strip()
         init(self, "text", stripped)
-        if "," in stripped or stripped.startswith(_PEP440_START):
+        if (syntax or range_syntax(stripped)) == "pep440":
             try:
                 spec = SpecifierSet(stripped)
             except InvalidSpecifier:
@@ -729,11 +789,12 @@ class Range:
         init(self, "_normalized", normalized)
 
     @classmethod
-    def parse(cls, text: str) -> Range:
-        """Read a range (cached). Raises :class:`RangeError`."""
+    def parse(cls, text: str, syntax: Syntax | None = None) -> Range:
+        """Read a range (cached), in ``syntax`` or, by default, the one the text
+        calls for (:func:`range_syntax`). Raises :class:`RangeError`."""
         if not isinstance(text, str):
-            return cls(text)  # raises the RangeError
-        return _parse_range(text)
+            return cls(text, syntax)  # raises the RangeError
+        return _parse_range(text, syntax)
 
     def contains(self, version: Version | str, *, include_prerelease: bool = False) -> bool:
         """Whether ``version`` is in the range. A string is parsed first and a bad
@@ -773,7 +834,9 @@ class Range:
             return known
         spec = self._spec
         assert spec is not None
-        prereleases = include_prerelease or None
+        # packaging's own policy for the set: pre-releases only where a clause names one
+        # (what SpecifierSet.filter does when a final release matches too, as pip does)
+        prereleases = include_prerelease or bool(spec.prereleases)
         if not _pep440_representable(version.prerelease):
             answer = False
         elif self._pep_arbitrary:
@@ -800,7 +863,16 @@ class Range:
     def max_satisfying(
         self, versions: Iterable[Version], *, include_prerelease: bool = False
     ) -> Version | None:
-        """The greatest of ``versions`` in the range, or None."""
+        """The greatest of ``versions`` in the range, or None.
+
+        For PEP 440 this is ``max(SpecifierSet(text).filter(versions))``: when no final
+        release is in the range, its pre-releases are, as PEP 440 asks of installers."""
+        if self._spec is not None and not include_prerelease:
+            candidates = list(versions)
+            return self._best(candidates, False) or self._best(candidates, True)
+        return self._best(versions, include_prerelease)
+
+    def _best(self, versions: Iterable[Version], include_prerelease: bool) -> Version | None:
         best: Version | None = None
         for v in versions:
             if (best is None or v > best) and self.contains(
@@ -846,17 +918,17 @@ class Range:
         raise AttributeError(f"Range is immutable: cannot set {name!r}")
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (Range.parse, (self.text,))
+        return (Range.parse, (self.text, self.syntax))
 
 
 @functools.lru_cache(maxsize=8192)
-def _parse_range(text: str) -> Range:
-    return Range(text)
+def _parse_range(text: str, syntax: Syntax | None) -> Range:
+    return Range(text, syntax)
 
 
-def parse_range(text: str) -> Range:
+def parse_range(text: str, syntax: Syntax | None = None) -> Range:
     """Alias of :meth:`Range.parse`."""
-    return Range.parse(text)
+    return Range.parse(text, syntax)
 
 
 ANY: Final[Range] = Range.parse("*")
