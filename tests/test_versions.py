@@ -11,6 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from packaging.specifiers import SpecifierSet
+from packaging.version import InvalidVersion
+from packaging.version import Version as PyVersion
 
 from plugbay.errors import RangeError, VersionError
 from plugbay.range_spelling import ambiguity
@@ -811,3 +813,56 @@ def test_the_docs_warning_example_is_what_validate_says() -> None:
     found = ambiguity(">1.2")
     assert found is not None
     assert f"warning[range] {found.message}\n    fix: {found.hint}" in DOCS.read_text()
+
+
+# ------------------------------------------------------------------ spellings both syntaxes read
+
+lone_comparators = st.builds(
+    lambda op, space, parts, pre: (
+        f"{op}{space}{'.'.join(map(str, parts))}{pre if len(parts) == 3 else ''}"
+    ),
+    st.sampled_from(["<", "<=", ">", ">="]),
+    st.sampled_from(["", " "]),
+    st.lists(st.integers(0, 3), min_size=1, max_size=3),
+    st.sampled_from(["", "", "-rc.1", "-alpha", "-0", "-beta.2"]),
+)
+
+
+def _has_pep440_spelling(v: Version) -> bool:
+    try:
+        PyVersion(str(v))
+    except InvalidVersion:
+        return False
+    return True
+
+
+def _readings_agree(a: Range, b: Range, vs: list[Version]) -> bool:
+    return all(
+        a.contains(v, include_prerelease=inc) == b.contains(v, include_prerelease=inc)
+        for v in vs
+        for inc in (False, True)
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(lone_comparators, st.lists(pep_versions(), min_size=1, max_size=25))
+def test_validate_warns_exactly_where_the_two_readings_differ(text: str, vs: list[Version]) -> None:
+    # versions without a PEP 440 spelling ('+-x' is no local version) are in no PEP 440
+    # range, so every range reads them differently; the warning is about the others
+    vs = [v for v in vs if _has_pep440_spelling(v)]
+    npm_reading, pep_reading = Range.parse(text, "npm"), Range.parse(text, "pep440")
+    found = ambiguity(text)
+    if found is None:
+        # no warning: no version with a PEP 440 spelling tells the readings apart
+        assert _readings_agree(npm_reading, pep_reading, vs)
+        return
+    chosen = Range.parse(text)
+    other = pep_reading if chosen.syntax == "npm" else npm_reading
+    v, inc = found.version, found.include_prerelease
+    assert chosen.contains(v, include_prerelease=inc) is found.contained
+    assert other.contains(v, include_prerelease=inc) is not found.contained
+    # the spellings offered mean what they say, and draw no warning themselves
+    for spelling, meaning in ((found.same, chosen), (found.other, other)):
+        if spelling is not None:
+            assert ambiguity(spelling) is None, spelling
+            assert _readings_agree(Range.parse(spelling), meaning, vs), spelling
