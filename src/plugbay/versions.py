@@ -19,7 +19,13 @@
 
 * **PEP 440** (delegated to ``packaging.specifiers.SpecifierSet``): ``>=1.2,<2``,
   ``~=1.4``, ``==1.*``, ``>=1.0.0a1``. A version is tested as
-  ``SpecifierSet(text).contains(str(version))`` would test it, so SemVer build
+  ``SpecifierSet(text).contains(str(version), prereleases=...)`` tests it, with the
+  set's own pre-release policy: a pre-release only when a clause names one (or with
+  ``include_prerelease``), which is what ``SpecifierSet.filter`` and pip do when a
+  final release matches too. (Since packaging 26, ``contains`` alone also admits
+  a pre-release, as a lone version has no alternatives; that answer is
+  ``max_satisfying([version])``, which falls back to pre-releases as ``filter``
+  does.) SemVer build
   metadata becomes a PEP 440 *local* version (``1.2.0+b5`` equals ``==1.2.0`` but
   is not ``>1.2.0``). Only pre-releases with a PEP 440 spelling are tested:
   ``alpha``/``a``, ``beta``/``b``, ``rc``/``c``, optionally numbered as ``rc1`` or
