@@ -147,16 +147,17 @@ def npm(text: str) -> Range:
     [
         ("^1.2.3", ">=1.2.3 <2.0.0-0", ">=1.2.3 <2.0.0-0"),
         ("^0.2", ">=0.2.0 <0.3.0-0", ">=0.2.0-0 <0.3.0-0"),
-        ("^0.0.3", ">=0.0.3 <0.0.4-0", ">=0.0.3-0 <0.0.4-0"),
-        ("~1.2.3", ">=1.2.3 <1.3.0-0", ">=1.2.3 <1.3.0-0"),  # tilde never gets -0 below
-        ("~1", ">=1.0.0 <2.0.0-0", ">=1.0.0 <2.0.0-0"),
+        ("^0.0.3", ">=0.0.3 <0.0.4-0", ">=0.0.3 <0.0.4-0"),  # a full version is its bound
+        ("~1.2.3", ">=1.2.3 <1.3.0-0", ">=1.2.3 <1.3.0-0"),
+        ("~1", ">=1.0.0 <2.0.0-0", ">=1.0.0-0 <2.0.0-0"),  # as '1.x' (node-semver 7.8)
         ("1.x", ">=1.0.0 <2.0.0-0", ">=1.0.0-0 <2.0.0-0"),
         ("X", "*", "*"),
         ("<=1.2", "<1.3.0-0", "<1.3.0-0"),
         (">1", ">=2.0.0", ">=2.0.0-0"),
         ("=1.2.3+build", "1.2.3", "1.2.3"),
         ("1.2.3 - 2.3.4", ">=1.2.3 <=2.3.4", ">=1.2.3-0 <2.3.5-0"),
-        ("1.2.3+b - 2", ">=1.2.3 <3.0.0-0", ">=1.2.3 <3.0.0-0"),  # '-0' lands in the build
+        ("1.2.3+b - 2", ">=1.2.3 <3.0.0-0", ">=1.2.3-0 <3.0.0-0"),  # build is ignored
+        ("1.x+build.5", ">=1.0.0 <2.0.0-0", ">=1.0.0-0 <2.0.0-0"),
         ("* || 1.2.3-rc.1", "*||1.2.3-rc.1", "*||1.2.3-rc.1"),
         ("1.2.3 || 1.2.3", "1.2.3", "1.2.3"),
     ],
@@ -207,7 +208,20 @@ def test_build_metadata_is_ignored_by_ranges() -> None:
 
 
 @pytest.mark.parametrize(
-    "text", ["^=1.2", "v=1.x", "1.2.3*", "**", "~ >1", "==1.x", "v 1.2.3", ">=1.2.3<2", "1 | 2"]
+    "text",
+    [
+        "^=1.2",
+        "v=1.x",
+        "1.2.3*",
+        "**",
+        "~ >1",
+        "==1.x",
+        "v 1.2.3",
+        ">=1.2.3<2",
+        "1 | 2",
+        "1.x.5",
+        "x.1",
+    ],
 )
 def test_forms_node_semver_accepts_by_accident_are_refused(text: str) -> None:
     with pytest.raises(RangeError):
@@ -551,6 +565,9 @@ part = st.one_of(st.integers(0, 3).map(str), st.sampled_from(["x", "*"]))
 @st.composite
 def partials(draw: st.DrawFn) -> str:
     parts = draw(st.lists(part, min_size=1, max_size=3))
+    for i in range(1, len(parts)):  # a wildcard stands for every part after it
+        if parts[i - 1] in ("x", "*"):
+            parts[i] = parts[i - 1]
     text = ".".join(parts)
     if len(parts) == 3 and draw(st.booleans()):
         text += draw(st.sampled_from(["-0", "-alpha", "-alpha.1", "-beta", "-rc.1"]))

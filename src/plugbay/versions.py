@@ -1,7 +1,8 @@
 """SemVer 2.0.0 versions and version ranges in two syntaxes.
 
-* **npm** (node-semver, strict mode): ``1.2.3``, ``=1.2.3``, ``>=1.2 <2``, ``^1.2.3``,
-  ``~1.2``, ``1.x``, ``*``, ``1.2 - 2.3.4``, ``a || b``. Each comparator is
+* **npm** (node-semver 7.8, strict mode): ``1.2.3``, ``=1.2.3``, ``>=1.2 <2``,
+  ``^1.2.3``, ``~1.2``, ``1.x``, ``*``, ``1.2 - 2.3.4``, ``a || b``; build metadata
+  after any version is ignored (``1.x+build``). Each comparator is
   desugared exactly as node-semver's ``classes/range.js`` does (``replaceCaret``,
   ``replaceTilde``, ``replaceXRange``, ``hyphenReplace``), so ``^1.2.3`` is
   ``>=1.2.3 <2.0.0-0`` and ``~1.2`` is ``>=1.2.0 <1.3.0-0``. The pre-release rule
@@ -16,6 +17,8 @@
   - A version in a range may carry one ``v`` (``~v1.2``), as in node-semver, but
     not the stray prefixes node-semver's regexes happen to swallow (``^=1.2``,
     ``v=v1.x``), nor a ``*`` glued to a version (``1.2.3*``), which it deletes.
+    A number after a wildcard (``1.x.5``, ``x.1``) is refused in a plain comparator
+    as node-semver refuses it; after ``^`` or ``~`` it is ignored, as there.
 
 * **PEP 440** (delegated to ``packaging.specifiers.SpecifierSet``): ``>=1.2,<2``,
   ``~=1.4``, ``==1.*``, ``>=1.0.0a1``. A version is tested as
@@ -80,7 +83,8 @@ _SEMVER_RE: Final = re.compile(
 )
 # an npm partial version: any part may be x, X or *; pre-release and build only after three parts
 _X: Final = rf"(?:{_NUM}|[xX*])"
-_PARTIAL: Final = rf"v?({_X})(?:\.({_X})(?:\.({_X})(?:-({_PRE}))?(?:\+({_BUILD}))?)?)?"
+# build metadata may follow any of them and is ignored, as node-semver strips it first
+_PARTIAL: Final = rf"v?({_X})(?:\.({_X})(?:\.({_X})(?:-({_PRE}))?)?)?(?:\+({_BUILD}))?"
 _COMPARATOR_RE: Final = re.compile(rf"(<=|>=|<|>|=|~>|~|\^)?\s*{_PARTIAL}(?=\s|$)", re.ASCII)
 _HYPHEN_RE: Final = re.compile(rf"({_PARTIAL})\s+-\s+({_PARTIAL})", re.ASCII)
 
@@ -371,20 +375,23 @@ def _caret(parts: _Parts, inc: bool) -> list[_Comparator]:
     else:
         upper = _v(mj + 1, 0, 0, _ZERO)
     # node-semver gives a full caret a -0 lower bound only below 1.0.0
-    lower = _v(mj, mn, pt, _identifiers(pr) if pr else (z if mj == 0 else ()))
+    # a full version is its own lower bound, pre-releases allowed or not (node-semver 7.8)
+    lower = _v(mj, mn, pt, _identifiers(pr) if pr else ())
     return [(">=", lower), ("<", upper)]
 
 
-def _tilde(parts: _Parts) -> list[_Comparator]:
-    # unlike carets and x-ranges, node-semver's tildes never get a -0 lower bound
+def _tilde(parts: _Parts, inc: bool) -> list[_Comparator]:
+    # like carets and x-ranges, a partial tilde gets a -0 lower bound when pre-releases
+    # are included (node-semver 7.8: '~1.2' is '1.2.x'); a full version stays as written
     M, m, p, pr, _ = parts
+    z = _ZERO if inc else ()
     if _is_x(M):
         return []
     mj = _n(M)
     if _is_x(m):
-        return [(">=", _v(mj, 0, 0)), ("<", _v(mj + 1, 0, 0, _ZERO))]
+        return [(">=", _v(mj, 0, 0, z)), ("<", _v(mj + 1, 0, 0, _ZERO))]
     mn = _n(m)
-    lower = _v(mj, mn, 0) if _is_x(p) else _v(mj, mn, _n(p), _identifiers(pr) if pr else ())
+    lower = _v(mj, mn, 0, z) if _is_x(p) else _v(mj, mn, _n(p), _identifiers(pr) if pr else ())
     return [(">=", lower), ("<", _v(mj, mn + 1, 0, _ZERO))]
 
 
@@ -426,7 +433,7 @@ def _hyphen(low: _Parts, high: _Parts, inc: bool) -> list[_Comparator]:
     """``low - high`` (node-semver's ``hyphenReplace``)."""
     z = _ZERO if inc else ()
     out: list[_Comparator] = []
-    fM, fm, fp, fpr, fb = low
+    fM, fm, fp, fpr, _ = low
     if _is_x(fM):
         pass
     elif _is_x(fm):
@@ -436,9 +443,7 @@ def _hyphen(low: _Parts, high: _Parts, inc: bool) -> list[_Comparator]:
     elif fpr:
         out.append((">=", _v(_n(fM), _n(fm), _n(fp), _identifiers(fpr))))
     else:
-        # node-semver appends '-0' to the bound's text, build and all: after '1.2.3+b'
-        # it lands in the build ('+b-0') and the bound stays 1.2.3
-        out.append((">=", _v(_n(fM), _n(fm), _n(fp), () if fb else z)))
+        out.append((">=", _v(_n(fM), _n(fm), _n(fp), z)))
     tM, tm, tp, tpr, _ = high
     if _is_x(tM):
         pass
@@ -453,6 +458,12 @@ def _hyphen(low: _Parts, high: _Parts, inc: bool) -> list[_Comparator]:
     else:
         out.append(("<=", _v(_n(tM), _n(tm), _n(tp))))
     return out
+
+
+def _x_then_number(parts: _Parts) -> bool:
+    """``x.1``, ``1.x.5``: a number after a wildcard (node-semver's invalidXRangeOrder)."""
+    M, m, p, _, _ = parts
+    return (_is_x(M) and not _is_x(m)) or (_is_x(m) and p is not None and not _is_x(p))
 
 
 def _tidy(comparators: list[_Comparator], inc: bool) -> list[_Comparator] | None:
@@ -537,7 +548,10 @@ def _read_npm(text: str) -> tuple[list[_Alternative], str]:
             if m is None:
                 raise _NpmSyntax(alt, pos)
             g = m.groups()
-            comparators.append((g[0] or "", _parts(g[1:6])))
+            parts = _parts(g[1:6])
+            if g[0] not in ("^", "~", "~>") and _x_then_number(parts):
+                raise _NpmSyntax(alt, pos)  # node-semver refuses these in plain comparators
+            comparators.append((g[0] or "", parts))
             words.append(alt[pos : m.end()].replace(" ", ""))
             pos = m.end()
         alternatives.append(comparators)
@@ -557,7 +571,7 @@ def _desugar(alternatives: list[_Alternative], inc: bool) -> list[list[_Comparat
             if op == "^":
                 comparators += _caret(parts, inc)
             elif op in ("~", "~>"):
-                comparators += _tilde(parts)
+                comparators += _tilde(parts, inc)
             else:
                 comparators += _xrange(op, parts, inc)
         out.append(_tidy(comparators, inc))
@@ -600,6 +614,12 @@ def _why_not_npm(alternative: str, pos: int) -> str:
         return f"'{token}' has a number with a leading zero"
     if "-" in rest and len(numbers) < 3:
         return f"'{token}' has a pre-release on a partial version; write all three numbers"
+    wild = [n in ("x", "X", "*") for n in numbers]
+    if any(wild) and not all(wild[wild.index(True) :]):
+        return (
+            f"'{token}' has a number after a wildcard; a wildcard stands for every part "
+            "after it, as in '1.x'"
+        )
     if ops in ("<", "<=", ">", ">=", "") and _is_pep440_version(rest):
         return (
             f"'{token}' is PEP 440, which separates clauses with ',' "
