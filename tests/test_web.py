@@ -521,3 +521,10 @@ async def test_each_stream_event_is_what_the_document_says(api: Api) -> None:
     assert set(json.loads(data)["plugins"]["acme.calc"]) == set(
         doc["components"]["schemas"]["SeriesPoint"]["properties"]
     )
+
+
+async def test_allow_names_the_methods_for_a_plugin_the_document_does_not_list(api: Api) -> None:
+    known = await api.http.delete("/api/v1/plugins/acme.greeter/config")
+    unknown = await api.http.delete("/api/v1/plugins/acme.nobody/config")
+    assert known.status_code == unknown.status_code == 405
+    assert known.headers["allow"] == unknown.headers["allow"] == "GET, PUT"

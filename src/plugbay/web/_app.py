@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from plugbay.apitoken import TokenFile
@@ -176,6 +177,10 @@ def _allowed(request: Request) -> list[str]:
         pattern = "^" + re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template)) + "$"
         if re.match(pattern, request.url.path):
             methods |= {m.upper() for m in operations}
+    if not methods:  # a path the document lists per plugin, for a plugin it does not know
+        for route in (*router.routes, *_dashboard.router.routes):
+            if isinstance(route, APIRoute) and route.path_regex.match(request.url.path):
+                methods |= route.methods or set()
     return sorted(methods)
 
 
