@@ -43,11 +43,12 @@ $(CHROMIUM):
 	    chromium fonts-dejavu-core >/dev/null
 browser: $(CHROMIUM)
 
-# promtool (Debian's prometheus package) checks our /metrics output in the tests.
-# Installed once, without questions; skipped when it is already there.
+# Debian's prometheus package: promtool checks our /metrics output and the shipped rules,
+# and the prometheus server scrapes a running host in the tests. Installed once,
+# without questions; skipped when both are already there.
 promtool:
-	@command -v promtool >/dev/null 2>&1 || { \
-	  echo "installing Debian's prometheus package (for promtool)"; \
+	@{ command -v promtool && command -v prometheus; } >/dev/null 2>&1 || { \
+	  echo "installing Debian's prometheus package (promtool and the prometheus server)"; \
 	  SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
 	  $$SUDO apt-get update -qq && \
 	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \

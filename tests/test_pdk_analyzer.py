@@ -402,3 +402,38 @@ def test_permissions_asked_but_unused_are_noted(plugins: PluginFactory) -> None:
     )
     assert f.severity == "info" and f.line == line_of(d / "plugin.toml", "subprocess = true")
     found(result, "permission", "asks for network but no import or call")
+
+
+def test_a_range_npm_and_pep440_read_differently_is_warned_about(
+    plugins: PluginFactory, tmp_path: Path
+) -> None:
+    d = plugins(
+        "acme.spell",
+        extra=(
+            'host = "<=0.1"\n\n[dependencies]\n"acme.base" = ">1.2"\n"acme.pre" = ">=1.0.0-rc.1"\n'
+            '"acme.clear" = ">=1.2.0"\n"acme.npm" = "^1.2"\n"acme.pep" = ">=1.0.0a1"\n'
+        ),
+    )
+    toml = d / "plugin.toml"
+    result = validate_plugin(d)
+    f = found(result, "range", "range '>1.2' means different things in npm and PEP 440 syntax")
+    assert f.severity == "warning" and f.line == line_of(toml, '"acme.base"')
+    assert "plugbay reads it as PEP 440, so 1.2.1 is in it; read as npm it would not be" in (
+        f.message
+    )
+    assert f.hint is not None and "write '>1.2.0'" in f.hint and "'>1.2.x' for the npm" in f.hint
+    f = found(result, "range", "range '<=0.1'")
+    assert f.line == line_of(toml, "host =") and f.hint and "'<=0.1.0'" in f.hint
+    f = found(result, "range", "range '>=1.0.0-rc.1'")
+    assert "plugbay reads it as npm" in f.message
+    assert f.hint and "write '>=1.0.0rc1' for the PEP 440 meaning" in f.hint
+    spelled = [f.message for f in result.findings if f.code == "range"]
+    assert len(spelled) == 3, spelled  # '>=1.2.0', '^1.2' and '>=1.0.0a1' mean one thing
+    # the suggested spellings are quiet, and keep the meaning
+    clean = plugins(
+        "acme.spelled",
+        extra='host = "<=0.1.0"\n\n[dependencies]\n"acme.base" = ">1.2.0"\n',
+    )
+    assert not [f for f in validate_plugin(clean).findings if f.code == "range"]
+    shown = plugbay("validate", str(d), cwd=tmp_path)
+    assert "warning[range] range '>1.2' means different things" in shown.stdout

@@ -345,6 +345,10 @@ async def test_a_crashed_worker_is_restarted(plugins: PluginFactory, tmp_path: P
         assert host.state is not None
         actions = [e.action for e in host.state.history("acme.subject")]
         assert actions[:3] == ["load", "restart", "crash"]
+        # operators see it: the restart is counted for Prometheus
+        assert b'plugbay_plugin_restarts_total{plugin="acme.subject"} 1.0' in (
+            host.render_metrics()
+        )
 
 
 async def test_too_many_crashes_disable_the_plugin_until_enabled(

@@ -5,14 +5,18 @@ from __future__ import annotations
 import copy
 import pickle
 import re
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from packaging.specifiers import SpecifierSet
+from packaging.version import InvalidVersion
+from packaging.version import Version as PyVersion
 
 from plugbay.api.errors import RangeError, VersionError
-from plugbay.model.versions import ANY, Range, Version, parse_range, parse_version
+from plugbay.model.range_spelling import ambiguity
+from plugbay.model.versions import ANY, Range, Version, parse_range, parse_version, range_syntax
 from tests.data.versions import node_semver, packaging_specifiers
 
 FAST = settings(max_examples=200, deadline=None)
@@ -23,8 +27,7 @@ FAST = settings(max_examples=200, deadline=None)
 
 @pytest.mark.parametrize(("text", "version", "include_prerelease"), node_semver.INCLUDE)
 def test_node_semver_range_include(text: str, version: str, include_prerelease: bool) -> None:
-    r = Range.parse(text)
-    assert r.syntax == "npm"
+    r = Range.parse(text, "npm")
     assert r.contains(version, include_prerelease=include_prerelease)
     assert r.contains(Version.parse(version), include_prerelease=include_prerelease)
     if not include_prerelease:
@@ -33,8 +36,7 @@ def test_node_semver_range_include(text: str, version: str, include_prerelease: 
 
 @pytest.mark.parametrize(("text", "version", "include_prerelease"), node_semver.EXCLUDE)
 def test_node_semver_range_exclude(text: str, version: str, include_prerelease: bool) -> None:
-    r = Range.parse(text)
-    assert r.syntax == "npm"
+    r = Range.parse(text, "npm")
     assert not r.contains(version, include_prerelease=include_prerelease)
     if not include_prerelease:
         assert version not in r
@@ -42,7 +44,7 @@ def test_node_semver_range_exclude(text: str, version: str, include_prerelease: 
 
 @pytest.mark.parametrize(("text", "version"), node_semver.INVALID_VERSIONS)
 def test_node_semver_invalid_versions_are_in_no_range(text: str, version: object) -> None:
-    r = Range.parse(text)
+    r = Range.parse(text, "npm")
     assert version not in r
     with pytest.raises(VersionError):
         r.contains(version)  # type: ignore[arg-type]
@@ -52,9 +54,10 @@ def test_node_semver_invalid_versions_are_in_no_range(text: str, version: object
 def test_node_semver_range_parse(text: str, expected: str | None, include_prerelease: bool) -> None:
     if expected is None:
         with pytest.raises(RangeError):
-            Range.parse(text)
+            Range.parse(text, "npm")
     else:
-        assert Range.parse(text).desugared(include_prerelease=include_prerelease) == expected
+        r = Range.parse(text, "npm")
+        assert r.desugared(include_prerelease=include_prerelease) == expected
 
 
 @pytest.mark.parametrize(("greater", "lesser"), node_semver.COMPARISONS)
@@ -114,7 +117,29 @@ def test_node_semver_length_limits_do_not_apply() -> None:
     assert Version.parse(f"{2**64}.0.0") > Version.parse(f"{2**64 - 1}.0.0")
 
 
+FIXTURES = [(t, v, i, True) for t, v, i in node_semver.INCLUDE] + [
+    (t, v, i, False) for t, v, i in node_semver.EXCLUDE
+]
+
+
+@pytest.mark.parametrize(("text", "version", "include_prerelease", "inside"), FIXTURES)
+def test_node_semver_fixtures_read_by_the_rule(
+    text: str, version: str, include_prerelease: bool, inside: bool
+) -> None:
+    # Read without a syntax, a fixture keeps node-semver's answer unless it is one
+    # comparator PEP 440 also accepts; where that reading differs, validate warns.
+    r = Range.parse(text)
+    if r.syntax == "npm":
+        assert r.contains(version, include_prerelease=include_prerelease) is inside
+    elif r.contains(version, include_prerelease=include_prerelease) is not inside:
+        assert ambiguity(text) is not None, f"{text!r} reads differently but is not warned about"
+
+
 # ------------------------------------------------------------------ node-semver semantics
+
+
+def npm(text: str) -> Range:
+    return Range.parse(text, "npm")
 
 
 @pytest.mark.parametrize(
@@ -122,34 +147,35 @@ def test_node_semver_length_limits_do_not_apply() -> None:
     [
         ("^1.2.3", ">=1.2.3 <2.0.0-0", ">=1.2.3 <2.0.0-0"),
         ("^0.2", ">=0.2.0 <0.3.0-0", ">=0.2.0-0 <0.3.0-0"),
-        ("^0.0.3", ">=0.0.3 <0.0.4-0", ">=0.0.3-0 <0.0.4-0"),
-        ("~1.2.3", ">=1.2.3 <1.3.0-0", ">=1.2.3 <1.3.0-0"),  # tilde never gets -0 below
-        ("~1", ">=1.0.0 <2.0.0-0", ">=1.0.0 <2.0.0-0"),
+        ("^0.0.3", ">=0.0.3 <0.0.4-0", ">=0.0.3 <0.0.4-0"),  # a full version is its bound
+        ("~1.2.3", ">=1.2.3 <1.3.0-0", ">=1.2.3 <1.3.0-0"),
+        ("~1", ">=1.0.0 <2.0.0-0", ">=1.0.0-0 <2.0.0-0"),  # as '1.x' (node-semver 7.8)
         ("1.x", ">=1.0.0 <2.0.0-0", ">=1.0.0-0 <2.0.0-0"),
         ("X", "*", "*"),
         ("<=1.2", "<1.3.0-0", "<1.3.0-0"),
         (">1", ">=2.0.0", ">=2.0.0-0"),
         ("=1.2.3+build", "1.2.3", "1.2.3"),
         ("1.2.3 - 2.3.4", ">=1.2.3 <=2.3.4", ">=1.2.3-0 <2.3.5-0"),
-        ("1.2.3+b - 2", ">=1.2.3 <3.0.0-0", ">=1.2.3 <3.0.0-0"),  # '-0' lands in the build
+        ("1.2.3+b - 2", ">=1.2.3 <3.0.0-0", ">=1.2.3-0 <3.0.0-0"),  # build is ignored
+        ("1.x+build.5", ">=1.0.0 <2.0.0-0", ">=1.0.0-0 <2.0.0-0"),
         ("* || 1.2.3-rc.1", "*||1.2.3-rc.1", "*||1.2.3-rc.1"),
         ("1.2.3 || 1.2.3", "1.2.3", "1.2.3"),
     ],
 )
 def test_desugaring(text: str, desugared: str, with_prereleases: str) -> None:
-    r = Range.parse(text)
+    r = npm(text)
     assert r.desugared() == desugared
     assert r.desugared(include_prerelease=True) == with_prereleases
 
 
 def test_or_means_or_even_beside_a_star() -> None:
     # node-semver collapses '* || x' to '*' and so rejects 1.2.3-rc.1 here; plugbay does not
-    assert Range.parse("* || 1.2.3-rc.1").contains("1.2.3-rc.1")
-    assert not Range.parse("*").contains("1.2.3-rc.1")
+    assert npm("* || 1.2.3-rc.1").contains("1.2.3-rc.1")
+    assert not npm("*").contains("1.2.3-rc.1")
 
 
 def test_prerelease_needs_a_comparator_of_the_same_release() -> None:
-    r = Range.parse(">=1.2.3-beta <2")
+    r = npm(">=1.2.3-beta <2")
     assert r.contains("1.2.3-rc.1")
     assert not r.contains("1.2.4-rc.1")
     assert r.contains("1.2.4-rc.1", include_prerelease=True)
@@ -171,36 +197,48 @@ def test_prerelease_needs_a_comparator_of_the_same_release() -> None:
 def test_the_tighter_of_two_bounds_at_one_version_wins(
     text: str, inside: str, outside: str
 ) -> None:
-    assert Range.parse(text).contains(inside)
-    assert not Range.parse(text).contains(outside)
+    assert npm(text).contains(inside)
+    assert not npm(text).contains(outside)
 
 
 def test_build_metadata_is_ignored_by_ranges() -> None:
-    assert Range.parse("1.0.0").contains("1.0.0+build.5")
-    assert Range.parse("=1.0.0+other").contains("1.0.0")
-    assert not Range.parse(">1.0.0").contains("1.0.0+build.5")
+    assert npm("1.0.0").contains("1.0.0+build.5")
+    assert npm("=1.0.0+other").contains("1.0.0")
+    assert not npm(">1.0.0").contains("1.0.0+build.5")
 
 
 @pytest.mark.parametrize(
-    "text", ["^=1.2", "v=1.x", "1.2.3*", "**", "~ >1", "==1.x", "v 1.2.3", ">=1.2.3<2", "1 | 2"]
+    "text",
+    [
+        "^=1.2",
+        "v=1.x",
+        "1.2.3*",
+        "**",
+        "~ >1",
+        "==1.x",
+        "v 1.2.3",
+        ">=1.2.3<2",
+        "1 | 2",
+        "1.x.5",
+        "x.1",
+    ],
 )
 def test_forms_node_semver_accepts_by_accident_are_refused(text: str) -> None:
     with pytest.raises(RangeError):
-        Range.parse(text)
+        npm(text)
 
 
 def test_a_leading_v_in_a_range_is_accepted_as_by_node_semver() -> None:
-    assert Range.parse("~v1.2").desugared() == ">=1.2.0 <1.3.0-0"
-    assert Range.parse(">=v1.2.3 <=v2").desugared() == ">=1.2.3 <3.0.0-0"
-    assert Range.parse("v1.2.3 - v2.0.0").contains("1.5.0")
+    assert npm("~v1.2").desugared() == ">=1.2.0 <1.3.0-0"
+    assert npm(">=v1.2.3 <=v2").desugared() == ">=1.2.3 <3.0.0-0"
+    assert npm("v1.2.3 - v2.0.0").contains("1.5.0")
 
 
 # ------------------------------------------------------------------ PEP 440
 
 
 def pep440(text: str) -> Range:
-    """Read as PEP 440: a lone clause like '>2.0' is npm unless it ends in a comma."""
-    r = Range.parse(text if text.startswith(("~=", "==", "!=")) else f"{text},")
+    r = Range.parse(text, "pep440")
     assert r.syntax == "pep440"
     return r
 
@@ -211,33 +249,103 @@ def pep440(text: str) -> Range:
 def test_packaging_specifier_cases(
     text: str, version: str, include_prerelease: bool, expected: bool, origin: str
 ) -> None:
-    assert pep440(text).contains(version, include_prerelease=include_prerelease) is expected
+    # packaging (since 26) answers contains(v) for one version with no alternatives: a
+    # pre-release counts when nothing final is offered. plugbay's contains(v) answers
+    # as SpecifierSet.filter does when a final release matches too (pip's behaviour);
+    # the lone-version answer is max_satisfying([v]), which falls back the same way.
+    for r in (pep440(text), Range.parse(text)):
+        if r.syntax != "pep440":
+            continue  # one clause with a '-' pre-release reads as npm unless asked
+        v = Version.parse(version)
+        if include_prerelease:
+            assert r.contains(v, include_prerelease=True) is expected
+        else:
+            assert (r.max_satisfying([v]) is not None) is expected
+            if not v.prerelease or SpecifierSet(text).prereleases:
+                assert r.contains(v) is expected
 
 
 @pytest.mark.parametrize(
     ("text", "syntax"),
     [
+        # PEP 440-only syntax
         (">=1,<2", "pep440"),
         ("  ~=1.4", "pep440"),
         ("==1.*", "pep440"),
         ("!=1.3", "pep440"),
         ("===1.0.0", "pep440"),
-        (">=1.2", "npm"),
-        ("<2", "npm"),
-        ("=1.2.3", "npm"),
         (">1.0,", "pep440"),
+        (">=1.0.0-rc.1, <2", "pep440"),
+        # one comparator packaging accepts, no '-': what a Python author means
+        (">=1.2", "pep440"),
+        ("<2", "pep440"),
+        (">1.0", "pep440"),
+        ("<= 1.2", "pep440"),
+        (">=v1.2", "pep440"),
+        (">=1.0.0a1", "pep440"),
+        ("<1.0.0rc1", "pep440"),
+        (">=2.0.0b1", "pep440"),
+        (">=1.0.dev0", "pep440"),
+        (">1.0.post1", "pep440"),
+        # npm-only syntax
+        ("=1.2.3", "npm"),
+        ("1.2.3", "npm"),
+        ("1.2", "npm"),
+        ("^1.2", "npm"),
+        ("~1.2", "npm"),
+        ("~>1.2", "npm"),
+        ("1.x", "npm"),
+        (">=1.x", "npm"),
+        ("*", "npm"),
+        ("", "npm"),
+        ("1.2 - 2", "npm"),
+        (">=1.2 <2", "npm"),
+        ("<1 || >=2", "npm"),
+        (">=1.2.3+build", "npm"),
+        # a SemVer pre-release after '-' is SemVer spelling: npm
+        (">=1.0.0-rc.1", "npm"),
+        ("<2.0.0-0", "npm"),
     ],
 )
-def test_syntax_is_chosen_by_comma_or_leading_operator(text: str, syntax: str) -> None:
+def test_the_syntax_rule(text: str, syntax: str) -> None:
+    assert range_syntax(text) == syntax
     assert Range.parse(text).syntax == syntax
 
 
-def test_a_lone_comparator_means_npm() -> None:
-    # in npm, '>1.2' is '>=1.3.0' and '<=1.2' is '<1.3.0-0'; end it with ',' for PEP 440
-    assert not Range.parse(">1.2").contains("1.2.5")
-    assert pep440(">1.2").contains("1.2.5")
-    assert Range.parse("<=1.2").contains("1.2.5")
-    assert not pep440("<=1.2").contains("1.2.5")
+@pytest.mark.parametrize(
+    ("text", "inside", "outside"),
+    [
+        (">=1.0.0a1", ["1.0.0-a.1", "1.0.0-alpha.2", "1.0.0-rc.1", "1.0.0", "2.0.0-beta.1"], ["1.0.0-a.0", "0.9.9"]),
+        ("<1.0.0rc1", ["0.9.0", "1.0.0-beta.3", "1.0.0-rc.0"], ["1.0.0-rc.1", "1.0.0"]),
+        (">=2.0.0b1", ["2.0.0-b.1", "2.0.0-rc.1", "2.0.0", "3.0.0"], ["2.0.0-alpha.9", "1.9.9"]),
+        (">1.0", ["1.0.1", "1.1.0"], ["1.0.0", "1.0.0+build.5", "1.0.1-rc.1"]),
+        ("<=1.2", ["1.2.0", "1.2.0+b"], ["1.2.1", "1.2.5"]),
+        ("<2", ["1.9.9"], ["2.0.0", "1.5.0-rc.1", "2.0.0-rc.1"]),
+    ],
+)  # fmt: skip
+def test_prerelease_specifiers_and_lone_comparators_mean_what_pip_means(
+    text: str, inside: list[str], outside: list[str]
+) -> None:
+    r = Range.parse(text)
+    spec = SpecifierSet(text)
+    for version in inside:
+        assert r.contains(version), version
+    for version in outside:
+        assert not r.contains(version), version
+    for version in inside + outside:
+        assert r.contains(version) is spec.contains(
+            str(Version.parse(version)), prereleases=bool(spec.prereleases)
+        )
+
+
+def test_npm_reading_is_still_there_when_asked_for() -> None:
+    assert not Range.parse(">1.2", "npm").contains("1.2.5")
+    assert Range.parse("<=1.2", "npm").contains("1.2.5")
+    assert Range.parse(">1.2.x").desugared() == ">=1.3.0"
+    assert Range.parse(">1.2", "npm") != Range.parse(">1.2")  # same text, other meaning
+    assert pickle.loads(pickle.dumps(Range.parse(">1.2", "npm"))).syntax == "npm"
+    with pytest.raises(RangeError, match="'yaml' is not a range syntax"):
+        Range.parse(">1", "yaml")  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -275,28 +383,50 @@ def test_build_metadata_is_a_local_version() -> None:
     assert Range.parse("===1.0.0-rc.1").contains("1.0.0-rc.1", include_prerelease=True)
 
 
-# what packaging may see in a specifier
+# what packaging may see in a specifier, in the spellings people write
 spec_release = st.lists(st.integers(0, 3), min_size=1, max_size=4).map(
     lambda xs: ".".join(map(str, xs))
 )
-spec_suffix = st.sampled_from(["", "", "", "a1", "b0", "rc2", "rc1", ".post1", ".dev0", "a1.dev2"])
+spec_suffix = st.sampled_from(
+    [
+        "",
+        "",
+        "",
+        "a1",
+        "b0",
+        "rc2",
+        "rc1",
+        "c1",
+        "alpha1",
+        "-rc.1",
+        ".post1",
+        "-1",
+        ".dev0",
+        "a1.dev2",
+    ]
+)
 
 
 @st.composite
 def clauses(draw: st.DrawFn) -> str:
     op = draw(st.sampled_from(["==", "!=", ">=", "<=", ">", "<", "~=", "===", "==*", "!=*"]))
     release = draw(spec_release)
+    space = draw(st.sampled_from(["", "", " "]))
+    v = draw(st.sampled_from(["", "", "v"]))
     if op in ("==*", "!=*"):
-        return f"{op[:2]}{release}.*"
+        return f"{op[:2]}{space}{v}{release}.*"
     if op == "===":
         return f"==={draw(st.sampled_from([release, f'{release}.0', '1.0.0-rc.1', '2.0.0+b']))}"
     if op == "~=" and "." not in release:
         release += ".0"
     local = draw(st.sampled_from(["", "", "+b", "+b.5"])) if op in ("==", "!=") else ""
-    return f"{op}{release}{draw(spec_suffix)}{local}"
+    return f"{op}{space}{v}{release}{draw(spec_suffix)}{local}"
 
 
-spec_sets = st.lists(clauses(), min_size=1, max_size=3).map(lambda cs: ",".join(cs) + ",")
+# one clause alone (the syntax is then decided by the rule), or several with commas
+spec_sets = st.lists(clauses(), min_size=1, max_size=3).flatmap(
+    lambda cs: st.sampled_from([",".join(cs), ", ".join(cs), ",".join(cs) + ","])
+)
 
 
 @st.composite
@@ -312,17 +442,59 @@ def pep_versions(draw: st.DrawFn) -> Version:
     return Version(*core, pre, build)
 
 
-@FAST
+# SemVer pre-releases with no PEP 440 meaning: packaging cannot read them, or reads
+# them as something else ('-1' a post-release, '-dev' a dev release, '-pre' an rc)
+unspellable = st.builds(
+    lambda core, pre: Version(*core, pre),
+    st.tuples(st.integers(0, 3), st.integers(0, 3), st.integers(0, 3)),
+    st.sampled_from(
+        [
+            ("snapshot",),
+            ("pre", 1),
+            ("dev",),
+            ("post",),
+            (1,),
+            (0,),
+            ("alpha", "beta"),
+            ("rc", 1, 2),
+        ]
+    ),
+)
+
+
+def packaging_says(spec: str, version: Version, include: bool) -> bool:
+    """packaging's answer: pre-releases when asked for, else by the set's own policy
+    (allowed when a clause names one), which is what SpecifierSet.filter and pip do
+    whenever a final release matches too."""
+    s = SpecifierSet(spec)
+    return s.contains(str(version), prereleases=True if include else bool(s.prereleases))
+
+
+@settings(max_examples=600, deadline=None)
 @given(spec_sets, pep_versions(), st.booleans())
 def test_pep440_agrees_with_packaging(spec: str, version: Version, include: bool) -> None:
-    expected = SpecifierSet(spec).contains(str(version), prereleases=include or None)
-    assert Range.parse(spec).contains(version, include_prerelease=include) is expected
+    expected = packaging_says(spec, version, include)
+    assert pep440(spec).contains(version, include_prerelease=include) is expected
+    if range_syntax(spec) == "pep440":
+        assert Range.parse(spec).contains(version, include_prerelease=include) is expected
+    else:  # one clause with a SemVer pre-release after '-': npm by the rule
+        assert "," not in spec and "-" in spec
 
 
 @FAST
-@given(spec_sets, st.sampled_from(["snapshot", "pre", "dev", "post", "alpha.beta", "rc.1.2"]))
-def test_pep440_never_contains_unrepresentable_prereleases(spec: str, pre: str) -> None:
-    assert not Range.parse(spec).contains(f"1.0.0-{pre}", include_prerelease=True)
+@given(spec_sets, unspellable, st.booleans())
+def test_pep440_never_contains_unspellable_prereleases(
+    spec: str, version: Version, include: bool
+) -> None:
+    assert not pep440(spec).contains(version, include_prerelease=include)
+
+
+@FAST
+@given(spec_sets, st.lists(pep_versions(), max_size=6))
+def test_max_satisfying_is_what_packaging_filter_keeps(spec: str, vs: list[Version]) -> None:
+    kept = set(SpecifierSet(spec).filter([str(v) for v in vs]))
+    members = [v for v in vs if str(v) in kept]
+    assert pep440(spec).max_satisfying(vs) == (max(members) if members else None)
 
 
 # ------------------------------------------------------------------ properties
@@ -371,7 +543,7 @@ def test_prerelease_sorts_before_its_release(v: Version) -> None:
     assert v.is_prerelease == bool(v.prerelease)
     if v.prerelease:
         assert v.compare_precedence(release) == -1 and v < release
-        assert not Range.parse(f"={v.major}.{v.minor}.{v.patch}").contains(v)
+        assert not npm(f"={v.major}.{v.minor}.{v.patch}").contains(v)
 
 
 @FAST
@@ -379,8 +551,8 @@ def test_prerelease_sorts_before_its_release(v: Version) -> None:
 def test_caret_is_its_desugaring(
     major: int, minor: int, patch: int, v: Version, include: bool
 ) -> None:
-    caret = Range.parse(f"^{major}.{minor}.{patch}")
-    plain = Range.parse(f">={major}.{minor}.{patch} <{major + 1}.0.0-0")
+    caret = npm(f"^{major}.{minor}.{patch}")
+    plain = npm(f">={major}.{minor}.{patch} <{major + 1}.0.0-0")
     assert caret.contains(v, include_prerelease=include) == plain.contains(
         v, include_prerelease=include
     )
@@ -393,6 +565,9 @@ part = st.one_of(st.integers(0, 3).map(str), st.sampled_from(["x", "*"]))
 @st.composite
 def partials(draw: st.DrawFn) -> str:
     parts = draw(st.lists(part, min_size=1, max_size=3))
+    for i in range(1, len(parts)):  # a wildcard stands for every part after it
+        if parts[i - 1] in ("x", "*"):
+            parts[i] = parts[i - 1]
     text = ".".join(parts)
     if len(parts) == 3 and draw(st.booleans()):
         text += draw(st.sampled_from(["-0", "-alpha", "-alpha.1", "-beta", "-rc.1"]))
@@ -415,17 +590,17 @@ npm_ranges = st.lists(comparator_sets, min_size=1, max_size=3).map(" || ".join)
 @FAST
 @given(npm_ranges, npm_ranges, versions, st.booleans())
 def test_or_contains_what_either_side_does(a: str, b: str, v: Version, include: bool) -> None:
-    ra, rb = Range.parse(a), Range.parse(b)
+    ra, rb = npm(a), npm(b)
     either = ra.contains(v, include_prerelease=include) or rb.contains(
         v, include_prerelease=include
     )
-    assert Range.parse(f"{a} || {b}").contains(v, include_prerelease=include) == either
+    assert npm(f"{a} || {b}").contains(v, include_prerelease=include) == either
 
 
 @FAST
 @given(plain_sets, plain_sets, versions, st.booleans())
 def test_and_contains_what_both_sides_do(a: str, b: str, v: Version, include: bool) -> None:
-    ra, rb, both = Range.parse(a), Range.parse(b), Range.parse(f"{a} {b}")
+    ra, rb, both = npm(a), npm(b), npm(f"{a} {b}")
     together = ra.contains(v, include_prerelease=include) and rb.contains(
         v, include_prerelease=include
     )
@@ -445,7 +620,7 @@ def test_and_contains_what_both_sides_do(a: str, b: str, v: Version, include: bo
 def _names_release(a: str, b: str, v: Version) -> bool:
     named = {
         Version.parse(m.group(0)).release
-        for m in re.finditer(r"\d+\.\d+\.\d+-[0-9A-Za-z.-]+", Range.parse(f"{a} {b}").desugared())
+        for m in re.finditer(r"\d+\.\d+\.\d+-[0-9A-Za-z.-]+", npm(f"{a} {b}").desugared())
     }
     return v.release in named
 
@@ -456,9 +631,9 @@ def test_contains_agrees_with_the_desugared_comparators(
     text: str, v: Version, include: bool
 ) -> None:
     # the precompiled intervals must mean exactly node-semver's testSet over the comparators
-    desugared = Range.parse(text).desugared(include_prerelease=include)
+    desugared = npm(text).desugared(include_prerelease=include)
     expected = any(_test_set(s.split(" "), v, include) for s in desugared.split("||"))
-    assert Range.parse(text).contains(v, include_prerelease=include) == expected
+    assert npm(text).contains(v, include_prerelease=include) == expected
 
 
 def _test_set(comparators: list[str], v: Version, include: bool) -> bool:
@@ -480,7 +655,7 @@ def _test_set(comparators: list[str], v: Version, include: bool) -> bool:
 @FAST
 @given(npm_ranges, st.lists(versions, max_size=8), st.booleans())
 def test_max_satisfying_is_the_greatest_member(text: str, vs: list[Version], include: bool) -> None:
-    r = Range.parse(text)
+    r = npm(text)
     members = [v for v in vs if r.contains(v, include_prerelease=include)]
     assert r.max_satisfying(vs, include_prerelease=include) == (max(members) if members else None)
 
@@ -491,9 +666,9 @@ def test_equal_ranges_hash_alike_and_whitespace_does_not_matter(text: str) -> No
     spaced = text.replace(" ", "  ").replace("||", " || ")
     for op in ("<=", ">=", "~>", "^"):
         spaced = spaced.replace(op, op + " ")
-    assert Range.parse(spaced) == Range.parse(text)
-    assert hash(Range.parse(spaced)) == hash(Range.parse(text))
-    assert Range.parse(spaced).desugared() == Range.parse(text).desugared()
+    assert npm(spaced) == npm(text)
+    assert hash(npm(spaced)) == hash(npm(text))
+    assert npm(spaced).desugared() == npm(text).desugared()
 
 
 # ------------------------------------------------------------------ the objects themselves
@@ -628,3 +803,83 @@ def test_range_parse_rejects_what_valid_version_text_cannot_mean() -> None:
     for text in [">=1.2.3-", "^1.2.3+", "~1.2.3-01"]:
         with pytest.raises(RangeError):
             Range.parse(text)
+
+
+# ------------------------------------------------------------------ the docs page
+
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "version-ranges.md"
+
+
+def test_the_docs_table_is_what_ranges_do() -> None:
+    rows = [
+        [cell.strip() for cell in line.strip().strip("|").split("|")]
+        for line in DOCS.read_text().splitlines()
+        if line.startswith("| `")
+    ]
+    assert len(rows) >= 9
+    syntaxes = {"npm": "npm", "PEP 440": "pep440"}
+    for text, syntax, inside, outside in rows:
+        r = Range.parse(text.strip("`"))
+        assert r.syntax == syntaxes[syntax], text
+        for cell, expected in ((inside, True), (outside, False)):
+            for version in re.findall(r"`([^`]+)`", cell):
+                assert r.contains(version) is expected, (text, version)
+
+
+def test_the_docs_warning_example_is_what_validate_says() -> None:
+    found = ambiguity(">1.2")
+    assert found is not None
+    assert f"warning[range] {found.message}\n    fix: {found.hint}" in DOCS.read_text()
+
+
+# ------------------------------------------------------------------ spellings both syntaxes read
+
+lone_comparators = st.builds(
+    lambda op, space, parts, pre: (
+        f"{op}{space}{'.'.join(map(str, parts))}{pre if len(parts) == 3 else ''}"
+    ),
+    st.sampled_from(["<", "<=", ">", ">="]),
+    st.sampled_from(["", " "]),
+    st.lists(st.integers(0, 3), min_size=1, max_size=3),
+    st.sampled_from(["", "", "-rc.1", "-alpha", "-0", "-beta.2"]),
+)
+
+
+def _has_pep440_spelling(v: Version) -> bool:
+    try:
+        PyVersion(str(v))
+    except InvalidVersion:
+        return False
+    return True
+
+
+def _readings_agree(a: Range, b: Range, vs: list[Version]) -> bool:
+    return all(
+        a.contains(v, include_prerelease=inc) == b.contains(v, include_prerelease=inc)
+        for v in vs
+        for inc in (False, True)
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(lone_comparators, st.lists(pep_versions(), min_size=1, max_size=25))
+def test_validate_warns_exactly_where_the_two_readings_differ(text: str, vs: list[Version]) -> None:
+    # versions without a PEP 440 spelling ('+-x' is no local version) are in no PEP 440
+    # range, so every range reads them differently; the warning is about the others
+    vs = [v for v in vs if _has_pep440_spelling(v)]
+    npm_reading, pep_reading = Range.parse(text, "npm"), Range.parse(text, "pep440")
+    found = ambiguity(text)
+    if found is None:
+        # no warning: no version with a PEP 440 spelling tells the readings apart
+        assert _readings_agree(npm_reading, pep_reading, vs)
+        return
+    chosen = Range.parse(text)
+    other = pep_reading if chosen.syntax == "npm" else npm_reading
+    v, inc = found.version, found.include_prerelease
+    assert chosen.contains(v, include_prerelease=inc) is found.contained
+    assert other.contains(v, include_prerelease=inc) is not found.contained
+    # the spellings offered mean what they say, and draw no warning themselves
+    for spelling, meaning in ((found.same, chosen), (found.other, other)):
+        if spelling is not None:
+            assert ambiguity(spelling) is None, spelling
+            assert _readings_agree(Range.parse(spelling), meaning, vs), spelling

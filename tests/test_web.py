@@ -433,3 +433,98 @@ async def test_chart_points_are_the_figures_of_each_interval(api: Api) -> None:
     quiet = series.sample()["acme.calc"]  # nothing happened in this interval
     assert quiet["calls_per_s"] == 0 and quiet["error_rate"] == 0 and quiet["p99_ms"] is None
     assert [p["calls"] for p in series.history("acme.calc")] == [0, 10, 10]
+
+
+# --------------------------------------------------------------------------- the document
+
+
+async def test_the_document_holds_each_plugins_own_config_body(api: Api) -> None:
+    doc = (await api.http.get("/openapi.json")).json()
+    paths = doc["paths"]
+    assert "/api/v1/plugins/{plugin_id}/config" not in paths
+    greeter = paths["/api/v1/plugins/acme.greeter/config"]
+    assert set(greeter) == {"get", "put"}
+    body = greeter["put"]["requestBody"]["content"]["application/json"]["schema"]
+    values = body["properties"]["values"]
+    assert values["additionalProperties"] is False
+    assert values["properties"]["greeting"] == {"type": "string", "maxLength": 20}
+    calc = paths["/api/v1/plugins/acme.calc/config"]["put"]
+    calc_values = calc["requestBody"]["content"]["application/json"]["schema"]["properties"]
+    assert calc_values["values"]["maxProperties"] == 0  # it declares no config
+    url = "/api/v1/plugins/acme.greeter/config"
+    # what the schema refuses, the server refuses; what it allows, the server takes
+    typed = await api.http.put(url, json={"values": {"greeting": 5}})
+    assert typed.status_code == 422 and "Expected `str`, got `int`" in error_of(typed)["message"]
+    ok = await api.http.put(url, json={"values": {"greeting": "Hi"}})
+    assert ok.status_code == 200 and ok.json()["config"] == {"greeting": "Hi"}
+    # a stopped plugin is still known: its config can still be set
+    await api.http.post("/api/v1/plugins/acme.greeter/unload")
+    assert (
+        "/api/v1/plugins/acme.greeter/config"
+        in (await api.http.get("/openapi.json")).json()["paths"]
+    )
+
+
+async def test_an_integer_key_takes_an_integral_number(
+    make_host: Callable[..., Any], plugins: PluginFactory
+) -> None:
+    plugins("acme.sized", extra='[config.size]\ntype = "integer"\ndefault = 3\nminimum = 1\n')
+    host = make_host()
+    await host.start()
+    tokens = TokenFile(host.state_dir)
+    token, _ = tokens.ensure()
+    server = HttpServer(create_app(host, tokens=tokens), "127.0.0.1", 0)
+    await server.start()
+    try:
+        async with httpx.AsyncClient(
+            base_url=server.url, headers={"Authorization": f"Bearer {token}"}
+        ) as http:
+            url = "/api/v1/plugins/acme.sized/config"
+            whole = await http.put(url, json={"values": {"size": 7.0}})
+            assert whole.status_code == 200 and whole.json()["config"] == {"size": 7}
+            assert host.state.get_config("acme.sized") == {"size": 7}
+            for bad in ("7", 7.5, 0, True):
+                r = await http.put(url, json={"values": {"size": bad}})
+                assert r.status_code == 422, (bad, r.text)
+            assert host.plugin("acme.sized").config == {"size": 7}  # the old value stays
+    finally:
+        await server.stop()
+        await host.stop()
+
+
+async def test_rollback_without_an_earlier_version_is_a_conflict(api: Api) -> None:
+    url = "/api/v1/plugins/acme.calc/rollback"
+    r = await api.http.post(url)
+    assert r.status_code == 409 and "no earlier version" in error_of(r)["message"]
+    bad = await api.http.post(url, json={"to": "one.two"})
+    assert bad.status_code == 422 and error_of(bad)["code"] == "request_invalid"
+    schema = (await api.http.get("/openapi.json")).json()["components"]["schemas"]
+    assert "pattern" in schema["RollbackRequest"]["properties"]["to"]["anyOf"][0]
+
+
+async def test_each_stream_event_is_what_the_document_says(api: Api) -> None:
+    from plugbay.web._models import StreamSample
+
+    doc = (await api.http.get("/openapi.json")).json()
+    event = doc["paths"]["/api/v1/stream"]["get"]["responses"]["200"]["content"][
+        "text/event-stream"
+    ]["schema"]
+    assert event["properties"]["data"]["contentSchema"] == {
+        "$ref": "#/components/schemas/StreamSample"
+    }
+    assert "SeriesPoint" in doc["components"]["schemas"]
+    async with api.http.stream("GET", "/api/v1/stream", params={"max_events": 1}) as r:
+        text = (await r.aread()).decode()
+    data = next(line[6:] for line in text.splitlines() if line.startswith("data: "))
+    sample = StreamSample.model_validate_json(data)  # strict enough: extra fields would pass
+    assert set(sample.plugins) == {"acme.calc", "acme.greeter"}
+    assert set(json.loads(data)["plugins"]["acme.calc"]) == set(
+        doc["components"]["schemas"]["SeriesPoint"]["properties"]
+    )
+
+
+async def test_allow_names_the_methods_for_a_plugin_the_document_does_not_list(api: Api) -> None:
+    known = await api.http.delete("/api/v1/plugins/acme.greeter/config")
+    unknown = await api.http.delete("/api/v1/plugins/acme.nobody/config")
+    assert known.status_code == unknown.status_code == 405
+    assert known.headers["allow"] == unknown.headers["allow"] == "GET, PUT"

@@ -12,8 +12,8 @@ This module adds the words and the record:
   not granted, raising its own limits — with a :class:`PermissionError` that
   says what was tried and which permission would allow it;
 * :func:`classify` turns what a call raised into the error the caller sees:
-  :class:`~plugbay.errors.PermissionDenied` for a denial,
-  :class:`~plugbay.errors.ResourceLimitExceeded` (the worker is then replaced)
+  :class:`~plugbay.api.errors.PermissionDenied` for a denial,
+  :class:`~plugbay.api.errors.ResourceLimitExceeded` (the worker is then replaced)
   for a limit hit;
 * every denial and limit hit is reported to the host as a security event.
 """

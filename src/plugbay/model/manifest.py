@@ -12,7 +12,7 @@ Keys are kebab-case, as in ``pyproject.toml``::
     type = "system"
     entry = "logging_plugin:LoggingPlugin"
     capabilities = ["logging"]
-    host = ">=0.1"
+    host = ">=0.1.0"
 
     [dependencies]
     "utility.formatters" = "^1.0"

@@ -1,7 +1,8 @@
 """SemVer 2.0.0 versions and version ranges in two syntaxes.
 
-* **npm** (node-semver, strict mode): ``1.2.3``, ``=1.2.3``, ``>=1.2 <2``, ``^1.2.3``,
-  ``~1.2``, ``1.x``, ``*``, ``1.2 - 2.3.4``, ``a || b``. Each comparator is
+* **npm** (node-semver 7.8, strict mode): ``1.2.3``, ``=1.2.3``, ``>=1.2 <2``,
+  ``^1.2.3``, ``~1.2``, ``1.x``, ``*``, ``1.2 - 2.3.4``, ``a || b``; build metadata
+  after any version is ignored (``1.x+build``). Each comparator is
   desugared exactly as node-semver's ``classes/range.js`` does (``replaceCaret``,
   ``replaceTilde``, ``replaceXRange``, ``hyphenReplace``), so ``^1.2.3`` is
   ``>=1.2.3 <2.0.0-0`` and ``~1.2`` is ``>=1.2.0 <1.3.0-0``. The pre-release rule
@@ -16,20 +17,41 @@
   - A version in a range may carry one ``v`` (``~v1.2``), as in node-semver, but
     not the stray prefixes node-semver's regexes happen to swallow (``^=1.2``,
     ``v=v1.x``), nor a ``*`` glued to a version (``1.2.3*``), which it deletes.
+    A number after a wildcard (``1.x.5``, ``x.1``) is refused in a plain comparator
+    as node-semver refuses it; after ``^`` or ``~`` it is ignored, as there.
 
-* **PEP 440** (delegated to ``packaging.specifiers.SpecifierSet``): chosen when the
-  text contains a comma or starts with ``~=``, ``==``, ``!=`` or ``===``, e.g.
-  ``>=1.2,<2``, ``~=1.4``, ``==1.*``. A version is tested as
-  ``SpecifierSet(text).contains(str(version))`` would test it, so SemVer build
+* **PEP 440** (delegated to ``packaging.specifiers.SpecifierSet``): ``>=1.2,<2``,
+  ``~=1.4``, ``==1.*``, ``>=1.0.0a1``. A version is tested as
+  ``SpecifierSet(text).contains(str(version), prereleases=...)`` tests it, with the
+  set's own pre-release policy: a pre-release only when a clause names one (or with
+  ``include_prerelease``), which is what ``SpecifierSet.filter`` and pip do when a
+  final release matches too. (Since packaging 26, ``contains`` alone also admits
+  a pre-release, as a lone version has no alternatives; that answer is
+  ``max_satisfying([version])``, which falls back to pre-releases as ``filter``
+  does.) SemVer build
   metadata becomes a PEP 440 *local* version (``1.2.0+b5`` equals ``==1.2.0`` but
   is not ``>1.2.0``). Only pre-releases with a PEP 440 spelling are tested:
   ``alpha``/``a``, ``beta``/``b``, ``rc``/``c``, optionally numbered as ``rc1`` or
-  ``rc.1``; any other pre-release (``-snapshot``, ``-rc.1.2``) is never contained.
+  ``rc.1``; any other pre-release (``-snapshot``, ``-rc.1.2``, ``-1``) is never
+  contained: packaging would read ``1.2.0-1`` as the *post*-release ``1.2.0.post1``
+  and ``1.2.0-dev`` as ``1.2.0.dev0``, which sort elsewhere than the SemVer
+  pre-releases they are.
 
-A single comparator such as ``>=1.2`` is read as npm. It means the same in both
-except with ``>`` or ``<=`` and a partial version: npm's ``>1.2`` is ``>=1.3.0`` and
-its ``<=1.2`` admits ``1.2.5``; end the text with a comma (``>1.2,``) to read it as
-PEP 440.
+Which syntax a text is read in (:func:`range_syntax`; docs/version-ranges.md):
+
+1. **PEP 440** when it has PEP 440-only syntax: a comma, or a clause starting with
+   ``~=``, ``==``, ``!=`` or ``===``.
+2. **PEP 440** when it is one comparator (``<``, ``<=``, ``>``, ``>=``) that
+   ``packaging`` accepts and its version has no ``-``: ``>1.0``, ``<2``,
+   ``>=1.0.0rc1``. A Python author reads ``>1.0`` as "above 1.0", so 1.0.1 is in it
+   (npm's ``>1.0`` is ``>=1.1.0``).
+3. **npm** otherwise: ``^``, ``~``, ``=``, a bare version, x-ranges, hyphen ranges,
+   ``||``, comparators separated by spaces, or a SemVer pre-release after ``-``
+   (``>=1.0.0-rc.1``, ``<2.0.0-0``: packaging would read the last as ``<2.0.0.post0``).
+
+``Range.parse(text, syntax="npm")`` (or ``"pep440"``) reads the text in the given
+syntax instead. ``plugbay validate`` warns about a spelling whose two readings
+differ and names one that cannot be misread (:mod:`plugbay.model.range_spelling`).
 """
 
 from __future__ import annotations
@@ -45,7 +67,9 @@ from packaging.version import Version as PyVersion
 
 from plugbay.api.errors import RangeError, VersionError
 
-__all__ = ["ANY", "Range", "Version", "parse_range", "parse_version"]
+__all__ = ["ANY", "Range", "Syntax", "Version", "parse_range", "parse_version", "range_syntax"]
+
+Syntax = Literal["npm", "pep440"]
 
 # --------------------------------------------------------------------------- grammar
 
@@ -59,7 +83,8 @@ _SEMVER_RE: Final = re.compile(
 )
 # an npm partial version: any part may be x, X or *; pre-release and build only after three parts
 _X: Final = rf"(?:{_NUM}|[xX*])"
-_PARTIAL: Final = rf"v?({_X})(?:\.({_X})(?:\.({_X})(?:-({_PRE}))?(?:\+({_BUILD}))?)?)?"
+# build metadata may follow any of them and is ignored, as node-semver strips it first
+_PARTIAL: Final = rf"v?({_X})(?:\.({_X})(?:\.({_X})(?:-({_PRE}))?)?)?(?:\+({_BUILD}))?"
 _COMPARATOR_RE: Final = re.compile(rf"(<=|>=|<|>|=|~>|~|\^)?\s*{_PARTIAL}(?=\s|$)", re.ASCII)
 _HYPHEN_RE: Final = re.compile(rf"({_PARTIAL})\s+-\s+({_PARTIAL})", re.ASCII)
 
@@ -70,6 +95,7 @@ _VERSION_HINT: Final = (
 _RANGE_HINT: Final = (
     "write an npm range such as '^1.2.3' or a PEP 440 specifier set such as '>=1.2,<2'"
 )
+_SYNTAXES: Final = ("npm", "pep440")
 
 
 # --------------------------------------------------------------------------- Version
@@ -349,20 +375,23 @@ def _caret(parts: _Parts, inc: bool) -> list[_Comparator]:
     else:
         upper = _v(mj + 1, 0, 0, _ZERO)
     # node-semver gives a full caret a -0 lower bound only below 1.0.0
-    lower = _v(mj, mn, pt, _identifiers(pr) if pr else (z if mj == 0 else ()))
+    # a full version is its own lower bound, pre-releases allowed or not (node-semver 7.8)
+    lower = _v(mj, mn, pt, _identifiers(pr) if pr else ())
     return [(">=", lower), ("<", upper)]
 
 
-def _tilde(parts: _Parts) -> list[_Comparator]:
-    # unlike carets and x-ranges, node-semver's tildes never get a -0 lower bound
+def _tilde(parts: _Parts, inc: bool) -> list[_Comparator]:
+    # like carets and x-ranges, a partial tilde gets a -0 lower bound when pre-releases
+    # are included (node-semver 7.8: '~1.2' is '1.2.x'); a full version stays as written
     M, m, p, pr, _ = parts
+    z = _ZERO if inc else ()
     if _is_x(M):
         return []
     mj = _n(M)
     if _is_x(m):
-        return [(">=", _v(mj, 0, 0)), ("<", _v(mj + 1, 0, 0, _ZERO))]
+        return [(">=", _v(mj, 0, 0, z)), ("<", _v(mj + 1, 0, 0, _ZERO))]
     mn = _n(m)
-    lower = _v(mj, mn, 0) if _is_x(p) else _v(mj, mn, _n(p), _identifiers(pr) if pr else ())
+    lower = _v(mj, mn, 0, z) if _is_x(p) else _v(mj, mn, _n(p), _identifiers(pr) if pr else ())
     return [(">=", lower), ("<", _v(mj, mn + 1, 0, _ZERO))]
 
 
@@ -404,7 +433,7 @@ def _hyphen(low: _Parts, high: _Parts, inc: bool) -> list[_Comparator]:
     """``low - high`` (node-semver's ``hyphenReplace``)."""
     z = _ZERO if inc else ()
     out: list[_Comparator] = []
-    fM, fm, fp, fpr, fb = low
+    fM, fm, fp, fpr, _ = low
     if _is_x(fM):
         pass
     elif _is_x(fm):
@@ -414,9 +443,7 @@ def _hyphen(low: _Parts, high: _Parts, inc: bool) -> list[_Comparator]:
     elif fpr:
         out.append((">=", _v(_n(fM), _n(fm), _n(fp), _identifiers(fpr))))
     else:
-        # node-semver appends '-0' to the bound's text, build and all: after '1.2.3+b'
-        # it lands in the build ('+b-0') and the bound stays 1.2.3
-        out.append((">=", _v(_n(fM), _n(fm), _n(fp), () if fb else z)))
+        out.append((">=", _v(_n(fM), _n(fm), _n(fp), z)))
     tM, tm, tp, tpr, _ = high
     if _is_x(tM):
         pass
@@ -431,6 +458,12 @@ def _hyphen(low: _Parts, high: _Parts, inc: bool) -> list[_Comparator]:
     else:
         out.append(("<=", _v(_n(tM), _n(tm), _n(tp))))
     return out
+
+
+def _x_then_number(parts: _Parts) -> bool:
+    """``x.1``, ``1.x.5``: a number after a wildcard (node-semver's invalidXRangeOrder)."""
+    M, m, p, _, _ = parts
+    return (_is_x(M) and not _is_x(m)) or (_is_x(m) and p is not None and not _is_x(p))
 
 
 def _tidy(comparators: list[_Comparator], inc: bool) -> list[_Comparator] | None:
@@ -515,7 +548,10 @@ def _read_npm(text: str) -> tuple[list[_Alternative], str]:
             if m is None:
                 raise _NpmSyntax(alt, pos)
             g = m.groups()
-            comparators.append((g[0] or "", _parts(g[1:6])))
+            parts = _parts(g[1:6])
+            if g[0] not in ("^", "~", "~>") and _x_then_number(parts):
+                raise _NpmSyntax(alt, pos)  # node-semver refuses these in plain comparators
+            comparators.append((g[0] or "", parts))
             words.append(alt[pos : m.end()].replace(" ", ""))
             pos = m.end()
         alternatives.append(comparators)
@@ -535,7 +571,7 @@ def _desugar(alternatives: list[_Alternative], inc: bool) -> list[list[_Comparat
             if op == "^":
                 comparators += _caret(parts, inc)
             elif op in ("~", "~>"):
-                comparators += _tilde(parts)
+                comparators += _tilde(parts, inc)
             else:
                 comparators += _xrange(op, parts, inc)
         out.append(_tidy(comparators, inc))
@@ -578,6 +614,17 @@ def _why_not_npm(alternative: str, pos: int) -> str:
         return f"'{token}' has a number with a leading zero"
     if "-" in rest and len(numbers) < 3:
         return f"'{token}' has a pre-release on a partial version; write all three numbers"
+    wild = [n in ("x", "X", "*") for n in numbers]
+    if any(wild) and not all(wild[wild.index(True) :]):
+        return (
+            f"'{token}' has a number after a wildcard; a wildcard stands for every part "
+            "after it, as in '1.x'"
+        )
+    if ops in ("<", "<=", ">", ">=", "") and _is_pep440_version(rest):
+        return (
+            f"'{token}' is PEP 440, which separates clauses with ',' "
+            f"(e.g. '{token}, <2'); npm versions are SemVer ('1.0.0-rc.1')"
+        )
     return (
         f"'{token}' is not a version, a partial version such as '1.2' or '1.x', "
         "or one of those after an operator"
@@ -586,8 +633,8 @@ def _why_not_npm(alternative: str, pos: int) -> str:
 
 # --------------------------------------------------------------------------- PEP 440
 
-_PEP440_START: Final = ("~=", "==", "!=")
-_MEMO_SIZE: Final = 4096  # answers remembered per PEP 440 range  # "===" starts with "=="
+_PEP440_START: Final = ("~=", "==", "!=")  # "===" starts with "=="
+_MEMO_SIZE: Final = 4096  # answers remembered per PEP 440 range
 _PEP440_TAGS: Final = frozenset({"a", "alpha", "b", "beta", "c", "rc"})
 _TAG_RE: Final = re.compile(r"([A-Za-z]+)([0-9]*)", re.ASCII)
 
@@ -618,12 +665,44 @@ def _pep440_version(version: Version) -> PyVersion | None:
         return None
 
 
+def _is_pep440_version(text: str) -> bool:
+    try:
+        PyVersion(text)
+    except InvalidVersion:
+        return False
+    return True
+
+
+def _has_pep440_marker(text: str) -> bool:
+    return "," in text or text.startswith(_PEP440_START)
+
+
+@functools.lru_cache(maxsize=8192)
+def range_syntax(text: str) -> Syntax:
+    """The syntax ``Range.parse(text)`` reads ``text`` in (the rule in the module
+    docstring): PEP 440 for a comma or a leading ``~=``, ``==``, ``!=``; PEP 440 for
+    one comparator packaging accepts with no ``-`` in it; npm otherwise."""
+    stripped = text.strip()
+    if _has_pep440_marker(stripped):
+        return "pep440"
+    if "-" not in stripped and stripped[:1] in ("<", ">"):
+        try:
+            Specifier(stripped)
+        except InvalidSpecifier:
+            return "npm"
+        return "pep440"
+    return "npm"
+
+
 def _why_not_pep440(text: str) -> str:
-    why_pep440 = (
-        "it contains ','"
-        if "," in text
-        else f"it starts with '{next(s for s in ('===', '~=', '==', '!=') if text.startswith(s))}'"
-    )
+    if "," in text:
+        why_pep440 = "it contains ','"
+    elif text.startswith(_PEP440_START):
+        why_pep440 = (
+            f"it starts with '{next(s for s in ('===', '~=', '==', '!=') if text.startswith(s))}'"
+        )
+    else:
+        why_pep440 = "PEP 440 syntax was asked for"
     clauses = [c.strip() for c in text.split(",")]
     if not any(clauses):
         return f"it was read as PEP 440 because {why_pep440}, but has no specifier in it"
@@ -679,7 +758,14 @@ class Range:
     _incl: tuple[_Compiled, ...]
     _normalized: str
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, syntax: Syntax | None = None) -> None:
+        if syntax is not None and syntax not in _SYNTAXES:
+            raise RangeError(
+                f"{syntax!r} is not a range syntax: use 'npm', 'pep440' or None (decide "
+                "from the text)",
+                where=repr(syntax),
+                hint=_RANGE_HINT,
+            )
         if not isinstance(text, str):
             raise RangeError(
                 f"{text!r} is not a version range: a range is text",
@@ -689,7 +775,7 @@ class Range:
         init = object.__setattr__
         stripped = text.strip()
         init(self, "text", stripped)
-        if "," in stripped or stripped.startswith(_PEP440_START):
+        if (syntax or range_syntax(stripped)) == "pep440":
             try:
                 spec = SpecifierSet(stripped)
             except InvalidSpecifier:
@@ -729,11 +815,12 @@ class Range:
         init(self, "_normalized", normalized)
 
     @classmethod
-    def parse(cls, text: str) -> Range:
-        """Read a range (cached). Raises :class:`RangeError`."""
+    def parse(cls, text: str, syntax: Syntax | None = None) -> Range:
+        """Read a range (cached), in ``syntax`` or, by default, the one the text
+        calls for (:func:`range_syntax`). Raises :class:`RangeError`."""
         if not isinstance(text, str):
-            return cls(text)  # raises the RangeError
-        return _parse_range(text)
+            return cls(text, syntax)  # raises the RangeError
+        return _parse_range(text, syntax)
 
     def contains(self, version: Version | str, *, include_prerelease: bool = False) -> bool:
         """Whether ``version`` is in the range. A string is parsed first and a bad
@@ -773,7 +860,9 @@ class Range:
             return known
         spec = self._spec
         assert spec is not None
-        prereleases = include_prerelease or None
+        # packaging's own policy for the set: pre-releases only where a clause names one
+        # (what SpecifierSet.filter does when a final release matches too, as pip does)
+        prereleases = include_prerelease or bool(spec.prereleases)
         if not _pep440_representable(version.prerelease):
             answer = False
         elif self._pep_arbitrary:
@@ -800,7 +889,16 @@ class Range:
     def max_satisfying(
         self, versions: Iterable[Version], *, include_prerelease: bool = False
     ) -> Version | None:
-        """The greatest of ``versions`` in the range, or None."""
+        """The greatest of ``versions`` in the range, or None.
+
+        For PEP 440 this is ``max(SpecifierSet(text).filter(versions))``: when no final
+        release is in the range, its pre-releases are, as PEP 440 asks of installers."""
+        if self._spec is not None and not include_prerelease:
+            candidates = list(versions)
+            return self._best(candidates, False) or self._best(candidates, True)
+        return self._best(versions, include_prerelease)
+
+    def _best(self, versions: Iterable[Version], include_prerelease: bool) -> Version | None:
         best: Version | None = None
         for v in versions:
             if (best is None or v > best) and self.contains(
@@ -846,17 +944,17 @@ class Range:
         raise AttributeError(f"Range is immutable: cannot set {name!r}")
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (Range.parse, (self.text,))
+        return (Range.parse, (self.text, self.syntax))
 
 
 @functools.lru_cache(maxsize=8192)
-def _parse_range(text: str) -> Range:
-    return Range(text)
+def _parse_range(text: str, syntax: Syntax | None) -> Range:
+    return Range(text, syntax)
 
 
-def parse_range(text: str) -> Range:
+def parse_range(text: str, syntax: Syntax | None = None) -> Range:
     """Alias of :meth:`Range.parse`."""
-    return Range.parse(text)
+    return Range.parse(text, syntax)
 
 
 ANY: Final[Range] = Range.parse("*")

@@ -313,6 +313,7 @@ class _Analysis:
             self._check_class(module, node)
         self._check_permissions()
         self._check_config_use()
+        self._check_range_spellings()
         if known is not None:
             self._check_dependencies(known)
 
@@ -887,6 +888,20 @@ class _Analysis:
                 )
 
     # -- dependencies and services ------------------------------------------------------
+
+    def _check_range_spellings(self) -> None:
+        """A range npm and PEP 440 read differently: say how plugbay reads it."""
+        from plugbay.model.range_spelling import ambiguity
+
+        m = self.m
+        ranges = [("host", m.host)]
+        ranges += [(dep, r) for dep, r in m.dependencies.items()]
+        ranges += [(dep, r) for dep, r in m.optional_dependencies.items()]
+        ranges += [(service, r) for service, r in m.requires.items()]
+        for key, rng in ranges:
+            found = ambiguity(rng.text)
+            if found is not None:
+                self.add("warning", "range", found.message, self.in_manifest(key), found.hint)
 
     def _check_dependencies(self, known: Sequence[PluginManifest]) -> None:
         from plugbay.model.versions import Version

@@ -501,6 +501,11 @@ class Host:
         self.manager.record(plugin_id)
         return (self.state.get_config(plugin_id) if self.state is not None else None) or {}
 
+    def config_provided(self, plugin_id: str) -> set[str]:
+        """The config keys the host config file and the host's own arguments set for
+        ``plugin_id``: run-time values need not set them."""
+        return set(self._file_config.get(plugin_id, {})) | set(self._config_arg.get(plugin_id, {}))
+
     async def set_config(self, plugin_id: str, values: Mapping[str, Any]) -> PluginRecord:
         """Replace a plugin's run-time config values: checked against its schema with every
         other layer first, then kept in the state and applied by reloading an active plugin.

@@ -195,6 +195,8 @@ class PluginManager:
         self._routes: dict[str, Route] = {}
         self._lock = asyncio.Lock()
         self._restarts: dict[str, asyncio.Task[None]] = {}
+        #: restarts after a crash, by plugin id, since the host started (/metrics)
+        self.restart_counts: dict[str, int] = {}
         #: installed and kept versions (set by the host when it has a state directory)
         self.store: PluginStore | None = None
         #: one swap (reload, upgrade, rollback) at a time per plugin
@@ -630,6 +632,7 @@ class PluginManager:
                 return  # unloaded, disabled or restarted meanwhile
             assert crashed.manifest is not None
             self._history(crashed, "restart", "ok", f"after {delay:g} s", None)
+            self.restart_counts[crashed.id] = self.restart_counts.get(crashed.id, 0) + 1
             rec = await self._start(crashed.manifest, crashed.needs, crashed.notes)
             rec.crashes = crashed.crashes
 

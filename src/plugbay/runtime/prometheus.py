@@ -90,6 +90,11 @@ class PlugbayCollector(Collector):
             "plugbay_call_duration_seconds", "Command call duration.",
             labels=["plugin", "version", "command"],
         )  # fmt: skip
+        restarts = CounterMetricFamily(
+            "plugbay_plugin_restarts", "Restarts after the plugin's worker crashed.",
+            labels=["plugin"],
+        )  # fmt: skip
+        restart_counts = self.manager.restart_counts
         custom: dict[str, Any] = {}
         now = time.time()
         for rec in records:
@@ -99,6 +104,7 @@ class PlugbayCollector(Collector):
                 [rec.id, version, m.type if m else "", str(rec.state), rec.isolation], 1.0
             )
             up.add_metric([rec.id, version], 1.0 if str(rec.state) == "active" else 0.0)
+            restarts.add_metric([rec.id], restart_counts.get(rec.id, 0))
             metrics = rec.metrics
             if metrics is None:
                 continue
@@ -130,7 +136,7 @@ class PlugbayCollector(Collector):
             "plugbay_events_dropped", "Events dropped because the queue was full."
         )
         dropped.add_metric([], self.manager.events.dropped)
-        yield from (info, up, init, uptime, calls, errors, durations, events, dropped)
+        yield from (info, up, restarts, init, uptime, calls, errors, durations, events, dropped)
         yield from self._monitored(records)
         yield from custom.values()
 

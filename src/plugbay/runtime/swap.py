@@ -682,7 +682,7 @@ class Swapper:
         """The version that served before the current one, from the history."""
         rec = self.m.record(plugin_id)
         if self.m.state is None or self.m.store is None:
-            raise PlugbayError(
+            raise PluginStateError(
                 "rollback needs a state directory, where earlier versions are kept",
                 plugin=plugin_id,
                 hint="start the host with a state directory (--state DIR)",
@@ -695,7 +695,7 @@ class Swapper:
                 and event.version != rec.version
             ):
                 return event.version
-        raise PlugbayError(
+        raise PluginStateError(
             f"has no earlier version to roll back to: its history shows only {rec.version}",
             plugin=plugin_id,
             hint=f"'plugbay history {plugin_id}' shows what it ran",

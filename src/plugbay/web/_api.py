@@ -36,6 +36,7 @@ from plugbay.web._models import (
     SeriesView,
     UnloadRequest,
 )
+from plugbay.web._plugin_docs import check_json_values
 from plugbay.web._series import Series
 
 if TYPE_CHECKING:
@@ -380,7 +381,14 @@ async def get_config(plugin_id: str, host: HostDep) -> ConfigView:
     summary="Change the run-time config: checked against the schema, then applied by a reload",
 )  # fmt: skip
 async def put_config(plugin_id: str, change: ConfigChange, host: HostDep) -> ConfigView:
-    await host.set_config(plugin_id, change.values)
+    """The document lists this operation once per known plugin, with that plugin's own
+    schema for ``values``; 409 when the plugin fails to start with the new values (the
+    old ones stay)."""
+    rec = host.plugin(plugin_id)
+    values = check_json_values(
+        plugin_id, rec.manifest.config if rec.manifest else None, change.values
+    )
+    await host.set_config(plugin_id, values)
     return _config_view(host, plugin_id)
 
 

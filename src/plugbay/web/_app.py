@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from plugbay.api.errors import PlugbayError
@@ -20,6 +21,8 @@ from plugbay.web import _dashboard
 from plugbay.web._api import call_response, plugbay_error, router
 from plugbay.web._errors import error_response, http_error
 from plugbay.web._gate import Caller, Gate
+from plugbay.web._models import StreamSample
+from plugbay.web._plugin_docs import add_plugin_paths, plugins_key
 from plugbay.web._series import Series
 from plugbay.web.token import TokenFile
 
@@ -174,10 +177,27 @@ def _allowed(request: Request) -> list[str]:
         pattern = "^" + re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template)) + "$"
         if re.match(pattern, request.url.path):
             methods |= {m.upper() for m in operations}
+    if not methods:  # a path the document lists per plugin, for a plugin it does not know
+        for route in (*router.routes, *_dashboard.router.routes):
+            if isinstance(route, APIRoute) and route.path_regex.match(request.url.path):
+                methods |= route.methods or set()
     return sorted(methods)
 
 
 def _openapi(api: FastAPI) -> dict[str, Any]:
+    """The document: the routes, plus each known plugin's exact config body
+    (``_plugin_docs``), rebuilt when the plugins change."""
+    host = api.state.host
+    key = plugins_key(host)
+    cached = getattr(api.state, "openapi_for", None)
+    if cached is not None and cached[0] == key:
+        return cached[1]  # type: ignore[no-any-return]
+    doc = add_plugin_paths(_routes_openapi(api), host)
+    api.state.openapi_for = (key, doc)
+    return doc
+
+
+def _routes_openapi(api: FastAPI) -> dict[str, Any]:
     if api.openapi_schema:
         return api.openapi_schema
     schema = get_openapi(
@@ -214,8 +234,35 @@ def _openapi(api: FastAPI) -> dict[str, Any]:
     }
     schema["security"] = [{"bearer": []}, {"cookie": []}]
     schema["paths"]["/healthz"]["get"]["security"] = []
+    _describe_stream(schema)
     api.openapi_schema = schema
     return schema
+
+
+def _describe_stream(schema: dict[str, Any]) -> None:
+    """Each server-sent event of ``/api/v1/stream``: ``event: sample`` with a JSON
+    ``data`` line (OpenAPI before 3.2 has a ``text/event-stream`` schema describe one
+    event, with ``data`` as text whose ``contentSchema`` is what it decodes to)."""
+    components = schema["components"]["schemas"]
+    sample = StreamSample.model_json_schema(ref_template="#/components/schemas/{model}")
+    for name, definition in sample.pop("$defs", {}).items():
+        components.setdefault(name, definition)
+    components["StreamSample"] = sample
+    content = schema["paths"]["/api/v1/stream"]["get"]["responses"]["200"]["content"]
+    content["text/event-stream"]["schema"] = {
+        "type": "object",
+        "properties": {
+            "event": {"const": "sample"},
+            "data": {
+                "type": "string",
+                "contentMediaType": "application/json",
+                "contentSchema": {"$ref": "#/components/schemas/StreamSample"},
+            },
+            "id": {"type": "string"},
+            "retry": {"type": "integer"},
+        },
+        "required": ["event", "data"],
+    }
 
 
 _DESCRIPTION: Final = """

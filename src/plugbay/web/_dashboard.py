@@ -126,7 +126,8 @@ async def graph(request: Request) -> Response:
 
 @router.get(
     "/api/v1/stream", tags=["dashboard"], response_class=StreamingResponse,
-    responses={**errors(), 200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
+    # the schema of each event is set where the document is built (_app._describe_stream)
+    responses={**errors(), 200: {"content": {"text/event-stream": {}},
                                 "description": "Server-sent events: one 'sample' a sample"}},
     summary="Every plugin's newest figures, as server-sent events",
 )  # fmt: skip

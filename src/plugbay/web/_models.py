@@ -23,8 +23,16 @@ __all__ = [
     "RollbackRequest",
     "SeriesPoint",
     "SeriesView",
+    "StreamSample",
     "UnloadRequest",
 ]
+
+# SemVer 2.0.0 (semver.org's own expression, without named groups)
+SEMVER_PATTERN = (
+    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
+    r"(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
+    r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$"
+)
 
 State = Literal[
     "discovered", "resolved", "initializing", "active", "stopping", "stopped", "failed", "disabled"
@@ -101,7 +109,11 @@ class RollbackRequest(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
 
     to: str | None = Field(
-        default=None, max_length=200, description="This version (default: the one before)."
+        default=None,
+        max_length=200,
+        pattern=SEMVER_PATTERN,
+        description="This version, one the plugin store keeps (default: the one before). "
+        "409 when it is not kept, or there is no earlier version.",
     )
 
 
@@ -175,6 +187,13 @@ class SeriesPoint(BaseModel):
     p99_ms: float | None
     memory_mb: float | None
     memory_shared: bool = Field(description="True when the memory is the host's own process's.")
+
+
+class StreamSample(BaseModel):
+    """The data of one ``sample`` event of ``/api/v1/stream``."""
+
+    t: float = Field(description="When the figures were sampled (Unix time).")
+    plugins: dict[str, SeriesPoint] = Field(description="Each plugin's newest figures.")
 
 
 class SeriesView(BaseModel):

@@ -10,7 +10,7 @@ directory::
         print(client.plugins())
         print(client.call("extension.processor", "respond", {"text": "I am sad"}))
 
-Every failure is a :class:`~plugbay.errors.PlugbayError`: the host's own error,
+Every failure is a :class:`~plugbay.api.errors.PlugbayError`: the host's own error,
 re-created from its JSON (same message, where, hint), or one saying the host
 cannot be reached and what to do.
 """
