@@ -35,7 +35,7 @@ from plugbay.model.manifest import PluginManifest
 
 if TYPE_CHECKING:
     from plugbay.model.registry import PluginRegistry
-    from plugbay.runtime.manager import PluginManager
+    from plugbay.runtime.manager import PluginManager, PluginRecord
     from plugbay.runtime.store import PluginStore
 
 __all__ = ["PluginWatcher", "WatchResult", "WatchedHost"]
@@ -127,9 +127,26 @@ class PluginWatcher:
     async def apply(self, paths: Iterable[Path]) -> list[WatchResult]:
         """Act on one batch of changed paths; returns what happened to each plugin."""
         started = time.perf_counter()
-        manager = self.host.manager
+        touched, unknown = self._sort_paths(paths)
+        results: list[WatchResult] = []
+        # new directories: a new plugin, or one that was renamed (same id, old root gone)
+        for directory in sorted(unknown):
+            results += self._adopt(directory, touched)
+        ordered = self._in_order(touched)
+        cascade: list[str] = []
+        for pid in ordered:
+            result, changed = await self._one(pid, touched[pid], started)
+            results.append(result)
+            if changed:
+                cascade.append(pid)
+        if cascade:
+            results += await self._dependents(cascade, ordered)
+        return results
+
+    def _sort_paths(self, paths: Iterable[Path]) -> tuple[dict[str, Path], set[Path]]:
+        """Changed paths as (plugin id → its directory, directories no known plugin owns)."""
         roots = self._roots()
-        touched: dict[str, Path] = {}  # plugin id → its directory
+        touched: dict[str, Path] = {}
         unknown: set[Path] = set()
         for path in paths:
             owner = _owner(path, roots)
@@ -139,71 +156,74 @@ class PluginWatcher:
                 unknown.add(path.parent)
             elif path.is_dir():  # a directory moved in: inotify names the directory only
                 unknown.add(path)
-        results: list[WatchResult] = []
-        # new directories: a new plugin, or one that was renamed (same id, old root gone)
-        for directory in sorted(unknown):
-            found = discover_directory(directory) if directory.is_dir() else None
-            if found is None or not found.manifests:
-                for problem in found.problems if found else ():
-                    results.append(
-                        self._report(WatchResult(problem.plugin, "load", False, str(problem)))
-                    )
-                continue
-            for manifest in found.manifests:
-                rec = manager.records_by_id.get(manifest.id)
-                old_root = rec.manifest.root if rec and rec.manifest else None
-                store = self.host.store.root if self.host.store is not None else None
-                if (
-                    old_root is not None
-                    and old_root.exists()
-                    and old_root != manifest.root
-                    and not (store is not None and old_root.is_relative_to(store))
-                ):
-                    results.append(
-                        self._report(
-                            WatchResult(
-                                manifest.id,
-                                "load",
-                                False,
-                                f"'{manifest.id}' appeared in {manifest.root}, but "
-                                f"{old_root} still provides it; remove one of them",
-                            )
-                        )
-                    )
-                    continue
-                touched[manifest.id] = manifest.root or directory
-        ordered = self._in_order(touched)
-        cascade: list[str] = []
-        for pid in ordered:
-            result, changed = await self._one(pid, touched[pid], started)
-            results.append(result)
-            if changed:
-                cascade.append(pid)
-        if cascade:
-            outcome = await manager.reload_dependents(cascade, "a file change", skip=ordered)
-            done = [pid for pid, failure in outcome.items() if failure is None]
-            for pid, failure in outcome.items():
-                if failure is not None:
-                    results.append(self._report(WatchResult(pid, "reload", False, failure)))
-            if done:
+        return touched, unknown
+
+    def _adopt(self, directory: Path, touched: dict[str, Path]) -> list[WatchResult]:
+        """Add the plugins of a new directory to ``touched``; what cannot be, reported."""
+        found = discover_directory(directory) if directory.is_dir() else None
+        if found is None or not found.manifests:
+            problems = found.problems if found else ()
+            return [
+                self._report(WatchResult(problem.plugin, "load", False, str(problem)))
+                for problem in problems
+            ]
+        results = []
+        for manifest in found.manifests:
+            old_root = self._other_root(manifest)
+            if old_root is not None:
                 results.append(
                     self._report(
                         WatchResult(
-                            None,
-                            "dependents",
-                            True,
-                            f"dependents reloaded after {', '.join(cascade)}: {', '.join(done)}",
-                            dependents=done,
+                            manifest.id,
+                            "load",
+                            False,
+                            f"'{manifest.id}' appeared in {manifest.root}, but "
+                            f"{old_root} still provides it; remove one of them",
                         )
                     )
                 )
+                continue
+            touched[manifest.id] = manifest.root or directory
+        return results
+
+    def _other_root(self, manifest: PluginManifest) -> Path | None:
+        """Another existing directory (not the store) that provides this plugin, if any."""
+        rec = self.host.manager.records_by_id.get(manifest.id)
+        old_root = rec.manifest.root if rec and rec.manifest else None
+        store = self.host.store.root if self.host.store is not None else None
+        if old_root is None or not old_root.exists() or old_root == manifest.root:
+            return None
+        if store is not None and old_root.is_relative_to(store):
+            return None
+        return old_root
+
+    async def _dependents(self, cascade: list[str], ordered: list[str]) -> list[WatchResult]:
+        """Reload the dependents of plugins whose version or services changed."""
+        outcome = await self.host.manager.reload_dependents(cascade, "a file change", skip=ordered)
+        results = [
+            self._report(WatchResult(pid, "reload", False, failure))
+            for pid, failure in outcome.items()
+            if failure is not None
+        ]
+        done = [pid for pid, failure in outcome.items() if failure is None]
+        if done:
+            results.append(
+                self._report(
+                    WatchResult(
+                        None,
+                        "dependents",
+                        True,
+                        f"dependents reloaded after {', '.join(cascade)}: {', '.join(done)}",
+                        dependents=done,
+                    )
+                )
+            )
         return results
 
     async def _one(self, plugin_id: str, root: Path, started: float) -> tuple[WatchResult, bool]:
         """Reload or load one plugin; ``True`` beside the result when its dependents must
         follow (its version or a provided service changed)."""
-        manager = self.host.manager
-        rec = manager.records_by_id.get(plugin_id)
+        rec = self.host.manager.records_by_id.get(plugin_id)
         active = rec is not None and str(rec.state) == "active" and rec.manifest is not None
         if not any((root / name).is_file() for name in _MANIFESTS):
             serving = f"{rec.version} keeps serving" if active and rec else "nothing was loaded"
@@ -221,33 +241,44 @@ class PluginWatcher:
                 WatchResult(plugin_id, "skipped", True, f"'{plugin_id}' is disabled; not loaded")
             )
         if active and rec is not None and rec.manifest is not None:
-            old = rec.manifest
-            # another directory than the one serving: renamed, or the plugin directory of a
-            # version the store serves (after a rollback or upgrade)
-            elsewhere = old.root is not None and old.root != root
-            renamed = elsewhere and old.root is not None and not old.root.exists()
-            try:
-                new_rec = await manager.reload_plugin(
-                    plugin_id, source=root if elsewhere else None, dependents=False
-                )
-            except PlugbayError as exc:
-                return self._report_one(WatchResult(plugin_id, "reload", False, str(exc)))
-            new = new_rec.manifest
-            assert new is not None
-            changed = old.version != new.version or old.provides != new.provides
-            return self._report(
-                WatchResult(
-                    plugin_id,
-                    "rename" if renamed else "reload",
-                    True,
-                    f"reloaded {plugin_id} {old.version} → {new.version}"
-                    + (f" from {root}" if renamed else ""),
-                    version=str(new.version),
-                    previous=str(old.version),
-                    seconds=new_rec.load_seconds or time.perf_counter() - started,  # until serving
-                )
-            ), changed
-        # not active (failed, stopped, or new): read it again and load it
+            return await self._reload(plugin_id, rec.manifest, root, started)
+        return await self._load(plugin_id, rec, root, started)
+
+    async def _reload(
+        self, plugin_id: str, old: PluginManifest, root: Path, started: float
+    ) -> tuple[WatchResult, bool]:
+        """Swap a serving plugin for what its files say now."""
+        # another directory than the one serving: renamed, or the plugin directory of a
+        # version the store serves (after a rollback or upgrade)
+        elsewhere = old.root is not None and old.root != root
+        renamed = elsewhere and old.root is not None and not old.root.exists()
+        try:
+            new_rec = await self.host.manager.reload_plugin(
+                plugin_id, source=root if elsewhere else None, dependents=False
+            )
+        except PlugbayError as exc:
+            return self._report_one(WatchResult(plugin_id, "reload", False, str(exc)))
+        new = new_rec.manifest
+        assert new is not None
+        changed = old.version != new.version or old.provides != new.provides
+        return self._report(
+            WatchResult(
+                plugin_id,
+                "rename" if renamed else "reload",
+                True,
+                f"reloaded {plugin_id} {old.version} → {new.version}"
+                + (f" from {root}" if renamed else ""),
+                version=str(new.version),
+                previous=str(old.version),
+                seconds=new_rec.load_seconds or time.perf_counter() - started,  # until serving
+            )
+        ), changed
+
+    async def _load(
+        self, plugin_id: str, rec: PluginRecord | None, root: Path, started: float
+    ) -> tuple[WatchResult, bool]:
+        """Not active (failed, stopped, or new): read it again and load it."""
+        manager = self.host.manager
         found = discover_directory(root)
         if found.problems or not found.manifests:
             reason = str(found.problems[0]) if found.problems else f"no manifest in {root}"
