@@ -91,89 +91,100 @@ def evaluate(
     now: float,
 ) -> list[Condition]:
     """The conditions that hold for one plugin, given its samples (oldest first)."""
-    out: list[Condition] = []
     if not samples:
-        return out
+        return []
+    holding = [
+        _error_rate(rules, samples) if rules.error_rate.enabled else None,
+        _latency(rules, samples) if rules.latency.enabled else None,
+        _memory_growth(rules, samples) if rules.memory_growth.enabled else None,
+        _queue(rules, samples[-1]) if rules.queue.enabled else None,
+        hung if rules.hung.enabled else None,
+        _restarts(rules, crashes, now) if rules.restarts.enabled else None,
+    ]
+    return [c for c in holding if c is not None]
+
+
+def _since(samples: Sequence[Sample], window: float) -> Sample:
+    """The oldest sample inside the last ``window`` seconds."""
     last = samples[-1]
+    for s in samples:
+        if s.at >= last.at - window - 1e-6:
+            return s
+    return samples[0]
 
-    def since(window: float) -> Sample:
-        for s in samples:
-            if s.at >= last.at - window - 1e-6:
-                return s
-        return samples[0]
 
-    rule = rules.error_rate
-    if rule.enabled:
-        first = since(rule.window)
-        calls, errors = last.calls - first.calls, last.errors - first.errors
-        if calls >= rule.min_calls and errors / calls > rule.threshold:
-            out.append(
-                Condition(
-                    "error-rate",
-                    f"{errors} of {calls} calls failed in the last {rule.window:g} s "
-                    f"({errors / calls:.0%}, above {rule.threshold:.0%})",
-                    {"calls": calls, "errors": errors, "window": rule.window},
-                )
+def _error_rate(rules: AlertSettings, samples: Sequence[Sample]) -> Condition | None:
+    rule, last = rules.error_rate, samples[-1]
+    first = _since(samples, rule.window)
+    calls, errors = last.calls - first.calls, last.errors - first.errors
+    if calls < rule.min_calls or errors / calls <= rule.threshold:
+        return None
+    return Condition(
+        "error-rate",
+        f"{errors} of {calls} calls failed in the last {rule.window:g} s "
+        f"({errors / calls:.0%}, above {rule.threshold:.0%})",
+        {"calls": calls, "errors": errors, "window": rule.window},
+    )
+
+
+def _latency(rules: AlertSettings, samples: Sequence[Sample]) -> Condition | None:
+    rule, last = rules.latency, samples[-1]
+    first = _since(samples, rule.window)
+    for command, (buckets, timeout) in last.commands.items():
+        before = first.commands.get(command, ([0] * len(buckets), timeout))[0]
+        window = [a - b for a, b in zip(buckets, before, strict=False)]
+        if sum(window) < rule.min_calls:
+            continue
+        p99 = _quantile(window, 0.99)
+        if p99 is not None and p99 > rule.fraction * timeout:
+            return Condition(
+                "latency",
+                f"'{command}' p99 is {p99:g} s or more, above {rule.fraction:.0%} "
+                f"of its {timeout:g} s timeout",
+                {"command": command, "p99_seconds": p99, "timeout": timeout},
             )
-    rule_l = rules.latency
-    if rule_l.enabled:
-        first = since(rule_l.window)
-        for command, (buckets, timeout) in last.commands.items():
-            before = first.commands.get(command, ([0] * len(buckets), timeout))[0]
-            window = [a - b for a, b in zip(buckets, before, strict=False)]
-            if sum(window) < rule_l.min_calls:
-                continue
-            p99 = _quantile(window, 0.99)
-            if p99 is not None and p99 > rule_l.fraction * timeout:
-                out.append(
-                    Condition(
-                        "latency",
-                        f"'{command}' p99 is {p99:g} s or more, above {rule_l.fraction:.0%} "
-                        f"of its {timeout:g} s timeout",
-                        {"command": command, "p99_seconds": p99, "timeout": timeout},
-                    )
-                )
-                break
-    rule_m = rules.memory_growth
-    if rule_m.enabled:
-        first = since(rule_m.window)
-        rss = [s.rss for s in samples if s.at >= first.at and s.rss is not None]
-        if len(rss) >= rule_m.min_samples:
-            steps = [b - a for a, b in itertools.pairwise(rss)]
-            rising = sum(1 for d in steps if d >= 0) / len(steps)
-            grown = rss[-1] - rss[0]
-            if grown >= rule_m.min_growth and rising >= rule_m.steady:
-                out.append(
-                    Condition(
-                        "memory-growth",
-                        f"memory grew steadily by {grown / 2**20:.1f} MiB over "
-                        f"{last.at - first.at:.0f} s (to {rss[-1] / 2**20:.1f} MiB): a leak?",
-                        {"from_bytes": rss[0], "to_bytes": rss[-1], "rising": round(rising, 2)},
-                    )
-                )
-    rule_q = rules.queue
-    if rule_q.enabled and last.inflight > rule_q.max:
-        out.append(
-            Condition(
-                "queue",
-                f"{last.inflight} calls in flight or waiting, above {rule_q.max}",
-                {"inflight": last.inflight},
-            )
-        )
-    if rules.hung.enabled and hung is not None:
-        out.append(hung)
-    rule_r = rules.restarts
-    if rule_r.enabled:
-        recent = [t for t in crashes if now - t < rule_r.window]
-        if len(recent) >= rule_r.max:
-            out.append(
-                Condition(
-                    "restarts",
-                    f"its worker crashed {len(recent)} times in the last {rule_r.window:g} s",
-                    {"crashes": len(recent), "window": rule_r.window},
-                )
-            )
-    return out
+    return None
+
+
+def _memory_growth(rules: AlertSettings, samples: Sequence[Sample]) -> Condition | None:
+    rule, last = rules.memory_growth, samples[-1]
+    first = _since(samples, rule.window)
+    rss = [s.rss for s in samples if s.at >= first.at and s.rss is not None]
+    if len(rss) < rule.min_samples:
+        return None
+    steps = [b - a for a, b in itertools.pairwise(rss)]
+    rising = sum(1 for d in steps if d >= 0) / len(steps)
+    grown = rss[-1] - rss[0]
+    if grown < rule.min_growth or rising < rule.steady:
+        return None
+    return Condition(
+        "memory-growth",
+        f"memory grew steadily by {grown / 2**20:.1f} MiB over "
+        f"{last.at - first.at:.0f} s (to {rss[-1] / 2**20:.1f} MiB): a leak?",
+        {"from_bytes": rss[0], "to_bytes": rss[-1], "rising": round(rising, 2)},
+    )
+
+
+def _queue(rules: AlertSettings, last: Sample) -> Condition | None:
+    if last.inflight <= rules.queue.max:
+        return None
+    return Condition(
+        "queue",
+        f"{last.inflight} calls in flight or waiting, above {rules.queue.max}",
+        {"inflight": last.inflight},
+    )
+
+
+def _restarts(rules: AlertSettings, crashes: Sequence[float], now: float) -> Condition | None:
+    rule = rules.restarts
+    recent = [t for t in crashes if now - t < rule.window]
+    if len(recent) < rule.max:
+        return None
+    return Condition(
+        "restarts",
+        f"its worker crashed {len(recent)} times in the last {rule.window:g} s",
+        {"crashes": len(recent), "window": rule.window},
+    )
 
 
 class AlertManager:
