@@ -194,30 +194,46 @@ def restrict_self(
     if ruleset < 0:
         raise _error("landlock_create_ruleset")
     try:
-        exec_right = EXECUTE if allow_exec else 0
-        for path in read_paths:
-            if _add_path(libc, ruleset, path, (READ_RIGHTS | exec_right) & done.handled_fs):
-                done.read_rules.append(path)
-            else:
-                done.missing.append(path)
-        for path in write_paths:
-            if not _add_path(libc, ruleset, path, (WRITE_RIGHTS | exec_right) & done.handled_fs):
-                raise OSError(errno.ENOENT, f"write path {path} does not exist")
-            done.write_rules.append(path)
+        _add_paths(libc, ruleset, done, read_paths, write_paths, allow_exec=allow_exec)
         if done.handled_net:
-            for port in sorted(set(tcp_connect_ports)):
-                rule = _NetPortAttr(NET_CONNECT_TCP, port)
-                if libc.syscall(
-                    ctypes.c_long(_ADD_RULE), ctypes.c_int(ruleset), _RULE_NET_PORT,
-                    ctypes.byref(rule), 0,
-                ) != 0:  # fmt: skip
-                    raise _error(f"landlock_add_rule(TCP port {port})")
-                done.tcp_ports.append(port)
+            _add_ports(libc, ruleset, done, tcp_connect_ports)
         if libc.syscall(ctypes.c_long(_RESTRICT_SELF), ctypes.c_int(ruleset), 0) != 0:
             raise _error("landlock_restrict_self")
     finally:
         os.close(ruleset)
     return done
+
+
+def _add_paths(
+    libc: ctypes.CDLL,
+    ruleset: int,
+    done: Restriction,
+    read_paths: Sequence[str],
+    write_paths: Sequence[str],
+    *,
+    allow_exec: bool,
+) -> None:
+    exec_right = EXECUTE if allow_exec else 0
+    for path in read_paths:
+        if _add_path(libc, ruleset, path, (READ_RIGHTS | exec_right) & done.handled_fs):
+            done.read_rules.append(path)
+        else:
+            done.missing.append(path)
+    for path in write_paths:
+        if not _add_path(libc, ruleset, path, (WRITE_RIGHTS | exec_right) & done.handled_fs):
+            raise OSError(errno.ENOENT, f"write path {path} does not exist")
+        done.write_rules.append(path)
+
+
+def _add_ports(libc: ctypes.CDLL, ruleset: int, done: Restriction, ports: Sequence[int]) -> None:
+    for port in sorted(set(ports)):
+        rule = _NetPortAttr(NET_CONNECT_TCP, port)
+        if libc.syscall(
+            ctypes.c_long(_ADD_RULE), ctypes.c_int(ruleset), _RULE_NET_PORT,
+            ctypes.byref(rule), 0,
+        ) != 0:  # fmt: skip
+            raise _error(f"landlock_add_rule(TCP port {port})")
+        done.tcp_ports.append(port)
 
 
 def _add_path(libc: ctypes.CDLL, ruleset: int, path: str, rights: int) -> bool:

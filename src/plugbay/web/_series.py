@@ -103,16 +103,8 @@ class Series:
         return self.latest
 
     def _point(self, rec: PluginRecord, now: float, host_rss: int) -> dict[str, Any]:
-        metrics = rec.metrics
-        calls = errors = 0
-        buckets = [0] * len(_BOUNDS)
-        if metrics is not None:
-            for stats in list(metrics.commands.values()):
-                for i, n in enumerate(stats.buckets):
-                    buckets[i] += n
-                errors += stats.errors
-            calls = sum(buckets)
-        ident = id(metrics)
+        calls, errors, buckets = _totals(rec)
+        ident = id(rec.metrics)
         last = self._last.get(rec.id)
         if last is not None and (last[4] != ident or last[1] > calls):
             # new counters (the plugin was loaded again): they started from zero
@@ -132,25 +124,18 @@ class Series:
             "error_rate": 0.0,
             "p50_ms": None,
             "p99_ms": None,
-            "memory_mb": None,
+            "memory_mb": self._memory_mb(rec, host_rss),
             "memory_shared": rec.isolation == "inline",
         }
         if last is not None:
-            span = max(now - last[0], 1e-6)
-            delta = calls - last[1]
-            point["calls_per_s"] = round(delta / span, 3)
-            point["error_rate"] = round((errors - last[2]) / delta, 4) if delta > 0 else 0.0
-            window = [a - b for a, b in zip(buckets, last[3], strict=True)]
-            for key, q in (("p50_ms", 0.5), ("p99_ms", 0.99)):
-                value = _quantile(window, delta, q)
-                point[key] = round(value * 1000, 4) if value is not None else None
-        if rec.handle is not None:
-            if rec.isolation == "inline":
-                point["memory_mb"] = round(host_rss / 2**20, 2)
-            else:
-                rss = self._rss(rec.handle.pid)
-                point["memory_mb"] = round(rss / 2**20, 2) if rss is not None else None
+            point.update(_rates(now, calls, errors, buckets, last))
         return point
+
+    def _memory_mb(self, rec: PluginRecord, host_rss: int) -> float | None:
+        if rec.handle is None:
+            return None
+        rss = host_rss if rec.isolation == "inline" else self._rss(rec.handle.pid)
+        return round(rss / 2**20, 2) if rss is not None else None
 
     def _rss(self, pid: int | None) -> int | None:
         if pid is None:
@@ -166,3 +151,33 @@ class Series:
 
     def history(self, plugin_id: str) -> list[dict[str, Any]]:
         return list(self.points.get(plugin_id, ()))
+
+
+def _totals(rec: PluginRecord) -> tuple[int, int, list[int]]:
+    """A plugin's cumulative calls, errors and latency buckets, over all its commands."""
+    buckets = [0] * len(_BOUNDS)
+    if rec.metrics is None:
+        return 0, 0, buckets
+    errors = 0
+    for stats in list(rec.metrics.commands.values()):
+        for i, n in enumerate(stats.buckets):
+            buckets[i] += n
+        errors += stats.errors
+    return sum(buckets), errors, buckets
+
+
+def _rates(
+    now: float, calls: int, errors: int, buckets: list[int], last: tuple[Any, ...]
+) -> dict[str, Any]:
+    """The figures of the interval since the previous sample ``last``."""
+    span = max(now - last[0], 1e-6)
+    delta = calls - last[1]
+    window = [a - b for a, b in zip(buckets, last[3], strict=True)]
+    out: dict[str, Any] = {
+        "calls_per_s": round(delta / span, 3),
+        "error_rate": round((errors - last[2]) / delta, 4) if delta > 0 else 0.0,
+    }
+    for key, q in (("p50_ms", 0.5), ("p99_ms", 0.99)):
+        value = _quantile(window, delta, q)
+        out[key] = round(value * 1000, 4) if value is not None else None
+    return out
