@@ -52,11 +52,17 @@ from plugbay.isolation import Backend, CallTimeout, InlineBackend, PluginHandle
 from plugbay.isolation.loading import plugin_frame
 from plugbay.isolation.policy import IsolationPolicy, Placement
 from plugbay.isolation.process import ProcessBackend
+from plugbay.isolation.zygote import EnvironmentPaths
 from plugbay.model.manifest import PluginManifest
 from plugbay.model.registry import PluginRegistry
 from plugbay.model.resolve import ResolutionPlan
 from plugbay.model.versions import Range
 from plugbay.monitor import CommandStats, PluginMetrics
+from plugbay.runtime.environments import (
+    EnvironmentBuildError,
+    EnvironmentStore,
+    check_fits_host,
+)
 from plugbay.runtime.events import EventBus, Subscriber
 from plugbay.runtime.services import ServiceHub, ServiceView
 from plugbay.runtime.store import PluginStore
@@ -215,6 +221,8 @@ class PluginManager:
         self._restarts: dict[str, asyncio.Task[None]] = {}
         #: installed and kept versions (set by the host when it has a state directory)
         self.store: PluginStore | None = None
+        #: each plugin's Python environment (set by the host when it has a state directory)
+        self.environments: EnvironmentStore | None = None
         #: one swap (reload, upgrade, rollback) at a time per plugin
         self._swapping: dict[str, asyncio.Lock] = {}
         self._swapper = Swapper(self)
@@ -500,13 +508,40 @@ class PluginManager:
             rec.placement if rec.placement and manifest is rec.manifest else self.place(manifest)
         )
         context = self._context_for(manifest, config, metrics, placement.isolation, placement)
+        environment = await self._python_environment(manifest, placement)
         if isinstance(self.backends.get(placement.isolation), ProcessBackend):
             backend = self.backends[placement.isolation]
             assert isinstance(backend, ProcessBackend)
-            process = await backend.start(manifest, placement, context.environment.data_dir)
+            process = await backend.start(
+                manifest, placement, context.environment.data_dir, environment
+            )
             process.on_security = functools.partial(self._security, rec)
             return process, context
         return await self.backends[placement.isolation].start(manifest), context
+
+    async def _python_environment(
+        self, manifest: PluginManifest, placement: Placement
+    ) -> EnvironmentPaths | None:
+        """The plugin's own Python environment, built now if need be (before any of its code
+        runs); an inline plugin's requirements must fit the host's environment instead."""
+        if not manifest.python_dependencies:
+            return None
+        if placement.isolation == "inline":
+            await asyncio.to_thread(check_fits_host, manifest, self.settings.host_version)
+            return None
+        if self.environments is None:
+            raise EnvironmentBuildError(
+                "has Python requirements, and this host has no state directory to keep "
+                "environments in",
+                plugin=manifest.id,
+                hint="start the host with a state directory (--state DIR)",
+            )
+        envs = self.environments
+        progress = logging.getLogger("plugbay.environments").info
+        env = await asyncio.to_thread(envs.ensure, manifest, progress)
+        if env is None:
+            return None
+        return await asyncio.to_thread(envs.worker_paths, env)
 
     def _security(self, rec: PluginRecord, event: dict[str, Any]) -> None:
         """A denial or a limit hit in a sandboxed worker: logged, recorded, sent to system plugins."""
