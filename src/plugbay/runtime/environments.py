@@ -305,7 +305,7 @@ class EnvironmentStore:
         if found is not None:
             return found
         self.root.mkdir(parents=True, exist_ok=True)
-        with _locked(self.root / f".lock-{target.name}"):
+        with _locked(self.root / ".lock"):
             found = self._open(target)  # another process built it while we waited
             if found is not None:
                 return found
@@ -422,7 +422,7 @@ class EnvironmentStore:
         for path in sorted(self.root.iterdir()):
             stale_build = path.name.startswith(".build-") and _older_than(path, 3600)
             unused = not path.name.startswith(".") and path.is_dir() and path.name not in keep
-            if stale_build or unused:
+            if stale_build or unused or (path.name.startswith(".lock-")):
                 shutil.rmtree(path, ignore_errors=True)
                 removed.append(path)
         return removed
@@ -526,7 +526,11 @@ def disk_usage(path: Path) -> tuple[int, int]:
 def _explain(
     manifest: PluginManifest, reqs: Sequence[str], lines: list[str], settings: IndexSettings
 ) -> EnvironmentBuildError:
-    said = [line for line in lines if line.strip() and not _UV_NOISE.match(line)]
+    said = [
+        line.removeprefix("error: ").removeprefix("  × ")
+        for line in lines
+        if line.strip() and not _UV_NOISE.match(line)
+    ]
     text = "\n".join(said).strip() or "\n".join(lines).strip()
     lower = text.lower()
     where = "offline" if settings.offline else "the configured index"

@@ -29,6 +29,7 @@ import shutil
 import tempfile
 import tomllib
 import zipfile
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any, Final
 
@@ -110,17 +111,27 @@ class PluginStore:
 
     # ------------------------------------------------------------------ adding
 
-    def install(self, source: Path, *, host_version: Version | None = None) -> PluginManifest:
+    def install(
+        self,
+        source: Path,
+        *,
+        host_version: Version | None = None,
+        prepare: Callable[[PluginManifest], object] | None = None,
+    ) -> PluginManifest:
         """Add a plugin directory (or a wheel) to the store; returns the stored manifest.
 
         Refuses a version already installed, and one whose ``host`` range excludes
-        this host. Nothing of the plugin runs.
+        this host. ``prepare`` runs once the manifest passed those checks and before
+        anything is written (it builds the plugin's Python environment: when it fails,
+        nothing is installed). Nothing of the plugin runs.
         """
         source = Path(source)
         if source.is_file() and source.suffix == ".whl":
             with tempfile.TemporaryDirectory(prefix="plugbay-wheel-") as tmp:
                 return self.install(
-                    wheel_to_directory(source, Path(tmp)), host_version=host_version
+                    wheel_to_directory(source, Path(tmp)),
+                    host_version=host_version,
+                    prepare=prepare,
                 )
         if not source.exists():
             raise ManifestError(
@@ -153,6 +164,8 @@ class PluginStore:
                 hint="raise the version to install changed code; versions in the store "
                 "never change",
             )
+        if prepare is not None:
+            prepare(manifest)
         target = self._copy(source, manifest)
         if self.state is not None:
             self.state.record_installed(manifest.id, str(manifest.version), str(source.resolve()))
