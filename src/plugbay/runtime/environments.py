@@ -531,7 +531,7 @@ def _explain(
         for line in lines
         if line.strip() and not _UV_NOISE.match(line)
     ]
-    text = "\n".join(said).strip() or "\n".join(lines).strip()
+    text = _without_stacks("\n".join(said).strip() or "\n".join(lines).strip())
     lower = text.lower()
     where = "offline" if settings.offline else "the configured index"
     if settings.find_links:
@@ -560,8 +560,31 @@ def _explain(
         plugin=manifest.id,
         where=manifest.location,
         hint=f"{hint}; nothing was left behind",
-        details={"kind": kind, "requirements": list(reqs), "installer": text},
+        details={"kind": kind, "requirements": list(reqs), "installer": "\n".join(lines)},
     )
+
+
+def _without_stacks(text: str) -> str:
+    """A build backend's traceback, as its last line: the exception says what failed;
+    the frames are the package's business (the details keep uv's whole output)."""
+    out: list[str] = []
+    in_stack = False
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("Traceback (most recent call last)"):
+            in_stack = True
+            continue
+        if in_stack and (
+            stripped.startswith("File ")
+            or (
+                line.startswith(" " * 4)
+                and not re.match(r"^\s*\w+(\.\w+)*(Error|Exception|Exit)\b", stripped)
+            )
+        ):
+            continue
+        in_stack = False
+        out.append(line)
+    return "\n".join(out)
 
 
 def _indent(text: str) -> str:
