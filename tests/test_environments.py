@@ -16,7 +16,6 @@ import subprocess
 import sys
 import tarfile
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -440,14 +439,10 @@ def plugbay(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
-@pytest.fixture
-def workdir(tmp_path: Path, plugins: PluginFactory) -> Iterator[Path]:
-    yield tmp_path
-
-
 def test_cli_install_env_list_info_sbom_and_gc(
-    workdir: Path, plugins: PluginFactory, wheels: Path
+    tmp_path: Path, plugins: PluginFactory, wheels: Path
 ) -> None:
+    workdir = tmp_path
     one = plugins("acme.one", CODE, extra='python-dependencies = ["libdemo==1.*"]\n')
     links = ["--find-links", str(wheels), "--offline"]
     state = ["--state", "st"]
