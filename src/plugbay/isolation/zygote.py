@@ -126,6 +126,8 @@ def _reap(control: socket.socket) -> None:
 def zygote_main(control_fd: int, read_paths: list[str] | None = None) -> None:
     """Serve the host; ``read_paths`` set: a plugin environment's zygote (no host
     site-packages), whose sandboxed workers may read those paths besides the stdlib."""
+    import packaging.requirements  # noqa: F401  (a worker's manifest check of python-dependencies)
+
     from plugbay.isolation import (  # the warm part: every worker inherits it
         diagnostics,  # noqa: F401  (imported by every worker)
         limits,
