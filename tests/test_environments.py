@@ -208,6 +208,22 @@ def test_an_installed_wheels_requires_dist_counts_as_its_requirements(
     assert merged.python_dependencies == ("libdemo>=2",)
 
 
+def test_a_plugin_wheels_requires_dist_survives_plugbay_install(tmp_path: Path) -> None:
+    from plugbay.runtime.store import wheel_to_directory
+
+    manifest = 'id = "acme.wheel"\nversion = "1.0.0"\ntype = "utility"\nentry = "main:P"\n'
+    wheel = write_wheel(
+        tmp_path / "dist",
+        "acme-wheel",
+        "1.0.0",
+        {"acme_wheel/plugin.toml": manifest + "[config.x]\ntype = \"string\"\n",
+         "acme_wheel/main.py": CODE},
+        requires=["libdemo==2.*", "pytest; extra == 'test'"],
+    )  # fmt: skip
+    directory = wheel_to_directory(wheel, tmp_path / "unpacked")
+    assert load_manifest(directory).python_dependencies == ("libdemo==2.*",)
+
+
 def test_identical_requirement_sets_have_one_key() -> None:
     assert requirement_key(["libdemo==1.*", "humanize>=4"]) == requirement_key(
         ["humanize >= 4", "libdemo ==1.*"]

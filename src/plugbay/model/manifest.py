@@ -34,7 +34,7 @@ import difflib
 import functools
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal, TypeAlias
@@ -58,6 +58,7 @@ __all__ = [
     "parse_manifest",
     "parse_size",
     "python_requirement_problem",
+    "with_requires_dist",
 ]
 
 IsolationMode: TypeAlias = Literal["auto", "inline", "process"]
@@ -427,6 +428,26 @@ def python_requirement_problem(text: str) -> str | None:
     except InvalidRequirement as exc:
         return str(exc).splitlines()[0]
     return None
+
+
+def with_requires_dist(manifest_text: str, requires: Sequence[str]) -> str:
+    """A ``plugin.toml``'s text with a wheel's ``Requires-Dist`` as its
+    ``python-dependencies`` (when the manifest declares none itself): a plugin built
+    from a ``pyproject.toml`` keeps its ``[project] dependencies`` when installed."""
+    wanted = [r for r in requires if "extra ==" not in r.replace("extra==", "extra ==")]
+    if not wanted or re.search(r"^\s*python-dependencies\s*=", manifest_text, re.M):
+        return manifest_text
+    line = "python-dependencies = [" + ", ".join(_toml_string(r) for r in wanted) + "]\n"
+    table = re.search(r"^\s*\[", manifest_text, re.M)
+    at = table.start() if table else len(manifest_text)
+    head = manifest_text[:at]
+    if head and not head.endswith("\n"):
+        head += "\n"
+    return head + line + manifest_text[at:]
+
+
+def _toml_string(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def parse_size(value: int | str | None, *, where: str = "size") -> int | None:

@@ -35,7 +35,7 @@ from typing import Any, Final
 
 from plugbay.api.errors import ManifestError, PlugbayError
 from plugbay.model.discover import Discovery, discover_directory
-from plugbay.model.manifest import PluginManifest, load_manifest
+from plugbay.model.manifest import PluginManifest, load_manifest, with_requires_dist
 from plugbay.model.versions import Version
 from plugbay.state import StateStore
 
@@ -271,6 +271,18 @@ def _fingerprint(root: Path) -> list[Any]:
     return out
 
 
+def _requires_dist(archive: zipfile.ZipFile) -> list[str]:
+    for name in archive.namelist():
+        if name.count("/") == 1 and name.endswith(".dist-info/METADATA"):
+            text = archive.read(name).decode("utf-8", errors="replace")
+            return [
+                line.split(":", 1)[1].strip()
+                for line in text.splitlines()
+                if line.startswith("Requires-Dist:")
+            ]
+    return []
+
+
 def wheel_to_directory(wheel: Path, dest: Path) -> Path:
     """Unpack a plugin wheel into ``dest`` and return the plugin directory inside it.
 
@@ -308,7 +320,13 @@ def wheel_to_directory(wheel: Path, dest: Path) -> Path:
                     hint="this wheel is malformed or hostile; do not install it",
                 )
         archive.extractall(dest)
+        requires = _requires_dist(archive)
     package = dest / PurePosixPath(manifests[0]).parent
+    if requires:  # a plugin built from pyproject.toml: [project] dependencies live here
+        with contextlib.suppress(OSError, UnicodeDecodeError):
+            manifest_file = package / "plugin.toml"
+            text = manifest_file.read_text("utf-8")
+            manifest_file.write_text(with_requires_dist(text, requires), "utf-8")
     # An entry named as installed ("acme_greeter.greeter:Greeter") is imported from the
     # wheel's root, where the package sits; one named inside it ("greeter:Greeter"),
     # from the package directory.
