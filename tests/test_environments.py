@@ -12,6 +12,7 @@ import importlib.metadata
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import tarfile
@@ -538,3 +539,32 @@ def test_validate_warns_about_an_import_no_requirement_covers(plugins: PluginFac
     result = validate_plugin(path, import_check=False)
     warned = [f.message for f in result.findings if f.code == "python-dependency"]
     assert warned == ["imports 'humanize', which no Python requirement of the plugin covers"]
+
+
+# --------------------------------------------------------------------------- the guide
+
+
+def test_the_environments_guide_works_as_written(tmp_path: Path, wheels: Path) -> None:
+    guide = Path(__file__).resolve().parent.parent / "docs" / "environments.md"
+    blocks = re.findall(r"```sh\n(.*?)```", guide.read_text(), re.S)
+    assert blocks
+    (tmp_path / "wheels").mkdir()
+    for version in ("1.0", "2.0"):
+        libdemo(tmp_path / "wheels", version)
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "COLUMNS": "200",
+        "NO_COLOR": "1",
+    }
+    for name in ("PLUGBAY_PLUGINS", "PLUGBAY_STATE", "PLUGBAY_CONFIG"):
+        env.pop(name, None)
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", "\n".join(blocks)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    answers = [line.strip() for line in done.stdout.splitlines()]
+    assert "1.0" in answers and "2.0" in answers
+    bom = json.loads((tmp_path / "acme-new.cdx.json").read_text())
+    assert [c["purl"] for c in bom["components"]] == ["pkg:pypi/libdemo@2.0"]

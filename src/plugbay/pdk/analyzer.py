@@ -252,7 +252,7 @@ def _import_check(manifest: PluginManifest, result: ValidationResult) -> None:
         code = import_plugin(manifest)
     except PlugbayError as exc:
         file, line = _split_where(exc.where, Path(manifest.location))
-        if manifest.python_dependencies and "No module named" in exc.message:
+        if manifest.python_dependencies and "no module named" in exc.message.lower():
             # its libraries live in the environment the host builds for it, not here
             result.findings.append(
                 Finding(
