@@ -526,13 +526,25 @@ def disk_usage(path: Path) -> tuple[int, int]:
 def _explain(
     manifest: PluginManifest, reqs: Sequence[str], lines: list[str], settings: IndexSettings
 ) -> EnvironmentBuildError:
+    """uv's failure as the resolver explains a range conflict: one paragraph naming who
+    requires what and what is available (uv's own words, with "you" made the plugin)."""
     said = [
-        line.removeprefix("error: ").removeprefix("  × ")
+        line.strip().removeprefix("error:").removeprefix("×").strip()
         for line in lines
         if line.strip() and not _UV_NOISE.match(line)
     ]
-    text = _without_stacks("\n".join(said).strip() or "\n".join(lines).strip())
-    lower = text.lower()
+    said = _without_stacks(said or [line.strip() for line in lines if line.strip()])
+    uv_hints = [line.removeprefix("hint:").strip() for line in said if line.startswith("hint:")]
+    causes = [
+        line.removeprefix("cause:").strip().rstrip(".")
+        for line in said
+        if not line.startswith(("hint:", "[stderr]", "[stdout]"))
+    ]
+    who = f"'{manifest.id}' {manifest.version}"
+    explanation = "; ".join(dict.fromkeys(c for c in causes if c))
+    explanation = re.sub(r"\byou require\b", f"{who} requires", explanation)
+    explanation = re.sub(r"\byour requirements\b", "its requirements", explanation)
+    lower = explanation.lower()
     where = "offline" if settings.offline else "the configured index"
     if settings.find_links:
         where += f" and {', '.join(settings.find_links)}"
@@ -551,44 +563,34 @@ def _explain(
         hint = "add the package's wheel to a --find-links directory, or install without --offline"
     elif "no solution found" in lower or "unsatisfiable" in lower:
         kind, message = "unsatisfiable", "its Python requirements cannot all be satisfied"
-        hint = "relax the requirements in the manifest; uv's explanation above names the culprits"
+        hint = "relax the requirements in the manifest"
     else:
         kind, message = "failed", "uv could not install its Python requirements"
-        hint = "uv's output above says why"
+        hint = "uv's explanation says why"
+    hint = "; ".join([hint, *uv_hints[:2], "nothing was left behind"])
     return EnvironmentBuildError(
-        f"cannot build its Python environment ({', '.join(reqs)}): {message}:\n{_indent(text)}",
+        f"cannot build its Python environment ({', '.join(reqs)}): {message}: {explanation}",
         plugin=manifest.id,
         where=manifest.location,
-        hint=f"{hint}; nothing was left behind",
+        hint=hint,
         details={"kind": kind, "requirements": list(reqs), "installer": "\n".join(lines)},
     )
 
 
-def _without_stacks(text: str) -> str:
+def _without_stacks(lines: list[str]) -> list[str]:
     """A build backend's traceback, as its last line: the exception says what failed;
     the frames are the package's business (the details keep uv's whole output)."""
     out: list[str] = []
     in_stack = False
-    for line in text.splitlines():
-        stripped = line.strip()
-        if stripped.startswith("Traceback (most recent call last)"):
+    for line in lines:
+        if line.startswith("Traceback (most recent call last)"):
             in_stack = True
             continue
-        if in_stack and (
-            stripped.startswith("File ")
-            or (
-                line.startswith(" " * 4)
-                and not re.match(r"^\s*\w+(\.\w+)*(Error|Exception|Exit)\b", stripped)
-            )
-        ):
+        if in_stack and not re.match(r"^\w+(\.\w+)*(Error|Exception|Exit|Interrupt)\b", line):
             continue
         in_stack = False
         out.append(line)
-    return "\n".join(out)
-
-
-def _indent(text: str) -> str:
-    return "\n".join(f"    {line}" for line in text.splitlines()[:40])
+    return out
 
 
 # --------------------------------------------------------------------------- the host's own environment
