@@ -415,6 +415,33 @@ async def test_an_inline_plugin_that_does_not_fit_fails_to_load_and_the_host_ser
         assert await host.call("acme.fine", "can_import", name="json") == "imported"
 
 
+async def test_a_trusted_plugin_in_a_worker_of_its_own_gets_its_environment_too(
+    plugins: PluginFactory, tmp_path: Path, index: IndexSettings
+) -> None:
+    plugins(
+        "acme.trusted",
+        CODE,
+        extra='isolation = "process"\npython-dependencies = ["libdemo==2.*"]\n',
+    )
+    async with _host(plugins, tmp_path, index, inline=["acme.*"]) as host:
+        info = host.info("acme.trusted")
+        assert info["isolation"] == "process" and not info["sandbox"]["sandboxed"]
+        assert await host.call("acme.trusted", "version") == "2.0"
+        assert (await host.call("acme.trusted", "can_import", name="rich")).startswith(
+            "ImportError"
+        )
+
+
+def test_the_host_configs_python_table(tmp_path: Path) -> None:
+    data = {"python": {"find-links": ["wheels", "/abs"], "offline": True}}
+    settings = IndexSettings.from_config(data, base=tmp_path)
+    assert settings.find_links == (str(tmp_path / "wheels"), "/abs") and settings.offline
+    with pytest.raises(PlugbayError, match="no key 'offlin'"):
+        IndexSettings.from_config({"python": {"offlin": True}})
+    with pytest.raises(PlugbayError, match="offline must be true or false"):
+        IndexSettings.from_config({"python": {"offline": "yes"}})
+
+
 # --------------------------------------------------------------------------- life cycle
 
 

@@ -8,6 +8,7 @@ plugin directory), shared by every plugin with the same requirement set.
 from __future__ import annotations
 
 import json
+import logging
 import tomllib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -115,7 +116,8 @@ def _context(
     from plugbay.runtime.host import HOST_VERSION
 
     data, where = _config_data(config)
-    index = IndexSettings.from_config(data, where=where).merged(
+    base = Path(where).resolve().parent if data else None
+    index = IndexSettings.from_config(data, where=where, base=base).merged(
         find_links=[str(Path(f).resolve()) if Path(f).exists() else f for f in find_links],
         index_url=index_url,
         offline=offline,
@@ -219,7 +221,21 @@ def _usage(ctx: _Context, store_root: Path) -> tuple[dict[str, list[str]], list[
     return users, problems
 
 
+class _Progress(logging.Handler):
+    """Shows an environment build's progress on stderr, whichever command started a host
+    that builds one (``run``, ``call``, ``info``): the first start of a plugin directory
+    with new requirements takes a moment, and says why."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno == logging.INFO:
+            err.print(f"[dim]{escape(record.getMessage())}[/]")
+
+
 def register(app: typer.Typer) -> None:
+    progress = logging.getLogger("plugbay.environments")
+    if not any(isinstance(h, _Progress) for h in progress.handlers):
+        progress.addHandler(_Progress())
+        progress.setLevel(logging.INFO)
     env_app = typer.Typer(
         name="env",
         help="Plugins' Python environments: list them, remove unused ones.",

@@ -101,7 +101,11 @@ class IndexSettings:
     allow_direct: bool = False
 
     @classmethod
-    def from_config(cls, data: Mapping[str, Any], *, where: str = "host config") -> IndexSettings:
+    def from_config(
+        cls, data: Mapping[str, Any], *, where: str = "host config", base: Path | None = None
+    ) -> IndexSettings:
+        """``[python]`` of the host config; a relative find-links directory is taken from
+        ``base`` (the config file's directory)."""
         table = data.get("python", {})
         if not isinstance(table, Mapping):
             raise ConfigError("[python] must be a table", where=where)
@@ -125,6 +129,11 @@ class IndexSettings:
         for key, value in flags.items():
             if not isinstance(value, bool):
                 raise ConfigError(f"[python] {key} must be true or false", where=where)
+        if base is not None:
+            links = [
+                str(base / link) if "://" not in link and not Path(link).is_absolute() else link
+                for link in links
+            ]
         return cls(tuple(links), index, flags["offline"], flags["allow-direct-references"])
 
     def merged(

@@ -350,7 +350,9 @@ class Host:
             policy = IsolationPolicy.from_config(data, where=str(path), inline=self._inline)
             self.manager.settings = dataclasses.replace(self.manager.settings, policy=policy)
         if not self._python_index_given:
-            self._python_index = IndexSettings.from_config(data, where=str(path))
+            self._python_index = IndexSettings.from_config(
+                data, where=str(path), base=path.resolve().parent
+            )
         monitor = data.get("monitor", {})
         if not isinstance(monitor, dict):
             raise ConfigError("[monitor] must be a table of settings", where=str(path))
