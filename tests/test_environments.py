@@ -29,10 +29,10 @@ from plugbay.runtime.environments import (
     EnvironmentStore,
     IndexSettings,
     check_fits_host,
-    cyclonedx,
     requirement_key,
 )
 from plugbay.runtime.host import HOST_VERSION, Host
+from plugbay.runtime.sbom import cyclonedx
 from tests._wheels import libdemo, write_wheel
 from tests.conftest import PluginFactory
 

@@ -180,8 +180,8 @@ def python_rows(data: dict[str, Any]) -> list[tuple[str, str]]:
 
 def write_sbom(data: dict[str, Any], target: Path) -> int:
     """Write the plugin's packages as a CycloneDX SBOM; returns how many components."""
-    from plugbay.runtime.environments import cyclonedx
     from plugbay.runtime.host import HOST_VERSION
+    from plugbay.runtime.sbom import cyclonedx
 
     packages = (data.get("python") or {}).get("packages") or []
     bom = cyclonedx(data["id"], str(data.get("version") or ""), packages, host_version=HOST_VERSION)

@@ -43,7 +43,6 @@ import sys
 import sysconfig
 import tempfile
 import time
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
@@ -65,7 +64,6 @@ __all__ = [
     "IndexSettings",
     "Package",
     "check_fits_host",
-    "cyclonedx",
     "requirement_key",
 ]
 
@@ -174,8 +172,11 @@ class Environment:
 
     @property
     def site_packages(self) -> Path:
+        # the venv scheme, whatever the interpreter's default is (Debian's is dist-packages)
         return Path(
-            sysconfig.get_path("purelib", vars={"base": str(self.path), "platbase": str(self.path)})
+            sysconfig.get_path(
+                "purelib", scheme="venv", vars={"base": str(self.path), "platbase": str(self.path)}
+            )
         )
 
     @property
@@ -688,63 +689,3 @@ def _applies_text(text: str) -> bool:
         return _applies(Requirement(text))
     except InvalidRequirement:
         return False
-
-
-# --------------------------------------------------------------------------- SBOM
-
-
-def cyclonedx(
-    plugin_id: str, version: str, packages: Sequence[Mapping[str, Any]], *, host_version: str
-) -> dict[str, Any]:
-    """A CycloneDX 1.5 SBOM (JSON) of a plugin and the Python packages it runs with."""
-    by_name: dict[str, Mapping[str, Any]] = {
-        str(canonicalize_name(str(p["name"]))): p for p in packages
-    }
-    root = f"plugin:{plugin_id}@{version}"
-
-    def ref(p: Mapping[str, Any]) -> str:
-        return f"pkg:pypi/{canonicalize_name(str(p['name']))}@{p['version']}"
-
-    components = []
-    dependencies = []
-    for p in packages:
-        component: dict[str, Any] = {
-            "type": "library",
-            "bom-ref": ref(p),
-            "name": str(p["name"]),
-            "version": str(p["version"]),
-            "purl": ref(p),
-        }
-        if p.get("license"):
-            component["licenses"] = [{"license": {"name": str(p["license"])}}]
-        components.append(component)
-        deps = sorted(
-            {
-                ref(by_name[n])
-                for r in p.get("requires", ())
-                if _applies_text(r) and (n := _names(r)) in by_name
-            }
-        )
-        dependencies.append({"ref": ref(p), "dependsOn": deps})
-    direct = [ref(p) for p in packages if p.get("direct")]
-    dependencies.insert(0, {"ref": root, "dependsOn": direct or [ref(p) for p in packages]})
-    return {
-        "bomFormat": "CycloneDX",
-        "specVersion": "1.5",
-        "serialNumber": f"urn:uuid:{uuid.uuid4()}",
-        "version": 1,
-        "metadata": {
-            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "tools": {
-                "components": [{"type": "application", "name": "plugbay", "version": host_version}]
-            },
-            "component": {
-                "type": "application",
-                "bom-ref": root,
-                "name": plugin_id,
-                "version": version,
-            },
-        },
-        "components": components,
-        "dependencies": dependencies,
-    }
