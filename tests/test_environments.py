@@ -472,6 +472,55 @@ async def test_a_reload_with_changed_requirements_builds_first_and_keeps_the_old
     assert path.is_dir()
 
 
+async def test_install_builds_first_and_an_upgrade_whose_environment_fails_keeps_the_old(
+    tmp_path: Path, wheels: Path, index: IndexSettings
+) -> None:
+    sources = PluginFactory(tmp_path / "sources")
+    (tmp_path / "plugins").mkdir()
+    only_v1 = tmp_path / "only-v1"
+    libdemo(only_v1, "1.0")
+
+    def host(settings: IndexSettings = index) -> Host:
+        return _host(PluginFactory(tmp_path / "plugins"), tmp_path, settings)
+
+    def source(version: str, requirement: str) -> Path:
+        extra = f'python-dependencies = ["{requirement}"]\n'
+        return sources("acme.up", CODE, version=version, extra=extra, dirname=f"up-{version}")
+
+    async with host() as h:
+        h.install(source("1.0.0", "libdemo==1.*"))
+    async with host() as h:
+        assert await h.call("acme.up", "version") == "1.0"
+        with pytest.raises(EnvironmentBuildError, match="libdemo==3"):
+            h.install(source("1.1.0", "libdemo==3.*"))
+        assert h.state is not None
+        assert [v for _, v, _ in h.state.installed("acme.up")] == ["1.0.0"]
+        assert not (tmp_path / "state" / "store" / "acme.up" / "1.1.0").exists()
+        upgrade = h.install(source("1.2.0", "libdemo==2.*"))
+        envs = EnvironmentStore(tmp_path / "state" / "envs", index, host_version=HOST_VERSION)
+        built = envs.find(upgrade)
+        assert built is not None  # at install, before any upgrade
+        assert await h.call("acme.up", "version") == "1.0"
+        await h.upgrade("acme.up")
+        assert await h.call("acme.up", "version") == "2.0"
+        await h.rollback("acme.up")
+        assert await h.call("acme.up", "version") == "1.0"
+
+    # the environment of 1.2.0 is gone and libdemo 2 cannot be had any more
+    import shutil
+
+    shutil.rmtree(built.path)
+    async with host(IndexSettings(find_links=(str(only_v1),), offline=True)) as h:
+        with pytest.raises(PlugbayError) as caught:
+            await h.upgrade("acme.up")
+        assert "libdemo==2.*" in str(caught.value) and "only libdemo==1.0 is available" in str(
+            caught.value
+        )
+        assert "1.0.0 keeps serving" in str(caught.value)
+        assert await h.call("acme.up", "version") == "1.0"
+        assert h.manager.record("acme.up").version == "1.0.0"
+
+
 # --------------------------------------------------------------------------- the CLI
 
 

@@ -474,7 +474,12 @@ class Host:
                 "installing needs a state directory, where the plugin store lives",
                 hint="create the host with state_dir=..., or pass --state DIR",
             )
-        manifest = self.store.install(Path(source), host_version=Version.parse(HOST_VERSION))
+        # its Python environment first: when that fails, nothing is installed
+        manifest = self.store.install(
+            Path(source),
+            host_version=Version.parse(HOST_VERSION),
+            prepare=self.manager.python_environment,
+        )
         if manifest.id not in self.registry or manifest.version not in self.registry.versions(
             manifest.id
         ):

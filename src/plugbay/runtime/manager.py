@@ -522,12 +522,19 @@ class PluginManager:
     async def _python_environment(
         self, manifest: PluginManifest, placement: Placement
     ) -> EnvironmentPaths | None:
-        """The plugin's own Python environment, built now if need be (before any of its code
-        runs); an inline plugin's requirements must fit the host's environment instead."""
         if not manifest.python_dependencies:
             return None
-        if placement.isolation == "inline":
-            await asyncio.to_thread(check_fits_host, manifest, self.settings.host_version)
+        return await asyncio.to_thread(self.python_environment, manifest, placement)
+
+    def python_environment(
+        self, manifest: PluginManifest, placement: Placement | None = None
+    ) -> EnvironmentPaths | None:
+        """The plugin's own Python environment, built now if need be (before any of its code
+        runs; blocking); an inline plugin's requirements must fit the host's instead."""
+        if not manifest.python_dependencies:
+            return None
+        if (placement or self.place(manifest)).isolation == "inline":
+            check_fits_host(manifest, self.settings.host_version)
             return None
         if self.environments is None:
             raise EnvironmentBuildError(
@@ -536,12 +543,9 @@ class PluginManager:
                 plugin=manifest.id,
                 hint="start the host with a state directory (--state DIR)",
             )
-        envs = self.environments
         progress = logging.getLogger("plugbay.environments").info
-        env = await asyncio.to_thread(envs.ensure, manifest, progress)
-        if env is None:
-            return None
-        return await asyncio.to_thread(envs.worker_paths, env)
+        env = self.environments.ensure(manifest, progress)
+        return None if env is None else self.environments.worker_paths(env)
 
     def _security(self, rec: PluginRecord, event: dict[str, Any]) -> None:
         """A denial or a limit hit in a sandboxed worker: logged, recorded, sent to system plugins."""
