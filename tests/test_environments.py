@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from plugbay import PlugbayError
 from plugbay.model.manifest import load_manifest
@@ -223,6 +225,34 @@ def test_a_plugin_wheels_requires_dist_survives_plugbay_install(tmp_path: Path) 
     )  # fmt: skip
     directory = wheel_to_directory(wheel, tmp_path / "unpacked")
     assert load_manifest(directory).python_dependencies == ("libdemo==2.*",)
+
+
+@given(
+    st.lists(
+        st.sampled_from(
+            [
+                "libdemo==1.*",
+                "humanize>=4,<5",
+                "attrs",
+                "rich[jupyter]>=13",
+                "six; python_version>'3'",
+            ]
+        ),
+        min_size=1,
+        max_size=5,
+        unique=True,
+    ),
+    st.randoms(),
+)
+def test_a_requirement_sets_key_ignores_order_spacing_and_repeats(
+    requirements: list[str], rnd: Any
+) -> None:
+    shuffled = list(requirements)
+    rnd.shuffle(shuffled)
+    spaced = [r.replace(">=", " >= ").replace("==", " == ") for r in shuffled]
+    assert requirement_key(requirements) == requirement_key(spaced + shuffled[:1])
+    if len(requirements) > 1:
+        assert requirement_key(requirements) != requirement_key(requirements[1:])
 
 
 def test_identical_requirement_sets_have_one_key() -> None:
