@@ -612,9 +612,12 @@ def test_cli_install_env_list_info_sbom_and_gc(
         load_manifest(plugins("acme.gone", CODE, extra='python-dependencies = ["libdemo==2.*"]\n'))
     )
     assert orphan is not None
+    old_runtime = workdir / "st" / "envs" / ".runtime-0123456789ab"  # another plugbay's
+    old_runtime.mkdir()
     gc = plugbay("env", "gc", *state, "--plugins", "none", cwd=workdir)
     assert gc.returncode == 0, gc.stderr
-    assert not orphan.path.exists()
+    assert not orphan.path.exists() and not old_runtime.exists()
+    assert any(p.name.startswith(".runtime-") for p in (workdir / "st" / "envs").iterdir())
     assert [e.requirements for e in envs.environments()] == [("libdemo==1.*",)]
 
 

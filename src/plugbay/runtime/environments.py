@@ -429,10 +429,13 @@ class EnvironmentStore:
         removed = []
         if not self.root.is_dir():
             return []
+        runtime = _runtime_name(_runtime_targets())
         for path in sorted(self.root.iterdir()):
             stale_build = path.name.startswith(".build-") and _older_than(path, 3600)
+            # links to the runtime of another plugbay than this one (before an upgrade)
+            stale_runtime = path.name.startswith(".runtime-") and path.name != runtime
             unused = not path.name.startswith(".") and path.is_dir() and path.name not in keep
-            if stale_build or unused or (path.name.startswith(".lock-")):
+            if stale_build or stale_runtime or unused:
                 shutil.rmtree(path, ignore_errors=True)
                 removed.append(path)
         return removed
@@ -452,8 +455,7 @@ class EnvironmentStore:
         """A directory of links to the host's runtime packages (:data:`RUNTIME_PACKAGES`):
         what an environment's worker may import of the host, and nothing else."""
         targets = _runtime_targets()
-        digest = hashlib.sha256(json.dumps(targets, sort_keys=True).encode()).hexdigest()[:12]
-        path = self.root / f".runtime-{digest}"
+        path = self.root / _runtime_name(targets)
         if path.is_dir():
             return path
         self.root.mkdir(parents=True, exist_ok=True)
@@ -470,6 +472,12 @@ class EnvironmentStore:
 def runtime_read_paths(runtime: Path) -> list[str]:
     """What a worker needs to read of the runtime: the links' directory and their targets."""
     return [str(runtime), *(os.path.realpath(runtime / name) for name in os.listdir(runtime))]
+
+
+def _runtime_name(targets: Mapping[str, str]) -> str:
+    return (
+        ".runtime-" + hashlib.sha256(json.dumps(targets, sort_keys=True).encode()).hexdigest()[:12]
+    )
 
 
 def _runtime_targets() -> dict[str, str]:
