@@ -26,6 +26,7 @@ from rich.table import Table
 from rich.tree import Tree
 
 from plugbay.api.errors import PlugbayError
+from plugbay.cli import env as env_cli
 from plugbay.cli._console import JsonOpt, err, out
 from plugbay.cli._console import fail as _fail
 
@@ -437,8 +438,17 @@ def info(
     show_traceback: Annotated[
         bool, typer.Option("--traceback", help="Show the traceback of a failure.")
     ] = False,
+    sbom: Annotated[
+        Path | None,
+        typer.Option(
+            "--sbom",
+            help="Write the plugin's Python packages as a CycloneDX SBOM (JSON) to this file "
+            "('-': standard output).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
-    """Show a plugin's manifest, state, dependencies, dependents and commands."""
+    """Show a plugin's manifest, state, dependencies, dependents, commands and Python packages."""
 
     async def body(host: Any) -> dict[str, Any]:
         return host.info(plugin_id)  # type: ignore[no-any-return]
@@ -451,6 +461,11 @@ def info(
         kwargs = _host_kwargs(plugins, state, config)
         kwargs["load"] = [plugin_id]  # only it and what it needs: nothing else starts here
         data = _with_host(kwargs, body, as_json=as_json)
+    if sbom is not None:
+        count = env_cli.write_sbom(data, sbom)
+        if str(sbom) != "-":
+            out.print(f"wrote a CycloneDX SBOM of {data['id']} ({count} packages) to {sbom}")
+        return
     if as_json:
         out.print_json(json.dumps(data, default=str))
         return
@@ -500,6 +515,7 @@ def info(
                 f"{usage['threads']} threads",
             )
         )
+    rows += env_cli.python_rows(data)
     for key, value in rows:
         out.print(f"  [dim]{key:<15}[/] {escape(str(value))}")
     deps = data["dependencies"]
@@ -1186,10 +1202,16 @@ def install(
             show_default=False,
         ),
     ] = None,
+    find_links: env_cli.FindLinksOpt = None,
+    offline: env_cli.OfflineOpt = None,
+    index_url: env_cli.IndexUrlOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Add a version of a plugin to the host's store, beside the versions already there.
     It serves after 'plugbay upgrade ID' (or at once if no other version of it exists).
+
+    A sandboxed plugin's Python requirements are installed first, into an environment of
+    its own (uv); an inline plugin's must fit the host's environment.
 
     A wheel is verified first (plugbay.pdk): its digest and signature against the host's
     trusted keys ('plugbay trust'), and refused when the host requires signed plugins and
@@ -1219,7 +1241,11 @@ def install(
 
     def go(store_db: Any) -> Any:
         store = PluginStore(state / "store", store_db)
-        return store.install(source, host_version=Version.parse(HOST_VERSION))
+        prepare = env_cli.installer(
+            state, config, find_links=find_links or [], offline=offline, index_url=index_url,
+            quiet=as_json,
+        )  # fmt: skip
+        return store.install(source, host_version=Version.parse(HOST_VERSION), prepare=prepare)
 
     manifest = _store_op(state, go, as_json=as_json)
     if as_json:
@@ -1528,6 +1554,7 @@ def profile(
 from plugbay.cli.develop import register as _register_develop  # noqa: E402
 
 _register_develop(app)
+env_cli.register(app)
 
 
 def main() -> None:

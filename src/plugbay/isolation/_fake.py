@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from plugbay.api import CommandSpec
 from plugbay.api.errors import PermissionDenied, PlugbayError, PluginCrashed
-from plugbay.isolation.base import Backend, deadline
+from plugbay.isolation.base import Backend, EnvironmentPaths, deadline
 from plugbay.isolation.inline import InlineHandle
 from plugbay.isolation.loading import import_plugin
 from plugbay.model.manifest import PluginManifest
@@ -227,6 +227,7 @@ class FakeBackend(Backend):
         manifest: PluginManifest,
         placement: Placement | None = None,
         data_dir: Path | None = None,
+        environment: EnvironmentPaths | None = None,
     ) -> FakeHandle:
         if self.faults(manifest.id).fail_start:
             raise PluginCrashed(

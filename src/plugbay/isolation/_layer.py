@@ -253,15 +253,22 @@ def _in_child(layer: str, test: Callable[[], str], timeout: float = 5.0) -> tupl
     return bool(ok), str(message)
 
 
-def runtime_read_paths() -> tuple[str, ...]:
+def runtime_read_paths(*, site_packages: bool = True) -> tuple[str, ...]:
     """What CPython needs to read after restriction: the stdlib, site-packages, shared
     libraries it maps or may dlopen, plugbay itself, and a few devices and /proc/self.
 
     Not the interpreter's whole prefix, not ``sys.path`` (which may hold the
-    host's working directory), not /etc beyond the dynamic loader's cache.
+    host's working directory), not /etc beyond the dynamic loader's cache. Without
+    ``site_packages`` (a worker of a plugin environment), none of the host's
+    site-packages: the caller adds the environment and plugbay's runtime packages.
     """
     paths: list[str] = []
-    for key in ("stdlib", "platstdlib", "purelib", "platlib"):
+    keys = (
+        ("stdlib", "platstdlib", "purelib", "platlib")
+        if site_packages
+        else ("stdlib", "platstdlib")
+    )
+    for key in keys:
         for scheme_vars in ({}, {"base": sys.base_prefix, "platbase": sys.base_exec_prefix}):
             paths.append(sysconfig.get_path(key, vars=scheme_vars))
     paths += [p for p in sys.path if p.endswith(".zip")]

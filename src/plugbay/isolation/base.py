@@ -131,6 +131,7 @@ import abc
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -276,6 +277,17 @@ class PluginHandle(abc.ABC):
         return await profiled(self.call(spec, params, timeout))
 
 
+@dataclass(frozen=True)
+class EnvironmentPaths:
+    """A plugin environment's zygote: it imports from the environment's site-packages,
+    then from plugbay's runtime packages (a directory of links), and nothing else of the
+    host's site-packages; a sandboxed worker may read exactly those (and the stdlib)."""
+
+    site_packages: str
+    runtime: str
+    read_paths: tuple[str, ...]
+
+
 class Backend(abc.ABC):
     """Starts plugins; see the module docstring."""
 
@@ -288,8 +300,14 @@ class Backend(abc.ABC):
         manifest: PluginManifest,
         placement: Placement | None = None,
         data_dir: Path | None = None,
+        environment: EnvironmentPaths | None = None,
     ) -> PluginHandle:
-        """Import the plugin and create its instance (``initialize`` is separate)."""
+        """Import the plugin and create its instance (``initialize`` is separate).
+
+        ``environment`` is the plugin's own Python environment when its manifest
+        declares requirements (built by the runtime before this call); a backend
+        that runs plugins in the host's interpreter ignores it (an inline plugin's
+        requirements must fit the host's environment, which the runtime checks)."""
 
     async def close(self) -> None:
         """Stop what the backend itself runs once its handles are released. Idempotent."""

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from plugbay.api import Command, CommandSpec, Plugin, PluginContext, PluginDependency
-from plugbay.isolation.base import Backend, PluginHandle, deadline
+from plugbay.isolation.base import Backend, EnvironmentPaths, PluginHandle, deadline
 from plugbay.isolation.loading import LoadedCode, import_plugin, unload_code
 from plugbay.model.manifest import PluginManifest
 
@@ -38,6 +38,7 @@ class InlineBackend(Backend):
         manifest: PluginManifest,
         placement: Placement | None = None,
         data_dir: Path | None = None,
+        environment: EnvironmentPaths | None = None,
     ) -> InlineHandle:
         """Import the plugin into a fresh module namespace (no sandbox: ``placement``
         and ``data_dir`` do not change how it runs)."""

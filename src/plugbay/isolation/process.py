@@ -34,7 +34,7 @@ from plugbay.api import CommandSpec, ParamInfo, Plugin, PluginContext
 from plugbay.api.errors import PlugbayError, PluginCrashed, ResourceLimitExceeded, error_from_dict
 from plugbay.isolation import frames, handover
 from plugbay.isolation._cgroups import CgroupLayer
-from plugbay.isolation.base import Backend, CallTimeout, PluginHandle, deadline
+from plugbay.isolation.base import Backend, CallTimeout, EnvironmentPaths, PluginHandle, deadline
 from plugbay.isolation.policy import Placement
 from plugbay.isolation.zygote import Zygote
 from plugbay.model.manifest import PluginManifest, parse_size
@@ -138,6 +138,8 @@ class ProcessBackend(Backend):
     def __init__(self, host_call: HostCallHandler) -> None:
         self._host_call = host_call
         self.zygote = Zygote()
+        #: one zygote per plugin environment (by its site-packages), started on first use
+        self.env_zygotes: dict[str, Zygote] = {}
         #: workers not yet reaped (their cgroups are removed once they are)
         self._live: set[ProcessHandle] = set()
 
@@ -146,8 +148,10 @@ class ProcessBackend(Backend):
         manifest: PluginManifest,
         placement: Placement | None = None,
         data_dir: Path | None = None,
+        environment: EnvironmentPaths | None = None,
     ) -> ProcessHandle:
-        """A worker for the plugin: sandboxed when the placement says so (the host's policy)."""
+        """A worker for the plugin: sandboxed when the placement says so (the host's policy),
+        forked from its environment's zygote when it has one of its own."""
         if placement is not None and placement.sandboxed:
             if data_dir is None:
                 raise ValueError("a sandboxed worker needs its data directory")
@@ -163,14 +167,17 @@ class ProcessBackend(Backend):
                     "file_size": parse_size(res.file_size),
                 },
             }
-        pid, sock = await self.zygote.spawn(request)
+        zygote = self.zygote
+        if environment is not None:
+            zygote = self.env_zygotes.setdefault(environment.site_packages, Zygote(environment))
+        pid, sock = await zygote.spawn(request)
         cgroup = request.get("sandbox", {}).get("cgroup")
         handle = ProcessHandle(
             manifest,
             pid,
             sock,
             self._host_call,
-            zygote=self.zygote,
+            zygote=zygote,
             placement=placement,
             cgroup=cgroup,
             data_dir=data_dir,
@@ -193,7 +200,9 @@ class ProcessBackend(Backend):
             if handle.cgroup is not None:
                 with contextlib.suppress(OSError):
                     await asyncio.to_thread(CgroupLayer(handle.cgroup).remove)
-        await self.zygote.stop()
+        for zygote in [self.zygote, *self.env_zygotes.values()]:
+            await zygote.stop()
+        self.env_zygotes.clear()
 
 
 class ProcessHandle(PluginHandle):

@@ -23,7 +23,10 @@ import signal
 import socket
 import subprocess
 import sys
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
+
+if TYPE_CHECKING:
+    from plugbay.isolation.base import EnvironmentPaths
 
 __all__ = ["Zygote", "zygote_main"]
 
@@ -112,7 +115,11 @@ def _reap(control: socket.socket) -> None:
             control.send(json.dumps({"exit": pid, "status": status}).encode())
 
 
-def zygote_main(control_fd: int) -> None:
+def zygote_main(control_fd: int, read_paths: list[str] | None = None) -> None:
+    """Serve the host; ``read_paths`` set: a plugin environment's zygote (no host
+    site-packages), whose sandboxed workers may read those paths besides the stdlib."""
+    import packaging.requirements  # noqa: F401  (a worker's manifest check of python-dependencies)
+
     from plugbay.isolation import (  # the warm part: every worker inherits it
         diagnostics,  # noqa: F401  (imported by every worker)
         limits,
@@ -122,7 +129,10 @@ def zygote_main(control_fd: int) -> None:
     _die_with_parent()
     # orphans of a worker (a plugin granted subprocesses) are ours to reap, not init's
     ctypes.CDLL(None).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-    runtime = limits.runtime_read_paths()
+    if read_paths is None:
+        runtime = limits.runtime_read_paths()
+    else:
+        runtime = (*limits.runtime_read_paths(site_packages=False), *read_paths)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the host's to handle
     wake_read, wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     signal.set_wakeup_fd(wake_write)
@@ -175,7 +185,9 @@ class Zygote:
     (in the order asked) and each worker's wait status when it exits.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, environment: EnvironmentPaths | None = None) -> None:
+        #: a plugin environment's paths; None: the host's own environment
+        self.environment = environment
         self._proc: asyncio.subprocess.Process | None = None
         self._control: socket.socket | None = None
         self._lock = asyncio.Lock()
@@ -204,10 +216,28 @@ class Zygote:
             # space, which RLIMIT_AS counts against the plugin's memory limit
             "MALLOC_ARENA_MAX": "1",
         }
+        if self.environment is None:
+            args = [
+                "-c",
+                f"from plugbay.isolation.zygote import zygote_main; zygote_main({theirs.fileno()})",
+            ]
+        else:
+            # isolated, no site: the import path is set here, explicitly (PYTHONPATH would
+            # put the host's site-packages before the plugin's libraries)
+            e = self.environment
+            del env["PYTHONPATH"]
+            args = [
+                "-I",
+                "-S",
+                "-c",
+                "import sys, site; sys.path[:] = [p for p in sys.path if p]; "
+                f"site.addsitedir({e.site_packages!r}); sys.path.append({e.runtime!r}); "
+                "from plugbay.isolation.zygote import zygote_main; "
+                f"zygote_main({theirs.fileno()}, {list(e.read_paths)!r})",
+            ]
         self._proc = await asyncio.create_subprocess_exec(
             sys.executable,
-            "-c",
-            f"from plugbay.isolation.zygote import zygote_main; zygote_main({theirs.fileno()})",
+            *args,
             pass_fds=[theirs.fileno()],
             env=env,
             stdin=subprocess.DEVNULL,

@@ -7,6 +7,7 @@ a plugin's code is :mod:`plugbay.isolation.loading`'s job, per loaded version.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import importlib.machinery
 import importlib.metadata
@@ -143,11 +144,14 @@ def _entry_point_manifest(
             parts = f.parts
             if parts and parts[0] == top and f.name == "plugin.toml":
                 path = Path(str(dist.locate_file(f)))
-                return parse_manifest(
-                    path.read_text(encoding="utf-8"),
-                    path=path,
-                    origin="entry-point",
-                    distribution=dist_name,
+                return _with_requires_dist(
+                    parse_manifest(
+                        path.read_text(encoding="utf-8"),
+                        path=path,
+                        origin="entry-point",
+                        distribution=dist_name,
+                    ),
+                    dist,
                 )
         source = _editable_source(dist)
         if source is not None and (source / "pyproject.toml").is_file():
@@ -164,6 +168,19 @@ def _entry_point_manifest(
         where=f"distribution {dist_name}",
         hint="ship a plugin.toml inside the package, or build with 'plugbay build' which adds it",
     )
+
+
+def _with_requires_dist(
+    manifest: PluginManifest, dist: importlib.metadata.Distribution
+) -> PluginManifest:
+    """An installed wheel's ``Requires-Dist`` are its Python requirements too."""
+    requires = [
+        r for r in dist.requires or () if "extra ==" not in r.replace("extra==", "extra ==")
+    ]
+    if not requires:
+        return manifest
+    merged = tuple(dict.fromkeys([*requires, *manifest.python_dependencies]))
+    return dataclasses.replace(manifest, python_dependencies=merged)
 
 
 def _editable_source(dist: importlib.metadata.Distribution) -> Path | None:

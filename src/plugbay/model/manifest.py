@@ -17,6 +17,10 @@ Keys are kebab-case, as in ``pyproject.toml``::
     [dependencies]
     "utility.formatters" = "^1.0"
 
+A plugin's Python requirements (PEP 508) are ``python-dependencies = ["humanize>=4"]``
+in a ``plugin.toml``, ``[project] dependencies`` of a ``pyproject.toml``, or an
+installed wheel's ``Requires-Dist``; plugin-to-plugin dependencies keep their table.
+
     [config.level]
     type = "string"
     default = "info"
@@ -30,7 +34,7 @@ import difflib
 import functools
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal, TypeAlias
@@ -53,6 +57,8 @@ __all__ = [
     "manifest_from_mapping",
     "parse_manifest",
     "parse_size",
+    "python_requirement_problem",
+    "with_requires_dist",
 ]
 
 IsolationMode: TypeAlias = Literal["auto", "inline", "process"]
@@ -148,6 +154,7 @@ class _ManifestDoc(msgspec.Struct, forbid_unknown_fields=True, rename="kebab"):
     priority: int | None = None
     dependencies: dict[str, str] = {}
     optional_dependencies: dict[str, str] = {}
+    python_dependencies: list[str] = []
     services: _ServicesDoc = msgspec.field(default_factory=_ServicesDoc)
     config: dict[str, _ConfigFieldDoc] = {}
     permissions: Permissions = msgspec.field(default_factory=Permissions)
@@ -343,6 +350,8 @@ class PluginManifest:
     priority: int | None = None
     dependencies: dict[str, Range] = field(default_factory=dict)
     optional_dependencies: dict[str, Range] = field(default_factory=dict)
+    #: Python requirements (PEP 508 strings), installed in the plugin's own environment
+    python_dependencies: tuple[str, ...] = ()
     provides: dict[str, Version] = field(default_factory=dict)
     requires: dict[str, Range] = field(default_factory=dict)
     config: ConfigSchema | None = None
@@ -396,6 +405,7 @@ class PluginManifest:
             "priority": self.priority,
             "dependencies": {k: str(v) for k, v in self.dependencies.items()},
             "optional-dependencies": {k: str(v) for k, v in self.optional_dependencies.items()},
+            "python-dependencies": list(self.python_dependencies),
             "services": {
                 "provides": {k: str(v) for k, v in self.provides.items()},
                 "requires": {k: str(v) for k, v in self.requires.items()},
@@ -407,6 +417,37 @@ class PluginManifest:
             "path": str(self.path) if self.path else None,
             "origin": self.origin,
         }
+
+
+def python_requirement_problem(text: str) -> str | None:
+    """Why ``text`` is not a PEP 508 requirement, or None when it is one."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    try:
+        Requirement(text)
+    except InvalidRequirement as exc:
+        return str(exc).splitlines()[0]
+    return None
+
+
+def with_requires_dist(manifest_text: str, requires: Sequence[str]) -> str:
+    """A ``plugin.toml``'s text with a wheel's ``Requires-Dist`` as its
+    ``python-dependencies`` (when the manifest declares none itself): a plugin built
+    from a ``pyproject.toml`` keeps its ``[project] dependencies`` when installed."""
+    wanted = [r for r in requires if "extra ==" not in r.replace("extra==", "extra ==")]
+    if not wanted or re.search(r"^\s*python-dependencies\s*=", manifest_text, re.M):
+        return manifest_text
+    line = "python-dependencies = [" + ", ".join(_toml_string(r) for r in wanted) + "]\n"
+    table = re.search(r"^\s*\[", manifest_text, re.M)
+    at = table.start() if table else len(manifest_text)
+    head = manifest_text[:at]
+    if head and not head.endswith("\n"):
+        head += "\n"
+    return head + line + manifest_text[at:]
+
+
+def _toml_string(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def parse_size(value: int | str | None, *, where: str = "size") -> int | None:
@@ -478,6 +519,7 @@ def parse_manifest(
             where=_with_line(where, exc),
             hint="fix the TOML syntax (strings need quotes, tables are [name], keys are key = value)",
         ) from None
+    project = data.get("project") if table and isinstance(data, dict) else None
     for name in table:
         if not isinstance(data, dict) or name not in data:
             raise ManifestError(
@@ -486,6 +528,14 @@ def parse_manifest(
                 hint=f"put the plugin's manifest under [{'.'.join(table)}]",
             )
         data = data[name]
+    if isinstance(project, dict) and "dependencies" in project and isinstance(data, dict):
+        declared = project["dependencies"]
+        if not isinstance(declared, list):
+            raise ManifestError(
+                "[project] dependencies must be a list of PEP 508 strings",
+                where=_locate(where, text, "dependencies"),
+            )
+        data = {**data, "python-dependencies": [*declared, *data.get("python-dependencies", [])]}
     return manifest_from_mapping(
         data, path=path, origin=origin, root=root, distribution=distribution, text=text
     )
@@ -562,6 +612,15 @@ def manifest_from_mapping(
             sorted(both)[0],
             "keep each dependency in one of the two tables",
         )
+    for requirement in doc.python_dependencies:
+        problem = python_requirement_problem(requirement)
+        if problem is not None:
+            raise fail(
+                f"python-dependencies: '{requirement}' is not a PEP 508 requirement: {problem}",
+                "python-dependencies",
+                'write a package name and a version range, e.g. "humanize>=4,<5"; a URL '
+                "is written 'name @ https://…'",
+            )
     provides = {
         n: parse("version", v, f"services.provides.{n}") for n, v in doc.services.provides.items()
     }
@@ -640,6 +699,7 @@ def manifest_from_mapping(
         priority=doc.priority,
         dependencies={k: deps[k] for k in doc.dependencies},
         optional_dependencies={k: deps[k] for k in doc.optional_dependencies},
+        python_dependencies=tuple(doc.python_dependencies),
         provides=provides,
         requires=requires,
         config=config,

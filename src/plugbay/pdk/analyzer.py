@@ -29,6 +29,7 @@ import importlib
 import importlib.metadata
 import inspect
 import re
+import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -227,6 +228,24 @@ def _line_of_key(file: Path, message: str) -> int | None:
     return text.count("\n", 0, found.start()) + 1 if found else None
 
 
+def _requirements_key(manifest_text: str) -> str:
+    return "dependencies" if "python-dependencies" not in manifest_text else "python-dependencies"
+
+
+def _host_version() -> str:
+    import importlib.metadata
+
+    return importlib.metadata.version("plugbay")
+
+
+@cache
+def _host_distributions() -> dict[str, list[str]]:
+    """Top-level module → the distributions that provide it, in the host's environment."""
+    import importlib.metadata
+
+    return dict(importlib.metadata.packages_distributions())
+
+
 def _import_check(manifest: PluginManifest, result: ValidationResult) -> None:
     from plugbay.isolation.loading import import_plugin, unload_code
 
@@ -234,6 +253,20 @@ def _import_check(manifest: PluginManifest, result: ValidationResult) -> None:
         code = import_plugin(manifest)
     except PlugbayError as exc:
         file, line = _split_where(exc.where, Path(manifest.location))
+        if manifest.python_dependencies and "no module named" in exc.message.lower():
+            # its libraries live in the environment the host builds for it, not here
+            result.findings.append(
+                Finding(
+                    "info",
+                    "import",
+                    f"not imported here ({exc.message}): it runs with its own Python "
+                    "environment, which the host builds at install",
+                    file,
+                    line,
+                    "install its requirements here to check the import too",
+                )
+            )
+            return
         result.findings.append(Finding("error", "import", exc.message, file, line, exc.hint))
         return
     if code.namespace:
@@ -312,6 +345,7 @@ class _Analysis:
             module, node = cls
             self._check_class(module, node)
         self._check_permissions()
+        self._check_python_requirements()
         self._check_config_use()
         self._check_range_spellings()
         if known is not None:
@@ -793,6 +827,64 @@ class _Analysis:
 
     # -- permissions -----------------------------------------------------------------
 
+    def _check_python_requirements(self) -> None:
+        """Each requirement is one uv can install here, and each import of a third-party
+        module is covered by one (else it fails at load: 'no module named …')."""
+        from packaging.requirements import Requirement
+        from packaging.utils import canonicalize_name
+
+        required: set[str] = set()
+        for text in self.m.python_dependencies:
+            req = Requirement(text)  # the manifest parser checked the syntax
+            name = canonicalize_name(req.name)
+            required.add(name)
+            if req.url is not None:
+                self.add(
+                    "warning",
+                    "python-dependency",
+                    f"'{text}' is a URL or local path: a host refuses it unless its policy "
+                    "allows direct references",
+                    self.in_manifest(_requirements_key(self.manifest_text)),
+                    "publish the package and require it by name and version",
+                )
+            host = _host_version()
+            if name == "plugbay" and not req.specifier.contains(host, prereleases=True):
+                self.add(
+                    "error",
+                    "python-dependency",
+                    f"'{text}' excludes this host's plugbay {host}: install would refuse it",
+                    self.in_manifest(_requirements_key(self.manifest_text)),
+                    f"widen the range to include {host}",
+                )
+        own = {name.split(".")[0] for name in self.modules}
+        own |= {p.stem for p in self.root.iterdir()} if self.root.is_dir() else set()
+        provided = _host_distributions()
+        warned: set[str] = set()
+        for module in self.modules.values():
+            for node in module.nodes:
+                names: list[str] = []
+                if isinstance(node, ast.Import):
+                    names = [a.name.split(".")[0] for a in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    names = [node.module.split(".")[0]]
+                for top in names:
+                    if top in warned or top in own or top in ("plugbay", "__future__"):
+                        continue
+                    if top in sys.stdlib_module_names:
+                        continue
+                    dists = {canonicalize_name(d) for d in provided.get(top, [])}
+                    if canonicalize_name(top) in required or dists & required:
+                        continue
+                    warned.add(top)
+                    self.add(
+                        "warning",
+                        "python-dependency",
+                        f"imports '{top}', which no Python requirement of the plugin covers",
+                        (module.path, getattr(node, "lineno", None)),
+                        f'add it to python-dependencies (e.g. "{sorted(dists)[0] if dists else top}'
+                        '>=…"); a sandboxed plugin imports only its own environment and plugbay',
+                    )
+
     def _check_permissions(self) -> None:
         perms = self.m.permissions
         seen: set[str] = set()
@@ -1146,8 +1238,3 @@ def _resolve_call(module: _Module, func: ast.expr) -> str:
     source, attr = imported
     full = f"{source}.{attr}" if attr else source
     return f"{full}.{rest}" if rest else full
-
-
-def _host_version() -> str:
-    """plugbay's own version, the host's: written once, in the package metadata."""
-    return importlib.metadata.version("plugbay")

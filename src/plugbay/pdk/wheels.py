@@ -36,7 +36,12 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Final
 
 from plugbay.api.errors import PlugbayError
-from plugbay.model.manifest import PluginManifest, load_manifest, parse_manifest
+from plugbay.model.manifest import (
+    PluginManifest,
+    load_manifest,
+    parse_manifest,
+    with_requires_dist,
+)
 from plugbay.pdk.errors import BuildError, WheelError
 
 __all__ = [
@@ -518,7 +523,9 @@ def wheel_to_directory(
                 destination = scratch / member
                 destination.parent.mkdir(parents=True, exist_ok=True)
                 destination.write_bytes(archive.read(str(member)))
-        (scratch / "plugin.toml").write_text(info.manifest_text, encoding="utf-8")
+        (scratch / "plugin.toml").write_text(
+            with_requires_dist(info.manifest_text, info.requires), encoding="utf-8"
+        )
         record = {
             "wheel": info.path.name,
             "sha256": file_sha256(info.path),

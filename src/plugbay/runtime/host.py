@@ -28,13 +28,14 @@ import msgspec
 
 from plugbay.api import Plugin, command_specs
 from plugbay.api.errors import ConfigError, PlugbayError, PluginNotFound, PluginStateError
-from plugbay.isolation.policy import IsolationPolicy
+from plugbay.isolation.policy import IsolationPolicy, Placement
 from plugbay.model.discover import discover
 from plugbay.model.manifest import PluginManifest
 from plugbay.model.registry import PluginRegistry
 from plugbay.model.versions import Version
 from plugbay.monitor.config import MonitorSettings
 from plugbay.monitor.monitor import PluginMonitor
+from plugbay.runtime.environments import EnvironmentStore, IndexSettings, check_fits_host
 from plugbay.runtime.events import EventBus
 from plugbay.runtime.manager import ManagerSettings, PluginManager, PluginRecord, PluginState
 from plugbay.runtime.store import KEPT, PluginStore
@@ -159,6 +160,7 @@ class Host:
         inline: Iterable[str] = (),
         monitor: MonitorSettings | Mapping[str, Any] | None = None,
         probation: float = 0.5,
+        python_index: IndexSettings | None = None,
     ) -> None:
         if plugins_dir is None:
             dirs: list[Path] = []
@@ -175,6 +177,9 @@ class Host:
         self._config_file = Path(config_file) if config_file else None
         self._policy_given = policy is not None
         self._inline = tuple(inline)
+        #: where plugin environments' packages come from ([python] of the host config)
+        self._python_index = python_index or IndexSettings()
+        self._python_index_given = python_index is not None
         self._file_config: dict[str, dict[str, Any]] = {}
         self.problems: list[PlugbayError] = []
         self.registry = PluginRegistry(Version.parse(HOST_VERSION))
@@ -238,6 +243,10 @@ class Host:
             self.store = PluginStore(self.state_dir / "store", self.state)
             self.manager.store = self.store
         self._file_config = self._read_config_file()
+        if self.state_dir is not None:
+            self.manager.environments = EnvironmentStore(
+                self.state_dir / "envs", self._python_index, host_version=HOST_VERSION
+            )
         if self.manager.settings.monitoring:
             self.monitor = PluginMonitor(self.manager, self._monitor_settings())
             await self.monitor.start()
@@ -340,6 +349,10 @@ class Host:
         if not self._policy_given:
             policy = IsolationPolicy.from_config(data, where=str(path), inline=self._inline)
             self.manager.settings = dataclasses.replace(self.manager.settings, policy=policy)
+        if not self._python_index_given:
+            self._python_index = IndexSettings.from_config(
+                data, where=str(path), base=path.resolve().parent
+            )
         monitor = data.get("monitor", {})
         if not isinstance(monitor, dict):
             raise ConfigError("[monitor] must be a table of settings", where=str(path))
@@ -461,7 +474,12 @@ class Host:
                 "installing needs a state directory, where the plugin store lives",
                 hint="create the host with state_dir=..., or pass --state DIR",
             )
-        manifest = self.store.install(Path(source), host_version=Version.parse(HOST_VERSION))
+        # its Python environment first: when that fails, nothing is installed
+        manifest = self.store.install(
+            Path(source),
+            host_version=Version.parse(HOST_VERSION),
+            prepare=self.manager.python_environment,
+        )
         if manifest.id not in self.registry or manifest.version not in self.registry.versions(
             manifest.id
         ):
@@ -587,8 +605,40 @@ class Host:
             out["permissions"] = {"asked": [], "granted": [], "effective": []}
             out["limits"] = {}
             out["sandbox"] = None
+        out["python"] = self._python_info(rec.manifest, placement)
         out["usage"] = self.manager.monitor_usage(plugin_id) if rec.handle is not None else None
         out["transitions"] = [{"time": t, "state": s} for t, s in rec.transitions]
+        return out
+
+    def _python_info(
+        self, manifest: PluginManifest | None, placement: Placement | None
+    ) -> dict[str, Any] | None:
+        """The plugin's Python requirements, its environment and the packages in it."""
+        if manifest is None or not manifest.python_dependencies:
+            return None
+        out: dict[str, Any] = {
+            "requirements": list(manifest.python_dependencies),
+            "environment": None,
+            "packages": [],
+        }
+        try:
+            if placement is not None and placement.isolation == "inline":
+                out["environment"] = "the host's own (inline)"
+                packages = check_fits_host(manifest, HOST_VERSION)
+                out["packages"] = [dataclasses.asdict(p) | {"direct": True} for p in packages]
+                return out
+            envs = self.manager.environments
+            env = envs.find(manifest) if envs is not None else None
+        except PlugbayError as exc:
+            out["problem"] = str(exc)
+            return out
+        if env is not None:
+            direct = {_canonical(r) for r in env.requirements}
+            out["environment"] = str(env.path)
+            out["packages"] = [
+                dataclasses.asdict(p) | {"direct": _canonical(p.name) in direct}
+                for p in env.packages()
+            ]
         return out
 
     # ------------------------------------------------------------------ monitoring
@@ -635,3 +685,10 @@ class Host:
         from plugbay.runtime.profile import profile_call
 
         return await profile_call(self.manager, plugin_id, command, params, strict=strict)
+
+
+def _canonical(requirement: str) -> str:
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    return str(canonicalize_name(Requirement(requirement).name))

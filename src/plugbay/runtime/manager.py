@@ -49,6 +49,7 @@ from plugbay.api.errors import (
     did_you_mean,
 )
 from plugbay.isolation import Backend, CallTimeout, InlineBackend, PluginHandle
+from plugbay.isolation.base import EnvironmentPaths
 from plugbay.isolation.loading import plugin_frame
 from plugbay.isolation.policy import IsolationPolicy, Placement
 from plugbay.isolation.process import ProcessBackend
@@ -57,6 +58,11 @@ from plugbay.model.registry import PluginRegistry
 from plugbay.model.resolve import ResolutionPlan
 from plugbay.model.versions import Range
 from plugbay.monitor import CommandStats, PluginMetrics
+from plugbay.runtime.environments import (
+    EnvironmentBuildError,
+    EnvironmentStore,
+    check_fits_host,
+)
 from plugbay.runtime.events import EventBus, Subscriber
 from plugbay.runtime.routing import Route, command_table
 from plugbay.runtime.services import ServiceHub, ServiceView
@@ -199,6 +205,8 @@ class PluginManager:
         self.restart_counts: dict[str, int] = {}
         #: installed and kept versions (set by the host when it has a state directory)
         self.store: PluginStore | None = None
+        #: each plugin's Python environment (set by the host when it has a state directory)
+        self.environments: EnvironmentStore | None = None
         #: one swap (reload, upgrade, rollback) at a time per plugin
         self._swapping: dict[str, asyncio.Lock] = {}
         self._swapper = Swapper(self)
@@ -479,10 +487,39 @@ class PluginManager:
             rec.placement if rec.placement and manifest is rec.manifest else self.place(manifest)
         )
         context = self._context_for(manifest, config, metrics, placement.isolation, placement)
+        environment = await self._python_environment(manifest, placement)
         backend = self.backends[placement.isolation]
-        handle = await backend.start(manifest, placement, context.environment.data_dir)
+        handle = await backend.start(manifest, placement, context.environment.data_dir, environment)
         handle.on_security = functools.partial(self._security, rec)
         return handle, context
+
+    async def _python_environment(
+        self, manifest: PluginManifest, placement: Placement
+    ) -> EnvironmentPaths | None:
+        if not manifest.python_dependencies:
+            return None
+        return await asyncio.to_thread(self.python_environment, manifest, placement)
+
+    def python_environment(
+        self, manifest: PluginManifest, placement: Placement | None = None
+    ) -> EnvironmentPaths | None:
+        """The plugin's own Python environment, built now if need be (before any of its code
+        runs; blocking); an inline plugin's requirements must fit the host's instead."""
+        if not manifest.python_dependencies:
+            return None
+        if (placement or self.place(manifest)).isolation == "inline":
+            check_fits_host(manifest, self.settings.host_version)
+            return None
+        if self.environments is None:
+            raise EnvironmentBuildError(
+                "has Python requirements, and this host has no state directory to keep "
+                "environments in",
+                plugin=manifest.id,
+                hint="start the host with a state directory (--state DIR)",
+            )
+        progress = logging.getLogger("plugbay.environments").info
+        env = self.environments.ensure(manifest, progress)
+        return None if env is None else self.environments.worker_paths(env)
 
     def _security(self, rec: PluginRecord, event: dict[str, Any]) -> None:
         """A denial or a limit hit in a sandboxed worker: logged, recorded, sent to system plugins."""

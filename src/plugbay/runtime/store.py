@@ -29,12 +29,13 @@ import shutil
 import tempfile
 import tomllib
 import zipfile
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any, Final
 
 from plugbay.api.errors import ManifestError, PlugbayError
 from plugbay.model.discover import Discovery, discover_directory
-from plugbay.model.manifest import PluginManifest, load_manifest
+from plugbay.model.manifest import PluginManifest, load_manifest, with_requires_dist
 from plugbay.model.versions import Version
 from plugbay.state import StateStore
 
@@ -110,17 +111,27 @@ class PluginStore:
 
     # ------------------------------------------------------------------ adding
 
-    def install(self, source: Path, *, host_version: Version | None = None) -> PluginManifest:
+    def install(
+        self,
+        source: Path,
+        *,
+        host_version: Version | None = None,
+        prepare: Callable[[PluginManifest], object] | None = None,
+    ) -> PluginManifest:
         """Add a plugin directory (or a wheel) to the store; returns the stored manifest.
 
         Refuses a version already installed, and one whose ``host`` range excludes
-        this host. Nothing of the plugin runs.
+        this host. ``prepare`` runs once the manifest passed those checks and before
+        anything is written (it builds the plugin's Python environment: when it fails,
+        nothing is installed). Nothing of the plugin runs.
         """
         source = Path(source)
         if source.is_file() and source.suffix == ".whl":
             with tempfile.TemporaryDirectory(prefix="plugbay-wheel-") as tmp:
                 return self.install(
-                    wheel_to_directory(source, Path(tmp)), host_version=host_version
+                    wheel_to_directory(source, Path(tmp)),
+                    host_version=host_version,
+                    prepare=prepare,
                 )
         if not source.exists():
             raise ManifestError(
@@ -153,6 +164,8 @@ class PluginStore:
                 hint="raise the version to install changed code; versions in the store "
                 "never change",
             )
+        if prepare is not None:
+            prepare(manifest)
         target = self._copy(source, manifest)
         if self.state is not None:
             self.state.record_installed(manifest.id, str(manifest.version), str(source.resolve()))
@@ -258,6 +271,18 @@ def _fingerprint(root: Path) -> list[Any]:
     return out
 
 
+def _requires_dist(archive: zipfile.ZipFile) -> list[str]:
+    for name in archive.namelist():
+        if name.count("/") == 1 and name.endswith(".dist-info/METADATA"):
+            text = archive.read(name).decode("utf-8", errors="replace")
+            return [
+                line.split(":", 1)[1].strip()
+                for line in text.splitlines()
+                if line.startswith("Requires-Dist:")
+            ]
+    return []
+
+
 def wheel_to_directory(wheel: Path, dest: Path) -> Path:
     """Unpack a plugin wheel into ``dest`` and return the plugin directory inside it.
 
@@ -295,7 +320,13 @@ def wheel_to_directory(wheel: Path, dest: Path) -> Path:
                     hint="this wheel is malformed or hostile; do not install it",
                 )
         archive.extractall(dest)
+        requires = _requires_dist(archive)
     package = dest / PurePosixPath(manifests[0]).parent
+    if requires:  # a plugin built from pyproject.toml: [project] dependencies live here
+        with contextlib.suppress(OSError, UnicodeDecodeError):
+            manifest_file = package / "plugin.toml"
+            text = manifest_file.read_text("utf-8")
+            manifest_file.write_text(with_requires_dist(text, requires), "utf-8")
     # An entry named as installed ("acme_greeter.greeter:Greeter") is imported from the
     # wheel's root, where the package sits; one named inside it ("greeter:Greeter"),
     # from the package directory.

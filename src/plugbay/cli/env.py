@@ -1,0 +1,316 @@
+"""``plugbay env list|gc``, and the environment parts of ``install`` and ``info``.
+
+A sandboxed plugin with Python requirements runs in an environment of its own
+(``plugbay.runtime.environments``): built at install (or the first start of a
+plugin directory), shared by every plugin with the same requirement set.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tomllib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from plugbay.api.errors import ConfigError, PlugbayError
+from plugbay.cli._console import JsonOpt, err, out
+from plugbay.cli._console import fail as _fail
+from plugbay.model.manifest import PluginManifest
+
+__all__ = [
+    "FindLinksOpt",
+    "IndexUrlOpt",
+    "OfflineOpt",
+    "installer",
+    "python_rows",
+    "register",
+    "write_sbom",
+]
+
+FindLinksOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--find-links",
+        "-f",
+        help="A directory (or URL) of wheels for the plugin's Python requirements (repeatable).",
+        show_default=False,
+    ),
+]
+OfflineOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--offline/--online",
+        help="Install the plugin's Python requirements without the network "
+        "(from --find-links and uv's cache). Default: the host config's [python] offline.",
+        show_default=False,
+    ),
+]
+IndexUrlOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--index-url", help="The package index for Python requirements.", show_default=False
+    ),
+]
+
+
+PluginsOpt = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--plugins",
+        "-p",
+        envvar="PLUGBAY_PLUGINS",
+        help="Plugins directory (repeatable). Default: ./plugins",
+        show_default=False,
+    ),
+]
+StateOpt = Annotated[
+    Path,
+    typer.Option("--state", envvar="PLUGBAY_STATE", help="State directory."),
+]
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config", "-c", envvar="PLUGBAY_CONFIG", help="Host config file.", show_default=False
+    ),
+]
+
+
+def _config_data(config: Path | None) -> tuple[dict[str, Any], str]:
+    if config is None and Path("plugbay.toml").is_file():
+        config = Path("plugbay.toml")
+    if config is None:
+        return {}, "host config"
+    try:
+        return tomllib.loads(config.read_text(encoding="utf-8")), str(config)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read the host config: {exc}", where=str(config)) from None
+
+
+@dataclass
+class _Context:
+    """The host's view of environments, read statically (no host is started)."""
+
+    envs: Any
+    policy: Any
+    plugin_dirs: tuple[Path, ...]
+
+
+def _context(
+    state: Path,
+    config: Path | None,
+    plugins: Sequence[Path] = (),
+    *,
+    find_links: Sequence[str] = (),
+    offline: bool | None = None,
+    index_url: str | None = None,
+) -> _Context:
+    from plugbay.isolation.policy import IsolationPolicy
+    from plugbay.runtime.environments import EnvironmentStore, IndexSettings
+    from plugbay.runtime.host import HOST_VERSION
+
+    data, where = _config_data(config)
+    base = Path(where).resolve().parent if data else None
+    index = IndexSettings.from_config(data, where=where, base=base).merged(
+        find_links=[str(Path(f).resolve()) if Path(f).exists() else f for f in find_links],
+        index_url=index_url,
+        offline=offline,
+    )
+    return _Context(
+        EnvironmentStore(state.resolve() / "envs", index, host_version=HOST_VERSION),
+        IsolationPolicy.from_config(data, where=where),
+        tuple(p.resolve() for p in plugins),
+    )
+
+
+def installer(
+    state: Path,
+    config: Path | None,
+    *,
+    find_links: Sequence[str] = (),
+    offline: bool | None = None,
+    index_url: str | None = None,
+    quiet: bool = False,
+) -> Callable[[PluginManifest], object]:
+    """What ``plugbay install`` runs before it stores a version: the plugin's environment
+    (built, with uv's progress on stderr), or, for a plugin the policy runs inline, the
+    check that its requirements fit the host's own environment."""
+    ctx = _context(state, config, find_links=find_links, offline=offline, index_url=index_url)
+
+    def prepare(manifest: PluginManifest) -> object:
+        from plugbay.runtime.environments import check_fits_host
+
+        if not manifest.python_dependencies:
+            return None
+        if ctx.policy.place(manifest, ()).isolation == "inline":
+            return check_fits_host(manifest, ctx.envs.host_version)
+
+        def progress(line: str) -> None:
+            if not quiet:
+                err.print(f"[dim]{escape(line)}[/]")
+
+        return ctx.envs.ensure(manifest, progress)
+
+    return prepare
+
+
+# --------------------------------------------------------------------------- info
+
+
+def python_rows(data: dict[str, Any]) -> list[tuple[str, str]]:
+    """``plugbay info``'s lines for the plugin's Python requirements and packages."""
+    python = data.get("python")
+    if not python:
+        return []
+    rows = [("python deps", ", ".join(python["requirements"]))]
+    rows.append(("environment", python.get("environment") or "not built yet"))
+    packages = python.get("packages") or []
+    if packages:
+        rows.append(("packages", ", ".join(f"{p['name']} {p['version']}" for p in packages)))
+    if python.get("problem"):
+        rows.append(("problem", python["problem"]))
+    return rows
+
+
+def write_sbom(data: dict[str, Any], target: Path) -> int:
+    """Write the plugin's packages as a CycloneDX SBOM; returns how many components."""
+    from plugbay.runtime.host import HOST_VERSION
+    from plugbay.runtime.sbom import cyclonedx
+
+    packages = (data.get("python") or {}).get("packages") or []
+    bom = cyclonedx(data["id"], str(data.get("version") or ""), packages, host_version=HOST_VERSION)
+    text = json.dumps(bom, indent=2)
+    if str(target) == "-":
+        out.print(text, markup=False, highlight=False)
+    else:
+        target.write_text(text + "\n", encoding="utf-8")
+    return len(bom["components"])
+
+
+# --------------------------------------------------------------------------- env list|gc
+
+
+def _usage(ctx: _Context, store_root: Path) -> tuple[dict[str, list[str]], list[str]]:
+    """Which environment each known plugin version uses (from manifests alone)."""
+    from plugbay.model.discover import discover
+
+    found = discover([*ctx.plugin_dirs, store_root], entry_points=False)
+    users: dict[str, list[str]] = {}
+    problems: list[str] = []
+    for manifest in found.manifests:
+        if not manifest.python_dependencies:
+            continue
+        try:
+            if ctx.policy.place(manifest, ctx.plugin_dirs).isolation == "inline":
+                continue
+            reqs = ctx.envs.requirements_of(manifest)
+        except PlugbayError as exc:
+            problems.append(str(exc))
+            continue
+        if reqs:
+            key = ctx.envs.path_for(reqs).name
+            who = f"{manifest.id} {manifest.version}"
+            if who not in users.setdefault(key, []):
+                users[key].append(who)
+    return users, problems
+
+
+class _Progress(logging.Handler):
+    """Shows an environment build's progress on stderr, whichever command started a host
+    that builds one (``run``, ``call``, ``info``): the first start of a plugin directory
+    with new requirements takes a moment, and says why."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno == logging.INFO:
+            err.print(f"[dim]{escape(record.getMessage())}[/]")
+
+
+def register(app: typer.Typer) -> None:
+    progress = logging.getLogger("plugbay.environments")
+    if not any(isinstance(h, _Progress) for h in progress.handlers):
+        progress.addHandler(_Progress())
+        progress.setLevel(logging.INFO)
+    env_app = typer.Typer(
+        name="env",
+        help="Plugins' Python environments: list them, remove unused ones.",
+        no_args_is_help=True,
+    )
+    app.add_typer(env_app, name="env")
+
+    @env_app.command("list")
+    def env_list(
+        plugins: PluginsOpt = None,
+        state: StateOpt = Path(".plugbay"),
+        config: ConfigOpt = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Every environment: its requirements, its disk (own, and shared with uv's cache by
+        hard links), and the plugin versions that use it."""
+        from plugbay.runtime.environments import disk_usage
+
+        try:
+            ctx = _context(state, config, plugins or [Path("plugins")])
+            users, problems = _usage(ctx, state / "store")
+            rows = []
+            for env in ctx.envs.environments():
+                own, shared = disk_usage(env.path)
+                rows.append(
+                    {
+                        "key": env.key,
+                        "path": str(env.path),
+                        "requirements": list(env.requirements),
+                        "own_bytes": own,
+                        "shared_bytes": shared,
+                        "plugins": users.get(env.key, []),
+                    }
+                )
+        except PlugbayError as exc:
+            _fail(exc, as_json=as_json)
+        if as_json:
+            out.print_json(json.dumps(rows))
+            return
+        if not rows:
+            out.print("no Python environments (no sandboxed plugin has Python requirements)")
+            return
+        table = Table(header_style="bold")
+        for col in ("environment", "requirements", "own", "shared", "used by"):
+            table.add_column(col, justify="right" if col in ("own", "shared") else "left")
+        for row in rows:
+            table.add_row(
+                row["key"],
+                escape(", ".join(row["requirements"])),
+                f"{row['own_bytes'] / 2**20:.1f} MiB",
+                f"{row['shared_bytes'] / 2**20:.1f} MiB",
+                escape(", ".join(row["plugins"])) or "[yellow]unused[/]",
+            )
+        out.print(table)
+        for problem in problems:
+            err.print(f"[yellow]note:[/] {escape(problem)}")
+
+    @env_app.command("gc")
+    def env_gc(
+        plugins: PluginsOpt = None,
+        state: StateOpt = Path(".plugbay"),
+        config: ConfigOpt = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Remove every environment no plugin version in the plugin directories or the store
+        uses (and leftovers of interrupted builds)."""
+        try:
+            ctx = _context(state, config, plugins or [Path("plugins")])
+            users, _ = _usage(ctx, state / "store")
+            removed = ctx.envs.gc(users)
+        except PlugbayError as exc:
+            _fail(exc, as_json=as_json)
+        if as_json:
+            out.print_json(json.dumps({"ok": True, "removed": [str(p) for p in removed]}))
+            return
+        for path in removed:
+            out.print(f"removed {escape(str(path))}")
+        out.print(f"{len(removed)} removed, {len(users)} in use")
