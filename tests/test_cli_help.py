@@ -3,6 +3,7 @@ no line broken where its source happened to wrap."""
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -75,7 +76,7 @@ def stray_breaks(page: str, width: int = WIDTH) -> list[str]:
     '[default: …]', is not a break). Rich pads by one column on each side."""
     found = []
     lines = [line.rstrip() for line in page.splitlines()]
-    for above, below in zip(lines, lines[1:], strict=False):
+    for above, below in itertools.pairwise(lines):
         if not above.strip() or not below.strip():
             continue
         if above.startswith("│") and below.startswith("│"):
@@ -105,7 +106,17 @@ def _page(path: tuple[str, ...], monkeypatch: pytest.MonkeyPatch) -> str:
 
 def test_the_tree_is_walked() -> None:
     names = {p[-1] for p in PATHS if p}
-    assert {"run", "list", "info", "call", "reload", "grant", "history", "token", "validate"} <= names
+    assert {
+        "run",
+        "list",
+        "info",
+        "call",
+        "reload",
+        "grant",
+        "history",
+        "token",
+        "validate",
+    } <= names
     assert () in PATHS  # the app itself
 
 

@@ -80,8 +80,8 @@ def validate(
     results = [validate_plugin(p, known=known, import_check=not no_import) for p in paths]
     failed = any(not r.ok for r in results)
     if as_json:
-        data: Any = [r.to_dict() for r in results]
-        out.print_json(json.dumps(data[0] if len(data) == 1 else data, default=str))
+        # one result per path, a list even for one path: one shape for scripts
+        out.print_json(json.dumps([r.to_dict() for r in results], default=str))
         raise typer.Exit(1 if failed else 0)
     for r in results:
         m = r.manifest
