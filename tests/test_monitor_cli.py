@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import PluginFactory
+from tests.test_cli_json import documented, same_shape
 
 NOISY = """
 from plugbay import UtilityPlugin, command
@@ -117,6 +118,7 @@ def test_the_monitoring_commands_beside_a_running_host(running: Path) -> None:
     assert "acme.noisy" in alerts and "calls failed" in alerts
     listed = json.loads(plugbay("alerts", "--json", cwd=running).stdout)
     assert {(a["plugin"], a["rule"]) for a in listed} >= {("acme.noisy", "error-rate")}
+    same_shape(listed, documented()["alerts"], "alerts")  # as docs/cli-json.md shows it
 
     logs = eventually(["logs", "acme.caller", "-n", "100000"], running, "noise failed")
     assert "calling" in logs and "every=0.05" in logs

@@ -358,7 +358,7 @@ def test_cli_output_json_and_exit_codes(plugins: PluginFactory, tmp_path: Path) 
     )
     assert "fix: annotate it" in result.stdout
     assert "invalid acme.badcmd 1.0.0 (utility)" in result.stdout
-    data = json.loads(plugbay("validate", str(bad), "--json", cwd=tmp_path).stdout)
+    [data] = json.loads(plugbay("validate", str(bad), "--json", cwd=tmp_path).stdout)
     assert data["ok"] is False and data["plugin"] == "acme.badcmd"
     first = data["findings"][0]
     assert set(first) == {"severity", "code", "message", "file", "line", "hint"}

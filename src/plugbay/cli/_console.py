@@ -1,4 +1,4 @@
-"""What every ``plugbay`` command prints with, and how it fails (shared by ``cli`` and ``pdk.cli``)."""
+"""What every ``plugbay`` command prints with, and how it fails (shared by every command group)."""
 
 from __future__ import annotations
 

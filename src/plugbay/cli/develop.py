@@ -16,6 +16,7 @@ from rich.markup import escape
 from plugbay.api.errors import PlugbayError
 from plugbay.cli._console import JsonOpt, out
 from plugbay.cli._console import fail as _fail
+from plugbay.cli._options import add_command
 
 __all__ = ["PANEL", "register"]
 
@@ -64,8 +65,10 @@ def validate(
     ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Analyze a plugin without running it: manifest, interface, command types, dependencies,
-    permissions, config. Exits 1 when there is an error.
+    """Analyze a plugin without running it: manifest, interface, types, dependencies, config.
+
+    Checks the manifest, the interface, command types, dependencies, permissions and
+    config; exits 1 when there is an error.
 
     Findings name the file and line, the severity and a fix. The code is parsed, not run;
     when nothing is wrong statically, the entry class is imported into a throwaway namespace
@@ -77,8 +80,8 @@ def validate(
     results = [validate_plugin(p, known=known, import_check=not no_import) for p in paths]
     failed = any(not r.ok for r in results)
     if as_json:
-        data: Any = [r.to_dict() for r in results]
-        out.print_json(json.dumps(data[0] if len(data) == 1 else data, default=str))
+        # one result per path, a list even for one path: one shape for scripts
+        out.print_json(json.dumps([r.to_dict() for r in results], default=str))
         raise typer.Exit(1 if failed else 0)
     for r in results:
         m = r.manifest
@@ -311,9 +314,4 @@ def register(app: typer.Typer) -> None:
         ("debug", debug),
     ]
     for name, fn in commands:
-        app.command(name, rich_help_panel=PANEL)(fn)
-    # the profiler (the monitoring issue's 'plugbay profile') is a develop tool too
-    for info in app.registered_commands:
-        callback = getattr(info.callback, "__name__", None)
-        if (info.name or callback) == "profile":
-            info.rich_help_panel = PANEL
+        add_command(app, fn, panel=PANEL, name=name)

@@ -241,7 +241,7 @@ def register(app: typer.Typer) -> None:
         help="Plugins' Python environments: list them, remove unused ones.",
         no_args_is_help=True,
     )
-    app.add_typer(env_app, name="env")
+    app.add_typer(env_app, name="env", rich_help_panel="versions")
 
     @env_app.command("list")
     def env_list(

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from plugbay.api.errors import PlugbayError
+from plugbay.pdk.params import parse_params
 
 __all__ = ["debug_plugin", "first_body_line"]
 
@@ -131,10 +132,8 @@ async def _run(
             say("serving; a breakpoint() in the plugin's code stops here in pdb. Ctrl-C stops")
             await stop.wait()
             return None
-        from plugbay.cli.app import _parse_params
-
         spec = host.manager.command_spec(plugin_id, command)
-        params = _parse_params(list(raw_params), spec)
+        params = parse_params(raw_params, spec)
         debugger: pdb.Pdb | None = None
         if stop_in_command:
             file, line = first_body_line(spec.func)

@@ -1,0 +1,455 @@
+"""The host a command talks to: the running one, through its HTTP API, else one started here.
+
+Every command that acts on plugins opens :func:`the_host` and asks it in the user's
+words (``host.reload(plugin_id)``); whether a ``plugbay run`` on the same state
+directory answers through its API (:class:`RemoteHost`) or a host is started in this
+process for the command (:class:`LocalHost`), the answer has one shape, the one
+``docs/cli-json.md`` documents. A failure is one paragraph and exit 1 (or a JSON error).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+from plugbay.api.errors import PlugbayError
+from plugbay.cli._console import err, fail
+from plugbay.cli._options import host_kwargs, to_builtins
+from plugbay.pdk.params import parse_params
+
+if TYPE_CHECKING:
+    from plugbay.runtime.host import Host
+    from plugbay.web.client import HostClient
+
+__all__ = [
+    "LIST_KEYS",
+    "HostAccess",
+    "Listing",
+    "LocalHost",
+    "RemoteHost",
+    "in_process",
+    "listing_of",
+    "the_host",
+]
+
+T = TypeVar("T")
+
+#: the keys of each row of ``plugbay list`` (and ``list --json``), whoever answers
+LIST_KEYS = (
+    "id", "version", "type", "state", "isolation", "uptime_seconds", "load_seconds", "reason",
+    "error", "needs", "source",
+)  # fmt: skip
+
+
+@dataclass
+class Listing:
+    """Every plugin found: one row each (:data:`LIST_KEYS`), what went wrong outside a
+    plugin, and where the figures come from."""
+
+    rows: list[dict[str, Any]]
+    problems: list[str] = field(default_factory=list)
+    footer: str | None = None
+
+
+class HostAccess(Protocol):
+    """What a command can ask of the host; each answer has one shape, wherever it comes from."""
+
+    def plugins(self) -> Listing: ...
+
+    def info(self, plugin_id: str) -> dict[str, Any]: ...
+
+    def call(self, plugin_id: str, command: str, pairs: list[str]) -> Any: ...
+
+    def metrics(self) -> str: ...
+
+    def reload(self, plugin_id: str) -> dict[str, Any]: ...
+
+    def rollback(self, plugin_id: str, to: str | None) -> dict[str, Any]: ...
+
+    def upgrade(
+        self, plugin_id: str, version: str | None, *, with_dependents: bool, dry_run: bool
+    ) -> dict[str, list[str]]: ...
+
+    def enable(self, plugin_id: str) -> str | None: ...
+
+    def disable(self, plugin_id: str, reason: str | None, *, cascade: bool) -> list[str]: ...
+
+    def history(self, plugin_id: str | None, limit: int) -> list[dict[str, Any]]: ...
+
+    def snapshot(self) -> dict[str, Any]: ...
+
+    def wait(self, seconds: float) -> None: ...
+
+
+@contextlib.contextmanager
+def the_host(
+    state: Path,
+    plugins: list[Path] | None = None,
+    config: Path | None = None,
+    *,
+    load: list[str] | None = None,
+    as_json: bool = False,
+) -> Iterator[HostAccess]:
+    """The host serving ``state`` through its API, else one started here on first need
+    (only ``load`` and what it needs, when given). A :class:`PlugbayError` inside is
+    printed as one paragraph (or JSON) and exits 1."""
+    from plugbay.web.client import connect, running_host
+
+    kwargs = host_kwargs(plugins, state, config)
+    if load is not None:
+        kwargs["load"] = load
+    try:
+        client = connect(state)
+        if client is not None:
+            with client:
+                yield RemoteHost(client, state)
+        else:
+            with contextlib.closing(LocalHost(kwargs, running_host(state))) as local:
+                yield local
+    except PlugbayError as exc:
+        fail(exc, as_json=as_json)
+
+
+def in_process(
+    kwargs: dict[str, Any], body: Callable[[Host], Awaitable[T]], *, as_json: bool = False
+) -> T:
+    """``body`` on a host started here for it (for commands only a local host can do)."""
+    from plugbay.runtime.host import Host
+
+    async def go() -> T:
+        async with Host(**kwargs) as host:
+            return await body(host)
+
+    try:
+        return asyncio.run(go())
+    except PlugbayError as exc:
+        fail(exc, as_json=as_json)
+
+
+def refusal(running: dict[str, Any], state: Path, what: str) -> PlugbayError:
+    """A second host on a served state directory would fight the first one over it."""
+    return PlugbayError(
+        f"a host (pid {running['pid']}) serves {state}; '{what}' against a running host "
+        "goes through its HTTP API",
+        hint="stop that host first (Ctrl-C), run the command, then start it again; "
+        "or use 'plugbay run --watch', which reloads on save",
+    )
+
+
+# --------------------------------------------------------------------------- through the API
+
+
+class RemoteHost:
+    """The host ``plugbay run`` serves on this state directory, asked through its API."""
+
+    def __init__(self, client: HostClient, state: Path) -> None:
+        self.client = client
+        self.state = state
+        self.source = f"host pid {client.pid}"
+
+    def plugins(self) -> Listing:
+        rows = [_row(r, self.source) for r in self.client.plugins()]
+        for row in rows:  # the summary has the reason; the error object is in the detail
+            if row["state"] == "failed":
+                row["error"] = self.client.info(row["id"]).get("error")
+        return Listing(rows, footer=f"from the running host at {self.client.url} ({self.source})")
+
+    def info(self, plugin_id: str) -> dict[str, Any]:
+        return self.client.info(plugin_id)
+
+    def call(self, plugin_id: str, command: str, pairs: list[str]) -> Any:
+        strings: frozenset[str] = frozenset()
+        if pairs:  # text values stay text where the command takes a str
+            for c in self.client.info(plugin_id)["commands"]:
+                if c["name"] == command:
+                    props = c["params_schema"].get("properties", {})
+                    strings = frozenset(k for k, v in props.items() if v.get("type") == "string")
+        return self.client.call(plugin_id, command, parse_params(pairs, None, strings))
+
+    def metrics(self) -> str:
+        from plugbay.web.client import running_host
+
+        scraped = _scrape_metrics(running_host(self.state), fallback="asking its API")
+        return scraped if scraped is not None else self.client.metrics()
+
+    def reload(self, plugin_id: str) -> dict[str, Any]:
+        before = self.client.info(plugin_id)["version"]
+        return _swap(plugin_id, before, self.client.reload(plugin_id)["plugin"])
+
+    def rollback(self, plugin_id: str, to: str | None) -> dict[str, Any]:
+        before = self.client.info(plugin_id)["version"]
+        return _swap(plugin_id, before, self.client.rollback(plugin_id, to)["plugin"])
+
+    def upgrade(
+        self, plugin_id: str, version: str | None, *, with_dependents: bool, dry_run: bool
+    ) -> dict[str, list[str]]:
+        raise refusal({"pid": self.client.pid}, self.state, "upgrade")
+
+    def enable(self, plugin_id: str) -> str | None:
+        return str(self.client.enable(plugin_id)["plugin"]["state"])
+
+    def disable(self, plugin_id: str, reason: str | None, *, cascade: bool) -> list[str]:
+        affected = self.client.disable(plugin_id, reason, cascade=cascade)["affected"]
+        return [p for p in affected if p != plugin_id]
+
+    def history(self, plugin_id: str | None, limit: int) -> list[dict[str, Any]]:
+        return self.client.history(plugin_id, limit=limit)
+
+    def snapshot(self) -> dict[str, Any]:
+        return _recorded_snapshot(self.state)
+
+    def wait(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
+# --------------------------------------------------------------------------- in this process
+
+
+class LocalHost:
+    """A host started in this process, on first need, for this command.
+
+    When a ``plugbay run`` serves the state directory without an API (``running``),
+    nothing is started: what that host recorded is shown, and what would change
+    plugins is refused, since two hosts would fight over one state directory.
+    """
+
+    def __init__(self, kwargs: dict[str, Any], running: dict[str, Any] | None) -> None:
+        self.kwargs = kwargs
+        self.state: Path = kwargs["state_dir"]
+        self.running = running
+        self._runner: asyncio.Runner | None = None
+        self._host: Host | None = None
+        self._ticked = False
+
+    def close(self) -> None:
+        if self._runner is None:
+            return
+        try:
+            if self._host is not None:
+                self._runner.run(self._host.stop())
+        finally:
+            self._runner.close()
+
+    def _do(self, body: Callable[[Host], Coroutine[Any, Any, T]]) -> T:
+        if self._runner is None:
+            from plugbay.runtime.host import Host
+
+            async def start() -> Host:
+                host = Host(**self.kwargs)
+                await host.start()
+                return host
+
+            self._runner = asyncio.Runner()
+            self._host = self._runner.run(start())
+        assert self._host is not None
+        return self._runner.run(body(self._host))
+
+    def _refuse_running(self, what: str) -> None:
+        if self.running is not None:
+            raise refusal(self.running, self.state, what)
+
+    def plugins(self) -> Listing:
+        if self.running is None:
+
+            async def body(host: Host) -> Listing:
+                return listing_of(host)
+
+            return self._do(body)
+        from plugbay.cli._recorded import recorded
+
+        source = f"host pid {self.running['pid']}"
+        dirs = [Path(d) for d in self.running.get("plugins", [])]
+        if self.kwargs["plugins_dir"] != [Path("plugins")] or not dirs:
+            dirs = self.kwargs["plugins_dir"]
+        rows = [_row(r, source) for r in recorded(self.state, self.running, dirs)]
+        since = time.strftime("%H:%M:%S", time.localtime(self.running["since"]))
+        return Listing(
+            rows,
+            footer=f"as recorded by the host running since {since} (pid {self.running['pid']})",
+        )
+
+    def info(self, plugin_id: str) -> dict[str, Any]:
+        async def body(host: Host) -> dict[str, Any]:
+            data = host.info(plugin_id)
+            data["commands"] = _commands(host, plugin_id)
+            data["config"] = data.get("config") or {}
+            return data
+
+        return self._do(body)
+
+    def call(self, plugin_id: str, command: str, pairs: list[str]) -> Any:
+        async def body(host: Host) -> Any:
+            spec = host.manager.command_spec(plugin_id, command)
+            return await host.call_with(plugin_id, command, parse_params(pairs, spec), strict=False)
+
+        return self._do(body)
+
+    def metrics(self) -> str:
+        scraped = _scrape_metrics(self.running, fallback="starting a host here instead")
+        if scraped is not None:
+            return scraped
+
+        async def body(host: Host) -> bytes:
+            return bytes(host.render_metrics())
+
+        return self._do(body).decode()
+
+    def reload(self, plugin_id: str) -> dict[str, Any]:
+        self._refuse_running("reload")
+
+        async def body(host: Host) -> dict[str, Any]:
+            before = host.plugin(plugin_id).version
+            rec = await host.reload(plugin_id)
+            return _swap(plugin_id, before, _summary(rec))
+
+        return self._do(body)
+
+    def rollback(self, plugin_id: str, to: str | None) -> dict[str, Any]:
+        self._refuse_running("rollback")
+
+        async def body(host: Host) -> dict[str, Any]:
+            before = host.plugin(plugin_id).version
+            rec = await host.rollback(plugin_id, to)
+            return _swap(plugin_id, before, _summary(rec))
+
+        return self._do(body)
+
+    def upgrade(
+        self, plugin_id: str, version: str | None, *, with_dependents: bool, dry_run: bool
+    ) -> dict[str, list[str]]:
+        self._refuse_running("upgrade")
+
+        async def body(host: Host) -> dict[str, list[str]]:
+            if dry_run:
+                plan = host.manager.upgrade_plan(
+                    plugin_id, version, with_dependents=with_dependents
+                )
+            else:
+                plan = await host.upgrade(plugin_id, version, with_dependents=with_dependents)
+            return {pid: [moved["from"], moved["to"]] for pid, moved in plan.to_dict().items()}
+
+        return self._do(body)
+
+    def enable(self, plugin_id: str) -> str | None:
+        with self._store() as store:  # kept for the next start; no host needed for that
+            store.set_enabled(plugin_id, True)
+            store.add_event(plugin_id, "enable")
+        return None
+
+    def disable(self, plugin_id: str, reason: str | None, *, cascade: bool) -> list[str]:
+        with self._store() as store:
+            store.set_enabled(plugin_id, False, reason or "disabled by the operator")
+            store.add_event(plugin_id, "disable", reason=reason)
+        return []
+
+    def history(self, plugin_id: str | None, limit: int) -> list[dict[str, Any]]:
+        with self._store() as store:
+            return [to_builtins(e) for e in store.history(plugin_id, limit=limit)]
+
+    def snapshot(self) -> dict[str, Any]:
+        if self.running is not None:
+            return _recorded_snapshot(self.state)
+        from plugbay.cli.views import HostSource
+
+        async def body(host: Host) -> dict[str, Any]:
+            if host.monitor is not None and not self._ticked:
+                await host.monitor.tick()
+                self._ticked = True
+            return HostSource(host).snapshot()
+
+        return self._do(body)
+
+    def wait(self, seconds: float) -> None:
+        if self._runner is None:
+            time.sleep(seconds)
+        else:  # the host's own tasks (monitoring, workers) go on meanwhile
+            self._runner.run(asyncio.sleep(seconds))
+
+    def _store(self) -> Any:
+        from plugbay.state import StateStore
+
+        return StateStore.open(self.state)
+
+
+# --------------------------------------------------------------------------- shared
+
+
+def listing_of(host: Host) -> Listing:
+    """The plugins of a host in this process, and its problems no plugin's reason says."""
+    records = host.plugins()
+    shown = {r.reason for r in records if r.reason and str(r.state) in ("failed", "disabled")}
+    problems = [str(p) for p in host.problems if str(p) not in shown and not p.plugin]
+    return Listing([_row(r.to_dict(), None) for r in records], problems)
+
+
+def _row(data: dict[str, Any], source: str | None) -> dict[str, Any]:
+    return {
+        **{k: data.get(k) for k in LIST_KEYS},
+        "needs": data.get("needs") or [],
+        "source": source,
+    }
+
+
+def _summary(rec: Any) -> dict[str, Any]:
+    return {"version": rec.version, "state": str(rec.state), "load_seconds": rec.load_seconds}
+
+
+def _swap(plugin_id: str, before: str | None, after: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": plugin_id,
+        "from": before,
+        "to": after["version"],
+        "state": after["state"],
+        "seconds": after["load_seconds"],
+    }
+
+
+def _commands(host: Host, plugin_id: str) -> list[dict[str, Any]]:
+    """Each command as the API describes it: signature, doc and JSON schemas."""
+    entries = []
+    for name, spec in sorted(host.plugin(plugin_id).commands.items()):
+        described = spec.describe()
+        schema = to_builtins(spec.schema())
+        entries.append(
+            {
+                "name": name,
+                "signature": described["signature"],
+                "doc": described.get("doc") or "",
+                "params_schema": schema.get("params") or {},
+                "result_schema": schema.get("result") or {},
+                "defs": schema.get("$defs") or {},
+            }
+        )
+    return entries
+
+
+def _recorded_snapshot(state: Path) -> dict[str, Any]:
+    """What the running host writes to the state every second (``plugbay top``'s figures)."""
+    from plugbay.cli.views import StateSource
+
+    source = StateSource(state)
+    try:
+        return source.snapshot()
+    finally:
+        source.close()
+
+
+def _scrape_metrics(running: dict[str, Any] | None, *, fallback: str) -> str | None:
+    """The running host's own /metrics port, when it serves one and answers."""
+    port = running.get("metrics_port") if running else None
+    if not port:
+        return None
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{int(port)}/metrics", timeout=10) as r:
+            return str(r.read().decode())
+    except OSError as exc:
+        err.print(f"[yellow]warning:[/] the running host's /metrics did not answer ({exc}); "
+                  f"{fallback}")  # fmt: skip
+        return None

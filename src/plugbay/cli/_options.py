@@ -1,0 +1,125 @@
+"""The options many commands share, and the small helpers their bodies share."""
+
+from __future__ import annotations
+
+import inspect
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from plugbay.api.errors import PlugbayError
+from plugbay.cli._console import fail, out
+
+__all__ = [
+    "ConfigOpt",
+    "PluginIdArg",
+    "PluginsOpt",
+    "StateOpt",
+    "add_command",
+    "host_kwargs",
+    "print_json",
+    "prose",
+    "state_text",
+    "store_op",
+    "to_builtins",
+]
+
+T = TypeVar("T")
+
+PluginsOpt = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--plugins",
+        "-p",
+        envvar="PLUGBAY_PLUGINS",
+        help="Plugins directory (repeatable). Default: ./plugins",
+        show_default=False,
+    ),
+]
+StateOpt = Annotated[
+    Path,
+    typer.Option("--state", envvar="PLUGBAY_STATE", help="State directory (SQLite lives here)."),
+]
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        envvar="PLUGBAY_CONFIG",
+        # rich markup would take [plugins."id"] for a style and print nothing: escaped
+        help='Host config file with \\[plugins."id"] tables. Default: ./plugbay.toml if present',
+        show_default=False,
+    ),
+]
+PluginIdArg = Annotated[str, typer.Argument(help="Plugin id")]
+
+STATE_COLOURS = {
+    "active": "green",
+    "failed": "red",
+    "disabled": "yellow",
+    "stopped": "dim",
+    "initializing": "cyan",
+    "resolved": "cyan",
+    "discovered": "cyan",
+    "stopping": "cyan",
+}
+
+
+def config_file(config: Path | None) -> Path | None:
+    """``--config``, else ./plugbay.toml when there is one."""
+    if config is None and Path("plugbay.toml").is_file():
+        return Path("plugbay.toml")
+    return config
+
+
+def host_kwargs(plugins: list[Path] | None, state: Path, config: Path | None) -> dict[str, Any]:
+    """The ``Host(...)`` arguments the common options ask for."""
+    return {
+        "plugins_dir": plugins or [Path("plugins")],
+        "state_dir": state,
+        "config_file": config_file(config),
+    }
+
+
+def state_text(state: str) -> str:
+    """A plugin state, coloured."""
+    return f"[{STATE_COLOURS.get(state, 'white')}]{state}[/]"
+
+
+def to_builtins(value: Any) -> Any:
+    """A command's result (or a record) as JSON-ready builtins."""
+    import msgspec
+
+    return msgspec.to_builtins(value, str_keys=True, enc_hook=str)
+
+
+def print_json(data: Any) -> None:
+    out.print_json(json.dumps(data, default=str))
+
+
+def store_op(state_dir: Path, fn: Callable[[Any], T], *, as_json: bool = False) -> T:
+    """Run ``fn`` on the state store of ``state_dir``; a failure is printed and exits 1."""
+    from plugbay.state import StateStore
+
+    try:
+        with StateStore.open(state_dir) as store:
+            return fn(store)
+    except PlugbayError as exc:
+        fail(exc, as_json=as_json)
+
+
+def prose(doc: str | None) -> str:
+    """A docstring as help text: each paragraph on one line, for rich to wrap to the
+    terminal (a paragraph that starts with ``\\b`` keeps its line breaks)."""
+    paragraphs = inspect.cleandoc(doc or "").split("\n\n")
+    return "\n\n".join(p if p.startswith("\b") else " ".join(p.split()) for p in paragraphs)
+
+
+def add_command(
+    app: typer.Typer, fn: Callable[..., Any], *, panel: str, name: str | None = None
+) -> None:
+    """File ``fn`` as a command of ``app`` under the help panel ``panel``."""
+    app.command(name, help=prose(fn.__doc__), rich_help_panel=panel)(fn)

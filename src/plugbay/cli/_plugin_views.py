@@ -1,0 +1,248 @@
+"""How plugins are shown: the list, one plugin's detail, the history, the dependency tree."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from rich.markup import escape
+from rich.table import Table
+from rich.tree import Tree
+
+from plugbay.cli._console import out
+from plugbay.cli._options import state_text
+from plugbay.cli.env import python_rows
+
+__all__ = [
+    "deps_tree",
+    "history_table",
+    "limits_text",
+    "print_info",
+    "print_listing",
+]
+
+
+# --------------------------------------------------------------------------- list
+
+
+def _seconds(value: float | None, *, ms: bool = False) -> str:
+    if value is None:
+        return "-"
+    return f"{value * 1000:.1f} ms" if ms else f"{value:.0f} s"
+
+
+def print_listing(listing: Any) -> None:
+    """The table of ``plugbay list``, each failure's reason, problems, and the source."""
+    table = Table(header_style="bold")
+    for col in ("plugin", "version", "type", "state", "isolation", "uptime", "load time"):
+        table.add_column(col, justify="right" if col in ("uptime", "load time") else "left")
+    for r in listing.rows:
+        table.add_row(
+            r["id"], r["version"] or "?", r["type"] or "?", state_text(r["state"]),
+            r["isolation"] or "-", _seconds(r["uptime_seconds"]),
+            _seconds(r["load_seconds"], ms=True),
+        )  # fmt: skip
+    out.print(table)
+    for r in listing.rows:
+        if r["reason"] and r["state"] in ("failed", "disabled"):
+            colour = "red" if r["state"] == "failed" else "yellow"
+            out.print(f"[{colour}]{r['state']}:[/] {escape(r['reason'])}")
+    for problem in listing.problems:
+        out.print(f"[red]problem:[/] {escape(problem)}")
+    if listing.footer:
+        out.print(f"[dim]{escape(listing.footer)}[/]")
+
+
+# --------------------------------------------------------------------------- info
+
+
+def print_info(data: dict[str, Any], *, show_traceback: bool = False) -> None:
+    """A plugin's detail as ``plugbay info`` prints it."""
+    m = data.get("manifest") or {}
+    out.print(f"[bold]{data['id']}[/] {data['version'] or ''}  {state_text(data['state'])}")
+    if m.get("description"):
+        out.print(escape(m["description"]))
+    facts = [
+        *_manifest_facts(data, m),
+        *_permission_facts(data.get("permissions") or {}),
+        *_sandbox_facts(data),
+        *_usage_facts(data.get("usage") or {}),
+        *python_rows(data),
+    ]
+    for key, value in facts:
+        out.print(f"  [dim]{key:<15}[/] {escape(str(value))}")
+    _print_relations(data, m)
+    _print_commands(data["commands"])
+    _print_outcome(data, show_traceback)
+
+
+def _manifest_facts(data: dict[str, Any], m: dict[str, Any]) -> list[tuple[str, Any]]:
+    load = data["load_seconds"]
+    return [
+        ("type", m.get("type")),
+        ("entry", m.get("entry")),
+        ("manifest", m.get("path")),
+        ("capabilities", ", ".join(m.get("capabilities", [])) or "-"),
+        ("host", m.get("host")),
+        ("isolation", _isolation_text(data, m)),
+        ("versions known", ", ".join(data["versions_known"]) or "-"),
+        ("load time", f"{load * 1000:.1f} ms" if load else "-"),
+    ]
+
+
+def _permission_facts(permissions: dict[str, Any]) -> list[tuple[str, Any]]:
+    if not (permissions.get("asked") or permissions.get("granted")):
+        return []
+    return [
+        ("permissions", "asked: " + (", ".join(permissions["asked"]) or "-")),
+        ("", "granted: " + (", ".join(permissions["granted"]) or "-")),
+        ("", "in effect: " + (", ".join(permissions["effective"]) or "none")),
+    ]
+
+
+def _sandbox_facts(data: dict[str, Any]) -> list[tuple[str, Any]]:
+    facts: list[tuple[str, Any]] = []
+    if data.get("limits"):
+        facts.append(("limits", limits_text(data["limits"])))
+    sandbox = data.get("sandbox") or {}
+    if sandbox.get("secrets"):
+        facts.append(("secrets", ", ".join(sandbox["secrets"]) + " (through context.secrets)"))
+    if sandbox.get("layers"):
+        layers = (f"{x['name']}{'' if x['active'] else ' (off)'}" for x in sandbox["layers"])
+        facts.append(("layers", ", ".join(layers)))
+    return facts
+
+
+def _usage_facts(usage: dict[str, Any]) -> list[tuple[str, Any]]:
+    if "rss_bytes" not in usage:
+        return []
+    shared = " (the host's process, shared)" if usage.get("shared") else ""
+    uss = f", USS {usage['uss_bytes'] / 2**20:.1f} MiB" if "uss_bytes" in usage else ""
+    return [
+        (
+            "usage",
+            f"pid {usage['pid']}{shared}: RSS {usage['rss_bytes'] / 2**20:.1f} MiB{uss}, "
+            f"CPU {usage['cpu_seconds']:.2f} s, {usage['open_files']} files, "
+            f"{usage['threads']} threads",
+        )
+    ]
+
+
+def _ranges(ranges: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in ranges.items())
+
+
+def _print_relations(data: dict[str, Any], m: dict[str, Any]) -> None:
+    out.print("  [dim]dependencies  [/] " + (_ranges(data["dependencies"]) or "-"))
+    if m.get("optional-dependencies"):
+        out.print("  [dim]optional      [/] " + _ranges(m["optional-dependencies"]))
+    services = m.get("services") or {}
+    for kind in ("provides", "requires"):
+        if services.get(kind):
+            out.print(f"  [dim]{'services ' + kind:<15}[/] " + _ranges(services[kind]))
+    out.print("  [dim]dependents    [/] " + (", ".join(data["dependents"]) or "-"))
+
+
+def _print_commands(commands: list[dict[str, Any]]) -> None:
+    if not commands:
+        return
+    out.print("[bold]commands[/]")
+    for c in commands:
+        doc = f"  [dim]{escape(c['doc'].splitlines()[0])}[/]" if c["doc"] else ""
+        out.print(f"  {escape(c['signature'])}{doc}")
+
+
+def _print_outcome(data: dict[str, Any], show_traceback: bool) -> None:
+    if data.get("config"):
+        out.print("[bold]config[/] " + escape(json.dumps(data["config"])))
+    for note in data.get("notes") or []:
+        out.print(f"[yellow]note:[/] {escape(note)}")
+    if data["reason"]:
+        out.print(f"[red]reason:[/] {escape(data['reason'])}")
+    if show_traceback and data.get("traceback"):
+        out.print(data["traceback"], markup=False)
+    elif data.get("traceback"):
+        out.print("[dim](--traceback shows the traceback)[/]")
+
+
+def _isolation_text(data: dict[str, Any], manifest: dict[str, Any]) -> str:
+    sandbox = data.get("sandbox") or {}
+    where = data["isolation"]
+    if sandbox.get("sandboxed"):
+        where = "sandboxed worker"
+    elif where == "process":
+        where = "worker (not sandboxed)"
+    reason = sandbox.get("reason")
+    return f"{where}: {reason}" if reason else f"{where} (asked: {manifest.get('isolation', '-')})"
+
+
+def limits_text(limits: Mapping[str, Any]) -> str:
+    """Resource limits in words: ``memory 256 MiB, timeout 30 s, …``."""
+
+    def shown(key: str, value: Any) -> str:
+        if value is None:
+            return f"{key} unlimited" if key not in ("timeout",) else f"{key} host default"
+        if key in ("memory", "file-size", "storage"):
+            return f"{key} {value / 2**20:g} MiB"
+        if key in ("timeout", "cpu-seconds"):
+            return f"{key} {value:g} s"
+        return f"{key} {value:g}"
+
+    return ", ".join(shown(k, v) for k, v in limits.items())
+
+
+# --------------------------------------------------------------------------- history
+
+
+def history_table(events: list[dict[str, Any]]) -> Table:
+    """Newest first: time, plugin, action, version (or the move), result, reason."""
+    table = Table(header_style="bold")
+    for col in ("time", "plugin", "action", "version", "result", "reason"):
+        table.add_column(col)
+    for e in events:
+        colour = "green" if e["result"] == "ok" else "red"
+        moved = e["details"].get("from"), e["details"].get("to")
+        table.add_row(
+            time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e["time"])),
+            e["plugin_id"],
+            e["action"],
+            f"{moved[0]} → {moved[1]}"
+            if all(moved) and moved[0] != moved[1]
+            else e["version"] or "",
+            f"[{colour}]{e['result']}[/]",
+            escape((e["reason"] or "")[:120]),
+        )
+    return table
+
+
+# --------------------------------------------------------------------------- deps
+
+
+def deps_tree(graph: dict[str, dict[str, str]], plan: Any) -> Tree:
+    """The dependency tree from its roots, each with the chosen version; ✗ and ↻ mark
+    what cannot be resolved and cycles."""
+    needed = {d for k in graph for d in graph[k]}
+    roots = [pid for pid in sorted(graph) if pid not in needed] or sorted(graph)
+    tree = Tree("[bold]plugins[/]")
+
+    def label(pid: str, rng: str | None) -> str:
+        text = pid + (f" [dim]{rng}[/]" if rng else "")
+        if pid in plan.failures:
+            return f"[red]✗ {text}[/] [red]{plan.failures[pid].code}[/]"
+        if pid in plan.selected:
+            return f"[green]{text}[/] → {plan.selected[pid].version}"
+        return f"[red]✗ {text} (not found)[/]"
+
+    def add(node: Tree, pid: str, rng: str | None, path: tuple[str, ...]) -> None:
+        child = node.add(label(pid, rng))
+        if pid in path:
+            child.add("[red]↻ cycle[/]")
+            return
+        for dep, dep_rng in sorted(graph.get(pid, {}).items()):
+            add(child, dep, dep_rng, (*path, pid))
+
+    for pid in roots:
+        add(tree, pid, None, ())
+    return tree

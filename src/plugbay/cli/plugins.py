@@ -1,0 +1,199 @@
+"""Commands about the plugins a host has: list, info, call, deps, enable, disable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+
+from plugbay.api.errors import PlugbayError
+from plugbay.cli import env
+from plugbay.cli._console import JsonOpt, out
+from plugbay.cli._host import the_host
+from plugbay.cli._options import (
+    ConfigOpt,
+    PluginIdArg,
+    PluginsOpt,
+    StateOpt,
+    add_command,
+    host_kwargs,
+    print_json,
+    state_text,
+    to_builtins,
+)
+from plugbay.cli._plugin_views import deps_tree, print_info, print_listing
+
+__all__ = ["PANEL", "register"]
+
+PANEL = "plugins"
+
+
+def list_(
+    plugins: PluginsOpt = None,
+    state: StateOpt = Path(".plugbay"),
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List every plugin found, with version, type, state and load time.
+
+    When a host is running on this state directory, it is asked through its API (or,
+    without one, its recorded states are shown) and no plugin is started here.
+    """
+    with the_host(state, plugins, config, as_json=as_json) as host:
+        listing = host.plugins()
+    if as_json:
+        print_json(listing.rows)
+    else:
+        print_listing(listing)
+
+
+def info(
+    plugin_id: Annotated[str, typer.Argument(help="Plugin id, e.g. system.logging")],
+    plugins: PluginsOpt = None,
+    state: StateOpt = Path(".plugbay"),
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+    show_traceback: Annotated[
+        bool, typer.Option("--traceback", help="Show the traceback of a failure.")
+    ] = False,
+    sbom: Annotated[
+        Path | None,
+        typer.Option(
+            "--sbom",
+            help="Write the plugin's Python packages as a CycloneDX SBOM (JSON) to this file "
+            "('-': standard output).",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Show a plugin's manifest, state, dependencies, dependents, commands and Python packages."""
+    # only it and what it needs start here: nothing else
+    with the_host(state, plugins, config, load=[plugin_id], as_json=as_json) as host:
+        data = host.info(plugin_id)
+    if sbom is not None:
+        count = env.write_sbom(data, sbom)
+        if str(sbom) != "-":
+            out.print(f"wrote a CycloneDX SBOM of {data['id']} ({count} packages) to {sbom}")
+        return
+    if as_json:
+        print_json(data)
+    else:
+        print_info(data, show_traceback=show_traceback)
+
+
+def call(
+    plugin_id: PluginIdArg,
+    command: Annotated[str, typer.Argument(help="Command name")],
+    params: Annotated[
+        list[str] | None, typer.Argument(help="Parameters as key=value (JSON values allowed)")
+    ] = None,
+    plugins: PluginsOpt = None,
+    state: StateOpt = Path(".plugbay"),
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Call a plugin's command: [bold]plugbay call extension.processor respond text='I feel sad'[/]
+
+    Only the plugin and what it needs are started. Values are converted to the
+    command's parameter types; a wrong or missing one is reported before the
+    plugin runs.
+    """
+    with the_host(state, plugins, config, load=[plugin_id], as_json=as_json) as host:
+        result = host.call(plugin_id, command, params or [])
+    if as_json:
+        print_json({"ok": True, "result": to_builtins(result)})
+    elif isinstance(result, str):
+        out.print(result, markup=False)
+    elif result is not None:
+        print_json(to_builtins(result))
+
+
+def deps(
+    plugins: PluginsOpt = None,
+    state: StateOpt = Path(".plugbay"),
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show the dependency tree with the chosen versions; conflicts and cycles are marked.
+
+    Reads manifests and resolves only: no plugin code runs.
+    """
+    from plugbay.model.discover import discover
+    from plugbay.model.registry import PluginRegistry
+    from plugbay.model.versions import Version
+    from plugbay.runtime.host import HOST_VERSION
+
+    found = discover(host_kwargs(plugins, state, config)["plugins_dir"], entry_points=True)
+    registry = PluginRegistry(Version.parse(HOST_VERSION))
+    problems = list(found.problems)
+    for manifest in found.manifests:
+        try:
+            registry.register(manifest)
+        except PlugbayError as exc:
+            problems.append(exc)
+    plan = registry.resolve_all()
+    if as_json:
+        print_json(_plan_dict(plan, registry.dependency_graph(), problems))
+    else:
+        _print_plan(plan, registry.dependency_graph(), problems)
+    raise typer.Exit(1 if plan.failures or problems else 0)
+
+
+def _plan_dict(plan: Any, graph: dict[str, Any], problems: list[PlugbayError]) -> dict[str, Any]:
+    return {
+        "selected": {k: str(m.version) for k, m in plan.selected.items()},
+        "order": plan.order,
+        "edges": {k: sorted(v) for k, v in plan.edges.items()},
+        "graph": graph,
+        "failures": {k: e.to_dict() for k, e in plan.failures.items()},
+        "notes": plan.notes,
+        "problems": [p.to_dict() for p in problems],
+    }
+
+
+def _print_plan(plan: Any, graph: dict[str, Any], problems: list[PlugbayError]) -> None:
+    out.print(deps_tree(graph, plan))
+    for pid, error in plan.failures.items():
+        out.print(f"[red]{pid}:[/] {escape(str(error))}")
+    for pid, notes in plan.notes.items():
+        for note in notes:
+            out.print(f"[yellow]{pid}:[/] {escape(note)}")
+    for problem in problems:
+        out.print(f"[red]problem:[/] {escape(str(problem))}")
+
+
+def disable(
+    plugin_id: PluginIdArg,
+    reason: Annotated[
+        str | None, typer.Option("--reason", help="Kept in the state and shown.")
+    ] = None,
+    state: StateOpt = Path(".plugbay"),
+    cascade: Annotated[
+        bool,
+        typer.Option("--cascade", help="A running host also stops what depends on it."),
+    ] = False,
+) -> None:
+    """Disable a plugin: it is not started until enabled again (kept across restarts).
+
+    A running host stops it at once (through its API).
+    """
+    with the_host(state) as host:
+        stopped = host.disable(plugin_id, reason, cascade=cascade)
+    also = f" (also stopped: {', '.join(stopped)})" if stopped else ""
+    out.print(f"{plugin_id}: disabled{also}")
+
+
+def enable(plugin_id: PluginIdArg, state: StateOpt = Path(".plugbay")) -> None:
+    """Enable a plugin that was disabled; it starts with the host (a running host starts it now)."""
+    with the_host(state) as host:
+        now = host.enable(plugin_id)
+    out.print(f"{plugin_id}: enabled" + (f", {state_text(now)}" if now else ""))
+
+
+def register(app: typer.Typer) -> None:
+    """Attach the plugin commands to ``app``."""
+    add_command(app, list_, panel=PANEL, name="list")
+    for fn in (info, call, deps, enable, disable):
+        add_command(app, fn, panel=PANEL)

@@ -1,0 +1,376 @@
+"""Commands that run a host on this machine: run, doctor."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from plugbay.api.errors import PlugbayError
+from plugbay.cli._console import JsonOpt, err, fail, out
+from plugbay.cli._host import listing_of
+from plugbay.cli._options import (
+    ConfigOpt,
+    PluginsOpt,
+    StateOpt,
+    add_command,
+    config_file,
+    host_kwargs,
+)
+from plugbay.cli._plugin_views import limits_text, print_listing
+
+if TYPE_CHECKING:
+    from plugbay.runtime.host import Host
+
+__all__ = ["PANEL", "register"]
+
+PANEL = "host"
+
+
+@dataclass(frozen=True)
+class Serving:
+    """What ``plugbay run`` serves beside the plugins."""
+
+    bind: tuple[str, int] | None  # the API and dashboard, or None
+    max_body: int
+    metrics_port: int | None  # Prometheus /metrics, or None
+    watch: bool
+
+
+def run(
+    plugins: PluginsOpt = None,
+    state: StateOpt = Path(".plugbay"),
+    config: ConfigOpt = None,
+    once: Annotated[
+        bool,
+        typer.Option("--once", help="Start, print the table, stop: exit 1 if a plugin failed."),
+    ] = False,
+    metrics_port: Annotated[
+        int,
+        typer.Option(
+            "--metrics-port", help="Serve Prometheus /metrics on 127.0.0.1 here (0: any free port)."
+        ),
+    ] = 9464,
+    no_metrics: Annotated[
+        bool, typer.Option("--no-metrics", help="Do not serve /metrics.")
+    ] = False,
+    http: Annotated[
+        str,
+        typer.Option(
+            "--http",
+            envvar="PLUGBAY_HTTP",
+            help="Serve the API and dashboard on HOST:PORT (port 0: any free port).",
+        ),
+    ] = "127.0.0.1:8750",
+    no_http: Annotated[
+        bool, typer.Option("--no-http", help="Do not serve the API and dashboard.")
+    ] = False,
+    http_public: Annotated[
+        bool,
+        typer.Option(
+            "--http-public",
+            help="Allow --http on an address other machines can reach (the token guards it).",
+        ),
+    ] = False,
+    http_max_body: Annotated[
+        int, typer.Option("--http-max-body", help="Largest request body the API accepts, bytes.")
+    ] = 1 << 20,
+    watch: Annotated[
+        bool,
+        typer.Option(
+            "--watch", "-w", help="Reload a plugin when its files change (dependents follow)."
+        ),
+    ] = False,
+) -> None:
+    """Start the host on the plugins directory and serve until Ctrl-C.
+
+    Prints each plugin with version, type, state and load time, then serves.
+    On Ctrl-C (or SIGTERM) plugins are cleaned up in reverse dependency order.
+    """
+    started = time.perf_counter()
+    serving = None
+    if not once:
+        serving = Serving(
+            bind=None if no_http else _http_bind(http, http_public),
+            max_body=http_max_body,
+            metrics_port=None if no_metrics else metrics_port,
+            watch=watch,
+        )
+    try:
+        code = asyncio.run(_run(host_kwargs(plugins, state, config), serving, started))
+    except PlugbayError as exc:
+        fail(exc)
+    raise typer.Exit(code)
+
+
+async def _run(kwargs: dict[str, Any], serving: Serving | None, started: float) -> int:
+    """Start, show the plugins, serve until a signal (``serving=None``: only start); the exit code."""
+    from plugbay.runtime.host import Host
+
+    host = Host(**kwargs)
+    since = time.time()
+    await host.start()
+    try:
+        failed = _print_started(host, started)
+        if serving is None:
+            return 1 if failed else 0
+        await _serve(host, since, serving)
+        return 0
+    finally:
+        await host.stop()
+        if serving is not None:
+            out.print("stopped")
+
+
+def _print_started(host: Host, started: float) -> int:
+    """The plugin table and the summary line; how many plugins failed."""
+    print_listing(listing_of(host))
+    records = host.plugins()
+    active = sum(1 for r in records if str(r.state) == "active")
+    failed = sum(1 for r in records if str(r.state) == "failed")
+    out.print(
+        f"[bold]plugbay {host.version}[/]: {active} active, {failed} failed, "
+        f"ready in {(time.perf_counter() - started) * 1000:.0f} ms "
+        f"(state: {host.state_dir})"
+    )
+    return failed
+
+
+async def _serve(host: Host, since: float, serving: Serving) -> None:
+    web = await _start_http(host, serving.bind, serving.max_body) if serving.bind else None
+    metrics_server, port = _start_metrics(host, serving.metrics_port)
+    announcement = _announce(host, since, http=web.url if web else None, metrics_port=port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    watcher = await _start_watching(host, stop) if serving.watch else None
+    out.print("serving; press Ctrl-C to stop")
+    sys.stdout.flush()
+    await stop.wait()
+    if watcher is not None:
+        await asyncio.wait([watcher], timeout=2)
+    out.print("stopping: cleaning up plugins in reverse order")
+    if metrics_server is not None:
+        metrics_server.shutdown()
+    announcement.unlink(missing_ok=True)
+    if web is not None:
+        await web.stop()
+
+
+def _start_metrics(host: Host, wanted: int | None) -> tuple[Any, int | None]:
+    """Serve /metrics on 127.0.0.1; a taken port is a warning, the host still serves."""
+    if wanted is None:
+        return None, None
+    from plugbay.runtime.prometheus import serve_metrics
+
+    try:
+        server, port = serve_metrics(host.manager, wanted, monitor=host.monitor)
+    except OSError as exc:
+        err.print(
+            f"[yellow]warning:[/] cannot serve /metrics on 127.0.0.1:{wanted}: "
+            f"{escape(str(exc))}; choose another with --metrics-port, or --no-metrics"
+        )
+        return None, None
+    out.print(f"metrics: http://127.0.0.1:{port}/metrics")
+    return server, port
+
+
+async def _start_watching(host: Host, stop: asyncio.Event) -> asyncio.Future[None]:
+    from plugbay.runtime.watch import PluginWatcher
+
+    watching = PluginWatcher(host, on_change=_print_watch)
+    watcher = asyncio.ensure_future(watching.run(stop))
+    ready = asyncio.ensure_future(watching.ready.wait())
+    await asyncio.wait([watcher, ready], return_when=asyncio.FIRST_COMPLETED, timeout=10)
+    ready.cancel()
+    out.print("watching " + ", ".join(str(d) for d in host.plugin_dirs) + " for changes")
+    return watcher
+
+
+def _print_watch(result: Any) -> None:
+    stamp = time.strftime("%H:%M:%S")
+    if result.ok:
+        took = f" in {result.seconds * 1000:.0f} ms" if result.seconds else ""
+        out.print(f"[dim]{stamp}[/] [green]{escape(result.message)}[/]{took}")
+    else:
+        out.print(f"[dim]{stamp}[/] [red]{result.action} failed:[/] {escape(result.message)}")
+    sys.stdout.flush()
+
+
+def _announce(
+    host: Host, since: float, *, http: str | None = None, metrics_port: int | None = None
+) -> Path:
+    """Tell other plugbay commands that a host serves this state directory (and where)."""
+    from plugbay.web.client import HOST_FILE
+
+    path = _state_dir(host) / HOST_FILE
+    path.write_text(
+        json.dumps(
+            {
+                "pid": os.getpid(),
+                "since": since,
+                "plugins": [str(d) for d in host.plugin_dirs],
+                "http": http,
+                "metrics_port": metrics_port,
+            }
+        )
+    )
+    return path
+
+
+def _state_dir(host: Host) -> Path:
+    assert host.state_dir is not None  # the CLI always gives the host one
+    return Path(host.state_dir)
+
+
+def _http_bind(text: str, public: bool) -> tuple[str, int]:
+    from plugbay.web import is_loopback, parse_bind
+
+    try:
+        address, port = parse_bind(text)
+    except PlugbayError as exc:
+        fail(exc, code=2)
+    if not is_loopback(address):
+        if not public:
+            fail(
+                PlugbayError(
+                    f"--http {text} would let other machines reach this host's API",
+                    hint="add --http-public if that is what you want (every request still needs "
+                    "the token), or bind 127.0.0.1",
+                ),
+                code=2,
+            )
+        err.print(
+            f"[yellow]warning:[/] the API listens on {escape(address)}:{port}, reachable from "
+            "other machines; anyone with the token can load, stop and call plugins. Keep it "
+            "behind TLS and a firewall."
+        )
+    return address, port
+
+
+async def _start_http(host: Host, bind: tuple[str, int], max_body: int) -> Any:
+    """Serve the API and dashboard; a taken port is a warning, the host still serves."""
+    from plugbay.web import HttpServer, TokenFile, create_app
+
+    tokens = TokenFile(_state_dir(host))
+    token, made = tokens.ensure()
+    server = HttpServer(create_app(host, tokens=tokens, max_body=max_body), *bind)
+    try:
+        await server.start()
+    except OSError as exc:
+        await server.stop()
+        err.print(
+            f"[yellow]warning:[/] cannot serve the API on {bind[0]}:{bind[1]}: "
+            f"{escape(exc.strerror or str(exc))}; choose another with --http HOST:PORT, or --no-http"
+        )
+        return None
+    out.print(f"api: {server.url}/api/v1  (OpenAPI: {server.url}/openapi.json)")
+    if made:
+        out.print(
+            f"API token (made now, shown this once; 'plugbay token' shows it again): {token}\n"
+            f"dashboard: {server.url}/?token={token}"
+        )
+    else:
+        out.print(f"dashboard: {server.url}/ ('plugbay token' prints a sign-in link)")
+    return server
+
+
+# --------------------------------------------------------------------------- doctor
+
+
+def doctor(
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Exit 1 when any isolation layer is inactive.")
+    ] = False,
+) -> None:
+    """Check which isolation layers this machine offers, and what each guarantees.
+
+    Every layer is tried for real, in a short-lived child process, so the answer is
+    what a sandboxed worker would get here. The host refuses to start a sandboxed
+    plugin rather than run it with a layer missing.
+    """
+    from plugbay.isolation.limits import probe_all
+
+    statuses = probe_all()
+    path = config_file(config)
+    policy = _isolation_policy(path)
+    trusted = list(policy.inline) + (["core/* plugins"] if policy.trust_core else [])
+    if as_json:
+        out.print_json(json.dumps(_doctor_report(statuses, policy, path, trusted), default=str))
+    else:
+        _print_doctor(statuses, policy, trusted)
+    if strict and any(not s.active for s in statuses):
+        raise typer.Exit(1)
+
+
+def _isolation_policy(path: Path | None) -> Any:
+    from plugbay.isolation.policy import IsolationPolicy
+
+    try:
+        data: dict[str, Any] = {}
+        if path is not None:
+            import tomllib
+
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        return IsolationPolicy.from_config(data, where=str(path or "defaults"))
+    except (OSError, ValueError) as exc:
+        fail(PlugbayError(f"cannot read the host config: {exc}", where=str(path)))
+    except PlugbayError as exc:
+        fail(exc)
+
+
+def _doctor_report(
+    statuses: list[Any], policy: Any, path: Path | None, trusted: list[str]
+) -> dict[str, Any]:
+    return {
+        "layers": [
+            {"name": s.name, "active": s.active, "detail": s.detail, "guarantees": s.guarantees}
+            for s in statuses
+        ],
+        "policy": {
+            "config": str(path) if path else None,
+            "inline": trusted,
+            "defaults": dict(policy.defaults),
+            "caps": dict(policy.caps),
+        },
+    }
+
+
+def _print_doctor(statuses: list[Any], policy: Any, trusted: list[str]) -> None:
+    table = Table(header_style="bold", show_lines=True)
+    for col in ("layer", "here", "detail", "guarantees"):
+        table.add_column(col, overflow="fold")
+    for s in statuses:
+        here = "[green]active[/]" if s.active else "[red]INACTIVE[/]"
+        table.add_row(s.name, here, escape(s.detail), escape(s.guarantees))
+    out.print(table)
+    out.print("runs inline (trusted): " + escape(", ".join(trusted) or "nothing"))
+    out.print("every other plugin: a sandboxed worker with " + limits_text(dict(policy.defaults)))
+    inactive = [s.name for s in statuses if not s.active]
+    if inactive:
+        err.print(
+            f"[yellow]warning:[/] inactive here: {', '.join(inactive)}. A sandboxed plugin "
+            "cannot start without every layer; see the detail column for why, and run "
+            "as root on Linux ≥ 6.7 with writable cgroups for all of them."
+        )
+    else:
+        out.print(f"[green]all {len(statuses)} layers active[/]")
+
+
+def register(app: typer.Typer) -> None:
+    """Attach the host commands to ``app``."""
+    for fn in (run, doctor):
+        add_command(app, fn, panel=PANEL)

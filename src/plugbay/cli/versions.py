@@ -1,0 +1,210 @@
+"""Commands that move a plugin between versions: install, upgrade, reload, rollback, history."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+
+from plugbay.api.errors import PlugbayError
+from plugbay.cli import env
+from plugbay.cli._console import JsonOpt, err, fail, out
+from plugbay.cli._host import the_host
+from plugbay.cli._options import (
+    ConfigOpt,
+    PluginIdArg,
+    PluginsOpt,
+    StateOpt,
+    add_command,
+    config_file,
+    print_json,
+    state_text,
+    store_op,
+)
+from plugbay.cli._plugin_views import history_table
+
+__all__ = ["PANEL", "register"]
+
+PANEL = "versions"
+
+
+def reload(
+    plugin_id: PluginIdArg,
+    plugins: PluginsOpt = None,
+    state: StateOpt = Path(".plugbay"),
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Swap a plugin for what its files say now.
+
+    Its dependents follow when its version or a provided service changed. If the new
+    code is broken, the old version keeps serving and the reason is printed (and kept
+    in the history). A running host does it through its API.
+    """
+    with the_host(state, plugins, config, as_json=as_json) as host:
+        swap = host.reload(plugin_id)
+    if as_json:
+        print_json({"ok": True, **swap})
+    else:
+        out.print(f"{plugin_id}: reloaded {_move(swap)}, {state_text(swap['state'])}")
+
+
+def rollback(
+    plugin_id: PluginIdArg,
+    to: Annotated[
+        str | None, typer.Option("--to", help="This version (default: the previous one).")
+    ] = None,
+    plugins: PluginsOpt = None,
+    state: StateOpt = Path(".plugbay"),
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Return to the version that served before (kept in the store), with the state it had then.
+
+    The choice is kept: the next start serves that version too. A running host does it
+    through its API.
+    """
+    with the_host(state, plugins, config, as_json=as_json) as host:
+        swap = host.rollback(plugin_id, to)
+    if as_json:
+        print_json({"ok": True, **swap})
+    else:
+        out.print(f"{plugin_id}: rolled back {_move(swap)}")
+
+
+def _move(swap: dict[str, Any]) -> str:
+    return f"{swap['from']} → {swap['to']}"
+
+
+def install(
+    source: Annotated[Path, typer.Argument(help="A plugin directory, or a wheel (.whl)")],
+    state: StateOpt = Path(".plugbay"),
+    config: ConfigOpt = None,
+    require_signed: Annotated[
+        bool | None,
+        typer.Option(
+            "--require-signed/--allow-unsigned",
+            help="For a wheel: override the host's \\[policy] require-signed.",
+            show_default=False,
+        ),
+    ] = None,
+    find_links: env.FindLinksOpt = None,
+    offline: env.OfflineOpt = None,
+    index_url: env.IndexUrlOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Add a version of a plugin to the host's store, beside the versions already there.
+
+    It serves after 'plugbay upgrade ID' (or at once if no other version of it exists).
+
+    A sandboxed plugin's Python requirements are installed first, into an environment of
+    its own (uv); an inline plugin's must fit the host's environment.
+
+    A wheel is verified first (plugbay.pdk): its digest and signature against the host's
+    trusted keys ('plugbay trust'), and refused when the host requires signed plugins and
+    it is unsigned or signed by a key the host does not trust.
+    """
+    from plugbay.model.versions import Version
+    from plugbay.runtime.host import HOST_VERSION
+    from plugbay.runtime.store import PluginStore
+
+    if source.is_file() and source.suffix == ".whl":
+        _verify_wheel(source, state, config_file(config), require_signed, as_json=as_json)
+
+    def go(store_db: Any) -> Any:
+        store = PluginStore(state / "store", store_db)
+        prepare = env.installer(
+            state, config, find_links=find_links or [], offline=offline, index_url=index_url,
+            quiet=as_json,
+        )  # fmt: skip
+        return store.install(source, host_version=Version.parse(HOST_VERSION), prepare=prepare)
+
+    manifest = store_op(state, go, as_json=as_json)
+    if as_json:
+        print_json(
+            {"ok": True, "id": manifest.id, "version": str(manifest.version),
+             "path": str(manifest.root)}
+        )  # fmt: skip
+        return
+    out.print(
+        f"installed {manifest.id} {manifest.version} in {manifest.root}\n"
+        f"'plugbay upgrade {manifest.id}' serves it if an older version is active"
+    )
+
+
+def _verify_wheel(
+    wheel: Path, state: Path, config: Path | None, require_signed: bool | None, *, as_json: bool
+) -> None:
+    from plugbay.pdk.signing import TrustPolicy, verify_wheel
+
+    try:
+        checked = verify_wheel(
+            wheel, TrustPolicy.for_host(state, config, require_signed=require_signed)
+        )
+    except PlugbayError as exc:
+        fail(exc, as_json=as_json)
+    if not as_json:
+        who = f"signed by trusted key {checked.signed_by}" if checked.signed_by else "unsigned"
+        out.print(f"verified {checked.wheel.manifest.id} {checked.wheel.manifest.version} ({who})")
+        for note in checked.notes:
+            err.print(f"[yellow]note:[/] {escape(note)}")
+
+
+def upgrade(
+    plugin_id: PluginIdArg,
+    version: Annotated[
+        str | None, typer.Argument(help="Version (default: the newest installed)")
+    ] = None,
+    with_dependents: Annotated[
+        bool,
+        typer.Option(
+            "--with-dependents", help="Move dependents too, to versions that accept the new one."
+        ),
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Say what would move, change nothing.")
+    ] = False,
+    plugins: PluginsOpt = None,
+    state: StateOpt = Path(".plugbay"),
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Move a plugin to a newer installed version.
+
+    Refused, naming each dependent and its range, when an active dependent would not
+    accept it; --with-dependents moves them too when installed versions of them do.
+    """
+    with the_host(state, plugins, config, as_json=as_json) as host:
+        moved = host.upgrade(plugin_id, version, with_dependents=with_dependents, dry_run=dry_run)
+    if as_json:
+        print_json({"ok": True, "dry_run": dry_run, "changes": moved})
+        return
+    verb = "would move" if dry_run else "moved"
+    for pid, (old, new) in moved.items():
+        out.print(f"{pid}: {verb} {old} → {new}")
+
+
+def history(
+    plugin_id: Annotated[str | None, typer.Argument(help="Only this plugin")] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", help="How many events.")] = 50,
+    state: StateOpt = Path(".plugbay"),
+    as_json: JsonOpt = False,
+) -> None:
+    """Show what happened to plugins, newest first, with versions, result and reason.
+
+    Installs, loads, reloads, upgrades, rollbacks, failures, enables and disables.
+    """
+    with the_host(state, as_json=as_json) as host:
+        events = host.history(plugin_id, limit)
+    if as_json:
+        print_json(events)
+    else:
+        out.print(history_table(events))
+
+
+def register(app: typer.Typer) -> None:
+    """Attach the version commands to ``app``."""
+    for fn in (install, upgrade, reload, rollback, history):
+        add_command(app, fn, panel=PANEL)

@@ -1,0 +1,170 @@
+"""Every ``--json`` answers in the one shape ``docs/cli-json.md`` documents for it, whether
+a host started for the command answers or a running one, through its API."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer
+
+from plugbay.cli import app
+from tests._running import plugbay_run
+from tests.conftest import PluginFactory
+from tests.test_cli import plugbay
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "cli-json.md"
+_SECTION = re.compile(r"^## `plugbay (\S+)[^`]*`\s*$(.*?)^```json\n(.*?)^```", re.M | re.S)
+
+
+def documented() -> dict[str, Any]:
+    """Each command's example answer, by command name."""
+    text = DOC.read_text(encoding="utf-8")
+    examples: dict[str, Any] = {}
+    for name, _, example in _SECTION.findall(text):
+        examples[name] = [json.loads(line) for line in example.splitlines() if line.strip()] \
+            if name == "logs" else json.loads(example)  # fmt: skip
+    return examples
+
+
+def commands_with_json() -> set[str]:
+    group = typer.main.get_command(app)
+    return {
+        name
+        for name, command in getattr(group, "commands", {}).items()
+        if any("--json" in getattr(p, "opts", ()) for p in command.params)
+    }
+
+
+def same_shape(answer: Any, example: Any, where: str) -> None:
+    """The answer has the example's type and keys; so do the objects of a list (each one),
+    and the objects and lists one level in (their first element)."""
+    assert type(answer) is type(example), (
+        f"{where}: {type(answer).__name__}, documented {type(example).__name__}"
+    )
+    if isinstance(example, list):
+        if example and answer:
+            for i, item in enumerate(answer):
+                same_shape(item, example[0], f"{where}[{i}]")
+        return
+    if not isinstance(example, dict):
+        return
+    assert set(answer) == set(example), (
+        f"{where}: keys {sorted(set(answer) - set(example))} not documented, "
+        f"{sorted(set(example) - set(answer))} documented but missing"
+    )
+    for key, value in example.items():
+        if isinstance(value, list) and value and isinstance(value[0], dict):
+            for i, item in enumerate(answer[key]):
+                assert set(item) == set(value[0]), f"{where}.{key}[{i}]: keys {sorted(item)}"
+
+
+def answer(*args: str, cwd: Path, ok: tuple[int, ...] = (0,)) -> Any:
+    result = plugbay(*args, cwd=cwd)
+    assert result.returncode in ok, result.stderr
+    if args[0] == "logs":
+        return [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+    return json.loads(result.stdout)
+
+
+def test_every_command_with_json_is_documented() -> None:
+    assert commands_with_json() == set(documented())
+
+
+@pytest.fixture
+def workdir(plugins: PluginFactory, tmp_path: Path) -> Path:
+    plugins(
+        "acme.calc",
+        """
+        from plugbay import UtilityPlugin, command
+
+        class P(UtilityPlugin):
+            @command
+            def add(self, a: int, b: int = 1) -> int:
+                \"\"\"Add two integers.\"\"\"
+                self.context.logger.warning("adding %s and %s", a, b)
+                return a + b
+        """,
+    )
+    plugins("acme.user", extra='[dependencies]\n"acme.calc" = "^1"\n')
+    return tmp_path
+
+
+def test_in_process_answers_have_the_documented_shapes(
+    workdir: Path, plugins: PluginFactory
+) -> None:
+    docs = documented()
+    calc = plugins.root / "acme.calc-1.0.0"
+    newer = workdir / "calc-1.1.0"
+    shutil.copytree(calc, newer)
+    manifest = newer / "plugin.toml"
+    manifest.write_text(manifest.read_text().replace('"1.0.0"', '"1.1.0"'))
+
+    answers: dict[str, Any] = {
+        "list": answer("list", "--json", cwd=workdir),
+        "info": answer("info", "acme.calc", "--json", cwd=workdir),
+        "call": answer("call", "acme.calc", "add", "a=2", "--json", cwd=workdir),
+        "deps": answer("deps", "--json", cwd=workdir),
+        "doctor": answer("doctor", "--json", cwd=workdir),
+        "health": answer("health", "--json", cwd=workdir, ok=(0, 1)),
+        "reload": answer("reload", "acme.calc", "--json", cwd=workdir),
+        "install": answer("install", str(newer), "--json", cwd=workdir),
+    }
+    answers["upgrade"] = answer("upgrade", "acme.calc", "--json", cwd=workdir)
+    assert answers["upgrade"]["changes"] == {"acme.calc": ["1.0.0", "1.1.0"]}
+    answers["rollback"] = answer("rollback", "acme.calc", "--json", cwd=workdir)
+    assert (answers["rollback"]["from"], answers["rollback"]["to"]) == ("1.1.0", "1.0.0")
+    answers["history"] = answer("history", "--json", cwd=workdir)
+    answers["alerts"] = answer("alerts", "--all", "--json", cwd=workdir)
+    answers["logs"] = answer("logs", "acme.calc", "--json", cwd=workdir)
+    assert answers["logs"], "the warning the call logged is kept"
+    answers["validate"] = answer("validate", str(calc), "--json", cwd=workdir)
+    assert plugbay("keygen", "me", cwd=workdir).returncode == 0
+    built = plugbay("build", str(calc), "--out", "dist", cwd=workdir)
+    assert built.returncode == 0, built.stderr
+    [wheel] = (workdir / "dist").glob("*.whl")
+    assert plugbay("sign", str(wheel), "--key", "me.key", cwd=workdir).returncode == 0
+    answers["verify"] = answer("verify", str(wheel), "--key", "me.pub", "--json", cwd=workdir)
+
+    assert set(answers) == set(docs)
+    for name, value in answers.items():
+        same_shape(value, docs[name], name)
+
+
+def test_a_running_host_answers_in_the_same_shapes(workdir: Path, plugins: PluginFactory) -> None:
+    docs = documented()
+    with plugbay_run(workdir):
+        for args in (
+            ("list",),
+            ("info", "acme.calc"),
+            ("call", "acme.calc", "add", "a=2"),
+            ("health",),
+            ("history", "acme.calc"),
+            ("logs", "acme.calc"),
+        ):
+            same_shape(answer(*args, "--json", cwd=workdir, ok=(0, 1)), docs[args[0]], args[0])
+        manifest = next(plugins.root.glob("acme.calc-*")) / "plugin.toml"
+        manifest.write_text(manifest.read_text().replace('"1.0.0"', '"1.0.1"'))
+        reloaded = answer("reload", "acme.calc", "--json", cwd=workdir)
+        same_shape(reloaded, docs["reload"], "reload")
+        assert (reloaded["from"], reloaded["to"], reloaded["state"]) == ("1.0.0", "1.0.1", "active")
+        back = answer("rollback", "acme.calc", "--json", cwd=workdir)
+        same_shape(back, docs["rollback"], "rollback")
+        assert (back["from"], back["to"]) == ("1.0.1", "1.0.0")
+
+
+def test_an_error_is_json_too(workdir: Path) -> None:
+    result = plugbay("info", "acme.nothing", "--json", cwd=workdir)
+    assert result.returncode == 1
+    same_shape(json.loads(result.stdout), documented_error(), "error")
+
+
+def documented_error() -> Any:
+    text = DOC.read_text(encoding="utf-8")
+    block = re.search(r"^## When a command fails.*?^```json\n(.*?)^```", text, re.M | re.S)
+    assert block is not None
+    return json.loads(block.group(1))
