@@ -23,6 +23,7 @@ run: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench plugins
 	$(BIN)/ruff format --check src tests bench plugins
+	$(BIN)/lint-imports
 
 # Each bundled plugin is a package of its own (relative imports), checked from its parent.
 typecheck: $(STAMP)
