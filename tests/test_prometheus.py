@@ -131,33 +131,43 @@ def prometheus(tmp: Path, host: Running) -> Iterator[httpx.Client]:
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    port = free_port()
-    log = (tmp / "prometheus.log").open("w")
-    proc = subprocess.Popen(
-        [tool("prometheus"), f"--config.file={config}", f"--storage.tsdb.path={tmp / 'tsdb'}",
-         f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
-        stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+    # the port is free when asked for; should another process take it before Prometheus
+    # binds it, Prometheus says so and exits, and it is started again on another
+    for attempt in range(3):
+        port = free_port()
+        log = tmp / f"prometheus-{attempt}.log"
+        with log.open("w") as out:
+            proc = subprocess.Popen(
+                [tool("prometheus"), f"--config.file={config}",
+                 f"--storage.tsdb.path={tmp / 'tsdb'}",
+                 f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
+                stdout=out, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
+
+        def started(proc: subprocess.Popen[bytes] = proc, client: httpx.Client = client) -> str:
+            if proc.poll() is not None:
+                return "exited"
+            try:
+                return "ready" if client.get("/-/ready").status_code == 200 else ""
+            except httpx.TransportError:
+                return ""
+
+        if until(started, "prometheus to start") == "ready":
+            break
+        client.close()
+        if "address already in use" not in log.read_text() or attempt == 2:
+            pytest.fail(f"prometheus exited: {log.read_text()}")
     try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
-
-            def ready() -> bool:
-                assert proc.poll() is None, (tmp / "prometheus.log").read_text()
-                try:
-                    return client.get("/-/ready").status_code == 200
-                except httpx.TransportError:
-                    return False
-
-            until(ready, "prometheus to be ready")
-            yield client
+        yield client
     finally:
-        proc.terminate()
+        client.close()
+        proc.terminate()  # the one process this test started, by its pid
         try:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-        log.close()
 
 
 def query(client: httpx.Client, expr: str) -> list[dict[str, Any]]:
