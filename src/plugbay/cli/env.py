@@ -22,6 +22,7 @@ from rich.table import Table
 from plugbay.api.errors import ConfigError, PlugbayError
 from plugbay.cli._console import JsonOpt, err, out
 from plugbay.cli._console import fail as _fail
+from plugbay.cli._options import ConfigOpt, PluginsOpt, StateOpt, prose
 from plugbay.model.manifest import PluginManifest
 
 __all__ = [
@@ -48,7 +49,7 @@ OfflineOpt = Annotated[
     typer.Option(
         "--offline/--online",
         help="Install the plugin's Python requirements without the network "
-        "(from --find-links and uv's cache). Default: the host config's [python] offline.",
+        "(from --find-links and uv's cache). Default: the host config's \\[python] offline.",
         show_default=False,
     ),
 ]
@@ -56,28 +57,6 @@ IndexUrlOpt = Annotated[
     str | None,
     typer.Option(
         "--index-url", help="The package index for Python requirements.", show_default=False
-    ),
-]
-
-
-PluginsOpt = Annotated[
-    list[Path] | None,
-    typer.Option(
-        "--plugins",
-        "-p",
-        envvar="PLUGBAY_PLUGINS",
-        help="Plugins directory (repeatable). Default: ./plugins",
-        show_default=False,
-    ),
-]
-StateOpt = Annotated[
-    Path,
-    typer.Option("--state", envvar="PLUGBAY_STATE", help="State directory."),
-]
-ConfigOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--config", "-c", envvar="PLUGBAY_CONFIG", help="Host config file.", show_default=False
     ),
 ]
 
@@ -243,7 +222,6 @@ def register(app: typer.Typer) -> None:
     )
     app.add_typer(env_app, name="env", rich_help_panel="versions")
 
-    @env_app.command("list")
     def env_list(
         plugins: PluginsOpt = None,
         state: StateOpt = Path(".plugbay"),
@@ -293,7 +271,6 @@ def register(app: typer.Typer) -> None:
         for problem in problems:
             err.print(f"[yellow]note:[/] {escape(problem)}")
 
-    @env_app.command("gc")
     def env_gc(
         plugins: PluginsOpt = None,
         state: StateOpt = Path(".plugbay"),
@@ -314,3 +291,6 @@ def register(app: typer.Typer) -> None:
         for path in removed:
             out.print(f"removed {escape(str(path))}")
         out.print(f"{len(removed)} removed, {len(users)} in use")
+
+    env_app.command("list", help=prose(env_list.__doc__))(env_list)
+    env_app.command("gc", help=prose(env_gc.__doc__))(env_gc)
