@@ -156,7 +156,7 @@ def test_run_once_exits_non_zero_when_a_plugin_failed(workdir: Path) -> None:
 def test_run_serves_until_interrupted_then_cleans_up(workdir: Path) -> None:
     env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
     proc = subprocess.Popen(
-        [*PLUGBAY, "run", "--http", "127.0.0.1:0"],
+        [*PLUGBAY, "run", "--http", "127.0.0.1:0", "--metrics-port", "0"],
         cwd=workdir,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

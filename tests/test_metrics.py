@@ -97,7 +97,8 @@ def test_plugbay_metrics_and_run_serve_it(plugins: PluginFactory, tmp_path: Path
         printed.stdout
     )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "plugbay.cli", "run", "--metrics-port", "0"], cwd=tmp_path,
+        [sys.executable, "-m", "plugbay.cli", "run", "--metrics-port", "0",
+         "--http", "127.0.0.1:0"], cwd=tmp_path,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )  # fmt: skip
     try:

@@ -36,7 +36,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Final
 
 from plugbay.api.errors import PlugbayError
-from plugbay.model.manifest import PluginManifest, load_manifest, parse_manifest
+from plugbay.model.manifest import PluginManifest, load_manifest, parse_manifest, parse_toml
 from plugbay.pdk.errors import BuildError, WheelError
 
 __all__ = [
@@ -161,7 +161,7 @@ def _project_package(manifest: PluginManifest) -> tuple[str, str]:
     """For a pyproject-based plugin: check [project] agrees with the manifest; the
     package that receives plugin.toml, and the manifest as a plugin.toml."""
     assert manifest.path is not None
-    data = tomllib.loads(manifest.path.read_text(encoding="utf-8"))
+    data = parse_toml(manifest.path.read_text(encoding="utf-8"), str(manifest.path))
     project = data.get("project", {})
     where = str(manifest.path)
     if project.get("version") != str(manifest.version):
@@ -206,7 +206,7 @@ def _package_directory(manifest: PluginManifest, work: Path) -> tuple[Path, str,
     (work / package / "__init__.py").touch()
     entry = f"{package}.{manifest.entry}"
     text = manifest.path.read_text(encoding="utf-8")
-    data = tomllib.loads(text)
+    data = parse_toml(text, str(manifest.path))
     data["entry"] = entry
     manifest_text = _toml(data)
     name = manifest.id.replace(".", "-").replace("_", "-")

@@ -18,7 +18,6 @@ import dataclasses
 import importlib.metadata
 import logging
 import os
-import tomllib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -30,7 +29,7 @@ from plugbay.api import Plugin, command_specs
 from plugbay.api.errors import ConfigError, PlugbayError, PluginNotFound, PluginStateError
 from plugbay.isolation.policy import IsolationPolicy
 from plugbay.model.discover import discover
-from plugbay.model.manifest import PluginManifest
+from plugbay.model.manifest import PluginManifest, parse_toml
 from plugbay.model.registry import PluginRegistry
 from plugbay.model.versions import Version
 from plugbay.monitor.config import MonitorSettings
@@ -330,13 +329,12 @@ class Host:
         if path is None:
             return {}
         try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
+            text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
             raise ConfigError("the host config file does not exist", where=str(path)) from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(
-                f"the host config is not valid TOML: {exc}", where=str(path)
-            ) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read the host config: {exc}", where=str(path)) from None
+        data = parse_toml(text, str(path), what="the host config", error=ConfigError)
         if not self._policy_given:
             policy = IsolationPolicy.from_config(data, where=str(path), inline=self._inline)
             self.manager.settings = dataclasses.replace(self.manager.settings, policy=policy)
