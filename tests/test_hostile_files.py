@@ -189,12 +189,12 @@ def plugin_tree(root: Path) -> Path:
 
 
 SLOW = settings(
-    max_examples=25,
+    max_examples=30,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 FAST = settings(
-    max_examples=150,
+    max_examples=100,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -374,21 +374,28 @@ def state_db(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     return (root / "state.db").read_bytes()
 
 
-@st.composite
-def mutated_db(draw: st.DrawFn, original: bytes) -> bytes:
+#: damage to a database file, as (kind, offset, byte values); applied by ``damage``
+_DAMAGE = st.tuples(
+    st.sampled_from(["flip", "page", "truncate", "empty"]),
+    st.floats(min_value=0, max_value=1, exclude_max=True),
+    st.lists(st.integers(min_value=0, max_value=255), min_size=1, max_size=20),
+)
+
+
+def damage(original: bytes, how: tuple[str, float, list[int]]) -> bytes:
+    kind, where, values = how
     data = bytearray(original)
-    kind = draw(st.sampled_from(["flip", "page", "truncate", "empty"]))
+    at = int(where * len(data))
     if kind == "empty":
         return b""
     if kind == "truncate":
-        return bytes(data[: draw(st.integers(min_value=1, max_value=len(data) - 1))])
+        return bytes(data[: max(at, 1)])
     if kind == "page":  # a whole page of garbage, as a torn write leaves
-        page = draw(st.integers(min_value=0, max_value=len(data) // 4096 - 1))
-        data[page * 4096 : (page + 1) * 4096] = draw(st.binary(min_size=4096, max_size=4096))
+        page = at // 4096 * 4096
+        data[page : page + 4096] = bytes(values[i % len(values)] ^ i % 251 for i in range(4096))
         return bytes(data)
-    for _ in range(draw(st.integers(min_value=1, max_value=20))):
-        at = draw(st.integers(min_value=0, max_value=len(data) - 1))
-        data[at] = draw(st.integers(min_value=0, max_value=255))
+    for i, v in enumerate(values):  # bytes flipped here and there
+        data[(at + i * 7919) % len(data)] = v
     return bytes(data)
 
 
@@ -397,16 +404,16 @@ def _state_commands() -> list[list[str]]:
 
 
 @SLOW
-@given(data=st.data())
+@given(how=_DAMAGE, host_file=st.binary(max_size=200))
 def test_a_damaged_state_file_is_a_state_error_naming_it(
-    tmp_path: Path, state_db: bytes, data: st.DataObject
+    tmp_path: Path, state_db: bytes, how: tuple[str, float, list[int]], host_file: bytes
 ) -> None:
     work = tmp_path / "w"
     plugin_tree(work)
+    shutil.rmtree(work / ".plugbay", ignore_errors=True)
     (work / ".plugbay").mkdir()
-    damaged = data.draw(mutated_db(state_db))
-    (work / ".plugbay" / "state.db").write_bytes(damaged)
+    (work / ".plugbay" / "state.db").write_bytes(damage(state_db, how))
     for args in _state_commands():
         assert_clear(run(*args, cwd=work), "state.db")
-    (work / ".plugbay" / "host.json").write_bytes(data.draw(st.binary(max_size=200)))
+    (work / ".plugbay" / "host.json").write_bytes(host_file)
     assert_clear(run("history", cwd=work), "state.db", "host.json")

@@ -1528,6 +1528,9 @@ def profile(
 from plugbay.cli.develop import register as _register_develop  # noqa: E402
 
 _register_develop(app)
+from plugbay.cli.state import register as _register_state  # noqa: E402
+
+_register_state(app)
 
 
 def main() -> None:

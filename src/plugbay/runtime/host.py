@@ -14,6 +14,7 @@ serve. Leaving the ``async with`` cleans up in reverse order.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import importlib.metadata
 import logging
@@ -208,6 +209,7 @@ class Host:
         self._monitor_arg = monitor
         #: metrics, health, alerts and logs (the spec's PluginMonitor); made in start()
         self.monitor: PluginMonitor | None = None
+        self._backups: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -233,6 +235,7 @@ class Host:
         self._started = True
         if self.state_dir is not None:
             self.state = StateStore.open(self.state_dir)
+            self._start_backups(self.state)
             self.manager.state = self.state
             self.store = PluginStore(self.state_dir / "store", self.state)
             self.manager.store = self.store
@@ -308,11 +311,26 @@ class Host:
         if self.monitor is not None:
             await self.monitor.stop()
         await self.events.close()
+        if self._backups is not None:
+            self._backups.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._backups
+            self._backups = None
         if self.state is not None:
             self.state.close()
             self.state = None
             self.manager.state = None
         self._started = False
+
+    def _start_backups(self, state: StateStore) -> None:
+        """A backup now (the database just passed its check), then every few minutes."""
+        from plugbay.state_backups import back_up_every, rolling_backup
+
+        try:
+            rolling_backup(state)
+        except PlugbayError as exc:
+            logging.getLogger("plugbay.state").warning("the state backup failed: %s", exc)
+        self._backups = asyncio.get_running_loop().create_task(back_up_every(state))
 
     def _problem(self, error: PlugbayError, manifest: PluginManifest | None) -> None:
         self.problems.append(error)
