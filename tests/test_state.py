@@ -215,7 +215,8 @@ def test_a_file_that_is_not_a_database(tmp_path: Path, make: Callable[[Path], ob
     with pytest.raises(StateError) as err:
         StateStore.open(tmp_path)
     text = str(err.value)
-    assert text.startswith("the state file is not a usable SQLite database")
+    assert text.startswith("the state database is damaged: ")
+    assert "refused, rather than taken as empty" in text
     assert str(path) in text and "move the file away" in text
     assert path.read_bytes() == before  # the user's file is left as it was
 

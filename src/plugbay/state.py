@@ -145,11 +145,6 @@ _HINTS: Final[tuple[tuple[str, str], ...]] = (
         "check that the state directory exists and is writable, or choose another with --state",
     ),
     ("SQLITE_IOERR", "the disk reported an I/O error; check the disk and free space, then retry"),
-    (
-        "SQLITE_CORRUPT",
-        "the state database is damaged; move it away (plugbay creates a fresh one) "
-        "or restore it from a backup",
-    ),
 )
 _UNUSABLE: Final = ("SQLITE_NOTADB", "SQLITE_CORRUPT")
 
@@ -391,12 +386,8 @@ class StateStore:
 
     def _error(self, doing: str, exc: sqlite3.Error) -> StateError:
         name = str(getattr(exc, "sqlite_errorname", ""))
-        if doing.startswith("cannot open") and name.startswith(_UNUSABLE):
-            return StateError(
-                f"the state file is not a usable SQLite database ({exc})",
-                where=str(self.path),
-                hint="move the file away (plugbay creates a fresh one) or restore it from a backup",
-            )
+        if name.startswith(_UNUSABLE):
+            return self._damaged(f"it is not a usable SQLite database ({exc})")
         hint = next((h for prefix, h in _HINTS if name.startswith(prefix)), _DEFAULT_HINT)
         return StateError(f"{doing}: {exc}", where=str(self.path), hint=hint)
 
@@ -503,15 +494,34 @@ class StateStore:
             (plugin_id, value, time.time()),
         )
 
-    def set_enabled(self, plugin_id: str, enabled: bool, reason: str | None = None) -> None:
-        """Remember whether the plugin may be loaded; enabling forgets the disable reason."""
-        self._write(
-            "INSERT INTO plugins (plugin_id, enabled, disabled_reason, updated) "
-            "VALUES (?, ?, ?, ?) "
-            "ON CONFLICT(plugin_id) DO UPDATE SET enabled=excluded.enabled, "
-            "disabled_reason=excluded.disabled_reason, updated=excluded.updated",
-            (plugin_id, int(enabled), None if enabled else reason, time.time()),
-        )
+    def set_enabled(
+        self,
+        plugin_id: str,
+        enabled: bool,
+        reason: str | None = None,
+        *,
+        event: tuple[str, str | None] | None = None,
+    ) -> None:
+        """Remember whether the plugin may be loaded; enabling forgets the disable reason.
+        ``event`` ``(action, version)``: its history entry, in the same transaction, so
+        the change and its record are kept together or not at all."""
+        now = time.time()
+        with self._transaction() as db:
+            _execute(
+                db,
+                "INSERT INTO plugins (plugin_id, enabled, disabled_reason, updated) "
+                "VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(plugin_id) DO UPDATE SET enabled=excluded.enabled, "
+                "disabled_reason=excluded.disabled_reason, updated=excluded.updated",
+                (plugin_id, int(enabled), None if enabled else reason, now),
+            )
+            if event is not None:
+                _execute(
+                    db,
+                    "INSERT INTO history (time, plugin_id, action, version, result, reason, "
+                    "details) VALUES (?, ?, ?, ?, 'ok', ?, '{}')",
+                    (now, plugin_id, event[0], event[1], None if enabled else reason),
+                )
 
     def is_enabled(self, plugin_id: str) -> bool:
         """Whether the plugin may be loaded; a plugin never seen before is enabled."""

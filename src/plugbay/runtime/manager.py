@@ -812,20 +812,23 @@ class PluginManager:
         self, plugin_id: str, reason: str | None = None, *, cascade: bool = False
     ) -> list[str]:
         rec = self.record(plugin_id)
-        stopped = await self.unload_plugin(plugin_id, cascade=cascade)
-        rec.reason = reason or "disabled by the operator"
-        self._set_state(rec, PluginState.DISABLED)
+        reason = reason or "disabled by the operator"
+        dependents = self.dependents(plugin_id)
+        if dependents and not cascade:
+            await self.unload_plugin(plugin_id)  # refuses, naming them
+        # Durable first, with its history entry: a disable the state cannot keep (a full
+        # disk) is refused here and changes nothing, rather than undone by a restart.
         if self.state is not None:
-            self.state.set_enabled(plugin_id, False, rec.reason)
-        self._history(rec, "disable", "ok", rec.reason, None)
+            self.state.set_enabled(plugin_id, False, reason, event=("disable", rec.version))
+        stopped = await self.unload_plugin(plugin_id, cascade=cascade)
+        rec.reason = reason
+        self._set_state(rec, PluginState.DISABLED)
         return stopped
 
     async def enable(self, plugin_id: str) -> PluginRecord:
-        self.record(plugin_id)
-        if self.state is not None:
-            self.state.set_enabled(plugin_id, True)
-        rec = self._records[plugin_id]
-        self._history(rec, "enable", "ok", None, None)
+        rec = self.record(plugin_id)
+        if self.state is not None:  # durable first, as disable
+            self.state.set_enabled(plugin_id, True, event=("enable", rec.version))
         if rec.state is PluginState.ACTIVE:
             return rec
         return await self.load_plugin(plugin_id)
