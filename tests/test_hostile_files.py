@@ -13,6 +13,7 @@ import shutil
 import sqlite3
 import traceback
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -76,12 +77,23 @@ BASE = 'id = "acme.base"\nversion = "1.2.0"\ntype = "utility"\nentry = "main:P"\
 
 # ---------------------------------------------------------------------------- mutations
 
+#: TOML values of every kind, odd ones first
+_ODD: list[str] = [
+    '""',
+    "nan",
+    "-inf",
+    "1979-05-27T07:32:00Z",
+    "true",
+    "[]",
+    "{}",
+    '"\\u0000"',
+    '"' + "x" * 5000 + '"',
+    '[1, "a", {b = 2}]',
+    "'''\n'''",
+]
 _VALUES = st.one_of(
     st.integers(min_value=-(2**70), max_value=2**70).map(str),
-    st.sampled_from(
-        ['""', "nan", "-inf", "1979-05-27T07:32:00Z", "true", "[]", "{}", '"\\u0000"',
-         '"' + "x" * 5000 + '"', "[1, \"a\", {b = 2}]", "'''\n'''"]
-    ),  # fmt: skip
+    st.sampled_from(_ODD),
     st.text(max_size=40).map(lambda s: '"' + s.replace("\\", "").replace('"', "") + '"'),
 )
 
@@ -167,13 +179,20 @@ def assert_clear(result: Result, *names: str) -> None:
 
 def manifest_problem(path: Path) -> PlugbayError | None:
     """What load_manifest says of ``path``: None, or a ManifestError (nothing else)."""
+    problem = raised(lambda: load_manifest(path))
+    if problem is None:
+        return None
+    assert isinstance(problem, ManifestError), f"{type(problem).__name__}: {problem}"
+    assert str(path) in (problem.where or ""), problem
+    return problem
+
+
+def raised(fn: Callable[[], object]) -> BaseException | None:
+    """What ``fn`` raised, if anything (the property checks its type)."""
     try:
-        load_manifest(path)
-    except ManifestError as exc:
-        assert str(path) in (exc.where or ""), exc
+        fn()
+    except Exception as exc:
         return exc
-    except Exception as exc:  # noqa: BLE001 - that is what this checks
-        pytest.fail(f"load_manifest raised {type(exc).__name__}, not ManifestError: {exc}")
     return None
 
 
@@ -210,7 +229,9 @@ def test_a_mutated_manifest_is_a_manifest_error_naming_the_file(
     path = plugin_tree(tmp_path / "w") / "plugin.toml"
     path.write_bytes(data)
     manifest_problem(path)
-    assert_clear(run("validate", "--no-import", str(path.parent), cwd=tmp_path / "w"), "plugin.toml")
+    assert_clear(
+        run("validate", "--no-import", str(path.parent), cwd=tmp_path / "w"), "plugin.toml"
+    )
 
 
 @FAST
@@ -250,7 +271,7 @@ def test_every_command_that_reads_manifests_survives_a_mutated_one(
     [
         "description = " + "[" * 500 + "]" * 500,
         "description = " + "{a = " * 500 + "1" + "}" * 500,
-        "[config.x]\ntype = \"array\"\ndefault = " + "[" * 500 + "]" * 500,
+        '[config.x]\ntype = "array"\ndefault = ' + "[" * 500 + "]" * 500,
         "[" + ".".join(["a"] * 500) + "]\nx = 1",
     ],
     ids=["arrays", "inline-tables", "config-default", "tables"],
@@ -286,7 +307,7 @@ def wheel_files(manifest: str = BASE.replace("main:P", "acme_base.main:P")) -> d
         "acme_base/plugin.toml": manifest.encode(),
         "acme_base-1.2.0.dist-info/METADATA": b"Name: acme-base\nVersion: 1.2.0\n",
         "acme_base-1.2.0.dist-info/entry_points.txt": (
-            b'[plugbay.plugins]\nacme.base = acme_base.main:P\n'
+            b"[plugbay.plugins]\nacme.base = acme_base.main:P\n"
         ),
     }
 
@@ -338,12 +359,10 @@ def test_a_mutated_wheel_is_a_wheel_error_naming_the_file(tmp_path: Path, data: 
     (tmp_path / "w").mkdir()
     wheel = tmp_path / "w" / WHEEL_NAME
     wheel.write_bytes(data)
-    try:
-        inspect_wheel(wheel)
-    except WheelError as exc:
-        assert WHEEL_NAME in (exc.where or ""), exc
-    except Exception as exc:  # noqa: BLE001 - that is what this checks
-        pytest.fail(f"inspect_wheel raised {type(exc).__name__}, not WheelError: {exc}")
+    problem = raised(lambda: inspect_wheel(wheel))
+    if problem is not None:
+        assert isinstance(problem, WheelError), f"{type(problem).__name__}: {problem}"
+        assert WHEEL_NAME in (problem.where or ""), problem
     for args in (["verify", WHEEL_NAME], ["install", WHEEL_NAME, "--allow-unsigned"]):
         assert_clear(run(*args, cwd=tmp_path / "w"), WHEEL_NAME)
 
