@@ -158,6 +158,13 @@ def run(
     no_metrics: Annotated[
         bool, typer.Option("--no-metrics", help="Do not serve /metrics.")
     ] = False,
+    metrics_public: Annotated[
+        bool,
+        typer.Option(
+            "--metrics-public",
+            help="Serve /metrics without the API token (by default a scrape must send it).",
+        ),
+    ] = False,
     http: Annotated[
         str,
         typer.Option(
@@ -220,11 +227,23 @@ def run(
             if not no_metrics:
                 from plugbay.runtime.prometheus import serve_metrics
 
+                check = None
+                if not metrics_public:
+                    from plugbay.web.token import TokenFile
+
+                    tokens = TokenFile(host.state_dir or Path(state))
+                    tokens.ensure()
+                    check = tokens.matches
                 try:
                     metrics_server, port = serve_metrics(
-                        host.manager, metrics_port, monitor=host.monitor
+                        host.manager, metrics_port, monitor=host.monitor, token=check
                     )
                     out.print(f"metrics: http://127.0.0.1:{port}/metrics")
+                    if check is not None:
+                        out.print(
+                            "[dim]metrics need the API token ('Authorization: Bearer …', "
+                            "'plugbay token' shows it); --metrics-public serves them without[/]"
+                        )
                     announcement = _announce(host, since, http=http_url, metrics_port=port)
                 except OSError as exc:
                     err.print(

@@ -81,6 +81,7 @@ def create_app(
     api.add_exception_handler(PlugbayError, plugbay_error)
     api.add_exception_handler(RequestValidationError, _validation_error)
     api.add_exception_handler(StarletteHTTPException, _http_exception)
+    api.add_exception_handler(Exception, _internal_error)
     api.openapi = lambda: _openapi(api)  # type: ignore[method-assign]
 
     def audit(caller: Caller) -> None:
@@ -164,6 +165,18 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
     else:
         error = http_error("http_error", str(exc.detail))
     return error_response(error, exc.status_code, dict(exc.headers or {}))
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    """A bug in the host: the one JSON error shape, with the request id the log has (the
+    gate logs the traceback under it, as the exception goes on past this answer)."""
+    request_id = getattr(request.state, "request_id", None) or "?"
+    error = http_error(
+        "internal_error",
+        "plugbay failed on this request (a bug in the host)",
+        hint=f"the host's log has the traceback under request {request_id}; please report it",
+    )
+    return error_response(error, 500)
 
 
 def _allowed(request: Request) -> list[str]:
