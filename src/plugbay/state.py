@@ -389,7 +389,9 @@ class StateStore:
         if name.startswith(_UNUSABLE):
             return self._damaged(f"it is not a usable SQLite database ({exc})")
         hint = next((h for prefix, h in _HINTS if name.startswith(prefix)), _DEFAULT_HINT)
-        return StateError(f"{doing}: {exc}", where=str(self.path), hint=hint)
+        # a full disk is its own answer over HTTP (507): the request was fine, try it later
+        details = {"disk_full": True} if name.startswith("SQLITE_FULL") else None
+        return StateError(f"{doing}: {exc}", where=str(self.path), hint=hint, details=details)
 
     def _connection(self) -> sqlite3.Connection:
         if self._db is None:

@@ -90,7 +90,10 @@ def create_app(
     async def call(plugin_id: str, command: str, body: bytes) -> Any:
         return await call_response(host, plugin_id, command, body)
 
-    gate = Gate(api, tokens=tokens, max_body=max_body, audit=audit, call=call)
+    def preflight(caller: Caller) -> None:
+        _audit_before(host, caller)
+
+    gate = Gate(api, tokens=tokens, max_body=max_body, audit=audit, call=call, preflight=preflight)
     web = WebApp(host, api, gate, series)
     api.state.web = web
     return web
@@ -123,6 +126,25 @@ def _audit(host: Host, caller: Caller) -> None:
             )  # fmt: skip
         except PlugbayError:
             pass  # not a plugin this host knows (a 404): the security log has it
+
+
+def _audit_before(host: Host, caller: Caller) -> None:
+    """The record of a change to a plugin, kept before the change is made: when the state
+    cannot keep it (a full disk), the StateError refuses the request and nothing changes."""
+    plugin = caller.get("plugin")
+    if not plugin or host.state is None:
+        return
+    try:
+        version = host.plugin(plugin).version
+    except PlugbayError:
+        return  # not a plugin this host knows: the request answers 404 on its own
+    who = f"{caller['address']} ({caller.get('auth', 'no token')}"
+    who += f" {caller['token']})" if caller.get("token") else ")"
+    host.state.add_event(
+        plugin, "http", version=version, result="requested",
+        reason=f"{caller['method']} …/{caller['path'].rsplit('/', 1)[-1]} by {who}",
+        details={k: caller.get(k) for k in ("address", "auth", "token", "user_agent")},
+    )  # fmt: skip
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:

@@ -33,7 +33,7 @@ from typing import Any, Final
 from urllib.parse import parse_qs, urlencode
 
 from plugbay.api.errors import PlugbayError
-from plugbay.web._errors import error_response, http_error
+from plugbay.web._errors import error_response, http_error, status_for
 from plugbay.web.token import TokenFile, fingerprint
 
 __all__ = ["COOKIE", "MAX_JSON_DEPTH", "Caller", "Gate"]
@@ -78,8 +78,12 @@ class Gate:
         max_body: int,
         audit: Callable[[Caller], None],
         call: Callable[[str, str, bytes], Awaitable[ASGIApp]] | None = None,
+        preflight: Callable[[Caller], None] | None = None,
     ) -> None:
         self.app = app
+        #: writes the audit record of a change before it is made; when it raises, the
+        #: change is refused (an action whose record cannot be kept is not done)
+        self.preflight = preflight
         self.call = call
         self.tokens = tokens
         self.max_body = max_body
@@ -176,6 +180,12 @@ class Gate:
         if method in _SAFE:
             await self.app(scope, receive, send)
             return
+        if self.preflight is not None:
+            try:
+                self.preflight(caller)
+            except PlugbayError as exc:
+                await self._refuse(scope, receive, send, caller, status_for(exc), exc)
+                return
         status_box = [500]
 
         async def send_watch(message: Message) -> None:
