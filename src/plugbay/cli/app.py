@@ -401,7 +401,8 @@ def list_(
     """List every plugin found, with version, type, state and load time.
 
     When a host is running on this state directory, it is asked through its API (or,
-    without one, its recorded states are shown) and no plugin is started here.
+    without one, its recorded states are shown). Without a running host the plugins on
+    disk are shown as not running. No plugin is started here.
     """
     client = _client(state)
     if client is not None:
@@ -433,17 +434,27 @@ def list_(
         )
         return
 
-    async def body(host: Any) -> list[Any]:
-        records = host.plugins()
-        if as_json:
-            return [r.to_dict() for r in records]
-        out.print(_plugins_table(records))
-        _print_problems(records, host.problems)
-        return []
+    from plugbay.cli.offline import disk_rows, say_no_host
 
-    rows = _with_host(_host_kwargs(plugins, state, config), body, as_json=as_json)
+    say_no_host(state)
+    try:
+        rows, problems = disk_rows(_host_kwargs(plugins, state, config)["plugins_dir"], state)
+    except PlugbayError as exc:
+        _fail(exc, as_json=as_json)
     if as_json:
         out.print_json(json.dumps(rows, default=str))
+        return
+    table = Table(header_style="bold")
+    for col in ("plugin", "version", "type", "state", "load time"):
+        table.add_column(col, justify="right" if col == "load time" else "left")
+    for r in rows:
+        table.add_row(r["id"], r["version"], r["type"], _state_text(r["state"]), "-")
+    out.print(table)
+    for r in rows:
+        if r["reason"]:
+            out.print(f"[yellow]{r['state']}:[/] {r['id']}: {escape(r['reason'])}")
+    for problem in problems:
+        out.print(f"[red]problem:[/] {escape(str(problem))}")
 
 
 @app.command()
@@ -466,10 +477,18 @@ def info(
     if client is not None:
         with client:
             data = _remote(lambda: client.info(plugin_id), as_json=as_json)
-    else:
+    elif _running_host(state) is not None:  # a host without an API: start only this one
         kwargs = _host_kwargs(plugins, state, config)
         kwargs["load"] = [plugin_id]  # only it and what it needs: nothing else starts here
         data = _with_host(kwargs, body, as_json=as_json)
+    else:
+        from plugbay.cli.offline import disk_info, say_no_host
+
+        say_no_host(state)
+        try:
+            data = disk_info(plugin_id, _host_kwargs(plugins, state, config)["plugins_dir"], state)
+        except PlugbayError as exc:
+            _fail(exc, as_json=as_json)
     if as_json:
         out.print_json(json.dumps(data, default=str))
         return
@@ -972,7 +991,11 @@ def history(
             rows = _remote(lambda: client.history(plugin_id, limit=limit), as_json=as_json)
         events: list[Any] = [SimpleNamespace(**r) for r in rows]
     else:
-        events = _store_op(state, lambda s: s.history(plugin_id, limit=limit))
+        if _running_host(state) is None:
+            from plugbay.cli.offline import say_no_host
+
+            say_no_host(state)
+        events = _store_op(state, lambda s: s.history(plugin_id, limit=limit), read_only=True)
     if as_json:
         out.print_json(json.dumps([_to_builtins(vars(e) if isinstance(e, SimpleNamespace) else e)
                                    for e in events], default=str))  # fmt: skip
@@ -1330,11 +1353,13 @@ def token(
         err.print("[dim]the old token no longer works; a running host uses the new one now[/]")
 
 
-def _store_op(state_dir: Path, fn: Callable[[Any], T], *, as_json: bool = False) -> T:
+def _store_op(
+    state_dir: Path, fn: Callable[[Any], T], *, as_json: bool = False, read_only: bool = False
+) -> T:
     from plugbay.state import StateStore
 
     try:
-        with StateStore.open(state_dir) as store:
+        with StateStore.open(state_dir, read_only=read_only) as store:
             return fn(store)
     except PlugbayError as exc:
         _fail(exc, as_json=as_json)
@@ -1344,8 +1369,14 @@ def _store_op(state_dir: Path, fn: Callable[[Any], T], *, as_json: bool = False)
 
 
 def _source(state_dir: Path) -> StateSource:
+    """What the host on ``state_dir`` wrote, opened read-only (it may be gone, the disk
+    may be read-only); says so when no host is running."""
     from plugbay.cli.views import StateSource
 
+    if _running_host(state_dir) is None:
+        from plugbay.cli.offline import say_no_host
+
+        say_no_host(state_dir)
     try:
         return StateSource(state_dir)
     except PlugbayError as exc:
@@ -1445,7 +1476,7 @@ def health(
 ) -> None:
     """Each plugin's health (live, ready, green / degraded / failing, and why) and the
     host's; exits 1 when the host is failing. Beside a running host, that host's."""
-    from plugbay.cli.views import HostSource, health_table
+    from plugbay.cli.views import health_table
 
     if _running_host(state) is not None:
         source = _source(state)
@@ -1454,13 +1485,24 @@ def health(
         finally:
             source.close()
     else:
+        from plugbay.cli.offline import disk_rows, say_no_host
 
-        async def body(host: Any) -> dict[str, Any]:
-            if host.monitor is not None:
-                await host.monitor.tick()
-            return HostSource(host).snapshot()
-
-        snap = _with_host(_host_kwargs(plugins, state, config), body, as_json=as_json)
+        say_no_host(state)
+        try:
+            rows, _ = disk_rows(_host_kwargs(plugins, state, config)["plugins_dir"], state)
+        except PlugbayError as exc:
+            _fail(exc, as_json=as_json)
+        snap = {
+            "time": None,
+            "host": {"kind": "host", "health": "failing", "reason": "no host is running"},
+            "plugins": [{**r, "health": None} for r in rows],
+        }
+        if as_json:
+            out.print_json(json.dumps(snap, default=str))
+        else:
+            for r in rows:
+                out.print(f"{r['id']} {r['version']}: {_state_text(r['state'])}")
+        raise typer.Exit(1)  # nothing is serving: not healthy
     if as_json:
         out.print_json(json.dumps(snap, default=str))
     else:
