@@ -3,6 +3,7 @@ running, open the state read-only, and work on a read-only disk (a tmpfs remount
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import subprocess
@@ -104,9 +105,9 @@ async def test_read_only_commands_work_on_a_read_only_disk(
 ) -> None:
     state = read_only_state / "state"
     await used_by_a_host(plugins, tmp_path, state)
-    remount = subprocess.run(
-        ["mount", "-o", "remount,ro", str(read_only_state)], capture_output=True, text=True,
-        check=False,
+    remount = await asyncio.to_thread(
+        subprocess.run, ["mount", "-o", "remount,ro", str(read_only_state)],
+        capture_output=True, text=True, check=False,
     )  # fmt: skip
     if remount.returncode != 0:
         pytest.skip(f"cannot remount read-only: {remount.stderr.strip()}")

@@ -62,11 +62,10 @@ def fill(directory: Path) -> Path:
     filler = directory / "filler"
     block = b"\0" * (64 << 10)
     with open(filler, "wb", buffering=0) as f:
-        try:
+        with pytest.raises(OSError) as full:
             while True:
                 f.write(block)
-        except OSError as exc:
-            assert exc.errno == errno.ENOSPC, exc
+        assert full.value.errno == errno.ENOSPC, full.value
         with contextlib.suppress(OSError):  # the last partial block
             while True:
                 f.write(b"\0" * 512)
