@@ -71,7 +71,11 @@ def check_offline(cwd: Path, state: Path) -> None:
             assert "no host is running on" in result.stderr, (command, result.stderr)
     rows = {r["id"]: r for r in json.loads(plugbay("list", "--json", *args, cwd=cwd).stdout)}
     assert rows["acme.calc"]["state"] == "not running"
-    assert rows["acme.other"] == {**rows["acme.other"], "state": "disabled", "reason": "maintenance"}
+    assert rows["acme.other"] == {
+        **rows["acme.other"],
+        "state": "disabled",
+        "reason": "maintenance",
+    }
     history = json.loads(plugbay("history", "--json", *args, cwd=cwd).stdout)
     assert ("acme.other", "disable") in {(e["plugin_id"], e["action"]) for e in history}
     logs = plugbay("logs", "acme.calc", *args, cwd=cwd).stdout

@@ -48,7 +48,9 @@ def _newest(plugin_dirs: list[Path]) -> tuple[dict[str, Any], list[PlugbayError]
     return newest, list(found.problems)
 
 
-def disk_rows(plugin_dirs: list[Path], state: Path) -> tuple[list[dict[str, Any]], list[PlugbayError]]:
+def disk_rows(
+    plugin_dirs: list[Path], state: Path
+) -> tuple[list[dict[str, Any]], list[PlugbayError]]:
     """One row per plugin id on disk (its newest version), and the manifests that failed."""
     newest, problems = _newest(plugin_dirs)
     disabled, store = _kept(state)
@@ -100,7 +102,9 @@ def disk_info(plugin_id: str, plugin_dirs: list[Path], state: Path) -> dict[str,
         "versions_stored": [{"version": v, "source": s} for _, v, s in stored],
         "load_seconds": None,
         "dependencies": {k: str(v) for k, v in m.dependencies.items()},
-        "dependents": sorted(pid for pid, other in newest.items() if plugin_id in other.dependencies),
+        "dependents": sorted(
+            pid for pid, other in newest.items() if plugin_id in other.dependencies
+        ),
         "commands": [],
         "config": None,
         "permissions": {
