@@ -247,7 +247,7 @@ def test_a_mutated_pyproject_table_is_a_manifest_error_naming_the_file(
     assert_clear(run("deps", cwd=tmp_path / "w"), "pyproject.toml")
 
 
-@SLOW
+@settings(SLOW, max_examples=15)
 @given(data=mutated(MANIFEST))
 def test_every_command_that_reads_manifests_survives_a_mutated_one(
     tmp_path: Path, data: bytes

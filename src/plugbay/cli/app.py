@@ -363,7 +363,7 @@ def _recorded(
         ("disable", "ok"): "disabled",
     }
     rows = []
-    with StateStore.open(state_dir) as store:
+    with StateStore.open(state_dir, read_only=True) as store:
         for pid, manifest in sorted(newest.items()):
             row: dict[str, Any] = {
                 "id": pid, "version": str(manifest.version), "type": manifest.type,

@@ -258,5 +258,7 @@ Every endpoint but `/healthz` needs the host's token: `Authorization: Bearer <to
 (`plugbay token` prints it). Errors are `{"error": {"code", "message", "where", "hint", …}}`
 with the status that fits: 401 no or wrong token, 403 a cookie used across origins,
 404 unknown plugin or command, 409 not in a state for this, 413 body too large,
-422 parameters or body of the wrong shape, 502/504 the plugin's own failure or time limit.
+422 parameters or body of the wrong shape, 502/504 the plugin's own failure or time limit,
+507 the disk holding the state is full (nothing was changed). Every response carries
+`X-Request-ID`; a 5xx has it in its body too, and the host's log has it with the traceback.
 """
