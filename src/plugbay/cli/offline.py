@@ -37,22 +37,28 @@ def _kept(state: Path) -> tuple[dict[str, str | None], Any]:
     return store.disabled(), store
 
 
-def _newest(plugin_dirs: list[Path]) -> tuple[dict[str, Any], list[PlugbayError]]:
+def _newest(
+    plugin_dirs: list[Path],
+) -> tuple[dict[str, Any], list[PlugbayError], dict[str, list[str]]]:
+    """The newest manifest of each plugin id on disk, the problems, and every version."""
     from plugbay.model.discover import discover
 
     found = discover([d for d in plugin_dirs if Path(d).is_dir()], entry_points=True)
     newest: dict[str, Any] = {}
+    versions: dict[str, set[Any]] = {}
     for m in found.manifests:
+        versions.setdefault(m.id, set()).add(m.version)
         if m.id not in newest or m.version > newest[m.id].version:
             newest[m.id] = m
-    return newest, list(found.problems)
+    known = {pid: [str(v) for v in sorted(vs)] for pid, vs in versions.items()}
+    return newest, list(found.problems), known
 
 
 def disk_rows(
     plugin_dirs: list[Path], state: Path
 ) -> tuple[list[dict[str, Any]], list[PlugbayError]]:
     """One row per plugin id on disk (its newest version), and the manifests that failed."""
-    newest, problems = _newest(plugin_dirs)
+    newest, problems, _ = _newest(plugin_dirs)
     disabled, store = _kept(state)
     if store is not None:
         store.close()
@@ -73,7 +79,7 @@ def disk_rows(
 def disk_info(plugin_id: str, plugin_dirs: list[Path], state: Path) -> dict[str, Any]:
     """``plugbay info`` from the manifest and the kept state (no plugin code is imported,
     so its commands are not known)."""
-    newest, _ = _newest(plugin_dirs)
+    newest, _, known = _newest(plugin_dirs)
     m = newest.get(plugin_id)
     if m is None:
         raise PluginNotFound(
@@ -98,7 +104,7 @@ def disk_info(plugin_id: str, plugin_dirs: list[Path], state: Path) -> dict[str,
         "reason": disabled[plugin_id] if off else None,
         "isolation": m.isolation,
         "manifest": m.to_dict(),
-        "versions_known": sorted({str(x.version) for x in [m]}),
+        "versions_known": known[plugin_id],
         "versions_stored": [{"version": v, "source": s} for _, v, s in stored],
         "load_seconds": None,
         "dependencies": {k: str(v) for k, v in m.dependencies.items()},

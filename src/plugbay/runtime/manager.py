@@ -710,14 +710,7 @@ class PluginManager:
         which stops those dependents first (farthest first). Returns the ids stopped."""
         async with self._lock:
             rec = self.record(plugin_id)
-            dependents = self.dependents(plugin_id)
-            if dependents and not cascade:
-                raise DependentsError(
-                    f"cannot be unloaded: {', '.join(dependents)} depend on it",
-                    plugin=plugin_id,
-                    hint="unload those first, or ask for a cascade (--cascade / cascade=True)",
-                    details={"dependents": dependents},
-                )
+            dependents = self._dependents_allowed(plugin_id, cascade)
             stopped: list[str] = []
             for dep in reversed(dependents):
                 await self._stop(self._records[dep], action="unload")
@@ -726,6 +719,18 @@ class PluginManager:
                 await self._stop(rec, action="unload")
                 stopped.append(plugin_id)
             return stopped
+
+    def _dependents_allowed(self, plugin_id: str, cascade: bool) -> list[str]:
+        """The active plugins depending on ``plugin_id``; refused unless ``cascade``."""
+        dependents = self.dependents(plugin_id)
+        if dependents and not cascade:
+            raise DependentsError(
+                f"cannot be unloaded: {', '.join(dependents)} depend on it",
+                plugin=plugin_id,
+                hint="unload those first, or ask for a cascade (--cascade / cascade=True)",
+                details={"dependents": dependents},
+            )
+        return dependents
 
     async def shutdown(self) -> None:
         """Clean up every active plugin, dependents before their dependencies."""
@@ -813,9 +818,7 @@ class PluginManager:
     ) -> list[str]:
         rec = self.record(plugin_id)
         reason = reason or "disabled by the operator"
-        dependents = self.dependents(plugin_id)
-        if dependents and not cascade:
-            await self.unload_plugin(plugin_id)  # refuses, naming them
+        self._dependents_allowed(plugin_id, cascade)  # refused before anything is kept
         # Durable first, with its history entry: a disable the state cannot keep (a full
         # disk) is refused here and changes nothing, rather than undone by a restart.
         if self.state is not None:
