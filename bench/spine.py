@@ -303,6 +303,11 @@ def startup() -> list[Figure]:
                 str(state),
                 "--config",
                 str(ROOT / "plugbay.toml"),
+                # free ports: the bench runs beside `make run` (127.0.0.1:8750)
+                "--http",
+                "127.0.0.1:0",
+                "--metrics-port",
+                "0",
             ],
             cwd=WORK,
             stdout=subprocess.PIPE,

@@ -5,8 +5,9 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import shutil
+import socket
 import textwrap
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,30 @@ BUNDLED = REPO / "plugins"
 # (Workers are forked from the zygote, a fresh process: the host's arenas never reach them.)
 with contextlib.suppress(OSError, AttributeError):
     ctypes.CDLL(None).mallopt(-8, 1)  # M_ARENA_MAX (glibc's malloc.h)
+
+#: the ports `plugbay run` serves by default (`make run`): the API and the metrics
+DEFAULT_PORTS = (8750, 9464)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def default_ports_taken() -> Iterator[list[int]]:
+    """Hold plugbay's default ports for the whole session, as `make run` beside it would:
+    a test that binds a fixed default port then fails here, not only on a busy machine.
+    (A port someone else already holds is as good: it is taken either way.)"""
+    held: list[socket.socket] = []
+    for port in DEFAULT_PORTS:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.bind(("127.0.0.1", port))
+            sock.listen(1)
+            held.append(sock)
+        except OSError:
+            sock.close()
+    try:
+        yield [s.getsockname()[1] for s in held]
+    finally:
+        for sock in held:
+            sock.close()
 
 
 class PluginFactory:

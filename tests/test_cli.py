@@ -67,19 +67,27 @@ def test_help_lists_every_command(tmp_path: Path) -> None:
         assert name in result.stdout
 
 
-def test_list_shows_state_and_failure_reason(workdir: Path) -> None:
+def test_list_without_a_host_says_so_and_starts_nothing(workdir: Path) -> None:
     result = plugbay("list", cwd=workdir)
     assert result.returncode == 0, result.stderr
-    assert "acme.calc" in result.stdout and "active" in result.stdout
-    assert "failed: plugin 'acme.bad': importing 'main' raised RuntimeError: boom" in result.stdout
+    assert f"no host is running on {workdir / '.plugbay'}" in " ".join(result.stderr.split())
+    assert "acme.calc" in result.stdout and "not running" in result.stdout
+    assert "active" not in result.stdout and "failed" not in result.stdout
+    assert not (workdir / ".plugbay").exists()  # nothing started, nothing created
 
 
 def test_list_json(workdir: Path) -> None:
+    assert plugbay("disable", "acme.bad", "--reason", "broken", cwd=workdir).returncode == 0
     result = plugbay("list", "--json", cwd=workdir)
     rows = {r["id"]: r for r in json.loads(result.stdout)}
-    assert rows["acme.calc"]["state"] == "active"
-    assert rows["acme.bad"]["state"] == "failed"
-    assert rows["acme.bad"]["error"]["code"] == "plugin_load_failed"
+    assert rows["acme.calc"]["state"] == "not running" and rows["acme.calc"]["source"] == "disk"
+    assert rows["acme.bad"]["state"] == "disabled" and rows["acme.bad"]["reason"] == "broken"
+
+
+def test_run_once_shows_state_and_failure_reason(workdir: Path) -> None:
+    result = plugbay("run", "--once", cwd=workdir)
+    assert "acme.calc" in result.stdout and "active" in result.stdout
+    assert "failed: plugin 'acme.bad': importing 'main' raised RuntimeError: boom" in result.stdout
 
 
 def test_call_converts_text_to_the_declared_types(workdir: Path) -> None:
@@ -107,18 +115,33 @@ def test_call_with_a_bad_parameter_fails_with_the_message(workdir: Path) -> None
 
 
 def test_info_shows_commands_and_failure(workdir: Path) -> None:
+    from tests._running import plugbay_run
+
+    with plugbay_run(workdir):
+        result = plugbay("info", "acme.calc", cwd=workdir)
+        assert result.returncode == 0
+        assert "add(a: int, b: int = 1) -> int  Add two integers." in result.stdout
+        # text that looks like rich markup is shown as it is
+        assert "names() -> list[str]" in result.stdout
+        assert 'config {"tags": ["a", "b"]}' in result.stdout
+        assert plugbay("call", "acme.calc", "names", cwd=workdir).stdout.strip().startswith("[")
+        result = plugbay("info", "acme.bad", "--traceback", cwd=workdir)
+        assert "RuntimeError: boom" in result.stdout and "Traceback" in result.stdout
+        data = json.loads(plugbay("info", "acme.calc", "--json", cwd=workdir).stdout)
+        assert data["manifest"]["id"] == "acme.calc" and data["state"] == "active"
+        assert plugbay("info", "acme.zzz", cwd=workdir).returncode == 1
+
+
+def test_info_without_a_host_shows_the_manifest_not_running(workdir: Path) -> None:
     result = plugbay("info", "acme.calc", cwd=workdir)
-    assert result.returncode == 0
-    assert "add(a: int, b: int = 1) -> int  Add two integers." in result.stdout
-    # text that looks like rich markup is shown as it is
-    assert "names() -> list[str]" in result.stdout
-    assert 'config {"tags": ["a", "b"]}' in result.stdout
-    assert plugbay("call", "acme.calc", "names", cwd=workdir).stdout.strip().startswith("[")
-    result = plugbay("info", "acme.bad", "--traceback", cwd=workdir)
-    assert "RuntimeError: boom" in result.stdout and "Traceback" in result.stdout
+    assert result.returncode == 0, result.stderr
+    assert "no host is running on" in result.stderr
+    assert "acme.calc 1.0.0  not running" in result.stdout
+    assert "its commands are listed by a running host" in result.stdout
     data = json.loads(plugbay("info", "acme.calc", "--json", cwd=workdir).stdout)
-    assert data["manifest"]["id"] == "acme.calc" and data["state"] == "active"
-    assert plugbay("info", "acme.zzz", cwd=workdir).returncode == 1
+    assert data["state"] == "not running" and data["manifest"]["entry"] == "main:P"
+    missing = plugbay("info", "acme.zzz", cwd=workdir)
+    assert missing.returncode == 1 and "no plugin 'acme.zzz' is on disk" in missing.stderr
 
 
 def test_validate(workdir: Path, plugins: PluginFactory) -> None:
@@ -156,7 +179,7 @@ def test_run_once_exits_non_zero_when_a_plugin_failed(workdir: Path) -> None:
 def test_run_serves_until_interrupted_then_cleans_up(workdir: Path) -> None:
     env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
     proc = subprocess.Popen(
-        [*PLUGBAY, "run", "--http", "127.0.0.1:0"],
+        [*PLUGBAY, "run", "--http", "127.0.0.1:0", "--metrics-port", "0"],
         cwd=workdir,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -253,5 +276,7 @@ def test_list_reports_a_running_host_without_starting_plugins(
         proc.send_signal(signal.SIGINT)
         proc.communicate(timeout=30)
     assert not (tmp_path / ".plugbay" / "host.json").exists()
-    # with no host running, list starts its own again
-    assert json.loads(plugbay("list", "--json", cwd=tmp_path).stdout)[0].get("source") is None
+    # with no host running, list says so and starts nothing
+    rows = json.loads(plugbay("list", "--json", cwd=tmp_path).stdout)
+    assert {r["state"] for r in rows} == {"not running"}
+    assert starts.read_text() == "started\n"

@@ -202,8 +202,9 @@ async def test_restart_restores_disabled_plugins_and_history(
         assert await host.call("acme.off", "ping") == "pong from acme.off 1.0.0"
         assert host.state is not None
         actions = [(e.action, e.result) for e in host.state.history("acme.off")]
+        # newest first; a disable is kept before it is applied, so it precedes its unload
         assert actions == [
-            ("load", "ok"), ("enable", "ok"), ("disable", "ok"), ("unload", "ok"), ("load", "ok")
+            ("load", "ok"), ("enable", "ok"), ("unload", "ok"), ("disable", "ok"), ("load", "ok")
         ]  # fmt: skip
     async with make_host() as host:
         assert state(host, "acme.off") == "active"

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from plugbay import PluginCallError
 from plugbay.runtime.host import Host
 from plugbay.runtime.prometheus import exposition, serve_metrics
+from plugbay.web.token import TokenFile
 from tests.conftest import PluginFactory
 
 CODE = """
@@ -97,7 +99,8 @@ def test_plugbay_metrics_and_run_serve_it(plugins: PluginFactory, tmp_path: Path
         printed.stdout
     )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "plugbay.cli", "run", "--metrics-port", "0"], cwd=tmp_path,
+        [sys.executable, "-m", "plugbay.cli", "run", "--metrics-port", "0",
+         "--http", "127.0.0.1:0"], cwd=tmp_path,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )  # fmt: skip
     try:
@@ -109,7 +112,17 @@ def test_plugbay_metrics_and_run_serve_it(plugins: PluginFactory, tmp_path: Path
             if line.startswith("metrics: "):
                 url = line.split(" ", 1)[1].strip()
         assert url is not None and url.startswith("http://127.0.0.1:")
-        with urllib.request.urlopen(url, timeout=10) as response:
+        # the metrics port asks for the API token, as the API does
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(url, timeout=10)
+        assert refused.value.code == 401
+        assert "needs the host's API token" in refused.value.read().decode()
+        token = TokenFile(tmp_path / ".plugbay").read()
+        wrong = urllib.request.Request(url, headers={"Authorization": "Bearer nope"})
+        with pytest.raises(urllib.error.HTTPError, match="401"):
+            urllib.request.urlopen(wrong, timeout=10)
+        scrape = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+        with urllib.request.urlopen(scrape, timeout=10) as response:
             assert "plugbay_plugin_info" in response.read().decode()
     finally:
         proc.terminate()

@@ -94,7 +94,8 @@ def running(plugins: PluginFactory, tmp_path: Path) -> Iterator[Path]:
             extra='[dependencies]\n"acme.noisy" = "*"\n[services]\nrequires = { noise = "^1" }\n')  # fmt: skip
     (tmp_path / "plugbay.toml").write_text(CONFIG)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "plugbay.cli", "run", "--metrics-port", "0"], cwd=tmp_path,
+        [sys.executable, "-m", "plugbay.cli", "run", "--metrics-port", "0",
+         "--http", "127.0.0.1:0"], cwd=tmp_path,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV,
     )  # fmt: skip
     try:

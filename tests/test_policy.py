@@ -203,16 +203,17 @@ def test_doctor_reports_every_layer_active_and_the_policy(tmp_path: Path) -> Non
 
 
 def test_info_shows_where_a_plugin_runs_and_why(plugins: PluginFactory, tmp_path: Path) -> None:
+    from tests._running import plugbay_run
+
     plugins("acme.boxed", extra='isolation = "inline"\n[resources]\nmemory = "64MiB"\n')
-    shown = plugbay("info", "acme.boxed", "--plugins", str(plugins.root), cwd=tmp_path)
-    assert shown.returncode == 0, shown.stderr
-    text = " ".join(shown.stdout.split())
-    assert "sandboxed worker: not trusted by the host's policy" in text
-    assert "its manifest asks for inline, which only the operator can allow" in text
-    assert "memory 64 MiB" in text and "landlock" in text
-    data = json.loads(
-        plugbay("info", "acme.boxed", "--json", "--plugins", str(plugins.root), cwd=tmp_path).stdout
-    )
+    with plugbay_run(tmp_path, "--plugins", str(plugins.root)):
+        shown = plugbay("info", "acme.boxed", cwd=tmp_path)
+        assert shown.returncode == 0, shown.stderr
+        text = " ".join(shown.stdout.split())
+        assert "sandboxed worker: not trusted by the host's policy" in text
+        assert "its manifest asks for inline, which only the operator can allow" in text
+        assert "memory 64 MiB" in text and "landlock" in text
+        data = json.loads(plugbay("info", "acme.boxed", "--json", cwd=tmp_path).stdout)
     assert data["sandbox"]["sandboxed"] is True and data["limits"]["memory"] == 64 * MiB
 
 

@@ -215,15 +215,19 @@ def test_a_file_that_is_not_a_database(tmp_path: Path, make: Callable[[Path], ob
     with pytest.raises(StateError) as err:
         StateStore.open(tmp_path)
     text = str(err.value)
-    assert text.startswith("the state file is not a usable SQLite database")
+    assert text.startswith("the state database is damaged: ")
+    assert "refused, rather than taken as empty" in text
     assert str(path) in text and "move the file away" in text
     assert path.read_bytes() == before  # the user's file is left as it was
 
 
-def test_an_empty_file_becomes_a_fresh_database(tmp_path: Path) -> None:
+def test_an_empty_file_is_refused_not_taken_as_a_fresh_database(tmp_path: Path) -> None:
+    """0 bytes is a truncated database: taking it as new would forget every disable."""
     (tmp_path / "state.db").touch()
-    with StateStore.open(tmp_path) as s:
-        assert s.is_enabled("a") and s.history() == []
+    with pytest.raises(StateError, match=r"the file is empty \(0 bytes\)") as err:
+        StateStore.open(tmp_path)
+    assert str(tmp_path / "state.db") in str(err.value)
+    assert (tmp_path / "state.db").stat().st_size == 0  # left as it was
 
 
 def test_a_database_from_a_newer_plugbay(tmp_path: Path) -> None:

@@ -208,7 +208,8 @@ def test_plugbay_run_watch_reloads_on_save(greeter: Path, tmp_path: Path) -> Non
 
     env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "plugbay.cli", "run", "--watch", "--no-metrics"],
+        [sys.executable, "-m", "plugbay.cli", "run", "--watch", "--no-metrics",
+         "--http", "127.0.0.1:0"],
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     assert proc.stdout is not None

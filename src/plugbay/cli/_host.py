@@ -255,11 +255,7 @@ class LocalHost:
 
     def plugins(self) -> Listing:
         if self.running is None:
-
-            async def body(host: Host) -> Listing:
-                return listing_of(host)
-
-            return self._do(body)
+            return self._on_disk()
         from plugbay.cli._recorded import recorded
 
         source = f"host pid {self.running['pid']}"
@@ -273,7 +269,21 @@ class LocalHost:
             footer=f"as recorded by the host running since {since} (pid {self.running['pid']})",
         )
 
+    def _on_disk(self) -> Listing:
+        """No host runs here: the plugins on disk, each "not running"; nothing is started."""
+        from plugbay.cli.offline import disk_rows, say_no_host
+
+        say_no_host(self.state)
+        rows, problems = disk_rows(self.kwargs["plugins_dir"], self.state)
+        return Listing([_row(r, "disk") for r in rows], [str(p) for p in problems])
+
     def info(self, plugin_id: str) -> dict[str, Any]:
+        if self.running is None:
+            from plugbay.cli.offline import disk_info, say_no_host
+
+            say_no_host(self.state)
+            return disk_info(plugin_id, self.kwargs["plugins_dir"], self.state)
+
         async def body(host: Host) -> dict[str, Any]:
             data = host.info(plugin_id)
             data["commands"] = _commands(host, plugin_id)
@@ -348,21 +358,26 @@ class LocalHost:
         return []
 
     def history(self, plugin_id: str | None, limit: int) -> list[dict[str, Any]]:
-        with self._store() as store:
+        from plugbay.state import StateStore
+
+        if self.running is None:
+            from plugbay.cli.offline import say_no_host
+
+            say_no_host(self.state)
+        # read-only: it works after a crash and on a read-only disk, and changes nothing
+        with StateStore.open(self.state, read_only=True) as store:
             return [to_builtins(e) for e in store.history(plugin_id, limit=limit)]
 
     def snapshot(self) -> dict[str, Any]:
         if self.running is not None:
             return _recorded_snapshot(self.state)
-        from plugbay.cli.views import HostSource
-
-        async def body(host: Host) -> dict[str, Any]:
-            if host.monitor is not None and not self._ticked:
-                await host.monitor.tick()
-                self._ticked = True
-            return HostSource(host).snapshot()
-
-        return self._do(body)
+        # nothing serves: the plugins on disk, none of them running, and the host failing
+        rows = self._on_disk().rows
+        return {
+            "time": None,
+            "host": {"kind": "host", "health": "failing", "reason": "no host is running"},
+            "plugins": [{**r, "health": None} for r in rows],
+        }
 
     def wait(self, seconds: float) -> None:
         if self._runner is None:

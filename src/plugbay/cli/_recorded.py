@@ -32,7 +32,7 @@ def recorded(
         if m.id not in newest or m.version > newest[m.id].version:
             newest[m.id] = m
     rows = []
-    with StateStore.open(state_dir) as store:
+    with StateStore.open(state_dir, read_only=True) as store:
         for pid, manifest in sorted(newest.items()):
             row: dict[str, Any] = {
                 "id": pid, "version": str(manifest.version), "type": manifest.type,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import typer
 
 from plugbay.cli import develop, env, monitor, plugins, policy, run, versions, web
+from plugbay.cli import state as state_cli
 from plugbay.cli._options import add_command
 
 __all__ = ["app", "main"]
@@ -36,6 +37,7 @@ monitor.register(app)
 web.register(app)
 develop.register(app)
 env.register(app)
+state_cli.register(app)
 add_command(app, monitor.profile, panel=develop.PANEL)  # the profiler is a develop tool
 
 

@@ -45,6 +45,7 @@ class Serving:
     max_body: int
     metrics_port: int | None  # Prometheus /metrics, or None
     watch: bool
+    metrics_public: bool = False  # /metrics without the API token
 
 
 def run(
@@ -63,6 +64,13 @@ def run(
     ] = 9464,
     no_metrics: Annotated[
         bool, typer.Option("--no-metrics", help="Do not serve /metrics.")
+    ] = False,
+    metrics_public: Annotated[
+        bool,
+        typer.Option(
+            "--metrics-public",
+            help="Serve /metrics without the API token (by default a scrape must send it).",
+        ),
     ] = False,
     http: Annotated[
         str,
@@ -105,6 +113,7 @@ def run(
             max_body=http_max_body,
             metrics_port=None if no_metrics else metrics_port,
             watch=watch,
+            metrics_public=metrics_public,
         )
     try:
         code = asyncio.run(_run(host_kwargs(plugins, state, config), serving, started))
@@ -148,7 +157,7 @@ def _print_started(host: Host, started: float) -> int:
 
 async def _serve(host: Host, since: float, serving: Serving) -> None:
     web = await _start_http(host, serving.bind, serving.max_body) if serving.bind else None
-    metrics_server, port = _start_metrics(host, serving.metrics_port)
+    metrics_server, port = _start_metrics(host, serving.metrics_port, serving.metrics_public)
     announcement = _announce(host, since, http=web.url if web else None, metrics_port=port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -168,14 +177,22 @@ async def _serve(host: Host, since: float, serving: Serving) -> None:
         await web.stop()
 
 
-def _start_metrics(host: Host, wanted: int | None) -> tuple[Any, int | None]:
-    """Serve /metrics on 127.0.0.1; a taken port is a warning, the host still serves."""
+def _start_metrics(host: Host, wanted: int | None, public: bool) -> tuple[Any, int | None]:
+    """Serve /metrics on 127.0.0.1 (asking for the API token unless ``public``); a taken
+    port is a warning, the host still serves."""
     if wanted is None:
         return None, None
     from plugbay.runtime.prometheus import serve_metrics
 
+    check = None
+    if not public:
+        from plugbay.web.token import TokenFile
+
+        tokens = TokenFile(host.state_dir or Path(".plugbay"))
+        tokens.ensure()
+        check = tokens.matches
     try:
-        server, port = serve_metrics(host.manager, wanted, monitor=host.monitor)
+        server, port = serve_metrics(host.manager, wanted, monitor=host.monitor, token=check)
     except OSError as exc:
         err.print(
             f"[yellow]warning:[/] cannot serve /metrics on 127.0.0.1:{wanted}: "
@@ -183,6 +200,11 @@ def _start_metrics(host: Host, wanted: int | None) -> tuple[Any, int | None]:
         )
         return None, None
     out.print(f"metrics: http://127.0.0.1:{port}/metrics")
+    if check is not None:
+        out.print(
+            "[dim]metrics need the API token ('Authorization: Bearer …', "
+            "'plugbay token' shows it); --metrics-public serves them without[/]"
+        )
     return server, port
 
 

@@ -84,7 +84,7 @@ class StateSource:
     def __init__(self, state_dir: Path) -> None:
         from plugbay.state import StateStore
 
-        self.store = StateStore.open(state_dir)
+        self.store = StateStore.open(state_dir, read_only=True)
 
     def close(self) -> None:
         self.store.close()

@@ -57,9 +57,14 @@ __all__ = [
     "manifest_from_mapping",
     "parse_manifest",
     "parse_size",
+    "parse_toml",
     "python_requirement_problem",
     "with_requires_dist",
 ]
+
+#: A manifest (or pyproject.toml) larger than this is refused before it is parsed: a real
+#: one is a few KiB, and a huge file is a mistake or an attack on the reader.
+MAX_MANIFEST_BYTES: Final = 1 << 20
 
 IsolationMode: TypeAlias = Literal["auto", "inline", "process"]
 ManifestOrigin: TypeAlias = Literal["directory", "entry-point", "wheel", "memory"]
@@ -469,7 +474,7 @@ def load_manifest_file(path: str) -> PluginManifest:
     """A ``plugin.toml`` known to be a file (discovery's fast path: no extra stat)."""
     try:
         with open(path, encoding="utf-8") as f:
-            text = f.read()
+            text = f.read(MAX_MANIFEST_BYTES + 1)
     except (OSError, UnicodeDecodeError) as exc:
         raise ManifestError(f"cannot read the manifest: {exc}", where=path) from None
     file = Path(path)
@@ -493,7 +498,8 @@ def load_manifest(path: Path) -> PluginManifest:
             hint="a plugin directory needs a plugin.toml (see README: 'Write a plugin')",
         )
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, encoding="utf-8") as f:
+            text = f.read(MAX_MANIFEST_BYTES + 1)
     except (OSError, UnicodeDecodeError) as exc:
         raise ManifestError(f"cannot read the manifest: {exc}", where=str(path)) from None
     table = ("tool", "plugbay") if path.name == "pyproject.toml" else ()
@@ -511,14 +517,7 @@ def parse_manifest(
 ) -> PluginManifest:
     """Parse manifest TOML text; ``table`` selects a sub-table (``("tool", "plugbay")``)."""
     where = _where(path, distribution)
-    try:
-        data: Any = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ManifestError(
-            f"the manifest is not valid TOML: {exc}",
-            where=_with_line(where, exc),
-            hint="fix the TOML syntax (strings need quotes, tables are [name], keys are key = value)",
-        ) from None
+    data: Any = parse_toml(text, where, what="the manifest")
     project = data.get("project") if table and isinstance(data, dict) else None
     for name in table:
         if not isinstance(data, dict) or name not in data:
@@ -552,6 +551,54 @@ def manifest_from_mapping(
 ) -> PluginManifest:
     """Validate already-parsed manifest data (the core of every manifest source)."""
     where = _where(path, distribution)
+    try:
+        return _manifest_from_mapping(data, where, path, origin, root, distribution, text)
+    except RecursionError:
+        # msgspec and the checks below walk nested values; parse_toml bounds what a file
+        # holds, but data can come from elsewhere (entry points, a wheel's metadata)
+        raise _too_deep(where, "the manifest") from None
+
+
+def parse_toml(
+    text: str, where: str, *, what: str = "the file", error: type[PlugbayError] = ManifestError
+) -> dict[str, Any]:
+    """Parse TOML that a person or a plugin author wrote, whatever it holds: too large, too
+    deep or not TOML at all is an ``error`` naming ``where``, never a bare exception."""
+    if len(text) > MAX_MANIFEST_BYTES:
+        raise error(
+            f"{what} is larger than {MAX_MANIFEST_BYTES:,} bytes; refused unread",
+            where=where,
+            hint="a manifest is a few KiB; check that this is the file you meant",
+        )
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise error(
+            f"{what} is not valid TOML: {exc}",
+            where=_with_line(where, exc),
+            hint="fix the TOML syntax (strings need quotes, tables are [name], keys are key = value)",
+        ) from None
+    except RecursionError:
+        raise _too_deep(where, what, error) from None
+
+
+def _too_deep(where: str, what: str, error: type[PlugbayError] = ManifestError) -> PlugbayError:
+    return error(
+        f"{what} nests arrays or tables too deeply to be read",
+        where=where,
+        hint="a manifest nests a few levels at most; flatten the value",
+    )
+
+
+def _manifest_from_mapping(
+    data: Any,
+    where: str,
+    path: Path | None,
+    origin: ManifestOrigin,
+    root: Path | None,
+    distribution: str | None,
+    text: str | None,
+) -> PluginManifest:
     try:
         doc = msgspec.convert(data, _ManifestDoc, strict=True)
     except msgspec.ValidationError as exc:

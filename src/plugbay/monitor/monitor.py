@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from plugbay.api import SystemEvent
+from plugbay.api.errors import PlugbayError
 from plugbay.monitor.alerts import AlertManager, Condition, Sample, evaluate
 from plugbay.monitor.config import MonitorSettings
 from plugbay.monitor.health import RANK, Blocked, LoopWatchdog, Readiness, overall, readiness_from
@@ -112,6 +113,8 @@ class PluginMonitor:
         self._host_usage: dict[str, Any] | None = None
         self._host_cpu: tuple[float, float] | None = None
         self._ticks = 0
+        #: the last tick's PlugbayError (a full disk): logged once until a tick succeeds
+        self._tick_problem: str | None = None
         self.started = time.time()
 
     # ------------------------------------------------------------------ lifecycle
@@ -176,8 +179,14 @@ class PluginMonitor:
                 await self.tick()
             except asyncio.CancelledError:
                 raise
+            except PlugbayError as exc:  # a full disk, say: said once, not every tick
+                if str(exc) != self._tick_problem:
+                    self._tick_problem = str(exc)
+                    log.warning("monitor: cannot keep this tick's logs and snapshot: %s", exc)
+                continue
             except Exception:  # the monitor must never take the host down
                 log.exception("monitor tick failed")
+            self._tick_problem = None
 
     # ------------------------------------------------------------------ one tick
 

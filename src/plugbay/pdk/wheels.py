@@ -37,9 +37,11 @@ from typing import Any, Final
 
 from plugbay.api.errors import PlugbayError
 from plugbay.model.manifest import (
+    MAX_MANIFEST_BYTES,
     PluginManifest,
     load_manifest,
     parse_manifest,
+    parse_toml,
     with_requires_dist,
 )
 from plugbay.pdk.errors import BuildError, WheelError
@@ -79,6 +81,10 @@ class WheelInfo:
     manifest_text: str
     packages: tuple[str, ...]
     requires: tuple[str, ...] = field(default=())
+
+
+#: a plugin wheel larger than this once unpacked is refused before anything is read
+MAX_UNPACKED: Final = 256 << 20
 
 
 def file_sha256(path: Path) -> str:
@@ -166,7 +172,7 @@ def _project_package(manifest: PluginManifest) -> tuple[str, str]:
     """For a pyproject-based plugin: check [project] agrees with the manifest; the
     package that receives plugin.toml, and the manifest as a plugin.toml."""
     assert manifest.path is not None
-    data = tomllib.loads(manifest.path.read_text(encoding="utf-8"))
+    data = parse_toml(manifest.path.read_text(encoding="utf-8"), str(manifest.path))
     project = data.get("project", {})
     where = str(manifest.path)
     if project.get("version") != str(manifest.version):
@@ -211,7 +217,7 @@ def _package_directory(manifest: PluginManifest, work: Path) -> tuple[Path, str,
     (work / package / "__init__.py").touch()
     entry = f"{package}.{manifest.entry}"
     text = manifest.path.read_text(encoding="utf-8")
-    data = tomllib.loads(text)
+    data = parse_toml(text, str(manifest.path))
     data["entry"] = entry
     manifest_text = _toml(data)
     name = manifest.id.replace(".", "-").replace("_", "-")
@@ -367,6 +373,13 @@ def _read_plugin_wheel(
     archive: zipfile.ZipFile, path: Path, dist: str, version: str, hint: str
 ) -> WheelInfo:
     names = archive.namelist()
+    unpacked = sum(info.file_size for info in archive.infolist())
+    if unpacked > MAX_UNPACKED:
+        raise WheelError(
+            f"the wheel unpacks to {unpacked:,} bytes, more than the {MAX_UNPACKED:,} allowed",
+            where=str(path),
+            hint="this wheel is malformed or hostile (a zip bomb); do not install it",
+        )
     dist_info = sorted({n.split("/", 1)[0] for n in names if ".dist-info/" in n})
     if len(dist_info) != 1:
         raise WheelError(
@@ -383,6 +396,12 @@ def _read_plugin_wheel(
             f"the wheel declares plugin '{plugin_id}' but carries no manifest ({manifest_name})",
             where=str(path),
             hint=hint + ", which adds it",
+        )
+    if archive.getinfo(manifest_name).file_size > MAX_MANIFEST_BYTES:
+        raise WheelError(
+            f"the wheel's manifest ({manifest_name}) is larger than {MAX_MANIFEST_BYTES:,} bytes",
+            where=f"{path}!{manifest_name}",
+            hint="this wheel is malformed or hostile; do not install it",
         )
     text = archive.read(manifest_name).decode("utf-8", errors="replace")
     try:

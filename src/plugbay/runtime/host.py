@@ -14,11 +14,11 @@ serve. Leaving the ``async with`` cleans up in reverse order.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import importlib.metadata
 import logging
 import os
-import tomllib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -30,7 +30,7 @@ from plugbay.api import Plugin, command_specs
 from plugbay.api.errors import ConfigError, PlugbayError, PluginNotFound, PluginStateError
 from plugbay.isolation.policy import IsolationPolicy, Placement
 from plugbay.model.discover import discover
-from plugbay.model.manifest import PluginManifest
+from plugbay.model.manifest import PluginManifest, parse_toml
 from plugbay.model.registry import PluginRegistry
 from plugbay.model.versions import Version
 from plugbay.monitor.config import MonitorSettings
@@ -214,6 +214,7 @@ class Host:
         self._monitor_arg = monitor
         #: metrics, health, alerts and logs (the spec's PluginMonitor); made in start()
         self.monitor: PluginMonitor | None = None
+        self._backups: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -239,6 +240,7 @@ class Host:
         self._started = True
         if self.state_dir is not None:
             self.state = StateStore.open(self.state_dir)
+            self._start_backups(self.state)
             self.manager.state = self.state
             self.store = PluginStore(self.state_dir / "store", self.state)
             self.manager.store = self.store
@@ -318,11 +320,26 @@ class Host:
         if self.monitor is not None:
             await self.monitor.stop()
         await self.events.close()
+        if self._backups is not None:
+            self._backups.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._backups
+            self._backups = None
         if self.state is not None:
             self.state.close()
             self.state = None
             self.manager.state = None
         self._started = False
+
+    def _start_backups(self, state: StateStore) -> None:
+        """A backup now (the database just passed its check), then every few minutes."""
+        from plugbay.state.backups import back_up_every, rolling_backup
+
+        try:
+            rolling_backup(state)
+        except PlugbayError as exc:
+            logging.getLogger("plugbay.state").warning("the state backup failed: %s", exc)
+        self._backups = asyncio.get_running_loop().create_task(back_up_every(state))
 
     def _problem(self, error: PlugbayError, manifest: PluginManifest | None) -> None:
         self.problems.append(error)
@@ -339,13 +356,12 @@ class Host:
         if path is None:
             return {}
         try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
+            text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
             raise ConfigError("the host config file does not exist", where=str(path)) from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(
-                f"the host config is not valid TOML: {exc}", where=str(path)
-            ) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read the host config: {exc}", where=str(path)) from None
+        data = parse_toml(text, str(path), what="the host config", error=ConfigError)
         if not self._policy_given:
             policy = IsolationPolicy.from_config(data, where=str(path), inline=self._inline)
             self.manager.settings = dataclasses.replace(self.manager.settings, policy=policy)

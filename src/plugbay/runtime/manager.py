@@ -794,14 +794,7 @@ class PluginManager:
         which stops those dependents first (farthest first). Returns the ids stopped."""
         async with self._lock:
             rec = self.record(plugin_id)
-            dependents = self.dependents(plugin_id)
-            if dependents and not cascade:
-                raise DependentsError(
-                    f"cannot be unloaded: {', '.join(dependents)} depend on it",
-                    plugin=plugin_id,
-                    hint="unload those first, or ask for a cascade (--cascade / cascade=True)",
-                    details={"dependents": dependents},
-                )
+            dependents = self._dependents_allowed(plugin_id, cascade)
             stopped: list[str] = []
             for dep in reversed(dependents):
                 await self._stop(self._records[dep], action="unload")
@@ -810,6 +803,18 @@ class PluginManager:
                 await self._stop(rec, action="unload")
                 stopped.append(plugin_id)
             return stopped
+
+    def _dependents_allowed(self, plugin_id: str, cascade: bool) -> list[str]:
+        """The active plugins depending on ``plugin_id``; refused unless ``cascade``."""
+        dependents = self.dependents(plugin_id)
+        if dependents and not cascade:
+            raise DependentsError(
+                f"cannot be unloaded: {', '.join(dependents)} depend on it",
+                plugin=plugin_id,
+                hint="unload those first, or ask for a cascade (--cascade / cascade=True)",
+                details={"dependents": dependents},
+            )
+        return dependents
 
     async def shutdown(self) -> None:
         """Clean up every active plugin, dependents before their dependencies."""
@@ -894,20 +899,21 @@ class PluginManager:
         self, plugin_id: str, reason: str | None = None, *, cascade: bool = False
     ) -> list[str]:
         rec = self.record(plugin_id)
-        stopped = await self.unload_plugin(plugin_id, cascade=cascade)
-        rec.reason = reason or "disabled by the operator"
-        self._set_state(rec, PluginState.DISABLED)
+        reason = reason or "disabled by the operator"
+        self._dependents_allowed(plugin_id, cascade)  # refused before anything is kept
+        # Durable first, with its history entry: a disable the state cannot keep (a full
+        # disk) is refused here and changes nothing, rather than undone by a restart.
         if self.state is not None:
-            self.state.set_enabled(plugin_id, False, rec.reason)
-        self._history(rec, "disable", "ok", rec.reason, None)
+            self.state.set_enabled(plugin_id, False, reason, event=("disable", rec.version))
+        stopped = await self.unload_plugin(plugin_id, cascade=cascade)
+        rec.reason = reason
+        self._set_state(rec, PluginState.DISABLED)
         return stopped
 
     async def enable(self, plugin_id: str) -> PluginRecord:
-        self.record(plugin_id)
-        if self.state is not None:
-            self.state.set_enabled(plugin_id, True)
-        rec = self._records[plugin_id]
-        self._history(rec, "enable", "ok", None, None)
+        rec = self.record(plugin_id)
+        if self.state is not None:  # durable first, as disable
+            self.state.set_enabled(plugin_id, True, event=("enable", rec.version))
         if rec.state is PluginState.ACTIVE:
             return rec
         return await self.load_plugin(plugin_id)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry
@@ -343,16 +343,35 @@ def serve_metrics(
     port: int,
     host: str = "127.0.0.1",
     monitor: PluginMonitor | None = None,
+    *,
+    token: Callable[[str], bool] | None = None,
 ) -> tuple[Any, int]:
     """Serve ``/metrics`` on ``host:port`` in a daemon thread; returns (server, port).
 
-    ``server.shutdown()`` stops it. (The HTTP API serves the same body through
-    :meth:`Host.render_metrics`.)"""
+    ``token``: when given, a scrape needs ``Authorization: Bearer <token>`` that it
+    accepts (the host's API token; Prometheus sends it with ``authorization:
+    credentials_file``), else 401. ``server.shutdown()`` stops it. (The HTTP API serves
+    the same body through :meth:`Host.render_metrics`.)"""
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
+            if token is not None:
+                scheme, _, given = (self.headers.get("Authorization") or "").partition(" ")
+                if scheme.lower() != "bearer" or not token(given.strip()):
+                    body = (
+                        b"this /metrics needs the host's API token: send 'Authorization: "
+                        b"Bearer <token>' ('plugbay token' shows it), or start the host with "
+                        b"--metrics-public\n"
+                    )
+                    self.send_response(401)
+                    self.send_header("WWW-Authenticate", 'Bearer realm="plugbay-metrics"')
+                    self.send_header("Content-Type", "text/plain; charset=utf-8")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                    return
             if self.path.split("?", 1)[0] not in ("/metrics", "/"):
                 self.send_error(404, "only /metrics is served here")
                 return

@@ -332,7 +332,7 @@ def wheel_to_directory(wheel: Path, dest: Path) -> Path:
     # from the package directory.
     try:
         entry = str(tomllib.loads((package / "plugin.toml").read_text("utf-8")).get("entry", ""))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError):
         return package  # the manifest's own checks say what is wrong with it
     if entry.split(":", 1)[0].split(".", 1)[0] == package.name and package.parent == dest:
         shutil.copy2(package / "plugin.toml", dest / "plugin.toml")

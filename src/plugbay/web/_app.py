@@ -84,6 +84,7 @@ def create_app(
     api.add_exception_handler(PlugbayError, plugbay_error)
     api.add_exception_handler(RequestValidationError, _validation_error)
     api.add_exception_handler(StarletteHTTPException, _http_exception)
+    api.add_exception_handler(Exception, _internal_error)
     api.openapi = lambda: _openapi(api)  # type: ignore[method-assign]
 
     def audit(caller: Caller) -> None:
@@ -92,7 +93,10 @@ def create_app(
     async def call(plugin_id: str, command: str, body: bytes) -> Any:
         return await call_response(host, plugin_id, command, body)
 
-    gate = Gate(api, tokens=tokens, max_body=max_body, audit=audit, call=call)
+    def preflight(caller: Caller) -> None:
+        _audit_before(host, caller)
+
+    gate = Gate(api, tokens=tokens, max_body=max_body, audit=audit, call=call, preflight=preflight)
     web = WebApp(host, api, gate, series)
     api.state.web = web
     return web
@@ -125,6 +129,25 @@ def _audit(host: Host, caller: Caller) -> None:
             )  # fmt: skip
         except PlugbayError:
             pass  # not a plugin this host knows (a 404): the security log has it
+
+
+def _audit_before(host: Host, caller: Caller) -> None:
+    """The record of a change to a plugin, kept before the change is made: when the state
+    cannot keep it (a full disk), the StateError refuses the request and nothing changes."""
+    plugin = caller.get("plugin")
+    if not plugin or host.state is None:
+        return
+    try:
+        version = host.plugin(plugin).version
+    except PlugbayError:
+        return  # not a plugin this host knows: the request answers 404 on its own
+    who = f"{caller['address']} ({caller.get('auth', 'no token')}"
+    who += f" {caller['token']})" if caller.get("token") else ")"
+    host.state.add_event(
+        plugin, "http", version=version, result="requested",
+        reason=f"{caller['method']} …/{caller['path'].rsplit('/', 1)[-1]} by {who}",
+        details={k: caller.get(k) for k in ("address", "auth", "token", "user_agent")},
+    )  # fmt: skip
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:
@@ -167,6 +190,18 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
     else:
         error = http_error("http_error", str(exc.detail))
     return error_response(error, exc.status_code, dict(exc.headers or {}))
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    """A bug in the host: the one JSON error shape, with the request id the log has (the
+    gate logs the traceback under it, as the exception goes on past this answer)."""
+    request_id = getattr(request.state, "request_id", None) or "?"
+    error = http_error(
+        "internal_error",
+        "plugbay failed on this request (a bug in the host)",
+        hint=f"the host's log has the traceback under request {request_id}; please report it",
+    )
+    return error_response(error, 500)
 
 
 def _allowed(request: Request) -> list[str]:
@@ -270,5 +305,7 @@ Every endpoint but `/healthz` needs the host's token: `Authorization: Bearer <to
 (`plugbay token` prints it). Errors are `{"error": {"code", "message", "where", "hint", …}}`
 with the status that fits: 401 no or wrong token, 403 a cookie used across origins,
 404 unknown plugin or command, 409 not in a state for this, 413 body too large,
-422 parameters or body of the wrong shape, 502/504 the plugin's own failure or time limit.
+422 parameters or body of the wrong shape, 502/504 the plugin's own failure or time limit,
+507 the disk holding the state is full (nothing was changed). Every response carries
+`X-Request-ID`; a 5xx has it in its body too, and the host's log has it with the traceback.
 """

@@ -42,6 +42,8 @@ _STATUS: Final[dict[str, int]] = {
 
 
 def status_for(error: PlugbayError) -> int:
+    if error.code == "state_error" and error.details.get("disk_full"):
+        return 507  # Insufficient Storage: nothing was changed; free space and retry
     return _STATUS.get(error.code, 400)
 
 

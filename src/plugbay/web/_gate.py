@@ -11,13 +11,21 @@ request that changes something, which is what the security log records.
   A cookie is not accepted for a change asked from another origin (403).
 * Each request that changes something (any method but GET/HEAD/OPTIONS, command
   calls aside) and each refused request is reported to ``audit`` with the caller.
+* A cookie-authenticated change (POST/PUT/DELETE…) needs an ``Origin`` naming this host:
+  a missing one is refused as well (bearer-token clients send no cookie, so are unaffected).
+* A JSON body nested deeper than ``MAX_JSON_DEPTH`` is a 400 before any parser sees it.
+* Every response carries ``X-Request-ID`` and anti-framing headers (``X-Frame-Options:
+  DENY``, CSP ``frame-ancestors 'none'``); every 5xx is logged with that id (and the
+  traceback, for a failure of the host), and its JSON error body carries it too.
 """
 
 from __future__ import annotations
 
 import html
+import json
 import logging
 import re
+import secrets
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from http.cookies import SimpleCookie
@@ -25,10 +33,10 @@ from typing import Any, Final
 from urllib.parse import parse_qs, urlencode
 
 from plugbay.api.errors import PlugbayError
-from plugbay.web._errors import error_response, http_error
+from plugbay.web._errors import error_response, http_error, status_for
 from plugbay.web.token import TokenFile, fingerprint
 
-__all__ = ["COOKIE", "Caller", "Gate"]
+__all__ = ["COOKIE", "MAX_JSON_DEPTH", "Caller", "Gate"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -47,6 +55,16 @@ Caller = dict[str, Any]
 log = logging.getLogger("plugbay.web")
 #: an oversized body is read and dropped up to this many times the limit before the 413
 _DRAIN: Final = 16
+#: JSON bodies nested deeper than this are refused (400): parameters and configs nest a
+#: few levels, and a parser (or a plugin) walking 1,000 levels runs out of stack
+MAX_JSON_DEPTH: Final = 64
+#: on every response: no page of this host may be framed by another (clickjacking)
+_SECURITY_HEADERS: Final = (
+    (b"x-frame-options", b"DENY"),
+    (b"content-security-policy", b"frame-ancestors 'none'"),
+    (b"x-content-type-options", b"nosniff"),
+)
+_REQUEST_ID: Final = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
 class Gate:
@@ -60,8 +78,12 @@ class Gate:
         max_body: int,
         audit: Callable[[Caller], None],
         call: Callable[[str, str, bytes], Awaitable[ASGIApp]] | None = None,
+        preflight: Callable[[Caller], None] | None = None,
     ) -> None:
         self.app = app
+        #: writes the audit record of a change before it is made; when it raises, the
+        #: change is refused (an action whose record cannot be kept is not done)
+        self.preflight = preflight
         self.call = call
         self.tokens = tokens
         self.max_body = max_body
@@ -71,12 +93,38 @@ class Gate:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        headers = _headers(scope)
+        given = headers.get("x-request-id", "")
+        request_id = given if _REQUEST_ID.match(given) else secrets.token_hex(8)
+        scope.setdefault("state", {})["request_id"] = request_id
+        started = [False]
+        send = _stamped(send, scope, request_id, started)
+        try:
+            await self._serve(scope, receive, send, headers)
+        except Exception:
+            # a failure of the host itself: the traceback goes to the log under the id the
+            # client sees, and the client gets the one JSON error shape, not a bare 500
+            log.exception(
+                "%s %s failed (request %s)", scope.get("method"), scope["path"], request_id
+            )
+            if started[0]:
+                return  # the handler answered already (FastAPI's error page); nothing to add
+            error = http_error(
+                "internal_error",
+                "plugbay failed on this request (a bug in the host)",
+                hint=f"the host's log has the traceback under request {request_id}; "
+                "please report it",
+            )
+            await error_response(error, 500)(scope, receive, send)
+
+    async def _serve(
+        self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str]
+    ) -> None:
         path: str = scope["path"]
         if path in OPEN_PATHS:
             await self.app(scope, receive, send)
             return
         method: str = scope["method"]
-        headers = _headers(scope)
         caller: Caller = {
             "method": method,
             "path": path,
@@ -109,6 +157,18 @@ class Gate:
             if read is None:
                 return
             body = read
+            if _too_deep(body):
+                await self._refuse(
+                    scope, receive, send, caller, 400,
+                    http_error(
+                        "body_too_deep",
+                        f"the request body nests JSON arrays or objects more than "
+                        f"{MAX_JSON_DEPTH} levels deep",
+                        hint="flatten the parameters; a command's parameters nest a few levels",
+                        limit=MAX_JSON_DEPTH,
+                    ),
+                )  # fmt: skip
+                return
             receive = _replay(body, receive)
 
         # -- the request, and what came of it -----------------------------------------------
@@ -120,6 +180,12 @@ class Gate:
         if method in _SAFE:
             await self.app(scope, receive, send)
             return
+        if self.preflight is not None:
+            try:
+                self.preflight(caller)
+            except PlugbayError as exc:
+                await self._refuse(scope, receive, send, caller, status_for(exc), exc)
+                return
         status_box = [500]
 
         async def send_watch(message: Message) -> None:
@@ -141,12 +207,14 @@ class Gate:
         try:
             response = await self.call(match.group(1), match.group(2), body)
         except Exception:
-            log.exception("the call route failed on %s", scope["path"])
+            request_id = scope["state"]["request_id"]
+            log.exception("the call route failed on %s (request %s)", scope["path"], request_id)
             response = error_response(
                 http_error(
                     "internal_error",
                     "plugbay failed on this call (a bug in the host, not in the plugin)",
-                    hint="the host's log has the traceback; please report it",
+                    hint=f"the host's log has the traceback under request {request_id}; "
+                    "please report it",
                 ),
                 500,
             )
@@ -220,14 +288,17 @@ class Gate:
             )
         caller.update(auth="cookie", token=fingerprint(cookie))
         origin = headers.get("origin")
-        if method not in _SAFE and origin is not None:
+        if method not in _SAFE:
+            # A browser sends Origin with every POST/PUT/DELETE; a cookie-carrying change
+            # without one did not come from the dashboard's own page, so it is refused too.
             expected = {f"http://{headers.get('host', '')}", f"https://{headers.get('host', '')}"}
             if origin not in expected:
+                asked = f"from another origin ({origin})" if origin else "without an Origin header"
                 return (
                     403,
                     http_error(
                         "cross_origin",
-                        f"a change asked from another origin ({origin}) with the dashboard's cookie",
+                        f"a change asked {asked} with the dashboard's cookie",
                         hint="call the API with 'Authorization: Bearer <token>' instead",
                     ),
                     None,
@@ -307,6 +378,83 @@ class Gate:
     def _audit(self, caller: Caller) -> None:
         caller["time"] = time.time()
         self.audit(caller)
+
+
+def _stamped(send: Send, scope: Scope, request_id: str, started: list[bool]) -> Send:
+    """``send`` with the request id and anti-framing headers on the response; a 5xx is
+    logged, and its JSON error body gets ``request_id`` (it is held until complete)."""
+    held: list[Message] = []
+
+    async def stamped(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            started[0] = True
+            names = {k.lower() for k, _ in message.get("headers", ())}
+            extra = [(k, v) for k, v in _SECURITY_HEADERS if k not in names]
+            message["headers"] = [
+                *message.get("headers", ()), *extra, (b"x-request-id", request_id.encode())
+            ]  # fmt: skip
+            if message["status"] >= 500:
+                log.error(
+                    "%s %s answered %d (request %s)",
+                    scope.get("method"), scope["path"], message["status"], request_id,
+                )  # fmt: skip
+                held.append(message)
+                return
+        elif held and message["type"] == "http.response.body":
+            held.append(message)
+            if message.get("more_body", False):
+                return
+            start, *chunks = held
+            held.clear()
+            body = _with_request_id(b"".join(c.get("body", b"") for c in chunks), request_id)
+            start["headers"] = [
+                (k, str(len(body)).encode() if k.lower() == b"content-length" else v)
+                for k, v in start["headers"]
+            ]
+            await send(start)
+            await send({"type": "http.response.body", "body": body})
+            return
+        await send(message)
+
+    return stamped
+
+
+def _with_request_id(body: bytes, request_id: str) -> bytes:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return body
+    if isinstance(data, dict) and isinstance(data.get("error"), dict):
+        data["error"]["request_id"] = request_id
+        data["request_id"] = request_id
+        return json.dumps(data).encode()
+    return body
+
+
+def _too_deep(body: bytes) -> bool:
+    """Whether ``body`` nests ``[``/``{`` deeper than MAX_JSON_DEPTH (outside strings).
+    Counting brackets first keeps the common body from being scanned byte by byte."""
+    if body.count(b"[") + body.count(b"{") <= MAX_JSON_DEPTH:
+        return False
+    depth = 0
+    in_string = escaped = False
+    for byte in body:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                return True
+        elif byte in (0x5D, 0x7D):  # ] }
+            depth -= 1
+    return False
 
 
 def _headers(scope: Scope) -> dict[str, str]:

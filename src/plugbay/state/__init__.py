@@ -14,6 +14,7 @@ its event loop and, during shutdown, from worker threads.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -23,10 +24,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final
+from urllib.parse import quote
 
 from plugbay.api.errors import StateError
 
-__all__ = ["HISTORY_PER_PLUGIN", "SCHEMA_VERSION", "HistoryEvent", "PluginRow", "StateStore"]
+__all__ = [
+    "BACKUP_DIR",
+    "HISTORY_PER_PLUGIN",
+    "SCHEMA_VERSION",
+    "HistoryEvent",
+    "PluginRow",
+    "StateStore",
+    "list_backups",
+]
 
 #: Events kept per plugin; older ones are pruned as new ones arrive.
 HISTORY_PER_PLUGIN: Final[int] = 10_000
@@ -135,11 +145,6 @@ _HINTS: Final[tuple[tuple[str, str], ...]] = (
         "check that the state directory exists and is writable, or choose another with --state",
     ),
     ("SQLITE_IOERR", "the disk reported an I/O error; check the disk and free space, then retry"),
-    (
-        "SQLITE_CORRUPT",
-        "the state database is damaged; move it away (plugbay creates a fresh one) "
-        "or restore it from a backup",
-    ),
 )
 _UNUSABLE: Final = ("SQLITE_NOTADB", "SQLITE_CORRUPT")
 
@@ -179,21 +184,39 @@ class StateStore:
 
     path: Path
 
-    def __init__(self, path: Path, *, history_limit: int = HISTORY_PER_PLUGIN) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        history_limit: int = HISTORY_PER_PLUGIN,
+        read_only: bool = False,
+        check: bool = True,
+    ) -> None:
+        """Open the database at ``path``. ``check``: refuse a damaged one (empty, failing
+        SQLite's ``quick_check``, a schema from the future) rather than take it as new.
+        ``read_only``: open it with ``mode=ro`` (never created, migrated or written; works
+        on a read-only disk)."""
         if history_limit < 1:
             raise ValueError(f"history_limit must be at least 1, not {history_limit}")
         self.path = Path(path)
         self.history_limit = history_limit
+        self.read_only = read_only
         self._lock = threading.Lock()
         self._since_prune: dict[str, int] = {}
+        self._identity: tuple[int, int] | None = None
+        if check:
+            self._check_file()
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(
-                self.path,
-                timeout=_BUSY_TIMEOUT_S,
-                isolation_level=None,  # we issue BEGIN/COMMIT ourselves
-                check_same_thread=False,  # the lock below serialises threads
-            )
+            if read_only:
+                db = _connect_read_only(self.path)
+            else:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                db = sqlite3.connect(
+                    self.path,
+                    timeout=_BUSY_TIMEOUT_S,
+                    isolation_level=None,  # we issue BEGIN/COMMIT ourselves
+                    check_same_thread=False,  # the lock below serialises threads
+                )
         except OSError as exc:
             raise StateError(
                 f"cannot create the directory of the state database: {exc.strerror or exc}",
@@ -203,19 +226,93 @@ class StateStore:
         except sqlite3.Error as exc:
             raise self._error("cannot open the state database", exc) from None
         try:
-            self._configure(db)
-            self._migrate(db)
+            if read_only:
+                self._check_read_only(db)
+            else:
+                self._configure(db)
+            if check:
+                self._quick_check(db)
+            if not read_only:
+                self._migrate(db)
         except BaseException as exc:
             db.close()
             if isinstance(exc, sqlite3.Error):
                 raise self._error("cannot open the state database", exc) from None
+            if isinstance(exc, (UnicodeDecodeError, ValueError)):  # a damaged schema's text
+                raise self._damaged(f"it cannot be read ({exc})") from None
             raise
+        if not read_only:
+            with suppress(OSError):
+                st = os.stat(self.path)
+                self._identity = (st.st_dev, st.st_ino)
         self._db: sqlite3.Connection | None = db
 
+    def _check_file(self) -> None:
+        """Refuse what SQLite would take silently as a new, empty database."""
+        try:
+            size = self.path.stat().st_size
+        except FileNotFoundError:
+            if self.read_only:
+                raise StateError(
+                    "there is no state database here (no host has used this state directory)",
+                    where=str(self.path),
+                    hint="start a host with 'plugbay run', or point --state at its directory",
+                ) from None
+            backups = list_backups(self.path.parent)
+            if backups:
+                raise StateError(
+                    f"the state database is missing, but {len(backups)} backup(s) of it are "
+                    "kept: it was deleted or moved",
+                    where=str(self.path),
+                    hint="'plugbay state restore' puts the newest backup back; to start afresh "
+                    f"instead, move {backups[0].parent} away",
+                ) from None
+            return
+        except OSError:
+            return  # sqlite says what is wrong with it, below
+        if size == 0:
+            raise self._damaged("the file is empty (0 bytes): it was truncated")
+
+    def _damaged(self, what: str) -> StateError:
+        backups = list_backups(self.path.parent)
+        hint = (
+            f"'plugbay state restore' puts the newest of {len(backups)} backup(s) back "
+            "(the damaged file is kept beside it)"
+            if backups
+            else "no backup is kept here: move the file away to start with an empty state, "
+            "or restore it from your own backup"
+        )
+        return StateError(
+            f"the state database is damaged: {what}; refused, rather than taken as empty",
+            where=str(self.path),
+            hint=hint,
+        )
+
+    def _quick_check(self, db: sqlite3.Connection) -> None:
+        rows = db.execute("PRAGMA quick_check(5)").fetchall()
+        problems = [str(r[0]) for r in rows]
+        if problems != ["ok"]:
+            raise self._damaged("SQLite's quick_check found " + "; ".join(problems))
+
+    def _check_read_only(self, db: sqlite3.Connection) -> None:
+        version = self._check_version(db)
+        if version < SCHEMA_VERSION:
+            raise StateError(
+                f"the state database has schema {version}, older than this plugbay reads "
+                f"({SCHEMA_VERSION})",
+                where=str(self.path),
+                hint="start the host once ('plugbay run') to upgrade it",
+            )
+
     @classmethod
-    def open(cls, state_dir: Path, *, history_limit: int = HISTORY_PER_PLUGIN) -> StateStore:
-        """Open (or create) ``state_dir/state.db``; a new ``state_dir`` is private (0o700)."""
+    def open(
+        cls, state_dir: Path, *, history_limit: int = HISTORY_PER_PLUGIN, read_only: bool = False
+    ) -> StateStore:
+        """Open (or create) ``state_dir/state.db``; a new ``state_dir`` is private (0o700).
+        ``read_only``: open an existing one for reading only (nothing is created)."""
         state_dir = Path(state_dir)
+        if read_only:
+            return cls(state_dir / "state.db", history_limit=history_limit, read_only=True)
         try:
             state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:
@@ -289,14 +386,12 @@ class StateStore:
 
     def _error(self, doing: str, exc: sqlite3.Error) -> StateError:
         name = str(getattr(exc, "sqlite_errorname", ""))
-        if doing.startswith("cannot open") and name.startswith(_UNUSABLE):
-            return StateError(
-                f"the state file is not a usable SQLite database ({exc})",
-                where=str(self.path),
-                hint="move the file away (plugbay creates a fresh one) or restore it from a backup",
-            )
+        if name.startswith(_UNUSABLE):
+            return self._damaged(f"it is not a usable SQLite database ({exc})")
         hint = next((h for prefix, h in _HINTS if name.startswith(prefix)), _DEFAULT_HINT)
-        return StateError(f"{doing}: {exc}", where=str(self.path), hint=hint)
+        # a full disk is its own answer over HTTP (507): the request was fine, try it later
+        details = {"disk_full": True} if name.startswith("SQLITE_FULL") else None
+        return StateError(f"{doing}: {exc}", where=str(self.path), hint=hint, details=details)
 
     def _connection(self) -> sqlite3.Connection:
         if self._db is None:
@@ -307,11 +402,64 @@ class StateStore:
             )
         return self._db
 
+    def _check_still_there(self) -> None:
+        """A write to a file that was deleted (or replaced) under us would be lost at the
+        next start: refuse it instead, and say what happened."""
+        if self._identity is None:
+            return
+        try:
+            st = os.stat(self.path)
+            same = (st.st_dev, st.st_ino) == self._identity
+        except FileNotFoundError:
+            same = False
+        except OSError:
+            return  # cannot tell; sqlite reports a real I/O problem itself
+        if not same:
+            raise StateError(
+                "the state database was deleted or replaced while the host ran; "
+                "this change was not applied, since it could not be kept",
+                where=str(self.path),
+                hint="stop the host, then 'plugbay state restore' (or move the state "
+                "directory away to start afresh)",
+            )
+
+    def back_up(self, dest: Path) -> Path:
+        """Copy the database to ``dest`` with SQLite's backup API (a consistent snapshot,
+        taken while the host runs); written to a temporary name first, then renamed."""
+        dest = Path(dest)
+        tmp = dest.with_name(dest.name + ".part")
+        with self._lock:
+            db = self._connection()
+            try:
+                dest.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                target = sqlite3.connect(tmp)
+                try:
+                    db.backup(target)
+                finally:
+                    target.close()
+                with open(tmp, "rb") as f:
+                    os.fsync(f.fileno())
+                os.replace(tmp, dest)
+            except sqlite3.Error as exc:
+                with suppress(OSError):
+                    tmp.unlink()
+                raise self._error("cannot back up the state database", exc) from None
+            except OSError as exc:
+                with suppress(OSError):
+                    tmp.unlink()
+                raise StateError(
+                    f"cannot back up the state database: {exc.strerror or exc}",
+                    where=str(dest),
+                    hint=_DEFAULT_HINT,
+                ) from None
+        return dest
+
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         """One short write transaction, committed before the block's caller returns."""
         with self._lock:
             db = self._connection()
+            self._check_still_there()
             try:
                 db.execute("BEGIN IMMEDIATE")
                 yield db
@@ -335,6 +483,8 @@ class StateStore:
                 return _execute(db, sql, params).fetchall()
             except sqlite3.Error as exc:
                 raise self._error("cannot read the state database", exc) from None
+            except (UnicodeDecodeError, ValueError) as exc:  # damaged text in a row
+                raise self._damaged(f"a row cannot be read ({exc})") from None
 
     # ------------------------------------------------------------------ plugins
 
@@ -346,15 +496,34 @@ class StateStore:
             (plugin_id, value, time.time()),
         )
 
-    def set_enabled(self, plugin_id: str, enabled: bool, reason: str | None = None) -> None:
-        """Remember whether the plugin may be loaded; enabling forgets the disable reason."""
-        self._write(
-            "INSERT INTO plugins (plugin_id, enabled, disabled_reason, updated) "
-            "VALUES (?, ?, ?, ?) "
-            "ON CONFLICT(plugin_id) DO UPDATE SET enabled=excluded.enabled, "
-            "disabled_reason=excluded.disabled_reason, updated=excluded.updated",
-            (plugin_id, int(enabled), None if enabled else reason, time.time()),
-        )
+    def set_enabled(
+        self,
+        plugin_id: str,
+        enabled: bool,
+        reason: str | None = None,
+        *,
+        event: tuple[str, str | None] | None = None,
+    ) -> None:
+        """Remember whether the plugin may be loaded; enabling forgets the disable reason.
+        ``event`` ``(action, version)``: its history entry, in the same transaction, so
+        the change and its record are kept together or not at all."""
+        now = time.time()
+        with self._transaction() as db:
+            _execute(
+                db,
+                "INSERT INTO plugins (plugin_id, enabled, disabled_reason, updated) "
+                "VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(plugin_id) DO UPDATE SET enabled=excluded.enabled, "
+                "disabled_reason=excluded.disabled_reason, updated=excluded.updated",
+                (plugin_id, int(enabled), None if enabled else reason, now),
+            )
+            if event is not None:
+                _execute(
+                    db,
+                    "INSERT INTO history (time, plugin_id, action, version, result, reason, "
+                    "details) VALUES (?, ?, ?, ?, 'ok', ?, '{}')",
+                    (now, plugin_id, event[0], event[1], None if enabled else reason),
+                )
 
     def is_enabled(self, plugin_id: str) -> bool:
         """Whether the plugin may be loaded; a plugin never seen before is enabled."""
@@ -411,7 +580,7 @@ class StateStore:
         rows = self._read("SELECT config FROM plugins WHERE plugin_id=?", (plugin_id,))
         if not rows or rows[0][0] is None:
             return None
-        value: dict[str, Any] = json.loads(rows[0][0])
+        value: dict[str, Any] = _json(rows[0][0])
         return value
 
     def plugin(self, plugin_id: str) -> PluginRow | None:
@@ -512,7 +681,7 @@ class StateStore:
                 (plugin_id, limit),
             )
         return [
-            HistoryEvent(r[0], r[1], r[2], r[3], r[4], r[5], r[6], json.loads(r[7] or "{}"))
+            HistoryEvent(r[0], r[1], r[2], r[3], r[4], r[5], r[6], _json(r[7] or "{}"))
             for r in rows
         ]
 
@@ -580,7 +749,7 @@ class StateStore:
         out = []
         for r in rows:
             row = dict(zip(keys, r, strict=True))
-            row["details"] = json.loads(r[5] or "{}")
+            row["details"] = _json(r[5] or "{}")
             out.append(row)
         return out
 
@@ -640,7 +809,7 @@ class StateStore:
         out = []
         for r in reversed(rows):
             row = dict(zip(keys, r, strict=True))
-            row["fields"] = json.loads(r[7]) if r[7] else {}
+            row["fields"] = _json(r[7]) if r[7] else {}
             out.append(row)
         return out
 
@@ -658,7 +827,39 @@ class StateStore:
         """The newest monitoring snapshot: (when, one row per plugin)."""
         rows = self._read("SELECT plugin_id, time, data FROM monitor_snapshot ORDER BY plugin_id")
         when = max((r[1] for r in rows), default=None)
-        return when, [json.loads(r[2]) for r in rows]
+        return when, [_json(r[2]) for r in rows]
+
+
+#: where rolling backups live, beside state.db
+BACKUP_DIR: Final = "backups"
+
+
+def list_backups(state_dir: Path) -> list[Path]:
+    """The backups kept in ``state_dir/backups``, newest first."""
+    try:
+        found = [p for p in (Path(state_dir) / BACKUP_DIR).glob("state-*.db") if p.is_file()]
+    except OSError:
+        return []
+    return sorted(found, key=lambda p: p.name, reverse=True)
+
+
+def _connect_read_only(path: Path) -> sqlite3.Connection:
+    """``mode=ro``; on a read-only disk a WAL database has no -shm to share, so it is then
+    opened ``immutable`` (nobody can be writing to a read-only disk)."""
+    if not path.is_file():
+        raise sqlite3.OperationalError(f"unable to open database file {path}")
+    uri = f"file:{quote(str(path.resolve()))}?mode=ro"
+    db = sqlite3.connect(uri, uri=True, timeout=_BUSY_TIMEOUT_S, check_same_thread=False)
+    try:
+        db.execute("PRAGMA user_version").fetchone()
+        return db
+    except sqlite3.OperationalError:
+        db.close()
+        if os.access(path.parent, os.W_OK):
+            raise
+    return sqlite3.connect(
+        uri + "&immutable=1", uri=True, timeout=_BUSY_TIMEOUT_S, check_same_thread=False
+    )
 
 
 def _execute(db: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> sqlite3.Cursor:
@@ -683,6 +884,14 @@ def _rollback(db: sqlite3.Connection) -> None:
             db.execute("ROLLBACK")
 
 
+def _json(text: str) -> Any:
+    """A JSON column; a damaged one is shown as what it holds, never a traceback."""
+    try:
+        return json.loads(text)
+    except (ValueError, TypeError, RecursionError):
+        return {"unreadable": str(text)[:200]}
+
+
 def _plugin_row(r: tuple[Any, ...]) -> PluginRow:
-    config = json.loads(r[4]) if r[4] is not None else None
+    config = _json(r[4]) if r[4] is not None else None
     return PluginRow(r[0], bool(r[1]), r[2], r[3], config, r[5])

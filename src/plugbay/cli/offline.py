@@ -1,0 +1,127 @@
+"""What the read-only commands show when no host is running: the plugins on disk, each
+"not running" (or "disabled", as the state keeps it), and the state opened read-only.
+
+Nothing is started, created or written here, so ``list``, ``info``, ``history``, ``logs``,
+``alerts`` and ``health`` work after a crash and on a read-only disk, and never pass off
+a temporary host's plugins as the real host's.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Final
+
+from plugbay.api.errors import PlugbayError, PluginNotFound, did_you_mean
+from plugbay.cli._console import err
+
+__all__ = ["NOT_RUNNING", "disk_info", "disk_rows", "say_no_host"]
+
+NOT_RUNNING: Final = "not running"
+
+
+def say_no_host(state: Path) -> None:
+    """One line on stderr, so ``--json`` output stays clean."""
+    err.print(
+        f"[yellow]no host is running on {state.resolve()}[/]: the plugins on disk are shown, "
+        "none is running ('plugbay run' starts them)"
+    )
+
+
+def _kept(state: Path) -> tuple[dict[str, str | None], Any]:
+    """Disabled plugins (id → reason) and the read-only store (None without a database)."""
+    from plugbay.state import StateStore
+
+    if not (state / "state.db").exists():
+        return {}, None
+    store = StateStore.open(state, read_only=True)
+    return store.disabled(), store
+
+
+def _newest(
+    plugin_dirs: list[Path],
+) -> tuple[dict[str, Any], list[PlugbayError], dict[str, list[str]]]:
+    """The newest manifest of each plugin id on disk, the problems, and every version."""
+    from plugbay.model.discover import discover
+
+    found = discover([d for d in plugin_dirs if Path(d).is_dir()], entry_points=True)
+    newest: dict[str, Any] = {}
+    versions: dict[str, set[Any]] = {}
+    for m in found.manifests:
+        versions.setdefault(m.id, set()).add(m.version)
+        if m.id not in newest or m.version > newest[m.id].version:
+            newest[m.id] = m
+    known = {pid: [str(v) for v in sorted(vs)] for pid, vs in versions.items()}
+    return newest, list(found.problems), known
+
+
+def disk_rows(
+    plugin_dirs: list[Path], state: Path
+) -> tuple[list[dict[str, Any]], list[PlugbayError]]:
+    """One row per plugin id on disk (its newest version), and the manifests that failed."""
+    newest, problems, _ = _newest(plugin_dirs)
+    disabled, store = _kept(state)
+    if store is not None:
+        store.close()
+    rows = []
+    for pid, m in sorted(newest.items()):
+        off = pid in disabled
+        rows.append(
+            {
+                "id": pid, "version": str(m.version), "type": m.type,
+                "state": "disabled" if off else NOT_RUNNING,
+                "reason": disabled[pid] if off else None, "load_seconds": None,
+                "source": "disk",
+            }
+        )  # fmt: skip
+    return rows, problems
+
+
+def disk_info(plugin_id: str, plugin_dirs: list[Path], state: Path) -> dict[str, Any]:
+    """``plugbay info`` from the manifest and the kept state (no plugin code is imported,
+    so its commands are not known)."""
+    newest, _, known = _newest(plugin_dirs)
+    m = newest.get(plugin_id)
+    if m is None:
+        raise PluginNotFound(
+            f"no plugin '{plugin_id}' is on disk",
+            plugin=plugin_id,
+            where=", ".join(str(d) for d in plugin_dirs),
+            hint=did_you_mean(plugin_id, newest) or "'plugbay list' shows the plugins on disk",
+        )
+    disabled, store = _kept(state)
+    try:
+        granted = store.grants(plugin_id) if store is not None else []
+        stored = store.installed(plugin_id) if store is not None else []
+    finally:
+        if store is not None:
+            store.close()
+    asked = m.permissions.asked() if m.permissions is not None else []
+    off = plugin_id in disabled
+    return {
+        "id": plugin_id,
+        "version": str(m.version),
+        "state": "disabled" if off else NOT_RUNNING,
+        "reason": disabled[plugin_id] if off else None,
+        "isolation": m.isolation,
+        "manifest": m.to_dict(),
+        "versions_known": known[plugin_id],
+        "versions_stored": [{"version": v, "source": s} for _, v, s in stored],
+        "load_seconds": None,
+        "dependencies": {k: str(v) for k, v in m.dependencies.items()},
+        "dependents": sorted(
+            pid for pid, other in newest.items() if plugin_id in other.dependencies
+        ),
+        "commands": [],
+        "config": None,
+        "permissions": {
+            "asked": asked,
+            "granted": granted,
+            "effective": [p for p in asked if p in granted],
+        },
+        "limits": {},
+        "sandbox": None,
+        "usage": None,
+        "traceback": None,
+        "notes": [f"{NOT_RUNNING}: its commands are listed by a running host ('plugbay run')"],
+        "source": "disk",
+    }

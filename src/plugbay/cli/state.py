@@ -1,0 +1,125 @@
+"""``plugbay state check|restore``: is the state database sound, and the way back when not.
+
+The host keeps rolling backups of its database (``state_dir/backups``, SQLite's backup
+API, at start and every few minutes). ``check`` runs SQLite's full integrity check on the
+database and on every backup; ``restore`` puts the newest good backup (or ``--from``) in
+place, keeping the file it replaces, and is refused while a host serves the directory.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from plugbay.api.errors import PlugbayError, StateError
+from plugbay.cli._console import JsonOpt, out
+from plugbay.cli._console import fail as _fail
+from plugbay.cli._options import prose
+
+__all__ = ["register"]
+
+state_app = typer.Typer(
+    name="state",
+    help="Check the state database, and restore it from a backup.",
+    no_args_is_help=True,
+)
+
+StateOpt = Annotated[
+    Path,
+    typer.Option("--state", envvar="PLUGBAY_STATE", help="State directory (SQLite lives here)."),
+]
+
+
+def check(state: StateOpt = Path(".plugbay"), as_json: JsonOpt = False) -> None:
+    """Run SQLite's integrity check on the state database and each backup; exit 1 when
+    the database is not sound (the backups are listed, newest first)."""
+    from plugbay.state import list_backups
+    from plugbay.state.backups import check_database
+
+    db = state / "state.db"
+    if not db.exists():
+        _fail(
+            StateError(
+                "there is no state database here",
+                where=str(db),
+                hint="start a host with 'plugbay run', or point --state at its directory"
+                + ("; 'plugbay state restore' puts a backup back" if list_backups(state) else ""),
+            ),
+            as_json=as_json,
+        )
+    main = check_database(db)
+    backups = [check_database(b) for b in list_backups(state)]
+    if as_json:
+        out.print_json(
+            json.dumps({"database": main.to_dict(), "backups": [b.to_dict() for b in backups]})
+        )
+        raise typer.Exit(0 if main.ok else 1)
+    table = Table(header_style="bold")
+    for col in ("file", "size", "schema", "check"):
+        table.add_column(col)
+    for c in (main, *backups):
+        verdict = "[green]ok[/]" if c.ok else "[red]" + escape("; ".join(c.problems)) + "[/]"
+        table.add_row(str(c.path), f"{c.size:,}", str(c.schema or "-"), verdict)
+    out.print(table)
+    if main.ok:
+        out.print(f"the state database is sound ({len(backups)} backup(s) kept)")
+        return
+    good = [b for b in backups if b.ok]
+    hint = (
+        f"'plugbay state restore' puts the newest good backup back ({good[0].path.name})"
+        if good
+        else "no good backup is kept; move state.db away to start with an empty state"
+    )
+    _fail(StateError("the state database is damaged", where=str(db), hint=hint))
+
+
+def restore(
+    source: Annotated[
+        Path | None,
+        typer.Option("--from", help="The backup to restore (default: the newest good one)."),
+    ] = None,
+    state: StateOpt = Path(".plugbay"),
+    as_json: JsonOpt = False,
+) -> None:
+    """Put a backup in place of the state database (the replaced file is kept beside it).
+    Refused while a host serves this state directory: stop it first."""
+    from plugbay.state.backups import restore as restore_backup
+    from plugbay.web.client import running_host
+
+    running = running_host(state)
+    if running is not None:
+        _fail(
+            StateError(
+                f"a host (pid {running['pid']}) serves {state}; restoring under it would lose "
+                "what it writes",
+                where=str(state / "state.db"),
+                hint="stop that host first (Ctrl-C), restore, then start it again",
+            ),
+            as_json=as_json,
+        )
+    try:
+        used, kept = restore_backup(state, source)
+    except PlugbayError as exc:
+        _fail(exc, as_json=as_json)
+    if as_json:
+        out.print_json(
+            json.dumps({"ok": True, "restored": str(used), "kept": str(kept) if kept else None})
+        )
+        return
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(used.stat().st_mtime))
+    out.print(f"restored the state database from {used} (taken {when})")
+    if kept is not None:
+        out.print(f"the file it replaced is kept as {kept}")
+
+
+def register(app: typer.Typer) -> None:
+    """File ``plugbay state`` under ``app``."""
+    state_app.command("check", help=prose(check.__doc__))(check)
+    state_app.command("restore", help=prose(restore.__doc__))(restore)
+    app.add_typer(state_app, name="state", rich_help_panel="host")

@@ -1,0 +1,163 @@
+"""The way back for the state database: rolling backups, a check, and restore.
+
+The host backs its database up with SQLite's backup API (a consistent copy taken while it
+runs) at start, once the database passed its check, and every ``interval`` seconds after,
+keeping the newest ``keep`` in ``state_dir/backups``. ``plugbay state check`` and
+``plugbay state restore`` use them; a restore keeps the file it replaces beside it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+from plugbay.api.errors import StateError
+from plugbay.state import BACKUP_DIR, SCHEMA_VERSION, StateStore, list_backups
+
+__all__ = [
+    "BACKUPS_KEPT",
+    "BACKUP_EVERY_S",
+    "DatabaseCheck",
+    "back_up_every",
+    "check_database",
+    "restore",
+    "rolling_backup",
+]
+
+#: how often a running host backs its state up, and how many backups it keeps
+BACKUP_EVERY_S: Final = 600.0
+BACKUPS_KEPT: Final = 6
+
+log = logging.getLogger("plugbay.state")
+
+
+def rolling_backup(store: StateStore, *, keep: int = BACKUPS_KEPT) -> Path:
+    """One more backup of ``store`` in ``backups/``; all but the newest ``keep`` go."""
+    directory = store.path.parent / BACKUP_DIR
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    name = f"state-{stamp}-{time.time_ns() % 1_000_000_000:09d}.db"
+    made = store.back_up(directory / name)
+    for old in list_backups(store.path.parent)[keep:]:
+        try:
+            old.unlink()
+        except OSError as exc:
+            log.warning("cannot remove the old state backup %s: %s", old, exc)
+    return made
+
+
+async def back_up_every(
+    store: StateStore, *, interval: float = BACKUP_EVERY_S, keep: int = BACKUPS_KEPT
+) -> None:
+    """Back ``store`` up every ``interval`` seconds until cancelled; a failed backup (a
+    full disk) is logged and tried again next time, never fatal."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await asyncio.to_thread(rolling_backup, store, keep=keep)
+        except StateError as exc:
+            log.warning("the state backup failed (tried again in %g s): %s", interval, exc)
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseCheck:
+    """What ``plugbay state check`` found in one database file."""
+
+    path: Path
+    ok: bool
+    schema: int | None = None
+    problems: list[str] = field(default_factory=list)
+    size: int = 0
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "path": str(self.path),
+            "ok": self.ok,
+            "schema": self.schema,
+            "problems": list(self.problems),
+            "size": self.size,
+        }
+
+
+def check_database(path: Path) -> DatabaseCheck:
+    """SQLite's full ``integrity_check`` and the schema version, read-only."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        return DatabaseCheck(path, False, problems=[f"cannot read it: {exc.strerror or exc}"])
+    if size == 0:
+        return DatabaseCheck(path, False, problems=["the file is empty (0 bytes)"])
+    try:
+        db = sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        return DatabaseCheck(path, False, problems=[f"cannot open it: {exc}"], size=size)
+    try:
+        (schema,) = db.execute("PRAGMA user_version").fetchone()
+        rows = db.execute("PRAGMA integrity_check(20)").fetchall()
+        problems = [str(r[0]) for r in rows if str(r[0]) != "ok"]
+        if schema > SCHEMA_VERSION:
+            problems.append(f"schema {schema} is newer than this plugbay ({SCHEMA_VERSION})")
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if schema >= 1 and not {"plugins", "history", "grants"} <= tables:
+            problems.append("tables of the plugbay schema are missing")
+        return DatabaseCheck(path, not problems, int(schema), problems, size)
+    except (sqlite3.Error, UnicodeDecodeError, ValueError) as exc:
+        return DatabaseCheck(path, False, problems=[f"it is not a usable database: {exc}"],
+                             size=size)  # fmt: skip
+    finally:
+        db.close()
+
+
+def restore(state_dir: Path, source: Path | None = None) -> tuple[Path, Path | None]:
+    """Put ``source`` (default: the newest backup that passes its check) in place of
+    ``state_dir/state.db``. No host may be running on ``state_dir``. Returns the backup
+    used and where the replaced file was kept (None when there was none)."""
+    state_dir = Path(state_dir)
+    target = state_dir / "state.db"
+    if source is None:
+        backups = list_backups(state_dir)
+        good = next((b for b in backups if check_database(b).ok), None)
+        if good is None:
+            raise StateError(
+                "there is no good backup to restore"
+                + (f" ({len(backups)} kept, none passes its check)" if backups else ""),
+                where=str(state_dir / BACKUP_DIR),
+                hint="name another copy with --from, or move state.db away to start afresh",
+            )
+        source = good
+    checked = check_database(source)
+    if not checked.ok:
+        raise StateError(
+            "the backup does not pass its check: " + "; ".join(checked.problems),
+            where=str(source),
+            hint="'plugbay state check' lists the backups and which are good",
+        )
+    kept: Path | None = None
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    try:
+        if target.exists():
+            kept = target.with_name(f"state.db.replaced-{stamp}")
+            os.replace(target, kept)
+        for suffix in ("-wal", "-shm"):  # belong to the file just moved away
+            side = target.with_name(target.name + suffix)
+            if side.exists():
+                os.replace(side, side.with_name(f"state.db.replaced-{stamp}{suffix}"))
+        tmp = target.with_name("state.db.restoring")
+        shutil.copyfile(source, tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except OSError as exc:
+        raise StateError(
+            f"cannot restore the state database: {exc.strerror or exc}",
+            where=str(target),
+            hint="check free disk space and the permissions of the state directory",
+        ) from None
+    return source, kept

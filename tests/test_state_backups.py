@@ -1,0 +1,143 @@
+"""The state database is checked at start, backed up while the host runs, and restored with
+``plugbay state restore``: a damaged one is refused, never taken silently as empty."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from plugbay.api.errors import StateError
+from plugbay.runtime.host import Host
+from plugbay.state import StateStore, list_backups
+from plugbay.state.backups import check_database, restore, rolling_backup
+from tests.conftest import PluginFactory
+from tests.test_cli import plugbay
+
+CODE = """
+from plugbay import UtilityPlugin, command
+
+class P(UtilityPlugin):
+    @command
+    def ping(self) -> str:
+        return "pong"
+"""
+
+
+def corrupt_a_page(path: Path) -> None:
+    """Garbage over the second page (the first table's root), as a torn write leaves."""
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.close()
+    with open(path, "r+b") as f:
+        f.seek(4096)
+        f.write(bytes(range(256)) * 16)
+
+
+@pytest.fixture
+def used_state(plugins: PluginFactory, tmp_path: Path) -> Path:
+    """A state directory a host used: acme.one disabled, a grant, history, one backup."""
+    plugins("acme.one", CODE)
+    plugins("acme.two", CODE)
+    state = tmp_path / ".plugbay"
+    with StateStore.open(state) as store:
+        store.set_enabled("acme.one", False, "maintenance")
+        store.grant("acme.two", "network")
+        store.add_event("acme.one", "disable", reason="maintenance")
+        rolling_backup(store)
+    return state
+
+
+async def test_a_host_refuses_a_database_with_a_corrupted_page(
+    used_state: Path, tmp_path: Path
+) -> None:
+    corrupt_a_page(used_state / "state.db")
+    host = Host(plugins_dir=tmp_path / "plugins", state_dir=used_state)
+    with pytest.raises(StateError, match="the state database is damaged") as err:
+        await host.start()
+    await host.stop()
+    assert "refused, rather than taken as empty" in str(err.value)
+    assert "'plugbay state restore' puts the newest of 1 backup(s) back" in str(err.value)
+    assert str(used_state / "state.db") in str(err.value)
+
+
+async def test_a_host_refuses_an_empty_database_and_a_missing_one_with_backups(
+    used_state: Path, tmp_path: Path
+) -> None:
+    (used_state / "state.db").write_bytes(b"")
+    for suffix in ("-wal", "-shm"):
+        (used_state / f"state.db{suffix}").unlink(missing_ok=True)
+    with pytest.raises(StateError, match=r"the file is empty \(0 bytes\)"):
+        async with Host(plugins_dir=tmp_path / "plugins", state_dir=used_state):
+            pass
+    (used_state / "state.db").unlink()
+    with pytest.raises(StateError, match="the state database is missing, but 1 backup"):
+        async with Host(plugins_dir=tmp_path / "plugins", state_dir=used_state):
+            pass
+    assert not (used_state / "state.db").exists()  # nothing was made in its place
+
+
+async def test_the_host_backs_up_at_start_and_a_deleted_database_refuses_changes(
+    plugins: PluginFactory, tmp_path: Path
+) -> None:
+    plugins("acme.one", CODE)
+    state = tmp_path / "state"
+    async with Host(plugins_dir=tmp_path / "plugins", state_dir=state) as host:
+        backups = list_backups(state)
+        assert len(backups) == 1 and check_database(backups[0]).ok
+        assert host.state is not None
+        os.unlink(state / "state.db")
+        with pytest.raises(StateError, match="was deleted or replaced while the host ran"):
+            await host.disable("acme.one")
+        # not applied: the change could not be kept
+        assert await host.call("acme.one", "ping") == "pong"
+        assert str(host.plugin("acme.one").state) == "active"
+
+
+def test_backups_roll(tmp_path: Path) -> None:
+    with StateStore.open(tmp_path) as store:
+        for i in range(9):
+            store.add_event("acme.one", "load", reason=str(i))
+            rolling_backup(store, keep=3)
+    kept = list_backups(tmp_path)
+    assert len(kept) == 3
+    newest = sqlite3.connect(kept[0])
+    assert newest.execute("SELECT count(*) FROM history").fetchone() == (9,)
+
+
+def test_state_check_and_restore_bring_the_disables_back(used_state: Path, tmp_path: Path) -> None:
+    cwd = tmp_path
+    good = plugbay("state", "check", cwd=cwd)
+    assert good.returncode == 0, good.stderr
+    assert "the state database is sound (1 backup(s) kept)" in good.stdout
+
+    corrupt_a_page(used_state / "state.db")
+    damaged = plugbay("state", "check", "--json", cwd=cwd)
+    assert damaged.returncode == 1
+    report = json.loads(damaged.stdout)
+    assert report["database"]["ok"] is False and report["database"]["problems"]
+    assert [b["ok"] for b in report["backups"]] == [True]
+    listed = plugbay("list", cwd=cwd)
+    assert listed.returncode == 1 and "the state database is damaged" in listed.stderr
+
+    restored = plugbay("state", "restore", cwd=cwd)
+    assert restored.returncode == 0, restored.stderr
+    assert "restored the state database from" in restored.stdout
+    assert list(used_state.glob("state.db.replaced-*"))  # the damaged file is kept
+    assert plugbay("state", "check", cwd=cwd).returncode == 0
+    with StateStore.open(used_state) as store:
+        assert store.disabled() == {"acme.one": "maintenance"}
+        assert store.grants("acme.two") == ["network"]
+
+
+def test_restore_refuses_a_damaged_backup(used_state: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.db"
+    bad.write_bytes(b"SQLite format 3\x00" + b"\xff" * 5000)
+    with pytest.raises(StateError, match="the backup does not pass its check"):
+        restore(used_state, bad)
+    result = plugbay("state", "restore", "--from", str(bad), cwd=tmp_path)
+    assert result.returncode == 1 and "does not pass its check" in result.stderr
+    assert check_database(used_state / "state.db").ok  # untouched

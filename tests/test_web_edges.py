@@ -1,0 +1,114 @@
+"""HTTP edges on a real server: deep and malformed bodies, 5xx with a request id the log
+has too, anti-framing headers, and the Origin a cookie-authenticated change needs."""
+
+from __future__ import annotations
+
+import logging
+
+import httpx
+import pytest
+
+from plugbay.web._gate import MAX_JSON_DEPTH
+from tests.test_web import Api, api, error_of
+
+__all__ = ["api"]  # the fixture, shared with test_web
+
+DEEP = b'{"a": ' + b"[" * 1000 + b"]" * 1000 + b"}"
+
+
+async def test_a_1000_deep_body_is_a_400_and_the_host_keeps_serving(api: Api) -> None:
+    for method, path in (
+        ("POST", "/api/v1/plugins/acme.calc/commands/add"),
+        ("PUT", "/api/v1/plugins/acme.greeter/config"),
+        ("POST", "/api/v1/plugins/acme.calc/disable"),
+    ):
+        r = await api.http.request(
+            method, path, content=DEEP, headers={"Content-Type": "application/json"}
+        )
+        assert r.status_code == 400, (path, r.text)
+        assert error_of(r)["code"] == "body_too_deep"
+        assert f"more than {MAX_JSON_DEPTH} levels deep" in error_of(r)["message"]
+    # nesting inside a string is text, not depth
+    text = "[" * 1000
+    r = await api.http.post("/api/v1/plugins/acme.greeter/commands/greet", json={"name": text})
+    assert r.status_code == 200 and r.json()["result"].endswith(text + "!")
+    r = await api.http.post("/api/v1/plugins/acme.calc/commands/add", json={"a": 2, "b": 3})
+    assert r.json() == {"result": 5}
+    assert str(api.host.plugin("acme.calc").state) == "active"  # the disable never happened
+
+
+@pytest.mark.parametrize(
+    "body", [b"{", b'{"a": 1,}', b"\xff\xfe", b'{"values": ' + b"[" * 60 + b"]" * 60 + b"}"]
+)
+async def test_a_malformed_body_is_a_4xx(api: Api, body: bytes) -> None:
+    for path, method in (
+        ("/api/v1/plugins/acme.calc/commands/add", "POST"),
+        ("/api/v1/plugins/acme.greeter/config", "PUT"),
+    ):
+        r = await api.http.request(
+            method, path, content=body, headers={"Content-Type": "application/json"}
+        )
+        assert 400 <= r.status_code < 500, (path, body, r.status_code, r.text)
+        assert "error" in r.json()
+
+
+async def test_every_response_carries_a_request_id_and_anti_framing_headers(api: Api) -> None:
+    async with httpx.AsyncClient(base_url=api.url) as anonymous:
+        responses = [
+            await anonymous.get("/healthz"),
+            await anonymous.get("/api/v1/plugins"),  # 401
+            await anonymous.get("/", headers={"Accept": "text/html"}),  # the sign-in page
+            await api.http.get("/api/v1/plugins"),
+            await api.http.get("/"),  # the dashboard
+            await api.http.get("/nowhere"),  # 404
+            await api.http.post("/api/v1/plugins/acme.calc/commands/add", json={"a": 1}),
+        ]
+    ids = set()
+    for r in responses:
+        assert r.headers["x-frame-options"] == "DENY", r.url
+        assert "frame-ancestors 'none'" in r.headers["content-security-policy"], r.url
+        ids.add(r.headers["x-request-id"])
+    assert len(ids) == len(responses)  # one per request
+    given = await api.http.get("/api/v1/plugins", headers={"X-Request-ID": "trace-42"})
+    assert given.headers["x-request-id"] == "trace-42"
+
+
+async def test_a_5xx_is_logged_with_its_traceback_under_the_id_the_client_sees(
+    api: Api, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(*args: object, **kwargs: object) -> object:
+        raise RuntimeError("a bug in the host")
+
+    monkeypatch.setattr(api.host, "plugins", broken)
+    monkeypatch.setattr(api.host, "call_with", broken)
+    with caplog.at_level(logging.ERROR, logger="plugbay.web"):
+        for r in (
+            await api.http.get("/api/v1/plugins"),
+            await api.http.post("/api/v1/plugins/acme.calc/commands/add", json={"a": 1}),
+        ):
+            assert r.status_code == 500
+            request_id = r.headers["x-request-id"]
+            body = r.json()
+            assert body["error"]["code"] == "internal_error"
+            assert body["error"]["request_id"] == request_id == body["request_id"]
+            assert request_id in body["error"]["hint"]
+            logged = [rec for rec in caplog.records if request_id in rec.getMessage()]
+            assert any(rec.exc_info and "a bug in the host" in str(rec.exc_info[1])
+                       for rec in logged), [rec.getMessage() for rec in caplog.records]  # fmt: skip
+
+
+async def test_a_cookie_change_needs_a_matching_origin_and_a_bearer_client_none(
+    api: Api,
+) -> None:
+    async with httpx.AsyncClient(base_url=api.url) as browser:
+        await browser.get(f"/?token={api.token}")
+        path = "/api/v1/plugins/acme.calc/reload"
+        missing = await browser.post(path)
+        assert missing.status_code == 403
+        assert "without an Origin header" in error_of(missing)["message"]
+        for method in ("PUT", "DELETE"):
+            r = await browser.request(method, "/api/v1/plugins/acme.greeter/config")
+            assert r.status_code == 403, method
+        assert (await browser.post(path, headers={"Origin": api.url})).status_code == 200
+        assert (await browser.get("/api/v1/plugins")).status_code == 200  # reads need none
+    assert (await api.http.post(path)).status_code == 200  # bearer: no cookie, no Origin
