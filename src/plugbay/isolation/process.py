@@ -36,6 +36,7 @@ from plugbay.isolation import frames
 from plugbay.isolation._cgroups import CgroupLayer
 from plugbay.isolation.base import CallTimeout, deadline
 from plugbay.isolation.policy import Placement
+from plugbay.isolation.quota import QuotaMounts, QuotaStatus, QuotaUnavailable
 from plugbay.isolation.zygote import Zygote
 from plugbay.model.manifest import PluginManifest, parse_size
 
@@ -117,6 +118,10 @@ def _du(path: Path) -> int:
     return total
 
 
+#: free bytes under which a storage image counts as full (a write of a block or two fails)
+_FULL_BELOW = 64 * 1024
+
+
 def _signal_name(number: int) -> str:
     try:
         return signal.Signals(number).name
@@ -140,6 +145,8 @@ class ProcessBackend:
         self.zygote = Zygote()
         #: workers not yet reaped (their cgroups are removed once they are)
         self._live: set[ProcessHandle] = set()
+        #: the storage images mounted at sandboxed plugins' data directories
+        self.quotas = QuotaMounts()
 
     async def start(
         self,
@@ -148,10 +155,11 @@ class ProcessBackend:
         data_dir: Path | None = None,
     ) -> ProcessHandle:
         """A worker for the plugin: sandboxed when the placement says so (the host's policy)."""
+        request: dict[str, Any]
         if placement is not None and placement.sandboxed:
             if data_dir is None:
                 raise ValueError("a sandboxed worker needs its data directory")
-            request: dict[str, Any] = {"sandbox": placement.sandbox_request(manifest, data_dir)}
+            request = {"sandbox": placement.sandbox_request(manifest, data_dir)}
         else:
             res = manifest.resources
             request = {
@@ -163,7 +171,19 @@ class ProcessBackend:
                     "file_size": parse_size(res.file_size),
                 },
             }
-        pid, sock = await self.zygote.spawn(request)
+        storage = await self._enforce_storage(manifest, placement, data_dir)
+        quota = placement.limits.get("storage") if placement is not None else None
+        if "sandbox" in request and not storage.enforced and quota is not None:
+            # sampled, the quota cannot stop a write: one file at least must not outgrow it
+            fields = request["sandbox"]["policy"]
+            size = fields["file_size_bytes"]
+            fields["file_size_bytes"] = int(quota) if size is None else min(size, int(quota))
+        try:
+            pid, sock = await self.zygote.spawn(request)
+        except BaseException:
+            if storage.enforced and data_dir is not None:
+                await asyncio.to_thread(self.quotas.detach, data_dir)
+            raise
         cgroup = request.get("sandbox", {}).get("cgroup")
         handle = ProcessHandle(
             manifest,
@@ -175,11 +195,32 @@ class ProcessBackend:
             cgroup=cgroup,
             data_dir=data_dir,
         )
+        handle.storage = storage
+        if storage.enforced and data_dir is not None:
+            quotas = self.quotas
+            handle.on_exited = lambda: quotas.detach(data_dir)
         await handle.open()
         if handle._reaper is not None:
             self._live.add(handle)
             handle._reaper.add_done_callback(lambda _task: self._live.discard(handle))
         return handle
+
+    async def _enforce_storage(
+        self, manifest: PluginManifest, placement: Placement | None, data_dir: Path | None
+    ) -> QuotaStatus:
+        """Mount the plugin's storage image at its data directory, else say why it is sampled."""
+        quota = placement.limits.get("storage") if placement is not None else None
+        if placement is None or not placement.sandboxed or quota is None or data_dir is None:
+            return QuotaStatus(False, "no storage quota applies")
+        try:
+            await asyncio.to_thread(self.quotas.attach, data_dir, int(quota), manifest.id)
+        except QuotaUnavailable as exc:
+            log.warning(
+                "plugin '%s': storage quota sampled, not enforced by the kernel: %s",
+                manifest.id, exc.message,
+            )  # fmt: skip
+            return QuotaStatus(False, exc.message)
+        return QuotaStatus(True, f"{_size(quota)} image mounted at {data_dir}")
 
     async def close(self) -> None:
         """Stop the zygote once every worker is reaped and its cgroup removed (bounded)."""
@@ -194,6 +235,7 @@ class ProcessBackend:
                 with contextlib.suppress(OSError):
                     await asyncio.to_thread(CgroupLayer(handle.cgroup).remove)
         await self.zygote.stop()
+        await asyncio.to_thread(self.quotas.close)
 
 
 class ProcessHandle:
@@ -221,7 +263,12 @@ class ProcessHandle:
         self._exit: asyncio.Future[int] | None = None
         self._reaper: asyncio.Task[None] | None = None
         self._quota: asyncio.Task[None] | None = None
+        #: what enforces the storage quota of this worker's data directory
+        self.storage = QuotaStatus(False, "no storage quota applies")
+        #: called (in a thread) once the worker has exited: releases its storage mount
+        self.on_exited: Callable[[], None] | None = None
         self._limit_error: PlugbayError | None = None
+        self._limits_told: dict[str, float] = {}
         self.pid = pid
         self.commands: Mapping[str, CommandSpec] = {}
         self.instance: Plugin | None = None
@@ -269,6 +316,9 @@ class ProcessHandle:
                 await asyncio.to_thread(group.remove)
             except OSError as exc:
                 log.warning("could not remove cgroup %s: %s", self.cgroup, exc)
+        if self.on_exited is not None:
+            exited, self.on_exited = self.on_exited, None
+            await asyncio.to_thread(exited)
         if self._zygote is not None:
             self._zygote.forget(self.pid)
 
@@ -356,6 +406,15 @@ class ProcessHandle:
         )
 
     def _report(self, event: dict[str, Any]) -> None:
+        if event.get("kind") == "limit":
+            # the host's own look at a limit (a full storage image) is dropped when the
+            # worker just told of the same hit: one hit, one event
+            now = time.monotonic()
+            limit = str(event.get("limit"))
+            if event.get("layer") != "quota":
+                self._limits_told[limit] = now
+            elif now - self._limits_told.get(limit, -10.0) < 1.0:
+                return
         if self.on_security is not None:
             try:
                 self.on_security(event)
@@ -492,9 +551,8 @@ class ProcessHandle:
         self._heartbeat = asyncio.create_task(self._beat(), name=f"plugbay-heartbeat-{self.pid}")
         quota = self.placement.limits.get("storage") if self.placement is not None else None
         if self.placement is not None and self.placement.sandboxed and quota is not None:
-            self._quota = asyncio.create_task(
-                self._watch_storage(int(quota)), name=f"plugbay-quota-{self.pid}"
-            )
+            watch = self._watch_full if self.storage.enforced else self._watch_storage
+            self._quota = asyncio.create_task(watch(int(quota)), name=f"plugbay-quota-{self.pid}")
 
     #: seconds between two measures of a sandboxed plugin's data directory
     storage_interval = 0.5
@@ -519,6 +577,41 @@ class ProcessHandle:
                 )
                 self._crashed(error.message, error=error)
                 return
+
+    async def _watch_full(self, quota: int) -> None:
+        """The kernel enforces the quota; the host only notices when the image is full,
+        so a write refused where Python never saw it (ctypes, C code) is reported too.
+        Each time it fills up is one event: a full image whose use changed is a new one."""
+        assert self.data_dir is not None
+        data_dir = str(self.data_dir)
+        told: int | None = None  # what was used when it was last reported full
+        while self._dead is None:
+            try:
+                st = os.statvfs(data_dir)  # a mounted local filesystem: microseconds
+            except OSError:
+                return
+            used = self.storage_bytes = (st.f_blocks - st.f_bfree) * st.f_frsize
+            free = st.f_bavail * st.f_frsize
+            if (free < _FULL_BELOW or st.f_favail == 0) and used != told:
+                told = used
+                what = "files" if st.f_favail == 0 else "space"
+                self._report(
+                    {
+                        "kind": "limit",
+                        "limit": "storage",
+                        "layer": "quota",
+                        "operation": "writing to its data directory",
+                        "detail": f"its data directory is out of {what}: {_size(used)} used "
+                        f"of its {_size(quota)} storage quota; the kernel refuses further "
+                        "writes (ENOSPC)",
+                    }
+                )
+            elif free > 4 * _FULL_BELOW:
+                told = None
+            await asyncio.sleep(self.storage_full_interval)
+
+    #: seconds between two looks at a kernel-enforced image (is it full?)
+    storage_full_interval = 0.1
 
     async def _beat(self) -> None:
         loop = asyncio.get_running_loop()
@@ -659,6 +752,7 @@ class ProcessHandle:
                     "open_files": proc.num_fds(),
                     "threads": proc.num_threads(),
                     "storage_bytes": self.storage_bytes,
+                    "storage_quota": self.storage.mechanism if self._quota is not None else None,
                     "sandboxed": bool(self.placement and self.placement.sandboxed),
                 }
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess) as exc:
