@@ -29,7 +29,7 @@ import logging
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -203,6 +203,15 @@ class Arena:
         return self.state_dir / "data" / plugin_id
 
 
+async def until(condition: Callable[[], bool]) -> None:
+    """Wait for ``condition`` to hold (at most 10 s: a hang guard, not a timed assertion)."""
+    async with asyncio.timeout(10):
+        while True:
+            if condition():
+                return
+            await asyncio.sleep(0.02)
+
+
 def on_disk(path: Path) -> int:
     """Bytes the host's disk gives ``path`` (a file, or a directory with what is under it)."""
     if path.is_file():
@@ -229,14 +238,11 @@ def within_quota(arena: Arena, plugin_id: str, quota_bytes: int) -> None:
 async def unmounted(data_dir: Path) -> None:
     """Wait until nothing is mounted at ``data_dir`` and no loop device holds its image
     (the worker's exit, noticed by the host, releases them)."""
-    async with asyncio.timeout(10):  # a hang guard
-        while quota.mount_source(data_dir) is not None or quota.loop_devices_of(
-            quota.image_path(data_dir)
-        ):
-            await asyncio.sleep(0.02)
+    image = quota.image_path(data_dir)
+    await until(lambda: quota.mount_source(data_dir) is None and not quota.loop_devices_of(image))
 
 
-async def security_limits(host: Host, plugin_id: str, since: int) -> list[str]:
+def security_limits(host: Host, plugin_id: str, since: int) -> list[str]:
     assert host.state is not None
     return [
         e.reason or ""
@@ -253,10 +259,8 @@ def latest_history(host: Host) -> int:
 
 async def storage_event_after(host: Host, plugin_id: str, since: int) -> list[str]:
     """The storage-limit events recorded since ``since``; waits for the first (a hang guard)."""
-    async with asyncio.timeout(10):
-        while not (events := await security_limits(host, plugin_id, since)):
-            await asyncio.sleep(0.05)
-    return events
+    await until(lambda: bool(security_limits(host, plugin_id, since)))
+    return security_limits(host, plugin_id, since)
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -276,15 +280,15 @@ async def emptied(arena: Arena) -> AsyncIterator[None]:
     """Each attack starts on an empty data directory, once the host has seen it empty
     (a disk that fills up again is then a new event, not the one before)."""
     await arena.host.call("acme.hog", "free")
-    async with asyncio.timeout(10):  # a hang guard
-        while (arena.host.info("acme.hog")["usage"].get("storage_bytes") or 0) > QUOTA // 2:
-            await asyncio.sleep(0.02)
+    await until(
+        lambda: (arena.host.info("acme.hog")["usage"].get("storage_bytes") or 0) < QUOTA // 2
+    )
     yield
     assert await arena.host.call("acme.neighbour", "ping") == "pong"
 
 
 @pytest.mark.parametrize(
-    "attack, answer",
+    ("attack", "answer"),
     [
         ("small_files", "ENOSPC after"),
         ("empty_files", "ENOSPC after"),
