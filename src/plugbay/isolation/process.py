@@ -37,6 +37,7 @@ from plugbay.isolation._cgroups import CgroupLayer
 from plugbay.isolation.base import CallTimeout, deadline
 from plugbay.isolation.policy import Placement
 from plugbay.isolation.quota import QuotaMounts, QuotaStatus, QuotaUnavailable
+from plugbay.isolation.seccomp_notify import SeccompListener
 from plugbay.isolation.zygote import Zygote
 from plugbay.model.manifest import PluginManifest, parse_size
 
@@ -122,6 +123,20 @@ def _du(path: Path) -> int:
 _FULL_BELOW = 64 * 1024
 
 
+def _receive_listener(report: socket.socket) -> int | None:
+    """The worker's seccomp listener, sent once it is confined (None: it has none, or
+    it failed to start and closed the socket)."""
+    with report:
+        report.settimeout(60)
+        try:
+            _data, fds, _flags, _addr = socket.recv_fds(report, 1, 1)
+        except OSError:
+            return None
+    for extra in fds[1:]:
+        os.close(extra)
+    return fds[0] if fds else None
+
+
 def _signal_name(number: int) -> str:
     try:
         return signal.Signals(number).name
@@ -178,8 +193,13 @@ class ProcessBackend:
             fields = request["sandbox"]["policy"]
             size = fields["file_size_bytes"]
             fields["file_size_bytes"] = int(quota) if size is None else min(size, int(quota))
+        listener: int | None = None
         try:
-            pid, sock = await self.zygote.spawn(request)
+            if "sandbox" in request:
+                pid, sock, report = await self.zygote.spawn_sandboxed(request)
+                listener = await asyncio.to_thread(_receive_listener, report)
+            else:
+                pid, sock = await self.zygote.spawn(request)
         except BaseException:
             if storage.enforced and data_dir is not None:
                 await asyncio.to_thread(self.quotas.detach, data_dir)
@@ -196,6 +216,8 @@ class ProcessBackend:
             data_dir=data_dir,
         )
         handle.storage = storage
+        if listener is not None:
+            handle.seccomp = SeccompListener(listener, handle._report)
         if storage.enforced and data_dir is not None:
             quotas = self.quotas
             handle.on_exited = lambda: quotas.detach(data_dir)
@@ -267,6 +289,8 @@ class ProcessHandle:
         self.storage = QuotaStatus(False, "no storage quota applies")
         #: called (in a thread) once the worker has exited: releases its storage mount
         self.on_exited: Callable[[], None] | None = None
+        #: the worker's seccomp filter listener: denied calls, answered and reported here
+        self.seccomp: SeccompListener | None = None
         self._limit_error: PlugbayError | None = None
         self._limits_told: dict[str, float] = {}
         self.pid = pid
@@ -297,6 +321,8 @@ class ProcessHandle:
 
     async def open(self) -> None:
         loop = asyncio.get_running_loop()
+        if self.seccomp is not None:
+            self.seccomp.start(loop)
         if self._zygote is not None:
             self._exit = self._zygote.exited(self.pid)
             self._reaper = asyncio.create_task(self._reap(), name=f"plugbay-reaper-{self.pid}")
@@ -309,6 +335,8 @@ class ProcessHandle:
         (which kills anything it left behind)."""
         assert self._exit is not None
         await asyncio.shield(self._exit)
+        if self.seccomp is not None:
+            self.seccomp.close()
         if self.cgroup is not None:
             group = CgroupLayer(self.cgroup)
             self._oom_kills = group.oom_kills()
@@ -660,7 +688,7 @@ class ProcessHandle:
                 host_version=env.host_version,
                 mode=env.mode,
                 secrets={n: context.secrets.get(n) for n in context.secrets.names()},
-                rules=self.placement.rules() if self.placement and self.placement.sandboxed else {},
+                rules=self._rules(),
                 origin=self.manifest.origin,
             )
         )
@@ -673,6 +701,14 @@ class ProcessHandle:
             self._kill()
             raise
         self.start_heartbeat()
+
+    def _rules(self) -> dict[str, Any]:
+        """What the worker's guard allows, and which layers the host hears itself."""
+        if self.placement is None or not self.placement.sandboxed:
+            return {}
+        rules = self.placement.rules()
+        rules["kernel_reports"] = ["seccomp"] if self.seccomp is not None else []
+        return rules
 
     async def call(self, spec: CommandSpec, params: dict[str, Any], timeout: float) -> Any:
         strict = getattr(params, "strict", True)
@@ -761,6 +797,8 @@ class ProcessHandle:
     def release(self) -> None:
         self._closing = True
         self._kill()
+        if self.seccomp is not None and self._reaper is None:
+            self.seccomp.close()  # no zygote to say it exited: nothing is left to answer
         for task in (self._watchdog, self._heartbeat, self._quota):
             if task is not None:
                 task.cancel()
