@@ -477,3 +477,34 @@ def test_doctor_says_what_enforces_the_storage_quota() -> None:
         [sys.executable, "-m", "plugbay.cli", "doctor"], capture_output=True, text=True, timeout=120
     ).stdout
     assert "storage quota: enforced by the kernel (loop-mounted ext4 image)" in text
+
+
+async def test_without_loop_devices_the_quota_is_sampled_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    unavailable = quota.QuotaStatus(False, "no /dev/loop-control (as in a container)")
+    monkeypatch.setattr(quota, "probe", lambda **_: unavailable)
+    factory = PluginFactory(tmp_path / "plugins")
+    factory("acme.hog", HOG, extra=LIMITS)
+    async with Host(factory.root, state_dir=tmp_path / "state", entry_points=False) as host:
+        data_dir = tmp_path / "state" / "data" / "acme.hog"
+        assert quota.mount_source(data_dir) is None
+        assert host.info("acme.hog")["usage"]["storage_quota"] == "sampled"
+        # sampled, one file at least is kept within the quota (file-size clamped to it)
+        assert await host.call("acme.hog", "fallocate", size=32 * MiB) == "EFBIG"
+
+
+async def test_a_plain_directory_larger_than_the_quota_is_kept_and_sampled(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    factory = PluginFactory(tmp_path / "plugins")
+    factory("acme.hog", HOG, extra=LIMITS)
+    data_dir = tmp_path / "state" / "data" / "acme.hog"
+    data_dir.mkdir(parents=True)
+    (data_dir / "big.bin").write_bytes(os.urandom(12 * MiB))  # more than the 8 MiB quota
+    async with Host(factory.root, state_dir=tmp_path / "state", entry_points=False) as host:
+        assert host.info("acme.hog")["usage"]["storage_quota"] == "sampled"
+        assert (data_dir / "big.bin").stat().st_size == 12 * MiB  # nothing lost
+        assert not quota.image_path(data_dir).exists()
+        assert not quota.image_path(data_dir).with_suffix(".new").exists()
+    assert any("does not fit in its storage quota" in r.getMessage() for r in caplog.records)

@@ -500,6 +500,8 @@ def info(
                 f"{usage['threads']} threads",
             )
         )
+    if usage.get("storage_quota"):
+        rows.append(("storage quota", usage["storage_quota"]))
     for key, value in rows:
         out.print(f"  [dim]{key:<15}[/] {escape(str(value))}")
     deps = data["dependencies"]
@@ -830,10 +832,13 @@ def doctor(
     what a sandboxed worker would get here. The host refuses to start a sandboxed
     plugin rather than run it with a layer missing.
     """
+    from plugbay.isolation.denials import denial_reporting
     from plugbay.isolation.limits import probe_all
     from plugbay.isolation.policy import IsolationPolicy
+    from plugbay.isolation.quota import probe as probe_quota
 
     statuses = probe_all()
+    storage, denials = probe_quota(), denial_reporting()
     path = config or (Path("plugbay.toml") if Path("plugbay.toml").is_file() else None)
     try:
         data: dict[str, Any] = {}
@@ -852,6 +857,8 @@ def doctor(
             {"name": s.name, "active": s.active, "detail": s.detail, "guarantees": s.guarantees}
             for s in statuses
         ],
+        "storage_quota": {"enforced_by": storage.mechanism, "detail": storage.detail},
+        "denials": [d.as_dict() for d in denials],
         "policy": {
             "config": str(path) if path else None,
             "inline": trusted,
@@ -870,6 +877,11 @@ def doctor(
             here = "[green]active[/]" if s.active else "[red]INACTIVE[/]"
             table.add_row(s.name, here, escape(s.detail), escape(s.guarantees))
         out.print(table)
+        out.print(f"storage quota: {storage.mechanism} — {escape(storage.detail)}")
+        seen = Table("denials by", "reported", "how", header_style="bold")
+        for d in denials:
+            seen.add_row(d.layer, d.reported, escape(d.how))
+        out.print(seen)
         out.print("runs inline (trusted): " + escape(", ".join(trusted) or "nothing"))
         out.print(
             "every other plugin: a sandboxed worker with " + _limits_text(dict(policy.defaults))
