@@ -307,17 +307,87 @@ def _absorb(image: Path, data_dir: Path) -> None:
             entry.unlink()
 
 
+def janitor_main() -> None:
+    """The janitor: unmounts what the host mounted, should the host die without doing it.
+
+    A separate small process (its own session, so a Ctrl-C for the host does not
+    reach it) reads, on a pipe from the host, one JSON line per mount and unmount.
+    The pipe's end is the host's death, however it died (``kill -9`` included): the
+    janitor then detaches every image still mounted (``umount -l``: a worker may
+    still hold a file for a moment; its loop device clears itself once none does).
+    """
+    import json
+    import sys
+
+    mounted: set[str] = set()
+    for line in sys.stdin:
+        with contextlib.suppress(ValueError, KeyError, TypeError):
+            message = json.loads(line)
+            (mounted.add if message["op"] == "mount" else mounted.discard)(message["path"])
+    for path in mounted:
+        with contextlib.suppress(QuotaUnavailable):
+            _run("umount", "-l", path)
+
+
+class _Janitor:
+    """The host's end of the janitor (started with the first mount)."""
+
+    def __init__(self) -> None:
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def tell(self, op: str, path: Path) -> None:
+        import json
+        import sys
+
+        if self._proc is None or self._proc.poll() is not None:
+            env = {
+                "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
+                "PYTHONDONTWRITEBYTECODE": "1",
+            }
+            self._proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-c",
+                    "from plugbay.isolation.quota import janitor_main as m; m()",
+                ],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                env=env,
+                start_new_session=True,
+            )
+        assert self._proc.stdin is not None
+        with contextlib.suppress(OSError):
+            self._proc.stdin.write(json.dumps({"op": op, "path": str(path)}).encode() + b"\n")
+            self._proc.stdin.flush()
+
+    def close(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        if proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                proc.stdin.close()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 class QuotaMounts:
     """The host's mounted images, counted per data directory.
 
     Every worker of a plugin holds its data directory's mount (a reload starts the
-    new worker before the old one is gone); the last one to exit unmounts it.
+    new worker before the old one is gone); the last one to exit unmounts it. A
+    janitor process unmounts what is left should the host die first.
     Thread-safe: mounting runs off the event loop.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._holders: dict[Path, int] = {}
+        self._janitor = _Janitor()
 
     def mounted(self) -> list[Path]:
         with self._lock:
@@ -362,6 +432,7 @@ class QuotaMounts:
                 _resize(image, size, plugin)
                 if _has_entries(data_dir):  # written while the image was not mounted
                     _absorb(image, data_dir)
+            self._janitor.tell("mount", data_dir)  # before: a death in between is covered
             _mount(image, data_dir)
             self._holders[data_dir] = 1
         if fresh:
@@ -382,6 +453,8 @@ class QuotaMounts:
                 _umount(data_dir)
             except QuotaUnavailable as exc:
                 log.warning("could not unmount the storage image at %s: %s", data_dir, exc)
+            else:
+                self._janitor.tell("umount", data_dir)
 
     def close(self) -> None:
         """Unmount every image still mounted (the host is stopping)."""
@@ -392,3 +465,6 @@ class QuotaMounts:
                 _umount(data_dir)
             except QuotaUnavailable as exc:
                 log.warning("could not unmount the storage image at %s: %s", data_dir, exc)
+            else:
+                self._janitor.tell("umount", data_dir)
+        self._janitor.close()
