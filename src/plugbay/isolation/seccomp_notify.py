@@ -38,7 +38,13 @@ _SEND: Final = (_IOC_READ_WRITE << 30) | (_RESP.size << 16) | (ord("!") << 8) | 
 
 _FAMILIES: Final[dict[int, str]] = {
     int(family): family.name
-    for family in (socket.AF_UNIX, socket.AF_INET, socket.AF_INET6, socket.AF_NETLINK)
+    for family in (
+        socket.AF_UNIX,
+        socket.AF_INET,
+        socket.AF_INET6,
+        socket.AF_NETLINK,
+        socket.AF_PACKET,
+    )
 }
 #: what a denied call was for, and the permission that would allow it (if any)
 _PURPOSE: Final = {
