@@ -202,8 +202,17 @@ def test_doctor_reports_every_layer_active_and_the_policy(tmp_path: Path) -> Non
     ]
     assert not inactive  # the issue: on these machines every layer must be active
     assert report["policy"]["inline"] == ["acme.gateway", "core/* plugins"]
+    # what enforces the storage quota here, and which layers' denials become events
+    assert report["storage_quota"]["enforced_by"] == (
+        "enforced by the kernel (loop-mounted ext4 image)"
+    )
+    reported = {row["layer"]: row["reported"] for row in report["denials"]}
+    assert reported["seccomp"] == "always" and reported["quota"] == "always"
+    assert reported["landlock"] in ("always", "partly")
     shown = plugbay("doctor", cwd=tmp_path)
     assert "all 8 layers active" in shown.stdout and "landlock" in shown.stdout
+    assert "storage quota: enforced by the kernel (loop-mounted ext4 image)" in shown.stdout
+    assert "denials by" in shown.stdout and "SECCOMP_RET_USER_NOTIF" in shown.stdout
     (tmp_path / "plugbay.toml").write_text("[policy]\ninlin = []\n")
     bad = plugbay("doctor", cwd=tmp_path)
     assert bad.returncode == 1 and "[policy] has no key 'inlin'" in bad.stderr
@@ -217,6 +226,7 @@ def test_info_shows_where_a_plugin_runs_and_why(plugins: PluginFactory, tmp_path
     assert "sandboxed worker: not trusted by the host's policy" in text
     assert "its manifest asks for inline, which only the operator can allow" in text
     assert "memory 64 MiB" in text and "landlock" in text
+    assert "storage quota enforced by the kernel (loop-mounted ext4 image)" in text
     data = json.loads(
         plugbay("info", "acme.boxed", "--json", "--plugins", str(plugins.root), cwd=tmp_path).stdout
     )
