@@ -461,6 +461,8 @@ class QuotaMounts:
                 log.warning("could not unmount the storage image at %s: %s", data_dir, exc)
             else:
                 self._janitor.tell("umount", data_dir)
+            if not self._holders:  # nothing left to guard: no process and no pipe kept
+                self._janitor.close()
 
     def close(self) -> None:
         """Unmount every image still mounted (the host is stopping)."""
