@@ -19,6 +19,7 @@ Numbers come from ``asm/unistd_64.h`` (x86_64) and ``asm-generic/unistd.h``
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import errno
 import os
 import platform
@@ -417,7 +418,15 @@ class SeccompLayer:
         )
         try:
             program = build(spec)
-            self.listener = install(program, listener=spec.notify)
+            try:
+                self.listener = install(program, listener=spec.notify)
+            except OSError as exc:
+                if not spec.notify or exc.errno not in (errno.EINVAL, errno.ENOSYS):
+                    raise
+                # a kernel without user notification: the filter answers EPERM itself
+                spec = dataclasses.replace(spec, notify=False)
+                program = build(spec)
+                self.listener = install(program)
         except (OSError, ValueError) as exc:
             raise SandboxError(str(exc), layer=self.name) from exc
         granted = [

@@ -236,12 +236,13 @@ class ProcessBackend:
             return QuotaStatus(False, "no storage quota applies")
         try:
             await asyncio.to_thread(self.quotas.attach, data_dir, int(quota), manifest.id)
-        except QuotaUnavailable as exc:
+        except (QuotaUnavailable, OSError) as exc:
+            why = exc.message if isinstance(exc, QuotaUnavailable) else f"{exc}"
             log.warning(
                 "plugin '%s': storage quota sampled, not enforced by the kernel: %s",
-                manifest.id, exc.message,
+                manifest.id, why,
             )  # fmt: skip
-            return QuotaStatus(False, exc.message)
+            return QuotaStatus(False, why)
         return QuotaStatus(True, f"{_size(quota)} image mounted at {data_dir}")
 
     async def close(self) -> None:
@@ -253,6 +254,8 @@ class ProcessBackend:
         if reapers:
             await asyncio.wait(reapers, timeout=3)
         for handle in list(self._live):  # the zygote never told: remove what is left
+            if handle.seccomp is not None:
+                handle.seccomp.close()
             if handle.cgroup is not None:
                 with contextlib.suppress(OSError):
                     await asyncio.to_thread(CgroupLayer(handle.cgroup).remove)
