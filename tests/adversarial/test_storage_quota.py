@@ -509,3 +509,28 @@ async def test_a_plain_directory_larger_than_the_quota_is_kept_and_sampled(
         assert not quota.image_path(data_dir).exists()
         assert not quota.image_path(data_dir).with_suffix(".new").exists()
     assert any("does not fit in its storage quota" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_lowered_quota_shrinks_the_image_only_as_far_as_the_data_allows(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    factory = PluginFactory(tmp_path / "plugins")
+    directory = factory("acme.hog", HOG, extra=LIMITS.replace('"8MiB"', '"16MiB"'))
+    state = tmp_path / "state"
+    manifest = directory / "plugin.toml"
+    image = quota.image_path(state / "data" / "acme.hog")
+    async with Host(factory.root, state_dir=state, entry_points=False) as host:
+        await host.call("acme.hog", "keep", name="note.txt", text="small")
+    manifest.write_text(manifest.read_text().replace('"16MiB"', '"8MiB"'))
+    async with Host(factory.root, state_dir=state, entry_points=False) as host:
+        assert image.stat().st_size == 8 * MiB  # the data fits: shrunk
+        assert await host.call("acme.hog", "read", name="note.txt") == "small"
+        assert (await host.call("acme.hog", "small_files")).startswith("ENOSPC")
+    manifest.write_text(manifest.read_text().replace('"8MiB"', '"4MiB"'))
+    async with Host(factory.root, state_dir=state, entry_points=False) as host:
+        assert image.stat().st_size == 8 * MiB  # ~8 MiB of data: kept, never dropped
+        assert await host.call("acme.hog", "read", name="note.txt") == "small"
+        assert host.info("acme.hog")["usage"]["storage_quota"] == (
+            "enforced by the kernel (loop-mounted ext4 image)"
+        )
+    assert any("could not be resized and keeps 8 MiB" in r.getMessage() for r in caplog.records)
