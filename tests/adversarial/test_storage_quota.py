@@ -463,20 +463,20 @@ asyncio.run(main())
     assert quota.loop_devices_of(quota.image_path(data_dir)) == []
 
 
-def test_doctor_says_what_enforces_the_storage_quota() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "plugbay.cli", "doctor", "--json"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    report = json.loads(done.stdout)
+async def test_doctor_says_what_enforces_the_storage_quota() -> None:
+    def doctor(*args: str) -> str:
+        return subprocess.run(
+            [sys.executable, "-m", "plugbay.cli", "doctor", *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        ).stdout
+
+    report = json.loads(await asyncio.to_thread(doctor, "--json"))
     assert report["storage_quota"]["enforced_by"] == (
         "enforced by the kernel (loop-mounted ext4 image)"
     )
-    text = subprocess.run(
-        [sys.executable, "-m", "plugbay.cli", "doctor"], capture_output=True, text=True, timeout=120
-    ).stdout
+    text = await asyncio.to_thread(doctor)
     assert "storage quota: enforced by the kernel (loop-mounted ext4 image)" in text
 
 
