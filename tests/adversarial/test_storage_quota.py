@@ -534,3 +534,17 @@ async def test_a_lowered_quota_shrinks_the_image_only_as_far_as_the_data_allows(
             "enforced by the kernel (loop-mounted ext4 image)"
         )
     assert any("could not be resized and keeps 8 MiB" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_state_directory_with_spaces_and_accents_is_mounted_and_released(
+    tmp_path: Path,
+) -> None:
+    factory = PluginFactory(tmp_path / "plugins")
+    factory("acme.hog", HOG, extra=LIMITS)
+    state = tmp_path / "état du hôte"
+    data_dir = state / "data" / "acme.hog"
+    async with Host(factory.root, state_dir=state, entry_points=False) as host:
+        assert quota.mount_source(data_dir) is not None
+        assert (await host.call("acme.hog", "small_files")).startswith("ENOSPC")
+        within_quota(Arena(host, state), "acme.hog", QUOTA)
+    await unmounted(data_dir)

@@ -28,6 +28,7 @@ import contextlib
 import errno
 import logging
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -169,7 +170,8 @@ def _fill(path: Path) -> str | None:
 
 
 def _unescape(field: str) -> str:
-    return field.encode().decode("unicode_escape")
+    """mountinfo's octal escapes (space, tab, newline, backslash); the rest is UTF-8 as is."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), field)
 
 
 def mount_source(path: Path) -> str | None:
