@@ -61,7 +61,9 @@ def test_limits_are_the_ask_else_the_default_never_above_the_cap(plugins: Plugin
     assert limits["threads"] == 2  # asked, under the cap
     assert limits["open-files"] == 32  # the operator's default
     assert limits["storage"] == 1 * MiB
-    assert limits["file-size"] == 1 * MiB  # one file can never outgrow the quota
+    # as asked: the kernel enforces the quota on every file (isolation.quota); where it
+    # is only sampled, the process backend keeps one file within it
+    assert limits["file-size"] == 8 * MiB
     assert policy.limits_for(manifest(plugins, "acme.small"))["memory"] == 256 * MiB
 
 
@@ -93,7 +95,12 @@ def test_only_what_is_asked_and_granted_is_in_effect(plugins: PluginFactory) -> 
     request = placed.sandbox_request(m, plugins.root / "data")
     assert request["policy"]["network"] == ["127.0.0.1:8080"]
     assert "/srv/data" in request["policy"]["read_paths"]
-    assert placed.rules() == {"allow_exec": False, "processes": 0, "network": ["127.0.0.1:8080"]}
+    assert placed.rules() == {
+        "allow_exec": False,
+        "processes": 0,
+        "network": ["127.0.0.1:8080"],
+        "storage": 256 * MiB,  # the default quota, named in a "no space" error
+    }
     assert "s3cret" not in repr(placed) and "s3cret" not in json.dumps(placed.describe())
 
 
@@ -195,8 +202,17 @@ def test_doctor_reports_every_layer_active_and_the_policy(tmp_path: Path) -> Non
     ]
     assert not inactive  # the issue: on these machines every layer must be active
     assert report["policy"]["inline"] == ["acme.gateway", "core/* plugins"]
+    # what enforces the storage quota here, and which layers' denials become events
+    assert report["storage_quota"]["enforced_by"] == (
+        "enforced by the kernel (loop-mounted ext4 image)"
+    )
+    reported = {row["layer"]: row["reported"] for row in report["denials"]}
+    assert reported["seccomp"] == "always" and reported["quota"] == "always"
+    assert reported["landlock"] in ("always", "partly")
     shown = plugbay("doctor", cwd=tmp_path)
     assert "all 8 layers active" in shown.stdout and "landlock" in shown.stdout
+    assert "storage quota: enforced by the kernel (loop-mounted ext4 image)" in shown.stdout
+    assert "denials by" in shown.stdout and "SECCOMP_RET_USER_NOTIF" in shown.stdout
     (tmp_path / "plugbay.toml").write_text("[policy]\ninlin = []\n")
     bad = plugbay("doctor", cwd=tmp_path)
     assert bad.returncode == 1 and "[policy] has no key 'inlin'" in bad.stderr
@@ -213,6 +229,7 @@ def test_info_shows_where_a_plugin_runs_and_why(plugins: PluginFactory, tmp_path
         assert "sandboxed worker: not trusted by the host's policy" in text
         assert "its manifest asks for inline, which only the operator can allow" in text
         assert "memory 64 MiB" in text and "landlock" in text
+        assert "storage quota enforced by the kernel (loop-mounted ext4 image)" in text
         data = json.loads(plugbay("info", "acme.boxed", "--json", cwd=tmp_path).stdout)
     assert data["sandbox"]["sandboxed"] is True and data["limits"]["memory"] == 64 * MiB
 

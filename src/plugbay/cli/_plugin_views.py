@@ -120,7 +120,7 @@ def _usage_facts(usage: dict[str, Any]) -> list[tuple[str, Any]]:
         return []
     shared = " (the host's process, shared)" if usage.get("shared") else ""
     uss = f", USS {usage['uss_bytes'] / 2**20:.1f} MiB" if "uss_bytes" in usage else ""
-    return [
+    facts: list[tuple[str, Any]] = [
         (
             "usage",
             f"pid {usage['pid']}{shared}: RSS {usage['rss_bytes'] / 2**20:.1f} MiB{uss}, "
@@ -128,6 +128,9 @@ def _usage_facts(usage: dict[str, Any]) -> list[tuple[str, Any]]:
             f"{usage['threads']} threads",
         )
     ]
+    if usage.get("storage_quota"):
+        facts.append(("storage quota", usage["storage_quota"]))
+    return facts
 
 
 def _ranges(ranges: Mapping[str, Any]) -> str:

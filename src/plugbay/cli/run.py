@@ -331,7 +331,8 @@ def doctor(
     policy = _isolation_policy(path)
     trusted = list(policy.inline) + (["core/* plugins"] if policy.trust_core else [])
     if as_json:
-        out.print_json(json.dumps(_doctor_report(statuses, policy, path, trusted), default=str))
+        report = _doctor_report(statuses, policy, path, trusted) | _reporting()
+        out.print_json(json.dumps(report, default=str))
     else:
         _print_doctor(statuses, policy, trusted)
     if strict and any(not s.active for s in statuses):
@@ -371,6 +372,18 @@ def _doctor_report(
     }
 
 
+def _reporting() -> dict[str, Any]:
+    """What enforces the storage quota here, and which layers report their denials."""
+    from plugbay.isolation.denials import denial_reporting
+    from plugbay.isolation.quota import probe as probe_quota
+
+    storage = probe_quota()
+    return {
+        "storage_quota": {"enforced_by": storage.mechanism, "detail": storage.detail},
+        "denials": [d.as_dict() for d in denial_reporting()],
+    }
+
+
 def _print_doctor(statuses: list[Any], policy: Any, trusted: list[str]) -> None:
     table = Table(header_style="bold", show_lines=True)
     for col in ("layer", "here", "detail", "guarantees"):
@@ -379,6 +392,13 @@ def _print_doctor(statuses: list[Any], policy: Any, trusted: list[str]) -> None:
         here = "[green]active[/]" if s.active else "[red]INACTIVE[/]"
         table.add_row(s.name, here, escape(s.detail), escape(s.guarantees))
     out.print(table)
+    report = _reporting()
+    quota = report["storage_quota"]
+    out.print(f"storage quota: {quota['enforced_by']} — {escape(quota['detail'])}")
+    seen = Table("denials by", "reported", "how", header_style="bold")
+    for d in report["denials"]:
+        seen.add_row(d["layer"], d["reported"], escape(d["how"]))
+    out.print(seen)
     out.print("runs inline (trusted): " + escape(", ".join(trusted) or "nothing"))
     out.print("every other plugin: a sandboxed worker with " + limits_text(dict(policy.defaults)))
     inactive = [s.name for s in statuses if not s.active]

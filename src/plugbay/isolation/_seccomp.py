@@ -2,7 +2,12 @@
 
 The filter allows by default and denies a fixed list of syscalls a plugin never
 needs, with ``EPERM`` so the plugin gets a catchable ``PermissionError`` and
-the host a clear error. A foreign architecture (or the x32 ABI on x86_64) kills
+the host a clear error. Where the kernel offers it (5.0+), a denial is not
+answered by the filter but by the host: ``SECCOMP_RET_USER_NOTIF`` suspends the
+call, the worker hands the host the filter's listener descriptor before any
+plugin code runs, and the host answers ``EPERM`` and records a security event
+(``isolation.seccomp_notify``) — so a denial is seen even when the plugin made
+the call through ``ctypes`` and swallowed the error. A foreign architecture (or the x32 ABI on x86_64) kills
 the process: a syscall number means nothing under another ABI. ``clone3`` gets
 ``ENOSYS`` because its flags live in a struct the filter cannot read; glibc
 then falls back to ``clone``, whose flags (in a register) the filter checks.
@@ -14,6 +19,7 @@ Numbers come from ``asm/unistd_64.h`` (x86_64) and ``asm-generic/unistd.h``
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import errno
 import os
 import platform
@@ -116,6 +122,7 @@ _RET_K: Final = 0x06
 
 RET_KILL_PROCESS: Final = 0x80000000
 RET_ERRNO: Final = 0x00050000
+RET_USER_NOTIF: Final = 0x7FC00000
 RET_ALLOW: Final = 0x7FFF0000
 
 # struct seccomp_data: int nr; __u32 arch; __u64 instruction_pointer; __u64 args[6]
@@ -155,6 +162,8 @@ class FilterSpec:
     allow_processes: bool = False
     allow_tcp: bool = False
     allow_kill_others: bool = False
+    #: denials go to a listener (the host) that answers EPERM and reports them
+    notify: bool = False
 
 
 def machine() -> str:
@@ -243,7 +252,10 @@ def build(spec: FilterSpec, arch: str | None = None) -> list[Insn]:
     asm.load(_arg_lo(0))
     asm.jump(_JSET_K, _CLONE_NAMESPACES, "eperm", 0)
     asm.jump(_JSET_K, _CLONE_THREAD, "allow", 0)
-    asm.ret(RET_ALLOW if spec.allow_processes else RET_ERRNO | errno.EPERM)
+    if spec.allow_processes:
+        asm.ret(RET_ALLOW)
+    else:
+        asm.jump(_JEQ_K, 0, "eperm", "eperm")  # the shared verdict: reported when notifying
 
     asm.label("prlimit64")  # reading limits (glibc's getrlimit) yes, setting them no
     asm.load(_arg_lo(2))
@@ -284,7 +296,7 @@ def build(spec: FilterSpec, arch: str | None = None) -> list[Insn]:
     asm.label("kill")
     asm.ret(RET_KILL_PROCESS)
     asm.label("eperm")
-    asm.ret(RET_ERRNO | errno.EPERM)
+    asm.ret(RET_USER_NOTIF if spec.notify else RET_ERRNO | errno.EPERM)
     asm.label("enosys")
     asm.ret(RET_ERRNO | errno.ENOSYS)
     asm.label("allow")
@@ -304,10 +316,15 @@ class _SockFprog(ctypes.Structure):
 _PR_SET_NO_NEW_PRIVS: Final = 38
 _SECCOMP_SET_MODE_FILTER: Final = 1
 _SECCOMP_FILTER_FLAG_TSYNC: Final = 1
+_SECCOMP_FILTER_FLAG_NEW_LISTENER: Final = 1 << 3
+_SECCOMP_FILTER_FLAG_TSYNC_ESRCH: Final = 1 << 4
 
 
-def install(program: list[Insn], arch: str | None = None) -> None:
-    """Load ``program`` for this process (every thread: TSYNC); raises OSError."""
+def install(program: list[Insn], arch: str | None = None, *, listener: bool = False) -> int | None:
+    """Load ``program`` for this process (every thread: TSYNC); raises OSError.
+
+    With ``listener`` the kernel returns the filter's notification descriptor (for a
+    filter that answers with ``RET_USER_NOTIF``), which is returned here."""
     arch = arch or machine()
     libc = ctypes.CDLL(None, use_errno=True)
     libc.syscall.restype = ctypes.c_long
@@ -317,16 +334,22 @@ def install(program: list[Insn], arch: str | None = None) -> None:
     code = pack(program)
     buffer = ctypes.create_string_buffer(code, len(code))
     prog = _SockFprog(len(program), ctypes.cast(buffer, ctypes.c_void_p))
+    flags = _SECCOMP_FILTER_FLAG_TSYNC
+    if listener:
+        flags |= _SECCOMP_FILTER_FLAG_NEW_LISTENER | _SECCOMP_FILTER_FLAG_TSYNC_ESRCH
     result = libc.syscall(
         ctypes.c_long(SYSCALLS[arch]["seccomp"]),
         ctypes.c_uint(_SECCOMP_SET_MODE_FILTER),
-        ctypes.c_uint(_SECCOMP_FILTER_FLAG_TSYNC),
+        ctypes.c_uint(flags),
         ctypes.byref(prog),
     )
+    if listener and result >= 0:
+        return int(result)
     if result != 0:
         err = ctypes.get_errno() if result < 0 else errno.EBUSY
         detail = f"thread {result} could not sync" if result > 0 else errno.errorcode.get(err)
         raise OSError(err, f"seccomp(SECCOMP_SET_MODE_FILTER): {detail}")
+    return None
 
 
 # --- the layer ---------------------------------------------------------------------
@@ -376,6 +399,12 @@ class SeccompLayer:
         detail = f"{arch}, {length}-instruction filter loads; {message}" if ok else message
         return LayerStatus(self.name, ok, detail, self.guarantees)
 
+    #: the filter's listener descriptor after ``apply`` with ``notify`` (for the host)
+    listener: int | None = None
+
+    def __init__(self, *, notify: bool = False) -> None:
+        self.notify = notify
+
     def apply(self, policy: SandboxPolicy) -> LayerStatus:
         from plugbay.isolation._layer import LayerStatus, SandboxError
 
@@ -385,10 +414,19 @@ class SeccompLayer:
             allow_processes=policy.processes > 0,
             allow_tcp=bool(policy.network),
             allow_kill_others=policy.allow_kill_others,
+            notify=self.notify,
         )
         try:
             program = build(spec)
-            install(program)
+            try:
+                self.listener = install(program, listener=spec.notify)
+            except OSError as exc:
+                if not spec.notify or exc.errno not in (errno.EINVAL, errno.ENOSYS):
+                    raise
+                # a kernel without user notification: the filter answers EPERM itself
+                spec = dataclasses.replace(spec, notify=False)
+                program = build(spec)
+                self.listener = install(program)
         except (OSError, ValueError) as exc:
             raise SandboxError(str(exc), layer=self.name) from exc
         granted = [
@@ -402,4 +440,6 @@ class SeccompLayer:
             if on
         ]
         detail = f"{len(program)} instructions; granted: {', '.join(granted) or 'nothing'}"
+        if spec.notify:
+            detail += "; denials answered and reported by the host"
         return LayerStatus(self.name, True, detail, self.guarantees)

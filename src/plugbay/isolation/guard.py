@@ -45,7 +45,11 @@ _LIMIT_ERRNOS: Final = {
     errno.ENFILE: ("open_files", "the open-files limit"),
     errno.EFBIG: ("file_size", "its file-size limit"),
     errno.EDQUOT: ("storage", "its storage quota"),
+    # the only filesystem a sandboxed plugin may write is its data directory's
+    errno.ENOSPC: ("storage", "its storage quota"),
 }
+#: a full data directory is no reason to distrust the process: the plugin may free space
+_KEEPS_WORKER: Final = frozenset({"storage"})
 
 Report = Callable[[dict[str, Any]], None]
 
@@ -68,6 +72,10 @@ class Guard:
         self.allow_exec = bool(rules.get("allow_exec", False))
         self.allow_fork = self.allow_exec or int(rules.get("processes", 0)) > 0
         self.network = {_endpoint(g) for g in rules.get("network", ())}
+        storage = rules.get("storage")
+        self.storage = int(storage) if storage is not None else None
+        #: layers whose denials the host hears from the kernel itself (not reported here)
+        self.kernel_reports = frozenset(rules.get("kernel_reports", ()))
         self.report = report
         self.pid = os.getpid()
         self._busy = False
@@ -183,7 +191,7 @@ def classify(exc: BaseException, plugin_id: str | None, guard: Guard | None) -> 
             errno.ENETUNREACH,
         ):
             operation, permission, layer = _kernel_denial(error, guard)
-            if guard is not None:
+            if guard is not None and layer not in guard.kernel_reports:
                 guard.denied(operation, permission, layer)
             return _denied(plugin_id, operation, permission, layer)
     return None
@@ -230,6 +238,16 @@ def _limit(
     detail = f"{type(error).__name__}: {error}".rstrip(": ")
     if guard is not None:
         guard.report({"kind": "limit", "limit": limit, "detail": detail})
+    if limit in _KEEPS_WORKER:
+        quota = guard.storage if guard is not None else None
+        size = f" of {quota / (1 << 20):g} MiB" if quota is not None else ""
+        return ResourceLimitExceeded(
+            f"no space left in its data directory: the call hit {what}{size} ({detail})",
+            plugin=plugin_id,
+            hint="free space in the data directory (the plugin sees the OSError and may "
+            "handle it), or raise resources.storage in the manifest (the host's policy caps it)",
+            details={"limit": limit, "replace": False},
+        )
     return ResourceLimitExceeded(
         f"the call hit {what} ({detail}); its worker is being replaced",
         plugin=plugin_id,

@@ -338,8 +338,9 @@ class NoNewPrivsLayer:
 # --- the whole sandbox -----------------------------------------------------------------
 
 
-def default_layers(cgroup_name: str | None = None) -> list[Layer]:
-    """Every layer, in the order they must be applied."""
+def default_layers(cgroup_name: str | None = None, *, notify: bool = False) -> list[Layer]:
+    """Every layer, in the order they must be applied (``notify``: seccomp denials go to
+    a listener the caller hands to the host, ``isolation.seccomp_notify``)."""
     return [
         CgroupLayer(cgroup_name),
         NetnsLayer(),
@@ -348,7 +349,7 @@ def default_layers(cgroup_name: str | None = None) -> list[Layer]:
         RlimitsLayer(),
         NoNewPrivsLayer(),
         LandlockLayer(),
-        SeccompLayer(),
+        SeccompLayer(notify=notify),
     ]
 
 

@@ -110,6 +110,7 @@ class Placement:
             "allow_exec": "subprocess" in self.effective,
             "processes": int(self.limits.get("processes") or 0),
             "network": [p.partition(":")[2] for p in self.effective if p.startswith("network:")],
+            "storage": _int(self.limits.get("storage")),
         }
 
     def sandbox_request(self, manifest: PluginManifest, data_dir: Path) -> dict[str, Any]:
@@ -300,10 +301,9 @@ class IsolationPolicy:
             if cap is not None and (value is None or value > cap):
                 value = cap
             out[key] = value
-        if out["storage"] is not None and (
-            out["file-size"] is None or out["file-size"] > out["storage"]
-        ):
-            out["file-size"] = out["storage"]  # one file cannot outgrow the quota
+        # file-size is not clamped to the storage quota here: the kernel enforces the quota
+        # on every file (isolation.quota); only where it is sampled does the process
+        # backend keep one file from outgrowing it
         return out
 
 

@@ -36,6 +36,8 @@ from plugbay.isolation import frames, handover
 from plugbay.isolation._cgroups import CgroupLayer
 from plugbay.isolation.base import Backend, CallTimeout, EnvironmentPaths, PluginHandle, deadline
 from plugbay.isolation.policy import Placement
+from plugbay.isolation.quota import QuotaMounts, QuotaStatus, QuotaUnavailable
+from plugbay.isolation.seccomp_notify import SeccompListener
 from plugbay.isolation.zygote import Zygote
 from plugbay.model.manifest import PluginManifest, parse_size
 
@@ -117,6 +119,24 @@ def _du(path: Path) -> int:
     return total
 
 
+#: free bytes under which a storage image counts as full (a write of a block or two fails)
+_FULL_BELOW = 64 * 1024
+
+
+def _receive_listener(report: socket.socket) -> int | None:
+    """The worker's seccomp listener, sent once it is confined (None: it has none, or
+    it failed to start and closed the socket)."""
+    with report:
+        report.settimeout(60)
+        try:
+            _data, fds, _flags, _addr = socket.recv_fds(report, 1, 1)
+        except OSError:
+            return None
+    for extra in fds[1:]:
+        os.close(extra)
+    return fds[0] if fds else None
+
+
 def _signal_name(number: int) -> str:
     try:
         return signal.Signals(number).name
@@ -142,6 +162,8 @@ class ProcessBackend(Backend):
         self.env_zygotes: dict[str, Zygote] = {}
         #: workers not yet reaped (their cgroups are removed once they are)
         self._live: set[ProcessHandle] = set()
+        #: the storage images mounted at sandboxed plugins' data directories
+        self.quotas = QuotaMounts()
 
     async def start(
         self,
@@ -152,10 +174,11 @@ class ProcessBackend(Backend):
     ) -> ProcessHandle:
         """A worker for the plugin: sandboxed when the placement says so (the host's policy),
         forked from its environment's zygote when it has one of its own."""
+        request: dict[str, Any]
         if placement is not None and placement.sandboxed:
             if data_dir is None:
                 raise ValueError("a sandboxed worker needs its data directory")
-            request: dict[str, Any] = {"sandbox": placement.sandbox_request(manifest, data_dir)}
+            request = {"sandbox": placement.sandbox_request(manifest, data_dir)}
         else:
             res = manifest.resources
             request = {
@@ -167,10 +190,27 @@ class ProcessBackend(Backend):
                     "file_size": parse_size(res.file_size),
                 },
             }
+        storage = await self._enforce_storage(manifest, placement, data_dir)
+        quota = placement.limits.get("storage") if placement is not None else None
+        if "sandbox" in request and not storage.enforced and quota is not None:
+            # sampled, the quota cannot stop a write: one file at least must not outgrow it
+            fields = request["sandbox"]["policy"]
+            size = fields["file_size_bytes"]
+            fields["file_size_bytes"] = int(quota) if size is None else min(size, int(quota))
         zygote = self.zygote
         if environment is not None:
             zygote = self.env_zygotes.setdefault(environment.site_packages, Zygote(environment))
-        pid, sock = await zygote.spawn(request)
+        listener: int | None = None
+        try:
+            if "sandbox" in request:
+                pid, sock, report = await zygote.spawn_sandboxed(request)
+                listener = await asyncio.to_thread(_receive_listener, report)
+            else:
+                pid, sock = await zygote.spawn(request)
+        except BaseException:
+            if storage.enforced and data_dir is not None:
+                await asyncio.to_thread(self.quotas.detach, data_dir)
+            raise
         cgroup = request.get("sandbox", {}).get("cgroup")
         handle = ProcessHandle(
             manifest,
@@ -182,11 +222,35 @@ class ProcessBackend(Backend):
             cgroup=cgroup,
             data_dir=data_dir,
         )
+        handle.storage = storage
+        if listener is not None:
+            handle.seccomp = SeccompListener(listener, handle._report)
+        if storage.enforced and data_dir is not None:
+            quotas = self.quotas
+            handle.on_exited = lambda: quotas.detach(data_dir)
         await handle.open()
         if handle._reaper is not None:
             self._live.add(handle)
             handle._reaper.add_done_callback(lambda _task: self._live.discard(handle))
         return handle
+
+    async def _enforce_storage(
+        self, manifest: PluginManifest, placement: Placement | None, data_dir: Path | None
+    ) -> QuotaStatus:
+        """Mount the plugin's storage image at its data directory, else say why it is sampled."""
+        quota = placement.limits.get("storage") if placement is not None else None
+        if placement is None or not placement.sandboxed or quota is None or data_dir is None:
+            return QuotaStatus(False, "no storage quota applies")
+        try:
+            await asyncio.to_thread(self.quotas.attach, data_dir, int(quota), manifest.id)
+        except (QuotaUnavailable, OSError) as exc:
+            why = exc.message if isinstance(exc, QuotaUnavailable) else f"{exc}"
+            log.warning(
+                "plugin '%s': storage quota sampled, not enforced by the kernel: %s",
+                manifest.id, why,
+            )  # fmt: skip
+            return QuotaStatus(False, why)
+        return QuotaStatus(True, f"{_size(quota)} image mounted at {data_dir}")
 
     async def close(self) -> None:
         """Stop the zygote once every worker is reaped and its cgroup removed (bounded)."""
@@ -197,12 +261,15 @@ class ProcessBackend(Backend):
         if reapers:
             await asyncio.wait(reapers, timeout=3)
         for handle in list(self._live):  # the zygote never told: remove what is left
+            if handle.seccomp is not None:
+                handle.seccomp.close()
             if handle.cgroup is not None:
                 with contextlib.suppress(OSError):
                     await asyncio.to_thread(CgroupLayer(handle.cgroup).remove)
         for zygote in [self.zygote, *self.env_zygotes.values()]:
             await zygote.stop()
         self.env_zygotes.clear()
+        await asyncio.to_thread(self.quotas.close)
 
 
 class ProcessHandle(PluginHandle):
@@ -234,7 +301,14 @@ class ProcessHandle(PluginHandle):
         self._exit: asyncio.Future[int] | None = None
         self._reaper: asyncio.Task[None] | None = None
         self._quota: asyncio.Task[None] | None = None
+        #: what enforces the storage quota of this worker's data directory
+        self.storage = QuotaStatus(False, "no storage quota applies")
+        #: called (in a thread) once the worker has exited: releases its storage mount
+        self.on_exited: Callable[[], None] | None = None
+        #: the worker's seccomp filter listener: denied calls, answered and reported here
+        self.seccomp: SeccompListener | None = None
         self._limit_error: PlugbayError | None = None
+        self._limits_told: dict[str, float] = {}
         self.pid: int = pid
         self.commands: Mapping[str, CommandSpec] = {}
         self.instance: Plugin | None = None
@@ -261,6 +335,8 @@ class ProcessHandle(PluginHandle):
 
     async def open(self) -> None:
         loop = asyncio.get_running_loop()
+        if self.seccomp is not None:
+            self.seccomp.start(loop)
         if self._zygote is not None:
             self._exit = self._zygote.exited(self.pid)
             self._reaper = asyncio.create_task(self._reap(), name=f"plugbay-reaper-{self.pid}")
@@ -273,6 +349,8 @@ class ProcessHandle(PluginHandle):
         (which kills anything it left behind)."""
         assert self._exit is not None
         await asyncio.shield(self._exit)
+        if self.seccomp is not None:
+            self.seccomp.close()
         if self.cgroup is not None:
             group = CgroupLayer(self.cgroup)
             self._oom_kills = group.oom_kills()
@@ -280,6 +358,9 @@ class ProcessHandle(PluginHandle):
                 await asyncio.to_thread(group.remove)
             except OSError as exc:
                 log.warning("could not remove cgroup %s: %s", self.cgroup, exc)
+        if self.on_exited is not None:
+            exited, self.on_exited = self.on_exited, None
+            await asyncio.to_thread(exited)
         if self._zygote is not None:
             self._zygote.forget(self.pid)
 
@@ -367,6 +448,15 @@ class ProcessHandle(PluginHandle):
         )
 
     def _report(self, event: dict[str, Any]) -> None:
+        if event.get("kind") == "limit":
+            # the host's own look at a limit (a full storage image) is dropped when the
+            # worker just told of the same hit: one hit, one event
+            now = time.monotonic()
+            limit = str(event.get("limit"))
+            if event.get("layer") != "quota":
+                self._limits_told[limit] = now
+            elif now - self._limits_told.get(limit, -10.0) < 1.0:
+                return
         if self.on_security is not None:
             try:
                 self.on_security(event)
@@ -507,9 +597,8 @@ class ProcessHandle(PluginHandle):
         self._heartbeat = asyncio.create_task(self._beat(), name=f"plugbay-heartbeat-{self.pid}")
         quota = self.placement.limits.get("storage") if self.placement is not None else None
         if self.placement is not None and self.placement.sandboxed and quota is not None:
-            self._quota = asyncio.create_task(
-                self._watch_storage(int(quota)), name=f"plugbay-quota-{self.pid}"
-            )
+            watch = self._watch_full if self.storage.enforced else self._watch_storage
+            self._quota = asyncio.create_task(watch(int(quota)), name=f"plugbay-quota-{self.pid}")
 
     #: seconds between two measures of a sandboxed plugin's data directory
     storage_interval = 0.5
@@ -534,6 +623,41 @@ class ProcessHandle(PluginHandle):
                 )
                 self._crashed(error.message, error=error)
                 return
+
+    async def _watch_full(self, quota: int) -> None:
+        """The kernel enforces the quota; the host only notices when the image is full,
+        so a write refused where Python never saw it (ctypes, C code) is reported too.
+        Each time it fills up is one event: a full image whose use changed is a new one."""
+        assert self.data_dir is not None
+        data_dir = str(self.data_dir)
+        told: int | None = None  # what was used when it was last reported full
+        while self._dead is None:
+            try:
+                st = os.statvfs(data_dir)  # a mounted local filesystem: microseconds
+            except OSError:
+                return
+            used = self.storage_bytes = (st.f_blocks - st.f_bfree) * st.f_frsize
+            free = st.f_bavail * st.f_frsize
+            if (free < _FULL_BELOW or st.f_favail == 0) and used != told:
+                told = used
+                what = "files" if st.f_favail == 0 else "space"
+                self._report(
+                    {
+                        "kind": "limit",
+                        "limit": "storage",
+                        "layer": "quota",
+                        "operation": "writing to its data directory",
+                        "detail": f"its data directory is out of {what}: {_size(used)} used "
+                        f"of its {_size(quota)} storage quota; the kernel refuses further "
+                        "writes (ENOSPC)",
+                    }
+                )
+            elif free > 4 * _FULL_BELOW:
+                told = None
+            await asyncio.sleep(self.storage_full_interval)
+
+    #: seconds between two looks at a kernel-enforced image (is it full?)
+    storage_full_interval = 0.1
 
     async def _beat(self) -> None:
         loop = asyncio.get_running_loop()
@@ -582,7 +706,7 @@ class ProcessHandle(PluginHandle):
                 host_version=env.host_version,
                 mode=env.mode,
                 secrets={n: context.secrets.get(n) for n in context.secrets.names()},
-                rules=self.placement.rules() if self.placement and self.placement.sandboxed else {},
+                rules=self._rules(),
                 origin=self.manifest.origin,
             )
         )
@@ -595,6 +719,14 @@ class ProcessHandle(PluginHandle):
             self._kill()
             raise
         self.start_heartbeat()
+
+    def _rules(self) -> dict[str, Any]:
+        """What the worker's guard allows, and which layers the host hears itself."""
+        if self.placement is None or not self.placement.sandboxed:
+            return {}
+        rules = self.placement.rules()
+        rules["kernel_reports"] = ["seccomp"] if self.seccomp is not None else []
+        return rules
 
     async def call(self, spec: CommandSpec, params: dict[str, Any], timeout: float) -> Any:
         strict = getattr(params, "strict", True)
@@ -678,6 +810,7 @@ class ProcessHandle(PluginHandle):
                     "open_files": proc.num_fds(),
                     "threads": proc.num_threads(),
                     "storage_bytes": self.storage_bytes,
+                    "storage_quota": self.storage.mechanism if self._quota is not None else None,
                     "sandboxed": bool(self.placement and self.placement.sandboxed),
                 }
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess) as exc:
@@ -686,6 +819,8 @@ class ProcessHandle(PluginHandle):
     def release(self) -> None:
         self._closing = True
         self._kill()
+        if self.seccomp is not None and self._reaper is None:
+            self.seccomp.close()  # no zygote to say it exited: nothing is left to answer
         for task in (self._watchdog, self._heartbeat, self._quota):
             if task is not None:
                 task.cancel()

@@ -16,8 +16,10 @@ import dataclasses
 import functools
 import logging
 import os
+import signal
 import socket
 import sys
+import time
 import traceback
 from pathlib import Path
 from typing import Any, cast
@@ -134,6 +136,7 @@ class Worker:
         self.calls: dict[int, asyncio.Task[None]] = {}
         self.host_calls: dict[int, asyncio.Future[Any]] = {}
         self._next_host_call = 0
+        self._limits_told: dict[str, float] = {}
 
     def send(self, message: frames.Message) -> None:
         if self.channel is not None:
@@ -231,6 +234,9 @@ class Worker:
         if message.rules and self.guard is None:
             self.guard = Guard(message.plugin_id, message.rules, self.report)
             self.guard.install()
+            # a write past the file-size limit: the kernel signals it, whatever made the
+            # write (ctypes included); the limit stays an EFBIG error, never a death
+            signal.signal(signal.SIGXFSZ, self._file_too_large)
         try:
             manifest = load_manifest(Path(message.manifest_path))
             if manifest.origin != message.origin:  # an installed package: imported by name
@@ -309,8 +315,25 @@ class Worker:
                 self.channel.flush()
             asyncio.get_running_loop().call_later(0.05, os._exit, 75)
 
+    def _file_too_large(self, signum: int, frame: object) -> None:
+        # told from the loop, not from inside whatever the signal interrupted
+        self.loop.call_soon_threadsafe(
+            self.report,
+            {
+                "kind": "limit",
+                "limit": "file_size",
+                "layer": "rlimits",
+                "detail": "a write went past its file-size limit (SIGXFSZ; it failed with EFBIG)",
+            },
+        )
+
     def report(self, event: dict[str, Any]) -> None:
         """A security event for the host, from any thread of the worker."""
+        if event.get("kind") == "limit":  # one hit heard twice (the signal, the error): once
+            now, limit = time.monotonic(), str(event.get("limit"))
+            if now - self._limits_told.get(limit, -10.0) < 1.0:
+                return
+            self._limits_told[limit] = now
         loop = self.loop
         try:
             running = asyncio.get_running_loop()

@@ -60,25 +60,44 @@ def _apply(request: dict[str, Any]) -> None:
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # an over-size write is an error, not a death
 
 
-def _close_other_fds(keep: int) -> None:
+def _close_other_fds(*keep: int) -> None:
     """Landlock and seccomp do not reach a file that is already open: close all but the
     channel and the standard streams (which the host owns and reads)."""
     for name in os.listdir("/proc/self/fd"):
         fd = int(name)
-        if fd > 2 and fd != keep:
+        if fd > 2 and fd not in keep:
             with contextlib.suppress(OSError):
                 os.close(fd)
 
 
+def _hand_over_listener(layers: list[Any], report: int | None) -> None:
+    """Give the host the seccomp filter's listener, and keep no copy of it here: the
+    plugin must not be able to answer its own denied calls."""
+    from plugbay.isolation._seccomp import SeccompLayer
+
+    listener = next((x.listener for x in layers if isinstance(x, SeccompLayer)), None)
+    if report is None:
+        return
+    with socket.socket(fileno=report) as sock:
+        if listener is not None:
+            socket.send_fds(sock, [b"L"], [listener])
+    if listener is not None:
+        os.close(listener)
+
+
 def _confine(
-    request: dict[str, Any], channel: int, runtime: tuple[str, ...]
+    request: dict[str, Any], channel: int, runtime: tuple[str, ...], report: int | None = None
 ) -> list[dict[str, Any]]:
-    """In the forked worker, before any plugin code: every sandbox layer, or none at all."""
+    """In the forked worker, before any plugin code: every sandbox layer, or none at all.
+
+    ``report`` (a socket to the host) carries the seccomp listener, when there is one."""
     from plugbay.isolation import limits
 
-    _close_other_fds(channel)
+    _close_other_fds(channel, *([report] if report is not None else []))
     sandbox = request.get("sandbox")
     if not sandbox:
+        if report is not None:
+            os.close(report)
         _apply(request)
         return []
     fields = dict(sandbox["policy"])
@@ -87,7 +106,9 @@ def _confine(
         fields[key] = tuple(fields.get(key, ()))
     fields["environment"] = tuple(tuple(kv) for kv in fields.get("environment", ()))
     policy = limits.SandboxPolicy(**fields)
-    statuses = limits.apply_all(policy, limits.default_layers(sandbox.get("cgroup")))
+    layers = limits.default_layers(sandbox.get("cgroup"), notify=report is not None)
+    statuses = limits.apply_all(policy, layers)
+    _hand_over_listener(layers, report)
     return [dataclasses.asdict(status) for status in statuses]
 
 
@@ -151,7 +172,7 @@ def zygote_main(control_fd: int, read_paths: list[str] | None = None) -> None:
         if control.fileno() not in readable:
             continue
         try:
-            data, fds, _flags, _addr = socket.recv_fds(control, 65536, 1)
+            data, fds, _flags, _addr = socket.recv_fds(control, 65536, 2)
         except OSError:
             os._exit(0)
         if not data:  # the host is gone
@@ -166,7 +187,7 @@ def zygote_main(control_fd: int, read_paths: list[str] | None = None) -> None:
                 os.setsid()
                 _die_with_parent()
                 try:
-                    layers = _confine(request, fds[0], runtime)
+                    layers = _confine(request, fds[0], runtime, fds[1] if len(fds) > 1 else None)
                 except BaseException as exc:
                     _refuse(fds[0], exc)
                     os._exit(71)
@@ -277,24 +298,45 @@ class Zygote:
 
     async def spawn(self, request: dict[str, Any]) -> tuple[int, socket.socket]:
         """A new worker: its pid, and the host's end of its socket."""
+        pid, host_end, _ = await self._spawn(request, report=False)
+        return pid, host_end
+
+    async def spawn_sandboxed(
+        self, request: dict[str, Any]
+    ) -> tuple[int, socket.socket, socket.socket]:
+        """A new sandboxed worker: its pid, the host's end of its socket, and a socket on
+        which it sends its seccomp listener once confined (or which it just closes)."""
+        pid, host_end, report = await self._spawn(request, report=True)
+        assert report is not None
+        return pid, host_end, report
+
+    async def _spawn(
+        self, request: dict[str, Any], *, report: bool
+    ) -> tuple[int, socket.socket, socket.socket | None]:
         await self.start()
         control = self._control
         assert control is not None
         host_end, worker_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        ours, theirs = socket.socketpair(socket.AF_UNIX) if report else (None, None)
+        passed = [worker_end.fileno()] + ([theirs.fileno()] if theirs is not None else [])
         loop = asyncio.get_running_loop()
         reply: asyncio.Future[int] = loop.create_future()
         async with self._lock:
             try:
                 self._replies.append(reply)
-                socket.send_fds(control, [json.dumps(request).encode()], [worker_end.fileno()])
+                socket.send_fds(control, [json.dumps(request).encode()], passed)
                 pid = await asyncio.wait_for(reply, 30)
             except BaseException:
                 host_end.close()
+                if ours is not None:
+                    ours.close()
                 raise
             finally:
                 worker_end.close()
+                if theirs is not None:
+                    theirs.close()
         self._exits.setdefault(pid, loop.create_future())
-        return pid, host_end
+        return pid, host_end, ours
 
     def exited(self, pid: int) -> asyncio.Future[int]:
         """The worker's wait status (``os.waitstatus_to_exitcode`` reads it) once it exits."""

@@ -1,0 +1,162 @@
+"""The host's side of the seccomp filter: it answers every denied system call, and reports it.
+
+A sandboxed worker's filter (``isolation._seccomp``) sends each denied call to
+a listener descriptor instead of failing it itself (``SECCOMP_RET_USER_NOTIF``).
+The worker passes that descriptor to the host before any plugin code runs and
+keeps no copy. The host reads each notification, answers ``EPERM`` (the
+plugin sees the same ``PermissionError`` as before) and records a security
+event naming the plugin, the call and the layer. The record comes from the
+kernel through the host, not from the worker: a plugin calling ``syscall(2)``
+through ``ctypes`` and ignoring the error is seen too, and cannot forge or
+suppress it. Should the host be gone, the kernel fails the call (``ENOSYS``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import fcntl
+import os
+import socket
+import struct
+import threading
+from collections.abc import Callable
+from typing import Any, Final
+
+from plugbay.isolation import _seccomp
+
+__all__ = ["SeccompListener", "describe_call", "probe"]
+
+# struct seccomp_notif { u64 id; u32 pid; u32 flags; struct seccomp_data data; }
+_NOTIF: Final = struct.Struct("=QIIiIQ6Q")
+# struct seccomp_notif_resp { u64 id; s64 val; s32 error; u32 flags; }
+_RESP: Final = struct.Struct("=QqiI")
+_IOC_READ_WRITE: Final = 3
+_RECV: Final = (_IOC_READ_WRITE << 30) | (_NOTIF.size << 16) | (ord("!") << 8) | 0
+_SEND: Final = (_IOC_READ_WRITE << 30) | (_RESP.size << 16) | (ord("!") << 8) | 1
+
+_FAMILIES: Final[dict[int, str]] = {
+    int(family): family.name
+    for family in (
+        socket.AF_UNIX,
+        socket.AF_INET,
+        socket.AF_INET6,
+        socket.AF_NETLINK,
+        socket.AF_PACKET,
+    )
+}
+#: what a denied call was for, and the permission that would allow it (if any)
+_PURPOSE: Final = {
+    "socket": ("opening a socket", "network:ADDRESS:PORT"),
+    "socketpair": ("opening a socket pair", None),
+    "execve": ("running a program", "subprocess"),
+    "execveat": ("running a program", "subprocess"),
+    "fork": ("starting a process", "subprocess"),
+    "vfork": ("starting a process", "subprocess"),
+    "clone": ("starting a process", "subprocess"),
+    "kill": ("signalling another process", None),
+    "tkill": ("signalling another process", None),
+    "tgkill": ("signalling another process", None),
+    "pidfd_open": ("reaching another process", None),
+    "pidfd_send_signal": ("signalling another process", None),
+    "prlimit64": ("changing its resource limits", None),
+    "setrlimit": ("changing its resource limits", None),
+}
+
+
+def _names(arch: str) -> dict[int, str]:
+    return {number: name for name, number in _seccomp.SYSCALLS.get(arch, {}).items()}
+
+
+def describe_call(name: str, args: tuple[int, ...]) -> tuple[str, str | None]:
+    """``("the system call socket(AF_INET) (opening a socket)", "network:ADDRESS:PORT")``."""
+    shown = name
+    if name in ("socket", "socketpair"):
+        shown = f"{name}({_FAMILIES.get(args[0], str(args[0]))})"
+    elif name in ("kill", "tkill", "tgkill", "pidfd_open"):
+        shown = f"{name}(pid {args[0] & 0xFFFFFFFF})"
+    elif name == "clone" and args[0] & 0x7E020000:
+        return f"the system call {name} (creating namespaces)", None
+    purpose, permission = _PURPOSE.get(name, ("", None))
+    return f"the system call {shown}" + (f" ({purpose})" if purpose else ""), permission
+
+
+class SeccompListener:
+    """One worker's listener descriptor, read on the host's event loop."""
+
+    def __init__(self, fd: int, report: Callable[[dict[str, Any]], None]) -> None:
+        self.fd = fd
+        self.report = report
+        self.names = _names(_seccomp.machine())
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        loop.add_reader(self.fd, self._ready)
+
+    def _ready(self) -> None:
+        event = answer(self.fd, self.names)
+        if event is not None:
+            self.report(event)
+
+    def close(self) -> None:
+        if self.fd < 0:
+            return
+        if self._loop is not None and not self._loop.is_closed():
+            with contextlib.suppress(Exception):
+                self._loop.remove_reader(self.fd)
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
+        self.fd = -1
+
+
+def answer(fd: int, names: dict[int, str]) -> dict[str, Any] | None:
+    """Take one notification from ``fd``, answer it EPERM, and say what it was."""
+    buffer = bytearray(_NOTIF.size)  # the kernel wants it zeroed
+    try:
+        fcntl.ioctl(fd, _RECV, buffer, True)
+    except OSError:  # the caller died meanwhile (ENOENT), or was interrupted
+        return None
+    notice, pid, _flags, nr, _arch, _ip, *args = _NOTIF.unpack(buffer)
+    with contextlib.suppress(OSError):  # ENOENT: the call was interrupted, nobody waits
+        fcntl.ioctl(fd, _SEND, bytearray(_RESP.pack(notice, 0, -errno.EPERM, 0)), True)
+    name = names.get(nr, f"#{nr}")
+    operation, permission = describe_call(name, tuple(args))
+    return {
+        "kind": "denied",
+        "operation": operation,
+        "permission": permission,
+        "layer": "seccomp",
+        "syscall": name,
+        "pid": pid,
+    }
+
+
+def probe() -> tuple[bool, str]:
+    """Whether a denied call reaches a listener here (tried in a forked child)."""
+    from plugbay.isolation._layer import _in_child
+
+    def test() -> str:
+        fd = _seccomp.install(
+            _seccomp.build(_seccomp.FilterSpec(pid=os.getpid(), notify=True)), listener=True
+        )
+        assert fd is not None
+        seen: list[dict[str, Any]] = []
+        names = _names(_seccomp.machine())
+
+        def serve() -> None:
+            event = answer(fd, names)
+            if event is not None:
+                seen.append(event)
+
+        thread = threading.Thread(target=serve, daemon=True)
+        thread.start()
+        with contextlib.suppress(PermissionError):
+            socket.socket(socket.AF_INET, socket.SOCK_STREAM).close()
+        thread.join(5)
+        if not seen:
+            raise RuntimeError("the listener heard nothing of a denied socket()")
+        return f"a denied {seen[0]['syscall']}() reached the listener and got EPERM"
+
+    return _in_child("seccomp", test)
