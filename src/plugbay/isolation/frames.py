@@ -236,6 +236,8 @@ class Channel(asyncio.Protocol):
         self._closed = False
         self._chunks: list[bytes] = []
         self._scheduled = False
+        #: the largest frame this end accepts (the host lowers it per plugin: ``isolation.bounds``)
+        self.max_frame = MAX_FRAME
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -249,8 +251,10 @@ class Channel(asyncio.Protocol):
         try:
             while len(buf) - offset >= size_of_header:
                 (size,) = _HEADER.unpack_from(buf, offset)
-                if size > MAX_FRAME:
-                    raise FrameError(f"a frame of {size} bytes is over the {MAX_FRAME}-byte limit")
+                if size > self.max_frame:
+                    raise FrameError(
+                        f"a frame of {size} bytes is over the {self.max_frame}-byte limit"
+                    )
                 end = offset + size_of_header + size
                 if len(buf) < end:
                     break

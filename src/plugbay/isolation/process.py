@@ -31,13 +31,15 @@ from typing import Any
 import psutil
 
 from plugbay.api import CommandSpec, ParamInfo, Plugin, PluginContext
-from plugbay.api.errors import PlugbayError, PluginCrashed, ResourceLimitExceeded, error_from_dict
+from plugbay.api.errors import PlugbayError, PluginCrashed, ResourceLimitExceeded
 from plugbay.isolation import frames
 from plugbay.isolation._cgroups import CgroupLayer
 from plugbay.isolation.base import CallTimeout, deadline
+from plugbay.isolation.identity import judge_error, log_fields, log_message, security_event
 from plugbay.isolation.policy import Placement
 from plugbay.isolation.zygote import Zygote
 from plugbay.model.manifest import PluginManifest, parse_size
+from plugbay.monitor.bounds import Budget
 
 __all__ = ["HostCallHandler", "ProcessBackend", "ProcessHandle", "RemoteSpec"]
 
@@ -217,6 +219,10 @@ class ProcessHandle:
         self.layers: list[dict[str, Any]] = []
         #: told of each denial and limit hit the worker reports (the manager logs them)
         self.on_security: Callable[[dict[str, Any]], None] | None = None
+        #: what this plugin may make the host keep (``isolation.bounds``); set by the manager
+        self.budget: Budget | None = None
+        #: whether the host's broker issued this denial token to this plugin
+        self.issued: Callable[[str], bool] = lambda token: False
         self._zygote = zygote
         self._exit: asyncio.Future[int] | None = None
         self._reaper: asyncio.Task[None] | None = None
@@ -356,6 +362,8 @@ class ProcessHandle:
         )
 
     def _report(self, event: dict[str, Any]) -> None:
+        """A security event the host itself saw (a timeout, a kill, a limit it measured)."""
+        event.setdefault("source", "host")
         if self.on_security is not None:
             try:
                 self.on_security(event)
@@ -366,7 +374,14 @@ class ProcessHandle:
         if isinstance(message, frames.Reply):
             self._settle(message.id, value=message.value)
         elif isinstance(message, frames.Fail):
-            error = error_from_dict(message.error)
+            placement = self.placement
+            error = judge_error(
+                message.error,
+                self.manifest.id,
+                granted=placement.effective if placement is not None else (),
+                sandboxed=bool(placement and placement.sandboxed),
+                issued=self.issued,
+            )
             if error.details.get("replace"):  # a limit hit: the worker is replaced at once
                 self._limit_error = error
                 self._settle(message.id, error=error)
@@ -377,17 +392,22 @@ class ProcessHandle:
             else:
                 self._settle(message.id, error=error)
         elif isinstance(message, frames.Security):
-            self._report(dict(message.event))
+            # the worker's report, never the host's own event: bounded, marked as such
+            event = security_event(message.event, self.budget)
+            if event is not None and self.on_security is not None:
+                try:
+                    self.on_security(event)
+                except Exception:
+                    log.exception("security event handler failed")
         elif isinstance(message, frames.Loaded):
             self.layers = list(message.layers)
             if self._loaded is not None and not self._loaded.done():
                 self._loaded.set_result(message)
         elif isinstance(message, frames.Log):
-            extra = {"fields": message.fields} if message.fields else None
-            logging.getLogger(message.logger).log(message.level, "%s", message.message, extra=extra)
+            self._log(message)
         elif isinstance(message, frames.Metrics):
             if self._metrics is not None:
-                self._metrics.import_custom(message.data)
+                self._metrics.import_custom(message.data, self.budget)
         elif isinstance(message, frames.Pong):
             self._last_pong = asyncio.get_running_loop().time()
         elif isinstance(message, frames.HostCall):
@@ -396,6 +416,33 @@ class ProcessHandle:
             task.add_done_callback(self._tasks.discard)
         else:
             raise frames.FrameError(f"unexpected {type(message).__name__} from a worker")
+
+    def bind(self, budget: Budget | None, issued: Callable[[str], bool]) -> None:
+        """The host's bounds for this plugin, and its broker's word on denials it issued."""
+        self.budget = budget
+        self.issued = issued
+        if budget is not None and self._channel is not None:
+            self._channel.max_frame = budget.bounds.frame_bytes
+
+    def _log(self, message: frames.Log) -> None:
+        """A record from the worker: the channel's plugin's log, whatever logger it names."""
+        budget = self.budget
+        if budget is not None and not budget.logs.allow():
+            budget.drop("log_rate")
+            return
+        own = f"plugbay.plugin.{self.manifest.id}"
+        fields = log_fields(message.fields, budget)
+        name = message.logger if isinstance(message.logger, str) else ""
+        if name != own and not name.startswith(own + "."):
+            fields["logger"] = name[:256]
+            name = own
+        level = message.level if isinstance(message.level, int) and 0 <= message.level <= 50 else 20
+        logging.getLogger(name).log(
+            level,
+            "%s",
+            log_message(message.message, budget),
+            extra={"fields": fields, "plugbay_owner": self.manifest.id},
+        )
 
     def _settle(
         self, request: int, *, value: Any = None, error: BaseException | None = None
