@@ -28,6 +28,7 @@ from rich.tree import Tree
 from plugbay.api.errors import PlugbayError
 from plugbay.cli._console import JsonOpt, err, out
 from plugbay.cli._console import fail as _fail
+from plugbay.runtime.broker import HOST_PERMISSIONS
 
 if TYPE_CHECKING:
     from plugbay.cli.views import StateSource
@@ -473,6 +474,9 @@ def info(
         rows.append(("permissions", "asked: " + (", ".join(permissions["asked"]) or "-")))
         rows.append(("", "granted: " + (", ".join(permissions["granted"]) or "-")))
         rows.append(("", "in effect: " + (", ".join(permissions["effective"]) or "none")))
+        for pending in permissions.get("pending") or []:  # the diff the operator approves
+            rows.append(("", f"[yellow]pending[/]: {escape(pending)} — approve with "
+                             f"'plugbay grant {data['id']} {escape(pending)}'"))  # fmt: skip
     if data.get("limits"):
         rows.append(("limits", _limits_text(data["limits"])))
     sandbox = data.get("sandbox") or {}
@@ -768,6 +772,7 @@ def enable(
 
 
 _PERMISSION_FORMS = (
+    *HOST_PERMISSIONS,
     "network:HOST:PORT",
     "read:PATH",
     "write:PATH",
@@ -779,8 +784,10 @@ _PERMISSION_FORMS = (
 
 def _check_permission(permission: str) -> None:
     kind, _, rest = permission.partition(":")
-    ok = (kind == "subprocess" and not rest) or (
-        kind in ("network", "read", "write", "env", "secret") and rest
+    ok = (
+        (kind == "subprocess" and not rest)
+        or (kind in ("network", "read", "write", "env", "secret") and rest)
+        or permission in HOST_PERMISSIONS
     )
     if not ok:
         _fail(
@@ -898,6 +905,18 @@ def grant(
     """Grant a plugin a permission its manifest asks for (deny by default: only what is
     both asked for and granted is allowed)."""
     _check_permission(permission)
+    client = _client(state)
+    if client is not None:  # the running host keeps the grant and applies it at once
+        with client:
+            done = _remote(lambda: client.grant(plugin_id, permission))
+        out.print(f"{plugin_id}: granted {escape(permission)}")
+        if done["restarted"]:
+            out.print(f"applied now: {plugin_id}'s worker was restarted under the new policy "
+                      f"(host pid {client.pid})")  # fmt: skip
+        elif not done["asked"]:
+            err.print(f"[yellow]note:[/] {plugin_id}'s manifest does not ask for "
+                      f"{escape(permission)}, so it has no effect until it does")  # fmt: skip
+        return
     from plugbay.model.discover import discover
 
     found = discover(plugins or [Path("plugins")], entry_points=True)
@@ -913,6 +932,7 @@ def grant(
     _store_op(state, lambda s: s.grant(plugin_id, permission))
     _store_op(state, lambda s: s.add_event(plugin_id, "grant", reason=permission))
     out.print(f"{plugin_id}: granted {escape(permission)}")
+    out.print("no host is running on this state directory: it applies when one starts")
     if permission not in asked[plugin_id]:
         err.print(
             f"[yellow]note:[/] {plugin_id}'s manifest does not ask for {escape(permission)}, so it "
@@ -930,10 +950,19 @@ def revoke(
 ) -> None:
     """Take back a permission."""
     _check_permission(permission)
+    client = _client(state)
+    if client is not None:  # the running host applies it at once
+        with client:
+            done = _remote(lambda: client.revoke(plugin_id, permission))
+        out.print(f"{plugin_id}: revoked {escape(permission)}")
+        if done["restarted"]:
+            out.print(f"applied now: {plugin_id}'s worker was restarted under the new policy")
+        return
     if not _store_op(state, lambda s: s.revoke(plugin_id, permission)):
         _fail(PlugbayError(f"{permission} was not granted to '{plugin_id}'", plugin=plugin_id))
     _store_op(state, lambda s: s.add_event(plugin_id, "revoke", reason=permission))
     out.print(f"{plugin_id}: revoked {escape(permission)}")
+    out.print("no host is running on this state directory: it applies when one starts")
 
 
 @app.command()

@@ -100,6 +100,8 @@ class Placement:
                 "asked": list(self.asked),
                 "granted": list(self.granted),
                 "effective": list(self.effective),
+                # asked and not granted: the diff the operator approves ('plugbay grant')
+                "pending": [p for p in self.asked if p not in self.effective],
             },
             "secrets": sorted(self.secrets),
             "environment": sorted(self.environment),
