@@ -110,14 +110,16 @@ class _LogForwarder(logging.Handler):
                         {"dropped": lost},
                     )
                 )
+        from plugbay.monitor.bounds import bounded
+
         fields = getattr(record, "fields", None)
         with contextlib.suppress(Exception):
-            self.worker.send(
-                frames.Log(
-                    record.levelno, record.name, record.getMessage(),
-                    dict(fields) if isinstance(fields, dict) else None,
-                )
-            )  # fmt: skip
+            # cut here as the host would (it cuts again: this side is the plugin's own)
+            message = record.getMessage()
+            if len(message) > 8192:
+                message = message[:8192] + f"… ({len(message) - 8192} more characters cut)"
+            kept = bounded(dict(fields), 16 * 1024)[0] if isinstance(fields, dict) else None
+            self.worker.send(frames.Log(record.levelno, record.name, message, kept))
 
 
 class Worker:
