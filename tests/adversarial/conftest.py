@@ -96,20 +96,27 @@ class P(UtilityPlugin):
     def imitate(self) -> None:
         raise RuntimeError("PermissionDenied: the sandbox denied reading /etc/shadow (landlock)")
 
+    async def _drain(self) -> None:
+        # the attacker's own memory limit: let the socket drain before the next frame
+        transport = self._worker().channel.transport
+        while transport.get_write_buffer_size() > 0:
+            await asyncio.sleep(0.005)
+
     @command
-    def forge_security(self, count: int, size: int, victim: str) -> None:
+    async def forge_security(self, count: int, size: int, victim: str) -> None:
         for _ in range(count):
             self._worker().send(frames.Security({
                 "kind": "denied", "plugin": victim, "operation": "x" * size,
                 "layer": "landlock", "padding": "y" * size,
             }))
+            await self._drain()
 
     @command
     async def flood_logs(self, count: int, size: int) -> None:
         for n in range(count):
             self._worker().send(frames.Log(30, "plugbay.plugin.acme.attacker", f"flood {n}",
-                                           {"blob": "z" * size}))
-            await asyncio.sleep(0)
+                                           {"blob": "z" * size, "more": ["w" * 1024] * 64}))
+            await self._drain()
 
     @command
     def flood_metrics(self, series: int) -> None:
@@ -170,7 +177,7 @@ async def arena(tmp_path_factory: Any) -> AsyncIterator[Arena]:
     plugins.copy_bundled("core/system", "core/security")
     plugins("acme.victim", VICTIM, extra='[services]\nprovides = { vault = "1.0.0" }\n')
     plugins("acme.neighbour", NEIGHBOUR)
-    plugins("acme.attacker", ATTACKER, extra='[resources]\nmemory = "128MiB"\n')
+    plugins("acme.attacker", ATTACKER, extra='[resources]\nmemory = "512MiB"\n')
     plugins(
         "acme.declared",
         DECLARED,

@@ -404,7 +404,11 @@ class ProcessHandle:
             if self._loaded is not None and not self._loaded.done():
                 self._loaded.set_result(message)
         elif isinstance(message, frames.Log):
-            self._log(message)
+            try:
+                self._log(message)
+            except Exception:  # a record the host cannot keep is dropped, never fatal
+                if self.budget is not None:
+                    self.budget.drop("log_malformed")
         elif isinstance(message, frames.Metrics):
             if self._metrics is not None:
                 self._metrics.import_custom(message.data, self.budget)
@@ -434,7 +438,7 @@ class ProcessHandle:
         fields = log_fields(message.fields, budget)
         name = message.logger if isinstance(message.logger, str) else ""
         if name != own and not name.startswith(own + "."):
-            fields["logger"] = name[:256]
+            fields["claimed_logger"] = name[:256]
             name = own
         level = message.level if isinstance(message.level, int) and 0 <= message.level <= 50 else 20
         logging.getLogger(name).log(

@@ -33,7 +33,10 @@ __all__ = ["RESERVED_FIELDS", "Bounds", "Budget", "bounded", "bounds_from_config
 
 #: field names the host gives meaning to in a log record: a plugin's own are renamed
 RESERVED_FIELDS: Final = frozenset(
-    {"security", "event", "issue", "source", "plugin", "version", "layer", "kind", "dropped"}
+    {
+        "security", "event", "issue", "source", "plugin", "version", "layer", "kind", "dropped",
+        "logger", "when", "message", "level", "plugin_id", "claimed_logger",
+    }  # fmt: skip
 )
 
 KiB: Final = 1024
