@@ -6,7 +6,7 @@ import importlib
 import platform
 import sys
 
-SUITES = ["spine", "sandbox", "monitor", "reload", "http", "pdk"]
+SUITES = ["spine", "sandbox", "monitor", "reload", "http", "pdk", "trust"]
 
 
 def main(argv: list[str]) -> int:

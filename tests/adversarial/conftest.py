@@ -177,7 +177,7 @@ async def arena(tmp_path_factory: Any) -> AsyncIterator[Arena]:
     plugins.copy_bundled("core/system", "core/security")
     plugins("acme.victim", VICTIM, extra='[services]\nprovides = { vault = "1.0.0" }\n')
     plugins("acme.neighbour", NEIGHBOUR)
-    plugins("acme.attacker", ATTACKER, extra='[resources]\nmemory = "512MiB"\n')
+    plugins("acme.attacker", ATTACKER, extra='[resources]\nmemory = "512MiB"\ntimeout = 120\n')
     plugins(
         "acme.declared",
         DECLARED,

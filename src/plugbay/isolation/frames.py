@@ -71,6 +71,8 @@ class Load(msgspec.Struct, tag=True):
     rules: dict[str, Any] = {}
     #: "directory" (imported in a namespace of its own) or "entry-point" (by its name)
     origin: str = "directory"
+    #: the host's bounds the worker applies first (``log_rate``, ``log_burst``)
+    bounds: dict[str, float] = {}
 
 
 class Loaded(msgspec.Struct, tag=True):
@@ -202,6 +204,21 @@ _encoder = msgspec.msgpack.Encoder()
 _decoder: msgspec.msgpack.Decoder[Message] = msgspec.msgpack.Decoder(Message)
 
 
+_PEEK: Final = 16
+
+
+def _kind(buf: bytearray, start: int) -> str:
+    """The tag of the message starting at ``start`` (msgspec writes it first), or ""."""
+    head = bytes(buf[start : start + _PEEK])
+    at = head.find(b"\xa4type")
+    if at < 0 or at + 6 > len(head):
+        return ""
+    length = head[at + 5] - 0xA0
+    if not 0 < length < 32:
+        return ""
+    return head[at + 6 : at + 6 + length].decode("ascii", "replace")
+
+
 class FrameError(Exception):
     """The peer sent something that is not a valid frame."""
 
@@ -236,14 +253,26 @@ class Channel(asyncio.Protocol):
         self._closed = False
         self._chunks: list[bytes] = []
         self._scheduled = False
-        #: the largest frame this end accepts (the host lowers it per plugin: ``isolation.bounds``)
+        #: the largest frame this end accepts (the host lowers it per plugin: ``monitor.bounds``)
         self.max_frame = MAX_FRAME
+        #: frames of at least ``skip_above`` bytes are shown to ``skip`` (their kind, from the
+        #: tag, and size) before they are decoded; when it says so, their bytes are thrown
+        #: away as they arrive, never buffered whole nor decoded (a flood of huge log records)
+        self.skip: Callable[[str, int], bool] | None = None
+        self.skip_above = MAX_FRAME
+        self._skipping = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
+        if self._skipping:
+            if len(data) <= self._skipping:
+                self._skipping -= len(data)
+                return
+            data = data[self._skipping :]
+            self._skipping = 0
         buf = self._buffer
         buf += data
         offset = 0
@@ -256,6 +285,18 @@ class Channel(asyncio.Protocol):
                         f"a frame of {size} bytes is over the {self.max_frame}-byte limit"
                     )
                 end = offset + size_of_header + size
+                if (
+                    size >= self.skip_above
+                    and self.skip is not None
+                    and len(buf) - offset >= size_of_header + _PEEK
+                    and self.skip(_kind(buf, offset + size_of_header), size)
+                ):
+                    if len(buf) < end:  # the rest is thrown away as it arrives
+                        self._skipping = end - len(buf)
+                        offset = len(buf)
+                        break
+                    offset = end
+                    continue
                 if len(buf) < end:
                     break
                 message = decode(bytes(buf[offset + size_of_header : end]))

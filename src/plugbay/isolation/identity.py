@@ -20,6 +20,8 @@ decides itself what kind of thing it is:
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable, Collection
 from typing import Any, Final
 
@@ -32,7 +34,7 @@ from plugbay.api.errors import (
 )
 from plugbay.monitor.bounds import RESERVED_FIELDS, Budget, bounded
 
-__all__ = ["judge_error", "log_fields", "log_message", "security_event"]
+__all__ = ["judge_error", "log_fields", "log_message", "log_record", "security_event"]
 
 #: error kinds only the host may produce; a worker's claim of one is judged
 _HOST_ONLY: Final = frozenset(
@@ -67,6 +69,30 @@ def log_fields(fields: dict[str, Any] | None, budget: Budget | None) -> dict[str
             budget.drop("log_fields_truncated")
     out["source"] = "plugin"
     return out
+
+
+#: what relativeCreated counts from, as in logging's own records
+_START: Final[float] = getattr(logging, "_startTime", time.time())
+_NEW = logging.LogRecord.__new__
+
+
+def log_record(
+    name: str, level: int, message: str, pid: int, extra: dict[str, Any]
+) -> logging.LogRecord:
+    """A record made by the host for a worker's line, without ``LogRecord.__init__``'s
+    work (caller lookup, thread and process names): a worker sends thousands a second,
+    and none of that describes where the line was written (the worker, ``pid``)."""
+    record = _NEW(logging.LogRecord)
+    now = time.time()
+    record.__dict__.update(
+        name=name, msg=message, args=(), levelno=level,
+        levelname=logging.getLevelName(level), pathname="(worker)", filename="(worker)",
+        module="worker", exc_info=None, exc_text=None, stack_info=None, lineno=0,
+        funcName=None, created=now, msecs=(now - int(now)) * 1000.0,
+        relativeCreated=(now - _START) * 1000.0, thread=None, threadName=None,
+        processName="worker", process=pid, taskName=None, **extra,
+    )  # fmt: skip
+    return record
 
 
 def log_message(message: str, budget: Budget | None) -> str:

@@ -35,7 +35,13 @@ from plugbay.api.errors import PlugbayError, PluginCrashed, ResourceLimitExceede
 from plugbay.isolation import frames
 from plugbay.isolation._cgroups import CgroupLayer
 from plugbay.isolation.base import CallTimeout, deadline
-from plugbay.isolation.identity import judge_error, log_fields, log_message, security_event
+from plugbay.isolation.identity import (
+    judge_error,
+    log_fields,
+    log_message,
+    log_record,
+    security_event,
+)
 from plugbay.isolation.policy import Placement
 from plugbay.isolation.zygote import Zygote
 from plugbay.model.manifest import PluginManifest, parse_size
@@ -426,7 +432,26 @@ class ProcessHandle:
         self.budget = budget
         self.issued = issued
         if budget is not None and self._channel is not None:
-            self._channel.max_frame = budget.bounds.frame_bytes
+            bounds = budget.bounds
+            self._channel.max_frame = bounds.frame_bytes
+            # a record, report or metrics frame far over its bounds is dropped unread
+            self._channel.skip_above = min(
+                bounds.log_message_bytes + bounds.log_fields_bytes + 64 * 1024,
+                bounds.frame_bytes,
+            )
+            self._channel.skip = self._oversized
+
+    #: what each frame kind may weigh before it is dropped unread (see ``bind``)
+    _UNREAD = {"Log": "log_oversize", "Security": "security_oversize", "Metrics": "metric_oversize"}
+
+    def _oversized(self, kind: str, size: int) -> bool:
+        reason = self._UNREAD.get(kind)
+        if reason is None or self.budget is None:
+            return False
+        if kind == "Metrics" and size < self.budget.bounds.metric_series * 1024:
+            return False
+        self.budget.drop(reason)
+        return True
 
     def _log(self, message: frames.Log) -> None:
         """A record from the worker: the channel's plugin's log, whatever logger it names."""
@@ -441,12 +466,11 @@ class ProcessHandle:
             fields["claimed_logger"] = name[:256]
             name = own
         level = message.level if isinstance(message.level, int) and 0 <= message.level <= 50 else 20
-        logging.getLogger(name).log(
-            level,
-            "%s",
-            log_message(message.message, budget),
-            extra={"fields": fields, "plugbay_owner": self.manifest.id},
-        )
+        logger = logging.getLogger(name)
+        if logger.isEnabledFor(level):
+            text = log_message(message.message, budget)
+            extra = {"fields": fields, "plugbay_owner": self.manifest.id}
+            logger.handle(log_record(name, level, text, self.pid, extra))
 
     def _settle(
         self, request: int, *, value: Any = None, error: BaseException | None = None
@@ -620,6 +644,14 @@ class ProcessHandle:
                 secrets={n: context.secrets.get(n) for n in context.secrets.names()},
                 rules=self.placement.rules() if self.placement and self.placement.sandboxed else {},
                 origin=self.manifest.origin,
+                bounds=(
+                    {
+                        "log_rate": self.budget.bounds.log_records_per_second,
+                        "log_burst": self.budget.bounds.log_burst,
+                    }
+                    if self.budget is not None
+                    else {}
+                ),
             )
         )
         try:

@@ -87,12 +87,13 @@ class _RemoteService:
 class _LogForwarder(logging.Handler):
     """Sends records to the host, rate-limited here so a flood never fills the channel."""
 
-    def __init__(self, worker: Worker) -> None:
+    def __init__(self, worker: Worker, rate: float = 500.0, burst: float = 2000.0) -> None:
         from plugbay.monitor.logs import RateLimiter
 
         super().__init__(logging.DEBUG)
         self.worker = worker
-        self.limit = RateLimiter(500.0, 2000.0)
+        self.rate = rate
+        self.limit = RateLimiter(rate, burst)
         self.dropped = 0
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -106,7 +107,7 @@ class _LogForwarder(logging.Handler):
                     frames.Log(
                         logging.WARNING,
                         record.name,
-                        f"{lost} log records dropped in the worker (over 500 a second)",
+                        f"{lost} log records dropped in the worker (over {self.rate:g} a second)",
                         {"dropped": lost},
                     )
                 )
@@ -252,7 +253,9 @@ class Worker:
         self.specs = dict(code.commands)
         self.direct = type(self.plugin).execute is Plugin.execute
         metrics = PluginMetrics(manifest.id)
-        logging.getLogger("plugbay").addHandler(_LogForwarder(self))
+        rate = float(message.bounds.get("log_rate", 500.0))
+        burst = float(message.bounds.get("log_burst", 2000.0))
+        logging.getLogger("plugbay").addHandler(_LogForwarder(self, rate, burst))
         logging.getLogger("plugbay").setLevel(logging.DEBUG)
         self.context = PluginContext(
             environment=Environment(

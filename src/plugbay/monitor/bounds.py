@@ -32,12 +32,8 @@ from plugbay.api.errors import ConfigError
 __all__ = ["RESERVED_FIELDS", "Bounds", "Budget", "bounded", "bounds_from_config"]
 
 #: field names the host gives meaning to in a log record: a plugin's own are renamed
-RESERVED_FIELDS: Final = frozenset(
-    {
-        "security", "event", "issue", "source", "plugin", "version", "layer", "kind", "dropped",
-        "logger", "when", "message", "level", "plugin_id", "claimed_logger",
-    }  # fmt: skip
-)
+_RESERVED = "security event issue source plugin version layer kind dropped logger when message"
+RESERVED_FIELDS: Final = frozenset([*_RESERVED.split(), "level", "plugin_id", "claimed_logger"])
 
 KiB: Final = 1024
 MiB: Final = 1 << 20

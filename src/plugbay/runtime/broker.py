@@ -88,6 +88,8 @@ class Broker:
         #: False only to measure what the checks cost (``bench``): every request is routed
         self.enabled = True
         self._issued: dict[str, collections.deque[str]] = {}
+        #: (sender, target, command) → what the last check saw allowed (``_check_plugin``)
+        self._allowed: dict[tuple[str, str, str], tuple[object, object, object]] = {}
         #: requests refused, by plugin (for tests and ``plugbay info``)
         self.refused: collections.Counter[str] = collections.Counter()
 
@@ -130,8 +132,8 @@ class Broker:
                         result = await result
                     return msgspec.to_builtins(result, str_keys=True)
                 target = provided.provider
-            else:
-                self._plugin(consumer, target, command)
+            elif self.enabled:
+                self._check_plugin(consumer, target, command)
             stamp = _STAMPED.get((target, command))
             if stamp is not None and self.enabled:
                 params = {**params, stamp: consumer}
@@ -140,6 +142,28 @@ class Broker:
         finally:
             if budget is not None:
                 budget.in_flight -= 1
+
+    def _check_plugin(self, consumer: str, target: str, command: str) -> None:
+        """:meth:`_plugin`, remembered while neither plugin's manifest nor the sender's
+        placement (its grants) changes: the hot path of a host call is three lookups."""
+        records = self._manager._records
+        sender, callee = records.get(consumer), records.get(target)
+        key = (consumer, target, command)
+        seen = self._allowed.get(key)
+        if (
+            seen is not None
+            and sender is not None
+            and callee is not None
+            and seen[0] is sender.placement
+            and seen[1] is sender.manifest
+            and seen[2] is callee.manifest
+        ):
+            return
+        self._plugin(consumer, target, command)
+        if sender is not None and callee is not None:
+            if len(self._allowed) >= 4096:  # bounded: commands are the sender's strings
+                self._allowed.clear()
+            self._allowed[key] = (sender.placement, sender.manifest, callee.manifest)
 
     def issued(self, consumer: str, token: str) -> bool:
         """Whether this denial token was issued by the broker to ``consumer``."""
@@ -247,13 +271,8 @@ class Broker:
                 f'ask for it in the manifest ([permissions] host = ["{short}"]), then the '
                 f"operator runs 'plugbay grant {consumer} {needed}'"
             )
-        raise self.deny(
-            consumer,
-            f"{HOST_PERMISSIONS[needed].split(' (')[0]} ({provider}"
-            + (f".{command})" if command else ")"),
-            needed,
-            hint,
-        )
+        target = f"'{provider}.{command}'" if command else f"the service '{provider}'"
+        raise self.deny(consumer, f"{target}, which needs {needed}", needed, hint)
 
     # -- refusals -------------------------------------------------------------------------
 
