@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
+import time
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -261,16 +262,42 @@ class Channel(asyncio.Protocol):
         self.skip: Callable[[str, int], bool] | None = None
         self.skip_above = MAX_FRAME
         self._skipping = 0
+        #: bytes a second of thrown-away frames before this end stops reading for a moment:
+        #: a peer that floods pays with its own stalled writes, not with the reader's loop
+        self.discard_rate: float | None = None
+        self._discard_tokens = 0.0
+        self._discard_at = 0.0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
 
+    def _discarded(self, size: int) -> None:
+        rate = self.discard_rate
+        transport = self.transport
+        if rate is None or transport is None:
+            return
+        now = time.monotonic()
+        burst = rate / 10
+        self._discard_tokens = min(burst, self._discard_tokens + (now - self._discard_at) * rate)
+        self._discard_at = now
+        self._discard_tokens -= size
+        if self._discard_tokens < 0 and not transport.is_closing():
+            transport.pause_reading()
+            pause = min(0.2, -self._discard_tokens / rate)
+            asyncio.get_running_loop().call_later(pause, self._resume)
+
+    def _resume(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+
     def data_received(self, data: bytes) -> None:
         if self._skipping:
             if len(data) <= self._skipping:
                 self._skipping -= len(data)
+                self._discarded(len(data))
                 return
+            self._discarded(self._skipping)
             data = data[self._skipping :]
             self._skipping = 0
         buf = self._buffer
@@ -293,8 +320,10 @@ class Channel(asyncio.Protocol):
                 ):
                     if len(buf) < end:  # the rest is thrown away as it arrives
                         self._skipping = end - len(buf)
+                        self._discarded(len(buf) - offset)
                         offset = len(buf)
                         break
+                    self._discarded(end - offset)
                     offset = end
                     continue
                 if len(buf) < end:

@@ -440,6 +440,7 @@ class ProcessHandle:
                 bounds.frame_bytes,
             )
             self._channel.skip = self._oversized
+            self._channel.discard_rate = bounds.discard_bytes_per_second
 
     #: what each frame kind may weigh before it is dropped unread (see ``bind``)
     _UNREAD = {"Log": "log_oversize", "Security": "security_oversize", "Metrics": "metric_oversize"}

@@ -60,6 +60,9 @@ class Bounds:
     #: the largest frame a worker may send (a result, a log record): over it the worker is
     #: treated as broken and replaced
     frame_bytes: int = 16 * MiB
+    #: bytes a second of dropped-unread frames (records far over their bounds) the host
+    #: reads from a worker; past it, it stops reading that worker for a moment
+    discard_bytes_per_second: float = 32 * MiB
     #: calls a plugin may make through the host a second, and at once
     host_calls_per_second: float = 2000.0
     host_calls_burst: float = 4000.0
