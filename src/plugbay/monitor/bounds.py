@@ -151,7 +151,7 @@ class Budget:
         #: every drop since the host started, by reason
         self.dropped: collections.Counter[str] = collections.Counter()
         self._unreported: collections.Counter[str] = collections.Counter()
-        self._last_report = 0.0
+        self._last_report = float("-inf")
 
     def drop(self, reason: str, count: int = 1) -> None:
         self.dropped[reason] += count
