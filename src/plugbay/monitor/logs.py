@@ -58,6 +58,16 @@ def level_number(name: str) -> int:
     return _LEVELS[text]
 
 
+_SCALARS: Final = (int, float, bool, type(None))
+
+
+def _small(fields: dict[str, Any]) -> bool:
+    """Surely within the fields' bound, without serialising them (the common record)."""
+    return len(fields) <= 16 and all(
+        type(v) in _SCALARS or (type(v) is str and len(v) <= 512) for v in fields.values()
+    )
+
+
 class RateLimiter:
     """A token bucket: ``rate`` per second, bursts up to ``burst``. Not thread-safe alone."""
 
@@ -191,7 +201,7 @@ class LogManager(logging.Handler):
         if not budget.records.allow() or not budget.bytes.allow(len(message)):
             budget.dropped += 1
             return False
-        if fields:  # kept whole only when small: the ring and the database stay bounded
+        if fields and not _small(fields):  # kept whole only when small: the store stays bounded
             fields, _ = bounded(fields, MAX_FIELDS)
         if version is None:
             version = self._known(plugin_id) or None
