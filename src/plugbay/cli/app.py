@@ -475,8 +475,8 @@ def info(
         rows.append(("", "granted: " + (", ".join(permissions["granted"]) or "-")))
         rows.append(("", "in effect: " + (", ".join(permissions["effective"]) or "none")))
         for pending in permissions.get("pending") or []:  # the diff the operator approves
-            rows.append(("", f"[yellow]pending[/]: {escape(pending)} — approve with "
-                             f"'plugbay grant {data['id']} {escape(pending)}'"))  # fmt: skip
+            rows.append(("", f"pending: {pending} — approve with "
+                             f"'plugbay grant {data['id']} {pending}'"))  # fmt: skip
     if data.get("limits"):
         rows.append(("limits", _limits_text(data["limits"])))
     sandbox = data.get("sandbox") or {}
