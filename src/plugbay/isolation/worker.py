@@ -39,6 +39,7 @@ from plugbay.isolation.guard import Guard, classify
 from plugbay.isolation.inline import lifecycle, new_instance, run_in_daemon_thread
 from plugbay.isolation.loading import import_plugin
 from plugbay.model.manifest import ManifestOrigin, load_manifest
+from plugbay.monitor.bounds import bounded
 from plugbay.monitor.metrics import PluginMetrics
 
 __all__ = ["Worker", "main"]
@@ -111,8 +112,6 @@ class _LogForwarder(logging.Handler):
                         {"dropped": lost},
                     )
                 )
-        from plugbay.monitor.bounds import bounded
-
         fields = getattr(record, "fields", None)
         with contextlib.suppress(Exception):
             # cut here as the host would (it cuts again: this side is the plugin's own)

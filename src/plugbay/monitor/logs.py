@@ -68,6 +68,17 @@ def _small(fields: dict[str, Any]) -> bool:
     )
 
 
+_FROM_A_PLUGIN: Final = json.dumps({"source": "plugin"})
+
+
+def _fields_json(fields: dict[str, Any] | None) -> str | None:
+    if not fields:
+        return None
+    if len(fields) == 1 and fields.get("source") == "plugin":  # most records: no fields
+        return _FROM_A_PLUGIN
+    return json.dumps(fields, default=str)
+
+
 class RateLimiter:
     """A token bucket: ``rate`` per second, bursts up to ``burst``. Not thread-safe alone."""
 
@@ -279,7 +290,7 @@ class LogManager(logging.Handler):
                         e["level"],
                         e["logger"],
                         e["message"],
-                        json.dumps(e["fields"], default=str) if e["fields"] else None,
+                        _fields_json(e["fields"]),
                     )
                     for e in pending
                 ]
