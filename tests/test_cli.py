@@ -223,9 +223,11 @@ def test_grants_are_asked_for_granted_and_shown(workdir: Path, plugins: PluginFa
         "asked": ["network:127.0.0.1:8080", "env:HOME"],
         "granted": ["network:127.0.0.1:8080", "subprocess"],
         "effective": ["network:127.0.0.1:8080"],
+        "pending": ["env:HOME"],  # asked, not yet approved
     }
     shown = plugbay("info", "acme.net", cwd=workdir).stdout
     assert "in effect: network:127.0.0.1:8080" in shown
+    assert "pending: env:HOME" in shown and "plugbay grant acme.net env:HOME" in shown
     bad = plugbay("grant", "acme.net", "internet", cwd=workdir)
     assert bad.returncode == 2 and "'internet' is not a permission" in bad.stderr
     assert plugbay("grant", "acme.nope", "env:HOME", cwd=workdir).returncode == 1

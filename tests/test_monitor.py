@@ -413,7 +413,11 @@ async def test_structured_logs_from_both_backends_kept_in_memory_and_in_the_stat
             "stdout",
         )
         ready = [r for r in host.logs("acme.bad") if r["message"] == "ready"]
-        assert ready and ready[0]["fields"] == {"answer": 42} and ready[0]["version"] == "1.0.0"
+        assert (
+            ready
+            and ready[0]["fields"] == {"answer": 42, "source": "plugin"}
+            and ready[0]["version"] == "1.0.0"
+        )
         messages = [r["message"] for r in boxed()]
         assert "line 1" in messages and "record 1" in messages and "ready" in messages
         with pytest.raises(PlugbayError, match=r"no plugin 'acme\.nope'"):

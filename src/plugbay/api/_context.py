@@ -107,7 +107,11 @@ class Secrets:
                 plugin=self._plugin or None,
                 hint=f"ask for it under [permissions] secrets and have the operator run "
                 f"'plugbay grant {self._plugin or 'ID'} secret:{name}'",
-                details={"operation": f"secret {name}", "permission": f"secret:{name}"},
+                details={
+                    "operation": f"secret {name}",
+                    "permission": f"secret:{name}",
+                    "layer": "secrets",
+                },
             ) from None
 
     def names(self) -> list[str]:

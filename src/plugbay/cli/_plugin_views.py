@@ -66,7 +66,7 @@ def print_info(data: dict[str, Any], *, show_traceback: bool = False) -> None:
         out.print(escape(m["description"]))
     facts = [
         *_manifest_facts(data, m),
-        *_permission_facts(data.get("permissions") or {}),
+        *_permission_facts(data["id"], data.get("permissions") or {}),
         *_sandbox_facts(data),
         *_usage_facts(data.get("usage") or {}),
         *python_rows(data),
@@ -92,13 +92,18 @@ def _manifest_facts(data: dict[str, Any], m: dict[str, Any]) -> list[tuple[str, 
     ]
 
 
-def _permission_facts(permissions: dict[str, Any]) -> list[tuple[str, Any]]:
+def _permission_facts(plugin_id: str, permissions: dict[str, Any]) -> list[tuple[str, Any]]:
     if not (permissions.get("asked") or permissions.get("granted")):
         return []
     return [
         ("permissions", "asked: " + (", ".join(permissions["asked"]) or "-")),
         ("", "granted: " + (", ".join(permissions["granted"]) or "-")),
         ("", "in effect: " + (", ".join(permissions["effective"]) or "none")),
+        # the diff the operator approves: what a new version asks for beyond its grants
+        *[
+            ("", f"pending: {pending} — approve with 'plugbay grant {plugin_id} {pending}'")
+            for pending in permissions.get("pending") or []
+        ],
     ]
 
 

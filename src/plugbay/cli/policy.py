@@ -11,12 +11,14 @@ from rich.markup import escape
 from plugbay.api.errors import PlugbayError
 from plugbay.cli._console import err, fail, out
 from plugbay.cli._options import PluginIdArg, PluginsOpt, StateOpt, add_command, store_op
+from plugbay.runtime.broker import HOST_PERMISSIONS
 
 __all__ = ["PANEL", "register"]
 
 PANEL = "permissions"
 
 _PERMISSION_FORMS = (
+    *HOST_PERMISSIONS,
     "network:HOST:PORT",
     "read:PATH",
     "write:PATH",
@@ -28,8 +30,10 @@ _PERMISSION_FORMS = (
 
 def _check_permission(permission: str) -> None:
     kind, _, rest = permission.partition(":")
-    ok = (kind == "subprocess" and not rest) or (
-        kind in ("network", "read", "write", "env", "secret") and rest
+    ok = (
+        (kind == "subprocess" and not rest)
+        or (kind in ("network", "read", "write", "env", "secret") and bool(rest))
+        or permission in HOST_PERMISSIONS
     )
     if not ok:
         fail(
@@ -54,6 +58,8 @@ def grant(
     Deny by default: only what is both asked for and granted is allowed.
     """
     _check_permission(permission)
+    if _granted_live(state, plugin_id, permission, "grant"):
+        return
     from plugbay.model.discover import discover
 
     found = discover(plugins or [Path("plugins")], entry_points=True)
@@ -69,6 +75,7 @@ def grant(
     store_op(state, lambda s: s.grant(plugin_id, permission))
     store_op(state, lambda s: s.add_event(plugin_id, "grant", reason=permission))
     out.print(f"{plugin_id}: granted {escape(permission)}")
+    out.print("no host is running on this state directory: it applies when one starts")
     if permission not in asked[plugin_id]:
         err.print(
             f"[yellow]note:[/] {plugin_id}'s manifest does not ask for {escape(permission)}, so it "
@@ -85,10 +92,42 @@ def revoke(
 ) -> None:
     """Take back a permission."""
     _check_permission(permission)
+    if _granted_live(state, plugin_id, permission, "revoke"):
+        return
     if not store_op(state, lambda s: s.revoke(plugin_id, permission)):
         fail(PlugbayError(f"{permission} was not granted to '{plugin_id}'", plugin=plugin_id))
     store_op(state, lambda s: s.add_event(plugin_id, "revoke", reason=permission))
     out.print(f"{plugin_id}: revoked {escape(permission)}")
+    out.print("no host is running on this state directory: it applies when one starts")
+
+
+def _granted_live(state: Path, plugin_id: str, permission: str, what: str) -> bool:
+    """Grant or revoke through a running host, which keeps it and applies it at once
+    (the plugin's worker restarted under the new policy); False when none runs."""
+    from plugbay.web.client import connect
+
+    try:
+        client = connect(state)
+        if client is None:
+            return False
+        with client:
+            act = client.grant if what == "grant" else client.revoke
+            done = act(plugin_id, permission)
+            pid = client.pid
+    except PlugbayError as exc:
+        fail(exc)
+    verb = "granted" if what == "grant" else "revoked"
+    out.print(f"{plugin_id}: {verb} {escape(permission)}")
+    if done["restarted"]:
+        out.print(
+            f"applied now: {plugin_id}'s worker was restarted under the new policy (host pid {pid})"
+        )
+    elif what == "grant" and not done["asked"]:
+        err.print(
+            f"[yellow]note:[/] {plugin_id}'s manifest does not ask for "
+            f"{escape(permission)}, so it has no effect until it does"
+        )
+    return True
 
 
 def register(app: typer.Typer) -> None:

@@ -142,6 +142,7 @@ from plugbay.model.manifest import PluginManifest
 
 if TYPE_CHECKING:
     from plugbay.isolation.policy import Placement
+    from plugbay.monitor.bounds import Budget
 
 __all__ = [
     "Backend",
@@ -229,6 +230,14 @@ class PluginHandle(abc.ABC):
         """Set the listeners the host is told through (a swap hands them over)."""
         self.on_crash = on_crash
         self.on_security = on_security
+
+    def bind(self, budget: Budget | None, issued: Callable[[str], bool]) -> None:
+        """The host's bounds on what this plugin may make it keep (log records, security
+        reports, metric series, frames: ``monitor.bounds``), and the broker's word on
+        which denials it issued to this plugin (so a plugin cannot pass off its own error
+        as a host denial). A handle whose plugin shares the host's process (trusted,
+        inline) ignores both: nothing it sends crosses a channel to be bounded."""
+        return
 
     # -- what the monitor reads (defaults: the plugin shares the host's process) -----------
 

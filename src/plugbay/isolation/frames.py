@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
+import time
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -71,6 +72,8 @@ class Load(msgspec.Struct, tag=True):
     rules: dict[str, Any] = {}
     #: "directory" (imported in a namespace of its own) or "entry-point" (by its name)
     origin: str = "directory"
+    #: the host's bounds the worker applies first (``log_rate``, ``log_burst``)
+    bounds: dict[str, float] = {}
 
 
 class Loaded(msgspec.Struct, tag=True):
@@ -202,6 +205,21 @@ _encoder = msgspec.msgpack.Encoder()
 _decoder: msgspec.msgpack.Decoder[Message] = msgspec.msgpack.Decoder(Message)
 
 
+_PEEK: Final = 16
+
+
+def _kind(buf: bytearray, start: int) -> str:
+    """The tag of the message starting at ``start`` (msgspec writes it first), or ""."""
+    head = bytes(buf[start : start + _PEEK])
+    at = head.find(b"\xa4type")
+    if at < 0 or at + 6 > len(head):
+        return ""
+    length = head[at + 5] - 0xA0
+    if not 0 < length < 32:
+        return ""
+    return head[at + 6 : at + 6 + length].decode("ascii", "replace")
+
+
 class FrameError(Exception):
     """The peer sent something that is not a valid frame."""
 
@@ -236,12 +254,52 @@ class Channel(asyncio.Protocol):
         self._closed = False
         self._chunks: list[bytes] = []
         self._scheduled = False
+        #: the largest frame this end accepts (the host lowers it per plugin: ``monitor.bounds``)
+        self.max_frame = MAX_FRAME
+        #: frames of at least ``skip_above`` bytes are shown to ``skip`` (their kind, from the
+        #: tag, and size) before they are decoded; when it says so, their bytes are thrown
+        #: away as they arrive, never buffered whole nor decoded (a flood of huge log records)
+        self.skip: Callable[[str, int], bool] | None = None
+        self.skip_above = MAX_FRAME
+        self._skipping = 0
+        #: bytes a second of thrown-away frames before this end stops reading for a moment:
+        #: a peer that floods pays with its own stalled writes, not with the reader's loop
+        self.discard_rate: float | None = None
+        self._discard_tokens = 0.0
+        self._discard_at = 0.0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
 
+    def _discarded(self, size: int) -> None:
+        rate = self.discard_rate
+        transport = self.transport
+        if rate is None or transport is None:
+            return
+        now = time.monotonic()
+        burst = rate / 10
+        self._discard_tokens = min(burst, self._discard_tokens + (now - self._discard_at) * rate)
+        self._discard_at = now
+        self._discard_tokens -= size
+        if self._discard_tokens < 0 and not transport.is_closing():
+            transport.pause_reading()
+            pause = min(0.2, -self._discard_tokens / rate)
+            asyncio.get_running_loop().call_later(pause, self._resume)
+
+    def _resume(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+
     def data_received(self, data: bytes) -> None:
+        if self._skipping:
+            if len(data) <= self._skipping:
+                self._skipping -= len(data)
+                self._discarded(len(data))
+                return
+            self._discarded(self._skipping)
+            data = data[self._skipping :]
+            self._skipping = 0
         buf = self._buffer
         buf += data
         offset = 0
@@ -249,9 +307,25 @@ class Channel(asyncio.Protocol):
         try:
             while len(buf) - offset >= size_of_header:
                 (size,) = _HEADER.unpack_from(buf, offset)
-                if size > MAX_FRAME:
-                    raise FrameError(f"a frame of {size} bytes is over the {MAX_FRAME}-byte limit")
+                if size > self.max_frame:
+                    raise FrameError(
+                        f"a frame of {size} bytes is over the {self.max_frame}-byte limit"
+                    )
                 end = offset + size_of_header + size
+                if (
+                    size >= self.skip_above
+                    and self.skip is not None
+                    and len(buf) - offset >= size_of_header + _PEEK
+                    and self.skip(_kind(buf, offset + size_of_header), size)
+                ):
+                    if len(buf) < end:  # the rest is thrown away as it arrives
+                        self._skipping = end - len(buf)
+                        self._discarded(len(buf) - offset)
+                        offset = len(buf)
+                        break
+                    self._discarded(end - offset)
+                    offset = end
+                    continue
                 if len(buf) < end:
                     break
                 message = decode(bytes(buf[offset + size_of_header : end]))

@@ -40,6 +40,7 @@ from typing import Any, Final
 
 from plugbay.api.errors import ConfigError, PlugbayError
 from plugbay.model.manifest import PluginManifest, parse_size
+from plugbay.monitor.bounds import Bounds, bounds_from_config
 
 __all__ = ["LIMIT_KEYS", "IsolationPolicy", "Placement"]
 
@@ -99,6 +100,8 @@ class Placement:
                 "asked": list(self.asked),
                 "granted": list(self.granted),
                 "effective": list(self.effective),
+                # asked and not granted: the diff the operator approves ('plugbay grant')
+                "pending": [p for p in self.asked if p not in self.effective],
             },
             "secrets": sorted(self.secrets),
             "environment": sorted(self.environment),
@@ -175,6 +178,13 @@ class IsolationPolicy:
     caps: Mapping[str, float | None] = field(default_factory=lambda: dict(_CAPS))
     grants: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
+    #: what each plugin may make the host keep (``[policy.bounds]``; ``monitor.bounds``)
+    bounds: Bounds = field(default_factory=Bounds)
+    plugin_bounds: Mapping[str, Bounds] = field(default_factory=dict)
+
+    def bounds_for(self, plugin_id: str) -> Bounds:
+        """The plugin's own bounds (``[policy.bounds.plugins."ID"]``), else the defaults."""
+        return self.plugin_bounds.get(plugin_id, self.bounds)
 
     @classmethod
     def from_config(
@@ -189,7 +199,9 @@ class IsolationPolicy:
         if not isinstance(table, Mapping):
             raise ConfigError("[policy] must be a table", where=where)
         # require-signed: installing only signed wheels (read by plugbay.pdk.signing)
-        known = {"inline", "trust-core", "limits", "defaults", "grants", "require-signed"}
+        known = {
+            "inline", "trust-core", "limits", "defaults", "grants", "require-signed", "bounds"
+        }  # fmt: skip
         for key in table:
             if key not in known:
                 raise ConfigError(
@@ -219,7 +231,10 @@ class IsolationPolicy:
         if not isinstance(secrets_table, Mapping):
             raise ConfigError("[secrets] must be a table of names to strings", where=where)
         secrets |= {str(k): str(v) for k, v in secrets_table.items()}
-        return cls(tuple(patterns), trust_core, defaults, caps, grants, secrets)
+        bounds, plugin_bounds = bounds_from_config(table.get("bounds", {}), where=where)
+        return cls(
+            tuple(patterns), trust_core, defaults, caps, grants, secrets, bounds, plugin_bounds
+        )
 
     # ------------------------------------------------------------------ decisions
 
@@ -257,6 +272,8 @@ class IsolationPolicy:
             if p.startswith("env:") and (name := p.partition(":")[2]) in env_source
         }
         trust = self.trusted(manifest, plugin_dirs)
+        if trust is not None:  # trusting a plugin's code grants what it asks of host data
+            effective += tuple(p for p in asked if p.startswith("host:") and p not in effective)
         if trust is not None and manifest.isolation != "process":
             isolation, sandboxed, reason = "inline", False, trust
         elif trust is not None:

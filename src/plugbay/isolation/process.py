@@ -31,15 +31,23 @@ from typing import Any
 import psutil
 
 from plugbay.api import CommandSpec, ParamInfo, Plugin, PluginContext
-from plugbay.api.errors import PlugbayError, PluginCrashed, ResourceLimitExceeded, error_from_dict
+from plugbay.api.errors import PlugbayError, PluginCrashed, ResourceLimitExceeded
 from plugbay.isolation import frames, handover
 from plugbay.isolation._cgroups import CgroupLayer
 from plugbay.isolation.base import Backend, CallTimeout, EnvironmentPaths, PluginHandle, deadline
+from plugbay.isolation.identity import (
+    judge_error,
+    log_fields,
+    log_message,
+    log_record,
+    security_event,
+)
 from plugbay.isolation.policy import Placement
 from plugbay.isolation.quota import QuotaMounts, QuotaStatus, QuotaUnavailable
 from plugbay.isolation.seccomp_notify import SeccompListener
 from plugbay.isolation.zygote import Zygote
 from plugbay.model.manifest import PluginManifest, parse_size
+from plugbay.monitor.bounds import Budget
 
 __all__ = ["HostCallHandler", "ProcessBackend", "ProcessHandle", "RemoteSpec"]
 
@@ -297,6 +305,10 @@ class ProcessHandle(PluginHandle):
         self.data_dir = data_dir
         #: the sandbox layers as the worker applied them (empty: not sandboxed)
         self.layers: list[dict[str, Any]] = []
+        #: what this plugin may make the host keep (``monitor.bounds``); set by the manager
+        self.budget: Budget | None = None
+        #: whether the host's broker issued this denial token to this plugin
+        self.issued: Callable[[str], bool] = lambda token: False
         self._zygote = zygote
         self._exit: asyncio.Future[int] | None = None
         self._reaper: asyncio.Task[None] | None = None
@@ -448,6 +460,9 @@ class ProcessHandle(PluginHandle):
         )
 
     def _report(self, event: dict[str, Any]) -> None:
+        """A security event for the manager: one the host saw itself (a timeout, a kill, a
+        limit it measured) unless ``source`` says otherwise."""
+        event.setdefault("source", "host")
         if event.get("kind") == "limit":
             # the host's own look at a limit (a full storage image) is dropped when the
             # worker just told of the same hit: one hit, one event
@@ -467,7 +482,14 @@ class ProcessHandle(PluginHandle):
         if isinstance(message, frames.Reply):
             self._settle(message.id, value=message.value)
         elif isinstance(message, frames.Fail):
-            error = error_from_dict(message.error)
+            placement = self.placement
+            error = judge_error(
+                message.error,
+                self.manifest.id,
+                granted=placement.effective if placement is not None else (),
+                sandboxed=bool(placement and placement.sandboxed),
+                issued=self.issued,
+            )
             if error.details.get("replace"):  # a limit hit: the worker is replaced at once
                 self._limit_error = error
                 self._settle(message.id, error=error)
@@ -478,17 +500,26 @@ class ProcessHandle(PluginHandle):
             else:
                 self._settle(message.id, error=error)
         elif isinstance(message, frames.Security):
-            self._report(dict(message.event))
+            # the worker's report, never the host's own event: bounded, marked as such
+            event = security_event(message.event, self.budget)
+            if event is not None and self.on_security is not None:
+                try:
+                    self.on_security(event)
+                except Exception:
+                    log.exception("security event handler failed")
         elif isinstance(message, frames.Loaded):
             self.layers = list(message.layers)
             if self._loaded is not None and not self._loaded.done():
                 self._loaded.set_result(message)
         elif isinstance(message, frames.Log):
-            extra = {"fields": message.fields} if message.fields else None
-            logging.getLogger(message.logger).log(message.level, "%s", message.message, extra=extra)
+            try:
+                self._log(message)
+            except Exception:  # a record the host cannot keep is dropped, never fatal
+                if self.budget is not None:
+                    self.budget.drop("log_malformed")
         elif isinstance(message, frames.Metrics):
             if self._metrics is not None:
-                self._metrics.import_custom(message.data)
+                self._metrics.import_custom(message.data, self.budget)
         elif isinstance(message, frames.Pong):
             self._last_pong = asyncio.get_running_loop().time()
         elif isinstance(message, frames.HostCall):
@@ -497,6 +528,52 @@ class ProcessHandle(PluginHandle):
             task.add_done_callback(self._tasks.discard)
         else:
             raise frames.FrameError(f"unexpected {type(message).__name__} from a worker")
+
+    def bind(self, budget: Budget | None, issued: Callable[[str], bool]) -> None:
+        """The host's bounds for this plugin, and its broker's word on denials it issued."""
+        self.budget = budget
+        self.issued = issued
+        if budget is not None and self._channel is not None:
+            bounds = budget.bounds
+            self._channel.max_frame = bounds.frame_bytes
+            # a record, report or metrics frame far over its bounds is dropped unread
+            self._channel.skip_above = min(
+                bounds.log_message_bytes + bounds.log_fields_bytes + 64 * 1024,
+                bounds.frame_bytes,
+            )
+            self._channel.skip = self._oversized
+            self._channel.discard_rate = bounds.discard_bytes_per_second
+
+    #: what each frame kind may weigh before it is dropped unread (see ``bind``)
+    _UNREAD = {"Log": "log_oversize", "Security": "security_oversize", "Metrics": "metric_oversize"}
+
+    def _oversized(self, kind: str, size: int) -> bool:
+        reason = self._UNREAD.get(kind)
+        if reason is None or self.budget is None:
+            return False
+        if kind == "Metrics" and size < self.budget.bounds.metric_series * 1024:
+            return False
+        self.budget.drop(reason)
+        return True
+
+    def _log(self, message: frames.Log) -> None:
+        """A record from the worker: the channel's plugin's log, whatever logger it names."""
+        budget = self.budget
+        if budget is not None and not budget.logs.allow():
+            budget.drop("log_rate")
+            return
+        own = f"plugbay.plugin.{self.manifest.id}"
+        fields = log_fields(message.fields, budget)
+        name = message.logger if isinstance(message.logger, str) else ""
+        if name != own and not name.startswith(own + "."):
+            fields["claimed_logger"] = name[:256]
+            name = own
+        level = message.level if isinstance(message.level, int) and 0 <= message.level <= 50 else 20
+        logger = logging.getLogger(name)
+        if logger.isEnabledFor(level):
+            text = log_message(message.message, budget)
+            extra = {"fields": fields, "plugbay_owner": self.manifest.id}
+            logger.handle(log_record(name, level, text, self.pid, extra))
 
     def _settle(
         self, request: int, *, value: Any = None, error: BaseException | None = None
@@ -708,6 +785,14 @@ class ProcessHandle(PluginHandle):
                 secrets={n: context.secrets.get(n) for n in context.secrets.names()},
                 rules=self._rules(),
                 origin=self.manifest.origin,
+                bounds=(
+                    {
+                        "log_rate": self.budget.bounds.log_records_per_second,
+                        "log_burst": self.budget.bounds.log_burst,
+                    }
+                    if self.budget is not None
+                    else {}
+                ),
             )
         )
         try:

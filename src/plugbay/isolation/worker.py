@@ -41,6 +41,7 @@ from plugbay.isolation.guard import Guard, classify
 from plugbay.isolation.inline import lifecycle, new_instance, run_in_daemon_thread
 from plugbay.isolation.loading import import_plugin
 from plugbay.model.manifest import ManifestOrigin, load_manifest
+from plugbay.monitor.bounds import bounded
 from plugbay.monitor.metrics import PluginMetrics
 
 __all__ = ["Worker", "main"]
@@ -89,12 +90,13 @@ class _RemoteService:
 class _LogForwarder(logging.Handler):
     """Sends records to the host, rate-limited here so a flood never fills the channel."""
 
-    def __init__(self, worker: Worker) -> None:
+    def __init__(self, worker: Worker, rate: float = 500.0, burst: float = 2000.0) -> None:
         from plugbay.monitor.logs import RateLimiter
 
         super().__init__(logging.DEBUG)
         self.worker = worker
-        self.limit = RateLimiter(500.0, 2000.0)
+        self.rate = rate
+        self.limit = RateLimiter(rate, burst)
         self.dropped = 0
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -108,18 +110,18 @@ class _LogForwarder(logging.Handler):
                     frames.Log(
                         logging.WARNING,
                         record.name,
-                        f"{lost} log records dropped in the worker (over 500 a second)",
+                        f"{lost} log records dropped in the worker (over {self.rate:g} a second)",
                         {"dropped": lost},
                     )
                 )
         fields = getattr(record, "fields", None)
         with contextlib.suppress(Exception):
-            self.worker.send(
-                frames.Log(
-                    record.levelno, record.name, record.getMessage(),
-                    dict(fields) if isinstance(fields, dict) else None,
-                )
-            )  # fmt: skip
+            # cut here as the host would (it cuts again: this side is the plugin's own)
+            message = record.getMessage()
+            if len(message) > 8192:
+                message = message[:8192] + f"… ({len(message) - 8192} more characters cut)"
+            kept = bounded(dict(fields), 16 * 1024)[0] if isinstance(fields, dict) else None
+            self.worker.send(frames.Log(record.levelno, record.name, message, kept))
 
 
 class Worker:
@@ -256,7 +258,9 @@ class Worker:
         self.specs = dict(code.commands)
         self.direct = type(self.plugin).execute is Plugin.execute
         metrics = PluginMetrics(manifest.id)
-        logging.getLogger("plugbay").addHandler(_LogForwarder(self))
+        rate = float(message.bounds.get("log_rate", 500.0))
+        burst = float(message.bounds.get("log_burst", 2000.0))
+        logging.getLogger("plugbay").addHandler(_LogForwarder(self, rate, burst))
         logging.getLogger("plugbay").setLevel(logging.DEBUG)
         self.context = PluginContext(
             environment=Environment(

@@ -108,6 +108,8 @@ class _ConfigFieldDoc(msgspec.Struct, forbid_unknown_fields=True, rename="kebab"
 class _ServicesDoc(msgspec.Struct, forbid_unknown_fields=True, rename="kebab"):
     provides: dict[str, str] = {}
     requires: dict[str, str] = {}
+    #: services it calls when some plugin provides them (not needed to start; broker-checked)
+    optional: dict[str, str] = {}
 
 
 class Permissions(msgspec.Struct, forbid_unknown_fields=True, rename="kebab", frozen=True):
@@ -119,12 +121,15 @@ class Permissions(msgspec.Struct, forbid_unknown_fields=True, rename="kebab", fr
     env: list[str] = []
     secrets: list[str] = []
     subprocess: bool = False
+    #: host-internal data (``host = ["audit-read"]`` → ``host:audit-read``; ``runtime.broker``)
+    host: list[str] = []
 
     def asked(self) -> list[str]:
         """Each permission as the operator grants it: ``network:127.0.0.1:80``, ``env:HOME``…"""
         out = [f"network:{n}" for n in self.network]
         out += [f"read:{p}" for p in self.read] + [f"write:{p}" for p in self.write]
         out += [f"env:{e}" for e in self.env] + [f"secret:{s}" for s in self.secrets]
+        out += [f"host:{h}" for h in self.host]
         return [*out, "subprocess"] if self.subprocess else out
 
 
@@ -359,6 +364,8 @@ class PluginManifest:
     python_dependencies: tuple[str, ...] = ()
     provides: dict[str, Version] = field(default_factory=dict)
     requires: dict[str, Range] = field(default_factory=dict)
+    #: services it uses when present ([services] optional): the broker lets it reach them
+    optional_services: dict[str, Range] = field(default_factory=dict)
     config: ConfigSchema | None = None
     permissions: Permissions = field(default_factory=Permissions)
     resources: Resources = field(default_factory=Resources)
@@ -414,6 +421,7 @@ class PluginManifest:
             "services": {
                 "provides": {k: str(v) for k, v in self.provides.items()},
                 "requires": {k: str(v) for k, v in self.requires.items()},
+                "optional": {k: str(v) for k, v in self.optional_services.items()},
             },
             "config": self.config.describe() if self.config else {},
             "permissions": msgspec.to_builtins(self.permissions),
@@ -674,6 +682,9 @@ def _manifest_from_mapping(
     requires = {
         n: parse("range", r, f"services.requires.{n}") for n, r in doc.services.requires.items()
     }
+    optional_services = {
+        n: parse("range", r, f"services.optional.{n}") for n, r in doc.services.optional.items()
+    }
     resource_keys = ("memory", "file_size", "storage") if doc.resources != _NO_RESOURCES else ()
     for key in resource_keys:
         parse_size_field = getattr(doc.resources, key)
@@ -749,6 +760,7 @@ def _manifest_from_mapping(
         python_dependencies=tuple(doc.python_dependencies),
         provides=provides,
         requires=requires,
+        optional_services=optional_services,
         config=config,
         permissions=doc.permissions,
         resources=doc.resources,

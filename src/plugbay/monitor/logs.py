@@ -25,6 +25,8 @@ import traceback
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
+from plugbay.monitor.bounds import RESERVED_FIELDS, bounded
+
 if TYPE_CHECKING:
     from plugbay.state import StateStore
 
@@ -33,6 +35,8 @@ __all__ = ["PREFIX", "LogManager", "RateLimiter", "level_number"]
 PREFIX: Final = "plugbay.plugin."
 #: a message longer than this is cut (the ring and the database stay bounded)
 MAX_MESSAGE: Final = 8192
+#: a record's fields, serialised, are cut past this many bytes
+MAX_FIELDS: Final = 16 * 1024
 
 _LEVELS: Final = {
     "debug": logging.DEBUG,
@@ -52,6 +56,27 @@ def level_number(name: str) -> int:
     if text not in _LEVELS:
         raise ValueError(f"unknown log level '{name}'; use one of {', '.join(_LEVELS)}")
     return _LEVELS[text]
+
+
+_SCALARS: Final = (int, float, bool, type(None))
+
+
+def _small(fields: dict[str, Any]) -> bool:
+    """Surely within the fields' bound, without serialising them (the common record)."""
+    return len(fields) <= 16 and all(
+        type(v) in _SCALARS or (type(v) is str and len(v) <= 512) for v in fields.values()
+    )
+
+
+_FROM_A_PLUGIN: Final = json.dumps({"source": "plugin"})
+
+
+def _fields_json(fields: dict[str, Any] | None) -> str | None:
+    if not fields:
+        return None
+    if len(fields) == 1 and fields.get("source") == "plugin":  # most records: no fields
+        return _FROM_A_PLUGIN
+    return json.dumps(fields, default=str)
 
 
 class RateLimiter:
@@ -138,7 +163,13 @@ class LogManager(logging.Handler):
             del self._owner[name]
 
     def emit(self, record: logging.LogRecord) -> None:
-        owner = self._plugin_of(record.name)
+        # a worker's record names its plugin from the channel it came on (never the logger)
+        sender = getattr(record, "plugbay_owner", None)
+        if isinstance(sender, str):
+            version = self._known(sender)
+            owner = (sender, version or None) if version is not None else None
+        else:
+            owner = self._plugin_of(record.name)
         if owner is None:
             return
         try:
@@ -147,6 +178,11 @@ class LogManager(logging.Handler):
             message = f"{record.msg!r} % {record.args!r}"
         fields = getattr(record, "fields", None)
         fields = dict(fields) if isinstance(fields, dict) else {}
+        if not isinstance(sender, str):  # an inline plugin's record: its fields are its own
+            fields = {
+                f"plugin.{k}" if k in RESERVED_FIELDS else str(k): v for k, v in fields.items()
+            }
+            fields["source"] = "plugin"
         if record.exc_info and record.exc_info[1] is not None:
             fields["exception"] = "".join(traceback.format_exception(record.exc_info[1]))
         self.add(owner[0], record.levelno, message, logger=record.name, version=owner[1],
@@ -176,6 +212,8 @@ class LogManager(logging.Handler):
         if not budget.records.allow() or not budget.bytes.allow(len(message)):
             budget.dropped += 1
             return False
+        if fields and not _small(fields):  # kept whole only when small: the store stays bounded
+            fields, _ = bounded(fields, MAX_FIELDS)
         if version is None:
             version = self._known(plugin_id) or None
         entry = {
@@ -252,7 +290,7 @@ class LogManager(logging.Handler):
                         e["level"],
                         e["logger"],
                         e["message"],
-                        json.dumps(e["fields"], default=str) if e["fields"] else None,
+                        _fields_json(e["fields"]),
                     )
                     for e in pending
                 ]

@@ -12,9 +12,13 @@ import logging
 import re
 import time
 from collections import Counter
-from typing import Any, Final
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Final
 
 from plugbay.api.errors import MetricError
+
+if TYPE_CHECKING:
+    from plugbay.monitor.bounds import Budget
 
 __all__ = ["BUCKETS", "MAX_SERIES", "CommandStats", "PluginMetrics", "metric_name"]
 
@@ -324,18 +328,47 @@ class PluginMetrics:
             "dropped": dict(self.dropped_series),
         }
 
-    def import_custom(self, data: dict[str, Any]) -> None:
-        """Take a worker's figures (they replace what it sent before)."""
+    def import_custom(self, data: dict[str, Any], budget: Budget | None = None) -> None:
+        """Take a worker's figures (they replace what it sent before), at most the budget's
+        series; a malformed or surplus series is dropped and counted, never kept."""
+        room = budget.bounds.metric_series if budget is not None else 500
+        lost = 0
 
-        def key(name: str, labels: dict[str, str]) -> Key:
-            return (str(name), tuple(sorted((str(k), str(v)) for k, v in labels.items())))
+        def key(name: Any, labels: Any) -> Key:
+            if not isinstance(labels, dict) or len(labels) > 16:
+                raise ValueError("labels")
+            return (
+                str(name)[:200],
+                tuple(sorted((str(k)[:100], str(v)[:200]) for k, v in labels.items())),
+            )
 
-        self.counters = {key(n, lb): float(v) for n, lb, v in data.get("counters", [])}
-        self.gauges = {key(n, lb): float(v) for n, lb, v in data.get("gauges", [])}
-        self.observations = {
-            key(n, lb): CommandStats.load(v) for n, lb, v in data.get("observations", [])
-        }
-        self.dropped_series = Counter({str(k): int(v) for k, v in data.get("dropped", {}).items()})
+        def take(kind: str, load: Callable[[Any], Any]) -> dict[Key, Any]:
+            nonlocal room, lost
+            out: dict[Key, Any] = {}
+            rows = data.get(kind, []) if isinstance(data, dict) else []
+            for row in rows if isinstance(rows, list) else []:
+                if room <= 0:
+                    lost += 1
+                    continue
+                try:
+                    name, labels, value = row
+                    out[key(name, labels)] = load(value)
+                    room -= 1
+                except (TypeError, ValueError, KeyError, AttributeError):
+                    lost += 1
+            return out
+
+        self.counters = take("counters", float)
+        self.gauges = take("gauges", float)
+        self.observations = take("observations", CommandStats.load)
+        dropped = data.get("dropped", {}) if isinstance(data, dict) else {}
+        self.dropped_series = Counter(
+            {str(k)[:200]: int(v) for k, v in list(dropped.items())[:100]}
+            if isinstance(dropped, dict)
+            else {}
+        )
+        if lost and budget is not None:
+            budget.drop("metric_series", lost)
 
     def snapshot(self) -> dict[str, Any]:
         def render(key: Key) -> str:

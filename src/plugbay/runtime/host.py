@@ -574,6 +574,52 @@ class Host:
                 raise
         return rec
 
+    async def grant(self, plugin_id: str, permission: str) -> dict[str, Any]:
+        """Grant a permission and apply it at once: an active plugin's worker is restarted
+        under the new policy (a reload). The grant is bound to this permission for this
+        plugin; a later version that asks for more starts without the rest."""
+        return await self._change_grant(plugin_id, permission, grant=True)
+
+    async def revoke(self, plugin_id: str, permission: str) -> dict[str, Any]:
+        """Take a permission back, applied at once like :meth:`grant`."""
+        return await self._change_grant(plugin_id, permission, grant=False)
+
+    async def _change_grant(
+        self, plugin_id: str, permission: str, *, grant: bool
+    ) -> dict[str, Any]:
+        rec = self.manager.record(plugin_id)
+        if self.state is None:
+            raise ConfigError(
+                "this host has no state directory to keep grants in",
+                plugin=plugin_id,
+                hint="start the host with a state directory (--state), or grant in the "
+                "host config's [policy.grants]",
+            )
+        if grant:
+            self.state.grant(plugin_id, permission)
+        elif not self.state.revoke(plugin_id, permission):
+            raise ConfigError(
+                f"{permission} was not granted to '{plugin_id}'",
+                plugin=plugin_id,
+                hint=f"'plugbay info {plugin_id}' lists what is granted",
+            )
+        self.state.add_event(plugin_id, "grant" if grant else "revoke", reason=permission)
+        asked = rec.manifest.permissions.asked() if rec.manifest is not None else []
+        restarted = False
+        if rec.state is PluginState.ACTIVE and permission in asked:
+            rec = await self.reload(plugin_id)  # its worker restarts under the new policy
+            restarted = True
+        info = self.info(plugin_id)
+        return {
+            "plugin": plugin_id,
+            "permission": permission,
+            "granted": grant,
+            "asked": permission in asked,
+            "restarted": restarted,
+            "state": str(rec.state),
+            "permissions": info["permissions"],
+        }
+
     def info(self, plugin_id: str) -> dict[str, Any]:
         """Manifest, state, dependencies, dependents and commands of one plugin."""
         rec = self.manager.record(plugin_id)
@@ -618,7 +664,7 @@ class Host:
                 "layers": [dict(layer) for layer in rec.handle.layers] if rec.handle else [],
             }
         else:
-            out["permissions"] = {"asked": [], "granted": [], "effective": []}
+            out["permissions"] = {"asked": [], "granted": [], "effective": [], "pending": []}
             out["limits"] = {}
             out["sandbox"] = None
         out["python"] = self._python_info(rec.manifest, placement)

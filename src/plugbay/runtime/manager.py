@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import enum
 import functools
-import inspect
 import logging
 import time
 import traceback
@@ -24,8 +23,6 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
-
-import msgspec
 
 from plugbay.api import (
     CommandSpec,
@@ -56,8 +53,9 @@ from plugbay.isolation.process import ProcessBackend
 from plugbay.model.manifest import PluginManifest
 from plugbay.model.registry import PluginRegistry
 from plugbay.model.resolve import ResolutionPlan
-from plugbay.model.versions import Range
 from plugbay.monitor import CommandStats, PluginMetrics
+from plugbay.monitor.bounds import Budget
+from plugbay.runtime.broker import Broker
 from plugbay.runtime.environments import (
     EnvironmentBuildError,
     EnvironmentStore,
@@ -195,6 +193,10 @@ class PluginManager:
             "process": ProcessBackend(self._host_call),
         }
         self.services = ServiceHub(proxy_for or (lambda plugin_id: None))
+        #: checks every request a plugin makes of the host (``runtime.broker``)
+        self.broker = Broker(self)
+        #: what each plugin may make the host keep (``monitor.bounds``), by plugin id
+        self.budgets: dict[str, Budget] = {}
         self._config_for = config_for or (lambda plugin_id: _NO_CONFIG)
         self._records: dict[str, PluginRecord] = {}
         # the hot path's routing table: active plugins only
@@ -491,6 +493,7 @@ class PluginManager:
         backend = self.backends[placement.isolation]
         handle = await backend.start(manifest, placement, context.environment.data_dir, environment)
         handle.on_security = functools.partial(self._security, rec)
+        handle.bind(self.budget_for(manifest.id), functools.partial(self.broker.issued, rec.id))
         return handle, context
 
     async def _python_environment(
@@ -521,8 +524,32 @@ class PluginManager:
         env = self.environments.ensure(manifest, progress)
         return None if env is None else self.environments.worker_paths(env)
 
+    def budget_for(self, plugin_id: str) -> Budget | None:
+        """The plugin's bounds as it runs (made on first use, from the policy)."""
+        budget = self.budgets.get(plugin_id)
+        if budget is None and plugin_id in self._records:
+            budget = self.budgets[plugin_id] = Budget(
+                plugin_id, self.settings.policy.bounds_for(plugin_id), _report_dropped
+            )
+        return budget
+
+    def security_event(self, plugin_id: str, event: dict[str, Any]) -> None:
+        """A security event the host made about a plugin (the broker's refusals)."""
+        rec = self._records.get(plugin_id)
+        if rec is not None:
+            self._security(rec, event)
+
     def _security(self, rec: PluginRecord, event: dict[str, Any]) -> None:
         """A denial or a limit hit in a sandboxed worker: logged, recorded, sent to system plugins."""
+        budget = self.budget_for(rec.id)
+        if (
+            event.get("source") == "host"
+            and event.get("kind") in ("denied", "timeout")
+            and budget is not None
+            and not budget.security.allow()  # a flood of refusals: counted, not each kept
+        ):
+            budget.drop("security_rate")
+            return
         kind = str(event.get("kind", "denied"))
         what = event.get("operation") or event.get("detail") or event.get("limit") or kind
         if kind == "limit":
@@ -533,8 +560,12 @@ class PluginManager:
             text = f"plugin '{rec.id}': {event.get('operation')} ran past its time limit and was cancelled"
         else:
             text = f"plugin '{rec.id}': the sandbox denied {what}"
+            if event.get("layer") == "broker":
+                text = f"plugin '{rec.id}': the host's broker refused {what}"
             if event.get("permission"):
                 text += f" (permission '{event['permission']}' not granted)"
+            if event.get("source") == "worker":
+                text += " [reported by its worker]"
         security_log.warning("%s", text)
         fields = {k: v for k, v in event.items() if k not in ("kind", "plugin")}
         self.events.emit(f"security.{kind}", plugin=rec.id, **fields)
@@ -600,7 +631,7 @@ class PluginManager:
                 mode=self.settings.mode,  # type: ignore[arg-type]
                 isolation=isolation,
             ),
-            services=ServiceView(self.services, manifest.id),
+            services=ServiceView(self.services, manifest.id, self.broker.check_service),
             config=PluginConfig(config),
             logger=logging.getLogger(f"plugbay.plugin.{manifest.id}"),
             metrics=metrics,
@@ -836,18 +867,8 @@ class PluginManager:
     async def _host_call(
         self, consumer: str, target: str, command: str, params: dict[str, Any]
     ) -> Any:
-        """A worker's call out: to a service (``service:NAME@RANGE``) or a plugin id."""
-        if target.startswith("service:"):
-            name, _, wanted = target[len("service:") :].partition("@")
-            provided = self.services.lookup(consumer, name, Range.parse(wanted or "*"))
-            if provided.service is not None:
-                result = getattr(provided.service, command)(**params)
-                if inspect.isawaitable(result):
-                    result = await result
-                return msgspec.to_builtins(result, str_keys=True)
-            target = provided.provider
-        result = await self.call(target, command, params)
-        return msgspec.to_builtins(result, str_keys=True)
+        """A worker's call out, checked by the broker (``runtime.broker``)."""
+        return await self.broker.host_call(consumer, target, command, params)
 
     def _start_order(self) -> list[str]:
         """Active plugin ids, each after everything it needs."""
@@ -1085,6 +1106,16 @@ class PluginManager:
             hint=(f"{suggestion} " if suggestion else "")
             + f"commands: {', '.join(names) or 'none'}",
         )
+
+
+def _report_dropped(plugin_id: str, lost: dict[str, int]) -> None:
+    """Once per window: what a plugin lost to its bounds, in its own log (never whole)."""
+    what = ", ".join(f"{n} {reason.replace('_', ' ')}" for reason, n in sorted(lost.items()))
+    logging.getLogger(f"plugbay.plugin.{plugin_id}").warning(
+        "over its bounds: %s (see plugbay_plugin_dropped_total)",
+        what,
+        extra={"fields": {"dropped": lost, "source": "host"}, "plugbay_owner": plugin_id},
+    )
 
 
 def _positive(value: float | None) -> float | None:

@@ -225,6 +225,14 @@ class PlugbayCollector(Collector):
             "Log records dropped by the plugin's rate limit.",
             labels=pv,
         )
+        bounded_out = CounterMetricFamily(
+            "plugbay_plugin_dropped",
+            "What a plugin sent or asked over its bounds ([policy.bounds]): dropped or cut.",
+            labels=["plugin", "reason"],
+        )
+        for plugin_id, budget in sorted(self.manager.budgets.items()):
+            for reason, n in sorted(budget.dropped.items()):
+                bounded_out.add_metric([plugin_id, reason], n)
         delivered_to = self.manager.events.delivered_to
         monitor = self.monitor
         dropped_logs = monitor.logs.dropped() if monitor is not None else {}
@@ -261,7 +269,7 @@ class PlugbayCollector(Collector):
                 alerts.add_metric([*labels, alert.rule], 1)
         yield from (inflight, instances, success, error_ratio, delivered, dropped_series)
         yield from families.values()
-        yield from (cpu_percent, utilization, health, alerts, logs_dropped)
+        yield from (cpu_percent, utilization, health, alerts, logs_dropped, bounded_out)
         if monitor is not None:
             host = monitor.host_usage()
             memory = GaugeMetricFamily(

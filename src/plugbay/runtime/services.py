@@ -90,17 +90,27 @@ class ServiceHub:
 class ServiceView:
     """One plugin's window on the hub: ``context.services``."""
 
-    __slots__ = ("_hub", "_plugin")
+    __slots__ = ("_check", "_hub", "_plugin")
 
-    def __init__(self, hub: ServiceHub, plugin_id: str) -> None:
+    def __init__(
+        self,
+        hub: ServiceHub,
+        plugin_id: str,
+        check: Callable[[str, str, Range], None] | None = None,
+    ) -> None:
         self._hub = hub
         self._plugin = plugin_id
+        #: the broker's rule (``runtime.broker``): a service the manifest did not declare is refused
+        self._check = check
 
     def provide(self, name: str, service: object, version: str = "1.0.0") -> None:
         self._hub.provide(self._plugin, name, Version.parse(version), service)
 
     def require(self, name: str, range: str = "*", kind: type[Any] | None = None) -> Any:
-        service = self._hub.require(self._plugin, name, Range.parse(range))
+        wanted = Range.parse(range)
+        if self._check is not None:
+            self._check(self._plugin, name, wanted)
+        service = self._hub.require(self._plugin, name, wanted)
         if kind is not None and isinstance(kind, type) and getattr(kind, "_is_protocol", False):
             return service  # a structural type: the proxy answers for it
         if (

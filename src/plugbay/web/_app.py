@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from plugbay.api.errors import PlugbayError
 from plugbay.runtime.host import HOST_VERSION, Host
-from plugbay.web import _dashboard
+from plugbay.web import _dashboard, _grants
 from plugbay.web._api import call_response, plugbay_error, router
 from plugbay.web._errors import error_response, http_error
 from plugbay.web._gate import Caller, Gate
@@ -77,6 +77,7 @@ def create_app(
         redoc_url=None,
     )
     api.include_router(router)
+    api.include_router(_grants.router)
     api.include_router(_dashboard.router)
     series = Series(host, interval=sample_interval)
     api.state.host = host

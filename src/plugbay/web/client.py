@@ -153,6 +153,13 @@ class HostClient:
 
     # ------------------------------------------------------------------ plumbing
 
+    def grant(self, plugin_id: str, permission: str) -> dict[str, Any]:
+        """Grant and apply at once (the plugin's worker restarts under the new policy)."""
+        return self._op(plugin_id, "grants", {"permission": permission})
+
+    def revoke(self, plugin_id: str, permission: str) -> dict[str, Any]:
+        return self._op(plugin_id, "revoke", {"permission": permission})
+
     def _op(self, plugin_id: str, op: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         return self._json("POST", f"/api/v1/plugins/{plugin_id}/{op}", body)  # type: ignore[no-any-return]
 

@@ -222,6 +222,9 @@ function describe(d) {
   parts.push(`needs: ${deps.join(", ") || "nothing"}`);
   parts.push(`needed by: ${(d.dependents || []).join(", ") || "nothing"}`);
   if (d.permissions && d.permissions.effective.length) parts.push(`permissions: ${d.permissions.effective.join(", ")}`);
+  // asked for and not granted: the diff the operator approves (approving = granting)
+  const pending = (d.permissions && d.permissions.pending) || [];
+  if (pending.length) parts.push(`pending approval: ${pending.map((p) => `${p} (plugbay grant ${d.id} ${p})`).join(", ")}`);
   const info = $("#detail-info");
   info.textContent = parts.join(" — ");
   const reason = $("#detail-reason");

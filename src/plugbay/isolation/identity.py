@@ -1,0 +1,195 @@
+"""Identity from the channel: how the host reads what a worker sends it.
+
+A worker runs plugin code, so everything in its frames is the plugin's word.
+The host attributes every frame to the plugin that owns the channel it came on
+(never to a name inside the message), bounds it (``isolation.bounds``), and
+decides itself what kind of thing it is:
+
+* a log record is the sender's log, marked ``source = "plugin"``; a logger name
+  or fields naming another plugin or imitating a host record are kept as the
+  sender's data (reserved field names are prefixed ``plugin.``);
+* a security frame is the worker's *report* (``source = "worker"``): only known
+  keys, bounded, rate-limited; the host's own events say ``source = "host"``;
+* an error is the plugin's error unless the host can stand behind its kind:
+  a ``permission_denied`` the host's broker issued to this plugin, or a sandbox
+  denial consistent with this plugin's placement (a permission it was not
+  granted, a known layer). Anything else claiming a host-only kind
+  (``permission_denied``, ``resource_limit``, ``plugin_crashed``…) is presented
+  as the plugin's own error, ``plugin_raised``, with the claim kept in details.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Collection
+from typing import Any, Final
+
+from plugbay.api.errors import (
+    PermissionDenied,
+    PlugbayError,
+    PluginCallError,
+    ResourceLimitExceeded,
+    error_from_dict,
+)
+from plugbay.monitor.bounds import RESERVED_FIELDS, Budget, bounded
+
+__all__ = ["judge_error", "log_fields", "log_message", "log_record", "security_event"]
+
+#: error kinds only the host may produce; a worker's claim of one is judged
+_HOST_ONLY: Final = frozenset(
+    {
+        "permission_denied", "resource_limit", "plugin_crashed", "plugin_timeout",
+        "plugin_not_found", "plugin_state", "plugin_has_dependents", "state_error",
+        "dependency_conflict", "dependency_missing", "dependency_cycle",
+    }
+)  # fmt: skip
+#: the layers a worker's guard names in a denial (``isolation.guard``)
+_SANDBOX_LAYERS: Final = frozenset(
+    {"seccomp", "landlock", "netns", "netns/seccomp", "netns/landlock", "secrets", "guard"}
+)
+_LIMITS: Final = frozenset(
+    {"memory", "cpu_seconds", "open_files", "file_size", "storage", "processes", "threads"}
+)
+#: what a worker's security frame may carry, and how long each value may be
+_SECURITY_KEYS: Final = ("kind", "operation", "permission", "layer", "limit", "detail")
+_SECURITY_KINDS: Final = frozenset({"denied", "limit", "killed", "timeout"})
+
+
+def log_fields(fields: dict[str, Any] | None, budget: Budget | None) -> dict[str, Any]:
+    """A worker's record fields as the host keeps them: the plugin's, bounded, marked."""
+    out: dict[str, Any] = {}
+    if fields:
+        for key, value in fields.items():
+            key = str(key)
+            out[f"plugin.{key}" if key in RESERVED_FIELDS else key] = value
+        limit = budget.bounds.log_fields_bytes if budget is not None else 16 * 1024
+        out, cut = bounded(out, limit)
+        if cut and budget is not None:
+            budget.drop("log_fields_truncated")
+    out["source"] = "plugin"
+    return out
+
+
+#: what relativeCreated counts from, as in logging's own records
+_START: Final[float] = getattr(logging, "_startTime", time.time())
+_NEW = logging.LogRecord.__new__
+
+
+def log_record(
+    name: str, level: int, message: str, pid: int, extra: dict[str, Any]
+) -> logging.LogRecord:
+    """A record made by the host for a worker's line, without ``LogRecord.__init__``'s
+    work (caller lookup, thread and process names): a worker sends thousands a second,
+    and none of that describes where the line was written (the worker, ``pid``)."""
+    record = _NEW(logging.LogRecord)
+    now = time.time()
+    record.__dict__.update(
+        name=name, msg=message, args=(), levelno=level,
+        levelname=logging.getLevelName(level), pathname="(worker)", filename="(worker)",
+        module="worker", exc_info=None, exc_text=None, stack_info=None, lineno=0,
+        funcName=None, created=now, msecs=(now - int(now)) * 1000.0,
+        relativeCreated=(now - _START) * 1000.0, thread=None, threadName=None,
+        processName="worker", process=pid, taskName=None, **extra,
+    )  # fmt: skip
+    return record
+
+
+def log_message(message: str, budget: Budget | None) -> str:
+    limit = budget.bounds.log_message_bytes if budget is not None else 8192
+    if len(message) <= limit:
+        return message
+    if budget is not None:
+        budget.drop("log_message_truncated")
+    return message[:limit] + f"… ({len(message) - limit} more characters cut)"
+
+
+def security_event(event: Any, budget: Budget | None) -> dict[str, Any] | None:
+    """A worker's security frame as the host records it, or None when it is dropped."""
+    if budget is not None and not budget.security.allow():
+        budget.drop("security_rate")
+        return None
+    if not isinstance(event, dict):
+        if budget is not None:
+            budget.drop("security_malformed")
+        return None
+    out: dict[str, Any] = {}
+    each = (budget.bounds.security_event_bytes if budget is not None else 2048) // len(
+        _SECURITY_KEYS
+    )
+    cut = False
+    for key in _SECURITY_KEYS:
+        value = event.get(key)
+        if value is None:
+            continue
+        text = str(value) if not isinstance(value, str) else value
+        if len(text) > each:
+            text, cut = text[:each] + "… (cut)", True
+        out[key] = text
+    if out.get("kind") not in _SECURITY_KINDS:
+        out["kind"] = "denied"
+    if cut and budget is not None:
+        budget.drop("security_truncated")
+    out["source"] = "worker"
+    return out
+
+
+def judge_error(
+    data: Any,
+    plugin_id: str,
+    *,
+    granted: Collection[str] = (),
+    sandboxed: bool = False,
+    issued: Callable[[str], bool] = lambda token: False,
+) -> PlugbayError:
+    """The error a worker reported, as the host presents it (see the module docstring)."""
+    if not isinstance(data, dict):
+        data = {"type": "PluginCallError", "message": repr(data)[:2048]}
+    error = error_from_dict(data)
+    code = error.code
+    details = error.details if isinstance(error.details, dict) else {}
+    if code not in _HOST_ONLY:
+        error.plugin = plugin_id  # its own error, whatever name it wrote in
+        return error
+    if isinstance(error, PermissionDenied):
+        token = details.get("denial")
+        if details.get("layer") == "broker" and isinstance(token, str) and issued(token):
+            return error  # the host's broker said so, to this very plugin
+        permission = details.get("permission")
+        if (
+            sandboxed
+            and details.get("layer") in _SANDBOX_LAYERS
+            and (permission is None or (isinstance(permission, str) and permission not in granted))
+        ):
+            operation = str(details.get("operation") or "an operation")[:512]
+            return PermissionDenied(
+                str(error.message)[:512] or f"the sandbox denied {operation}",
+                plugin=plugin_id,
+                hint=str(error.hint or "")[:512] or None,
+                details={
+                    "operation": operation,
+                    "permission": permission,
+                    "layer": details.get("layer"),
+                    "reported_by": "worker",
+                },
+            )
+    elif isinstance(error, ResourceLimitExceeded) and sandboxed:
+        limit = details.get("limit")
+        if limit in _LIMITS:
+            return ResourceLimitExceeded(
+                str(error.message)[:2048],
+                plugin=plugin_id,
+                hint=str(error.hint or "")[:512] or None,
+                details={"limit": limit, "replace": True, "reported_by": "worker"},
+            )
+    return PluginCallError(
+        f"the plugin raised an error of its own that claims to be {code!r}: "
+        f"{str(error.message)[:2048]}",
+        plugin=plugin_id,
+        hint="this is the plugin's own error, not the host's: the host did not deny or stop "
+        "anything here",
+        details={
+            "claimed": code,
+            "claimed_plugin": str(error.plugin)[:256] if error.plugin else None,
+        },
+    )

@@ -1,0 +1,327 @@
+"""The broker: every request a plugin makes of the host, checked against who sent it.
+
+The sender is the plugin that owns the channel the request came on (a worker's
+socket, an inline plugin's ``context.services``), never a name in the request.
+A plugin reaches
+
+* **another plugin's commands** only when its manifest declares that plugin under
+  ``[dependencies]`` or ``[optional-dependencies]`` and the loaded version is in
+  the declared range (what the resolver bound);
+* **a service** only when its manifest declares it under ``[services] requires``
+  (the provider's version in the declared range), or its provider is a declared
+  dependency;
+* **host-internal data** only through a named permission the operator granted
+  (:data:`HOST_PERMISSIONS`), asked for in the manifest (``[permissions] host``).
+
+A refusal is a :class:`PermissionDenied` naming the manifest line to add or the
+``plugbay grant`` command to run, and a security event (``layer = "broker"``).
+Every backend's host calls pass :meth:`Broker.host_call`; inline plugins meet the
+same rules at ``context.services.require`` (:meth:`Broker.check_service`) — inline
+code runs in the host's process and can bypass anything, so for them the check
+catches honest mistakes, not attacks.
+"""
+
+from __future__ import annotations
+
+import collections
+import inspect
+import secrets
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Final
+
+import msgspec
+
+from plugbay.api.errors import PermissionDenied, ResourceLimitExceeded
+from plugbay.model.versions import Range
+
+if TYPE_CHECKING:
+    from plugbay.model.manifest import PluginManifest
+    from plugbay.runtime.manager import PluginManager
+
+__all__ = ["HOST_DATA", "HOST_PERMISSIONS", "Broker"]
+
+#: every permission to host-internal data, and what it allows
+HOST_PERMISSIONS: Final[Mapping[str, str]] = {
+    "host:audit-read": "read the audit trail (core.security: trail, verify)",
+    "host:audit-write": "add entries to the audit trail (core.security: record), in its own name",
+    "host:logs-read": "read every plugin's logs (the logging service, system.logging)",
+    "host:state-read": "read the host's state: every plugin's record (the plugbay.host service)",
+    "host:metrics-read": "read the host's health and alerts (plugbay.host: health, alerts)",
+}
+
+#: (provider, command) → the permission it needs; "*" stands for any other command
+HOST_DATA: Final[Mapping[tuple[str, str], str | None]] = {
+    ("core.security", "trail"): "host:audit-read",
+    ("core.security", "verify"): "host:audit-read",
+    ("core.security", "record"): "host:audit-write",
+    ("core.security", "*"): "host:audit-read",
+    ("system.logging", "log"): None,  # writing its own line: the source is set from the channel
+    ("system.logging", "*"): "host:logs-read",
+    ("plugbay.host", "health"): "host:metrics-read",
+    ("plugbay.host", "alerts"): "host:metrics-read",
+    ("plugbay.host", "*"): "host:state-read",
+}
+#: parameters the broker sets to the sender's id, whatever the sender wrote
+_STAMPED: Final[Mapping[tuple[str, str], str]] = {
+    ("core.security", "record"): "plugin",
+    ("system.logging", "log"): "source",
+}
+_NO_GRANT = object()
+#: the service the host itself provides (``Host``'s read-only view)
+HOST_SERVICE: Final = "plugbay.host"
+
+
+def host_data_permission(provider: str, command: str) -> str | object | None:
+    """The permission ``provider.command`` needs, None when none, ``_NO_GRANT`` if not host data."""
+    if (provider, command) in HOST_DATA:
+        return HOST_DATA[(provider, command)]
+    if (provider, "*") in HOST_DATA:
+        return HOST_DATA[(provider, "*")]
+    return _NO_GRANT
+
+
+class Broker:
+    """One per host; see the module docstring."""
+
+    def __init__(self, manager: PluginManager) -> None:
+        self._manager = manager
+        #: False only to measure what the checks cost (``bench``): every request is routed
+        self.enabled = True
+        self._issued: dict[str, collections.deque[str]] = {}
+        #: (sender, target, command) → what the last check saw allowed (``_check_plugin``)
+        self._allowed: dict[tuple[str, str, str], tuple[object, object, object]] = {}
+        #: requests refused, by plugin (for tests and ``plugbay info``)
+        self.refused: collections.Counter[str] = collections.Counter()
+
+    # -- the worker path ------------------------------------------------------------------
+
+    async def host_call(
+        self, consumer: str, target: str, command: str, params: dict[str, Any]
+    ) -> Any:
+        """A plugin's call out, from the channel of ``consumer``: ``service:NAME@RANGE``
+        or a plugin id. Checked, bounded, then routed like any call."""
+        manager = self._manager
+        budget = manager.budget_for(consumer)
+        if budget is not None:
+            if not budget.host_calls.allow():
+                budget.drop("host_call_rate")
+                raise self._limit(
+                    consumer, "host calls a second", budget.bounds.host_calls_per_second
+                )
+            if budget.in_flight >= budget.bounds.host_calls_in_flight:
+                budget.drop("host_calls_in_flight")
+                raise self._limit(
+                    consumer, "host calls at once", budget.bounds.host_calls_in_flight
+                )
+            budget.in_flight += 1
+        try:
+            if not isinstance(params, dict) or not isinstance(command, str):
+                raise self.deny(
+                    consumer, "a malformed host call", None, "send a command name and a mapping"
+                )
+            if target.startswith("service:"):
+                name, _, wanted = target[len("service:") :].partition("@")
+                provided = self._service(consumer, name, wanted or "*", command)
+                if provided.service is not None:
+                    method = getattr(provided.service, command, None)
+                    if command.startswith("_") or not callable(method):
+                        raise self.deny(consumer, f"'{command}' of service '{name}'", None,
+                                        f"service '{name}' has no command '{command}'")  # fmt: skip
+                    result = method(**params)
+                    if inspect.isawaitable(result):
+                        result = await result
+                    return msgspec.to_builtins(result, str_keys=True)
+                target = provided.provider
+            elif self.enabled:
+                self._check_plugin(consumer, target, command)
+            stamp = _STAMPED.get((target, command))
+            if stamp is not None and self.enabled:
+                params = {**params, stamp: consumer}
+            result = await manager.call(target, command, params)
+            return msgspec.to_builtins(result, str_keys=True)
+        finally:
+            if budget is not None:
+                budget.in_flight -= 1
+
+    def _check_plugin(self, consumer: str, target: str, command: str) -> None:
+        """:meth:`_plugin`, remembered while neither plugin's manifest nor the sender's
+        placement (its grants) changes: the hot path of a host call is three lookups."""
+        records = self._manager._records
+        sender, callee = records.get(consumer), records.get(target)
+        key = (consumer, target, command)
+        seen = self._allowed.get(key)
+        if (
+            seen is not None
+            and sender is not None
+            and callee is not None
+            and seen[0] is sender.placement
+            and seen[1] is sender.manifest
+            and seen[2] is callee.manifest
+        ):
+            return
+        self._plugin(consumer, target, command)
+        if sender is not None and callee is not None:
+            if len(self._allowed) >= 4096:  # bounded: commands are the sender's strings
+                self._allowed.clear()
+            self._allowed[key] = (sender.placement, sender.manifest, callee.manifest)
+
+    def issued(self, consumer: str, token: str) -> bool:
+        """Whether this denial token was issued by the broker to ``consumer``."""
+        return token in self._issued.get(consumer, ())
+
+    # -- the inline path ------------------------------------------------------------------
+
+    def check_service(self, consumer: str, name: str, wanted: Range) -> None:
+        """``context.services.require(name, range)`` of an inline plugin."""
+        if not self.enabled:
+            return
+        self._service(consumer, name, str(wanted), None)
+
+    # -- the rules ------------------------------------------------------------------------
+
+    def _manifest(self, consumer: str) -> PluginManifest | None:
+        rec = self._manager._records.get(consumer)
+        return rec.manifest if rec is not None else None
+
+    def _service(self, consumer: str, name: str, wanted: str, command: str | None) -> Any:
+        hub = self._manager.services
+        try:
+            wanted_range = Range.parse(wanted)
+        except Exception:
+            raise self.deny(consumer, f"service '{name}' at {wanted!r}", None,
+                            "ask for a valid version range") from None  # fmt: skip
+        if not self.enabled:
+            return hub.lookup(consumer, name, wanted_range)
+        manifest = self._manifest(consumer)
+        declared = None
+        if manifest is not None:
+            declared = manifest.requires.get(name) or manifest.optional_services.get(name)
+        provider = hub.provider_of(name)
+        via_dependency = (
+            manifest is not None
+            and provider is not None
+            and (provider in manifest.dependencies or provider in manifest.optional_dependencies)
+        )
+        if provider == HOST_SERVICE:  # the host's own view: the permission is what counts
+            provided = hub.lookup(consumer, name, wanted_range)
+            self._host_data(consumer, provider, command)
+            return provided
+        provided = hub.lookup(consumer, name, wanted_range)  # not there at all: say so first
+        if declared is None and not via_dependency:
+            raise self.deny(
+                consumer,
+                f"the service '{name}'",
+                None,
+                f'declare it in the manifest: [services] requires = {{ {name} = "{wanted}" }}',
+                declare=f'[services] requires = {{ {name} = "{wanted}" }}',
+            )
+        if declared is not None and provided.version not in declared:
+            raise self.deny(
+                consumer,
+                f"the service '{name}' {provided.version} (its manifest declares {declared})",
+                None,
+                f'declare the range it works with: [services] requires = {{ {name} = "..." }}',
+            )
+        self._host_data(consumer, provided.provider, command)
+        return provided
+
+    def _plugin(self, consumer: str, target: str, command: str) -> None:
+        if not self.enabled or target == consumer:
+            return
+        manifest = self._manifest(consumer)
+        declared = None
+        if manifest is not None:
+            declared = manifest.dependencies.get(target) or manifest.optional_dependencies.get(
+                target
+            )
+        if declared is None:
+            raise self.deny(
+                consumer,
+                f"calling '{target}.{command}'",
+                None,
+                f'declare the dependency in the manifest: [dependencies] "{target}" = "RANGE"',
+                declare=f'[dependencies] "{target}" = "RANGE"',
+            )
+        rec = self._manager._records.get(target)
+        if rec is None or rec.manifest is None or rec.manifest.version not in declared:
+            loaded = rec.version if rec is not None else "not loaded"
+            raise self.deny(
+                consumer,
+                f"calling '{target}.{command}' ({loaded}, outside the declared range {declared})",
+                None,
+                f"install a version of '{target}' in {declared}, or widen the declared range",
+            )
+        self._host_data(consumer, target, command)
+
+    def _host_data(self, consumer: str, provider: str, command: str | None) -> None:
+        needed = host_data_permission(provider, command or "*")
+        if needed is _NO_GRANT or needed is None:
+            return
+        assert isinstance(needed, str)
+        rec = self._manager._records.get(consumer)
+        effective = rec.placement.effective if rec is not None and rec.placement else ()
+        if needed in effective:
+            return
+        asked = rec.placement.asked if rec is not None and rec.placement else ()
+        short = needed.partition(":")[2]
+        if needed in asked:
+            hint = f"the operator can run 'plugbay grant {consumer} {needed}'"
+        else:
+            hint = (
+                f'ask for it in the manifest ([permissions] host = ["{short}"]), then the '
+                f"operator runs 'plugbay grant {consumer} {needed}'"
+            )
+        target = f"'{provider}.{command}'" if command else f"the service '{provider}'"
+        raise self.deny(consumer, f"{target}, which needs {needed}", needed, hint)
+
+    # -- refusals -------------------------------------------------------------------------
+
+    def deny(
+        self,
+        consumer: str,
+        what: str,
+        permission: str | None,
+        hint: str,
+        *,
+        declare: str | None = None,
+    ) -> PermissionDenied:
+        """The refusal (raise it) and its security event."""
+        token = secrets.token_hex(8)
+        self._issued.setdefault(consumer, collections.deque(maxlen=256)).append(token)
+        self.refused[consumer] += 1
+        self._manager.security_event(
+            consumer,
+            {
+                "kind": "denied",
+                "operation": what,
+                "permission": permission,
+                "layer": "broker",
+                "source": "host",
+            },
+        )
+        details: dict[str, Any] = {
+            "operation": what,
+            "permission": permission,
+            "layer": "broker",
+            "denial": token,
+        }
+        if declare is not None:
+            details["declare"] = declare
+        return PermissionDenied(
+            f"the host refused {what}: not declared or granted",
+            plugin=consumer,
+            hint=hint,
+            details=details,
+        )
+
+    def _limit(self, consumer: str, what: str, bound: float) -> ResourceLimitExceeded:
+        return ResourceLimitExceeded(
+            f"over its bound of {bound:g} {what}; the call was refused",
+            plugin=consumer,
+            hint="raise it in the host config: [policy.bounds.plugins."
+            f'"{consumer}"] (see docs/security.md)',
+            details={"limit": "host_calls"},
+        )
+
+
+ServiceCheck = Callable[[str, str, Range], None]

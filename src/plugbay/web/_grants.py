@@ -1,0 +1,49 @@
+"""Grants through the running host: applied at once (the plugin's worker restarts)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from pydantic import BaseModel, Field
+
+from plugbay.web._api import HostDep, errors
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["grants"])
+
+
+class GrantChange(BaseModel):
+    permission: str = Field(
+        description="As the manifest asks it: network:HOST:PORT, read:PATH, write:PATH, "
+        "env:NAME, secret:NAME, subprocess, host:audit-read, …"
+    )
+
+
+class GrantResult(BaseModel):
+    plugin: str
+    permission: str
+    granted: bool = Field(description="True for a grant, False for a revoke")
+    asked: bool = Field(description="Whether the plugin's manifest asks for it (else no effect)")
+    restarted: bool = Field(description="Whether its worker was restarted under the new policy")
+    state: str
+    permissions: dict[str, list[str]] = Field(
+        description="asked, granted, effective, and pending (asked, not granted)"
+    )
+
+
+@router.post(
+    "/api/v1/plugins/{plugin_id}/grants", response_model=GrantResult,
+    responses=errors(400, 404, 409, 503),
+    summary="Grant a permission; an active plugin's worker restarts under the new policy",
+)  # fmt: skip
+async def grant(plugin_id: str, change: GrantChange, host: HostDep) -> GrantResult:
+    return GrantResult.model_validate(await host.grant(plugin_id, change.permission))
+
+
+@router.post(
+    "/api/v1/plugins/{plugin_id}/revoke", response_model=GrantResult,
+    responses=errors(400, 404, 409, 503),
+    summary="Take a permission back; an active plugin's worker restarts under the new policy",
+)  # fmt: skip
+async def revoke(plugin_id: str, change: GrantChange, host: HostDep) -> GrantResult:
+    return GrantResult.model_validate(await host.revoke(plugin_id, change.permission))
