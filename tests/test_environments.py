@@ -612,6 +612,7 @@ def test_cli_install_env_list_info_sbom_and_gc(
         load_manifest(plugins("acme.gone", CODE, extra='python-dependencies = ["libdemo==2.*"]\n'))
     )
     assert orphan is not None
+    envs.worker_paths(orphan)  # this plugbay's runtime links, as a worker's start makes them
     old_runtime = workdir / "st" / "envs" / ".runtime-0123456789ab"  # another plugbay's
     old_runtime.mkdir()
     gc = plugbay("env", "gc", *state, "--plugins", "none", cwd=workdir)

@@ -58,7 +58,7 @@ def disk_rows(
     plugin_dirs: list[Path], state: Path
 ) -> tuple[list[dict[str, Any]], list[PlugbayError]]:
     """One row per plugin id on disk (its newest version), and the manifests that failed."""
-    newest, problems, _ = _newest(plugin_dirs)
+    newest, problems, _ = _newest([*plugin_dirs, state / "store"])
     disabled, store = _kept(state)
     if store is not None:
         store.close()
@@ -79,7 +79,7 @@ def disk_rows(
 def disk_info(plugin_id: str, plugin_dirs: list[Path], state: Path) -> dict[str, Any]:
     """``plugbay info`` from the manifest and the kept state (no plugin code is imported,
     so its commands are not known)."""
-    newest, _, known = _newest(plugin_dirs)
+    newest, _, known = _newest([*plugin_dirs, state / "store"])
     m = newest.get(plugin_id)
     if m is None:
         raise PluginNotFound(
@@ -117,11 +117,25 @@ def disk_info(plugin_id: str, plugin_dirs: list[Path], state: Path) -> dict[str,
             "asked": asked,
             "granted": granted,
             "effective": [p for p in asked if p in granted],
+            "pending": [p for p in asked if p not in granted],
         },
         "limits": {},
         "sandbox": None,
+        "python": _python(m, state),
         "usage": None,
         "traceback": None,
         "notes": [f"{NOT_RUNNING}: its commands are listed by a running host ('plugbay run')"],
         "source": "disk",
     }
+
+
+def _python(manifest: Any, state: Path) -> dict[str, Any] | None:
+    """The plugin's Python requirements and the packages of its environment, read from
+    the environments on disk (nothing is built)."""
+    if not manifest.python_dependencies:
+        return None
+    from plugbay.runtime.environments import EnvironmentStore, python_info
+    from plugbay.runtime.host import HOST_VERSION
+
+    envs = EnvironmentStore(state / "envs", host_version=HOST_VERSION)
+    return python_info(manifest, envs, inline=False)

@@ -180,7 +180,13 @@ def judge_error(
                 str(error.message)[:2048],
                 plugin=plugin_id,
                 hint=str(error.hint or "")[:512] or None,
-                details={"limit": limit, "replace": True, "reported_by": "worker"},
+                # a full storage image keeps its worker (the plugin may free space); any other
+                # limit replaces it: a worker may only ask to be kept, which costs the host nothing
+                details={
+                    "limit": limit,
+                    "replace": details.get("replace") is not False,
+                    "reported_by": "worker",
+                },
             )
     return PluginCallError(
         f"the plugin raised an error of its own that claims to be {code!r}: "

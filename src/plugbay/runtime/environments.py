@@ -697,3 +697,44 @@ def _applies_text(text: str) -> bool:
         return _applies(Requirement(text))
     except InvalidRequirement:
         return False
+
+
+def python_info(
+    manifest: PluginManifest | None, envs: EnvironmentStore | None, *, inline: bool
+) -> dict[str, Any] | None:
+    """A plugin's Python requirements, its environment and the packages in it (what
+    ``plugbay info`` shows and ``--sbom`` writes); read from disk, nothing is built."""
+    if manifest is None or not manifest.python_dependencies:
+        return None
+    out: dict[str, Any] = {
+        "requirements": list(manifest.python_dependencies),
+        "environment": None,
+        "packages": [],
+    }
+    try:
+        if inline:
+            out["environment"] = "the host's own (inline)"
+            packages = check_fits_host(manifest, envs.host_version if envs else _plugbay_version())
+            out["packages"] = [dataclasses.asdict(p) | {"direct": True} for p in packages]
+            return out
+        env = envs.find(manifest) if envs is not None else None
+    except PlugbayError as exc:
+        out["problem"] = str(exc)
+        return out
+    if env is not None:
+        direct = {_canonical(r) for r in env.requirements}
+        out["environment"] = str(env.path)
+        out["packages"] = [
+            dataclasses.asdict(p) | {"direct": _canonical(p.name) in direct} for p in env.packages()
+        ]
+    return out
+
+
+def _plugbay_version() -> str:
+    import importlib.metadata
+
+    return importlib.metadata.version("plugbay")
+
+
+def _canonical(requirement: str) -> str:
+    return str(canonicalize_name(Requirement(requirement).name))

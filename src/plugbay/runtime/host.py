@@ -35,7 +35,11 @@ from plugbay.model.registry import PluginRegistry
 from plugbay.model.versions import Version
 from plugbay.monitor.config import MonitorSettings
 from plugbay.monitor.monitor import PluginMonitor
-from plugbay.runtime.environments import EnvironmentStore, IndexSettings, check_fits_host
+from plugbay.runtime.environments import (
+    EnvironmentStore,
+    IndexSettings,
+    python_info,
+)
 from plugbay.runtime.events import EventBus
 from plugbay.runtime.manager import ManagerSettings, PluginManager, PluginRecord, PluginState
 from plugbay.runtime.store import KEPT, PluginStore
@@ -676,32 +680,8 @@ class Host:
         self, manifest: PluginManifest | None, placement: Placement | None
     ) -> dict[str, Any] | None:
         """The plugin's Python requirements, its environment and the packages in it."""
-        if manifest is None or not manifest.python_dependencies:
-            return None
-        out: dict[str, Any] = {
-            "requirements": list(manifest.python_dependencies),
-            "environment": None,
-            "packages": [],
-        }
-        try:
-            if placement is not None and placement.isolation == "inline":
-                out["environment"] = "the host's own (inline)"
-                packages = check_fits_host(manifest, HOST_VERSION)
-                out["packages"] = [dataclasses.asdict(p) | {"direct": True} for p in packages]
-                return out
-            envs = self.manager.environments
-            env = envs.find(manifest) if envs is not None else None
-        except PlugbayError as exc:
-            out["problem"] = str(exc)
-            return out
-        if env is not None:
-            direct = {_canonical(r) for r in env.requirements}
-            out["environment"] = str(env.path)
-            out["packages"] = [
-                dataclasses.asdict(p) | {"direct": _canonical(p.name) in direct}
-                for p in env.packages()
-            ]
-        return out
+        inline = placement is not None and placement.isolation == "inline"
+        return python_info(manifest, self.manager.environments, inline=inline)
 
     # ------------------------------------------------------------------ monitoring
 
@@ -747,10 +727,3 @@ class Host:
         from plugbay.runtime.profile import profile_call
 
         return await profile_call(self.manager, plugin_id, command, params, strict=strict)
-
-
-def _canonical(requirement: str) -> str:
-    from packaging.requirements import Requirement
-    from packaging.utils import canonicalize_name
-
-    return str(canonicalize_name(Requirement(requirement).name))
