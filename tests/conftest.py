@@ -22,8 +22,13 @@ BUNDLED = REPO / "plugins"
 # an arena (64 MiB reserved), and each host's monitor runs threads, so after many
 # hosts the children's budgets shrank with test order. One arena keeps them exact.
 # (Workers are forked from the zygote, a fresh process: the host's arenas never reach them.)
+# Likewise the heap: glibc raises its mmap threshold after a large block is freed (up to
+# 32 MiB), so later large blocks (a hostile-file test's multi-MiB manifests and wheels)
+# come from the heap and leave free holes there that a forked child can fill past its
+# budget. A fixed threshold keeps large blocks mmapped, and returned when freed.
 with contextlib.suppress(OSError, AttributeError):
     ctypes.CDLL(None).mallopt(-8, 1)  # M_ARENA_MAX (glibc's malloc.h)
+    ctypes.CDLL(None).mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD: fixed, not dynamic
 
 #: the ports `plugbay run` serves by default (`make run`): the API and the metrics
 DEFAULT_PORTS = (8750, 9464)

@@ -9,6 +9,7 @@ fails with one paragraph that names the file. A few run through the real ``plugb
 from __future__ import annotations
 
 import io
+import re
 import shutil
 import sqlite3
 import traceback
@@ -256,14 +257,20 @@ def test_every_command_that_reads_manifests_survives_a_mutated_one(
     path = plugin_tree(work) / "plugin.toml"
     path.write_bytes(data)
     problem = manifest_problem(path)
-    for args in (["deps"], ["list"], ["info", "acme.base"], ["run", "--once"]):
+    for args in (["deps"], ["list"], ["info", "acme.base"]):
         result = run(*args, cwd=work)
         assert_clear(result, "plugin.toml", "acme.calc")
         if problem is not None and args != ["info", "acme.base"]:
-            # the host and its tools say which file is wrong, and the good plugin still loads
+            # the tools say which file is wrong
             assert "plugin.toml" in result.output, (args, result.output)
+    # a real host, in a process of its own (a host in this one would leave the address
+    # space the limits tests fork from larger than they measure)
+    started = plugbay("run", "--once", cwd=work)
+    both = started.stdout + started.stderr
+    assert "Traceback" not in both and started.returncode in (0, 1), both
     if problem is not None:
-        assert "acme.base" in run("list", cwd=work).output
+        assert "plugin.toml" in both, both
+        assert re.search(r"acme\.base\s*│\s*1\.2\.0\s*│\s*utility\s*│\s*active", both), both
 
 
 @pytest.mark.parametrize(
