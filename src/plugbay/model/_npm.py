@@ -100,24 +100,29 @@ def _xrange(op: str, parts: _Parts, inc: bool) -> list[_Comparator]:
     mj = _n(M)
     mn = 0 if xm else _n(m)
     if op and xp:
-        if op == ">":
-            op = ">="
-            if xm:
-                mj, mn = mj + 1, 0
-            else:
-                mn += 1
-        elif op == "<=":
-            op = "<"
-            if xm:
-                mj += 1
-            else:
-                mn += 1
-        return [(op, _v(mj, mn, 0, _ZERO if op == "<" else z))]
+        return [_x_bound(op, mj, mn, xm, z)]
     if xm:
         return [(">=", _v(mj, 0, 0, z)), ("<", _v(mj + 1, 0, 0, _ZERO))]
     if xp:
         return [(">=", _v(mj, mn, 0, z)), ("<", _v(mj, mn + 1, 0, _ZERO))]
     return [(op or "=", _v(mj, mn, _n(p), _identifiers(pr) if pr else ()))]
+
+
+def _x_bound(op: str, mj: int, mn: int, xm: bool, z: tuple[int | str, ...]) -> _Comparator:
+    """An operator before a partial version: ``>1.2`` is ``>=1.3.0``, ``<=1`` is ``<2.0.0-0``."""
+    if op == ">":
+        op = ">="
+        if xm:
+            mj, mn = mj + 1, 0
+        else:
+            mn += 1
+    elif op == "<=":
+        op = "<"
+        if xm:
+            mj += 1
+        else:
+            mn += 1
+    return (op, _v(mj, mn, 0, _ZERO if op == "<" else z))
 
 
 def _hyphen(low: _Parts, high: _Parts, inc: bool) -> list[_Comparator]:
@@ -173,30 +178,40 @@ def _tidy(comparators: list[_Comparator], inc: bool) -> list[_Comparator] | None
 
 def _compile(comparators: list[_Comparator]) -> _Compiled | None:
     """One set as an interval of precedence keys; None when no version is in it."""
-    lower: _Key | None = None
-    lower_strict = False
-    upper: _Key | None = None
-    upper_strict = False
-    allowed: set[tuple[int, int, int]] = set()
-    for op, bound in comparators:
-        key = bound._prec
-        if bound.prerelease:
-            allowed.add((bound.major, bound.minor, bound.patch))
-        if op in (">", ">=", "="):
-            strict = op == ">"
-            if lower is None or key > lower or (key == lower and strict):
-                lower, lower_strict = key, strict
-        if op in ("<", "<=", "="):
-            strict = op == "<"
-            if upper is None or key < upper or (key == upper and strict):
-                upper, upper_strict = key, strict
+    lower, lower_strict = _lower_bound(comparators)
+    upper, upper_strict = _upper_bound(comparators)
     if (
         lower is not None
         and upper is not None
         and (lower > upper or (lower == upper and (lower_strict or upper_strict)))
     ):
         return None
-    return (lower, lower_strict, upper, upper_strict, frozenset(allowed))
+    allowed = frozenset((b.major, b.minor, b.patch) for _, b in comparators if b.prerelease)
+    return (lower, lower_strict, upper, upper_strict, allowed)
+
+
+def _lower_bound(comparators: list[_Comparator]) -> tuple[_Key | None, bool]:
+    """The highest lower bound of a set and whether it is strict (``>``)."""
+    lower: _Key | None = None
+    lower_strict = False
+    for op, bound in comparators:
+        if op in (">", ">=", "="):
+            key, strict = bound._prec, op == ">"
+            if lower is None or key > lower or (key == lower and strict):
+                lower, lower_strict = key, strict
+    return lower, lower_strict
+
+
+def _upper_bound(comparators: list[_Comparator]) -> tuple[_Key | None, bool]:
+    """The lowest upper bound of a set and whether it is strict (``<``)."""
+    upper: _Key | None = None
+    upper_strict = False
+    for op, bound in comparators:
+        if op in ("<", "<=", "="):
+            key, strict = bound._prec, op == "<"
+            if upper is None or key < upper or (key == upper and strict):
+                upper, upper_strict = key, strict
+    return upper, upper_strict
 
 
 def _parts(groups: tuple[str | Any, ...]) -> _Parts:
@@ -290,6 +305,21 @@ def _why_not_npm(alternative: str, pos: int) -> str:
     token = alternative[pos:].split(" ", 1)[0]
     ops = _OPS_RE.match(token).group(0)  # type: ignore[union-attr]
     rest = token[len(ops) :]
+    why = _why_not_operator(token, ops, rest) or _why_not_partial(token, rest)
+    if why is not None:
+        return why
+    if ops in ("<", "<=", ">", ">=", "") and _is_pep440_version(rest):
+        return (
+            f"'{token}' is PEP 440, which separates clauses with ',' "
+            f"(e.g. '{token}, <2'); npm versions are SemVer ('1.0.0-rc.1')"
+        )
+    return (
+        f"'{token}' is not a version, a partial version such as '1.2' or '1.x', "
+        "or one of those after an operator"
+    )
+
+
+def _why_not_operator(token: str, ops: str, rest: str) -> str | None:
     if token == "-":
         return "a hyphen range needs one version on each side of ' - ', e.g. '1.2 - 2.3.4'"
     if ops in ("=>", "=<"):
@@ -298,6 +328,10 @@ def _why_not_npm(alternative: str, pos: int) -> str:
         return f"'{ops}' is not an operator; use one of <, <=, >, >=, =, ~, ^"
     if not rest:
         return f"'{ops}' has no version after it"
+    return None
+
+
+def _why_not_partial(token: str, rest: str) -> str | None:
     numbers = rest.removeprefix("v").split("-", 1)[0].split("+", 1)[0].split(".")
     if len(numbers) > 3 and all(n.isdigit() or n in ("x", "X", "*") for n in numbers):
         return f"'{token}' has {len(numbers)} numbers; a version has at most three"
@@ -311,12 +345,4 @@ def _why_not_npm(alternative: str, pos: int) -> str:
             f"'{token}' has a number after a wildcard; a wildcard stands for every part "
             "after it, as in '1.x'"
         )
-    if ops in ("<", "<=", ">", ">=", "") and _is_pep440_version(rest):
-        return (
-            f"'{token}' is PEP 440, which separates clauses with ',' "
-            f"(e.g. '{token}, <2'); npm versions are SemVer ('1.0.0-rc.1')"
-        )
-    return (
-        f"'{token}' is not a version, a partial version such as '1.2' or '1.x', "
-        "or one of those after an operator"
-    )
+    return None

@@ -239,20 +239,33 @@ def _why_not_semver(text: str) -> str | None:
     if len(parts) > 3:
         return f"it has {len(parts)} numbers, SemVer has three (MAJOR.MINOR.PATCH)"
     if len(parts) == 3 and all(p.isdigit() for p in parts):
-        if any(len(p) > 1 and p[0] == "0" for p in parts):
-            fixed = ".".join(str(int(p)) for p in parts)
-            return f"numbers may not have leading zeros ({fixed!r})"
-        if "-" in main and not pre:
-            return "the pre-release after '-' is empty"
-        for ident in pre.split(".") if pre else ():
-            if not ident:
-                return "a pre-release identifier is empty (two dots in a row, or a trailing dot)"
-            if ident.isdigit() and len(ident) > 1 and ident[0] == "0":
-                return f"the numeric pre-release identifier '{ident}' has a leading zero"
-        if "+" in text and not rest:
-            return "the build metadata after '+' is empty"
-        for ident in rest.split(".") if rest else ():
-            if not ident:
-                return "a build identifier is empty (two dots in a row, or a trailing dot)"
-        return "identifiers may only use ASCII letters, digits and '-'"
+        return _why_not_identifiers(parts, pre, "-" in main, rest, "+" in text)
+    return None
+
+
+def _why_not_identifiers(
+    numbers: list[str], pre: str, has_dash: bool, build: str, has_plus: bool
+) -> str:
+    """What is wrong with a version whose three parts are digits."""
+    if any(len(p) > 1 and p[0] == "0" for p in numbers):
+        fixed = ".".join(str(int(p)) for p in numbers)
+        return f"numbers may not have leading zeros ({fixed!r})"
+    if has_dash and not pre:
+        return "the pre-release after '-' is empty"
+    why_pre = _why_not_prerelease(pre.split(".") if pre else [])
+    if why_pre is not None:
+        return why_pre
+    if has_plus and not build:
+        return "the build metadata after '+' is empty"
+    if build and "" in build.split("."):
+        return "a build identifier is empty (two dots in a row, or a trailing dot)"
+    return "identifiers may only use ASCII letters, digits and '-'"
+
+
+def _why_not_prerelease(identifiers: list[str]) -> str | None:
+    for ident in identifiers:
+        if not ident:
+            return "a pre-release identifier is empty (two dots in a row, or a trailing dot)"
+        if ident.isdigit() and len(ident) > 1 and ident[0] == "0":
+            return f"the numeric pre-release identifier '{ident}' has a leading zero"
     return None

@@ -147,42 +147,36 @@ class Range:
     _normalized: str
 
     def __init__(self, text: str, syntax: Syntax | None = None) -> None:
-        if syntax is not None and syntax not in _SYNTAXES:
+        _check_arguments(text, syntax)
+        stripped = text.strip()
+        object.__setattr__(self, "text", stripped)
+        if (syntax or range_syntax(stripped)) == "pep440":
+            self._init_pep440(stripped)
+        else:
+            self._init_npm(stripped)
+
+    def _init_pep440(self, stripped: str) -> None:
+        try:
+            spec = SpecifierSet(stripped)
+        except InvalidSpecifier:
+            spec = None
+        if spec is None or not len(spec):
             raise RangeError(
-                f"{syntax!r} is not a range syntax: use 'npm', 'pep440' or None (decide "
-                "from the text)",
-                where=repr(syntax),
-                hint=_RANGE_HINT,
-            )
-        if not isinstance(text, str):
-            raise RangeError(
-                f"{text!r} is not a version range: a range is text",
-                where=repr(text),
+                f"'{stripped}' is not a valid version range: {_why_not_pep440(stripped)}",
+                where=stripped,
                 hint=_RANGE_HINT,
             )
         init = object.__setattr__
-        stripped = text.strip()
-        init(self, "text", stripped)
-        if (syntax or range_syntax(stripped)) == "pep440":
-            try:
-                spec = SpecifierSet(stripped)
-            except InvalidSpecifier:
-                spec = None
-            if spec is None or not len(spec):
-                raise RangeError(
-                    f"'{stripped}' is not a valid version range: {_why_not_pep440(stripped)}",
-                    where=stripped,
-                    hint=_RANGE_HINT,
-                )
-            init(self, "syntax", "pep440")
-            init(self, "_spec", spec)
-            init(self, "_pep_arbitrary", any(s.operator == "===" for s in spec))
-            init(self, "_sets", None)
-            init(self, "_memo", {})
-            init(self, "_excl", ())
-            init(self, "_incl", ())
-            init(self, "_normalized", str(spec))
-            return
+        init(self, "syntax", "pep440")
+        init(self, "_spec", spec)
+        init(self, "_pep_arbitrary", any(s.operator == "===" for s in spec))
+        init(self, "_sets", None)
+        init(self, "_memo", {})
+        init(self, "_excl", ())
+        init(self, "_incl", ())
+        init(self, "_normalized", str(spec))
+
+    def _init_npm(self, stripped: str) -> None:
         try:
             alternatives, normalized = _read_npm(stripped)
         except _NpmSyntax as exc:
@@ -193,6 +187,7 @@ class Range:
                 hint=_RANGE_HINT,
             ) from None
         excl, incl = _desugar(alternatives, inc=False), _desugar(alternatives, inc=True)
+        init = object.__setattr__
         init(self, "syntax", "npm")
         init(self, "_spec", None)
         init(self, "_pep_arbitrary", False)
@@ -219,17 +214,14 @@ class Range:
             Version.parse(version)  # raises the VersionError for what is not text
         if self._spec is not None:
             return self._contains_pep440(version, include_prerelease)
-        key = version._prec
+        # one loop for both policies: with pre-releases included no set needs to name one
+        pre: tuple[int | str, ...]
         if include_prerelease:
-            for lower, lower_strict, upper, upper_strict, _ in self._incl:
-                if lower is not None and (key <= lower if lower_strict else key < lower):
-                    continue
-                if upper is not None and (key >= upper if upper_strict else key > upper):
-                    continue
-                return True
-            return False
-        pre = version.prerelease
-        for lower, lower_strict, upper, upper_strict, allowed in self._excl:
+            compiled, pre = self._incl, ()
+        else:
+            compiled, pre = self._excl, version.prerelease
+        key = version._prec
+        for lower, lower_strict, upper, upper_strict, allowed in compiled:
             if lower is not None and (key <= lower if lower_strict else key < lower):
                 continue
             if upper is not None and (key >= upper if upper_strict else key > upper):
@@ -333,6 +325,21 @@ class Range:
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (Range.parse, (self.text, self.syntax))
+
+
+def _check_arguments(text: object, syntax: object) -> None:
+    if syntax is not None and syntax not in _SYNTAXES:
+        raise RangeError(
+            f"{syntax!r} is not a range syntax: use 'npm', 'pep440' or None (decide from the text)",
+            where=repr(syntax),
+            hint=_RANGE_HINT,
+        )
+    if not isinstance(text, str):
+        raise RangeError(
+            f"{text!r} is not a version range: a range is text",
+            where=repr(text),
+            hint=_RANGE_HINT,
+        )
 
 
 @functools.lru_cache(maxsize=8192)
