@@ -1,0 +1,149 @@
+"""What the code imports and calls against the permissions the manifest asks for."""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from typing import Final
+
+from plugbay.pdk._analysis.base import _Context, _dotted, _Module
+
+# what needs which permission: modules imported, and calls made
+_NETWORK_MODULES: Final = frozenset(
+    {
+        "socket", "ssl", "http.client", "http.server", "urllib.request", "ftplib", "smtplib",
+        "poplib", "imaplib", "telnetlib", "xmlrpc.client", "socketserver", "requests", "httpx",
+        "aiohttp", "urllib3", "websockets", "grpc", "paramiko",
+    }
+)  # fmt: skip
+_NETWORK_CALLS: Final = frozenset(
+    {
+        "asyncio.open_connection", "asyncio.start_server", "asyncio.open_unix_connection",
+        "asyncio.start_unix_server", "create_connection", "create_server",
+        "create_datagram_endpoint", "sock_connect",
+    }
+)  # fmt: skip
+_SUBPROCESS_MODULES: Final = frozenset({"subprocess", "multiprocessing", "pty", "pexpect", "sh"})
+_SUBPROCESS_CALLS: Final = frozenset(
+    {
+        "os.system", "os.popen", "os.fork", "os.forkpty", "os.execv", "os.execve", "os.execvp",
+        "os.execvpe", "os.execl", "os.execle", "os.execlp", "os.execlpe", "os.spawnl",
+        "os.spawnv", "os.spawnve", "os.spawnvp", "os.posix_spawn", "os.posix_spawnp",
+        "asyncio.create_subprocess_exec", "asyncio.create_subprocess_shell",
+        "subprocess_exec", "subprocess_shell",
+    }
+)  # fmt: skip
+
+
+def _uses(module: _Module) -> Iterator[tuple[ast.stmt | ast.expr, str, str]]:
+    """(node, permission needed, what the code does) for each import or call that needs one."""
+    for node in module.nodes:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else ([module.absolute(node.module, node.level)] if node.level == 0 else [])
+            )
+            for name in names:
+                if _matches(name, _NETWORK_MODULES):
+                    yield node, "network", f"imports {name}"
+                elif _matches(name, _SUBPROCESS_MODULES):
+                    yield node, "subprocess", f"imports {name}"
+        elif isinstance(node, ast.Call):
+            dotted = _resolve_call(module, node.func)
+            short = dotted.rsplit(".", 1)[-1]
+            if dotted in _NETWORK_CALLS or (short in _NETWORK_CALLS and "." in dotted):
+                yield node, "network", f"calls {dotted}()"
+            elif dotted in _SUBPROCESS_CALLS or (
+                short in _SUBPROCESS_CALLS and short.startswith("subprocess_")
+            ):
+                yield node, "subprocess", f"calls {dotted}()"
+            elif dotted in ("os.getenv", "os.environ.get", "os.putenv"):
+                name = (
+                    node.args[0].value
+                    if node.args
+                    and isinstance(node.args[0], ast.Constant)
+                    and isinstance(node.args[0].value, str)
+                    else ""
+                )
+                yield (
+                    node,
+                    f"env:{name}",
+                    f"calls {dotted}({name!r})" if name else f"calls {dotted}()",
+                )
+        elif isinstance(node, ast.Subscript) and _resolve_call(module, node.value) == "os.environ":
+            key = node.slice
+            name = key.value if isinstance(key, ast.Constant) and isinstance(key.value, str) else ""
+            yield node, f"env:{name}", f"reads os.environ[{name!r}]" if name else "reads os.environ"
+
+
+def _matches(name: str, modules: frozenset[str]) -> bool:
+    return any(name == m or name.startswith(m + ".") for m in modules)
+
+
+def _resolve_call(module: _Module, func: ast.expr) -> str:
+    """``sp.run`` → ``subprocess.run`` when ``import subprocess as sp``; ``Popen`` likewise."""
+    dotted = _dotted(func)
+    if not dotted:
+        return ""
+    head, _, rest = dotted.partition(".")
+    imported = module.imports.get(head)
+    if imported is None:
+        return dotted
+    source, attr = imported
+    full = f"{source}.{attr}" if attr else source
+    return f"{full}.{rest}" if rest else full
+
+
+class _PermissionChecks(_Context):
+    """Imports and calls that need a permission the manifest does not ask for."""
+
+    def _check_permissions(self) -> None:
+        perms = self.m.permissions
+        seen: set[str] = set()
+        for module in self.modules.values():
+            for node, need, what in _uses(module):
+                seen.add(need.partition(":")[0])
+                if need == "network" and not perms.network:
+                    self.add(
+                        "warning",
+                        "permission",
+                        f"{what} but the manifest asks for no network permission",
+                        (module.path, node.lineno),
+                        'add network = ["HOST:PORT"] under [permissions] (the operator grants it); '
+                        "in a sandbox, connections are refused without it",
+                    )
+                elif need == "subprocess" and not perms.subprocess:
+                    self.add(
+                        "warning",
+                        "permission",
+                        f"{what} but the manifest does not ask for subprocess",
+                        (module.path, node.lineno),
+                        "add subprocess = true under [permissions] (the operator grants it); "
+                        "in a sandbox, starting a process fails without it",
+                    )
+                elif need.startswith("env"):
+                    name = need.partition(":")[2]
+                    if (name and name not in perms.env) or (not name and not perms.env):
+                        self.add(
+                            "warning",
+                            "permission",
+                            f"{what} but the manifest does not ask for "
+                            + (f"env:{name}" if name else "any environment variable"),
+                            (module.path, node.lineno),
+                            f'add env = ["{name or "NAME"}"] under [permissions]; a sandboxed '
+                            "plugin sees only granted variables",
+                        )
+        # least privilege: what it asks for but, as far as its code shows, never uses
+        for asked, used, key in (
+            (bool(perms.network), "network" in seen, "network"),
+            (perms.subprocess, "subprocess" in seen, "subprocess"),
+        ):
+            if asked and not used:
+                self.add(
+                    "info",
+                    "permission",
+                    f"asks for {key} but no import or call in its code needs it",
+                    self.in_manifest(key),
+                    f"drop {key} from [permissions] unless a library it uses needs it",
+                )
