@@ -101,6 +101,40 @@ class _Module:
     aliases: dict[str, ast.expr] = field(default_factory=dict)
     nodes: list[ast.AST] = field(default_factory=list)  # every node, walked once
 
+    def index(self) -> None:
+        """Fill in its classes, type aliases, imports and nodes from the tree."""
+        for statement in self.tree.body:
+            self._index_definition(statement)
+        self.nodes = list(ast.walk(self.tree))
+        for node in self.nodes:
+            self._index_import(node)
+
+    def _index_definition(self, node: ast.stmt) -> None:
+        if isinstance(node, ast.ClassDef):
+            self.classes[node.name] = node
+        elif isinstance(node, ast.Assign) and len(node.targets) == 1:
+            target = node.targets[0]
+            if isinstance(target, ast.Name):
+                self.aliases[target.id] = node.value
+        elif (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and node.value is not None
+            and _is_type_alias_annotation(node.annotation)
+        ):
+            self.aliases[node.target.id] = node.value
+
+    def _index_import(self, node: ast.AST) -> None:
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                local = alias.asname or alias.name.split(".")[0]
+                imported = alias.name if alias.asname else alias.name.split(".")[0]
+                self.imports[local] = (imported, None)
+        elif isinstance(node, ast.ImportFrom):
+            source_module = self.absolute(node.module, node.level)
+            for alias in node.names:
+                self.imports[alias.asname or alias.name] = (source_module, alias.name)
+
     def absolute(self, module: str | None, level: int) -> str:
         if level == 0:
             return module or ""
@@ -196,51 +230,32 @@ class _Context:
 
     def _parse_modules(self) -> None:
         for path in sorted(_python_files(self.root)):
-            rel = path.relative_to(self.root).with_suffix("")
-            parts = list(rel.parts)
-            if parts[-1] == "__init__":
-                parts = parts[:-1]
-            name = ".".join(parts)
-            try:
-                source = path.read_text(encoding="utf-8")
-                tree = ast.parse(source, filename=str(path))
-            except SyntaxError as exc:
-                self.add(
-                    "error",
-                    "syntax",
-                    f"syntax error: {exc.msg}",
-                    (path, exc.lineno),
-                    "fix the syntax; the host cannot import this module",
-                )
-                continue
-            except (OSError, UnicodeDecodeError) as exc:
-                self.add("error", "syntax", f"cannot read the module: {exc}", (path, None))
+            module = self._read_module(path)
+            if module is None:
                 continue
             self.result.files.append(path)
-            module = _Module(name, path, tree)
-            for node in tree.body:
-                if isinstance(node, ast.ClassDef):
-                    module.classes[node.name] = node
-                elif isinstance(node, ast.Assign) and len(node.targets) == 1:
-                    target = node.targets[0]
-                    if isinstance(target, ast.Name):
-                        module.aliases[target.id] = node.value
-                elif (
-                    isinstance(node, ast.AnnAssign)
-                    and isinstance(node.target, ast.Name)
-                    and node.value is not None
-                    and _is_type_alias_annotation(node.annotation)
-                ):
-                    module.aliases[node.target.id] = node.value
-            module.nodes = list(ast.walk(tree))
-            for any_node in module.nodes:
-                if isinstance(any_node, ast.Import):
-                    for alias in any_node.names:
-                        local = alias.asname or alias.name.split(".")[0]
-                        imported = alias.name if alias.asname else alias.name.split(".")[0]
-                        module.imports[local] = (imported, None)
-                elif isinstance(any_node, ast.ImportFrom):
-                    source_module = module.absolute(any_node.module, any_node.level)
-                    for alias in any_node.names:
-                        module.imports[alias.asname or alias.name] = (source_module, alias.name)
-            self.modules[name] = module
+            module.index()
+            self.modules[module.name] = module
+
+    def _read_module(self, path: Path) -> _Module | None:
+        """The module at ``path`` parsed, or None (and a finding) when it cannot be."""
+        rel = path.relative_to(self.root).with_suffix("")
+        parts = list(rel.parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        try:
+            source = path.read_text(encoding="utf-8")
+            tree = ast.parse(source, filename=str(path))
+        except SyntaxError as exc:
+            self.add(
+                "error",
+                "syntax",
+                f"syntax error: {exc.msg}",
+                (path, exc.lineno),
+                "fix the syntax; the host cannot import this module",
+            )
+            return None
+        except (OSError, UnicodeDecodeError) as exc:
+            self.add("error", "syntax", f"cannot read the module: {exc}", (path, None))
+            return None
+        return _Module(".".join(parts), path, tree)

@@ -52,6 +52,26 @@ def _boundary_problem(obj: Any) -> str | None:
     return None
 
 
+def _class_kind(node: ast.ClassDef) -> tuple[bool, bool]:
+    """(structured, enum): whether a class of the plugin's is a record or an enum, by its
+    decorators and bases as written."""
+    decorators = {
+        _dotted(d.func if isinstance(d, ast.Call) else d).split(".")[-1]
+        for d in node.decorator_list
+    }
+    bases = {
+        _dotted(b.value if isinstance(b, ast.Subscript) else b).split(".")[-1] for b in node.bases
+    }
+    data_like = "dataclass" in decorators or "define" in decorators or "frozen" in decorators
+    structured = data_like or bool(bases & {"TypedDict", "NamedTuple", "Struct"})
+    enum = bool(bases & {"Enum", "IntEnum", "StrEnum", "Flag", "IntFlag"})
+    return structured, enum
+
+
+# a part of an annotation and (severity, what is wrong, what to do)
+_Unchecked = tuple[ast.expr, tuple[str, str, str]]
+
+
 class _BoundaryChecks(_Context):
     """Every type a command takes or returns can cross the call boundary."""
 
@@ -67,101 +87,111 @@ class _BoundaryChecks(_Context):
 
     def _unchecked_types(
         self, module: _Module, expr: ast.expr, seen: set[int]
-    ) -> Iterator[tuple[ast.expr, tuple[str, str, str]]]:
+    ) -> Iterator[_Unchecked]:
         """Parts of an annotation the call boundary cannot check, with why and a fix."""
         if isinstance(expr, ast.Constant):
-            if isinstance(expr.value, str):  # a string annotation: parse it
-                try:
-                    inner = ast.parse(expr.value, mode="eval").body
-                except SyntaxError:
-                    yield expr, ("error", f"'{expr.value}' is not a type", "fix the annotation")
-                    return
-                ast.copy_location(inner, expr)
-                for sub in ast.walk(inner):
-                    ast.copy_location(sub, expr)
-                yield from self._unchecked_types(module, inner, seen)
-            return  # None, Ellipsis, Literal values
-        if isinstance(expr, ast.BinOp) and isinstance(expr.op, ast.BitOr):
+            yield from self._unchecked_string(module, expr, seen)
+        elif isinstance(expr, ast.BinOp) and isinstance(expr.op, ast.BitOr):
             yield from self._unchecked_types(module, expr.left, seen)
             yield from self._unchecked_types(module, expr.right, seen)
-            return
-        if isinstance(expr, ast.Subscript):
-            yield from self._unchecked_types(module, expr.value, seen)
-            head = _dotted(expr.value)
-            if head.split(".")[-1] == "Literal":
-                return
-            elements = expr.slice.elts if isinstance(expr.slice, ast.Tuple) else [expr.slice]
-            if head.split(".")[-1] == "Annotated":
-                elements = elements[:1]
-            for element in elements:
-                yield from self._unchecked_types(module, element, seen)
-            return
-        if isinstance(expr, (ast.Tuple, ast.List)):
+        elif isinstance(expr, ast.Subscript):
+            yield from self._unchecked_subscript(module, expr, seen)
+        elif isinstance(expr, (ast.Tuple, ast.List)):
             for element in expr.elts:
                 yield from self._unchecked_types(module, element, seen)
-            return
-        if isinstance(expr, ast.Name):
-            name = expr.id
-            if name in module.classes:
-                yield from self._check_local_type(module, module.classes[name], expr, seen)
-                return
-            if name in module.aliases:
-                if id(module.aliases[name]) not in seen:
-                    seen.add(id(module.aliases[name]))
-                    value = module.aliases[name]
-                    for _node, problem in self._unchecked_types(module, value, seen):
-                        yield expr, problem
-                return
-            imported = module.imports.get(name)
-            if imported is not None:
-                source, attr = imported
-                if source in self.modules and attr is not None:
-                    target = self.modules[source]
-                    yield from (
-                        (expr, problem)
-                        for _, problem in self._unchecked_types(target, ast.Name(attr), seen)
-                    )
-                    return
-                if attr is not None:
-                    yield from self._check_external(source, attr, expr)
-                return
-            if name in _BUILTIN_TYPES:
-                return
-            yield (
-                expr,
-                (
-                    "error",
-                    f"'{name}' is not defined or imported",
-                    f"import {name}, or use a type the boundary knows",
-                ),
-            )
-            return
-        if isinstance(expr, ast.Attribute):
+        elif isinstance(expr, ast.Name):
+            yield from self._unchecked_name(module, expr, seen)
+        elif isinstance(expr, ast.Attribute):
             dotted = _dotted(expr)
             head, _, attr = dotted.rpartition(".")
             imported = module.imports.get(head.split(".")[0])
             if imported is not None and imported[1] is None:
                 source = imported[0] + head[len(head.split(".")[0]) :]
                 yield from self._check_external(source, attr, expr)
+
+    def _unchecked_string(
+        self, module: _Module, expr: ast.Constant, seen: set[int]
+    ) -> Iterator[_Unchecked]:
+        """A string annotation is parsed and checked; None, Ellipsis and Literal values pass."""
+        if not isinstance(expr.value, str):
             return
+        try:
+            inner = ast.parse(expr.value, mode="eval").body
+        except SyntaxError:
+            yield expr, ("error", f"'{expr.value}' is not a type", "fix the annotation")
+            return
+        ast.copy_location(inner, expr)
+        for sub in ast.walk(inner):
+            ast.copy_location(sub, expr)
+        yield from self._unchecked_types(module, inner, seen)
+
+    def _unchecked_subscript(
+        self, module: _Module, expr: ast.Subscript, seen: set[int]
+    ) -> Iterator[_Unchecked]:
+        """``X[A, B]``: X and its arguments, except Literal's values and Annotated's metadata."""
+        yield from self._unchecked_types(module, expr.value, seen)
+        head = _dotted(expr.value)
+        if head.split(".")[-1] == "Literal":
+            return
+        elements = expr.slice.elts if isinstance(expr.slice, ast.Tuple) else [expr.slice]
+        if head.split(".")[-1] == "Annotated":
+            elements = elements[:1]
+        for element in elements:
+            yield from self._unchecked_types(module, element, seen)
+
+    def _unchecked_name(
+        self, module: _Module, expr: ast.Name, seen: set[int]
+    ) -> Iterator[_Unchecked]:
+        """A name: a class or type alias of the module, an import, or a builtin."""
+        name = expr.id
+        if name in module.classes:
+            yield from self._check_local_type(module, module.classes[name], expr, seen)
+            return
+        if name in module.aliases:
+            if id(module.aliases[name]) not in seen:
+                seen.add(id(module.aliases[name]))
+                value = module.aliases[name]
+                for _node, problem in self._unchecked_types(module, value, seen):
+                    yield expr, problem
+            return
+        imported = module.imports.get(name)
+        if imported is not None:
+            yield from self._unchecked_import(imported, expr, seen)
+            return
+        if name in _BUILTIN_TYPES:
+            return
+        yield (
+            expr,
+            (
+                "error",
+                f"'{name}' is not defined or imported",
+                f"import {name}, or use a type the boundary knows",
+            ),
+        )
+
+    def _unchecked_import(
+        self, imported: tuple[str, str | None], expr: ast.Name, seen: set[int]
+    ) -> Iterator[_Unchecked]:
+        """A name imported from another module of the plugin, or from outside it."""
+        source, attr = imported
+        if attr is None:
+            return
+        if source in self.modules:
+            target = self.modules[source]
+            yield from (
+                (expr, problem)
+                for _, problem in self._unchecked_types(target, ast.Name(attr), seen)
+            )
+            return
+        yield from self._check_external(source, attr, expr)
 
     def _check_local_type(
         self, module: _Module, node: ast.ClassDef, expr: ast.expr, seen: set[int]
-    ) -> Iterator[tuple[ast.expr, tuple[str, str, str]]]:
+    ) -> Iterator[_Unchecked]:
         if id(node) in seen:
             return
         seen.add(id(node))
-        decorators = {
-            _dotted(d.func if isinstance(d, ast.Call) else d).split(".")[-1]
-            for d in node.decorator_list
-        }
-        bases = {
-            _dotted(b.value if isinstance(b, ast.Subscript) else b).split(".")[-1]
-            for b in node.bases
-        }
-        data_like = "dataclass" in decorators or "define" in decorators or "frozen" in decorators
-        structured = data_like or bool(bases & {"TypedDict", "NamedTuple", "Struct"})
-        enum = bool(bases & {"Enum", "IntEnum", "StrEnum", "Flag", "IntFlag"})
+        structured, enum = _class_kind(node)
         if not (structured or enum):
             yield (
                 expr,
@@ -174,23 +204,27 @@ class _BoundaryChecks(_Context):
             )
             return
         if structured:
-            for item in node.body:
-                if isinstance(item, ast.AnnAssign) and not _dotted(item.annotation).endswith(
-                    "ClassVar"
-                ):
-                    for _, problem in self._unchecked_types(module, item.annotation, seen):
-                        yield (
-                            expr,
-                            (
-                                problem[0],
-                                f"field '{_target_name(item.target)}' of {node.name}: {problem[1]}",
-                                problem[2],
-                            ),
-                        )
+            yield from self._unchecked_fields(module, node, expr, seen)
 
-    def _check_external(
-        self, source: str, attr: str, expr: ast.expr
-    ) -> Iterator[tuple[ast.expr, tuple[str, str, str]]]:
+    def _unchecked_fields(
+        self, module: _Module, node: ast.ClassDef, expr: ast.expr, seen: set[int]
+    ) -> Iterator[_Unchecked]:
+        """The annotated fields of a structured class (ClassVars are not carried)."""
+        for item in node.body:
+            if isinstance(item, ast.AnnAssign) and not _dotted(item.annotation).endswith(
+                "ClassVar"
+            ):
+                for _, problem in self._unchecked_types(module, item.annotation, seen):
+                    yield (
+                        expr,
+                        (
+                            problem[0],
+                            f"field '{_target_name(item.target)}' of {node.name}: {problem[1]}",
+                            problem[2],
+                        ),
+                    )
+
+    def _check_external(self, source: str, attr: str, expr: ast.expr) -> Iterator[_Unchecked]:
         obj = _external(source, attr)
         if obj is _UNKNOWN:
             yield (

@@ -14,24 +14,7 @@ class _ConfigChecks(_Context):
         schema = self.m.config.fields if self.m.config else {}
         for module in self.modules.values():
             for node in module.nodes:
-                key: str | None = None
-                if (
-                    isinstance(node, ast.Subscript)
-                    and _dotted(node.value).split(".")[-1] == "config"
-                    and isinstance(node.slice, ast.Constant)
-                    and isinstance(node.slice.value, str)
-                ):
-                    key = node.slice.value
-                elif (
-                    isinstance(node, ast.Call)
-                    and isinstance(node.func, ast.Attribute)
-                    and node.func.attr == "get"
-                    and _dotted(node.func.value).split(".")[-1] == "config"
-                    and node.args
-                    and isinstance(node.args[0], ast.Constant)
-                    and isinstance(node.args[0].value, str)
-                ):
-                    key = node.args[0].value
+                key = _config_key_read(node)
                 if key is not None and key not in schema:
                     self.add(
                         "error",
@@ -51,3 +34,25 @@ class _ConfigChecks(_Context):
                     self.in_manifest(name),
                     f'document it; operators set it under [plugins."{self.m.id}"] in plugbay.toml',
                 )
+
+
+def _config_key_read(node: ast.AST) -> str | None:
+    """The key in ``…config["key"]`` or ``…config.get("key", …)``; None for anything else."""
+    if (
+        isinstance(node, ast.Subscript)
+        and _dotted(node.value).split(".")[-1] == "config"
+        and isinstance(node.slice, ast.Constant)
+        and isinstance(node.slice.value, str)
+    ):
+        return node.slice.value
+    if (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "get"
+        and _dotted(node.func.value).split(".")[-1] == "config"
+        and node.args
+        and isinstance(node.args[0], ast.Constant)
+        and isinstance(node.args[0].value, str)
+    ):
+        return node.args[0].value
+    return None

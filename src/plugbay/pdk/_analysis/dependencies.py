@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from plugbay.api.errors import PlugbayError
 from plugbay.model.manifest import PluginManifest
-from plugbay.pdk._analysis.base import _Context, _host_version
+from plugbay.pdk._analysis.base import Severity, _Context, _host_version
 
 
 class _DependencyChecks(_Context):
@@ -28,6 +28,16 @@ class _DependencyChecks(_Context):
                 self.add("warning", "range", found.message, self.in_manifest(key), found.hint)
 
     def _check_dependencies(self, known: Sequence[PluginManifest]) -> None:
+        m = self.m
+        self._check_host_range()
+        others = [k for k in known if k.id != m.id]
+        self._check_plugin_dependencies(others)
+        self._check_required_services(others)
+        self._check_provided_services(others)
+        if not self.result.errors and (m.dependencies or m.requires):
+            self._check_resolution(others)
+
+    def _check_host_range(self) -> None:
         from plugbay.model.versions import Version
 
         m = self.m
@@ -40,16 +50,20 @@ class _DependencyChecks(_Context):
                 self.in_manifest("host"),
                 f"widen host to include {host_version}",
             )
-        others = [k for k in known if k.id != m.id]
+
+    def _check_plugin_dependencies(self, others: Sequence[PluginManifest]) -> None:
+        """Each (optional) dependency is a plugin the host knows, in a version in range."""
+        m = self.m
         by_id: dict[str, list[PluginManifest]] = {}
         for k in others:
             by_id.setdefault(k.id, []).append(k)
         for optional, table in ((False, m.dependencies), (True, m.optional_dependencies)):
+            severity: Severity = "warning" if optional else "error"
             for dep, rng in table.items():
                 versions = sorted(k.version for k in by_id.get(dep, []))
                 if not versions:
                     self.add(
-                        "warning" if optional else "error",
+                        severity,
                         "dependency",
                         f"{'optional ' if optional else ''}dependency '{dep}' is not a plugin the "
                         "host knows",
@@ -58,14 +72,16 @@ class _DependencyChecks(_Context):
                     )
                 elif not any(v in rng for v in versions):
                     self.add(
-                        "warning" if optional else "error",
+                        severity,
                         "dependency",
                         f"no known version of '{dep}' satisfies {rng} (known: "
                         f"{', '.join(str(v) for v in versions)})",
                         self.in_manifest(dep),
                         f"widen the range, or install a version of '{dep}' in {rng}",
                     )
-        for service, rng in m.requires.items():
+
+    def _check_required_services(self, others: Sequence[PluginManifest]) -> None:
+        for service, rng in self.m.requires.items():
             providers = [(k.id, k.provides[service]) for k in others if service in k.provides]
             if not any(v in rng for _, v in providers):
                 self.add(
@@ -80,7 +96,9 @@ class _DependencyChecks(_Context):
                     self.in_manifest(service),
                     "install a provider, or change the range under [services] requires",
                 )
-        for service, version in m.provides.items():
+
+    def _check_provided_services(self, others: Sequence[PluginManifest]) -> None:
+        for service, version in self.m.provides.items():
             for k in others:
                 if service in k.provides and k.provides[service] == version:
                     self.add(
@@ -90,8 +108,6 @@ class _DependencyChecks(_Context):
                         self.in_manifest(service),
                         "the host picks one provider; make sure that is intended",
                     )
-        if not self.result.errors and (m.dependencies or m.requires):
-            self._check_resolution(others)
 
     def _check_resolution(self, others: Sequence[PluginManifest]) -> None:
         """Every range can be met one by one; the resolver checks they can be met together."""

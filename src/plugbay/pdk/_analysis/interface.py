@@ -27,6 +27,27 @@ _FOR_TYPE: Final = {
 }
 
 
+# method name -> (module, definition), the nearest class in the chain winning
+_Methods = dict[str, tuple[_Module, ast.FunctionDef | ast.AsyncFunctionDef]]
+
+
+def _methods(chain: list[tuple[_Module, ast.ClassDef]]) -> _Methods:
+    """The methods the plugin's own classes define, a subclass overriding its bases."""
+    methods: _Methods = {}
+    for mod, cls in reversed(chain):
+        for item in cls.body:
+            if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                methods[item.name] = (mod, item)
+    return methods
+
+
+def _resolve_outside(source: str, attr: str) -> tuple[str, Any]:
+    """A class imported from outside the plugin: a plugbay base, or whatever it is."""
+    if source in ("plugbay", "plugbay.api") and attr in _BASES:
+        return "plugbay", attr
+    return "external", _external(source, attr)
+
+
 @cache
 def _interface(base: type[Plugin]) -> dict[str, tuple[bool, tuple[str, ...], bool]]:
     """name -> (async?, parameter names after self, abstract?) for the base's public methods."""
@@ -84,30 +105,29 @@ class _InterfaceChecks(_BoundaryChecks):
         if isinstance(expr, ast.Subscript):
             expr = expr.value
         if isinstance(expr, ast.Name):
-            if expr.id in module.classes:
-                return "local", (module, module.classes[expr.id])
-            imported = module.imports.get(expr.id)
-            if imported is None:
-                return None
-            source, attr = imported
-            if attr is None:
-                return None
-            if source in self.modules:
-                target = self.modules[source]
-                if attr in target.classes:
-                    return "local", (target, target.classes[attr])
-                return self._resolve_class(target, ast.Name(attr))
-            if source in ("plugbay", "plugbay.api") and attr in _BASES:
-                return "plugbay", attr
-            return "external", _external(source, attr)
+            return self._resolve_name(module, expr.id)
         if isinstance(expr, ast.Attribute) and isinstance(expr.value, ast.Name):
             imported = module.imports.get(expr.value.id)
             if imported is not None and imported[1] is None:
-                source = imported[0]
-                if source in ("plugbay", "plugbay.api") and expr.attr in _BASES:
-                    return "plugbay", expr.attr
-                return "external", _external(source, expr.attr)
+                return _resolve_outside(imported[0], expr.attr)
         return None
+
+    def _resolve_name(self, module: _Module, name: str) -> tuple[str, Any] | None:
+        """A bare class name: defined in ``module``, or imported into it."""
+        if name in module.classes:
+            return "local", (module, module.classes[name])
+        imported = module.imports.get(name)
+        if imported is None:
+            return None
+        source, attr = imported
+        if attr is None:
+            return None
+        if source in self.modules:
+            target = self.modules[source]
+            if attr in target.classes:
+                return "local", (target, target.classes[attr])
+            return self._resolve_name(target, attr)
+        return _resolve_outside(source, attr)
 
     def _plugbay_base(
         self, module: _Module, node: ast.ClassDef, seen: frozenset[int] = frozenset()
@@ -150,6 +170,22 @@ class _InterfaceChecks(_BoundaryChecks):
         return chain
 
     def _check_class(self, module: _Module, node: ast.ClassDef) -> None:
+        base_cls = self._check_base(module, node)
+        if base_cls is None:
+            return
+        chain = self._class_chain(module, node)
+        methods = _methods(chain)
+        for mod, cls in reversed(chain):
+            for item in cls.body:
+                self._check_identity(mod, item)
+        self._check_interface_methods(module, node, base_cls, methods)
+        self._check_state_hooks(methods)
+        for _name, (mod, fn) in sorted(methods.items()):
+            if _is_command(fn):
+                self._check_command(mod, fn)
+
+    def _check_base(self, module: _Module, node: ast.ClassDef) -> type[Plugin] | None:
+        """The plugbay class the entry class is checked against (None: it derives from none)."""
         m = self.m
         where = (module.path, node.lineno)
         expected = _FOR_TYPE[m.type]
@@ -162,7 +198,7 @@ class _InterfaceChecks(_BoundaryChecks):
                 where,
                 f"subclass plugbay.{expected} (the manifest says type '{m.type}')",
             )
-            return
+            return None
         base_cls = _BASES[base]
         if base != expected and not issubclass(base_cls, _BASES[expected]):
             self.add(
@@ -173,16 +209,13 @@ class _InterfaceChecks(_BoundaryChecks):
                 f"subclass plugbay.{expected}, or change type in the manifest",
             )
             base_cls = _BASES[expected]
-        chain = self._class_chain(module, node)
-        methods: dict[str, tuple[_Module, ast.FunctionDef | ast.AsyncFunctionDef]] = {}
-        for mod, cls in reversed(chain):
-            for item in cls.body:
-                if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                    methods[item.name] = (mod, item)
-            for item in cls.body:
-                self._check_identity(mod, item)
-        interface = _interface(base_cls)
-        for name, (is_async, params, abstract) in interface.items():
+        return base_cls
+
+    def _check_interface_methods(
+        self, module: _Module, node: ast.ClassDef, base_cls: type[Plugin], methods: _Methods
+    ) -> None:
+        """Every abstract method is there, and every overridden one keeps its signature."""
+        for name, (is_async, params, abstract) in _interface(base_cls).items():
             if name not in methods:
                 if abstract:
                     self.add(
@@ -190,7 +223,7 @@ class _InterfaceChecks(_BoundaryChecks):
                         "interface",
                         f"{node.name} does not implement {name}(), which every "
                         f"{base_cls.__name__} must have",
-                        where,
+                        (module.path, node.lineno),
                         f"add {'async ' if is_async else ''}def {name}(self"
                         + "".join(f", {p}" for p in params)
                         + ")",
@@ -200,6 +233,8 @@ class _InterfaceChecks(_BoundaryChecks):
             if _is_command(fn):
                 continue
             self._check_signature(mod, fn, base_cls.__name__, is_async, params)
+
+    def _check_state_hooks(self, methods: _Methods) -> None:
         for state_hook in ("export_state", "import_state"):
             if state_hook in methods and _is_command(methods[state_hook][1]):
                 self.add(
@@ -209,9 +244,6 @@ class _InterfaceChecks(_BoundaryChecks):
                     (methods[state_hook][0].path, methods[state_hook][1].lineno),
                     "drop @command from it",
                 )
-        for _name, (mod, fn) in sorted(methods.items()):
-            if _is_command(fn):
-                self._check_command(mod, fn)
 
     def _check_identity(self, module: _Module, item: ast.stmt) -> None:
         if not isinstance(item, (ast.Assign, ast.AnnAssign)):

@@ -27,6 +27,10 @@ class _RequirementChecks(_Context):
     def _check_python_requirements(self) -> None:
         """Each requirement is one uv can install here, and each import of a third-party
         module is covered by one (else it fails at load: 'no module named …')."""
+        self._check_imports_covered(self._check_requirements())
+
+    def _check_requirements(self) -> set[str]:
+        """Warn about requirements a host refuses; the canonical names of all of them."""
         from packaging.requirements import Requirement
         from packaging.utils import canonicalize_name
 
@@ -53,21 +57,20 @@ class _RequirementChecks(_Context):
                     self.in_manifest(_requirements_key(self.manifest_text)),
                     f"widen the range to include {host}",
                 )
+        return required
+
+    def _check_imports_covered(self, required: set[str]) -> None:
+        """Warn once per third-party module imported that no requirement provides."""
+        from packaging.utils import canonicalize_name
+
         own = {name.split(".")[0] for name in self.modules}
         own |= {p.stem for p in self.root.iterdir()} if self.root.is_dir() else set()
         provided = _host_distributions()
         warned: set[str] = set()
         for module in self.modules.values():
             for node in module.nodes:
-                names: list[str] = []
-                if isinstance(node, ast.Import):
-                    names = [a.name.split(".")[0] for a in node.names]
-                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                    names = [node.module.split(".")[0]]
-                for top in names:
-                    if top in warned or top in own or top in ("plugbay", "__future__"):
-                        continue
-                    if top in sys.stdlib_module_names:
+                for top in _top_level_imports(node):
+                    if top in warned or top in own or _always_importable(top):
                         continue
                     dists = {canonicalize_name(d) for d in provided.get(top, [])}
                     if canonicalize_name(top) in required or dists & required:
@@ -81,3 +84,17 @@ class _RequirementChecks(_Context):
                         f'add it to python-dependencies (e.g. "{sorted(dists)[0] if dists else top}'
                         '>=…"); a sandboxed plugin imports only its own environment and plugbay',
                     )
+
+
+def _top_level_imports(node: ast.AST) -> list[str]:
+    """The top-level modules an absolute import statement names."""
+    if isinstance(node, ast.Import):
+        return [a.name.split(".")[0] for a in node.names]
+    if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+        return [node.module.split(".")[0]]
+    return []
+
+
+def _always_importable(top: str) -> bool:
+    """The standard library and plugbay are there in every plugin's environment."""
+    return top in ("plugbay", "__future__") or top in sys.stdlib_module_names
