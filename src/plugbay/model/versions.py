@@ -208,10 +208,8 @@ class Range:
     def contains(self, version: Version | str, *, include_prerelease: bool = False) -> bool:
         """Whether ``version`` is in the range. A string is parsed first and a bad
         one raises :class:`VersionError` (``in`` answers False instead)."""
-        if isinstance(version, str):
-            version = _parse_version(version)
-        elif not isinstance(version, Version):
-            Version.parse(version)  # raises the VersionError for what is not text
+        if not isinstance(version, Version):
+            version = _as_version(version)
         if self._spec is not None:
             return self._contains_pep440(version, include_prerelease)
         # one loop for both policies: with pre-releases included no set needs to name one
@@ -325,6 +323,13 @@ class Range:
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (Range.parse, (self.text, self.syntax))
+
+
+def _as_version(version: object) -> Version:
+    """Text read as a version; a VersionError for anything else."""
+    if isinstance(version, str):
+        return _parse_version(version)
+    return Version.parse(version)  # type: ignore[arg-type]  # raises the VersionError
 
 
 def _check_arguments(text: object, syntax: object) -> None:
