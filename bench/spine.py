@@ -232,7 +232,7 @@ def discovery_resolution() -> list[Figure]:
     def ours() -> float:
         nonlocal depth
         # cold caches each run: the parse caches would otherwise make reruns free
-        from plugbay import versions as v
+        from plugbay.model import versions as v
 
         for fn in vars(v).values():
             if hasattr(fn, "cache_clear"):
