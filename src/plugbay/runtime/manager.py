@@ -176,6 +176,11 @@ _clock = time.perf_counter
 
 _UNCOUNTED: Final = _Uncounted()
 
+#: a routing entry: handle, metrics, timeout, calls in flight, command table
+_RouteEntry = tuple[
+    PluginHandle, PluginMetrics, float, list[int], dict[str, tuple[CommandSpec, CommandStats]]
+]
+
 
 class PluginManager:
     """The spec's ``PluginManager``: load, unload, get and list plugins, and call them;
@@ -212,6 +217,8 @@ class PluginManager:
             ],
         ] = {}  # fmt: skip
         self._lock = asyncio.Lock()
+        #: plugins whose new calls wait while a swap moves their state (plugbay.runtime.swap)
+        self._holds: dict[str, asyncio.Future[None]] = {}
         self._restarts: dict[str, asyncio.Task[None]] = {}
         #: installed and kept versions (set by the host when it has a state directory)
         self.store: PluginStore | None = None
@@ -838,7 +845,7 @@ class PluginManager:
         """Check, run, time and count one command call. Every failure is a PlugbayError."""
         route = self._routes.get(plugin_id)
         if route is None:
-            raise self._not_callable(plugin_id)
+            route = await self._held(plugin_id)
         handle, _, timeout, inflight, table = route
         entry = table.get(command)
         if entry is None:
@@ -896,6 +903,15 @@ class PluginManager:
             if len(stats.pending) >= _FOLD_AT:
                 stats.fold()
         return result
+
+    async def _held(self, plugin_id: str) -> _RouteEntry:
+        """The route of a plugin whose calls are held by a swap, once it lets them through."""
+        while (hold := self._holds.get(plugin_id)) is not None:
+            await asyncio.shield(hold)
+            route = self._routes.get(plugin_id)
+            if route is not None:
+                return route
+        raise self._not_callable(plugin_id)
 
     def command_spec(self, plugin_id: str, command: str) -> CommandSpec:
         rec = self.record(plugin_id)
