@@ -169,9 +169,7 @@ def kind(request: pytest.FixtureRequest) -> str:
 
 def make(make_host: Callable[..., Host], backend: str) -> Host:
     # inline: trusted; process: the default deny-by-default policy (a sandboxed worker)
-    return make_host(
-        init_timeout=20, probation=0.05, inline=["*"] if backend == "inline" else []
-    )
+    return make_host(init_timeout=20, probation=0.05, inline=["*"] if backend == "inline" else [])
 
 
 @pytest.mark.slow
@@ -278,7 +276,7 @@ async def test_a_swap_waits_for_long_calls_and_refuses_when_they_outlast_the_dra
         long = asyncio.ensure_future(host.call(PID, "slow", seconds=2))
         await asyncio.sleep(0.05)
         (directory / "main.py").write_text(code("memory", "v3", slow))
-        with pytest.raises(PluginReloadError, match="did not finish within 0.2 s"):
+        with pytest.raises(PluginReloadError, match=r"did not finish within 0\.2 s"):
             await host.manager.reload_plugin(PID, drain_timeout=0.2)
         assert await host.call(PID, "label") == "v2"  # held calls went back to the old one
         assert await long == "done"

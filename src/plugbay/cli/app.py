@@ -199,8 +199,30 @@ def run(
     async def serve() -> int:
         host = Host(**_host_kwargs(plugins, state, config))
         since = time.time()
-        await host.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+
+        def stopping() -> None:  # SIGTERM / Ctrl-C, at any point from here on
+            stop.set()
+            host.request_stop()
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stopping)
+        web = None
+        announcement: Path | None = None
         try:
+            await host.open()  # the state directory is ours (or another host's: refused)
+            # the API first: /healthz answers at once, /readyz tells starting from ready
+            web = await _start_http(host, bind, http_max_body) if bind is not None else None
+            http_url = web.url if web is not None else None
+            announcement = _announce(host, since, http=http_url)
+            if host.swept:
+                assert host.swept is not None
+                out.print(f"[yellow]{escape(host.swept.describe())}[/] (left by an earlier host)")
+            await host.start()
+            if stop.is_set():
+                out.print("stopping: a stop was asked for during startup")
+                return 0
             records = host.plugins()
             out.print(_plugins_table(records))
             _print_problems(records, host.problems)
@@ -213,9 +235,6 @@ def run(
             )
             if once:
                 return 1 if failed else 0
-            web = await _start_http(host, bind, http_max_body) if bind is not None else None
-            http_url = web.url if web is not None else None
-            announcement = _announce(host, since, http=http_url)
             metrics_server = None
             if not no_metrics:
                 from plugbay.runtime.prometheus import serve_metrics
@@ -231,12 +250,8 @@ def run(
                         f"[yellow]warning:[/] cannot serve /metrics on 127.0.0.1:{metrics_port}: "
                         f"{escape(str(exc))}; choose another with --metrics-port, or --no-metrics"
                     )
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, stop.set)
             watcher = None
-            if watch:
+            if watch and not stop.is_set():
                 from plugbay.runtime.watch import PluginWatcher
 
                 watching = PluginWatcher(host, on_change=_print_watch)
@@ -254,15 +269,24 @@ def run(
             await stop.wait()
             if watcher is not None:
                 await asyncio.wait([watcher], timeout=2)
-            out.print("stopping: cleaning up plugins in reverse order")
+            # new API calls are answered 503 + Retry-After from here; those running finish
+            still = await host.drain_calls(DRAIN_SECONDS)
+            out.print(
+                "stopping: cleaning up plugins in reverse order"
+                + (f" ({still} call(s) still running after {DRAIN_SECONDS:g} s)" if still else "")
+            )
             if metrics_server is not None:
                 metrics_server.shutdown()
-            announcement.unlink(missing_ok=True)
-            if web is not None:
-                await web.stop()
             return 0
         finally:
+            host.request_stop()
+            if web is not None:
+                await web.stop()
+            if announcement is not None:
+                announcement.unlink(missing_ok=True)
             await host.stop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
             if not once:
                 out.print("stopped")
 
@@ -286,6 +310,8 @@ def _print_watch(result: Any) -> None:
 # --------------------------------------------------------------------------- a running host
 
 HOST_FILE = "host.json"
+#: on SIGTERM, how long calls in flight may run before plugins are cleaned up
+DRAIN_SECONDS = 10.0
 
 
 def _announce(

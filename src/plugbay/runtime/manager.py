@@ -58,6 +58,7 @@ from plugbay.model.resolve import ResolutionPlan
 from plugbay.model.versions import Range
 from plugbay.monitor import CommandStats, PluginMetrics
 from plugbay.runtime.events import EventBus, Subscriber
+from plugbay.runtime.lifecycle import check_descriptors
 from plugbay.runtime.services import ServiceHub, ServiceView
 from plugbay.runtime.store import PluginStore
 from plugbay.runtime.swap import Swapper, UpgradePlan
@@ -222,6 +223,8 @@ class PluginManager:
         self._restarts: dict[str, asyncio.Task[None]] = {}
         #: installed and kept versions (set by the host when it has a state directory)
         self.store: PluginStore | None = None
+        #: the host is stopping: start no further plugin of a plan
+        self.stop_requested = False
         #: one swap (reload, upgrade, rollback) at a time per plugin
         self._swapping: dict[str, asyncio.Lock] = {}
         self._swapper = Swapper(self)
@@ -312,6 +315,10 @@ class PluginManager:
         route = self._routes.get(plugin_id)
         return route[3][0] if route is not None else 0
 
+    def calls_in_flight(self) -> int:
+        """Calls running or waiting now, on every plugin (held ones not counted)."""
+        return sum(route[3][0] for route in self._routes.values())
+
     def timeout_of(self, plugin_id: str) -> float:
         """The per-call timeout a plugin's calls get (a command may ask for less)."""
         route = self._routes.get(plugin_id)
@@ -355,6 +362,8 @@ class PluginManager:
             manifest = next(iter(self._versions_of(plugin_id)), None)
             self.note_problem(plugin_id, error, manifest)
         for plugin_id in plan.order:
+            if self.stop_requested:  # SIGTERM during startup: the rest never start
+                break
             manifest = plan.selected[plugin_id]
             rec = self._records.get(plugin_id)
             if rec is not None and rec.state is PluginState.ACTIVE:
@@ -510,6 +519,7 @@ class PluginManager:
         if isinstance(self.backends.get(placement.isolation), ProcessBackend):
             backend = self.backends[placement.isolation]
             assert isinstance(backend, ProcessBackend)
+            check_descriptors(manifest.id)  # say "descriptors" before a socketpair fails
             process = await backend.start(manifest, placement, context.environment.data_dir)
             process.on_security = functools.partial(self._security, rec)
             return process, context

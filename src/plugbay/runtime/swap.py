@@ -271,7 +271,9 @@ class Swapper:
         if failure is not None:
             async with self.m._lock:
                 back = _Hold(self.m, plugin_id)
-                carried = await self._carry_back(handle, running.handle, new_inflight, drain_timeout)
+                carried = await self._carry_back(
+                    handle, running.handle, new_inflight, drain_timeout
+                )
                 self._activate(
                     rec, running.handle, old, running.config, running.needs, running.notes,
                     route=running.route,
