@@ -196,6 +196,13 @@ def test_a_second_plugbay_run_is_refused_naming_the_holder_and_the_cli_talks_to_
     assert [(r["id"], r["state"], r["source"]) for r in rows] == [
         ("acme.one", "active", f"host pid {first.proc.pid}")
     ]
+    health = subprocess.run(
+        [sys.executable, "-m", "plugbay.cli", "health", "--state", str(first.state), "--json"],
+        capture_output=True, text=True, timeout=60, cwd=first.state.parent,
+    )  # fmt: skip
+    assert health.returncode == 0, health.stderr
+    readiness = json.loads(health.stdout)["readiness"]
+    assert (readiness["status"], readiness["active"], readiness["wanted"]) == ("ready", 1, 1)
     first.proc.send_signal(signal.SIGTERM)
     assert first.proc.wait(timeout=60) == 0
 
@@ -246,6 +253,9 @@ def test_sigterm_during_startup_stops_cleanly(
     assert ready.status_code == 503
     body = ready.json()
     assert body["status"] == "starting" and body["wanted"] == 6 and body["active"] < 6, body
+    with httpx.Client(base_url=url, timeout=10, follow_redirects=True) as http:
+        page = http.get("/", params={"token": run.token()}).text
+    assert "starting: " in page and " of 6 active" in page
     run.proc.send_signal(signal.SIGTERM)
     assert run.proc.wait(timeout=60) == 0, run.stdout() + run.stderr()
     assert "during startup" in run.stdout()

@@ -1454,25 +1454,49 @@ def health(
     host's; exits 1 when the host is failing. Beside a running host, that host's."""
     from plugbay.cli.views import HostSource, health_table
 
+    readiness = None
     if _running_host(state) is not None:
         source = _source(state)
         try:
             snap = source.snapshot()
         finally:
             source.close()
+        readiness = _readiness(state)
     else:
 
         async def body(host: Any) -> dict[str, Any]:
             if host.monitor is not None:
                 await host.monitor.tick()
-            return HostSource(host).snapshot()
+            return {**HostSource(host).snapshot(), "readiness": host.readiness()}
 
         snap = _with_host(_host_kwargs(plugins, state, config), body, as_json=as_json)
+        readiness = snap.pop("readiness", None)
     if as_json:
-        out.print_json(json.dumps(snap, default=str))
+        out.print_json(json.dumps({**snap, "readiness": readiness}, default=str))
     else:
         out.print(health_table(snap))
+        if readiness is not None:
+            out.print(_readiness_text(readiness))
     raise typer.Exit(1 if (snap.get("host") or {}).get("health") == "failing" else 0)
+
+
+def _readiness(state_dir: Path) -> dict[str, Any] | None:
+    """The running host's /readyz, or None when it has no API (or does not answer)."""
+    client = _client(state_dir)
+    if client is None:
+        return None
+    with client:
+        try:
+            return client.readiness()  # type: ignore[no-any-return]
+        except PlugbayError:
+            return None
+
+
+def _readiness_text(now: dict[str, Any]) -> str:
+    status = str(now.get("status"))
+    progress = f"{now.get('active')} of {now.get('wanted')} wanted plugins active"
+    colour = {"ready": "green", "degraded": "yellow", "starting": "yellow"}.get(status, "red")
+    return f"host: [{colour}]{escape(status)}[/], {progress}"
 
 
 @app.command()
