@@ -97,8 +97,9 @@ def code(kind: str, label: str, extra: str = "") -> str:
 class Writers:
     """``CALLERS`` tasks putting unique keys until stopped; what was acknowledged, what failed."""
 
-    def __init__(self, host: Host) -> None:
+    def __init__(self, host: Host, prefix: str = "") -> None:
         self.host = host
+        self.prefix = prefix
         self.acked: list[str] = []
         self.failed: list[str] = []
         self._stop = asyncio.Event()
@@ -108,7 +109,7 @@ class Writers:
         for i in itertools.count():
             if self._stop.is_set():
                 return
-            key = f"c{n}-{i}"
+            key = f"{self.prefix}c{n}-{i}"
             try:
                 await self.host.call(PID, "put", key=key)
             except Exception as exc:
@@ -280,3 +281,46 @@ async def test_a_swap_waits_for_long_calls_and_refuses_when_they_outlast_the_dra
             await host.manager.reload_plugin(PID, drain_timeout=0.2)
         assert await host.call(PID, "label") == "v2"  # held calls went back to the old one
         assert await long == "done"
+
+
+@pytest.mark.slow
+async def test_a_host_restart_keeps_what_a_memory_plugin_acknowledged(
+    plugins: PluginFactory, make_host: Callable[..., Host], backend: str, kind: str
+) -> None:
+    """A stop exports each plugin's state (durably) before cleaning it up; the next
+    start imports it after initialize. Writers run until the stop begins."""
+    plugins(PID, code(kind, "v1"), dirname="keys", extra=manifest_extra(backend))
+    acked: list[str] = []
+    for round_ in range(3):
+        async with make(make_host, backend) as host:
+            kept = await host.call(PID, "all")
+            assert not set(acked) - set(kept), "a restart lost acknowledged writes"
+            async with Writers(host, prefix=f"r{round_}-") as writers:
+                await writers.some(200)
+            assert writers.failed == []
+            acked += writers.acked
+    async with make(make_host, backend) as host:
+        kept = await host.call(PID, "all")
+        assert not set(acked) - set(kept) and len(kept) == len(set(kept))
+        if kind == "memory":  # the kept state was taken: a later start does not take it again
+            assert host.store is not None
+            assert not host.store.handover_file(PID).exists()
+
+
+async def test_a_kept_state_the_plugin_refuses_fails_its_start_and_stays(
+    plugins: PluginFactory, make_host: Callable[..., Host]
+) -> None:
+    directory = plugins(PID, code("memory", "v1"), dirname="keys")
+    async with make_host(init_timeout=20) as host:
+        await host.call(PID, "put", key="precious")
+    refusing = (
+        "\n    def import_state(self, state: list[str]) -> None:\n        raise ValueError('no')\n"
+    )
+    (directory / "main.py").write_text(code("memory", "v2", refusing))
+    async with make_host(init_timeout=20) as host:
+        rec = host.plugin(PID)
+        assert str(rec.state) == "failed"
+        assert "kept at its last stop raised ValueError: no" in (rec.reason or "")
+    (directory / "main.py").write_text(code("memory", "v3"))
+    async with make_host(init_timeout=20) as host:
+        assert await host.call(PID, "all") == ["precious"]

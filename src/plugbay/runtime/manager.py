@@ -449,6 +449,7 @@ class PluginManager:
             if hasattr(handle, "on_crash"):
                 handle.on_crash = functools.partial(self._crashed, rec)
             await self._initialize(handle, manifest, context)
+            await self._swapper.restore_at_start(manifest.id, handle)  # kept at its last stop
             for name, version in manifest.provides.items():
                 self.services.provide(manifest.id, name, version, None)
         except PlugbayError as exc:
@@ -798,13 +799,16 @@ class PluginManager:
         return done
 
     async def _stop(self, rec: PluginRecord, *, action: str) -> None:
-        self._routes.pop(rec.id, None)
+        route = self._routes.pop(rec.id, None)
         self.events.unsubscribe(rec.id)
         self.services.withdraw(rec.id)
         self._set_state(rec, PluginState.STOPPING)
         handle, rec.handle = rec.handle, None
         result, reason = "ok", None
         if handle is not None:
+            if route is not None:  # what it acknowledged is in the state it exports
+                await self._swapper._drain(route[3], self.settings.cleanup_timeout)
+            reason = await self._swapper.keep_at_stop(rec.id, handle)
             try:
                 await handle.cleanup(self.settings.cleanup_timeout)
             except CallTimeout:

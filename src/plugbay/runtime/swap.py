@@ -695,6 +695,69 @@ class Swapper:
         except PlugbayError as exc:  # losing a copy must not take a plugin down
             log.error("could not keep %s %s: %s", rec.id, m.version, exc)
 
+    # ------------------------------------------------------------------ stop and start
+
+    async def keep_at_stop(self, plugin_id: str, handle: PluginHandle) -> str | None:
+        """Before a stop cleans a plugin up: what it holds (``export_state``), kept
+        durably for its next start, so a host restart loses nothing it acknowledged.
+        Returns what went wrong (the stop goes on), or ``None``."""
+        store = self.m.store
+        if store is None:
+            return None
+        timeout = self.m.settings.cleanup_timeout
+        try:
+            async with deadline(timeout):
+                exported = await _export(handle, timeout)
+            if exported[0]:
+                state = handover.plain_state(exported[1])
+                await asyncio.to_thread(
+                    store.save_handover, plugin_id, handle.manifest.version, state
+                )
+        except (Exception, SystemExit) as exc:  # a dead worker, a full disk, a refusal
+            problem = (
+                f"its state could not be kept for its next start: "
+                f"{exc.message if isinstance(exc, PlugbayError) else type(exc).__name__}"
+                f"{'' if isinstance(exc, PlugbayError) else f': {exc}'}"
+            )
+            log.error("plugin '%s': %s", plugin_id, problem)
+            return problem
+        return None
+
+    async def restore_at_start(self, plugin_id: str, handle: PluginHandle) -> None:
+        """After ``initialize``: give the plugin what it held when it was last stopped.
+        A failure fails the start, and the kept state stays for the next attempt."""
+        store = self.m.store
+        if store is None:
+            return
+        found, state, version = store.load_handover(plugin_id)
+        if not found:
+            return
+        timeout = self.m.settings.init_timeout
+        where = str(store.handover_file(plugin_id))
+        try:
+            async with deadline(timeout):
+                await _import(handle, state, timeout)
+        except CallTimeout:
+            raise PlugbayError(
+                f"import_state of the state kept at its last stop did not finish "
+                f"within {timeout:g} s",
+                plugin=plugin_id,
+                where=where,
+                hint="make import_state return promptly; the kept state stays for the next start",
+            ) from None
+        except (Exception, SystemExit) as exc:
+            text = _failed(exc) if isinstance(exc, PlugbayError) else (
+                f"raised {type(exc).__name__}: {exc}"
+            )  # fmt: skip
+            raise PlugbayError(
+                f"import_state of the state {version} kept at its last stop {text}",
+                plugin=plugin_id,
+                where=where,
+                hint="make import_state accept what export_state gave; the kept state stays "
+                "for the next start",
+            ) from None
+        store.drop_handover(plugin_id)
+
     # ------------------------------------------------------------------ rollback
 
     def previous_version(self, plugin_id: str) -> str:
