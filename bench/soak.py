@@ -48,7 +48,7 @@ from bench._report import Figure, fmt_time, print_figures
 ROOT = Path(__file__).resolve().parent.parent
 WORK = Path(os.environ.get("SOAK_DIR", ROOT / "bench" / ".work" / "soak"))
 SECONDS = min(600.0, float(os.environ.get("SOAK_SECONDS", "240")))
-PLUGINS = int(os.environ.get("SOAK_PLUGINS", "16"))
+PLUGINS = int(os.environ.get("SOAK_PLUGINS", "20"))
 WRITERS = 16
 DISK_MB = 48
 #: seconds between two faults of each kind in one lane (jittered ±30 %), and lanes
@@ -61,7 +61,7 @@ PACE = {
     "corrupted database page": 60.0,
 }
 #: worker faults run in lanes at once, each lane on its own share of the plugins
-LANES = {"worker kill -9": 2, "worker SIGSTOP": 2}
+LANES = {"worker kill -9": 3, "worker SIGSTOP": 2, "hostile manifest": 2}
 #: how long a fault may take to show a clear event
 CLEAR_WITHIN = 15.0
 
@@ -145,11 +145,15 @@ class Soak:
         self.disk_note = ""
         self.token = ""
         self.stop = asyncio.Event()
+        self.writers_stop = asyncio.Event()
         self.host_ready = asyncio.Event()
         self.cold_start = 0.0
         self.plugin_load = 0.0
         self.hostile_n = itertools.count()
         self.measuring: set[asyncio.Future[None]] = set()
+        self._gate: asyncio.Condition | None = None
+        self._whole = False
+        self._others = 0
         self.mount_kind = "the work disk"
 
     # ------------------------------------------------------------------ set-up
@@ -292,7 +296,7 @@ class Soak:
         client: httpx.AsyncClient | None = None
         url = ""
         try:
-            while not self.stop.is_set():
+            while not self.writers_stop.is_set():
                 host = self.host
                 if host is None or not host.url or not self.host_ready.is_set():
                     await asyncio.sleep(0.02)
@@ -387,6 +391,10 @@ class Soak:
         while time.monotonic() < end and not fault.clear:
             fault.clear = bool(await self.crash_events_since(pid, fault.wall))
             await asyncio.sleep(0.05)
+        if not fault.clear:
+            response = await self.api("GET", "/api/v1/history", params={"plugin": pid, "limit": 4})
+            seen = response.json() if response is not None and response.status_code == 200 else []
+            fault.note = "history: " + ", ".join(f"{e['action']} {e['result']}" for e in seen)
         # measured meanwhile: the lane goes on with its next plugin
         task = asyncio.ensure_future(self.measure(fault))
         self.measuring.add(task)
@@ -437,7 +445,12 @@ class Soak:
             while True:
                 f.write(b"\0" * 4096)
                 f.flush()
-        await asyncio.sleep(2.5)  # the callers keep writing into a full disk
+        # the callers keep writing into the full disk until a write needs a new page
+        # (small appends fill the last one first) or 6 s passed
+        held = time.monotonic() + 6
+        while time.monotonic() < held and len(self.failures) == seen_failures:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.2)
         gone = time.monotonic()
         filler.unlink()
         await self.keep_alive()
@@ -505,15 +518,20 @@ class Soak:
         return fault
 
     async def inject(self, kind: str, lane: int = 0) -> None:
-        lanes = sum(LANES.values())
-        first = sum(list(LANES.values())[: list(LANES).index(kind)]) + lane if kind in LANES else 0
+        workers = {k: n for k, n in LANES.items() if k.startswith("worker")}
+        lanes = sum(workers.values())
+        first = (
+            sum(list(workers.values())[: list(workers).index(kind)]) + lane
+            if kind in workers
+            else 0
+        )
         mine = itertools.cycle(self.ids[first::lanes] or self.ids)
         while not self.stop.is_set():
             await asyncio.sleep(PACE[kind] * random.uniform(0.7, 1.3))
             if self.stop.is_set():
                 return
             async with self.exclusive(kind):
-                if not self.host_ready.is_set():
+                if not self.host_ready.is_set() or self.stop.is_set():
                     continue
                 if kind in ("worker kill -9", "worker SIGSTOP"):
                     fault = await self.worker_fault(kind, next(mine))
@@ -528,18 +546,29 @@ class Soak:
             if fault is not None:
                 self.faults.append(fault)
 
-    _whole_host = asyncio.Lock()
-
     @contextlib.asynccontextmanager
     async def exclusive(self, kind: str) -> Any:
-        """A host restart waits for other faults and stops them meanwhile."""
-        if kind in ("host kill -9", "corrupted database page", "disk full"):
-            async with self._whole_host:
-                yield
-        else:
-            while self._whole_host.locked():  # noqa: ASYNC110 - rare, and short
-                await asyncio.sleep(0.05)
+        """Faults on the whole host (kill, disk, database) wait for the others in progress
+        and hold new ones back; worker and manifest faults run side by side."""
+        if self._gate is None:
+            self._gate = asyncio.Condition()
+        gate = self._gate
+        whole = kind in ("host kill -9", "corrupted database page", "disk full")
+        async with gate:
+            await gate.wait_for(lambda: not self._whole and (not whole or self._others == 0))
+            if whole:
+                self._whole = True
+            else:
+                self._others += 1
+        try:
             yield
+        finally:
+            async with gate:
+                if whole:
+                    self._whole = False
+                else:
+                    self._others -= 1
+                gate.notify_all()
 
     # ------------------------------------------------------------------ the run
 
@@ -563,10 +592,11 @@ class Soak:
             while time.monotonic() < end:
                 await self.keep_alive()
                 await asyncio.sleep(0.1)
-            self.stop.set()
+            self.stop.set()  # no new fault; the callers write on while the last ones settle
             await asyncio.gather(*injectors)
             if self.measuring:
-                await asyncio.wait(self.measuring, timeout=60)
+                await asyncio.wait(self.measuring, timeout=30)
+            self.writers_stop.set()
             await asyncio.gather(*writers)
             await self.keep_alive()
             # what the plugins kept, read from a freshly started host

@@ -369,3 +369,44 @@ def test_the_host_lifts_its_descriptor_limit_and_says_descriptors_when_short(
     assert "active" in states and "failed" in states, short
     assert short["answer"] == "pong"
     assert all("descriptors" in r and "96" in r for r in short["reasons"]), short["reasons"]
+
+
+@pytest.mark.slow
+def test_a_call_that_outlasts_the_drain_gets_an_error_not_a_reset(
+    plugins: PluginFactory, run_host: Callable[..., Run]
+) -> None:
+    sandboxed(plugins, 1)
+    run = run_host(plugins.root, "--drain", "0.2")
+    url = run.url()
+    run.wait_for("serving")
+    auth = {"Authorization": f"Bearer {run.token()}"}
+    results: list[httpx.Response | Exception] = []
+
+    def long_call() -> None:
+        with httpx.Client(base_url=url, headers=auth, timeout=60) as http:
+            try:
+                results.append(
+                    http.post("/api/v1/plugins/acme.p0/commands/slow", json={"seconds": 60})
+                )
+            except httpx.HTTPError as exc:
+                results.append(exc)
+
+    caller = threading.Thread(target=long_call)
+    caller.start()
+    with httpx.Client(base_url=url, headers=auth, timeout=30) as http:
+        deadline = time.monotonic() + 10
+        while not any(
+            line.startswith('plugbay_plugin_inflight{plugin="acme.p0"') and line.endswith(" 1.0")
+            for line in http.get("/metrics").text.splitlines()
+        ):
+            assert time.monotonic() < deadline, "the long call never ran"
+            time.sleep(0.01)
+    run.proc.send_signal(signal.SIGTERM)
+    assert run.proc.wait(timeout=60) == 0
+    caller.join(timeout=30)
+    (answer,) = results
+    assert isinstance(answer, httpx.Response), answer
+    assert answer.status_code >= 500 and "error" in answer.json(), answer.text
+    err = run.stderr()
+    assert "Traceback" not in err and "never retrieved" not in err, err
+    assert worker_cgroups(run.proc.pid) == set()

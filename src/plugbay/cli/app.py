@@ -139,6 +139,9 @@ def _print_problems(records: list[Any], problems: list[PlugbayError]) -> None:
 
 # --------------------------------------------------------------------------- run
 
+#: on SIGTERM, how long calls in flight may run before plugins are cleaned up
+DRAIN_SECONDS = 10.0
+
 
 @app.command()
 def run(
@@ -185,6 +188,12 @@ def run(
             "--watch", "-w", help="Reload a plugin when its files change (dependents follow)."
         ),
     ] = False,
+    drain: Annotated[
+        float,
+        typer.Option(
+            "--drain", help="On SIGTERM / Ctrl-C, seconds calls in flight may take to finish."
+        ),
+    ] = DRAIN_SECONDS,
 ) -> None:
     """Start the host on the plugins directory and serve until Ctrl-C.
 
@@ -270,10 +279,10 @@ def run(
             if watcher is not None:
                 await asyncio.wait([watcher], timeout=2)
             # new API calls are answered 503 + Retry-After from here; those running finish
-            still = await host.drain_calls(DRAIN_SECONDS)
+            still = await host.drain_calls(drain)
             out.print(
                 "stopping: cleaning up plugins in reverse order"
-                + (f" ({still} call(s) still running after {DRAIN_SECONDS:g} s)" if still else "")
+                + (f" ({still} call(s) still running after {drain:g} s)" if still else "")
             )
             if metrics_server is not None:
                 metrics_server.shutdown()
@@ -281,6 +290,9 @@ def run(
         finally:
             host.request_stop()
             if web is not None:
+                # plugins first: a call still running gets its error through the API,
+                # then the server closes
+                await host.manager.shutdown()
                 await web.stop()
             if announcement is not None:
                 announcement.unlink(missing_ok=True)
@@ -310,8 +322,6 @@ def _print_watch(result: Any) -> None:
 # --------------------------------------------------------------------------- a running host
 
 HOST_FILE = "host.json"
-#: on SIGTERM, how long calls in flight may run before plugins are cleaned up
-DRAIN_SECONDS = 10.0
 
 
 def _announce(
