@@ -216,6 +216,7 @@ async def test_a_start_sweeps_what_a_host_killed_with_sigkill_left(
     plugins: PluginFactory, run_host: Callable[..., Run], make_host: Callable[..., Host]
 ) -> None:
     sandboxed(plugins, 3)
+    ours_before = worker_cgroups(os.getpid())
     killed = run_host(plugins.root)
     killed.wait_for("serving")
     left = worker_cgroups(killed.proc.pid)
@@ -234,9 +235,9 @@ async def test_a_start_sweeps_what_a_host_killed_with_sigkill_left(
         assert host.swept.announcement  # its host.json named a dead pid
         assert worker_cgroups(killed.proc.pid) == set()
         assert all(str(r.state) == "active" for r in host.plugins())
-        mine = worker_cgroups(os.getpid())
+        mine = worker_cgroups(os.getpid()) - ours_before
         assert len(mine) == 3  # this host's own workers are untouched by its sweep
-    assert worker_cgroups(os.getpid()) == set()
+    assert worker_cgroups(os.getpid()) - ours_before == set()
 
 
 @pytest.mark.slow
@@ -410,3 +411,22 @@ def test_a_call_that_outlasts_the_drain_gets_an_error_not_a_reset(
     err = run.stderr()
     assert "Traceback" not in err and "never retrieved" not in err, err
     assert worker_cgroups(run.proc.pid) == set()
+
+
+def test_only_cgroups_of_dead_hosts_are_orphans(tmp_path: Path) -> None:
+    """The sweep's rule, on a directory tree shaped like a cgroup hierarchy."""
+    base = tmp_path / _cgroups.BASE
+    dead = 2**22 + 12345  # above any pid_max this machine uses by default
+    names = {
+        f"acme.a-h{dead}-0123abcd": True,  # its host is gone
+        f"acme.b-h{os.getpid()}-0123abcd": False,  # this process: alive
+        f"acme.c-h{os.getppid()}-0123abcd": False,  # another live host
+        "acme.d-0123abcd": False,  # no owner in the name: never taken
+        f"w{dead}-89abcdef": True,  # the layer's own name for a worker
+    }
+    for name in names:
+        (base / name).mkdir(parents=True)
+    groups = _cgroups.Cgroups(2, (("unified", str(tmp_path)),))
+    alive = {os.getpid(), os.getppid()}.__contains__
+    assert _cgroups.orphaned(groups, alive=alive) == sorted(n for n, o in names.items() if o)
+    assert _cgroups.owner_of(_cgroups.worker_name("x.y")) == os.getpid()

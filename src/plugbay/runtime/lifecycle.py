@@ -126,8 +126,8 @@ class HostLock:
             f"another host already serves this state directory: {who}"
             + (f", API at {api}" if api else ", no API announced"),
             where=str(self.state_dir),
-            hint="talk to that host (every plugbay command with the same --state does), "
-            "stop it first, or give this one its own --state DIR",
+            hint="use that host: plugbay commands with the same --state talk to it through "
+            "its API where they can; or stop it first, or give this one its own --state DIR",
             details={"pid": pid, "http": api},
         )
 
