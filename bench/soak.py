@@ -48,7 +48,7 @@ from bench._report import Figure, fmt_time, print_figures
 ROOT = Path(__file__).resolve().parent.parent
 WORK = Path(os.environ.get("SOAK_DIR", ROOT / "bench" / ".work" / "soak"))
 SECONDS = min(600.0, float(os.environ.get("SOAK_SECONDS", "240")))
-PLUGINS = int(os.environ.get("SOAK_PLUGINS", "20"))
+PLUGINS = int(os.environ.get("SOAK_PLUGINS", "28"))
 WRITERS = 16
 DISK_MB = 48
 #: seconds between two faults of each kind in one lane (jittered ±30 %), and lanes
@@ -56,12 +56,12 @@ PACE = {
     "worker kill -9": 0.3,
     "worker SIGSTOP": 0.3,
     "hostile manifest": 0.2,
-    "disk full": 6.0,
-    "host kill -9": 25.0,
-    "corrupted database page": 60.0,
+    "disk full": 20.0,
+    "host kill -9": 80.0,
+    "corrupted database page": 200.0,
 }
 #: worker faults run in lanes at once, each lane on its own share of the plugins
-LANES = {"worker kill -9": 3, "worker SIGSTOP": 2, "hostile manifest": 2}
+LANES = {"worker kill -9": 5, "worker SIGSTOP": 4, "hostile manifest": 3}
 #: how long a fault may take to show a clear event
 CLEAR_WITHIN = 15.0
 
@@ -82,7 +82,7 @@ class P(UtilityPlugin):
     def put(self, key: str) -> str:
         # one write per record, a newline first: a record cut short by a full disk
         # never glues itself to the next one
-        record = ("\\n" + key + "\\n").encode()
+        record = ("\\n" + key + " " * 240 + "\\n").encode()
         if os.write(self.fd, record) != len(record):
             raise OSError(28, "short write: the disk is full")
         return key
@@ -154,6 +154,8 @@ class Soak:
         self._gate: asyncio.Condition | None = None
         self._whole = False
         self._others = 0
+        self._waiting = 0
+        self._api_client: httpx.AsyncClient | None = None
         self.mount_kind = "the work disk"
 
     # ------------------------------------------------------------------ set-up
@@ -282,16 +284,20 @@ class Soak:
         host = self.host
         if host is None or not host.url:
             return None
+        if self._api_client is None or str(self._api_client.base_url).rstrip("/") != host.url:
+            if self._api_client is not None:
+                await self._api_client.aclose()
+            self._api_client = httpx.AsyncClient(base_url=host.url, timeout=10)
         try:
-            async with httpx.AsyncClient(base_url=host.url, timeout=10) as http:
-                return await http.request(method, path, headers=self.headers(), **kwargs)
+            return await self._api_client.request(method, path, headers=self.headers(), **kwargs)
         except httpx.HTTPError:
             return None
 
     # ------------------------------------------------------------------ callers
 
     async def writer(self, n: int) -> None:
-        pid = self.ids[n % len(self.ids)]
+        # each caller writes to every plugin in turn, starting at its own
+        turn = itertools.cycle(self.ids[n % len(self.ids) :] + self.ids[: n % len(self.ids)])
         counter = itertools.count()
         client: httpx.AsyncClient | None = None
         url = ""
@@ -306,6 +312,7 @@ class Soak:
                         await client.aclose()
                     url = host.url
                     client = httpx.AsyncClient(base_url=url, timeout=15, headers=self.headers())
+                pid = next(turn)
                 key = f"w{n}-{next(counter)}"
                 started = time.monotonic()
                 try:
@@ -445,8 +452,15 @@ class Soak:
             while True:
                 f.write(b"\0" * 4096)
                 f.flush()
+        # an operator's change meanwhile: refused with a clear error, or applied
+        target = random.choice(self.ids)
+        response = await self.api(
+            "POST", f"/api/v1/plugins/{target}/disable", json={"reason": "soak: full disk"}
+        )
+        if response is not None and response.status_code >= 400:
+            self.failures.append(f"disable during a full disk: {response.text[:300]}")
         # the callers keep writing into the full disk until a write needs a new page
-        # (small appends fill the last one first) or 6 s passed
+        # (appends fill the last one first) or 6 s passed
         held = time.monotonic() + 6
         while time.monotonic() < held and len(self.failures) == seen_failures:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
@@ -460,6 +474,7 @@ class Soak:
         fault.clear = any(w in said for w in ("No space left", "disk is full", "disk full"))
         if not fault.clear:
             fault.note = f"{len(self.failures) - seen_failures} failed calls, none naming it"
+        await self.api("POST", f"/api/v1/plugins/{target}/enable")
         served = await self.wait_served(gone)
         fault.served_again = served
         return fault
@@ -553,12 +568,15 @@ class Soak:
         if self._gate is None:
             self._gate = asyncio.Condition()
         gate = self._gate
-        whole = kind in ("host kill -9", "corrupted database page", "disk full")
+        whole = kind in ("host kill -9", "corrupted database page")
         async with gate:
-            await gate.wait_for(lambda: not self._whole and (not whole or self._others == 0))
-            if whole:
+            if whole:  # waiting, it holds new worker and manifest faults back (no starving)
+                self._waiting += 1
+                await gate.wait_for(lambda: not self._whole and self._others == 0)
+                self._waiting -= 1
                 self._whole = True
             else:
+                await gate.wait_for(lambda: not self._whole and not self._waiting)
                 self._others += 1
         try:
             yield
@@ -595,7 +613,7 @@ class Soak:
             self.stop.set()  # no new fault; the callers write on while the last ones settle
             await asyncio.gather(*injectors)
             if self.measuring:
-                await asyncio.wait(self.measuring, timeout=30)
+                await asyncio.wait(self.measuring, timeout=15)
             self.writers_stop.set()
             await asyncio.gather(*writers)
             await self.keep_alive()
@@ -615,6 +633,8 @@ class Soak:
             leftovers = self.output(self.generation)
             return {"lost": lost, "sigterm_exit": (code, final), "leftovers": leftovers}
         finally:
+            if self._api_client is not None:
+                await self._api_client.aclose()
             if self.host is not None and self.host.proc.poll() is None:
                 self.host.proc.kill()
             self.unmount()
