@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import os
 import signal
@@ -1050,11 +1051,21 @@ async def _start_http(host: Any, bind: tuple[str, int], max_body: int) -> Any:
         await server.start()
     except OSError as exc:
         await server.stop()
+        if exc.errno != errno.EADDRINUSE or bind[1] == 0:
+            err.print(
+                f"[yellow]warning:[/] cannot serve the API on {bind[0]}:{bind[1]}: "
+                f"{escape(exc.strerror or str(exc))}; choose another with --http HOST:PORT, "
+                "or --no-http"
+            )
+            return None
+        # the port is taken: any free one, so the CLI can still reach this host (host.json)
+        server = HttpServer(create_app(host, tokens=tokens, max_body=max_body), bind[0], 0)
+        await server.start()
         err.print(
-            f"[yellow]warning:[/] cannot serve the API on {bind[0]}:{bind[1]}: "
-            f"{escape(exc.strerror or str(exc))}; choose another with --http HOST:PORT, or --no-http"
+            f"[yellow]warning:[/] {bind[0]}:{bind[1]} is taken; the API is on "
+            f"{server.url} instead (plugbay commands find it in host.json); "
+            "choose a port with --http HOST:PORT"
         )
-        return None
     out.print(f"api: {server.url}/api/v1  (OpenAPI: {server.url}/openapi.json)")
     if made:
         out.print(
