@@ -4,12 +4,14 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test lint typecheck unit bench clean help promtool browser
+.PHONY: run test lint typecheck unit bench clean help promtool browser soak
 
 help:
 	@echo "make run    - create .venv, install, start the host on ./plugins, reloading on save (Ctrl-C to stop)"
 	@echo "make test   - create .venv, install, run ruff, mypy --strict and the test suite"
 	@echo "make bench  - run the benchmarks, each figure beside its anchor"
+	@echo "make soak   - inject faults into a running host while callers write (SOAK_SECONDS=240)"
+	@echo "make soak   - inject faults into a running host while callers write (SOAK_SECONDS=240)"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -75,3 +77,8 @@ bench: $(STAMP) $(WRK)
 
 clean:
 	rm -rf $(VENV) .plugbay .mypy_cache .ruff_cache .pytest_cache .hypothesis bench/.work
+
+# Fault injection against a real `plugbay run` (bench/soak.py): SOAK_SECONDS (default 240, ≤ 600).
+# Mounts a small tmpfs for the state directory when it can (root), and unmounts it after.
+soak: $(STAMP)
+	$(BIN)/python -m bench.soak

@@ -3,6 +3,9 @@
 For each backend (inline, process), through the real watcher (``plugbay run --watch``):
 
 * failed calls during the 50 reloads (goal: 0), beside the number of calls made;
+* acknowledged writes lost (goal: 0): each call writes a unique key into the plugin's
+  memory, handed over with export_state / import_state; after the reloads every key a
+  call acknowledged must be there;
 * p50 / p99 call latency during the reloads, beside the same load with no reload;
 * reload time, from the file write to the first call answered by the new version,
   beside the plugin's cold load time (goal: ≤ 300 ms inline, ≤ 500 ms sandboxed).
@@ -11,6 +14,7 @@ For each backend (inline, process), through the real watcher (``plugbay run --wa
 from __future__ import annotations
 
 import asyncio
+import itertools
 import shutil
 import statistics
 import time
@@ -30,18 +34,22 @@ from plugbay import UtilityPlugin, command
 
 class P(UtilityPlugin):
     def __init__(self) -> None:
-        self.calls = 0
+        self.keys: list[str] = []
 
-    def export_state(self) -> dict[str, int]:
-        return {{"calls": self.calls}}
+    def export_state(self) -> list[str]:
+        return self.keys
 
-    def import_state(self, state: dict[str, int]) -> None:
-        self.calls = state["calls"]
+    def import_state(self, state: list[str]) -> None:
+        self.keys = list(state)
 
     @command
-    def label(self) -> str:
-        self.calls += 1
+    def label(self, key: str) -> str:
+        self.keys.append(key)
         return "{label}"
+
+    @command
+    def keys_kept(self) -> list[str]:
+        return self.keys
 """
 
 
@@ -95,21 +103,28 @@ async def _measure(backend: str) -> dict[str, float]:
         seen_at: dict[str, float] = {}
         stop = asyncio.Event()
 
-        async def caller() -> None:
-            while not stop.is_set():
+        acked: list[str] = []
+
+        async def caller(n: int) -> None:
+            for i in itertools.count():
+                if stop.is_set():
+                    return
                 started = time.perf_counter()
+                key = f"{n}-{i}"
                 try:
-                    label = await host.call("bench.reload", "label")
+                    label = await host.call("bench.reload", "label", key=key)
                 except Exception as exc:
                     failures.append(f"{type(exc).__name__}: {exc}")
                     label = None
+                else:
+                    acked.append(key)
                 now = time.perf_counter()
                 phase[current[0]].append(now - started)
                 if label is not None and label not in seen_at:
                     seen_at[label] = now
                 await asyncio.sleep(0)  # an inline def command never yields by itself
 
-        callers = [asyncio.ensure_future(caller()) for _ in range(CALLERS)]
+        callers = [asyncio.ensure_future(caller(n)) for n in range(CALLERS)]
         await asyncio.sleep(2.0)
         current[0] = "reloading"
         reload_times: list[float] = []
@@ -127,12 +142,15 @@ async def _measure(backend: str) -> dict[str, float]:
             reload_times.append(seen_at[label] - written)
         stop.set()
         await asyncio.gather(*callers)
+        lost = len(set(acked) - set(await host.call("bench.reload", "keys_kept")))
         assert host.state is not None
-        swaps = [
-            float(e.details["seconds"])
+        reloads = [
+            e
             for e in host.state.history("bench.reload", limit=4 * RELOADS)
             if e.action == "reload" and e.result == "ok"
         ]
+        swaps = [float(e.details["seconds"]) for e in reloads]
+        holds = [float(e.details.get("held_seconds", 0.0)) for e in reloads]
         stop_watch.set()
         await asyncio.wait_for(watching, timeout=30)
         calls = sum(len(v) for v in phase.values())
@@ -141,6 +159,8 @@ async def _measure(backend: str) -> dict[str, float]:
         return {
             "cold": cold,
             "failures": float(len(failures)),
+            "lost": float(lost),
+            "acked": float(len(acked)),
             "calls": float(len(phase["reloading"])),
             "total_calls": float(calls),
             "p50_base": _percentile(phase["baseline"], 0.50),
@@ -150,6 +170,8 @@ async def _measure(backend: str) -> dict[str, float]:
             "reload_median": statistics.median(reload_times) if reload_times else float("inf"),
             "reload_max": max(reload_times) if reload_times else float("inf"),
             "swap_median": statistics.median(swaps) if swaps else float("inf"),
+            "hold_median": statistics.median(holds) if holds else float("inf"),
+            "hold_max": max(holds) if holds else float("inf"),
         }
 
 
@@ -163,6 +185,11 @@ def run() -> int:
                 f"failed calls during {RELOADS} reloads, {CALLERS} callers",
                 m["failures"], "calls made meanwhile", m["calls"], "0 failed calls",
                 m["failures"] == 0, unit="calls",
+            ),
+            Figure(
+                f"acknowledged writes lost over {RELOADS} reloads (state handed over)",
+                m["lost"], "writes acknowledged", m["acked"], "0 lost",
+                m["lost"] == 0, unit="writes",
             ),
             Figure(
                 "p50 call latency during reloads",
@@ -183,6 +210,12 @@ def run() -> int:
                 "the swap alone: new version loaded, initialized, state moved, serving (median)",
                 m["swap_median"], "a fresh load of the plugin", m["cold"], "reported", None,
                 note="the rest of the reload time is the watcher noticing the write",
+            ),
+            Figure(
+                "new calls held at the router while the state moves (median)",
+                m["hold_median"], "the swap alone (median)", m["swap_median"], "reported", None,
+                note=f"longest of the 50: {m['hold_max'] * 1000:.1f} ms; the old version's calls "
+                "drain, the new one initializes and takes the state meanwhile",
             ),
         ]  # fmt: skip
         label = "inline" if backend == "inline" else "sandboxed (process worker, default policy)"

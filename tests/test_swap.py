@@ -242,7 +242,8 @@ async def test_rollback_returns_to_the_previous_version_with_its_state(
         rec = await host.rollback("acme.counter")
         assert rec.version == "1.0.0"
         assert await host.call("acme.counter", "label") == "v1"  # its code, kept in the store
-        assert await host.call("acme.counter", "bump") == 4  # the state 1.0.0 handed over: 3
+        # nothing acknowledged is lost: 1.1.0's count (4) is handed back, not 1.0.0's (3)
+        assert await host.call("acme.counter", "bump") == 5
         assert host.state is not None
         event = host.state.history("acme.counter")[0]
         assert (event.action, event.result, event.version) == ("rollback", "ok", "1.0.0")
@@ -445,7 +446,7 @@ async def test_a_sandboxed_plugin_reloads_and_rolls_back_with_its_state(
         assert await host.call("acme.counter", "bump") == 3
         await host.rollback("acme.counter")  # its code now comes from the store
         assert await host.call("acme.counter", "label") == "v1"
-        assert await host.call("acme.counter", "bump") == 3
+        assert await host.call("acme.counter", "bump") == 4  # 1.1.0's acknowledged 3 kept
 
 
 async def test_a_rolled_back_core_plugin_stays_trusted(

@@ -332,6 +332,8 @@ async def test_health_readiness_history_and_metrics(api: Api) -> None:
     assert (await api.http.get("/readyz")).json() == {
         "ready": True,
         "status": "ready",
+        "active": 2,
+        "wanted": 2,
         "failed": [],
     }
     history = (await api.http.get("/api/v1/history", params={"plugin": "acme.calc"})).json()

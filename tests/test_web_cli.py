@@ -118,16 +118,17 @@ def test_a_public_address_needs_an_explicit_flag(workdir: Path) -> None:
     assert bad.returncode == 2 and "'localhost' is not HOST:PORT" in bad.stderr
 
 
-def test_a_taken_port_is_a_warning_and_the_host_still_serves(workdir: Path) -> None:
+def test_a_taken_port_is_a_warning_and_the_host_serves_on_a_free_one(workdir: Path) -> None:
     import socket
 
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        with plugbay_run(workdir, "--http", f"127.0.0.1:{port}", expect_http=False) as host:
-            assert f"cannot serve the API on 127.0.0.1:{port}" in host.output
-            assert "choose another with --http HOST:PORT, or --no-http" in host.output
-            # no API: the CLI falls back to what the host recorded
+        with plugbay_run(workdir, "--http", f"127.0.0.1:{port}") as host:
+            assert f"127.0.0.1:{port} is taken; the API is on {host.url} instead" in (host.output)
+            assert not host.url.endswith(f":{port}")
+            # the CLI finds it through host.json and asks it
             rows = json.loads(plugbay("list", "--json", cwd=workdir).stdout)
             assert {r["state"] for r in rows} == {"active"}
+            assert {r["source"] for r in rows} == {f"host pid {host.proc.pid}"}

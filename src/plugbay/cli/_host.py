@@ -83,6 +83,8 @@ class HostAccess(Protocol):
 
     def snapshot(self) -> dict[str, Any]: ...
 
+    def readiness(self) -> dict[str, Any] | None: ...
+
     def wait(self, seconds: float) -> None: ...
 
 
@@ -202,6 +204,14 @@ class RemoteHost:
 
     def snapshot(self) -> dict[str, Any]:
         return _recorded_snapshot(self.state)
+
+    def readiness(self) -> dict[str, Any] | None:
+        """The host's ``/readyz`` (starting, ready, degraded, stopping, with progress);
+        None when it does not answer."""
+        try:
+            return self.client.readiness()
+        except PlugbayError:
+            return None
 
     def wait(self, seconds: float) -> None:
         time.sleep(seconds)
@@ -378,6 +388,10 @@ class LocalHost:
             "host": {"kind": "host", "health": "failing", "reason": "no host is running"},
             "plugins": [{**r, "health": None} for r in rows],
         }
+
+    def readiness(self) -> dict[str, Any] | None:
+        """Nothing to ask: a host without an API, or none at all (see :meth:`snapshot`)."""
+        return None
 
     def wait(self, seconds: float) -> None:
         if self._runner is None:

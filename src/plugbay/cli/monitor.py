@@ -155,11 +155,22 @@ def health(
 
     with the_host(state, plugins, config, as_json=as_json) as host:
         snap = host.snapshot()
+        readiness = host.readiness()
     if as_json:
-        print_json(snap)
+        print_json({**snap, "readiness": readiness})
     else:
         out.print(health_table(snap))
+        if readiness is not None:
+            out.print(_readiness_text(readiness))
     raise typer.Exit(1 if (snap.get("host") or {}).get("health") == "failing" else 0)
+
+
+def _readiness_text(now: dict[str, Any]) -> str:
+    """``host: ready, 12 of 40 wanted plugins active`` (coloured by status)."""
+    status = str(now.get("status"))
+    progress = f"{now.get('active')} of {now.get('wanted')} wanted plugins active"
+    colour = {"ready": "green", "degraded": "yellow", "starting": "yellow"}.get(status, "red")
+    return f"host: [{colour}]{escape(status)}[/], {progress}"
 
 
 def top(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import os
 import signal
@@ -36,6 +37,9 @@ __all__ = ["PANEL", "register"]
 
 PANEL = "host"
 
+#: on SIGTERM, how long calls in flight may run before plugins are cleaned up
+DRAIN_SECONDS = 10.0
+
 
 @dataclass(frozen=True)
 class Serving:
@@ -46,6 +50,7 @@ class Serving:
     metrics_port: int | None  # Prometheus /metrics, or None
     watch: bool
     metrics_public: bool = False  # /metrics without the API token
+    drain: float = DRAIN_SECONDS  # on a stop, seconds calls in flight may take to finish
 
 
 def run(
@@ -99,6 +104,12 @@ def run(
             "--watch", "-w", help="Reload a plugin when its files change (dependents follow)."
         ),
     ] = False,
+    drain: Annotated[
+        float,
+        typer.Option(
+            "--drain", help="On SIGTERM / Ctrl-C, seconds calls in flight may take to finish."
+        ),
+    ] = DRAIN_SECONDS,
 ) -> None:
     """Start the host on the plugins directory and serve until Ctrl-C.
 
@@ -114,6 +125,7 @@ def run(
             metrics_port=None if no_metrics else metrics_port,
             watch=watch,
             metrics_public=metrics_public,
+            drain=drain,
         )
     try:
         code = asyncio.run(_run(host_kwargs(plugins, state, config), serving, started))
@@ -123,20 +135,55 @@ def run(
 
 
 async def _run(kwargs: dict[str, Any], serving: Serving | None, started: float) -> int:
-    """Start, show the plugins, serve until a signal (``serving=None``: only start); the exit code."""
+    """Claim the state directory, serve the API (``/healthz`` answers while plugins
+    start), start and show the plugins, serve until a signal (``serving=None``: only
+    start); the exit code. SIGTERM / Ctrl-C is honoured at any point from the first
+    line on: plugins not yet started never start, calls in flight drain (bounded)."""
     from plugbay.runtime.host import Host
 
     host = Host(**kwargs)
     since = time.time()
-    await host.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def stopping() -> None:  # SIGTERM / Ctrl-C, at any point from here on
+        stop.set()
+        host.request_stop()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stopping)
+    web = None
+    announcement: Path | None = None
     try:
+        await host.open()  # the state directory is ours (or another host's: refused)
+        # the API first: /healthz answers at once, /readyz tells starting from ready
+        bind = serving.bind if serving is not None else None
+        web = await _start_http(host, bind, serving.max_body) if serving and bind else None
+        http_url = web.url if web is not None else None
+        announcement = _announce(host, since, http=http_url)
+        if host.swept:
+            out.print(f"[yellow]{escape(host.swept.describe())}[/] (left by an earlier host)")
+        await host.start()
+        if stop.is_set():
+            out.print("stopping: a stop was asked for during startup")
+            return 0
         failed = _print_started(host, started)
         if serving is None:
             return 1 if failed else 0
-        await _serve(host, since, serving)
+        await _serve(host, since, serving, stop, http_url)
         return 0
     finally:
+        host.request_stop()
+        if web is not None:
+            # plugins first: a call still running gets its error through the API,
+            # then the server closes
+            await host.manager.shutdown()
+            await web.stop()
+        if announcement is not None:
+            announcement.unlink(missing_ok=True)
         await host.stop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
         if serving is not None:
             out.print("stopped")
 
@@ -155,26 +202,27 @@ def _print_started(host: Host, started: float) -> int:
     return failed
 
 
-async def _serve(host: Host, since: float, serving: Serving) -> None:
-    web = await _start_http(host, serving.bind, serving.max_body) if serving.bind else None
+async def _serve(
+    host: Host, since: float, serving: Serving, stop: asyncio.Event, http_url: str | None
+) -> None:
+    """Serve /metrics and watch (as asked) until ``stop``; then drain the calls in flight."""
     metrics_server, port = _start_metrics(host, serving.metrics_port, serving.metrics_public)
-    announcement = _announce(host, since, http=web.url if web else None, metrics_port=port)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    watcher = await _start_watching(host, stop) if serving.watch else None
+    if port is not None:
+        _announce(host, since, http=http_url, metrics_port=port)
+    watcher = await _start_watching(host, stop) if serving.watch and not stop.is_set() else None
     out.print("serving; press Ctrl-C to stop")
     sys.stdout.flush()
     await stop.wait()
     if watcher is not None:
         await asyncio.wait([watcher], timeout=2)
-    out.print("stopping: cleaning up plugins in reverse order")
+    # new API calls are answered 503 + Retry-After from here; those running finish
+    still = await host.drain_calls(serving.drain)
+    out.print(
+        "stopping: cleaning up plugins in reverse order"
+        + (f" ({still} call(s) still running after {serving.drain:g} s)" if still else "")
+    )
     if metrics_server is not None:
         metrics_server.shutdown()
-    announcement.unlink(missing_ok=True)
-    if web is not None:
-        await web.stop()
 
 
 def _start_metrics(host: Host, wanted: int | None, public: bool) -> tuple[Any, int | None]:
@@ -292,11 +340,21 @@ async def _start_http(host: Host, bind: tuple[str, int], max_body: int) -> Any:
         await server.start()
     except OSError as exc:
         await server.stop()
+        if exc.errno != errno.EADDRINUSE or bind[1] == 0:
+            err.print(
+                f"[yellow]warning:[/] cannot serve the API on {bind[0]}:{bind[1]}: "
+                f"{escape(exc.strerror or str(exc))}; choose another with --http HOST:PORT, "
+                "or --no-http"
+            )
+            return None
+        # the port is taken: any free one, so the CLI can still reach this host (host.json)
+        server = HttpServer(create_app(host, tokens=tokens, max_body=max_body), bind[0], 0)
+        await server.start()
         err.print(
-            f"[yellow]warning:[/] cannot serve the API on {bind[0]}:{bind[1]}: "
-            f"{escape(exc.strerror or str(exc))}; choose another with --http HOST:PORT, or --no-http"
+            f"[yellow]warning:[/] {bind[0]}:{bind[1]} is taken; the API is on "
+            f"{server.url} instead (plugbay commands find it in host.json); "
+            "choose a port with --http HOST:PORT"
         )
-        return None
     out.print(f"api: {server.url}/api/v1  (OpenAPI: {server.url}/openapi.json)")
     if made:
         out.print(

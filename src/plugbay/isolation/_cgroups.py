@@ -17,19 +17,43 @@ import re
 import signal
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
     from plugbay.isolation._layer import LayerStatus, SandboxPolicy
 
-__all__ = ["CONTROLLERS", "CgroupLayer", "CgroupUnavailable", "Cgroups", "discover"]
+__all__ = [
+    "CONTROLLERS",
+    "CgroupLayer",
+    "CgroupUnavailable",
+    "Cgroups",
+    "discover",
+    "orphaned",
+    "owner_of",
+    "worker_name",
+]
 
 CONTROLLERS: Final = ("memory", "cpu", "pids")
 BASE: Final = "plugbay"
 _NAME: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _CPU_PERIOD_US: Final = 100_000
 _SWAP_FILES: Final = ("memory.memsw.limit_in_bytes", "memory.swap.max")
+#: the host pid in a worker's cgroup name (worker_name), and in the layer's own names
+_OWNER: Final = re.compile(r"(?:-h|^w|^probe-)(\d+)-[0-9a-f]{8}$")
+
+
+def worker_name(plugin_id: str) -> str:
+    """A worker's cgroup name: its plugin, the pid of the host that owns it (so a later
+    host can tell the cgroup of a dead host from one of a host still running), a nonce."""
+    return f"{plugin_id}-h{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def owner_of(name: str) -> int | None:
+    """The pid of the host that made a worker cgroup, if its name says (see worker_name)."""
+    match = _OWNER.search(name)
+    return int(match.group(1)) if match else None
 
 
 class CgroupUnavailable(Exception):
@@ -197,6 +221,24 @@ class Cgroups:
                     if exc.errno != errno.EBUSY or time.monotonic() > deadline:
                         raise
                     time.sleep(0.01)
+
+
+def orphaned(groups: Cgroups, *, alive: Callable[[int], bool]) -> list[str]:
+    """Worker cgroups under ``plugbay/`` whose owner host is dead. A name without an
+    owner pid (another tool's, or an older plugbay's) is never taken for an orphan."""
+    names: set[str] = set()
+    for _controller, directory in groups.parents:
+        try:
+            entries = list(os.scandir(os.path.join(directory, BASE)))
+        except OSError:
+            continue
+        for entry in entries:
+            pid = owner_of(entry.name)
+            if pid is None or pid == os.getpid() or not entry.is_dir(follow_symlinks=False):
+                continue
+            if not alive(pid):
+                names.add(entry.name)
+    return sorted(names)
 
 
 def _write(path: str, value: str) -> None:

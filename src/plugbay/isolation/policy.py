@@ -32,13 +32,13 @@ from __future__ import annotations
 
 import fnmatch
 import os
-import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
 from plugbay.api.errors import ConfigError, PlugbayError
+from plugbay.isolation import _cgroups
 from plugbay.model.manifest import PluginManifest, parse_size
 from plugbay.monitor.bounds import Bounds, bounds_from_config
 
@@ -136,7 +136,7 @@ class Placement:
         exec_ok = "subprocess" in self.effective
         processes = int(limits.get("processes") or 0) if exec_ok else 0
         return {
-            "cgroup": f"{manifest.id}-{uuid.uuid4().hex[:8]}",
+            "cgroup": _cgroups.worker_name(manifest.id),  # names its host: swept if it dies
             "policy": {
                 "memory_bytes": _int(limits.get("memory")),
                 "cpu_seconds": _int(limits.get("cpu-seconds")),

@@ -41,6 +41,14 @@ from plugbay.runtime.environments import (
     python_info,
 )
 from plugbay.runtime.events import EventBus
+from plugbay.runtime.lifecycle import (
+    HostLock,
+    HostLockedError,
+    Swept,
+    descriptor_budget,
+    raise_descriptor_limit,
+    sweep,
+)
 from plugbay.runtime.manager import ManagerSettings, PluginManager, PluginRecord, PluginState
 from plugbay.runtime.store import KEPT, PluginStore
 from plugbay.runtime.swap import UpgradePlan
@@ -49,7 +57,7 @@ from plugbay.state import HistoryEvent, StateStore
 if TYPE_CHECKING:
     from plugbay.runtime.watch import WatchResult
 
-__all__ = ["HOST_VERSION", "Host", "HostInfo", "PluginProxy"]
+__all__ = ["HOST_VERSION", "Host", "HostInfo", "HostLockedError", "PluginProxy"]
 
 P = TypeVar("P", bound=Plugin)
 
@@ -214,6 +222,15 @@ class Host:
             proxy_for=self.proxy,
         )
         self._started = False
+        self._opened = False
+        #: "stopped", "starting" (plugins starting), "ready" (every wanted plugin attempted),
+        #: "stopping" (draining calls, cleaning up)
+        self.phase = "stopped"
+        #: the plugins this start wants active (the resolution plan's order)
+        self._wanted: list[str] = []
+        self._host_lock: HostLock | None = None
+        #: what the start found of an earlier host and removed (None before open())
+        self.swept: Swept | None = None
         #: [monitor] settings: the argument wins over the config file's table
         self._monitor_arg = monitor
         #: metrics, health, alerts and logs (the spec's PluginMonitor); made in start()
@@ -236,26 +253,93 @@ class Host:
         """Whether ``start`` ran and ``stop`` has not (every plugin was attempted)."""
         return self._started
 
+    async def open(self) -> None:
+        """Claim the state directory and get ready to start plugins, starting none:
+        take its lock (refused with :class:`HostLockedError` when another host holds
+        it), lift the descriptor limit, sweep what an earlier host left, open the
+        state and the monitor. :meth:`start` calls it; ``plugbay run`` calls it first,
+        so its HTTP server answers ``/healthz`` while plugins start."""
+        if self._opened:
+            return
+        if self.state_dir is not None:
+            lock = HostLock(self.state_dir)
+            lock.acquire()
+            self._host_lock = lock
+        try:
+            soft, _hard = raise_descriptor_limit()
+            logging.getLogger("plugbay.host").debug("descriptor limit: %d", soft)
+            self.swept = sweep(self.state_dir)
+            if self.state_dir is not None:
+                self.state = StateStore.open(self.state_dir)
+                self._start_backups(self.state)
+                self.manager.state = self.state
+                self.store = PluginStore(self.state_dir / "store", self.state)
+                self.manager.store = self.store
+            self._file_config = self._read_config_file()
+            if self.state_dir is not None:
+                self.manager.environments = EnvironmentStore(
+                    self.state_dir / "envs", self._python_index, host_version=HOST_VERSION
+                )
+            if self.manager.settings.monitoring:
+                self.monitor = PluginMonitor(self.manager, self._monitor_settings())
+                await self.monitor.start()
+        except BaseException:
+            await self._stop_backups()
+            if self.state is not None:
+                self.state.close()
+                self.state = self.manager.state = None
+            if self._host_lock is not None:
+                self._host_lock.release()
+                self._host_lock = None
+            raise
+        self._opened = True
+        self.phase = "starting"
+        self.manager.stop_requested = False
+
+    def request_stop(self) -> None:
+        """Stop starting plugins (the one starting finishes first), and answer new calls
+        through the API with 503 (``plugbay run`` on SIGTERM); :meth:`stop` follows."""
+        self.manager.stop_requested = True
+        if self._opened:
+            self.phase = "stopping"
+
+    async def drain_calls(self, timeout: float) -> int:
+        """Wait (bounded) until no call runs on any plugin; returns how many still run.
+        Used on a stop, after :meth:`request_stop` turned new API calls away."""
+        end = asyncio.get_running_loop().time() + timeout
+        # polled: a stop is rare, and an Event would cost every call something
+        while (running := self.manager.calls_in_flight()) and (  # noqa: ASYNC110
+            asyncio.get_running_loop().time() < end
+        ):
+            await asyncio.sleep(0.01)
+        return running
+
+    def readiness(self) -> dict[str, Any]:
+        """``{"status": "starting" | "ready" | "degraded" | "stopping" | "stopped",
+        "active": n, "wanted": m, "failed": [...]}``: progress while plugins start."""
+        records = self.manager.records_by_id
+        wanted = self._wanted
+        active = sum(
+            1 for pid in wanted if (r := records.get(pid)) is not None and r.state == "active"
+        )
+        failed = sorted(r.id for r in records.values() if r.state == "failed")
+        status = self.phase
+        if status == "ready" and failed:
+            status = "degraded"
+        return {"status": status, "active": active, "wanted": len(wanted), "failed": failed}
+
+    def descriptors(self) -> dict[str, int]:
+        """The host's descriptor limit, how many are open, and room for sandboxed plugins."""
+        return descriptor_budget()
+
     async def start(self) -> None:
         """Discover, resolve and start every plugin. Problems are kept in
-        ``host.problems`` and in each plugin's record; they never raise here."""
+        ``host.problems`` and in each plugin's record; they never raise here
+        (a second host on the same state directory does: :class:`HostLockedError`)."""
         if self._started:
             return
+        await self.open()
         self._started = True
-        if self.state_dir is not None:
-            self.state = StateStore.open(self.state_dir)
-            self._start_backups(self.state)
-            self.manager.state = self.state
-            self.store = PluginStore(self.state_dir / "store", self.state)
-            self.manager.store = self.store
-        self._file_config = self._read_config_file()
-        if self.state_dir is not None:
-            self.manager.environments = EnvironmentStore(
-                self.state_dir / "envs", self._python_index, host_version=HOST_VERSION
-            )
-        if self.manager.settings.monitoring:
-            self.monitor = PluginMonitor(self.manager, self._monitor_settings())
-            await self.monitor.start()
         self.manager.services.provide(
             "plugbay.host", "plugbay.host", Version.parse(HOST_VERSION), HostInfo(self)
         )
@@ -275,6 +359,8 @@ class Host:
             self.events.release()
         self.events.emit("host.started", version=HOST_VERSION, plugins=len(self.registry))
         await self.events.drain()
+        if self.phase == "starting":
+            self.phase = "ready"
 
     def _register_store(self) -> None:
         """Installed versions join the registry; a version kept for rollback only when the
@@ -312,28 +398,43 @@ class Host:
         plan = self.registry.resolve_all(
             requested=self._load, pinned=pinned, disabled=set(disabled)
         )
+        self._wanted = list(plan.order)
         await self.manager.load_plan(plan)
 
     async def stop(self) -> None:
-        """Clean up every plugin in reverse dependency order, then close the state."""
-        if not self._started:
+        """Clean up every plugin in reverse dependency order, then close the state and
+        give up the state directory's lock."""
+        if not self._opened:
             return
-        self.events.emit("host.stopping")
-        await self.events.drain()
-        await self.manager.close()
-        if self.monitor is not None:
-            await self.monitor.stop()
-        await self.events.close()
+        self.phase = "stopping"
+        self.manager.stop_requested = True
+        try:
+            if self._started:
+                self.events.emit("host.stopping")
+                await self.events.drain()
+            await self.manager.close()
+            if self.monitor is not None:
+                await self.monitor.stop()
+            await self.events.close()
+        finally:
+            await self._stop_backups()
+            if self.state is not None:
+                self.state.close()
+                self.state = None
+                self.manager.state = None
+            if self._host_lock is not None:
+                self._host_lock.release()
+                self._host_lock = None
+            self._started = self._opened = False
+            self.phase = "stopped"
+
+    async def _stop_backups(self) -> None:
+        """Cancel the periodic backups (before the state they copy closes)."""
         if self._backups is not None:
             self._backups.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._backups
             self._backups = None
-        if self.state is not None:
-            self.state.close()
-            self.state = None
-            self.manager.state = None
-        self._started = False
 
     def _start_backups(self, state: StateStore) -> None:
         """A backup now (the database just passed its check), then every few minutes."""

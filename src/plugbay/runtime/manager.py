@@ -62,6 +62,7 @@ from plugbay.runtime.environments import (
     check_fits_host,
 )
 from plugbay.runtime.events import EventBus, Subscriber
+from plugbay.runtime.lifecycle import check_descriptors
 from plugbay.runtime.routing import Route, command_table
 from plugbay.runtime.services import ServiceHub, ServiceView
 from plugbay.runtime.store import PluginStore
@@ -202,6 +203,8 @@ class PluginManager:
         # the hot path's routing table: active plugins only
         self._routes: dict[str, Route] = {}
         self._lock = asyncio.Lock()
+        #: plugins whose new calls wait while a swap moves their state (plugbay.runtime.swap)
+        self._holds: dict[str, asyncio.Future[None]] = {}
         self._restarts: dict[str, asyncio.Task[None]] = {}
         #: restarts after a crash, by plugin id, since the host started (/metrics)
         self.restart_counts: dict[str, int] = {}
@@ -209,6 +212,8 @@ class PluginManager:
         self.store: PluginStore | None = None
         #: each plugin's Python environment (set by the host when it has a state directory)
         self.environments: EnvironmentStore | None = None
+        #: the host is stopping: start no further plugin of a plan
+        self.stop_requested = False
         #: one swap (reload, upgrade, rollback) at a time per plugin
         self._swapping: dict[str, asyncio.Lock] = {}
         self._swapper = Swapper(self)
@@ -299,6 +304,10 @@ class PluginManager:
         route = self._routes.get(plugin_id)
         return route.inflight[0] if route is not None else 0
 
+    def calls_in_flight(self) -> int:
+        """Calls running or waiting now, on every plugin (held ones not counted)."""
+        return sum(route.inflight[0] for route in self._routes.values())
+
     def timeout_of(self, plugin_id: str) -> float:
         """The per-call timeout a plugin's calls get (a command may ask for less)."""
         route = self._routes.get(plugin_id)
@@ -342,6 +351,8 @@ class PluginManager:
             manifest = next(iter(self._versions_of(plugin_id)), None)
             self.note_problem(plugin_id, error, manifest)
         for plugin_id in plan.order:
+            if self.stop_requested:  # SIGTERM during startup: the rest never start
+                break
             manifest = plan.selected[plugin_id]
             rec = self._records.get(plugin_id)
             if rec is not None and rec.state is PluginState.ACTIVE:
@@ -426,6 +437,7 @@ class PluginManager:
             rec.handle = handle
             handle.on_crash = functools.partial(self._crashed, rec)
             await self._initialize(handle, manifest, context)
+            await self._swapper.restore_at_start(manifest.id, handle)  # kept at its last stop
             for name, version in manifest.provides.items():
                 self.services.provide(manifest.id, name, version, None)
         except PlugbayError as exc:
@@ -491,6 +503,8 @@ class PluginManager:
         context = self._context_for(manifest, config, metrics, placement.isolation, placement)
         environment = await self._python_environment(manifest, placement)
         backend = self.backends[placement.isolation]
+        if placement.isolation != "inline":  # say "descriptors" before a socketpair fails
+            check_descriptors(manifest.id)
         handle = await backend.start(manifest, placement, context.environment.data_dir, environment)
         handle.on_security = functools.partial(self._security, rec)
         handle.bind(self.budget_for(manifest.id), functools.partial(self.broker.issued, rec.id))
@@ -725,6 +739,19 @@ class PluginManager:
         """Send the plugin's calls to ``route`` from the next call on (one assignment)."""
         self._routes[plugin_id] = route
 
+    def hold_calls(self, plugin_id: str, until: asyncio.Future[None]) -> None:
+        """New calls to the plugin wait at the router until ``until`` is done (its route
+        is taken away meanwhile; :meth:`end_hold` or :meth:`set_route` gives one back)."""
+        self._holds[plugin_id] = until
+        self._routes.pop(plugin_id, None)
+
+    def end_hold(self, plugin_id: str, until: asyncio.Future[None]) -> None:
+        """Let the calls held by ``until`` through (to whatever route is set by then)."""
+        if self._holds.get(plugin_id) is until:
+            del self._holds[plugin_id]
+        if not until.done():
+            until.set_result(None)
+
     def start_order(self) -> list[str]:
         """Active plugin ids, each after everything it needs."""
         return self._start_order()
@@ -889,13 +916,16 @@ class PluginManager:
         return done
 
     async def _stop(self, rec: PluginRecord, *, action: str) -> None:
-        self._routes.pop(rec.id, None)
+        route = self._routes.pop(rec.id, None)
         self.events.unsubscribe(rec.id)
         self.services.withdraw(rec.id)
         self._set_state(rec, PluginState.STOPPING)
         handle, rec.handle = rec.handle, None
         result, reason = "ok", None
         if handle is not None:
+            if route is not None:  # what it acknowledged is in the state it exports
+                await self._swapper.drain(route.inflight, self.settings.cleanup_timeout)
+            reason = await self._swapper.keep_at_stop(rec.id, handle)
             try:
                 await handle.cleanup(self.settings.cleanup_timeout)
             except CallTimeout:
@@ -947,7 +977,7 @@ class PluginManager:
         """Check, run, time and count one command call. Every failure is a PlugbayError."""
         route = self._routes.get(plugin_id)
         if route is None:
-            raise self._not_callable(plugin_id)
+            route = await self._held(plugin_id)
         handle = route.handle
         entry = route.table.get(command)
         if entry is None:
@@ -1007,6 +1037,15 @@ class PluginManager:
             if len(stats.pending) >= _FOLD_AT:
                 stats.fold()
         return result
+
+    async def _held(self, plugin_id: str) -> Route:
+        """The route of a plugin whose calls are held by a swap, once it lets them through."""
+        while (hold := self._holds.get(plugin_id)) is not None:
+            await asyncio.shield(hold)
+            route = self._routes.get(plugin_id)
+            if route is not None:
+                return route
+        raise self._not_callable(plugin_id)
 
     def command_spec(self, plugin_id: str, command: str) -> CommandSpec:
         rec = self.record(plugin_id)

@@ -248,6 +248,39 @@ class PluginStore:
         tmp.write_text(json.dumps({"state": state}))
         tmp.replace(path)
 
+    def handover_file(self, plugin_id: str) -> Path:
+        return self.root / plugin_id / "handover.json"
+
+    def save_handover(self, plugin_id: str, version: Version | str, state: Any) -> None:
+        """What a plugin held when the host stopped it (export_state), for its next start;
+        written durably (fsync) before the plugin is cleaned up."""
+        path = self.handover_file(plugin_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        with tmp.open("w") as f:
+            json.dump({"version": str(version), "state": state}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.replace(path)
+
+    def load_handover(self, plugin_id: str) -> tuple[bool, Any, str | None]:
+        """``(True, state, version)`` if a stop left a state for this plugin's next start."""
+        try:
+            data = json.loads(self.handover_file(plugin_id).read_text())
+            return True, data["state"], str(data.get("version"))
+        except FileNotFoundError:
+            return False, None, None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise PlugbayError(
+                f"the state kept for it at its last stop cannot be read: {exc}",
+                plugin=plugin_id,
+                where=str(self.handover_file(plugin_id)),
+                hint="restore the file from a backup, or delete it to start without that state",
+            ) from None
+
+    def drop_handover(self, plugin_id: str) -> None:
+        self.handover_file(plugin_id).unlink(missing_ok=True)
+
     def load_state(self, plugin_id: str, version: Version | str) -> tuple[bool, Any]:
         """``(True, state)`` if a state was kept for this version, else ``(False, None)``."""
         try:

@@ -7,20 +7,28 @@ One mechanism serves all three (``PluginManager`` delegates to :class:`Swapper`)
    host range that excludes this host, and a version an active dependent's range
    or required service range would not accept;
 2. start the target beside the running version (a fresh module namespace inline,
-   a new worker in the process backend) and ``initialize`` it;
-3. hand over state (``export_state`` → ``import_state``, in the host or through
-   the worker's frames);
-4. switch the routing table entry at once: new calls go to the new version;
-5. probation: for a short window the new version must pass its health probe (its
-   ``health`` command when it has one; a worker must stay alive), else routing
-   switches back and the old version, never stopped, keeps serving;
-6. drain the old version's calls in flight (bounded), clean it up (bounded), drop
-   its modules;
+   a new worker in the process backend);
+3. hold new calls at the router (they wait, they do not fail), drain the calls in
+   flight on the old version (bounded: past the bound the swap is refused), then
+   ``initialize`` the target, hand over state (``export_state`` → ``import_state``,
+   in the host or through the worker's frames), switch the routing table entry and
+   let the held calls through. The old version acknowledges nothing after its
+   state was taken, and the target's ``initialize`` sees its data directory as the
+   old version left it: nothing acknowledged is lost. The hold is measured
+   (``held_seconds`` in the history);
+4. probation: for a short window the new version must pass its health probe (its
+   ``health`` command when it has one; a worker must stay alive), else calls are
+   held again, the new version's state is handed back to the old one, never
+   stopped, and routing switches back;
+5. retire the old version: clean it up (bounded), drop its modules;
+6. a rollback hands over what the serving version holds, like any swap; the state
+   kept when the target was replaced is used only when the serving version exports
+   nothing;
 7. record the swap, keep a copy of the new version's files and the old version's
    state in the store (for rollback), and reload dependents in dependency order
    when the version or a provided service changed.
 
-A failure in 1–5 leaves the old version serving and raises
+A failure in 1–4 leaves the old version serving and raises
 :class:`PluginReloadError` with the reason; it is logged and written to the history.
 """
 
@@ -95,6 +103,8 @@ class SwapHost(Protocol):
     def start_order(self) -> list[str]: ...
     def route_of(self, plugin_id: str) -> Route | None: ...
     def set_route(self, plugin_id: str, route: Route) -> None: ...
+    def hold_calls(self, plugin_id: str, until: asyncio.Future[None]) -> None: ...
+    def end_hold(self, plugin_id: str, until: asyncio.Future[None]) -> None: ...
     def needs_of(self, manifest: PluginManifest) -> tuple[frozenset[str], list[str]]: ...
     def validated_config(self, manifest: PluginManifest) -> dict[str, Any]: ...
     def place(self, manifest: PluginManifest) -> Placement: ...
@@ -260,6 +270,7 @@ class Swapper:
                 rec.isolation,
             )
             handle: PluginHandle | None = None
+            hold: _Hold | None = None
             new: PluginManifest | None = target
             try:
                 if new is None:
@@ -273,17 +284,28 @@ class Swapper:
                 # where the policy places the new version (it may differ from the old one's)
                 placement = self.m.place(new)
                 handle, context = await self.m.launch(rec, new, config, rec.metrics)
+                # from here new calls wait at the router until the new version serves
+                hold = _Hold(self.m, plugin_id)
+                await self._drain_or_refuse(running.route.inflight, drain_timeout, old)
+                # initialize sees the data directory as the old version left it, and
+                # export_state everything the old version acknowledged
                 await self.m.initialize_handle(handle, new, context)
                 exported = await self._hand_over(new, running.handle, handle, state)
             except asyncio.CancelledError:  # the host is stopping: forget the half-started one
+                if hold is not None:
+                    hold.release(running.route if rec.state == "active" else None)
                 if handle is not None:
                     handle.release()
                 raise
             except (Exception, SystemExit) as exc:
+                if hold is not None:  # the old version serves on (unless it died meanwhile)
+                    hold.release(running.route if rec.state == "active" else None)
                 if handle is not None:
                     await self._dispose(handle)
                 raise self._swap_failed(rec, old, new, action, exc) from exc
+            assert hold is not None
             self._activate(rec, handle, new, config, needs, notes)
+            held = hold.release(None)  # the route is the new version's now
             rec.placement, rec.isolation = placement, placement.isolation
             serving = self.m.route_of(plugin_id)
             assert serving is not None
@@ -298,14 +320,20 @@ class Swapper:
             raise
         if failure is not None:
             async with self.m.lifecycle_lock:
+                back = _Hold(self.m, plugin_id)
+                carried = await self._carry_back(
+                    handle, running.handle, new_inflight, drain_timeout
+                )
                 self._activate(
                     rec, running.handle, old, running.config, running.needs, running.notes,
                     route=running.route,
                 )  # fmt: skip
+                back.release(None)
                 rec.placement, rec.isolation = running.placement, running.isolation
                 self.m.supervise(rec, running.handle)
-            await self._drain(new_inflight, drain_timeout)
             await self._dispose(handle)
+            if carried is not None:
+                failure += f"; {carried}"
             error = PluginReloadError(
                 f"{action} to {new.version} failed its probation; {old.version} keeps serving: "
                 f"{failure}",
@@ -316,7 +344,7 @@ class Swapper:
             self._record_failure(rec, action, old, new, error)
             raise error
         self.m.supervise(rec, handle)
-        drained = await self._drain(running.route.inflight, drain_timeout)
+        drained = await self.drain(running.route.inflight, drain_timeout)
         cleanup_problem = await self._dispose(running.handle)
         rec.load_seconds = swapped
         details: dict[str, Any] = {
@@ -325,6 +353,7 @@ class Swapper:
             "seconds": round(swapped, 6),  # until the new version served
             "total_seconds": round(time.perf_counter() - started, 6),  # probation, drain, cleanup
             "drained": drained,
+            "held_seconds": round(held, 6),  # new calls waited at the router this long
         }
         if cleanup_problem is not None:
             details["old_cleanup"] = cleanup_problem
@@ -521,7 +550,41 @@ class Swapper:
         except PlugbayError as exc:  # the same version from two places: keep the first
             log.warning("%s", exc)
 
-    async def _drain(self, inflight: list[int], timeout: float) -> bool:
+    async def _drain_or_refuse(
+        self, inflight: list[int], timeout: float, old: PluginManifest
+    ) -> None:
+        """Wait for the serving version's calls in flight before its state is taken; one
+        still running could acknowledge a write after the export, and lose it."""
+        if not await self.drain(inflight, timeout):
+            raise PlugbayError(
+                f"{inflight[0]} call(s) on {old.version} did not finish within {timeout:g} s, "
+                "so its state could not be taken whole",
+                where=old.location,
+                hint="try again when its long calls are done, or make them shorter",
+            )
+
+    async def _carry_back(
+        self, new: PluginHandle, old: PluginHandle, inflight: list[int], timeout: float
+    ) -> str | None:
+        """A failed probation: hand what the new version acknowledged back to the old one
+        (calls held meanwhile). Returns what could not be carried, or ``None``."""
+        if not await self.drain(inflight, timeout):
+            return f"{inflight[0]} call(s) on {new.manifest.version} were still running"
+        try:
+            async with deadline(self.m.settings.init_timeout):
+                exported = await new.export_state(self.m.settings.init_timeout)
+                if exported[0]:
+                    await old.import_state(exported[1], self.m.settings.init_timeout)
+        except (Exception, SystemExit) as exc:  # a dead worker, a refusing import_state
+            text = exc.message if isinstance(exc, PlugbayError) else f"{type(exc).__name__}: {exc}"
+            log.error(
+                "plugin '%s': the state of %s could not be carried back to %s: %s",
+                new.manifest.id, new.manifest.version, old.manifest.version, text,
+            )  # fmt: skip
+            return f"its state could not be carried back ({text})"
+        return None
+
+    async def drain(self, inflight: list[int], timeout: float) -> bool:
         """Wait until no call runs on a retired version (bounded); ``True`` if none does."""
         end = time.monotonic() + timeout
         # polled, not signalled: an Event would cost every call something, for a rare reload
@@ -563,7 +626,9 @@ class Swapper:
                 hint="fix export_state; the old version keeps serving meanwhile",
                 details={"traceback": "".join(traceback.format_exception(exc))},
             ) from None
-        given = state if state is not None else exported
+        # what the serving version holds now wins over a state kept earlier (rollback):
+        # the kept one is used only when the serving version exports nothing
+        given = exported if exported[0] or state is None else state
         if given[0]:
             try:
                 async with deadline(timeout):
@@ -675,6 +740,69 @@ class Swapper:
             self.m.state.set_active_version(rec.id, str(m.version), held=held)
         except PlugbayError as exc:  # losing a copy must not take a plugin down
             log.error("could not keep %s %s: %s", rec.id, m.version, exc)
+
+    # ------------------------------------------------------------------ stop and start
+
+    async def keep_at_stop(self, plugin_id: str, handle: PluginHandle) -> str | None:
+        """Before a stop cleans a plugin up: what it holds (``export_state``), kept
+        durably for its next start, so a host restart loses nothing it acknowledged.
+        Returns what went wrong (the stop goes on), or ``None``."""
+        store = self.m.store
+        if store is None:
+            return None
+        timeout = self.m.settings.cleanup_timeout
+        try:
+            async with deadline(timeout):
+                exported = await handle.export_state(timeout)
+            if exported[0]:
+                state = handover.plain_state(exported[1])
+                await asyncio.to_thread(
+                    store.save_handover, plugin_id, handle.manifest.version, state
+                )
+        except (Exception, SystemExit) as exc:  # a dead worker, a full disk, a refusal
+            problem = (
+                f"its state could not be kept for its next start: "
+                f"{exc.message if isinstance(exc, PlugbayError) else type(exc).__name__}"
+                f"{'' if isinstance(exc, PlugbayError) else f': {exc}'}"
+            )
+            log.error("plugin '%s': %s", plugin_id, problem)
+            return problem
+        return None
+
+    async def restore_at_start(self, plugin_id: str, handle: PluginHandle) -> None:
+        """After ``initialize``: give the plugin what it held when it was last stopped.
+        A failure fails the start, and the kept state stays for the next attempt."""
+        store = self.m.store
+        if store is None:
+            return
+        found, state, version = store.load_handover(plugin_id)
+        if not found:
+            return
+        timeout = self.m.settings.init_timeout
+        where = str(store.handover_file(plugin_id))
+        try:
+            async with deadline(timeout):
+                await handle.import_state(state, timeout)
+        except CallTimeout:
+            raise PlugbayError(
+                f"import_state of the state kept at its last stop did not finish "
+                f"within {timeout:g} s",
+                plugin=plugin_id,
+                where=where,
+                hint="make import_state return promptly; the kept state stays for the next start",
+            ) from None
+        except (Exception, SystemExit) as exc:
+            text = _failed(exc) if isinstance(exc, PlugbayError) else (
+                f"raised {type(exc).__name__}: {exc}"
+            )  # fmt: skip
+            raise PlugbayError(
+                f"import_state of the state {version} kept at its last stop {text}",
+                plugin=plugin_id,
+                where=where,
+                hint="make import_state accept what export_state gave; the kept state stays "
+                "for the next start",
+            ) from None
+        store.drop_handover(plugin_id)
 
     # ------------------------------------------------------------------ rollback
 
@@ -856,6 +984,31 @@ class Swapper:
             except PlugbayError as exc:
                 log.error("undoing the upgrade of %s failed: %s", previous.id, exc)
         return undone
+
+
+class _Hold:
+    """New calls to one plugin wait at the router while its state moves between versions.
+
+    Made by taking the plugin's route away (:meth:`SwapHost.hold_calls`; the hot path
+    then finds none and waits on the hold, :meth:`PluginManager.call`); :meth:`release`
+    puts a route back (or leaves the one the swap installed) and lets the waiting calls
+    through.
+    """
+
+    __slots__ = ("_done", "_id", "_m", "_started")
+
+    def __init__(self, manager: SwapHost, plugin_id: str) -> None:
+        self._m, self._id = manager, plugin_id
+        self._started = time.perf_counter()
+        self._done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        manager.hold_calls(plugin_id, self._done)
+
+    def release(self, route: Route | None) -> float:
+        """Let held calls through (to ``route`` if given); returns the seconds held."""
+        if route is not None:
+            self._m.set_route(self._id, route)
+        self._m.end_hold(self._id, self._done)
+        return time.perf_counter() - self._started
 
 
 def _failed(exc: PlugbayError) -> str:

@@ -103,15 +103,19 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get(
-    "/readyz", tags=["health"], summary="Readiness: the host has started", response_model=Readiness,
+    "/readyz", tags=["health"], response_model=Readiness,
+    summary="Readiness: every plugin this start wants was started (with progress)",
     responses={**errors(), 503: {"model": Readiness, "description": "Starting or stopping."}},
 )  # fmt: skip
 async def readyz(host: HostDep) -> Response | Readiness:
-    failed = [r.id for r in host.plugins() if str(r.state) == "failed"]
-    if not host.started:
-        body = Readiness(ready=False, status="starting", failed=failed)
+    """``starting`` with ``active`` of ``wanted`` plugins while they start (503), then
+    ``ready`` (or ``degraded`` when some failed); ``stopping`` once a stop began (503)."""
+    now = host.readiness()
+    ready = now["status"] in ("ready", "degraded")
+    body = Readiness(ready=ready, **now)
+    if not ready:
         return Response(body.model_dump_json(), status_code=503, media_type="application/json")
-    return Readiness(ready=True, status="degraded" if failed else "ready", failed=failed)
+    return body
 
 
 _HEALTH: Final = {

@@ -14,11 +14,13 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp
 
 from plugbay.api.errors import PlugbayError
 from plugbay.runtime.host import HOST_VERSION, Host
 from plugbay.web import _dashboard, _grants
 from plugbay.web._api import call_response, plugbay_error, router
+from plugbay.web._drain import Draining
 from plugbay.web._errors import error_response, http_error
 from plugbay.web._gate import Caller, Gate
 from plugbay.web._models import StreamSample
@@ -40,7 +42,7 @@ class WebApp:
     def __init__(self, host: Host, api: FastAPI, gate: Gate, series: Series) -> None:
         self.host = host
         self.api = api
-        self.asgi = gate
+        self.asgi: ASGIApp = gate
         self.series = series
         self.closing = asyncio.Event()
         self._sampler: asyncio.Task[None] | None = None
@@ -99,6 +101,7 @@ def create_app(
 
     gate = Gate(api, tokens=tokens, max_body=max_body, audit=audit, call=call, preflight=preflight)
     web = WebApp(host, api, gate, series)
+    web.asgi = Draining(gate, host)  # 503 while stopping
     api.state.web = web
     return web
 

@@ -93,7 +93,7 @@ async def dashboard(request: Request) -> HTMLResponse:
     page = (
         page.replace("{{colours}}", colours)
         .replace("{{version}}", escape(host.version))
-        .replace("{{summary}}", f"{len(records)} plugins, {active} active")
+        .replace("{{summary}}", f"{len(records)} plugins, {active} active" + _starting(host))
         .replace("{{rows}}", _rows(host))
         .replace("{{graph}}", _graph(host))
         .replace("{{interval}}", str(request.app.state.series.interval))
@@ -162,3 +162,11 @@ async def stream(
         events(), media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )  # fmt: skip
+
+
+def _starting(host: Host) -> str:
+    """ " — starting: 12 of 40 active" while the host starts its plugins (/readyz)."""
+    now = host.readiness()
+    if now["status"] == "starting":
+        return f" — starting: {now['active']} of {now['wanted']} active"
+    return "" if now["status"] in ("ready", "degraded") else f" — {now['status']}"

@@ -169,7 +169,9 @@ class HealthView(BaseModel):
 
 class Readiness(BaseModel):
     ready: bool
-    status: Literal["ready", "degraded", "starting"]
+    status: Literal["ready", "degraded", "starting", "stopping", "stopped"]
+    active: int = Field(description="Plugins this start wants that are active now.")
+    wanted: int = Field(description="Plugins this start wants active.")
     failed: list[str]
 
 

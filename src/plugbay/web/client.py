@@ -147,6 +147,12 @@ class HostClient:
     def health(self) -> dict[str, Any]:
         return self._json("GET", "/api/v1/health")  # type: ignore[no-any-return]
 
+    def readiness(self) -> dict[str, Any]:
+        """``/readyz``: ``{"ready", "status", "active", "wanted", "failed"}`` (503 is an
+        answer here: starting or stopping)."""
+        response = self._request("GET", "/readyz", ok=(503,))
+        return response.json()  # type: ignore[no-any-return]
+
     def metrics(self) -> str:
         """Every plugin's metrics in the Prometheus text format."""
         return self._request("GET", "/metrics").text
@@ -180,6 +186,7 @@ class HostClient:
         body: Any = None,
         *,
         params: dict[str, Any] | None = None,
+        ok: tuple[int, ...] = (),
     ) -> httpx.Response:
         try:
             response = self._http.request(method, path, json=body, params=params)
@@ -194,7 +201,7 @@ class HostClient:
                 hint="is 'plugbay run' still running? it records its address in the state "
                 "directory's host.json",
             ) from None
-        if response.status_code >= 400:
+        if response.status_code >= 400 and response.status_code not in ok:
             raise _error_of(response)
         return response
 

@@ -110,11 +110,30 @@ function applyFilter() {
   for (const [id, tr] of rows) tr.hidden = text !== "" && !id.includes(text) && !(tr.dataset.state || "").includes(text);
 }
 
+// the host's readiness (/readyz): "starting: 12 of 40 active" until every wanted plugin was started
+let readiness = null;
+
+async function checkReadiness() {
+  try {
+    const response = await fetch("/readyz", { headers: { Accept: "application/json" }, credentials: "same-origin" });
+    readiness = await response.json();
+  } catch (e) {
+    readiness = null;
+  }
+}
+
+function readinessText() {
+  if (!readiness || readiness.ready) return "";
+  if (readiness.status === "starting") return ` — starting: ${readiness.active} of ${readiness.wanted} active`;
+  return ` — ${readiness.status}`;
+}
+
 function summary(plugins) {
   const ids = Object.keys(plugins);
   const active = ids.filter((id) => plugins[id].state === "active").length;
   const failed = ids.filter((id) => plugins[id].state === "failed").length;
-  $("#summary").textContent = `${ids.length} plugins, ${active} active` + (failed ? `, ${failed} failed` : "");
+  if (!readiness || !readiness.ready) checkReadiness();
+  $("#summary").textContent = `${ids.length} plugins, ${active} active` + (failed ? `, ${failed} failed` : "") + readinessText();
 }
 
 // ------------------------------------------------------------------ charts
