@@ -12,6 +12,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar, overload, runtime_checkable
 
+from plugbay.api._storage import Storage
+from plugbay.api._tasks import Tasks
 from plugbay.api._types import Environment
 from plugbay.api.errors import PermissionDenied
 
@@ -130,3 +132,21 @@ class PluginContext:
     logger: logging.Logger
     metrics: MetricsCollector
     secrets: Secrets = field(default_factory=Secrets)
+    #: the plugin's durable key-value and blob store (SQLite in ``environment.data_dir``)
+    storage: Storage = field(init=False, repr=False, compare=False)
+    #: the plugin's supervised background tasks
+    tasks: Tasks = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # made here, in the process the plugin runs in: the same on every backend
+        plugin = self.environment.plugin_id
+        object.__setattr__(self, "storage", Storage(self.environment.data_dir, plugin=plugin))
+        object.__setattr__(self, "tasks", Tasks(plugin, logger=self.logger, metrics=self.metrics))
+
+    async def close(self, timeout: float) -> None:
+        """What the host does after the plugin's ``cleanup``: cancel its background
+        tasks (waiting at most ``timeout`` seconds) and close its store."""
+        try:
+            await self.tasks.close(timeout)
+        finally:
+            self.storage.close()

@@ -45,6 +45,9 @@ __all__ = ["Worker", "main"]
 
 #: lifecycle steps are bounded by the host, which kills the worker when they overrun
 _NO_LIMIT = 10.0**9
+#: background tasks get this long to stop once cancelled at cleanup (the host's bound is
+#: the cleanup timeout; a task that outlives this is reported and left to the exit)
+_TASKS_STOP = 1.0
 
 
 class _HostServices:
@@ -342,7 +345,11 @@ class Worker:
 
     async def cleanup(self) -> None:
         if self.plugin is not None:
-            await lifecycle(self.plugin.cleanup, _NO_LIMIT)
+            try:
+                await lifecycle(self.plugin.cleanup, _NO_LIMIT)
+            finally:
+                if self.context is not None:  # its tasks and store (the host bounds it all)
+                    await self.context.close(_TASKS_STOP)
 
     async def call(self, message: frames.Call) -> Any:
         plugin = self.plugin
