@@ -143,10 +143,11 @@ class PluginContext:
         object.__setattr__(self, "storage", Storage(self.environment.data_dir, plugin=plugin))
         object.__setattr__(self, "tasks", Tasks(plugin, logger=self.logger, metrics=self.metrics))
 
-    async def close(self, timeout: float) -> None:
+    async def close(self, timeout: float) -> list[str]:
         """What the host does after the plugin's ``cleanup``: cancel its background
-        tasks (waiting at most ``timeout`` seconds) and close its store."""
+        tasks (waiting at most ``timeout`` seconds) and close its store. Returns the
+        names of the tasks that did not stop."""
         try:
-            await self.tasks.close(timeout)
+            return await self.tasks.close(timeout)
         finally:
             self.storage.close()

@@ -27,6 +27,7 @@ from rich.tree import Tree
 
 from plugbay.api.errors import PlugbayError
 from plugbay.cli import env as env_cli
+from plugbay.cli import tasks as tasks_cli
 from plugbay.cli._console import JsonOpt, err, out
 from plugbay.cli._console import fail as _fail
 
@@ -516,6 +517,7 @@ def info(
             )
         )
     rows += env_cli.python_rows(data)
+    rows += tasks_cli.task_rows(data)
     for key, value in rows:
         out.print(f"  [dim]{key:<15}[/] {escape(str(value))}")
     deps = data["dependencies"]

@@ -137,6 +137,8 @@ class Worker:
         self.calls: dict[int, asyncio.Task[None]] = {}
         self.host_calls: dict[int, asyncio.Future[Any]] = {}
         self._next_host_call = 0
+        #: a background task ignored its cancellation: exit without waiting for it
+        self.stuck = False
 
     def send(self, message: frames.Message) -> None:
         if self.channel is not None:
@@ -349,7 +351,7 @@ class Worker:
                 await lifecycle(self.plugin.cleanup, _NO_LIMIT)
             finally:
                 if self.context is not None:  # its tasks and store (the host bounds it all)
-                    await self.context.close(_TASKS_STOP)
+                    self.stuck = bool(await self.context.close(_TASKS_STOP))
 
     async def call(self, message: frames.Call) -> Any:
         plugin = self.plugin
@@ -411,6 +413,9 @@ async def _run(fd: int, layers: list[dict[str, Any]] | None) -> None:
         await worker.done
     finally:
         worker.channel.close()
+        if worker.stuck:  # asyncio.run would wait for that task forever
+            sys.stdout.flush()
+            os._exit(0)
 
 
 def main(fd: int, layers: list[dict[str, Any]] | None = None) -> None:
