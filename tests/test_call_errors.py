@@ -5,6 +5,7 @@ A real host (inline and a sandboxed worker) behind the real HTTP server."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
+from plugbay import MetricError
+from plugbay.monitor.metrics import PluginMetrics
 from plugbay.runtime.host import Host
 from plugbay.web import HttpServer, create_app
 from plugbay.web.token import TokenFile
@@ -32,6 +35,12 @@ class P(UtilityPlugin):
     @command
     def health(self) -> bool:
         return True
+
+    @command
+    def pack(self, items: int) -> int:
+        self.context.metrics.histogram("batch_size", [1, 10, 100])
+        self.context.metrics.observe("batch_size", items)
+        return items
 """
 
 
@@ -111,3 +120,38 @@ async def test_health_probes_are_not_counted_as_calls(
     # a caller's own call of the command is one
     assert await host.call("acme.calc", "health") is True
     assert figures(host, "health")["calls"] == 1
+
+
+async def test_a_custom_histogram_takes_its_own_buckets(
+    served: tuple[Host, httpx.AsyncClient],
+) -> None:
+    host, _ = served
+    for items in (1, 7, 50, 500):
+        await host.call("acme.calc", "pack", items=items)
+
+    def exported() -> str:
+        return host.render_metrics().decode()
+
+    prefix = 'plugbay_custom_batch_size_bucket{le="'
+    want = ['1.0"', '10.0"', '100.0"', '+Inf"']
+    async with asyncio.timeout(30):  # a worker's figures come with its heartbeat
+        while 'plugbay_custom_batch_size_count{plugin="acme.calc",version="1.0.0"} 4.0' not in (  # noqa: ASYNC110
+            exported()
+        ):
+            await asyncio.sleep(0.05)
+    lines = [line for line in exported().splitlines() if line.startswith("plugbay_custom_batch")]
+    buckets = [line.split(prefix)[1].split(",")[0] for line in lines if prefix in line]
+    assert buckets == want, lines
+    counts = [float(line.rsplit(" ", 1)[1]) for line in lines if prefix in line]
+    assert counts == [1.0, 2.0, 3.0, 4.0]
+
+
+def test_bad_buckets_are_a_clear_error() -> None:
+    metrics = PluginMetrics("acme.unit")
+    with pytest.raises(MetricError, match="finite, increasing bucket bounds"):
+        metrics.histogram("h", [10, 1])
+    with pytest.raises(MetricError, match="finite, increasing bucket bounds"):
+        metrics.histogram("h", [])
+    metrics.observe("h", 3)
+    with pytest.raises(MetricError, match="already observed with other buckets"):
+        metrics.histogram("h", [1, 2])

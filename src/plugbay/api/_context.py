@@ -8,7 +8,7 @@ depends on this module only, and a worker process needs nothing else.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar, overload, runtime_checkable
 
@@ -58,6 +58,10 @@ class MetricsCollector(Protocol):
     def gauge(self, name: str, value: float, **labels: str) -> None: ...
 
     def observe(self, name: str, value: float, **labels: str) -> None: ...
+
+    def histogram(self, name: str, buckets: Sequence[float]) -> None:
+        """Give the histogram ``name`` its own bucket bounds (call before ``observe``)."""
+        ...
 
     def snapshot(self) -> dict[str, Any]: ...
 
