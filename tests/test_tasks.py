@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 
-from plugbay.api._storage import Storage
 from plugbay.cli.tasks import task_rows
 from plugbay.runtime.host import Host
 from tests.conftest import PluginFactory
@@ -62,6 +61,10 @@ class P(UtilityPlugin):
     @command
     def ticks(self) -> int:
         return self.context.storage.get("ticks", 0, type=int)
+
+    @command
+    def stored(self, key: str) -> str | None:
+        return self.context.storage.get(key, type=str)
 """
 
 STUBBORN = """
@@ -168,11 +171,14 @@ async def test_tasks_are_supervised_seen_and_cancelled_at_cleanup(
 
         await host.unload("acme.busy")
         assert await host.call("acme.ok", "ping") == "pong from acme.ok 1.0.0"
-    # cancelled at cleanup: the ticker's last write is in its store
-    store = Storage(tmp_path / "state" / "data" / "acme.busy")
-    assert store.get("ticker") == "stopped"
-    assert store.get("flaky") == "steady"
-    store.close()
+    # cancelled at cleanup: the ticker's last write is in its store, read back by the next
+    # host (a sandboxed plugin's data directory is its storage image, mounted while it runs)
+    async with make_host(plugins, tmp_path, isolation) as host:
+        assert await host.call("acme.busy", "stored", key="ticker") == "stopped"
+        assert (
+            await until(lambda: host.call("acme.busy", "stored", key="flaky"), "flaky steady again")
+            == "steady"
+        )
 
 
 async def _gt(value: Any, than: int) -> bool:

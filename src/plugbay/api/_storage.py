@@ -18,6 +18,7 @@ smaller writes and deletes.
 from __future__ import annotations
 
 import contextlib
+import os
 import resource
 import sqlite3
 import threading
@@ -256,9 +257,10 @@ class Storage:
         conn.isolation_level = "DEFERRED"  # `with conn` opens and commits a transaction
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")  # a returned write is on disk
-        limit = _file_limit()
+        limit = _space_limit(self.path.parent)
         if limit is not None:
-            # Within the process's file-size limit (a sandboxed worker's storage quota):
+            # Within the plugin's storage quota (its data directory's own filesystem, or the
+            # process's file-size limit where the quota is only sampled):
             # the database takes at most half of it, the log is cut back after each
             # checkpoint, so database + log stay inside it and a full store is an
             # SQLITE_FULL for the one write that did not fit.
@@ -278,6 +280,20 @@ def _is_full(exc: sqlite3.OperationalError) -> bool:
         return True
     text = str(exc).lower()
     return "full" in text or "too large" in text or "quota" in text
+
+
+def _space_limit(directory: Path) -> int | None:
+    """What the store may take at most: the size of the data directory's own filesystem
+    when it is one (the storage image the kernel enforces the quota with), and the
+    process's file-size limit; None when neither bounds it."""
+    limits = [] if (fsize := _file_limit()) is None else [fsize]
+    try:
+        if os.path.ismount(directory):
+            st = os.statvfs(directory)
+            limits.append(st.f_blocks * st.f_frsize)
+    except OSError:
+        pass
+    return min(limits) if limits else None
 
 
 def _file_limit() -> int | None:
