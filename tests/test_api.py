@@ -31,7 +31,7 @@ EXPORTED = {
     "PluginDependency", "PluginInitError", "PluginLoadError", "PluginNotFound", "PluginReloadError",
     "PluginCrashed", "PluginStateError", "PluginTimeout", "PluginType", "RangeError", "ResolutionError",
     "ResultTypeError", "ServiceError", "ServiceRegistry", "Secrets", "PermissionDenied",
-    "ResourceLimitExceeded", "StateError", "MetricError", "SystemConfig",
+    "ResourceLimitExceeded", "StateError", "Storage", "StorageFull", "TaskInfo", "Tasks", "MetricError", "SystemConfig",
     "SystemEvent", "SystemHook", "SystemInfo", "SystemPlugin", "UtilityPlugin", "VersionError",
     "__version__", "command", "command_specs", "error_from_dict",
 }  # fmt: skip

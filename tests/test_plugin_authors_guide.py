@@ -19,6 +19,23 @@ def commands() -> list[str]:
     return [line for block in blocks for line in block.splitlines() if line.strip()]
 
 
+def programs() -> list[str]:
+    """The guide's Python programs. A block that defines a pytest test is an excerpt of the
+    generated plugin's tests, which the guide's own `pytest -q` step runs."""
+    blocks = re.findall(r"```python\n(.*?)```", GUIDE.read_text(), re.S)
+    return [block for block in blocks if not block.lstrip().startswith("def test_")]
+
+
+@pytest.mark.parametrize("index", range(len(programs())))
+def test_every_python_program_of_the_guide_runs(index: int, tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", programs()[index]],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    assert result.stdout.strip().endswith("ok")
+
+
 def script(lines: list[str]) -> str:
     """One bash script: each command echoed, then run; 'plugbay run' in the background
     until the host says it serves, stopped with Ctrl-C (SIGINT) at the end."""

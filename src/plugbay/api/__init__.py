@@ -25,6 +25,8 @@ from plugbay.api._plugin import (
     SystemPlugin,
     UtilityPlugin,
 )
+from plugbay.api._storage import Storage
+from plugbay.api._tasks import TaskInfo, Tasks
 from plugbay.api._types import (
     PLUGIN_TYPES,
     EndpointConfig,
@@ -61,11 +63,14 @@ __all__ = [
     "PluginType",
     "Secrets",
     "ServiceRegistry",
+    "Storage",
     "SystemConfig",
     "SystemEvent",
     "SystemHook",
     "SystemInfo",
     "SystemPlugin",
+    "TaskInfo",
+    "Tasks",
     "UtilityPlugin",
     "command",
     "command_specs",

@@ -8,10 +8,12 @@ depends on this module only, and a worker process needs nothing else.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar, overload, runtime_checkable
 
+from plugbay.api._storage import Storage
+from plugbay.api._tasks import Tasks
 from plugbay.api._types import Environment
 from plugbay.api.errors import PermissionDenied
 
@@ -56,6 +58,10 @@ class MetricsCollector(Protocol):
     def gauge(self, name: str, value: float, **labels: str) -> None: ...
 
     def observe(self, name: str, value: float, **labels: str) -> None: ...
+
+    def histogram(self, name: str, buckets: Sequence[float]) -> None:
+        """Give the histogram ``name`` its own bucket bounds (call before ``observe``)."""
+        ...
 
     def snapshot(self) -> dict[str, Any]: ...
 
@@ -134,3 +140,22 @@ class PluginContext:
     logger: logging.Logger
     metrics: MetricsCollector
     secrets: Secrets = field(default_factory=Secrets)
+    #: the plugin's durable key-value and blob store (SQLite in ``environment.data_dir``)
+    storage: Storage = field(init=False, repr=False, compare=False)
+    #: the plugin's supervised background tasks
+    tasks: Tasks = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # made here, in the process the plugin runs in: the same on every backend
+        plugin = self.environment.plugin_id
+        object.__setattr__(self, "storage", Storage(self.environment.data_dir, plugin=plugin))
+        object.__setattr__(self, "tasks", Tasks(plugin, logger=self.logger, metrics=self.metrics))
+
+    async def close(self, timeout: float) -> list[str]:
+        """What the host does after the plugin's ``cleanup``: cancel its background
+        tasks (waiting at most ``timeout`` seconds) and close its store. Returns the
+        names of the tasks that did not stop."""
+        try:
+            return await self.tasks.close(timeout)
+        finally:
+            self.storage.close()

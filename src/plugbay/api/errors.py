@@ -41,6 +41,7 @@ __all__ = [
     "ResultTypeError",
     "ServiceError",
     "StateError",
+    "StorageFull",
     "VersionError",
     "error_from_dict",
 ]
@@ -204,6 +205,13 @@ class ResourceLimitExceeded(PluginCrashed):
     """
 
     code = "resource_limit"
+
+
+class StorageFull(PlugbayError):
+    """A write to ``context.storage`` does not fit in the plugin's storage quota (or the
+    disk is full). The write left nothing behind; what was stored before is intact."""
+
+    code = "storage_full"
 
 
 class PermissionDenied(PlugbayError):

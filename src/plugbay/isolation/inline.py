@@ -115,7 +115,14 @@ class InlineHandle(PluginHandle):
 
     async def cleanup(self, timeout: float) -> None:
         if self.instance is not None:
-            await lifecycle(self.instance.cleanup, timeout)
+            start = asyncio.get_running_loop().time()
+            try:
+                await lifecycle(self.instance.cleanup, timeout)
+            finally:
+                context = getattr(self.instance, "context", None)
+                if isinstance(context, PluginContext):  # its tasks and store, within the bound
+                    left = timeout - (asyncio.get_running_loop().time() - start)
+                    await context.close(max(0.0, left))
 
     def release(self) -> None:
         self.instance = None

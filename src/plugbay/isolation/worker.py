@@ -48,6 +48,9 @@ __all__ = ["Worker", "main"]
 
 #: lifecycle steps are bounded by the host, which kills the worker when they overrun
 _NO_LIMIT = 10.0**9
+#: background tasks get this long to stop once cancelled at cleanup (the host's bound is
+#: the cleanup timeout; a task that outlives this is reported and left to the exit)
+_TASKS_STOP = 1.0
 
 
 class _HostServices:
@@ -139,6 +142,8 @@ class Worker:
         self.host_calls: dict[int, asyncio.Future[Any]] = {}
         self._next_host_call = 0
         self._limits_told: dict[str, float] = {}
+        #: a background task ignored its cancellation: exit without waiting for it
+        self.stuck = False
 
     def send(self, message: frames.Message) -> None:
         if self.channel is not None:
@@ -369,7 +374,11 @@ class Worker:
 
     async def cleanup(self) -> None:
         if self.plugin is not None:
-            await lifecycle(self.plugin.cleanup, _NO_LIMIT)
+            try:
+                await lifecycle(self.plugin.cleanup, _NO_LIMIT)
+            finally:
+                if self.context is not None:  # its tasks and store (the host bounds it all)
+                    self.stuck = bool(await self.context.close(_TASKS_STOP))
 
     async def call(self, message: frames.Call) -> Any:
         plugin = self.plugin
@@ -431,6 +440,9 @@ async def _run(fd: int, layers: list[dict[str, Any]] | None) -> None:
         await worker.done
     finally:
         worker.channel.close()
+        if worker.stuck:  # asyncio.run would wait for that task forever
+            sys.stdout.flush()
+            os._exit(0)
 
 
 def main(fd: int, layers: list[dict[str, Any]] | None = None) -> None:

@@ -8,11 +8,13 @@ writer), so monitoring costs a small, fixed amount per call.
 from __future__ import annotations
 
 import bisect
+import itertools
 import logging
+import math
 import re
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from plugbay.api.errors import MetricError
@@ -22,6 +24,8 @@ if TYPE_CHECKING:
 
 __all__ = ["BUCKETS", "MAX_SERIES", "CommandStats", "PluginMetrics", "metric_name"]
 
+#: bucket bounds one plugin histogram may have
+MAX_BUCKETS: Final = 50
 #: distinct label sets one plugin metric may have; more are dropped, counted and logged once
 MAX_SERIES: Final = 100
 #: labels the host adds itself (a plugin cannot set them) and Prometheus' own
@@ -61,8 +65,8 @@ class CommandStats:
     """
 
     __slots__ = (
-        "_buckets", "_max", "_timed", "_total", "base", "errors", "errors_by_type", "left",
-        "pending", "period",
+        "_buckets", "_max", "_timed", "_total", "base", "bounds", "errors", "errors_by_type",
+        "left", "pending", "period",
     )  # fmt: skip
 
     #: fold once this many durations are pending
@@ -71,7 +75,9 @@ class CommandStats:
     ALWAYS = 128
     EVERY = 32
 
-    def __init__(self) -> None:
+    def __init__(self, bounds: tuple[float, ...] = BUCKETS) -> None:
+        #: the histogram's bucket upper bounds (a plugin's own histogram may set its own)
+        self.bounds = bounds
         self.pending: list[float] = []
         #: calls before the current period, the period's length, calls left in it
         self.base = 0
@@ -80,7 +86,7 @@ class CommandStats:
         self._timed = 0
         self._total = 0.0
         self._max = 0.0
-        self._buckets = [0] * (len(BUCKETS) + 1)
+        self._buckets = [0] * (len(bounds) + 1)
         self.errors = 0
         self.errors_by_type: Counter[str] = Counter()
 
@@ -121,10 +127,10 @@ class CommandStats:
         pending, self.pending = self.pending, []
         if not pending:
             return
-        buckets = self._buckets
+        buckets, bounds = self._buckets, self.bounds
         find = bisect.bisect_left
         for seconds in pending:
-            buckets[find(BUCKETS, seconds)] += 1
+            buckets[find(bounds, seconds)] += 1
         self._timed += len(pending)
         self._total += sum(pending)
         self._max = max(self._max, max(pending))
@@ -156,7 +162,7 @@ class CommandStats:
         buckets = list(self._buckets)
         find = bisect.bisect_left
         for seconds in tuple(self.pending):
-            buckets[find(BUCKETS, seconds)] += 1
+            buckets[find(self.bounds, seconds)] += 1
         return buckets
 
     def quantile(self, q: float) -> float | None:
@@ -170,17 +176,21 @@ class CommandStats:
         for i, n in enumerate(buckets):
             seen += n
             if seen >= rank and n:
-                return BUCKETS[i] if i < len(BUCKETS) else self.max_time
+                return self.bounds[i] if i < len(self.bounds) else self.max_time
         return self.max_time
 
     def export(self) -> list[Any]:
         """Plain data (for a worker to send its plugin's histograms to the host)."""
-        return [self.buckets, self.total_time, self.max_time, self.errors, self.started]
+        return [
+            self.buckets, self.total_time, self.max_time, self.errors, self.started,
+            list(self.bounds),
+        ]  # fmt: skip
 
     @classmethod
     def load(cls, data: list[Any]) -> CommandStats:
-        stats = cls()
-        buckets, total, most, errors, started = data
+        bounds = tuple(float(b) for b in data[5]) if len(data) > 5 else BUCKETS
+        stats = cls(bounds)
+        buckets, total, most, errors, started = data[:5]
         if len(buckets) == len(stats._buckets):
             stats._buckets = [int(n) for n in buckets]
         stats._timed = sum(stats._buckets)
@@ -214,6 +224,7 @@ class PluginMetrics:
     """
 
     __slots__ = (
+        "_bounds",
         "_kinds",
         "_series",
         "commands",
@@ -241,6 +252,7 @@ class PluginMetrics:
         #: set by every write; a worker sends its figures to the host when it is
         self.dirty = False
         self._kinds: dict[str, tuple[str, str]] = {}
+        self._bounds: dict[str, tuple[float, ...]] = {}
         self._series: Counter[str] = Counter()
 
     def for_command(self, name: str) -> CommandStats:
@@ -306,13 +318,37 @@ class PluginMetrics:
             self.gauges[key] = value
             self.dirty = True
 
+    def histogram(self, name: str, buckets: Sequence[float]) -> None:
+        """Give the histogram ``name`` its own bucket upper bounds (before observing it;
+        without this it gets the host's latency buckets, 10 µs … 60 s)."""
+        bounds = tuple(float(b) for b in buckets)
+        if (
+            not bounds
+            or len(bounds) > MAX_BUCKETS
+            or any(not math.isfinite(b) for b in bounds)
+            or any(a >= b for a, b in itertools.pairwise(bounds))
+        ):
+            raise MetricError(
+                f"the histogram '{name}' needs 1 to {MAX_BUCKETS} finite, increasing bucket "
+                f"bounds, not {list(buckets)!r:.200}",
+                plugin=self.plugin_id,
+                hint="e.g. buckets=[1, 5, 10, 50, 100] (the +Inf bucket is added by itself)",
+            )
+        if any(n == name and s.bounds != bounds for (n, _), s in self.observations.items()):
+            raise MetricError(
+                f"the histogram '{name}' was already observed with other buckets",
+                plugin=self.plugin_id,
+                hint="declare its buckets once, before the first observe()",
+            )
+        self._bounds[name] = bounds
+
     def observe(self, name: str, value: float, **labels: str) -> None:
         key = self._key("histogram", name, labels, self.observations)
         if key is None:
             return
         stats = self.observations.get(key)
         if stats is None:
-            stats = self.observations[key] = CommandStats()
+            stats = self.observations[key] = CommandStats(self._bounds.get(name, BUCKETS))
         stats.record(value)
         self.dirty = True
 

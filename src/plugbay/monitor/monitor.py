@@ -334,7 +334,7 @@ class PluginMonitor:
         timeout = self.settings.health_timeout
         try:
             async with asyncio.timeout(timeout):
-                answer = await self.manager.call(plugin_id, "health", {})
+                answer = await self.manager.call(plugin_id, "health", {}, counted=False)
             track.readiness = readiness_from(answer)
         except TimeoutError:
             track.readiness = Readiness("degraded", f"health() did not answer within {timeout:g} s")

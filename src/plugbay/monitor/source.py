@@ -101,7 +101,13 @@ class MonitorSource(Protocol):
     def inflight(self, plugin_id: str) -> int: ...
     def timeout_of(self, plugin_id: str) -> float: ...
     async def call(
-        self, plugin_id: str, command: str, params: Mapping[str, Any], *, strict: bool = True
+        self,
+        plugin_id: str,
+        command: str,
+        params: Mapping[str, Any],
+        *,
+        strict: bool = True,
+        counted: bool = True,
     ) -> Any: ...
     async def disable(
         self, plugin_id: str, reason: str | None = None, *, cascade: bool = False

@@ -24,7 +24,9 @@ does not resolve.
 
 from __future__ import annotations
 
+import dataclasses
 import re
+import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -64,11 +66,14 @@ def validate_plugin(
     known: Sequence[PluginManifest] | None = None,
     import_check: bool = True,
 ) -> ValidationResult:
-    """Analyze the plugin at ``path`` (its directory, ``plugin.toml`` or ``pyproject.toml``).
+    """Analyze the plugin at ``path`` (its directory, ``plugin.toml``, ``pyproject.toml``
+    or a built wheel: checked as a host would install it, then like its directory).
 
     ``known`` is what the host knows (for dependencies and services); ``None``
     skips those checks. See the module docstring for what is checked.
     """
+    if Path(path).suffix == ".whl":
+        return _validate_wheel(Path(path), known=known, import_check=import_check)
     result = ValidationResult(Path(path))
     try:
         manifest = load_manifest(Path(path))
@@ -84,6 +89,35 @@ def validate_plugin(
         _import_check(manifest, result)
     order = {"error": 0, "warning": 1, "info": 2}
     result.findings.sort(key=lambda f: (order[f.severity], f.file or "", f.line or 0))
+    return result
+
+
+def _validate_wheel(
+    wheel: Path, *, known: Sequence[PluginManifest] | None, import_check: bool
+) -> ValidationResult:
+    """A wheel: what ``plugbay install`` checks (a plugin entry point, RECORD hashes, the
+    manifest), then every check of a plugin directory on the code as it would be installed."""
+    from plugbay.pdk.wheels import inspect_wheel, unpack_plugin_wheel
+
+    result = ValidationResult(wheel)
+    try:
+        inspect_wheel(wheel)
+        with tempfile.TemporaryDirectory(prefix="plugbay-validate-") as tmp:
+            inner = validate_plugin(
+                unpack_plugin_wheel(wheel, Path(tmp)), known=known, import_check=import_check
+            )
+    except PlugbayError as exc:
+        result.findings.append(Finding("error", "wheel", exc.message, str(wheel), None, exc.hint))
+        return result
+    tmp_prefix = str(Path(tmp))
+    findings = [  # the unpacked copy is gone: name the file inside the wheel
+        dataclasses.replace(f, file=f"{wheel}!{f.file[len(tmp_prefix) + 1 :]}")
+        if f.file and f.file.startswith(tmp_prefix)
+        else f
+        for f in inner.findings
+    ]
+    result.manifest, result.findings = inner.manifest, findings
+    result.commands, result.files = inner.commands, inner.files
     return result
 
 

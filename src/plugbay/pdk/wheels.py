@@ -98,12 +98,19 @@ def file_sha256(path: Path) -> str:
 # --------------------------------------------------------------------------- build
 
 
-def build_plugin(path: Path, out_dir: Path | None = None) -> BuildResult:
+def build_plugin(
+    path: Path,
+    out_dir: Path | None = None,
+    *,
+    known: Sequence[PluginManifest] | None = None,
+) -> BuildResult:
     """Build a plugin wheel with its manifest and digest; see the module docstring.
 
-    The manifest and the code are checked first (:func:`plugbay.pdk.validate_plugin`,
-    static checks): a plugin that does not validate is refused with its findings,
-    and nothing is written.
+    Build equals validate: the plugin is checked first with every check of
+    ``plugbay validate`` (:func:`plugbay.pdk.validate_plugin`, with the import check;
+    ``known`` for dependencies and services), and the built wheel is validated
+    again as a host would install it. A plugin or a wheel that does not validate is
+    refused with its findings, and nothing is written.
     """
     from plugbay.pdk.analyzer import validate_plugin
 
@@ -117,7 +124,7 @@ def build_plugin(path: Path, out_dir: Path | None = None) -> BuildResult:
             where=exc.where,
             hint=(exc.hint + "; " if exc.hint else "") + "nothing was built",
         ) from None
-    result = validate_plugin(path, known=None, import_check=False)
+    result = validate_plugin(path, known=known)
     if result.errors:
         first = result.errors[0]
         more = f" (and {len(result.errors) - 1} more)" if len(result.errors) > 1 else ""
@@ -140,6 +147,16 @@ def build_plugin(path: Path, out_dir: Path | None = None) -> BuildResult:
             source, package, manifest_text = _package_directory(manifest, work / "src")
         built = _run_frontend(source, work / "out", manifest)
         _add_manifest(built, package, manifest_text)
+        checked = validate_plugin(built, known=known)
+        if checked.errors:
+            first = checked.errors[0]
+            raise BuildError(
+                f"the built wheel does not validate: {first.message}",
+                plugin=manifest.id,
+                where=first.location(),
+                hint="this is a bug in how the wheel was built (please report it); "
+                "nothing was written",
+            )
         out_dir.mkdir(parents=True, exist_ok=True)
         wheel = out_dir / built.name
         shutil.move(str(built), wheel)
@@ -338,6 +355,39 @@ def _toml(data: Mapping[str, Any]) -> str:
 
 
 # --------------------------------------------------------------------------- reading a wheel
+
+
+def unpack_plugin_wheel(wheel: Path, dest: Path) -> Path:
+    """Unpack a checked plugin wheel (:func:`inspect_wheel`) into ``dest`` as a host's store
+    does, and return the plugin directory to validate: the wheel's root when the entry names
+    the package (``acme_greeter.plugin:Greeter``, imported from beside it), else the package."""
+    with zipfile.ZipFile(wheel) as archive:
+        manifests = [
+            n for n in archive.namelist() if PurePosixPath(n).name == "plugin.toml" and "/" in n
+        ]
+        for name in archive.namelist():
+            if not (dest / name).resolve().is_relative_to(dest.resolve()):
+                raise WheelError(
+                    f"the wheel member '{name}' would be written outside the unpack directory",
+                    where=str(wheel),
+                    hint="this wheel is malformed or hostile; do not install it",
+                )
+        archive.extractall(dest)
+    if len(manifests) != 1:
+        raise WheelError(
+            f"the wheel holds {len(manifests)} plugin.toml files inside a package",
+            where=str(wheel),
+            hint="a plugin wheel has exactly one package with a plugin.toml beside its code",
+        )
+    package = dest / PurePosixPath(manifests[0]).parent
+    try:
+        entry = str(tomllib.loads((package / "plugin.toml").read_text("utf-8")).get("entry", ""))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return package  # the manifest's own checks say what is wrong with it
+    if entry.split(":", 1)[0].split(".", 1)[0] == package.name and package.parent == dest:
+        shutil.copy2(package / "plugin.toml", dest / "plugin.toml")
+        return dest
+    return package
 
 
 def inspect_wheel(path: Path) -> WheelInfo:

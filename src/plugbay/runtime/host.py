@@ -703,7 +703,8 @@ class Host:
         if grant:
             self.state.grant(plugin_id, permission)
         elif not self.state.revoke(plugin_id, permission):
-            raise ConfigError(
+            # nothing to take back: the request conflicts with the grants as they are (409)
+            raise PluginStateError(
                 f"{permission} was not granted to '{plugin_id}'",
                 plugin=plugin_id,
                 hint=f"'plugbay info {plugin_id}' lists what is granted",

@@ -37,6 +37,7 @@ from plugbay.api.errors import (
     CommandNotFound,
     ConfigError,
     DependentsError,
+    ParameterError,
     PlugbayError,
     PluginCallError,
     PluginInitError,
@@ -972,9 +973,18 @@ class PluginManager:
     # ------------------------------------------------------------------ the call path
 
     async def call(
-        self, plugin_id: str, command: str, params: Mapping[str, Any], *, strict: bool = True
+        self,
+        plugin_id: str,
+        command: str,
+        params: Mapping[str, Any],
+        *,
+        strict: bool = True,
+        counted: bool = True,
     ) -> Any:
-        """Check, run, time and count one command call. Every failure is a PlugbayError."""
+        """Check, run, time and count one command call. Every failure is a PlugbayError.
+
+        ``counted=False`` (the monitor's health probes) leaves the plugin's figures alone.
+        A caller's bad parameters fail the call but are not counted as the plugin's error."""
         route = self._routes.get(plugin_id)
         if route is None:
             route = await self._held(plugin_id)
@@ -983,6 +993,8 @@ class PluginManager:
         if entry is None:
             raise self._no_command(plugin_id, command, handle)
         spec, stats = entry
+        if not counted:
+            stats = CommandStats()
         # Counted exactly, timed by sampling (see CommandStats): `started` is 0.0 when
         # this call is not timed.
         started = 0.0
@@ -1001,7 +1013,8 @@ class PluginManager:
             result = await handle.call(spec, kwargs, timeout)
             result = spec.validate_result(result, plugin=plugin_id)
         except PlugbayError as exc:
-            stats.error(_clock() - started if started else None, type(exc).__name__)
+            if not isinstance(exc, ParameterError):  # the caller's mistake, not the plugin's
+                stats.error(_clock() - started if started else None, type(exc).__name__)
             if started:
                 stats.next_period()
             raise

@@ -168,7 +168,7 @@ class PlugbayCollector(Collector):
                 assert isinstance(value, CommandStats)
                 buckets = value.buckets
                 running = 0
-                for bound, n in zip(BUCKETS, buckets, strict=False):
+                for bound, n in zip(value.bounds, buckets, strict=False):
                     running += n
                     family.add_sample(
                         family_name + "_bucket", {**labels, "le": repr(bound)}, running

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
+from plugbay.runtime.broker import HOST_PERMISSIONS
 from plugbay.web._api import HostDep, errors
 
 __all__ = ["router"]
@@ -12,10 +15,19 @@ __all__ = ["router"]
 router = APIRouter(tags=["grants"])
 
 
+#: the forms ``plugbay grant`` accepts: anything else is refused before the host sees it
+_PERMISSION = (
+    r"^(subprocess|(network|read|write|env|secret):\S.*|"
+    + "|".join(re.escape(p) for p in sorted(HOST_PERMISSIONS))
+    + ")$"
+)
+
+
 class GrantChange(BaseModel):
     permission: str = Field(
         description="As the manifest asks it: network:HOST:PORT, read:PATH, write:PATH, "
-        "env:NAME, secret:NAME, subprocess, host:audit-read, …"
+        "env:NAME, secret:NAME, subprocess, host:audit-read, …",
+        pattern=_PERMISSION,
     )
 
 
