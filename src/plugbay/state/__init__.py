@@ -113,17 +113,26 @@ class StateStore:
         self._identity: tuple[int, int] | None = None
         if check:
             self._check_file()
+        db = self._connect()
+        self._prepare(db, check=check)
+        if not read_only:
+            with suppress(OSError):
+                st = os.stat(self.path)
+                self._identity = (st.st_dev, st.st_ino)
+        self._db: sqlite3.Connection | None = db
+
+    def _connect(self) -> sqlite3.Connection:
+        """The connection: read-only, or read-write (creating the file and its directory)."""
         try:
-            if read_only:
-                db = connect_read_only(self.path)
-            else:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                db = sqlite3.connect(
-                    self.path,
-                    timeout=BUSY_TIMEOUT_S,
-                    isolation_level=None,  # we issue BEGIN/COMMIT ourselves
-                    check_same_thread=False,  # the lock below serialises threads
-                )
+            if self.read_only:
+                return connect_read_only(self.path)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            return sqlite3.connect(
+                self.path,
+                timeout=BUSY_TIMEOUT_S,
+                isolation_level=None,  # we issue BEGIN/COMMIT ourselves
+                check_same_thread=False,  # the lock below serialises threads
+            )
         except OSError as exc:
             raise StateError(
                 f"cannot create the directory of the state database: {exc.strerror or exc}",
@@ -132,14 +141,17 @@ class StateStore:
             ) from None
         except sqlite3.Error as exc:
             raise self._error("cannot open the state database", exc) from None
+
+    def _prepare(self, db: sqlite3.Connection, *, check: bool) -> None:
+        """Configure, check and migrate a new connection; on any failure it is closed."""
         try:
-            if read_only:
+            if self.read_only:
                 self._check_read_only(db)
             else:
                 self._configure(db)
             if check:
                 self._quick_check(db)
-            if not read_only:
+            if not self.read_only:
                 self._migrate(db)
         except BaseException as exc:
             db.close()
@@ -148,11 +160,6 @@ class StateStore:
             if isinstance(exc, (UnicodeDecodeError, ValueError)):  # a damaged schema's text
                 raise self._damaged(f"it cannot be read ({exc})") from None
             raise
-        if not read_only:
-            with suppress(OSError):
-                st = os.stat(self.path)
-                self._identity = (st.st_dev, st.st_ino)
-        self._db: sqlite3.Connection | None = db
 
     def _check_file(self) -> None:
         """Refuse what SQLite would take silently as a new, empty database."""
