@@ -29,12 +29,10 @@ installed wheel's ``Requires-Dist``; plugin-to-plugin dependencies keep their ta
 
 from __future__ import annotations
 
-import copy
 import difflib
-import functools
 import re
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal, TypeAlias
@@ -42,6 +40,7 @@ from typing import Any, Final, Literal, TypeAlias
 import msgspec
 
 from plugbay.api.errors import ConfigError, ManifestError, PlugbayError
+from plugbay.model._config_schema import ConfigField, ConfigSchema, check_default, error_path
 from plugbay.model.versions import Range, Version
 
 __all__ = [
@@ -178,166 +177,6 @@ _FIELDS: Final = {
     "permissions": [f.replace("_", "-") for f in Permissions.__struct_fields__],
     "resources": [f.replace("_", "-") for f in Resources.__struct_fields__],
 }
-
-
-# --------------------------------------------------------------------------- config schema
-
-
-_CONFIG_TYPES: Final[dict[str, Any]] = {
-    "string": str,
-    "integer": int,
-    "number": float,
-    "boolean": bool,
-    "object": dict[str, Any],
-}
-
-
-@dataclass(frozen=True, slots=True)
-class ConfigField:
-    name: str
-    type: str
-    default: Any = msgspec.UNSET
-    description: str = ""
-    enum: tuple[Any, ...] | None = None
-    minimum: float | None = None
-    maximum: float | None = None
-    min_length: int | None = None
-    max_length: int | None = None
-    pattern: str | None = None
-    items: str | None = None
-    required: bool = False
-    secret: bool = False
-
-    @property
-    def has_default(self) -> bool:
-        return self.default is not msgspec.UNSET
-
-    def python_type(self) -> Any:
-        if self.type == "array":
-            item_type = _CONFIG_TYPES[self.items or "string"]
-            return list[item_type]  # type: ignore[valid-type]
-        base = _CONFIG_TYPES[self.type]
-        meta: dict[str, Any] = {}
-        bound = int if self.type == "integer" else float
-        if self.minimum is not None:
-            meta["ge"] = bound(self.minimum)
-        if self.maximum is not None:
-            meta["le"] = bound(self.maximum)
-        if self.type in ("string", "array"):
-            if self.min_length is not None:
-                meta["min_length"] = self.min_length
-            if self.max_length is not None:
-                meta["max_length"] = self.max_length
-        if self.pattern is not None:
-            meta["pattern"] = self.pattern
-        if self.enum is not None:
-            base = Literal[tuple(self.enum)]
-        if meta:
-            from typing import Annotated
-
-            return Annotated[base, msgspec.Meta(**meta)]
-        return base
-
-    def describe(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"type": self.type, "required": self.required}
-        if self.has_default:
-            out["default"] = self.default
-        for key in ("description", "enum", "minimum", "maximum", "pattern", "items"):
-            value = getattr(self, key)
-            if value not in (None, ""):
-                out[key] = list(value) if key == "enum" else value
-        return out
-
-
-class ConfigSchema:
-    """A plugin's config schema from its manifest; validates config before ``initialize``."""
-
-    __slots__ = ("_idents", "_struct", "fields", "plugin")
-
-    def __init__(self, plugin: str, fields: Mapping[str, ConfigField]) -> None:
-        self.plugin = plugin
-        self.fields = dict(fields)
-        spec: list[tuple[str, Any] | tuple[str, Any, Any]] = []
-        # config keys are kebab-case like the rest of the manifest; struct fields must be
-        # identifiers, so each key gets one and msgspec renames it back on the wire
-        self._idents = {
-            name: f"k{i}_{re.sub(r'[^0-9a-zA-Z_]', '_', name)}"
-            for i, name in enumerate(self.fields)
-        }
-        for f in self.fields.values():
-            tp = f.python_type()
-            ident = self._idents[f.name]
-            if f.has_default:
-                default = f.default
-                if isinstance(default, (list, dict)):  # a fresh copy for every config
-                    default = msgspec.field(
-                        default_factory=functools.partial(copy.deepcopy, default)
-                    )
-                spec.append((ident, tp, default))
-            elif f.required:
-                spec.append((ident, tp))
-            else:
-                spec.append((ident, tp | None, None))
-        self._struct: Any = msgspec.defstruct(
-            "config",
-            spec,
-            forbid_unknown_fields=True,
-            kw_only=True,
-            rename={ident: name for name, ident in self._idents.items()},
-        )
-
-    def defaults(self) -> dict[str, Any]:
-        return {f.name: f.default for f in self.fields.values() if f.has_default}
-
-    def validate(
-        self, values: Mapping[str, Any] | None, *, source: str = "config"
-    ) -> dict[str, Any]:
-        """The full config (defaults filled in), or :class:`ConfigError` naming the key."""
-        try:
-            obj = msgspec.convert(dict(values or {}), self._struct, strict=False)
-        except msgspec.ValidationError as exc:
-            text = str(exc)
-            key = _path_of(text) or (text.split("`")[1] if "`" in text else "")
-            f = self.fields.get(key.split(".")[0].split("[")[0])
-            if text.startswith("Object contains unknown field"):
-                known = ", ".join(sorted(self.fields)) or "none"
-                msg, hint = (f"unknown config key '{key}'", f"this plugin's config keys: {known}")
-            elif text.startswith("Object missing required field"):
-                msg = f"config key '{key}' is required and has no default"
-                hint = f"set it in the host config for {self.plugin}"
-            else:
-                msg = f"config key '{key}' is invalid: {text.split(' - at ')[0]}"
-                hint = f"expected {_describe_field(f)}" if f else "fix the value"
-            raise ConfigError(
-                msg, plugin=self.plugin, where=f"{source}: {key}", hint=hint
-            ) from None
-        return {name: getattr(obj, ident) for name, ident in self._idents.items()}
-
-    def describe(self) -> dict[str, Any]:
-        return {name: f.describe() for name, f in self.fields.items()}
-
-
-def _check_default(f: ConfigField) -> None:
-    try:
-        msgspec.convert(f.default, f.python_type(), strict=False)
-    except msgspec.ValidationError as exc:
-        raise ConfigError(
-            f"config key '{f.name}' is invalid: {str(exc).split(' - at ')[0]}",
-            hint=f"make the default {_describe_field(f)}",
-        ) from None
-
-
-def _describe_field(f: ConfigField) -> str:
-    text = f.type if f.type != "array" else f"array of {f.items or 'string'}"
-    if f.enum is not None:
-        text += " one of " + ", ".join(repr(e) for e in f.enum)
-    if f.minimum is not None:
-        text += f" >= {f.minimum:g}"
-    if f.maximum is not None:
-        text += f" <= {f.maximum:g}"
-    if f.pattern:
-        text += f" matching {f.pattern!r}"
-    return text
 
 
 # --------------------------------------------------------------------------- the manifest
@@ -607,142 +446,16 @@ def _manifest_from_mapping(
     distribution: str | None,
     text: str | None,
 ) -> PluginManifest:
-    try:
-        doc = msgspec.convert(data, _ManifestDoc, strict=True)
-    except msgspec.ValidationError as exc:
-        raise _doc_error(str(exc), where, text) from None
-    except (TypeError, ValueError) as exc:  # e.g. a non-mapping document
-        raise ManifestError(f"the manifest is not a table of keys: {exc}", where=where) from None
-
-    def fail(msg: str, key: str, hint: str) -> ManifestError:
-        return ManifestError(msg, plugin=doc.id, where=_locate(where, text, key), hint=hint)
-
-    if not _ID_RE.match(doc.id):
-        raise ManifestError(
-            f"'{doc.id}' is not a valid plugin id",
-            where=_locate(where, text, "id"),
-            hint="use lower-case dotted names such as 'system.logging' or 'acme.csv-export'",
-        )
-    if not _ENTRY_RE.match(doc.entry):
-        raise fail(
-            f"entry '{doc.entry}' is not of the form 'module:Class'",
-            "entry",
-            'name the module and the plugin class, e.g. entry = "my_plugin:MyPlugin"',
-        )
-
-    def parse(kind: str, value: str, key: str) -> Any:
-        try:
-            return Version.parse(value) if kind == "version" else Range.parse(value)
-        except PlugbayError as exc:
-            # locate by the last part of the key: a dependency's id is on its own line
-            raise fail(
-                f"{key} = '{value}' is not a valid {kind}: {exc.message}",
-                key.split(".", 1)[1] if key.startswith(("dependencies.", "optional-")) else key,
-                exc.hint or "",
-            ) from None
-
-    version = parse("version", doc.version, "version")
-    host = parse("range", doc.host, "host")
-    deps: dict[str, Range] = {}
-    for section, target in (
-        ("dependencies", doc.dependencies),
-        ("optional-dependencies", doc.optional_dependencies),
-    ):
-        for dep_id, rng in target.items():
-            if not _ID_RE.match(dep_id):
-                raise fail(
-                    f"'{dep_id}' in [{section}] is not a valid plugin id",
-                    dep_id,
-                    "dependency keys are plugin ids such as 'system.logging'",
-                )
-            if dep_id == doc.id:
-                raise fail(
-                    f"the plugin depends on itself in [{section}]", dep_id, "remove that entry"
-                )
-            deps[dep_id] = parse("range", rng, f"{section}.{dep_id}")
-    both = set(doc.dependencies) & set(doc.optional_dependencies)
-    if both:
-        raise fail(
-            f"{', '.join(sorted(both))} listed both as dependency and optional dependency",
-            sorted(both)[0],
-            "keep each dependency in one of the two tables",
-        )
-    for requirement in doc.python_dependencies:
-        problem = python_requirement_problem(requirement)
-        if problem is not None:
-            raise fail(
-                f"python-dependencies: '{requirement}' is not a PEP 508 requirement: {problem}",
-                "python-dependencies",
-                'write a package name and a version range, e.g. "humanize>=4,<5"; a URL '
-                "is written 'name @ https://…'",
-            )
-    provides = {
-        n: parse("version", v, f"services.provides.{n}") for n, v in doc.services.provides.items()
-    }
-    requires = {
-        n: parse("range", r, f"services.requires.{n}") for n, r in doc.services.requires.items()
-    }
-    optional_services = {
-        n: parse("range", r, f"services.optional.{n}") for n, r in doc.services.optional.items()
-    }
-    resource_keys = ("memory", "file_size", "storage") if doc.resources != _NO_RESOURCES else ()
-    for key in resource_keys:
-        parse_size_field = getattr(doc.resources, key)
-        try:
-            parse_size(parse_size_field, where=f"resources.{key.replace('_', '-')}")
-        except ManifestError as exc:
-            raise fail(exc.message, key.replace("_", "-"), exc.hint or "") from None
-    limit_keys = (
-        ("cpu_seconds", "timeout", "init_timeout", "open_files", "processes", "threads")
-        if resource_keys
-        else ()
-    )
-    for key in limit_keys:
-        value = getattr(doc.resources, key)
-        if (
-            value is not None
-            and value <= 0
-            and not (key in ("processes", "threads") and value == 0)
-        ):
-            raise fail(
-                f"resources.{key.replace('_', '-')} must be positive", key.replace("_", "-"), ""
-            )
-
-    config: ConfigSchema | None = None
-    if doc.config:
-        fields = {}
-        for name, f in doc.config.items():
-            fields[name] = ConfigField(
-                name=name,
-                type=f.type,
-                default=f.default,
-                description=f.description,
-                enum=tuple(f.enum) if f.enum is not None else None,
-                minimum=f.minimum,
-                maximum=f.maximum,
-                min_length=f.min_length,
-                max_length=f.max_length,
-                pattern=f.pattern,
-                items=f.items,
-                required=f.required,
-                secret=f.secret,
-            )
-        try:
-            config = ConfigSchema(doc.id, fields)
-            for spec in fields.values():
-                if spec.has_default:
-                    _check_default(spec)
-        except ConfigError as exc:
-            raise fail(
-                f"a default in [config] does not satisfy its own schema: {exc.message}",
-                "config",
-                exc.hint or "",
-            ) from None
-        except (TypeError, ValueError) as exc:
-            raise fail(
-                f"the [config] schema is invalid: {exc}", "config", "check enum, pattern and bounds"
-            ) from None
-
+    doc = _decode(data, where, text)
+    check = _DocChecks(doc, where, text)
+    check.names()
+    version = check.parse("version", doc.version, "version")
+    host = check.parse("range", doc.host, "host")
+    deps = check.dependencies()
+    check.python_dependencies()
+    provides, requires, optional_services = check.services()
+    check.resources()
+    config = check.config()
     return PluginManifest(
         id=doc.id,
         version=version,
@@ -772,53 +485,245 @@ def _manifest_from_mapping(
     )
 
 
+def _decode(data: Any, where: str, text: str | None) -> _ManifestDoc:
+    """The document's shape: keys, types and enums, as msgspec checks them."""
+    try:
+        return msgspec.convert(data, _ManifestDoc, strict=True)
+    except msgspec.ValidationError as exc:
+        raise _doc_error(str(exc), where, text) from None
+    except (TypeError, ValueError) as exc:  # e.g. a non-mapping document
+        raise ManifestError(f"the manifest is not a table of keys: {exc}", where=where) from None
+
+
+_LIMIT_KEYS: Final = (
+    "cpu_seconds",
+    "timeout",
+    "init_timeout",
+    "open_files",
+    "processes",
+    "threads",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _DocChecks:
+    """The checks of a decoded manifest beyond its shape, in the order they run; each
+    problem is a :class:`ManifestError` at the line that sets the key."""
+
+    doc: _ManifestDoc
+    where: str
+    text: str | None
+
+    def fail(self, msg: str, key: str, hint: str) -> ManifestError:
+        return ManifestError(
+            msg, plugin=self.doc.id, where=_locate(self.where, self.text, key), hint=hint
+        )
+
+    def parse(self, kind: str, value: str, key: str) -> Any:
+        """A version or a range; ``key`` names it in the message."""
+        try:
+            return Version.parse(value) if kind == "version" else Range.parse(value)
+        except PlugbayError as exc:
+            # locate by the last part of the key: a dependency's id is on its own line
+            raise self.fail(
+                f"{key} = '{value}' is not a valid {kind}: {exc.message}",
+                key.split(".", 1)[1] if key.startswith(("dependencies.", "optional-")) else key,
+                exc.hint or "",
+            ) from None
+
+    def names(self) -> None:
+        """The plugin's id and its entry ``module:Class``."""
+        if not _ID_RE.match(self.doc.id):
+            raise ManifestError(
+                f"'{self.doc.id}' is not a valid plugin id",
+                where=_locate(self.where, self.text, "id"),
+                hint="use lower-case dotted names such as 'system.logging' or 'acme.csv-export'",
+            )
+        if not _ENTRY_RE.match(self.doc.entry):
+            raise self.fail(
+                f"entry '{self.doc.entry}' is not of the form 'module:Class'",
+                "entry",
+                'name the module and the plugin class, e.g. entry = "my_plugin:MyPlugin"',
+            )
+
+    def dependencies(self) -> dict[str, Range]:
+        """Both dependency tables' ranges by plugin id; an id is in one table only."""
+        deps: dict[str, Range] = {}
+        for section, target in (
+            ("dependencies", self.doc.dependencies),
+            ("optional-dependencies", self.doc.optional_dependencies),
+        ):
+            for dep_id, rng in target.items():
+                deps[dep_id] = self._dependency(section, dep_id, rng)
+        both = set(self.doc.dependencies) & set(self.doc.optional_dependencies)
+        if both:
+            raise self.fail(
+                f"{', '.join(sorted(both))} listed both as dependency and optional dependency",
+                sorted(both)[0],
+                "keep each dependency in one of the two tables",
+            )
+        return deps
+
+    def _dependency(self, section: str, dep_id: str, rng: str) -> Range:
+        if not _ID_RE.match(dep_id):
+            raise self.fail(
+                f"'{dep_id}' in [{section}] is not a valid plugin id",
+                dep_id,
+                "dependency keys are plugin ids such as 'system.logging'",
+            )
+        if dep_id == self.doc.id:
+            raise self.fail(
+                f"the plugin depends on itself in [{section}]", dep_id, "remove that entry"
+            )
+        parsed: Range = self.parse("range", rng, f"{section}.{dep_id}")
+        return parsed
+
+    def python_dependencies(self) -> None:
+        """Every Python requirement is PEP 508."""
+        for requirement in self.doc.python_dependencies:
+            problem = python_requirement_problem(requirement)
+            if problem is not None:
+                raise self.fail(
+                    f"python-dependencies: '{requirement}' is not a PEP 508 requirement: {problem}",
+                    "python-dependencies",
+                    'write a package name and a version range, e.g. "humanize>=4,<5"; a URL '
+                    "is written 'name @ https://…'",
+                )
+
+    def services(
+        self,
+    ) -> tuple[dict[str, Version], dict[str, Range], dict[str, Range]]:
+        """The services it provides (versions), requires and optionally uses (ranges)."""
+        services = self.doc.services
+        provides = {
+            n: self.parse("version", v, f"services.provides.{n}")
+            for n, v in services.provides.items()
+        }
+        requires = {
+            n: self.parse("range", r, f"services.requires.{n}")
+            for n, r in services.requires.items()
+        }
+        optional = {
+            n: self.parse("range", r, f"services.optional.{n}")
+            for n, r in services.optional.items()
+        }
+        return provides, requires, optional
+
+    def resources(self) -> None:
+        """Sizes that parse and limits that are positive (0 processes or threads: none)."""
+        if self.doc.resources == _NO_RESOURCES:
+            return
+        for key in ("memory", "file_size", "storage"):
+            try:
+                parse_size(
+                    getattr(self.doc.resources, key), where=f"resources.{key.replace('_', '-')}"
+                )
+            except ManifestError as exc:
+                raise self.fail(exc.message, key.replace("_", "-"), exc.hint or "") from None
+        for key in _LIMIT_KEYS:
+            value = getattr(self.doc.resources, key)
+            if (
+                value is not None
+                and value <= 0
+                and not (key in ("processes", "threads") and value == 0)
+            ):
+                raise self.fail(
+                    f"resources.{key.replace('_', '-')} must be positive", key.replace("_", "-"), ""
+                )
+
+    def config(self) -> ConfigSchema | None:
+        """The [config] schema, whose defaults satisfy it; None when there is none."""
+        if not self.doc.config:
+            return None
+        fields = {name: _config_field(name, f) for name, f in self.doc.config.items()}
+        try:
+            config = ConfigSchema(self.doc.id, fields)
+            for spec in fields.values():
+                if spec.has_default:
+                    check_default(spec)
+        except ConfigError as exc:
+            raise self.fail(
+                f"a default in [config] does not satisfy its own schema: {exc.message}",
+                "config",
+                exc.hint or "",
+            ) from None
+        except (TypeError, ValueError) as exc:
+            raise self.fail(
+                f"the [config] schema is invalid: {exc}", "config", "check enum, pattern and bounds"
+            ) from None
+        return config
+
+
+def _config_field(name: str, f: _ConfigFieldDoc) -> ConfigField:
+    return ConfigField(
+        name=name,
+        type=f.type,
+        default=f.default,
+        description=f.description,
+        enum=tuple(f.enum) if f.enum is not None else None,
+        minimum=f.minimum,
+        maximum=f.maximum,
+        min_length=f.min_length,
+        max_length=f.max_length,
+        pattern=f.pattern,
+        items=f.items,
+        required=f.required,
+        secret=f.secret,
+    )
+
+
 # --------------------------------------------------------------------------- messages
 
 
-def _path_of(text: str) -> str:
-    if " - at `$" not in text:
-        return ""
-    return text.rsplit(" - at `$", 1)[1].rstrip("`").lstrip(".")
-
-
 def _doc_error(text: str, where: str, source: str | None) -> ManifestError:
-    path = _path_of(text)
-    detail = text.split(" - at ")[0]
+    """A msgspec validation message about the document, said as the manifest's author
+    needs it: which key, on which line, and what to write instead."""
+    path = error_path(text)
     if text.startswith("Object contains unknown field"):
         key = text.split("`")[1]
-        section = path
-        known = _FIELDS.get(section.split(".")[0] if section else "", [])
-        close = difflib.get_close_matches(key.replace("_", "-"), known, n=1)
-        full = f"{section}.{key}" if section else key
-        hint = (
-            f"did you mean '{close[0]}'?"
-            if close
-            else (
-                f"known keys{' in [' + section + ']' if section else ''}: {', '.join(known)}"
-                if known
-                else "remove it"
-            )
-        )
-        return ManifestError(
-            f"unknown field '{full}'", where=_locate(where, source, key), hint=hint
-        )
+        return _unknown_field(key, path, _locate(where, source, key))
     if text.startswith("Object missing required field"):
-        key = text.split("`")[1]
-        full = f"{path}.{key}" if path else key
-        examples = {
-            "id": 'id = "acme.example"',
-            "version": 'version = "1.0.0"',
-            "type": 'type = "utility"  # system | integration | extension | utility',
-            "entry": 'entry = "my_module:MyPlugin"',
-            "type_": 'type = "string"',
-        }
-        hint = (
-            f"add {examples.get(key, key + ' = …')}"
-            if not path.startswith("config")
-            else ('add type = "string" (or integer, number, boolean, array, object)')
-        )
-        return ManifestError(f"missing required field '{full}'", where=where, hint=hint)
+        return _missing_field(text.split("`")[1], path, where)
     key = path.rsplit(".", 1)[-1] if path else ""
+    return _invalid_value(text.split(" - at ")[0], path, key, _locate(where, source, key))
+
+
+def _unknown_field(key: str, section: str, where: str) -> ManifestError:
+    known = _FIELDS.get(section.split(".")[0] if section else "", [])
+    close = difflib.get_close_matches(key.replace("_", "-"), known, n=1)
+    full = f"{section}.{key}" if section else key
+    hint = (
+        f"did you mean '{close[0]}'?"
+        if close
+        else (
+            f"known keys{' in [' + section + ']' if section else ''}: {', '.join(known)}"
+            if known
+            else "remove it"
+        )
+    )
+    return ManifestError(f"unknown field '{full}'", where=where, hint=hint)
+
+
+_REQUIRED_EXAMPLES: Final = {
+    "id": 'id = "acme.example"',
+    "version": 'version = "1.0.0"',
+    "type": 'type = "utility"  # system | integration | extension | utility',
+    "entry": 'entry = "my_module:MyPlugin"',
+    "type_": 'type = "string"',
+}
+
+
+def _missing_field(key: str, path: str, where: str) -> ManifestError:
+    full = f"{path}.{key}" if path else key
+    hint = (
+        f"add {_REQUIRED_EXAMPLES.get(key, key + ' = …')}"
+        if not path.startswith("config")
+        else ('add type = "string" (or integer, number, boolean, array, object)')
+    )
+    return ManifestError(f"missing required field '{full}'", where=where, hint=hint)
+
+
+def _invalid_value(detail: str, path: str, key: str, where: str) -> ManifestError:
     if "Invalid enum value" in detail:
         value = detail.split("'")[1] if "'" in detail else "?"
         allowed = {
@@ -829,12 +734,12 @@ def _doc_error(text: str, where: str, source: str | None) -> ManifestError:
         }.get(key, "")
         return ManifestError(
             f"'{value}' is not a valid {path}",
-            where=_locate(where, source, key),
+            where=where,
             hint=f"use one of: {allowed}" if allowed else "see the manifest reference in README",
         )
     return ManifestError(
         f"field '{path}' is invalid: {detail}",
-        where=_locate(where, source, key),
+        where=where,
         hint="see the manifest reference in README",
     )
 

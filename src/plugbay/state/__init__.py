@@ -24,9 +24,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final
-from urllib.parse import quote
 
 from plugbay.api.errors import StateError
+from plugbay.state._schema import MIGRATIONS, SCHEMA_VERSION
+from plugbay.state._sqlite import (
+    BUSY_TIMEOUT_S,
+    DEFAULT_HINT,
+    ERROR_HINTS,
+    UNUSABLE,
+    connect_read_only,
+    execute,
+    read_json,
+    rollback,
+    utf8_safe,
+)
 
 __all__ = [
     "BACKUP_DIR",
@@ -43,110 +54,6 @@ HISTORY_PER_PLUGIN: Final[int] = 10_000
 # Pruning scans the newest HISTORY_PER_PLUGIN index entries of one plugin, so it
 # runs on a plugin's first event in a process and then every this many events.
 _PRUNE_EVERY: Final[int] = 100
-_BUSY_TIMEOUT_S: Final[float] = 5.0
-
-# _MIGRATIONS[n] takes a database from schema n to n + 1. Append only: a
-# released migration is never edited, because databases in the field ran it.
-_MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
-    (
-        """CREATE TABLE plugins (
-            plugin_id TEXT PRIMARY KEY,
-            enabled INTEGER NOT NULL DEFAULT 1,
-            disabled_reason TEXT,
-            active_version TEXT,
-            config TEXT,
-            updated REAL NOT NULL
-        )""",
-        """CREATE TABLE installed (
-            plugin_id TEXT NOT NULL,
-            version TEXT NOT NULL,
-            source TEXT NOT NULL,
-            installed REAL NOT NULL,
-            PRIMARY KEY (plugin_id, version)
-        )""",
-        """CREATE TABLE history (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            time REAL NOT NULL,
-            plugin_id TEXT NOT NULL,
-            action TEXT NOT NULL,
-            version TEXT,
-            result TEXT NOT NULL,
-            reason TEXT,
-            details TEXT
-        )""",
-        "CREATE INDEX history_plugin ON history (plugin_id, id)",
-        """CREATE TABLE grants (
-            plugin_id TEXT NOT NULL,
-            permission TEXT NOT NULL,
-            granted REAL NOT NULL,
-            PRIMARY KEY (plugin_id, permission)
-        )""",
-    ),
-    # 1 → 2: monitoring (alerts, per-plugin logs, the live snapshot `plugbay top` reads)
-    (
-        """CREATE TABLE alerts (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            plugin_id TEXT NOT NULL,
-            version TEXT,
-            rule TEXT NOT NULL,
-            message TEXT NOT NULL,
-            details TEXT,
-            fired REAL NOT NULL,
-            cleared REAL
-        )""",
-        "CREATE INDEX alerts_open ON alerts (cleared, plugin_id)",
-        """CREATE TABLE logs (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            time REAL NOT NULL,
-            plugin_id TEXT NOT NULL,
-            version TEXT,
-            level INTEGER NOT NULL,
-            logger TEXT NOT NULL,
-            message TEXT NOT NULL,
-            fields TEXT
-        )""",
-        "CREATE INDEX logs_plugin ON logs (plugin_id, id)",
-        "CREATE INDEX logs_time ON logs (time)",
-        """CREATE TABLE monitor_snapshot (
-            plugin_id TEXT PRIMARY KEY,
-            time REAL NOT NULL,
-            data TEXT NOT NULL
-        )""",
-    ),
-    # 2 → 3: held: the operator chose the active version (rollback, upgrade); a restart keeps it
-    # even where a plugin directory now holds another version.
-    ("ALTER TABLE plugins ADD COLUMN held INTEGER NOT NULL DEFAULT 0",),
-)
-
-#: The schema this plugbay writes; a database with a higher ``user_version`` is refused.
-SCHEMA_VERSION: Final[int] = len(_MIGRATIONS)
-
-_DEFAULT_HINT: Final = "check free disk space and the permissions of the state directory"
-# Keyed by the start of sqlite3.Error.sqlite_errorname (extended codes share a prefix).
-_HINTS: Final[tuple[tuple[str, str], ...]] = (
-    (
-        "SQLITE_BUSY",
-        f"another process held the state database locked for more than {_BUSY_TIMEOUT_S:g} s; "
-        "is a second plugbay using the same state directory?",
-    ),
-    (
-        "SQLITE_LOCKED",
-        "another connection holds the state database locked; retry, and make sure only "
-        "one plugbay uses this state directory",
-    ),
-    ("SQLITE_FULL", "the disk holding the state directory is full; free some space and retry"),
-    (
-        "SQLITE_READONLY",
-        "the state database is read-only; make it and its directory writable by this user",
-    ),
-    ("SQLITE_PERM", "make the state directory and its files writable by this user"),
-    (
-        "SQLITE_CANTOPEN",
-        "check that the state directory exists and is writable, or choose another with --state",
-    ),
-    ("SQLITE_IOERR", "the disk reported an I/O error; check the disk and free space, then retry"),
-)
-_UNUSABLE: Final = ("SQLITE_NOTADB", "SQLITE_CORRUPT")
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,17 +113,26 @@ class StateStore:
         self._identity: tuple[int, int] | None = None
         if check:
             self._check_file()
+        db = self._connect()
+        self._prepare(db, check=check)
+        if not read_only:
+            with suppress(OSError):
+                st = os.stat(self.path)
+                self._identity = (st.st_dev, st.st_ino)
+        self._db: sqlite3.Connection | None = db
+
+    def _connect(self) -> sqlite3.Connection:
+        """The connection: read-only, or read-write (creating the file and its directory)."""
         try:
-            if read_only:
-                db = _connect_read_only(self.path)
-            else:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                db = sqlite3.connect(
-                    self.path,
-                    timeout=_BUSY_TIMEOUT_S,
-                    isolation_level=None,  # we issue BEGIN/COMMIT ourselves
-                    check_same_thread=False,  # the lock below serialises threads
-                )
+            if self.read_only:
+                return connect_read_only(self.path)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            return sqlite3.connect(
+                self.path,
+                timeout=BUSY_TIMEOUT_S,
+                isolation_level=None,  # we issue BEGIN/COMMIT ourselves
+                check_same_thread=False,  # the lock below serialises threads
+            )
         except OSError as exc:
             raise StateError(
                 f"cannot create the directory of the state database: {exc.strerror or exc}",
@@ -225,14 +141,17 @@ class StateStore:
             ) from None
         except sqlite3.Error as exc:
             raise self._error("cannot open the state database", exc) from None
+
+    def _prepare(self, db: sqlite3.Connection, *, check: bool) -> None:
+        """Configure, check and migrate a new connection; on any failure it is closed."""
         try:
-            if read_only:
+            if self.read_only:
                 self._check_read_only(db)
             else:
                 self._configure(db)
             if check:
                 self._quick_check(db)
-            if not read_only:
+            if not self.read_only:
                 self._migrate(db)
         except BaseException as exc:
             db.close()
@@ -241,11 +160,6 @@ class StateStore:
             if isinstance(exc, (UnicodeDecodeError, ValueError)):  # a damaged schema's text
                 raise self._damaged(f"it cannot be read ({exc})") from None
             raise
-        if not read_only:
-            with suppress(OSError):
-                st = os.stat(self.path)
-                self._identity = (st.st_dev, st.st_ino)
-        self._db: sqlite3.Connection | None = db
 
     def _check_file(self) -> None:
         """Refuse what SQLite would take silently as a new, empty database."""
@@ -324,7 +238,7 @@ class StateStore:
         return cls(state_dir / "state.db", history_limit=history_limit)
 
     def _configure(self, db: sqlite3.Connection) -> None:
-        db.execute(f"PRAGMA busy_timeout={int(_BUSY_TIMEOUT_S * 1000)}")
+        db.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
         (mode,) = db.execute("PRAGMA journal_mode=WAL").fetchone()
         if str(mode).lower() != "wal":
             raise StateError(
@@ -344,13 +258,13 @@ class StateStore:
         db.execute("BEGIN IMMEDIATE")
         try:
             current = self._check_version(db)
-            for step in _MIGRATIONS[current:]:
+            for step in MIGRATIONS[current:]:
                 for statement in step:
                     db.execute(statement)
             db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             db.execute("COMMIT")
         except BaseException:
-            _rollback(db)
+            rollback(db)
             raise
 
     def _check_version(self, db: sqlite3.Connection) -> int:
@@ -386,9 +300,9 @@ class StateStore:
 
     def _error(self, doing: str, exc: sqlite3.Error) -> StateError:
         name = str(getattr(exc, "sqlite_errorname", ""))
-        if name.startswith(_UNUSABLE):
+        if name.startswith(UNUSABLE):
             return self._damaged(f"it is not a usable SQLite database ({exc})")
-        hint = next((h for prefix, h in _HINTS if name.startswith(prefix)), _DEFAULT_HINT)
+        hint = next((h for prefix, h in ERROR_HINTS if name.startswith(prefix)), DEFAULT_HINT)
         # a full disk is its own answer over HTTP (507): the request was fine, try it later
         details = {"disk_full": True} if name.startswith("SQLITE_FULL") else None
         return StateError(f"{doing}: {exc}", where=str(self.path), hint=hint, details=details)
@@ -450,7 +364,7 @@ class StateStore:
                 raise StateError(
                     f"cannot back up the state database: {exc.strerror or exc}",
                     where=str(dest),
-                    hint=_DEFAULT_HINT,
+                    hint=DEFAULT_HINT,
                 ) from None
         return dest
 
@@ -465,22 +379,22 @@ class StateStore:
                 yield db
                 db.execute("COMMIT")
             except sqlite3.Error as exc:
-                _rollback(db)
+                rollback(db)
                 raise self._error("cannot write the state database", exc) from None
             except BaseException:
-                _rollback(db)
+                rollback(db)
                 raise
 
     def _write(self, sql: str, params: tuple[Any, ...]) -> int:
         """Run one statement in its own transaction; return the number of rows it changed."""
         with self._transaction() as db:
-            return _execute(db, sql, params).rowcount
+            return execute(db, sql, params).rowcount
 
     def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
             db = self._connection()
             try:
-                return _execute(db, sql, params).fetchall()
+                return execute(db, sql, params).fetchall()
             except sqlite3.Error as exc:
                 raise self._error("cannot read the state database", exc) from None
             except (UnicodeDecodeError, ValueError) as exc:  # damaged text in a row
@@ -509,7 +423,7 @@ class StateStore:
         the change and its record are kept together or not at all."""
         now = time.time()
         with self._transaction() as db:
-            _execute(
+            execute(
                 db,
                 "INSERT INTO plugins (plugin_id, enabled, disabled_reason, updated) "
                 "VALUES (?, ?, ?, ?) "
@@ -518,7 +432,7 @@ class StateStore:
                 (plugin_id, int(enabled), None if enabled else reason, now),
             )
             if event is not None:
-                _execute(
+                execute(
                     db,
                     "INSERT INTO history (time, plugin_id, action, version, result, reason, "
                     "details) VALUES (?, ?, ?, ?, 'ok', ?, '{}')",
@@ -580,7 +494,7 @@ class StateStore:
         rows = self._read("SELECT config FROM plugins WHERE plugin_id=?", (plugin_id,))
         if not rows or rows[0][0] is None:
             return None
-        value: dict[str, Any] = _json(rows[0][0])
+        value: dict[str, Any] = read_json(rows[0][0])
         return value
 
     def plugin(self, plugin_id: str) -> PluginRow | None:
@@ -647,7 +561,7 @@ class StateStore:
                 hint="pass details with string keys and no reference cycles",
             ) from None
         with self._transaction() as db:
-            cursor = _execute(
+            cursor = execute(
                 db,
                 "INSERT INTO history (time, plugin_id, action, version, result, reason, details) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -657,7 +571,7 @@ class StateStore:
             # cannot let a plugin's history grow past the limit unnoticed.
             count = self._since_prune.get(plugin_id, _PRUNE_EVERY - 1) + 1
             if count >= _PRUNE_EVERY:
-                _execute(
+                execute(
                     db,
                     "DELETE FROM history WHERE plugin_id=? AND id <= ("
                     "SELECT id FROM history WHERE plugin_id=? "
@@ -681,7 +595,7 @@ class StateStore:
                 (plugin_id, limit),
             )
         return [
-            HistoryEvent(r[0], r[1], r[2], r[3], r[4], r[5], r[6], _json(r[7] or "{}"))
+            HistoryEvent(r[0], r[1], r[2], r[3], r[4], r[5], r[6], read_json(r[7] or "{}"))
             for r in rows
         ]
 
@@ -714,7 +628,7 @@ class StateStore:
     ) -> int:
         """Record a firing alert; returns its id (cleared later with :meth:`clear_alert`)."""
         with self._transaction() as db:
-            cursor = _execute(
+            cursor = execute(
                 db,
                 "INSERT INTO alerts (plugin_id, version, rule, message, details, fired) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
@@ -749,7 +663,7 @@ class StateStore:
         out = []
         for r in rows:
             row = dict(zip(keys, r, strict=True))
-            row["details"] = _json(r[5] or "{}")
+            row["details"] = read_json(r[5] or "{}")
             out.append(row)
         return out
 
@@ -770,16 +684,16 @@ class StateStore:
                 db.executemany(
                     "INSERT INTO logs (time, plugin_id, version, level, logger, message, fields) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [tuple(_utf8_safe(v) for v in row) for row in rows],
+                    [tuple(utf8_safe(v) for v in row) for row in rows],
                 )
 
     def prune_logs(self, *, older_than: float, per_plugin: int) -> int:
         """Retention: drop records older than ``older_than`` (epoch seconds), and all but
         the newest ``per_plugin`` of each plugin. Returns the number dropped."""
         with self._transaction() as db:
-            dropped = _execute(db, "DELETE FROM logs WHERE time < ?", (older_than,)).rowcount
+            dropped = execute(db, "DELETE FROM logs WHERE time < ?", (older_than,)).rowcount
             for (pid,) in db.execute("SELECT DISTINCT plugin_id FROM logs").fetchall():
-                dropped += _execute(
+                dropped += execute(
                     db,
                     "DELETE FROM logs WHERE plugin_id=? AND id <= ("
                     "SELECT id FROM logs WHERE plugin_id=? ORDER BY id DESC LIMIT 1 OFFSET ?)",
@@ -809,7 +723,7 @@ class StateStore:
         out = []
         for r in reversed(rows):
             row = dict(zip(keys, r, strict=True))
-            row["fields"] = _json(r[7]) if r[7] else {}
+            row["fields"] = read_json(r[7]) if r[7] else {}
             out.append(row)
         return out
 
@@ -827,7 +741,7 @@ class StateStore:
         """The newest monitoring snapshot: (when, one row per plugin)."""
         rows = self._read("SELECT plugin_id, time, data FROM monitor_snapshot ORDER BY plugin_id")
         when = max((r[1] for r in rows), default=None)
-        return when, [_json(r[2]) for r in rows]
+        return when, [read_json(r[2]) for r in rows]
 
 
 #: where rolling backups live, beside state.db
@@ -843,55 +757,6 @@ def list_backups(state_dir: Path) -> list[Path]:
     return sorted(found, key=lambda p: p.name, reverse=True)
 
 
-def _connect_read_only(path: Path) -> sqlite3.Connection:
-    """``mode=ro``; on a read-only disk a WAL database has no -shm to share, so it is then
-    opened ``immutable`` (nobody can be writing to a read-only disk)."""
-    if not path.is_file():
-        raise sqlite3.OperationalError(f"unable to open database file {path}")
-    uri = f"file:{quote(str(path.resolve()))}?mode=ro"
-    db = sqlite3.connect(uri, uri=True, timeout=_BUSY_TIMEOUT_S, check_same_thread=False)
-    try:
-        db.execute("PRAGMA user_version").fetchone()
-        return db
-    except sqlite3.OperationalError:
-        db.close()
-        if os.access(path.parent, os.W_OK):
-            raise
-    return sqlite3.connect(
-        uri + "&immutable=1", uri=True, timeout=_BUSY_TIMEOUT_S, check_same_thread=False
-    )
-
-
-def _execute(db: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> sqlite3.Cursor:
-    try:
-        return db.execute(sql, params)
-    except UnicodeEncodeError:
-        # A lone surrogate (a file name read with surrogateescape, say) cannot be
-        # UTF-8; keep it visible as an escape rather than lose the write.
-        return db.execute(sql, tuple(_utf8_safe(p) for p in params))
-
-
-def _utf8_safe(value: Any) -> Any:
-    if isinstance(value, str):
-        return value.encode("utf-8", "backslashreplace").decode("utf-8")
-    return value
-
-
-def _rollback(db: sqlite3.Connection) -> None:
-    # SQLite may have rolled back on its own (e.g. after SQLITE_FULL): nothing left to undo.
-    with suppress(sqlite3.Error):
-        if db.in_transaction:
-            db.execute("ROLLBACK")
-
-
-def _json(text: str) -> Any:
-    """A JSON column; a damaged one is shown as what it holds, never a traceback."""
-    try:
-        return json.loads(text)
-    except (ValueError, TypeError, RecursionError):
-        return {"unreadable": str(text)[:200]}
-
-
 def _plugin_row(r: tuple[Any, ...]) -> PluginRow:
-    config = _json(r[4]) if r[4] is not None else None
+    config = read_json(r[4]) if r[4] is not None else None
     return PluginRow(r[0], bool(r[1]), r[2], r[3], config, r[5])

@@ -1,0 +1,103 @@
+"""SQLite plumbing of the state store: opening a database read-only, statements that
+keep odd text rather than lose a write, JSON columns, and what SQLite's errors mean to
+an operator (the hint each error code gets)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from contextlib import suppress
+from pathlib import Path
+from typing import Any, Final
+from urllib.parse import quote
+
+__all__ = [
+    "BUSY_TIMEOUT_S",
+    "DEFAULT_HINT",
+    "ERROR_HINTS",
+    "UNUSABLE",
+    "connect_read_only",
+    "execute",
+    "read_json",
+    "rollback",
+    "utf8_safe",
+]
+
+BUSY_TIMEOUT_S: Final[float] = 5.0
+
+DEFAULT_HINT: Final = "check free disk space and the permissions of the state directory"
+# Keyed by the start of sqlite3.Error.sqlite_errorname (extended codes share a prefix).
+ERROR_HINTS: Final[tuple[tuple[str, str], ...]] = (
+    (
+        "SQLITE_BUSY",
+        f"another process held the state database locked for more than {BUSY_TIMEOUT_S:g} s; "
+        "is a second plugbay using the same state directory?",
+    ),
+    (
+        "SQLITE_LOCKED",
+        "another connection holds the state database locked; retry, and make sure only "
+        "one plugbay uses this state directory",
+    ),
+    ("SQLITE_FULL", "the disk holding the state directory is full; free some space and retry"),
+    (
+        "SQLITE_READONLY",
+        "the state database is read-only; make it and its directory writable by this user",
+    ),
+    ("SQLITE_PERM", "make the state directory and its files writable by this user"),
+    (
+        "SQLITE_CANTOPEN",
+        "check that the state directory exists and is writable, or choose another with --state",
+    ),
+    ("SQLITE_IOERR", "the disk reported an I/O error; check the disk and free space, then retry"),
+)
+UNUSABLE: Final = ("SQLITE_NOTADB", "SQLITE_CORRUPT")
+
+
+def connect_read_only(path: Path) -> sqlite3.Connection:
+    """``mode=ro``; on a read-only disk a WAL database has no -shm to share, so it is then
+    opened ``immutable`` (nobody can be writing to a read-only disk)."""
+    if not path.is_file():
+        raise sqlite3.OperationalError(f"unable to open database file {path}")
+    uri = f"file:{quote(str(path.resolve()))}?mode=ro"
+    db = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S, check_same_thread=False)
+    try:
+        db.execute("PRAGMA user_version").fetchone()
+        return db
+    except sqlite3.OperationalError:
+        db.close()
+        if os.access(path.parent, os.W_OK):
+            raise
+    return sqlite3.connect(
+        uri + "&immutable=1", uri=True, timeout=BUSY_TIMEOUT_S, check_same_thread=False
+    )
+
+
+def execute(db: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> sqlite3.Cursor:
+    try:
+        return db.execute(sql, params)
+    except UnicodeEncodeError:
+        # A lone surrogate (a file name read with surrogateescape, say) cannot be
+        # UTF-8; keep it visible as an escape rather than lose the write.
+        return db.execute(sql, tuple(utf8_safe(p) for p in params))
+
+
+def utf8_safe(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    return value
+
+
+def rollback(db: sqlite3.Connection) -> None:
+    # SQLite may have rolled back on its own (e.g. after SQLITE_FULL): nothing left to undo.
+    with suppress(sqlite3.Error):
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+
+
+def read_json(text: str) -> Any:
+    """A JSON column; a damaged one is shown as what it holds, never a traceback."""
+    try:
+        return json.loads(text)
+    except (ValueError, TypeError, RecursionError):
+        return {"unreadable": str(text)[:200]}
