@@ -1,8 +1,10 @@
-"""What the process backend's handles are built from, apart from the handle itself.
+"""What the process backend is built from, apart from the backend and its handle.
 
-A worker's commands as the host sees them (:class:`RemoteSpec`), the measure of a
-data directory a sampled storage quota counts, the seccomp listener a sandboxed
-worker sends once it is confined, and the names a worker's death is told in.
+A worker's commands as the host sees them (:class:`RemoteSpec`), what the zygote is
+asked for (:func:`worker_request`, :func:`bound_file_size`), the measure of a data
+directory a sampled storage quota counts (:func:`du`), the seccomp listener a
+sandboxed worker sends once it is confined, a worker's figures (psutil), and the
+names a worker's death is told in.
 """
 
 from __future__ import annotations
