@@ -214,12 +214,29 @@ def build(spec: FilterSpec, arch: str | None = None) -> list[Insn]:
         raise ValueError(f"seccomp: no syscall table for architecture {arch!r}")
     table = SYSCALLS[arch]
     asm = _Assembler()
+    _check_arch(asm, arch)
+    for name in _denied(spec):
+        if name in table:  # fork, vfork, iopl... do not exist everywhere
+            asm.jump(_JEQ_K, table[name], "eperm", 0)
+    _route_checked(asm, spec, table)
+    asm.ret(RET_ALLOW)
+    # argument checks, then the shared verdicts last: classic BPF jumps forward only
+    _check_arguments(asm, spec)
+    _verdicts(asm, spec)
+    return asm.program()
+
+
+def _check_arch(asm: _Assembler, arch: str) -> None:
+    """Kill a call made for another architecture (or the x32 ABI), then load its number."""
     asm.load(_ARCH)
     asm.jump(_JEQ_K, AUDIT_ARCH[arch], 0, "kill")
     asm.load(_NR)
     if arch == "x86_64":
         asm.jump(_JGE_K, _X32_SYSCALL_BIT, "kill", 0)
 
+
+def _denied(spec: FilterSpec) -> list[str]:
+    """The system calls denied outright under ``spec``."""
     denied = list(_ALWAYS_DENIED)
     if not spec.allow_exec:
         denied += ["execve", "execveat"]
@@ -229,10 +246,11 @@ def build(spec: FilterSpec, arch: str | None = None) -> list[Insn]:
         denied.append("socket")
     if not spec.allow_kill_others:
         denied.append("pidfd_send_signal")
-    for name in denied:
-        if name in table:  # fork, vfork, iopl... do not exist everywhere
-            asm.jump(_JEQ_K, table[name], "eperm", 0)
+    return denied
 
+
+def _route_checked(asm: _Assembler, spec: FilterSpec, table: dict[str, int]) -> None:
+    """Send each system call whose arguments decide its verdict to its check."""
     asm.jump(_JEQ_K, table["clone3"], "enosys", 0)
     asm.jump(_JEQ_K, table["clone"], "clone", 0)
     asm.jump(_JEQ_K, table["prlimit64"], "prlimit64", 0)
@@ -245,9 +263,10 @@ def build(spec: FilterSpec, arch: str | None = None) -> list[Insn]:
         for name in ("kill", "tkill", "tgkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo"):
             asm.jump(_JEQ_K, table[name], "self_only", 0)
         asm.jump(_JEQ_K, table["pidfd_open"], "self_only", 0)
-    asm.ret(RET_ALLOW)
 
-    # argument checks, then the shared verdicts last: classic BPF jumps forward only
+
+def _check_arguments(asm: _Assembler, spec: FilterSpec) -> None:
+    """The argument checks of the calls ``_route_checked`` sends here."""
     asm.label("clone")  # threads yes; new namespaces never; processes as the policy says
     asm.load(_arg_lo(0))
     asm.jump(_JSET_K, _CLONE_NAMESPACES, "eperm", 0)
@@ -275,24 +294,32 @@ def build(spec: FilterSpec, arch: str | None = None) -> list[Insn]:
     asm.jump(_JEQ_K, _TIOCSTI, "eperm", 0)
     asm.jump(_JEQ_K, _TIOCLINUX, "eperm", "allow")
 
-    if spec.allow_tcp:  # TCP over IPv4/IPv6 only; Landlock narrows it to granted ports
-        asm.label("socket")
-        asm.load(_arg_lo(0))
-        asm.jump(_JEQ_K, _AF_INET, "socket_type", 0)
-        asm.jump(_JEQ_K, _AF_INET6, "socket_type", "eperm")
-        asm.label("socket_type")
-        asm.load(_arg_lo(1))
-        asm.and_(_SOCK_TYPE_MASK)
-        asm.jump(_JEQ_K, _SOCK_STREAM, 0, "eperm")
-        asm.load(_arg_lo(2))
-        asm.jump(_JEQ_K, 0, "allow", 0)
-        asm.jump(_JEQ_K, _IPPROTO_TCP, "allow", "eperm")
+    if spec.allow_tcp:
+        _check_socket(asm)
 
     if not spec.allow_kill_others:
         asm.label("self_only")
         asm.load(_arg_lo(0))
         asm.jump(_JEQ_K, spec.pid, "allow", "eperm")
 
+
+def _check_socket(asm: _Assembler) -> None:
+    """TCP over IPv4/IPv6 only; Landlock narrows it to granted ports."""
+    asm.label("socket")
+    asm.load(_arg_lo(0))
+    asm.jump(_JEQ_K, _AF_INET, "socket_type", 0)
+    asm.jump(_JEQ_K, _AF_INET6, "socket_type", "eperm")
+    asm.label("socket_type")
+    asm.load(_arg_lo(1))
+    asm.and_(_SOCK_TYPE_MASK)
+    asm.jump(_JEQ_K, _SOCK_STREAM, 0, "eperm")
+    asm.load(_arg_lo(2))
+    asm.jump(_JEQ_K, 0, "allow", 0)
+    asm.jump(_JEQ_K, _IPPROTO_TCP, "allow", "eperm")
+
+
+def _verdicts(asm: _Assembler, spec: FilterSpec) -> None:
+    """The shared verdicts every check jumps to."""
     asm.label("kill")
     asm.ret(RET_KILL_PROCESS)
     asm.label("eperm")
@@ -301,7 +328,6 @@ def build(spec: FilterSpec, arch: str | None = None) -> list[Insn]:
     asm.ret(RET_ERRNO | errno.ENOSYS)
     asm.label("allow")
     asm.ret(RET_ALLOW)
-    return asm.program()
 
 
 def pack(program: list[Insn]) -> bytes:

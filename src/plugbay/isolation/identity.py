@@ -34,7 +34,14 @@ from plugbay.api.errors import (
 )
 from plugbay.monitor.bounds import RESERVED_FIELDS, Budget, bounded
 
-__all__ = ["judge_error", "log_fields", "log_message", "log_record", "security_event"]
+__all__ = [
+    "deliver_log",
+    "judge_error",
+    "log_fields",
+    "log_message",
+    "log_record",
+    "security_event",
+]
 
 #: error kinds only the host may produce; a worker's claim of one is judged
 _HOST_ONLY: Final = frozenset(
@@ -134,6 +141,34 @@ def security_event(event: Any, budget: Budget | None) -> dict[str, Any] | None:
     return out
 
 
+def deliver_log(
+    logger: str,
+    level: int,
+    message: str,
+    fields: dict[str, Any] | None,
+    *,
+    plugin_id: str,
+    pid: int,
+    budget: Budget | None,
+) -> None:
+    """A record from a worker, into its plugin's log whatever logger it names (bounded)."""
+    if budget is not None and not budget.logs.allow():
+        budget.drop("log_rate")
+        return
+    own = f"plugbay.plugin.{plugin_id}"
+    kept = log_fields(fields, budget)
+    name = logger if isinstance(logger, str) else ""
+    if name != own and not name.startswith(own + "."):
+        kept["claimed_logger"] = name[:256]
+        name = own
+    level = level if isinstance(level, int) and 0 <= level <= 50 else 20
+    target = logging.getLogger(name)
+    if target.isEnabledFor(level):
+        text = log_message(message, budget)
+        extra = {"fields": kept, "plugbay_owner": plugin_id}
+        target.handle(log_record(name, level, text, pid, extra))
+
+
 def judge_error(
     data: Any,
     plugin_id: str,
@@ -146,48 +181,75 @@ def judge_error(
     if not isinstance(data, dict):
         data = {"type": "PluginCallError", "message": repr(data)[:2048]}
     error = error_from_dict(data)
-    code = error.code
     details = error.details if isinstance(error.details, dict) else {}
-    if code not in _HOST_ONLY:
+    if error.code not in _HOST_ONLY:
         error.plugin = plugin_id  # its own error, whatever name it wrote in
         return error
+    judged: PlugbayError | None = None
     if isinstance(error, PermissionDenied):
-        token = details.get("denial")
-        if details.get("layer") == "broker" and isinstance(token, str) and issued(token):
-            return error  # the host's broker said so, to this very plugin
-        permission = details.get("permission")
-        if (
-            sandboxed
-            and details.get("layer") in _SANDBOX_LAYERS
-            and (permission is None or (isinstance(permission, str) and permission not in granted))
-        ):
-            operation = str(details.get("operation") or "an operation")[:512]
-            return PermissionDenied(
-                str(error.message)[:512] or f"the sandbox denied {operation}",
-                plugin=plugin_id,
-                hint=str(error.hint or "")[:512] or None,
-                details={
-                    "operation": operation,
-                    "permission": permission,
-                    "layer": details.get("layer"),
-                    "reported_by": "worker",
-                },
-            )
+        judged = _judge_denial(error, details, plugin_id, granted, sandboxed, issued)
     elif isinstance(error, ResourceLimitExceeded) and sandboxed:
-        limit = details.get("limit")
-        if limit in _LIMITS:
-            return ResourceLimitExceeded(
-                str(error.message)[:2048],
-                plugin=plugin_id,
-                hint=str(error.hint or "")[:512] or None,
-                # a full storage image keeps its worker (the plugin may free space); any other
-                # limit replaces it: a worker may only ask to be kept, which costs the host nothing
-                details={
-                    "limit": limit,
-                    "replace": details.get("replace") is not False,
-                    "reported_by": "worker",
-                },
-            )
+        judged = _judge_limit(error, details, plugin_id)
+    return judged if judged is not None else _claimed(error, plugin_id)
+
+
+def _judge_denial(
+    error: PermissionDenied,
+    details: dict[str, Any],
+    plugin_id: str,
+    granted: Collection[str],
+    sandboxed: bool,
+    issued: Callable[[str], bool],
+) -> PlugbayError | None:
+    """A denial the host's broker issued, or one a sandbox layer could have made; else None."""
+    token = details.get("denial")
+    if details.get("layer") == "broker" and isinstance(token, str) and issued(token):
+        return error  # the host's broker said so, to this very plugin
+    permission = details.get("permission")
+    if not (
+        sandboxed
+        and details.get("layer") in _SANDBOX_LAYERS
+        and (permission is None or (isinstance(permission, str) and permission not in granted))
+    ):
+        return None
+    operation = str(details.get("operation") or "an operation")[:512]
+    return PermissionDenied(
+        str(error.message)[:512] or f"the sandbox denied {operation}",
+        plugin=plugin_id,
+        hint=str(error.hint or "")[:512] or None,
+        details={
+            "operation": operation,
+            "permission": permission,
+            "layer": details.get("layer"),
+            "reported_by": "worker",
+        },
+    )
+
+
+def _judge_limit(
+    error: ResourceLimitExceeded, details: dict[str, Any], plugin_id: str
+) -> PlugbayError | None:
+    """A limit a sandboxed worker can hit, as the host reports it; else None."""
+    limit = details.get("limit")
+    if limit not in _LIMITS:
+        return None
+    return ResourceLimitExceeded(
+        str(error.message)[:2048],
+        plugin=plugin_id,
+        hint=str(error.hint or "")[:512] or None,
+        # a full storage image keeps its worker (the plugin may free space); any other
+        # limit replaces it: a worker may only ask to be kept, which costs the host nothing
+        details={
+            "limit": limit,
+            "replace": details.get("replace") is not False,
+            "reported_by": "worker",
+        },
+    )
+
+
+def _claimed(error: PlugbayError, plugin_id: str) -> PlugbayError:
+    """The plugin's own error dressed as one only the host may raise, shown as what it is."""
+    code = error.code
     return PluginCallError(
         f"the plugin raised an error of its own that claims to be {code!r}: "
         f"{str(error.message)[:2048]}",

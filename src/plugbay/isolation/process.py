@@ -28,25 +28,32 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import psutil
-
-from plugbay.api import CommandSpec, ParamInfo, Plugin, PluginContext
+from plugbay.api import CommandSpec, Plugin, PluginContext
 from plugbay.api.errors import PlugbayError, PluginCrashed, ResourceLimitExceeded
 from plugbay.isolation import frames, handover
 from plugbay.isolation._cgroups import CgroupLayer
+from plugbay.isolation._process_parts import (
+    FULL_BELOW,
+    RemoteSpec,
+    bound_file_size,
+    du,
+    process_usage,
+    receive_listener,
+    signal_name,
+    size_text,
+    worker_request,
+)
 from plugbay.isolation.base import Backend, CallTimeout, EnvironmentPaths, PluginHandle, deadline
 from plugbay.isolation.identity import (
+    deliver_log,
     judge_error,
-    log_fields,
-    log_message,
-    log_record,
     security_event,
 )
 from plugbay.isolation.policy import Placement
 from plugbay.isolation.quota import QuotaMounts, QuotaStatus, QuotaUnavailable
 from plugbay.isolation.seccomp_notify import SeccompListener
 from plugbay.isolation.zygote import Zygote
-from plugbay.model.manifest import PluginManifest, parse_size
+from plugbay.model.manifest import PluginManifest
 from plugbay.monitor.bounds import Budget
 
 __all__ = ["HostCallHandler", "ProcessBackend", "ProcessHandle", "RemoteSpec"]
@@ -55,109 +62,6 @@ log = logging.getLogger("plugbay.isolation.process")
 
 #: (calling plugin, target ("service:NAME@RANGE" or a plugin id), command, params) -> value
 HostCallHandler = Callable[[str, str, str, dict[str, Any]], Awaitable[Any]]
-
-_TYPES = {"str": str, "int": int, "float": float, "bool": bool}
-
-
-class _Params(dict[str, Any]):
-    """Parameters bound for a worker, which checks them; remembers the conversion mode."""
-
-    strict = True
-
-
-class RemoteSpec(CommandSpec):
-    """A command that lives in a worker: described by it, checked by it."""
-
-    def __init__(self, remote: frames.RemoteCommand) -> None:
-        self.owner = object
-        self.name = remote.name
-        self.func = _runs_in_the_worker
-        self.is_async = True
-        self.blocking = False
-        self.timeout = remote.timeout
-        self.doc = str(remote.description.get("doc", ""))
-        self.returns = Any
-        self.params = tuple(
-            ParamInfo(
-                p["name"],
-                _TYPES.get(p["type"], Any),
-                p.get("default", ParamInfo.__dataclass_fields__["default"].default),
-            )
-            for p in remote.description.get("params", [])
-        )
-        self._remote = remote
-
-    def validate_params(
-        self, params: Mapping[str, Any], *, plugin: str | None = None, strict: bool = True
-    ) -> dict[str, Any]:
-        bound = _Params(params)
-        bound.strict = strict
-        return bound
-
-    def validate_result(self, value: Any, *, plugin: str | None = None) -> Any:
-        return value
-
-    def signature(self) -> str:
-        return self._remote.signature
-
-    def schema(self) -> dict[str, Any]:
-        return dict(self._remote.schema)
-
-    def describe(self) -> dict[str, Any]:
-        return dict(self._remote.description)
-
-
-def _du(path: Path) -> int:
-    """Bytes allocated beneath ``path`` (what a quota counts: sparse files count as written)."""
-    total = 0
-    stack = [str(path)]
-    while stack:
-        try:
-            with os.scandir(stack.pop()) as entries:
-                for entry in entries:
-                    try:
-                        if entry.is_dir(follow_symlinks=False):
-                            stack.append(entry.path)
-                        else:
-                            total += entry.stat(follow_symlinks=False).st_blocks * 512
-                    except OSError:
-                        continue
-        except OSError:
-            continue
-    return total
-
-
-#: free bytes under which a storage image counts as full (a write of a block or two fails)
-_FULL_BELOW = 64 * 1024
-
-
-def _receive_listener(report: socket.socket) -> int | None:
-    """The worker's seccomp listener, sent once it is confined (None: it has none, or
-    it failed to start and closed the socket)."""
-    with report:
-        report.settimeout(60)
-        try:
-            _data, fds, _flags, _addr = socket.recv_fds(report, 1, 1)
-        except OSError:
-            return None
-    for extra in fds[1:]:
-        os.close(extra)
-    return fds[0] if fds else None
-
-
-def _signal_name(number: int) -> str:
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return f"signal {number}"
-
-
-def _size(value: float | None) -> str:
-    return "unlimited" if value is None else f"{value / (1 << 20):g} MiB"
-
-
-def _runs_in_the_worker(*args: Any, **kwargs: Any) -> Any:
-    raise RuntimeError("this command runs in its plugin's worker process, not in the host")
 
 
 class ProcessBackend(Backend):
@@ -182,44 +86,15 @@ class ProcessBackend(Backend):
     ) -> ProcessHandle:
         """A worker for the plugin: sandboxed when the placement says so (the host's policy),
         forked from its environment's zygote when it has one of its own."""
-        request: dict[str, Any]
-        if placement is not None and placement.sandboxed:
-            if data_dir is None:
-                raise ValueError("a sandboxed worker needs its data directory")
-            request = {"sandbox": placement.sandbox_request(manifest, data_dir)}
-        else:
-            res = manifest.resources
-            request = {
-                "env": {"LANG": "C.UTF-8", "PATH": "/usr/bin:/bin"},
-                "limits": {
-                    "memory": parse_size(res.memory),
-                    "cpu_seconds": int(res.cpu_seconds) if res.cpu_seconds else None,
-                    "open_files": res.open_files,
-                    "file_size": parse_size(res.file_size),
-                },
-            }
+        request = worker_request(manifest, placement, data_dir)
         storage = await self._enforce_storage(manifest, placement, data_dir)
         quota = placement.limits.get("storage") if placement is not None else None
         if "sandbox" in request and not storage.enforced and quota is not None:
-            # sampled, the quota cannot stop a write: one file at least must not outgrow it
-            fields = request["sandbox"]["policy"]
-            size = fields["file_size_bytes"]
-            fields["file_size_bytes"] = int(quota) if size is None else min(size, int(quota))
+            bound_file_size(request, int(quota))
         zygote = self.zygote
         if environment is not None:
             zygote = self.env_zygotes.setdefault(environment.site_packages, Zygote(environment))
-        listener: int | None = None
-        try:
-            if "sandbox" in request:
-                pid, sock, report = await zygote.spawn_sandboxed(request)
-                listener = await asyncio.to_thread(_receive_listener, report)
-            else:
-                pid, sock = await zygote.spawn(request)
-        except BaseException:
-            if storage.enforced and data_dir is not None:
-                await asyncio.to_thread(self.quotas.detach, data_dir)
-            raise
-        cgroup = request.get("sandbox", {}).get("cgroup")
+        pid, sock, listener = await self._spawn(zygote, request, storage, data_dir)
         handle = ProcessHandle(
             manifest,
             pid,
@@ -227,7 +102,7 @@ class ProcessBackend(Backend):
             self._host_call,
             zygote=zygote,
             placement=placement,
-            cgroup=cgroup,
+            cgroup=request.get("sandbox", {}).get("cgroup"),
             data_dir=data_dir,
         )
         handle.storage = storage
@@ -241,6 +116,24 @@ class ProcessBackend(Backend):
             self._live.add(handle)
             handle._reaper.add_done_callback(lambda _task: self._live.discard(handle))
         return handle
+
+    async def _spawn(
+        self, zygote: Zygote, request: dict[str, Any], storage: QuotaStatus, data_dir: Path | None
+    ) -> tuple[int, socket.socket, int | None]:
+        """Fork the worker (and take its seccomp listener when sandboxed); a fork that fails
+        releases the storage image mounted for it."""
+        listener: int | None = None
+        try:
+            if "sandbox" in request:
+                pid, sock, report = await zygote.spawn_sandboxed(request)
+                listener = await asyncio.to_thread(receive_listener, report)
+            else:
+                pid, sock = await zygote.spawn(request)
+        except BaseException:
+            if storage.enforced and data_dir is not None:
+                await asyncio.to_thread(self.quotas.detach, data_dir)
+            raise
+        return pid, sock, listener
 
     async def _enforce_storage(
         self, manifest: PluginManifest, placement: Placement | None, data_dir: Path | None
@@ -258,7 +151,7 @@ class ProcessBackend(Backend):
                 manifest.id, why,
             )  # fmt: skip
             return QuotaStatus(False, why)
-        return QuotaStatus(True, f"{_size(quota)} image mounted at {data_dir}")
+        return QuotaStatus(True, f"{size_text(quota)} image mounted at {data_dir}")
 
     async def close(self) -> None:
         """Stop the zygote once every worker is reaped and its cgroup removed (bounded)."""
@@ -416,7 +309,7 @@ class ProcessHandle(PluginHandle):
         if code == -signal.SIGKILL and self._oom_kills:
             error: PlugbayError = self._limit(
                 "memory",
-                f"its worker went over its memory limit ({_size(limits.get('memory'))}) "
+                f"its worker went over its memory limit ({size_text(limits.get('memory'))}) "
                 "and the kernel's OOM killer stopped it",
             )
         elif code == -signal.SIGXCPU:
@@ -433,7 +326,7 @@ class ProcessHandle(PluginHandle):
             )
             self._report({"kind": "killed", "layer": "seccomp", "detail": "SIGSYS"})
         elif code < 0:
-            name = _signal_name(-code)
+            name = signal_name(-code)
             error = PluginCrashed(
                 f"its worker was killed by {name}",
                 plugin=self.manifest.id,
@@ -482,31 +375,9 @@ class ProcessHandle(PluginHandle):
         if isinstance(message, frames.Reply):
             self._settle(message.id, value=message.value)
         elif isinstance(message, frames.Fail):
-            placement = self.placement
-            error = judge_error(
-                message.error,
-                self.manifest.id,
-                granted=placement.effective if placement is not None else (),
-                sandboxed=bool(placement and placement.sandboxed),
-                issued=self.issued,
-            )
-            if error.details.get("replace"):  # a limit hit: the worker is replaced at once
-                self._limit_error = error
-                self._settle(message.id, error=error)
-                self._crashed(error.message, error=error)
-                return
-            if message.id == 0 and self._loaded is not None and not self._loaded.done():
-                self._loaded.set_exception(error)
-            else:
-                self._settle(message.id, error=error)
+            self._failed(message)
         elif isinstance(message, frames.Security):
-            # the worker's report, never the host's own event: bounded, marked as such
-            event = security_event(message.event, self.budget)
-            if event is not None and self.on_security is not None:
-                try:
-                    self.on_security(event)
-                except Exception:
-                    log.exception("security event handler failed")
+            self._worker_security(message)
         elif isinstance(message, frames.Loaded):
             self.layers = list(message.layers)
             if self._loaded is not None and not self._loaded.done():
@@ -528,6 +399,36 @@ class ProcessHandle(PluginHandle):
             task.add_done_callback(self._tasks.discard)
         else:
             raise frames.FrameError(f"unexpected {type(message).__name__} from a worker")
+
+    def _failed(self, message: frames.Fail) -> None:
+        """A request failed in the worker: the error as the host judges it; a limit hit
+        replaces the worker at once."""
+        placement = self.placement
+        error = judge_error(
+            message.error,
+            self.manifest.id,
+            granted=placement.effective if placement is not None else (),
+            sandboxed=bool(placement and placement.sandboxed),
+            issued=self.issued,
+        )
+        if error.details.get("replace"):  # a limit hit: the worker is replaced at once
+            self._limit_error = error
+            self._settle(message.id, error=error)
+            self._crashed(error.message, error=error)
+            return
+        if message.id == 0 and self._loaded is not None and not self._loaded.done():
+            self._loaded.set_exception(error)
+        else:
+            self._settle(message.id, error=error)
+
+    def _worker_security(self, message: frames.Security) -> None:
+        """The worker's report, never the host's own event: bounded, marked as such."""
+        event = security_event(message.event, self.budget)
+        if event is not None and self.on_security is not None:
+            try:
+                self.on_security(event)
+            except Exception:
+                log.exception("security event handler failed")
 
     def bind(self, budget: Budget | None, issued: Callable[[str], bool]) -> None:
         """The host's bounds for this plugin, and its broker's word on denials it issued."""
@@ -558,22 +459,15 @@ class ProcessHandle(PluginHandle):
 
     def _log(self, message: frames.Log) -> None:
         """A record from the worker: the channel's plugin's log, whatever logger it names."""
-        budget = self.budget
-        if budget is not None and not budget.logs.allow():
-            budget.drop("log_rate")
-            return
-        own = f"plugbay.plugin.{self.manifest.id}"
-        fields = log_fields(message.fields, budget)
-        name = message.logger if isinstance(message.logger, str) else ""
-        if name != own and not name.startswith(own + "."):
-            fields["claimed_logger"] = name[:256]
-            name = own
-        level = message.level if isinstance(message.level, int) and 0 <= message.level <= 50 else 20
-        logger = logging.getLogger(name)
-        if logger.isEnabledFor(level):
-            text = log_message(message.message, budget)
-            extra = {"fields": fields, "plugbay_owner": self.manifest.id}
-            logger.handle(log_record(name, level, text, self.pid, extra))
+        deliver_log(
+            message.logger,
+            message.level,
+            message.message,
+            message.fields,
+            plugin_id=self.manifest.id,
+            pid=self.pid,
+            budget=self.budget,
+        )
 
     def _settle(
         self, request: int, *, value: Any = None, error: BaseException | None = None
@@ -686,17 +580,17 @@ class ProcessHandle(PluginHandle):
         the quota fails the calls in flight and replaces the worker. (A single file is
         bounded at once by RLIMIT_FSIZE; the policy keeps file-size at most the quota.)"""
         assert self.data_dir is not None
-        baseline = await asyncio.to_thread(_du, self.data_dir)
+        baseline = await asyncio.to_thread(du, self.data_dir)
         self.storage_bytes = baseline
         while self._dead is None:
             await asyncio.sleep(self.storage_interval)
-            used = await asyncio.to_thread(_du, self.data_dir)
+            used = await asyncio.to_thread(du, self.data_dir)
             self.storage_bytes = used
             if used > quota and used > baseline:
                 error = self._limit(
                     "storage",
-                    f"its data directory holds {_size(used)}, over its storage quota of "
-                    f"{_size(quota)}; its worker was stopped",
+                    f"its data directory holds {size_text(used)}, over its storage quota of "
+                    f"{size_text(quota)}; its worker was stopped",
                 )
                 self._crashed(error.message, error=error)
                 return
@@ -715,7 +609,7 @@ class ProcessHandle(PluginHandle):
                 return
             used = self.storage_bytes = (st.f_blocks - st.f_bfree) * st.f_frsize
             free = st.f_bavail * st.f_frsize
-            if (free < _FULL_BELOW or st.f_favail == 0) and used != told:
+            if (free < FULL_BELOW or st.f_favail == 0) and used != told:
                 told = used
                 what = "files" if st.f_favail == 0 else "space"
                 self._report(
@@ -724,12 +618,12 @@ class ProcessHandle(PluginHandle):
                         "limit": "storage",
                         "layer": "quota",
                         "operation": "writing to its data directory",
-                        "detail": f"its data directory is out of {what}: {_size(used)} used "
-                        f"of its {_size(quota)} storage quota; the kernel refuses further "
+                        "detail": f"its data directory is out of {what}: {size_text(used)} used "
+                        f"of its {size_text(quota)} storage quota; the kernel refuses further "
                         "writes (ENOSPC)",
                     }
                 )
-            elif free > 4 * _FULL_BELOW:
+            elif free > 4 * FULL_BELOW:
                 told = None
             await asyncio.sleep(self.storage_full_interval)
 
@@ -879,27 +773,12 @@ class ProcessHandle(PluginHandle):
 
     def usage(self) -> dict[str, Any]:
         """What the worker uses now (psutil): memory, CPU time, I/O, open files, threads."""
-        try:
-            proc = psutil.Process(self.pid)
-            with proc.oneshot():
-                memory = proc.memory_full_info()
-                cpu = proc.cpu_times()
-                io = proc.io_counters()
-                return {
-                    "pid": self.pid,
-                    "rss_bytes": memory.rss,
-                    "uss_bytes": memory.uss,
-                    "cpu_seconds": cpu.user + cpu.system,
-                    "read_bytes": io.read_bytes,
-                    "write_bytes": io.write_bytes,
-                    "open_files": proc.num_fds(),
-                    "threads": proc.num_threads(),
-                    "storage_bytes": self.storage_bytes,
-                    "storage_quota": self.storage.mechanism if self._quota is not None else None,
-                    "sandboxed": bool(self.placement and self.placement.sandboxed),
-                }
-        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess) as exc:
-            return {"pid": self.pid, "error": f"{type(exc).__name__}: {exc}"}
+        figures = process_usage(self.pid)
+        if "error" not in figures:
+            figures["storage_bytes"] = self.storage_bytes
+            figures["storage_quota"] = self.storage.mechanism if self._quota is not None else None
+            figures["sandboxed"] = bool(self.placement and self.placement.sandboxed)
+        return figures
 
     def release(self) -> None:
         self._closing = True

@@ -1,0 +1,190 @@
+"""What the process backend is built from, apart from the backend and its handle.
+
+A worker's commands as the host sees them (:class:`RemoteSpec`), what the zygote is
+asked for (:func:`worker_request`, :func:`bound_file_size`), the measure of a data
+directory a sampled storage quota counts (:func:`du`), the seccomp listener a
+sandboxed worker sends once it is confined, a worker's figures (psutil), and the
+names a worker's death is told in.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from plugbay.api import CommandSpec, ParamInfo
+from plugbay.isolation import frames
+from plugbay.isolation.policy import Placement
+from plugbay.model.manifest import PluginManifest, parse_size
+
+__all__ = [
+    "FULL_BELOW",
+    "RemoteSpec",
+    "bound_file_size",
+    "du",
+    "process_usage",
+    "receive_listener",
+    "signal_name",
+    "size_text",
+    "worker_request",
+]
+
+_TYPES = {"str": str, "int": int, "float": float, "bool": bool}
+
+
+class _Params(dict[str, Any]):
+    """Parameters bound for a worker, which checks them; remembers the conversion mode."""
+
+    strict = True
+
+
+class RemoteSpec(CommandSpec):
+    """A command that lives in a worker: described by it, checked by it."""
+
+    def __init__(self, remote: frames.RemoteCommand) -> None:
+        self.owner = object
+        self.name = remote.name
+        self.func = _runs_in_the_worker
+        self.is_async = True
+        self.blocking = False
+        self.timeout = remote.timeout
+        self.doc = str(remote.description.get("doc", ""))
+        self.returns = Any
+        self.params = tuple(
+            ParamInfo(
+                p["name"],
+                _TYPES.get(p["type"], Any),
+                p.get("default", ParamInfo.__dataclass_fields__["default"].default),
+            )
+            for p in remote.description.get("params", [])
+        )
+        self._remote = remote
+
+    def validate_params(
+        self, params: Mapping[str, Any], *, plugin: str | None = None, strict: bool = True
+    ) -> dict[str, Any]:
+        bound = _Params(params)
+        bound.strict = strict
+        return bound
+
+    def validate_result(self, value: Any, *, plugin: str | None = None) -> Any:
+        return value
+
+    def signature(self) -> str:
+        return self._remote.signature
+
+    def schema(self) -> dict[str, Any]:
+        return dict(self._remote.schema)
+
+    def describe(self) -> dict[str, Any]:
+        return dict(self._remote.description)
+
+
+def worker_request(
+    manifest: PluginManifest, placement: Placement | None, data_dir: Path | None
+) -> dict[str, Any]:
+    """What the zygote is asked for: a sandboxed worker when the placement says so, else a
+    worker under the manifest's own resource limits."""
+    if placement is not None and placement.sandboxed:
+        if data_dir is None:
+            raise ValueError("a sandboxed worker needs its data directory")
+        return {"sandbox": placement.sandbox_request(manifest, data_dir)}
+    res = manifest.resources
+    return {
+        "env": {"LANG": "C.UTF-8", "PATH": "/usr/bin:/bin"},
+        "limits": {
+            "memory": parse_size(res.memory),
+            "cpu_seconds": int(res.cpu_seconds) if res.cpu_seconds else None,
+            "open_files": res.open_files,
+            "file_size": parse_size(res.file_size),
+        },
+    }
+
+
+def bound_file_size(request: dict[str, Any], quota: int) -> None:
+    """A sampled quota cannot stop a write: one file at least must not outgrow it."""
+    fields = request["sandbox"]["policy"]
+    size = fields["file_size_bytes"]
+    fields["file_size_bytes"] = quota if size is None else min(size, quota)
+
+
+def du(path: Path) -> int:
+    """Bytes allocated beneath ``path`` (what a quota counts: sparse files count as written)."""
+    total = 0
+    stack = [str(path)]
+    while stack:
+        try:
+            with os.scandir(stack.pop()) as entries:
+                for entry in entries:
+                    try:
+                        if entry.is_dir(follow_symlinks=False):
+                            stack.append(entry.path)
+                        else:
+                            total += entry.stat(follow_symlinks=False).st_blocks * 512
+                    except OSError:
+                        continue
+        except OSError:
+            continue
+    return total
+
+
+#: free bytes under which a storage image counts as full (a write of a block or two fails)
+FULL_BELOW = 64 * 1024
+
+
+def receive_listener(report: socket.socket) -> int | None:
+    """The worker's seccomp listener, sent once it is confined (None: it has none, or
+    it failed to start and closed the socket)."""
+    with report:
+        report.settimeout(60)
+        try:
+            _data, fds, _flags, _addr = socket.recv_fds(report, 1, 1)
+        except OSError:
+            return None
+    for extra in fds[1:]:
+        os.close(extra)
+    return fds[0] if fds else None
+
+
+def signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def size_text(value: float | None) -> str:
+    return "unlimited" if value is None else f"{value / (1 << 20):g} MiB"
+
+
+def _runs_in_the_worker(*args: Any, **kwargs: Any) -> Any:
+    raise RuntimeError("this command runs in its plugin's worker process, not in the host")
+
+
+def process_usage(pid: int) -> dict[str, Any]:
+    """What process ``pid`` uses now (psutil): memory, CPU time, I/O, open files, threads;
+    ``{"pid", "error"}`` when it cannot be read."""
+    try:
+        proc = psutil.Process(pid)
+        with proc.oneshot():
+            memory = proc.memory_full_info()
+            cpu = proc.cpu_times()
+            io = proc.io_counters()
+            return {
+                "pid": pid,
+                "rss_bytes": memory.rss,
+                "uss_bytes": memory.uss,
+                "cpu_seconds": cpu.user + cpu.system,
+                "read_bytes": io.read_bytes,
+                "write_bytes": io.write_bytes,
+                "open_files": proc.num_fds(),
+                "threads": proc.num_threads(),
+            }
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess) as exc:
+        return {"pid": pid, "error": f"{type(exc).__name__}: {exc}"}
