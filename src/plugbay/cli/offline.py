@@ -82,19 +82,8 @@ def disk_info(plugin_id: str, plugin_dirs: list[Path], state: Path) -> dict[str,
     newest, _, known = _newest([*plugin_dirs, state / "store"])
     m = newest.get(plugin_id)
     if m is None:
-        raise PluginNotFound(
-            f"no plugin '{plugin_id}' is on disk",
-            plugin=plugin_id,
-            where=", ".join(str(d) for d in plugin_dirs),
-            hint=did_you_mean(plugin_id, newest) or "'plugbay list' shows the plugins on disk",
-        )
-    disabled, store = _kept(state)
-    try:
-        granted = store.grants(plugin_id) if store is not None else []
-        stored = store.installed(plugin_id) if store is not None else []
-    finally:
-        if store is not None:
-            store.close()
+        raise _not_on_disk(plugin_id, plugin_dirs, newest)
+    disabled, granted, stored = _kept_for(plugin_id, state)
     asked = m.permissions.asked() if m.permissions is not None else []
     off = plugin_id in disabled
     return {
@@ -113,12 +102,7 @@ def disk_info(plugin_id: str, plugin_dirs: list[Path], state: Path) -> dict[str,
         ),
         "commands": [],
         "config": None,
-        "permissions": {
-            "asked": asked,
-            "granted": granted,
-            "effective": [p for p in asked if p in granted],
-            "pending": [p for p in asked if p not in granted],
-        },
+        "permissions": _permissions(asked, granted),
         "limits": {},
         "sandbox": None,
         "python": _python(m, state),
@@ -126,6 +110,35 @@ def disk_info(plugin_id: str, plugin_dirs: list[Path], state: Path) -> dict[str,
         "traceback": None,
         "notes": [f"{NOT_RUNNING}: its commands are listed by a running host ('plugbay run')"],
         "source": "disk",
+    }
+
+
+def _not_on_disk(plugin_id: str, plugin_dirs: list[Path], newest: dict[str, Any]) -> PluginNotFound:
+    return PluginNotFound(
+        f"no plugin '{plugin_id}' is on disk",
+        plugin=plugin_id,
+        where=", ".join(str(d) for d in plugin_dirs),
+        hint=did_you_mean(plugin_id, newest) or "'plugbay list' shows the plugins on disk",
+    )
+
+
+def _kept_for(plugin_id: str, state: Path) -> tuple[dict[str, str | None], list[str], list[Any]]:
+    """The disabled plugins, and the plugin's grants and stored versions, from the kept state."""
+    disabled, store = _kept(state)
+    if store is None:
+        return disabled, [], []
+    try:
+        return disabled, store.grants(plugin_id), store.installed(plugin_id)
+    finally:
+        store.close()
+
+
+def _permissions(asked: list[str], granted: list[str]) -> dict[str, list[str]]:
+    return {
+        "asked": asked,
+        "granted": granted,
+        "effective": [p for p in asked if p in granted],
+        "pending": [p for p in asked if p not in granted],
     }
 
 

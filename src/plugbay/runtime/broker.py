@@ -36,6 +36,7 @@ from plugbay.model.versions import Range
 
 if TYPE_CHECKING:
     from plugbay.model.manifest import PluginManifest
+    from plugbay.monitor.bounds import Budget
     from plugbay.runtime.manager import PluginManager
 
 __all__ = ["HOST_DATA", "HOST_PERMISSIONS", "Broker"]
@@ -101,19 +102,7 @@ class Broker:
         """A plugin's call out, from the channel of ``consumer``: ``service:NAME@RANGE``
         or a plugin id. Checked, bounded, then routed like any call."""
         manager = self._manager
-        budget = manager.budget_for(consumer)
-        if budget is not None:
-            if not budget.host_calls.allow():
-                budget.drop("host_call_rate")
-                raise self._limit(
-                    consumer, "host calls a second", budget.bounds.host_calls_per_second
-                )
-            if budget.in_flight >= budget.bounds.host_calls_in_flight:
-                budget.drop("host_calls_in_flight")
-                raise self._limit(
-                    consumer, "host calls at once", budget.bounds.host_calls_in_flight
-                )
-            budget.in_flight += 1
+        budget = self._admit(consumer)
         try:
             if not isinstance(params, dict) or not isinstance(command, str):
                 raise self.deny(
@@ -123,14 +112,9 @@ class Broker:
                 name, _, wanted = target[len("service:") :].partition("@")
                 provided = self._service(consumer, name, wanted or "*", command)
                 if provided.service is not None:
-                    method = getattr(provided.service, command, None)
-                    if command.startswith("_") or not callable(method):
-                        raise self.deny(consumer, f"'{command}' of service '{name}'", None,
-                                        f"service '{name}' has no command '{command}'")  # fmt: skip
-                    result = method(**params)
-                    if inspect.isawaitable(result):
-                        result = await result
-                    return msgspec.to_builtins(result, str_keys=True)
+                    return await self._call_service(
+                        consumer, name, provided.service, command, params
+                    )
                 target = provided.provider
             elif self.enabled:
                 self._check_plugin(consumer, target, command)
@@ -142,6 +126,34 @@ class Broker:
         finally:
             if budget is not None:
                 budget.in_flight -= 1
+
+    def _admit(self, consumer: str) -> Budget | None:
+        """The sender's budget with this call counted in flight, or a refusal when it
+        calls too often or has too many calls open (None: the sender has no bounds)."""
+        budget = self._manager.budget_for(consumer)
+        if budget is None:
+            return None
+        if not budget.host_calls.allow():
+            budget.drop("host_call_rate")
+            raise self._limit(consumer, "host calls a second", budget.bounds.host_calls_per_second)
+        if budget.in_flight >= budget.bounds.host_calls_in_flight:
+            budget.drop("host_calls_in_flight")
+            raise self._limit(consumer, "host calls at once", budget.bounds.host_calls_in_flight)
+        budget.in_flight += 1
+        return budget
+
+    async def _call_service(
+        self, consumer: str, name: str, service: Any, command: str, params: dict[str, Any]
+    ) -> Any:
+        """``command`` of the object that provides service ``name``, awaited if it must be."""
+        method = getattr(service, command, None)
+        if command.startswith("_") or not callable(method):
+            raise self.deny(consumer, f"'{command}' of service '{name}'", None,
+                            f"service '{name}' has no command '{command}'")  # fmt: skip
+        result = method(**params)
+        if inspect.isawaitable(result):
+            result = await result
+        return msgspec.to_builtins(result, str_keys=True)
 
     def _check_plugin(self, consumer: str, target: str, command: str) -> None:
         """:meth:`_plugin`, remembered while neither plugin's manifest nor the sender's

@@ -104,22 +104,8 @@ class IndexSettings:
     ) -> IndexSettings:
         """``[python]`` of the host config; a relative find-links directory is taken from
         ``base`` (the config file's directory)."""
-        table = data.get("python", {})
-        if not isinstance(table, Mapping):
-            raise ConfigError("[python] must be a table", where=where)
-        known = {"find-links", "index-url", "offline", "allow-direct-references"}
-        for key in table:
-            if key not in known:
-                raise ConfigError(
-                    f"[python] has no key '{key}'",
-                    where=where,
-                    hint=f"known keys: {', '.join(sorted(known))}",
-                )
-        links = table.get("find-links", [])
-        if isinstance(links, str):
-            links = [links]
-        if not isinstance(links, list) or not all(isinstance(x, str) for x in links):
-            raise ConfigError("[python] find-links must be a list of paths or URLs", where=where)
+        table = _python_table(data, where)
+        links = _find_links(table, where)
         index = table.get("index-url")
         if index is not None and not isinstance(index, str):
             raise ConfigError("[python] index-url must be a string", where=where)
@@ -128,10 +114,7 @@ class IndexSettings:
             if not isinstance(value, bool):
                 raise ConfigError(f"[python] {key} must be true or false", where=where)
         if base is not None:
-            links = [
-                str(base / link) if "://" not in link and not Path(link).is_absolute() else link
-                for link in links
-            ]
+            links = [_from_base(base, link) for link in links]
         return cls(tuple(links), index, flags["offline"], flags["allow-direct-references"])
 
     def merged(
@@ -148,6 +131,39 @@ class IndexSettings:
             index_url=index_url or self.index_url,
             offline=self.offline if offline is None else offline,
         )
+
+
+_PYTHON_KEYS: Final = frozenset({"find-links", "index-url", "offline", "allow-direct-references"})
+
+
+def _python_table(data: Mapping[str, Any], where: str) -> Mapping[str, Any]:
+    """The config's ``[python]`` table, holding only keys plugbay knows."""
+    table = data.get("python", {})
+    if not isinstance(table, Mapping):
+        raise ConfigError("[python] must be a table", where=where)
+    for key in table:
+        if key not in _PYTHON_KEYS:
+            raise ConfigError(
+                f"[python] has no key '{key}'",
+                where=where,
+                hint=f"known keys: {', '.join(sorted(_PYTHON_KEYS))}",
+            )
+    return table
+
+
+def _find_links(table: Mapping[str, Any], where: str) -> list[str]:
+    """``find-links``: one path or URL, or a list of them."""
+    links = table.get("find-links", [])
+    if isinstance(links, str):
+        links = [links]
+    if not isinstance(links, list) or not all(isinstance(x, str) for x in links):
+        raise ConfigError("[python] find-links must be a list of paths or URLs", where=where)
+    return links
+
+
+def _from_base(base: Path, link: str) -> str:
+    """A relative find-links directory, taken from ``base``; URLs and absolute paths as given."""
+    return str(base / link) if "://" not in link and not Path(link).is_absolute() else link
 
 
 @dataclasses.dataclass(frozen=True)
@@ -546,12 +562,7 @@ def _explain(
 ) -> EnvironmentBuildError:
     """uv's failure as the resolver explains a range conflict: one paragraph naming who
     requires what and what is available (uv's own words, with "you" made the plugin)."""
-    said = [
-        line.strip().removeprefix("error:").removeprefix("×").strip()
-        for line in lines
-        if line.strip() and not _UV_NOISE.match(line)
-    ]
-    said = _without_stacks(said or [line.strip() for line in lines if line.strip()])
+    said = _uv_said(lines)
     uv_hints = [line.removeprefix("hint:").strip() for line in said if line.startswith("hint:")]
     causes = [
         line.removeprefix("cause:").strip().rstrip(".")
@@ -562,29 +573,7 @@ def _explain(
     explanation = "; ".join(dict.fromkeys(c for c in causes if c))
     explanation = re.sub(r"\byou require\b", f"{who} requires", explanation)
     explanation = re.sub(r"\byour requirements\b", "its requirements", explanation)
-    lower = explanation.lower()
-    where = "offline" if settings.offline else "the configured index"
-    if settings.find_links:
-        where += f" and {', '.join(settings.find_links)}"
-    if "failed to build" in lower or "build backend" in lower or "failed to run" in lower:
-        kind, message = (
-            "build",
-            "a package it needs has no wheel and building it from source failed",
-        )
-        hint = "require a version that ships a wheel for this platform, or fix the package's build"
-    elif (
-        "not found in" in lower
-        or ("no versions of" in lower and "available" not in lower)
-        or "was not found" in lower
-    ):
-        kind, message = "missing", f"a package it requires cannot be found ({where})"
-        hint = "add the package's wheel to a --find-links directory, or install without --offline"
-    elif "no solution found" in lower or "unsatisfiable" in lower:
-        kind, message = "unsatisfiable", "its Python requirements cannot all be satisfied"
-        hint = "relax the requirements in the manifest"
-    else:
-        kind, message = "failed", "uv could not install its Python requirements"
-        hint = "uv's explanation says why"
+    kind, message, hint = _failure_kind(explanation.lower(), _searched(settings))
     hint = "; ".join([hint, *uv_hints[:2], "nothing was left behind"])
     return EnvironmentBuildError(
         f"cannot build its Python environment ({', '.join(reqs)}): {message}: {explanation}",
@@ -593,6 +582,52 @@ def _explain(
         hint=hint,
         details={"kind": kind, "requirements": list(reqs), "installer": "\n".join(lines)},
     )
+
+
+def _uv_said(lines: list[str]) -> list[str]:
+    """What uv said, without its noise, markers and build tracebacks (all of it when
+    nothing else is left)."""
+    said = [
+        line.strip().removeprefix("error:").removeprefix("×").strip()
+        for line in lines
+        if line.strip() and not _UV_NOISE.match(line)
+    ]
+    return _without_stacks(said or [line.strip() for line in lines if line.strip()])
+
+
+def _searched(settings: IndexSettings) -> str:
+    """Where uv looked for packages, in words."""
+    where = "offline" if settings.offline else "the configured index"
+    if settings.find_links:
+        where += f" and {', '.join(settings.find_links)}"
+    return where
+
+
+def _failure_kind(lower: str, where: str) -> tuple[str, str, str]:
+    """The kind of failure uv's explanation (lower case) tells, the message and the hint."""
+    if "failed to build" in lower or "build backend" in lower or "failed to run" in lower:
+        return (
+            "build",
+            "a package it needs has no wheel and building it from source failed",
+            "require a version that ships a wheel for this platform, or fix the package's build",
+        )
+    if (
+        "not found in" in lower
+        or ("no versions of" in lower and "available" not in lower)
+        or "was not found" in lower
+    ):
+        return (
+            "missing",
+            f"a package it requires cannot be found ({where})",
+            "add the package's wheel to a --find-links directory, or install without --offline",
+        )
+    if "no solution found" in lower or "unsatisfiable" in lower:
+        return (
+            "unsatisfiable",
+            "its Python requirements cannot all be satisfied",
+            "relax the requirements in the manifest",
+        )
+    return "failed", "uv could not install its Python requirements", "uv's explanation says why"
 
 
 def _without_stacks(lines: list[str]) -> list[str]:

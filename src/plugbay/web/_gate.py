@@ -125,26 +125,12 @@ class Gate:
             await self.app(scope, receive, send)
             return
         method: str = scope["method"]
-        caller: Caller = {
-            "method": method,
-            "path": path,
-            "address": _address(scope),
-            "user_agent": headers.get("user-agent", ""),
-        }
-        match = _PLUGIN.match(path)
-        if match:
-            caller["plugin"] = match.group(1)
+        caller = _caller(scope, headers)
 
         # -- who is asking ----------------------------------------------------------------
         refusal = self._authenticate(scope, method, headers, caller)
         if refusal is not None:
-            status, error, extra = refusal
-            caller.update(status=status, result="denied", reason=error.message)
-            self._audit(caller)
-            if method == "GET" and "text/html" in headers.get("accept", "") and status == 401:
-                await _send_login(send, error.message)
-                return
-            await error_response(error, status, extra)(scope, receive, send)
+            await self._unauthenticated(scope, receive, send, headers, caller, refusal)
             return
         if caller.get("login"):
             await self._login_redirect(scope, send)
@@ -153,22 +139,10 @@ class Gate:
         # -- the body, bounded --------------------------------------------------------------
         body = b""
         if method not in _SAFE:
-            read = await self._read_body(scope, receive, send, headers, caller)
+            read = await self._bounded_body(scope, receive, send, headers, caller)
             if read is None:
                 return
             body = read
-            if _too_deep(body):
-                await self._refuse(
-                    scope, receive, send, caller, 400,
-                    http_error(
-                        "body_too_deep",
-                        f"the request body nests JSON arrays or objects more than "
-                        f"{MAX_JSON_DEPTH} levels deep",
-                        hint="flatten the parameters; a command's parameters nest a few levels",
-                        limit=MAX_JSON_DEPTH,
-                    ),
-                )  # fmt: skip
-                return
             receive = _replay(body, receive)
 
         # -- the request, and what came of it -----------------------------------------------
@@ -180,6 +154,52 @@ class Gate:
         if method in _SAFE:
             await self.app(scope, receive, send)
             return
+        await self._change(scope, receive, send, caller)
+
+    async def _unauthenticated(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        headers: dict[str, str],
+        caller: Caller,
+        refusal: tuple[int, PlugbayError, dict[str, str] | None],
+    ) -> None:
+        """A request without a valid token: recorded, then the login page (a browser
+        opening a page) or the JSON error."""
+        status, error, extra = refusal
+        caller.update(status=status, result="denied", reason=error.message)
+        self._audit(caller)
+        if scope["method"] == "GET" and "text/html" in headers.get("accept", "") and status == 401:
+            await _send_login(send, error.message)
+            return
+        await error_response(error, status, extra)(scope, receive, send)
+
+    async def _bounded_body(
+        self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str], caller: Caller
+    ) -> bytes | None:
+        """The whole body, or None when the request was answered already (too large,
+        nested too deep, or the client went away)."""
+        body = await self._read_body(scope, receive, send, headers, caller)
+        if body is None:
+            return None
+        if _too_deep(body):
+            await self._refuse(
+                scope, receive, send, caller, 400,
+                http_error(
+                    "body_too_deep",
+                    f"the request body nests JSON arrays or objects more than "
+                    f"{MAX_JSON_DEPTH} levels deep",
+                    hint="flatten the parameters; a command's parameters nest a few levels",
+                    limit=MAX_JSON_DEPTH,
+                ),
+            )  # fmt: skip
+            return None
+        return body
+
+    async def _change(self, scope: Scope, receive: Receive, send: Send, caller: Caller) -> None:
+        """A request that changes something: its record written first (refused when it
+        cannot be), then the app, then the outcome recorded."""
         if self.preflight is not None:
             try:
                 self.preflight(caller)
@@ -455,6 +475,21 @@ def _too_deep(body: bytes) -> bool:
         elif byte in (0x5D, 0x7D):  # ] }
             depth -= 1
     return False
+
+
+def _caller(scope: Scope, headers: dict[str, str]) -> Caller:
+    """Who asks, as the security log records it (the plugin, when the path names one)."""
+    path: str = scope["path"]
+    caller: Caller = {
+        "method": scope["method"],
+        "path": path,
+        "address": _address(scope),
+        "user_agent": headers.get("user-agent", ""),
+    }
+    match = _PLUGIN.match(path)
+    if match:
+        caller["plugin"] = match.group(1)
+    return caller
 
 
 def _headers(scope: Scope) -> dict[str, str]:
