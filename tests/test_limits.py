@@ -687,7 +687,9 @@ def test_unbounded_allocation_gets_a_memory_error(policy: L.SandboxPolicy) -> No
     out = run_sandboxed(_allocate(touch=True), replace(policy, memory_bytes=64 * MiB))
     result = out.result
     assert result["error"] == "MemoryError"  # RLIMIT_AS: the plugin survives to report it
-    assert 32 <= result["allocated_mib"] <= 64
+    # the limit is the start size plus 64 MiB; freed heap inside it is reused, so a
+    # MiB or two past 64 is the allocator, never the limit missing
+    assert 32 <= result["allocated_mib"] <= 68
     assert out.oom_kills == 0
 
 

@@ -308,6 +308,39 @@ def test_channel_rejects_oversized_truncated_and_malformed_frames() -> None:
     assert closed[-1] == ("the stream ended inside a frame (5 bytes pending)", True)
 
 
+async def test_channel_batches_small_frames_and_never_holds_a_large_one() -> None:
+    """A burst of big frames (a plugin flooding its log) must leave as it is sent: held
+    back to be joined at the end of the turn, it once filled a worker's memory limit and
+    its reply never left."""
+    from plugbay.isolation import frames
+
+    class Recording(asyncio.Transport):
+        def __init__(self) -> None:
+            super().__init__()
+            self.writes: list[bytes] = []
+
+        def write(self, data: bytes | bytearray | memoryview) -> None:
+            self.writes.append(bytes(data))
+
+        def is_closing(self) -> bool:
+            return False
+
+    got: list[object] = []
+    sending = frames.Channel(lambda m: None, lambda r, p: None)
+    transport = Recording()
+    sending.connection_made(transport)
+    big = frames.Log(30, "x", "big", {"blob": "z" * (1 << 20)})
+    for message in (frames.Ping(1), frames.Ping(2), frames.Ping(3), big, frames.Ping(4)):
+        sending.send(message)
+    assert len(transport.writes) == 3  # Ping 1 at once; Pings 2-3 joined before the big one
+    assert len(transport.writes[-1]) > 1 << 20
+    await asyncio.sleep(0)  # the end of the turn: Ping 4 leaves
+    assert len(transport.writes) == 4
+    receiving = frames.Channel(got.append, lambda r, p: None)
+    receiving.data_received(b"".join(transport.writes))
+    assert got == [frames.Ping(1), frames.Ping(2), frames.Ping(3), big, frames.Ping(4)]
+
+
 def supervised(plugins: PluginFactory, tmp_path: Path, **kwargs: object) -> Host:
     plugins(
         "acme.subject",

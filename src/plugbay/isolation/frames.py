@@ -238,6 +238,10 @@ def decode(body: bytes) -> Message:
         raise FrameError(f"malformed frame: {exc}") from None
 
 
+#: frames up to this size sent in one loop turn are joined into one write
+_BATCH_BYTES = 64 * 1024
+
+
 class Channel(asyncio.Protocol):
     """One end of the wire as an asyncio protocol: every complete frame that arrives is
     decoded and handed to ``on_message`` in the same pass (no per-frame awaiting)."""
@@ -253,6 +257,7 @@ class Channel(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self._closed = False
         self._chunks: list[bytes] = []
+        self._pending = 0  # bytes in _chunks
         self._scheduled = False
         #: the largest frame this end accepts (the host lowers it per plugin: ``monitor.bounds``)
         self.max_frame = MAX_FRAME
@@ -351,21 +356,36 @@ class Channel(asyncio.Protocol):
 
     def send(self, message: Message) -> None:
         """The first frame of a loop turn leaves at once (no latency for a lone call);
-        the ones after it in the same turn are batched into one write at its end."""
+        small ones after it in the same turn are batched into one write at its end. A
+        large frame is never batched: the pending ones go first, then it, so a burst of
+        big frames neither waits in this end's memory nor is copied again by a join."""
         data = encode(message)
         if not self._scheduled:
             self._scheduled = True
             asyncio.get_running_loop().call_soon(self.flush)
-            if self.transport is not None and not self.transport.is_closing():
-                self.transport.write(data)
+            self._write(data)
+            return
+        if len(data) >= _BATCH_BYTES or self._pending + len(data) >= _BATCH_BYTES:
+            self.flush()
+            self._scheduled = True  # this turn already has its scheduled flush
+            self._write(data)
             return
         self._chunks.append(data)
+        self._pending += len(data)
 
     def flush(self) -> None:
         self._scheduled = False
-        if self._chunks and self.transport is not None and not self.transport.is_closing():
-            self.transport.write(b"".join(self._chunks))
-        self._chunks.clear()
+        chunks, self._chunks, self._pending = self._chunks, [], 0
+        if chunks:
+            self._write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+
+    def _write(self, data: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            try:
+                self.transport.write(data)
+            except (OSError, MemoryError, RuntimeError) as exc:
+                # a frame that cannot leave must not leave the peer waiting for it
+                self.close(f"a write failed: {type(exc).__name__}: {exc}")
 
     def close(self, reason: str | None = None, *, protocol_error: bool = False) -> None:
         if not self._closed:
