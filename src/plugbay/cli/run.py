@@ -140,6 +140,7 @@ async def _run(kwargs: dict[str, Any], serving: Serving | None, started: float) 
     start); the exit code. SIGTERM / Ctrl-C is honoured at any point from the first
     line on: plugins not yet started never start, calls in flight drain (bounded)."""
     from plugbay.runtime.host import Host
+    from plugbay.runtime.startup import warm_up
 
     host = Host(**kwargs)
     since = time.time()
@@ -156,6 +157,7 @@ async def _run(kwargs: dict[str, Any], serving: Serving | None, started: float) 
     announcement: Path | None = None
     try:
         await host.open()  # the state directory is ours (or another host's: refused)
+        await warm_up(host.manager.backends)  # the zygote boots while the API is built
         # the API first: /healthz answers at once, /readyz tells starting from ready
         bind = serving.bind if serving is not None else None
         web = await _start_http(host, bind, serving.max_body) if serving and bind else None
@@ -282,7 +284,7 @@ def _announce(
     host: Host, since: float, *, http: str | None = None, metrics_port: int | None = None
 ) -> Path:
     """Tell other plugbay commands that a host serves this state directory (and where)."""
-    from plugbay.web.client import HOST_FILE
+    from plugbay.runtime.lifecycle import HOST_FILE  # (plugbay.web.client would load httpx)
 
     path = _state_dir(host) / HOST_FILE
     path.write_text(

@@ -215,6 +215,8 @@ class Zygote:
         self._replies: collections.deque[asyncio.Future[int]] = collections.deque()
         self._exits: dict[int, asyncio.Future[int]] = {}
         self._reader: asyncio.Task[None] | None = None
+        self._starting: asyncio.Future[None] | None = None
+        self._spawned = asyncio.Event()
 
     @property
     def pid(self) -> int | None:
@@ -224,8 +226,31 @@ class Zygote:
         return self._proc is not None and self._proc.returncode is None
 
     async def start(self) -> None:
+        """Start the zygote, once: callers that ask while it boots (workers started
+        concurrently, ``plugbay run`` warming it up early) all wait for the same start."""
         if self.alive() and self._control is not None:
             return
+        await asyncio.shield(self._boot_once())
+
+    def _boot_once(self) -> asyncio.Future[None]:
+        if self._starting is None or self._starting.done():
+            self._spawned.clear()
+            self._starting = asyncio.ensure_future(self._boot())
+            # a failed boot is raised to whoever waits for it; none may be left waiting
+            self._starting.add_done_callback(lambda f: f.cancelled() or f.exception())
+        return self._starting
+
+    async def begin(self) -> None:
+        """Start booting the zygote and return once its process runs (not once it is
+        ready): what the host does next overlaps the zygote's imports."""
+        if self.alive() and self._control is not None:
+            return
+        starting = self._boot_once()
+        spawned = asyncio.ensure_future(self._spawned.wait())
+        await asyncio.wait([starting, spawned], return_when=asyncio.FIRST_COMPLETED)
+        spawned.cancel()
+
+    async def _boot(self) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         env = {
             "PATH": "/usr/local/bin:/usr/bin:/bin",
@@ -263,6 +288,7 @@ class Zygote:
             env=env,
             stdin=subprocess.DEVNULL,
         )
+        self._spawned.set()
         theirs.close()
         ours.setblocking(False)
         loop = asyncio.get_running_loop()
