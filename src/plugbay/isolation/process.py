@@ -247,6 +247,10 @@ class ProcessHandle(PluginHandle):
         self._next_storage = 0.0
         self._closing = False
         self._beats = itertools.count(1)
+        #: private memory (USS) as last read, when, and how old it may be when shown
+        self._uss: int | None = None
+        self._uss_at = -1e9
+        self.uss_max_age = 10.0
         #: request → (monotonic start, command): what the monitor reads to find hung calls
         self._started: dict[int, tuple[float, str]] = {}
         self._stacks_seen = 0
@@ -812,8 +816,14 @@ class ProcessHandle(PluginHandle):
 
     def usage(self) -> dict[str, Any]:
         """What the worker uses now (psutil): memory, CPU time, I/O, open files, threads."""
-        figures = process_usage(self.pid)
+        now = time.monotonic()
+        fresh = now - self._uss_at >= self.uss_max_age  # the costly part, read less often
+        figures = process_usage(self.pid, uss=fresh)
         if "error" not in figures:
+            if fresh:
+                self._uss_at, self._uss = now, figures["uss_bytes"]
+            else:
+                figures["uss_bytes"] = self._uss
             figures["storage_bytes"] = self.storage_bytes
             watched = self._quota is not None or self._full_quota is not None
             figures["storage_quota"] = self.storage.mechanism if watched else None

@@ -246,8 +246,9 @@ class Zygote:
         if self.alive() and self._control is not None:
             return
         starting = self._boot_once()
-        spawned = asyncio.ensure_future(self._spawned.wait())
-        await asyncio.wait([starting, spawned], return_when=asyncio.FIRST_COMPLETED)
+        spawned: asyncio.Future[Any] = asyncio.ensure_future(self._spawned.wait())
+        either: list[asyncio.Future[Any]] = [starting, spawned]
+        await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
         spawned.cancel()
 
     async def _boot(self) -> None:

@@ -30,6 +30,7 @@ from plugbay.monitor.alerts import AlertManager, Condition, Sample, evaluate
 from plugbay.monitor.config import MonitorSettings
 from plugbay.monitor.health import RANK, Blocked, LoopWatchdog, Readiness, overall, readiness_from
 from plugbay.monitor.logs import PREFIX, LogManager
+from plugbay.monitor.sampling import SampleRota
 from plugbay.monitor.source import HandleView, MonitorSource, PluginView
 
 __all__ = ["PluginMonitor"]
@@ -115,6 +116,7 @@ class PluginMonitor:
         self._ticks = 0
         #: the last tick's PlugbayError (a full disk): logged once until a tick succeeds
         self._tick_problem: str | None = None
+        self._rota = SampleRota()  # which workers are measured on a tick
         self.started = time.time()
 
     # ------------------------------------------------------------------ lifecycle
@@ -195,7 +197,9 @@ class PluginMonitor:
         self._ticks += 1
         records = self.manager.list_plugins()
         handles = {r.id: r.handle for r in records if r.handle is not None}
-        usage, host_usage = await asyncio.to_thread(_sample_usage, handles)
+        due = self._rota.due(handles)
+        usage, host_usage = await asyncio.to_thread(_sample_usage, due, self._rota.budget)
+        self._rota.measured(usage)
         now = time.monotonic()
         self._host_usage = _with_cpu_percent(host_usage, self, now)
         blocked = self._watchdog.take() if self._watchdog is not None else []
@@ -211,8 +215,9 @@ class PluginMonitor:
                 track.hung = None
                 self.alerts.update(rec.id, rec.version, self._restart_only(rec, now))
                 continue
-            track.usage = usage.get(rec.id)
-            _cpu_percent(track, now)
+            if rec.id in usage:  # not measured this tick (``monitor.sampling``): as last time
+                track.usage = usage[rec.id]
+                _cpu_percent(track, now)
             sample = self._sample(rec, track, now)
             if not track.samples:  # calls before the first sample count in the first window
                 track.samples.append(Sample(now - 1e-3, 0, 0, {}, sample.rss, 0))
@@ -578,13 +583,17 @@ def _merge(lists: list[list[int]]) -> list[int]:
 
 
 def _sample_usage(
-    handles: dict[str, HandleView],
+    handles: dict[str, HandleView], budget: float = float("inf")
 ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
-    """In a thread: what each worker uses now, and the host process (inline plugins share it)."""
+    """In a thread: what each worker uses now, and the host process (inline plugins share
+    it); workers in order until ``budget`` seconds of CPU are spent (``monitor.sampling``)."""
     import psutil
 
     out: dict[str, dict[str, Any]] = {}
+    until = time.thread_time() + budget
     for pid, handle in handles.items():
+        if time.thread_time() > until and getattr(handle, "isolated", False):
+            continue
         try:
             figures = handle.usage()
         except Exception as exc:
