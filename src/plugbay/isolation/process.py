@@ -263,9 +263,13 @@ class ProcessHandle(PluginHandle):
         if self._zygote is not None:
             self._exit = self._zygote.exited(self.pid)
             self._reaper = asyncio.create_task(self._reap(), name=f"plugbay-reaper-{self.pid}")
-        _, self._channel = await loop.create_connection(
-            lambda: frames.Channel(self._dispatch, self._lost), sock=self._sock
-        )
+        await loop.create_connection(self._make_channel, sock=self._sock)
+
+    def _make_channel(self) -> frames.Channel:
+        # set before the connection is made: uvloop may deliver the first frames before
+        # create_connection returns
+        self._channel = frames.Channel(self._dispatch, self._lost)
+        return self._channel
 
     async def _reap(self) -> None:
         """When the worker has exited: read its cgroup's OOM count, then remove the cgroup

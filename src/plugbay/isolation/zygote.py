@@ -25,6 +25,8 @@ import subprocess
 import sys
 from typing import TYPE_CHECKING, Any, Final
 
+from plugbay.isolation.loops import LOOP_VARIABLE
+
 if TYPE_CHECKING:
     from plugbay.isolation.base import EnvironmentPaths
 
@@ -144,8 +146,11 @@ def zygote_main(control_fd: int, read_paths: list[str] | None = None) -> None:
     from plugbay.isolation import (  # the warm part: every worker inherits it
         diagnostics,  # noqa: F401  (imported by every worker)
         limits,
+        loops,
         worker,
     )
+
+    loops.loop_factory()  # uvloop, when installed, is imported once here
 
     _die_with_parent()
     # orphans of a worker (a plugin granted subprocesses) are ours to reap, not init's
@@ -263,6 +268,8 @@ class Zygote:
             # space, which RLIMIT_AS counts against the plugin's memory limit
             "MALLOC_ARENA_MAX": "1",
         }
+        if os.environ.get(LOOP_VARIABLE):  # the host's choice of loop holds for its workers
+            env[LOOP_VARIABLE] = os.environ[LOOP_VARIABLE]
         if self.environment is None:
             args = [
                 "-c",
