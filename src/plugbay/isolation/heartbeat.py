@@ -73,9 +73,7 @@ class Pulse:
                     self._members.pop(member, None)
 
 
-_pulses: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Pulse] = (
-    weakref.WeakKeyDictionary()
-)
+_pulses: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Pulse] = weakref.WeakKeyDictionary()
 
 
 def pulse_for(loop: asyncio.AbstractEventLoop) -> Pulse:

@@ -66,8 +66,8 @@ from plugbay.runtime.events import EventBus, Subscriber
 from plugbay.runtime.lifecycle import check_descriptors
 from plugbay.runtime.routing import Route, command_table
 from plugbay.runtime.services import ServiceHub, ServiceView
-from plugbay.runtime.store import PluginStore
 from plugbay.runtime.startup import start_plan
+from plugbay.runtime.store import PluginStore
 from plugbay.runtime.swap import Swapper, UpgradePlan
 from plugbay.state import StateStore
 
