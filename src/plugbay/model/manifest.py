@@ -40,6 +40,7 @@ from typing import Any, Final, Literal, TypeAlias
 import msgspec
 
 from plugbay.api.errors import ConfigError, ManifestError, PlugbayError
+from plugbay.model import _fasttoml
 from plugbay.model._config_schema import ConfigField, ConfigSchema, check_default, error_path
 from plugbay.model.versions import Range, Version
 
@@ -417,6 +418,9 @@ def parse_toml(
             where=where,
             hint="a manifest is a few KiB; check that this is the file you meant",
         )
+    plain = _fasttoml.loads(text)  # the plain TOML manifests are written in, fast
+    if plain is not None:
+        return plain
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
