@@ -196,6 +196,13 @@ def _type_name(tp: Any) -> str:
 _SCALARS: Final[frozenset[type]] = frozenset({str, int, float, bool, bytes})
 
 
+def _exact_scalars(params: list[ParamInfo]) -> tuple[tuple[str, type], ...] | None:
+    """(name, type) of every parameter when all are plain scalars, else None."""
+    if all(p.annotation in _SCALARS for p in params):
+        return tuple((p.name, p.annotation) for p in params)
+    return None
+
+
 class CommandSpec:
     """A command's checked signature: validates parameters and results at the boundary."""
 
@@ -284,11 +291,7 @@ class CommandSpec:
         self._result_check = self._make_result_check(self.returns)
         #: (name, type) of every parameter when all are plain scalars: a call passing
         #: each with exactly that type is already what msgspec would return
-        self._exact: tuple[tuple[str, type], ...] | None = (
-            tuple((p.name, p.annotation) for p in params)
-            if all(p.annotation in _SCALARS for p in params)
-            else None
-        )
+        self._exact = _exact_scalars(params)
 
     # -- the boundary -----------------------------------------------------------------
 

@@ -17,14 +17,58 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
+from dataclasses import dataclass
 from typing import Final, Protocol
 
-__all__ = ["TICK", "Beating", "Pulse", "pulse_for"]
+from plugbay.api.errors import PluginCrashed
+
+__all__ = ["TICK", "Beat", "Beating", "Pulse", "hung_error", "pulse_for"]
 
 log = logging.getLogger("plugbay.isolation.heartbeat")
 
 #: seconds between two ticks of a loop's heartbeat
 TICK: Final = 0.2
+
+
+@dataclass(slots=True)
+class Beat:
+    """One worker's heartbeat: when it was last asked and answered, and its cadence."""
+
+    #: seconds between pings while busy, and silence after which the worker counts as hung
+    interval: float = 0.2
+    timeout: float = 1.0
+    #: no request for this long: idle, pinged every ``idle_interval`` seconds
+    idle_after: float = 2.0
+    idle_interval: float = 5.0
+    last_pong: float = 0.0
+    #: when the ping not yet answered left (loop time), or None
+    pinged_at: float | None = None
+    #: when a request last went to the worker (loop time): busy or idle
+    last_used: float = 0.0
+
+    def busy(self, now: float, pending: bool) -> bool:
+        return pending or now - self.last_used < self.idle_after
+
+    def answered(self, now: float) -> None:
+        self.last_pong = now
+        self.pinged_at = None
+
+    def due(self, now: float, stalled: float, busy: bool) -> str | None:
+        """ "hung", "ping" (then sent: call :meth:`pinged`), or None: nothing to do now."""
+        if stalled > 0.05:
+            # Time the host's own loop did not run (an application's blocking call) is not
+            # the worker's silence: its pong may be waiting, unread, in the socket.
+            self.last_pong += stalled
+            if self.pinged_at is not None:
+                self.pinged_at += stalled
+        if self.pinged_at is not None:
+            return "hung" if now - self.pinged_at > self.timeout else None
+        every = self.interval if busy else self.idle_interval
+        return "ping" if now - self.last_pong >= every - 0.01 else None
+
+    def silent(self, now: float) -> float:
+        """Seconds the ping now out has gone unanswered (0 when none is out)."""
+        return 0.0 if self.pinged_at is None else now - self.pinged_at
 
 
 class Beating(Protocol):
@@ -82,3 +126,15 @@ def pulse_for(loop: asyncio.AbstractEventLoop) -> Pulse:
     if pulse is None:
         pulse = _pulses[loop] = Pulse(loop)
     return pulse
+
+
+def hung_error(plugin: str, pid: int, silent: float) -> PluginCrashed:
+    """What the callers of a worker killed for a silent heartbeat are told."""
+    return PluginCrashed(
+        f"its worker stopped answering its heartbeat ({silent:.1f} s without a reply) "
+        "and was killed",
+        plugin=plugin,
+        hint="a def command must not block its worker's loop "
+        "(mark long ones @command(blocking=True))",
+        details={"pid": pid, "layer": "heartbeat"},
+    )

@@ -33,18 +33,18 @@ from plugbay.api.errors import PlugbayError, PluginCrashed, ResourceLimitExceede
 from plugbay.isolation import frames, handover
 from plugbay.isolation._cgroups import CgroupLayer
 from plugbay.isolation._process_parts import (
-    FULL_BELOW,
     RemoteSpec,
     bound_file_size,
+    crash_error,
     du,
+    look_at_image,
     process_usage,
     receive_listener,
-    signal_name,
     size_text,
     worker_request,
 )
 from plugbay.isolation.base import Backend, CallTimeout, EnvironmentPaths, PluginHandle, deadline
-from plugbay.isolation.heartbeat import pulse_for
+from plugbay.isolation.heartbeat import Beat, hung_error, pulse_for
 from plugbay.isolation.identity import (
     deliver_log,
     judge_error,
@@ -230,17 +230,7 @@ class ProcessHandle(PluginHandle):
         self._watchdog: asyncio.Task[None] | None = None
         #: the loop's heartbeat ticks for this worker (``isolation.heartbeat``)
         self._beating = False
-        self._last_pong = 0.0
-        #: when the ping not yet answered left (loop time), or None
-        self._pinged_at: float | None = None
-        #: when a request last went to the worker (loop time): busy or idle
-        self._last_used = 0.0
-        #: seconds between pings while busy, and silence after which the worker counts as hung
-        self.heartbeat_interval = 0.2
-        self.heartbeat_timeout = 1.0
-        #: no request for this long: idle, pinged every ``idle_heartbeat_interval`` seconds
-        self.idle_after = 2.0
-        self.idle_heartbeat_interval = 5.0
+        self.beat = Beat()
         #: a kernel-enforced storage image the pulse looks at (its quota), and when next
         self._full_quota: int | None = None
         self._full_told: int | None = None
@@ -339,29 +329,10 @@ class ProcessHandle(PluginHandle):
                 "cpu_seconds",
                 f"its worker used up its CPU time ({limits.get('cpu-seconds')} s) and was killed",
             )
-        elif code == -signal.SIGSYS:
-            error = PluginCrashed(
-                "its worker made a system call the sandbox forbids and was killed (seccomp)",
-                plugin=self.manifest.id,
-                hint="the plugin tried something no sandboxed plugin may do",
-                details={"pid": self.pid, "signal": "SIGSYS", "layer": "seccomp"},
-            )
-            self._report({"kind": "killed", "layer": "seccomp", "detail": "SIGSYS"})
-        elif code < 0:
-            name = signal_name(-code)
-            error = PluginCrashed(
-                f"its worker was killed by {name}",
-                plugin=self.manifest.id,
-                hint=f"'plugbay info {self.manifest.id}' and the host log say more",
-                details={"pid": self.pid, "signal": name},
-            )
         else:
-            error = PluginCrashed(
-                f"its worker process exited with code {code}",
-                plugin=self.manifest.id,
-                hint=f"'plugbay info {self.manifest.id}' and the host log say more",
-                details={"pid": self.pid, "exit_code": code},
-            )
+            error = crash_error(self.manifest.id, self.pid, code)
+            if code == -signal.SIGSYS:
+                self._report({"kind": "killed", "layer": "seccomp", "detail": "SIGSYS"})
         self._crashed(error.message, error=error)
 
     def _limit(self, limit: str, message: str) -> ResourceLimitExceeded:
@@ -414,8 +385,7 @@ class ProcessHandle(PluginHandle):
             if self._metrics is not None:
                 self._metrics.import_custom(message.data, self.budget)
         elif isinstance(message, frames.Pong):
-            self._last_pong = asyncio.get_running_loop().time()
-            self._pinged_at = None
+            self.beat.answered(asyncio.get_running_loop().time())
         elif isinstance(message, frames.HostCall):
             task = asyncio.create_task(self._serve_host_call(message))
             self._tasks.add(task)
@@ -554,7 +524,7 @@ class ProcessHandle(PluginHandle):
         self._pending[request] = future
         # One watchdog per worker instead of a timer per call (a timer costs more than
         # the rest of the host's side of a call): it expires calls past their deadline.
-        now = self._last_used = loop.time()
+        now = self.beat.last_used = loop.time()
         self._deadlines[request] = (now + timeout, what)
         if self._watchdog is None or self._watchdog.done():
             self._watchdog = asyncio.create_task(self._watch(), name=f"plugbay-watchdog-{self.pid}")
@@ -589,9 +559,9 @@ class ProcessHandle(PluginHandle):
     def start_heartbeat(self) -> None:
         """Ping the worker; if its loop stays silent past the timeout it is hung, and killed.
         One task per loop ticks for every worker (``isolation.heartbeat``): a busy worker is
-        pinged every ``heartbeat_interval``, an idle one every ``idle_heartbeat_interval``."""
+        pinged every ``beat.interval``, an idle one every ``beat.idle_interval``."""
         loop = asyncio.get_running_loop()
-        self._last_pong = self._last_used = loop.time()
+        self.beat.last_pong = self.beat.last_used = loop.time()
         self._beating = True
         pulse_for(loop).join(self)
         quota = self.placement.limits.get("storage") if self.placement is not None else None
@@ -604,7 +574,7 @@ class ProcessHandle(PluginHandle):
                 )
 
     def _busy(self, now: float) -> bool:
-        return bool(self._pending) or now - self._last_used < self.idle_after
+        return self.beat.busy(now, bool(self._pending))
 
     #: seconds between two measures of a sandboxed plugin's data directory
     storage_interval = 0.5
@@ -620,7 +590,7 @@ class ProcessHandle(PluginHandle):
         loop = asyncio.get_running_loop()
         while self._dead is None:
             idle = not self._busy(loop.time())
-            await asyncio.sleep(self.idle_heartbeat_interval if idle else self.storage_interval)
+            await asyncio.sleep(self.beat.idle_interval if idle else self.storage_interval)
             used = await asyncio.to_thread(du, self.data_dir)
             self.storage_bytes = used
             if used > quota and used > baseline:
@@ -634,32 +604,15 @@ class ProcessHandle(PluginHandle):
 
     def _look_full(self, quota: int) -> None:
         """The kernel enforces the quota; the host only notices when the image is full,
-        so a write refused where Python never saw it (ctypes, C code) is reported too.
-        Each time it fills up is one event: a full image whose use changed is a new one."""
+        so a write refused where Python never saw it (ctypes, C code) is reported too."""
         assert self.data_dir is not None
-        try:
-            st = os.statvfs(self.data_dir)  # a mounted local filesystem: microseconds
-        except OSError:
+        seen = look_at_image(self.data_dir, quota, self._full_told)
+        if seen is None:
             self._full_quota = None
             return
-        used = self.storage_bytes = (st.f_blocks - st.f_bfree) * st.f_frsize
-        free = st.f_bavail * st.f_frsize
-        if (free < FULL_BELOW or st.f_favail == 0) and used != self._full_told:
-            self._full_told = used
-            what = "files" if st.f_favail == 0 else "space"
-            self._report(
-                {
-                    "kind": "limit",
-                    "limit": "storage",
-                    "layer": "quota",
-                    "operation": "writing to its data directory",
-                    "detail": f"its data directory is out of {what}: {size_text(used)} used "
-                    f"of its {size_text(quota)} storage quota; the kernel refuses further "
-                    "writes (ENOSPC)",
-                }
-            )
-        elif free > 4 * FULL_BELOW:
-            self._full_told = None
+        self.storage_bytes, self._full_told, event = seen
+        if event is not None:
+            self._report(event)
 
     #: seconds between two looks at a kernel-enforced image (is it full?) while busy
     storage_full_interval = 0.1
@@ -669,27 +622,17 @@ class ProcessHandle(PluginHandle):
         look and a ping when due, or the verdict that the worker is hung."""
         if self._dead is not None or not self._beating:
             return False
-        if stalled > 0.05:
-            # Time the host's own loop did not run (an application's blocking call) is not
-            # the worker's silence: its pong may be waiting, unread, in the socket.
-            self._last_pong += stalled
-            if self._pinged_at is not None:
-                self._pinged_at += stalled
         busy = self._busy(now)
         if self._full_quota is not None and now >= self._next_storage:
             self._look_full(self._full_quota)
-            every = self.storage_full_interval if busy else self.idle_heartbeat_interval
+            every = self.storage_full_interval if busy else self.beat.idle_interval
             self._next_storage = now + every
-        pinged = self._pinged_at
-        if pinged is not None:
-            silent = now - pinged
-            if silent > self.heartbeat_timeout:
-                self._hung(silent)
-                return False
-            return True
-        every = self.heartbeat_interval if busy else self.idle_heartbeat_interval
-        if now - self._last_pong >= every - 0.01:
-            self._pinged_at = now
+        due = self.beat.due(now, stalled, busy)
+        if due == "hung":
+            self._hung(self.beat.silent(now))
+            return False
+        if due == "ping":
+            self.beat.pinged_at = now
             self._send(frames.Ping(next(self._beats)))
         return True
 
@@ -699,14 +642,7 @@ class ProcessHandle(PluginHandle):
                 "worker %d stopped answering its heartbeat; its stacks:\n%s",
                 self.pid, self.dump_stacks(tasks=False),
             )  # fmt: skip
-        error = PluginCrashed(
-            f"its worker stopped answering its heartbeat ({silent:.1f} s without a reply) "
-            "and was killed",
-            plugin=self.manifest.id,
-            hint="a def command must not block its worker's loop "
-            "(mark long ones @command(blocking=True))",
-            details={"pid": self.pid, "layer": "heartbeat"},
-        )
+        error = hung_error(self.manifest.id, self.pid, silent)
         self._report({"kind": "killed", "layer": "heartbeat", "detail": f"{silent:.1f} s silent"})
         self._crashed(error.message, error=error)
 
@@ -801,12 +737,11 @@ class ProcessHandle(PluginHandle):
         """None while the worker answers its heartbeat; otherwise why not."""
         if self._dead is not None:
             return str(self._dead.message)
-        pinged = self._pinged_at
-        if not self._beating or pinged is None:
+        if not self._beating:
             return None
         # from any thread (a /metrics scrape): the loop's clock is time.monotonic
-        silent = time.monotonic() - pinged
-        if silent > self.heartbeat_interval * 3:
+        silent = self.beat.silent(time.monotonic())
+        if silent > self.beat.interval * 3:
             return f"its worker has not answered its heartbeat for {silent:.1f} s"
         return None
 

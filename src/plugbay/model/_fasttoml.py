@@ -51,21 +51,10 @@ def loads(text: str) -> dict[str, Any] | None:
         if not line or line[0] == "#":
             continue
         if line[0] == "[":
-            header = _HEADER.match(line)
-            if header is None:
-                return None  # an array of tables, a quoted table name, ...
-            table = root
-            for part in header.group(1).split("."):
-                name = part.strip(" \t")
-                inner = table.get(name)
-                if inner is None:
-                    inner = table[name] = {}
-                elif not isinstance(inner, dict) or isinstance(inner, _Inline):
-                    return None  # a value, or an inline table (closed once written)
-                table = inner
-            if table.get(_DEFINED):
-                return None  # a table defined twice: tomllib says so
-            table[_DEFINED] = True
+            entered = _enter(root, line)
+            if entered is None:
+                return None
+            table = entered
             continue
         pair = _PAIR.match(line)
         if pair is None:
@@ -78,6 +67,26 @@ def loads(text: str) -> dict[str, Any] | None:
             return None
         table[key] = value
     return _strip(root)
+
+
+def _enter(root: dict[str, Any], line: str) -> dict[str, Any] | None:
+    """The table a ``[a.b]`` header opens, or None: leave the text to tomllib."""
+    header = _HEADER.match(line)
+    if header is None:
+        return None  # an array of tables, a quoted table name, ...
+    table = root
+    for part in header.group(1).split("."):
+        name = part.strip(" \t")
+        inner = table.get(name)
+        if inner is None:
+            inner = table[name] = {}
+        elif not isinstance(inner, dict) or isinstance(inner, _Inline):
+            return None  # a value, or an inline table (closed once written)
+        table = inner
+    if table.get(_DEFINED):
+        return None  # a table defined twice: tomllib says so
+    table[_DEFINED] = True
+    return table
 
 
 _NOT_MINE: Final = object()
