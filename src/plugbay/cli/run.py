@@ -128,7 +128,9 @@ def run(
             drain=drain,
         )
     try:
-        code = asyncio.run(_run(host_kwargs(plugins, state, config), serving, started))
+        from plugbay.isolation import loops  # uvloop when installed (PLUGBAY_LOOP=asyncio: not)
+
+        code = loops.run(_run(host_kwargs(plugins, state, config), serving, started))
     except PlugbayError as exc:
         fail(exc)
     raise typer.Exit(code)
