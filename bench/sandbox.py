@@ -335,10 +335,16 @@ def idle_memory() -> tuple[int, int]:
     return forked, fresh_uss
 
 
-def _on_uvloop(main: Coroutine[Any, Any, T]) -> T | None:
-    from plugbay.isolation.loops import loop_factory
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    try:
+        from plugbay.isolation.loops import loop_factory
+    except ImportError:  # a plugbay from before uvloop was supported
+        return None
+    return loop_factory()
 
-    factory = loop_factory()
+
+def _on_uvloop(main: Coroutine[Any, Any, T]) -> T | None:
+    factory = _loop_factory()
     if factory is None:
         main.close()
         return None
@@ -347,8 +353,6 @@ def _on_uvloop(main: Coroutine[Any, Any, T]) -> T | None:
 
 
 def run() -> int:
-    from plugbay.isolation.loops import loop_name
-
     n = 1000
     calls = asyncio.run(call_figures(n))
     on_uv = _on_uvloop(call_figures(n))
@@ -361,7 +365,7 @@ def run() -> int:
     pool = pool_apply(n)
     ray_p50 = ray_actor_call(n)
     uss = float(ours["uss"])  # type: ignore[arg-type]
-    workers = f"workers on {loop_name()}"
+    workers = f"workers on {'asyncio' if _loop_factory() is None else 'uvloop'}"
     floor = "raw msgspec echo over a socketpair p50"
     figures = [
         Figure(

@@ -29,12 +29,13 @@ class SampleRota:
 
     def __init__(self, budget: float = BUDGET) -> None:
         self.budget = budget
-        self._last: dict[int, int] = {}  # id(handle) → tick it was last measured
+        #: id(handle) → when it was last measured (a count of measures: ties cannot happen,
+        #: so the ones measured last in a tick are not passed over by the first next time)
+        self._last: dict[int, int] = {}
         self._ids: dict[str, int] = {}
-        self._tick = 0
+        self._measures = 0
 
     def due(self, handles: Mapping[str, H]) -> dict[str, H]:
-        self._tick += 1
         self._ids = {pid: id(h) for pid, h in handles.items()}
         live = set(self._ids.values())
         self._last = {k: v for k, v in self._last.items() if k in live}
@@ -46,4 +47,5 @@ class SampleRota:
         for pid in plugin_ids:
             key = self._ids.get(pid)
             if key is not None:
-                self._last[key] = self._tick
+                self._measures += 1
+                self._last[key] = self._measures
