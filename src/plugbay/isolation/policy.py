@@ -79,7 +79,7 @@ _SECRET_ENV: Final = "PLUGBAY_SECRET_"
 class Placement:
     """Where one plugin runs and under what: what ``plugbay info`` shows."""
 
-    isolation: str  # "inline" or "process"
+    isolation: str  # "inline", "process" or "wasm"
     reason: str
     sandboxed: bool
     limits: dict[str, float | None] = field(default_factory=dict)
@@ -274,7 +274,10 @@ class IsolationPolicy:
         trust = self.trusted(manifest, plugin_dirs)
         if trust is not None:  # trusting a plugin's code grants what it asks of host data
             effective += tuple(p for p in asked if p.startswith("host:") and p not in effective)
-        if trust is not None and manifest.isolation != "process":
+        if manifest.runtime == "wasm":  # a module has no way out but what the host gives it
+            isolation, sandboxed = "wasm", True
+            reason = "a WebAssembly module: its own store, deny by default (isolation.wasm)"
+        elif trust is not None and manifest.isolation != "process":
             isolation, sandboxed, reason = "inline", False, trust
         elif trust is not None:
             isolation, sandboxed = "process", False

@@ -1,0 +1,152 @@
+"""``plugbay build`` and ``plugbay new --lang c`` for Wasm plugins written in C.
+
+A C plugin's ``[wasm] sources`` are compiled with Debian's clang for
+``wasm32-wasi`` (wasi-libc), beside the SDK's ``plugbay.c`` (the ABI's exports,
+``pdk/wasm_sdk``), as a WASI *reactor* (a library the host calls, with no
+``main``). The module is written to the manifest's ``entry`` whole or not at
+all. ``make wasm-toolchain`` installs the compiler when it is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from string import Template
+from typing import Final
+
+from plugbay.api.errors import PlugbayError
+from plugbay.model.manifest import PluginManifest, load_manifest
+from plugbay.pdk.errors import TemplateError
+
+__all__ = ["WasmBuild", "build_wasm", "create_c_plugin", "find_clang", "sdk_dir"]
+
+_CLANGS: Final = ("clang", "clang-16", "clang-15", "clang-14")
+_SYSROOTS: Final = ("/usr", "/usr/share/wasi-sysroot")
+
+
+class WasmBuildError(PlugbayError):
+    """A Wasm plugin's module could not be built (no compiler, or the C did not compile)."""
+
+    code = "wasm_build_failed"
+
+
+@dataclass(frozen=True)
+class WasmBuild:
+    manifest: PluginManifest
+    module: Path
+    seconds: float
+    command: tuple[str, ...]
+
+
+def sdk_dir() -> Path:
+    """The C SDK: ``plugbay.h`` and ``plugbay.c``."""
+    return Path(str(resources.files("plugbay.pdk") / "wasm_sdk"))
+
+
+def find_clang() -> str:
+    """A clang that targets wasm32-wasi with wasi-libc, or a WasmBuildError saying how to
+    install one."""
+    for name in _CLANGS:
+        found = shutil.which(name)
+        if found and any(
+            Path(root, "include/wasm32-wasi/stdlib.h").is_file() for root in _SYSROOTS
+        ):
+            return found
+    raise WasmBuildError(
+        "no C compiler for wasm32-wasi: clang, lld and wasi-libc are needed",
+        hint="run 'make wasm-toolchain' (or: apt-get install clang lld wasi-libc "
+        "libclang-rt-dev-wasm32)",
+    )
+
+
+def build_wasm(path: Path) -> WasmBuild:
+    """Compile the plugin at ``path`` (a directory or its plugin.toml) into its module."""
+    manifest = load_manifest(path)
+    declared = manifest.wasm
+    root = manifest.root
+    if manifest.runtime != "wasm" or declared is None or root is None:
+        raise WasmBuildError(
+            "is not a Wasm plugin", plugin=manifest.id, where=manifest.location,
+            hint='a Wasm plugin\'s manifest says runtime = "wasm"',
+        )  # fmt: skip
+    if not declared.sources:
+        raise WasmBuildError(
+            "declares no sources to build its module from",
+            plugin=manifest.id,
+            where=manifest.location,
+            hint='[wasm] sources = ["src/plugin.c"]',
+        )
+    sources = [root / s for s in declared.sources]
+    missing = [str(s) for s in sources if not s.is_file()]
+    if missing:
+        raise WasmBuildError(
+            f"its source {missing[0]} does not exist", plugin=manifest.id,
+            where=manifest.location, hint="fix [wasm] sources",
+        )  # fmt: skip
+    sysroot = next(r for r in _SYSROOTS if Path(r, "include/wasm32-wasi").is_dir())
+    target = root / declared.module
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, partial = tempfile.mkstemp(prefix=".build-", suffix=".wasm", dir=target.parent)
+    os.close(fd)
+    sdk = sdk_dir()
+    command = (
+        find_clang(),
+        "--target=wasm32-wasi",
+        f"--sysroot={sysroot}",
+        "-mexec-model=reactor",
+        "-O2",
+        "-Wall",
+        *declared.cflags,
+        f"-I{sdk}",
+        "-Wl,--strip-all",
+        "-o",
+        partial,
+        *map(str, sources),
+        str(sdk / "plugbay.c"),
+    )
+    started = time.perf_counter()
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+        if done.returncode != 0:
+            raise WasmBuildError(
+                f"its C did not compile:\n{done.stderr.strip()[-4000:]}",
+                plugin=manifest.id,
+                where=str(sources[0]),
+                hint="fix the errors above; the SDK is in plugbay.h",
+            )
+        os.replace(partial, target)
+    finally:
+        Path(partial).unlink(missing_ok=True)
+    return WasmBuild(manifest, target, time.perf_counter() - started, command)
+
+
+def create_c_plugin(plugin_id: str, directory: Path | None = None) -> Path:
+    """A Wasm plugin in C from the ``wasm-c`` template, at ``directory`` (default:
+    ``./<id with dashes>``); refused when the directory exists."""
+    target = Path(directory or plugin_id.replace(".", "-"))
+    if target.exists():
+        raise TemplateError(
+            f"{target} already exists", hint="choose another --dir, or remove it first"
+        )
+    template = Path(str(resources.files("plugbay.pdk") / "templates" / "wasm-c"))
+    scratch = Path(tempfile.mkdtemp(prefix=".new-", dir=target.parent.resolve()))
+    try:
+        for source in template.rglob("*"):
+            if source.is_dir():
+                continue
+            relative = source.relative_to(template)
+            name = ".gitignore" if relative.name == "gitignore" else relative.name
+            out = scratch / relative.parent / name
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(Template(source.read_text()).safe_substitute(plugin_id=plugin_id))
+        load_manifest(scratch)  # what it wrote parses (an id that is not valid is refused)
+        os.replace(scratch, target)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return target
