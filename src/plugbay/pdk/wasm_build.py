@@ -22,9 +22,18 @@ from typing import Final
 
 from plugbay.api.errors import PlugbayError
 from plugbay.model.manifest import PluginManifest, load_manifest
+from plugbay.pdk._analysis.base import Finding
 from plugbay.pdk.errors import TemplateError
 
-__all__ = ["WasmBuild", "build_wasm", "create_c_plugin", "find_clang", "sdk_dir"]
+__all__ = [
+    "WasmBuild",
+    "WasmBuildError",
+    "build_wasm",
+    "check_wasm_plugin",
+    "create_c_plugin",
+    "find_clang",
+    "sdk_dir",
+]
 
 _CLANGS: Final = ("clang", "clang-16", "clang-15", "clang-14")
 _SYSROOTS: Final = ("/usr", "/usr/share/wasi-sysroot")
@@ -150,3 +159,39 @@ def create_c_plugin(plugin_id: str, directory: Path | None = None) -> Path:
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return target
+
+
+def check_wasm_plugin(manifest: PluginManifest, *, load: bool = True) -> list[Finding]:
+    """``plugbay validate`` of a Wasm plugin: its module is built, and (``load``) compiles
+    and speaks the ABI. The manifest, commands and types were checked when it parsed."""
+    declared = manifest.wasm
+    root = manifest.root
+    if declared is None or root is None:
+        return []
+    module = root / declared.module
+    where = str(manifest.path or root)
+    if not module.is_file():
+        hint = f"run 'plugbay build {root}'" if declared.sources else "add [wasm] sources"
+        return [Finding("error", "entry", f"its module {module} is not built", where, None, hint)]
+    if not load:
+        return []
+    try:
+        from plugbay.isolation import _wasm_abi
+    except ImportError:
+        return [
+            Finding(
+                "info", "import", "not loaded here: wasmtime is not installed", where, None,
+                "pip install 'plugbay[wasm]' to check the module too",
+            )  # fmt: skip
+        ]
+    try:
+        _wasm_abi.check_module(_wasm_abi.load_program(module, None))
+    except Exception as exc:
+        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return [
+            Finding(
+                "error", "entry", f"its module does not load: {text}", str(module), None,
+                "build it from the SDK ('plugbay new --lang c'); docs/wasm-plugins.md",
+            )  # fmt: skip
+        ]
+    return []

@@ -72,12 +72,23 @@ void pb_put_string(pb_buf *b, const char *s, size_t n) {
 }
 
 static pb_buf pb_reply;      /* the reply of the last call: the host copies it at once */
-static pb_buf pb_message;    /* a command's error message */
+static pb_buf pb_message;    /* a command's error message, or its error object */
+static int pb_message_json;  /* pb_message holds an error object (pb_fail_json) */
 
 int pb_fail(pb_buf *out, const char *message) {
     (void)out;
     pb_message.len = 0;
+    pb_message_json = 0;
     pb_puts(&pb_message, message);
+    return -1;
+}
+
+int pb_fail_json(pb_buf *out, pb_json error) {
+    (void)out;
+    if (!error.data || error.len == 0 || error.data[0] != '{') return pb_fail(out, "a command failed");
+    pb_message.len = 0;
+    pb_message_json = 1;
+    pb_put(&pb_message, error.data, error.len);
     return -1;
 }
 
@@ -236,6 +247,10 @@ static uint64_t pb_finish(int status, pb_buf *value) {
         pb_puts(&pb_reply, "}");
     } else if (status > 0) {
         pb_puts(&pb_reply, "{\"none\":true}");
+    } else if (pb_message_json) {
+        pb_puts(&pb_reply, "{\"error\":");
+        pb_put(&pb_reply, pb_message.data, pb_message.len);
+        pb_puts(&pb_reply, "}");
     } else {
         pb_puts(&pb_reply, "{\"error\":{\"message\":");
         pb_put_string(&pb_reply, pb_message.data ? pb_message.data : "", pb_message.len);

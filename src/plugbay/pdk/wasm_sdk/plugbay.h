@@ -48,6 +48,9 @@ void pb_puts(pb_buf *b, const char *text);
 void pb_printf(pb_buf *b, const char *format, ...);
 void pb_put_string(pb_buf *b, const char *text, size_t n); /* a quoted, escaped JSON string */
 int pb_fail(pb_buf *out, const char *message);             /* always returns -1 */
+/* Fail with an error object as JSON, e.g. the "error" a host request answered (a host
+ * denial passed on keeps its kind: the caller sees PermissionDenied). Returns -1. */
+int pb_fail_json(pb_buf *out, pb_json error);
 
 /* ---- reading JSON (top-level keys of an object) ----------------------------------- */
 /* The raw value of key (any JSON type), or .data == NULL when absent. */
