@@ -335,11 +335,13 @@ class WasmHandle(PluginHandle):
         if outcome == "broken" and self._dead is not None:
             return self._dead
         memory = self.limits.memory_bytes
-        if outcome == "trapped" and memory and value.memory_bytes + 2 * _PAGE > memory:
+        # the store refuses to grow memory past the limit (memory.grow returns -1): a trap
+        # with the memory within one grow step of the limit (an eighth) is that refusal
+        if outcome == "trapped" and memory and value.memory_bytes + max(2 * _PAGE, memory // 8) > memory:
             error: PlugbayError = self._limit(
                 "memory",
-                f"its instance went over its memory limit ({memory >> 20} MiB of linear memory) "
-                f"and trapped in '{what}': {value}",
+                f"its instance reached its memory limit ({memory >> 20} MiB of linear memory, "
+                f"{value.memory_bytes >> 20} MiB in use) and trapped in '{what}': {value}",
                 replaced=True,
             )
         elif outcome in ("trapped", "broken"):

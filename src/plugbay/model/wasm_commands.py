@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+import keyword
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -231,8 +232,11 @@ def _command(name: str, body: Any, fail: Any) -> WasmCommand:
         raise fail(f"[commands.{name}] params and defaults are tables", 'params = { a = "int" }')
     params: list[tuple[str, Any, Any]] = []
     for pname, spelled in params_table.items():
-        if not _PARAM_RE.match(pname):
-            raise fail(f"command '{name}' parameter '{pname}' is not a name", "use lower_case")
+        if not _PARAM_RE.match(pname) or keyword.iskeyword(pname):
+            raise fail(
+                f"command '{name}' parameter '{pname}' is not a parameter name",
+                "use a lower_case name that is not a Python keyword",
+            )
         try:
             tp = parse_type(spelled)
         except ValueError as exc:
