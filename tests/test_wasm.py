@@ -1,0 +1,272 @@
+"""Wasm plugins (``isolation.wasm``): a C plugin from the template, built by
+``plugbay build``, called through host.call, the HTTP API and the CLI, checked
+against its declared types; its storage, logs and metrics; its compiled module
+cached across restarts; a hot reload with no failed call; calls off the loop."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import wasmtime
+
+from plugbay.api.errors import (
+    ManifestError,
+    ParameterError,
+    PluginCrashed,
+    ResultTypeError,
+)
+from plugbay.model.manifest import parse_manifest
+from plugbay.model.wasm_commands import parse_type
+from plugbay.runtime.host import Host
+from plugbay.web import HttpServer, create_app
+from plugbay.web.token import TokenFile
+from tests import _wasm
+
+pytestmark = _wasm.needs_toolchain
+
+PLUGIN = "acme.textstats"
+HERE = Path(__file__).resolve().parent
+
+
+def textstats(root: Path, *, source: str | None = None, version: str = "1.0.0") -> Path:
+    return _wasm.write_plugin(
+        root / "textstats",
+        PLUGIN,
+        source or _wasm.template_source(),
+        _wasm.template_manifest(),
+        version,
+    )
+
+
+def new_host(tmp_path: Path, **options: Any) -> Host:
+    options.setdefault("state_dir", tmp_path / "state")
+    return Host(tmp_path / "plugins", entry_points=False, init_timeout=30, **options)
+
+
+async def test_a_c_plugin_answers_through_host_call_http_and_its_types(tmp_path: Path) -> None:
+    textstats(tmp_path / "plugins")
+    async with new_host(tmp_path) as host:
+        rec = host.plugin(PLUGIN)
+        assert (rec.state, rec.isolation) == ("active", "wasm")
+        assert await host.call(PLUGIN, "word_count", text="the cat  sat\non the mat") == 6
+        assert await host.call(PLUGIN, "shout", text="héllo") == "HéLLO!"  # UTF-8 kept
+        assert await host.call(PLUGIN, "shout", text="a", suffix="?") == "A?"
+        with pytest.raises(ParameterError, match="parameter 'a' expects int, got str") as bad:
+            await host.call(PLUGIN, "add", a="two", b=3)
+        assert bad.value.plugin == PLUGIN
+        with pytest.raises(ParameterError, match="missing parameter 'text'"):
+            await host.call(PLUGIN, "word_count")
+        described = {c["name"]: c["signature"] for c in host.info(PLUGIN)["commands"]}
+        assert described["shout"] == "shout(text: str, suffix: str = '!') -> str"
+
+        tokens = TokenFile(host.state_dir)
+        token, _ = tokens.ensure()
+        server = HttpServer(create_app(host, tokens=tokens), "127.0.0.1", 0)
+        await server.start()
+        try:
+            async with httpx.AsyncClient(
+                base_url=server.url, headers={"Authorization": f"Bearer {token}"}
+            ) as http:
+                answer = await http.post(
+                    f"/api/v1/plugins/{PLUGIN}/commands/add", json={"a": 20, "b": 22}
+                )
+                assert answer.status_code == 200 and answer.json()["result"] == 42
+                wrong = await http.post(
+                    f"/api/v1/plugins/{PLUGIN}/commands/add", json={"a": "x", "b": 1}
+                )
+                assert wrong.status_code == 422
+                assert "expects int" in wrong.json()["error"]["message"]
+        finally:
+            await server.stop()
+
+
+async def test_a_result_that_breaks_its_declared_type_is_refused(tmp_path: Path) -> None:
+    liar = _wasm.template_source().replace(
+        'pb_printf(out, "%lld", a + b);', 'pb_printf(out, "\\"%lld\\"", a + b);'
+    )
+    textstats(tmp_path / "plugins", source=liar)
+    async with new_host(tmp_path) as host:
+        with pytest.raises(ResultTypeError, match="returned str but is declared to return int"):
+            await host.call(PLUGIN, "add", a=1, b=2)
+        assert await host.call(PLUGIN, "word_count", text="still serving") == 2
+
+
+async def test_storage_outlives_a_restart_and_the_module_is_not_compiled_again(
+    tmp_path: Path,
+) -> None:
+    textstats(tmp_path / "plugins")
+    async with new_host(tmp_path) as host:
+        await host.call(PLUGIN, "remember", key="colour", value="teal")
+        assert await host.call(PLUGIN, "recall", key="colour") == "teal"
+        first = host.plugin(PLUGIN).handle
+        assert first is not None and first.usage()["module"] == "compiled"  # type: ignore[index]
+    cached = list((tmp_path / "state" / "data" / ".wasm-cache").glob("*.cwasm"))
+    assert len(cached) == 1
+    async with new_host(tmp_path) as host:
+        assert await host.call(PLUGIN, "recall", key="colour") == "teal"
+        assert await host.call(PLUGIN, "recall", key="other") is None
+        handle = host.plugin(PLUGIN).handle
+        assert handle is not None and handle.usage()["module"] == str(cached[0])  # type: ignore[index]
+
+
+async def test_its_log_and_metrics_are_kept_as_any_plugins(tmp_path: Path) -> None:
+    textstats(tmp_path / "plugins")
+    async with new_host(tmp_path) as host:
+        for _ in range(5):
+            await host.call(PLUGIN, "add", a=1, b=1)
+        records = host.logs(PLUGIN, limit=50)
+        assert any(r["message"] == "ready" for r in records)  # pb_log in its pb_init
+        metrics = host.plugin(PLUGIN).metrics
+        assert metrics is not None
+        assert metrics.snapshot()["commands"]["add"]["calls"] == 5
+
+
+async def test_a_reload_swaps_the_module_with_no_failed_call_and_hands_state_over(
+    tmp_path: Path,
+) -> None:
+    directory = textstats(tmp_path / "plugins")
+    async with new_host(tmp_path, probation=0.1) as host:
+        stop = asyncio.Event()
+        answers: list[str] = []
+        failures: list[BaseException] = []
+
+        async def caller() -> None:
+            while not stop.is_set():
+                try:
+                    answers.append(await host.call(PLUGIN, "shout", text="x"))
+                except Exception as exc:
+                    failures.append(exc)
+                await asyncio.sleep(0)
+
+        callers = [asyncio.create_task(caller()) for _ in range(4)]
+        await until(lambda: len(answers) > 50, "calls before the swap")
+        louder = _wasm.template_source().replace(
+            "pb_put(&joined, suffix, m);", "pb_put(&joined, suffix, m);\n    pb_put(&joined, suffix, m);"
+        )
+        textstats(tmp_path / "plugins", source=louder, version="1.1.0")
+        assert (directory / "build" / "plugin.wasm").is_file()
+        await host.reload(PLUGIN)
+        before = len(answers)
+        await until(lambda: len(answers) > before + 50, "calls after the swap")
+        stop.set()
+        await asyncio.gather(*callers)
+        assert failures == []
+        assert {"X!", "X!!"} >= set(answers) and answers[-1] == "X!!"
+        assert str(host.plugin(PLUGIN).version) == "1.1.0"
+        # its in-memory count went from the old instance to the new one
+        assert await host.call(PLUGIN, "calls") >= len(answers)
+
+
+async def test_a_wasm_call_does_not_block_the_event_loop(tmp_path: Path) -> None:
+    root = tmp_path / "plugins"
+    source = (HERE / "wasm_plugins" / "conform.c").read_text().replace("{label}", "v1")
+    _wasm.write_plugin(root / "c", "acme.conform", source, (HERE / "wasm_plugins" / "conform.toml").read_text())
+    async with new_host(tmp_path) as host:
+        ticks = 0
+
+        async def tick() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0.01)
+
+        ticker = asyncio.create_task(tick())
+        started = time.monotonic()
+        assert await host.call("acme.conform", "wait", seconds=0.5) == "done"
+        elapsed = time.monotonic() - started
+        ticker.cancel()
+        assert elapsed >= 0.5
+        assert ticks >= 20  # the loop ran all along (a blocked loop would tick once)
+
+
+async def test_a_module_that_breaks_the_abi_is_replaced(tmp_path: Path) -> None:
+    root = tmp_path / "plugins" / "broken"
+    (root / "build").mkdir(parents=True)
+    # a reply that points far outside its memory
+    wat = """(module (memory (export "memory") 1)
+      (func (export "plugbay_alloc") (param i32) (result i32) i32.const 1024)
+      (func (export "plugbay_free") (param i32 i32))
+      (func (export "plugbay_init") (param i32 i32) (result i64) i64.const 0)
+      (func (export "plugbay_call") (param i32 i32 i32 i32) (result i64)
+        i64.const 0x7fff000000000010))"""
+    (root / "build" / "plugin.wasm").write_bytes(wasmtime.wat2wasm(wat))
+    (root / "plugin.toml").write_text(
+        'id = "acme.broken"\nversion = "1.0.0"\ntype = "utility"\nruntime = "wasm"\n'
+        'entry = "build/plugin.wasm"\n[commands.go]\nreturns = "int"\n'
+    )
+    async with new_host(tmp_path) as host:
+        with pytest.raises(PluginCrashed, match="broke the plugbay ABI in 'go'.*outside its memory"):
+            await host.call("acme.broken", "go")
+
+
+async def test_a_plugin_that_is_not_built_says_how_to_build_it(tmp_path: Path) -> None:
+    directory = textstats(tmp_path / "plugins")
+    (directory / "build" / "plugin.wasm").unlink()
+    async with new_host(tmp_path) as host:
+        rec = host.plugin(PLUGIN)
+        assert rec.state == "failed"
+        assert "does not exist" in (rec.reason or "") and "plugbay build" in (rec.reason or "")
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ('[commands.go]\nparams = { n = "banana" }\nreturns = "int"\n', "'banana' is not a type"),
+        ('[commands.go]\nparams = { n = "int" }\n', "declares no result type"),
+        ('[commands.go]\nparams = { class = "int" }\nreturns = "int"\n', "not a parameter name"),
+        ("", "declares no commands"),
+    ],
+)
+def test_a_wasm_manifest_mistake_is_a_clear_error(body: str, message: str) -> None:
+    text = (
+        'id = "acme.w"\nversion = "1.0.0"\ntype = "utility"\nruntime = "wasm"\n'
+        f'entry = "build/w.wasm"\n{body}'
+    )
+    with pytest.raises(ManifestError, match=message):
+        parse_manifest(text)
+    with pytest.raises(ManifestError, match="must be a .wasm path inside the plugin"):
+        parse_manifest(text.replace("build/w.wasm", "../w.wasm"))
+
+
+def test_declared_types_are_python_types() -> None:
+    assert parse_type("list[dict[str, int]]") == list[dict[str, int]]
+    assert parse_type("str | None") == (str | None)
+    assert parse_type("tuple[int, ...]") == tuple[int, ...]
+    for bad in ("os.system", "__import__('os')", "dict[int, str]", "list[int, str]"):
+        with pytest.raises(ValueError, match=r"type|dict keys|takes"):
+            parse_type(bad)
+
+
+def test_plugbay_new_and_build_make_a_plugin_that_validates(tmp_path: Path) -> None:
+    plugbay = [sys.executable, "-m", "plugbay.cli"]
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*plugbay, *args], cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False
+        )
+
+    made = run("new", "acme.fresh", "--lang", "c")
+    assert made.returncode == 0, made.stderr
+    built = run("build", "acme-fresh")
+    assert built.returncode == 0, built.stdout + built.stderr
+    assert (tmp_path / "acme-fresh" / "build" / "plugin.wasm").stat().st_size > 1000
+    checked = run("validate", "acme-fresh", "--plugins", ".")
+    assert checked.returncode == 0, checked.stdout
+    assert "word_count(text: str) -> int" in checked.stdout
+    (tmp_path / "acme-fresh" / "src" / "plugin.c").write_text("int broken(")
+    failed = run("build", "acme-fresh")
+    assert failed.returncode != 0 and "did not compile" in failed.stdout + failed.stderr
+
+
+async def until(check: Any, what: str, seconds: float = 20.0) -> None:
+    end = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < end, f"timed out waiting for {what}"
+        await asyncio.sleep(0.01)
