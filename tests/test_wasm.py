@@ -148,7 +148,8 @@ async def test_a_reload_swaps_the_module_with_no_failed_call_and_hands_state_ove
         callers = [asyncio.create_task(caller()) for _ in range(4)]
         await until(lambda: len(answers) > 50, "calls before the swap")
         louder = _wasm.template_source().replace(
-            "pb_put(&joined, suffix, m);", "pb_put(&joined, suffix, m);\n    pb_put(&joined, suffix, m);"
+            "pb_put(&joined, suffix, m);",
+            "pb_put(&joined, suffix, m);\n    pb_put(&joined, suffix, m);",
         )
         textstats(tmp_path / "plugins", source=louder, version="1.1.0")
         assert (directory / "build" / "plugin.wasm").is_file()
@@ -167,7 +168,9 @@ async def test_a_reload_swaps_the_module_with_no_failed_call_and_hands_state_ove
 async def test_a_wasm_call_does_not_block_the_event_loop(tmp_path: Path) -> None:
     root = tmp_path / "plugins"
     source = (HERE / "wasm_plugins" / "conform.c").read_text().replace("{label}", "v1")
-    _wasm.write_plugin(root / "c", "acme.conform", source, (HERE / "wasm_plugins" / "conform.toml").read_text())
+    _wasm.write_plugin(
+        root / "c", "acme.conform", source, (HERE / "wasm_plugins" / "conform.toml").read_text()
+    )
     async with new_host(tmp_path) as host:
         ticks = 0
 
@@ -202,7 +205,9 @@ async def test_a_module_that_breaks_the_abi_is_replaced(tmp_path: Path) -> None:
         'entry = "build/plugin.wasm"\n[commands.go]\nreturns = "int"\n'
     )
     async with new_host(tmp_path) as host:
-        with pytest.raises(PluginCrashed, match="broke the plugbay ABI in 'go'.*outside its memory"):
+        with pytest.raises(
+            PluginCrashed, match=r"broke the plugbay ABI in 'go'.*outside its memory"
+        ):
             await host.call("acme.broken", "go")
 
 
@@ -231,7 +236,7 @@ def test_a_wasm_manifest_mistake_is_a_clear_error(body: str, message: str) -> No
     )
     with pytest.raises(ManifestError, match=message):
         parse_manifest(text)
-    with pytest.raises(ManifestError, match="must be a .wasm path inside the plugin"):
+    with pytest.raises(ManifestError, match=r"must be a \.wasm path inside the plugin"):
         parse_manifest(text.replace("build/w.wasm", "../w.wasm"))
 
 
@@ -249,7 +254,12 @@ def test_plugbay_new_and_build_make_a_plugin_that_validates(tmp_path: Path) -> N
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [*plugbay, *args], cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False
+            [*plugbay, *args],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
         )
 
     made = run("new", "acme.fresh", "--lang", "c")

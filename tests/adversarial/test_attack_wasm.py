@@ -97,7 +97,13 @@ async def attacker_active(host: Host, plugin: str = ATTACKER) -> None:
 @pytest.mark.asyncio(loop_scope="module")
 @pytest.mark.parametrize(
     "path",
-    ["/etc/passwd", "/data/../etc/passwd", "../../../../etc/passwd", "SECRET", "/data/../../SECRET"],
+    [
+        "/etc/passwd",
+        "/data/../etc/passwd",
+        "../../../../etc/passwd",
+        "SECRET",
+        "/data/../../SECRET",
+    ],
 )
 async def test_no_file_outside_its_data_directory_can_be_read(host: Host, path: str) -> None:
     outside = host.outside  # type: ignore[attr-defined]
@@ -120,11 +126,13 @@ async def test_a_symlink_in_its_data_directory_does_not_lead_out(host: Host) -> 
         await host.call(ATTACKER, "read_file", path="/data/escape")
     # its own files it may read and write
     assert await host.call(ATTACKER, "write_file", path="/data/note.txt") == "written"
-    assert await host.call(ATTACKER, "read_file", path="/data/note.txt") == "written by the attacker"
+    assert (
+        await host.call(ATTACKER, "read_file", path="/data/note.txt") == "written by the attacker"
+    )
     assert (data_dir / "note.txt").read_text() == "written by the attacker"
     with pytest.raises(PluginCallError, match="cannot write /tmp"):
         await host.call(ATTACKER, "write_file", path="/tmp/planted.txt")
-    assert not Path("/tmp/planted.txt").exists()
+    assert not planted()
 
 
 @pytest.mark.asyncio(loop_scope="module")
@@ -154,7 +162,7 @@ async def test_an_infinite_loop_is_cut_at_its_deadline_and_the_plugin_serves_on(
 @pytest.mark.asyncio(loop_scope="module")
 async def test_a_loop_past_its_cpu_bound_is_a_resource_limit(host: Host) -> None:
     started = time.monotonic()
-    with pytest.raises(ResourceLimitExceeded, match="CPU time of 0.3 s per call") as hit:
+    with pytest.raises(ResourceLimitExceeded, match=r"CPU time of 0\.3 s per call") as hit:
         await host.call(SPINNER, "spin")
     assert time.monotonic() - started < 5  # its CPU bound, long before its 10 s deadline
     assert hit.value.details["limit"] == "cpu_seconds"
@@ -188,6 +196,10 @@ async def test_a_huge_result_is_refused_unread(host: Host) -> None:
     await neighbours_answer(host)
 
 
+def planted() -> bool:
+    return os.path.exists("/tmp/planted.txt")
+
+
 def request(**fields: Any) -> str:
     return msgspec.json.encode(fields).decode()
 
@@ -212,9 +224,7 @@ async def test_a_service_it_did_not_declare_is_refused_by_the_broker(host: Host)
 async def test_a_secret_is_given_only_when_granted(host: Host) -> None:
     await attacker_active(host)
     with pytest.raises(PermissionDenied, match="secret 'api-key' was not granted"):
-        await host.call(
-            ATTACKER, "ask", via="secret", request=request(name="api-key")
-        )
+        await host.call(ATTACKER, "ask", via="secret", request=request(name="api-key"))
     assert host.state is not None
     await until(
         lambda: any(

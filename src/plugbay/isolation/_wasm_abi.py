@@ -204,15 +204,25 @@ class WasmInstance:
         store.set_epoch_deadline(1)  # armed: a start function is interrupted like a call
         self.instance = linker.instantiate(store, program.module)
         exports = self.instance.exports(store)
-        self.memory: wasmtime.Memory = exports["memory"]
-        self._alloc: wasmtime.Func = exports["plugbay_alloc"]
-        self._free: wasmtime.Func = exports["plugbay_free"]
-        self._call: wasmtime.Func = exports["plugbay_call"]
-        self._exports = exports
+        memory = exports["memory"]
+        if not isinstance(memory, wasmtime.Memory):
+            raise ProtocolError("its export 'memory' is not a memory")
+        self.memory = memory
+        self._funcs = {
+            e.name: f
+            for e in program.module.exports
+            if isinstance(f := exports[e.name], wasmtime.Func)
+        }
+        for name in _REQUIRED[1:]:
+            if name not in self._funcs:
+                raise ProtocolError(f"its export '{name}' is not a function")
+        self._alloc = self._funcs["plugbay_alloc"]
+        self._free = self._funcs["plugbay_free"]
+        self._call = self._funcs["plugbay_call"]
         #: the host's input buffer in the module's memory (reused; grown when too small)
         self._buffer = 0
         self._buffer_size = 0
-        init = exports.get("_initialize")
+        init = self._funcs.get("_initialize")
         if init is not None:
             self._guard(lambda: init(store))
 
@@ -227,13 +237,15 @@ class WasmInstance:
         base = self._buffer
         self.memory.write(store, command + payload, base)
         return self._reply(
-            self._guard(lambda: self._call(store, base, len(command), base + len(command), len(payload)))
+            self._guard(
+                lambda: self._call(store, base, len(command), base + len(command), len(payload))
+            )
         )
 
     def hook(self, name: str, payload: bytes | None = None) -> Any:
         """An optional export (``plugbay_init``, ``_cleanup``, ``_export_state``,
         ``_import_state``): its reply, or ``{"none": True}`` when it has none."""
-        func = self._exports.get(f"plugbay_{name}")
+        func = self._funcs.get(f"plugbay_{name}")
         if func is None:
             return {"none": True}
         store = self.store
@@ -257,7 +269,9 @@ class WasmInstance:
         ptr = int(self._guard(lambda: self._alloc(store, size)))
         if ptr <= 0:
             self._buffer = self._buffer_size = 0
-            raise Trapped("plugbay_alloc returned no memory for the call's payload", self.memory_bytes())
+            raise Trapped(
+                "plugbay_alloc returned no memory for the call's payload", self.memory_bytes()
+            )
         self._buffer, self._buffer_size = ptr, size
 
     def arm(self) -> None:
@@ -317,7 +331,9 @@ class WasmInstance:
             try:
                 reply = self._host.request(kind, self._request(caller, ptr, length))
             except Exception as exc:  # never raise into wasmtime: an answer the module reads
-                reply = {"error": {"type": "PlugbayError", "message": f"{type(exc).__name__}: {exc}"}}
+                reply = {
+                    "error": {"type": "PlugbayError", "message": f"{type(exc).__name__}: {exc}"}
+                }
             data = msgspec.json.encode(reply)
             alloc = caller["plugbay_alloc"]
             memory = caller["memory"]

@@ -337,7 +337,11 @@ class WasmHandle(PluginHandle):
         memory = self.limits.memory_bytes
         # the store refuses to grow memory past the limit (memory.grow returns -1): a trap
         # with the memory within one grow step of the limit (an eighth) is that refusal
-        if outcome == "trapped" and memory and value.memory_bytes + max(2 * _PAGE, memory // 8) > memory:
+        if (
+            outcome == "trapped"
+            and memory
+            and value.memory_bytes + max(2 * _PAGE, memory // 8) > memory
+        ):
             error: PlugbayError = self._limit(
                 "memory",
                 f"its instance reached its memory limit ({memory >> 20} MiB of linear memory, "
@@ -641,9 +645,7 @@ class WasmHandle(PluginHandle):
         if emit is not None and self._loop is not None:
             kind = f"plugin.{self.manifest.id}.{name}"  # its own namespace: never a host event
             data = request.get("data")
-            self._loop.call_soon_threadsafe(
-                lambda: emit(kind, source=self.manifest.id, data=data)
-            )
+            self._loop.call_soon_threadsafe(lambda: emit(kind, source=self.manifest.id, data=data))
         return {"ok": None}
 
     def _service(self, request: dict[str, Any]) -> Any:
@@ -658,7 +660,9 @@ class WasmHandle(PluginHandle):
         if not isinstance(command, str) or not isinstance(params, dict) or self._loop is None:
             return _fail("a service request has a command and params (an object)")
         call = self._backend._host_call(self.manifest.id, target, command, params)
-        future = asyncio.run_coroutine_threadsafe(call, self._loop)  # type: ignore[arg-type]
+        future: concurrent.futures.Future[Any] = asyncio.run_coroutine_threadsafe(
+            _awaited(call), self._loop
+        )
         try:
             return {"ok": future.result(timeout=60)}
         except PlugbayError as exc:
@@ -678,3 +682,7 @@ class WasmHandle(PluginHandle):
 
 def _fail(message: str, kind: str = "PlugbayError") -> dict[str, Any]:
     return {"error": {"type": kind, "message": message}}
+
+
+async def _awaited(call: Awaitable[Any]) -> Any:
+    return await call

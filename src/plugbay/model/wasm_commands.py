@@ -85,9 +85,7 @@ def _type(node: ast.expr) -> Any:
         if name == "Literal":
             values = []
             for arg in args:
-                if not isinstance(arg, ast.Constant) or not isinstance(
-                    arg.value, str | int | bool
-                ):
+                if not isinstance(arg, ast.Constant) or not isinstance(arg.value, str | int | bool):
                     raise ValueError("Literal[...] takes strings, integers or booleans")
                 values.append(arg.value)
             return Literal.__getitem__(tuple(values))
@@ -102,7 +100,7 @@ def _type(node: ast.expr) -> Any:
                 raise ValueError(f"{name}[...] takes {expected} type(s)")
             if name == "dict" and parsed[0] is not str:
                 raise ValueError("dict keys are str (JSON objects)")
-            return _GENERIC[name][parsed if len(parsed) > 1 else parsed[0]]
+            return _GENERIC[name][parsed if len(parsed) > 1 else parsed[0]]  # type: ignore[index]
     raise ValueError(
         f"'{ast.unparse(node)}' is not a type a Wasm command can declare "
         "(int, float, str, bool, bytes, None, Any, list[T], dict[str, T], tuple[...], "

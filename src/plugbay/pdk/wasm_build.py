@@ -180,9 +180,13 @@ def check_wasm_plugin(manifest: PluginManifest, *, load: bool = True) -> list[Fi
     except ImportError:
         return [
             Finding(
-                "info", "import", "not loaded here: wasmtime is not installed", where, None,
+                "info",
+                "import",
+                "not loaded here: wasmtime is not installed",
+                where,
+                None,
                 "pip install 'plugbay[wasm]' to check the module too",
-            )  # fmt: skip
+            )
         ]
     try:
         _wasm_abi.check_module(_wasm_abi.load_program(module, None))
@@ -190,8 +194,12 @@ def check_wasm_plugin(manifest: PluginManifest, *, load: bool = True) -> list[Fi
         text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         return [
             Finding(
-                "error", "entry", f"its module does not load: {text}", str(module), None,
+                "error",
+                "entry",
+                f"its module does not load: {text}",
+                str(module),
+                None,
                 "build it from the SDK ('plugbay new --lang c'); docs/wasm-plugins.md",
-            )  # fmt: skip
+            )
         ]
     return []

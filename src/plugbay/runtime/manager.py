@@ -194,7 +194,9 @@ class PluginManager:
         self.backends: dict[str, Backend] = {
             "inline": InlineBackend(),
             "process": ProcessBackend(self._host_call),
-            "wasm": WasmBackend(self._host_call, self.events.emit, settings.data_root / ".wasm-cache"),
+            "wasm": WasmBackend(
+                self._host_call, self.events.emit, settings.data_root / ".wasm-cache"
+            ),
         }
         self.services = ServiceHub(proxy_for or (lambda plugin_id: None))
         #: checks every request a plugin makes of the host (``runtime.broker``)
