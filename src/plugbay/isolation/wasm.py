@@ -37,6 +37,7 @@ import itertools
 import logging
 import os
 import pstats
+import queue
 import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -197,9 +198,7 @@ class WasmHandle(PluginHandle):
         self.budget: Budget | None = None
         self.issued: Callable[[str], bool] = lambda token: False
         self._own_denials: set[str] = set()
-        self._executor = concurrent.futures.ThreadPoolExecutor(
-            1, thread_name_prefix=f"plugbay-wasm-{manifest.id}"
-        )
+        self._thread = _InstanceThread(f"plugbay-wasm-{manifest.id}")
         self._lock = threading.Lock()
         self._inst: WasmInstance | None = None
         self._config = b"{}"
@@ -237,13 +236,12 @@ class WasmHandle(PluginHandle):
         timers = [loop.call_later(timeout, self._interrupt, token, "timeout")]
         if cpu is not None and cpu < timeout:
             timers.append(loop.call_later(cpu, self._interrupt, token, "cpu"))
-        future = loop.run_in_executor(self._executor, self._run, token, work)
         try:
-            outcome, value = await future
+            outcome, value = await self._thread.submit(loop, lambda: self._run(token, work))
         except asyncio.CancelledError:
             self._interrupt(token, "cancelled")
             raise
-        except RuntimeError:  # the executor was shut down: released
+        except _Closed:
             raise self._dead or PluginCrashed("was released", plugin=self.manifest.id) from None
         finally:
             for timer in timers:
@@ -285,7 +283,8 @@ class WasmHandle(PluginHandle):
             with self._lock:
                 self._current = None
             self.cpu_seconds += time.thread_time() - started
-            if self._inst is not None:
+            # the store is this thread's: its memory is read here, now and then (usage())
+            if self._inst is not None and (token & 15 == 1 or self._broken is not None):
                 with contextlib.suppress(Exception):
                     self.memory_bytes = self._inst.memory_bytes()
 
@@ -454,7 +453,7 @@ class WasmHandle(PluginHandle):
         finally:
             if self._context is not None:
                 await self._context.close(0.1)
-            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._thread.close()
 
     def _hook(self, name: str, payload: bytes | None = None) -> Any:
         inst = self._inst
@@ -468,7 +467,7 @@ class WasmHandle(PluginHandle):
             if self._current is not None:
                 self._why.setdefault(self._current, "released")
                 self.program.interrupt()
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._thread.close()
         self._backend.handles.discard(self)
 
     async def export_state(self, timeout: float) -> tuple[bool, Any]:
@@ -678,6 +677,63 @@ class WasmHandle(PluginHandle):
         if loop is not None and not loop.is_closed():
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(self._report, event)
+
+
+class _Closed(Exception):
+    """The instance's thread was closed (the handle released)."""
+
+
+class _InstanceThread:
+    """The one thread an instance runs on: jobs in order, each answered on its loop (a
+    queue and a daemon thread: cheaper per call than an executor, and a module stuck in
+    a host request cannot keep the host from exiting)."""
+
+    __slots__ = ("_closed", "_jobs", "_thread")
+
+    def __init__(self, name: str) -> None:
+        self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._closed = False
+        self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(
+        self, loop: asyncio.AbstractEventLoop, job: Callable[[], Any]
+    ) -> asyncio.Future[Any]:
+        if self._closed:
+            raise _Closed()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._jobs.put((loop, future, job))
+        return future
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._jobs.put(None)
+
+    def _serve(self) -> None:
+        while (item := self._jobs.get()) is not None:
+            loop, future, job = item
+            try:
+                value, ok = job(), True
+            except BaseException as exc:  # the job's own failures are values (see _run)
+                value, ok = exc, False
+            with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits
+                loop.call_soon_threadsafe(_settle, future, ok, value)
+        while not self._jobs.empty():  # jobs queued behind the close: answered, not run
+            item = self._jobs.get()
+            if item is not None:
+                loop, future, _ = item
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(_settle, future, False, _Closed())
+
+
+def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
+    if future.done():
+        return
+    if ok:
+        future.set_result(value)
+    else:
+        future.set_exception(value)
 
 
 def _fail(message: str, kind: str = "PlugbayError") -> dict[str, Any]:
