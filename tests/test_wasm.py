@@ -270,6 +270,10 @@ def test_plugbay_new_and_build_make_a_plugin_that_validates(tmp_path: Path) -> N
     checked = run("validate", "acme-fresh", "--plugins", ".")
     assert checked.returncode == 0, checked.stdout
     assert "word_count(text: str) -> int" in checked.stdout
+    called = run("call", "--plugins", ".", "--state", "st", "acme.fresh", "shout", "text=hi")
+    assert called.returncode == 0 and called.stdout.strip() == "HI!", called.stderr
+    wrong = run("call", "--plugins", ".", "--state", "st", "acme.fresh", "add", "a=x", "b=2")
+    assert wrong.returncode == 1 and "parameter 'a' expects int" in wrong.stderr
     (tmp_path / "acme-fresh" / "src" / "plugin.c").write_text("int broken(")
     failed = run("build", "acme-fresh")
     assert failed.returncode != 0 and "did not compile" in failed.stdout + failed.stderr
