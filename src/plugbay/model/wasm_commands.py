@@ -83,29 +83,37 @@ def _type(node: ast.expr) -> Any:
         name = node.value.id
         args = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
         if name == "Literal":
-            values = []
-            for arg in args:
-                if not isinstance(arg, ast.Constant) or not isinstance(arg.value, str | int | bool):
-                    raise ValueError("Literal[...] takes strings, integers or booleans")
-                values.append(arg.value)
-            return Literal.__getitem__(tuple(values))
+            return _literal(args)
         if name in _GENERIC:
-            if name == "tuple" and len(args) == 2 and isinstance(args[1], ast.Constant):
-                if args[1].value is not Ellipsis:
-                    raise ValueError("write tuple[T, ...] or tuple[A, B]")
-                return tuple[_type(args[0]), ...]  # type: ignore[misc]
-            parsed = tuple(_type(a) for a in args)
-            expected = {"dict": 2, "tuple": len(parsed)}.get(name, 1)
-            if len(parsed) != expected:
-                raise ValueError(f"{name}[...] takes {expected} type(s)")
-            if name == "dict" and parsed[0] is not str:
-                raise ValueError("dict keys are str (JSON objects)")
-            return _GENERIC[name][parsed if len(parsed) > 1 else parsed[0]]  # type: ignore[index]
+            return _generic(name, args)
     raise ValueError(
         f"'{ast.unparse(node)}' is not a type a Wasm command can declare "
         "(int, float, str, bool, bytes, None, Any, list[T], dict[str, T], tuple[...], "
         "Literal[...], T | None)"
     )
+
+
+def _literal(args: list[ast.expr]) -> Any:
+    values = []
+    for arg in args:
+        if not isinstance(arg, ast.Constant) or not isinstance(arg.value, str | int | bool):
+            raise ValueError("Literal[...] takes strings, integers or booleans")
+        values.append(arg.value)
+    return Literal.__getitem__(tuple(values))
+
+
+def _generic(name: str, args: list[ast.expr]) -> Any:
+    if name == "tuple" and len(args) == 2 and isinstance(args[1], ast.Constant):
+        if args[1].value is not Ellipsis:
+            raise ValueError("write tuple[T, ...] or tuple[A, B]")
+        return tuple[_type(args[0]), ...]  # type: ignore[misc]
+    parsed = tuple(_type(a) for a in args)
+    expected = {"dict": 2, "tuple": len(parsed)}.get(name, 1)
+    if len(parsed) != expected:
+        raise ValueError(f"{name}[...] takes {expected} type(s)")
+    if name == "dict" and parsed[0] is not str:
+        raise ValueError("dict keys are str (JSON objects)")
+    return _GENERIC[name][parsed if len(parsed) > 1 else parsed[0]]  # type: ignore[index]
 
 
 @dataclass(frozen=True)
@@ -224,12 +232,30 @@ def _command(name: str, body: Any, fail: Any) -> WasmCommand:
             f"[commands.{name}] has no key '{sorted(unknown)[0]}'",
             f"keys: {', '.join(sorted(_COMMAND_KEYS))}",
         )
-    params_table = body.get("params", {})
-    defaults = body.get("defaults", {})
-    if not isinstance(params_table, Mapping) or not isinstance(defaults, Mapping):
+    params = _params(name, body.get("params", {}), body.get("defaults", {}), fail)
+    if "returns" not in body:
+        raise fail(f"command '{name}' declares no result type", 'add returns = "None" or a type')
+    try:
+        returns = parse_type(body["returns"])
+    except ValueError as exc:
+        raise fail(f"command '{name}' returns: {exc}", 'e.g. returns = "str"') from None
+    timeout = body.get("timeout")
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0
+    ):
+        raise fail(f"command '{name}' timeout must be a positive number", "seconds, e.g. 2.5")
+    doc = body.get("doc", "")
+    if not isinstance(doc, str):
+        raise fail(f"command '{name}' doc must be a string", "")
+    return WasmCommand(name, params, type(None) if returns is None else returns, doc, timeout)
+
+
+def _params(name: str, table: Any, defaults: Any, fail: Any) -> tuple[tuple[str, Any, Any], ...]:
+    """A command's parameters, required ones first (Python's rule; a manifest may mix them)."""
+    if not isinstance(table, Mapping) or not isinstance(defaults, Mapping):
         raise fail(f"[commands.{name}] params and defaults are tables", 'params = { a = "int" }')
     params: list[tuple[str, Any, Any]] = []
-    for pname, spelled in params_table.items():
+    for pname, spelled in table.items():
         if not _PARAM_RE.match(pname) or keyword.iskeyword(pname):
             raise fail(
                 f"command '{name}' parameter '{pname}' is not a parameter name",
@@ -240,31 +266,14 @@ def _command(name: str, body: Any, fail: Any) -> WasmCommand:
         except ValueError as exc:
             raise fail(f"command '{name}' parameter '{pname}': {exc}", 'e.g. "int"') from None
         params.append((pname, tp, defaults.get(pname, inspect.Parameter.empty)))
-    missing = set(defaults) - set(params_table)
+    missing = set(defaults) - set(table)
     if missing:
         raise fail(
             f"command '{name}' has a default for '{sorted(missing)[0]}', which is not a parameter",
             "declare it under params",
         )
-    if "returns" not in body:
-        raise fail(f"command '{name}' declares no result type", 'add returns = "None" or a type')
-    try:
-        returns = parse_type(body["returns"])
-    except ValueError as exc:
-        raise fail(f"command '{name}' returns: {exc}", 'e.g. returns = "str"') from None
-    if returns is None:
-        returns = type(None)
-    timeout = body.get("timeout")
-    if timeout is not None and (
-        isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0
-    ):
-        raise fail(f"command '{name}' timeout must be a positive number", "seconds, e.g. 2.5")
-    doc = body.get("doc", "")
-    if not isinstance(doc, str):
-        raise fail(f"command '{name}' doc must be a string", "")
-    # Ordered: required parameters first is Python's rule; a manifest may mix them
     params.sort(key=lambda p: p[2] is not inspect.Parameter.empty)
-    return WasmCommand(name, tuple(params), returns, doc, timeout)
+    return tuple(params)
 
 
 def _strings(value: Any, what: str, fail: Any) -> list[str]:
