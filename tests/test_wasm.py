@@ -284,3 +284,24 @@ async def until(check: Any, what: str, seconds: float = 20.0) -> None:
     while not check():
         assert time.monotonic() < end, f"timed out waiting for {what}"
         await asyncio.sleep(0.01)
+
+
+async def test_versions_side_by_side_upgrade_and_rollback(tmp_path: Path) -> None:
+    textstats(tmp_path / "plugins")
+    louder = _wasm.template_source().replace(
+        "pb_put(&joined, suffix, m);",
+        "pb_put(&joined, suffix, m);\n    pb_put(&joined, suffix, m);",
+    )
+    newer = _wasm.write_plugin(
+        tmp_path / "elsewhere" / "textstats", PLUGIN, louder, _wasm.template_manifest(), "1.1.0"
+    )
+    async with new_host(tmp_path, probation=0.1) as host:
+        await host.call(PLUGIN, "remember", key="k", value="kept")
+        host.install(newer)
+        await host.upgrade(PLUGIN)
+        assert str(host.plugin(PLUGIN).version) == "1.1.0"
+        assert await host.call(PLUGIN, "shout", text="a") == "A!!"
+        assert await host.call(PLUGIN, "recall", key="k") == "kept"  # its data directory
+        await host.rollback(PLUGIN)
+        assert str(host.plugin(PLUGIN).version) == "1.0.0"
+        assert await host.call(PLUGIN, "shout", text="a") == "A!"
