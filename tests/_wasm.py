@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from plugbay.pdk.wasm_build import build_wasm, find_clang, sdk_dir
+from plugbay.pdk.wasm_build import build_wasm, find_clang, find_componentize, sdk_dir
 
 CACHE = Path(tempfile.gettempdir()) / f"plugbay-test-wasm-{os.getuid()}"
 
@@ -26,26 +26,38 @@ needs_toolchain = pytest.mark.skipif(
 
 
 def write_plugin(
-    directory: Path, plugin_id: str, source: str, manifest: str, version: str = "1.0.0"
+    directory: Path,
+    plugin_id: str,
+    source: str,
+    manifest: str,
+    version: str = "1.0.0",
+    *,
+    language: str = "c",
 ) -> Path:
-    """A Wasm plugin at ``directory``: ``src/plugin.c`` and a plugin.toml whose header
-    this writes (``manifest`` is the rest: [commands.*], [resources], ...), with its
-    module built (from the cache when this source was built before)."""
+    """A Wasm plugin at ``directory``: ``src/plugin.c`` (or ``src/app.py``) and a
+    plugin.toml whose header this writes (``manifest`` is the rest: [commands.*],
+    [resources], ...), with its module built (from the cache when this source was built
+    before)."""
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "src").mkdir(exist_ok=True)
-    (directory / "src" / "plugin.c").write_text(source)
+    name = "plugin.c" if language == "c" else "app.py"
+    (directory / "src" / name).write_text(source)
     (directory / "plugin.toml").write_text(
         f'id = "{plugin_id}"\nversion = "{version}"\ntype = "utility"\nruntime = "wasm"\n'
-        f'entry = "build/plugin.wasm"\n\n[wasm]\nsources = ["src/plugin.c"]\n\n{manifest}'
+        f'entry = "build/plugin.wasm"\n\n[wasm]\nlanguage = "{language}"\n'
+        f'sources = ["src/{name}"]\n\n{manifest}'
     )
     sdk = sdk_dir()
     key = hashlib.sha256(
-        source.encode() + (sdk / "plugbay.c").read_bytes() + (sdk / "plugbay.h").read_bytes()
+        source.encode()
+        + (sdk / "plugbay.c").read_bytes()
+        + (sdk / "plugbay.h").read_bytes()
+        + (sdk / "plugin.wit").read_bytes()
     ).hexdigest()[:32]
     cached = CACHE / f"{key}.wasm"
     module = directory / "build" / "plugin.wasm"
     if not cached.is_file():
-        find_clang()
+        find_clang() if language == "c" else find_componentize()
         built = build_wasm(directory)
         CACHE.mkdir(parents=True, exist_ok=True)
         partial = cached.with_suffix(f".{os.getpid()}.part")
@@ -68,3 +80,17 @@ def template_manifest() -> str:
     root = Path(__file__).resolve().parents[1] / "src/plugbay/pdk/templates/wasm-c"
     text = (root / "plugin.toml").read_text()
     return text[text.index("[commands.") :]
+
+
+def python_template() -> tuple[str, str]:
+    """The ``plugbay new --lang python-wasm`` template: (src/app.py, its [commands] on)."""
+    root = Path(__file__).resolve().parents[1] / "src/plugbay/pdk/templates/wasm-python"
+    text = (root / "plugin.toml").read_text()
+    return (root / "src" / "app.py.tmpl").read_text(), text[text.index("[commands.") :]
+
+
+def componentize_beside() -> bool:
+    """componentize-py installed beside this interpreter (a venv not on PATH)."""
+    import sys
+
+    return (Path(sys.executable).parent / "componentize-py").is_file()

@@ -35,24 +35,27 @@ def new(
     ] = None,
     lang: Annotated[
         str,
-        typer.Option("--lang", help="python, or c: a Wasm plugin in C (docs/wasm-plugins.md)."),
+        typer.Option(
+            "--lang",
+            help="python; c or python-wasm: a Wasm plugin in C or Python (docs/wasm-plugins.md).",
+        ),
     ] = "python",
 ) -> None:
     """Create a complete plugin package: pyproject with the manifest, typed code, tests, README."""
     from plugbay.pdk.templates import create_plugin
 
-    if lang == "c":
-        from plugbay.pdk.wasm_build import create_c_plugin
+    if lang in ("c", "python-wasm"):
+        from plugbay.pdk.wasm_build import create_wasm_plugin
 
         try:
-            path = create_c_plugin(name, directory)
+            path = create_wasm_plugin(lang.removesuffix("-wasm"), name, directory)
         except PlugbayError as exc:
             _fail(exc)
-        out.print(f"[green]created[/] {name} (a Wasm plugin in C) in {path}")
+        out.print(f"[green]created[/] {name} (a Wasm plugin in {lang}) in {path}")
         out.print(f"next: plugbay build {path} && plugbay validate {path}")
         return
     if lang != "python":
-        _fail(PlugbayError(f"no template for --lang {lang}", hint="--lang python or --lang c"))
+        _fail(PlugbayError(f"no template for --lang {lang}", hint="python, c or python-wasm"))
     try:
         path = create_plugin(template, name, directory)
     except PlugbayError as exc:

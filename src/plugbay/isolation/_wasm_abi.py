@@ -97,14 +97,16 @@ def _engine() -> wasmtime.Engine:
 
 @dataclass
 class WasmProgram:
-    """A compiled module and the engine it is compiled for (one per plugin handle, so an
-    interruption, which is per engine, reaches only that plugin's calls)."""
+    """A compiled module (or component) and the engine it is compiled for (one per plugin
+    handle, so an interruption, which is per engine, reaches only that plugin's calls)."""
 
     engine: wasmtime.Engine
-    module: wasmtime.Module
+    module: Any  # wasmtime.Module, or wasmtime.component.Component
     path: Path
     #: where the compiled module was read from, or "compiled" when it was not cached
     source: str
+    #: "module" (a core module) or "component" (the plugbay:plugin world)
+    kind: str = "module"
 
     def interrupt(self) -> None:
         """Interrupt the call running in this program's instance, if any (any thread)."""
@@ -125,30 +127,47 @@ def _version() -> str:
         return "unknown"
 
 
+#: the binary's layer field: a core module, or a component
+_COMPONENT_LAYER: Final = b"\x0d\x00\x01\x00"
+
+
 def load_program(path: Path, cache_dir: Path | None) -> WasmProgram:
-    """Compile the module at ``path``, or load it from ``cache_dir`` (``Module.serialize``),
-    where a restart finds it without compiling again. Blocking: call it off the loop."""
+    """Compile the module (or component) at ``path``, or load it from ``cache_dir``
+    (``serialize``), where a restart finds it without compiling again. Blocking: call it
+    off the loop."""
     engine = _engine()
     wasm = path.read_bytes()
+    kind = "component" if wasm[4:8] == _COMPONENT_LAYER else "module"
+    if kind == "component":
+        from wasmtime import component
+
+        compiled: Any = component.Component
+    else:
+        compiled = wasmtime.Module
     if cache_dir is None:
-        return WasmProgram(engine, wasmtime.Module(engine, wasm), path, "compiled")
+        return WasmProgram(engine, compiled(engine, wasm), path, "compiled", kind)
     cached = cache_dir / f"{_cache_key(wasm)}.cwasm"
     if cached.is_file():
         try:
-            module = wasmtime.Module.deserialize_file(engine, str(cached))
-            return WasmProgram(engine, module, path, str(cached))
+            module = compiled.deserialize_file(engine, str(cached))
+            return WasmProgram(engine, module, path, str(cached), kind)
         except wasmtime.WasmtimeError:
             cached.unlink(missing_ok=True)  # another wasmtime wrote it: compile again
-    module = wasmtime.Module(engine, wasm)
+    module = compiled(engine, wasm)
     cache_dir.mkdir(parents=True, exist_ok=True)
     partial = cached.with_suffix(f".{os.getpid()}.{threading.get_ident()}.part")
     partial.write_bytes(module.serialize())
     os.replace(partial, cached)  # whole or absent: a reader never sees half a file
-    return WasmProgram(engine, module, path, "compiled")
+    return WasmProgram(engine, module, path, "compiled", kind)
 
 
 def check_module(program: WasmProgram) -> None:
     """Refuse a module that does not speak the ABI, or asks for imports the host has not."""
+    if program.kind == "component":
+        from plugbay.isolation._wasm_component import check_component
+
+        check_component(program)
+        return
     exports = {e.name for e in program.module.exports}
     missing = [name for name in _REQUIRED if name not in exports]
     if missing:
@@ -163,6 +182,35 @@ def check_module(program: WasmProgram) -> None:
                 f"the module imports {imp.module}.{imp.name}: only plugbay.* and WASI preview 1 "
                 "are provided"
             )
+
+
+def instantiate(
+    program: WasmProgram,
+    limits: InstanceLimits,
+    host: HostImports,
+    output: Callable[[bytes], None] | None = None,
+) -> Any:
+    """An instance of ``program``: a core module's (:class:`WasmInstance`) or a
+    component's (``_wasm_component.ComponentInstance``), with the same members."""
+    if program.kind == "component":
+        from plugbay.isolation._wasm_component import ComponentInstance
+
+        return ComponentInstance(program, limits, host, output)
+    return WasmInstance(program, limits, host, output)
+
+
+def wasi_config(limits: InstanceLimits, output: Callable[[bytes], None] | None) -> Any:
+    """Deny by default: no argv, no environment, no inherited files or streams; only the
+    plugin's data directory, and the paths the operator granted, are preopened."""
+    wasi = wasmtime.WasiConfig()
+    wasi.preopen_dir(str(limits.data_dir), "/data")
+    for host_path, writable in limits.paths:
+        if os.path.isdir(host_path):
+            wasi.preopen_dir(host_path, host_path, writable)
+    if output is not None:
+        wasi.stdout_custom = output
+        wasi.stderr_custom = output
+    return wasi
 
 
 class WasmInstance:
@@ -182,17 +230,7 @@ class WasmInstance:
         store = wasmtime.Store(program.engine)
         if limits.memory_bytes is not None:
             store.set_limits(memory_size=int(limits.memory_bytes), instances=1, memories=1)
-        wasi = wasmtime.WasiConfig()
-        # deny by default: no argv, no environment, no inherited files or streams; only the
-        # plugin's data directory, and the paths the operator granted, are preopened
-        wasi.preopen_dir(str(limits.data_dir), "/data")
-        for host_path, writable in limits.paths:
-            if os.path.isdir(host_path):
-                wasi.preopen_dir(host_path, host_path, writable)
-        if output is not None:
-            wasi.stdout_custom = output
-            wasi.stderr_custom = output
-        store.set_wasi(wasi)
+        store.set_wasi(wasi_config(limits, output))
         self.store = store
         linker = wasmtime.Linker(program.engine)
         linker.define_wasi()
@@ -242,7 +280,7 @@ class WasmInstance:
             raw = self._guard(lambda: fast.call(base, command, payload, self.limits.max_reply))
             if isinstance(raw, int):
                 return {"too_large": raw}
-            return _decoded(raw)
+            return decoded(raw)
         self.memory.write(store, command + payload, base)
         return self._reply(
             self._guard(
@@ -294,9 +332,9 @@ class WasmInstance:
         except wasmtime.Trap as trap:
             if trap.trap_code == wasmtime.TrapCode.INTERRUPT:
                 raise Interrupted("interrupted") from None
-            raise Trapped(_trap_text(trap), self.memory_bytes()) from None
+            raise Trapped(trap_text(trap), self.memory_bytes()) from None
         except wasmtime.WasmtimeError as exc:
-            raise Trapped(_first_line(str(exc)), self.memory_bytes()) from None
+            raise Trapped(first_line(str(exc)), self.memory_bytes()) from None
 
     def _reply(self, packed: Any) -> Any:
         value = int(packed) & _MASK64
@@ -308,7 +346,7 @@ class WasmInstance:
         raw = bytes(self.memory.read(self.store, ptr, ptr + length))
         if len(raw) != length:  # read stops at the end of its memory
             raise ProtocolError(f"its reply ({length} bytes at {ptr}) lies outside its memory")
-        return _decoded(raw)
+        return decoded(raw)
 
     # -- calls out of the module (its imports) --------------------------------------------
 
@@ -349,7 +387,7 @@ class WasmInstance:
         return serve
 
 
-def _decoded(raw: bytes) -> Any:
+def decoded(raw: bytes) -> Any:
     try:
         reply = msgspec.json.decode(raw)
     except msgspec.DecodeError as exc:
@@ -425,7 +463,7 @@ class _FastCall:
         return bytes(ctypes.string_at(start + ptr, length))
 
 
-def _trap_text(trap: wasmtime.Trap) -> str:
+def trap_text(trap: wasmtime.Trap) -> str:
     code = trap.trap_code
     named = code.name.lower().replace("_", " ") if code is not None else None
     lines = [line.strip() for line in str(trap.message).splitlines() if line.strip()]
@@ -433,6 +471,6 @@ def _trap_text(trap: wasmtime.Trap) -> str:
     return f"{named} ({last})" if named and named not in last else last
 
 
-def _first_line(text: str) -> str:
+def first_line(text: str) -> str:
     lines = [line for line in str(text).splitlines() if line.strip()]
     return lines[0] if lines else "a trap"

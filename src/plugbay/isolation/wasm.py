@@ -61,6 +61,7 @@ from plugbay.isolation.identity import deliver_log, judge_error
 if TYPE_CHECKING:
     from plugbay.api import Storage
     from plugbay.isolation._wasm_abi import WasmInstance, WasmProgram
+    from plugbay.isolation._wasm_component import ComponentInstance
     from plugbay.isolation.policy import Placement
     from plugbay.model.manifest import PluginManifest
     from plugbay.monitor.bounds import Budget
@@ -89,8 +90,10 @@ class WasmBackend(Backend):
     ) -> None:
         self._host_call = host_call
         self._emit = emit
-        #: compiled modules, serialized (a restart loads them instead of compiling)
-        self.cache_dir = cache_dir
+        #: compiled modules, serialized (a restart loads them instead of compiling);
+        #: PLUGBAY_WASM_CACHE puts it elsewhere (hosts on one machine may share one)
+        shared = os.environ.get("PLUGBAY_WASM_CACHE")
+        self.cache_dir = Path(shared) if shared else cache_dir
         self.handles: set[WasmHandle] = set()
 
     async def start(
@@ -200,7 +203,7 @@ class WasmHandle(PluginHandle):
         self._own_denials: set[str] = set()
         self._thread = _InstanceThread(f"plugbay-wasm-{manifest.id}")
         self._lock = threading.Lock()
-        self._inst: WasmInstance | None = None
+        self._inst: WasmInstance | ComponentInstance | None = None
         self._config = b"{}"
         self._storage: Storage | None = None
         self._context: PluginContext | None = None
@@ -305,10 +308,10 @@ class WasmHandle(PluginHandle):
             self._broken = f"its replacement instance failed to start: {exc}"
 
     def _new_instance(self) -> None:
-        from plugbay.isolation._wasm_abi import WasmInstance
+        from plugbay.isolation._wasm_abi import instantiate
 
         self._inst = None
-        inst = WasmInstance(self.program, self.limits, self, self._output)
+        inst = instantiate(self.program, self.limits, self, self._output)
         self._inst = inst
         inst.arm()
         reply = inst.hook("init", self._config)

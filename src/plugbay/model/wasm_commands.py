@@ -216,8 +216,10 @@ def wasm_declarations(
         if source.startswith("/") or ".." in source.split("/"):
             raise fail(f"[wasm] source '{source}' is outside the plugin", "use relative paths")
     language = wasm.get("language", "c")
-    if language != "c":
-        raise fail(f"[wasm] language '{language}' cannot be built here", 'language = "c"')
+    if language not in ("c", "python"):
+        raise fail(
+            f"[wasm] language '{language}' cannot be built here", 'language = "c" or "python"'
+        )
     return WasmDeclarations(plugin, module, declared, tuple(sources), tuple(cflags), language)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -31,7 +32,9 @@ __all__ = [
     "build_wasm",
     "check_wasm_plugin",
     "create_c_plugin",
+    "create_wasm_plugin",
     "find_clang",
+    "find_componentize",
     "sdk_dir",
 ]
 
@@ -98,9 +101,11 @@ def build_wasm(path: Path) -> WasmBuild:
             f"its source {missing[0]} does not exist", plugin=manifest.id,
             where=manifest.location, hint="fix [wasm] sources",
         )  # fmt: skip
-    sysroot = next(r for r in _SYSROOTS if Path(r, "include/wasm32-wasi").is_dir())
     target = root / declared.module
     target.parent.mkdir(parents=True, exist_ok=True)
+    if declared.language == "python":
+        return _componentize(manifest, sources, target)
+    sysroot = next(r for r in _SYSROOTS if Path(r, "include/wasm32-wasi").is_dir())
     fd, partial = tempfile.mkstemp(prefix=".build-", suffix=".wasm", dir=target.parent)
     os.close(fd)
     sdk = sdk_dir()
@@ -119,31 +124,93 @@ def build_wasm(path: Path) -> WasmBuild:
         *map(str, sources),
         str(sdk / "plugbay.c"),
     )
+    return _run(manifest, command, partial, target, "C", "the SDK is in plugbay.h")
+
+
+def _run(
+    manifest: PluginManifest,
+    command: tuple[str, ...],
+    partial: str,
+    target: Path,
+    what: str,
+    hint: str,
+    cwd: Path | None = None,
+) -> WasmBuild:
     started = time.perf_counter()
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+        done = subprocess.run(
+            command, capture_output=True, text=True, timeout=600, check=False, cwd=cwd
+        )
         if done.returncode != 0:
+            output = (done.stderr.strip() or done.stdout.strip()).split("Stack backtrace:")[0]
+            output = output.strip()[-4000:]
             raise WasmBuildError(
-                f"its C did not compile:\n{done.stderr.strip()[-4000:]}",
+                f"its {what} did not compile:\n{output}",
                 plugin=manifest.id,
-                where=str(sources[0]),
-                hint="fix the errors above; the SDK is in plugbay.h",
+                where=manifest.location,
+                hint=f"fix the errors above; {hint}",
             )
+        os.chmod(partial, 0o644)  # a build output like any other, not a secret
         os.replace(partial, target)
     finally:
         Path(partial).unlink(missing_ok=True)
     return WasmBuild(manifest, target, time.perf_counter() - started, command)
 
 
+def find_componentize() -> str:
+    """componentize-py (the ``wasm-python`` extra), or a WasmBuildError naming it."""
+    found = shutil.which("componentize-py")
+    beside = Path(sys.executable).parent / "componentize-py"
+    if found is None and beside.is_file():
+        found = str(beside)
+    if found is None:
+        raise WasmBuildError(
+            "no componentize-py to build a Python plugin into a component",
+            hint="pip install 'plugbay[wasm-python]' (make's set-up installs it)",
+        )
+    return found
+
+
+def _componentize(manifest: PluginManifest, sources: list[Path], target: Path) -> WasmBuild:
+    """A Python plugin's first source (its module) into a component of the plugbay world."""
+    app = sources[0].resolve()
+    fd, partial = tempfile.mkstemp(prefix=".build-", suffix=".wasm", dir=target.parent.resolve())
+    os.close(fd)
+    command = (
+        find_componentize(),
+        "-d",
+        str(sdk_dir() / "plugin.wit"),
+        "-w",
+        "plugin",
+        "componentize",
+        app.stem,
+        "-p",
+        str(app.parent),
+        "-o",
+        partial,
+    )
+    return _run(
+        manifest, command, partial, target, "Python", "the world is pdk/wasm_sdk/plugin.wit",
+        cwd=app.parent,
+    )  # fmt: skip
+
+
 def create_c_plugin(plugin_id: str, directory: Path | None = None) -> Path:
-    """A Wasm plugin in C from the ``wasm-c`` template, at ``directory`` (default:
-    ``./<id with dashes>``); refused when the directory exists."""
+    """A Wasm plugin in C from the ``wasm-c`` template (see :func:`create_wasm_plugin`)."""
+    return create_wasm_plugin("c", plugin_id, directory)
+
+
+def create_wasm_plugin(lang: str, plugin_id: str, directory: Path | None = None) -> Path:
+    """A Wasm plugin in ``lang`` (``c`` or ``python``) from its template, at ``directory``
+    (default: ``./<id with dashes>``); refused when the directory exists."""
+    if lang not in ("c", "python"):
+        raise TemplateError(f"no Wasm template for {lang!r}", hint="c or python")
     target = Path(directory or plugin_id.replace(".", "-"))
     if target.exists():
         raise TemplateError(
             f"{target} already exists", hint="choose another --dir, or remove it first"
         )
-    template = Path(str(resources.files("plugbay.pdk") / "templates" / "wasm-c"))
+    template = Path(str(resources.files("plugbay.pdk") / "templates" / f"wasm-{lang}"))
     scratch = Path(tempfile.mkdtemp(prefix=".new-", dir=target.parent.resolve()))
     try:
         for source in template.rglob("*"):
@@ -151,6 +218,7 @@ def create_c_plugin(plugin_id: str, directory: Path | None = None) -> Path:
                 continue
             relative = source.relative_to(template)
             name = ".gitignore" if relative.name == "gitignore" else relative.name
+            name = name.removesuffix(".tmpl")
             out = scratch / relative.parent / name
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(Template(source.read_text()).safe_substitute(plugin_id=plugin_id))
