@@ -305,3 +305,31 @@ async def test_versions_side_by_side_upgrade_and_rollback(tmp_path: Path) -> Non
         await host.rollback(PLUGIN)
         assert str(host.plugin(PLUGIN).version) == "1.0.0"
         assert await host.call(PLUGIN, "shout", text="a") == "A!"
+
+
+async def test_its_host_requests_reach_what_it_declared_as_itself(tmp_path: Path) -> None:
+    root = tmp_path / "plugins"
+    attacker = (HERE / "wasm_plugins" / "attacker.c").read_text()
+    commands = (HERE / "wasm_plugins" / "attacker.toml").read_text()
+    _wasm.write_plugin(
+        root / "caller", "acme.caller", attacker,
+        commands + '\n[dependencies]\n"acme.helper" = "^1"\n',
+    )  # fmt: skip
+    helper = root / "helper"
+    helper.mkdir()
+    (helper / "plugin.toml").write_text(
+        'id = "acme.helper"\nversion = "1.2.0"\ntype = "utility"\nentry = "main:P"\n'
+    )
+    (helper / "main.py").write_text(
+        "from plugbay import UtilityPlugin, command\n\nclass P(UtilityPlugin):\n"
+        "    @command\n    def double(self, n: int) -> int:\n        return 2 * n\n"
+    )
+    async with new_host(tmp_path, inline=["acme.helper"]) as host:
+        ask = '{"plugin": "acme.helper", "command": "double", "params": {"n": 21}}'
+        assert await host.call("acme.caller", "ask", via="service", request=ask) == 42
+        # an event lands in its own namespace, with its own name as the source
+        forged = '{"name": "security.denied", "data": {"plugin": "acme.helper"}}'
+        await host.call("acme.caller", "ask", via="event", request=forged)
+        await until(lambda: host.events.counts["plugin.acme.caller.security.denied"] == 1, "it")
+        assert host.events.counts["security.denied"] == 0
+        assert await host.call("acme.caller", "ask", via="storage", request='{"op": "keys"}') == []
