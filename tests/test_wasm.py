@@ -20,6 +20,7 @@ from plugbay.api.errors import (
     ManifestError,
     ParameterError,
     PluginCrashed,
+    PluginTimeout,
     ResultTypeError,
 )
 from plugbay.model.manifest import parse_manifest
@@ -321,8 +322,9 @@ async def test_its_host_requests_reach_what_it_declared_as_itself(tmp_path: Path
         'id = "acme.helper"\nversion = "1.2.0"\ntype = "utility"\nentry = "main:P"\n'
     )
     (helper / "main.py").write_text(
-        "from plugbay import UtilityPlugin, command\n\nclass P(UtilityPlugin):\n"
+        "import asyncio\nfrom plugbay import UtilityPlugin, command\n\nclass P(UtilityPlugin):\n"
         "    @command\n    def double(self, n: int) -> int:\n        return 2 * n\n"
+        "    @command\n    async def nap(self) -> None:\n        await asyncio.sleep(60)\n"
     )
     async with new_host(tmp_path, inline=["acme.helper"]) as host:
         ask = '{"plugin": "acme.helper", "command": "double", "params": {"n": 21}}'
@@ -333,3 +335,10 @@ async def test_its_host_requests_reach_what_it_declared_as_itself(tmp_path: Path
         await until(lambda: host.events.counts["plugin.acme.caller.security.denied"] == 1, "it")
         assert host.events.counts["security.denied"] == 0
         assert await host.call("acme.caller", "ask", via="storage", request='{"op": "keys"}') == []
+        # a call waiting on the host is still cut at its deadline (2 s), and serves on
+        started = time.monotonic()
+        nap = '{"plugin": "acme.helper", "command": "nap", "params": {}}'
+        with pytest.raises(PluginTimeout):
+            await host.call("acme.caller", "ask", via="service", request=nap)
+        assert time.monotonic() - started < 5
+        assert await host.call("acme.caller", "ping") == "pong"

@@ -333,8 +333,10 @@ class WasmInstance:
             if trap.trap_code == wasmtime.TrapCode.INTERRUPT:
                 raise Interrupted("interrupted") from None
             raise Trapped(trap_text(trap), self.memory_bytes()) from None
-        except wasmtime.WasmtimeError as exc:
-            raise Trapped(first_line(str(exc)), self.memory_bytes()) from None
+        except wasmtime.WasmtimeError as exc:  # a trap under a host call arrives as an error
+            if "wasm trap: interrupt" in str(exc):
+                raise Interrupted("interrupted") from None
+            raise Trapped(error_text(str(exc)), self.memory_bytes()) from None
 
     def _reply(self, packed: Any) -> Any:
         value = int(packed) & _MASK64
@@ -374,13 +376,16 @@ class WasmInstance:
                     "error": {"type": "PlugbayError", "message": f"{type(exc).__name__}: {exc}"}
                 }
             data = msgspec.json.encode(reply)
-            alloc = caller["plugbay_alloc"]
-            memory = caller["memory"]
-            assert isinstance(alloc, wasmtime.Func) and isinstance(memory, wasmtime.Memory)
-            at = int(alloc(caller, len(data)))
-            if at <= 0:
-                return 0
-            memory.write(caller, data, at)
+            try:
+                alloc = caller["plugbay_alloc"]
+                memory = caller["memory"]
+                assert isinstance(alloc, wasmtime.Func) and isinstance(memory, wasmtime.Memory)
+                at = int(alloc(caller, len(data)))
+                if at <= 0:
+                    return 0
+                memory.write(caller, data, at)
+            except Exception:  # interrupted in its alloc (or it has none): no answer; an
+                return 0  # exception must never cross into wasmtime (its last-error slot)
             packed = (at << 32) | len(data)
             return packed - (1 << 64) if packed >= 1 << 63 else packed
 
@@ -446,6 +451,8 @@ class _FastCall:
         error = ffi.wasmtime_func_call(
             ctx, self._func, params, 4, self._results, 1, ctypes.byref(trap)
         )
+        if error or trap:
+            _forget_host_exception()
         if error:
             raise wasmtime.WasmtimeError._from_ptr(error)
         if trap:
@@ -463,12 +470,34 @@ class _FastCall:
         return bytes(ctypes.string_at(start + ptr, length))
 
 
+def _forget_host_exception() -> None:
+    """wasmtime-py keeps the last exception a host function raised in a global, raised by
+    the next call that looks (any thread's); the host's imports never raise, but a trap
+    on the C-API path clears it all the same."""
+    try:
+        from wasmtime import _func
+
+        _func.LAST_EXCEPTION = None
+    except (ImportError, AttributeError):
+        return
+
+
 def trap_text(trap: wasmtime.Trap) -> str:
     code = trap.trap_code
     named = code.name.lower().replace("_", " ") if code is not None else None
     lines = [line.strip() for line in str(trap.message).splitlines() if line.strip()]
     last = lines[-1] if lines else "a trap"
     return f"{named} ({last})" if named and named not in last else last
+
+
+def error_text(text: str) -> str:
+    """The reason of a wasmtime error (its "Caused by" line), else its first line."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if "Caused by:" in lines:
+        after = lines[lines.index("Caused by:") + 1 :]
+        if after:
+            return after[0]
+    return first_line(text)
 
 
 def first_line(text: str) -> str:

@@ -28,6 +28,7 @@ from plugbay.isolation._wasm_abi import (
     Trapped,
     WasmProgram,
     decoded,
+    error_text,
     first_line,
     trap_text,
     wasi_config,
@@ -120,7 +121,7 @@ class ComponentInstance:
         except wasmtime.WasmtimeError as exc:
             if "wasm trap: interrupt" in str(exc):
                 raise Interrupted("interrupted") from None
-            raise Trapped(_cause(str(exc)), 0) from None
+            raise Trapped(error_text(str(exc)), 0) from None
         if not isinstance(text, str):
             raise ProtocolError(f"'{name}' returned {type(text).__name__}, not JSON text")
         if len(text) > self.limits.max_reply:
@@ -147,13 +148,3 @@ def _read(request: str) -> Any:
     if len(request) > MAX_REQUEST:
         raise ValueError(f"a host request of {len(request)} characters (at most {MAX_REQUEST})")
     return msgspec.json.decode(request)
-
-
-def _cause(text: str) -> str:
-    """The reason of a wasmtime error (its "Caused by" line), else its first line."""
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    if "Caused by:" in lines:
-        after = lines[lines.index("Caused by:") + 1 :]
-        if after:
-            return after[0]
-    return first_line(text)

@@ -213,6 +213,8 @@ class WasmHandle(PluginHandle):
         #: job → why it was interrupted ("timeout", "cpu", "cancelled")
         self._why: dict[int, str] = {}
         self._current: int | None = None
+        #: the host request the running job waits on (cancelled when it is interrupted)
+        self._waiting: concurrent.futures.Future[Any] | None = None
         self._dead: PlugbayError | None = None
         self._broken: str | None = None  # set on the instance thread when it trapped
         self._closing = False
@@ -292,11 +294,15 @@ class WasmHandle(PluginHandle):
                     self.memory_bytes = self._inst.memory_bytes()
 
     def _interrupt(self, token: int, why: str) -> None:
-        """Stop job ``token`` where it runs (or before it starts); any thread."""
+        """Stop job ``token`` where it runs (or before it starts); any thread. A job
+        waiting on a host request stops waiting: the module is told, then interrupted."""
         with self._lock:
             self._why.setdefault(token, why)
             if self._current == token:
                 self.program.interrupt()
+                waiting = self._waiting
+                if waiting is not None:
+                    waiting.cancel()
 
     def _replace_instance(self) -> None:
         """An interrupted instance stopped anywhere (inside malloc, say): a fresh one,
@@ -665,15 +671,24 @@ class WasmHandle(PluginHandle):
         future: concurrent.futures.Future[Any] = asyncio.run_coroutine_threadsafe(
             _awaited(call), self._loop
         )
+        with self._lock:
+            if self._current is not None and self._current in self._why:
+                future.cancel()  # interrupted before it began waiting
+            self._waiting = future
         try:
             return {"ok": future.result(timeout=60)}
         except PlugbayError as exc:
             return {"error": exc.to_dict()}
+        except concurrent.futures.CancelledError:
+            return _fail("the call was interrupted while it waited on the host")
         except concurrent.futures.TimeoutError:
             future.cancel()
             return _fail("the host call did not finish within 60 s")
         except Exception as exc:
             return _fail(f"{type(exc).__name__}: {exc}")
+        finally:
+            with self._lock:
+                self._waiting = None
 
     def _report_threadsafe(self, event: dict[str, Any]) -> None:
         loop = self._loop
