@@ -136,6 +136,15 @@ async def test_a_symlink_in_its_data_directory_does_not_lead_out(host: Host) -> 
 
 
 @pytest.mark.asyncio(loop_scope="module")
+async def test_what_it_prints_lands_in_its_own_log(host: Host) -> None:
+    await host.call(ATTACKER, "say", text="printed by the module")
+    await until(
+        lambda: any(r["message"] == "printed by the module" for r in host.logs(ATTACKER)),
+        "the line in its log",
+    )
+
+
+@pytest.mark.asyncio(loop_scope="module")
 async def test_it_sees_no_environment(host: Host) -> None:
     assert os.environ.get("PATH")
     assert await host.call(ATTACKER, "env", name="PATH") is None

@@ -60,6 +60,13 @@ static int ask(const char *import, pb_json params, pb_buf *out) {
 
 int pb_command(const char *name, pb_json params, pb_buf *out) {
     if (strcmp(name, "ping") == 0) { pb_puts(out, "\"pong\""); return 0; }
+    if (strcmp(name, "say") == 0) {
+        char *text = pb_get_string(params, "text", NULL);
+        printf("%s\n", text ? text : "");
+        fflush(stdout);
+        free(text);
+        return 0;
+    }
     if (strcmp(name, "read_file") == 0) return read_file(params, out);
     if (strcmp(name, "write_file") == 0) return write_file(params, out);
     if (strcmp(name, "env") == 0) {
