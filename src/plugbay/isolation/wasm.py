@@ -223,7 +223,6 @@ class WasmHandle(PluginHandle):
         self.calls = 0
         self.replaced = 0
         self.memory_bytes = 0
-        self._deadline_left = 0.0
 
     # -- jobs on the instance thread ------------------------------------------------------
 
@@ -276,6 +275,7 @@ class WasmHandle(PluginHandle):
         except Interrupted:
             with self._lock:
                 why = self._why.get(token, "cancelled")
+                self._current = None  # a second timer of this job must not stop its successor
             self._replace_instance()
             return "interrupted", why
         except Trapped as trap:
