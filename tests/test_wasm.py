@@ -342,3 +342,43 @@ async def test_its_host_requests_reach_what_it_declared_as_itself(tmp_path: Path
             await host.call("acme.caller", "ask", via="service", request=nap)
         assert time.monotonic() - started < 5
         assert await host.call("acme.caller", "ping") == "pong"
+
+
+CALLER = """
+from typing import Any
+
+from api import AcmeTextstatsApi
+
+
+async def use(host: Any) -> int:
+    stats: AcmeTextstatsApi = host.proxy("acme.textstats")
+    return await stats.word_count(text={text})
+"""
+
+
+@pytest.mark.slow
+async def test_a_typed_proxy_lets_mypy_check_a_callers_code(tmp_path: Path) -> None:
+    from plugbay.model.manifest import load_manifest
+
+    directory = textstats(tmp_path / "plugins")
+    declared = load_manifest(directory).wasm
+    (tmp_path / "api.py").write_text(declared.protocol())  # what plugbay build writes
+
+    def mypy(text: str) -> subprocess.CompletedProcess[str]:
+        (tmp_path / "caller.py").write_text(CALLER.format(text=text))
+        return subprocess.run(
+            [sys.executable, "-m", "mypy", "--strict", "--no-incremental", "caller.py", "api.py"],
+            cwd=tmp_path, capture_output=True, text=True, timeout=600, check=False,
+        )  # fmt: skip
+
+    wrong = mypy("3")
+    assert wrong.returncode == 1
+    assert 'Argument "text" to "word_count" of "AcmeTextstatsApi" has incompatible type "int"' in (
+        wrong.stdout
+    )
+    right = mypy('"a b"')
+    assert right.returncode == 0, right.stdout
+    async with new_host(tmp_path) as host:
+        stats = host.proxy(PLUGIN)
+        assert await stats.word_count(text="a b") == 2
+        assert await stats.shout(text="x") == "X!"

@@ -152,6 +152,7 @@ def build(
         except PlugbayError as exc:
             _fail(exc)
         out.print(f"[green]built[/] {built.manifest.id} {built.manifest.version}: {built.module}")
+        out.print(f"typed proxy for callers: {built.protocol}")
         return
     try:
         result = build_plugin(path, out_dir)

@@ -141,6 +141,31 @@ class WasmDeclarations:
     language: str = "c"
     _specs: dict[str, CommandSpec] = field(default_factory=dict, repr=False, compare=False)
 
+    def protocol(self) -> str:
+        """A typed proxy's class for callers, as Python source: a ``Protocol`` with one
+        ``async def`` per command, so ``proxy: TextStats = host.proxy(id)`` lets mypy
+        check every call (``plugbay build`` writes it beside the module)."""
+        name = "".join(part.capitalize() for part in re.split(r"[._-]", self.plugin)) + "Api"
+        lines = [
+            f'"""The commands of {self.plugin}, typed (written by plugbay build)."""',
+            "",
+            "from __future__ import annotations",
+            "",
+            "from typing import Any, Literal, Protocol",
+            "",
+            "",
+            f"class {name}(Protocol):",
+            f'    """``proxy: {name} = host.proxy("{self.plugin}")``"""',
+        ]
+        for command in self.commands.values():
+            params = ", ".join(
+                f"{n}: {_spelled(t)}" + ("" if d is inspect.Parameter.empty else f" = {d!r}")
+                for n, t, d in command.params
+            )
+            lines += ["", f"    async def {command.name}(self{', *, ' if params else ''}{params}) "
+                      f"-> {_spelled(command.returns)}: ..."]  # fmt: skip
+        return "\n".join(lines) + "\n"
+
     def specs(self) -> dict[str, CommandSpec]:
         """The commands as the host checks them (the same class as a Python command's)."""
         if not self._specs:
@@ -148,6 +173,15 @@ class WasmDeclarations:
             for command in self.commands.values():
                 self._specs[command.name] = CommandSpec(owner, _method(command))
         return self._specs
+
+
+def _spelled(tp: Any) -> str:
+    """A type as Python source (what the manifest wrote, resolved)."""
+    if tp is type(None) or tp is None:
+        return "None"
+    if isinstance(tp, type):
+        return tp.__name__
+    return repr(tp).replace("typing.", "").replace("NoneType", "None")
 
 
 def _method(command: WasmCommand) -> CommandMethod[Any, Any, Any]:

@@ -55,6 +55,11 @@ class WasmBuild:
     seconds: float
     command: tuple[str, ...]
 
+    @property
+    def protocol(self) -> Path:
+        """The typed proxy's class for callers, written beside the module."""
+        return self.module.parent / "api.py"
+
 
 def sdk_dir() -> Path:
     """The C SDK: ``plugbay.h`` and ``plugbay.c``."""
@@ -154,7 +159,9 @@ def _run(
         os.replace(partial, target)
     finally:
         Path(partial).unlink(missing_ok=True)
-    return WasmBuild(manifest, target, time.perf_counter() - started, command)
+    built = WasmBuild(manifest, target, time.perf_counter() - started, command)
+    built.protocol.write_text(manifest.wasm.protocol())
+    return built
 
 
 def find_componentize() -> str:
