@@ -84,6 +84,18 @@ async def test_a_c_plugin_answers_through_host_call_http_and_its_types(tmp_path:
                 )
                 assert wrong.status_code == 422
                 assert "expects int" in wrong.json()["error"]["message"]
+                detail = await http.get(f"/api/v1/plugins/{PLUGIN}")
+                assert detail.status_code == 200, detail.text
+                assert "shout(text: str, suffix: str = '!') -> str" in detail.text
+                listed = await http.get("/api/v1/plugins")
+                assert listed.status_code == 200 and PLUGIN in listed.text
+                usage = await http.get(f"/api/v1/plugins/{PLUGIN}/series")
+                assert usage.status_code == 200, usage.text
+                assert host.monitor is not None
+                await host.monitor.tick()  # its usage sampled, as every plugin's
+                metrics = await http.get("/metrics")
+                assert metrics.status_code == 200
+                assert f'plugin="{PLUGIN}"' in metrics.text
         finally:
             await server.stop()
 
