@@ -6,7 +6,10 @@ import importlib
 import platform
 import sys
 
-SUITES = ["spine", "sandbox", "scale", "quota", "monitor", "reload", "http", "pdk", "envs", "trust"]
+SUITES = [
+    "spine", "sandbox", "scale", "quota", "monitor", "reload", "http", "pdk", "envs", "trust",
+    "wasm",
+]  # fmt: skip
 
 
 def main(argv: list[str]) -> int:
