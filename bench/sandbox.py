@@ -366,7 +366,7 @@ def run() -> int:
     pool = pool_apply(n)
     ray_p50 = ray_actor_call(n)
     uss = float(ours["uss"])  # type: ignore[arg-type]
-    workers = f"workers on {'asyncio' if _loop_factory() is None else 'uvloop'}"
+    workers = "sandboxed workers on asyncio"
     floor = "raw msgspec echo over a socketpair p50"
     figures = [
         Figure(

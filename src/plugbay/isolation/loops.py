@@ -2,7 +2,8 @@
 
 uvloop (``pip install 'plugbay[fast]'``) runs the same asyncio code on libuv,
 with transports written in C: a worker's side of a call costs about a third
-less. plugbay uses it for the loops it owns, a worker's and ``plugbay run``'s;
+less. plugbay uses it for the loops it owns, an unsandboxed worker's and
+``plugbay run``'s (a sandboxed worker stays on asyncio, see :func:`run`);
 an application embedding a :class:`~plugbay.Host` keeps whatever loop it runs
 (plugbay works on both). ``PLUGBAY_LOOP=asyncio`` in the host's environment
 turns it off, for the host and its workers alike.
@@ -46,28 +47,17 @@ def _decide() -> Callable[[], asyncio.AbstractEventLoop] | None:
     except ImportError:
         return None
 
-    def new_loop() -> asyncio.AbstractEventLoop:
-        # libuv tries io_uring for file operations when a loop is made; a sandboxed
-        # worker's seccomp filter denies it (and reports each try). Asked not to, once:
-        # libuv reads the variable when its first loop is made, and keeps the answer.
-        had = os.environ.get("UV_USE_IO_URING")
-        os.environ["UV_USE_IO_URING"] = "0"
-        try:
-            return uvloop.new_event_loop()
-        finally:
-            if had is None:
-                del os.environ["UV_USE_IO_URING"]
-            else:
-                os.environ["UV_USE_IO_URING"] = had
-
-    return new_loop
+    return uvloop.new_event_loop
 
 
 def loop_name() -> str:
     return "asyncio" if loop_factory() is None else "uvloop"
 
 
-def run(main: Coroutine[Any, Any, T]) -> T:
-    """``asyncio.run`` on the chosen loop."""
-    with asyncio.Runner(loop_factory=loop_factory()) as runner:
+def run(main: Coroutine[Any, Any, T], *, sandboxed: bool = False) -> T:
+    """``asyncio.run`` on the chosen loop. A sandboxed worker keeps asyncio's: libuv
+    asks for an io_uring ring when it makes a loop, which the sandbox's seccomp filter
+    denies and reports, so every sandboxed worker would start with a false alarm."""
+    factory = None if sandboxed else loop_factory()
+    with asyncio.Runner(loop_factory=factory) as runner:
         return runner.run(main)

@@ -485,7 +485,7 @@ def main(fd: int, layers: list[dict[str, Any]] | None = None) -> None:
 
     diagnostics.dump_stacks_on_signal()
     try:
-        loops.run(_run(fd, layers))
+        loops.run(_run(fd, layers), sandboxed=bool(layers))
     finally:
         sys.stdout.flush()
         os._exit(0)
