@@ -49,6 +49,7 @@ __all__ = [
     "IsolationMode",
     "ManifestOrigin",
     "Permissions",
+    "PlacementRequest",
     "PluginManifest",
     "Resources",
     "load_manifest",
@@ -144,9 +145,23 @@ class Resources(msgspec.Struct, forbid_unknown_fields=True, rename="kebab", froz
     processes: int | None = None
     threads: int | None = None
     storage: int | str | None = None
+    #: on Ray (``[placement] backend = "ray"``): CPUs and GPUs reserved for it on its node
+    num_cpus: float | None = None
+    num_gpus: float | None = None
+    #: on Ray: custom node resources it needs (``{"zone-b" = 1}``): only such a node takes it
+    custom: dict[str, float] = {}
 
 
 _NO_RESOURCES: Final = Resources()
+
+
+class PlacementRequest(msgspec.Struct, forbid_unknown_fields=True, rename="kebab", frozen=True):
+    """Where a plugin asks to run (``[placement]``); the host's policy decides."""
+
+    #: "auto": where the host's policy puts it; "local": this machine; "ray": a cluster node
+    backend: Literal["auto", "local", "ray"] = "auto"
+    #: on Ray: only a node with these labels takes it (Ray's label selector)
+    node_labels: dict[str, str] = {}
 
 
 class _ManifestDoc(msgspec.Struct, forbid_unknown_fields=True, rename="kebab"):
@@ -169,6 +184,7 @@ class _ManifestDoc(msgspec.Struct, forbid_unknown_fields=True, rename="kebab"):
     permissions: Permissions = msgspec.field(default_factory=Permissions)
     resources: Resources = msgspec.field(default_factory=Resources)
     isolation: IsolationMode = "auto"
+    placement: PlacementRequest = msgspec.field(default_factory=PlacementRequest)
 
 
 _FIELDS: Final = {
@@ -176,6 +192,7 @@ _FIELDS: Final = {
     "services": ["provides", "requires"],
     "permissions": [f.replace("_", "-") for f in Permissions.__struct_fields__],
     "resources": [f.replace("_", "-") for f in Resources.__struct_fields__],
+    "placement": [f.replace("_", "-") for f in PlacementRequest.__struct_fields__],
 }
 
 
@@ -209,6 +226,8 @@ class PluginManifest:
     permissions: Permissions = field(default_factory=Permissions)
     resources: Resources = field(default_factory=Resources)
     isolation: IsolationMode = "auto"
+    #: where it asks to run (``[placement]``): the policy decides
+    placement: PlacementRequest = field(default_factory=PlacementRequest)
     #: where it came from: the manifest file (None for in-memory) and the plugin's code root
     path: Path | None = None
     root: Path | None = None
@@ -266,6 +285,7 @@ class PluginManifest:
             "permissions": msgspec.to_builtins(self.permissions),
             "resources": msgspec.to_builtins(self.resources),
             "isolation": self.isolation,
+            "placement": msgspec.to_builtins(self.placement),
             "path": str(self.path) if self.path else None,
             "origin": self.origin,
         }
@@ -478,6 +498,7 @@ def _manifest_from_mapping(
         permissions=doc.permissions,
         resources=doc.resources,
         isolation=doc.isolation,
+        placement=doc.placement,
         path=path,
         root=root,
         origin=origin,
@@ -620,6 +641,14 @@ class _DocChecks:
                 )
             except ManifestError as exc:
                 raise self.fail(exc.message, key.replace("_", "-"), exc.hint or "") from None
+        res = self.doc.resources
+        asked = {"num-cpus": res.num_cpus, "num-gpus": res.num_gpus}
+        asked |= {f"custom.{name}": amount for name, amount in res.custom.items()}
+        for key, amount in asked.items():  # a cluster's resources: 0 is "none", never less
+            if amount is not None and amount < 0:
+                raise self.fail(
+                    f"resources.{key} must be >= 0, not {amount}", key, "0 reserves none"
+                )
         for key in _LIMIT_KEYS:
             value = getattr(self.doc.resources, key)
             if (

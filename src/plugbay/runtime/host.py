@@ -773,6 +773,7 @@ class Host:
             out["permissions"] = {"asked": [], "granted": [], "effective": [], "pending": []}
             out["limits"] = {}
             out["sandbox"] = None
+        out["location"] = rec.handle.location() if rec.handle is not None else None
         out["python"] = self._python_info(rec.manifest, placement)
         out["usage"] = self.manager.monitor_usage(plugin_id) if rec.handle is not None else None
         out["transitions"] = [{"time": t, "state": s} for t, s in rec.transitions]

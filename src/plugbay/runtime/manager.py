@@ -51,6 +51,7 @@ from plugbay.isolation.base import EnvironmentPaths
 from plugbay.isolation.loading import plugin_frame
 from plugbay.isolation.policy import IsolationPolicy, Placement
 from plugbay.isolation.process import ProcessBackend
+from plugbay.isolation.ray import RayBackend
 from plugbay.model.manifest import PluginManifest
 from plugbay.model.registry import PluginRegistry
 from plugbay.model.resolve import ResolutionPlan
@@ -193,6 +194,7 @@ class PluginManager:
         self.backends: dict[str, Backend] = {
             "inline": InlineBackend(),
             "process": ProcessBackend(self._host_call),
+            "ray": RayBackend(self._host_call, lambda: self.settings.policy.ray),
         }
         self.services = ServiceHub(proxy_for or (lambda plugin_id: None))
         #: checks every request a plugin makes of the host (``runtime.broker``)
