@@ -136,3 +136,17 @@ async def host(make_host: Callable[..., Any]) -> AsyncIterator[Any]:
         yield h
     finally:
         await h.stop()
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[Any]:
+    """One Ray cluster (a head and two nodes, 1 CPU each) for every Ray test of the
+    session (``tests/ray_support.py``); shut down by its own ``shutdown`` at the end."""
+    pytest.importorskip("ray", reason="the Ray tests need plugbay[ray] ('make test' installs it)")
+    from tests.ray_support import RayCluster
+
+    cluster = RayCluster()
+    try:
+        yield cluster
+    finally:
+        cluster.shutdown()
