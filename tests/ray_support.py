@@ -50,7 +50,7 @@ class RayCluster:
 
     def add(self, name: str) -> Any:
         node = self.cluster.add_node(
-            num_cpus=1, object_store_memory=OBJECT_STORE, resources={name: 100}
+            num_cpus=1, object_store_memory=OBJECT_STORE, resources={name: 100, "worker": 100}
         )
         self.nodes[name] = node
         self.cluster.wait_for_nodes()

@@ -1,0 +1,251 @@
+"""The Ray backend on a 3-node ``ray.cluster_utils.Cluster`` (``tests/ray_support.py``):
+placement on a chosen node, a node that goes away (its plugin serves again from
+another node, its data read back), a hot reload that moves a plugin across nodes
+with no failed call, and ``plugbay info`` saying where and how each plugin runs.
+The backend contract itself is checked on Ray by ``tests/backends`` (two cases)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from plugbay.api.errors import ConfigError, PluginCrashed
+from plugbay.isolation.policy import IsolationPolicy
+from plugbay.isolation.ray import RayHandle
+from plugbay.runtime.host import Host
+from tests.conftest import PluginFactory
+
+PLUGIN = "acme.notes"
+
+CODE = """
+import os
+from plugbay import UtilityPlugin, command
+
+class P(UtilityPlugin):
+    def __init__(self) -> None:
+        self.count = 0
+
+    def export_state(self) -> dict[str, int]:
+        return {{"count": self.count}}
+
+    def import_state(self, state: dict[str, int]) -> None:
+        self.count = state["count"]
+
+    @command
+    def remember(self, key: str, text: str) -> None:
+        self.context.storage.set(key, text)
+
+    @command
+    def recall(self, key: str) -> str | None:
+        return self.context.storage.get(key)
+
+    @command
+    def bump(self) -> int:
+        self.count += 1
+        return self.count
+
+    @command
+    def label(self) -> str:
+        return "{label}"
+
+    @command
+    async def wait(self, seconds: float) -> str:
+        import asyncio
+        await asyncio.sleep(seconds)
+        return "done"
+"""
+
+
+def write(directory: Path, *, label: str, version: str, extra: str = "") -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "main.py").write_text(CODE.format(label=label))
+    (directory / "plugin.toml").write_text(
+        f'id = "{PLUGIN}"\nversion = "{version}"\ntype = "utility"\nentry = "main:P"\n{extra}'
+    )
+
+
+def on_node(name: str) -> str:
+    return f'[resources]\ncustom = {{ "{name}" = 1 }}\n'
+
+
+def policy(cluster: Any, *, trusted: bool, plugins: tuple[str, ...] = ("*",)) -> IsolationPolicy:
+    return IsolationPolicy.from_config(
+        {
+            "ray": {"address": cluster.address, "plugins": list(plugins)},
+            "policy": {"inline": ["*"] if trusted else []},
+        }
+    )
+
+
+@pytest.fixture
+def make(
+    ray_cluster: Any, tmp_path: Path, plugins: PluginFactory
+) -> Callable[..., contextlib.AbstractAsyncContextManager[Host]]:
+    @contextlib.asynccontextmanager
+    async def running(*, trusted: bool = False, **options: Any) -> AsyncIterator[Host]:
+        options.setdefault("policy", policy(ray_cluster, trusted=trusted))
+        host = Host(
+            plugins.root,
+            state_dir=tmp_path / "state",
+            entry_points=False,
+            init_timeout=30.0,
+            cleanup_timeout=2.0,
+            monitor={"interval": 3600},
+            **options,
+        )
+        async with host:
+            yield host
+
+    return running
+
+
+def handle_of(host: Host) -> RayHandle:
+    handle = host.plugin(PLUGIN).handle
+    assert isinstance(handle, RayHandle)
+    return handle
+
+
+async def until(check: Callable[[], object], what: str, seconds: float = 30.0) -> None:
+    end = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("trusted", [False, True], ids=["sandboxed", "bare-actor"])
+async def test_a_plugin_runs_on_the_node_its_manifest_asks_for(
+    ray_cluster: Any, make: Any, plugins: PluginFactory, trusted: bool
+) -> None:
+    write(plugins.root / "notes", label="v1", version="1.0.0", extra=on_node("node-b"))
+    async with make(trusted=trusted) as host:
+        assert host.plugin(PLUGIN).state == "active", host.plugin(PLUGIN).reason
+        handle = handle_of(host)
+        assert ray_cluster.name_of(handle.node) == "node-b"
+        assert await host.call(PLUGIN, "bump") == 1
+        info = host.info(PLUGIN)
+        assert info["isolation"] == "ray"
+        assert info["location"]["node"] == handle.node
+        if trusted:
+            assert info["location"]["mode"] == "actor" and not info["sandbox"]["sandboxed"]
+            assert "bare actor (no sandbox)" in info["sandbox"]["reason"]
+        else:
+            assert info["location"]["mode"] == "agent" and info["sandbox"]["sandboxed"]
+            assert "sandboxed worker of its node's plugbay agent" in info["sandbox"]["reason"]
+            assert any(layer.get("active") for layer in info["sandbox"]["layers"])
+        usage = host.manager.monitor_usage(PLUGIN)
+        assert usage["node"] == handle.node and usage["rss_bytes"] > 0  # read on its node
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("trusted", [False, True], ids=["sandboxed", "bare-actor"])
+async def test_when_its_node_goes_the_plugin_serves_again_from_another_with_its_data(
+    ray_cluster: Any, make: Any, plugins: PluginFactory, trusted: bool
+) -> None:
+    # "worker" is a resource of node-a and node-b (not the head): it lands on one of them
+    write(plugins.root / "notes", label="v1", version="1.0.0", extra=on_node("worker"))
+    async with make(trusted=trusted, restart_backoff=0.1) as host:
+        first = handle_of(host)
+        gone = ray_cluster.name_of(first.node)
+        assert gone in ("node-a", "node-b")
+        await host.call(PLUGIN, "remember", key="greeting", text="kept across nodes")
+        in_flight = asyncio.create_task(host.call(PLUGIN, "wait", seconds=60.0))
+        await until(lambda: first.running() != [], "the call to start")
+        started = time.monotonic()
+        try:
+            await asyncio.to_thread(ray_cluster.remove, gone)
+            with pytest.raises(PluginCrashed) as crashed:
+                await in_flight
+            assert crashed.value.plugin == PLUGIN
+            # a node's loss fails the call at once (bench reports the figure), never a hang
+            assert time.monotonic() - started < 20
+            await until(
+                lambda: host.plugin(PLUGIN).state == "active" and handle_of(host) is not first,
+                "the restart on another node",
+                seconds=60,
+            )
+            moved = handle_of(host)
+            assert ray_cluster.name_of(moved.node) not in (gone, "?")
+            # context.storage is the host's: the data written on the lost node is read back
+            assert await host.call(PLUGIN, "recall", key="greeting") == "kept across nodes"
+            assert host.state is not None
+            actions = [e.action for e in host.state.history(PLUGIN)]
+            assert "crash" in actions and "restart" in actions
+        finally:
+            ray_cluster.add(gone)  # the session's cluster, restored (main thread only)
+
+
+@pytest.mark.slow
+async def test_a_hot_reload_moves_the_plugin_across_nodes_with_no_failed_call(
+    ray_cluster: Any, make: Any, plugins: PluginFactory
+) -> None:
+    directory = plugins.root / "notes"
+    write(directory, label="v1", version="1.0.0", extra=on_node("node-a"))
+    async with make(probation=0.2) as host:
+        first = handle_of(host)
+        assert ray_cluster.name_of(first.node) == "node-a"
+        stop = asyncio.Event()
+        answers: list[int] = []
+        failures: list[BaseException] = []
+
+        async def caller() -> None:
+            while not stop.is_set():
+                try:
+                    answers.append(await host.call(PLUGIN, "bump"))
+                except Exception as exc:
+                    failures.append(exc)
+                await asyncio.sleep(0)
+
+        callers = [asyncio.create_task(caller()) for _ in range(4)]
+        await until(lambda: len(answers) > 20, "calls before the reload")
+        write(directory, label="v2", version="1.1.0", extra=on_node("node-b"))
+        await host.reload(PLUGIN)
+        before = len(answers)
+        await until(lambda: len(answers) > before + 20, "calls after the reload")
+        stop.set()
+        await asyncio.gather(*callers)
+        assert failures == []
+        assert await host.call(PLUGIN, "label") == "v2"
+        assert ray_cluster.name_of(handle_of(host).node) == "node-b"
+        # every acknowledged bump is counted: the state moved with the plugin
+        assert await host.call(PLUGIN, "bump") == max(answers) + 1
+        await until(lambda: first.gone, "the old version's worker to end")
+
+
+@pytest.mark.slow
+async def test_a_manifest_may_ask_for_ray_and_the_policy_still_decides_its_sandbox(
+    ray_cluster: Any, make: Any, plugins: PluginFactory
+) -> None:
+    write(
+        plugins.root / "notes",
+        label="v1",
+        version="1.0.0",
+        extra='[placement]\nbackend = "ray"\n',
+    )
+    async with make(policy=policy(ray_cluster, trusted=False, plugins=())) as host:
+        handle = handle_of(host)
+        assert handle.mode == "agent" and handle.placement is not None
+        assert handle.placement.sandboxed
+        assert await host.call(PLUGIN, "bump") == 1
+    # a host without [ray]: the same plugin runs on this machine, unchanged, and says why
+    async with make(policy=IsolationPolicy.from_config({})) as host:
+        rec = host.plugin(PLUGIN)
+        assert rec.isolation == "process"
+        assert await host.call(PLUGIN, "label") == "v1"
+        assert "this host has no [ray]" in host.info(PLUGIN)["sandbox"]["reason"]
+
+
+def test_a_mistake_in_the_ray_table_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="address"):
+        IsolationPolicy.from_config({"ray": {"address": "nowhere"}})
+    with pytest.raises(ConfigError, match="no key 'adress'"):
+        IsolationPolicy.from_config({"ray": {"adress": "auto"}})
+    with pytest.raises(ConfigError, match="temp-dir"):
+        IsolationPolicy.from_config({"ray": {"temp-dir": "/tmp/" + "x" * 60}})
