@@ -19,6 +19,7 @@ from plugbay.api.errors import ConfigError, PluginCrashed
 from plugbay.isolation.policy import IsolationPolicy
 from plugbay.isolation.ray import RayHandle
 from plugbay.runtime.host import Host
+from plugbay.runtime.prometheus import exposition
 from tests.conftest import PluginFactory
 
 PLUGIN = "acme.notes"
@@ -142,6 +143,12 @@ async def test_a_plugin_runs_on_the_node_its_manifest_asks_for(
             assert any(layer.get("active") for layer in info["sandbox"]["layers"])
         usage = host.manager.monitor_usage(PLUGIN)
         assert usage["node"] == handle.node and usage["rss_bytes"] > 0  # read on its node
+        mode = "actor" if trusted else "agent"
+        metrics = exposition(host.manager).decode()
+        assert (
+            f'plugbay_plugin_node_info{{plugin="{PLUGIN}",backend="ray",node="{handle.node}",'
+            f'mode="{mode}"}} 1.0' in metrics
+        )
 
 
 @pytest.mark.slow
