@@ -256,3 +256,64 @@ def test_a_mistake_in_the_ray_table_is_a_config_error() -> None:
         IsolationPolicy.from_config({"ray": {"adress": "auto"}})
     with pytest.raises(ConfigError, match="temp-dir"):
         IsolationPolicy.from_config({"ray": {"temp-dir": "/tmp/" + "x" * 60}})
+
+
+LOCAL = """
+import asyncio, json, sys
+from plugbay.runtime.host import Host
+from plugbay.cli._plugin_views import _isolation_text
+
+async def main() -> None:
+    async with Host(sys.argv[1], state_dir=sys.argv[2], config_file=sys.argv[3],
+                    entry_points=False, init_timeout=60) as host:
+        backend = host.manager.backends["ray"]
+        info = host.info("acme.notes")
+        out = {
+            "bump": await host.call("acme.notes", "bump"),
+            "location": info["location"],
+            "text": _isolation_text(info, info["manifest"]),
+            "temp_dir": backend.temp_dir,
+        }
+    print(json.dumps(out))
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.slow
+def test_address_local_starts_a_private_cluster_and_stops_it_with_the_host(
+    tmp_path: Path, plugins: PluginFactory
+) -> None:
+    import json
+    import subprocess
+    import sys
+
+    import psutil
+
+    write(plugins.root / "notes", label="v1", version="1.0.0")
+    config = tmp_path / "plugbay.toml"
+    config.write_text('[ray]\naddress = "local"\nplugins = ["acme.*"]\nnum-cpus = 1\n')
+    # its own process: this one is connected to the session's cluster
+    done = subprocess.run(
+        [sys.executable, "-c", LOCAL, str(plugins.root), str(tmp_path / "state"), str(config)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["bump"] == 1
+    assert out["location"]["backend"] == "ray" and out["location"]["mode"] == "agent"
+    assert out["text"].startswith(
+        f"Ray sandboxed worker of the node's agent on node {out['location']['node'][:12]}"
+    )
+    temp_dir = out["temp_dir"]
+    assert temp_dir and len(temp_dir) < 30  # a short one: Ray's socket paths fit
+    assert not Path(temp_dir).exists()  # removed with the cluster
+    # nothing of that cluster is left running (its processes name its temp dir)
+    left = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        with contextlib.suppress(psutil.Error):
+            if any(temp_dir in part for part in proc.info["cmdline"] or []):
+                left.append(proc.info["pid"])
+    assert left == []

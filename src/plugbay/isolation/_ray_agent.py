@@ -29,7 +29,10 @@ import socket
 import sys
 import threading
 import traceback
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from plugbay.isolation.base import EnvironmentPaths
 
 __all__ = ["NodeAgent", "PluginActor", "dial", "node_id"]
 
@@ -100,11 +103,15 @@ class NodeAgent:
         from plugbay.isolation.zygote import Zygote
 
         self.zygote = Zygote()
+        #: one zygote per plugin environment (by its site-packages), started on first use
+        self.env_zygotes: dict[str, Zygote] = {}
         #: pid → its cgroup (removed once it exits) and how it ended
         self._cgroups: dict[int, str | None] = {}
         self._ended: dict[int, tuple[int, int]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._listeners: dict[int, Any] = {}
+        self._zygotes: dict[int, Zygote] = {}
+        self._exits: dict[int, asyncio.Event] = {}
         #: denials the kernel layer answered here (the worker's guard reports its own)
         self.kernel_denials = 0
 
@@ -113,24 +120,35 @@ class NodeAgent:
         return {"node": node_id(), "pid": os.getpid(), "zygote": self.zygote.pid}
 
     async def spawn(
-        self, request: dict[str, Any], host: str, port: int, token: str
+        self,
+        request: dict[str, Any],
+        host: str,
+        port: int,
+        token: str,
+        environment: EnvironmentPaths | None = None,
     ) -> dict[str, Any]:
-        """Fork a worker as ``request`` says (sandboxed or not), dial the host for it and
-        relay its channel; returns its pid, its node and the layers it reported."""
+        """Fork a worker as ``request`` says (sandboxed or not; from its own environment's
+        zygote when it has one), dial the host for it and relay its channel; returns its
+        pid and its node."""
         from plugbay.isolation._process_parts import receive_listener
         from plugbay.isolation.seccomp_notify import SeccompListener
+        from plugbay.isolation.zygote import Zygote
 
         loop = asyncio.get_running_loop()
+        zygote = self.zygote
+        if environment is not None:
+            zygote = self.env_zygotes.setdefault(environment.site_packages, Zygote(environment))
         if "sandbox" in request:
-            pid, sock, report = await self.zygote.spawn_sandboxed(request)
+            pid, sock, report = await zygote.spawn_sandboxed(request)
             listener = await asyncio.to_thread(receive_listener, report)
             if listener is not None:  # answered here; the worker's guard tells the host
                 seccomp = SeccompListener(listener, self._kernel_denial)
                 seccomp.start(loop)
                 self._listeners[pid] = seccomp
         else:
-            pid, sock = await self.zygote.spawn(request)
+            pid, sock = await zygote.spawn(request)
         self._cgroups[pid] = request.get("sandbox", {}).get("cgroup")
+        self._zygotes[pid] = zygote
         try:
             remote = await asyncio.to_thread(dial, host, port, token)
         except OSError:
@@ -176,7 +194,8 @@ class NodeAgent:
         """When the worker exits: how (wait status, OOM kills), then its cgroup is removed."""
         from plugbay.isolation._cgroups import CgroupLayer
 
-        status = await asyncio.shield(self.zygote.exited(pid))
+        zygote = self._zygotes[pid]
+        status = await asyncio.shield(zygote.exited(pid))
         listener = self._listeners.pop(pid, None)
         if listener is not None:
             listener.close()
@@ -188,15 +207,23 @@ class NodeAgent:
             with contextlib.suppress(OSError):
                 await asyncio.to_thread(group.remove)
         self._ended[pid] = (status, oom)
-        self.zygote.forget(pid)
+        while len(self._ended) > 1024:  # nobody asked how these ended (a plain release)
+            self._exits.pop(next(iter(self._ended)), None)
+            self._ended.pop(next(iter(self._ended)))
+        self._exited(pid).set()
+        zygote.forget(pid)
+        del self._zygotes[pid]
 
     async def exit_status(self, pid: int, wait: float = 0.5) -> tuple[int, int] | None:
         """``(wait status, OOM kills)`` of a worker that ended (waits up to ``wait``)."""
-        loop = asyncio.get_running_loop()
-        end = loop.time() + wait
-        while pid not in self._ended and loop.time() < end:
-            await asyncio.sleep(0.01)
+        if pid not in self._ended:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._exited(pid).wait(), wait)
+        self._exits.pop(pid, None)
         return self._ended.pop(pid, None)
+
+    def _exited(self, pid: int) -> asyncio.Event:
+        return self._exits.setdefault(pid, asyncio.Event())
 
     def kill(self, pid: int) -> None:
         """End one of this agent's workers (never another process)."""
@@ -225,4 +252,5 @@ class NodeAgent:
     async def close(self) -> None:
         for pid in list(self._cgroups):
             self.kill(pid)
-        await self.zygote.stop()
+        for zygote in [self.zygote, *self.env_zygotes.values()]:
+            await zygote.stop()

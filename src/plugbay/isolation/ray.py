@@ -50,6 +50,7 @@ import importlib
 import logging
 import os
 import secrets
+import shutil
 import socket
 import tempfile
 import time
@@ -258,7 +259,7 @@ class RayBackend(Backend):
         choices = fresh or alive
         if not choices:
             raise PlugbayError("the Ray cluster has no alive node", hint="'ray status' says why")
-        return min(choices, key=lambda n: (self._placed.get(n, 0), n))
+        return str(min(choices, key=lambda n: (self._placed.get(n, 0), n)))
 
     def node_lost(self, node: str) -> None:
         """A plugin on ``node`` was lost: pass the node over for a while."""
@@ -284,13 +285,13 @@ class RayBackend(Backend):
         token, channel = self._channels.expect()
         try:
             async with asyncio.timeout(self.settings.start_timeout):
-                if placement.ray.get("mode") == "actor":
-                    handle = await self._start_actor(
-                        manifest, placement, data_dir, token, channel
-                    )
+                # a plugin with its own Python environment runs from that environment's
+                # zygote on its node (the agent's), even when trusted: not sandboxed then
+                if placement.ray.get("mode") == "actor" and environment is None:
+                    handle = await self._start_actor(manifest, placement, data_dir, token, channel)
                 else:
                     handle = await self._start_in_agent(
-                        manifest, placement, data_dir, token, channel
+                        manifest, placement, data_dir, token, channel, environment
                     )
         except TimeoutError:
             raise PluginLoadError(
@@ -360,6 +361,7 @@ class RayBackend(Backend):
         data_dir: Path | None,
         token: str,
         channel: asyncio.Future[socket.socket],
+        environment: EnvironmentPaths | None,
     ) -> RayHandle:
         ray = _ray()
         request = worker_request(manifest, placement, data_dir)
@@ -375,7 +377,7 @@ class RayBackend(Backend):
             agent = await self._agent(node)
             assert self._channels is not None
             where = await agent.spawn.remote(
-                request, self._channels.address, self._channels.port, token
+                request, self._channels.address, self._channels.port, token, environment
             )
             sock = await channel
         except BaseException as exc:
@@ -429,12 +431,16 @@ class RayBackend(Backend):
         async with lock:
             agent = self._agents.get(node)
             if agent is None:
-                agent = self._remote(NodeAgent).options(
-                    num_cpus=0,
-                    max_restarts=0,
-                    max_concurrency=10_000,
-                    scheduling_strategy=_affinity(node, soft=False),
-                ).remote()
+                agent = (
+                    self._remote(NodeAgent)
+                    .options(
+                        num_cpus=0,
+                        max_restarts=0,
+                        max_concurrency=10_000,
+                        scheduling_strategy=_affinity(node, soft=False),
+                    )
+                    .remote()
+                )
                 await agent.ready.remote()
                 self._agents[node] = agent
             return agent
@@ -458,6 +464,9 @@ class RayBackend(Backend):
             self._agents.clear()
             if self._owns_connection:
                 await asyncio.to_thread(ray.shutdown)
+                if self.temp_dir is not None and self.settings.temp_dir is None:
+                    await asyncio.to_thread(shutil.rmtree, self.temp_dir, True)
+                    self.temp_dir = None
         if self._channels is not None:
             self._channels.close()
             self._channels = None

@@ -70,11 +70,13 @@ class RaySettings:
                     hint=f"known keys: {', '.join(sorted(_KEYS))}",
                 )
         address = table.get("address", "local")
-        if not isinstance(address, str) or not address or (
-            address not in ("local", "auto") and ":" not in address
+        if (
+            not isinstance(address, str)
+            or not address
+            or (address not in ("local", "auto") and ":" not in address)
         ):
             raise ConfigError(
-                f"[ray] address must be \"local\", \"auto\" or \"HOST:PORT\", not {address!r}",
+                f'[ray] address must be "local", "auto" or "HOST:PORT", not {address!r}',
                 where=where,
             )
         plugins = table.get("plugins", [])
@@ -120,7 +122,7 @@ class RaySettings:
             if fnmatch.fnmatchcase(manifest.id, pattern):
                 return f"placed on Ray by the host ([ray] plugins = {pattern!r})"
         if manifest.placement.backend == "ray":
-            return "placed on Ray as its manifest asks ([placement] backend = \"ray\")"
+            return 'placed on Ray as its manifest asks ([placement] backend = "ray")'
         return None
 
 
