@@ -6,7 +6,7 @@ import importlib
 import platform
 import sys
 
-SUITES = ["spine", "sandbox", "quota", "monitor", "reload", "http", "pdk", "envs", "trust"]
+SUITES = ["spine", "sandbox", "quota", "monitor", "reload", "http", "pdk", "envs", "trust", "ray"]
 
 
 def main(argv: list[str]) -> int:
