@@ -317,3 +317,57 @@ def test_address_local_starts_a_private_cluster_and_stops_it_with_the_host(
             if any(temp_dir in part for part in proc.info["cmdline"] or []):
                 left.append(proc.info["pid"])
     assert left == []
+
+
+DOC_MANIFEST = """
+id = "acme.heavy"
+version = "1.0.0"
+type = "utility"
+entry = "main:P"
+
+[placement]
+backend = "ray"
+node-labels = { zone = "b" }
+
+[resources]
+num-cpus = 1
+memory = "512MiB"
+custom = { "gpu-box" = 1 }
+"""
+
+
+def test_the_policy_puts_a_plugin_on_ray_with_the_resources_its_manifest_asks_for(
+    tmp_path: Path,
+) -> None:
+    from plugbay.model.manifest import parse_manifest
+
+    manifest = parse_manifest(DOC_MANIFEST)
+    untrusted = IsolationPolicy.from_config({"ray": {"address": "auto"}})
+    placed = untrusted.place(manifest, [tmp_path])
+    assert (placed.isolation, placed.sandboxed, placed.ray["mode"]) == ("ray", True, "agent")
+    assert placed.ray["num_cpus"] == 1.0 and placed.ray["memory"] == 512 * 2**20
+    assert placed.ray["resources"] == {"gpu-box": 1} and placed.ray["labels"] == {"zone": "b"}
+    assert placed.limits["memory"] == 512 * 2**20  # the sandbox's limit is the same
+    assert placed.describe()["ray"]["mode"] == "agent"
+    trusted = IsolationPolicy.from_config(
+        {"ray": {"address": "auto"}, "policy": {"inline": ["acme.*"]}}
+    )
+    assert trusted.place(manifest, [tmp_path]).ray["mode"] == "actor"
+    through_agent = IsolationPolicy.from_config(
+        {"ray": {"address": "auto", "bare-actors": False}, "policy": {"inline": ["acme.*"]}}
+    ).place(manifest, [tmp_path])
+    assert (through_agent.ray["mode"], through_agent.sandboxed) == ("agent", False)
+    # the operator keeps a plugin here by not configuring Ray at all
+    assert IsolationPolicy.from_config({}).place(manifest, [tmp_path]).isolation == "process"
+
+
+def test_a_negative_cluster_resource_is_a_manifest_error() -> None:
+    from plugbay.api.errors import ManifestError
+    from plugbay.model.manifest import parse_manifest
+
+    with pytest.raises(ManifestError, match=r"num-cpus must be >= 0"):
+        parse_manifest(DOC_MANIFEST.replace("num-cpus = 1", "num-cpus = -1"))
+    with pytest.raises(ManifestError, match=r"custom.gpu-box must be >= 0"):
+        parse_manifest(DOC_MANIFEST.replace('"gpu-box" = 1', '"gpu-box" = -2'))
+    with pytest.raises(ManifestError, match="backend"):
+        parse_manifest(DOC_MANIFEST.replace('backend = "ray"', 'backend = "mars"'))
