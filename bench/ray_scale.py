@@ -139,6 +139,16 @@ async def _measure(cluster: Any) -> dict[str, Any]:
         out["worker_uss"] = statistics.median(uss) if uss else float("nan")
         stop_begin = time.perf_counter()
     out["stop_all"] = time.perf_counter() - stop_begin
+    # the same plugins in sandboxed workers of this machine (the process backend)
+    local = {k: v for k, v in options.items() if k != "policy"}
+    begin = time.perf_counter()
+    async with Host(many, state_dir=WORK / "state-local", **local) as host:
+        out["start_all_local"] = time.perf_counter() - begin
+        ids = [r.id for r in host.plugins() if str(r.state) == "active"]
+        out["fan_in_local"] = await _fan_in(host, ids)
+        cpu0, t0 = sum(me.cpu_times()[:2]), time.perf_counter()
+        await asyncio.sleep(5.0)
+        out["idle_cpu_local"] = (sum(me.cpu_times()[:2]) - cpu0) / (time.perf_counter() - t0)
     return out
 
 
@@ -176,7 +186,7 @@ def run() -> int:
     figures = [
         Figure(
             f"{n} sandboxed plugins started over {NODES} nodes (host start → all active)",
-            m["start_all"], "a host with one such plugin (start → active)", m["start_one"],
+            m["start_all"], "the same plugins in local sandboxed workers", m["start_all_local"],
             f"reported: {m['start_all'] / n * 1e3:.1f} ms per plugin; per node "
             + ", ".join(f"{node} {count}" for node, count in m["per_node"]), None,
         ),
@@ -187,7 +197,8 @@ def run() -> int:
         ),
         Figure(
             f"32 callers fanning in over {n} plugins", m["fan_in"],
-            "32 callers of one plugin", m["fan_in_one"], "reported", None, unit="calls/s",
+            "the same over local sandboxed workers", m["fan_in_local"], "reported", None,
+            unit="calls/s", note=f"32 callers of one plugin on Ray: {m['fan_in_one']:,.0f} calls/s",
         ),
         Figure(
             "host memory per remote plugin (Python heap, tracemalloc)",
@@ -202,7 +213,9 @@ def run() -> int:
         ),
         Figure(
             f"host idle CPU with {n} plugins (heartbeats)", m["idle_cpu"] * 100,
-            "with one plugin", m["idle_cpu_one"] * 100, "reported", None, unit="% of a core",
+            "the same plugins in local sandboxed workers", m["idle_cpu_local"] * 100,
+            f"reported (one plugin on Ray: {m['idle_cpu_one'] * 100:.1f} %)", None,
+            unit="% of a core",
         ),
         Figure(
             "/metrics series per plugin", m["series_per_plugin"],
