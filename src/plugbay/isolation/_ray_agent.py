@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import signal
 import socket
@@ -112,8 +113,11 @@ class NodeAgent:
         self._listeners: dict[int, Any] = {}
         self._zygotes: dict[int, Zygote] = {}
         self._exits: dict[int, asyncio.Event] = {}
-        #: denials the kernel layer answered here (the worker's guard reports its own)
-        self.kernel_denials = 0
+        #: denials the kernel layer (seccomp's listener) answered here, for the host:
+        #: (worker pid, event), taken by ``reports``; bounded, the excess counted
+        self._reports: list[tuple[int, dict[str, Any]]] = []
+        self._reported = asyncio.Event()
+        self.reports_dropped = 0
 
     async def ready(self) -> dict[str, Any]:
         await self.zygote.start()
@@ -142,11 +146,12 @@ class NodeAgent:
             pid, sock, report = await zygote.spawn_sandboxed(request)
             listener = await asyncio.to_thread(receive_listener, report)
             if listener is not None:  # answered here; the worker's guard tells the host
-                seccomp = SeccompListener(listener, self._kernel_denial)
+                seccomp = SeccompListener(listener, functools.partial(self._kernel_denial, pid))
                 seccomp.start(loop)
                 self._listeners[pid] = seccomp
         else:
             pid, sock = await zygote.spawn(request)
+            listener = None
         self._cgroups[pid] = request.get("sandbox", {}).get("cgroup")
         self._zygotes[pid] = zygote
         try:
@@ -161,10 +166,22 @@ class NodeAgent:
         reaper = loop.create_task(self._reap(pid))
         self._tasks.add(reaper)
         reaper.add_done_callback(self._tasks.discard)
-        return {"pid": pid, "node": node_id()}
+        kernel = ["seccomp"] if listener is not None else []
+        return {"pid": pid, "node": node_id(), "kernel_reports": kernel}
 
-    def _kernel_denial(self, event: dict[str, Any]) -> None:
-        self.kernel_denials += 1
+    def _kernel_denial(self, pid: int, event: dict[str, Any]) -> None:
+        if len(self._reports) >= 1000:  # the host's bounds count what reaches it
+            self.reports_dropped += 1
+            return
+        self._reports.append((pid, event))
+        self._reported.set()
+
+    async def reports(self) -> list[tuple[int, dict[str, Any]]]:
+        """The kernel's denials since the last call (waits for one): the host long-polls."""
+        await self._reported.wait()
+        self._reported.clear()
+        taken, self._reports = self._reports, []
+        return taken
 
     async def _relay(self, pid: int, worker: socket.socket, host: socket.socket) -> None:
         """Bytes both ways until either end closes; then both are closed."""

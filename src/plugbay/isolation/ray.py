@@ -173,6 +173,7 @@ class RayBackend(Backend):
         self._lost: dict[str, float] = {}
         self._handles: set[RayHandle] = set()
         self._remote_classes: dict[str, Any] = {}
+        self._watchers: set[asyncio.Task[None]] = set()
         self.temp_dir: str | None = None
 
     @property
@@ -395,6 +396,7 @@ class RayBackend(Backend):
         return RayHandle(
             manifest, where["pid"], sock, self._host_call, placement=placement,
             data_dir=data_dir, backend=self, node=where["node"], agent=agent, group=group,
+            kernel_reports=where.get("kernel_reports", []),
         )  # fmt: skip
 
     async def _reserve(self, placement: Placement) -> tuple[Any, str]:
@@ -443,7 +445,23 @@ class RayBackend(Backend):
                 )
                 await agent.ready.remote()
                 self._agents[node] = agent
+                task = asyncio.get_running_loop().create_task(self._kernel_reports(node, agent))
+                self._watchers.add(task)
+                task.add_done_callback(self._watchers.discard)
             return agent
+
+    async def _kernel_reports(self, node: str, agent: Any) -> None:
+        """The denials a node's kernel layer answered (seccomp's listener, in its agent),
+        to the plugin whose worker made them, as on this machine."""
+        while True:
+            try:
+                batch = await agent.reports.remote()
+            except Exception:  # the agent is gone (its node, or the host is closing)
+                return
+            for pid, event in batch:
+                for handle in list(self._handles):
+                    if handle.node == node and handle.pid == pid and handle._agent is agent:
+                        handle._report(event)
 
     def forget(self, handle: RayHandle) -> None:
         if handle in self._handles:
@@ -454,6 +472,8 @@ class RayBackend(Backend):
         """Release every handle, end the agents, and leave the cluster (``local``: stop it)."""
         for handle in list(self._handles):
             handle.release()
+        for task in list(self._watchers):
+            task.cancel()
         if self._connected:
             ray = _ray()
             for agent in list(self._agents.values()):
@@ -505,8 +525,11 @@ class RayHandle(ProcessHandle):
         actor: Any = None,
         agent: Any = None,
         group: Any = None,
+        kernel_reports: list[str] | None = None,
     ) -> None:
         super().__init__(manifest, pid, sock, host_call, placement=placement, data_dir=data_dir)
+        #: the layers whose denials the node's agent reports (the guard leaves them to it)
+        self.kernel_reports = list(kernel_reports or [])
         self.backend = backend
         #: the Ray node it runs on (``plugbay info``, the ``node`` label of its metrics)
         self.node = node
@@ -526,6 +549,12 @@ class RayHandle(ProcessHandle):
             "pid": self.pid,
             "sandboxed": bool(self.placement and self.placement.sandboxed),
         }
+
+    def _rules(self) -> dict[str, Any]:
+        rules = super()._rules()
+        if rules:
+            rules["kernel_reports"] = self.kernel_reports
+        return rules
 
     def _lost(self, reason: str | None, protocol_error: bool) -> None:
         if protocol_error or self._dead is not None or self._closing:
