@@ -146,8 +146,8 @@ async def test_a_plugin_runs_on_the_node_its_manifest_asks_for(
         mode = "actor" if trusted else "agent"
         metrics = exposition(host.manager).decode()
         assert (
-            f'plugbay_plugin_node_info{{plugin="{PLUGIN}",backend="ray",node="{handle.node}",'
-            f'mode="{mode}"}} 1.0' in metrics
+            f'plugbay_plugin_node_info{{backend="ray",mode="{mode}",node="{handle.node}",'
+            f'plugin="{PLUGIN}"}} 1' in metrics
         )
 
 

@@ -181,7 +181,10 @@ class Worker:
         elif isinstance(message, frames.Cancel):
             running = self.calls.get(message.id)
             if running is not None:
-                running.cancel()
+                # one loop step later: a call and its cancel read at once (a busy worker, a
+                # relayed channel) would otherwise cancel a task before its command started,
+                # and the command would never see its CancelledError
+                asyncio.get_running_loop().call_soon(running.cancel)
         elif isinstance(message, frames.Cleanup):
             task = asyncio.ensure_future(self._finish(message.id))
             task.add_done_callback(lambda _t: None)
