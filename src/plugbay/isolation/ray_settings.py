@@ -69,51 +69,15 @@ class RaySettings:
                     where=where,
                     hint=f"known keys: {', '.join(sorted(_KEYS))}",
                 )
-        address = table.get("address", "local")
-        if (
-            not isinstance(address, str)
-            or not address
-            or (address not in ("local", "auto") and ":" not in address)
-        ):
-            raise ConfigError(
-                f'[ray] address must be "local", "auto" or "HOST:PORT", not {address!r}',
-                where=where,
-            )
-        plugins = table.get("plugins", [])
-        if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
-            raise ConfigError("[ray] plugins must be a list of plugin id patterns", where=where)
-        bare = table.get("bare-actors", True)
-        if not isinstance(bare, bool):
-            raise ConfigError("[ray] bare-actors must be true or false", where=where)
-        listen = table.get("listen", "127.0.0.1")
-        if not isinstance(listen, str) or not listen:
-            raise ConfigError("[ray] listen must be the host's address (a string)", where=where)
-        try:
-            store = parse_size(table.get("object-store", 96 << 20), where=where)
-        except PlugbayError as exc:
-            raise ConfigError(f"[ray] object-store: {exc.message}", where=where) from None
-        cpus = table.get("num-cpus")
-        if cpus is not None and (isinstance(cpus, bool) or not isinstance(cpus, int) or cpus < 1):
-            raise ConfigError("[ray] num-cpus must be a whole number >= 1", where=where)
-        timeout = table.get("start-timeout", 60.0)
-        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
-            raise ConfigError("[ray] start-timeout must be a number of seconds > 0", where=where)
-        temp = table.get("temp-dir")
-        if temp is not None and (not isinstance(temp, str) or len(temp) > 40):
-            raise ConfigError(
-                "[ray] temp-dir must be a short path (Unix socket paths under it are "
-                "limited to 107 bytes)",
-                where=where,
-            )
         return cls(
-            address=address,
-            plugins=tuple(plugins),
-            bare_actors=bare,
-            listen=listen,
-            object_store_bytes=int(store or (96 << 20)),
-            num_cpus=cpus,
-            start_timeout=float(timeout),
-            temp_dir=temp,
+            address=_address(table.get("address", "local"), where),
+            plugins=_patterns(table.get("plugins", []), where),
+            bare_actors=_flag(table.get("bare-actors", True), "bare-actors", where),
+            listen=_listen(table.get("listen", "127.0.0.1"), where),
+            object_store_bytes=_store(table.get("object-store", 96 << 20), where),
+            num_cpus=_cpus(table.get("num-cpus"), where),
+            start_timeout=_seconds(table.get("start-timeout", 60.0), where),
+            temp_dir=_temp_dir(table.get("temp-dir"), where),
         )
 
     def wants(self, manifest: PluginManifest) -> str | None:
@@ -124,6 +88,62 @@ class RaySettings:
         if manifest.placement.backend == "ray":
             return 'placed on Ray as its manifest asks ([placement] backend = "ray")'
         return None
+
+
+def _address(value: Any, where: str) -> str:
+    if not isinstance(value, str) or (value not in ("local", "auto") and ":" not in value):
+        raise ConfigError(
+            f'[ray] address must be "local", "auto" or "HOST:PORT", not {value!r}', where=where
+        )
+    return value
+
+
+def _patterns(value: Any, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(p, str) for p in value):
+        raise ConfigError("[ray] plugins must be a list of plugin id patterns", where=where)
+    return tuple(value)
+
+
+def _flag(value: Any, key: str, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"[ray] {key} must be true or false", where=where)
+    return value
+
+
+def _listen(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigError("[ray] listen must be the host's address (a string)", where=where)
+    return value
+
+
+def _store(value: Any, where: str) -> int:
+    try:
+        size = parse_size(value, where=where)
+    except PlugbayError as exc:
+        raise ConfigError(f"[ray] object-store: {exc.message}", where=where) from None
+    return int(size or (96 << 20))
+
+
+def _cpus(value: Any, where: str) -> int | None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ConfigError("[ray] num-cpus must be a whole number >= 1", where=where)
+    return value
+
+
+def _seconds(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise ConfigError("[ray] start-timeout must be a number of seconds > 0", where=where)
+    return float(value)
+
+
+def _temp_dir(value: Any, where: str) -> str | None:
+    if value is not None and (not isinstance(value, str) or len(value) > 40):
+        raise ConfigError(
+            "[ray] temp-dir must be a short path (Unix socket paths under it are limited "
+            "to 107 bytes)",
+            where=where,
+        )
+    return value
 
 
 def place_on_ray(
