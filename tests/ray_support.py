@@ -1,6 +1,7 @@
 """One Ray cluster for the whole test session (``ray.cluster_utils.Cluster``, this machine).
 
-A head and two worker nodes of one CPU each, each with a custom resource naming it
+A head and two worker nodes of one CPU each, each with a custom resource and a label
+(``plugbay-node``) naming it
 (``node-head``, ``node-a``, ``node-b``), so a test can place a plugin on a chosen
 node. Dashboard off, usage stats off, a short temp dir (Unix socket paths are limited
 to 107 bytes), a small object store. Ray's processes are ended only by
@@ -50,7 +51,10 @@ class RayCluster:
 
     def add(self, name: str) -> Any:
         node = self.cluster.add_node(
-            num_cpus=1, object_store_memory=OBJECT_STORE, resources={name: 100, "worker": 100}
+            num_cpus=1,
+            object_store_memory=OBJECT_STORE,
+            resources={name: 100, "worker": 100},
+            labels={"plugbay-node": name},
         )
         self.nodes[name] = node
         self.cluster.wait_for_nodes()

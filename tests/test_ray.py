@@ -371,3 +371,16 @@ def test_a_negative_cluster_resource_is_a_manifest_error() -> None:
         parse_manifest(DOC_MANIFEST.replace('"gpu-box" = 1', '"gpu-box" = -2'))
     with pytest.raises(ManifestError, match="backend"):
         parse_manifest(DOC_MANIFEST.replace('backend = "ray"', 'backend = "mars"'))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("trusted", [False, True], ids=["sandboxed", "bare-actor"])
+async def test_node_labels_in_the_manifest_choose_the_node(
+    ray_cluster: Any, make: Any, plugins: PluginFactory, trusted: bool
+) -> None:
+    labels = '[placement]\nnode-labels = { plugbay-node = "node-a" }\n'
+    write(plugins.root / "notes", label="v1", version="1.0.0", extra=labels)
+    async with make(trusted=trusted) as host:
+        assert host.plugin(PLUGIN).state == "active", host.plugin(PLUGIN).reason
+        assert ray_cluster.name_of(handle_of(host).node) == "node-a"
+        assert await host.call(PLUGIN, "bump") == 1
