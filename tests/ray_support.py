@@ -32,7 +32,7 @@ class RayCluster:
         os.makedirs(os.path.join(self.temp_dir, "ray"))
         self.cluster = Cluster(
             initialize_head=True,
-            connect=True,
+            connect=False,
             head_node_args={
                 "num_cpus": 1,
                 "include_dashboard": False,
@@ -69,10 +69,22 @@ class RayCluster:
                 return name
         return "?"
 
-    def shutdown(self) -> None:
+    def connect(self) -> None:
+        """Make this process the cluster's driver (a host here is Ray's client)."""
+        import ray
+
+        if not ray.is_initialized():
+            ray.init(address=self.address, configure_logging=False, log_to_driver=False)
+
+    def disconnect(self) -> None:
+        """Leave the cluster (its nodes keep running): Ray's threads end in this process,
+        so the tests that fork sandboxed children from it run as without Ray."""
         import ray
 
         ray.shutdown()
+
+    def shutdown(self) -> None:
+        self.disconnect()
         self.cluster.shutdown()
         if self._tmpdir_before is None:
             os.environ.pop("RAY_TMPDIR", None)
