@@ -6,7 +6,7 @@ import importlib
 import platform
 import sys
 
-SUITES = ["spine", "sandbox", "quota", "monitor", "reload", "http", "pdk", "envs", "trust"]
+SUITES = ["spine", "sandbox", "quota", "monitor", "reload", "http", "pdk", "envs", "trust", "index"]
 
 
 def main(argv: list[str]) -> int:
