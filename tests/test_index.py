@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from plugbay.pdk.errors import PluginIndexError
 from plugbay.pdk.index import PluginIndex, parse_requirement, plan_install
 from plugbay.pdk.signing import TrustStore, generate_key, sign_wheel
 from plugbay.runtime.host import Host
@@ -81,9 +82,10 @@ def test_search_over_http_finds_every_word_newest_version_first(
             ("acme.solo", "0.5.0"),
         ]
         lobby = plugbay("search", "greets LOBBY", "--index", url, cwd=tmp_path)
-        assert "no plugin in the index matches" in plugbay(
-            "search", "greets nowhere", "--index", url, cwd=tmp_path
-        ).stdout
+        assert (
+            "no plugin in the index matches"
+            in plugbay("search", "greets nowhere", "--index", url, cwd=tmp_path).stdout
+        )
     # the newest acme.app has no description; the words of an older version do not count
     assert "acme.app" not in lobby.stdout
 
@@ -169,9 +171,7 @@ def test_signatures_are_verified_when_the_operator_requires_them(
     assert (row["id"], row["signed_by"]) == ("acme.solo", TrustStore(state).keys().popitem()[0])
 
 
-def test_a_wheel_changed_after_the_index_was_built_is_refused(
-    wheels: Path, tmp_path: Path
-) -> None:
+def test_a_wheel_changed_after_the_index_was_built_is_refused(wheels: Path, tmp_path: Path) -> None:
     plugbay("index", "build", str(wheels), cwd=tmp_path)
     swapped = wheels / "acme_solo-0.5.0-py3-none-any.whl"
     plugin_wheel(tmp_path / "evil", "acme.solo", "0.5.0", description="changed")
@@ -192,7 +192,10 @@ def test_what_is_installed_already_is_not_downloaded_again(wheels: Path) -> None
     index = PluginIndex.open(wheels)
     here = [parse_manifest('id = "acme.base"\nversion = "1.5.0"\ntype = "utility"\nentry = "m:P"')]
     plan = plan_install(
-        index, *parse_requirement("acme.app@^1"), installed=here, host_version=Version.parse("1.0.0")
+        index,
+        *parse_requirement("acme.app@^1"),
+        installed=here,
+        host_version=Version.parse("1.0.0"),
     )
     assert [(e.id, str(e.version)) for e in plan.downloads] == [("acme.app", "1.0.0")]
     assert plan.present == {"acme.base": "1.5.0"}
@@ -207,5 +210,5 @@ def test_a_hostile_index_is_refused_with_its_reason(tmp_path: Path) -> None:
             }
         )
     )
-    with pytest.raises(Exception, match="not a plain .whl file name beside the index"):
+    with pytest.raises(PluginIndexError, match=r"not a plain \.whl file name beside the index"):
         PluginIndex.open(tmp_path)

@@ -174,9 +174,7 @@ def _show_plan(plan: Any) -> None:
         )
         if asked:
             out.print("  asks for: " + ", ".join(escape(p) for p in asked))
-            out.print(
-                "  [dim](nothing is granted by installing: 'plugbay grant ID PERMISSION')[/]"
-            )
+            out.print("  [dim](nothing is granted by installing: 'plugbay grant ID PERMISSION')[/]")
         else:
             out.print("  asks for no permissions")
     for pid, version in sorted(plan.present.items()):

@@ -231,8 +231,7 @@ class PluginIndex:
             raise PluginIndexError(
                 f"not a plugbay index (format is not {FORMAT!r})",
                 where=_join(where, INDEX_FILE),
-                hint="rebuild it with 'plugbay index build DIR' (this plugbay reads "
-                f"{FORMAT})",
+                hint=f"rebuild it with 'plugbay index build DIR' (this plugbay reads {FORMAT})",
             )
         rows = document.get("plugins")
         if not isinstance(rows, list):
@@ -246,9 +245,7 @@ class PluginIndex:
 
     def versions(self, plugin_id: str) -> list[IndexEntry]:
         """The entries of one plugin, newest first."""
-        return sorted((e for e in self.entries if e.id == plugin_id), key=lambda e: e.version)[
-            ::-1
-        ]
+        return sorted((e for e in self.entries if e.id == plugin_id), key=lambda e: e.version)[::-1]
 
     def search(self, text: str) -> list[IndexEntry]:
         """The newest version of each plugin whose id, name, description, type or
@@ -470,9 +467,7 @@ def plan_install(
             where=index.location,
             hint=f"'plugbay upgrade {plugin_id} {chosen.version}' serves it",
         )
-    present = {
-        p: str(m.version) for p, m in plan.selected.items() if id(m) not in by_manifest
-    }
+    present = {p: str(m.version) for p, m in plan.selected.items() if id(m) not in by_manifest}
     return InstallPlan(target, downloads, present, dict(plan.notes))
 
 
@@ -487,4 +482,3 @@ def _similar(index: PluginIndex, plugin_id: str) -> str:
     if close:
         return f"did you mean {', '.join(close)}? 'plugbay search TEXT --index …' lists plugins"
     return "'plugbay search TEXT --index …' lists the plugins it has"
-

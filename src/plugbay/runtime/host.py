@@ -607,6 +607,14 @@ class Host:
             self.registry.register(manifest)
         return manifest
 
+    async def uninstall(
+        self, plugin_id: str, version: str | None = None, *, purge: bool = False
+    ) -> dict[str, Any]:
+        """Stop and remove installed versions (``runtime.uninstall``); data kept unless purge."""
+        from plugbay.runtime.uninstall import uninstall
+
+        return await uninstall(self, plugin_id, version, purge=purge)
+
     def history(self, plugin_id: str | None = None, *, limit: int = 100) -> list[HistoryEvent]:
         """Installs, loads, reloads, upgrades, rollbacks and failures, newest first."""
         if self.state is None:
