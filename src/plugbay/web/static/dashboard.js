@@ -7,6 +7,11 @@ const body = document.body;
 const interval = parseFloat(body.dataset.interval || "1");
 const KEEP = 300; // points per chart: five minutes at one sample a second
 const rollbackAvailable = body.dataset.rollback === "yes";
+// what this page's token may do (read, call:ID, admin): only that is offered
+const scopes = (body.dataset.scopes || "admin").split(" ");
+const admin = scopes.includes("admin");
+const mayCall = (id) => admin || scopes.includes(`call:${id}`);
+if (!admin) body.classList.add("read-only");
 
 let selected = null; // plugin id whose charts are shown
 let points = []; // its series
@@ -258,7 +263,7 @@ let commands = [];
 function fillCallForm(detail) {
   commands = detail.commands || [];
   const form = $("#call-form");
-  form.hidden = commands.length === 0;
+  form.hidden = commands.length === 0 || !mayCall(selected);
   const sel = $("#call-command");
   sel.innerHTML = commands.map((c) => `<option value="${esc(c.name)}">${esc(c.name)}</option>`).join("");
   showSignature();
