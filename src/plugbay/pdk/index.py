@@ -426,37 +426,13 @@ def plan_install(
     """Resolve ``plugin_id`` in ``wanted`` against the index and what is installed, with the
     host's resolver: the same choices, and the same explanation when nothing fits."""
     here = list(installed)
-    have = {(m.id, str(m.version)) for m in here}
-    offered = [e for e in index.entries if (e.id, str(e.version)) not in have]
-    known = [e for e in index.entries if e.id == plugin_id] + [m for m in here if m.id == plugin_id]
-    if not known:
-        raise PluginIndexError(
-            f"there is no plugin '{plugin_id}' in the index",
-            plugin=plugin_id,
-            where=index.location,
-            hint=_similar(index, plugin_id),
-        )
-    fits = [e for e in offered if e.id != plugin_id or wanted.contains(e.version)]
-    local = [m for m in here if m.id != plugin_id or wanted.contains(m.version)]
-    if not any(e.id == plugin_id for e in fits) and not any(m.id == plugin_id for m in local):
-        listed = ", ".join(str(v) for v in sorted({_version(x) for x in known}, reverse=True))
-        raise PluginIndexError(
-            f"no version of {plugin_id} matches {wanted}; versions found: {listed}",
-            plugin=plugin_id,
-            where=index.location,
-            hint=f"ask for a range these meet, for example {plugin_id}@{listed.split(', ')[0]}",
-        )
+    fits, local = _candidates(index, plugin_id, wanted, here)
     by_manifest = {id(e.manifest): e for e in fits}
     plan = resolve(
         [e.manifest for e in fits] + local, host_version=host_version, requested=[plugin_id]
     )
     if plugin_id in plan.failures:
         raise plan.failures[plugin_id]
-    downloads = [
-        by_manifest[id(m)]
-        for p in plan.order
-        if (m := plan.selected.get(p)) is not None and id(m) in by_manifest
-    ]
     chosen = plan.selected[plugin_id]
     target = by_manifest.get(id(chosen))
     if target is None:
@@ -467,12 +443,46 @@ def plan_install(
             where=index.location,
             hint=f"'plugbay upgrade {plugin_id} {chosen.version}' serves it",
         )
-    present = {p: str(m.version) for p, m in plan.selected.items() if id(m) not in by_manifest}
+    # in load order (dependencies first); what the store has already is not downloaded
+    selected = [plan.selected[p] for p in plan.order if p in plan.selected]
+    downloads = [by_manifest[id(m)] for m in selected if id(m) in by_manifest]
+    present = {m.id: str(m.version) for m in selected if id(m) not in by_manifest}
     return InstallPlan(target, downloads, present, dict(plan.notes))
 
 
-def _version(x: IndexEntry | PluginManifest) -> Version:
-    return x.version
+def _candidates(
+    index: PluginIndex, plugin_id: str, wanted: Range, here: list[PluginManifest]
+) -> tuple[list[IndexEntry], list[PluginManifest]]:
+    """The index's entries the store does not have, and the installed manifests; of
+    ``plugin_id``, only the versions in ``wanted``. Refused when it has none at all."""
+    known = _known(index, plugin_id, here)
+    have = {(m.id, str(m.version)) for m in here}
+    offered = [e for e in index.entries if (e.id, str(e.version)) not in have]
+    fits = [e for e in offered if e.id != plugin_id or wanted.contains(e.version)]
+    local = [m for m in here if m.id != plugin_id or wanted.contains(m.version)]
+    if plugin_id not in {e.id for e in fits} | {m.id for m in local}:
+        listed = ", ".join(str(v) for v in sorted(set(known), reverse=True))
+        raise PluginIndexError(
+            f"no version of {plugin_id} matches {wanted}; versions found: {listed}",
+            plugin=plugin_id,
+            where=index.location,
+            hint=f"ask for a range these meet, for example {plugin_id}@{listed.split(', ')[0]}",
+        )
+    return fits, local
+
+
+def _known(index: PluginIndex, plugin_id: str, here: list[PluginManifest]) -> list[Version]:
+    """Every version of ``plugin_id`` in the index or the store; refused when there is none."""
+    known = [e.version for e in index.entries if e.id == plugin_id]
+    known += [m.version for m in here if m.id == plugin_id]
+    if not known:
+        raise PluginIndexError(
+            f"there is no plugin '{plugin_id}' in the index",
+            plugin=plugin_id,
+            where=index.location,
+            hint=_similar(index, plugin_id),
+        )
+    return known
 
 
 def _similar(index: PluginIndex, plugin_id: str) -> str:

@@ -38,6 +38,7 @@ from plugbay.state._sqlite import (
     rollback,
     utf8_safe,
 )
+from plugbay.state._tokens import ApiTokens
 
 __all__ = [
     "BACKUP_DIR",
@@ -86,7 +87,7 @@ _PLUGIN_COLUMNS: Final = "plugin_id, enabled, disabled_reason, active_version, c
 _HISTORY_COLUMNS: Final = "id, time, plugin_id, action, version, result, reason, details"
 
 
-class StateStore:
+class StateStore(ApiTokens):
     """One SQLite database in WAL mode. Thread-safe: one connection, guarded by a lock."""
 
     path: Path
@@ -620,46 +621,6 @@ class StateStore:
             "SELECT permission FROM grants WHERE plugin_id=? ORDER BY permission", (plugin_id,)
         )
         return [str(r[0]) for r in rows]
-
-    # ------------------------------------------------------------------ API tokens
-
-    def add_api_token(
-        self, token_id: str, digest: str, scopes: list[str], note: str | None, expires: float | None
-    ) -> None:
-        """Keep a scoped API token by the SHA-256 of its secret (never the secret)."""
-        self._write(
-            "INSERT INTO api_tokens (id, digest, scopes, note, created, expires) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (token_id, digest, json.dumps(scopes), note, time.time(), expires),
-        )
-
-    def api_tokens(self) -> list[dict[str, Any]]:
-        """Every scoped token (revoked and expired ones too), oldest first; no digests."""
-        rows = self._read(
-            "SELECT id, scopes, note, created, expires, revoked, last_used FROM api_tokens "
-            "ORDER BY created, id"
-        )
-        keys = ("id", "scopes", "note", "created", "expires", "revoked", "last_used")
-        return [{**dict(zip(keys, r, strict=True)), "scopes": json.loads(r[1])} for r in rows]
-
-    def api_token_by_digest(self, digest: str) -> dict[str, Any] | None:
-        """The token whose secret hashes to ``digest`` (revoked or expired ones too)."""
-        rows = self._read(
-            "SELECT id, scopes, expires, revoked FROM api_tokens WHERE digest=?", (digest,)
-        )
-        if not rows:
-            return None
-        token_id, scopes, expires, revoked = rows[0]
-        return {"id": token_id, "scopes": json.loads(scopes), "expires": expires,
-                "revoked": revoked}  # fmt: skip
-
-    def revoke_api_token(self, token_id: str) -> bool:
-        """Revoke a token at once; ``False`` when there is no such token still valid."""
-        changed = self._write(
-            "UPDATE api_tokens SET revoked=? WHERE id=? AND revoked IS NULL",
-            (time.time(), token_id),
-        )
-        return changed > 0
 
     # ------------------------------------------------------------------ monitoring
 

@@ -278,32 +278,7 @@ class Gate:
         challenge = {"WWW-Authenticate": 'Bearer realm="plugbay"'}
         auth = headers.get("authorization")
         if auth is not None:
-            scheme, _, given = auth.partition(" ")
-            if scheme.lower() != "bearer" or not given.strip():
-                return (
-                    401,
-                    http_error(
-                        "unauthorized",
-                        "the Authorization header is not 'Bearer <token>'",
-                        hint="send 'Authorization: Bearer <token>'; 'plugbay token' shows the token",
-                    ),
-                    challenge,
-                )
-            access = self._access(given.strip())
-            if not isinstance(access, Access):
-                return (
-                    401,
-                    http_error(
-                        "token_invalid",
-                        access
-                        or "the bearer token is not this host's token (wrong, or rotated since)",
-                        hint="'plugbay token' on the host's machine shows the current one",
-                    ),
-                    {"WWW-Authenticate": 'Bearer realm="plugbay", error="invalid_token"'},
-                )
-            caller.update(auth="bearer", token=fingerprint(given.strip()))
-            _grant(caller, access)
-            return None
+            return self._bearer(auth, caller, challenge)
         query = scope.get("query_string", b"")
         if method == "GET" and b"token=" in query:
             given = (parse_qs(query.decode("latin-1")).get("token") or [""])[0]
@@ -364,6 +339,36 @@ class Gate:
                     ),
                     None,
                 )
+        return None
+
+    def _bearer(
+        self, auth: str, caller: Caller, challenge: dict[str, str]
+    ) -> tuple[int, PlugbayError, dict[str, str] | None] | None:
+        """``Authorization: Bearer …``: the host's own token, or a scoped one."""
+        scheme, _, given = auth.partition(" ")
+        if scheme.lower() != "bearer" or not given.strip():
+            return (
+                401,
+                http_error(
+                    "unauthorized",
+                    "the Authorization header is not 'Bearer <token>'",
+                    hint="send 'Authorization: Bearer <token>'; 'plugbay token' shows the token",
+                ),
+                challenge,
+            )
+        access = self._access(given.strip())
+        if not isinstance(access, Access):
+            return (
+                401,
+                http_error(
+                    "token_invalid",
+                    access or "the bearer token is not this host's token (wrong, or rotated since)",
+                    hint="'plugbay token' on the host's machine shows the current one",
+                ),
+                {"WWW-Authenticate": 'Bearer realm="plugbay", error="invalid_token"'},
+            )
+        caller.update(auth="bearer", token=fingerprint(given.strip()))
+        _grant(caller, access)
         return None
 
     async def _read_body(
