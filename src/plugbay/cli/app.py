@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import typer
 
+from plugbay.cli import config as config_cli
 from plugbay.cli import develop, env, index, monitor, plugins, policy, run, versions, web
 from plugbay.cli import state as state_cli
 from plugbay.cli import uninstall as uninstall_cli
@@ -35,6 +36,7 @@ plugins.register(app)
 versions.register(app)
 index.register(app)
 uninstall_cli.register(app)
+config_cli.register(app)
 policy.register(app)
 monitor.register(app)
 web.register(app)

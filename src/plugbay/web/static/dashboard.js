@@ -234,6 +234,7 @@ async function select(id) {
     drawCharts();
     describe(detail);
     fillCallForm(detail);
+    fillConfigForm(id);
   } catch (error) {
     $("#detail-title").textContent = `${id}: ${error.text || error}`;
   }
@@ -268,6 +269,92 @@ function fillCallForm(detail) {
   sel.innerHTML = commands.map((c) => `<option value="${esc(c.name)}">${esc(c.name)}</option>`).join("");
   showSignature();
   $("#call-result").textContent = "";
+}
+
+// the config form: one input per key of the manifest's schema; the host checks the values
+// the same way as at start (novalidate: the browser does not second-guess it)
+let configView = null;
+
+async function fillConfigForm(id) {
+  const form = $("#config-form");
+  form.hidden = true;
+  configView = null;
+  if (!admin) return;
+  let view;
+  try {
+    view = await api("GET", `/api/v1/plugins/${encodeURIComponent(id)}/config`);
+  } catch (error) {
+    return;
+  }
+  if (selected !== id) return;
+  const fields = Object.entries(view.schema || {});
+  if (!fields.length) return;
+  configView = view;
+  $("#config-fields").innerHTML = fields.map(([key, f]) => configInput(key, f, view.config[key])).join("");
+  $("#config-result").textContent = "";
+  form.hidden = false;
+}
+
+function configInput(key, f, value) {
+  const attrs = `id="cfg-${esc(key)}" name="${esc(key)}" data-type="${esc(f.type)}"`;
+  let input;
+  if (f.enum) {
+    input = `<select ${attrs}>` + f.enum.map((v) => `<option${v === value ? " selected" : ""}>${esc(v)}</option>`).join("") + "</select>";
+  } else if (f.type === "boolean") {
+    input = `<input type="checkbox" ${attrs}${value ? " checked" : ""}>`;
+  } else if (f.type === "integer" || f.type === "number") {
+    input = `<input type="number" step="${f.type === "integer" ? "1" : "any"}" ${attrs} value="${esc(value ?? "")}">`;
+  } else if (f.type === "array" || f.type === "object") {
+    input = `<textarea rows="2" ${attrs}>${esc(JSON.stringify(value ?? (f.type === "array" ? [] : {})))}</textarea>`;
+  } else {
+    input = `<input type="text" ${attrs} value="${esc(value ?? "")}">`;
+  }
+  const hint = f.description ? `<small>${esc(f.description)}</small>` : "";
+  return `<div class="cfg"><label for="cfg-${esc(key)}">${esc(key)}</label>${input}${hint}</div>`;
+}
+
+function configValue(el) {
+  const t = el.dataset.type;
+  if (t === "boolean") return el.checked;
+  if ((t === "integer" || t === "number") && el.value.trim() !== "" && !Number.isNaN(Number(el.value))) return Number(el.value);
+  if (t === "array" || t === "object") {
+    try {
+      return JSON.parse(el.value);
+    } catch (e) {
+      return el.value; // the host names the key and what it expects
+    }
+  }
+  return el.value;
+}
+
+async function saveConfig(event) {
+  event.preventDefault();
+  if (!configView || !selected) return;
+  const id = selected;
+  const values = { ...configView.runtime };
+  for (const el of $("#config-fields").querySelectorAll("[name]")) {
+    el.removeAttribute("aria-invalid");
+    const value = configValue(el);
+    if (JSON.stringify(value) !== JSON.stringify(configView.config[el.name])) values[el.name] = value;
+  }
+  const result = $("#config-result");
+  result.textContent = "applying…";
+  result.className = "";
+  try {
+    await api("PUT", `/api/v1/plugins/${encodeURIComponent(id)}/config`, { values });
+    result.textContent = "applied";
+    await fillConfigForm(id);
+    $("#config-result").textContent = "applied";
+  } catch (error) {
+    result.textContent = error.text || String(error);
+    result.className = "error";
+    const key = (error.where || "").split(": ").pop();
+    const field = key && $("#config-fields").querySelector(`[name="${CSS.escape(key)}"]`);
+    if (field) {
+      field.setAttribute("aria-invalid", "true");
+      field.focus();
+    }
+  }
 }
 
 function showSignature() {
@@ -429,6 +516,7 @@ $("#filter").addEventListener("input", applyFilter);
 $("#logs-only").addEventListener("change", refreshLogs);
 $("#call-command").addEventListener("change", showSignature);
 $("#call-form").addEventListener("submit", callCommand);
+$("#config-form").addEventListener("submit", saveConfig);
 window.addEventListener("resize", drawCharts);
 connect();
 refreshLogs();
