@@ -249,7 +249,7 @@ function describe(d) {
   if (d.permissions && d.permissions.effective.length) parts.push(`permissions: ${d.permissions.effective.join(", ")}`);
   // asked for and not granted: the diff the operator approves (approving = granting)
   const pending = (d.permissions && d.permissions.pending) || [];
-  if (pending.length) parts.push(`pending approval: ${pending.map((p) => `${p} (plugbay grant ${d.id} ${p})`).join(", ")}`);
+  showPermissionDiff(d.id, pending);
   const info = $("#detail-info");
   info.textContent = parts.join(" — ");
   const reason = $("#detail-reason");
@@ -394,6 +394,49 @@ async function callCommand(event) {
 
 // ------------------------------------------------------------------ operations
 
+// the permission diff of an upgrade: what the version serving now asks for beyond its
+// grants, each with approve (a grant, applied at once) and deny (recorded; it runs without)
+async function showPermissionDiff(id, pending) {
+  const box = $("#permission-diff");
+  box.hidden = pending.length === 0;
+  if (!pending.length) return;
+  let denied = new Set();
+  try {
+    const events = await api("GET", `/api/v1/plugins/${encodeURIComponent(id)}/history?limit=500`);
+    for (const e of events.slice().reverse()) {
+      if (e.action === "deny") denied.add(e.reason);
+      if (e.action === "grant" || e.action === "revoke") denied.delete(e.reason);
+    }
+  } catch (error) {
+    denied = new Set();
+  }
+  if (selected !== id) return;
+  $("#pending").innerHTML = pending.map((p) => {
+    const note = denied.has(p) ? ' <span class="muted">denied: it runs without it</span>' : "";
+    const buttons = admin
+      ? `<button type="button" data-perm="${esc(p)}" data-answer="grants">approve</button>` +
+        (denied.has(p) ? "" : `<button type="button" data-perm="${esc(p)}" data-answer="deny">deny</button>`)
+      : "";
+    return `<li><code>${esc(p)}</code>${note} ${buttons}</li>`;
+  }).join("");
+}
+
+async function answerPermission(button) {
+  const id = selected;
+  const status = $("#op-result");
+  status.className = "";
+  button.disabled = true;
+  try {
+    await api("POST", `/api/v1/plugins/${encodeURIComponent(id)}/${button.dataset.answer}`, { permission: button.dataset.perm });
+    status.textContent = `${id}: ${button.dataset.perm} ${button.dataset.answer === "grants" ? "granted" : "denied"}`;
+    select(id);
+  } catch (error) {
+    status.className = "error";
+    status.textContent = error.text || String(error);
+    button.disabled = false;
+  }
+}
+
 async function operate(id, op, button) {
   const status = $("#op-result");
   status.className = "";
@@ -517,6 +560,10 @@ $("#logs-only").addEventListener("change", refreshLogs);
 $("#call-command").addEventListener("change", showSignature);
 $("#call-form").addEventListener("submit", callCommand);
 $("#config-form").addEventListener("submit", saveConfig);
+$("#pending").addEventListener("click", (event) => {
+  const target = event.target.closest("button[data-answer]");
+  if (target) answerPermission(target);
+});
 window.addEventListener("resize", drawCharts);
 connect();
 refreshLogs();
