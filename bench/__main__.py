@@ -6,7 +6,19 @@ import importlib
 import platform
 import sys
 
-SUITES = ["spine", "sandbox", "quota", "monitor", "reload", "http", "pdk", "envs", "trust", "index"]
+SUITES = [
+    "spine",
+    "sandbox",
+    "quota",
+    "monitor",
+    "reload",
+    "http",
+    "pdk",
+    "envs",
+    "trust",
+    "index",
+    "irc",
+]
 
 
 def main(argv: list[str]) -> int:
