@@ -161,4 +161,3 @@ async def test_a_hot_reload_loses_no_queued_line(
         await alice.until(lambda: "plugbay" in alice.joined)
         status = await host.call(PLUGIN, "status")
         assert status.connected and status.queued == 0
-
