@@ -7,18 +7,9 @@ import platform
 import sys
 
 SUITES = [
-    "spine",
-    "sandbox",
-    "quota",
-    "monitor",
-    "reload",
-    "http",
-    "pdk",
-    "envs",
-    "trust",
-    "index",
-    "irc",
-]
+    "spine", "sandbox", "quota", "monitor", "reload", "http", "pdk", "envs", "trust", "wasm",
+    "index", "irc",
+]  # fmt: skip
 
 
 def main(argv: list[str]) -> int:
