@@ -212,3 +212,15 @@ def test_a_hostile_index_is_refused_with_its_reason(tmp_path: Path) -> None:
     )
     with pytest.raises(PluginIndexError, match=r"not a plain \.whl file name beside the index"):
         PluginIndex.open(tmp_path)
+
+
+def test_a_file_url_reads_like_the_directory(wheels: Path, tmp_path: Path) -> None:
+    from plugbay.pdk.index import build_index
+
+    build_index(wheels)
+    index = PluginIndex.open(wheels.as_uri())
+    [solo] = index.versions("acme.solo")
+    (tmp_path / "got").mkdir()
+    wheel = index.download(solo, tmp_path / "got")
+    assert wheel.read_bytes() == (wheels / solo.wheel).read_bytes()
+    assert [e.id for e in index.search("stands alone")] == ["acme.solo"]
