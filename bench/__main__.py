@@ -7,7 +7,8 @@ import platform
 import sys
 
 SUITES = [
-    "spine", "sandbox", "quota", "monitor", "reload", "http", "pdk", "envs", "trust", "wasm"
+    "spine", "sandbox", "quota", "monitor", "reload", "http", "pdk", "envs", "trust", "wasm",
+    "index", "irc",
 ]  # fmt: skip
 
 
