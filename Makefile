@@ -11,7 +11,6 @@ help:
 	@echo "make test   - create .venv, install, run ruff, mypy --strict and the test suite"
 	@echo "make bench  - run the benchmarks, each figure beside its anchor"
 	@echo "make soak   - inject faults into a running host while callers write (SOAK_SECONDS=240)"
-	@echo "make soak   - inject faults into a running host while callers write (SOAK_SECONDS=240)"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
