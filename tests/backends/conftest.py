@@ -9,6 +9,7 @@ instead; nothing is skipped silently.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,10 @@ class Case:
     no_sandbox: str | None = None
     #: what the suite set up for this case (e.g. the fake backend, to crash it)
     extra: dict[str, Any] = field(default_factory=dict)
+    #: writes the conformance plugin (directory, label, version) when it is not Python
+    write: Callable[[Path, str, str], None] | None = None
+    #: why a cancelled command runs no handler of its own (None: it sees CancelledError)
+    no_unwind: str | None = None
 
 
 def _inline() -> Case:
@@ -82,10 +87,32 @@ def _ray_actor() -> Case:
     )
 
 
+def _wasm() -> Case:
+    from tests import _wasm
+
+    here = Path(__file__).resolve().parents[1] / "wasm_plugins"
+
+    def write(directory: Path, label: str, version: str) -> None:
+        source = (here / "conform.c").read_text().replace("{label}", label)
+        _wasm.write_plugin(
+            directory, "acme.conform", source, (here / "conform.toml").read_text(), version
+        )
+
+    # runtime = "wasm" places it on the Wasm backend whatever the policy
+    return Case(
+        "wasm",
+        {"inline": []},
+        write=write,
+        no_unwind="a Wasm call is interrupted where it runs (an epoch deadline) and its "
+        "instance replaced by a fresh one: no handler of the plugin runs",
+    )
+
+
 CASES: dict[str, Callable[[], Case]] = {
     "inline": _inline,
     "process": _process,
     "fake": _fake,
+    "wasm": _wasm,
     "ray": _ray,
     "ray-actor": _ray_actor,
 }
@@ -105,7 +132,7 @@ def case(request: pytest.FixtureRequest) -> Case:
         options = dict(made.options)
         del options["ray"]
         options["policy"] = ray_policy(cluster.address, options.pop("inline"))
-        made = Case(made.name, options, no_sandbox=made.no_sandbox)
+        made = dataclasses.replace(made, options=options)
     fake = made.extra.get("fake")
     if isinstance(fake, FakeBackend):
         # the command that crashes a worker crashes the fake's "worker" too; the one a

@@ -160,6 +160,9 @@ def place_on_ray(
     why = settings.wants(manifest)
     if why is None:
         return placement
+    if placement.isolation == "wasm":  # a Wasm module runs in the host's Wasm runtime
+        reason = f"{placement.reason}; not on Ray: a Wasm plugin runs on the Wasm backend"
+        return dataclasses.replace(placement, reason=reason)
     trusted = not placement.sandboxed
     if trusted and settings.bare_actors:
         mode, sandboxed = "actor", False

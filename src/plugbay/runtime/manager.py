@@ -46,6 +46,7 @@ from plugbay.isolation import Backend, CallTimeout, InlineBackend, PluginHandle
 from plugbay.isolation.loading import plugin_frame
 from plugbay.isolation.process import ProcessBackend
 from plugbay.isolation.ray import RayBackend
+from plugbay.isolation.wasm import WasmBackend
 from plugbay.model.manifest import PluginManifest
 from plugbay.model.registry import PluginRegistry
 from plugbay.model.resolve import ResolutionPlan
@@ -96,6 +97,9 @@ class PluginManager(Starting, Supervision, SecurityEvents):
         self.backends: dict[str, Backend] = {
             "inline": InlineBackend(),
             "process": ProcessBackend(self._host_call),
+            "wasm": WasmBackend(
+                self._host_call, self.events.emit, settings.data_root / ".wasm-cache"
+            ),
             "ray": RayBackend(self._host_call, lambda: self.settings.policy.ray),
         }
         self.services = ServiceHub(proxy_for or (lambda plugin_id: None))
@@ -198,6 +202,12 @@ class PluginManager(Starting, Supervision, SecurityEvents):
                 "open_files": proc.num_fds(),
                 "threads": proc.num_threads(),
             }
+
+    def forget(self, plugin_id: str) -> None:
+        """Drop the record of a plugin that is stopped and no longer there (uninstalled)."""
+        rec = self._records.get(plugin_id)
+        if rec is not None and rec.state is not PluginState.ACTIVE:
+            del self._records[plugin_id]
 
     @property
     def records_by_id(self) -> Mapping[str, PluginRecord]:
