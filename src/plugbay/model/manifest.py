@@ -41,6 +41,7 @@ import msgspec
 
 from plugbay.api.errors import ConfigError, ManifestError, PlugbayError
 from plugbay.model._config_schema import ConfigField, ConfigSchema, check_default, error_path
+from plugbay.model._placement import PlacementRequest, negative_cluster_resource
 from plugbay.model.versions import Range, Version
 
 __all__ = [
@@ -145,23 +146,12 @@ class Resources(msgspec.Struct, forbid_unknown_fields=True, rename="kebab", froz
     processes: int | None = None
     threads: int | None = None
     storage: int | str | None = None
-    #: on Ray (``[placement] backend = "ray"``): CPUs and GPUs reserved for it on its node
-    num_cpus: float | None = None
-    num_gpus: float | None = None
-    #: on Ray: custom node resources it needs (``{"zone-b" = 1}``): only such a node takes it
+    num_cpus: float | None = None  # on Ray: reserved on its node, as are GPUs and
+    num_gpus: float | None = None  # custom node resources ({"zone-b" = 1}: only such a node)
     custom: dict[str, float] = {}
 
 
 _NO_RESOURCES: Final = Resources()
-
-
-class PlacementRequest(msgspec.Struct, forbid_unknown_fields=True, rename="kebab", frozen=True):
-    """Where a plugin asks to run (``[placement]``); the host's policy decides."""
-
-    #: "auto": where the host's policy puts it; "local": this machine; "ray": a cluster node
-    backend: Literal["auto", "local", "ray"] = "auto"
-    #: on Ray: only a node with these labels takes it (Ray's label selector)
-    node_labels: dict[str, str] = {}
 
 
 class _ManifestDoc(msgspec.Struct, forbid_unknown_fields=True, rename="kebab"):
@@ -232,8 +222,7 @@ class PluginManifest:
     permissions: Permissions = field(default_factory=Permissions)
     resources: Resources = field(default_factory=Resources)
     isolation: IsolationMode = "auto"
-    #: where it asks to run (``[placement]``): the policy decides
-    placement: PlacementRequest = field(default_factory=PlacementRequest)
+    placement: PlacementRequest = field(default_factory=PlacementRequest)  # the policy decides
     #: where it came from: the manifest file (None for in-memory) and the plugin's code root
     path: Path | None = None
     root: Path | None = None
@@ -663,14 +652,8 @@ class _DocChecks:
                 )
             except ManifestError as exc:
                 raise self.fail(exc.message, key.replace("_", "-"), exc.hint or "") from None
-        res = self.doc.resources
-        asked = {"num-cpus": res.num_cpus, "num-gpus": res.num_gpus}
-        asked |= {f"custom.{name}": amount for name, amount in res.custom.items()}
-        for key, amount in asked.items():  # a cluster's resources: 0 is "none", never less
-            if amount is not None and amount < 0:
-                raise self.fail(
-                    f"resources.{key} must be >= 0, not {amount}", key, "0 reserves none"
-                )
+        if (bad := negative_cluster_resource(self.doc.resources)) is not None:
+            raise self.fail(f"resources.{bad[0]} must be >= 0, not {bad[1]}", bad[0], "0: none")
         for key in _LIMIT_KEYS:
             value = getattr(self.doc.resources, key)
             if (
