@@ -22,6 +22,12 @@ class RayCluster:
     """The session's cluster; ``add``/``remove`` nodes as a test needs (then restore)."""
 
     def __init__(self) -> None:
+        from plugbay.isolation.ray import keep_fault_handlers
+
+        with keep_fault_handlers():  # the Wasm backend's traps stay its own
+            self._start()
+
+    def _start(self) -> None:
         os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
         from ray.cluster_utils import Cluster
 
@@ -73,15 +79,21 @@ class RayCluster:
         """Make this process the cluster's driver (a host here is Ray's client)."""
         import ray
 
+        from plugbay.isolation.ray import keep_fault_handlers
+
         if not ray.is_initialized():
-            ray.init(address=self.address, configure_logging=False, log_to_driver=False)
+            with keep_fault_handlers():  # the Wasm backend's traps stay its own
+                ray.init(address=self.address, configure_logging=False, log_to_driver=False)
 
     def disconnect(self) -> None:
         """Leave the cluster (its nodes keep running): Ray's threads end in this process,
         so the tests that fork sandboxed children from it run as without Ray."""
         import ray
 
-        ray.shutdown()
+        from plugbay.isolation.ray import keep_fault_handlers
+
+        with keep_fault_handlers():  # leaving Ray resets them to the default (death)
+            ray.shutdown()
 
     def shutdown(self) -> None:
         self.disconnect()

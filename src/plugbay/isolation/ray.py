@@ -46,15 +46,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import importlib
 import logging
 import os
 import secrets
 import shutil
+import signal
 import socket
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +80,8 @@ _AVOID_LOST_NODE = 30.0
 def _ray() -> Any:
     """The ``ray`` module (an optional extra: ``pip install 'plugbay[ray]'``)."""
     try:
-        return importlib.import_module("ray")
+        with keep_fault_handlers():
+            return importlib.import_module("ray")
     except ImportError:
         raise PlugbayError(
             "the Ray backend needs Ray, which is not installed",
@@ -221,7 +224,8 @@ class RayBackend(Backend):
         else:
             options["address"] = settings.address
         try:
-            ray.init(**options)
+            with keep_fault_handlers():
+                ray.init(**options)
         except Exception as exc:
             raise PlugbayError(
                 f"could not reach the Ray cluster at {settings.address!r}: {exc}",
@@ -483,7 +487,7 @@ class RayBackend(Backend):
                     ray.kill(agent, no_restart=True)
             self._agents.clear()
             if self._owns_connection:
-                await asyncio.to_thread(ray.shutdown)
+                await asyncio.to_thread(_shutdown, ray)
                 if self.temp_dir is not None and self.settings.temp_dir is None:
                     await asyncio.to_thread(shutil.rmtree, self.temp_dir, True)
                     self.temp_dir = None
@@ -491,6 +495,35 @@ class RayBackend(Backend):
             self._channels.close()
             self._channels = None
         self._connected = self._owns_connection = False
+
+
+#: the signals a runtime in this process may handle itself (Wasm traps: SIGILL, SIGSEGV…)
+_FAULTS = (signal.SIGILL, signal.SIGSEGV, signal.SIGBUS, signal.SIGFPE, signal.SIGABRT)
+
+
+@contextlib.contextmanager
+def keep_fault_handlers() -> Iterator[None]:
+    """Joining Ray installs its crash reporter over this process's fault handlers without
+    calling the ones it replaced, and leaving it resets them to the default: a Wasm
+    runtime here (its traps are SIGILL and SIGSEGV) would then see a trap kill the host.
+    Around both, the handlers in place before are put back (an opaque ``struct
+    sigaction`` copy); one installed later chains to Ray's."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    saved = {}
+    for sig in _FAULTS:
+        old = ctypes.create_string_buffer(256)  # larger than struct sigaction anywhere
+        if libc.sigaction(int(sig), None, old) == 0:
+            saved[sig] = old
+    try:
+        yield
+    finally:
+        for sig, old in saved.items():
+            libc.sigaction(int(sig), old, None)
+
+
+def _shutdown(ray: Any) -> None:
+    with keep_fault_handlers():  # leaving Ray resets them to the default (death)
+        ray.shutdown()
 
 
 def _affinity(node: str, *, soft: bool) -> Any:
