@@ -52,6 +52,7 @@ from plugbay.runtime.lifecycle import (
 from plugbay.runtime.manager import ManagerSettings, PluginManager, PluginRecord, PluginState
 from plugbay.runtime.store import KEPT, PluginStore
 from plugbay.runtime.swap import UpgradePlan
+from plugbay.runtime.upgrades import Upgrades
 from plugbay.state import HistoryEvent, StateStore
 
 if TYPE_CHECKING:
@@ -221,6 +222,8 @@ class Host:
             config_for=self._config_for,
             proxy_for=self.proxy,
         )
+        #: the flight recorder, canaries and shadows (``runtime.upgrades``)
+        self.upgrades = Upgrades(self)
         self._started = False
         self._opened = False
         #: "stopped", "starting" (plugins starting), "ready" (every wanted plugin attempted),
@@ -412,6 +415,7 @@ class Host:
             if self._started:
                 self.events.emit("host.stopping")
                 await self.events.drain()
+            await self.upgrades.close()
             await self.manager.close()
             if self.monitor is not None:
                 await self.monitor.stop()

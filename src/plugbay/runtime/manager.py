@@ -68,6 +68,7 @@ from plugbay.runtime.routing import Route, command_table
 from plugbay.runtime.services import ServiceHub, ServiceView
 from plugbay.runtime.store import PluginStore
 from plugbay.runtime.swap import Swapper, UpgradePlan
+from plugbay.runtime.tap import Taps
 from plugbay.state import StateStore
 
 __all__ = ["ManagerSettings", "PluginManager", "PluginRecord", "PluginState"]
@@ -218,6 +219,8 @@ class PluginManager:
         #: one swap (reload, upgrade, rollback) at a time per plugin
         self._swapping: dict[str, asyncio.Lock] = {}
         self._swapper = Swapper(self)
+        #: the recorder, canary and shadow listening to a plugin's calls (``runtime.tap``)
+        self.taps = Taps()
 
     # ------------------------------------------------------------------ the spec's members
 
@@ -465,9 +468,8 @@ class PluginManager:
             _positive(manifest.resources.timeout) or self.settings.call_timeout,
             self.settings.max_call_timeout,
         )
-        self._routes[manifest.id] = Route(
-            handle, metrics, timeout, [0], command_table(handle, metrics, self.settings.monitoring)
-        )
+        table = command_table(handle, metrics, self.settings.monitoring)
+        self.set_route(manifest.id, Route(handle, metrics, timeout, [0], table))
         self._set_state(rec, PluginState.ACTIVE)
         instance = handle.instance
         if isinstance(instance, SystemPlugin):
@@ -737,8 +739,9 @@ class PluginManager:
         return self._routes.get(plugin_id)
 
     def set_route(self, plugin_id: str, route: Route) -> None:
-        """Send the plugin's calls to ``route`` from the next call on (one assignment)."""
-        self._routes[plugin_id] = route
+        """Send the plugin's calls to ``route`` from the next call on (one assignment);
+        with the plugin's taps around it, if it has any (``runtime.tap``)."""
+        self._routes[plugin_id] = self.taps.wrap(plugin_id, route)
 
     def hold_calls(self, plugin_id: str, until: asyncio.Future[None]) -> None:
         """New calls to the plugin wait at the router until ``until`` is done (its route
