@@ -159,6 +159,8 @@ class Canary:
         self._from = ""
         self._timer: asyncio.Task[None] | None = None
         self._finish: asyncio.Task[None] | None = None
+        #: the figures the decision was taken on
+        self.deciding: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ start
 
@@ -351,6 +353,7 @@ class Canary:
             )
         self.state = "promoting" if breach is None else "rolling-back"
         self.reason = breach
+        self.deciding = figures
         taps = self.upgrades.host.manager.taps.of(self.plugin_id)
         if taps.canary is self:
             taps.canary = None
@@ -454,7 +457,7 @@ class Canary:
                 "max_error_increase": self.settings.max_error_increase,
                 "max_latency_ratio": self.settings.max_latency_ratio,
             },
-            "figures": self.figures(),
+            "figures": self.deciding if self.deciding is not None else self.figures(),
         }
 
 

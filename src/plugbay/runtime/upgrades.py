@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from plugbay.api.errors import ConfigError, PlugbayError, PluginStateError
+from plugbay.runtime.bisect import ActiveSet
 from plugbay.runtime.canary import CanarySettings, not_running
 from plugbay.runtime.recorder import DEFAULT_CALLS, Recorder
 from plugbay.runtime.tap import PluginTaps
@@ -46,6 +47,8 @@ class Upgrades:
         self.recorders: dict[str, Recorder] = {}
         self.canaries: dict[str, Canary] = {}
         self.shadows: dict[str, Shadow] = {}
+        #: the plugins a bisect moves between, and puts back (``runtime.bisect``)
+        self.bisect = ActiveSet(host)
         #: how each plugin's last canary or shadow ended
         self.finished: dict[str, dict[str, Any]] = {}
         self._policy: tuple[tuple[str, ...], int] | None = None
