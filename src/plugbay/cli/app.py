@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import typer
 
-from plugbay.cli import develop, env, monitor, plugins, policy, run, versions, web
+from plugbay.cli import develop, env, monitor, plugins, policy, run, upgrades, versions, web
 from plugbay.cli import state as state_cli
 from plugbay.cli._options import add_command
 
@@ -32,6 +32,7 @@ app = typer.Typer(
 run.register(app)
 plugins.register(app)
 versions.register(app)
+upgrades.register(app)
 policy.register(app)
 monitor.register(app)
 web.register(app)

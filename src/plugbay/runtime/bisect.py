@@ -54,8 +54,8 @@ Check = Callable[[], Awaitable[tuple[bool, str]]]
 class BisectTarget(Protocol):
     """The host being bisected (in this process, or through its API)."""
 
-    async def begin(self) -> list[str]:
-        """Remember the active plugins; returns them in start order."""
+    async def begin(self) -> tuple[list[str], dict[str, list[str]]]:
+        """Remember the active plugins; returns them in start order, with what each needs."""
         ...
 
     async def activate(self, ids: Sequence[str]) -> list[str]:
@@ -148,16 +148,36 @@ def call_check(
 # --------------------------------------------------------------------------- the search
 
 
+def _closure(ids: Sequence[str], needs: dict[str, list[str]]) -> set[str]:
+    """``ids`` and everything they need, transitively."""
+    seen: set[str] = set()
+    frontier = list(ids)
+    while frontier:
+        pid = frontier.pop()
+        if pid not in seen:
+            seen.add(pid)
+            frontier.extend(needs.get(pid, ()))
+    return seen
+
+
 async def bisect_plugins(
-    target: BisectTarget, check: Check, on_step: Callable[[dict[str, Any]], None]
+    target: BisectTarget,
+    check: Check,
+    on_step: Callable[[dict[str, Any]], None],
+    *,
+    keep: Sequence[str] = (),
 ) -> BisectResult:
-    """The plugin whose addition makes ``check`` fail; see the module docstring."""
-    order = await target.begin()
+    """The plugin whose addition makes ``check`` fail; see the module docstring.
+    ``keep`` (a ``--call`` check's plugin) stays active throughout, with what it needs."""
+    everything, needs = await target.begin()
+    kept = _closure([k for k in keep if k in needs], needs)
+    base = [pid for pid in everything if pid in kept]
+    order = [pid for pid in everything if pid not in kept]
     result = BisectResult(None, 0)
     try:
 
         async def step(ids: Sequence[str], what: str) -> bool:
-            active = await target.activate(ids)
+            active = await target.activate([*base, *ids])
             ok, note = await check()
             result.checks += 1
             entry = {
@@ -168,7 +188,7 @@ async def bisect_plugins(
             on_step(entry)
             return ok
 
-        if await step(order, f"all {len(order)} plugins active"):
+        if await step(order, f"all {len(everything)} plugins active"):
             result.found = "the check passes with every plugin active: nothing to find"
             return result
         lo, hi = 0, len(order)  # prefix(hi) fails; prefix(lo) is taken to pass
@@ -181,6 +201,11 @@ async def bisect_plugins(
                 hi = mid
         if hi == 1 and await _fails_alone(step):
             result.found = "the check fails with no plugin active: no plugin is to blame"
+            if base:
+                result.found = (
+                    f"the check fails with only {', '.join(base)} active (the checked plugin "
+                    "and what it needs): no other plugin is to blame"
+                )
             return result
         result.culprit = order[hi - 1]
         result.found = (
@@ -266,12 +291,13 @@ class ActiveSet:
         self.host = host
         self._baseline: dict[str, PluginManifest] | None = None
         self._order: list[str] = []
+        self._needs: dict[str, list[str]] = {}
 
     @property
     def running(self) -> bool:
         return self._baseline is not None
 
-    async def begin(self) -> list[str]:
+    async def begin(self) -> tuple[list[str], dict[str, list[str]]]:
         manager = self.host.manager
         if self._baseline is None:
             order = manager.start_order()
@@ -279,7 +305,8 @@ class ActiveSet:
                 pid: m for pid in order if (m := manager.record(pid).manifest) is not None
             }
             self._order = [pid for pid in order if pid in self._baseline]
-        return list(self._order)
+            self._needs = {pid: sorted(manager.record(pid).needs) for pid in self._order}
+        return list(self._order), dict(self._needs)
 
     def _active(self) -> list[str]:
         return [r.id for r in self.host.manager.list_plugins() if str(r.state) == "active"]

@@ -183,7 +183,10 @@ async def stop_shadow(plugin_id: str, host: HostDep) -> ShadowView:
 
 
 class BisectOrder(BaseModel):
-    order: list[str] = Field(description="The active plugins, in start order.")
+    order: list[str] = Field(description="The plugins active now, in start order.")
+    needs: dict[str, list[str]] = Field(
+        default_factory=dict, description="What each plugin of the bisect needs active."
+    )
 
 
 class BisectActive(BaseModel):
@@ -215,7 +218,8 @@ class BisectRestored(BaseModel):
     summary="Begin a bisect: remember the active plugins and their versions",
 )  # fmt: skip
 async def bisect_begin(host: HostDep) -> BisectOrder:
-    return BisectOrder(order=await host.upgrades.bisect.begin())
+    order, needs = await host.upgrades.bisect.begin()
+    return BisectOrder(order=order, needs=needs)
 
 
 @router.put(
@@ -241,7 +245,8 @@ async def bisect_versions(plugin_id: str, host: HostDep) -> BisectVersions:
 )  # fmt: skip
 async def bisect_move(body: BisectMove, host: HostDep) -> BisectOrder:
     await host.upgrades.bisect.move(body.plugin, body.version)
-    return BisectOrder(order=await host.upgrades.bisect.begin())
+    order, needs = await host.upgrades.bisect.begin()
+    return BisectOrder(order=order, needs=needs)
 
 
 @router.delete(
