@@ -26,6 +26,7 @@ from plugbay.runtime.recorder import DEFAULT_CALLS, Recorder
 from plugbay.runtime.tap import PluginTaps
 
 if TYPE_CHECKING:
+    from plugbay.model.manifest import PluginManifest
     from plugbay.monitor.alerts import AlertManager
     from plugbay.runtime.canary import Canary
     from plugbay.runtime.host import Host
@@ -218,8 +219,7 @@ class Upgrades:
         settings = settings or CanarySettings()
         settings.check(plugin_id)
         self._refuse_busy(plugin_id)
-        plan = self.host.manager.upgrade_plan(plugin_id, version)
-        _, target = plan.changes[plugin_id]
+        target = self._target(plugin_id, version)
         canary = Canary(self, plugin_id, target, settings)
         self.canaries[plugin_id] = canary
         try:
@@ -267,8 +267,7 @@ class Upgrades:
         from plugbay.runtime.shadow import Shadow
 
         self._refuse_busy(plugin_id)
-        plan = self.host.manager.upgrade_plan(plugin_id, version)
-        _, target = plan.changes[plugin_id]
+        target = self._target(plugin_id, version)
         shadow = Shadow(self, plugin_id, target)
         self.shadows[plugin_id] = shadow
         try:
@@ -308,6 +307,23 @@ class Upgrades:
         if state is not None:
             return state / "shadows" / plugin_id / "data"
         return Path(tempfile.mkdtemp(prefix=f"plugbay-shadow-{plugin_id}-")) / "data"
+
+    def _target(self, plugin_id: str, version: str | None) -> PluginManifest:
+        """The version to try: installed in the store (perhaps by 'plugbay install' while
+        this host ran), accepted by the host and by the plugin's active dependents."""
+        store, registry = self.host.store, self.host.registry
+        if store is not None and plugin_id in registry:
+            known = set(registry.versions(plugin_id))
+            for manifest in store.discover().manifests:
+                if (
+                    manifest.id == plugin_id
+                    and manifest.version not in known
+                    and not store.kept(plugin_id, manifest.version)
+                ):
+                    with contextlib.suppress(PlugbayError):
+                        registry.register(manifest)
+        plan = self.host.manager.upgrade_plan(plugin_id, version)
+        return plan.changes[plugin_id][1]
 
     def _refuse_busy(self, plugin_id: str) -> None:
         if plugin_id in self.canaries or plugin_id in self.shadows:
