@@ -597,8 +597,8 @@ def _bisect_here(
         checker = call_check(here, pid, command, parse_params(pairs, spec), expect)
         say = _say_step(as_json)
         if plugin is not None:
-            return await bisect_versions(host.upgrades.bisect, plugin, checker, say)
-        return await bisect_plugins(host.upgrades.bisect, checker, say, keep=[pid])
+            return await bisect_versions(host.trials.bisect, plugin, checker, say)
+        return await bisect_plugins(host.trials.bisect, checker, say, keep=[pid])
 
     return in_process(host_kwargs(plugins, state, config), body, as_json=as_json)
 

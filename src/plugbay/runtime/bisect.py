@@ -284,7 +284,7 @@ async def bisect_versions(
 
 
 class ActiveSet:
-    """The host side of a bisect (``host.upgrades.bisect``): remembers which plugins were
+    """The host side of a bisect (``host.trials.bisect``): remembers which plugins were
     active at which version, moves between prefixes of their start order, puts them back."""
 
     def __init__(self, host: Host) -> None:

@@ -48,7 +48,7 @@ from plugbay.runtime.beside import dispose, start_beside
 from plugbay.runtime.recorder import error_of
 
 if TYPE_CHECKING:
-    from plugbay.runtime.upgrades import Upgrades
+    from plugbay.runtime.trials import UpgradeTrials
 
 __all__ = ["TAKEN", "TIMED", "Canary", "CanarySettings", "parse_share", "parse_window"]
 
@@ -138,9 +138,13 @@ class Canary:
     """One plugin's canary (a ``runtime.tap.CanaryArm``)."""
 
     def __init__(
-        self, upgrades: Upgrades, plugin_id: str, target: PluginManifest, settings: CanarySettings
+        self,
+        trials: UpgradeTrials,
+        plugin_id: str,
+        target: PluginManifest,
+        settings: CanarySettings,
     ) -> None:
-        self.upgrades = upgrades
+        self.trials = trials
         self.plugin_id = plugin_id
         self.target = target
         self.settings = settings
@@ -165,7 +169,7 @@ class Canary:
     # ------------------------------------------------------------------ start
 
     async def start(self) -> None:
-        manager = self.upgrades.host.manager
+        manager = self.trials.host.manager
         rec = manager.record(self.plugin_id)
         if rec.manifest is None or rec.state != "active":
             raise manager.not_active(rec)
@@ -177,7 +181,7 @@ class Canary:
         self.state = "running"
         taps = manager.taps.of(self.plugin_id)
         taps.canary = self
-        self.upgrades.retap(self.plugin_id)
+        self.trials.retap(self.plugin_id)
         if self.settings.window_seconds is not None:
             self._timer = asyncio.get_running_loop().create_task(self._time_window())
         manager.events.emit(
@@ -252,7 +256,7 @@ class Canary:
         error: BaseException | None,
         seconds: float,
     ) -> None:
-        taps = self.upgrades.host.manager.taps.of(self.plugin_id)
+        taps = self.trials.host.manager.taps.of(self.plugin_id)
         for listener in taps.listeners:
             listener.called(spec, params, result, error, seconds, str(self.target.version))
 
@@ -260,7 +264,7 @@ class Canary:
 
     def _plugin_figures(self) -> tuple[int, int]:
         """The plugin's calls and errors so far, from the monitor's figures (both versions)."""
-        rec = self.upgrades.host.manager.record(self.plugin_id)
+        rec = self.trials.host.manager.record(self.plugin_id)
         if rec.metrics is None:
             return (0, 0)
         stats = rec.metrics.commands.values()
@@ -354,13 +358,13 @@ class Canary:
         self.state = "promoting" if breach is None else "rolling-back"
         self.reason = breach
         self.deciding = figures
-        taps = self.upgrades.host.manager.taps.of(self.plugin_id)
+        taps = self.trials.host.manager.taps.of(self.plugin_id)
         if taps.canary is self:
             taps.canary = None
         self._finish = asyncio.get_running_loop().create_task(self._conclude(figures))
 
     async def _conclude(self, figures: dict[str, Any]) -> None:
-        upgrades = self.upgrades
+        upgrades = self.trials
         try:
             upgrades.retap(self.plugin_id)
             await self._retire()
@@ -382,18 +386,18 @@ class Canary:
 
     async def _retire(self) -> None:
         """Let the canary's calls in flight finish there, then stop its instance."""
-        end = time.monotonic() + self.upgrades.host.manager.settings.call_timeout
+        end = time.monotonic() + self.trials.host.manager.settings.call_timeout
         while self._inflight > 0 and time.monotonic() < end:  # noqa: ASYNC110
             await asyncio.sleep(0.005)
         if self.handle is not None:
-            await dispose(self.handle, self.upgrades.host.manager.settings.cleanup_timeout)
+            await dispose(self.handle, self.trials.host.manager.settings.cleanup_timeout)
 
     async def _promote(self, figures: dict[str, Any]) -> None:
-        manager = self.upgrades.host.manager
+        manager = self.trials.host.manager
         await manager.upgrade_plugin(self.plugin_id, str(self.target.version))
         self.state = "promoted"
         self._write("promoted", figures)
-        alerts = self.upgrades.alerts()
+        alerts = self.trials.alerts()
         if alerts is not None:
             alerts.clear_rule(self.plugin_id, "canary-rollback")
         manager.events.emit(
@@ -402,13 +406,13 @@ class Canary:
         )  # fmt: skip
 
     def _rolled_back(self, figures: dict[str, Any]) -> None:
-        manager = self.upgrades.host.manager
+        manager = self.trials.host.manager
         self.state = "rolled-back"
         self._write("rolled-back", figures)
         message = (
             f"canary {self.target.version} rolled back; {self._from} keeps serving: {self.reason}"
         )
-        alerts = self.upgrades.alerts()
+        alerts = self.trials.alerts()
         if alerts is not None:
             from plugbay.monitor.alerts import Condition
 
@@ -424,7 +428,7 @@ class Canary:
         log.warning("plugin '%s': %s", self.plugin_id, message)
 
     def _write(self, result: str, figures: dict[str, Any]) -> None:
-        manager = self.upgrades.host.manager
+        manager = self.trials.host.manager
         with contextlib.suppress(PlugbayError):
             rec = manager.record(self.plugin_id)
             manager.record_history(

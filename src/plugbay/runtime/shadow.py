@@ -33,7 +33,7 @@ from plugbay.runtime.compare import Comparison
 from plugbay.runtime.recorder import REDACTED, error_of
 
 if TYPE_CHECKING:
-    from plugbay.runtime.upgrades import Upgrades
+    from plugbay.runtime.trials import UpgradeTrials
 
 __all__ = ["MAX_INFLIGHT", "Shadow"]
 
@@ -47,8 +47,8 @@ _clock: Final = time.perf_counter
 class Shadow:
     """One plugin's shadow (a ``runtime.tap.CallListener``)."""
 
-    def __init__(self, upgrades: Upgrades, plugin_id: str, target: PluginManifest) -> None:
-        self.upgrades = upgrades
+    def __init__(self, trials: UpgradeTrials, plugin_id: str, target: PluginManifest) -> None:
+        self.trials = trials
         self.plugin_id = plugin_id
         self.target = target
         self.handle: PluginHandle | None = None
@@ -63,13 +63,13 @@ class Shadow:
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
-        manager = self.upgrades.host.manager
+        manager = self.trials.host.manager
         rec = manager.record(self.plugin_id)
         if rec.manifest is None or rec.state != "active":
             raise manager.not_active(rec)
         self._from = str(rec.manifest.version)
         self._secret |= frozenset(rec.manifest.secret_parameters)
-        self.scratch = self.upgrades.scratch_dir(self.plugin_id)
+        self.scratch = self.trials.scratch_dir(self.plugin_id)
         live = manager.settings.data_root / self.plugin_id
         await asyncio.to_thread(_copy_data, live, self.scratch)
         try:
@@ -117,9 +117,7 @@ class Shadow:
             if own is None:
                 raise LookupError(f"{self.target.version} has no command '{spec.name}'")
             got: tuple[Any, dict[str, str] | None, float] = (
-                await handle.call(
-                    own, params, self.upgrades.host.manager.timeout_of(self.plugin_id)
-                ),
+                await handle.call(own, params, self.trials.host.manager.timeout_of(self.plugin_id)),
                 None,
                 _clock() - started,
             )
@@ -145,18 +143,18 @@ class Shadow:
         if self.state != "running":
             return self.summary()
         self.state = "stopping"
-        self.upgrades.shadows.pop(self.plugin_id, None)
-        self.upgrades.retap(self.plugin_id)
+        self.trials.shadows.pop(self.plugin_id, None)
+        self.trials.retap(self.plugin_id)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.handle is not None:
-            await dispose(self.handle, self.upgrades.host.manager.settings.cleanup_timeout)
+            await dispose(self.handle, self.trials.host.manager.settings.cleanup_timeout)
         if self.scratch is not None:
             await asyncio.to_thread(shutil.rmtree, self.scratch, True)
         self.state = "stopped"
         summary = self.summary()
-        manager = self.upgrades.host.manager
+        manager = self.trials.host.manager
         rec = manager.records_by_id.get(self.plugin_id)
         if rec is not None:
             manager.record_history(

@@ -1,357 +1,234 @@
-"""Upgrades that prove themselves: the host's recorder, canary and shadow, in one place.
+"""Which versions a swap may move to, and which an upgrade moves.
 
-:class:`Upgrades` is what the host (``host.upgrades``), its HTTP API and the CLI
-ask: start and stop a plugin's flight recorder (``runtime.recorder``), run a
-canary (``runtime.canary``) or a shadow (``runtime.shadow``) of a new version.
-Each of them listens to the plugin's calls through a tap (``runtime.tap``).
-Replay and bisect need no running host of their own making and live in
-``runtime.replay`` and ``runtime.bisect``.
+Before any code of a new version runs, a swap is checked here: the id must stay,
+the version must not go backwards (unless rolling back), the host must be in its
+range, and every active dependent's range and required service range must accept
+it. An upgrade plans its moves here: the newest installed version this host
+accepts (or the one asked for), and, with its dependents, a consistent set of
+installed versions found by the resolver.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import fnmatch
-import logging
-import tempfile
-import tomllib
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from plugbay.api.errors import ConfigError, PlugbayError, PluginStateError
-from plugbay.runtime.bisect import ActiveSet
-from plugbay.runtime.canary import CanarySettings, not_running
-from plugbay.runtime.recorder import DEFAULT_CALLS, Recorder
-from plugbay.runtime.tap import PluginTaps
+from plugbay.api.errors import DependentsError, PlugbayError, ResolutionError
+from plugbay.model.manifest import PluginManifest
+from plugbay.model.versions import Version
+from plugbay.runtime.swap_host import SwapHost
 
 if TYPE_CHECKING:
-    from plugbay.model.manifest import PluginManifest
-    from plugbay.monitor.alerts import AlertManager
-    from plugbay.runtime.canary import Canary
-    from plugbay.runtime.host import Host
-    from plugbay.runtime.shadow import Shadow
+    from plugbay.model.resolve import ResolutionPlan
+    from plugbay.runtime.records import PluginRecord
 
-__all__ = ["Upgrades"]
-
-log = logging.getLogger("plugbay.upgrades")
-
-#: seconds between writes of a recording that changed
-FLUSH_EVERY: Final = 2.0
+__all__ = ["UpgradePlan", "check_dependents", "check_target", "plan_upgrade"]
 
 
-class Upgrades:
-    """The recorders, canaries and shadows of one host's plugins."""
+@dataclass(frozen=True, slots=True)
+class UpgradePlan:
+    """What ``upgrade`` would change: plugin id → (from version, to manifest), in order."""
 
-    def __init__(self, host: Host) -> None:
-        self.host = host
-        self.recorders: dict[str, Recorder] = {}
-        self.canaries: dict[str, Canary] = {}
-        self.shadows: dict[str, Shadow] = {}
-        #: the plugins a bisect moves between, and puts back (``runtime.bisect``)
-        self.bisect = ActiveSet(host)
-        #: how each plugin's last canary or shadow ended
-        self.finished: dict[str, dict[str, Any]] = {}
-        self._policy: tuple[tuple[str, ...], int] | None = None
-        self._flusher: asyncio.Task[None] | None = None
-        host.manager.taps.on_route = self._on_route
+    changes: dict[str, tuple[str, PluginManifest]]
 
-    # ------------------------------------------------------------------ recording
+    @property
+    def order(self) -> list[str]:
+        return list(self.changes)
 
-    def record(
-        self,
-        plugin_id: str,
-        *,
-        calls: int | None = None,
-        max_bytes: int | None = None,
-        source: str = "api",
-    ) -> dict[str, Any]:
-        """Start recording a plugin's calls (or change the bounds of its recording)."""
-        rec = self.host.manager.record(plugin_id)  # PluginNotFound, with a suggestion
-        recorder = self.recorders.get(plugin_id)
-        if recorder is not None:
-            if calls is not None:
-                recorder.calls = calls
-            if max_bytes is not None:
-                recorder.max_bytes = max_bytes
-            return recorder.status()
-        kwargs: dict[str, Any] = {"calls": calls or self._policy_of()[1], "source": source}
-        if max_bytes is not None:
-            kwargs["max_bytes"] = max_bytes
-        secret = rec.manifest.secret_parameters if rec.manifest is not None else ()
-        recorder = Recorder(plugin_id, self._path(plugin_id), secret=secret, **kwargs)
-        self.recorders[plugin_id] = recorder
-        self.retap(plugin_id)
-        self._start_flusher()
-        self.host.events.emit("recording.started", plugin=plugin_id, calls=recorder.calls)
-        return recorder.status()
+    def to_dict(self) -> dict[str, dict[str, str]]:
+        """``{id: {"from": version, "to": version}}`` in order (for the CLI and the API)."""
+        return {
+            pid: {"from": old, "to": str(new.version)} for pid, (old, new) in self.changes.items()
+        }
 
-    def stop_recording(self, plugin_id: str) -> dict[str, Any]:
-        """Stop recording; the file keeps what was recorded."""
-        recorder = self.recorders.pop(plugin_id, None)
-        if recorder is None:
-            raise self._not_recording(plugin_id)
-        self.retap(plugin_id)
-        recorder.save()
-        self.host.events.emit("recording.stopped", plugin=plugin_id, calls=len(recorder))
-        return {**recorder.status(), "recording": False}
 
-    def recording(self, plugin_id: str) -> bytes:
-        """The recording as a file holds it (saved first); from the state when not recording."""
-        recorder = self.recorders.get(plugin_id)
-        if recorder is not None:
-            recorder.save()
-            return recorder.to_bytes()
-        path = self._path(plugin_id)
-        if path is not None and path.is_file():
-            return path.read_bytes()
-        raise self._not_recording(plugin_id)
+# ------------------------------------------------------------------ a swap's checks
 
-    def recording_status(self, plugin_id: str | None = None) -> list[dict[str, Any]]:
-        return [
-            r.status()
-            for pid, r in sorted(self.recorders.items())
-            if plugin_id is None or pid == plugin_id
-        ]
 
-    def _not_recording(self, plugin_id: str) -> PlugbayError:
-        self.host.manager.record(plugin_id)  # an unknown id says so first
-        return PluginStateError(
-            "has no recording",
+def check_target(
+    m: SwapHost,
+    rec: PluginRecord,
+    old: PluginManifest,
+    new: PluginManifest,
+    *,
+    allow_downgrade: bool,
+) -> None:
+    """Refuse a changed id, a version going backwards, and a host range excluding this host."""
+    where = new.location
+    if new.id != rec.id:
+        raise PlugbayError(
+            f"the manifest now says id '{new.id}'",
+            where=where,
+            hint="a plugin's id cannot change; install it as a new plugin",
+        )
+    if new.version < old.version and not allow_downgrade:
+        raise PlugbayError(
+            f"the version went backwards, from {old.version} to {new.version}",
+            where=where,
+            hint=f"raise the version, or go back on purpose with 'plugbay rollback {rec.id}'",
+        )
+    host = Version.parse(m.settings.host_version)
+    if not new.host.contains(host, include_prerelease=True):
+        raise PlugbayError(
+            f"{new.version} needs host {new.host}, and this host is {host}",
+            where=where,
+            hint="use a version made for this host, or upgrade plugbay",
+        )
+
+
+def check_dependents(
+    m: SwapHost, plugin_id: str, new: PluginManifest, together: Collection[str]
+) -> None:
+    """Refuse a version that an active dependent's range would not accept, naming
+    each dependent and its range (plugin ranges and required service ranges)."""
+    broken: dict[str, str] = {}
+    for dep in m.list_plugins():
+        if dep.id == plugin_id or dep.id in together or dep.state != "active":
+            continue
+        reason = _what_breaks(m, dep, plugin_id, new)
+        if reason is not None:
+            broken[dep.id] = reason
+    if broken:
+        raise DependentsError(
+            f"{new.version} would break its dependents: " + "; ".join(broken.values()),
             plugin=plugin_id,
-            hint=f"'plugbay record {plugin_id}' starts one (on the running host)",
+            where=new.location,
+            hint=f"'plugbay upgrade {plugin_id} {new.version} --with-dependents' moves them "
+            "too when versions of them accept it; otherwise keep a compatible version",
+            details={"dependents": broken},
         )
 
-    def _path(self, plugin_id: str) -> Path | None:
-        state = self.host.state_dir
-        return None if state is None else state / "recordings" / f"{plugin_id}.jsonl"
 
-    def _policy_of(self) -> tuple[tuple[str, ...], int]:
-        """``[policy] record`` (id patterns) and ``record-calls`` of the host config."""
-        if self._policy is None:
-            patterns: tuple[str, ...] = ()
-            calls = DEFAULT_CALLS
-            path = self.host._config_file
-            if path is not None and path.is_file():
-                where = str(path)
-                with contextlib.suppress(OSError, tomllib.TOMLDecodeError):  # the host said so
-                    table = tomllib.loads(path.read_text(encoding="utf-8")).get("policy", {})
-                    raw = table.get("record", [])
-                    if not isinstance(raw, list) or not all(isinstance(p, str) for p in raw):
-                        raise ConfigError(
-                            "[policy] record must be a list of plugin id patterns", where=where
-                        )
-                    patterns = tuple(raw)
-                    calls = table.get("record-calls", DEFAULT_CALLS)
-                    if not isinstance(calls, int) or isinstance(calls, bool) or calls < 1:
-                        raise ConfigError(
-                            "[policy] record-calls must be a whole number of calls, 1 or more",
-                            where=where,
-                        )
-            self._policy = (patterns, calls)
-        return self._policy
-
-    def _on_route(self, plugin_id: str, taps: PluginTaps) -> None:
-        """A route is being installed for ``plugin_id``: its taps follow the version."""
-        recorder = self.recorders.get(plugin_id)
-        if recorder is None:
-            try:
-                patterns, _ = self._policy_of()
-            except PlugbayError as exc:  # said once; a bad opt-in must not stop a plugin
-                log.error("%s", exc)
-                self._policy = ((), DEFAULT_CALLS)
-                patterns = ()
-            if any(fnmatch.fnmatchcase(plugin_id, p) for p in patterns):
-                try:
-                    recorder = Recorder(
-                        plugin_id, self._path(plugin_id), calls=self._policy_of()[1],
-                        source="policy",
-                    )  # fmt: skip
-                except PlugbayError as exc:  # a bad file must not stop the plugin
-                    log.error("%s", exc)
-                    return
-                self.recorders[plugin_id] = recorder
-                self._start_flusher()
-        rec = self.host.manager.records_by_id.get(plugin_id)
-        if recorder is not None and rec is not None and rec.manifest is not None:
-            recorder.set_secret(rec.manifest.secret_parameters)
-        wanted = [x for x in (recorder, self.shadows.get(plugin_id)) if x is not None]
-        taps.listeners[:] = wanted
-
-    def retap(self, plugin_id: str) -> None:
-        """Install the plugin's route again, so its taps are what they are now."""
-        manager = self.host.manager
-        route = manager.route_of(plugin_id)
-        if route is not None:  # no route: held by a swap, which installs one after
-            manager.set_route(plugin_id, route)
-        else:
-            taps = manager.taps.of(plugin_id)
-            self._on_route(plugin_id, taps)
-
-    def _start_flusher(self) -> None:
-        if self._flusher is not None and not self._flusher.done():
-            return
-        with contextlib.suppress(RuntimeError):  # no running loop: saved at stop
-            self._flusher = asyncio.get_running_loop().create_task(self._flush_every())
-
-    async def _flush_every(self) -> None:
-        while self.recorders:
-            await asyncio.sleep(FLUSH_EVERY)
-            self.flush()
-
-    def flush(self) -> None:
-        for recorder in list(self.recorders.values()):
-            if recorder.dirty:
-                try:
-                    recorder.save()
-                except OSError as exc:
-                    log.error("the recording of %s cannot be written: %s", recorder.plugin_id, exc)
-
-    # ------------------------------------------------------------------ canary
-
-    async def canary(
-        self, plugin_id: str, version: str | None = None, settings: CanarySettings | None = None
-    ) -> dict[str, Any]:
-        """Start a canary of ``version`` (default: the newest installed); see
-        ``runtime.canary``. Returns at once; :meth:`wait_canary` waits for the decision."""
-        from plugbay.runtime.canary import Canary
-
-        settings = settings or CanarySettings()
-        settings.check(plugin_id)
-        self._refuse_busy(plugin_id)
-        target = self._target(plugin_id, version)
-        canary = Canary(self, plugin_id, target, settings)
-        self.canaries[plugin_id] = canary
-        try:
-            await canary.start()
-        except BaseException:
-            self.canaries.pop(plugin_id, None)
-            raise
-        canary.decided.add_done_callback(
-            lambda done: self.finished.__setitem__(plugin_id, done.result())
-        )
-        return canary.summary()
-
-    def canary_status(self, plugin_id: str) -> dict[str, Any]:
-        """The running canary's figures, else how the last one ended."""
-        canary = self.canaries.get(plugin_id)
-        if canary is not None:
-            return canary.summary()
-        last = self.finished.get(plugin_id)
-        if last is not None:
-            return last
-        self.host.manager.record(plugin_id)
-        raise not_running(plugin_id)
-
-    async def wait_canary(self, plugin_id: str, timeout: float | None = None) -> dict[str, Any]:
-        """Wait until the running canary is promoted or rolled back; its summary."""
-        canary = self.canaries.get(plugin_id)
-        if canary is None:
-            return self.canary_status(plugin_id)
-        async with asyncio.timeout(timeout):
-            return await asyncio.shield(canary.decided)
-
-    async def stop_canary(self, plugin_id: str) -> dict[str, Any]:
-        """Roll the canary back now, by hand."""
-        canary = self.canaries.get(plugin_id)
-        if canary is None:
-            self.host.manager.record(plugin_id)
-            raise not_running(plugin_id)
-        await canary.abort("stopped by the operator")
-        return canary.summary()
-
-    # ------------------------------------------------------------------ shadow
-
-    async def shadow(self, plugin_id: str, version: str | None = None) -> dict[str, Any]:
-        """Start a shadow of ``version`` (default: the newest installed); see ``runtime.shadow``."""
-        from plugbay.runtime.shadow import Shadow
-
-        self._refuse_busy(plugin_id)
-        target = self._target(plugin_id, version)
-        shadow = Shadow(self, plugin_id, target)
-        self.shadows[plugin_id] = shadow
-        try:
-            await shadow.start()
-        except BaseException:
-            self.shadows.pop(plugin_id, None)
-            raise
-        self.retap(plugin_id)
-        return shadow.summary()
-
-    def shadow_status(self, plugin_id: str) -> dict[str, Any]:
-        """The running shadow's comparison, else the last one's."""
-        shadow = self.shadows.get(plugin_id)
-        if shadow is not None:
-            return shadow.summary()
-        last = self.finished.get(plugin_id)
-        if last is not None and "mirrored" in last:
-            return last
-        self.host.manager.record(plugin_id)
-        raise PluginStateError(
-            "has no shadow running",
-            plugin=plugin_id,
-            hint=f"'plugbay upgrade {plugin_id} --shadow' starts one",
-        )
-
-    async def stop_shadow(self, plugin_id: str) -> dict[str, Any]:
-        shadow = self.shadows.get(plugin_id)
-        if shadow is None:
-            return self.shadow_status(plugin_id)
-        summary = await shadow.stop()
-        self.finished[plugin_id] = summary
-        return summary
-
-    def scratch_dir(self, plugin_id: str) -> Path:
-        """Where a shadow of ``plugin_id`` keeps its data (never the live directory)."""
-        state = self.host.state_dir
-        if state is not None:
-            return state / "shadows" / plugin_id / "data"
-        return Path(tempfile.mkdtemp(prefix=f"plugbay-shadow-{plugin_id}-")) / "data"
-
-    def _target(self, plugin_id: str, version: str | None) -> PluginManifest:
-        """The version to try: installed in the store (perhaps by 'plugbay install' while
-        this host ran), accepted by the host and by the plugin's active dependents."""
-        store, registry = self.host.store, self.host.registry
-        if store is not None and plugin_id in registry:
-            known = set(registry.versions(plugin_id))
-            for manifest in store.discover().manifests:
-                if (
-                    manifest.id == plugin_id
-                    and manifest.version not in known
-                    and not store.kept(plugin_id, manifest.version)
-                ):
-                    with contextlib.suppress(PlugbayError):
-                        registry.register(manifest)
-        plan = self.host.manager.upgrade_plan(plugin_id, version)
-        return plan.changes[plugin_id][1]
-
-    def _refuse_busy(self, plugin_id: str) -> None:
-        if plugin_id in self.canaries or plugin_id in self.shadows:
-            what = "a canary" if plugin_id in self.canaries else "a shadow"
-            raise PluginStateError(
-                f"has {what} running already",
-                plugin=plugin_id,
-                hint=f"wait for it to end, or stop it: 'plugbay upgrade {plugin_id} --stop'",
+def _what_breaks(m: SwapHost, dep: PluginRecord, plugin_id: str, new: PluginManifest) -> str | None:
+    """Why the active plugin ``dep`` would not accept ``new`` (the last reason found), or ``None``."""
+    manifest = dep.manifest
+    if manifest is None:
+        return None
+    reason = None
+    rng = manifest.dependencies.get(plugin_id)
+    if rng is None and plugin_id in dep.needs:
+        rng = manifest.optional_dependencies.get(plugin_id)
+    if rng is not None and new.version not in rng:
+        reason = f"'{dep.id}' {dep.version} requires '{plugin_id}' {rng}"
+    for name, wanted in manifest.requires.items():
+        if m.services.provider_of(name) != plugin_id:
+            continue
+        provided = new.provides.get(name)
+        if provided is None:
+            reason = (
+                f"'{dep.id}' {dep.version} requires service '{name}' {wanted}, "
+                f"which {new.version} no longer provides"
             )
+        elif provided not in wanted:
+            reason = (
+                f"'{dep.id}' {dep.version} requires service '{name}' {wanted}, "
+                f"and {new.version} provides {provided}"
+            )
+    return reason
 
-    def alerts(self) -> AlertManager | None:
-        monitor = self.host.monitor
-        return monitor.alerts if monitor is not None else None
 
-    # ------------------------------------------------------------------ the host stops
+# ------------------------------------------------------------------ an upgrade's plan
 
-    async def close(self) -> None:
-        """Before the plugins stop: canaries and shadows end (the serving version stays),
-        recordings are written."""
-        for canary in list(self.canaries.values()):
-            with contextlib.suppress(PlugbayError):
-                await canary.abort("the host is stopping")
-        for shadow in list(self.shadows.values()):
-            with contextlib.suppress(PlugbayError):
-                await shadow.stop()
-        if self._flusher is not None:
-            self._flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._flusher
-            self._flusher = None
-        self.flush()
+
+def plan_upgrade(
+    m: SwapHost, plugin_id: str, version: str | None, *, with_dependents: bool
+) -> UpgradePlan:
+    """Which versions move if ``plugin_id`` moves to ``version`` (default: the newest
+    registered that this host accepts). Raises, naming each dependent and its range,
+    when a dependent would break and ``with_dependents`` is off or no consistent set
+    of versions exists."""
+    rec = m.record(plugin_id)
+    current = rec.manifest
+    if rec.state != "active" or current is None:
+        raise m.not_active(rec)
+    wanted = _wanted_version(m, plugin_id, current, version)
+    target = m.registry.get(plugin_id, wanted)
+    check_target(m, rec, current, target, allow_downgrade=False)
+    try:
+        check_dependents(m, plugin_id, target, ())
+        return UpgradePlan({plugin_id: (str(current.version), target)})
+    except DependentsError as exc:
+        if not with_dependents:
+            raise
+        return _with_dependents(m, plugin_id, wanted, target, exc)
+
+
+def _wanted_version(
+    m: SwapHost, plugin_id: str, current: PluginManifest, version: str | None
+) -> Version:
+    """The version an upgrade moves to: ``version`` when it is installed and not older,
+    else the newest installed that this host accepts, when it is newer."""
+    known = m.registry.versions(plugin_id)
+    if version is not None:
+        wanted = Version.parse(version)
+        if wanted not in known:
+            raise PlugbayError(
+                f"version {wanted} is not installed",
+                plugin=plugin_id,
+                hint=f"installed: {', '.join(map(str, known))}; 'plugbay install PATH' adds one",
+            )
+        if wanted < current.version:
+            raise PlugbayError(
+                f"{wanted} is older than {current.version}, which serves now",
+                plugin=plugin_id,
+                hint=f"'plugbay rollback {plugin_id}' goes back on purpose",
+            )
+        return wanted
+    host = Version.parse(m.settings.host_version)
+    fitting = [
+        v
+        for v in known
+        if m.registry.get(plugin_id, v).host.contains(host, include_prerelease=True)
+    ]
+    if not fitting or fitting[0] <= current.version:
+        raise PlugbayError(
+            f"{current.version} is the newest version installed for this host"
+            + (f" (known: {', '.join(map(str, known))})" if known else ""),
+            plugin=plugin_id,
+            hint="'plugbay install PATH' adds a newer version",
+        )
+    return fitting[0]
+
+
+def _with_dependents(
+    m: SwapHost, plugin_id: str, wanted: Version, target: PluginManifest, broken: DependentsError
+) -> UpgradePlan:
+    """Versions of the active plugins that accept ``target``, keeping every other active
+    plugin where it is when possible; raises naming the dependents when none exist."""
+    from plugbay.model.resolve import resolve
+
+    active = {r.id: r for r in m.list_plugins() if r.state == "active" and r.manifest}
+    candidates = [
+        manifest
+        for manifest in m.registry.manifests()
+        if manifest.id in active and (manifest.id != plugin_id or manifest.version == wanted)
+    ]
+    pins = {pid: r.manifest.version for pid, r in active.items() if r.manifest}
+    pins[plugin_id] = wanted
+    host = Version.parse(m.settings.host_version)
+    plan = resolve(candidates, host_version=host, requested=list(active), pinned=pins)
+    if plan.failures or plan.selected.get(plugin_id) is not target:
+        causes = "; ".join(str(e) for e in plan.failures.values())
+        raise ResolutionError(
+            f"no consistent set of installed versions accepts {plugin_id} {wanted}: "
+            + "; ".join(broken.details.get("dependents", {}).values())
+            + (f" ({causes})" if causes else ""),
+            plugin=plugin_id,
+            hint="install versions of those dependents that accept it, then try again",
+            details={"dependents": broken.details.get("dependents", {})},
+        ) from None
+    return UpgradePlan(_moves(plan, active))
+
+
+def _moves(
+    plan: ResolutionPlan, active: dict[str, PluginRecord]
+) -> dict[str, tuple[str, PluginManifest]]:
+    """Each active plugin whose resolved version differs from the serving one, in order."""
+    changes: dict[str, tuple[str, PluginManifest]] = {}
+    for pid in plan.order:
+        chosen = plan.selected[pid]
+        now = active[pid].manifest
+        if now is not None and chosen.version != now.version:
+            changes[pid] = (str(now.version), chosen)
+    return changes

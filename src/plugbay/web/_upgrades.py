@@ -1,5 +1,5 @@
 """Upgrades that prove themselves, through the running host: the flight recorder,
-canaries and shadows (``runtime.upgrades``)."""
+canaries and shadows (``runtime.trials``)."""
 
 from __future__ import annotations
 
@@ -102,7 +102,7 @@ async def record(
     plugin_id: str, host: HostDep, body: RecordRequest | None = None
 ) -> RecordingStatus:
     body = body or RecordRequest()
-    status = host.upgrades.record(plugin_id, calls=body.calls, max_bytes=body.max_bytes)
+    status = host.trials.record(plugin_id, calls=body.calls, max_bytes=body.max_bytes)
     return RecordingStatus.model_validate(status)
 
 
@@ -111,7 +111,7 @@ async def record(
     summary="Stop recording (the file keeps the calls)",
 )  # fmt: skip
 async def stop_recording(plugin_id: str, host: HostDep) -> RecordingStatus:
-    return RecordingStatus.model_validate(host.upgrades.stop_recording(plugin_id))
+    return RecordingStatus.model_validate(host.trials.stop_recording(plugin_id))
 
 
 @router.get(
@@ -121,7 +121,7 @@ async def stop_recording(plugin_id: str, host: HostDep) -> RecordingStatus:
     summary="The recording as a file (JSON lines)",
 )  # fmt: skip
 async def recording(plugin_id: str, host: HostDep) -> Response:
-    return Response(host.upgrades.recording(plugin_id), media_type=_NDJSON)
+    return Response(host.trials.recording(plugin_id), media_type=_NDJSON)
 
 
 @router.post(
@@ -135,7 +135,7 @@ async def canary(plugin_id: str, host: HostDep, body: CanaryRequest | None = Non
         min_calls=body.min_calls, max_error_increase=body.max_error_increase,
         max_latency_ratio=body.max_latency_ratio,
     )  # fmt: skip
-    return CanaryView.model_validate(await host.upgrades.canary(plugin_id, body.version, settings))
+    return CanaryView.model_validate(await host.trials.canary(plugin_id, body.version, settings))
 
 
 @router.get(
@@ -143,7 +143,7 @@ async def canary(plugin_id: str, host: HostDep, body: CanaryRequest | None = Non
     summary="The running canary's figures, or how the last one ended",
 )  # fmt: skip
 async def canary_status(plugin_id: str, host: HostDep) -> CanaryView:
-    return CanaryView.model_validate(host.upgrades.canary_status(plugin_id))
+    return CanaryView.model_validate(host.trials.canary_status(plugin_id))
 
 
 @router.delete(
@@ -151,7 +151,7 @@ async def canary_status(plugin_id: str, host: HostDep) -> CanaryView:
     summary="Roll the running canary back now",
 )  # fmt: skip
 async def stop_canary(plugin_id: str, host: HostDep) -> CanaryView:
-    return CanaryView.model_validate(await host.upgrades.stop_canary(plugin_id))
+    return CanaryView.model_validate(await host.trials.stop_canary(plugin_id))
 
 
 @router.post(
@@ -160,7 +160,7 @@ async def stop_canary(plugin_id: str, host: HostDep) -> CanaryView:
 )  # fmt: skip
 async def shadow(plugin_id: str, host: HostDep, body: ShadowRequest | None = None) -> ShadowView:
     body = body or ShadowRequest()
-    return ShadowView.model_validate(await host.upgrades.shadow(plugin_id, body.version))
+    return ShadowView.model_validate(await host.trials.shadow(plugin_id, body.version))
 
 
 @router.get(
@@ -168,7 +168,7 @@ async def shadow(plugin_id: str, host: HostDep, body: ShadowRequest | None = Non
     summary="The shadow's comparison so far (or the last one's)",
 )  # fmt: skip
 async def shadow_status(plugin_id: str, host: HostDep) -> ShadowView:
-    return ShadowView.model_validate(host.upgrades.shadow_status(plugin_id))
+    return ShadowView.model_validate(host.trials.shadow_status(plugin_id))
 
 
 @router.delete(
@@ -176,7 +176,7 @@ async def shadow_status(plugin_id: str, host: HostDep) -> ShadowView:
     summary="Stop the shadow (its scratch data is removed)",
 )  # fmt: skip
 async def stop_shadow(plugin_id: str, host: HostDep) -> ShadowView:
-    return ShadowView.model_validate(await host.upgrades.stop_shadow(plugin_id))
+    return ShadowView.model_validate(await host.trials.stop_shadow(plugin_id))
 
 
 # --------------------------------------------------------------------------- bisect
@@ -218,7 +218,7 @@ class BisectRestored(BaseModel):
     summary="Begin a bisect: remember the active plugins and their versions",
 )  # fmt: skip
 async def bisect_begin(host: HostDep) -> BisectOrder:
-    order, needs = await host.upgrades.bisect.begin()
+    order, needs = await host.trials.bisect.begin()
     return BisectOrder(order=order, needs=needs)
 
 
@@ -227,7 +227,7 @@ async def bisect_begin(host: HostDep) -> BisectOrder:
     summary="Make exactly these plugins active (unload the rest, load what is missing)",
 )  # fmt: skip
 async def bisect_active(body: BisectActive, host: HostDep) -> BisectOrder:
-    return BisectOrder(order=await host.upgrades.bisect.activate(body.plugins))
+    return BisectOrder(order=await host.trials.bisect.activate(body.plugins))
 
 
 @router.get(
@@ -235,7 +235,7 @@ async def bisect_active(body: BisectActive, host: HostDep) -> BisectOrder:
     summary="The versions of a plugin in the store, and the one serving",
 )  # fmt: skip
 async def bisect_versions(plugin_id: str, host: HostDep) -> BisectVersions:
-    versions, serving = await host.upgrades.bisect.versions(plugin_id)
+    versions, serving = await host.trials.bisect.versions(plugin_id)
     return BisectVersions(versions=versions, serving=serving)
 
 
@@ -244,8 +244,8 @@ async def bisect_versions(plugin_id: str, host: HostDep) -> BisectVersions:
     summary="Serve another version of a plugin (a swap)",
 )  # fmt: skip
 async def bisect_move(body: BisectMove, host: HostDep) -> BisectOrder:
-    await host.upgrades.bisect.move(body.plugin, body.version)
-    order, needs = await host.upgrades.bisect.begin()
+    await host.trials.bisect.move(body.plugin, body.version)
+    order, needs = await host.trials.bisect.begin()
     return BisectOrder(order=order, needs=needs)
 
 
@@ -254,4 +254,4 @@ async def bisect_move(body: BisectMove, host: HostDep) -> BisectOrder:
     summary="End the bisect: the plugins and versions active when it began, again",
 )  # fmt: skip
 async def bisect_restore(host: HostDep) -> BisectRestored:
-    return BisectRestored(problems=await host.upgrades.bisect.restore())
+    return BisectRestored(problems=await host.trials.bisect.restore())
