@@ -71,11 +71,20 @@ class UpgradeTrials:
         recorder = self.recorders.get(plugin_id)
         if recorder is not None:
             if calls is not None:
+                if calls < 1:
+                    raise PlugbayError(
+                        f"a recording keeps at least one call (asked: {calls})",
+                        plugin=plugin_id,
+                        hint="give --calls 1 or more",
+                    )
                 recorder.calls = calls
             if max_bytes is not None:
                 recorder.max_bytes = max_bytes
             return recorder.status()
-        kwargs: dict[str, Any] = {"calls": calls or self._policy_of()[1], "source": source}
+        kwargs: dict[str, Any] = {
+            "calls": calls if calls is not None else self._policy_of()[1],
+            "source": source,
+        }
         if max_bytes is not None:
             kwargs["max_bytes"] = max_bytes
         secret = rec.manifest.secret_parameters if rec.manifest is not None else ()
