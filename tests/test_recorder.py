@@ -115,7 +115,7 @@ async def test_bad_requests_get_clear_errors_and_the_plugin_keeps_serving(
 ) -> None:
     calc(plugins.root / "calc", "1.0.0")
     async with make_host() as host:
-        with pytest.raises(PluginNotFound, match="acme.calx"):
+        with pytest.raises(PluginNotFound, match=r"acme\.calx"):
             host.trials.record("acme.calx")
         with pytest.raises(PluginStateError, match="no recording"):
             host.trials.stop_recording("acme.calc")

@@ -12,6 +12,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
+import shutil
+import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,7 +29,7 @@ from plugbay.runtime.services import ServiceView
 if TYPE_CHECKING:
     from plugbay.runtime.manager import PluginManager
 
-__all__ = ["dispose", "start_beside"]
+__all__ = ["copy_data", "dispose", "start_beside"]
 
 log = logging.getLogger("plugbay.upgrades")
 
@@ -74,3 +77,29 @@ async def dispose(handle: PluginHandle, timeout: float) -> None:
     except (CallTimeout, PlugbayError, Exception) as exc:
         log.warning("cleanup of %s %s: %r", handle.manifest.id, handle.manifest.version, exc)
     handle.release()
+
+
+def copy_data(live: Path, copy: Path) -> None:
+    """A copy of a plugin's data directory at ``copy`` (blocking; ``copy`` is replaced).
+
+    A sandboxed plugin's data may live in its storage image (``isolation.quota``):
+    mounted at ``live`` while the plugin runs (its files are copied from there), else
+    kept beside it (the image is copied, sparse, to where ``copy``'s image belongs, and
+    mounted there when the copy's plugin starts). A plain directory is copied as is.
+    """
+    from plugbay.isolation.quota import image_path
+
+    if copy.exists():
+        shutil.rmtree(copy)
+    image = image_path(live)
+    if live.is_dir() and not os.path.ismount(live) and image.is_file():
+        target = image_path(copy)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            ["cp", "--sparse=always", str(image), str(target)], check=True, capture_output=True
+        )
+        shutil.copytree(live, copy, symlinks=True)  # what is beside the image (usually nothing)
+    elif live.is_dir():
+        shutil.copytree(live, copy, symlinks=True, ignore=shutil.ignore_patterns("lost+found"))
+    else:
+        copy.mkdir(parents=True)

@@ -21,7 +21,6 @@ of its own, and compared with what was recorded.
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 import time
 from collections.abc import Sequence
@@ -33,6 +32,7 @@ from plugbay.api.errors import PlugbayError
 from plugbay.model.discover import discover
 from plugbay.model.manifest import PluginManifest
 from plugbay.model.versions import Version
+from plugbay.runtime.beside import copy_data
 from plugbay.runtime.compare import Comparison
 from plugbay.runtime.recorder import Recording, error_of
 
@@ -135,7 +135,7 @@ async def replay(
         sandbox_state = Path(work) / "state"
         live_data = (state_dir / "data" / plugin_id) if state_dir is not None else None
         if live_data is not None and live_data.is_dir():
-            shutil.copytree(live_data, sandbox_state / "data" / plugin_id, symlinks=True)
+            copy_data(live_data, sandbox_state / "data" / plugin_id)
         else:
             report.notes.append("the plugin had no data directory: it starts with an empty one")
         host = Host(

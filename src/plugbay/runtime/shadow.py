@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import shutil
 import time
 from pathlib import Path
@@ -28,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Final
 from plugbay.api import CommandSpec
 from plugbay.isolation import PluginHandle
 from plugbay.model.manifest import PluginManifest
-from plugbay.runtime.beside import dispose, start_beside
+from plugbay.runtime.beside import copy_data, dispose, start_beside
 from plugbay.runtime.compare import Comparison
 from plugbay.runtime.recorder import REDACTED, error_of
 
@@ -71,11 +72,12 @@ class Shadow:
         self._secret |= frozenset(rec.manifest.secret_parameters)
         self.scratch = self.trials.scratch_dir(self.plugin_id)
         live = manager.settings.data_root / self.plugin_id
-        await asyncio.to_thread(_copy_data, live, self.scratch)
+        await asyncio.to_thread(copy_data, live, self.scratch)
         try:
             self.handle = await start_beside(manager, self.target, self.scratch)
         except BaseException:
-            await asyncio.to_thread(shutil.rmtree, self.scratch, True)
+            await _unmounted(self.scratch)
+            await asyncio.to_thread(shutil.rmtree, self.scratch.parent, True)
             raise
         self.state = "running"
         manager.events.emit(
@@ -151,7 +153,8 @@ class Shadow:
         if self.handle is not None:
             await dispose(self.handle, self.trials.host.manager.settings.cleanup_timeout)
         if self.scratch is not None:
-            await asyncio.to_thread(shutil.rmtree, self.scratch, True)
+            await _unmounted(self.scratch)
+            await asyncio.to_thread(shutil.rmtree, self.scratch.parent, True)
         self.state = "stopped"
         summary = self.summary()
         manager = self.trials.host.manager
@@ -182,11 +185,9 @@ class Shadow:
         }
 
 
-def _copy_data(live: Path, scratch: Path) -> None:
-    """A copy of the live data directory (none yet: an empty one)."""
-    if scratch.exists():
-        shutil.rmtree(scratch)
-    if live.is_dir():
-        shutil.copytree(live, scratch, symlinks=True)
-    else:
-        scratch.mkdir(parents=True)
+async def _unmounted(directory: Path, timeout: float = 10.0) -> None:
+    """Wait until the storage image mounted at ``directory`` (if any) is unmounted: that
+    follows the exit of the last worker using it."""
+    end = time.monotonic() + timeout
+    while os.path.ismount(directory) and time.monotonic() < end:  # noqa: ASYNC110
+        await asyncio.sleep(0.02)
