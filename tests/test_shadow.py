@@ -66,7 +66,7 @@ async def test_a_shadow_shows_where_the_new_version_differs_and_callers_never_se
         assert host.plugin("acme.calc").version == "1.0.0"
         assert await host.call("acme.calc", "recalled") == 2
         assert host.trials.shadow_status("acme.calc")["differences"] == len(raises) + len(off)
-        actions = [(e.action, e.result) for e in host.history("acme.calc", limit=3)]
+        actions = [(e.action, e.result) for e in host.history("acme.calc", limit=50)]
         assert ("shadow", "stopped") in actions
 
 
