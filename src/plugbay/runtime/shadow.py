@@ -189,5 +189,5 @@ async def _unmounted(directory: Path, timeout: float = 10.0) -> None:
     """Wait until the storage image mounted at ``directory`` (if any) is unmounted: that
     follows the exit of the last worker using it."""
     end = time.monotonic() + timeout
-    while os.path.ismount(directory) and time.monotonic() < end:  # noqa: ASYNC110
+    while os.path.ismount(directory) and time.monotonic() < end:  # noqa: ASYNC110, ASYNC240
         await asyncio.sleep(0.02)
