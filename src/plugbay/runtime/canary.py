@@ -11,8 +11,8 @@ or rolled back on its figures, with no person in the loop.
    the serving version's figures over the same window are the plugin's own (the
    monitor's ``CommandStats``, calls and errors) less the canary's, and one in
    :data:`OLD_TIMED` of its calls is timed the same way;
-4. after each call on the canary, once it has answered ``min_calls`` calls, the
-   thresholds are checked: its error rate may exceed the serving version's by at
+4. after each error on the canary, and every :data:`JUDGE_EVERY` answers, once it
+   has answered ``min_calls`` calls, the thresholds are checked: its error rate may exceed the serving version's by at
    most ``max_error_increase``, its mean latency may be at most
    ``max_latency_ratio`` times the serving version's. The first breach rolls back:
    from the next call on, every call goes to the serving version; calls already on
@@ -56,6 +56,8 @@ log = logging.getLogger("plugbay.upgrades")
 
 #: one in this many of the serving version's calls is timed while a canary runs
 OLD_TIMED: Final = 8
+#: a canary's latency is judged every this many of its answers (an error at once)
+JUDGE_EVERY: Final = 8
 #: :meth:`Canary.take`'s answers besides 0 (the serving version, untimed)
 TAKEN: Final = 1
 TIMED: Final = 2
@@ -159,6 +161,7 @@ class Canary:
         self._acc = 0.0
         self._n = 0
         self._inflight = 0
+        self._answered = 0
         self._base: tuple[int, int] = (0, 0)
         self._from = ""
         self._timer: asyncio.Task[None] | None = None
@@ -236,7 +239,9 @@ class Canary:
         seconds = _clock() - started
         self.new.record(seconds)
         self._heard(spec, params, result, None, seconds)
-        self._judge()
+        self._answered += 1
+        if self._answered % JUDGE_EVERY == 0:  # an error is judged at once, above
+            self._judge()
         return result
 
     async def _old_timed(
