@@ -343,6 +343,19 @@ class UpgradeTrials:
                 hint=f"wait for it to end, or stop it: 'plugbay upgrade {plugin_id} --stop'",
             )
 
+    def overview(self) -> dict[str, Any]:
+        """Every recording, canary and shadow: running ones, and how the last ones ended."""
+        canaries = {pid: c.summary() for pid, c in self.canaries.items()}
+        shadows = {pid: s.summary() for pid, s in self.shadows.items()}
+        for pid, last in self.finished.items():
+            kind = shadows if "mirrored" in last else canaries
+            kind.setdefault(pid, last)
+        return {
+            "recordings": self.recording_status(),
+            "canaries": [canaries[pid] for pid in sorted(canaries)],
+            "shadows": [shadows[pid] for pid in sorted(shadows)],
+        }
+
     def alerts(self) -> AlertManager | None:
         monitor = self.host.monitor
         return monitor.alerts if monitor is not None else None

@@ -94,6 +94,20 @@ class ShadowView(BaseModel):
 _ERR = errors(400, 404, 409, 502, 503, 504)
 
 
+class TrialsOverview(BaseModel):
+    recordings: list[RecordingStatus]
+    canaries: list[CanaryView] = Field(description="Running canaries, and how the last ones ended.")
+    shadows: list[ShadowView] = Field(description="Running shadows, and the last ones' comparison.")
+
+
+@router.get(
+    "/api/v1/trials", response_model=TrialsOverview, responses=errors(),
+    summary="Every recording, canary and shadow (the dashboard's upgrade pane)",
+)  # fmt: skip
+async def trials(host: HostDep) -> TrialsOverview:
+    return TrialsOverview.model_validate(host.trials.overview())
+
+
 @router.post(
     "/api/v1/plugins/{plugin_id}/recording", response_model=RecordingStatus, responses=_ERR,
     summary="Start recording the plugin's calls (the flight recorder)",
