@@ -15,6 +15,7 @@ from tests._running import Running, plugbay_run
 from tests._trials import calc
 from tests.conftest import PluginFactory
 from tests.test_cli import plugbay
+from tests.test_cli_json import documented, same_shape
 
 
 def _calls(host: Running, inputs: range, *, token: str | None = None) -> list[int | None]:
@@ -35,6 +36,7 @@ def test_record_export_replay_gate_a_deployment(plugins: PluginFactory, tmp_path
         started = plugbay("record", "acme.calc", "--json", cwd=tmp_path)
         assert started.returncode == 0, started.stderr
         assert json.loads(started.stdout)["recording"] is True
+        same_shape(json.loads(started.stdout), documented()["record"], "record")
         assert _calls(host, range(12)) == [a + 1 for a in range(12)]
         _calls(host, range(1), token="do-not-keep")
         exported = plugbay("record", "acme.calc", "--export", "calc.jsonl", cwd=tmp_path)
@@ -57,6 +59,7 @@ def test_record_export_replay_gate_a_deployment(plugins: PluginFactory, tmp_path
     assert good.returncode == 0, good.stdout + good.stderr
     report = json.loads(good.stdout)
     assert report["ok"] and report["commands"]["add"]["same"] == 12
+    same_shape(report, documented()["replay"], "replay")
     # without a running host, --export copies what the last host kept
     again = plugbay("record", "acme.calc", "--export", "again.jsonl", cwd=tmp_path)
     assert again.returncode == 0 and "13 recorded call(s)" in again.stdout
@@ -75,6 +78,7 @@ def test_upgrade_shadow_then_canary_then_bisect(plugins: PluginFactory, tmp_path
         shown = plugbay("shadow", "acme.calc", "--json", cwd=tmp_path)
         summary = json.loads(shown.stdout)
         assert summary["state"] == "running" and summary["mirrored"] <= 20
+        same_shape(summary, documented()["shadow"], "shadow")
         assert plugbay("shadow", "acme.calc", "--stop", cwd=tmp_path).returncode == 0
 
         # the canary decides while live calls arrive; it exits 1 when it rolled back
@@ -104,6 +108,7 @@ def test_upgrade_shadow_then_canary_then_bisect(plugins: PluginFactory, tmp_path
         assert canary is not None and canary.returncode == 1, canary
         decided = json.loads(canary.stdout)
         assert decided["state"] == "rolled-back" and decided["figures"]["new"]["errors"] >= 1
+        same_shape(decided, documented()["canary"], "canary")
         failures = answers.count(None)
         assert len(answers) == 300 and failures <= decided["figures"]["new"]["errors"]
         assert _calls(host, range(10)) == [a + 1 for a in range(10)]  # 1.0.0 serves
@@ -123,6 +128,10 @@ def test_upgrade_shadow_then_canary_then_bisect(plugins: PluginFactory, tmp_path
         assert "acme.other: the check passes" in found.stdout
         assert "check 1: all 2 plugins active" in found.stdout
         assert "the host is as it was" in found.stdout
+        nothing = plugbay("bisect", "--call", "acme.calc add a=1 b=1", "--expect", "2", "--json",
+                          cwd=tmp_path, timeout=120)  # fmt: skip
+        assert nothing.returncode == 1, nothing.stderr  # the check passes: no culprit
+        same_shape(json.loads(nothing.stdout), documented()["bisect"], "bisect")
         listed = json.loads(plugbay("list", "--json", cwd=tmp_path).stdout)
         assert {r["id"]: r["state"] for r in listed} == {
             "acme.calc": "active",

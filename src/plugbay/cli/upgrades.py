@@ -212,7 +212,16 @@ def replay(
 def comparison_table(commands: dict[str, Any], before: str, after: str) -> Table:
     """One row per command: calls, same, differ, new errors, fixed, skipped, latency."""
     table = Table(box=None, pad_edge=False)
-    for name in ("command", "calls", "same", "differ", "new errors", "fixed", "skipped"):
+    for name in (
+        "command",
+        "calls",
+        "same",
+        "differ",
+        "new errors",
+        "fixed",
+        "both err",
+        "skipped",
+    ):
         table.add_column(name, justify="left" if name == "command" else "right")
     table.add_column(f"latency {before} → {after}", justify="right")
     for name, c in commands.items():
@@ -225,7 +234,7 @@ def comparison_table(commands: dict[str, Any], before: str, after: str) -> Table
         table.add_row(
             escape(name), str(c["calls"]), str(c["same"]),
             _red(c["differ"]), _red(c["new_errors"]), str(c["fixed_errors"]),
-            str(c["skipped"]), latency,
+            str(c["both_errors"]), str(c["skipped"]), latency,
         )  # fmt: skip
     return table
 
@@ -354,6 +363,7 @@ def _show_shadow(summary: dict[str, Any], *, as_json: bool) -> None:
         print_json({"ok": True, **summary})
         return
     out.print(_shadow_view(summary))
+    _print_examples(summary["commands"])
 
 
 def _shadow_view(summary: dict[str, Any]) -> Table:
@@ -459,7 +469,8 @@ def bisect(
     call: Annotated[
         str | None,
         typer.Option(
-            "--call", help='A plugin command instead: "ID COMMAND [key=value ...]" (with --expect).'
+            "--call",
+            help="A plugin command instead: 'ID COMMAND key=value…' (with --expect).",
         ),
     ] = None,
     expect: Annotated[
@@ -508,7 +519,7 @@ def bisect(
         with client:
             result = _bisect_remote(client, check, call, expect, plugin, as_json=as_json)
     _show_bisect(result, as_json=as_json)
-    if result.culprit is None and not as_json:
+    if result.culprit is None:
         raise typer.Exit(1)
 
 

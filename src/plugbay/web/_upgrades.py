@@ -3,11 +3,11 @@ canaries and shadows (``runtime.trials``)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from plugbay.runtime.canary import CanarySettings
 from plugbay.web._api import HostDep, errors
@@ -16,16 +16,25 @@ __all__ = ["router"]
 
 router = APIRouter(tags=["upgrades"])
 
+
+def _whole(value: Any) -> Any:
+    """A JSON number with nothing after the point is a whole number (``215.0``)."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+#: a whole number: JSON's ``5`` or ``5.0``, never ``"5"``, ``5.5`` or ``true``
+Whole = Annotated[int, BeforeValidator(_whole)]
+
 _NDJSON = "application/x-ndjson"
 
 
 class RecordRequest(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
 
-    calls: int | None = Field(
+    calls: Whole | None = Field(
         default=None, ge=1, le=1_000_000, description="Keep the newest this many calls."
     )
-    max_bytes: int | None = Field(
+    max_bytes: Whole | None = Field(
         default=None, ge=1024, le=1 << 30, description="Keep at most this many bytes of calls."
     )
 
@@ -51,9 +60,9 @@ class CanaryRequest(BaseModel):
         default=None, max_length=100, description="Installed version (default: the newest)."
     )
     share: float = Field(default=0.1, gt=0, le=1, description="Share of live calls, 0-1.")
-    window_calls: int | None = Field(default=200, ge=1, le=10_000_000)
+    window_calls: Whole | None = Field(default=200, ge=1, le=10_000_000)
     window_seconds: float | None = Field(default=None, gt=0, le=7 * 86400)
-    min_calls: int = Field(default=5, ge=1, le=1_000_000)
+    min_calls: Whole = Field(default=5, ge=1, le=1_000_000)
     max_error_increase: float = Field(default=0.05, ge=0, le=1)
     max_latency_ratio: float = Field(default=2.0, gt=0, le=1000)
 
