@@ -29,7 +29,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from plugbay.api.errors import PlugbayError, PluginStateError
+from plugbay.api.errors import PlugbayError, PluginNotFound, PluginStateError
 from plugbay.runtime.compare import plain
 
 if TYPE_CHECKING:
@@ -320,8 +320,9 @@ class ActiveSet:
         wanted = set(ids)
         unknown = wanted - set(self._order)
         if unknown:
-            raise PlugbayError(
-                f"not among the plugins active when the bisect began: {', '.join(sorted(unknown))}",
+            raise PluginNotFound(
+                "not among the plugins active when the bisect began: "
+                + ", ".join(repr(u) for u in sorted(unknown)),
                 hint="give ids from the order the bisect began with",
             )
         active = set(self._active())

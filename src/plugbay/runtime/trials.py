@@ -331,7 +331,13 @@ class UpgradeTrials:
                 ):
                     with contextlib.suppress(PlugbayError):
                         registry.register(manifest)
-        plan = self.host.manager.upgrade_plan(plugin_id, version)
+        try:
+            plan = self.host.manager.upgrade_plan(plugin_id, version)
+        except PlugbayError as exc:
+            if type(exc) is not PlugbayError:  # a dependent's range, an unknown plugin: as is
+                raise
+            # nothing newer to try is the plugin's state, not a bad request
+            raise PluginStateError(exc.message, plugin=plugin_id, hint=exc.hint) from None
         return plan.changes[plugin_id][1]
 
     def _refuse_busy(self, plugin_id: str) -> None:

@@ -22,8 +22,11 @@ def _whole(value: Any) -> Any:
     return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
-#: a whole number: JSON's ``5`` or ``5.0``, never ``"5"``, ``5.5`` or ``true``
-Whole = Annotated[int, BeforeValidator(_whole)]
+# whole numbers: JSON's ``5`` or ``5.0``, never ``"5"``, ``5.5`` or ``true`` (the bounds
+# first, so the document says minimum and maximum)
+_CALLS = Annotated[int, Field(ge=1, le=1_000_000), BeforeValidator(_whole)]
+_BYTES = Annotated[int, Field(ge=1024, le=1 << 30), BeforeValidator(_whole)]
+_WINDOW = Annotated[int, Field(ge=1, le=10_000_000), BeforeValidator(_whole)]
 
 _NDJSON = "application/x-ndjson"
 
@@ -31,11 +34,11 @@ _NDJSON = "application/x-ndjson"
 class RecordRequest(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
 
-    calls: Whole | None = Field(
-        default=None, ge=1, le=1_000_000, description="Keep the newest this many calls."
+    calls: _CALLS | None = Field(
+        default=None, description="Keep the newest this many calls."
     )
-    max_bytes: Whole | None = Field(
-        default=None, ge=1024, le=1 << 30, description="Keep at most this many bytes of calls."
+    max_bytes: _BYTES | None = Field(
+        default=None, description="Keep at most this many bytes of calls."
     )
 
 
@@ -60,9 +63,9 @@ class CanaryRequest(BaseModel):
         default=None, max_length=100, description="Installed version (default: the newest)."
     )
     share: float = Field(default=0.1, gt=0, le=1, description="Share of live calls, 0-1.")
-    window_calls: Whole | None = Field(default=200, ge=1, le=10_000_000)
-    window_seconds: float | None = Field(default=None, gt=0, le=7 * 86400)
-    min_calls: Whole = Field(default=5, ge=1, le=1_000_000)
+    window_calls: _WINDOW | None = 200
+    window_seconds: Annotated[float, Field(gt=0, le=7 * 86400)] | None = None
+    min_calls: _CALLS = 5
     max_error_increase: float = Field(default=0.05, ge=0, le=1)
     max_latency_ratio: float = Field(default=2.0, gt=0, le=1000)
 
