@@ -4,6 +4,7 @@ sandboxed worker, promoted or rolled back on its figures, with no person in the 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -44,6 +45,7 @@ async def test_a_wrong_canary_is_rolled_back_within_its_window_and_only_its_shar
     calc(plugins.root / "calc", "1.0.0")
     async with make_host(inline=[]) as host:
         host.install(calc(tmp_path / "src", "1.1.0", wrong=True))
+        host.trials.record("acme.calc")  # the recorder hears both versions
         settings = CanarySettings(share=0.1, window_calls=400, min_calls=5)
         await host.trials.canary("acme.calc", settings=settings)
         canary = host.trials.canaries["acme.calc"]
@@ -73,6 +75,33 @@ async def test_a_wrong_canary_is_rolled_back_within_its_window_and_only_its_shar
         alerts = host.alerts("acme.calc")
         assert [a["rule"] for a in alerts] == ["canary-rollback"]
         assert alerts[0]["details"]["figures"]["new"]["version"] == "1.1.0"
+        recorded = [json.loads(line) for line in host.trials.recording("acme.calc").splitlines()]
+        versions = [c["version"] for c in recorded[1:]]
+        assert versions.count("1.1.0") == canary.new.calls and "1.0.0" in versions
+
+
+async def test_a_slow_canary_is_rolled_back_on_its_latency(
+    plugins: PluginFactory, make_host: Callable[..., Host], tmp_path: Path
+) -> None:
+    calc(plugins.root / "calc", "1.0.0")
+    slow = calc(tmp_path / "src", "1.2.0")
+    code = (slow / "main.py").read_text()
+    (slow / "main.py").write_text(
+        "import time\n" + code.replace("return a + b", "time.sleep(0.02)\n        return a + b")
+    )
+    async with make_host() as host:
+        host.install(slow)
+        settings = CanarySettings(share=0.1, window_calls=2000, min_calls=5)
+        await host.trials.canary("acme.calc", settings=settings)
+        answered, failures = await _load(host, 600)
+        summary = await host.trials.wait_canary("acme.calc", timeout=30)
+        assert (answered, failures) == (600, [])  # slow, not wrong: every caller answered
+        assert summary["state"] == "rolled-back"
+        assert "mean latency" in summary["reason"] and "above the allowed 2x" in summary["reason"]
+        figures = summary["figures"]
+        assert figures["new"]["mean_seconds"] > 2 * figures["old"]["mean_seconds"]
+        assert figures["window_calls"] < 2000
+        assert host.plugin("acme.calc").version == "1.0.0"
 
 
 async def test_a_good_canary_is_promoted_by_a_swap_after_its_window(
