@@ -11,6 +11,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from plugbay.runtime.canary import CanarySettings
 from plugbay.web._api import HostDep, errors
+from plugbay.web._models import SEMVER_PATTERN
 
 __all__ = ["router"]
 
@@ -60,7 +61,10 @@ class CanaryRequest(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
 
     version: str | None = Field(
-        default=None, max_length=100, description="Installed version (default: the newest)."
+        default=None,
+        max_length=100,
+        pattern=SEMVER_PATTERN,
+        description="Installed version (default: the newest).",
     )
     share: float = Field(default=0.1, gt=0, le=1, description="Share of live calls, 0-1.")
     window_calls: _WINDOW | None = 200
@@ -74,7 +78,10 @@ class ShadowRequest(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
 
     version: str | None = Field(
-        default=None, max_length=100, description="Installed version (default: the newest)."
+        default=None,
+        max_length=100,
+        pattern=SEMVER_PATTERN,
+        description="Installed version (default: the newest).",
     )
 
 
@@ -227,7 +234,7 @@ class BisectMove(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
 
     plugin: str = Field(max_length=300)
-    version: str = Field(max_length=100)
+    version: str = Field(max_length=100, pattern=SEMVER_PATTERN)
 
 
 class BisectVersions(BaseModel):
