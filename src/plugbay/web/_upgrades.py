@@ -35,9 +35,7 @@ _NDJSON = "application/x-ndjson"
 class RecordRequest(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
 
-    calls: _CALLS | None = Field(
-        default=None, description="Keep the newest this many calls."
-    )
+    calls: _CALLS | None = Field(default=None, description="Keep the newest this many calls.")
     max_bytes: _BYTES | None = Field(
         default=None, description="Keep at most this many bytes of calls."
     )
@@ -67,7 +65,11 @@ class CanaryRequest(BaseModel):
         description="Installed version (default: the newest).",
     )
     share: float = Field(default=0.1, gt=0, le=1, description="Share of live calls, 0-1.")
-    window_calls: _WINDOW | None = 200
+    window_calls: _WINDOW | None = Field(
+        default=200,
+        description="Calls to the plugin the canary is watched for (null and no "
+        "window_seconds: 200).",
+    )
     window_seconds: Annotated[float, Field(gt=0, le=7 * 86400)] | None = None
     min_calls: _CALLS = 5
     max_error_increase: float = Field(default=0.05, ge=0, le=1)
@@ -163,8 +165,11 @@ async def recording(plugin_id: str, host: HostDep) -> Response:
 )  # fmt: skip
 async def canary(plugin_id: str, host: HostDep, body: CanaryRequest | None = None) -> CanaryView:
     body = body or CanaryRequest()
+    window_calls = body.window_calls
+    if window_calls is None and body.window_seconds is None:  # no window given: the default
+        window_calls = CanarySettings().window_calls
     settings = CanarySettings(
-        share=body.share, window_calls=body.window_calls, window_seconds=body.window_seconds,
+        share=body.share, window_calls=window_calls, window_seconds=body.window_seconds,
         min_calls=body.min_calls, max_error_increase=body.max_error_increase,
         max_latency_ratio=body.max_latency_ratio,
     )  # fmt: skip
