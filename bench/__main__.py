@@ -7,7 +7,8 @@ import platform
 import sys
 
 SUITES = [
-    "spine", "sandbox", "quota", "monitor", "reload", "http", "pdk", "envs", "trust", "trials"
+    "spine", "sandbox", "quota", "monitor", "reload", "http", "pdk", "envs", "trust", "wasm",
+    "trials",
 ]  # fmt: skip
 
 
