@@ -40,11 +40,15 @@ async def test_a_shadow_shows_where_the_new_version_differs_and_callers_never_se
         assert shadow.handle is not None and shadow.handle.pid is not None
         worker = psutil.Process(shadow.handle.pid)
         scratch = tmp_path / "state" / "shadows" / "acme.calc"
-        answers = [await host.call("acme.calc", "add", a=a, b=1, token="pw") for a in range(30)]
+        answers = []
+        for a in range(30):  # paced: each mirrored before the next (none dropped)
+            answers.append(await host.call("acme.calc", "add", a=a, b=1, token="pw"))
+            await _settled(host, "acme.calc", a + 1)
         # every caller had the serving version's answer, errors of the shadow included
         assert answers == [a + 1 for a in range(30)]
         assert await host.call("acme.calc", "remember", text="during") == 2
         summary = await _settled(host, "acme.calc", 31)
+        assert summary["dropped"] == 0
         add = summary["commands"]["add"]  # type: ignore[index]
         raises = [a for a in range(30) if expected_wrong(a, 1) is None]
         off = [a for a in range(30) if a not in raises and expected_wrong(a, 1) != a + 1]
