@@ -6,18 +6,21 @@ or rolled back on its figures, with no person in the loop.
 1. the new version (installed in the store) starts beside the serving one, with the
    same data directory: it answers live calls, so its effects are real;
 2. the plugin's tap (``runtime.tap``) sends every n-th call to it, for the share
-   asked (a running sum, not a coin: 10% is exactly one call in ten);
+   asked (a running sum, not a coin: 10% is exactly one call in ten; the tap only
+   counts down to the next one, so a call the canary does not take costs a
+   subtraction);
 3. each call on the canary is counted and timed in a ``CommandStats`` of its own;
    the serving version's figures over the same window are the plugin's own (the
    monitor's ``CommandStats``, calls and errors) less the canary's, and one in
-   :data:`OLD_TIMED` of its calls is timed the same way;
+   :data:`OLD_TIMED_PERIODS` of the canary's periods one of its calls is timed the same way;
 4. after each error on the canary, and every :data:`JUDGE_EVERY` answers, once it
    has answered ``min_calls`` calls, the thresholds are checked: its error rate may exceed the serving version's by at
    most ``max_error_increase``, its mean latency may be at most
    ``max_latency_ratio`` times the serving version's. The first breach rolls back:
    from the next call on, every call goes to the serving version; calls already on
    the canary finish there (none is lost, none is retried twice);
-5. when the window ends (``window_calls`` calls to the plugin, or ``window_seconds``)
+5. when the window ends (``window_calls`` calls to the plugin, checked at each of the
+   canary's calls, or ``window_seconds``)
    without a breach, the canary is promoted by a normal upgrade: the serving
    version's state is handed over as in any swap, and the canary's instance retires.
    A window that ends before the canary answered ``min_calls`` calls rolls back:
@@ -34,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import re
 import time
 from dataclasses import dataclass
@@ -50,18 +54,17 @@ from plugbay.runtime.recorder import error_of
 if TYPE_CHECKING:
     from plugbay.runtime.trials import UpgradeTrials
 
-__all__ = ["TAKEN", "TIMED", "Canary", "CanarySettings", "parse_share", "parse_window"]
+__all__ = ["Canary", "CanarySettings", "parse_share", "parse_window"]
 
 log = logging.getLogger("plugbay.upgrades")
 
-#: one in this many of the serving version's calls is timed while a canary runs
-OLD_TIMED: Final = 8
+#: one call of the serving version is timed every this many of the canary's periods
+#: (with a 10% canary: one in 40 calls)
+OLD_TIMED_PERIODS: Final = 4
 #: a canary's latency is judged every this many of its answers (an error at once)
-JUDGE_EVERY: Final = 8
-#: :meth:`Canary.take`'s answers besides 0 (the serving version, untimed)
-TAKEN: Final = 1
-TIMED: Final = 2
+JUDGE_EVERY: Final = 16
 _clock: Final = time.perf_counter
+_FOLD_AT: Final = CommandStats.FOLD_AT
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +162,13 @@ class Canary:
         self.started = time.time()
         self._t0 = time.monotonic()
         self._acc = 0.0
+        #: calls to the plugin in the periods done; the current one's are gap - countdown
         self._n = 0
+        self._periods = 0
+        #: the tap counts this down for each call; at zero the call is the canary's
+        self._gap = self.countdown = self._next_gap()
+        #: the serving version's call at this countdown is timed (0: none this period)
+        self.timed_at = 0
         self._inflight = 0
         self._answered = 0
         self._base: tuple[int, int] = (0, 0)
@@ -168,6 +177,8 @@ class Canary:
         self._finish: asyncio.Task[None] | None = None
         #: the figures the decision was taken on
         self.deciding: dict[str, Any] | None = None
+        self._listeners: list[Any] = []
+        self._version = str(target.version)
 
     # ------------------------------------------------------------------ start
 
@@ -183,6 +194,7 @@ class Canary:
         self._t0 = time.monotonic()
         self.state = "running"
         taps = manager.taps.of(self.plugin_id)
+        self._listeners = taps.listeners  # updated in place when a listener comes or goes
         taps.canary = self
         self.trials.retap(self.plugin_id)
         if self.settings.window_seconds is not None:
@@ -194,21 +206,26 @@ class Canary:
 
     # ------------------------------------------------------------------ the tap
 
-    def take(self) -> int:
-        """Where this call goes: :data:`TAKEN` (the canary), :data:`TIMED` (the serving
-        version, timed), or 0 (the serving version)."""
-        n = self._n = self._n + 1
-        acc = self._acc + self.settings.share
-        if acc >= 1.0:
-            self._acc = acc - 1.0
-            return TAKEN
-        self._acc = acc
-        window = self.settings.window_calls
-        if window is not None and n >= window:
-            self._decide(None)
-        return TIMED if n % OLD_TIMED == 0 else 0
+    def _next_gap(self) -> int:
+        """Calls until the canary's next one: the running sum of the share reaches 1."""
+        share = self.settings.share
+        gap = max(1, math.ceil((1.0 - self._acc) / share - 1e-9))
+        self._acc = max(self._acc + gap * share - 1.0, 0.0)
+        return gap
 
-    def call(self, spec: CommandSpec, params: dict[str, Any], timeout: float) -> Any:
+    def pick(
+        self, inner: PluginHandle, spec: CommandSpec, params: dict[str, Any], timeout: float
+    ) -> Any:
+        """The countdown ran out: this call is the canary's (once per period, so the
+        window's end is checked here too); the coroutine to await."""
+        self._n += self._gap
+        self._periods += 1
+        gap = self._gap = self.countdown = self._next_gap()
+        self.timed_at = 1 if gap > 1 and self._periods % OLD_TIMED_PERIODS == 0 else 0
+        window = self.settings.window_calls
+        if window is not None and self._n >= window:
+            self._decide(None)
+            return inner.call(spec, params, timeout)
         return self._call(spec, params, timeout)
 
     def old_call(
@@ -237,10 +254,16 @@ class Canary:
         finally:
             self._inflight -= 1
         seconds = _clock() - started
-        self.new.record(seconds)
-        self._heard(spec, params, result, None, seconds)
-        self._answered += 1
-        if self._answered % JUDGE_EVERY == 0:  # an error is judged at once, above
+        new = self.new  # CommandStats.record, inlined: this is on the canary's call path
+        new.base += 1
+        pending = new.pending
+        pending.append(seconds)
+        if len(pending) >= _FOLD_AT:
+            new.fold()
+        if self._listeners:
+            self._heard(spec, params, result, None, seconds)
+        answered = self._answered = self._answered + 1
+        if not answered % JUDGE_EVERY:  # an error is judged at once, above
             self._judge()
         return result
 
@@ -261,9 +284,8 @@ class Canary:
         error: BaseException | None,
         seconds: float,
     ) -> None:
-        taps = self.trials.host.manager.taps.of(self.plugin_id)
-        for listener in taps.listeners:
-            listener.called(spec, params, result, error, seconds, str(self.target.version))
+        for listener in self._listeners:
+            listener.called(spec, params, result, error, seconds, self._version)
 
     # ------------------------------------------------------------------ judging
 
@@ -301,7 +323,7 @@ class Canary:
                 **side(self.new.calls, self.new.errors, self.new),
             },
             "share": self.settings.share,
-            "window_calls": self._n,
+            "window_calls": self._n + self._gap - self.countdown,
             "seconds": round(time.monotonic() - self._t0, 3),
         }
 

@@ -49,18 +49,18 @@ class CallListener(Protocol):
 
 
 class CanaryArm(Protocol):
-    """Takes a share of the calls (``runtime.canary``)."""
+    """Takes a share of the calls (``runtime.canary``): the tap counts ``countdown``
+    down for each call; at zero the call is the canary's (:meth:`pick`)."""
 
-    #: the serving version's sampled durations, while the canary runs
+    countdown: int
+    #: the call at this countdown is the serving version's, timed into ``old`` (0: none)
+    timed_at: int
     old: CommandStats
 
-    def take(self) -> int:
-        """Where this call goes (counts it): 1 the canary, 2 the serving version timed,
-        0 the serving version."""
-        ...
-
-    def call(self, spec: CommandSpec, params: dict[str, Any], timeout: float) -> Any:
-        """Run the call on the canary's version (a coroutine)."""
+    def pick(
+        self, inner: PluginHandle, spec: CommandSpec, params: dict[str, Any], timeout: float
+    ) -> Any:
+        """The canary's call (a coroutine; the serving version's once its window is over)."""
         ...
 
     def old_call(
@@ -105,10 +105,11 @@ class TapHandle(PluginHandle):
         canary = taps.canary
         timed: CommandStats | None = None
         if canary is not None:
-            way = canary.take()
-            if way == 1:
-                return canary.call(spec, params, timeout)  # type: ignore[no-any-return]
-            if way == 2:
+            n = canary.countdown - 1
+            if n <= 0:
+                return canary.pick(self.inner, spec, params, timeout)  # type: ignore[no-any-return]
+            canary.countdown = n
+            if n == canary.timed_at:
                 if not taps.listeners:
                     return canary.old_call(self.inner, spec, params, timeout)  # type: ignore[no-any-return]
                 timed = canary.old
