@@ -365,9 +365,13 @@ def test_a_negative_cluster_resource_is_a_manifest_error() -> None:
     from plugbay.api.errors import ManifestError
     from plugbay.model.manifest import parse_manifest
 
-    with pytest.raises(ManifestError, match=r"num-cpus must be >= 0"):
+    with pytest.raises(
+        ManifestError, match=r"resources.num-cpus' is invalid: Expected `float` >= 0"
+    ):
         parse_manifest(DOC_MANIFEST.replace("num-cpus = 1", "num-cpus = -1"))
-    with pytest.raises(ManifestError, match=r"custom.gpu-box must be >= 0"):
+    with pytest.raises(
+        ManifestError, match=r"resources.custom\[...\]' is invalid: Expected `float` >= 0"
+    ):
         parse_manifest(DOC_MANIFEST.replace('"gpu-box" = 1', '"gpu-box" = -2'))
     with pytest.raises(ManifestError, match="backend"):
         parse_manifest(DOC_MANIFEST.replace('backend = "ray"', 'backend = "mars"'))

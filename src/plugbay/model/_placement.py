@@ -5,11 +5,14 @@ The host's policy decides (``isolation.ray_settings``); the manifest only asks.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Literal
 
 import msgspec
 
-__all__ = ["PlacementRequest", "negative_cluster_resource"]
+__all__ = ["NonNegative", "PlacementRequest"]
+
+#: a cluster resource a manifest asks for (``num-cpus``, ``custom.NAME``): 0 is "none"
+NonNegative = Annotated[float, msgspec.Meta(ge=0)]
 
 
 class PlacementRequest(msgspec.Struct, forbid_unknown_fields=True, rename="kebab", frozen=True):
@@ -19,13 +22,3 @@ class PlacementRequest(msgspec.Struct, forbid_unknown_fields=True, rename="kebab
     backend: Literal["auto", "local", "ray"] = "auto"
     #: on Ray: only a node with these labels takes it (Ray's label selector)
     node_labels: dict[str, str] = {}
-
-
-def negative_cluster_resource(resources: Any) -> tuple[str, float] | None:
-    """The first of ``num-cpus``, ``num-gpus`` and ``custom.*`` asked below 0 (0 is "none")."""
-    asked = {"num-cpus": resources.num_cpus, "num-gpus": resources.num_gpus}
-    asked |= {f"custom.{name}": amount for name, amount in resources.custom.items()}
-    for key, amount in asked.items():
-        if amount is not None and amount < 0:
-            return key, amount
-    return None

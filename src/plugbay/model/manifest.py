@@ -41,7 +41,7 @@ import msgspec
 
 from plugbay.api.errors import ConfigError, ManifestError, PlugbayError
 from plugbay.model._config_schema import ConfigField, ConfigSchema, check_default, error_path
-from plugbay.model._placement import PlacementRequest, negative_cluster_resource
+from plugbay.model._placement import NonNegative, PlacementRequest
 from plugbay.model.versions import Range, Version
 
 __all__ = [
@@ -50,7 +50,6 @@ __all__ = [
     "IsolationMode",
     "ManifestOrigin",
     "Permissions",
-    "PlacementRequest",
     "PluginManifest",
     "Resources",
     "load_manifest",
@@ -146,9 +145,9 @@ class Resources(msgspec.Struct, forbid_unknown_fields=True, rename="kebab", froz
     processes: int | None = None
     threads: int | None = None
     storage: int | str | None = None
-    num_cpus: float | None = None  # on Ray: reserved on its node, as are GPUs and
-    num_gpus: float | None = None  # custom node resources ({"zone-b" = 1}: only such a node)
-    custom: dict[str, float] = {}
+    num_cpus: NonNegative | None = None  # on Ray: reserved on its node, as are GPUs and
+    num_gpus: NonNegative | None = None  # custom node resources ({"zone-b" = 1}: only such
+    custom: dict[str, NonNegative] = {}  # a node takes it)
 
 
 _NO_RESOURCES: Final = Resources()
@@ -189,7 +188,6 @@ _FIELDS: Final = {
     "services": ["provides", "requires"],
     "permissions": [f.replace("_", "-") for f in Permissions.__struct_fields__],
     "resources": [f.replace("_", "-") for f in Resources.__struct_fields__],
-    "placement": [f.replace("_", "-") for f in PlacementRequest.__struct_fields__],
 }
 
 
@@ -656,8 +654,6 @@ class _DocChecks:
                 )
             except ManifestError as exc:
                 raise self.fail(exc.message, key.replace("_", "-"), exc.hint or "") from None
-        if (bad := negative_cluster_resource(self.doc.resources)) is not None:
-            raise self.fail(f"resources.{bad[0]} must be >= 0, not {bad[1]}", bad[0], "0: none")
         for key in _LIMIT_KEYS:
             value = getattr(self.doc.resources, key)
             if (
