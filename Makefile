@@ -15,7 +15,7 @@ help:
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,wasm,wasm-python]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,wasm,wasm-python,ray]'
 	@touch $(STAMP)
 
 run: $(STAMP)

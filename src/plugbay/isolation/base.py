@@ -100,6 +100,9 @@ What the host reads and sets (supervision, monitoring)
 :meth:`PluginHandle.alive`
     ``None`` while the plugin answers, else why not (a worker's heartbeat). May be
     called from any thread. The default: ``None``.
+:meth:`PluginHandle.location`
+    Where the plugin runs when that is another machine (``{"backend", "node", "mode",
+    ...}``: ``plugbay info`` and the ``node`` label of its metrics), else ``None``.
 :meth:`PluginHandle.dump_stacks`
     Every thread's stack where the plugin runs, as text, or ``None`` when it runs
     in the host (the monitor then reads the host's own task stacks). Called from a
@@ -264,6 +267,11 @@ class PluginHandle(abc.ABC):
 
     def dump_stacks(self, *, tasks: bool = True) -> str | None:
         """The stacks where the plugin runs, or None when that is the host's process."""
+        return None
+
+    def location(self) -> dict[str, Any] | None:
+        """Where the plugin runs when that is not this machine (a cluster's node: backend,
+        node, mode), else None."""
         return None
 
     # -- state handover and profiling (defaults: on the instance in the host) ---------------

@@ -202,7 +202,10 @@ class Worker:
     def _on_cancel(self, message: frames.Cancel) -> None:
         running = self.calls.get(message.id)
         if running is not None:
-            running.cancel()
+            # one loop step later: a call and its cancel read at once (a busy worker, a
+            # relayed channel) would otherwise cancel a task before its command started,
+            # and the command would never see its CancelledError
+            asyncio.get_running_loop().call_soon(running.cancel)
 
     def _on_cleanup(self, message: frames.Cleanup) -> None:
         task = asyncio.ensure_future(self._finish(message.id))

@@ -41,6 +41,7 @@ import msgspec
 
 from plugbay.api.errors import ConfigError, ManifestError, PlugbayError
 from plugbay.model._config_schema import ConfigField, ConfigSchema, check_default, error_path
+from plugbay.model._placement import NonNegative, PlacementRequest
 from plugbay.model.versions import Range, Version
 
 __all__ = [
@@ -144,6 +145,9 @@ class Resources(msgspec.Struct, forbid_unknown_fields=True, rename="kebab", froz
     processes: int | None = None
     threads: int | None = None
     storage: int | str | None = None
+    num_cpus: NonNegative | None = None  # on Ray: reserved on its node, as are GPUs and
+    num_gpus: NonNegative | None = None  # custom node resources ({"zone-b" = 1}: only such
+    custom: dict[str, NonNegative] = {}  # a node takes it)
 
 
 _NO_RESOURCES: Final = Resources()
@@ -176,6 +180,7 @@ class _ManifestDoc(msgspec.Struct, forbid_unknown_fields=True, rename="kebab"):
     commands: dict[str, Any] = {}
     #: how ``plugbay build`` makes a Wasm plugin's module (``model.wasm_commands``)
     wasm: dict[str, Any] = {}
+    placement: PlacementRequest = msgspec.field(default_factory=PlacementRequest)
 
 
 _FIELDS: Final = {
@@ -218,6 +223,7 @@ class PluginManifest:
     permissions: Permissions = field(default_factory=Permissions)
     resources: Resources = field(default_factory=Resources)
     isolation: IsolationMode = "auto"
+    placement: PlacementRequest = field(default_factory=PlacementRequest)  # the policy decides
     #: where it came from: the manifest file (None for in-memory) and the plugin's code root
     path: Path | None = None
     root: Path | None = None
@@ -280,6 +286,7 @@ class PluginManifest:
             "resources": msgspec.to_builtins(self.resources),
             "isolation": self.isolation,
             "runtime": self.runtime,
+            "placement": msgspec.to_builtins(self.placement),
             "path": str(self.path) if self.path else None,
             "origin": self.origin,
         }
@@ -500,6 +507,7 @@ def _manifest_from_mapping(
         permissions=doc.permissions,
         resources=doc.resources,
         isolation=doc.isolation,
+        placement=doc.placement,
         path=path,
         root=root,
         origin=origin,
