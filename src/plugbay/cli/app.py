@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import typer
 
-from plugbay.cli import develop, env, monitor, plugins, policy, run, versions, web
+from plugbay.cli import develop, env, monitor, plugins, policy, profiling, run, versions, web
 from plugbay.cli import state as state_cli
-from plugbay.cli._options import add_command
 
 __all__ = ["app", "main"]
 
@@ -38,7 +37,7 @@ web.register(app)
 develop.register(app)
 env.register(app)
 state_cli.register(app)
-add_command(app, monitor.profile, panel=develop.PANEL)  # the profiler is a develop tool
+profiling.register(app, develop.PANEL)  # the profiler is a develop tool
 
 
 def main() -> None:

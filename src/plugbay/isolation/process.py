@@ -747,9 +747,18 @@ class ProcessHandle(PluginHandle):
         )
         return out
 
+    async def sample(self, seconds: float, interval: float, timeout: float) -> dict[str, Any]:
+        """The serving worker samples its own stacks for ``seconds`` (no second copy)."""
+        out: dict[str, Any] = await self._request(
+            lambda request: frames.Sample(request, seconds, interval), timeout, "sampling"
+        )
+        return out
+
     def running(self) -> list[tuple[float, str]]:
         """(loop-time start, command) of each call in flight, for the monitor."""
-        return [v for v in list(self._started.values()) if v[1] not in ("Init", "Cleanup")]
+        return [
+            v for v in list(self._started.values()) if v[1] not in ("Init", "Cleanup", "Sample")
+        ]
 
     def alive(self) -> str | None:
         """None while the worker answers its heartbeat; otherwise why not."""

@@ -195,6 +195,10 @@ class Worker:
 
             call = frames.Call(message.id, message.command, message.params, message.strict)
             self._spawn(message.id, profiled(self.call(call)))
+        elif isinstance(message, frames.Sample):
+            from plugbay.isolation.sampling import sampled
+
+            self._spawn(message.id, sampled(message.seconds, message.interval), "sampling")
         elif isinstance(message, frames.ExportState):
             self._spawn(message.id, self.export_state())
         elif isinstance(message, frames.ImportState):

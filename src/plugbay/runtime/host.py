@@ -55,6 +55,7 @@ from plugbay.runtime.swap import UpgradePlan
 from plugbay.state import HistoryEvent, StateStore
 
 if TYPE_CHECKING:
+    from plugbay.isolation.sampling import Samples
     from plugbay.runtime.watch import WatchResult
 
 __all__ = ["HOST_VERSION", "Host", "HostInfo", "HostLockedError", "PluginProxy"]
@@ -829,3 +830,9 @@ class Host:
         from plugbay.runtime.profile import profile_call
 
         return await profile_call(self.manager, plugin_id, command, params, strict=strict)
+
+    async def sample(self, plugin_id: str, seconds: float, interval: float = 0.005) -> Samples:
+        """Sample the process serving ``plugin_id`` for ``seconds``, as it serves."""
+        from plugbay.runtime.profile import sample_serving
+
+        return await sample_serving(self.manager, plugin_id, seconds, interval)

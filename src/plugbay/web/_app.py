@@ -18,7 +18,7 @@ from starlette.types import ASGIApp
 
 from plugbay.api.errors import PlugbayError
 from plugbay.runtime.host import HOST_VERSION, Host
-from plugbay.web import _dashboard, _grants
+from plugbay.web import _dashboard, _grants, _profile
 from plugbay.web._api import call_response, plugbay_error, router
 from plugbay.web._drain import Draining
 from plugbay.web._errors import error_response, http_error
@@ -80,6 +80,7 @@ def create_app(
     )
     api.include_router(router)
     api.include_router(_grants.router)
+    api.include_router(_profile.router)
     api.include_router(_dashboard.router)
     series = Series(host, interval=sample_interval)
     api.state.host = host
