@@ -29,6 +29,7 @@ import msgspec
 from plugbay.api import Plugin, command_specs
 from plugbay.api.errors import ConfigError, PlugbayError, PluginNotFound, PluginStateError
 from plugbay.isolation.policy import IsolationPolicy, Placement
+from plugbay.model.bundled import bundled_needed
 from plugbay.model.discover import discover
 from plugbay.model.manifest import PluginManifest, parse_toml
 from plugbay.model.registry import PluginRegistry
@@ -353,6 +354,8 @@ class Host:
             except PlugbayError as exc:
                 self._problem(exc, manifest)
         self._register_store()
+        for manifest in bundled_needed(self.registry.manifests()):  # shipped with plugbay
+            self.registry.register(manifest)
         self.events.hold()
         try:
             await self._resolve_and_load()
