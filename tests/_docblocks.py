@@ -16,7 +16,8 @@ Each document runs in a directory of its own, its blocks in order, as one bash s
 * ``text`` and blocks without a language are output and diagrams, not code.
 
 ``<!-- doc: setup=bundled -->`` anywhere in a document copies the bundled plugins (not
-``integration.protocol``, which listens on a fixed TCP port) into its ``plugins/`` first.
+``integration.protocol``, which listens on a fixed TCP port) into its ``plugins/`` first;
+``setup=libdemo-wheels`` writes ``wheels/`` with ``libdemo`` 1.0 and 2.0.
 """
 
 from __future__ import annotations
@@ -124,6 +125,11 @@ def prepare(doc: Path, work: Path) -> None:
     link = work / ".venv" / "bin"
     if not link.exists():
         link.symlink_to(Path(sys.executable).parent)
+    if "libdemo-wheels" in setups(doc):
+        from tests._wheels import libdemo
+
+        for version in ("1.0", "2.0"):
+            libdemo(work / "wheels", version)
     if "bundled" in setups(doc):
         shutil.copytree(
             REPO / "plugins", work / "plugins", dirs_exist_ok=True,

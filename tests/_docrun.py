@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import inspect
 import json
 import sys
 import tempfile
@@ -19,14 +20,19 @@ from pathlib import Path
 from typing import Any
 
 
-async def execute(source: str, filename: str, *, host: bool) -> None:
+def execute(source: str, filename: str, *, host: bool) -> None:
+    """Run a block as a program; one with top-level ``await`` on an event loop of its own."""
     code = compile(source, filename, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
     namespace: dict[str, Any] = {"__name__": "__main__", "__file__": filename}
-    if not host:
-        result = eval(code, namespace)
-        if asyncio.iscoroutine(result):
-            await result
-        return
+    if host:
+        asyncio.run(_with_host(code, namespace))
+    elif code.co_flags & inspect.CO_COROUTINE:
+        asyncio.run(eval(code, namespace))
+    else:
+        exec(code, namespace)
+
+
+async def _with_host(code: Any, namespace: dict[str, Any]) -> None:
     from plugbay import Host
 
     config = Path("plugbay.toml") if Path("plugbay.toml").is_file() else None
@@ -70,7 +76,7 @@ def check_toml(path: Path) -> str:
 def main(argv: list[str]) -> int:
     mode, name = argv[0], Path(argv[1])
     if mode == "python":
-        asyncio.run(execute(name.read_text(), str(name), host="--host" in argv))
+        execute(name.read_text(), str(name), host="--host" in argv)
     elif mode == "check-python":
         compile(name.read_text(), str(name), "exec")
         print(f"compiled {name}")
