@@ -59,7 +59,7 @@ class Block:
 
     @property
     def kind(self) -> str:
-        """"run", "not run", "output" or "unmarked" (an error: say what to do with it)."""
+        """ "run", "not run", "output" or "unmarked" (an error: say what to do with it)."""
         if self.not_run is not None:
             return "not run"
         if self.lang in OUTPUT_LANGS:
@@ -145,7 +145,6 @@ def environment(work: Path) -> dict[str, str]:
         "NO_COLOR": "1",
         "TERM": "dumb",
         "MYPY_CACHE_DIR": str(work / ".mypy_cache"),
-        "PYTHONPATH": str(REPO),
     }
     env.pop("PLUGBAY_PLUGINS", None)
     env.pop("PLUGBAY_STATE", None)
@@ -187,7 +186,7 @@ def script(doc_blocks: list[Block], scratch: Path) -> str:
 
 def _shell(body: str) -> list[str]:
     out: list[str] = []
-    for line in _commands(body):
+    for line in commands(body):
         out.append(f"echo {shlex.quote('>>> ' + line)}")
         if re.match(r"^(\.venv/bin/)?plugbay run\b", line) and not line.rstrip().endswith("&"):
             out += [
@@ -202,11 +201,15 @@ def _shell(body: str) -> list[str]:
     return out
 
 
-def _commands(body: str) -> list[str]:
+def commands(body: str) -> list[str]:
     """The body's commands, one a line (a trailing backslash continues a line), without
     their comments."""
     joined = re.sub(r"\\\n\s*", " ", body)
-    return [_uncommented(line) for line in joined.splitlines() if line.strip() and not line.startswith("#")]
+    return [
+        _uncommented(line)
+        for line in joined.splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
 
 
 def _uncommented(line: str) -> str:

@@ -1,10 +1,10 @@
 """Runs one block of a document (see tests/_docblocks.py), in the document's directory.
 
-    python _docrun.py python BLOCK.py [--host]   execute (top-level await allowed)
-    python _docrun.py check-python FILE          compile
-    python _docrun.py check-toml FILE            a manifest by the manifest model, else
-                                                 the host config as the host reads it
-    python _docrun.py check-json FILE            parse
+python _docrun.py python BLOCK.py [--host]   execute (top-level await allowed)
+python _docrun.py check-python FILE          compile
+python _docrun.py check-toml FILE            a manifest by the manifest model, else
+                                             the host config as the host reads it
+python _docrun.py check-json FILE            parse
 """
 
 from __future__ import annotations
@@ -25,17 +25,17 @@ def execute(source: str, filename: str, *, host: bool) -> None:
     code = compile(source, filename, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
     namespace: dict[str, Any] = {"__name__": "__main__", "__file__": filename}
     if host:
-        asyncio.run(_with_host(code, namespace))
+        config = Path("plugbay.toml") if Path("plugbay.toml").is_file() else None
+        asyncio.run(_with_host(code, namespace, config))
     elif code.co_flags & inspect.CO_COROUTINE:
         asyncio.run(eval(code, namespace))
     else:
         exec(code, namespace)
 
 
-async def _with_host(code: Any, namespace: dict[str, Any]) -> None:
+async def _with_host(code: Any, namespace: dict[str, Any], config: Path | None) -> None:
     from plugbay import Host
 
-    config = Path("plugbay.toml") if Path("plugbay.toml").is_file() else None
     with tempfile.TemporaryDirectory() as state:
         async with Host("plugins", state_dir=state, config_file=config) as running:
             namespace["host"] = running

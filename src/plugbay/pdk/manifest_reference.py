@@ -20,7 +20,7 @@ from msgspec import inspect
 
 from plugbay.model import manifest
 
-__all__ = ["MEANING", "generate", "keys", "undocumented"]
+__all__ = ["MEANING", "generate", "manifest_keys", "undocumented"]
 
 #: what each key means, by its dotted path (``config.*`` is one field of a config table)
 MEANING: Final[dict[str, str]] = {
@@ -129,7 +129,7 @@ def _struct_of(t: inspect.Type) -> inspect.StructType | None:
     return None
 
 
-def keys() -> list[tuple[str, inspect.Field]]:
+def manifest_keys() -> list[tuple[str, inspect.Field]]:
     """Every key of the manifest model by its dotted path, in the model's order."""
     out: list[tuple[str, inspect.Field]] = []
     model = inspect.type_info(manifest._ManifestDoc)
@@ -149,7 +149,7 @@ def keys() -> list[tuple[str, inspect.Field]]:
 
 def undocumented() -> list[str]:
     """Keys of the model that :data:`MEANING` does not explain (should be none)."""
-    return [path for path, _ in keys() if path not in MEANING]
+    return [path for path, _ in manifest_keys() if path not in MEANING]
 
 
 def _row(path: str, field: inspect.Field) -> str:
@@ -182,7 +182,7 @@ def generate() -> str:
         "| key | type | default | meaning |",
         "|---|---|---|---|",
     ]
-    lines += [_row(path, field) for path, field in keys()]
+    lines += [_row(path, field) for path, field in manifest_keys()]
     lines += [
         "",
         "Version ranges take npm syntax (`^1.2.3`, `~1.2`, `1.x`, `*`, `>=1.2 <2`, "
