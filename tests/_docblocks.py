@@ -146,8 +146,8 @@ def environment(work: Path) -> dict[str, str]:
         "TERM": "dumb",
         "MYPY_CACHE_DIR": str(work / ".mypy_cache"),
     }
-    env.pop("PLUGBAY_PLUGINS", None)
-    env.pop("PLUGBAY_STATE", None)
+    for name in ("PLUGBAY_PLUGINS", "PLUGBAY_STATE", "PLUGBAY_CONFIG"):
+        env.pop(name, None)
     return env
 
 
