@@ -51,6 +51,7 @@ from plugbay.isolation.identity import (
 )
 from plugbay.isolation.policy import Placement
 from plugbay.isolation.quota import QuotaMounts, QuotaStatus, QuotaUnavailable
+from plugbay.isolation.sampling import NOT_CALLS, SampledInWorker
 from plugbay.isolation.seccomp_notify import SeccompListener
 from plugbay.isolation.zygote import Zygote
 from plugbay.model.manifest import PluginManifest
@@ -173,7 +174,7 @@ class ProcessBackend(Backend):
         await asyncio.to_thread(self.quotas.close)
 
 
-class ProcessHandle(PluginHandle):
+class ProcessHandle(SampledInWorker, PluginHandle):
     """A plugin in its own worker process: isolated, so it can crash on its own
     (``on_crash``), has its own figures, stacks and profiler, and moves its state
     through frames."""
@@ -747,18 +748,9 @@ class ProcessHandle(PluginHandle):
         )
         return out
 
-    async def sample(self, seconds: float, interval: float, timeout: float) -> dict[str, Any]:
-        """The serving worker samples its own stacks for ``seconds`` (no second copy)."""
-        out: dict[str, Any] = await self._request(
-            lambda request: frames.Sample(request, seconds, interval), timeout, "sampling"
-        )
-        return out
-
     def running(self) -> list[tuple[float, str]]:
         """(loop-time start, command) of each call in flight, for the monitor."""
-        return [
-            v for v in list(self._started.values()) if v[1] not in ("Init", "Cleanup", "Sample")
-        ]
+        return [v for v in list(self._started.values()) if v[1] not in NOT_CALLS]
 
     def alive(self) -> str | None:
         """None while the worker answers its heartbeat; otherwise why not."""

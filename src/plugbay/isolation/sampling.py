@@ -22,10 +22,15 @@ import threading
 import time
 import zlib
 from collections import Counter
-from typing import Any, Final, TypedDict
+from collections.abc import Callable
+from typing import Any, Final, Protocol, TypedDict
+
+from plugbay.isolation import frames
 
 __all__ = [
     "MAX_SECONDS",
+    "NOT_CALLS",
+    "SampledInWorker",
     "Samples",
     "flamegraph_svg",
     "hottest",
@@ -39,6 +44,8 @@ MAX_SECONDS: Final = 300.0
 #: the shortest pause between two samples (5 ms: 200 samples a second per thread)
 MIN_INTERVAL: Final = 0.001
 _MAX_DEPTH: Final = 256
+#: requests to a worker that are not calls: the monitor's list of calls in flight skips them
+NOT_CALLS: Final = ("Init", "Cleanup", "Sample")
 
 
 class Samples(TypedDict):
@@ -49,6 +56,7 @@ class Samples(TypedDict):
     seconds: float
     interval: float
     samples: int
+    elapsed: float  # seconds the sampling really took (a loaded machine samples less often)
     frames: list[list[Any]]  # [function, file, line]
     stacks: list[list[Any]]  # [[frame index, ...], count]
 
@@ -66,7 +74,8 @@ def sample(seconds: float, interval: float = 0.005) -> Samples:
     index: dict[tuple[str, str, int], int] = {}
     counts: Counter[tuple[int, ...]] = Counter()
     taken = 0
-    deadline = time.monotonic() + seconds
+    started = time.monotonic()
+    deadline = started + seconds
     while time.monotonic() < deadline:
         for ident, frame in sys._current_frames().items():
             if ident == own:
@@ -87,6 +96,7 @@ def sample(seconds: float, interval: float = 0.005) -> Samples:
         seconds=seconds,
         interval=interval,
         samples=taken,
+        elapsed=time.monotonic() - started,
         frames=[list(key) for key in index],
         stacks=[[list(stack), count] for stack, count in counts.most_common()],
     )
@@ -145,7 +155,9 @@ def hottest(profile: Samples, *, top: int = 15) -> list[tuple[str, float, float]
 
 def speedscope(profile: Samples, name: str) -> dict[str, Any]:
     """The profile as a speedscope file (its documented "sampled" profile type)."""
-    weights = [count * profile["interval"] for _, count in profile["stacks"]]
+    # each sample stands for the time between two samples, as they really came
+    tick = profile["elapsed"] / profile["samples"] if profile["samples"] else profile["interval"]
+    weights = [count * tick for _, count in profile["stacks"]]
     return {
         "$schema": "https://www.speedscope.app/file-format-schema.json",
         "exporter": "plugbay",
@@ -218,3 +230,23 @@ def flamegraph_svg(profile: Samples, title: str, *, width: int = 1200) -> str:
 def _depth(node: dict[str, Any]) -> int:
     children = node["children"].values()
     return 1 + max((_depth(child) for child in children), default=0)
+
+
+class _Requests(Protocol):
+    async def _request(
+        self, make: Callable[[int], frames.Message], timeout: float, what: str = ...
+    ) -> Any: ...
+
+
+class SampledInWorker:
+    """A worker handle's :meth:`~plugbay.isolation.base.PluginHandle.sample`: the worker
+    serving the plugin samples itself (a ``Sample`` frame on the channel it has)."""
+
+    async def sample(
+        self: _Requests, seconds: float, interval: float, timeout: float
+    ) -> dict[str, Any]:
+        """The serving worker samples its own stacks for ``seconds`` (no second copy)."""
+        out: dict[str, Any] = await self._request(
+            lambda request: frames.Sample(request, seconds, interval), timeout, "sampling"
+        )
+        return out

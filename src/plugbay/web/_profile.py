@@ -20,6 +20,7 @@ class SamplesView(BaseModel):
     seconds: float
     interval: float
     samples: int = Field(description="How many times every thread's stack was read")
+    elapsed: float = Field(description="Seconds the sampling took")
     frames: list[list[Any]] = Field(description="Each distinct frame: [function, file, line]")
     stacks: list[list[Any]] = Field(
         description="Each distinct stack, root first, as indices into frames, with its count: "
