@@ -146,3 +146,21 @@ def test_the_operators_own_copy_of_a_bundled_plugin_wins(installed: Path, tmp_pa
     served = run_outside(installed, tmp_path, "-c", PROGRAM, str(installed))
     assert served.returncode == 0, served.stdout[-3000:] + served.stderr[-3000:]
     assert f"utility.formatters active {mine}/plugin.toml" in served.stdout
+
+
+def test_only_what_a_plugin_needs_is_brought_in_and_the_operators_copy_wins() -> None:
+    from plugbay.model.bundled import bundled_needed, bundled_root
+    from plugbay.model.manifest import parse_manifest
+
+    assert bundled_root() is not None
+    head = 'version = "1.0.0"\ntype = "utility"\nentry = "m:P"\n'
+    chat = parse_manifest(f'id = "acme.chat"\n{head}[dependencies]\n"extension.processor" = "^1"\n')
+    alone = parse_manifest(f'id = "acme.alone"\n{head}')
+    # what the processor needs comes with it, transitively; nothing else
+    assert sorted(m.id for m in bundled_needed([chat, alone])) == [
+        "extension.processor", "system.logging", "utility.formatters",
+    ]  # fmt: skip
+    assert bundled_needed([alone]) == []
+    # a plugin directory's own utility.formatters is not replaced by the bundled one
+    mine = parse_manifest(f'id = "utility.formatters"\n{head}')
+    assert "utility.formatters" not in {m.id for m in bundled_needed([chat, mine])}
