@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test lint typecheck unit bench clean help promtool browser soak docs
+.PHONY: run test lint typecheck unit bench clean help promtool browser ngircd soak wasm-toolchain docs
 
 help:
 	@echo "make run    - create .venv, install, start the host on ./plugins, reloading on save (Ctrl-C to stop)"
@@ -12,12 +12,11 @@ help:
 	@echo "make docs   - build the documentation site into site/ (offline; open site/index.html)"
 	@echo "make bench  - run the benchmarks, each figure beside its anchor"
 	@echo "make soak   - inject faults into a running host while callers write (SOAK_SECONDS=240)"
-	@echo "make soak   - inject faults into a running host while callers write (SOAK_SECONDS=240)"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,wasm,wasm-python]'
 	@touch $(STAMP)
 
 run: $(STAMP)
@@ -47,6 +46,17 @@ $(CHROMIUM):
 	    chromium fonts-dejavu-core >/dev/null
 browser: $(CHROMIUM)
 
+# The IRC plugin's tests run a real IRC server: Debian's ngircd, installed once when missing
+# (the tests start their own, on a free port of 127.0.0.1; the package's service stays off).
+NGIRCD := /usr/sbin/ngircd
+$(NGIRCD):
+	@echo "installing Debian's ngircd for the IRC plugin's tests"
+	@SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    ngircd >/dev/null
+ngircd: $(NGIRCD)
+
 # Debian's prometheus package: promtool checks our /metrics output and the shipped rules,
 # and the prometheus server scrapes a running host in the tests. Installed once,
 # without questions; skipped when both are already there.
@@ -58,8 +68,21 @@ promtool:
 	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
 	    -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold prometheus >/dev/null; }
 
+# Wasm plugins in C (docs/wasm-plugins.md): Debian's clang, lld and wasi-libc compile them to
+# wasm32-wasi ('plugbay build'). Installed once when missing, as chromium is, without questions.
+WASI_CLANG := /usr/bin/clang
+WASI_LIBC := /usr/include/wasm32-wasi/stdlib.h
+wasm-toolchain:
+	@{ [ -x $(WASI_CLANG) ] && [ -f $(WASI_LIBC) ] && command -v wasm-ld >/dev/null && \
+	   ls /usr/lib/llvm-*/lib/clang/*/lib/wasi/libclang_rt.builtins-wasm32.a >/dev/null 2>&1; } || { \
+	  echo "installing Debian's clang, lld and wasi-libc for the Wasm plugins in C"; \
+	  SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    clang lld wasi-libc libclang-rt-dev-wasm32 >/dev/null; }
+
 # pytest exits 5 when it collected no tests: that is a failure here, never a pass.
-unit: $(STAMP) promtool browser
+unit: $(STAMP) promtool browser ngircd wasm-toolchain
 	@$(BIN)/pytest; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; \
 	exit $$rc
@@ -73,7 +96,7 @@ $(WRK):
 	  $$SUDO apt-get update -qq && \
 	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk >/dev/null
 
-bench: $(STAMP) $(WRK)
+bench: $(STAMP) $(WRK) $(NGIRCD) wasm-toolchain
 	$(BIN)/python -m bench
 
 # The manifest reference is generated from the manifest model, then mkdocs builds site/

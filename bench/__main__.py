@@ -6,7 +6,10 @@ import importlib
 import platform
 import sys
 
-SUITES = ["spine", "sandbox", "quota", "monitor", "reload", "http", "pdk", "envs", "trust"]
+SUITES = [
+    "spine", "sandbox", "quota", "monitor", "reload", "http", "pdk", "envs", "trust", "wasm",
+    "index", "irc",
+]  # fmt: skip
 
 
 def main(argv: list[str]) -> int:

@@ -21,6 +21,7 @@ __all__ = [
     "MAX_FRAME",
     "Call",
     "Cancel",
+    "ChangeConfig",
     "Channel",
     "Cleanup",
     "ExportState",
@@ -107,6 +108,14 @@ class Cancel(msgspec.Struct, tag=True):
 
 class Cleanup(msgspec.Struct, tag=True):
     id: int
+
+
+class ChangeConfig(msgspec.Struct, tag=True):
+    """host → worker: the plugin's new config; reply True when its ``on_config_change``
+    took it, False when it has no such hook (the host swaps it instead)."""
+
+    id: int
+    config: dict[str, Any]
 
 
 class ExportState(msgspec.Struct, tag=True):
@@ -210,6 +219,7 @@ Message = (
     | Sample
     | ExportState
     | ImportState
+    | ChangeConfig
 )
 
 _encoder = msgspec.msgpack.Encoder()

@@ -169,6 +169,12 @@ class _ManifestDoc(msgspec.Struct, forbid_unknown_fields=True, rename="kebab"):
     permissions: Permissions = msgspec.field(default_factory=Permissions)
     resources: Resources = msgspec.field(default_factory=Resources)
     isolation: IsolationMode = "auto"
+    #: what runs the plugin: Python code (``entry = "module:Class"``) or a Wasm module
+    runtime: Literal["python", "wasm"] = "python"
+    #: a Wasm plugin's commands with their types (``model.wasm_commands``)
+    commands: dict[str, Any] = {}
+    #: how ``plugbay build`` makes a Wasm plugin's module (``model.wasm_commands``)
+    wasm: dict[str, Any] = {}
 
 
 _FIELDS: Final = {
@@ -215,6 +221,10 @@ class PluginManifest:
     origin: ManifestOrigin = "memory"
     #: for entry-point plugins, the distribution that holds it
     distribution: str | None = None
+    #: ``python`` or ``wasm`` (``entry`` is then the module's path, relative to ``root``)
+    runtime: Literal["python", "wasm"] = "python"
+    #: a Wasm plugin's declared commands (``model.wasm_commands.WasmCommands``), else None
+    wasm: Any = None
 
     @property
     def key(self) -> tuple[str, Version]:
@@ -266,6 +276,7 @@ class PluginManifest:
             "permissions": msgspec.to_builtins(self.permissions),
             "resources": msgspec.to_builtins(self.resources),
             "isolation": self.isolation,
+            "runtime": self.runtime,
             "path": str(self.path) if self.path else None,
             "origin": self.origin,
         }
@@ -456,6 +467,13 @@ def _manifest_from_mapping(
     provides, requires, optional_services = check.services()
     check.resources()
     config = check.config()
+    wasm = None
+    if doc.runtime == "wasm" or doc.commands or doc.wasm:
+        from plugbay.model.wasm_commands import wasm_declarations
+
+        wasm = wasm_declarations(
+            doc.id, doc.runtime, doc.commands, doc.wasm, where, text, entry=doc.entry
+        )
     return PluginManifest(
         id=doc.id,
         version=version,
@@ -482,6 +500,8 @@ def _manifest_from_mapping(
         root=root,
         origin=origin,
         distribution=distribution,
+        runtime=doc.runtime,
+        wasm=wasm,
     )
 
 
@@ -539,6 +559,8 @@ class _DocChecks:
                 where=_locate(self.where, self.text, "id"),
                 hint="use lower-case dotted names such as 'system.logging' or 'acme.csv-export'",
             )
+        if self.doc.runtime == "wasm":
+            return  # the module's path: model.wasm_commands checks it
         if not _ENTRY_RE.match(self.doc.entry):
             raise self.fail(
                 f"entry '{self.doc.entry}' is not of the form 'module:Class'",

@@ -84,6 +84,12 @@ MEANING: Final[dict[str, str]] = {
     "resources.processes": "Processes its worker may have (with `subprocess` granted).",
     "resources.threads": "Threads its worker may run.",
     "resources.storage": "The size of its data directory (the storage quota): bytes or a size.",
+    "runtime": "`python`, or `wasm`: `entry` is then a `.wasm` module (or component) and "
+    "`[commands.NAME]` declare its typed commands ([WebAssembly plugins](wasm-plugins.md)).",
+    "commands": "A Wasm plugin's commands, `[commands.NAME]`: parameters and result with their "
+    "types, checked at the host's boundary ([WebAssembly plugins](wasm-plugins.md)).",
+    "wasm": "How `plugbay build` makes a Wasm plugin's module from its sources "
+    "([WebAssembly plugins](wasm-plugins.md)).",
     "isolation": "Where it asks to run; the host's policy has the last word (an untrusted "
     "plugin never runs `inline`).",
 }

@@ -45,6 +45,7 @@ from plugbay.api.errors import (
 from plugbay.isolation import Backend, CallTimeout, InlineBackend, PluginHandle
 from plugbay.isolation.loading import plugin_frame
 from plugbay.isolation.process import ProcessBackend
+from plugbay.isolation.wasm import WasmBackend
 from plugbay.model.manifest import PluginManifest
 from plugbay.model.registry import PluginRegistry
 from plugbay.model.resolve import ResolutionPlan
@@ -95,6 +96,9 @@ class PluginManager(Starting, Supervision, SecurityEvents):
         self.backends: dict[str, Backend] = {
             "inline": InlineBackend(),
             "process": ProcessBackend(self._host_call),
+            "wasm": WasmBackend(
+                self._host_call, self.events.emit, settings.data_root / ".wasm-cache"
+            ),
         }
         self.services = ServiceHub(proxy_for or (lambda plugin_id: None))
         #: checks every request a plugin makes of the host (``runtime.broker``)
@@ -196,6 +200,12 @@ class PluginManager(Starting, Supervision, SecurityEvents):
                 "open_files": proc.num_fds(),
                 "threads": proc.num_threads(),
             }
+
+    def forget(self, plugin_id: str) -> None:
+        """Drop the record of a plugin that is stopped and no longer there (uninstalled)."""
+        rec = self._records.get(plugin_id)
+        if rec is not None and rec.state is not PluginState.ACTIVE:
+            del self._records[plugin_id]
 
     @property
     def records_by_id(self) -> Mapping[str, PluginRecord]:

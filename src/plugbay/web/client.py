@@ -173,6 +173,11 @@ class HostClient:
         response = self._request("POST", path, params=params, timeout=seconds + 60.0)
         return response.json()["profile"]  # type: ignore[no-any-return]
 
+    def uninstall(
+        self, plugin_id: str, version: str | None = None, *, purge: bool = False
+    ) -> dict[str, Any]:
+        return self._op(plugin_id, "uninstall", {"version": version, "purge": purge})
+
     def _op(self, plugin_id: str, op: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         return self._json("POST", f"/api/v1/plugins/{plugin_id}/{op}", body)  # type: ignore[no-any-return]
 
