@@ -30,7 +30,7 @@ from typing import Any
 
 from plugbay.api import CommandSpec, Plugin, PluginContext
 from plugbay.api.errors import PlugbayError, PluginCrashed, ResourceLimitExceeded
-from plugbay.isolation import frames, handover
+from plugbay.isolation import frames, handover, sampling
 from plugbay.isolation._cgroups import CgroupLayer
 from plugbay.isolation._process_parts import (
     FULL_BELOW,
@@ -51,7 +51,6 @@ from plugbay.isolation.identity import (
 )
 from plugbay.isolation.policy import Placement
 from plugbay.isolation.quota import QuotaMounts, QuotaStatus, QuotaUnavailable
-from plugbay.isolation.sampling import NOT_CALLS, SampledInWorker
 from plugbay.isolation.seccomp_notify import SeccompListener
 from plugbay.isolation.zygote import Zygote
 from plugbay.model.manifest import PluginManifest
@@ -174,7 +173,7 @@ class ProcessBackend(Backend):
         await asyncio.to_thread(self.quotas.close)
 
 
-class ProcessHandle(SampledInWorker, PluginHandle):
+class ProcessHandle(sampling.SampledInWorker, PluginHandle):
     """A plugin in its own worker process: isolated, so it can crash on its own
     (``on_crash``), has its own figures, stacks and profiler, and moves its state
     through frames."""
@@ -754,7 +753,7 @@ class ProcessHandle(SampledInWorker, PluginHandle):
 
     def running(self) -> list[tuple[float, str]]:
         """(loop-time start, command) of each call in flight, for the monitor."""
-        return [v for v in list(self._started.values()) if v[1] not in NOT_CALLS]
+        return [v for v in list(self._started.values()) if v[1] not in sampling.NOT_CALLS]
 
     def alive(self) -> str | None:
         """None while the worker answers its heartbeat; otherwise why not."""
