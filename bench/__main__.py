@@ -8,7 +8,7 @@ import sys
 
 SUITES = [
     "spine", "sandbox", "quota", "monitor", "reload", "http", "pdk", "envs", "trust", "wasm",
-    "index", "irc",
+    "index", "irc", "trials",
 ]  # fmt: skip
 
 

@@ -83,7 +83,12 @@ def main(argv: list[str]) -> int:
     elif mode == "check-toml":
         print(f"valid {check_toml(name)}: {name}")
     elif mode == "check-json":
-        json.loads(name.read_text())
+        text = name.read_text()
+        try:
+            json.loads(text)
+        except json.JSONDecodeError:  # JSON Lines (a recording): each line is one document
+            for line in filter(str.strip, text.splitlines()):
+                json.loads(line)
         print(f"valid JSON: {name}")
     else:
         raise SystemExit(f"unknown mode {mode}")

@@ -12,7 +12,19 @@ from __future__ import annotations
 import typer
 
 from plugbay.cli import config as config_cli
-from plugbay.cli import develop, env, index, monitor, plugins, policy, profiling, run, versions, web
+from plugbay.cli import (
+    develop,
+    env,
+    index,
+    monitor,
+    plugins,
+    policy,
+    profiling,
+    run,
+    upgrades,
+    versions,
+    web,
+)
 from plugbay.cli import state as state_cli
 from plugbay.cli import uninstall as uninstall_cli
 
@@ -33,6 +45,7 @@ app = typer.Typer(
 run.register(app)
 plugins.register(app)
 versions.register(app)
+upgrades.register(app)
 index.register(app)
 uninstall_cli.register(app)
 config_cli.register(app)

@@ -164,6 +164,7 @@ class _ManifestDoc(msgspec.Struct, forbid_unknown_fields=True, rename="kebab"):
     dependencies: dict[str, str] = {}
     optional_dependencies: dict[str, str] = {}
     python_dependencies: list[str] = []
+    secret_parameters: list[str] = []
     services: _ServicesDoc = msgspec.field(default_factory=_ServicesDoc)
     config: dict[str, _ConfigFieldDoc] = {}
     permissions: Permissions = msgspec.field(default_factory=Permissions)
@@ -207,6 +208,8 @@ class PluginManifest:
     optional_dependencies: dict[str, Range] = field(default_factory=dict)
     #: Python requirements (PEP 508 strings), installed in the plugin's own environment
     python_dependencies: tuple[str, ...] = ()
+    #: command parameters a recording redacts: ``name`` (any command) or ``command.name``
+    secret_parameters: tuple[str, ...] = ()
     provides: dict[str, Version] = field(default_factory=dict)
     requires: dict[str, Range] = field(default_factory=dict)
     #: services it uses when present ([services] optional): the broker lets it reach them
@@ -489,6 +492,7 @@ def _manifest_from_mapping(
         dependencies={k: deps[k] for k in doc.dependencies},
         optional_dependencies={k: deps[k] for k in doc.optional_dependencies},
         python_dependencies=tuple(doc.python_dependencies),
+        secret_parameters=tuple(doc.secret_parameters),
         provides=provides,
         requires=requires,
         optional_services=optional_services,

@@ -44,6 +44,8 @@ MEANING: Final[dict[str, str]] = {
     "python-dependencies": "Python requirements (PEP 508), installed into the plugin's "
     "own environment ([environments](environments.md)). In a `pyproject.toml`: "
     "`[project] dependencies`.",
+    "secret-parameters": "Command parameters a recording redacts: `name` (any command) or "
+    "`command.name` ([upgrades](upgrades.md)).",
     "services": "Services by name and version: what it provides to others and what it "
     "needs from them (`context.services.require`).",
     "services.provides": "Service name → the SemVer version it provides (its commands "
