@@ -135,6 +135,12 @@ and returns ``{"value": raw result, "report": text}``. The default profiles the
 call in the host's process, which is right for a plugin that runs there; a
 handle whose plugin runs elsewhere overrides it, or the default raises
 :class:`NotSupported`.
+
+:meth:`PluginHandle.sample` profiles the process that serves the plugin, as it
+serves, for ``seconds``: a thread there samples every other thread's stack
+(:mod:`plugbay.isolation.sampling`) and the answer is its ``Samples`` dict. The
+default samples the host's own process (an inline plugin runs there); a handle whose
+plugin runs elsewhere overrides it, or the default raises :class:`NotSupported`.
 """
 
 from __future__ import annotations
@@ -310,6 +316,18 @@ class PluginHandle(abc.ABC):
         from plugbay.isolation.profiling import profiled
 
         return await profiled(self.call(spec, params, timeout))
+
+    async def sample(self, seconds: float, interval: float, timeout: float) -> dict[str, Any]:
+        """Sample the stacks of the process serving the plugin for ``seconds``."""
+        if self.instance is None:
+            raise NotSupported(
+                "its backend cannot sample the process serving it",
+                plugin=self.manifest.id,
+                hint="profile it under the inline or process backend",
+            )
+        from plugbay.isolation.sampling import sampled
+
+        return dict(await sampled(seconds, interval))
 
 
 @dataclass(frozen=True)

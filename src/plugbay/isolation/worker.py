@@ -153,6 +153,7 @@ class Worker:
             frames.Cleanup: self._on_cleanup,
             frames.Ping: self._on_ping,
             frames.Profile: self._on_profile,
+            frames.Sample: self._on_sample,
             frames.ExportState: self._on_export_state,
             frames.ChangeConfig: self._on_change_config,
             frames.ImportState: self._on_import_state,
@@ -223,6 +224,12 @@ class Worker:
 
         call = frames.Call(message.id, message.command, message.params, message.strict)
         self._spawn(message.id, profiled(self.call(call)))
+
+    def _on_sample(self, message: frames.Sample) -> None:
+        """Sample this worker's own stacks while it serves (``plugbay profile --seconds``)."""
+        from plugbay.isolation.sampling import sampled
+
+        self._spawn(message.id, sampled(message.seconds, message.interval), "sampling")
 
     def _on_export_state(self, message: frames.ExportState) -> None:
         self._spawn(message.id, self.export_state())
