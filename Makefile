@@ -4,19 +4,19 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test lint typecheck unit bench clean help promtool browser soak wasm-toolchain
+.PHONY: run test lint typecheck unit bench clean help promtool browser ngircd soak wasm-toolchain docs
 
 help:
 	@echo "make run    - create .venv, install, start the host on ./plugins, reloading on save (Ctrl-C to stop)"
 	@echo "make test   - create .venv, install, run ruff, mypy --strict and the test suite"
+	@echo "make docs   - build the documentation site into site/ (offline; open site/index.html)"
 	@echo "make bench  - run the benchmarks, each figure beside its anchor"
-	@echo "make soak   - inject faults into a running host while callers write (SOAK_SECONDS=240)"
 	@echo "make soak   - inject faults into a running host while callers write (SOAK_SECONDS=240)"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,wasm,wasm-python]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,wasm,wasm-python,ray]'
 	@touch $(STAMP)
 
 run: $(STAMP)
@@ -46,6 +46,17 @@ $(CHROMIUM):
 	    chromium fonts-dejavu-core >/dev/null
 browser: $(CHROMIUM)
 
+# The IRC plugin's tests run a real IRC server: Debian's ngircd, installed once when missing
+# (the tests start their own, on a free port of 127.0.0.1; the package's service stays off).
+NGIRCD := /usr/sbin/ngircd
+$(NGIRCD):
+	@echo "installing Debian's ngircd for the IRC plugin's tests"
+	@SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    ngircd >/dev/null
+ngircd: $(NGIRCD)
+
 # Debian's prometheus package: promtool checks our /metrics output and the shipped rules,
 # and the prometheus server scrapes a running host in the tests. Installed once,
 # without questions; skipped when both are already there.
@@ -71,7 +82,7 @@ wasm-toolchain:
 	    clang lld wasi-libc libclang-rt-dev-wasm32 >/dev/null; }
 
 # pytest exits 5 when it collected no tests: that is a failure here, never a pass.
-unit: $(STAMP) promtool browser wasm-toolchain
+unit: $(STAMP) promtool browser ngircd wasm-toolchain
 	@$(BIN)/pytest; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; \
 	exit $$rc
@@ -85,11 +96,17 @@ $(WRK):
 	  $$SUDO apt-get update -qq && \
 	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk >/dev/null
 
-bench: $(STAMP) $(WRK) wasm-toolchain
+bench: $(STAMP) $(WRK) $(NGIRCD) wasm-toolchain
 	$(BIN)/python -m bench
 
+# The manifest reference is generated from the manifest model, then mkdocs builds site/
+# from docs/ with its default theme; nothing is fetched (tests/test_docs.py checks both).
+docs: $(STAMP)
+	$(BIN)/python -m plugbay.pdk.manifest_reference > docs/manifest.md
+	$(BIN)/mkdocs build --strict --site-dir site
+
 clean:
-	rm -rf $(VENV) .plugbay .mypy_cache .ruff_cache .pytest_cache .hypothesis bench/.work
+	rm -rf $(VENV) site .plugbay .mypy_cache .ruff_cache .pytest_cache .hypothesis bench/.work
 
 # Fault injection against a real `plugbay run` (bench/soak.py): SOAK_SECONDS (default 240, ≤ 600).
 # Mounts a small tmpfs for the state directory when it can (root), and unmounts it after.

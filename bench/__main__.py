@@ -8,7 +8,7 @@ import sys
 
 SUITES = [
     "spine", "sandbox", "scale", "quota", "monitor", "reload", "http", "pdk", "envs", "trust",
-    "wasm",
+    "wasm", "index", "irc", "trials", "ray",
 ]  # fmt: skip
 
 

@@ -11,9 +11,22 @@ from __future__ import annotations
 
 import typer
 
-from plugbay.cli import develop, env, monitor, plugins, policy, run, versions, web
+from plugbay.cli import config as config_cli
+from plugbay.cli import (
+    develop,
+    env,
+    index,
+    monitor,
+    plugins,
+    policy,
+    profiling,
+    run,
+    upgrades,
+    versions,
+    web,
+)
 from plugbay.cli import state as state_cli
-from plugbay.cli._options import add_command
+from plugbay.cli import uninstall as uninstall_cli
 
 __all__ = ["app", "main"]
 
@@ -32,13 +45,17 @@ app = typer.Typer(
 run.register(app)
 plugins.register(app)
 versions.register(app)
+upgrades.register(app)
+index.register(app)
+uninstall_cli.register(app)
+config_cli.register(app)
 policy.register(app)
 monitor.register(app)
 web.register(app)
 develop.register(app)
 env.register(app)
 state_cli.register(app)
-add_command(app, monitor.profile, panel=develop.PANEL)  # the profiler is a develop tool
+profiling.register(app, develop.PANEL)  # the profiler is a develop tool
 
 
 def main() -> None:

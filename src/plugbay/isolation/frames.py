@@ -21,6 +21,7 @@ __all__ = [
     "MAX_FRAME",
     "Call",
     "Cancel",
+    "ChangeConfig",
     "Channel",
     "Cleanup",
     "ExportState",
@@ -40,6 +41,7 @@ __all__ = [
     "Profile",
     "RemoteCommand",
     "Reply",
+    "Sample",
     "Security",
 ]
 
@@ -106,6 +108,14 @@ class Cancel(msgspec.Struct, tag=True):
 
 class Cleanup(msgspec.Struct, tag=True):
     id: int
+
+
+class ChangeConfig(msgspec.Struct, tag=True):
+    """host → worker: the plugin's new config; reply True when its ``on_config_change``
+    took it, False when it has no such hook (the host swaps it instead)."""
+
+    id: int
+    config: dict[str, Any]
 
 
 class ExportState(msgspec.Struct, tag=True):
@@ -180,6 +190,15 @@ class Profile(msgspec.Struct, tag=True):
     strict: bool = True
 
 
+class Sample(msgspec.Struct, tag=True):
+    """host → worker: sample its own threads' stacks for ``seconds`` (the serving worker
+    profiled in place); the Reply is :class:`plugbay.isolation.sampling.Samples`."""
+
+    id: int
+    seconds: float
+    interval: float
+
+
 Message = (
     Load
     | Loaded
@@ -197,8 +216,10 @@ Message = (
     | Security
     | Metrics
     | Profile
+    | Sample
     | ExportState
     | ImportState
+    | ChangeConfig
 )
 
 _encoder = msgspec.msgpack.Encoder()

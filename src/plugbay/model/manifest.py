@@ -42,6 +42,7 @@ import msgspec
 from plugbay.api.errors import ConfigError, ManifestError, PlugbayError
 from plugbay.model import _fasttoml
 from plugbay.model._config_schema import ConfigField, ConfigSchema, check_default, error_path
+from plugbay.model._placement import NonNegative, PlacementRequest
 from plugbay.model.versions import Range, Version
 
 __all__ = [
@@ -145,6 +146,9 @@ class Resources(msgspec.Struct, forbid_unknown_fields=True, rename="kebab", froz
     processes: int | None = None
     threads: int | None = None
     storage: int | str | None = None
+    num_cpus: NonNegative | None = None  # on Ray: reserved on its node, as are GPUs and
+    num_gpus: NonNegative | None = None  # custom node resources ({"zone-b" = 1}: only such
+    custom: dict[str, NonNegative] = {}  # a node takes it)
 
 
 _NO_RESOURCES: Final = Resources()
@@ -165,6 +169,7 @@ class _ManifestDoc(msgspec.Struct, forbid_unknown_fields=True, rename="kebab"):
     dependencies: dict[str, str] = {}
     optional_dependencies: dict[str, str] = {}
     python_dependencies: list[str] = []
+    secret_parameters: list[str] = []
     services: _ServicesDoc = msgspec.field(default_factory=_ServicesDoc)
     config: dict[str, _ConfigFieldDoc] = {}
     permissions: Permissions = msgspec.field(default_factory=Permissions)
@@ -176,6 +181,7 @@ class _ManifestDoc(msgspec.Struct, forbid_unknown_fields=True, rename="kebab"):
     commands: dict[str, Any] = {}
     #: how ``plugbay build`` makes a Wasm plugin's module (``model.wasm_commands``)
     wasm: dict[str, Any] = {}
+    placement: PlacementRequest = msgspec.field(default_factory=PlacementRequest)
 
 
 _FIELDS: Final = {
@@ -208,6 +214,8 @@ class PluginManifest:
     optional_dependencies: dict[str, Range] = field(default_factory=dict)
     #: Python requirements (PEP 508 strings), installed in the plugin's own environment
     python_dependencies: tuple[str, ...] = ()
+    #: command parameters a recording redacts: ``name`` (any command) or ``command.name``
+    secret_parameters: tuple[str, ...] = ()
     provides: dict[str, Version] = field(default_factory=dict)
     requires: dict[str, Range] = field(default_factory=dict)
     #: services it uses when present ([services] optional): the broker lets it reach them
@@ -216,6 +224,7 @@ class PluginManifest:
     permissions: Permissions = field(default_factory=Permissions)
     resources: Resources = field(default_factory=Resources)
     isolation: IsolationMode = "auto"
+    placement: PlacementRequest = field(default_factory=PlacementRequest)  # the policy decides
     #: where it came from: the manifest file (None for in-memory) and the plugin's code root
     path: Path | None = None
     root: Path | None = None
@@ -278,6 +287,7 @@ class PluginManifest:
             "resources": msgspec.to_builtins(self.resources),
             "isolation": self.isolation,
             "runtime": self.runtime,
+            "placement": msgspec.to_builtins(self.placement),
             "path": str(self.path) if self.path else None,
             "origin": self.origin,
         }
@@ -493,6 +503,7 @@ def _manifest_from_mapping(
         dependencies={k: deps[k] for k in doc.dependencies},
         optional_dependencies={k: deps[k] for k in doc.optional_dependencies},
         python_dependencies=tuple(doc.python_dependencies),
+        secret_parameters=tuple(doc.secret_parameters),
         provides=provides,
         requires=requires,
         optional_services=optional_services,
@@ -500,6 +511,7 @@ def _manifest_from_mapping(
         permissions=doc.permissions,
         resources=doc.resources,
         isolation=doc.isolation,
+        placement=doc.placement,
         path=path,
         root=root,
         origin=origin,

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 from plugbay.api import Plugin
 from plugbay.api.errors import ConfigError, PlugbayError, PluginNotFound, PluginStateError
 from plugbay.isolation.policy import IsolationPolicy
+from plugbay.model.bundled import bundled_needed
 from plugbay.model.discover import discover
 from plugbay.model.manifest import PluginManifest, parse_toml
 from plugbay.model.registry import PluginRegistry
@@ -46,14 +47,17 @@ from plugbay.runtime.lifecycle import (
     raise_descriptor_limit,
     sweep,
 )
+from plugbay.runtime.live_config import apply_config, audit_config
 from plugbay.runtime.manager import ManagerSettings, PluginManager, PluginRecord, PluginState
 from plugbay.runtime.plugin_info import plugin_info
 from plugbay.runtime.proxy import PluginProxy
 from plugbay.runtime.store import PluginStore
 from plugbay.runtime.swap import UpgradePlan
+from plugbay.runtime.trials import UpgradeTrials
 from plugbay.state import HistoryEvent, StateStore
 
 if TYPE_CHECKING:
+    from plugbay.isolation.sampling import Samples
     from plugbay.runtime.watch import WatchResult
 
 __all__ = ["HOST_VERSION", "Host", "HostInfo", "HostLockedError", "PluginProxy"]
@@ -166,6 +170,8 @@ class Host:
             config_for=self._config_for,
             proxy_for=self.proxy,
         )
+        #: the flight recorder, canaries, shadows and bisect (``runtime.trials``)
+        self.trials = UpgradeTrials(self)
         self._started = False
         self._opened = False
         #: "stopped", "starting" (plugins starting), "ready" (every wanted plugin attempted),
@@ -297,6 +303,8 @@ class Host:
             except PlugbayError as exc:
                 self._problem(exc, manifest)
         self._register_store()
+        for manifest in bundled_needed(self.registry.manifests()):  # shipped with plugbay
+            self.registry.register(manifest)
         self.events.hold()
         try:
             await self._resolve_and_load()
@@ -357,6 +365,7 @@ class Host:
             if self._started:
                 self.events.emit("host.stopping")
                 await self.events.drain()
+            await self.trials.close()
             await self.manager.close()
             if self.monitor is not None:
                 await self.monitor.stop()
@@ -553,6 +562,14 @@ class Host:
             self.registry.register(manifest)
         return manifest
 
+    async def uninstall(
+        self, plugin_id: str, version: str | None = None, *, purge: bool = False
+    ) -> dict[str, Any]:
+        """Stop and remove installed versions (``runtime.uninstall``); data kept unless purge."""
+        from plugbay.runtime.uninstall import uninstall
+
+        return await uninstall(self, plugin_id, version, purge=purge)
+
     def history(self, plugin_id: str | None = None, *, limit: int = 100) -> list[HistoryEvent]:
         """Installs, loads, reloads, upgrades, rollbacks and failures, newest first."""
         if self.state is None:
@@ -593,8 +610,10 @@ class Host:
 
     async def set_config(self, plugin_id: str, values: Mapping[str, Any]) -> PluginRecord:
         """Replace a plugin's run-time config values: checked against its schema with every
-        other layer first, then kept in the state and applied by reloading an active plugin.
-        On any failure the previous values stay, and the plugin keeps its old config."""
+        other layer first, then kept in the state and applied to an active plugin: by its
+        ``on_config_change`` hook when it has one, else by a swap with state handover
+        (``runtime.live_config``). On any failure the previous values stay, and the plugin
+        keeps its old config. Every change is in the plugin's history."""
         rec = self.manager.record(plugin_id)
         if self.state is None:
             raise ConfigError(
@@ -605,24 +624,24 @@ class Host:
         manifest = rec.manifest
         merged = {**self._file_config.get(plugin_id, {}), **values}
         merged.update(self._config_arg.get(plugin_id, {}))
-        if manifest is None or manifest.config is None:
-            if values:
-                raise ConfigError(
-                    f"config was given ({', '.join(sorted(values))}) but the plugin declares none",
-                    plugin=plugin_id,
-                    where=manifest.location if manifest else None,
-                    hint="add a [config] schema to the manifest first",
-                )
-        else:
-            manifest.config.validate(merged, source="run-time config")
+        schema = manifest.config if manifest is not None else None
+        if schema is None and values:
+            raise ConfigError(
+                f"config was given ({', '.join(sorted(values))}) but the plugin declares none",
+                plugin=plugin_id,
+                where=manifest.location if manifest else None,
+                hint="add a [config] schema to the manifest first",
+            )
+        full = {} if schema is None else schema.validate(merged, source="run-time config")
         previous = self.state.get_config(plugin_id)
         self.state.set_config(plugin_id, dict(values))
         if rec.state is PluginState.ACTIVE:
-            try:
-                return await self.reload(plugin_id)
+            try:  # its on_config_change hook, else a swap (runtime.live_config)
+                return await apply_config(self, rec, full, values)
             except BaseException:
                 self.state.set_config(plugin_id, previous or {})
                 raise
+        audit_config(self, plugin_id, manifest, values, "the next start")
         return rec
 
     async def grant(self, plugin_id: str, permission: str) -> dict[str, Any]:
@@ -721,3 +740,9 @@ class Host:
         from plugbay.runtime.profile import profile_call
 
         return await profile_call(self.manager, plugin_id, command, params, strict=strict)
+
+    async def sample(self, plugin_id: str, seconds: float, interval: float = 0.005) -> Samples:
+        """Sample the process serving ``plugin_id`` for ``seconds``, as it serves."""
+        from plugbay.runtime.profile import sample_serving
+
+        return await sample_serving(self.manager, plugin_id, seconds, interval)

@@ -45,6 +45,7 @@ from plugbay.api.errors import (
 from plugbay.isolation import Backend, CallTimeout, InlineBackend, PluginHandle
 from plugbay.isolation.loading import plugin_frame
 from plugbay.isolation.process import ProcessBackend
+from plugbay.isolation.ray import RayBackend
 from plugbay.isolation.wasm import WasmBackend
 from plugbay.model.manifest import PluginManifest
 from plugbay.model.registry import PluginRegistry
@@ -63,6 +64,7 @@ from plugbay.runtime.startup import start_plan
 from plugbay.runtime.store import PluginStore
 from plugbay.runtime.supervision import Supervision
 from plugbay.runtime.swap import Swapper, UpgradePlan
+from plugbay.runtime.tap import Taps
 from plugbay.state import StateStore
 
 __all__ = ["ManagerSettings", "PluginManager", "PluginRecord", "PluginState"]
@@ -100,6 +102,7 @@ class PluginManager(Starting, Supervision, SecurityEvents):
             "wasm": WasmBackend(
                 self._host_call, self.events.emit, settings.data_root / ".wasm-cache"
             ),
+            "ray": RayBackend(self._host_call, lambda: self.settings.policy.ray),
         }
         self.services = ServiceHub(proxy_for or (lambda plugin_id: None))
         #: checks every request a plugin makes of the host (``runtime.broker``)
@@ -125,6 +128,8 @@ class PluginManager(Starting, Supervision, SecurityEvents):
         #: one swap (reload, upgrade, rollback) at a time per plugin
         self._swapping: dict[str, asyncio.Lock] = {}
         self._swapper = Swapper(self)
+        #: the recorder, canary and shadow listening to a plugin's calls (``runtime.tap``)
+        self.taps = Taps()
 
     # ------------------------------------------------------------------ the spec's members
 
@@ -201,6 +206,12 @@ class PluginManager(Starting, Supervision, SecurityEvents):
                 "open_files": proc.num_fds(),
                 "threads": proc.num_threads(),
             }
+
+    def forget(self, plugin_id: str) -> None:
+        """Drop the record of a plugin that is stopped and no longer there (uninstalled)."""
+        rec = self._records.get(plugin_id)
+        if rec is not None and rec.state is not PluginState.ACTIVE:
+            del self._records[plugin_id]
 
     @property
     def records_by_id(self) -> Mapping[str, PluginRecord]:
@@ -301,8 +312,9 @@ class PluginManager(Starting, Supervision, SecurityEvents):
         return self._routes.get(plugin_id)
 
     def set_route(self, plugin_id: str, route: Route) -> None:
-        """Send the plugin's calls to ``route`` from the next call on (one assignment)."""
-        self._routes[plugin_id] = route
+        """Send the plugin's calls to ``route`` from the next call on (one assignment);
+        with the plugin's taps around it, if it has any (``runtime.tap``)."""
+        self._routes[plugin_id] = self.taps.wrap(plugin_id, route)
 
     def hold_calls(self, plugin_id: str, until: asyncio.Future[None]) -> None:
         """New calls to the plugin wait at the router until ``until`` is done (its route
