@@ -22,12 +22,16 @@ def _tomllib(text: str) -> Any:
         return "invalid"
 
 
-def test_every_bundled_manifest_reads_the_same_and_takes_the_fast_path() -> None:
+def test_every_bundled_manifest_reads_the_same_and_plain_ones_take_the_fast_path() -> None:
     files = sorted(ROOT.glob("plugins/*/*/plugin.toml"))
     assert files
     for file in files:
         text = file.read_text(encoding="utf-8")
-        assert loads(text) == tomllib.loads(text), file
+        fast = loads(text)
+        if "\\" in text:  # escapes (a regular expression in a config schema): tomllib's
+            assert fast is None, file
+        else:
+            assert fast == tomllib.loads(text), file
         assert load_manifest(file).id  # and the manifest itself still loads
 
 

@@ -14,9 +14,10 @@ every error. Nothing is ever accepted here that tomllib would refuse.
 from __future__ import annotations
 
 import re
+import tomllib
 from typing import Any, Final
 
-__all__ = ["loads"]
+__all__ = ["loads", "with_line"]
 
 _BARE: Final = r"[A-Za-z0-9_-]+"
 _KEY: Final = rf'(?:({_BARE})|"([^"\\\x00-\x1f\x7f]*)")'
@@ -161,3 +162,9 @@ def _strip(table: dict[str, Any]) -> dict[str, Any]:
         elif isinstance(value, dict):
             _strip(value)
     return table
+
+
+def with_line(where: str, exc: tomllib.TOMLDecodeError) -> str:
+    """``where:line`` of the error tomllib found, when it says the line."""
+    m = re.search(r"line (\d+)", str(exc))
+    return f"{where}:{m.group(1)}" if m else where

@@ -447,7 +447,7 @@ def parse_toml(
     except tomllib.TOMLDecodeError as exc:
         raise error(
             f"{what} is not valid TOML: {exc}",
-            where=_with_line(where, exc),
+            where=_fasttoml.with_line(where, exc),
             hint="fix the TOML syntax (strings need quotes, tables are [name], keys are key = value)",
         ) from None
     except RecursionError:
@@ -786,11 +786,6 @@ def _where(path: Path | None, distribution: str | None) -> str:
     if path is not None:
         return str(path)
     return f"distribution {distribution}" if distribution else "<manifest>"
-
-
-def _with_line(where: str, exc: tomllib.TOMLDecodeError) -> str:
-    m = re.search(r"line (\d+)", str(exc))
-    return f"{where}:{m.group(1)}" if m else where
 
 
 def _locate(where: str, text: str | None, key: str) -> str:
