@@ -85,6 +85,18 @@ MEANING: Final[dict[str, str]] = {
     "resources.file-size": "The largest file it may write: bytes or a size.",
     "resources.processes": "Processes its worker may have (with `subprocess` granted).",
     "resources.threads": "Threads its worker may run.",
+    "resources.num-cpus": "On a Ray cluster: CPUs reserved on the node it runs on (may be 0).",
+    "resources.num-gpus": "On a Ray cluster: GPUs reserved on the node it runs on.",
+    "resources.custom": (
+        'On a Ray cluster: custom node resources it needs (`{ "zone-b" = 1 }`); '
+        "it runs only on a node that has them."
+    ),
+    "placement": ("Where it asks to run; the operator's policy decides (see docs/scale-out.md)."),
+    "placement.backend": (
+        "`auto` (the policy chooses), `local` (this machine) or `ray` (a node of the "
+        "host's Ray cluster)."
+    ),
+    "placement.node-labels": ('Ray node labels the node must carry (`{ zone = "b" }`).'),
     "resources.storage": "The size of its data directory (the storage quota): bytes or a size.",
     "runtime": "`python`, or `wasm`: `entry` is then a `.wasm` module (or component) and "
     "`[commands.NAME]` declare its typed commands ([WebAssembly plugins](wasm-plugins.md)).",
