@@ -164,3 +164,9 @@ def test_only_what_a_plugin_needs_is_brought_in_and_the_operators_copy_wins() ->
     # a plugin directory's own utility.formatters is not replaced by the bundled one
     mine = parse_manifest(f'id = "utility.formatters"\n{head}')
     assert "utility.formatters" not in {m.id for m in bundled_needed([chat, mine])}
+    # an optional dependency never brings one in: the processor provides 'conversation',
+    # which another plugin of the operator's may provide (two providers fail one of them)
+    maybe = parse_manifest(
+        f'id = "acme.maybe"\n{head}[optional-dependencies]\n"extension.processor" = "^1"\n'
+    )
+    assert bundled_needed([maybe]) == []

@@ -28,15 +28,18 @@ def bundled_root() -> Path | None:
 def bundled_needed(
     known: Iterable[PluginManifest], *, root: Path | None = None
 ) -> list[PluginManifest]:
-    """Every bundled plugin a known plugin depends on (directly, or through another bundled
-    one) whose id no known plugin has: what a host adds to its registry."""
+    """Every bundled plugin a known plugin requires (directly, or through another bundled
+    one) whose id no known plugin has: what a host adds to its registry. Optional
+    dependencies never bring one in."""
     root = root if root is not None else bundled_root()
     known = list(known)
     if root is None:
         return []
     bundled = {m.id: m for m in discover_directory(root).manifests}
     have = {m.id for m in known}
-    wanted = [dep for m in known for dep in (*m.dependencies, *m.optional_dependencies)]
+    # only what a plugin needs: an optional dependency is used when the operator has it,
+    # and bringing one in unasked could take a service name another plugin provides
+    wanted = [dep for m in known for dep in m.dependencies]
     added: list[PluginManifest] = []
     while wanted:
         plugin_id = wanted.pop()
