@@ -47,8 +47,8 @@ def print_listing(listing: Any) -> None:
         )  # fmt: skip
     out.print(table)
     for r in listing.rows:
-        if r["reason"] and r["state"] in ("failed", "disabled"):
-            colour = "red" if r["state"] == "failed" else "yellow"
+        if r["reason"] and r["state"] in ("failed", "disabled", "on-demand"):
+            colour = {"failed": "red", "on-demand": "blue"}.get(r["state"], "yellow")
             out.print(f"[{colour}]{r['state']}:[/] {escape(r['reason'])}")
     for problem in listing.problems:
         out.print(f"[red]problem:[/] {escape(problem)}")

@@ -41,6 +41,7 @@ import msgspec
 
 from plugbay.api.errors import ConfigError, ManifestError, PlugbayError
 from plugbay.model._config_schema import ConfigField, ConfigSchema, check_default, error_path
+from plugbay.model._events import EventListen, EventsDoc, check_events
 from plugbay.model.versions import Range, Version
 
 __all__ = [
@@ -169,6 +170,8 @@ class _ManifestDoc(msgspec.Struct, forbid_unknown_fields=True, rename="kebab"):
     permissions: Permissions = msgspec.field(default_factory=Permissions)
     resources: Resources = msgspec.field(default_factory=Resources)
     isolation: IsolationMode = "auto"
+    events: EventsDoc = msgspec.field(default_factory=EventsDoc)
+    activation: str | list[str] = "eager"
 
 
 _FIELDS: Final = {
@@ -176,6 +179,8 @@ _FIELDS: Final = {
     "services": ["provides", "requires"],
     "permissions": [f.replace("_", "-") for f in Permissions.__struct_fields__],
     "resources": [f.replace("_", "-") for f in Resources.__struct_fields__],
+    "events": ["emits", "listens"],
+    "events.listens[...]": ["priority", "queue", "overflow", "block-timeout"],
 }
 
 
@@ -209,6 +214,11 @@ class PluginManifest:
     permissions: Permissions = field(default_factory=Permissions)
     resources: Resources = field(default_factory=Resources)
     isolation: IsolationMode = "auto"
+    #: plugin events it may emit, and those it listens to ([events]; ``model._events``)
+    emits: tuple[str, ...] = ()
+    listens: dict[str, EventListen] = field(default_factory=dict)
+    #: what starts it on demand ("on-call", "on-event:NAME"); empty: at host start
+    activation: tuple[str, ...] = ()
     #: where it came from: the manifest file (None for in-memory) and the plugin's code root
     path: Path | None = None
     root: Path | None = None
@@ -266,6 +276,11 @@ class PluginManifest:
             "permissions": msgspec.to_builtins(self.permissions),
             "resources": msgspec.to_builtins(self.resources),
             "isolation": self.isolation,
+            "events": {
+                "emits": list(self.emits),
+                "listens": {k: v.to_dict() for k, v in self.listens.items()},
+            },
+            "activation": list(self.activation) or ["eager"],
             "path": str(self.path) if self.path else None,
             "origin": self.origin,
         }
@@ -456,6 +471,7 @@ def _manifest_from_mapping(
     provides, requires, optional_services = check.services()
     check.resources()
     config = check.config()
+    emits, listens, activation = check_events(doc.events, doc.activation, check.fail)
     return PluginManifest(
         id=doc.id,
         version=version,
@@ -478,6 +494,9 @@ def _manifest_from_mapping(
         permissions=doc.permissions,
         resources=doc.resources,
         isolation=doc.isolation,
+        emits=emits,
+        listens=listens,
+        activation=activation,
         path=path,
         root=root,
         origin=origin,
@@ -689,7 +708,7 @@ def _doc_error(text: str, where: str, source: str | None) -> ManifestError:
 
 
 def _unknown_field(key: str, section: str, where: str) -> ManifestError:
-    known = _FIELDS.get(section.split(".")[0] if section else "", [])
+    known = _FIELDS.get(section) or _FIELDS.get(section.split(".")[0] if section else "", [])
     close = difflib.get_close_matches(key.replace("_", "-"), known, n=1)
     full = f"{section}.{key}" if section else key
     hint = (
@@ -731,6 +750,7 @@ def _invalid_value(detail: str, path: str, key: str, where: str) -> ManifestErro
             if "." not in path
             else "string, integer, number, boolean, array, object",
             "isolation": "auto, inline, process",
+            "overflow": "drop-oldest, drop-newest, block",
         }.get(key, "")
         return ManifestError(
             f"'{value}' is not a valid {path}",

@@ -379,7 +379,8 @@ class PluginMonitor:
         track = self._tracks.get(plugin_id) or _Track()
         state = str(rec.state)
         reasons: list[str] = []
-        if state in ("disabled", "stopped", "stopping", "discovered", "resolved", "initializing"):
+        if state in ("disabled", "stopped", "stopping", "discovered", "resolved", "initializing",
+                     "on-demand"):  # fmt: skip
             return {"plugin": plugin_id, "version": rec.version, "state": state, "status": state,
                     "live": None, "ready": None, "reasons": [rec.reason] if rec.reason else []}  # fmt: skip
         if state != "active":

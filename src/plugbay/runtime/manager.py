@@ -27,6 +27,7 @@ from typing import Any, Final
 from plugbay.api import (
     CommandSpec,
     Environment,
+    Events,
     Plugin,
     PluginConfig,
     PluginContext,
@@ -56,6 +57,7 @@ from plugbay.model.registry import PluginRegistry
 from plugbay.model.resolve import ResolutionPlan
 from plugbay.monitor import CommandStats, PluginMetrics
 from plugbay.monitor.bounds import Budget
+from plugbay.runtime.activation import Activation
 from plugbay.runtime.broker import Broker
 from plugbay.runtime.environments import (
     EnvironmentBuildError,
@@ -64,6 +66,7 @@ from plugbay.runtime.environments import (
 )
 from plugbay.runtime.events import EventBus, Subscriber
 from plugbay.runtime.lifecycle import check_descriptors
+from plugbay.runtime.plugin_events import PluginEvents
 from plugbay.runtime.routing import Route, command_table
 from plugbay.runtime.services import ServiceHub, ServiceView
 from plugbay.runtime.store import PluginStore
@@ -86,6 +89,8 @@ class PluginState(enum.StrEnum):
     STOPPED = "stopped"
     FAILED = "failed"
     DISABLED = "disabled"
+    #: resolved and validated, not started: its first call or event starts it
+    ON_DEMAND = "on-demand"
 
 
 @dataclass(slots=True)
@@ -218,6 +223,9 @@ class PluginManager:
         #: one swap (reload, upgrade, rollback) at a time per plugin
         self._swapping: dict[str, asyncio.Lock] = {}
         self._swapper = Swapper(self)
+        #: plugin events ([events] in manifests) and lazy activation
+        self.plugin_events = PluginEvents(self)
+        self.activation = Activation(self)
 
     # ------------------------------------------------------------------ the spec's members
 
@@ -351,12 +359,16 @@ class PluginManager:
         for plugin_id, error in plan.failures.items():
             manifest = next(iter(self._versions_of(plugin_id)), None)
             self.note_problem(plugin_id, error, manifest)
+        eager = self.activation.eager_needs(plan)
         for plugin_id in plan.order:
             if self.stop_requested:  # SIGTERM during startup: the rest never start
                 break
             manifest = plan.selected[plugin_id]
             rec = self._records.get(plugin_id)
             if rec is not None and rec.state is PluginState.ACTIVE:
+                continue
+            edges, notes = plan.edges.get(plugin_id, frozenset()), plan.notes.get(plugin_id, [])
+            if self.activation.defer(manifest, edges, notes, eager):
                 continue
             await self._start(
                 manifest, plan.edges.get(plugin_id, frozenset()), plan.notes.get(plugin_id, [])
@@ -651,6 +663,7 @@ class PluginManager:
             logger=logging.getLogger(f"plugbay.plugin.{manifest.id}"),
             metrics=metrics,
             secrets=Secrets(placement.secrets if placement else {}, plugin=manifest.id),
+            events=Events(self.plugin_events.sink_for(manifest.id), plugin=manifest.id),
         )
 
     async def _abandon(self, rec: PluginRecord) -> None:
@@ -889,6 +902,7 @@ class PluginManager:
     async def close(self) -> None:
         """Stop every plugin, then the backends' own processes (the zygote)."""
         await self.shutdown()
+        await self.plugin_events.close()
         for backend in self.backends.values():
             await backend.close()
 
@@ -1052,7 +1066,10 @@ class PluginManager:
         return result
 
     async def _held(self, plugin_id: str) -> Route:
-        """The route of a plugin whose calls are held by a swap, once it lets them through."""
+        """The route of a plugin whose calls are held by a swap, once it lets them through
+        (or of a plugin that starts on demand, once this first call started it)."""
+        if self.activation.is_deferred(plugin_id):
+            return await self.activation.start(plugin_id)
         while (hold := self._holds.get(plugin_id)) is not None:
             await asyncio.shield(hold)
             route = self._routes.get(plugin_id)
