@@ -47,7 +47,7 @@ def print_listing(listing: Any) -> None:
         )  # fmt: skip
     out.print(table)
     for r in listing.rows:
-        if r["reason"] and r["state"] in ("failed", "disabled", "on-demand"):
+        if r["reason"] and r["state"] in ("failed", "disabled", "on-demand", "not running"):
             colour = {"failed": "red", "on-demand": "blue"}.get(r["state"], "yellow")
             out.print(f"[{colour}]{r['state']}:[/] {escape(r['reason'])}")
     for problem in listing.problems:

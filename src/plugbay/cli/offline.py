@@ -69,11 +69,18 @@ def disk_rows(
             {
                 "id": pid, "version": str(m.version), "type": m.type,
                 "state": "disabled" if off else NOT_RUNNING,
-                "reason": disabled[pid] if off else None, "load_seconds": None,
+                "reason": disabled[pid] if off else _on_demand(m), "load_seconds": None,
                 "source": "disk",
             }
         )  # fmt: skip
     return rows, problems
+
+
+def _on_demand(manifest: Any) -> str | None:
+    """What a running host would say of a plugin that starts on demand."""
+    if not manifest.activation:
+        return None
+    return f"installed, starts on demand ({', '.join(manifest.activation)})"
 
 
 def disk_info(plugin_id: str, plugin_dirs: list[Path], state: Path) -> dict[str, Any]:

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 from plugbay.model.manifest import PluginManifest
 from plugbay.model.resolve import ResolutionPlan
@@ -86,6 +86,22 @@ class Activation:
     def is_deferred(self, plugin_id: str) -> bool:
         rec = self._m.records_by_id.get(plugin_id)
         return rec is not None and str(rec.state) == "on-demand" and plugin_id in self._deferred
+
+    async def ensure(self, plugin_id: str) -> None:
+        """Start the plugin now if it waits for its first call (before looking up a
+        command's spec: an on-demand plugin has none until it runs)."""
+        if self.is_deferred(plugin_id):
+            await self.start(plugin_id)
+
+    def first_call(self, proxy: object, command: str) -> Callable[..., Awaitable[Any]]:
+        """A typed proxy's command of a plugin not started yet: starts it, then calls."""
+        plugin_id = getattr(proxy, "_plugin_id", "")
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            await self.ensure(plugin_id)
+            return await getattr(proxy, command)(*args, **kwargs)
+
+        return call
 
     async def start(self, plugin_id: str) -> Route:
         """Start an on-demand plugin (once, however many ask at the same time) and return

@@ -85,6 +85,8 @@ class PluginProxy:
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__"):
             raise AttributeError(name)
+        if self._manager.activation.is_deferred(self._plugin_id):  # its first call starts it
+            return self._manager.activation.first_call(self, name)
         spec = self._manager.command_spec(self._plugin_id, name)
         names = [p.name for p in spec.params]
         call = self._manager.call
@@ -518,7 +520,7 @@ class Host:
         """
         pid = plugin_id or self._id_for_class(cls)
         rec = self.manager.record(pid)
-        if rec.state is not PluginState.ACTIVE:
+        if rec.state not in (PluginState.ACTIVE, PluginState.ON_DEMAND):
             raise PluginStateError(
                 f"is {rec.state}, not active" + (f": {rec.reason}" if rec.reason else ""),
                 plugin=pid,
