@@ -6,7 +6,18 @@ import importlib
 import platform
 import sys
 
-SUITES = ["spine", "sandbox", "quota", "monitor", "reload", "http", "pdk", "envs", "trust"]
+SUITES = [
+    "spine",
+    "sandbox",
+    "quota",
+    "monitor",
+    "reload",
+    "http",
+    "pdk",
+    "envs",
+    "trust",
+    "activation",
+]
 
 
 def main(argv: list[str]) -> int:
