@@ -253,6 +253,23 @@ def discover() -> Cgroups:
     """The hierarchies holding memory, cpu and pids for this process; raises CgroupUnavailable."""
     own = _own_cgroups()
     mounts = _mountinfo()
+    v1 = _v1_hierarchies(own, mounts)
+    if len(v1) == len(CONTROLLERS):
+        return Cgroups(1, tuple((c, v1[c]) for c in CONTROLLERS))
+    unified = _v2_hierarchy(own, mounts)
+    if unified is not None:
+        return Cgroups(2, (("unified", unified),))
+    missing = [c for c in CONTROLLERS if c not in v1]
+    raise CgroupUnavailable(
+        f"no cgroup hierarchy offers {', '.join(missing)} to this process "
+        f"(v1 mounts: {', '.join(sorted(v1)) or 'none'}; no cgroup2 mount delegates them)"
+    )
+
+
+def _v1_hierarchies(
+    own: dict[str, str], mounts: list[tuple[str, str, str, set[str]]]
+) -> dict[str, str]:
+    """This process's directory in each cgroup v1 hierarchy holding one of the controllers."""
     v1: dict[str, str] = {}
     for controller in CONTROLLERS:
         for root, point, fstype, opts in mounts:
@@ -261,8 +278,11 @@ def discover() -> Cgroups:
                 if path is not None and os.path.isdir(path):
                     v1[controller] = path
                     break
-    if len(v1) == len(CONTROLLERS):
-        return Cgroups(1, tuple((c, v1[c]) for c in CONTROLLERS))
+    return v1
+
+
+def _v2_hierarchy(own: dict[str, str], mounts: list[tuple[str, str, str, set[str]]]) -> str | None:
+    """This process's directory in a cgroup2 mount that delegates every controller."""
     for root, point, fstype, _opts in mounts:
         if fstype != "cgroup2" or "" not in own:
             continue
@@ -275,12 +295,8 @@ def discover() -> Cgroups:
         except OSError:
             continue
         if set(CONTROLLERS) <= available:
-            return Cgroups(2, (("unified", path),))
-    missing = [c for c in CONTROLLERS if c not in v1]
-    raise CgroupUnavailable(
-        f"no cgroup hierarchy offers {', '.join(missing)} to this process "
-        f"(v1 mounts: {', '.join(sorted(v1)) or 'none'}; no cgroup2 mount delegates them)"
-    )
+            return path
+    return None
 
 
 # --- the layer ---------------------------------------------------------------------

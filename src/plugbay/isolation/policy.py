@@ -129,9 +129,8 @@ class Placement:
         if manifest.origin == "entry-point":
             # an installed package is imported by name: its import path must be listable
             reads.append(os.path.realpath(Path(code).parent))
-        reads += [p.partition(":")[2] for p in self.effective if p.startswith("read:")]
-        writes = [os.path.realpath(data_dir), "/dev/null"]
-        writes += [p.partition(":")[2] for p in self.effective if p.startswith("write:")]
+        reads += _granted(self.effective, "read:")
+        writes = [os.path.realpath(data_dir), "/dev/null", *_granted(self.effective, "write:")]
         limits = self.limits
         exec_ok = "subprocess" in self.effective
         processes = int(limits.get("processes") or 0) if exec_ok else 0
@@ -147,11 +146,7 @@ class Placement:
                 "cpu_cores": 1.0,
                 "read_paths": [p for p in reads if os.path.isabs(p)],
                 "write_paths": [p for p in writes if os.path.isabs(p)],
-                "network": [
-                    p.partition(":")[2]
-                    for p in self.effective
-                    if p.startswith("network:") and _enforceable(p.partition(":")[2])
-                ],
+                "network": [n for n in _granted(self.effective, "network:") if _enforceable(n)],
                 "allow_exec": exec_ok,
                 "allow_kill_others": False,
                 "environment": sorted(self.environment.items()),
@@ -161,6 +156,30 @@ class Placement:
 
 def _int(value: float | None) -> int | None:
     return None if value is None else int(value)
+
+
+def _granted(effective: Iterable[str], kind: str) -> list[str]:
+    """What the effective permissions of ``kind`` (``read:``, ``write:``, ``network:``) name."""
+    return [p.partition(":")[2] for p in effective if p.startswith(kind)]
+
+
+def _named(effective: Iterable[str], kind: str, values: Mapping[str, str]) -> dict[str, str]:
+    """The values the effective permissions of ``kind`` (``secret:``, ``env:``) name, of
+    those that exist."""
+    return {name: values[name] for name in _granted(effective, kind) if name in values}
+
+
+def _where_it_runs(manifest: PluginManifest, trust: str | None) -> tuple[str, bool, str]:
+    """(isolation, sandboxed, reason): a trusted plugin runs inline unless its manifest
+    asks for a worker; any other runs sandboxed in a worker, whatever it asks."""
+    if trust is not None and manifest.isolation != "process":
+        return "inline", False, trust
+    if trust is not None:
+        return "process", False, f"{trust}; runs in a worker of its own as its manifest asks"
+    reason = "not trusted by the host's policy: deny by default"
+    if manifest.isolation == "inline":
+        reason += "; its manifest asks for inline, which only the operator can allow"
+    return "process", True, reason
 
 
 def _enforceable(grant: str) -> bool:
@@ -260,30 +279,13 @@ class IsolationPolicy:
         asked = tuple(manifest.permissions.asked())
         all_granted = tuple(dict.fromkeys([*self.grants.get(manifest.id, ()), *granted]))
         effective = tuple(p for p in asked if _covered(p, all_granted))
-        secrets = {
-            name: self.secrets[name]
-            for p in effective
-            if p.startswith("secret:") and (name := p.partition(":")[2]) in self.secrets
-        }
+        secrets = _named(effective, "secret:", self.secrets)
         env_source = os.environ if host_environment is None else host_environment
-        environment = {
-            name: env_source[name]
-            for p in effective
-            if p.startswith("env:") and (name := p.partition(":")[2]) in env_source
-        }
+        environment = _named(effective, "env:", env_source)
         trust = self.trusted(manifest, plugin_dirs)
         if trust is not None:  # trusting a plugin's code grants what it asks of host data
             effective += tuple(p for p in asked if p.startswith("host:") and p not in effective)
-        if trust is not None and manifest.isolation != "process":
-            isolation, sandboxed, reason = "inline", False, trust
-        elif trust is not None:
-            isolation, sandboxed = "process", False
-            reason = f"{trust}; runs in a worker of its own as its manifest asks"
-        else:
-            isolation, sandboxed = "process", True
-            reason = "not trusted by the host's policy: deny by default"
-            if manifest.isolation == "inline":
-                reason += "; its manifest asks for inline, which only the operator can allow"
+        isolation, sandboxed, reason = _where_it_runs(manifest, trust)
         return Placement(
             isolation=isolation,
             reason=reason,

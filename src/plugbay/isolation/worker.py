@@ -21,6 +21,7 @@ import socket
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -146,6 +147,18 @@ class Worker:
         self._limits_told: dict[str, float] = {}
         #: a background task ignored its cancellation: exit without waiting for it
         self.stuck = False
+        #: what each message from the host (but a call) asks of the worker, by its type
+        self._handlers: dict[type[Any], Callable[[Any], None]] = {
+            frames.Load: self.load,
+            frames.Init: self._on_init,
+            frames.Cancel: self._on_cancel,
+            frames.Cleanup: self._on_cleanup,
+            frames.Ping: self._on_ping,
+            frames.Profile: self._on_profile,
+            frames.ExportState: self._on_export_state,
+            frames.ImportState: self._on_import_state,
+            frames.HostReply: self._on_host_reply,
+        }
 
     def send(self, message: frames.Message) -> None:
         if self.channel is not None:
@@ -170,46 +183,59 @@ class Worker:
 
     def on_message(self, message: frames.Message) -> None:
         """Dispatch one message as it is parsed: def commands are answered right here."""
-        if isinstance(message, frames.Call):
+        if isinstance(message, frames.Call):  # the hot path, first and flat
             spec = self.specs.get(message.command)
             if self.direct and spec is not None and not spec.is_async and not spec.blocking:
                 self.answer_now(message, spec)
             else:
                 self._spawn(message.id, self.call(message))
-        elif isinstance(message, frames.Load):
-            self.load(message)
-        elif isinstance(message, frames.Init):
-            self._spawn(message.id, self.initialize(), "initialize")
-        elif isinstance(message, frames.Cancel):
-            running = self.calls.get(message.id)
-            if running is not None:
-                running.cancel()
-        elif isinstance(message, frames.Cleanup):
-            task = asyncio.ensure_future(self._finish(message.id))
-            task.add_done_callback(lambda _t: None)
-        elif isinstance(message, frames.Ping):
-            self.send(frames.Pong(message.id))
-            metrics = self.context.metrics if self.context is not None else None
-            if isinstance(metrics, PluginMetrics) and metrics.dirty:
-                self.send(frames.Metrics(metrics.export_custom()))
-        elif isinstance(message, frames.Profile):
-            from plugbay.isolation.profiling import profiled
-
-            call = frames.Call(message.id, message.command, message.params, message.strict)
-            self._spawn(message.id, profiled(self.call(call)))
-        elif isinstance(message, frames.ExportState):
-            self._spawn(message.id, self.export_state())
-        elif isinstance(message, frames.ImportState):
-            self._spawn(message.id, self.import_state(message.state))
-        elif isinstance(message, frames.HostReply):
-            future = self.host_calls.get(message.id)
-            if future is not None and not future.done():
-                if message.error is not None:
-                    future.set_exception(error_from_dict(message.error))
-                else:
-                    future.set_result(message.value)
-        else:
+            return
+        handler = self._handlers.get(type(message))
+        if handler is None:
             raise frames.FrameError(f"unexpected {type(message).__name__} from the host")
+        handler(message)
+
+    # ------------------------------------------------------------------ the host's other requests
+
+    def _on_init(self, message: frames.Init) -> None:
+        self._spawn(message.id, self.initialize(), "initialize")
+
+    def _on_cancel(self, message: frames.Cancel) -> None:
+        running = self.calls.get(message.id)
+        if running is not None:
+            running.cancel()
+
+    def _on_cleanup(self, message: frames.Cleanup) -> None:
+        task = asyncio.ensure_future(self._finish(message.id))
+        task.add_done_callback(lambda _t: None)
+
+    def _on_ping(self, message: frames.Ping) -> None:
+        """Liveness, and the plugin's own metrics when they changed since the last ping."""
+        self.send(frames.Pong(message.id))
+        metrics = self.context.metrics if self.context is not None else None
+        if isinstance(metrics, PluginMetrics) and metrics.dirty:
+            self.send(frames.Metrics(metrics.export_custom()))
+
+    def _on_profile(self, message: frames.Profile) -> None:
+        from plugbay.isolation.profiling import profiled
+
+        call = frames.Call(message.id, message.command, message.params, message.strict)
+        self._spawn(message.id, profiled(self.call(call)))
+
+    def _on_export_state(self, message: frames.ExportState) -> None:
+        self._spawn(message.id, self.export_state())
+
+    def _on_import_state(self, message: frames.ImportState) -> None:
+        self._spawn(message.id, self.import_state(message.state))
+
+    def _on_host_reply(self, message: frames.HostReply) -> None:
+        """The answer to one of the plugin's calls out to the host."""
+        future = self.host_calls.get(message.id)
+        if future is not None and not future.done():
+            if message.error is not None:
+                future.set_exception(error_from_dict(message.error))
+            else:
+                future.set_result(message.value)
 
     def _spawn(self, request: int, work: Any, doing: str = "the call") -> None:
         running = asyncio.ensure_future(self.respond(request, work, doing))

@@ -198,13 +198,8 @@ class PluginMonitor:
         usage, host_usage = await asyncio.to_thread(_sample_usage, handles)
         now = time.monotonic()
         self._host_usage = _with_cpu_percent(host_usage, self, now)
-        blocked = self._watchdog.take() if self._watchdog is not None else []
-        ongoing = self._watchdog.current() if self._watchdog is not None else None
-        rules = self.settings.alerts
-        keep = max(rules.error_rate.window, rules.latency.window, rules.memory_growth.window, 60.0)
-        seen: set[str] = set()
+        blocked = self._loop_blocks()
         for rec in records:
-            seen.add(rec.id)
             track = self._tracks.setdefault(rec.id, _Track())
             if str(rec.state) != "active" or rec.metrics is None:
                 track.samples.clear()
@@ -212,28 +207,52 @@ class PluginMonitor:
                 self.alerts.update(rec.id, rec.version, self._restart_only(rec, now))
                 continue
             track.usage = usage.get(rec.id)
-            _cpu_percent(track, now)
-            sample = self._sample(rec, track, now)
-            if not track.samples:  # calls before the first sample count in the first window
-                track.samples.append(Sample(now - 1e-3, 0, 0, {}, sample.rss, 0))
-            track.samples.append(sample)
-            while track.samples and track.samples[0].at < now - keep - self.settings.interval:
-                track.samples.popleft()
-            self._security_from_errors(rec, track)
-            track.blocked = [b for b in blocked if b.plugin == rec.id]
-            if ongoing is not None and ongoing.plugin == rec.id:
-                track.blocked.append(ongoing)
-            hung = await self._hung(rec, track, sample, now)
-            holding = evaluate(rules, list(track.samples), crashes=rec.crashes, hung=hung, now=now)
-            self.alerts.update(rec.id, rec.version, holding)
-            self._schedule_readiness(rec, track, now)
-        for pid in list(self._tracks):
-            if pid not in seen:
-                del self._tracks[pid]
-                self.alerts.clear_plugin(pid)
+            await self._observe(rec, track, blocked, now)
+        self._forget_gone({rec.id for rec in records})
         rows = {row["id"]: row for row in self.snapshot()}
         rows["*host*"] = self.host_summary()
         await asyncio.to_thread(self._persist, rows)
+
+    def _loop_blocks(self) -> list[Blocked]:
+        """The blocks of the host's event loop since the last tick, then the one going on."""
+        if self._watchdog is None:
+            return []
+        blocked = self._watchdog.take()
+        ongoing = self._watchdog.current()
+        return blocked if ongoing is None else [*blocked, ongoing]
+
+    async def _observe(
+        self, rec: PluginView, track: _Track, blocked: list[Blocked], now: float
+    ) -> None:
+        """One active plugin's tick: a sample kept over the alert windows, its blocks of
+        the loop and hung calls, then its alerts and readiness."""
+        _cpu_percent(track, now)
+        sample = self._sample(rec, track, now)
+        self._keep(track, sample, now)
+        self._security_from_errors(rec, track)
+        track.blocked = [b for b in blocked if b.plugin == rec.id]
+        hung = await self._hung(rec, track, sample, now)
+        rules = self.settings.alerts
+        holding = evaluate(rules, list(track.samples), crashes=rec.crashes, hung=hung, now=now)
+        self.alerts.update(rec.id, rec.version, holding)
+        self._schedule_readiness(rec, track, now)
+
+    def _keep(self, track: _Track, sample: Sample, now: float) -> None:
+        """Add the sample; keep the samples the longest alert window needs."""
+        rules = self.settings.alerts
+        keep = max(rules.error_rate.window, rules.latency.window, rules.memory_growth.window, 60.0)
+        if not track.samples:  # calls before the first sample count in the first window
+            track.samples.append(Sample(now - 1e-3, 0, 0, {}, sample.rss, 0))
+        track.samples.append(sample)
+        while track.samples and track.samples[0].at < now - keep - self.settings.interval:
+            track.samples.popleft()
+
+    def _forget_gone(self, present: set[str]) -> None:
+        """Drop what is tracked of plugins the host no longer knows, and their alerts."""
+        for pid in list(self._tracks):
+            if pid not in present:
+                del self._tracks[pid]
+                self.alerts.clear_plugin(pid)
 
     def _persist(self, rows: dict[str, dict[str, Any]]) -> None:
         store = self._store()
@@ -376,28 +395,16 @@ class PluginMonitor:
     def check_health(self, plugin_id: str) -> dict[str, Any]:
         """Liveness, readiness and the status they add up to (the spec's ``checkHealth``)."""
         rec = self.manager.record(plugin_id)
-        track = self._tracks.get(plugin_id) or _Track()
         state = str(rec.state)
-        reasons: list[str] = []
-        if state in ("disabled", "stopped", "stopping", "discovered", "resolved", "initializing",
-                     "on-demand"):  # fmt: skip
-            return {"plugin": plugin_id, "version": rec.version, "state": state, "status": state,
-                    "live": None, "ready": None, "reasons": [rec.reason] if rec.reason else []}  # fmt: skip
         if state != "active":
-            return {"plugin": plugin_id, "version": rec.version, "state": state, "status": "failing",
-                    "live": False, "ready": None, "reasons": [rec.reason or state]}  # fmt: skip
-        status = "green"
-        live = True
-        handle = rec.handle
-        problem = handle.alive() if handle is not None else None
+            return _not_serving(plugin_id, rec, state)
+        track = self._tracks.get(plugin_id) or _Track()
+        reasons: list[str] = []
+        problem = self._not_live(plugin_id, rec.handle)
+        live = problem is None
+        status = "green" if live else "failing"
         if problem is not None:
-            live, status = False, "failing"
             reasons.append(problem)
-        elif handle is not None and not handle.isolated and self._watchdog is not None:
-            block = self._watchdog.current()
-            if block is not None and block.plugin == plugin_id:
-                live, status = False, "failing"
-                reasons.append(f"blocks the host's event loop ({block.seconds:.1f} s so far)")
         ready = track.readiness
         if ready is not None and RANK[ready.status] > RANK[status]:
             status = ready.status
@@ -412,6 +419,18 @@ class PluginMonitor:
             "plugin": plugin_id, "version": rec.version, "state": state, "status": status,
             "live": live, "ready": None if ready is None else ready.status, "reasons": reasons,
         }  # fmt: skip
+
+    def _not_live(self, plugin_id: str, handle: HandleView | None) -> str | None:
+        """Why an active plugin is not live (its worker is gone, or it blocks the host's
+        event loop now), or ``None``."""
+        problem = handle.alive() if handle is not None else None
+        if problem is not None:
+            return problem
+        if handle is not None and not handle.isolated and self._watchdog is not None:
+            block = self._watchdog.current()
+            if block is not None and block.plugin == plugin_id:
+                return f"blocks the host's event loop ({block.seconds:.1f} s so far)"
+        return None
 
     def overall_health(self) -> dict[str, Any]:
         plugins = [self.check_health(r.id) for r in self.manager.list_plugins()]
@@ -434,35 +453,7 @@ class PluginMonitor:
         for rec in self.manager.list_plugins():
             track = self._tracks.get(rec.id) or _Track()
             samples = list(track.samples)
-            rate = None
-            if len(samples) >= 2 and samples[-1].at > samples[-2].at:
-                rate = (samples[-1].calls - samples[-2].calls) / (samples[-1].at - samples[-2].at)
-            error_rate = p50 = p99 = None
-            if samples:
-                first, last = samples[0], samples[-1]
-                calls = last.calls - first.calls
-                if calls <= 0:  # nothing lately: since the start
-                    calls, errors = last.calls, last.errors
-                    merged = _merge([b for b, _ in last.commands.values()])
-                else:
-                    errors = last.errors - first.errors
-                    merged = _merge(
-                        [
-                            [
-                                a - b
-                                for a, b in zip(
-                                    buckets,
-                                    first.commands.get(n, ([0] * len(buckets), 0))[0],
-                                    strict=False,
-                                )
-                            ]
-                            for n, (buckets, _) in last.commands.items()
-                        ]
-                    )
-                error_rate = errors / calls if calls else None
-                from plugbay.monitor.alerts import _quantile
-
-                p50, p99 = _quantile(merged, 0.5), _quantile(merged, 0.99)
+            rate, error_rate, p50, p99 = _rates(samples)
             usage = track.usage or {}
             health = self.check_health(rec.id)
             rows.append({
@@ -676,3 +667,49 @@ def _task_stacks(rec: PluginView) -> str:
 
     m = rec.manifest
     return task_stacks(str(m.root) if m is not None and m.root is not None else None)
+
+
+def _not_serving(plugin_id: str, rec: PluginView, state: str) -> dict[str, Any]:
+    """The health of a plugin that is not active: its state says it, or it failed."""
+    if state in ("disabled", "stopped", "stopping", "discovered", "resolved", "initializing",
+                 "on-demand"):  # fmt: skip
+        return {"plugin": plugin_id, "version": rec.version, "state": state, "status": state,
+                "live": None, "ready": None, "reasons": [rec.reason] if rec.reason else []}  # fmt: skip
+    return {"plugin": plugin_id, "version": rec.version, "state": state, "status": "failing",
+            "live": False, "ready": None, "reasons": [rec.reason or state]}  # fmt: skip
+
+
+def _rates(
+    samples: list[Sample],
+) -> tuple[float | None, float | None, float | None, float | None]:
+    """Calls per second over the last sample, and the error rate and latency quantiles
+    (p50, p99) over the samples kept (since the start when nothing was called lately)."""
+    rate = None
+    if len(samples) >= 2 and samples[-1].at > samples[-2].at:
+        rate = (samples[-1].calls - samples[-2].calls) / (samples[-1].at - samples[-2].at)
+    if not samples:
+        return rate, None, None, None
+    first, last = samples[0], samples[-1]
+    calls = last.calls - first.calls
+    if calls <= 0:  # nothing lately: since the start
+        calls, errors = last.calls, last.errors
+        merged = _merge([b for b, _ in last.commands.values()])
+    else:
+        errors = last.errors - first.errors
+        merged = _merge(
+            [
+                [
+                    a - b
+                    for a, b in zip(
+                        buckets,
+                        first.commands.get(n, ([0] * len(buckets), 0))[0],
+                        strict=False,
+                    )
+                ]
+                for n, (buckets, _) in last.commands.items()
+            ]
+        )
+    error_rate = errors / calls if calls else None
+    from plugbay.monitor.alerts import _quantile
+
+    return rate, error_rate, _quantile(merged, 0.5), _quantile(merged, 0.99)

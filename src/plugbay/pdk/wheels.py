@@ -423,6 +423,30 @@ def _read_plugin_wheel(
     archive: zipfile.ZipFile, path: Path, dist: str, version: str, hint: str
 ) -> WheelInfo:
     names = archive.namelist()
+    info_dir = _dist_info(archive, names, path, hint)
+    _check_record(archive, info_dir, path)
+    plugin_id, value = _plugin_entry_point(archive, info_dir, path)
+    manifest, text = _wheel_manifest(archive, names, path, plugin_id, value, hint)
+    metadata = archive.read(f"{info_dir}/METADATA").decode("utf-8", errors="replace")
+    requires = tuple(
+        line.split(":", 1)[1].strip()
+        for line in metadata.splitlines()
+        if line.startswith("Requires-Dist:") and "extra ==" not in line
+    )
+    packages = tuple(
+        sorted(
+            {
+                n.split("/", 1)[0]
+                for n in names
+                if "/" in n and not n.split("/", 1)[0].endswith((".dist-info", ".data"))
+            }
+        )
+    )
+    return WheelInfo(path, dist, version, manifest, text, packages, requires)
+
+
+def _dist_info(archive: zipfile.ZipFile, names: list[str], path: Path, hint: str) -> str:
+    """The wheel's one .dist-info directory, once its unpacked size is known to be sane."""
     unpacked = sum(info.file_size for info in archive.infolist())
     if unpacked > MAX_UNPACKED:
         raise WheelError(
@@ -435,10 +459,19 @@ def _read_plugin_wheel(
         raise WheelError(
             "not a wheel: it has no single .dist-info directory", where=str(path), hint=hint
         )
-    info_dir = dist_info[0]
-    _check_record(archive, info_dir, path)
-    entry = _plugin_entry_point(archive, info_dir, path)
-    plugin_id, value = entry
+    return dist_info[0]
+
+
+def _wheel_manifest(
+    archive: zipfile.ZipFile,
+    names: list[str],
+    path: Path,
+    plugin_id: str,
+    value: str,
+    hint: str,
+) -> tuple[PluginManifest, str]:
+    """The manifest the wheel carries beside its plugin's package (and its text), valid
+    and agreeing with the entry point ``plugin_id = value``."""
     package = value.split(":", 1)[0].split(".", 1)[0]
     manifest_name = f"{package}/plugin.toml"
     if manifest_name not in names:
@@ -472,22 +505,7 @@ def _read_plugin_wheel(
             where=str(path),
             hint="rebuild it with 'plugbay build'",
         )
-    metadata = archive.read(f"{info_dir}/METADATA").decode("utf-8", errors="replace")
-    requires = tuple(
-        line.split(":", 1)[1].strip()
-        for line in metadata.splitlines()
-        if line.startswith("Requires-Dist:") and "extra ==" not in line
-    )
-    packages = tuple(
-        sorted(
-            {
-                n.split("/", 1)[0]
-                for n in names
-                if "/" in n and not n.split("/", 1)[0].endswith((".dist-info", ".data"))
-            }
-        )
-    )
-    return WheelInfo(path, dist, version, manifest, text, packages, requires)
+    return manifest, text
 
 
 def _check_record(archive: zipfile.ZipFile, info_dir: str, path: Path) -> None:

@@ -24,11 +24,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
-import msgspec
-
-from plugbay.api import Plugin, command_specs
+from plugbay.api import Plugin
 from plugbay.api.errors import ConfigError, PlugbayError, PluginNotFound, PluginStateError
-from plugbay.isolation.policy import IsolationPolicy, Placement
+from plugbay.isolation.policy import IsolationPolicy
 from plugbay.model.discover import discover
 from plugbay.model.manifest import PluginManifest, parse_toml
 from plugbay.model.registry import PluginRegistry
@@ -38,7 +36,6 @@ from plugbay.monitor.monitor import PluginMonitor
 from plugbay.runtime.environments import (
     EnvironmentStore,
     IndexSettings,
-    python_info,
 )
 from plugbay.runtime.events import EventBus
 from plugbay.runtime.lifecycle import (
@@ -50,7 +47,9 @@ from plugbay.runtime.lifecycle import (
     sweep,
 )
 from plugbay.runtime.manager import ManagerSettings, PluginManager, PluginRecord, PluginState
-from plugbay.runtime.store import KEPT, PluginStore
+from plugbay.runtime.plugin_info import plugin_info
+from plugbay.runtime.proxy import PluginProxy
+from plugbay.runtime.store import PluginStore
 from plugbay.runtime.swap import UpgradePlan
 from plugbay.state import HistoryEvent, StateStore
 
@@ -64,62 +63,6 @@ P = TypeVar("P", bound=Plugin)
 HOST_VERSION: Final = importlib.metadata.version("plugbay")
 
 logging.getLogger("plugbay").addHandler(logging.NullHandler())
-
-
-class PluginProxy:
-    """Calls a plugin's commands through the host (checked, timed, counted).
-
-    ``host.get(PluginClass)`` returns one typed as the class, so the caller's
-    type checker sees each command's real signature.
-    """
-
-    __plugbay_proxy__ = True
-
-    def __init__(
-        self, manager: PluginManager, plugin_id: str, cls: type[Plugin] | None = None
-    ) -> None:
-        self._manager = manager
-        self._plugin_id = plugin_id
-        self._cls = cls
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("__"):
-            raise AttributeError(name)
-        if self._manager.activation.is_deferred(self._plugin_id):  # its first call starts it
-            return self._manager.activation.first_call(self, name)
-        spec = self._manager.command_spec(self._plugin_id, name)
-        names = [p.name for p in spec.params]
-        call = self._manager.call
-        plugin_id = self._plugin_id
-        # A worker answers in plain data; the caller's class knows the declared result
-        # type, so a typed proxy gives back the same objects whatever the backend.
-        declared = command_specs(self._cls).get(name) if self._cls is not None else None
-        if declared is not None and spec.func is not declared.func:
-            returns = declared.returns
-
-            async def typed(*args: Any, **kwargs: Any) -> Any:
-                if args:
-                    kwargs.update(zip(names, args, strict=False))
-                result = await call(plugin_id, name, kwargs)
-                return msgspec.convert(result, returns, strict=False, from_attributes=True)
-
-            typed.__name__ = name
-            typed.__doc__ = spec.doc
-            self.__dict__[name] = typed
-            return typed
-
-        def method(*args: Any, **kwargs: Any) -> Any:
-            if args:
-                kwargs.update(zip(names, args, strict=False))
-            return call(plugin_id, name, kwargs)
-
-        method.__name__ = name
-        method.__doc__ = spec.doc
-        self.__dict__[name] = method
-        return method
-
-    def __repr__(self) -> str:
-        return f"<PluginProxy {self._plugin_id}>"
 
 
 class HostInfo:
@@ -729,63 +672,9 @@ class Host:
         }
 
     def info(self, plugin_id: str) -> dict[str, Any]:
-        """Manifest, state, dependencies, dependents and commands of one plugin."""
-        rec = self.manager.record(plugin_id)
-        out = rec.to_dict()
-        out["manifest"] = rec.manifest.to_dict() if rec.manifest else None
-        out["versions_known"] = (
-            [str(v) for v in self.registry.versions(plugin_id)]
-            if plugin_id in self.registry
-            else []
-        )
-        # the store: installed versions, and the copies kept for rollback
-        out["versions_stored"] = [
-            {"version": version, "kept": source.startswith(KEPT), "source": source}
-            for _, version, source in (self.state.installed(plugin_id) if self.state else [])
-        ]
-        out["dependencies"] = (
-            {**{k: str(v) for k, v in rec.manifest.dependencies.items()}} if rec.manifest else {}
-        )
-        out["dependents"] = sorted(
-            {r.id for r in self.manager.list_plugins() if plugin_id in r.needs}
-            | set(self.registry.dependents_of(plugin_id) if plugin_id in self.registry else [])
-        )
-        out["commands"] = [spec.describe() for _, spec in sorted(rec.commands.items())]
-        out["config"] = rec.config
-        out["metrics"] = rec.metrics.snapshot() if rec.metrics else None
-        out["traceback"] = rec.traceback
-        placement = rec.placement
-        if placement is None and rec.manifest is not None:
-            try:
-                placement = self.manager.place(rec.manifest)
-            except PlugbayError:
-                placement = None
-        if placement is not None:
-            described = placement.describe()
-            out["permissions"] = described["permissions"]
-            out["limits"] = described["limits"]
-            out["sandbox"] = {
-                "sandboxed": placement.sandboxed,
-                "reason": placement.reason,
-                "secrets": described["secrets"],
-                "environment": described["environment"],
-                "layers": [dict(layer) for layer in rec.handle.layers] if rec.handle else [],
-            }
-        else:
-            out["permissions"] = {"asked": [], "granted": [], "effective": [], "pending": []}
-            out["limits"] = {}
-            out["sandbox"] = None
-        out["python"] = self._python_info(rec.manifest, placement)
-        out["usage"] = self.manager.monitor_usage(plugin_id) if rec.handle is not None else None
-        out["transitions"] = [{"time": t, "state": s} for t, s in rec.transitions]
-        return out
-
-    def _python_info(
-        self, manifest: PluginManifest | None, placement: Placement | None
-    ) -> dict[str, Any] | None:
-        """The plugin's Python requirements, its environment and the packages in it."""
-        inline = placement is not None and placement.isolation == "inline"
-        return python_info(manifest, self.manager.environments, inline=inline)
+        """Manifest, state, dependencies, dependents and commands of one plugin
+        (:func:`plugbay.runtime.plugin_info.plugin_info`)."""
+        return plugin_info(self.manager, self.registry, self.state, plugin_id)
 
     # ------------------------------------------------------------------ monitoring
 

@@ -1,6 +1,7 @@
 """The plugin manager: lifecycle, load order, and the one call path.
 
-Each plugin has a :class:`PluginRecord` whose ``state`` moves through::
+Each plugin has a :class:`PluginRecord` (:mod:`plugbay.runtime.records`) whose
+``state`` moves through::
 
     discovered → resolved → initializing → active → stopping → stopped
                      ↘ failed (reason kept)        ↘ disabled (by the operator)
@@ -8,49 +9,41 @@ Each plugin has a :class:`PluginRecord` whose ``state`` moves through::
 Plugins start in dependency order; a plugin whose dependency is not active is
 not started, and says which one. A failure is recorded with its reason and
 traceback and emitted as an event; it never stops the other plugins.
+
+The manager is made of parts, one concern each: starting a plugin
+(:mod:`~plugbay.runtime.starting`), answering its crashes
+(:mod:`~plugbay.runtime.supervision`), its security events and bounds
+(:mod:`~plugbay.runtime.security`); swaps are delegated to
+:class:`~plugbay.runtime.swap.Swapper`. The call path and the bookkeeping the
+parts share are here.
 """
 
 from __future__ import annotations
 
 import asyncio
-import enum
 import functools
 import logging
 import time
 import traceback
 import types
-from collections.abc import Callable, Collection, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any, Final
 
-from plugbay.api import (
-    CommandSpec,
-    Environment,
-    Events,
-    Plugin,
-    PluginConfig,
-    PluginContext,
-    Secrets,
-    SystemPlugin,
-)
+from plugbay.api import CommandSpec, Plugin, PluginContext
 from plugbay.api.errors import (
     CommandNotFound,
-    ConfigError,
     DependentsError,
     ParameterError,
     PlugbayError,
     PluginCallError,
-    PluginInitError,
     PluginNotFound,
     PluginStateError,
     PluginTimeout,
     did_you_mean,
 )
 from plugbay.isolation import Backend, CallTimeout, InlineBackend, PluginHandle
-from plugbay.isolation.base import EnvironmentPaths
 from plugbay.isolation.loading import plugin_frame
-from plugbay.isolation.policy import IsolationPolicy, Placement
 from plugbay.isolation.process import ProcessBackend
 from plugbay.model.manifest import PluginManifest
 from plugbay.model.registry import PluginRegistry
@@ -59,116 +52,22 @@ from plugbay.monitor import CommandStats, PluginMetrics
 from plugbay.monitor.bounds import Budget
 from plugbay.runtime.activation import Activation
 from plugbay.runtime.broker import Broker
-from plugbay.runtime.environments import (
-    EnvironmentBuildError,
-    EnvironmentStore,
-    check_fits_host,
-)
-from plugbay.runtime.events import EventBus, Subscriber
-from plugbay.runtime.lifecycle import check_descriptors
+from plugbay.runtime.environments import EnvironmentStore
+from plugbay.runtime.events import EventBus
 from plugbay.runtime.plugin_events import PluginEvents
-from plugbay.runtime.routing import Route, command_table
-from plugbay.runtime.services import ServiceHub, ServiceView
+from plugbay.runtime.records import ManagerSettings, PluginRecord, PluginState
+from plugbay.runtime.routing import Route
+from plugbay.runtime.security import SecurityEvents
+from plugbay.runtime.services import ServiceHub
+from plugbay.runtime.starting import Starting
 from plugbay.runtime.store import PluginStore
+from plugbay.runtime.supervision import Supervision
 from plugbay.runtime.swap import Swapper, UpgradePlan
 from plugbay.state import StateStore
 
 __all__ = ["ManagerSettings", "PluginManager", "PluginRecord", "PluginState"]
 
 log = logging.getLogger("plugbay.manager")
-#: denials and limit hits in sandboxed workers
-security_log = logging.getLogger("plugbay.security")
-
-
-class PluginState(enum.StrEnum):
-    DISCOVERED = "discovered"
-    RESOLVED = "resolved"
-    INITIALIZING = "initializing"
-    ACTIVE = "active"
-    STOPPING = "stopping"
-    STOPPED = "stopped"
-    FAILED = "failed"
-    DISABLED = "disabled"
-    #: resolved and validated, not started: its first call or event starts it
-    ON_DEMAND = "on-demand"
-
-
-@dataclass(slots=True)
-class PluginRecord:
-    """Everything the host knows about one plugin id right now."""
-
-    id: str
-    manifest: PluginManifest | None
-    state: PluginState = PluginState.DISCOVERED
-    reason: str | None = None
-    error: PlugbayError | None = None
-    traceback: str | None = None
-    handle: PluginHandle | None = None
-    metrics: PluginMetrics | None = None
-    needs: frozenset[str] = frozenset()
-    notes: list[str] = field(default_factory=list)
-    config: dict[str, Any] = field(default_factory=dict)
-    isolation: str = "inline"
-    #: where the host's policy put it, with its limits and effective permissions
-    placement: Placement | None = None
-    load_seconds: float | None = None
-    started_at: float | None = None
-    transitions: list[tuple[float, str]] = field(default_factory=list)
-    #: monotonic times of recent crashes, for the restart policy
-    crashes: list[float] = field(default_factory=list)
-
-    @property
-    def version(self) -> str | None:
-        return str(self.manifest.version) if self.manifest else None
-
-    @property
-    def commands(self) -> Mapping[str, CommandSpec]:
-        return self.handle.commands if self.handle is not None else {}
-
-    def to_dict(self) -> dict[str, Any]:
-        m = self.manifest
-        return {
-            "id": self.id,
-            "version": self.version,
-            "type": m.type if m else None,
-            "state": str(self.state),
-            "reason": self.reason,
-            "error": self.error.to_dict() if self.error else None,
-            "isolation": self.isolation,
-            "load_seconds": self.load_seconds,
-            "uptime_seconds": (time.time() - self.started_at)
-            if self.started_at and self.state is PluginState.ACTIVE
-            else None,
-            "needs": sorted(self.needs),
-            "notes": list(self.notes),
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class ManagerSettings:
-    host_version: str
-    data_root: Path
-    mode: str = "production"
-    #: default and maximum per-call timeout, seconds (a manifest may ask for less, or more up to max)
-    call_timeout: float = 30.0
-    max_call_timeout: float = 300.0
-    init_timeout: float = 10.0
-    cleanup_timeout: float = 5.0
-    #: a crashed worker is restarted after backoff, doubling up to the maximum ...
-    restart_backoff: float = 0.5
-    restart_backoff_max: float = 30.0
-    #: ... unless it crashed this many times within the window: then it is disabled
-    max_crashes: int = 5
-    crash_window: float = 60.0
-    #: count every call (calls, errors by type, latency histogram); off only to measure its cost
-    monitoring: bool = True
-    #: the operator's isolation policy: who runs inline, limits, grants, secrets
-    policy: IsolationPolicy = field(default_factory=IsolationPolicy)
-    #: the host's plugin directories (a core/ folder directly inside one is trusted)
-    plugin_dirs: tuple[Path, ...] = ()
-    #: after a swap, seconds in which the new version must pass its health probe (0: none)
-    probation: float = 0.5
-
 
 _NO_CONFIG: Final[Mapping[str, Any]] = {}
 
@@ -177,7 +76,7 @@ _FOLD_AT: Final = CommandStats.FOLD_AT
 _clock = time.perf_counter
 
 
-class PluginManager:
+class PluginManager(Starting, Supervision, SecurityEvents):
     """The spec's ``PluginManager``: load, unload, get and list plugins, and call them;
     reload, upgrade and roll them back (:mod:`plugbay.swap`)."""
 
@@ -201,7 +100,7 @@ class PluginManager:
         }
         self.services = ServiceHub(proxy_for or (lambda plugin_id: None))
         #: checks every request a plugin makes of the host (``runtime.broker``)
-        self.broker = Broker(self)
+        self.broker: Broker = Broker(self)
         #: what each plugin may make the host keep (``monitor.bounds``), by plugin id
         self.budgets: dict[str, Budget] = {}
         self._config_for = config_for or (lambda plugin_id: _NO_CONFIG)
@@ -387,350 +286,6 @@ class PluginManager:
                 )
             needs, notes = self._needs_of(manifest)
             return await self._start(manifest, needs, notes)
-
-    def _needs_of(self, manifest: PluginManifest) -> tuple[frozenset[str], list[str]]:
-        needs: set[str] = set()
-        notes: list[str] = []
-        for dep, rng in manifest.dependencies.items():
-            needs.add(dep)
-            rec = self._records.get(dep)
-            if rec is not None and rec.manifest is not None and rec.manifest.version not in rng:
-                raise PluginStateError(
-                    f"requires '{dep}' {rng}, but '{dep}' {rec.version} is loaded",
-                    plugin=manifest.id,
-                    hint=f"load a version of '{dep}' that matches {rng}",
-                )
-        for dep in manifest.optional_dependencies:
-            rec = self._records.get(dep)
-            if rec is not None and rec.state is PluginState.ACTIVE:
-                needs.add(dep)
-            else:
-                notes.append(f"optional dependency '{dep}' skipped: not active")
-        for service in manifest.requires:
-            provider = self.services.provider_of(service)
-            if provider is not None:
-                needs.add(provider)
-        return frozenset(needs), notes
-
-    async def _start(
-        self, manifest: PluginManifest, needs: Iterable[str], notes: list[str]
-    ) -> PluginRecord:
-        rec = PluginRecord(manifest.id, manifest, needs=frozenset(needs), notes=list(notes))
-        try:
-            rec.placement = self.place(manifest)
-            rec.isolation = rec.placement.isolation
-        except PlugbayError as exc:
-            self._records[manifest.id] = rec
-            self._fail(rec, exc, action="load")
-            return rec
-        self._records[manifest.id] = rec
-        self._set_state(rec, PluginState.RESOLVED)
-        blocked = [d for d in sorted(rec.needs) if self._state_of(d) is not PluginState.ACTIVE]
-        if blocked:
-            reasons = "; ".join(f"'{d}' is {self._describe(d)}" for d in blocked)
-            self._fail(
-                rec,
-                PluginStateError(
-                    f"not started because a dependency is not active: {reasons}",
-                    plugin=manifest.id,
-                    hint=f"fix {', '.join(repr(d) for d in blocked)} first; 'plugbay info {blocked[0]}' says why",
-                    details={"blocked_by": blocked},
-                ),
-                action="load",
-            )
-            return rec
-        started = time.perf_counter()
-        metrics = PluginMetrics(manifest.id)
-        rec.metrics = metrics
-        try:
-            config = self._validated_config(manifest)
-            rec.config = config
-            self._set_state(rec, PluginState.INITIALIZING)
-            handle, context = await self._launch(rec, manifest, config, metrics)
-            rec.handle = handle
-            handle.on_crash = functools.partial(self._crashed, rec)
-            await self._initialize(handle, manifest, context)
-            await self._swapper.restore_at_start(manifest.id, handle)  # kept at its last stop
-            for name, version in manifest.provides.items():
-                self.services.provide(manifest.id, name, version, None)
-        except PlugbayError as exc:
-            await self._abandon(rec)
-            self._fail(rec, exc, action="load")
-            return rec
-        except (Exception, SystemExit) as exc:  # a plugin constructor raising, or sys.exit()
-            await self._abandon(rec)
-            self._fail(
-                rec,
-                PluginInitError(
-                    f"could not be started: {type(exc).__name__}: {exc}",
-                    plugin=manifest.id,
-                    where=plugin_frame(exc, manifest) or manifest.location,
-                    details={"traceback": "".join(traceback.format_exception(exc))},
-                ),
-                action="load",
-            )
-            return rec
-        rec.load_seconds = time.perf_counter() - started
-        metrics.init_seconds = rec.load_seconds
-        rec.started_at = time.time()
-        timeout = min(
-            _positive(manifest.resources.timeout) or self.settings.call_timeout,
-            self.settings.max_call_timeout,
-        )
-        self._routes[manifest.id] = Route(
-            handle, metrics, timeout, [0], command_table(handle, metrics, self.settings.monitoring)
-        )
-        self._set_state(rec, PluginState.ACTIVE)
-        instance = handle.instance
-        if isinstance(instance, SystemPlugin):
-            self.events.subscribe(
-                Subscriber(
-                    manifest.id,
-                    manifest.priority if manifest.priority is not None else instance.priority,
-                    tuple(instance.system_hooks),
-                    instance.on_system_event,
-                )
-            )
-        self._history(rec, "load", "ok", None, {"seconds": round(rec.load_seconds, 6)})
-        self.events.emit("plugin.loaded", plugin=manifest.id, version=str(manifest.version))
-        return rec
-
-    def place(self, manifest: PluginManifest) -> Placement:
-        """Where the host's policy runs this plugin, with its limits and permissions."""
-        granted = self.state.grants(manifest.id) if self.state is not None else []
-        if self.store is not None:  # a copy the host kept is judged where it came from
-            manifest = self.store.as_kept_from(manifest)
-        return self.settings.policy.place(manifest, self.settings.plugin_dirs, granted)
-
-    async def _launch(
-        self,
-        rec: PluginRecord,
-        manifest: PluginManifest,
-        config: dict[str, Any],
-        metrics: PluginMetrics,
-    ) -> tuple[PluginHandle, PluginContext]:
-        """Start the plugin's code where its placement says (``initialize`` is separate)."""
-        placement = (
-            rec.placement if rec.placement and manifest is rec.manifest else self.place(manifest)
-        )
-        context = self._context_for(manifest, config, metrics, placement.isolation, placement)
-        environment = await self._python_environment(manifest, placement)
-        backend = self.backends[placement.isolation]
-        if placement.isolation != "inline":  # say "descriptors" before a socketpair fails
-            check_descriptors(manifest.id)
-        handle = await backend.start(manifest, placement, context.environment.data_dir, environment)
-        handle.on_security = functools.partial(self._security, rec)
-        handle.bind(self.budget_for(manifest.id), functools.partial(self.broker.issued, rec.id))
-        return handle, context
-
-    async def _python_environment(
-        self, manifest: PluginManifest, placement: Placement
-    ) -> EnvironmentPaths | None:
-        if not manifest.python_dependencies:
-            return None
-        return await asyncio.to_thread(self.python_environment, manifest, placement)
-
-    def python_environment(
-        self, manifest: PluginManifest, placement: Placement | None = None
-    ) -> EnvironmentPaths | None:
-        """The plugin's own Python environment, built now if need be (before any of its code
-        runs; blocking); an inline plugin's requirements must fit the host's instead."""
-        if not manifest.python_dependencies:
-            return None
-        if (placement or self.place(manifest)).isolation == "inline":
-            check_fits_host(manifest, self.settings.host_version)
-            return None
-        if self.environments is None:
-            raise EnvironmentBuildError(
-                "has Python requirements, and this host has no state directory to keep "
-                "environments in",
-                plugin=manifest.id,
-                hint="start the host with a state directory (--state DIR)",
-            )
-        progress = logging.getLogger("plugbay.environments").info
-        env = self.environments.ensure(manifest, progress)
-        return None if env is None else self.environments.worker_paths(env)
-
-    def budget_for(self, plugin_id: str) -> Budget | None:
-        """The plugin's bounds as it runs (made on first use, from the policy)."""
-        budget = self.budgets.get(plugin_id)
-        if budget is None and plugin_id in self._records:
-            budget = self.budgets[plugin_id] = Budget(
-                plugin_id, self.settings.policy.bounds_for(plugin_id), _report_dropped
-            )
-        return budget
-
-    def security_event(self, plugin_id: str, event: dict[str, Any]) -> None:
-        """A security event the host made about a plugin (the broker's refusals)."""
-        rec = self._records.get(plugin_id)
-        if rec is not None:
-            self._security(rec, event)
-
-    def _security(self, rec: PluginRecord, event: dict[str, Any]) -> None:
-        """A denial or a limit hit in a sandboxed worker: logged, recorded, sent to system plugins."""
-        budget = self.budget_for(rec.id)
-        if (
-            event.get("source") == "host"
-            and event.get("kind") in ("denied", "timeout")
-            and budget is not None
-            and not budget.security.allow()  # a flood of refusals: counted, not each kept
-        ):
-            budget.drop("security_rate")
-            return
-        kind = str(event.get("kind", "denied"))
-        what = event.get("operation") or event.get("detail") or event.get("limit") or kind
-        if kind == "limit":
-            text = f"plugin '{rec.id}' hit its {event.get('limit')} limit: {event.get('detail')}"
-        elif kind == "killed":
-            text = f"plugin '{rec.id}': its worker was stopped by the {event.get('layer')} ({what})"
-        elif kind == "timeout":
-            text = f"plugin '{rec.id}': {event.get('operation')} ran past its time limit and was cancelled"
-        else:
-            text = f"plugin '{rec.id}': the sandbox denied {what}"
-            if event.get("layer") == "broker":
-                text = f"plugin '{rec.id}': the host's broker refused {what}"
-            if event.get("permission"):
-                text += f" (permission '{event['permission']}' not granted)"
-            if event.get("source") == "worker":
-                text += " [reported by its worker]"
-        security_log.warning("%s", text)
-        fields = {k: v for k, v in event.items() if k not in ("kind", "plugin")}
-        self.events.emit(f"security.{kind}", plugin=rec.id, **fields)
-        self._history(
-            rec, f"security.{kind}", "denied" if kind == "denied" else "stopped", text, event
-        )
-
-    async def _initialize(
-        self, handle: PluginHandle, manifest: PluginManifest, context: PluginContext
-    ) -> None:
-        """Run ``initialize`` with its timeout; every failure becomes a PlugbayError."""
-        init_timeout = _positive(manifest.resources.init_timeout) or self.settings.init_timeout
-        try:
-            await handle.initialize(context, init_timeout)
-        except CallTimeout:
-            raise PluginTimeout(
-                f"initialize did not finish within {init_timeout:g} s",
-                plugin=manifest.id,
-                where=manifest.location,
-                hint="make initialize return promptly (start long work in a task), "
-                "or raise resources.init-timeout in the manifest",
-            ) from None
-        except PlugbayError:
-            raise
-        except (Exception, SystemExit) as exc:  # sys.exit() in a plugin is its own failure
-            raise PluginInitError(
-                f"initialize raised {type(exc).__name__}: {exc}",
-                plugin=manifest.id,
-                where=plugin_frame(exc, manifest) or manifest.location,
-                hint=f"see the traceback with 'plugbay info {manifest.id} --traceback'",
-                details={"traceback": "".join(traceback.format_exception(exc))},
-            ) from exc
-
-    def _validated_config(self, manifest: PluginManifest) -> dict[str, Any]:
-        raw = self._config_for(manifest.id)
-        if manifest.config is None:
-            if raw:
-                raise ConfigError(
-                    f"config was given ({', '.join(sorted(raw))}) but the plugin declares none",
-                    plugin=manifest.id,
-                    where=manifest.location,
-                    hint="remove it from the host config, or add a [config] schema to the manifest",
-                )
-            return {}
-        return manifest.config.validate(raw, source="host config")
-
-    def _context_for(
-        self,
-        manifest: PluginManifest,
-        config: dict[str, Any],
-        metrics: PluginMetrics,
-        isolation: str,
-        placement: Placement | None = None,
-    ) -> PluginContext:
-        data_dir = self.settings.data_root / manifest.id
-        data_dir.mkdir(parents=True, exist_ok=True)
-        return PluginContext(
-            environment=Environment(
-                host_version=self.settings.host_version,
-                plugin_id=manifest.id,
-                plugin_version=str(manifest.version),
-                data_dir=data_dir,
-                mode=self.settings.mode,  # type: ignore[arg-type]
-                isolation=isolation,
-            ),
-            services=ServiceView(self.services, manifest.id, self.broker.check_service),
-            config=PluginConfig(config),
-            logger=logging.getLogger(f"plugbay.plugin.{manifest.id}"),
-            metrics=metrics,
-            secrets=Secrets(placement.secrets if placement else {}, plugin=manifest.id),
-            events=Events(self.plugin_events.sink_for(manifest.id), plugin=manifest.id),
-        )
-
-    async def _abandon(self, rec: PluginRecord) -> None:
-        """Undo a start that failed half way: bounded cleanup, forget the code."""
-        handle, rec.handle = rec.handle, None
-        self.services.withdraw(rec.id)
-        if handle is None:
-            return
-        try:
-            await handle.cleanup(self.settings.cleanup_timeout)
-        except BaseException as exc:
-            if isinstance(exc, asyncio.CancelledError):
-                raise
-            log.debug("cleanup after failed start of %s raised %r", rec.id, exc)
-        handle.release()
-
-    def _crashed(self, rec: PluginRecord, error: PlugbayError) -> None:
-        """A worker died under a plugin: it is failed at once, with the reason, then
-        restarted after a backoff that doubles with each crash; too many crashes in
-        the window and it is disabled instead, with the reason kept in the state."""
-        if rec.state is not PluginState.ACTIVE or self._records.get(rec.id) is not rec:
-            return
-        self.events.unsubscribe(rec.id)
-        self.services.withdraw(rec.id)
-        self._routes.pop(rec.id, None)
-        rec.started_at = None
-        self._fail(rec, error, action="crash")
-        now = time.monotonic()
-        settings = self.settings
-        rec.crashes = [t for t in rec.crashes if now - t < settings.crash_window] + [now]
-        if len(rec.crashes) >= settings.max_crashes:
-            reason = (
-                f"disabled after {len(rec.crashes)} crashes within {settings.crash_window:g} s; "
-                f"the last: {error.message}"
-            )
-            rec.reason = reason
-            self._set_state(rec, PluginState.DISABLED)
-            rec.reason = reason
-            if self.state is not None:
-                self.state.set_enabled(rec.id, False, reason)
-            self._history(rec, "disable", "ok", reason, {"crashes": len(rec.crashes)})
-            self.events.emit("plugin.disabled", plugin=rec.id, reason=reason)
-            log.error("plugin '%s' %s; 'plugbay enable %s' brings it back", rec.id, reason, rec.id)
-            return
-        delay = min(
-            settings.restart_backoff * 2 ** (len(rec.crashes) - 1), settings.restart_backoff_max
-        )
-        task = asyncio.get_running_loop().create_task(self._restart(rec, delay))
-        self._restarts[rec.id] = task
-        task.add_done_callback(functools.partial(self._forget_restart, rec.id))
-
-    def _forget_restart(self, plugin_id: str, _task: object) -> None:
-        self._restarts.pop(plugin_id, None)
-
-    async def _restart(self, crashed: PluginRecord, delay: float) -> None:
-        await asyncio.sleep(delay)
-        async with self._lock:
-            if (
-                self._records.get(crashed.id) is not crashed
-                or crashed.state is not PluginState.FAILED
-            ):
-                return  # unloaded, disabled or restarted meanwhile
-            assert crashed.manifest is not None
-            self._history(crashed, "restart", "ok", f"after {delay:g} s", None)
-            self.restart_counts[crashed.id] = self.restart_counts.get(crashed.id, 0) + 1
-            rec = await self._start(crashed.manifest, crashed.needs, crashed.notes)
-            rec.crashes = crashed.crashes
 
     # ------------------------------------------------------------------ what the swapper uses
     # (the documented interface of :class:`plugbay.runtime.swap.SwapHost`; the swapper
@@ -1027,35 +582,15 @@ class PluginManager:
             result = await handle.call(spec, kwargs, timeout)
             result = spec.validate_result(result, plugin=plugin_id)
         except PlugbayError as exc:
-            if not isinstance(exc, ParameterError):  # the caller's mistake, not the plugin's
-                stats.error(_clock() - started if started else None, type(exc).__name__)
-            if started:
-                stats.next_period()
+            # a caller's bad parameters are the caller's mistake, not the plugin's
+            _count_failure(stats, started, None if isinstance(exc, ParameterError) else exc)
             raise
         except CallTimeout:
-            stats.error(_clock() - started if started else None, "PluginTimeout")
-            if started:
-                stats.next_period()
-            raise PluginTimeout(
-                f"command '{command}' did not finish within {timeout:g} s",
-                plugin=plugin_id,
-                hint="the call was cancelled; raise resources.timeout in the manifest "
-                "if this command needs longer",
-            ) from None
+            _count_failure(stats, started, "PluginTimeout")
+            raise _timed_out(plugin_id, command, timeout) from None
         except (Exception, SystemExit) as exc:  # sys.exit() in a plugin is its own failure
-            stats.error(_clock() - started if started else None, type(exc).__name__)
-            if started:
-                stats.next_period()
-            raise PluginCallError(
-                f"command '{command}' raised {type(exc).__name__}: {exc}",
-                plugin=plugin_id,
-                where=plugin_frame(exc, handle.manifest),
-                hint="this is the plugin's own error; the host and other plugins are unaffected",
-                details={
-                    "exception": type(exc).__name__,
-                    "traceback": "".join(traceback.format_exception(exc)),
-                },
-            ) from exc
+            _count_failure(stats, started, exc)
+            raise _plugin_raised(plugin_id, command, handle, exc) from exc
         finally:
             inflight[0] -= 1
         if started:  # a timed call, inlined: one append (see CommandStats)
@@ -1177,15 +712,38 @@ class PluginManager:
         )
 
 
-def _report_dropped(plugin_id: str, lost: dict[str, int]) -> None:
-    """Once per window: what a plugin lost to its bounds, in its own log (never whole)."""
-    what = ", ".join(f"{n} {reason.replace('_', ' ')}" for reason, n in sorted(lost.items()))
-    logging.getLogger(f"plugbay.plugin.{plugin_id}").warning(
-        "over its bounds: %s (see plugbay_plugin_dropped_total)",
-        what,
-        extra={"fields": {"dropped": lost, "source": "host"}, "plugbay_owner": plugin_id},
+# The call path's failures, off its hot path: counted, then said in the user's words.
+
+
+def _count_failure(stats: CommandStats, started: float, error: BaseException | str | None) -> None:
+    """Count a failed call as an error of its type (``None``: not the plugin's, only
+    the sampling period moves on); ``started`` is 0.0 when the call was not timed."""
+    if error is not None:
+        kind = error if isinstance(error, str) else type(error).__name__
+        stats.error(_clock() - started if started else None, kind)
+    if started:
+        stats.next_period()
+
+
+def _timed_out(plugin_id: str, command: str, timeout: float) -> PluginTimeout:
+    return PluginTimeout(
+        f"command '{command}' did not finish within {timeout:g} s",
+        plugin=plugin_id,
+        hint="the call was cancelled; raise resources.timeout in the manifest "
+        "if this command needs longer",
     )
 
 
-def _positive(value: float | None) -> float | None:
-    return value if value is not None and value > 0 else None
+def _plugin_raised(
+    plugin_id: str, command: str, handle: PluginHandle, exc: BaseException
+) -> PluginCallError:
+    return PluginCallError(
+        f"command '{command}' raised {type(exc).__name__}: {exc}",
+        plugin=plugin_id,
+        where=plugin_frame(exc, handle.manifest),
+        hint="this is the plugin's own error; the host and other plugins are unaffected",
+        details={
+            "exception": type(exc).__name__,
+            "traceback": "".join(traceback.format_exception(exc)),
+        },
+    )

@@ -180,6 +180,13 @@ class PlugbayCollector(Collector):
 
     def _monitored(self, records: list[Any]) -> Iterator[Metric]:
         """What the monitor samples: usage, queue, health, alerts, logs, events."""
+        yield from self._calls(records)
+        yield from self._sampled(records)
+        yield self._over_bounds()
+        yield from self._host_usage()
+
+    def _calls(self, records: list[Any]) -> Iterator[Metric]:
+        """Each plugin's queue, instances, call outcomes, events and dropped series."""
         pv = ["plugin", "version"]
         inflight = GaugeMetricFamily(
             "plugbay_plugin_inflight", "Calls running or waiting (queue length).", labels=pv
@@ -203,6 +210,28 @@ class PlugbayCollector(Collector):
             "Label sets of the plugin's own metrics dropped over the bound.",
             labels=[*pv, "metric"],
         )
+        delivered_to = self.manager.events.delivered_to
+        for rec in records:
+            labels = [rec.id, rec.version or ""]
+            inflight.add_metric(labels, self.manager.inflight(rec.id))
+            instances.add_metric(labels, 1 if rec.handle is not None else 0)
+            delivered.add_metric(labels, delivered_to.get(rec.id, 0))
+            metrics = rec.metrics
+            if metrics is None:
+                continue
+            calls = sum(s.calls for s in list(metrics.commands.values()))
+            errors = sum(s.errors for s in list(metrics.commands.values()))
+            if calls:
+                success.add_metric(labels, (calls - errors) / calls)
+                error_ratio.add_metric(labels, errors / calls)
+            for name, n in list(metrics.dropped_series.items()):
+                dropped_series.add_metric([*labels, name], n)
+        yield from (inflight, instances, success, error_ratio, delivered, dropped_series)
+
+    def _sampled(self, records: list[Any]) -> Iterator[Metric]:
+        """What the monitor samples of each plugin: usage, utilization, health, alerts,
+        logs dropped (empty families when monitoring is off)."""
+        pv = ["plugin", "version"]
         families = {
             key: (CounterMetricFamily if counter else GaugeMetricFamily)(name, doc, labels=pv)
             for key, name, doc, counter in _USAGE
@@ -226,6 +255,30 @@ class PlugbayCollector(Collector):
             "Log records dropped by the plugin's rate limit.",
             labels=pv,
         )
+        monitor = self.monitor
+        if monitor is not None:
+            dropped_logs = monitor.logs.dropped()
+            for rec in records:
+                labels = [rec.id, rec.version or ""]
+                logs_dropped.add_metric(labels, dropped_logs.get(rec.id, 0))
+                usage, percent = monitor.usage_of(rec.id)
+                if usage is not None and not usage.get("shared"):
+                    for key, _name, _doc, _counter in _USAGE:
+                        if isinstance(usage.get(key), (int, float)):
+                            families[key].add_metric(labels, usage[key])
+                    if percent is not None:
+                        cpu_percent.add_metric(labels, percent)
+                    for resource, ratio in monitor.utilization_of(rec.id).items():
+                        utilization.add_metric([*labels, resource], ratio)
+                status = monitor.check_health(rec.id)["status"]
+                health.add_metric([*labels, str(status)], 1)
+                for alert in monitor.alerts.active(rec.id):
+                    alerts.add_metric([*labels, alert.rule], 1)
+        yield from families.values()
+        yield from (cpu_percent, utilization, health, alerts, logs_dropped)
+
+    def _over_bounds(self) -> Metric:
+        """What each plugin sent or asked over its bounds, by reason."""
         bounded_out = CounterMetricFamily(
             "plugbay_plugin_dropped",
             "What a plugin sent or asked over its bounds ([policy.bounds]): dropped or cut.",
@@ -234,55 +287,24 @@ class PlugbayCollector(Collector):
         for plugin_id, budget in sorted(self.manager.budgets.items()):
             for reason, n in sorted(budget.dropped.items()):
                 bounded_out.add_metric([plugin_id, reason], n)
-        delivered_to = self.manager.events.delivered_to
+        return bounded_out
+
+    def _host_usage(self) -> Iterator[Metric]:
+        """The host process's own memory and CPU (with its inline plugins)."""
         monitor = self.monitor
-        dropped_logs = monitor.logs.dropped() if monitor is not None else {}
-        for rec in records:
-            version = rec.version or ""
-            labels = [rec.id, version]
-            inflight.add_metric(labels, self.manager.inflight(rec.id))
-            instances.add_metric(labels, 1 if rec.handle is not None else 0)
-            delivered.add_metric(labels, delivered_to.get(rec.id, 0))
-            metrics = rec.metrics
-            if metrics is not None:
-                calls = sum(s.calls for s in list(metrics.commands.values()))
-                errors = sum(s.errors for s in list(metrics.commands.values()))
-                if calls:
-                    success.add_metric(labels, (calls - errors) / calls)
-                    error_ratio.add_metric(labels, errors / calls)
-                for name, n in list(metrics.dropped_series.items()):
-                    dropped_series.add_metric([*labels, name], n)
-            if monitor is None:
-                continue
-            logs_dropped.add_metric(labels, dropped_logs.get(rec.id, 0))
-            usage, percent = monitor.usage_of(rec.id)
-            if usage is not None and not usage.get("shared"):
-                for key, _name, _doc, _counter in _USAGE:
-                    if isinstance(usage.get(key), (int, float)):
-                        families[key].add_metric(labels, usage[key])
-                if percent is not None:
-                    cpu_percent.add_metric(labels, percent)
-                for resource, ratio in monitor.utilization_of(rec.id).items():
-                    utilization.add_metric([*labels, resource], ratio)
-            status = monitor.check_health(rec.id)["status"]
-            health.add_metric([*labels, str(status)], 1)
-            for alert in monitor.alerts.active(rec.id):
-                alerts.add_metric([*labels, alert.rule], 1)
-        yield from (inflight, instances, success, error_ratio, delivered, dropped_series)
-        yield from families.values()
-        yield from (cpu_percent, utilization, health, alerts, logs_dropped, bounded_out)
-        if monitor is not None:
-            host = monitor.host_usage()
-            memory = GaugeMetricFamily(
-                "plugbay_host_memory_bytes", "Resident memory of the host (and its inline plugins)."
-            )
-            cpu = CounterMetricFamily(
-                "plugbay_host_cpu_seconds", "CPU time of the host (and its inline plugins)."
-            )
-            if host:
-                memory.add_metric([], host["rss_bytes"])
-                cpu.add_metric([], host["cpu_seconds"])
-            yield from (memory, cpu)
+        if monitor is None:
+            return
+        host = monitor.host_usage()
+        memory = GaugeMetricFamily(
+            "plugbay_host_memory_bytes", "Resident memory of the host (and its inline plugins)."
+        )
+        cpu = CounterMetricFamily(
+            "plugbay_host_cpu_seconds", "CPU time of the host (and its inline plugins)."
+        )
+        if host:
+            memory.add_metric([], host["rss_bytes"])
+            cpu.add_metric([], host["cpu_seconds"])
+        yield from (memory, cpu)
 
 
 def registry(manager: PluginManager, monitor: PluginMonitor | None = None) -> CollectorRegistry:

@@ -38,35 +38,26 @@ import asyncio
 import logging
 import time
 import traceback
-from collections.abc import Collection, Mapping
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final
 
-from plugbay.api import PluginContext, SystemPlugin
-from plugbay.api.errors import (
-    DependentsError,
-    PlugbayError,
-    PluginReloadError,
-    PluginStateError,
-    ResolutionError,
-)
+from plugbay.api import SystemPlugin
+from plugbay.api.errors import PlugbayError, PluginReloadError, PluginStateError
 from plugbay.isolation import CallTimeout, PluginHandle, handover
-from plugbay.isolation.base import deadline
 from plugbay.isolation.loading import plugin_frame
 from plugbay.isolation.policy import Placement
 from plugbay.model.manifest import PluginManifest, load_manifest
-from plugbay.model.versions import Version
-from plugbay.runtime.events import EventBus, Subscriber
+from plugbay.runtime.events import Subscriber
+from plugbay.runtime.probation import probation
 from plugbay.runtime.routing import Route, command_table
+from plugbay.runtime.state_handover import carry_back, hand_over, keep_at_stop, restore_at_start
+from plugbay.runtime.swap_host import SwapHost
+from plugbay.runtime.upgrades import UpgradePlan, check_dependents, check_target, plan_upgrade
 
 if TYPE_CHECKING:
-    from plugbay.model.registry import PluginRegistry
-    from plugbay.monitor import PluginMetrics
-    from plugbay.runtime.manager import ManagerSettings, PluginRecord
-    from plugbay.runtime.services import ServiceHub
-    from plugbay.runtime.store import PluginStore
-    from plugbay.state import StateStore
+    from plugbay.runtime.records import PluginRecord
 
 __all__ = ["SwapHost", "Swapper", "UpgradePlan"]
 
@@ -82,71 +73,6 @@ _EVENTS: Final = {
 ACTIVATIONS: Final = frozenset({"load", "reload", "upgrade", "rollback", "restart"})
 
 
-class SwapHost(Protocol):
-    """What the swapper needs of the manager it swaps for, and nothing more
-    (:class:`plugbay.runtime.manager.PluginManager` implements it; each member is
-    documented there)."""
-
-    settings: ManagerSettings
-    registry: PluginRegistry
-    services: ServiceHub
-    events: EventBus
-    state: StateStore | None
-    store: PluginStore | None
-
-    @property
-    def lifecycle_lock(self) -> asyncio.Lock: ...
-    def swap_lock(self, plugin_id: str) -> asyncio.Lock: ...
-    def record(self, plugin_id: str) -> PluginRecord: ...
-    def list_plugins(self) -> list[PluginRecord]: ...
-    def dependents(self, plugin_id: str, *, active_only: bool = True) -> list[str]: ...
-    def start_order(self) -> list[str]: ...
-    def route_of(self, plugin_id: str) -> Route | None: ...
-    def set_route(self, plugin_id: str, route: Route) -> None: ...
-    def hold_calls(self, plugin_id: str, until: asyncio.Future[None]) -> None: ...
-    def end_hold(self, plugin_id: str, until: asyncio.Future[None]) -> None: ...
-    def needs_of(self, manifest: PluginManifest) -> tuple[frozenset[str], list[str]]: ...
-    def validated_config(self, manifest: PluginManifest) -> dict[str, Any]: ...
-    def place(self, manifest: PluginManifest) -> Placement: ...
-    async def launch(
-        self,
-        rec: PluginRecord,
-        manifest: PluginManifest,
-        config: dict[str, Any],
-        metrics: PluginMetrics,
-    ) -> tuple[PluginHandle, PluginContext]: ...
-    async def initialize_handle(
-        self, handle: PluginHandle, manifest: PluginManifest, context: PluginContext
-    ) -> None: ...
-    def supervise(self, rec: PluginRecord, handle: PluginHandle) -> None: ...
-    def record_history(
-        self,
-        rec: PluginRecord,
-        action: str,
-        result: str,
-        reason: str | None,
-        details: dict[str, Any] | None,
-    ) -> None: ...
-    def not_active(self, rec: PluginRecord) -> PluginStateError: ...
-
-
-@dataclass(frozen=True, slots=True)
-class UpgradePlan:
-    """What ``upgrade`` would change: plugin id → (from version, to manifest), in order."""
-
-    changes: dict[str, tuple[str, PluginManifest]]
-
-    @property
-    def order(self) -> list[str]:
-        return list(self.changes)
-
-    def to_dict(self) -> dict[str, dict[str, str]]:
-        """``{id: {"from": version, "to": version}}`` in order (for the CLI and the API)."""
-        return {
-            pid: {"from": old, "to": str(new.version)} for pid, (old, new) in self.changes.items()
-        }
-
-
 @dataclass(slots=True)
 class _Running:
     """What a swap needs to put back if the new version fails its probation."""
@@ -159,6 +85,22 @@ class _Running:
     route: Route
     placement: Placement | None
     isolation: str
+
+
+@dataclass(slots=True)
+class _Target:
+    """The version a swap started beside the serving one, once it holds the state
+    (its calls still held at the router)."""
+
+    manifest: PluginManifest
+    handle: PluginHandle
+    config: dict[str, Any]
+    needs: frozenset[str]
+    notes: list[str]
+    placement: Placement
+    #: what the serving version exported (kept in the store for a rollback)
+    exported: tuple[bool, Any]
+    hold: _Hold
 
 
 class Swapper:
@@ -243,113 +185,37 @@ class Swapper:
     ) -> tuple[PluginRecord, PluginManifest]:
         started = time.perf_counter()
         async with self.m.lifecycle_lock:
-            rec = self.m.record(plugin_id)
-            old = rec.manifest
-            route = self.m.route_of(plugin_id)
-            if rec.state != "active" or route is None or old is None or rec.handle is None:
-                raise self.m.not_active(rec)
-            if (
-                target is None
-                and source is None
-                and (old.origin != "directory" or old.path is None)
-            ):
-                raise PluginStateError(
-                    f"is installed as a package ({old.location}); only a plugin directory "
-                    "can be reloaded in place",
-                    plugin=plugin_id,
-                    hint=f"install the new version, then 'plugbay upgrade {plugin_id}'",
-                )
-            running = _Running(
-                rec.handle,
-                old,
-                rec.config,
-                rec.needs,
-                rec.notes,
-                route,
-                rec.placement,
-                rec.isolation,
+            rec, running = self._serving(
+                plugin_id, reloadable=target is not None or source is not None
             )
-            handle: PluginHandle | None = None
-            hold: _Hold | None = None
-            new: PluginManifest | None = target
-            try:
-                if new is None:
-                    assert old.path is not None
-                    new = load_manifest(source if source is not None else old.path)
-                self._check_target(rec, old, new, allow_downgrade=allow_downgrade)
-                self._check_dependents(plugin_id, new, together)
-                needs, notes = self.m.needs_of(new)
-                config = self.m.validated_config(new)
-                assert rec.metrics is not None
-                # where the policy places the new version (it may differ from the old one's)
-                placement = self.m.place(new)
-                handle, context = await self.m.launch(rec, new, config, rec.metrics)
-                # from here new calls wait at the router until the new version serves
-                hold = _Hold(self.m, plugin_id)
-                await self._drain_or_refuse(running.route.inflight, drain_timeout, old)
-                # initialize sees the data directory as the old version left it, and
-                # export_state everything the old version acknowledged
-                await self.m.initialize_handle(handle, new, context)
-                exported = await self._hand_over(new, running.handle, handle, state)
-            except asyncio.CancelledError:  # the host is stopping: forget the half-started one
-                if hold is not None:
-                    hold.release(running.route if rec.state == "active" else None)
-                if handle is not None:
-                    handle.release()
-                raise
-            except (Exception, SystemExit) as exc:
-                if hold is not None:  # the old version serves on (unless it died meanwhile)
-                    hold.release(running.route if rec.state == "active" else None)
-                if handle is not None:
-                    await self._dispose(handle)
-                raise self._swap_failed(rec, old, new, action, exc) from exc
-            assert hold is not None
-            self._activate(rec, handle, new, config, needs, notes)
-            held = hold.release(None)  # the route is the new version's now
-            rec.placement, rec.isolation = placement, placement.isolation
+            new = await self._start_target(
+                rec,
+                running,
+                target,
+                source=source,
+                state=state,
+                action=action,
+                drain_timeout=drain_timeout,
+                allow_downgrade=allow_downgrade,
+                together=together,
+            )
+            self._activate(rec, new.handle, new.manifest, new.config, new.needs, new.notes)
+            held = new.hold.release(None)  # the route is the new version's now
+            rec.placement, rec.isolation = new.placement, new.placement.isolation
             serving = self.m.route_of(plugin_id)
             assert serving is not None
-            new_inflight = serving.inflight
             running.handle.on_crash = None  # retiring: its death is no longer the plugin's
         # probation, then retire the old version (outside the lock: calls keep flowing)
         swapped = time.perf_counter() - started
-        try:
-            failure = await self._probation(rec, handle)
-        except asyncio.CancelledError:  # the host is stopping: the new version stays
-            running.handle.release()
-            raise
-        if failure is not None:
-            async with self.m.lifecycle_lock:
-                back = _Hold(self.m, plugin_id)
-                carried = await self._carry_back(
-                    handle, running.handle, new_inflight, drain_timeout
-                )
-                self._activate(
-                    rec, running.handle, old, running.config, running.needs, running.notes,
-                    route=running.route,
-                )  # fmt: skip
-                back.release(None)
-                rec.placement, rec.isolation = running.placement, running.isolation
-                self.m.supervise(rec, running.handle)
-            await self._dispose(handle)
-            if carried is not None:
-                failure += f"; {carried}"
-            error = PluginReloadError(
-                f"{action} to {new.version} failed its probation; {old.version} keeps serving: "
-                f"{failure}",
-                plugin=plugin_id,
-                where=new.location,
-                hint=f"fix it and {action} again; 'plugbay history {plugin_id}' keeps the reason",
-            )
-            self._record_failure(rec, action, old, new, error)
-            raise error
-        self.m.supervise(rec, handle)
+        await self._probation(rec, running, new, serving.inflight, action, drain_timeout)
+        self.m.supervise(rec, new.handle)
         drained = await self.drain(running.route.inflight, drain_timeout)
         cleanup_problem = await self._dispose(running.handle)
         rec.load_seconds = swapped
+        old = running.manifest
         details: dict[str, Any] = {
             "from": str(old.version),
-            "to": str(new.version),
+            "to": str(new.manifest.version),
             "seconds": round(swapped, 6),  # until the new version served
             "total_seconds": round(time.perf_counter() - started, 6),  # probation, drain, cleanup
             "drained": drained,
@@ -359,88 +225,154 @@ class Swapper:
             details["old_cleanup"] = cleanup_problem
         if rec.isolation != running.isolation:
             details["isolation"] = f"{running.isolation} → {rec.isolation}"
-        self.m.record_history(rec, action, "ok", cleanup_problem, details)
-        self.remember_active(rec)
-        if self.m.store is not None and exported[0]:
-            try:
-                self.m.store.save_state(plugin_id, old.version, handover.plain_state(exported[1]))
-            except (OSError, TypeError, ValueError) as exc:
-                log.warning("the state of %s %s cannot be kept: %s", plugin_id, old.version, exc)
-        self.m.events.emit(
-            _EVENTS.get(action, f"plugin.{action}"),
-            plugin=plugin_id,
-            version=str(new.version),
-            previous=str(old.version),
-        )
+        self._record_swap(rec, action, old, new, cleanup_problem, details)
         return rec, old
 
-    def _check_target(
+    def _serving(self, plugin_id: str, *, reloadable: bool) -> tuple[PluginRecord, _Running]:
+        """The plugin's record and its serving version, refused unless it is active (and,
+        unless given a target or a source, a plugin directory that can be read again)."""
+        rec = self.m.record(plugin_id)
+        old = rec.manifest
+        route = self.m.route_of(plugin_id)
+        if rec.state != "active" or route is None or old is None or rec.handle is None:
+            raise self.m.not_active(rec)
+        if not reloadable and (old.origin != "directory" or old.path is None):
+            raise PluginStateError(
+                f"is installed as a package ({old.location}); only a plugin directory "
+                "can be reloaded in place",
+                plugin=plugin_id,
+                hint=f"install the new version, then 'plugbay upgrade {plugin_id}'",
+            )
+        running = _Running(
+            rec.handle, old, rec.config, rec.needs, rec.notes, route, rec.placement, rec.isolation
+        )
+        return rec, running
+
+    async def _start_target(
         self,
         rec: PluginRecord,
-        old: PluginManifest,
-        new: PluginManifest,
+        running: _Running,
+        target: PluginManifest | None,
         *,
+        source: Path | None,
+        state: tuple[bool, Any] | None,
+        action: str,
+        drain_timeout: float,
         allow_downgrade: bool,
-    ) -> None:
-        where = new.location
-        if new.id != rec.id:
-            raise PlugbayError(
-                f"the manifest now says id '{new.id}'",
-                where=where,
-                hint="a plugin's id cannot change; install it as a new plugin",
+        together: Collection[str],
+    ) -> _Target:
+        """Start the target beside the serving version, hold new calls, drain the serving
+        version, initialize the target and hand the state over. On any failure the
+        serving version serves on and the swap is refused (:class:`PluginReloadError`)."""
+        old = running.manifest
+        handle: PluginHandle | None = None
+        hold: _Hold | None = None
+        new: PluginManifest | None = target
+        try:
+            if new is None:
+                assert old.path is not None
+                new = load_manifest(source if source is not None else old.path)
+            check_target(self.m, rec, old, new, allow_downgrade=allow_downgrade)
+            check_dependents(self.m, rec.id, new, together)
+            needs, notes = self.m.needs_of(new)
+            config = self.m.validated_config(new)
+            assert rec.metrics is not None
+            # where the policy places the new version (it may differ from the old one's)
+            placement = self.m.place(new)
+            handle, context = await self.m.launch(rec, new, config, rec.metrics)
+            # from here new calls wait at the router until the new version serves
+            hold = _Hold(self.m, rec.id)
+            await self._drain_or_refuse(running.route.inflight, drain_timeout, old)
+            # initialize sees the data directory as the old version left it, and
+            # export_state everything the old version acknowledged
+            await self.m.initialize_handle(handle, new, context)
+            exported = await hand_over(
+                new, running.handle, handle, state, self.m.settings.init_timeout
             )
-        if new.version < old.version and not allow_downgrade:
-            raise PlugbayError(
-                f"the version went backwards, from {old.version} to {new.version}",
-                where=where,
-                hint=f"raise the version, or go back on purpose with 'plugbay rollback {rec.id}'",
-            )
-        host = Version.parse(self.m.settings.host_version)
-        if not new.host.contains(host, include_prerelease=True):
-            raise PlugbayError(
-                f"{new.version} needs host {new.host}, and this host is {host}",
-                where=where,
-                hint="use a version made for this host, or upgrade plugbay",
-            )
+        except asyncio.CancelledError:  # the host is stopping: forget the half-started one
+            if hold is not None:
+                hold.release(running.route if rec.state == "active" else None)
+            if handle is not None:
+                handle.release()
+            raise
+        except (Exception, SystemExit) as exc:
+            if hold is not None:  # the old version serves on (unless it died meanwhile)
+                hold.release(running.route if rec.state == "active" else None)
+            if handle is not None:
+                await self._dispose(handle)
+            raise self._swap_failed(rec, old, new, action, exc) from exc
+        return _Target(new, handle, config, needs, notes, placement, exported, hold)
 
-    def _check_dependents(
-        self, plugin_id: str, new: PluginManifest, together: Collection[str]
+    async def _probation(
+        self,
+        rec: PluginRecord,
+        running: _Running,
+        new: _Target,
+        new_inflight: list[int],
+        action: str,
+        drain_timeout: float,
     ) -> None:
-        """Refuse a version that an active dependent's range would not accept, naming
-        each dependent and its range (plugin ranges and required service ranges)."""
-        broken: dict[str, str] = {}
-        for dep in self.m.list_plugins():
-            m = dep.manifest
-            if dep.id == plugin_id or dep.id in together or dep.state != "active" or m is None:
-                continue
-            rng = m.dependencies.get(plugin_id)
-            if rng is None and plugin_id in dep.needs:
-                rng = m.optional_dependencies.get(plugin_id)
-            if rng is not None and new.version not in rng:
-                broken[dep.id] = f"'{dep.id}' {dep.version} requires '{plugin_id}' {rng}"
-            for name, wanted in m.requires.items():
-                if self.m.services.provider_of(name) != plugin_id:
-                    continue
-                provided = new.provides.get(name)
-                if provided is None:
-                    broken[dep.id] = (
-                        f"'{dep.id}' {dep.version} requires service '{name}' {wanted}, "
-                        f"which {new.version} no longer provides"
-                    )
-                elif provided not in wanted:
-                    broken[dep.id] = (
-                        f"'{dep.id}' {dep.version} requires service '{name}' {wanted}, "
-                        f"and {new.version} provides {provided}"
-                    )
-        if broken:
-            raise DependentsError(
-                f"{new.version} would break its dependents: " + "; ".join(broken.values()),
-                plugin=plugin_id,
-                where=new.location,
-                hint=f"'plugbay upgrade {plugin_id} {new.version} --with-dependents' moves them "
-                "too when versions of them accept it; otherwise keep a compatible version",
-                details={"dependents": broken},
+        """The new version's probation (:mod:`plugbay.runtime.probation`). Failed: calls
+        are held again, what the new version acknowledged goes back to the old one, which
+        serves again, and the swap is refused with the reason."""
+        try:
+            failure = await probation(rec.id, new.handle, self.m.settings.probation)
+        except asyncio.CancelledError:  # the host is stopping: the new version stays
+            running.handle.release()
+            raise
+        if failure is None:
+            return
+        old = running.manifest
+        async with self.m.lifecycle_lock:
+            back = _Hold(self.m, rec.id)
+            carried = await self._carry_back(
+                new.handle, running.handle, new_inflight, drain_timeout
             )
+            self._activate(
+                rec, running.handle, old, running.config, running.needs, running.notes,
+                route=running.route,
+            )  # fmt: skip
+            back.release(None)
+            rec.placement, rec.isolation = running.placement, running.isolation
+            self.m.supervise(rec, running.handle)
+        await self._dispose(new.handle)
+        if carried is not None:
+            failure += f"; {carried}"
+        error = PluginReloadError(
+            f"{action} to {new.manifest.version} failed its probation; {old.version} keeps "
+            f"serving: {failure}",
+            plugin=rec.id,
+            where=new.manifest.location,
+            hint=f"fix it and {action} again; 'plugbay history {rec.id}' keeps the reason",
+        )
+        self._record_failure(rec, action, old, new.manifest, error)
+        raise error
+
+    def _record_swap(
+        self,
+        rec: PluginRecord,
+        action: str,
+        old: PluginManifest,
+        new: _Target,
+        cleanup_problem: str | None,
+        details: dict[str, Any],
+    ) -> None:
+        """A swap done: in the history, the serving version and the old one's state kept
+        (for a rollback), and the event sent."""
+        self.m.record_history(rec, action, "ok", cleanup_problem, details)
+        self.remember_active(rec)
+        if self.m.store is not None and new.exported[0]:
+            try:
+                state = handover.plain_state(new.exported[1])
+                self.m.store.save_state(rec.id, old.version, state)
+            except (OSError, TypeError, ValueError) as exc:
+                log.warning("the state of %s %s cannot be kept: %s", rec.id, old.version, exc)
+        self.m.events.emit(
+            _EVENTS.get(action, f"plugin.{action}"),
+            plugin=rec.id,
+            version=str(new.manifest.version),
+            previous=str(old.version),
+        )
 
     def _swap_failed(
         self,
@@ -570,19 +502,7 @@ class Swapper:
         (calls held meanwhile). Returns what could not be carried, or ``None``."""
         if not await self.drain(inflight, timeout):
             return f"{inflight[0]} call(s) on {new.manifest.version} were still running"
-        try:
-            async with deadline(self.m.settings.init_timeout):
-                exported = await new.export_state(self.m.settings.init_timeout)
-                if exported[0]:
-                    await old.import_state(exported[1], self.m.settings.init_timeout)
-        except (Exception, SystemExit) as exc:  # a dead worker, a refusing import_state
-            text = exc.message if isinstance(exc, PlugbayError) else f"{type(exc).__name__}: {exc}"
-            log.error(
-                "plugin '%s': the state of %s could not be carried back to %s: %s",
-                new.manifest.id, new.manifest.version, old.manifest.version, text,
-            )  # fmt: skip
-            return f"its state could not be carried back ({text})"
-        return None
+        return await carry_back(new, old, self.m.settings.init_timeout)
 
     async def drain(self, inflight: list[int], timeout: float) -> bool:
         """Wait until no call runs on a retired version (bounded); ``True`` if none does."""
@@ -591,121 +511,6 @@ class Swapper:
         while inflight[0] > 0 and time.monotonic() < end:  # noqa: ASYNC110
             await asyncio.sleep(0.005)
         return inflight[0] == 0
-
-    async def _hand_over(
-        self,
-        new: PluginManifest,
-        old: PluginHandle,
-        handle: PluginHandle,
-        state: tuple[bool, Any] | None,
-    ) -> tuple[bool, Any]:
-        """Move state from the old version to the new one; returns what the old exported
-        (kept in the store so a rollback can restore it)."""
-        asked = new.resources.init_timeout
-        timeout = asked if asked is not None and asked > 0 else self.m.settings.init_timeout
-        try:
-            async with deadline(timeout):
-                exported = await old.export_state(timeout)
-        except CallTimeout:
-            raise PlugbayError(
-                f"export_state did not finish within {timeout:g} s",
-                where=old.manifest.location,
-                hint="make export_state return promptly",
-            ) from None
-        except PlugbayError as exc:
-            raise PlugbayError(
-                f"export_state of {old.manifest.version} {_failed(exc)}",
-                where=exc.where or old.manifest.location,
-                hint="fix export_state; the old version keeps serving meanwhile",
-                details=exc.details,
-            ) from None
-        except Exception as exc:
-            raise PlugbayError(
-                f"export_state of {old.manifest.version} raised {type(exc).__name__}: {exc}",
-                where=plugin_frame(exc, old.manifest) or old.manifest.location,
-                hint="fix export_state; the old version keeps serving meanwhile",
-                details={"traceback": "".join(traceback.format_exception(exc))},
-            ) from None
-        # what the serving version holds now wins over a state kept earlier (rollback):
-        # the kept one is used only when the serving version exports nothing
-        given = exported if exported[0] or state is None else state
-        if given[0]:
-            try:
-                async with deadline(timeout):
-                    await handle.import_state(given[1], timeout)
-            except CallTimeout:
-                raise PlugbayError(
-                    f"import_state did not finish within {timeout:g} s",
-                    where=new.location,
-                    hint="make import_state return promptly",
-                ) from None
-            except PlugbayError as exc:
-                raise PlugbayError(
-                    f"import_state of {new.version} {_failed(exc)}",
-                    where=exc.where or new.location,
-                    hint="make import_state accept what export_state gives",
-                    details=exc.details,
-                ) from None
-            except Exception as exc:
-                raise PlugbayError(
-                    f"import_state of {new.version} raised {type(exc).__name__}: {exc}",
-                    where=plugin_frame(exc, new) or new.location,
-                    hint="make import_state accept what export_state gives",
-                    details={"traceback": "".join(traceback.format_exception(exc))},
-                ) from None
-        return exported
-
-    async def _probation(self, rec: PluginRecord, handle: PluginHandle) -> str | None:
-        """The reason the new version failed its probation, or ``None`` if it passed.
-
-        Its ``health`` command (when it has one) must answer truthfully at the start
-        and through the window; a worker must stay alive. An inline plugin without a
-        ``health`` command has nothing to probe and passes at once.
-        """
-        window = self.m.settings.probation
-        has_health = "health" in handle.commands
-        is_worker = handle.isolated
-        if window <= 0 or not (has_health or is_worker):
-            return None
-        crashes: list[PlugbayError] = []
-        if is_worker:
-            handle.on_crash = crashes.append
-        end = time.monotonic() + window
-        while True:
-            if crashes:
-                return f"its worker died: {crashes[0].message}"
-            if has_health:
-                reason = await self._probe(rec.id, handle, min(window, 5.0))
-                if reason is not None:
-                    return reason
-            remaining = end - time.monotonic()
-            if remaining <= 0:
-                break
-            await asyncio.sleep(min(remaining, max(window / 4, 0.01)))
-        return f"its worker died: {crashes[0].message}" if crashes else None
-
-    async def _probe(self, plugin_id: str, handle: PluginHandle, timeout: float) -> str | None:
-        spec = handle.commands["health"]
-        try:
-            result = spec.validate_result(
-                await handle.call(spec, spec.validate_params({}, plugin=plugin_id), timeout),
-                plugin=plugin_id,
-            )
-        except CallTimeout:
-            return f"its health probe did not answer within {timeout:g} s"
-        except PlugbayError as exc:
-            return f"its health probe failed: {exc.message}"
-        except (Exception, SystemExit) as exc:
-            return f"its health probe raised {type(exc).__name__}: {exc}"
-        if isinstance(result, Mapping):
-            ok = result.get("ok", result.get("healthy", True))
-            status = str(result.get("status", "")).lower()
-            if not ok or status in ("failing", "unhealthy", "down", "error"):
-                return f"its health probe reported {dict(result)}"
-            return None
-        if result is False or result is None or (isinstance(result, str) and not result):
-            return f"its health probe reported {result!r}"
-        return None
 
     async def _dispose(self, handle: PluginHandle) -> str | None:
         """Bounded cleanup, then forget the code; a failure is reported, never raised."""
@@ -744,65 +549,15 @@ class Swapper:
     # ------------------------------------------------------------------ stop and start
 
     async def keep_at_stop(self, plugin_id: str, handle: PluginHandle) -> str | None:
-        """Before a stop cleans a plugin up: what it holds (``export_state``), kept
-        durably for its next start, so a host restart loses nothing it acknowledged.
-        Returns what went wrong (the stop goes on), or ``None``."""
-        store = self.m.store
-        if store is None:
-            return None
+        """Before a stop cleans a plugin up: what it holds, kept durably for its next
+        start (:func:`plugbay.runtime.state_handover.keep_at_stop`)."""
         timeout = self.m.settings.cleanup_timeout
-        try:
-            async with deadline(timeout):
-                exported = await handle.export_state(timeout)
-            if exported[0]:
-                state = handover.plain_state(exported[1])
-                await asyncio.to_thread(
-                    store.save_handover, plugin_id, handle.manifest.version, state
-                )
-        except (Exception, SystemExit) as exc:  # a dead worker, a full disk, a refusal
-            problem = (
-                f"its state could not be kept for its next start: "
-                f"{exc.message if isinstance(exc, PlugbayError) else type(exc).__name__}"
-                f"{'' if isinstance(exc, PlugbayError) else f': {exc}'}"
-            )
-            log.error("plugin '%s': %s", plugin_id, problem)
-            return problem
-        return None
+        return await keep_at_stop(self.m.store, timeout, plugin_id, handle)
 
     async def restore_at_start(self, plugin_id: str, handle: PluginHandle) -> None:
-        """After ``initialize``: give the plugin what it held when it was last stopped.
-        A failure fails the start, and the kept state stays for the next attempt."""
-        store = self.m.store
-        if store is None:
-            return
-        found, state, version = store.load_handover(plugin_id)
-        if not found:
-            return
-        timeout = self.m.settings.init_timeout
-        where = str(store.handover_file(plugin_id))
-        try:
-            async with deadline(timeout):
-                await handle.import_state(state, timeout)
-        except CallTimeout:
-            raise PlugbayError(
-                f"import_state of the state kept at its last stop did not finish "
-                f"within {timeout:g} s",
-                plugin=plugin_id,
-                where=where,
-                hint="make import_state return promptly; the kept state stays for the next start",
-            ) from None
-        except (Exception, SystemExit) as exc:
-            text = _failed(exc) if isinstance(exc, PlugbayError) else (
-                f"raised {type(exc).__name__}: {exc}"
-            )  # fmt: skip
-            raise PlugbayError(
-                f"import_state of the state {version} kept at its last stop {text}",
-                plugin=plugin_id,
-                where=where,
-                hint="make import_state accept what export_state gave; the kept state stays "
-                "for the next start",
-            ) from None
-        store.drop_handover(plugin_id)
+        """After ``initialize``: give the plugin what it held when it was last stopped
+        (:func:`plugbay.runtime.state_handover.restore_at_start`)."""
+        await restore_at_start(self.m.store, self.m.settings.init_timeout, plugin_id, handle)
 
     # ------------------------------------------------------------------ rollback
 
@@ -865,83 +620,9 @@ class Swapper:
         *,
         with_dependents: bool = False,
     ) -> UpgradePlan:
-        """Which versions move if ``plugin_id`` moves to ``version`` (default: the newest
-        registered that this host accepts). Raises, naming each dependent and its range,
-        when a dependent would break and ``with_dependents`` is off or no consistent set
-        of versions exists."""
-        from plugbay.model.resolve import resolve
-
-        rec = self.m.record(plugin_id)
-        current = rec.manifest
-        if rec.state != "active" or current is None:
-            raise self.m.not_active(rec)
-        host = Version.parse(self.m.settings.host_version)
-        known = self.m.registry.versions(plugin_id)
-        if version is None:
-            fitting = [
-                v
-                for v in known
-                if self.m.registry.get(plugin_id, v).host.contains(host, include_prerelease=True)
-            ]
-            if not fitting or fitting[0] <= current.version:
-                raise PlugbayError(
-                    f"{current.version} is the newest version installed for this host"
-                    + (f" (known: {', '.join(map(str, known))})" if known else ""),
-                    plugin=plugin_id,
-                    hint="'plugbay install PATH' adds a newer version",
-                )
-            wanted = fitting[0]
-        else:
-            wanted = Version.parse(version)
-            if wanted not in known:
-                raise PlugbayError(
-                    f"version {wanted} is not installed",
-                    plugin=plugin_id,
-                    hint=f"installed: {', '.join(map(str, known))}; 'plugbay install PATH' adds one",
-                )
-            if wanted < current.version:
-                raise PlugbayError(
-                    f"{wanted} is older than {current.version}, which serves now",
-                    plugin=plugin_id,
-                    hint=f"'plugbay rollback {plugin_id}' goes back on purpose",
-                )
-        target = self.m.registry.get(plugin_id, wanted)
-        self._check_target(rec, current, target, allow_downgrade=False)
-        try:
-            self._check_dependents(plugin_id, target, ())
-            return UpgradePlan({plugin_id: (str(current.version), target)})
-        except DependentsError as exc:
-            if not with_dependents:
-                raise
-            broken = exc
-        # search for versions of the active plugins that accept the target, keeping
-        # every other active plugin where it is when possible
-        active = {r.id: r for r in self.m.list_plugins() if r.state == "active" and r.manifest}
-        candidates = [
-            m
-            for m in self.m.registry.manifests()
-            if m.id in active and (m.id != plugin_id or m.version == wanted)
-        ]
-        pins = {pid: r.manifest.version for pid, r in active.items() if r.manifest}
-        pins[plugin_id] = wanted
-        plan = resolve(candidates, host_version=host, requested=list(active), pinned=pins)
-        if plan.failures or plan.selected.get(plugin_id) is not target:
-            causes = "; ".join(str(e) for e in plan.failures.values())
-            raise ResolutionError(
-                f"no consistent set of installed versions accepts {plugin_id} {wanted}: "
-                + "; ".join(broken.details.get("dependents", {}).values())
-                + (f" ({causes})" if causes else ""),
-                plugin=plugin_id,
-                hint="install versions of those dependents that accept it, then try again",
-                details={"dependents": broken.details.get("dependents", {})},
-            ) from None
-        changes: dict[str, tuple[str, PluginManifest]] = {}
-        for pid in plan.order:
-            chosen = plan.selected[pid]
-            now = active[pid].manifest
-            if now is not None and chosen.version != now.version:
-                changes[pid] = (str(now.version), chosen)
-        return UpgradePlan(changes)
+        """Which versions move if ``plugin_id`` moves to ``version``
+        (:func:`plugbay.runtime.upgrades.plan_upgrade`)."""
+        return plan_upgrade(self.m, plugin_id, version, with_dependents=with_dependents)
 
     async def upgrade_plugin(
         self,
@@ -1009,8 +690,3 @@ class _Hold:
             self._m.set_route(self._id, route)
         self._m.end_hold(self._id, self._done)
         return time.perf_counter() - self._started
-
-
-def _failed(exc: PlugbayError) -> str:
-    """How a worker's lifecycle step failed: the plugin raised, or the worker broke."""
-    return f"raised {exc.message}" if "exception" in exc.details else f"failed: {exc.message}"

@@ -1,0 +1,121 @@
+"""What the host knows of each plugin: its lifecycle state and record, and the
+manager's settings (:mod:`plugbay.runtime.manager` runs them).
+
+A record's ``state`` moves through::
+
+    discovered → resolved → initializing → active → stopping → stopped
+                     ↘ failed (reason kept)        ↘ disabled (by the operator)
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from plugbay.api import CommandSpec
+from plugbay.api.errors import PlugbayError
+from plugbay.isolation import PluginHandle
+from plugbay.isolation.policy import IsolationPolicy, Placement
+from plugbay.model.manifest import PluginManifest
+from plugbay.monitor import PluginMetrics
+
+__all__ = ["ManagerSettings", "PluginRecord", "PluginState", "positive"]
+
+
+class PluginState(enum.StrEnum):
+    DISCOVERED = "discovered"
+    RESOLVED = "resolved"
+    INITIALIZING = "initializing"
+    ACTIVE = "active"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+    FAILED = "failed"
+    DISABLED = "disabled"
+    #: resolved and validated, not started: its first call or event starts it
+    ON_DEMAND = "on-demand"
+
+
+@dataclass(slots=True)
+class PluginRecord:
+    """Everything the host knows about one plugin id right now."""
+
+    id: str
+    manifest: PluginManifest | None
+    state: PluginState = PluginState.DISCOVERED
+    reason: str | None = None
+    error: PlugbayError | None = None
+    traceback: str | None = None
+    handle: PluginHandle | None = None
+    metrics: PluginMetrics | None = None
+    needs: frozenset[str] = frozenset()
+    notes: list[str] = field(default_factory=list)
+    config: dict[str, Any] = field(default_factory=dict)
+    isolation: str = "inline"
+    #: where the host's policy put it, with its limits and effective permissions
+    placement: Placement | None = None
+    load_seconds: float | None = None
+    started_at: float | None = None
+    transitions: list[tuple[float, str]] = field(default_factory=list)
+    #: monotonic times of recent crashes, for the restart policy
+    crashes: list[float] = field(default_factory=list)
+
+    @property
+    def version(self) -> str | None:
+        return str(self.manifest.version) if self.manifest else None
+
+    @property
+    def commands(self) -> Mapping[str, CommandSpec]:
+        return self.handle.commands if self.handle is not None else {}
+
+    def to_dict(self) -> dict[str, Any]:
+        m = self.manifest
+        return {
+            "id": self.id,
+            "version": self.version,
+            "type": m.type if m else None,
+            "state": str(self.state),
+            "reason": self.reason,
+            "error": self.error.to_dict() if self.error else None,
+            "isolation": self.isolation,
+            "load_seconds": self.load_seconds,
+            "uptime_seconds": (time.time() - self.started_at)
+            if self.started_at and self.state is PluginState.ACTIVE
+            else None,
+            "needs": sorted(self.needs),
+            "notes": list(self.notes),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ManagerSettings:
+    host_version: str
+    data_root: Path
+    mode: str = "production"
+    #: default and maximum per-call timeout, seconds (a manifest may ask for less, or more up to max)
+    call_timeout: float = 30.0
+    max_call_timeout: float = 300.0
+    init_timeout: float = 10.0
+    cleanup_timeout: float = 5.0
+    #: a crashed worker is restarted after backoff, doubling up to the maximum ...
+    restart_backoff: float = 0.5
+    restart_backoff_max: float = 30.0
+    #: ... unless it crashed this many times within the window: then it is disabled
+    max_crashes: int = 5
+    crash_window: float = 60.0
+    #: count every call (calls, errors by type, latency histogram); off only to measure its cost
+    monitoring: bool = True
+    #: the operator's isolation policy: who runs inline, limits, grants, secrets
+    policy: IsolationPolicy = field(default_factory=IsolationPolicy)
+    #: the host's plugin directories (a core/ folder directly inside one is trusted)
+    plugin_dirs: tuple[Path, ...] = ()
+    #: after a swap, seconds in which the new version must pass its health probe (0: none)
+    probation: float = 0.5
+
+
+def positive(value: float | None) -> float | None:
+    """A figure from a manifest when it is set and above 0, else ``None`` (use the default)."""
+    return value if value is not None and value > 0 else None

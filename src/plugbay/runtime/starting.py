@@ -1,0 +1,338 @@
+"""Starting a plugin: what it needs running, where the policy places it, its config,
+context and Python environment, its ``initialize`` with a timeout, and the undoing
+of a start that failed half way. Every failure becomes the plugin's own, recorded
+with its reason; it never stops the other plugins.
+
+:class:`Starting` is part of :class:`plugbay.runtime.manager.PluginManager`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+import traceback
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
+
+from plugbay.api import Environment, Events, PluginConfig, PluginContext, Secrets, SystemPlugin
+from plugbay.api.errors import (
+    ConfigError,
+    PlugbayError,
+    PluginInitError,
+    PluginStateError,
+    PluginTimeout,
+)
+from plugbay.isolation import Backend, CallTimeout, PluginHandle
+from plugbay.isolation.base import EnvironmentPaths
+from plugbay.isolation.loading import plugin_frame
+from plugbay.isolation.policy import Placement
+from plugbay.model.manifest import PluginManifest
+from plugbay.model.versions import Range
+from plugbay.monitor import PluginMetrics
+from plugbay.monitor.bounds import Budget
+from plugbay.runtime.environments import (
+    EnvironmentBuildError,
+    EnvironmentStore,
+    check_fits_host,
+)
+from plugbay.runtime.events import EventBus, Subscriber
+from plugbay.runtime.lifecycle import check_descriptors
+from plugbay.runtime.plugin_events import PluginEvents
+from plugbay.runtime.records import ManagerSettings, PluginRecord, PluginState, positive
+from plugbay.runtime.routing import Route, command_table
+from plugbay.runtime.services import ServiceHub, ServiceView
+from plugbay.runtime.store import PluginStore
+from plugbay.runtime.swap import Swapper
+from plugbay.state import StateStore
+
+__all__ = ["Starting"]
+
+log = logging.getLogger("plugbay.manager")
+
+
+class _Issuer(Protocol):
+    """What starting needs of the host's broker (``runtime.broker``)."""
+
+    def issued(self, consumer: str, token: str) -> bool: ...
+    def check_service(self, consumer: str, name: str, wanted: Range) -> None: ...
+
+
+class Starting:
+    """The manager's part that starts a plugin (and undoes a failed start)."""
+
+    settings: ManagerSettings
+    state: StateStore | None
+    store: PluginStore | None
+    environments: EnvironmentStore | None
+    events: EventBus
+    services: ServiceHub
+    backends: dict[str, Backend]
+    broker: _Issuer
+    _config_for: Callable[[str], Mapping[str, Any]]
+    _records: dict[str, PluginRecord]
+    _routes: dict[str, Route]
+    _swapper: Swapper
+    plugin_events: PluginEvents
+
+    if TYPE_CHECKING:
+
+        def _fail(self, rec: PluginRecord, error: PlugbayError, *, action: str) -> None: ...
+        def _set_state(self, rec: PluginRecord, state: PluginState) -> None: ...
+        def _state_of(self, plugin_id: str) -> PluginState | None: ...
+        def _describe(self, plugin_id: str) -> str: ...
+        def _history(
+            self,
+            rec: PluginRecord,
+            action: str,
+            result: str,
+            reason: str | None,
+            details: dict[str, Any] | None,
+        ) -> None: ...
+        def _crashed(self, rec: PluginRecord, error: PlugbayError) -> None: ...
+        def _security(self, rec: PluginRecord, event: dict[str, Any]) -> None: ...
+        def budget_for(self, plugin_id: str) -> Budget | None: ...
+
+    def _needs_of(self, manifest: PluginManifest) -> tuple[frozenset[str], list[str]]:
+        needs: set[str] = set()
+        notes: list[str] = []
+        for dep, rng in manifest.dependencies.items():
+            needs.add(dep)
+            rec = self._records.get(dep)
+            if rec is not None and rec.manifest is not None and rec.manifest.version not in rng:
+                raise PluginStateError(
+                    f"requires '{dep}' {rng}, but '{dep}' {rec.version} is loaded",
+                    plugin=manifest.id,
+                    hint=f"load a version of '{dep}' that matches {rng}",
+                )
+        for dep in manifest.optional_dependencies:
+            rec = self._records.get(dep)
+            if rec is not None and rec.state is PluginState.ACTIVE:
+                needs.add(dep)
+            else:
+                notes.append(f"optional dependency '{dep}' skipped: not active")
+        for service in manifest.requires:
+            provider = self.services.provider_of(service)
+            if provider is not None:
+                needs.add(provider)
+        return frozenset(needs), notes
+
+    async def _start(
+        self, manifest: PluginManifest, needs: Iterable[str], notes: list[str]
+    ) -> PluginRecord:
+        rec = PluginRecord(manifest.id, manifest, needs=frozenset(needs), notes=list(notes))
+        try:
+            rec.placement = self.place(manifest)
+            rec.isolation = rec.placement.isolation
+        except PlugbayError as exc:
+            self._records[manifest.id] = rec
+            self._fail(rec, exc, action="load")
+            return rec
+        self._records[manifest.id] = rec
+        self._set_state(rec, PluginState.RESOLVED)
+        blocked = [d for d in sorted(rec.needs) if self._state_of(d) is not PluginState.ACTIVE]
+        if blocked:
+            reasons = "; ".join(f"'{d}' is {self._describe(d)}" for d in blocked)
+            self._fail(
+                rec,
+                PluginStateError(
+                    f"not started because a dependency is not active: {reasons}",
+                    plugin=manifest.id,
+                    hint=f"fix {', '.join(repr(d) for d in blocked)} first; 'plugbay info {blocked[0]}' says why",
+                    details={"blocked_by": blocked},
+                ),
+                action="load",
+            )
+            return rec
+        started = time.perf_counter()
+        metrics = PluginMetrics(manifest.id)
+        rec.metrics = metrics
+        try:
+            config = self._validated_config(manifest)
+            rec.config = config
+            self._set_state(rec, PluginState.INITIALIZING)
+            handle, context = await self._launch(rec, manifest, config, metrics)
+            rec.handle = handle
+            handle.on_crash = functools.partial(self._crashed, rec)
+            await self._initialize(handle, manifest, context)
+            await self._swapper.restore_at_start(manifest.id, handle)  # kept at its last stop
+            for name, version in manifest.provides.items():
+                self.services.provide(manifest.id, name, version, None)
+        except PlugbayError as exc:
+            await self._abandon(rec)
+            self._fail(rec, exc, action="load")
+            return rec
+        except (Exception, SystemExit) as exc:  # a plugin constructor raising, or sys.exit()
+            await self._abandon(rec)
+            self._fail(
+                rec,
+                PluginInitError(
+                    f"could not be started: {type(exc).__name__}: {exc}",
+                    plugin=manifest.id,
+                    where=plugin_frame(exc, manifest) or manifest.location,
+                    details={"traceback": "".join(traceback.format_exception(exc))},
+                ),
+                action="load",
+            )
+            return rec
+        rec.load_seconds = time.perf_counter() - started
+        metrics.init_seconds = rec.load_seconds
+        rec.started_at = time.time()
+        timeout = min(
+            positive(manifest.resources.timeout) or self.settings.call_timeout,
+            self.settings.max_call_timeout,
+        )
+        self._routes[manifest.id] = Route(
+            handle, metrics, timeout, [0], command_table(handle, metrics, self.settings.monitoring)
+        )
+        self._set_state(rec, PluginState.ACTIVE)
+        instance = handle.instance
+        if isinstance(instance, SystemPlugin):
+            self.events.subscribe(
+                Subscriber(
+                    manifest.id,
+                    manifest.priority if manifest.priority is not None else instance.priority,
+                    tuple(instance.system_hooks),
+                    instance.on_system_event,
+                )
+            )
+        self._history(rec, "load", "ok", None, {"seconds": round(rec.load_seconds, 6)})
+        self.events.emit("plugin.loaded", plugin=manifest.id, version=str(manifest.version))
+        return rec
+
+    def place(self, manifest: PluginManifest) -> Placement:
+        """Where the host's policy runs this plugin, with its limits and permissions."""
+        granted = self.state.grants(manifest.id) if self.state is not None else []
+        if self.store is not None:  # a copy the host kept is judged where it came from
+            manifest = self.store.as_kept_from(manifest)
+        return self.settings.policy.place(manifest, self.settings.plugin_dirs, granted)
+
+    async def _launch(
+        self,
+        rec: PluginRecord,
+        manifest: PluginManifest,
+        config: dict[str, Any],
+        metrics: PluginMetrics,
+    ) -> tuple[PluginHandle, PluginContext]:
+        """Start the plugin's code where its placement says (``initialize`` is separate)."""
+        placement = (
+            rec.placement if rec.placement and manifest is rec.manifest else self.place(manifest)
+        )
+        context = self._context_for(manifest, config, metrics, placement.isolation, placement)
+        environment = await self._python_environment(manifest, placement)
+        backend = self.backends[placement.isolation]
+        if placement.isolation != "inline":  # say "descriptors" before a socketpair fails
+            check_descriptors(manifest.id)
+        handle = await backend.start(manifest, placement, context.environment.data_dir, environment)
+        handle.on_security = functools.partial(self._security, rec)
+        handle.bind(self.budget_for(manifest.id), functools.partial(self.broker.issued, rec.id))
+        return handle, context
+
+    async def _python_environment(
+        self, manifest: PluginManifest, placement: Placement
+    ) -> EnvironmentPaths | None:
+        if not manifest.python_dependencies:
+            return None
+        return await asyncio.to_thread(self.python_environment, manifest, placement)
+
+    def python_environment(
+        self, manifest: PluginManifest, placement: Placement | None = None
+    ) -> EnvironmentPaths | None:
+        """The plugin's own Python environment, built now if need be (before any of its code
+        runs; blocking); an inline plugin's requirements must fit the host's instead."""
+        if not manifest.python_dependencies:
+            return None
+        if (placement or self.place(manifest)).isolation == "inline":
+            check_fits_host(manifest, self.settings.host_version)
+            return None
+        if self.environments is None:
+            raise EnvironmentBuildError(
+                "has Python requirements, and this host has no state directory to keep "
+                "environments in",
+                plugin=manifest.id,
+                hint="start the host with a state directory (--state DIR)",
+            )
+        progress = logging.getLogger("plugbay.environments").info
+        env = self.environments.ensure(manifest, progress)
+        return None if env is None else self.environments.worker_paths(env)
+
+    async def _initialize(
+        self, handle: PluginHandle, manifest: PluginManifest, context: PluginContext
+    ) -> None:
+        """Run ``initialize`` with its timeout; every failure becomes a PlugbayError."""
+        init_timeout = positive(manifest.resources.init_timeout) or self.settings.init_timeout
+        try:
+            await handle.initialize(context, init_timeout)
+        except CallTimeout:
+            raise PluginTimeout(
+                f"initialize did not finish within {init_timeout:g} s",
+                plugin=manifest.id,
+                where=manifest.location,
+                hint="make initialize return promptly (start long work in a task), "
+                "or raise resources.init-timeout in the manifest",
+            ) from None
+        except PlugbayError:
+            raise
+        except (Exception, SystemExit) as exc:  # sys.exit() in a plugin is its own failure
+            raise PluginInitError(
+                f"initialize raised {type(exc).__name__}: {exc}",
+                plugin=manifest.id,
+                where=plugin_frame(exc, manifest) or manifest.location,
+                hint=f"see the traceback with 'plugbay info {manifest.id} --traceback'",
+                details={"traceback": "".join(traceback.format_exception(exc))},
+            ) from exc
+
+    def _validated_config(self, manifest: PluginManifest) -> dict[str, Any]:
+        raw = self._config_for(manifest.id)
+        if manifest.config is None:
+            if raw:
+                raise ConfigError(
+                    f"config was given ({', '.join(sorted(raw))}) but the plugin declares none",
+                    plugin=manifest.id,
+                    where=manifest.location,
+                    hint="remove it from the host config, or add a [config] schema to the manifest",
+                )
+            return {}
+        return manifest.config.validate(raw, source="host config")
+
+    def _context_for(
+        self,
+        manifest: PluginManifest,
+        config: dict[str, Any],
+        metrics: PluginMetrics,
+        isolation: str,
+        placement: Placement | None = None,
+    ) -> PluginContext:
+        data_dir = self.settings.data_root / manifest.id
+        data_dir.mkdir(parents=True, exist_ok=True)
+        return PluginContext(
+            environment=Environment(
+                host_version=self.settings.host_version,
+                plugin_id=manifest.id,
+                plugin_version=str(manifest.version),
+                data_dir=data_dir,
+                mode=self.settings.mode,  # type: ignore[arg-type]
+                isolation=isolation,
+            ),
+            services=ServiceView(self.services, manifest.id, self.broker.check_service),
+            config=PluginConfig(config),
+            logger=logging.getLogger(f"plugbay.plugin.{manifest.id}"),
+            metrics=metrics,
+            secrets=Secrets(placement.secrets if placement else {}, plugin=manifest.id),
+            events=Events(self.plugin_events.sink_for(manifest.id), plugin=manifest.id),
+        )
+
+    async def _abandon(self, rec: PluginRecord) -> None:
+        """Undo a start that failed half way: bounded cleanup, forget the code."""
+        handle, rec.handle = rec.handle, None
+        self.services.withdraw(rec.id)
+        if handle is None:
+            return
+        try:
+            await handle.cleanup(self.settings.cleanup_timeout)
+        except BaseException as exc:
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            log.debug("cleanup after failed start of %s raised %r", rec.id, exc)
+        handle.release()

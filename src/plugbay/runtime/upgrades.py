@@ -1,0 +1,234 @@
+"""Which versions a swap may move to, and which an upgrade moves.
+
+Before any code of a new version runs, a swap is checked here: the id must stay,
+the version must not go backwards (unless rolling back), the host must be in its
+range, and every active dependent's range and required service range must accept
+it. An upgrade plans its moves here: the newest installed version this host
+accepts (or the one asked for), and, with its dependents, a consistent set of
+installed versions found by the resolver.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from plugbay.api.errors import DependentsError, PlugbayError, ResolutionError
+from plugbay.model.manifest import PluginManifest
+from plugbay.model.versions import Version
+from plugbay.runtime.swap_host import SwapHost
+
+if TYPE_CHECKING:
+    from plugbay.model.resolve import ResolutionPlan
+    from plugbay.runtime.records import PluginRecord
+
+__all__ = ["UpgradePlan", "check_dependents", "check_target", "plan_upgrade"]
+
+
+@dataclass(frozen=True, slots=True)
+class UpgradePlan:
+    """What ``upgrade`` would change: plugin id → (from version, to manifest), in order."""
+
+    changes: dict[str, tuple[str, PluginManifest]]
+
+    @property
+    def order(self) -> list[str]:
+        return list(self.changes)
+
+    def to_dict(self) -> dict[str, dict[str, str]]:
+        """``{id: {"from": version, "to": version}}`` in order (for the CLI and the API)."""
+        return {
+            pid: {"from": old, "to": str(new.version)} for pid, (old, new) in self.changes.items()
+        }
+
+
+# ------------------------------------------------------------------ a swap's checks
+
+
+def check_target(
+    m: SwapHost,
+    rec: PluginRecord,
+    old: PluginManifest,
+    new: PluginManifest,
+    *,
+    allow_downgrade: bool,
+) -> None:
+    """Refuse a changed id, a version going backwards, and a host range excluding this host."""
+    where = new.location
+    if new.id != rec.id:
+        raise PlugbayError(
+            f"the manifest now says id '{new.id}'",
+            where=where,
+            hint="a plugin's id cannot change; install it as a new plugin",
+        )
+    if new.version < old.version and not allow_downgrade:
+        raise PlugbayError(
+            f"the version went backwards, from {old.version} to {new.version}",
+            where=where,
+            hint=f"raise the version, or go back on purpose with 'plugbay rollback {rec.id}'",
+        )
+    host = Version.parse(m.settings.host_version)
+    if not new.host.contains(host, include_prerelease=True):
+        raise PlugbayError(
+            f"{new.version} needs host {new.host}, and this host is {host}",
+            where=where,
+            hint="use a version made for this host, or upgrade plugbay",
+        )
+
+
+def check_dependents(
+    m: SwapHost, plugin_id: str, new: PluginManifest, together: Collection[str]
+) -> None:
+    """Refuse a version that an active dependent's range would not accept, naming
+    each dependent and its range (plugin ranges and required service ranges)."""
+    broken: dict[str, str] = {}
+    for dep in m.list_plugins():
+        if dep.id == plugin_id or dep.id in together or dep.state != "active":
+            continue
+        reason = _what_breaks(m, dep, plugin_id, new)
+        if reason is not None:
+            broken[dep.id] = reason
+    if broken:
+        raise DependentsError(
+            f"{new.version} would break its dependents: " + "; ".join(broken.values()),
+            plugin=plugin_id,
+            where=new.location,
+            hint=f"'plugbay upgrade {plugin_id} {new.version} --with-dependents' moves them "
+            "too when versions of them accept it; otherwise keep a compatible version",
+            details={"dependents": broken},
+        )
+
+
+def _what_breaks(m: SwapHost, dep: PluginRecord, plugin_id: str, new: PluginManifest) -> str | None:
+    """Why the active plugin ``dep`` would not accept ``new`` (the last reason found), or ``None``."""
+    manifest = dep.manifest
+    if manifest is None:
+        return None
+    reason = None
+    rng = manifest.dependencies.get(plugin_id)
+    if rng is None and plugin_id in dep.needs:
+        rng = manifest.optional_dependencies.get(plugin_id)
+    if rng is not None and new.version not in rng:
+        reason = f"'{dep.id}' {dep.version} requires '{plugin_id}' {rng}"
+    for name, wanted in manifest.requires.items():
+        if m.services.provider_of(name) != plugin_id:
+            continue
+        provided = new.provides.get(name)
+        if provided is None:
+            reason = (
+                f"'{dep.id}' {dep.version} requires service '{name}' {wanted}, "
+                f"which {new.version} no longer provides"
+            )
+        elif provided not in wanted:
+            reason = (
+                f"'{dep.id}' {dep.version} requires service '{name}' {wanted}, "
+                f"and {new.version} provides {provided}"
+            )
+    return reason
+
+
+# ------------------------------------------------------------------ an upgrade's plan
+
+
+def plan_upgrade(
+    m: SwapHost, plugin_id: str, version: str | None, *, with_dependents: bool
+) -> UpgradePlan:
+    """Which versions move if ``plugin_id`` moves to ``version`` (default: the newest
+    registered that this host accepts). Raises, naming each dependent and its range,
+    when a dependent would break and ``with_dependents`` is off or no consistent set
+    of versions exists."""
+    rec = m.record(plugin_id)
+    current = rec.manifest
+    if rec.state != "active" or current is None:
+        raise m.not_active(rec)
+    wanted = _wanted_version(m, plugin_id, current, version)
+    target = m.registry.get(plugin_id, wanted)
+    check_target(m, rec, current, target, allow_downgrade=False)
+    try:
+        check_dependents(m, plugin_id, target, ())
+        return UpgradePlan({plugin_id: (str(current.version), target)})
+    except DependentsError as exc:
+        if not with_dependents:
+            raise
+        return _with_dependents(m, plugin_id, wanted, target, exc)
+
+
+def _wanted_version(
+    m: SwapHost, plugin_id: str, current: PluginManifest, version: str | None
+) -> Version:
+    """The version an upgrade moves to: ``version`` when it is installed and not older,
+    else the newest installed that this host accepts, when it is newer."""
+    known = m.registry.versions(plugin_id)
+    if version is not None:
+        wanted = Version.parse(version)
+        if wanted not in known:
+            raise PlugbayError(
+                f"version {wanted} is not installed",
+                plugin=plugin_id,
+                hint=f"installed: {', '.join(map(str, known))}; 'plugbay install PATH' adds one",
+            )
+        if wanted < current.version:
+            raise PlugbayError(
+                f"{wanted} is older than {current.version}, which serves now",
+                plugin=plugin_id,
+                hint=f"'plugbay rollback {plugin_id}' goes back on purpose",
+            )
+        return wanted
+    host = Version.parse(m.settings.host_version)
+    fitting = [
+        v
+        for v in known
+        if m.registry.get(plugin_id, v).host.contains(host, include_prerelease=True)
+    ]
+    if not fitting or fitting[0] <= current.version:
+        raise PlugbayError(
+            f"{current.version} is the newest version installed for this host"
+            + (f" (known: {', '.join(map(str, known))})" if known else ""),
+            plugin=plugin_id,
+            hint="'plugbay install PATH' adds a newer version",
+        )
+    return fitting[0]
+
+
+def _with_dependents(
+    m: SwapHost, plugin_id: str, wanted: Version, target: PluginManifest, broken: DependentsError
+) -> UpgradePlan:
+    """Versions of the active plugins that accept ``target``, keeping every other active
+    plugin where it is when possible; raises naming the dependents when none exist."""
+    from plugbay.model.resolve import resolve
+
+    active = {r.id: r for r in m.list_plugins() if r.state == "active" and r.manifest}
+    candidates = [
+        manifest
+        for manifest in m.registry.manifests()
+        if manifest.id in active and (manifest.id != plugin_id or manifest.version == wanted)
+    ]
+    pins = {pid: r.manifest.version for pid, r in active.items() if r.manifest}
+    pins[plugin_id] = wanted
+    host = Version.parse(m.settings.host_version)
+    plan = resolve(candidates, host_version=host, requested=list(active), pinned=pins)
+    if plan.failures or plan.selected.get(plugin_id) is not target:
+        causes = "; ".join(str(e) for e in plan.failures.values())
+        raise ResolutionError(
+            f"no consistent set of installed versions accepts {plugin_id} {wanted}: "
+            + "; ".join(broken.details.get("dependents", {}).values())
+            + (f" ({causes})" if causes else ""),
+            plugin=plugin_id,
+            hint="install versions of those dependents that accept it, then try again",
+            details={"dependents": broken.details.get("dependents", {})},
+        ) from None
+    return UpgradePlan(_moves(plan, active))
+
+
+def _moves(
+    plan: ResolutionPlan, active: dict[str, PluginRecord]
+) -> dict[str, tuple[str, PluginManifest]]:
+    """Each active plugin whose resolved version differs from the serving one, in order."""
+    changes: dict[str, tuple[str, PluginManifest]] = {}
+    for pid in plan.order:
+        chosen = plan.selected[pid]
+        now = active[pid].manifest
+        if now is not None and chosen.version != now.version:
+            changes[pid] = (str(now.version), chosen)
+    return changes
