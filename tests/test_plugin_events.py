@@ -17,6 +17,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from plugbay import PermissionDenied
+from plugbay.cli.events import event_rows
 from plugbay.runtime.host import Host
 from plugbay.runtime.prometheus import exposition
 from tests.conftest import PluginFactory
@@ -209,6 +210,16 @@ async def test_a_full_queue_drops_by_its_declared_policy_and_counts_the_drops(
         # dropped one moves on at once, ahead of those still waiting for the slow one)
         after = await until(lambda: _seen(host, "acme.after", 5), "the next listener had all")
         assert sorted(k for k, *_ in after) == ["e1", "e2", "e3", "e4", "e5"]
+        # plugbay info says it too, per listener
+        listen = host.info("acme.slow")["events"]["listens"][0]
+        assert (listen["event"], listen["overflow"], listen["dropped"]) == (
+            "cache.evicted",
+            policy,
+            2,
+        )
+        assert f"{policy}): 3 delivered, 0 failed, 2 dropped" in dict(
+            event_rows(host.info("acme.slow"))
+        ).get("listens", "")
         text = exposition(host.manager).decode()
         slow = {"plugin": "acme.slow", "event": "cache.evicted"}
         assert sample(text, "plugbay_plugin_events_dropped_total", **slow, overflow=policy) == 2

@@ -14,6 +14,7 @@ from rich.tree import Tree
 from plugbay.cli._console import out
 from plugbay.cli._options import state_text
 from plugbay.cli.env import python_rows
+from plugbay.cli.events import event_rows
 from plugbay.cli.tasks import task_rows
 
 __all__ = [
@@ -72,6 +73,7 @@ def print_info(data: dict[str, Any], *, show_traceback: bool = False) -> None:
         *_usage_facts(data.get("usage") or {}),
         *python_rows(data),
         *task_rows(data),
+        *event_rows(data),
     ]
     for key, value in facts:
         out.print(f"  [dim]{key:<15}[/] {escape(str(value))}")

@@ -13,6 +13,7 @@ from typing import Any, Final
 
 from plugbay.api.errors import PlugbayError, PluginNotFound, did_you_mean
 from plugbay.cli._console import err
+from plugbay.model._events import describe_events
 
 __all__ = ["NOT_RUNNING", "disk_info", "disk_rows", "say_no_host"]
 
@@ -114,6 +115,7 @@ def disk_info(plugin_id: str, plugin_dirs: list[Path], state: Path) -> dict[str,
         "sandbox": None,
         "python": _python(m, state),
         "usage": None,
+        "events": describe_events(m.emits, m.listens, m.activation),
         "traceback": None,
         "notes": [f"{NOT_RUNNING}: its commands are listed by a running host ('plugbay run')"],
         "source": "disk",

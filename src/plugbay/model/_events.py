@@ -13,13 +13,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final, Literal, TypeAlias
+from typing import Any, Final, Literal, TypeAlias
 
 import msgspec
 
 from plugbay.api.errors import ManifestError
 
-__all__ = ["ACTIVATIONS", "EventListen", "EventsDoc", "Overflow", "check_events"]
+__all__ = ["ACTIVATIONS", "EventListen", "EventsDoc", "Overflow", "check_events", "describe_events"]
 
 Overflow: TypeAlias = Literal["drop-oldest", "drop-newest", "block"]
 
@@ -66,6 +66,28 @@ class EventListen:
 
 
 Fail = Callable[[str, str, str], ManifestError]
+
+#: what happened to a listener's events, by event: queued, delivered, failed, dropped
+Counts = dict[str, dict[str, int]]
+
+
+def describe_events(
+    emits: tuple[str, ...],
+    listens: dict[str, EventListen],
+    activation: tuple[str, ...],
+    counts: Counts | None = None,
+) -> dict[str, Any]:
+    """The ``events`` part of ``plugbay info``: what a plugin emits and hears (with each
+    listener's queue so far, when a host runs it) and what starts it."""
+    zero = {"queued": 0, "delivered": 0, "failed": 0, "dropped": 0}
+    return {
+        "emits": list(emits),
+        "listens": [
+            {"event": name, **spec.to_dict(), **(counts or {}).get(name, zero)}
+            for name, spec in sorted(listens.items())
+        ],
+        "activation": list(activation) or ["eager"],
+    }
 
 
 def check_events(

@@ -51,7 +51,7 @@ from plugbay.api.errors import (
 from plugbay.isolation import frames
 from plugbay.isolation._process_parts import RemoteSpec
 from plugbay.isolation.base import CallTimeout, deadline
-from plugbay.model._events import EventListen
+from plugbay.model._events import EventListen, describe_events
 
 if TYPE_CHECKING:
     from plugbay.runtime.manager import PluginManager
@@ -302,6 +302,24 @@ class PluginEvents:
         )
 
     # -- what the host shows --------------------------------------------------------------
+
+    def describe(self, plugin_id: str) -> dict[str, Any]:
+        """``plugbay info``'s events of one plugin: declared, and each listener's queue."""
+        rec = self._m.records_by_id.get(plugin_id)
+        manifest = rec.manifest if rec is not None else None
+        if manifest is None:
+            return describe_events((), {}, ())
+        counts = {
+            event: {
+                "queued": len(box.queue),
+                "delivered": box.delivered,
+                "failed": box.failed,
+                "dropped": box.dropped,
+            }
+            for (plugin, event), box in list(self._inboxes.items())
+            if plugin == plugin_id
+        }
+        return describe_events(manifest.emits, manifest.listens, manifest.activation, counts)
 
     def stats(self) -> list[dict[str, Any]]:
         """Each listener's queue: plugin, event, length, bound, policy and counts."""
