@@ -194,3 +194,26 @@ def test_plugbay_list_shows_installed_starts_on_demand(
         assert called.status_code == 200, called.text
         rows = {r["id"]: r for r in json.loads(plugbay("list", "--json", cwd=tmp_path).stdout)}
         assert rows["acme.lazy"]["state"] == "active"
+
+
+async def test_an_event_for_an_on_call_plugin_waits_until_a_call_starts_it(
+    plugins: PluginFactory, tmp_path: Path
+) -> None:
+    plugins("acme.producer", PRODUCER, extra=PRODUCER_MANIFEST)
+    plugins(
+        "acme.watcher",
+        ON_EVENT,
+        extra='activation = "on-call"\n[events.listens."cache.evicted"]\n',
+    )
+    host = host_for(plugins, tmp_path, ["acme.producer", "acme.watcher"])
+    await host.start()
+    try:
+        assert await host.call("acme.producer", "evict", key="early") == 1
+        queued = host.info("acme.watcher")["events"]["listens"][0]
+        assert queued["delivered"] == 0
+        assert str(host.manager.record("acme.watcher").state) == "on-demand"  # not started by it
+        # its first call starts it; the event that waited is delivered then
+        keys = await until(lambda: host.call("acme.watcher", "keys"), "the waiting event")
+        assert keys == ["early"]
+    finally:
+        await host.stop()

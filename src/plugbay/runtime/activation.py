@@ -30,8 +30,9 @@ __all__ = ["ON_DEMAND_REASON", "Activation"]
 ON_DEMAND_REASON = "installed, starts on demand"
 
 #: how often a waiting event looks again at a listener that is starting (a start
-#: done here wakes it at once)
+#: done here wakes it at once); one that waits for its first call looks less often
 _LOOK_AGAIN = 0.05
+_LOOK_AGAIN_ON_DEMAND = 1.0
 
 
 class Activation:
@@ -142,6 +143,8 @@ class Activation:
         if event.is_set():  # started here before: whatever happens now is another start
             await asyncio.sleep(_LOOK_AGAIN)
             return
+        # an operator's enable or load starts it elsewhere: looked at again now and then
+        wait = _LOOK_AGAIN_ON_DEMAND if self.is_deferred(plugin_id) else _LOOK_AGAIN
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(_LOOK_AGAIN):
+            async with asyncio.timeout(wait):
                 await event.wait()
