@@ -78,6 +78,7 @@ async def test_an_on_call_plugin_starts_once_on_its_first_calls(
         rec = host.manager.record("acme.lazy")
         assert str(rec.state) == "on-demand"
         assert rec.handle is None  # no worker, no instance: nothing of it runs
+        assert rec.isolation == isolation  # placed by the policy already
         assert rec.reason is not None and "installed, starts on demand (on-call)" in rec.reason
         assert str(host.manager.record("acme.eager").state) == "active"
         health = host.health()
@@ -144,6 +145,24 @@ async def test_a_lazy_plugin_an_eager_one_needs_starts_with_it(
         assert str(host.manager.record("acme.solo").state) == "on-demand"
         assert await host.proxy("acme.solo").starts() == 1
         assert str(host.manager.record("acme.solo").state) == "active"
+    finally:
+        await host.stop()
+
+
+async def test_a_lazy_plugin_with_a_bad_config_fails_at_host_start(
+    plugins: PluginFactory, tmp_path: Path
+) -> None:
+    plugins(
+        "acme.lazy",
+        COUNTED,
+        extra='activation = "on-call"\n[config.level]\ntype = "integer"\nrequired = true\n',
+    )
+    host = host_for(plugins, tmp_path, [])
+    await host.start()
+    try:  # validated when the host starts, as an eager plugin is: not at its first call
+        rec = host.manager.record("acme.lazy")
+        assert str(rec.state) == "failed"
+        assert rec.reason is not None and "level" in rec.reason
     finally:
         await host.stop()
 

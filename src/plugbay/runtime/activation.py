@@ -18,6 +18,7 @@ import contextlib
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from plugbay.api.errors import PlugbayError
 from plugbay.model.manifest import PluginManifest
 from plugbay.model.resolve import ResolutionPlan
 
@@ -65,16 +66,24 @@ class Activation:
         self, manifest: PluginManifest, needs: Iterable[str], notes: list[str], eager: set[str]
     ) -> bool:
         """Leave ``manifest``'s plugin unstarted, on demand, unless an eager one needs it
-        (then False: start it now)."""
+        (then False: start it now). What can be checked without its code is checked now
+        (where the policy places it, its config); a problem there: False, so the start
+        that follows fails it with the reason, as it would an eager plugin."""
         if not manifest.activation or manifest.id in eager:
             return False
         from plugbay.runtime.manager import PluginRecord, PluginState
 
+        manager = self._m
+        try:
+            placement = manager.place(manifest)
+            config = manager.validated_config(manifest)
+        except PlugbayError:
+            return False
         self._deferred[manifest.id] = (manifest, frozenset(needs), list(notes))
         triggers = ", ".join(manifest.activation)
         rec = PluginRecord(manifest.id, manifest, needs=frozenset(needs), notes=list(notes))
-        rec.placement = None
-        self._m._records[manifest.id] = rec
+        rec.placement, rec.isolation, rec.config = placement, placement.isolation, config
+        manager._records[manifest.id] = rec
         self._m._set_state(rec, PluginState.ON_DEMAND)
         rec.reason = f"{ON_DEMAND_REASON} ({triggers})"
         return True
