@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from plugbay import PermissionDenied
+from plugbay import CommandNotFound, PermissionDenied
 from plugbay.cli.events import event_rows
 from plugbay.runtime.host import Host
 from plugbay.runtime.prometheus import exposition
@@ -162,6 +162,10 @@ async def test_an_event_reaches_inline_and_sandboxed_listeners_in_priority_order
         rows = {r["plugin"]: r for r in host.manager.plugin_events.stats()}
         assert rows["acme.first"]["delivered"] == rows["acme.second"]["delivered"] == 3
         assert "acme.deaf" not in rows
+        # a handler is not a command: a caller cannot invoke it, in a worker or inline
+        for plugin in ("acme.first", "acme.second"):
+            with pytest.raises(CommandNotFound):
+                await host.call(plugin, "event:cache.evicted", event={"key": "x", "size": 1})
     finally:
         await host.stop()
 
