@@ -193,6 +193,7 @@ def test_plugbay_list_shows_installed_starts_on_demand(
     assert offline.returncode == 0, offline.stderr
     assert "installed, starts on demand (on-call)" in offline.stdout
     with plugbay_run(tmp_path) as running:
+        assert "1 active, 0 failed, 1 on demand, ready in" in running.output
         listed = plugbay("list", cwd=tmp_path)
         assert listed.returncode == 0, listed.stderr
         line = next(row for row in listed.stdout.splitlines() if "acme.lazy" in row)
