@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test lint typecheck unit bench clean help promtool browser soak
+.PHONY: run test lint typecheck unit bench clean help promtool browser soak wasm-toolchain
 
 help:
 	@echo "make run    - create .venv, install, start the host on ./plugins, reloading on save (Ctrl-C to stop)"
@@ -16,7 +16,7 @@ help:
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,wasm,wasm-python]'
 	@touch $(STAMP)
 
 run: $(STAMP)
@@ -57,8 +57,21 @@ promtool:
 	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
 	    -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold prometheus >/dev/null; }
 
+# Wasm plugins in C (docs/wasm-plugins.md): Debian's clang, lld and wasi-libc compile them to
+# wasm32-wasi ('plugbay build'). Installed once when missing, as chromium is, without questions.
+WASI_CLANG := /usr/bin/clang
+WASI_LIBC := /usr/include/wasm32-wasi/stdlib.h
+wasm-toolchain:
+	@{ [ -x $(WASI_CLANG) ] && [ -f $(WASI_LIBC) ] && command -v wasm-ld >/dev/null && \
+	   ls /usr/lib/llvm-*/lib/clang/*/lib/wasi/libclang_rt.builtins-wasm32.a >/dev/null 2>&1; } || { \
+	  echo "installing Debian's clang, lld and wasi-libc for the Wasm plugins in C"; \
+	  SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    clang lld wasi-libc libclang-rt-dev-wasm32 >/dev/null; }
+
 # pytest exits 5 when it collected no tests: that is a failure here, never a pass.
-unit: $(STAMP) promtool browser
+unit: $(STAMP) promtool browser wasm-toolchain
 	@$(BIN)/pytest; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; \
 	exit $$rc
@@ -72,7 +85,7 @@ $(WRK):
 	  $$SUDO apt-get update -qq && \
 	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk >/dev/null
 
-bench: $(STAMP) $(WRK)
+bench: $(STAMP) $(WRK) wasm-toolchain
 	$(BIN)/python -m bench
 
 clean:

@@ -7,17 +7,9 @@ import platform
 import sys
 
 SUITES = [
-    "spine",
-    "sandbox",
-    "quota",
-    "monitor",
-    "reload",
-    "http",
-    "pdk",
-    "envs",
-    "trust",
+    "spine", "sandbox", "quota", "monitor", "reload", "http", "pdk", "envs", "trust", "wasm",
     "activation",
-]
+]  # fmt: skip
 
 
 def main(argv: list[str]) -> int:

@@ -38,6 +38,10 @@ class Case:
     no_sandbox: str | None = None
     #: what the suite set up for this case (e.g. the fake backend, to crash it)
     extra: dict[str, Any] = field(default_factory=dict)
+    #: writes the conformance plugin (directory, label, version) when it is not Python
+    write: Callable[[Path, str, str], None] | None = None
+    #: why a cancelled command runs no handler of its own (None: it sees CancelledError)
+    no_unwind: str | None = None
 
 
 def _inline() -> Case:
@@ -66,7 +70,33 @@ def _fake() -> Case:
     return Case("fake", {"inline": ["*"]}, install=install, extra={"fake": fake})
 
 
-CASES: dict[str, Callable[[], Case]] = {"inline": _inline, "process": _process, "fake": _fake}
+def _wasm() -> Case:
+    from tests import _wasm
+
+    here = Path(__file__).resolve().parents[1] / "wasm_plugins"
+
+    def write(directory: Path, label: str, version: str) -> None:
+        source = (here / "conform.c").read_text().replace("{label}", label)
+        _wasm.write_plugin(
+            directory, "acme.conform", source, (here / "conform.toml").read_text(), version
+        )
+
+    # runtime = "wasm" places it on the Wasm backend whatever the policy
+    return Case(
+        "wasm",
+        {"inline": []},
+        write=write,
+        no_unwind="a Wasm call is interrupted where it runs (an epoch deadline) and its "
+        "instance replaced by a fresh one: no handler of the plugin runs",
+    )
+
+
+CASES: dict[str, Callable[[], Case]] = {
+    "inline": _inline,
+    "process": _process,
+    "fake": _fake,
+    "wasm": _wasm,
+}
 
 
 @pytest.fixture(params=sorted(CASES))

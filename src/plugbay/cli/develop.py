@@ -33,10 +33,29 @@ def new(
         Path | None,
         typer.Option("--dir", "-d", help="Where to create it (default: ./<id with dashes>)."),
     ] = None,
+    lang: Annotated[
+        str,
+        typer.Option(
+            "--lang",
+            help="python; c or python-wasm: a Wasm plugin in C or Python (docs/wasm-plugins.md).",
+        ),
+    ] = "python",
 ) -> None:
     """Create a complete plugin package: pyproject with the manifest, typed code, tests, README."""
     from plugbay.pdk.templates import create_plugin
 
+    if lang in ("c", "python-wasm"):
+        from plugbay.pdk.wasm_build import create_wasm_plugin
+
+        try:
+            path = create_wasm_plugin(lang.removesuffix("-wasm"), name, directory)
+        except PlugbayError as exc:
+            _fail(exc)
+        out.print(f"[green]created[/] {name} (a Wasm plugin in {lang}) in {path}")
+        out.print(f"next: plugbay build {path} && plugbay validate {path}")
+        return
+    if lang != "python":
+        _fail(PlugbayError(f"no template for --lang {lang}", hint="python, c or python-wasm"))
     try:
         path = create_plugin(template, name, directory)
     except PlugbayError as exc:
@@ -125,12 +144,32 @@ def build(
     """
     from plugbay.pdk.wheels import build_plugin
 
+    if _is_wasm(path):
+        from plugbay.pdk.wasm_build import build_wasm
+
+        try:
+            built = build_wasm(path)
+        except PlugbayError as exc:
+            _fail(exc)
+        out.print(f"[green]built[/] {built.manifest.id} {built.manifest.version}: {built.module}")
+        out.print(f"typed proxy for callers: {built.protocol}")
+        return
     try:
         result = build_plugin(path, out_dir)
     except PlugbayError as exc:
         _fail(exc)
     out.print(f"[green]built[/] {result.manifest.id} {result.manifest.version}: {result.wheel}")
     out.print(f"sha256 {result.digest} ({result.sha256.name})")
+
+
+def _is_wasm(path: Path) -> bool:
+    """Whether the plugin at ``path`` is a Wasm plugin ('plugbay build' compiles its module)."""
+    from plugbay.model.manifest import load_manifest
+
+    try:
+        return load_manifest(path).runtime == "wasm"
+    except PlugbayError:
+        return False  # the wheel build reports what is wrong with it
 
 
 def keygen(

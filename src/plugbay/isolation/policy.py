@@ -79,7 +79,7 @@ _SECRET_ENV: Final = "PLUGBAY_SECRET_"
 class Placement:
     """Where one plugin runs and under what: what ``plugbay info`` shows."""
 
-    isolation: str  # "inline" or "process"
+    isolation: str  # "inline", "process" or "wasm"
     reason: str
     sandboxed: bool
     limits: dict[str, float | None] = field(default_factory=dict)
@@ -171,7 +171,10 @@ def _named(effective: Iterable[str], kind: str, values: Mapping[str, str]) -> di
 
 def _where_it_runs(manifest: PluginManifest, trust: str | None) -> tuple[str, bool, str]:
     """(isolation, sandboxed, reason): a trusted plugin runs inline unless its manifest
-    asks for a worker; any other runs sandboxed in a worker, whatever it asks."""
+    asks for a worker; any other runs sandboxed in a worker, whatever it asks; a Wasm
+    module runs in its own store (``isolation.wasm``), trusted or not."""
+    if manifest.runtime == "wasm":  # a module has no way out but what the host gives it
+        return "wasm", True, "a WebAssembly module: its own store, deny by default"
     if trust is not None and manifest.isolation != "process":
         return "inline", False, trust
     if trust is not None:

@@ -19,7 +19,16 @@ import msgspec
 
 from plugbay.api.errors import ManifestError
 
-__all__ = ["ACTIVATIONS", "EventListen", "EventsDoc", "Overflow", "check_events", "describe_events"]
+__all__ = [
+    "ACTIVATIONS",
+    "FIELDS",
+    "EventListen",
+    "EventsDoc",
+    "Overflow",
+    "check_events",
+    "describe_events",
+    "manifest_dict",
+]
 
 Overflow: TypeAlias = Literal["drop-oldest", "drop-newest", "block"]
 
@@ -30,6 +39,11 @@ RESERVED: Final = ("host.", "plugin.", "security.")
 ACTIVATIONS: Final = ("eager", "on-call", "on-event:NAME")
 #: a listener's queue may hold at most this many events
 MAX_QUEUE: Final = 100_000
+#: the keys of [events] and of each listener, for the manifest's "did you mean"
+FIELDS: Final = {
+    "events": ["emits", "listens"],
+    "events.listens[...]": ["priority", "queue", "overflow", "block-timeout"],
+}
 
 
 class _ListenDoc(msgspec.Struct, forbid_unknown_fields=True, rename="kebab"):
@@ -90,10 +104,8 @@ def describe_events(
     }
 
 
-def check_events(
-    doc: EventsDoc, activation: str | list[str], fail: Fail
-) -> tuple[tuple[str, ...], dict[str, EventListen], tuple[str, ...]]:
-    """The declared emits, listens and activation (empty: eager), or the
+def check_events(doc: EventsDoc, activation: str | list[str], fail: Fail) -> dict[str, Any]:
+    """The manifest's ``emits``, ``listens`` and ``activation`` (empty: eager), or the
     :class:`ManifestError` at the line that is wrong (``fail(message, key, hint)``)."""
     for name in [*doc.emits, *doc.listens]:
         _check_name(name, fail)
@@ -112,7 +124,21 @@ def check_events(
         listens[name] = EventListen(
             name, spec.priority, spec.queue, spec.overflow, spec.block_timeout
         )
-    return tuple(dict.fromkeys(doc.emits)), listens, _activation(activation, listens, fail)
+    return {
+        "emits": tuple(dict.fromkeys(doc.emits)),
+        "listens": listens,
+        "activation": _activation(activation, listens, fail),
+    }
+
+
+def manifest_dict(
+    emits: tuple[str, ...], listens: dict[str, EventListen], activation: tuple[str, ...]
+) -> dict[str, Any]:
+    """The ``events`` and ``activation`` of ``PluginManifest.to_dict``."""
+    return {
+        "events": {"emits": list(emits), "listens": {k: v.to_dict() for k, v in listens.items()}},
+        "activation": list(activation) or ["eager"],
+    }
 
 
 def _check_name(name: str, fail: Fail) -> None:

@@ -40,8 +40,8 @@ from typing import Any, Final, Literal, TypeAlias
 import msgspec
 
 from plugbay.api.errors import ConfigError, ManifestError, PlugbayError
+from plugbay.model import _events
 from plugbay.model._config_schema import ConfigField, ConfigSchema, check_default, error_path
-from plugbay.model._events import EventListen, EventsDoc, check_events
 from plugbay.model.versions import Range, Version
 
 __all__ = [
@@ -170,8 +170,14 @@ class _ManifestDoc(msgspec.Struct, forbid_unknown_fields=True, rename="kebab"):
     permissions: Permissions = msgspec.field(default_factory=Permissions)
     resources: Resources = msgspec.field(default_factory=Resources)
     isolation: IsolationMode = "auto"
-    events: EventsDoc = msgspec.field(default_factory=EventsDoc)
+    events: _events.EventsDoc = msgspec.field(default_factory=_events.EventsDoc)
     activation: str | list[str] = "eager"
+    #: what runs the plugin: Python code (``entry = "module:Class"``) or a Wasm module
+    runtime: Literal["python", "wasm"] = "python"
+    #: a Wasm plugin's commands with their types (``model.wasm_commands``)
+    commands: dict[str, Any] = {}
+    #: how ``plugbay build`` makes a Wasm plugin's module (``model.wasm_commands``)
+    wasm: dict[str, Any] = {}
 
 
 _FIELDS: Final = {
@@ -179,8 +185,7 @@ _FIELDS: Final = {
     "services": ["provides", "requires"],
     "permissions": [f.replace("_", "-") for f in Permissions.__struct_fields__],
     "resources": [f.replace("_", "-") for f in Resources.__struct_fields__],
-    "events": ["emits", "listens"],
-    "events.listens[...]": ["priority", "queue", "overflow", "block-timeout"],
+    **_events.FIELDS,
 }
 
 
@@ -214,10 +219,9 @@ class PluginManifest:
     permissions: Permissions = field(default_factory=Permissions)
     resources: Resources = field(default_factory=Resources)
     isolation: IsolationMode = "auto"
-    #: plugin events it may emit, and those it listens to ([events]; ``model._events``)
+    #: events it may emit and hears ([events]), what starts it on demand (``model._events``)
     emits: tuple[str, ...] = ()
-    listens: dict[str, EventListen] = field(default_factory=dict)
-    #: what starts it on demand ("on-call", "on-event:NAME"); empty: at host start
+    listens: dict[str, _events.EventListen] = field(default_factory=dict)
     activation: tuple[str, ...] = ()
     #: where it came from: the manifest file (None for in-memory) and the plugin's code root
     path: Path | None = None
@@ -225,6 +229,10 @@ class PluginManifest:
     origin: ManifestOrigin = "memory"
     #: for entry-point plugins, the distribution that holds it
     distribution: str | None = None
+    #: ``python`` or ``wasm`` (``entry`` is then the module's path, relative to ``root``)
+    runtime: Literal["python", "wasm"] = "python"
+    #: a Wasm plugin's declared commands (``model.wasm_commands.WasmCommands``), else None
+    wasm: Any = None
 
     @property
     def key(self) -> tuple[str, Version]:
@@ -276,11 +284,8 @@ class PluginManifest:
             "permissions": msgspec.to_builtins(self.permissions),
             "resources": msgspec.to_builtins(self.resources),
             "isolation": self.isolation,
-            "events": {
-                "emits": list(self.emits),
-                "listens": {k: v.to_dict() for k, v in self.listens.items()},
-            },
-            "activation": list(self.activation) or ["eager"],
+            **_events.manifest_dict(self.emits, self.listens, self.activation),
+            "runtime": self.runtime,
             "path": str(self.path) if self.path else None,
             "origin": self.origin,
         }
@@ -471,7 +476,14 @@ def _manifest_from_mapping(
     provides, requires, optional_services = check.services()
     check.resources()
     config = check.config()
-    emits, listens, activation = check_events(doc.events, doc.activation, check.fail)
+    events = _events.check_events(doc.events, doc.activation, check.fail)
+    wasm = None
+    if doc.runtime == "wasm" or doc.commands or doc.wasm:
+        from plugbay.model.wasm_commands import wasm_declarations
+
+        wasm = wasm_declarations(
+            doc.id, doc.runtime, doc.commands, doc.wasm, where, text, entry=doc.entry
+        )
     return PluginManifest(
         id=doc.id,
         version=version,
@@ -494,13 +506,13 @@ def _manifest_from_mapping(
         permissions=doc.permissions,
         resources=doc.resources,
         isolation=doc.isolation,
-        emits=emits,
-        listens=listens,
-        activation=activation,
+        **events,
         path=path,
         root=root,
         origin=origin,
         distribution=distribution,
+        runtime=doc.runtime,
+        wasm=wasm,
     )
 
 
@@ -558,6 +570,8 @@ class _DocChecks:
                 where=_locate(self.where, self.text, "id"),
                 hint="use lower-case dotted names such as 'system.logging' or 'acme.csv-export'",
             )
+        if self.doc.runtime == "wasm":
+            return  # the module's path: model.wasm_commands checks it
         if not _ENTRY_RE.match(self.doc.entry):
             raise self.fail(
                 f"entry '{self.doc.entry}' is not of the form 'module:Class'",

@@ -85,6 +85,13 @@ def validate_plugin(
         result.findings.append(Finding("error", "manifest", exc.message, file, line, exc.hint))
         return result
     result.manifest = manifest
+    if manifest.runtime == "wasm":
+        from plugbay.pdk.wasm_build import check_wasm_plugin
+
+        result.findings += check_wasm_plugin(manifest, load=import_check)
+        if result.ok:
+            result.commands = [s.describe() for _, s in sorted(manifest.wasm.specs().items())]
+        return result
     _Analysis(manifest, result).run(known)
     if import_check and result.ok:
         _import_check(manifest, result)
