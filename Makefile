@@ -4,13 +4,12 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test lint typecheck unit bench clean help promtool browser soak wasm-toolchain
+.PHONY: run test lint typecheck unit bench clean help promtool browser ngircd soak wasm-toolchain
 
 help:
 	@echo "make run    - create .venv, install, start the host on ./plugins, reloading on save (Ctrl-C to stop)"
 	@echo "make test   - create .venv, install, run ruff, mypy --strict and the test suite"
 	@echo "make bench  - run the benchmarks, each figure beside its anchor"
-	@echo "make soak   - inject faults into a running host while callers write (SOAK_SECONDS=240)"
 	@echo "make soak   - inject faults into a running host while callers write (SOAK_SECONDS=240)"
 
 $(STAMP): pyproject.toml
@@ -46,6 +45,17 @@ $(CHROMIUM):
 	    chromium fonts-dejavu-core >/dev/null
 browser: $(CHROMIUM)
 
+# The IRC plugin's tests run a real IRC server: Debian's ngircd, installed once when missing
+# (the tests start their own, on a free port of 127.0.0.1; the package's service stays off).
+NGIRCD := /usr/sbin/ngircd
+$(NGIRCD):
+	@echo "installing Debian's ngircd for the IRC plugin's tests"
+	@SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    ngircd >/dev/null
+ngircd: $(NGIRCD)
+
 # Debian's prometheus package: promtool checks our /metrics output and the shipped rules,
 # and the prometheus server scrapes a running host in the tests. Installed once,
 # without questions; skipped when both are already there.
@@ -71,7 +81,7 @@ wasm-toolchain:
 	    clang lld wasi-libc libclang-rt-dev-wasm32 >/dev/null; }
 
 # pytest exits 5 when it collected no tests: that is a failure here, never a pass.
-unit: $(STAMP) promtool browser wasm-toolchain
+unit: $(STAMP) promtool browser ngircd wasm-toolchain
 	@$(BIN)/pytest; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; \
 	exit $$rc
@@ -85,7 +95,7 @@ $(WRK):
 	  $$SUDO apt-get update -qq && \
 	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk >/dev/null
 
-bench: $(STAMP) $(WRK) wasm-toolchain
+bench: $(STAMP) $(WRK) $(NGIRCD) wasm-toolchain
 	$(BIN)/python -m bench
 
 clean:

@@ -8,7 +8,7 @@ import sys
 
 SUITES = [
     "spine", "sandbox", "quota", "monitor", "reload", "http", "pdk", "envs", "trust", "wasm",
-    "activation",
+    "index", "irc", "activation",
 ]  # fmt: skip
 
 

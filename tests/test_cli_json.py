@@ -129,6 +129,12 @@ def test_in_process_answers_have_the_documented_shapes(
     [wheel] = (workdir / "dist").glob("*.whl")
     assert plugbay("sign", str(wheel), "--key", "me.key", cwd=workdir).returncode == 0
     answers["verify"] = answer("verify", str(wheel), "--key", "me.pub", "--json", cwd=workdir)
+    assert plugbay("index", "build", "dist", cwd=workdir).returncode == 0
+    answers["search"] = answer("search", "acme", "--index", "dist", "--json", cwd=workdir)
+    assert [r["id"] for r in answers["search"]] == ["acme.calc"]
+    answers["config"] = answer("config", "acme.calc", "--json", cwd=workdir)
+    answers["uninstall"] = answer("uninstall", "acme.calc@1.1.0", "--json", cwd=workdir)
+    assert answers["uninstall"]["remaining"] == ["1.0.0"]  # the directory's version stays
 
     assert set(answers) == set(docs)
     # no host runs here: info and health answer from the plugins on disk (issue 15), each

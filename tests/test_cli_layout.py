@@ -46,7 +46,10 @@ def test_every_command_is_filed_under_a_help_panel() -> None:
         c.name or c.callback.__name__ for c in app.registered_commands if not c.rich_help_panel
     ]  # type: ignore[union-attr]
     assert unfiled == []
+    # command groups (state, index, token) are filed too
+    assert [g.name for g in app.registered_groups if not g.rich_help_panel] == []
     panels = {c.rich_help_panel for c in app.registered_commands}
+    panels |= {g.rich_help_panel for g in app.registered_groups}
     assert panels == {"host", "plugins", "versions", "permissions", "monitoring", "API", "develop"}
 
 

@@ -20,6 +20,7 @@ async def test_everything_bundled_is_active(bundled: Host) -> None:
         "core.monitoring": "active",
         "core.security": "active",
         "extension.processor": "active",
+        "integration.irc": "active",
         "integration.protocol": "active",
         "system.logging": "active",
         "utility.formatters": "active",

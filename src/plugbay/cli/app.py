@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import typer
 
-from plugbay.cli import develop, env, monitor, plugins, policy, run, versions, web
+from plugbay.cli import config as config_cli
+from plugbay.cli import develop, env, index, monitor, plugins, policy, run, versions, web
 from plugbay.cli import state as state_cli
+from plugbay.cli import uninstall as uninstall_cli
 from plugbay.cli._options import add_command
 
 __all__ = ["app", "main"]
@@ -32,6 +34,9 @@ app = typer.Typer(
 run.register(app)
 plugins.register(app)
 versions.register(app)
+index.register(app)
+uninstall_cli.register(app)
+config_cli.register(app)
 policy.register(app)
 monitor.register(app)
 web.register(app)

@@ -10,6 +10,7 @@ from rich.markup import escape
 
 from plugbay.api.errors import PlugbayError
 from plugbay.cli import env
+from plugbay.cli import index as plugin_index
 from plugbay.cli._console import JsonOpt, err, fail, out
 from plugbay.cli._host import the_host
 from plugbay.cli._options import (
@@ -79,7 +80,14 @@ def _move(swap: dict[str, Any]) -> str:
 
 
 def install(
-    source: Annotated[Path, typer.Argument(help="A plugin directory, or a wheel (.whl)")],
+    source: Annotated[
+        Path, typer.Argument(help="A plugin directory, a wheel (.whl), or ID@RANGE with --index")
+    ],
+    index: plugin_index.IndexOpt = None,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="With --index: install without asking.")
+    ] = False,
+    plugins: PluginsOpt = None,
     state: StateOpt = Path(".plugbay"),
     config: ConfigOpt = None,
     require_signed: Annotated[
@@ -105,7 +113,20 @@ def install(
     A wheel is verified first (plugbay.pdk): its digest and signature against the host's
     trusted keys ('plugbay trust'), and refused when the host requires signed plugins and
     it is unsigned or signed by a key the host does not trust.
+
+    With --index, SOURCE is ID@RANGE (or ID): the index's manifests are resolved with the
+    installed versions (the host's resolver, its explanations when nothing fits), the
+    permissions each new version asks for are shown (confirm, or --yes), then each wheel
+    is downloaded, checked against the index's digest, verified, and installed.
     """
+    if index is not None:
+        plugin_index.install_from_index(
+            str(source), index, state=state, plugins=plugins, config=config,
+            require_signed=require_signed, yes=yes, as_json=as_json,
+            prepare_options={"find_links": find_links or [], "offline": offline,
+                             "index_url": index_url},
+        )  # fmt: skip
+        return
     from plugbay.model.versions import Version
     from plugbay.runtime.host import HOST_VERSION
     from plugbay.runtime.store import PluginStore

@@ -9,7 +9,7 @@ import typer
 
 from plugbay.api.errors import PlugbayError
 from plugbay.cli._console import err, fail, out
-from plugbay.cli._options import StateOpt, add_command
+from plugbay.cli._options import StateOpt, prose
 
 __all__ = ["PANEL", "register"]
 
@@ -17,12 +17,19 @@ PANEL = "API"
 
 
 def token(
+    ctx: typer.Context,
     rotate: Annotated[
         bool, typer.Option("--rotate", help="Make a new token; the old one stops working.")
     ] = False,
     state: StateOpt = Path(".plugbay"),
 ) -> None:
-    """Show the API token of this state directory (and a dashboard sign-in link), or rotate it."""
+    """Show the API token of this state directory (and a dashboard sign-in link), or rotate it.
+
+    That token may do everything; 'plugbay token create --scope …' makes tokens that may
+    do less (read, call:ID), 'token list' and 'token revoke' manage them.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
     from plugbay.web.client import running_host
 
     value = _rotated(state) if rotate else _kept(state)
@@ -62,4 +69,9 @@ def _kept(state: Path) -> str:
 
 def register(app: typer.Typer) -> None:
     """Attach the API commands to ``app``."""
-    add_command(app, token, panel=PANEL)
+    from plugbay.cli import tokens
+
+    group = typer.Typer(name="token", invoke_without_command=True, no_args_is_help=False)
+    group.callback(help=prose(token.__doc__))(token)
+    tokens.add_to(group)
+    app.add_typer(group, name="token", rich_help_panel=PANEL)

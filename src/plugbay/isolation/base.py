@@ -116,6 +116,15 @@ Both raise what the plugin raised (a worker: a ``PlugbayError`` naming it), or
 :attr:`instance` in the host; a handle without an instance in the host must
 override them.
 
+Live configuration
+------------------
+:meth:`PluginHandle.change_config` gives the plugin a new, validated config through
+its ``on_config_change(old, new)`` hook (``isolation.config_change``) and returns
+``False`` when the plugin has none: the host then swaps it with state handover.
+When the hook raises, the old config stays and the plugin's error is raised. The
+default runs it on :attr:`instance`; a handle without one answers ``False`` unless
+it overrides it (the process backend sends it to the worker).
+
 Profiling
 ---------
 :meth:`PluginHandle.profile` runs one call under cProfile where the plugin runs
@@ -264,6 +273,15 @@ class PluginHandle(abc.ABC):
         if self.instance is None:
             return False, None
         return await handover.export_state(self.instance)
+
+    async def change_config(self, config: Mapping[str, Any], timeout: float) -> bool:
+        """Give the plugin a new (validated) config through its ``on_config_change`` hook;
+        False when it has none (the host swaps it with state handover instead)."""
+        if self.instance is None:
+            return False
+        from plugbay.isolation.config_change import change_config
+
+        return await change_config(self.instance, config)
 
     async def import_state(self, state: Any, timeout: float) -> bool:
         """Hand ``state`` to the plugin's ``import_state``; False when it has none."""

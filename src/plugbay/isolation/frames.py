@@ -21,6 +21,7 @@ __all__ = [
     "MAX_FRAME",
     "Call",
     "Cancel",
+    "ChangeConfig",
     "Channel",
     "Cleanup",
     "ExportState",
@@ -106,6 +107,14 @@ class Cancel(msgspec.Struct, tag=True):
 
 class Cleanup(msgspec.Struct, tag=True):
     id: int
+
+
+class ChangeConfig(msgspec.Struct, tag=True):
+    """host → worker: the plugin's new config; reply True when its ``on_config_change``
+    took it, False when it has no such hook (the host swaps it instead)."""
+
+    id: int
+    config: dict[str, Any]
 
 
 class ExportState(msgspec.Struct, tag=True):
@@ -199,6 +208,7 @@ Message = (
     | Profile
     | ExportState
     | ImportState
+    | ChangeConfig
 )
 
 _encoder = msgspec.msgpack.Encoder()

@@ -720,6 +720,10 @@ class ProcessHandle(PluginHandle):
         reply = await self._request(frames.ExportState, timeout)
         return bool(reply["supported"]), reply["state"]
 
+    async def change_config(self, config: Mapping[str, Any], timeout: float) -> bool:
+        """The plugin's ``on_config_change`` in its worker; False when it has none."""
+        return bool(await self._request(lambda r: frames.ChangeConfig(r, dict(config)), timeout))
+
     async def import_state(self, state: Any, timeout: float) -> bool:
         """Hand ``state`` to the plugin's ``import_state`` in its worker (a reload)."""
         plain = handover.plain_state(state)

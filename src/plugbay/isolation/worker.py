@@ -156,6 +156,7 @@ class Worker:
             frames.Ping: self._on_ping,
             frames.Profile: self._on_profile,
             frames.ExportState: self._on_export_state,
+            frames.ChangeConfig: self._on_change_config,
             frames.ImportState: self._on_import_state,
             frames.HostReply: self._on_host_reply,
         }
@@ -224,6 +225,12 @@ class Worker:
 
     def _on_export_state(self, message: frames.ExportState) -> None:
         self._spawn(message.id, self.export_state())
+
+    def _on_change_config(self, message: frames.ChangeConfig) -> None:
+        from plugbay.isolation.config_change import change_config
+
+        assert self.plugin is not None
+        self._spawn(message.id, change_config(self.plugin, message.config), "on_config_change")
 
     def _on_import_state(self, message: frames.ImportState) -> None:
         self._spawn(message.id, self.import_state(message.state))

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from plugbay.api.errors import PlugbayError
 
-__all__ = ["BuildError", "PdkError", "SignatureError", "TemplateError", "WheelError"]
+__all__ = [
+    "BuildError",
+    "PdkError",
+    "PluginIndexError",
+    "SignatureError",
+    "TemplateError",
+    "WheelError",
+]
 
 
 class PdkError(PlugbayError):
@@ -35,3 +42,9 @@ class SignatureError(PdkError):
     """A digest or signature does not match, a key is unknown, or a signature is required."""
 
     code = "signature_error"
+
+
+class PluginIndexError(PdkError):
+    """A plugin index cannot be built, read or fetched from, or it has no version that fits."""
+
+    code = "index_error"

@@ -46,6 +46,7 @@ from plugbay.runtime.lifecycle import (
     raise_descriptor_limit,
     sweep,
 )
+from plugbay.runtime.live_config import apply_config, audit_config
 from plugbay.runtime.manager import ManagerSettings, PluginManager, PluginRecord, PluginState
 from plugbay.runtime.plugin_info import plugin_info
 from plugbay.runtime.proxy import PluginProxy
@@ -552,6 +553,14 @@ class Host:
             self.registry.register(manifest)
         return manifest
 
+    async def uninstall(
+        self, plugin_id: str, version: str | None = None, *, purge: bool = False
+    ) -> dict[str, Any]:
+        """Stop and remove installed versions (``runtime.uninstall``); data kept unless purge."""
+        from plugbay.runtime.uninstall import uninstall
+
+        return await uninstall(self, plugin_id, version, purge=purge)
+
     def history(self, plugin_id: str | None = None, *, limit: int = 100) -> list[HistoryEvent]:
         """Installs, loads, reloads, upgrades, rollbacks and failures, newest first."""
         if self.state is None:
@@ -592,8 +601,10 @@ class Host:
 
     async def set_config(self, plugin_id: str, values: Mapping[str, Any]) -> PluginRecord:
         """Replace a plugin's run-time config values: checked against its schema with every
-        other layer first, then kept in the state and applied by reloading an active plugin.
-        On any failure the previous values stay, and the plugin keeps its old config."""
+        other layer first, then kept in the state and applied to an active plugin: by its
+        ``on_config_change`` hook when it has one, else by a swap with state handover
+        (``runtime.live_config``). On any failure the previous values stay, and the plugin
+        keeps its old config. Every change is in the plugin's history."""
         rec = self.manager.record(plugin_id)
         if self.state is None:
             raise ConfigError(
@@ -604,24 +615,24 @@ class Host:
         manifest = rec.manifest
         merged = {**self._file_config.get(plugin_id, {}), **values}
         merged.update(self._config_arg.get(plugin_id, {}))
-        if manifest is None or manifest.config is None:
-            if values:
-                raise ConfigError(
-                    f"config was given ({', '.join(sorted(values))}) but the plugin declares none",
-                    plugin=plugin_id,
-                    where=manifest.location if manifest else None,
-                    hint="add a [config] schema to the manifest first",
-                )
-        else:
-            manifest.config.validate(merged, source="run-time config")
+        schema = manifest.config if manifest is not None else None
+        if schema is None and values:
+            raise ConfigError(
+                f"config was given ({', '.join(sorted(values))}) but the plugin declares none",
+                plugin=plugin_id,
+                where=manifest.location if manifest else None,
+                hint="add a [config] schema to the manifest first",
+            )
+        full = {} if schema is None else schema.validate(merged, source="run-time config")
         previous = self.state.get_config(plugin_id)
         self.state.set_config(plugin_id, dict(values))
         if rec.state is PluginState.ACTIVE:
-            try:
-                return await self.reload(plugin_id)
+            try:  # its on_config_change hook, else a swap (runtime.live_config)
+                return await apply_config(self, rec, full, values)
             except BaseException:
                 self.state.set_config(plugin_id, previous or {})
                 raise
+        audit_config(self, plugin_id, manifest, values, "the next start")
         return rec
 
     async def grant(self, plugin_id: str, permission: str) -> dict[str, Any]:

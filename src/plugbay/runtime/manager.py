@@ -206,6 +206,12 @@ class PluginManager(Starting, Supervision, SecurityEvents):
                 "threads": proc.num_threads(),
             }
 
+    def forget(self, plugin_id: str) -> None:
+        """Drop the record of a plugin that is stopped and no longer there (uninstalled)."""
+        rec = self._records.get(plugin_id)
+        if rec is not None and rec.state is not PluginState.ACTIVE:
+            del self._records[plugin_id]
+
     @property
     def records_by_id(self) -> Mapping[str, PluginRecord]:
         """Every record by id (read-only view for the monitor)."""

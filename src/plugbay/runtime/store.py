@@ -117,13 +117,15 @@ class PluginStore:
         *,
         host_version: Version | None = None,
         prepare: Callable[[PluginManifest], object] | None = None,
+        origin: str | None = None,
     ) -> PluginManifest:
         """Add a plugin directory (or a wheel) to the store; returns the stored manifest.
 
         Refuses a version already installed, and one whose ``host`` range excludes
         this host. ``prepare`` runs once the manifest passed those checks and before
         anything is written (it builds the plugin's Python environment: when it fails,
-        nothing is installed). Nothing of the plugin runs.
+        nothing is installed). Nothing of the plugin runs. ``origin`` is recorded as
+        where it came from (an index URL) instead of ``source``.
         """
         source = Path(source)
         if source.is_file() and source.suffix == ".whl":
@@ -132,6 +134,7 @@ class PluginStore:
                     wheel_to_directory(source, Path(tmp)),
                     host_version=host_version,
                     prepare=prepare,
+                    origin=origin,
                 )
         if not source.exists():
             raise ManifestError(
@@ -168,12 +171,13 @@ class PluginStore:
             prepare(manifest)
         target = self._copy(source, manifest)
         if self.state is not None:
-            self.state.record_installed(manifest.id, str(manifest.version), str(source.resolve()))
+            came_from = origin or str(source.resolve())
+            self.state.record_installed(manifest.id, str(manifest.version), came_from)
             self.state.add_event(
                 manifest.id,
                 "install",
                 version=str(manifest.version),
-                details={"source": str(source.resolve()), "path": str(target)},
+                details={"source": came_from, "path": str(target)},
             )
         return load_manifest(target)
 

@@ -38,6 +38,7 @@ from plugbay.state._sqlite import (
     rollback,
     utf8_safe,
 )
+from plugbay.state._tokens import ApiTokens
 
 __all__ = [
     "BACKUP_DIR",
@@ -86,7 +87,7 @@ _PLUGIN_COLUMNS: Final = "plugin_id, enabled, disabled_reason, active_version, c
 _HISTORY_COLUMNS: Final = "id, time, plugin_id, action, version, result, reason, details"
 
 
-class StateStore:
+class StateStore(ApiTokens):
     """One SQLite database in WAL mode. Thread-safe: one connection, guarded by a lock."""
 
     path: Path

@@ -81,6 +81,19 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
     # 2 → 3: held: the operator chose the active version (rollback, upgrade); a restart keeps it
     # even where a plugin directory now holds another version.
     ("ALTER TABLE plugins ADD COLUMN held INTEGER NOT NULL DEFAULT 0",),
+    # 3 → 4: scoped API tokens, kept as a SHA-256 of the token (the token itself is shown once)
+    (
+        """CREATE TABLE api_tokens (
+            id TEXT PRIMARY KEY,
+            digest TEXT NOT NULL UNIQUE,
+            scopes TEXT NOT NULL,
+            note TEXT,
+            created REAL NOT NULL,
+            expires REAL,
+            revoked REAL,
+            last_used REAL
+        )""",
+    ),
 )
 
 #: The schema this plugbay writes; a database with a higher ``user_version`` is refused.

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import re
+from collections.abc import Callable
 from typing import Any, Final
 
 from fastapi import FastAPI, Request
@@ -18,7 +19,7 @@ from starlette.types import ASGIApp
 
 from plugbay.api.errors import PlugbayError
 from plugbay.runtime.host import HOST_VERSION, Host
-from plugbay.web import _dashboard, _grants
+from plugbay.web import _access, _dashboard, _grants, _uninstall
 from plugbay.web._api import call_response, plugbay_error, router
 from plugbay.web._drain import Draining
 from plugbay.web._errors import error_response, http_error
@@ -26,6 +27,7 @@ from plugbay.web._gate import Caller, Gate
 from plugbay.web._models import StreamSample
 from plugbay.web._plugin_docs import add_plugin_paths, plugins_key
 from plugbay.web._series import Series
+from plugbay.web.scopes import Access
 from plugbay.web.token import TokenFile
 
 __all__ = ["MAX_BODY", "WebApp", "create_app"]
@@ -80,6 +82,8 @@ def create_app(
     )
     api.include_router(router)
     api.include_router(_grants.router)
+    api.include_router(_uninstall.router)
+    api.include_router(_access.router)
     api.include_router(_dashboard.router)
     series = Series(host, interval=sample_interval)
     api.state.host = host
@@ -99,11 +103,24 @@ def create_app(
     def preflight(caller: Caller) -> None:
         _audit_before(host, caller)
 
-    gate = Gate(api, tokens=tokens, max_body=max_body, audit=audit, call=call, preflight=preflight)
+    gate = Gate(
+        api, tokens=tokens, max_body=max_body, audit=audit, call=call, preflight=preflight,
+        scoped=_scoped(host),
+    )  # fmt: skip
     web = WebApp(host, api, gate, series)
     web.asgi = Draining(gate, host)  # 503 while stopping
     api.state.web = web
     return web
+
+
+def _scoped(host: Host) -> Callable[[str], Access | str] | None:
+    """Scoped tokens live in the state; a host without one has only its own token."""
+    from plugbay.web.scopes import scoped_access
+
+    state = host.state
+    if state is None:
+        return None
+    return lambda given: scoped_access(state, given)
 
 
 def _audit(host: Host, caller: Caller) -> None:

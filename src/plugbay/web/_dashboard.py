@@ -23,6 +23,7 @@ from plugbay.runtime.host import Host
 from plugbay.web._api import errors
 from plugbay.web._errors import error_response, http_error
 from plugbay.web._graph import STATE_COLOURS, dependency_svg
+from plugbay.web.scopes import Access
 
 __all__ = ["router"]
 
@@ -98,6 +99,7 @@ async def dashboard(request: Request) -> HTMLResponse:
         .replace("{{graph}}", _graph(host))
         .replace("{{interval}}", str(request.app.state.series.interval))
         .replace("{{rollback}}", "yes" if _has_route(request, "/rollback") else "no")
+        .replace("{{scopes}}", escape(" ".join(_scopes(request))))
     )
     return HTMLResponse(page, headers={"Cache-Control": "no-store"})
 
@@ -162,6 +164,12 @@ async def stream(
         events(), media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )  # fmt: skip
+
+
+def _scopes(request: Request) -> list[str]:
+    """What the page's token may do: the script offers only that (``web.scopes``)."""
+    access = getattr(request.state, "access", None)
+    return sorted(access.scopes) if isinstance(access, Access) else ["admin"]
 
 
 def _starting(host: Host) -> str:

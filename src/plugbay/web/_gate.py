@@ -34,6 +34,7 @@ from urllib.parse import parse_qs, urlencode
 
 from plugbay.api.errors import PlugbayError
 from plugbay.web._errors import error_response, http_error, status_for
+from plugbay.web.scopes import PREFIX, Access, allows, needed_scope
 from plugbay.web.token import TokenFile, fingerprint
 
 __all__ = ["COOKIE", "MAX_JSON_DEPTH", "Caller", "Gate"]
@@ -79,8 +80,11 @@ class Gate:
         audit: Callable[[Caller], None],
         call: Callable[[str, str, bytes], Awaitable[ASGIApp]] | None = None,
         preflight: Callable[[Caller], None] | None = None,
+        scoped: Callable[[str], Access | str] | None = None,
     ) -> None:
         self.app = app
+        #: the scoped tokens (``web.scopes``): a token's access, or why it has none
+        self.scoped = scoped
         #: writes the audit record of a change before it is made; when it raises, the
         #: change is refused (an action whose record cannot be kept is not done)
         self.preflight = preflight
@@ -135,6 +139,10 @@ class Gate:
         if caller.get("login"):
             await self._login_redirect(scope, send)
             return
+        scope["state"]["access"] = Access(caller["token_id"], frozenset(caller["scopes"]))
+        if not allows(frozenset(caller["scopes"]), method, path):
+            await self._forbidden(scope, receive, send, caller)
+            return
 
         # -- the body, bounded --------------------------------------------------------------
         body = b""
@@ -174,6 +182,30 @@ class Gate:
             await _send_login(send, error.message)
             return
         await error_response(error, status, extra)(scope, receive, send)
+
+    async def _forbidden(self, scope: Scope, receive: Receive, send: Send, caller: Caller) -> None:
+        """A valid token without the scope this request needs: 403, recorded."""
+        needed = needed_scope(scope["method"], scope["path"])
+        error = http_error(
+            "scope_denied",
+            f"the token {caller.get('token_id')} ({', '.join(caller['scopes'])}) may not "
+            f"{scope['method']} {scope['path']}: that needs the scope {needed}",
+            hint=f"ask the host's operator for a token with {needed} "
+            "('plugbay token create --scope …')",
+            needed=needed,
+        )
+        caller.update(status=403, result="denied", reason=error.message)
+        self._audit(caller)
+        await error_response(error, 403)(scope, receive, send)
+
+    def _access(self, given: str) -> Access | str | None:
+        """The access ``given`` has: all of it for the host's own token, a scoped token's,
+        or why a scoped token has none (None: not a token this host knows at all)."""
+        if self.tokens.matches(given):
+            return Access("host", frozenset({"admin"}))
+        if self.scoped is None or not given.startswith(PREFIX):
+            return None
+        return self.scoped(given)
 
     async def _bounded_body(
         self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str], caller: Caller
@@ -246,40 +278,21 @@ class Gate:
         challenge = {"WWW-Authenticate": 'Bearer realm="plugbay"'}
         auth = headers.get("authorization")
         if auth is not None:
-            scheme, _, given = auth.partition(" ")
-            if scheme.lower() != "bearer" or not given.strip():
-                return (
-                    401,
-                    http_error(
-                        "unauthorized",
-                        "the Authorization header is not 'Bearer <token>'",
-                        hint="send 'Authorization: Bearer <token>'; 'plugbay token' shows the token",
-                    ),
-                    challenge,
-                )
-            if not self.tokens.matches(given.strip()):
-                return (
-                    401,
-                    http_error(
-                        "token_invalid",
-                        "the bearer token is not this host's token (wrong, or rotated since)",
-                        hint="'plugbay token' on the host's machine shows the current one",
-                    ),
-                    {"WWW-Authenticate": 'Bearer realm="plugbay", error="invalid_token"'},
-                )
-            caller.update(auth="bearer", token=fingerprint(given.strip()))
-            return None
+            return self._bearer(auth, caller, challenge)
         query = scope.get("query_string", b"")
         if method == "GET" and b"token=" in query:
             given = (parse_qs(query.decode("latin-1")).get("token") or [""])[0]
-            if self.tokens.matches(given):
+            access = self._access(given)
+            if isinstance(access, Access):
                 caller.update(auth="link", token=fingerprint(given), login=True)
+                _grant(caller, access)
                 return None
             return (
                 401,
                 http_error(
                     "token_invalid",
-                    "the token in the link is not this host's token (wrong, or rotated since)",
+                    access
+                    or "the token in the link is not this host's token (wrong, or rotated since)",
                     hint="'plugbay token' on the host's machine shows the current one",
                 ),
                 challenge,
@@ -296,17 +309,20 @@ class Gate:
                 ),
                 challenge,
             )
-        if not self.tokens.matches(cookie):
+        access = self._access(cookie)
+        if not isinstance(access, Access):
             return (
                 401,
                 http_error(
                     "token_invalid",
-                    "the dashboard's saved token is not this host's token (rotated since?)",
+                    access
+                    or "the dashboard's saved token is not this host's token (rotated since?)",
                     hint="open the dashboard again with the link 'plugbay token' prints",
                 ),
                 challenge,
             )
         caller.update(auth="cookie", token=fingerprint(cookie))
+        _grant(caller, access)
         origin = headers.get("origin")
         if method not in _SAFE:
             # A browser sends Origin with every POST/PUT/DELETE; a cookie-carrying change
@@ -323,6 +339,36 @@ class Gate:
                     ),
                     None,
                 )
+        return None
+
+    def _bearer(
+        self, auth: str, caller: Caller, challenge: dict[str, str]
+    ) -> tuple[int, PlugbayError, dict[str, str] | None] | None:
+        """``Authorization: Bearer …``: the host's own token, or a scoped one."""
+        scheme, _, given = auth.partition(" ")
+        if scheme.lower() != "bearer" or not given.strip():
+            return (
+                401,
+                http_error(
+                    "unauthorized",
+                    "the Authorization header is not 'Bearer <token>'",
+                    hint="send 'Authorization: Bearer <token>'; 'plugbay token' shows the token",
+                ),
+                challenge,
+            )
+        access = self._access(given.strip())
+        if not isinstance(access, Access):
+            return (
+                401,
+                http_error(
+                    "token_invalid",
+                    access or "the bearer token is not this host's token (wrong, or rotated since)",
+                    hint="'plugbay token' on the host's machine shows the current one",
+                ),
+                {"WWW-Authenticate": 'Bearer realm="plugbay", error="invalid_token"'},
+            )
+        caller.update(auth="bearer", token=fingerprint(given.strip()))
+        _grant(caller, access)
         return None
 
     async def _read_body(
@@ -398,6 +444,11 @@ class Gate:
     def _audit(self, caller: Caller) -> None:
         caller["time"] = time.time()
         self.audit(caller)
+
+
+def _grant(caller: Caller, access: Access) -> None:
+    """What the caller may do, as the security log records it."""
+    caller.update(token_id=access.token_id, scopes=sorted(access.scopes))
 
 
 def _stamped(send: Send, scope: Scope, request_id: str, started: list[bool]) -> Send:

@@ -166,6 +166,11 @@ class HostClient:
     def revoke(self, plugin_id: str, permission: str) -> dict[str, Any]:
         return self._op(plugin_id, "revoke", {"permission": permission})
 
+    def uninstall(
+        self, plugin_id: str, version: str | None = None, *, purge: bool = False
+    ) -> dict[str, Any]:
+        return self._op(plugin_id, "uninstall", {"version": version, "purge": purge})
+
     def _op(self, plugin_id: str, op: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         return self._json("POST", f"/api/v1/plugins/{plugin_id}/{op}", body)  # type: ignore[no-any-return]
 

@@ -7,6 +7,11 @@ const body = document.body;
 const interval = parseFloat(body.dataset.interval || "1");
 const KEEP = 300; // points per chart: five minutes at one sample a second
 const rollbackAvailable = body.dataset.rollback === "yes";
+// what this page's token may do (read, call:ID, admin): only that is offered
+const scopes = (body.dataset.scopes || "admin").split(" ");
+const admin = scopes.includes("admin");
+const mayCall = (id) => admin || scopes.includes(`call:${id}`);
+if (!admin) body.classList.add("read-only");
 
 let selected = null; // plugin id whose charts are shown
 let points = []; // its series
@@ -229,6 +234,7 @@ async function select(id) {
     drawCharts();
     describe(detail);
     fillCallForm(detail);
+    fillConfigForm(id);
   } catch (error) {
     $("#detail-title").textContent = `${id}: ${error.text || error}`;
   }
@@ -243,7 +249,7 @@ function describe(d) {
   if (d.permissions && d.permissions.effective.length) parts.push(`permissions: ${d.permissions.effective.join(", ")}`);
   // asked for and not granted: the diff the operator approves (approving = granting)
   const pending = (d.permissions && d.permissions.pending) || [];
-  if (pending.length) parts.push(`pending approval: ${pending.map((p) => `${p} (plugbay grant ${d.id} ${p})`).join(", ")}`);
+  showPermissionDiff(d.id, pending);
   const info = $("#detail-info");
   info.textContent = parts.join(" — ");
   const reason = $("#detail-reason");
@@ -258,11 +264,97 @@ let commands = [];
 function fillCallForm(detail) {
   commands = detail.commands || [];
   const form = $("#call-form");
-  form.hidden = commands.length === 0;
+  form.hidden = commands.length === 0 || !mayCall(selected);
   const sel = $("#call-command");
   sel.innerHTML = commands.map((c) => `<option value="${esc(c.name)}">${esc(c.name)}</option>`).join("");
   showSignature();
   $("#call-result").textContent = "";
+}
+
+// the config form: one input per key of the manifest's schema; the host checks the values
+// the same way as at start (novalidate: the browser does not second-guess it)
+let configView = null;
+
+async function fillConfigForm(id) {
+  const form = $("#config-form");
+  form.hidden = true;
+  configView = null;
+  if (!admin) return;
+  let view;
+  try {
+    view = await api("GET", `/api/v1/plugins/${encodeURIComponent(id)}/config`);
+  } catch (error) {
+    return;
+  }
+  if (selected !== id) return;
+  const fields = Object.entries(view.schema || {});
+  if (!fields.length) return;
+  configView = view;
+  $("#config-fields").innerHTML = fields.map(([key, f]) => configInput(key, f, view.config[key])).join("");
+  $("#config-result").textContent = "";
+  form.hidden = false;
+}
+
+function configInput(key, f, value) {
+  const attrs = `id="cfg-${esc(key)}" name="${esc(key)}" data-type="${esc(f.type)}"`;
+  let input;
+  if (f.enum) {
+    input = `<select ${attrs}>` + f.enum.map((v) => `<option${v === value ? " selected" : ""}>${esc(v)}</option>`).join("") + "</select>";
+  } else if (f.type === "boolean") {
+    input = `<input type="checkbox" ${attrs}${value ? " checked" : ""}>`;
+  } else if (f.type === "integer" || f.type === "number") {
+    input = `<input type="number" step="${f.type === "integer" ? "1" : "any"}" ${attrs} value="${esc(value ?? "")}">`;
+  } else if (f.type === "array" || f.type === "object") {
+    input = `<textarea rows="2" ${attrs}>${esc(JSON.stringify(value ?? (f.type === "array" ? [] : {})))}</textarea>`;
+  } else {
+    input = `<input type="text" ${attrs} value="${esc(value ?? "")}">`;
+  }
+  const hint = f.description ? `<small>${esc(f.description)}</small>` : "";
+  return `<div class="cfg"><label for="cfg-${esc(key)}">${esc(key)}</label>${input}${hint}</div>`;
+}
+
+function configValue(el) {
+  const t = el.dataset.type;
+  if (t === "boolean") return el.checked;
+  if ((t === "integer" || t === "number") && el.value.trim() !== "" && !Number.isNaN(Number(el.value))) return Number(el.value);
+  if (t === "array" || t === "object") {
+    try {
+      return JSON.parse(el.value);
+    } catch (e) {
+      return el.value; // the host names the key and what it expects
+    }
+  }
+  return el.value;
+}
+
+async function saveConfig(event) {
+  event.preventDefault();
+  if (!configView || !selected) return;
+  const id = selected;
+  const values = { ...configView.runtime };
+  for (const el of $("#config-fields").querySelectorAll("[name]")) {
+    el.removeAttribute("aria-invalid");
+    const value = configValue(el);
+    if (JSON.stringify(value) !== JSON.stringify(configView.config[el.name])) values[el.name] = value;
+  }
+  const result = $("#config-result");
+  result.textContent = "applying…";
+  result.className = "";
+  try {
+    await api("PUT", `/api/v1/plugins/${encodeURIComponent(id)}/config`, { values });
+    result.textContent = "applied";
+    await fillConfigForm(id);
+    $("#config-result").textContent = "applied";
+  } catch (error) {
+    result.textContent = error.text || String(error);
+    result.className = "error";
+    const key = (error.where || "").split(": ").pop();
+    const field = key && $("#config-fields").querySelector(`[name="${CSS.escape(key)}"]`);
+    if (field) {
+      field.setAttribute("aria-invalid", "true");
+      field.focus();
+    }
+  }
 }
 
 function showSignature() {
@@ -301,6 +393,49 @@ async function callCommand(event) {
 }
 
 // ------------------------------------------------------------------ operations
+
+// the permission diff of an upgrade: what the version serving now asks for beyond its
+// grants, each with approve (a grant, applied at once) and deny (recorded; it runs without)
+async function showPermissionDiff(id, pending) {
+  const box = $("#permission-diff");
+  box.hidden = pending.length === 0;
+  if (!pending.length) return;
+  let denied = new Set();
+  try {
+    const events = await api("GET", `/api/v1/plugins/${encodeURIComponent(id)}/history?limit=500`);
+    for (const e of events.slice().reverse()) {
+      if (e.action === "deny") denied.add(e.reason);
+      if (e.action === "grant" || e.action === "revoke") denied.delete(e.reason);
+    }
+  } catch (error) {
+    denied = new Set();
+  }
+  if (selected !== id) return;
+  $("#pending").innerHTML = pending.map((p) => {
+    const note = denied.has(p) ? ' <span class="muted">denied: it runs without it</span>' : "";
+    const buttons = admin
+      ? `<button type="button" data-perm="${esc(p)}" data-answer="grants">approve</button>` +
+        (denied.has(p) ? "" : `<button type="button" data-perm="${esc(p)}" data-answer="deny">deny</button>`)
+      : "";
+    return `<li><code>${esc(p)}</code>${note} ${buttons}</li>`;
+  }).join("");
+}
+
+async function answerPermission(button) {
+  const id = selected;
+  const status = $("#op-result");
+  status.className = "";
+  button.disabled = true;
+  try {
+    await api("POST", `/api/v1/plugins/${encodeURIComponent(id)}/${button.dataset.answer}`, { permission: button.dataset.perm });
+    status.textContent = `${id}: ${button.dataset.perm} ${button.dataset.answer === "grants" ? "granted" : "denied"}`;
+    select(id);
+  } catch (error) {
+    status.className = "error";
+    status.textContent = error.text || String(error);
+    button.disabled = false;
+  }
+}
 
 async function operate(id, op, button) {
   const status = $("#op-result");
@@ -424,6 +559,11 @@ $("#filter").addEventListener("input", applyFilter);
 $("#logs-only").addEventListener("change", refreshLogs);
 $("#call-command").addEventListener("change", showSignature);
 $("#call-form").addEventListener("submit", callCommand);
+$("#config-form").addEventListener("submit", saveConfig);
+$("#pending").addEventListener("click", (event) => {
+  const target = event.target.closest("button[data-answer]");
+  if (target) answerPermission(target);
+});
 window.addEventListener("resize", drawCharts);
 connect();
 refreshLogs();

@@ -1,0 +1,378 @@
+"""integration.irc: a chat peer on a real IRC server, answering through ``conversation``.
+
+It connects to ``server:port``, registers as ``nick`` and joins ``channel``. A line on
+the channel addressed to it (``plugbay: how are you?``), or a private message, goes to
+the ``conversation`` service (ELIZA's DOCTOR when bundled) with the sender's nick as
+the session, and the answer comes back on the channel (``alice: Why do you ask?``).
+
+What it says goes through one bounded queue:
+
+* **backpressure**: a sender (``say``, ``send_message``, an answer) waits while the
+  queue holds ``queue-size`` lines, at most ``send-timeout`` seconds, then is refused;
+* **rate**: a token bucket lets ``burst`` lines go at once, then ``rate`` a second,
+  so the server never sees a flood (ngIRCd and others throttle or drop flooders);
+* a line leaves the queue only once it was written to the server: a connection
+  that breaks keeps it, and it goes after the reconnection.
+
+**Reconnection**: when the server goes away (restart, network), it tries again after
+0.05 s, doubling to ``reconnect-max``, and joins the channel again.
+
+**Hot reload**: the new version connects beside the old one (as ``nick_`` while the
+old holds the nick, taking the nick back when the old one quits). ``export_state``
+stops the old version's sending and hands its unsent lines over; the new one sends
+them first. If no new version takes them within 30 s (a failed swap), the old one
+sends them itself. A host stop keeps them for the next start the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import time
+from dataclasses import dataclass
+from typing import Any, Final, Protocol
+
+from plugbay import (
+    EndpointConfig,
+    IntegrationPlugin,
+    Message,
+    PlugbayError,
+    PluginContext,
+    ServiceError,
+    command,
+)
+
+from .irc_lines import Line, Pacer, parse, privmsg
+
+__all__ = ["IrcPlugin", "IrcStatus"]
+
+#: seconds the exported lines wait for a new version before this one sends them itself
+_THAW: Final = 30.0
+_FIRST_DELAY: Final = 0.05
+
+
+class Conversation(Protocol):
+    async def respond(self, text: str, session: str = "default") -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class IrcStatus:
+    connected: bool
+    nick: str
+    channel: str
+    queued: int
+    sent: int
+    received: int
+    reconnects: int
+
+
+class QueueFull(PlugbayError):
+    """The send queue stayed full for ``send-timeout`` seconds: the line was not queued."""
+
+    code = "irc_queue_full"
+
+
+class IrcPlugin(IntegrationPlugin):
+    protocol = "irc"
+
+    def __init__(self) -> None:
+        self.endpoints: list[EndpointConfig] = []
+        self.server, self.port = "", 6667
+        self.wanted_nick = self.nick = "plugbay"
+        self.channel = "#plugbay"
+        self.queue_size, self.send_timeout = 256, 10.0
+        self.reconnect_max = 30.0
+        self.sent = self.received = self.reconnects = 0
+        self._queue: collections.deque[tuple[str, str]] = collections.deque()
+        self._pacer = Pacer(2.0, 5)
+        self._cond: asyncio.Condition | None = None
+        self._joined = False
+        self._frozen = False
+        self._thaw: asyncio.TimerHandle | None = None
+        self._closing = False
+        self._task: asyncio.Task[None] | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._answers: set[asyncio.Task[None]] = set()
+        self._conversation: Conversation | None = None
+
+    async def initialize(self, context: PluginContext) -> None:
+        config = context.config
+        self.server, self.port = str(config["server"]), int(config["port"])
+        self.wanted_nick = self.nick = str(config["nick"])
+        self.channel = str(config["channel"])
+        self.queue_size = int(config["queue-size"])
+        self.send_timeout = float(config["send-timeout"])
+        self.reconnect_max = float(config["reconnect-max"])
+        self._pacer = Pacer(float(config["rate"]), int(config["burst"]))
+        self._cond = asyncio.Condition()
+        await self.connect()
+
+    async def cleanup(self) -> None:
+        await self.disconnect()
+
+    def on_config_change(self, old: dict[str, Any], new: dict[str, Any]) -> None:
+        """The pace and the queue's bounds change in place; a new server, nick or
+        channel needs a new connection, so it is refused here (the host then swaps)."""
+        moved = [k for k in ("server", "port", "nick", "channel") if old[k] != new[k]]
+        if moved:
+            raise ValueError(f"{', '.join(moved)} changed: reconnect by a reload")
+        self.queue_size, self.send_timeout = int(new["queue-size"]), float(new["send-timeout"])
+        self.reconnect_max = float(new["reconnect-max"])
+        self._pacer = Pacer(float(new["rate"]), int(new["burst"]))
+
+    # -- IntegrationPlugin ----------------------------------------------------------------
+
+    async def connect(self) -> None:
+        """Start the connection loop (it connects, registers, joins, and reconnects)."""
+        if not self.server:
+            self.context.logger.info("no IRC server configured (config key 'server'): idle")
+            return
+        if self._task is None or self._task.done():
+            self._closing = False
+            self._task = asyncio.create_task(self._run())
+            self.endpoints = [EndpointConfig("server", self.server, self.port, {"protocol": "irc"})]
+
+    async def disconnect(self) -> None:
+        """Say QUIT, close the connection, stop reconnecting."""
+        self._closing = True
+        if self._thaw is not None:
+            self._thaw.cancel()
+        writer = self._writer
+        if writer is not None and not writer.is_closing():
+            with contextlib.suppress(OSError, RuntimeError):
+                writer.write(b"QUIT :plugbay says goodbye\r\n")
+                async with asyncio.timeout(1):
+                    await writer.drain()
+        tasks = [t for t in (self._task, *self._answers) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._task = None
+        self.endpoints = []
+
+    def is_connected(self) -> bool:
+        return self._joined
+
+    async def send_message(self, message: Message) -> None:
+        """Queue ``message.body`` for the channel (or ``message.endpoint``, a nick or
+        another channel); waits while the queue is full, at most ``send-timeout``."""
+        await self._enqueue(message.endpoint or self.channel, message.body)
+
+    # -- commands ---------------------------------------------------------------------
+
+    @command
+    async def say(self, text: str, target: str = "") -> int:
+        """Say ``text`` on the channel (or to ``target``); returns the lines queued after it."""
+        if not text.strip():
+            raise ValueError("text must not be empty")
+        await self._enqueue(target or self.channel, text)
+        return len(self._queue)
+
+    @command
+    def status(self) -> IrcStatus:
+        """Joined or not, as which nick, and lines queued, sent, heard, reconnections."""
+        return IrcStatus(
+            self._joined, self.nick, self.channel, len(self._queue), self.sent, self.received,
+            self.reconnects,
+        )  # fmt: skip
+
+    # -- state across a reload or a restart -------------------------------------------
+
+    async def export_state(self) -> dict[str, Any]:
+        """Stop sending and hand the unsent lines over (see the module docstring)."""
+        cond = self._cond
+        if cond is None:
+            return {"queue": []}
+        async with cond:
+            self._frozen = True  # the pump holds cond while it writes: nothing half-sent
+            lines = [list(item) for item in self._queue]
+        self._thaw = asyncio.get_running_loop().call_later(_THAW, self._unfreeze)
+        return {"queue": lines}
+
+    async def import_state(self, state: dict[str, Any]) -> None:
+        """Send the lines a version before did not, first."""
+        lines = [(str(t), str(x)) for t, x in state.get("queue", [])]
+        cond = self._cond
+        if cond is None:
+            return
+        async with cond:
+            self._queue.extendleft(reversed(lines))
+            self._frozen = False
+            cond.notify_all()
+
+    def _unfreeze(self) -> None:
+        cond = self._cond
+        if cond is None or self._closing:
+            return
+
+        async def thaw() -> None:
+            async with cond:
+                self._frozen = False
+                cond.notify_all()
+
+        task = asyncio.ensure_future(thaw())
+        self._answers.add(task)
+        task.add_done_callback(self._answers.discard)
+
+    # -- the queue ----------------------------------------------------------------------
+
+    async def _enqueue(self, target: str, text: str) -> None:
+        cond = self._cond
+        assert cond is not None, "not initialized"
+        async with cond:
+            try:
+                async with asyncio.timeout(self.send_timeout):
+                    await cond.wait_for(lambda: len(self._queue) < self.queue_size)
+            except TimeoutError:
+                raise QueueFull(
+                    f"the send queue stayed full ({self.queue_size} lines) for "
+                    f"{self.send_timeout:g} s",
+                    plugin=self.id,
+                    hint="the server is slow or away; raise queue-size or rate, or retry later",
+                ) from None
+            self._queue.append((target, text))
+            cond.notify_all()
+
+    async def _pump(self, writer: asyncio.StreamWriter) -> None:
+        """Send queued lines at the pace, each leaving the queue once written."""
+        cond = self._cond
+        assert cond is not None
+        while True:
+            async with cond:
+                await cond.wait_for(lambda: bool(self._queue) and self._joined and not self._frozen)
+                delay = self._pacer.wait()
+                if delay == 0:
+                    target, text = self._queue[0]
+                    writer.write((privmsg(target, text) + "\r\n").encode())
+                    await writer.drain()
+                    self._queue.popleft()
+                    self.sent += 1
+                    cond.notify_all()
+                    continue
+            await asyncio.sleep(delay)
+
+    # -- the connection -------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        delay = _FIRST_DELAY
+        while not self._closing:
+            try:
+                reader, writer = await asyncio.open_connection(self.server, self.port)
+            except OSError as exc:
+                self.context.logger.info("cannot reach %s:%d (%s)", self.server, self.port, exc)
+            else:
+                self._writer = writer
+                joined = await self._session(reader, writer)
+                if joined:
+                    delay = _FIRST_DELAY
+            if self._closing:
+                return
+            self.reconnects += 1
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.reconnect_max)
+
+    async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        """One connection, until it ends; whether it got as far as joining the channel."""
+        pump: asyncio.Task[None] | None = None
+        joined_once = False
+        try:
+            self.nick = self.wanted_nick
+            writer.write(f"NICK {self.nick}\r\nUSER plugbay 0 * :plugbay chat peer\r\n".encode())
+            await writer.drain()
+            pump = asyncio.create_task(self._pump(writer))
+            while raw := await reader.readline():
+                self.received += 1
+                joined_once = await self._on_line(
+                    parse(raw.decode("utf-8", "replace")), writer
+                ) or (joined_once)
+        except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
+            self.context.logger.info("connection to %s:%d ended: %s", self.server, self.port, exc)
+        finally:
+            await self._set_joined(False)
+            if pump is not None:
+                pump.cancel()
+                with contextlib.suppress(asyncio.CancelledError, OSError, ConnectionError):
+                    await pump
+            writer.close()
+            with contextlib.suppress(OSError, ConnectionError):
+                await writer.wait_closed()
+            self._writer = None
+        if not self._closing:
+            self.context.logger.warning("lost %s:%d; reconnecting", self.server, self.port)
+        return joined_once
+
+    async def _on_line(self, line: Line, writer: asyncio.StreamWriter) -> bool:
+        """React to one server line; True when it was our JOIN of the channel."""
+        cmd, params = line.command, line.params
+        if cmd == "PING":
+            writer.write(f"PONG :{params[-1] if params else ''}\r\n".encode())
+        elif cmd == "001" and params:
+            self.nick = params[0]
+            writer.write(f"JOIN {self.channel}\r\n".encode())
+        elif cmd == "433":  # the nick is taken (the version before still holds it)
+            self.nick += "_"
+            writer.write(f"NICK {self.nick}\r\n".encode())
+        elif cmd == "JOIN" and line.nick == self.nick and params and params[0] == self.channel:
+            await self._set_joined(True)
+            self.context.logger.info("joined %s on %s as %s", self.channel, self.server, self.nick)
+            return True
+        elif cmd in ("QUIT", "NICK") and line.nick == self.wanted_nick != self.nick:
+            writer.write(f"NICK {self.wanted_nick}\r\n".encode())  # the nick is free again
+        elif cmd == "NICK" and line.nick == self.nick and params:
+            self.nick = params[0]
+        elif cmd == "PRIVMSG" and len(params) == 2:
+            self._heard(line.nick, params[0], params[1])
+        elif cmd == "ERROR":
+            raise ValueError(f"the server closed the link: {' '.join(params)}")
+        await writer.drain()
+        return False
+
+    async def _set_joined(self, joined: bool) -> None:
+        cond = self._cond
+        assert cond is not None
+        async with cond:
+            self._joined = joined
+            cond.notify_all()
+
+    def _heard(self, sender: str, target: str, text: str) -> None:
+        """A line on the channel addressed to us, or a private one: answer it."""
+        if target == self.nick:
+            question, reply_to, lead = text, sender, ""
+        else:
+            head, sep, rest = text.partition(" ")
+            if target != self.channel or not sep or head.rstrip(":,") != self.nick:
+                return
+            if head[-1:] not in (":", ","):
+                return
+            question, reply_to, lead = rest, self.channel, f"{sender}: "
+        task = asyncio.create_task(self._answer(sender, question, reply_to, lead))
+        self._answers.add(task)
+        task.add_done_callback(self._answers.discard)
+
+    async def _answer(self, sender: str, question: str, reply_to: str, lead: str) -> None:
+        started = time.perf_counter()
+        answer = await self._respond(question, sender)
+        try:
+            await self._enqueue(reply_to, lead + answer)
+        except QueueFull as exc:
+            self.context.logger.warning("dropped the answer to %s: %s", sender, exc.message)
+            return
+        self.context.metrics.observe("irc_answer_seconds", time.perf_counter() - started)
+
+    async def _respond(self, text: str, session: str) -> str:
+        """The conversation service's answer, or a line saying why there is none."""
+        service = self._conversation
+        if service is None:
+            try:
+                service = self.context.services.require("conversation", "^1")
+            except ServiceError as exc:
+                return f"(no conversation service: {exc.message})"
+            self._conversation = service
+        try:
+            answer = await service.respond(text=text, session=f"irc:{session}")
+        except PlugbayError as exc:
+            self._conversation = None
+            self.context.logger.warning("conversation service failed: %s", exc)
+            return f"(the conversation service failed: {exc.code})"
+        return answer if isinstance(answer, str) else "(the conversation service sent no text)"

@@ -1,0 +1,137 @@
+"""``plugbay config ID [key=value …]``: a plugin's config, shown or changed while it serves."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from plugbay.api.errors import ConfigError, PlugbayError
+from plugbay.cli._console import JsonOpt, fail, out
+from plugbay.cli._host import in_process, refusal
+from plugbay.cli._options import (
+    ConfigOpt,
+    PluginIdArg,
+    PluginsOpt,
+    StateOpt,
+    add_command,
+    host_kwargs,
+    print_json,
+    to_builtins,
+)
+
+if TYPE_CHECKING:
+    from plugbay.runtime.host import Host
+
+__all__ = ["register"]
+
+PANEL = "plugins"
+
+
+def config(
+    plugin_id: PluginIdArg,
+    pairs: Annotated[
+        list[str] | None, typer.Argument(help="key=value to set (JSON for numbers, lists…)")
+    ] = None,
+    plugins: PluginsOpt = None,
+    state: StateOpt = Path(".plugbay"),
+    config_file: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show a plugin's config (each key, its value, type and limits), or change keys.
+
+    The values are checked against the manifest's config schema with the host config's
+    layer, as at start: a bad one is refused naming the key, and nothing changes. A
+    running plugin takes them through its on_config_change hook when it has one, else
+    it is swapped with state handover (its old version serves until then). Keys not
+    named keep their run-time values. Every change is in 'plugbay history ID'.
+    """
+    from plugbay.web.client import connect, running_host
+
+    try:
+        client = connect(state)
+        if client is not None:
+            with client:
+                view = client.config(plugin_id)
+                if pairs:
+                    values = {**view["runtime"], **_values(plugin_id, pairs, view["schema"])}
+                    view = client.set_config(plugin_id, values)
+        else:
+            running = running_host(state)
+            if running is not None and pairs:
+                raise refusal(running, state, "config")
+            view = in_process(
+                host_kwargs(plugins, state, config_file),
+                lambda host: _local(host, plugin_id, pairs or []),
+                as_json=as_json,
+            )
+    except PlugbayError as exc:
+        fail(exc, as_json=as_json)
+    _show(view, changed=bool(pairs), as_json=as_json)
+
+
+async def _local(host: Host, plugin_id: str, pairs: list[str]) -> dict[str, Any]:
+    rec = host.plugin(plugin_id)
+    schema = rec.manifest.config.describe() if rec.manifest and rec.manifest.config else {}
+    if pairs:
+        values = {**host.runtime_config(plugin_id), **_values(plugin_id, pairs, schema)}
+        rec = await host.set_config(plugin_id, values)
+    return {
+        "plugin": plugin_id,
+        "config": to_builtins(rec.config),
+        "runtime": to_builtins(host.runtime_config(plugin_id)),
+        "schema": to_builtins(schema),
+    }
+
+
+def _values(plugin_id: str, pairs: list[str], schema: dict[str, Any]) -> dict[str, Any]:
+    """``key=value`` pairs as values: text for a string key, JSON for the rest (the
+    schema's own check then names a value of the wrong kind)."""
+    values: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(
+                f"'{pair}' is not key=value",
+                plugin=plugin_id,
+                hint="write key=value, e.g. greeting=Hello or max-items=20",
+            )
+        kind = schema.get(key, {}).get("type")
+        if kind == "string" or kind is None:
+            values[key] = text
+            continue
+        try:
+            values[key] = json.loads(text)
+        except ValueError:
+            values[key] = text
+    return values
+
+
+def _show(view: dict[str, Any], *, changed: bool, as_json: bool) -> None:
+    if as_json:
+        print_json({"ok": True, **view} if changed else view)
+        return
+    if changed:
+        out.print(f"{view['plugin']}: config changed")
+    table = Table(box=None, pad_edge=False)
+    for column in ("key", "value", "set at run time", "type", "limits"):
+        table.add_column(column)
+    for key, field in view["schema"].items():
+        limits = {k: v for k, v in field.items() if k not in ("type", "required", "description")}
+        table.add_row(
+            key, escape(json.dumps(view["config"].get(key))),
+            escape(json.dumps(view["runtime"][key])) if key in view["runtime"] else "",
+            field.get("type", ""), escape(", ".join(f"{k} {v}" for k, v in limits.items())),
+        )  # fmt: skip
+    if not view["schema"]:
+        out.print(f"{view['plugin']} declares no config")
+        return
+    out.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    add_command(app, config, panel=PANEL)

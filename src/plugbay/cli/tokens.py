@@ -1,0 +1,124 @@
+"""``plugbay token create|list|revoke``: scoped API tokens, kept hashed in the state."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from plugbay.cli._console import JsonOpt, fail, out
+from plugbay.cli._options import StateOpt, print_json, prose, store_op
+
+__all__ = ["add_to"]
+
+
+def create(
+    scope: Annotated[
+        list[str],
+        typer.Option("--scope", "-s", help="read, call:PLUGIN_ID or admin (repeatable)."),
+    ],
+    expires: Annotated[
+        str,
+        typer.Option(
+            "--expires", help="30d, 12h, 45m, 2w, a date (2027-01-31), a date-time, or never."
+        ),
+    ] = "30d",
+    note: Annotated[
+        str | None, typer.Option("--note", help="Who or what it is for (shown by list).")
+    ] = None,
+    state: StateOpt = Path(".plugbay"),
+    as_json: JsonOpt = False,
+) -> None:
+    """Make a token that may do only what its scopes say; it is printed once.
+
+    read: every GET (plugins, info, config, history, logs, metrics, the dashboard). call:ID:
+    that, and calling plugin ID's commands. admin: everything. Only its SHA-256 is kept
+    in the state database; a running host accepts it at once.
+    """
+    from plugbay.api.errors import PlugbayError
+    from plugbay.web.scopes import create_token, parse_expiry
+
+    try:
+        until = parse_expiry(expires)
+    except PlugbayError as exc:
+        fail(exc, as_json=as_json)
+    token_id, secret = store_op(
+        state, lambda db: create_token(db, scope, expires=until, note=note), as_json=as_json
+    )
+    if as_json:
+        print_json({"ok": True, "id": token_id, "token": secret, "scopes": sorted(set(scope)),
+                    "expires": until})  # fmt: skip
+        return
+    out.print(secret, markup=False)
+    when = "never expires" if until is None else f"expires {_time(until)}"
+    out.print(
+        f"[dim]token {token_id}: {escape(', '.join(sorted(set(scope))))}; {when}; shown only now[/]"
+    )
+
+
+def list_tokens(state: StateOpt = Path(".plugbay"), as_json: JsonOpt = False) -> None:
+    """List the scoped tokens: id, scopes, status (active, expired, revoked), dates."""
+    rows = store_op(state, lambda db: db.api_tokens(), as_json=as_json)
+    now = time.time()
+    for row in rows:
+        row["status"] = _status(row, now)
+    if as_json:
+        print_json(rows)
+        return
+    if not rows:
+        out.print("no scoped tokens ('plugbay token create --scope …' makes one)")
+        return
+    table = Table(box=None, pad_edge=False)
+    for column in ("id", "scopes", "status", "created", "expires", "note"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            row["id"], escape(", ".join(row["scopes"])), row["status"], _time(row["created"]),
+            _time(row["expires"]) if row["expires"] else "never", escape(row["note"] or ""),
+        )  # fmt: skip
+    out.print(table)
+
+
+def revoke(
+    token_id: Annotated[str, typer.Argument(help="The token's id ('plugbay token list')")],
+    state: StateOpt = Path(".plugbay"),
+    as_json: JsonOpt = False,
+) -> None:
+    """Revoke a scoped token; a running host refuses it from its next request."""
+    from plugbay.api.errors import PlugbayError
+
+    if not store_op(state, lambda db: db.revoke_api_token(token_id), as_json=as_json):
+        fail(
+            PlugbayError(
+                f"there is no valid token {token_id}",
+                hint="'plugbay token list' shows the tokens and their ids",
+            ),
+            as_json=as_json,
+        )
+    if as_json:
+        print_json({"ok": True, "id": token_id, "revoked": True})
+    else:
+        out.print(f"token {token_id} revoked")
+
+
+def _status(row: dict[str, Any], now: float) -> str:
+    if row["revoked"] is not None:
+        return "revoked"
+    if row["expires"] is not None and row["expires"] <= now:
+        return "expired"
+    return "active"
+
+
+def _time(when: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(when))
+
+
+def add_to(group: typer.Typer) -> None:
+    """File create, list and revoke under the ``token`` group."""
+    group.command("create", help=prose(create.__doc__))(create)
+    group.command("list", help=prose(list_tokens.__doc__))(list_tokens)
+    group.command("revoke", help=prose(revoke.__doc__))(revoke)

@@ -1,0 +1,82 @@
+"""``plugbay uninstall``: take installed versions of a plugin out of the host."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from plugbay.api.errors import PlugbayError
+from plugbay.cli._console import JsonOpt, fail, out
+from plugbay.cli._host import in_process, refusal
+from plugbay.cli._options import (
+    ConfigOpt,
+    PluginsOpt,
+    StateOpt,
+    add_command,
+    host_kwargs,
+    print_json,
+)
+
+if TYPE_CHECKING:
+    from plugbay.runtime.host import Host
+
+__all__ = ["register"]
+
+PANEL = "versions"
+
+
+def uninstall(
+    target: Annotated[str, typer.Argument(help="ID, or ID@VERSION for one version")],
+    purge: Annotated[
+        bool,
+        typer.Option("--purge", help="Also remove its data, kept state, run-time config, grants."),
+    ] = False,
+    plugins: PluginsOpt = None,
+    state: StateOpt = Path(".plugbay"),
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Stop a plugin and remove its installed versions (or one, ID@VERSION) from the store.
+
+    Refused, naming them, while active plugins need the version that serves. Its data
+    (<state>/data/ID), the state it handed over, its run-time config and grants are kept
+    for a later install, unless --purge. Recorded in the history. A running host does it
+    through its API.
+    """
+    from plugbay.web.client import connect, running_host
+
+    plugin_id, _, version = target.partition("@")
+    chosen = version.strip() or None
+    try:
+        client = connect(state)
+        if client is not None:
+            with client:
+                done = client.uninstall(plugin_id, chosen, purge=purge)
+        else:
+            running = running_host(state)
+            if running is not None:
+                raise refusal(running, state, "uninstall")
+
+            async def body(host: Host) -> dict[str, Any]:
+                return await host.uninstall(plugin_id, chosen, purge=purge)
+
+            done = in_process(host_kwargs(plugins, state, config), body, as_json=as_json)
+    except PlugbayError as exc:
+        fail(exc, as_json=as_json)
+    if as_json:
+        print_json({"ok": True, **done})
+        return
+    stopped = "stopped and " if done["stopped"] else ""
+    out.print(f"{plugin_id}: {stopped}uninstalled {', '.join(done['versions'])}")
+    if done["remaining"]:
+        out.print(f"still known: {', '.join(done['remaining'])} ('plugbay load {plugin_id}')")
+    if done["purged"]:
+        out.print("purged: " + ", ".join(done["purged"]))
+    elif done["data"]:
+        out.print(f"its data is kept in {done['data']} (--purge removes it)")
+
+
+def register(app: typer.Typer) -> None:
+    add_command(app, uninstall, panel=PANEL)

@@ -1,0 +1,153 @@
+"""Scoped API tokens: what a token may do, checked on every request before any handler.
+
+The host's own token (``api-token``, ``plugbay token``) may do everything. Scoped
+tokens are made with ``plugbay token create --scope … [--expires …]`` and kept in the
+state database as the SHA-256 of their secret; the secret is shown once. A token has
+one or more scopes:
+
+``read``
+    every GET (plugins, info, config, history, logs, metrics, the dashboard's pages).
+``call:ID``
+    what ``read`` may, and calling plugin ID's commands (``POST …/plugins/ID/commands/…``).
+``admin``
+    everything the host's own token may.
+
+A revoked token stops working at its next request (each request reads its row); an
+expired one too. Each refusal names the scope that would be needed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Final
+
+from plugbay.api.errors import PlugbayError
+
+if TYPE_CHECKING:
+    from plugbay.state import StateStore
+
+__all__ = [
+    "PREFIX",
+    "Access",
+    "allows",
+    "create_token",
+    "digest",
+    "needed_scope",
+    "parse_expiry",
+    "parse_scope",
+    "scoped_access",
+]
+
+PREFIX: Final = "pbt_"
+_SAFE: Final = frozenset({"GET", "HEAD", "OPTIONS"})
+_CALL: Final = re.compile(r"^/api/v1/plugins/([^/]+)/commands/[^/]+$")
+_PLUGIN_ID: Final = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+_SPAN: Final = re.compile(r"^(\d+)\s*([smhdw])$")
+_SECONDS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+@dataclass(frozen=True, slots=True)
+class Access:
+    """Who a valid token is and what it may do."""
+
+    token_id: str
+    scopes: frozenset[str]
+
+
+def digest(token: str) -> str:
+    """What the state keeps of a token: its SHA-256 (a token is 32 random bytes, so a
+    fast hash is enough; there is nothing to guess)."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def parse_scope(text: str) -> str:
+    """``read``, ``call:ID`` or ``admin``; anything else is refused with the forms."""
+    scope = text.strip()
+    if scope in ("read", "admin"):
+        return scope
+    kind, _, plugin_id = scope.partition(":")
+    if kind == "call" and _PLUGIN_ID.match(plugin_id):
+        return scope
+    raise PlugbayError(
+        f"'{text}' is not a token scope",
+        hint="use read, call:PLUGIN_ID (e.g. call:extension.processor) or admin",
+    )
+
+
+def parse_expiry(text: str | None, *, now: float | None = None) -> float | None:
+    """When a token stops working: ``30d``, ``12h``, ``45m``, ``2w``, a date or date-time
+    (ISO 8601, local time unless it says otherwise), or ``never`` / None."""
+    if text is None or text.strip().lower() == "never":
+        return None
+    now = time.time() if now is None else now
+    spelled = text.strip().lower()
+    span = _SPAN.match(spelled)
+    if span is not None:
+        seconds = int(span.group(1)) * _SECONDS[span.group(2)]
+        if seconds <= 0:
+            raise PlugbayError(f"'{text}' would expire at once", hint="give a span above 0")
+        return now + seconds
+    try:
+        when = datetime.fromisoformat(text.strip()).timestamp()
+    except ValueError:
+        raise PlugbayError(
+            f"'{text}' is not an expiry",
+            hint="use a span (30d, 12h, 45m, 2w), a date (2027-01-31), a date-time "
+            "(2027-01-31T18:00), or never",
+        ) from None
+    if when <= now:
+        raise PlugbayError(f"'{text}' is in the past", hint="give a time in the future")
+    return when
+
+
+def create_token(
+    state: StateStore, scopes: Iterable[str], *, expires: float | None, note: str | None
+) -> tuple[str, str]:
+    """A new token: ``(token id, secret)``. Only its digest is kept; show the secret once."""
+    chosen = sorted({parse_scope(s) for s in scopes})
+    if not chosen:
+        raise PlugbayError("a token needs a scope", hint="pass --scope read|call:ID|admin")
+    token_id = secrets.token_hex(4)
+    secret = f"{PREFIX}{token_id}_{secrets.token_urlsafe(32)}"
+    state.add_api_token(token_id, digest(secret), chosen, note, expires)
+    return token_id, secret
+
+
+def scoped_access(state: StateStore, given: str, *, now: float | None = None) -> Access | str:
+    """The access of a scoped token, or why it has none (a sentence for the 401)."""
+    if not given.startswith(PREFIX):
+        return "the bearer token is not this host's token (wrong, or rotated since)"
+    row = state.api_token_by_digest(digest(given))
+    if row is None:
+        return "the token is not one this host made"
+    if row["revoked"] is not None:
+        return f"the token {row['id']} was revoked"
+    if row["expires"] is not None and row["expires"] <= (time.time() if now is None else now):
+        return f"the token {row['id']} expired"
+    return Access(str(row["id"]), frozenset(row["scopes"]))
+
+
+def needed_scope(method: str, path: str) -> str:
+    """The narrowest scope that allows ``method path``."""
+    if method in _SAFE:
+        return "read"
+    call = _CALL.match(path)
+    if method == "POST" and call is not None:
+        return f"call:{call.group(1)}"
+    return "admin"
+
+
+def allows(scopes: frozenset[str], method: str, path: str) -> bool:
+    """Whether a token with ``scopes`` may ``method path``."""
+    if "admin" in scopes:
+        return True
+    needed = needed_scope(method, path)
+    if needed == "read":
+        return bool(scopes)  # every scope reads
+    return needed in scopes
