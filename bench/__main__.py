@@ -8,7 +8,7 @@ import sys
 
 SUITES = [
     "spine", "sandbox", "quota", "monitor", "reload", "http", "pdk", "envs", "trust", "wasm",
-    "index", "irc", "activation",
+    "index", "irc", "trials", "activation",
 ]  # fmt: skip
 
 

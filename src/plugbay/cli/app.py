@@ -12,7 +12,18 @@ from __future__ import annotations
 import typer
 
 from plugbay.cli import config as config_cli
-from plugbay.cli import develop, env, index, monitor, plugins, policy, run, versions, web
+from plugbay.cli import (
+    develop,
+    env,
+    index,
+    monitor,
+    plugins,
+    policy,
+    run,
+    upgrades,
+    versions,
+    web,
+)
 from plugbay.cli import state as state_cli
 from plugbay.cli import uninstall as uninstall_cli
 from plugbay.cli._options import add_command
@@ -34,6 +45,7 @@ app = typer.Typer(
 run.register(app)
 plugins.register(app)
 versions.register(app)
+upgrades.register(app)
 index.register(app)
 uninstall_cli.register(app)
 config_cli.register(app)

@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 
 from plugbay.api.errors import PlugbayError
-from plugbay.cli import env
+from plugbay.cli import env, upgrades
 from plugbay.cli import index as plugin_index
 from plugbay.cli._console import JsonOpt, err, fail, out
 from plugbay.cli._host import the_host
@@ -187,6 +187,60 @@ def upgrade(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Say what would move, change nothing.")
     ] = False,
+    canary: Annotated[
+        str | None,
+        typer.Option(
+            "--canary",
+            help="Send this share of live calls to it first (10%); promote or roll "
+            "back on its figures.",
+            rich_help_panel="Gradually",
+        ),
+    ] = None,
+    shadow: Annotated[
+        bool,
+        typer.Option(
+            "--shadow",
+            help="Mirror live calls to it and compare its answers (it serves none).",
+            rich_help_panel="Gradually",
+        ),
+    ] = False,
+    window: upgrades.WindowOpt = "200",
+    min_calls: Annotated[
+        int,
+        typer.Option(
+            "--min-calls",
+            min=1,
+            help="Canary calls before it is judged.",
+            rich_help_panel="Gradually",
+        ),
+    ] = 5,
+    max_error_increase: Annotated[
+        float,
+        typer.Option(
+            "--max-error-increase",
+            min=0,
+            max=1,
+            rich_help_panel="Gradually",
+            help="Roll back when its error rate exceeds the old one's by more.",
+        ),
+    ] = 0.05,
+    max_latency_ratio: Annotated[
+        float,
+        typer.Option(
+            "--max-latency-ratio",
+            min=0.0,
+            rich_help_panel="Gradually",
+            help="Roll back when its mean latency is more than this x the old one's.",
+        ),
+    ] = 2.0,
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait/--no-wait",
+            rich_help_panel="Gradually",
+            help="Canary: wait for the decision. Shadow: show the comparison live.",
+        ),
+    ] = True,
     plugins: PluginsOpt = None,
     state: StateOpt = Path(".plugbay"),
     config: ConfigOpt = None,
@@ -196,7 +250,16 @@ def upgrade(
 
     Refused, naming each dependent and its range, when an active dependent would not
     accept it; --with-dependents moves them too when installed versions of them do.
+    With --canary or --shadow the running host tries the new version on live calls
+    first (docs/upgrades.md); --canary exits 1 when it was rolled back.
     """
+    if canary is not None or shadow:
+        upgrades.gradual_upgrade(
+            plugin_id, version, canary=canary, shadow=shadow, window=window,
+            min_calls=min_calls, max_error_increase=max_error_increase,
+            max_latency_ratio=max_latency_ratio, wait=wait, state=state, as_json=as_json,
+        )  # fmt: skip
+        return
     with the_host(state, plugins, config, as_json=as_json) as host:
         moved = host.upgrade(plugin_id, version, with_dependents=with_dependents, dry_run=dry_run)
     if as_json:

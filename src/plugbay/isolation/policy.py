@@ -220,9 +220,11 @@ class IsolationPolicy:
         table = data.get("policy", {})
         if not isinstance(table, Mapping):
             raise ConfigError("[policy] must be a table", where=where)
-        # require-signed: installing only signed wheels (read by plugbay.pdk.signing)
+        # require-signed: installing only signed wheels (read by plugbay.pdk.signing);
+        # record, record-calls: the flight recorder's opt-in (read by plugbay.runtime.trials)
         known = {
-            "inline", "trust-core", "limits", "defaults", "grants", "require-signed", "bounds"
+            "inline", "trust-core", "limits", "defaults", "grants", "require-signed", "bounds",
+            "record", "record-calls",
         }  # fmt: skip
         for key in table:
             if key not in known:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final, Literal, TypeAlias
+from typing import Any, Final, Literal, TypeAlias, cast
 
 import msgspec
 
@@ -31,6 +31,7 @@ __all__ = [
 ]
 
 Overflow: TypeAlias = Literal["drop-oldest", "drop-newest", "block"]
+OVERFLOWS: Final = ("drop-oldest", "drop-newest", "block")
 
 #: event names are dotted lower-case, like plugin ids
 _EVENT_RE: Final = re.compile(r"^[a-z][a-z0-9_-]*(\.[a-z][a-z0-9_-]*)*$")
@@ -49,7 +50,7 @@ FIELDS: Final = {
 class _ListenDoc(msgspec.Struct, forbid_unknown_fields=True, rename="kebab"):
     priority: int = 100
     queue: int = 100
-    overflow: Overflow = "drop-oldest"
+    overflow: str = "drop-oldest"  # checked in check_events, for the message
     block_timeout: float = 1.0
 
 
@@ -117,13 +118,18 @@ def check_events(doc: EventsDoc, activation: str | list[str], fail: Fail) -> dic
                 "queue",
                 f"a listener's queue holds 1 to {MAX_QUEUE:,} events",
             )
+        if spec.overflow not in OVERFLOWS:
+            raise fail(
+                f"events.listens.{name}: overflow = '{spec.overflow}' is not a policy",
+                "overflow",
+                f"use one of: {', '.join(OVERFLOWS)}",
+            )
         if spec.block_timeout <= 0:
             raise fail(
                 f"events.listens.{name}: block-timeout must be positive", "block-timeout", ""
             )
-        listens[name] = EventListen(
-            name, spec.priority, spec.queue, spec.overflow, spec.block_timeout
-        )
+        overflow = cast(Overflow, spec.overflow)
+        listens[name] = EventListen(name, spec.priority, spec.queue, overflow, spec.block_timeout)
     return {
         "emits": tuple(dict.fromkeys(doc.emits)),
         "listens": listens,

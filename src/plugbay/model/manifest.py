@@ -165,6 +165,7 @@ class _ManifestDoc(msgspec.Struct, forbid_unknown_fields=True, rename="kebab"):
     dependencies: dict[str, str] = {}
     optional_dependencies: dict[str, str] = {}
     python_dependencies: list[str] = []
+    secret_parameters: list[str] = []
     services: _ServicesDoc = msgspec.field(default_factory=_ServicesDoc)
     config: dict[str, _ConfigFieldDoc] = {}
     permissions: Permissions = msgspec.field(default_factory=Permissions)
@@ -185,7 +186,6 @@ _FIELDS: Final = {
     "services": ["provides", "requires"],
     "permissions": [f.replace("_", "-") for f in Permissions.__struct_fields__],
     "resources": [f.replace("_", "-") for f in Resources.__struct_fields__],
-    **_events.FIELDS,
 }
 
 
@@ -211,6 +211,8 @@ class PluginManifest:
     optional_dependencies: dict[str, Range] = field(default_factory=dict)
     #: Python requirements (PEP 508 strings), installed in the plugin's own environment
     python_dependencies: tuple[str, ...] = ()
+    #: command parameters a recording redacts: ``name`` (any command) or ``command.name``
+    secret_parameters: tuple[str, ...] = ()
     provides: dict[str, Version] = field(default_factory=dict)
     requires: dict[str, Range] = field(default_factory=dict)
     #: services it uses when present ([services] optional): the broker lets it reach them
@@ -219,8 +221,7 @@ class PluginManifest:
     permissions: Permissions = field(default_factory=Permissions)
     resources: Resources = field(default_factory=Resources)
     isolation: IsolationMode = "auto"
-    #: events it may emit and hears ([events]), what starts it on demand (``model._events``)
-    emits: tuple[str, ...] = ()
+    emits: tuple[str, ...] = ()  # these three: [events] and activation (``model._events``)
     listens: dict[str, _events.EventListen] = field(default_factory=dict)
     activation: tuple[str, ...] = ()
     #: where it came from: the manifest file (None for in-memory) and the plugin's code root
@@ -476,7 +477,6 @@ def _manifest_from_mapping(
     provides, requires, optional_services = check.services()
     check.resources()
     config = check.config()
-    events = _events.check_events(doc.events, doc.activation, check.fail)
     wasm = None
     if doc.runtime == "wasm" or doc.commands or doc.wasm:
         from plugbay.model.wasm_commands import wasm_declarations
@@ -499,6 +499,7 @@ def _manifest_from_mapping(
         dependencies={k: deps[k] for k in doc.dependencies},
         optional_dependencies={k: deps[k] for k in doc.optional_dependencies},
         python_dependencies=tuple(doc.python_dependencies),
+        secret_parameters=tuple(doc.secret_parameters),
         provides=provides,
         requires=requires,
         optional_services=optional_services,
@@ -506,7 +507,7 @@ def _manifest_from_mapping(
         permissions=doc.permissions,
         resources=doc.resources,
         isolation=doc.isolation,
-        **events,
+        **_events.check_events(doc.events, doc.activation, check.fail),
         path=path,
         root=root,
         origin=origin,
@@ -722,7 +723,7 @@ def _doc_error(text: str, where: str, source: str | None) -> ManifestError:
 
 
 def _unknown_field(key: str, section: str, where: str) -> ManifestError:
-    known = _FIELDS.get(section) or _FIELDS.get(section.split(".")[0] if section else "", [])
+    known = _events.FIELDS.get(section) or _FIELDS.get(section.split(".")[0] if section else "", [])
     close = difflib.get_close_matches(key.replace("_", "-"), known, n=1)
     full = f"{section}.{key}" if section else key
     hint = (
@@ -764,7 +765,6 @@ def _invalid_value(detail: str, path: str, key: str, where: str) -> ManifestErro
             if "." not in path
             else "string, integer, number, boolean, array, object",
             "isolation": "auto, inline, process",
-            "overflow": "drop-oldest, drop-newest, block",
         }.get(key, "")
         return ManifestError(
             f"'{value}' is not a valid {path}",

@@ -26,9 +26,13 @@ if TYPE_CHECKING:
     from plugbay.monitor.source import EventSource
     from plugbay.state import StateStore
 
-__all__ = ["Alert", "AlertManager", "Condition", "Sample", "evaluate"]
+__all__ = ["EVENT_RULES", "Alert", "AlertManager", "Condition", "Sample", "evaluate"]
 
 log = logging.getLogger("plugbay.monitor.alerts")
+
+#: alerts fired by an event rather than by a rule over the samples (a canary's rollback):
+#: the next tick does not clear them (:meth:`AlertManager.raise_event`)
+EVENT_RULES: frozenset[str] = frozenset({"canary-rollback"})
 
 
 @dataclass(slots=True)
@@ -217,8 +221,22 @@ class AlertManager:
             if (plugin_id, rule) not in self.firing:
                 self._fire(plugin_id, version, condition)
         for (pid, rule), alert in list(self.firing.items()):
-            if pid == plugin_id and rule not in now_holding:
+            if pid == plugin_id and rule not in now_holding and rule not in EVENT_RULES:
                 self._clear(alert)
+
+    def raise_event(self, plugin_id: str, version: str | None, condition: Condition) -> None:
+        """Fire an alert for something that happened (a canary rolled back), not a rule
+        over the samples: it holds until :meth:`clear_rule` (a later promotion)."""
+        alert = self.firing.get((plugin_id, condition.rule))
+        if alert is not None:
+            self._clear(alert)
+        self._fire(plugin_id, version, condition)
+
+    def clear_rule(self, plugin_id: str, rule: str) -> None:
+        """Clear one alert of a plugin, if it fires."""
+        alert = self.firing.get((plugin_id, rule))
+        if alert is not None:
+            self._clear(alert)
 
     def clear_plugin(self, plugin_id: str) -> None:
         """A plugin went away (unloaded, disabled, failed for good): its alerts no longer hold."""

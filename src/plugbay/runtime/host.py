@@ -52,6 +52,7 @@ from plugbay.runtime.plugin_info import plugin_info
 from plugbay.runtime.proxy import PluginProxy
 from plugbay.runtime.store import PluginStore
 from plugbay.runtime.swap import UpgradePlan
+from plugbay.runtime.trials import UpgradeTrials
 from plugbay.state import HistoryEvent, StateStore
 
 if TYPE_CHECKING:
@@ -167,6 +168,8 @@ class Host:
             config_for=self._config_for,
             proxy_for=self.proxy,
         )
+        #: the flight recorder, canaries, shadows and bisect (``runtime.trials``)
+        self.trials = UpgradeTrials(self)
         self._started = False
         self._opened = False
         #: "stopped", "starting" (plugins starting), "ready" (every wanted plugin attempted),
@@ -358,6 +361,7 @@ class Host:
             if self._started:
                 self.events.emit("host.stopping")
                 await self.events.drain()
+            await self.trials.close()
             await self.manager.close()
             if self.monitor is not None:
                 await self.monitor.stop()

@@ -64,6 +64,7 @@ from plugbay.runtime.starting import Starting
 from plugbay.runtime.store import PluginStore
 from plugbay.runtime.supervision import Supervision
 from plugbay.runtime.swap import Swapper, UpgradePlan
+from plugbay.runtime.tap import Taps
 from plugbay.state import StateStore
 
 __all__ = ["ManagerSettings", "PluginManager", "PluginRecord", "PluginState"]
@@ -129,6 +130,8 @@ class PluginManager(Starting, Supervision, SecurityEvents):
         #: plugin events ([events] in manifests) and lazy activation
         self.plugin_events = PluginEvents(self)
         self.activation = Activation(self)
+        #: the recorder, canary and shadow listening to a plugin's calls (``runtime.tap``)
+        self.taps = Taps()
 
     # ------------------------------------------------------------------ the spec's members
 
@@ -315,8 +318,9 @@ class PluginManager(Starting, Supervision, SecurityEvents):
         return self._routes.get(plugin_id)
 
     def set_route(self, plugin_id: str, route: Route) -> None:
-        """Send the plugin's calls to ``route`` from the next call on (one assignment)."""
-        self._routes[plugin_id] = route
+        """Send the plugin's calls to ``route`` from the next call on (one assignment);
+        with the plugin's taps around it, if it has any (``runtime.tap``)."""
+        self._routes[plugin_id] = self.taps.wrap(plugin_id, route)
 
     def hold_calls(self, plugin_id: str, until: asyncio.Future[None]) -> None:
         """New calls to the plugin wait at the router until ``until`` is done (its route

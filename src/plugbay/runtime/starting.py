@@ -93,6 +93,7 @@ class Starting:
         def _crashed(self, rec: PluginRecord, error: PlugbayError) -> None: ...
         def _security(self, rec: PluginRecord, event: dict[str, Any]) -> None: ...
         def budget_for(self, plugin_id: str) -> Budget | None: ...
+        def set_route(self, plugin_id: str, route: Route) -> None: ...
 
     def _needs_of(self, manifest: PluginManifest) -> tuple[frozenset[str], list[str]]:
         needs: set[str] = set()
@@ -183,9 +184,8 @@ class Starting:
             positive(manifest.resources.timeout) or self.settings.call_timeout,
             self.settings.max_call_timeout,
         )
-        self._routes[manifest.id] = Route(
-            handle, metrics, timeout, [0], command_table(handle, metrics, self.settings.monitoring)
-        )
+        table = command_table(handle, metrics, self.settings.monitoring)
+        self.set_route(manifest.id, Route(handle, metrics, timeout, [0], table))
         self._set_state(rec, PluginState.ACTIVE)
         instance = handle.instance
         if isinstance(instance, SystemPlugin):

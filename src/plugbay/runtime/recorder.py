@@ -1,0 +1,330 @@
+"""The flight recorder: a bounded recording of one plugin's calls, to replay later.
+
+Opt-in per plugin (``[policy] record = ["acme.*"]`` in the host config, or
+``plugbay record ID`` on a running host). Each call the plugin answers is kept
+with its command, parameters, result or error, duration and the version that
+answered; parameters the manifest lists under ``secret-parameters`` are replaced
+by :data:`REDACTED` before anything is kept. The recording is bounded twice: the
+newest ``calls`` calls, and ``max_bytes`` bytes in all (oldest dropped first,
+counted in ``dropped``); a single answer larger than :data:`MAX_ENTRY` is kept
+without its value (``"result": null, "truncated": true``) and is not compared on
+replay.
+
+The file lives beside the state, ``<state>/recordings/<plugin-id>.jsonl``: a header
+line, then one JSON object per call, oldest first (``docs/upgrades.md``). It is
+written atomically when the recording stops, when it is exported, at the host's
+stop, and every few seconds while calls arrive; a recorder started on a plugin
+with such a file goes on from it.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import os
+import tempfile
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import msgspec
+
+from plugbay.api import CommandSpec
+from plugbay.api.errors import PlugbayError
+
+__all__ = [
+    "FORMAT",
+    "MAX_ENTRY",
+    "REDACTED",
+    "RecordedCall",
+    "Recorder",
+    "Recording",
+    "read_recording",
+]
+
+FORMAT: Final = "plugbay-recording/1"
+#: what a secret parameter's value becomes in a recording
+REDACTED: Final = "<redacted>"
+#: one call's record larger than this keeps no result (bytes of JSON)
+MAX_ENTRY: Final = 64 * 1024
+DEFAULT_CALLS: Final = 1000
+DEFAULT_BYTES: Final = 16 * 1024 * 1024
+
+_encode = msgspec.json.Encoder(enc_hook=repr).encode
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedCall:
+    """One call as recorded."""
+
+    at: float
+    command: str
+    params: dict[str, Any]
+    result: Any
+    #: ``{"type": ..., "message": ...}`` when the call failed
+    error: dict[str, str] | None
+    seconds: float
+    version: str
+    #: the answer was too large to keep
+    truncated: bool = False
+    #: names of parameters replaced by REDACTED
+    redacted: tuple[str, ...] = ()
+
+
+@dataclass(slots=True)
+class Recording:
+    """A recording read from a file: its header and its calls."""
+
+    plugin: str
+    calls: list[RecordedCall]
+    header: dict[str, Any] = field(default_factory=dict)
+
+    def commands(self) -> list[str]:
+        return sorted({c.command for c in self.calls})
+
+
+class Recorder:
+    """Keeps one plugin's calls (a ``runtime.tap.CallListener``)."""
+
+    def __init__(
+        self,
+        plugin_id: str,
+        path: Path | None,
+        *,
+        secret: Iterable[str] = (),
+        calls: int = DEFAULT_CALLS,
+        max_bytes: int = DEFAULT_BYTES,
+        source: str = "api",
+    ) -> None:
+        if calls < 1 or max_bytes < 1:
+            raise PlugbayError(
+                f"a recording keeps at least one call (asked: {calls} calls, {max_bytes} bytes)",
+                plugin=plugin_id,
+                hint="give --calls 1 or more",
+            )
+        self.plugin_id = plugin_id
+        self.path = path
+        self.calls = calls
+        self.max_bytes = max_bytes
+        self.source = source
+        self.started = time.time()
+        self.dropped = 0
+        self.seen = 0
+        self.dirty = False
+        self._entries: collections.deque[bytes] = collections.deque()
+        self._bytes = 0
+        self._secret_any: frozenset[str] = frozenset()
+        self._secret_by_command: dict[str, frozenset[str]] = {}
+        self.set_secret(secret)
+        if path is not None and path.is_file():
+            with contextlib.suppress(PlugbayError):
+                for line in _lines(read_recording(path)):
+                    self._keep(line)
+
+    def set_secret(self, names: Iterable[str]) -> None:
+        """The manifest's ``secret-parameters`` (``name`` or ``command.name``)."""
+        anywhere: set[str] = set()
+        by_command: dict[str, set[str]] = {}
+        for name in names:
+            command, dot, param = name.rpartition(".")
+            if dot:
+                by_command.setdefault(command, set()).add(param)
+            else:
+                anywhere.add(name)
+        self._secret_any = frozenset(anywhere)
+        self._secret_by_command = {
+            c: frozenset(p) | self._secret_any for c, p in by_command.items()
+        }
+
+    # ------------------------------------------------------------------ the tap
+
+    def called(
+        self,
+        spec: CommandSpec,
+        params: dict[str, Any],
+        result: Any,
+        error: BaseException | None,
+        seconds: float,
+        version: str,
+    ) -> None:
+        secret = self._secret_by_command.get(spec.name, self._secret_any)
+        hidden: list[str] = []
+        if secret:
+            hidden = [k for k in params if k in secret]
+            if hidden:
+                params = {k: (REDACTED if k in secret else v) for k, v in params.items()}
+        entry: dict[str, Any] = {
+            "at": time.time(),
+            "command": spec.name,
+            "params": params,
+            "result": result,
+            "error": None if error is None else error_of(error),
+            "seconds": seconds,
+            "version": version,
+        }
+        if hidden:
+            entry["redacted"] = hidden
+        try:
+            line = _encode(entry)
+        except (TypeError, ValueError, OverflowError) as exc:
+            entry["result"] = None
+            entry["truncated"] = True
+            entry["params"] = {k: repr(v) for k, v in params.items()}
+            entry["note"] = f"not JSON: {exc}"
+            line = _encode(entry)
+        if len(line) > MAX_ENTRY:
+            entry["result"] = None
+            entry["truncated"] = True
+            line = _encode(entry)
+        self.seen += 1
+        self._keep(line)
+        self.dirty = True
+
+    def _keep(self, line: bytes) -> None:
+        entries = self._entries
+        entries.append(line)
+        self._bytes += len(line)
+        while len(entries) > self.calls or (self._bytes > self.max_bytes and len(entries) > 1):
+            self._bytes -= len(entries.popleft())
+            self.dropped += 1
+
+    # ------------------------------------------------------------------ reading, writing
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def header(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "plugin": self.plugin_id,
+            "started": self.started,
+            "written": time.time(),
+            "calls": len(self._entries),
+            "limit_calls": self.calls,
+            "limit_bytes": self.max_bytes,
+            "dropped": self.dropped,
+            "source": self.source,
+            "secret_parameters": sorted(self._secret_any)
+            + sorted(f"{c}.{p}" for c, ps in self._secret_by_command.items() for p in ps),
+        }
+
+    def to_bytes(self) -> bytes:
+        """The recording as its file holds it (JSON lines)."""
+        return b"\n".join([_encode(self.header()), *self._entries]) + b"\n"
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "plugin": self.plugin_id,
+            "recording": True,
+            "calls": len(self._entries),
+            "seen": self.seen,
+            "dropped": self.dropped,
+            "bytes": self._bytes,
+            "limit_calls": self.calls,
+            "limit_bytes": self.max_bytes,
+            "path": str(self.path) if self.path is not None else None,
+            "source": self.source,
+            "started": self.started,
+        }
+
+    def save(self) -> Path | None:
+        """Write the file (atomically); its path, or None without a state directory."""
+        if self.path is None:
+            return None
+        write_atomic(self.path, self.to_bytes())
+        self.dirty = False
+        return self.path
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def error_of(error: BaseException) -> dict[str, str]:
+    """A failed call as a recording keeps it: the plugin's exception by its class name
+    (a worker's too), the host's time limit as PluginTimeout, and the message."""
+    name = type(error).__name__
+    message = str(error)
+    if isinstance(error, PlugbayError):
+        name = str(error.details.get("exception") or name)
+        message = str(error.message)
+    if name == "CallTimeout":
+        name, message = "PluginTimeout", f"ran past its time limit ({message} s)"
+    return {"type": name, "message": message[:2000]}
+
+
+def _lines(recording: Recording) -> Iterator[bytes]:
+    for call in recording.calls:
+        entry: dict[str, Any] = {
+            "at": call.at, "command": call.command, "params": call.params,
+            "result": call.result, "error": call.error, "seconds": call.seconds,
+            "version": call.version,
+        }  # fmt: skip
+        if call.truncated:
+            entry["truncated"] = True
+        if call.redacted:
+            entry["redacted"] = list(call.redacted)
+        yield _encode(entry)
+
+
+def read_recording(path: Path) -> Recording:
+    """A recording file, checked line by line; a bad file is a PlugbayError naming the line."""
+    try:
+        text = path.read_bytes()
+    except OSError as exc:
+        raise PlugbayError(
+            f"cannot read the recording: {exc.strerror or exc}",
+            where=str(path),
+            hint="'plugbay record ID --export FILE' writes one",
+        ) from None
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not lines:
+        raise PlugbayError("the recording is empty", where=str(path), hint="record some calls")
+    try:
+        header = msgspec.json.decode(lines[0])
+    except msgspec.DecodeError as exc:
+        raise _bad(path, 1, f"not JSON ({exc})") from None
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        raise _bad(path, 1, f"not a plugbay recording (expected a header with format {FORMAT})")
+    plugin = header.get("plugin")
+    if not isinstance(plugin, str) or not plugin:
+        raise _bad(path, 1, "the header names no plugin")
+    calls = []
+    for number, line in enumerate(lines[1:], start=2):
+        try:
+            entry = msgspec.json.decode(line)
+            calls.append(
+                RecordedCall(
+                    at=float(entry["at"]),
+                    command=str(entry["command"]),
+                    params=dict(entry["params"]),
+                    result=entry.get("result"),
+                    error=entry.get("error"),
+                    seconds=float(entry["seconds"]),
+                    version=str(entry["version"]),
+                    truncated=bool(entry.get("truncated", False)),
+                    redacted=tuple(entry.get("redacted", ())),
+                )
+            )
+        except (msgspec.DecodeError, KeyError, TypeError, ValueError) as exc:
+            raise _bad(path, number, f"not a recorded call ({type(exc).__name__}: {exc})") from None
+    return Recording(plugin, calls, header)
+
+
+def _bad(path: Path, line: int, what: str) -> PlugbayError:
+    return PlugbayError(
+        f"line {line} of the recording is {what}",
+        where=f"{path}:{line}",
+        hint="export the recording again with 'plugbay record ID --export FILE'",
+    )
