@@ -4,18 +4,19 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test lint typecheck unit bench clean help promtool browser ngircd soak wasm-toolchain
+.PHONY: run test lint typecheck unit bench clean help promtool browser ngircd soak wasm-toolchain docs
 
 help:
 	@echo "make run    - create .venv, install, start the host on ./plugins, reloading on save (Ctrl-C to stop)"
 	@echo "make test   - create .venv, install, run ruff, mypy --strict and the test suite"
+	@echo "make docs   - build the documentation site into site/ (offline; open site/index.html)"
 	@echo "make bench  - run the benchmarks, each figure beside its anchor"
 	@echo "make soak   - inject faults into a running host while callers write (SOAK_SECONDS=240)"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,wasm,wasm-python]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,wasm,wasm-python,ray]'
 	@touch $(STAMP)
 
 run: $(STAMP)
@@ -98,8 +99,14 @@ $(WRK):
 bench: $(STAMP) $(WRK) $(NGIRCD) wasm-toolchain
 	$(BIN)/python -m bench
 
+# The manifest reference is generated from the manifest model, then mkdocs builds site/
+# from docs/ with its default theme; nothing is fetched (tests/test_docs.py checks both).
+docs: $(STAMP)
+	$(BIN)/python -m plugbay.pdk.manifest_reference > docs/manifest.md
+	$(BIN)/mkdocs build --strict --site-dir site
+
 clean:
-	rm -rf $(VENV) .plugbay .mypy_cache .ruff_cache .pytest_cache .hypothesis bench/.work
+	rm -rf $(VENV) site .plugbay .mypy_cache .ruff_cache .pytest_cache .hypothesis bench/.work
 
 # Fault injection against a real `plugbay run` (bench/soak.py): SOAK_SECONDS (default 240, ≤ 600).
 # Mounts a small tmpfs for the state directory when it can (root), and unmounts it after.

@@ -8,7 +8,7 @@ import sys
 
 SUITES = [
     "spine", "sandbox", "quota", "monitor", "reload", "http", "pdk", "envs", "trust", "wasm",
-    "index", "irc", "trials", "activation",
+    "index", "irc", "trials", "ray", "activation",
 ]  # fmt: skip
 
 

@@ -136,3 +136,29 @@ async def host(make_host: Callable[..., Any]) -> AsyncIterator[Any]:
         yield h
     finally:
         await h.stop()
+
+
+@pytest.fixture(scope="session")
+def ray_nodes() -> Iterator[Any]:
+    """One Ray cluster (a head and two nodes, 1 CPU each) for every Ray test of the
+    session (``tests/ray_support.py``); shut down by its own ``shutdown`` at the end."""
+    pytest.importorskip("ray", reason="the Ray tests need plugbay[ray] ('make test' installs it)")
+    from tests.ray_support import RayCluster
+
+    cluster = RayCluster()
+    try:
+        yield cluster
+    finally:
+        cluster.shutdown()
+
+
+@pytest.fixture(scope="module")
+def ray_cluster(ray_nodes: Any) -> Iterator[Any]:
+    """The session's Ray cluster, with this process connected as its driver for one test
+    module: Ray's threads leave with it (a test that forks from this process after a Ray
+    module must not inherit them)."""
+    ray_nodes.connect()
+    try:
+        yield ray_nodes
+    finally:
+        ray_nodes.disconnect()

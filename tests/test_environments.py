@@ -678,3 +678,32 @@ def test_the_environments_guide_works_as_written(tmp_path: Path, wheels: Path) -
     assert "1.0" in answers and "2.0" in answers
     bom = json.loads((tmp_path / "acme-new.cdx.json").read_text())
     assert [c["purl"] for c in bom["components"]] == ["pkg:pypi/libdemo@2.0"]
+
+
+@pytest.mark.slow
+async def test_on_ray_each_plugin_runs_from_its_own_environment_on_its_node(
+    plugins: PluginFactory, tmp_path: Path, index: IndexSettings, ray_cluster: Any
+) -> None:
+    from plugbay.isolation.policy import IsolationPolicy
+
+    plugins("acme.one", CODE, extra='python-dependencies = ["libdemo==1.*"]\n')
+    plugins("acme.two", CODE, extra='python-dependencies = ["libdemo==2.*"]\n')
+    policy = IsolationPolicy.from_config(
+        {
+            "ray": {"address": ray_cluster.address, "plugins": ["*"]},
+            "policy": {"inline": ["acme.two"]},
+        }
+    )
+    async with _host(plugins, tmp_path, index, policy=policy) as host:
+        for pid in ("acme.one", "acme.two"):
+            assert host.manager.record(pid).state == "active", host.manager.record(pid).reason
+            assert host.info(pid)["location"]["backend"] == "ray"
+        # untrusted: a sandboxed worker forked from its environment's zygote on the node
+        assert host.info("acme.one")["sandbox"]["sandboxed"]
+        assert await host.call("acme.one", "version") == "1.0"
+        # trusted, with an environment of its own: that environment's zygote too (no sandbox)
+        assert not host.info("acme.two")["sandbox"]["sandboxed"]
+        assert await host.call("acme.two", "version") == "2.0"
+        for pid in ("acme.one", "acme.two"):
+            answer = await host.call(pid, "can_import", name="rich")
+            assert answer.startswith("ImportError"), (pid, answer)

@@ -147,18 +147,3 @@ def test_plugin_host_without_pytest(plugins: PluginFactory) -> None:
     assert not state_dir.exists()
     with pytest.raises(Exception, match="'thread' is not an isolation backend"):
         PluginHost([d], isolation="thread")  # type: ignore[arg-type]
-
-
-def test_the_readme_example_runs(pytester: pytest.Pytester) -> None:
-    import re
-
-    from plugbay.pdk import create_plugin
-
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    section = readme.split("## Develop plugins (the PDK)", 1)[1].split("\n## ", 1)[0]
-    code = re.findall(r"```python\n(.*?)```", section, re.S)[0]
-    plugin = create_plugin("utility", "acme.greeter", pytester.path / "greeter")
-    code = code.replace("Path(__file__).resolve().parent.parent", repr(str(plugin)))
-    pytester.makepyfile(test_readme_example=code)
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "test_readme_example.py")
-    result.assert_outcomes(passed=2)

@@ -15,8 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 import pytest_asyncio
 
+from plugbay.isolation.policy import IsolationPolicy
 from plugbay.runtime.host import Host
 from tests.conftest import PluginFactory
 
@@ -170,8 +172,24 @@ def integrity(path: Path) -> str:
         return str(db.execute("PRAGMA integrity_check").fetchone()[0])
 
 
+@pytest.fixture(scope="module", params=["process"])
+def attackers_on(request: pytest.FixtureRequest) -> str:
+    """Where the attackers run: "process" (a sandboxed worker here); a module that
+    overrides this with "ray" too runs its attacks from a node of the session's Ray
+    cluster (a sandboxed worker of that node's plugbay agent) against a local victim."""
+    return str(request.param)
+
+
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def arena(tmp_path_factory: Any) -> AsyncIterator[Arena]:
+async def arena(
+    tmp_path_factory: Any, attackers_on: str, request: pytest.FixtureRequest
+) -> AsyncIterator[Arena]:
+    policy = None
+    if attackers_on == "ray":
+        cluster = request.getfixturevalue("ray_cluster")
+        policy = IsolationPolicy.from_config(
+            {"ray": {"address": cluster.address, "plugins": ["acme.attacker", "acme.declared"]}}
+        )
     root = tmp_path_factory.mktemp("adversarial")
     plugins = PluginFactory(root / "plugins")
     plugins.copy_bundled("core/system", "core/security")
@@ -192,7 +210,10 @@ async def arena(tmp_path_factory: Any) -> AsyncIterator[Arena]:
         init_timeout=30,
         restart_backoff=0.05,
         max_crashes=50,
+        policy=policy,
     ) as host:
         not_active = {r.id: r.reason for r in host.plugins() if str(r.state) != "active"}
         assert not_active == {}
+        if attackers_on == "ray":
+            assert host.plugin("acme.attacker").isolation == "ray"
         yield Arena(host, plugins.root, root / "state")

@@ -36,6 +36,12 @@ async def persist(arena: Arena) -> None:
     await asyncio.to_thread(monitor.logs.persist, arena.host.state)
 
 
+@pytest.fixture(scope="module", params=["process", "ray"])
+def attackers_on(request: pytest.FixtureRequest) -> str:
+    """These attacks come from a sandboxed worker here and from a Ray node's agent."""
+    return str(request.param)
+
+
 async def test_the_issues_floods_stay_within_the_memory_and_database_bounds(
     arena: Arena,
 ) -> None:

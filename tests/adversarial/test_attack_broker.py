@@ -15,6 +15,12 @@ from tests.adversarial.conftest import Arena, victim_logs, worker_pid
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 
 
+@pytest.fixture(scope="module", params=["process", "ray"])
+def attackers_on(request: pytest.FixtureRequest) -> str:
+    """These attacks come from a sandboxed worker here and from a Ray node's agent."""
+    return str(request.param)
+
+
 def denials(arena: Arena, plugin_id: str) -> list[str]:
     assert arena.host.state is not None
     return [

@@ -20,6 +20,12 @@ async def until(predicate: object, what: str) -> None:
         await asyncio.sleep(0.02)
 
 
+@pytest.fixture(scope="module", params=["process", "ray"])
+def attackers_on(request: pytest.FixtureRequest) -> str:
+    """These attacks come from a sandboxed worker here and from a Ray node's agent."""
+    return str(request.param)
+
+
 def security_events(arena: Arena) -> int:
     return sum(n for kind, n in arena.host.events.counts.items() if kind.startswith("security."))
 

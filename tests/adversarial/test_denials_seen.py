@@ -21,6 +21,7 @@ import pytest
 import pytest_asyncio
 
 from plugbay.isolation.denials import denial_reporting
+from plugbay.isolation.policy import IsolationPolicy
 from plugbay.runtime.host import Host
 from plugbay.state import HistoryEvent
 from tests.conftest import PluginFactory
@@ -89,13 +90,31 @@ timeout = 30
 """
 
 
+@pytest.fixture(scope="module", params=["process", "ray"])
+def sneak_on(request: pytest.FixtureRequest) -> str:
+    """The sneak runs in a sandboxed worker here, and on a node of the session's Ray
+    cluster (forked by the node's agent, whose seccomp listener reports to the host)."""
+    return str(request.param)
+
+
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def host(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Host]:
+async def host(
+    tmp_path_factory: pytest.TempPathFactory, sneak_on: str, request: pytest.FixtureRequest
+) -> AsyncIterator[Host]:
     root = tmp_path_factory.mktemp("denials")
     factory = PluginFactory(root / "plugins")
     factory("acme.neighbour", NEIGHBOUR, extra=LIMITS)
     factory("acme.sneak", SNEAK, extra=LIMITS)
-    async with Host(factory.root, state_dir=root / "state", entry_points=False) as host:
+    policy = None
+    if sneak_on == "ray":
+        cluster = request.getfixturevalue("ray_cluster")
+        policy = IsolationPolicy.from_config(
+            {"ray": {"address": cluster.address, "plugins": ["acme.sneak"]}}
+        )
+    async with Host(
+        factory.root, state_dir=root / "state", entry_points=False, policy=policy
+    ) as host:
+        assert host.plugin("acme.sneak").isolation == sneak_on
         yield host
 
 

@@ -316,6 +316,12 @@ async def test_every_way_of_filling_the_disk_stops_at_the_quota_with_enospc(
     assert await host.call("acme.hog", "read", name="after.txt") == "room again"
 
 
+@pytest.fixture(scope="module", params=["process", "ray"])
+def attackers_on(request: pytest.FixtureRequest) -> str:
+    """These attacks come from a sandboxed worker here and from a Ray node's agent."""
+    return str(request.param)
+
+
 async def test_fallocate_far_past_the_quota_takes_nothing(arena: Arena) -> None:
     assert await arena.host.call("acme.hog", "fallocate", size=32 * MiB) == "ENOSPC"
     within_quota(arena, "acme.hog", QUOTA)

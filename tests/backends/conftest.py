@@ -9,6 +9,7 @@ instead; nothing is skipped silently.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 import pytest
 
 from plugbay.isolation._fake import FakeBackend
+from plugbay.isolation.policy import IsolationPolicy
 from plugbay.runtime.host import Host
 from tests.conftest import PluginFactory
 
@@ -70,6 +72,21 @@ def _fake() -> Case:
     return Case("fake", {"inline": ["*"]}, install=install, extra={"fake": fake})
 
 
+def _ray() -> Case:
+    # an untrusted plugin on a node of the session's cluster: a sandboxed worker forked
+    # by that node's plugbay agent, its frames relayed to the host
+    return Case("ray", {"inline": [], "ray": True})
+
+
+def _ray_actor() -> Case:
+    # a trusted plugin on Ray: a bare actor, its process the plugin's worker
+    return Case(
+        "ray-actor",
+        {"inline": ["*"], "ray": True},
+        no_sandbox="a bare Ray actor is only for a plugin the operator trusts: no sandbox",
+    )
+
+
 def _wasm() -> Case:
     from tests import _wasm
 
@@ -96,12 +113,26 @@ CASES: dict[str, Callable[[], Case]] = {
     "process": _process,
     "fake": _fake,
     "wasm": _wasm,
+    "ray": _ray,
+    "ray-actor": _ray_actor,
 }
+
+
+def ray_policy(address: str, inline: list[str], **ray: Any) -> IsolationPolicy:
+    """A policy that places every plugin on the session's Ray cluster."""
+    table = {"address": address, "plugins": ["*"], **ray}
+    return IsolationPolicy.from_config({"ray": table, "policy": {"inline": inline}})
 
 
 @pytest.fixture(params=sorted(CASES))
 def case(request: pytest.FixtureRequest) -> Case:
     made = CASES[str(request.param)]()
+    if made.options.get("ray"):
+        cluster = request.getfixturevalue("ray_cluster")
+        options = dict(made.options)
+        del options["ray"]
+        options["policy"] = ray_policy(cluster.address, options.pop("inline"))
+        made = dataclasses.replace(made, options=options)
     fake = made.extra.get("fake")
     if isinstance(fake, FakeBackend):
         # the command that crashes a worker crashes the fake's "worker" too; the one a

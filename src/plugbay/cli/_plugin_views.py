@@ -182,7 +182,14 @@ def _print_outcome(data: dict[str, Any], show_traceback: bool) -> None:
 def _isolation_text(data: dict[str, Any], manifest: dict[str, Any]) -> str:
     sandbox = data.get("sandbox") or {}
     where = data["isolation"]
-    if sandbox.get("sandboxed"):
+    location = data.get("location") or {}
+    if where == "ray":  # which node, and whether it kept its sandbox there
+        node = str(location.get("node", "?"))[:12]
+        kind = "sandboxed worker of the node's agent" if sandbox.get("sandboxed") else "bare actor"
+        if location.get("mode") == "agent" and not sandbox.get("sandboxed"):
+            kind = "worker of the node's agent (not sandboxed)"
+        where = f"Ray {kind} on node {node}" if location else "Ray"
+    elif sandbox.get("sandboxed"):
         where = "sandboxed worker"
     elif where == "process":
         where = "worker (not sandboxed)"

@@ -19,6 +19,7 @@ from plugbay.cli import (
     monitor,
     plugins,
     policy,
+    profiling,
     run,
     upgrades,
     versions,
@@ -26,7 +27,6 @@ from plugbay.cli import (
 )
 from plugbay.cli import state as state_cli
 from plugbay.cli import uninstall as uninstall_cli
-from plugbay.cli._options import add_command
 
 __all__ = ["app", "main"]
 
@@ -55,7 +55,7 @@ web.register(app)
 develop.register(app)
 env.register(app)
 state_cli.register(app)
-add_command(app, monitor.profile, panel=develop.PANEL)  # the profiler is a develop tool
+profiling.register(app, develop.PANEL)  # the profiler is a develop tool
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""Commands that watch a host: top, health, alerts, logs, metrics (and profile, a develop tool)."""
+"""Commands that watch a host: top, health, alerts, logs, metrics."""
 
 from __future__ import annotations
 
@@ -14,21 +14,17 @@ from rich.markup import escape
 
 from plugbay.api.errors import PlugbayError
 from plugbay.cli._console import JsonOpt, err, fail, out
-from plugbay.cli._host import in_process, the_host
+from plugbay.cli._host import the_host
 from plugbay.cli._options import (
     ConfigOpt,
-    PluginIdArg,
     PluginsOpt,
     StateOpt,
     add_command,
-    host_kwargs,
     print_json,
-    to_builtins,
 )
 
 if TYPE_CHECKING:
     from plugbay.cli.views import StateSource
-    from plugbay.runtime.host import Host
 
 __all__ = ["PANEL", "register"]
 
@@ -212,32 +208,7 @@ def metrics(
         sys.stdout.write(host.metrics())
 
 
-def profile(
-    plugin_id: PluginIdArg,
-    command: Annotated[str, typer.Argument(help="Command name")],
-    params: Annotated[list[str] | None, typer.Argument(help="key=value parameters")] = None,
-    plugins: PluginsOpt = None,
-    state: StateOpt = Path(".plugbay"),
-    config: ConfigOpt = None,
-) -> None:
-    """Run one command under the profiler where the plugin runs, inline or in its worker.
-
-    Then print the result and where the time went.
-    """
-    from plugbay.pdk.params import parse_params
-
-    async def body(host: Host) -> tuple[Any, str]:
-        spec = host.manager.command_spec(plugin_id, command)
-        return await host.profile(plugin_id, command, parse_params(params or [], spec))
-
-    kwargs = host_kwargs(plugins, state, config)
-    kwargs["load"] = [plugin_id]
-    result, report = in_process(kwargs, body)
-    out.print(f"[bold]result:[/] {escape(repr(to_builtins(result)))}")
-    out.print(report, markup=False, highlight=False)
-
-
 def register(app: typer.Typer) -> None:
-    """Attach the monitoring commands to ``app`` (``profile`` is filed under develop)."""
+    """Attach the monitoring commands to ``app``."""
     for fn in (top, health, alerts, logs, metrics):
         add_command(app, fn, panel=PANEL)

@@ -100,6 +100,9 @@ What the host reads and sets (supervision, monitoring)
 :meth:`PluginHandle.alive`
     ``None`` while the plugin answers, else why not (a worker's heartbeat). May be
     called from any thread. The default: ``None``.
+:meth:`PluginHandle.location`
+    Where the plugin runs when that is another machine (``{"backend", "node", "mode",
+    ...}``: ``plugbay info`` and the ``node`` label of its metrics), else ``None``.
 :meth:`PluginHandle.dump_stacks`
     Every thread's stack where the plugin runs, as text, or ``None`` when it runs
     in the host (the monitor then reads the host's own task stacks). Called from a
@@ -132,6 +135,12 @@ and returns ``{"value": raw result, "report": text}``. The default profiles the
 call in the host's process, which is right for a plugin that runs there; a
 handle whose plugin runs elsewhere overrides it, or the default raises
 :class:`NotSupported`.
+
+:meth:`PluginHandle.sample` profiles the process that serves the plugin, as it
+serves, for ``seconds``: a thread there samples every other thread's stack
+(:mod:`plugbay.isolation.sampling`) and the answer is its ``Samples`` dict. The
+default samples the host's own process (an inline plugin runs there); a handle whose
+plugin runs elsewhere overrides it, or the default raises :class:`NotSupported`.
 """
 
 from __future__ import annotations
@@ -266,6 +275,11 @@ class PluginHandle(abc.ABC):
         """The stacks where the plugin runs, or None when that is the host's process."""
         return None
 
+    def location(self) -> dict[str, Any] | None:
+        """Where the plugin runs when that is not this machine (a cluster's node: backend,
+        node, mode), else None."""
+        return None
+
     # -- state handover and profiling (defaults: on the instance in the host) ---------------
 
     async def export_state(self, timeout: float) -> tuple[bool, Any]:
@@ -302,6 +316,18 @@ class PluginHandle(abc.ABC):
         from plugbay.isolation.profiling import profiled
 
         return await profiled(self.call(spec, params, timeout))
+
+    async def sample(self, seconds: float, interval: float, timeout: float) -> dict[str, Any]:
+        """Sample the stacks of the process serving the plugin for ``seconds``."""
+        if self.instance is None:
+            raise NotSupported(
+                "its backend cannot sample the process serving it",
+                plugin=self.manifest.id,
+                hint="profile it under the inline or process backend",
+            )
+        from plugbay.isolation.sampling import sampled
+
+        return dict(await sampled(seconds, interval))
 
 
 @dataclass(frozen=True)

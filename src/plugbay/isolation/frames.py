@@ -41,6 +41,7 @@ __all__ = [
     "Profile",
     "RemoteCommand",
     "Reply",
+    "Sample",
     "Security",
 ]
 
@@ -189,6 +190,15 @@ class Profile(msgspec.Struct, tag=True):
     strict: bool = True
 
 
+class Sample(msgspec.Struct, tag=True):
+    """host → worker: sample its own threads' stacks for ``seconds`` (the serving worker
+    profiled in place); the Reply is :class:`plugbay.isolation.sampling.Samples`."""
+
+    id: int
+    seconds: float
+    interval: float
+
+
 Message = (
     Load
     | Loaded
@@ -206,6 +216,7 @@ Message = (
     | Security
     | Metrics
     | Profile
+    | Sample
     | ExportState
     | ImportState
     | ChangeConfig

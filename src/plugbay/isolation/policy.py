@@ -39,6 +39,7 @@ from typing import Any, Final
 
 from plugbay.api.errors import ConfigError, PlugbayError
 from plugbay.isolation import _cgroups
+from plugbay.isolation.ray_settings import RaySettings, place_on_ray
 from plugbay.model.manifest import PluginManifest, parse_size
 from plugbay.monitor.bounds import Bounds, bounds_from_config
 
@@ -79,7 +80,7 @@ _SECRET_ENV: Final = "PLUGBAY_SECRET_"
 class Placement:
     """Where one plugin runs and under what: what ``plugbay info`` shows."""
 
-    isolation: str  # "inline", "process" or "wasm"
+    isolation: str  # "inline", "process", "wasm" or "ray"
     reason: str
     sandboxed: bool
     limits: dict[str, float | None] = field(default_factory=dict)
@@ -89,6 +90,9 @@ class Placement:
     #: granted secrets' values, by name (never shown)
     secrets: dict[str, str] = field(default_factory=dict, repr=False)
     environment: dict[str, str] = field(default_factory=dict)
+    #: on Ray: "mode" ("actor": bare, "agent": the node agent's worker) and the resources
+    #: the cluster reserves for it (``isolation.ray_settings``); empty elsewhere
+    ray: dict[str, Any] = field(default_factory=dict)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -105,6 +109,7 @@ class Placement:
             },
             "secrets": sorted(self.secrets),
             "environment": sorted(self.environment),
+            **({"ray": dict(self.ray)} if self.ray else {}),
         }
 
     def rules(self) -> dict[str, Any]:
@@ -203,6 +208,8 @@ class IsolationPolicy:
     #: what each plugin may make the host keep (``[policy.bounds]``; ``monitor.bounds``)
     bounds: Bounds = field(default_factory=Bounds)
     plugin_bounds: Mapping[str, Bounds] = field(default_factory=dict)
+    #: the cluster plugins may be placed on (``[ray]``; None: every plugin runs here)
+    ray: RaySettings | None = None
 
     def bounds_for(self, plugin_id: str) -> Bounds:
         """The plugin's own bounds (``[policy.bounds.plugins."ID"]``), else the defaults."""
@@ -256,8 +263,9 @@ class IsolationPolicy:
             raise ConfigError("[secrets] must be a table of names to strings", where=where)
         secrets |= {str(k): str(v) for k, v in secrets_table.items()}
         bounds, plugin_bounds = bounds_from_config(table.get("bounds", {}), where=where)
+        ray = RaySettings.from_config(data.get("ray"), where=where)
         return cls(
-            tuple(patterns), trust_core, defaults, caps, grants, secrets, bounds, plugin_bounds
+            tuple(patterns), trust_core, defaults, caps, grants, secrets, bounds, plugin_bounds, ray
         )
 
     # ------------------------------------------------------------------ decisions
@@ -291,7 +299,7 @@ class IsolationPolicy:
         if trust is not None:  # trusting a plugin's code grants what it asks of host data
             effective += tuple(p for p in asked if p.startswith("host:") and p not in effective)
         isolation, sandboxed, reason = _where_it_runs(manifest, trust)
-        return Placement(
+        placement = Placement(
             isolation=isolation,
             reason=reason,
             sandboxed=sandboxed,
@@ -302,6 +310,7 @@ class IsolationPolicy:
             secrets=secrets,
             environment=environment,
         )
+        return place_on_ray(placement, manifest, self.ray)
 
     def limits_for(self, manifest: PluginManifest) -> dict[str, float | None]:
         """Each limit: what the manifest asks, else the default, capped by the policy."""

@@ -30,7 +30,7 @@ from typing import Any
 
 from plugbay.api import CommandSpec, Plugin, PluginContext
 from plugbay.api.errors import PlugbayError, PluginCrashed, ResourceLimitExceeded
-from plugbay.isolation import frames, handover
+from plugbay.isolation import frames, handover, sampling
 from plugbay.isolation._cgroups import CgroupLayer
 from plugbay.isolation._process_parts import (
     FULL_BELOW,
@@ -173,7 +173,7 @@ class ProcessBackend(Backend):
         await asyncio.to_thread(self.quotas.close)
 
 
-class ProcessHandle(PluginHandle):
+class ProcessHandle(sampling.SampledInWorker, PluginHandle):
     """A plugin in its own worker process: isolated, so it can crash on its own
     (``on_crash``), has its own figures, stacks and profiler, and moves its state
     through frames."""
@@ -753,7 +753,7 @@ class ProcessHandle(PluginHandle):
 
     def running(self) -> list[tuple[float, str]]:
         """(loop-time start, command) of each call in flight, for the monitor."""
-        return [v for v in list(self._started.values()) if v[1] not in ("Init", "Cleanup")]
+        return [v for v in list(self._started.values()) if v[1] not in sampling.NOT_CALLS]
 
     def alive(self) -> str | None:
         """None while the worker answers its heartbeat; otherwise why not."""

@@ -155,6 +155,7 @@ class Worker:
             frames.Cleanup: self._on_cleanup,
             frames.Ping: self._on_ping,
             frames.Profile: self._on_profile,
+            frames.Sample: self._on_sample,
             frames.ExportState: self._on_export_state,
             frames.ChangeConfig: self._on_change_config,
             frames.ImportState: self._on_import_state,
@@ -204,7 +205,10 @@ class Worker:
     def _on_cancel(self, message: frames.Cancel) -> None:
         running = self.calls.get(message.id)
         if running is not None:
-            running.cancel()
+            # one loop step later: a call and its cancel read at once (a busy worker, a
+            # relayed channel) would otherwise cancel a task before its command started,
+            # and the command would never see its CancelledError
+            asyncio.get_running_loop().call_soon(running.cancel)
 
     def _on_cleanup(self, message: frames.Cleanup) -> None:
         task = asyncio.ensure_future(self._finish(message.id))
@@ -222,6 +226,12 @@ class Worker:
 
         call = frames.Call(message.id, message.command, message.params, message.strict)
         self._spawn(message.id, profiled(self.call(call)))
+
+    def _on_sample(self, message: frames.Sample) -> None:
+        """Sample this worker's own stacks while it serves (``plugbay profile --seconds``)."""
+        from plugbay.isolation.sampling import sampled
+
+        self._spawn(message.id, sampled(message.seconds, message.interval), "sampling")
 
     def _on_export_state(self, message: frames.ExportState) -> None:
         self._spawn(message.id, self.export_state())

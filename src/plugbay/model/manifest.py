@@ -32,7 +32,6 @@ from __future__ import annotations
 import difflib
 import re
 import tomllib
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal, TypeAlias
@@ -42,6 +41,8 @@ import msgspec
 from plugbay.api.errors import ConfigError, ManifestError, PlugbayError
 from plugbay.model import _events
 from plugbay.model._config_schema import ConfigField, ConfigSchema, check_default, error_path
+from plugbay.model._placement import NonNegative, PlacementRequest
+from plugbay.model._requirements import python_requirement_problem, with_requires_dist
 from plugbay.model.versions import Range, Version
 
 __all__ = [
@@ -145,6 +146,9 @@ class Resources(msgspec.Struct, forbid_unknown_fields=True, rename="kebab", froz
     processes: int | None = None
     threads: int | None = None
     storage: int | str | None = None
+    num_cpus: NonNegative | None = None  # on Ray: reserved on its node, as are GPUs and
+    num_gpus: NonNegative | None = None  # custom node resources ({"zone-b" = 1}: only such
+    custom: dict[str, NonNegative] = {}  # a node takes it)
 
 
 _NO_RESOURCES: Final = Resources()
@@ -179,6 +183,7 @@ class _ManifestDoc(msgspec.Struct, forbid_unknown_fields=True, rename="kebab"):
     commands: dict[str, Any] = {}
     #: how ``plugbay build`` makes a Wasm plugin's module (``model.wasm_commands``)
     wasm: dict[str, Any] = {}
+    placement: PlacementRequest = msgspec.field(default_factory=PlacementRequest)
 
 
 _FIELDS: Final = {
@@ -224,6 +229,7 @@ class PluginManifest:
     emits: tuple[str, ...] = ()  # these three: [events] and activation (``model._events``)
     listens: dict[str, _events.EventListen] = field(default_factory=dict)
     activation: tuple[str, ...] = ()
+    placement: PlacementRequest = field(default_factory=PlacementRequest)  # the policy decides
     #: where it came from: the manifest file (None for in-memory) and the plugin's code root
     path: Path | None = None
     root: Path | None = None
@@ -287,40 +293,10 @@ class PluginManifest:
             "isolation": self.isolation,
             **_events.manifest_dict(self.emits, self.listens, self.activation),
             "runtime": self.runtime,
+            "placement": msgspec.to_builtins(self.placement),
             "path": str(self.path) if self.path else None,
             "origin": self.origin,
         }
-
-
-def python_requirement_problem(text: str) -> str | None:
-    """Why ``text`` is not a PEP 508 requirement, or None when it is one."""
-    from packaging.requirements import InvalidRequirement, Requirement
-
-    try:
-        Requirement(text)
-    except InvalidRequirement as exc:
-        return str(exc).splitlines()[0]
-    return None
-
-
-def with_requires_dist(manifest_text: str, requires: Sequence[str]) -> str:
-    """A ``plugin.toml``'s text with a wheel's ``Requires-Dist`` as its
-    ``python-dependencies`` (when the manifest declares none itself): a plugin built
-    from a ``pyproject.toml`` keeps its ``[project] dependencies`` when installed."""
-    wanted = [r for r in requires if "extra ==" not in r.replace("extra==", "extra ==")]
-    if not wanted or re.search(r"^\s*python-dependencies\s*=", manifest_text, re.M):
-        return manifest_text
-    line = "python-dependencies = [" + ", ".join(_toml_string(r) for r in wanted) + "]\n"
-    table = re.search(r"^\s*\[", manifest_text, re.M)
-    at = table.start() if table else len(manifest_text)
-    head = manifest_text[:at]
-    if head and not head.endswith("\n"):
-        head += "\n"
-    return head + line + manifest_text[at:]
-
-
-def _toml_string(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def parse_size(value: int | str | None, *, where: str = "size") -> int | None:
@@ -508,6 +484,7 @@ def _manifest_from_mapping(
         resources=doc.resources,
         isolation=doc.isolation,
         **_events.check_events(doc.events, doc.activation, check.fail),
+        placement=doc.placement,
         path=path,
         root=root,
         origin=origin,

@@ -584,7 +584,7 @@ def _sample_usage(
         if figures is None:  # it shares the host's process
             out[pid] = {"shared": True}
             continue
-        if "pid" in figures:
+        if "pid" in figures and "node" not in figures:  # a remote pid is on its node
             figures.update(_network(int(figures["pid"])))
         out[pid] = figures
     proc = psutil.Process()

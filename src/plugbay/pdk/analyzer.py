@@ -50,12 +50,19 @@ __all__ = ["Finding", "Severity", "ValidationResult", "known_plugins", "validate
 def known_plugins(
     plugin_dirs: Iterable[Path] = (), *, entry_points: bool = True
 ) -> list[PluginManifest]:
-    """Every manifest a host on ``plugin_dirs`` would see (problems are skipped)."""
-    from plugbay.model.discover import discover
+    """Every manifest a host on ``plugin_dirs`` would see (problems are skipped), the
+    bundled plugins shipped with plugbay included (a dependency on one is satisfied)."""
+    from plugbay.model.bundled import bundled_root
+    from plugbay.model.discover import discover, discover_directory
 
-    return discover(
+    found = discover(
         [d for d in plugin_dirs if Path(d).is_dir()], entry_points=entry_points
     ).manifests
+    root = bundled_root()
+    if root is not None:
+        have = {m.id for m in found}
+        found += [m for m in discover_directory(root).manifests if m.id not in have]
+    return found
 
 
 # --------------------------------------------------------------------------- entry point

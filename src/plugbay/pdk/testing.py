@@ -169,6 +169,7 @@ class PluginHost:
         return self
 
     async def _start(self) -> None:
+        from plugbay.model.bundled import bundled_needed
         from plugbay.runtime.host import Host
 
         # The test is the operator: "inline" and "process" trust the plugins under test
@@ -190,6 +191,9 @@ class PluginHost:
             if self._grant and host.state is not None:
                 for permission in manifest.permissions.asked():
                     host.state.grant(manifest.id, permission)
+        # a bundled plugin the plugins under test depend on (utility.formatters, …)
+        for manifest in bundled_needed(host.registry.manifests()):
+            host.registry.register(manifest)
         plan = host.registry.resolve_all()
         await host.manager.load_plan(plan)
         await host.events.drain()

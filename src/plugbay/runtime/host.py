@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 from plugbay.api import Plugin
 from plugbay.api.errors import ConfigError, PlugbayError, PluginNotFound, PluginStateError
 from plugbay.isolation.policy import IsolationPolicy
+from plugbay.model.bundled import bundled_needed
 from plugbay.model.discover import discover
 from plugbay.model.manifest import PluginManifest, parse_toml
 from plugbay.model.registry import PluginRegistry
@@ -56,6 +57,7 @@ from plugbay.runtime.trials import UpgradeTrials
 from plugbay.state import HistoryEvent, StateStore
 
 if TYPE_CHECKING:
+    from plugbay.isolation.sampling import Samples
     from plugbay.runtime.watch import WatchResult
 
 __all__ = ["HOST_VERSION", "Host", "HostInfo", "HostLockedError", "PluginProxy"]
@@ -301,6 +303,8 @@ class Host:
             except PlugbayError as exc:
                 self._problem(exc, manifest)
         self._register_store()
+        for manifest in bundled_needed(self.registry.manifests()):  # shipped with plugbay
+            self.registry.register(manifest)
         self.events.hold()
         try:
             await self._resolve_and_load()
@@ -735,3 +739,9 @@ class Host:
         from plugbay.runtime.profile import profile_call
 
         return await profile_call(self.manager, plugin_id, command, params, strict=strict)
+
+    async def sample(self, plugin_id: str, seconds: float, interval: float = 0.005) -> Samples:
+        """Sample the process serving ``plugin_id`` for ``seconds``, as it serves."""
+        from plugbay.runtime.profile import sample_serving
+
+        return await sample_serving(self.manager, plugin_id, seconds, interval)

@@ -45,6 +45,7 @@ from plugbay.api.errors import (
 from plugbay.isolation import Backend, CallTimeout, InlineBackend, PluginHandle
 from plugbay.isolation.loading import plugin_frame
 from plugbay.isolation.process import ProcessBackend
+from plugbay.isolation.ray import RayBackend
 from plugbay.isolation.wasm import WasmBackend
 from plugbay.model.manifest import PluginManifest
 from plugbay.model.registry import PluginRegistry
@@ -102,6 +103,7 @@ class PluginManager(Starting, Supervision, SecurityEvents):
             "wasm": WasmBackend(
                 self._host_call, self.events.emit, settings.data_root / ".wasm-cache"
             ),
+            "ray": RayBackend(self._host_call, lambda: self.settings.policy.ray),
         }
         self.services = ServiceHub(proxy_for or (lambda plugin_id: None))
         #: checks every request a plugin makes of the host (``runtime.broker``)

@@ -39,6 +39,7 @@ def plugin_info(
     placement = _placement(manager, rec)
     out.update(_confinement(rec, placement))
     inline = placement is not None and placement.isolation == "inline"
+    out["location"] = rec.handle.location() if rec.handle is not None else None
     out["python"] = python_info(rec.manifest, manager.environments, inline=inline)
     out["usage"] = manager.monitor_usage(plugin_id) if rec.handle is not None else None
     out["transitions"] = [{"time": t, "state": s} for t, s in rec.transitions]

@@ -94,6 +94,11 @@ class PlugbayCollector(Collector):
             "plugbay_plugin_restarts", "Restarts after the plugin's worker crashed.",
             labels=["plugin"],
         )  # fmt: skip
+        # where a remote plugin runs (Ray): joined to any series on `plugin` for its node
+        nodes = GaugeMetricFamily(
+            "plugbay_plugin_node_info", "The cluster node a plugin runs on (value 1).",
+            labels=["plugin", "backend", "node", "mode"],
+        )  # fmt: skip
         restart_counts = self.manager.restart_counts
         custom: dict[str, Any] = {}
         now = time.time()
@@ -105,6 +110,9 @@ class PlugbayCollector(Collector):
             )
             up.add_metric([rec.id, version], 1.0 if str(rec.state) == "active" else 0.0)
             restarts.add_metric([rec.id], restart_counts.get(rec.id, 0))
+            where = rec.handle.location() if rec.handle is not None else None
+            if where is not None:
+                nodes.add_metric([rec.id, where["backend"], where["node"], where["mode"]], 1.0)
             metrics = rec.metrics
             if metrics is None:
                 continue
@@ -137,6 +145,7 @@ class PlugbayCollector(Collector):
         )
         dropped.add_metric([], self.manager.events.dropped)
         yield from (info, up, restarts, init, uptime, calls, errors, durations, events, dropped)
+        yield nodes
         yield from self._monitored(records)
         yield from custom.values()
         yield from self.manager.plugin_events.families()

@@ -19,7 +19,7 @@ from starlette.types import ASGIApp
 
 from plugbay.api.errors import PlugbayError
 from plugbay.runtime.host import HOST_VERSION, Host
-from plugbay.web import _access, _dashboard, _grants, _uninstall, _upgrades
+from plugbay.web import _access, _dashboard, _grants, _profile, _uninstall, _upgrades
 from plugbay.web._api import call_response, plugbay_error, router
 from plugbay.web._drain import Draining
 from plugbay.web._errors import error_response, http_error
@@ -82,6 +82,7 @@ def create_app(
     )
     api.include_router(router)
     api.include_router(_grants.router)
+    api.include_router(_profile.router)
     api.include_router(_uninstall.router)
     api.include_router(_access.router)
     api.include_router(_dashboard.router)

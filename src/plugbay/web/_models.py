@@ -79,6 +79,11 @@ class PluginDetail(PluginSummary):
     sandbox: dict[str, Any] | None = Field(
         description="Sandboxed or not and why, secrets and environment granted, kernel layers."
     )
+    location: dict[str, Any] | None = Field(
+        None,
+        description="Where it runs when not on the host's machine: backend, node, mode "
+        "(a Ray bare actor or a worker of the node's agent), pid, sandboxed.",
+    )
     versions_known: list[str]
     dependencies: dict[str, str] = Field(description="Plugin id → version range.")
     dependents: list[str]

@@ -132,8 +132,8 @@ class Series:
         return point
 
     def _memory_mb(self, rec: PluginRecord, host_rss: int) -> float | None:
-        if rec.handle is None:
-            return None
+        if rec.handle is None or rec.handle.location() is not None:
+            return None  # a remote plugin's pid is on its node: the monitor reads it there
         rss = host_rss if rec.isolation == "inline" else self._rss(rec.handle.pid)
         return round(rss / 2**20, 2) if rss is not None else None
 

@@ -166,6 +166,13 @@ class HostClient:
     def revoke(self, plugin_id: str, permission: str) -> dict[str, Any]:
         return self._op(plugin_id, "revoke", {"permission": permission})
 
+    def profile(self, plugin_id: str, seconds: float, interval: float) -> dict[str, Any]:
+        """The serving process sampled for ``seconds`` (waits that long, and a margin)."""
+        path = f"/api/v1/plugins/{plugin_id}/profile"
+        params = {"seconds": seconds, "interval": interval}
+        response = self._request("POST", path, params=params, timeout=seconds + 60.0)
+        return response.json()["profile"]  # type: ignore[no-any-return]
+
     def uninstall(
         self, plugin_id: str, version: str | None = None, *, purge: bool = False
     ) -> dict[str, Any]:
@@ -192,9 +199,12 @@ class HostClient:
         *,
         params: dict[str, Any] | None = None,
         ok: tuple[int, ...] = (),
+        timeout: float | None = None,
     ) -> httpx.Response:
         try:
-            response = self._http.request(method, path, json=body, params=params)
+            response = self._http.request(
+                method, path, json=body, params=params, timeout=timeout or self._http.timeout
+            )
         except httpx.TimeoutException:
             raise PlugbayError(
                 f"the host at {self.url} did not answer {method} {path} in time",

@@ -1,0 +1,665 @@
+"""The Ray backend: plugins placed on a Ray cluster's nodes, with the process backend's guarantees.
+
+Ray does placement and lifecycle: which node has the resources a manifest asks
+for (``num-cpus``, ``num-gpus``, ``memory``, custom node resources, node labels),
+starting and ending the processes there, and telling when a node is gone.
+Everything else stays the host's: the manager checks types, timeouts and
+metrics; the broker answers every request from a remote plugin; swaps move
+state; the supervisor restarts a crashed plugin.
+
+How a plugin runs there (``isolation._ray_agent``)
+--------------------------------------------------
+* A plugin the policy **trusts** runs as a **bare actor** (``[ray] bare-actors``):
+  the actor's process is its worker, with no sandbox.
+* Any other runs in a **sandboxed worker** forked by its **node's plugbay agent**
+  (one actor per node, ``num_cpus=0``), from a zygote on that node, with every
+  layer and limit it would have on the host's machine. Its resources are
+  reserved by a placement group of one bundle, whose node is the agent's.
+  A plugin that asks for no resources is spread over the alive nodes by plugbay.
+
+Either way, the remote end dials the host's channel listener (``[ray] listen``)
+and presents the plugin's one-time token; the channel then carries the process
+backend's frames, so a Ray handle *is* a process handle whose worker is far
+away (:class:`RayHandle`). The data path is plugbay's own (a TCP stream of
+msgspec frames), not an actor method per call: a call costs one round trip on
+the wire, below Ray's own actor call (``bench``).
+
+Failures
+--------
+A worker, actor or node that ends closes its channel (or stops answering the
+heartbeat, 1 s): every call in flight fails with ``PluginCrashed`` at once and
+the supervisor restarts the plugin after its backoff, on an alive node (a node
+whose plugin was lost is avoided for a while). A sandboxed worker's end is
+diagnosed by its agent as on this machine (an OOM kill is a
+``ResourceLimitExceeded``).
+
+Data
+----
+A plugin's data directory (``context.storage``) is the host's: every node must
+see the host's state directory and plugin directories at the same paths (a
+shared filesystem; on one machine, trivially). A plugin that moves to another
+node finds its data there; nothing acknowledged lives only on a node
+(``docs/scale-out.md``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import importlib
+import logging
+import os
+import secrets
+import shutil
+import signal
+import socket
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from plugbay.api.errors import PlugbayError, PluginCrashed, PluginLoadError
+from plugbay.isolation._process_parts import bound_file_size, worker_request
+from plugbay.isolation._ray_agent import TOKEN_BYTES, NodeAgent, PluginActor
+from plugbay.isolation.base import Backend, EnvironmentPaths
+from plugbay.isolation.policy import Placement
+from plugbay.isolation.process import HostCallHandler, ProcessHandle
+from plugbay.isolation.ray_settings import RaySettings
+from plugbay.model.manifest import PluginManifest
+
+__all__ = ["RayBackend", "RayHandle"]
+
+log = logging.getLogger("plugbay.isolation.ray")
+
+#: seconds a node whose plugin was lost is passed over when placing a plugin
+_AVOID_LOST_NODE = 30.0
+
+
+def _ray() -> Any:
+    """The ``ray`` module (an optional extra: ``pip install 'plugbay[ray]'``)."""
+    try:
+        with keep_fault_handlers():
+            return importlib.import_module("ray")
+    except ImportError:
+        raise PlugbayError(
+            "the Ray backend needs Ray, which is not installed",
+            hint="pip install 'plugbay[ray]' (or remove [ray] from the host config)",
+        ) from None
+
+
+class _Channels:
+    """The host's listener for remote plugins' channels: each is claimed by its token."""
+
+    def __init__(self, address: str) -> None:
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind((address, 0))
+        self._sock.listen(1024)
+        self._sock.setblocking(False)
+        self.address = address
+        self.port: int = self._sock.getsockname()[1]
+        self._waiting: dict[str, asyncio.Future[socket.socket]] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._accept())
+
+    def expect(self) -> tuple[str, asyncio.Future[socket.socket]]:
+        token = secrets.token_hex(16)
+        future: asyncio.Future[socket.socket] = asyncio.get_running_loop().create_future()
+        self._waiting[token] = future
+        return token, future
+
+    def forget(self, token: str) -> None:
+        future = self._waiting.pop(token, None)
+        if future is not None and not future.done():
+            future.cancel()
+
+    async def _accept(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            conn, _ = await loop.sock_accept(self._sock)
+            task = loop.create_task(self._claim(conn))
+            task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+
+    async def _claim(self, conn: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        conn.setblocking(False)
+        data = b""
+        try:
+            async with asyncio.timeout(10):
+                while len(data) < TOKEN_BYTES:
+                    chunk = await loop.sock_recv(conn, TOKEN_BYTES - len(data))
+                    if not chunk:
+                        break
+                    data += chunk
+        except (TimeoutError, OSError):
+            data = b""
+        future = self._waiting.pop(data[:-1].decode("ascii", "replace"), None)
+        if future is None or future.done() or not data.endswith(b"\n"):
+            conn.close()  # not a channel the host asked for
+            return
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        future.set_result(conn)
+
+    def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        for future in self._waiting.values():
+            future.cancel()
+        self._waiting.clear()
+        self._sock.close()
+
+
+class RayBackend(Backend):
+    """Starts plugins on a Ray cluster; see the module docstring."""
+
+    name = "ray"
+
+    def __init__(
+        self, host_call: HostCallHandler, settings: Callable[[], RaySettings | None]
+    ) -> None:
+        self._host_call = host_call
+        self._settings = settings
+        self._connected = False
+        #: the backend started the cluster (address "local") or connected itself
+        self._owns_connection = False
+        self._connect_lock = asyncio.Lock()
+        self._channels: _Channels | None = None
+        #: the node agents (node id → actor), one per node that runs a sandboxed plugin
+        self._agents: dict[str, Any] = {}
+        self._agent_locks: dict[str, asyncio.Lock] = {}
+        #: plugins placed by plugbay itself on each node (for spreading), and lost nodes
+        self._placed: dict[str, int] = {}
+        self._lost: dict[str, float] = {}
+        self._handles: set[RayHandle] = set()
+        self._remote_classes: dict[str, Any] = {}
+        self._watchers: set[asyncio.Task[None]] = set()
+        self.temp_dir: str | None = None
+
+    @property
+    def settings(self) -> RaySettings:
+        settings = self._settings()
+        if settings is None:
+            raise PlugbayError(
+                "a plugin was placed on Ray, and the host config has no [ray] table",
+                hint='add [ray] address = "local" (or "auto", or "HOST:PORT") to the host config',
+            )
+        return settings
+
+    # -- the cluster ----------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        """Connect to the cluster (``local``: start a private one) on first use."""
+        async with self._connect_lock:
+            if self._connected:
+                return
+            settings = self.settings
+            ray = _ray()
+            if not ray.is_initialized():
+                await asyncio.to_thread(self._init, ray, settings)
+                self._owns_connection = True
+            self._channels = _Channels(settings.listen)
+            self._channels.start()
+            self._connected = True
+
+    def _init(self, ray: Any, settings: RaySettings) -> None:
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        options: dict[str, Any] = {
+            "namespace": "plugbay",
+            "configure_logging": False,
+            "log_to_driver": False,
+        }
+        if settings.address == "local":
+            self.temp_dir = settings.temp_dir or tempfile.mkdtemp(prefix="pbray-", dir="/tmp")
+            options |= {
+                "address": "local",
+                "include_dashboard": False,
+                "object_store_memory": settings.object_store_bytes,
+                "_temp_dir": self.temp_dir,
+                "num_cpus": settings.num_cpus,
+            }
+        else:
+            options["address"] = settings.address
+        try:
+            with keep_fault_handlers():
+                ray.init(**options)
+        except Exception as exc:
+            raise PlugbayError(
+                f"could not reach the Ray cluster at {settings.address!r}: {exc}",
+                hint="check [ray] address in the host config ('ray status' on the cluster)",
+            ) from None
+
+    def _remote(self, cls: type) -> Any:
+        made = self._remote_classes.get(cls.__name__)
+        if made is None:
+            made = self._remote_classes[cls.__name__] = _ray().remote(cls)
+        return made
+
+    async def nodes(self) -> list[dict[str, Any]]:
+        """The cluster's alive nodes: id, address, resources, and plugbay's plugins there."""
+        ray = _ray()
+        found = await asyncio.to_thread(ray.nodes)
+        return [
+            {
+                "node": n["NodeID"],
+                "address": n.get("NodeManagerAddress"),
+                "resources": n.get("Resources", {}),
+                "labels": n.get("Labels", {}),
+                "plugins": sorted(
+                    h.manifest.id for h in self._handles if h.node == n["NodeID"] and not h.gone
+                ),
+            }
+            for n in found
+            if n.get("Alive")
+        ]
+
+    async def _pick_node(self) -> str:
+        """The alive node with the fewest plugins plugbay placed (a lost one is avoided)."""
+        now = time.monotonic()
+        alive = [n["node"] for n in await self.nodes()]
+        fresh = [n for n in alive if now - self._lost.get(n, -_AVOID_LOST_NODE) >= _AVOID_LOST_NODE]
+        choices = fresh or alive
+        if not choices:
+            raise PlugbayError("the Ray cluster has no alive node", hint="'ray status' says why")
+        return str(min(choices, key=lambda n: (self._placed.get(n, 0), n)))
+
+    def node_lost(self, node: str) -> None:
+        """A plugin on ``node`` was lost: pass the node over for a while."""
+        self._lost[node] = time.monotonic()
+        self._agents.pop(node, None)
+
+    # -- starting a plugin ----------------------------------------------------------------
+
+    async def start(
+        self,
+        manifest: PluginManifest,
+        placement: Placement | None = None,
+        data_dir: Path | None = None,
+        environment: EnvironmentPaths | None = None,
+    ) -> RayHandle:
+        """Place the plugin on a node (a bare actor, or a worker of the node's agent), wait
+        for its channel, and open it; ``initialize`` is separate."""
+        if placement is None or placement.isolation != "ray":
+            raise PlugbayError("the Ray backend was given a plugin not placed on Ray",
+                               plugin=manifest.id)  # fmt: skip
+        await self.connect()
+        assert self._channels is not None
+        token, channel = self._channels.expect()
+        try:
+            async with asyncio.timeout(self.settings.start_timeout):
+                # a plugin with its own Python environment runs from that environment's
+                # zygote on its node (the agent's), even when trusted: not sandboxed then
+                if placement.ray.get("mode") == "actor" and environment is None:
+                    handle = await self._start_actor(manifest, placement, data_dir, token, channel)
+                else:
+                    handle = await self._start_in_agent(
+                        manifest, placement, data_dir, token, channel, environment
+                    )
+        except TimeoutError:
+            raise PluginLoadError(
+                f"no node of the Ray cluster took it within {self.settings.start_timeout:g} s",
+                plugin=manifest.id,
+                hint="the cluster may have no node with the resources its manifest asks for "
+                f"({_asked(placement)}); 'ray status' lists them",
+            ) from None
+        finally:
+            self._channels.forget(token)
+        self._handles.add(handle)
+        self._placed[handle.node] = self._placed.get(handle.node, 0) + 1
+        await handle.open()
+        return handle
+
+    def _options(self, placement: Placement) -> dict[str, Any]:
+        asked = placement.ray
+        options: dict[str, Any] = {"num_cpus": asked.get("num_cpus", 0), "max_restarts": 0}
+        if asked.get("num_gpus"):
+            options["num_gpus"] = asked["num_gpus"]
+        if asked.get("memory"):
+            options["memory"] = asked["memory"]
+        if asked.get("resources"):
+            options["resources"] = dict(asked["resources"])
+        if asked.get("labels"):
+            options["label_selector"] = dict(asked["labels"])
+        return options
+
+    def _constrained(self, placement: Placement) -> bool:
+        """Whether Ray must choose the node (it asks for resources or labels)."""
+        asked = placement.ray
+        return bool(
+            asked.get("num_cpus") or asked.get("num_gpus") or asked.get("memory")
+            or asked.get("resources") or asked.get("labels")
+        )  # fmt: skip
+
+    async def _start_actor(
+        self,
+        manifest: PluginManifest,
+        placement: Placement,
+        data_dir: Path | None,
+        token: str,
+        channel: asyncio.Future[socket.socket],
+    ) -> RayHandle:
+        ray = _ray()
+        options = self._options(placement)
+        if not self._constrained(placement):
+            options["scheduling_strategy"] = _affinity(await self._pick_node(), soft=True)
+        actor = self._remote(PluginActor).options(**options).remote()
+        assert self._channels is not None
+        try:
+            where = await actor.serve.remote(self._channels.address, self._channels.port, token)
+            sock = await channel
+        except BaseException:
+            with contextlib.suppress(Exception):
+                ray.kill(actor, no_restart=True)
+            raise
+        return RayHandle(
+            manifest, where["pid"], sock, self._host_call, placement=placement,
+            data_dir=data_dir, backend=self, node=where["node"], actor=actor,
+        )  # fmt: skip
+
+    async def _start_in_agent(
+        self,
+        manifest: PluginManifest,
+        placement: Placement,
+        data_dir: Path | None,
+        token: str,
+        channel: asyncio.Future[socket.socket],
+        environment: EnvironmentPaths | None,
+    ) -> RayHandle:
+        ray = _ray()
+        request = worker_request(manifest, placement, data_dir)
+        quota = placement.limits.get("storage")
+        if "sandbox" in request and quota is not None:
+            bound_file_size(request, int(quota))  # the quota is sampled (no image remotely)
+        group = None
+        if self._constrained(placement):
+            group, node = await self._reserve(placement)
+        else:
+            node = await self._pick_node()
+        try:
+            agent = await self._agent(node)
+            assert self._channels is not None
+            where = await agent.spawn.remote(
+                request, self._channels.address, self._channels.port, token, environment
+            )
+            sock = await channel
+        except BaseException as exc:
+            if group is not None:
+                with contextlib.suppress(Exception):
+                    _placement_groups().remove_placement_group(group)
+            if isinstance(exc, ray.exceptions.RayActorError):
+                self.node_lost(node)
+                raise PluginCrashed(
+                    f"its node's plugbay agent ended while starting it (node {node[:12]})",
+                    plugin=manifest.id,
+                    hint="the supervisor starts it again on an alive node",
+                ) from None
+            raise
+        return RayHandle(
+            manifest, where["pid"], sock, self._host_call, placement=placement,
+            data_dir=data_dir, backend=self, node=where["node"], agent=agent, group=group,
+            kernel_reports=where.get("kernel_reports", []),
+        )  # fmt: skip
+
+    async def _reserve(self, placement: Placement) -> tuple[Any, str]:
+        """A placement group of one bundle holding what the plugin asks for; its node."""
+        pg = _placement_groups()
+        options = self._options(placement)
+        bundle: dict[str, float] = {}
+        if options.get("num_cpus"):
+            bundle["CPU"] = options["num_cpus"]
+        if options.get("num_gpus"):
+            bundle["GPU"] = options["num_gpus"]
+        if options.get("memory"):
+            bundle["memory"] = options["memory"]
+        bundle |= options.get("resources", {})
+        if not bundle:  # labels alone: a token of CPU, so the bundle is not empty
+            bundle["CPU"] = 0.001
+        labels = [options["label_selector"]] if "label_selector" in options else None
+        kwargs: dict[str, Any] = {"strategy": "PACK"}
+        if labels:
+            kwargs["bundle_label_selector"] = labels
+        group = pg.placement_group([bundle], **kwargs)
+        try:
+            await group.ready()
+            table = await asyncio.to_thread(pg.placement_group_table, group)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                pg.remove_placement_group(group)
+            raise
+        return group, str(table["bundles_to_node_id"][0])
+
+    async def _agent(self, node: str) -> Any:
+        """The node's plugbay agent, started on first use (pinned to the node)."""
+        lock = self._agent_locks.setdefault(node, asyncio.Lock())
+        async with lock:
+            agent = self._agents.get(node)
+            if agent is None:
+                agent = (
+                    self._remote(NodeAgent)
+                    .options(
+                        num_cpus=0,
+                        max_restarts=0,
+                        max_concurrency=10_000,
+                        scheduling_strategy=_affinity(node, soft=False),
+                    )
+                    .remote()
+                )
+                await agent.ready.remote()
+                self._agents[node] = agent
+                task = asyncio.get_running_loop().create_task(self._kernel_reports(node, agent))
+                self._watchers.add(task)
+                task.add_done_callback(self._watchers.discard)
+            return agent
+
+    async def _kernel_reports(self, node: str, agent: Any) -> None:
+        """The denials a node's kernel layer answered (seccomp's listener, in its agent),
+        to the plugin whose worker made them, as on this machine."""
+        while True:
+            try:
+                batch = await agent.reports.remote()
+            except Exception:  # the agent is gone (its node, or the host is closing)
+                return
+            for pid, event in batch:
+                for handle in list(self._handles):
+                    if handle.node == node and handle.pid == pid and handle._agent is agent:
+                        handle._report(event)
+
+    def forget(self, handle: RayHandle) -> None:
+        if handle in self._handles:
+            self._handles.discard(handle)
+            self._placed[handle.node] = max(0, self._placed.get(handle.node, 1) - 1)
+
+    async def close(self) -> None:
+        """Release every handle, end the agents, and leave the cluster (``local``: stop it)."""
+        for handle in list(self._handles):
+            handle.release()
+        for task in list(self._watchers):
+            task.cancel()
+        if self._connected:
+            ray = _ray()
+            for agent in list(self._agents.values()):
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(agent.close.remote(), 3)
+                with contextlib.suppress(Exception):
+                    ray.kill(agent, no_restart=True)
+            self._agents.clear()
+            if self._owns_connection:
+                await asyncio.to_thread(_shutdown, ray)
+                if self.temp_dir is not None and self.settings.temp_dir is None:
+                    await asyncio.to_thread(shutil.rmtree, self.temp_dir, True)
+                    self.temp_dir = None
+        if self._channels is not None:
+            self._channels.close()
+            self._channels = None
+        self._connected = self._owns_connection = False
+
+
+#: the signals a runtime in this process may handle itself (Wasm traps: SIGILL, SIGSEGV…)
+_FAULTS = (signal.SIGILL, signal.SIGSEGV, signal.SIGBUS, signal.SIGFPE, signal.SIGABRT)
+
+
+@contextlib.contextmanager
+def keep_fault_handlers() -> Iterator[None]:
+    """Joining Ray installs its crash reporter over this process's fault handlers without
+    calling the ones it replaced, and leaving it resets them to the default: a Wasm
+    runtime here (its traps are SIGILL and SIGSEGV) would then see a trap kill the host.
+    Around both, the handlers in place before are put back (an opaque ``struct
+    sigaction`` copy); one installed later chains to Ray's."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    saved = {}
+    for sig in _FAULTS:
+        old = ctypes.create_string_buffer(256)  # larger than struct sigaction anywhere
+        if libc.sigaction(int(sig), None, old) == 0:
+            saved[sig] = old
+    try:
+        yield
+    finally:
+        for sig, old in saved.items():
+            libc.sigaction(int(sig), old, None)
+
+
+def _shutdown(ray: Any) -> None:
+    with keep_fault_handlers():  # leaving Ray resets them to the default (death)
+        ray.shutdown()
+
+
+def _affinity(node: str, *, soft: bool) -> Any:
+    strategies = importlib.import_module("ray.util.scheduling_strategies")
+    return strategies.NodeAffinitySchedulingStrategy(node_id=node, soft=soft)
+
+
+def _placement_groups() -> Any:
+    return importlib.import_module("ray.util.placement_group")
+
+
+def _asked(placement: Placement) -> str:
+    asked = {k: v for k, v in placement.ray.items() if k != "mode" and v}
+    return ", ".join(f"{k} {v}" for k, v in asked.items()) or "nothing"
+
+
+class RayHandle(ProcessHandle):
+    """A plugin on a Ray node: a process handle whose worker is far away. Its pid is on
+    its node; its figures and stacks are read there; it is ended through Ray."""
+
+    def __init__(
+        self,
+        manifest: PluginManifest,
+        pid: int,
+        sock: socket.socket,
+        host_call: HostCallHandler,
+        *,
+        placement: Placement | None,
+        data_dir: Path | None,
+        backend: RayBackend,
+        node: str,
+        actor: Any = None,
+        agent: Any = None,
+        group: Any = None,
+        kernel_reports: list[str] | None = None,
+    ) -> None:
+        super().__init__(manifest, pid, sock, host_call, placement=placement, data_dir=data_dir)
+        #: the layers whose denials the node's agent reports (the guard leaves them to it)
+        self.kernel_reports = list(kernel_reports or [])
+        self.backend = backend
+        #: the Ray node it runs on (``plugbay info``, the ``node`` label of its metrics)
+        self.node = node
+        #: "actor": a bare actor (trusted); "agent": a worker of the node's agent
+        self.mode = "actor" if actor is not None else "agent"
+        self._actor = actor
+        self._agent = agent
+        self._group = group
+        self.gone = False
+
+    def location(self) -> dict[str, Any]:
+        """Where it runs, for ``plugbay info``, the dashboard and its metrics' ``node``."""
+        return {
+            "backend": "ray",
+            "node": self.node,
+            "mode": self.mode,
+            "pid": self.pid,
+            "sandboxed": bool(self.placement and self.placement.sandboxed),
+        }
+
+    def _rules(self) -> dict[str, Any]:
+        rules = super()._rules()
+        if rules:
+            rules["kernel_reports"] = self.kernel_reports
+        return rules
+
+    def _lost(self, reason: str | None, protocol_error: bool) -> None:
+        if protocol_error or self._dead is not None or self._closing:
+            super()._lost(reason, protocol_error)
+            return
+        task = asyncio.get_running_loop().create_task(self._diagnose_remote(reason))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _diagnose_remote(self, reason: str | None) -> None:
+        """How it ended: a sandboxed worker's wait status from its agent (then as on this
+        machine: a limit it hit is named); else its actor or node is gone."""
+        if self._agent is not None:
+            try:
+                ended = await asyncio.wait_for(self._agent.exit_status.remote(self.pid), 0.8)
+            except Exception:  # the agent is gone with its node, or does not answer
+                ended = None
+            if ended is not None:
+                status, self._oom_kills = ended
+                self._exit = asyncio.get_running_loop().create_future()
+                self._exit.set_result(status)
+                await self._diagnose(reason)
+                return
+        if self._agent is not None:  # the agent is gone: so is its node, most likely
+            self.backend.node_lost(self.node)
+        what = "bare actor" if self._actor is not None else "node's plugbay agent"
+        self._crashed(
+            f"its Ray {what} on node {self.node[:12]} ended (the process or its node is gone)",
+            error=PluginCrashed(
+                f"its Ray {what} on node {self.node[:12]} ended (the process or its node is gone)",
+                plugin=self.manifest.id,
+                hint="the supervisor restarts it on an alive node after its backoff",
+                details={"node": self.node, "pid": self.pid, "reason": reason or ""},
+            ),
+        )
+
+    def _kill(self) -> None:
+        """End the remote worker through Ray (never a signal to a pid on this machine)."""
+        if self.gone:
+            return
+        self.gone = True
+        with contextlib.suppress(Exception):
+            if self._actor is not None:
+                _ray().kill(self._actor, no_restart=True)
+            elif self._agent is not None:
+                self._agent.kill.remote(self.pid)
+        if self._group is not None:
+            with contextlib.suppress(Exception):
+                _placement_groups().remove_placement_group(self._group)
+            self._group = None
+        self.backend.forget(self)
+
+    def _target(self) -> Any:
+        return self._actor if self._actor is not None else self._agent
+
+    def usage(self) -> dict[str, Any]:
+        """What it uses on its node now (read there), with the node's id."""
+        if self._dead is not None or self.gone:
+            return {"pid": self.pid, "node": self.node, "error": "it is not running"}
+        try:
+            figures: dict[str, Any] = _ray().get(self._target().usage.remote(self.pid), timeout=5)
+        except Exception as exc:
+            return {"pid": self.pid, "node": self.node, "error": f"{type(exc).__name__}: {exc}"}
+        if "error" not in figures:
+            figures["storage_bytes"] = self.storage_bytes
+            figures["storage_quota"] = None
+            figures["sandboxed"] = bool(self.placement and self.placement.sandboxed)
+        return figures
+
+    def dump_stacks(self, *, tasks: bool = True) -> str:
+        try:
+            text: str = _ray().get(self._target().stacks.remote(self.pid), timeout=5)
+        except Exception as exc:
+            return f"(the stacks of worker {self.pid} on node {self.node[:12]}: {exc})"
+        return text

@@ -1,0 +1,390 @@
+"""The Ray backend on a 3-node ``ray.cluster_utils.Cluster`` (``tests/ray_support.py``):
+placement on a chosen node, a node that goes away (its plugin serves again from
+another node, its data read back), a hot reload that moves a plugin across nodes
+with no failed call, and ``plugbay info`` saying where and how each plugin runs.
+The backend contract itself is checked on Ray by ``tests/backends`` (two cases)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from plugbay.api.errors import ConfigError, PluginCrashed
+from plugbay.isolation.policy import IsolationPolicy
+from plugbay.isolation.ray import RayHandle
+from plugbay.runtime.host import Host
+from plugbay.runtime.prometheus import exposition
+from tests.conftest import PluginFactory
+
+PLUGIN = "acme.notes"
+
+CODE = """
+import os
+from plugbay import UtilityPlugin, command
+
+class P(UtilityPlugin):
+    def __init__(self) -> None:
+        self.count = 0
+
+    def export_state(self) -> dict[str, int]:
+        return {{"count": self.count}}
+
+    def import_state(self, state: dict[str, int]) -> None:
+        self.count = state["count"]
+
+    @command
+    def remember(self, key: str, text: str) -> None:
+        self.context.storage.set(key, text)
+
+    @command
+    def recall(self, key: str) -> str | None:
+        return self.context.storage.get(key)
+
+    @command
+    def bump(self) -> int:
+        self.count += 1
+        return self.count
+
+    @command
+    def label(self) -> str:
+        return "{label}"
+
+    @command
+    async def wait(self, seconds: float) -> str:
+        import asyncio
+        await asyncio.sleep(seconds)
+        return "done"
+"""
+
+
+def write(directory: Path, *, label: str, version: str, extra: str = "") -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "main.py").write_text(CODE.format(label=label))
+    (directory / "plugin.toml").write_text(
+        f'id = "{PLUGIN}"\nversion = "{version}"\ntype = "utility"\nentry = "main:P"\n{extra}'
+    )
+
+
+def on_node(name: str) -> str:
+    return f'[resources]\ncustom = {{ "{name}" = 1 }}\n'
+
+
+def policy(cluster: Any, *, trusted: bool, plugins: tuple[str, ...] = ("*",)) -> IsolationPolicy:
+    return IsolationPolicy.from_config(
+        {
+            "ray": {"address": cluster.address, "plugins": list(plugins)},
+            "policy": {"inline": ["*"] if trusted else []},
+        }
+    )
+
+
+@pytest.fixture
+def make(
+    ray_cluster: Any, tmp_path: Path, plugins: PluginFactory
+) -> Callable[..., contextlib.AbstractAsyncContextManager[Host]]:
+    @contextlib.asynccontextmanager
+    async def running(*, trusted: bool = False, **options: Any) -> AsyncIterator[Host]:
+        options.setdefault("policy", policy(ray_cluster, trusted=trusted))
+        host = Host(
+            plugins.root,
+            state_dir=tmp_path / "state",
+            entry_points=False,
+            init_timeout=30.0,
+            cleanup_timeout=2.0,
+            monitor={"interval": 3600},
+            **options,
+        )
+        async with host:
+            yield host
+
+    return running
+
+
+def handle_of(host: Host) -> RayHandle:
+    handle = host.plugin(PLUGIN).handle
+    assert isinstance(handle, RayHandle)
+    return handle
+
+
+async def until(check: Callable[[], object], what: str, seconds: float = 30.0) -> None:
+    end = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("trusted", [False, True], ids=["sandboxed", "bare-actor"])
+async def test_a_plugin_runs_on_the_node_its_manifest_asks_for(
+    ray_cluster: Any, make: Any, plugins: PluginFactory, trusted: bool
+) -> None:
+    write(plugins.root / "notes", label="v1", version="1.0.0", extra=on_node("node-b"))
+    async with make(trusted=trusted) as host:
+        assert host.plugin(PLUGIN).state == "active", host.plugin(PLUGIN).reason
+        handle = handle_of(host)
+        assert ray_cluster.name_of(handle.node) == "node-b"
+        assert await host.call(PLUGIN, "bump") == 1
+        info = host.info(PLUGIN)
+        assert info["isolation"] == "ray"
+        assert info["location"]["node"] == handle.node
+        if trusted:
+            assert info["location"]["mode"] == "actor" and not info["sandbox"]["sandboxed"]
+            assert "bare actor (no sandbox)" in info["sandbox"]["reason"]
+        else:
+            assert info["location"]["mode"] == "agent" and info["sandbox"]["sandboxed"]
+            assert "sandboxed worker of its node's plugbay agent" in info["sandbox"]["reason"]
+            assert any(layer.get("active") for layer in info["sandbox"]["layers"])
+        usage = host.manager.monitor_usage(PLUGIN)
+        assert usage["node"] == handle.node and usage["rss_bytes"] > 0  # read on its node
+        mode = "actor" if trusted else "agent"
+        metrics = exposition(host.manager).decode()
+        assert (
+            f'plugbay_plugin_node_info{{backend="ray",mode="{mode}",node="{handle.node}",'
+            f'plugin="{PLUGIN}"}} 1' in metrics
+        )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("trusted", [False, True], ids=["sandboxed", "bare-actor"])
+async def test_when_its_node_goes_the_plugin_serves_again_from_another_with_its_data(
+    ray_cluster: Any, make: Any, plugins: PluginFactory, trusted: bool
+) -> None:
+    # "worker" is a resource of node-a and node-b (not the head): it lands on one of them
+    write(plugins.root / "notes", label="v1", version="1.0.0", extra=on_node("worker"))
+    async with make(trusted=trusted, restart_backoff=0.1) as host:
+        first = handle_of(host)
+        gone = ray_cluster.name_of(first.node)
+        assert gone in ("node-a", "node-b")
+        await host.call(PLUGIN, "remember", key="greeting", text="kept across nodes")
+        in_flight = asyncio.create_task(host.call(PLUGIN, "wait", seconds=60.0))
+        await until(lambda: first.running() != [], "the call to start")
+        started = time.monotonic()
+        try:
+            await asyncio.to_thread(ray_cluster.remove, gone)
+            with pytest.raises(PluginCrashed) as crashed:
+                await in_flight
+            assert crashed.value.plugin == PLUGIN
+            # a node's loss fails the call at once (bench reports the figure), never a hang
+            assert time.monotonic() - started < 20
+            await until(
+                lambda: host.plugin(PLUGIN).state == "active" and handle_of(host) is not first,
+                "the restart on another node",
+                seconds=60,
+            )
+            moved = handle_of(host)
+            assert ray_cluster.name_of(moved.node) not in (gone, "?")
+            # context.storage is the host's: the data written on the lost node is read back
+            assert await host.call(PLUGIN, "recall", key="greeting") == "kept across nodes"
+            assert host.state is not None
+            actions = [e.action for e in host.state.history(PLUGIN)]
+            assert "crash" in actions and "restart" in actions
+        finally:
+            ray_cluster.add(gone)  # the session's cluster, restored (main thread only)
+
+
+@pytest.mark.slow
+async def test_a_hot_reload_moves_the_plugin_across_nodes_with_no_failed_call(
+    ray_cluster: Any, make: Any, plugins: PluginFactory
+) -> None:
+    directory = plugins.root / "notes"
+    write(directory, label="v1", version="1.0.0", extra=on_node("node-a"))
+    async with make(probation=0.2) as host:
+        first = handle_of(host)
+        assert ray_cluster.name_of(first.node) == "node-a"
+        stop = asyncio.Event()
+        answers: list[int] = []
+        failures: list[BaseException] = []
+
+        async def caller() -> None:
+            while not stop.is_set():
+                try:
+                    answers.append(await host.call(PLUGIN, "bump"))
+                except Exception as exc:
+                    failures.append(exc)
+                await asyncio.sleep(0)
+
+        callers = [asyncio.create_task(caller()) for _ in range(4)]
+        await until(lambda: len(answers) > 20, "calls before the reload")
+        write(directory, label="v2", version="1.1.0", extra=on_node("node-b"))
+        await host.reload(PLUGIN)
+        before = len(answers)
+        await until(lambda: len(answers) > before + 20, "calls after the reload")
+        stop.set()
+        await asyncio.gather(*callers)
+        assert failures == []
+        assert await host.call(PLUGIN, "label") == "v2"
+        assert ray_cluster.name_of(handle_of(host).node) == "node-b"
+        # every acknowledged bump is counted: the state moved with the plugin
+        assert await host.call(PLUGIN, "bump") == max(answers) + 1
+        await until(lambda: first.gone, "the old version's worker to end")
+
+
+@pytest.mark.slow
+async def test_a_manifest_may_ask_for_ray_and_the_policy_still_decides_its_sandbox(
+    ray_cluster: Any, make: Any, plugins: PluginFactory
+) -> None:
+    write(
+        plugins.root / "notes",
+        label="v1",
+        version="1.0.0",
+        extra='[placement]\nbackend = "ray"\n',
+    )
+    async with make(policy=policy(ray_cluster, trusted=False, plugins=())) as host:
+        handle = handle_of(host)
+        assert handle.mode == "agent" and handle.placement is not None
+        assert handle.placement.sandboxed
+        assert await host.call(PLUGIN, "bump") == 1
+    # a host without [ray]: the same plugin runs on this machine, unchanged, and says why
+    async with make(policy=IsolationPolicy.from_config({})) as host:
+        rec = host.plugin(PLUGIN)
+        assert rec.isolation == "process"
+        assert await host.call(PLUGIN, "label") == "v1"
+        assert "this host has no [ray]" in host.info(PLUGIN)["sandbox"]["reason"]
+
+
+def test_a_mistake_in_the_ray_table_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="address"):
+        IsolationPolicy.from_config({"ray": {"address": "nowhere"}})
+    with pytest.raises(ConfigError, match="no key 'adress'"):
+        IsolationPolicy.from_config({"ray": {"adress": "auto"}})
+    with pytest.raises(ConfigError, match="temp-dir"):
+        IsolationPolicy.from_config({"ray": {"temp-dir": "/tmp/" + "x" * 60}})
+
+
+LOCAL = """
+import asyncio, json, sys
+from plugbay.runtime.host import Host
+from plugbay.cli._plugin_views import _isolation_text
+
+async def main() -> None:
+    async with Host(sys.argv[1], state_dir=sys.argv[2], config_file=sys.argv[3],
+                    entry_points=False, init_timeout=60) as host:
+        backend = host.manager.backends["ray"]
+        info = host.info("acme.notes")
+        out = {
+            "bump": await host.call("acme.notes", "bump"),
+            "location": info["location"],
+            "text": _isolation_text(info, info["manifest"]),
+            "temp_dir": backend.temp_dir,
+        }
+    print(json.dumps(out))
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.slow
+def test_address_local_starts_a_private_cluster_and_stops_it_with_the_host(
+    tmp_path: Path, plugins: PluginFactory
+) -> None:
+    import json
+    import subprocess
+    import sys
+
+    import psutil
+
+    write(plugins.root / "notes", label="v1", version="1.0.0")
+    config = tmp_path / "plugbay.toml"
+    config.write_text('[ray]\naddress = "local"\nplugins = ["acme.*"]\nnum-cpus = 1\n')
+    # its own process: this one is connected to the session's cluster
+    done = subprocess.run(
+        [sys.executable, "-c", LOCAL, str(plugins.root), str(tmp_path / "state"), str(config)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["bump"] == 1
+    assert out["location"]["backend"] == "ray" and out["location"]["mode"] == "agent"
+    assert out["text"].startswith(
+        f"Ray sandboxed worker of the node's agent on node {out['location']['node'][:12]}"
+    )
+    temp_dir = out["temp_dir"]
+    assert temp_dir and len(temp_dir) < 30  # a short one: Ray's socket paths fit
+    assert not Path(temp_dir).exists()  # removed with the cluster
+    # nothing of that cluster is left running (its processes name its temp dir)
+    left = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        with contextlib.suppress(psutil.Error):
+            if any(temp_dir in part for part in proc.info["cmdline"] or []):
+                left.append(proc.info["pid"])
+    assert left == []
+
+
+DOC_MANIFEST = """
+id = "acme.heavy"
+version = "1.0.0"
+type = "utility"
+entry = "main:P"
+
+[placement]
+backend = "ray"
+node-labels = { zone = "b" }
+
+[resources]
+num-cpus = 1
+memory = "512MiB"
+custom = { "gpu-box" = 1 }
+"""
+
+
+def test_the_policy_puts_a_plugin_on_ray_with_the_resources_its_manifest_asks_for(
+    tmp_path: Path,
+) -> None:
+    from plugbay.model.manifest import parse_manifest
+
+    manifest = parse_manifest(DOC_MANIFEST)
+    untrusted = IsolationPolicy.from_config({"ray": {"address": "auto"}})
+    placed = untrusted.place(manifest, [tmp_path])
+    assert (placed.isolation, placed.sandboxed, placed.ray["mode"]) == ("ray", True, "agent")
+    assert placed.ray["num_cpus"] == 1.0 and placed.ray["memory"] == 512 * 2**20
+    assert placed.ray["resources"] == {"gpu-box": 1} and placed.ray["labels"] == {"zone": "b"}
+    assert placed.limits["memory"] == 512 * 2**20  # the sandbox's limit is the same
+    assert placed.describe()["ray"]["mode"] == "agent"
+    trusted = IsolationPolicy.from_config(
+        {"ray": {"address": "auto"}, "policy": {"inline": ["acme.*"]}}
+    )
+    assert trusted.place(manifest, [tmp_path]).ray["mode"] == "actor"
+    through_agent = IsolationPolicy.from_config(
+        {"ray": {"address": "auto", "bare-actors": False}, "policy": {"inline": ["acme.*"]}}
+    ).place(manifest, [tmp_path])
+    assert (through_agent.ray["mode"], through_agent.sandboxed) == ("agent", False)
+    # the operator keeps a plugin here by not configuring Ray at all
+    assert IsolationPolicy.from_config({}).place(manifest, [tmp_path]).isolation == "process"
+
+
+def test_a_negative_cluster_resource_is_a_manifest_error() -> None:
+    from plugbay.api.errors import ManifestError
+    from plugbay.model.manifest import parse_manifest
+
+    with pytest.raises(
+        ManifestError, match=r"resources.num-cpus' is invalid: Expected `float` >= 0"
+    ):
+        parse_manifest(DOC_MANIFEST.replace("num-cpus = 1", "num-cpus = -1"))
+    with pytest.raises(
+        ManifestError, match=r"resources.custom\[...\]' is invalid: Expected `float` >= 0"
+    ):
+        parse_manifest(DOC_MANIFEST.replace('"gpu-box" = 1', '"gpu-box" = -2'))
+    with pytest.raises(ManifestError, match="backend"):
+        parse_manifest(DOC_MANIFEST.replace('backend = "ray"', 'backend = "mars"'))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("trusted", [False, True], ids=["sandboxed", "bare-actor"])
+async def test_node_labels_in_the_manifest_choose_the_node(
+    ray_cluster: Any, make: Any, plugins: PluginFactory, trusted: bool
+) -> None:
+    labels = '[placement]\nnode-labels = { plugbay-node = "node-a" }\n'
+    write(plugins.root / "notes", label="v1", version="1.0.0", extra=labels)
+    async with make(trusted=trusted) as host:
+        assert host.plugin(PLUGIN).state == "active", host.plugin(PLUGIN).reason
+        assert ray_cluster.name_of(handle_of(host).node) == "node-a"
+        assert await host.call(PLUGIN, "bump") == 1
