@@ -7,8 +7,8 @@ import platform
 import sys
 
 SUITES = [
-    "spine", "sandbox", "quota", "monitor", "reload", "http", "pdk", "envs", "trust", "wasm",
-    "index", "irc", "trials", "ray", "activation",
+    "spine", "sandbox", "scale", "quota", "monitor", "reload", "http", "pdk", "envs", "trust",
+    "wasm", "index", "irc", "trials", "ray", "activation",
 ]  # fmt: skip
 
 

@@ -16,11 +16,15 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
+from typing import Any, TypeVar
 
 import msgspec
 
 from bench._report import Figure, print_figures
+
+T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "bench" / ".work"
@@ -75,44 +79,53 @@ def _raw_echo_server(sock: socket.socket) -> None:
             sock.sendall(out)
 
 
-async def raw_echo(n: int, concurrency: int) -> tuple[list[float], float]:
-    """Per-call latencies (one caller) or total seconds for n calls (pipelined)."""
-    parent, child = socket.socketpair()
-    pid = os.fork()
-    if pid == 0:
-        parent.close()
-        _raw_echo_server(child)
-    child.close()
-    reader, writer = await asyncio.open_connection(sock=parent)
-    encoder = msgspec.msgpack.Encoder()
-    decoder = msgspec.msgpack.Decoder()
+class RawEcho:
+    """The floor: a forked process echoing msgspec frames over a socketpair, with the
+    client on this process's event loop (one caller, or pipelined)."""
 
-    async def one(i: int) -> None:
-        body = encoder.encode({"id": i, "x": i})
-        writer.write(len(body).to_bytes(4, "big") + body)
-        header = await reader.readexactly(4)
-        decoder.decode(await reader.readexactly(int.from_bytes(header, "big")))
+    def __init__(self) -> None:
+        self.pid = 0
+        self._encoder = msgspec.msgpack.Encoder()
+        self._decoder = msgspec.msgpack.Decoder()
 
-    latencies: list[float] = []
-    start = time.perf_counter()
-    if concurrency == 1:
+    async def open(self) -> None:
+        parent, child = socket.socketpair()
+        pid = os.fork()
+        if pid == 0:
+            parent.close()
+            _raw_echo_server(child)
+        child.close()
+        self.pid = pid
+        self.reader, self.writer = await asyncio.open_connection(sock=parent)
+
+    async def latencies(self, n: int) -> list[float]:
+        reader, writer, encoder, decoder = self.reader, self.writer, self._encoder, self._decoder
+        out = []
         for i in range(n):
             t = time.perf_counter()
-            await one(i)
-            latencies.append(time.perf_counter() - t)
-    else:
-        # pipelined: all requests written, then all replies read
+            body = encoder.encode({"id": i, "x": i})
+            writer.write(len(body).to_bytes(4, "big") + body)
+            header = await reader.readexactly(4)
+            decoder.decode(await reader.readexactly(int.from_bytes(header, "big")))
+            out.append(time.perf_counter() - t)
+        return out
+
+    async def pipelined(self, n: int) -> float:
+        """Calls a second, all requests written, then all replies read."""
+        reader, writer, encoder, decoder = self.reader, self.writer, self._encoder, self._decoder
+        start = time.perf_counter()
         for i in range(n):
             body = encoder.encode({"id": i, "x": i})
             writer.write(len(body).to_bytes(4, "big") + body)
         for _ in range(n):
             header = await reader.readexactly(4)
             decoder.decode(await reader.readexactly(int.from_bytes(header, "big")))
-    total = time.perf_counter() - start
-    writer.close()
-    os.kill(pid, signal.SIGKILL)
-    await asyncio.to_thread(os.waitpid, pid, 0)
-    return latencies, total
+        return n / (time.perf_counter() - start)
+
+    async def close(self) -> None:
+        self.writer.close()
+        os.kill(self.pid, signal.SIGKILL)
+        await asyncio.to_thread(os.waitpid, self.pid, 0)
 
 
 # --------------------------------------------------------------------------- plugbay
@@ -130,31 +143,82 @@ def _plugin_dir() -> Path:
     return directory.parent
 
 
-async def plugbay_figures(n: int) -> dict[str, object]:
+ROUNDS = 7
+
+
+async def _latencies(call: Callable[[int], Awaitable[object]], n: int) -> list[float]:
+    out = []
+    for i in range(n):
+        t = time.perf_counter()
+        await call(i)
+        out.append(time.perf_counter() - t)
+    return out
+
+
+async def _rate(call: Callable[[int], Awaitable[object]], n: int, callers: int = 16) -> float:
+    async def caller(k: int) -> None:
+        for i in range(n // callers):
+            await call(i + k)
+
+    t = time.perf_counter()
+    await asyncio.gather(*(caller(k) for k in range(callers)))
+    return callers * (n // callers) / (time.perf_counter() - t)
+
+
+async def call_figures(n: int) -> dict[str, float]:
+    """Interleaved rounds of the floor and of plugbay's two paths, so each sees the same
+    machine; each figure is its best round (p50 of latencies; calls a second)."""
+    from plugbay.runtime.host import Host
+
+    raw = RawEcho()
+    await raw.open()
+    rounds: dict[str, list[float]] = {}
+    try:
+        async with Host(
+            _plugin_dir(), state_dir=WORK / "sandbox-state", entry_points=False
+        ) as host:
+            rec = host.plugin("bench.echo")
+            handle = rec.handle
+            assert handle is not None
+            spec = handle.commands["echo"]
+
+            async def public(i: int) -> object:
+                return await host.call("bench.echo", "echo", x=i)
+
+            async def narrow(i: int) -> object:  # the backend alone: no checks, no metrics
+                return await handle.call(spec, {"x": i}, 30.0)
+
+            for i in range(300):  # warm up
+                await public(i)
+                await narrow(i)
+            await raw.latencies(300)
+            for _ in range(ROUNDS):
+                rounds.setdefault("raw", []).append(statistics.median(await raw.latencies(n)))
+                rounds.setdefault("public", []).append(
+                    statistics.median(await _latencies(public, n))
+                )
+                rounds.setdefault("narrow", []).append(
+                    statistics.median(await _latencies(narrow, n))
+                )
+                # throughput rounds are longer: a burst of load elsewhere spoils fewer
+                rounds.setdefault("raw_rate", []).append(await raw.pipelined(4 * n))
+                rounds.setdefault("public_rate", []).append(await _rate(public, 4 * n))
+                rounds.setdefault("narrow_rate", []).append(await _rate(narrow, 4 * n))
+    finally:
+        await raw.close()
+    best = {k: min(v) for k, v in rounds.items() if not k.endswith("_rate")}
+    best |= {k: max(v) for k, v in rounds.items() if k.endswith("_rate")}
+    return best
+
+
+async def plugbay_figures() -> dict[str, object]:
     from plugbay.runtime.host import Host
 
     out: dict[str, object] = {}
     async with Host(_plugin_dir(), state_dir=WORK / "sandbox-state", entry_points=False) as host:
-        call = host.call
-        for i in range(200):  # warm up
-            await call("bench.echo", "echo", x=i)
-        latencies = []
-        for i in range(n):
-            t = time.perf_counter()
-            await call("bench.echo", "echo", x=i)
-            latencies.append(time.perf_counter() - t)
-        out["latencies"] = latencies
-
-        async def caller(k: int) -> None:
-            for i in range(n // 16):
-                await call("bench.echo", "echo", x=i + k)
-
-        t = time.perf_counter()
-        await asyncio.gather(*(caller(k) for k in range(16)))
-        out["throughput_seconds"] = time.perf_counter() - t
-        out["throughput_calls"] = 16 * (n // 16)
         handle = host.plugin("bench.echo").handle
         pid = getattr(handle, "pid", None)
+        await host.call("bench.echo", "echo", x=1)
         await asyncio.sleep(0.5)
         out["uss"] = _uss(int(pid)) if pid else float("nan")
 
@@ -179,6 +243,58 @@ async def plugbay_figures(n: int) -> dict[str, object]:
                 await worker._reaper
         out["starts"] = starts
     return out
+
+
+# --------------------------------------------------------------------------- what a user would pick instead
+
+
+def _echo(x: int) -> int:
+    return x
+
+
+def pool_apply(n: int) -> float:
+    """p50 of a multiprocessing Pool.apply round trip (one forked worker), best of rounds."""
+    import multiprocessing
+
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        for i in range(200):
+            pool.apply(_echo, (i,))
+        best = float("inf")
+        for _ in range(ROUNDS):
+            lat = []
+            for i in range(n):
+                t = time.perf_counter()
+                pool.apply(_echo, (i,))
+                lat.append(time.perf_counter() - t)
+            best = min(best, statistics.median(lat))
+    return best
+
+
+def ray_actor_call(n: int) -> float | str:
+    """p50 of a call to a local Ray actor, or why it was not measured."""
+    try:
+        import ray  # type: ignore[import-not-found, unused-ignore]
+    except ImportError:
+        return "ray is not installed here (pip install ray): not measured"
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+    try:
+
+        @ray.remote
+        class Echo:
+            def echo(self, x: int) -> int:
+                return x
+
+        actor = Echo.remote()  # type: ignore[attr-defined]
+        for i in range(100):
+            ray.get(actor.echo.remote(i))
+        lat = []
+        for i in range(min(n, 1000)):
+            t = time.perf_counter()
+            ray.get(actor.echo.remote(i))
+            lat.append(time.perf_counter() - t)
+        return statistics.median(lat)
+    finally:
+        ray.shutdown()  # this process's local cluster only
 
 
 def fork_start(runs: int = 30) -> list[float]:
@@ -220,54 +336,130 @@ def idle_memory() -> tuple[int, int]:
     return forked, fresh_uss
 
 
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    try:
+        from plugbay.isolation.loops import loop_factory
+    except ImportError:  # a plugbay from before uvloop was supported
+        return None
+    return loop_factory()
+
+
+def _on_uvloop(main: Coroutine[Any, Any, T]) -> T | None:
+    factory = _loop_factory()
+    if factory is None:
+        main.close()
+        return None
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(main)
+
+
 def run() -> int:
-    n = 4000
-    raw_lat, _ = asyncio.run(raw_echo(n, 1))
-    _, raw_pipelined = asyncio.run(raw_echo(n, 16))
-    ours = asyncio.run(plugbay_figures(n))
-    lat = ours["latencies"]
-    assert isinstance(lat, list)
+    n = 1000
+    calls = asyncio.run(call_figures(n))
+    on_uv = _on_uvloop(call_figures(n))
+    ours = asyncio.run(plugbay_figures())
     starts = ours["starts"]
     assert isinstance(starts, list)
     forks = fork_start()
     fresh = fresh_python_start()
     forked_uss, fresh_uss = idle_memory()
-    raw_rate = n / raw_pipelined
-    our_rate = float(ours["throughput_calls"]) / float(ours["throughput_seconds"])  # type: ignore[arg-type]
+    pool = pool_apply(n)
+    ray_p50 = ray_actor_call(n)
     uss = float(ours["uss"])  # type: ignore[arg-type]
+    workers = "sandboxed workers on asyncio"
+    floor = "raw msgspec echo over a socketpair p50"
     figures = [
         Figure(
-            "sandboxed call round trip p50",
-            statistics.median(lat),
-            "raw msgspec echo over a socketpair p50",
-            statistics.median(raw_lat),
-            "p50 within 2× of the floor",
-            statistics.median(lat) <= 2 * statistics.median(raw_lat),
+            f"sandboxed call p50, await host.call(...) (host on asyncio, {workers})",
+            calls["public"],
+            floor,
+            calls["raw"],
+            "≤ 1.3× the floor",
+            calls["public"] <= 1.3 * calls["raw"],
+            note=f"best of {ROUNDS} interleaved rounds of {n} calls each",
         ),
         Figure(
-            "sandboxed call round trip p99",
-            _pct(lat, 0.99),
-            "raw msgspec echo p99",
-            _pct(raw_lat, 0.99),
-            "(reported)",
-            None,
+            "sandboxed call p50, the backend alone (handle.call: no checks, no metrics)",
+            calls["narrow"],
+            floor,
+            calls["raw"],
+            "≤ 1.3× the floor",
+            calls["narrow"] <= 1.3 * calls["raw"],
         ),
         Figure(
-            "throughput, 16 concurrent callers to one sandboxed plugin",
-            our_rate,
+            "16 concurrent callers to one sandboxed plugin, await host.call(...)",
+            calls["public_rate"],
             "raw echo, pipelined",
-            raw_rate,
-            "≥ 50% of the floor",
-            our_rate >= 0.5 * raw_rate,
+            calls["raw_rate"],
+            "≥ 0.6× the floor",
+            calls["public_rate"] >= 0.6 * calls["raw_rate"],
             unit="calls/s",
         ),
+        Figure(
+            "16 concurrent callers, the backend alone",
+            calls["narrow_rate"],
+            "raw echo, pipelined",
+            calls["raw_rate"],
+            "≥ 0.6× the floor",
+            calls["narrow_rate"] >= 0.6 * calls["raw_rate"],
+            unit="calls/s",
+        ),
+    ]
+    if on_uv is None:
+        print(
+            "\n  (uvloop is not installed: the host-on-uvloop lines are left out; pip install uvloop)"
+        )
+    else:
+        figures += [
+            Figure(
+                f"sandboxed call p50, await host.call(...) (host on uvloop, {workers})",
+                on_uv["public"],
+                floor + " (client on uvloop)",
+                on_uv["raw"],
+                "≤ 1.3× the floor",
+                on_uv["public"] <= 1.3 * on_uv["raw"],
+            ),
+            Figure(
+                "16 concurrent callers, await host.call(...) (host on uvloop)",
+                on_uv["public_rate"],
+                "raw echo, pipelined (client on uvloop)",
+                on_uv["raw_rate"],
+                "≥ 0.6× the floor",
+                on_uv["public_rate"] >= 0.6 * on_uv["raw_rate"],
+                unit="calls/s",
+            ),
+        ]
+    figures += [
+        Figure(
+            "sandboxed call p50, await host.call(...)",
+            calls["public"],
+            "multiprocessing Pool.apply round trip p50 (no sandbox, no checks)",
+            pool,
+            "(reported: what a user might pick instead)",
+            None,
+        ),
+    ]
+    if isinstance(ray_p50, float):
+        figures.append(
+            Figure(
+                "sandboxed call p50, await host.call(...)",
+                calls["public"],
+                "local Ray actor call p50",
+                ray_p50,
+                "(reported: what a user might pick instead)",
+                None,
+            )
+        )
+    else:
+        print(f"\n  local Ray actor call: {ray_p50}")
+    figures += [
         Figure(
             "worker start (zygote fork → plugin initialized) p50",
             statistics.median(starts),
             "os.fork() of the host p50",
             statistics.median(forks),
-            "≤ 25 ms p50",
-            statistics.median(starts) <= 0.025,
+            "≤ 8× os.fork()",
+            statistics.median(starts) <= 8 * statistics.median(forks),
         ),
         Figure(
             "worker start p50",
@@ -282,8 +474,8 @@ def run() -> int:
             uss / 2**20,
             "forked idle copy of the host",
             forked_uss / 2**20,
-            "≤ 8 MB",
-            uss <= 8 * 2**20,
+            "≤ 2× the forked copy",
+            uss <= 2 * forked_uss,
             unit="MiB",
         ),
         Figure(

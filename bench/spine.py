@@ -6,6 +6,7 @@ import asyncio
 import os
 import random
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -142,24 +143,24 @@ def call_overhead() -> list[Figure]:
             results["proxy"],
             "pluggy hook call (1 impl)",
             pluggy_t,
-            "within 3× of pluggy",
-            results["proxy"] <= 3 * pluggy_t,
+            "≤ 1.0× pluggy",
+            results["proxy"] <= pluggy_t,
         ),
         Figure(
             "typed proxy call (async def command, inline)",
             results["proxy_async"],
             "pluggy hook call (1 impl)",
             pluggy_t,
-            "within 3× of pluggy",
-            results["proxy_async"] <= 3 * pluggy_t,
+            "≤ 1.0× pluggy",
+            results["proxy_async"] <= pluggy_t,
         ),
         Figure(
             "await host.call(id, command, **params)",
             results["host"],
             "pluggy hook call (1 impl)",
             pluggy_t,
-            "(reported)",
-            None,
+            "≤ 1.0× pluggy",
+            results["host"] <= pluggy_t,
         ),
         Figure(
             "typed proxy call (def command, inline)",
@@ -260,8 +261,8 @@ def discovery_resolution() -> list[Figure]:
             ours_t,
             f"tomllib parse of the same {count} files",
             anchor_t,
-            "under 300 ms",
-            ours_t < 0.300,
+            "≤ 1.5× tomllib",
+            ours_t <= 1.5 * anchor_t,
             note=f"median of 3: {ours_median * 1000:.0f} ms",
         ),
     ]
@@ -281,14 +282,29 @@ def _depth(edges: dict[str, frozenset[str]]) -> int:
 # --------------------------------------------------------------------------- start-up
 
 
+def _warm_bytecode() -> None:
+    """Both sides of the start-up figure run from compiled modules, as an installed
+    package does (an environment with PYTHONDONTWRITEBYTECODE never writes them, and
+    would measure the compiler)."""
+    import compileall
+
+    for tree in (ROOT / "src", ROOT / "plugins"):
+        compileall.compile_dir(tree, quiet=1)
+
+
 def startup() -> list[Figure]:
     env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "160"}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     plugbay = [sys.executable, "-m", "plugbay.cli"]
+    _warm_bytecode()
 
     def import_only() -> float:
-        return timed(lambda: subprocess.run([sys.executable, "-c", "import plugbay"], check=True))
+        return timed(
+            lambda: subprocess.run([sys.executable, "-c", "import plugbay"], check=True, env=env)
+        )
 
-    def run_until_ready() -> float:
+    def run_until_ready() -> tuple[float, float]:
+        """Seconds until every bundled plugin is active, and until it serves."""
         state = WORK / "startup-state"
         shutil.rmtree(state, ignore_errors=True)
         start = time.perf_counter()
@@ -316,31 +332,42 @@ def startup() -> list[Figure]:
             env=env,
         )
         assert proc.stdout is not None
-        ready = None
+        active = ready = None
         for line in proc.stdout:
+            if "active" in line and "failed" in line and "ready in" in line:
+                if " 0 failed" not in line:
+                    raise RuntimeError(f"a bundled plugin failed: {line}")
+                active = time.perf_counter() - start
             if "serving" in line:
                 ready = time.perf_counter() - start
                 break
-            if " 0 failed" not in line and "failed" in line and "active" in line:
-                raise RuntimeError(f"a bundled plugin failed: {line}")
         proc.terminate()
         proc.wait(timeout=30)
-        if ready is None:
+        if ready is None or active is None:
             raise RuntimeError("plugbay run never said it was serving")
-        return ready
+        return active, ready
 
     WORK.mkdir(parents=True, exist_ok=True)
-    anchor_t, _ = best_of(import_only, 5)
-    ours_t, ours_median = best_of(run_until_ready, 5)
+    # interleaved: the anchor and the figure see the same machine
+    imports: list[float] = []
+    runs: list[tuple[float, float]] = []
+    for _ in range(5):
+        imports.append(import_only())
+        runs.append(run_until_ready())
+    anchor_t = min(imports)
+    active_t = min(a for a, _ in runs)
+    serving_t = min(r for _, r in runs)
+    median_active = statistics.median(a for a, _ in runs)
     return [
         Figure(
             "`plugbay run` start → all bundled plugins active",
-            ours_t,
+            active_t,
             "python -c 'import plugbay'",
             anchor_t,
-            "under 1 s wall",
-            ours_t < 1.0,
-            note=f"median of 5: {ours_median * 1000:.0f} ms",
+            "≤ 5× the anchor and under 0.5 s",
+            active_t <= 5 * anchor_t and active_t < 0.5,
+            note=f"median of 5: {median_active * 1000:.0f} ms; serving (API, /metrics) after "
+            f"{serving_t * 1000:.0f} ms",
         ),
     ]
 

@@ -244,7 +244,9 @@ async def test_a_start_sweeps_what_a_host_killed_with_sigkill_left(
 def test_sigterm_during_startup_stops_cleanly(
     plugins: PluginFactory, run_host: Callable[..., Run]
 ) -> None:
-    sandboxed(plugins, 6, init_seconds=0.5)
+    # independent plugins start side by side: each takes long enough that the host is
+    # still starting when the checks below are done and the signal arrives
+    sandboxed(plugins, 6, init_seconds=4.0)
     run = run_host(plugins.root)
     url = run.url()
     # /healthz answers while plugins are still starting; /readyz says so, with progress

@@ -198,10 +198,18 @@ def _type_name(tp: Any) -> str:
 _SCALARS: Final[frozenset[type]] = frozenset({str, int, float, bool, bytes})
 
 
+def _exact_scalars(params: list[ParamInfo]) -> tuple[tuple[str, type], ...] | None:
+    """(name, type) of every parameter when all are plain scalars, else None."""
+    if all(p.annotation in _SCALARS for p in params):
+        return tuple((p.name, p.annotation) for p in params)
+    return None
+
+
 class CommandSpec:
     """A command's checked signature: validates parameters and results at the boundary."""
 
     __slots__ = (
+        "_exact",
         "_params_type",
         "_result_check",
         "blocking",
@@ -283,6 +291,9 @@ class CommandSpec:
                     "msgspec.Struct or containers of them",
                 ) from exc
         self._result_check = self._make_result_check(self.returns)
+        #: (name, type) of every parameter when all are plain scalars: a call passing
+        #: each with exactly that type is already what msgspec would return
+        self._exact = _exact_scalars(params)
 
     # -- the boundary -----------------------------------------------------------------
 
@@ -290,6 +301,18 @@ class CommandSpec:
         self, params: Mapping[str, Any], *, plugin: str | None = None, strict: bool = True
     ) -> dict[str, Any]:
         """Checked (and, with ``strict=False``, converted from text/JSON) keyword arguments."""
+        exact = self._exact
+        if exact is not None and len(params) == len(exact):
+            # The common call: every parameter given, each of exactly its declared scalar
+            # type (a bool is not taken for an int here). Anything else, msgspec judges.
+            try:
+                for name, tp in exact:
+                    if type(params[name]) is not tp:
+                        break
+                else:
+                    return dict(params)
+            except (KeyError, TypeError):
+                pass
         try:
             obj = msgspec.convert(params, self._params_type, strict=strict)
         except msgspec.ValidationError as exc:

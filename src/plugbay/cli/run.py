@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import json
 import os
@@ -128,7 +129,9 @@ def run(
             drain=drain,
         )
     try:
-        code = asyncio.run(_run(host_kwargs(plugins, state, config), serving, started))
+        from plugbay.isolation import loops  # uvloop when installed (PLUGBAY_LOOP=asyncio: not)
+
+        code = loops.run(_run(host_kwargs(plugins, state, config), serving, started))
     except PlugbayError as exc:
         fail(exc)
     raise typer.Exit(code)
@@ -140,6 +143,7 @@ async def _run(kwargs: dict[str, Any], serving: Serving | None, started: float) 
     start); the exit code. SIGTERM / Ctrl-C is honoured at any point from the first
     line on: plugins not yet started never start, calls in flight drain (bounded)."""
     from plugbay.runtime.host import Host
+    from plugbay.runtime.startup import warm_up
 
     host = Host(**kwargs)
     since = time.time()
@@ -152,40 +156,81 @@ async def _run(kwargs: dict[str, Any], serving: Serving | None, started: float) 
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stopping)
-    web = None
-    announcement: Path | None = None
+    api = _Api(host, since)
     try:
         await host.open()  # the state directory is ours (or another host's: refused)
-        # the API first: /healthz answers at once, /readyz tells starting from ready
-        bind = serving.bind if serving is not None else None
-        web = await _start_http(host, bind, serving.max_body) if serving and bind else None
-        http_url = web.url if web is not None else None
-        announcement = _announce(host, since, http=http_url)
+        await warm_up(host.manager.backends)  # the zygote boots while the API is built
+        # the API comes up while plugins start (/healthz answers, /readyz tells starting
+        # from ready): its modules load in a thread, the plugins' workers meanwhile
+        api.begin(serving.bind if serving is not None else None, serving)
         if host.swept:
             out.print(f"[yellow]{escape(host.swept.describe())}[/] (left by an earlier host)")
         await host.start()
+        await api.ready()
         if stop.is_set():
             out.print("stopping: a stop was asked for during startup")
             return 0
         failed = _print_started(host, started)
         if serving is None:
             return 1 if failed else 0
-        await _serve(host, since, serving, stop, http_url)
+        await _serve(host, since, serving, stop, api.url)
         return 0
     finally:
         host.request_stop()
-        if web is not None:
+        with contextlib.suppress(Exception):  # a start going on finishes first
+            await api.ready()
+        if api.web is not None:
             # plugins first: a call still running gets its error through the API,
             # then the server closes
             await host.manager.shutdown()
-            await web.stop()
-        if announcement is not None:
-            announcement.unlink(missing_ok=True)
+            await api.web.stop()
+        if api.announcement is not None:
+            api.announcement.unlink(missing_ok=True)
         await host.stop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
         if serving is not None:
             out.print("stopped")
+
+
+class _Api:
+    """The API and dashboard of ``plugbay run``, started beside the plugins, and the
+    announcement (host.json) that tells other plugbay commands where it is."""
+
+    def __init__(self, host: Host, since: float) -> None:
+        self.host = host
+        self.since = since
+        self.web: Any = None
+        self.announcement: Path | None = None
+        self._starting: asyncio.Future[None] | None = None
+
+    @property
+    def url(self) -> str | None:
+        return self.web.url if self.web is not None else None
+
+    def begin(self, bind: tuple[str, int] | None, serving: Serving | None) -> None:
+        if bind is None or serving is None:
+            self.announcement = _announce(self.host, self.since)
+            return
+        self._starting = asyncio.ensure_future(self._start(bind, serving.max_body))
+
+    async def _start(self, bind: tuple[str, int], max_body: int) -> None:
+        # FastAPI and uvicorn take about 0.3 s to import: off the loop, which meanwhile
+        # starts plugins (mostly waiting on their workers)
+        await asyncio.to_thread(_load_web)
+        self.web = await _start_http(self.host, bind, max_body)
+        self.announcement = _announce(self.host, self.since, http=self.url)
+
+    async def ready(self) -> None:
+        if self._starting is not None:
+            await asyncio.shield(self._starting)
+
+
+def _load_web() -> None:
+    import importlib
+
+    for module in ("plugbay.web._app", "plugbay.web._server"):
+        importlib.import_module(module)
 
 
 def _print_started(host: Host, started: float) -> int:
@@ -284,7 +329,7 @@ def _announce(
     host: Host, since: float, *, http: str | None = None, metrics_port: int | None = None
 ) -> Path:
     """Tell other plugbay commands that a host serves this state directory (and where)."""
-    from plugbay.web.client import HOST_FILE
+    from plugbay.runtime.lifecycle import HOST_FILE  # (plugbay.web.client would load httpx)
 
     path = _state_dir(host) / HOST_FILE
     path.write_text(

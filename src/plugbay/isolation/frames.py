@@ -13,7 +13,7 @@ import asyncio
 import struct
 import time
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import msgspec
 
@@ -295,8 +295,8 @@ class Channel(asyncio.Protocol):
         self._discard_at = 0.0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports have the same methods without subclassing asyncio's
+        self.transport = cast(asyncio.Transport, transport)
 
     def _discarded(self, size: int) -> None:
         rate = self.discard_rate

@@ -33,17 +33,18 @@ from plugbay.api.errors import PlugbayError, PluginCrashed, ResourceLimitExceede
 from plugbay.isolation import frames, handover, sampling
 from plugbay.isolation._cgroups import CgroupLayer
 from plugbay.isolation._process_parts import (
-    FULL_BELOW,
     RemoteSpec,
     bound_file_size,
+    crash_error,
     du,
+    look_at_image,
     process_usage,
     receive_listener,
-    signal_name,
     size_text,
     worker_request,
 )
 from plugbay.isolation.base import Backend, CallTimeout, EnvironmentPaths, PluginHandle, deadline
+from plugbay.isolation.heartbeat import Beat, hung_error, pulse_for
 from plugbay.isolation.identity import (
     deliver_log,
     judge_error,
@@ -227,12 +228,19 @@ class ProcessHandle(sampling.SampledInWorker, PluginHandle):
         self._tasks: set[asyncio.Task[None]] = set()
         self._deadlines: dict[int, tuple[float, str]] = {}
         self._watchdog: asyncio.Task[None] | None = None
-        self._heartbeat: asyncio.Task[None] | None = None
-        self._last_pong = 0.0
-        #: seconds between pings, and silence after which the worker counts as hung
-        self.heartbeat_interval = 0.2
-        self.heartbeat_timeout = 1.0
+        #: the loop's heartbeat ticks for this worker (``isolation.heartbeat``)
+        self._beating = False
+        self.beat = Beat()
+        #: a kernel-enforced storage image the pulse looks at (its quota), and when next
+        self._full_quota: int | None = None
+        self._full_told: int | None = None
+        self._next_storage = 0.0
         self._closing = False
+        self._beats = itertools.count(1)
+        #: private memory (USS) as last read, when, and how old it may be when shown
+        self._uss: int | None = None
+        self._uss_at = -1e9
+        self.uss_max_age = 10.0
         #: request → (monotonic start, command): what the monitor reads to find hung calls
         self._started: dict[int, tuple[float, str]] = {}
         self._stacks_seen = 0
@@ -245,9 +253,13 @@ class ProcessHandle(sampling.SampledInWorker, PluginHandle):
         if self._zygote is not None:
             self._exit = self._zygote.exited(self.pid)
             self._reaper = asyncio.create_task(self._reap(), name=f"plugbay-reaper-{self.pid}")
-        _, self._channel = await loop.create_connection(
-            lambda: frames.Channel(self._dispatch, self._lost), sock=self._sock
-        )
+        await loop.create_connection(self._make_channel, sock=self._sock)
+
+    def _make_channel(self) -> frames.Channel:
+        # set before the connection is made: uvloop may deliver the first frames before
+        # create_connection returns
+        self._channel = frames.Channel(self._dispatch, self._lost)
+        return self._channel
 
     async def _reap(self) -> None:
         """When the worker has exited: read its cgroup's OOM count, then remove the cgroup
@@ -317,29 +329,10 @@ class ProcessHandle(sampling.SampledInWorker, PluginHandle):
                 "cpu_seconds",
                 f"its worker used up its CPU time ({limits.get('cpu-seconds')} s) and was killed",
             )
-        elif code == -signal.SIGSYS:
-            error = PluginCrashed(
-                "its worker made a system call the sandbox forbids and was killed (seccomp)",
-                plugin=self.manifest.id,
-                hint="the plugin tried something no sandboxed plugin may do",
-                details={"pid": self.pid, "signal": "SIGSYS", "layer": "seccomp"},
-            )
-            self._report({"kind": "killed", "layer": "seccomp", "detail": "SIGSYS"})
-        elif code < 0:
-            name = signal_name(-code)
-            error = PluginCrashed(
-                f"its worker was killed by {name}",
-                plugin=self.manifest.id,
-                hint=f"'plugbay info {self.manifest.id}' and the host log say more",
-                details={"pid": self.pid, "signal": name},
-            )
         else:
-            error = PluginCrashed(
-                f"its worker process exited with code {code}",
-                plugin=self.manifest.id,
-                hint=f"'plugbay info {self.manifest.id}' and the host log say more",
-                details={"pid": self.pid, "exit_code": code},
-            )
+            error = crash_error(self.manifest.id, self.pid, code)
+            if code == -signal.SIGSYS:
+                self._report({"kind": "killed", "layer": "seccomp", "detail": "SIGSYS"})
         self._crashed(error.message, error=error)
 
     def _limit(self, limit: str, message: str) -> ResourceLimitExceeded:
@@ -392,7 +385,7 @@ class ProcessHandle(sampling.SampledInWorker, PluginHandle):
             if self._metrics is not None:
                 self._metrics.import_custom(message.data, self.budget)
         elif isinstance(message, frames.Pong):
-            self._last_pong = asyncio.get_running_loop().time()
+            self.beat.answered(asyncio.get_running_loop().time())
         elif isinstance(message, frames.HostCall):
             task = asyncio.create_task(self._serve_host_call(message))
             self._tasks.add(task)
@@ -531,11 +524,12 @@ class ProcessHandle(sampling.SampledInWorker, PluginHandle):
         self._pending[request] = future
         # One watchdog per worker instead of a timer per call (a timer costs more than
         # the rest of the host's side of a call): it expires calls past their deadline.
-        self._deadlines[request] = (loop.time() + timeout, what)
+        now = self.beat.last_used = loop.time()
+        self._deadlines[request] = (now + timeout, what)
         if self._watchdog is None or self._watchdog.done():
             self._watchdog = asyncio.create_task(self._watch(), name=f"plugbay-watchdog-{self.pid}")
         message = make(request)
-        self._started[request] = (loop.time(), getattr(message, "command", type(message).__name__))
+        self._started[request] = (now, getattr(message, "command", type(message).__name__))
         self._send(message)
         try:
             return await future
@@ -563,13 +557,24 @@ class ProcessHandle(sampling.SampledInWorker, PluginHandle):
             await asyncio.sleep(max(0.005, min(soonest - now, 0.25)))
 
     def start_heartbeat(self) -> None:
-        """Ping the worker; if its loop stays silent past the timeout it is hung, and killed."""
-        self._last_pong = asyncio.get_running_loop().time()
-        self._heartbeat = asyncio.create_task(self._beat(), name=f"plugbay-heartbeat-{self.pid}")
+        """Ping the worker; if its loop stays silent past the timeout it is hung, and killed.
+        One task per loop ticks for every worker (``isolation.heartbeat``): a busy worker is
+        pinged every ``beat.interval``, an idle one every ``beat.idle_interval``."""
+        loop = asyncio.get_running_loop()
+        self.beat.last_pong = self.beat.last_used = loop.time()
+        self._beating = True
+        pulse_for(loop).join(self)
         quota = self.placement.limits.get("storage") if self.placement is not None else None
         if self.placement is not None and self.placement.sandboxed and quota is not None:
-            watch = self._watch_full if self.storage.enforced else self._watch_storage
-            self._quota = asyncio.create_task(watch(int(quota)), name=f"plugbay-quota-{self.pid}")
+            if self.storage.enforced:
+                self._full_quota = int(quota)  # looked at by the pulse
+            else:
+                self._quota = asyncio.create_task(
+                    self._watch_storage(int(quota)), name=f"plugbay-quota-{self.pid}"
+                )
+
+    def _busy(self, now: float) -> bool:
+        return self.beat.busy(now, bool(self._pending))
 
     #: seconds between two measures of a sandboxed plugin's data directory
     storage_interval = 0.5
@@ -582,8 +587,10 @@ class ProcessHandle(sampling.SampledInWorker, PluginHandle):
         assert self.data_dir is not None
         baseline = await asyncio.to_thread(du, self.data_dir)
         self.storage_bytes = baseline
+        loop = asyncio.get_running_loop()
         while self._dead is None:
-            await asyncio.sleep(self.storage_interval)
+            idle = not self._busy(loop.time())
+            await asyncio.sleep(self.beat.idle_interval if idle else self.storage_interval)
             used = await asyncio.to_thread(du, self.data_dir)
             self.storage_bytes = used
             if used > quota and used > baseline:
@@ -595,74 +602,49 @@ class ProcessHandle(sampling.SampledInWorker, PluginHandle):
                 self._crashed(error.message, error=error)
                 return
 
-    async def _watch_full(self, quota: int) -> None:
+    def _look_full(self, quota: int) -> None:
         """The kernel enforces the quota; the host only notices when the image is full,
-        so a write refused where Python never saw it (ctypes, C code) is reported too.
-        Each time it fills up is one event: a full image whose use changed is a new one."""
+        so a write refused where Python never saw it (ctypes, C code) is reported too."""
         assert self.data_dir is not None
-        data_dir = str(self.data_dir)
-        told: int | None = None  # what was used when it was last reported full
-        while self._dead is None:
-            try:
-                st = os.statvfs(data_dir)  # a mounted local filesystem: microseconds
-            except OSError:
-                return
-            used = self.storage_bytes = (st.f_blocks - st.f_bfree) * st.f_frsize
-            free = st.f_bavail * st.f_frsize
-            if (free < FULL_BELOW or st.f_favail == 0) and used != told:
-                told = used
-                what = "files" if st.f_favail == 0 else "space"
-                self._report(
-                    {
-                        "kind": "limit",
-                        "limit": "storage",
-                        "layer": "quota",
-                        "operation": "writing to its data directory",
-                        "detail": f"its data directory is out of {what}: {size_text(used)} used "
-                        f"of its {size_text(quota)} storage quota; the kernel refuses further "
-                        "writes (ENOSPC)",
-                    }
-                )
-            elif free > 4 * FULL_BELOW:
-                told = None
-            await asyncio.sleep(self.storage_full_interval)
+        seen = look_at_image(self.data_dir, quota, self._full_told)
+        if seen is None:
+            self._full_quota = None
+            return
+        self.storage_bytes, self._full_told, event = seen
+        if event is not None:
+            self._report(event)
 
-    #: seconds between two looks at a kernel-enforced image (is it full?)
+    #: seconds between two looks at a kernel-enforced image (is it full?) while busy
     storage_full_interval = 0.1
 
-    async def _beat(self) -> None:
-        loop = asyncio.get_running_loop()
-        beat = itertools.count(1)
-        while self._dead is None:
-            before = loop.time()
-            await asyncio.sleep(self.heartbeat_interval)
-            now = loop.time()
-            # Time the host's own loop did not run (an application's blocking call) is not
-            # the worker's silence: its pong may be waiting, unread, in the socket.
-            stalled = now - before - self.heartbeat_interval
-            if stalled > 0.05:
-                self._last_pong += stalled
-            silent = now - self._last_pong
-            if silent > self.heartbeat_timeout:
-                with contextlib.suppress(OSError):  # what it was doing, in the plugin's log
-                    logging.getLogger(f"plugbay.plugin.{self.manifest.id}").error(
-                        "worker %d stopped answering its heartbeat; its stacks:\n%s",
-                        self.pid, self.dump_stacks(tasks=False),
-                    )  # fmt: skip
-                error = PluginCrashed(
-                    f"its worker stopped answering its heartbeat ({silent:.1f} s without a reply) "
-                    "and was killed",
-                    plugin=self.manifest.id,
-                    hint="a def command must not block its worker's loop "
-                    "(mark long ones @command(blocking=True))",
-                    details={"pid": self.pid, "layer": "heartbeat"},
-                )
-                self._report(
-                    {"kind": "killed", "layer": "heartbeat", "detail": f"{silent:.1f} s silent"}
-                )
-                self._crashed(error.message, error=error)
-                return
-            self._send(frames.Ping(next(beat)))
+    def pulse(self, now: float, stalled: float) -> bool:
+        """One tick of the loop's heartbeat (``isolation.heartbeat``): the storage image's
+        look and a ping when due, or the verdict that the worker is hung."""
+        if self._dead is not None or not self._beating:
+            return False
+        busy = self._busy(now)
+        if self._full_quota is not None and now >= self._next_storage:
+            self._look_full(self._full_quota)
+            every = self.storage_full_interval if busy else self.beat.idle_interval
+            self._next_storage = now + every
+        due = self.beat.due(now, stalled, busy)
+        if due == "hung":
+            self._hung(self.beat.silent(now))
+            return False
+        if due == "ping":
+            self.beat.pinged_at = now
+            self._send(frames.Ping(next(self._beats)))
+        return True
+
+    def _hung(self, silent: float) -> None:
+        with contextlib.suppress(OSError):  # what it was doing, in the plugin's log
+            logging.getLogger(f"plugbay.plugin.{self.manifest.id}").error(
+                "worker %d stopped answering its heartbeat; its stacks:\n%s",
+                self.pid, self.dump_stacks(tasks=False),
+            )  # fmt: skip
+        error = hung_error(self.manifest.id, self.pid, silent)
+        self._report({"kind": "killed", "layer": "heartbeat", "detail": f"{silent:.1f} s silent"})
+        self._crashed(error.message, error=error)
 
     async def initialize(self, context: PluginContext, timeout: float) -> None:
         self._metrics = context.metrics
@@ -731,9 +713,9 @@ class ProcessHandle(sampling.SampledInWorker, PluginHandle):
 
     async def cleanup(self, timeout: float) -> None:
         self._closing = True
-        for task in (self._heartbeat, self._quota):
-            if task is not None:
-                task.cancel()
+        self._beating = False
+        if self._quota is not None:
+            self._quota.cancel()
         if self._dead is not None:
             return
         try:
@@ -759,11 +741,11 @@ class ProcessHandle(sampling.SampledInWorker, PluginHandle):
         """None while the worker answers its heartbeat; otherwise why not."""
         if self._dead is not None:
             return str(self._dead.message)
-        if self._heartbeat is None:
+        if not self._beating:
             return None
         # from any thread (a /metrics scrape): the loop's clock is time.monotonic
-        silent = time.monotonic() - self._last_pong
-        if silent > self.heartbeat_interval * 3:
+        silent = self.beat.silent(time.monotonic())
+        if silent > self.beat.interval * 3:
             return f"its worker has not answered its heartbeat for {silent:.1f} s"
         return None
 
@@ -777,10 +759,17 @@ class ProcessHandle(sampling.SampledInWorker, PluginHandle):
 
     def usage(self) -> dict[str, Any]:
         """What the worker uses now (psutil): memory, CPU time, I/O, open files, threads."""
-        figures = process_usage(self.pid)
+        now = time.monotonic()
+        fresh = now - self._uss_at >= self.uss_max_age  # the costly part, read less often
+        figures = process_usage(self.pid, uss=fresh)
         if "error" not in figures:
+            if fresh:
+                self._uss_at, self._uss = now, figures["uss_bytes"]
+            else:
+                figures["uss_bytes"] = self._uss
             figures["storage_bytes"] = self.storage_bytes
-            figures["storage_quota"] = self.storage.mechanism if self._quota is not None else None
+            watched = self._quota is not None or self._full_quota is not None
+            figures["storage_quota"] = self.storage.mechanism if watched else None
             figures["sandboxed"] = bool(self.placement and self.placement.sandboxed)
         return figures
 
@@ -789,7 +778,8 @@ class ProcessHandle(sampling.SampledInWorker, PluginHandle):
         self._kill()
         if self.seccomp is not None and self._reaper is None:
             self.seccomp.close()  # no zygote to say it exited: nothing is left to answer
-        for task in (self._watchdog, self._heartbeat, self._quota):
+        self._beating = False
+        for task in (self._watchdog, self._quota):
             if task is not None:
                 task.cancel()
         if self._channel is not None:

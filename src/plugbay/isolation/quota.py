@@ -393,9 +393,16 @@ class QuotaMounts:
     """
 
     def __init__(self) -> None:
+        #: guards the tables and the janitor; each data directory has its own lock for
+        #: making and mounting its image, so plugins starting together do it side by side
         self._lock = threading.Lock()
         self._holders: dict[Path, int] = {}
+        self._dir_locks: dict[Path, threading.Lock] = {}
         self._janitor = _Janitor()
+
+    def _lock_for(self, data_dir: Path) -> threading.Lock:
+        with self._lock:
+            return self._dir_locks.setdefault(data_dir, threading.Lock())
 
     def mounted(self) -> list[Path]:
         with self._lock:
@@ -411,11 +418,12 @@ class QuotaMounts:
         data_dir = Path(os.path.realpath(data_dir))
         image = image_path(data_dir)
         size = _size_for(quota)
-        with self._lock:
-            held = self._holders.get(data_dir, 0)
-            if held:
-                self._holders[data_dir] = held + 1
-                return
+        with self._lock_for(data_dir):
+            with self._lock:
+                held = self._holders.get(data_dir, 0)
+                if held:
+                    self._holders[data_dir] = held + 1
+                    return
             data_dir.mkdir(parents=True, exist_ok=True)
             if mount_source(data_dir) is not None:
                 # mounted by a host that did not stop cleanly: ours if it is this image
@@ -440,31 +448,38 @@ class QuotaMounts:
                 _resize(image, size, plugin)
                 if _has_entries(data_dir):  # written while the image was not mounted
                     _absorb(image, data_dir)
-            self._janitor.tell("mount", data_dir)  # before: a death in between is covered
+            with self._lock:
+                self._janitor.tell("mount", data_dir)  # before: a death in between is covered
             _mount(image, data_dir)
-            self._holders[data_dir] = 1
+            with self._lock:
+                self._holders[data_dir] = 1
         if fresh:
             log.info("plugin '%s': storage quota of %g MiB in %s", plugin, size / MiB, image)
 
     def detach(self, data_dir: Path) -> None:
         """One holder fewer; the last one unmounts the image and frees its loop device."""
         data_dir = Path(os.path.realpath(data_dir))
-        with self._lock:
-            held = self._holders.get(data_dir, 0)
-            if held > 1:
-                self._holders[data_dir] = held - 1
-                return
-            if not held:
-                return
-            del self._holders[data_dir]
+        with self._lock_for(data_dir):
+            with self._lock:
+                held = self._holders.get(data_dir, 0)
+                if held > 1:
+                    self._holders[data_dir] = held - 1
+                    return
+                if not held:
+                    return
+                del self._holders[data_dir]
             try:
                 _umount(data_dir)
             except QuotaUnavailable as exc:
                 log.warning("could not unmount the storage image at %s: %s", data_dir, exc)
+                unmounted = False
             else:
-                self._janitor.tell("umount", data_dir)
-            if not self._holders:  # nothing left to guard: no process and no pipe kept
-                self._janitor.close()
+                unmounted = True
+            with self._lock:
+                if unmounted:
+                    self._janitor.tell("umount", data_dir)
+                if not self._holders:  # nothing left to guard: no process and no pipe kept
+                    self._janitor.close()
 
     def close(self) -> None:
         """Unmount every image still mounted (the host is stopping)."""

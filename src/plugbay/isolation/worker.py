@@ -39,7 +39,7 @@ from plugbay.api import (
 )
 from plugbay.api._events import EVENT_PREFIX, event_handlers, run_handler
 from plugbay.api.errors import PlugbayError, PluginCallError, ServiceError, error_from_dict
-from plugbay.isolation import frames, handover
+from plugbay.isolation import frames, handover, loops
 from plugbay.isolation.guard import Guard, classify
 from plugbay.isolation.inline import lifecycle, new_instance, run_in_daemon_thread
 from plugbay.isolation.loading import import_plugin
@@ -487,13 +487,18 @@ def _wrap(exc: BaseException, plugin: str | None, doing: str) -> PlugbayError:
     )
 
 
+def _channel_for(worker: Worker) -> frames.Channel:
+    # set before the connection is made: uvloop may hand over the first frame (Load)
+    # before create_connection returns, and its answer must have a channel to leave on
+    worker.channel = frames.Channel(worker.on_message, worker.closed)
+    return worker.channel
+
+
 async def _run(fd: int, layers: list[dict[str, Any]] | None) -> None:
     sock = socket.socket(fileno=fd)
     worker = Worker(layers)
     loop = asyncio.get_running_loop()
-    _, worker.channel = await loop.create_connection(
-        lambda: frames.Channel(worker.on_message, worker.closed), sock=sock
-    )
+    await loop.create_connection(functools.partial(_channel_for, worker), sock=sock)
     from plugbay.isolation import diagnostics
 
     diagnostics.capture_output(
@@ -503,7 +508,8 @@ async def _run(fd: int, layers: list[dict[str, Any]] | None) -> None:
     try:
         await worker.done
     finally:
-        worker.channel.close()
+        if worker.channel is not None:
+            worker.channel.close()
         if worker.stuck:  # asyncio.run would wait for that task forever
             sys.stdout.flush()
             os._exit(0)
@@ -517,7 +523,7 @@ def main(fd: int, layers: list[dict[str, Any]] | None = None) -> None:
 
     diagnostics.dump_stacks_on_signal()
     try:
-        asyncio.run(_run(fd, layers))
+        loops.run(_run(fd, layers), sandboxed=bool(layers))
     finally:
         sys.stdout.flush()
         os._exit(0)

@@ -25,6 +25,8 @@ import subprocess
 import sys
 from typing import TYPE_CHECKING, Any, Final
 
+from plugbay.isolation.loops import LOOP_VARIABLE
+
 if TYPE_CHECKING:
     from plugbay.isolation.base import EnvironmentPaths
 
@@ -144,8 +146,11 @@ def zygote_main(control_fd: int, read_paths: list[str] | None = None) -> None:
     from plugbay.isolation import (  # the warm part: every worker inherits it
         diagnostics,  # noqa: F401  (imported by every worker)
         limits,
+        loops,
         worker,
     )
+
+    loops.loop_factory()  # uvloop, when installed, is imported once here
 
     _die_with_parent()
     # orphans of a worker (a plugin granted subprocesses) are ours to reap, not init's
@@ -215,6 +220,8 @@ class Zygote:
         self._replies: collections.deque[asyncio.Future[int]] = collections.deque()
         self._exits: dict[int, asyncio.Future[int]] = {}
         self._reader: asyncio.Task[None] | None = None
+        self._starting: asyncio.Future[None] | None = None
+        self._spawned = asyncio.Event()
 
     @property
     def pid(self) -> int | None:
@@ -224,8 +231,32 @@ class Zygote:
         return self._proc is not None and self._proc.returncode is None
 
     async def start(self) -> None:
+        """Start the zygote, once: callers that ask while it boots (workers started
+        concurrently, ``plugbay run`` warming it up early) all wait for the same start."""
         if self.alive() and self._control is not None:
             return
+        await asyncio.shield(self._boot_once())
+
+    def _boot_once(self) -> asyncio.Future[None]:
+        if self._starting is None or self._starting.done():
+            self._spawned.clear()
+            self._starting = asyncio.ensure_future(self._boot())
+            # a failed boot is raised to whoever waits for it; none may be left waiting
+            self._starting.add_done_callback(lambda f: f.cancelled() or f.exception())
+        return self._starting
+
+    async def begin(self) -> None:
+        """Start booting the zygote and return once its process runs (not once it is
+        ready): what the host does next overlaps the zygote's imports."""
+        if self.alive() and self._control is not None:
+            return
+        starting = self._boot_once()
+        spawned: asyncio.Future[Any] = asyncio.ensure_future(self._spawned.wait())
+        either: list[asyncio.Future[Any]] = [starting, spawned]
+        await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+        spawned.cancel()
+
+    async def _boot(self) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         env = {
             "PATH": "/usr/local/bin:/usr/bin:/bin",
@@ -237,6 +268,8 @@ class Zygote:
             # space, which RLIMIT_AS counts against the plugin's memory limit
             "MALLOC_ARENA_MAX": "1",
         }
+        if os.environ.get(LOOP_VARIABLE):  # the host's choice of loop holds for its workers
+            env[LOOP_VARIABLE] = os.environ[LOOP_VARIABLE]
         if self.environment is None:
             args = [
                 "-c",
@@ -263,6 +296,7 @@ class Zygote:
             env=env,
             stdin=subprocess.DEVNULL,
         )
+        self._spawned.set()
         theirs.close()
         ours.setblocking(False)
         loop = asyncio.get_running_loop()

@@ -39,7 +39,7 @@ from typing import Any, Final, Literal, TypeAlias
 import msgspec
 
 from plugbay.api.errors import ConfigError, ManifestError, PlugbayError
-from plugbay.model import _events
+from plugbay.model import _events, _fasttoml
 from plugbay.model._config_schema import ConfigField, ConfigSchema, check_default, error_path
 from plugbay.model._placement import NonNegative, PlacementRequest
 from plugbay.model._requirements import python_requirement_problem, with_requires_dist
@@ -414,12 +414,15 @@ def parse_toml(
             where=where,
             hint="a manifest is a few KiB; check that this is the file you meant",
         )
+    plain = _fasttoml.loads(text)  # the plain TOML manifests are written in, fast
+    if plain is not None:
+        return plain
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise error(
             f"{what} is not valid TOML: {exc}",
-            where=_with_line(where, exc),
+            where=_fasttoml.with_line(where, exc),
             hint="fix the TOML syntax (strings need quotes, tables are [name], keys are key = value)",
         ) from None
     except RecursionError:
@@ -759,11 +762,6 @@ def _where(path: Path | None, distribution: str | None) -> str:
     if path is not None:
         return str(path)
     return f"distribution {distribution}" if distribution else "<manifest>"
-
-
-def _with_line(where: str, exc: tomllib.TOMLDecodeError) -> str:
-    m = re.search(r"line (\d+)", str(exc))
-    return f"{where}:{m.group(1)}" if m else where
 
 
 def _locate(where: str, text: str | None, key: str) -> str:

@@ -22,7 +22,7 @@ import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from plugbay.api import SystemEvent
 from plugbay.api.errors import PlugbayError
@@ -30,6 +30,7 @@ from plugbay.monitor.alerts import AlertManager, Condition, Sample, evaluate
 from plugbay.monitor.config import MonitorSettings
 from plugbay.monitor.health import RANK, Blocked, LoopWatchdog, Readiness, overall, readiness_from
 from plugbay.monitor.logs import PREFIX, LogManager
+from plugbay.monitor.sampling import SampleRota
 from plugbay.monitor.source import HandleView, MonitorSource, PluginView
 
 __all__ = ["PluginMonitor"]
@@ -69,6 +70,10 @@ _SECURITY_ERRORS = {
 }
 
 
+#: snapshot rows written a second, at most (more plugins: written every n / this ticks)
+SNAPSHOT_ROWS: Final = 100
+
+
 @dataclass(slots=True)
 class _Track:
     samples: deque[Sample] = field(default_factory=deque)
@@ -81,6 +86,9 @@ class _Track:
     checking: asyncio.Task[None] | None = None
     next_check: float = 0.0
     blocked: list[Blocked] = field(default_factory=list)
+    #: the rules found nothing at the last evaluation, with this many crashes known
+    clear: bool = False
+    crashes_seen: int = -1
 
 
 class PluginMonitor:
@@ -115,6 +123,7 @@ class PluginMonitor:
         self._ticks = 0
         #: the last tick's PlugbayError (a full disk): logged once until a tick succeeds
         self._tick_problem: str | None = None
+        self._rota = SampleRota()  # which workers are measured on a tick
         self.started = time.time()
 
     # ------------------------------------------------------------------ lifecycle
@@ -195,7 +204,9 @@ class PluginMonitor:
         self._ticks += 1
         records = self.manager.list_plugins()
         handles = {r.id: r.handle for r in records if r.handle is not None}
-        usage, host_usage = await asyncio.to_thread(_sample_usage, handles)
+        due = self._rota.due(handles)
+        usage, host_usage = await asyncio.to_thread(_sample_usage, due, self._rota.budget)
+        self._rota.measured(usage)
         now = time.monotonic()
         self._host_usage = _with_cpu_percent(host_usage, self, now)
         blocked = self._loop_blocks()
@@ -206,11 +217,17 @@ class PluginMonitor:
                 track.hung = None
                 self.alerts.update(rec.id, rec.version, self._restart_only(rec, now))
                 continue
-            track.usage = usage.get(rec.id)
+            if rec.id in usage:  # not measured this tick (``monitor.sampling``): as last time
+                track.usage = usage[rec.id]
+                _cpu_percent(track, now)
             await self._observe(rec, track, blocked, now)
         self._forget_gone({rec.id for rec in records})
-        rows = {row["id"]: row for row in self.snapshot()}
-        rows["*host*"] = self.host_summary()
+        rows: dict[str, dict[str, Any]] | None = None
+        # the snapshot other processes read: every tick for up to SNAPSHOT_ROWS plugins,
+        # then as often as keeps its writing at that many rows a second
+        if (self._ticks - 1) % max(1, len(records) // SNAPSHOT_ROWS) == 0:
+            rows = {row["id"]: row for row in self.snapshot()}
+            rows["*host*"] = self.host_summary([row["health"] for row in rows.values()])
         await asyncio.to_thread(self._persist, rows)
 
     def _loop_blocks(self) -> list[Blocked]:
@@ -226,15 +243,23 @@ class PluginMonitor:
     ) -> None:
         """One active plugin's tick: a sample kept over the alert windows, its blocks of
         the loop and hung calls, then its alerts and readiness."""
-        _cpu_percent(track, now)
         sample = self._sample(rec, track, now)
+        quiet = _quiet(track, sample, len(rec.crashes)) and not any(
+            b.plugin == rec.id for b in blocked
+        )
         self._keep(track, sample, now)
+        if quiet:  # nothing new since the rules last found nothing: they still find nothing
+            track.blocked = []
+            self._schedule_readiness(rec, track, now)
+            return
         self._security_from_errors(rec, track)
         track.blocked = [b for b in blocked if b.plugin == rec.id]
         hung = await self._hung(rec, track, sample, now)
         rules = self.settings.alerts
         holding = evaluate(rules, list(track.samples), crashes=rec.crashes, hung=hung, now=now)
         self.alerts.update(rec.id, rec.version, holding)
+        track.clear = not holding and hung is None
+        track.crashes_seen = len(rec.crashes)
         self._schedule_readiness(rec, track, now)
 
     def _keep(self, track: _Track, sample: Sample, now: float) -> None:
@@ -254,10 +279,10 @@ class PluginMonitor:
                 del self._tracks[pid]
                 self.alerts.clear_plugin(pid)
 
-    def _persist(self, rows: dict[str, dict[str, Any]]) -> None:
+    def _persist(self, rows: dict[str, dict[str, Any]] | None) -> None:
         store = self._store()
         self.logs.persist(store)
-        if store is None:
+        if store is None or rows is None:
             return
         try:
             store.put_snapshot(rows)
@@ -483,11 +508,14 @@ class PluginMonitor:
     def host_usage(self) -> dict[str, Any] | None:
         return self._host_usage
 
-    def host_summary(self) -> dict[str, Any]:
+    def host_summary(self, statuses: list[str] | None = None) -> dict[str, Any]:
+        """The host's row; ``statuses``: each plugin's health, when already checked."""
         usage = self._host_usage or {}
+        if statuses is None:
+            statuses = [self.check_health(r.id)["status"] for r in self.manager.list_plugins()]
         return {
             "id": "*host*", "kind": "host", "pid": os.getpid(),
-            "health": overall(self.check_health(r.id)["status"] for r in self.manager.list_plugins()),
+            "health": overall(statuses),
             "rss_bytes": usage.get("rss_bytes"), "cpu_percent": usage.get("cpu_percent"),
             "alerts": len(self.alerts.firing), "started": self.started,
         }  # fmt: skip
@@ -569,14 +597,35 @@ def _merge(lists: list[list[int]]) -> list[int]:
     return [sum(col) for col in zip(*lists, strict=False)]
 
 
+def _quiet(track: _Track, sample: Sample, crashes: int) -> bool:
+    """Whether a plugin's alert rules can be left unevaluated this tick: they found
+    nothing last time, and nothing they read has changed since (no call, error, crash or
+    memory change, none running). As time passes a window only loses what it held, so
+    a rule that did not hold cannot start holding without something new."""
+    if not track.clear or not track.samples or crashes != track.crashes_seen:
+        return False
+    last = track.samples[-1]
+    return (
+        sample.inflight == 0
+        and last.inflight == 0
+        and sample.calls == last.calls
+        and sample.errors == last.errors
+        and sample.rss == last.rss
+    )
+
+
 def _sample_usage(
-    handles: dict[str, HandleView],
+    handles: dict[str, HandleView], budget: float = float("inf")
 ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
-    """In a thread: what each worker uses now, and the host process (inline plugins share it)."""
+    """In a thread: what each worker uses now, and the host process (inline plugins share
+    it); workers in order until ``budget`` seconds of CPU are spent (``monitor.sampling``)."""
     import psutil
 
     out: dict[str, dict[str, Any]] = {}
+    until = time.thread_time() + budget
     for pid, handle in handles.items():
+        if time.thread_time() > until and getattr(handle, "isolated", False):
+            continue
         try:
             figures = handle.usage()
         except Exception as exc:

@@ -19,7 +19,7 @@ import dataclasses
 import importlib.metadata
 import logging
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, TypeVar
@@ -455,9 +455,10 @@ class Host:
 
     # ------------------------------------------------------------------ calling
 
-    async def call(self, plugin_id: str, command: str, /, **params: Any) -> Any:
-        """Run a command with keyword parameters (checked against its annotations)."""
-        return await self.manager.call(plugin_id, command, params)
+    def call(self, plugin_id: str, command: str, /, **params: Any) -> Coroutine[Any, Any, Any]:
+        """Run a command with keyword parameters (checked against its annotations):
+        ``await host.call(...)``. (The manager's call itself, not a coroutine around it.)"""
+        return self.manager.call(plugin_id, command, params)
 
     async def call_with(
         self, plugin_id: str, command: str, params: Mapping[str, Any], *, strict: bool = True

@@ -62,6 +62,7 @@ from plugbay.runtime.routing import Route
 from plugbay.runtime.security import SecurityEvents
 from plugbay.runtime.services import ServiceHub
 from plugbay.runtime.starting import Starting
+from plugbay.runtime.startup import start_plan
 from plugbay.runtime.store import PluginStore
 from plugbay.runtime.supervision import Supervision
 from plugbay.runtime.swap import Swapper, UpgradePlan
@@ -269,24 +270,23 @@ class PluginManager(Starting, Supervision, SecurityEvents):
         self._set_state(rec, PluginState.DISABLED)
 
     async def load_plan(self, plan: ResolutionPlan) -> None:
-        """Start every plugin of a resolution plan in order; failures stay local."""
+        """Start every plugin of a resolution plan, each once what it needs has started
+        (``runtime.startup``: independent ones side by side); failures stay local."""
         for plugin_id, error in plan.failures.items():
             manifest = next(iter(self._versions_of(plugin_id)), None)
             self.note_problem(plugin_id, error, manifest)
         eager = self.activation.eager_needs(plan)
-        for plugin_id in plan.order:
-            if self.stop_requested:  # SIGTERM during startup: the rest never start
-                break
-            manifest = plan.selected[plugin_id]
+
+        async def start(plugin_id: str) -> None:
             rec = self._records.get(plugin_id)
-            if rec is not None and rec.state is PluginState.ACTIVE:
-                continue
-            edges, notes = plan.edges.get(plugin_id, frozenset()), plan.notes.get(plugin_id, [])
-            if self.activation.defer(manifest, edges, notes, eager):
-                continue
-            await self._start(
-                manifest, plan.edges.get(plugin_id, frozenset()), plan.notes.get(plugin_id, [])
-            )
+            if rec is None or rec.state is not PluginState.ACTIVE:
+                manifest = plan.selected[plugin_id]
+                edges, notes = plan.edges.get(plugin_id, frozenset()), plan.notes.get(plugin_id, [])
+                if not self.activation.defer(manifest, edges, notes, eager):  # starts on demand
+                    await self._start(manifest, edges, notes)
+
+        # SIGTERM during startup: the rest never start
+        await start_plan(plan, start, lambda: self.stop_requested)
 
     async def load_plugin(self, target: str | PluginManifest) -> PluginRecord:
         """Load one plugin (the newest version the registry resolves) whose dependencies are active."""

@@ -8,9 +8,24 @@
     await server.start()
 """
 
-from plugbay.web._app import MAX_BODY, WebApp, create_app
-from plugbay.web._server import DEFAULT_BIND, HttpServer, is_loopback, parse_bind
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from plugbay.web.token import TOKEN_FILE, TokenFile
+
+if TYPE_CHECKING:
+    from plugbay.web._app import MAX_BODY, WebApp, create_app
+    from plugbay.web._server import DEFAULT_BIND, HttpServer, is_loopback, parse_bind
+
+_LAZY = {
+    "MAX_BODY": "_app",
+    "WebApp": "_app",
+    "create_app": "_app",
+    "DEFAULT_BIND": "_server",
+    "HttpServer": "_server",
+    "is_loopback": "_server",
+    "parse_bind": "_server",
+}
 
 __all__ = [
     "DEFAULT_BIND",
@@ -23,3 +38,12 @@ __all__ = [
     "is_loopback",
     "parse_bind",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # FastAPI is imported when the app is built, not when a CLI command only reads
+    # host.json or the token: ``plugbay run`` and every client command start faster.
+    if name in _LAZY:
+        module = importlib.import_module(f"plugbay.web.{_LAZY[name]}")
+        return getattr(module, name)
+    raise AttributeError(f"module 'plugbay.web' has no attribute {name!r}")

@@ -12,12 +12,14 @@ import contextlib
 import ipaddress
 import socket
 from collections.abc import Iterator
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import uvicorn
 
 from plugbay.api.errors import PlugbayError
-from plugbay.web._app import WebApp
+
+if TYPE_CHECKING:
+    from plugbay.web._app import WebApp
 
 __all__ = ["DEFAULT_BIND", "HttpServer", "is_loopback", "parse_bind"]
 

@@ -1,0 +1,112 @@
+"""Plugins start side by side, each once what it needs is up (runtime/startup.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from plugbay.model.resolve import ResolutionPlan
+from plugbay.runtime.startup import start_plan
+from tests.conftest import PluginFactory
+
+# Each waits, in initialize, until the other has begun its own: started one after the
+# other, the first would give up (RuntimeError) and fail.
+MEET = """
+import asyncio
+from pathlib import Path
+from plugbay import PluginContext, UtilityPlugin, command
+
+RENDEZVOUS = Path({rendezvous!r})
+
+class P(UtilityPlugin):
+    async def initialize(self, context: PluginContext) -> None:
+        (RENDEZVOUS / "{me}.begun").touch()
+        for _ in range(400):
+            if (RENDEZVOUS / "{other}.begun").exists():
+                (RENDEZVOUS / "{me}.done").touch()
+                return
+            await asyncio.sleep(0.005)
+        raise RuntimeError("{other} never began while {me} was starting")
+
+    @command
+    def ping(self) -> str:
+        return "{me}"
+"""
+
+# Starts only after both are done: its initialize finds their marks.
+AFTER = """
+from pathlib import Path
+from plugbay import PluginContext, UtilityPlugin, command
+
+RENDEZVOUS = Path({rendezvous!r})
+
+class P(UtilityPlugin):
+    async def initialize(self, context: PluginContext) -> None:
+        missing = [p for p in ("acme.a", "acme.b") if not (RENDEZVOUS / f"{{p}}.done").exists()]
+        if missing:
+            raise RuntimeError(f"started before {{missing}} finished starting")
+
+    @command
+    def ping(self) -> str:
+        return "after"
+"""
+
+
+async def test_independent_plugins_start_together_and_a_dependent_after_both(
+    plugins: PluginFactory, make_host: Callable[..., Any], tmp_path: Path
+) -> None:
+    meet = tmp_path / "rendezvous"
+    meet.mkdir()
+    plugins("acme.a", MEET.format(rendezvous=str(meet), me="acme.a", other="acme.b"))
+    plugins("acme.b", MEET.format(rendezvous=str(meet), me="acme.b", other="acme.a"))
+    plugins(
+        "acme.after",
+        AFTER.format(rendezvous=str(meet)),
+        extra='[dependencies]\n"acme.a" = "^1"\n"acme.b" = "^1"\n',
+    )
+    host = make_host(init_timeout=10.0)
+    async with host:
+        states = {r.id: (str(r.state), r.reason) for r in host.plugins()}
+        assert states == {
+            "acme.a": ("active", None),
+            "acme.b": ("active", None),
+            "acme.after": ("active", None),
+        }
+        assert await host.call("acme.after", "ping") == "after"
+
+
+async def test_a_plugin_whose_dependency_failed_is_refused_with_the_reason(
+    plugins: PluginFactory, make_host: Callable[..., Any]
+) -> None:
+    plugins(
+        "acme.broken",
+        "from plugbay import UtilityPlugin\n\nclass P(UtilityPlugin):\n"
+        "    def __init__(self) -> None:\n        raise ValueError('no')\n",
+    )
+    plugins("acme.needs", extra='[dependencies]\n"acme.broken" = "^1"\n')
+    plugins("acme.alone")
+    async with make_host() as host:
+        assert str(host.plugin("acme.broken").state) == "failed"
+        needs = host.plugin("acme.needs")
+        assert str(needs.state) == "failed"
+        assert "acme.broken" in (needs.reason or "")
+        assert await host.call("acme.alone", "ping") == "pong from acme.alone 1.0.0"
+
+
+async def test_nothing_starts_once_a_stop_is_asked_for() -> None:
+    plan = ResolutionPlan(
+        selected={},  # start() below never reads it
+        order=["a", "b", "c"],
+        edges={"b": frozenset({"a"}), "c": frozenset({"b"})},
+    )
+    started: list[str] = []
+    stopping = False
+
+    async def start(plugin_id: str) -> None:
+        nonlocal stopping
+        started.append(plugin_id)
+        stopping = plugin_id == "a"  # SIGTERM while the first one starts
+
+    await start_plan(plan, start, lambda: stopping)
+    assert started == ["a"]
