@@ -8,7 +8,7 @@ import sys
 
 SUITES = [
     "spine", "sandbox", "scale", "quota", "monitor", "reload", "http", "pdk", "envs", "trust",
-    "wasm", "index", "irc", "trials", "ray",
+    "wasm", "index", "irc", "trials", "ray", "activation",
 ]  # fmt: skip
 
 

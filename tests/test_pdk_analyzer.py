@@ -437,3 +437,34 @@ def test_a_range_npm_and_pep440_read_differently_is_warned_about(
     assert not [f for f in validate_plugin(clean).findings if f.code == "range"]
     shown = plugbay("validate", str(d), cwd=tmp_path)
     assert "warning[range] range '>1.2' means different things" in shown.stdout
+
+
+def test_events_the_code_emits_and_hears_must_be_declared(plugins: PluginFactory) -> None:
+    d = plugins(
+        "acme.events",
+        """
+        from plugbay import UtilityPlugin, command, on_event
+
+        SAVED = "notes.saved"
+
+        class P(UtilityPlugin):
+            @command
+            async def save(self) -> None:
+                await self.context.events.emit(SAVED, {"key": "a"})
+                await self.context.events.emit("notes.gone", {"key": "a"})
+
+            @on_event("notes.other")
+            def other(self, event: dict[str, str]) -> None:
+                pass
+        """,
+        extra='[events]\nemits = ["notes.saved"]\n[events.listens."notes.heard"]\n',
+    )
+    result = validate_plugin(d, known=None)
+    f = found(result, "events", "emits the event 'notes.gone'")
+    assert f.severity == "error" and f.line == line_of(d / "main.py", "notes.gone")
+    assert f.hint and '[events] emits = ["notes.gone"]' in f.hint
+    assert not [x for x in result.findings if "'notes.saved'" in x.message]  # declared
+    # the handlers against the listeners: found when the plugin is imported
+    (d / "main.py").write_text((d / "main.py").read_text().replace('"notes.gone"', "SAVED"))
+    result = validate_plugin(d, known=None)
+    found(result, "import", "the manifest listens to notes.heard but P has no handler")

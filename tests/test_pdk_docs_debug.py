@@ -123,9 +123,16 @@ def test_docs_describe_everything_from_manifest_and_code(plugins: PluginFactory)
 def test_docs_for_a_generated_package_and_bundled_plugins(tmp_path: Path) -> None:
     package = create_plugin("integration", "acme.link", tmp_path / "link")
     docs = generate_docs(package)
-    assert [c.name for c in docs.commands] == ["close", "open", "send"]
+    assert [c.name for c in docs.commands] == ["close", "last_check", "open", "send", "transcript"]
     assert "- `network:127.0.0.1:7000`" in docs.markdown
     assert "| **protocol** | 'tcp-lines' |" in docs.markdown
+    # what it emits and hears, and how it is delivered to it
+    assert "| `acme.link.exchanged` | emits |  |" in docs.markdown
+    assert "| `acme.link.exchanged` | listens | priority 100, queue 1000, drop-oldest |" in (
+        docs.markdown
+    )
+    assert "Starts with the host." in docs.markdown
+    assert "<h2 id='events'>Events</h2>" in docs.html
     formatters = generate_docs(BUNDLED / "utility" / "formatters").markdown
     assert "### `wrap(text: str, width: int | None = None) -> str`" in formatters
     assert "| `formatting` | provides | `1.2.0` |" in formatters

@@ -52,6 +52,11 @@ async def test_generated_package_passes_everything_untouched(
     pyproject = (package / "pyproject.toml").read_text()
     assert '[project.entry-points."plugbay.plugins"]' in pyproject
     assert "[tool.plugbay]" in pyproject and "[tool.plugbay.config." in pyproject
+    # every template shows the plugin author's day: storage, an event, a background task
+    code = (package / module / "plugin.py").read_text()
+    for used in ("context.storage", "context.events.emit(", "@on_event(", "context.tasks.spawn("):
+        assert used in code, f"the {template} template does not use {used}"
+    assert "[tool.plugbay.events]" in pyproject and "[tool.plugbay.events.listens." in pyproject
 
     tests = run(BIN / "pytest", "-q", "-p", "no:cacheprovider", cwd=package)
     assert tests.returncode == 0, tests.stdout + tests.stderr

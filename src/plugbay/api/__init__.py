@@ -18,6 +18,7 @@ from plugbay.api._context import (
     Secrets,
     ServiceRegistry,
 )
+from plugbay.api._events import Events, on_event
 from plugbay.api._plugin import (
     ExtensionPlugin,
     IntegrationPlugin,
@@ -49,6 +50,7 @@ __all__ = [
     "CommandSpec",
     "EndpointConfig",
     "Environment",
+    "Events",
     "ExtensionPlugin",
     "Feature",
     "HookConfig",
@@ -74,4 +76,5 @@ __all__ = [
     "UtilityPlugin",
     "command",
     "command_specs",
+    "on_event",
 ]

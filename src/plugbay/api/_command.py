@@ -56,6 +56,8 @@ class CommandMethod(Generic[S, P, R]):
     """What ``@command`` turns a method into. See the module docstring."""
 
     __slots__ = ("blocking", "doc", "func", "is_async", "name", "timeout")
+    #: an event handler (``plugbay.api.on_event``) is checked like a command, never called as one
+    is_event = False
 
     def __init__(
         self,
@@ -493,7 +495,7 @@ def command_specs(cls: type) -> dict[str, CommandSpec]:
     specs: dict[str, CommandSpec] = {}
     for klass in reversed(cls.__mro__):
         for value in vars(klass).values():
-            if isinstance(value, CommandMethod):
+            if isinstance(value, CommandMethod) and not value.is_event:
                 specs[value.name] = CommandSpec(cls, value)
     type.__setattr__(cls, "__plugbay_specs__", specs)
     return specs

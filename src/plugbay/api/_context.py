@@ -12,6 +12,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar, overload, runtime_checkable
 
+from plugbay.api._events import Events
 from plugbay.api._storage import Storage
 from plugbay.api._tasks import Tasks
 from plugbay.api._types import Environment
@@ -140,6 +141,8 @@ class PluginContext:
     logger: logging.Logger
     metrics: MetricsCollector
     secrets: Secrets = field(default_factory=Secrets)
+    #: emit the plugin events its manifest declares (``[events] emits``)
+    events: Events = field(default_factory=Events, repr=False, compare=False)
     #: the plugin's durable key-value and blob store (SQLite in ``environment.data_dir``)
     storage: Storage = field(init=False, repr=False, compare=False)
     #: the plugin's supervised background tasks

@@ -304,6 +304,7 @@ class LocalHost:
 
     def call(self, plugin_id: str, command: str, pairs: list[str]) -> Any:
         async def body(host: Host) -> Any:
+            await host.manager.activation.ensure(plugin_id)  # it may start on demand
             spec = host.manager.command_spec(plugin_id, command)
             return await host.call_with(plugin_id, command, parse_params(pairs, spec), strict=False)
 

@@ -65,6 +65,7 @@ STATE_COLOURS = {
     "resolved": "cyan",
     "discovered": "cyan",
     "stopping": "cyan",
+    "on-demand": "blue",
 }
 
 

@@ -14,6 +14,7 @@ from rich.tree import Tree
 from plugbay.cli._console import out
 from plugbay.cli._options import state_text
 from plugbay.cli.env import python_rows
+from plugbay.cli.events import event_rows
 from plugbay.cli.tasks import task_rows
 
 __all__ = [
@@ -47,8 +48,8 @@ def print_listing(listing: Any) -> None:
         )  # fmt: skip
     out.print(table)
     for r in listing.rows:
-        if r["reason"] and r["state"] in ("failed", "disabled"):
-            colour = "red" if r["state"] == "failed" else "yellow"
+        if r["reason"] and r["state"] in ("failed", "disabled", "on-demand", "not running"):
+            colour = {"failed": "red", "on-demand": "blue"}.get(r["state"], "yellow")
             out.print(f"[{colour}]{r['state']}:[/] {escape(r['reason'])}")
     for problem in listing.problems:
         out.print(f"[red]problem:[/] {escape(problem)}")
@@ -72,6 +73,7 @@ def print_info(data: dict[str, Any], *, show_traceback: bool = False) -> None:
         *_usage_facts(data.get("usage") or {}),
         *python_rows(data),
         *task_rows(data),
+        *event_rows(data),
     ]
     for key, value in facts:
         out.print(f"  [dim]{key:<15}[/] {escape(str(value))}")

@@ -13,6 +13,7 @@ from typing import Any, Final
 
 from plugbay.api.errors import PlugbayError, PluginNotFound, did_you_mean
 from plugbay.cli._console import err
+from plugbay.model._events import describe_events
 
 __all__ = ["NOT_RUNNING", "disk_info", "disk_rows", "say_no_host"]
 
@@ -69,11 +70,18 @@ def disk_rows(
             {
                 "id": pid, "version": str(m.version), "type": m.type,
                 "state": "disabled" if off else NOT_RUNNING,
-                "reason": disabled[pid] if off else None, "load_seconds": None,
+                "reason": disabled[pid] if off else _on_demand(m), "load_seconds": None,
                 "source": "disk",
             }
         )  # fmt: skip
     return rows, problems
+
+
+def _on_demand(manifest: Any) -> str | None:
+    """What a running host would say of a plugin that starts on demand."""
+    if not manifest.activation:
+        return None
+    return f"installed, starts on demand ({', '.join(manifest.activation)})"
 
 
 def disk_info(plugin_id: str, plugin_dirs: list[Path], state: Path) -> dict[str, Any]:
@@ -107,6 +115,7 @@ def disk_info(plugin_id: str, plugin_dirs: list[Path], state: Path) -> dict[str,
         "sandbox": None,
         "python": _python(m, state),
         "usage": None,
+        "events": describe_events(m.emits, m.listens, m.activation),
         "traceback": None,
         "notes": [f"{NOT_RUNNING}: its commands are listed by a running host ('plugbay run')"],
         "source": "disk",

@@ -239,9 +239,11 @@ def _print_started(host: Host, started: float) -> int:
     records = host.plugins()
     active = sum(1 for r in records if str(r.state) == "active")
     failed = sum(1 for r in records if str(r.state) == "failed")
+    lazy = sum(1 for r in records if str(r.state) == "on-demand")
     out.print(
         f"[bold]plugbay {host.version}[/]: {active} active, {failed} failed, "
-        f"ready in {(time.perf_counter() - started) * 1000:.0f} ms "
+        + (f"{lazy} on demand, " if lazy else "")
+        + f"ready in {(time.perf_counter() - started) * 1000:.0f} ms "
         f"(state: {host.state_dir})"
     )
     return failed

@@ -24,6 +24,7 @@ from typing import Final
 
 from plugbay.api import Plugin, command_specs
 from plugbay.api._command import CommandSpec
+from plugbay.api._events import event_handlers
 from plugbay.api._plugin import ExtensionPlugin, IntegrationPlugin, SystemPlugin, UtilityPlugin
 from plugbay.api.errors import PlugbayError, PluginLoadError
 from plugbay.model.manifest import PluginManifest
@@ -207,10 +208,33 @@ def check_plugin_class(cls: type[Plugin], manifest: PluginManifest) -> dict[str,
             hint=f"a {base.__name__} must implement every method of its interface",
         )
     try:
-        return command_specs(cls)
+        specs = command_specs(cls)
+        _check_event_handlers(cls, manifest, where)
     except PlugbayError as exc:
         exc.plugin = manifest.id
         raise
+    return specs
+
+
+def _check_event_handlers(cls: type[Plugin], manifest: PluginManifest, where: str) -> None:
+    """Every event the manifest listens to has an ``@on_event`` handler, and no handler
+    waits for an event the manifest does not listen to (refused when loaded, not when
+    the first event comes)."""
+    handlers = event_handlers(cls)
+    missing = sorted(set(manifest.listens) - set(handlers))
+    if missing:
+        raise PluginLoadError(
+            f"the manifest listens to {', '.join(missing)} but {cls.__name__} has no handler",
+            where=where,
+            hint=f'mark a method @on_event("{missing[0]}") taking one parameter, event',
+        )
+    unheard = sorted(set(handlers) - set(manifest.listens))
+    if unheard:
+        raise PluginLoadError(
+            f"{cls.__name__} handles {', '.join(unheard)}, which the manifest does not listen to",
+            where=where,
+            hint=f'add [events.listens."{unheard[0]}"] to the manifest, or drop the handler',
+        )
 
 
 def _tb(exc: BaseException) -> str:

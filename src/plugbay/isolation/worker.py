@@ -31,11 +31,13 @@ from plugbay.api import (
     Command,
     CommandSpec,
     Environment,
+    Events,
     Plugin,
     PluginConfig,
     PluginContext,
     Secrets,
 )
+from plugbay.api._events import EVENT_PREFIX, event_handlers, run_handler
 from plugbay.api.errors import PlugbayError, PluginCallError, ServiceError, error_from_dict
 from plugbay.isolation import frames, handover, loops
 from plugbay.isolation.guard import Guard, classify
@@ -324,6 +326,7 @@ class Worker:
             logger=logging.getLogger(f"plugbay.plugin.{manifest.id}"),
             metrics=metrics,
             secrets=Secrets(message.secrets, plugin=manifest.id),
+            events=Events(self.emit_event, plugin=manifest.id),
         )
         self.plugin.context = self.context
         self.send(
@@ -423,7 +426,25 @@ class Worker:
                 if self.context is not None:  # its tasks and store (the host bounds it all)
                     self.stuck = bool(await self.context.close(_TASKS_STOP))
 
+    async def emit_event(self, name: str, payload: dict[str, Any]) -> int:
+        """``context.events.emit``: through the host's broker, which knows who sends."""
+        return int(await self.host_call("plugbay.events", name, {"payload": payload}))
+
+    async def deliver_event(self, name: str, payload: Any) -> None:
+        """An event for the plugin's ``@on_event(name)`` handler (a call to ``event:name``)."""
+        plugin = self.plugin
+        spec = event_handlers(type(plugin)).get(name) if plugin is not None else None
+        if plugin is None or spec is None:
+            raise PluginCallError(
+                f"no handler for event '{name}' in this worker",
+                hint=f'mark a method @on_event("{name}")',
+            )
+        await run_handler(plugin, spec, payload)
+
     async def call(self, message: frames.Call) -> Any:
+        if message.command.startswith(EVENT_PREFIX):
+            name = message.command[len(EVENT_PREFIX) :]
+            return await self.deliver_event(name, message.params.get("event"))
         plugin = self.plugin
         spec = self.specs.get(message.command)
         if plugin is None or spec is None:

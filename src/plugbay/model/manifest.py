@@ -32,7 +32,6 @@ from __future__ import annotations
 import difflib
 import re
 import tomllib
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal, TypeAlias
@@ -40,9 +39,10 @@ from typing import Any, Final, Literal, TypeAlias
 import msgspec
 
 from plugbay.api.errors import ConfigError, ManifestError, PlugbayError
-from plugbay.model import _fasttoml
+from plugbay.model import _events, _fasttoml
 from plugbay.model._config_schema import ConfigField, ConfigSchema, check_default, error_path
 from plugbay.model._placement import NonNegative, PlacementRequest
+from plugbay.model._requirements import python_requirement_problem, with_requires_dist
 from plugbay.model.versions import Range, Version
 
 __all__ = [
@@ -175,6 +175,8 @@ class _ManifestDoc(msgspec.Struct, forbid_unknown_fields=True, rename="kebab"):
     permissions: Permissions = msgspec.field(default_factory=Permissions)
     resources: Resources = msgspec.field(default_factory=Resources)
     isolation: IsolationMode = "auto"
+    events: _events.EventsDoc = msgspec.field(default_factory=_events.EventsDoc)
+    activation: str | list[str] = "eager"
     #: what runs the plugin: Python code (``entry = "module:Class"``) or a Wasm module
     runtime: Literal["python", "wasm"] = "python"
     #: a Wasm plugin's commands with their types (``model.wasm_commands``)
@@ -224,6 +226,9 @@ class PluginManifest:
     permissions: Permissions = field(default_factory=Permissions)
     resources: Resources = field(default_factory=Resources)
     isolation: IsolationMode = "auto"
+    emits: tuple[str, ...] = ()  # these three: [events] and activation (``model._events``)
+    listens: dict[str, _events.EventListen] = field(default_factory=dict)
+    activation: tuple[str, ...] = ()
     placement: PlacementRequest = field(default_factory=PlacementRequest)  # the policy decides
     #: where it came from: the manifest file (None for in-memory) and the plugin's code root
     path: Path | None = None
@@ -286,42 +291,12 @@ class PluginManifest:
             "permissions": msgspec.to_builtins(self.permissions),
             "resources": msgspec.to_builtins(self.resources),
             "isolation": self.isolation,
+            **_events.manifest_dict(self.emits, self.listens, self.activation),
             "runtime": self.runtime,
             "placement": msgspec.to_builtins(self.placement),
             "path": str(self.path) if self.path else None,
             "origin": self.origin,
         }
-
-
-def python_requirement_problem(text: str) -> str | None:
-    """Why ``text`` is not a PEP 508 requirement, or None when it is one."""
-    from packaging.requirements import InvalidRequirement, Requirement
-
-    try:
-        Requirement(text)
-    except InvalidRequirement as exc:
-        return str(exc).splitlines()[0]
-    return None
-
-
-def with_requires_dist(manifest_text: str, requires: Sequence[str]) -> str:
-    """A ``plugin.toml``'s text with a wheel's ``Requires-Dist`` as its
-    ``python-dependencies`` (when the manifest declares none itself): a plugin built
-    from a ``pyproject.toml`` keeps its ``[project] dependencies`` when installed."""
-    wanted = [r for r in requires if "extra ==" not in r.replace("extra==", "extra ==")]
-    if not wanted or re.search(r"^\s*python-dependencies\s*=", manifest_text, re.M):
-        return manifest_text
-    line = "python-dependencies = [" + ", ".join(_toml_string(r) for r in wanted) + "]\n"
-    table = re.search(r"^\s*\[", manifest_text, re.M)
-    at = table.start() if table else len(manifest_text)
-    head = manifest_text[:at]
-    if head and not head.endswith("\n"):
-        head += "\n"
-    return head + line + manifest_text[at:]
-
-
-def _toml_string(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def parse_size(value: int | str | None, *, where: str = "size") -> int | None:
@@ -511,6 +486,7 @@ def _manifest_from_mapping(
         permissions=doc.permissions,
         resources=doc.resources,
         isolation=doc.isolation,
+        **_events.check_events(doc.events, doc.activation, check.fail),
         placement=doc.placement,
         path=path,
         root=root,
@@ -727,7 +703,7 @@ def _doc_error(text: str, where: str, source: str | None) -> ManifestError:
 
 
 def _unknown_field(key: str, section: str, where: str) -> ManifestError:
-    known = _FIELDS.get(section.split(".")[0] if section else "", [])
+    known = _events.FIELDS.get(section) or _FIELDS.get(section.split(".")[0] if section else "", [])
     close = difflib.get_close_matches(key.replace("_", "-"), known, n=1)
     full = f"{section}.{key}" if section else key
     hint = (

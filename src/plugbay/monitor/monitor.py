@@ -720,7 +720,8 @@ def _task_stacks(rec: PluginView) -> str:
 
 def _not_serving(plugin_id: str, rec: PluginView, state: str) -> dict[str, Any]:
     """The health of a plugin that is not active: its state says it, or it failed."""
-    if state in ("disabled", "stopped", "stopping", "discovered", "resolved", "initializing"):
+    if state in ("disabled", "stopped", "stopping", "discovered", "resolved", "initializing",
+                 "on-demand"):  # fmt: skip
         return {"plugin": plugin_id, "version": rec.version, "state": state, "status": state,
                 "live": None, "ready": None, "reasons": [rec.reason] if rec.reason else []}  # fmt: skip
     return {"plugin": plugin_id, "version": rec.version, "state": state, "status": "failing",

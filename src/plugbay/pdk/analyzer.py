@@ -36,6 +36,7 @@ from plugbay.pdk._analysis.base import Finding, Severity, ValidationResult
 from plugbay.pdk._analysis.base import _is_command as _is_command  # for plugbay.pdk.docs
 from plugbay.pdk._analysis.config import _ConfigChecks
 from plugbay.pdk._analysis.dependencies import _DependencyChecks
+from plugbay.pdk._analysis.events import _EventChecks
 from plugbay.pdk._analysis.interface import _InterfaceChecks
 from plugbay.pdk._analysis.permissions import _PermissionChecks
 from plugbay.pdk._analysis.requirements import _RequirementChecks
@@ -188,7 +189,12 @@ def _import_check(manifest: PluginManifest, result: ValidationResult) -> None:
 
 
 class _Analysis(
-    _InterfaceChecks, _PermissionChecks, _RequirementChecks, _ConfigChecks, _DependencyChecks
+    _InterfaceChecks,
+    _PermissionChecks,
+    _RequirementChecks,
+    _ConfigChecks,
+    _DependencyChecks,
+    _EventChecks,
 ):
     """One plugin's analysis: every check, run in the order findings read best."""
 
@@ -201,6 +207,7 @@ class _Analysis(
         self._check_permissions()
         self._check_python_requirements()
         self._check_config_use()
+        self._check_event_use()
         self._check_range_spellings()
         if known is not None:
             self._check_dependencies(known)

@@ -282,7 +282,8 @@ def _markdown(d: Documentation) -> str:
         lines += ["This plugin has no commands.", ""]
     for c in d.commands:
         lines += _md_command(c)
-    for section in (_md_config, _md_dependencies, _md_services, _md_permissions, _md_resources):
+    sections = (_md_config, _md_dependencies, _md_services, _md_events, _md_permissions)
+    for section in (*sections, _md_resources):
         lines += section(m)
     return "\n".join(lines).rstrip() + "\n"
 
@@ -331,6 +332,27 @@ def _md_services(m: PluginManifest) -> list[str]:
     services += [(f"`{k}`", "requires", f"`{v}`") for k, v in m.requires.items()]
     body = _md_table(("service", "", "version"), services) if services else ["None.", ""]
     return ["## Services", "", *body]
+
+
+def _event_rows(m: PluginManifest) -> list[tuple[str, str, str]]:
+    """Each event it emits or hears: name, direction, how it hears it; and what starts it."""
+    rows = [(f"`{name}`", "emits", "") for name in m.emits]
+    rows += [
+        (f"`{name}`", "listens", f"priority {s.priority}, queue {s.queue}, {s.overflow}")
+        for name, s in m.listens.items()
+    ]
+    return rows
+
+
+def _md_events(m: PluginManifest) -> list[str]:
+    rows = _event_rows(m)
+    body = _md_table(("event", "", "delivery"), rows) if rows else ["None.", ""]
+    starts = (
+        f"Starts on demand: {', '.join(f'`{a}`' for a in m.activation)}."
+        if m.activation
+        else "Starts with the host."
+    )
+    return ["## Events", "", *body, starts, ""]
 
 
 def _md_permissions(m: PluginManifest) -> list[str]:
@@ -450,6 +472,13 @@ def _html_relations(m: PluginManifest) -> str:
             _html_table(("plugin", "versions", "optional"), deps) if deps else "<p>None.</p>",
             "<h2 id='services'>Services</h2>",
             _html_table(("service", "", "version"), services) if services else "<p>None.</p>",
+            "<h2 id='events'>Events</h2>",
+            _html_table(
+                ("event", "", "delivery"),
+                [tuple(e(cell.strip("`")) for cell in row) for row in _event_rows(m)],
+            )
+            if m.emits or m.listens
+            else "<p>None.</p>",
         ]
     )
 

@@ -66,6 +66,19 @@ MEANING: Final[dict[str, str]] = {
     "config.*.items": "Arrays: the type of every item.",
     "config.*.required": "It has no default: the plugin does not start until the config sets it.",
     "config.*.secret": "Shown as `***` by `plugbay info`, the API and the dashboard.",
+    "events": "Plugin events it sends and hears ([plugin authors](plugin-authors.md), "
+    "section 10). System events (`host.*`, `plugin.*`, `security.*`) stay with system "
+    "plugins' `on_system_event`.",
+    "events.emits": "The event names it may send with `context.events.emit`; the host "
+    "refuses any other (`PermissionDenied`).",
+    "events.listens": 'Event name → how it hears it (`[events.listens."cache.evicted"]`, '
+    "handled by an `@on_event` method): `priority` (lower hears it first, default 100), "
+    "`queue` (at most this many wait for it, default 100), `overflow` when full "
+    "(`drop-oldest`, `drop-newest`, or `block`: the sender waits `block-timeout` seconds, "
+    "default 1.0, then the new one is dropped).",
+    "activation": "When it starts: `eager` (with the host), `on-call` (its first call) or "
+    "`on-event:NAME` (its first `NAME` event, or first call); until then `plugbay list` "
+    "shows it `on-demand`, 'installed, starts on demand'.",
     "permissions": "What it asks to be allowed; in effect only once the operator grants "
     "it (`plugbay grant ID PERMISSION`). Deny by default.",
     "permissions.network": "`HOST:PORT` it connects to (`network:HOST:PORT`).",

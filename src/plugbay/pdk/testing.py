@@ -275,8 +275,33 @@ class PluginHost:
 
         self._run(go())
 
+    def publish(self, name: str, /, **payload: Any) -> int:
+        """Send the plugin event ``name`` to its listeners as the host would (from
+        ``test``, not checked against any manifest); returns how many listen to it.
+        Listeners handle it asynchronously: assert its effect with :meth:`eventually`."""
+
+        async def go() -> int:
+            return await self.host.manager.plugin_events.publish(name, payload, source="test")
+
+        return self._run(go())
+
+    def eventually(
+        self, check: Callable[[], T], /, *, what: str = "the condition", timeout: float = 10.0
+    ) -> T:
+        """Call ``check`` until it returns a truthy value, and return it (events and
+        background tasks work asynchronously); fails after ``timeout`` seconds, saying
+        ``what`` never happened and the last value seen. A guard, not a timing test."""
+        deadline = time.monotonic() + timeout
+        while True:
+            value = check()
+            if value:
+                return value
+            if time.monotonic() >= deadline:
+                raise AssertionError(f"never: {what} (last: {value!r} after {timeout:g} s)")
+            time.sleep(0.02)
+
     def state(self, plugin_id: str) -> str:
-        """``active``, ``failed``, ``disabled``..."""
+        """``active``, ``failed``, ``disabled``, ``on-demand``..."""
         return str(self.host.plugin(plugin_id).state)
 
     def reason(self, plugin_id: str) -> str | None:

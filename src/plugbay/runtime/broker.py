@@ -108,6 +108,10 @@ class Broker:
                 raise self.deny(
                     consumer, "a malformed host call", None, "send a command name and a mapping"
                 )
+            if target == "plugbay.events":  # context.events.emit (runtime.plugin_events)
+                return await manager.plugin_events.emit_from(
+                    consumer, command, params.get("payload")
+                )
             if target.startswith("service:"):
                 name, _, wanted = target[len("service:") :].partition("@")
                 provided = self._service(consumer, name, wanted or "*", command)

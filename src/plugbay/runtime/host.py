@@ -473,7 +473,7 @@ class Host:
         """
         pid = plugin_id or self._id_for_class(cls)
         rec = self.manager.record(pid)
-        if rec.state is not PluginState.ACTIVE:
+        if rec.state not in (PluginState.ACTIVE, PluginState.ON_DEMAND):
             raise PluginStateError(
                 f"is {rec.state}, not active" + (f": {rec.reason}" if rec.reason else ""),
                 plugin=pid,

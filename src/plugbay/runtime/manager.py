@@ -52,9 +52,11 @@ from plugbay.model.registry import PluginRegistry
 from plugbay.model.resolve import ResolutionPlan
 from plugbay.monitor import CommandStats, PluginMetrics
 from plugbay.monitor.bounds import Budget
+from plugbay.runtime.activation import Activation
 from plugbay.runtime.broker import Broker
 from plugbay.runtime.environments import EnvironmentStore
 from plugbay.runtime.events import EventBus
+from plugbay.runtime.plugin_events import PluginEvents
 from plugbay.runtime.records import ManagerSettings, PluginRecord, PluginState
 from plugbay.runtime.routing import Route
 from plugbay.runtime.security import SecurityEvents
@@ -128,6 +130,9 @@ class PluginManager(Starting, Supervision, SecurityEvents):
         #: one swap (reload, upgrade, rollback) at a time per plugin
         self._swapping: dict[str, asyncio.Lock] = {}
         self._swapper = Swapper(self)
+        #: plugin events ([events] in manifests) and lazy activation
+        self.plugin_events = PluginEvents(self)
+        self.activation = Activation(self)
         #: the recorder, canary and shadow listening to a plugin's calls (``runtime.tap``)
         self.taps = Taps()
 
@@ -270,12 +275,15 @@ class PluginManager(Starting, Supervision, SecurityEvents):
         for plugin_id, error in plan.failures.items():
             manifest = next(iter(self._versions_of(plugin_id)), None)
             self.note_problem(plugin_id, error, manifest)
+        eager = self.activation.eager_needs(plan)
 
         async def start(plugin_id: str) -> None:
             rec = self._records.get(plugin_id)
             if rec is None or rec.state is not PluginState.ACTIVE:
-                edges = plan.edges.get(plugin_id, frozenset())
-                await self._start(plan.selected[plugin_id], edges, plan.notes.get(plugin_id, []))
+                manifest = plan.selected[plugin_id]
+                edges, notes = plan.edges.get(plugin_id, frozenset()), plan.notes.get(plugin_id, [])
+                if not self.activation.defer(manifest, edges, notes, eager):  # starts on demand
+                    await self._start(manifest, edges, notes)
 
         # SIGTERM during startup: the rest never start
         await start_plan(plan, start, lambda: self.stop_requested)
@@ -465,6 +473,7 @@ class PluginManager(Starting, Supervision, SecurityEvents):
     async def close(self) -> None:
         """Stop every plugin, then the backends' own processes (the zygote)."""
         await self.shutdown()
+        await self.plugin_events.close()
         for backend in self.backends.values():
             await backend.close()
 
@@ -608,7 +617,10 @@ class PluginManager(Starting, Supervision, SecurityEvents):
         return result
 
     async def _held(self, plugin_id: str) -> Route:
-        """The route of a plugin whose calls are held by a swap, once it lets them through."""
+        """The route of a plugin whose calls are held by a swap, once it lets them through
+        (or of a plugin that starts on demand, once this first call started it)."""
+        if self.activation.is_deferred(plugin_id):
+            return await self.activation.start(plugin_id)
         while (hold := self._holds.get(plugin_id)) is not None:
             await asyncio.shield(hold)
             route = self._routes.get(plugin_id)

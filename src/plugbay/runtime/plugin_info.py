@@ -43,6 +43,7 @@ def plugin_info(
     out["python"] = python_info(rec.manifest, manager.environments, inline=inline)
     out["usage"] = manager.monitor_usage(plugin_id) if rec.handle is not None else None
     out["transitions"] = [{"time": t, "state": s} for t, s in rec.transitions]
+    out["events"] = manager.plugin_events.describe(plugin_id)
     return out
 
 

@@ -148,6 +148,7 @@ class PlugbayCollector(Collector):
         yield nodes
         yield from self._monitored(records)
         yield from custom.values()
+        yield from self.manager.plugin_events.families()
 
     def _custom(self, families: dict[str, Any], plugin: str, version: str, metrics: Any) -> None:
         """A plugin's own metrics, each with its own labels beside plugin and version."""

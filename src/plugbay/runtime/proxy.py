@@ -33,6 +33,8 @@ class PluginProxy:
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__"):
             raise AttributeError(name)
+        if self._manager.activation.is_deferred(self._plugin_id):  # its first call starts it
+            return self._manager.activation.first_call(self, name)
         spec = self._manager.command_spec(self._plugin_id, name)
         names = [p.name for p in spec.params]
         call = self._manager.call

@@ -35,6 +35,8 @@ class PluginState(enum.StrEnum):
     STOPPED = "stopped"
     FAILED = "failed"
     DISABLED = "disabled"
+    #: resolved and validated, not started: its first call or event starts it
+    ON_DEMAND = "on-demand"
 
 
 @dataclass(slots=True)

@@ -16,7 +16,7 @@ import traceback
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
-from plugbay.api import Environment, PluginConfig, PluginContext, Secrets, SystemPlugin
+from plugbay.api import Environment, Events, PluginConfig, PluginContext, Secrets, SystemPlugin
 from plugbay.api.errors import (
     ConfigError,
     PlugbayError,
@@ -39,6 +39,7 @@ from plugbay.runtime.environments import (
 )
 from plugbay.runtime.events import EventBus, Subscriber
 from plugbay.runtime.lifecycle import check_descriptors
+from plugbay.runtime.plugin_events import PluginEvents
 from plugbay.runtime.records import ManagerSettings, PluginRecord, PluginState, positive
 from plugbay.runtime.routing import Route, command_table
 from plugbay.runtime.services import ServiceHub, ServiceView
@@ -73,6 +74,7 @@ class Starting:
     _records: dict[str, PluginRecord]
     _routes: dict[str, Route]
     _swapper: Swapper
+    plugin_events: PluginEvents
 
     if TYPE_CHECKING:
 
@@ -318,6 +320,7 @@ class Starting:
             logger=logging.getLogger(f"plugbay.plugin.{manifest.id}"),
             metrics=metrics,
             secrets=Secrets(placement.secrets if placement else {}, plugin=manifest.id),
+            events=Events(self.plugin_events.sink_for(manifest.id), plugin=manifest.id),
         )
 
     async def _abandon(self, rec: PluginRecord) -> None:

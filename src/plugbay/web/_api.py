@@ -127,6 +127,7 @@ _HEALTH: Final = {
     "failed": "failing",
     "disabled": "disabled",
     "stopped": "stopped",
+    "on-demand": "on-demand",
 }
 
 

@@ -23,6 +23,7 @@ STATE_COLOURS: Final[Mapping[str, str]] = {
     "initializing": "#2c7fb8",
     "resolved": "#2c7fb8",
     "discovered": "#2c7fb8",
+    "on-demand": "#5b6fb3",
 }
 
 _W: Final = 210  # node width

@@ -35,7 +35,15 @@ SEMVER_PATTERN = (
 )
 
 State = Literal[
-    "discovered", "resolved", "initializing", "active", "stopping", "stopped", "failed", "disabled"
+    "discovered",
+    "resolved",
+    "initializing",
+    "active",
+    "stopping",
+    "stopped",
+    "failed",
+    "disabled",
+    "on-demand",
 ]
 
 

@@ -1,0 +1,386 @@
+"""Plugin events: what any plugin emits, delivered to the plugins that listen.
+
+A plugin declares in its manifest the events it emits (``[events] emits``) and
+the events it listens to (``[events.listens."NAME"]``: priority, queue bound,
+overflow policy); ``plugbay.api._events`` is the plugin's side.
+
+**The sender** is the channel's owner, never a name in the request: an inline
+plugin's ``context.events`` is bound to its id, a worker's emit arrives as a
+``HostCall`` to ``plugbay.events`` on its own socket and passes the broker. An
+event the manifest does not declare is refused (``PermissionDenied`` and a
+security event, ``layer = "broker"``); a payload must be a mapping of plain
+data of at most :attr:`PluginEvents.max_payload` bytes.
+
+**Delivery** follows priority: each event visits its listeners one after the
+other, lowest priority first, each listener handling it (or failing, or timing
+out after its call timeout) before the next one sees it. Every listener has a
+bounded queue of its own where events wait for it: when it is full, its
+declared overflow policy decides (``drop-oldest``: the oldest waiting event is
+dropped for this listener; ``drop-newest``: the new one is; ``block``: the
+sender waits up to ``block-timeout`` seconds for room, then the new one is
+dropped). An event dropped for one listener still goes on to the next ones. A
+listener in a worker receives the event through the frames path like a call
+(``event:NAME``); its handler's annotation checks the payload there.
+
+**Lazy plugins**: an event reaches a listener that starts on demand: its
+``on-event:NAME`` starts it, any other event waits in its queue until it runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import functools
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final
+
+import msgspec
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from plugbay.api._events import EVENT_PREFIX, EmitSink, event_handlers, run_handler
+from plugbay.api.errors import (
+    ParameterError,
+    PlugbayError,
+    PluginCallError,
+    PluginStateError,
+    ResourceLimitExceeded,
+)
+from plugbay.isolation import frames
+from plugbay.isolation._process_parts import RemoteSpec
+from plugbay.isolation.base import CallTimeout, deadline
+from plugbay.model._events import EventListen, describe_events
+
+if TYPE_CHECKING:
+    from plugbay.runtime.manager import PluginManager
+    from plugbay.runtime.routing import Route
+
+__all__ = ["EVENTS_TARGET", "PluginEvents"]
+
+log = logging.getLogger("plugbay.events")
+
+#: the host-call target a worker's ``context.events.emit`` goes to (through the broker)
+EVENTS_TARGET: Final = "plugbay.events"
+#: states in which a listener's events wait for it (others are passed on, undelivered)
+_WAITING: Final = frozenset({"active", "on-demand", "initializing", "resolved"})
+
+
+@dataclass(slots=True, eq=False)
+class _Item:
+    """One emitted event on its way through its listeners' queues, in priority order."""
+
+    name: str
+    payload: dict[str, Any]
+    source: str
+    chain: list[_Inbox]
+    at: int = 0
+
+
+@dataclass(slots=True, eq=False)
+class _Inbox:
+    """One listener's bounded queue for one event, with what happened to its events."""
+
+    plugin: str
+    spec: EventListen
+    queue: collections.deque[_Item] = field(default_factory=collections.deque)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    room: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+    delivered: int = 0
+    failed: int = 0
+    dropped: int = 0
+
+
+def _remote_spec(name: str) -> RemoteSpec:
+    """What a worker is sent: a call to ``event:NAME`` that its event handler answers."""
+    return RemoteSpec(frames.RemoteCommand(EVENT_PREFIX + name, f"{EVENT_PREFIX}{name}", {}, {}))
+
+
+class PluginEvents:
+    """One per host (``manager.plugin_events``); see the module docstring."""
+
+    #: the largest payload an event may carry, bytes (as MessagePack)
+    max_payload: int = 64 * 1024
+
+    def __init__(self, manager: PluginManager) -> None:
+        self._m = manager
+        self._inboxes: dict[tuple[str, str], _Inbox] = {}
+        #: events emitted, by (sender, event)
+        self.emitted: collections.Counter[tuple[str, str]] = collections.Counter()
+        self._closed = False
+
+    # -- sending --------------------------------------------------------------------------
+
+    def sink_for(self, plugin_id: str) -> EmitSink:
+        """An inline plugin's ``context.events``: bound to its id, checked as a worker's."""
+        return functools.partial(self.emit_from, plugin_id)
+
+    async def emit_from(self, plugin_id: str, name: object, payload: object) -> int:
+        """An event from plugin ``plugin_id`` (the channel's owner): refused unless its
+        manifest declares it; returns the number of listeners it was sent to."""
+        rec = self._m.records_by_id.get(plugin_id)
+        manifest = rec.manifest if rec is not None else None
+        if not isinstance(name, str) or manifest is None or name not in manifest.emits:
+            shown = name if isinstance(name, str) else repr(name)
+            raise self._m.broker.deny(
+                plugin_id,
+                f"emitting the event '{shown}'",
+                None,
+                f'declare it in the manifest: [events] emits = ["{shown}"]',
+                declare=f'[events] emits = ["{shown}"]',
+            )
+        if not isinstance(payload, dict):
+            raise ParameterError(
+                f"the payload of event '{name}' is not a mapping",
+                plugin=plugin_id,
+                hint="emit a msgspec.Struct, a dataclass or a mapping",
+            )
+        size = len(msgspec.msgpack.encode(payload))
+        if size > self.max_payload:
+            raise ResourceLimitExceeded(
+                f"the payload of event '{name}' is {size:,} bytes, over the "
+                f"{self.max_payload:,}-byte bound; the event was refused",
+                plugin=plugin_id,
+                hint="send a key or an id in the event and keep the data in context.storage",
+                details={"limit": "event_payload"},
+            )
+        return await self.publish(name, payload, source=plugin_id)
+
+    async def publish(self, name: str, payload: dict[str, Any], *, source: str = "host") -> int:
+        """Send ``name`` to its listeners (the host's own and tests' entry point)."""
+        self.emitted[(source, name)] += 1
+        chain = self._chain(name)
+        if chain:
+            await self._offer(_Item(name, payload, source, chain))
+        return len(chain)
+
+    def _chain(self, name: str) -> list[_Inbox]:
+        """The listeners of ``name`` now, lowest priority first (then by id)."""
+        found: list[tuple[int, str, EventListen]] = []
+        for rec in self._m.records_by_id.values():
+            manifest = rec.manifest
+            spec = manifest.listens.get(name) if manifest is not None else None
+            if spec is not None and str(rec.state) in _WAITING:
+                found.append((spec.priority, rec.id, spec))
+        found.sort(key=lambda f: (f[0], f[1]))
+        return [self._inbox(plugin, spec) for _, plugin, spec in found]
+
+    def _inbox(self, plugin: str, spec: EventListen) -> _Inbox:
+        box = self._inboxes.get((plugin, spec.event))
+        if box is None:
+            box = self._inboxes[(plugin, spec.event)] = _Inbox(plugin, spec)
+        box.spec = spec  # a new version may declare another bound or policy
+        if box.task is None and not self._closed:
+            box.task = asyncio.get_running_loop().create_task(
+                self._run(box), name=f"plugbay-events-{plugin}-{spec.event}"
+            )
+        return box
+
+    async def _offer(self, item: _Item) -> None:
+        """Queue ``item`` for its next listener; when that queue is full, its policy says
+        which event is dropped there, and the dropped one moves on to the listener after."""
+        while item.at < len(item.chain):
+            box = item.chain[item.at]
+            spec = box.spec
+            if len(box.queue) < spec.queue or (
+                spec.overflow == "block" and await self._room(box, spec.block_timeout)
+            ):
+                box.queue.append(item)
+                box.wake.set()
+                return
+            box.dropped += 1
+            if spec.overflow == "drop-oldest":  # the new one waits, the oldest moves on
+                oldest = box.queue.popleft()
+                box.queue.append(item)
+                box.wake.set()
+                item = oldest
+            self._dropped(box, item.name)
+            item.at += 1
+
+    async def _room(self, box: _Inbox, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for room in ``box`` (the ``block`` policy)."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout
+        while len(box.queue) >= box.spec.queue:
+            left = end - loop.time()
+            if left <= 0:
+                return False
+            box.room.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(left):
+                    await box.room.wait()
+        return True
+
+    def _dropped(self, box: _Inbox, name: str) -> None:
+        if box.dropped == 1 or box.dropped % 1000 == 0:  # said, never flooding the log
+            logging.getLogger(f"plugbay.plugin.{box.plugin}").warning(
+                "event '%s' dropped: its queue of %d is full (overflow %s; %d dropped so far)",
+                name,
+                box.spec.queue,
+                box.spec.overflow,
+                box.dropped,
+                extra={"plugbay_owner": box.plugin, "fields": {"source": "host"}},
+            )
+
+    # -- delivering -----------------------------------------------------------------------
+
+    async def _run(self, box: _Inbox) -> None:
+        while True:
+            while not box.queue:
+                box.wake.clear()
+                await box.wake.wait()
+            item = box.queue.popleft()
+            box.room.set()
+            await self._deliver(box, item)
+            item.at += 1
+            await self._offer(item)
+
+    async def _deliver(self, box: _Inbox, item: _Item) -> None:
+        try:
+            route = await self._route(box.plugin, item.name)
+            await self._handle(route, item)
+            box.delivered += 1
+        except asyncio.CancelledError:
+            raise
+        except CallTimeout:
+            box.failed += 1
+            self._failed(box, item, "its handler did not finish within its call timeout")
+        except PlugbayError as exc:
+            box.failed += 1
+            self._failed(box, item, str(exc))
+        except Exception as exc:  # the plugin's own failure, never the host's
+            box.failed += 1
+            self._failed(box, item, f"{type(exc).__name__}: {exc}")
+
+    async def _route(self, plugin_id: str, name: str) -> Route:
+        """Where the listener runs now: started here when the event starts it on demand,
+        waited for while it starts (or until a call starts it)."""
+        manager = self._m
+        activation = manager.activation
+        while True:
+            route = manager.route_of(plugin_id)
+            if route is not None:
+                return route
+            rec = manager.records_by_id.get(plugin_id)
+            state = str(rec.state) if rec is not None else "unknown"
+            if rec is None or state not in _WAITING:
+                raise PluginStateError(f"is {state}: the event was not delivered", plugin=plugin_id)
+            if state == "on-demand" and activation.starts_on(plugin_id, name):
+                return await activation.start(plugin_id)
+            await activation.changed(plugin_id)
+
+    async def _handle(self, route: Route, item: _Item) -> None:
+        handle = route.handle
+        inflight = route.inflight
+        inflight[0] += 1  # a swap drains it like a call
+        try:
+            instance = handle.instance
+            if instance is None:
+                await handle.call(_remote_spec(item.name), {"event": item.payload}, route.timeout)
+                return
+            spec = event_handlers(type(instance)).get(item.name)
+            if spec is None:
+                raise PluginCallError(
+                    f"listens to '{item.name}' but has no handler for it",
+                    plugin=getattr(instance, "id", None),
+                    hint=f'mark a method @on_event("{item.name}")',
+                )
+            async with deadline(route.timeout):
+                await run_handler(instance, spec, item.payload)
+        finally:
+            inflight[0] -= 1
+
+    def _failed(self, box: _Inbox, item: _Item, why: str) -> None:
+        logging.getLogger(f"plugbay.plugin.{box.plugin}").warning(
+            "event '%s' from %s was not handled: %s",
+            item.name,
+            item.source,
+            why,
+            extra={"plugbay_owner": box.plugin, "fields": {"source": "host"}},
+        )
+
+    # -- what the host shows --------------------------------------------------------------
+
+    def describe(self, plugin_id: str) -> dict[str, Any]:
+        """``plugbay info``'s events of one plugin: declared, and each listener's queue."""
+        rec = self._m.records_by_id.get(plugin_id)
+        manifest = rec.manifest if rec is not None else None
+        if manifest is None:
+            return describe_events((), {}, ())
+        counts = {
+            event: {
+                "queued": len(box.queue),
+                "delivered": box.delivered,
+                "failed": box.failed,
+                "dropped": box.dropped,
+            }
+            for (plugin, event), box in list(self._inboxes.items())
+            if plugin == plugin_id
+        }
+        return describe_events(manifest.emits, manifest.listens, manifest.activation, counts)
+
+    def stats(self) -> list[dict[str, Any]]:
+        """Each listener's queue: plugin, event, length, bound, policy and counts."""
+        return [
+            {
+                "plugin": box.plugin,
+                "event": event,
+                "queued": len(box.queue),
+                "queue": box.spec.queue,
+                "overflow": box.spec.overflow,
+                "delivered": box.delivered,
+                "failed": box.failed,
+                "dropped": box.dropped,
+            }
+            for (_, event), box in sorted(self._inboxes.items())
+        ]
+
+    def families(self) -> Iterator[Metric]:
+        """The Prometheus families (read at scrape time, in the server's thread)."""
+        labels = ["plugin", "event"]
+        queued = GaugeMetricFamily(
+            "plugbay_plugin_event_queue_length", "Events waiting for the listener.", labels=labels
+        )
+        bound = GaugeMetricFamily(
+            "plugbay_plugin_event_queue_limit", "The listener's queue bound.", labels=labels
+        )
+        delivered = CounterMetricFamily(
+            "plugbay_plugin_event_deliveries", "Events the listener handled.", labels=labels
+        )
+        failed = CounterMetricFamily(
+            "plugbay_plugin_event_failures",
+            "Events the listener failed (raised, timed out, not running).",
+            labels=labels,
+        )
+        dropped = CounterMetricFamily(
+            "plugbay_plugin_events_dropped",
+            "Events dropped for the listener by its overflow policy.",
+            labels=[*labels, "overflow"],
+        )
+        emitted = CounterMetricFamily(
+            "plugbay_plugin_events_emitted", "Plugin events emitted, by sender.", labels=labels
+        )
+        for row in self.stats():
+            key = [row["plugin"], row["event"]]
+            queued.add_metric(key, row["queued"])
+            bound.add_metric(key, row["queue"])
+            delivered.add_metric(key, row["delivered"])
+            failed.add_metric(key, row["failed"])
+            dropped.add_metric([*key, row["overflow"]], row["dropped"])
+        for (source, event), n in list(self.emitted.items()):
+            emitted.add_metric([source, event], n)
+        yield from (queued, bound, delivered, failed, dropped, emitted)
+
+    async def close(self) -> None:
+        """Stop delivering (the host is stopping); what still waits is not delivered."""
+        self._closed = True
+        tasks = [b.task for b in self._inboxes.values() if b.task is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for box in self._inboxes.values():
+            box.task = None

@@ -1,0 +1,307 @@
+"""Plugin events: any plugin emits and listens, inline and in a sandboxed worker.
+
+Real host, real sandboxed workers: an event reaches an inline and a sandboxed
+listener in priority order; a full queue drops per its declared policy and the
+drops are counted in ``/metrics``; an event a plugin did not declare is refused
+with a clear error while its neighbours keep answering.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from plugbay import CommandNotFound, PermissionDenied
+from plugbay.cli.events import event_rows
+from plugbay.runtime.host import Host
+from plugbay.runtime.prometheus import exposition
+from tests.conftest import PluginFactory
+
+PRODUCER = """
+from dataclasses import dataclass
+from plugbay import UtilityPlugin, command
+
+@dataclass
+class Evicted:
+    key: str
+    size: int = 0
+
+class P(UtilityPlugin):
+    @command
+    async def evict(self, key: str) -> int:
+        return await self.context.events.emit("cache.evicted", Evicted(key, len(key)))
+
+    @command
+    async def sneak(self) -> int:
+        return await self.context.events.emit("cache.secret", {"key": "x"})
+
+    @command
+    def ping(self) -> str:
+        return "pong"
+"""
+
+PRODUCER_MANIFEST = """
+[events]
+emits = ["cache.evicted"]
+"""
+
+#: a listener that records when it started and finished handling each event
+LISTENER = """
+import time
+import msgspec
+from plugbay import UtilityPlugin, command, on_event
+
+class Evicted(msgspec.Struct):
+    key: str
+    size: int
+
+class P(UtilityPlugin):
+    @on_event("cache.evicted")
+    async def evicted(self, event: Evicted) -> None:
+        start = time.time_ns()
+        seen = self.context.storage.get("seen", [], type=list)
+        seen.append([event.key, event.size, start, time.time_ns()])
+        self.context.storage.set("seen", seen)
+
+    @command
+    def seen(self) -> list[list[int | str]]:
+        return self.context.storage.get("seen", [], type=list)
+"""
+
+#: a listener whose handler waits until it is let go, so its queue fills
+SLOW = """
+import asyncio
+from plugbay import UtilityPlugin, command, on_event, PluginContext
+
+class P(UtilityPlugin):
+    async def initialize(self, context: PluginContext) -> None:
+        self.gate = asyncio.Event()
+        self.handled: list[str] = []
+        self.current = ""
+
+    @on_event("cache.evicted")
+    async def evicted(self, event: dict[str, str | int]) -> None:
+        self.current = str(event["key"])
+        await self.gate.wait()
+        self.handled.append(str(event["key"]))
+
+    @command
+    def busy_with(self) -> str:
+        return self.current
+
+    @command
+    def let_go(self) -> None:
+        self.gate.set()
+
+    @command
+    def handled_keys(self) -> list[str]:
+        return self.handled
+"""
+
+
+def listens(priority: int, extra: str = "") -> str:
+    return f'[events.listens."cache.evicted"]\npriority = {priority}\n{extra}'
+
+
+async def until(check: Callable[[], Any], what: str, seconds: float = 60) -> Any:
+    """Poll ``check`` until it is truthy (a guard against a hang, not a timed assertion)."""
+    try:
+        async with asyncio.timeout(seconds):
+            while True:
+                value = check()
+                if asyncio.iscoroutine(value):
+                    value = await value
+                if value:
+                    return value
+                await asyncio.sleep(0.02)
+    except TimeoutError:
+        pytest.fail(f"never: {what}")
+
+
+def make_host(plugins: PluginFactory, tmp_path: Path, inline: list[str]) -> Host:
+    return Host(
+        plugins.root,
+        state_dir=tmp_path / "state",
+        entry_points=False,
+        init_timeout=30,
+        cleanup_timeout=2.0,
+        inline=inline,
+    )
+
+
+async def test_an_event_reaches_inline_and_sandboxed_listeners_in_priority_order(
+    plugins: PluginFactory, tmp_path: Path
+) -> None:
+    plugins("acme.producer", PRODUCER, extra=PRODUCER_MANIFEST)
+    plugins("acme.first", LISTENER, extra=listens(10))  # sandboxed, runs first
+    plugins("acme.second", LISTENER, extra=listens(20))  # inline, runs after
+    plugins("acme.deaf")  # declares nothing: hears nothing
+    host = make_host(plugins, tmp_path, inline=["acme.second", "acme.producer", "acme.deaf"])
+    await host.start()
+    try:
+        assert host.manager.record("acme.first").isolation == "process"
+        assert host.manager.record("acme.second").isolation == "inline"
+        for key in ("alpha", "beta", "gamma"):
+            assert await host.call("acme.producer", "evict", key=key) == 2
+        first = await until(
+            lambda: _seen(host, "acme.first", 3), "the sandboxed listener had all three"
+        )
+        second = await until(lambda: _seen(host, "acme.second", 3), "the inline one too")
+        # the payload arrived typed (the size field came through) and in emit order
+        assert [(k, s) for k, s, *_ in first] == [("alpha", 5), ("beta", 4), ("gamma", 5)]
+        assert [(k, s) for k, s, *_ in second] == [("alpha", 5), ("beta", 4), ("gamma", 5)]
+        # priority: the inline listener (priority 20), though faster to reach, started
+        # each event only after the sandboxed one (priority 10) had finished it
+        for (_, _, _, first_done), (_, _, second_start, _) in zip(first, second, strict=True):
+            assert first_done <= second_start
+        rows = {r["plugin"]: r for r in host.manager.plugin_events.stats()}
+        assert rows["acme.first"]["delivered"] == rows["acme.second"]["delivered"] == 3
+        assert "acme.deaf" not in rows
+        # a handler is not a command: a caller cannot invoke it, in a worker or inline
+        for plugin in ("acme.first", "acme.second"):
+            with pytest.raises(CommandNotFound):
+                await host.call(plugin, "event:cache.evicted", event={"key": "x", "size": 1})
+    finally:
+        await host.stop()
+
+
+async def _seen(host: Host, plugin: str, n: int) -> list[Any] | None:
+    seen: list[Any] = await host.call(plugin, "seen")
+    return seen if len(seen) >= n else None
+
+
+@pytest.mark.parametrize(
+    ("policy", "handled", "isolation"),
+    [
+        # e1 is being handled; e2, e3 wait (queue 2); e4, e5 arrive to a full queue
+        ("drop-oldest", ["e1", "e4", "e5"], "process"),
+        ("drop-newest", ["e1", "e2", "e3"], "inline"),
+        ("block", ["e1", "e2", "e3"], "inline"),
+    ],
+)
+async def test_a_full_queue_drops_by_its_declared_policy_and_counts_the_drops(
+    plugins: PluginFactory, tmp_path: Path, policy: str, handled: list[str], isolation: str
+) -> None:
+    plugins("acme.producer", PRODUCER, extra=PRODUCER_MANIFEST)
+    plugins(
+        "acme.slow",
+        SLOW,
+        extra=listens(10, f'queue = 2\noverflow = "{policy}"\nblock-timeout = 0.05\n'),
+    )
+    plugins("acme.after", LISTENER, extra=listens(20))  # after the slow one, own queue
+    inline = ["acme.producer", "acme.after"] + (["acme.slow"] if isolation == "inline" else [])
+    host = make_host(plugins, tmp_path, inline=inline)
+    await host.start()
+    try:
+        await host.call("acme.producer", "evict", key="e1")
+        await until(lambda: _equals(host.call("acme.slow", "busy_with"), "e1"), "e1 being handled")
+        for key in ("e2", "e3", "e4", "e5"):
+            await host.call("acme.producer", "evict", key=key)
+        stats = {r["plugin"]: r for r in host.manager.plugin_events.stats()}
+        assert stats["acme.slow"]["dropped"] == 2
+        assert stats["acme.slow"]["queued"] == 2
+        await host.call("acme.slow", "let_go")
+        got = await until(
+            lambda: _len_at_least(host.call("acme.slow", "handled_keys"), 3), "all handled"
+        )
+        assert got == handled
+        # a drop is this listener's only: the one after it sees every event once (a
+        # dropped one moves on at once, ahead of those still waiting for the slow one)
+        after = await until(lambda: _seen(host, "acme.after", 5), "the next listener had all")
+        assert sorted(k for k, *_ in after) == ["e1", "e2", "e3", "e4", "e5"]
+        # plugbay info says it too, per listener
+        listen = host.info("acme.slow")["events"]["listens"][0]
+        assert (listen["event"], listen["overflow"], listen["dropped"]) == (
+            "cache.evicted",
+            policy,
+            2,
+        )
+        assert f"{policy}): 3 delivered, 0 failed, 2 dropped" in dict(
+            event_rows(host.info("acme.slow"))
+        ).get("listens", "")
+        text = exposition(host.manager).decode()
+        slow = {"plugin": "acme.slow", "event": "cache.evicted"}
+        assert sample(text, "plugbay_plugin_events_dropped_total", **slow, overflow=policy) == 2
+        assert sample(text, "plugbay_plugin_event_queue_limit", **slow) == 2
+        assert sample(text, "plugbay_plugin_event_queue_length", **slow) == 0
+        assert sample(text, "plugbay_plugin_event_deliveries_total", **slow) == 3
+        sent = {"plugin": "acme.producer", "event": "cache.evicted"}
+        assert sample(text, "plugbay_plugin_events_emitted_total", **sent) == 5
+    finally:
+        await host.stop()
+
+
+def sample(text: str, name: str, **labels: str) -> float | None:
+    """One sample of the Prometheus exposition ``text``, by name and labels."""
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == name and s.labels == labels:
+                return float(s.value)
+    return None
+
+
+async def _equals(value: Any, expected: Any) -> bool:
+    return bool(await value == expected)
+
+
+async def _len_at_least(value: Any, n: int) -> Any:
+    got = await value
+    return got if len(got) >= n else None
+
+
+@pytest.mark.parametrize("isolation", ["process", "inline"])
+async def test_an_undeclared_event_is_refused_and_the_neighbours_keep_answering(
+    plugins: PluginFactory, tmp_path: Path, isolation: str
+) -> None:
+    plugins("acme.producer", PRODUCER, extra=PRODUCER_MANIFEST)
+    plugins(
+        "acme.listener",
+        LISTENER,
+        extra='[events.listens."cache.evicted"]\n',
+    )
+    inline = ["acme.listener"] + (["acme.producer"] if isolation == "inline" else [])
+    host = make_host(plugins, tmp_path, inline=inline)
+    await host.start()
+    try:
+        with pytest.raises(PermissionDenied) as refused:
+            await host.call("acme.producer", "sneak")
+        error = refused.value
+        assert error.plugin == "acme.producer"
+        assert "emitting the event 'cache.secret'" in error.message
+        assert error.hint is not None and '[events] emits = ["cache.secret"]' in error.hint
+        assert host.manager.broker.refused["acme.producer"] == 1
+        # nothing was delivered, and everyone still answers, the refused plugin too
+        assert await host.call("acme.listener", "seen") == []
+        assert await host.call("acme.producer", "ping") == "pong"
+        assert await host.call("acme.producer", "evict", key="ok") == 1
+        await until(lambda: _seen(host, "acme.listener", 1), "the declared event delivered")
+        history = host.state.history("acme.producer") if host.state else []
+        assert any(e.action == "security.denied" for e in history)
+    finally:
+        await host.stop()
+
+
+async def test_a_payload_that_does_not_fit_the_handler_is_refused_there(
+    plugins: PluginFactory, tmp_path: Path
+) -> None:
+    plugins("acme.producer", PRODUCER, extra=PRODUCER_MANIFEST)
+    strict = LISTENER.replace("size: int", "size: str")  # the producer sends an int
+    plugins("acme.strict", strict, extra=listens(10))
+    plugins("acme.fine", LISTENER, extra=listens(20))
+    host = make_host(plugins, tmp_path, inline=["acme.producer"])
+    await host.start()
+    try:
+        await host.call("acme.producer", "evict", key="k")
+        await until(lambda: _seen(host, "acme.fine", 1), "the fitting listener had it")
+        rows = {r["plugin"]: r for r in host.manager.plugin_events.stats()}
+        assert rows["acme.strict"]["failed"] == 1 and rows["acme.strict"]["delivered"] == 0
+        assert await host.call("acme.strict", "seen") == []
+        lines = host.monitor.logs.recent("acme.strict") if host.monitor else []
+        assert any("not handled" in str(line) and "size" in str(line) for line in lines)
+    finally:
+        await host.stop()
