@@ -180,6 +180,24 @@ async def test_a_loop_past_its_cpu_bound_is_a_resource_limit(host: Host) -> None
     await neighbours_answer(host)
 
 
+def address_space() -> int:
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) << 10 for line in status if line.startswith("VmSize:"))
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_a_replaced_instance_gives_back_its_address_space(host: Host) -> None:
+    # each instance reserves GiBs of address space for its linear memory; a store that
+    # was only dropped kept it (its host functions tie it to the handle), 6 GiB a time
+    before = address_space()
+    for _ in range(5):
+        with pytest.raises(ResourceLimitExceeded):
+            await host.call(SPINNER, "spin")  # cut at its CPU bound: a fresh instance
+    assert await host.call(SPINNER, "ping") == "pong"
+    grown = address_space() - before
+    assert grown < 2 << 30, f"the host's address space grew by {grown / (1 << 30):.1f} GiB"
+
+
 @pytest.mark.asyncio(loop_scope="module")
 async def test_a_memory_grow_bomb_stops_at_its_limit(host: Host) -> None:
     first = host.plugin(ATTACKER).handle

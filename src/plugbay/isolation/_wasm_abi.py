@@ -19,6 +19,7 @@ thread-safe, as a wasmtime store is not); the host's requests go to
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
 import os
@@ -319,6 +320,11 @@ class WasmInstance:
                 "plugbay_alloc returned no memory for the call's payload", self.memory_bytes()
             )
         self._buffer, self._buffer_size = ptr, size
+
+    def close(self) -> None:
+        """Free the store now (see ``WasmHandle._drop_instance``); idempotent."""
+        with contextlib.suppress(Exception):  # a store already gone is closed
+            self.store.close()
 
     def arm(self) -> None:
         """Arm the epoch deadline for the next job: the program's next ``interrupt`` stops

@@ -12,6 +12,7 @@ instance thread only.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -90,6 +91,11 @@ class ComponentInstance:
             func = self.instance.get_func(store, name)
             if func is not None:
                 self._funcs[name] = func
+
+    def close(self) -> None:
+        """Free the store now (see ``WasmHandle._drop_instance``); idempotent."""
+        with contextlib.suppress(Exception):  # a store already gone is closed
+            self.store.close()
 
     def arm(self) -> None:
         self.store.set_epoch_deadline(1)

@@ -201,7 +201,7 @@ class WasmHandle(PluginHandle):
         self.budget: Budget | None = None
         self.issued: Callable[[str], bool] = lambda token: False
         self._own_denials: set[str] = set()
-        self._thread = _InstanceThread(f"plugbay-wasm-{manifest.id}")
+        self._thread = _InstanceThread(f"plugbay-wasm-{manifest.id}", self._drop_instance)
         self._lock = threading.Lock()
         self._inst: WasmInstance | ComponentInstance | None = None
         self._config = b"{}"
@@ -313,10 +313,18 @@ class WasmHandle(PluginHandle):
         except Exception as exc:
             self._broken = f"its replacement instance failed to start: {exc}"
 
+    def _drop_instance(self) -> None:
+        """Close the instance's store (on the instance thread): its host functions hold
+        this handle, a cycle through wasmtime that Python's collector cannot see, so a
+        store only dropped would keep its memory reservation (GiBs of address space)."""
+        inst, self._inst = self._inst, None
+        if inst is not None:
+            inst.close()
+
     def _new_instance(self) -> None:
         from plugbay.isolation._wasm_abi import instantiate
 
-        self._inst = None
+        self._drop_instance()
         inst = instantiate(self.program, self.limits, self, self._output)
         self._inst = inst
         inst.arm()
@@ -706,11 +714,12 @@ class _InstanceThread:
     queue and a daemon thread: cheaper per call than an executor, and a module stuck in
     a host request cannot keep the host from exiting)."""
 
-    __slots__ = ("_closed", "_jobs", "_thread")
+    __slots__ = ("_at_exit", "_closed", "_jobs", "_thread")
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, at_exit: Callable[[], None]) -> None:
         self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._closed = False
+        self._at_exit = at_exit  # run on the thread once its last job is done
         self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
         self._thread.start()
 
@@ -737,6 +746,7 @@ class _InstanceThread:
                 value, ok = exc, False
             with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits
                 loop.call_soon_threadsafe(_settle, future, ok, value)
+        self._at_exit()
         while not self._jobs.empty():  # jobs queued behind the close: answered, not run
             item = self._jobs.get()
             if item is not None:
