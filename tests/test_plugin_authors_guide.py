@@ -29,9 +29,10 @@ def test_every_command_of_the_guide_is_run() -> None:
                  "verify", "install", "run", "call"):  # fmt: skip
         assert f"plugbay {name}" in text, name
     assert "pytest" in text and "mypy" in text and "ruff check" in text
-    # its one Python program runs too; the test excerpt is run by the generated tests
+    # its Python programs run too (the embedding one, and events between two plugins);
+    # the test excerpt is run by the generated tests
     kinds = [(b.lang, b.kind) for b in blocks(GUIDE) if b.lang == "python"]
-    assert kinds == [("python", "not run"), ("python", "run")]
+    assert kinds == [("python", "not run"), ("python", "run"), ("python", "run")]
 
 
 @pytest.mark.slow

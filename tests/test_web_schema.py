@@ -52,6 +52,9 @@ def test_the_api_keeps_to_its_openapi_document(plugins: PluginFactory, tmp_path:
                 "--header", f"Authorization: Bearer {host.token}",
                 "--checks", "all", "--max-examples", "6", "--seed", "7", "--workers", "1",
                 "--request-timeout", "20",
+                # a profile samples for as long as it is asked (up to 300 s): its route
+                # and its bounds are tested in test_profile_serving.py
+                "--exclude-path-regex", "/profile$",
             ],
             capture_output=True, text=True, timeout=400, check=False, cwd=tmp_path,
         )  # fmt: skip
@@ -65,4 +68,5 @@ def test_the_api_keeps_to_its_openapi_document(plugins: PluginFactory, tmp_path:
     # every operation was reached, the stream and each plugin's own config path too
     tested = re.search(r"Tested: (\d+)", summary)
     selected = re.search(r"Selected: (\d+)/(\d+)", summary)
-    assert tested and selected and tested.group(1) == selected.group(1) == selected.group(2)
+    assert tested and selected and tested.group(1) == selected.group(1)
+    assert int(selected.group(2)) - int(selected.group(1)) == 1  # all but the profile route
