@@ -687,9 +687,11 @@ def test_unbounded_allocation_gets_a_memory_error(policy: L.SandboxPolicy) -> No
     out = run_sandboxed(_allocate(touch=True), replace(policy, memory_bytes=64 * MiB))
     result = out.result
     assert result["error"] == "MemoryError"  # RLIMIT_AS: the plugin survives to report it
-    # the limit is the start size plus 64 MiB; freed heap inside it is reused, so a
-    # MiB or two past 64 is the allocator, never the limit missing
-    assert 32 <= result["allocated_mib"] <= 68
+    # the limit is the start size plus 64 MiB. This child is a fork of the test process,
+    # and the heap it freed earlier is reused inside that size: after the whole suite
+    # that was 6 MiB (70 seen), so a quarter over 64 is the allocator, never the limit
+    # missing (an unbounded child would allocate all 4,096)
+    assert 32 <= result["allocated_mib"] <= 80
     assert out.oom_kills == 0
 
 
