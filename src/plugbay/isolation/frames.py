@@ -280,6 +280,9 @@ class Channel(asyncio.Protocol):
         self._chunks: list[bytes] = []
         self._pending = 0  # bytes in _chunks
         self._scheduled = False
+        #: inside ``data_received``: what is sent is joined and leaves once the read is done
+        self._receiving = False
+        self._loop: asyncio.AbstractEventLoop | None = None
         #: the largest frame this end accepts (the host lowers it per plugin: ``monitor.bounds``)
         self.max_frame = MAX_FRAME
         #: frames of at least ``skip_above`` bytes are shown to ``skip`` (their kind, from the
@@ -297,6 +300,7 @@ class Channel(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports have the same methods without subclassing asyncio's
         self.transport = cast(asyncio.Transport, transport)
+        self._loop = asyncio.get_running_loop()
 
     def _discarded(self, size: int) -> None:
         rate = self.discard_rate
@@ -318,6 +322,18 @@ class Channel(asyncio.Protocol):
             self.transport.resume_reading()
 
     def data_received(self, data: bytes) -> None:
+        """Every complete frame of this read is handed over; what the handlers send in
+        reply leaves in one write once the read is done (one write per read, whatever
+        the number of frames it held)."""
+        self._receiving = True
+        try:
+            self._received(data)
+        finally:
+            self._receiving = False
+            if self._chunks:
+                self._drain()
+
+    def _received(self, data: bytes) -> None:
         if self._skipping:
             if len(data) <= self._skipping:
                 self._skipping -= len(data)
@@ -375,27 +391,38 @@ class Channel(asyncio.Protocol):
             self._closed = True
             self._on_close(str(exc) if exc else None, False)
 
-    def send(self, message: Message) -> None:
+    def send(self, message: Message, *, more: bool = False) -> None:
         """The first frame of a loop turn leaves at once (no latency for a lone call);
-        small ones after it in the same turn are batched into one write at its end. A
-        large frame is never batched: the pending ones go first, then it, so a burst of
-        big frames neither waits in this end's memory nor is copied again by a join."""
+        small ones after it in the same turn are joined into one write at its end, and
+        so is every frame sent while a read is handled (they leave when it is done, see
+        ``data_received``) or that the sender says is one of many (``more``: other
+        requests are in flight, whose answers will wake this end anyway). A large frame
+        is never joined: the pending ones go first, then it, so a burst of big frames
+        neither waits in this end's memory nor is copied again by a join."""
         data = encode(message)
-        if not self._scheduled:
-            self._scheduled = True
-            asyncio.get_running_loop().call_soon(self.flush)
+        if not (self._scheduled or self._receiving or more):
+            self._schedule()
             self._write(data)
             return
         if len(data) >= _BATCH_BYTES or self._pending + len(data) >= _BATCH_BYTES:
-            self.flush()
-            self._scheduled = True  # this turn already has its scheduled flush
+            self._drain()
             self._write(data)
             return
         self._chunks.append(data)
         self._pending += len(data)
+        if not (self._scheduled or self._receiving):
+            self._schedule()
+
+    def _schedule(self) -> None:
+        self._scheduled = True
+        (self._loop or asyncio.get_running_loop()).call_soon(self.flush)
 
     def flush(self) -> None:
+        """Write what is pending now (the end of a loop turn, or before closing)."""
         self._scheduled = False
+        self._drain()
+
+    def _drain(self) -> None:
         chunks, self._chunks, self._pending = self._chunks, [], 0
         if chunks:
             self._write(chunks[0] if len(chunks) == 1 else b"".join(chunks))

@@ -24,7 +24,7 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,7 @@ from plugbay.isolation.identity import (
 )
 from plugbay.isolation.policy import Placement
 from plugbay.isolation.quota import QuotaMounts, QuotaStatus, QuotaUnavailable
+from plugbay.isolation.requests import Requests
 from plugbay.isolation.seccomp_notify import SeccompListener
 from plugbay.isolation.zygote import Zygote
 from plugbay.model.manifest import PluginManifest
@@ -220,14 +221,14 @@ class ProcessHandle(sampling.SampledInWorker, PluginHandle):
         self.instance: Plugin | None = None
         self._sock = sock
         self._host_call = host_call
-        self._ids = itertools.count(1)
-        self._pending: dict[int, asyncio.Future[Any]] = {}
+        #: the requests in flight: futures resolved by the channel, one watchdog for deadlines
+        self._requests = Requests(self._expired, f"plugbay-watchdog-{pid}")
+        self._pending = self._requests.pending
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._loaded: asyncio.Future[frames.Loaded] | None = None
         self._channel: frames.Channel | None = None
         self._dead: PlugbayError | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self._deadlines: dict[int, tuple[float, str]] = {}
-        self._watchdog: asyncio.Task[None] | None = None
         #: the loop's heartbeat ticks for this worker (``isolation.heartbeat``)
         self._beating = False
         self.beat = Beat()
@@ -241,13 +242,11 @@ class ProcessHandle(sampling.SampledInWorker, PluginHandle):
         self._uss: int | None = None
         self._uss_at = -1e9
         self.uss_max_age = 10.0
-        #: request → (monotonic start, command): what the monitor reads to find hung calls
-        self._started: dict[int, tuple[float, str]] = {}
         self._stacks_seen = 0
         self._metrics: Any = None
 
     async def open(self) -> None:
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         if self.seccomp is not None:
             self.seccomp.start(loop)
         if self._zygote is not None:
@@ -465,13 +464,7 @@ class ProcessHandle(sampling.SampledInWorker, PluginHandle):
     def _settle(
         self, request: int, *, value: Any = None, error: BaseException | None = None
     ) -> None:
-        future = self._pending.pop(request, None)
-        if future is None or future.done():
-            return
-        if error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(value)
+        self._requests.settle(request, value, error)
 
     async def _serve_host_call(self, message: frames.HostCall) -> None:
         try:
@@ -505,32 +498,31 @@ class ProcessHandle(sampling.SampledInWorker, PluginHandle):
 
     # -- requests --------------------------------------------------------------------
 
-    def _send(self, message: frames.Message) -> None:
+    def _send(self, message: frames.Message, more: bool = False) -> None:
         if self._channel is None or self._dead is not None:
             return
         try:
-            self._channel.send(message)
+            self._channel.send(message, more=more)
         except (ConnectionError, RuntimeError, frames.FrameError) as exc:
             self._crashed(f"writing to its worker failed: {exc}")
 
-    async def _request(
+    def _request(
         self, make: Callable[[int], frames.Message], timeout: float, what: str = "a call"
+    ) -> Coroutine[Any, Any, Any]:
+        request = self._requests.next_id()
+        message = make(request)
+        label = getattr(message, "command", type(message).__name__)
+        return self._exchange(request, message, timeout, what, label)
+
+    async def _exchange(
+        self, request: int, message: frames.Message, timeout: float, what: str, label: str
     ) -> Any:
         if self._dead is not None:
             raise self._dead
-        request = next(self._ids)
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-        self._pending[request] = future
-        # One watchdog per worker instead of a timer per call (a timer costs more than
-        # the rest of the host's side of a call): it expires calls past their deadline.
-        now = self.beat.last_used = loop.time()
-        self._deadlines[request] = (now + timeout, what)
-        if self._watchdog is None or self._watchdog.done():
-            self._watchdog = asyncio.create_task(self._watch(), name=f"plugbay-watchdog-{self.pid}")
-        message = make(request)
-        self._started[request] = (now, getattr(message, "command", type(message).__name__))
-        self._send(message)
+        loop = self._loop or asyncio.get_running_loop()
+        future, self.beat.last_used = self._requests.open(loop, request, timeout, what, label)
+        # one of many in flight: it leaves with the others at the end of this loop turn
+        self._send(message, len(self._pending) > 1)
         try:
             return await future
         except asyncio.CancelledError:  # the caller gave up: stop the command in the worker
@@ -538,23 +530,12 @@ class ProcessHandle(sampling.SampledInWorker, PluginHandle):
             self._send(frames.Cancel(request))
             raise
         finally:
-            self._deadlines.pop(request, None)
-            self._started.pop(request, None)
+            self._requests.close(request)
 
-    async def _watch(self) -> None:
-        loop = asyncio.get_running_loop()
-        while self._deadlines and self._dead is None:
-            now = loop.time()
-            for request, (due, what) in list(self._deadlines.items()):
-                if due <= now:
-                    del self._deadlines[request]
-                    self._send(frames.Cancel(request))
-                    self._settle(request, error=CallTimeout())
-                    self._report(
-                        {"kind": "timeout", "operation": what, "detail": "ran past its time limit"}
-                    )
-            soonest = min((due for due, _ in self._deadlines.values()), default=now + 0.05)
-            await asyncio.sleep(max(0.005, min(soonest - now, 0.25)))
+    def _expired(self, request: int, what: str) -> None:
+        self._send(frames.Cancel(request))
+        self._settle(request, error=CallTimeout())
+        self._report({"kind": "timeout", "operation": what, "detail": "ran past its time limit"})
 
     def start_heartbeat(self) -> None:
         """Ping the worker; if its loop stays silent past the timeout it is hung, and killed.
@@ -689,13 +670,14 @@ class ProcessHandle(sampling.SampledInWorker, PluginHandle):
         rules["kernel_reports"] = ["seccomp"] if self.seccomp is not None else []
         return rules
 
-    async def call(self, spec: CommandSpec, params: dict[str, Any], timeout: float) -> Any:
+    def call(
+        self, spec: CommandSpec, params: dict[str, Any], timeout: float
+    ) -> Coroutine[Any, Any, Any]:
+        """``await handle.call(...)``: the request itself, not a coroutine around it."""
+        request = self._requests.next_id()
         strict = getattr(params, "strict", True)
-        return await self._request(
-            lambda request: frames.Call(request, spec.name, dict(params), strict),
-            timeout,
-            spec.name,
-        )
+        message = frames.Call(request, spec.name, dict(params), strict)
+        return self._exchange(request, message, timeout, spec.name, spec.name)
 
     async def export_state(self, timeout: float) -> tuple[bool, Any]:
         """The plugin's ``export_state()`` in its worker, as plain data (a reload)."""
@@ -735,7 +717,7 @@ class ProcessHandle(sampling.SampledInWorker, PluginHandle):
 
     def running(self) -> list[tuple[float, str]]:
         """(loop-time start, command) of each call in flight, for the monitor."""
-        return [v for v in list(self._started.values()) if v[1] not in sampling.NOT_CALLS]
+        return self._requests.running()
 
     def alive(self) -> str | None:
         """None while the worker answers its heartbeat; otherwise why not."""
@@ -779,9 +761,9 @@ class ProcessHandle(sampling.SampledInWorker, PluginHandle):
         if self.seccomp is not None and self._reaper is None:
             self.seccomp.close()  # no zygote to say it exited: nothing is left to answer
         self._beating = False
-        for task in (self._watchdog, self._quota):
-            if task is not None:
-                task.cancel()
+        self._requests.stop()
+        if self._quota is not None:
+            self._quota.cancel()
         if self._channel is not None:
             self._channel.close()
 

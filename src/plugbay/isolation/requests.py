@@ -1,0 +1,101 @@
+"""The requests a host has in flight on one worker's channel.
+
+A request is a future, resolved straight from the channel's ``data_received``
+when its ``Reply`` or ``Fail`` arrives: no task per call, the caller's own task
+awaits it. Its deadline is kept beside it, and one watchdog per channel (a task
+that exists only while requests are in flight, waking at the soonest deadline
+and at least every 0.25 s) expires those past it, instead of a timer per call,
+which costs more than the rest of the host's side of a call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Callable
+from typing import Any, Final
+
+from plugbay.isolation.sampling import NOT_CALLS
+
+__all__ = ["Requests"]
+
+#: the watchdog looks at the deadlines at least this often, and at most every 5 ms
+_LOOK_EVERY: Final = 0.25
+_LOOK_AT_MOST: Final = 0.005
+
+
+class Requests:
+    """Ids, futures and deadlines of the requests in flight on one channel.
+
+    ``expire(request, what)`` is called for a request past its deadline (it is already
+    out of the deadlines, still in ``pending``): the handle cancels it in the worker and
+    fails it."""
+
+    __slots__ = ("_expire", "_ids", "_watchdog", "inflight", "name", "pending")
+
+    def __init__(self, expire: Callable[[int, str], None], name: str = "") -> None:
+        #: request → the future its caller awaits
+        self.pending: dict[int, asyncio.Future[Any]] = {}
+        #: request → (loop-time start, what the monitor calls it, loop-time deadline,
+        #: what a timeout report calls it)
+        self.inflight: dict[int, tuple[float, str, float, str]] = {}
+        self.name = name
+        self._ids = itertools.count(1)
+        self._expire = expire
+        self._watchdog: asyncio.Task[None] | None = None
+
+    def next_id(self) -> int:
+        return next(self._ids)
+
+    def open(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        request: int,
+        timeout: float,
+        what: str,
+        label: str,
+    ) -> tuple[asyncio.Future[Any], float]:
+        """The future of a new request, and the loop time it started."""
+        future = loop.create_future()
+        self.pending[request] = future
+        now = loop.time()
+        self.inflight[request] = (now, label, now + timeout, what)
+        if self._watchdog is None:
+            self._watchdog = loop.create_task(self._watch(loop), name=self.name)
+        return future, now
+
+    def close(self, request: int) -> None:
+        """The request is over (answered, failed, expired or given up by its caller)."""
+        self.inflight.pop(request, None)
+
+    def settle(self, request: int, value: Any = None, error: BaseException | None = None) -> None:
+        future = self.pending.pop(request, None)
+        if future is None or future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(value)
+
+    def running(self) -> list[tuple[float, str]]:
+        """(loop-time start, command) of each call in flight, for the monitor."""
+        return [(v[0], v[1]) for v in list(self.inflight.values()) if v[1] not in NOT_CALLS]
+
+    def stop(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+
+    async def _watch(self, loop: asyncio.AbstractEventLoop) -> None:
+        try:
+            while self.inflight:
+                now = loop.time()
+                soonest = now + _LOOK_EVERY
+                for request, (_start, _label, due, what) in list(self.inflight.items()):
+                    if due <= now:
+                        del self.inflight[request]
+                        self._expire(request, what)
+                    elif due < soonest:
+                        soonest = due
+                await asyncio.sleep(max(_LOOK_AT_MOST, soonest - now))
+        finally:
+            self._watchdog = None
