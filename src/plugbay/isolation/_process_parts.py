@@ -45,6 +45,12 @@ class _Params(dict[str, Any]):
     strict = True
 
 
+class _LooseParams(_Params):
+    """Text and JSON values the worker converts (the CLI, HTTP)."""
+
+    strict = False
+
+
 class RemoteSpec(CommandSpec):
     """A command that lives in a worker: described by it, checked by it."""
 
@@ -70,9 +76,8 @@ class RemoteSpec(CommandSpec):
     def validate_params(
         self, params: Mapping[str, Any], *, plugin: str | None = None, strict: bool = True
     ) -> dict[str, Any]:
-        bound = _Params(params)
-        bound.strict = strict
-        return bound
+        # the mode is the class, not an attribute set on each call's copy
+        return _Params(params) if strict else _LooseParams(params)
 
     def validate_result(self, value: Any, *, plugin: str | None = None) -> Any:
         return value

@@ -283,6 +283,11 @@ class Channel(asyncio.Protocol):
         #: inside ``data_received``: what is sent is joined and leaves once the read is done
         self._receiving = False
         self._loop: asyncio.AbstractEventLoop | None = None
+        #: a frame that left alone makes the rest of its loop turn's frames wait for the
+        #: turn's end (a worker, whose sends outside a read come from its tasks); off, a
+        #: lone frame costs no extra loop turn and the sender says which frames are among
+        #: others (``more``): the host, which knows how many requests are in flight
+        self.join_turn = True
         #: the largest frame this end accepts (the host lowers it per plugin: ``monitor.bounds``)
         self.max_frame = MAX_FRAME
         #: frames of at least ``skip_above`` bytes are shown to ``skip`` (their kind, from the
@@ -401,7 +406,8 @@ class Channel(asyncio.Protocol):
         neither waits in this end's memory nor is copied again by a join."""
         data = encode(message)
         if not (self._scheduled or self._receiving or more):
-            self._schedule()
+            if self.join_turn:
+                self._schedule()
             self._write(data)
             return
         if len(data) >= _BATCH_BYTES or self._pending + len(data) >= _BATCH_BYTES:

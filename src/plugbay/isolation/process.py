@@ -258,6 +258,7 @@ class ProcessHandle(sampling.SampledInWorker, PluginHandle):
         # set before the connection is made: uvloop may deliver the first frames before
         # create_connection returns
         self._channel = frames.Channel(self._dispatch, self._lost)
+        self._channel.join_turn = False  # a call among others says so (``_exchange``)
         return self._channel
 
     async def _reap(self) -> None:
