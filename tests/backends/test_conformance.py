@@ -176,6 +176,43 @@ async def test_calls_are_typed_at_both_ends(
         assert await host.call(PLUGIN, "add", a=1, b=1) == 2  # still serving
 
 
+async def test_many_calls_at_once_each_get_their_own_answer(
+    case: Case, conform: Path, on_backend: Callable[..., Host]
+) -> None:
+    """``host.call_many``: every call checked and counted as ``host.call`` does one; a
+    bad call fails alone, in its place, and the plugin serves on."""
+    async with running(on_backend) as host:
+        sums = await host.call_many(PLUGIN, "add", [{"a": i, "b": i} for i in range(200)])
+        assert sums == [2 * i for i in range(200)]
+        mixed = await host.call_many(PLUGIN, "add", [{"a": 1, "b": 2}, {"a": "x", "b": 1}, {}])
+        assert mixed[0] == 3
+        assert isinstance(mixed[1], ParameterError) and "'a'" in str(mixed[1])
+        assert isinstance(mixed[2], ParameterError) and mixed[2].plugin == PLUGIN
+        wrong = await host.call_many(PLUGIN, "wrong_result", [{}, {}])
+        assert all(isinstance(w, ResultTypeError) and w.plugin == PLUGIN for w in wrong)
+        assert await host.call_many(PLUGIN, "add", []) == []
+        figures = host.info(PLUGIN)["metrics"]["commands"]
+        assert figures["add"]["calls"] == 203  # the caller's bad parameters begin a call too
+        assert figures["add"]["errors_by_type"] == {}  # ... and are not the plugin's errors
+        assert figures["wrong_result"]["errors_by_type"] == {"ResultTypeError": 2}
+        assert await host.call(PLUGIN, "add", a=2, b=3) == 5  # still serving
+
+
+async def test_a_call_of_a_batch_past_its_timeout_fails_alone(
+    case: Case, conform: Path, on_backend: Callable[..., Host]
+) -> None:
+    async with running(on_backend, call_timeout=0.3) as host:
+        started = time.monotonic()
+        # the quick one first: a backend that runs one call at a time (Wasm) queues the next
+        quick, late = await host.call_many(PLUGIN, "wait", [{"seconds": 0.0}, {"seconds": 30.0}])
+        assert time.monotonic() - started < 5  # cut at its bound
+        assert isinstance(late, PluginTimeout) and quick == "done"
+        await until(lambda: handle_of(host).running() == [], "the call to be gone")
+        figures = host.info(PLUGIN)["metrics"]["commands"]["wait"]
+        assert figures["errors_by_type"] == {"PluginTimeout": 1}
+        assert await host.call(PLUGIN, "add", a=2, b=2) == 4
+
+
 async def test_a_call_past_its_timeout_is_cancelled_where_it_runs(
     case: Case, conform: Path, on_backend: Callable[..., Host]
 ) -> None:
@@ -207,6 +244,23 @@ async def test_cancelling_the_caller_cancels_the_command(
         else:
             await saw_one_cancellation(host)
         assert handle_of(host).running() == []
+
+
+async def test_cancelling_a_batch_cancels_its_commands(
+    case: Case, conform: Path, on_backend: Callable[..., Host]
+) -> None:
+    async with running(on_backend) as host:
+        batch = asyncio.create_task(host.call_many(PLUGIN, "wait", [{"seconds": 30.0}]))
+        await until(lambda: handle_of(host).running() != [], "the call to start")
+        batch.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await batch
+        if case.no_unwind is None:
+            await saw_one_cancellation(host)
+        else:
+            assert await host.call(PLUGIN, "add", a=1, b=1) == 2, case.no_unwind
+        await until(lambda: handle_of(host).running() == [], "the call to be gone")
+        assert host.manager._routes[PLUGIN].inflight == [0]  # nothing left for a swap to drain
 
 
 async def test_a_crash_fails_the_call_and_the_plugin_is_restarted(

@@ -234,6 +234,16 @@ class PluginHandle(abc.ABC):
         """Run one command with checked parameters; returns the raw result.
         :class:`CallTimeout` past ``timeout``; ``PluginCrashed`` when the process died."""
 
+    async def call_many(
+        self, spec: CommandSpec, params: Sequence[dict[str, Any]], timeout: float
+    ) -> list[Any]:
+        """Run one command once per parameter set, all at once; each item is that call's
+        raw result or the exception it raised (:class:`CallTimeout` past ``timeout``).
+        A backend that can send the calls together overrides this (the process
+        backend: one write for the batch, no task per call)."""
+        calls = (self.call(spec, p, timeout) for p in params)
+        return list(await asyncio.gather(*calls, return_exceptions=True))
+
     @abc.abstractmethod
     async def cleanup(self, timeout: float) -> None:
         """Run the plugin's ``cleanup``, bounded by ``timeout`` (:class:`CallTimeout`)."""

@@ -419,6 +419,19 @@ class Channel(asyncio.Protocol):
         if not (self._scheduled or self._receiving):
             self._schedule()
 
+    def send_many(self, messages: list[Message]) -> None:
+        """Frames that leave together (a batch of calls): pending frames first, then these
+        in writes of at most about ``_BATCH_BYTES``."""
+        self._drain()
+        out = bytearray()
+        for message in messages:
+            out += encode(message)
+            if len(out) >= _BATCH_BYTES:
+                self._write(bytes(out))
+                out.clear()
+        if out:
+            self._write(bytes(out))
+
     def _schedule(self) -> None:
         self._scheduled = True
         (self._loop or asyncio.get_running_loop()).call_soon(self.flush)

@@ -24,7 +24,7 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -507,6 +507,13 @@ class ProcessHandle(sampling.SampledInWorker, PluginHandle):
         except (ConnectionError, RuntimeError, frames.FrameError) as exc:
             self._crashed(f"writing to its worker failed: {exc}")
 
+    def _send_many(self, messages: list[frames.Message]) -> None:
+        try:
+            if self._channel is not None and self._dead is None:
+                self._channel.send_many(messages)
+        except (ConnectionError, RuntimeError, frames.FrameError) as exc:
+            self._crashed(f"writing to its worker failed: {exc}")
+
     def _request(
         self, make: Callable[[int], frames.Message], timeout: float, what: str = "a call"
     ) -> Coroutine[Any, Any, Any]:
@@ -679,6 +686,18 @@ class ProcessHandle(sampling.SampledInWorker, PluginHandle):
         strict = getattr(params, "strict", True)
         message = frames.Call(request, spec.name, dict(params), strict)
         return self._exchange(request, message, timeout, spec.name, spec.name)
+
+    async def call_many(
+        self, spec: CommandSpec, params: Sequence[dict[str, Any]], timeout: float
+    ) -> list[Any]:
+        """The calls leave together (one write) and each answer resolves its own future."""
+        if self._dead is not None:
+            return [self._dead] * len(params)
+        loop, calls = self._loop or asyncio.get_running_loop(), self._requests
+        requests, futures, messages = calls.open_many(loop, spec.name, params, timeout)
+        self.beat.last_used = loop.time()
+        self._send_many(messages)
+        return await calls.answers(requests, futures, lambda r: self._send(frames.Cancel(r)))
 
     async def export_state(self, timeout: float) -> tuple[bool, Any]:
         """The plugin's ``export_state()`` in its worker, as plain data (a reload)."""

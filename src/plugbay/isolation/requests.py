@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
+from plugbay.isolation import frames
 from plugbay.isolation.sampling import NOT_CALLS
 
 __all__ = ["Requests"]
@@ -64,6 +65,24 @@ class Requests:
             self._watchdog = loop.create_task(self._watch(loop), name=self.name)
         return future, now
 
+    def open_many(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        command: str,
+        params: Sequence[dict[str, Any]],
+        timeout: float,
+    ) -> tuple[list[int], list[asyncio.Future[Any]], list[frames.Message]]:
+        """A batch of calls of ``command``: their ids, futures and frames."""
+        requests: list[int] = []
+        futures: list[asyncio.Future[Any]] = []
+        messages: list[frames.Message] = []
+        for p in params:
+            request = next(self._ids)
+            futures.append(self.open(loop, request, timeout, command, command)[0])
+            requests.append(request)
+            messages.append(frames.Call(request, command, dict(p), getattr(p, "strict", True)))
+        return requests, futures, messages
+
     def close(self, request: int) -> None:
         """The request is over (answered, failed, expired or given up by its caller)."""
         self.inflight.pop(request, None)
@@ -76,6 +95,31 @@ class Requests:
             future.set_exception(error)
         else:
             future.set_result(value)
+
+    async def answers(
+        self, requests: list[int], futures: list[asyncio.Future[Any]], cancel: Callable[[int], None]
+    ) -> list[Any]:
+        """Each request's result, or the exception it failed with, in order (a batch: its
+        futures are awaited one after the other, so the caller wakes once per read, not
+        once per answer). A caller that gives up cancels those still running."""
+        out: list[Any] = []
+        try:
+            for future in futures:
+                try:
+                    out.append(await future)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # that call's failure is its item's answer
+                    out.append(exc)
+        except asyncio.CancelledError:
+            for request in requests:  # not answered yet (the one awaited is cancelled, so done)
+                if self.pending.pop(request, None) is not None:
+                    cancel(request)
+            raise
+        finally:
+            for request in requests:
+                self.inflight.pop(request, None)
+        return out
 
     def running(self) -> list[tuple[float, str]]:
         """(loop-time start, command) of each call in flight, for the monitor."""

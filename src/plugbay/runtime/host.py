@@ -460,6 +460,23 @@ class Host:
         ``await host.call(...)``. (The manager's call itself, not a coroutine around it.)"""
         return self.manager.call(plugin_id, command, params)
 
+    async def call_many(
+        self,
+        plugin_id: str,
+        command: str,
+        params: Iterable[Mapping[str, Any]],
+        /,
+        *,
+        strict: bool = True,
+    ) -> list[Any]:
+        """Run a command once per parameter set, all at once (``runtime.batch``): each item
+        is that call's value or the :class:`PlugbayError` it failed with, in order. Each
+        call is checked, bounded and counted as :meth:`call` does one; a sandboxed plugin
+        gets the batch in one write, so many calls cost far less than a ``call`` each."""
+        from plugbay.runtime.batch import call_many
+
+        return await call_many(self.manager, plugin_id, command, params, strict=strict)
+
     async def call_with(
         self, plugin_id: str, command: str, params: Mapping[str, Any], *, strict: bool = True
     ) -> Any:

@@ -1,0 +1,121 @@
+"""Many calls of one command at once: ``await host.call_many(plugin, command, params)``.
+
+For a caller with many calls to make (a queue drained, a fan-out), where one
+``host.call`` each would cost a task, a future and a trip through the call path
+per call. The calls are checked, bounded and counted exactly as
+:meth:`PluginManager.call <plugbay.runtime.manager.PluginManager.call>` does one,
+and go to the backend together (``PluginHandle.call_many``): a sandboxed worker
+gets them in one write and answers them in one, and the caller wakes once per
+read of answers, not once per call.
+
+Each item of the result is that call's value or the :class:`PlugbayError` it
+failed with, in the order of the parameter sets: one bad call never fails the
+others. A plugin that is not callable, or a command it does not have, raises
+for the whole batch, as ``host.call`` would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from plugbay.api import CommandSpec
+from plugbay.api.errors import ParameterError, PlugbayError
+from plugbay.isolation import CallTimeout, PluginHandle
+from plugbay.monitor import CommandStats
+from plugbay.runtime import manager as calls
+
+if TYPE_CHECKING:
+    from plugbay.runtime.manager import PluginManager
+
+__all__ = ["call_many"]
+
+
+async def call_many(
+    manager: PluginManager,
+    plugin_id: str,
+    command: str,
+    params: Iterable[Mapping[str, Any]],
+    *,
+    strict: bool = True,
+) -> list[Any]:
+    """Run ``command`` once per parameter set; each item its value or its PlugbayError."""
+    route = manager._routes.get(plugin_id)
+    if route is None:
+        route = await manager._held(plugin_id)
+    handle = route.handle
+    entry = route.table.get(command)
+    if entry is None:
+        raise manager._no_command(plugin_id, command, handle)
+    spec, stats = entry
+    timeout = route.timeout
+    if spec.timeout is not None and spec.timeout < timeout:
+        timeout = spec.timeout
+    out: list[Any] = []
+    checked: list[dict[str, Any]] = []
+    where: list[int] = []
+    timed = -1  # the item counted as the sampling period's timed call (``CommandStats``)
+    for i, given in enumerate(params):
+        if manager.settings.monitoring:
+            stats.left -= 1
+            if not stats.left:
+                timed = i
+        try:
+            checked.append(spec.validate_params(given, plugin=plugin_id, strict=strict))
+        except PlugbayError as exc:  # a caller's bad parameters are not the plugin's error
+            if not isinstance(exc, ParameterError):
+                stats.error(None, type(exc).__name__)
+            out.append(exc)
+            continue
+        where.append(i)
+        out.append(None)
+    started = calls._clock() if timed >= 0 else 0.0
+    inflight = route.inflight
+    inflight[0] += len(checked)  # what a reload drains before it retires this version
+    try:
+        results = await handle.call_many(spec, checked, timeout) if checked else []
+    finally:
+        inflight[0] -= len(checked)
+    took = calls._clock() - started if timed >= 0 else None
+    for i, result in zip(where, results, strict=True):
+        seconds = took if i == timed else None
+        out[i] = _judged(result, spec, plugin_id, command, handle, timeout, stats, seconds)
+    if timed >= 0:
+        stats.next_period()
+    return out
+
+
+def _judged(
+    result: Any,
+    spec: CommandSpec,
+    plugin_id: str,
+    command: str,
+    handle: PluginHandle,
+    timeout: float,
+    stats: CommandStats,
+    seconds: float | None,
+) -> Any:
+    """One call's answer as ``host.call`` gives it: its checked value, or its error in
+    the user's words, counted by its type (``seconds``: the sampled call's duration)."""
+    if isinstance(result, CallTimeout):
+        stats.error(seconds, "PluginTimeout")
+        return calls._timed_out(plugin_id, command, timeout)
+    if isinstance(result, PlugbayError):  # bad parameters (a worker checks them) are the caller's
+        if not isinstance(result, ParameterError):
+            stats.error(seconds, type(result).__name__)
+        return result
+    if isinstance(result, BaseException):
+        stats.error(seconds, type(result).__name__)
+        error = calls._plugin_raised(plugin_id, command, handle, result)
+        error.__cause__ = result
+        return error
+    try:
+        value = spec.validate_result(result, plugin=plugin_id)
+    except PlugbayError as exc:
+        stats.error(seconds, type(exc).__name__)
+        return exc
+    if seconds is not None:
+        stats.pending.append(seconds)
+        if len(stats.pending) >= stats.FOLD_AT:
+            stats.fold()
+    return value
