@@ -51,24 +51,9 @@ async def call_many(
     timeout = route.timeout
     if spec.timeout is not None and spec.timeout < timeout:
         timeout = spec.timeout
-    out: list[Any] = []
-    checked: list[dict[str, Any]] = []
-    where: list[int] = []
-    timed = -1  # the item counted as the sampling period's timed call (``CommandStats``)
-    for i, given in enumerate(params):
-        if manager.settings.monitoring:
-            stats.left -= 1
-            if not stats.left:
-                timed = i
-        try:
-            checked.append(spec.validate_params(given, plugin=plugin_id, strict=strict))
-        except PlugbayError as exc:  # a caller's bad parameters are not the plugin's error
-            if not isinstance(exc, ParameterError):
-                stats.error(None, type(exc).__name__)
-            out.append(exc)
-            continue
-        where.append(i)
-        out.append(None)
+    out, checked, where, timed = _checked(
+        spec, stats, params, plugin_id, strict, counted=manager.settings.monitoring
+    )
     started = calls._clock() if timed >= 0 else 0.0
     inflight = route.inflight
     inflight[0] += len(checked)  # what a reload drains before it retires this version
@@ -83,6 +68,39 @@ async def call_many(
     if timed >= 0:
         stats.next_period()
     return out
+
+
+def _checked(
+    spec: CommandSpec,
+    stats: CommandStats,
+    params: Iterable[Mapping[str, Any]],
+    plugin_id: str,
+    strict: bool,
+    *,
+    counted: bool,
+) -> tuple[list[Any], list[dict[str, Any]], list[int], int]:
+    """Each call begun (counted) and its parameters checked: the answers so far (a
+    caller's bad parameters fail their call in place), the checked sets, where they
+    go, and which item is the sampling period's timed call (-1: none)."""
+    out: list[Any] = []
+    checked: list[dict[str, Any]] = []
+    where: list[int] = []
+    timed = -1
+    for i, given in enumerate(params):
+        if counted:
+            stats.left -= 1
+            if not stats.left:
+                timed = i
+        try:
+            checked.append(spec.validate_params(given, plugin=plugin_id, strict=strict))
+        except PlugbayError as exc:  # a caller's bad parameters are not the plugin's error
+            if not isinstance(exc, ParameterError):
+                stats.error(None, type(exc).__name__)
+            out.append(exc)
+            continue
+        where.append(i)
+        out.append(None)
+    return out, checked, where, timed
 
 
 def _judged(
