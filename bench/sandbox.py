@@ -386,7 +386,8 @@ def run() -> int:
             calls["raw"],
             "≤ 1.3× the floor",
             calls["public"] <= 1.3 * calls["raw"],
-            note=f"best of {ROUNDS} interleaved rounds of {n} calls each",
+            note=f"best of {ROUNDS} interleaved rounds of {n} calls each; what the rest is: "
+            "docs/architecture.md, 'The call path, second pass'",
         ),
         Figure(
             "sandboxed call p50, the backend alone (handle.call: no checks, no metrics)",
@@ -404,6 +405,8 @@ def run() -> int:
             "≥ 0.6× the floor",
             calls["public_rate"] >= 0.6 * calls["raw_rate"],
             unit="calls/s",
+            note="a task step, manager.call and a future per call on the host's loop; "
+            "many calls at once: host.call_many",
         ),
         Figure(
             "16 calls at a time as one batch, await host.call_many(...)",
