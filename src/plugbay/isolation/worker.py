@@ -49,6 +49,8 @@ from plugbay.monitor.metrics import PluginMetrics
 
 __all__ = ["Worker", "main"]
 
+#: results sent as they are (exactly these types: an enum or bytes goes through msgspec)
+_PLAIN: frozenset[type] = frozenset({int, str, float, bool, type(None)})
 #: lifecycle steps are bounded by the host, which kills the worker when they overrun
 _NO_LIMIT = 10.0**9
 #: background tasks get this long to stop once cancelled at cleanup (the host's bound is
@@ -273,7 +275,9 @@ class Worker:
         try:
             params = spec.validate_params(message.params, plugin=plugin.id, strict=message.strict)
             result = spec.validate_result(spec.func(plugin, **params), plugin=plugin.id)
-            self.send(frames.Reply(message.id, msgspec.to_builtins(result, str_keys=True)))
+            if type(result) not in _PLAIN:  # a plain scalar is already what goes on the wire
+                result = msgspec.to_builtins(result, str_keys=True)
+            self.send(frames.Reply(message.id, result))
         except PlugbayError as exc:
             self.send(frames.Fail(message.id, exc.to_dict()))
         except BaseException as exc:
