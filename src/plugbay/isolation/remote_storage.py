@@ -104,7 +104,11 @@ def ask_through(
     def ask(op: str, params: dict[str, Any]) -> Any:
         if threading.get_ident() != loop_thread:
             future = asyncio.run_coroutine_threadsafe(host_call(STORAGE_TARGET, op, params), loop)
-            return future.result(_TIMEOUT)
+            try:
+                return future.result(_TIMEOUT)
+            except TimeoutError:
+                future.cancel()
+                raise _late(plugin) from None
         open_channel = channel()
         if open_channel is None:
             raise _gone(plugin, "the worker has no channel yet")
@@ -128,17 +132,21 @@ def ask_through(
         except (ConnectionError, OSError) as exc:
             raise _gone(plugin, str(exc)) from None
         except TimeoutError:
-            raise PlugbayError(
-                f"storage: the host did not answer within {_TIMEOUT:g} s",
-                plugin=plugin or None,
-                hint="the host may be overloaded; what was written before is intact",
-            ) from None
+            raise _late(plugin) from None
         assert isinstance(reply, frames.HostReply)
         if reply.error is not None:
             raise error_from_dict(reply.error)
         return reply.value
 
     return ask
+
+
+def _late(plugin: str) -> PlugbayError:
+    return PlugbayError(
+        f"storage: the host did not answer within {_TIMEOUT:g} s",
+        plugin=plugin or None,
+        hint="the host may be overloaded; what was written before is intact",
+    )
 
 
 def _gone(plugin: str, why: str) -> PluginCrashed:
