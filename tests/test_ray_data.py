@@ -18,7 +18,10 @@ import contextlib
 import dataclasses
 import hashlib
 import io
+import socket
+import struct
 import tarfile
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -29,6 +32,7 @@ import pytest
 
 from plugbay.api import Storage
 from plugbay.api.errors import PermissionDenied
+from plugbay.isolation import frames
 from plugbay.isolation.policy import IsolationPolicy
 from plugbay.isolation.ray import RayHandle
 from plugbay.isolation.shipping import NodeCache, Packer, ShipmentRefused, pack_directory
@@ -336,3 +340,64 @@ async def test_a_plugin_not_on_ray_cannot_reach_a_store_through_the_host(
                 "acme.local", "plugbay.storage", "get", {"key": "k"}
             )
         assert host.manager.broker.refused["acme.local"] == 1
+
+
+async def test_a_blocking_round_trip_hands_on_every_other_frame_in_order() -> None:
+    """What a store kept by the host rests on (``frames.Channel.round_trip``): the loop's
+    own thread sends a request and blocks for its answer, nested in the handling of a
+    call as a ``def`` command is, or from a coroutine; the frames that arrive before the
+    answer reach the worker afterwards, in the order they came, none lost or doubled."""
+    ours, peer = socket.socketpair()
+    got: list[Any] = []
+    answers: list[Any] = []
+
+    def ask(request: int) -> Any:
+        call = frames.HostCall(request, "plugbay.storage", "get", {"key": "k"})
+        return channel.round_trip(
+            ours.fileno(),
+            call,
+            frames.HostReply,
+            lambda m: isinstance(m, frames.HostReply) and m.id == request,
+            10.0,
+        )
+
+    def on_message(message: Any) -> None:
+        got.append(message)
+        if isinstance(message, frames.Call) and message.command == "store":
+            answers.append(ask(7))  # nested in data_received, as a def command's call
+
+    channel = frames.Channel(on_message, lambda reason, error: None)
+    await asyncio.get_running_loop().create_connection(lambda: channel, sock=ours)
+
+    def read_frame() -> Any:
+        (size,) = struct.unpack(">I", peer.recv(4, socket.MSG_WAITALL))
+        return frames.decode(peer.recv(size, socket.MSG_WAITALL))
+
+    def answer(request: int, before: list[Any], after: list[Any]) -> None:
+        asked = read_frame()
+        assert isinstance(asked, frames.HostCall) and asked.id == request
+        reply = frames.encode(frames.HostReply(request, value=b"v%d" % request))
+        peer.sendall(b"".join(frames.encode(m) for m in before) + reply[:3])
+        peer.sendall(reply[3:] + b"".join(frames.encode(m) for m in after))
+
+    early = [frames.Call(2, "early", {}), frames.HostReply(6, value="not ours")]
+    late = [frames.Call(3, "late", {})]
+    peer.sendall(frames.encode(frames.Call(1, "store", {})))
+    thread = threading.Thread(target=answer, args=(7, early, late))
+    thread.start()
+    await until(lambda: len(got) == 4, "the frames around the first answer", 10)
+    thread.join()
+    assert answers[0].value == b"v7"
+    assert [(type(m).__name__, m.id) for m in got] == [
+        ("Call", 1), ("Call", 2), ("HostReply", 6), ("Call", 3),
+    ]  # fmt: skip
+    # from a coroutine on the loop (an async command's call): the same
+    thread = threading.Thread(target=answer, args=(8, [frames.Call(4, "early", {})], []))
+    thread.start()
+    reply = ask(8)
+    thread.join()
+    assert reply.value == b"v8"
+    await until(lambda: len(got) == 5, "the frame that came before the second answer", 10)
+    assert (type(got[4]).__name__, got[4].id) == ("Call", 4)
+    peer.close()
+    channel.close()
