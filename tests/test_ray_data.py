@@ -121,6 +121,7 @@ def make(
             "ray": {"address": ray_cluster.address, "plugins": ["*"]},
             "policy": {"inline": ["*"] if trusted else []},
         }
+        options.setdefault("policy", IsolationPolicy.from_config(config))
         host = Host(
             plugins.root,
             state_dir=tmp_path / "state",
@@ -128,7 +129,6 @@ def make(
             init_timeout=60.0,
             cleanup_timeout=2.0,
             monitor={"interval": 3600},
-            policy=IsolationPolicy.from_config(config),
             **options,
         )
         async with host:
@@ -188,7 +188,28 @@ async def test_a_remote_worker_runs_shipped_code_and_sees_none_of_the_hosts_dire
         assert await host.call(PLUGIN, "put", name="small", size=1000) == "stored"
         assert await host.call(PLUGIN, "blob_size", name="small") == 1000
         assert await host.call(PLUGIN, "blob_size", name="big") == -1
-        assert host.info(PLUGIN)["location"]["storage"] == "host"
+        info = host.info(PLUGIN)
+        assert info["location"]["storage"] == "host"
+        # the host mounts the image a local worker would have: its quota is the kernel's
+        assert info["usage"]["storage_quota"] == "enforced by the kernel (loop-mounted ext4 image)"
+
+
+@pytest.mark.slow
+async def test_a_plugin_moved_between_this_machine_and_ray_keeps_one_store(
+    ray_cluster: Any, make: Any, plugins: PluginFactory, tmp_path: Path
+) -> None:
+    write(plugins, extra=on("node-b") + 'storage = "1MiB"\n')
+    local = IsolationPolicy.from_config({})  # sandboxed in a worker here, its quota an image
+    async with make(policy=local) as host:
+        assert host.plugin(PLUGIN).isolation == "process"
+        await host.call(PLUGIN, "remember", key="from", text="this machine")
+    async with make() as host:
+        assert host.plugin(PLUGIN).isolation == "ray"
+        assert await host.call(PLUGIN, "recall", key="from") == "this machine"
+        await host.call(PLUGIN, "remember", key="back", text="from node-b")
+    async with make(policy=local) as host:
+        assert await host.call(PLUGIN, "recall", key="back") == "from node-b"
+        assert await host.call(PLUGIN, "keys") == ["back", "from"]
 
 
 @pytest.mark.slow

@@ -69,11 +69,12 @@ from typing import Any
 
 from plugbay.api import PluginContext
 from plugbay.api.errors import PlugbayError, PluginCrashed, PluginLoadError
-from plugbay.isolation._process_parts import bound_file_size, worker_request
+from plugbay.isolation._process_parts import bound_file_size, size_text, worker_request
 from plugbay.isolation._ray_agent import TOKEN_BYTES, NodeAgent, PluginActor
 from plugbay.isolation.base import Backend, EnvironmentPaths
 from plugbay.isolation.policy import Placement
 from plugbay.isolation.process import HostCallHandler, ProcessHandle
+from plugbay.isolation.quota import QuotaMounts, QuotaStatus, QuotaUnavailable
 from plugbay.isolation.ray_settings import RaySettings
 from plugbay.isolation.remote_storage import KeptStores
 from plugbay.isolation.shipping import Packer, Shipment, ShipmentRefused
@@ -171,9 +172,16 @@ class RayBackend(Backend):
     name = "ray"
 
     def __init__(
-        self, host_call: HostCallHandler, settings: Callable[[], RaySettings | None]
+        self,
+        host_call: HostCallHandler,
+        settings: Callable[[], RaySettings | None],
+        *,
+        quotas: QuotaMounts | None = None,
     ) -> None:
         self._host_call = host_call
+        #: the host's storage images (shared with the process backend: a plugin moving
+        #: between here and there keeps one mount of its data directory)
+        self._quotas = quotas
         self._settings = settings
         self._connected = False
         #: the backend started the cluster (address "local") or connected itself
@@ -189,6 +197,7 @@ class RayBackend(Backend):
         self._handles: set[RayHandle] = set()
         self._remote_classes: dict[str, Any] = {}
         self._watchers: set[asyncio.Task[None]] = set()
+        self._unmounts: set[asyncio.Task[None]] = set()
         self.temp_dir: str | None = None
         #: plugins' code and environments, packed by content (``isolation.shipping``)
         self.packer = Packer()
@@ -341,12 +350,31 @@ class RayBackend(Backend):
         self._handles.add(handle)
         self._placed[handle.node] = self._placed.get(handle.node, 0) + 1
         if data_dir is not None:  # its store is kept here, wherever it runs
-            quota = placement.limits.get("storage")
-            self.kept_stores.attach(manifest.id, data_dir, None if quota is None else int(quota))
-            handle.storage_at = "host"
-            handle.kept_store = True
+            await self._keep_store(handle, placement, data_dir)
         await handle.open()
         return handle
+
+    async def _keep_store(self, handle: RayHandle, placement: Placement, data_dir: Path) -> None:
+        """The plugin's store, kept by the host in its data directory: for a sandboxed
+        plugin with a storage quota, the kernel-enforced image a local worker would have
+        (the same mount, so its data is the same here and there), else bounded by the
+        store itself."""
+        plugin = handle.manifest.id
+        quota = placement.limits.get("storage")
+        if placement.sandboxed and quota is not None and self._quotas is not None:
+            try:
+                await asyncio.to_thread(self._quotas.attach, data_dir, int(quota), plugin)
+            except (QuotaUnavailable, OSError) as exc:
+                why = exc.message if isinstance(exc, QuotaUnavailable) else f"{exc}"
+                log.warning("plugin '%s': storage quota not enforced by the kernel: %s",
+                            plugin, why)  # fmt: skip
+            else:
+                handle.storage = QuotaStatus(
+                    True, f"{size_text(quota)} image mounted at {data_dir} (kept by the host)"
+                )
+        self.kept_stores.attach(plugin, data_dir, None if quota is None else int(quota))
+        handle.storage_at = "host"
+        handle.kept_store = True
 
     async def _ship(
         self, manifest: PluginManifest, data_dir: Path | None, environment: EnvironmentPaths | None
@@ -571,7 +599,23 @@ class RayBackend(Backend):
             self._placed[handle.node] = max(0, self._placed.get(handle.node, 1) - 1)
             if handle.kept_store:
                 handle.kept_store = False
-                self.kept_stores.detach(handle.manifest.id)
+                self.kept_stores.detach(handle.manifest.id)  # closed before its unmount
+                if handle.storage.enforced and handle.data_dir is not None:
+                    handle.storage = QuotaStatus(False, "released")
+                    self._unmount(handle.data_dir)
+
+    def _unmount(self, data_dir: Path) -> None:
+        """Release this instance's hold on the data directory's image (off the loop)."""
+        quotas = self._quotas
+        assert quotas is not None
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            quotas.detach(data_dir)
+            return
+        task = loop.create_task(asyncio.to_thread(quotas.detach, data_dir))
+        self._unmounts.add(task)
+        task.add_done_callback(self._unmounts.discard)
 
     async def close(self) -> None:
         """Release every handle, end the agents, and leave the cluster (``local``: stop it)."""
@@ -579,6 +623,8 @@ class RayBackend(Backend):
             handle.release()
         for task in list(self._watchers):
             task.cancel()
+        if self._unmounts:  # the images of stores kept here, released before the host goes
+            await asyncio.wait(list(self._unmounts), timeout=10)
         if self._connected:
             ray = _ray()
             for agent in list(self._agents.values()):
@@ -777,7 +823,7 @@ class RayHandle(ProcessHandle):
             return {"pid": self.pid, "node": self.node, "error": f"{type(exc).__name__}: {exc}"}
         if "error" not in figures:
             figures["storage_bytes"] = self.storage_bytes
-            figures["storage_quota"] = None
+            figures["storage_quota"] = self.storage.mechanism if self.storage.enforced else None
             figures["sandboxed"] = bool(self.placement and self.placement.sandboxed)
         return figures
 
