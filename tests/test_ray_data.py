@@ -168,7 +168,7 @@ async def test_a_remote_worker_runs_shipped_code_and_sees_none_of_the_hosts_dire
         assert seen["shipped_file"] == "shipped with the code"
         assert not seen["code"].startswith(str(plugins.root))
         assert (
-            f"/code/{host.manager.backends['ray'].packer.directory(directory).digest}"
+            f"/code/{host.manager.backends['ray'].data.packer.directory(directory).digest}"
             in (seen["code"])
         )
         # the host's plugin and state directories are not in its view: only its node's

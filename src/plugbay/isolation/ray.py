@@ -50,7 +50,6 @@ moves to another node finds its data; nothing acknowledged lives only on a node
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import ctypes
 import dataclasses
@@ -69,15 +68,15 @@ from typing import Any
 
 from plugbay.api import PluginContext
 from plugbay.api.errors import PlugbayError, PluginCrashed, PluginLoadError
-from plugbay.isolation._process_parts import bound_file_size, size_text, worker_request
+from plugbay.isolation._process_parts import bound_file_size, worker_request
 from plugbay.isolation._ray_agent import TOKEN_BYTES, NodeAgent, PluginActor
+from plugbay.isolation._ray_data import RayData
 from plugbay.isolation.base import Backend, EnvironmentPaths
 from plugbay.isolation.policy import Placement
 from plugbay.isolation.process import HostCallHandler, ProcessHandle
-from plugbay.isolation.quota import QuotaMounts, QuotaStatus, QuotaUnavailable
+from plugbay.isolation.quota import QuotaMounts
 from plugbay.isolation.ray_settings import RaySettings
-from plugbay.isolation.remote_storage import KeptStores
-from plugbay.isolation.shipping import Packer, Shipment, ShipmentRefused
+from plugbay.isolation.shipping import ShipmentRefused
 from plugbay.model.manifest import PluginManifest
 
 __all__ = ["RayBackend", "RayHandle"]
@@ -86,8 +85,6 @@ log = logging.getLogger("plugbay.isolation.ray")
 
 #: seconds a node whose plugin was lost is passed over when placing a plugin
 _AVOID_LOST_NODE = 30.0
-#: shipped archives the host keeps in Ray's object store (a new node may still ask)
-_KEEP_SHIPPED = 64
 
 
 def _ray() -> Any:
@@ -179,9 +176,6 @@ class RayBackend(Backend):
         quotas: QuotaMounts | None = None,
     ) -> None:
         self._host_call = host_call
-        #: the host's storage images (shared with the process backend: a plugin moving
-        #: between here and there keeps one mount of its data directory)
-        self._quotas = quotas
         self._settings = settings
         self._connected = False
         #: the backend started the cluster (address "local") or connected itself
@@ -197,14 +191,10 @@ class RayBackend(Backend):
         self._handles: set[RayHandle] = set()
         self._remote_classes: dict[str, Any] = {}
         self._watchers: set[asyncio.Task[None]] = set()
-        self._unmounts: set[asyncio.Task[None]] = set()
         self.temp_dir: str | None = None
-        #: plugins' code and environments, packed by content (``isolation.shipping``)
-        self.packer = Packer()
-        #: digest → its archive in Ray's object store, the newest last
-        self._shipped: collections.OrderedDict[str, Any] = collections.OrderedDict()
-        #: the stores of plugins on Ray, kept here (``isolation.remote_storage``)
-        self.kept_stores = KeptStores()
+        #: what a plugin takes to its node and keeps here: its code, its environment, its
+        #: store (``isolation._ray_data``)
+        self.data = RayData(quotas)
 
     @property
     def settings(self) -> RaySettings:
@@ -314,7 +304,7 @@ class RayBackend(Backend):
                                plugin=manifest.id)  # fmt: skip
         await self.connect()
         assert self._channels is not None
-        shipped = await self._ship(manifest, data_dir, environment)
+        shipped = await self.data.ship(manifest, data_dir, environment)
         token, channel = self._channels.expect()
         try:
             async with asyncio.timeout(self.settings.start_timeout):
@@ -340,8 +330,7 @@ class RayBackend(Backend):
             # error raised there: the host says it as it was said, not as Ray's wrapper
             cause = getattr(exc, "cause", None)
             if isinstance(cause, ShipmentRefused):  # the next start ships it anew
-                for key in ("expected", "digest"):
-                    self._shipped.pop(str(cause.details.get(key)), None)
+                self.data.refused(cause)
             if isinstance(cause, PlugbayError):
                 raise cause from None
             raise
@@ -350,88 +339,9 @@ class RayBackend(Backend):
         self._handles.add(handle)
         self._placed[handle.node] = self._placed.get(handle.node, 0) + 1
         if data_dir is not None:  # its store is kept here, wherever it runs
-            await self._keep_store(handle, placement, data_dir)
+            await self.data.keep_store(handle, placement, data_dir)
         await handle.open()
         return handle
-
-    async def _keep_store(self, handle: RayHandle, placement: Placement, data_dir: Path) -> None:
-        """The plugin's store, kept by the host in its data directory: for a sandboxed
-        plugin with a storage quota, the kernel-enforced image a local worker would have
-        (the same mount, so its data is the same here and there), else bounded by the
-        store itself."""
-        plugin = handle.manifest.id
-        quota = placement.limits.get("storage")
-        if placement.sandboxed and quota is not None and self._quotas is not None:
-            try:
-                await asyncio.to_thread(self._quotas.attach, data_dir, int(quota), plugin)
-            except (QuotaUnavailable, OSError) as exc:
-                why = exc.message if isinstance(exc, QuotaUnavailable) else f"{exc}"
-                log.warning("plugin '%s': storage quota not enforced by the kernel: %s",
-                            plugin, why)  # fmt: skip
-            else:
-                handle.storage = QuotaStatus(
-                    True, f"{size_text(quota)} image mounted at {data_dir} (kept by the host)"
-                )
-        self.kept_stores.attach(plugin, data_dir, None if quota is None else int(quota))
-        handle.storage_at = "host"
-        handle.kept_store = True
-
-    async def _ship(
-        self, manifest: PluginManifest, data_dir: Path | None, environment: EnvironmentPaths | None
-    ) -> dict[str, Any]:
-        """What the node needs to land the plugin without the host's disks: its code (and
-        environment) as archives in Ray's object store, by digest, and the host paths a
-        sandboxed worker's view names, which the node replaces with its own."""
-        root = manifest.root or (manifest.path.parent if manifest.path else None)
-        if root is None or manifest.path is None:
-            raise PluginLoadError(
-                "a plugin without files on disk cannot be shipped to a Ray node",
-                plugin=manifest.id,
-                hint="install it as a directory or a package",
-            )
-        shipped, archives = await asyncio.to_thread(
-            self._pack, manifest.id, manifest.path, root, data_dir, environment
-        )
-        for kind, archive in archives.items():
-            shipped[kind]["ref"] = [await self._put(archive.digest, archive.data)]
-        return shipped
-
-    def _pack(
-        self,
-        plugin: str,
-        manifest_path: Path,
-        root: Path,
-        data_dir: Path | None,
-        environment: EnvironmentPaths | None,
-    ) -> tuple[dict[str, Any], dict[str, Shipment]]:
-        code = self.packer.directory(root)
-        archives = {"code": code}
-        shipped: dict[str, Any] = {
-            "plugin": plugin,
-            "code": {"digest": code.digest, "manifest": manifest_path.relative_to(root).as_posix()},
-            "host_code": os.path.realpath(root),
-            "host_data": os.path.realpath(data_dir) if data_dir is not None else "",
-        }
-        if environment is not None:
-            env = archives["env"] = self.packer.directory(Path(environment.site_packages), "env")
-            runtime = sorted(
-                name.removesuffix(".py")
-                for name in os.listdir(environment.runtime)
-                if not name.endswith((".dist-info", ".egg-info"))
-            )
-            shipped["env"] = {"digest": env.digest, "runtime": runtime}
-        return shipped, archives
-
-    async def _put(self, digest: str, data: bytes) -> Any:
-        """The archive's reference in Ray's object store (put once per digest)."""
-        ref = self._shipped.get(digest)
-        if ref is None:
-            ref = await asyncio.to_thread(_ray().put, data)
-            self._shipped[digest] = ref
-            while len(self._shipped) > _KEEP_SHIPPED:
-                self._shipped.popitem(last=False)
-        self._shipped.move_to_end(digest)
-        return ref
 
     def _options(self, placement: Placement) -> dict[str, Any]:
         asked = placement.ray
@@ -597,25 +507,7 @@ class RayBackend(Backend):
         if handle in self._handles:
             self._handles.discard(handle)
             self._placed[handle.node] = max(0, self._placed.get(handle.node, 1) - 1)
-            if handle.kept_store:
-                handle.kept_store = False
-                self.kept_stores.detach(handle.manifest.id)  # closed before its unmount
-                if handle.storage.enforced and handle.data_dir is not None:
-                    handle.storage = QuotaStatus(False, "released")
-                    self._unmount(handle.data_dir)
-
-    def _unmount(self, data_dir: Path) -> None:
-        """Release this instance's hold on the data directory's image (off the loop)."""
-        quotas = self._quotas
-        assert quotas is not None
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            quotas.detach(data_dir)
-            return
-        task = loop.create_task(asyncio.to_thread(quotas.detach, data_dir))
-        self._unmounts.add(task)
-        task.add_done_callback(self._unmounts.discard)
+            self.data.release_store(handle)
 
     async def close(self) -> None:
         """Release every handle, end the agents, and leave the cluster (``local``: stop it)."""
@@ -623,8 +515,7 @@ class RayBackend(Backend):
             handle.release()
         for task in list(self._watchers):
             task.cancel()
-        if self._unmounts:  # the images of stores kept here, released before the host goes
-            await asyncio.wait(list(self._unmounts), timeout=10)
+        await self.data.released()
         if self._connected:
             ray = _ray()
             for agent in list(self._agents.values()):
@@ -641,8 +532,7 @@ class RayBackend(Backend):
         if self._channels is not None:
             self._channels.close()
             self._channels = None
-        self.kept_stores.close()
-        self._shipped.clear()
+        self.data.close()
         self._connected = self._owns_connection = False
 
 

@@ -139,7 +139,7 @@ class Broker:
         """One operation on the sender's own store, which the host keeps for a plugin on
         Ray (``isolation.remote_storage``): only its own, and only when it is kept here."""
         ray = self._manager.backends.get("ray")
-        if not isinstance(ray, RayBackend) or not ray.kept_stores.keeps(consumer):
+        if not isinstance(ray, RayBackend) or not ray.data.kept_stores.keeps(consumer):
             raise self.deny(
                 consumer,
                 "context.storage through the host",
@@ -147,7 +147,7 @@ class Broker:
                 "only a plugin placed on Ray keeps its store at the host; any other "
                 "opens its own in its data directory",
             )
-        return await ray.kept_stores.serve(consumer, op, params)
+        return await ray.data.kept_stores.serve(consumer, op, params)
 
     def _admit(self, consumer: str) -> Budget | None:
         """The sender's budget with this call counted in flight, or a refusal when it
