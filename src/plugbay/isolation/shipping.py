@@ -141,8 +141,10 @@ class Packer:
 
 def node_cache_root(node: str) -> Path:
     """This node's cache (code, environments, plugins' scratch directories): local to
-    the node, under its temp directory, one per node (test clusters share a machine)."""
-    return Path(tempfile.gettempdir()) / f"plugbay-node-{os.getuid()}" / node[:16]
+    the node, under Ray's temp root there (``RAY_TMPDIR``, else the temp directory),
+    one per node (a test cluster's nodes share a machine)."""
+    base = os.environ.get("RAY_TMPDIR") or tempfile.gettempdir()
+    return Path(base) / f"plugbay-node-{os.getuid()}" / node[:16]
 
 
 class NodeCache:
