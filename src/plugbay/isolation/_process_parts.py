@@ -12,14 +12,14 @@ from __future__ import annotations
 import os
 import signal
 import socket
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import psutil
 
 from plugbay.api import CommandSpec, ParamInfo
-from plugbay.api.errors import PluginCrashed
+from plugbay.api.errors import PlugbayError, PluginCrashed
 from plugbay.isolation import frames
 from plugbay.isolation.policy import Placement
 from plugbay.model.manifest import PluginManifest, parse_size
@@ -29,6 +29,7 @@ __all__ = [
     "RemoteSpec",
     "bound_file_size",
     "du",
+    "host_reply",
     "process_usage",
     "receive_listener",
     "signal_name",
@@ -253,3 +254,21 @@ def look_at_image(
             },
         )
     return used, (None if free > 4 * FULL_BELOW else told), None
+
+
+async def host_reply(
+    host_call: Callable[[str, str, str, dict[str, Any]], Awaitable[Any]],
+    plugin_id: str,
+    message: frames.HostCall,
+) -> frames.HostReply:
+    """The host's answer to a worker's call out (a service, another plugin, an event):
+    its value, or an error the worker can act on, whatever went wrong."""
+    try:
+        value = await host_call(plugin_id, message.plugin, message.command, message.params)
+        return frames.HostReply(message.id, value=value)
+    except PlugbayError as exc:
+        return frames.HostReply(message.id, error=exc.to_dict())
+    except Exception as exc:
+        return frames.HostReply(
+            message.id, error=PlugbayError(f"{type(exc).__name__}: {exc}").to_dict()
+        )

@@ -37,6 +37,7 @@ from plugbay.isolation._process_parts import (
     bound_file_size,
     crash_error,
     du,
+    host_reply,
     look_at_image,
     process_usage,
     receive_listener,
@@ -468,18 +469,7 @@ class ProcessHandle(sampling.SampledInWorker, PluginHandle):
         self._requests.settle(request, value, error)
 
     async def _serve_host_call(self, message: frames.HostCall) -> None:
-        try:
-            value = await self._host_call(
-                self.manifest.id, message.plugin, message.command, message.params
-            )
-            reply = frames.HostReply(message.id, value=value)
-        except PlugbayError as exc:
-            reply = frames.HostReply(message.id, error=exc.to_dict())
-        except Exception as exc:  # an answer the worker can act on, whatever went wrong
-            reply = frames.HostReply(
-                message.id, error=PlugbayError(f"{type(exc).__name__}: {exc}").to_dict()
-            )
-        self._send(reply)
+        self._send(await host_reply(self._host_call, self.manifest.id, message))
 
     def _crashed(self, reason: str, *, error: PlugbayError | None = None) -> None:
         if self._dead is None:
