@@ -76,11 +76,18 @@ class Requests:
         requests: list[int] = []
         futures: list[asyncio.Future[Any]] = []
         messages: list[frames.Message] = []
+        now = loop.time()
+        entry = (now, command, now + timeout, command)  # one deadline for the whole batch
+        pending, inflight, ids = self.pending, self.inflight, self._ids
         for p in params:
-            request = next(self._ids)
-            futures.append(self.open(loop, request, timeout, command, command)[0])
+            request = next(ids)
+            future = pending[request] = loop.create_future()
+            inflight[request] = entry
             requests.append(request)
+            futures.append(future)
             messages.append(frames.Call(request, command, dict(p), getattr(p, "strict", True)))
+        if self._watchdog is None and requests:
+            self._watchdog = loop.create_task(self._watch(loop), name=self.name)
         return requests, futures, messages
 
     def close(self, request: int) -> None:

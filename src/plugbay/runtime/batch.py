@@ -115,6 +115,12 @@ def _judged(
 ) -> Any:
     """One call's answer as ``host.call`` gives it: its checked value, or its error in
     the user's words, counted by its type (``seconds``: the sampled call's duration)."""
+    if not isinstance(result, BaseException) and seconds is None:  # the common case
+        try:
+            return spec.validate_result(result, plugin=plugin_id)
+        except PlugbayError as exc:
+            stats.error(None, type(exc).__name__)
+            return exc
     if isinstance(result, CallTimeout):
         stats.error(seconds, "PluginTimeout")
         return calls._timed_out(plugin_id, command, timeout)
