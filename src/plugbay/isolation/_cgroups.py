@@ -249,6 +249,22 @@ def _write(path: str, value: str) -> None:
         raise OSError(exc.errno, f"writing {value!r} to {path}: {exc.strerror}") from None
 
 
+#: the zygote's own hierarchies, read once before it forks (``inherit``): every worker
+#: it forks starts in the zygote's cgroups, so it needs no reading of its own
+_inherited: Cgroups | None = None
+
+
+def inherit() -> None:
+    """In the zygote, before any fork: read the hierarchies once, for every worker. A
+    worker would otherwise parse ``/proc/self/mountinfo`` (hundreds of lines in a
+    container) after the fork, and every page those strings land on is its own copy."""
+    global _inherited
+    try:
+        _inherited = discover()
+    except (CgroupUnavailable, OSError):
+        _inherited = None  # each worker finds out, and says why, as before
+
+
 def discover() -> Cgroups:
     """The hierarchies holding memory, cpu and pids for this process; raises CgroupUnavailable."""
     own = _own_cgroups()
@@ -344,7 +360,7 @@ class CgroupLayer:
         from plugbay.isolation._layer import LayerStatus, SandboxError
 
         try:
-            found = discover()
+            found = _inherited or discover()
             memory = None
             if policy.memory_bytes is not None:
                 # what the plugin adds to the pages it was forked with (which it may all

@@ -17,10 +17,13 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from plugbay.api.errors import ManifestError, PlugbayError
 from plugbay.model.manifest import PluginManifest, load_manifest_file, parse_manifest
+
+if TYPE_CHECKING:
+    from plugbay.model.manifest_cache import ManifestCache
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -46,17 +49,23 @@ class Discovery:
         self.problems.extend(other.problems)
 
 
-def discover(directories: Iterable[Path] = (), *, entry_points: bool = True) -> Discovery:
-    """Manifests from every directory (searched recursively) and, optionally, entry points."""
+def discover(
+    directories: Iterable[Path] = (),
+    *,
+    entry_points: bool = True,
+    cache: ManifestCache | None = None,
+) -> Discovery:
+    """Manifests from every directory (searched recursively) and, optionally, entry points.
+    ``cache`` keeps parsed manifests between starts (``model.manifest_cache``)."""
     found = Discovery()
     for directory in directories:
-        found.extend(discover_directory(Path(directory)))
+        found.extend(discover_directory(Path(directory), cache=cache))
     if entry_points:
         found.extend(discover_entry_points())
     return found
 
 
-def discover_directory(root: Path) -> Discovery:
+def discover_directory(root: Path, *, cache: ManifestCache | None = None) -> Discovery:
     """Every plugin below ``root``: a directory holding a ``plugin.toml``, or a
     ``pyproject.toml`` with a ``[tool.plugbay]`` table. A plugin directory is not
     searched further (its subdirectories are its own code)."""
@@ -70,9 +79,10 @@ def discover_directory(root: Path) -> Discovery:
             )
         )
         return found
+    load = load_manifest_file if cache is None else cache.load
     for manifest_path in _manifest_files(root):
         try:
-            found.manifests.append(load_manifest_file(manifest_path))
+            found.manifests.append(load(manifest_path))
         except PlugbayError as exc:
             found.problems.append(exc)
     return found
