@@ -32,6 +32,13 @@ class Echo(UtilityPlugin):
     @command
     async def echo_async(self, x: int) -> int:
         return x
+
+    @command
+    async def echo_awaits(self, x: int) -> int:
+        return await self._same(x)  # awaits, and is never suspended
+
+    async def _same(self, x: int) -> int:
+        return x
 """
 
 
@@ -119,6 +126,13 @@ def call_overhead() -> list[Figure]:
                     await echo(x=i)
                 return (time.perf_counter() - start) / n
 
+            async def proxy_awaits_call() -> float:
+                echo = proxy.echo_awaits
+                start = time.perf_counter()
+                for i in range(n):
+                    await echo(x=i)
+                return (time.perf_counter() - start) / n
+
             async def sync(fn: Callable[[], float]) -> float:
                 return fn()
 
@@ -131,6 +145,7 @@ def call_overhead() -> list[Figure]:
                     ("host", host_call),
                     ("proxy", proxy_call),
                     ("proxy_async", proxy_async_call),
+                    ("proxy_awaits", proxy_awaits_call),
                 ):
                     runs.setdefault(name, []).append(await measure())
             results.update({name: min(values) for name, values in runs.items()})
@@ -153,6 +168,15 @@ def call_overhead() -> list[Figure]:
             pluggy_t,
             "≤ 1.0× pluggy",
             results["proxy_async"] <= pluggy_t,
+        ),
+        Figure(
+            "typed proxy call (async def command that awaits, inline)",
+            results["proxy_awaits"],
+            "pluggy hook call (1 impl)",
+            pluggy_t,
+            "(reported: a command that can suspend runs its first step by hand, the "
+            "timer armed only if it does suspend)",
+            None,
         ),
         Figure(
             "await host.call(id, command, **params)",

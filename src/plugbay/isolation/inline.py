@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dis
 import inspect
 import threading
+import types
 from collections.abc import Callable, Coroutine, Generator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from plugbay.api import Command, CommandSpec, Plugin, PluginContext, PluginDependency
 from plugbay.isolation.base import Backend, EnvironmentPaths, PluginHandle, deadline
@@ -50,7 +52,7 @@ class InlineHandle(PluginHandle):
     it keeps the contract's defaults for ``usage``, ``alive``, ``dump_stacks``, state
     handover (on its instance) and ``profile`` (in this process)."""
 
-    __slots__ = ("_code", "_direct", "_running", "commands", "instance", "manifest")
+    __slots__ = ("_code", "_direct", "_running", "_straight", "commands", "instance", "manifest")
 
     def __init__(self, code: LoadedCode) -> None:
         self._code = code
@@ -58,6 +60,10 @@ class InlineHandle(PluginHandle):
         self.commands: Mapping[str, CommandSpec] = code.commands
         instance = new_instance(code)
         self.instance: Plugin | None = instance
+        #: its ``async def`` commands that cannot suspend (see :func:`straight`), found once
+        self._straight = frozenset(
+            spec for spec in self.commands.values() if spec.is_async and straight(spec.func)
+        )
         # A plugin that overrides execute() gets every call through it, as the spec says.
         self._direct = type(instance).execute is Plugin.execute
         #: calls that suspended (or run in a thread): id → (loop-time start, command), so the
@@ -79,6 +85,9 @@ class InlineHandle(PluginHandle):
             finally:
                 del self._running[token]
         if spec.is_async:
+            if spec in self._straight:
+                # no await in its body: it cannot suspend, so no timeout can fire in it
+                return await spec.func(instance, **params)
             # Run the first step now, as `await` would. A timeout can only fire where the
             # command suspends, so the timer is armed only if it does: a command that
             # finishes without suspending costs no timer at all.
@@ -157,6 +166,25 @@ class _Resume:
                     signal = coro.send(received)
                 except StopIteration as done:
                     return done.value
+
+
+#: the opcodes of a point where a coroutine may suspend (await, async for, async with)
+_SUSPENDING: Final = frozenset(
+    {"SEND", "YIELD_VALUE", "YIELD_FROM", "GET_AWAITABLE", "GET_AITER", "GET_ANEXT"}
+    | {"BEFORE_ASYNC_WITH", "END_ASYNC_FOR", "ASYNC_GEN_WRAP"}
+)
+
+
+def straight(func: Callable[..., Any]) -> bool:
+    """Whether ``func`` is an ``async def`` whose body cannot suspend: no ``await``,
+    ``async for`` or ``async with`` anywhere in it (an async comprehension is awaited
+    in the body too). Such a coroutine runs to its end in the step that starts it, so
+    a timeout cannot fire in it and none is armed. Anything else (a wrapper, a callable
+    object, a plain function returning an awaitable) is not straight."""
+    code = getattr(func, "__code__", None)
+    if not isinstance(code, types.CodeType) or not code.co_flags & inspect.CO_COROUTINE:
+        return False
+    return not any(i.opname in _SUSPENDING for i in dis.get_instructions(code))
 
 
 def new_instance(code: LoadedCode) -> Plugin:
