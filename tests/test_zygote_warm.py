@@ -20,12 +20,13 @@ import gc, json, os, sys, tempfile, threading
 from plugbay.isolation import _cgroups, _warm
 
 before = set(os.listdir(tempfile.gettempdir()))
-_warm.prepare()
+failed = _warm.prepare()
 try:
     found = _cgroups.discover()
 except _cgroups.CgroupUnavailable:
     found = None
 print(json.dumps({
+    "failed": failed,
     "threads": threading.active_count(),
     "os_threads": len(os.listdir("/proc/self/task")),
     "plugin_modules": [m for m in sys.modules if m.startswith("plugbay_plugins.")],
@@ -49,6 +50,7 @@ def test_warm_up_leaves_one_thread_no_plugin_and_no_files() -> None:
         )
         seen = json.loads(out.stdout)
         assert not list(Path(tmp).iterdir())
+    assert seen["failed"] == [], seen  # every step ran: nothing was left to the workers
     assert seen["threads"] == 1 and seen["os_threads"] == 1, seen
     assert seen["plugin_modules"] == [], seen
     assert seen["left_behind"] == [], seen

@@ -14,7 +14,6 @@ cyclic collector's reach, so a worker's collections never write their headers.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import socket
 from typing import Any
@@ -45,17 +44,22 @@ class Warm(UtilityPlugin):
 """
 
 
-def prepare() -> None:
-    """Run once in the zygote, after its imports and before its first fork. Whatever
-    fails here is left for the worker to meet (and report) as it would have anyway."""
+def prepare() -> list[str]:
+    """Run once in the zygote, after its imports and before its first fork. A step that
+    fails is left for each worker to meet (and report) as it would have anyway; the
+    names of those steps are returned."""
     from plugbay.isolation import _cgroups
 
     _cgroups.inherit()
-    for step in (_manifest, _commands, _plugin, _loop):
-        with contextlib.suppress(Exception):
+    failed = []
+    for step in (_manifest, _commands, _plugin, _loop, _layers):
+        try:
             step()
+        except Exception:
+            failed.append(step.__name__)
     gc.collect()
     freeze()
+    return failed
 
 
 def freeze() -> None:
@@ -94,6 +98,20 @@ def _commands() -> None:
             result.close()
         else:
             spec.validate_result(result, plugin="plugbay.warm")
+
+
+def _layers() -> None:
+    """The sandbox layers made and ordered as a worker does, and a seccomp filter built
+    (not installed): what they compile on first use (patterns, tables) is then here."""
+    import os
+
+    from plugbay.isolation import _seccomp, limits
+
+    layers = limits.default_layers("plugbay-warm", notify=True)
+    sorted(layers, key=limits._rank)
+    limits._thread_count()
+    spec = _seccomp.FilterSpec(pid=os.getpid(), allow_tcp=True, notify=True)
+    _seccomp.pack(_seccomp.build(spec))
 
 
 def _plugin() -> None:
