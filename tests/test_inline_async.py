@@ -63,6 +63,10 @@ class Mixed(UtilityPlugin):
         return "not an int"
 
     @command
+    def flag(self, x: int) -> int:
+        return True  # a bool is not taken for an int, on the fast path or not
+
+    @command
     async def boom(self, x: int) -> int:
         raise ValueError(f"bad {x}")
 
@@ -87,6 +91,8 @@ async def test_both_kinds_of_async_command_keep_checks_errors_and_timeouts(
             await host.call("acme.mixed", "echo", x="3")
         with pytest.raises(ResultTypeError):
             await host.call("acme.mixed", "wrong", x=1)
+        with pytest.raises(ResultTypeError):
+            await host.call("acme.mixed", "flag", x=1)
         with pytest.raises(PluginCallError, match="bad 7"):
             await host.call("acme.mixed", "boom", x=7)
         with pytest.raises(PluginTimeout):
