@@ -52,7 +52,16 @@ class InlineHandle(PluginHandle):
     it keeps the contract's defaults for ``usage``, ``alive``, ``dump_stacks``, state
     handover (on its instance) and ``profile`` (in this process)."""
 
-    __slots__ = ("_code", "_direct", "_running", "_straight", "commands", "instance", "manifest")
+    __slots__ = (
+        "_code",
+        "_direct",
+        "_plain",
+        "_running",
+        "_straight",
+        "commands",
+        "instance",
+        "manifest",
+    )
 
     def __init__(self, code: LoadedCode) -> None:
         self._code = code
@@ -60,12 +69,14 @@ class InlineHandle(PluginHandle):
         self.commands: Mapping[str, CommandSpec] = code.commands
         instance = new_instance(code)
         self.instance: Plugin | None = instance
-        #: its ``async def`` commands that cannot suspend (see :func:`straight`), found once
-        self._straight = frozenset(
-            spec for spec in self.commands.values() if spec.is_async and straight(spec.func)
-        )
         # A plugin that overrides execute() gets every call through it, as the spec says.
         self._direct = type(instance).execute is Plugin.execute
+        # Sorted once, by how a call runs: ``def`` commands run on the loop, and ``async
+        # def`` ones that cannot suspend (see :func:`straight`); none when execute() is
+        # the plugin's own.
+        specs = list(self.commands.values()) if self._direct else []
+        self._plain = frozenset(s for s in specs if not s.is_async and not s.blocking)
+        self._straight = frozenset(s for s in specs if s.is_async and straight(s.func))
         #: calls that suspended (or run in a thread): id → (loop-time start, command), so the
         #: monitor finds a hung one; a call that never suspends is never in here
         self._running: dict[int, tuple[float, str]] = {}
@@ -75,7 +86,19 @@ class InlineHandle(PluginHandle):
         self.instance.context = context
         await lifecycle(self.instance.initialize, timeout, context)
 
-    async def call(self, spec: CommandSpec, params: dict[str, Any], timeout: float) -> Any:
+    def call(
+        self, spec: CommandSpec, params: dict[str, Any], timeout: float
+    ) -> Coroutine[Any, Any, Any]:
+        """The call, to be awaited. A straight ``async def`` command (no ``await`` in its
+        body: it cannot suspend, so no timeout can fire in it) is its own coroutine,
+        handed back as it is: one coroutine less between the caller and the command."""
+        if spec in self._straight:
+            return spec.func(self.instance, **params)  # type: ignore[no-any-return]
+        return self._call(spec, params, timeout)
+
+    async def _call(self, spec: CommandSpec, params: dict[str, Any], timeout: float) -> Any:
+        if spec in self._plain:  # a def command, called directly: the common call, first
+            return spec.func(self.instance, **params)
         instance = self.instance
         if not self._direct:
             token = self._started(spec.name)
@@ -85,9 +108,6 @@ class InlineHandle(PluginHandle):
             finally:
                 del self._running[token]
         if spec.is_async:
-            if spec in self._straight:
-                # no await in its body: it cannot suspend, so no timeout can fire in it
-                return await spec.func(instance, **params)
             # Run the first step now, as `await` would. A timeout can only fire where the
             # command suspends, so the timer is armed only if it does: a command that
             # finishes without suspending costs no timer at all.
