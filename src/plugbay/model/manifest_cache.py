@@ -153,7 +153,7 @@ class ManifestCache:
     @staticmethod
     def _from_document(path: str, document: Any, text: str | None) -> PluginManifest:
         file = Path(path)
-        table = ("tool", "plugbay") if file.name == "pyproject.toml" else ()
+        table = ("tool", "plugbay") if os.path.basename(path) == "pyproject.toml" else ()
         return manifest_from_document(
             document, text, path=file, table=table, origin="directory", root=file.parent
         )
