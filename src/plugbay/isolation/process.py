@@ -578,6 +578,7 @@ class ProcessHandle(sampling.SampledInWorker, PluginHandle):
 
     #: seconds between two measures of a sandboxed plugin's data directory
     storage_interval = 0.5
+    storage_at = "here"  # where the worker's context.storage is kept ("host": on Ray)
     storage_bytes: int | None = None
 
     async def _watch_storage(self, quota: int) -> None:
@@ -661,6 +662,7 @@ class ProcessHandle(sampling.SampledInWorker, PluginHandle):
                 secrets={n: context.secrets.get(n) for n in context.secrets.names()},
                 rules=self._rules(),
                 origin=self.manifest.origin,
+                storage=self.storage_at,
                 bounds=(
                     {
                         "log_rate": self.budget.bounds.log_records_per_second,
