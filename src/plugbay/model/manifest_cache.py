@@ -107,13 +107,15 @@ class ManifestCache:
             os.close(fd)
         return cached.entries if cached.format == _FORMAT else {}
 
-    def load(self, path: str) -> PluginManifest:
-        """The manifest at ``path`` (a file discovery found), from the cache when its
-        ``stat`` is unchanged; every problem is a :class:`ManifestError`, as uncached."""
-        try:
-            st = os.stat(path)
-        except OSError:
-            return load_manifest_file(path)  # it says what is wrong with the file
+    def load(self, path: str, st: os.stat_result | None = None) -> PluginManifest:
+        """The manifest at ``path`` (a file discovery found, ``st`` its ``stat`` if it
+        took one), from the cache when that is unchanged; every problem is a
+        :class:`ManifestError`, as uncached."""
+        if st is None:
+            try:
+                st = os.stat(path)
+            except OSError:
+                return load_manifest_file(path)  # it says what is wrong with the file
         entry = self._entries.get(path)
         if entry is not None and _key(st) == (
             entry.dev,
