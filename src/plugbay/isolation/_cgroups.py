@@ -249,25 +249,28 @@ def _write(path: str, value: str) -> None:
         raise OSError(exc.errno, f"writing {value!r} to {path}: {exc.strerror}") from None
 
 
-#: the zygote's own hierarchies, read once before it forks (``inherit``): every worker
-#: it forks starts in the zygote's cgroups, so it needs no reading of its own
-_inherited: Cgroups | None = None
-
-
-def inherit() -> None:
-    """In the zygote, before any fork: read the hierarchies once, for every worker. A
-    worker would otherwise parse ``/proc/self/mountinfo`` (hundreds of lines in a
-    container) after the fork, and every page those strings land on is its own copy."""
-    global _inherited
-    try:
-        _inherited = discover()
-    except (CgroupUnavailable, OSError):
-        _inherited = None  # each worker finds out, and says why, as before
+#: the last answer of :func:`discover`, and the process cgroups it was found for
+_found: tuple[dict[str, str], Cgroups] | None = None
 
 
 def discover() -> Cgroups:
-    """The hierarchies holding memory, cpu and pids for this process; raises CgroupUnavailable."""
+    """The hierarchies holding memory, cpu and pids for this process; raises CgroupUnavailable.
+
+    The answer is kept while this process stays in the same cgroups and their directories
+    are there: finding it reads ``/proc/self/mountinfo``, which holds one line per mounted
+    storage image, so a thousand sandboxed plugins made every worker start (and every
+    reaping) cost as much as a thousand mounts. A worker inherits the zygote's answer."""
+    global _found
     own = _own_cgroups()
+    found = _found
+    if found is not None and found[0] == own and all(os.path.isdir(d) for _, d in found[1].parents):
+        return found[1]
+    groups = _discover(own)
+    _found = (own, groups)
+    return groups
+
+
+def _discover(own: dict[str, str]) -> Cgroups:
     mounts = _mountinfo()
     v1 = _v1_hierarchies(own, mounts)
     if len(v1) == len(CONTROLLERS):
@@ -360,7 +363,7 @@ class CgroupLayer:
         from plugbay.isolation._layer import LayerStatus, SandboxError
 
         try:
-            found = _inherited or discover()
+            found = discover()
             memory = None
             if policy.memory_bytes is not None:
                 # what the plugin adds to the pages it was forked with (which it may all

@@ -4,9 +4,9 @@ A worker shares the zygote's pages until it writes to one; each page it writes b
 its own copy, and those copies are its memory (USS). Much of what a worker writes in
 its first moments is not the plugin's doing but the runtime's first use of itself:
 lazily built caches (msgspec's type information for the frames and the manifest, the
-event loop's machinery, ``typing`` and ``inspect`` caches for command signatures),
-the cgroup hierarchies parsed from ``/proc/self/mountinfo``, and the garbage those
-leave behind. Done here once, those pages are built in the zygote and only read by
+event loop's machinery, ``typing`` and ``inspect`` caches for command signatures,
+the patterns and tables of the sandbox layers), and the garbage those leave behind
+(the cgroup hierarchies the zygote finds itself, see ``zygote_main``). Done here once, those pages are built in the zygote and only read by
 its workers. :func:`freeze` then moves every object the zygote holds out of the
 cyclic collector's reach, so a worker's collections never write their headers.
 """
@@ -48,9 +48,6 @@ def prepare() -> list[str]:
     """Run once in the zygote, after its imports and before its first fork. A step that
     fails is left for each worker to meet (and report) as it would have anyway; the
     names of those steps are returned."""
-    from plugbay.isolation import _cgroups
-
-    _cgroups.inherit()
     failed = []
     for step in (_manifest, _commands, _plugin, _loop, _layers):
         try:

@@ -559,7 +559,7 @@ class ProcessHandle(sampling.SampledInWorker, PluginHandle):
     def start_heartbeat(self) -> None:
         """Ping the worker; if its loop stays silent past the timeout it is hung, and killed.
         One task per loop ticks for every worker (``isolation.heartbeat``): a busy worker is
-        pinged every ``beat.interval``, an idle one every ``beat.idle_interval``."""
+        pinged every ``beat.interval``; an idle one rests, pinged every ``beat.idle_ping``."""
         loop = asyncio.get_running_loop()
         self.beat.last_pong = self.beat.last_used = loop.time()
         self._beating = True
