@@ -55,6 +55,7 @@ import shutil
 import signal
 import socket
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -66,6 +67,8 @@ from plugbay.isolation._ray_agent import TOKEN_BYTES, NodeAgent, PluginActor
 from plugbay.isolation.base import Backend, EnvironmentPaths
 from plugbay.isolation.policy import Placement
 from plugbay.isolation.process import HostCallHandler, ProcessHandle
+from plugbay.isolation.ray_head import HeadWatch, keep_driver
+from plugbay.isolation.ray_nodes import ClusterNodes
 from plugbay.isolation.ray_settings import RaySettings
 from plugbay.model.manifest import PluginManifest
 
@@ -178,6 +181,16 @@ class RayBackend(Backend):
         self._remote_classes: dict[str, Any] = {}
         self._watchers: set[asyncio.Task[None]] = set()
         self.temp_dir: str | None = None
+        #: the cluster's node table for the dashboard and the API (``isolation.ray_nodes``)
+        self.node_table = ClusterNodes()
+        #: (why, when) once the cluster's head is lost (``isolation.ray_head``), else None
+        self.head_lost: tuple[str, float] | None = None
+        self._head: HeadWatch | None = None
+
+    @property
+    def connected(self) -> bool:
+        """Whether the host has joined the cluster (on the first plugin placed there)."""
+        return self._connected
 
     @property
     def settings(self) -> RaySettings:
@@ -204,9 +217,18 @@ class RayBackend(Backend):
             self._channels = _Channels(settings.listen)
             self._channels.start()
             self._connected = True
+            self._head = HeadWatch(ray.get_runtime_context().gcs_address, self._lost_head)
+            self._head.start()
+
+    def _lost_head(self, reason: str) -> None:
+        """The head is gone: every Ray plugin fails now, and Ray is no longer asked."""
+        self.head_lost = (reason, time.time())
+        for handle in list(self._handles):
+            handle.head_gone(reason)
 
     def _init(self, ray: Any, settings: RaySettings) -> None:
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        keep_driver()  # a lost head must not end the host (isolation.ray_head)
         options: dict[str, Any] = {
             "namespace": "plugbay",
             "configure_logging": False,
@@ -287,6 +309,12 @@ class RayBackend(Backend):
                                plugin=manifest.id)  # fmt: skip
         await self.connect()
         assert self._channels is not None
+        if self.head_lost is not None:
+            raise PluginLoadError(
+                self.head_lost[0], plugin=manifest.id,
+                hint="start the cluster's head again, then restart this host (plugins "
+                "inline and in local workers keep serving meanwhile)",
+            )  # fmt: skip
         token, channel = self._channels.expect()
         try:
             async with asyncio.timeout(self.settings.start_timeout):
@@ -478,7 +506,11 @@ class RayBackend(Backend):
             handle.release()
         for task in list(self._watchers):
             task.cancel()
-        if self._connected:
+        if self._head is not None:
+            self._head.stop()
+        if self._connected and self.head_lost is not None:
+            await self._leave_headless()
+        elif self._connected:
             ray = _ray()
             for agent in list(self._agents.values()):
                 with contextlib.suppress(Exception):
@@ -495,6 +527,13 @@ class RayBackend(Backend):
             self._channels.close()
             self._channels = None
         self._connected = self._owns_connection = False
+
+    async def _leave_headless(self) -> None:
+        """Leave a cluster whose head is gone: no agent or actor can be asked to end (their
+        nodes end them), and leaving is bounded (in a thread of its own if Ray waits)."""
+        self._agents.clear()
+        if self._owns_connection:
+            await asyncio.wait_for(asyncio.shield(_off_loop(_shutdown, _ray())), 10)
 
 
 #: the signals a runtime in this process may handle itself (Wasm traps: SIGILL, SIGSEGV…)
@@ -524,6 +563,29 @@ def keep_fault_handlers() -> Iterator[None]:
 def _shutdown(ray: Any) -> None:
     with keep_fault_handlers():  # leaving Ray resets them to the default (death)
         ray.shutdown()
+
+
+def _off_loop(fn: Callable[..., Any], *args: Any) -> asyncio.Future[None]:
+    """Run a Ray control call that may block (it asks the head) in a daemon thread: the
+    loop never waits on it, nor does the interpreter's exit."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+
+    def run() -> None:
+        try:
+            fn(*args)
+        except Exception as exc:  # reported through the future, never raised in the thread
+            log.debug("a Ray control call failed: %s", exc)
+        with contextlib.suppress(RuntimeError):  # the loop has closed meanwhile
+            loop.call_soon_threadsafe(_settle, done)
+
+    threading.Thread(target=run, name="plugbay-ray-control", daemon=True).start()
+    return done
+
+
+def _settle(done: asyncio.Future[None]) -> None:
+    if not done.done():
+        done.set_result(None)
 
 
 def _affinity(node: str, *, soft: bool) -> Any:
@@ -624,19 +686,39 @@ class RayHandle(ProcessHandle):
             ),
         )
 
+    def head_gone(self, reason: str) -> None:
+        """The cluster's head is lost: calls in flight fail now, the channel closes (its
+        worker ends), and its node ends what is left of it (``isolation.ray_head``)."""
+        self._crashed(
+            reason,
+            error=PluginCrashed(
+                f"it ran on Ray node {self.node[:12]} and {reason}",
+                plugin=self.manifest.id,
+                hint="start the cluster's head again, then restart this host; plugins "
+                "inline and in local workers keep serving",
+                details={"node": self.node, "pid": self.pid},
+            ),
+        )
+        if self._channel is not None:
+            self._channel.close()
+
     def _kill(self) -> None:
         """End the remote worker through Ray (never a signal to a pid on this machine)."""
         if self.gone:
             return
         self.gone = True
+        if self.backend.head_lost is not None:  # nobody to ask: its node ends it
+            self._group = None
+            self.backend.forget(self)
+            return
         with contextlib.suppress(Exception):
             if self._actor is not None:
                 _ray().kill(self._actor, no_restart=True)
             elif self._agent is not None:
                 self._agent.kill.remote(self.pid)
-        if self._group is not None:
-            with contextlib.suppress(Exception):
-                _placement_groups().remove_placement_group(self._group)
+        if self._group is not None:  # a call to the head: never on the loop
+            with contextlib.suppress(RuntimeError):
+                _off_loop(_placement_groups().remove_placement_group, self._group)
             self._group = None
         self.backend.forget(self)
 
@@ -647,6 +729,8 @@ class RayHandle(ProcessHandle):
         """What it uses on its node now (read there), with the node's id."""
         if self._dead is not None or self.gone:
             return {"pid": self.pid, "node": self.node, "error": "it is not running"}
+        if self.backend.head_lost is not None:
+            return {"pid": self.pid, "node": self.node, "error": self.backend.head_lost[0]}
         try:
             figures: dict[str, Any] = _ray().get(self._target().usage.remote(self.pid), timeout=5)
         except Exception as exc:
@@ -658,6 +742,8 @@ class RayHandle(ProcessHandle):
         return figures
 
     def dump_stacks(self, *, tasks: bool = True) -> str:
+        if self.backend.head_lost is not None:
+            return f"(the stacks of worker {self.pid}: {self.backend.head_lost[0]})"
         try:
             text: str = _ray().get(self._target().stacks.remote(self.pid), timeout=5)
         except Exception as exc:

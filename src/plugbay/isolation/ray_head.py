@@ -1,0 +1,113 @@
+"""The Ray cluster's head, watched from the host: when it goes, the host says so and carries on.
+
+The head runs the cluster's control store (GCS). Without it Ray can neither start,
+move nor end an actor, and every control call the host would make (placing a
+plugin, ending its actor, releasing its placement group, reading its node's
+figures) blocks inside Ray until Ray gives up; a driver (the host) is even ended
+by Ray once the head has been gone for ``gcs_rpc_server_reconnect_timeout_s``
+(60 s by default). So the host watches the head itself, with a TCP connect to the
+GCS port every half second (no Ray call): after three misses in a row it declares
+the head lost, and the Ray backend
+
+* fails every Ray plugin's calls in flight at once with ``PluginCrashed`` naming
+  the head, and closes its channel (its worker ends; its node ends its actor
+  when the node itself gives up on the head);
+* answers a start (the supervisor's restart, ``plugbay load``) at once with a
+  ``PluginLoadError`` saying the head is unreachable (never a wait);
+* touches Ray no more: figures, stacks and releases answer from the host, and
+  leaving the cluster when the host stops is bounded.
+
+Plugins inline and in local workers never depended on the head and keep serving.
+The host's process is kept from Ray's own ending (``keep_driver``). What the
+operator does next is in ``docs/scale-out.md`` ("When the head goes").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Callable
+from typing import Final
+
+__all__ = ["HeadWatch", "keep_driver"]
+
+log = logging.getLogger("plugbay.isolation.ray")
+
+#: Ray's own setting: how long a driver waits for a lost head before Ray ends its process
+_RECONNECT: Final = "RAY_gcs_rpc_server_reconnect_timeout_s"
+
+
+def keep_driver() -> None:
+    """A lost head must not end the host's process: unless the operator set Ray's own
+    setting, the driver waits for the head for a year (the host watches it itself).
+    Read by Ray when this process joins a cluster, so it is set before ``ray.init``."""
+    os.environ.setdefault(_RECONNECT, str(365 * 86400))
+
+
+class HeadWatch:
+    """Connects to the head's GCS port every ``interval``; ``misses`` failures in a row
+    call ``on_lost(reason)`` once."""
+
+    def __init__(
+        self,
+        gcs_address: str,
+        on_lost: Callable[[str], None],
+        *,
+        interval: float = 0.5,
+        misses: int = 3,
+        timeout: float = 1.0,
+    ) -> None:
+        host, _, port = gcs_address.rpartition(":")
+        self.address = gcs_address
+        self._host = host.strip("[]")
+        self._port = int(port)
+        self._on_lost = on_lost
+        self.interval = interval
+        self.misses = misses
+        self.timeout = timeout
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="plugbay-ray-head")
+
+    async def _run(self) -> None:
+        missed = 0
+        last = ""
+        while True:
+            problem = await self._knock()
+            if problem is None:
+                missed = 0
+            else:
+                missed += 1
+                last = problem
+                if missed >= self.misses:
+                    break
+            await asyncio.sleep(self.interval)
+        reason = (
+            f"the Ray cluster's head (GCS at {self.address}) is unreachable: {last} "
+            f"({self.misses} tries, {self.interval:g} s apart)"
+        )
+        log.error("%s; the Ray plugins stop, the other plugins keep serving", reason)
+        self._on_lost(reason)
+
+    async def _knock(self) -> str | None:
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(self.timeout):
+                _, writer = await asyncio.open_connection(self._host, self._port)
+        except TimeoutError:
+            return f"no answer within {time.monotonic() - started:.1f} s"
+        except OSError as exc:
+            return exc.strerror or str(exc)
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return None
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
