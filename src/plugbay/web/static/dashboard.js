@@ -564,7 +564,7 @@ async function refreshNodes() {
       const serving = p.serving ? "serving" : "not serving";
       return `<li data-plugin="${esc(p.plugin)}" data-mode="${esc(p.mode)}" data-serving="${p.serving}">` +
         `<b>${esc(p.plugin)}</b> ${esc(p.version || "")} <span class="mode">${esc(p.how)}</span> ` +
-        `<span class="${p.serving ? "muted" : "error"}">${serving}</span></li>`;
+        `· <span class="${p.serving ? "muted" : "error"}">${serving}</span></li>`;
     }).join("");
     return `<tr data-node="${esc(n.node)}" data-alive="${n.alive}"><td class="node" title="${esc(n.node)}">${esc(n.node.slice(0, 12))}</td>` +
       `<td>${esc(n.address || "–")}</td><td>${nodeState(n.alive)}</td>` +
