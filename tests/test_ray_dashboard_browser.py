@@ -83,9 +83,7 @@ def test_the_dashboard_shows_each_ray_node_and_the_plugins_placed_there(
             )
             page.locator('#plugins tr[data-plugin="acme.on-b"] button.select').click()
             expect(page.locator("#detail-title")).to_have_text("acme.on-b")
-            expect(page.locator("#detail-where")).to_contain_text(
-                f"runs on Ray node {node_b[:12]}"
-            )
+            expect(page.locator("#detail-where")).to_contain_text(f"runs on Ray node {node_b[:12]}")
             expect(page.locator("#detail-where")).to_contain_text(
                 "as a sandboxed worker of the node's agent"
             )

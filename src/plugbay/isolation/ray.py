@@ -220,6 +220,21 @@ class RayBackend(Backend):
             self._head = HeadWatch(ray.get_runtime_context().gcs_address, self._lost_head)
             self._head.start()
 
+    async def _head_answers(self, manifest: PluginManifest) -> None:
+        """Placing a plugin asks the head, and Ray blocks while it is gone: a start is
+        refused at once when the head is lost or does not take a connection now."""
+        problem = self.head_lost[0] if self.head_lost is not None else None
+        if problem is None and self._head is not None:
+            knocked = await self._head.knock()
+            if knocked is not None:
+                problem = f"the Ray cluster's head (GCS at {self._head.address}) does not answer: {knocked}"
+        if problem is not None:
+            raise PluginLoadError(
+                problem, plugin=manifest.id,
+                hint="start the cluster's head again, then restart this host (plugins "
+                "inline and in local workers keep serving meanwhile)",
+            )  # fmt: skip
+
     def _lost_head(self, reason: str) -> None:
         """The head is gone: every Ray plugin fails now, and Ray is no longer asked."""
         self.head_lost = (reason, time.time())
@@ -309,12 +324,7 @@ class RayBackend(Backend):
                                plugin=manifest.id)  # fmt: skip
         await self.connect()
         assert self._channels is not None
-        if self.head_lost is not None:
-            raise PluginLoadError(
-                self.head_lost[0], plugin=manifest.id,
-                hint="start the cluster's head again, then restart this host (plugins "
-                "inline and in local workers keep serving meanwhile)",
-            )  # fmt: skip
+        await self._head_answers(manifest)
         token, channel = self._channels.expect()
         try:
             async with asyncio.timeout(self.settings.start_timeout):

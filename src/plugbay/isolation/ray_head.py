@@ -77,7 +77,7 @@ class HeadWatch:
         missed = 0
         last = ""
         while True:
-            problem = await self._knock()
+            problem = await self.knock()
             if problem is None:
                 missed = 0
             else:
@@ -93,7 +93,8 @@ class HeadWatch:
         log.error("%s; the Ray plugins stop, the other plugins keep serving", reason)
         self._on_lost(reason)
 
-    async def _knock(self) -> str | None:
+    async def knock(self) -> str | None:
+        """None when the GCS port takes a connection now, else what went wrong."""
         started = time.monotonic()
         try:
             async with asyncio.timeout(self.timeout):

@@ -12,11 +12,16 @@ stricter, path.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 __all__ = ["ClusterNodes", "NodeRow"]
+
+T = TypeVar("T")
 
 #: seconds an answer of the head is reused (a dashboard polls every few seconds)
 _FRESH: Final = 1.0
@@ -53,13 +58,19 @@ class ClusterNodes:
     _error: str | None = None
     _pending: asyncio.Future[list[dict[str, Any]]] | None = None
 
+    def last(self, why: str) -> tuple[list[NodeRow], str]:
+        """The last nodes known, without asking the head (it is known to be gone)."""
+        self._error = why
+        return list(self._rows), why
+
     async def read(self, ray: Any) -> tuple[list[NodeRow], str | None]:
         """The nodes and None, or the last nodes known and why the head did not answer."""
         if time.monotonic() - self._asked_at < _FRESH and self._pending is None:
             return list(self._rows), self._error
         if self._pending is None or self._pending.done():
-            # one question in flight, whatever the number of callers
-            self._pending = asyncio.ensure_future(asyncio.to_thread(ray.nodes))
+            # one question in flight, whatever the number of callers; in a daemon thread,
+            # as Ray may hold it long past the answer's use (the host's exit never waits)
+            self._pending = _in_daemon_thread(ray.nodes)
         pending = self._pending
         try:
             found = await asyncio.wait_for(asyncio.shield(pending), self.timeout)
@@ -79,6 +90,30 @@ class ClusterNodes:
         self._error = None
         self._rows = [_row(n) for n in found]
         return list(self._rows), None
+
+
+def _in_daemon_thread(fn: Callable[[], T]) -> asyncio.Future[T]:
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(value: T | None, error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(value)  # type: ignore[arg-type]
+
+    def run() -> None:
+        try:
+            value, error = fn(), None
+        except Exception as exc:
+            value, error = None, exc
+        with contextlib.suppress(RuntimeError):  # the loop has closed meanwhile
+            loop.call_soon_threadsafe(settle, value, error)
+
+    threading.Thread(target=run, name="plugbay-ray-nodes", daemon=True).start()
+    return future
 
 
 def _row(n: dict[str, Any]) -> NodeRow:

@@ -51,10 +51,13 @@ async def cluster_nodes(manager: PluginManager) -> dict[str, Any]:
     }
     rows: list[dict[str, Any]] = []
     if backend.connected:
-        found, error = await backend.node_table.read(_ray())
         lost = backend.head_lost
-        if lost is not None:  # the host's own watch knows before Ray's table does
-            error, cluster["head_lost_since"] = lost
+        error: str | None
+        if lost is not None:  # the host's own watch knows: the head is not asked
+            found, error = backend.node_table.last(lost[0])
+            cluster["head_lost_since"] = lost[1]
+        else:
+            found, error = await backend.node_table.read(_ray())
         cluster["reachable"] = error is None
         cluster["error"] = error
         rows = [row.to_dict() for row in found]
