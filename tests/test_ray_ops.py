@@ -8,19 +8,28 @@ lost the head of unless told otherwise, and a killed head is not given back)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
+import os
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import pytest
+import pytest_asyncio
 
+from plugbay import PermissionDenied, PluginCrashed, ResourceLimitExceeded
+from plugbay.isolation import quota
+from plugbay.isolation.limits import ORDER
 from plugbay.isolation.policy import IsolationPolicy
 from plugbay.isolation.ray import RayHandle
 from plugbay.runtime.host import Host
 from plugbay.web import HttpServer, create_app
 from plugbay.web.token import TokenFile
+from tests import test_sandbox as sandbox
 from tests.conftest import PluginFactory
 
 PING = """
@@ -345,3 +354,232 @@ def test_when_the_head_goes_ray_plugins_fail_at_once_and_the_host_serves_on(
         assert out["history"][plugin][:3] == ["load", "restart", "crash"], out["history"]
     # and the host stopped cleanly, in bounded time, with the head gone
     assert out["stop_took"] < 30
+
+
+# --------------------------------------------------------------------------- the sandbox's attacks
+
+#: a focused set of tests/test_sandbox.py's attackers, each placed on node-a in a sandboxed
+#: worker of that node's agent; the neighbour on node-b, the victim data on the host
+RAY_ATTACKERS = (
+    "acme.snoop", "acme.vandal", "acme.dialer", "acme.shell", "acme.forker", "acme.glutton",
+    "acme.assassin", "acme.forger", "acme.filler",
+)  # fmt: skip
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def ray_arena(
+    ray_cluster: Any, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[sandbox.Arena]:
+    root = tmp_path_factory.mktemp("ray-sandbox")
+    factory = PluginFactory(root / "plugins")
+    factory("acme.neighbour", sandbox.NEIGHBOUR, extra=sandbox.LIMITS + on_node_key("node-b"))
+    for plugin_id in RAY_ATTACKERS:
+        code, extra = sandbox.ATTACKERS[plugin_id]
+        factory(plugin_id, code, extra=extra + on_node_key("node-a"))
+    policy = IsolationPolicy.from_config(
+        {"ray": {"address": ray_cluster.address, "plugins": ["acme.*"]}}
+    )
+    host = Host(
+        factory.root, state_dir=root / "state", entry_points=False, init_timeout=60,
+        cleanup_timeout=1.0, restart_backoff=0.05, max_crashes=50, policy=policy,
+    )  # fmt: skip
+    async with host:
+        not_started = {r.id: r.reason for r in host.plugins() if str(r.state) != "active"}
+        assert not_started == {}
+        for plugin_id in (*RAY_ATTACKERS, "acme.neighbour"):
+            handle = host.plugin(plugin_id).handle
+            assert isinstance(handle, RayHandle) and handle.mode == "agent"
+            wanted = "node-b" if plugin_id == "acme.neighbour" else "node-a"
+            assert ray_cluster.name_of(handle.node) == wanted
+        yield sandbox.Arena(
+            host, factory.root, root / "state", sandbox.worker_pid(host, "acme.neighbour")
+        )
+
+
+def on_node_key(name: str) -> str:
+    """A custom resource line for a manifest whose [resources] table is already open."""
+    return f'custom = {{ "{name}" = 1 }}\n'
+
+
+@pytest.fixture
+def security_log(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+    caplog.set_level(logging.WARNING, logger="plugbay.security")
+    return caplog
+
+
+async def reported(
+    host: Host, caplog: pytest.LogCaptureFixture, before: sandbox.Mark, plugin: str, text: str
+) -> Any:
+    """A denial the node's kernel layer answered: its agent reports it to the host a moment
+    after the call returned (a long poll), then it is recorded as any other."""
+    async with asyncio.timeout(30):  # a guard against a hang, not a timed assertion
+        while True:
+            recorded = sandbox.history_since(host, plugin, before)
+            if any(e.action == "security.denied" and text in (e.reason or "") for e in recorded):
+                break
+            await asyncio.sleep(0.02)
+    return sandbox.assert_reported(host, caplog, before, plugin, "denied", text)
+
+
+@pytest.mark.slow
+@pytest.mark.asyncio(loop_scope="module")
+async def test_every_layer_is_active_in_every_worker_on_the_node(
+    ray_arena: sandbox.Arena,
+) -> None:
+    for plugin_id in (*RAY_ATTACKERS, "acme.neighbour"):
+        info = ray_arena.host.info(plugin_id)
+        assert info["location"]["mode"] == "agent" and info["sandbox"]["sandboxed"]
+        applied = {layer["name"]: layer["active"] for layer in info["sandbox"]["layers"]}
+        assert applied == dict.fromkeys(ORDER, True), (plugin_id, info["sandbox"]["layers"])
+
+
+@pytest.mark.slow
+@pytest.mark.asyncio(loop_scope="module")
+async def test_reading_the_hosts_files_from_a_node_is_denied(
+    ray_arena: sandbox.Arena, security_log: pytest.LogCaptureFixture
+) -> None:
+    host = ray_arena.host
+    assert await host.call("acme.neighbour", "keep", text="private") == "private"
+    for path in (ray_arena.state_db, Path("/etc/shadow"),
+                 ray_arena.data_dir("acme.neighbour") / "note.txt"):  # fmt: skip
+        before = sandbox.mark(host)
+        with sandbox.denied(f"reading {path}", layer="landlock"):
+            await host.call("acme.snoop", "read", path=str(path))
+        sandbox.assert_reported(host, security_log, before, "acme.snoop", "denied", str(path))
+    # the node's environment (Ray's own variables among them) never reaches the plugin
+    env = await host.call("acme.snoop", "environment")
+    assert set(env) <= {"PATH", "LANG", "TZ"}, env
+    block = await host.call("acme.snoop", "read", path="/proc/self/environ")
+    assert "RAY_" not in block and sandbox.CANARY_VAR not in block
+    await sandbox.assert_unharmed(ray_arena)
+
+
+@pytest.mark.slow
+@pytest.mark.asyncio(loop_scope="module")
+async def test_writing_outside_its_data_directory_from_a_node_is_denied(
+    ray_arena: sandbox.Arena, security_log: pytest.LogCaptureFixture
+) -> None:
+    host = ray_arena.host
+    for target in (ray_arena.state_dir / "planted.txt",
+                   ray_arena.data_dir("acme.neighbour") / "planted.txt"):  # fmt: skip
+        before = sandbox.mark(host)
+        with sandbox.denied(f"writing {target}", layer="landlock"):
+            await host.call("acme.vandal", "create", path=str(target))
+        sandbox.assert_reported(host, security_log, before, "acme.vandal", "denied", str(target))
+        assert not target.exists()
+    assert await host.call("acme.vandal", "own", name="mine.txt") == "mine"
+    await sandbox.assert_unharmed(ray_arena)
+
+
+@pytest.mark.slow
+@pytest.mark.asyncio(loop_scope="module")
+async def test_a_shell_a_fork_and_a_raw_socket_are_refused_by_the_nodes_kernel(
+    ray_arena: sandbox.Arena, security_log: pytest.LogCaptureFixture
+) -> None:
+    host = ray_arena.host
+    before = sandbox.mark(host)
+    with sandbox.denied("running a program (os.system)", layer="seccomp"):
+        await host.call("acme.shell", "system")
+    # execv through libc: only the kernel sees it; the node's agent answers and reports it
+    before = sandbox.mark(host)
+    with sandbox.denied("system call", layer="seccomp"):
+        await host.call("acme.shell", "raw_exec")
+    event = await reported(host, security_log, before, "acme.shell", "system call execve")
+    assert "the system call execve (running a program)" in (event.reason or "")
+    assert not (ray_arena.data_dir("acme.shell") / "a-shell-ran").exists()
+    pid = await sandbox.active_worker(host, "acme.forker")
+    before = sandbox.mark(host)
+    with sandbox.denied("system call", layer="seccomp"):
+        await host.call("acme.forker", "raw_bomb")
+    await reported(host, security_log, before, "acme.forker", "system call")
+    assert psutil.Process(pid).children(recursive=True) == []
+    async with sandbox.listening() as server:
+        with pytest.raises(PermissionDenied) as info:
+            await host.call("acme.dialer", "raw_connect", port=server.port)
+        assert info.value.details["layer"] in {"seccomp", "netns", "landlock"}
+        assert server.connections == []
+    await sandbox.assert_unharmed(ray_arena)
+
+
+@pytest.mark.slow
+@pytest.mark.asyncio(loop_scope="module")
+async def test_the_host_and_the_nodes_zygote_cannot_be_signalled(
+    ray_arena: sandbox.Arena, security_log: pytest.LogCaptureFixture
+) -> None:
+    host = ray_arena.host
+    worker = await sandbox.active_worker(host, "acme.assassin")
+    zygote = psutil.Process(worker).ppid()  # the node agent's zygote forked it
+    for target in (os.getpid(), zygote, ray_arena.neighbour_pid):
+        before = sandbox.mark(host)
+        with sandbox.denied(f"sending signal 9 to process {target}", layer="seccomp"):
+            await host.call("acme.assassin", "kill", pid=target)
+        sandbox.assert_reported(host, security_log, before, "acme.assassin", "denied", str(target))
+        before = sandbox.mark(host)
+        with sandbox.denied("a system call (Operation not permitted)"):
+            await host.call("acme.assassin", "raw_kill", pid=target)
+        assert sandbox.running(target)
+    await sandbox.assert_unharmed(ray_arena)
+
+
+@pytest.mark.slow
+@pytest.mark.asyncio(loop_scope="module")
+async def test_unbounded_memory_on_a_node_is_named_and_the_worker_replaced(
+    ray_arena: sandbox.Arena, security_log: pytest.LogCaptureFixture
+) -> None:
+    host = ray_arena.host
+    pid = await sandbox.active_worker(host, "acme.glutton")
+    before = sandbox.mark(host)
+    with pytest.raises(ResourceLimitExceeded, match="memory limit") as info:
+        await host.call("acme.glutton", "hog")
+    assert info.value.details["limit"] == "memory"  # the node's agent read the OOM kill
+    sandbox.assert_reported(host, security_log, before, "acme.glutton", "limit", "memory")
+    await sandbox.active_worker(host, "acme.glutton", not_pid=pid)
+    handle = host.plugin("acme.glutton").handle
+    assert isinstance(handle, RayHandle) and handle.mode == "agent"
+    await sandbox.assert_unharmed(ray_arena)
+
+
+@pytest.mark.slow
+@pytest.mark.asyncio(loop_scope="module")
+async def test_a_forged_frame_through_the_agents_relay_stops_the_worker_only(
+    ray_arena: sandbox.Arena,
+) -> None:
+    host = ray_arena.host
+    pid = await sandbox.active_worker(host, "acme.forger")
+    with pytest.raises(PluginCrashed, match="its worker broke the protocol") as info:
+        await host.call("acme.forger", "malformed")
+    assert "malformed frame" in str(info.value)
+    await sandbox.active_worker(host, "acme.forger", not_pid=pid)
+    assert await sandbox.ended([pid])
+    await sandbox.assert_unharmed(ray_arena)
+
+
+@pytest.mark.slow
+@pytest.mark.asyncio(loop_scope="module")
+async def test_the_storage_quota_of_a_plugin_on_a_node_is_enforced_by_the_kernel(
+    ray_arena: sandbox.Arena, security_log: pytest.LogCaptureFixture
+) -> None:
+    host = ray_arena.host
+    data_dir = ray_arena.data_dir("acme.filler")
+    # the host mounted its image at its data directory before the node's agent forked it
+    assert quota.mount_source(data_dir) is not None
+    usage = host.info("acme.filler")["usage"]
+    assert usage["storage_quota"] == "enforced by the kernel (loop-mounted ext4 image)"
+    pid = await sandbox.active_worker(host, "acme.filler")
+    before = sandbox.mark(host)
+    with pytest.raises(ResourceLimitExceeded, match="no space left in its data directory") as info:
+        await host.call("acme.filler", "fill")
+    assert info.value.details["limit"] == "storage"
+    assert "storage quota of 2 MiB" in str(info.value)
+    sandbox.assert_reported(host, security_log, before, "acme.filler", "limit", "storage")
+    st = os.statvfs(data_dir)
+    assert (st.f_blocks - st.f_bfree) * st.f_frsize <= 2 * sandbox.MiB
+    assert sandbox.worker_pid(host, "acme.filler") == pid  # a full disk replaces nothing
+    # stopped, its image is let go once its worker on the node has ended
+    await host.unload("acme.filler")
+    assert await sandbox.ended([pid])
+    async with asyncio.timeout(30):  # a guard against a hang, not a timed assertion
+        while quota.mount_source(data_dir) is not None:  # noqa: ASYNC110 (the kernel's table)
+            await asyncio.sleep(0.05)
+    assert quota.loop_devices_of(quota.image_path(data_dir)) == []
+    await sandbox.assert_unharmed(ray_arena)

@@ -55,7 +55,6 @@ import shutil
 import signal
 import socket
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -65,11 +64,14 @@ from plugbay.api.errors import PlugbayError, PluginCrashed, PluginLoadError
 from plugbay.isolation._process_parts import bound_file_size, worker_request
 from plugbay.isolation._ray_agent import TOKEN_BYTES, NodeAgent, PluginActor
 from plugbay.isolation.base import Backend, EnvironmentPaths
+from plugbay.isolation.inline import run_in_daemon_thread
 from plugbay.isolation.policy import Placement
-from plugbay.isolation.process import HostCallHandler, ProcessHandle
-from plugbay.isolation.ray_head import HeadWatch, keep_driver
+from plugbay.isolation.process import HostCallHandler, ProcessBackend, ProcessHandle
+from plugbay.isolation.quota import QuotaStatus
+from plugbay.isolation.ray_head import HeadWatch, keep_driver, refuse_without_head
 from plugbay.isolation.ray_nodes import ClusterNodes
 from plugbay.isolation.ray_settings import RaySettings
+from plugbay.isolation.ray_storage import release_after_exit
 from plugbay.model.manifest import PluginManifest
 
 __all__ = ["RayBackend", "RayHandle"]
@@ -162,10 +164,16 @@ class RayBackend(Backend):
     name = "ray"
 
     def __init__(
-        self, host_call: HostCallHandler, settings: Callable[[], RaySettings | None]
+        self,
+        host_call: HostCallHandler,
+        settings: Callable[[], RaySettings | None],
+        local: ProcessBackend | None = None,
     ) -> None:
         self._host_call = host_call
         self._settings = settings
+        #: the host's process backend: its storage mounts are the Ray plugins' too
+        #: (``isolation.ray_storage``)
+        self._local = local
         self._connected = False
         #: the backend started the cluster (address "local") or connected itself
         self._owns_connection = False
@@ -219,21 +227,6 @@ class RayBackend(Backend):
             self._connected = True
             self._head = HeadWatch(ray.get_runtime_context().gcs_address, self._lost_head)
             self._head.start()
-
-    async def _head_answers(self, manifest: PluginManifest) -> None:
-        """Placing a plugin asks the head, and Ray blocks while it is gone: a start is
-        refused at once when the head is lost or does not take a connection now."""
-        problem = self.head_lost[0] if self.head_lost is not None else None
-        if problem is None and self._head is not None:
-            knocked = await self._head.knock()
-            if knocked is not None:
-                problem = f"the Ray cluster's head (GCS at {self._head.address}) does not answer: {knocked}"
-        if problem is not None:
-            raise PluginLoadError(
-                problem, plugin=manifest.id,
-                hint="start the cluster's head again, then restart this host (plugins "
-                "inline and in local workers keep serving meanwhile)",
-            )  # fmt: skip
 
     def _lost_head(self, reason: str) -> None:
         """The head is gone: every Ray plugin fails now, and Ray is no longer asked."""
@@ -324,7 +317,7 @@ class RayBackend(Backend):
                                plugin=manifest.id)  # fmt: skip
         await self.connect()
         assert self._channels is not None
-        await self._head_answers(manifest)
+        await refuse_without_head(self._head, self.head_lost, manifest.id)
         token, channel = self._channels.expect()
         try:
             async with asyncio.timeout(self.settings.start_timeout):
@@ -408,9 +401,12 @@ class RayBackend(Backend):
     ) -> RayHandle:
         ray = _ray()
         request = worker_request(manifest, placement, data_dir)
+        storage = QuotaStatus(False, "no storage quota applies")
+        if "sandbox" in request and self._local is not None:  # the host mounts its image
+            storage = await self._local._enforce_storage(manifest, placement, data_dir)
         quota = placement.limits.get("storage")
-        if "sandbox" in request and quota is not None:
-            bound_file_size(request, int(quota))  # the quota is sampled (no image remotely)
+        if "sandbox" in request and quota is not None and not storage.enforced:
+            bound_file_size(request, int(quota))  # the quota is sampled
         group = None
         if self._constrained(placement):
             group, node = await self._reserve(placement)
@@ -424,6 +420,8 @@ class RayBackend(Backend):
             )
             sock = await channel
         except BaseException as exc:
+            if storage.enforced and data_dir is not None and self._local is not None:
+                await asyncio.to_thread(self._local.quotas.detach, data_dir)
             if group is not None:
                 with contextlib.suppress(Exception):
                     _placement_groups().remove_placement_group(group)
@@ -435,11 +433,16 @@ class RayBackend(Backend):
                     hint="the supervisor starts it again on an alive node",
                 ) from None
             raise
-        return RayHandle(
+        handle = RayHandle(
             manifest, where["pid"], sock, self._host_call, placement=placement,
             data_dir=data_dir, backend=self, node=where["node"], agent=agent, group=group,
             kernel_reports=where.get("kernel_reports", []),
         )  # fmt: skip
+        handle.storage = storage
+        if storage.enforced and data_dir is not None and self._local is not None:
+            quotas = self._local.quotas
+            handle.on_exited = lambda: quotas.detach(data_dir)
+        return handle
 
     async def _reserve(self, placement: Placement) -> tuple[Any, str]:
         """A placement group of one bundle holding what the plugin asks for; its node."""
@@ -543,7 +546,8 @@ class RayBackend(Backend):
         nodes end them), and leaving is bounded (in a thread of its own if Ray waits)."""
         self._agents.clear()
         if self._owns_connection:
-            await asyncio.wait_for(asyncio.shield(_off_loop(_shutdown, _ray())), 10)
+            ray = _ray()
+            await asyncio.wait_for(asyncio.shield(run_in_daemon_thread(lambda: _shutdown(ray))), 10)
 
 
 #: the signals a runtime in this process may handle itself (Wasm traps: SIGILL, SIGSEGV…)
@@ -573,29 +577,6 @@ def keep_fault_handlers() -> Iterator[None]:
 def _shutdown(ray: Any) -> None:
     with keep_fault_handlers():  # leaving Ray resets them to the default (death)
         ray.shutdown()
-
-
-def _off_loop(fn: Callable[..., Any], *args: Any) -> asyncio.Future[None]:
-    """Run a Ray control call that may block (it asks the head) in a daemon thread: the
-    loop never waits on it, nor does the interpreter's exit."""
-    loop = asyncio.get_running_loop()
-    done: asyncio.Future[None] = loop.create_future()
-
-    def run() -> None:
-        try:
-            fn(*args)
-        except Exception as exc:  # reported through the future, never raised in the thread
-            log.debug("a Ray control call failed: %s", exc)
-        with contextlib.suppress(RuntimeError):  # the loop has closed meanwhile
-            loop.call_soon_threadsafe(_settle, done)
-
-    threading.Thread(target=run, name="plugbay-ray-control", daemon=True).start()
-    return done
-
-
-def _settle(done: asyncio.Future[None]) -> None:
-    if not done.done():
-        done.set_result(None)
 
 
 def _affinity(node: str, *, soft: bool) -> Any:
@@ -717,6 +698,7 @@ class RayHandle(ProcessHandle):
         if self.gone:
             return
         self.gone = True
+        self._release_storage()
         if self.backend.head_lost is not None:  # nobody to ask: its node ends it
             self._group = None
             self.backend.forget(self)
@@ -727,10 +709,29 @@ class RayHandle(ProcessHandle):
             elif self._agent is not None:
                 self._agent.kill.remote(self.pid)
         if self._group is not None:  # a call to the head: never on the loop
-            with contextlib.suppress(RuntimeError):
-                _off_loop(_placement_groups().remove_placement_group, self._group)
+            group, pg = self._group, _placement_groups()
+            with contextlib.suppress(RuntimeError):  # (its error is the thread's own)
+                run_in_daemon_thread(lambda: pg.remove_placement_group(group))
             self._group = None
         self.backend.forget(self)
+
+    def _release_storage(self) -> None:
+        """Its storage image is let go once its worker has ended (``isolation.ray_storage``)."""
+        release, self.on_exited = self.on_exited, None
+        if release is None:
+            return
+        # how it ended is known (diagnosed), or nobody can be asked: let go at once
+        ended = self._exit is not None and self._exit.done()
+        agent = self._agent if self.backend.head_lost is None and not ended else None
+        try:
+            task = asyncio.get_running_loop().create_task(
+                release_after_exit(agent, self.pid, release)
+            )
+        except RuntimeError:  # no loop any more (the host is gone): at once
+            release()
+            return
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _target(self) -> Any:
         return self._actor if self._actor is not None else self._agent
@@ -747,7 +748,8 @@ class RayHandle(ProcessHandle):
             return {"pid": self.pid, "node": self.node, "error": f"{type(exc).__name__}: {exc}"}
         if "error" not in figures:
             figures["storage_bytes"] = self.storage_bytes
-            figures["storage_quota"] = None
+            watched = self._quota is not None or self._full_quota is not None
+            figures["storage_quota"] = self.storage.mechanism if watched else None
             figures["sandboxed"] = bool(self.placement and self.placement.sandboxed)
         return figures
 

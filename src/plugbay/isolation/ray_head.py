@@ -32,7 +32,9 @@ import time
 from collections.abc import Callable
 from typing import Final
 
-__all__ = ["HeadWatch", "keep_driver"]
+from plugbay.api.errors import PluginLoadError
+
+__all__ = ["HeadWatch", "keep_driver", "refuse_without_head"]
 
 log = logging.getLogger("plugbay.isolation.ray")
 
@@ -112,3 +114,21 @@ class HeadWatch:
         if self._task is not None:
             self._task.cancel()
             self._task = None
+
+
+async def refuse_without_head(
+    watch: HeadWatch | None, lost: tuple[str, float] | None, plugin: str
+) -> None:
+    """Placing a plugin asks the head, and Ray blocks while it is gone: a start is refused
+    at once when the head is lost, or does not take a connection now."""
+    problem = lost[0] if lost is not None else None
+    if problem is None and watch is not None:
+        knocked = await watch.knock()
+        if knocked is not None:
+            problem = f"the Ray cluster's head (GCS at {watch.address}) does not answer: {knocked}"
+    if problem is not None:
+        raise PluginLoadError(
+            problem, plugin=plugin,
+            hint="start the cluster's head again, then restart this host (plugins inline "
+            "and in local workers keep serving meanwhile)",
+        )  # fmt: skip

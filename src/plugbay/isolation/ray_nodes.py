@@ -12,16 +12,13 @@ stricter, path.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Final, TypeVar
+from typing import Any, Final
+
+from plugbay.isolation.inline import run_in_daemon_thread
 
 __all__ = ["ClusterNodes", "NodeRow"]
-
-T = TypeVar("T")
 
 #: seconds an answer of the head is reused (a dashboard polls every few seconds)
 _FRESH: Final = 1.0
@@ -70,7 +67,7 @@ class ClusterNodes:
         if self._pending is None or self._pending.done():
             # one question in flight, whatever the number of callers; in a daemon thread,
             # as Ray may hold it long past the answer's use (the host's exit never waits)
-            self._pending = _in_daemon_thread(ray.nodes)
+            self._pending = run_in_daemon_thread(ray.nodes)
         pending = self._pending
         try:
             found = await asyncio.wait_for(asyncio.shield(pending), self.timeout)
@@ -90,30 +87,6 @@ class ClusterNodes:
         self._error = None
         self._rows = [_row(n) for n in found]
         return list(self._rows), None
-
-
-def _in_daemon_thread(fn: Callable[[], T]) -> asyncio.Future[T]:
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[T] = loop.create_future()
-
-    def settle(value: T | None, error: BaseException | None) -> None:
-        if future.done():
-            return
-        if error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(value)  # type: ignore[arg-type]
-
-    def run() -> None:
-        try:
-            value, error = fn(), None
-        except Exception as exc:
-            value, error = None, exc
-        with contextlib.suppress(RuntimeError):  # the loop has closed meanwhile
-            loop.call_soon_threadsafe(settle, value, error)
-
-    threading.Thread(target=run, name="plugbay-ray-nodes", daemon=True).start()
-    return future
 
 
 def _row(n: dict[str, Any]) -> NodeRow:

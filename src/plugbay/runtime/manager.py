@@ -98,13 +98,14 @@ class PluginManager(Starting, Supervision, SecurityEvents):
         self.settings = settings
         self.state = state
         self.events = events or EventBus()
+        process = ProcessBackend(self._host_call)
         self.backends: dict[str, Backend] = {
             "inline": InlineBackend(),
-            "process": ProcessBackend(self._host_call),
+            "process": process,
             "wasm": WasmBackend(
                 self._host_call, self.events.emit, settings.data_root / ".wasm-cache"
             ),
-            "ray": RayBackend(self._host_call, lambda: self.settings.policy.ray),
+            "ray": RayBackend(self._host_call, lambda: self.settings.policy.ray, process),
         }
         self.services = ServiceHub(proxy_for or (lambda plugin_id: None))
         #: checks every request a plugin makes of the host (``runtime.broker``)

@@ -1,0 +1,46 @@
+"""The storage quota of a sandboxed plugin on Ray, enforced by the kernel where its data lives.
+
+A plugin's data directory is the host's (``docs/scale-out.md``: every node sees the
+host's state directory at the same path). So its quota is enforced where the data
+is kept, exactly as for a local worker (``isolation.quota``): the host loop-mounts
+the plugin's ext4 image at the data directory before the node's agent forks the
+worker, and the kernel refuses the write past the quota with ``ENOSPC``, whichever
+node the write comes from. A network filesystem carries that answer to the node
+(NFS: export the state directory with ``crossmnt`` so the mount is seen through
+it). One mount per data directory, counted with the local workers' (one
+:class:`~plugbay.isolation.quota.QuotaMounts`), so a plugin moving between nodes,
+or between this machine and Ray in a reload, never has its image mounted twice.
+
+The image is let go only once the worker on its node has ended (its agent says
+so, or the agent itself is gone with its node): an image is never mounted again
+while a worker of the plugin may still write into the previous mount.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from typing import Any, Final
+
+__all__ = ["release_after_exit"]
+
+#: how long the host waits for a node's agent to say a worker ended, before letting go
+_WAIT_FOR_EXIT: Final = 15.0
+
+
+async def release_after_exit(agent: Any, pid: int, release: Callable[[], None]) -> None:
+    """Call ``release`` (in a thread) once worker ``pid`` of ``agent`` has ended."""
+    deadline = time.monotonic() + _WAIT_FOR_EXIT
+    while agent is not None and time.monotonic() < deadline:
+        try:
+            ended = await asyncio.wait_for(agent.exit_status.remote(pid, 1.0), 3.0)
+        except TimeoutError:
+            continue  # the agent is busy: ask again
+        except Exception:  # the agent is gone, and the worker with it
+            break
+        if ended is not None:
+            break
+    with contextlib.suppress(Exception):  # a failed unmount is logged by the quota module
+        await asyncio.to_thread(release)
