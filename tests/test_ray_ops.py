@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import os
 from collections.abc import AsyncIterator, Callable
@@ -29,6 +30,7 @@ from plugbay.isolation.ray import RayHandle
 from plugbay.runtime.host import Host
 from plugbay.web import HttpServer, create_app
 from plugbay.web.token import TokenFile
+from tests import test_plugin_events as events
 from tests import test_sandbox as sandbox
 from tests.conftest import PluginFactory
 
@@ -583,3 +585,69 @@ async def test_the_storage_quota_of_a_plugin_on_a_node_is_enforced_by_the_kernel
             await asyncio.sleep(0.05)
     assert quota.loop_devices_of(quota.image_path(data_dir)) == []
     await sandbox.assert_unharmed(ray_arena)
+
+
+# --------------------------------------------------------------------------- plugin events
+
+
+@pytest.mark.slow
+async def test_a_ray_plugin_emits_and_receives_plugin_events_in_priority_order(
+    ray_cluster: Any, make: Any, plugins: PluginFactory
+) -> None:
+    # the producer and two listeners on Ray (a sandboxed worker of node-a's agent, one of
+    # node-b's, and a bare actor on the head node), a third listener inline, here
+    plugins("acme.on-producer", events.PRODUCER,
+            extra=events.PRODUCER_MANIFEST + on_node("node-a"))  # fmt: skip
+    plugins("acme.on-first", events.LISTENER, extra=events.listens(10) + on_node("node-b"))
+    plugins("acme.on-bare", events.LISTENER, extra=events.listens(20) + on_node("node-head"))
+    plugins("acme.local", events.LISTENER, extra=events.listens(30))
+    plugins("acme.local-producer", events.PRODUCER, extra=events.PRODUCER_MANIFEST)
+    policy = IsolationPolicy.from_config(
+        {
+            "ray": {"address": ray_cluster.address, "plugins": ["acme.on-*"]},
+            "policy": {"inline": ["acme.on-bare", "acme.local", "acme.local-producer"]},
+        }
+    )
+    async with make(policy=policy) as host:
+        where = {}
+        for plugin in ("acme.on-producer", "acme.on-first", "acme.on-bare"):
+            handle = host.plugin(plugin).handle
+            assert isinstance(handle, RayHandle), host.plugin(plugin).reason
+            where[plugin] = (ray_cluster.name_of(handle.node), handle.mode)
+        assert where == {
+            "acme.on-producer": ("node-a", "agent"),
+            "acme.on-first": ("node-b", "agent"),
+            "acme.on-bare": ("node-head", "actor"),
+        }
+        assert host.plugin("acme.local").isolation == "inline"
+        # emitted on node-a: every listener has it, the ones on Ray and the one here
+        for key in ("alpha", "beta", "gamma"):
+            assert await host.call("acme.on-producer", "evict", key=key) == 3
+        # and one emitted here reaches the listeners on Ray
+        assert await host.call("acme.local-producer", "evict", key="delta") == 3
+        seen = {}
+        for plugin in ("acme.on-first", "acme.on-bare", "acme.local"):
+            seen[plugin] = await events.until(
+                lambda p=plugin: events._seen(host, p, 4), f"{plugin} had all four"
+            )
+            # typed on arrival (the size came through), in emit order
+            assert [(k, s) for k, s, *_ in seen[plugin]] == [
+                ("alpha", 5), ("beta", 4), ("gamma", 5), ("delta", 5)
+            ]  # fmt: skip
+        # priority across machines: each listener began an event only once the one
+        # before it had finished it (the clocks are this machine's: the nodes are here)
+        order = ("acme.on-first", "acme.on-bare", "acme.local")
+        for before, after in itertools.pairwise(order):
+            for earlier, later in zip(seen[before], seen[after], strict=True):
+                assert earlier[3] <= later[2], (before, after)
+        rows = {r["plugin"]: r for r in host.manager.plugin_events.stats()}
+        assert all(rows[p]["delivered"] == 4 for p in order)
+        # an event the Ray plugin did not declare is refused, as the sender it is
+        with pytest.raises(PermissionDenied, match=r"cache\.secret"):
+            await host.call("acme.on-producer", "sneak")
+        assert host.state is not None
+        refused = [
+            e for e in host.state.history("acme.on-producer") if e.action == "security.denied"
+        ]
+        assert refused and "cache.secret" in (refused[0].reason or "")
+        assert await host.call("acme.on-producer", "ping") == "pong"
