@@ -124,9 +124,11 @@ async def test_the_nodes_view_shows_every_node_and_how_each_plugin_runs_there(
         cluster = view["cluster"]
         assert cluster["address"] == ray_cluster.address
         assert (cluster["connected"], cluster["reachable"], cluster["error"]) == (True, True, None)
-        by_name = {ray_cluster.name_of(n["node"]): n for n in view["nodes"]}
+        # (a node an earlier test removed is listed too, dead: the head remembers it)
+        by_name = {ray_cluster.name_of(n["node"]): n for n in view["nodes"] if n["alive"]}
         assert set(by_name) == {"node-head", "node-a", "node-b"}
-        assert all(n["alive"] for n in by_name.values())
+        dead = [n for n in view["nodes"] if not n["alive"]]
+        assert all(n["alive"] is False and n["plugins"] == [] for n in dead)
         node_b = by_name["node-b"]
         assert node_b["resources"]["CPU"] == 1.0 and node_b["resources"]["node-b"] == 100.0
         assert node_b["labels"]["plugbay-node"] == "node-b"
@@ -260,7 +262,7 @@ async def main():
         out["calls_after"] = {p: await outcome(host.call(p, "ping"), 20) for p in RAY + LOCAL}
         stage("the Ray plugins are failed")
         out["local_answers"] = 0
-        until = time.monotonic() + 3  # the host keeps serving its own plugins meanwhile
+        until = time.monotonic() + 1  # the host keeps serving its own plugins meanwhile
         while time.monotonic() < until:
             for p in LOCAL:
                 assert await host.call(p, "ping") == "pong"
@@ -339,7 +341,7 @@ def test_when_the_head_goes_ray_plugins_fail_at_once_and_the_host_serves_on(
         assert took < 5
     assert out["calls_after"]["acme.local"][0] == "pong"
     assert out["calls_after"]["acme.inline"][0] == "pong"
-    assert out["local_answers"] > 20
+    assert out["local_answers"] > 10
     # plugbay info and the API: the Ray plugins are not serving, and say why
     for plugin in ray_ids:
         info = out["info"][plugin]
