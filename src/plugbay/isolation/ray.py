@@ -61,17 +61,16 @@ from pathlib import Path
 from typing import Any
 
 from plugbay.api.errors import PlugbayError, PluginCrashed, PluginLoadError
-from plugbay.isolation._process_parts import bound_file_size, worker_request
+from plugbay.isolation._process_parts import worker_request
 from plugbay.isolation._ray_agent import TOKEN_BYTES, NodeAgent, PluginActor
 from plugbay.isolation.base import Backend, EnvironmentPaths
 from plugbay.isolation.inline import run_in_daemon_thread
 from plugbay.isolation.policy import Placement
 from plugbay.isolation.process import HostCallHandler, ProcessBackend, ProcessHandle
-from plugbay.isolation.quota import QuotaStatus
 from plugbay.isolation.ray_head import HeadWatch, keep_driver, refuse_without_head
 from plugbay.isolation.ray_nodes import ClusterNodes
 from plugbay.isolation.ray_settings import RaySettings
-from plugbay.isolation.ray_storage import release_after_exit
+from plugbay.isolation.ray_storage import release_after_exit, storage_for
 from plugbay.model.manifest import PluginManifest
 
 __all__ = ["RayBackend", "RayHandle"]
@@ -401,12 +400,7 @@ class RayBackend(Backend):
     ) -> RayHandle:
         ray = _ray()
         request = worker_request(manifest, placement, data_dir)
-        storage = QuotaStatus(False, "no storage quota applies")
-        if "sandbox" in request and self._local is not None:  # the host mounts its image
-            storage = await self._local._enforce_storage(manifest, placement, data_dir)
-        quota = placement.limits.get("storage")
-        if "sandbox" in request and quota is not None and not storage.enforced:
-            bound_file_size(request, int(quota))  # the quota is sampled
+        storage, release = await storage_for(self._local, manifest, placement, data_dir, request)
         group = None
         if self._constrained(placement):
             group, node = await self._reserve(placement)
@@ -420,8 +414,8 @@ class RayBackend(Backend):
             )
             sock = await channel
         except BaseException as exc:
-            if storage.enforced and data_dir is not None and self._local is not None:
-                await asyncio.to_thread(self._local.quotas.detach, data_dir)
+            if release is not None:
+                await asyncio.to_thread(release)
             if group is not None:
                 with contextlib.suppress(Exception):
                     _placement_groups().remove_placement_group(group)
@@ -438,10 +432,7 @@ class RayBackend(Backend):
             data_dir=data_dir, backend=self, node=where["node"], agent=agent, group=group,
             kernel_reports=where.get("kernel_reports", []),
         )  # fmt: skip
-        handle.storage = storage
-        if storage.enforced and data_dir is not None and self._local is not None:
-            quotas = self._local.quotas
-            handle.on_exited = lambda: quotas.detach(data_dir)
+        handle.storage, handle.on_exited = storage, release
         return handle
 
     async def _reserve(self, placement: Placement) -> tuple[Any, str]:

@@ -22,12 +22,43 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable
-from typing import Any, Final
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
 
-__all__ = ["release_after_exit"]
+from plugbay.isolation._process_parts import bound_file_size
+from plugbay.isolation.quota import QuotaStatus
+
+if TYPE_CHECKING:
+    from plugbay.isolation.policy import Placement
+    from plugbay.isolation.process import ProcessBackend
+    from plugbay.model.manifest import PluginManifest
+
+__all__ = ["release_after_exit", "storage_for"]
 
 #: how long the host waits for a node's agent to say a worker ended, before letting go
 _WAIT_FOR_EXIT: Final = 15.0
+
+
+async def storage_for(
+    local: ProcessBackend | None,
+    manifest: PluginManifest,
+    placement: Placement,
+    data_dir: Path | None,
+    request: dict[str, Any],
+) -> tuple[QuotaStatus, Callable[[], None] | None]:
+    """What enforces a sandboxed worker's storage quota, and how to let its image go:
+    the host's mount (with the local workers', ``local.quotas``), else sampled, with
+    every file bounded by the quota (``request`` is changed so)."""
+    storage = QuotaStatus(False, "no storage quota applies")
+    if "sandbox" in request and local is not None:
+        storage = await local._enforce_storage(manifest, placement, data_dir)
+    quota = placement.limits.get("storage")
+    if "sandbox" in request and quota is not None and not storage.enforced:
+        bound_file_size(request, int(quota))
+    if storage.enforced and data_dir is not None and local is not None:
+        quotas, where = local.quotas, data_dir
+        return storage, lambda: quotas.detach(where)
+    return storage, None
 
 
 async def release_after_exit(agent: Any, pid: int, release: Callable[[], None]) -> None:

@@ -40,33 +40,12 @@ async def cluster_nodes(manager: PluginManager) -> dict[str, Any]:
     backend = manager.backends.get("ray")
     if settings is None or not isinstance(backend, RayBackend):
         return {"cluster": None, "nodes": [], "unplaced": []}
-    placed = [r for r in manager.list_plugins() if r.isolation == "ray"]
-    cluster: dict[str, Any] = {
-        "backend": "ray",
-        "address": settings.address,
-        "connected": backend.connected,
-        "reachable": None,
-        "error": None,
-        "head_lost_since": None,
-    }
-    rows: list[dict[str, Any]] = []
-    if backend.connected:
-        lost = backend.head_lost
-        error: str | None
-        if lost is not None:  # the host's own watch knows: the head is not asked
-            found, error = backend.node_table.last(lost[0])
-            cluster["head_lost_since"] = lost[1]
-        else:
-            found, error = await backend.node_table.read(_ray())
-        cluster["reachable"] = error is None
-        cluster["error"] = error
-        rows = [row.to_dict() for row in found]
-        if error is not None:
-            for row in rows:
-                row["alive"] = None  # as last known: nobody can say now
+    cluster, rows = await _table(backend, settings.address)
     by_node: dict[str, list[dict[str, Any]]] = {}
     unplaced = []
-    for rec in placed:
+    for rec in manager.list_plugins():
+        if rec.isolation != "ray":
+            continue
         handle = rec.handle
         if isinstance(handle, RayHandle) and not handle.gone:
             by_node.setdefault(handle.node, []).append(_placed(rec, handle))
@@ -82,6 +61,35 @@ async def cluster_nodes(manager: PluginManager) -> dict[str, Any]:
         row["plugins"] = sorted(by_node.get(row["node"], []), key=lambda p: str(p["plugin"]))
     rows.sort(key=lambda r: (r["alive"] is not True, str(r["address"] or ""), r["node"]))
     return {"cluster": cluster, "nodes": rows, "unplaced": unplaced}
+
+
+async def _table(backend: RayBackend, address: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The cluster's state and its node table (not asked before the host joined it, nor
+    once the head is known to be gone)."""
+    cluster: dict[str, Any] = {
+        "backend": "ray",
+        "address": address,
+        "connected": backend.connected,
+        "reachable": None,
+        "error": None,
+        "head_lost_since": None,
+    }
+    if not backend.connected:
+        return cluster, []
+    lost = backend.head_lost
+    error: str | None
+    if lost is not None:  # the host's own watch knows: the head is not asked
+        found, error = backend.node_table.last(lost[0])
+        cluster["head_lost_since"] = lost[1]
+    else:
+        found, error = await backend.node_table.read(_ray())
+    cluster["reachable"] = error is None
+    cluster["error"] = error
+    rows = [row.to_dict() for row in found]
+    if error is not None:
+        for row in rows:
+            row["alive"] = None  # as last known: nobody can say now
+    return cluster, rows
 
 
 def _placed(rec: PluginRecord, handle: RayHandle) -> dict[str, Any]:
