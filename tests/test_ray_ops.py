@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import logging
 import os
@@ -80,6 +81,7 @@ def make(
 
 @contextlib.asynccontextmanager
 async def served(host: Host) -> AsyncIterator[httpx.AsyncClient]:
+    assert host.state_dir is not None
     tokens = TokenFile(host.state_dir)
     owner, _ = tokens.ensure()
     server = HttpServer(create_app(host, tokens=tokens), "127.0.0.1", 0)
@@ -138,7 +140,7 @@ async def test_the_nodes_view_shows_every_node_and_how_each_plugin_runs_there(
         assert placed_b[0]["mode"] == "agent" and placed_b[0]["sandboxed"] is True
         assert placed_b[0]["how"] == "sandboxed worker of the node's agent"
         assert placed_b[0]["serving"] is True
-        assert placed_b[0]["pid"] == host.plugin("acme.on-b").handle.pid  # type: ignore[union-attr]
+        assert placed_b[0]["pid"] == getattr(host.plugin("acme.on-b").handle, "pid", None)
         placed_a = by_name["node-a"]["plugins"]
         assert [(p["plugin"], p["mode"], p["sandboxed"]) for p in placed_a] == [
             ("acme.on-a", "actor", False)
@@ -630,7 +632,7 @@ async def test_a_ray_plugin_emits_and_receives_plugin_events_in_priority_order(
         seen = {}
         for plugin in ("acme.on-first", "acme.on-bare", "acme.local"):
             seen[plugin] = await events.until(
-                lambda p=plugin: events._seen(host, p, 4), f"{plugin} had all four"
+                functools.partial(events._seen, host, plugin, 4), f"{plugin} had all four"
             )
             # typed on arrival (the size came through), in emit order
             assert [(k, s) for k, s, *_ in seen[plugin]] == [
@@ -653,3 +655,68 @@ async def test_a_ray_plugin_emits_and_receives_plugin_events_in_priority_order(
         ]
         assert refused and "cache.secret" in (refused[0].reason or "")
         assert await host.call("acme.on-producer", "ping") == "pong"
+
+
+# --------------------------------------------------------------------------- the parts, alone
+
+
+async def test_the_head_watch_declares_the_head_lost_only_after_its_misses() -> None:
+    from plugbay.isolation.ray_head import HeadWatch
+
+    server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    lost: list[str] = []
+    said = asyncio.Event()
+
+    def on_lost(reason: str) -> None:
+        lost.append(reason)
+        said.set()
+
+    watch = HeadWatch(f"127.0.0.1:{port}", on_lost, interval=0.02, misses=3)
+    watch.start()
+    try:
+        for _ in range(10):  # the head answers: nothing is said however long it is watched
+            assert await watch.knock() is None
+        assert lost == []
+        server.close()
+        await server.wait_closed()
+        async with asyncio.timeout(30):  # a guard against a hang, not a timed assertion
+            await said.wait()
+        assert len(lost) == 1
+        assert f"GCS at 127.0.0.1:{port}) is unreachable" in lost[0]
+        assert "3 tries" in lost[0]
+    finally:
+        watch.stop()
+
+
+async def test_the_node_table_answers_in_bounded_time_while_ray_does_not() -> None:
+    import threading
+
+    from plugbay.isolation.ray_nodes import ClusterNodes
+
+    release = threading.Event()
+    asked: list[int] = []
+
+    class StuckRay:  # Ray's node listing while the head is gone: it waits
+        @staticmethod
+        def nodes() -> list[dict[str, Any]]:
+            asked.append(1)
+            release.wait(30)
+            return [{"NodeID": "n1", "Alive": True, "NodeManagerAddress": "10.0.0.1",
+                     "Resources": {"CPU": 2.0, "node:10.0.0.1": 1.0}, "Labels": {}}]  # fmt: skip
+
+    table = ClusterNodes(timeout=0.2)
+    rows, error = await table.read(StuckRay())
+    assert rows == [] and error is not None and "did not answer within 0.2 s" in error
+    rows, error = await table.read(StuckRay())  # still the one question in flight
+    assert error is not None and len(asked) == 1
+    release.set()
+    async with asyncio.timeout(30):  # a guard against a hang, not a timed assertion
+        while True:
+            rows, error = await table.read(StuckRay())
+            if error is None:
+                break
+    assert [r.to_dict() for r in rows] == [
+        {"node": "n1", "address": "10.0.0.1", "alive": True, "resources": {"CPU": 2.0},
+         "labels": {}}
+    ]  # fmt: skip
