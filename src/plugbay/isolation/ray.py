@@ -538,7 +538,12 @@ class RayBackend(Backend):
         self._agents.clear()
         if self._owns_connection:
             ray = _ray()
-            await asyncio.wait_for(asyncio.shield(run_in_daemon_thread(lambda: _shutdown(ray))), 10)
+            leaving = asyncio.shield(run_in_daemon_thread(lambda: _shutdown(ray)))
+            with contextlib.suppress(TimeoutError):  # Ray's own wait: the host goes on
+                await asyncio.wait_for(leaving, 10)
+            if self.temp_dir is not None and self.settings.temp_dir is None:
+                await asyncio.to_thread(shutil.rmtree, self.temp_dir, True)
+                self.temp_dir = None
 
 
 #: the signals a runtime in this process may handle itself (Wasm traps: SIGILL, SIGSEGV…)

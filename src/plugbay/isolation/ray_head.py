@@ -6,8 +6,8 @@ plugin, ending its actor, releasing its placement group, reading its node's
 figures) blocks inside Ray until Ray gives up; a driver (the host) is even ended
 by Ray once the head has been gone for ``gcs_rpc_server_reconnect_timeout_s``
 (60 s by default). So the host watches the head itself, with a TCP connect to the
-GCS port every half second (no Ray call): after three misses in a row it declares
-the head lost, and the Ray backend
+GCS port every half second (no Ray call; a knock unanswered for 2 s is a miss):
+after three misses in a row it declares the head lost, and the Ray backend
 
 * fails every Ray plugin's calls in flight at once with ``PluginCrashed`` naming
   the head, and closes its channel (its worker ends; its node ends its actor
@@ -60,7 +60,7 @@ class HeadWatch:
         *,
         interval: float = 0.5,
         misses: int = 3,
-        timeout: float = 1.0,
+        timeout: float = 2.0,
     ) -> None:
         host, _, port = gcs_address.rpartition(":")
         self.address = gcs_address
@@ -124,6 +124,9 @@ async def refuse_without_head(
     problem = lost[0] if lost is not None else None
     if problem is None and watch is not None:
         knocked = await watch.knock()
+        if knocked is not None:  # once more: a busy moment is not a lost head
+            await asyncio.sleep(watch.interval)
+            knocked = await watch.knock()
         if knocked is not None:
             problem = f"the Ray cluster's head (GCS at {watch.address}) does not answer: {knocked}"
     if problem is not None:
