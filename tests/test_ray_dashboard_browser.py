@@ -6,6 +6,7 @@ its node with how it runs, and where each plugin of the table runs."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,8 @@ import pytest
 
 from tests._running import plugbay_run
 from tests.conftest import PluginFactory
+from tests.test_cli import plugbay
+from tests.test_cli_json import documented, same_shape
 from tests.test_dashboard_browser import ARGS, ARTIFACTS, CHROMIUM
 
 PING = """
@@ -51,6 +54,18 @@ def test_the_dashboard_shows_each_ray_node_and_the_plugins_placed_there(
             assert http.post("/api/v1/plugins/acme.on-b/commands/ping", json={}).json()[
                 "result"
             ] == ("pong")
+        # `plugbay nodes` asks the running host: the same view, in the documented shape
+        listed = plugbay("nodes", "--json", cwd=tmp_path)
+        assert listed.returncode == 0, listed.stderr
+        view = json.loads(listed.stdout)
+        same_shape(view, documented()["nodes"], "nodes")
+        placed = {p["plugin"]: (n["node"], p["mode"]) for n in view["nodes"] for p in n["plugins"]}
+        assert placed == {"acme.on-b": (node_b, "agent"), "acme.on-a": (node_a, "actor")}
+        table = plugbay("nodes", cwd=tmp_path)
+        assert table.returncode == 0, table.stderr
+        assert (
+            node_b[:12] in table.stdout and "sandboxed worker of the node's agent" in table.stdout
+        )
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
