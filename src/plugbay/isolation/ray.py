@@ -67,10 +67,15 @@ from plugbay.isolation.base import Backend, EnvironmentPaths
 from plugbay.isolation.inline import run_in_daemon_thread
 from plugbay.isolation.policy import Placement
 from plugbay.isolation.process import HostCallHandler, ProcessBackend, ProcessHandle
-from plugbay.isolation.ray_head import HeadWatch, keep_driver, refuse_without_head
+from plugbay.isolation.ray_head import (
+    HeadWatch,
+    fail_for_lost_head,
+    keep_driver,
+    refuse_without_head,
+)
 from plugbay.isolation.ray_nodes import ClusterNodes
 from plugbay.isolation.ray_settings import RaySettings
-from plugbay.isolation.ray_storage import release_after_exit, storage_for
+from plugbay.isolation.ray_storage import release_when_ended, storage_for
 from plugbay.model.manifest import PluginManifest
 
 __all__ = ["RayBackend", "RayHandle"]
@@ -231,7 +236,7 @@ class RayBackend(Backend):
         """The head is gone: every Ray plugin fails now, and Ray is no longer asked."""
         self.head_lost = (reason, time.time())
         for handle in list(self._handles):
-            handle.head_gone(reason)
+            fail_for_lost_head(handle, reason)
 
     def _init(self, ray: Any, settings: RaySettings) -> None:
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -673,28 +678,12 @@ class RayHandle(ProcessHandle):
             ),
         )
 
-    def head_gone(self, reason: str) -> None:
-        """The cluster's head is lost: calls in flight fail now, the channel closes (its
-        worker ends), and its node ends what is left of it (``isolation.ray_head``)."""
-        self._crashed(
-            reason,
-            error=PluginCrashed(
-                f"it ran on Ray node {self.node[:12]} and {reason}",
-                plugin=self.manifest.id,
-                hint="start the cluster's head again, then restart this host; plugins "
-                "inline and in local workers keep serving",
-                details={"node": self.node, "pid": self.pid},
-            ),
-        )
-        if self._channel is not None:
-            self._channel.close()
-
     def _kill(self) -> None:
         """End the remote worker through Ray (never a signal to a pid on this machine)."""
         if self.gone:
             return
         self.gone = True
-        self._release_storage()
+        release_when_ended(self)
         if self.backend.head_lost is not None:  # nobody to ask: its node ends it
             self._group = None
             self.backend.forget(self)
@@ -710,24 +699,6 @@ class RayHandle(ProcessHandle):
                 run_in_daemon_thread(lambda: pg.remove_placement_group(group))
             self._group = None
         self.backend.forget(self)
-
-    def _release_storage(self) -> None:
-        """Its storage image is let go once its worker has ended (``isolation.ray_storage``)."""
-        release, self.on_exited = self.on_exited, None
-        if release is None:
-            return
-        # how it ended is known (diagnosed), or nobody can be asked: let go at once
-        ended = self._exit is not None and self._exit.done()
-        agent = self._agent if self.backend.head_lost is None and not ended else None
-        try:
-            task = asyncio.get_running_loop().create_task(
-                release_after_exit(agent, self.pid, release)
-            )
-        except RuntimeError:  # no loop any more (the host is gone): at once
-            release()
-            return
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     def _target(self) -> Any:
         return self._actor if self._actor is not None else self._agent

@@ -30,11 +30,14 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-from plugbay.api.errors import PluginLoadError
+from plugbay.api.errors import PluginCrashed, PluginLoadError
 
-__all__ = ["HeadWatch", "keep_driver", "refuse_without_head"]
+if TYPE_CHECKING:
+    from plugbay.isolation.ray import RayHandle
+
+__all__ = ["HeadWatch", "fail_for_lost_head", "keep_driver", "refuse_without_head"]
 
 log = logging.getLogger("plugbay.isolation.ray")
 
@@ -135,3 +138,20 @@ async def refuse_without_head(
             hint="start the cluster's head again, then restart this host (plugins inline "
             "and in local workers keep serving meanwhile)",
         )  # fmt: skip
+
+
+def fail_for_lost_head(handle: RayHandle, reason: str) -> None:
+    """The head is lost: the plugin's calls in flight fail now, its channel closes (its
+    worker ends), and its node ends what is left of it."""
+    handle._crashed(
+        reason,
+        error=PluginCrashed(
+            f"it ran on Ray node {handle.node[:12]} and {reason}",
+            plugin=handle.manifest.id,
+            hint="start the cluster's head again, then restart this host; plugins "
+            "inline and in local workers keep serving",
+            details={"node": handle.node, "pid": handle.pid},
+        ),
+    )
+    if handle._channel is not None:
+        handle._channel.close()

@@ -31,9 +31,10 @@ from plugbay.isolation.quota import QuotaStatus
 if TYPE_CHECKING:
     from plugbay.isolation.policy import Placement
     from plugbay.isolation.process import ProcessBackend
+    from plugbay.isolation.ray import RayHandle
     from plugbay.model.manifest import PluginManifest
 
-__all__ = ["release_after_exit", "storage_for"]
+__all__ = ["release_after_exit", "release_when_ended", "storage_for"]
 
 #: how long the host waits for a node's agent to say a worker ended, before letting go
 _WAIT_FOR_EXIT: Final = 15.0
@@ -75,3 +76,22 @@ async def release_after_exit(agent: Any, pid: int, release: Callable[[], None]) 
             break
     with contextlib.suppress(Exception):  # a failed unmount is logged by the quota module
         await asyncio.to_thread(release)
+
+
+def release_when_ended(handle: RayHandle) -> None:
+    """Let the plugin's storage image go once its worker has ended (when it has one)."""
+    release, handle.on_exited = handle.on_exited, None
+    if release is None:
+        return
+    # how it ended is known (diagnosed), or nobody can be asked: let go at once
+    ended = handle._exit is not None and handle._exit.done()
+    agent = handle._agent if handle.backend.head_lost is None and not ended else None
+    try:
+        task = asyncio.get_running_loop().create_task(
+            release_after_exit(agent, handle.pid, release)
+        )
+    except RuntimeError:  # no loop any more (the host is gone): at once
+        release()
+        return
+    handle._tasks.add(task)
+    task.add_done_callback(handle._tasks.discard)
