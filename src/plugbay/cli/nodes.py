@@ -72,28 +72,32 @@ def nodes_table(view: dict[str, Any]) -> Table | str:
     cluster = view.get("cluster")
     if cluster is None:
         return "this host places no plugin on a cluster (no \\[ray] in its config)"
-    alive = sum(1 for n in view["nodes"] if n["alive"])
-    title = f"Ray at {cluster['address']}: {alive} of {len(view['nodes'])} nodes alive"
-    if not cluster["connected"]:
-        title = f"Ray at {cluster['address']}: not joined (no plugin placed there yet)"
-    elif cluster["reachable"] is False:
-        title = f"[red]Ray at {cluster['address']}: {escape(str(cluster['error']))}[/]"
-    table = Table(title=title, title_justify="left")
+    table = Table(title=_title(cluster, view["nodes"]), title_justify="left")
     for column in ("node", "address", "state", "resources", "plugins"):
         table.add_column(column)
     for node in view["nodes"]:
         state = {True: "[green]alive[/]", False: "[red]dead[/]"}.get(node["alive"], "unknown")
         resources = ", ".join(f"{k} {v:g}" for k, v in sorted(node["resources"].items()))
-        placed = "\n".join(
-            f"{escape(p['plugin'])} {escape(p['version'] or '')} ({escape(p['how'])})"
-            + ("" if p["serving"] else " [red]not serving[/]")
-            for p in node["plugins"]
-        )
+        placed = "\n".join(_placed_text(p) for p in node["plugins"])
         table.add_row(node["node"][:12], node["address"] or "–", state, resources, placed or "–")
     for plugin in view["unplaced"]:
         table.add_row("–", "–", "–", "", f"{escape(plugin['plugin'])}: on no node "
                       f"({escape(plugin['state'])}) {escape(plugin['reason'] or '')}")  # fmt: skip
     return table
+
+
+def _title(cluster: dict[str, Any], nodes: list[dict[str, Any]]) -> str:
+    where = f"Ray at {cluster['address']}"
+    if not cluster["connected"]:
+        return f"{where}: not joined (no plugin placed there yet)"
+    if cluster["reachable"] is False:
+        return f"[red]{where}: {escape(str(cluster['error']))}[/]"
+    return f"{where}: {sum(1 for n in nodes if n['alive'])} of {len(nodes)} nodes alive"
+
+
+def _placed_text(plugin: dict[str, Any]) -> str:
+    text = f"{escape(plugin['plugin'])} {escape(plugin['version'] or '')} ({escape(plugin['how'])})"
+    return text + ("" if plugin["serving"] else " [red]not serving[/]")
 
 
 def register(app: typer.Typer) -> None:
