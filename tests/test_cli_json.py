@@ -113,6 +113,7 @@ def test_in_process_answers_have_the_documented_shapes(
         "deps": answer("deps", "--json", cwd=workdir),
         "doctor": answer("doctor", "--json", cwd=workdir),
         "health": answer("health", "--json", cwd=workdir, ok=(0, 1)),
+        "nodes": answer("nodes", "--json", cwd=workdir),
         "reload": answer("reload", "acme.calc", "--json", cwd=workdir),
         "install": answer("install", str(newer), "--json", cwd=workdir),
     }
@@ -158,6 +159,7 @@ def test_a_running_host_answers_in_the_same_shapes(workdir: Path, plugins: Plugi
             ("info", "acme.calc"),
             ("call", "acme.calc", "add", "a=2"),
             ("health",),
+            ("nodes",),
             ("history", "acme.calc"),
             ("logs", "acme.calc"),
         ):

@@ -17,6 +17,7 @@ from plugbay.cli import (
     env,
     index,
     monitor,
+    nodes,
     plugins,
     policy,
     profiling,
@@ -51,6 +52,7 @@ uninstall_cli.register(app)
 config_cli.register(app)
 policy.register(app)
 monitor.register(app)
+nodes.register(app)
 web.register(app)
 develop.register(app)
 env.register(app)

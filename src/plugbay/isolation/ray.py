@@ -72,9 +72,17 @@ from plugbay.isolation._process_parts import bound_file_size, worker_request
 from plugbay.isolation._ray_agent import TOKEN_BYTES, NodeAgent, PluginActor
 from plugbay.isolation._ray_data import RayData
 from plugbay.isolation.base import Backend, EnvironmentPaths
+from plugbay.isolation.inline import run_in_daemon_thread
 from plugbay.isolation.policy import Placement
 from plugbay.isolation.process import HostCallHandler, ProcessHandle
 from plugbay.isolation.quota import QuotaMounts
+from plugbay.isolation.ray_head import (
+    HeadWatch,
+    fail_for_lost_head,
+    keep_driver,
+    refuse_without_head,
+)
+from plugbay.isolation.ray_nodes import ClusterNodes
 from plugbay.isolation.ray_settings import RaySettings
 from plugbay.isolation.shipping import ShipmentRefused
 from plugbay.model.manifest import PluginManifest
@@ -195,6 +203,16 @@ class RayBackend(Backend):
         #: what a plugin takes to its node and keeps here: its code, its environment, its
         #: store (``isolation._ray_data``)
         self.data = RayData(quotas)
+        #: the cluster's node table for the dashboard and the API (``isolation.ray_nodes``)
+        self.node_table = ClusterNodes()
+        #: (why, when) once the cluster's head is lost (``isolation.ray_head``), else None
+        self.head_lost: tuple[str, float] | None = None
+        self._head: HeadWatch | None = None
+
+    @property
+    def connected(self) -> bool:
+        """Whether the host has joined the cluster (on the first plugin placed there)."""
+        return self._connected
 
     @property
     def settings(self) -> RaySettings:
@@ -221,9 +239,18 @@ class RayBackend(Backend):
             self._channels = _Channels(settings.listen)
             self._channels.start()
             self._connected = True
+            self._head = HeadWatch(ray.get_runtime_context().gcs_address, self._lost_head)
+            self._head.start()
+
+    def _lost_head(self, reason: str) -> None:
+        """The head is gone: every Ray plugin fails now, and Ray is no longer asked."""
+        self.head_lost = (reason, time.time())
+        for handle in list(self._handles):
+            fail_for_lost_head(handle, reason)
 
     def _init(self, ray: Any, settings: RaySettings) -> None:
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        keep_driver()  # a lost head must not end the host (isolation.ray_head)
         options: dict[str, Any] = {
             "namespace": "plugbay",
             "configure_logging": False,
@@ -304,6 +331,7 @@ class RayBackend(Backend):
                                plugin=manifest.id)  # fmt: skip
         await self.connect()
         assert self._channels is not None
+        await refuse_without_head(self._head, self.head_lost, manifest.id)
         shipped = await self.data.ship(manifest, data_dir, environment)
         token, channel = self._channels.expect()
         try:
@@ -516,7 +544,11 @@ class RayBackend(Backend):
         for task in list(self._watchers):
             task.cancel()
         await self.data.released()
-        if self._connected:
+        if self._head is not None:
+            self._head.stop()
+        if self._connected and self.head_lost is not None:
+            await self._leave_headless()
+        elif self._connected:
             ray = _ray()
             for agent in list(self._agents.values()):
                 with contextlib.suppress(Exception):
@@ -534,6 +566,19 @@ class RayBackend(Backend):
             self._channels = None
         self.data.close()
         self._connected = self._owns_connection = False
+
+    async def _leave_headless(self) -> None:
+        """Leave a cluster whose head is gone: no agent or actor can be asked to end (their
+        nodes end them), and leaving is bounded (in a thread of its own if Ray waits)."""
+        self._agents.clear()
+        if self._owns_connection:
+            ray = _ray()
+            leaving = asyncio.shield(run_in_daemon_thread(lambda: _shutdown(ray)))
+            with contextlib.suppress(TimeoutError):  # Ray's own wait: the host goes on
+                await asyncio.wait_for(leaving, 10)
+            if self.temp_dir is not None and self.settings.temp_dir is None:
+                await asyncio.to_thread(shutil.rmtree, self.temp_dir, True)
+                self.temp_dir = None
 
 
 #: the signals a runtime in this process may handle itself (Wasm traps: SIGILL, SIGSEGV…)
@@ -689,14 +734,19 @@ class RayHandle(ProcessHandle):
         if self.gone:
             return
         self.gone = True
+        if self.backend.head_lost is not None:  # nobody to ask: its node ends it
+            self._group = None
+            self.backend.forget(self)
+            return
         with contextlib.suppress(Exception):
             if self._actor is not None:
                 _ray().kill(self._actor, no_restart=True)
             elif self._agent is not None:
                 self._agent.kill.remote(self.pid)
-        if self._group is not None:
-            with contextlib.suppress(Exception):
-                _placement_groups().remove_placement_group(self._group)
+        if self._group is not None:  # a call to the head: never on the loop
+            group, pg = self._group, _placement_groups()
+            with contextlib.suppress(RuntimeError):  # (its error is the thread's own)
+                run_in_daemon_thread(lambda: pg.remove_placement_group(group))
             self._group = None
         self.backend.forget(self)
 
@@ -707,6 +757,8 @@ class RayHandle(ProcessHandle):
         """What it uses on its node now (read there), with the node's id."""
         if self._dead is not None or self.gone:
             return {"pid": self.pid, "node": self.node, "error": "it is not running"}
+        if self.backend.head_lost is not None:
+            return {"pid": self.pid, "node": self.node, "error": self.backend.head_lost[0]}
         try:
             figures: dict[str, Any] = _ray().get(self._target().usage.remote(self.pid), timeout=5)
         except Exception as exc:
@@ -718,6 +770,8 @@ class RayHandle(ProcessHandle):
         return figures
 
     def dump_stacks(self, *, tasks: bool = True) -> str:
+        if self.backend.head_lost is not None:
+            return f"(the stacks of worker {self.pid}: {self.backend.head_lost[0]})"
         try:
             text: str = _ray().get(self._target().stacks.remote(self.pid), timeout=5)
         except Exception as exc:

@@ -19,7 +19,7 @@ from starlette.types import ASGIApp
 
 from plugbay.api.errors import PlugbayError
 from plugbay.runtime.host import HOST_VERSION, Host
-from plugbay.web import _access, _dashboard, _grants, _profile, _uninstall, _upgrades
+from plugbay.web import _access, _dashboard, _grants, _nodes, _profile, _uninstall, _upgrades
 from plugbay.web._api import call_response, plugbay_error, router
 from plugbay.web._drain import Draining
 from plugbay.web._errors import error_response, http_error
@@ -87,6 +87,7 @@ def create_app(
     api.include_router(_access.router)
     api.include_router(_dashboard.router)
     api.include_router(_upgrades.router)
+    api.include_router(_nodes.router)
     series = Series(host, interval=sample_interval)
     api.state.host = host
     api.state.series = series
@@ -274,6 +275,7 @@ def _routes_openapi(api: FastAPI) -> dict[str, Any]:
             {"name": "health", "description": "Liveness, readiness and health."},
             {"name": "metrics", "description": "Prometheus text and JSON figures."},
             {"name": "dashboard", "description": "The dashboard page and its live stream."},
+            {"name": "cluster", "description": "Where plugins run: a cluster's nodes (Ray)."},
         ],
     )
     components = schema.setdefault("components", {})

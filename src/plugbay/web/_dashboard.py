@@ -20,6 +20,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 
 from plugbay.runtime.host import Host
+from plugbay.runtime.records import PluginRecord
 from plugbay.web._api import errors
 from plugbay.web._errors import error_response, http_error
 from plugbay.web._graph import STATE_COLOURS, dependency_svg
@@ -61,7 +62,7 @@ def _rows(host: Host) -> str:
             f'<td class="version">{escape(d["version"] or "?")}</td>'
             f'<td class="type">{escape(d["type"] or "?")}</td>'
             f'<td class="state"><span class="badge s-{escape(state)}"{reason}>{escape(state)}</span></td>'
-            f'<td class="isolation">{escape(d["isolation"])}</td>'
+            f'<td class="isolation">{escape(_where(rec))}</td>'
             f'<td class="uptime num" data-since="{rec.started_at or ""}">'
             f"{_fmt_uptime(d['uptime_seconds'])}</td>"
             '<td class="rate num">–</td><td class="errors num">–</td>'
@@ -74,6 +75,14 @@ def _rows(host: Host) -> str:
             "</td></tr>"
         )
     return "\n".join(out)
+
+
+def _where(rec: PluginRecord) -> str:
+    """Its isolation, and for a plugin on a cluster its node and mode ("ray · agent · 3f2a…")."""
+    where = rec.handle.location() if rec.handle is not None else None
+    if where is None:
+        return rec.isolation
+    return f"{where['backend']} · {where['mode']} · {str(where['node'])[:8]}"
 
 
 def _has_route(request: Request, suffix: str) -> bool:
@@ -100,6 +109,8 @@ async def dashboard(request: Request) -> HTMLResponse:
         .replace("{{interval}}", str(request.app.state.series.interval))
         .replace("{{rollback}}", "yes" if _has_route(request, "/rollback") else "no")
         .replace("{{scopes}}", escape(" ".join(_scopes(request))))
+        # the nodes pane: filled by the script from /api/v1/nodes, shown when there is [ray]
+        .replace("{{nodes_hidden}}", "" if host.manager.settings.policy.ray else "hidden")
     )
     return HTMLResponse(page, headers={"Cache-Control": "no-store"})
 

@@ -252,6 +252,9 @@ function describe(d) {
   showPermissionDiff(d.id, pending);
   const info = $("#detail-info");
   info.textContent = parts.join(" — ");
+  const where = $("#detail-where");
+  where.hidden = true;
+  if (d.location) describeWhere({ ...d.location, how: d.location.mode === "actor" ? "bare actor (no sandbox)" : d.location.sandboxed ? "sandboxed worker of the node's agent" : "worker of the node's agent", address: (placedOn.get(d.id) || {}).address, serving: d.state === "active" });
   const reason = $("#detail-reason");
   reason.textContent = d.reason || "";
   reason.hidden = !d.reason;
@@ -509,6 +512,91 @@ async function refreshAlerts(plugins) {
   list.innerHTML = items.length ? items.join("") : "<li>no alert is firing, and no plugin is failing</li>";
 }
 
+// ------------------------------------------------------------------ nodes (a cluster)
+
+// where each plugin placed on a cluster runs: the nodes pane and the table's isolation
+// column, from /api/v1/nodes (the pane is there only when the host has [ray])
+const placedOn = new Map(); // plugin id -> {node, address, mode, how, serving}
+
+function fmtResources(res) {
+  const parts = [];
+  for (const [name, value] of Object.entries(res || {})) {
+    if (name === "memory" || name === "object_store_memory") parts.push(`${name} ${(value / 2 ** 30).toFixed(1)} GiB`);
+    else parts.push(`${name} ${Number(value) % 1 === 0 ? value : Number(value).toFixed(2)}`);
+  }
+  return parts.join(", ");
+}
+
+function nodeState(alive) {
+  if (alive === true) return '<span class="badge s-active">alive</span>';
+  if (alive === false) return '<span class="badge s-failed">dead</span>';
+  return '<span class="badge s-stopped">unknown</span>';
+}
+
+async function refreshNodes() {
+  const pane = $("#nodes-pane");
+  if (!pane || pane.hidden) return;
+  let view;
+  try {
+    view = await api("GET", "/api/v1/nodes");
+  } catch (error) {
+    $("#cluster-status").textContent = error.text || String(error);
+    return;
+  }
+  const c = view.cluster;
+  const status = $("#cluster-status");
+  if (!c) {
+    status.textContent = "this host places no plugin on a cluster";
+  } else if (!c.connected) {
+    status.textContent = `Ray at ${c.address}: not joined yet (on the first plugin placed there)`;
+  } else if (c.reachable === false) {
+    status.className = "error";
+    status.textContent = `Ray at ${c.address}: ${c.error}`;
+  } else {
+    status.className = "muted";
+    const alive = view.nodes.filter((n) => n.alive).length;
+    status.textContent = `Ray at ${c.address}: ${alive} of ${view.nodes.length} nodes alive`;
+  }
+  placedOn.clear();
+  $("#nodes tbody").innerHTML = view.nodes.map((n) => {
+    const plugins = n.plugins.map((p) => {
+      placedOn.set(p.plugin, { node: n.node, address: n.address, ...p });
+      const serving = p.serving ? "serving" : "not serving";
+      return `<li data-plugin="${esc(p.plugin)}" data-mode="${esc(p.mode)}" data-serving="${p.serving}">` +
+        `<b>${esc(p.plugin)}</b> ${esc(p.version || "")} <span class="mode">${esc(p.how)}</span> ` +
+        `· <span class="${p.serving ? "muted" : "error"}">${serving}</span></li>`;
+    }).join("");
+    return `<tr data-node="${esc(n.node)}" data-alive="${n.alive}"><td class="node" title="${esc(n.node)}">${esc(n.node.slice(0, 12))}</td>` +
+      `<td>${esc(n.address || "–")}</td><td>${nodeState(n.alive)}</td>` +
+      `<td class="resources">${esc(fmtResources(n.resources))}</td>` +
+      `<td><ul class="placed">${plugins || '<li class="muted">none</li>'}</ul></td></tr>`;
+  }).join("");
+  const unplaced = $("#unplaced");
+  unplaced.hidden = view.unplaced.length === 0;
+  unplaced.textContent = view.unplaced.map((p) => `${p.plugin} is on no node (${p.state}): ${p.reason || ""}`).join("; ");
+  for (const [id, tr] of rows) {
+    const where = placedOn.get(id);
+    const cell = tr.querySelector(".isolation");
+    if (where) {
+      cell.textContent = `ray · ${where.mode} · ${where.node.slice(0, 8)}`;
+      cell.title = `${where.how} on node ${where.node} (${where.address || "?"})`;
+      cell.dataset.node = where.node;
+    } else if (cell.dataset.node) {
+      cell.textContent = "ray · on no node";
+      cell.title = "";
+      delete cell.dataset.node;
+    }
+  }
+  if (selected && placedOn.has(selected)) describeWhere(placedOn.get(selected));
+}
+
+function describeWhere(where) {
+  const info = $("#detail-where");
+  info.hidden = false;
+  info.textContent = `runs on Ray node ${where.node.slice(0, 12)} (${where.address || "?"}) as a ${where.how}, pid ${where.pid}` +
+    (where.serving ? "" : " — not serving");
+}
+
 // ------------------------------------------------------------------ the live stream
 
 function connect() {
@@ -566,6 +654,8 @@ $("#pending").addEventListener("click", (event) => {
 });
 window.addEventListener("resize", drawCharts);
 connect();
+refreshNodes();
+setInterval(refreshNodes, 3000);
 refreshLogs();
 setInterval(refreshLogs, 3000);
 const first = rows.keys().next();
