@@ -135,6 +135,20 @@ class CommandStats:
         self._total += sum(pending)
         self._max = max(self._max, max(pending))
 
+    def add(self, other: CommandStats) -> None:
+        """Add ``other``'s calls, errors and durations to these (a canary's figures, when it
+        ends, join its plugin's); call from the writing thread only."""
+        self.fold()
+        other.fold()
+        self.base += other.started
+        self.errors += other.errors
+        self.errors_by_type.update(other.errors_by_type)
+        if other.bounds == self.bounds:
+            self._buckets = [a + b for a, b in zip(self._buckets, other._buckets, strict=True)]
+            self._timed += other._timed
+            self._total += other._total
+            self._max = max(self._max, other._max)
+
     # -- what readers see: folded + pending --------------------------------------------
 
     @property
