@@ -6,15 +6,20 @@ or rolled back on its figures, with no person in the loop.
 1. the new version (installed in the store) starts beside the serving one, with the
    same data directory: it answers live calls, so its effects are real;
 2. the share asked goes to it: a running sum, not a coin (10% is exactly one call in
-   ten). Nothing is decided per call: the plugin's tap (``runtime.tap``) serves the
-   calls of each of the canary's periods in turn, the last of them putting the canary's
-   own route in the routing table, so the next call is the canary's; that call puts
-   the serving route back (:meth:`Canary.attach`, :meth:`Canary.take`);
+   ten). Nothing is decided on the serving version's calls, and its route stays as it
+   was: the call path already counts each command's calls down to the next one it
+   times (``CommandStats``, the monitor's sampling); during the canary those periods
+   are the canary's (:meth:`Canary.pace`): it takes its calls in runs of :data:`RUN`
+   (10%: 4 calls in 40), and the end of each stretch of the serving version's calls,
+   the timed call done, puts the canary's own route in the routing table for the
+   next run; the run's last call (:meth:`Canary.take`) puts the serving route back.
+   Calls begun while the timed one runs are carried over to the next stretch, so the
+   share stays exact over the window;
 3. the canary's route has a command table of its own, so the call path counts and times
    the canary's calls into the canary's own ``CommandStats`` exactly as the monitor
    does the plugin's (no timer of the canary's own), and the plugin's figures over the
-   window are the serving version's alone; when the canary ends, its figures join the
-   plugin's;
+   window are the serving version's alone, one call in each period timed; when the
+   canary ends, its figures join the plugin's;
 4. the thresholds are checked after each error on the canary (at once), every
    :data:`JUDGE_SECONDS` and when the window ends, once the canary answered
    ``min_calls`` calls: its error rate may exceed the serving version's by at most
@@ -39,12 +44,14 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import copy
 import functools
 import itertools
 import logging
+import math
 import re
 import time
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any, Final
@@ -56,7 +63,7 @@ from plugbay.model.manifest import PluginManifest
 from plugbay.monitor import CommandStats
 from plugbay.runtime.beside import dispose, start_beside
 from plugbay.runtime.routing import Route
-from plugbay.runtime.tap import TapHandle, Turn
+from plugbay.runtime.tap import PluginTaps, TapHandle, Turn, untapped
 
 if TYPE_CHECKING:
     from plugbay.runtime.trials import UpgradeTrials
@@ -67,6 +74,9 @@ log = logging.getLogger("plugbay.upgrades")
 
 #: a canary is judged this often, in seconds (an error at once, and at the window's end)
 JUDGE_SECONDS: Final = 0.25
+#: the mean latencies are compared once both versions have this many timed calls (the
+#: call path times a share of the calls that overlap; a mean of a few is noise)
+LATENCY_SAMPLES: Final = 10
 #: a share is a fraction whose denominator is at most this (so one cycle of the turns
 #: holds at most this many calls; 0.01% is the smallest share)
 _SHARE_PRECISION: Final = 10_000
@@ -147,21 +157,31 @@ def parse_window(text: str) -> tuple[int | None, float | None]:
     return None, float(match[1]) * {"s": 1, "m": 60, "h": 3600}[match[2]]
 
 
-#: a window of time: the canary's turns left, renewed when they run out (a small int:
-#: the call path counts it down)
+#: the canary takes its calls in runs of this many (one stretch of the serving version's
+#: calls, timed once, per run: less work on the call path than a turn every n calls)
+RUN: Final = 4
+#: a window of time: the canary's runs left, renewed when they run out (a small int:
+#: the call path counts it down); a share of 100%: the runs owed
 _NO_END: Final = 1 << 29
 
 
-def _turns_in(lengths: list[int], window: int | None) -> int:
-    """How many of the canary's turns a window of ``window`` calls holds (the window ends
-    with the turn that reaches it); no window: more than any host will see."""
+def _runs_in(lengths: list[int], window: int | None) -> int:
+    """How many of the canary's runs a window of ``window`` calls holds (the window ends
+    with the run that reaches it); no window: more than any host will see."""
     if window is None:
         return _NO_END
     full, rest = divmod(window, sum(lengths))
     turns = full * len(lengths)
     if rest:
         turns += next(i for i, n in enumerate(itertools.accumulate(lengths), 1) if n >= rest)
-    return max(turns, 1)
+    return max(-(-turns // RUN), 1)
+
+
+def _stretches(lengths: list[int]) -> list[int]:
+    """The serving version's calls between two of the canary's runs, one cycle of them."""
+    turns = len(lengths) * RUN // math.gcd(len(lengths), RUN)
+    cycle = list(itertools.islice(itertools.cycle(lengths), turns))
+    return [sum(cycle[i : i + RUN]) - RUN for i in range(0, turns, RUN)]
 
 
 def periods(share: float) -> list[int]:
@@ -187,6 +207,26 @@ class _Errors(collections.Counter[str]):
     def __setitem__(self, error: str, count: int) -> None:
         super().__setitem__(error, count)
         self.canary.judge()
+
+
+def _running(
+    serving: CommandSpec, own: CommandSpec | None, plugin_id: str, version: str
+) -> CommandSpec:
+    """What the canary's route calls a command by: checked as the serving version checks it
+    (the callers' contract: the call path validates parameters and result with it), run
+    as the canary runs it (its function, or a CommandNotFound when it has none)."""
+    spec = copy.copy(serving)
+    if own is None:
+        name = serving.name
+
+        def lacking(*args: Any, **kwargs: Any) -> Any:
+            raise CommandNotFound(f"{version} has no command '{name}'", plugin=plugin_id)
+
+        spec.func, spec.is_async, spec.blocking = lacking, False, False
+    else:
+        spec.func, spec.is_async, spec.blocking = own.func, own.is_async, own.blocking
+        spec.owner, spec.timeout = own.owner, own.timeout
+    return spec
 
 
 class Canary:
@@ -215,23 +255,27 @@ class Canary:
         self._base: dict[str, list[Any]] = {}
         #: the canary's own spec of each command it shares with the serving version
         self._own: dict[str, CommandSpec] = {}
-        #: the lengths of the canary's periods in calls, one cycle of them
+        #: the lengths of the canary's periods in calls, one cycle of them, and the
+        #: serving version's stretches between the canary's runs (a cycle too)
         self._periods = periods(settings.share)
-        #: the canary's turns in its window of calls, and those still to come (a window
-        #: of time: no end)
-        self._turns = _turns_in(self._periods, settings.window_calls)
-        self._left = self._turns
-        # set by attach(): the length of the period after each of the canary's turns, the
-        # routing table and the serving route (put back after a turn), its tap, and how
+        self._stretches = _stretches(self._periods)
+        #: the canary's runs still to come in its window of calls (a window of time: no end)
+        self._left = _runs_in(self._periods, settings.window_calls)
+        #: the canary's runs owed: its route serves until they are taken
+        self._owed = 0
+        #: the plugin's command stats whose periods the canary sets (see :meth:`pace`)
+        self._paced: list[CommandStats] = []
+        # set by attach(): the routing table, the serving route and the canary's, and how
         # the canary is called
-        self._next_lengths: Iterator[int] = iter(())
         self._routes: dict[str, Route] = {}
         self._serving: Route
-        self._tap: TapHandle | None = None
-        self._on_canary: Turn | None = None
+        self._turn: Route
+        self._on_canary: Turn
         self._from = ""
         self._timer: asyncio.Task[None] | None = None
         self._finish: asyncio.Task[None] | None = None
+        #: the canary's timed calls and their total time at the end of its first run
+        self._warm: tuple[int, float] | None = None
         #: the figures the decision was taken on
         self.deciding: dict[str, Any] | None = None
         self._listeners: list[Any] = []
@@ -262,6 +306,9 @@ class Canary:
         self._listeners = taps.listeners  # updated in place when a listener comes or goes
         taps.canary = self
         self.trials.retap(self.plugin_id)
+        for stats in rec.metrics.commands.values():
+            stats.pace(self.pace(), first=self.first_stretch())
+            self._paced.append(stats)
         self._timer = asyncio.get_running_loop().create_task(self._watch())
         manager.events.emit(
             "canary.started", plugin=self.plugin_id, version=str(self.target.version),
@@ -270,55 +317,85 @@ class Canary:
 
     # ------------------------------------------------------------------ the turns
 
-    def attach(self, tap: TapHandle, route: Route, routes: dict[str, Route]) -> Iterator[Turn]:
-        """``route`` serves the plugin from now on (a start, a retap, a swap): the turns
-        its tap serves calls by. A period of n calls is n - 2 turns of the serving
-        version, one more that also puts the canary's route in the routing table, then
-        the canary's call (:meth:`take`), which puts ``route`` back. A period under way
-        starts again (the canary's turn comes at most that late)."""
-        table = {name: (spec, self._stats_of(name)) for name, (spec, _) in route.table.items()}
-        own = TapHandle(tap.inner, tap.taps, tap.plain)  # for its turn: the canary's call
-        own.take_turns(itertools.repeat(self.take))
-        turn = Route(own, route.metrics, route.timeout, route.inflight, table)
-        plugin_id, serve = self.plugin_id, tap.serve
-
-        def arm(spec: CommandSpec, params: dict[str, Any], timeout: float) -> Any:
-            routes[plugin_id] = turn
-            return serve(spec, params, timeout)
-
-        lengths = self._periods
-        k = (self._turns - self._left) % len(lengths)  # the period under way
-        while lengths[k] == 1 and len(lengths) > 1 and self._left > 1:
-            self._left -= 1  # its turn would be the next call: that turn is skipped
-            k = (k + 1) % len(lengths)
-        cycle = lengths[k:] + lengths[:k]
-        self._next_lengths = itertools.cycle(cycle[1:] + cycle[:1])
-        self._routes, self._serving, self._tap = routes, route, tap
+    def attach(self, route: Route, routes: dict[str, Route], taps: PluginTaps) -> None:
+        """``route`` serves the plugin from now on (a start, a retap, a swap): the canary's
+        own route goes beside it, with the canary's table, whose calls run on the canary;
+        the last of each run is :meth:`take`. (A run under way starts again.)"""
         handle = self.handle
         assert handle is not None  # started before it is attached
-        self._on_canary = functools.partial(self._heard, handle) if tap.taps.listeners else handle.call
-        turns: list[Turn] = []
-        for n in cycle:
-            if n > 1:
-                turns += [serve] * (n - 2) + [arm]
-        return itertools.cycle(turns or [arm])  # a share of 100%: the serving one arms
+        version = str(self.target.version)
+        table = {
+            name: (
+                _running(spec, self._own.get(name), self.plugin_id, version),
+                self._stats_of(name),
+            )
+            for name, (spec, _) in route.table.items()
+        }
+        on_canary = functools.partial(self._heard, handle) if self._listeners else handle.call
+        plain = untapped(route)
+        own = TapHandle(plain.handle, taps, plain)
+        own.take_turns(itertools.cycle([on_canary] * (RUN - 1) + [self.take]))
+        self._turn = Route(own, route.metrics, route.timeout, route.inflight, table)
+        self._routes, self._serving, self._on_canary = routes, route, on_canary
+
+    def pace(self) -> Callable[[int], int]:
+        """One command's pacer (``CommandStats.pacer``): called when the call ending a
+        stretch of the serving version's calls is done, it puts the canary's route in the
+        table (a run of the canary's is next) and returns the next stretch's length. Calls
+        begun meanwhile (``overshoot``) count against the next stretches."""
+        stretches = itertools.cycle(self._stretches)
+        next(stretches)  # the first: see first_stretch()
+        plugin_id = self.plugin_id
+        if self._stretches == [0]:  # 100%: every call is the canary's
+
+            def every(overshoot: int) -> int:
+                self._owed = _NO_END
+                self._arm()
+                return 1
+
+            return every
+
+        def pace(overshoot: int) -> int:
+            self._owed += 1
+            routes = self._routes  # _arm(), inlined: once a stretch, on the call path
+            if routes.get(plugin_id) is self._serving:
+                routes[plugin_id] = self._turn
+            stretch = next(stretches) - overshoot
+            while stretch < 1:  # that stretch is served already (or empty): its run is owed
+                self._owed += 1
+                stretch += next(stretches)
+            return stretch
+
+        return pace
+
+    def first_stretch(self) -> int:
+        """The serving version's calls before the canary's first run."""
+        return max(self._stretches[0], 1)
+
+    def _arm(self) -> None:
+        """The canary's run is next: its route goes in the table, unless the serving route
+        is not there now (a swap holds the calls: the run waits, owed)."""
+        routes = self._routes
+        if routes.get(self.plugin_id) is self._serving:
+            routes[self.plugin_id] = self._turn
 
     def take(
         self, spec: CommandSpec, params: dict[str, Any], timeout: float
     ) -> Coroutine[Any, Any, Any]:
-        """The call that is the canary's turn (the coroutine to await): it puts the serving
-        route back unless the next call is the canary's too, and ends a window of calls."""
-        if next(self._next_lengths) > 1:
+        """The last call of the canary's run (the coroutine to await): it puts the serving
+        route back unless another run is owed, and ends a window of calls."""
+        owed = self._owed - 1
+        if owed <= 0:
+            owed = 0
             self._routes[self.plugin_id] = self._serving
+        self._owed = owed
         left = self._left - 1
         self._left = left
         if not left:
             self._window_ends()  # the window's last call: it stays the canary's
-        own = self._own.get(spec.name)
-        on_canary = self._on_canary
-        if own is None or on_canary is None:
-            return self._not_own(spec, params, timeout)
-        return on_canary(own, params, timeout)
+        if self._warm is None:
+            self._warmed()
+        return self._on_canary(spec, params, timeout)
 
     def _stats_of(self, command: str) -> CommandStats:
         stats = self._stats.get(command)
@@ -332,23 +409,6 @@ class Canary:
             self._left = _NO_END
         else:
             self._decide(None)
-
-    def _not_own(
-        self, spec: CommandSpec, params: dict[str, Any], timeout: float
-    ) -> Coroutine[Any, Any, Any]:
-        """A call on the canary's turn that is not one of its commands: an event for the
-        plugin (the serving version's), or a command the new version lacks (the canary's
-        failure, counted as its error)."""
-        tap = self._tap
-        assert tap is not None
-        if spec.name not in tap.commands:
-            return tap.serve(spec, params, timeout)
-        return self._lacks(spec)
-
-    async def _lacks(self, spec: CommandSpec) -> Any:
-        raise CommandNotFound(
-            f"{self.target.version} has no command '{spec.name}'", plugin=self.plugin_id
-        )
 
     async def _heard(
         self, handle: PluginHandle, spec: CommandSpec, params: dict[str, Any], timeout: float
@@ -408,6 +468,9 @@ class Canary:
             }
 
         old, new = side(self.old), side(self.new)
+        if self._warm is not None:  # the canary's latency leaves out its first run
+            timed, total = new["timed"] - self._warm[0], self._stats_total() - self._warm[1]
+            new["timed"], new["mean_seconds"] = timed, total / timed if timed > 0 else None
         return {
             "old": {"version": self._from, **old},
             "new": {"version": str(self.target.version), **new},
@@ -415,6 +478,14 @@ class Canary:
             "window_calls": old["calls"] + new["calls"],
             "seconds": round(time.monotonic() - self._t0, 3),
         }
+
+    def _stats_total(self) -> float:
+        return sum(stats.total_time for stats in list(self._stats.values()))
+
+    def _warmed(self) -> None:
+        """The canary's first run is over: its worker is warm (a fresh one's first calls
+        pay for imports and caches), so its latency is judged on what follows."""
+        self._warm = (sum(s.timed for s in list(self._stats.values())), self._stats_total())
 
     def breach(self, figures: dict[str, Any]) -> str | None:
         """The first threshold the canary breaches, said with its figures; or None."""
@@ -430,10 +501,9 @@ class Canary:
                 f"{old['version']} ({old['errors']} of {old['calls']}): above the allowed "
                 f"+{s.max_error_increase:.1%}"
             )
-        # (both means over min_calls timed calls at least: the call path times a share of
-        # the calls that overlap, so a few means little)
+        # both means over LATENCY_SAMPLES timed calls at least: a mean of a few is noise
         timed = min(new["timed"], old["timed"])
-        if new["mean_seconds"] and old["mean_seconds"] and timed >= s.min_calls:
+        if new["mean_seconds"] and old["mean_seconds"] and timed >= LATENCY_SAMPLES:
             ratio = new["mean_seconds"] / old["mean_seconds"]
             if ratio > s.max_latency_ratio:
                 return (
@@ -482,6 +552,8 @@ class Canary:
         self.state = "promoting" if breach is None else "rolling-back"
         self.reason = breach
         self.deciding = figures
+        for stats in self._paced:
+            stats.pace(None)
         taps = self.trials.host.manager.taps.of(self.plugin_id)
         if taps.canary is self:
             taps.canary = None

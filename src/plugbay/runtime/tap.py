@@ -8,15 +8,13 @@ The manager passes each route it installs through :meth:`Taps.wrap` (one line in
 
 A :class:`TapHandle` forwards everything to the handle it wraps, except ``call``,
 which is the next of its turns (:meth:`TapHandle.take_turns`): one C-level ``next()``,
-no decision and no Python frame, so a tapped plugin's call costs next to nothing more:
+no decision and no Python frame. With a recorder or a shadow, each turn is
+:meth:`TapHandle._heard`: the call is timed and its outcome handed to them
+(``runtime.recorder``, ``runtime.shadow``).
 
-* with a recorder or a shadow, each turn is :meth:`TapHandle._heard`: the call is
-  timed and its outcome handed to them (``runtime.recorder``, ``runtime.shadow``);
-  otherwise each turn is the wrapped handle's own ``call``, whose coroutine is
-  returned as it is;
-* a canary (``runtime.canary``) lays out the turns itself: the serving version's,
-  then at the end of each of its periods one that puts the canary's own route in the
-  routing table for the next call (see :class:`CanaryArm`).
+A canary (``runtime.canary``) leaves the serving route as it is (with or without a
+tap): it is told of each route installed (:meth:`CanaryArm.attach`) and puts a route
+of its own in the routing table for each call that is its turn.
 """
 
 from __future__ import annotations
@@ -61,10 +59,9 @@ Turn = Callable[[CommandSpec, dict[str, Any], float], Coroutine[Any, Any, Any]]
 class CanaryArm(Protocol):
     """Takes a share of a plugin's calls (``runtime.canary``)."""
 
-    def attach(self, tap: TapHandle, route: Route, routes: dict[str, Route]) -> Iterator[Turn]:
-        """``route`` (whose handle is ``tap``) serves the plugin from now on: the turns
-        its calls are served by, which lead in turn to the canary's calls (``routes`` is
-        the manager's routing table, where the canary puts its own route for its turn)."""
+    def attach(self, route: Route, routes: dict[str, Route], taps: PluginTaps) -> None:
+        """``route`` serves the plugin from now on; ``routes`` is the manager's routing
+        table, where the canary puts its own route for the call that is its turn."""
         ...
 
 
@@ -215,10 +212,10 @@ class Taps:
                 self._taps[plugin_id] = taps
         if not taps:
             return route
-        tap = TapHandle(route.handle, taps, route)
-        tapped = Route(tap, route.metrics, route.timeout, route.inflight, route.table)
-        if taps.canary is None:
+        if taps.listeners:
+            tap = TapHandle(route.handle, taps, route)
             tap.take_turns(itertools.repeat(tap.serve))
-        else:
-            tap.take_turns(taps.canary.attach(tap, tapped, self._routes))
-        return tapped
+            route = Route(tap, route.metrics, route.timeout, route.inflight, route.table)
+        if taps.canary is not None:  # the serving route stays as it is: see runtime.canary
+            taps.canary.attach(route, self._routes, taps)
+        return route
