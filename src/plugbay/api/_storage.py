@@ -55,11 +55,14 @@ class Storage:
     transaction); any thread of the plugin may call them.
     """
 
-    __slots__ = ("_conn", "_dir", "_lock", "_plugin")
+    __slots__ = ("_conn", "_dir", "_limit", "_lock", "_plugin")
 
-    def __init__(self, data_dir: Path, *, plugin: str = "") -> None:
+    def __init__(self, data_dir: Path, *, plugin: str = "", limit: int | None = None) -> None:
         self._dir = Path(data_dir)
         self._plugin = plugin
+        #: bytes the store may take (a quota the host keeps for it), besides what bounds
+        #: its directory's file system and the process's file-size limit
+        self._limit = limit
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.Lock()
 
@@ -89,6 +92,9 @@ class Storage:
         row = self._read("SELECT value FROM kv WHERE key = ?", (self._key(key),))
         if row is None:
             return default
+        return self._decode(key, row, type)
+
+    def _decode(self, key: str, row: bytes, type: Any) -> Any:
         try:
             if type is None:
                 return msgspec.msgpack.decode(row)
@@ -104,8 +110,16 @@ class Storage:
 
     def set(self, key: str, value: Any) -> None:
         """Store ``value`` under ``key`` (replacing what was there), durably."""
+        self._write(
+            "INSERT INTO kv (key, value) VALUES (?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (self._key(key), self._encode(key, value)),
+            what=f"setting '{key}'",
+        )
+
+    def _encode(self, key: str, value: Any) -> bytes:
         try:
-            data = msgspec.msgpack.encode(value)
+            return msgspec.msgpack.encode(value)
         except (TypeError, msgspec.EncodeError) as exc:
             raise PlugbayError(
                 f"storage: cannot store {type(value).__name__} under '{key}': {exc}",
@@ -114,12 +128,6 @@ class Storage:
                 "dataclasses or msgspec Structs (bytes go in put_blob)",
                 details={"key": key},
             ) from None
-        self._write(
-            "INSERT INTO kv (key, value) VALUES (?, ?) "
-            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            (self._key(key), data),
-            what=f"setting '{key}'",
-        )
 
     def delete(self, key: str) -> bool:
         """Remove ``key``; False when it was not there."""
@@ -258,6 +266,8 @@ class Storage:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")  # a returned write is on disk
         limit = _space_limit(self.path.parent)
+        if self._limit is not None:
+            limit = self._limit if limit is None else min(limit, self._limit)
         if limit is not None:
             # Within the plugin's storage quota (its data directory's own filesystem, or the
             # process's file-size limit where the quota is only sampled):

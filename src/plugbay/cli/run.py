@@ -166,11 +166,16 @@ async def _run(kwargs: dict[str, Any], serving: Serving | None, started: float) 
         if host.swept:
             out.print(f"[yellow]{escape(host.swept.describe())}[/] (left by an earlier host)")
         await host.start()
+        if stop.is_set():
+            out.print("stopping: a stop was asked for during startup")
+            return 0
+        # the plugins answer calls from here (``host.call``, the CLI in this process): said
+        # now, not once the API's modules have loaded; "serving" says when the API is up
+        failed = _print_started(host, started)
         await api.ready()
         if stop.is_set():
             out.print("stopping: a stop was asked for during startup")
             return 0
-        failed = _print_started(host, started)
         if serving is None:
             return 1 if failed else 0
         await _serve(host, since, serving, stop, api.url)

@@ -249,9 +249,28 @@ def _write(path: str, value: str) -> None:
         raise OSError(exc.errno, f"writing {value!r} to {path}: {exc.strerror}") from None
 
 
+#: the last answer of :func:`discover`, and the process cgroups it was found for
+_found: tuple[dict[str, str], Cgroups] | None = None
+
+
 def discover() -> Cgroups:
-    """The hierarchies holding memory, cpu and pids for this process; raises CgroupUnavailable."""
+    """The hierarchies holding memory, cpu and pids for this process; raises CgroupUnavailable.
+
+    The answer is kept while this process stays in the same cgroups and their directories
+    are there: finding it reads ``/proc/self/mountinfo``, which holds one line per mounted
+    storage image, so a thousand sandboxed plugins made every worker start (and every
+    reaping) cost as much as a thousand mounts. A worker inherits the zygote's answer."""
+    global _found
     own = _own_cgroups()
+    found = _found
+    if found is not None and found[0] == own and all(os.path.isdir(d) for _, d in found[1].parents):
+        return found[1]
+    groups = _discover(own)
+    _found = (own, groups)
+    return groups
+
+
+def _discover(own: dict[str, str]) -> Cgroups:
     mounts = _mountinfo()
     v1 = _v1_hierarchies(own, mounts)
     if len(v1) == len(CONTROLLERS):

@@ -56,6 +56,48 @@ def node_id() -> str:
     return str(ray.get_runtime_context().get_node_id())
 
 
+def land(shipped: dict[str, Any], fetch: Any) -> dict[str, Any]:
+    """A plugin's shipment on this node (``isolation.shipping``): its code (and its
+    environment) unpacked in the node's cache, each fetched from Ray's object store
+    only when the cache lacks its digest, checked against the digest before it is
+    unpacked; returns where its manifest, its scratch directory and its environment
+    are on this node."""
+    from plugbay.isolation.shipping import NodeCache, node_cache_root
+
+    cache = NodeCache(node_cache_root(node_id()))
+    plugin = str(shipped["plugin"])
+
+    def unpacked(kind: str, item: dict[str, Any]) -> Any:
+        digest = str(item["digest"])
+        if cache.has(kind, digest):
+            return cache.path(kind, digest)
+        return cache.unpack(kind, digest, fetch(item["ref"][0]), plugin=plugin)
+
+    code = shipped["code"]
+    root = unpacked("code", code)
+    where: dict[str, Any] = {
+        "code_root": str(root),
+        "manifest": str(root / code["manifest"]),
+        "data_dir": str(cache.scratch(plugin)),
+        "environment": None,
+    }
+    env = shipped.get("env")
+    if env is not None:
+        where["environment"] = cache.environment(unpacked("env", env), list(env["runtime"]))
+    return where
+
+
+def remap(request: dict[str, Any], shipped: dict[str, Any], where: dict[str, Any]) -> None:
+    """A sandboxed worker's view on this node: the shipped code and the node's scratch
+    directory in place of the host's plugin and data directories (absent here)."""
+    policy = request.get("sandbox", {}).get("policy")
+    if policy is None:
+        return
+    swap = {shipped["host_code"]: where["code_root"], shipped["host_data"]: where["data_dir"]}
+    policy["read_paths"] = [swap.get(p, p) for p in policy["read_paths"]]
+    policy["write_paths"] = [swap.get(p, p) for p in policy["write_paths"]]
+
+
 def _stacks_of_this_process() -> str:
     frames = sys._current_frames()
     names = {t.ident: t.name for t in threading.enumerate()}
@@ -71,10 +113,16 @@ class PluginActor:
     def __init__(self) -> None:
         self._thread: threading.Thread | None = None
 
-    def serve(self, host: str, port: int, token: str) -> dict[str, Any]:
-        """Dial the host and run the worker runtime on the channel; returns where it runs."""
+    def serve(
+        self, host: str, port: int, token: str, shipped: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Take the plugin's shipped code, dial the host and run the worker runtime on the
+        channel; returns where it runs (and where its code and scratch directory are)."""
+        import ray
+
         from plugbay.isolation import worker
 
+        where = land(shipped, ray.get) if shipped is not None else {}
         sock = dial(host, port, token)
         fd = sock.detach()
 
@@ -84,7 +132,7 @@ class PluginActor:
 
         self._thread = threading.Thread(target=run, name="plugbay-worker", daemon=True)
         self._thread.start()
-        return {"pid": os.getpid(), "node": node_id()}
+        return {**where, "pid": os.getpid(), "node": node_id()}
 
     def usage(self, pid: int) -> dict[str, Any]:
         from plugbay.isolation._process_parts import process_usage
@@ -130,14 +178,23 @@ class NodeAgent:
         port: int,
         token: str,
         environment: EnvironmentPaths | None = None,
+        shipped: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Fork a worker as ``request`` says (sandboxed or not; from its own environment's
-        zygote when it has one), dial the host for it and relay its channel; returns its
-        pid and its node."""
+        """Land the plugin's shipped code (and environment) on this node, fork a worker
+        as ``request`` says (sandboxed or not; from its own environment's zygote when it
+        has one), dial the host for it and relay its channel; returns its pid, its node
+        and where its code and scratch directory are here."""
+        import ray
+
         from plugbay.isolation._process_parts import receive_listener
         from plugbay.isolation.seccomp_notify import SeccompListener
         from plugbay.isolation.zygote import Zygote
 
+        where: dict[str, Any] = {}
+        if shipped is not None:
+            where = await asyncio.to_thread(land, shipped, ray.get)
+            remap(request, shipped, where)
+            environment = where.pop("environment") or environment
         loop = asyncio.get_running_loop()
         zygote = self.zygote
         if environment is not None:
@@ -167,7 +224,7 @@ class NodeAgent:
         self._tasks.add(reaper)
         reaper.add_done_callback(self._tasks.discard)
         kernel = ["seccomp"] if listener is not None else []
-        return {"pid": pid, "node": node_id(), "kernel_reports": kernel}
+        return {**where, "pid": pid, "node": node_id(), "kernel_reports": kernel}
 
     def _kernel_denial(self, pid: int, event: dict[str, Any]) -> None:
         if len(self._reports) >= 1000:  # the host's bounds count what reaches it

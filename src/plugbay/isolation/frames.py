@@ -10,6 +10,8 @@ treated as broken (never trusted to resynchronise).
 from __future__ import annotations
 
 import asyncio
+import os
+import select
 import struct
 import time
 from collections.abc import Callable
@@ -76,6 +78,9 @@ class Load(msgspec.Struct, tag=True):
     origin: str = "directory"
     #: the host's bounds the worker applies first (``log_rate``, ``log_burst``)
     bounds: dict[str, float] = {}
+    #: where ``context.storage`` is kept: "here" (the worker's data directory) or "host"
+    #: (a plugin on a Ray node: every operation is a host call, ``isolation.remote_storage``)
+    storage: str = "here"
 
 
 class Loaded(msgspec.Struct, tag=True):
@@ -263,6 +268,37 @@ def decode(body: bytes) -> Message:
 _BATCH_BYTES = 64 * 1024
 
 
+def _write_all(fd: int, data: bytes, deadline: float) -> None:
+    view = memoryview(data)
+    while view:
+        _wait(fd, deadline, write=True)
+        try:
+            view = view[os.write(fd, view) :]
+        except BlockingIOError:
+            continue
+
+
+def _read_some(fd: int, deadline: float) -> bytes:
+    while True:
+        _wait(fd, deadline, write=False)
+        try:
+            data = os.read(fd, 1 << 16)
+        except BlockingIOError:
+            continue
+        if not data:
+            raise ConnectionError("the channel to the host closed")
+        return data
+
+
+def _wait(fd: int, deadline: float, *, write: bool) -> None:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError("no answer from the host in time")
+    ready = select.select([], [fd], [], left) if write else select.select([fd], [], [], left)
+    if not ready[1 if write else 0]:
+        raise TimeoutError("no answer from the host in time")
+
+
 class Channel(asyncio.Protocol):
     """One end of the wire as an asyncio protocol: every complete frame that arrives is
     decoded and handed to ``on_message`` in the same pass (no per-frame awaiting)."""
@@ -293,6 +329,8 @@ class Channel(asyncio.Protocol):
         self.discard_rate: float | None = None
         self._discard_tokens = 0.0
         self._discard_at = 0.0
+        #: how far ``data_received`` has handed frames on (``round_trip`` looks past it)
+        self._parsed = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports have the same methods without subclassing asyncio's
@@ -355,11 +393,13 @@ class Channel(asyncio.Protocol):
                 if len(buf) < end:
                     break
                 message = decode(bytes(buf[offset + size_of_header : end]))
-                offset = end
+                offset = self._parsed = end
                 self._on_message(message)
         except FrameError as exc:
             self.close(str(exc), protocol_error=True)
             return
+        finally:
+            self._parsed = 0
         del buf[:offset]
 
     def eof_received(self) -> bool | None:
@@ -393,6 +433,57 @@ class Channel(asyncio.Protocol):
             return
         self._chunks.append(data)
         self._pending += len(data)
+
+    def round_trip(
+        self,
+        fd: int,
+        message: Message,
+        reply: type[Message],
+        answers: Callable[[Message], bool],
+        timeout: float,
+    ) -> Message:
+        """Send ``message`` and block this thread until the ``reply`` frame that ``answers``
+        picks arrives.
+
+        For a synchronous API on the loop's own thread, which cannot await (a plugin on
+        a Ray node calling ``context.storage``, whose store the host keeps). The frame
+        leaves on ``fd`` directly once everything queued before it has left; frames that
+        arrive meanwhile stay in this end's buffer, in order, and are handed on as usual
+        (by the ``data_received`` this call may be nested in, else at the loop's next
+        turn). Raises ``ConnectionError`` when the channel closes, ``TimeoutError``, and
+        ``BlockingIOError`` when earlier frames still wait to leave (a flooded channel).
+        """
+        transport = self.transport
+        if self._closed or transport is None or transport.is_closing():
+            raise ConnectionError("the channel to the host is closed")
+        self.flush()
+        if transport.get_write_buffer_size():
+            raise BlockingIOError("earlier frames are still waiting to leave")
+        deadline = time.monotonic() + timeout
+        _write_all(fd, encode(message), deadline)
+        buf = self._buffer
+        pos = self._parsed  # frames before it were handed on already
+        while True:
+            while len(buf) - pos >= _HEADER.size:
+                (size,) = _HEADER.unpack_from(buf, pos)
+                end = pos + _HEADER.size + size
+                if size > self.max_frame or len(buf) < end:
+                    break  # too large: data_received says so; else: read on
+                body = bytes(buf[pos + _HEADER.size : end])
+                if _kind(buf, pos + _HEADER.size) == reply.__name__ and answers(
+                    found := decode(body)
+                ):
+                    del buf[pos:end]
+                    if buf and not self._parsed:
+                        asyncio.get_running_loop().call_soon(self.data_received, b"")
+                    return found
+                pos = end
+            data = _read_some(fd, deadline)
+            if self._skipping:  # the rest of a frame this end throws away
+                cut = min(self._skipping, len(data))
+                self._skipping -= cut
+                data = data[cut:]
+            buf += data
 
     def flush(self) -> None:
         self._scheduled = False

@@ -1,15 +1,22 @@
-"""One heartbeat timer for all of a loop's workers, pinging busy workers often and idle ones rarely.
+"""One heartbeat timer for all of a loop's workers: busy workers are pinged often, idle ones rest.
 
 A timer task per worker (and another per storage quota) made a thousand idle
 sandboxed plugins cost the host about one core: ten thousand wake-ups a second,
 each a few Python frames, before any worker answered. Here one task per event
-loop ticks every :data:`TICK` seconds and asks each worker's handle what is due
-(:meth:`Beating.pulse`): a ping, a look at its storage image, or the verdict
-that it is hung. The handle decides the cadence from its own activity, so a
-busy worker is watched as closely as before (a ping every tick, killed after
-``heartbeat_timeout`` without an answer) while an idle one costs a ping every
-few seconds. An idle worker that hangs harms no caller; the first call it gets
-makes it busy again, and it is then found within ``heartbeat_timeout``.
+loop ticks every :data:`TICK` seconds and asks each *awake* worker's handle what
+is due (:meth:`Beating.pulse`): a ping, a look at its storage image, or the
+verdict that it is hung. A busy worker is watched as closely as ever (a ping
+every tick, killed after ``heartbeat_timeout`` without an answer).
+
+A worker idle for ``idle_after`` seconds *rests*: it leaves the tick and is
+visited once every :data:`SWEEP` seconds (its storage image's look), and pinged
+only every ``idle_ping`` seconds. A ping is there to find a *hung* loop, which
+harms a caller only while a call is in flight; a worker's *death* is seen at
+once without one (the zygote's word on its exit, the socket's end). The first
+request to a resting worker wakes it (:attr:`Beat.last_used` is set on every
+request): within a tick it is pinged, and a hung loop is found within
+``heartbeat_timeout`` as before. The rare idle ping still finds a worker hung
+while idle, and brings the plugin's own metrics changed by its background tasks.
 """
 
 from __future__ import annotations
@@ -17,37 +24,60 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Final, Protocol
 
 from plugbay.api.errors import PluginCrashed
 
-__all__ = ["TICK", "Beat", "Beating", "Pulse", "hung_error", "pulse_for"]
+__all__ = ["SWEEP", "TICK", "Beat", "Beating", "Pulse", "hung_error", "pulse_for"]
 
 log = logging.getLogger("plugbay.isolation.heartbeat")
 
 #: seconds between two ticks of a loop's heartbeat
 TICK: Final = 0.2
+#: seconds between two visits of a resting (idle) worker
+SWEEP: Final = 5.0
 
 
-@dataclass(slots=True)
 class Beat:
     """One worker's heartbeat: when it was last asked and answered, and its cadence."""
 
-    #: seconds between pings while busy, and silence after which the worker counts as hung
-    interval: float = 0.2
-    timeout: float = 1.0
-    #: no request for this long: idle, pinged every ``idle_interval`` seconds
-    idle_after: float = 2.0
-    idle_interval: float = 5.0
-    last_pong: float = 0.0
-    #: when the ping not yet answered left (loop time), or None
-    pinged_at: float | None = None
-    #: when a request last went to the worker (loop time): busy or idle
-    last_used: float = 0.0
+    __slots__ = (
+        "_last_used", "idle_after", "idle_interval", "idle_ping", "interval", "last_pong",
+        "pinged_at", "timeout", "wake",
+    )  # fmt: skip
+
+    def __init__(self) -> None:
+        #: seconds between pings while busy, and silence after which the worker counts as hung
+        self.interval = 0.2
+        self.timeout = 1.0
+        #: no request for this long: idle (resting), its storage looked at every
+        #: ``idle_interval`` seconds and pinged every ``idle_ping`` seconds
+        self.idle_after = 2.0
+        self.idle_interval = SWEEP
+        self.idle_ping = 60.0
+        self.last_pong = 0.0
+        #: when the ping not yet answered left (loop time), or None
+        self.pinged_at: float | None = None
+        self._last_used = 0.0
+        #: set while the worker rests: called (once) by the next request, to wake it
+        self.wake: Callable[[], None] | None = None
+
+    @property
+    def last_used(self) -> float:
+        """When a request last went to the worker (loop time): busy or idle."""
+        return self._last_used
+
+    @last_used.setter
+    def last_used(self, now: float) -> None:
+        self._last_used = now
+        wake = self.wake
+        if wake is not None:
+            self.wake = None
+            wake()
 
     def busy(self, now: float, pending: bool) -> bool:
-        return pending or now - self.last_used < self.idle_after
+        return pending or now - self._last_used < self.idle_after
 
     def answered(self, now: float) -> None:
         self.last_pong = now
@@ -63,7 +93,7 @@ class Beat:
                 self.pinged_at += stalled
         if self.pinged_at is not None:
             return "hung" if now - self.pinged_at > self.timeout else None
-        every = self.interval if busy else self.idle_interval
+        every = self.interval if busy else self.idle_ping
         return "ping" if now - self.last_pong >= every - 0.01 else None
 
     def silent(self, now: float) -> float:
@@ -74,47 +104,89 @@ class Beat:
 class Beating(Protocol):
     """What the pulse needs of a worker's handle."""
 
+    beat: Beat
+
     def pulse(self, now: float, stalled: float) -> bool:
         """Do what is due at loop time ``now`` (``stalled``: seconds the host's own loop did
         not run, which is not the worker's silence); False once it needs no more ticks."""
         ...
 
+    def _busy(self, now: float) -> bool:
+        """Whether a call is in flight or one was made within ``beat.idle_after``."""
+        ...
+
 
 class Pulse:
-    """The ticking task of one event loop, and the workers it ticks for."""
+    """The ticking task of one event loop, and the workers it ticks for: the awake ones
+    every tick, the resting ones every :data:`SWEEP` seconds."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, tick: float = TICK) -> None:
         self._loop = loop
         self.tick = tick
-        self._members: dict[Beating, None] = {}  # insertion-ordered set
+        self.sweep = SWEEP
+        self._members: dict[Beating, None] = {}  # awake: insertion-ordered set
+        self._resting: dict[Beating, None] = {}
         self._task: asyncio.Task[None] | None = None
+        self._next_sweep = 0.0
+        self._stalled_since_sweep = 0.0
 
     def __len__(self) -> int:
-        return len(self._members)
+        return len(self._members) + len(self._resting)
+
+    @property
+    def resting(self) -> int:
+        return len(self._resting)
 
     def join(self, member: Beating) -> None:
+        self._resting.pop(member, None)
+        member.beat.wake = None
         self._members[member] = None
         if self._task is None or self._task.done():
             self._task = self._loop.create_task(self._run(), name="plugbay-heartbeat")
 
     def leave(self, member: Beating) -> None:
         self._members.pop(member, None)
+        self._resting.pop(member, None)
+        member.beat.wake = None
+
+    def _rest(self, member: Beating) -> None:
+        self._members.pop(member, None)
+        self._resting[member] = None
+        member.beat.wake = lambda: self.join(member)
 
     async def _run(self) -> None:
         loop = self._loop
-        while self._members:
+        self._next_sweep = loop.time() + self.sweep
+        while self._members or self._resting:
             before = loop.time()
             await asyncio.sleep(self.tick)
             now = loop.time()
             stalled = now - before - self.tick
+            self._stalled_since_sweep += max(0.0, stalled)
             for member in list(self._members):
-                try:
-                    keep = member.pulse(now, stalled)
-                except Exception:  # one handle's bug must not stop every heartbeat
-                    log.exception("a worker's heartbeat failed")
-                    keep = False
-                if not keep:
-                    self._members.pop(member, None)
+                # idle, with no answer awaited: it rests
+                awake = self._visit(member, now, stalled)
+                if awake and not member._busy(now) and member.beat.pinged_at is None:
+                    self._rest(member)
+            if now >= self._next_sweep:
+                stalled, self._stalled_since_sweep = self._stalled_since_sweep, 0.0
+                self._next_sweep = now + self.sweep
+                for member in list(self._resting):
+                    if not self._visit(member, now, stalled):
+                        member.beat.wake = None
+                        self._resting.pop(member, None)
+                    elif member.beat.pinged_at is not None:  # its answer is looked for
+                        self.join(member)
+
+    def _visit(self, member: Beating, now: float, stalled: float) -> bool:
+        try:
+            keep = member.pulse(now, stalled)
+        except Exception:  # one handle's bug must not stop every heartbeat
+            log.exception("a worker's heartbeat failed")
+            keep = False
+        if not keep:
+            self._members.pop(member, None)
+        return keep
 
 
 _pulses: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Pulse] = weakref.WeakKeyDictionary()

@@ -559,7 +559,7 @@ class ProcessHandle(sampling.SampledInWorker, PluginHandle):
     def start_heartbeat(self) -> None:
         """Ping the worker; if its loop stays silent past the timeout it is hung, and killed.
         One task per loop ticks for every worker (``isolation.heartbeat``): a busy worker is
-        pinged every ``beat.interval``, an idle one every ``beat.idle_interval``."""
+        pinged every ``beat.interval``; an idle one rests, pinged every ``beat.idle_ping``."""
         loop = asyncio.get_running_loop()
         self.beat.last_pong = self.beat.last_used = loop.time()
         self._beating = True
@@ -578,6 +578,7 @@ class ProcessHandle(sampling.SampledInWorker, PluginHandle):
 
     #: seconds between two measures of a sandboxed plugin's data directory
     storage_interval = 0.5
+    storage_at = "here"  # where the worker's context.storage is kept ("host": on Ray)
     storage_bytes: int | None = None
 
     async def _watch_storage(self, quota: int) -> None:
@@ -661,6 +662,7 @@ class ProcessHandle(sampling.SampledInWorker, PluginHandle):
                 secrets={n: context.secrets.get(n) for n in context.secrets.names()},
                 rules=self._rules(),
                 origin=self.manifest.origin,
+                storage=self.storage_at,
                 bounds=(
                     {
                         "log_rate": self.budget.bounds.log_records_per_second,

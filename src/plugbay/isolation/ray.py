@@ -33,12 +33,17 @@ whose plugin was lost is avoided for a while). A sandboxed worker's end is
 diagnosed by its agent as on this machine (an OOM kill is a
 ``ResourceLimitExceeded``).
 
-Data
-----
-A plugin's data directory (``context.storage``) is the host's: every node must
-see the host's state directory and plugin directories at the same paths (a
-shared filesystem; on one machine, trivially). A plugin that moves to another
-node finds its data there; nothing acknowledged lives only on a node
+Code and data (no shared file system)
+-------------------------------------
+A node needs nothing of the host's disks. The plugin's directory (and its own
+Python environment, if it has one) is shipped as an archive named by its SHA-256
+through Ray's object store; the node unpacks it into its own cache once, checks
+the digest first, and the worker imports it from there (``isolation.shipping``).
+A sandboxed worker's view holds that copy and a scratch directory of the node,
+never the host's plugin or state directories. ``context.storage`` is kept by the
+host: every operation is a host call on the plugin's channel that the broker
+answers in the plugin's name (``isolation.remote_storage``), so a plugin that
+moves to another node finds its data; nothing acknowledged lives only on a node
 (``docs/scale-out.md``).
 """
 
@@ -47,6 +52,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import dataclasses
 import importlib
 import logging
 import os
@@ -60,13 +66,17 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from plugbay.api import PluginContext
 from plugbay.api.errors import PlugbayError, PluginCrashed, PluginLoadError
 from plugbay.isolation._process_parts import bound_file_size, worker_request
 from plugbay.isolation._ray_agent import TOKEN_BYTES, NodeAgent, PluginActor
+from plugbay.isolation._ray_data import RayData
 from plugbay.isolation.base import Backend, EnvironmentPaths
 from plugbay.isolation.policy import Placement
 from plugbay.isolation.process import HostCallHandler, ProcessHandle
+from plugbay.isolation.quota import QuotaMounts
 from plugbay.isolation.ray_settings import RaySettings
+from plugbay.isolation.shipping import ShipmentRefused
 from plugbay.model.manifest import PluginManifest
 
 __all__ = ["RayBackend", "RayHandle"]
@@ -159,7 +169,11 @@ class RayBackend(Backend):
     name = "ray"
 
     def __init__(
-        self, host_call: HostCallHandler, settings: Callable[[], RaySettings | None]
+        self,
+        host_call: HostCallHandler,
+        settings: Callable[[], RaySettings | None],
+        *,
+        quotas: QuotaMounts | None = None,
     ) -> None:
         self._host_call = host_call
         self._settings = settings
@@ -178,6 +192,9 @@ class RayBackend(Backend):
         self._remote_classes: dict[str, Any] = {}
         self._watchers: set[asyncio.Task[None]] = set()
         self.temp_dir: str | None = None
+        #: what a plugin takes to its node and keeps here: its code, its environment, its
+        #: store (``isolation._ray_data``)
+        self.data = RayData(quotas)
 
     @property
     def settings(self) -> RaySettings:
@@ -287,16 +304,19 @@ class RayBackend(Backend):
                                plugin=manifest.id)  # fmt: skip
         await self.connect()
         assert self._channels is not None
+        shipped = await self.data.ship(manifest, data_dir, environment)
         token, channel = self._channels.expect()
         try:
             async with asyncio.timeout(self.settings.start_timeout):
                 # a plugin with its own Python environment runs from that environment's
                 # zygote on its node (the agent's), even when trusted: not sandboxed then
                 if placement.ray.get("mode") == "actor" and environment is None:
-                    handle = await self._start_actor(manifest, placement, data_dir, token, channel)
+                    handle = await self._start_actor(
+                        manifest, placement, data_dir, token, channel, shipped
+                    )
                 else:
                     handle = await self._start_in_agent(
-                        manifest, placement, data_dir, token, channel, environment
+                        manifest, placement, data_dir, token, channel, environment, shipped
                     )
         except TimeoutError:
             raise PluginLoadError(
@@ -305,10 +325,21 @@ class RayBackend(Backend):
                 hint="the cluster may have no node with the resources its manifest asks for "
                 f"({_asked(placement)}); 'ray status' lists them",
             ) from None
+        except Exception as exc:
+            # a node's refusal (a shipment that does not match its digest) is a plugbay
+            # error raised there: the host says it as it was said, not as Ray's wrapper
+            cause = getattr(exc, "cause", None)
+            if isinstance(cause, ShipmentRefused):  # the next start ships it anew
+                self.data.refused(cause)
+            if isinstance(cause, PlugbayError):
+                raise cause from None
+            raise
         finally:
             self._channels.forget(token)
         self._handles.add(handle)
         self._placed[handle.node] = self._placed.get(handle.node, 0) + 1
+        if data_dir is not None:  # its store is kept here, wherever it runs
+            await self.data.keep_store(handle, placement, data_dir)
         await handle.open()
         return handle
 
@@ -340,6 +371,7 @@ class RayBackend(Backend):
         data_dir: Path | None,
         token: str,
         channel: asyncio.Future[socket.socket],
+        shipped: dict[str, Any],
     ) -> RayHandle:
         ray = _ray()
         options = self._options(placement)
@@ -348,15 +380,18 @@ class RayBackend(Backend):
         actor = self._remote(PluginActor).options(**options).remote()
         assert self._channels is not None
         try:
-            where = await actor.serve.remote(self._channels.address, self._channels.port, token)
+            where = await actor.serve.remote(
+                self._channels.address, self._channels.port, token, shipped
+            )
             sock = await channel
         except BaseException:
             with contextlib.suppress(Exception):
                 ray.kill(actor, no_restart=True)
             raise
         return RayHandle(
-            manifest, where["pid"], sock, self._host_call, placement=placement,
+            _landed(manifest, where), where["pid"], sock, self._host_call, placement=placement,
             data_dir=data_dir, backend=self, node=where["node"], actor=actor,
+            node_data_dir=where["data_dir"],
         )  # fmt: skip
 
     async def _start_in_agent(
@@ -367,6 +402,7 @@ class RayBackend(Backend):
         token: str,
         channel: asyncio.Future[socket.socket],
         environment: EnvironmentPaths | None,
+        shipped: dict[str, Any],
     ) -> RayHandle:
         ray = _ray()
         request = worker_request(manifest, placement, data_dir)
@@ -382,7 +418,7 @@ class RayBackend(Backend):
             agent = await self._agent(node)
             assert self._channels is not None
             where = await agent.spawn.remote(
-                request, self._channels.address, self._channels.port, token, environment
+                request, self._channels.address, self._channels.port, token, environment, shipped
             )
             sock = await channel
         except BaseException as exc:
@@ -398,9 +434,9 @@ class RayBackend(Backend):
                 ) from None
             raise
         return RayHandle(
-            manifest, where["pid"], sock, self._host_call, placement=placement,
+            _landed(manifest, where), where["pid"], sock, self._host_call, placement=placement,
             data_dir=data_dir, backend=self, node=where["node"], agent=agent, group=group,
-            kernel_reports=where.get("kernel_reports", []),
+            kernel_reports=where.get("kernel_reports", []), node_data_dir=where["data_dir"],
         )  # fmt: skip
 
     async def _reserve(self, placement: Placement) -> tuple[Any, str]:
@@ -471,6 +507,7 @@ class RayBackend(Backend):
         if handle in self._handles:
             self._handles.discard(handle)
             self._placed[handle.node] = max(0, self._placed.get(handle.node, 1) - 1)
+            self.data.release_store(handle)
 
     async def close(self) -> None:
         """Release every handle, end the agents, and leave the cluster (``local``: stop it)."""
@@ -478,6 +515,7 @@ class RayBackend(Backend):
             handle.release()
         for task in list(self._watchers):
             task.cancel()
+        await self.data.released()
         if self._connected:
             ray = _ray()
             for agent in list(self._agents.values()):
@@ -494,6 +532,7 @@ class RayBackend(Backend):
         if self._channels is not None:
             self._channels.close()
             self._channels = None
+        self.data.close()
         self._connected = self._owns_connection = False
 
 
@@ -535,6 +574,12 @@ def _placement_groups() -> Any:
     return importlib.import_module("ray.util.placement_group")
 
 
+def _landed(manifest: PluginManifest, where: dict[str, Any]) -> PluginManifest:
+    """The manifest as its node has it: its file in the node's copy of the code (what the
+    worker loads; the host keeps its own)."""
+    return dataclasses.replace(manifest, path=Path(where["manifest"]))
+
+
 def _asked(placement: Placement) -> str:
     asked = {k: v for k, v in placement.ray.items() if k != "mode" and v}
     return ", ".join(f"{k} {v}" for k, v in asked.items()) or "nothing"
@@ -559,8 +604,13 @@ class RayHandle(ProcessHandle):
         agent: Any = None,
         group: Any = None,
         kernel_reports: list[str] | None = None,
+        node_data_dir: str | None = None,
     ) -> None:
         super().__init__(manifest, pid, sock, host_call, placement=placement, data_dir=data_dir)
+        #: its directory on its node (``context.environment.data_dir`` there: scratch)
+        self.node_data_dir = node_data_dir
+        #: its store is kept by the host (``isolation.remote_storage``), counted there
+        self.kept_store = False
         #: the layers whose denials the node's agent reports (the guard leaves them to it)
         self.kernel_reports = list(kernel_reports or [])
         self.backend = backend
@@ -573,6 +623,14 @@ class RayHandle(ProcessHandle):
         self._group = group
         self.gone = False
 
+    async def initialize(self, context: PluginContext, timeout: float) -> None:
+        """As a local worker, with its node's scratch directory as its data directory (the
+        host's is not there; its store is the host's)."""
+        if self.node_data_dir is not None:
+            env = dataclasses.replace(context.environment, data_dir=Path(self.node_data_dir))
+            context = dataclasses.replace(context, environment=env)
+        await super().initialize(context, timeout)
+
     def location(self) -> dict[str, Any]:
         """Where it runs, for ``plugbay info``, the dashboard and its metrics' ``node``."""
         return {
@@ -581,6 +639,8 @@ class RayHandle(ProcessHandle):
             "mode": self.mode,
             "pid": self.pid,
             "sandboxed": bool(self.placement and self.placement.sandboxed),
+            "code": str(self.manifest.path.parent) if self.manifest.path else None,
+            "storage": "host" if self.storage_at == "host" else "node",
         }
 
     def _rules(self) -> dict[str, Any]:
@@ -653,7 +713,7 @@ class RayHandle(ProcessHandle):
             return {"pid": self.pid, "node": self.node, "error": f"{type(exc).__name__}: {exc}"}
         if "error" not in figures:
             figures["storage_bytes"] = self.storage_bytes
-            figures["storage_quota"] = None
+            figures["storage_quota"] = self.storage.mechanism if self.storage.enforced else None
             figures["sandboxed"] = bool(self.placement and self.placement.sandboxed)
         return figures
 

@@ -144,6 +144,8 @@ class Worker:
         self.calls: dict[int, asyncio.Task[None]] = {}
         self.host_calls: dict[int, asyncio.Future[Any]] = {}
         self._next_host_call = 0
+        #: the channel's socket (a store the host keeps reads its answers from it)
+        self.fd: int | None = None
         self._limits_told: dict[str, float] = {}
         #: a background task ignored its cancellation: exit without waiting for it
         self.stuck = False
@@ -173,8 +175,7 @@ class Worker:
             self.done.set_result(None)
 
     async def host_call(self, plugin: str, command: str, params: dict[str, Any]) -> Any:
-        self._next_host_call += 1
-        call_id = self._next_host_call
+        call_id = self._host_call_id()
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self.host_calls[call_id] = future
         self.send(frames.HostCall(call_id, plugin, command, params))
@@ -328,6 +329,8 @@ class Worker:
             secrets=Secrets(message.secrets, plugin=manifest.id),
             events=Events(self.emit_event, plugin=manifest.id),
         )
+        if message.storage == "host":  # a plugin on a Ray node: its store is the host's
+            self._keep_storage_at_host(manifest.id, Path(message.data_dir))
         self.plugin.context = self.context
         self.send(
             frames.Loaded(
@@ -341,6 +344,19 @@ class Worker:
                 self.layers,
             )
         )
+
+    def _keep_storage_at_host(self, plugin: str, data_dir: Path) -> None:
+        from plugbay.isolation.remote_storage import HostStorage, ask_through
+
+        assert self.context is not None and self.fd is not None
+        ask = ask_through(
+            lambda: self.channel, self.fd, self.loop, self.host_call, self._host_call_id, plugin
+        )
+        object.__setattr__(self.context, "storage", HostStorage(ask, data_dir, plugin=plugin))
+
+    def _host_call_id(self) -> int:
+        self._next_host_call += 1
+        return self._next_host_call
 
     async def respond(self, request: int, work: Any, doing: str = "the call") -> None:
         try:
@@ -497,6 +513,7 @@ def _channel_for(worker: Worker) -> frames.Channel:
 async def _run(fd: int, layers: list[dict[str, Any]] | None) -> None:
     sock = socket.socket(fileno=fd)
     worker = Worker(layers)
+    worker.fd = fd
     loop = asyncio.get_running_loop()
     await loop.create_connection(functools.partial(_channel_for, worker), sock=sock)
     from plugbay.isolation import diagnostics

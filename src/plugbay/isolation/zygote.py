@@ -151,6 +151,10 @@ def zygote_main(control_fd: int, read_paths: list[str] | None = None) -> None:
     )
 
     loops.loop_factory()  # uvloop, when installed, is imported once here
+    with contextlib.suppress(Exception):  # found once here, not by each sandboxed worker
+        from plugbay.isolation._cgroups import discover
+
+        discover()
 
     _die_with_parent()
     # orphans of a worker (a plugin granted subprocesses) are ours to reap, not init's

@@ -32,6 +32,8 @@ from typing import TYPE_CHECKING, Any, Final
 import msgspec
 
 from plugbay.api.errors import PermissionDenied, ResourceLimitExceeded
+from plugbay.isolation.ray import RayBackend
+from plugbay.isolation.remote_storage import STORAGE_TARGET
 from plugbay.model.versions import Range
 
 if TYPE_CHECKING:
@@ -112,6 +114,8 @@ class Broker:
                 return await manager.plugin_events.emit_from(
                     consumer, command, params.get("payload")
                 )
+            if target == STORAGE_TARGET:  # context.storage of a plugin on a Ray node
+                return await self._kept_storage(consumer, command, params)
             if target.startswith("service:"):
                 name, _, wanted = target[len("service:") :].partition("@")
                 provided = self._service(consumer, name, wanted or "*", command)
@@ -130,6 +134,20 @@ class Broker:
         finally:
             if budget is not None:
                 budget.in_flight -= 1
+
+    async def _kept_storage(self, consumer: str, op: str, params: dict[str, Any]) -> Any:
+        """One operation on the sender's own store, which the host keeps for a plugin on
+        Ray (``isolation.remote_storage``): only its own, and only when it is kept here."""
+        ray = self._manager.backends.get("ray")
+        if not isinstance(ray, RayBackend) or not ray.data.kept_stores.keeps(consumer):
+            raise self.deny(
+                consumer,
+                "context.storage through the host",
+                None,
+                "only a plugin placed on Ray keeps its store at the host; any other "
+                "opens its own in its data directory",
+            )
+        return await ray.data.kept_stores.serve(consumer, op, params)
 
     def _admit(self, consumer: str) -> Budget | None:
         """The sender's budget with this call counted in flight, or a refusal when it

@@ -29,6 +29,7 @@ import logging
 import os
 import resource
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -253,11 +254,44 @@ def descriptor_budget() -> dict[str, int]:
     }
 
 
+class _Census:
+    """The last count of the host's open descriptors, and the checks made on it since.
+
+    Counting lists ``/proc/self/fd``, which grows with the workers: counted at every
+    start, a thousand sandboxed plugins cost a million directory entries. A check far
+    from the limit trusts a recent count plus a generous allowance per start since
+    (:data:`_ALLOWANCE` descriptors, several times what a worker takes); near the
+    limit, or after :data:`_RECOUNT` seconds, it counts again."""
+
+    opened = 0
+    at = -1e9
+    since = 0
+
+
+#: descriptors allowed per start since the last count, and the age of a count trusted
+_ALLOWANCE: Final = 8
+_RECOUNT: Final = 1.0
+_census_lock = threading.Lock()
+
+
+def _opened_at_most(needed: int) -> int:
+    """The host's open descriptors, or an upper bound of them (see :class:`_Census`)."""
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    now = time.monotonic()
+    with _census_lock:
+        bound = _Census.opened + (_Census.since + 1) * _ALLOWANCE
+        if now - _Census.at > _RECOUNT or bound + needed + DESCRIPTOR_RESERVE > soft:
+            _Census.opened, _Census.at, _Census.since = _open_descriptors(), now, 0
+            return _Census.opened
+        _Census.since += 1
+        return bound
+
+
 def check_descriptors(plugin_id: str, workers: int = 1) -> None:
     """Refuse to start ``workers`` more workers when that would eat into the reserve."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    opened = _open_descriptors()
     needed = workers * DESCRIPTORS_PER_WORKER
+    opened = _opened_at_most(needed)
     if opened + needed + DESCRIPTOR_RESERVE <= soft:
         return
     raise PlugbayError(

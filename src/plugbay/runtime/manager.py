@@ -62,7 +62,7 @@ from plugbay.runtime.routing import Route
 from plugbay.runtime.security import SecurityEvents
 from plugbay.runtime.services import ServiceHub
 from plugbay.runtime.starting import Starting
-from plugbay.runtime.startup import start_plan
+from plugbay.runtime.startup import prepare_storage, start_plan
 from plugbay.runtime.store import PluginStore
 from plugbay.runtime.supervision import Supervision
 from plugbay.runtime.swap import Swapper, UpgradePlan
@@ -98,13 +98,16 @@ class PluginManager(Starting, Supervision, SecurityEvents):
         self.settings = settings
         self.state = state
         self.events = events or EventBus()
+        process = ProcessBackend(self._host_call)
         self.backends: dict[str, Backend] = {
             "inline": InlineBackend(),
-            "process": ProcessBackend(self._host_call),
+            "process": process,
             "wasm": WasmBackend(
                 self._host_call, self.events.emit, settings.data_root / ".wasm-cache"
             ),
-            "ray": RayBackend(self._host_call, lambda: self.settings.policy.ray),
+            "ray": RayBackend(
+                self._host_call, lambda: self.settings.policy.ray, quotas=process.quotas
+            ),
         }
         self.services = ServiceHub(proxy_for or (lambda plugin_id: None))
         #: checks every request a plugin makes of the host (``runtime.broker``)
@@ -285,8 +288,13 @@ class PluginManager(Starting, Supervision, SecurityEvents):
                 if not self.activation.defer(manifest, edges, notes, eager):  # starts on demand
                     await self._start(manifest, edges, notes)
 
+        # images of sandboxed plugins that wait for others are made while they wait
+        data_root = self.settings.data_root
+        preparing = prepare_storage(plan, self.backends, self.place, data_root)
         # SIGTERM during startup: the rest never start
         await start_plan(plan, start, lambda: self.stop_requested)
+        if preparing is not None:
+            await preparing
 
     async def load_plugin(self, target: str | PluginManifest) -> PluginRecord:
         """Load one plugin (the newest version the registry resolves) whose dependencies are active."""

@@ -1,0 +1,108 @@
+"""The heartbeat (isolation/heartbeat.py): idle workers rest, unpinged; a call wakes them,
+and a worker that hangs on that call is still found within its timeout."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from plugbay import PluginCrashed
+from plugbay.isolation.heartbeat import Beat, Pulse, pulse_for
+from plugbay.isolation.process import ProcessHandle
+from tests.conftest import PluginFactory
+from tests.test_process import supervised, wait_for_state
+
+
+class Member:
+    """A worker's handle as the pulse sees it (the pulse's own behaviour is under test)."""
+
+    def __init__(self) -> None:
+        self.beat = Beat()
+        self.beat.idle_after = 0.05
+        self.beat.interval = 0.02
+        self.pending = False
+        self.pings = 0
+        self.visits = 0
+        self.alive = True
+
+    def pulse(self, now: float, stalled: float) -> bool:
+        self.visits += 1
+        if not self.alive:
+            return False
+        due = self.beat.due(now, stalled, self._busy(now))
+        if due == "ping":
+            self.pings += 1
+            self.beat.pinged_at = now
+            self.beat.answered(now)  # an answer at once
+        return True
+
+    def _busy(self, now: float) -> bool:
+        return self.beat.busy(now, self.pending)
+
+
+async def until(check: object, what: str, seconds: float = 10) -> None:
+    deadline = asyncio.get_running_loop().time() + seconds
+    while not check():  # type: ignore[operator]
+        assert asyncio.get_running_loop().time() < deadline, f"never: {what}"
+        await asyncio.sleep(0.01)
+
+
+async def test_an_idle_member_rests_unpinged_and_a_request_wakes_it() -> None:
+    pulse = Pulse(asyncio.get_running_loop(), tick=0.01)
+    pulse.sweep = 0.2
+    member = Member()
+    loop = asyncio.get_running_loop()
+    member.beat.last_pong = member.beat.last_used = loop.time()
+    pulse.join(member)
+    await until(lambda: pulse.resting == 1, "the idle member rests")
+    pings, visits = member.pings, member.visits
+    await asyncio.sleep(0.5)  # two sweeps, fifty ticks
+    assert member.pings == pings  # resting: no ping (the idle ping is a minute away)
+    assert 1 <= member.visits - visits <= 4  # visited at the sweeps only, not every tick
+    # a request wakes it: ticked again, and pinged at the busy cadence
+    member.pending = True
+    member.beat.last_used = loop.time()
+    assert pulse.resting == 0
+    await until(lambda: member.pings > pings, "a ping once awake")
+    # a member that needs no more ticks (its worker is gone) leaves, resting or not
+    member.pending = False
+    await until(lambda: pulse.resting == 1, "rests again")
+    member.alive = False
+    await until(lambda: len(pulse) == 0, "the gone member leaves")
+
+
+async def test_a_pending_call_keeps_a_member_awake_past_idle_after() -> None:
+    pulse = Pulse(asyncio.get_running_loop(), tick=0.01)
+    member = Member()
+    member.pending = True  # a long call in flight: it is there that a hang matters
+    member.beat.last_pong = member.beat.last_used = asyncio.get_running_loop().time()
+    pulse.join(member)
+    await asyncio.sleep(0.3)  # six times idle_after
+    assert pulse.resting == 0
+    assert member.pings >= 5
+
+
+@pytest.mark.slow
+async def test_a_worker_that_rested_and_hangs_on_its_next_call_is_found_within_seconds(
+    plugins: PluginFactory, tmp_path: Path
+) -> None:
+    async with supervised(plugins, tmp_path, restart_backoff=0.1) as host:
+        assert await host.call("acme.stuck", "ping") == "pong"
+        handle = host.plugin("acme.stuck").handle
+        assert isinstance(handle, ProcessHandle)
+        handle.beat.idle_after = 0.2
+        pulse = pulse_for(asyncio.get_running_loop())
+        await until(lambda: handle.beat.wake is not None, "the idle worker rests", 15)
+        resting = pulse.resting
+        assert resting >= 1
+        pong = handle.beat.last_pong
+        await asyncio.sleep(1.0)
+        assert handle.beat.last_pong == pong  # resting: not pinged
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(PluginCrashed, match="stopped answering its heartbeat"):
+            await host.call("acme.stuck", "block")  # blocks its loop for 30 s
+        assert asyncio.get_running_loop().time() - started < 2.5
+        await wait_for_state(host, "acme.stuck", "active")
+        assert await host.call("acme.stuck", "ping") == "pong"
