@@ -318,16 +318,24 @@ def fresh_python_start(runs: int = 15) -> list[float]:
     return times
 
 
-def idle_memory() -> tuple[int, int]:
-    """USS of a forked idle copy of this process, and of a fresh idle python."""
+def _forked_uss(idle: Callable[[], object]) -> int:
+    """USS of a copy of this process forked to run ``idle``, 0.5 s after the fork."""
     pid = os.fork()
     if pid == 0:
-        time.sleep(5)
-        os._exit(0)
+        try:
+            idle()
+        finally:
+            os._exit(0)
     time.sleep(0.5)
-    forked = _uss(pid)
+    uss = _uss(pid)
     os.kill(pid, signal.SIGKILL)
     os.waitpid(pid, 0)
+    return uss
+
+
+def idle_memory() -> tuple[int, int]:
+    """USS of a forked idle copy of this process, and of a fresh idle python."""
+    forked = _forked_uss(lambda: time.sleep(5))
     fresh = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(5)"])
     time.sleep(1.0)
     fresh_uss = _uss(fresh.pid)
@@ -363,6 +371,9 @@ def run() -> int:
     forks = fork_start()
     fresh = fresh_python_start()
     forked_uss, fresh_uss = idle_memory()
+    # the same copy idling in a new event loop, as a worker idles (reported: how much of
+    # a worker's USS any forked Python pays just to run a loop)
+    looping_uss = _forked_uss(lambda: asyncio.run(asyncio.sleep(5)))
     pool = pool_apply(n)
     ray_p50 = ray_actor_call(n)
     uss = float(ours["uss"])  # type: ignore[arg-type]
@@ -476,6 +487,15 @@ def run() -> int:
             forked_uss / 2**20,
             "≤ 2× the forked copy",
             uss <= 2 * forked_uss,
+            unit="MiB",
+        ),
+        Figure(
+            "idle worker memory (USS)",
+            uss / 2**20,
+            "forked copy of the host idling in a new asyncio loop",
+            looping_uss / 2**20,
+            "(reported)",
+            None,
             unit="MiB",
         ),
         Figure(

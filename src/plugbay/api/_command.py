@@ -212,6 +212,7 @@ class CommandSpec:
         "_exact",
         "_params_type",
         "_result_check",
+        "_result_type",
         "blocking",
         "doc",
         "func",
@@ -291,6 +292,8 @@ class CommandSpec:
                     "msgspec.Struct or containers of them",
                 ) from exc
         self._result_check = self._make_result_check(self.returns)
+        #: a declared scalar result type: a value of exactly that type needs no check
+        self._result_type: Any = self.returns if self.returns in _SCALARS else None
         #: (name, type) of every parameter when all are plain scalars: a call passing
         #: each with exactly that type is already what msgspec would return
         self._exact = _exact_scalars(params)
@@ -326,6 +329,8 @@ class CommandSpec:
         return msgspec.structs.asdict(obj)
 
     def validate_result(self, value: Any, *, plugin: str | None = None) -> Any:
+        if type(value) is self._result_type:  # (never None: no value's type is None)
+            return value
         check = self._result_check
         if check is None:
             return value

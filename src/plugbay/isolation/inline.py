@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dis
 import inspect
 import threading
+import types
 from collections.abc import Callable, Coroutine, Generator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from plugbay.api import Command, CommandSpec, Plugin, PluginContext, PluginDependency
 from plugbay.isolation.base import Backend, EnvironmentPaths, PluginHandle, deadline
@@ -50,7 +52,16 @@ class InlineHandle(PluginHandle):
     it keeps the contract's defaults for ``usage``, ``alive``, ``dump_stacks``, state
     handover (on its instance) and ``profile`` (in this process)."""
 
-    __slots__ = ("_code", "_direct", "_running", "commands", "instance", "manifest")
+    __slots__ = (
+        "_code",
+        "_direct",
+        "_plain",
+        "_running",
+        "_straight",
+        "commands",
+        "instance",
+        "manifest",
+    )
 
     def __init__(self, code: LoadedCode) -> None:
         self._code = code
@@ -60,6 +71,12 @@ class InlineHandle(PluginHandle):
         self.instance: Plugin | None = instance
         # A plugin that overrides execute() gets every call through it, as the spec says.
         self._direct = type(instance).execute is Plugin.execute
+        # Sorted once, by how a call runs: ``def`` commands run on the loop, and ``async
+        # def`` ones that cannot suspend (see :func:`straight`); none when execute() is
+        # the plugin's own.
+        specs = list(self.commands.values()) if self._direct else []
+        self._plain = frozenset(s for s in specs if not s.is_async and not s.blocking)
+        self._straight = frozenset(s for s in specs if s.is_async and straight(s.func))
         #: calls that suspended (or run in a thread): id → (loop-time start, command), so the
         #: monitor finds a hung one; a call that never suspends is never in here
         self._running: dict[int, tuple[float, str]] = {}
@@ -69,7 +86,19 @@ class InlineHandle(PluginHandle):
         self.instance.context = context
         await lifecycle(self.instance.initialize, timeout, context)
 
-    async def call(self, spec: CommandSpec, params: dict[str, Any], timeout: float) -> Any:
+    def call(
+        self, spec: CommandSpec, params: dict[str, Any], timeout: float
+    ) -> Coroutine[Any, Any, Any]:
+        """The call, to be awaited. A straight ``async def`` command (no ``await`` in its
+        body: it cannot suspend, so no timeout can fire in it) is its own coroutine,
+        handed back as it is: one coroutine less between the caller and the command."""
+        if spec in self._straight:
+            return spec.func(self.instance, **params)  # type: ignore[no-any-return]
+        return self._call(spec, params, timeout)
+
+    async def _call(self, spec: CommandSpec, params: dict[str, Any], timeout: float) -> Any:
+        if spec in self._plain:  # a def command, called directly: the common call, first
+            return spec.func(self.instance, **params)
         instance = self.instance
         if not self._direct:
             token = self._started(spec.name)
@@ -157,6 +186,25 @@ class _Resume:
                     signal = coro.send(received)
                 except StopIteration as done:
                     return done.value
+
+
+#: the opcodes of a point where a coroutine may suspend (await, async for, async with)
+_SUSPENDING: Final = frozenset(
+    {"SEND", "YIELD_VALUE", "YIELD_FROM", "GET_AWAITABLE", "GET_AITER", "GET_ANEXT"}
+    | {"BEFORE_ASYNC_WITH", "END_ASYNC_FOR", "ASYNC_GEN_WRAP"}
+)
+
+
+def straight(func: Callable[..., Any]) -> bool:
+    """Whether ``func`` is an ``async def`` whose body cannot suspend: no ``await``,
+    ``async for`` or ``async with`` anywhere in it (an async comprehension is awaited
+    in the body too). Such a coroutine runs to its end in the step that starts it, so
+    a timeout cannot fire in it and none is armed. Anything else (a wrapper, a callable
+    object, a plain function returning an awaitable) is not straight."""
+    code = getattr(func, "__code__", None)
+    if not isinstance(code, types.CodeType) or not code.co_flags & inspect.CO_COROUTINE:
+        return False
+    return not any(i.opname in _SUSPENDING for i in dis.get_instructions(code))
 
 
 def new_instance(code: LoadedCode) -> Plugin:

@@ -144,6 +144,7 @@ def zygote_main(control_fd: int, read_paths: list[str] | None = None) -> None:
     import packaging.requirements  # noqa: F401  (a worker's manifest check of python-dependencies)
 
     from plugbay.isolation import (  # the warm part: every worker inherits it
+        _warm,
         diagnostics,  # noqa: F401  (imported by every worker)
         limits,
         loops,
@@ -164,6 +165,7 @@ def zygote_main(control_fd: int, read_paths: list[str] | None = None) -> None:
     else:
         runtime = (*limits.runtime_read_paths(site_packages=False), *read_paths)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the host's to handle
+    _warm.prepare()  # what each worker would do first, done once (fewer pages it copies)
     wake_read, wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     signal.set_wakeup_fd(wake_write)
     signal.signal(signal.SIGCHLD, lambda *_: None)  # a handler, so the wakeup fd is written
@@ -187,6 +189,7 @@ def zygote_main(control_fd: int, read_paths: list[str] | None = None) -> None:
         if not data:  # the host is gone
             os._exit(0)
         request = json.loads(data)
+        _warm.freeze()
         pid = os.fork()
         if pid == 0:
             try:

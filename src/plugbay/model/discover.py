@@ -14,13 +14,17 @@ import importlib.metadata
 import json
 import os
 import re
+import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from plugbay.api.errors import ManifestError, PlugbayError
 from plugbay.model.manifest import PluginManifest, load_manifest_file, parse_manifest
+
+if TYPE_CHECKING:
+    from plugbay.model.manifest_cache import ManifestCache
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -46,17 +50,23 @@ class Discovery:
         self.problems.extend(other.problems)
 
 
-def discover(directories: Iterable[Path] = (), *, entry_points: bool = True) -> Discovery:
-    """Manifests from every directory (searched recursively) and, optionally, entry points."""
+def discover(
+    directories: Iterable[Path] = (),
+    *,
+    entry_points: bool = True,
+    cache: ManifestCache | None = None,
+) -> Discovery:
+    """Manifests from every directory (searched recursively) and, optionally, entry points.
+    ``cache`` keeps parsed manifests between starts (``model.manifest_cache``)."""
     found = Discovery()
     for directory in directories:
-        found.extend(discover_directory(Path(directory)))
+        found.extend(discover_directory(Path(directory), cache=cache))
     if entry_points:
         found.extend(discover_entry_points())
     return found
 
 
-def discover_directory(root: Path) -> Discovery:
+def discover_directory(root: Path, *, cache: ManifestCache | None = None) -> Discovery:
     """Every plugin below ``root``: a directory holding a ``plugin.toml``, or a
     ``pyproject.toml`` with a ``[tool.plugbay]`` table. A plugin directory is not
     searched further (its subdirectories are its own code)."""
@@ -70,19 +80,34 @@ def discover_directory(root: Path) -> Discovery:
             )
         )
         return found
-    for manifest_path in _manifest_files(root):
+    for manifest_path, st in _manifest_entries(root):
         try:
-            found.manifests.append(load_manifest_file(manifest_path))
+            found.manifests.append(
+                load_manifest_file(manifest_path)
+                if cache is None
+                else cache.load(manifest_path, st)
+            )
         except PlugbayError as exc:
             found.problems.append(exc)
     return found
 
 
 def _manifest_files(directory: str | Path) -> Iterator[str]:
+    for path, _st in _manifest_entries(directory):
+        yield path
+
+
+def _manifest_entries(directory: str | Path) -> Iterator[tuple[str, os.stat_result | None]]:
+    """Each manifest file below ``directory``, with its ``stat`` when it was taken (the
+    manifest cache keys on it: one stat a plugin, not two)."""
     # one stat for the common case (a plugin directory); a directory read otherwise
     plugin_toml = os.path.join(directory, "plugin.toml")
-    if os.path.isfile(plugin_toml):
-        yield plugin_toml
+    try:
+        st: os.stat_result | None = os.stat(plugin_toml)
+    except (OSError, ValueError):
+        st = None
+    if st is not None and stat.S_ISREG(st.st_mode):
+        yield plugin_toml, st
         return
     try:
         with os.scandir(directory) as it:
@@ -93,7 +118,7 @@ def _manifest_files(directory: str | Path) -> Iterator[str]:
         pyproject = os.path.join(directory, "pyproject.toml")
         with open(pyproject, encoding="utf-8", errors="replace") as f:
             if re.search(r"^\[tool\.plugbay[\].]", f.read(), re.M):
-                yield pyproject
+                yield pyproject, None
                 return
     for entry in entries:
         if (
@@ -101,7 +126,7 @@ def _manifest_files(directory: str | Path) -> Iterator[str]:
             and entry.name not in _SKIP_DIRS
             and entry.is_dir(follow_symlinks=True)
         ):
-            yield from _manifest_files(entry.path)
+            yield from _manifest_entries(entry.path)
 
 
 def discover_entry_points(group: str = ENTRY_POINT_GROUP) -> Discovery:

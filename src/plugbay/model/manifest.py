@@ -360,8 +360,25 @@ def parse_manifest(
     distribution: str | None = None,
 ) -> PluginManifest:
     """Parse manifest TOML text; ``table`` selects a sub-table (``("tool", "plugbay")``)."""
+    data = parse_toml(text, _where(path, distribution), what="the manifest")
+    return manifest_from_document(
+        data, text, path=path, table=table, origin=origin, root=root, distribution=distribution
+    )
+
+
+def manifest_from_document(
+    data: Any,
+    text: str | None,
+    *,
+    path: Path | None = None,
+    table: tuple[str, ...] = (),
+    origin: ManifestOrigin = "memory",
+    root: Path | None = None,
+    distribution: str | None = None,
+) -> PluginManifest:
+    """A parsed TOML document's manifest (``text``, when known, locates errors); the
+    manifest cache (``model.manifest_cache``) keeps documents and comes back here."""
     where = _where(path, distribution)
-    data: Any = parse_toml(text, where, what="the manifest")
     project = data.get("project") if table and isinstance(data, dict) else None
     for name in table:
         if not isinstance(data, dict) or name not in data:

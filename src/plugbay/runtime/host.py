@@ -30,6 +30,7 @@ from plugbay.isolation.policy import IsolationPolicy
 from plugbay.model.bundled import bundled_needed
 from plugbay.model.discover import discover
 from plugbay.model.manifest import PluginManifest, parse_toml
+from plugbay.model.manifest_cache import CACHE_FILE, ManifestCache
 from plugbay.model.registry import PluginRegistry
 from plugbay.model.versions import Version
 from plugbay.monitor.config import MonitorSettings
@@ -294,7 +295,10 @@ class Host:
         self.manager.services.provide(
             "plugbay.host", "plugbay.host", Version.parse(HOST_VERSION), HostInfo(self)
         )
-        found = discover(self.plugin_dirs, entry_points=self._entry_points)
+        cache = ManifestCache(self.state_dir / CACHE_FILE) if self.state_dir else None
+        found = discover(self.plugin_dirs, entry_points=self._entry_points, cache=cache)
+        if cache is not None:
+            cache.save()
         for problem in found.problems:
             self._problem(problem, None)
         for manifest in found.manifests:

@@ -1,0 +1,202 @@
+"""The zygote's warm-up: what every worker would otherwise do first, done once before forking.
+
+A worker shares the zygote's pages until it writes to one; each page it writes becomes
+its own copy, and those copies are its memory (USS). Much of what a worker writes in
+its first moments is not the plugin's doing but the runtime's first use of itself:
+lazily built caches (msgspec's type information for the frames and the manifest, the
+event loop's machinery, ``typing`` and ``inspect`` caches for command signatures,
+the patterns and tables of the sandbox layers), and the garbage those leave behind
+(the cgroup hierarchies the zygote finds itself, see ``zygote_main``). Done here once, those pages are built in the zygote and only read by
+its workers. :func:`freeze` then moves every object the zygote holds out of the
+cyclic collector's reach, so a worker's collections never write their headers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import socket
+from typing import Any
+
+__all__ = ["freeze", "prepare"]
+
+_MANIFEST = """
+id = "plugbay.warm"
+version = "1.0.0"
+type = "utility"
+entry = "warm:Warm"
+host = ">=0.1.0 <1.0.0"
+isolation = "process"
+
+[dependencies]
+"plugbay.other" = "^1.0"
+"""
+
+
+_PLUGIN = """
+from plugbay import UtilityPlugin, command
+
+
+class Warm(UtilityPlugin):
+    @command
+    def echo(self, x: int) -> int:
+        return x
+"""
+
+
+def prepare() -> list[str]:
+    """Run once in the zygote, after its imports and before its first fork. A step that
+    fails is left for each worker to meet (and report) as it would have anyway; the
+    names of those steps are returned."""
+    failed = []
+    for step in (_manifest, _commands, _plugin, _loop, _layers):
+        try:
+            step()
+        except Exception:
+            failed.append(step.__name__)
+    gc.collect()
+    freeze()
+    return failed
+
+
+def freeze() -> None:
+    """Before each fork: everything the zygote holds goes to the permanent generation."""
+    gc.freeze()
+
+
+def _manifest() -> None:
+    from plugbay.model.manifest import parse_manifest
+
+    parse_manifest(_MANIFEST)
+
+
+def _commands() -> None:
+    """A throwaway plugin class: its commands checked, described and called as a
+    worker does with the real plugin's (``CommandSpec``'s lazy parts are built)."""
+    from plugbay.api import UtilityPlugin, command, command_specs
+
+    class Warm(UtilityPlugin):
+        @command
+        def echo(self, x: int, text: str = "") -> int:
+            return x
+
+        @command
+        async def echo_async(self, x: int) -> dict[str, Any]:
+            return {"x": x}
+
+    plugin = Warm()
+    for spec in command_specs(Warm).values():
+        spec.signature()
+        spec.describe()
+        spec.schema()
+        params = spec.validate_params({"x": 1}, plugin="plugbay.warm", strict=False)
+        result = spec.func(plugin, **params)
+        if asyncio.iscoroutine(result):
+            result.close()
+        else:
+            spec.validate_result(result, plugin="plugbay.warm")
+
+
+def _layers() -> None:
+    """The sandbox layers made and ordered as a worker does, and a seccomp filter built
+    (not installed): what they compile on first use (patterns, tables) is then here."""
+    import os
+
+    from plugbay.isolation import _seccomp, limits
+
+    layers = limits.default_layers("plugbay-warm", notify=True)
+    sorted(layers, key=limits._rank)
+    limits._thread_count()
+    spec = _seccomp.FilterSpec(pid=os.getpid(), allow_tcp=True, notify=True)
+    _seccomp.pack(_seccomp.build(spec))
+
+
+def _plugin() -> None:
+    """A throwaway plugin imported, given its context and unloaded, as a worker loads
+    one: the import machinery, the manifest file path and the context's parts."""
+    import logging
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from plugbay.api import Environment, Events, PluginConfig, PluginContext, Secrets
+    from plugbay.isolation.inline import new_instance
+    from plugbay.isolation.loading import import_plugin, unload_code
+    from plugbay.model.manifest import load_manifest
+    from plugbay.monitor.logs import RateLimiter
+    from plugbay.monitor.metrics import PluginMetrics
+
+    root = Path(tempfile.mkdtemp(prefix="plugbay-warm-"))
+    try:
+        (root / "plugin.toml").write_text(_MANIFEST)
+        (root / "warm.py").write_text(_PLUGIN)
+        manifest = load_manifest(root / "plugin.toml")
+        code = import_plugin(manifest)
+        try:
+            instance = new_instance(code)
+            metrics = PluginMetrics(manifest.id)
+            RateLimiter(500.0, 2000.0).allow()
+            instance.context = PluginContext(
+                environment=Environment(
+                    host_version="0",
+                    plugin_id=manifest.id,
+                    plugin_version=str(manifest.version),
+                    data_dir=root,
+                    mode="production",
+                    isolation="process",
+                ),
+                services=None,  # type: ignore[arg-type]
+                config=PluginConfig({}),
+                logger=logging.getLogger("plugbay.warm"),
+                metrics=metrics,
+                secrets=Secrets({}, plugin=manifest.id),
+                events=Events(None, plugin=manifest.id),
+            )
+        finally:
+            if code.namespace is not None:
+                unload_code(code.namespace)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _loop() -> None:
+    """An event loop with a frame channel on a socketpair, as a worker runs: frames
+    both ways, so the transports, the decoder and the encoder are used once."""
+    from plugbay.isolation import frames, loops
+
+    async def exchange() -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        got: list[frames.Message] = []
+        done = asyncio.get_running_loop().create_future()
+
+        def on_message(message: frames.Message) -> None:
+            got.append(message)
+            if isinstance(message, frames.Cleanup) and not done.done():
+                done.set_result(None)
+
+        loop = asyncio.get_running_loop()
+        transport, channel = await loop.create_connection(
+            lambda: frames.Channel(on_message, lambda *_: None), sock=ours
+        )
+        with theirs:
+            theirs.sendall(
+                b"".join(
+                    frames.encode(m)
+                    for m in (
+                        frames.Load("/nonexistent/plugin.toml", "plugbay.warm", {}, "/", "0", "x"),
+                        frames.Init(1),
+                        frames.Call(2, "echo", {"x": 1}),
+                        frames.Ping(3),
+                        frames.Cleanup(4),
+                    )
+                )
+            )
+            await asyncio.wait_for(done, 5)
+            channel.send(frames.Reply(2, 1))
+            channel.send(frames.Pong(3))
+            channel.flush()
+            await asyncio.sleep(0)
+        transport.close()
+        await asyncio.sleep(0)
+
+    loops.run(exchange(), sandboxed=True)
