@@ -11,7 +11,8 @@ import pytest
 
 from plugbay.pdk import create_plugin
 from plugbay.pdk.analyzer import validate_plugin
-from plugbay.pdk.wheels import BuildError, build_plugin
+from plugbay.pdk.build import build_plugin
+from plugbay.pdk.errors import BuildError
 
 pytestmark = pytest.mark.slow
 

@@ -12,7 +12,7 @@ import psutil
 import pytest
 
 from plugbay import PlugbayError, PluginCallError, PluginStateError
-from plugbay.runtime.canary import CanarySettings, parse_share, parse_window
+from plugbay.runtime.canary import RUN, CanarySettings, parse_share, parse_window, periods
 from plugbay.runtime.host import Host
 from tests._trials import calc
 from tests.conftest import PluginFactory
@@ -78,6 +78,30 @@ async def test_a_wrong_canary_is_rolled_back_within_its_window_and_only_its_shar
         recorded = [json.loads(line) for line in host.trials.recording("acme.calc").splitlines()]
         versions = [c["version"] for c in recorded[1:]]
         assert versions.count("1.1.0") == canary.new.calls and "1.0.0" in versions
+
+
+async def test_a_canary_takes_its_exact_share_and_every_call_stays_counted(
+    plugins: PluginFactory, make_host: Callable[..., Host], tmp_path: Path
+) -> None:
+    """A running sum, not a coin, and exact while calls overlap (8 callers, a sandboxed
+    plugin); the serving version keeps its route, and when the canary ends its calls
+    join the plugin's figures."""
+    calc(plugins.root / "calc", "1.0.0")
+    async with make_host(inline=[]) as host:
+        host.install(calc(tmp_path / "src", "1.2.0"))
+        serving = host.manager.route_of("acme.calc")
+        settings = CanarySettings(share=0.3, window_calls=10**6)
+        await host.trials.canary("acme.calc", settings=settings)
+        canary = host.trials.canaries["acme.calc"]
+        assert host.manager.route_of("acme.calc") is serving
+        assert await _load(host, 400) == (400, [])
+        assert abs(canary.new.calls - 0.3 * 400) <= 2 * RUN, canary.new.calls
+        await host.trials.stop_canary("acme.calc")
+        assert host.manager.route_of("acme.calc") is serving
+        assert await _load(host, 40) == (40, [])
+        record = host.plugin("acme.calc")
+        assert record.metrics is not None
+        assert record.metrics.commands["add"].calls == 440
 
 
 async def test_a_slow_canary_is_rolled_back_on_its_latency(
@@ -159,6 +183,13 @@ async def test_canary_settings_are_checked_before_anything_starts(
         assert stopped["state"] in ("rolling-back", "rolled-back")
         assert (await host.trials.wait_canary("acme.calc"))["state"] == "rolled-back"
     assert parse_share("10%") == pytest.approx(0.1) and parse_share("0.25") == 0.25
+    # one cycle of the canary's periods holds exactly its share of the calls
+    assert periods(0.1) == [10] and periods(0.3) == [4, 3, 3] and periods(1.0) == [1]
+    for share in (0.05, 0.25, 1 / 3, 0.5, 0.75):
+        lengths = periods(share)
+        assert len(lengths) / sum(lengths) == pytest.approx(share, abs=1e-4)
+    with pytest.raises(PlugbayError, match=r"at least 0\.01%"):
+        CanarySettings(share=0.00001).check("acme.calc")
     assert parse_window("200") == (200, None) and parse_window("5m") == (None, 300.0)
     with pytest.raises(PlugbayError, match="not a window"):
         parse_window("soon")

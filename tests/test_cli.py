@@ -224,6 +224,7 @@ def test_grants_are_asked_for_granted_and_shown(workdir: Path, plugins: PluginFa
         "granted": ["network:127.0.0.1:8080", "subprocess"],
         "effective": ["network:127.0.0.1:8080"],
         "pending": ["env:HOME"],  # asked, not yet approved
+        "denied": [],  # asked, and the operator said no
     }
     shown = plugbay("info", "acme.net", cwd=workdir).stdout
     assert "in effect: network:127.0.0.1:8080" in shown

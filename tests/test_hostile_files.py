@@ -26,7 +26,7 @@ from plugbay.api.errors import ManifestError, PlugbayError
 from plugbay.cli.app import app
 from plugbay.model.manifest import MAX_MANIFEST_BYTES, load_manifest
 from plugbay.pdk.errors import WheelError
-from plugbay.pdk.wheels import _record_hash, inspect_wheel
+from plugbay.pdk.wheels import inspect_wheel, record_hash
 from tests.test_cli import plugbay
 
 CODE = """\
@@ -322,7 +322,7 @@ def wheel_files(manifest: str = BASE.replace("main:P", "acme_base.main:P")) -> d
 def zip_bytes(files: dict[str, bytes]) -> bytes:
     buf = io.BytesIO()
     info = "acme_base-1.2.0.dist-info"
-    record = [f"{n},{_record_hash(d)},{len(d)}" for n, d in files.items()]
+    record = [f"{n},{record_hash(d)},{len(d)}" for n, d in files.items()]
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
         for name, data in files.items():
             z.writestr(name, data)

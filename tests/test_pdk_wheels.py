@@ -245,10 +245,10 @@ def test_malformed_signature_file(work: Path) -> None:
 
 def make_wheel(path: Path, files: dict[str, str]) -> Path:
     """A wheel with a correct RECORD (of whatever files are given)."""
-    from plugbay.pdk.wheels import _record_hash
+    from plugbay.pdk.wheels import record_hash
 
     info = next(n.split("/")[0] for n in files if ".dist-info/" in n)
-    record = [f"{n},{_record_hash(d.encode())},{len(d)}" for n, d in files.items()]
+    record = [f"{n},{record_hash(d.encode())},{len(d)}" for n, d in files.items()]
     with zipfile.ZipFile(path, "w") as z:
         for name, data in files.items():
             z.writestr(name, data)

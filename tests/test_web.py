@@ -530,3 +530,79 @@ async def test_allow_names_the_methods_for_a_plugin_the_document_does_not_list(a
     unknown = await api.http.delete("/api/v1/plugins/acme.nobody/config")
     assert known.status_code == unknown.status_code == 405
     assert known.headers["allow"] == unknown.headers["allow"] == "GET, PUT"
+
+
+# --------------------------------------------------------------------------- operators' answers
+
+KEEPER = """
+from plugbay import UtilityPlugin, command
+
+class P(UtilityPlugin):
+    @command
+    def key(self) -> str:
+        return self.context.config["api-key"]
+"""
+
+
+@pytest.fixture
+async def keeper(make_host: Callable[..., Any], plugins: PluginFactory) -> AsyncIterator[Api]:
+    """A plugin with a secret config field that asks for a permission it is not granted."""
+    plugins(
+        "acme.keeper", KEEPER,
+        extra='[permissions]\nnetwork = ["127.0.0.1:6667"]\n'
+        '[config.api-key]\ntype = "string"\ndefault = "k0"\nsecret = true\n'
+        '[config.greeting]\ntype = "string"\ndefault = "Hello"\n',
+    )  # fmt: skip
+    host = make_host(inline=["*"])
+    await host.start()
+    tokens = TokenFile(host.state_dir)
+    token, _ = tokens.ensure()
+    server = HttpServer(create_app(host, tokens=tokens), "127.0.0.1", 0)
+    await server.start()
+    a = Api(host, server, token)
+    try:
+        yield a
+    finally:
+        await a.http.aclose()
+        await server.stop()
+        await host.stop()
+
+
+async def test_a_denied_permission_is_shown_denied_not_pending(keeper: Api) -> None:
+    url = "/api/v1/plugins/acme.keeper"
+    permission = "network:127.0.0.1:6667"
+    assert (await keeper.http.get(url)).json()["permissions"]["pending"] == [permission]
+    r = await keeper.http.post(f"{url}/deny", json={"permission": permission})
+    assert r.status_code == 200 and r.json()["denied"] is True
+    shown = (await keeper.http.get(url)).json()["permissions"]
+    assert (shown["pending"], shown["denied"]) == ([], [permission])
+    # denying again is the same answer, recorded once
+    assert (await keeper.http.post(f"{url}/deny", json={"permission": permission})).is_success
+    denies = [e for e in keeper.host.history("acme.keeper") if e.action == "deny"]
+    assert len(denies) == 1
+    # a grant settles it; a revoke asks the operator again
+    granted = await keeper.http.post(f"{url}/grants", json={"permission": permission})
+    assert granted.json()["permissions"]["denied"] == []
+    revoked = (await keeper.http.post(f"{url}/revoke", json={"permission": permission})).json()
+    assert (revoked["permissions"]["pending"], revoked["permissions"]["denied"]) == (
+        [permission],
+        [],
+    )
+
+
+async def test_secret_config_values_are_masked_and_kept_when_sent_back(keeper: Api) -> None:
+    url = "/api/v1/plugins/acme.keeper/config"
+    r = await keeper.http.put(url, json={"values": {"api-key": "s3cret"}})
+    assert r.status_code == 200, r.text
+    view = r.json()
+    assert view["config"]["api-key"] == "***" and view["runtime"] == {"api-key": "***"}
+    assert view["config"]["greeting"] == "Hello"
+    got = (await keeper.http.get(url)).json()
+    assert "s3cret" not in json.dumps(got)
+    assert "s3cret" not in (await keeper.http.get("/api/v1/plugins/acme.keeper")).text
+    # what the dashboard and 'plugbay config' send back: the run-time values as shown, plus
+    # the change; the secret keeps its value
+    values = {**got["runtime"], "greeting": "Hi"}
+    assert (await keeper.http.put(url, json={"values": values})).status_code == 200
+    assert await keeper.host.call("acme.keeper", "key") == "s3cret"
+    assert keeper.host.runtime_config("acme.keeper") == {"api-key": "s3cret", "greeting": "Hi"}

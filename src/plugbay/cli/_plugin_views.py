@@ -108,6 +108,13 @@ def _permission_facts(plugin_id: str, permissions: dict[str, Any]) -> list[tuple
             ("", f"pending: {pending} — approve with 'plugbay grant {plugin_id} {pending}'")
             for pending in permissions.get("pending") or []
         ],
+        *[
+            (
+                "",
+                f"denied: {denied} — runs without it; 'plugbay grant {plugin_id} {denied}' allows it",
+            )
+            for denied in permissions.get("denied") or []
+        ],
     ]
 
 

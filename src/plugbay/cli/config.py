@@ -23,6 +23,7 @@ from plugbay.cli._options import (
     print_json,
     to_builtins,
 )
+from plugbay.runtime.live_config import masked
 
 if TYPE_CHECKING:
     from plugbay.runtime.host import Host
@@ -82,8 +83,8 @@ async def _local(host: Host, plugin_id: str, pairs: list[str]) -> dict[str, Any]
         rec = await host.set_config(plugin_id, values)
     return {
         "plugin": plugin_id,
-        "config": to_builtins(rec.config),
-        "runtime": to_builtins(host.runtime_config(plugin_id)),
+        "config": to_builtins(masked(rec.manifest, rec.config)),
+        "runtime": to_builtins(masked(rec.manifest, host.runtime_config(plugin_id))),
         "schema": to_builtins(schema),
     }
 

@@ -142,7 +142,7 @@ def build(
 
     The plugin is validated first; one that does not validate is refused and nothing is written.
     """
-    from plugbay.pdk.wheels import build_plugin
+    from plugbay.pdk.build import build_plugin
 
     if _is_wasm(path):
         from plugbay.pdk.wasm_build import build_wasm

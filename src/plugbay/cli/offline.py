@@ -91,7 +91,7 @@ def disk_info(plugin_id: str, plugin_dirs: list[Path], state: Path) -> dict[str,
     m = newest.get(plugin_id)
     if m is None:
         raise _not_on_disk(plugin_id, plugin_dirs, newest)
-    disabled, granted, stored = _kept_for(plugin_id, state)
+    disabled, granted, stored, denied = _kept_for(plugin_id, state)
     asked = m.permissions.asked() if m.permissions is not None else []
     off = plugin_id in disabled
     return {
@@ -110,7 +110,7 @@ def disk_info(plugin_id: str, plugin_dirs: list[Path], state: Path) -> dict[str,
         ),
         "commands": [],
         "config": None,
-        "permissions": _permissions(asked, granted),
+        "permissions": _permissions(asked, granted, denied),
         "limits": {},
         "sandbox": None,
         "python": _python(m, state),
@@ -131,24 +131,35 @@ def _not_on_disk(plugin_id: str, plugin_dirs: list[Path], newest: dict[str, Any]
     )
 
 
-def _kept_for(plugin_id: str, state: Path) -> tuple[dict[str, str | None], list[str], list[Any]]:
-    """The disabled plugins, and the plugin's grants and stored versions, from the kept state."""
+def _kept_for(
+    plugin_id: str, state: Path
+) -> tuple[dict[str, str | None], list[str], list[Any], set[str]]:
+    """The disabled plugins, and the plugin's grants, stored versions and denied
+    permissions, from the kept state."""
+    from plugbay.runtime.plugin_info import denials
+
     disabled, store = _kept(state)
     if store is None:
-        return disabled, [], []
+        return disabled, [], [], set()
     try:
-        return disabled, store.grants(plugin_id), store.installed(plugin_id)
+        granted, stored = store.grants(plugin_id), store.installed(plugin_id)
+        return disabled, granted, stored, denials(store, plugin_id)
     finally:
         store.close()
 
 
-def _permissions(asked: list[str], granted: list[str]) -> dict[str, list[str]]:
-    return {
-        "asked": asked,
-        "granted": granted,
-        "effective": [p for p in asked if p in granted],
-        "pending": [p for p in asked if p not in granted],
-    }
+def _permissions(asked: list[str], granted: list[str], denied: set[str]) -> dict[str, list[str]]:
+    from plugbay.runtime.plugin_info import with_denials
+
+    return with_denials(
+        {
+            "asked": asked,
+            "granted": granted,
+            "effective": [p for p in asked if p in granted],
+            "pending": [p for p in asked if p not in granted],
+        },
+        denied,
+    )
 
 
 def _python(manifest: Any, state: Path) -> dict[str, Any] | None:

@@ -38,10 +38,12 @@ __all__ = [
     "InstanceLimits",
     "Interrupted",
     "ProtocolError",
+    "StoreOwner",
     "Trapped",
     "WasmInstance",
     "WasmProgram",
     "load_program",
+    "new_store",
 ]
 
 ABI_VERSION: Final = 1
@@ -214,7 +216,43 @@ def wasi_config(limits: InstanceLimits, output: Callable[[bytes], None] | None) 
     return wasi
 
 
-class WasmInstance:
+def new_store(
+    program: WasmProgram,
+    limits: InstanceLimits,
+    output: Callable[[bytes], None] | None,
+    *,
+    single: bool,
+) -> Any:
+    """A store of its own for one instance: its memory bounded (``single``: one instance,
+    one memory, as a core module has; a component has several), WASI deny by default
+    (:func:`wasi_config`), and the epoch deadline armed, so that a start function is
+    interrupted like a call."""
+    store = wasmtime.Store(program.engine)
+    if limits.memory_bytes is not None:
+        bounds = {"instances": 1, "memories": 1} if single else {}
+        store.set_limits(memory_size=int(limits.memory_bytes), **bounds)
+    store.set_wasi(wasi_config(limits, output))
+    store.set_epoch_deadline(1)
+    return store
+
+
+class StoreOwner:
+    """What an instance does with its store, whatever kind of program it runs."""
+
+    store: Any
+
+    def close(self) -> None:
+        """Free the store now (see ``WasmHandle._drop_instance``); idempotent."""
+        with contextlib.suppress(Exception):  # a store already gone is closed
+            self.store.close()
+
+    def arm(self) -> None:
+        """Arm the epoch deadline for the next job: the program's next ``interrupt`` stops
+        whatever of it runs then (the handle arms it under the lock its interrupts take)."""
+        self.store.set_epoch_deadline(1)
+
+
+class WasmInstance(StoreOwner):
     """One instance of a program in a store of its own, with its limits, WASI preopens and
     host imports. Every method runs on the handle's instance thread."""
 
@@ -228,11 +266,7 @@ class WasmInstance:
         self.program = program
         self.limits = limits
         self._host = host
-        store = wasmtime.Store(program.engine)
-        if limits.memory_bytes is not None:
-            store.set_limits(memory_size=int(limits.memory_bytes), instances=1, memories=1)
-        store.set_wasi(wasi_config(limits, output))
-        self.store = store
+        store = self.store = new_store(program, limits, output, single=True)
         linker = wasmtime.Linker(program.engine)
         linker.define_wasi()
         i32, i64 = wasmtime.ValType.i32(), wasmtime.ValType.i64()
@@ -241,7 +275,6 @@ class WasmInstance:
             linker.define_func(
                 "plugbay", kind, wasmtime.FuncType([i32, i32], [i64]), self._importer(kind), True
             )
-        store.set_epoch_deadline(1)  # armed: a start function is interrupted like a call
         self.instance = linker.instantiate(store, program.module)
         exports = self.instance.exports(store)
         memory = exports["memory"]
@@ -320,16 +353,6 @@ class WasmInstance:
                 "plugbay_alloc returned no memory for the call's payload", self.memory_bytes()
             )
         self._buffer, self._buffer_size = ptr, size
-
-    def close(self) -> None:
-        """Free the store now (see ``WasmHandle._drop_instance``); idempotent."""
-        with contextlib.suppress(Exception):  # a store already gone is closed
-            self.store.close()
-
-    def arm(self) -> None:
-        """Arm the epoch deadline for the next job: the program's next ``interrupt`` stops
-        whatever of it runs then (the handle arms it under the lock its interrupts take)."""
-        self.store.set_epoch_deadline(1)
 
     def _guard(self, run: Callable[[], Any]) -> Any:
         """One call into the module; a trap becomes :class:`Trapped` or :class:`Interrupted`."""

@@ -12,7 +12,6 @@ instance thread only.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -26,13 +25,14 @@ from plugbay.isolation._wasm_abi import (
     InstanceLimits,
     Interrupted,
     ProtocolError,
+    StoreOwner,
     Trapped,
     WasmProgram,
     decoded,
     error_text,
     first_line,
+    new_store,
     trap_text,
-    wasi_config,
 )
 
 __all__ = ["HOST_INTERFACE", "ComponentInstance", "check_component"]
@@ -56,7 +56,7 @@ def check_component(program: WasmProgram) -> None:
         )
 
 
-class ComponentInstance:
+class ComponentInstance(StoreOwner):
     """One instance of a component in a store of its own (see the module docstring)."""
 
     def __init__(
@@ -69,17 +69,12 @@ class ComponentInstance:
         self.program = program
         self.limits = limits
         self._host = host
-        store = wasmtime.Store(program.engine)
-        if limits.memory_bytes is not None:
-            store.set_limits(memory_size=int(limits.memory_bytes))
-        store.set_wasi(wasi_config(limits, output))
-        self.store = store
+        store = self.store = new_store(program, limits, output, single=False)
         linker = component.Linker(program.engine)
         linker.add_wasip2()
         with linker.root() as root, root.add_instance(HOST_INTERFACE) as imports:
             imports.add_func("log", self._log)
             imports.add_func("request", self._request)
-        store.set_epoch_deadline(1)
         try:
             self.instance = linker.instantiate(store, program.module)
         except wasmtime.WasmtimeError as exc:
@@ -91,14 +86,6 @@ class ComponentInstance:
             func = self.instance.get_func(store, name)
             if func is not None:
                 self._funcs[name] = func
-
-    def close(self) -> None:
-        """Free the store now (see ``WasmHandle._drop_instance``); idempotent."""
-        with contextlib.suppress(Exception):  # a store already gone is closed
-            self.store.close()
-
-    def arm(self) -> None:
-        self.store.set_epoch_deadline(1)
 
     def call(self, command: bytes, payload: bytes) -> Any:
         return self._invoke("call", command.decode(), payload.decode())

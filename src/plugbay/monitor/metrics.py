@@ -62,11 +62,14 @@ class CommandStats:
     the event loop folds pending durations into the histogram in batches
     (:meth:`fold`). Readers in any thread combine the folded figures with a copy
     of what is pending, so they never disturb the writer.
+
+    A :attr:`pacer` (a canary, ``runtime.canary``) sets the periods' lengths instead:
+    the call ending each one is timed as always, and its end is the pacer's cue.
     """
 
     __slots__ = (
         "_buckets", "_max", "_timed", "_total", "base", "bounds", "errors", "errors_by_type",
-        "left", "pending", "period",
+        "left", "pacer", "pending", "period",
     )  # fmt: skip
 
     #: fold once this many durations are pending
@@ -89,6 +92,9 @@ class CommandStats:
         self._buckets = [0] * (len(bounds) + 1)
         self.errors = 0
         self.errors_by_type: Counter[str] = Counter()
+        #: given the calls begun since the timed call that ended a period, the next
+        #: period's length (None: the sampling above)
+        self.pacer: Callable[[int], int] | None = None
 
     @property
     def started(self) -> int:
@@ -98,8 +104,22 @@ class CommandStats:
     def next_period(self) -> None:
         """The call that counted ``left`` down to zero was timed and is done: start the
         next period. Calls begun meanwhile (``left`` below zero) stay counted."""
-        self.base += self.period - self.left
-        self.period = self.left = 1 if self.base < self.ALWAYS else self.EVERY
+        left = self.left
+        self.base += self.period - left
+        pacer = self.pacer
+        if pacer is None:
+            self.period = self.left = 1 if self.base < self.ALWAYS else self.EVERY
+        else:
+            self.period = self.left = pacer(-left)
+
+    def pace(self, pacer: Callable[[int], int] | None, first: int = 1) -> None:
+        """Let ``pacer`` set the periods' lengths from now on (None: the sampling again);
+        the period under way ends now, the next lasts ``first`` calls (unless a timed call
+        is in flight: its end starts the next period)."""
+        self.pacer = pacer
+        if self.left > 0:
+            self.base += self.period - self.left
+            self.period = self.left = first if pacer is not None else 1
 
     def record(self, seconds: float | None, error: str | None = None) -> None:
         """Count one observation (a plugin's histogram: every one timed), or a failed call."""
@@ -134,6 +154,20 @@ class CommandStats:
         self._timed += len(pending)
         self._total += sum(pending)
         self._max = max(self._max, max(pending))
+
+    def add(self, other: CommandStats) -> None:
+        """Add ``other``'s calls, errors and durations to these (a canary's figures, when it
+        ends, join its plugin's); call from the writing thread only."""
+        self.fold()
+        other.fold()
+        self.base += other.started
+        self.errors += other.errors
+        self.errors_by_type.update(other.errors_by_type)
+        if other.bounds == self.bounds:
+            self._buckets = [a + b for a, b in zip(self._buckets, other._buckets, strict=True)]
+            self._timed += other._timed
+            self._total += other._total
+            self._max = max(self._max, other._max)
 
     # -- what readers see: folded + pending --------------------------------------------
 

@@ -25,6 +25,7 @@ from plugbay.pdk.errors import BuildError, PdkError, SignatureError, TemplateErr
 
 if TYPE_CHECKING:
     from plugbay.pdk.analyzer import Finding, ValidationResult, validate_plugin
+    from plugbay.pdk.build import BuildResult, build_plugin
     from plugbay.pdk.docs import Documentation, generate_docs, write_docs
     from plugbay.pdk.signing import (
         TrustPolicy,
@@ -35,13 +36,7 @@ if TYPE_CHECKING:
         verify_wheel,
     )
     from plugbay.pdk.templates import TEMPLATES, PluginTemplate, create_plugin
-    from plugbay.pdk.wheels import (
-        BuildResult,
-        WheelInfo,
-        build_plugin,
-        inspect_wheel,
-        wheel_to_directory,
-    )
+    from plugbay.pdk.wheels import WheelInfo, inspect_wheel, wheel_to_directory
 
 __all__ = [
     "TEMPLATES",
@@ -89,9 +84,9 @@ _WHERE = {
     "TEMPLATES": "templates",
     "PluginTemplate": "templates",
     "create_plugin": "templates",
-    "BuildResult": "wheels",
+    "BuildResult": "build",
     "WheelInfo": "wheels",
-    "build_plugin": "wheels",
+    "build_plugin": "build",
     "inspect_wheel": "wheels",
     "wheel_to_directory": "wheels",
 }

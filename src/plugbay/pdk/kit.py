@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from plugbay.pdk.analyzer import ValidationResult, validate_plugin
+from plugbay.pdk.build import BuildResult, build_plugin
 from plugbay.pdk.debug import debug_plugin
 from plugbay.pdk.docs import Documentation, generate_docs
 from plugbay.pdk.templates import TEMPLATES, PluginTemplate, create_plugin
 from plugbay.pdk.testing import PluginHost
-from plugbay.pdk.wheels import BuildResult, build_plugin
 
 __all__ = ["PDK", "DevTools"]
 

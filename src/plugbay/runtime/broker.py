@@ -27,7 +27,7 @@ import collections
 import inspect
 import secrets
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import msgspec
 
@@ -37,11 +37,38 @@ from plugbay.isolation.remote_storage import STORAGE_TARGET
 from plugbay.model.versions import Range
 
 if TYPE_CHECKING:
+    from plugbay.isolation.base import Backend
     from plugbay.model.manifest import PluginManifest
     from plugbay.monitor.bounds import Budget
-    from plugbay.runtime.manager import PluginManager
+    from plugbay.runtime.plugin_events import PluginEvents
+    from plugbay.runtime.records import PluginRecord
+    from plugbay.runtime.services import ServiceHub
 
-__all__ = ["HOST_DATA", "HOST_PERMISSIONS", "Broker"]
+__all__ = ["HOST_DATA", "HOST_PERMISSIONS", "Broker", "BrokerHost"]
+
+
+class BrokerHost(Protocol):
+    """What the broker needs of the host's plugin manager (``runtime.manager``, which
+    makes the broker: the broker does not import it)."""
+
+    @property
+    def backends(self) -> Mapping[str, Backend]: ...
+
+    @property
+    def services(self) -> ServiceHub: ...
+
+    @property
+    def plugin_events(self) -> PluginEvents: ...
+
+    @property
+    def records_by_id(self) -> Mapping[str, PluginRecord]: ...
+
+    async def call(self, plugin_id: str, command: str, params: Mapping[str, Any]) -> Any: ...
+
+    def budget_for(self, plugin_id: str) -> Budget | None: ...
+
+    def security_event(self, plugin_id: str, event: dict[str, Any]) -> None: ...
+
 
 #: every permission to host-internal data, and what it allows
 HOST_PERMISSIONS: Final[Mapping[str, str]] = {
@@ -86,7 +113,7 @@ def host_data_permission(provider: str, command: str) -> str | object | None:
 class Broker:
     """One per host; see the module docstring."""
 
-    def __init__(self, manager: PluginManager) -> None:
+    def __init__(self, manager: BrokerHost) -> None:
         self._manager = manager
         #: False only to measure what the checks cost (``bench``): every request is routed
         self.enabled = True
@@ -180,7 +207,7 @@ class Broker:
     def _check_plugin(self, consumer: str, target: str, command: str) -> None:
         """:meth:`_plugin`, remembered while neither plugin's manifest nor the sender's
         placement (its grants) changes: the hot path of a host call is three lookups."""
-        records = self._manager._records
+        records = self._manager.records_by_id
         sender, callee = records.get(consumer), records.get(target)
         key = (consumer, target, command)
         seen = self._allowed.get(key)
@@ -214,7 +241,7 @@ class Broker:
     # -- the rules ------------------------------------------------------------------------
 
     def _manifest(self, consumer: str) -> PluginManifest | None:
-        rec = self._manager._records.get(consumer)
+        rec = self._manager.records_by_id.get(consumer)
         return rec.manifest if rec is not None else None
 
     def _service(self, consumer: str, name: str, wanted: str, command: str | None) -> Any:
@@ -276,7 +303,7 @@ class Broker:
                 f'declare the dependency in the manifest: [dependencies] "{target}" = "RANGE"',
                 declare=f'[dependencies] "{target}" = "RANGE"',
             )
-        rec = self._manager._records.get(target)
+        rec = self._manager.records_by_id.get(target)
         if rec is None or rec.manifest is None or rec.manifest.version not in declared:
             loaded = rec.version if rec is not None else "not loaded"
             raise self.deny(
@@ -292,7 +319,7 @@ class Broker:
         if needed is _NO_GRANT or needed is None:
             return
         assert isinstance(needed, str)
-        rec = self._manager._records.get(consumer)
+        rec = self._manager.records_by_id.get(consumer)
         effective = rec.placement.effective if rec is not None and rec.placement else ()
         if needed in effective:
             return

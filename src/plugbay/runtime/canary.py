@@ -5,26 +5,33 @@ or rolled back on its figures, with no person in the loop.
 
 1. the new version (installed in the store) starts beside the serving one, with the
    same data directory: it answers live calls, so its effects are real;
-2. the plugin's tap (``runtime.tap``) sends every n-th call to it, for the share
-   asked (a running sum, not a coin: 10% is exactly one call in ten; the tap only
-   counts down to the next one, so a call the canary does not take costs a
-   subtraction);
-3. each call on the canary is counted and timed in a ``CommandStats`` of its own;
-   the serving version's figures over the same window are the plugin's own (the
-   monitor's ``CommandStats``, calls and errors) less the canary's, and one in
-   :data:`OLD_TIMED_PERIODS` of the canary's periods one of its calls is timed the same way;
-4. after each error on the canary, and every :data:`JUDGE_EVERY` answers, once it
-   has answered ``min_calls`` calls, the thresholds are checked: its error rate may exceed the serving version's by at
-   most ``max_error_increase``, its mean latency may be at most
-   ``max_latency_ratio`` times the serving version's. The first breach rolls back:
-   from the next call on, every call goes to the serving version; calls already on
-   the canary finish there (none is lost, none is retried twice);
+2. the share asked goes to it: a running sum, not a coin (10% is exactly one call in
+   ten). Nothing is decided on the serving version's calls, and its route stays as it
+   was: the call path already counts each command's calls down to the next one it
+   times (``CommandStats``, the monitor's sampling); during the canary those periods
+   are the canary's (:meth:`Canary.pace`): it takes its calls in runs of :data:`RUN`
+   (10%: 4 calls in 40), and the end of each stretch of the serving version's calls,
+   the timed call done, puts the canary's own route in the routing table for the
+   next run; the run's last call (:meth:`Canary.take`) puts the serving route back.
+   Calls begun while the timed one runs are carried over to the next stretch, so the
+   share stays exact over the window;
+3. the canary's route has a command table of its own, so the call path counts and times
+   the canary's calls into the canary's own ``CommandStats`` exactly as the monitor
+   does the plugin's (no timer of the canary's own), and the plugin's figures over the
+   window are the serving version's alone, one call in each period timed; when the
+   canary ends, its figures join the plugin's;
+4. the thresholds are checked after each error on the canary (at once), every
+   :data:`JUDGE_SECONDS` and when the window ends, once the canary answered
+   ``min_calls`` calls: its error rate may exceed the serving version's by at most
+   ``max_error_increase``, its mean latency may be at most ``max_latency_ratio`` times
+   the serving version's. The first breach rolls back: from the next call on, every
+   call goes to the serving version; calls already on the canary finish there (none
+   is lost, none is retried twice);
 5. when the window ends (``window_calls`` calls to the plugin, checked at each of the
-   canary's calls, or ``window_seconds``)
-   without a breach, the canary is promoted by a normal upgrade: the serving
-   version's state is handed over as in any swap, and the canary's instance retires.
-   A window that ends before the canary answered ``min_calls`` calls rolls back:
-   too little to judge.
+   canary's calls, or ``window_seconds``) without a breach, the canary is promoted by
+   a normal upgrade: the serving version's state is handed over as in any swap, and
+   the canary's instance retires. A window that ends before the canary answered
+   ``min_calls`` calls rolls back: too little to judge.
 
 Either way the decision is written to the plugin's history (action ``canary``,
 result ``promoted`` or ``rolled-back``) with the figures that decided it, emitted
@@ -35,12 +42,18 @@ the alert ``canary-rollback``.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import copy
+import functools
+import itertools
 import logging
 import math
 import re
 import time
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import TYPE_CHECKING, Any, Final
 
 from plugbay.api import CommandSpec
@@ -49,7 +62,8 @@ from plugbay.isolation import PluginHandle
 from plugbay.model.manifest import PluginManifest
 from plugbay.monitor import CommandStats
 from plugbay.runtime.beside import dispose, start_beside
-from plugbay.runtime.recorder import error_of
+from plugbay.runtime.routing import Route
+from plugbay.runtime.tap import PluginTaps, TapHandle, Turn, untapped
 
 if TYPE_CHECKING:
     from plugbay.runtime.trials import UpgradeTrials
@@ -58,13 +72,15 @@ __all__ = ["Canary", "CanarySettings", "parse_share", "parse_window"]
 
 log = logging.getLogger("plugbay.upgrades")
 
-#: one call of the serving version is timed every this many of the canary's periods
-#: (with a 10% canary: one in 40 calls)
-OLD_TIMED_PERIODS: Final = 4
-#: a canary's latency is judged every this many of its answers (an error at once)
-JUDGE_EVERY: Final = 16
+#: a canary is judged this often, in seconds (an error at once, and at the window's end)
+JUDGE_SECONDS: Final = 0.25
+#: the mean latencies are compared once both versions have this many timed calls (the
+#: call path times a share of the calls that overlap; a mean of a few is noise)
+LATENCY_SAMPLES: Final = 10
+#: a share is a fraction whose denominator is at most this (so one cycle of the turns
+#: holds at most this many calls; 0.01% is the smallest share)
+_SHARE_PRECISION: Final = 10_000
 _clock: Final = time.perf_counter
-_FOLD_AT: Final = CommandStats.FOLD_AT
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +103,8 @@ class CanarySettings:
         problems = []
         if not 0 < self.share <= 1:
             problems.append(f"the share must be above 0% and at most 100% (not {self.share:.0%})")
+        elif self.share < 1 / _SHARE_PRECISION:
+            problems.append(f"the share must be at least 0.01% (not {self.share:.4%})")
         if self.window_calls is None and self.window_seconds is None:
             problems.append("give a window: a number of calls, or seconds (e.g. 200 or 60s)")
         if self.window_calls is not None and self.window_calls < 1:
@@ -139,6 +157,78 @@ def parse_window(text: str) -> tuple[int | None, float | None]:
     return None, float(match[1]) * {"s": 1, "m": 60, "h": 3600}[match[2]]
 
 
+#: the canary takes its calls in runs of this many (one stretch of the serving version's
+#: calls, timed once, per run: less work on the call path than a turn every n calls)
+RUN: Final = 4
+#: a window of time: the canary's runs left, renewed when they run out (a small int:
+#: the call path counts it down); a share of 100%: the runs owed
+_NO_END: Final = 1 << 29
+
+
+def _runs_in(lengths: list[int], window: int | None) -> int:
+    """How many of the canary's runs a window of ``window`` calls holds (the window ends
+    with the run that reaches it); no window: more than any host will see."""
+    if window is None:
+        return _NO_END
+    full, rest = divmod(window, sum(lengths))
+    turns = full * len(lengths)
+    if rest:
+        turns += next(i for i, n in enumerate(itertools.accumulate(lengths), 1) if n >= rest)
+    return max(-(-turns // RUN), 1)
+
+
+def _stretches(lengths: list[int]) -> list[int]:
+    """The serving version's calls between two of the canary's runs, one cycle of them."""
+    turns = len(lengths) * RUN // math.gcd(len(lengths), RUN)
+    cycle = list(itertools.islice(itertools.cycle(lengths), turns))
+    return [sum(cycle[i : i + RUN]) - RUN for i in range(0, turns, RUN)]
+
+
+def periods(share: float) -> list[int]:
+    """The length in calls of each of the canary's periods, one cycle of them; the last
+    call of each is the canary's. A running sum of the share: 10% is exactly one call in
+    ten, 30% the calls 4, 7, 10, then 14, 17, 20, ... (the share is taken to the nearest
+    fraction whose denominator is at most :data:`_SHARE_PRECISION`)."""
+    frac = Fraction(share).limit_denominator(_SHARE_PRECISION)
+    p, q = frac.numerator, frac.denominator
+    # the canary's k-th call (from 1) is the plugin's call ceil(k q / p)
+    return [-(-(k + 1) * q // p) + (-k * q // p) for k in range(p)]
+
+
+class _Errors(collections.Counter[str]):
+    """A canary's errors by type (its commands' ``CommandStats.errors_by_type``): each one
+    the call path counts makes the canary judge itself at once. (The stats stay the
+    monitor's own class, so the call path reads them as fast as any command's.)"""
+
+    def __init__(self, canary: Canary) -> None:
+        super().__init__()
+        self.canary = canary
+
+    def __setitem__(self, error: str, count: int) -> None:
+        super().__setitem__(error, count)
+        self.canary.judge()
+
+
+def _running(
+    serving: CommandSpec, own: CommandSpec | None, plugin_id: str, version: str
+) -> CommandSpec:
+    """What the canary's route calls a command by: checked as the serving version checks it
+    (the callers' contract: the call path validates parameters and result with it), run
+    as the canary runs it (its function, or a CommandNotFound when it has none)."""
+    spec = copy.copy(serving)
+    if own is None:
+        name = serving.name
+
+        def lacking(*args: Any, **kwargs: Any) -> Any:
+            raise CommandNotFound(f"{version} has no command '{name}'", plugin=plugin_id)
+
+        spec.func, spec.is_async, spec.blocking = lacking, False, False
+    else:
+        spec.func, spec.is_async, spec.blocking = own.func, own.is_async, own.blocking
+        spec.owner, spec.timeout = own.owner, own.timeout
+    return spec
+
+
 class Canary:
     """One plugin's canary (a ``runtime.tap.CanaryArm``)."""
 
@@ -154,27 +244,38 @@ class Canary:
         self.target = target
         self.settings = settings
         self.handle: PluginHandle | None = None
-        self.new = CommandStats()
-        self.old = CommandStats()
         self.state = "starting"
         self.reason: str | None = None
         self.decided = asyncio.get_running_loop().create_future()
         self.started = time.time()
         self._t0 = time.monotonic()
-        self._acc = 0.0
-        #: calls to the plugin in the periods done; the current one's are gap - countdown
-        self._n = 0
-        self._periods = 0
-        #: the tap counts this down for each call; at zero the call is the canary's
-        self._gap = self.countdown = self._next_gap()
-        #: the serving version's call at this countdown is timed (0: none this period)
-        self.timed_at = 0
-        self._inflight = 0
-        self._answered = 0
-        self._base: tuple[int, int] = (0, 0)
+        #: the canary's figures by command (the call path writes them: see the module doc)
+        self._stats: dict[str, CommandStats] = {}
+        #: the plugin's figures by command when the canary started (``CommandStats.export``)
+        self._base: dict[str, list[Any]] = {}
+        #: the canary's own spec of each command it shares with the serving version
+        self._own: dict[str, CommandSpec] = {}
+        #: the lengths of the canary's periods in calls, one cycle of them, and the
+        #: serving version's stretches between the canary's runs (a cycle too)
+        self._periods = periods(settings.share)
+        self._stretches = _stretches(self._periods)
+        #: the canary's runs still to come in its window of calls (a window of time: no end)
+        self._left = _runs_in(self._periods, settings.window_calls)
+        #: the canary's runs owed: its route serves until they are taken
+        self._owed = 0
+        #: the plugin's command stats whose periods the canary sets (see :meth:`pace`)
+        self._paced: list[CommandStats] = []
+        # set by attach(): the routing table, the serving route and the canary's, and how
+        # the canary is called
+        self._routes: dict[str, Route] = {}
+        self._serving: Route
+        self._turn: Route
+        self._on_canary: Turn
         self._from = ""
         self._timer: asyncio.Task[None] | None = None
         self._finish: asyncio.Task[None] | None = None
+        #: the canary's timed calls and their total time at the end of its first run
+        self._warm: tuple[int, float] | None = None
         #: the figures the decision was taken on
         self.deciding: dict[str, Any] | None = None
         self._listeners: list[Any] = []
@@ -187,126 +288,176 @@ class Canary:
         rec = manager.record(self.plugin_id)
         if rec.manifest is None or rec.state != "active":
             raise manager.not_active(rec)
+        if not manager.settings.monitoring or rec.metrics is None:
+            raise PlugbayError(
+                "cannot start a canary: monitoring is off on this host, and a canary is "
+                "judged on the monitor's figures",
+                plugin=self.plugin_id,
+                hint="start the host with monitoring on",
+            )
         self._from = str(rec.manifest.version)
         data_dir = manager.settings.data_root / self.plugin_id  # live calls, live data
         self.handle = await start_beside(manager, self.target, data_dir)
-        self._base = self._plugin_figures()
+        self._own = dict(self.handle.commands)
+        self._base = {name: s.export() for name, s in rec.metrics.commands.items()}
         self._t0 = time.monotonic()
         self.state = "running"
         taps = manager.taps.of(self.plugin_id)
         self._listeners = taps.listeners  # updated in place when a listener comes or goes
         taps.canary = self
         self.trials.retap(self.plugin_id)
-        if self.settings.window_seconds is not None:
-            self._timer = asyncio.get_running_loop().create_task(self._time_window())
+        for stats in rec.metrics.commands.values():
+            stats.pace(self.pace(), first=self.first_stretch())
+            self._paced.append(stats)
+        self._timer = asyncio.get_running_loop().create_task(self._watch())
         manager.events.emit(
             "canary.started", plugin=self.plugin_id, version=str(self.target.version),
             share=self.settings.share,
         )  # fmt: skip
 
-    # ------------------------------------------------------------------ the tap
+    # ------------------------------------------------------------------ the turns
 
-    def _next_gap(self) -> int:
-        """Calls until the canary's next one: the running sum of the share reaches 1."""
-        share = self.settings.share
-        gap = max(1, math.ceil((1.0 - self._acc) / share - 1e-9))
-        self._acc = max(self._acc + gap * share - 1.0, 0.0)
-        return gap
-
-    def pick(
-        self, inner: PluginHandle, spec: CommandSpec, params: dict[str, Any], timeout: float
-    ) -> Any:
-        """The countdown ran out: this call is the canary's (once per period, so the
-        window's end is checked here too); the coroutine to await."""
-        self._n += self._gap
-        self._periods += 1
-        gap = self._gap = self.countdown = self._next_gap()
-        self.timed_at = 1 if gap > 1 and self._periods % OLD_TIMED_PERIODS == 0 else 0
-        window = self.settings.window_calls
-        if window is not None and self._n >= window:
-            self._decide(None)
-            return inner.call(spec, params, timeout)
-        return self._call(spec, params, timeout)
-
-    def old_call(
-        self, inner: PluginHandle, spec: CommandSpec, params: dict[str, Any], timeout: float
-    ) -> Any:
-        return self._old_timed(inner, spec, params, timeout)
-
-    async def _call(self, spec: CommandSpec, params: dict[str, Any], timeout: float) -> Any:
+    def attach(self, route: Route, routes: dict[str, Route], taps: PluginTaps) -> None:
+        """``route`` serves the plugin from now on (a start, a retap, a swap): the canary's
+        own route goes beside it, with the canary's table, whose calls run on the canary;
+        the last of each run is :meth:`take`. (A run under way starts again.)"""
         handle = self.handle
-        assert handle is not None
-        own = handle.commands.get(spec.name)
-        self._inflight += 1
-        started = _clock()
-        try:
-            if own is None:
-                raise CommandNotFound(
-                    f"{self.target.version} has no command '{spec.name}'", plugin=self.plugin_id
-                )
-            result = await handle.call(own, params, timeout)
-        except Exception as exc:
-            seconds = _clock() - started
-            self.new.record(seconds, error_of(exc)["type"])
-            self._heard(spec, params, None, exc, seconds)
-            self._judge()
-            raise
-        finally:
-            self._inflight -= 1
-        seconds = _clock() - started
-        new = self.new  # CommandStats.record, inlined: this is on the canary's call path
-        new.base += 1
-        pending = new.pending
-        pending.append(seconds)
-        if len(pending) >= _FOLD_AT:
-            new.fold()
-        if self._listeners:
-            self._heard(spec, params, result, None, seconds)
-        answered = self._answered = self._answered + 1
-        if not answered % JUDGE_EVERY:  # an error is judged at once, above
-            self._judge()
-        return result
+        assert handle is not None  # started before it is attached
+        version = str(self.target.version)
+        table = {
+            name: (
+                _running(spec, self._own.get(name), self.plugin_id, version),
+                self._stats_of(name),
+            )
+            for name, (spec, _) in route.table.items()
+        }
+        on_canary = functools.partial(self._heard, handle) if self._listeners else handle.call
+        plain = untapped(route)
+        own = TapHandle(plain.handle, taps, plain)
+        own.take_turns(itertools.cycle([on_canary] * (RUN - 1) + [self.take]))
+        self._turn = Route(own, route.metrics, route.timeout, route.inflight, table)
+        self._routes, self._serving, self._on_canary = routes, route, on_canary
 
-    async def _old_timed(
-        self, inner: PluginHandle, spec: CommandSpec, params: dict[str, Any], timeout: float
+    def pace(self) -> Callable[[int], int]:
+        """One command's pacer (``CommandStats.pacer``): called when the call ending a
+        stretch of the serving version's calls is done, it puts the canary's route in the
+        table (a run of the canary's is next) and returns the next stretch's length. Calls
+        begun meanwhile (``overshoot``) count against the next stretches."""
+        stretches = itertools.cycle(self._stretches)
+        next(stretches)  # the first: see first_stretch()
+        plugin_id = self.plugin_id
+        if self._stretches == [0]:  # 100%: every call is the canary's
+
+            def every(overshoot: int) -> int:
+                self._owed = _NO_END
+                self._arm()
+                return 1
+
+            return every
+
+        def pace(overshoot: int) -> int:
+            self._owed += 1
+            routes = self._routes  # _arm(), inlined: once a stretch, on the call path
+            if routes.get(plugin_id) is self._serving:
+                routes[plugin_id] = self._turn
+            stretch = next(stretches) - overshoot
+            while stretch < 1:  # that stretch is served already (or empty): its run is owed
+                self._owed += 1
+                stretch += next(stretches)
+            return stretch
+
+        return pace
+
+    def first_stretch(self) -> int:
+        """The serving version's calls before the canary's first run."""
+        return max(self._stretches[0], 1)
+
+    def _arm(self) -> None:
+        """The canary's run is next: its route goes in the table, unless the serving route
+        is not there now (a swap holds the calls: the run waits, owed)."""
+        routes = self._routes
+        if routes.get(self.plugin_id) is self._serving:
+            routes[self.plugin_id] = self._turn
+
+    def take(
+        self, spec: CommandSpec, params: dict[str, Any], timeout: float
+    ) -> Coroutine[Any, Any, Any]:
+        """The last call of the canary's run (the coroutine to await): it puts the serving
+        route back unless another run is owed, and ends a window of calls."""
+        owed = self._owed - 1
+        if owed <= 0:
+            owed = 0
+            self._routes[self.plugin_id] = self._serving
+        self._owed = owed
+        left = self._left - 1
+        self._left = left
+        if not left:
+            self._window_ends()  # the window's last call: it stays the canary's
+        if self._warm is None:
+            self._warmed()
+        return self._on_canary(spec, params, timeout)
+
+    def _stats_of(self, command: str) -> CommandStats:
+        stats = self._stats.get(command)
+        if stats is None:
+            stats = self._stats[command] = CommandStats()
+            stats.errors_by_type = _Errors(self)
+        return stats
+
+    def _window_ends(self) -> None:
+        if self.settings.window_calls is None:  # a window of time: its turns never run out
+            self._left = _NO_END
+        else:
+            self._decide(None)
+
+    async def _heard(
+        self, handle: PluginHandle, spec: CommandSpec, params: dict[str, Any], timeout: float
     ) -> Any:
+        """The canary's call, told to the listeners (the recorder) with its version."""
         started = _clock()
         try:
-            return await inner.call(spec, params, timeout)
-        finally:
-            self.old.pending.append(_clock() - started)
-
-    def _heard(
-        self,
-        spec: CommandSpec,
-        params: dict[str, Any],
-        result: Any,
-        error: BaseException | None,
-        seconds: float,
-    ) -> None:
+            result = await handle.call(spec, params, timeout)
+        except Exception as exc:
+            for listener in self._listeners:
+                listener.called(spec, params, None, exc, _clock() - started, self._version)
+            raise
+        seconds = _clock() - started
         for listener in self._listeners:
-            listener.called(spec, params, result, error, seconds, self._version)
+            listener.called(spec, params, result, None, seconds, self._version)
+        return result
 
     # ------------------------------------------------------------------ judging
 
-    def _plugin_figures(self) -> tuple[int, int]:
-        """The plugin's calls and errors so far, from the monitor's figures (both versions)."""
-        rec = self.trials.host.manager.record(self.plugin_id)
-        if rec.metrics is None:
-            return (0, 0)
-        stats = rec.metrics.commands.values()
-        return sum(s.started for s in stats), sum(s.errors for s in stats)
+    @property
+    def new(self) -> CommandStats:
+        """The canary's figures, all its commands together."""
+        total = CommandStats()
+        for stats in list(self._stats.values()):
+            total.add(stats)
+        return total
+
+    @property
+    def old(self) -> CommandStats:
+        """The serving version's figures since the canary started (the monitor's)."""
+        total = CommandStats()
+        rec = self.trials.host.manager.records_by_id.get(self.plugin_id)
+        if rec is None or rec.metrics is None:
+            return total
+        for name, stats in list(rec.metrics.commands.items()):
+            now, then = stats.export(), self._base.get(name)
+            if then is not None and len(then[0]) == len(now[0]) and then[5] == now[5]:
+                now = [
+                    [a - b for a, b in zip(now[0], then[0], strict=True)],
+                    now[1] - then[1], now[2], now[3] - then[3], now[4] - then[4], now[5],
+                ]  # fmt: skip
+            total.add(CommandStats.load(now))
+        return total
 
     def figures(self) -> dict[str, Any]:
         """Both versions' calls, errors, error rates and mean latencies over the window."""
-        calls, errors = self._plugin_figures()
-        old_calls = max(calls - self._base[0] - self.new.calls, 0)
-        old_errors = max(errors - self._base[1] - self.new.errors, 0)
-        self.old.fold()
-        self.new.fold()
 
-        def side(n: int, e: int, stats: CommandStats) -> dict[str, Any]:
-            timed = stats.timed
+        def side(stats: CommandStats) -> dict[str, Any]:
+            n, e, timed = stats.calls, stats.errors, stats.timed
             return {
                 "calls": n,
                 "errors": e,
@@ -316,16 +467,25 @@ class Canary:
                 "timed": timed,
             }
 
+        old, new = side(self.old), side(self.new)
+        if self._warm is not None:  # the canary's latency leaves out its first run
+            timed, total = new["timed"] - self._warm[0], self._stats_total() - self._warm[1]
+            new["timed"], new["mean_seconds"] = timed, total / timed if timed > 0 else None
         return {
-            "old": {"version": self._from, **side(old_calls, old_errors, self.old)},
-            "new": {
-                "version": str(self.target.version),
-                **side(self.new.calls, self.new.errors, self.new),
-            },
+            "old": {"version": self._from, **old},
+            "new": {"version": str(self.target.version), **new},
             "share": self.settings.share,
-            "window_calls": self._n + self._gap - self.countdown,
+            "window_calls": old["calls"] + new["calls"],
             "seconds": round(time.monotonic() - self._t0, 3),
         }
+
+    def _stats_total(self) -> float:
+        return sum(stats.total_time for stats in list(self._stats.values()))
+
+    def _warmed(self) -> None:
+        """The canary's first run is over: its worker is warm (a fresh one's first calls
+        pay for imports and caches), so its latency is judged on what follows."""
+        self._warm = (sum(s.timed for s in list(self._stats.values())), self._stats_total())
 
     def breach(self, figures: dict[str, Any]) -> str | None:
         """The first threshold the canary breaches, said with its figures; or None."""
@@ -341,7 +501,9 @@ class Canary:
                 f"{old['version']} ({old['errors']} of {old['calls']}): above the allowed "
                 f"+{s.max_error_increase:.1%}"
             )
-        if new["mean_seconds"] and old["mean_seconds"] and old["timed"] >= s.min_calls:
+        # both means over LATENCY_SAMPLES timed calls at least: a mean of a few is noise
+        timed = min(new["timed"], old["timed"])
+        if new["mean_seconds"] and old["mean_seconds"] and timed >= LATENCY_SAMPLES:
             ratio = new["mean_seconds"] / old["mean_seconds"]
             if ratio > s.max_latency_ratio:
                 return (
@@ -351,7 +513,9 @@ class Canary:
                 )
         return None
 
-    def _judge(self) -> None:
+    def judge(self) -> None:
+        """Roll back now if the canary breaches a threshold (after an error on it, every
+        :data:`JUDGE_SECONDS`; the window's end judges too)."""
         if self.state != "running":
             return
         figures = self.figures()
@@ -359,15 +523,16 @@ class Canary:
         if reason is not None:
             self._decide(reason, figures)
 
-    async def _time_window(self) -> None:
+    async def _watch(self) -> None:
+        """Judge the canary every :data:`JUDGE_SECONDS` (off the call path), and end a
+        window of time."""
         seconds = self.settings.window_seconds
-        assert seconds is not None
-        end = self._t0 + seconds
+        end = None if seconds is None else self._t0 + seconds
         while self.state == "running":
-            await asyncio.sleep(min(max(end - time.monotonic(), 0.0), 0.5))
-            if self.state == "running":
-                self._judge()
-            if time.monotonic() >= end:
+            wait = JUDGE_SECONDS if end is None else max(end - time.monotonic(), 0.0)
+            await asyncio.sleep(min(wait, JUDGE_SECONDS))
+            self.judge()
+            if end is not None and time.monotonic() >= end:
                 self._decide(None)
                 return
 
@@ -377,6 +542,8 @@ class Canary:
         if self.state != "running":
             return
         figures = figures or self.figures()
+        if breach is None:  # the window's end: judged one last time
+            breach = self.breach(figures)
         if breach is None and figures["new"]["calls"] < self.settings.min_calls:
             breach = (
                 f"the window ended after {figures['new']['calls']} call(s) on the canary, "
@@ -385,16 +552,19 @@ class Canary:
         self.state = "promoting" if breach is None else "rolling-back"
         self.reason = breach
         self.deciding = figures
+        for stats in self._paced:
+            stats.pace(None)
         taps = self.trials.host.manager.taps.of(self.plugin_id)
         if taps.canary is self:
             taps.canary = None
+        self.trials.retap(self.plugin_id)  # the serving route alone, from the next call on
         self._finish = asyncio.get_running_loop().create_task(self._conclude(figures))
 
     async def _conclude(self, figures: dict[str, Any]) -> None:
         upgrades = self.trials
         try:
-            upgrades.retap(self.plugin_id)
             await self._retire()
+            self._join()
             if self.state == "promoting":
                 await self._promote(figures)
             else:
@@ -412,12 +582,24 @@ class Canary:
                 self.decided.set_result(self.summary())
 
     async def _retire(self) -> None:
-        """Let the canary's calls in flight finish there, then stop its instance."""
+        """Let the canary's calls in flight finish there, then stop its instance. (Every
+        backend's ``running()`` holds a call from before its first suspension to its end,
+        and no call reaches the canary once the serving route is back.)"""
+        handle = self.handle
+        if handle is None:
+            return
         end = time.monotonic() + self.trials.host.manager.settings.call_timeout
-        while self._inflight > 0 and time.monotonic() < end:  # noqa: ASYNC110
+        while handle.running() and time.monotonic() < end:  # noqa: ASYNC110
             await asyncio.sleep(0.005)
-        if self.handle is not None:
-            await dispose(self.handle, self.trials.host.manager.settings.cleanup_timeout)
+        await dispose(handle, self.trials.host.manager.settings.cleanup_timeout)
+
+    def _join(self) -> None:
+        """The canary's figures join the plugin's: every call stays counted."""
+        rec = self.trials.host.manager.records_by_id.get(self.plugin_id)
+        if rec is None or rec.metrics is None:
+            return
+        for name, stats in self._stats.items():
+            rec.metrics.for_command(name).add(stats)
 
     async def _promote(self, figures: dict[str, Any]) -> None:
         manager = self.trials.host.manager

@@ -38,6 +38,33 @@ async def apply_config(
     return swapped
 
 
+#: what a secret config value is shown as (and, sent back, means "keep the value")
+SECRET_SHOWN = "***"
+
+
+def _secret(manifest: PluginManifest | None) -> set[str]:
+    if manifest is None or manifest.config is None:
+        return set()
+    return {name for name, f in manifest.config.fields.items() if f.secret}
+
+
+def masked(manifest: PluginManifest | None, values: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``values`` as shown to anyone (the API, the CLI, the history): each field the
+    schema marks ``secret`` as ``***``."""
+    secret = _secret(manifest)
+    return {k: SECRET_SHOWN if k in secret else v for k, v in (values or {}).items()}
+
+
+def unmasked(
+    manifest: PluginManifest | None, values: Mapping[str, Any], current: Mapping[str, Any]
+) -> dict[str, Any]:
+    """New run-time values as sent back after :func:`masked`: a secret field still ``***``
+    keeps its current run-time value (or none, when it has none)."""
+    secret = _secret(manifest)
+    kept = {k: v for k, v in values.items() if not (k in secret and v == SECRET_SHOWN)}
+    return {**kept, **{k: current[k] for k in values if k not in kept and k in current}}
+
+
 def audit_config(
     host: Host,
     plugin_id: str,
@@ -48,10 +75,7 @@ def audit_config(
     """The change in the plugin's history (secret fields masked)."""
     if host.state is None:
         return
-    secret = set()
-    if manifest is not None and manifest.config is not None:
-        secret = {name for name, f in manifest.config.fields.items() if f.secret}
-    shown = {k: "***" if k in secret else v for k, v in values.items()}
+    shown = masked(manifest, values)
     host.state.add_event(
         plugin_id,
         "config",

@@ -137,7 +137,7 @@ class PluginManager(Starting, Supervision, SecurityEvents):
         self.plugin_events = PluginEvents(self)
         self.activation = Activation(self)
         #: the recorder, canary and shadow listening to a plugin's calls (``runtime.tap``)
-        self.taps = Taps()
+        self.taps = Taps(self._routes)
 
     # ------------------------------------------------------------------ the spec's members
 

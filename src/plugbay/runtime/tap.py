@@ -6,30 +6,34 @@ every other plugin's route is untouched, so a plugin nobody taps pays nothing.
 The manager passes each route it installs through :meth:`Taps.wrap` (one line in
 ``set_route``), so a reload, an upgrade or a restart after a crash keeps the tap.
 
-A :class:`TapHandle` forwards everything to the handle it wraps, except ``call``:
+A :class:`TapHandle` forwards everything to the handle it wraps, except ``call``,
+which is the next of its turns (:meth:`TapHandle.take_turns`): one C-level ``next()``,
+no decision and no Python frame. With a recorder or a shadow, each turn is
+:meth:`TapHandle._heard`: the call is timed and its outcome handed to them
+(``runtime.recorder``, ``runtime.shadow``).
 
-* a call the canary takes goes to the canary's version instead (``runtime.canary``);
-* with a recorder or a shadow, the call is timed and its outcome handed to them
-  (``runtime.recorder``, ``runtime.shadow``);
-* otherwise the wrapped handle's own coroutine is returned as it is: no extra frame.
+A canary (``runtime.canary``) leaves the serving route as it is (with or without a
+tap): it is told of each route installed (:meth:`CanaryArm.attach`) and puts a route
+of its own in the routing table for each call that is its turn.
 """
 
 from __future__ import annotations
 
+import functools
+import itertools
 import time
-from collections.abc import Callable, Coroutine, Mapping
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from collections.abc import Callable, Coroutine, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Final, Protocol, cast
 
 from plugbay.api import CommandSpec, PluginContext
 from plugbay.isolation.base import CrashListener, PluginHandle, SecurityListener
-from plugbay.monitor import CommandStats
 from plugbay.monitor.bounds import Budget
 from plugbay.runtime.routing import Route
 
 if TYPE_CHECKING:
     from plugbay.api import Plugin
 
-__all__ = ["CallListener", "CanaryArm", "PluginTaps", "TapHandle", "Taps"]
+__all__ = ["CallListener", "CanaryArm", "PluginTaps", "TapHandle", "Taps", "Turn"]
 
 _clock: Final = time.perf_counter
 
@@ -48,25 +52,16 @@ class CallListener(Protocol):
     ) -> None: ...
 
 
+#: one call's way to a version: ``(spec, params, timeout)`` → the coroutine to await
+Turn = Callable[[CommandSpec, dict[str, Any], float], Coroutine[Any, Any, Any]]
+
+
 class CanaryArm(Protocol):
-    """Takes a share of the calls (``runtime.canary``): the tap counts ``countdown``
-    down for each call; at zero the call is the canary's (:meth:`pick`)."""
+    """Takes a share of a plugin's calls (``runtime.canary``)."""
 
-    countdown: int
-    #: the call at this countdown is the serving version's, timed into ``old`` (0: none)
-    timed_at: int
-    old: CommandStats
-
-    def pick(
-        self, inner: PluginHandle, spec: CommandSpec, params: dict[str, Any], timeout: float
-    ) -> Any:
-        """The canary's call (a coroutine; the serving version's once its window is over)."""
-        ...
-
-    def old_call(
-        self, inner: PluginHandle, spec: CommandSpec, params: dict[str, Any], timeout: float
-    ) -> Any:
-        """Run the call on the serving version, timed (a coroutine)."""
+    def attach(self, route: Route, routes: dict[str, Route], taps: PluginTaps) -> None:
+        """``route`` serves the plugin from now on; ``routes`` is the manager's routing
+        table, where the canary puts its own route for the call that is its turn."""
         ...
 
 
@@ -86,9 +81,11 @@ class PluginTaps:
 class TapHandle(PluginHandle):
     """The serving version's handle, with the plugin's taps around its calls."""
 
-    def __init__(self, inner: PluginHandle, taps: PluginTaps) -> None:
+    def __init__(self, inner: PluginHandle, taps: PluginTaps, plain: Route) -> None:
         self.inner = inner
         self.taps = taps
+        #: the route without its taps (what a swap or a retap starts from again)
+        self.plain = plain
         self.manifest = inner.manifest
         self.commands = inner.commands
         self.instance: Plugin | None = inner.instance
@@ -96,34 +93,26 @@ class TapHandle(PluginHandle):
         self.pid = inner.pid
         self.layers = inner.layers
         self._version = str(inner.manifest.version)
+        #: how the serving version serves one call with these taps
+        self.serve: Turn = self._heard if taps.listeners else inner.call
 
     # the one member that differs: see the module docstring
     def call(
         self, spec: CommandSpec, params: dict[str, Any], timeout: float
     ) -> Coroutine[Any, Any, Any]:
-        taps = self.taps
-        canary = taps.canary
-        timed: CommandStats | None = None
-        if canary is not None:
-            n = canary.countdown - 1
-            if n <= 0:
-                return canary.pick(self.inner, spec, params, timeout)  # type: ignore[no-any-return]
-            canary.countdown = n
-            if n == canary.timed_at:
-                if not taps.listeners:
-                    return canary.old_call(self.inner, spec, params, timeout)  # type: ignore[no-any-return]
-                timed = canary.old
-        if taps.listeners:
-            return self._heard(spec, params, timeout, timed)
-        return self.inner.call(spec, params, timeout)
+        """The serving version's (until :meth:`take_turns`)."""
+        return self.serve(spec, params, timeout)
 
-    async def _heard(
-        self,
-        spec: CommandSpec,
-        params: dict[str, Any],
-        timeout: float,
-        timed: CommandStats | None,
-    ) -> Any:
+    def take_turns(self, turns: Iterator[Turn]) -> None:
+        """From now on each call is served by the next of ``turns`` (an endless iterator).
+
+        ``call`` becomes a property of a class of this handle's own whose getter is
+        ``functools.partial(next, turns)``: ``handle.call(...)`` then costs one C-level
+        ``next()`` and no Python frame. (A method costs a frame on every call, more than
+        all the rest a tap or a canary adds; the tap is made again at each retap.)"""
+        self.__class__ = _turning(turns)
+
+    async def _heard(self, spec: CommandSpec, params: dict[str, Any], timeout: float) -> Any:
         started = _clock()
         try:
             result = await self.inner.call(spec, params, timeout)
@@ -133,8 +122,6 @@ class TapHandle(PluginHandle):
                 listener.called(spec, params, None, exc, seconds, self._version)
             raise
         seconds = _clock() - started
-        if timed is not None:
-            timed.pending.append(seconds)
         for listener in self.taps.listeners:
             listener.called(spec, params, result, None, seconds, self._version)
         return result
@@ -179,18 +166,25 @@ class TapHandle(PluginHandle):
         return await self.inner.profile(spec, params, timeout)
 
 
+def _turning(turns: Iterator[Turn]) -> type[TapHandle]:
+    """A TapHandle class whose ``call`` is the next of ``turns`` (``next(turns, handle)``:
+    the default is never used, the turns never end)."""
+    namespace = {"call": property(functools.partial(next, turns)), "__slots__": ()}
+    return cast("type[TapHandle]", type("TapHandle", (TapHandle,), namespace))
+
+
 def untapped(route: Route) -> Route:
     """``route`` without a tap (the route a swap put away may carry one)."""
     handle = route.handle
-    if isinstance(handle, TapHandle):
-        return Route(handle.inner, route.metrics, route.timeout, route.inflight, route.table)
-    return route
+    return handle.plain if isinstance(handle, TapHandle) else route
 
 
 class Taps:
     """Every plugin's taps, by plugin id; the manager asks :meth:`wrap` for each route."""
 
-    def __init__(self) -> None:
+    def __init__(self, routes: dict[str, Route]) -> None:
+        #: the manager's routing table (a canary puts its own route there for its turns)
+        self._routes = routes
         self._taps: dict[str, PluginTaps] = {}
         #: asked each time a plugin's route is installed (a start, a swap): may add
         #: listeners to the PluginTaps it is given (the policy's opt-in recording)
@@ -218,6 +212,10 @@ class Taps:
                 self._taps[plugin_id] = taps
         if not taps:
             return route
-        return Route(
-            TapHandle(route.handle, taps), route.metrics, route.timeout, route.inflight, route.table
-        )
+        if taps.listeners:
+            tap = TapHandle(route.handle, taps, route)
+            tap.take_turns(itertools.repeat(tap.serve))
+            route = Route(tap, route.metrics, route.timeout, route.inflight, route.table)
+        if taps.canary is not None:  # the serving route stays as it is: see runtime.canary
+            taps.canary.attach(route, self._routes, taps)
+        return route

@@ -52,6 +52,8 @@ async def deny(plugin_id: str, body: Denial, host: HostDep) -> DenialResult:
     """The other answer to a permission diff ('approve' is a grant): nothing is granted,
     the plugin keeps running without it, and the decision is in its history."""
     info = host.info(plugin_id)
+    if body.permission in info["permissions"].get("denied", []):  # denied already
+        return DenialResult(plugin=plugin_id, permission=body.permission, denied=True)
     if body.permission not in info["permissions"].get("pending", []):
         raise PluginStateError(
             f"{body.permission} is not pending approval for '{plugin_id}'",

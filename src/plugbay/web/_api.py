@@ -17,6 +17,7 @@ from fastapi.responses import Response
 
 from plugbay.api.errors import PlugbayError
 from plugbay.runtime.host import Host
+from plugbay.runtime.live_config import masked, unmasked
 from plugbay.web._errors import ErrorBody, error_response, http_error
 from plugbay.web._models import (
     AlertItem,
@@ -360,13 +361,14 @@ async def rollback(
 
 
 def _config_view(host: Host, plugin_id: str) -> ConfigView:
+    """Secret fields shown as ``***`` (sent back so, they keep their value)."""
     rec = host.plugin(plugin_id)
     schema = rec.manifest.config.describe() if rec.manifest and rec.manifest.config else {}
     return ConfigView.model_validate(
         {
             "plugin": plugin_id,
-            "config": _builtins(rec.config),
-            "runtime": _builtins(host.runtime_config(plugin_id)),
+            "config": _builtins(masked(rec.manifest, rec.config)),
+            "runtime": _builtins(masked(rec.manifest, host.runtime_config(plugin_id))),
             "schema": _builtins(schema),
         }
     )
@@ -390,9 +392,8 @@ async def put_config(plugin_id: str, change: ConfigChange, host: HostDep) -> Con
     schema for ``values``; 409 when the plugin fails to start with the new values (the
     old ones stay)."""
     rec = host.plugin(plugin_id)
-    values = check_json_values(
-        plugin_id, rec.manifest.config if rec.manifest else None, change.values
-    )
+    sent = unmasked(rec.manifest, change.values, host.runtime_config(plugin_id))
+    values = check_json_values(plugin_id, rec.manifest.config if rec.manifest else None, sent)
     await host.set_config(plugin_id, values)
     return _config_view(host, plugin_id)
 

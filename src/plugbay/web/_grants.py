@@ -39,7 +39,8 @@ class GrantResult(BaseModel):
     restarted: bool = Field(description="Whether its worker was restarted under the new policy")
     state: str
     permissions: dict[str, list[str]] = Field(
-        description="asked, granted, effective, and pending (asked, not granted)"
+        description="asked, granted, effective, pending (asked, not granted) and denied "
+        "(pending, and denied by the operator)"
     )
 
 
