@@ -247,9 +247,11 @@ function describe(d) {
   parts.push(`needs: ${deps.join(", ") || "nothing"}`);
   parts.push(`needed by: ${(d.dependents || []).join(", ") || "nothing"}`);
   if (d.permissions && d.permissions.effective.length) parts.push(`permissions: ${d.permissions.effective.join(", ")}`);
-  // asked for and not granted: the diff the operator approves (approving = granting)
+  // asked for and not granted: the diff the operator approves (approving = granting);
+  // a denied one stays in it, marked, so it can still be approved
   const pending = (d.permissions && d.permissions.pending) || [];
-  showPermissionDiff(d.id, pending);
+  const denied = (d.permissions && d.permissions.denied) || [];
+  showPermissionDiff(pending, denied);
   const info = $("#detail-info");
   info.textContent = parts.join(" — ");
   const where = $("#detail-where");
@@ -399,22 +401,13 @@ async function callCommand(event) {
 
 // the permission diff of an upgrade: what the version serving now asks for beyond its
 // grants, each with approve (a grant, applied at once) and deny (recorded; it runs without)
-async function showPermissionDiff(id, pending) {
+function showPermissionDiff(pending, deniedList) {
   const box = $("#permission-diff");
-  box.hidden = pending.length === 0;
-  if (!pending.length) return;
-  let denied = new Set();
-  try {
-    const events = await api("GET", `/api/v1/plugins/${encodeURIComponent(id)}/history?limit=500`);
-    for (const e of events.slice().reverse()) {
-      if (e.action === "deny") denied.add(e.reason);
-      if (e.action === "grant" || e.action === "revoke") denied.delete(e.reason);
-    }
-  } catch (error) {
-    denied = new Set();
-  }
-  if (selected !== id) return;
-  $("#pending").innerHTML = pending.map((p) => {
+  const asked = [...pending, ...deniedList];
+  box.hidden = asked.length === 0;
+  if (!asked.length) return;
+  const denied = new Set(deniedList);
+  $("#pending").innerHTML = asked.map((p) => {
     const note = denied.has(p) ? ' <span class="muted">denied: it runs without it</span>' : "";
     const buttons = admin
       ? `<button type="button" data-perm="${esc(p)}" data-answer="grants">approve</button>` +
