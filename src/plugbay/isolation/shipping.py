@@ -32,6 +32,7 @@ import shutil
 import stat
 import tarfile
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Final
 
@@ -215,7 +216,7 @@ class NodeCache:
         return EnvironmentPaths(str(site_packages), str(runtime), (str(site_packages), *reads))
 
     def _runtime(self, names: list[str]) -> Path:
-        targets = _runtime_targets(names)
+        targets = runtime_targets(names)
         key = hashlib.sha256(repr(sorted(targets.items())).encode()).hexdigest()[:12]
         path = self.root / f"runtime-{key}"
         if path.is_dir():
@@ -235,8 +236,9 @@ def _what(kind: str) -> str:
     return "code" if kind == "code" else "environment"
 
 
-def _runtime_targets(names: list[str]) -> dict[str, str]:
-    """Where this node's Python has each runtime package (and its metadata)."""
+def runtime_targets(names: Iterable[str]) -> dict[str, str]:
+    """Where this Python has each of these packages, and its metadata (plugbay reads its
+    own version from it): what a plugin's environment links to run plugbay's runtime."""
     out: dict[str, str] = {}
     for name in names:
         spec = importlib.util.find_spec(name)

@@ -54,6 +54,7 @@ from packaging.version import Version as PyVersion
 
 from plugbay.api.errors import ConfigError, PlugbayError
 from plugbay.isolation.base import EnvironmentPaths
+from plugbay.isolation.shipping import runtime_targets
 from plugbay.model.manifest import PluginManifest
 
 __all__ = [
@@ -497,21 +498,7 @@ def _runtime_name(targets: Mapping[str, str]) -> str:
 
 
 def _runtime_targets() -> dict[str, str]:
-    out: dict[str, str] = {}
-    for name in RUNTIME_PACKAGES:
-        spec = importlib.util.find_spec(name)
-        if spec is None or spec.origin is None:
-            continue
-        if spec.submodule_search_locations:
-            out[name] = os.path.realpath(next(iter(spec.submodule_search_locations)))
-        else:
-            out[Path(spec.origin).name] = os.path.realpath(spec.origin)
-        # its metadata too: plugbay reads its own version from it
-        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
-            info = getattr(importlib.metadata.distribution(name), "_path", None)
-            if info is not None and Path(info).is_dir():
-                out[Path(info).name] = os.path.realpath(info)
-    return out
+    return runtime_targets(RUNTIME_PACKAGES)
 
 
 def _uv_bin() -> str:
