@@ -64,7 +64,9 @@ class CanaryRequest(BaseModel):
         pattern=SEMVER_PATTERN,
         description="Installed version (default: the newest).",
     )
-    share: float = Field(default=0.1, gt=0, le=1, description="Share of live calls, 0-1.")
+    share: float = Field(
+        default=0.1, ge=0.0001, le=1, description="Share of live calls, 0.0001 (0.01%) to 1."
+    )
     window_calls: _WINDOW | None = Field(
         default=200,
         description="Calls to the plugin the canary is watched for (null and no "
