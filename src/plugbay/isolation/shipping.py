@@ -32,7 +32,7 @@ import shutil
 import stat
 import tarfile
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Final
 
@@ -212,28 +212,38 @@ class NodeCache:
         """An environment whose site-packages were shipped here, with this node's own
         plugbay runtime linked beside it (what its zygote may import of plugbay)."""
         runtime = self._runtime(runtime_packages)
-        reads = [str(runtime), *(os.path.realpath(runtime / n) for n in os.listdir(runtime))]
+        reads = links_read_paths(runtime)
         return EnvironmentPaths(str(site_packages), str(runtime), (str(site_packages), *reads))
 
     def _runtime(self, names: list[str]) -> Path:
         targets = runtime_targets(names)
         key = hashlib.sha256(repr(sorted(targets.items())).encode()).hexdigest()[:12]
-        path = self.root / f"runtime-{key}"
-        if path.is_dir():
-            return path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".runtime-", dir=path.parent))
-        for name, target in targets.items():
-            os.symlink(target, tmp / name)
-        try:
-            tmp.rename(path)
-        except OSError:
-            shutil.rmtree(tmp, ignore_errors=True)
-        return path
+        return link_dir(self.root / f"runtime-{key}", targets)
 
 
 def _what(kind: str) -> str:
     return "code" if kind == "code" else "environment"
+
+
+def link_dir(path: Path, targets: Mapping[str, str]) -> Path:
+    """``path``, a directory of links ``name -> target``, made atomically once (a second
+    maker racing the first leaves the same links)."""
+    if path.is_dir():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".runtime-tmp-", dir=path.parent))
+    for name, target in targets.items():
+        os.symlink(target, tmp / name)
+    try:
+        tmp.rename(path)
+    except OSError:  # another maker was first: the same links
+        shutil.rmtree(tmp, ignore_errors=True)
+    return path
+
+
+def links_read_paths(links: Path) -> list[str]:
+    """What a worker needs to read of a directory of links: it and the links' targets."""
+    return [str(links), *(os.path.realpath(links / name) for name in os.listdir(links))]
 
 
 def runtime_targets(names: Iterable[str]) -> dict[str, str]:

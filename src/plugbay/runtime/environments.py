@@ -54,7 +54,7 @@ from packaging.version import Version as PyVersion
 
 from plugbay.api.errors import ConfigError, PlugbayError
 from plugbay.isolation.base import EnvironmentPaths
-from plugbay.isolation.shipping import runtime_targets
+from plugbay.isolation.shipping import link_dir, links_read_paths, runtime_targets
 from plugbay.model.manifest import PluginManifest
 
 __all__ = [
@@ -465,30 +465,14 @@ class EnvironmentStore:
         return EnvironmentPaths(
             str(env.site_packages),
             str(runtime),
-            (os.path.realpath(env.path), *runtime_read_paths(runtime)),
+            (os.path.realpath(env.path), *links_read_paths(runtime)),
         )
 
     def runtime_dir(self) -> Path:
         """A directory of links to the host's runtime packages (:data:`RUNTIME_PACKAGES`):
         what an environment's worker may import of the host, and nothing else."""
         targets = _runtime_targets()
-        path = self.root / _runtime_name(targets)
-        if path.is_dir():
-            return path
-        self.root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".runtime-tmp-", dir=self.root))
-        for name, target in targets.items():
-            os.symlink(target, tmp / name)
-        try:
-            tmp.rename(path)
-        except OSError:  # another host made it first: the same links
-            shutil.rmtree(tmp, ignore_errors=True)
-        return path
-
-
-def runtime_read_paths(runtime: Path) -> list[str]:
-    """What a worker needs to read of the runtime: the links' directory and their targets."""
-    return [str(runtime), *(os.path.realpath(runtime / name) for name in os.listdir(runtime))]
+        return link_dir(self.root / _runtime_name(targets), targets)
 
 
 def _runtime_name(targets: Mapping[str, str]) -> str:
