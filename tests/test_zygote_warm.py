@@ -52,3 +52,64 @@ def test_warm_up_leaves_one_thread_no_plugin_and_no_files() -> None:
     assert seen["frozen"] > 10_000, seen
     # stdin, stdout, stderr and the directory listing itself: the socketpair is closed
     assert seen["open_fds"] <= 4, seen
+
+
+FRAGMENTED = """
+import json
+from plugbay.isolation import _warm
+
+# a heap full of holes, as a zygote's is after its imports and collections
+kept = [bytes(15) for _ in range(100_000)]  # 48-byte blocks
+del kept[::2]
+before = _warm._free_blocks()
+filled = _warm._fill_free_blocks()
+after = _warm._free_blocks()
+print(json.dumps({"before": before.get(48, 0), "after": after.get(48, 0), "filled": filled}))
+"""
+
+
+def test_filling_the_free_blocks_leaves_no_holes_for_a_worker_to_scatter_into() -> None:
+    """A worker's new objects must go to fresh pools, not one to each of the zygote's pages:
+    after the fill, pymalloc's used pools have at most two fresh pools' worth of free blocks
+    (16 KiB pools: about 340 blocks of 48 bytes each) where 50,000 holes were."""
+    out = subprocess.run(
+        [sys.executable, "-c", FRAGMENTED],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": ":".join(sys.path)},
+    )
+    seen = json.loads(out.stdout)
+    assert seen["before"] >= 50_000, seen
+    assert seen["after"] <= 2 * 16 * 1024 // 48, seen
+    assert seen["filled"] >= seen["before"], seen
+
+
+LIBC = """
+import ctypes, json
+from plugbay.isolation import _landlock, _warm, limits
+
+_warm.prepare()
+classes = len(ctypes._CFuncPtr.__subclasses__())
+abi, _ = _landlock.abi_version()
+probed = limits.NoNewPrivsLayer().probe().active
+print(json.dumps({"new_classes": len(ctypes._CFuncPtr.__subclasses__()) - classes,
+                  "abi": abi, "probed": probed}))
+"""
+
+
+def test_the_sandbox_layers_call_libc_through_the_zygotes_one_handle() -> None:
+    """Each ``ctypes.CDLL`` makes a class (and each function looked up on it an object) that
+    a worker would copy: after the warm-up, the layers' libc calls make none, and work."""
+    out = subprocess.run(
+        [sys.executable, "-c", LIBC],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": ":".join(sys.path)},
+    )
+    seen = json.loads(out.stdout)
+    assert seen["new_classes"] == 0, seen
+    assert seen["probed"] is True and seen["abi"] >= 0, seen

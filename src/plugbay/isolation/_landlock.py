@@ -104,9 +104,9 @@ class _NetPortAttr(ctypes.Structure):
 
 
 def _libc() -> ctypes.CDLL:
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.syscall.restype = ctypes.c_long
-    return libc
+    from plugbay.isolation._layer import _libc
+
+    return _libc()
 
 
 def abi_version() -> tuple[int, str]:

@@ -204,7 +204,17 @@ class Layer(Protocol):
 
 
 def _libc() -> ctypes.CDLL:
-    return ctypes.CDLL(None, use_errno=True)
+    """libc, one handle a process: the zygote makes it (``isolation._warm``) and its
+    workers share it. A new ``CDLL`` makes a class, and each function looked up on it an
+    object, all of which a worker confining itself would otherwise copy."""
+    global _LIBC
+    if _LIBC is None:
+        _LIBC = ctypes.CDLL(None, use_errno=True)
+        _LIBC.syscall.restype = ctypes.c_long
+    return _LIBC
+
+
+_LIBC: ctypes.CDLL | None = None
 
 
 def _call(layer: str, what: str, result: int) -> None:

@@ -352,8 +352,9 @@ def install(program: list[Insn], arch: str | None = None, *, listener: bool = Fa
     With ``listener`` the kernel returns the filter's notification descriptor (for a
     filter that answers with ``RET_USER_NOTIF``), which is returned here."""
     arch = arch or machine()
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.syscall.restype = ctypes.c_long
+    from plugbay.isolation._layer import _libc
+
+    libc = _libc()
     if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
         err = ctypes.get_errno()
         raise OSError(err, f"prctl(PR_SET_NO_NEW_PRIVS): {errno.errorcode.get(err, err)}")

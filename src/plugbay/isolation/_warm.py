@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
 import socket
+import sys
 from typing import Any
 
 __all__ = ["freeze", "prepare"]
@@ -55,8 +57,57 @@ def prepare() -> list[str]:
         except Exception:
             failed.append(step.__name__)
     gc.collect()
+    _fill_free_blocks()
     freeze()
     return failed
+
+
+#: objects that fill the zygote's free small-object slots (see _fill_free_blocks)
+_FILLER: list[object] = []
+#: pymalloc's block sizes (bytes) and an object of exactly that size: ``object()`` is 16,
+#: a float 24 (a 32-byte block), ``bytes(n)`` 33 + n
+_SMALL: dict[int, Any] = {16: object, 32: lambda: float(len(_FILLER))}
+
+
+def _free_blocks() -> dict[int, int]:
+    """Free blocks in pymalloc's used pools, by block size, as ``sys._debugmallocstats``
+    prints them (on the C stream: read back from a memfd); {} without pymalloc."""
+    fd = os.memfd_create("plugbay-mallocstats")
+    saved = os.dup(2)
+    try:
+        sys.stderr.flush()
+        os.dup2(fd, 2)
+        try:
+            sys._debugmallocstats()
+        finally:
+            os.dup2(saved, 2)
+        os.lseek(fd, 0, os.SEEK_SET)
+        text = os.read(fd, 1 << 20).decode()
+    finally:
+        os.close(saved)
+        os.close(fd)
+    free = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 5 and all(p.isdigit() for p in parts):
+            free[int(parts[1])] = int(parts[4])
+        elif free and not parts:
+            break
+    return free
+
+
+def _fill_free_blocks() -> int:
+    """Take every free block of the zygote's partly used pools, and keep them.
+
+    A worker's new objects go where pymalloc finds a free block first: in the pools the
+    zygote's collections and warm-up left holes in, one here and one there, so each new
+    object would copy a page of the zygote's (and write the pool's header page). With
+    those holes filled, a worker's objects go to fresh pools, side by side. The filler
+    is the zygote's memory, shared by every worker (about half a MiB); returns how many."""
+    for size, count in _free_blocks().items():
+        make = _SMALL.get(size, lambda n=size - 33: bytes(n))
+        _FILLER.extend(make() for _ in range(count))
+    return len(_FILLER)
 
 
 def freeze() -> None:
@@ -102,8 +153,11 @@ def _layers() -> None:
     (not installed): what they compile on first use (patterns, tables) is then here."""
     import os
 
-    from plugbay.isolation import _seccomp, limits
+    from plugbay.isolation import _layer, _seccomp, limits
 
+    libc = _layer._libc()  # the handle the layers share, its functions looked up once
+    for name in ("prctl", "syscall", "unshare", "clearenv", "malloc_trim"):
+        getattr(libc, name)
     layers = limits.default_layers("plugbay-warm", notify=True)
     sorted(layers, key=limits._rank)
     limits._thread_count()

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import ctypes
 import dataclasses
 import json
 import os
@@ -43,8 +42,9 @@ _RLIMITS: Final = {
 
 
 def _die_with_parent() -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    from plugbay.isolation._layer import _libc
+
+    _libc().prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
 def _apply(request: dict[str, Any]) -> None:
@@ -150,6 +150,7 @@ def zygote_main(control_fd: int, read_paths: list[str] | None = None) -> None:
         loops,
         worker,
     )
+    from plugbay.isolation._layer import _libc
 
     loops.loop_factory()  # uvloop, when installed, is imported once here
     with contextlib.suppress(Exception):  # found once here, not by each sandboxed worker
@@ -159,7 +160,7 @@ def zygote_main(control_fd: int, read_paths: list[str] | None = None) -> None:
 
     _die_with_parent()
     # orphans of a worker (a plugin granted subprocesses) are ours to reap, not init's
-    ctypes.CDLL(None).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    _libc().prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     if read_paths is None:
         runtime = limits.runtime_read_paths()
     else:
