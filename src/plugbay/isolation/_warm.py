@@ -14,6 +14,8 @@ cyclic collector's reach, so a worker's collections never write their headers.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
 import gc
 import os
 import socket
@@ -58,6 +60,8 @@ def prepare() -> list[str]:
             failed.append(step.__name__)
     gc.collect()
     _fill_free_blocks()
+    with contextlib.suppress(AttributeError, OSError):  # not glibc: its heap is left as it is
+        _fill_free_heap()
     freeze()
     return failed
 
@@ -113,6 +117,48 @@ def _fill_free_blocks() -> int:
 def freeze() -> None:
     """Before each fork: everything the zygote holds goes to the permanent generation."""
     gc.freeze()
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena", "ordblks", "smblks", "hblks", "hblkhd",
+            "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost",
+        )
+    ]  # fmt: skip
+
+
+#: glibc chunks taken by _fill_free_heap (addresses; never freed: the zygote keeps them)
+_HEAP_FILLER: list[int] = []
+
+
+def _fill_free_heap() -> int:
+    """:func:`_fill_free_blocks` for glibc's heap, where objects over 512 bytes live (dict
+    tables, code, the compiler's arenas): every free chunk below the heap's top is taken,
+    largest requests first, so a worker's allocations start at the top, on fresh pages.
+    A request the top answered is given back at once. Returns the bytes taken."""
+    libc = ctypes.CDLL(None)
+    libc.malloc.restype = ctypes.c_void_p
+    libc.malloc.argtypes = [ctypes.c_size_t]
+    libc.free.argtypes = [ctypes.c_void_p]
+    libc.sbrk.restype = ctypes.c_void_p
+    libc.sbrk.argtypes = [ctypes.c_ssize_t]
+    libc.mallinfo2.restype = _MallInfo2
+    taken, size = 0, 1 << 16
+    while size >= 32:
+        while True:
+            top = libc.sbrk(0) - libc.mallinfo2().keepcost  # where the top chunk begins
+            chunk = libc.malloc(size)
+            if chunk is None:
+                break
+            if chunk >= top:
+                libc.free(chunk)
+                break
+            _HEAP_FILLER.append(chunk)
+            taken += size
+        size //= 2
+    return taken
 
 
 def _manifest() -> None:
