@@ -354,6 +354,50 @@ def idle_memory() -> tuple[int, int]:
     return forked, fresh_uss
 
 
+#: a copy of the zygote: what ``zygote_main`` imports and warms up, then two forks of it,
+#: one idle in a select, one in an asyncio loop; their pids on stdout, then it waits
+ZYGOTE_COPY = """
+import asyncio, os, select, sys
+import packaging.requirements
+from plugbay.isolation import _warm, diagnostics, limits, loops, worker
+loops.loop_factory()
+_warm.prepare()
+pids = []
+for idle in (lambda: select.select([], [], []), lambda: loops.run(asyncio.sleep(60), sandboxed=True)):
+    pid = os.fork()
+    if pid == 0:
+        try:
+            idle()
+        finally:
+            os._exit(0)
+    pids.append(pid)
+print(*pids, flush=True)
+sys.stdin.read()
+for pid in pids:
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+"""
+
+
+def zygote_memory() -> tuple[int, int]:
+    """USS of a fork of a warmed zygote idling in a select, and of one idling in an
+    asyncio loop: what any worker pays before its sandbox and its plugin."""
+    env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "MALLOC_ARENA_MAX": "1"}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+    with subprocess.Popen(
+        [sys.executable, "-c", ZYGOTE_COPY],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env=env,
+    ) as proc:
+        assert proc.stdout is not None and proc.stdin is not None
+        idle, looping = (int(pid) for pid in proc.stdout.readline().split())
+        time.sleep(0.5)
+        sizes = _uss(idle), _uss(looping)
+        proc.stdin.close()
+    return sizes
+
+
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     try:
         from plugbay.isolation.loops import loop_factory
@@ -384,6 +428,7 @@ def run() -> int:
     # the same copy idling in a new event loop, as a worker idles (reported: how much of
     # a worker's USS any forked Python pays just to run a loop)
     looping_uss = _forked_uss(lambda: asyncio.run(asyncio.sleep(5)))
+    zygote_idle_uss, zygote_looping_uss = zygote_memory()
     pool = pool_apply(n)
     ray_p50 = ray_actor_call(n)
     uss = float(ours["uss"])  # type: ignore[arg-type]
@@ -528,6 +573,27 @@ def run() -> int:
             "(reported)",
             None,
             unit="MiB",
+        ),
+        Figure(
+            "idle worker memory (USS)",
+            uss / 2**20,
+            "fork of the warmed zygote, idle",
+            zygote_idle_uss / 2**20,
+            "(reported)",
+            None,
+            unit="MiB",
+        ),
+        Figure(
+            "idle worker memory (USS)",
+            uss / 2**20,
+            "fork of the warmed zygote idling in an asyncio loop (any worker's floor)",
+            zygote_looping_uss / 2**20,
+            "(reported)",
+            None,
+            unit="MiB",
+            note="the rest: the sandbox layers and the plugin's load, each page they touch "
+            "copied (CPython 3.11 writes the refcount of every object it uses); "
+            "docs/architecture.md, 'Performance: memory'",
         ),
         Figure(
             "idle worker memory (USS)",
