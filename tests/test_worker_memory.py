@@ -9,13 +9,12 @@ the forwarder of its output.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import os
-import time
 from collections.abc import Callable
 from typing import Any
 
+from tests._waiting import until
 from tests.conftest import PluginFactory
 
 CHATTY = """
@@ -50,13 +49,6 @@ def _malloc_arenas(pid: int) -> int:
     )  # fmt: skip
 
 
-async def _await(condition: Callable[[], bool], seconds: float = 10.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "not within the deadline"
-        await asyncio.sleep(0.05)
-
-
 async def test_an_idle_sandboxed_worker_holds_two_threads_and_no_thread_arena(
     plugins: PluginFactory, make_host: Callable[..., Any]
 ) -> None:
@@ -68,7 +60,7 @@ async def test_an_idle_sandboxed_worker_holds_two_threads_and_no_thread_arena(
         pid = host.plugin("acme.chatty").handle.pid
         assert host.info("acme.chatty")["sandbox"]["sandboxed"] is True
         # its output reached the host's log: the output thread ran and read it
-        await _await(lambda: _logged(host, "acme.chatty", "abab"))
+        await until(lambda: _logged(host, "acme.chatty", "abab"), "the plugin's output logged")
         # its event loop and the output forwarder, both blocked; no executor thread
         assert len(os.listdir(f"/proc/{pid}/task")) == 2
         # the output thread allocated its read buffer from the one main arena
