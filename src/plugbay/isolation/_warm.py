@@ -145,9 +145,11 @@ def _fill_free_heap() -> int:
     libc.sbrk.restype = ctypes.c_void_p
     libc.sbrk.argtypes = [ctypes.c_ssize_t]
     libc.mallinfo2.restype = _MallInfo2
+    info = libc.mallinfo2()
+    free = info.fordblks - info.keepcost  # never more than this: the loop ends whatever malloc does
     taken, size = 0, 1 << 16
     while size >= 32:
-        while True:
+        while taken + size <= free:
             top = libc.sbrk(0) - libc.mallinfo2().keepcost  # where the top chunk begins
             chunk = libc.malloc(size)
             if chunk is None:
