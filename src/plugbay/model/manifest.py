@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import difflib
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal, TypeAlias
@@ -39,13 +38,15 @@ from typing import Any, Final, Literal, TypeAlias
 import msgspec
 
 from plugbay.api.errors import ConfigError, ManifestError, PlugbayError
-from plugbay.model import _events, _fasttoml
+from plugbay.model import _events
 from plugbay.model._config_schema import ConfigField, ConfigSchema, check_default, error_path
+from plugbay.model._manifest_read import MAX_MANIFEST_BYTES, parse_toml, read_text, too_deep
 from plugbay.model._placement import NonNegative, PlacementRequest
 from plugbay.model._requirements import python_requirement_problem, with_requires_dist
 from plugbay.model.versions import Range, Version
 
 __all__ = [
+    "MAX_MANIFEST_BYTES",
     "ConfigField",
     "ConfigSchema",
     "IsolationMode",
@@ -62,10 +63,6 @@ __all__ = [
     "python_requirement_problem",
     "with_requires_dist",
 ]
-
-#: A manifest (or pyproject.toml) larger than this is refused before it is parsed: a real
-#: one is a few KiB, and a huge file is a mistake or an attack on the reader.
-MAX_MANIFEST_BYTES: Final = 1 << 20
 
 IsolationMode: TypeAlias = Literal["auto", "inline", "process"]
 ManifestOrigin: TypeAlias = Literal["directory", "entry-point", "wheel", "memory"]
@@ -317,8 +314,7 @@ def parse_size(value: int | str | None, *, where: str = "size") -> int | None:
 def load_manifest_file(path: str) -> PluginManifest:
     """A ``plugin.toml`` known to be a file (discovery's fast path: no extra stat)."""
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read(MAX_MANIFEST_BYTES + 1)
+        text = read_text(path)
     except (OSError, UnicodeDecodeError) as exc:
         raise ManifestError(f"cannot read the manifest: {exc}", where=path) from None
     file = Path(path)
@@ -342,8 +338,7 @@ def load_manifest(path: Path) -> PluginManifest:
             hint="a plugin directory needs a plugin.toml (see README: 'Write a plugin')",
         )
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read(MAX_MANIFEST_BYTES + 1)
+        text = read_text(path)
     except (OSError, UnicodeDecodeError) as exc:
         raise ManifestError(f"cannot read the manifest: {exc}", where=str(path)) from None
     table = ("tool", "plugbay") if path.name == "pyproject.toml" else ()
@@ -417,41 +412,7 @@ def manifest_from_mapping(
     except RecursionError:
         # msgspec and the checks below walk nested values; parse_toml bounds what a file
         # holds, but data can come from elsewhere (entry points, a wheel's metadata)
-        raise _too_deep(where, "the manifest") from None
-
-
-def parse_toml(
-    text: str, where: str, *, what: str = "the file", error: type[PlugbayError] = ManifestError
-) -> dict[str, Any]:
-    """Parse TOML that a person or a plugin author wrote, whatever it holds: too large, too
-    deep or not TOML at all is an ``error`` naming ``where``, never a bare exception."""
-    if len(text) > MAX_MANIFEST_BYTES:
-        raise error(
-            f"{what} is larger than {MAX_MANIFEST_BYTES:,} bytes; refused unread",
-            where=where,
-            hint="a manifest is a few KiB; check that this is the file you meant",
-        )
-    plain = _fasttoml.loads(text)  # the plain TOML manifests are written in, fast
-    if plain is not None:
-        return plain
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise error(
-            f"{what} is not valid TOML: {exc}",
-            where=_fasttoml.with_line(where, exc),
-            hint="fix the TOML syntax (strings need quotes, tables are [name], keys are key = value)",
-        ) from None
-    except RecursionError:
-        raise _too_deep(where, what, error) from None
-
-
-def _too_deep(where: str, what: str, error: type[PlugbayError] = ManifestError) -> PlugbayError:
-    return error(
-        f"{what} nests arrays or tables too deeply to be read",
-        where=where,
-        hint="a manifest nests a few levels at most; flatten the value",
-    )
+        raise too_deep(where, "the manifest") from None
 
 
 def _manifest_from_mapping(
