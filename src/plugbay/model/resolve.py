@@ -17,7 +17,7 @@ from __future__ import annotations
 import graphlib
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from resolvelib import AbstractProvider, BaseReporter
 from resolvelib.resolvers import ResolutionImpossible, ResolutionTooDeep
@@ -61,8 +61,9 @@ class ResolutionPlan:
 # --------------------------------------------------------------------------- the search
 
 
-@dataclass(frozen=True, slots=True)
-class _Req:
+class _Req(NamedTuple):
+    """A requirement on a plugin or a service (tuples: a resolve makes thousands)."""
+
     identifier: str
     range: Range | None  # None: any version
     exact: Version | None = None
@@ -78,8 +79,7 @@ class _Req:
         return str(self.range) if self.range is not None else "*"
 
 
-@dataclass(frozen=True, slots=True)
-class _Cand:
+class _Cand(NamedTuple):
     identifier: str
     version: Version  # the plugin's version, or the service's
     manifest: PluginManifest
@@ -101,11 +101,19 @@ class _Index:
         self.services: dict[str, list[tuple[Version, PluginManifest]]] = {}
         for m in candidates:
             self.all.setdefault(m.id, []).append(m)
+        # most manifests share a few host ranges (Range.parse returns one object a text)
+        fits: dict[Range, bool] = {}
         for pid, found in self.all.items():
             found.sort(key=lambda m: m.version, reverse=True)
             if pid in self.disabled:
                 continue
-            usable = [m for m in found if m.host.contains(host_version, include_prerelease=True)]
+            usable = []
+            for m in found:
+                fit = fits.get(m.host)
+                if fit is None:
+                    fit = fits[m.host] = m.host.contains(host_version, include_prerelease=True)
+                if fit:
+                    usable.append(m)
             if usable:
                 self.usable[pid] = usable
             for m in usable:
@@ -238,8 +246,7 @@ def _newest_first(
         reqs = wanted.get(ident)
         if reqs is None:
             continue  # nothing chosen needs it
-        pool = _pool(index, ident, pinned.get(ident))
-        pick = next((c for c in pool if all(r.allows(c.version) for r in reqs)), None)
+        pick = _first_allowed(index, ident, pinned.get(ident), reqs)
         if pick is None:
             return None
         chosen[ident] = pick
@@ -250,6 +257,20 @@ def _newest_first(
     if not all(_allowed(chosen.get(ident), reqs) for ident, reqs in wanted.items()):
         return None
     return {i: c.manifest for i, c in chosen.items() if not i.startswith(_SERVICE)}
+
+
+def _first_allowed(
+    index: _Index, ident: str, pin: Version | None, reqs: Sequence[_Req]
+) -> _Cand | None:
+    """The first of ``_pool(index, ident, pin)`` that every requirement allows; for a
+    plugin without a pin, without making a candidate of each version it passes."""
+    if pin is not None or ident.startswith(_SERVICE):
+        return next((c for c in _pool(index, ident, pin) if _allowed(c, reqs)), None)
+    for m in index.usable.get(ident, ()):
+        version = m.version
+        if all(r.allows(version) for r in reqs):
+            return _Cand(ident, version, m)
+    return None
 
 
 def _allowed(cand: _Cand | None, reqs: Sequence[_Req]) -> bool:
