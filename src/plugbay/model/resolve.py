@@ -235,9 +235,8 @@ def _newest_first(
     rounds, each of which re-checks every pin (quadratic in the number of plugins).
     Returns None on a dead end or a cycle: the caller then runs the real search.
     """
-    try:
-        order = list(graphlib.TopologicalSorter(_needs_graph(index, roots)).static_order())
-    except graphlib.CycleError:
+    order = _needs_first(_needs_graph(index, roots))
+    if order is None:
         return None
     wanted: dict[str, list[_Req]] = {r: [] for r in roots}
     chosen: dict[str, _Cand] = {}
@@ -275,6 +274,35 @@ def _first_allowed(
 
 def _allowed(cand: _Cand | None, reqs: Sequence[_Req]) -> bool:
     return cand is not None and all(r.allows(cand.version) for r in reqs)
+
+
+def _needs_first(graph: Mapping[str, set[str]]) -> list[str] | None:
+    """Every node of ``graph`` (each one a key) after all it needs, or None on a cycle:
+    one depth-first walk (graphlib's sorter builds a node object for each and walks the
+    graph twice, for the cycle check and for the order)."""
+    order: list[str] = []
+    done: set[str] = set()
+    walking: set[str] = set()
+    for start in graph:
+        if start in done:
+            continue
+        walking.add(start)
+        stack = [(start, iter(graph[start]))]
+        while stack:
+            node, needs = stack[-1]
+            for need in needs:
+                if need in walking:
+                    return None  # back to a node on the current path: a cycle
+                if need not in done:
+                    walking.add(need)
+                    stack.append((need, iter(graph[need])))
+                    break
+            else:
+                stack.pop()
+                walking.discard(node)
+                done.add(node)
+                order.append(node)
+    return order
 
 
 def _needs_graph(index: _Index, roots: Sequence[str]) -> dict[str, set[str]]:
@@ -578,6 +606,10 @@ def _order(
     """Load order, ties broken by id; plugins on a cycle, and what needs them, fail."""
     alive = set(selected)
     while True:
+        order = _rounds(alive, edges)
+        if order is not None:
+            return order
+        # a cycle: graphlib names it
         sorter: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter()
         for pid in sorted(alive):
             sorter.add(pid, *sorted(edges[pid] & alive))
@@ -611,6 +643,30 @@ def _order(
             order.extend(ready)
             sorter.done(*ready)
         return order
+
+
+def _rounds(alive: set[str], edges: Mapping[str, frozenset[str]]) -> list[str] | None:
+    """graphlib's order, without its node objects and cycle walk: each round, every
+    plugin whose needs have all started, by id; None when a cycle keeps some waiting."""
+    waiting: dict[str, int] = {}
+    dependents: dict[str, list[str]] = {}
+    for pid in alive:
+        needs = edges[pid] & alive
+        waiting[pid] = len(needs)
+        for need in needs:
+            dependents.setdefault(need, []).append(pid)
+    ready = sorted(pid for pid, count in waiting.items() if not count)
+    order: list[str] = []
+    while ready:
+        order.extend(ready)
+        unblocked = []
+        for pid in ready:
+            for dependent in dependents.get(pid, ()):
+                waiting[dependent] -= 1
+                if not waiting[dependent]:
+                    unblocked.append(dependent)
+        ready = sorted(unblocked)
+    return order if len(order) == len(alive) else None
 
 
 def _rotate(cycle: list[str]) -> list[str]:
