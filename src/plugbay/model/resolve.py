@@ -606,9 +606,9 @@ def _order(
     """Load order, ties broken by id; plugins on a cycle, and what needs them, fail."""
     alive = set(selected)
     while True:
-        order = _rounds(alive, edges)
-        if order is not None:
-            return order
+        ordered = _rounds(alive, edges)
+        if ordered is not None:
+            return ordered
         # a cycle: graphlib names it
         sorter: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter()
         for pid in sorted(alive):
