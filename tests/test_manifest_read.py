@@ -200,3 +200,28 @@ def test_a_wrong_dependency_is_named_with_its_line(
     assert error.message.startswith(message)
     assert error.where == f"{tmp_path / 'plugin.toml'}:{line}"
     assert error.hint
+
+
+def test_manifests_without_the_tables_share_one_empty_default_and_others_get_their_own(
+    tmp_path: Path,
+) -> None:
+    import msgspec
+
+    from plugbay.model._placement import PlacementRequest
+    from plugbay.model.manifest import Permissions, Resources
+
+    for name, text in (("a", BASE), ("b", BASE), ("c", EVERYTHING)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "plugin.toml").write_text(text.replace("acme.x", f"acme.{name}"))
+    a, b, c = sorted(discover_directory(tmp_path).manifests, key=lambda m: m.id)
+    assert (a.permissions, a.resources, a.placement) == (
+        Permissions(),
+        Resources(),
+        PlacementRequest(),
+    )
+    assert a.permissions is b.permissions  # one object for every manifest without it
+    assert c.permissions.env == ["HOME"] and c.resources.memory == "64MiB"
+    assert a.permissions.env == []  # the manifest that asked did not change the default
+    with pytest.raises(AttributeError):
+        a.permissions.env = ["PATH"]  # type: ignore[misc]  # frozen: shared safely
+    assert msgspec.to_builtins(a.permissions) == msgspec.to_builtins(Permissions())

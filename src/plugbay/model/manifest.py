@@ -148,7 +148,12 @@ class Resources(msgspec.Struct, forbid_unknown_fields=True, rename="kebab", froz
     custom: dict[str, NonNegative] = {}  # a node takes it)
 
 
+# What a manifest without the table gets: one shared (frozen) instance, not one per
+# manifest. A thousand plugins would otherwise keep thousands of identical objects, each
+# with its lists, and the garbage collector walks every one of them at each full pass.
 _NO_RESOURCES: Final = Resources()
+_NO_PERMISSIONS: Final = Permissions()
+_NO_PLACEMENT: Final = PlacementRequest()
 
 
 class _ManifestDoc(msgspec.Struct, forbid_unknown_fields=True, rename="kebab"):
@@ -169,8 +174,8 @@ class _ManifestDoc(msgspec.Struct, forbid_unknown_fields=True, rename="kebab"):
     secret_parameters: list[str] = []
     services: _ServicesDoc = msgspec.field(default_factory=_ServicesDoc)
     config: dict[str, _ConfigFieldDoc] = {}
-    permissions: Permissions = msgspec.field(default_factory=Permissions)
-    resources: Resources = msgspec.field(default_factory=Resources)
+    permissions: Permissions = _NO_PERMISSIONS
+    resources: Resources = _NO_RESOURCES
     isolation: IsolationMode = "auto"
     events: _events.EventsDoc = msgspec.field(default_factory=_events.EventsDoc)
     activation: str | list[str] = "eager"
@@ -180,7 +185,7 @@ class _ManifestDoc(msgspec.Struct, forbid_unknown_fields=True, rename="kebab"):
     commands: dict[str, Any] = {}
     #: how ``plugbay build`` makes a Wasm plugin's module (``model.wasm_commands``)
     wasm: dict[str, Any] = {}
-    placement: PlacementRequest = msgspec.field(default_factory=PlacementRequest)
+    placement: PlacementRequest = _NO_PLACEMENT
 
 
 _FIELDS: Final = {
