@@ -247,14 +247,15 @@ def generate_manifests(root: Path, plugins: int = 1000, versions: int = 3, seed:
 
 
 #: the discovery figure is printed at each size (plugins, 3 versions each); the goal is
-#: held at every size (at 10 plugins the fixed costs weigh most)
+#: the issue's, at 1,000 (at 10 the fixed costs weigh most: reported)
 DISCOVERY_SIZES: tuple[int, ...] = (10, 100, 1000)
+GOAL_AT: int = 1000
 
 
 def discovery_resolution() -> list[Figure]:
     figures: list[Figure] = []
     for plugins in DISCOVERY_SIZES:
-        figures += _discovery_at(plugins, warm=plugins == max(DISCOVERY_SIZES))
+        figures += _discovery_at(plugins, warm=plugins == GOAL_AT)
     return figures
 
 
@@ -315,14 +316,15 @@ def _discovery_at(plugins: int, *, warm: bool) -> list[Figure]:
                 f"every manifest still validated, each file stat-ed",
             )
         )
+    judged = plugins == GOAL_AT
     figures.append(
         Figure(
             f"discover + resolve {what}, cold (no cache: first start, or cache lost)",
             cold_t,
             anchor_name,
             anchor_t,
-            "≤ 1.5× tomllib",
-            cold_t <= 1.5 * anchor_t,
+            "≤ 1.5× tomllib" if judged else "(reported; the goal, ≤ 1.5×, is at 1,000 plugins)",
+            cold_t <= 1.5 * anchor_t if judged else None,
             note=f"median of {rounds}: {statistics.median(cold) * 1000:.1f} ms",
         )
     )
