@@ -151,6 +151,7 @@ class Resources(msgspec.Struct, forbid_unknown_fields=True, rename="kebab", froz
 # What a manifest without the table gets: one shared (frozen) instance, not one per
 # manifest. A thousand plugins would otherwise keep thousands of identical objects, each
 # with its lists, and the garbage collector walks every one of them at each full pass.
+# (A factory, not a default, so the manifest reference shows the table, not an object.)
 _NO_RESOURCES: Final = Resources()
 _NO_PERMISSIONS: Final = Permissions()
 _NO_PLACEMENT: Final = PlacementRequest()
@@ -174,8 +175,8 @@ class _ManifestDoc(msgspec.Struct, forbid_unknown_fields=True, rename="kebab"):
     secret_parameters: list[str] = []
     services: _ServicesDoc = msgspec.field(default_factory=_ServicesDoc)
     config: dict[str, _ConfigFieldDoc] = {}
-    permissions: Permissions = _NO_PERMISSIONS
-    resources: Resources = _NO_RESOURCES
+    permissions: Permissions = msgspec.field(default_factory=lambda: _NO_PERMISSIONS)
+    resources: Resources = msgspec.field(default_factory=lambda: _NO_RESOURCES)
     isolation: IsolationMode = "auto"
     events: _events.EventsDoc = msgspec.field(default_factory=_events.EventsDoc)
     activation: str | list[str] = "eager"
@@ -185,7 +186,7 @@ class _ManifestDoc(msgspec.Struct, forbid_unknown_fields=True, rename="kebab"):
     commands: dict[str, Any] = {}
     #: how ``plugbay build`` makes a Wasm plugin's module (``model.wasm_commands``)
     wasm: dict[str, Any] = {}
-    placement: PlacementRequest = _NO_PLACEMENT
+    placement: PlacementRequest = msgspec.field(default_factory=lambda: _NO_PLACEMENT)
 
 
 _FIELDS: Final = {
@@ -450,7 +451,7 @@ def _manifest_from_mapping(
         events = _events.check_events(doc.events, doc.activation, check.fail)
     else:
         events = {"emits": (), "listens": {}, "activation": ()}  # what it says of none
-    # every field, in one dict: the dataclass's __init__ sets 35 frozen fields one
+    # every field, in one dict: the dataclass's __init__ sets 32 frozen fields one
     # object.__setattr__ at a time, a third of validating a manifest
     return _built(
         {
