@@ -246,90 +246,120 @@ def generate_manifests(root: Path, plugins: int = 1000, versions: int = 3, seed:
     return count
 
 
-def discovery_resolution() -> list[Figure]:
-    from plugbay.model.discover import _manifest_files, discover_directory
-    from plugbay.model.manifest_cache import RACY_NS, ManifestCache
-    from plugbay.model.registry import PluginRegistry
-    from plugbay.model.versions import Version
+#: the discovery figure is printed at each size (plugins, 3 versions each); the goal is
+#: the issue's, at 1,000 (at 10 the fixed costs weigh most: reported)
+DISCOVERY_SIZES: tuple[int, ...] = (10, 100, 1000)
+GOAL_AT: int = 1000
 
-    root = WORK / "manifests"
-    count = generate_manifests(root)
+
+def discovery_resolution() -> list[Figure]:
+    figures: list[Figure] = []
+    for plugins in DISCOVERY_SIZES:
+        figures += _discovery_at(plugins, warm=plugins == GOAL_AT)
+    return figures
+
+
+def _discovery_at(plugins: int, *, warm: bool) -> list[Figure]:
+    """Cold (and, if ``warm``, cached) discover + resolve of ``plugins`` × 3 versions,
+    beside ``tomllib`` parsing the same files, in interleaved rounds."""
+    from plugbay.model.discover import _manifest_files
+    from plugbay.model.manifest_cache import RACY_NS
+
+    root = WORK / f"manifests-{plugins}"
+    count = generate_manifests(root, plugins)
     files = [Path(f) for f in _manifest_files(root)]
     assert len(files) == count
-    cache_file = WORK / "manifest-cache" / "manifests.cache"
+    cache_file = WORK / "manifest-cache" / f"manifests-{plugins}.cache"
     cache_file.unlink(missing_ok=True)
-    # the cache takes no file changed in the last RACY_NS (a same-tick edit could hide):
-    # these were all just written, so wait that out, as any earlier-written plugin has
-    time.sleep(RACY_NS / 1e9 + 0.1)
+    if warm:
+        # the cache takes no file changed in the last RACY_NS (a same-tick edit could
+        # hide): these were all just written, so wait that out, as any earlier-written
+        # plugin has
+        time.sleep(RACY_NS / 1e9 + 0.1)
 
     def anchor() -> float:
         start = _cpu()
         [tomllib.loads(f.read_text()) for f in files]
         return _cpu() - start
 
-    depth = 0
-    hits = 0
-
-    def ours(cached: bool) -> float:
-        nonlocal depth, hits
-        # cold caches each run: the parse caches would otherwise make reruns free
-        from plugbay.model import versions as v
-
-        for fn in vars(v).values():
-            if hasattr(fn, "cache_clear"):
-                fn.cache_clear()
-        start = _cpu()
-        cache = ManifestCache(cache_file) if cached else None
-        found = discover_directory(root, cache=cache)
-        registry = PluginRegistry(Version.parse("0.1.0"))
-        for m in found.manifests:
-            registry.register(m)
-        plan = registry.resolve_all()
-        if cache is not None:
-            cache.save()
-        elapsed = _cpu() - start
-        assert not found.problems and not plan.failures, (
-            found.problems[:3],
-            list(plan.failures.items())[:3],
-        )
-        assert len(plan.selected) == 1000
-        depth = _depth(plan.edges)
-        hits = cache.hits if cache is not None else 0
-        return elapsed
-
-    ours(True)  # the first start writes the cache (a cold start with a write)
-    # interleaved rounds: the anchor and both figures see the same machine state
+    # small sizes take microseconds a round: more rounds, the same interleaving
+    rounds = 3 if plugins >= 1000 else 15
+    if warm:
+        _discover_resolve(root, plugins, cache_file)  # the first start writes the cache
     anchors: list[float] = []
     cold: list[float] = []
-    warm: list[float] = []
-    for _ in range(3):
+    cached: list[float] = []
+    depth = hits = 0
+    for _ in range(rounds):
         anchors.append(anchor())
-        cold.append(ours(False))
-        warm.append(ours(True))
-    assert hits == count, f"the warm run read {count - hits} manifests"
-    anchor_t, cold_t, warm_t = min(anchors), min(cold), min(warm)
-    what = f"{count} manifests (1000 plugins × 3 versions, depth {depth})"
-    return [
-        Figure(
-            f"discover + resolve {what}, manifest cache warm (a restart)",
-            warm_t,
-            f"tomllib parse of the same {count} files",
-            anchor_t,
-            "≤ 1.5× tomllib",
-            warm_t <= 1.5 * anchor_t,
-            note=f"median of 3: {statistics.median(warm) * 1000:.0f} ms; "
-            f"every manifest still validated, each file stat-ed",
-        ),
+        elapsed, depth, _ = _discover_resolve(root, plugins, None)
+        cold.append(elapsed)
+        if warm:
+            elapsed, depth, hits = _discover_resolve(root, plugins, cache_file)
+            cached.append(elapsed)
+    anchor_t, cold_t = min(anchors), min(cold)
+    what = f"{count} manifests ({plugins} plugins × 3 versions, depth {depth})"
+    anchor_name = f"tomllib parse of the same {count} files"
+    figures = []
+    if warm:
+        assert hits == count, f"the warm run read {count - hits} manifests"
+        warm_t = min(cached)
+        figures.append(
+            Figure(
+                f"discover + resolve {what}, manifest cache warm (a restart)",
+                warm_t,
+                anchor_name,
+                anchor_t,
+                "≤ 1.5× tomllib",
+                warm_t <= 1.5 * anchor_t,
+                note=f"median of {rounds}: {statistics.median(cached) * 1000:.1f} ms; "
+                f"every manifest still validated, each file stat-ed",
+            )
+        )
+    judged = plugins == GOAL_AT
+    figures.append(
         Figure(
             f"discover + resolve {what}, cold (no cache: first start, or cache lost)",
             cold_t,
-            f"tomllib parse of the same {count} files",
+            anchor_name,
             anchor_t,
-            "≤ 1.5× tomllib",
-            cold_t <= 1.5 * anchor_t,
-            note=f"median of 3: {statistics.median(cold) * 1000:.0f} ms",
-        ),
-    ]
+            "≤ 1.5× tomllib" if judged else "(reported; the goal, ≤ 1.5×, is at 1,000 plugins)",
+            cold_t <= 1.5 * anchor_t if judged else None,
+            note=f"median of {rounds}: {statistics.median(cold) * 1000:.1f} ms",
+        )
+    )
+    return figures
+
+
+def _discover_resolve(root: Path, plugins: int, cache_file: Path | None) -> tuple[float, int, int]:
+    """CPU seconds to discover and resolve everything below ``root`` (with the manifest
+    cache at ``cache_file``, or none), the plan's depth, and the manifests the cache served."""
+    from plugbay.model import versions as v
+    from plugbay.model.discover import discover_directory
+    from plugbay.model.manifest_cache import ManifestCache
+    from plugbay.model.registry import PluginRegistry
+    from plugbay.model.versions import Version
+
+    # cold caches each run: the parse caches would otherwise make reruns free
+    for fn in vars(v).values():
+        if hasattr(fn, "cache_clear"):
+            fn.cache_clear()
+    start = _cpu()
+    cache = ManifestCache(cache_file) if cache_file is not None else None
+    found = discover_directory(root, cache=cache)
+    registry = PluginRegistry(Version.parse("0.1.0"))
+    for m in found.manifests:
+        registry.register(m)
+    plan = registry.resolve_all()
+    if cache is not None:
+        cache.save()
+    elapsed = _cpu() - start
+    assert not found.problems and not plan.failures, (
+        found.problems[:3],
+        list(plan.failures.items())[:3],
+    )
+    assert len(plan.selected) == plugins
+    return elapsed, _depth(plan.edges), cache.hits if cache is not None else 0
 
 
 def _depth(edges: dict[str, frozenset[str]]) -> int:

@@ -89,16 +89,21 @@ class InlineHandle(PluginHandle):
     def call(
         self, spec: CommandSpec, params: dict[str, Any], timeout: float
     ) -> Coroutine[Any, Any, Any]:
-        """The call, to be awaited. A straight ``async def`` command (no ``await`` in its
-        body: it cannot suspend, so no timeout can fire in it) is its own coroutine,
-        handed back as it is: one coroutine less between the caller and the command."""
+        """The call, to be awaited; one way per kind of command, chosen here.
+
+        A straight ``async def`` command (no ``await`` in its body: it cannot suspend, so
+        no timeout can fire in it) is its own coroutine, handed back as it is. A ``def``
+        command on the loop gets the smallest coroutine that calls it (:func:`_run_def`:
+        no handle, no checks, a three-slot frame). Anything else (a command that can
+        suspend, a blocking one, a plugin's own ``execute``) goes the long way, bounded
+        by its timeout."""
         if spec in self._straight:
             return spec.func(self.instance, **params)  # type: ignore[no-any-return]
+        if spec in self._plain:
+            return _run_def(spec.func, self.instance, params)
         return self._call(spec, params, timeout)
 
     async def _call(self, spec: CommandSpec, params: dict[str, Any], timeout: float) -> Any:
-        if spec in self._plain:  # a def command, called directly: the common call, first
-            return spec.func(self.instance, **params)
         instance = self.instance
         if not self._direct:
             token = self._started(spec.name)
@@ -157,6 +162,14 @@ class InlineHandle(PluginHandle):
         self.instance = None
         if self._code.namespace is not None:
             unload_code(self._code.namespace)
+
+
+async def _run_def(
+    func: Callable[..., Any], instance: Plugin | None, params: dict[str, Any]
+) -> Any:
+    """A ``def`` command run on the loop (it cannot be interrupted there: the timeout is
+    for what suspends; a ``def`` that may block is ``blocking=True``, in a thread)."""
+    return func(instance, **params)
 
 
 class _Resume:

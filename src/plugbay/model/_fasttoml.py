@@ -27,6 +27,8 @@ _TAIL: Final = r"[ \t]*(?:#[^\x00-\x08\x0a-\x1f\x7f]*)?$"
 
 _HEADER: Final = re.compile(rf"\[[ \t]*({_BARE}(?:[ \t]*\.[ \t]*{_BARE})*)[ \t]*\]{_TAIL}")
 _PAIR: Final = re.compile(rf"{_KEY}[ \t]*=[ \t]*(.*)$")
+# the line most manifests are made of, `key = "text"`, in one match
+_STR_PAIR: Final = re.compile(rf"{_KEY}[ \t]*=[ \t]*(?:{_STRING}){_TAIL}")
 _STR_VALUE: Final = re.compile(rf"(?:{_STRING}){_TAIL}")
 _INT_VALUE: Final = re.compile(rf"([+-]?(?:0|[1-9][0-9]*)){_TAIL}")
 _FLOAT_VALUE: Final = re.compile(
@@ -57,14 +59,21 @@ def loads(text: str) -> dict[str, Any] | None:
                 return None
             table = entered
             continue
-        pair = _PAIR.match(line)
-        if pair is None:
-            return None
-        key = pair.group(1) if pair.group(1) is not None else pair.group(2)
+        pair = _STR_PAIR.match(line)
+        if pair is not None:
+            key, quoted, basic, literal = pair.groups()
+            value = basic if basic is not None else literal
+        else:
+            pair = _PAIR.match(line)
+            if pair is None:
+                return None
+            key, quoted, rest = pair.groups()
+            value = _value(rest)
+            if value is _NOT_MINE:
+                return None
+        if key is None:
+            key = quoted
         if key in table:
-            return None
-        value = _value(pair.group(3))
-        if value is _NOT_MINE:
             return None
         table[key] = value
     return _strip(root)

@@ -30,8 +30,8 @@ from typing import Any, Final
 
 import msgspec
 
+from plugbay.model._manifest_read import read_text
 from plugbay.model.manifest import (
-    MAX_MANIFEST_BYTES,
     PluginManifest,
     load_manifest_file,
     manifest_from_document,
@@ -137,8 +137,7 @@ class ManifestCache:
 
     def _read_file(self, path: str, st: os.stat_result) -> PluginManifest:
         try:
-            with open(path, encoding="utf-8") as f:
-                text = f.read(MAX_MANIFEST_BYTES + 1)
+            text = read_text(path)
         except (OSError, UnicodeDecodeError):
             return load_manifest_file(path)  # the same error, worded as uncached
         document = parse_toml(text, path, what="the manifest")

@@ -17,7 +17,7 @@ from __future__ import annotations
 import graphlib
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from resolvelib import AbstractProvider, BaseReporter
 from resolvelib.resolvers import ResolutionImpossible, ResolutionTooDeep
@@ -61,8 +61,9 @@ class ResolutionPlan:
 # --------------------------------------------------------------------------- the search
 
 
-@dataclass(frozen=True, slots=True)
-class _Req:
+class _Req(NamedTuple):
+    """A requirement on a plugin or a service (tuples: a resolve makes thousands)."""
+
     identifier: str
     range: Range | None  # None: any version
     exact: Version | None = None
@@ -78,8 +79,7 @@ class _Req:
         return str(self.range) if self.range is not None else "*"
 
 
-@dataclass(frozen=True, slots=True)
-class _Cand:
+class _Cand(NamedTuple):
     identifier: str
     version: Version  # the plugin's version, or the service's
     manifest: PluginManifest
@@ -101,11 +101,19 @@ class _Index:
         self.services: dict[str, list[tuple[Version, PluginManifest]]] = {}
         for m in candidates:
             self.all.setdefault(m.id, []).append(m)
+        # most manifests share a few host ranges (Range.parse returns one object a text)
+        fits: dict[Range, bool] = {}
         for pid, found in self.all.items():
             found.sort(key=lambda m: m.version, reverse=True)
             if pid in self.disabled:
                 continue
-            usable = [m for m in found if m.host.contains(host_version, include_prerelease=True)]
+            usable = []
+            for m in found:
+                fit = fits.get(m.host)
+                if fit is None:
+                    fit = fits[m.host] = m.host.contains(host_version, include_prerelease=True)
+                if fit:
+                    usable.append(m)
             if usable:
                 self.usable[pid] = usable
             for m in usable:
@@ -227,9 +235,8 @@ def _newest_first(
     rounds, each of which re-checks every pin (quadratic in the number of plugins).
     Returns None on a dead end or a cycle: the caller then runs the real search.
     """
-    try:
-        order = list(graphlib.TopologicalSorter(_needs_graph(index, roots)).static_order())
-    except graphlib.CycleError:
+    order = _needs_first(_needs_graph(index, roots))
+    if order is None:
         return None
     wanted: dict[str, list[_Req]] = {r: [] for r in roots}
     chosen: dict[str, _Cand] = {}
@@ -238,8 +245,7 @@ def _newest_first(
         reqs = wanted.get(ident)
         if reqs is None:
             continue  # nothing chosen needs it
-        pool = _pool(index, ident, pinned.get(ident))
-        pick = next((c for c in pool if all(r.allows(c.version) for r in reqs)), None)
+        pick = _first_allowed(index, ident, pinned.get(ident), reqs)
         if pick is None:
             return None
         chosen[ident] = pick
@@ -252,8 +258,51 @@ def _newest_first(
     return {i: c.manifest for i, c in chosen.items() if not i.startswith(_SERVICE)}
 
 
+def _first_allowed(
+    index: _Index, ident: str, pin: Version | None, reqs: Sequence[_Req]
+) -> _Cand | None:
+    """The first of ``_pool(index, ident, pin)`` that every requirement allows; for a
+    plugin without a pin, without making a candidate of each version it passes."""
+    if pin is not None or ident.startswith(_SERVICE):
+        return next((c for c in _pool(index, ident, pin) if _allowed(c, reqs)), None)
+    for m in index.usable.get(ident, ()):
+        version = m.version
+        if all(r.allows(version) for r in reqs):
+            return _Cand(ident, version, m)
+    return None
+
+
 def _allowed(cand: _Cand | None, reqs: Sequence[_Req]) -> bool:
     return cand is not None and all(r.allows(cand.version) for r in reqs)
+
+
+def _needs_first(graph: Mapping[str, set[str]]) -> list[str] | None:
+    """Every node of ``graph`` (each one a key) after all it needs, or None on a cycle:
+    one depth-first walk (graphlib's sorter builds a node object for each and walks the
+    graph twice, for the cycle check and for the order)."""
+    order: list[str] = []
+    done: set[str] = set()
+    walking: set[str] = set()
+    for start in graph:
+        if start in done:
+            continue
+        walking.add(start)
+        stack = [(start, iter(graph[start]))]
+        while stack:
+            node, needs = stack[-1]
+            for need in needs:
+                if need in walking:
+                    return None  # back to a node on the current path: a cycle
+                if need not in done:
+                    walking.add(need)
+                    stack.append((need, iter(graph[need])))
+                    break
+            else:
+                stack.pop()
+                walking.discard(node)
+                done.add(node)
+                order.append(node)
+    return order
 
 
 def _needs_graph(index: _Index, roots: Sequence[str]) -> dict[str, set[str]]:
@@ -557,6 +606,10 @@ def _order(
     """Load order, ties broken by id; plugins on a cycle, and what needs them, fail."""
     alive = set(selected)
     while True:
+        ordered = _rounds(alive, edges)
+        if ordered is not None:
+            return ordered
+        # a cycle: graphlib names it
         sorter: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter()
         for pid in sorted(alive):
             sorter.add(pid, *sorted(edges[pid] & alive))
@@ -590,6 +643,30 @@ def _order(
             order.extend(ready)
             sorter.done(*ready)
         return order
+
+
+def _rounds(alive: set[str], edges: Mapping[str, frozenset[str]]) -> list[str] | None:
+    """graphlib's order, without its node objects and cycle walk: each round, every
+    plugin whose needs have all started, by id; None when a cycle keeps some waiting."""
+    waiting: dict[str, int] = {}
+    dependents: dict[str, list[str]] = {}
+    for pid in alive:
+        needs = edges[pid] & alive
+        waiting[pid] = len(needs)
+        for need in needs:
+            dependents.setdefault(need, []).append(pid)
+    ready = sorted(pid for pid, count in waiting.items() if not count)
+    order: list[str] = []
+    while ready:
+        order.extend(ready)
+        unblocked = []
+        for pid in ready:
+            for dependent in dependents.get(pid, ()):
+                waiting[dependent] -= 1
+                if not waiting[dependent]:
+                    unblocked.append(dependent)
+        ready = sorted(unblocked)
+    return order if len(order) == len(alive) else None
 
 
 def _rotate(cycle: list[str]) -> list[str]:
