@@ -260,6 +260,7 @@ class ProcessHandle(sampling.SampledInWorker, PluginHandle):
         # create_connection returns
         self._channel = frames.Channel(self._dispatch, self._lost)
         self._channel.join_turn = False  # a call among others says so (``_exchange``)
+        self._channel.join_after_read = True  # the callers a read woke send together
         return self._channel
 
     async def _reap(self) -> None:
