@@ -441,7 +441,7 @@ def run() -> int:
             "≤ 1.3× the floor",
             calls["public"] <= 1.3 * calls["raw"],
             note=f"best of {ROUNDS} interleaved rounds of {n} calls each; what the rest is: "
-            "docs/architecture.md, 'The call path, second pass'",
+            "docs/architecture.md, 'The call path, third pass'",
         ),
         Figure(
             "sandboxed call p50, the backend alone (handle.call: no checks, no metrics)",
