@@ -341,6 +341,46 @@ async def test_channel_batches_small_frames_and_never_holds_a_large_one() -> Non
     assert got == [frames.Ping(1), frames.Ping(2), frames.Ping(3), big, frames.Ping(4)]
 
 
+async def test_the_calls_a_read_of_answers_wakes_leave_in_one_write() -> None:
+    """The host's end: a read with several answers wakes several callers, whose next
+    calls (sent in the loop turn that runs them) leave together, so the worker wakes
+    once for them; a lone caller's next call still leaves at once."""
+    from plugbay.isolation import frames
+
+    class Recording(asyncio.Transport):
+        def __init__(self) -> None:
+            super().__init__()
+            self.writes: list[bytes] = []
+
+        def write(self, data: bytes | bytearray | memoryview) -> None:
+            self.writes.append(bytes(data))
+
+        def is_closing(self) -> bool:
+            return False
+
+    loop = asyncio.get_running_loop()
+    host: frames.Channel
+
+    def on_answer(message: frames.Message) -> None:  # a caller woken, calling again
+        assert isinstance(message, frames.Reply)
+        loop.call_soon(host.send, frames.Call(message.id + 10, "echo", {"x": 1}))
+
+    host = frames.Channel(on_answer, lambda r, p: None)
+    host.join_turn, host.join_after_read = False, True
+    transport = Recording()
+    host.connection_made(transport)
+    host.data_received(b"".join(frames.encode(frames.Reply(i, i)) for i in range(1, 17)))
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert len(transport.writes) == 1  # 16 calls, one write
+    got: list[frames.Message] = []
+    frames.Channel(got.append, lambda r, p: None).data_received(transport.writes[0])
+    assert [m.id for m in got if isinstance(m, frames.Call)] == list(range(11, 27))
+    host.data_received(frames.encode(frames.Reply(1, 1)))
+    await asyncio.sleep(0)
+    assert len(transport.writes) == 2  # the lone caller's call left in its own turn
+
+
 def supervised(plugins: PluginFactory, tmp_path: Path, **kwargs: object) -> Host:
     plugins(
         "acme.subject",

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+from plugbay.isolation import loops
 from plugbay.isolation.denials import denial_reporting
 from plugbay.isolation.policy import IsolationPolicy
 from plugbay.runtime.host import Host
@@ -59,6 +60,16 @@ class P(UtilityPlugin):
     @command
     def raw_socket(self, family: int, kind: int) -> str:
         return result(libc.syscall(41, family, kind, 0))  # x86_64 socket(2)
+
+    @command
+    def io_uring(self) -> str:
+        return result(libc.syscall(425, 1, None))  # x86_64 io_uring_setup(2)
+
+    @command
+    def loop(self) -> str:
+        import asyncio
+
+        return type(asyncio.get_running_loop()).__module__
 
     @command
     def unshare(self) -> str:
@@ -199,6 +210,29 @@ async def test_a_seccomp_denied_syscall_through_ctypes_is_reported(
         operation,
     )
     assert event.plugin_id == "acme.sneak"
+    await unharmed(host, sneak_pid)
+
+
+async def test_only_the_plugins_own_io_uring_call_is_reported(
+    host: Host, sneak_pid: int, sneak_on: str
+) -> None:
+    """A worker on uvloop: libuv asks for an io_uring ring as the worker makes its loop,
+    before the plugin is loaded. That denial is the runtime's, answered and not reported;
+    the same call made by the plugin is refused and reported."""
+    uvloop = sneak_on == "process" and loops.loop_factory() is not None
+    assert await host.call("acme.sneak", "loop") == ("uvloop" if uvloop else "asyncio.unix_events")
+    assert host.state is not None
+    reported = host.state.history("acme.sneak", limit=500)
+    assert not [e for e in reported if e.details.get("syscall") == "io_uring_setup"]
+    since = latest(host)
+    assert await host.call("acme.sneak", "io_uring") == "EPERM"
+    event = await event_after(host, since, lambda e: e.details.get("syscall") == "io_uring_setup")
+    assert (event.action, event.details["layer"], event.plugin_id) == (
+        "security.denied",
+        "seccomp",
+        "acme.sneak",
+    )
+    assert event.details["pid"] == sneak_pid
     await unharmed(host, sneak_pid)
 
 

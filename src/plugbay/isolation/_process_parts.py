@@ -94,14 +94,22 @@ class RemoteSpec(CommandSpec):
 
 
 def worker_request(
-    manifest: PluginManifest, placement: Placement | None, data_dir: Path | None
+    manifest: PluginManifest,
+    placement: Placement | None,
+    data_dir: Path | None,
+    *,
+    loop_probe: bool = False,
 ) -> dict[str, Any]:
     """What the zygote is asked for: a sandboxed worker when the placement says so, else a
-    worker under the manifest's own resource limits."""
+    worker under the manifest's own resource limits. ``loop_probe``: the asker answers
+    the worker runtime's own io_uring probe unreported (``SeccompListener``), so a
+    sandboxed worker may run uvloop."""
     if placement is not None and placement.sandboxed:
         if data_dir is None:
             raise ValueError("a sandboxed worker needs its data directory")
-        return {"sandbox": placement.sandbox_request(manifest, data_dir)}
+        return {
+            "sandbox": {**placement.sandbox_request(manifest, data_dir), "loop_probe": loop_probe}
+        }
     res = manifest.resources
     return {
         "env": {"LANG": "C.UTF-8", "PATH": "/usr/bin:/bin"},
@@ -145,18 +153,20 @@ def du(path: Path) -> int:
 FULL_BELOW = 64 * 1024
 
 
-def receive_listener(report: socket.socket) -> int | None:
+def receive_listener(report: socket.socket) -> tuple[int | None, bool]:
     """The worker's seccomp listener, sent once it is confined (None: it has none, or
-    it failed to start and closed the socket)."""
+    it failed to start and closed the socket), and whether the worker's runtime makes a
+    uvloop loop next, whose io_uring probe is then the listener's first denial
+    (``SeccompListener(loop_probe=...)``)."""
     with report:
         report.settimeout(60)
         try:
-            _data, fds, _flags, _addr = socket.recv_fds(report, 1, 1)
+            data, fds, _flags, _addr = socket.recv_fds(report, 1, 1)
         except OSError:
-            return None
+            return None, False
     for extra in fds[1:]:
         os.close(extra)
-    return fds[0] if fds else None
+    return (fds[0], data == b"U") if fds else (None, False)
 
 
 def signal_name(number: int) -> str:

@@ -201,7 +201,7 @@ class NodeAgent:
             zygote = self.env_zygotes.setdefault(environment.site_packages, Zygote(environment))
         if "sandbox" in request:
             pid, sock, report = await zygote.spawn_sandboxed(request)
-            listener = await asyncio.to_thread(receive_listener, report)
+            listener, _probe = await asyncio.to_thread(receive_listener, report)
             if listener is not None:  # answered here; the worker's guard tells the host
                 seccomp = SeccompListener(listener, functools.partial(self._kernel_denial, pid))
                 seccomp.start(loop)

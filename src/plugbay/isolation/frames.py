@@ -324,6 +324,10 @@ class Channel(asyncio.Protocol):
         #: lone frame costs no extra loop turn and the sender says which frames are among
         #: others (``more``): the host, which knows how many requests are in flight
         self.join_turn = True
+        #: a read that handed on several frames woke several callers (the host: answers to
+        #: requests in flight): what they send in the loop turn that runs them leaves in
+        #: one write at its end, not the first frame alone and the rest after it
+        self.join_after_read = False
         #: the largest frame this end accepts (the host lowers it per plugin: ``monitor.bounds``)
         self.max_frame = MAX_FRAME
         #: frames of at least ``skip_above`` bytes are shown to ``skip`` (their kind, from the
@@ -369,25 +373,30 @@ class Channel(asyncio.Protocol):
         reply leaves in one write once the read is done (one write per read, whatever
         the number of frames it held)."""
         self._receiving = True
+        handed = 0
         try:
-            self._received(data)
+            handed = self._received(data)
         finally:
             self._receiving = False
             if self._chunks:
                 self._drain()
+        if handed > 1 and self.join_after_read and not self._scheduled:
+            # the woken callers run in the next loop turn, before this flush (FIFO)
+            self._schedule()
 
-    def _received(self, data: bytes) -> None:
+    def _received(self, data: bytes) -> int:
+        """Hand on every complete frame of ``data``; how many were handed on."""
         if self._skipping:
             if len(data) <= self._skipping:
                 self._skipping -= len(data)
                 self._discarded(len(data))
-                return
+                return 0
             self._discarded(self._skipping)
             data = data[self._skipping :]
             self._skipping = 0
         buf = self._buffer
         buf += data
-        offset = 0
+        offset = handed = 0
         size_of_header = _HEADER.size
         try:
             while len(buf) - offset >= size_of_header:
@@ -415,13 +424,15 @@ class Channel(asyncio.Protocol):
                     break
                 message = decode(bytes(buf[offset + size_of_header : end]))
                 offset = self._parsed = end
+                handed += 1
                 self._on_message(message)
         except FrameError as exc:
             self.close(str(exc), protocol_error=True)
-            return
+            return handed
         finally:
             self._parsed = 0
         del buf[:offset]
+        return handed
 
     def eof_received(self) -> bool | None:
         if self._buffer:

@@ -89,7 +89,7 @@ class ProcessBackend(Backend):
     ) -> ProcessHandle:
         """A worker for the plugin: sandboxed when the placement says so (the host's policy),
         forked from its environment's zygote when it has one of its own."""
-        request = worker_request(manifest, placement, data_dir)
+        request = worker_request(manifest, placement, data_dir, loop_probe=True)
         storage = await self._enforce_storage(manifest, placement, data_dir)
         quota = placement.limits.get("storage") if placement is not None else None
         if "sandbox" in request and not storage.enforced and quota is not None:
@@ -97,7 +97,7 @@ class ProcessBackend(Backend):
         zygote = self.zygote
         if environment is not None:
             zygote = self.env_zygotes.setdefault(environment.site_packages, Zygote(environment))
-        pid, sock, listener = await self._spawn(zygote, request, storage, data_dir)
+        pid, sock, (listener, probe) = await self._spawn(zygote, request, storage, data_dir)
         handle = ProcessHandle(
             manifest,
             pid,
@@ -110,7 +110,7 @@ class ProcessBackend(Backend):
         )
         handle.storage = storage
         if listener is not None:
-            handle.seccomp = SeccompListener(listener, handle._report)
+            handle.seccomp = SeccompListener(listener, handle._report, loop_probe=probe)
         if storage.enforced and data_dir is not None:
             quotas = self.quotas
             handle.on_exited = lambda: quotas.detach(data_dir)
@@ -122,10 +122,10 @@ class ProcessBackend(Backend):
 
     async def _spawn(
         self, zygote: Zygote, request: dict[str, Any], storage: QuotaStatus, data_dir: Path | None
-    ) -> tuple[int, socket.socket, int | None]:
+    ) -> tuple[int, socket.socket, tuple[int | None, bool]]:
         """Fork the worker (and take its seccomp listener when sandboxed); a fork that fails
         releases the storage image mounted for it."""
-        listener: int | None = None
+        listener: tuple[int | None, bool] = (None, False)
         try:
             if "sandbox" in request:
                 pid, sock, report = await zygote.spawn_sandboxed(request)
@@ -260,6 +260,7 @@ class ProcessHandle(sampling.SampledInWorker, PluginHandle):
         # create_connection returns
         self._channel = frames.Channel(self._dispatch, self._lost)
         self._channel.join_turn = False  # a call among others says so (``_exchange``)
+        self._channel.join_after_read = True  # the callers a read woke send together
         return self._channel
 
     async def _reap(self) -> None:
@@ -630,6 +631,8 @@ class ProcessHandle(sampling.SampledInWorker, PluginHandle):
         self._metrics = context.metrics
         env = context.environment
         self._loaded = asyncio.get_running_loop().create_future()
+        if self.seccomp is not None:  # its runtime's own denials come before its plugin
+            await self.seccomp.runtime_ready(min(timeout, 5.0), self._exit)
         self._send(
             frames.Load(
                 manifest_path=str(self.manifest.path),

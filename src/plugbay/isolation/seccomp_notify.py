@@ -83,22 +83,56 @@ def describe_call(name: str, args: tuple[int, ...]) -> tuple[str, str | None]:
 
 
 class SeccompListener:
-    """One worker's listener descriptor, read on the host's event loop."""
+    """One worker's listener descriptor, read on the host's event loop.
 
-    def __init__(self, fd: int, report: Callable[[dict[str, Any]], None]) -> None:
+    ``loop_probe``: the worker's runtime makes a uvloop loop as it starts, and libuv asks
+    for an io_uring ring (to batch ``epoll_ctl``), which the filter denies. That denial
+    is answered ``EPERM`` as any other (libuv then calls ``epoll_ctl`` itself) but not
+    reported: it is the first one, and it is the runtime's, not the plugin's. The worker
+    blocks in that call until it is answered, and its plugin's code arrives only with
+    ``Load``, which the host sends after :meth:`runtime_ready`; so no denial a plugin
+    makes is ever taken for it."""
+
+    def __init__(
+        self, fd: int, report: Callable[[dict[str, Any]], None], *, loop_probe: bool = False
+    ) -> None:
         self.fd = fd
         self.report = report
         self.names = _names(_seccomp.machine())
         self._loop: asyncio.AbstractEventLoop | None = None
+        #: libuv's io_uring probe is still to come (see the class)
+        self._probe_due = loop_probe
+        self._probed: asyncio.Future[None] | None = None
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
+        self._probed = loop.create_future()
+        if not self._probe_due:
+            self._probed.set_result(None)
         loop.add_reader(self.fd, self._ready)
 
     def _ready(self) -> None:
         event = answer(self.fd, self.names)
-        if event is not None:
-            self.report(event)
+        if event is None:
+            return
+        if self._probe_due and event["syscall"] == "io_uring_setup":
+            self._runtime_done()
+            return
+        self.report(event)
+
+    def _runtime_done(self) -> None:
+        self._probe_due = False
+        if self._probed is not None and not self._probed.done():
+            self._probed.set_result(None)
+
+    async def runtime_ready(self, timeout: float, gone: asyncio.Future[Any] | None) -> None:
+        """Once the worker's runtime has made its loop (or ``timeout`` passed, or the
+        worker is ``gone``): from here on every denial is the plugin's, and reported."""
+        probed = self._probed
+        if probed is not None and not probed.done():
+            waits: list[asyncio.Future[Any]] = [probed, *([gone] if gone is not None else [])]
+            await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        self._runtime_done()
 
     def close(self) -> None:
         if self.fd < 0:

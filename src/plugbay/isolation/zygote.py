@@ -72,9 +72,11 @@ def _close_other_fds(*keep: int) -> None:
                 os.close(fd)
 
 
-def _hand_over_listener(layers: list[Any], report: int | None) -> None:
+def _hand_over_listener(layers: list[Any], report: int | None, probe: bool = False) -> None:
     """Give the host the seccomp filter's listener, and keep no copy of it here: the
-    plugin must not be able to answer its own denied calls."""
+    plugin must not be able to answer its own denied calls. ``probe``: the worker's
+    runtime makes a uvloop loop next, and the host answers its io_uring probe unreported
+    (``isolation.seccomp_notify``)."""
     from plugbay.isolation._seccomp import SeccompLayer
 
     listener = next((x.listener for x in layers if isinstance(x, SeccompLayer)), None)
@@ -82,7 +84,7 @@ def _hand_over_listener(layers: list[Any], report: int | None) -> None:
         return
     with socket.socket(fileno=report) as sock:
         if listener is not None:
-            socket.send_fds(sock, [b"L"], [listener])
+            socket.send_fds(sock, [b"U" if probe else b"L"], [listener])
     if listener is not None:
         os.close(listener)
 
@@ -93,7 +95,7 @@ def _confine(
     """In the forked worker, before any plugin code: every sandbox layer, or none at all.
 
     ``report`` (a socket to the host) carries the seccomp listener, when there is one."""
-    from plugbay.isolation import limits
+    from plugbay.isolation import limits, loops
 
     _close_other_fds(channel, *([report] if report is not None else []))
     sandbox = request.get("sandbox")
@@ -110,7 +112,10 @@ def _confine(
     policy = limits.SandboxPolicy(**fields)
     layers = limits.default_layers(sandbox.get("cgroup"), notify=report is not None)
     statuses = limits.apply_all(policy, layers)
-    _hand_over_listener(layers, report)
+    # uvloop when the host answers libuv's io_uring probe (else it would report it)
+    probe = bool(sandbox.get("loop_probe")) and loops.loop_factory() is not None
+    _hand_over_listener(layers, report, probe)
+    loops.sandboxed_uvloop(probe)
     return [dataclasses.asdict(status) for status in statuses]
 
 
