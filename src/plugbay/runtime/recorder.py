@@ -15,6 +15,17 @@ line, then one JSON object per call, oldest first (``docs/upgrades.md``). It is
 written atomically when the recording stops, when it is exported, at the host's
 stop, and every few seconds while calls arrive; a recorder started on a plugin
 with such a file goes on from it.
+
+What a call costs the host (``bench trials``): the common call, whose parameters and
+result are plain scalars (``str``, ``int``, ``float``, ``bool``, ``bytes``, ``None``) and
+name no secret, is kept as it came, one tuple appended to a list; nothing can change it
+after the call (a scalar cannot be changed, and the parameters are the manager's checked
+copy, which nothing else keeps). Every :data:`BATCH` calls, and whenever the recording
+is read, saved or its bounds are asked, the waiting calls are turned into their JSON lines
+together, which costs a third of encoding each one as it comes. Any other call (a
+failure, a secret parameter, a list or a dict in it) is redacted and its values encoded
+at once, so a caller that changes a result it was given, or a dict it passed, after the
+call does not change what was recorded, and a secret never waits anywhere in clear.
 """
 
 from __future__ import annotations
@@ -35,6 +46,7 @@ from plugbay.api import CommandSpec
 from plugbay.api.errors import PlugbayError
 
 __all__ = [
+    "BATCH",
     "FORMAT",
     "MAX_ENTRY",
     "REDACTED",
@@ -52,7 +64,34 @@ MAX_ENTRY: Final = 64 * 1024
 DEFAULT_CALLS: Final = 1000
 DEFAULT_BYTES: Final = 16 * 1024 * 1024
 
-_encode = msgspec.json.Encoder(enc_hook=repr).encode
+#: calls kept as they came before they are encoded together (see the module docstring)
+BATCH: Final = 32
+
+_encoder = msgspec.json.Encoder(enc_hook=repr)
+_encode = _encoder.encode
+_encode_lines = _encoder.encode_lines
+_now: Final = time.time
+#: values nothing can change after the call: kept as they are until encoded
+_ATOMIC: Final[frozenset[type]] = frozenset({str, int, float, bool, bytes, type(None)})
+_NOT_JSON: Final = (TypeError, ValueError, OverflowError)
+
+
+class _Line(msgspec.Struct, omit_defaults=True, gc=False):
+    """One call's line in the file, in the order of its keys (``error`` is always written).
+    Not tracked by the garbage collector (a line is never part of a cycle): the calls
+    waiting add nothing to its work."""
+
+    at: float
+    command: str
+    #: a dict of plain values, or the parameters already encoded (``msgspec.Raw``)
+    params: Any
+    result: Any
+    error: dict[str, str] | None
+    seconds: float
+    version: str
+    redacted: list[str] | None = None
+    truncated: bool = False
+    note: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,10 +150,13 @@ class Recorder:
         self.source = source
         self.started = time.time()
         self.dropped = 0
-        self.seen = 0
-        self.dirty = False
+        self._seen = 0
+        self._dirty = False
         self._entries: collections.deque[bytes] = collections.deque()
         self._bytes = 0
+        #: calls not encoded yet, oldest first (a plain call as it came, any other with its
+        #: values already redacted and encoded)
+        self._waiting: list[_Line] = []
         self._secret_any: frozenset[str] = frozenset()
         self._secret_by_command: dict[str, frozenset[str]] = {}
         self.set_secret(secret)
@@ -125,6 +167,7 @@ class Recorder:
 
     def set_secret(self, names: Iterable[str]) -> None:
         """The manifest's ``secret-parameters`` (``name`` or ``command.name``)."""
+        self.settle()  # the calls waiting were judged by the names they came under
         anywhere: set[str] = set()
         by_command: dict[str, set[str]] = {}
         for name in names:
@@ -140,6 +183,16 @@ class Recorder:
 
     # ------------------------------------------------------------------ the tap
 
+    @property
+    def seen(self) -> int:
+        """Calls recorded since the recorder started (kept or dropped)."""
+        return self._seen + len(self._waiting)
+
+    @property
+    def dirty(self) -> bool:
+        """Calls arrived since the file was last written."""
+        return self._dirty or bool(self._waiting)
+
     def called(
         self,
         spec: CommandSpec,
@@ -149,53 +202,67 @@ class Recorder:
         seconds: float,
         version: str,
     ) -> None:
+        # the hot path, kept flat: a plain call waits as it came (see the module docstring)
         secret = self._secret_by_command.get(spec.name, self._secret_any)
-        hidden: list[str] = []
-        if secret:
-            hidden = [k for k in params if k in secret]
-            if hidden:
-                params = {k: (REDACTED if k in secret else v) for k, v in params.items()}
-        entry: dict[str, Any] = {
-            "at": time.time(),
-            "command": spec.name,
-            "params": params,
-            "result": result,
-            "error": None if error is None else error_of(error),
-            "seconds": seconds,
-            "version": version,
-        }
-        if hidden:
-            entry["redacted"] = hidden
-        try:
-            line = _encode(entry)
-        except (TypeError, ValueError, OverflowError) as exc:
-            entry["result"] = None
-            entry["truncated"] = True
-            entry["params"] = {k: repr(v) for k, v in params.items()}
-            entry["note"] = f"not JSON: {exc}"
-            line = _encode(entry)
-        if len(line) > MAX_ENTRY:
-            entry["result"] = None
-            entry["truncated"] = True
-            line = _encode(entry)
-        self.seen += 1
-        self._keep(line)
-        self.dirty = True
+        waiting = self._waiting
+        if (
+            error is None
+            and type(result) in _ATOMIC
+            and _ATOMIC.issuperset(map(type, params.values()))
+            and (not secret or secret.isdisjoint(params))
+        ):
+            waiting.append(_Line(_now(), spec.name, params, result, None, seconds, version))
+        else:
+            waiting.append(_snapshot(spec.name, params, result, error, seconds, version, secret))
+        if len(waiting) >= BATCH:
+            self.settle()
+
+    def settle(self) -> None:
+        """Encode the calls waiting, and keep their lines within the bounds."""
+        waiting = self._waiting
+        if not waiting:
+            return
+        self._waiting = []
+        self._seen += len(waiting)
+        try:  # one pass for the batch; the line after the last newline is empty
+            lines = _encode_lines(waiting).split(b"\n")[:-1]
+        except _NOT_JSON:  # which call it was, and that call's line says so
+            lines = [_encoded(line) for line in waiting]
+        else:
+            if max(map(len, lines)) > MAX_ENTRY:
+                lines = [
+                    _encoded(w) if len(b) > MAX_ENTRY else b
+                    for w, b in zip(waiting, lines, strict=True)
+                ]
+        self._entries.extend(lines)
+        self._bytes += sum(map(len, lines))
+        self._trim()
+        self._dirty = True
 
     def _keep(self, line: bytes) -> None:
-        entries = self._entries
-        entries.append(line)
+        self._entries.append(line)
         self._bytes += len(line)
-        while len(entries) > self.calls or (self._bytes > self.max_bytes and len(entries) > 1):
+        self._trim()
+
+    def _trim(self) -> None:
+        """Drop the oldest lines past either bound (one line is always kept)."""
+        entries = self._entries
+        over = len(entries) - self.calls
+        if over > 0:
+            self._bytes -= sum(map(len, [entries.popleft() for _ in range(over)]))
+            self.dropped += over
+        while self._bytes > self.max_bytes and len(entries) > 1:
             self._bytes -= len(entries.popleft())
             self.dropped += 1
 
     # ------------------------------------------------------------------ reading, writing
 
     def __len__(self) -> int:
+        self.settle()
         return len(self._entries)
 
     def header(self) -> dict[str, Any]:
+        self.settle()
         return {
             "format": FORMAT,
             "plugin": self.plugin_id,
@@ -212,9 +279,11 @@ class Recorder:
 
     def to_bytes(self) -> bytes:
         """The recording as its file holds it (JSON lines)."""
-        return b"\n".join([_encode(self.header()), *self._entries]) + b"\n"
+        header = _encode(self.header())  # settles first
+        return b"\n".join([header, *self._entries]) + b"\n"
 
     def status(self) -> dict[str, Any]:
+        self.settle()
         return {
             "plugin": self.plugin_id,
             "recording": True,
@@ -234,8 +303,61 @@ class Recorder:
         if self.path is None:
             return None
         write_atomic(self.path, self.to_bytes())
-        self.dirty = False
+        self._dirty = False
         return self.path
+
+
+def _snapshot(
+    command: str,
+    params: dict[str, Any],
+    result: Any,
+    error: BaseException | None,
+    seconds: float,
+    version: str,
+    secret: frozenset[str],
+) -> _Line:
+    """A call that cannot wait as it came: its secret parameters redacted and its values
+    encoded now, so neither a secret nor a value its caller may change is kept."""
+    hidden = [k for k in params if k in secret] if secret else []
+    if hidden:
+        params = {k: (REDACTED if k in secret else v) for k, v in params.items()}
+    line = _Line(
+        _now(), command, params, result, None if error is None else error_of(error),
+        seconds, version, hidden or None,
+    )  # fmt: skip
+    try:
+        line.params = msgspec.Raw(_encode(params))
+        if type(result) not in _ATOMIC:
+            line.result = msgspec.Raw(_encode(result))
+    except _NOT_JSON as exc:
+        _not_json(line, params, exc)
+    return line
+
+
+def _not_json(line: _Line, params: Any, exc: Exception) -> None:
+    if isinstance(params, dict):
+        line.params = {k: repr(v) for k, v in params.items()}
+    if line.error is not None:  # a message with a lone surrogate
+        line.error = {
+            k: v.encode(errors="backslashreplace").decode() for k, v in line.error.items()
+        }
+    line.result = None
+    line.truncated = True
+    line.note = f"not JSON: {exc}"
+
+
+def _encoded(line: _Line) -> bytes:
+    """A call's line; an answer past :data:`MAX_ENTRY` is kept without its value."""
+    try:
+        data = _encode(line)
+    except _NOT_JSON as exc:  # a plain value JSON cannot hold (an int past 64 bits, a surrogate)
+        _not_json(line, line.params, exc)
+        data = _encode(line)
+    if len(data) > MAX_ENTRY:
+        line.result = None
+        line.truncated = True
+        data = _encode(line)
+    return data
 
 
 def write_atomic(path: Path, data: bytes) -> None:
