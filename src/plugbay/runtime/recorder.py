@@ -16,16 +16,17 @@ written atomically when the recording stops, when it is exported, at the host's
 stop, and every few seconds while calls arrive; a recorder started on a plugin
 with such a file goes on from it.
 
-What a call costs the host (``bench trials``): the common call, whose parameters and
-result are plain scalars (``str``, ``int``, ``float``, ``bool``, ``bytes``, ``None``) and
-name no secret, is kept as it came, one tuple appended to a list; nothing can change it
-after the call (a scalar cannot be changed, and the parameters are the manager's checked
-copy, which nothing else keeps). Every :data:`BATCH` calls, and whenever the recording
-is read, saved or its bounds are asked, the waiting calls are turned into their JSON lines
-together, which costs a third of encoding each one as it comes. Any other call (a
-failure, a secret parameter, a list or a dict in it) is redacted and its values encoded
-at once, so a caller that changes a result it was given, or a dict it passed, after the
-call does not change what was recorded, and a secret never waits anywhere in clear.
+What a call costs the host (``bench trials``, ``docs/upgrades.md``): the common call,
+whose parameters and result are plain scalars (``str``, ``int``, ``float``, ``bool``,
+``bytes``, ``None``) and which carries no secret parameter, waits as it came (one small
+struct appended to a list); nothing can change it after the call (a scalar cannot be
+changed, and the parameters are the manager's checked copy, which nothing else keeps).
+Every :data:`BATCH` calls, and whenever the recording is read, saved or its figures are
+asked, the waiting calls become their JSON lines in one pass (``encode_lines``). Any
+other call (a failure, a secret parameter, a list or a dict in it) has its secrets
+redacted and its values encoded at once, so a caller that changes a result it was given,
+or a list it passed, after the call does not change what was recorded, and a secret
+never waits anywhere in clear.
 """
 
 from __future__ import annotations
