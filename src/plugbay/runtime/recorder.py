@@ -16,17 +16,12 @@ written atomically when the recording stops, when it is exported, at the host's
 stop, and every few seconds while calls arrive; a recorder started on a plugin
 with such a file goes on from it.
 
-What a call costs the host (``bench trials``, ``docs/upgrades.md``): the common call,
-whose parameters and result are plain scalars (``str``, ``int``, ``float``, ``bool``,
-``bytes``, ``None``) and which carries no secret parameter, waits as it came (one small
-struct appended to a list); nothing can change it after the call (a scalar cannot be
-changed, and the parameters are the manager's checked copy, which nothing else keeps).
-Every :data:`BATCH` calls, and whenever the recording is read, saved or its figures are
-asked, the waiting calls become their JSON lines in one pass (``encode_lines``). Any
-other call (a failure, a secret parameter, a list or a dict in it) has its secrets
-redacted and its values encoded at once, so a caller that changes a result it was given,
-or a list it passed, after the call does not change what was recorded, and a secret
-never waits anywhere in clear.
+What a call costs the host (``bench trials``, ``docs/upgrades.md``): a call that carries
+no secret parameter becomes its JSON line at once, encoded from a small struct (not a
+dict built for it), while its values are still in the cache; nothing is kept of the
+caller's objects, so changing them after the call changes nothing recorded. A failed
+call, or one that carries a secret parameter, is redacted first (a secret is never kept
+anywhere in clear), then encoded the same way.
 """
 
 from __future__ import annotations
@@ -47,7 +42,6 @@ from plugbay.api import CommandSpec
 from plugbay.api.errors import PlugbayError
 
 __all__ = [
-    "BATCH",
     "FORMAT",
     "MAX_ENTRY",
     "REDACTED",
@@ -65,26 +59,19 @@ MAX_ENTRY: Final = 64 * 1024
 DEFAULT_CALLS: Final = 1000
 DEFAULT_BYTES: Final = 16 * 1024 * 1024
 
-#: calls kept as they came before they are encoded together (see the module docstring)
-BATCH: Final = 32
-
 _encoder = msgspec.json.Encoder(enc_hook=repr)
 _encode = _encoder.encode
-_encode_lines = _encoder.encode_lines
 _now: Final = time.time
-#: values nothing can change after the call: kept as they are until encoded
-_ATOMIC: Final[frozenset[type]] = frozenset({str, int, float, bool, bytes, type(None)})
 _NOT_JSON: Final = (TypeError, ValueError, OverflowError)
 
 
 class _Line(msgspec.Struct, omit_defaults=True, gc=False):
     """One call's line in the file, in the order of its keys (``error`` is always written).
-    Not tracked by the garbage collector (a line is never part of a cycle): the calls
-    waiting add nothing to its work."""
+    Encoding a struct costs less than building and encoding a dict; it is never part of
+    a cycle, so the garbage collector need not track it."""
 
     at: float
     command: str
-    #: a dict of plain values, or the parameters already encoded (``msgspec.Raw``)
     params: Any
     result: Any
     error: dict[str, str] | None
@@ -151,13 +138,11 @@ class Recorder:
         self.source = source
         self.started = time.time()
         self.dropped = 0
-        self._seen = 0
-        self._dirty = False
+        self.seen = 0
+        #: calls arrived since the file was last written
+        self.dirty = False
         self._entries: collections.deque[bytes] = collections.deque()
         self._bytes = 0
-        #: calls not encoded yet, oldest first (a plain call as it came, any other with its
-        #: values already redacted and encoded)
-        self._waiting: list[_Line] = []
         self._secret_any: frozenset[str] = frozenset()
         self._secret_by_command: dict[str, frozenset[str]] = {}
         self.set_secret(secret)
@@ -168,7 +153,6 @@ class Recorder:
 
     def set_secret(self, names: Iterable[str]) -> None:
         """The manifest's ``secret-parameters`` (``name`` or ``command.name``)."""
-        self.settle()  # the calls waiting were judged by the names they came under
         anywhere: set[str] = set()
         by_command: dict[str, set[str]] = {}
         for name in names:
@@ -184,16 +168,6 @@ class Recorder:
 
     # ------------------------------------------------------------------ the tap
 
-    @property
-    def seen(self) -> int:
-        """Calls recorded since the recorder started (kept or dropped)."""
-        return self._seen + len(self._waiting)
-
-    @property
-    def dirty(self) -> bool:
-        """Calls arrived since the file was last written."""
-        return self._dirty or bool(self._waiting)
-
     def called(
         self,
         spec: CommandSpec,
@@ -203,42 +177,28 @@ class Recorder:
         seconds: float,
         version: str,
     ) -> None:
-        # the hot path, kept flat: a plain call waits as it came (see the module docstring)
+        # the hot path, kept flat (see the module docstring): a call that carries no secret
+        # parameter becomes its line at once, while its values are still in the cache
         secret = self._secret_by_command.get(spec.name, self._secret_any)
-        waiting = self._waiting
-        if (
-            error is None
-            and type(result) in _ATOMIC
-            and _ATOMIC.issuperset(map(type, params.values()))
-            and (not secret or secret.isdisjoint(params))
-        ):
-            waiting.append(_Line(_now(), spec.name, params, result, None, seconds, version))
-        else:
-            waiting.append(_snapshot(spec.name, params, result, error, seconds, version, secret))
-        if len(waiting) >= BATCH:
-            self.settle()
-
-    def settle(self) -> None:
-        """Encode the calls waiting, and keep their lines within the bounds."""
-        waiting = self._waiting
-        if not waiting:
-            return
-        self._waiting = []
-        self._seen += len(waiting)
-        try:  # one pass for the batch; the line after the last newline is empty
-            lines = _encode_lines(waiting).split(b"\n")[:-1]
-        except _NOT_JSON:  # which call it was, and that call's line says so
-            lines = [_encoded(line) for line in waiting]
-        else:
-            if max(map(len, lines)) > MAX_ENTRY:
-                lines = [
-                    _encoded(w) if len(b) > MAX_ENTRY else b
-                    for w, b in zip(waiting, lines, strict=True)
-                ]
-        self._entries.extend(lines)
-        self._bytes += sum(map(len, lines))
-        self._trim()
-        self._dirty = True
+        self.seen += 1
+        self.dirty = True
+        if error is None and (not secret or secret.isdisjoint(params)):
+            try:
+                line = _encode(_Line(_now(), spec.name, params, result, None, seconds, version))
+            except _NOT_JSON:
+                line = b""  # said in the line below
+            size = len(line)
+            if 0 < size <= MAX_ENTRY:
+                entries = self._entries
+                entries.append(line)
+                self._bytes += size
+                if len(entries) > self.calls:
+                    self._bytes -= len(entries.popleft())
+                    self.dropped += 1
+                if self._bytes > self.max_bytes:
+                    self._trim()
+                return
+        self._keep(_encoded(_redacted(spec.name, params, result, error, seconds, version, secret)))
 
     def _keep(self, line: bytes) -> None:
         self._entries.append(line)
@@ -259,11 +219,9 @@ class Recorder:
     # ------------------------------------------------------------------ reading, writing
 
     def __len__(self) -> int:
-        self.settle()
         return len(self._entries)
 
     def header(self) -> dict[str, Any]:
-        self.settle()
         return {
             "format": FORMAT,
             "plugin": self.plugin_id,
@@ -280,11 +238,9 @@ class Recorder:
 
     def to_bytes(self) -> bytes:
         """The recording as its file holds it (JSON lines)."""
-        header = _encode(self.header())  # settles first
-        return b"\n".join([header, *self._entries]) + b"\n"
+        return b"\n".join([_encode(self.header()), *self._entries]) + b"\n"
 
     def status(self) -> dict[str, Any]:
-        self.settle()
         return {
             "plugin": self.plugin_id,
             "recording": True,
@@ -304,11 +260,11 @@ class Recorder:
         if self.path is None:
             return None
         write_atomic(self.path, self.to_bytes())
-        self._dirty = False
+        self.dirty = False
         return self.path
 
 
-def _snapshot(
+def _redacted(
     command: str,
     params: dict[str, Any],
     result: Any,
@@ -317,22 +273,15 @@ def _snapshot(
     version: str,
     secret: frozenset[str],
 ) -> _Line:
-    """A call that cannot wait as it came: its secret parameters redacted and its values
-    encoded now, so neither a secret nor a value its caller may change is kept."""
+    """A call that failed, carries a secret, or holds a value JSON cannot: its secret
+    parameters redacted before anything else is done with them."""
     hidden = [k for k in params if k in secret] if secret else []
     if hidden:
         params = {k: (REDACTED if k in secret else v) for k, v in params.items()}
-    line = _Line(
+    return _Line(
         _now(), command, params, result, None if error is None else error_of(error),
         seconds, version, hidden or None,
     )  # fmt: skip
-    try:
-        line.params = msgspec.Raw(_encode(params))
-        if type(result) not in _ATOMIC:
-            line.result = msgspec.Raw(_encode(result))
-    except _NOT_JSON as exc:
-        _not_json(line, params, exc)
-    return line
 
 
 def _not_json(line: _Line, params: Any, exc: Exception) -> None:
@@ -351,7 +300,7 @@ def _encoded(line: _Line) -> bytes:
     """A call's line; an answer past :data:`MAX_ENTRY` is kept without its value."""
     try:
         data = _encode(line)
-    except _NOT_JSON as exc:  # a plain value JSON cannot hold (an int past 64 bits, a surrogate)
+    except _NOT_JSON as exc:  # a value JSON cannot hold (a lone surrogate, an int past 64 bits)
         _not_json(line, line.params, exc)
         data = _encode(line)
     if len(data) > MAX_ENTRY:
