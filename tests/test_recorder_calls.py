@@ -55,7 +55,7 @@ async def test_a_caller_changing_what_it_sent_or_got_after_the_call_leaves_the_r
     assert calls[0]["result"] == {"label": "first", "total": 3, "items": [1, 2]}
 
 
-async def test_a_secret_never_waits_in_clear_and_plain_and_secret_calls_keep_their_order(
+async def test_a_secret_is_never_kept_in_clear_and_plain_and_secret_calls_keep_their_order(
     plugins: PluginFactory, make_host: Callable[..., Host], tmp_path: Path
 ) -> None:
     calc(plugins.root / "calc", "1.0.0")
@@ -78,11 +78,11 @@ async def test_a_secret_never_waits_in_clear_and_plain_and_secret_calls_keep_the
         assert [c.get("redacted") for c in calls[:3]] == [["token"], None, None]
 
 
-async def test_the_bounds_hold_whatever_waits_and_seen_counts_every_call(
+async def test_the_bounds_hold_even_when_lowered_and_seen_counts_every_call(
     plugins: PluginFactory, make_host: Callable[..., Host]
 ) -> None:
     calc(plugins.root / "calc", "1.0.0")
-    async with make_host() as host:
+    async with make_host(inline=[]) as host:  # sandboxed: a call without its secret
         host.trials.record("acme.calc", calls=5)
         for a in range(BATCH + 3):
             await host.call("acme.calc", "add", a=a, b=0)
@@ -91,6 +91,11 @@ async def test_the_bounds_hold_whatever_waits_and_seen_counts_every_call(
         assert status["dropped"] == BATCH - 2
         calls = _calls(host.trials.recording("acme.calc"))
         assert [c["params"]["a"] for c in calls] == list(range(BATCH - 2, BATCH + 3))
+        # a bound lowered while recording holds from the next call on
+        host.trials.record("acme.calc", calls=2)
+        await host.call("acme.calc", "add", a=BATCH + 3, b=0)
+        calls = _calls(host.trials.recording("acme.calc"))
+        assert [c["params"]["a"] for c in calls] == [BATCH + 2, BATCH + 3]
         # a byte bound: the newest calls that fit, never fewer than one
         host.trials.record("acme.calc", calls=1000, max_bytes=1000)
         for a in range(2 * BATCH):

@@ -18,10 +18,9 @@ with such a file goes on from it.
 
 What a call costs the host (``bench trials``, ``docs/upgrades.md``): a call that carries
 no secret parameter becomes its JSON line at once, encoded from a small struct (not a
-dict built for it), while its values are still in the cache; nothing is kept of the
-caller's objects, so changing them after the call changes nothing recorded. A failed
-call, or one that carries a secret parameter, is redacted first (a secret is never kept
-anywhere in clear), then encoded the same way.
+dict built for it); nothing is kept of the caller's objects, so changing them after the
+call changes nothing recorded. A failed call, or one that carries a secret parameter,
+is redacted first (a secret is never kept anywhere in clear), then encoded the same way.
 """
 
 from __future__ import annotations
@@ -178,7 +177,7 @@ class Recorder:
         version: str,
     ) -> None:
         # the hot path, kept flat (see the module docstring): a call that carries no secret
-        # parameter becomes its line at once, while its values are still in the cache
+        # parameter becomes its line at once; the oldest line leaves as the newest comes
         secret = self._secret_by_command.get(spec.name, self._secret_any)
         self.seen += 1
         self.dirty = True
@@ -195,7 +194,7 @@ class Recorder:
                 if len(entries) > self.calls:
                     self._bytes -= len(entries.popleft())
                     self.dropped += 1
-                if self._bytes > self.max_bytes:
+                if self._bytes > self.max_bytes or len(entries) > self.calls:  # bounds lowered
                     self._trim()
                 return
         self._keep(_encoded(_redacted(spec.name, params, result, error, seconds, version, secret)))
