@@ -15,6 +15,12 @@ line, then one JSON object per call, oldest first (``docs/upgrades.md``). It is
 written atomically when the recording stops, when it is exported, at the host's
 stop, and every few seconds while calls arrive; a recorder started on a plugin
 with such a file goes on from it.
+
+What a call costs the host (``bench trials``, ``docs/upgrades.md``): a call that carries
+no secret parameter becomes its JSON line at once, encoded from a small struct (not a
+dict built for it); nothing is kept of the caller's objects, so changing them after the
+call changes nothing recorded. A failed call, or one that carries a secret parameter,
+is redacted first (a secret is never kept anywhere in clear), then encoded the same way.
 """
 
 from __future__ import annotations
@@ -52,7 +58,27 @@ MAX_ENTRY: Final = 64 * 1024
 DEFAULT_CALLS: Final = 1000
 DEFAULT_BYTES: Final = 16 * 1024 * 1024
 
-_encode = msgspec.json.Encoder(enc_hook=repr).encode
+_encoder = msgspec.json.Encoder(enc_hook=repr)
+_encode = _encoder.encode
+_now: Final = time.time
+_NOT_JSON: Final = (TypeError, ValueError, OverflowError)
+
+
+class _Line(msgspec.Struct, omit_defaults=True, gc=False):
+    """One call's line in the file, in the order of its keys (``error`` is always written).
+    Encoding a struct costs less than building and encoding a dict; it is never part of
+    a cycle, so the garbage collector need not track it."""
+
+    at: float
+    command: str
+    params: Any
+    result: Any
+    error: dict[str, str] | None
+    seconds: float
+    version: str
+    redacted: list[str] | None = None
+    truncated: bool = False
+    note: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +138,7 @@ class Recorder:
         self.started = time.time()
         self.dropped = 0
         self.seen = 0
+        #: calls arrived since the file was last written
         self.dirty = False
         self._entries: collections.deque[bytes] = collections.deque()
         self._bytes = 0
@@ -149,44 +176,42 @@ class Recorder:
         seconds: float,
         version: str,
     ) -> None:
+        # the hot path, kept flat (see the module docstring): a call that carries no secret
+        # parameter becomes its line at once; the oldest line leaves as the newest comes
         secret = self._secret_by_command.get(spec.name, self._secret_any)
-        hidden: list[str] = []
-        if secret:
-            hidden = [k for k in params if k in secret]
-            if hidden:
-                params = {k: (REDACTED if k in secret else v) for k, v in params.items()}
-        entry: dict[str, Any] = {
-            "at": time.time(),
-            "command": spec.name,
-            "params": params,
-            "result": result,
-            "error": None if error is None else error_of(error),
-            "seconds": seconds,
-            "version": version,
-        }
-        if hidden:
-            entry["redacted"] = hidden
-        try:
-            line = _encode(entry)
-        except (TypeError, ValueError, OverflowError) as exc:
-            entry["result"] = None
-            entry["truncated"] = True
-            entry["params"] = {k: repr(v) for k, v in params.items()}
-            entry["note"] = f"not JSON: {exc}"
-            line = _encode(entry)
-        if len(line) > MAX_ENTRY:
-            entry["result"] = None
-            entry["truncated"] = True
-            line = _encode(entry)
         self.seen += 1
-        self._keep(line)
         self.dirty = True
+        if error is None and (not secret or secret.isdisjoint(params)):
+            try:
+                line = _encode(_Line(_now(), spec.name, params, result, None, seconds, version))
+            except _NOT_JSON:
+                line = b""  # said in the line below
+            size = len(line)
+            if 0 < size <= MAX_ENTRY:
+                entries = self._entries
+                entries.append(line)
+                self._bytes += size
+                if len(entries) > self.calls:
+                    self._bytes -= len(entries.popleft())
+                    self.dropped += 1
+                if self._bytes > self.max_bytes or len(entries) > self.calls:  # bounds lowered
+                    self._trim()
+                return
+        self._keep(_encoded(_redacted(spec.name, params, result, error, seconds, version, secret)))
 
     def _keep(self, line: bytes) -> None:
-        entries = self._entries
-        entries.append(line)
+        self._entries.append(line)
         self._bytes += len(line)
-        while len(entries) > self.calls or (self._bytes > self.max_bytes and len(entries) > 1):
+        self._trim()
+
+    def _trim(self) -> None:
+        """Drop the oldest lines past either bound (one line is always kept)."""
+        entries = self._entries
+        over = len(entries) - self.calls
+        if over > 0:
+            self._bytes -= sum(map(len, [entries.popleft() for _ in range(over)]))
+            self.dropped += over
+        while self._bytes > self.max_bytes and len(entries) > 1:
             self._bytes -= len(entries.popleft())
             self.dropped += 1
 
@@ -236,6 +261,52 @@ class Recorder:
         write_atomic(self.path, self.to_bytes())
         self.dirty = False
         return self.path
+
+
+def _redacted(
+    command: str,
+    params: dict[str, Any],
+    result: Any,
+    error: BaseException | None,
+    seconds: float,
+    version: str,
+    secret: frozenset[str],
+) -> _Line:
+    """A call that failed, carries a secret, or holds a value JSON cannot: its secret
+    parameters redacted before anything else is done with them."""
+    hidden = [k for k in params if k in secret] if secret else []
+    if hidden:
+        params = {k: (REDACTED if k in secret else v) for k, v in params.items()}
+    return _Line(
+        _now(), command, params, result, None if error is None else error_of(error),
+        seconds, version, hidden or None,
+    )  # fmt: skip
+
+
+def _not_json(line: _Line, params: Any, exc: Exception) -> None:
+    if isinstance(params, dict):
+        line.params = {k: repr(v) for k, v in params.items()}
+    if line.error is not None:  # a message with a lone surrogate
+        line.error = {
+            k: v.encode(errors="backslashreplace").decode() for k, v in line.error.items()
+        }
+    line.result = None
+    line.truncated = True
+    line.note = f"not JSON: {exc}"
+
+
+def _encoded(line: _Line) -> bytes:
+    """A call's line; an answer past :data:`MAX_ENTRY` is kept without its value."""
+    try:
+        data = _encode(line)
+    except _NOT_JSON as exc:  # a value JSON cannot hold (a lone surrogate, an int past 64 bits)
+        _not_json(line, line.params, exc)
+        data = _encode(line)
+    if len(data) > MAX_ENTRY:
+        line.result = None
+        line.truncated = True
+        data = _encode(line)
+    return data
 
 
 def write_atomic(path: Path, data: bytes) -> None:

@@ -39,7 +39,8 @@ _clock: Final = time.perf_counter
 
 
 class CallListener(Protocol):
-    """Told of each call's outcome (the recorder, the shadow)."""
+    """Told of each call's outcome (the recorder, the shadow). ``params`` is the call's
+    own checked copy (the manager's), which nothing else keeps: a listener may keep it."""
 
     def called(
         self,
