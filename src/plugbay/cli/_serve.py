@@ -24,13 +24,16 @@ from typing import TYPE_CHECKING, Any
 from rich.markup import escape
 
 from plugbay.api.errors import PlugbayError
+from plugbay.cli._defaults import host_kwargs
 from plugbay.cli._listing import listing_of, print_listing
 from plugbay.cli._output import err, out, say_error
 
 if TYPE_CHECKING:
+    from plugbay.cli._run_args import RunOptions
+    from plugbay.isolation.zygote import Zygote
     from plugbay.runtime.host import Host
 
-__all__ = ["DRAIN_SECONDS", "Serving", "run_host"]
+__all__ = ["DRAIN_SECONDS", "Serving", "run_command", "run_host"]
 
 #: on SIGTERM, how long calls in flight may run before plugins are cleaned up
 DRAIN_SECONDS = 10.0
@@ -61,6 +64,22 @@ def run_host(kwargs: dict[str, Any], serving: Serving | None, started: float) ->
 
 
 async def _run(kwargs: dict[str, Any], serving: Serving | None, started: float) -> int:
+    """:func:`_run_host` with the process backend's zygote booting from the first
+    moment: a fresh interpreter whose imports overlap the host's own (the host takes
+    it once open; one it did not take is stopped here)."""
+    from plugbay.runtime.startup import boot_zygote, discard_zygote
+
+    zygote = await boot_zygote()
+    try:
+        return await _run_host(kwargs, serving, started, zygote)
+    finally:
+        if zygote.pid is not None:  # not the host's: it stopped it otherwise
+            await discard_zygote(zygote)
+
+
+async def _run_host(
+    kwargs: dict[str, Any], serving: Serving | None, started: float, zygote: Zygote
+) -> int:
     """Claim the state directory, serve the API (``/healthz`` answers while plugins
     start), start and show the plugins, serve until a signal (``serving=None``: only
     start); the exit code. SIGTERM / Ctrl-C is honoured at any point from the first
@@ -82,7 +101,8 @@ async def _run(kwargs: dict[str, Any], serving: Serving | None, started: float) 
     api = _Api(host, since)
     try:
         await host.open()  # the state directory is ours (or another host's: refused)
-        await warm_up(host.manager.backends)  # the zygote boots while the API is built
+        # the zygote (booting since the first line) is the host's; the API is built meanwhile
+        await warm_up(host.manager.backends, zygote)
         # the API comes up while plugins start (/healthz answers, /readyz tells starting
         # from ready): its modules load in a thread, the plugins' workers meanwhile
         api.begin(serving.bind if serving is not None else None, serving)
@@ -314,3 +334,20 @@ async def _start_http(host: Host, bind: tuple[str, int], max_body: int) -> Any:
     else:
         out.print(f"dashboard: {server.url}/ ('plugbay token' prints a sign-in link)")
     return server
+
+
+def run_command(options: RunOptions, bind: tuple[str, int] | None, started: float) -> int:
+    """``plugbay run`` with ``options`` (``bind``: the API's address, already checked);
+    the exit code."""
+    serving = None
+    if not options.once:
+        serving = Serving(
+            bind=None if options.no_http else bind,
+            max_body=options.http_max_body,
+            metrics_port=None if options.no_metrics else options.metrics_port,
+            watch=options.watch,
+            metrics_public=options.metrics_public,
+            drain=options.drain,
+        )
+    plugins = list(options.plugins) if options.plugins else None
+    return run_host(host_kwargs(plugins, options.state, options.config), serving, started)

@@ -19,10 +19,10 @@ from plugbay.cli._options import (
     StateOpt,
     add_command,
     config_file,
-    host_kwargs,
 )
 from plugbay.cli._plugin_views import limits_text
-from plugbay.cli._serve import DRAIN_SECONDS, Serving, run_host
+from plugbay.cli._run_args import RunOptions
+from plugbay.cli._serve import DRAIN_SECONDS, run_command
 
 __all__ = ["PANEL", "register"]
 
@@ -93,17 +93,12 @@ def run(
     On Ctrl-C (or SIGTERM) plugins are cleaned up in reverse dependency order.
     """
     started = time.perf_counter()
-    serving = None
-    if not once:
-        serving = Serving(
-            bind=None if no_http else _http_bind(http, http_public),
-            max_body=http_max_body,
-            metrics_port=None if no_metrics else metrics_port,
-            watch=watch,
-            metrics_public=metrics_public,
-            drain=drain,
-        )
-    code = run_host(host_kwargs(plugins, state, config), serving, started)
+    options = RunOptions(
+        tuple(plugins) if plugins else None, state, config, once, metrics_port, no_metrics,
+        metrics_public, http, no_http, http_public, http_max_body, watch, drain,
+    )  # fmt: skip
+    bind = None if once or no_http else _http_bind(http, http_public)
+    code = run_command(options, bind, started)
     raise typer.Exit(code)
 
 

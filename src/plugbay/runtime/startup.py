@@ -26,11 +26,19 @@ from plugbay.model.resolve import ResolutionPlan
 if TYPE_CHECKING:
     from plugbay.isolation.base import Backend
     from plugbay.isolation.policy import Placement
+    from plugbay.isolation.zygote import Zygote
     from plugbay.model.manifest import PluginManifest
 
 log = logging.getLogger("plugbay.host")
 
-__all__ = ["CONCURRENT_STARTS", "prepare_storage", "start_plan", "warm_up"]
+__all__ = [
+    "CONCURRENT_STARTS",
+    "boot_zygote",
+    "discard_zygote",
+    "prepare_storage",
+    "start_plan",
+    "warm_up",
+]
 
 #: plugins starting at once: enough to keep both the zygote and the cores busy
 CONCURRENT_STARTS: Final = max(4, 4 * (os.cpu_count() or 1))
@@ -71,17 +79,49 @@ async def start_plan(
         raise
 
 
-async def warm_up(backends: Mapping[str, Backend]) -> None:
+async def boot_zygote() -> Zygote:
+    """Start booting a process backend's zygote now, before the host's own modules are
+    imported, and return it once its process runs: ``plugbay run`` hands it to its host
+    with :func:`warm_up`, so the fresh interpreter's imports overlap the host's imports,
+    state and discovery instead of following them. The descriptor limit is lifted
+    first, as ``Host.open`` would, since the zygote and its workers inherit it."""
+    from plugbay.isolation.zygote import Zygote
+    from plugbay.runtime.lifecycle import raise_descriptor_limit
+
+    raise_descriptor_limit()
+    zygote = Zygote()
+    with contextlib.suppress(Exception):  # reported by the first worker that needs it
+        await zygote.begin()
+    return zygote
+
+
+async def warm_up(backends: Mapping[str, Backend], zygote: Zygote | None = None) -> bool:
     """Start the process backend's zygote now, and return once its process runs, so a
     fresh interpreter importing the worker runtime overlaps what the host does before
-    it starts plugins (``plugbay run`` builds its HTTP app meanwhile). A zygote that
-    cannot start is reported by the first worker that needs it, as without this."""
+    it starts plugins (``plugbay run`` builds its HTTP app meanwhile). ``zygote``, one
+    :func:`boot_zygote` started earlier, becomes the backend's when the backend has not
+    started its own; whether it did. A zygote that cannot start is reported by the
+    first worker that needs it, as without this."""
     from plugbay.isolation.process import ProcessBackend
 
     backend = backends.get("process")
-    if isinstance(backend, ProcessBackend):
-        with contextlib.suppress(Exception):
-            await backend.zygote.begin()
+    if not isinstance(backend, ProcessBackend):
+        return False
+    adopted = False
+    if zygote is not None and zygote.environment is None and backend.zygote.pid is None:
+        backend.zygote = zygote
+        adopted = True
+    with contextlib.suppress(Exception):
+        await backend.zygote.begin()
+    return adopted
+
+
+async def discard_zygote(zygote: Zygote) -> None:
+    """Stop a zygote :func:`boot_zygote` started that no backend took (the host did not
+    open): once it is up, so it sees its control socket close and exits."""
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(zygote.start(), 30)
+    await zygote.stop()
 
 
 #: storage images made at once while their plugins wait (the rest of the machine starts plugins)
