@@ -34,6 +34,7 @@ log = logging.getLogger("plugbay.host")
 __all__ = [
     "CONCURRENT_STARTS",
     "boot_zygote",
+    "critical_first",
     "discard_zygote",
     "prepare_storage",
     "start_plan",
@@ -68,8 +69,10 @@ async def start_plan(
         finally:
             done[plugin_id].set()
 
-    # Created in load order, so plugins with nothing between them begin in that order.
-    tasks = [asyncio.ensure_future(one(pid)) for pid in order]
+    # Created longest chain first: of the plugins whose needs are met at once, the one
+    # most others wait for begins first (its worker forks while inline plugins, which
+    # hold the loop as they import, start); otherwise in load order.
+    tasks = [asyncio.ensure_future(one(pid)) for pid in critical_first(plan)]
     try:
         await asyncio.gather(*tasks)
     except BaseException:
@@ -77,6 +80,23 @@ async def start_plan(
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         raise
+
+
+def critical_first(plan: ResolutionPlan) -> list[str]:
+    """``plan.order`` with each plugin before those with a shorter chain of plugins
+    waiting on it (transitively); load order among equals. Each plugin still waits for
+    what it needs: only which of those ready at the same moment goes first changes."""
+    planned = set(plan.order)
+    waiting: dict[str, list[str]] = {pid: [] for pid in plan.order}
+    for pid in plan.order:
+        for need in plan.edges.get(pid, frozenset()):
+            if need in planned:
+                waiting[need].append(pid)
+    chain: dict[str, int] = {}
+    for pid in reversed(plan.order):  # load order: whoever waits on pid comes after it
+        chain[pid] = 1 + max((chain.get(w, 0) for w in waiting[pid]), default=0)
+    rank = {pid: i for i, pid in enumerate(plan.order)}
+    return sorted(plan.order, key=lambda pid: (-chain[pid], rank[pid]))
 
 
 async def boot_zygote() -> Zygote:
