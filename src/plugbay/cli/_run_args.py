@@ -80,6 +80,19 @@ _LOOPBACK = re.compile(r"(127\.0\.0\.1|localhost|\[::1\])?:([0-9]{1,5})")
 def parse_run(argv: Sequence[str], environ: Mapping[str, str] = os.environ) -> RunOptions | None:
     """``run``'s options from ``argv`` (what follows ``run``) and the environment, or
     None when the typer command must read them (help, an error, anything unusual)."""
+    given = _from_argv(argv)
+    if given is None:
+        return None
+    options = _from_environment(RunOptions(**given), given, environ)  # type: ignore[arg-type]
+    if options is None:
+        return None
+    if not options.once and not options.no_http and bind_of(options.http) is None:
+        return None  # a public or malformed --http: typer says why, or warns
+    return options
+
+
+def _from_argv(argv: Sequence[str]) -> dict[str, object] | None:
+    """The options ``argv`` gives, by field; None at the first thing not understood."""
     given: dict[str, object] = {}
     plugins: list[Path] = []
     args = iter(argv)
@@ -104,12 +117,7 @@ def parse_run(argv: Sequence[str], environ: Mapping[str, str] = os.environ) -> R
             given[field] = value
     if plugins:
         given["plugins"] = tuple(plugins)
-    options = _from_environment(RunOptions(**given), given, environ)  # type: ignore[arg-type]
-    if options is None:
-        return None
-    if not options.once and not options.no_http and bind_of(options.http) is None:
-        return None  # a public or malformed --http: typer says why, or warns
-    return options
+    return given
 
 
 def _value(kind: str, text: str) -> object | None:
