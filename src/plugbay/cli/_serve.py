@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from plugbay.isolation.zygote import Zygote
     from plugbay.runtime.host import Host
 
-__all__ = ["DRAIN_SECONDS", "Serving", "run_command", "run_host"]
+__all__ = ["API_GRACE", "DRAIN_SECONDS", "Serving", "run_command", "run_host"]
 
 #: on SIGTERM, how long calls in flight may run before plugins are cleaned up
 DRAIN_SECONDS = 10.0
@@ -92,19 +92,21 @@ async def _run_host(
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
 
+    api = _Api(host, since)
+
     def stopping() -> None:  # SIGTERM / Ctrl-C, at any point from here on
         stop.set()
         host.request_stop()
+        api.go()
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stopping)
-    api = _Api(host, since)
     try:
         await host.open()  # the state directory is ours (or another host's: refused)
         # the zygote (booting since the first line) is the host's; the API is built meanwhile
         await warm_up(host.manager.backends, zygote)
-        # the API comes up while plugins start (/healthz answers, /readyz tells starting
-        # from ready): its modules load in a thread, the plugins' workers meanwhile
+        # the API comes up once the plugins are active, or while a long start goes on
+        # (/healthz answers, /readyz tells starting from ready): see API_GRACE
         api.begin(serving.bind if serving is not None else None, serving)
         if host.swept:
             out.print(f"[yellow]{escape(host.swept.describe())}[/] (left by an earlier host)")
@@ -115,6 +117,7 @@ async def _run_host(
         # the plugins answer calls from here (``host.call``, the CLI in this process): said
         # now, not once the API's modules have loaded; "serving" says when the API is up
         failed = _print_started(host, started)
+        api.go()
         await api.ready()
         if stop.is_set():
             out.print("stopping: a stop was asked for during startup")
@@ -125,6 +128,7 @@ async def _run_host(
         return 0
     finally:
         host.request_stop()
+        api.go()
         with contextlib.suppress(Exception):  # a start going on finishes first
             await api.ready()
         if api.web is not None:
@@ -151,6 +155,7 @@ class _Api:
         self.web: Any = None
         self.announcement: Path | None = None
         self._starting: asyncio.Future[None] | None = None
+        self._go = asyncio.Event()
 
     @property
     def url(self) -> str | None:
@@ -162,9 +167,15 @@ class _Api:
             return
         self._starting = asyncio.ensure_future(self._start(bind, serving.max_body))
 
+    def go(self) -> None:
+        """Load the API now: the plugins are active (or a stop was asked for)."""
+        self._go.set()
+
     async def _start(self, bind: tuple[str, int], max_body: int) -> None:
-        # FastAPI and uvicorn take about 0.3 s to import: off the loop, which meanwhile
-        # starts plugins (mostly waiting on their workers)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._go.wait(), API_GRACE)
+        # FastAPI and uvicorn take about 0.3 s of CPU to import: off the loop, which
+        # may still be starting plugins (mostly waiting on their workers)
         await asyncio.to_thread(_load_web)
         self.web = await _start_http(self.host, bind, max_body)
         self.announcement = _announce(self.host, self.since, http=self.url)
@@ -173,6 +184,12 @@ class _Api:
         if self._starting is not None:
             await asyncio.shield(self._starting)
 
+
+#: seconds into a start after which the API loads even though plugins are still
+#: starting, so /healthz and /readyz answer during a long start. Until then its import
+#: (about 0.3 s of CPU, in a thread that shares the GIL) would slow the start itself
+#: on a busy machine; a start as short as plugbay run's bundled set never needs it.
+API_GRACE = 1.0
 
 #: how long the importing thread may hold the GIL while the loop wants it (Python's
 #: default is 5 ms)
