@@ -66,13 +66,17 @@ def run_host(kwargs: dict[str, Any], serving: Serving | None, started: float) ->
 async def _run(kwargs: dict[str, Any], serving: Serving | None, started: float) -> int:
     """:func:`_run_host` with the process backend's zygote booting from the first
     moment: a fresh interpreter whose imports overlap the host's own (the host takes
-    it once open; one it did not take is stopped here)."""
-    from plugbay.runtime.startup import boot_zygote, discard_zygote
+    it once open; one it did not take is stopped here), and the storage quota's probe
+    running beside them."""
+    from plugbay.runtime.startup import boot_zygote, discard_zygote, probe_storage
 
     zygote = await boot_zygote()
+    probing = probe_storage()  # beside it: the first sandboxed plugin would wait for it
     try:
         return await _run_host(kwargs, serving, started, zygote)
     finally:
+        with contextlib.suppress(Exception):  # its own failure is the first start's to say
+            await probing
         if zygote.pid is not None:  # not the host's: it stopped it otherwise
             await discard_zygote(zygote)
 

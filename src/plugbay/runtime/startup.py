@@ -37,6 +37,7 @@ __all__ = [
     "critical_first",
     "discard_zygote",
     "prepare_storage",
+    "probe_storage",
     "start_plan",
     "warm_up",
 ]
@@ -113,6 +114,19 @@ async def boot_zygote() -> Zygote:
     with contextlib.suppress(Exception):  # reported by the first worker that needs it
         await zygote.begin()
     return zygote
+
+
+def probe_storage() -> asyncio.Future[object]:
+    """Find out now, in a thread, whether the kernel can enforce storage quotas here.
+
+    The answer is cached (``isolation.quota.probe``); without this, the first sandboxed
+    plugin's start asks, and waits for it: an image made, mounted, filled and removed
+    (0.1–0.3 s) on the way to the first active sandboxed plugin. ``plugbay run`` starts
+    it beside the zygote, before the host's modules load; await the future before the
+    process ends (a probe cut short would leave its test image mounted)."""
+    from plugbay.isolation.quota import probe
+
+    return asyncio.ensure_future(asyncio.to_thread(probe))
 
 
 async def warm_up(backends: Mapping[str, Backend], zygote: Zygote | None = None) -> bool:
