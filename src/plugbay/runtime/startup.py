@@ -21,13 +21,12 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
-from plugbay.model.resolve import ResolutionPlan
-
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # plugbay run imports this module before the zygote starts: keep it light
     from plugbay.isolation.base import Backend
     from plugbay.isolation.policy import Placement
     from plugbay.isolation.zygote import Zygote
     from plugbay.model.manifest import PluginManifest
+    from plugbay.model.resolve import ResolutionPlan
 
 log = logging.getLogger("plugbay.host")
 
