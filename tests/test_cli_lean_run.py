@@ -138,7 +138,7 @@ def test_a_public_or_odd_http_from_the_environment_goes_to_typer() -> None:
 
 
 def _plugbay(
-    entry: str, *args: str, cwd: Path, extra: Sequence[str] = ()
+    entry: str, *args: str, cwd: Path, extra: Sequence[str] = (), tmp: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
     """The command through ``entry``: ``main`` (the console script, lean for run) or
     ``app`` (the typer app alone, as before the lean path)."""
@@ -146,6 +146,8 @@ def _plugbay(
     env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb"}
     for name in ENV_VARS:
         env.pop(name, None)
+    if tmp is not None:
+        env["TMPDIR"] = str(tmp)
     return subprocess.run(
         [sys.executable, *extra, "-c", code, *args],
         cwd=cwd,
@@ -200,10 +202,12 @@ def test_a_missing_plugins_directory_reads_the_same(tmp_path: Path) -> None:
 def test_a_state_directory_another_host_holds_is_the_same_error(workdir: Path) -> None:
     state = workdir / "held"
     state.mkdir()
+    tmp = workdir / "tmp"  # where the storage quota's probe makes its test image
+    tmp.mkdir()
     lock = HostLock(state)
     lock.acquire()
     try:
-        lean = _plugbay("main", "run", "--once", "--state", str(state), cwd=workdir)
+        lean = _plugbay("main", "run", "--once", "--state", str(state), cwd=workdir, tmp=tmp)
         typed = _plugbay("app", "run", "--once", "--state", str(state), cwd=workdir)
     finally:
         lock.release()
@@ -211,6 +215,9 @@ def test_a_state_directory_another_host_holds_is_the_same_error(workdir: Path) -
     assert lean.stderr.startswith("error: ") and "Traceback" not in lean.stderr
     assert _same(lean.stderr) == _same(typed.stderr)
     assert lean.stdout == typed.stdout == ""
+    # the storage probe started beside the zygote finished before the command exited
+    assert str(tmp) not in Path("/proc/mounts").read_text()
+    assert list(tmp.iterdir()) == []
 
 
 @pytest.mark.parametrize(
