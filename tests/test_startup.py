@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -110,3 +111,33 @@ async def test_nothing_starts_once_a_stop_is_asked_for() -> None:
 
     await start_plan(plan, start, lambda: stopping)
     assert started == ["a"]
+
+
+async def test_of_the_plugins_ready_together_the_one_a_chain_waits_on_begins_first() -> None:
+    # plugbay run's bundled set: the sandboxed formatters → processor → irc chain is the
+    # longest wait; inline core plugins that nothing waits on hold the loop as they import
+    plan = ResolutionPlan(
+        selected={},
+        order=["logging", "monitoring", "security", "formatters", "processor", "irc"],
+        edges={
+            "monitoring": frozenset({"logging"}),
+            "security": frozenset({"logging"}),
+            "formatters": frozenset({"logging"}),
+            "processor": frozenset({"logging", "formatters"}),
+            "irc": frozenset({"logging", "processor"}),
+        },
+    )
+    began: list[str] = []
+    done: set[str] = set()
+
+    async def start(plugin_id: str) -> None:
+        assert plan.edges.get(plugin_id, frozenset()) <= done, plugin_id  # needs first
+        began.append(plugin_id)
+        await asyncio.sleep(0)
+        done.add(plugin_id)
+
+    await start_plan(plan, start, lambda: False)
+    assert began[:2] == ["logging", "formatters"]
+    assert sorted(began) == sorted(plan.order)
+    # among plugins no chain waits on, load order holds
+    assert began.index("monitoring") < began.index("security")

@@ -1,5 +1,5 @@
 """``python -m plugbay.cli``: the same as the ``plugbay`` command."""
 
-from plugbay.cli.app import main
+from plugbay.cli._entry import main
 
 main()

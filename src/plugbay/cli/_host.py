@@ -13,12 +13,12 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from plugbay.api.errors import PlugbayError
 from plugbay.cli._console import err, fail
+from plugbay.cli._listing import LIST_KEYS, Listing, list_row, listing_of
 from plugbay.cli._options import host_kwargs, to_builtins
 from plugbay.pdk.params import parse_params
 
@@ -38,22 +38,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-
-#: the keys of each row of ``plugbay list`` (and ``list --json``), whoever answers
-LIST_KEYS = (
-    "id", "version", "type", "state", "isolation", "uptime_seconds", "load_seconds", "reason",
-    "error", "needs", "source",
-)  # fmt: skip
-
-
-@dataclass
-class Listing:
-    """Every plugin found: one row each (:data:`LIST_KEYS`), what went wrong outside a
-    plugin, and where the figures come from."""
-
-    rows: list[dict[str, Any]]
-    problems: list[str] = field(default_factory=list)
-    footer: str | None = None
 
 
 class HostAccess(Protocol):
@@ -155,7 +139,7 @@ class RemoteHost:
         self.source = f"host pid {client.pid}"
 
     def plugins(self) -> Listing:
-        rows = [_row(r, self.source) for r in self.client.plugins()]
+        rows = [list_row(r, self.source) for r in self.client.plugins()]
         for row in rows:  # the summary has the reason; the error object is in the detail
             if row["state"] == "failed":
                 row["error"] = self.client.info(row["id"]).get("error")
@@ -272,7 +256,7 @@ class LocalHost:
         dirs = [Path(d) for d in self.running.get("plugins", [])]
         if self.kwargs["plugins_dir"] != [Path("plugins")] or not dirs:
             dirs = self.kwargs["plugins_dir"]
-        rows = [_row(r, source) for r in recorded(self.state, self.running, dirs)]
+        rows = [list_row(r, source) for r in recorded(self.state, self.running, dirs)]
         since = time.strftime("%H:%M:%S", time.localtime(self.running["since"]))
         return Listing(
             rows,
@@ -285,7 +269,7 @@ class LocalHost:
 
         say_no_host(self.state)
         rows, problems = disk_rows(self.kwargs["plugins_dir"], self.state)
-        return Listing([_row(r, "disk") for r in rows], [str(p) for p in problems])
+        return Listing([list_row(r, "disk") for r in rows], [str(p) for p in problems])
 
     def info(self, plugin_id: str) -> dict[str, Any]:
         if self.running is None:
@@ -407,22 +391,6 @@ class LocalHost:
 
 
 # --------------------------------------------------------------------------- shared
-
-
-def listing_of(host: Host) -> Listing:
-    """The plugins of a host in this process, and its problems no plugin's reason says."""
-    records = host.plugins()
-    shown = {r.reason for r in records if r.reason and str(r.state) in ("failed", "disabled")}
-    problems = [str(p) for p in host.problems if str(p) not in shown and not p.plugin]
-    return Listing([_row(r.to_dict(), None) for r in records], problems)
-
-
-def _row(data: dict[str, Any], source: str | None) -> dict[str, Any]:
-    return {
-        **{k: data.get(k) for k in LIST_KEYS},
-        "needs": data.get("needs") or [],
-        "source": source,
-    }
 
 
 def _summary(rec: Any) -> dict[str, Any]:

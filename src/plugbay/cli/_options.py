@@ -12,13 +12,17 @@ import typer
 
 from plugbay.api.errors import PlugbayError
 from plugbay.cli._console import fail, out
+from plugbay.cli._defaults import config_file, host_kwargs
+from plugbay.cli._listing import STATE_COLOURS, state_text
 
 __all__ = [
+    "STATE_COLOURS",
     "ConfigOpt",
     "PluginIdArg",
     "PluginsOpt",
     "StateOpt",
     "add_command",
+    "config_file",
     "host_kwargs",
     "print_json",
     "prose",
@@ -55,39 +59,6 @@ ConfigOpt = Annotated[
     ),
 ]
 PluginIdArg = Annotated[str, typer.Argument(help="Plugin id")]
-
-STATE_COLOURS = {
-    "active": "green",
-    "failed": "red",
-    "disabled": "yellow",
-    "stopped": "dim",
-    "initializing": "cyan",
-    "resolved": "cyan",
-    "discovered": "cyan",
-    "stopping": "cyan",
-    "on-demand": "blue",
-}
-
-
-def config_file(config: Path | None) -> Path | None:
-    """``--config``, else ./plugbay.toml when there is one."""
-    if config is None and Path("plugbay.toml").is_file():
-        return Path("plugbay.toml")
-    return config
-
-
-def host_kwargs(plugins: list[Path] | None, state: Path, config: Path | None) -> dict[str, Any]:
-    """The ``Host(...)`` arguments the common options ask for."""
-    return {
-        "plugins_dir": plugins or [Path("plugins")],
-        "state_dir": state,
-        "config_file": config_file(config),
-    }
-
-
-def state_text(state: str) -> str:
-    """A plugin state, coloured."""
-    return f"[{STATE_COLOURS.get(state, 'white')}]{state}[/]"
 
 
 def to_builtins(value: Any) -> Any:

@@ -12,7 +12,7 @@ from rich.table import Table
 from rich.tree import Tree
 
 from plugbay.cli._console import out
-from plugbay.cli._options import state_text
+from plugbay.cli._listing import print_listing, state_text
 from plugbay.cli.env import python_rows
 from plugbay.cli.events import event_rows
 from plugbay.cli.tasks import task_rows
@@ -27,34 +27,6 @@ __all__ = [
 
 
 # --------------------------------------------------------------------------- list
-
-
-def _seconds(value: float | None, *, ms: bool = False) -> str:
-    if value is None:
-        return "-"
-    return f"{value * 1000:.1f} ms" if ms else f"{value:.0f} s"
-
-
-def print_listing(listing: Any) -> None:
-    """The table of ``plugbay list``, each failure's reason, problems, and the source."""
-    table = Table(header_style="bold")
-    for col in ("plugin", "version", "type", "state", "isolation", "uptime", "load time"):
-        table.add_column(col, justify="right" if col in ("uptime", "load time") else "left")
-    for r in listing.rows:
-        table.add_row(
-            r["id"], r["version"] or "?", r["type"] or "?", state_text(r["state"]),
-            r["isolation"] or "-", _seconds(r["uptime_seconds"]),
-            _seconds(r["load_seconds"], ms=True),
-        )  # fmt: skip
-    out.print(table)
-    for r in listing.rows:
-        if r["reason"] and r["state"] in ("failed", "disabled", "on-demand", "not running"):
-            colour = {"failed": "red", "on-demand": "blue"}.get(r["state"], "yellow")
-            out.print(f"[{colour}]{r['state']}:[/] {escape(r['reason'])}")
-    for problem in listing.problems:
-        out.print(f"[red]problem:[/] {escape(problem)}")
-    if listing.footer:
-        out.print(f"[dim]{escape(listing.footer)}[/]")
 
 
 # --------------------------------------------------------------------------- info

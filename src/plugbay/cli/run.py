@@ -2,17 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import errno
 import json
-import os
-import signal
-import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -20,38 +13,20 @@ from rich.table import Table
 
 from plugbay.api.errors import PlugbayError
 from plugbay.cli._console import JsonOpt, err, fail, out
-from plugbay.cli._host import listing_of
 from plugbay.cli._options import (
     ConfigOpt,
     PluginsOpt,
     StateOpt,
     add_command,
     config_file,
-    host_kwargs,
 )
-from plugbay.cli._plugin_views import limits_text, print_listing
-
-if TYPE_CHECKING:
-    from plugbay.runtime.host import Host
+from plugbay.cli._plugin_views import limits_text
+from plugbay.cli._run_args import RunOptions
+from plugbay.cli._serve import DRAIN_SECONDS, run_command
 
 __all__ = ["PANEL", "register"]
 
 PANEL = "host"
-
-#: on SIGTERM, how long calls in flight may run before plugins are cleaned up
-DRAIN_SECONDS = 10.0
-
-
-@dataclass(frozen=True)
-class Serving:
-    """What ``plugbay run`` serves beside the plugins."""
-
-    bind: tuple[str, int] | None  # the API and dashboard, or None
-    max_body: int
-    metrics_port: int | None  # Prometheus /metrics, or None
-    watch: bool
-    metrics_public: bool = False  # /metrics without the API token
-    drain: float = DRAIN_SECONDS  # on a stop, seconds calls in flight may take to finish
 
 
 def run(
@@ -118,242 +93,13 @@ def run(
     On Ctrl-C (or SIGTERM) plugins are cleaned up in reverse dependency order.
     """
     started = time.perf_counter()
-    serving = None
-    if not once:
-        serving = Serving(
-            bind=None if no_http else _http_bind(http, http_public),
-            max_body=http_max_body,
-            metrics_port=None if no_metrics else metrics_port,
-            watch=watch,
-            metrics_public=metrics_public,
-            drain=drain,
-        )
-    try:
-        from plugbay.isolation import loops  # uvloop when installed (PLUGBAY_LOOP=asyncio: not)
-
-        code = loops.run(_run(host_kwargs(plugins, state, config), serving, started))
-    except PlugbayError as exc:
-        fail(exc)
+    options = RunOptions(
+        tuple(plugins) if plugins else None, state, config, once, metrics_port, no_metrics,
+        metrics_public, http, no_http, http_public, http_max_body, watch, drain,
+    )  # fmt: skip
+    bind = None if once or no_http else _http_bind(http, http_public)
+    code = run_command(options, bind, started)
     raise typer.Exit(code)
-
-
-async def _run(kwargs: dict[str, Any], serving: Serving | None, started: float) -> int:
-    """Claim the state directory, serve the API (``/healthz`` answers while plugins
-    start), start and show the plugins, serve until a signal (``serving=None``: only
-    start); the exit code. SIGTERM / Ctrl-C is honoured at any point from the first
-    line on: plugins not yet started never start, calls in flight drain (bounded)."""
-    from plugbay.runtime.host import Host
-    from plugbay.runtime.startup import warm_up
-
-    host = Host(**kwargs)
-    since = time.time()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-
-    def stopping() -> None:  # SIGTERM / Ctrl-C, at any point from here on
-        stop.set()
-        host.request_stop()
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stopping)
-    api = _Api(host, since)
-    try:
-        await host.open()  # the state directory is ours (or another host's: refused)
-        await warm_up(host.manager.backends)  # the zygote boots while the API is built
-        # the API comes up while plugins start (/healthz answers, /readyz tells starting
-        # from ready): its modules load in a thread, the plugins' workers meanwhile
-        api.begin(serving.bind if serving is not None else None, serving)
-        if host.swept:
-            out.print(f"[yellow]{escape(host.swept.describe())}[/] (left by an earlier host)")
-        await host.start()
-        if stop.is_set():
-            out.print("stopping: a stop was asked for during startup")
-            return 0
-        # the plugins answer calls from here (``host.call``, the CLI in this process): said
-        # now, not once the API's modules have loaded; "serving" says when the API is up
-        failed = _print_started(host, started)
-        await api.ready()
-        if stop.is_set():
-            out.print("stopping: a stop was asked for during startup")
-            return 0
-        if serving is None:
-            return 1 if failed else 0
-        await _serve(host, since, serving, stop, api.url)
-        return 0
-    finally:
-        host.request_stop()
-        with contextlib.suppress(Exception):  # a start going on finishes first
-            await api.ready()
-        if api.web is not None:
-            # plugins first: a call still running gets its error through the API,
-            # then the server closes
-            await host.manager.shutdown()
-            await api.web.stop()
-        if api.announcement is not None:
-            api.announcement.unlink(missing_ok=True)
-        await host.stop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
-        if serving is not None:
-            out.print("stopped")
-
-
-class _Api:
-    """The API and dashboard of ``plugbay run``, started beside the plugins, and the
-    announcement (host.json) that tells other plugbay commands where it is."""
-
-    def __init__(self, host: Host, since: float) -> None:
-        self.host = host
-        self.since = since
-        self.web: Any = None
-        self.announcement: Path | None = None
-        self._starting: asyncio.Future[None] | None = None
-
-    @property
-    def url(self) -> str | None:
-        return self.web.url if self.web is not None else None
-
-    def begin(self, bind: tuple[str, int] | None, serving: Serving | None) -> None:
-        if bind is None or serving is None:
-            self.announcement = _announce(self.host, self.since)
-            return
-        self._starting = asyncio.ensure_future(self._start(bind, serving.max_body))
-
-    async def _start(self, bind: tuple[str, int], max_body: int) -> None:
-        # FastAPI and uvicorn take about 0.3 s to import: off the loop, which meanwhile
-        # starts plugins (mostly waiting on their workers)
-        await asyncio.to_thread(_load_web)
-        self.web = await _start_http(self.host, bind, max_body)
-        self.announcement = _announce(self.host, self.since, http=self.url)
-
-    async def ready(self) -> None:
-        if self._starting is not None:
-            await asyncio.shield(self._starting)
-
-
-def _load_web() -> None:
-    import importlib
-
-    for module in ("plugbay.web._app", "plugbay.web._server"):
-        importlib.import_module(module)
-
-
-def _print_started(host: Host, started: float) -> int:
-    """The plugin table and the summary line; how many plugins failed."""
-    print_listing(listing_of(host))
-    records = host.plugins()
-    active = sum(1 for r in records if str(r.state) == "active")
-    failed = sum(1 for r in records if str(r.state) == "failed")
-    lazy = sum(1 for r in records if str(r.state) == "on-demand")
-    out.print(
-        f"[bold]plugbay {host.version}[/]: {active} active, {failed} failed, "
-        + (f"{lazy} on demand, " if lazy else "")
-        + f"ready in {(time.perf_counter() - started) * 1000:.0f} ms "
-        f"(state: {host.state_dir})"
-    )
-    return failed
-
-
-async def _serve(
-    host: Host, since: float, serving: Serving, stop: asyncio.Event, http_url: str | None
-) -> None:
-    """Serve /metrics and watch (as asked) until ``stop``; then drain the calls in flight."""
-    metrics_server, port = _start_metrics(host, serving.metrics_port, serving.metrics_public)
-    if port is not None:
-        _announce(host, since, http=http_url, metrics_port=port)
-    watcher = await _start_watching(host, stop) if serving.watch and not stop.is_set() else None
-    out.print("serving; press Ctrl-C to stop")
-    sys.stdout.flush()
-    await stop.wait()
-    if watcher is not None:
-        await asyncio.wait([watcher], timeout=2)
-    # new API calls are answered 503 + Retry-After from here; those running finish
-    still = await host.drain_calls(serving.drain)
-    out.print(
-        "stopping: cleaning up plugins in reverse order"
-        + (f" ({still} call(s) still running after {serving.drain:g} s)" if still else "")
-    )
-    if metrics_server is not None:
-        metrics_server.shutdown()
-
-
-def _start_metrics(host: Host, wanted: int | None, public: bool) -> tuple[Any, int | None]:
-    """Serve /metrics on 127.0.0.1 (asking for the API token unless ``public``); a taken
-    port is a warning, the host still serves."""
-    if wanted is None:
-        return None, None
-    from plugbay.runtime.prometheus import serve_metrics
-
-    check = None
-    if not public:
-        from plugbay.web.token import TokenFile
-
-        tokens = TokenFile(host.state_dir or Path(".plugbay"))
-        tokens.ensure()
-        check = tokens.matches
-    try:
-        server, port = serve_metrics(host.manager, wanted, monitor=host.monitor, token=check)
-    except OSError as exc:
-        err.print(
-            f"[yellow]warning:[/] cannot serve /metrics on 127.0.0.1:{wanted}: "
-            f"{escape(str(exc))}; choose another with --metrics-port, or --no-metrics"
-        )
-        return None, None
-    out.print(f"metrics: http://127.0.0.1:{port}/metrics")
-    if check is not None:
-        out.print(
-            "[dim]metrics need the API token ('Authorization: Bearer …', "
-            "'plugbay token' shows it); --metrics-public serves them without[/]"
-        )
-    return server, port
-
-
-async def _start_watching(host: Host, stop: asyncio.Event) -> asyncio.Future[None]:
-    from plugbay.runtime.watch import PluginWatcher
-
-    watching = PluginWatcher(host, on_change=_print_watch)
-    watcher = asyncio.ensure_future(watching.run(stop))
-    ready = asyncio.ensure_future(watching.ready.wait())
-    await asyncio.wait([watcher, ready], return_when=asyncio.FIRST_COMPLETED, timeout=10)
-    ready.cancel()
-    out.print("watching " + ", ".join(str(d) for d in host.plugin_dirs) + " for changes")
-    return watcher
-
-
-def _print_watch(result: Any) -> None:
-    stamp = time.strftime("%H:%M:%S")
-    if result.ok:
-        took = f" in {result.seconds * 1000:.0f} ms" if result.seconds else ""
-        out.print(f"[dim]{stamp}[/] [green]{escape(result.message)}[/]{took}")
-    else:
-        out.print(f"[dim]{stamp}[/] [red]{result.action} failed:[/] {escape(result.message)}")
-    sys.stdout.flush()
-
-
-def _announce(
-    host: Host, since: float, *, http: str | None = None, metrics_port: int | None = None
-) -> Path:
-    """Tell other plugbay commands that a host serves this state directory (and where)."""
-    from plugbay.runtime.lifecycle import HOST_FILE  # (plugbay.web.client would load httpx)
-
-    path = _state_dir(host) / HOST_FILE
-    path.write_text(
-        json.dumps(
-            {
-                "pid": os.getpid(),
-                "since": since,
-                "plugins": [str(d) for d in host.plugin_dirs],
-                "http": http,
-                "metrics_port": metrics_port,
-            }
-        )
-    )
-    return path
-
-
-def _state_dir(host: Host) -> Path:
-    assert host.state_dir is not None  # the CLI always gives the host one
-    return Path(host.state_dir)
 
 
 def _http_bind(text: str, public: bool) -> tuple[str, int]:
@@ -379,43 +125,6 @@ def _http_bind(text: str, public: bool) -> tuple[str, int]:
             "behind TLS and a firewall."
         )
     return address, port
-
-
-async def _start_http(host: Host, bind: tuple[str, int], max_body: int) -> Any:
-    """Serve the API and dashboard; a taken port is a warning, the host still serves."""
-    from plugbay.web import HttpServer, TokenFile, create_app
-
-    tokens = TokenFile(_state_dir(host))
-    token, made = tokens.ensure()
-    server = HttpServer(create_app(host, tokens=tokens, max_body=max_body), *bind)
-    try:
-        await server.start()
-    except OSError as exc:
-        await server.stop()
-        if exc.errno != errno.EADDRINUSE or bind[1] == 0:
-            err.print(
-                f"[yellow]warning:[/] cannot serve the API on {bind[0]}:{bind[1]}: "
-                f"{escape(exc.strerror or str(exc))}; choose another with --http HOST:PORT, "
-                "or --no-http"
-            )
-            return None
-        # the port is taken: any free one, so the CLI can still reach this host (host.json)
-        server = HttpServer(create_app(host, tokens=tokens, max_body=max_body), bind[0], 0)
-        await server.start()
-        err.print(
-            f"[yellow]warning:[/] {bind[0]}:{bind[1]} is taken; the API is on "
-            f"{server.url} instead (plugbay commands find it in host.json); "
-            "choose a port with --http HOST:PORT"
-        )
-    out.print(f"api: {server.url}/api/v1  (OpenAPI: {server.url}/openapi.json)")
-    if made:
-        out.print(
-            f"API token (made now, shown this once; 'plugbay token' shows it again): {token}\n"
-            f"dashboard: {server.url}/?token={token}"
-        )
-    else:
-        out.print(f"dashboard: {server.url}/ ('plugbay token' prints a sign-in link)")
-    return server
 
 
 # --------------------------------------------------------------------------- doctor

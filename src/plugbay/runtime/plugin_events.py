@@ -38,7 +38,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from plugbay.api._events import EVENT_PREFIX, EmitSink, event_handlers, run_handler
 from plugbay.api.errors import (
@@ -54,6 +53,8 @@ from plugbay.isolation.base import CallTimeout, deadline
 from plugbay.model._events import EventListen, describe_events
 
 if TYPE_CHECKING:
+    from prometheus_client.core import Metric
+
     from plugbay.runtime.manager import PluginManager
     from plugbay.runtime.routing import Route
 
@@ -339,6 +340,9 @@ class PluginEvents:
 
     def families(self) -> Iterator[Metric]:
         """The Prometheus families (read at scrape time, in the server's thread)."""
+        # at the first scrape, not as the host's modules load: off ``plugbay run``'s start
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
         labels = ["plugin", "event"]
         queued = GaugeMetricFamily(
             "plugbay_plugin_event_queue_length", "Events waiting for the listener.", labels=labels

@@ -21,16 +21,25 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
-from plugbay.model.resolve import ResolutionPlan
-
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # plugbay run imports this module before the zygote starts: keep it light
     from plugbay.isolation.base import Backend
     from plugbay.isolation.policy import Placement
+    from plugbay.isolation.zygote import Zygote
     from plugbay.model.manifest import PluginManifest
+    from plugbay.model.resolve import ResolutionPlan
 
 log = logging.getLogger("plugbay.host")
 
-__all__ = ["CONCURRENT_STARTS", "prepare_storage", "start_plan", "warm_up"]
+__all__ = [
+    "CONCURRENT_STARTS",
+    "boot_zygote",
+    "critical_first",
+    "discard_zygote",
+    "prepare_storage",
+    "probe_storage",
+    "start_plan",
+    "warm_up",
+]
 
 #: plugins starting at once: enough to keep both the zygote and the cores busy
 CONCURRENT_STARTS: Final = max(4, 4 * (os.cpu_count() or 1))
@@ -60,8 +69,10 @@ async def start_plan(
         finally:
             done[plugin_id].set()
 
-    # Created in load order, so plugins with nothing between them begin in that order.
-    tasks = [asyncio.ensure_future(one(pid)) for pid in order]
+    # Created longest chain first: of the plugins whose needs are met at once, the one
+    # most others wait for begins first (its worker forks while inline plugins, which
+    # hold the loop as they import, start); otherwise in load order.
+    tasks = [asyncio.ensure_future(one(pid)) for pid in critical_first(plan)]
     try:
         await asyncio.gather(*tasks)
     except BaseException:
@@ -71,17 +82,79 @@ async def start_plan(
         raise
 
 
-async def warm_up(backends: Mapping[str, Backend]) -> None:
+def critical_first(plan: ResolutionPlan) -> list[str]:
+    """``plan.order`` with each plugin before those with a shorter chain of plugins
+    waiting on it (transitively); load order among equals. Each plugin still waits for
+    what it needs: only which of those ready at the same moment goes first changes."""
+    planned = set(plan.order)
+    waiting: dict[str, list[str]] = {pid: [] for pid in plan.order}
+    for pid in plan.order:
+        for need in plan.edges.get(pid, frozenset()):
+            if need in planned:
+                waiting[need].append(pid)
+    chain: dict[str, int] = {}
+    for pid in reversed(plan.order):  # load order: whoever waits on pid comes after it
+        chain[pid] = 1 + max((chain.get(w, 0) for w in waiting[pid]), default=0)
+    rank = {pid: i for i, pid in enumerate(plan.order)}
+    return sorted(plan.order, key=lambda pid: (-chain[pid], rank[pid]))
+
+
+async def boot_zygote() -> Zygote:
+    """Start booting a process backend's zygote now, before the host's own modules are
+    imported, and return it once its process runs: ``plugbay run`` hands it to its host
+    with :func:`warm_up`, so the fresh interpreter's imports overlap the host's imports,
+    state and discovery instead of following them. The descriptor limit is lifted
+    first, as ``Host.open`` would, since the zygote and its workers inherit it."""
+    from plugbay.isolation.zygote import Zygote
+    from plugbay.runtime.lifecycle import raise_descriptor_limit
+
+    raise_descriptor_limit()
+    zygote = Zygote()
+    with contextlib.suppress(Exception):  # reported by the first worker that needs it
+        await zygote.begin()
+    return zygote
+
+
+def probe_storage() -> asyncio.Future[object]:
+    """Find out now, in a thread, whether the kernel can enforce storage quotas here.
+
+    The answer is cached (``isolation.quota.probe``); without this, the first sandboxed
+    plugin's start asks, and waits for it: an image made, mounted, filled and removed
+    (0.1–0.3 s) on the way to the first active sandboxed plugin. ``plugbay run`` starts
+    it beside the zygote, before the host's modules load; await the future before the
+    process ends (a probe cut short would leave its test image mounted)."""
+    from plugbay.isolation.quota import probe
+
+    return asyncio.ensure_future(asyncio.to_thread(probe))
+
+
+async def warm_up(backends: Mapping[str, Backend], zygote: Zygote | None = None) -> bool:
     """Start the process backend's zygote now, and return once its process runs, so a
     fresh interpreter importing the worker runtime overlaps what the host does before
-    it starts plugins (``plugbay run`` builds its HTTP app meanwhile). A zygote that
-    cannot start is reported by the first worker that needs it, as without this."""
+    it starts plugins (``plugbay run`` builds its HTTP app meanwhile). ``zygote``, one
+    :func:`boot_zygote` started earlier, becomes the backend's when the backend has not
+    started its own; whether it did. A zygote that cannot start is reported by the
+    first worker that needs it, as without this."""
     from plugbay.isolation.process import ProcessBackend
 
     backend = backends.get("process")
-    if isinstance(backend, ProcessBackend):
-        with contextlib.suppress(Exception):
-            await backend.zygote.begin()
+    if not isinstance(backend, ProcessBackend):
+        return False
+    adopted = False
+    if zygote is not None and zygote.environment is None and backend.zygote.pid is None:
+        backend.zygote = zygote
+        adopted = True
+    with contextlib.suppress(Exception):
+        await backend.zygote.begin()
+    return adopted
+
+
+async def discard_zygote(zygote: Zygote) -> None:
+    """Stop a zygote :func:`boot_zygote` started that no backend took (the host did not
+    open): once it is up, so it sees its control socket close and exits."""
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(zygote.start(), 30)
+    await zygote.stop()
 
 
 #: storage images made at once while their plugins wait (the rest of the machine starts plugins)

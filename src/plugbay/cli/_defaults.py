@@ -1,0 +1,26 @@
+"""What the options every host command shares mean when they are not given: plugins
+from ./plugins, the host config from ./plugbay.toml when there is one (no command
+framework here: the lean ``plugbay run`` uses them too)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+__all__ = ["config_file", "host_kwargs"]
+
+
+def config_file(config: Path | None) -> Path | None:
+    """``--config``, else ./plugbay.toml when there is one."""
+    if config is None and Path("plugbay.toml").is_file():
+        return Path("plugbay.toml")
+    return config
+
+
+def host_kwargs(plugins: list[Path] | None, state: Path, config: Path | None) -> dict[str, Any]:
+    """The ``Host(...)`` arguments the common options ask for."""
+    return {
+        "plugins_dir": plugins or [Path("plugins")],
+        "state_dir": state,
+        "config_file": config_file(config),
+    }

@@ -1,0 +1,103 @@
+"""The plugin table every command that lists plugins prints (``plugbay list``, ``plugbay
+run``), and the rows it is made of; light enough for the lean ``plugbay run`` to load
+before the plugins are active (rich, no command framework)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from rich.markup import escape
+from rich.table import Table
+
+from plugbay.cli._output import out
+
+if TYPE_CHECKING:
+    from plugbay.runtime.host import Host
+
+__all__ = [
+    "LIST_KEYS",
+    "STATE_COLOURS",
+    "Listing",
+    "list_row",
+    "listing_of",
+    "print_listing",
+    "state_text",
+]
+
+LIST_KEYS = (
+    "id", "version", "type", "state", "isolation", "uptime_seconds", "load_seconds", "reason",
+    "error", "needs", "source",
+)  # fmt: skip
+
+STATE_COLOURS = {
+    "active": "green",
+    "failed": "red",
+    "disabled": "yellow",
+    "stopped": "dim",
+    "initializing": "cyan",
+    "resolved": "cyan",
+    "discovered": "cyan",
+    "stopping": "cyan",
+    "on-demand": "blue",
+}
+
+
+@dataclass
+class Listing:
+    """Every plugin found: one row each (:data:`LIST_KEYS`), what went wrong outside a
+    plugin, and where the figures come from."""
+
+    rows: list[dict[str, Any]]
+    problems: list[str] = field(default_factory=list)
+    footer: str | None = None
+
+
+def state_text(state: str) -> str:
+    """A plugin state, coloured."""
+    return f"[{STATE_COLOURS.get(state, 'white')}]{state}[/]"
+
+
+def list_row(data: dict[str, Any], source: str | None) -> dict[str, Any]:
+    """One plugin's row of the table, from its record (or the API's answer)."""
+    return {
+        **{k: data.get(k) for k in LIST_KEYS},
+        "needs": data.get("needs") or [],
+        "source": source,
+    }
+
+
+def listing_of(host: Host) -> Listing:
+    """The plugins of a host in this process, and its problems no plugin's reason says."""
+    records = host.plugins()
+    shown = {r.reason for r in records if r.reason and str(r.state) in ("failed", "disabled")}
+    problems = [str(p) for p in host.problems if str(p) not in shown and not p.plugin]
+    return Listing([list_row(r.to_dict(), None) for r in records], problems)
+
+
+def _seconds(value: float | None, *, ms: bool = False) -> str:
+    if value is None:
+        return "-"
+    return f"{value * 1000:.1f} ms" if ms else f"{value:.0f} s"
+
+
+def print_listing(listing: Listing) -> None:
+    """The table of ``plugbay list``, each failure's reason, problems, and the source."""
+    table = Table(header_style="bold")
+    for col in ("plugin", "version", "type", "state", "isolation", "uptime", "load time"):
+        table.add_column(col, justify="right" if col in ("uptime", "load time") else "left")
+    for r in listing.rows:
+        table.add_row(
+            r["id"], r["version"] or "?", r["type"] or "?", state_text(r["state"]),
+            r["isolation"] or "-", _seconds(r["uptime_seconds"]),
+            _seconds(r["load_seconds"], ms=True),
+        )  # fmt: skip
+    out.print(table)
+    for r in listing.rows:
+        if r["reason"] and r["state"] in ("failed", "disabled", "on-demand", "not running"):
+            colour = {"failed": "red", "on-demand": "blue"}.get(r["state"], "yellow")
+            out.print(f"[{colour}]{r['state']}:[/] {escape(r['reason'])}")
+    for problem in listing.problems:
+        out.print(f"[red]problem:[/] {escape(problem)}")
+    if listing.footer:
+        out.print(f"[dim]{escape(listing.footer)}[/]")
