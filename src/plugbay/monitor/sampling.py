@@ -101,9 +101,13 @@ class SampleRota:
 def probe(pid: int) -> tuple[float, int, int] | None:
     """CPU seconds, resident bytes and threads of process ``pid``: one read of
     ``/proc/PID/stat`` (None when it is gone)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            fields = f.read().rsplit(b")", 1)[1].split()
+    try:  # os.open and os.read: a file object costs a third more than the read
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY)
+        try:
+            data = os.read(fd, 2048)
+        finally:
+            os.close(fd)
+        fields = data.rsplit(b")", 1)[1].split()
     except (OSError, IndexError):
         return None
     return (int(fields[11]) + int(fields[12])) / _TICK, int(fields[21]) * _PAGE, int(fields[17])
