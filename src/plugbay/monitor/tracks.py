@@ -38,7 +38,7 @@ __all__ = ["SWEEP_TICKS", "Track", "Visits", "caught_up", "quiet", "rates", "unc
 
 #: every plugin is looked at (and its worker's memory read cheaply) at least once in this
 #: many ticks, whatever marked it or not
-SWEEP_TICKS: Final = 10
+SWEEP_TICKS: Final = 15
 
 
 @dataclass(slots=True)
@@ -112,13 +112,23 @@ def caught_up(track: Track, now: float, interval: float) -> None:
 
 
 def window(track: Track, now: float, interval: float) -> list[Sample]:
-    """A plugin's samples as of ``now``, read without changing them: a settled plugin's
-    last sample stands for the ticks since (what :func:`caught_up` would add)."""
-    samples = [s for s in track.samples if s.at >= now - track.keep]
-    if track.samples and now - track.samples[-1].at > 1.5 * interval:
-        last = track.samples[-1]
-        samples.append(Sample(now, last.calls, last.errors, last.commands, last.rss, 0))
-    return samples
+    """The samples :func:`rates` reads, as of ``now`` and without changing any: the first
+    inside the window kept, and the last two. A settled plugin's last sample stands for
+    the ticks since (what :func:`caught_up` would add)."""
+    samples = track.samples
+    if not samples:
+        return []
+    last, cutoff = samples[-1], now - track.keep
+    if now - last.at > 1.5 * interval:  # settled: its last sample is still true
+        still = Sample(now, last.calls, last.errors, last.commands, last.rss, 0)
+        if last.at < cutoff:  # nothing in the window but copies of it (a tick apart)
+            return [
+                Sample(now - interval, last.calls, last.errors, last.commands, last.rss, 0),
+                still,
+            ]
+        return [next(s for s in samples if s.at >= cutoff), last, still]
+    first = next(s for s in samples if s.at >= cutoff) if samples[0].at < cutoff else samples[0]
+    return [first, samples[-2], last] if len(samples) >= 2 else [last]
 
 
 def merge(lists: list[list[int]]) -> list[int]:
