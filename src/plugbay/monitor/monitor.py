@@ -206,9 +206,14 @@ class PluginMonitor:
         visit.update(swept)
         full, probes = self._to_read(visit, called)
         called.clear()
-        usage, probed, host = await asyncio.to_thread(sample_usage, full, self._rota.budget, probes)
+        fds = self._ticks % REFRESH_TICKS == 1  # the host's descriptors: a long list
+        usage, probed, host = await asyncio.to_thread(
+            sample_usage, full, self._rota.budget, probes, fds
+        )
         now = time.monotonic()
         self._rota.measured({pid: full[pid] for pid in usage})
+        if not fds and self._host_usage is not None:
+            host["open_files"] = self._host_usage.get("open_files")
         self._host_usage = host
         host["cpu_percent"], self._host_cpu = cpu_percent(host, self._host_cpu, now)
         self._keep_usage(usage, probed, now)

@@ -117,13 +117,12 @@ def sample_usage(
     handles: dict[str, HandleView],
     budget: float = float("inf"),
     probes: Mapping[str, tuple[int, dict[str, Any]]] | None = None,
+    fds: bool = True,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]], dict[str, Any]]:
     """In a thread: what each worker of ``handles`` uses now, read in full in order until
     ``budget`` seconds of CPU are spent; the figures of the ``probes`` (plugin id → (pid,
     last figures)) brought up to date from ``/proc``; and the host process (inline
-    plugins share it)."""
-    import psutil
-
+    plugins share it; its descriptors counted when ``fds``)."""
     out: dict[str, dict[str, Any]] = {}
     until = time.thread_time() + budget
     for pid, handle in handles.items():
@@ -145,13 +144,29 @@ def sample_usage(
         if now is not None:
             cpu, rss, threads = now
             probed[plugin_id] = {**last, "cpu_seconds": cpu, "rss_bytes": rss, "threads": threads}
-    proc = psutil.Process()
-    with proc.oneshot():
-        cpu_times = proc.cpu_times()
-        host = {"rss_bytes": proc.memory_info().rss,
-                "cpu_seconds": cpu_times.user + cpu_times.system,
-                "threads": proc.num_threads(), "open_files": proc.num_fds()}  # fmt: skip
+    host = _host(fds)
     return out, probed, host
+
+
+def _host(fds: bool) -> dict[str, Any]:
+    """The host process's CPU, memory and threads (one read), and its descriptors when
+    ``fds``: with a thousand workers it holds thousands, and listing them cost more
+    than everything else a tick reads."""
+    figures = probe(os.getpid())
+    if figures is None:  # no /proc/self/stat here: psutil's way
+        import psutil
+
+        proc = psutil.Process()
+        with proc.oneshot():
+            times = proc.cpu_times()
+            figures = (times.user + times.system, proc.memory_info().rss, proc.num_threads())
+    cpu, rss, threads = figures
+    host: dict[str, Any] = {"rss_bytes": rss, "cpu_seconds": cpu, "threads": threads}
+    if fds:
+        import psutil
+
+        host["open_files"] = psutil.Process().num_fds()
+    return host
 
 
 def _network(pid: int) -> dict[str, Any]:

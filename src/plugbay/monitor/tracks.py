@@ -38,7 +38,7 @@ __all__ = ["SWEEP_TICKS", "Track", "Visits", "caught_up", "quiet", "rates", "unc
 
 #: every plugin is looked at (and its worker's memory read cheaply) at least once in this
 #: many ticks, whatever marked it or not
-SWEEP_TICKS: Final = 15
+SWEEP_TICKS: Final = 30
 
 
 @dataclass(slots=True)
