@@ -28,7 +28,10 @@ async def test_a_plugin_called_after_a_long_idle_shows_its_calls_memory_and_aler
 ) -> None:
     plugins("acme.early", MISBEHAVING, extra=BOXED)
     plugins("acme.late", MISBEHAVING, extra=BOXED)
-    alerts = {"error-rate": {"threshold": 0.5, "window": 30, "min-calls": 3}}
+    alerts = {
+        "error-rate": {"threshold": 0.5, "window": 30, "min-calls": 3},
+        "memory-growth": {"enabled": False},  # the 64 MiB below would be one
+    }
     async with make_host(monitor={**FAST, "alerts": alerts}) as host:
         assert host.monitor is not None and host.plugin("acme.late").isolation == "process"
         for _ in range(3):

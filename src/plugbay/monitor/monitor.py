@@ -115,6 +115,9 @@ class PluginMonitor:
         self._visits = Visits()  # which plugins a tick looks at (``monitor.tracks``)
         #: plugins with a ``health`` command (their readiness is checked in turn)
         self._checked: dict[str, None] = {}
+        #: the snapshot's last rows, and the plugins whose row is built anew next time
+        self._rows: dict[str, dict[str, Any]] = {}
+        self._dirty: set[str] = set()
         self.started = time.time()
 
     # ------------------------------------------------------------------ lifecycle
@@ -221,6 +224,7 @@ class PluginMonitor:
             rec = by_id.get(pid)
             if rec is not None:
                 await self._look_at(rec, tracks.setdefault(pid, Track()), blocked, now)
+        self._dirty.update(visit)
         for pid in list(self._checked):
             rec = by_id.get(pid)
             if rec is not None:
@@ -229,7 +233,7 @@ class PluginMonitor:
         # the snapshot other processes read: every tick for up to SNAPSHOT_ROWS plugins,
         # then as often as keeps its writing at that many rows a second
         if (self._ticks - 1) % max(1, len(by_id) // SNAPSHOT_ROWS) == 0:
-            rows = {row["id"]: row for row in self.snapshot()}
+            rows = dict(self._written_rows())
             rows["*host*"] = self.host_summary([row["health"] for row in rows.values()])
         await asyncio.to_thread(self._persist, rows)
 
@@ -461,6 +465,8 @@ class PluginMonitor:
             track.readiness = Readiness("degraded", f"health() did not answer within {timeout:g} s")
         except Exception as exc:
             track.readiness = Readiness("failing", f"health() failed: {exc}")
+        finally:
+            self._dirty.add(plugin_id)  # the snapshot's row shows the answer
 
     async def check_readiness(self, plugin_id: str) -> Readiness | None:
         """Run the plugin's ``health()`` now (bounded); None when it has none."""
@@ -566,25 +572,42 @@ class PluginMonitor:
 
     def snapshot(self) -> list[dict[str, Any]]:
         """One row per plugin for ``plugbay top``: plain data, the same over the API."""
-        rows, now = [], time.monotonic()
+        now = time.monotonic()
+        return [self._row(rec, now) for rec in self.manager.list_plugins()]
+
+    def _row(self, rec: PluginView, now: float) -> dict[str, Any]:
+        track = self._tracks.get(rec.id) or Track()
+        samples = window(track, now, self.settings.interval)
+        rate, error_rate, p50, p99 = rates(samples)
+        usage = track.usage or {}
+        health = self.check_health(rec.id)
+        return {
+            "id": rec.id, "version": rec.version, "state": str(rec.state),
+            "isolation": rec.isolation, "calls": samples[-1].calls if samples else 0,
+            "calls_per_second": rate, "error_rate": error_rate,
+            "p50_seconds": p50, "p99_seconds": p99,
+            "rss_bytes": None if usage.get("shared") else usage.get("rss_bytes"),
+            "cpu_percent": None if usage.get("shared") else track.cpu_percent,
+            "inflight": self.manager.inflight(rec.id),
+            "health": health["status"], "live": health["live"], "ready": health["ready"],
+            "reasons": health["reasons"],
+            "alerts": [a.rule for a in self.alerts.active(rec.id)],
+        }  # fmt: skip
+
+    def _written_rows(self) -> dict[str, dict[str, Any]]:
+        """The snapshot's rows to write: built anew for the plugins looked at since the
+        last write (a settled plugin's row cannot have changed otherwise), and for those
+        whose row said calls were running or coming in."""
+        dirty, self._dirty = self._dirty, set()
+        rows, now, last = {}, time.monotonic(), self._rows
         for rec in self.manager.list_plugins():
-            track = self._tracks.get(rec.id) or Track()
-            samples = window(track, now, self.settings.interval)
-            rate, error_rate, p50, p99 = rates(samples)
-            usage = track.usage or {}
-            health = self.check_health(rec.id)
-            rows.append({
-                "id": rec.id, "version": rec.version, "state": str(rec.state),
-                "isolation": rec.isolation, "calls": samples[-1].calls if samples else 0,
-                "calls_per_second": rate, "error_rate": error_rate,
-                "p50_seconds": p50, "p99_seconds": p99,
-                "rss_bytes": None if usage.get("shared") else usage.get("rss_bytes"),
-                "cpu_percent": None if usage.get("shared") else track.cpu_percent,
-                "inflight": self.manager.inflight(rec.id),
-                "health": health["status"], "live": health["live"], "ready": health["ready"],
-                "reasons": health["reasons"],
-                "alerts": [a.rule for a in self.alerts.active(rec.id)],
-            })  # fmt: skip
+            row = last.get(rec.id)
+            if row is None or rec.id in dirty:
+                row = self._row(rec, now)
+                if row["calls_per_second"] or row["inflight"] or row["health"] != "green":
+                    self._dirty.add(rec.id)
+            rows[rec.id] = row
+        self._rows = rows
         return rows
 
     def usage_of(self, plugin_id: str) -> tuple[dict[str, Any] | None, float | None]:
