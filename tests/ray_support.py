@@ -10,10 +10,17 @@ to 107 bytes), a small object store. Ray's processes are ended only by
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
-from typing import Any
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from plugbay.isolation.ray import RayHandle
+    from plugbay.runtime.host import Host
 
 OBJECT_STORE = 80 * 2**20
 
@@ -103,3 +110,41 @@ class RayCluster:
         else:
             os.environ["RAY_TMPDIR"] = self._tmpdir_before
         shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- hosts on it
+
+
+def on_node(name: str) -> str:
+    """A manifest's ``[resources]`` table that places the plugin on the node ``name``."""
+    return f'[resources]\ncustom = {{ "{name}" = 1 }}\n'
+
+
+@contextlib.asynccontextmanager
+async def ray_host(
+    root: Path, state_dir: Path, *, init_timeout: float = 30.0, **options: Any
+) -> AsyncIterator[Host]:
+    """A host for the tests on the cluster: no entry points, the monitor's tick off,
+    a plugin's start bounded by ``init_timeout`` (a node may be slow to take it)."""
+    from plugbay.runtime.host import Host
+
+    host = Host(
+        root,
+        state_dir=state_dir,
+        entry_points=False,
+        init_timeout=init_timeout,
+        cleanup_timeout=2.0,
+        monitor={"interval": 3600},
+        **options,
+    )
+    async with host:
+        yield host
+
+
+def ray_handle(host: Host, plugin: str) -> RayHandle:
+    """The Ray handle serving ``plugin`` (a test fails if it runs anywhere else)."""
+    from plugbay.isolation.ray import RayHandle
+
+    handle = host.plugin(plugin).handle
+    assert isinstance(handle, RayHandle), f"{plugin} is not on Ray: {handle!r}"
+    return handle

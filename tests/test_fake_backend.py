@@ -16,6 +16,7 @@ from plugbay import PluginReloadError
 from plugbay.api.errors import ParameterError, PluginCrashed, PluginTimeout
 from plugbay.isolation._fake import FakeBackend, FakeHandle
 from plugbay.runtime.host import Host
+from tests._waiting import until
 from tests.conftest import PluginFactory
 
 COUNTER = """
@@ -72,15 +73,6 @@ def new_version(directory: Path, label: str, version: str, extra: str = "") -> N
         for line in manifest.read_text().splitlines()
     ]
     manifest.write_text("\n".join(lines) + "\n")
-
-
-async def until(check: Callable[[], bool], what: str, seconds: float = 5.0) -> None:
-    """Poll ``check`` until it holds (bounded): the host restarts on its own schedule."""
-    end = time.monotonic() + seconds
-    while not check():
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.005)
 
 
 @pytest.fixture

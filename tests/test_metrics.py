@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import subprocess
 import sys
@@ -86,6 +87,54 @@ async def test_metrics_endpoint_serves_the_text_format(
         finally:
             server.shutdown()
     assert 'plugbay_calls_total{command="work",plugin="acme.work",version="1.0.0"} 1.0' in text
+
+
+async def test_a_failed_scrape_names_its_request_id_in_the_answer_and_the_log(
+    plugins: PluginFactory,
+    make_host: Callable[..., Host],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import plugbay.runtime.prometheus as prometheus
+
+    plugins("acme.work", CODE)
+    async with make_host() as host:
+        server, port = serve_metrics(host.manager, 0)
+        try:
+            # a page that is not /metrics says so, and carries the id the scraper sent
+            asked = urllib.request.Request(
+                f"http://127.0.0.1:{port}/other", headers={"X-Request-ID": "scrape-7"}
+            )
+            with pytest.raises(urllib.error.HTTPError) as missing:
+                await asyncio.to_thread(urllib.request.urlopen, asked, timeout=10)
+            assert missing.value.code == 404
+            assert missing.value.headers["X-Request-ID"] == "scrape-7"
+            assert "only /metrics is served here" in missing.value.read().decode()
+
+            def broken(*_: object) -> bytes:
+                raise RuntimeError("a collector broke")
+
+            monkeypatch.setattr(prometheus, "exposition", broken)
+            scrape = f"http://127.0.0.1:{port}/metrics"
+            with (
+                caplog.at_level(logging.ERROR, logger="plugbay.monitor.prometheus"),
+                pytest.raises(urllib.error.HTTPError) as failed,
+            ):
+                await asyncio.to_thread(urllib.request.urlopen, scrape, timeout=10)
+            assert failed.value.code == 500
+            request_id = failed.value.headers["X-Request-ID"]
+            assert request_id and len(request_id) == 16  # made by the host: none was sent
+            body = failed.value.read().decode()
+            assert "collecting metrics failed: a collector broke" in body
+            assert f"under request {request_id}" in body
+            logged = [r for r in caplog.records if request_id in r.getMessage()]
+            assert logged and logged[0].exc_info is not None  # the traceback is kept
+            # the host still serves: the next scrape, once the collector is back, works
+            monkeypatch.undo()
+            status, _, text = await asyncio.to_thread(fetch, f"http://127.0.0.1:{port}/metrics")
+            assert status == 200 and "plugbay_plugin_up" in text
+        finally:
+            server.shutdown()
 
 
 def test_plugbay_metrics_and_run_serve_it(plugins: PluginFactory, tmp_path: Path) -> None:

@@ -8,8 +8,6 @@ with a clear error while its neighbours keep answering.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +18,7 @@ from plugbay import CommandNotFound, PermissionDenied
 from plugbay.cli.events import event_rows
 from plugbay.runtime.host import Host
 from plugbay.runtime.prometheus import exposition
+from tests._waiting import until
 from tests.conftest import PluginFactory
 
 PRODUCER = """
@@ -106,21 +105,6 @@ class P(UtilityPlugin):
 
 def listens(priority: int, extra: str = "") -> str:
     return f'[events.listens."cache.evicted"]\npriority = {priority}\n{extra}'
-
-
-async def until(check: Callable[[], Any], what: str, seconds: float = 60) -> Any:
-    """Poll ``check`` until it is truthy (a guard against a hang, not a timed assertion)."""
-    try:
-        async with asyncio.timeout(seconds):
-            while True:
-                value = check()
-                if asyncio.iscoroutine(value):
-                    value = await value
-                if value:
-                    return value
-                await asyncio.sleep(0.02)
-    except TimeoutError:
-        pytest.fail(f"never: {what}")
 
 
 def make_host(plugins: PluginFactory, tmp_path: Path, inline: list[str]) -> Host:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,9 @@ from plugbay.isolation.policy import IsolationPolicy
 from plugbay.isolation.ray import RayHandle
 from plugbay.runtime.host import Host
 from plugbay.runtime.prometheus import exposition
+from tests._waiting import until
 from tests.conftest import PluginFactory
+from tests.ray_support import on_node, ray_handle, ray_host
 
 PLUGIN = "acme.notes"
 
@@ -71,10 +73,6 @@ def write(directory: Path, *, label: str, version: str, extra: str = "") -> None
     )
 
 
-def on_node(name: str) -> str:
-    return f'[resources]\ncustom = {{ "{name}" = 1 }}\n'
-
-
 def policy(cluster: Any, *, trusted: bool, plugins: tuple[str, ...] = ("*",)) -> IsolationPolicy:
     return IsolationPolicy.from_config(
         {
@@ -88,36 +86,17 @@ def policy(cluster: Any, *, trusted: bool, plugins: tuple[str, ...] = ("*",)) ->
 def make(
     ray_cluster: Any, tmp_path: Path, plugins: PluginFactory
 ) -> Callable[..., contextlib.AbstractAsyncContextManager[Host]]:
-    @contextlib.asynccontextmanager
-    async def running(*, trusted: bool = False, **options: Any) -> AsyncIterator[Host]:
+    def running(
+        *, trusted: bool = False, **options: Any
+    ) -> contextlib.AbstractAsyncContextManager[Host]:
         options.setdefault("policy", policy(ray_cluster, trusted=trusted))
-        host = Host(
-            plugins.root,
-            state_dir=tmp_path / "state",
-            entry_points=False,
-            init_timeout=30.0,
-            cleanup_timeout=2.0,
-            monitor={"interval": 3600},
-            **options,
-        )
-        async with host:
-            yield host
+        return ray_host(plugins.root, tmp_path / "state", **options)
 
     return running
 
 
 def handle_of(host: Host) -> RayHandle:
-    handle = host.plugin(PLUGIN).handle
-    assert isinstance(handle, RayHandle)
-    return handle
-
-
-async def until(check: Callable[[], object], what: str, seconds: float = 30.0) -> None:
-    end = time.monotonic() + seconds
-    while not check():
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
+    return ray_handle(host, PLUGIN)
 
 
 @pytest.mark.slow

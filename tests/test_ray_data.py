@@ -22,9 +22,8 @@ import socket
 import struct
 import tarfile
 import threading
-import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +37,10 @@ from plugbay.isolation.ray import RayHandle
 from plugbay.isolation.shipping import NodeCache, Packer, ShipmentRefused, pack_directory
 from plugbay.runtime.environments import IndexSettings
 from plugbay.runtime.host import Host
+from tests._waiting import until
 from tests._wheels import libdemo
 from tests.conftest import PluginFactory
+from tests.ray_support import on_node, ray_handle, ray_host
 
 PLUGIN = "acme.shipped"
 
@@ -107,48 +108,25 @@ def write(plugins: PluginFactory, *, extra: str = "", mark: str = "") -> Path:
     return directory
 
 
-def on(resource: str) -> str:
-    return f'[resources]\ncustom = {{ "{resource}" = 1 }}\n'
-
-
 @pytest.fixture
 def make(
     ray_cluster: Any, tmp_path: Path, plugins: PluginFactory
 ) -> Callable[..., contextlib.AbstractAsyncContextManager[Host]]:
-    @contextlib.asynccontextmanager
-    async def running(*, trusted: bool = False, **options: Any) -> AsyncIterator[Host]:
+    def running(
+        *, trusted: bool = False, **options: Any
+    ) -> contextlib.AbstractAsyncContextManager[Host]:
         config = {
             "ray": {"address": ray_cluster.address, "plugins": ["*"]},
             "policy": {"inline": ["*"] if trusted else []},
         }
         options.setdefault("policy", IsolationPolicy.from_config(config))
-        host = Host(
-            plugins.root,
-            state_dir=tmp_path / "state",
-            entry_points=False,
-            init_timeout=60.0,
-            cleanup_timeout=2.0,
-            monitor={"interval": 3600},
-            **options,
-        )
-        async with host:
-            yield host
+        return ray_host(plugins.root, tmp_path / "state", init_timeout=60.0, **options)
 
     return running
 
 
 def handle_of(host: Host) -> RayHandle:
-    handle = host.plugin(PLUGIN).handle
-    assert isinstance(handle, RayHandle)
-    return handle
-
-
-async def until(check: Callable[[], object], what: str, seconds: float = 60.0) -> None:
-    end = time.monotonic() + seconds
-    while not check():
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
+    return ray_handle(host, PLUGIN)
 
 
 # --------------------------------------------------------------------------- on the cluster
@@ -158,7 +136,7 @@ async def until(check: Callable[[], object], what: str, seconds: float = 60.0) -
 async def test_a_remote_worker_runs_shipped_code_and_sees_none_of_the_hosts_directories(
     ray_cluster: Any, make: Any, plugins: PluginFactory, tmp_path: Path
 ) -> None:
-    directory = write(plugins, extra=on("node-a") + 'storage = "1MiB"\n')
+    directory = write(plugins, extra=on_node("node-a") + 'storage = "1MiB"\n')
     async with make() as host:
         assert host.plugin(PLUGIN).state == "active", host.plugin(PLUGIN).reason
         handle = handle_of(host)
@@ -197,7 +175,7 @@ async def test_a_remote_worker_runs_shipped_code_and_sees_none_of_the_hosts_dire
 async def test_a_plugin_moved_between_this_machine_and_ray_keeps_one_store(
     ray_cluster: Any, make: Any, plugins: PluginFactory, tmp_path: Path
 ) -> None:
-    write(plugins, extra=on("node-b") + 'storage = "1MiB"\n')
+    write(plugins, extra=on_node("node-b") + 'storage = "1MiB"\n')
     local = IsolationPolicy.from_config({})  # sandboxed in a worker here, its quota an image
     async with make(policy=local) as host:
         assert host.plugin(PLUGIN).isolation == "process"
@@ -215,7 +193,7 @@ async def test_a_plugin_moved_between_this_machine_and_ray_keeps_one_store(
 async def test_storage_written_on_one_node_is_read_back_after_it_moves_to_another(
     ray_cluster: Any, make: Any, plugins: PluginFactory
 ) -> None:
-    write(plugins, extra=on("worker"))  # node-a or node-b
+    write(plugins, extra=on_node("worker"))  # node-a or node-b
     async with make(trusted=True, restart_backoff=0.1) as host:  # a bare actor
         first = handle_of(host)
         gone = ray_cluster.name_of(first.node)
@@ -245,7 +223,7 @@ async def test_storage_written_on_one_node_is_read_back_after_it_moves_to_anothe
 async def test_an_archive_that_does_not_match_its_digest_is_refused_on_the_node(
     ray_cluster: Any, make: Any, plugins: PluginFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    directory = write(plugins, extra=on("node-b"))  # new code: no node has its digest yet
+    directory = write(plugins, extra=on_node("node-b"))  # new code: no node has its digest yet
     honest = Packer.directory
 
     def tampered(self: Packer, root: Path, kind: str = "code") -> Any:
@@ -291,7 +269,7 @@ async def test_a_plugins_own_environment_is_shipped_to_its_node(
     (directory / "main.py").write_text(ENV_CODE)
     (directory / "plugin.toml").write_text(
         f'id = "{PLUGIN}"\nversion = "1.0.0"\ntype = "utility"\nentry = "main:P"\n'
-        f'python-dependencies = ["libdemo==2.*"]\n{on("node-a")}'
+        f'python-dependencies = ["libdemo==2.*"]\n{on_node("node-a")}'
     )
     index = IndexSettings(find_links=(str(wheels),), offline=True)
     async with make(python_index=index) as host:

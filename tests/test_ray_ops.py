@@ -33,6 +33,7 @@ from plugbay.web.token import TokenFile
 from tests import test_plugin_events as events
 from tests import test_sandbox as sandbox
 from tests.conftest import PluginFactory
+from tests.ray_support import on_node, ray_host
 
 PING = """
 from plugbay import UtilityPlugin, command
@@ -42,10 +43,6 @@ class P(UtilityPlugin):
     def ping(self) -> str:
         return "pong"
 """
-
-
-def on_node(name: str) -> str:
-    return f'[resources]\ncustom = {{ "{name}" = 1 }}\n'
 
 
 def ray_policy(cluster: Any, *, trusted: tuple[str, ...] = ()) -> IsolationPolicy:
@@ -61,19 +58,8 @@ def ray_policy(cluster: Any, *, trusted: tuple[str, ...] = ()) -> IsolationPolic
 def make(
     tmp_path: Path, plugins: PluginFactory
 ) -> Callable[..., contextlib.AbstractAsyncContextManager[Host]]:
-    @contextlib.asynccontextmanager
-    async def running(**options: Any) -> AsyncIterator[Host]:
-        host = Host(
-            plugins.root,
-            state_dir=tmp_path / "state",
-            entry_points=False,
-            init_timeout=30.0,
-            cleanup_timeout=2.0,
-            monitor={"interval": 3600},
-            **options,
-        )
-        async with host:
-            yield host
+    def running(**options: Any) -> contextlib.AbstractAsyncContextManager[Host]:
+        return ray_host(plugins.root, tmp_path / "state", **options)
 
     return running
 

@@ -84,7 +84,7 @@ def _expected(scope: str, method: str, path: str) -> bool:
     if scope == "admin" or method == "GET":
         return True
     return scope == "call:acme.calc" and bool(
-        re.fullmatch(r"/api/v1/plugins/acme\.calc/commands/add", path)
+        re.fullmatch(r"/api/v1/plugins/acme\.calc/commands/add(/batch)?", path)
     )
 
 
@@ -97,7 +97,11 @@ async def test_every_route_of_the_document_checks_the_scope(served: Served) -> N
         async with served.client(served.token(scope)) as http:
             for method, path in operations:
                 params = {"max_events": 1} if path.endswith("/stream") else None
-                body = {"a": 1} if path.endswith("/commands/add") else None
+                body: dict[str, Any] | None = None
+                if path.endswith("/commands/add"):
+                    body = {"a": 1}
+                elif path.endswith("/commands/add/batch"):
+                    body = {"params": [{"a": 1}]}
                 r = await http.request(method, path, json=body, params=params)
                 assert r.status_code != 401, (scope, method, path, r.text)
                 allowed = _expected(scope, method, path)
@@ -113,6 +117,11 @@ async def test_a_call_scope_calls_its_plugin_only_and_reads_everything(served: S
         assert r.json() == {"result": 5}
         refused = await http.post("/api/v1/plugins/acme.other/commands/add", json={"a": 2})
         assert refused.status_code == 403
+        batch = {"params": [{"a": 2}, {"a": 3, "b": 4}]}
+        r = await http.post("/api/v1/plugins/acme.calc/commands/add/batch", json=batch)
+        assert r.json() == {"results": [{"result": 3}, {"result": 7}]}
+        r = await http.post("/api/v1/plugins/acme.other/commands/add/batch", json=batch)
+        assert r.status_code == 403
         assert "needs the scope call:acme.other" in refused.json()["error"]["message"]
         assert (await http.post("/api/v1/plugins/acme.calc/reload")).status_code == 403
         assert (await http.get("/api/v1/plugins")).status_code == 200

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ import pytest
 
 from plugbay.cli.tasks import task_rows
 from plugbay.runtime.host import Host
+from tests._waiting import until
 from tests.conftest import PluginFactory
 
 WORKER = """
@@ -102,21 +102,6 @@ def make_host(plugins: PluginFactory, tmp_path: Path, isolation: str) -> Host:
         cleanup_timeout=2.0,
         inline=["*"] if isolation == "inline" else [],
     )
-
-
-async def until(check: Callable[[], Any], what: str) -> Any:
-    """Poll ``check`` until it is truthy (a guard against a hang, not a timed assertion)."""
-    try:
-        async with asyncio.timeout(30):
-            while True:
-                value = check()
-                if asyncio.iscoroutine(value):
-                    value = await value
-                if value:
-                    return value
-                await asyncio.sleep(0.02)
-    except TimeoutError:
-        pytest.fail(f"never: {what}")
 
 
 async def test_tasks_are_supervised_seen_and_cancelled_at_cleanup(

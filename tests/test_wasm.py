@@ -29,6 +29,7 @@ from plugbay.runtime.host import Host
 from plugbay.web import HttpServer, create_app
 from plugbay.web.token import TokenFile
 from tests import _wasm
+from tests._waiting import until
 
 pytestmark = _wasm.needs_toolchain
 
@@ -290,13 +291,6 @@ def test_plugbay_new_and_build_make_a_plugin_that_validates(tmp_path: Path) -> N
     (tmp_path / "acme-fresh" / "src" / "plugin.c").write_text("int broken(")
     failed = run("build", "acme-fresh")
     assert failed.returncode != 0 and "did not compile" in failed.stdout + failed.stderr
-
-
-async def until(check: Any, what: str, seconds: float = 20.0) -> None:
-    end = time.monotonic() + seconds
-    while not check():
-        assert time.monotonic() < end, f"timed out waiting for {what}"
-        await asyncio.sleep(0.01)
 
 
 async def test_versions_side_by_side_upgrade_and_rollback(tmp_path: Path) -> None:

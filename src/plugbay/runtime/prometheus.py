@@ -8,6 +8,8 @@ on snapshots and never blocks the host's event loop.
 from __future__ import annotations
 
 import logging
+import re
+import secrets
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -376,6 +378,9 @@ def text_format(families: Iterable[Metric]) -> bytes:
 
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+_TEXT = "text/plain; charset=utf-8"
+#: an id a scraper sends is echoed when it is plain; else the host makes one
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
 def serve_metrics(
@@ -397,34 +402,44 @@ def serve_metrics(
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
+            given = self.headers.get("X-Request-ID") or ""
+            self.request_id = given if _REQUEST_ID.match(given) else secrets.token_hex(8)
             if token is not None:
                 scheme, _, given = (self.headers.get("Authorization") or "").partition(" ")
                 if scheme.lower() != "bearer" or not token(given.strip()):
-                    body = (
-                        b"this /metrics needs the host's API token: send 'Authorization: "
-                        b"Bearer <token>' ('plugbay token' shows it), or start the host with "
-                        b"--metrics-public\n"
+                    self._answer(
+                        401,
+                        "this /metrics needs the host's API token: send 'Authorization: "
+                        "Bearer <token>' ('plugbay token' shows it), or start the host with "
+                        "--metrics-public\n",
+                        ("WWW-Authenticate", 'Bearer realm="plugbay-metrics"'),
                     )
-                    self.send_response(401)
-                    self.send_header("WWW-Authenticate", 'Bearer realm="plugbay-metrics"')
-                    self.send_header("Content-Type", "text/plain; charset=utf-8")
-                    self.send_header("Content-Length", str(len(body)))
-                    self.end_headers()
-                    self.wfile.write(body)
                     return
             if self.path.split("?", 1)[0] not in ("/metrics", "/"):
-                self.send_error(404, "only /metrics is served here")
+                self._answer(404, f"only /metrics is served here, not {self.path[:200]!r}\n")
                 return
             try:
                 body = exposition(manager, monitor)
             except Exception as exc:  # a broken scrape must say why, not hang up
-                self.send_error(500, f"collecting metrics failed: {exc}")
+                log.exception("collecting metrics failed (request %s)", self.request_id)
+                self._answer(
+                    500,
+                    f"collecting metrics failed: {exc}\nthe host's log has the traceback "
+                    f"under request {self.request_id}; please report it\n",
+                )
                 return
-            self.send_response(200)
-            self.send_header("Content-Type", CONTENT_TYPE)
-            self.send_header("Content-Length", str(len(body)))
+            self._answer(200, body)
+
+        def _answer(self, status: int, body: str | bytes, *headers: tuple[str, str]) -> None:
+            data = body.encode() if isinstance(body, str) else body
+            self.send_response(status)
+            self.send_header("X-Request-ID", self.request_id)
+            self.send_header("Content-Type", CONTENT_TYPE if status == 200 else _TEXT)
+            for name, value in headers:
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(data)))
             self.end_headers()
-            self.wfile.write(body)
+            self.wfile.write(data)
 
         def log_message(self, format: str, *args: Any) -> None:
             pass  # scrapes every few seconds would drown the host's output

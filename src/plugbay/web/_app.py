@@ -19,8 +19,18 @@ from starlette.types import ASGIApp
 
 from plugbay.api.errors import PlugbayError
 from plugbay.runtime.host import HOST_VERSION, Host
-from plugbay.web import _access, _dashboard, _grants, _nodes, _profile, _uninstall, _upgrades
+from plugbay.web import (
+    _access,
+    _batch,
+    _dashboard,
+    _grants,
+    _nodes,
+    _profile,
+    _uninstall,
+    _upgrades,
+)
 from plugbay.web._api import call_response, plugbay_error, router
+from plugbay.web._batch import batch_response
 from plugbay.web._drain import Draining
 from plugbay.web._errors import error_response, http_error
 from plugbay.web._gate import Caller, Gate
@@ -88,6 +98,7 @@ def create_app(
     api.include_router(_dashboard.router)
     api.include_router(_upgrades.router)
     api.include_router(_nodes.router)
+    api.include_router(_batch.router)
     series = Series(host, interval=sample_interval)
     api.state.host = host
     api.state.series = series
@@ -100,7 +111,9 @@ def create_app(
     def audit(caller: Caller) -> None:
         _audit(host, caller)
 
-    async def call(plugin_id: str, command: str, body: bytes) -> Any:
+    async def call(plugin_id: str, command: str, body: bytes, batch: bool) -> Any:
+        if batch:
+            return await batch_response(host, plugin_id, command, body)
         return await call_response(host, plugin_id, command, body)
 
     def preflight(caller: Caller) -> None:

@@ -49,7 +49,7 @@ COOKIE: Final = "plugbay_token"
 OPEN_PATHS: Final = frozenset({"/healthz"})
 _SAFE: Final = frozenset({"GET", "HEAD", "OPTIONS"})
 #: command calls are counted by the metrics, not written to the security log one by one
-_CALL: Final = re.compile(r"^/api/v1/plugins/([^/]+)/commands/([^/]+)$")
+_CALL: Final = re.compile(r"^/api/v1/plugins/([^/]+)/commands/([^/]+)(/batch)?$")
 _PLUGIN: Final = re.compile(r"^/api/v1/plugins/([^/]+)")
 
 Caller = dict[str, Any]
@@ -78,7 +78,7 @@ class Gate:
         tokens: TokenFile,
         max_body: int,
         audit: Callable[[Caller], None],
-        call: Callable[[str, str, bytes], Awaitable[ASGIApp]] | None = None,
+        call: Callable[[str, str, bytes, bool], Awaitable[ASGIApp]] | None = None,
         preflight: Callable[[Caller], None] | None = None,
         scoped: Callable[[str], Access | str] | None = None,
     ) -> None:
@@ -257,7 +257,8 @@ class Gate:
     ) -> None:
         assert self.call is not None
         try:
-            response = await self.call(match.group(1), match.group(2), body)
+            batch = match.group(3) is not None
+            response = await self.call(match.group(1), match.group(2), body, batch)
         except Exception:
             request_id = scope["state"]["request_id"]
             log.exception("the call route failed on %s (request %s)", scope["path"], request_id)

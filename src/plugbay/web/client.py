@@ -101,6 +101,14 @@ class HostClient:
             "result"
         ]
 
+    def call_many(self, plugin_id: str, command: str, params: list[dict[str, Any]]) -> list[Any]:
+        """Run a command once per parameter set in one request (``…/batch``): each item
+        is that call's value or the :class:`PlugbayError` it failed with, in order."""
+        answers = self._json(
+            "POST", f"/api/v1/plugins/{plugin_id}/commands/{command}/batch", {"params": params}
+        )["results"]
+        return [error_from_dict(a["error"]) if "error" in a else a["result"] for a in answers]
+
     def reload(self, plugin_id: str) -> dict[str, Any]:
         return self._op(plugin_id, "reload")
 

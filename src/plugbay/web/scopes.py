@@ -8,7 +8,8 @@ one or more scopes:
 ``read``
     every GET (plugins, info, config, history, logs, metrics, the dashboard's pages).
 ``call:ID``
-    what ``read`` may, and calling plugin ID's commands (``POST …/plugins/ID/commands/…``).
+    what ``read`` may, and calling plugin ID's commands (``POST …/plugins/ID/commands/…``, one call or a
+    batch).
 ``admin``
     everything the host's own token may.
 
@@ -46,7 +47,7 @@ __all__ = [
 
 PREFIX: Final = "pbt_"
 _SAFE: Final = frozenset({"GET", "HEAD", "OPTIONS"})
-_CALL: Final = re.compile(r"^/api/v1/plugins/([^/]+)/commands/[^/]+$")
+_CALL: Final = re.compile(r"^/api/v1/plugins/([^/]+)/commands/[^/]+(/batch)?$")
 _PLUGIN_ID: Final = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 _SPAN: Final = re.compile(r"^(\d+)\s*([smhdw])$")
 _SECONDS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
