@@ -1,11 +1,12 @@
 """The spec's ``PluginMonitor``: metrics, health, alerts and logs, sampled once a tick.
 
-One task on the host's loop wakes every ``interval`` (1 s) and, per plugin:
-reads its call counters (already kept on the call path), samples what its
-worker uses (psutil, in a thread so the loop never waits on ``/proc``), looks
-for hung calls, evaluates the alert rules, and schedules its ``health()``
-check. It then writes the live snapshot that ``plugbay top`` shows and the log
-records that arrived, in one short transaction each, also off the loop.
+One task on the host's loop wakes every ``interval`` (1 s) and, per plugin that
+may have changed (called, named by an event, not settled, or in the tick's sweep:
+``monitor.tracks``): reads its call counters (already kept on the call path),
+what its worker uses (``monitor.sampling``, in a thread so the loop never waits on
+``/proc``), looks for hung calls and evaluates the alert rules; it schedules the
+``health()`` checks. It then writes the live snapshot that ``plugbay top`` shows
+and the log records that arrived, in one short transaction each, also off the loop.
 
 Everything a reader needs is a method here (``snapshot``, ``collect_metrics``,
 ``check_health``, ``alerts``, ``logs``), so the CLI, the HTTP API and system
