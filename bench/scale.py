@@ -147,15 +147,15 @@ async def _sandboxed(n: int) -> dict[str, Any]:
         gc.collect()
         await asyncio.sleep(3)
         collecting = _GcTime()
-        before = sum(_cpu_seconds(p) for p in everyone)
-        host_before = _cpu_seconds(os.getpid())
+        before = [_cpu_seconds(p) for p in everyone]  # the host's first
         t = time.perf_counter()
         with collecting:
             await asyncio.sleep(IDLE_SECONDS)
         wall = time.perf_counter() - t
+        used = [_cpu_seconds(p) - b for p, b in zip(everyone, before, strict=True)]
         out["gc"] = collecting.seconds / wall
-        out["idle_cpu"] = (sum(_cpu_seconds(p) for p in everyone) - before) / wall
-        out["host_idle_cpu"] = (_cpu_seconds(os.getpid()) - host_before) / wall
+        out["idle_cpu"] = sum(used) / wall
+        out["host_idle_cpu"] = used[0] / wall
         await host.call(f"scale.echo{n - 1}", "echo", x=1)  # still answering
     finally:
         await host.stop()
