@@ -48,7 +48,8 @@ def test_the_sweep_visits_every_plugin_within_its_ticks() -> None:
     seen: list[str] = []
     for tick in range(SWEEP_TICKS):
         seen += visits.sweep(ids, changed=tick == 0)
-    assert sorted(seen) == sorted(ids)
+    assert set(seen) == set(ids)  # everyone, within SWEEP_TICKS ticks
+    assert max(seen.count(pid) for pid in ids) <= 2  # and in turn: nobody favoured
     ids.append("new")  # a plugin came: the ring is made anew, nobody is skipped for long
     later = [pid for _ in range(SWEEP_TICKS) for pid in visits.sweep(ids, changed=_ == 0)]
     assert set(later) == set(ids)
