@@ -106,3 +106,21 @@ async def test_a_worker_that_rested_and_hangs_on_its_next_call_is_found_within_s
         assert asyncio.get_running_loop().time() - started < 2.5
         await wait_for_state(host, "acme.stuck", "active")
         assert await host.call("acme.stuck", "ping") == "pong"
+
+
+async def test_a_request_wakes_a_pulse_that_sleeps_while_every_member_rests() -> None:
+    loop = asyncio.get_running_loop()
+    pulse = Pulse(loop, tick=0.01)
+    pulse.sweep = 600.0  # resting members are visited every ten minutes: the pulse sleeps
+    member = Member()
+    member.beat.last_pong = member.beat.last_used = loop.time()
+    pulse.join(member)
+    await until(lambda: pulse.resting == 1, "the idle member rests")
+    visits, pings = member.visits, member.pings
+    await asyncio.sleep(0.2)
+    assert member.visits == visits  # nobody is ticked while all rest
+    member.pending = True
+    member.beat.last_used = loop.time()  # a request: the member and the pulse wake
+    await until(lambda: member.pings > pings, "a ping once awake", seconds=5)
+    member.alive = False
+    await until(lambda: len(pulse) == 0, "the gone member leaves")

@@ -10,7 +10,9 @@ every tick, killed after ``heartbeat_timeout`` without an answer).
 
 A worker idle for ``idle_after`` seconds *rests*: it leaves the tick and is
 visited once every :data:`SWEEP` seconds (its storage image's look), and pinged
-only every ``idle_ping`` seconds. A ping is there to find a *hung* loop, which
+only every ``idle_ping`` seconds. While every worker rests the task sleeps until
+the next visit (a request that wakes a worker wakes the task too): a thousand
+resting workers cost a statvfs each every 15 s and nothing in between. A ping is there to find a *hung* loop, which
 harms a caller only while a call is in flight; a worker's *death* is seen at
 once without one (the zygote's word on its exit, the socket's end). The first
 request to a resting worker wakes it (:attr:`Beat.last_used` is set on every
@@ -36,7 +38,7 @@ log = logging.getLogger("plugbay.isolation.heartbeat")
 #: seconds between two ticks of a loop's heartbeat
 TICK: Final = 0.2
 #: seconds between two visits of a resting (idle) worker
-SWEEP: Final = 5.0
+SWEEP: Final = 15.0
 
 
 class Beat:
@@ -127,6 +129,8 @@ class Pulse:
         self._members: dict[Beating, None] = {}  # awake: insertion-ordered set
         self._resting: dict[Beating, None] = {}
         self._task: asyncio.Task[None] | None = None
+        #: the task's sleep while every worker rests (a join ends it early)
+        self._nap: asyncio.Future[None] | None = None
         self._next_sweep = 0.0
         self._stalled_since_sweep = 0.0
 
@@ -143,6 +147,8 @@ class Pulse:
         self._members[member] = None
         if self._task is None or self._task.done():
             self._task = self._loop.create_task(self._run(), name="plugbay-heartbeat")
+        elif self._nap is not None and not self._nap.done():
+            self._nap.set_result(None)  # tick for it from now on
 
     def leave(self, member: Beating) -> None:
         self._members.pop(member, None)
@@ -159,9 +165,10 @@ class Pulse:
         self._next_sweep = loop.time() + self.sweep
         while self._members or self._resting:
             before = loop.time()
-            await asyncio.sleep(self.tick)
+            wait = self.tick if self._members else max(self.tick, self._next_sweep - before)
+            await self._sleep(wait)
             now = loop.time()
-            stalled = now - before - self.tick
+            stalled = now - before - wait
             self._stalled_since_sweep += max(0.0, stalled)
             for member in list(self._members):
                 # idle, with no answer awaited: it rests
@@ -178,6 +185,16 @@ class Pulse:
                     elif member.beat.pinged_at is not None:  # its answer is looked for
                         self.join(member)
 
+    async def _sleep(self, seconds: float) -> None:
+        """Sleep ``seconds``, or until a worker joins the awake ones."""
+        nap = self._nap = self._loop.create_future()
+        timer = self._loop.call_later(seconds, _wake, nap)
+        try:
+            await nap
+        finally:
+            timer.cancel()
+            self._nap = None
+
     def _visit(self, member: Beating, now: float, stalled: float) -> bool:
         try:
             keep = member.pulse(now, stalled)
@@ -187,6 +204,11 @@ class Pulse:
         if not keep:
             self._members.pop(member, None)
         return keep
+
+
+def _wake(nap: asyncio.Future[None]) -> None:
+    if not nap.done():
+        nap.set_result(None)
 
 
 _pulses: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Pulse] = weakref.WeakKeyDictionary()

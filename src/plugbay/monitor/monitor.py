@@ -1,11 +1,12 @@
 """The spec's ``PluginMonitor``: metrics, health, alerts and logs, sampled once a tick.
 
-One task on the host's loop wakes every ``interval`` (1 s) and, per plugin:
-reads its call counters (already kept on the call path), samples what its
-worker uses (psutil, in a thread so the loop never waits on ``/proc``), looks
-for hung calls, evaluates the alert rules, and schedules its ``health()``
-check. It then writes the live snapshot that ``plugbay top`` shows and the log
-records that arrived, in one short transaction each, also off the loop.
+One task on the host's loop wakes every ``interval`` (1 s) and, per plugin that
+may have changed (called, named by an event, not settled, or in the tick's sweep:
+``monitor.tracks``): reads its call counters (already kept on the call path),
+what its worker uses (``monitor.sampling``, in a thread so the loop never waits on
+``/proc``), looks for hung calls and evaluates the alert rules; it schedules the
+``health()`` checks. It then writes the live snapshot that ``plugbay top`` shows
+and the log records that arrived, in one short transaction each, also off the loop.
 
 Everything a reader needs is a method here (``snapshot``, ``collect_metrics``,
 ``check_health``, ``alerts``, ``logs``), so the CLI, the HTTP API and system
@@ -19,9 +20,7 @@ import contextlib
 import logging
 import os
 import time
-from collections import Counter, deque
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections import Counter
 from typing import Any, Final
 
 from plugbay.api import SystemEvent
@@ -30,8 +29,15 @@ from plugbay.monitor.alerts import AlertManager, Condition, Sample, evaluate
 from plugbay.monitor.config import MonitorSettings
 from plugbay.monitor.health import RANK, Blocked, LoopWatchdog, Readiness, overall, readiness_from
 from plugbay.monitor.logs import PREFIX, LogManager
-from plugbay.monitor.sampling import SampleRota
+from plugbay.monitor.sampling import (
+    REFRESH_TICKS,
+    SampleRota,
+    cpu_percent,
+    sample_usage,
+    utilization,
+)
 from plugbay.monitor.source import HandleView, MonitorSource, PluginView
+from plugbay.monitor.tracks import Track, Visits, caught_up, quiet, rates, unchanged, window
 
 __all__ = ["PluginMonitor"]
 
@@ -74,25 +80,6 @@ _SECURITY_ERRORS = {
 SNAPSHOT_ROWS: Final = 100
 
 
-@dataclass(slots=True)
-class _Track:
-    samples: deque[Sample] = field(default_factory=deque)
-    errors_seen: Counter[str] = field(default_factory=Counter)
-    hung: Condition | None = None
-    cpu: tuple[float, float] | None = None  # (monotonic, cpu seconds)
-    cpu_percent: float | None = None
-    usage: dict[str, Any] | None = None
-    readiness: Readiness | None = None
-    checking: asyncio.Task[None] | None = None
-    next_check: float = 0.0
-    blocked: list[Blocked] = field(default_factory=list)
-    #: the rules found nothing at the last evaluation, with this many crashes known
-    clear: bool = False
-    crashes_seen: int = -1
-    #: seconds of samples kept (the longest alert window and a tick)
-    keep: float = 61.0
-
-
 class PluginMonitor:
     def __init__(
         self,
@@ -116,7 +103,7 @@ class PluginMonitor:
             s.alerts, events=manager.events, logs=self.logs, store=self._store,
             disable=self._disable,
         )  # fmt: skip
-        self._tracks: dict[str, _Track] = {}
+        self._tracks: dict[str, Track] = {}
         self._task: asyncio.Task[None] | None = None
         self._watchdog: LoopWatchdog | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -125,7 +112,13 @@ class PluginMonitor:
         self._ticks = 0
         #: the last tick's PlugbayError (a full disk): logged once until a tick succeeds
         self._tick_problem: str | None = None
-        self._rota = SampleRota()  # which workers are measured on a tick
+        self._rota = SampleRota()  # which workers are read in full on a tick
+        self._visits = Visits()  # which plugins a tick looks at (``monitor.tracks``)
+        #: plugins with a ``health`` command (their readiness is checked in turn)
+        self._checked: dict[str, None] = {}
+        #: the snapshot's last rows, and the plugins whose row is built anew next time
+        self._rows: dict[str, dict[str, Any]] = {}
+        self._dirty: set[str] = set()
         self.started = time.time()
 
     # ------------------------------------------------------------------ lifecycle
@@ -202,41 +195,122 @@ class PluginMonitor:
     # ------------------------------------------------------------------ one tick
 
     async def tick(self) -> None:
-        """Sample every plugin, evaluate the alert rules, persist logs and the snapshot."""
+        """Look at the plugins that may have changed (``monitor.tracks``): sample them,
+        evaluate their alert rules; then persist logs and the snapshot."""
         self._ticks += 1
-        records = self.manager.list_plugins()
-        handles = {r.id: r.handle for r in records if r.handle is not None}
-        due = self._rota.due(handles)
-        usage, host_usage = await asyncio.to_thread(_sample_usage, due, self._rota.budget)
-        self._rota.measured(usage)
-        now = time.monotonic()
-        self._host_usage = _with_cpu_percent(host_usage, self, now)
+        by_id, tracks = self.manager.records_by_id, self._tracks
+        gone, new = tracks.keys() - by_id.keys(), by_id.keys() - tracks.keys()
+        for pid in new:
+            tracks[pid] = Track()
+        self._forget_gone(gone)
+        called = self.manager.touched  # one set.add per call on the call path
         blocked = self._loop_blocks()
-        tracks, inflight = self._tracks, self.manager.inflight
-        for rec in records:
-            track = tracks.get(rec.id)
-            if track is None:
-                track = tracks[rec.id] = _Track()
-            if str(rec.state) != "active" or rec.metrics is None:
-                track.samples.clear()
-                track.hung = None
-                self.alerts.update(rec.id, rec.version, self._restart_only(rec, now))
-                continue
-            if rec.id in usage:  # not measured this tick (``monitor.sampling``): as last time
-                track.usage = usage[rec.id]
-                _cpu_percent(track, now)
-            if not blocked and _still(track, rec, now, inflight(rec.id)):
-                self._schedule_readiness(rec, track, now)
-                continue
-            await self._observe(rec, track, blocked, now)
-        self._forget_gone({rec.id for rec in records})
+        swept = self._visits.sweep(by_id, bool(new or gone))
+        visit = self._visits.take() | called | new | {b.plugin for b in blocked if b.plugin}
+        visit.update(swept)
+        full, probes = self._to_read(visit, called)
+        called.clear()
+        fds = self._ticks % REFRESH_TICKS == 1  # the host's descriptors: a long list
+        usage, probed, host = await asyncio.to_thread(
+            sample_usage, full, self._rota.budget, probes, fds
+        )
+        now = time.monotonic()
+        self._rota.measured({pid: full[pid] for pid in usage})
+        if not fds and self._host_usage is not None:
+            host["open_files"] = self._host_usage.get("open_files")
+        self._host_usage = host
+        host["cpu_percent"], self._host_cpu = cpu_percent(host, self._host_cpu, now)
+        self._keep_usage(usage, probed, now)
+        for pid in sorted(visit):
+            rec = by_id.get(pid)
+            if rec is not None:
+                await self._look_at(rec, tracks.setdefault(pid, Track()), blocked, now)
+        self._dirty.update(visit)
+        for pid in list(self._checked):
+            rec = by_id.get(pid)
+            if rec is not None:
+                self._schedule_readiness(rec, tracks.setdefault(pid, Track()), now)
         rows: dict[str, dict[str, Any]] | None = None
         # the snapshot other processes read: every tick for up to SNAPSHOT_ROWS plugins,
         # then as often as keeps its writing at that many rows a second
-        if (self._ticks - 1) % max(1, len(records) // SNAPSHOT_ROWS) == 0:
-            rows = {row["id"]: row for row in self.snapshot()}
+        if (self._ticks - 1) % max(1, len(by_id) // SNAPSHOT_ROWS) == 0:
+            rows = dict(self._written_rows())
             rows["*host*"] = self.host_summary([row["health"] for row in rows.values()])
         await asyncio.to_thread(self._persist, rows)
+
+    def _to_read(
+        self, visit: set[str], called: set[str]
+    ) -> tuple[dict[str, HandleView], dict[str, tuple[int, dict[str, Any]]]]:
+        """The workers read in full this tick (the called ones, then a new one or the one
+        read longest ago), and the other workers looked at, only probed
+        (``monitor.sampling``)."""
+        by_id, rota = self.manager.records_by_id, self._rota
+        first: dict[str, HandleView] = {}
+        for pid in visit:
+            rec = by_id.get(pid)
+            handle = rec.handle if rec is not None else None
+            if handle is None:
+                continue
+            if pid in called:
+                first[pid] = handle
+            elif not rota.known(pid, handle):
+                rota.add(pid, handle)
+        full = rota.due(first, self._handle_of, int(self._ticks % REFRESH_TICKS == 1))
+        probes: dict[str, tuple[int, dict[str, Any]]] = {}
+        for pid in visit.difference(full):
+            rec = by_id.get(pid)
+            handle = rec.handle if rec is not None else None
+            # a worker on this machine (a Ray worker's pid is on its node)
+            if rec is None or handle is None or rec.isolation != "process" or not handle.pid:
+                continue
+            usage = self._tracks[pid].usage
+            probes[pid] = (handle.pid, usage if usage and "error" not in usage else {})
+        return full, probes
+
+    def _keep_usage(
+        self, usage: dict[str, dict[str, Any]], probed: dict[str, dict[str, Any]], now: float
+    ) -> None:
+        """The workers' figures read in full, then those probed, kept with their CPU use."""
+        for pid, figures in (*usage.items(), *probed.items()):
+            track = self._tracks.get(pid)
+            if track is not None:
+                last = track.usage
+                if pid in probed and last and last.get("rss_bytes") != figures["rss_bytes"]:
+                    self._rota.soon(pid)  # its memory moved: read in full soon
+                track.usage = figures
+                track.cpu_percent, track.cpu = cpu_percent(figures, track.cpu, now)
+                if pid in usage:
+                    track.usage_at = now
+
+    def _handle_of(self, plugin_id: str) -> HandleView | None:
+        rec = self.manager.records_by_id.get(plugin_id)
+        return None if rec is None else rec.handle
+
+    async def _look_at(
+        self, rec: PluginView, track: Track, blocked: list[Blocked], now: float
+    ) -> None:
+        """One plugin on this tick: passed by when it is settled, else observed; kept on
+        the next tick's list until it settles (``monitor.tracks``)."""
+        if "health" in rec.commands:
+            self._checked[rec.id] = None
+        else:
+            self._checked.pop(rec.id, None)
+        if str(rec.state) != "active" or rec.metrics is None:
+            track.samples.clear()
+            track.hung = None
+            holding = self._restart_only(rec, now)
+            self.alerts.update(rec.id, rec.version, holding)
+            if holding:  # a restart loop's alert ends as time passes: looked at until then
+                self._visits.pending.add(rec.id)
+            return
+        inflight = self.manager.inflight(rec.id)
+        if unchanged(track, rec, inflight) and not any(b.plugin == rec.id for b in blocked):
+            track.blocked = []
+            return
+        caught_up(track, now, self.settings.interval)
+        await self._observe(rec, track, blocked, now)
+        if not track.clear or track.samples[-1].inflight or track.blocked:
+            self._visits.pending.add(rec.id)
 
     def _loop_blocks(self) -> list[Blocked]:
         """The blocks of the host's event loop since the last tick, then the one going on."""
@@ -247,18 +321,17 @@ class PluginMonitor:
         return blocked if ongoing is None else [*blocked, ongoing]
 
     async def _observe(
-        self, rec: PluginView, track: _Track, blocked: list[Blocked], now: float
+        self, rec: PluginView, track: Track, blocked: list[Blocked], now: float
     ) -> None:
         """One active plugin's tick: a sample kept over the alert windows, its blocks of
         the loop and hung calls, then its alerts and readiness."""
         sample = self._sample(rec, track, now)
-        quiet = _quiet(track, sample, len(rec.crashes)) and not any(
+        still = quiet(track, sample, len(rec.crashes)) and not any(
             b.plugin == rec.id for b in blocked
         )
         self._keep(track, sample, now)
-        if quiet:  # nothing new since the rules last found nothing: they still find nothing
+        if still:  # nothing new since the rules last found nothing: they still find nothing
             track.blocked = []
-            self._schedule_readiness(rec, track, now)
             return
         self._security_from_errors(rec, track)
         track.blocked = [b for b in blocked if b.plugin == rec.id]
@@ -268,9 +341,8 @@ class PluginMonitor:
         self.alerts.update(rec.id, rec.version, holding)
         track.clear = not holding and hung is None
         track.crashes_seen = len(rec.crashes)
-        self._schedule_readiness(rec, track, now)
 
-    def _keep(self, track: _Track, sample: Sample, now: float) -> None:
+    def _keep(self, track: Track, sample: Sample, now: float) -> None:
         """Add the sample; keep the samples the longest alert window needs."""
         rules = self.settings.alerts
         keep = max(rules.error_rate.window, rules.latency.window, rules.memory_growth.window, 60.0)
@@ -281,12 +353,13 @@ class PluginMonitor:
         while track.samples and track.samples[0].at < now - track.keep:
             track.samples.popleft()
 
-    def _forget_gone(self, present: set[str]) -> None:
+    def _forget_gone(self, gone: set[str]) -> None:
         """Drop what is tracked of plugins the host no longer knows, and their alerts."""
-        for pid in list(self._tracks):
-            if pid not in present:
-                del self._tracks[pid]
-                self.alerts.clear_plugin(pid)
+        for pid in gone:
+            del self._tracks[pid]
+            self._checked.pop(pid, None)
+            self.alerts.clear_plugin(pid)
+        self._rota.forget(gone)
 
     def _persist(self, rows: dict[str, dict[str, Any]] | None) -> None:
         store = self._store()
@@ -300,7 +373,7 @@ class PluginMonitor:
         except Exception as exc:  # a full disk must not stop monitoring
             log.error("could not write the monitoring snapshot: %s", exc)
 
-    def _sample(self, rec: PluginView, track: _Track, now: float) -> Sample:
+    def _sample(self, rec: PluginView, track: Track, now: float) -> Sample:
         assert rec.metrics is not None
         calls = errors = 0
         commands: dict[str, tuple[list[int], float]] = {}
@@ -331,7 +404,7 @@ class PluginMonitor:
     # ------------------------------------------------------------------ hung calls
 
     async def _hung(
-        self, rec: PluginView, track: _Track, sample: Sample, now: float
+        self, rec: PluginView, track: Track, sample: Sample, now: float
     ) -> Condition | None:
         after = self.settings.alerts.hung.after
         if track.blocked:
@@ -375,7 +448,7 @@ class PluginMonitor:
 
     # ------------------------------------------------------------------ readiness
 
-    def _schedule_readiness(self, rec: PluginView, track: _Track, now: float) -> None:
+    def _schedule_readiness(self, rec: PluginView, track: Track, now: float) -> None:
         if "health" not in rec.commands or now < track.next_check:
             return
         if track.checking is not None and not track.checking.done():
@@ -383,7 +456,7 @@ class PluginMonitor:
         track.next_check = now + self.settings.health_interval
         track.checking = asyncio.get_running_loop().create_task(self._check_ready(rec.id, track))
 
-    async def _check_ready(self, plugin_id: str, track: _Track) -> None:
+    async def _check_ready(self, plugin_id: str, track: Track) -> None:
         timeout = self.settings.health_timeout
         try:
             async with asyncio.timeout(timeout):
@@ -393,13 +466,15 @@ class PluginMonitor:
             track.readiness = Readiness("degraded", f"health() did not answer within {timeout:g} s")
         except Exception as exc:
             track.readiness = Readiness("failing", f"health() failed: {exc}")
+        finally:
+            self._dirty.add(plugin_id)  # the snapshot's row shows the answer
 
     async def check_readiness(self, plugin_id: str) -> Readiness | None:
         """Run the plugin's ``health()`` now (bounded); None when it has none."""
         rec = self.manager.record(plugin_id)
         if "health" not in rec.commands:
             return None
-        track = self._tracks.setdefault(plugin_id, _Track())
+        track = self._tracks.setdefault(plugin_id, Track())
         await self._check_ready(plugin_id, track)
         return track.readiness
 
@@ -408,7 +483,8 @@ class PluginMonitor:
     def collect_metrics(self, plugin_id: str) -> dict[str, Any]:
         """Everything measured about one plugin now (the spec's ``collectMetrics``)."""
         rec = self.manager.record(plugin_id)
-        track = self._tracks.get(plugin_id) or _Track()
+        track = self._tracks.get(plugin_id) or Track()
+        self._read_now(rec, track)
         out: dict[str, Any] = (
             rec.metrics.snapshot() if rec.metrics is not None else {"plugin": plugin_id}
         )
@@ -421,10 +497,24 @@ class PluginMonitor:
             cpu_percent=track.cpu_percent,
             events_delivered=self.manager.events.delivered_to.get(plugin_id, 0),
             log_records_dropped=self.logs.dropped().get(plugin_id, 0),
-            utilization=_utilization(rec, track.usage),
+            utilization=utilization(rec, track.usage),
             alerts=[a.rule for a in self.alerts.active(plugin_id)],
         )
         return out
+
+    def _read_now(self, rec: PluginView, track: Track) -> None:
+        """Read a worker in full when its figures are older than two ticks (an idle one is
+        read in turn, rarely: ``monitor.sampling``), so whoever asks sees them current."""
+        now = time.monotonic()
+        if rec.handle is None or now - track.usage_at < 2 * self.settings.interval:
+            return
+        try:
+            figures = rec.handle.usage()
+        except Exception as exc:
+            figures = {"error": str(exc)}
+        track.usage = {"shared": True} if figures is None else figures
+        track.usage_at = now
+        track.cpu_percent, track.cpu = cpu_percent(track.usage, track.cpu, now)
 
     def check_health(self, plugin_id: str) -> dict[str, Any]:
         """Liveness, readiness and the status they add up to (the spec's ``checkHealth``)."""
@@ -432,7 +522,7 @@ class PluginMonitor:
         state = str(rec.state)
         if state != "active":
             return _not_serving(plugin_id, rec, state)
-        track = self._tracks.get(plugin_id) or _Track()
+        track = self._tracks.get(plugin_id) or Track()
         reasons: list[str] = []
         problem = self._not_live(plugin_id, rec.handle)
         live = problem is None
@@ -483,25 +573,42 @@ class PluginMonitor:
 
     def snapshot(self) -> list[dict[str, Any]]:
         """One row per plugin for ``plugbay top``: plain data, the same over the API."""
-        rows = []
+        now = time.monotonic()
+        return [self._row(rec, now) for rec in self.manager.list_plugins()]
+
+    def _row(self, rec: PluginView, now: float) -> dict[str, Any]:
+        track = self._tracks.get(rec.id) or Track()
+        samples = window(track, now, self.settings.interval)
+        rate, error_rate, p50, p99 = rates(samples)
+        usage = track.usage or {}
+        health = self.check_health(rec.id)
+        return {
+            "id": rec.id, "version": rec.version, "state": str(rec.state),
+            "isolation": rec.isolation, "calls": samples[-1].calls if samples else 0,
+            "calls_per_second": rate, "error_rate": error_rate,
+            "p50_seconds": p50, "p99_seconds": p99,
+            "rss_bytes": None if usage.get("shared") else usage.get("rss_bytes"),
+            "cpu_percent": None if usage.get("shared") else track.cpu_percent,
+            "inflight": self.manager.inflight(rec.id),
+            "health": health["status"], "live": health["live"], "ready": health["ready"],
+            "reasons": health["reasons"],
+            "alerts": [a.rule for a in self.alerts.active(rec.id)],
+        }  # fmt: skip
+
+    def _written_rows(self) -> dict[str, dict[str, Any]]:
+        """The snapshot's rows to write: built anew for the plugins looked at since the
+        last write (a settled plugin's row cannot have changed otherwise), and for those
+        whose row said calls were running or coming in."""
+        dirty, self._dirty = self._dirty, set()
+        rows, now, last = {}, time.monotonic(), self._rows
         for rec in self.manager.list_plugins():
-            track = self._tracks.get(rec.id) or _Track()
-            samples = list(track.samples)
-            rate, error_rate, p50, p99 = _rates(samples)
-            usage = track.usage or {}
-            health = self.check_health(rec.id)
-            rows.append({
-                "id": rec.id, "version": rec.version, "state": str(rec.state),
-                "isolation": rec.isolation, "calls": samples[-1].calls if samples else 0,
-                "calls_per_second": rate, "error_rate": error_rate,
-                "p50_seconds": p50, "p99_seconds": p99,
-                "rss_bytes": None if usage.get("shared") else usage.get("rss_bytes"),
-                "cpu_percent": None if usage.get("shared") else track.cpu_percent,
-                "inflight": self.manager.inflight(rec.id),
-                "health": health["status"], "live": health["live"], "ready": health["ready"],
-                "reasons": health["reasons"],
-                "alerts": [a.rule for a in self.alerts.active(rec.id)],
-            })  # fmt: skip
+            row = last.get(rec.id)
+            if row is None or rec.id in dirty:
+                row = self._row(rec, now)
+                if row["calls_per_second"] or row["inflight"] or row["health"] != "green":
+                    self._dirty.add(rec.id)
+            rows[rec.id] = row
+        self._rows = rows
         return rows
 
     def usage_of(self, plugin_id: str) -> tuple[dict[str, Any] | None, float | None]:
@@ -512,7 +619,7 @@ class PluginMonitor:
     def utilization_of(self, plugin_id: str) -> dict[str, float]:
         track = self._tracks.get(plugin_id)
         rec = self.manager.records_by_id.get(plugin_id)
-        return {} if track is None or rec is None else _utilization(rec, track.usage)
+        return {} if track is None or rec is None else utilization(rec, track.usage)
 
     def host_usage(self) -> dict[str, Any] | None:
         return self._host_usage
@@ -553,7 +660,7 @@ class PluginMonitor:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _security_from_errors(self, rec: PluginView, track: _Track) -> None:
+    def _security_from_errors(self, rec: PluginView, track: Track) -> None:
         assert rec.metrics is not None
         now: Counter[str] = Counter()
         for stats in list(rec.metrics.commands.values()):
@@ -600,140 +707,6 @@ def _security_text(event: SystemEvent) -> str:
     return text
 
 
-def _merge(lists: list[list[int]]) -> list[int]:
-    if not lists:
-        return []
-    return [sum(col) for col in zip(*lists, strict=False)]
-
-
-def _quiet(track: _Track, sample: Sample, crashes: int) -> bool:
-    """Whether a plugin's alert rules can be left unevaluated this tick: they found
-    nothing last time, and nothing they read has changed since (no call, error, crash or
-    memory change, none running). As time passes a window only loses what it held, so
-    a rule that did not hold cannot start holding without something new."""
-    if not track.clear or not track.samples or crashes != track.crashes_seen:
-        return False
-    last = track.samples[-1]
-    return (
-        sample.inflight == 0
-        and last.inflight == 0
-        and sample.calls == last.calls
-        and sample.errors == last.errors
-        and sample.rss == last.rss
-    )
-
-
-def _still(track: _Track, rec: PluginView, now: float, inflight: int) -> bool:
-    """The tick of a plugin :func:`_quiet` would find quiet, without building its sample
-    anew: its sample is the last one, moved to ``now``. A thousand idle plugins made the
-    monitor's pass over them most of what an idle host spends."""
-    samples = track.samples
-    if not track.clear or not samples or inflight or len(rec.crashes) != track.crashes_seen:
-        return False
-    last = samples[-1]
-    usage = track.usage
-    rss = usage.get("rss_bytes") if usage is not None and not usage.get("shared") else None
-    if last.inflight or rss != last.rss:
-        return False
-    calls = errors = 0
-    for stats in rec.metrics.commands.values():  # type: ignore[union-attr]
-        calls += stats.calls
-        errors += stats.errors
-    if calls != last.calls or errors != last.errors:
-        return False
-    samples.append(Sample(now, calls, errors, last.commands, rss, 0))
-    while samples[0].at < now - track.keep:
-        samples.popleft()
-    track.blocked = []
-    return True
-
-
-def _sample_usage(
-    handles: dict[str, HandleView], budget: float = float("inf")
-) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
-    """In a thread: what each worker uses now, and the host process (inline plugins share
-    it); workers in order until ``budget`` seconds of CPU are spent (``monitor.sampling``)."""
-    import psutil
-
-    out: dict[str, dict[str, Any]] = {}
-    until = time.thread_time() + budget
-    for pid, handle in handles.items():
-        if time.thread_time() > until and getattr(handle, "isolated", False):
-            continue
-        try:
-            figures = handle.usage()
-        except Exception as exc:
-            figures = {"error": str(exc)}
-        if figures is None:  # it shares the host's process
-            out[pid] = {"shared": True}
-            continue
-        if "pid" in figures and "node" not in figures:  # a remote pid is on its node
-            figures.update(_network(int(figures["pid"])))
-        out[pid] = figures
-    proc = psutil.Process()
-    with proc.oneshot():
-        cpu = proc.cpu_times()
-        host = {"rss_bytes": proc.memory_info().rss, "cpu_seconds": cpu.user + cpu.system,
-                "threads": proc.num_threads(), "open_files": proc.num_fds()}  # fmt: skip
-    return out, host
-
-
-def _network(pid: int) -> dict[str, Any]:
-    """Bytes through the worker's own network namespace (none when it shares the host's)."""
-    try:
-        if os.readlink(f"/proc/{pid}/ns/net") == os.readlink("/proc/self/ns/net"):
-            return {}
-        rx = tx = 0
-        for line in Path(f"/proc/{pid}/net/dev").read_text().splitlines()[2:]:
-            _, _, figures = line.partition(":")
-            cols = figures.split()
-            rx, tx = rx + int(cols[0]), tx + int(cols[8])
-    except (OSError, ValueError, IndexError):
-        return {}
-    return {"net_rx_bytes": rx, "net_tx_bytes": tx}
-
-
-def _cpu_percent(track: _Track, now: float) -> None:
-    usage = track.usage
-    if usage is None or usage.get("shared") or "cpu_seconds" not in usage:
-        track.cpu_percent = None
-        return
-    seconds = float(usage["cpu_seconds"])
-    if track.cpu is not None and now > track.cpu[0]:
-        track.cpu_percent = max(0.0, (seconds - track.cpu[1]) / (now - track.cpu[0]) * 100)
-    track.cpu = (now, seconds)
-
-
-def _with_cpu_percent(usage: dict[str, Any], monitor: PluginMonitor, now: float) -> dict[str, Any]:
-    seconds = float(usage["cpu_seconds"])
-    if monitor._host_cpu is not None and now > monitor._host_cpu[0]:
-        usage["cpu_percent"] = (seconds - monitor._host_cpu[1]) / (now - monitor._host_cpu[0]) * 100
-    monitor._host_cpu = (now, seconds)
-    return usage
-
-
-def _utilization(rec: PluginView, usage: dict[str, Any] | None) -> dict[str, float]:
-    """Each limit the plugin runs under (its placement's, else its manifest's), and the
-    share of it in use (1 = at the limit)."""
-    from plugbay.model.manifest import parse_size
-
-    if rec.manifest is None or usage is None or usage.get("shared"):
-        return {}
-    limits: dict[str, Any] = dict(rec.placement.limits) if rec.placement is not None else {}
-    if not limits:
-        res = rec.manifest.resources
-        limits = {"memory": parse_size(res.memory), "cpu-seconds": res.cpu_seconds,
-                  "open-files": res.open_files, "threads": res.threads}  # fmt: skip
-    out: dict[str, float] = {}
-    for limit, figure in (("memory", "rss_bytes"), ("cpu-seconds", "cpu_seconds"),
-                          ("open-files", "open_files"), ("threads", "threads"),
-                          ("storage", "storage_bytes")):  # fmt: skip
-        bound, value = limits.get(limit), usage.get(figure)
-        if bound and value is not None:
-            out[limit] = float(value) / float(bound)
-    return out
-
-
 def _stacks_of(rec: PluginView) -> str | None:
     """In a thread: the stacks where an isolated plugin runs (None: its backend has none)."""
     if rec.handle is None:
@@ -760,39 +733,3 @@ def _not_serving(plugin_id: str, rec: PluginView, state: str) -> dict[str, Any]:
                 "live": None, "ready": None, "reasons": [rec.reason] if rec.reason else []}  # fmt: skip
     return {"plugin": plugin_id, "version": rec.version, "state": state, "status": "failing",
             "live": False, "ready": None, "reasons": [rec.reason or state]}  # fmt: skip
-
-
-def _rates(
-    samples: list[Sample],
-) -> tuple[float | None, float | None, float | None, float | None]:
-    """Calls per second over the last sample, and the error rate and latency quantiles
-    (p50, p99) over the samples kept (since the start when nothing was called lately)."""
-    rate = None
-    if len(samples) >= 2 and samples[-1].at > samples[-2].at:
-        rate = (samples[-1].calls - samples[-2].calls) / (samples[-1].at - samples[-2].at)
-    if not samples:
-        return rate, None, None, None
-    first, last = samples[0], samples[-1]
-    calls = last.calls - first.calls
-    if calls <= 0:  # nothing lately: since the start
-        calls, errors = last.calls, last.errors
-        merged = _merge([b for b, _ in last.commands.values()])
-    else:
-        errors = last.errors - first.errors
-        merged = _merge(
-            [
-                [
-                    a - b
-                    for a, b in zip(
-                        buckets,
-                        first.commands.get(n, ([0] * len(buckets), 0))[0],
-                        strict=False,
-                    )
-                ]
-                for n, (buckets, _) in last.commands.items()
-            ]
-        )
-    error_rate = errors / calls if calls else None
-    from plugbay.monitor.alerts import _quantile
-
-    return rate, error_rate, _quantile(merged, 0.5), _quantile(merged, 0.99)

@@ -55,6 +55,7 @@ async def call_many(
         spec, stats, params, plugin_id, strict, counted=manager.settings.monitoring
     )
     started = calls._clock() if timed >= 0 else 0.0
+    manager.touched.add(plugin_id)  # the monitor's tick looks at it (monitor.tracks)
     inflight = route.inflight
     inflight[0] += len(checked)  # what a reload drains before it retires this version
     try:

@@ -118,6 +118,7 @@ class PluginManager(Starting, Supervision, SecurityEvents):
         self._records: dict[str, PluginRecord] = {}
         # the hot path's routing table: active plugins only
         self._routes: dict[str, Route] = {}
+        self.touched: set[str] = set()  # plugins called since the monitor's last tick
         self._lock = asyncio.Lock()
         #: plugins whose new calls wait while a swap moves their state (plugbay.runtime.swap)
         self._holds: dict[str, asyncio.Future[None]] = {}
@@ -592,6 +593,7 @@ class PluginManager(Starting, Supervision, SecurityEvents):
         # this call is not timed.
         started = 0.0
         if self.settings.monitoring:
+            self.touched.add(plugin_id)  # the monitor's tick looks at it (monitor.tracks)
             left = stats.left - 1
             stats.left = left
             if not left:

@@ -1,0 +1,106 @@
+"""An idle plugin costs the monitor little (monitor/tracks.py, monitor/sampling.py) and
+loses nothing: its figures stay, a call after a long idle shows at once, alerts still fire."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+from plugbay import PlugbayError
+from plugbay.monitor.alerts import Sample, evaluate
+from plugbay.monitor.config import AlertSettings
+from plugbay.monitor.tracks import Track, caught_up, rates, window
+from plugbay.runtime.host import Host
+from tests.conftest import PluginFactory
+from tests.test_monitor import FAST, MISBEHAVING, until
+
+BOXED = 'isolation = "process"\n[resources]\ntimeout = 2\nmemory = "512MiB"\n'
+
+
+def row(host: Host, plugin: str) -> dict[str, Any]:
+    assert host.monitor is not None
+    return next(r for r in host.monitor.snapshot() if r["id"] == plugin)
+
+
+async def test_a_plugin_called_after_a_long_idle_shows_its_calls_memory_and_alerts(
+    plugins: PluginFactory, make_host: Callable[..., Host]
+) -> None:
+    plugins("acme.early", MISBEHAVING, extra=BOXED)
+    plugins("acme.late", MISBEHAVING, extra=BOXED)
+    alerts = {
+        "error-rate": {"threshold": 0.5, "window": 30, "min-calls": 3},
+        "memory-growth": {"enabled": False},  # the 64 MiB below would be one
+    }
+    async with make_host(monitor={**FAST, "alerts": alerts}) as host:
+        assert host.monitor is not None and host.plugin("acme.late").isolation == "process"
+        for _ in range(3):
+            await host.call("acme.early", "work")
+        await until(lambda: row(host, "acme.early")["calls"] == 3, "the calls are counted")
+        # idle through many ticks and several sweeps: settled, looked at only in turn
+        ticks = host.monitor._ticks
+        await until(lambda: host.monitor._ticks > ticks + 60, "sixty ticks", bound=60)
+        early = row(host, "acme.early")
+        assert early["calls"] == 3 and early["calls_per_second"] == 0  # kept, and idle now
+        assert early["p50_seconds"] is not None and early["error_rate"] == 0
+        assert early["rss_bytes"] and early["rss_bytes"] > 4 * 2**20  # its memory is known
+        idle_rss = row(host, "acme.late")["rss_bytes"]
+        assert idle_rss  # a worker never called has its memory read too
+
+        # the idle one is called: its calls and its new memory show within a few ticks
+        await host.call("acme.late", "grow", mib=64)
+        figures = host.monitor.collect_metrics("acme.late")  # read in full when asked
+        assert figures["commands"]["grow"]["calls"] == 1
+        assert figures["usage"]["rss_bytes"] >= idle_rss + 60 * 2**20
+        await until(
+            lambda: (
+                row(host, "acme.late")["rss_bytes"] >= idle_rss + 60 * 2**20
+                and row(host, "acme.late")["calls"] == 1
+            ),
+            "the call and the memory in the snapshot",
+        )
+        # and its alert rules still look at it: failures after the idle fire error-rate
+        for _ in range(4):
+            with contextlib.suppress(PlugbayError):
+                await host.call("acme.late", "work", fail=True)
+        await until(
+            lambda: {a["rule"] for a in host.alerts("acme.late")} == {"error-rate"},
+            "error-rate fires after the idle",
+        )
+        assert not host.alerts("acme.early")  # its neighbour, idle, is left alone
+
+
+def _track(points: list[tuple[float, int, int]]) -> Track:
+    track = Track(clear=True, crashes_seen=0)
+    for at, calls, errors in points:
+        track.samples.append(Sample(at, calls, errors, {"c": ([calls, 0], 1.0)}, 100, 0))
+    return track
+
+
+def test_catching_up_a_settled_plugin_equals_a_sample_every_tick() -> None:
+    rules = AlertSettings()
+    rules.error_rate.window, rules.error_rate.min_calls = 30.0, 3
+    busy = [(float(t), 3 * t, 2 * t) for t in range(6)]  # six ticks of calls, most failing
+    every_tick = _track(busy + [(float(t), 15, 10) for t in range(6, 30)])
+    lazy = _track(busy)  # settled after t=5: nobody looked at it since
+    caught_up(lazy, now=30.0, interval=1.0)
+    assert [s.at for s in lazy.samples] == [s.at for s in every_tick.samples]
+    assert list(lazy.samples) == list(every_tick.samples)
+    holding = evaluate(rules, list(lazy.samples), crashes=[], hung=None, now=30.0)
+    assert holding == evaluate(rules, list(every_tick.samples), crashes=[], hung=None, now=30.0)
+    assert [c.rule for c in holding] == ["error-rate"]  # the failures 25 s ago are still in
+    # long after: only what the window keeps is kept, and the failures have left it
+    caught_up(lazy, now=200.0, interval=1.0)
+    assert lazy.samples[0].at >= 200.0 - lazy.keep and len(lazy.samples) <= lazy.keep + 1
+    assert not evaluate(rules, list(lazy.samples), crashes=[], hung=None, now=200.0)
+
+
+def test_a_settled_plugins_figures_read_as_of_now() -> None:
+    track = _track([(0.0, 0, 0), (1.0, 10, 1), (2.0, 20, 2)])
+    rate, error_rate, p50, _ = rates(window(track, now=2.0, interval=1.0))
+    assert rate == 10 and error_rate == 0.1 and p50 is not None  # busy: as before
+    rate, error_rate, p50, _ = rates(window(track, now=10.0, interval=1.0))
+    assert rate == 0 and error_rate == 0.1  # idle since: nothing a second, same window
+    rate, error_rate, p50, _ = rates(window(track, now=500.0, interval=1.0))
+    assert rate == 0 and error_rate == 0.1 and p50 is not None  # long idle: since the start
+    assert list(track.samples)[-1].at == 2.0  # reading changed nothing
