@@ -160,10 +160,11 @@ def _plugbay(
 
 
 def _same(text: str) -> str:
-    """Output with what differs from run to run (times, paths of temp dirs) made equal;
-    a table's columns are as wide as their widest figure, so runs of padding and rules
-    count as one."""
-    return re.sub(r"[ ─━]+", " ", re.sub(r"[0-9]+(\.[0-9]+)?", "N", text))
+    """Output with what differs from run to run made equal: times in any unit, paths of
+    temp dirs; a table's columns are as wide as their widest figure, so runs of padding
+    and rules count as one."""
+    numbers = re.sub(r"[0-9]+(\.[0-9]+)?( ?(µs|ms|s|min)\b)?", "N", text)
+    return re.sub(r"[ ─━]+", " ", numbers)
 
 
 @pytest.fixture
