@@ -10,11 +10,20 @@ from typing import Any
 from plugbay import PlugbayError
 from plugbay.monitor.alerts import Sample, evaluate
 from plugbay.monitor.config import AlertSettings
-from plugbay.monitor.tracks import Track, caught_up, rates, window
+from plugbay.monitor.metrics import CommandStats
+from plugbay.monitor.tracks import SWEEP_TICKS, Track, caught_up, rates, window
 from plugbay.runtime.host import Host
 from tests.conftest import PluginFactory
 from tests.test_monitor import FAST, MISBEHAVING, until
 
+NEIGHBOUR = """
+from plugbay import UtilityPlugin, command
+
+class P(UtilityPlugin):
+    @command
+    def ping(self) -> str:
+        return "pong"
+"""
 BOXED = 'isolation = "process"\n[resources]\ntimeout = 2\nmemory = "512MiB"\n'
 
 
@@ -68,6 +77,33 @@ async def test_a_plugin_called_after_a_long_idle_shows_its_calls_memory_and_aler
             "error-rate fires after the idle",
         )
         assert not host.alerts("acme.early")  # its neighbour, idle, is left alone
+
+
+async def test_one_call_wakes_a_settled_plugin_though_calls_are_sampled(
+    plugins: PluginFactory, make_host: Callable[..., Host]
+) -> None:
+    """Only a timed call marks a plugin for the tick; a settled plugin's commands are
+    armed so that the one call that wakes it is timed, past the first always-timed calls."""
+    plugins("acme.busy", MISBEHAVING)
+    for i in range(2 * SWEEP_TICKS):  # neighbours: the sweep comes round once in 30 ticks
+        plugins(f"acme.n{i}", NEIGHBOUR)
+    async with make_host(monitor=FAST) as host:
+        assert host.monitor is not None
+        for _ in range(CommandStats.ALWAYS + 3 * CommandStats.EVERY + 5):  # sampled by now
+            await host.call("acme.busy", "work")
+        before = row(host, "acme.busy")
+        await until(lambda: row(host, "acme.busy")["calls_per_second"] == 0, "it settles")
+        ticks = host.monitor._ticks
+        await until(lambda: host.monitor._ticks > ticks + 3, "a few settled ticks")
+        stats = host.manager.records_by_id["acme.busy"].metrics.commands["work"]
+        assert stats.left == 1  # armed
+        called = row(host, "acme.busy")["calls"]
+        assert called >= before["calls"]
+        ticks = host.monitor._ticks
+        await host.call("acme.busy", "work")
+        await until(lambda: row(host, "acme.busy")["calls"] == called + 1, "the one call shows")
+        # seen because the call marked it, not because the sweep came round to it
+        assert host.monitor._ticks - ticks < 5
 
 
 def _track(points: list[tuple[float, int, int]]) -> Track:

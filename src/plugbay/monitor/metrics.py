@@ -112,6 +112,15 @@ class CommandStats:
         else:
             self.period = self.left = pacer(-left)
 
+    def arm(self) -> None:
+        """Time the next call: the monitor arms a settled plugin's commands so that the
+        call that wakes it takes the timed branch, the only one that marks the plugin
+        for the monitor's next tick (``monitor.tracks``). The count stays exact; a
+        canary's periods (a pacer) are left alone."""
+        if self.pacer is None and self.left > 1:
+            self.base += self.period - self.left
+            self.period = self.left = 1
+
     def pace(self, pacer: Callable[[int], int] | None, first: int = 1) -> None:
         """Let ``pacer`` set the periods' lengths from now on (None: the sampling again);
         the period under way ends now, the next lasts ``first`` calls (unless a timed call

@@ -203,7 +203,7 @@ class PluginMonitor:
         for pid in new:
             tracks[pid] = Track()
         self._forget_gone(gone)
-        called = self.manager.touched  # one set.add per call on the call path
+        called = self.manager.touched  # marked by timed calls (CommandStats.arm)
         blocked = self._loop_blocks()
         swept = self._visits.sweep(by_id, bool(new or gone))
         visit = self._visits.take() | called | new | {b.plugin for b in blocked if b.plugin}
@@ -311,6 +311,9 @@ class PluginMonitor:
         await self._observe(rec, track, blocked, now)
         if not track.clear or track.samples[-1].inflight or track.blocked:
             self._visits.pending.add(rec.id)
+        else:  # settled: the call that wakes it is timed, and that marks it
+            for stats in rec.metrics.commands.values():
+                stats.arm()
 
     def _loop_blocks(self) -> list[Blocked]:
         """The blocks of the host's event loop since the last tick, then the one going on."""

@@ -6,7 +6,8 @@ spent. Now a plugin is *settled* once a tick found it quiet (no call running, th
 alert rules holding nothing, nothing new since its last sample), and a tick looks
 only at the plugins in its :class:`Visits`:
 
-- those the call path *touched* (``MonitorSource.touched``: one ``set.add`` per call),
+- those the call path *touched* (``MonitorSource.touched``: added on a timed call, and
+  the call that wakes a settled plugin is timed: ``CommandStats.arm``),
   and those an event names (a crash, a state change, a reload);
 - those not settled yet (a call in flight, an alert holding, a restart loop);
 - new plugins, those whose worker's memory moved (``monitor.sampling``), those that

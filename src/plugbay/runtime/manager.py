@@ -593,10 +593,10 @@ class PluginManager(Starting, Supervision, SecurityEvents):
         # this call is not timed.
         started = 0.0
         if self.settings.monitoring:
-            self.touched.add(plugin_id)  # the monitor's tick looks at it (monitor.tracks)
             left = stats.left - 1
             stats.left = left
-            if not left:
+            if not left:  # a settled plugin's next call is timed (CommandStats.arm)
+                self.touched.add(plugin_id)  # the monitor's tick looks at it
                 started = _clock()
         timeout = route.timeout
         if spec.timeout is not None and spec.timeout < timeout:
