@@ -15,10 +15,9 @@ import pytest
 from plugbay.api.errors import ParameterError, PlugbayError
 from plugbay.runtime.host import Host
 from plugbay.runtime.prometheus import exposition
-from plugbay.web import HttpServer, create_app
 from plugbay.web._batch import MAX_BATCH
 from plugbay.web.client import HostClient
-from plugbay.web.token import TokenFile
+from tests._served import api_served
 from tests.conftest import PluginFactory
 from tests.test_metrics import samples
 
@@ -48,17 +47,8 @@ async def api(
 ) -> AsyncIterator[Api]:
     plugins("acme.calc", CALC)
     host = make_host(inline=["*"] if request.param == "inline" else [], init_timeout=30.0)
-    await host.start()
-    assert host.state_dir is not None
-    tokens = TokenFile(host.state_dir)
-    owner, _ = tokens.ensure()
-    server = HttpServer(create_app(host, tokens=tokens), "127.0.0.1", 0)
-    await server.start()
-    try:
-        yield Api(host, server.url, owner)
-    finally:
-        await server.stop()
-        await host.stop()
+    async with host, api_served(host) as (url, token):
+        yield Api(host, url, token)
 
 
 BATCH = "/api/v1/plugins/acme.calc/commands/div/batch"

@@ -28,10 +28,9 @@ from plugbay.isolation.limits import ORDER
 from plugbay.isolation.policy import IsolationPolicy
 from plugbay.isolation.ray import RayHandle
 from plugbay.runtime.host import Host
-from plugbay.web import HttpServer, create_app
-from plugbay.web.token import TokenFile
 from tests import test_plugin_events as events
 from tests import test_sandbox as sandbox
+from tests._served import api_served
 from tests.conftest import PluginFactory
 from tests.ray_support import on_node, ray_host
 
@@ -66,18 +65,13 @@ def make(
 
 @contextlib.asynccontextmanager
 async def served(host: Host) -> AsyncIterator[httpx.AsyncClient]:
-    assert host.state_dir is not None
-    tokens = TokenFile(host.state_dir)
-    owner, _ = tokens.ensure()
-    server = HttpServer(create_app(host, tokens=tokens), "127.0.0.1", 0)
-    await server.start()
-    try:
-        async with httpx.AsyncClient(
-            base_url=server.url, headers={"Authorization": f"Bearer {owner}"}, timeout=60
-        ) as http:
-            yield http
-    finally:
-        await server.stop()
+    async with (
+        api_served(host) as (url, owner),
+        httpx.AsyncClient(
+            base_url=url, headers={"Authorization": f"Bearer {owner}"}, timeout=60
+        ) as http,
+    ):
+        yield http
 
 
 # --------------------------------------------------------------------------- the nodes view
