@@ -24,11 +24,15 @@ def main() -> None:
 
         options = parse_run(argv[1:])
         if options is not None:
+            from plugbay.runtime.startup import spawn_zygote
+
+            # first: its boot is the longest wait on the way to the first sandboxed plugin
+            early = spawn_zygote()
             from plugbay.cli._run_args import bind_of
             from plugbay.cli._serve import run_command
 
             try:
-                code = run_command(options, bind_of(options.http), started)
+                code = run_command(options, bind_of(options.http), started, early)
             except KeyboardInterrupt:  # before the host's own handler: as typer exits
                 code = 130
             sys.exit(code)

@@ -31,6 +31,7 @@ from plugbay.cli._output import err, out, say_error
 if TYPE_CHECKING:
     from plugbay.cli._run_args import RunOptions
     from plugbay.isolation.zygote import Zygote
+    from plugbay.isolation.zygote_early import EarlyZygote
     from plugbay.runtime.host import Host
 
 __all__ = ["API_GRACE", "DRAIN_SECONDS", "Serving", "run_command", "run_host"]
@@ -51,26 +52,34 @@ class Serving:
     drain: float = DRAIN_SECONDS  # on a stop, seconds calls in flight may take to finish
 
 
-def run_host(kwargs: dict[str, Any], serving: Serving | None, started: float) -> int:
+def run_host(
+    kwargs: dict[str, Any],
+    serving: Serving | None,
+    started: float,
+    early: EarlyZygote | None = None,
+) -> int:
     """Run the host the options ask for until a signal (``serving=None``: start, show,
-    stop); the exit code. A :class:`PlugbayError` is printed as one paragraph: 1."""
+    stop); the exit code. A :class:`PlugbayError` is printed as one paragraph: 1.
+    ``early``: the zygote spawned before this (``runtime.startup.spawn_zygote``)."""
     try:
         from plugbay.isolation import loops  # uvloop when installed (PLUGBAY_LOOP=asyncio: not)
 
-        return loops.run(_run(kwargs, serving, started))
+        return loops.run(_run(kwargs, serving, started, early))
     except PlugbayError as exc:
         say_error(exc)
         return 1
 
 
-async def _run(kwargs: dict[str, Any], serving: Serving | None, started: float) -> int:
+async def _run(
+    kwargs: dict[str, Any], serving: Serving | None, started: float, early: EarlyZygote | None
+) -> int:
     """:func:`_run_host` with the process backend's zygote booting from the first
     moment: a fresh interpreter whose imports overlap the host's own (the host takes
     it once open; one it did not take is stopped here), and the storage quota's probe
     running beside them."""
     from plugbay.runtime.startup import boot_zygote, discard_zygote, probe_storage
 
-    zygote = await boot_zygote()
+    zygote = await boot_zygote(early)
     probing = probe_storage()  # beside it: the first sandboxed plugin would wait for it
     try:
         return await _run_host(kwargs, serving, started, zygote)
@@ -371,9 +380,14 @@ async def _start_http(host: Host, bind: tuple[str, int], max_body: int) -> Any:
     return server
 
 
-def run_command(options: RunOptions, bind: tuple[str, int] | None, started: float) -> int:
-    """``plugbay run`` with ``options`` (``bind``: the API's address, already checked);
-    the exit code."""
+def run_command(
+    options: RunOptions,
+    bind: tuple[str, int] | None,
+    started: float,
+    early: EarlyZygote | None = None,
+) -> int:
+    """``plugbay run`` with ``options`` (``bind``: the API's address, already checked;
+    ``early``: the zygote the lean path spawned as it began); the exit code."""
     serving = None
     if not options.once:
         serving = Serving(
@@ -385,4 +399,5 @@ def run_command(options: RunOptions, bind: tuple[str, int] | None, started: floa
             drain=options.drain,
         )
     plugins = list(options.plugins) if options.plugins else None
-    return run_host(host_kwargs(plugins, options.state, options.config), serving, started)
+    kwargs = host_kwargs(plugins, options.state, options.config)
+    return run_host(kwargs, serving, started, early)

@@ -22,14 +22,14 @@ import signal
 import socket
 import subprocess
 import sys
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from plugbay.isolation.loops import LOOP_VARIABLE
 
 if TYPE_CHECKING:
     from plugbay.isolation.base import EnvironmentPaths
 
-__all__ = ["Zygote", "zygote_main"]
+__all__ = ["Zygote", "ZygoteProcess", "zygote_command", "zygote_main"]
 
 _PR_SET_PDEATHSIG: Final = 1
 _PR_SET_CHILD_SUBREAPER: Final = 36
@@ -217,6 +217,61 @@ def zygote_main(control_fd: int, read_paths: list[str] | None = None) -> None:
         control.send(json.dumps({"pid": pid}).encode())
 
 
+def zygote_command(
+    control_fd: int, environment: EnvironmentPaths | None = None
+) -> tuple[list[str], dict[str, str]]:
+    """The zygote's interpreter arguments (after ``sys.executable``) and its whole
+    environment, serving the host on ``control_fd``; ``environment``: a plugin
+    environment's zygote."""
+    env = {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "LANG": "C.UTF-8",
+        # the same plugbay as the host, whatever put it on the host's path
+        "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
+        "PYTHONDONTWRITEBYTECODE": "1",
+        # one malloc arena: a worker's threads would each reserve 64 MiB of address
+        # space, which RLIMIT_AS counts against the plugin's memory limit
+        "MALLOC_ARENA_MAX": "1",
+    }
+    if os.environ.get(LOOP_VARIABLE):  # the host's choice of loop holds for its workers
+        env[LOOP_VARIABLE] = os.environ[LOOP_VARIABLE]
+    if environment is None:
+        args = [
+            "-c",
+            f"from plugbay.isolation.zygote import zygote_main; zygote_main({control_fd})",
+        ]
+    else:
+        # isolated, no site: the import path is set here, explicitly (PYTHONPATH would
+        # put the host's site-packages before the plugin's libraries)
+        e = environment
+        del env["PYTHONPATH"]
+        args = [
+            "-I",
+            "-S",
+            "-c",
+            "import sys, site; sys.path[:] = [p for p in sys.path if p]; "
+            f"site.addsitedir({e.site_packages!r}); sys.path.append({e.runtime!r}); "
+            "from plugbay.isolation.zygote import zygote_main; "
+            f"zygote_main({control_fd}, {list(e.read_paths)!r})",
+        ]
+    return args, env
+
+
+class ZygoteProcess(Protocol):
+    """What :class:`Zygote` uses of its process: an asyncio subprocess, or the one
+    :mod:`plugbay.isolation.zygote_early` started before the loop ran."""
+
+    @property
+    def pid(self) -> int: ...
+
+    @property
+    def returncode(self) -> int | None: ...
+
+    async def wait(self) -> int: ...
+
+    def kill(self) -> None: ...
+
+
 class Zygote:
     """The host's handle on the zygote process.
 
@@ -227,7 +282,7 @@ class Zygote:
     def __init__(self, environment: EnvironmentPaths | None = None) -> None:
         #: a plugin environment's paths; None: the host's own environment
         self.environment = environment
-        self._proc: asyncio.subprocess.Process | None = None
+        self._proc: ZygoteProcess | None = None
         self._control: socket.socket | None = None
         self._lock = asyncio.Lock()
         self._replies: collections.deque[asyncio.Future[int]] = collections.deque()
@@ -271,37 +326,7 @@ class Zygote:
 
     async def _boot(self) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        env = {
-            "PATH": "/usr/local/bin:/usr/bin:/bin",
-            "LANG": "C.UTF-8",
-            # the same plugbay as the host, whatever put it on the host's path
-            "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
-            "PYTHONDONTWRITEBYTECODE": "1",
-            # one malloc arena: a worker's threads would each reserve 64 MiB of address
-            # space, which RLIMIT_AS counts against the plugin's memory limit
-            "MALLOC_ARENA_MAX": "1",
-        }
-        if os.environ.get(LOOP_VARIABLE):  # the host's choice of loop holds for its workers
-            env[LOOP_VARIABLE] = os.environ[LOOP_VARIABLE]
-        if self.environment is None:
-            args = [
-                "-c",
-                f"from plugbay.isolation.zygote import zygote_main; zygote_main({theirs.fileno()})",
-            ]
-        else:
-            # isolated, no site: the import path is set here, explicitly (PYTHONPATH would
-            # put the host's site-packages before the plugin's libraries)
-            e = self.environment
-            del env["PYTHONPATH"]
-            args = [
-                "-I",
-                "-S",
-                "-c",
-                "import sys, site; sys.path[:] = [p for p in sys.path if p]; "
-                f"site.addsitedir({e.site_packages!r}); sys.path.append({e.runtime!r}); "
-                "from plugbay.isolation.zygote import zygote_main; "
-                f"zygote_main({theirs.fileno()}, {list(e.read_paths)!r})",
-            ]
+        args, env = zygote_command(theirs.fileno(), self.environment)
         self._proc = await asyncio.create_subprocess_exec(
             sys.executable,
             *args,
@@ -311,6 +336,18 @@ class Zygote:
         )
         self._spawned.set()
         theirs.close()
+        await self._until_ready(ours)
+
+    def adopt(self, process: ZygoteProcess, control: socket.socket) -> None:
+        """Take a zygote process started before the event loop ran (``plugbay run``
+        spawns it at its first moment: :mod:`plugbay.isolation.zygote_early`), with the
+        host's end of its control socket; it is this handle's boot from here on."""
+        self._proc = process
+        self._spawned.set()
+        self._starting = asyncio.ensure_future(self._until_ready(control))
+        self._starting.add_done_callback(lambda f: f.cancelled() or f.exception())
+
+    async def _until_ready(self, ours: socket.socket) -> None:
         ours.setblocking(False)
         loop = asyncio.get_running_loop()
         ready = await asyncio.wait_for(loop.sock_recv(ours, 4096), 30)

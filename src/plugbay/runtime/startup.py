@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # plugbay run imports this module before the zygote starts: k
     from plugbay.isolation.base import Backend
     from plugbay.isolation.policy import Placement
     from plugbay.isolation.zygote import Zygote
+    from plugbay.isolation.zygote_early import EarlyZygote
     from plugbay.model.manifest import PluginManifest
     from plugbay.model.resolve import ResolutionPlan
 
@@ -37,6 +38,7 @@ __all__ = [
     "discard_zygote",
     "prepare_storage",
     "probe_storage",
+    "spawn_zygote",
     "start_plan",
     "warm_up",
 ]
@@ -99,12 +101,29 @@ def critical_first(plan: ResolutionPlan) -> list[str]:
     return sorted(plan.order, key=lambda pid: (-chain[pid], rank[pid]))
 
 
-async def boot_zygote() -> Zygote:
+def spawn_zygote() -> EarlyZygote | None:
+    """Spawn the process backend's zygote at once, before an event loop runs or the
+    host's modules are imported (``plugbay run``'s first moment, once its options are
+    read); :func:`boot_zygote` takes it in the loop. The descriptor limit is lifted
+    first, as ``Host.open`` would, since the zygote and its workers inherit it. None:
+    it could not be spawned (the backend's own start says why, when a worker needs it)."""
+    from plugbay.isolation.zygote_early import spawn_zygote as spawn
+    from plugbay.runtime.lifecycle import raise_descriptor_limit
+
+    raise_descriptor_limit()
+    return spawn()
+
+
+async def boot_zygote(early: EarlyZygote | None = None) -> Zygote:
     """Start booting a process backend's zygote now, before the host's own modules are
     imported, and return it once its process runs: ``plugbay run`` hands it to its host
     with :func:`warm_up`, so the fresh interpreter's imports overlap the host's imports,
-    state and discovery instead of following them. The descriptor limit is lifted
-    first, as ``Host.open`` would, since the zygote and its workers inherit it."""
+    state and discovery instead of following them. ``early``: the one
+    :func:`spawn_zygote` spawned before the loop ran, taken as it is. The descriptor
+    limit is lifted first, as ``Host.open`` would, since the zygote and its workers
+    inherit it."""
+    if early is not None:
+        return early.adopt()
     from plugbay.isolation.zygote import Zygote
     from plugbay.runtime.lifecycle import raise_descriptor_limit
 
