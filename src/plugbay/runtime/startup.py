@@ -17,13 +17,14 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Generator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:  # plugbay run imports this module before the zygote starts: keep it light
     from plugbay.isolation.base import Backend
     from plugbay.isolation.policy import Placement
+    from plugbay.isolation.process import ProcessBackend
     from plugbay.isolation.zygote import Zygote
     from plugbay.isolation.zygote_early import EarlyZygote
     from plugbay.model.manifest import PluginManifest
@@ -33,6 +34,7 @@ log = logging.getLogger("plugbay.host")
 
 __all__ = [
     "CONCURRENT_STARTS",
+    "StorageAhead",
     "boot_zygote",
     "critical_first",
     "discard_zygote",
@@ -176,8 +178,49 @@ async def discard_zygote(zygote: Zygote) -> None:
     await zygote.stop()
 
 
-#: storage images made at once while their plugins wait (the rest of the machine starts plugins)
+#: storage images made and mounted at once while their plugins wait (the rest of the
+#: machine starts plugins)
 PREPARING: Final = 2
+
+
+class StorageAhead:
+    """The storage images :func:`prepare_storage` mounts while their plugins wait.
+
+    Each mount ahead is a hold on the image (``QuotaMounts`` counts them per data
+    directory): the plugin's own start takes a second one, which its worker keeps.
+    Awaiting this, once the plan's plugins have started, lets go of the holds taken
+    ahead: an image whose plugin did not start (a dependency failed, it starts on
+    demand) is unmounted then; one whose plugin runs stays mounted. Should the start be
+    cut short, the backend's close unmounts whatever is left."""
+
+    def __init__(self, backend: ProcessBackend, waiting: list[tuple[Path, int, str]]) -> None:
+        self._backend = backend
+        self._held: list[Path] = []
+        gate = asyncio.Semaphore(PREPARING)
+
+        async def one(data_dir: Path, quota: int, plugin_id: str) -> None:
+            async with gate:
+                try:
+                    await asyncio.to_thread(backend.quotas.attach, data_dir, quota, plugin_id)
+                except Exception as exc:  # its start tries again, and says why it cannot
+                    log.debug("plugin '%s': storage image not mounted ahead: %s", plugin_id, exc)
+                else:
+                    self._held.append(data_dir)
+
+        self._mounting = asyncio.ensure_future(asyncio.gather(*(one(*w) for w in waiting)))
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return self._release().__await__()
+
+    async def _release(self) -> None:
+        await self._mounting
+        held, self._held = self._held, []
+        if held:  # one trip to a thread: the last plugin is active, the host about to say so
+            await asyncio.to_thread(self._let_go, held)
+
+    def _let_go(self, held: list[Path]) -> None:
+        for data_dir in held:
+            self._backend.quotas.detach(data_dir)
 
 
 def prepare_storage(
@@ -185,17 +228,19 @@ def prepare_storage(
     backends: Mapping[str, Backend],
     place: Callable[[PluginManifest], Placement],
     data_root: Path,
-) -> asyncio.Future[list[None]] | None:
-    """Make, in the background, the storage images of the sandboxed plugins that wait for
-    others to start, so that their own start only mounts them.
+) -> StorageAhead | None:
+    """Make and mount, in the background, the storage images of the sandboxed plugins
+    that wait for others to start, so that their own start finds them mounted; await
+    the result once the plan's plugins have started (:class:`StorageAhead`).
 
     A sandboxed plugin with a storage quota has its data directory on an ext4 image
     (``isolation.quota``), made the first time it starts: the probe of the mechanism
-    (an image made, mounted, filled, removed: some 0.3 s) and ``mkfs.ext4``. A chain of
-    such plugins (``plugbay run``'s bundled formatters → processor → protocol) paid
-    them one after another, each waiting for the one before. Here they are made while
-    the chain's first plugins start; a plugin nothing waits for is not concerned (its
-    start makes its image at once, as before). Nothing runs a plugin's code here."""
+    (an image made, mounted, filled, removed: some 0.3 s) and ``mkfs.ext4``, then
+    mounted at each start (a loop device, 5-30 ms). A chain of such plugins
+    (``plugbay run``'s bundled formatters → processor → irc) paid them one after
+    another, each waiting for the one before. Here they are made and mounted while the
+    chain's first plugins start; a plugin nothing waits for is not concerned (its start
+    mounts its image at once, as before). Nothing runs a plugin's code here."""
     from plugbay.isolation.process import ProcessBackend
 
     backend = backends.get("process")
@@ -215,13 +260,4 @@ def prepare_storage(
             waiting.append((data_root / plugin_id, int(quota), plugin_id))
     if not waiting:
         return None
-    gate = asyncio.Semaphore(PREPARING)
-
-    async def one(data_dir: Path, quota: int, plugin_id: str) -> None:
-        async with gate:
-            try:
-                await asyncio.to_thread(backend.quotas.prepare, data_dir, quota, plugin_id)
-            except Exception as exc:  # its start tries again, and says why it cannot
-                log.debug("plugin '%s': storage image not made ahead: %s", plugin_id, exc)
-
-    return asyncio.ensure_future(asyncio.gather(*(one(*w) for w in waiting)))
+    return StorageAhead(backend, waiting)
