@@ -141,3 +141,50 @@ async def test_of_the_plugins_ready_together_the_one_a_chain_waits_on_begins_fir
     assert sorted(began) == sorted(plan.order)
     # among plugins no chain waits on, load order holds
     assert began.index("monitoring") < began.index("security")
+
+
+# --------------------------------------------------------------------------- storage ahead
+
+STORAGE = """
+[resources]
+storage = "8MiB"
+"""
+
+
+def _mounted_at(path: Path) -> bool:
+    from plugbay.isolation import quota
+
+    return quota.mount_source(path) is not None
+
+
+async def test_an_image_mounted_ahead_goes_with_its_plugin(
+    plugins: PluginFactory, tmp_path: Path
+) -> None:
+    """The image of a plugin that waited (mounted while its dependency started) is its
+    own once it runs: unloading it unmounts it, as for any other plugin."""
+    from plugbay.runtime.host import Host
+    from tests._waiting import until
+
+    plugins("acme.base")
+    plugins("acme.kept", extra=STORAGE + '\n[dependencies]\n"acme.base" = "^1.0"\n')
+    state = tmp_path / "state"
+    data_dir = state / "data" / "acme.kept"
+    async with Host(plugins.root, state_dir=state, entry_points=False) as host:
+        assert await host.call("acme.kept", "ping") == "pong from acme.kept 1.0.0"
+        assert _mounted_at(data_dir)
+        await host.unload("acme.kept")
+        await until(lambda: not _mounted_at(data_dir), "the image to be unmounted")
+    assert not _mounted_at(data_dir)
+
+
+async def test_an_image_mounted_ahead_for_a_plugin_that_cannot_start_is_unmounted(
+    plugins: PluginFactory, tmp_path: Path
+) -> None:
+    from plugbay.runtime.host import Host
+
+    plugins("acme.broken", "raise RuntimeError('boom')\n")
+    plugins("acme.kept", extra=STORAGE + '\n[dependencies]\n"acme.broken" = "^1.0"\n')
+    state = tmp_path / "state"
+    async with Host(plugins.root, state_dir=state, entry_points=False) as host:
+        assert str(host.plugin("acme.kept").state) == "failed"
+        assert not _mounted_at(state / "data" / "acme.kept")
