@@ -180,11 +180,18 @@ async def test_an_image_mounted_ahead_goes_with_its_plugin(
 async def test_an_image_mounted_ahead_for_a_plugin_that_cannot_start_is_unmounted(
     plugins: PluginFactory, tmp_path: Path
 ) -> None:
+    """Its worker, forked ahead once the dependency's had been, is stopped (it never ran
+    any of the plugin's code) and the image unmounted, while the host runs on."""
     from plugbay.runtime.host import Host
+    from tests._waiting import until
 
     plugins("acme.broken", "raise RuntimeError('boom')\n")
     plugins("acme.kept", extra=STORAGE + '\n[dependencies]\n"acme.broken" = "^1.0"\n')
+    plugins("acme.other")
     state = tmp_path / "state"
+    data_dir = state / "data" / "acme.kept"
     async with Host(plugins.root, state_dir=state, entry_points=False) as host:
         assert str(host.plugin("acme.kept").state) == "failed"
-        assert not _mounted_at(state / "data" / "acme.kept")
+        assert host.plugin("acme.kept").handle is None
+        await until(lambda: not _mounted_at(data_dir), "the image to be unmounted")
+        assert await host.call("acme.other", "ping") == "pong from acme.other 1.0.0"

@@ -291,9 +291,10 @@ class PluginManager(Starting, Supervision, SecurityEvents):
 
         # images of sandboxed plugins that wait for others are made while they wait
         data_root = self.settings.data_root
-        preparing = prepare_storage(plan, self.backends, self.place, data_root)
+        preparing = self._ahead = prepare_storage(plan, self.backends, self.place, data_root)
         # SIGTERM during startup: the rest never start
         await start_plan(plan, start, lambda: self.stop_requested)
+        self._ahead = None
         if preparing is not None:
             await preparing
 

@@ -43,6 +43,7 @@ from plugbay.runtime.plugin_events import PluginEvents
 from plugbay.runtime.records import ManagerSettings, PluginRecord, PluginState, positive
 from plugbay.runtime.routing import Route, command_table
 from plugbay.runtime.services import ServiceHub, ServiceView
+from plugbay.runtime.startup import StartAhead
 from plugbay.runtime.store import PluginStore
 from plugbay.runtime.swap import Swapper
 from plugbay.state import StateStore
@@ -75,6 +76,8 @@ class Starting:
     _routes: dict[str, Route]
     _swapper: Swapper
     plugin_events: PluginEvents
+    #: what ``runtime.startup`` readies for the plugins of a start that wait for others
+    _ahead: StartAhead | None = None
 
     if TYPE_CHECKING:
 
@@ -222,9 +225,15 @@ class Starting:
         context = self._context_for(manifest, config, metrics, placement.isolation, placement)
         environment = await self._python_environment(manifest, placement)
         backend = self.backends[placement.isolation]
-        if placement.isolation != "inline":  # say "descriptors" before a socketpair fails
-            check_descriptors(manifest.id)
-        handle = await backend.start(manifest, placement, context.environment.data_dir, environment)
+        data_dir = context.environment.data_dir
+        ahead = self._ahead  # a worker forked while the plugins it needs started
+        handle = await ahead.claim(manifest, placement, data_dir) if ahead is not None else None
+        if handle is None:
+            if placement.isolation != "inline":  # say "descriptors" before a socketpair fails
+                check_descriptors(manifest.id)
+            handle = await backend.start(manifest, placement, data_dir, environment)
+        if ahead is not None:
+            ahead.launched(manifest.id)
         handle.on_security = functools.partial(self._security, rec)
         handle.bind(self.budget_for(manifest.id), functools.partial(self.broker.issued, rec.id))
         return handle, context

@@ -18,11 +18,12 @@ import contextlib
 import logging
 import os
 from collections.abc import Awaitable, Callable, Generator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:  # plugbay run imports this module before the zygote starts: keep it light
-    from plugbay.isolation.base import Backend
+    from plugbay.isolation.base import Backend, PluginHandle
     from plugbay.isolation.policy import Placement
     from plugbay.isolation.process import ProcessBackend
     from plugbay.isolation.zygote import Zygote
@@ -34,7 +35,7 @@ log = logging.getLogger("plugbay.host")
 
 __all__ = [
     "CONCURRENT_STARTS",
-    "StorageAhead",
+    "StartAhead",
     "boot_zygote",
     "critical_first",
     "discard_zygote",
@@ -183,36 +184,120 @@ async def discard_zygote(zygote: Zygote) -> None:
 PREPARING: Final = 2
 
 
-class StorageAhead:
-    """The storage images :func:`prepare_storage` mounts while their plugins wait.
+@dataclass(frozen=True)
+class _Waiting:
+    """A plugin of the plan that waits for others to start, and what is readied for it."""
+
+    manifest: PluginManifest
+    placement: Placement
+    data_dir: Path
+    needs: frozenset[str]
+
+
+class StartAhead:
+    """What :func:`prepare_storage` readies while plugins wait for others to start: their
+    storage images made and mounted, and their workers forked and confined.
+
+    A worker forked ahead runs no plugin code: it waits for the ``Load`` that its
+    plugin's own start sends, once every plugin it needs is active (the manager
+    takes it with :meth:`claim` then, else starts one as before). It is forked once each
+    plugin it needs has a worker or is running (:meth:`launched`), so the zygote forks
+    the chain's first plugin before the ones waiting on it.
 
     Each mount ahead is a hold on the image (``QuotaMounts`` counts them per data
     directory): the plugin's own start takes a second one, which its worker keeps.
-    Awaiting this, once the plan's plugins have started, lets go of the holds taken
-    ahead: an image whose plugin did not start (a dependency failed, it starts on
-    demand) is unmounted then; one whose plugin runs stays mounted. Should the start be
-    cut short, the backend's close unmounts whatever is left."""
+    Awaiting this, once the plan's plugins have started, stops the workers nobody
+    claimed (a dependency failed, the plugin starts on demand) and lets go of the holds
+    taken ahead: an image whose plugin did not start is unmounted then. Should the
+    start be cut short, the backend's close stops and unmounts whatever is left."""
 
-    def __init__(self, backend: ProcessBackend, waiting: list[tuple[Path, int, str]]) -> None:
+    def __init__(self, backend: ProcessBackend, waiting: list[_Waiting]) -> None:
         self._backend = backend
         self._held: list[Path] = []
+        self._waiting = {w.manifest.id: w for w in waiting}
+        self._ready: dict[str, asyncio.Event] = {}
+        self._spawning: set[str] = set()
+        self._workers: dict[str, asyncio.Task[PluginHandle | None]] = {}
+        self._closed = False
         gate = asyncio.Semaphore(PREPARING)
+        mounts: dict[str, asyncio.Future[None]] = {}
+        for w in waiting:
+            quota = w.placement.limits.get("storage")
+            if w.placement.sandboxed and quota is not None:
+                mounts[w.manifest.id] = asyncio.ensure_future(self._mount(gate, w, int(quota)))
+        self._mounting = asyncio.gather(*mounts.values())
+        for w in waiting:
+            if w.placement.isolation == "process" and not w.manifest.python_dependencies:
+                task = asyncio.ensure_future(self._fork(w, mounts.get(w.manifest.id)))
+                self._workers[w.manifest.id] = task
 
-        async def one(data_dir: Path, quota: int, plugin_id: str) -> None:
-            async with gate:
-                try:
-                    await asyncio.to_thread(backend.quotas.attach, data_dir, quota, plugin_id)
-                except Exception as exc:  # its start tries again, and says why it cannot
-                    log.debug("plugin '%s': storage image not mounted ahead: %s", plugin_id, exc)
-                else:
-                    self._held.append(data_dir)
+    def _event(self, plugin_id: str) -> asyncio.Event:
+        return self._ready.setdefault(plugin_id, asyncio.Event())
 
-        self._mounting = asyncio.ensure_future(asyncio.gather(*(one(*w) for w in waiting)))
+    async def _mount(self, gate: asyncio.Semaphore, w: _Waiting, quota: int) -> None:
+        async with gate:
+            try:
+                await asyncio.to_thread(
+                    self._backend.quotas.attach, w.data_dir, quota, w.manifest.id
+                )
+            except Exception as exc:  # its start tries again, and says why it cannot
+                log.debug("plugin '%s': storage not mounted ahead: %s", w.manifest.id, exc)
+            else:
+                self._held.append(w.data_dir)
+
+    async def _fork(self, w: _Waiting, mounted: asyncio.Future[None] | None) -> PluginHandle | None:
+        from plugbay.runtime.lifecycle import check_descriptors
+
+        for need in w.needs:
+            await self._event(need).wait()
+        self._spawning.add(w.manifest.id)
+        if mounted is not None:
+            await mounted
+        try:
+            check_descriptors(w.manifest.id)
+            return await self._backend.start(w.manifest, w.placement, w.data_dir, None)
+        except Exception as exc:  # its own start tries again, and says why it cannot
+            log.debug("plugin '%s': worker not forked ahead: %s", w.manifest.id, exc)
+            return None
+        finally:
+            self._event(w.manifest.id).set()
+
+    def launched(self, plugin_id: str) -> None:
+        """``plugin_id``'s code is loaded where it runs (or its worker forked): the
+        workers of plugins that wait for it may be forked now."""
+        self._event(plugin_id).set()
+
+    async def claim(
+        self, manifest: PluginManifest, placement: Placement, data_dir: Path
+    ) -> PluginHandle | None:
+        """The worker forked ahead for this start, when there is one that fits it
+        exactly; None: start one as usual."""
+        task = self._workers.pop(manifest.id, None)
+        if task is None:
+            return None
+        if manifest.id not in self._spawning:  # still waiting: its start forks its own
+            task.cancel()
+            return None
+        handle = await task
+        w = self._waiting[manifest.id]
+        fits = w.manifest is manifest and w.placement == placement and w.data_dir == data_dir
+        if handle is not None and (not fits or self._closed or handle.alive() is not None):
+            handle.release()
+            return None
+        return handle
 
     def __await__(self) -> Generator[Any, None, None]:
         return self._release().__await__()
 
     async def _release(self) -> None:
+        self._closed = True
+        workers, self._workers = self._workers, {}
+        for plugin_id, task in workers.items():
+            if plugin_id not in self._spawning:  # waits for a plugin that did not start
+                task.cancel()
+        for handle in await asyncio.gather(*workers.values(), return_exceptions=True):
+            if handle is not None and not isinstance(handle, BaseException):
+                handle.release()  # its plugin did not start: no code of it ever ran there
         await self._mounting
         held, self._held = self._held, []
         if held:  # one trip to a thread: the last plugin is active, the host about to say so
@@ -228,36 +313,40 @@ def prepare_storage(
     backends: Mapping[str, Backend],
     place: Callable[[PluginManifest], Placement],
     data_root: Path,
-) -> StorageAhead | None:
-    """Make and mount, in the background, the storage images of the sandboxed plugins
-    that wait for others to start, so that their own start finds them mounted; await
-    the result once the plan's plugins have started (:class:`StorageAhead`).
+) -> StartAhead | None:
+    """Ready, in the background, what the process plugins that wait for others to start
+    will need: their storage images made and mounted, their workers forked and confined
+    (no plugin code runs); await the result once the plan's plugins have started
+    (:class:`StartAhead`).
 
     A sandboxed plugin with a storage quota has its data directory on an ext4 image
     (``isolation.quota``), made the first time it starts: the probe of the mechanism
     (an image made, mounted, filled, removed: some 0.3 s) and ``mkfs.ext4``, then
-    mounted at each start (a loop device, 5-30 ms). A chain of such plugins
-    (``plugbay run``'s bundled formatters → processor → irc) paid them one after
-    another, each waiting for the one before. Here they are made and mounted while the
-    chain's first plugins start; a plugin nothing waits for is not concerned (its start
-    mounts its image at once, as before). Nothing runs a plugin's code here."""
+    mounted at each start (a loop device, 5-30 ms); then the zygote forks its worker,
+    which confines itself (10-25 ms). A chain of such plugins (``plugbay run``'s
+    bundled formatters → processor → irc) paid them one after another, each waiting
+    for the one before; here they are done while the chain's first plugins start, and
+    each link's start only loads and initializes its plugin. A plugin nothing waits
+    for is not concerned (its start does them at once, as before); nor is one that
+    starts on demand, or has its own Python environment."""
     from plugbay.isolation.process import ProcessBackend
 
     backend = backends.get("process")
     if not isinstance(backend, ProcessBackend):
         return None
     planned = set(plan.order)
-    waiting: list[tuple[Path, int, str]] = []
+    waiting: list[_Waiting] = []
     for plugin_id in plan.order:
-        if not any(need in planned for need in plan.edges.get(plugin_id, frozenset())):
+        needs = frozenset(n for n in plan.edges.get(plugin_id, frozenset()) if n in planned)
+        manifest = plan.selected[plugin_id]
+        if not needs or manifest.activation:  # starts at once, or maybe never
             continue
         try:
-            placement = place(plan.selected[plugin_id])
+            placement = place(manifest)
         except Exception:  # judged again, and reported, when the plugin starts
             continue
-        quota = placement.limits.get("storage")
-        if placement.sandboxed and quota is not None:
-            waiting.append((data_root / plugin_id, int(quota), plugin_id))
+        if placement.isolation == "process":
+            waiting.append(_Waiting(manifest, placement, data_root / plugin_id, needs))
     if not waiting:
         return None
-    return StorageAhead(backend, waiting)
+    return StartAhead(backend, waiting)
