@@ -289,7 +289,7 @@ class PluginManager(Starting, Supervision, SecurityEvents):
                 if not self.activation.defer(manifest, edges, notes, eager):  # starts on demand
                     await self._start(manifest, edges, notes)
 
-        # images of sandboxed plugins that wait for others are made while they wait
+        # images and workers of process plugins that wait for others are readied meanwhile
         data_root = self.settings.data_root
         preparing = self._ahead = prepare_storage(plan, self.backends, self.place, data_root)
         # SIGTERM during startup: the rest never start
