@@ -195,3 +195,58 @@ async def test_an_image_mounted_ahead_for_a_plugin_that_cannot_start_is_unmounte
         assert host.plugin("acme.kept").handle is None
         await until(lambda: not _mounted_at(data_dir), "the image to be unmounted")
         assert await host.call("acme.other", "ping") == "pong from acme.other 1.0.0"
+
+
+# --------------------------------------------------------------------------- workers ahead
+
+# Trusted (inline, in the host's process): while it initializes, it watches for the
+# host's grandchildren, the workers its zygote forks.
+GATE = """
+import asyncio, os
+from pathlib import Path
+from plugbay import PluginContext, UtilityPlugin, command
+
+def _children(pid: int) -> set[int]:
+    found = set()
+    for entry in Path("/proc").iterdir():
+        try:
+            stat = (entry / "stat").read_text()
+        except (OSError, ValueError):
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            found.add(int(entry.name))
+    return found
+
+class P(UtilityPlugin):
+    seen: list[int] = []
+
+    async def initialize(self, context: PluginContext) -> None:
+        for _ in range(800):  # a hang guard, inside its 10 s initialize timeout
+            workers = set().union(*(_children(c) for c in _children(os.getpid())))
+            if workers:
+                P.seen = sorted(workers)
+                return
+            await asyncio.sleep(0.01)
+
+    @command
+    def seen_while_starting(self) -> list[int]:
+        return P.seen
+"""
+
+
+async def test_a_waiting_plugins_worker_is_forked_while_what_it_needs_starts(
+    plugins: PluginFactory, tmp_path: Path
+) -> None:
+    """acme.after needs acme.gate: its worker is forked (and confined) while acme.gate
+    is still initializing, and it is that worker which then runs acme.after."""
+    from plugbay.runtime.host import Host
+
+    plugins("acme.gate", GATE, dirname="core/acme.gate")
+    plugins("acme.after", extra='[dependencies]\n"acme.gate" = "^1.0"\n')
+    async with Host(plugins.root, state_dir=tmp_path / "state", entry_points=False) as host:
+        assert host.plugin("acme.gate").isolation == "inline"
+        assert await host.call("acme.after", "ping") == "pong from acme.after 1.0.0"
+        handle = host.plugin("acme.after").handle
+        assert handle is not None and handle.isolated
+        seen = await host.call("acme.gate", "seen_while_starting")
+        assert seen == [handle.pid]  # type: ignore[attr-defined]
