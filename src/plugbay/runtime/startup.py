@@ -336,7 +336,8 @@ def prepare_storage(
         return None
     planned = set(plan.order)
     waiting: list[_Waiting] = []
-    for plugin_id in plan.order:
+    # the longest chain first: its first link's image is mounted (and worker forked) first
+    for plugin_id in critical_first(plan):
         needs = frozenset(n for n in plan.edges.get(plugin_id, frozenset()) if n in planned)
         manifest = plan.selected[plugin_id]
         if not needs or manifest.activation:  # starts at once, or maybe never
