@@ -140,7 +140,7 @@ def _reap(control: socket.socket) -> None:
         if pid == 0:
             return
         with contextlib.suppress(OSError):
-            control.send(json.dumps({"exit": pid, "status": status}).encode())
+            control.send(b'{"exit": %d, "status": %d}' % (pid, status))
 
 
 def zygote_main(control_fd: int, read_paths: list[str] | None = None) -> None:
@@ -194,7 +194,6 @@ def zygote_main(control_fd: int, read_paths: list[str] | None = None) -> None:
             os._exit(0)
         if not data:  # the host is gone
             os._exit(0)
-        request = json.loads(data)
         _warm.freeze()
         pid = os.fork()
         if pid == 0:
@@ -205,6 +204,7 @@ def zygote_main(control_fd: int, read_paths: list[str] | None = None) -> None:
                 os.setsid()
                 _die_with_parent()
                 try:
+                    request = json.loads(data)
                     layers = _confine(request, fds[0], runtime, fds[1] if len(fds) > 1 else None)
                 except BaseException as exc:
                     _refuse(fds[0], exc)
@@ -212,9 +212,12 @@ def zygote_main(control_fd: int, read_paths: list[str] | None = None) -> None:
                 worker.main(fds[0], layers)
             finally:
                 os._exit(70)
+        # each page this process writes from here on is the new worker's own (its copy
+        # is then the worker's alone): the request is parsed in the worker, not here, and
+        # the answer is formatted, not encoded (about 0.2 MiB less in each worker)
         for fd in fds:
             os.close(fd)
-        control.send(json.dumps({"pid": pid}).encode())
+        control.send(b'{"pid": %d}' % pid)
 
 
 class Zygote:
