@@ -33,6 +33,8 @@ __all__ = ["Zygote", "zygote_main"]
 
 _PR_SET_PDEATHSIG: Final = 1
 _PR_SET_CHILD_SUBREAPER: Final = 36
+#: seconds without a request after which the zygote is idle (``_warm.map_code``)
+_FIRST_IDLE: Final = 0.2
 _RLIMITS: Final = {
     "memory": resource.RLIMIT_AS,
     "cpu_seconds": resource.RLIMIT_CPU,
@@ -177,10 +179,16 @@ def zygote_main(control_fd: int, read_paths: list[str] | None = None) -> None:
     signal.signal(signal.SIGCHLD, lambda *_: None)  # a handler, so the wakeup fd is written
     control = socket.socket(fileno=control_fd)
     control.send(b'{"ready": true}')
+    idle: float | None = _FIRST_IDLE
     while True:
         try:
-            readable, _, _ = select.select([control.fileno(), wake_read], [], [])
+            readable, _, _ = select.select([control.fileno(), wake_read], [], [], idle)
         except InterruptedError:
+            continue
+        if not readable:  # first idle: what costs boot time but needs no fork
+            with contextlib.suppress(OSError, AttributeError):  # no /proc, no madvise
+                _warm.map_code()
+            idle = None
             continue
         if wake_read in readable:
             with contextlib.suppress(BlockingIOError):
