@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import errno
 import gc
 import os
 import socket
@@ -179,10 +180,10 @@ def map_code() -> int:
     zygote. Unlike its heap, a file's pages are shared whenever both map them, so this
     need not come before a fork: the zygote does it once it is first idle, off every
     start's path (2-4 ms). Returns the pages mapped."""
-    pages = 0
-    page = os.sysconf("SC_PAGE_SIZE")
     from plugbay.isolation._layer import _libc
 
+    pages = 0
+    page = os.sysconf("SC_PAGE_SIZE")
     madvise = _libc().madvise
     madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
     with open("/proc/self/maps") as maps:
@@ -193,15 +194,20 @@ def map_code() -> int:
             continue
         start, end = (int(x, 16) for x in fields[0].split("-"))
         try:  # never past the file's last page (a read there is a SIGBUS)
-            size = os.stat(fields[5]).st_size - int(fields[2], 16)
+            stat = os.stat(fields[5])
         except OSError:
             continue
-        end = min(end, start + -(-size // page) * page)
+        if stat.st_ino != int(fields[4]):  # replaced since it was mapped: its size is not ours
+            continue
+        end = min(end, start + -(-(stat.st_size - int(fields[2], 16)) // page) * page)
         if end <= start:
             continue
         pages += (end - start) // page
-        if madvise(start, end - start, _MADV_POPULATE_READ) != 0:  # before Linux 5.14
-            for address in range(start, end, page):
+        if (
+            madvise(start, end - start, _MADV_POPULATE_READ) != 0
+            and ctypes.get_errno() == errno.EINVAL
+        ):
+            for address in range(start, end, page):  # before Linux 5.14
                 ctypes.string_at(address, 1)
     return pages
 
