@@ -19,8 +19,8 @@ from plugbay.state import StateStore
 from plugbay.web import HttpServer, create_app
 from plugbay.web.scopes import create_token, parse_expiry, parse_scope
 from plugbay.web.token import TokenFile
+from tests._cli import plugbay
 from tests.conftest import PluginFactory
-from tests.test_cli import plugbay
 
 CALC = """
 from plugbay import UtilityPlugin, command
