@@ -1,14 +1,17 @@
 """Upgrades that prove themselves: what the recorder, a canary and replay cost.
 
 * recording overhead on a sandboxed call: calls to a plugin in a worker with its
-  flight recorder on, beside the same calls with it off, in the same run: many short
-  paired blocks, on and off in alternating order, each call timed. A block's figure is
-  the median of its calls (a slow moment of the shared machine spoils a few calls, not
-  the block), a pair's ratio is its on block's over its off block's, and the figure is
-  the median of the pairs' ratios, with their interquartile range and the ratio of the
-  medians of all the calls. Beside it, the host process's own CPU per call, on and off
-  (its CPU time over each block: what the recorder adds to the host, far less noisy
-  than a latency on a shared machine). Goal: ≤ 1.10×;
+  flight recorder on, beside the same calls with it off, in the same run. The recorder
+  is started as ``plugbay record`` starts it; then, for each short block of calls, the
+  plugin's route goes in the routing table with the recorder (on) or as an untapped
+  plugin's (off), blocks on and off alternating (their order too), each call timed. On
+  this shared machine the load changes more between two blocks of 200 calls than the
+  recorder costs; blocks of 10 calls put on and off calls milliseconds apart. The
+  calls fall in rounds: a round's ratio is the median of its on calls over the median
+  of its off calls, and the figure is the median of the rounds' ratios, with their
+  interquartile range. Beside it, the host process's own CPU per call, on and off (its
+  CPU time over each block: what the recorder adds to the host, less noisy than a
+  latency on a shared machine). Goal: ≤ 1.10×;
 * canary routing overhead on an inline call: calls while a canary takes 10% of them
   (its version the same code, so only the routing and its figures are measured),
   beside the same calls with no canary. Goal: ≤ 1.05×. The difference is a few
@@ -34,6 +37,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from bench._report import Figure, print_figures
 
@@ -41,9 +45,11 @@ ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "bench" / ".work" / "trials"
 
 CALLS = 200
-#: short paired blocks of CALLS calls (recorder on, off; the order alternating), many: on a
-#: shared machine the median of the pairs' ratios is the figure
-ROUNDS = 150
+#: the recorder's rounds, each of BLOCKS pairs of blocks of BLOCK calls (on, off; the order
+#: alternating): a round's ratio is its on calls' median over its off calls'
+ROUNDS = 30
+BLOCKS = 50
+BLOCK = 10
 #: the canary's paired rounds, and calls in each
 CANARY_ROUNDS = 1000
 CANARY_CALLS = 500
@@ -77,27 +83,16 @@ async def _per_call(
     return (clock() - started) / n
 
 
-async def _recorded_block(host: object, recording: bool) -> tuple[list[float], float]:
-    """One block of CALLS calls, the recorder on or off: each call's seconds, and the host
-    process's CPU seconds per call over the block."""
-    trials = host.trials  # type: ignore[attr-defined]
-    if recording:
-        trials.record("bench.calc", calls=CALLS)
-    # starting or stopping a recording is told once (an event), not a cost of each call
-    await host.events.drain()  # type: ignore[attr-defined]
-    call = host.manager.call  # type: ignore[attr-defined]
+async def _recorded_block(call: Callable[..., Any], calls: int, seconds: list[float]) -> float:
+    """One block of ``calls`` calls, each one's seconds appended to ``seconds``; the host
+    process's CPU seconds over the block."""
     clock = time.perf_counter
-    seconds = [0.0] * CALLS
     cpu = time.process_time()
-    for i in range(CALLS):
+    for i in range(calls):
         started = clock()
         await call("bench.calc", "add", {"a": i, "b": 1})
-        seconds[i] = clock() - started
-    cpu = time.process_time() - cpu
-    if recording:
-        trials.stop_recording("bench.calc")
-        await host.events.drain()  # type: ignore[attr-defined]
-    return seconds, cpu / CALLS
+        seconds.append(clock() - started)
+    return time.process_time() - cpu
 
 
 @dataclass
@@ -106,49 +101,68 @@ class Recorded:
 
     on: float  # median seconds per call, recorder on (all its calls)
     off: float
-    ratio: float  # median of the pairs' ratios
+    ratio: float  # median of the rounds' ratios
     spread: float  # their interquartile range
-    pooled: float  # on / off
-    cpu_on: float  # the host's CPU seconds per call (median of the blocks)
+    cpu_on: float  # the host process's CPU seconds per call (all the blocks)
     cpu_off: float
-    cpu_spread: float  # interquartile range of the pairs' CPU ratios
+    cpu_ratio: float  # median of the rounds' ratios
+    cpu_spread: float  # their interquartile range
     path: Path  # a recording of CALLS calls
     live_rate: float  # calls per second, recording
 
 
 async def _recording() -> Recorded:
+    """The recorder on and off in alternating blocks of BLOCK calls, the same plugin, the
+    same run: the recorder started as ``plugbay record`` starts it, and its plugin's route
+    put in the routing table with it (on) or as an untapped plugin's (off) for each block,
+    so that on and off calls are a few milliseconds apart (on this shared machine the
+    load changes more between two blocks of 200 calls than the recorder costs)."""
     from plugbay.runtime.host import Host
+    from plugbay.runtime.tap import untapped
 
     work = WORK / "record"
     shutil.rmtree(work, ignore_errors=True)
     _plugin(work / "plugins" / "calc", "bench.calc", "1.0.0")
     ratios: list[float] = []
     cpu_ratios: list[float] = []
-    calls: dict[bool, list[float]] = {False: [], True: []}
-    cpu: dict[bool, list[float]] = {False: [], True: []}
+    seconds: dict[bool, list[float]] = {False: [], True: []}
+    cpu: dict[bool, float] = {False: 0.0, True: 0.0}
     async with Host(work / "plugins", state_dir=work / "state", entry_points=False) as host:
         assert host.plugin("bench.calc").isolation == "process"
         await _per_call(host, "bench.calc", 500)  # warm up
-        for recording in (True, False):
-            await _recorded_block(host, recording)  # warm both ways up
-        for k in range(ROUNDS):
-            block: dict[bool, float] = {}
-            block_cpu: dict[bool, float] = {}
-            for recording in (False, True) if k % 2 else (True, False):
-                seconds, block_cpu[recording] = await _recorded_block(host, recording)
-                block[recording] = statistics.median(seconds)
-                calls[recording] += seconds
-                cpu[recording].append(block_cpu[recording])
-            ratios.append(block[True] / block[False])
-            cpu_ratios.append(block_cpu[True] / block_cpu[False])
-        path = work / "recording.jsonl"
         host.trials.record("bench.calc", calls=CALLS)
+        await host.events.drain()
+        manager = host.manager
+        routes = manager._routes  # the routing table: one assignment switches a route
+        tapped = routes["bench.calc"]
+        assert tapped.heard is not None
+        ways = {True: tapped, False: untapped(tapped)}
+        for k in range(ROUNDS):
+            round_seconds: dict[bool, list[float]] = {False: [], True: []}
+            round_cpu = {False: 0.0, True: 0.0}
+            for b in range(BLOCKS):
+                for recording in (False, True) if (k + b) % 2 else (True, False):
+                    routes["bench.calc"] = ways[recording]
+                    round_cpu[recording] += await _recorded_block(
+                        manager.call, BLOCK, round_seconds[recording]
+                    )
+            on, off = (statistics.median(round_seconds[r]) for r in (True, False))
+            ratios.append(on / off)
+            cpu_ratios.append(round_cpu[True] / round_cpu[False])
+            for recording in (True, False):
+                seconds[recording] += round_seconds[recording]
+                cpu[recording] += round_cpu[recording]
+        routes["bench.calc"] = tapped
+        seen = host.trials.recording_status("bench.calc")[0]["seen"]
+        assert seen == len(seconds[True]), (seen, len(seconds[True]))  # each on call recorded
+        path = work / "recording.jsonl"
         live = await _per_call(host, "bench.calc")
         path.write_bytes(host.trials.recording("bench.calc"))
-    on, off = statistics.median(calls[True]), statistics.median(calls[False])
+    n = len(seconds[True])
     return Recorded(
-        on, off, statistics.median(ratios), _iqr(ratios), on / off,
-        statistics.median(cpu[True]), statistics.median(cpu[False]), _iqr(cpu_ratios),
+        statistics.median(seconds[True]), statistics.median(seconds[False]),
+        statistics.median(ratios), _iqr(ratios),
+        cpu[True] / n, cpu[False] / n, statistics.median(cpu_ratios), _iqr(cpu_ratios),
         path, 1 / live,
     )  # fmt: skip
 
@@ -220,14 +234,13 @@ def run() -> int:
         Figure(
             "a sandboxed call, flight recorder on", rec.on, "the same call, recorder off",
             rec.on / rec.ratio, "≤ 1.10×", rec.ratio <= 1.10,
-            note=f"{ROUNDS} paired blocks of {CALLS} calls, recorder on and off in alternating"
-            f" order: the median of the pairs' ratios of their blocks' median call"
-            f" (interquartile range {rec.spread:.3f}); all the calls' medians:"
-            f" {rec.on * 1e6:.2f} µs on, {rec.off * 1e6:.2f} µs off ({rec.pooled:.3f}×). The"
-            f" host process's own CPU per call: {rec.cpu_on * 1e6:.2f} µs on,"
-            f" {rec.cpu_off * 1e6:.2f} µs off ({rec.cpu_on / rec.cpu_off:.3f}×, the pairs'"
-            f" interquartile range {rec.cpu_spread:.3f}; the recorder's share"
-            f" {(rec.cpu_on - rec.cpu_off) * 1e6:+.2f} µs)",
+            note=f"{ROUNDS} rounds of {BLOCKS} pairs of blocks of {BLOCK} calls, recorder on and"
+            f" off in alternating order: the median of the rounds' ratios of their calls'"
+            f" medians (interquartile range {rec.spread:.3f}); all the calls' medians:"
+            f" {rec.on * 1e6:.2f} µs on, {rec.off * 1e6:.2f} µs off. The host process's own"
+            f" CPU per call: {rec.cpu_on * 1e6:.2f} µs on, {rec.cpu_off * 1e6:.2f} µs off"
+            f" ({rec.cpu_ratio:.3f}×, the rounds' interquartile range {rec.cpu_spread:.3f}; the"
+            f" recorder's share {(rec.cpu_on - rec.cpu_off) * 1e6:+.2f} µs)",
         ),
         Figure(
             "an inline call, a canary taking 10%", without * ratio, "the same call, no canary",

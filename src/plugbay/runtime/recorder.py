@@ -140,25 +140,28 @@ class Recorder:
             )
         self.plugin_id = plugin_id
         self.path = path
-        self.calls = calls
-        self.max_bytes = max_bytes
+        self._calls = calls
+        self._max_bytes = max_bytes
         self.source = source
         self.started = time.time()
-        self.dropped = 0
+        #: calls heard (each leaves one line; ``dropped`` and ``dirty`` follow from it)
         self.seen = 0
-        #: calls arrived since the file was last written
-        self.dirty = False
+        self._saved = 0
+        self._loaded = 0
         self._entries: collections.deque[bytes] = collections.deque()
         self._bytes = 0
         self._secret_any: frozenset[str] = frozenset()
         self._secret_by_command: dict[str, frozenset[str]] = {}
-        #: each command's secrets, by its spec (a new version brings new specs)
+        #: each command's secrets, by its spec (a new version brings new specs), and the
+        #: specs with none (the common case: one test on the hot path)
         self._plans: dict[CommandSpec, _Secrets] = {}
+        self._clear: set[CommandSpec] = set()
         self.set_secret(secret)
         if path is not None and path.is_file():
             with contextlib.suppress(PlugbayError):
                 for line in stored_calls(path):
                     self._keep(line)
+                    self._loaded += 1
 
     def set_secret(self, names: Iterable[str]) -> None:
         """The manifest's ``secret-parameters`` (``name`` or ``command.name``)."""
@@ -175,6 +178,7 @@ class Recorder:
             c: frozenset(p) | self._secret_any for c, p in by_command.items()
         }
         self._plans = {}
+        self._clear = set()
 
     def _plan(self, spec: CommandSpec) -> _Secrets:
         """``spec``'s secret parameters, split: one whose default is empty (None, "", 0,
@@ -185,7 +189,16 @@ class Recorder:
         empty = {p.name: p.default for p in spec.params if not p.required and _empty(p.default)}
         soft = {name: empty[name] for name in sorted(secret) if name in empty}
         plan = self._plans[spec] = (secret.difference(soft), soft)
+        if not secret:
+            self._clear.add(spec)
         return plan
+
+    def _carries_none(self, spec: CommandSpec, params: dict[str, Any]) -> bool:
+        """No secret in this call of a command that has secret parameters (or is new)."""
+        secret, soft = self._plans.get(spec) or self._plan(spec)
+        return (not secret or secret.isdisjoint(params)) and (
+            not soft or _at_defaults(params, soft)
+        )
 
     # ------------------------------------------------------------------ the tap
 
@@ -200,30 +213,25 @@ class Recorder:
     ) -> None:
         # the hot path, kept flat (see the module docstring): a call that carries no secret
         # parameter becomes its line at once; the oldest line leaves as the newest comes
-        plan = self._plans.get(spec) or self._plan(spec)
-        secret, soft = plan
         self.seen += 1
-        self.dirty = True
-        if (
-            error is None
-            and (not secret or secret.isdisjoint(params))
-            and (not soft or _at_defaults(params, soft))
-        ):
+        if error is None and (spec in self._clear or self._carries_none(spec, params)):
             try:
                 line = _encode(_Line(_now(), spec.name, params, result, None, seconds, version))
             except _NOT_JSON:
-                line = b""  # said in the line below
-            size = len(line)
-            if 0 < size <= MAX_ENTRY:
-                entries = self._entries
-                entries.append(line)
-                self._bytes += size
-                if len(entries) > self.calls:
-                    self._bytes -= len(entries.popleft())
-                    self.dropped += 1
-                if self._bytes > self.max_bytes or len(entries) > self.calls:  # bounds lowered
-                    self._trim()
-                return
+                pass  # said in the line below
+            else:
+                size = len(line)
+                if size <= MAX_ENTRY:
+                    entries = self._entries
+                    entries.append(line)
+                    size += self._bytes
+                    if len(entries) > self._calls:  # (bounds lowered are held at once)
+                        size -= len(entries.popleft())
+                    self._bytes = size
+                    if size > self._max_bytes:
+                        self._trim()
+                    return
+        plan = self._plans.get(spec) or self._plan(spec)
         self._keep(_encoded(_redacted(spec.name, params, result, error, seconds, version, plan)))
 
     def _keep(self, line: bytes) -> None:
@@ -234,13 +242,41 @@ class Recorder:
     def _trim(self) -> None:
         """Drop the oldest lines past either bound (one line is always kept)."""
         entries = self._entries
-        over = len(entries) - self.calls
+        over = len(entries) - self._calls
         if over > 0:
             self._bytes -= sum(map(len, [entries.popleft() for _ in range(over)]))
-            self.dropped += over
-        while self._bytes > self.max_bytes and len(entries) > 1:
+        while self._bytes > self._max_bytes and len(entries) > 1:
             self._bytes -= len(entries.popleft())
-            self.dropped += 1
+
+    @property
+    def calls(self) -> int:
+        """The newest calls kept; lowered, the recording holds it at once."""
+        return self._calls
+
+    @calls.setter
+    def calls(self, calls: int) -> None:
+        self._calls = calls
+        self._trim()
+
+    @property
+    def max_bytes(self) -> int:
+        """The bytes kept in all (one call is always kept); lowered, held at once."""
+        return self._max_bytes
+
+    @max_bytes.setter
+    def max_bytes(self, max_bytes: int) -> None:
+        self._max_bytes = max_bytes
+        self._trim()
+
+    @property
+    def dropped(self) -> int:
+        """Calls (and lines gone on from) that left the recording past its bounds."""
+        return self._loaded + self.seen - len(self._entries)
+
+    @property
+    def dirty(self) -> bool:
+        """Calls arrived since the file was last written."""
+        return self.seen != self._saved
 
     # ------------------------------------------------------------------ reading, writing
 
@@ -285,8 +321,9 @@ class Recorder:
         """Write the file (atomically); its path, or None without a state directory."""
         if self.path is None:
             return None
+        seen = self.seen
         write_atomic(self.path, self.to_bytes())
-        self.dirty = False
+        self._saved = seen
         return self.path
 
 
