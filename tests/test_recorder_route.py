@@ -145,3 +145,27 @@ def test_a_recorder_goes_on_from_its_file_with_the_lines_as_they_were_written(
     assert len(Recorder("acme.keyed", path)) == 0
     with pytest.raises(PlugbayError, match="line 5"):
         read_recording(path)
+
+
+def test_a_lowered_bound_holds_at_once_and_dropped_and_dirty_follow_the_calls(
+    tmp_path: Path,
+) -> None:
+    spec = CommandSpec(_Keyed, _Keyed.__dict__["fetch"])
+    path = tmp_path / "keyed.jsonl"
+    recorder = Recorder("acme.keyed", path, calls=10)
+    assert not recorder.dirty and recorder.dropped == 0
+    for n in range(8):
+        recorder.called("1.0.0", spec, {"url": f"u{n}"}, f"u{n}", None, 0.001)
+    assert recorder.dirty and (len(recorder), recorder.dropped) == (8, 0)
+    recorder.calls = 3  # lowered while recording: held now, the newest kept
+    assert (len(recorder), recorder.dropped, recorder.status()["limit_calls"]) == (3, 5, 3)
+    assert [c["params"]["url"] for c in _calls(recorder.to_bytes())] == ["u5", "u6", "u7"]
+    recorder.max_bytes = 1  # never fewer than one call
+    assert (len(recorder), recorder.dropped) == (1, 7)
+    assert recorder.status()["bytes"] == len(recorder.to_bytes().splitlines()[1])
+    recorder.save()
+    assert not recorder.dirty
+    # a recorder going on from the file counts what its bounds drop of it too
+    again = Recorder("acme.keyed", path, calls=1)
+    again.called("1.0.0", spec, {"url": "next"}, "next", None, 0.001)
+    assert (len(again), again.dropped, again.seen) == (1, 1, 1) and again.dirty
