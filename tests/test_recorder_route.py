@@ -17,6 +17,7 @@ from plugbay.api import CommandSpec
 from plugbay.runtime.host import Host
 from plugbay.runtime.recorder import REDACTED, Recorder, read_recording
 from plugbay.runtime.replay import replay
+from plugbay.runtime.tap import heard_by
 from tests._trials import calc
 from tests.conftest import PluginFactory
 
@@ -169,3 +170,35 @@ def test_a_lowered_bound_holds_at_once_and_dropped_and_dirty_follow_the_calls(
     again = Recorder("acme.keyed", path, calls=1)
     again.called("1.0.0", spec, {"url": "next"}, "next", None, 0.001)
     assert (len(again), again.dropped, again.seen) == (1, 1, 1) and again.dirty
+
+
+def test_two_listeners_each_hear_every_call_with_the_version_that_answered() -> None:
+    spec = CommandSpec(_Keyed, _Keyed.__dict__["fetch"])
+    heard: list[tuple[str, str, object]] = []
+
+    class Listener:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def called(
+            self,
+            version: str,
+            spec: CommandSpec,
+            params: dict[str, Any],
+            result: Any,
+            error: BaseException | None,
+            seconds: float,
+        ) -> None:
+            heard.append((self.name, version, result if error is None else repr(error)))
+
+    assert heard_by([], "1.0.0") is None  # nobody listens: the route has no 'heard'
+    tell = heard_by([Listener("recorder"), Listener("shadow")], "2.0.0")
+    assert tell is not None
+    tell(spec, {"url": "u"}, "u", None, 0.001)
+    tell(spec, {"url": "v"}, None, ValueError("no"), 0.002)
+    assert heard == [
+        ("recorder", "2.0.0", "u"),
+        ("shadow", "2.0.0", "u"),
+        ("recorder", "2.0.0", "ValueError('no')"),
+        ("shadow", "2.0.0", "ValueError('no')"),
+    ]
