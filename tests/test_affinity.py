@@ -10,6 +10,8 @@ import asyncio
 import ctypes
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from plugbay.isolation import affinity
-from plugbay.isolation.affinity import LONE_CALLS, Follow
+from plugbay.isolation.affinity import COOL_TICKS, LONE_CALLS, Follow
 from plugbay.isolation.process import ProcessHandle
 from plugbay.runtime.host import Host
 from tests.conftest import PluginFactory
@@ -78,6 +80,39 @@ def test_concurrent_calls_and_rest_let_the_worker_go(child: int) -> None:
     assert len(os.sched_getaffinity(child)) == 1
     follow.release()  # as the heartbeat does when the worker rests
     assert os.sched_getaffinity(child) == ALLOWED
+
+
+def test_a_held_worker_that_waits_for_its_core_is_let_go_for_a_while() -> None:
+    """The caller's core is shared with other work: the worker may run on an idle core."""
+    mine = sorted(ALLOWED)[0]
+    spin = [sys.executable, "-c", "while True: pass"]
+    worker, neighbour = subprocess.Popen(spin), subprocess.Popen(spin)
+    try:
+        os.sched_setaffinity(neighbour.pid, {mine})
+        os.sched_setaffinity(0, {mine})
+        try:
+            follow = Follow(worker.pid)
+            lone_calls(follow, LONE_CALLS + 1)
+        finally:
+            os.sched_setaffinity(0, ALLOWED)
+        assert os.sched_getaffinity(worker.pid) == {mine}
+        follow.tick(True)
+        deadline = time.monotonic() + 10
+        while follow.cpu == mine:  # a tick or two of sharing the core with the neighbour
+            assert time.monotonic() < deadline, "the contended worker was never let go"
+            time.sleep(0.2)
+            follow.tick(True)
+        assert os.sched_getaffinity(worker.pid) == ALLOWED
+        lone_calls(follow, LONE_CALLS + 1)  # not held again at once
+        assert os.sched_getaffinity(worker.pid) == ALLOWED
+        for _ in range(COOL_TICKS):
+            follow.tick(True)
+        lone_calls(follow, 1)
+        assert len(os.sched_getaffinity(worker.pid)) == 1
+    finally:
+        for process in (worker, neighbour):
+            process.kill()
+            process.wait()
 
 
 def test_a_cpuset_the_worker_may_not_leave_is_kept(child: int) -> None:

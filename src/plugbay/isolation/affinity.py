@@ -34,6 +34,11 @@ __all__ = ["ENABLED", "Follow"]
 #: lone calls in a row before a worker let go is held again (hysteresis: calls that
 #: overlap now and then must not make every call move the worker)
 LONE_CALLS: Final = 4
+#: a held worker that waited longer than this on average for its core each time it ran
+#: (over one heartbeat tick) shares that core with other work: it is let go
+CONTENDED_NS: Final = 50_000
+#: ticks a worker let go for contention stays free before it may be held again
+COOL_TICKS: Final = 10
 
 
 def _sched_getcpu() -> Callable[[], int] | None:
@@ -54,7 +59,7 @@ ENABLED: bool = _getcpu is not None and os.environ.get("PLUGBAY_PLACEMENT", "") 
 class Follow:
     """One worker's placement: held to the core of its lone caller, or free."""
 
-    __slots__ = ("allowed", "cpu", "lone", "pid")
+    __slots__ = ("allowed", "cool", "cpu", "lone", "pid", "seen")
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
@@ -63,6 +68,10 @@ class Follow:
         self.lone = 0
         #: the worker's own affinity, restored when it is let go (read at the first hold)
         self.allowed: frozenset[int] = frozenset()
+        #: ticks left before a worker let go for contention may be held again
+        self.cool = 0
+        #: (ns waited for a core, times run) at the last tick, from /proc/PID/schedstat
+        self.seen = (0, 0)
 
     def call(self, in_flight: int) -> None:
         """Before a call leaves; ``in_flight`` counts it with the others awaiting answers."""
@@ -74,7 +83,7 @@ class Follow:
         if self.lone < LONE_CALLS:
             self.lone += 1
             return
-        if _getcpu is None or not ENABLED or self.cpu == -2:
+        if _getcpu is None or not ENABLED or self.cpu == -2 or self.cool:
             return
         cpu = _getcpu()
         if cpu != self.cpu:
@@ -91,6 +100,26 @@ class Follow:
             self.cpu = -2
             return
         self.cpu = cpu
+
+    def tick(self, busy: bool) -> None:
+        """A heartbeat tick (every 0.2 s while the worker is busy): an idle worker is let
+        go; a held one that waits for its core (the caller's core is shared with other
+        work) is let go for :data:`COOL_TICKS` ticks, so it may run on an idle core."""
+        if self.cool:
+            self.cool -= 1
+        if not busy:
+            self.release()
+            return
+        try:
+            with open(f"/proc/{self.pid}/schedstat", "rb") as f:
+                _ran, waited, runs = (int(x) for x in f.read().split())
+        except (OSError, ValueError):
+            return
+        before, self.seen = self.seen, (waited, runs)
+        ran = runs - before[1]
+        if self.cpu >= 0 and ran > 0 and (waited - before[0]) / ran > CONTENDED_NS:
+            self.release()
+            self.cool = COOL_TICKS
 
     def release(self) -> None:
         """Let the worker run on any of its cores again (idle, or called concurrently)."""

@@ -606,8 +606,8 @@ class ProcessHandle(sampling.SampledInWorker, PluginHandle):
         look and a ping when due, or the verdict that the worker is hung."""
         if self._dead is not None or not self._beating:
             return False
-        if not (busy := self._busy(now)):
-            self.follow.release()  # idle: free to run on any core
+        busy = self._busy(now)
+        self.follow.tick(busy)  # idle, or its caller's core shared: free to run on any core
         if self._full_quota is not None and now >= self._next_storage:
             self._look_full(self._full_quota)
             every = self.storage_full_interval if busy else self.beat.idle_interval
