@@ -19,7 +19,10 @@ cores; it is held again only after a run of lone calls. A worker that rests
 left held to one core. ``PLUGBAY_PLACEMENT=free`` turns it off.
 
 Affinity is a scheduling hint, not a limit: the worker's CPU quota (its cgroup)
-and every other layer are unchanged, and the worker cannot change it (seccomp).
+and every other layer are unchanged; a plugin that sets its own affinity only
+undoes the hint. A held worker that waits for its core (the caller's core is
+shared with other work, read from ``/proc/PID/schedstat`` at the heartbeat's
+tick) is let go for a while, so under load it runs where the scheduler finds room.
 """
 
 from __future__ import annotations
