@@ -638,7 +638,8 @@ def run() -> int:
             "(reported: PLUGBAY_PLACEMENT=free, the scheduler alone)",
             None,
             note="a lone caller's worker held to the caller's core: docs/architecture.md, "
-            "'Worker placement'",
+            "'Worker placement'; off starts each round where on left the pair (on one core), "
+            "so if anything it reads low",
         ),
     ]
     if on_uv is None:
