@@ -41,7 +41,7 @@ LONE_CALLS: Final = 4
 #: (over one heartbeat tick) shares that core with other work: it is let go
 CONTENDED_NS: Final = 50_000
 #: ticks a worker let go for contention stays free before it may be held again
-COOL_TICKS: Final = 10
+COOL_TICKS: Final = 5
 
 
 def _sched_getcpu() -> Callable[[], int] | None:
