@@ -313,8 +313,8 @@ class Channel(asyncio.Protocol):
         self._buffer = bytearray()
         self.transport: asyncio.Transport | None = None
         self._closed = False
-        self._chunks: list[bytes] = []
-        self._pending = 0  # bytes in _chunks
+        #: frames waiting to leave together, encoded in place (``send``)
+        self._out = bytearray()
         self._scheduled = False
         #: inside ``data_received``: what is sent is joined and leaves once the read is done
         self._receiving = False
@@ -378,7 +378,7 @@ class Channel(asyncio.Protocol):
             handed = self._received(data)
         finally:
             self._receiving = False
-            if self._chunks:
+            if self._out:
                 self._drain()
         if handed > 1 and self.join_after_read and not self._scheduled:
             # the woken callers run in the next loop turn, before this flush (FIFO)
@@ -398,16 +398,16 @@ class Channel(asyncio.Protocol):
         buf += data
         offset = handed = 0
         size_of_header = _HEADER.size
+        unpack, decode_body, on_message = _HEADER.unpack_from, _decoder.decode, self._on_message
+        max_frame, skip_above = self.max_frame, self.skip_above
         try:
             while len(buf) - offset >= size_of_header:
-                (size,) = _HEADER.unpack_from(buf, offset)
-                if size > self.max_frame:
-                    raise FrameError(
-                        f"a frame of {size} bytes is over the {self.max_frame}-byte limit"
-                    )
+                (size,) = unpack(buf, offset)
+                if size > max_frame:
+                    raise FrameError(f"a frame of {size} bytes is over the {max_frame}-byte limit")
                 end = offset + size_of_header + size
                 if (
-                    size >= self.skip_above
+                    size >= skip_above
                     and self.skip is not None
                     and len(buf) - offset >= size_of_header + _PEEK
                     and self.skip(_kind(buf, offset + size_of_header), size)
@@ -422,10 +422,15 @@ class Channel(asyncio.Protocol):
                     continue
                 if len(buf) < end:
                     break
-                message = decode(bytes(buf[offset + size_of_header : end]))
+                # a slice of the buffer, decoded as it is (a copy: a handler may grow the
+                # buffer, see ``round_trip``, so no view of it outlives this line)
+                message = decode_body(buf[offset + size_of_header : end])
                 offset = self._parsed = end
                 handed += 1
-                self._on_message(message)
+                on_message(message)
+        except msgspec.DecodeError as exc:
+            self.close(f"malformed frame: {exc}", protocol_error=True)
+            return handed
         except FrameError as exc:
             self.close(str(exc), protocol_error=True)
             return handed
@@ -452,36 +457,45 @@ class Channel(asyncio.Protocol):
         small ones after it in the same turn are joined into one write at its end, and
         so is every frame sent while a read is handled (they leave when it is done, see
         ``data_received``) or that the sender says is one of many (``more``: other
-        requests are in flight, whose answers will wake this end anyway). A large frame
-        is never joined: the pending ones go first, then it, so a burst of big frames
-        neither waits in this end's memory nor is copied again by a join."""
-        data = encode(message)
+        requests are in flight, whose answers will wake this end anyway). Frames are
+        encoded straight into the pending buffer (no bytes object per frame, no join).
+        Once it holds ``_BATCH_BYTES``, the frames before this one leave, then it, so a
+        burst of big frames neither waits in this end's memory nor is copied again."""
+        start = self._append(message)
         if not (self._scheduled or self._receiving or more):
             if self.join_turn:
                 self._schedule()
-            self._write(data)
-            return
-        if len(data) >= _BATCH_BYTES or self._pending + len(data) >= _BATCH_BYTES:
-            self._drain()
-            self._write(data)
-            return
-        self._chunks.append(data)
-        self._pending += len(data)
-        if not (self._scheduled or self._receiving):
+            self._drain()  # this frame alone (nothing is pending outside a turn or a read)
+        elif len(self._out) >= _BATCH_BYTES:
+            self._drain(start)
+        elif not (self._scheduled or self._receiving):
             self._schedule()
 
     def send_many(self, messages: list[Message]) -> None:
         """Frames that leave together (a batch of calls): pending frames first, then these
         in writes of at most about ``_BATCH_BYTES``."""
         self._drain()
-        out = bytearray()
         for message in messages:
-            out += encode(message)
-            if len(out) >= _BATCH_BYTES:
-                self._write(bytes(out))
-                out.clear()
-        if out:
-            self._write(bytes(out))
+            self._append(message)
+            if len(self._out) >= _BATCH_BYTES:
+                self._drain()
+        self._drain()
+
+    def _append(self, message: Message) -> int:
+        """Encode ``message`` as a frame at the end of the pending buffer; where it starts."""
+        out = self._out
+        start = len(out)
+        try:
+            _encoder.encode_into(message, out, start + _HEADER.size)
+        except BaseException:
+            del out[start:]
+            raise
+        size = len(out) - start - _HEADER.size
+        if size > MAX_FRAME:
+            del out[start:]
+            raise FrameError(f"a message of {size} bytes is over the {MAX_FRAME}-byte frame limit")
+        _HEADER.pack_into(out, start, size)
+        return start
 
     def _schedule(self) -> None:
         self._scheduled = True
@@ -543,12 +557,19 @@ class Channel(asyncio.Protocol):
         self._scheduled = False
         self._drain()
 
-    def _drain(self) -> None:
-        chunks, self._chunks, self._pending = self._chunks, [], 0
-        if chunks:
-            self._write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+    def _drain(self, split: int = 0) -> None:
+        """Write what is pending: the frames before ``split`` first, then the rest."""
+        out = self._out
+        if out:
+            # handed over: a transport may keep it unsent, so it is never written to again
+            self._out = bytearray()
+            if split:
+                self._write(out[:split])
+                self._write(memoryview(out)[split:])
+            else:
+                self._write(out)
 
-    def _write(self, data: bytes) -> None:
+    def _write(self, data: bytes | bytearray | memoryview) -> None:
         if self.transport is not None and not self.transport.is_closing():
             try:
                 self.transport.write(data)

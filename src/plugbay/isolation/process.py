@@ -367,8 +367,8 @@ class ProcessHandle(sampling.SampledInWorker, PluginHandle):
                 log.exception("security event handler failed")
 
     def _dispatch(self, message: frames.Message) -> None:
-        if isinstance(message, frames.Reply):
-            self._settle(message.id, value=message.value)
+        if type(message) is frames.Reply:  # the hot path
+            self._requests.answer(message.id, message.value)
         elif isinstance(message, frames.Fail):
             self._failed(message)
         elif isinstance(message, frames.Security):
@@ -522,14 +522,12 @@ class ProcessHandle(sampling.SampledInWorker, PluginHandle):
         future, self.beat.last_used = self._requests.open(loop, request, timeout, what, label)
         # one of many in flight: it leaves with the others at the end of this loop turn
         self._send(message, len(self._pending) > 1)
-        try:
+        try:  # whatever ends the request (its answer, a failure, its deadline) forgets it
             return await future
         except asyncio.CancelledError:  # the caller gave up: stop the command in the worker
-            self._pending.pop(request, None)
+            self._requests.close(request)
             self._send(frames.Cancel(request))
             raise
-        finally:
-            self._requests.close(request)
 
     def _expired(self, request: int, what: str) -> None:
         self._send(frames.Cancel(request))

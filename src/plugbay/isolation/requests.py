@@ -91,10 +91,20 @@ class Requests:
         return requests, futures, messages
 
     def close(self, request: int) -> None:
-        """The request is over (answered, failed, expired or given up by its caller)."""
+        """The request is over (given up by its caller): forget it."""
+        self.pending.pop(request, None)
         self.inflight.pop(request, None)
 
+    def answer(self, request: int, value: Any) -> None:
+        """Request ``request`` is answered (the hot path: a ``Reply``); it is over."""
+        self.inflight.pop(request, None)
+        future = self.pending.pop(request, None)
+        if future is not None and not future.done():
+            future.set_result(value)
+
     def settle(self, request: int, value: Any = None, error: BaseException | None = None) -> None:
+        """Request ``request`` is over: answered, failed, expired or its worker gone."""
+        self.inflight.pop(request, None)
         future = self.pending.pop(request, None)
         if future is None or future.done():
             return
