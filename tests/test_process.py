@@ -424,6 +424,32 @@ async def test_a_crashed_worker_is_restarted(plugins: PluginFactory, tmp_path: P
         )
 
 
+async def test_a_batch_in_flight_when_its_worker_dies_fails_call_by_call_at_once(
+    plugins: PluginFactory, tmp_path: Path
+) -> None:
+    """``call_many``'s answers land in one list (no future per call): the calls answered
+    before the crash keep their values, the others fail in their places at once (not
+    at their deadline), nothing of the batch is left in flight, and the plugin is
+    restarted and serves again."""
+    async with supervised(plugins, tmp_path, restart_backoff=0.1) as host:
+        handle = host.plugin("acme.subject").handle
+        assert handle is not None
+        params = [{"seconds": 0.0}] * 3 + [{"seconds": 30.0}] * 5
+        batch = asyncio.ensure_future(host.call_many("acme.subject", "nap", params))
+        deadline = time.monotonic() + 10
+        while len(handle.running()) != 5:  # the quick three answered, five still napping
+            assert time.monotonic() < deadline, handle.running()
+            await asyncio.sleep(0.01)
+        with pytest.raises(PluginCrashed):
+            await host.call("acme.subject", "crash")
+        got = await asyncio.wait_for(batch, 10)  # its deadline is 30 s away
+        assert got[:3] == ["woke"] * 3
+        assert all(isinstance(g, PluginCrashed) for g in got[3:]), got
+        assert handle.running() == []
+        await wait_for_state(host, "acme.subject", "active")
+        assert await host.call_many("acme.subject", "add", [{"a": 1}, {"a": 2}]) == [2, 3]
+
+
 async def test_too_many_crashes_disable_the_plugin_until_enabled(
     plugins: PluginFactory, tmp_path: Path
 ) -> None:
