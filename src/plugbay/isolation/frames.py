@@ -36,6 +36,7 @@ __all__ = [
     "Load",
     "Loaded",
     "Log",
+    "Many",
     "Message",
     "Metrics",
     "Ping",
@@ -227,8 +228,31 @@ Message = (
     | ChangeConfig
 )
 
+
+class Many(msgspec.Struct, tag=True):
+    """Several calls (host → worker) or answers (worker → host) in one frame: the ones a
+    loop turn or a read joins (``Channel.send``). The receiving channel hands each on
+    in order, as if each had come in a frame of its own; nothing else may be inside."""
+
+    messages: list[Call | Reply]
+
+
 _encoder = msgspec.msgpack.Encoder()
-_decoder: msgspec.msgpack.Decoder[Message] = msgspec.msgpack.Decoder(Message)
+_decoder: msgspec.msgpack.Decoder[Message | Many] = msgspec.msgpack.Decoder(Message | Many)
+#: a ``Many`` frame's body up to its list's items: the map, its tag, the field's name
+_MANY_HEAD: Final = _encoder.encode(Many([]))[:-1]
+#: the kinds ``Many`` joins, and the largest body joined (a larger one is a frame alone)
+_JOINED: Final = frozenset({Call, Reply})
+_JOIN_AT_MOST: Final = 4096
+
+
+def _list_head(n: int) -> bytes:
+    """MessagePack's array header for ``n`` items."""
+    if n < 16:
+        return bytes((0x90 | n,))
+    if n < 1 << 16:
+        return b"\xdc" + n.to_bytes(2, "big")
+    return b"\xdd" + n.to_bytes(4, "big")
 
 
 _PEEK: Final = 16
@@ -258,10 +282,14 @@ def encode(message: Message) -> bytes:
 
 
 def decode(body: bytes) -> Message:
+    """One message (a ``Many`` frame is a channel's business: ``Channel`` unpacks it)."""
     try:
-        return _decoder.decode(body)
+        message = _decoder.decode(body)
     except msgspec.DecodeError as exc:
         raise FrameError(f"malformed frame: {exc}") from None
+    if isinstance(message, Many):
+        raise FrameError("a Many frame where one message was expected")
+    return message
 
 
 #: frames up to this size sent in one loop turn are joined into one write
@@ -315,6 +343,10 @@ class Channel(asyncio.Protocol):
         self._closed = False
         #: frames waiting to leave together, encoded in place (``send``)
         self._out = bytearray()
+        #: the bodies of joined calls or answers sent since the last other frame, back to
+        #: back, and how many: they leave as one ``Many`` frame (``_close_group``)
+        self._group = bytearray()
+        self._grouped = 0
         self._scheduled = False
         #: inside ``data_received``: what is sent is joined and leaves once the read is done
         self._receiving = False
@@ -378,7 +410,7 @@ class Channel(asyncio.Protocol):
             handed = self._received(data)
         finally:
             self._receiving = False
-            if self._out:
+            if self._out or self._grouped:
                 self._drain()
         if handed > 1 and self.join_after_read and not self._scheduled:
             # the woken callers run in the next loop turn, before this flush (FIFO)
@@ -426,6 +458,11 @@ class Channel(asyncio.Protocol):
                 # buffer, see ``round_trip``, so no view of it outlives this line)
                 message = decode_body(buf[offset + size_of_header : end])
                 offset = self._parsed = end
+                if isinstance(message, Many):
+                    for one in message.messages:
+                        handed += 1
+                        on_message(one)
+                    continue
                 handed += 1
                 on_message(message)
         except msgspec.DecodeError as exc:
@@ -461,13 +498,40 @@ class Channel(asyncio.Protocol):
         encoded straight into the pending buffer (no bytes object per frame, no join).
         Once it holds ``_BATCH_BYTES``, the frames before this one leave, then it, so a
         burst of big frames neither waits in this end's memory nor is copied again."""
-        start = self._append(message)
         if not (self._scheduled or self._receiving or more):
+            self._append(message)
             if self.join_turn:
                 self._schedule()
             self._drain()  # this frame alone (nothing is pending outside a turn or a read)
-        elif len(self._out) >= _BATCH_BYTES:
-            self._drain(start)
+            return
+        out = self._out
+        if type(message) in _JOINED:
+            start = len(out)
+            group = self._group
+            at = len(group)
+            try:
+                _encoder.encode_into(message, group, at)
+            except BaseException:
+                del group[at:]
+                raise
+            if len(group) - at <= _JOIN_AT_MOST:  # small: it joins the group
+                self._grouped += 1
+            else:  # a large one leaves as a frame alone, after the group
+                body = group[at:]
+                del group[at:]
+                if len(body) > MAX_FRAME:
+                    raise FrameError(
+                        f"a message of {len(body)} bytes is over the {MAX_FRAME}-byte frame limit"
+                    )
+                self._close_group()
+                start = len(out)
+                out += _HEADER.pack(len(body))
+                out += body
+        else:
+            self._close_group()  # the calls or answers before it go first
+            start = self._append(message)
+        if len(out) + len(self._group) >= _BATCH_BYTES:
+            self._drain(start if len(out) > start else 0)
         elif not (self._scheduled or self._receiving):
             self._schedule()
 
@@ -476,9 +540,7 @@ class Channel(asyncio.Protocol):
         in writes of at most about ``_BATCH_BYTES``."""
         self._drain()
         for message in messages:
-            self._append(message)
-            if len(self._out) >= _BATCH_BYTES:
-                self._drain()
+            self.send(message, more=True)
         self._drain()
 
     def _append(self, message: Message) -> int:
@@ -557,8 +619,22 @@ class Channel(asyncio.Protocol):
         self._scheduled = False
         self._drain()
 
+    def _grouped_frame(self) -> bytes:
+        """The joined calls or answers as one frame (``Many``; one alone: its own frame);
+        the group is empty after."""
+        group, n = self._group, self._grouped
+        self._grouped = 0
+        body = bytes(group) if n == 1 else b"".join((_MANY_HEAD, _list_head(n), group))
+        group.clear()
+        return _HEADER.pack(len(body)) + body
+
+    def _close_group(self) -> None:
+        if self._grouped:
+            self._out += self._grouped_frame()
+
     def _drain(self, split: int = 0) -> None:
         """Write what is pending: the frames before ``split`` first, then the rest."""
+        self._close_group()
         out = self._out
         if out:
             # handed over: a transport may keep it unsent, so it is never written to again
