@@ -7,10 +7,11 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
@@ -21,6 +22,8 @@ class Running:
     token: str
     state: Path
     output: str
+    #: every line the host printed so far, start included (read by a thread as it comes)
+    lines: list[str] = field(default_factory=list)
 
     @property
     def auth(self) -> dict[str, str]:
@@ -39,6 +42,7 @@ def plugbay_run(
          *args],
         cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
     )  # fmt: skip
+    drain: threading.Thread | None = None
     try:
         assert proc.stdout is not None
         deadline = time.monotonic() + timeout
@@ -54,12 +58,28 @@ def plugbay_run(
         url = json.loads((state / "host.json").read_text())["http"]
         assert (url is not None) == expect_http, "".join(lines)
         token = (state / "api-token").read_text().strip()
-        yield Running(proc, url, token, state, "".join(lines))
+        # keep reading what the host prints: a pipe nobody reads fills (64 KiB) and the
+        # host's next print would block its event loop mid-test
+        drain = threading.Thread(target=_drain, args=(proc, lines), daemon=True)
+        drain.start()
+        yield Running(proc, url, token, state, "".join(lines), lines)
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)
             try:
-                proc.communicate(timeout=30)
+                proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 proc.kill()
-                proc.communicate()
+                proc.wait()
+        if drain is not None:
+            drain.join(timeout=10)
+            if proc.stdout is not None:
+                proc.stdout.close()
+        else:
+            proc.communicate()
+
+
+def _drain(proc: subprocess.Popen[str], lines: list[str]) -> None:
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        lines.append(line)

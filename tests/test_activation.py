@@ -18,9 +18,9 @@ import pytest
 
 from plugbay import PluginStateError
 from plugbay.runtime.host import Host
+from tests._cli import plugbay
 from tests._running import plugbay_run
 from tests.conftest import PluginFactory
-from tests.test_cli import plugbay
 from tests.test_plugin_events import PRODUCER, PRODUCER_MANIFEST, until
 
 COUNTED = """

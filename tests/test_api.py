@@ -33,7 +33,7 @@ EXPORTED = {
     "ResultTypeError", "ServiceError", "ServiceRegistry", "Secrets", "PermissionDenied",
     "ResourceLimitExceeded", "StateError", "Storage", "StorageFull", "TaskInfo", "Tasks", "MetricError", "SystemConfig",
     "SystemEvent", "SystemHook", "SystemInfo", "SystemPlugin", "UtilityPlugin", "VersionError",
-    "__version__", "command", "command_specs", "error_from_dict", "Events", "on_event",
+    "__version__", "command", "command_specs", "error_from_dict", "Events", "on_event", "many",
 }  # fmt: skip
 
 

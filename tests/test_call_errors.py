@@ -16,8 +16,7 @@ import pytest
 from plugbay import MetricError
 from plugbay.monitor.metrics import PluginMetrics
 from plugbay.runtime.host import Host
-from plugbay.web import HttpServer, create_app
-from plugbay.web.token import TokenFile
+from tests._served import api_served
 from tests.conftest import PluginFactory
 
 CALC = """
@@ -54,20 +53,14 @@ async def served(
         plugins.root, state_dir=tmp_path / "state", entry_points=False, init_timeout=20,
         inline=["*"] if isolation == "inline" else [],
     )  # fmt: skip
-    await host.start()
-    tokens = TokenFile(host.state_dir)
-    token, _ = tokens.ensure()
-    server = HttpServer(create_app(host, tokens=tokens), "127.0.0.1", 0)
-    await server.start()
-    http = httpx.AsyncClient(
-        base_url=server.url, headers={"Authorization": f"Bearer {token}"}, timeout=30
-    )
-    try:
+    async with (
+        host,
+        api_served(host) as (url, token),
+        httpx.AsyncClient(
+            base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30
+        ) as http,
+    ):
         yield host, http
-    finally:
-        await http.aclose()
-        await server.stop()
-        await host.stop()
 
 
 def figures(host: Host, command: str) -> dict[str, Any]:

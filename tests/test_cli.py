@@ -3,31 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from tests._cli import plugbay, start_plugbay
 from tests.conftest import PluginFactory
-
-PLUGBAY = [sys.executable, "-m", "plugbay.cli"]
-
-
-def plugbay(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb"}
-    return subprocess.run(
-        [*PLUGBAY, *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-        check=False,
-    )
 
 
 @pytest.fixture
@@ -177,15 +160,7 @@ def test_run_once_exits_non_zero_when_a_plugin_failed(workdir: Path) -> None:
 
 
 def test_run_serves_until_interrupted_then_cleans_up(workdir: Path) -> None:
-    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
-    proc = subprocess.Popen(
-        [*PLUGBAY, "run", "--http", "127.0.0.1:0", "--metrics-port", "0"],
-        cwd=workdir,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
+    proc = start_plugbay("run", "--http", "127.0.0.1:0", "--metrics-port", "0", cwd=workdir)
     try:
         assert proc.stdout is not None
         deadline = time.monotonic() + 30
@@ -257,11 +232,7 @@ def test_list_reports_a_running_host_without_starting_plugins(
         """,
     )
     plugins("acme.bad", "raise RuntimeError('boom')\n")
-    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
-    proc = subprocess.Popen(
-        [*PLUGBAY, "run", "--no-metrics", "--no-http"], cwd=tmp_path, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True, env=env,
-    )  # fmt: skip
+    proc = start_plugbay("run", "--no-metrics", "--no-http", cwd=tmp_path)
     try:
         assert proc.stdout is not None
         deadline = time.monotonic() + 30

@@ -13,9 +13,9 @@ import pytest
 import typer
 
 from plugbay.cli import app
+from tests._cli import plugbay
 from tests._running import plugbay_run
 from tests.conftest import PluginFactory
-from tests.test_cli import plugbay
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "cli-json.md"
 #: commands whose shapes tests/test_trials_cli.py checks (they need a running host)

@@ -5,7 +5,6 @@ without loading the command framework before its plugins are active."""
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -19,6 +18,7 @@ import typer
 from plugbay.cli import app
 from plugbay.cli._run_args import OPTIONS, RunOptions, parse_run
 from plugbay.runtime.lifecycle import HostLock
+from tests._cli import cli_env, run_cli
 from tests.conftest import PluginFactory
 
 ENV_VARS = ("PLUGBAY_PLUGINS", "PLUGBAY_STATE", "PLUGBAY_CONFIG", "PLUGBAY_HTTP")
@@ -143,20 +143,8 @@ def _plugbay(
     """The command through ``entry``: ``main`` (the console script, lean for run) or
     ``app`` (the typer app alone, as before the lean path)."""
     code = f"import sys; from plugbay.cli import {entry}; sys.argv[0] = 'plugbay'; {entry}()"
-    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb"}
-    for name in ENV_VARS:
-        env.pop(name, None)
-    if tmp is not None:
-        env["TMPDIR"] = str(tmp)
-    return subprocess.run(
-        [sys.executable, *extra, "-c", code, *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-        check=False,
-    )
+    env = cli_env({} if tmp is None else {"TMPDIR": str(tmp)}, drop=ENV_VARS)
+    return run_cli([sys.executable, *extra, "-c", code, *args], cwd=cwd, timeout=120, env=env)
 
 
 def _same(text: str) -> str:

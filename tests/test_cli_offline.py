@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from plugbay.runtime.host import Host
+from tests._cli import plugbay
 from tests.conftest import PluginFactory
-from tests.test_cli import plugbay
 from tests.test_full_disk import _mount
 
 CALC = """

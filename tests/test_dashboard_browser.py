@@ -57,14 +57,24 @@ class Caller(threading.Thread):
         self.url, self.headers = url, headers
         self.stop = threading.Event()
         self.calls = 0
+        #: calls that did not answer 200, as the test's failure message shows them
+        self.failures: list[str] = []
 
     def run(self) -> None:
         with httpx.Client(base_url=self.url, headers=self.headers, timeout=10) as http:
             while not self.stop.is_set() and self.calls < 20_000:
-                r = http.post("/api/v1/plugins/acme.calc/commands/add", json={"a": self.calls})
-                assert r.status_code == 200
+                try:
+                    r = http.post("/api/v1/plugins/acme.calc/commands/add", json={"a": self.calls})
+                except httpx.HTTPError as exc:
+                    self.failures.append(f"call {self.calls}: {exc!r}")
+                else:
+                    if r.status_code != 200:
+                        self.failures.append(f"call {self.calls}: {r.status_code} {r.text[:200]}")
                 self.calls += 1
                 self.stop.wait(0.01)
+
+    def __str__(self) -> str:
+        return f"{self.calls} calls made, {len(self.failures)} failed: {self.failures[:5]}"
 
 
 @pytest.mark.slow
@@ -116,13 +126,21 @@ def test_dashboard_shows_live_figures_and_reloads_a_plugin(
             calc.locator("button.select").click()
             expect(page.locator("#detail-title")).to_have_text("acme.calc")
             expect(page.locator("#detail-info")).to_contain_text("needed by: acme.user")
-            page.wait_for_function(
-                "Number(document.querySelector('#last-rate').dataset.value) > 5", timeout=20_000
-            )
+            try:
+                page.wait_for_function(
+                    "Number(document.querySelector('#last-rate').dataset.value) > 1",
+                    timeout=60_000,  # a deadline, not a goal: CI's 2 cores also run chromium
+                )
+            except Exception as exc:  # say what the traffic and the host did meanwhile
+                shown = page.locator("#last-rate").get_attribute("data-value")
+                raise AssertionError(
+                    f"the rate chart never passed 1 call/s (shows {shown}); caller: {caller};"
+                    f" host printed: {''.join(host.lines[-20:])}"
+                ) from exc
             rate = float(page.locator("#last-rate").get_attribute("data-value") or 0)
             p99 = float(page.locator("#last-latency").get_attribute("data-value") or 0)
             memory = float(page.locator("#last-memory").get_attribute("data-value") or 0)
-            assert rate > 5 and p99 > 0 and memory > 10
+            assert rate > 1 and p99 > 0 and memory > 10
             assert float(calc.locator(".rate").inner_text()) > 0  # the table is live too
             for chart in ("rate", "errors", "latency", "memory"):
                 inked = page.evaluate(
@@ -164,6 +182,7 @@ def test_dashboard_shows_live_figures_and_reloads_a_plugin(
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
             assert problems == [], problems
+            assert not caller.failures, caller
         finally:
             caller.stop.set()
             caller.join(timeout=10)

@@ -17,8 +17,7 @@ import pytest
 
 from plugbay.api.errors import StateError
 from plugbay.runtime.host import Host
-from plugbay.web import HttpServer, create_app
-from plugbay.web.token import TokenFile
+from tests._served import api_served
 from tests.conftest import PluginFactory
 
 CALC = """
@@ -85,10 +84,10 @@ def truncate_wal(state: Path) -> None:
 
 
 class Served:
-    def __init__(self, host: Host, server: HttpServer, token: str) -> None:
-        self.host, self.server = host, server
+    def __init__(self, host: Host, url: str, token: str) -> None:
+        self.host = host
         self.http = httpx.AsyncClient(
-            base_url=server.url, headers={"Authorization": f"Bearer {token}"}, timeout=30
+            base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30
         )
 
 
@@ -102,18 +101,12 @@ def start(
     @contextlib.asynccontextmanager
     async def served() -> AsyncIterator[Served]:
         host = Host(plugins_dir=plugins.root, state_dir=small_fs / "state")
-        await host.start()
-        tokens = TokenFile(small_fs / "state")
-        token, _ = tokens.ensure()
-        server = HttpServer(create_app(host, tokens=tokens), "127.0.0.1", 0)
-        await server.start()
-        s = Served(host, server, token)
-        try:
-            yield s
-        finally:
-            await s.http.aclose()
-            await server.stop()
-            await host.stop()
+        async with host, api_served(host) as (url, token):
+            s = Served(host, url, token)
+            try:
+                yield s
+            finally:
+                await s.http.aclose()
 
     return served
 

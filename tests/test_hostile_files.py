@@ -27,7 +27,7 @@ from plugbay.cli.app import app
 from plugbay.model.manifest import MAX_MANIFEST_BYTES, load_manifest
 from plugbay.pdk.errors import WheelError
 from plugbay.pdk.wheels import inspect_wheel, record_hash
-from tests.test_cli import plugbay
+from tests._cli import plugbay
 
 CODE = """\
 from plugbay import UtilityPlugin, command

@@ -14,8 +14,8 @@ from plugbay.pdk.index import PluginIndex, parse_requirement, plan_install
 from plugbay.pdk.signing import TrustStore, generate_key, sign_wheel
 from plugbay.runtime.host import Host
 from plugbay.state import StateStore
+from tests._cli import plugbay
 from tests._index import plugin_wheel, serve
-from tests.test_cli import plugbay
 
 
 @pytest.fixture

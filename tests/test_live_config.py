@@ -12,9 +12,9 @@ import pytest
 
 from plugbay.api.errors import ConfigError, PlugbayError
 from plugbay.runtime.host import Host
+from tests._cli import plugbay
 from tests._running import plugbay_run
 from tests.conftest import PluginFactory
-from tests.test_cli import plugbay
 
 SCHEMA = """
 [config.greeting]

@@ -10,8 +10,8 @@ import pytest
 from plugbay.model.manifest import load_manifest
 from plugbay.pdk import Finding, validate_plugin
 from plugbay.pdk.analyzer import known_plugins
+from tests._cli import plugbay
 from tests.conftest import BUNDLED, PluginFactory
-from tests.test_cli import plugbay
 
 
 def found(result: object, code: str, text: str) -> Finding:

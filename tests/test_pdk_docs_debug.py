@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from plugbay.pdk import PdkError, create_plugin, generate_docs
+from tests._cli import plugbay
 from tests.conftest import BUNDLED, PluginFactory
-from tests.test_cli import plugbay
 
 
 def test_docs_describe_everything_from_manifest_and_code(plugins: PluginFactory) -> None:

@@ -30,8 +30,8 @@ from plugbay.pdk import (
 from plugbay.pdk.signing import key_id, load_public_key
 from plugbay.pdk.wheels import file_sha256
 from plugbay.runtime.host import Host
+from tests._cli import plugbay
 from tests.conftest import BUNDLED
-from tests.test_cli import plugbay
 
 WHEEL = "acme_greeter-0.1.0-py3-none-any.whl"
 

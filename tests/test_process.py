@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 
 from plugbay import ParameterError, PluginCallError, PluginCrashed, PluginTimeout, ResultTypeError
+from plugbay.isolation.process import ProcessHandle
 from plugbay.runtime.host import Host
+from tests._waiting import until
 from tests.conftest import PluginFactory
 
 pytestmark = pytest.mark.slow
@@ -538,3 +540,36 @@ async def test_a_worker_that_stops_answering_is_found_within_a_second(
         assert asyncio.get_running_loop().time() - started < 2.5
         await wait_for_state(host, "acme.stuck", "active")
         assert await host.call("acme.stuck", "ping") == "pong"
+
+
+async def test_a_reaped_worker_is_never_signalled_again(
+    plugins: PluginFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once the zygote has collected a worker's exit its pid is free for any new process:
+    the crash report and the release that follow send it no signal. A live worker's release
+    still kills it."""
+    kill = os.kill
+    sent: list[tuple[int, int, bool]] = []  # (pid, signal, was the worker reaped then)
+    async with supervised(plugins, tmp_path, restart_backoff=0.1) as host:
+        first = await host.call("acme.subject", "pid")
+        old = host.plugin("acme.subject").handle
+        assert isinstance(old, ProcessHandle) and old.pid == first and not old.reaped
+
+        def spy(pid: int, sig: int) -> None:
+            sent.append((pid, sig, old.reaped))
+            kill(pid, sig)
+
+        monkeypatch.setattr(os, "kill", spy)
+        with pytest.raises(PluginCrashed):
+            await host.call("acme.subject", "crash")
+        await wait_for_state(host, "acme.subject", "active")  # crashed, released, restarted
+        assert await host.call("acme.subject", "pid") != first
+        assert old.reaped
+        old.release()  # idempotent: again, and still no signal
+        assert [s for s in sent if s[0] == first and s[2]] == []
+        # a live worker: release kills it, and the zygote collects it
+        live = host.plugin("acme.ok").handle
+        assert isinstance(live, ProcessHandle) and not live.reaped
+        live.release()
+        assert (live.pid, signal.SIGKILL) in [(pid, sig) for pid, sig, _ in sent]
+        await until(lambda: live.reaped, "the released worker's exit")

@@ -14,9 +14,9 @@ from typing import Any
 import httpx
 import pytest
 
+from tests._cli import plugbay
 from tests._running import plugbay_run
 from tests.conftest import PluginFactory
-from tests.test_cli import plugbay
 from tests.test_cli_json import documented, same_shape
 from tests.test_dashboard_browser import ARGS, ARTIFACTS, CHROMIUM
 

@@ -16,11 +16,10 @@ import pytest
 
 from plugbay.api.errors import PlugbayError
 from plugbay.state import StateStore
-from plugbay.web import HttpServer, create_app
 from plugbay.web.scopes import create_token, parse_expiry, parse_scope
-from plugbay.web.token import TokenFile
+from tests._cli import plugbay
+from tests._served import api_served
 from tests.conftest import PluginFactory
-from tests.test_cli import plugbay
 
 CALC = """
 from plugbay import UtilityPlugin, command
@@ -33,9 +32,8 @@ class P(UtilityPlugin):
 
 
 class Served:
-    def __init__(self, host: Any, server: HttpServer, owner: str) -> None:
-        self.host, self.server, self.owner = host, server, owner
-        self.url = server.url
+    def __init__(self, host: Any, url: str, owner: str) -> None:
+        self.host, self.url, self.owner = host, url, owner
 
     def token(self, *scopes: str, expires: float | None = None) -> str:
         assert self.host.state is not None
@@ -52,16 +50,8 @@ async def served(make_host: Callable[..., Any], plugins: PluginFactory) -> Async
     plugins("acme.calc", CALC)
     plugins("acme.other", CALC)
     host = make_host()
-    await host.start()
-    tokens = TokenFile(host.state_dir)
-    owner, _ = tokens.ensure()
-    server = HttpServer(create_app(host, tokens=tokens, max_body=4096), "127.0.0.1", 0)
-    await server.start()
-    try:
-        yield Served(host, server, owner)
-    finally:
-        await server.stop()
-        await host.stop()
+    async with host, api_served(host, max_body=4096) as (url, owner):
+        yield Served(host, url, owner)
 
 
 def _operations(document: dict[str, Any]) -> list[tuple[str, str]]:

@@ -14,8 +14,8 @@ from plugbay.api.errors import StateError
 from plugbay.runtime.host import Host
 from plugbay.state import StateStore, list_backups
 from plugbay.state.backups import check_database, restore, rolling_backup
+from tests._cli import plugbay
 from tests.conftest import PluginFactory
-from tests.test_cli import plugbay
 
 CODE = """
 from plugbay import UtilityPlugin, command

@@ -235,7 +235,7 @@ async def test_an_edited_plugin_directory_wins_over_a_kept_copy_at_the_next_star
 def test_the_command_line_installs_upgrades_rolls_back_and_shows_history(
     sources: PluginFactory, tmp_path: Path
 ) -> None:
-    from tests.test_cli import plugbay
+    from tests._cli import plugbay
 
     (tmp_path / "plugins").mkdir(exist_ok=True)
     # the operator trusts it (inline): the commands here are about versions, not the sandbox

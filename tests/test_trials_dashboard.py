@@ -9,10 +9,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests._cli import plugbay
 from tests._running import plugbay_run
 from tests._trials import calc
 from tests.conftest import PluginFactory
-from tests.test_cli import plugbay
 from tests.test_dashboard_browser import ARGS, CHROMIUM
 
 

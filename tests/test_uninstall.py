@@ -11,9 +11,9 @@ import pytest
 
 from plugbay.api.errors import DependentsError, PlugbayError
 from plugbay.runtime.host import Host
+from tests._cli import plugbay
 from tests._running import plugbay_run
 from tests.conftest import PluginFactory
-from tests.test_cli import plugbay
 
 NOTES = """
 from plugbay import UtilityPlugin, command

@@ -26,9 +26,8 @@ from plugbay.api.errors import (
 from plugbay.model.manifest import parse_manifest
 from plugbay.model.wasm_commands import parse_type
 from plugbay.runtime.host import Host
-from plugbay.web import HttpServer, create_app
-from plugbay.web.token import TokenFile
 from tests import _wasm
+from tests._served import api_served
 from tests._waiting import until
 
 pytestmark = _wasm.needs_toolchain
@@ -68,37 +67,31 @@ async def test_a_c_plugin_answers_through_host_call_http_and_its_types(tmp_path:
         described = {c["name"]: c["signature"] for c in host.info(PLUGIN)["commands"]}
         assert described["shout"] == "shout(text: str, suffix: str = '!') -> str"
 
-        tokens = TokenFile(host.state_dir)
-        token, _ = tokens.ensure()
-        server = HttpServer(create_app(host, tokens=tokens), "127.0.0.1", 0)
-        await server.start()
-        try:
-            async with httpx.AsyncClient(
-                base_url=server.url, headers={"Authorization": f"Bearer {token}"}
-            ) as http:
-                answer = await http.post(
-                    f"/api/v1/plugins/{PLUGIN}/commands/add", json={"a": 20, "b": 22}
-                )
-                assert answer.status_code == 200 and answer.json()["result"] == 42
-                wrong = await http.post(
-                    f"/api/v1/plugins/{PLUGIN}/commands/add", json={"a": "x", "b": 1}
-                )
-                assert wrong.status_code == 422
-                assert "expects int" in wrong.json()["error"]["message"]
-                detail = await http.get(f"/api/v1/plugins/{PLUGIN}")
-                assert detail.status_code == 200, detail.text
-                assert "shout(text: str, suffix: str = '!') -> str" in detail.text
-                listed = await http.get("/api/v1/plugins")
-                assert listed.status_code == 200 and PLUGIN in listed.text
-                usage = await http.get(f"/api/v1/plugins/{PLUGIN}/series")
-                assert usage.status_code == 200, usage.text
-                assert host.monitor is not None
-                await host.monitor.tick()  # its usage sampled, as every plugin's
-                metrics = await http.get("/metrics")
-                assert metrics.status_code == 200
-                assert f'plugin="{PLUGIN}"' in metrics.text
-        finally:
-            await server.stop()
+        async with (
+            api_served(host) as (url, token),
+            httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {token}"}) as http,
+        ):
+            answer = await http.post(
+                f"/api/v1/plugins/{PLUGIN}/commands/add", json={"a": 20, "b": 22}
+            )
+            assert answer.status_code == 200 and answer.json()["result"] == 42
+            wrong = await http.post(
+                f"/api/v1/plugins/{PLUGIN}/commands/add", json={"a": "x", "b": 1}
+            )
+            assert wrong.status_code == 422
+            assert "expects int" in wrong.json()["error"]["message"]
+            detail = await http.get(f"/api/v1/plugins/{PLUGIN}")
+            assert detail.status_code == 200, detail.text
+            assert "shout(text: str, suffix: str = '!') -> str" in detail.text
+            listed = await http.get("/api/v1/plugins")
+            assert listed.status_code == 200 and PLUGIN in listed.text
+            usage = await http.get(f"/api/v1/plugins/{PLUGIN}/series")
+            assert usage.status_code == 200, usage.text
+            assert host.monitor is not None
+            await host.monitor.tick()  # its usage sampled, as every plugin's
+            metrics = await http.get("/metrics")
+            assert metrics.status_code == 200
+            assert f'plugin="{PLUGIN}"' in metrics.text
 
 
 async def test_a_result_that_breaks_its_declared_type_is_refused(tmp_path: Path) -> None:

@@ -221,7 +221,7 @@ def test_plugbay_run_watch_reloads_on_save(greeter: Path, tmp_path: Path) -> Non
             seen.append(line)
             if "serving; press Ctrl-C" in line:
                 break
-        from tests.test_cli import plugbay
+        from tests._cli import plugbay
 
         # rollback acts on the running host (through its API), which has nothing earlier yet
         refused = plugbay("rollback", "acme.greeter", cwd=tmp_path)

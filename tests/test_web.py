@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from plugbay.web import HttpServer, create_app
 from plugbay.web.token import TokenFile
+from tests._served import Served, api_served
 from tests.conftest import PluginFactory
 
 CALC = """
@@ -45,13 +45,13 @@ class P(UtilityPlugin):
 
 
 class Api:
-    def __init__(self, host: Any, server: HttpServer, token: str) -> None:
+    def __init__(self, host: Any, served: Served) -> None:
         self.host = host
-        self.server = server
-        self.token = token
-        self.url = server.url
-        self.auth = {"Authorization": f"Bearer {token}"}
-        self.http = httpx.AsyncClient(base_url=server.url, headers=self.auth, timeout=30)
+        self.server = served.server
+        self.token = served.token
+        self.url = served.url
+        self.auth = {"Authorization": f"Bearer {served.token}"}
+        self.http = httpx.AsyncClient(base_url=served.url, headers=self.auth, timeout=30)
 
 
 @pytest.fixture
@@ -63,18 +63,12 @@ async def api(make_host: Callable[..., Any], plugins: PluginFactory) -> AsyncIte
         'default = "Hello"\nmax-length = 20\n',
     )  # fmt: skip
     host = make_host()
-    await host.start()
-    tokens = TokenFile(host.state_dir)
-    token, _ = tokens.ensure()
-    server = HttpServer(create_app(host, tokens=tokens, max_body=4096), "127.0.0.1", 0)
-    await server.start()
-    a = Api(host, server, token)
-    try:
-        yield a
-    finally:
-        await a.http.aclose()
-        await server.stop()
-        await host.stop()
+    async with host, api_served(host, max_body=4096) as served:
+        a = Api(host, served)
+        try:
+            yield a
+        finally:
+            await a.http.aclose()
 
 
 def error_of(response: httpx.Response) -> dict[str, Any]:
@@ -472,26 +466,19 @@ async def test_an_integer_key_takes_an_integral_number(
 ) -> None:
     plugins("acme.sized", extra='[config.size]\ntype = "integer"\ndefault = 3\nminimum = 1\n')
     host = make_host()
-    await host.start()
-    tokens = TokenFile(host.state_dir)
-    token, _ = tokens.ensure()
-    server = HttpServer(create_app(host, tokens=tokens), "127.0.0.1", 0)
-    await server.start()
-    try:
-        async with httpx.AsyncClient(
-            base_url=server.url, headers={"Authorization": f"Bearer {token}"}
-        ) as http:
-            url = "/api/v1/plugins/acme.sized/config"
-            whole = await http.put(url, json={"values": {"size": 7.0}})
-            assert whole.status_code == 200 and whole.json()["config"] == {"size": 7}
-            assert host.state.get_config("acme.sized") == {"size": 7}
-            for bad in ("7", 7.5, 0, True):
-                r = await http.put(url, json={"values": {"size": bad}})
-                assert r.status_code == 422, (bad, r.text)
-            assert host.plugin("acme.sized").config == {"size": 7}  # the old value stays
-    finally:
-        await server.stop()
-        await host.stop()
+    async with (
+        host,
+        api_served(host) as (base, token),
+        httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {token}"}) as http,
+    ):
+        url = "/api/v1/plugins/acme.sized/config"
+        whole = await http.put(url, json={"values": {"size": 7.0}})
+        assert whole.status_code == 200 and whole.json()["config"] == {"size": 7}
+        assert host.state.get_config("acme.sized") == {"size": 7}
+        for bad in ("7", 7.5, 0, True):
+            r = await http.put(url, json={"values": {"size": bad}})
+            assert r.status_code == 422, (bad, r.text)
+        assert host.plugin("acme.sized").config == {"size": 7}  # the old value stays
 
 
 async def test_rollback_without_an_earlier_version_is_a_conflict(api: Api) -> None:
@@ -554,18 +541,12 @@ async def keeper(make_host: Callable[..., Any], plugins: PluginFactory) -> Async
         '[config.greeting]\ntype = "string"\ndefault = "Hello"\n',
     )  # fmt: skip
     host = make_host(inline=["*"])
-    await host.start()
-    tokens = TokenFile(host.state_dir)
-    token, _ = tokens.ensure()
-    server = HttpServer(create_app(host, tokens=tokens), "127.0.0.1", 0)
-    await server.start()
-    a = Api(host, server, token)
-    try:
-        yield a
-    finally:
-        await a.http.aclose()
-        await server.stop()
-        await host.stop()
+    async with host, api_served(host) as served:
+        a = Api(host, served)
+        try:
+            yield a
+        finally:
+            await a.http.aclose()
 
 
 async def test_a_denied_permission_is_shown_denied_not_pending(keeper: Api) -> None:

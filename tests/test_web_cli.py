@@ -8,9 +8,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests._cli import plugbay
 from tests._running import plugbay_run
 from tests.conftest import PluginFactory
-from tests.test_cli import plugbay
 
 
 @pytest.fixture

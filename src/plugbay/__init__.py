@@ -18,10 +18,11 @@ from plugbay.api.errors import __all__ as _errors_all
 
 if TYPE_CHECKING:
     from plugbay.runtime.host import Host
+    from plugbay.runtime.proxy import many
 
 __version__: str = importlib.metadata.version("plugbay")
 
-__all__ = [*_api_all, *_errors_all, "Host", "__version__"]
+__all__ = [*_api_all, *_errors_all, "Host", "__version__", "many"]
 
 
 def __getattr__(name: str) -> Any:
@@ -29,4 +30,8 @@ def __getattr__(name: str) -> Any:
         from plugbay.runtime.host import Host
 
         return Host
+    if name == "many":
+        from plugbay.runtime.proxy import many
+
+        return many
     raise AttributeError(f"module 'plugbay' has no attribute {name!r}")

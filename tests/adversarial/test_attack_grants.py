@@ -10,10 +10,10 @@ import pytest
 
 from plugbay import PermissionDenied
 from plugbay.runtime.host import Host
+from tests._cli import plugbay
 from tests._running import plugbay_run
 from tests.adversarial.conftest import ATTACKER
 from tests.conftest import PluginFactory
-from tests.test_cli import plugbay
 
 pytestmark = [pytest.mark.slow]
 

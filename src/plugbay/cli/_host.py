@@ -49,6 +49,10 @@ class HostAccess(Protocol):
 
     def call(self, plugin_id: str, command: str, pairs: list[str]) -> Any: ...
 
+    def call_many(self, plugin_id: str, command: str, params: list[dict[str, Any]]) -> list[Any]:
+        """Each call's value or the PlugbayError it failed with, in order."""
+        ...
+
     def metrics(self) -> str: ...
 
     def reload(self, plugin_id: str) -> dict[str, Any]: ...
@@ -156,6 +160,9 @@ class RemoteHost:
                     props = c["params_schema"].get("properties", {})
                     strings = frozenset(k for k, v in props.items() if v.get("type") == "string")
         return self.client.call(plugin_id, command, parse_params(pairs, None, strings))
+
+    def call_many(self, plugin_id: str, command: str, params: list[dict[str, Any]]) -> list[Any]:
+        return self.client.call_many(plugin_id, command, params)
 
     def metrics(self) -> str:
         from plugbay.web.client import running_host
@@ -291,6 +298,13 @@ class LocalHost:
             await host.manager.activation.ensure(plugin_id)  # it may start on demand
             spec = host.manager.command_spec(plugin_id, command)
             return await host.call_with(plugin_id, command, parse_params(pairs, spec), strict=False)
+
+        return self._do(body)
+
+    def call_many(self, plugin_id: str, command: str, params: list[dict[str, Any]]) -> list[Any]:
+        async def body(host: Host) -> list[Any]:
+            await host.manager.activation.ensure(plugin_id)  # it may start on demand
+            return await host.call_many(plugin_id, command, params, strict=False)
 
         return self._do(body)
 

@@ -150,8 +150,12 @@ def install_from_index(
                 wheel = source.download(entry, Path(tmp))
             except PlugbayError as exc:
                 fail(exc, as_json=as_json)
-            signed_by = _verify(wheel, state, config, require_signed, as_json=as_json)
-            manifest = _store(wheel, source.url_of(entry), state, config, prepare_options, as_json)
+            signed_by = verify_for_host(
+                wheel, state, config, require_signed, as_json=as_json
+            ).signed_by
+            manifest = store(
+                wheel, state, config, prepare_options, origin=source.url_of(entry), as_json=as_json
+            )
             installed.append(
                 {**_summary(entry), "path": str(manifest.root), "signed_by": signed_by}
             )
@@ -197,9 +201,12 @@ def _confirm(yes: bool, *, as_json: bool) -> None:
         raise typer.Exit(1)
 
 
-def _verify(
+def verify_for_host(
     wheel: Path, state: Path, config: Path | None, require_signed: bool | None, *, as_json: bool
-) -> str | None:
+) -> Any:
+    """``wheel`` checked as the host would take it (its digest, its signature against the
+    keys it trusts, whether it requires one): the verified wheel, or exit with why not. Its
+    notes go to stderr."""
     from plugbay.pdk.signing import TrustPolicy, verify_wheel
 
     try:
@@ -210,17 +217,20 @@ def _verify(
     if not as_json:
         for note in checked.notes:
             err.print(f"[yellow]note:[/] {escape(note)}")
-    return checked.signed_by
+    return checked
 
 
-def _store(
-    wheel: Path,
-    origin: str,
+def store(
+    source: Path,
     state: Path,
     config: Path | None,
     prepare_options: dict[str, Any],
+    *,
+    origin: str | None = None,
     as_json: bool,
 ) -> Any:
+    """``source`` (a plugin directory or a verified wheel) added to the host's store, its
+    Python requirements prepared first; its stored manifest, or exit with why not."""
     from plugbay.model.versions import Version
     from plugbay.runtime.host import HOST_VERSION
     from plugbay.runtime.store import PluginStore
@@ -228,7 +238,7 @@ def _store(
     def go(store_db: Any) -> Any:
         prepare = env.installer(state, config, quiet=as_json, **prepare_options)
         return PluginStore(state / "store", store_db).install(
-            wheel, host_version=Version.parse(HOST_VERSION), prepare=prepare, origin=origin
+            source, host_version=Version.parse(HOST_VERSION), prepare=prepare, origin=origin
         )
 
     return store_op(state, go, as_json=as_json)

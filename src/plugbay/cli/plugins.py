@@ -10,7 +10,7 @@ from rich.markup import escape
 
 from plugbay.api.errors import PlugbayError
 from plugbay.cli import env
-from plugbay.cli._console import JsonOpt, out
+from plugbay.cli._console import JsonOpt, fail, out
 from plugbay.cli._host import the_host
 from plugbay.cli._options import (
     ConfigOpt,
@@ -89,6 +89,15 @@ def call(
     params: Annotated[
         list[str] | None, typer.Argument(help="Parameters as key=value (JSON values allowed)")
     ] = None,
+    batch: Annotated[
+        str | None,
+        typer.Option(
+            "--batch",
+            metavar="FILE",
+            help="Call once per parameter object in FILE ('-': standard input): a JSON array "
+            "of objects, or one object a line. Answers print in order; exit 1 if any failed.",
+        ),
+    ] = None,
     plugins: PluginsOpt = None,
     state: StateOpt = Path(".plugbay"),
     config: ConfigOpt = None,
@@ -98,8 +107,11 @@ def call(
 
     Only the plugin and what it needs are started. Values are converted to the
     command's parameter types; a wrong or missing one is reported before the
-    plugin runs.
+    plugin runs. With --batch, many calls go to the plugin at once (host.call_many).
     """
+    if batch is not None:
+        _call_batch(plugin_id, command, params, batch, state, plugins, config, as_json)
+        return
     with the_host(state, plugins, config, load=[plugin_id], as_json=as_json) as host:
         result = host.call(plugin_id, command, params or [])
     if as_json:
@@ -108,6 +120,32 @@ def call(
         out.print(result, markup=False)
     elif result is not None:
         print_json(to_builtins(result))
+
+
+def _call_batch(
+    plugin_id: str,
+    command: str,
+    params: list[str] | None,
+    batch: str,
+    state: Path,
+    plugins: list[Path] | None,
+    config: Path | None,
+    as_json: bool,
+) -> None:
+    from plugbay.cli._batch import print_batch, read_batch
+
+    if params:
+        raise typer.BadParameter(
+            "give the parameters either as key=value or in the batch, not both",
+            param_hint="--batch",
+        )
+    try:
+        sets = read_batch(batch)
+    except PlugbayError as exc:
+        fail(exc, as_json=as_json)
+    with the_host(state, plugins, config, load=[plugin_id], as_json=as_json) as host:
+        results = host.call_many(plugin_id, command, sets)
+    raise typer.Exit(print_batch(results, as_json=as_json))
 
 
 def deps(

@@ -6,12 +6,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
 
-from plugbay.api.errors import PlugbayError
 from plugbay.cli import env, upgrades
 from plugbay.cli import index as plugin_index
-from plugbay.cli._console import JsonOpt, err, fail, out
+from plugbay.cli._console import JsonOpt, out
 from plugbay.cli._host import the_host
 from plugbay.cli._options import (
     ConfigOpt,
@@ -19,10 +17,8 @@ from plugbay.cli._options import (
     PluginsOpt,
     StateOpt,
     add_command,
-    config_file,
     print_json,
     state_text,
-    store_op,
 )
 from plugbay.cli._plugin_views import history_table
 
@@ -119,30 +115,24 @@ def install(
     permissions each new version asks for are shown (confirm, or --yes), then each wheel
     is downloaded, checked against the index's digest, verified, and installed.
     """
+    prepare_options = {"find_links": find_links or [], "offline": offline, "index_url": index_url}
     if index is not None:
         plugin_index.install_from_index(
             str(source), index, state=state, plugins=plugins, config=config,
             require_signed=require_signed, yes=yes, as_json=as_json,
-            prepare_options={"find_links": find_links or [], "offline": offline,
-                             "index_url": index_url},
+            prepare_options=prepare_options,
         )  # fmt: skip
         return
-    from plugbay.model.versions import Version
-    from plugbay.runtime.host import HOST_VERSION
-    from plugbay.runtime.store import PluginStore
-
     if source.is_file() and source.suffix == ".whl":
-        _verify_wheel(source, state, config_file(config), require_signed, as_json=as_json)
-
-    def go(store_db: Any) -> Any:
-        store = PluginStore(state / "store", store_db)
-        prepare = env.installer(
-            state, config, find_links=find_links or [], offline=offline, index_url=index_url,
-            quiet=as_json,
-        )  # fmt: skip
-        return store.install(source, host_version=Version.parse(HOST_VERSION), prepare=prepare)
-
-    manifest = store_op(state, go, as_json=as_json)
+        checked = plugin_index.verify_for_host(
+            source, state, config, require_signed, as_json=as_json
+        )
+        if not as_json:
+            who = f"signed by trusted key {checked.signed_by}" if checked.signed_by else "unsigned"
+            out.print(
+                f"verified {checked.wheel.manifest.id} {checked.wheel.manifest.version} ({who})"
+            )
+    manifest = plugin_index.store(source, state, config, prepare_options, as_json=as_json)
     if as_json:
         print_json(
             {"ok": True, "id": manifest.id, "version": str(manifest.version),
@@ -153,24 +143,6 @@ def install(
         f"installed {manifest.id} {manifest.version} in {manifest.root}\n"
         f"'plugbay upgrade {manifest.id}' serves it if an older version is active"
     )
-
-
-def _verify_wheel(
-    wheel: Path, state: Path, config: Path | None, require_signed: bool | None, *, as_json: bool
-) -> None:
-    from plugbay.pdk.signing import TrustPolicy, verify_wheel
-
-    try:
-        checked = verify_wheel(
-            wheel, TrustPolicy.for_host(state, config, require_signed=require_signed)
-        )
-    except PlugbayError as exc:
-        fail(exc, as_json=as_json)
-    if not as_json:
-        who = f"signed by trusted key {checked.signed_by}" if checked.signed_by else "unsigned"
-        out.print(f"verified {checked.wheel.manifest.id} {checked.wheel.manifest.version} ({who})")
-        for note in checked.notes:
-            err.print(f"[yellow]note:[/] {escape(note)}")
 
 
 def upgrade(

@@ -717,6 +717,11 @@ class ProcessHandle(sampling.SampledInWorker, RequestsToWorker, PluginHandle):
         if self._channel is not None:
             self._channel.close()
 
+    @property
+    def reaped(self) -> bool:  # its exit collected by the zygote: the pid may be another's now
+        return self._exit is not None and self._exit.done() and not self._exit.cancelled()
+
     def _kill(self) -> None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(self.pid, signal.SIGKILL)
+        if not self.reaped:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(self.pid, signal.SIGKILL)

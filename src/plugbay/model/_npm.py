@@ -48,8 +48,15 @@ def _n(part: str | None) -> int:
     return int(part)
 
 
-def _caret(parts: _Parts, inc: bool) -> list[_Comparator]:
-    M, m, p, pr, _ = parts
+def _has_x(parts: _Parts) -> bool:
+    return _is_x(parts[0]) or _is_x(parts[1]) or _is_x(parts[2])
+
+
+def _x_span(parts: _Parts, inc: bool) -> list[_Comparator]:
+    """The versions a partial version names (node-semver's x-range): ``*`` every one,
+    ``1`` is ``1.x.x``, ``1.2`` is ``1.2.x``; a -0 lower bound when pre-releases are
+    included."""
+    M, m, _, _, _ = parts
     z = _ZERO if inc else ()
     if _is_x(M):
         return []
@@ -57,55 +64,52 @@ def _caret(parts: _Parts, inc: bool) -> list[_Comparator]:
     if _is_x(m):
         return [(">=", _v(mj, 0, 0, z)), ("<", _v(mj + 1, 0, 0, _ZERO))]
     mn = _n(m)
+    return [(">=", _v(mj, mn, 0, z)), ("<", _v(mj, mn + 1, 0, _ZERO))]
+
+
+def _exact(parts: _Parts) -> Version:
+    """A full version as written, its pre-release kept."""
+    M, m, p, pr, _ = parts
+    return _v(_n(M), _n(m), _n(p), _identifiers(pr) if pr else ())
+
+
+def _caret(parts: _Parts, inc: bool) -> list[_Comparator]:
+    M, m, p, _, _ = parts
+    if _is_x(M) or _is_x(m) or (_is_x(p) and _n(M) == 0):
+        return _x_span(parts, inc)  # '^1' is '1.x', '^0.2' is '0.2.x'
+    mj, mn = _n(M), _n(m)
     if _is_x(p):
-        upper = _v(0, mn + 1, 0, _ZERO) if mj == 0 else _v(mj + 1, 0, 0, _ZERO)
-        return [(">=", _v(mj, mn, 0, z)), ("<", upper)]
+        return [(">=", _v(mj, mn, 0, _ZERO if inc else ())), ("<", _v(mj + 1, 0, 0, _ZERO))]
     pt = _n(p)
     if mj == 0:
         upper = _v(0, 0, pt + 1, _ZERO) if mn == 0 else _v(0, mn + 1, 0, _ZERO)
     else:
         upper = _v(mj + 1, 0, 0, _ZERO)
-    # node-semver gives a full caret a -0 lower bound only below 1.0.0
     # a full version is its own lower bound, pre-releases allowed or not (node-semver 7.8)
-    lower = _v(mj, mn, pt, _identifiers(pr) if pr else ())
-    return [(">=", lower), ("<", upper)]
+    return [(">=", _exact(parts)), ("<", upper)]
 
 
 def _tilde(parts: _Parts, inc: bool) -> list[_Comparator]:
     # like carets and x-ranges, a partial tilde gets a -0 lower bound when pre-releases
     # are included (node-semver 7.8: '~1.2' is '1.2.x'); a full version stays as written
-    M, m, p, pr, _ = parts
-    z = _ZERO if inc else ()
-    if _is_x(M):
-        return []
-    mj = _n(M)
-    if _is_x(m):
-        return [(">=", _v(mj, 0, 0, z)), ("<", _v(mj + 1, 0, 0, _ZERO))]
-    mn = _n(m)
-    lower = _v(mj, mn, 0, z) if _is_x(p) else _v(mj, mn, _n(p), _identifiers(pr) if pr else ())
-    return [(">=", lower), ("<", _v(mj, mn + 1, 0, _ZERO))]
+    if _has_x(parts):
+        return _x_span(parts, inc)
+    M, m, _, _, _ = parts
+    return [(">=", _exact(parts)), ("<", _v(_n(M), _n(m) + 1, 0, _ZERO))]
 
 
 def _xrange(op: str, parts: _Parts, inc: bool) -> list[_Comparator]:
     """A plain comparator, maybe with x parts (node-semver's ``replaceXRange``)."""
-    M, m, p, pr, _ = parts
-    xM = _is_x(M)
-    xm = xM or _is_x(m)
-    xp = xm or _is_x(p)
-    if op == "=" and xp:
+    M, m, _, _, _ = parts
+    if op == "=" and _has_x(parts):
         op = ""
-    z = _ZERO if inc else ()
-    if xM:
+    if _is_x(M):
         return [("<", _NULL_BOUND)] if op in (">", "<") else []
-    mj = _n(M)
-    mn = 0 if xm else _n(m)
-    if op and xp:
-        return [_x_bound(op, mj, mn, xm, z)]
-    if xm:
-        return [(">=", _v(mj, 0, 0, z)), ("<", _v(mj + 1, 0, 0, _ZERO))]
-    if xp:
-        return [(">=", _v(mj, mn, 0, z)), ("<", _v(mj, mn + 1, 0, _ZERO))]
-    return [(op or "=", _v(mj, mn, _n(p), _identifiers(pr) if pr else ()))]
+    if not _has_x(parts):
+        return [(op or "=", _exact(parts))]
+    if op:
+        return [_x_bound(op, _n(M), 0 if _is_x(m) else _n(m), _is_x(m), _ZERO if inc else ())]
+    return _x_span(parts, inc)
 
 
 def _x_bound(op: str, mj: int, mn: int, xm: bool, z: tuple[int | str, ...]) -> _Comparator:
@@ -126,34 +130,19 @@ def _x_bound(op: str, mj: int, mn: int, xm: bool, z: tuple[int | str, ...]) -> _
 
 
 def _hyphen(low: _Parts, high: _Parts, inc: bool) -> list[_Comparator]:
-    """``low - high`` (node-semver's ``hyphenReplace``)."""
-    z = _ZERO if inc else ()
-    out: list[_Comparator] = []
-    fM, fm, fp, fpr, _ = low
-    if _is_x(fM):
-        pass
-    elif _is_x(fm):
-        out.append((">=", _v(_n(fM), 0, 0, z)))
-    elif _is_x(fp):
-        out.append((">=", _v(_n(fM), _n(fm), 0, z)))
-    elif fpr:
-        out.append((">=", _v(_n(fM), _n(fm), _n(fp), _identifiers(fpr))))
+    """``low - high`` (node-semver's ``hyphenReplace``): a partial end stands for its
+    whole x-range; a full lower end gets a -0 when pre-releases are included."""
+    if _has_x(low):
+        out = _x_span(low, inc)[:1]
     else:
-        out.append((">=", _v(_n(fM), _n(fm), _n(fp), z)))
-    tM, tm, tp, tpr, _ = high
-    if _is_x(tM):
-        pass
-    elif _is_x(tm):
-        out.append(("<", _v(_n(tM) + 1, 0, 0, _ZERO)))
-    elif _is_x(tp):
-        out.append(("<", _v(_n(tM), _n(tm) + 1, 0, _ZERO)))
-    elif tpr:
-        out.append(("<=", _v(_n(tM), _n(tm), _n(tp), _identifiers(tpr))))
-    elif inc:
-        out.append(("<", _v(_n(tM), _n(tm), _n(tp) + 1, _ZERO)))
-    else:
-        out.append(("<=", _v(_n(tM), _n(tm), _n(tp))))
-    return out
+        M, m, p, pr, _ = low
+        out = [(">=", _exact(low) if pr else _v(_n(M), _n(m), _n(p), _ZERO if inc else ()))]
+    if _has_x(high):
+        return out + _x_span(high, inc)[1:]
+    M, m, p, pr, _ = high
+    if inc and not pr:
+        return [*out, ("<", _v(_n(M), _n(m), _n(p) + 1, _ZERO))]
+    return [*out, ("<=", _exact(high))]
 
 
 def _x_then_number(parts: _Parts) -> bool:

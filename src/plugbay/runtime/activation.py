@@ -111,6 +111,11 @@ class Activation:
             await self.ensure(plugin_id)
             return await getattr(proxy, command)(*args, **kwargs)
 
+        async def many(params: Any) -> Any:
+            await self.ensure(plugin_id)
+            return await getattr(proxy, command).many(params)
+
+        call.many = many  # type: ignore[attr-defined]
         return call
 
     async def start(self, plugin_id: str) -> Route:
