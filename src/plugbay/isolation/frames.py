@@ -495,14 +495,16 @@ class Channel(asyncio.Protocol):
         so is every frame sent while a read is handled (they leave when it is done, see
         ``data_received``) or that the sender says is one of many (``more``: other
         requests are in flight, whose answers will wake this end anyway). Frames are
-        encoded straight into the pending buffer (no bytes object per frame, no join).
+        encoded straight into the pending buffer (no bytes object per frame, no join);
+        small calls and answers among them travel as one ``Many`` frame, decoded at once.
         Once it holds ``_BATCH_BYTES``, the frames before this one leave, then it, so a
         burst of big frames neither waits in this end's memory nor is copied again."""
         if not (self._scheduled or self._receiving or more):
-            self._append(message)
+            # this frame alone, at once (nothing is pending outside a turn or a read)
+            data = encode(message)
             if self.join_turn:
                 self._schedule()
-            self._drain()  # this frame alone (nothing is pending outside a turn or a read)
+            self._write(data)
             return
         out = self._out
         if type(message) in _JOINED:
@@ -619,18 +621,21 @@ class Channel(asyncio.Protocol):
         self._scheduled = False
         self._drain()
 
-    def _grouped_frame(self) -> bytes:
-        """The joined calls or answers as one frame (``Many``; one alone: its own frame);
-        the group is empty after."""
-        group, n = self._group, self._grouped
-        self._grouped = 0
-        body = bytes(group) if n == 1 else b"".join((_MANY_HEAD, _list_head(n), group))
-        group.clear()
-        return _HEADER.pack(len(body)) + body
-
     def _close_group(self) -> None:
-        if self._grouped:
-            self._out += self._grouped_frame()
+        """The joined calls or answers leave the group for the pending frames, as one."""
+        n = self._grouped
+        if n:
+            group, out = self._group, self._out
+            self._grouped = 0
+            if n == 1:  # one alone: its own frame
+                out += _HEADER.pack(len(group))
+            else:
+                head = _list_head(n)
+                out += _HEADER.pack(len(_MANY_HEAD) + len(head) + len(group))
+                out += _MANY_HEAD
+                out += head
+            out += group
+            group.clear()
 
     def _drain(self, split: int = 0) -> None:
         """Write what is pending: the frames before ``split`` first, then the rest."""
