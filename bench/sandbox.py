@@ -397,6 +397,7 @@ import packaging.requirements
 from plugbay.isolation import _warm, diagnostics, limits, loops, worker
 loops.loop_factory()
 _warm.prepare()
+getattr(_warm, "map_code", lambda: 0)()  # what the zygote does once idle
 pids = []
 for idle in (lambda: select.select([], [], []), lambda: loops.run(asyncio.sleep(60), sandboxed=True)):
     pid = os.fork()

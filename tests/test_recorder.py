@@ -11,7 +11,7 @@ import pytest
 from plugbay import PlugbayError, PluginNotFound, PluginStateError
 from plugbay.runtime.host import Host
 from plugbay.runtime.recorder import REDACTED, read_recording
-from plugbay.runtime.tap import TapHandle
+from plugbay.runtime.tap import TurnHandle
 from tests._trials import calc
 from tests.conftest import PluginFactory
 
@@ -64,7 +64,7 @@ async def test_a_recording_is_bounded_and_says_how_many_calls_it_dropped(
     assert status["dropped"] == 7 and status["seen"] == 12
 
 
-async def test_only_a_tapped_plugin_has_its_route_wrapped_and_stopping_unwraps_it(
+async def test_only_a_recorded_plugins_route_tells_the_recorder_and_stopping_ends_it(
     plugins: PluginFactory, make_host: Callable[..., Host]
 ) -> None:
     calc(plugins.root / "calc", "1.0.0")
@@ -72,20 +72,23 @@ async def test_only_a_tapped_plugin_has_its_route_wrapped_and_stopping_unwraps_i
     async with make_host() as host:
         manager = host.manager
         route = manager.route_of("acme.calc")
-        assert route is not None and not isinstance(route.handle, TapHandle)
+        assert route is not None and route.heard is None
         host.trials.record("acme.calc")
         tapped = manager.route_of("acme.calc")
-        assert tapped is not None and isinstance(tapped.handle, TapHandle)
+        assert tapped is not None and tapped.heard is not None
+        # the same version's handle, nothing wrapped around its calls
+        assert tapped.handle is route.handle and not isinstance(tapped.handle, TurnHandle)
         assert tapped.inflight is route.inflight  # a swap drains the same counter
         other = manager.route_of("acme.other")
-        assert other is not None and not isinstance(other.handle, TapHandle)
+        assert other is not None and other.heard is None
+        await host.call("acme.calc", "add", a=5, b=1)
         stopped = host.trials.stop_recording("acme.calc")
-        assert not stopped["recording"]
+        assert not stopped["recording"] and stopped["calls"] == 1
         plain = manager.route_of("acme.calc")
-        assert plain is not None and not isinstance(plain.handle, TapHandle)
+        assert plain is not None and plain.heard is None and plain.handle is route.handle
         await host.call("acme.calc", "add", a=1, b=1)  # not recorded any more
         _, calls = _lines(host.trials.recording("acme.calc"))  # the file is still there
-        assert calls == []
+        assert [c["params"]["a"] for c in calls] == [5]
 
 
 async def test_the_policy_opts_a_plugin_in_and_the_recording_follows_a_reload(

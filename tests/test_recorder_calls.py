@@ -121,7 +121,7 @@ def test_a_value_json_cannot_hold_or_an_answer_too_large_spoils_only_its_own_lin
     recorder = Recorder("acme.echo", tmp_path / "echo.jsonl")
     texts = ["one", "bad \ud800 surrogate", "x" * (MAX_ENTRY + 10), "four"]
     for text in texts:
-        recorder.called(spec, {"text": text}, text, None, 0.001, "1.0.0")
+        recorder.called("1.0.0", spec, {"text": text}, text, None, 0.001)
     assert recorder.dirty and recorder.seen == 4 and len(recorder) == 4
     path = recorder.save()
     assert path is not None and not recorder.dirty

@@ -24,6 +24,7 @@ from plugbay.api.errors import ParameterError, PlugbayError
 from plugbay.isolation import CallTimeout, PluginHandle
 from plugbay.monitor import CommandStats
 from plugbay.runtime import manager as calls
+from plugbay.runtime.tap import heard_many
 
 if TYPE_CHECKING:
     from plugbay.runtime.manager import PluginManager
@@ -59,7 +60,8 @@ async def call_many(
     inflight = route.inflight
     inflight[0] += len(checked)  # what a reload drains before it retires this version
     try:
-        results = await handle.call_many(spec, checked, timeout) if checked else []
+        many = handle.call_many if route.heard is None else heard_many(route.heard, handle)
+        results = await many(spec, checked, timeout) if checked else []
     finally:
         inflight[0] -= len(checked)
     took = calls._clock() - started if timed >= 0 else None

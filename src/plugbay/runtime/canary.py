@@ -45,7 +45,6 @@ import asyncio
 import collections
 import contextlib
 import copy
-import functools
 import itertools
 import logging
 import math
@@ -63,7 +62,7 @@ from plugbay.model.manifest import PluginManifest
 from plugbay.monitor import CommandStats
 from plugbay.runtime.beside import dispose, start_beside
 from plugbay.runtime.routing import Route
-from plugbay.runtime.tap import PluginTaps, TapHandle, Turn, untapped
+from plugbay.runtime.tap import PluginTaps, Turn, heard_by, turning, untapped
 
 if TYPE_CHECKING:
     from plugbay.runtime.trials import UpgradeTrials
@@ -80,7 +79,6 @@ LATENCY_SAMPLES: Final = 10
 #: a share is a fraction whose denominator is at most this (so one cycle of the turns
 #: holds at most this many calls; 0.01% is the smallest share)
 _SHARE_PRECISION: Final = 10_000
-_clock: Final = time.perf_counter
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,7 +276,6 @@ class Canary:
         self._warm: tuple[int, float] | None = None
         #: the figures the decision was taken on
         self.deciding: dict[str, Any] | None = None
-        self._listeners: list[Any] = []
         self._version = str(target.version)
 
     # ------------------------------------------------------------------ start
@@ -303,7 +300,6 @@ class Canary:
         self._t0 = time.monotonic()
         self.state = "running"
         taps = manager.taps.of(self.plugin_id)
-        self._listeners = taps.listeners  # updated in place when a listener comes or goes
         taps.canary = self
         self.trials.retap(self.plugin_id)
         for stats in rec.metrics.commands.values():
@@ -331,11 +327,12 @@ class Canary:
             )
             for name, (spec, _) in route.table.items()
         }
-        on_canary = functools.partial(self._heard, handle) if self._listeners else handle.call
+        on_canary = handle.call
         plain = untapped(route)
-        own = TapHandle(plain.handle, taps, plain)
-        own.take_turns(itertools.cycle([on_canary] * (RUN - 1) + [self.take]))
-        self._turn = Route(own, route.metrics, route.timeout, route.inflight, table)
+        own = turning(plain.handle, plain, itertools.cycle([on_canary] * (RUN - 1) + [self.take]))
+        # the recorder hears the canary's calls as the canary's version's (runtime.tap)
+        heard = heard_by(taps.listeners, self._version)
+        self._turn = Route(own, route.metrics, route.timeout, route.inflight, table, heard)
         self._routes, self._serving, self._on_canary = routes, route, on_canary
 
     def pace(self) -> Callable[[int], int]:
@@ -409,22 +406,6 @@ class Canary:
             self._left = _NO_END
         else:
             self._decide(None)
-
-    async def _heard(
-        self, handle: PluginHandle, spec: CommandSpec, params: dict[str, Any], timeout: float
-    ) -> Any:
-        """The canary's call, told to the listeners (the recorder) with its version."""
-        started = _clock()
-        try:
-            result = await handle.call(spec, params, timeout)
-        except Exception as exc:
-            for listener in self._listeners:
-                listener.called(spec, params, None, exc, _clock() - started, self._version)
-            raise
-        seconds = _clock() - started
-        for listener in self._listeners:
-            listener.called(spec, params, result, None, seconds, self._version)
-        return result
 
     # ------------------------------------------------------------------ judging
 

@@ -66,7 +66,7 @@ from plugbay.runtime.startup import prepare_storage, start_plan
 from plugbay.runtime.store import PluginStore
 from plugbay.runtime.supervision import Supervision
 from plugbay.runtime.swap import Swapper, UpgradePlan
-from plugbay.runtime.tap import Taps
+from plugbay.runtime.tap import Taps, heard_failing
 from plugbay.state import StateStore
 
 __all__ = ["ManagerSettings", "PluginManager", "PluginRecord", "PluginState"]
@@ -603,19 +603,30 @@ class PluginManager(Starting, Supervision, SecurityEvents):
             timeout = spec.timeout
         inflight = route.inflight
         inflight[0] += 1  # what a reload drains before it retires this version
+        # a tapped plugin's recorder or shadow is told here, no frame of its own (runtime.tap)
+        heard, at, kwargs = route.heard, 0.0, params
         try:
             kwargs = spec.validate_params(params, plugin=plugin_id, strict=strict)
-            result = await handle.call(spec, kwargs, timeout)
+            if heard is None:
+                result = await handle.call(spec, kwargs, timeout)
+            else:
+                at = _clock()
+                result = await handle.call(spec, kwargs, timeout)
+                heard(spec, kwargs, result, None, _clock() - at)
+                at = 0.0
             result = spec.validate_result(result, plugin=plugin_id)
         except PlugbayError as exc:
             # a caller's bad parameters are the caller's mistake, not the plugin's
             _count_failure(stats, started, None if isinstance(exc, ParameterError) else exc)
+            heard_failing(heard, at, spec, kwargs, exc)
             raise
-        except CallTimeout:
+        except CallTimeout as exc:
             _count_failure(stats, started, "PluginTimeout")
+            heard_failing(heard, at, spec, kwargs, exc)
             raise _timed_out(plugin_id, command, timeout) from None
         except (Exception, SystemExit) as exc:  # sys.exit() in a plugin is its own failure
             _count_failure(stats, started, exc)
+            heard_failing(heard, at, spec, kwargs, exc)
             raise _plugin_raised(plugin_id, command, handle, exc) from exc
         finally:
             inflight[0] -= 1

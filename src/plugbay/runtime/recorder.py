@@ -4,7 +4,9 @@ Opt-in per plugin (``[policy] record = ["acme.*"]`` in the host config, or
 ``plugbay record ID`` on a running host). Each call the plugin answers is kept
 with its command, parameters, result or error, duration and the version that
 answered; parameters the manifest lists under ``secret-parameters`` are replaced
-by :data:`REDACTED` before anything is kept. The recording is bounded twice: the
+by :data:`REDACTED` before anything is kept (a secret parameter the caller left at an
+empty default, ``None``, ``""``, ``0`` or ``False``, carries no secret: it is kept as it
+is, and the call can be replayed). The recording is bounded twice: the
 newest ``calls`` calls, and ``max_bytes`` bytes in all (oldest dropped first,
 counted in ``dropped``); a single answer larger than :data:`MAX_ENTRY` is kept
 without its value (``"result": null, "truncated": true``) and is not compared on
@@ -14,10 +16,12 @@ The file lives beside the state, ``<state>/recordings/<plugin-id>.jsonl``: a hea
 line, then one JSON object per call, oldest first (``docs/upgrades.md``). It is
 written atomically when the recording stops, when it is exported, at the host's
 stop, and every few seconds while calls arrive; a recorder started on a plugin
-with such a file goes on from it.
+with such a file goes on from it (its lines kept as they are, checked, not decoded and
+encoded again).
 
-What a call costs the host (``bench trials``, ``docs/upgrades.md``): a call that carries
-no secret parameter becomes its JSON line at once, encoded from a small struct (not a
+What a call costs the host (``bench trials``, ``docs/upgrades.md``): the call path tells the
+recorder of each call once the answer arrived, in the call's own frame (``Route.heard``,
+``runtime.tap``: no coroutine around the call). A call that carries no secret parameter becomes its JSON line at once, encoded from a small struct (not a
 dict built for it); nothing is kept of the caller's objects, so changing them after the
 call changes nothing recorded. A failed call, or one that carries a secret parameter,
 is redacted first (a secret is never kept anywhere in clear), then encoded the same way.
@@ -30,7 +34,7 @@ import contextlib
 import os
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -39,6 +43,10 @@ import msgspec
 
 from plugbay.api import CommandSpec
 from plugbay.api.errors import PlugbayError
+
+#: one command's secret parameters: those secret whenever given, and those left at an
+#: empty default (name → default) that carries no secret (see :meth:`Recorder._plan`)
+_Secrets = tuple[frozenset[str], dict[str, Any]]
 
 __all__ = [
     "FORMAT",
@@ -132,23 +140,28 @@ class Recorder:
             )
         self.plugin_id = plugin_id
         self.path = path
-        self.calls = calls
-        self.max_bytes = max_bytes
+        self._calls = calls
+        self._max_bytes = max_bytes
         self.source = source
         self.started = time.time()
-        self.dropped = 0
+        #: calls heard (each leaves one line; ``dropped`` and ``dirty`` follow from it)
         self.seen = 0
-        #: calls arrived since the file was last written
-        self.dirty = False
+        self._saved = 0
+        self._loaded = 0
         self._entries: collections.deque[bytes] = collections.deque()
         self._bytes = 0
         self._secret_any: frozenset[str] = frozenset()
         self._secret_by_command: dict[str, frozenset[str]] = {}
+        #: each command's secrets, by its spec (a new version brings new specs), and the
+        #: specs with none (the common case: one test on the hot path)
+        self._plans: dict[CommandSpec, _Secrets] = {}
+        self._clear: set[CommandSpec] = set()
         self.set_secret(secret)
         if path is not None and path.is_file():
             with contextlib.suppress(PlugbayError):
-                for line in _lines(read_recording(path)):
+                for line in stored_calls(path):
                     self._keep(line)
+                    self._loaded += 1
 
     def set_secret(self, names: Iterable[str]) -> None:
         """The manifest's ``secret-parameters`` (``name`` or ``command.name``)."""
@@ -164,40 +177,62 @@ class Recorder:
         self._secret_by_command = {
             c: frozenset(p) | self._secret_any for c, p in by_command.items()
         }
+        self._plans = {}
+        self._clear = set()
+
+    def _plan(self, spec: CommandSpec) -> _Secrets:
+        """``spec``'s secret parameters, split: one whose default is empty (None, "", 0,
+        False: nothing a caller could hide in it) is a secret only when given another
+        value. An inline call's checked parameters hold every default, so without this a
+        command with such a parameter would take the redacting way on every call."""
+        secret = self._secret_by_command.get(spec.name, self._secret_any)
+        empty = {p.name: p.default for p in spec.params if not p.required and _empty(p.default)}
+        soft = {name: empty[name] for name in sorted(secret) if name in empty}
+        plan = self._plans[spec] = (secret.difference(soft), soft)
+        if not secret:
+            self._clear.add(spec)
+        return plan
+
+    def _carries_none(self, spec: CommandSpec, params: dict[str, Any]) -> bool:
+        """No secret in this call of a command that has secret parameters (or is new)."""
+        secret, soft = self._plans.get(spec) or self._plan(spec)
+        return (not secret or secret.isdisjoint(params)) and (
+            not soft or _at_defaults(params, soft)
+        )
 
     # ------------------------------------------------------------------ the tap
 
     def called(
         self,
+        version: str,
         spec: CommandSpec,
         params: dict[str, Any],
         result: Any,
         error: BaseException | None,
         seconds: float,
-        version: str,
     ) -> None:
         # the hot path, kept flat (see the module docstring): a call that carries no secret
         # parameter becomes its line at once; the oldest line leaves as the newest comes
-        secret = self._secret_by_command.get(spec.name, self._secret_any)
         self.seen += 1
-        self.dirty = True
-        if error is None and (not secret or secret.isdisjoint(params)):
+        if error is None and (spec in self._clear or self._carries_none(spec, params)):
             try:
                 line = _encode(_Line(_now(), spec.name, params, result, None, seconds, version))
             except _NOT_JSON:
-                line = b""  # said in the line below
-            size = len(line)
-            if 0 < size <= MAX_ENTRY:
-                entries = self._entries
-                entries.append(line)
-                self._bytes += size
-                if len(entries) > self.calls:
-                    self._bytes -= len(entries.popleft())
-                    self.dropped += 1
-                if self._bytes > self.max_bytes or len(entries) > self.calls:  # bounds lowered
-                    self._trim()
-                return
-        self._keep(_encoded(_redacted(spec.name, params, result, error, seconds, version, secret)))
+                pass  # said in the line below
+            else:
+                size = len(line)
+                if size <= MAX_ENTRY:
+                    entries = self._entries
+                    entries.append(line)
+                    size += self._bytes
+                    if len(entries) > self._calls:  # (bounds lowered are held at once)
+                        size -= len(entries.popleft())
+                    self._bytes = size
+                    if size > self._max_bytes:
+                        self._trim()
+                    return
+        plan = self._plans.get(spec) or self._plan(spec)
+        self._keep(_encoded(_redacted(spec.name, params, result, error, seconds, version, plan)))
 
     def _keep(self, line: bytes) -> None:
         self._entries.append(line)
@@ -207,13 +242,41 @@ class Recorder:
     def _trim(self) -> None:
         """Drop the oldest lines past either bound (one line is always kept)."""
         entries = self._entries
-        over = len(entries) - self.calls
+        over = len(entries) - self._calls
         if over > 0:
             self._bytes -= sum(map(len, [entries.popleft() for _ in range(over)]))
-            self.dropped += over
-        while self._bytes > self.max_bytes and len(entries) > 1:
+        while self._bytes > self._max_bytes and len(entries) > 1:
             self._bytes -= len(entries.popleft())
-            self.dropped += 1
+
+    @property
+    def calls(self) -> int:
+        """The newest calls kept; lowered, the recording holds it at once."""
+        return self._calls
+
+    @calls.setter
+    def calls(self, calls: int) -> None:
+        self._calls = calls
+        self._trim()
+
+    @property
+    def max_bytes(self) -> int:
+        """The bytes kept in all (one call is always kept); lowered, held at once."""
+        return self._max_bytes
+
+    @max_bytes.setter
+    def max_bytes(self, max_bytes: int) -> None:
+        self._max_bytes = max_bytes
+        self._trim()
+
+    @property
+    def dropped(self) -> int:
+        """Calls (and lines gone on from) that left the recording past its bounds."""
+        return self._loaded + self.seen - len(self._entries)
+
+    @property
+    def dirty(self) -> bool:
+        """Calls arrived since the file was last written."""
+        return self.seen != self._saved
 
     # ------------------------------------------------------------------ reading, writing
 
@@ -258,9 +321,28 @@ class Recorder:
         """Write the file (atomically); its path, or None without a state directory."""
         if self.path is None:
             return None
+        seen = self.seen
         write_atomic(self.path, self.to_bytes())
-        self.dirty = False
+        self._saved = seen
         return self.path
+
+
+def _empty(default: Any) -> bool:
+    """A default that carries no secret: None, or an empty or zero scalar."""
+    return default is None or (type(default) in (bool, int, float, str, bytes) and not default)
+
+
+def _same(value: Any, default: Any) -> bool:
+    return value is default or (type(value) is type(default) and value == default)
+
+
+def _at_defaults(params: dict[str, Any], soft: dict[str, Any]) -> bool:
+    """Each of ``soft`` not given, or given its (empty) default (on the hot path: inlined)."""
+    for name, default in soft.items():
+        value = params.get(name, default)
+        if value is not default and (type(value) is not type(default) or value != default):
+            return False
+    return True
 
 
 def _redacted(
@@ -270,13 +352,17 @@ def _redacted(
     error: BaseException | None,
     seconds: float,
     version: str,
-    secret: frozenset[str],
+    plan: _Secrets,
 ) -> _Line:
     """A call that failed, carries a secret, or holds a value JSON cannot: its secret
     parameters redacted before anything else is done with them."""
-    hidden = [k for k in params if k in secret] if secret else []
+    secret, soft = plan
+    hidden = [
+        k for k, v in params.items()
+        if k in secret or (k in soft and not _same(v, soft[k]))
+    ]  # fmt: skip
     if hidden:
-        params = {k: (REDACTED if k in secret else v) for k, v in params.items()}
+        params = {k: (REDACTED if k in hidden else v) for k, v in params.items()}
     return _Line(
         _now(), command, params, result, None if error is None else error_of(error),
         seconds, version, hidden or None,
@@ -335,22 +421,34 @@ def error_of(error: BaseException) -> dict[str, str]:
     return {"type": name, "message": message[:2000]}
 
 
-def _lines(recording: Recording) -> Iterator[bytes]:
-    for call in recording.calls:
-        entry: dict[str, Any] = {
-            "at": call.at, "command": call.command, "params": call.params,
-            "result": call.result, "error": call.error, "seconds": call.seconds,
-            "version": call.version,
-        }  # fmt: skip
-        if call.truncated:
-            entry["truncated"] = True
-        if call.redacted:
-            entry["redacted"] = list(call.redacted)
-        yield _encode(entry)
+class _Stored(msgspec.Struct):
+    """What a recorded call's line must hold (the rest is optional; see read_recording)."""
+
+    at: float
+    command: str
+    params: dict[str, Any]
+    seconds: float
+    version: str
 
 
-def read_recording(path: Path) -> Recording:
-    """A recording file, checked line by line; a bad file is a PlugbayError naming the line."""
+_check_stored = msgspec.json.Decoder(_Stored).decode
+
+
+def stored_calls(path: Path) -> list[bytes]:
+    """The calls of a recording file, each its line as it is (a recorder goes on from
+    them: checked, not decoded into calls and encoded again); a bad file is a
+    PlugbayError naming the line, as :func:`read_recording` says it."""
+    lines = _lines_of(path)
+    for number, line in enumerate(lines[1:], start=2):
+        try:
+            _check_stored(line)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise _bad(path, number, f"not a recorded call ({type(exc).__name__}: {exc})") from None
+    return lines[1:]
+
+
+def _lines_of(path: Path) -> list[bytes]:
+    """A recording file's lines, its header checked."""
     try:
         text = path.read_bytes()
     except OSError as exc:
@@ -371,6 +469,13 @@ def read_recording(path: Path) -> Recording:
     plugin = header.get("plugin")
     if not isinstance(plugin, str) or not plugin:
         raise _bad(path, 1, "the header names no plugin")
+    return lines
+
+
+def read_recording(path: Path) -> Recording:
+    """A recording file, checked line by line; a bad file is a PlugbayError naming the line."""
+    lines = _lines_of(path)
+    header = msgspec.json.decode(lines[0])
     calls = []
     for number, line in enumerate(lines[1:], start=2):
         try:
@@ -390,7 +495,7 @@ def read_recording(path: Path) -> Recording:
             )
         except (msgspec.DecodeError, KeyError, TypeError, ValueError) as exc:
             raise _bad(path, number, f"not a recorded call ({type(exc).__name__}: {exc})") from None
-    return Recording(plugin, calls, header)
+    return Recording(header["plugin"], calls, header)
 
 
 def _bad(path: Path, line: int, what: str) -> PlugbayError:

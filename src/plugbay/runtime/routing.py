@@ -7,14 +7,19 @@ a call sees either the old version or the new one, never a mix.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final, TypeAlias
 
 from plugbay.api import CommandSpec
 from plugbay.isolation.base import PluginHandle
 from plugbay.monitor import CommandStats, PluginMetrics
 
-__all__ = ["Route", "command_table"]
+__all__ = ["Heard", "Route", "command_table"]
+
+#: told of each call a plugin's version answered, once its outcome is known:
+#: ``(spec, params, result, error, seconds)`` (``runtime.tap``: its recorder, its shadow)
+Heard: TypeAlias = Callable[[CommandSpec, dict[str, Any], Any, BaseException | None, float], None]
 
 
 class _Uncounted(CommandStats):
@@ -44,6 +49,8 @@ class Route:
     inflight: list[int]
     #: each command's spec and stats, so a call finds both with one lookup
     table: dict[str, tuple[CommandSpec, CommandStats]]
+    #: who hears each call's outcome (``runtime.tap``); None on a plugin nobody taps
+    heard: Heard | None = None
 
 
 def command_table(

@@ -88,12 +88,12 @@ class Shadow:
 
     def called(
         self,
+        version: str,
         spec: CommandSpec,
         params: dict[str, Any],
         result: Any,
         error: BaseException | None,
         seconds: float,
-        version: str,
     ) -> None:
         if self.state != "running" or self.handle is None:
             return

@@ -1,0 +1,49 @@
+"""The zygote's requests (``isolation.zygote``): one it cannot read is refused by the
+worker forked for it, and the zygote serves on. It parses no request itself: each page
+it writes after a fork would become that worker's own memory."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import struct
+
+from plugbay.isolation import frames
+from plugbay.isolation.zygote import Zygote
+
+
+def _first_frame(sock: socket.socket) -> frames.Message:
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    (size,) = struct.unpack(">I", data[:4])
+    return frames.decode(data[4 : 4 + size])
+
+
+async def test_a_malformed_request_is_refused_by_its_worker_and_the_zygote_serves_on() -> None:
+    zygote = Zygote()
+    await zygote.start()
+    try:
+        control = zygote._control
+        assert control is not None
+        host_end, worker_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        with host_end:
+            # what no host sends: the worker answers with a Fail frame and exits
+            socket.send_fds(control, [b"{not json"], [worker_end.fileno()])
+            worker_end.close()
+            host_end.settimeout(30)
+            refusal = await asyncio.to_thread(_first_frame, host_end)
+        assert isinstance(refusal, frames.Fail), refusal
+        assert "could not be set up" in refusal.error["message"], refusal.error
+        assert "JSONDecodeError" in refusal.error["message"], refusal.error
+
+        # the zygote is still there, and still forks workers that run
+        assert zygote.alive()
+        pid, channel = await zygote.spawn({"env": {}, "limits": {}})
+        with channel:
+            os.kill(pid, 0)  # the worker exists
+        status = await asyncio.wait_for(zygote.exited(pid), 30)  # its channel closed: it ends
+        assert os.waitstatus_to_exitcode(status) == 0
+    finally:
+        await zygote.stop()
