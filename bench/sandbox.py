@@ -475,9 +475,47 @@ def _one_core_awake(main: Coroutine[Any, Any, T]) -> T:
         spinner.wait()
 
 
+async def placement_p50s(n: int) -> dict[str, float]:
+    """p50 of ``host.call`` with worker placement on (a lone caller's worker on its core,
+    ``isolation.affinity``) and off, in interleaved rounds beside the floor: best round each."""
+    from plugbay.isolation import affinity
+    from plugbay.runtime.host import Host
+
+    raw = RawEcho()
+    await raw.open()
+    rounds: dict[str, list[float]] = {}
+    enabled = affinity.ENABLED
+    try:
+        async with Host(
+            _plugin_dir(), state_dir=WORK / "sandbox-state", entry_points=False
+        ) as host:
+
+            async def public(i: int) -> object:
+                return await host.call("bench.echo", "echo", x=i)
+
+            for i in range(300):  # warm up
+                await public(i)
+            await raw.latencies(300)
+            for _ in range(ROUNDS):
+                rounds.setdefault("raw", []).append(statistics.median(await raw.latencies(n)))
+                for on in (True, False):
+                    affinity.ENABLED = on
+                    if not on:
+                        host.plugin("bench.echo").handle.follow.release()  # type: ignore[union-attr]
+                    key = "on" if on else "off"
+                    rounds.setdefault(key, []).append(
+                        statistics.median(await _latencies(public, n))
+                    )
+    finally:
+        affinity.ENABLED = enabled
+        await raw.close()
+    return {k: min(v) for k, v in rounds.items()}
+
+
 def run() -> int:
     n = 1000
     calls = asyncio.run(call_figures(n))
+    placement = asyncio.run(placement_p50s(n))
     on_uv = _on_uvloop(call_figures(n))
     awake = _one_core_awake(call_figures(n))
     ours = asyncio.run(plugbay_figures())
@@ -585,6 +623,25 @@ def run() -> int:
             awake["raw"],
             "(reported)",
             None,
+        ),
+        Figure(
+            "sandboxed call p50, await host.call(...), worker placement on (the default)",
+            placement["on"],
+            floor + ", the same run",
+            placement["raw"],
+            "(reported: beside the next line, same rounds)",
+            None,
+        ),
+        Figure(
+            "sandboxed call p50, await host.call(...), worker placement off",
+            placement["off"],
+            floor + ", the same run",
+            placement["raw"],
+            "(reported: PLUGBAY_PLACEMENT=free, the scheduler alone)",
+            None,
+            note="a lone caller's worker held to the caller's core: docs/architecture.md, "
+            "'Worker placement'; off starts each round where on left the pair (on one core), "
+            "so if anything it reads low",
         ),
     ]
     if on_uv is None:

@@ -24,6 +24,14 @@ class P(UtilityPlugin):
     def ping(self) -> str:
         return "pong"
 """
+HEALTHY = """
+from plugbay import UtilityPlugin, command
+
+class P(UtilityPlugin):
+    @command
+    def health(self) -> dict[str, bool]:
+        return {"ok": True}
+"""
 BOXED = 'isolation = "process"\n[resources]\ntimeout = 2\nmemory = "512MiB"\n'
 
 
@@ -104,6 +112,25 @@ async def test_one_call_wakes_a_settled_plugin_though_calls_are_sampled(
         await until(lambda: row(host, "acme.busy")["calls"] == called + 1, "the one call shows")
         # seen because the call marked it, not because the sweep came round to it
         assert host.monitor._ticks - ticks < 5
+
+
+async def test_a_health_probe_leaves_a_settled_plugin_settled(
+    plugins: PluginFactory, make_host: Callable[..., Host]
+) -> None:
+    """The monitor's own probe is not a caller's call: it neither counts nor marks the
+    plugin for a full read, so a plugin with ``health()`` settles like any other."""
+    plugins("acme.probed", HEALTHY)
+    async with make_host(monitor=FAST) as host:
+        assert host.monitor is not None
+        manager = host.manager
+        for _ in range(3):
+            manager.touched.clear()
+            assert await manager.call("acme.probed", "health", {}, counted=False) == {"ok": True}
+            assert "acme.probed" not in manager.touched
+        stats = manager.records_by_id["acme.probed"].metrics.commands["health"]
+        assert stats.calls == 0  # and not counted
+        await host.call("acme.probed", "health")  # a caller's call is counted and timed
+        assert stats.calls == 1 and stats.timed == 1
 
 
 def _track(points: list[tuple[float, int, int]]) -> Track:

@@ -16,6 +16,7 @@ from typing import Any
 from plugbay.api import CommandSpec
 from plugbay.api.errors import PlugbayError
 from plugbay.isolation import frames
+from plugbay.isolation.affinity import Follow
 from plugbay.isolation.heartbeat import Beat
 from plugbay.isolation.requests import Requests
 
@@ -33,6 +34,7 @@ class RequestsToWorker:
     _requests: Requests
     _loop: asyncio.AbstractEventLoop | None
     beat: Beat
+    follow: Follow
 
     def _crashed(self, reason: str, *, error: PlugbayError | None = None) -> None:
         raise NotImplementedError
@@ -67,6 +69,7 @@ class RequestsToWorker:
             raise self._dead
         loop = self._loop or _running()
         future, self.beat.last_used = self._requests.open(loop, request, timeout, label, what)
+        self.follow.call(len(self._requests.pending))  # on its lone caller's core (affinity)
         # one of many in flight: it leaves with the others at the end of this loop turn
         self._send(message, len(self._requests.pending) > 1)
         try:  # whatever ends the request (its answer, a failure, its deadline) forgets it
@@ -91,7 +94,9 @@ class RequestsToWorker:
             getattr(params, "strict", True),
         )
         future, self.beat.last_used = calls.open(self._loop or _running(), request, timeout, name)
-        self._send(message, len(calls.pending) > 1)
+        in_flight = len(calls.pending)
+        self.follow.call(in_flight)  # on its lone caller's core (isolation.affinity)
+        self._send(message, in_flight > 1)
         try:
             return await future
         except asyncio.CancelledError:  # the caller gave up: stop the command in the worker

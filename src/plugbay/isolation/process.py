@@ -45,6 +45,7 @@ from plugbay.isolation._process_parts import (
     size_text,
     worker_request,
 )
+from plugbay.isolation.affinity import Follow
 from plugbay.isolation.base import Backend, CallTimeout, EnvironmentPaths, PluginHandle, deadline
 from plugbay.isolation.heartbeat import Beat, hung_error, pulse_for
 from plugbay.isolation.identity import (
@@ -225,6 +226,7 @@ class ProcessHandle(sampling.SampledInWorker, RequestsToWorker, PluginHandle):
         self._host_call = host_call
         #: the requests in flight: futures resolved by the channel, one watchdog for deadlines
         self._requests = Requests(self._expired, f"plugbay-watchdog-{pid}")
+        self.follow = Follow(pid)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loaded: asyncio.Future[frames.Loaded] | None = None
         self._channel: frames.Channel | None = None
@@ -560,6 +562,7 @@ class ProcessHandle(sampling.SampledInWorker, RequestsToWorker, PluginHandle):
         if self._dead is not None or not self._beating:
             return False
         busy = self._busy(now)
+        self.follow.tick(busy)  # idle, or its caller's core shared: free to run on any core
         if self._full_quota is not None and now >= self._next_storage:
             self._look_full(self._full_quota)
             every = self.storage_full_interval if busy else self.beat.idle_interval

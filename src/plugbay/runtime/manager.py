@@ -587,8 +587,8 @@ class PluginManager(Starting, Supervision, SecurityEvents):
         if entry is None:
             raise self._no_command(plugin_id, command, handle)
         spec, stats = entry
-        if not counted:
-            stats = CommandStats()
+        if not counted:  # never timed either, so a health probe does not mark the plugin
+            stats = CommandStats.untimed()
         # Counted exactly, timed by sampling (see CommandStats): `started` is 0.0 when
         # this call is not timed.
         started = 0.0

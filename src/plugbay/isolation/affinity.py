@@ -1,0 +1,135 @@
+"""Where a worker process runs: on its caller's core while it is called one call at a time.
+
+A call is a conversation: the host writes a frame and waits, the worker answers
+and waits. When the two run on one core, each hands the core to the other; when
+they run on two, each waits on a core that has gone idle. On a virtual machine
+an idle core halts, and waking it for the next frame costs tens of µs (about
+80 µs on the 2-core VM of docs/architecture.md, "Worker placement"): paid on
+every call, it is most of a quiet machine's call. The scheduler places a woken
+task on its previous core when that core is idle, so a worker that once landed
+on the other core stays there, and so does its host.
+
+:class:`Follow` keeps a worker on the core of the thread that calls it, while
+its calls come one at a time: before such a call, when the caller's core
+(``sched_getcpu``, a vDSO read) is not the one the worker is held to, the host
+sets the worker's affinity to that core. The moment two calls are in flight the
+worker is let go (its affinity is what it was), so concurrent callers get both
+cores; it is held again only after a run of lone calls. A worker that rests
+(idle for the heartbeat's ``idle_after``) is let go too: idle workers are never
+left held to one core. ``PLUGBAY_PLACEMENT=free`` turns it off.
+
+Affinity is a scheduling hint, not a limit: the worker's CPU quota (its cgroup)
+and every other layer are unchanged; a plugin that sets its own affinity only
+undoes the hint. A held worker that waits for its core (the caller's core is
+shared with other work, read from ``/proc/PID/schedstat`` at the heartbeat's
+tick) is let go for a while, so under load it runs where the scheduler finds room.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from collections.abc import Callable
+from typing import Final
+
+__all__ = ["ENABLED", "Follow"]
+
+#: lone calls in a row before a worker let go is held again (hysteresis: calls that
+#: overlap now and then must not make every call move the worker)
+LONE_CALLS: Final = 4
+#: a held worker that waited longer than this on average for its core each time it ran
+#: (over one heartbeat tick) shares that core with other work: it is let go
+CONTENDED_NS: Final = 50_000
+#: ticks a worker let go for contention stays free before it may be held again
+COOL_TICKS: Final = 5
+
+
+def _sched_getcpu() -> Callable[[], int] | None:
+    try:
+        getcpu = ctypes.CDLL(None).sched_getcpu
+    except (AttributeError, OSError):
+        return None
+    getcpu.restype = ctypes.c_int
+    getcpu.argtypes = []
+    return getcpu
+
+
+_getcpu: Final = _sched_getcpu()
+#: whether process workers follow their caller's core (``PLUGBAY_PLACEMENT=free``: no)
+ENABLED: bool = _getcpu is not None and os.environ.get("PLUGBAY_PLACEMENT", "") != "free"
+
+
+class Follow:
+    """One worker's placement: held to the core of its lone caller, or free."""
+
+    __slots__ = ("allowed", "cool", "cpu", "lone", "pid", "seen")
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        #: the core the worker is held to, or -1 (free); -2: never again (not permitted)
+        self.cpu = -1
+        self.lone = 0
+        #: the worker's own affinity, restored when it is let go (read at the first hold)
+        self.allowed: frozenset[int] = frozenset()
+        #: ticks left before a worker let go for contention may be held again
+        self.cool = 0
+        #: (ns waited for a core, times run) at the last tick, from /proc/PID/schedstat
+        self.seen = (0, 0)
+
+    def call(self, in_flight: int) -> None:
+        """Before a call leaves; ``in_flight`` counts it with the others awaiting answers."""
+        if in_flight > 1:
+            self.lone = 0
+            if self.cpu >= 0:
+                self.release()
+            return
+        if self.lone < LONE_CALLS:
+            self.lone += 1
+            return
+        if _getcpu is None or not ENABLED or self.cpu == -2 or self.cool:
+            return
+        cpu = _getcpu()
+        if cpu != self.cpu:
+            self._hold(cpu)
+
+    def _hold(self, cpu: int) -> None:
+        try:
+            if not self.allowed:
+                self.allowed = frozenset(os.sched_getaffinity(self.pid))
+            if cpu not in self.allowed:  # a cpuset the worker may not leave
+                return
+            os.sched_setaffinity(self.pid, (cpu,))
+        except OSError:  # exited, or not ours to place: leave it to the scheduler
+            self.cpu = -2
+            return
+        self.cpu = cpu
+
+    def tick(self, busy: bool) -> None:
+        """A heartbeat tick (every 0.2 s while the worker is busy): an idle worker is let
+        go; a held one that waits for its core (the caller's core is shared with other
+        work) is let go for :data:`COOL_TICKS` ticks, so it may run on an idle core."""
+        if self.cool:
+            self.cool -= 1
+        if not busy:
+            self.release()
+            return
+        try:
+            with open(f"/proc/{self.pid}/schedstat", "rb") as f:
+                _ran, waited, runs = (int(x) for x in f.read().split())
+        except (OSError, ValueError):
+            return
+        before, self.seen = self.seen, (waited, runs)
+        ran = runs - before[1]
+        if self.cpu >= 0 and ran > 0 and (waited - before[0]) / ran > CONTENDED_NS:
+            self.release()
+            self.cool = COOL_TICKS
+
+    def release(self) -> None:
+        """Let the worker run on any of its cores again (idle, or called concurrently)."""
+        if self.cpu < 0:
+            return
+        self.cpu = -1
+        try:
+            os.sched_setaffinity(self.pid, self.allowed)
+        except OSError:
+            self.cpu = -2

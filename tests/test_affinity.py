@@ -1,0 +1,190 @@
+"""A worker called one call at a time runs on its caller's core; otherwise it is free.
+
+Real processes and real affinity masks: a forked process for :class:`Follow` itself,
+and a sandboxed plugin's worker under a :class:`Host` for the handle's use of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from plugbay.isolation import affinity
+from plugbay.isolation.affinity import COOL_TICKS, LONE_CALLS, Follow
+from plugbay.isolation.process import ProcessHandle
+from plugbay.runtime.host import Host
+from tests.conftest import PluginFactory
+
+ALLOWED = os.sched_getaffinity(0)
+pytestmark = pytest.mark.skipif(len(ALLOWED) < 2, reason="one core: nowhere else to run")
+
+
+@pytest.fixture
+def child() -> Iterator[int]:
+    """A real process of ours that only waits (a stand-in for a worker's pid)."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            signal.pause()
+        finally:
+            os._exit(0)
+    try:
+        yield pid
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+
+
+def lone_calls(follow: Follow, count: int) -> None:
+    for _ in range(count):
+        follow.call(1)
+
+
+def test_a_worker_called_alone_is_held_to_its_callers_core(child: int) -> None:
+    follow = Follow(child)
+    lone_calls(follow, LONE_CALLS)
+    assert os.sched_getaffinity(child) == ALLOWED  # a few lone calls first: no flapping
+    lone_calls(follow, 1)
+    assert follow.cpu in ALLOWED
+    assert os.sched_getaffinity(child) == {follow.cpu}
+    getcpu = ctypes.CDLL(None).sched_getcpu
+    # the caller moves: the worker follows at its next lone call
+    for cpu in sorted(ALLOWED)[:2]:
+        os.sched_setaffinity(0, {cpu})
+        try:
+            assert getcpu() == cpu
+            lone_calls(follow, 1)
+            assert os.sched_getaffinity(child) == {cpu}
+        finally:
+            os.sched_setaffinity(0, ALLOWED)
+
+
+def test_concurrent_calls_and_rest_let_the_worker_go(child: int) -> None:
+    follow = Follow(child)
+    lone_calls(follow, LONE_CALLS + 1)
+    assert len(os.sched_getaffinity(child)) == 1
+    follow.call(2)  # two in flight: both cores, at once
+    assert os.sched_getaffinity(child) == ALLOWED
+    lone_calls(follow, LONE_CALLS)  # held again only after a run of lone calls
+    assert os.sched_getaffinity(child) == ALLOWED
+    lone_calls(follow, 1)
+    assert len(os.sched_getaffinity(child)) == 1
+    follow.release()  # as the heartbeat does when the worker rests
+    assert os.sched_getaffinity(child) == ALLOWED
+
+
+def test_a_held_worker_that_waits_for_its_core_is_let_go_for_a_while() -> None:
+    """The caller's core is shared with other work: the worker may run on an idle core."""
+    mine = sorted(ALLOWED)[0]
+    spin = [sys.executable, "-c", "while True: pass"]
+    worker, neighbour = subprocess.Popen(spin), subprocess.Popen(spin)
+    try:
+        os.sched_setaffinity(neighbour.pid, {mine})
+        os.sched_setaffinity(0, {mine})
+        try:
+            follow = Follow(worker.pid)
+            lone_calls(follow, LONE_CALLS + 1)
+        finally:
+            os.sched_setaffinity(0, ALLOWED)
+        assert os.sched_getaffinity(worker.pid) == {mine}
+        follow.tick(True)
+        deadline = time.monotonic() + 10
+        while follow.cpu == mine:  # a tick or two of sharing the core with the neighbour
+            assert time.monotonic() < deadline, "the contended worker was never let go"
+            time.sleep(0.2)
+            follow.tick(True)
+        assert os.sched_getaffinity(worker.pid) == ALLOWED
+        lone_calls(follow, LONE_CALLS + 1)  # not held again at once
+        assert os.sched_getaffinity(worker.pid) == ALLOWED
+        for _ in range(COOL_TICKS):
+            follow.tick(True)
+        lone_calls(follow, 1)
+        assert len(os.sched_getaffinity(worker.pid)) == 1
+    finally:
+        for process in (worker, neighbour):
+            process.kill()
+            process.wait()
+
+
+def test_a_cpuset_the_worker_may_not_leave_is_kept(child: int) -> None:
+    """A worker whose own mask excludes the caller's core is never moved out of it."""
+    mine = sorted(ALLOWED)[0]
+    other = sorted(ALLOWED)[1]
+    os.sched_setaffinity(child, {other})
+    os.sched_setaffinity(0, {mine})
+    try:
+        follow = Follow(child)
+        lone_calls(follow, LONE_CALLS + 3)
+        assert os.sched_getaffinity(child) == {other}
+    finally:
+        os.sched_setaffinity(0, ALLOWED)
+
+
+def test_a_gone_worker_stops_being_placed() -> None:
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+    follow = Follow(pid)
+    lone_calls(follow, LONE_CALLS + 2)  # no error reaches the caller
+    assert follow.cpu == -2
+    follow.release()
+
+
+def test_turned_off_it_never_places(child: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(affinity, "ENABLED", False)
+    follow = Follow(child)
+    lone_calls(follow, LONE_CALLS + 3)
+    assert os.sched_getaffinity(child) == ALLOWED
+
+
+ECHO = """
+from plugbay import UtilityPlugin, command
+
+class P(UtilityPlugin):
+    @command
+    def echo(self, x: int) -> int:
+        return x
+"""
+
+
+@pytest.mark.slow
+async def test_a_sandboxed_worker_follows_its_lone_caller_and_rests_free(
+    plugins: PluginFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # on a loaded machine the caller's core is shared: the hold would (rightly) be let go
+    monkeypatch.setattr(affinity, "CONTENDED_NS", 10**12)
+    plugins("acme.echo", ECHO, extra='isolation = "process"\n')
+    async with Host(
+        plugins.root, state_dir=tmp_path / "state", entry_points=False, init_timeout=20
+    ) as host:
+        handle = host.plugin("acme.echo").handle
+        assert isinstance(handle, ProcessHandle)
+        pid = handle.pid
+        assert os.sched_getaffinity(pid) == ALLOWED
+        for i in range(LONE_CALLS + 2):
+            assert await host.call("acme.echo", "echo", x=i) == i
+        assert os.sched_getaffinity(pid) == {handle.follow.cpu}
+        # 16 callers at once: the worker may use every core while they overlap
+        answers = await asyncio.gather(*(host.call("acme.echo", "echo", x=i) for i in range(16)))
+        assert answers == list(range(16))
+        assert os.sched_getaffinity(pid) == ALLOWED
+        for i in range(LONE_CALLS + 2):
+            await host.call("acme.echo", "echo", x=i)
+        assert len(os.sched_getaffinity(pid)) == 1
+        # idle: the heartbeat rests it, and a resting worker is held to no core
+        handle.beat.idle_after = 0.1
+        deadline = time.monotonic() + 10
+        while os.sched_getaffinity(pid) != ALLOWED:
+            assert time.monotonic() < deadline, "the idle worker was never let go"
+            await asyncio.sleep(0.05)
+        assert await host.call("acme.echo", "echo", x=7) == 7  # and it still answers
