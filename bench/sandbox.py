@@ -560,7 +560,8 @@ def run() -> int:
             "≥ 0.6× the floor",
             calls["public_rate"] >= 0.6 * calls["raw_rate"],
             unit="calls/s",
-            note="a task step, manager.call and a future per call on the host's loop; "
+            note="a task step, manager.call and a future per call on the host's loop, "
+            "and the worker's share: docs/architecture.md, 'The call path, fourth pass'; "
             "many calls at once: host.call_many",
         ),
         Figure(

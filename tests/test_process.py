@@ -383,6 +383,63 @@ async def test_the_calls_a_read_of_answers_wakes_leave_in_one_write() -> None:
     assert len(transport.writes) == 2  # the lone caller's call left in its own turn
 
 
+async def test_calls_joined_in_a_turn_leave_as_one_frame_and_arrive_one_by_one() -> None:
+    """Calls (and answers) a turn joins travel as one ``Many`` frame, which the receiver
+    hands on one by one, in order, with what was sent around them; a large one leaves
+    as a frame of its own, after them; a peer that puts anything else in a ``Many`` has
+    broken the protocol."""
+    import msgspec
+
+    from plugbay.isolation import frames
+
+    class Recording(asyncio.Transport):
+        def __init__(self) -> None:
+            super().__init__()
+            self.writes: list[bytes] = []
+
+        def write(self, data: bytes | bytearray | memoryview) -> None:
+            self.writes.append(bytes(data))
+
+        def is_closing(self) -> bool:
+            return False
+
+    sending = frames.Channel(lambda m: None, lambda r, p: None)
+    transport = Recording()
+    sending.connection_made(transport)
+    big = frames.Call(9, "echo", {"blob": "z" * 100_000})
+    sent: list[frames.Message] = [
+        *(frames.Call(i, "echo", {"x": i}) for i in range(1, 6)),
+        frames.Ping(6),
+        frames.Reply(7, [1, 2]),
+        frames.Call(8, "echo", {"x": 8}),
+        big,
+        frames.Call(10, "echo", {"x": 10}),
+    ]
+    for message in sent:
+        sending.send(message, more=True)
+    assert len(transport.writes) == 2  # the frames before the big call, then it
+    await asyncio.sleep(0)  # the end of the turn: the last call leaves
+    assert len(transport.writes) == 3
+    wire = b"".join(transport.writes)
+    got: list[frames.Message] = []
+    closed: list[tuple[str | None, bool]] = []
+    receiving = frames.Channel(got.append, lambda r, p: closed.append((r, p)))
+    for at in range(0, len(wire), 7):  # in pieces, as a socket may deliver them
+        receiving.data_received(wire[at : at + 7])
+    assert got == sent and not closed
+    # frames: Many(1-5), Ping, Many(7, 8), the big call alone, the last call alone
+    sizes, at = [], 0
+    while at < len(wire):
+        size = int.from_bytes(wire[at : at + 4], "big")
+        sizes.append(size)
+        at += 4 + size
+    assert len(sizes) == 5 and sizes[3] > 100_000
+    forged = msgspec.msgpack.encode({"type": "Many", "messages": [{"type": "Ping", "id": 1}]})
+    receiving.data_received(len(forged).to_bytes(4, "big") + forged)
+    assert closed and closed[0][1] is True and "malformed frame" in str(closed[0][0])
+    assert got == sent  # nothing of it was handed on
+
+
 def supervised(plugins: PluginFactory, tmp_path: Path, **kwargs: object) -> Host:
     plugins(
         "acme.subject",
@@ -424,6 +481,32 @@ async def test_a_crashed_worker_is_restarted(plugins: PluginFactory, tmp_path: P
         assert b'plugbay_plugin_restarts_total{plugin="acme.subject"} 1.0' in (
             host.render_metrics()
         )
+
+
+async def test_a_batch_in_flight_when_its_worker_dies_fails_call_by_call_at_once(
+    plugins: PluginFactory, tmp_path: Path
+) -> None:
+    """``call_many``'s answers land in one list (no future per call): the calls answered
+    before the crash keep their values, the others fail in their places at once (not
+    at their deadline), nothing of the batch is left in flight, and the plugin is
+    restarted and serves again."""
+    async with supervised(plugins, tmp_path, restart_backoff=0.1) as host:
+        handle = host.plugin("acme.subject").handle
+        assert handle is not None
+        params = [{"seconds": 0.0}] * 3 + [{"seconds": 30.0}] * 5
+        batch = asyncio.ensure_future(host.call_many("acme.subject", "nap", params))
+        deadline = time.monotonic() + 10
+        while len(handle.running()) != 5:  # the quick three answered, five still napping
+            assert time.monotonic() < deadline, handle.running()
+            await asyncio.sleep(0.01)
+        with pytest.raises(PluginCrashed):
+            await host.call("acme.subject", "crash")
+        got = await asyncio.wait_for(batch, 10)  # its deadline is 30 s away
+        assert got[:3] == ["woke"] * 3
+        assert all(isinstance(g, PluginCrashed) for g in got[3:]), got
+        assert handle.running() == []
+        await wait_for_state(host, "acme.subject", "active")
+        assert await host.call_many("acme.subject", "add", [{"a": 1}, {"a": 2}]) == [2, 3]
 
 
 async def test_too_many_crashes_disable_the_plugin_until_enabled(

@@ -36,6 +36,7 @@ __all__ = [
     "Load",
     "Loaded",
     "Log",
+    "Many",
     "Message",
     "Metrics",
     "Ping",
@@ -227,8 +228,31 @@ Message = (
     | ChangeConfig
 )
 
+
+class Many(msgspec.Struct, tag=True):
+    """Several calls (host → worker) or answers (worker → host) in one frame: the ones a
+    loop turn or a read joins (``Channel.send``). The receiving channel hands each on
+    in order, as if each had come in a frame of its own; nothing else may be inside."""
+
+    messages: list[Call | Reply]
+
+
 _encoder = msgspec.msgpack.Encoder()
-_decoder: msgspec.msgpack.Decoder[Message] = msgspec.msgpack.Decoder(Message)
+_decoder: msgspec.msgpack.Decoder[Message | Many] = msgspec.msgpack.Decoder(Message | Many)
+#: a ``Many`` frame's body up to its list's items: the map, its tag, the field's name
+_MANY_HEAD: Final = _encoder.encode(Many([]))[:-1]
+#: the kinds ``Many`` joins, and the largest body joined (a larger one is a frame alone)
+_JOINED: Final = frozenset({Call, Reply})
+_JOIN_AT_MOST: Final = 4096
+
+
+def _list_head(n: int) -> bytes:
+    """MessagePack's array header for ``n`` items."""
+    if n < 16:
+        return bytes((0x90 | n,))
+    if n < 1 << 16:
+        return b"\xdc" + n.to_bytes(2, "big")
+    return b"\xdd" + n.to_bytes(4, "big")
 
 
 _PEEK: Final = 16
@@ -258,10 +282,14 @@ def encode(message: Message) -> bytes:
 
 
 def decode(body: bytes) -> Message:
+    """One message (a ``Many`` frame is a channel's business: ``Channel`` unpacks it)."""
     try:
-        return _decoder.decode(body)
+        message = _decoder.decode(body)
     except msgspec.DecodeError as exc:
         raise FrameError(f"malformed frame: {exc}") from None
+    if isinstance(message, Many):
+        raise FrameError("a Many frame where one message was expected")
+    return message
 
 
 #: frames up to this size sent in one loop turn are joined into one write
@@ -313,8 +341,12 @@ class Channel(asyncio.Protocol):
         self._buffer = bytearray()
         self.transport: asyncio.Transport | None = None
         self._closed = False
-        self._chunks: list[bytes] = []
-        self._pending = 0  # bytes in _chunks
+        #: frames waiting to leave together, encoded in place (``send``)
+        self._out = bytearray()
+        #: the bodies of joined calls or answers sent since the last other frame, back to
+        #: back, and how many: they leave as one ``Many`` frame (``_close_group``)
+        self._group = bytearray()
+        self._grouped = 0
         self._scheduled = False
         #: inside ``data_received``: what is sent is joined and leaves once the read is done
         self._receiving = False
@@ -378,7 +410,7 @@ class Channel(asyncio.Protocol):
             handed = self._received(data)
         finally:
             self._receiving = False
-            if self._chunks:
+            if self._out or self._grouped:
                 self._drain()
         if handed > 1 and self.join_after_read and not self._scheduled:
             # the woken callers run in the next loop turn, before this flush (FIFO)
@@ -398,16 +430,16 @@ class Channel(asyncio.Protocol):
         buf += data
         offset = handed = 0
         size_of_header = _HEADER.size
+        unpack, decode_body, on_message = _HEADER.unpack_from, _decoder.decode, self._on_message
+        max_frame, skip_above = self.max_frame, self.skip_above
         try:
             while len(buf) - offset >= size_of_header:
-                (size,) = _HEADER.unpack_from(buf, offset)
-                if size > self.max_frame:
-                    raise FrameError(
-                        f"a frame of {size} bytes is over the {self.max_frame}-byte limit"
-                    )
+                (size,) = unpack(buf, offset)
+                if size > max_frame:
+                    raise FrameError(f"a frame of {size} bytes is over the {max_frame}-byte limit")
                 end = offset + size_of_header + size
                 if (
-                    size >= self.skip_above
+                    size >= skip_above
                     and self.skip is not None
                     and len(buf) - offset >= size_of_header + _PEEK
                     and self.skip(_kind(buf, offset + size_of_header), size)
@@ -422,10 +454,20 @@ class Channel(asyncio.Protocol):
                     continue
                 if len(buf) < end:
                     break
-                message = decode(bytes(buf[offset + size_of_header : end]))
+                # a slice of the buffer, decoded as it is (a copy: a handler may grow the
+                # buffer, see ``round_trip``, so no view of it outlives this line)
+                message = decode_body(buf[offset + size_of_header : end])
                 offset = self._parsed = end
+                if isinstance(message, Many):
+                    for one in message.messages:
+                        handed += 1
+                        on_message(one)
+                    continue
                 handed += 1
-                self._on_message(message)
+                on_message(message)
+        except msgspec.DecodeError as exc:
+            self.close(f"malformed frame: {exc}", protocol_error=True)
+            return handed
         except FrameError as exc:
             self.close(str(exc), protocol_error=True)
             return handed
@@ -452,36 +494,72 @@ class Channel(asyncio.Protocol):
         small ones after it in the same turn are joined into one write at its end, and
         so is every frame sent while a read is handled (they leave when it is done, see
         ``data_received``) or that the sender says is one of many (``more``: other
-        requests are in flight, whose answers will wake this end anyway). A large frame
-        is never joined: the pending ones go first, then it, so a burst of big frames
-        neither waits in this end's memory nor is copied again by a join."""
-        data = encode(message)
+        requests are in flight, whose answers will wake this end anyway). Frames are
+        encoded straight into the pending buffer (no bytes object per frame, no join);
+        small calls and answers among them travel as one ``Many`` frame, decoded at once.
+        Once it holds ``_BATCH_BYTES``, the frames before this one leave, then it, so a
+        burst of big frames neither waits in this end's memory nor is copied again."""
         if not (self._scheduled or self._receiving or more):
+            # this frame alone, at once (nothing is pending outside a turn or a read)
+            data = encode(message)
             if self.join_turn:
                 self._schedule()
             self._write(data)
             return
-        if len(data) >= _BATCH_BYTES or self._pending + len(data) >= _BATCH_BYTES:
-            self._drain()
-            self._write(data)
-            return
-        self._chunks.append(data)
-        self._pending += len(data)
-        if not (self._scheduled or self._receiving):
+        out = self._out
+        if type(message) in _JOINED:
+            start = len(out)
+            group = self._group
+            at = len(group)
+            try:
+                _encoder.encode_into(message, group, at)
+            except BaseException:
+                del group[at:]
+                raise
+            if len(group) - at <= _JOIN_AT_MOST:  # small: it joins the group
+                self._grouped += 1
+            else:  # a large one leaves as a frame alone, after the group
+                body = group[at:]
+                del group[at:]
+                if len(body) > MAX_FRAME:
+                    raise FrameError(
+                        f"a message of {len(body)} bytes is over the {MAX_FRAME}-byte frame limit"
+                    )
+                self._close_group()
+                start = len(out)
+                out += _HEADER.pack(len(body))
+                out += body
+        else:
+            self._close_group()  # the calls or answers before it go first
+            start = self._append(message)
+        if len(out) + len(self._group) >= _BATCH_BYTES:
+            self._drain(start if len(out) > start else 0)
+        elif not (self._scheduled or self._receiving):
             self._schedule()
 
     def send_many(self, messages: list[Message]) -> None:
         """Frames that leave together (a batch of calls): pending frames first, then these
         in writes of at most about ``_BATCH_BYTES``."""
         self._drain()
-        out = bytearray()
         for message in messages:
-            out += encode(message)
-            if len(out) >= _BATCH_BYTES:
-                self._write(bytes(out))
-                out.clear()
-        if out:
-            self._write(bytes(out))
+            self.send(message, more=True)
+        self._drain()
+
+    def _append(self, message: Message) -> int:
+        """Encode ``message`` as a frame at the end of the pending buffer; where it starts."""
+        out = self._out
+        start = len(out)
+        try:
+            _encoder.encode_into(message, out, start + _HEADER.size)
+        except BaseException:
+            del out[start:]
+            raise
+        size = len(out) - start - _HEADER.size
+        if size > MAX_FRAME:
+            del out[start:]
+            raise FrameError(f"a message of {size} bytes is over the {MAX_FRAME}-byte frame limit")
+        _HEADER.pack_into(out, start, size)
+        return start
 
     def _schedule(self) -> None:
         self._scheduled = True
@@ -543,12 +621,36 @@ class Channel(asyncio.Protocol):
         self._scheduled = False
         self._drain()
 
-    def _drain(self) -> None:
-        chunks, self._chunks, self._pending = self._chunks, [], 0
-        if chunks:
-            self._write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+    def _close_group(self) -> None:
+        """The joined calls or answers leave the group for the pending frames, as one."""
+        n = self._grouped
+        if n:
+            group, out = self._group, self._out
+            self._grouped = 0
+            if n == 1:  # one alone: its own frame
+                out += _HEADER.pack(len(group))
+            else:
+                head = _list_head(n)
+                out += _HEADER.pack(len(_MANY_HEAD) + len(head) + len(group))
+                out += _MANY_HEAD
+                out += head
+            out += group
+            group.clear()
 
-    def _write(self, data: bytes) -> None:
+    def _drain(self, split: int = 0) -> None:
+        """Write what is pending: the frames before ``split`` first, then the rest."""
+        self._close_group()
+        out = self._out
+        if out:
+            # handed over: a transport may keep it unsent, so it is never written to again
+            self._out = bytearray()
+            if split:
+                self._write(out[:split])
+                self._write(memoryview(out)[split:])
+            else:
+                self._write(out)
+
+    def _write(self, data: bytes | bytearray | memoryview) -> None:
         if self.transport is not None and not self.transport.is_closing():
             try:
                 self.transport.write(data)

@@ -24,13 +24,14 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from plugbay.api import CommandSpec, Plugin, PluginContext
 from plugbay.api.errors import PlugbayError, PluginCrashed, ResourceLimitExceeded
 from plugbay.isolation import frames, handover, sampling
+from plugbay.isolation._calls import RequestsToWorker
 from plugbay.isolation._cgroups import CgroupLayer
 from plugbay.isolation._process_parts import (
     RemoteSpec,
@@ -177,7 +178,7 @@ class ProcessBackend(Backend):
         await asyncio.to_thread(self.quotas.close)
 
 
-class ProcessHandle(sampling.SampledInWorker, PluginHandle):
+class ProcessHandle(sampling.SampledInWorker, RequestsToWorker, PluginHandle):
     """A plugin in its own worker process: isolated, so it can crash on its own
     (``on_crash``), has its own figures, stacks and profiler, and moves its state
     through frames."""
@@ -226,7 +227,6 @@ class ProcessHandle(sampling.SampledInWorker, PluginHandle):
         #: the requests in flight: futures resolved by the channel, one watchdog for deadlines
         self._requests = Requests(self._expired, f"plugbay-watchdog-{pid}")
         self.follow = Follow(pid)
-        self._pending = self._requests.pending
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loaded: asyncio.Future[frames.Loaded] | None = None
         self._channel: frames.Channel | None = None
@@ -369,8 +369,8 @@ class ProcessHandle(sampling.SampledInWorker, PluginHandle):
                 log.exception("security event handler failed")
 
     def _dispatch(self, message: frames.Message) -> None:
-        if isinstance(message, frames.Reply):
-            self._settle(message.id, value=message.value)
+        if type(message) is frames.Reply:  # the hot path
+            self._requests.answer(message.id, message.value)
         elif isinstance(message, frames.Fail):
             self._failed(message)
         elif isinstance(message, frames.Security):
@@ -482,57 +482,12 @@ class ProcessHandle(sampling.SampledInWorker, PluginHandle):
                 hint=f"'plugbay info {self.manifest.id}' and the host log say more",
                 details={"pid": self.pid},
             )
-        for request in list(self._pending):
-            self._settle(request, error=self._dead)
+        self._requests.fail_all(self._dead)
         if self._loaded is not None and not self._loaded.done():
             self._loaded.set_exception(self._dead)
         self._kill()
         if self.on_crash is not None and not self._closing:
             self.on_crash(self._dead)
-
-    # -- requests --------------------------------------------------------------------
-
-    def _send(self, message: frames.Message, more: bool = False) -> None:
-        if self._channel is None or self._dead is not None:
-            return
-        try:
-            self._channel.send(message, more=more)
-        except (ConnectionError, RuntimeError, frames.FrameError) as exc:
-            self._crashed(f"writing to its worker failed: {exc}")
-
-    def _send_many(self, messages: list[frames.Message]) -> None:
-        try:
-            if self._channel is not None and self._dead is None:
-                self._channel.send_many(messages)
-        except (ConnectionError, RuntimeError, frames.FrameError) as exc:
-            self._crashed(f"writing to its worker failed: {exc}")
-
-    def _request(
-        self, make: Callable[[int], frames.Message], timeout: float, what: str = "a call"
-    ) -> Coroutine[Any, Any, Any]:
-        request = self._requests.next_id()
-        message = make(request)
-        label = getattr(message, "command", type(message).__name__)
-        return self._exchange(request, message, timeout, what, label)
-
-    async def _exchange(
-        self, request: int, message: frames.Message, timeout: float, what: str, label: str
-    ) -> Any:
-        if self._dead is not None:
-            raise self._dead
-        loop = self._loop or asyncio.get_running_loop()
-        future, self.beat.last_used = self._requests.open(loop, request, timeout, what, label)
-        self.follow.call(len(self._pending))  # on its lone caller's core (isolation.affinity)
-        # one of many in flight: it leaves with the others at the end of this loop turn
-        self._send(message, len(self._pending) > 1)
-        try:
-            return await future
-        except asyncio.CancelledError:  # the caller gave up: stop the command in the worker
-            self._pending.pop(request, None)
-            self._send(frames.Cancel(request))
-            raise
-        finally:
-            self._requests.close(request)
 
     def _expired(self, request: int, what: str) -> None:
         self._send(frames.Cancel(request))
@@ -557,7 +512,7 @@ class ProcessHandle(sampling.SampledInWorker, PluginHandle):
                 )
 
     def _busy(self, now: float) -> bool:
-        return self.beat.busy(now, bool(self._pending))
+        return self.beat.busy(now, bool(self._requests.inflight))
 
     #: seconds between two measures of a sandboxed plugin's data directory
     storage_interval = 0.5
@@ -676,27 +631,6 @@ class ProcessHandle(sampling.SampledInWorker, PluginHandle):
         rules = self.placement.rules()
         rules["kernel_reports"] = ["seccomp"] if self.seccomp is not None else []
         return rules
-
-    def call(
-        self, spec: CommandSpec, params: dict[str, Any], timeout: float
-    ) -> Coroutine[Any, Any, Any]:
-        """``await handle.call(...)``: the request itself, not a coroutine around it."""
-        request = self._requests.next_id()
-        strict = getattr(params, "strict", True)
-        message = frames.Call(request, spec.name, dict(params), strict)
-        return self._exchange(request, message, timeout, spec.name, spec.name)
-
-    async def call_many(
-        self, spec: CommandSpec, params: Sequence[dict[str, Any]], timeout: float
-    ) -> list[Any]:
-        """The calls leave together (one write) and each answer resolves its own future."""
-        if self._dead is not None:
-            return [self._dead] * len(params)
-        loop, calls = self._loop or asyncio.get_running_loop(), self._requests
-        requests, futures, messages = calls.open_many(loop, spec.name, params, timeout)
-        self.beat.last_used = loop.time()
-        self._send_many(messages)
-        return await calls.answers(requests, futures, lambda r: self._send(frames.Cancel(r)))
 
     async def export_state(self, timeout: float) -> tuple[bool, Any]:
         """The plugin's ``export_state()`` in its worker, as plain data (a reload)."""

@@ -18,11 +18,31 @@ from typing import Any, Final
 from plugbay.isolation import frames
 from plugbay.isolation.sampling import NOT_CALLS
 
-__all__ = ["Requests"]
+__all__ = ["Batch", "Requests"]
 
 #: the watchdog looks at the deadlines at least this often, and at most every 5 ms
 _LOOK_EVERY: Final = 0.25
 _LOOK_AT_MOST: Final = 0.005
+
+
+class Batch:
+    """The calls of one ``call_many``: ids ``first`` to ``first + n - 1``; each answer
+    (a value, or the exception its call failed with) lands at its place in ``results``,
+    and the last resolves ``future``, which the caller awaits: one future, one wake-up."""
+
+    __slots__ = ("first", "future", "left", "results")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, first: int, n: int) -> None:
+        self.first = first
+        self.left = n
+        self.results: list[Any] = [None] * n
+        self.future: asyncio.Future[list[Any]] = loop.create_future()
+
+    def put(self, request: int, value: Any) -> None:
+        self.results[request - self.first] = value
+        self.left -= 1
+        if not self.left and not self.future.done():
+            self.future.set_result(self.results)
 
 
 class Requests:
@@ -32,11 +52,13 @@ class Requests:
     out of the deadlines, still in ``pending``): the handle cancels it in the worker and
     fails it."""
 
-    __slots__ = ("_expire", "_ids", "_watchdog", "inflight", "name", "pending")
+    __slots__ = ("_expire", "_ids", "_watchdog", "batched", "inflight", "name", "pending")
 
     def __init__(self, expire: Callable[[int, str], None], name: str = "") -> None:
         #: request → the future its caller awaits
         self.pending: dict[int, asyncio.Future[Any]] = {}
+        #: request → the batch it is one call of (``open_many``)
+        self.batched: dict[int, Batch] = {}
         #: request → (loop-time start, what the monitor calls it, loop-time deadline,
         #: what a timeout report calls it)
         self.inflight: dict[int, tuple[float, str, float, str]] = {}
@@ -53,14 +75,15 @@ class Requests:
         loop: asyncio.AbstractEventLoop,
         request: int,
         timeout: float,
-        what: str,
         label: str,
+        what: str | None = None,
     ) -> tuple[asyncio.Future[Any], float]:
-        """The future of a new request, and the loop time it started."""
+        """The future of a new request, and the loop time it started (``label``: what the
+        monitor calls it; ``what``: a timeout report, the label when not given)."""
         future = loop.create_future()
         self.pending[request] = future
         now = loop.time()
-        self.inflight[request] = (now, label, now + timeout, what)
+        self.inflight[request] = (now, label, now + timeout, what or label)
         if self._watchdog is None:
             self._watchdog = loop.create_task(self._watch(loop), name=self.name)
         return future, now
@@ -71,62 +94,75 @@ class Requests:
         command: str,
         params: Sequence[dict[str, Any]],
         timeout: float,
-    ) -> tuple[list[int], list[asyncio.Future[Any]], list[frames.Message]]:
-        """A batch of calls of ``command``: their ids, futures and frames."""
-        requests: list[int] = []
-        futures: list[asyncio.Future[Any]] = []
+    ) -> tuple[Batch, list[frames.Message]]:
+        """A batch of calls of ``command`` (consecutive ids, no future of their own: each
+        answer lands in the batch's list, and the last one resolves its one future), and
+        their frames."""
+        batch = Batch(loop, next(self._ids), len(params))
+        if not params:
+            return batch, []
         messages: list[frames.Message] = []
         now = loop.time()
         entry = (now, command, now + timeout, command)  # one deadline for the whole batch
-        pending, inflight, ids = self.pending, self.inflight, self._ids
-        for p in params:
-            request = next(ids)
-            future = pending[request] = loop.create_future()
+        batched, inflight, call = self.batched, self.inflight, frames.Call
+        for request, p in enumerate(params, batch.first):
+            batched[request] = batch
             inflight[request] = entry
-            requests.append(request)
-            futures.append(future)
-            messages.append(frames.Call(request, command, dict(p), getattr(p, "strict", True)))
-        if self._watchdog is None and requests:
+            strict = getattr(p, "strict", True)
+            messages.append(call(request, command, p if isinstance(p, dict) else dict(p), strict))
+        self._ids = itertools.count(batch.first + len(params))  # the batch's ids are taken
+        if self._watchdog is None:
             self._watchdog = loop.create_task(self._watch(loop), name=self.name)
-        return requests, futures, messages
+        return batch, messages
 
     def close(self, request: int) -> None:
-        """The request is over (answered, failed, expired or given up by its caller)."""
+        """The request is over (given up by its caller): forget it."""
+        self.pending.pop(request, None)
         self.inflight.pop(request, None)
 
-    def settle(self, request: int, value: Any = None, error: BaseException | None = None) -> None:
+    def answer(self, request: int, value: Any) -> None:
+        """Request ``request`` is answered (the hot path: a ``Reply``); it is over."""
+        self.inflight.pop(request, None)
         future = self.pending.pop(request, None)
-        if future is None or future.done():
-            return
-        if error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(value)
+        if future is not None:
+            if not future.done():
+                future.set_result(value)
+        elif (batch := self.batched.pop(request, None)) is not None:
+            batch.put(request, value)
 
-    async def answers(
-        self, requests: list[int], futures: list[asyncio.Future[Any]], cancel: Callable[[int], None]
-    ) -> list[Any]:
-        """Each request's result, or the exception it failed with, in order (a batch: its
-        futures are awaited one after the other, so the caller wakes once per read, not
-        once per answer). A caller that gives up cancels those still running."""
-        out: list[Any] = []
+    def settle(self, request: int, value: Any = None, error: BaseException | None = None) -> None:
+        """Request ``request`` is over: answered, failed, expired or its worker gone."""
+        self.inflight.pop(request, None)
+        future = self.pending.pop(request, None)
+        if future is None:
+            batch = self.batched.pop(request, None)
+            if batch is not None:
+                batch.put(request, value if error is None else error)
+        elif not future.done():
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(value)
+
+    def fail_all(self, error: BaseException) -> None:
+        """Every request in flight fails with ``error`` (its worker is gone)."""
+        for request in [*self.pending, *self.batched]:
+            self.settle(request, error=error)
+
+    async def answers(self, batch: Batch, cancel: Callable[[int], None]) -> list[Any]:
+        """Each request's result, or the exception it failed with, in order; the caller
+        wakes once, when the last answer lands. A caller that gives up cancels those
+        still running."""
+        if not batch.left:
+            return batch.results
         try:
-            for future in futures:
-                try:
-                    out.append(await future)
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:  # that call's failure is its item's answer
-                    out.append(exc)
+            return await batch.future
         except asyncio.CancelledError:
-            for request in requests:  # not answered yet (the one awaited is cancelled, so done)
-                if self.pending.pop(request, None) is not None:
+            for request in range(batch.first, batch.first + len(batch.results)):
+                if self.batched.pop(request, None) is not None:  # not answered yet
+                    self.inflight.pop(request, None)
                     cancel(request)
             raise
-        finally:
-            for request in requests:
-                self.inflight.pop(request, None)
-        return out
 
     def running(self) -> list[tuple[float, str]]:
         """(loop-time start, command) of each call in flight, for the monitor."""
