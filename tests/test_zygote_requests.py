@@ -28,15 +28,22 @@ async def test_a_malformed_request_is_refused_by_its_worker_and_the_zygote_serve
         control = zygote._control
         assert control is not None
         host_end, worker_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        # the zygote's answer (the pid it forked) is awaited as spawn() awaits it: left
+        # unread, it would be taken for the next spawn's answer
+        reply: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        zygote._replies.append(reply)
         with host_end:
             # what no host sends: the worker answers with a Fail frame and exits
             socket.send_fds(control, [b"{not json"], [worker_end.fileno()])
             worker_end.close()
+            refused = await asyncio.wait_for(reply, 30)
             host_end.settimeout(30)
             refusal = await asyncio.to_thread(_first_frame, host_end)
         assert isinstance(refusal, frames.Fail), refusal
         assert "could not be set up" in refusal.error["message"], refusal.error
         assert "JSONDecodeError" in refusal.error["message"], refusal.error
+
+        assert os.waitstatus_to_exitcode(await asyncio.wait_for(zygote.exited(refused), 30)) == 71
 
         # the zygote is still there, and still forks workers that run
         assert zygote.alive()
