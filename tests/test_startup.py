@@ -217,12 +217,24 @@ def _children(pid: int) -> set[int]:
             found.add(int(entry.name))
     return found
 
+# the host's zygotes among its children: the test process has others (a Ray cluster's,
+# say), whose own children are not this host's workers
+def _zygotes(pid: int) -> set[int]:
+    found = set()
+    for child in _children(pid):
+        try:
+            if b"zygote" in Path(f"/proc/{child}/cmdline").read_bytes():
+                found.add(child)
+        except OSError:  # it ended meanwhile
+            continue
+    return found
+
 class P(UtilityPlugin):
     seen: list[int] = []
 
     async def initialize(self, context: PluginContext) -> None:
         for _ in range(800):  # a hang guard, inside its 10 s initialize timeout
-            workers = set().union(*(_children(c) for c in _children(os.getpid())))
+            workers = set().union(*(_children(z) for z in _zygotes(os.getpid())))
             if workers:
                 P.seen = sorted(workers)
                 return
