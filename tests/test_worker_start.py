@@ -10,12 +10,14 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import httpx
 import pytest
 
 from plugbay import ParameterError, PluginCallError, PluginCrashed
 from plugbay.isolation._process_parts import RemoteSpec
 from plugbay.isolation.process import ProcessHandle
 from plugbay.runtime.host import Host
+from tests._served import api_served
 from tests._waiting import until
 from tests.conftest import PluginFactory
 
@@ -98,6 +100,20 @@ async def test_schemas_are_built_when_asked_and_kept_by_the_host(
         # what `plugbay info` and the HTTP API show
         shown = {c["name"]: c for c in host.info("acme.shapes")["commands"]}
         assert shown["move"]["signature"] == move.signature()
+
+
+async def test_the_http_api_shows_a_workers_command_schemas(
+    plugins: PluginFactory, tmp_path: Path
+) -> None:
+    host = _host(plugins, tmp_path)
+    async with host, api_served(host) as served:
+        auth = {"Authorization": f"Bearer {served.token}"}
+        async with httpx.AsyncClient(base_url=served.url, headers=auth, timeout=30) as http:
+            detail = (await http.get("/api/v1/plugins/acme.shapes")).json()
+        move = next(c for c in detail["commands"] if c["name"] == "move")
+        assert move["params_schema"]["properties"]["dx"] == {"type": "integer", "default": 1}
+        assert move["result_schema"] == {"$ref": "#/$defs/Point"}
+        assert set(move["defs"]["Point"]["properties"]) == {"x", "y"}
 
 
 async def test_a_restarted_worker_loads_the_manifest_the_host_checked(
