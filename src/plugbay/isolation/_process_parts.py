@@ -98,14 +98,17 @@ class RemoteSpec(CommandSpec):
 
 
 def for_the_worker(manifest: PluginManifest) -> frames.LoadManifest:
-    """What a worker needs of a manifest the host has read and checked (``Load.manifest``)."""
+    """What a worker needs of a manifest the host has read and checked (``Load.manifest``).
+    Its code is where its file is, as a worker reading the file would take it: on a Ray
+    node that is the node's copy of the code (``ray._landed`` moves only the path)."""
+    root = manifest.path.parent if manifest.path is not None else manifest.root
     return frames.LoadManifest(
         manifest.id,
         str(manifest.version),
         manifest.type,
         manifest.entry,
         str(manifest.path) if manifest.path is not None else None,
-        str(manifest.root) if manifest.root is not None else None,
+        str(root) if root is not None else None,
         manifest.distribution,
         list(manifest.listens),
     )
