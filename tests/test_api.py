@@ -172,6 +172,15 @@ async def test_execute_dispatches_a_typed_command() -> None:
             "def f(self, x: object) -> int: return 1",
             "command 'f' has parameters plugbay cannot check",
         ),
+        # scalar parameters skip the look inside types; the result is still looked at
+        (
+            "def f(self, x: int, y: str = '') -> list[object]: return []",
+            "command 'f' has return type plugbay cannot check",
+        ),
+        (
+            "def f(self, x: int, y: list[object]) -> int: return 1",
+            "command 'f' has parameters plugbay cannot check",
+        ),
     ],
 )
 def test_bad_command_signatures_are_refused_when_registered(body: str, message: str) -> None:

@@ -198,6 +198,14 @@ def _type_name(tp: Any) -> str:
 _SCALARS: Final[frozenset[type]] = frozenset({str, int, float, bool, bytes})
 
 
+def _plain(params: list[ParamInfo], returns: Any) -> bool:
+    """Every parameter a plain scalar, the result one or None or Any: types msgspec checks
+    itself (no class it would only check with isinstance)."""
+    return all(p.annotation in _SCALARS for p in params) and (
+        returns in _SCALARS or returns is None or returns is type(None) or returns is Any
+    )
+
+
 def _exact_scalars(params: list[ParamInfo]) -> tuple[tuple[str, type], ...] | None:
     """(name, type) of every parameter when all are plain scalars, else None."""
     if all(p.annotation in _SCALARS for p in params):
@@ -277,6 +285,10 @@ class CommandSpec:
             kw_only=True,
         )
         for label, tp in [("parameters", self._params_type), ("return type", self.returns)]:
+            if _plain(params, self.returns):
+                # nothing to find in plain scalars: and a worker's start then runs none of
+                # msgspec.inspect, whose every object it touches would be a page of its own
+                break
             try:
                 custom = _custom_types(msgspec.inspect.type_info(tp))
                 if custom:

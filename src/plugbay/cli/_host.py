@@ -287,6 +287,7 @@ class LocalHost:
 
         async def body(host: Host) -> dict[str, Any]:
             data = host.info(plugin_id)
+            await host.plugin(plugin_id).describe_commands()
             data["commands"] = _commands(host, plugin_id)
             data["config"] = data.get("config") or {}
             return data

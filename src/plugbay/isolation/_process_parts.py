@@ -29,6 +29,7 @@ __all__ = [
     "RemoteSpec",
     "bound_file_size",
     "du",
+    "for_the_worker",
     "host_reply",
     "process_usage",
     "receive_listener",
@@ -73,6 +74,8 @@ class RemoteSpec(CommandSpec):
             for p in remote.description.get("params", [])
         )
         self._remote = remote
+        #: the JSON Schemas, once known (the worker sends them when asked: ``Describe``)
+        self.schemas: dict[str, Any] | None = remote.schema
 
     def validate_params(
         self, params: Mapping[str, Any], *, plugin: str | None = None, strict: bool = True
@@ -87,10 +90,28 @@ class RemoteSpec(CommandSpec):
         return self._remote.signature
 
     def schema(self) -> dict[str, Any]:
-        return dict(self._remote.schema)
+        """The schemas the worker sent (``ProcessHandle.describe_commands``); ``{}`` until then."""
+        return dict(self.schemas or {})
 
     def describe(self) -> dict[str, Any]:
         return dict(self._remote.description)
+
+
+def for_the_worker(manifest: PluginManifest) -> frames.LoadManifest:
+    """What a worker needs of a manifest the host has read and checked (``Load.manifest``).
+    Its code is where its file is, as a worker reading the file would take it: on a Ray
+    node that is the node's copy of the code (``ray._landed`` moves only the path)."""
+    root = manifest.path.parent if manifest.path is not None else manifest.root
+    return frames.LoadManifest(
+        manifest.id,
+        str(manifest.version),
+        manifest.type,
+        manifest.entry,
+        str(manifest.path) if manifest.path is not None else None,
+        str(root) if root is not None else None,
+        manifest.distribution,
+        list(manifest.listens),
+    )
 
 
 def worker_request(

@@ -290,6 +290,10 @@ class PluginHandle(abc.ABC):
         node, mode), else None."""
         return None
 
+    async def describe_commands(self, timeout: float) -> None:
+        """Make every command's JSON Schemas known to ``CommandSpec.schema`` (a worker builds
+        them only when asked); here they are already."""
+
     # -- state handover and profiling (defaults: on the instance in the host) ---------------
 
     async def export_state(self, timeout: float) -> tuple[bool, Any]:

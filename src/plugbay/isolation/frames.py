@@ -26,6 +26,7 @@ __all__ = [
     "ChangeConfig",
     "Channel",
     "Cleanup",
+    "Describe",
     "ExportState",
     "Fail",
     "FrameError",
@@ -34,6 +35,7 @@ __all__ = [
     "ImportState",
     "Init",
     "Load",
+    "LoadManifest",
     "Loaded",
     "Log",
     "Many",
@@ -58,8 +60,26 @@ class RemoteCommand(msgspec.Struct, frozen=True):
     name: str
     signature: str
     description: dict[str, Any]
-    schema: dict[str, Any]
+    #: JSON Schemas of its parameters and result; None: not built yet (a worker builds
+    #: them only when the host sends :class:`Describe`)
+    schema: dict[str, Any] | None
     timeout: float | None = None
+
+
+class LoadManifest(msgspec.Struct, frozen=True, array_like=True):
+    """What a worker needs of its plugin's manifest, read and checked by the host
+    (``Load.manifest``): the worker takes it as is, never parsing or checking the
+    manifest again (each page those steps touch would be the worker's own)."""
+
+    id: str
+    version: str
+    type: str
+    entry: str
+    path: str | None
+    root: str | None
+    distribution: str | None
+    #: the events it listens to (``import_plugin`` checks each has a handler)
+    listens: list[str]
 
 
 class Load(msgspec.Struct, tag=True):
@@ -82,6 +102,8 @@ class Load(msgspec.Struct, tag=True):
     #: where ``context.storage`` is kept: "here" (the worker's data directory) or "host"
     #: (a plugin on a Ray node: every operation is a host call, ``isolation.remote_storage``)
     storage: str = "here"
+    #: the manifest as the host checked it; None: the worker reads ``manifest_path``
+    manifest: LoadManifest | None = None
 
 
 class Loaded(msgspec.Struct, tag=True):
@@ -113,6 +135,13 @@ class Cancel(msgspec.Struct, tag=True):
 
 
 class Cleanup(msgspec.Struct, tag=True):
+    id: int
+
+
+class Describe(msgspec.Struct, tag=True):
+    """host → worker: reply with each command's JSON Schemas by name (``CommandSpec.schema``),
+    built only now: what only ``plugbay info`` and the HTTP API show costs no idle worker."""
+
     id: int
 
 
@@ -212,6 +241,7 @@ Message = (
     | Call
     | Cancel
     | Cleanup
+    | Describe
     | Ping
     | Pong
     | Reply

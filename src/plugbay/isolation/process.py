@@ -29,7 +29,12 @@ from pathlib import Path
 from typing import Any
 
 from plugbay.api import CommandSpec, Plugin, PluginContext
-from plugbay.api.errors import PlugbayError, PluginCrashed, ResourceLimitExceeded
+from plugbay.api.errors import (
+    PlugbayError,
+    PluginCallError,
+    PluginCrashed,
+    ResourceLimitExceeded,
+)
 from plugbay.isolation import frames, handover, sampling
 from plugbay.isolation._calls import RequestsToWorker
 from plugbay.isolation._cgroups import CgroupLayer
@@ -38,6 +43,7 @@ from plugbay.isolation._process_parts import (
     bound_file_size,
     crash_error,
     du,
+    for_the_worker,
     host_reply,
     look_at_image,
     process_usage,
@@ -604,6 +610,7 @@ class ProcessHandle(sampling.SampledInWorker, RequestsToWorker, PluginHandle):
                 rules=self._rules(),
                 origin=self.manifest.origin,
                 storage=self.storage_at,
+                manifest=for_the_worker(self.manifest),
                 bounds=(
                     {
                         "log_rate": self.budget.bounds.log_records_per_second,
@@ -631,6 +638,27 @@ class ProcessHandle(sampling.SampledInWorker, RequestsToWorker, PluginHandle):
         rules = self.placement.rules()
         rules["kernel_reports"] = ["seccomp"] if self.seccomp is not None else []
         return rules
+
+    async def describe_commands(self, timeout: float) -> None:
+        """Ask the worker for its commands' JSON Schemas once, and keep them (what only
+        ``plugbay info`` and the HTTP API show: no idle worker builds them)."""
+        unknown = [
+            s for s in self.commands.values() if isinstance(s, RemoteSpec) and s.schemas is None
+        ]
+        if not unknown:
+            return
+        reply = await self._request(frames.Describe, timeout, "describing its commands")
+        for spec in unknown:
+            schema = reply.get(spec.name) if isinstance(reply, dict) else None
+            if not isinstance(schema, dict):
+                raise PluginCallError(
+                    f"the worker of {self.manifest.id} sent no JSON Schemas for its command "
+                    f"'{spec.name}'",
+                    plugin=self.manifest.id,
+                    hint="its worker is broken or not plugbay's; restart the plugin "
+                    f"(plugbay restart {self.manifest.id})",
+                )
+            spec.schemas = schema
 
     async def export_state(self, timeout: float) -> tuple[bool, Any]:
         """The plugin's ``export_state()`` in its worker, as plain data (a reload)."""

@@ -43,7 +43,9 @@ from plugbay.isolation import frames, handover, loops
 from plugbay.isolation.guard import Guard, classify
 from plugbay.isolation.inline import lifecycle, new_instance, run_in_daemon_thread
 from plugbay.isolation.loading import import_plugin
-from plugbay.model.manifest import ManifestOrigin, load_manifest
+from plugbay.model._events import EventListen
+from plugbay.model.manifest import ManifestOrigin, PluginManifest, load_manifest
+from plugbay.model.versions import Version
 from plugbay.monitor.bounds import bounded
 from plugbay.monitor.metrics import PluginMetrics
 
@@ -93,6 +95,29 @@ class _RemoteService:
             )
 
         return call
+
+
+def _manifest_of(message: frames.Load) -> PluginManifest:
+    """The plugin's manifest as the host checked it (``Load.manifest``), else read from
+    its file: parsing and checking it again here would copy every page those steps touch."""
+    given = message.manifest
+    origin = cast(ManifestOrigin, message.origin)
+    if given is None:
+        manifest = load_manifest(Path(message.manifest_path))
+        if manifest.origin != origin:  # an installed package: imported by name
+            manifest = dataclasses.replace(manifest, origin=origin)
+        return manifest
+    return PluginManifest(
+        id=given.id,
+        version=Version.parse(given.version),
+        type=cast(Any, given.type),  # one of the four: the host checked it
+        entry=given.entry,
+        listens={name: EventListen(name) for name in given.listens},
+        path=Path(given.path) if given.path is not None else None,
+        root=Path(given.root) if given.root is not None else None,
+        origin=origin,
+        distribution=given.distribution,
+    )
 
 
 class _LogForwarder(logging.Handler):
@@ -161,6 +186,7 @@ class Worker:
             frames.Profile: self._on_profile,
             frames.Sample: self._on_sample,
             frames.ExportState: self._on_export_state,
+            frames.Describe: self._on_describe,
             frames.ChangeConfig: self._on_change_config,
             frames.ImportState: self._on_import_state,
             frames.HostReply: self._on_host_reply,
@@ -236,6 +262,12 @@ class Worker:
 
         self._spawn(message.id, sampled(message.seconds, message.interval), "sampling")
 
+    def _on_describe(self, message: frames.Describe) -> None:
+        self._spawn(message.id, self._schemas(), "describing its commands")
+
+    async def _schemas(self) -> dict[str, Any]:
+        return {name: spec.schema() for name, spec in self.specs.items()}
+
     def _on_export_state(self, message: frames.ExportState) -> None:
         self._spawn(message.id, self.export_state())
 
@@ -295,11 +327,7 @@ class Worker:
             # write (ctypes included); the limit stays an EFBIG error, never a death
             signal.signal(signal.SIGXFSZ, self._file_too_large)
         try:
-            manifest = load_manifest(Path(message.manifest_path))
-            if manifest.origin != message.origin:  # an installed package: imported by name
-                manifest = dataclasses.replace(
-                    manifest, origin=cast(ManifestOrigin, message.origin)
-                )
+            manifest = _manifest_of(message)
             code = import_plugin(manifest)
             self.plugin = new_instance(code)
         except PlugbayError as exc:
@@ -340,7 +368,7 @@ class Worker:
             frames.Loaded(
                 [
                     frames.RemoteCommand(
-                        spec.name, spec.signature(), spec.describe(), spec.schema(), spec.timeout
+                        spec.name, spec.signature(), spec.describe(), None, spec.timeout
                     )
                     for spec in self.specs.values()
                 ],

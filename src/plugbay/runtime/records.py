@@ -10,6 +10,7 @@ A record's ``state`` moves through::
 from __future__ import annotations
 
 import enum
+import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -22,6 +23,8 @@ from plugbay.isolation import PluginHandle
 from plugbay.isolation.policy import IsolationPolicy, Placement
 from plugbay.model.manifest import PluginManifest
 from plugbay.monitor import PluginMetrics
+
+log = logging.getLogger("plugbay")
 
 __all__ = ["ManagerSettings", "PluginRecord", "PluginState", "positive"]
 
@@ -70,6 +73,16 @@ class PluginRecord:
     @property
     def commands(self) -> Mapping[str, CommandSpec]:
         return self.handle.commands if self.handle is not None else {}
+
+    async def describe_commands(self, timeout: float = 10.0) -> None:
+        """Its commands' JSON Schemas fetched when its worker has not sent them yet (they are
+        built only when asked); a worker that cannot answer leaves them empty, and is told."""
+        if self.handle is None:
+            return
+        try:
+            await self.handle.describe_commands(timeout)
+        except PlugbayError as exc:
+            log.warning("%s: its commands' JSON Schemas are unknown: %s", self.id, exc)
 
     def to_dict(self) -> dict[str, Any]:
         m = self.manifest

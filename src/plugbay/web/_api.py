@@ -218,6 +218,7 @@ async def list_plugins(host: HostDep) -> list[PluginSummary]:
 async def plugin_detail(plugin_id: str, host: HostDep) -> PluginDetail:
     rec = host.plugin(plugin_id)
     info = _builtins(host.info(plugin_id))
+    await rec.describe_commands()
     commands = []
     for name, spec in sorted(rec.commands.items()):
         described = spec.describe()
