@@ -148,7 +148,10 @@ def _reap(control: socket.socket) -> None:
 def zygote_main(control_fd: int, read_paths: list[str] | None = None) -> None:
     """Serve the host; ``read_paths`` set: a plugin environment's zygote (no host
     site-packages), whose sandboxed workers may read those paths besides the stdlib."""
-    import packaging.requirements  # noqa: F401  (a worker's manifest check of python-dependencies)
+    if read_paths is not None:
+        # its plugins declare python-dependencies, which each worker's manifest check
+        # parses; the host's zygote leaves it to the rare worker that needs it (5-20 ms)
+        import packaging.requirements  # noqa: F401
 
     from plugbay.isolation import (  # the warm part: every worker inherits it
         _warm,
