@@ -34,7 +34,9 @@ def __getattr__(name: str) -> Any:
     if name == "__version__":  # read when asked: importlib.metadata is some 25 ms
         import importlib.metadata
 
-        return importlib.metadata.version("plugbay")
+        version: str = importlib.metadata.version("plugbay")
+        globals()["__version__"] = version  # read once
+        return version
     if name == "many":
         from plugbay.runtime.proxy import many
 
