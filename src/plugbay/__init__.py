@@ -3,12 +3,13 @@
 What a plugin author imports (:mod:`plugbay.api`), the errors every failure is
 reported with (:mod:`plugbay.api.errors`), and :class:`Host`, which an
 application embeds. ``Host`` is imported on first use, so a plugin's worker,
-which imports ``plugbay`` for the plugin API, never loads the host runtime.
+which imports ``plugbay`` for the plugin API, never loads the host runtime; and
+``__version__`` is read on first use (``importlib.metadata`` and the ``email``
+parser it loads are some 25 ms of every worker's, and the zygote's, boot).
 """
 
 from __future__ import annotations
 
-import importlib.metadata
 from typing import TYPE_CHECKING, Any
 
 from plugbay.api import *  # noqa: F403
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
     from plugbay.runtime.host import Host
     from plugbay.runtime.proxy import many
 
-__version__: str = importlib.metadata.version("plugbay")
+    __version__: str
 
 __all__ = [*_api_all, *_errors_all, "Host", "__version__", "many"]
 
@@ -30,6 +31,12 @@ def __getattr__(name: str) -> Any:
         from plugbay.runtime.host import Host
 
         return Host
+    if name == "__version__":  # read when asked: importlib.metadata is some 25 ms
+        import importlib.metadata
+
+        version: str = importlib.metadata.version("plugbay")
+        globals()["__version__"] = version  # read once
+        return version
     if name == "many":
         from plugbay.runtime.proxy import many
 

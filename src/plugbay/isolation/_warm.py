@@ -178,8 +178,8 @@ def map_code() -> int:
     asyncio) and the zygote never ran would be each worker's own, the first worker's
     alone (0.8 MiB of uvloop's). Mapped here, every such page is shared with the
     zygote. Unlike its heap, a file's pages are shared whenever both map them, so this
-    need not come before a fork: the zygote does it once it is first idle, off every
-    start's path (2-4 ms). Returns the pages mapped."""
+    need not come before a fork: the zygote does it once it is first idle after its
+    first fork, off every start's path (2-4 ms). Returns the pages mapped."""
     from plugbay.isolation._layer import _libc
 
     pages = 0

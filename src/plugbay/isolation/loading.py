@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib
 import importlib.machinery
-import importlib.metadata
 import inspect
 import itertools
 import re

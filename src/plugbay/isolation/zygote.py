@@ -33,7 +33,8 @@ __all__ = ["Zygote", "ZygoteProcess", "zygote_command", "zygote_main"]
 
 _PR_SET_PDEATHSIG: Final = 1
 _PR_SET_CHILD_SUBREAPER: Final = 36
-#: seconds without a request after which the zygote is idle (``_warm.map_code``)
+#: seconds without a request, after its first fork, after which the zygote is idle
+#: (``_warm.map_code``)
 _FIRST_IDLE: Final = 0.2
 _RLIMITS: Final = {
     "memory": resource.RLIMIT_AS,
@@ -148,7 +149,10 @@ def _reap(control: socket.socket) -> None:
 def zygote_main(control_fd: int, read_paths: list[str] | None = None) -> None:
     """Serve the host; ``read_paths`` set: a plugin environment's zygote (no host
     site-packages), whose sandboxed workers may read those paths besides the stdlib."""
-    import packaging.requirements  # noqa: F401  (a worker's manifest check of python-dependencies)
+    if read_paths is not None:
+        # its plugins declare python-dependencies, which each worker's manifest check
+        # parses; the host's zygote leaves it to the rare worker that needs it (5-20 ms)
+        import packaging.requirements  # noqa: F401
 
     from plugbay.isolation import (  # the warm part: every worker inherits it
         _warm,
@@ -179,7 +183,10 @@ def zygote_main(control_fd: int, read_paths: list[str] | None = None) -> None:
     signal.signal(signal.SIGCHLD, lambda *_: None)  # a handler, so the wakeup fd is written
     control = socket.socket(fileno=control_fd)
     control.send(b'{"ready": true}')
-    idle: float | None = _FIRST_IDLE
+    # idle is counted from the first fork on: before it, the host is still loading and
+    # its first request may come any moment (map_code there would hold up that fork)
+    idle: float | None = None
+    mapped = False
     while True:
         try:
             readable, _, _ = select.select([control.fileno(), wake_read], [], [], idle)
@@ -188,7 +195,7 @@ def zygote_main(control_fd: int, read_paths: list[str] | None = None) -> None:
         if not readable:  # first idle: what costs boot time but needs no fork
             with contextlib.suppress(OSError, AttributeError):  # no /proc, no madvise
                 _warm.map_code()
-            idle = None
+            idle, mapped = None, True
             continue
         if wake_read in readable:
             with contextlib.suppress(BlockingIOError):
@@ -226,6 +233,7 @@ def zygote_main(control_fd: int, read_paths: list[str] | None = None) -> None:
         for fd in fds:
             os.close(fd)
         control.send(b'{"pid": %d}' % pid)
+        idle = None if mapped else _FIRST_IDLE
 
 
 def zygote_command(
