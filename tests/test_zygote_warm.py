@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -34,17 +35,23 @@ print(json.dumps({
 """
 
 
+def _script(source: str, **env: str) -> dict[str, Any]:
+    """What a fresh interpreter running ``source`` prints (one JSON object)."""
+    out = subprocess.run(
+        [sys.executable, "-c", source],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+        env={**env, "PATH": "/usr/bin:/bin", "PYTHONPATH": ":".join(sys.path)},
+    )
+    result: dict[str, Any] = json.loads(out.stdout)
+    return result
+
+
 def test_warm_up_leaves_one_thread_no_plugin_and_no_files() -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        out = subprocess.run(
-            [sys.executable, "-c", PROBE],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=60,
-            env={"TMPDIR": tmp, "PATH": "/usr/bin:/bin", "PYTHONPATH": ":".join(sys.path)},
-        )
-        seen = json.loads(out.stdout)
+        seen = _script(PROBE, TMPDIR=tmp)
         assert not list(Path(tmp).iterdir())
     assert seen["failed"] == [], seen  # every step ran: nothing was left to the workers
     assert seen["threads"] == 1 and seen["os_threads"] == 1, seen
@@ -74,15 +81,7 @@ def test_filling_the_free_blocks_leaves_no_holes_for_a_worker_to_scatter_into() 
     """A worker's new objects must go to fresh pools, not one to each of the zygote's pages:
     after the fill, pymalloc's used pools have at most two fresh pools' worth of free blocks
     (16 KiB pools: about 340 blocks of 48 bytes each) where 50,000 holes were."""
-    out = subprocess.run(
-        [sys.executable, "-c", FRAGMENTED],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": ":".join(sys.path)},
-    )
-    seen = json.loads(out.stdout)
+    seen = _script(FRAGMENTED)
     assert seen["before"] >= 50_000, seen
     assert seen["after"] <= 2 * 16 * 1024 // 48, seen
     assert seen["filled"] >= seen["before"], seen
@@ -104,15 +103,7 @@ print(json.dumps({"new_classes": len(ctypes._CFuncPtr.__subclasses__()) - classe
 def test_the_sandbox_layers_call_libc_through_the_zygotes_one_handle() -> None:
     """Each ``ctypes.CDLL`` makes a class (and each function looked up on it an object) that
     a worker would copy: after the warm-up, the layers' libc calls make none, and work."""
-    out = subprocess.run(
-        [sys.executable, "-c", LIBC],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": ":".join(sys.path)},
-    )
-    seen = json.loads(out.stdout)
+    seen = _script(LIBC)
     assert seen["new_classes"] == 0, seen
     assert seen["probed"] is True and seen["abi"] >= 0, seen
 
@@ -139,15 +130,7 @@ print(json.dumps({"before": before, "after": holes(), "taken": taken}))
 def test_filling_the_free_heap_leaves_no_holes_below_its_top() -> None:
     """The same for glibc's heap, where a worker's larger objects go: 1000 holes of about
     3 KB become (almost) none, the rest of each hole too small for any request."""
-    out = subprocess.run(
-        [sys.executable, "-c", HEAP],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": ":".join(sys.path)},
-    )
-    seen = json.loads(out.stdout)
+    seen = _script(HEAP)
     assert seen["before"] >= 1000 * 3000, seen
     assert seen["after"] < seen["before"] // 50, seen
     assert seen["taken"] >= seen["before"] * 9 // 10, seen
@@ -187,14 +170,6 @@ def test_a_workers_extension_code_is_shared_with_the_zygote() -> None:
     maps it: after ``map_code`` a child that runs uvloop's code (which its parent never
     ran) has none of uvloop's pages to itself (0.8 MiB of each idle worker before)."""
     pytest.importorskip("uvloop")
-    out = subprocess.run(
-        [sys.executable, "-c", SHARED_CODE],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": ":".join(sys.path)},
-    )
-    seen = json.loads(out.stdout)
+    seen = _script(SHARED_CODE)
     assert seen["mapped"] > 100, seen
     assert seen["own_kb"] == 0, seen
