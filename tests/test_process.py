@@ -310,22 +310,25 @@ def test_channel_rejects_oversized_truncated_and_malformed_frames() -> None:
     assert closed[-1] == ("the stream ended inside a frame (5 bytes pending)", True)
 
 
+class Recording(asyncio.Transport):
+    """A transport that keeps what a channel writes, one entry a write."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[bytes] = []
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.writes.append(bytes(data))
+
+    def is_closing(self) -> bool:
+        return False
+
+
 async def test_channel_batches_small_frames_and_never_holds_a_large_one() -> None:
     """A burst of big frames (a plugin flooding its log) must leave as it is sent: held
     back to be joined at the end of the turn, it once filled a worker's memory limit and
     its reply never left."""
     from plugbay.isolation import frames
-
-    class Recording(asyncio.Transport):
-        def __init__(self) -> None:
-            super().__init__()
-            self.writes: list[bytes] = []
-
-        def write(self, data: bytes | bytearray | memoryview) -> None:
-            self.writes.append(bytes(data))
-
-        def is_closing(self) -> bool:
-            return False
 
     got: list[object] = []
     sending = frames.Channel(lambda m: None, lambda r, p: None)
@@ -348,17 +351,6 @@ async def test_the_calls_a_read_of_answers_wakes_leave_in_one_write() -> None:
     calls (sent in the loop turn that runs them) leave together, so the worker wakes
     once for them; a lone caller's next call still leaves at once."""
     from plugbay.isolation import frames
-
-    class Recording(asyncio.Transport):
-        def __init__(self) -> None:
-            super().__init__()
-            self.writes: list[bytes] = []
-
-        def write(self, data: bytes | bytearray | memoryview) -> None:
-            self.writes.append(bytes(data))
-
-        def is_closing(self) -> bool:
-            return False
 
     loop = asyncio.get_running_loop()
     host: frames.Channel
@@ -391,17 +383,6 @@ async def test_calls_joined_in_a_turn_leave_as_one_frame_and_arrive_one_by_one()
     import msgspec
 
     from plugbay.isolation import frames
-
-    class Recording(asyncio.Transport):
-        def __init__(self) -> None:
-            super().__init__()
-            self.writes: list[bytes] = []
-
-        def write(self, data: bytes | bytearray | memoryview) -> None:
-            self.writes.append(bytes(data))
-
-        def is_closing(self) -> bool:
-            return False
 
     sending = frames.Channel(lambda m: None, lambda r, p: None)
     transport = Recording()
