@@ -188,3 +188,35 @@ async def test_a_sandboxed_worker_follows_its_lone_caller_and_rests_free(
             assert time.monotonic() < deadline, "the idle worker was never let go"
             await asyncio.sleep(0.05)
         assert await host.call("acme.echo", "echo", x=7) == 7  # and it still answers
+
+
+@pytest.mark.slow
+async def test_a_held_worker_is_let_go_before_it_is_killed(
+    plugins: PluginFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker stopped while held (a canary rolled back, a plugin unloaded) must die on
+    any core: held to its caller's core, busy with the caller, its exit waited there
+    (a rolled-back canary's worker was seen still running after the rollback)."""
+    monkeypatch.setattr(affinity, "CONTENDED_NS", 10**12)
+    plugins("acme.echo", ECHO, extra='isolation = "process"\n')
+    async with Host(
+        plugins.root, state_dir=tmp_path / "state", entry_points=False, init_timeout=20
+    ) as host:
+        handle = host.plugin("acme.echo").handle
+        assert isinstance(handle, ProcessHandle)
+        for i in range(LONE_CALLS + 2):
+            await host.call("acme.echo", "echo", x=i)
+        pid = handle.pid
+        assert len(os.sched_getaffinity(pid)) == 1  # held
+        mask_when_killed: list[set[int]] = []
+        kill = os.kill
+
+        def spy(target: int, sig: int) -> None:
+            if target == pid:
+                mask_when_killed.append(os.sched_getaffinity(pid))
+            kill(target, sig)
+
+        monkeypatch.setattr(os, "kill", spy)
+        handle.release()
+        monkeypatch.setattr(os, "kill", kill)
+        assert mask_when_killed and all(mask == ALLOWED for mask in mask_when_killed)

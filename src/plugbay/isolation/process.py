@@ -738,6 +738,8 @@ class ProcessHandle(sampling.SampledInWorker, RequestsToWorker, PluginHandle):
 
     def release(self) -> None:
         self._closing = True
+        if not self.reaped:  # a dying worker held to its caller's busy core waits there
+            self.follow.release()
         self._kill()
         if self.seccomp is not None and self._reaper is None:
             self.seccomp.close()  # no zygote to say it exited: nothing is left to answer
