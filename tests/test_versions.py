@@ -312,6 +312,32 @@ def test_the_syntax_rule(text: str, syntax: str) -> None:
     assert Range.parse(text).syntax == syntax
 
 
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from(["<", ">", "<=", ">=", ">==", "<>"]),
+    st.sampled_from(["", " ", "  ", "\t"]),
+    st.sampled_from(["1", "1.2", "0.1.0", "1.0a1", "1.0.post1", "1.x", "1.2+b"]),
+    st.sampled_from(["", " ", " <2", " <=2.0.0", "  >1", " || >3", "\t<2", " 2", " ,<2"]),
+)
+def test_a_single_comparator_is_pep440_exactly_when_packaging_reads_it(
+    op: str, gap: str, version: str, tail: str
+) -> None:
+    # range_syntax answers "npm" for two comparators without asking packaging (so a
+    # start whose manifests use npm ranges never imports it): the same answer
+    from packaging.specifiers import InvalidSpecifier, Specifier
+
+    text = f"{op}{gap}{version}{tail}"
+    stripped = text.strip()
+    if "," in stripped or "-" in stripped:
+        return  # the comma and '-' rules come first (test_the_syntax_rule)
+    try:
+        Specifier(stripped)
+        expected = "pep440"
+    except InvalidSpecifier:
+        expected = "npm"
+    assert range_syntax(text) == expected
+
+
 @pytest.mark.parametrize(
     ("text", "inside", "outside"),
     [

@@ -15,7 +15,6 @@ host renders it as a speedscope file (:func:`speedscope`), an SVG flame graph
 from __future__ import annotations
 
 import asyncio
-import html
 import os
 import sys
 import threading
@@ -183,6 +182,8 @@ def speedscope(profile: Samples, name: str) -> dict[str, Any]:
 def flamegraph_svg(profile: Samples, title: str, *, width: int = 1200) -> str:
     """An SVG flame graph (root at the bottom, each box as wide as its share of samples;
     hover a box for its name and share)."""
+    import html
+
     tree: dict[str, Any] = {"count": 0, "children": {}}
     for stack, count in profile["stacks"]:
         node = tree

@@ -30,7 +30,6 @@ import os
 import re
 import shutil
 import stat
-import tarfile
 import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -67,6 +66,8 @@ class Shipment:
 
 def pack_directory(root: Path) -> bytes:
     """``root``'s files as a deterministic tar (the same tree gives the same bytes)."""
+    import tarfile  # here: the host imports this module for its errors, rarely packs
+
     out = io.BytesIO()
     with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for path in _walk(root):
@@ -179,6 +180,8 @@ class NodeCache:
                 details={"expected": digest, "actual": actual, "kind": kind},
             )
         final.parent.mkdir(parents=True, exist_ok=True)
+        import tarfile
+
         tmp = Path(tempfile.mkdtemp(prefix=f".{digest[:12]}-", dir=final.parent))
         try:
             with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:

@@ -31,12 +31,10 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import cProfile
 import io
 import itertools
 import logging
 import os
-import pstats
 import queue
 import threading
 import time
@@ -508,6 +506,9 @@ class WasmHandle(PluginHandle):
     ) -> dict[str, Any]:
         """One call under cProfile on the instance thread: the host's side of the call
         (its imports, the copy in and out) and the time inside the module, as one entry."""
+        import cProfile  # here: a profile is rare; the host imports this module at start
+        import pstats
+
         command, payload = spec.name.encode(), msgspec.json.encode(params)
         profiler = cProfile.Profile()
 

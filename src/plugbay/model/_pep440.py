@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import functools
 import re
-from typing import Final
-
-from packaging.specifiers import InvalidSpecifier, Specifier
-from packaging.version import InvalidVersion
-from packaging.version import Version as PyVersion
+from typing import TYPE_CHECKING, Final
 
 from plugbay.model._semver import Version
+
+if TYPE_CHECKING:
+    from packaging.version import Version as PyVersion
+
+# packaging is imported where a PEP 440 text or version is first met: a host whose
+# manifests use npm ranges only (the bundled set) never loads it
 
 # --------------------------------------------------------------------------- PEP 440
 
@@ -41,6 +43,9 @@ def _pep440_version(version: Version) -> PyVersion | None:
     """What ``packaging`` reads ``str(version)`` as; None when that is not PEP 440."""
     if not _pep440_representable(version.prerelease):
         return None
+    from packaging.version import InvalidVersion
+    from packaging.version import Version as PyVersion
+
     try:
         return PyVersion(str(version))
     except InvalidVersion:  # build metadata that is not a valid local version, e.g. '+-x'
@@ -48,6 +53,9 @@ def _pep440_version(version: Version) -> PyVersion | None:
 
 
 def _is_pep440_version(text: str) -> bool:
+    from packaging.version import InvalidVersion
+    from packaging.version import Version as PyVersion
+
     try:
         PyVersion(text)
     except InvalidVersion:
@@ -60,6 +68,8 @@ def _has_pep440_marker(text: str) -> bool:
 
 
 def _why_not_pep440(text: str) -> str:
+    from packaging.specifiers import InvalidSpecifier, Specifier
+
     if "," in text:
         why_pep440 = "it contains ','"
     elif text.startswith(_PEP440_START):

@@ -61,9 +61,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable
-from typing import Any, Final, Literal, NoReturn, final
-
-from packaging.specifiers import InvalidSpecifier, Specifier, SpecifierSet
+from typing import TYPE_CHECKING, Any, Final, Literal, NoReturn, final
 
 from plugbay.api.errors import RangeError, VersionError
 from plugbay.model._npm import (
@@ -85,6 +83,9 @@ from plugbay.model._pep440 import (
 )
 from plugbay.model._semver import Version, _parse_version, parse_version
 
+if TYPE_CHECKING:
+    from packaging.specifiers import SpecifierSet
+
 __all__ = ["ANY", "Range", "Syntax", "Version", "parse_range", "parse_version", "range_syntax"]
 
 Syntax = Literal["npm", "pep440"]
@@ -104,6 +105,12 @@ def range_syntax(text: str) -> Syntax:
     if _has_pep440_marker(stripped):
         return "pep440"
     if "-" not in stripped and stripped[:1] in ("<", ">"):
+        if any(c.isspace() for c in stripped.lstrip("<>=").strip()):
+            # two comparators ('>=1 <2'): never one PEP 440 specifier (packaging's own
+            # pattern has no blank inside a version), and packaging need not load for it
+            return "npm"
+        from packaging.specifiers import InvalidSpecifier, Specifier
+
         try:
             Specifier(stripped)
         except InvalidSpecifier:
@@ -156,6 +163,8 @@ class Range:
             self._init_npm(stripped)
 
     def _init_pep440(self, stripped: str) -> None:
+        from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
         try:
             spec = SpecifierSet(stripped)
         except InvalidSpecifier:

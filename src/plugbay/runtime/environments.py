@@ -45,17 +45,18 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Final
-
-from packaging.requirements import InvalidRequirement, Requirement
-from packaging.utils import canonicalize_name
-from packaging.version import InvalidVersion
-from packaging.version import Version as PyVersion
+from typing import TYPE_CHECKING, Any, Final
 
 from plugbay.api.errors import ConfigError, PlugbayError
 from plugbay.isolation.base import EnvironmentPaths
-from plugbay.isolation.shipping import link_dir, links_read_paths, runtime_targets
 from plugbay.model.manifest import PluginManifest
+
+if TYPE_CHECKING:
+    from packaging.requirements import Requirement
+
+# packaging's requirement parser and the shipping helpers (tarfile) load on first use: a
+# host whose plugins declare no python-dependencies never needs them (plugbay run's
+# start pays some 10 ms less before its first plugin)
 
 __all__ = [
     "RUNTIME_PACKAGES",
@@ -176,6 +177,8 @@ class Package:
 
     @property
     def purl(self) -> str:
+        from packaging.utils import canonicalize_name
+
         return f"pkg:pypi/{canonicalize_name(self.name)}@{self.version}"
 
 
@@ -216,6 +219,8 @@ class Environment:
 
 
 def _parse(text: str, plugin: str, where: str) -> Requirement:
+    from packaging.requirements import InvalidRequirement, Requirement
+
     try:
         return Requirement(text)
     except InvalidRequirement as exc:
@@ -236,6 +241,8 @@ def split_requirements(
 ) -> tuple[str, ...]:
     """The requirements uv installs for this plugin: checked against the policy, and
     without plugbay itself (the host provides it, if its version fits)."""
+    from packaging.utils import canonicalize_name
+
     out: list[str] = []
     for text in manifest.python_dependencies:
         req = _parse(text, manifest.id, manifest.location)
@@ -270,6 +277,8 @@ def split_requirements(
 def requirement_key(requirements: Iterable[str]) -> str:
     """The environment's name: the same requirement set (in any order or spelling of
     whitespace) on the same Python gives the same key."""
+    from packaging.requirements import Requirement
+
     normal = sorted({str(Requirement(r)) for r in requirements})
     ident = {
         "requirements": normal,
@@ -461,6 +470,8 @@ class EnvironmentStore:
 
     def worker_paths(self, env: Environment) -> EnvironmentPaths:
         """What the environment's zygote imports from, and its sandboxed workers may read."""
+        from plugbay.isolation.shipping import links_read_paths
+
         runtime = self.runtime_dir()
         return EnvironmentPaths(
             str(env.site_packages),
@@ -471,6 +482,8 @@ class EnvironmentStore:
     def runtime_dir(self) -> Path:
         """A directory of links to the host's runtime packages (:data:`RUNTIME_PACKAGES`):
         what an environment's worker may import of the host, and nothing else."""
+        from plugbay.isolation.shipping import link_dir
+
         targets = _runtime_targets()
         return link_dir(self.root / _runtime_name(targets), targets)
 
@@ -482,6 +495,8 @@ def _runtime_name(targets: Mapping[str, str]) -> str:
 
 
 def _runtime_targets() -> dict[str, str]:
+    from plugbay.isolation.shipping import runtime_targets
+
     return runtime_targets(RUNTIME_PACKAGES)
 
 
@@ -621,6 +636,8 @@ def _without_stacks(lines: list[str]) -> list[str]:
 
 
 def _packages(path: list[str] | None) -> list[Package]:
+    from packaging.utils import canonicalize_name
+
     found: dict[str, Package] = {}
     for dist in (
         importlib.metadata.distributions(path=path) if path else importlib.metadata.distributions()
@@ -643,6 +660,8 @@ def _packages(path: list[str] | None) -> list[Package]:
 def check_fits_host(manifest: PluginManifest, host_version: str) -> list[Package]:
     """An inline plugin's requirements against the host's own environment: the packages
     that satisfy them, or an error naming both requirement chains and the fix."""
+    from packaging.utils import canonicalize_name
+
     host = {canonicalize_name(p.name): p for p in _packages(None)}
     used: list[Package] = []
     for text in manifest.python_dependencies:
@@ -685,6 +704,9 @@ def check_fits_host(manifest: PluginManifest, host_version: str) -> list[Package
 
 
 def _contains(req: Requirement, version: str) -> bool:
+    from packaging.version import InvalidVersion
+    from packaging.version import Version as PyVersion
+
     try:
         return req.specifier.contains(PyVersion(version), prereleases=True)
     except InvalidVersion:
@@ -692,6 +714,9 @@ def _contains(req: Requirement, version: str) -> bool:
 
 
 def _names(text: str) -> str:
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
+
     try:
         return str(canonicalize_name(Requirement(text).name))
     except InvalidRequirement:
@@ -699,6 +724,8 @@ def _names(text: str) -> str:
 
 
 def _applies_text(text: str) -> bool:
+    from packaging.requirements import InvalidRequirement, Requirement
+
     try:
         return _applies(Requirement(text))
     except InvalidRequirement:
@@ -743,4 +770,7 @@ def _plugbay_version() -> str:
 
 
 def _canonical(requirement: str) -> str:
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
     return str(canonicalize_name(Requirement(requirement).name))
