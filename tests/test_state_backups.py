@@ -141,3 +141,19 @@ def test_restore_refuses_a_damaged_backup(used_state: Path, tmp_path: Path) -> N
     result = plugbay("state", "restore", "--from", str(bad), cwd=tmp_path)
     assert result.returncode == 1 and "does not pass its check" in result.stderr
     assert check_database(used_state / "state.db").ok  # untouched
+
+
+async def test_a_host_that_opens_and_stops_at_once_still_leaves_its_backup_whole(
+    used_state: Path, tmp_path: Path
+) -> None:
+    # the backup of open() is taken in a thread beside the start: stop() waits for it,
+    # so it is neither cut short nor left as a '.part' file, and the state it copied
+    # closes only after it
+    host = Host(plugins_dir=tmp_path / "plugins", state_dir=used_state)
+    await host.open()
+    await host.stop()
+    backups = list_backups(used_state)
+    assert len(backups) == 2 and all(check_database(b).ok for b in backups)
+    assert not list((used_state / "backups").glob("*.part"))
+    with StateStore.open(used_state) as store:  # what it copied is still the host's
+        assert not store.is_enabled("acme.one")

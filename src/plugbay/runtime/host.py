@@ -188,6 +188,7 @@ class Host:
         #: metrics, health, alerts and logs (the spec's PluginMonitor); made in start()
         self.monitor: PluginMonitor | None = None
         self._backups: asyncio.Task[None] | None = None
+        self._backed_up: asyncio.Future[None] | None = None  # the backup of open(), a thread
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -316,6 +317,8 @@ class Host:
             self.events.release()
         self.events.emit("host.started", version=HOST_VERSION, plugins=len(self.registry))
         await self.events.drain()
+        if self._backed_up is not None:  # taken beside the start: done once it returns
+            await asyncio.shield(self._backed_up)
         if self.phase == "starting":
             self.phase = "ready"
 
@@ -388,6 +391,9 @@ class Host:
 
     async def _stop_backups(self) -> None:
         """Cancel the periodic backups (before the state they copy closes)."""
+        if self._backed_up is not None:  # a thread: it ends before the state closes
+            await asyncio.shield(self._backed_up)
+            self._backed_up = None
         if self._backups is not None:
             self._backups.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -395,13 +401,18 @@ class Host:
             self._backups = None
 
     def _start_backups(self, state: StateStore) -> None:
-        """A backup now (the database just passed its check), then every few minutes."""
+        """A backup now (the database just passed its check), then every few minutes. The
+        first is taken in a thread while plugins are discovered and start (a copy and its
+        fsync: 10-25 ms the loop waited for); :meth:`start` returns once it is taken."""
         from plugbay.state.backups import back_up_every, rolling_backup
 
-        try:
-            rolling_backup(state)
-        except PlugbayError as exc:
-            logging.getLogger("plugbay.state").warning("the state backup failed: %s", exc)
+        def first() -> None:
+            try:
+                rolling_backup(state)
+            except PlugbayError as exc:
+                logging.getLogger("plugbay.state").warning("the state backup failed: %s", exc)
+
+        self._backed_up = asyncio.ensure_future(asyncio.to_thread(first))
         self._backups = asyncio.get_running_loop().create_task(back_up_every(state))
 
     def _problem(self, error: PlugbayError, manifest: PluginManifest | None) -> None:
