@@ -250,3 +250,28 @@ def test_the_lean_run_loads_no_command_framework(workdir: Path) -> None:
     # while every other command is typer's, as before
     other = _plugbay("main", "--help", cwd=workdir, extra=["-X", "importtime"])
     assert "typer" in {line.rsplit("|", 1)[-1].strip() for line in other.stderr.splitlines()}
+
+
+def test_the_lean_run_loads_rich_after_the_host_and_no_requirement_parser(workdir: Path) -> None:
+    # rich loads beside the starting plugins (or at the first line printed), not on the
+    # way to the host's own modules; packaging's requirement parser only for a plugin
+    # with python-dependencies (these have none)
+    result = _plugbay("main", "run", "--once", cwd=workdir, extra=["-X", "importtime"])
+    assert "1 active, 1 failed" in result.stdout and "│ acme.calc" in result.stdout
+    order = [line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()]
+    assert order.index("rich.console") > order.index("plugbay.runtime.host")
+    assert "packaging.requirements" not in order
+
+
+def test_importing_threads_put_the_switch_interval_back_in_any_order() -> None:
+    from plugbay.cli._serve import _IMPORT_SWITCH_INTERVAL, _short_switches
+
+    before = sys.getswitchinterval()
+    first, second = _short_switches(), _short_switches()
+    first.__enter__()
+    second.__enter__()
+    assert sys.getswitchinterval() == _IMPORT_SWITCH_INTERVAL
+    first.__exit__(None, None, None)  # the first ends while the second still imports
+    assert sys.getswitchinterval() == _IMPORT_SWITCH_INTERVAL
+    second.__exit__(None, None, None)
+    assert sys.getswitchinterval() == before

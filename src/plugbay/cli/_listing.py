@@ -22,6 +22,7 @@ __all__ = [
     "list_row",
     "listing_of",
     "print_listing",
+    "rehearse",
     "state_text",
 ]
 
@@ -83,6 +84,32 @@ def _seconds(value: float | None, *, ms: bool = False) -> str:
 
 def print_listing(listing: Listing) -> None:
     """The table of ``plugbay list``, each failure's reason, problems, and the source."""
+    out.print(_table(listing))
+    for r in listing.rows:
+        if r["reason"] and r["state"] in ("failed", "disabled", "on-demand", "not running"):
+            colour = {"failed": "red", "on-demand": "blue"}.get(r["state"], "yellow")
+            out.print(f"[{colour}]{r['state']}:[/] {escape(r['reason'])}")
+    for problem in listing.problems:
+        out.print(f"[red]problem:[/] {escape(problem)}")
+    if listing.footer:
+        out.print(f"[dim]{escape(listing.footer)}[/]")
+
+
+def rehearse() -> None:
+    """Render a throwaway table and line to nowhere: what rich loads and fills on its
+    first render (its emoji table, measured widths) is then ready for the real one
+    (``plugbay run`` does this in a thread while its plugins start)."""
+    import io
+
+    from rich.console import Console
+
+    row = dict.fromkeys(LIST_KEYS) | {"id": "a.b", "state": "active", "load_seconds": 0.0}
+    nowhere = Console(file=io.StringIO(), highlight=False, soft_wrap=True, width=out.width)
+    nowhere.print(_table(Listing([row])))
+    nowhere.print(f"[bold]plugbay[/]: 1 active, ready in 1 ms (state: {escape('[x]')})")
+
+
+def _table(listing: Listing) -> Table:
     table = Table(header_style="bold")
     for col in ("plugin", "version", "type", "state", "isolation", "uptime", "load time"):
         table.add_column(col, justify="right" if col in ("uptime", "load time") else "left")
@@ -92,12 +119,4 @@ def print_listing(listing: Listing) -> None:
             r["isolation"] or "-", _seconds(r["uptime_seconds"]),
             _seconds(r["load_seconds"], ms=True),
         )  # fmt: skip
-    out.print(table)
-    for r in listing.rows:
-        if r["reason"] and r["state"] in ("failed", "disabled", "on-demand", "not running"):
-            colour = {"failed": "red", "on-demand": "blue"}.get(r["state"], "yellow")
-            out.print(f"[{colour}]{r['state']}:[/] {escape(r['reason'])}")
-    for problem in listing.problems:
-        out.print(f"[red]problem:[/] {escape(problem)}")
-    if listing.footer:
-        out.print(f"[dim]{escape(listing.footer)}[/]")
+    return table

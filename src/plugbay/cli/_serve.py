@@ -16,19 +16,19 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rich.markup import escape
-
 from plugbay.api.errors import PlugbayError
 from plugbay.cli._defaults import host_kwargs
-from plugbay.cli._listing import listing_of, print_listing
-from plugbay.cli._output import err, out, say_error
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from plugbay.cli._run_args import RunOptions
     from plugbay.isolation.zygote import Zygote
     from plugbay.isolation.zygote_early import EarlyZygote
@@ -66,6 +66,8 @@ def run_host(
 
         return loops.run(_run(kwargs, serving, started, early))
     except PlugbayError as exc:
+        from plugbay.cli._output import say_error
+
         say_error(exc)
         return 1
 
@@ -122,10 +124,15 @@ async def _run_host(
         # (/healthz answers, /readyz tells starting from ready): see API_GRACE
         api.begin(serving.bind if serving is not None else None, serving)
         if host.swept:
-            out.print(f"[yellow]{escape(host.swept.describe())}[/] (left by an earlier host)")
-        await host.start()
+            _out().print(f"[yellow]{_escape(host.swept.describe())}[/] (left by an earlier host)")
+        output = asyncio.ensure_future(asyncio.to_thread(_load_output))
+        try:
+            await host.start()
+        finally:
+            with contextlib.suppress(Exception):  # printing loads it anyway, and says why
+                await output
         if stop.is_set():
-            out.print("stopping: a stop was asked for during startup")
+            _out().print("stopping: a stop was asked for during startup")
             return 0
         # the plugins answer calls from here (``host.call``, the CLI in this process): said
         # now, not once the API's modules have loaded; "serving" says when the API is up
@@ -133,7 +140,7 @@ async def _run_host(
         api.go()
         await api.ready()
         if stop.is_set():
-            out.print("stopping: a stop was asked for during startup")
+            _out().print("stopping: a stop was asked for during startup")
             return 0
         if serving is None:
             return 1 if failed else 0
@@ -155,7 +162,7 @@ async def _run_host(
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
         if serving is not None:
-            out.print("stopped")
+            _out().print("stopped")
 
 
 class _Api:
@@ -209,6 +216,27 @@ API_GRACE = 1.0
 _IMPORT_SWITCH_INTERVAL = 0.0005
 
 
+_switching = threading.Lock()
+_importers: list[float] = []  # the interval to restore, once per importing thread
+
+
+@contextlib.contextmanager
+def _short_switches() -> Iterator[None]:
+    """A short switch interval while this thread imports beside the loop; the one found
+    before the first such thread is put back when the last one ends."""
+    with _switching:
+        _importers.append(sys.getswitchinterval())
+        sys.setswitchinterval(min(_importers[0], _IMPORT_SWITCH_INTERVAL))
+    try:
+        yield
+    finally:
+        with _switching:
+            first = _importers[0]
+            _importers.pop()
+            if not _importers:
+                sys.setswitchinterval(first)
+
+
 def _load_web() -> None:
     """Import the API's modules. Meanwhile the loop thread wakes many times per plugin
     start (a worker forked, its listener received, initialize answered), each time
@@ -216,29 +244,58 @@ def _load_web() -> None:
     keeps each wait short, instead of up to 5 ms a wake."""
     import importlib
 
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(min(interval, _IMPORT_SWITCH_INTERVAL))
-    try:
+    with _short_switches():
         for module in ("plugbay.web._app", "plugbay.web._server"):
             importlib.import_module(module)
-    finally:
-        sys.setswitchinterval(interval)
+
+
+def _load_output() -> None:
+    """Load rich and rehearse the plugin table (``_listing.rehearse``) while the plugins
+    start, mostly waiting on their workers: the table and summary line printed once
+    they are active are then only rendered (rich's import and first render were some
+    20-30 ms of the host's own time before "ready")."""
+    with _short_switches():
+        from plugbay.cli._listing import rehearse
+
+        rehearse()
 
 
 def _print_started(host: Host, started: float) -> int:
     """The plugin table and the summary line; how many plugins failed."""
+    from plugbay.cli._listing import listing_of, print_listing
+
     print_listing(listing_of(host))
     records = host.plugins()
     active = sum(1 for r in records if str(r.state) == "active")
     failed = sum(1 for r in records if str(r.state) == "failed")
     lazy = sum(1 for r in records if str(r.state) == "on-demand")
-    out.print(
+    _out().print(
         f"[bold]plugbay {host.version}[/]: {active} active, {failed} failed, "
         + (f"{lazy} on demand, " if lazy else "")
         + f"ready in {(time.perf_counter() - started) * 1000:.0f} ms "
         f"(state: {host.state_dir})"
     )
     return failed
+
+
+def _out() -> Console:
+    """Where ``plugbay run`` prints: rich loads once something is printed (or while the
+    plugins start, :func:`_load_output`), not before the host's own modules."""
+    from plugbay.cli._output import out
+
+    return out
+
+
+def _err() -> Console:
+    from plugbay.cli._output import err
+
+    return err
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
 
 
 async def _serve(
@@ -249,14 +306,14 @@ async def _serve(
     if port is not None:
         _announce(host, since, http=http_url, metrics_port=port)
     watcher = await _start_watching(host, stop) if serving.watch and not stop.is_set() else None
-    out.print("serving; press Ctrl-C to stop")
+    _out().print("serving; press Ctrl-C to stop")
     sys.stdout.flush()
     await stop.wait()
     if watcher is not None:
         await asyncio.wait([watcher], timeout=2)
     # new API calls are answered 503 + Retry-After from here; those running finish
     still = await host.drain_calls(serving.drain)
-    out.print(
+    _out().print(
         "stopping: cleaning up plugins in reverse order"
         + (f" ({still} call(s) still running after {serving.drain:g} s)" if still else "")
     )
@@ -281,14 +338,14 @@ def _start_metrics(host: Host, wanted: int | None, public: bool) -> tuple[Any, i
     try:
         server, port = serve_metrics(host.manager, wanted, monitor=host.monitor, token=check)
     except OSError as exc:
-        err.print(
+        _err().print(
             f"[yellow]warning:[/] cannot serve /metrics on 127.0.0.1:{wanted}: "
-            f"{escape(str(exc))}; choose another with --metrics-port, or --no-metrics"
+            f"{_escape(str(exc))}; choose another with --metrics-port, or --no-metrics"
         )
         return None, None
-    out.print(f"metrics: http://127.0.0.1:{port}/metrics")
+    _out().print(f"metrics: http://127.0.0.1:{port}/metrics")
     if check is not None:
-        out.print(
+        _out().print(
             "[dim]metrics need the API token ('Authorization: Bearer …', "
             "'plugbay token' shows it); --metrics-public serves them without[/]"
         )
@@ -303,7 +360,7 @@ async def _start_watching(host: Host, stop: asyncio.Event) -> asyncio.Future[Non
     ready = asyncio.ensure_future(watching.ready.wait())
     await asyncio.wait([watcher, ready], return_when=asyncio.FIRST_COMPLETED, timeout=10)
     ready.cancel()
-    out.print("watching " + ", ".join(str(d) for d in host.plugin_dirs) + " for changes")
+    _out().print("watching " + ", ".join(str(d) for d in host.plugin_dirs) + " for changes")
     return watcher
 
 
@@ -311,9 +368,9 @@ def _print_watch(result: Any) -> None:
     stamp = time.strftime("%H:%M:%S")
     if result.ok:
         took = f" in {result.seconds * 1000:.0f} ms" if result.seconds else ""
-        out.print(f"[dim]{stamp}[/] [green]{escape(result.message)}[/]{took}")
+        _out().print(f"[dim]{stamp}[/] [green]{_escape(result.message)}[/]{took}")
     else:
-        out.print(f"[dim]{stamp}[/] [red]{result.action} failed:[/] {escape(result.message)}")
+        _out().print(f"[dim]{stamp}[/] [red]{result.action} failed:[/] {_escape(result.message)}")
     sys.stdout.flush()
 
 
@@ -355,28 +412,28 @@ async def _start_http(host: Host, bind: tuple[str, int], max_body: int) -> Any:
     except OSError as exc:
         await server.stop()
         if exc.errno != errno.EADDRINUSE or bind[1] == 0:
-            err.print(
+            _err().print(
                 f"[yellow]warning:[/] cannot serve the API on {bind[0]}:{bind[1]}: "
-                f"{escape(exc.strerror or str(exc))}; choose another with --http HOST:PORT, "
+                f"{_escape(exc.strerror or str(exc))}; choose another with --http HOST:PORT, "
                 "or --no-http"
             )
             return None
         # the port is taken: any free one, so the CLI can still reach this host (host.json)
         server = HttpServer(create_app(host, tokens=tokens, max_body=max_body), bind[0], 0)
         await server.start()
-        err.print(
+        _err().print(
             f"[yellow]warning:[/] {bind[0]}:{bind[1]} is taken; the API is on "
             f"{server.url} instead (plugbay commands find it in host.json); "
             "choose a port with --http HOST:PORT"
         )
-    out.print(f"api: {server.url}/api/v1  (OpenAPI: {server.url}/openapi.json)")
+    _out().print(f"api: {server.url}/api/v1  (OpenAPI: {server.url}/openapi.json)")
     if made:
-        out.print(
+        _out().print(
             f"API token (made now, shown this once; 'plugbay token' shows it again): {token}\n"
             f"dashboard: {server.url}/?token={token}"
         )
     else:
-        out.print(f"dashboard: {server.url}/ ('plugbay token' prints a sign-in link)")
+        _out().print(f"dashboard: {server.url}/ ('plugbay token' prints a sign-in link)")
     return server
 
 
