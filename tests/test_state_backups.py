@@ -157,3 +157,37 @@ async def test_a_host_that_opens_and_stops_at_once_still_leaves_its_backup_whole
     assert not list((used_state / "backups").glob("*.part"))
     with StateStore.open(used_state) as store:  # what it copied is still the host's
         assert not store.is_enabled("acme.one")
+
+
+def test_a_backup_taken_while_the_host_writes_is_whole(tmp_path: Path) -> None:
+    # the pages are copied under the store's lock, the copy made durable outside it:
+    # writes go on meanwhile, and the backup is a checkable snapshot holding every write
+    # committed before it began
+    import threading
+
+    with StateStore.open(tmp_path / "state") as store:
+        for i in range(50):
+            store.add_event("acme.one", "load", version=f"1.0.{i}")
+        done = threading.Event()
+
+        def write() -> None:
+            i = 0
+            while not done.is_set():
+                store.add_event("acme.two", "load", version=f"2.0.{i}")
+                i += 1
+
+        writer = threading.Thread(target=write)
+        writer.start()
+        try:
+            made = [rolling_backup(store) for _ in range(3)]
+        finally:
+            done.set()
+            writer.join()
+        assert not list((tmp_path / "state" / "backups").glob("*.part"))
+    for backup in made:
+        assert check_database(backup).ok
+        copy = StateStore(backup, check=True)
+        try:
+            assert len(copy.history("acme.one", limit=100)) == 50
+        finally:
+            copy.close()

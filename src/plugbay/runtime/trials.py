@@ -21,14 +21,13 @@ from typing import TYPE_CHECKING, Any, Final
 
 from plugbay.api.errors import ConfigError, PlugbayError, PluginStateError
 from plugbay.runtime.bisect import ActiveSet
-from plugbay.runtime.canary import CanarySettings, not_running
 from plugbay.runtime.recorder import DEFAULT_CALLS, Recorder
 from plugbay.runtime.tap import PluginTaps
 
 if TYPE_CHECKING:
     from plugbay.model.manifest import PluginManifest
     from plugbay.monitor.alerts import AlertManager
-    from plugbay.runtime.canary import Canary
+    from plugbay.runtime.canary import Canary, CanarySettings
     from plugbay.runtime.host import Host
     from plugbay.runtime.shadow import Shadow
 
@@ -223,7 +222,7 @@ class UpgradeTrials:
     ) -> dict[str, Any]:
         """Start a canary of ``version`` (default: the newest installed); see
         ``runtime.canary``. Returns at once; :meth:`wait_canary` waits for the decision."""
-        from plugbay.runtime.canary import Canary
+        from plugbay.runtime.canary import Canary, CanarySettings  # (a host's start: not)
 
         settings = settings or CanarySettings()
         settings.check(plugin_id)
@@ -250,7 +249,7 @@ class UpgradeTrials:
         if last is not None:
             return last
         self.host.manager.record(plugin_id)
-        raise not_running(plugin_id)
+        raise _not_running(plugin_id)
 
     async def wait_canary(self, plugin_id: str, timeout: float | None = None) -> dict[str, Any]:
         """Wait until the running canary is promoted or rolled back; its summary."""
@@ -265,7 +264,7 @@ class UpgradeTrials:
         canary = self.canaries.get(plugin_id)
         if canary is None:
             self.host.manager.record(plugin_id)
-            raise not_running(plugin_id)
+            raise _not_running(plugin_id)
         await canary.abort("stopped by the operator")
         return canary.summary()
 
@@ -383,3 +382,9 @@ class UpgradeTrials:
                 await self._flusher
             self._flusher = None
         self.flush()
+
+
+def _not_running(plugin_id: str) -> PlugbayError:
+    from plugbay.runtime.canary import not_running
+
+    return not_running(plugin_id)

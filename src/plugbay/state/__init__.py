@@ -343,30 +343,33 @@ class StateStore(ApiTokens):
         taken while the host runs); written to a temporary name first, then renamed."""
         dest = Path(dest)
         tmp = dest.with_name(dest.name + ".part")
-        with self._lock:
-            db = self._connection()
+        self._connection()  # closed: StateError, before any file is made
+        try:
+            dest.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            target = sqlite3.connect(tmp)
             try:
-                dest.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-                target = sqlite3.connect(tmp)
-                try:
-                    db.backup(target)
-                finally:
-                    target.close()
-                with open(tmp, "rb") as f:
-                    os.fsync(f.fileno())
-                os.replace(tmp, dest)
-            except sqlite3.Error as exc:
-                with suppress(OSError):
-                    tmp.unlink()
+                # made durable by the one fsync below, out of the lock: the host's writes
+                # wait for the copy of the pages only (the start's backup runs beside them)
+                target.execute("PRAGMA synchronous=OFF")
+                with self._lock:
+                    self._connection().backup(target)
+            finally:
+                target.close()
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, dest)
+        except (sqlite3.Error, OSError, StateError) as exc:
+            with suppress(OSError):
+                tmp.unlink()
+            if isinstance(exc, StateError):
+                raise
+            if isinstance(exc, sqlite3.Error):
                 raise self._error("cannot back up the state database", exc) from None
-            except OSError as exc:
-                with suppress(OSError):
-                    tmp.unlink()
-                raise StateError(
-                    f"cannot back up the state database: {exc.strerror or exc}",
-                    where=str(dest),
-                    hint=DEFAULT_HINT,
-                ) from None
+            raise StateError(
+                f"cannot back up the state database: {exc.strerror or exc}",
+                where=str(dest),
+                hint=DEFAULT_HINT,
+            ) from None
         return dest
 
     @contextmanager
