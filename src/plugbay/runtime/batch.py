@@ -23,7 +23,7 @@ from plugbay.api import CommandSpec
 from plugbay.api.errors import ParameterError, PlugbayError
 from plugbay.isolation import CallTimeout, PluginHandle
 from plugbay.monitor import CommandStats
-from plugbay.runtime import manager as calls
+from plugbay.runtime import calling as calls
 from plugbay.runtime.tap import heard_many
 
 if TYPE_CHECKING:
@@ -55,7 +55,7 @@ async def call_many(
     out, checked, where, timed = _checked(
         spec, stats, params, plugin_id, strict, counted=manager.settings.monitoring
     )
-    started = calls._clock() if timed >= 0 else 0.0
+    started = calls.clock() if timed >= 0 else 0.0
     manager.touched.add(plugin_id)  # the monitor's tick looks at it (monitor.tracks)
     inflight = route.inflight
     inflight[0] += len(checked)  # what a reload drains before it retires this version
@@ -64,7 +64,7 @@ async def call_many(
         results = await many(spec, checked, timeout) if checked else []
     finally:
         inflight[0] -= len(checked)
-    took = calls._clock() - started if timed >= 0 else None
+    took = calls.clock() - started if timed >= 0 else None
     for i, result in zip(where, results, strict=True):
         seconds = took if i == timed else None
         out[i] = _judged(result, spec, plugin_id, command, handle, timeout, stats, seconds)
@@ -126,14 +126,14 @@ def _judged(
             return exc
     if isinstance(result, CallTimeout):
         stats.error(seconds, "PluginTimeout")
-        return calls._timed_out(plugin_id, command, timeout)
+        return calls.timed_out(plugin_id, command, timeout)
     if isinstance(result, PlugbayError):  # bad parameters (a worker checks them) are the caller's
         if not isinstance(result, ParameterError):
             stats.error(seconds, type(result).__name__)
         return result
     if isinstance(result, BaseException):
         stats.error(seconds, type(result).__name__)
-        error = calls._plugin_raised(plugin_id, command, handle, result)
+        error = calls.plugin_raised(plugin_id, command, handle, result)
         error.__cause__ = result
         return error
     try:
