@@ -9,8 +9,12 @@ with its duration sampled (``monitor.metrics.CommandStats``). A tapped plugin's
 listeners (recorder, shadow, canary: ``runtime.tap``) are told the outcome. Every
 failure reaches the caller as a :class:`PlugbayError`.
 
-Deadlines are the backend's (one watchdog per channel for a worker,
-``isolation.requests``), so no timer is armed here.
+What can be decided once per route is decided when the route is made, not per call
+(``Route.entries``): each command's timeout, whether its result needs a check (a
+worker's commands are checked in the worker); with monitoring off a command's stats
+are a stand-in whose countdown never ends, so the call path asks no setting
+(``routing.UNCOUNTED``). Deadlines are the backend's (one watchdog per channel for a
+worker, ``isolation.requests``), so no timer is armed here.
 
 :class:`Calling` is part of :class:`plugbay.runtime.manager.PluginManager`.
 """
@@ -36,8 +40,8 @@ from plugbay.api.errors import (
 from plugbay.isolation import CallTimeout, PluginHandle
 from plugbay.isolation.loading import plugin_frame
 from plugbay.monitor import CommandStats
-from plugbay.runtime.records import ManagerSettings, PluginRecord
-from plugbay.runtime.routing import Route
+from plugbay.runtime.records import PluginRecord
+from plugbay.runtime.routing import UNCOUNTED, Route
 from plugbay.runtime.tap import heard_failing
 
 if TYPE_CHECKING:
@@ -53,7 +57,6 @@ clock: Final = time.perf_counter
 class Calling:
     """The manager's part that runs a call: routed, checked, bounded, timed and counted."""
 
-    settings: ManagerSettings
     _records: dict[str, PluginRecord]
     # the hot path's routing table: active plugins only
     _routes: dict[str, Route]
@@ -79,24 +82,20 @@ class Calling:
         if route is None:
             route = await self._held(plugin_id)
         handle = route.handle
-        entry = route.table.get(command)
+        entry = route.entries.get(command)
         if entry is None:
             raise self._no_command(plugin_id, command, handle)
-        spec, stats = entry
+        spec, stats, timeout, check = entry
         if not counted:  # never timed either, so a health probe does not mark the plugin
-            stats = CommandStats.untimed()
+            stats = UNCOUNTED
         # Counted exactly, timed by sampling (see CommandStats): `started` is 0.0 when
-        # this call is not timed.
+        # this call is not timed. (With monitoring off, `stats` never counts down to 0.)
         started = 0.0
-        if self.settings.monitoring:
-            left = stats.left - 1
-            stats.left = left
-            if not left:  # a settled plugin's next call is timed (CommandStats.arm)
-                self.touched.add(plugin_id)  # the monitor's tick looks at it
-                started = clock()
-        timeout = route.timeout
-        if spec.timeout is not None and spec.timeout < timeout:
-            timeout = spec.timeout
+        left = stats.left - 1
+        stats.left = left
+        if not left:  # a settled plugin's next call is timed (CommandStats.arm)
+            self.touched.add(plugin_id)  # the monitor's tick looks at it
+            started = clock()
         inflight = route.inflight
         inflight[0] += 1  # what a reload drains before it retires this version
         # a tapped plugin's recorder or shadow is told here, no frame of its own (runtime.tap)
@@ -110,7 +109,8 @@ class Calling:
                 result = await handle.call(spec, kwargs, timeout)
                 heard(spec, kwargs, result, None, clock() - at)
                 at = 0.0
-            result = spec.validate_result(result, plugin=plugin_id)
+            if check is not None:
+                result = check(result, plugin=plugin_id)
         except PlugbayError as exc:
             # a caller's bad parameters are the caller's mistake, not the plugin's
             count_failure(stats, started, None if isinstance(exc, ParameterError) else exc)
