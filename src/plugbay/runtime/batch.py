@@ -45,13 +45,10 @@ async def call_many(
     if route is None:
         route = await manager._held(plugin_id)
     handle = route.handle
-    entry = route.table.get(command)
+    entry = route.entries.get(command)
     if entry is None:
         raise manager._no_command(plugin_id, command, handle)
-    spec, stats = entry
-    timeout = route.timeout
-    if spec.timeout is not None and spec.timeout < timeout:
-        timeout = spec.timeout
+    spec, stats, timeout, _ = entry  # the timeout: the route's, or the command's if shorter
     out, checked, where, timed = _checked(
         spec, stats, params, plugin_id, strict, counted=manager.settings.monitoring
     )
