@@ -397,13 +397,21 @@ def startup() -> list[Figure]:
             lambda: subprocess.run([sys.executable, "-c", "import plugbay"], check=True, env=env)
         )
 
+    # the repository's host config (it trusts the bundled gateway, as `make run` does),
+    # with the gateway on a free port: the bench runs beside `make run` and other hosts,
+    # one of which may hold its default 7878 (then "a bundled plugin failed")
+    config = WORK / "startup-plugbay.toml"
+    WORK.mkdir(parents=True, exist_ok=True)
+    config.write_text(
+        (ROOT / "plugbay.toml").read_text() + '\n[plugins."integration.protocol"]\nport = 0\n'
+    )
+
     def run_until_ready() -> tuple[float, float]:
         """Seconds until every bundled plugin is active, and until it serves."""
         state = WORK / "startup-state"
         shutil.rmtree(state, ignore_errors=True)
         start = time.perf_counter()
         proc = subprocess.Popen(
-            # the repository's host config: it trusts the bundled gateway, as `make run` does
             [
                 *plugbay,
                 "run",
@@ -412,7 +420,7 @@ def startup() -> list[Figure]:
                 "--state",
                 str(state),
                 "--config",
-                str(ROOT / "plugbay.toml"),
+                str(config),
                 # free ports: the bench runs beside `make run` (127.0.0.1:8750)
                 "--http",
                 "127.0.0.1:0",
