@@ -505,7 +505,7 @@ class ProcessHandle(sampling.SampledInWorker, RequestsToWorker, PluginHandle):
         One task per loop ticks for every worker (``isolation.heartbeat``): a busy worker is
         pinged every ``beat.interval``; an idle one rests, pinged every ``beat.idle_ping``."""
         loop = asyncio.get_running_loop()
-        self.beat.last_pong = self.beat.last_used = loop.time()
+        self.beat.started(loop.time())  # idle: rests from its first tick
         self._beating = True
         pulse_for(loop).join(self)
         quota = self.placement.limits.get("storage") if self.placement is not None else None
