@@ -569,7 +569,10 @@ class ProcessHandle(sampling.SampledInWorker, RequestsToWorker, PluginHandle):
             return False
         busy = self._busy(now)
         self.follow.tick(busy)  # idle, or its caller's core shared: free to run on any core
-        if self._full_quota is not None and now >= self._next_storage:
+        # a worker woken from rest by a call is looked at now, not at its idle cadence
+        soon = now + self.storage_full_interval
+        look = now >= self._next_storage or (busy and self._next_storage > soon)
+        if self._full_quota is not None and look:
             self._look_full(self._full_quota)
             every = self.storage_full_interval if busy else self.beat.idle_interval
             self._next_storage = now + every
