@@ -124,3 +124,24 @@ async def test_a_request_wakes_a_pulse_that_sleeps_while_every_member_rests() ->
     await until(lambda: member.pings > pings, "a ping once awake", seconds=5)
     member.alive = False
     await until(lambda: len(pulse) == 0, "the gone member leaves")
+
+
+@pytest.mark.slow
+async def test_a_freshly_started_worker_rests_unpinged_and_its_first_call_still_finds_a_hang(
+    plugins: PluginFactory, tmp_path: Path
+) -> None:
+    # a thousand plugins starting together were each pinged every tick for two seconds
+    # after their initialize, as if a caller had just used them
+    async with supervised(plugins, tmp_path, restart_backoff=0.1) as host:
+        handle = host.plugin("acme.stuck").handle
+        assert isinstance(handle, ProcessHandle)
+        first_pong = handle.beat.last_pong  # its initialize's answer
+        await until(lambda: handle.beat.wake is not None, "the fresh worker rests", 15)
+        assert handle.beat.last_pong == first_pong  # never pinged on its way to rest
+        assert handle.storage_bytes is not None or not handle.storage.enforced  # looked at once
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(PluginCrashed, match="stopped answering its heartbeat"):
+            await host.call("acme.stuck", "block")  # its first call hangs its loop
+        assert asyncio.get_running_loop().time() - started < 2.5
+        await wait_for_state(host, "acme.stuck", "active")
+        assert await host.call("acme.stuck", "ping") == "pong"

@@ -330,3 +330,56 @@ def test_a_closed_store_says_so(tmp_path: Path) -> None:
         s.add_event("a", "load")
     with pytest.raises(StateError, match="the state store is closed"):
         s.is_enabled("a")
+
+
+def write_then_fail(s: StateStore) -> None:
+    with s.batch():
+        s.set_config("a", {"n": 1})
+        raise RuntimeError("the caller's own failure")
+
+
+def test_a_batch_commits_once_and_each_write_still_fails_alone(tmp_path: Path) -> None:
+    with StateStore.open(tmp_path) as s:
+        commits: list[str] = []
+        s._db.set_trace_callback(lambda sql: commits.append(sql) if sql == "COMMIT" else None)  # type: ignore[union-attr]
+        with s.batch():
+            s.add_event("a", "load", version="1.0.0")
+            s.record_installed("a", "1.0.0", "/plugins/a")
+            with pytest.raises(StateError, match="cannot write"):  # a statement SQLite refuses
+                s._write("INSERT INTO no_such_table VALUES (?)", (1,))
+            with s.batch():  # nested: the same one
+                s.set_active_version("a", "1.0.0")
+        assert commits == ["COMMIT"]
+        with pytest.raises(RuntimeError):  # what was written before stays
+            write_then_fail(s)
+    with StateStore.open(tmp_path) as again:  # committed: read back from the file
+        assert [e.action for e in again.history("a")] == ["load"]
+        assert again.installed("a") == [("a", "1.0.0", "/plugins/a")]
+        assert again.active_versions() == {"a": "1.0.0"}
+        assert again.get_config("a") == {"n": 1}
+        assert again._read("PRAGMA integrity_check") == [("ok",)]
+
+
+def test_another_threads_write_during_a_batch_lands_after_it(tmp_path: Path) -> None:
+    with StateStore.open(tmp_path) as s:
+        started = threading.Event()
+
+        def other() -> None:
+            started.set()
+            s.add_event("b", "load", version="2.0.0")  # waits for the batch's commit
+
+        with s.batch():
+            first = s.add_event("a", "load", version="1.0.0")
+            thread = threading.Thread(target=other)
+            thread.start()
+            assert started.wait(10)
+            second = s.add_event("a", "fail", version="1.0.0", result="failed")
+        thread.join(10)
+        assert not thread.is_alive()
+        events = s.history(limit=10)
+        assert [(e.plugin_id, e.action) for e in events] == [
+            ("b", "load"),
+            ("a", "fail"),
+            ("a", "load"),
+        ]
+        assert [e.id for e in events][1:] == [second, first]

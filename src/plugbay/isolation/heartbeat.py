@@ -78,6 +78,17 @@ class Beat:
             self.wake = None
             wake()
 
+    def started(self, now: float) -> None:
+        """The worker has just answered ``initialize``: answered, and idle at once.
+
+        Nothing is in flight, so it rests from its first tick (one look at its storage
+        image, no ping) instead of being pinged for ``idle_after`` seconds as if a caller
+        had just used it: a thousand plugins starting together cost ten pings each, host
+        and worker both woken, ten thousand in all, before any caller asked anything.
+        Its first request wakes it, as any resting worker's."""
+        self.last_pong = now
+        self._last_used = now - self.idle_after
+
     def busy(self, now: float, pending: bool) -> bool:
         return pending or now - self._last_used < self.idle_after
 

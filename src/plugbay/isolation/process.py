@@ -505,7 +505,7 @@ class ProcessHandle(sampling.SampledInWorker, RequestsToWorker, PluginHandle):
         One task per loop ticks for every worker (``isolation.heartbeat``): a busy worker is
         pinged every ``beat.interval``; an idle one rests, pinged every ``beat.idle_ping``."""
         loop = asyncio.get_running_loop()
-        self.beat.last_pong = self.beat.last_used = loop.time()
+        self.beat.started(loop.time())  # idle: rests from its first tick
         self._beating = True
         pulse_for(loop).join(self)
         quota = self.placement.limits.get("storage") if self.placement is not None else None
@@ -569,7 +569,10 @@ class ProcessHandle(sampling.SampledInWorker, RequestsToWorker, PluginHandle):
             return False
         busy = self._busy(now)
         self.follow.tick(busy)  # idle, or its caller's core shared: free to run on any core
-        if self._full_quota is not None and now >= self._next_storage:
+        # a worker woken from rest by a call is looked at now, not at its idle cadence
+        soon = now + self.storage_full_interval
+        look = now >= self._next_storage or (busy and self._next_storage > soon)
+        if self._full_quota is not None and look:
             self._look_full(self._full_quota)
             every = self.storage_full_interval if busy else self.beat.idle_interval
             self._next_storage = now + every

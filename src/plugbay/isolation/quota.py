@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Final
 
 from plugbay.api.errors import PlugbayError
-from plugbay.isolation import _loop
+from plugbay.isolation import _images, _loop
 
 __all__ = [
     "MECHANISM",
@@ -55,8 +55,6 @@ log = logging.getLogger("plugbay.isolation.quota")
 
 MiB: Final = 1 << 20
 MECHANISM: Final = "loop-mounted ext4 image"
-#: below this an ext4 journal does not fit: the image goes without one
-_JOURNAL_FROM: Final = 64 * MiB
 #: the smallest image mkfs.ext4 makes (a smaller quota still gets this much, documented)
 _SMALLEST: Final = 2 * MiB
 _TOOLS: Final = ("mkfs.ext4", "mount", "umount", "losetup", "e2fsck", "resize2fs")
@@ -210,19 +208,9 @@ def _size_for(quota: int) -> int:
 
 
 def _make_image(image: Path, size: int) -> None:
-    image.parent.mkdir(parents=True, exist_ok=True)
-    with open(image, "wb") as f:
-        f.truncate(size)
-    # the file was just made, all holes: nothing to discard, and its journal reads as zeros
-    # without being written (4 MiB a new image wrote, and half of mkfs's time)
-    extended = "root_owner=0:0,lazy_journal_init=1,nodiscard"
-    options = ["-q", "-F", "-m", "0", "-T", "default", "-E", extended]
-    options += ["-J", "size=4"] if size >= _JOURNAL_FROM else ["-O", "^has_journal"]
-    try:
-        _run("mkfs.ext4", *options, str(image))
-    except QuotaUnavailable:
-        image.unlink(missing_ok=True)
-        raise
+    """An empty ext4 image of ``size`` bytes: written from a template ``mkfs.ext4`` made
+    once per size, with its own UUID (``isolation._images``)."""
+    _images.make_image(image, size, lambda argv: _run("mkfs.ext4", *argv))
 
 
 def _mount(image: Path, target: Path) -> None:

@@ -9,6 +9,7 @@ with its reason; it never stops the other plugins.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import time
@@ -200,7 +201,9 @@ class Starting:
                     instance.on_system_event,
                 )
             )
-        self._history(rec, "load", "ok", None, {"seconds": round(rec.load_seconds, 6)})
+        # its history, its kept copy and its active version: one commit (state.batch)
+        with self.state.batch() if self.state is not None else contextlib.nullcontext():
+            self._history(rec, "load", "ok", None, {"seconds": round(rec.load_seconds, 6)})
         self.events.emit("plugin.loaded", plugin=manifest.id, version=str(manifest.version))
         return rec
 

@@ -36,6 +36,7 @@ from plugbay.state._sqlite import (
     execute,
     read_json,
     rollback,
+    savepoint,
     utf8_safe,
 )
 from plugbay.state._tokens import ApiTokens
@@ -109,7 +110,9 @@ class StateStore(ApiTokens):
         self.path = Path(path)
         self.history_limit = history_limit
         self.read_only = read_only
-        self._lock = threading.Lock()
+        #: reentrant: the writes of a :meth:`batch` take it again inside it
+        self._lock = threading.RLock()
+        self._batching = False
         self._since_prune: dict[str, int] = {}
         self._identity: tuple[int, int] | None = None
         if check:
@@ -373,10 +376,44 @@ class StateStore(ApiTokens):
         return dest
 
     @contextmanager
+    def batch(self) -> Iterator[None]:
+        """This thread's writes in the block in one transaction, committed as it ends (by
+        an exception too); each is still undone alone when it fails (a savepoint). A
+        plugin's start writes three times: one commit, not three. Other threads wait."""
+        with self._lock:
+            if self._batching or self.read_only:
+                yield
+                return
+            db = self._connection()
+            self._check_still_there()
+            try:
+                db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise self._error("cannot write the state database", exc) from None
+            self._batching = True
+            try:
+                yield
+            finally:
+                self._batching = False
+                try:
+                    db.execute("COMMIT")
+                except sqlite3.Error as exc:
+                    rollback(db)
+                    raise self._error("cannot write the state database", exc) from None
+
+    @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """One short write transaction, committed before the block's caller returns."""
+        """One short write transaction, committed before the block's caller returns (at
+        the end of the :meth:`batch` it is part of)."""
         with self._lock:
             db = self._connection()
+            if self._batching:
+                try:
+                    with savepoint(db):
+                        yield db
+                except sqlite3.Error as exc:
+                    raise self._error("cannot write the state database", exc) from None
+                return
             self._check_still_there()
             try:
                 db.execute("BEGIN IMMEDIATE")

@@ -7,7 +7,8 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from contextlib import suppress
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import quote
@@ -21,6 +22,7 @@ __all__ = [
     "execute",
     "read_json",
     "rollback",
+    "savepoint",
     "utf8_safe",
 ]
 
@@ -86,6 +88,20 @@ def utf8_safe(value: Any) -> Any:
     if isinstance(value, str):
         return value.encode("utf-8", "backslashreplace").decode("utf-8")
     return value
+
+
+@contextmanager
+def savepoint(db: sqlite3.Connection) -> Iterator[None]:
+    """One write inside a larger transaction: undone alone when it fails."""
+    db.execute("SAVEPOINT one_write")
+    try:
+        yield
+    except BaseException:
+        with suppress(sqlite3.Error):
+            db.execute("ROLLBACK TO one_write")
+            db.execute("RELEASE one_write")
+        raise
+    db.execute("RELEASE one_write")
 
 
 def rollback(db: sqlite3.Connection) -> None:

@@ -1,0 +1,137 @@
+"""Storage images written from a template (isolation/_images.py): each one a clean ext4
+filesystem of its size with an identity of its own, mkfs.ext4 run once per size; where the
+template cannot be made, each image is made by mkfs.ext4 as before."""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import struct
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from plugbay.isolation import _images, quota
+
+MiB = 1 << 20
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("mkfs.ext4") is None or shutil.which("e2fsck") is None,
+    reason="needs e2fsprogs (mkfs.ext4, e2fsck)",
+)
+
+
+@pytest.fixture(autouse=True)
+def fresh_templates() -> Iterator[None]:
+    saved = dict(_images._templates)
+    _images._templates.clear()
+    yield
+    _images._templates.clear()
+    _images._templates.update(saved)
+
+
+class Mkfs:
+    """mkfs.ext4, counted; ``refuse``: an option it does not know (an older mkfs.ext4)."""
+
+    def __init__(self, refuse: str | None = None) -> None:
+        self.runs: list[list[str]] = []
+        self.refuse = refuse
+
+    def __call__(self, argv: list[str]) -> None:
+        self.runs.append(argv)
+        if self.refuse is not None and self.refuse in argv:
+            raise quota.QuotaUnavailable(f"mkfs.ext4: invalid filesystem option '{self.refuse}'")
+        subprocess.run(["mkfs.ext4", *argv], check=True, capture_output=True)
+
+
+def clean(image: Path) -> str:
+    done = subprocess.run(["e2fsck", "-f", "-n", str(image)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def uuid_of(image: Path) -> bytes:
+    with open(image, "rb") as f:
+        f.seek(1024 + 0x68)
+        return f.read(16)
+
+
+def fill(path: Path, size: int) -> int | None:
+    """Write ``size`` bytes, durably; the errno of the write refused, or None."""
+    try:
+        with open(path, "wb") as f:
+            for _ in range(size // MiB):
+                f.write(b"\1" * MiB)
+                f.flush()
+                os.fsync(f.fileno())
+    except OSError as exc:
+        return exc.errno
+    return None
+
+
+def test_crc32c_is_the_castagnoli_checksum_as_ext4_keeps_it() -> None:
+    # the check value of CRC-32C is 0xE3069283; ext4 keeps it without the final inversion
+    assert _images.crc32c(b"123456789") ^ 0xFFFFFFFF == 0xE3069283
+
+
+@pytest.mark.parametrize("size", [8 * MiB, 96 * MiB])  # without a journal, and with one
+def test_images_are_clean_filesystems_of_their_size_each_with_its_own_uuid(
+    tmp_path: Path, size: int
+) -> None:
+    mkfs = Mkfs()
+    images = [tmp_path / f"p{i}.ext4" for i in range(3)]
+    for image in images:
+        _images.make_image(image, size, mkfs)
+    assert len(mkfs.runs) == 1  # the template's; the images are written from it
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".template-")]
+    for image in images:
+        assert image.stat().st_size == size
+        assert image.stat().st_blocks * 512 < 2 * MiB  # sparse: the metadata only
+        assert f"/{size // 4096} blocks" in clean(image)
+    assert len({uuid_of(image) for image in images}) == 3
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not os.path.exists("/dev/loop-control"),
+    reason="needs root and loop devices",
+)
+def test_a_templated_image_mounts_keeps_data_and_refuses_a_write_past_its_size(
+    tmp_path: Path,
+) -> None:
+    mounts = quota.QuotaMounts()
+    data = tmp_path / "data" / "acme.one"
+    mounts.attach(data, 4 * MiB, "acme.one")
+    try:
+        (data / "kept.txt").write_text("kept")
+        assert fill(data / "fill", 8 * MiB) == errno.ENOSPC
+    finally:
+        mounts.close()
+    clean(quota.image_path(Path(os.path.realpath(data))))
+    mounts = quota.QuotaMounts()
+    mounts.attach(data, 4 * MiB, "acme.one")
+    try:
+        assert (data / "kept.txt").read_text() == "kept"
+    finally:
+        mounts.close()
+
+
+def test_without_metadata_csum_seed_each_image_is_made_by_mkfs(tmp_path: Path) -> None:
+    mkfs = Mkfs(refuse="metadata_csum_seed")
+    images = [tmp_path / f"p{i}.ext4" for i in range(2)]
+    for image in images:
+        _images.make_image(image, 8 * MiB, mkfs)
+    assert len(mkfs.runs) == 3  # the template tried once, then each image
+    for image in images:
+        clean(image)
+    assert uuid_of(images[0]) != uuid_of(images[1])
+
+
+def test_a_superblock_whose_checksums_follow_the_uuid_is_not_renamed() -> None:
+    block = bytearray(1024)
+    struct.pack_into("<I", block, 0x64, 0x400)  # metadata_csum, without metadata_csum_seed
+    assert not _images._renamable(bytes(block))
+    struct.pack_into("<I", block, 0x60, 0x2000)
+    assert _images._renamable(bytes(block))
