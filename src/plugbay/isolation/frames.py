@@ -599,7 +599,6 @@ class Channel(asyncio.Protocol):
             return
         out = self._out
         if type(message) in _JOINED:
-            start = len(out)
             group = self._group
             at = len(group)
             try:
@@ -609,17 +608,22 @@ class Channel(asyncio.Protocol):
                 raise
             if len(group) - at <= _JOIN_AT_MOST:  # small: it joins the group
                 self._grouped += 1
-            else:  # a large one leaves as a frame alone, after the group
-                body = group[at:]
-                del group[at:]
-                if len(body) > MAX_FRAME:
-                    raise FrameError(
-                        f"a message of {len(body)} bytes is over the {MAX_FRAME}-byte frame limit"
-                    )
-                self._close_group()
-                start = len(out)
-                out += _HEADER.pack(len(body))
-                out += body
+                if len(out) + len(group) >= _BATCH_BYTES:
+                    self._drain()
+                elif not (self._scheduled or self._receiving):
+                    self._schedule()
+                return
+            # a large one leaves as a frame alone, after the group
+            body = group[at:]
+            del group[at:]
+            if len(body) > MAX_FRAME:
+                raise FrameError(
+                    f"a message of {len(body)} bytes is over the {MAX_FRAME}-byte frame limit"
+                )
+            self._close_group()
+            start = len(out)
+            out += _HEADER.pack(len(body))
+            out += body
         else:
             self._close_group()  # the calls or answers before it go first
             start = self._append(message)
