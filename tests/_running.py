@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -13,6 +12,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from tests._cli import cli_env
 
 
 @dataclass
@@ -35,7 +36,7 @@ def plugbay_run(
     cwd: Path, *args: str, timeout: float = 60, expect_http: bool = True
 ) -> Iterator[Running]:
     """``plugbay run --http 127.0.0.1:0 --no-metrics ARGS`` in ``cwd``; SIGINT at the end."""
-    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb"}
+    env = cli_env()
     state = cwd / ".plugbay"
     proc = subprocess.Popen(
         [sys.executable, "-m", "plugbay.cli", "run", "--http", "127.0.0.1:0", "--no-metrics",

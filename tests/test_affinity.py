@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -157,10 +157,11 @@ class P(UtilityPlugin):
 """
 
 
-@pytest.mark.slow
-async def test_a_sandboxed_worker_follows_its_lone_caller_and_rests_free(
+@pytest.fixture
+async def echo_host(
     plugins: PluginFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+) -> AsyncIterator[tuple[Host, ProcessHandle]]:
+    """A host serving one sandboxed echo plugin, and its worker's handle."""
     # on a loaded machine the caller's core is shared: the hold would (rightly) be let go
     monkeypatch.setattr(affinity, "CONTENDED_NS", 10**12)
     plugins("acme.echo", ECHO, extra='isolation = "process"\n')
@@ -169,54 +170,56 @@ async def test_a_sandboxed_worker_follows_its_lone_caller_and_rests_free(
     ) as host:
         handle = host.plugin("acme.echo").handle
         assert isinstance(handle, ProcessHandle)
-        pid = handle.pid
-        assert os.sched_getaffinity(pid) == ALLOWED
-        for i in range(LONE_CALLS + 2):
-            assert await host.call("acme.echo", "echo", x=i) == i
-        assert os.sched_getaffinity(pid) == {handle.follow.cpu}
-        # 16 callers at once: the worker may use every core while they overlap
-        answers = await asyncio.gather(*(host.call("acme.echo", "echo", x=i) for i in range(16)))
-        assert answers == list(range(16))
-        assert os.sched_getaffinity(pid) == ALLOWED
-        for i in range(LONE_CALLS + 2):
-            await host.call("acme.echo", "echo", x=i)
-        assert len(os.sched_getaffinity(pid)) == 1
-        # idle: the heartbeat rests it, and a resting worker is held to no core
-        handle.beat.idle_after = 0.1
-        deadline = time.monotonic() + 10
-        while os.sched_getaffinity(pid) != ALLOWED:
-            assert time.monotonic() < deadline, "the idle worker was never let go"
-            await asyncio.sleep(0.05)
-        assert await host.call("acme.echo", "echo", x=7) == 7  # and it still answers
+        yield host, handle
+
+
+@pytest.mark.slow
+async def test_a_sandboxed_worker_follows_its_lone_caller_and_rests_free(
+    echo_host: tuple[Host, ProcessHandle],
+) -> None:
+    host, handle = echo_host
+    pid = handle.pid
+    assert os.sched_getaffinity(pid) == ALLOWED
+    for i in range(LONE_CALLS + 2):
+        assert await host.call("acme.echo", "echo", x=i) == i
+    assert os.sched_getaffinity(pid) == {handle.follow.cpu}
+    # 16 callers at once: the worker may use every core while they overlap
+    answers = await asyncio.gather(*(host.call("acme.echo", "echo", x=i) for i in range(16)))
+    assert answers == list(range(16))
+    assert os.sched_getaffinity(pid) == ALLOWED
+    for i in range(LONE_CALLS + 2):
+        await host.call("acme.echo", "echo", x=i)
+    assert len(os.sched_getaffinity(pid)) == 1
+    # idle: the heartbeat rests it, and a resting worker is held to no core
+    handle.beat.idle_after = 0.1
+    deadline = time.monotonic() + 10
+    while os.sched_getaffinity(pid) != ALLOWED:
+        assert time.monotonic() < deadline, "the idle worker was never let go"
+        await asyncio.sleep(0.05)
+    assert await host.call("acme.echo", "echo", x=7) == 7  # and it still answers
 
 
 @pytest.mark.slow
 async def test_a_held_worker_is_let_go_before_it_is_killed(
-    plugins: PluginFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    echo_host: tuple[Host, ProcessHandle], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A worker stopped while held (a canary rolled back, a plugin unloaded) must die on
     any core: held to its caller's core, busy with the caller, its exit waited there
     (a rolled-back canary's worker was seen still running after the rollback)."""
-    monkeypatch.setattr(affinity, "CONTENDED_NS", 10**12)
-    plugins("acme.echo", ECHO, extra='isolation = "process"\n')
-    async with Host(
-        plugins.root, state_dir=tmp_path / "state", entry_points=False, init_timeout=20
-    ) as host:
-        handle = host.plugin("acme.echo").handle
-        assert isinstance(handle, ProcessHandle)
-        for i in range(LONE_CALLS + 2):
-            await host.call("acme.echo", "echo", x=i)
-        pid = handle.pid
-        assert len(os.sched_getaffinity(pid)) == 1  # held
-        mask_when_killed: list[set[int]] = []
-        kill = os.kill
+    host, handle = echo_host
+    for i in range(LONE_CALLS + 2):
+        await host.call("acme.echo", "echo", x=i)
+    pid = handle.pid
+    assert len(os.sched_getaffinity(pid)) == 1  # held
+    mask_when_killed: list[set[int]] = []
+    kill = os.kill
 
-        def spy(target: int, sig: int) -> None:
-            if target == pid:
-                mask_when_killed.append(os.sched_getaffinity(pid))
-            kill(target, sig)
+    def spy(target: int, sig: int) -> None:
+        if target == pid:
+            mask_when_killed.append(os.sched_getaffinity(pid))
+        kill(target, sig)
 
-        monkeypatch.setattr(os, "kill", spy)
-        handle.release()
-        monkeypatch.setattr(os, "kill", kill)
-        assert mask_when_killed and all(mask == ALLOWED for mask in mask_when_killed)
+    monkeypatch.setattr(os, "kill", spy)
+    handle.release()
+    monkeypatch.setattr(os, "kill", kill)
+    assert mask_when_killed and all(mask == ALLOWED for mask in mask_when_killed)

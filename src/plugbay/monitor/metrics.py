@@ -112,14 +112,6 @@ class CommandStats:
         else:
             self.period = self.left = pacer(-left)
 
-    @classmethod
-    def untimed(cls) -> CommandStats:
-        """Figures nobody keeps (an uncounted call's, such as a health probe): no call of
-        theirs is timed, so none marks its plugin for the monitor's tick."""
-        stats = cls()
-        stats.period = stats.left = 1 << 62
-        return stats
-
     def arm(self) -> None:
         """Time the next call: the monitor arms a settled plugin's commands so that the
         call that wakes it takes the timed branch, the only one that marks the plugin

@@ -23,7 +23,7 @@ from plugbay.api import CommandSpec
 from plugbay.api.errors import ParameterError, PlugbayError
 from plugbay.isolation import CallTimeout, PluginHandle
 from plugbay.monitor import CommandStats
-from plugbay.runtime import manager as calls
+from plugbay.runtime import calling as calls
 from plugbay.runtime.tap import heard_many
 
 if TYPE_CHECKING:
@@ -45,17 +45,14 @@ async def call_many(
     if route is None:
         route = await manager._held(plugin_id)
     handle = route.handle
-    entry = route.table.get(command)
+    entry = route.entries.get(command)
     if entry is None:
         raise manager._no_command(plugin_id, command, handle)
-    spec, stats = entry
-    timeout = route.timeout
-    if spec.timeout is not None and spec.timeout < timeout:
-        timeout = spec.timeout
+    spec, stats, timeout, _ = entry  # the timeout: the route's, or the command's if shorter
     out, checked, where, timed = _checked(
         spec, stats, params, plugin_id, strict, counted=manager.settings.monitoring
     )
-    started = calls._clock() if timed >= 0 else 0.0
+    started = calls.clock() if timed >= 0 else 0.0
     manager.touched.add(plugin_id)  # the monitor's tick looks at it (monitor.tracks)
     inflight = route.inflight
     inflight[0] += len(checked)  # what a reload drains before it retires this version
@@ -64,7 +61,7 @@ async def call_many(
         results = await many(spec, checked, timeout) if checked else []
     finally:
         inflight[0] -= len(checked)
-    took = calls._clock() - started if timed >= 0 else None
+    took = calls.clock() - started if timed >= 0 else None
     for i, result in zip(where, results, strict=True):
         seconds = took if i == timed else None
         out[i] = _judged(result, spec, plugin_id, command, handle, timeout, stats, seconds)
@@ -126,14 +123,14 @@ def _judged(
             return exc
     if isinstance(result, CallTimeout):
         stats.error(seconds, "PluginTimeout")
-        return calls._timed_out(plugin_id, command, timeout)
+        return calls.timed_out(plugin_id, command, timeout)
     if isinstance(result, PlugbayError):  # bad parameters (a worker checks them) are the caller's
         if not isinstance(result, ParameterError):
             stats.error(seconds, type(result).__name__)
         return result
     if isinstance(result, BaseException):
         stats.error(seconds, type(result).__name__)
-        error = calls._plugin_raised(plugin_id, command, handle, result)
+        error = calls.plugin_raised(plugin_id, command, handle, result)
         error.__cause__ = result
         return error
     try:

@@ -13,9 +13,9 @@ traceback and emitted as an event; it never stops the other plugins.
 The manager is made of parts, one concern each: starting a plugin
 (:mod:`~plugbay.runtime.starting`), answering its crashes
 (:mod:`~plugbay.runtime.supervision`), its security events and bounds
-(:mod:`~plugbay.runtime.security`); swaps are delegated to
-:class:`~plugbay.runtime.swap.Swapper`. The call path and the bookkeeping the
-parts share are here.
+(:mod:`~plugbay.runtime.security`), running a call (:mod:`~plugbay.runtime.calling`,
+the one call path); swaps are delegated to :class:`~plugbay.runtime.swap.Swapper`.
+The bookkeeping the parts share is here.
 """
 
 from __future__ import annotations
@@ -32,28 +32,22 @@ from typing import Any, Final
 
 from plugbay.api import CommandSpec, Plugin, PluginContext
 from plugbay.api.errors import (
-    CommandNotFound,
     DependentsError,
-    ParameterError,
     PlugbayError,
-    PluginCallError,
-    PluginNotFound,
     PluginStateError,
-    PluginTimeout,
-    did_you_mean,
 )
 from plugbay.isolation import Backend, CallTimeout, InlineBackend, PluginHandle
-from plugbay.isolation.loading import plugin_frame
 from plugbay.isolation.process import ProcessBackend
 from plugbay.isolation.ray import RayBackend
 from plugbay.isolation.wasm import WasmBackend
 from plugbay.model.manifest import PluginManifest
 from plugbay.model.registry import PluginRegistry
 from plugbay.model.resolve import ResolutionPlan
-from plugbay.monitor import CommandStats, PluginMetrics
+from plugbay.monitor import PluginMetrics
 from plugbay.monitor.bounds import Budget
 from plugbay.runtime.activation import Activation
 from plugbay.runtime.broker import Broker
+from plugbay.runtime.calling import Calling
 from plugbay.runtime.environments import EnvironmentStore
 from plugbay.runtime.events import EventBus
 from plugbay.runtime.plugin_events import PluginEvents
@@ -66,7 +60,7 @@ from plugbay.runtime.startup import prepare_storage, start_plan
 from plugbay.runtime.store import PluginStore
 from plugbay.runtime.supervision import Supervision
 from plugbay.runtime.swap import Swapper, UpgradePlan
-from plugbay.runtime.tap import Taps, heard_failing
+from plugbay.runtime.tap import Taps
 from plugbay.state import StateStore
 
 __all__ = ["ManagerSettings", "PluginManager", "PluginRecord", "PluginState"]
@@ -76,11 +70,7 @@ log = logging.getLogger("plugbay.manager")
 _NO_CONFIG: Final[Mapping[str, Any]] = {}
 
 
-_FOLD_AT: Final = CommandStats.FOLD_AT
-_clock = time.perf_counter
-
-
-class PluginManager(Starting, Supervision, SecurityEvents):
+class PluginManager(Calling, Starting, Supervision, SecurityEvents):
     """The spec's ``PluginManager``: load, unload, get and list plugins, and call them;
     reload, upgrade and roll them back (:mod:`plugbay.swap`)."""
 
@@ -565,90 +555,7 @@ class PluginManager(Starting, Supervision, SecurityEvents):
             return rec
         return await self.load_plugin(plugin_id)
 
-    # ------------------------------------------------------------------ the call path
-
-    async def call(
-        self,
-        plugin_id: str,
-        command: str,
-        params: Mapping[str, Any],
-        *,
-        strict: bool = True,
-        counted: bool = True,
-    ) -> Any:
-        """Check, run, time and count one command call. Every failure is a PlugbayError.
-
-        ``counted=False`` (the monitor's health probes) leaves the plugin's figures alone.
-        A caller's bad parameters fail the call but are not counted as the plugin's error."""
-        route = self._routes.get(plugin_id)
-        if route is None:
-            route = await self._held(plugin_id)
-        handle = route.handle
-        entry = route.table.get(command)
-        if entry is None:
-            raise self._no_command(plugin_id, command, handle)
-        spec, stats = entry
-        if not counted:  # never timed either, so a health probe does not mark the plugin
-            stats = CommandStats.untimed()
-        # Counted exactly, timed by sampling (see CommandStats): `started` is 0.0 when
-        # this call is not timed.
-        started = 0.0
-        if self.settings.monitoring:
-            left = stats.left - 1
-            stats.left = left
-            if not left:  # a settled plugin's next call is timed (CommandStats.arm)
-                self.touched.add(plugin_id)  # the monitor's tick looks at it
-                started = _clock()
-        timeout = route.timeout
-        if spec.timeout is not None and spec.timeout < timeout:
-            timeout = spec.timeout
-        inflight = route.inflight
-        inflight[0] += 1  # what a reload drains before it retires this version
-        # a tapped plugin's recorder or shadow is told here, no frame of its own (runtime.tap)
-        heard, at, kwargs = route.heard, 0.0, params
-        try:
-            kwargs = spec.validate_params(params, plugin=plugin_id, strict=strict)
-            if heard is None:
-                result = await handle.call(spec, kwargs, timeout)
-            else:
-                at = _clock()
-                result = await handle.call(spec, kwargs, timeout)
-                heard(spec, kwargs, result, None, _clock() - at)
-                at = 0.0
-            result = spec.validate_result(result, plugin=plugin_id)
-        except PlugbayError as exc:
-            # a caller's bad parameters are the caller's mistake, not the plugin's
-            _count_failure(stats, started, None if isinstance(exc, ParameterError) else exc)
-            heard_failing(heard, at, spec, kwargs, exc)
-            raise
-        except CallTimeout as exc:
-            _count_failure(stats, started, "PluginTimeout")
-            heard_failing(heard, at, spec, kwargs, exc)
-            raise _timed_out(plugin_id, command, timeout) from None
-        except (Exception, SystemExit) as exc:  # sys.exit() in a plugin is its own failure
-            _count_failure(stats, started, exc)
-            heard_failing(heard, at, spec, kwargs, exc)
-            raise _plugin_raised(plugin_id, command, handle, exc) from exc
-        finally:
-            inflight[0] -= 1
-        if started:  # a timed call, inlined: one append (see CommandStats)
-            stats.pending.append(_clock() - started)
-            stats.next_period()
-            if len(stats.pending) >= _FOLD_AT:
-                stats.fold()
-        return result
-
-    async def _held(self, plugin_id: str) -> Route:
-        """The route of a plugin whose calls are held by a swap, once it lets them through
-        (or of a plugin that starts on demand, once this first call started it)."""
-        if self.activation.is_deferred(plugin_id):
-            return await self.activation.start(plugin_id)
-        while (hold := self._holds.get(plugin_id)) is not None:
-            await asyncio.shield(hold)
-            route = self._routes.get(plugin_id)
-            if route is not None:
-                return route
-        raise self._not_callable(plugin_id)
+    # ------------------------------------------------------------------ commands
 
     def command_spec(self, plugin_id: str, command: str) -> CommandSpec:
         rec = self.record(plugin_id)
@@ -719,69 +626,3 @@ class PluginManager(Starting, Supervision, SecurityEvents):
                 self._swapper.remember_active(rec)
         except PlugbayError as exc:  # losing history must not take a plugin down
             log.error("could not record %s of %s: %s", action, rec.id, exc)
-
-    def _not_found(self, plugin_id: str) -> PluginNotFound:
-        return PluginNotFound(
-            f"no plugin '{plugin_id}' is known to this host",
-            plugin=plugin_id,
-            hint=did_you_mean(plugin_id, self._records)
-            or "'plugbay list' shows the plugins this host knows",
-        )
-
-    def _not_active(self, rec: PluginRecord) -> PluginStateError:
-        return PluginStateError(
-            f"is {rec.state}, not active" + (f": {rec.reason}" if rec.reason else ""),
-            plugin=rec.id,
-            hint=f"'plugbay info {rec.id}' shows why; 'plugbay enable {rec.id}' if it was disabled",
-        )
-
-    def _not_callable(self, plugin_id: str) -> PlugbayError:
-        rec = self._records.get(plugin_id)
-        return self._not_found(plugin_id) if rec is None else self._not_active(rec)
-
-    def _no_command(self, plugin_id: str, command: str, handle: PluginHandle) -> CommandNotFound:
-        names = sorted(handle.commands)
-        suggestion = did_you_mean(command, names, n=1)
-        return CommandNotFound(
-            f"has no command '{command}'",
-            plugin=plugin_id,
-            hint=(f"{suggestion} " if suggestion else "")
-            + f"commands: {', '.join(names) or 'none'}",
-        )
-
-
-# The call path's failures, off its hot path: counted, then said in the user's words.
-
-
-def _count_failure(stats: CommandStats, started: float, error: BaseException | str | None) -> None:
-    """Count a failed call as an error of its type (``None``: not the plugin's, only
-    the sampling period moves on); ``started`` is 0.0 when the call was not timed."""
-    if error is not None:
-        kind = error if isinstance(error, str) else type(error).__name__
-        stats.error(_clock() - started if started else None, kind)
-    if started:
-        stats.next_period()
-
-
-def _timed_out(plugin_id: str, command: str, timeout: float) -> PluginTimeout:
-    return PluginTimeout(
-        f"command '{command}' did not finish within {timeout:g} s",
-        plugin=plugin_id,
-        hint="the call was cancelled; raise resources.timeout in the manifest "
-        "if this command needs longer",
-    )
-
-
-def _plugin_raised(
-    plugin_id: str, command: str, handle: PluginHandle, exc: BaseException
-) -> PluginCallError:
-    return PluginCallError(
-        f"command '{command}' raised {type(exc).__name__}: {exc}",
-        plugin=plugin_id,
-        where=plugin_frame(exc, handle.manifest),
-        hint="this is the plugin's own error; the host and other plugins are unaffected",
-        details={
-            "exception": type(exc).__name__,
-            "traceback": "".join(traceback.format_exception(exc)),
-        },
-    )

@@ -8,7 +8,7 @@ typed for mypy, ``await plugbay.many(proxy.add, [...])`` (``host.call_many``).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import msgspec
 
@@ -19,6 +19,7 @@ from plugbay.runtime.manager import PluginManager
 __all__ = ["PluginProxy", "many"]
 
 R = TypeVar("R")
+_SCALARS: Final = frozenset({str, int, float, bool, bytes})
 _Many = Callable[[Iterable[Mapping[str, Any]]], Awaitable[list[Any]]]
 
 
@@ -86,11 +87,15 @@ class PluginProxy:
             ]
 
         if returns is not None:
+            # a value already of its declared scalar type is what converting it would give
+            scalar = returns if returns in _SCALARS else None
 
             async def typed(*args: Any, **kwargs: Any) -> Any:
                 if args:
                     kwargs.update(zip(names, args, strict=False))
                 result = await call(plugin_id, name, kwargs)
+                if type(result) is scalar:
+                    return result
                 return msgspec.convert(result, returns, strict=False, from_attributes=True)
 
             method: Any = typed

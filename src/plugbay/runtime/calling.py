@@ -1,0 +1,214 @@
+"""The one call path: ``await host.call(...)``, a typed proxy's methods and the HTTP
+API all come through :meth:`Calling.call`.
+
+A call finds the plugin's :class:`~plugbay.runtime.routing.Route` (one dict read; a
+swap replaces it in one assignment), checks the parameters against the command's
+signature, runs the command on the route's handle within its timeout, checks the
+result against its declared type, and counts it in the command's stats: exactly,
+with its duration sampled (``monitor.metrics.CommandStats``). A tapped plugin's
+listeners (recorder, shadow, canary: ``runtime.tap``) are told the outcome. Every
+failure reaches the caller as a :class:`PlugbayError`.
+
+What can be decided once per route is decided when the route is made, not per call
+(``Route.entries``): each command's timeout, whether its result needs a check (a
+worker's commands are checked in the worker); with monitoring off a command's stats
+are a stand-in whose countdown never ends, so the call path asks no setting
+(``routing.UNCOUNTED``). Deadlines are the backend's (one watchdog per channel for a
+worker, ``isolation.requests``), so no timer is armed here.
+
+:class:`Calling` is part of :class:`plugbay.runtime.manager.PluginManager`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import traceback
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Final
+
+from plugbay.api.errors import (
+    CommandNotFound,
+    ParameterError,
+    PlugbayError,
+    PluginCallError,
+    PluginNotFound,
+    PluginStateError,
+    PluginTimeout,
+    did_you_mean,
+)
+from plugbay.isolation import CallTimeout, PluginHandle
+from plugbay.isolation.loading import plugin_frame
+from plugbay.monitor import CommandStats
+from plugbay.runtime.records import PluginRecord
+from plugbay.runtime.routing import UNCOUNTED, Route
+from plugbay.runtime.tap import heard_failing
+
+if TYPE_CHECKING:
+    from plugbay.runtime.activation import Activation
+
+__all__ = ["Calling", "clock", "count_failure", "plugin_raised", "timed_out"]
+
+_FOLD_AT: Final = CommandStats.FOLD_AT
+#: the call path's timer (a timed call reads it twice)
+clock: Final = time.perf_counter
+
+
+class Calling:
+    """The manager's part that runs a call: routed, checked, bounded, timed and counted."""
+
+    _records: dict[str, PluginRecord]
+    # the hot path's routing table: active plugins only
+    _routes: dict[str, Route]
+    #: plugins whose new calls wait while a swap moves their state (plugbay.runtime.swap)
+    _holds: dict[str, asyncio.Future[None]]
+    touched: set[str]  # plugins called since the monitor's last tick
+    activation: Activation
+
+    async def call(
+        self,
+        plugin_id: str,
+        command: str,
+        params: Mapping[str, Any],
+        *,
+        strict: bool = True,
+        counted: bool = True,
+    ) -> Any:
+        """Check, run, time and count one command call. Every failure is a PlugbayError.
+
+        ``counted=False`` (the monitor's health probes) leaves the plugin's figures alone.
+        A caller's bad parameters fail the call but are not counted as the plugin's error."""
+        route = self._routes.get(plugin_id)
+        if route is None:
+            route = await self._held(plugin_id)
+        handle = route.handle
+        entry = route.entries.get(command)
+        if entry is None:
+            raise self._no_command(plugin_id, command, handle)
+        spec, stats, timeout, check = entry
+        if not counted:  # never timed either, so a health probe does not mark the plugin
+            stats = UNCOUNTED
+        # Counted exactly, timed by sampling (see CommandStats): `started` is 0.0 when
+        # this call is not timed. (With monitoring off, `stats` never counts down to 0.)
+        started = 0.0
+        left = stats.left - 1
+        stats.left = left
+        if not left:  # a settled plugin's next call is timed (CommandStats.arm)
+            self.touched.add(plugin_id)  # the monitor's tick looks at it
+            started = clock()
+        inflight = route.inflight
+        inflight[0] += 1  # what a reload drains before it retires this version
+        # a tapped plugin's recorder or shadow is told here, no frame of its own (runtime.tap)
+        heard, at, kwargs = route.heard, 0.0, params
+        try:
+            kwargs = spec.validate_params(params, plugin=plugin_id, strict=strict)
+            if heard is None:
+                result = await handle.call(spec, kwargs, timeout)
+            else:
+                at = clock()
+                result = await handle.call(spec, kwargs, timeout)
+                heard(spec, kwargs, result, None, clock() - at)
+                at = 0.0
+            if check is not None:
+                result = check(result, plugin=plugin_id)
+        except PlugbayError as exc:
+            # a caller's bad parameters are the caller's mistake, not the plugin's
+            count_failure(stats, started, None if isinstance(exc, ParameterError) else exc)
+            heard_failing(heard, at, spec, kwargs, exc)
+            raise
+        except CallTimeout as exc:
+            count_failure(stats, started, "PluginTimeout")
+            heard_failing(heard, at, spec, kwargs, exc)
+            raise timed_out(plugin_id, command, timeout) from None
+        except (Exception, SystemExit) as exc:  # sys.exit() in a plugin is its own failure
+            count_failure(stats, started, exc)
+            heard_failing(heard, at, spec, kwargs, exc)
+            raise plugin_raised(plugin_id, command, handle, exc) from exc
+        finally:
+            inflight[0] -= 1
+        if started:  # a timed call, inlined: one append (see CommandStats)
+            stats.pending.append(clock() - started)
+            stats.next_period()
+            if len(stats.pending) >= _FOLD_AT:
+                stats.fold()
+        return result
+
+    async def _held(self, plugin_id: str) -> Route:
+        """The route of a plugin whose calls are held by a swap, once it lets them through
+        (or of a plugin that starts on demand, once this first call started it)."""
+        if self.activation.is_deferred(plugin_id):
+            return await self.activation.start(plugin_id)
+        while (hold := self._holds.get(plugin_id)) is not None:
+            await asyncio.shield(hold)
+            route = self._routes.get(plugin_id)
+            if route is not None:
+                return route
+        raise self._not_callable(plugin_id)
+
+    # ------------------------------------------------------------------ why a call cannot run
+
+    def _not_found(self, plugin_id: str) -> PluginNotFound:
+        return PluginNotFound(
+            f"no plugin '{plugin_id}' is known to this host",
+            plugin=plugin_id,
+            hint=did_you_mean(plugin_id, self._records)
+            or "'plugbay list' shows the plugins this host knows",
+        )
+
+    def _not_active(self, rec: PluginRecord) -> PluginStateError:
+        return PluginStateError(
+            f"is {rec.state}, not active" + (f": {rec.reason}" if rec.reason else ""),
+            plugin=rec.id,
+            hint=f"'plugbay info {rec.id}' shows why; 'plugbay enable {rec.id}' if it was disabled",
+        )
+
+    def _not_callable(self, plugin_id: str) -> PlugbayError:
+        rec = self._records.get(plugin_id)
+        return self._not_found(plugin_id) if rec is None else self._not_active(rec)
+
+    def _no_command(self, plugin_id: str, command: str, handle: PluginHandle) -> CommandNotFound:
+        names = sorted(handle.commands)
+        suggestion = did_you_mean(command, names, n=1)
+        return CommandNotFound(
+            f"has no command '{command}'",
+            plugin=plugin_id,
+            hint=(f"{suggestion} " if suggestion else "")
+            + f"commands: {', '.join(names) or 'none'}",
+        )
+
+
+# The call path's failures, off its hot path: counted, then said in the user's words.
+
+
+def count_failure(stats: CommandStats, started: float, error: BaseException | str | None) -> None:
+    """Count a failed call as an error of its type (``None``: not the plugin's, only
+    the sampling period moves on); ``started`` is 0.0 when the call was not timed."""
+    if error is not None:
+        kind = error if isinstance(error, str) else type(error).__name__
+        stats.error(clock() - started if started else None, kind)
+    if started:
+        stats.next_period()
+
+
+def timed_out(plugin_id: str, command: str, timeout: float) -> PluginTimeout:
+    return PluginTimeout(
+        f"command '{command}' did not finish within {timeout:g} s",
+        plugin=plugin_id,
+        hint="the call was cancelled; raise resources.timeout in the manifest "
+        "if this command needs longer",
+    )
+
+
+def plugin_raised(
+    plugin_id: str, command: str, handle: PluginHandle, exc: BaseException
+) -> PluginCallError:
+    return PluginCallError(
+        f"command '{command}' raised {type(exc).__name__}: {exc}",
+        plugin=plugin_id,
+        where=plugin_frame(exc, handle.manifest),
+        hint="this is the plugin's own error; the host and other plugins are unaffected",
+        details={
+            "exception": type(exc).__name__,
+            "traceback": "".join(traceback.format_exception(exc)),
+        },
+    )
