@@ -613,17 +613,7 @@ class Channel(asyncio.Protocol):
                 elif not (self._scheduled or self._receiving):
                     self._schedule()
                 return
-            # a large one leaves as a frame alone, after the group
-            body = group[at:]
-            del group[at:]
-            if len(body) > MAX_FRAME:
-                raise FrameError(
-                    f"a message of {len(body)} bytes is over the {MAX_FRAME}-byte frame limit"
-                )
-            self._close_group()
-            start = len(out)
-            out += _HEADER.pack(len(body))
-            out += body
+            start = self._alone_after_group(at)
         else:
             self._close_group()  # the calls or answers before it go first
             start = self._append(message)
@@ -631,6 +621,22 @@ class Channel(asyncio.Protocol):
             self._drain(start if len(out) > start else 0)
         elif not (self._scheduled or self._receiving):
             self._schedule()
+
+    def _alone_after_group(self, at: int) -> int:
+        """The large call or answer encoded at ``at`` of the group leaves as a frame of its
+        own, after the group; where it starts in the pending buffer."""
+        group, out = self._group, self._out
+        body = group[at:]
+        del group[at:]
+        if len(body) > MAX_FRAME:
+            raise FrameError(
+                f"a message of {len(body)} bytes is over the {MAX_FRAME}-byte frame limit"
+            )
+        self._close_group()
+        start = len(out)
+        out += _HEADER.pack(len(body))
+        out += body
+        return start
 
     def send_many(self, messages: list[Message]) -> None:
         """Frames that leave together (a batch of calls): pending frames first, then these
