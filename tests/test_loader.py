@@ -145,6 +145,62 @@ def test_failed_import_leaves_no_modules_behind(plugins: PluginFactory) -> None:
     assert set(sys.modules) - before == set()
 
 
+ENTRY = """
+import sys
+from plugbay import UtilityPlugin, command
+from . import helper
+
+class P(UtilityPlugin):
+    @command
+    def ping(self) -> str:
+        return helper.NAME
+"""
+
+
+def test_an_entry_file_loads_as_the_import_system_would(plugins: PluginFactory) -> None:
+    """Loaded from its file (isolation.loading._entry_file): the module a normal import
+    makes, with its spec, loader and file, its parent package's attribute, and
+    relative imports that work."""
+    d = plugins("acme.entry", ENTRY)
+    (d / "helper.py").write_text("NAME = __name__\n")
+    loaded = import_plugin(load_manifest(d))
+    try:
+        module = sys.modules[loaded.cls.__module__]
+        package = sys.modules[str(loaded.namespace)]
+        assert module.__name__ == f"{loaded.namespace}.main"
+        assert module.__spec__ is not None and module.__spec__.origin == str(d / "main.py")
+        assert module.__file__ == str(d / "main.py")
+        assert type(module.__loader__).__name__ == "SourceFileLoader"
+        assert module.__package__ == loaded.namespace
+        assert package.main is module
+        assert f"{loaded.namespace}.helper" == module.helper.NAME  # a relative import
+    finally:
+        unload_code(str(loaded.namespace))
+
+
+def test_a_package_of_the_entry_modules_name_wins_over_its_file(plugins: PluginFactory) -> None:
+    """As for the import system, a directory ``main/`` with ``__init__.py`` is the
+    module ``main``, whatever ``main.py`` holds."""
+    d = plugins("acme.shadowed", "raise RuntimeError('main.py must not be imported')\n")
+    (d / "main").mkdir()
+    (d / "main" / "__init__.py").write_text(
+        "from plugbay import UtilityPlugin\n\nWHO = 'package'\n\nclass P(UtilityPlugin):\n    pass\n"
+    )
+    loaded = import_plugin(load_manifest(d))
+    try:
+        assert sys.modules[loaded.cls.__module__].WHO == "package"
+    finally:
+        unload_code(str(loaded.namespace))
+
+
+def test_an_entry_file_that_fails_leaves_no_module_behind(plugins: PluginFactory) -> None:
+    d = plugins("acme.broken", "import json\nraise ValueError('at import')\n")
+    before = set(sys.modules)
+    with pytest.raises(PluginLoadError, match="ValueError: at import"):
+        import_plugin(load_manifest(d))
+    assert set(sys.modules) - before == set()
+
+
 @pytest.mark.parametrize(
     ("code", "type_", "message"),
     [

@@ -40,6 +40,7 @@ BASE: Final = "plugbay"
 _NAME: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _CPU_PERIOD_US: Final = 100_000
 _SWAP_FILES: Final = ("memory.memsw.limit_in_bytes", "memory.swap.max")
+_UNSAFE: Final = re.compile(r"[^A-Za-z0-9._-]")
 #: the host pid in a worker's cgroup name (worker_name), and in the layer's own names
 _OWNER: Final = re.compile(r"(?:-h|^w|^probe-)(\d+)-[0-9a-f]{8}$")
 
@@ -78,14 +79,26 @@ def _mountinfo() -> list[tuple[str, str, str, set[str]]]:
     return out
 
 
-def _own_cgroups() -> dict[str, str]:
-    """controller → this process's cgroup path; ``""`` for the v2 tree."""
+def _read(path: str) -> bytes:
+    """A small file's bytes, read with two system calls and no file object: the
+    sandboxed worker reads and writes cgroupfs as it confines itself, where each Python
+    object it uses is a page copied from the zygote (``isolation._warm``)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return os.read(fd, 1 << 16)
+    finally:
+        os.close(fd)
+
+
+def _own_cgroups(raw: bytes | None = None) -> dict[str, str]:
+    """controller → this process's cgroup path; ``""`` for the v2 tree (``raw``: the
+    bytes of ``/proc/self/cgroup``, read here when not given)."""
     own: dict[str, str] = {}
-    with open("/proc/self/cgroup") as f:
-        for line in f:
-            _id, controllers, path = line.rstrip("\n").split(":", 2)
-            for controller in controllers.split(",") if controllers else [""]:
-                own[controller] = path
+    text = os.fsdecode(_read("/proc/self/cgroup") if raw is None else raw)
+    for line in text.splitlines():
+        _id, controllers, path = line.split(":", 2)
+        for controller in controllers.split(",") if controllers else [""]:
+            own[controller] = path
     return own
 
 
@@ -124,7 +137,12 @@ class Cgroups:
             self._enable_v2_controllers()
         written: dict[str, str] = {}
         for controller, path in dirs.items():
-            os.makedirs(path, exist_ok=True)
+            try:  # its parent (plugbay/) is there but for the first worker
+                os.mkdir(path)
+            except FileExistsError:
+                pass
+            except FileNotFoundError:
+                os.makedirs(path, exist_ok=True)
             for file, value in self._limits(controller, memory, cpu_cores, pids):
                 target = os.path.join(path, file)
                 if file in _SWAP_FILES and not os.path.exists(target):
@@ -243,14 +261,18 @@ def orphaned(groups: Cgroups, *, alive: Callable[[int], bool]) -> list[str]:
 
 def _write(path: str, value: str) -> None:
     try:
-        with open(path, "w") as f:
-            f.write(value)
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, value.encode())
+        finally:
+            os.close(fd)
     except OSError as exc:
         raise OSError(exc.errno, f"writing {value!r} to {path}: {exc.strerror}") from None
 
 
-#: the last answer of :func:`discover`, and the process cgroups it was found for
-_found: tuple[dict[str, str], Cgroups] | None = None
+#: the last answer of :func:`discover`, and the bytes of ``/proc/self/cgroup`` it was
+#: found for (compared as they are: a worker checks the zygote's answer without parsing)
+_found: tuple[bytes, Cgroups] | None = None
 
 
 def discover() -> Cgroups:
@@ -261,12 +283,12 @@ def discover() -> Cgroups:
     storage image, so a thousand sandboxed plugins made every worker start (and every
     reaping) cost as much as a thousand mounts. A worker inherits the zygote's answer."""
     global _found
-    own = _own_cgroups()
+    raw = _read("/proc/self/cgroup")
     found = _found
-    if found is not None and found[0] == own and all(os.path.isdir(d) for _, d in found[1].parents):
+    if found is not None and found[0] == raw and all(os.path.isdir(d) for _, d in found[1].parents):
         return found[1]
-    groups = _discover(own)
-    _found = (own, groups)
+    groups = _discover(_own_cgroups(raw))
+    _found = (raw, groups)
     return groups
 
 
@@ -327,8 +349,7 @@ MEMORY_SLACK: Final = 16 << 20
 
 
 def _resident_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    return int(_read("/proc/self/statm").split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 class CgroupLayer:
@@ -344,7 +365,7 @@ class CgroupLayer:
 
     def __init__(self, group: str | None = None) -> None:
         raw = group or f"w{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        safe = re.sub(r"[^A-Za-z0-9._-]", "_", raw)[:100]
+        safe = _UNSAFE.sub("_", raw)[:100]
         self.group = safe if safe[:1].isalnum() else f"w{safe}"[:100]
 
     def probe(self) -> LayerStatus:

@@ -31,7 +31,17 @@ from typing import TYPE_CHECKING, Final
 if TYPE_CHECKING:
     from plugbay.isolation._layer import LayerStatus, SandboxPolicy
 
-__all__ = ["SUPPORTED", "FilterSpec", "SeccompLayer", "build", "install", "machine", "pack"]
+__all__ = [
+    "SUPPORTED",
+    "FilterSpec",
+    "SeccompLayer",
+    "build",
+    "install",
+    "machine",
+    "pack",
+    "packed",
+    "prebuild",
+]
 
 AUDIT_ARCH: Final = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}
 SUPPORTED: Final = tuple(AUDIT_ARCH)
@@ -335,6 +345,51 @@ def pack(program: list[Insn]) -> bytes:
     return b"".join(struct.pack("=HBBI", *insn) for insn in program)
 
 
+#: where a pre-built filter holds the worker's pid: above any pid Linux gives (2**22)
+_PID_SENTINEL: Final = 0x7FFF_FFF1
+#: packed filters made ahead by :func:`prebuild`, by their spec's grants (its pid aside)
+_PREBUILT: dict[tuple[bool, bool, bool, bool, bool], bytes] = {}
+
+
+def _grants(spec: FilterSpec) -> tuple[bool, bool, bool, bool, bool]:
+    return (
+        spec.allow_exec,
+        spec.allow_processes,
+        spec.allow_tcp,
+        spec.allow_kill_others,
+        spec.notify,
+    )
+
+
+def prebuild(spec: FilterSpec) -> bool:
+    """Build and pack the filter for ``spec``'s grants once, ahead, with a sentinel
+    where the pid goes (the zygote does this before its first fork, so that a worker
+    fills in its pid rather than assembling the program: every object the assembler
+    makes and uses is a page the worker would copy). Kept only when the sentinel is
+    found exactly where the pid instructions' constants are; returns whether it was."""
+    program = build(dataclasses.replace(spec, pid=_PID_SENTINEL))
+    code = pack(program)
+    sentinel = struct.pack("=I", _PID_SENTINEL)
+    wanted = [8 * i + 4 for i, insn in enumerate(program) if insn[3] == _PID_SENTINEL]
+    found, at = [], code.find(sentinel)
+    while at >= 0:
+        found.append(at)
+        at = code.find(sentinel, at + 1)
+    if not wanted or found != wanted:
+        return False
+    _PREBUILT[_grants(spec)] = code
+    return True
+
+
+def packed(spec: FilterSpec) -> bytes:
+    """``pack(build(spec))``: from the filter :func:`prebuild` made for these grants
+    when there is one (its pid filled in), else built here."""
+    template = _PREBUILT.get(_grants(spec))
+    if template is None:
+        return pack(build(spec))
+    return template.replace(struct.pack("=I", _PID_SENTINEL), struct.pack("=I", spec.pid))
+
+
 class _SockFprog(ctypes.Structure):
     _fields_ = (("len", ctypes.c_ushort), ("filter", ctypes.c_void_p))
 
@@ -346,8 +401,11 @@ _SECCOMP_FILTER_FLAG_NEW_LISTENER: Final = 1 << 3
 _SECCOMP_FILTER_FLAG_TSYNC_ESRCH: Final = 1 << 4
 
 
-def install(program: list[Insn], arch: str | None = None, *, listener: bool = False) -> int | None:
-    """Load ``program`` for this process (every thread: TSYNC); raises OSError.
+def install(
+    program: list[Insn] | bytes, arch: str | None = None, *, listener: bool = False
+) -> int | None:
+    """Load ``program`` (instructions, or already packed) for this process (every
+    thread: TSYNC); raises OSError.
 
     With ``listener`` the kernel returns the filter's notification descriptor (for a
     filter that answers with ``RET_USER_NOTIF``), which is returned here."""
@@ -358,9 +416,9 @@ def install(program: list[Insn], arch: str | None = None, *, listener: bool = Fa
     if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
         err = ctypes.get_errno()
         raise OSError(err, f"prctl(PR_SET_NO_NEW_PRIVS): {errno.errorcode.get(err, err)}")
-    code = pack(program)
+    code = program if isinstance(program, bytes) else pack(program)
     buffer = ctypes.create_string_buffer(code, len(code))
-    prog = _SockFprog(len(program), ctypes.cast(buffer, ctypes.c_void_p))
+    prog = _SockFprog(len(code) // 8, ctypes.addressof(buffer))
     flags = _SECCOMP_FILTER_FLAG_TSYNC
     if listener:
         flags |= _SECCOMP_FILTER_FLAG_NEW_LISTENER | _SECCOMP_FILTER_FLAG_TSYNC_ESRCH
@@ -444,7 +502,7 @@ class SeccompLayer:
             notify=self.notify,
         )
         try:
-            program = build(spec)
+            program = packed(spec)
             try:
                 self.listener = install(program, listener=spec.notify)
             except OSError as exc:
@@ -452,7 +510,7 @@ class SeccompLayer:
                     raise
                 # a kernel without user notification: the filter answers EPERM itself
                 spec = dataclasses.replace(spec, notify=False)
-                program = build(spec)
+                program = packed(spec)
                 self.listener = install(program)
         except (OSError, ValueError) as exc:
             raise SandboxError(str(exc), layer=self.name) from exc
@@ -466,7 +524,7 @@ class SeccompLayer:
             )
             if on
         ]
-        detail = f"{len(program)} instructions; granted: {', '.join(granted) or 'nothing'}"
+        detail = f"{len(program) // 8} instructions; granted: {', '.join(granted) or 'nothing'}"
         if spec.notify:
             detail += "; denials answered and reported by the host"
         return LayerStatus(self.name, True, detail, self.guarantees)

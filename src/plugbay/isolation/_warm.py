@@ -246,8 +246,9 @@ def _commands() -> None:
 
 
 def _layers() -> None:
-    """The sandbox layers made and ordered as a worker does, and a seccomp filter built
-    (not installed): what they compile on first use (patterns, tables) is then here."""
+    """The sandbox layers made and ordered as a worker does, and the usual seccomp
+    filters built ahead (not installed): what they compile on first use (patterns,
+    tables) is then here."""
     import os
 
     from plugbay.isolation import _layer, _seccomp, limits
@@ -258,8 +259,12 @@ def _layers() -> None:
     layers = limits.default_layers("plugbay-warm", notify=True)
     sorted(layers, key=limits._rank)
     limits._thread_count()
-    spec = _seccomp.FilterSpec(pid=os.getpid(), allow_tcp=True, notify=True)
-    _seccomp.pack(_seccomp.build(spec))
+    # the filters of the usual grants (none, or TCP), with and without a listener: a
+    # worker fills in its pid (_seccomp.packed) and builds none
+    for notify in (True, False):
+        for tcp in (False, True):
+            _seccomp.prebuild(_seccomp.FilterSpec(pid=0, allow_tcp=tcp, notify=notify))
+    _seccomp.packed(_seccomp.FilterSpec(pid=os.getpid(), notify=True))
 
 
 def _plugin() -> None:

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import _thread
 import asyncio
 import contextlib
 import faulthandler
@@ -20,7 +21,6 @@ import logging
 import os
 import signal
 import sys
-import threading
 import time
 from collections.abc import Callable
 from typing import Any, Final
@@ -163,7 +163,9 @@ def capture_output(
     """In the worker: forward what is written to fd 1 and 2 as log frames.
 
     One thread reads both pipes (a sandboxed worker's threads are counted against
-    its limit, so monitoring takes one, not two)."""
+    its limit, so monitoring takes one, not two). It is not the event loop's job: a
+    command blocking the loop while it prints more than a pipe holds would wait on its
+    own output forever."""
     import select
 
     from plugbay.isolation import frames
@@ -200,7 +202,10 @@ def capture_output(
                         loop.call_soon_threadsafe(send, message)
 
     if streams:
-        threading.Thread(target=forward, name="plugbay-output", daemon=True).start()
+        # a bare thread, not a threading.Thread: it needs no join, name or registry,
+        # and threading's Python (its Event, Condition, the start handshake) would be
+        # pages each worker copies from the zygote (about 0.1 MiB of an idle worker)
+        _thread.start_new_thread(forward, ())
     with contextlib.suppress(Exception):
         sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
         sys.stderr.reconfigure(line_buffering=True)  # type: ignore[union-attr]

@@ -33,6 +33,7 @@ import contextlib
 import ctypes
 import errno
 import os
+import posix
 import resource
 import signal
 import socket
@@ -95,10 +96,30 @@ _PR_GET_NO_NEW_PRIVS: Final = 39
 # --- helpers ---------------------------------------------------------------------------
 
 
+def _read(path: str) -> bytes:
+    """A /proc file's bytes, with no file object: a worker confining itself copies a
+    page of the zygote's for each Python object it uses (``isolation._warm``)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        chunks = []
+        while chunk := os.read(fd, 1 << 16):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def _write(path: str, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+
+
 def _statm() -> tuple[int, int]:
     """(virtual size, resident size) of this process, in bytes."""
-    with open("/proc/self/statm") as f:
-        size, resident = f.read().split()[:2]
+    size, resident = _read("/proc/self/statm").split()[:2]
     page = os.sysconf("SC_PAGE_SIZE")
     return int(size) * page, int(resident) * page
 
@@ -112,13 +133,19 @@ def _release_free_heap() -> None:
 
 def _reserved_bytes() -> int:
     """Private anonymous PROT_NONE mappings: reserved, not yet committed."""
-    total = 0
-    with open("/proc/self/maps") as f:
-        for line in f:
-            parts = line.split()
-            if len(parts) == 5 and parts[1] == "---p":
-                start, end = (int(x, 16) for x in parts[0].split("-"))
-                total += end - start
+    # found in the bytes, not line by line: a list of every line would be a few hundred
+    # objects, each a page of the zygote's pools for the worker to copy
+    data = _read("/proc/self/maps")
+    total, at = 0, data.find(b" ---p ")
+    while at >= 0:
+        begin = data.rfind(b"\n", 0, at) + 1
+        end = data.find(b"\n", at)
+        line = data[begin : len(data) if end < 0 else end]
+        fields = line.split()
+        if len(fields) == 5:  # anonymous: no path
+            low, _, high = fields[0].partition(b"-")
+            total += int(high, 16) - int(low, 16)
+        at = data.find(b" ---p ", at + 1)
     return total
 
 
@@ -194,12 +221,11 @@ class UsernsLayer:
         _call(self.name, "unshare(CLONE_NEWUSER)", _libc().unshare(_CLONE_NEWUSER))
         try:
             for file, text in (
-                ("setgroups", "deny"),
-                ("uid_map", f"{uid} {uid} 1"),
-                ("gid_map", f"{gid} {gid} 1"),
+                ("setgroups", b"deny"),
+                ("uid_map", b"%d %d 1" % (uid, uid)),
+                ("gid_map", b"%d %d 1" % (gid, gid)),
             ):
-                with open(f"/proc/self/{file}", "w") as f:
-                    f.write(text)
+                _write(f"/proc/self/{file}", text)
         except OSError as exc:
             raise SandboxError(f"writing /proc/self/{file}: {exc}", layer=self.name) from exc
         return uid, gid
@@ -227,19 +253,48 @@ class EnvironLayer:
 
     def apply(self, policy: SandboxPolicy) -> LayerStatus:
         env = clean_environment(dict(policy.environment))
-        os.environ.clear()  # posix.environ is its store: cleared with it
-        _libc().clearenv()
-        wiped = _wipe_exec_environment()
-        os.environ.update(env)
+        based = _based
+        if based is not None and based[0] != os.getpid() and posix.environ == based[2]:
+            # forked from a process base_environment() left with the base alone (and
+            # still so): the grants are all there is to add
+            wiped = based[1]
+            for key, value in env.items():
+                if BASE_ENVIRONMENT.get(key) != value:
+                    os.environ[key] = value
+        else:
+            wiped = _reset_environment(env)
         sys.dont_write_bytecode = True  # code dirs are read-only: do not even try
         detail = f"{len(env)} variables ({', '.join(sorted(env))}); {wiped} bytes of exec-time environment wiped"
         return LayerStatus(self.name, True, detail, self.guarantees)
 
 
+#: (pid, bytes wiped, ``posix.environ`` left) of the process :func:`base_environment`
+#: confined: the zygote, whose forks then start with exactly :data:`BASE_ENVIRONMENT`
+_based: tuple[int, int, dict[bytes, bytes]] | None = None
+
+
+def base_environment() -> None:
+    """Leave this process with :data:`BASE_ENVIRONMENT` alone, in ``os.environ``, the C
+    environment and the exec-time block: the zygote does it before its first fork (it
+    needs none of its variables once started; an unsandboxed worker gets its own
+    environment from its request), so that a sandboxed worker's environment layer has
+    only its grants to add, rather than clearing and refilling ``os.environ``."""
+    global _based
+    wiped = _reset_environment(dict(BASE_ENVIRONMENT))
+    _based = (os.getpid(), wiped, dict(posix.environ))
+
+
+def _reset_environment(env: dict[str, str]) -> int:
+    os.environ.clear()  # posix.environ is its store: cleared with it
+    _libc().clearenv()
+    wiped = _wipe_exec_environment()
+    os.environ.update(env)
+    return wiped
+
+
 def _wipe_exec_environment() -> int:
     """Zero the strings the process was exec'd with (what /proc/self/environ shows)."""
-    with open("/proc/self/stat") as f:
-        fields = f.read().rpartition(")")[2].split()
+    fields = _read("/proc/self/stat").rpartition(b")")[2].split()
     start, end = int(fields[47]), int(fields[48])  # fields 50 and 51: env_start, env_end
     if end > start:
         ctypes.memset(start, 0, end - start)

@@ -13,10 +13,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import dataclasses
 import json
 import os
-import resource
 import select
 import signal
 import socket
@@ -31,106 +29,10 @@ if TYPE_CHECKING:
 
 __all__ = ["Zygote", "ZygoteProcess", "zygote_command", "zygote_main"]
 
-_PR_SET_PDEATHSIG: Final = 1
 _PR_SET_CHILD_SUBREAPER: Final = 36
 #: seconds without a request, after its first fork, after which the zygote is idle
 #: (``_warm.map_code``)
 _FIRST_IDLE: Final = 0.2
-_RLIMITS: Final = {
-    "memory": resource.RLIMIT_AS,
-    "cpu_seconds": resource.RLIMIT_CPU,
-    "open_files": resource.RLIMIT_NOFILE,
-    "file_size": resource.RLIMIT_FSIZE,
-}
-
-
-def _die_with_parent() -> None:
-    from plugbay.isolation._layer import _libc
-
-    _libc().prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-
-
-def _apply(request: dict[str, Any]) -> None:
-    """An unsandboxed worker (a trusted plugin asked for a process): environment and limits."""
-    os.environ.clear()
-    os.environ.update(request.get("env", {}))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    for key, which in _RLIMITS.items():
-        value = request.get("limits", {}).get(key)
-        if value is not None:
-            soft = int(value)
-            # CPU: the soft limit sends SIGXCPU first, the hard one a second later kills
-            hard = soft + 1 if which == resource.RLIMIT_CPU else soft
-            resource.setrlimit(which, (soft, hard))
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # an over-size write is an error, not a death
-
-
-def _close_other_fds(*keep: int) -> None:
-    """Landlock and seccomp do not reach a file that is already open: close all but the
-    channel and the standard streams (which the host owns and reads)."""
-    for name in os.listdir("/proc/self/fd"):
-        fd = int(name)
-        if fd > 2 and fd not in keep:
-            with contextlib.suppress(OSError):
-                os.close(fd)
-
-
-def _hand_over_listener(layers: list[Any], report: int | None, probe: bool = False) -> None:
-    """Give the host the seccomp filter's listener, and keep no copy of it here: the
-    plugin must not be able to answer its own denied calls. ``probe``: the worker's
-    runtime makes a uvloop loop next, and the host answers its io_uring probe unreported
-    (``isolation.seccomp_notify``)."""
-    from plugbay.isolation._seccomp import SeccompLayer
-
-    listener = next((x.listener for x in layers if isinstance(x, SeccompLayer)), None)
-    if report is None:
-        return
-    with socket.socket(fileno=report) as sock:
-        if listener is not None:
-            socket.send_fds(sock, [b"U" if probe else b"L"], [listener])
-    if listener is not None:
-        os.close(listener)
-
-
-def _confine(
-    request: dict[str, Any], channel: int, runtime: tuple[str, ...], report: int | None = None
-) -> list[dict[str, Any]]:
-    """In the forked worker, before any plugin code: every sandbox layer, or none at all.
-
-    ``report`` (a socket to the host) carries the seccomp listener, when there is one."""
-    from plugbay.isolation import limits, loops
-
-    _close_other_fds(channel, *([report] if report is not None else []))
-    sandbox = request.get("sandbox")
-    if not sandbox:
-        if report is not None:
-            os.close(report)
-        _apply(request)
-        return []
-    fields = dict(sandbox["policy"])
-    fields["read_paths"] = tuple(dict.fromkeys([*runtime, *fields.get("read_paths", ())]))
-    for key in ("write_paths", "network"):
-        fields[key] = tuple(fields.get(key, ()))
-    fields["environment"] = tuple(tuple(kv) for kv in fields.get("environment", ()))
-    policy = limits.SandboxPolicy(**fields)
-    layers = limits.default_layers(sandbox.get("cgroup"), notify=report is not None)
-    statuses = limits.apply_all(policy, layers)
-    # uvloop when the host answers libuv's io_uring probe (else it would report it)
-    probe = bool(sandbox.get("loop_probe")) and loops.loop_factory() is not None
-    _hand_over_listener(layers, report, probe)
-    loops.sandboxed_uvloop(probe)
-    return [dataclasses.asdict(status) for status in statuses]
-
-
-def _refuse(channel: int, error: BaseException) -> None:
-    """Tell the host why this worker cannot run, in the frame it waits for, then exit."""
-    from plugbay.api.errors import PlugbayError
-    from plugbay.isolation import frames
-
-    if not isinstance(error, PlugbayError):
-        error = PlugbayError(f"the sandbox could not be set up: {type(error).__name__}: {error}")
-    with contextlib.suppress(OSError), socket.socket(fileno=channel) as sock:
-        sock.sendall(frames.encode(frames.Fail(0, error.to_dict())))
 
 
 def _reap(control: socket.socket) -> None:
@@ -155,11 +57,11 @@ def zygote_main(control_fd: int, read_paths: list[str] | None = None) -> None:
         import packaging.requirements  # noqa: F401
 
     from plugbay.isolation import (  # the warm part: every worker inherits it
+        _child,  # a worker's first steps (it imports the worker runtime)
         _warm,
         diagnostics,  # noqa: F401  (imported by every worker)
         limits,
         loops,
-        worker,
     )
     from plugbay.isolation._layer import _libc
 
@@ -169,7 +71,7 @@ def zygote_main(control_fd: int, read_paths: list[str] | None = None) -> None:
 
         discover()
 
-    _die_with_parent()
+    _child.die_with_parent()
     # orphans of a worker (a plugin granted subprocesses) are ours to reap, not init's
     _libc().prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     if read_paths is None:
@@ -177,6 +79,7 @@ def zygote_main(control_fd: int, read_paths: list[str] | None = None) -> None:
     else:
         runtime = (*limits.runtime_read_paths(site_packages=False), *read_paths)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the host's to handle
+    limits.base_environment()  # each sandboxed worker's environment, before its grants
     _warm.prepare()  # what each worker would do first, done once (fewer pages it copies)
     wake_read, wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     signal.set_wakeup_fd(wake_write)
@@ -212,21 +115,7 @@ def zygote_main(control_fd: int, read_paths: list[str] | None = None) -> None:
         _warm.freeze()
         pid = os.fork()
         if pid == 0:
-            try:
-                signal.set_wakeup_fd(-1)
-                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-                control.close()
-                os.setsid()
-                _die_with_parent()
-                try:
-                    request = json.loads(data)
-                    layers = _confine(request, fds[0], runtime, fds[1] if len(fds) > 1 else None)
-                except BaseException as exc:
-                    _refuse(fds[0], exc)
-                    os._exit(71)
-                worker.main(fds[0], layers)
-            finally:
-                os._exit(70)
+            _child.start(control, data, fds, runtime)
         # each page this process writes from here on is the new worker's own (its copy
         # is then the worker's alone): the request is parsed in the worker, not here, and
         # the answer is formatted, not encoded (about 0.2 MiB less in each worker)
