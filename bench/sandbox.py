@@ -541,8 +541,8 @@ def run() -> int:
             calls["raw"],
             "≤ 1.3× the floor",
             calls["public"] <= 1.3 * calls["raw"],
-            note=f"best of {ROUNDS} interleaved rounds of {n} calls each; what the rest is: "
-            "docs/architecture.md, 'The call path, third pass'",
+            note=f"best of {ROUNDS} interleaved rounds of {n} calls each; what the rest is "
+            "(the worker's cgroups alone ~0.11x): docs/architecture.md, 'The backend's share'",
         ),
         Figure(
             "sandboxed call p50, the backend alone (handle.call: no checks, no metrics)",

@@ -182,6 +182,20 @@ async def test_a_typed_proxy_gives_the_same_objects_on_both_backends(
         assert await subject.add(2, 5) == 7
 
 
+async def test_text_values_are_converted_only_when_the_caller_says_so(
+    make: Callable[[str], Host], isolation: str
+) -> None:
+    """The CLI's and HTTP's text reach the worker as text to convert; a program's call is
+    checked strictly, on either backend, call by call."""
+    async with make(isolation) as host:
+        assert await host.call_with("acme.subject", "add", {"a": "2", "b": "5"}, strict=False) == 7
+        with pytest.raises(ParameterError, match="parameter 'a' expects int, got str"):
+            await host.call_with("acme.subject", "add", {"a": "2"})
+        assert await host.call_with("acme.subject", "add", {"a": 2}) == 3
+        with pytest.raises(ParameterError):
+            await host.call_with("acme.subject", "add", {"a": "two"}, strict=False)
+
+
 async def test_a_worker_is_its_own_process_without_the_hosts_environment(
     make: Callable[[str], Host], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -23,6 +23,7 @@ from plugbay.isolation.requests import Requests
 __all__ = ["RequestsToWorker"]
 
 _running = asyncio.get_running_loop
+_Call = frames.Call
 
 
 class RequestsToWorker:
@@ -85,18 +86,25 @@ class RequestsToWorker:
         own dict goes in it, uncopied)."""
         if self._dead is not None:
             raise self._dead
-        calls, name = self._requests, spec.name
-        request = calls.next_id()
-        message = frames.Call(
-            request,
-            name,
-            params if isinstance(params, dict) else dict(params),
-            getattr(params, "strict", True),
+        calls, name, channel = self._requests, spec.name, self._channel
+        request, future, self.beat.last_used = calls.open_call(
+            self._loop or _running(), timeout, name
         )
-        future, self.beat.last_used = calls.open(self._loop or _running(), request, timeout, name)
         in_flight = len(calls.pending)
         self.follow.call(in_flight)  # on its lone caller's core (isolation.affinity)
-        self._send(message, in_flight > 1)
+        if channel is not None:  # else its worker is gone: the request fails with it
+            try:
+                channel.send(
+                    _Call(
+                        request,
+                        name,
+                        params if isinstance(params, dict) else dict(params),
+                        getattr(params, "strict", True),
+                    ),
+                    more=in_flight > 1,
+                )
+            except (ConnectionError, RuntimeError, frames.FrameError) as exc:
+                self._crashed(f"writing to its worker failed: {exc}")
         try:
             return await future
         except asyncio.CancelledError:  # the caller gave up: stop the command in the worker

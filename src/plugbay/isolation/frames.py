@@ -52,6 +52,9 @@ __all__ = [
 
 MAX_FRAME: Final = 16 * 1024 * 1024
 _HEADER: Final = struct.Struct(">I")
+_size_of: Final = _HEADER.unpack_from
+#: a frame read whole is decoded from a copy of its body below this size, else in place
+_COPY_BELOW: Final = 4096
 
 
 class RemoteCommand(msgspec.Struct, frozen=True):
@@ -374,8 +377,9 @@ class Channel(asyncio.Protocol):
         #: frames waiting to leave together, encoded in place (``send``)
         self._out = bytearray()
         #: the bodies of joined calls or answers sent since the last other frame, back to
-        #: back, and how many: they leave as one ``Many`` frame (``_close_group``)
-        self._group = bytearray()
+        #: back, and how many: they leave as one ``Many`` frame (``_close_group``); its
+        #: first bytes are kept for the header of the frame a lone one leaves in (``_drain``)
+        self._group = bytearray(_HEADER.size)
         self._grouped = 0
         self._scheduled = False
         #: inside ``data_received``: what is sent is joined and leaves once the read is done
@@ -390,13 +394,15 @@ class Channel(asyncio.Protocol):
         #: requests in flight): what they send in the loop turn that runs them leaves in
         #: one write at its end, not the first frame alone and the rest after it
         self.join_after_read = False
+        #: the largest read taken as one whole frame where it lies (``data_received``)
+        self._whole_at_most = MAX_FRAME - 1 + _HEADER.size
         #: the largest frame this end accepts (the host lowers it per plugin: ``monitor.bounds``)
-        self.max_frame = MAX_FRAME
+        self._max_frame = MAX_FRAME
         #: frames of at least ``skip_above`` bytes are shown to ``skip`` (their kind, from the
         #: tag, and size) before they are decoded; when it says so, their bytes are thrown
         #: away as they arrive, never buffered whole nor decoded (a flood of huge log records)
         self.skip: Callable[[str, int], bool] | None = None
-        self.skip_above = MAX_FRAME
+        self._skip_above = MAX_FRAME
         self._skipping = 0
         #: bytes a second of thrown-away frames before this end stops reading for a moment:
         #: a peer that floods pays with its own stalled writes, not with the reader's loop
@@ -405,6 +411,24 @@ class Channel(asyncio.Protocol):
         self._discard_at = 0.0
         #: how far ``data_received`` has handed frames on (``round_trip`` looks past it)
         self._parsed = 0
+
+    @property
+    def max_frame(self) -> int:
+        return self._max_frame
+
+    @max_frame.setter
+    def max_frame(self, size: int) -> None:
+        self._max_frame = size
+        self._whole_at_most = min(size, self._skip_above - 1) + _HEADER.size
+
+    @property
+    def skip_above(self) -> int:
+        return self._skip_above
+
+    @skip_above.setter
+    def skip_above(self, size: int) -> None:
+        self._skip_above = size
+        self._whole_at_most = min(self._max_frame, size - 1) + _HEADER.size
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports have the same methods without subclassing asyncio's
@@ -437,7 +461,17 @@ class Channel(asyncio.Protocol):
         self._receiving = True
         handed = 0
         try:
-            handed = self._received(data)
+            # the common read, one whole frame and nothing before it, is decoded where it
+            # lies (not copied into the buffer and out again); any other goes through it
+            if (
+                _HEADER.size < len(data) <= self._whole_at_most
+                and not self._buffer
+                and not self._skipping
+                and _size_of(data)[0] == len(data) - _HEADER.size
+            ):
+                handed = self._one_frame(data)
+            else:
+                handed = self._received(data)
         finally:
             self._receiving = False
             if self._out or self._grouped:
@@ -445,6 +479,33 @@ class Channel(asyncio.Protocol):
         if handed > 1 and self.join_after_read and not self._scheduled:
             # the woken callers run in the next loop turn, before this flush (FIFO)
             self._schedule()
+
+    def _one_frame(self, data: bytes) -> int:
+        """Hand on the one whole frame ``data`` is (``data_received``); how many messages."""
+        try:
+            # a small frame is copied (cheaper than a view), a large one decoded in place
+            body = (
+                data[_HEADER.size :]
+                if len(data) < _COPY_BELOW
+                else memoryview(data)[_HEADER.size :]
+            )
+            message = _decoder.decode(body)
+            if isinstance(message, Many):
+                for one in message.messages:
+                    self._on_message(one)
+                handed = len(message.messages)
+            else:
+                self._on_message(message)
+                handed = 1
+        except msgspec.DecodeError as exc:
+            self.close(f"malformed frame: {exc}", protocol_error=True)
+            return 0
+        except FrameError as exc:
+            self.close(str(exc), protocol_error=True)
+            return 0
+        if self._buffer:  # frames a handler's ``round_trip`` read past its answer
+            handed += self._received(b"")
+        return handed
 
     def _received(self, data: bytes) -> int:
         """Hand on every complete frame of ``data``; how many were handed on."""
@@ -538,7 +599,6 @@ class Channel(asyncio.Protocol):
             return
         out = self._out
         if type(message) in _JOINED:
-            start = len(out)
             group = self._group
             at = len(group)
             try:
@@ -548,17 +608,12 @@ class Channel(asyncio.Protocol):
                 raise
             if len(group) - at <= _JOIN_AT_MOST:  # small: it joins the group
                 self._grouped += 1
-            else:  # a large one leaves as a frame alone, after the group
-                body = group[at:]
-                del group[at:]
-                if len(body) > MAX_FRAME:
-                    raise FrameError(
-                        f"a message of {len(body)} bytes is over the {MAX_FRAME}-byte frame limit"
-                    )
-                self._close_group()
-                start = len(out)
-                out += _HEADER.pack(len(body))
-                out += body
+                if len(out) + len(group) >= _BATCH_BYTES:
+                    self._drain()
+                elif not (self._scheduled or self._receiving):
+                    self._schedule()
+                return
+            start = self._alone_after_group(at)
         else:
             self._close_group()  # the calls or answers before it go first
             start = self._append(message)
@@ -566,6 +621,22 @@ class Channel(asyncio.Protocol):
             self._drain(start if len(out) > start else 0)
         elif not (self._scheduled or self._receiving):
             self._schedule()
+
+    def _alone_after_group(self, at: int) -> int:
+        """The large call or answer encoded at ``at`` of the group leaves as a frame of its
+        own, after the group; where it starts in the pending buffer."""
+        group, out = self._group, self._out
+        body = group[at:]
+        del group[at:]
+        if len(body) > MAX_FRAME:
+            raise FrameError(
+                f"a message of {len(body)} bytes is over the {MAX_FRAME}-byte frame limit"
+            )
+        self._close_group()
+        start = len(out)
+        out += _HEADER.pack(len(body))
+        out += body
+        return start
 
     def send_many(self, messages: list[Message]) -> None:
         """Frames that leave together (a batch of calls): pending frames first, then these
@@ -657,18 +728,29 @@ class Channel(asyncio.Protocol):
         if n:
             group, out = self._group, self._out
             self._grouped = 0
-            if n == 1:  # one alone: its own frame
-                out += _HEADER.pack(len(group))
+            size = len(group) - _HEADER.size
+            if n == 1:  # one alone: its own frame, its header in the group's first bytes
+                _HEADER.pack_into(group, 0, size)
+                out += group
             else:
                 head = _list_head(n)
-                out += _HEADER.pack(len(_MANY_HEAD) + len(head) + len(group))
+                out += _HEADER.pack(len(_MANY_HEAD) + len(head) + size)
                 out += _MANY_HEAD
                 out += head
-            out += group
-            group.clear()
+                out += memoryview(group)[_HEADER.size :]
+            del group[_HEADER.size :]
 
     def _drain(self, split: int = 0) -> None:
         """Write what is pending: the frames before ``split`` first, then the rest."""
+        if self._grouped == 1 and not self._out:
+            # the common answer to a read: one call or answer alone, written as it lies
+            # in the group (handed over: a new group takes its place)
+            group = self._group
+            self._group = bytearray(_HEADER.size)
+            self._grouped = 0
+            _HEADER.pack_into(group, 0, len(group) - _HEADER.size)
+            self._write(group)
+            return
         self._close_group()
         out = self._out
         if out:

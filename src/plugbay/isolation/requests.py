@@ -88,6 +88,19 @@ class Requests:
             self._watchdog = loop.create_task(self._watch(loop), name=self.name)
         return future, now
 
+    def open_call(
+        self, loop: asyncio.AbstractEventLoop, timeout: float, label: str
+    ) -> tuple[int, asyncio.Future[Any], float]:
+        """A new request's id, future and start (``open`` with its id taken here: a call)."""
+        request = next(self._ids)
+        future = loop.create_future()
+        self.pending[request] = future
+        now = loop.time()
+        self.inflight[request] = (now, label, now + timeout, label)
+        if self._watchdog is None:
+            self._watchdog = loop.create_task(self._watch(loop), name=self.name)
+        return request, future, now
+
     def open_many(
         self,
         loop: asyncio.AbstractEventLoop,

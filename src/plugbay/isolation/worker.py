@@ -53,6 +53,7 @@ __all__ = ["Worker", "main"]
 
 #: results sent as they are (exactly these types: an enum or bytes goes through msgspec)
 _PLAIN: frozenset[type] = frozenset({int, str, float, bool, type(None)})
+_Call, _Reply = frames.Call, frames.Reply
 #: lifecycle steps are bounded by the host, which kills the worker when they overrun
 _NO_LIMIT = 10.0**9
 #: background tasks get this long to stop once cancelled at cleanup (the host's bound is
@@ -165,6 +166,9 @@ class Worker:
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.plugin: Plugin | None = None
         self.specs: dict[str, CommandSpec] = {}
+        #: the commands answered in the read that brought their call (``answer_now``):
+        #: a plain ``def`` of a plugin that keeps ``Plugin.execute``
+        self.inline: dict[str, CommandSpec] = {}
         self.direct = True
         self.context: PluginContext | None = None
         self.loop = asyncio.get_running_loop()
@@ -214,9 +218,9 @@ class Worker:
 
     def on_message(self, message: frames.Message) -> None:
         """Dispatch one message as it is parsed: def commands are answered right here."""
-        if isinstance(message, frames.Call):  # the hot path, first and flat
-            spec = self.specs.get(message.command)
-            if self.direct and spec is not None and not spec.is_async and not spec.blocking:
+        if type(message) is _Call:  # the hot path, first and flat
+            spec = self.inline.get(message.command)
+            if spec is not None:
                 self.answer_now(message, spec)
             else:
                 self._spawn(message.id, self.call(message))
@@ -303,14 +307,15 @@ class Worker:
             self.done.set_result(None)
 
     def answer_now(self, message: frames.Call, spec: CommandSpec) -> None:
-        plugin = self.plugin
-        assert plugin is not None
+        """A ``def`` command, run and answered now; its answer leaves when the read is done."""
+        plugin, channel = self.plugin, self.channel
+        assert plugin is not None and channel is not None  # ``inline`` is set as it loads
         try:
             params = spec.validate_params(message.params, plugin=plugin.id, strict=message.strict)
             result = spec.validate_result(spec.func(plugin, **params), plugin=plugin.id)
             if type(result) not in _PLAIN:  # a plain scalar is already what goes on the wire
                 result = msgspec.to_builtins(result, str_keys=True)
-            self.send(frames.Reply(message.id, result))
+            channel.send(_Reply(message.id, result))
         except PlugbayError as exc:
             self.send(frames.Fail(message.id, exc.to_dict()))
         except BaseException as exc:
@@ -340,6 +345,12 @@ class Worker:
             return
         self.specs = dict(code.commands)
         self.direct = type(self.plugin).execute is Plugin.execute
+        if self.direct:
+            self.inline = {
+                name: spec
+                for name, spec in self.specs.items()
+                if not spec.is_async and not spec.blocking
+            }
         metrics = PluginMetrics(manifest.id)
         rate = float(message.bounds.get("log_rate", 500.0))
         burst = float(message.bounds.get("log_burst", 2000.0))
