@@ -26,6 +26,7 @@ from types import TracebackType
 from typing import Any, Final
 
 from plugbay.api.errors import StateError
+from plugbay.state._monitoring import MonitorRecords
 from plugbay.state._schema import MIGRATIONS, SCHEMA_VERSION
 from plugbay.state._sqlite import (
     BUSY_TIMEOUT_S,
@@ -37,7 +38,6 @@ from plugbay.state._sqlite import (
     read_json,
     rollback,
     savepoint,
-    utf8_safe,
 )
 from plugbay.state._tokens import ApiTokens
 
@@ -88,7 +88,7 @@ _PLUGIN_COLUMNS: Final = "plugin_id, enabled, disabled_reason, active_version, c
 _HISTORY_COLUMNS: Final = "id, time, plugin_id, action, version, result, reason, details"
 
 
-class StateStore(ApiTokens):
+class StateStore(ApiTokens, MonitorRecords):
     """One SQLite database in WAL mode. Thread-safe: one connection, guarded by a lock."""
 
     path: Path
@@ -661,128 +661,6 @@ class StateStore(ApiTokens):
             "SELECT permission FROM grants WHERE plugin_id=? ORDER BY permission", (plugin_id,)
         )
         return [str(r[0]) for r in rows]
-
-    # ------------------------------------------------------------------ monitoring
-
-    def open_alert(
-        self, plugin_id: str, version: str | None, rule: str, message: str, details: dict[str, Any]
-    ) -> int:
-        """Record a firing alert; returns its id (cleared later with :meth:`clear_alert`)."""
-        with self._transaction() as db:
-            cursor = execute(
-                db,
-                "INSERT INTO alerts (plugin_id, version, rule, message, details, fired) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (plugin_id, version, rule, message, json.dumps(details, default=str), time.time()),
-            )
-            return int(cursor.lastrowid or 0)
-
-    def clear_alert(self, alert_id: int) -> None:
-        self._write(
-            "UPDATE alerts SET cleared=? WHERE id=? AND cleared IS NULL", (time.time(), alert_id)
-        )
-
-    def clear_open_alerts(self) -> int:
-        """Close alerts a previous host left open (it stopped, so they no longer hold)."""
-        return self._write("UPDATE alerts SET cleared=? WHERE cleared IS NULL", (time.time(),))
-
-    def alerts(
-        self, plugin_id: str | None = None, *, open_only: bool = True, limit: int = 200
-    ) -> list[dict[str, Any]]:
-        """Alerts, newest first: firing ones only, or every one kept."""
-        where, params = [], []
-        if open_only:
-            where.append("cleared IS NULL")
-        if plugin_id is not None:
-            where.append("plugin_id=?")
-            params.append(plugin_id)
-        sql = "SELECT id, plugin_id, version, rule, message, details, fired, cleared FROM alerts"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        rows = self._read(sql + " ORDER BY id DESC LIMIT ?", (*params, limit))
-        keys = ("id", "plugin", "version", "rule", "message", "details", "fired", "cleared")
-        out = []
-        for r in rows:
-            row = dict(zip(keys, r, strict=True))
-            row["details"] = read_json(r[5] or "{}")
-            out.append(row)
-        return out
-
-    def add_logs(
-        self, rows: list[tuple[float, str, str | None, int, str, str, str | None]]
-    ) -> None:
-        """Append log records ``(time, plugin, version, level, logger, message, fields-json)``."""
-        if not rows:
-            return
-        with self._transaction() as db:
-            try:
-                db.executemany(
-                    "INSERT INTO logs (time, plugin_id, version, level, logger, message, fields) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    rows,
-                )
-            except UnicodeEncodeError:
-                db.executemany(
-                    "INSERT INTO logs (time, plugin_id, version, level, logger, message, fields) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [tuple(utf8_safe(v) for v in row) for row in rows],
-                )
-
-    def prune_logs(self, *, older_than: float, per_plugin: int) -> int:
-        """Retention: drop records older than ``older_than`` (epoch seconds), and all but
-        the newest ``per_plugin`` of each plugin. Returns the number dropped."""
-        with self._transaction() as db:
-            dropped = execute(db, "DELETE FROM logs WHERE time < ?", (older_than,)).rowcount
-            for (pid,) in db.execute("SELECT DISTINCT plugin_id FROM logs").fetchall():
-                dropped += execute(
-                    db,
-                    "DELETE FROM logs WHERE plugin_id=? AND id <= ("
-                    "SELECT id FROM logs WHERE plugin_id=? ORDER BY id DESC LIMIT 1 OFFSET ?)",
-                    (pid, pid, per_plugin),
-                ).rowcount
-            return dropped
-
-    def logs(
-        self,
-        plugin_id: str | None = None,
-        *,
-        min_level: int = 0,
-        after_id: int = 0,
-        limit: int = 200,
-    ) -> list[dict[str, Any]]:
-        """Log records in the order written: the newest ``limit`` past ``after_id``."""
-        sql = (
-            "SELECT id, time, plugin_id, version, level, logger, message, fields FROM logs "
-            "WHERE id > ? AND level >= ?"
-        )
-        params: list[Any] = [after_id, min_level]
-        if plugin_id is not None:
-            sql += " AND plugin_id=?"
-            params.append(plugin_id)
-        rows = self._read(sql + " ORDER BY id DESC LIMIT ?", (*params, limit))
-        keys = ("id", "time", "plugin", "version", "level", "logger", "message", "fields")
-        out = []
-        for r in reversed(rows):
-            row = dict(zip(keys, r, strict=True))
-            row["fields"] = read_json(r[7]) if r[7] else {}
-            out.append(row)
-        return out
-
-    def put_snapshot(self, rows: dict[str, dict[str, Any]]) -> None:
-        """Replace the live monitoring snapshot (one row per plugin) that readers poll."""
-        now = time.time()
-        with self._transaction() as db:
-            db.execute("DELETE FROM monitor_snapshot")
-            db.executemany(
-                "INSERT INTO monitor_snapshot (plugin_id, time, data) VALUES (?, ?, ?)",
-                [(pid, now, json.dumps(data, default=str)) for pid, data in rows.items()],
-            )
-
-    def snapshot(self) -> tuple[float | None, list[dict[str, Any]]]:
-        """The newest monitoring snapshot: (when, one row per plugin)."""
-        rows = self._read("SELECT plugin_id, time, data FROM monitor_snapshot ORDER BY plugin_id")
-        when = max((r[1] for r in rows), default=None)
-        return when, [read_json(r[2]) for r in rows]
 
 
 #: where rolling backups live, beside state.db
