@@ -402,11 +402,14 @@ async def test_memory_stays_flat_over_200_reloads(
                 assert await host.call("acme.counter", "bump") == i
 
         await reloads(1, 20)  # warm up: caches, first allocations, the history table
+        assert host.store is not None
+        await host.store.settled()  # the copies kept for rollback, taken in a thread
         gc.collect()
         modules, rss, fds = len(sys.modules), process.memory_info().rss, process.num_fds()
         # 200 as the issue asks; a worker's reload costs a fork and an init, so 100 there
         count = 200 if backend == "inline" else 100
         await reloads(21, count)
+        await host.store.settled()
         gc.collect()
         assert len(sys.modules) == modules
         assert process.num_fds() == fds  # every retired worker's socket is closed

@@ -344,6 +344,7 @@ class ActiveSet:
         if store is not None:
             from plugbay.model.versions import Version
 
+            await store.settled(plugin_id)
             directory = store.root / plugin_id
             if directory.is_dir():
                 for child in directory.iterdir():

@@ -379,6 +379,8 @@ class Host:
             await self.events.close()
         finally:
             await self._stop_backups()
+            if self.store is not None:  # the copies kept for rollback, before the state closes
+                await asyncio.to_thread(self.store.close)
             if self.state is not None:
                 self.state.close()
                 self.state = None

@@ -161,7 +161,7 @@ class Starting:
             rec.handle = handle
             handle.on_crash = functools.partial(self._crashed, rec)
             await self._initialize(handle, manifest, context)
-            await self._swapper.restore_at_start(manifest.id, handle)  # kept at its last stop
+            await self._ready(manifest, handle)
             for name, version in manifest.provides.items():
                 self.services.provide(manifest.id, name, version, None)
         except PlugbayError as exc:
@@ -207,6 +207,13 @@ class Starting:
         self.events.emit("plugin.loaded", plugin=manifest.id, version=str(manifest.version))
         return rec
 
+    async def _ready(self, manifest: PluginManifest, handle: PluginHandle) -> None:
+        """After ``initialize``: what it held at its last stop given back, and the copy of
+        its files for rollback taken (in the store's thread) before it serves."""
+        await self._swapper.restore_at_start(manifest.id, handle)
+        if self.store is not None:
+            await self.store.taken(manifest)
+
     def place(self, manifest: PluginManifest) -> Placement:
         """Where the host's policy runs this plugin, with its limits and permissions."""
         granted = self.state.grants(manifest.id) if self.state is not None else []
@@ -229,6 +236,8 @@ class Starting:
         environment = await self._python_environment(manifest, placement)
         backend = self.backends[placement.isolation]
         data_dir = context.environment.data_dir
+        if self.store is not None:  # its files kept for rollback, copied beside its start
+            self.store.snapshot_soon(manifest)
         ahead = self._ahead  # a worker forked while the plugins it needs started
         handle = await ahead.claim(manifest, placement, data_dir) if ahead is not None else None
         if handle is None:

@@ -17,19 +17,32 @@ which (``source`` starting with ``kept:``).
 
 A store entry is immutable once written: it is copied into a temporary
 directory beside its final place and renamed into it.
+
+A kept copy is taken off the event loop (:meth:`PluginStore.keep_soon`): one
+keeper thread copies in the order the versions became active, so a plugin's
+copies and the ``installed`` rows they write stay in that order (a reload right
+after a start is kept after the start's copy). Whatever reads what a copy writes
+waits for that plugin's pending copies first (:meth:`PluginStore.settle`,
+:meth:`PluginStore.settled`): a rollback, an install, an uninstall, the store's
+discovery, and the host's stop before it closes the state.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
+import functools
 import json
+import logging
 import os
 import shutil
 import tempfile
+import threading
 import tomllib
 import zipfile
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 from typing import Any, Final
 
@@ -47,6 +60,9 @@ KEPT: Final = "kept:"
 KEPT_PER_PLUGIN: Final = 5
 _IGNORE: Final = shutil.ignore_patterns("__pycache__", "*.pyc", ".git", ".venv", ".mypy_cache")
 _STAMP: Final = ".plugbay-source"
+_KEEPER: Final = "plugbay-keep"
+
+log = logging.getLogger("plugbay.store")
 
 
 class PluginStore:
@@ -55,6 +71,13 @@ class PluginStore:
     def __init__(self, root: Path, state: StateStore | None = None) -> None:
         self.root = Path(root)
         self.state = state
+        #: the one thread copies are kept in (made at the first), in the order asked
+        self._keeper: ThreadPoolExecutor | None = None
+        #: each plugin's last copy asked for and not yet kept (FIFO: the earlier are done)
+        self._keeping: dict[str, Future[None]] = {}
+        #: copies begun as a version started, by (id, version), until it serves
+        self._snapshots: dict[tuple[str, str], Future[Path | None]] = {}
+        self._keeping_lock = threading.Lock()
 
     # ------------------------------------------------------------------ where
 
@@ -68,6 +91,7 @@ class PluginStore:
         return (self.path_for(plugin_id, version) / _STAMP).is_file()
 
     def manifest(self, plugin_id: str, version: Version | str) -> PluginManifest:
+        self.settle(plugin_id)
         directory = self.path_for(plugin_id, version)
         if not self.has(plugin_id, version):
             raise PlugbayError(
@@ -81,6 +105,7 @@ class PluginStore:
 
     def discover(self) -> Discovery:
         """Every version in the store (static: manifests only)."""
+        self.settle()
         if not self.root.is_dir():
             return Discovery()
         return discover_directory(self.root)
@@ -149,6 +174,7 @@ class PluginStore:
                 hint="give a plugin directory (with plugin.toml) or a wheel (.whl)",
             )
         manifest = load_manifest(source)
+        self.settle(manifest.id)
         if host_version is not None and not manifest.host.contains(
             host_version, include_prerelease=True
         ):
@@ -181,6 +207,107 @@ class PluginStore:
             )
         return load_manifest(target)
 
+    # ------------------------------------------------------------------ kept copies, off the loop
+
+    def snapshot_soon(self, manifest: PluginManifest) -> None:
+        """Begin a copy of a directory plugin's files aside, in the keeper thread, as it
+        starts (beside its launch, which reads the same files): :meth:`taken` awaits it,
+        :meth:`keep_soon` makes it the kept copy once the version serves."""
+        if not self._keepable(manifest):
+            return
+        key = (manifest.id, str(manifest.version))
+        future = self._submit(self._snapshot, manifest)
+        with self._keeping_lock:
+            stale, self._snapshots[key] = self._snapshots.get(key), future
+        if stale is not None:  # a start that never served: its copy goes
+            self._submit(_discard, stale)
+
+    async def taken(self, manifest: PluginManifest) -> None:
+        """Wait for the copy :meth:`snapshot_soon` began (an edit after this cannot reach
+        the copy of the version that served)."""
+        with self._keeping_lock:
+            future = self._snapshots.get((manifest.id, str(manifest.version)))
+        if future is not None:
+            with contextlib.suppress(Exception):  # reported when it is kept
+                await asyncio.wrap_future(future)
+
+    def keep_soon(self, manifest: PluginManifest) -> bool:
+        """:meth:`keep` in the keeper thread, after the copies asked for before it, from
+        the copy :meth:`snapshot_soon` took if it did; ``False`` when there is nothing to
+        keep. A copy that fails is logged: a plugin serves without it."""
+        if not self._keepable(manifest):
+            return False
+        with self._keeping_lock:
+            aside = self._snapshots.pop((manifest.id, str(manifest.version)), None)
+        future = self._submit(self._keep_logged, manifest, aside)
+        with self._keeping_lock:
+            self._keeping[manifest.id] = future
+        future.add_done_callback(functools.partial(self._kept, manifest.id))
+        return True
+
+    def _keepable(self, manifest: PluginManifest) -> bool:
+        root = manifest.root
+        return (
+            manifest.origin == "directory"
+            and root is not None
+            and not root.is_relative_to(self.root)
+        )
+
+    def _submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        with self._keeping_lock:
+            if self._keeper is None:
+                self._keeper = ThreadPoolExecutor(1, thread_name_prefix=_KEEPER)
+            return self._keeper.submit(fn, *args)
+
+    def _keep_logged(self, manifest: PluginManifest, aside: Future[Path | None] | None) -> None:
+        try:
+            if aside is None:
+                self.keep(manifest)
+            else:  # done: the keeper runs in order, and took it before this
+                self._place_kept(manifest, aside.result())
+        except PlugbayError as exc:  # losing a copy must not take a plugin down
+            log.error("could not keep %s %s: %s", manifest.id, manifest.version, exc)
+        except Exception:  # a bug here must not pass silently, nor stop the keeper
+            log.exception("could not keep %s %s", manifest.id, manifest.version)
+
+    def _kept(self, plugin_id: str, future: Future[None]) -> None:
+        with self._keeping_lock:
+            if self._keeping.get(plugin_id) is future:
+                del self._keeping[plugin_id]
+
+    def _pending(self, plugin_id: str | None) -> list[Future[None]]:
+        if threading.current_thread().name.startswith(_KEEPER):
+            return []  # the keeper itself reading the store: it is in order already
+        with self._keeping_lock:
+            if plugin_id is None:
+                return list(self._keeping.values())
+            future = self._keeping.get(plugin_id)
+            return [] if future is None else [future]
+
+    def settle(self, plugin_id: str | None = None) -> None:
+        """Wait until the copies asked for (of ``plugin_id``, or of every plugin) are kept."""
+        for future in self._pending(plugin_id):
+            future.result()
+
+    async def settled(self, plugin_id: str | None = None) -> None:
+        """:meth:`settle` without blocking the event loop."""
+        pending = self._pending(plugin_id)
+        if pending:
+            await asyncio.gather(*(asyncio.wrap_future(f) for f in pending))
+
+    def close(self) -> None:
+        """Keep what was asked for, drop the copies of starts that never served, and end
+        the keeper thread (made again if asked)."""
+        with self._keeping_lock:
+            unclaimed = list(self._snapshots.values())
+            self._snapshots.clear()
+        for future in unclaimed:
+            self._submit(_discard, future)
+        with self._keeping_lock:
+            keeper, self._keeper = self._keeper, None
+        if keeper is not None:
+            keeper.shutdown(wait=True)
+
     def keep(self, manifest: PluginManifest) -> Path | None:
         """Keep a copy of a directory plugin's files as they are now (for rollback).
 
@@ -188,9 +315,15 @@ class PluginStore:
         the files changed since it was taken. Returns the copy, or ``None`` when
         there is nothing to keep (not a directory plugin, or already in the store).
         """
-        root = manifest.root
-        if manifest.origin != "directory" or root is None or root.is_relative_to(self.root):
+        if not self._keepable(manifest):
             return None
+        return self._place_kept(manifest, self._snapshot(manifest))
+
+    def _snapshot(self, manifest: PluginManifest) -> Path | None:
+        """The plugin's files copied beside their place in the store, or ``None`` when the
+        store holds them already (installed, or kept with the same fingerprint)."""
+        root = manifest.root
+        assert root is not None
         if self.has(manifest.id, manifest.version):
             if not self.kept(manifest.id, manifest.version):
                 return None
@@ -198,9 +331,16 @@ class PluginStore:
             with contextlib.suppress(OSError, ValueError):
                 if json.loads(stamp.read_text()).get("fingerprint") == _fingerprint(root):
                     return None
-        target = self._copy(root, manifest)
+        return self._copy_aside(root, manifest)
+
+    def _place_kept(self, manifest: PluginManifest, aside: Path | None) -> Path | None:
+        if aside is None:
+            return None
+        target = self._place(aside, manifest)
         if self.state is not None:
-            self.state.record_installed(manifest.id, str(manifest.version), f"{KEPT}{root}")
+            self.state.record_installed(
+                manifest.id, str(manifest.version), f"{KEPT}{manifest.root}"
+            )
             self._prune(manifest.id, keep=str(manifest.version))
         return target
 
@@ -217,14 +357,30 @@ class PluginStore:
             self.state.remove_installed(plugin_id, version)
 
     def _copy(self, source: Path, manifest: PluginManifest) -> Path:
+        return self._place(self._copy_aside(source, manifest), manifest)
+
+    def _copy_aside(self, source: Path, manifest: PluginManifest) -> Path:
+        """The files in a temporary directory beside their place (a dot name: no plugin)."""
         target = self.path_for(manifest.id, manifest.version)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{manifest.version}-", dir=target.parent))
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{manifest.version}-", dir=target.parent))
+        except OSError as exc:
+            raise self._unwritable(exc, manifest, target) from None
         try:
             shutil.copytree(source, tmp, ignore=_IGNORE, dirs_exist_ok=True, symlinks=False)
             (tmp / _STAMP).write_text(
                 json.dumps({"source": str(source.resolve()), "fingerprint": _fingerprint(source)})
             )
+        except OSError as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise self._unwritable(exc, manifest, target) from None
+        return tmp
+
+    def _place(self, tmp: Path, manifest: PluginManifest) -> Path:
+        """Rename a copy made aside into its place, over an earlier copy of the version."""
+        target = self.path_for(manifest.id, manifest.version)
+        try:
             old = None
             if target.exists():
                 old = target.with_name(f".{target.name}-old-{os.getpid()}")
@@ -235,13 +391,17 @@ class PluginStore:
                 shutil.rmtree(old, ignore_errors=True)
         except OSError as exc:
             shutil.rmtree(tmp, ignore_errors=True)
-            raise PlugbayError(
-                f"cannot write the plugin store: {exc.strerror or exc}",
-                plugin=manifest.id,
-                where=str(target),
-                hint="check free disk space and the permissions of the state directory",
-            ) from None
+            raise self._unwritable(exc, manifest, target) from None
         return target
+
+    @staticmethod
+    def _unwritable(exc: OSError, manifest: PluginManifest, target: Path) -> PlugbayError:
+        return PlugbayError(
+            f"cannot write the plugin store: {exc.strerror or exc}",
+            plugin=manifest.id,
+            where=str(target),
+            hint="check free disk space and the permissions of the state directory",
+        )
 
     # ------------------------------------------------------------------ state kept for rollback
 
@@ -291,6 +451,14 @@ class PluginStore:
             return True, json.loads(self.state_file(plugin_id, version).read_text())["state"]
         except (OSError, ValueError, KeyError):
             return False, None
+
+
+def _discard(aside: Future[Path | None]) -> None:
+    """A copy taken for a start that never served (run in the keeper, so it is done)."""
+    with contextlib.suppress(Exception):
+        path = aside.result()
+        if path is not None:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def _fingerprint(root: Path) -> list[Any]:

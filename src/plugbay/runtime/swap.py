@@ -199,6 +199,8 @@ class Swapper:
                 allow_downgrade=allow_downgrade,
                 together=together,
             )
+            if self.m.store is not None:  # the copy of what serves is taken before it serves
+                await self.m.store.taken(new.manifest)
             self._activate(rec, new.handle, new.manifest, new.config, new.needs, new.notes)
             held = new.hold.release(None)  # the route is the new version's now
             rec.placement, rec.isolation = new.placement, new.placement.isolation
@@ -540,7 +542,9 @@ class Swapper:
         held = False
         try:
             if self.m.store is not None:
-                self.m.store.keep(m)
+                # the copy is taken in the store's keeper thread, in order: a start or a
+                # swap does not wait for it; what reads it waits (PluginStore.settle)
+                self.m.store.keep_soon(m)
                 held = m.root is not None and m.root.is_relative_to(self.m.store.root)
             self.m.state.set_active_version(rec.id, str(m.version), held=held)
         except PlugbayError as exc:  # losing a copy must not take a plugin down
@@ -589,6 +593,7 @@ class Swapper:
         it had when it was replaced. The current version serves until the swap."""
         wanted = version or self.previous_version(plugin_id)
         assert self.m.store is not None
+        await self.m.store.settled(plugin_id)  # a copy still being kept
         try:
             target = self.m.store.manifest(plugin_id, wanted)
         except PlugbayError as exc:

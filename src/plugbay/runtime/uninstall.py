@@ -34,6 +34,7 @@ async def uninstall(
             plugin=plugin_id,
             hint="create the host with state_dir=..., or pass --state DIR",
         )
+    await store.settled(plugin_id)  # a copy still being kept would come back after
     installed = [v for _, v, src in state.installed(plugin_id) if not src.startswith(KEPT)]
     targets = _targets(host, plugin_id, version, installed)
     rec = host.manager.records_by_id.get(plugin_id)
