@@ -275,3 +275,33 @@ def test_importing_threads_put_the_switch_interval_back_in_any_order() -> None:
     assert sys.getswitchinterval() == _IMPORT_SWITCH_INTERVAL
     second.__exit__(None, None, None)
     assert sys.getswitchinterval() == before
+
+
+def test_a_bug_of_plugbays_is_one_line_and_a_file_to_report(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import tempfile
+
+    from plugbay.cli import _entry, _serve
+    from plugbay.runtime import startup
+
+    def broken(*args: object) -> int:
+        return {}["no such key"]  # type: ignore[no-any-return]  # a bug, as a user meets one
+
+    monkeypatch.setattr(_serve, "run_command", broken)
+    monkeypatch.setattr(startup, "spawn_zygote", lambda: None)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(sys, "argv", ["plugbay", "run", "--once", "--plugins", str(tmp_path)])
+    with pytest.raises(SystemExit) as exited:
+        _entry.main()
+    assert exited.value.code == 70
+    captured = capsys.readouterr()
+    said = captured.err.strip()
+    assert "\n" not in said and "Traceback" not in said and captured.out == ""
+    assert said.startswith("plugbay: internal error (KeyError: 'no such key')")
+    assert "Please report it" in said
+    [written] = tmp_path.glob("plugbay-internal-error-*.txt")
+    assert str(written) in said
+    report = written.read_text()
+    assert "command: plugbay run --once --plugins" in report
+    assert "Traceback (most recent call last)" in report and "in broken" in report

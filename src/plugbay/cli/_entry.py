@@ -35,6 +35,10 @@ def main() -> None:
                 code = run_command(options, bind_of(options.http), started, early)
             except KeyboardInterrupt:  # before the host's own handler: as typer exits
                 code = 130
+            except Exception as exc:  # a bug of plugbay's: one line, the traceback in a file
+                from plugbay.cli._crash import report_internal_error
+
+                code = report_internal_error(exc, " ".join(["plugbay", *argv]))
             sys.exit(code)
     from plugbay.cli.app import app
 
