@@ -90,7 +90,10 @@ def import_plugin(manifest: PluginManifest) -> LoadedCode:
 
 def unload_code(namespace: str) -> int:
     """Drop a plugin's namespace from ``sys.modules``; returns how many modules went."""
-    doomed = [name for name in sys.modules if name == namespace or name.startswith(namespace + ".")]
+    # a copy first (one C call): another thread may import meanwhile (the store's keeper,
+    # a backup), and a dict that changes size under the iteration raises
+    names = list(sys.modules)
+    doomed = [name for name in names if name == namespace or name.startswith(namespace + ".")]
     for name in doomed:
         del sys.modules[name]
     importlib.invalidate_caches()
