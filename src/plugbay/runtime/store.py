@@ -459,6 +459,8 @@ def _discard(aside: Future[Path | None]) -> None:
         path = aside.result()
         if path is not None:
             shutil.rmtree(path, ignore_errors=True)
+            with contextlib.suppress(OSError):  # the plugin's own directory, when it held only that
+                path.parent.rmdir()
 
 
 def _fingerprint(root: Path) -> list[Any]:
