@@ -3,27 +3,10 @@ written from the buffer it was encoded in, keep every check of the general path.
 
 from __future__ import annotations
 
-import asyncio
 import socket
 
 from plugbay.isolation import frames
-
-
-class Recording(asyncio.Transport):
-    """A transport that keeps what a channel writes, one entry a write."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.writes: list[bytes] = []
-
-    def write(self, data: bytes | bytearray | memoryview) -> None:
-        self.writes.append(bytes(data))
-
-    def is_closing(self) -> bool:
-        return False
-
-    def get_write_buffer_size(self) -> int:
-        return 0
+from tests._recording import Recording
 
 
 def _channel(got: list[frames.Message], closed: list[tuple[str | None, bool]]) -> frames.Channel:

@@ -17,6 +17,7 @@ import pytest
 from plugbay import ParameterError, PluginCallError, PluginCrashed, PluginTimeout, ResultTypeError
 from plugbay.isolation.process import ProcessHandle
 from plugbay.runtime.host import Host
+from tests._recording import Recording
 from tests._waiting import until
 from tests.conftest import PluginFactory
 
@@ -322,20 +323,6 @@ def test_channel_rejects_oversized_truncated_and_malformed_frames() -> None:
     ch.data_received(one[:5])
     ch.eof_received()
     assert closed[-1] == ("the stream ended inside a frame (5 bytes pending)", True)
-
-
-class Recording(asyncio.Transport):
-    """A transport that keeps what a channel writes, one entry a write."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.writes: list[bytes] = []
-
-    def write(self, data: bytes | bytearray | memoryview) -> None:
-        self.writes.append(bytes(data))
-
-    def is_closing(self) -> bool:
-        return False
 
 
 async def test_channel_batches_small_frames_and_never_holds_a_large_one() -> None:

@@ -412,7 +412,9 @@ async def test_memory_stays_flat_over_200_reloads(
         await host.store.settled()
         gc.collect()
         assert len(sys.modules) == modules
-        assert process.num_fds() == fds  # every retired worker's socket is closed
+        # every retired worker's socket is closed: no more descriptors than before (fewer
+        # is no leak: in the whole suite an earlier test's garbage may be closed meanwhile)
+        assert process.num_fds() <= fds, f"{process.num_fds() - fds} descriptors more"
         grown = process.memory_info().rss - rss
         assert grown < 4 * 1024 * 1024, f"RSS grew by {grown / 2**20:.1f} MiB over {count} reloads"
         assert await host.call("acme.counter", "label") == f"v{20 + count}"

@@ -41,14 +41,8 @@ async def call_many(
     strict: bool = True,
 ) -> list[Any]:
     """Run ``command`` once per parameter set; each item its value or its PlugbayError."""
-    route = manager._routes.get(plugin_id)
-    if route is None:
-        route = await manager._held(plugin_id)
-    handle = route.handle
-    entry = route.entries.get(command)
-    if entry is None:
-        raise manager._no_command(plugin_id, command, handle)
-    spec, stats, timeout, _ = entry  # the timeout: the route's, or the command's if shorter
+    route, (spec, stats, timeout, _) = await manager.routed(plugin_id, command)
+    handle = route.handle  # the timeout: the route's, or the command's if shorter
     out, checked, where, timed = _checked(
         spec, stats, params, plugin_id, strict, counted=manager.settings.monitoring
     )
