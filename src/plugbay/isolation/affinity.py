@@ -55,6 +55,18 @@ def _sched_getcpu() -> Callable[[], int] | None:
 
 
 _getcpu: Final = _sched_getcpu()
+
+
+def _schedstat(pid: int) -> tuple[int, int] | None:
+    """(ns waited for a core, times run) of ``pid``, from ``/proc/PID/schedstat``."""
+    try:
+        with open(f"/proc/{pid}/schedstat", "rb") as f:
+            _ran, waited, runs = (int(x) for x in f.read().split())
+    except (OSError, ValueError):
+        return None
+    return waited, runs
+
+
 #: whether process workers follow their caller's core (``PLUGBAY_PLACEMENT=free``: no)
 ENABLED: bool = _getcpu is not None and os.environ.get("PLUGBAY_PLACEMENT", "") != "free"
 
@@ -102,6 +114,9 @@ class Follow:
         except OSError:  # exited, or not ours to place: leave it to the scheduler
             self.cpu = -2
             return
+        if self.cpu == -1:  # the next tick judges the hold by its own waits, not by
+            # what the worker waited while free (say, among 16 callers just before)
+            self.seen = _schedstat(self.pid) or self.seen
         self.cpu = cpu
 
     def tick(self, busy: bool) -> None:
@@ -113,12 +128,11 @@ class Follow:
         if not busy:
             self.release()
             return
-        try:
-            with open(f"/proc/{self.pid}/schedstat", "rb") as f:
-                _ran, waited, runs = (int(x) for x in f.read().split())
-        except (OSError, ValueError):
+        stat = _schedstat(self.pid)
+        if stat is None:
             return
-        before, self.seen = self.seen, (waited, runs)
+        (waited, runs), before = stat, self.seen
+        self.seen = stat
         ran = runs - before[1]
         if self.cpu >= 0 and ran > 0 and (waited - before[0]) / ran > CONTENDED_NS:
             self.release()
