@@ -53,6 +53,10 @@ async def call_many(
     try:
         many = handle.call_many if route.heard is None else heard_many(route.heard, handle)
         results = await many(spec, checked, timeout) if checked else []
+    except BaseException:  # cancelled: the timed item's period ends all the same
+        if timed >= 0:
+            stats.next_period()
+        raise
     finally:
         inflight[0] -= len(checked)
     took = calls.clock() - started if timed >= 0 else None

@@ -125,6 +125,9 @@ class Calling:
             count_failure(stats, started, exc)
             heard_failing(heard, at, spec, kwargs, exc)
             raise plugin_raised(plugin_id, command, handle, exc) from exc
+        except BaseException:  # cancelled (the caller gave up): nobody's error, but a timed
+            count_failure(stats, started, None)  # call must end its period, or none is again
+            raise
         finally:
             inflight[0] -= 1
         if started:  # a timed call, inlined: one append (see CommandStats)
