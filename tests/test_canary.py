@@ -20,7 +20,18 @@ from tests.conftest import PluginFactory
 CALLERS = 8
 
 
-async def _load(host: Host, calls: int) -> tuple[int, list[BaseException]]:
+def _spread(i: int) -> int:
+    return (i * 37) % 101
+
+
+def _failing(i: int) -> int:
+    """An ``a`` that 1.1.0 (the wrong one) raises on, whichever call of the canary's."""
+    return 7 * (i % 13) + 3
+
+
+async def _load(
+    host: Host, calls: int, a_of: Callable[[int], int] = _spread
+) -> tuple[int, list[BaseException]]:
     """``CALLERS`` callers at once, ``calls`` in all: (answers, failures)."""
     answered = 0
     failures: list[BaseException] = []
@@ -28,7 +39,7 @@ async def _load(host: Host, calls: int) -> tuple[int, list[BaseException]]:
     async def caller(offset: int) -> None:
         nonlocal answered
         for i in range(offset, calls, CALLERS):
-            a = (i * 37) % 101
+            a = a_of(i)
             try:
                 assert await host.call("acme.calc", "add", a=a, b=1) in (a + 1, a + 2)
                 answered += 1
@@ -51,7 +62,9 @@ async def test_a_wrong_canary_is_rolled_back_within_its_window_and_only_its_shar
         canary = host.trials.canaries["acme.calc"]
         assert canary.handle is not None and canary.handle.pid is not None
         worker = psutil.Process(canary.handle.pid)
-        answered, failures = await _load(host, 400)
+        # every call of the canary's fails (which calls are its turns depends on how the
+        # callers interleave: spread inputs could miss the failing ones)
+        answered, failures = await _load(host, 400, _failing)
         summary = await host.trials.wait_canary("acme.calc", timeout=30)
         assert summary["state"] == "rolled-back"
         figures = summary["figures"]
@@ -78,6 +91,30 @@ async def test_a_wrong_canary_is_rolled_back_within_its_window_and_only_its_shar
         recorded = [json.loads(line) for line in host.trials.recording("acme.calc").splitlines()]
         versions = [c["version"] for c in recorded[1:]]
         assert versions.count("1.1.0") == canary.new.calls and "1.0.0" in versions
+
+
+async def test_an_error_before_enough_calls_is_judged_once_there_are_enough(
+    plugins: PluginFactory, make_host: Callable[..., Host], tmp_path: Path
+) -> None:
+    """The canary's first run fails, too few calls to judge; the end of the run that
+    makes them enough rolls it back, without waiting for another error or the tick."""
+    calc(plugins.root / "calc", "1.0.0")
+    async with make_host() as host:
+        host.install(calc(tmp_path / "src", "1.1.0", wrong=True))
+        settings = CanarySettings(share=1.0, window_calls=10**6, min_calls=5)
+        await host.trials.canary("acme.calc", settings=settings)
+        canary = host.trials.canaries["acme.calc"]
+        assert await host.call("acme.calc", "add", a=3, b=1) == 4  # the serving one's turn
+        for _ in range(RUN):  # the canary's first run: every call fails
+            with pytest.raises(PluginCallError, match="cannot add 3"):
+                await host.call("acme.calc", "add", a=3, b=1)
+        assert canary.state == "running"  # 4 calls: fewer than min_calls
+        for _ in range(3 * RUN):  # right answers from here on
+            assert await host.call("acme.calc", "add", a=1, b=1) == 2
+        summary = await host.trials.wait_canary("acme.calc", timeout=30)
+        assert summary["state"] == "rolled-back" and "error rate" in summary["reason"]
+        assert summary["figures"]["new"]["calls"] == 2 * RUN  # decided as its 2nd run ended
+        assert host.plugin("acme.calc").version == "1.0.0"
 
 
 async def test_a_canary_takes_its_exact_share_and_every_call_stays_counted(

@@ -20,8 +20,9 @@ or rolled back on its figures, with no person in the loop.
    does the plugin's (no timer of the canary's own), and the plugin's figures over the
    window are the serving version's alone, one call in each period timed; when the
    canary ends, its figures join the plugin's;
-4. the thresholds are checked after each error on the canary (at once), every
-   :data:`JUDGE_SECONDS` and when the window ends, once the canary answered
+4. the thresholds are checked after each error on the canary (at once; one that came
+   before ``min_calls`` calls, again at the end of each run until there are enough),
+   every :data:`JUDGE_SECONDS` and when the window ends, once the canary answered
    ``min_calls`` calls: its error rate may exceed the serving version's by at most
    ``max_error_increase``, its mean latency may be at most ``max_latency_ratio`` times
    the serving version's. The first breach rolls back: from the next call on, every
@@ -204,7 +205,7 @@ class _Errors(collections.Counter[str]):
 
     def __setitem__(self, error: str, count: int) -> None:
         super().__setitem__(error, count)
-        self.canary.judge()
+        self.canary.judge(erred=True)
 
 
 def _running(
@@ -276,6 +277,8 @@ class Canary:
         self._warm: tuple[int, float] | None = None
         #: the figures the decision was taken on
         self.deciding: dict[str, Any] | None = None
+        #: an error came before ``min_calls`` calls: judged again at the end of each run
+        self._unjudged = False
         self._version = str(target.version)
 
     # ------------------------------------------------------------------ start
@@ -392,6 +395,8 @@ class Canary:
             self._window_ends()  # the window's last call: it stays the canary's
         if self._warm is None:
             self._warmed()
+        if self._unjudged:
+            self.judge()
         return self._on_canary(spec, params, timeout)
 
     def _stats_of(self, command: str) -> CommandStats:
@@ -494,12 +499,16 @@ class Canary:
                 )
         return None
 
-    def judge(self) -> None:
+    def judge(self, *, erred: bool = False) -> None:
         """Roll back now if the canary breaches a threshold (after an error on it, every
-        :data:`JUDGE_SECONDS`; the window's end judges too)."""
+        :data:`JUDGE_SECONDS`; the window's end judges too). An error on one of the first
+        ``min_calls`` calls is judged again at the end of each run until there are enough."""
         if self.state != "running":
             return
         figures = self.figures()
+        self._unjudged = (erred or self._unjudged) and (
+            figures["new"]["calls"] < self.settings.min_calls
+        )
         reason = self.breach(figures)
         if reason is not None:
             self._decide(reason, figures)
