@@ -9,6 +9,7 @@ names a worker's death is told in.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -25,6 +26,7 @@ from plugbay.model.manifest import PluginManifest, parse_size
 __all__ = [
     "FULL_BELOW",
     "RemoteSpec",
+    "await_listener",
     "bound_file_size",
     "du",
     "for_the_worker",
@@ -182,6 +184,42 @@ def receive_listener(report: socket.socket) -> tuple[int | None, bool]:
     for extra in fds[1:]:
         os.close(extra)
     return (fds[0], data == b"U") if fds else (None, False)
+
+
+async def await_listener(report: socket.socket, timeout: float = 60) -> tuple[int | None, bool]:
+    """:func:`receive_listener` on the event loop: the socket is watched for the listener
+    instead of a thread of the default executor blocking on it until the worker is confined
+    (a thread hop and back a start, and a thread the storage images' mounts wait for while
+    several workers start at once)."""
+    loop = asyncio.get_running_loop()
+    with report:
+        report.setblocking(False)
+        deadline = loop.time() + timeout
+        while True:
+            try:
+                data, fds, _flags, _addr = socket.recv_fds(report, 1, 1)
+                break
+            except (BlockingIOError, InterruptedError):
+                pass
+            except OSError:
+                return None, False
+            readable: asyncio.Future[None] = loop.create_future()
+            loop.add_reader(report.fileno(), _settle, readable)
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await readable
+            except TimeoutError:
+                return None, False
+            finally:
+                loop.remove_reader(report.fileno())
+    for extra in fds[1:]:
+        os.close(extra)
+    return (fds[0], data == b"U") if fds else (None, False)
+
+
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def signal_name(number: int) -> str:

@@ -40,6 +40,7 @@ from plugbay.isolation._calls import RequestsToWorker
 from plugbay.isolation._cgroups import CgroupLayer
 from plugbay.isolation._process_parts import (
     RemoteSpec,
+    await_listener,
     bound_file_size,
     crash_error,
     du,
@@ -47,7 +48,6 @@ from plugbay.isolation._process_parts import (
     host_reply,
     look_at_image,
     process_usage,
-    receive_listener,
     size_text,
     worker_request,
 )
@@ -137,7 +137,7 @@ class ProcessBackend(Backend):
         try:
             if "sandbox" in request:
                 pid, sock, report = await zygote.spawn_sandboxed(request)
-                listener = await asyncio.to_thread(receive_listener, report)
+                listener = await await_listener(report)
             else:
                 pid, sock = await zygote.spawn(request)
         except BaseException:
