@@ -65,6 +65,8 @@ class CommandStats:
 
     A :attr:`pacer` (a canary, ``runtime.canary``) sets the periods' lengths instead:
     the call ending each one is timed as always, and its end is the pacer's cue.
+    Whatever ends the timed call (an answer, an error, its caller's cancel) ends its
+    period: otherwise ``left`` stays below zero and no call is timed again.
     """
 
     __slots__ = (
