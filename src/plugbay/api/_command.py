@@ -17,6 +17,7 @@ import inspect
 import typing
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
+from types import FunctionType
 from typing import Any, Concatenate, Final, Generic, ParamSpec, TypeVar, overload
 
 import msgspec
@@ -38,6 +39,12 @@ R = TypeVar("R")
 T = TypeVar("T")
 
 _MISSING: Final = inspect.Parameter.empty
+
+
+def _cleandoc(doc: str) -> str:
+    """``inspect.cleandoc``, with a one-line docstring cleaned without calling it (a
+    sandboxed worker defines its plugin's commands after its fork: see `_plain_signature`)."""
+    return inspect.cleandoc(doc) if "\n" in doc else doc.expandtabs().lstrip()
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,8 +78,12 @@ class CommandMethod(Generic[S, P, R]):
         self.name = name or func.__name__
         self.blocking = blocking
         self.timeout = timeout
-        self.is_async = inspect.iscoroutinefunction(func)
-        self.doc = inspect.cleandoc(func.__doc__ or "")
+        self.is_async = (
+            bool(func.__code__.co_flags & inspect.CO_COROUTINE)
+            if type(func) is FunctionType
+            else inspect.iscoroutinefunction(func)
+        )
+        self.doc = _cleandoc(func.__doc__ or "")
 
     def __set_name__(self, owner: type, attr: str) -> None:
         if self.name == self.func.__name__:
@@ -213,6 +224,69 @@ def _exact_scalars(params: list[ParamInfo]) -> tuple[tuple[str, type], ...] | No
     return None
 
 
+_BY_NAME: Final[dict[str, Any]] = {
+    **{tp.__name__: tp for tp in _SCALARS},
+    "None": type(None),
+}
+_CO_REFUSED: Final = inspect.CO_VARARGS | inspect.CO_VARKEYWORDS
+
+
+def _scalar_named(annotation: object, namespace: dict[str, Any]) -> Any:
+    """The builtin scalar (or ``NoneType``) an annotation names, else ``_MISSING``: what
+    ``typing.get_type_hints`` makes of it, a string looked up as its ``eval`` would."""
+    if isinstance(annotation, str):
+        if annotation == "None":
+            return type(None)
+        annotation = namespace.get(annotation, _BY_NAME.get(annotation, _MISSING))
+    if annotation is None:
+        return type(None)
+    if (type(annotation) is type and annotation in _SCALARS) or annotation is Any:
+        return annotation
+    return _MISSING
+
+
+def _plain_signature(func: Callable[..., Any]) -> tuple[list[ParamInfo], Any] | None:
+    """A plain method's parameters and result type, read straight off its function.
+
+    The same as ``typing.get_type_hints`` and ``inspect.signature`` give for a function
+    whose parameters are each annotated with a builtin scalar and whose result is one,
+    ``None`` or ``Any``, with no ``/``, ``*args``, ``**kwargs``, wrapper or signature of
+    its own; ``None`` for anything else, which takes the general reading (and its errors).
+    A sandboxed worker imports its plugin after its fork, and every Python function a start
+    calls copies pages of the zygote's: this runs none of ``inspect``'s or ``typing``'s.
+    """
+    if (
+        type(func) is not FunctionType
+        or getattr(func, "__wrapped__", None) is not None
+        or getattr(func, "__signature__", None) is not None
+    ):
+        return None
+    code = func.__code__
+    if code.co_flags & _CO_REFUSED or code.co_posonlyargcount or not code.co_argcount:
+        return None
+    annotations = func.__annotations__
+    namespace = func.__globals__
+    returns = _scalar_named(annotations.get("return", _MISSING), namespace)
+    if returns is _MISSING:
+        return None
+    positional = code.co_argcount
+    names = code.co_varnames[1 : positional + code.co_kwonlyargcount]
+    defaults = func.__defaults__ or ()
+    first_default = positional - len(defaults)  # index in co_varnames, self counted
+    kwdefaults = func.__kwdefaults__ or {}
+    params: list[ParamInfo] = []
+    for i, name in enumerate(names, 1):
+        tp = _scalar_named(annotations.get(name, _MISSING), namespace)
+        if tp is _MISSING or tp is type(None) or tp is Any:
+            return None
+        if i < positional:
+            default = defaults[i - first_default] if i >= first_default else _MISSING
+        else:
+            default = kwdefaults.get(name, _MISSING)
+        params.append(ParamInfo(name, tp, default))
+    return params, returns
+
+
 class CommandSpec:
     """A command's checked signature: validates parameters and results at the boundary."""
 
@@ -241,6 +315,16 @@ class CommandSpec:
         self.timeout = method.timeout
         self.doc = method.doc
         where = f"{owner.__module__}.{owner.__qualname__}.{method.func.__name__}"
+        params, returns = _plain_signature(method.func) or self._read_signature(method, where)
+        self.params: tuple[ParamInfo, ...] = tuple(params)
+        self.returns: Any = returns
+        self._finish(owner, params, where)
+
+    def _read_signature(
+        self, method: CommandMethod[Any, Any, Any], where: str
+    ) -> tuple[list[ParamInfo], Any]:
+        """The general reading, through ``typing`` and ``inspect``: the parameters and the
+        return type, or the load error that says what to change."""
         try:
             hints = typing.get_type_hints(method.func, include_extras=True)
         except Exception as exc:
@@ -272,8 +356,9 @@ class CommandSpec:
                 where=where,
                 hint="annotate the return type ('-> None' if it returns nothing)",
             )
-        self.params: tuple[ParamInfo, ...] = tuple(params)
-        self.returns: Any = hints["return"]
+        return params, hints["return"]
+
+    def _finish(self, owner: type, params: list[ParamInfo], where: str) -> None:
         fields: list[tuple[str, Any] | tuple[str, Any, Any]] = [
             (p.name, p.annotation) if p.required else (p.name, p.annotation, p.default)
             for p in params
