@@ -146,11 +146,15 @@ def test_a_docstring_is_cleaned_as_inspect_cleans_it(doc: str) -> None:
     assert _command._cleandoc(doc) == inspect.cleandoc(doc)
 
 
-def test_a_sandboxed_worker_starts_a_plain_plugin_without_running_inspect_or_typing(
+def test_a_sandboxed_worker_loads_a_plain_plugin_without_running_inspect_or_typing(
     tmp_path: Path,
 ) -> None:
-    """Where the reading runs on a worker's start: a plain plugin's command specs call
-    no function of ``inspect`` or ``typing`` (each would copy pages of the zygote's)."""
+    """Where the reading runs on a worker's start: importing a plain plugin and checking
+    its class (``import_plugin``, the worker's own step) calls no function of ``inspect``
+    or ``typing`` (each would copy pages of the zygote's)."""
+    (tmp_path / "plugin.toml").write_text(
+        'id = "t.plain"\nversion = "1.0.0"\ntype = "utility"\nentry = "p:P"\n'
+    )
     (tmp_path / "p.py").write_text(
         textwrap.dedent(
             '''
@@ -167,19 +171,20 @@ def test_a_sandboxed_worker_starts_a_plain_plugin_without_running_inspect_or_typ
     probe = textwrap.dedent(
         f"""
         import inspect, sys, typing
-        import plugbay
-        from plugbay.api import _command
-        sys.path.insert(0, {str(tmp_path)!r})
+        from pathlib import Path
+        from plugbay.isolation.loading import import_plugin
+        from plugbay.model.manifest import load_manifest
+        manifest = load_manifest(Path({str(tmp_path / "plugin.toml")!r}))
         watched = {{inspect.__file__, typing.__file__}}
         seen = set()
         def profile(frame, event, arg):
             if event == "call" and frame.f_code.co_filename in watched:
                 seen.add(frame.f_code.co_name)
         sys.setprofile(profile)
-        import p
-        specs = _command.command_specs(p.P)
+        code = import_plugin(manifest)
         sys.setprofile(None)
-        assert specs["echo"].signature() == "echo(x: int, label: str = '') -> int", specs
+        echo = code.commands["echo"]
+        assert echo.signature() == "echo(x: int, label: str = '') -> int", echo
         print(sorted(seen))
         """
     )

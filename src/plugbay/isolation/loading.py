@@ -19,6 +19,7 @@ import sys
 import sysconfig
 import traceback
 import types
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -218,13 +219,16 @@ def _resolve_attribute(module: types.ModuleType, manifest: PluginManifest) -> ty
 
 def check_plugin_class(cls: type[Plugin], manifest: PluginManifest) -> dict[str, CommandSpec]:
     """Refuse a class that does not honour its manifest, naming what is wrong."""
-    where = inspect.getsourcefile(cls) or manifest.location
+
+    def where() -> str:  # read only for an error: a worker's start calls none of inspect
+        return inspect.getsourcefile(cls) or manifest.location
+
     base = _BASE_FOR_TYPE[manifest.type]
     if not issubclass(cls, base):
         raise PluginLoadError(
             f"the manifest says type '{manifest.type}' but {cls.__name__} is not a {base.__name__}",
             plugin=manifest.id,
-            where=where,
+            where=where(),
             hint=f"subclass plugbay.{base.__name__}, or change type in the manifest",
         )
     for attr in ("id", "version"):
@@ -233,15 +237,16 @@ def check_plugin_class(cls: type[Plugin], manifest: PluginManifest) -> dict[str,
             raise PluginLoadError(
                 f"{cls.__name__}.{attr} is '{declared}' but the manifest says '{getattr(manifest, attr)}'",
                 plugin=manifest.id,
-                where=where,
+                where=where(),
                 hint=f"make them agree, or drop {attr} from the class (the manifest is the source of truth)",
             )
-    if inspect.isabstract(cls):
-        missing = ", ".join(sorted(getattr(cls, "__abstractmethods__", ())))
+    abstract = getattr(cls, "__abstractmethods__", ())  # what inspect.isabstract reads
+    if abstract:
+        missing = ", ".join(sorted(abstract))
         raise PluginLoadError(
             f"{cls.__name__} does not implement {missing}",
             plugin=manifest.id,
-            where=where,
+            where=where(),
             hint=f"a {base.__name__} must implement every method of its interface",
         )
     try:
@@ -253,7 +258,9 @@ def check_plugin_class(cls: type[Plugin], manifest: PluginManifest) -> dict[str,
     return specs
 
 
-def _check_event_handlers(cls: type[Plugin], manifest: PluginManifest, where: str) -> None:
+def _check_event_handlers(
+    cls: type[Plugin], manifest: PluginManifest, where: Callable[[], str]
+) -> None:
     """Every event the manifest listens to has an ``@on_event`` handler, and no handler
     waits for an event the manifest does not listen to (refused when loaded, not when
     the first event comes)."""
@@ -262,14 +269,14 @@ def _check_event_handlers(cls: type[Plugin], manifest: PluginManifest, where: st
     if missing:
         raise PluginLoadError(
             f"the manifest listens to {', '.join(missing)} but {cls.__name__} has no handler",
-            where=where,
+            where=where(),
             hint=f'mark a method @on_event("{missing[0]}") taking one parameter, event',
         )
     unheard = sorted(set(handlers) - set(manifest.listens))
     if unheard:
         raise PluginLoadError(
             f"{cls.__name__} handles {', '.join(unheard)}, which the manifest does not listen to",
-            where=where,
+            where=where(),
             hint=f'add [events.listens."{unheard[0]}"] to the manifest, or drop the handler',
         )
 
