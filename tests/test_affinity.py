@@ -138,6 +138,71 @@ def test_waits_from_before_a_hold_do_not_count_against_it(
     assert os.sched_getaffinity(child) == ALLOWED
 
 
+needs_idle_class = pytest.mark.skipif(
+    not affinity.IDLE_CLASS, reason="this host may not take a worker out of SCHED_IDLE"
+)
+
+
+@needs_idle_class
+def test_a_held_worker_runs_in_the_idle_class_until_it_is_let_go(child: int) -> None:
+    """So that its answer wakes the caller on the worker's own core (which then counts
+    as idle), not on the other core, and the pair stops swapping cores."""
+    follow = Follow(child)
+    lone_calls(follow, LONE_CALLS)
+    assert os.sched_getscheduler(child) == os.SCHED_OTHER  # not held yet
+    lone_calls(follow, 1)
+    assert os.sched_getscheduler(child) == os.SCHED_IDLE
+    follow.call(2)  # concurrent callers: every core, and its normal share of each
+    assert os.sched_getscheduler(child) == os.SCHED_OTHER
+    lone_calls(follow, LONE_CALLS + 1)
+    assert os.sched_getscheduler(child) == os.SCHED_IDLE
+    follow.tick(False)  # it rests
+    assert os.sched_getscheduler(child) == os.SCHED_OTHER
+    assert os.sched_getaffinity(child) == ALLOWED
+
+
+def test_a_held_worker_that_did_not_run_at_all_since_the_last_tick_is_let_go(
+    child: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In SCHED_IDLE, a worker whose core is taken by another task may not run for a
+    whole tick: no run to divide its waits by, and it must still be let go."""
+    stat = [(0, 0)]
+    monkeypatch.setattr(affinity, "_schedstat", lambda pid: stat[0])
+    follow = Follow(child)
+    lone_calls(follow, LONE_CALLS + 1)
+    assert len(os.sched_getaffinity(child)) == 1
+    stat[0] = (150_000_000, 0)  # 0.15 s waited, not one run
+    follow.tick(True)
+    assert os.sched_getaffinity(child) == ALLOWED
+    assert os.sched_getscheduler(child) == os.SCHED_OTHER
+    assert follow.cool == COOL_TICKS
+
+
+def test_without_the_right_to_undo_it_a_hold_stays_a_plain_one(child: int) -> None:
+    """Leaving SCHED_IDLE needs CAP_SYS_NICE: a host without it (a container's default)
+    must never put a worker there, where it would stay and starve under load."""
+    probe = "from plugbay.isolation import affinity; print(affinity.IDLE_CLASS)"
+    without = subprocess.run(
+        ["setpriv", "--bounding-set=-sys_nice", sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert without.stdout.strip() == "False"
+
+
+def test_a_plain_hold_leaves_the_scheduling_class_alone(
+    child: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(affinity, "IDLE_CLASS", False)
+    follow = Follow(child)
+    lone_calls(follow, LONE_CALLS + 1)
+    assert len(os.sched_getaffinity(child)) == 1
+    assert os.sched_getscheduler(child) == os.SCHED_OTHER
+    follow.release()
+    assert os.sched_getaffinity(child) == ALLOWED
+
+
 def test_a_cpuset_the_worker_may_not_leave_is_kept(child: int) -> None:
     """A worker whose own mask excludes the caller's core is never moved out of it."""
     mine = sorted(ALLOWED)[0]
@@ -206,10 +271,13 @@ async def test_a_sandboxed_worker_follows_its_lone_caller_and_rests_free(
     for i in range(LONE_CALLS + 2):
         assert await host.call("acme.echo", "echo", x=i) == i
     assert os.sched_getaffinity(pid) == {handle.follow.cpu}
+    held = os.SCHED_IDLE if affinity.IDLE_CLASS else os.SCHED_OTHER
+    assert os.sched_getscheduler(pid) == held
     # 16 callers at once: the worker may use every core while they overlap
     answers = await asyncio.gather(*(host.call("acme.echo", "echo", x=i) for i in range(16)))
     assert answers == list(range(16))
     assert os.sched_getaffinity(pid) == ALLOWED
+    assert os.sched_getscheduler(pid) == os.SCHED_OTHER
     for i in range(LONE_CALLS + 2):
         await host.call("acme.echo", "echo", x=i)
     assert len(os.sched_getaffinity(pid)) == 1
@@ -219,6 +287,7 @@ async def test_a_sandboxed_worker_follows_its_lone_caller_and_rests_free(
     while os.sched_getaffinity(pid) != ALLOWED:
         assert time.monotonic() < deadline, "the idle worker was never let go"
         await asyncio.sleep(0.05)
+    assert os.sched_getscheduler(pid) == os.SCHED_OTHER
     assert await host.call("acme.echo", "echo", x=7) == 7  # and it still answers
 
 
@@ -246,3 +315,57 @@ async def test_a_held_worker_is_let_go_before_it_is_killed(
     handle.release()
     monkeypatch.setattr(os, "kill", kill)
     assert mask_when_killed and all(mask == ALLOWED for mask in mask_when_killed)
+
+
+BURN = """
+import time
+
+from plugbay import UtilityPlugin, command
+
+class P(UtilityPlugin):
+    @command
+    def echo(self, x: int) -> int:
+        return x
+
+    @command
+    def burn(self, seconds: float) -> float:
+        start = time.process_time()
+        while time.process_time() - start < seconds:
+            pass
+        return time.process_time() - start
+"""
+
+
+@pytest.mark.slow
+async def test_a_held_worker_beside_a_busy_neighbour_still_gets_its_share(
+    plugins: PluginFactory, tmp_path: Path
+) -> None:
+    """A worker held in SCHED_IDLE to its caller's core, and a busy process taking that
+    core: the worker is idle only among its own cgroup's tasks, so beside the neighbour
+    it still gets a fair share (and a worker without a cgroup of its own is let go by
+    the next tick: ``test_a_held_worker_that_waits_for_its_core_is_let_go_for_a_while``).
+    Starved, 0.2 s of CPU would take over a minute at SCHED_IDLE's weight."""
+    plugins("acme.burn", BURN, extra='isolation = "process"\n')
+    async with Host(
+        plugins.root, state_dir=tmp_path / "state", entry_points=False, init_timeout=20
+    ) as host:
+        handle = host.plugin("acme.burn").handle
+        assert isinstance(handle, ProcessHandle)
+        mine = sorted(ALLOWED)[0]
+        os.sched_setaffinity(0, {mine})  # the caller stays on one core
+        try:
+            for i in range(LONE_CALLS + 1):
+                assert await host.call("acme.burn", "echo", x=i) == i
+            assert os.sched_getaffinity(handle.pid) == {mine}  # held with its caller
+            spin = [sys.executable, "-c", "while True: pass"]
+            neighbour = await asyncio.create_subprocess_exec(*spin)
+            try:
+                os.sched_setaffinity(neighbour.pid, {mine})
+                burnt = await asyncio.wait_for(host.call("acme.burn", "burn", seconds=0.2), 20)
+                assert burnt >= 0.2
+                assert await host.call("acme.burn", "echo", x=7) == 7
+            finally:
+                neighbour.kill()
+                await neighbour.wait()
+        finally:
+            os.sched_setaffinity(0, ALLOWED)

@@ -245,6 +245,19 @@ def _scalar_named(annotation: object, namespace: dict[str, Any]) -> Any:
     return _MISSING
 
 
+def _plain_function(func: Callable[..., Any]) -> bool:
+    """A plain ``def`` taking ``self`` and named parameters: no ``/``, ``*args`` or
+    ``**kwargs``, and no wrapper or signature of its own for ``inspect`` to follow."""
+    if (
+        type(func) is not FunctionType
+        or getattr(func, "__wrapped__", None) is not None
+        or getattr(func, "__signature__", None) is not None
+    ):
+        return False
+    code = func.__code__
+    return not (code.co_flags & _CO_REFUSED or code.co_posonlyargcount or not code.co_argcount)
+
+
 def _plain_signature(func: Callable[..., Any]) -> tuple[list[ParamInfo], Any] | None:
     """A plain method's parameters and result type, read straight off its function.
 
@@ -255,15 +268,9 @@ def _plain_signature(func: Callable[..., Any]) -> tuple[list[ParamInfo], Any] | 
     A sandboxed worker imports its plugin after its fork, and every Python function a start
     calls copies pages of the zygote's: this runs none of ``inspect``'s or ``typing``'s.
     """
-    if (
-        type(func) is not FunctionType
-        or getattr(func, "__wrapped__", None) is not None
-        or getattr(func, "__signature__", None) is not None
-    ):
+    if not _plain_function(func):
         return None
     code = func.__code__
-    if code.co_flags & _CO_REFUSED or code.co_posonlyargcount or not code.co_argcount:
-        return None
     annotations = func.__annotations__
     namespace = func.__globals__
     returns = _scalar_named(annotations.get("return", _MISSING), namespace)

@@ -18,6 +18,20 @@ cores; it is held again only after a run of lone calls. A worker that rests
 (idle for the heartbeat's ``idle_after``) is let go too: idle workers are never
 left held to one core. ``PLUGBAY_PLACEMENT=free`` turns it off.
 
+Holding the worker alone is not enough: the worker's answer wakes the caller while
+the worker still runs on the shared core (it has yet to go back to waiting), so the
+kernel wakes the caller on the other, idle core; the caller's next call moves the
+worker there, and the pair swaps cores every few calls (a lone caller's p50 swung
+between 27 and 124 µs from one round to the next). So a held worker also runs in
+the ``SCHED_IDLE`` class: a core running only such tasks counts as idle when the
+kernel places a woken task, so the caller is woken on the worker's core and runs at
+once, and the worker finishes when the caller waits again. It is only done where
+the host may put the worker back (``CAP_SYS_NICE``: going back from ``SCHED_IDLE``
+needs it), and undone whenever the worker is let go. A ``SCHED_IDLE`` task gets
+next to no CPU while any other task wants its core; the heartbeat's tick sees the
+waits (even a worker that did not run at all since the last tick) and lets it go
+within a tick, as it does a plain held worker that shares its core.
+
 Affinity is a scheduling hint, not a limit: the worker's CPU quota (its cgroup)
 and every other layer are unchanged; a plugin that sets its own affinity only
 undoes the hint. A held worker that waits for its core (the caller's core is
@@ -42,6 +56,7 @@ LONE_CALLS: Final = 4
 CONTENDED_NS: Final = 50_000
 #: ticks a worker let go for contention stays free before it may be held again
 COOL_TICKS: Final = 5
+_NO_PRIORITY: Final = os.sched_param(0)
 
 
 def _sched_getcpu() -> Callable[[], int] | None:
@@ -70,11 +85,33 @@ def _schedstat(pid: int) -> tuple[int, int] | None:
 #: whether process workers follow their caller's core (``PLUGBAY_PLACEMENT=free``: no)
 ENABLED: bool = _getcpu is not None and os.environ.get("PLUGBAY_PLACEMENT", "") != "free"
 
+_CAP_SYS_NICE: Final = 23
+
+
+def _may_reschedule() -> bool:
+    """Whether this process may put a worker in ``SCHED_IDLE`` and take it out again:
+    leaving ``SCHED_IDLE`` for ``SCHED_OTHER`` needs ``CAP_SYS_NICE`` (or a nice limit
+    a worker does not have), and a worker left there would starve under load."""
+    if not hasattr(os, "SCHED_IDLE"):
+        return False
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"CapEff:"):
+                    return bool(int(line.split()[1], 16) >> _CAP_SYS_NICE & 1)
+    except (OSError, ValueError):
+        pass
+    return False
+
+
+#: whether a held worker runs in the ``SCHED_IDLE`` class (see the module docstring)
+IDLE_CLASS: bool = _may_reschedule()
+
 
 class Follow:
     """One worker's placement: held to the core of its lone caller, or free."""
 
-    __slots__ = ("allowed", "cool", "cpu", "lone", "pid", "seen")
+    __slots__ = ("allowed", "cool", "cpu", "idle", "lone", "pid", "seen")
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
@@ -87,6 +124,8 @@ class Follow:
         self.cool = 0
         #: (ns waited for a core, times run) at the last tick, from /proc/PID/schedstat
         self.seen = (0, 0)
+        #: whether the worker was put in ``SCHED_IDLE`` (held), to be put back when let go
+        self.idle = False
 
     def call(self, in_flight: int) -> None:
         """Before a call leaves; ``in_flight`` counts it with the others awaiting answers."""
@@ -114,6 +153,12 @@ class Follow:
         except OSError:  # exited, or not ours to place: leave it to the scheduler
             self.cpu = -2
             return
+        if IDLE_CLASS and not self.idle:
+            try:
+                os.sched_setscheduler(self.pid, os.SCHED_IDLE, _NO_PRIORITY)
+                self.idle = True
+            except OSError:  # not ours to reschedule: the hold stays a plain one
+                pass
         if self.cpu == -1:  # the next tick judges the hold by its own waits, not by
             # what the worker waited while free (say, among 16 callers just before)
             self.seen = _schedstat(self.pid) or self.seen
@@ -133,8 +178,9 @@ class Follow:
             return
         (waited, runs), before = stat, self.seen
         self.seen = stat
-        ran = runs - before[1]
-        if self.cpu >= 0 and ran > 0 and (waited - before[0]) / ran > CONTENDED_NS:
+        # a held worker that did not run at all since the last tick but waited counts
+        # too: in SCHED_IDLE under another task's load, it may not run for a whole tick
+        if self.cpu >= 0 and waited - before[0] > CONTENDED_NS * max(runs - before[1], 1):
             self.release()
             self.cool = COOL_TICKS
 
@@ -145,5 +191,8 @@ class Follow:
         self.cpu = -1
         try:
             os.sched_setaffinity(self.pid, self.allowed)
+            if self.idle:
+                self.idle = False
+                os.sched_setscheduler(self.pid, os.SCHED_OTHER, _NO_PRIORITY)
         except OSError:
             self.cpu = -2
