@@ -161,6 +161,36 @@ def test_a_held_worker_runs_in_the_idle_class_until_it_is_let_go(child: int) -> 
     assert os.sched_getaffinity(child) == ALLOWED
 
 
+THREADED = """
+import sys, threading
+sys.stdin.readline()  # started while held: it takes the main thread's class
+threading.Thread(target=sys.stdin.readline, daemon=False).start()
+print(threading.enumerate()[-1].native_id, flush=True)
+"""
+
+
+@needs_idle_class
+def test_a_thread_started_while_held_leaves_the_idle_class_with_its_worker() -> None:
+    worker = subprocess.Popen(
+        [sys.executable, "-c", THREADED], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert worker.stdin is not None and worker.stdout is not None
+    try:
+        follow = Follow(worker.pid)
+        lone_calls(follow, LONE_CALLS + 1)
+        assert os.sched_getscheduler(worker.pid) == os.SCHED_IDLE
+        worker.stdin.write("start\n")
+        worker.stdin.flush()
+        thread = int(worker.stdout.readline())
+        assert os.sched_getscheduler(thread) == os.SCHED_IDLE
+        follow.release()
+        assert os.sched_getscheduler(worker.pid) == os.SCHED_OTHER
+        assert os.sched_getscheduler(thread) == os.SCHED_OTHER
+    finally:
+        worker.kill()
+        worker.wait()
+
+
 def test_a_held_worker_that_did_not_run_at_all_since_the_last_tick_is_let_go(
     child: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:

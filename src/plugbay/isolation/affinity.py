@@ -108,6 +108,22 @@ def _may_reschedule() -> bool:
 IDLE_CLASS: bool = _may_reschedule()
 
 
+def _threads_back_from_idle(pid: int) -> None:
+    """``SCHED_OTHER`` again for the worker's other threads left in ``SCHED_IDLE``: a
+    thread takes its creator's class, so one started while the worker was held (an
+    executor's, a plugin's own) would otherwise stay in it for good."""
+    try:
+        tids = [int(tid) for tid in os.listdir(f"/proc/{pid}/task")]
+    except OSError:
+        return
+    for tid in tids:
+        try:
+            if tid != pid and os.sched_getscheduler(tid) == os.SCHED_IDLE:
+                os.sched_setscheduler(tid, os.SCHED_OTHER, _NO_PRIORITY)
+        except OSError:  # the thread ended meanwhile
+            pass
+
+
 class Follow:
     """One worker's placement: held to the core of its lone caller, or free."""
 
@@ -194,5 +210,6 @@ class Follow:
             if self.idle:
                 self.idle = False
                 os.sched_setscheduler(self.pid, os.SCHED_OTHER, _NO_PRIORITY)
+                _threads_back_from_idle(self.pid)
         except OSError:
             self.cpu = -2
