@@ -82,8 +82,10 @@ def test_concurrent_calls_and_rest_let_the_worker_go(child: int) -> None:
     assert os.sched_getaffinity(child) == ALLOWED
 
 
-def test_a_held_worker_that_waits_for_its_core_is_let_go_for_a_while() -> None:
-    """The caller's core is shared with other work: the worker may run on an idle core."""
+@pytest.mark.parametrize("idle_class", [False, True])
+def test_a_held_worker_that_waits_for_its_core_is_let_go_for_a_while(idle_class: bool) -> None:
+    """The caller's core is shared with other work: the worker may run on an idle core
+    (in the idle class and without a cgroup of its own, it hardly runs there at all)."""
     mine = sorted(ALLOWED)[0]
     spin = [sys.executable, "-c", "while True: pass"]
     worker, neighbour = subprocess.Popen(spin), subprocess.Popen(spin)
@@ -91,7 +93,7 @@ def test_a_held_worker_that_waits_for_its_core_is_let_go_for_a_while() -> None:
         os.sched_setaffinity(neighbour.pid, {mine})
         os.sched_setaffinity(0, {mine})
         try:
-            follow = Follow(worker.pid)
+            follow = Follow(worker.pid, idle_class=idle_class)
             lone_calls(follow, LONE_CALLS + 1)
         finally:
             os.sched_setaffinity(0, ALLOWED)
@@ -147,7 +149,7 @@ needs_idle_class = pytest.mark.skipif(
 def test_a_held_worker_runs_in_the_idle_class_until_it_is_let_go(child: int) -> None:
     """So that its answer wakes the caller on the worker's own core (which then counts
     as idle), not on the other core, and the pair stops swapping cores."""
-    follow = Follow(child)
+    follow = Follow(child, idle_class=True)
     lone_calls(follow, LONE_CALLS)
     assert os.sched_getscheduler(child) == os.SCHED_OTHER  # not held yet
     lone_calls(follow, 1)
@@ -176,7 +178,7 @@ def test_a_thread_started_while_held_leaves_the_idle_class_with_its_worker() -> 
     )
     assert worker.stdin is not None and worker.stdout is not None
     try:
-        follow = Follow(worker.pid)
+        follow = Follow(worker.pid, idle_class=True)
         lone_calls(follow, LONE_CALLS + 1)
         assert os.sched_getscheduler(worker.pid) == os.SCHED_IDLE
         worker.stdin.write("start\n")
@@ -198,7 +200,7 @@ def test_a_held_worker_that_did_not_run_at_all_since_the_last_tick_is_let_go(
     whole tick: no run to divide its waits by, and it must still be let go."""
     stat = [(0, 0)]
     monkeypatch.setattr(affinity, "_schedstat", lambda pid: stat[0])
-    follow = Follow(child)
+    follow = Follow(child, idle_class=True)
     lone_calls(follow, LONE_CALLS + 1)
     assert len(os.sched_getaffinity(child)) == 1
     stat[0] = (150_000_000, 0)  # 0.15 s waited, not one run
@@ -225,7 +227,7 @@ def test_a_plain_hold_leaves_the_scheduling_class_alone(
     child: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(affinity, "IDLE_CLASS", False)
-    follow = Follow(child)
+    follow = Follow(child, idle_class=True)
     lone_calls(follow, LONE_CALLS + 1)
     assert len(os.sched_getaffinity(child)) == 1
     assert os.sched_getscheduler(child) == os.SCHED_OTHER
@@ -301,7 +303,8 @@ async def test_a_sandboxed_worker_follows_its_lone_caller_and_rests_free(
     for i in range(LONE_CALLS + 2):
         assert await host.call("acme.echo", "echo", x=i) == i
     assert os.sched_getaffinity(pid) == {handle.follow.cpu}
-    held = os.SCHED_IDLE if affinity.IDLE_CLASS else os.SCHED_OTHER
+    assert handle.follow.idle_class == (handle.cgroup is not None)
+    held = os.SCHED_IDLE if affinity.IDLE_CLASS and handle.follow.idle_class else os.SCHED_OTHER
     assert os.sched_getscheduler(pid) == held
     # 16 callers at once: the worker may use every core while they overlap
     answers = await asyncio.gather(*(host.call("acme.echo", "echo", x=i) for i in range(16)))
@@ -399,3 +402,28 @@ async def test_a_held_worker_beside_a_busy_neighbour_still_gets_its_share(
                 await neighbour.wait()
         finally:
             os.sched_setaffinity(0, ALLOWED)
+
+
+@pytest.mark.slow
+async def test_a_trusted_process_worker_is_held_without_the_idle_class(
+    plugins: PluginFactory, tmp_path: Path
+) -> None:
+    """No cgroup of its own: in SCHED_IDLE it would yield to every task of the host's
+    cgroup, and a child it forks would keep the class."""
+    plugins("acme.echo", ECHO, extra='isolation = "process"\n')
+    (tmp_path / "plugbay.toml").write_text('[policy]\ninline = ["acme.echo"]\n')
+    async with Host(
+        plugins.root,
+        state_dir=tmp_path / "state",
+        entry_points=False,
+        init_timeout=20,
+        config_file=tmp_path / "plugbay.toml",
+    ) as host:
+        rec = host.plugin("acme.echo")
+        assert rec.placement is not None and not rec.placement.sandboxed
+        handle = rec.handle
+        assert isinstance(handle, ProcessHandle)
+        for i in range(LONE_CALLS + 2):
+            assert await host.call("acme.echo", "echo", x=i) == i
+        assert len(os.sched_getaffinity(handle.pid)) == 1  # held all the same
+        assert os.sched_getscheduler(handle.pid) == os.SCHED_OTHER

@@ -27,10 +27,13 @@ the ``SCHED_IDLE`` class: a core running only such tasks counts as idle when the
 kernel places a woken task, so the caller is woken on the worker's core and runs at
 once, and the worker finishes when the caller waits again. It is only done where
 the host may put the worker back (``CAP_SYS_NICE``: going back from ``SCHED_IDLE``
-needs it), and undone whenever the worker is let go. A ``SCHED_IDLE`` task gets
-next to no CPU while any other task wants its core; the heartbeat's tick sees the
-waits (even a worker that did not run at all since the last tick) and lets it go
-within a tick, as it does a plain held worker that shares its core.
+needs it), and only for a sandboxed worker with a CPU cgroup of its own: the class
+orders a task only among its own cgroup's tasks, so beside other processes the
+worker keeps its group's fair share, and it cannot fork a child that would inherit
+the class. It is undone, for every thread of the worker, whenever the worker is let
+go. Should a held worker wait for its core all the same, the heartbeat's tick sees
+the waits (even a worker that did not run at all since the last tick) and lets it
+go, as it does any held worker that shares its core.
 
 Affinity is a scheduling hint, not a limit: the worker's CPU quota (its cgroup)
 and every other layer are unchanged; a plugin that sets its own affinity only
@@ -127,10 +130,13 @@ def _threads_back_from_idle(pid: int) -> None:
 class Follow:
     """One worker's placement: held to the core of its lone caller, or free."""
 
-    __slots__ = ("allowed", "cool", "cpu", "idle", "lone", "pid", "seen")
+    __slots__ = ("allowed", "cool", "cpu", "idle", "idle_class", "lone", "pid", "seen")
 
-    def __init__(self, pid: int) -> None:
+    def __init__(self, pid: int, *, idle_class: bool = False) -> None:
         self.pid = pid
+        #: whether a hold may put this worker in ``SCHED_IDLE``: a sandboxed worker with a
+        #: CPU cgroup of its own (idle only among its own tasks, and unable to fork)
+        self.idle_class = idle_class
         #: the core the worker is held to, or -1 (free); -2: never again (not permitted)
         self.cpu = -1
         self.lone = 0
@@ -169,7 +175,7 @@ class Follow:
         except OSError:  # exited, or not ours to place: leave it to the scheduler
             self.cpu = -2
             return
-        if IDLE_CLASS and not self.idle:
+        if self.idle_class and IDLE_CLASS and not self.idle:
             try:
                 os.sched_setscheduler(self.pid, os.SCHED_IDLE, _NO_PRIORITY)
                 self.idle = True

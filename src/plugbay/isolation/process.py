@@ -232,7 +232,10 @@ class ProcessHandle(sampling.SampledInWorker, RequestsToWorker, PluginHandle):
         self._host_call = host_call
         #: the requests in flight: futures resolved by the channel, one watchdog for deadlines
         self._requests = Requests(self._expired, f"plugbay-watchdog-{pid}")
-        self.follow = Follow(pid)
+        # idle class while held: only a sandboxed worker in a CPU cgroup of its own, idle
+        # among its own tasks alone and unable to fork a child that would inherit it
+        sandboxed = placement is not None and placement.sandboxed
+        self.follow = Follow(pid, idle_class=sandboxed and cgroup is not None)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loaded: asyncio.Future[frames.Loaded] | None = None
         self._channel: frames.Channel | None = None
