@@ -7,6 +7,7 @@ and a sandboxed plugin's worker under a :class:`Host` for the handle's use of it
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import os
 import signal
@@ -15,6 +16,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -277,6 +279,20 @@ class P(UtilityPlugin):
 """
 
 
+@contextlib.asynccontextmanager
+async def serving(
+    plugins: PluginFactory, tmp_path: Path, source: str, **host: Any
+) -> AsyncIterator[tuple[Host, ProcessHandle]]:
+    """A host serving ``source`` as the plugin ``acme.echo`` in a worker, and its handle."""
+    plugins("acme.echo", source, extra='isolation = "process"\n')
+    async with Host(
+        plugins.root, state_dir=tmp_path / "state", entry_points=False, init_timeout=20, **host
+    ) as served:
+        handle = served.plugin("acme.echo").handle
+        assert isinstance(handle, ProcessHandle)
+        yield served, handle
+
+
 @pytest.fixture
 async def echo_host(
     plugins: PluginFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -284,13 +300,8 @@ async def echo_host(
     """A host serving one sandboxed echo plugin, and its worker's handle."""
     # on a loaded machine the caller's core is shared: the hold would (rightly) be let go
     monkeypatch.setattr(affinity, "CONTENDED_NS", 10**12)
-    plugins("acme.echo", ECHO, extra='isolation = "process"\n')
-    async with Host(
-        plugins.root, state_dir=tmp_path / "state", entry_points=False, init_timeout=20
-    ) as host:
-        handle = host.plugin("acme.echo").handle
-        assert isinstance(handle, ProcessHandle)
-        yield host, handle
+    async with serving(plugins, tmp_path, ECHO) as served:
+        yield served
 
 
 @pytest.mark.slow
@@ -375,28 +386,22 @@ async def test_a_held_worker_beside_a_busy_neighbour_still_gets_its_share(
 ) -> None:
     """A worker held in SCHED_IDLE to its caller's core, and a busy process taking that
     core: the worker is idle only among its own cgroup's tasks, so beside the neighbour
-    it still gets a fair share (and a worker without a cgroup of its own is let go by
-    the next tick: ``test_a_held_worker_that_waits_for_its_core_is_let_go_for_a_while``).
-    Starved, 0.2 s of CPU would take over a minute at SCHED_IDLE's weight."""
-    plugins("acme.burn", BURN, extra='isolation = "process"\n')
-    async with Host(
-        plugins.root, state_dir=tmp_path / "state", entry_points=False, init_timeout=20
-    ) as host:
-        handle = host.plugin("acme.burn").handle
-        assert isinstance(handle, ProcessHandle)
+    it still gets a fair share (a worker without a cgroup of its own is never put in
+    the class). Starved, 0.2 s of CPU would take over a minute at SCHED_IDLE's weight."""
+    async with serving(plugins, tmp_path, BURN) as (host, handle):
         mine = sorted(ALLOWED)[0]
         os.sched_setaffinity(0, {mine})  # the caller stays on one core
         try:
             for i in range(LONE_CALLS + 1):
-                assert await host.call("acme.burn", "echo", x=i) == i
+                assert await host.call("acme.echo", "echo", x=i) == i
             assert os.sched_getaffinity(handle.pid) == {mine}  # held with its caller
             spin = [sys.executable, "-c", "while True: pass"]
             neighbour = await asyncio.create_subprocess_exec(*spin)
             try:
                 os.sched_setaffinity(neighbour.pid, {mine})
-                burnt = await asyncio.wait_for(host.call("acme.burn", "burn", seconds=0.2), 20)
+                burnt = await asyncio.wait_for(host.call("acme.echo", "burn", seconds=0.2), 20)
                 assert burnt >= 0.2
-                assert await host.call("acme.burn", "echo", x=7) == 7
+                assert await host.call("acme.echo", "echo", x=7) == 7
             finally:
                 neighbour.kill()
                 await neighbour.wait()
@@ -410,19 +415,11 @@ async def test_a_trusted_process_worker_is_held_without_the_idle_class(
 ) -> None:
     """No cgroup of its own: in SCHED_IDLE it would yield to every task of the host's
     cgroup, and a child it forks would keep the class."""
-    plugins("acme.echo", ECHO, extra='isolation = "process"\n')
     (tmp_path / "plugbay.toml").write_text('[policy]\ninline = ["acme.echo"]\n')
-    async with Host(
-        plugins.root,
-        state_dir=tmp_path / "state",
-        entry_points=False,
-        init_timeout=20,
-        config_file=tmp_path / "plugbay.toml",
-    ) as host:
+    config = tmp_path / "plugbay.toml"
+    async with serving(plugins, tmp_path, ECHO, config_file=config) as (host, handle):
         rec = host.plugin("acme.echo")
         assert rec.placement is not None and not rec.placement.sandboxed
-        handle = rec.handle
-        assert isinstance(handle, ProcessHandle)
         for i in range(LONE_CALLS + 2):
             assert await host.call("acme.echo", "echo", x=i) == i
         assert len(os.sched_getaffinity(handle.pid)) == 1  # held all the same
