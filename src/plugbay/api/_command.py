@@ -224,10 +224,8 @@ def _exact_scalars(params: list[ParamInfo]) -> tuple[tuple[str, type], ...] | No
     return None
 
 
-_BY_NAME: Final[dict[str, Any]] = {
-    **{tp.__name__: tp for tp in _SCALARS},
-    "None": type(None),
-}
+#: the builtin a string annotation names when its module has nothing of that name
+_BY_NAME: Final[dict[str, type]] = {tp.__name__: tp for tp in _SCALARS}
 _CO_REFUSED: Final = inspect.CO_VARARGS | inspect.CO_VARKEYWORDS
 
 
