@@ -2,10 +2,14 @@
 
 * **Liveness** — a plugin in a worker is live while its worker answers its
   heartbeat; an inline plugin is live while the host's event loop turns.
-  :class:`LoopWatchdog` is a thread that asks the loop to answer every tenth
-  of a second; when it does not for ``block_after`` seconds, the thread takes
-  the loop thread's stack at that moment and names the plugin whose code is on
-  it. That is how an inline plugin that deadlocks or sleeps on the loop shows up.
+  :class:`LoopWatchdog` is a thread that asks the loop to answer four times a
+  second; when it does not for ``block_after`` seconds, the thread takes the
+  loop thread's stack at that moment and names the plugin whose code is on it.
+  That is how an inline plugin that deadlocks or sleeps on the loop shows up. A
+  loop found waiting in its selector is not asked, and looked at again only after
+  twice the time: it turns as soon as anything wakes it, and asking would wake an
+  idle host four times a second for nothing (on a virtual machine each wake-up of
+  an idle process costs about a millisecond of CPU, docs/architecture.md).
 * **Readiness** — a plugin may have a ``health`` command; the monitor runs it
   every few seconds, bounded by a timeout (a health check that hangs is itself
   a failing answer, never a stuck host). It may return ``True``/``False``,
@@ -19,6 +23,7 @@
 from __future__ import annotations
 
 import asyncio
+import selectors
 import sys
 import threading
 import time
@@ -80,6 +85,23 @@ class Blocked:
     ongoing: bool = False
 
 
+def _waiting_codes() -> frozenset[object]:
+    """The code of the innermost Python frame of a loop thread that waits for events:
+    a selector's ``select`` (asyncio's loops), or ``asyncio.Runner.run`` for a loop
+    written in C (uvloop under ``asyncio.run``, ``uvloop.run`` or ``plugbay run``:
+    while it waits, or runs only its own C code, no Python frame is above it)."""
+    codes: set[object] = {asyncio.Runner.run.__code__}
+    for name in ("SelectSelector", "PollSelector", "EpollSelector", "DevpollSelector",
+                 "KqueueSelector"):  # fmt: skip
+        selector = getattr(selectors, name, None)
+        if selector is not None:
+            codes.add(selector.select.__code__)
+    return frozenset(codes)
+
+
+_WAITING: Final = _waiting_codes()
+
+
 class LoopWatchdog:
     """A daemon thread that notices the host's event loop not turning (see module doc).
 
@@ -107,6 +129,10 @@ class LoopWatchdog:
         self.episodes: list[Blocked] = []
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="plugbay-loop-watchdog", daemon=True)
+        #: times the loop was asked to answer (a loop found waiting is not)
+        self.asked = 0
+        #: times the thread looked at the loop
+        self.looks = 0
 
     def start(self) -> None:
         self._thread.start()
@@ -130,12 +156,21 @@ class LoopWatchdog:
         return episodes
 
     def _run(self) -> None:
-        period = min(0.25, self.block_after / 4)
-        while not self._stop.wait(period):
-            try:
-                self._loop.call_soon_threadsafe(self._turned)
-            except RuntimeError:  # the loop closed
-                return
+        period = wait = min(0.25, self.block_after / 4)
+        while not self._stop.wait(wait):
+            self.looks += 1
+            wait = period
+            if self._waiting():  # idle: it turns when woken, and a block needs a turn
+                self._last_turn = time.monotonic()
+                # a block that starts after this look is still caught at the look
+                # ``block_after`` later, every look after the next one ``period`` apart
+                wait = 2 * period
+            else:
+                try:
+                    self._loop.call_soon_threadsafe(self._turned)
+                except RuntimeError:  # the loop closed
+                    return
+                self.asked += 1
             silent = time.monotonic() - self._last_turn
             if silent >= self.block_after and self._block is None:
                 stack, who = self._stack()
@@ -147,6 +182,12 @@ class LoopWatchdog:
                 self._block = None
                 with self._lock:
                     self.episodes.append(Blocked(wall, self._last_turn - mono, stack, who))
+
+    def _waiting(self) -> bool:
+        """Whether the loop thread waits for events now (its innermost Python frame is
+        its selector's wait); any other frame, or none known, and the loop is asked."""
+        frame = sys._current_frames().get(self._loop_thread)
+        return frame is not None and frame.f_code in _WAITING
 
     def _stack(self) -> tuple[str, str | None]:
         frame = sys._current_frames().get(self._loop_thread)
