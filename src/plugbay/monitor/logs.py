@@ -133,6 +133,8 @@ class LogManager(logging.Handler):
         self._rings: dict[str, collections.deque[dict[str, Any]]] = {}
         self._budgets: dict[str, _Budget] = {}
         self._pending: list[dict[str, Any]] = []
+        #: a budget dropped records not yet said in a line of their own (``persist``)
+        self._unsaid = False
         self._owner: dict[str, tuple[str, str | None] | None] = {}
         self._flush_lock = threading.Lock()
         self.written = 0
@@ -211,6 +213,7 @@ class LogManager(logging.Handler):
             )
         if not budget.records.allow() or not budget.bytes.allow(len(message)):
             budget.dropped += 1
+            self._unsaid = True
             return False
         if fields and not _small(fields):  # kept whole only when small: the store stays bounded
             fields, _ = bounded(fields, MAX_FIELDS)
@@ -258,12 +261,18 @@ class LogManager(logging.Handler):
 
     # -- persisting (from the monitor, in a worker thread) -------------------------------
 
+    def waiting(self) -> bool:
+        """Whether :meth:`persist` has anything to write now (read without the lock: a
+        record that arrives meanwhile is written on the next flush)."""
+        return bool(self._pending) or self._unsaid
+
     def persist(self, store: StateStore | None) -> int:
         """Write what arrived since the last flush, and one line per plugin that lost
         records to its rate limit. Returns the number of records written."""
         with self._flush_lock:
             with self.lock:  # type: ignore[union-attr]
-                for pid, budget in list(self._budgets.items()):
+                unsaid, self._unsaid = self._unsaid, False
+                for pid, budget in list(self._budgets.items()) if unsaid else ():
                     if budget.dropped > budget.reported:
                         lost = budget.dropped - budget.reported
                         budget.reported = budget.dropped
