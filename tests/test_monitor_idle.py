@@ -3,16 +3,25 @@ loses nothing: its figures stay, a call after a long idle shows at once, alerts 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import pytest
+
 from plugbay import PlugbayError
+from plugbay.monitor import monitor as monitor_module
 from plugbay.monitor.alerts import Sample, evaluate
 from plugbay.monitor.config import AlertSettings
+from plugbay.monitor.logs import LogManager
 from plugbay.monitor.metrics import CommandStats
+from plugbay.monitor.sampling import REFRESH_TICKS
 from plugbay.monitor.tracks import SWEEP_TICKS, Track, caught_up, rates, window
 from plugbay.runtime.host import Host
+from plugbay.state import StateStore
 from tests.conftest import PluginFactory
 from tests.test_monitor import FAST, MISBEHAVING, until
 
@@ -167,3 +176,61 @@ def test_a_settled_plugins_figures_read_as_of_now() -> None:
     rate, error_rate, p50, _ = rates(window(track, now=500.0, interval=1.0))
     assert rate == 0 and error_rate == 0.1 and p50 is not None  # long idle: since the start
     assert list(track.samples)[-1].at == 2.0  # reading changed nothing
+
+
+async def test_an_idle_tick_wakes_a_thread_only_to_write(
+    plugins: PluginFactory,
+    make_host: Callable[..., Host],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """An idle tick probes its workers on the loop (a line of /proc each) and wakes a
+    thread only for a full read, the host's descriptors, or something to write: each
+    wake-up of an idle thread costs CPU (about a millisecond on a virtual machine)."""
+    plugins("acme.boxed", NEIGHBOUR, extra=BOXED)
+    plugins("acme.inline", NEIGHBOUR)
+    monkeypatch.setattr(monitor_module, "SNAPSHOT_ROWS", 1)  # 2 plugins: every other tick
+    hops: list[str] = []
+    real = asyncio.to_thread
+
+    async def counted(func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        hops.append(getattr(func, "__name__", repr(func)))
+        return await real(func, *args, **kwargs)
+
+    async with make_host(monitor=FAST) as host:
+        assert host.monitor is not None and host.plugin("acme.boxed").isolation == "process"
+        assert await host.call("acme.boxed", "ping") == "pong"
+        await until(lambda: row(host, "acme.boxed")["calls_per_second"] == 0, "it settles")
+        with monkeypatch.context() as patch:
+            patch.setattr(asyncio, "to_thread", counted)
+            ticks = host.monitor._ticks
+            await until(lambda: host.monitor._ticks >= ticks + 20, "twenty idle ticks")
+            idle = host.monitor._ticks - ticks
+        assert await host.call("acme.boxed", "ping") == "pong"  # still serving
+        written, _ = await asyncio.to_thread(_snapshot, tmp_path / "state")
+    # before: a thread for every tick's reads and another for every tick's writes
+    assert hops.count("sample_usage") <= idle // REFRESH_TICKS + 2
+    assert 0 < hops.count("_persist") <= idle // 2 + 2
+    assert written  # and the snapshot other processes read is still written
+
+
+def _snapshot(state: Path) -> tuple[float | None, list[dict[str, Any]]]:
+    with StateStore.open(state, read_only=True) as store:
+        return store.snapshot()
+
+
+def test_log_records_and_their_losses_are_waiting_until_persisted(tmp_path: Path) -> None:
+    logs = LogManager(rate=1e-6, burst=1)  # one record, then none for days
+    assert not logs.waiting()
+    assert logs.add("acme.a", logging.INFO, "kept")
+    assert logs.waiting()
+    with StateStore.open(tmp_path) as store:
+        assert logs.persist(store) == 1
+        assert not logs.waiting()
+        assert not logs.add("acme.a", logging.INFO, "over the rate: dropped")
+        assert logs.waiting()  # the loss is said in a line of its own
+        assert logs.persist(store) == 1
+        assert not logs.waiting()
+        assert logs.persist(store) == 0
+        said = store.logs("acme.a", limit=10)
+    assert any(r["message"].startswith("1 log records dropped") for r in said)
