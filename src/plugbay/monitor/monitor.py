@@ -217,12 +217,7 @@ class PluginMonitor:
         full, probes = self._to_read(visit, called)
         called.clear()
         fds = self._ticks % REFRESH_TICKS == 1  # the host's descriptors: a long list
-        if full or fds or len(probes) > INLINE_PROBES:
-            usage, probed, host = await asyncio.to_thread(
-                sample_usage, full, self._rota.budget, probes, fds
-            )
-        else:  # a few reads of /proc/PID/stat (some 20 µs each): here, no thread woken
-            usage, probed, host = sample_usage(full, self._rota.budget, probes, fds)
+        usage, probed, host = await self._read_usage(full, probes, fds)
         now = time.monotonic()
         self._rota.measured({pid: full[pid] for pid in usage})
         if not fds and self._host_usage is not None:
@@ -245,8 +240,25 @@ class PluginMonitor:
         if (self._ticks - 1) % max(1, len(by_id) // SNAPSHOT_ROWS) == 0:
             rows = dict(self._written_rows())
             rows["*host*"] = self.host_summary([row["health"] for row in rows.values()])
-        if rows is not None or self.logs.waiting():  # else nothing to write: no thread
+        await self._write(rows)
+
+    async def _write(self, rows: dict[str, dict[str, Any]] | None) -> None:
+        """The snapshot's rows (when it is written this tick) and the log records that
+        arrived, in a thread; none is woken when there is neither."""
+        if rows is not None or self.logs.waiting():
             await asyncio.to_thread(self._persist, rows)
+
+    async def _read_usage(
+        self,
+        full: dict[str, HandleView],
+        probes: dict[str, tuple[int, dict[str, Any]]],
+        fds: bool,
+    ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]], dict[str, Any]]:
+        """``sample_usage`` in a thread, or here when it is only a few reads of
+        /proc/PID/stat (some 20 µs each): no thread is woken for those."""
+        if full or fds or len(probes) > INLINE_PROBES:
+            return await asyncio.to_thread(sample_usage, full, self._rota.budget, probes, fds)
+        return sample_usage(full, self._rota.budget, probes, fds)
 
     def _to_read(
         self, visit: set[str], called: set[str]
