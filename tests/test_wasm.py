@@ -6,6 +6,7 @@ cached across restarts; a hot reload with no failed call; calls off the loop."""
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 import time
@@ -23,6 +24,7 @@ from plugbay.api.errors import (
     PluginTimeout,
     ResultTypeError,
 )
+from plugbay.isolation import affinity
 from plugbay.model.manifest import parse_manifest
 from plugbay.model.wasm_commands import parse_type
 from plugbay.runtime.host import Host
@@ -194,6 +196,35 @@ async def test_a_wasm_call_does_not_block_the_event_loop(tmp_path: Path) -> None
         ticker.cancel()
         assert elapsed >= 0.5
         assert ticks >= 20  # the loop ran all along (a blocked loop would tick once)
+
+
+@pytest.mark.skipif(
+    not affinity.ENABLED or len(os.sched_getaffinity(0)) < 2,
+    reason="placement is off (PLUGBAY_PLACEMENT=free), or one core: nothing to place",
+)
+async def test_a_lone_callers_instance_thread_is_held_to_its_core_and_let_go(
+    tmp_path: Path,
+) -> None:
+    """A lone caller's short calls are answered in place, and the instance's thread runs
+    on the caller's core (no halted core to wake per call); two at once let it go."""
+    root = tmp_path / "plugins"
+    source = (HERE / "wasm_plugins" / "conform.c").read_text().replace("{label}", "v1")
+    _wasm.write_plugin(
+        root / "c", "acme.conform", source, (HERE / "wasm_plugins" / "conform.toml").read_text()
+    )
+    async with new_host(tmp_path) as host:
+        handle: Any = host.plugin("acme.conform").handle
+        tid = handle._thread.tid
+        everywhere = os.sched_getaffinity(tid)
+        for i in range(affinity.LONE_CALLS + 2):
+            assert await host.call("acme.conform", "add", a=i, b=1) == i + 1
+        assert len(os.sched_getaffinity(tid)) == 1  # held to one core: the caller's
+        slow = asyncio.ensure_future(host.call("acme.conform", "wait", seconds=0.3))
+        await until(lambda: handle.running(), "the slow call runs")
+        assert await host.call("acme.conform", "add", a=2, b=2) == 4  # two at once
+        assert os.sched_getaffinity(tid) == everywhere  # let go
+        assert await slow == "done"
+    assert not handle._thread._thread.is_alive()  # its thread ended with the host
 
 
 async def test_a_module_that_breaks_the_abi_is_replaced(tmp_path: Path) -> None:

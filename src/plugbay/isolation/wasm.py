@@ -8,7 +8,8 @@ call against them, as for a Python plugin. Each plugin gets
   the compiled module loaded from the host's cache (``Module.serialize``) so a
   restart does not compile again;
 * **one thread** that runs its instance: calls queue there, one at a time, and
-  never block the host's event loop;
+  never block the host's event loop (a lone short call is waited for in place, for
+  at most a third of a millisecond: ``isolation._wasm_thread``);
 * **nothing but what it was granted** (deny by default): WASI sees only its data
   directory (``/data``) and granted ``read:``/``write:`` paths, no environment,
   no arguments, no sockets; its linear memory is capped by ``[resources] memory``
@@ -35,7 +36,6 @@ import io
 import itertools
 import logging
 import os
-import queue
 import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -53,6 +53,8 @@ from plugbay.api.errors import (
     PluginLoadError,
     ResourceLimitExceeded,
 )
+from plugbay.isolation._wasm_thread import Closed, InstanceThread
+from plugbay.isolation.affinity import Follow
 from plugbay.isolation.base import Backend, CallTimeout, EnvironmentPaths, PluginHandle
 from plugbay.isolation.identity import deliver_log, judge_error
 
@@ -199,7 +201,8 @@ class WasmHandle(PluginHandle):
         self.budget: Budget | None = None
         self.issued: Callable[[str], bool] = lambda token: False
         self._own_denials: set[str] = set()
-        self._thread = _InstanceThread(f"plugbay-wasm-{manifest.id}", self._drop_instance)
+        self._thread = InstanceThread(f"plugbay-wasm-{manifest.id}", self._drop_instance)
+        self.follow = Follow(self._thread.tid)
         self._lock = threading.Lock()
         self._inst: WasmInstance | ComponentInstance | None = None
         self._config = b"{}"
@@ -235,15 +238,20 @@ class WasmHandle(PluginHandle):
         loop = self._loop = asyncio.get_running_loop()
         token = next(self._ids)
         self._running[token] = (loop.time(), what)
+        thread = self._thread
+        if thread.slow or len(self._running) > 1:  # let the scheduler place it
+            self.follow.release()
+        elif not self._closing:  # a lone short call: on its caller's core (_wasm_thread)
+            self.follow.call(1)
         timers = [loop.call_later(timeout, self._interrupt, token, "timeout")]
         if cpu is not None and cpu < timeout:
             timers.append(loop.call_later(cpu, self._interrupt, token, "cpu"))
         try:
-            outcome, value = await self._thread.submit(loop, lambda: self._run(token, work))
+            outcome, value = await thread.run(loop, lambda: self._run(token, work))
         except asyncio.CancelledError:
             self._interrupt(token, "cancelled")
             raise
-        except _Closed:
+        except Closed:
             raise self._dead or PluginCrashed("was released", plugin=self.manifest.id) from None
         finally:
             for timer in timers:
@@ -468,6 +476,7 @@ class WasmHandle(PluginHandle):
         finally:
             if self._context is not None:
                 await self._context.close(0.1)
+            self.follow.release()  # while its thread is alive: its id is not reused yet
             self._thread.close()
 
     def _hook(self, name: str, payload: bytes | None = None) -> Any:
@@ -482,6 +491,7 @@ class WasmHandle(PluginHandle):
             if self._current is not None:
                 self._why.setdefault(self._current, "released")
                 self.program.interrupt()
+        self.follow.release()
         self._thread.close()
         self._backend.handles.discard(self)
 
@@ -704,65 +714,6 @@ class WasmHandle(PluginHandle):
         if loop is not None and not loop.is_closed():
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(self._report, event)
-
-
-class _Closed(Exception):
-    """The instance's thread was closed (the handle released)."""
-
-
-class _InstanceThread:
-    """The one thread an instance runs on: jobs in order, each answered on its loop (a
-    queue and a daemon thread: cheaper per call than an executor, and a module stuck in
-    a host request cannot keep the host from exiting)."""
-
-    __slots__ = ("_at_exit", "_closed", "_jobs", "_thread")
-
-    def __init__(self, name: str, at_exit: Callable[[], None]) -> None:
-        self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._closed = False
-        self._at_exit = at_exit  # run on the thread once its last job is done
-        self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
-        self._thread.start()
-
-    def submit(
-        self, loop: asyncio.AbstractEventLoop, job: Callable[[], Any]
-    ) -> asyncio.Future[Any]:
-        if self._closed:
-            raise _Closed()
-        future: asyncio.Future[Any] = loop.create_future()
-        self._jobs.put((loop, future, job))
-        return future
-
-    def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._jobs.put(None)
-
-    def _serve(self) -> None:
-        while (item := self._jobs.get()) is not None:
-            loop, future, job = item
-            try:
-                value, ok = job(), True
-            except BaseException as exc:  # the job's own failures are values (see _run)
-                value, ok = exc, False
-            with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits
-                loop.call_soon_threadsafe(_settle, future, ok, value)
-        self._at_exit()
-        while not self._jobs.empty():  # jobs queued behind the close: answered, not run
-            item = self._jobs.get()
-            if item is not None:
-                loop, future, _ = item
-                with contextlib.suppress(RuntimeError):
-                    loop.call_soon_threadsafe(_settle, future, False, _Closed())
-
-
-def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
-    if future.done():
-        return
-    if ok:
-        future.set_result(value)
-    else:
-        future.set_exception(value)
 
 
 def _fail(message: str, kind: str = "PlugbayError") -> dict[str, Any]:
