@@ -7,7 +7,9 @@ decides itself what kind of thing it is:
 
 * a log record is the sender's log, marked ``source = "plugin"``; a logger name
   or fields naming another plugin or imitating a host record are kept as the
-  sender's data (reserved field names are prefixed ``plugin.``);
+  sender's data (reserved field names are prefixed ``plugin.``); a plugin's records
+  reach at most :data:`LOGGER_NAMES` loggers of the host (each name is a
+  ``logging.Logger`` the host keeps for good), the rest through its own logger;
 * a security frame is the worker's *report* (``source = "worker"``): only known
   keys, bounded, rate-limited; the host's own events say ``source = "host"``;
 * an error is the plugin's error unless the host can stand behind its kind:
@@ -35,6 +37,7 @@ from plugbay.api.errors import (
 from plugbay.monitor.bounds import RESERVED_FIELDS, Budget, bounded
 
 __all__ = [
+    "LOGGER_NAMES",
     "deliver_log",
     "judge_error",
     "log_fields",
@@ -141,6 +144,42 @@ def security_event(event: Any, budget: Budget | None) -> dict[str, Any] | None:
     return out
 
 
+#: loggers of the host a plugin's records may reach: its own and the ones below it
+#: that it names first (``logging`` keeps a logger per name for good, so a plugin that
+#: named a new one per record would grow the host without end); past these, a record
+#: goes through the plugin's own logger, the name it gave kept as ``claimed_logger``
+LOGGER_NAMES: Final = 64
+#: plugin id → the loggers its records reach, by the name they give (at most LOGGER_NAMES)
+_named: dict[str, dict[str, logging.Logger]] = {}
+
+
+def _logger_of(
+    plugin_id: str, logger: Any, kept: dict[str, Any], budget: Budget | None
+) -> tuple[str, logging.Logger]:
+    """The logger a worker's record is handled by, and its name; a name it may not use
+    is kept in the record's fields (``kept``)."""
+    named = _named.get(plugin_id)
+    if named is None:
+        named = _named[plugin_id] = {}
+    name = logger if isinstance(logger, str) else ""
+    target = named.get(name)
+    if target is not None:  # the common record: a name it used before
+        return name, target
+    own = f"plugbay.plugin.{plugin_id}"
+    if name != own and not name.startswith(own + "."):
+        kept["claimed_logger"] = name[:256]
+        name = own
+    elif name != own and len(named) >= LOGGER_NAMES:
+        kept["claimed_logger"] = name[:256]
+        name = own
+        if budget is not None:
+            budget.drop("log_logger_names")
+    target = named.get(name)
+    if target is None:
+        target = named[name] = logging.getLogger(name)
+    return name, target
+
+
 def deliver_log(
     logger: str,
     level: int,
@@ -155,14 +194,9 @@ def deliver_log(
     if budget is not None and not budget.logs.allow():
         budget.drop("log_rate")
         return
-    own = f"plugbay.plugin.{plugin_id}"
     kept = log_fields(fields, budget)
-    name = logger if isinstance(logger, str) else ""
-    if name != own and not name.startswith(own + "."):
-        kept["claimed_logger"] = name[:256]
-        name = own
+    name, target = _logger_of(plugin_id, logger, kept, budget)
     level = level if isinstance(level, int) and 0 <= level <= 50 else 20
-    target = logging.getLogger(name)
     if target.isEnabledFor(level):
         text = log_message(message, budget)
         extra = {"fields": kept, "plugbay_owner": plugin_id}
