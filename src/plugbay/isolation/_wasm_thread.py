@@ -32,6 +32,8 @@ import time
 from collections.abc import Callable
 from typing import Any, Final
 
+from plugbay.isolation.inline import settle
+
 __all__ = ["IN_PLACE", "Closed", "InstanceThread"]
 
 #: seconds a caller's loop thread may block for the answer of an idle instance's job
@@ -130,13 +132,4 @@ class InstanceThread:
             job.done.release()
             return
         with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits
-            job.loop.call_soon_threadsafe(_settle, future, ok, value)
-
-
-def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
-    if future.done():
-        return
-    if ok:
-        future.set_result(value)
-    else:
-        future.set_exception(value)
+            job.loop.call_soon_threadsafe(settle, future, ok, value)

@@ -27,7 +27,14 @@ from plugbay.model.manifest import PluginManifest
 if TYPE_CHECKING:
     from plugbay.isolation.policy import Placement
 
-__all__ = ["InlineBackend", "InlineHandle", "lifecycle", "new_instance", "run_in_daemon_thread"]
+__all__ = [
+    "InlineBackend",
+    "InlineHandle",
+    "lifecycle",
+    "new_instance",
+    "run_in_daemon_thread",
+    "settle",
+]
 
 T = TypeVar("T")
 
@@ -248,19 +255,22 @@ async def lifecycle(method: Callable[..., Any], timeout: float, *args: Any) -> N
                 await result
 
 
+def settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
+    """On the loop: a thread's answer into ``future`` (its value, or what it raised),
+    unless its caller gave up meanwhile."""
+    if future.done():
+        return
+    if ok:
+        future.set_result(value)
+    else:
+        future.set_exception(value)
+
+
 def run_in_daemon_thread(fn: Callable[[], T]) -> asyncio.Future[T]:
     """Run ``fn`` in a daemon thread. Unlike ``asyncio.to_thread``, a thread that
     never returns cannot keep the host from exiting."""
     loop = asyncio.get_running_loop()
     future: asyncio.Future[T] = loop.create_future()
-
-    def settle(ok: bool, value: Any) -> None:
-        if future.done():
-            return
-        if ok:
-            future.set_result(value)
-        else:
-            future.set_exception(value)
 
     def run() -> None:
         try:
@@ -269,7 +279,7 @@ def run_in_daemon_thread(fn: Callable[[], T]) -> asyncio.Future[T]:
         except BaseException as exc:
             value, ok = exc, False
         with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is waiting
-            loop.call_soon_threadsafe(settle, ok, value)
+            loop.call_soon_threadsafe(settle, future, ok, value)
 
     threading.Thread(target=run, name="plugbay-blocking", daemon=True).start()
     return future
