@@ -124,6 +124,9 @@ class Client:
                 self.joined.update(n.lstrip("~&@%+") for n in rest.split(" :", 1)[1].split())
             elif rest.startswith(("QUIT", "PART")):
                 self.joined.discard(nick)
+            elif rest.startswith("NICK ") and nick in self.joined:  # a member renamed
+                self.joined.discard(nick)
+                self.joined.add(rest[5:].lstrip(":").strip())
             elif rest.startswith(f"PRIVMSG {self.channel} :"):
                 self.heard.append((time.monotonic(), nick, rest.split(" :", 1)[1]))
             self._changed.set()

@@ -278,6 +278,7 @@ class IrcPlugin(IntegrationPlugin):
         joined_once = False
         try:
             self.nick = self.wanted_nick
+            self._registered = False
             writer.write(f"NICK {self.nick}\r\nUSER plugbay 0 * :plugbay chat peer\r\n".encode())
             await writer.drain()
             pump = asyncio.create_task(self._pump(writer))
@@ -302,23 +303,38 @@ class IrcPlugin(IntegrationPlugin):
             self.context.logger.warning("lost %s:%d; reconnecting", self.server, self.port)
         return joined_once
 
+    def _nick_taken(self, writer: asyncio.StreamWriter) -> None:
+        """433: while registering, the version before still holds the nick: take it with
+        a ``_``. Once registered, it answers a try to take the nick back that came too
+        early: the holder's QUIT will say when it is free."""
+        if not self._registered:
+            self.nick += "_"
+            writer.write(f"NICK {self.nick}\r\n".encode())
+
+    async def _on_joined(self, writer: asyncio.StreamWriter) -> None:
+        await self._set_joined(True)
+        self.context.logger.info("joined %s on %s as %s", self.channel, self.server, self.nick)
+        if self.nick != self.wanted_nick:  # the holder may have quit before we joined
+            writer.write(f"ISON {self.wanted_nick}\r\n".encode())  # (its QUIT unseen)
+
     async def _on_line(self, line: Line, writer: asyncio.StreamWriter) -> bool:
         """React to one server line; True when it was our JOIN of the channel."""
         cmd, params = line.command, line.params
         if cmd == "PING":
             writer.write(f"PONG :{params[-1] if params else ''}\r\n".encode())
         elif cmd == "001" and params:
-            self.nick = params[0]
+            self.nick, self._registered = params[0], True
             writer.write(f"JOIN {self.channel}\r\n".encode())
-        elif cmd == "433":  # the nick is taken (the version before still holds it)
-            self.nick += "_"
-            writer.write(f"NICK {self.nick}\r\n".encode())
+        elif cmd == "433":
+            self._nick_taken(writer)
         elif cmd == "JOIN" and line.nick == self.nick and params and params[0] == self.channel:
-            await self._set_joined(True)
-            self.context.logger.info("joined %s on %s as %s", self.channel, self.server, self.nick)
+            await self._on_joined(writer)
             return True
         elif cmd in ("QUIT", "NICK") and line.nick == self.wanted_nick != self.nick:
             writer.write(f"NICK {self.wanted_nick}\r\n".encode())  # the nick is free again
+        elif cmd == "303" and self.nick != self.wanted_nick:  # ISON: who of these is on
+            if self.wanted_nick not in (params[-1].split() if params else ()):
+                writer.write(f"NICK {self.wanted_nick}\r\n".encode())  # nobody holds it
         elif cmd == "NICK" and line.nick == self.nick and params:
             self.nick = params[0]
         elif cmd == "PRIVMSG" and len(params) == 2:
