@@ -18,7 +18,8 @@ What it says goes through one bounded queue:
 0.05 s, doubling to ``reconnect-max``, and joins the channel again.
 
 **Hot reload**: the new version connects beside the old one (as ``nick_`` while the
-old holds the nick, taking the nick back when the old one quits). ``export_state``
+old holds the nick, taking the nick back when the old one quits: its QUIT seen in the
+channel, or, when it quit before the new one joined, nobody on ``ISON``). ``export_state``
 stops the old version's sending and hands its unsent lines over; the new one sends
 them first. If no new version takes them within 30 s (a failed swap), the old one
 sends them itself. A host stop keeps them for the next start the same way.
