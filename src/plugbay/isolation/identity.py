@@ -166,13 +166,11 @@ def _logger_of(
     if target is not None:  # the common record: a name it used before
         return name, target
     own = f"plugbay.plugin.{plugin_id}"
-    if name != own and not name.startswith(own + "."):
+    below = name.startswith(own + ".")
+    if name != own and not (below and len(named) < LOGGER_NAMES):  # not its to use
         kept["claimed_logger"] = name[:256]
         name = own
-    elif name != own and len(named) >= LOGGER_NAMES:
-        kept["claimed_logger"] = name[:256]
-        name = own
-        if budget is not None:
+        if below and budget is not None:  # its own, but past the bound
             budget.drop("log_logger_names")
     target = named.get(name)
     if target is None:
