@@ -266,9 +266,9 @@ def settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
         future.set_exception(value)
 
 
-def run_in_daemon_thread(fn: Callable[[], T]) -> asyncio.Future[T]:
-    """Run ``fn`` in a daemon thread. Unlike ``asyncio.to_thread``, a thread that
-    never returns cannot keep the host from exiting."""
+def run_in_daemon_thread(fn: Callable[[], T], name: str = "plugbay-blocking") -> asyncio.Future[T]:
+    """Run ``fn`` in a daemon thread called ``name``. Unlike ``asyncio.to_thread``, a
+    thread that never returns cannot keep the host from exiting."""
     loop = asyncio.get_running_loop()
     future: asyncio.Future[T] = loop.create_future()
 
@@ -281,5 +281,5 @@ def run_in_daemon_thread(fn: Callable[[], T]) -> asyncio.Future[T]:
         with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is waiting
             loop.call_soon_threadsafe(settle, future, ok, value)
 
-    threading.Thread(target=run, name="plugbay-blocking", daemon=True).start()
+    threading.Thread(target=run, name=name, daemon=True).start()
     return future

@@ -14,7 +14,6 @@ host renders it as a speedscope file (:func:`speedscope`), an SVG flame graph
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
 import threading
@@ -103,31 +102,9 @@ def sample(seconds: float, interval: float = 0.005) -> Samples:
 
 async def sampled(seconds: float, interval: float = 0.005) -> Samples:
     """:func:`sample` in a thread of its own, awaited: the event loop keeps serving."""
-    loop = asyncio.get_running_loop()
-    done: asyncio.Future[Samples] = loop.create_future()
+    from plugbay.isolation.inline import run_in_daemon_thread  # the plugin API: when asked
 
-    def run() -> None:
-        try:
-            result = sample(seconds, interval)
-        except BaseException as exc:  # told to the awaiting loop, never lost in the thread
-            loop.call_soon_threadsafe(_settle, done, None, exc)
-        else:
-            loop.call_soon_threadsafe(_settle, done, result, None)
-
-    threading.Thread(target=run, name="plugbay-sampler", daemon=True).start()
-    return await done
-
-
-def _settle(
-    future: asyncio.Future[Samples], result: Samples | None, error: BaseException | None
-) -> None:
-    if future.done():
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        assert result is not None
-        future.set_result(result)
+    return await run_in_daemon_thread(lambda: sample(seconds, interval), "plugbay-sampler")
 
 
 def _name(frame: list[Any]) -> str:
