@@ -10,9 +10,12 @@ every tick, killed after ``heartbeat_timeout`` without an answer).
 
 A worker idle for ``idle_after`` seconds *rests*: it leaves the tick and is
 visited once every :data:`SWEEP` seconds (its storage image's look), and pinged
-only every ``idle_ping`` seconds. While every worker rests the task sleeps until
-the next visit (a request that wakes a worker wakes the task too): a thousand
-resting workers cost a statvfs each every 15 s and nothing in between. A ping is there to find a *hung* loop, which
+only every ``idle_ping`` seconds (5 min). While every worker rests the task sleeps
+until the next visit (a request that wakes a worker wakes the task too): a thousand
+resting workers cost a statvfs each every 30 s and nothing in between. (Every 15 s,
+and a ping a minute, cost a thousand idle workers 1.3% of a core in their own
+answers, and the host as much again, on a virtual machine where waking from idle is
+dear.) A ping is there to find a *hung* loop, which
 harms a caller only while a call is in flight; a worker's *death* is seen at
 once without one (the zygote's word on its exit, the socket's end). The first
 request to a resting worker wakes it (:attr:`Beat.last_used` is set on every
@@ -38,7 +41,7 @@ log = logging.getLogger("plugbay.isolation.heartbeat")
 #: seconds between two ticks of a loop's heartbeat
 TICK: Final = 0.2
 #: seconds between two visits of a resting (idle) worker
-SWEEP: Final = 15.0
+SWEEP: Final = 30.0
 
 
 class Beat:
@@ -57,7 +60,7 @@ class Beat:
         #: ``idle_interval`` seconds and pinged every ``idle_ping`` seconds
         self.idle_after = 2.0
         self.idle_interval = SWEEP
-        self.idle_ping = 60.0
+        self.idle_ping = 300.0
         self.last_pong = 0.0
         #: when the ping not yet answered left (loop time), or None
         self.pinged_at: float | None = None
