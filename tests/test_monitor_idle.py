@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 
 from plugbay import PlugbayError
-from plugbay.monitor import monitor as monitor_module
 from plugbay.monitor.alerts import Sample, evaluate
 from plugbay.monitor.config import AlertSettings
 from plugbay.monitor.logs import LogManager
@@ -185,33 +184,47 @@ async def test_an_idle_tick_wakes_a_thread_only_to_write(
     tmp_path: Path,
 ) -> None:
     """An idle tick probes its workers on the loop (a line of /proc each) and wakes a
-    thread only for a full read, the host's descriptors, or something to write: each
-    wake-up of an idle thread costs CPU (about a millisecond on a virtual machine)."""
+    thread only for a full read, the host's descriptors, or its write, which holds the
+    host's row and no idle plugin's: each wake-up of an idle thread costs CPU (about a
+    millisecond on a virtual machine), and each row written costs more."""
     plugins("acme.boxed", NEIGHBOUR, extra=BOXED)
     plugins("acme.inline", NEIGHBOUR)
-    monkeypatch.setattr(monitor_module, "SNAPSHOT_ROWS", 1)  # 2 plugins: every other tick
     hops: list[str] = []
-    real = asyncio.to_thread
+    real, put = asyncio.to_thread, StateStore.put_snapshot
+    written: list[set[str]] = []
 
     async def counted(func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         hops.append(getattr(func, "__name__", repr(func)))
         return await real(func, *args, **kwargs)
 
+    def seen(store: StateStore, rows: dict[str, Any], *, whole: bool = True) -> None:
+        written.append(set(rows))
+        put(store, rows, whole=whole)
+
+    monkeypatch.setattr(StateStore, "put_snapshot", seen)
     async with make_host(monitor=FAST) as host:
         assert host.monitor is not None and host.plugin("acme.boxed").isolation == "process"
         assert await host.call("acme.boxed", "ping") == "pong"
         await until(lambda: row(host, "acme.boxed")["calls_per_second"] == 0, "it settles")
+        await until(lambda: len(written) >= 2 and written[-1] == {"*host*"}, "rows settle")
         with monkeypatch.context() as patch:
             patch.setattr(asyncio, "to_thread", counted)
-            ticks = host.monitor._ticks
+            ticks, writes = host.monitor._ticks, len(written)
             await until(lambda: host.monitor._ticks >= ticks + 20, "twenty idle ticks")
             idle = host.monitor._ticks - ticks
         assert await host.call("acme.boxed", "ping") == "pong"  # still serving
-        written, _ = await asyncio.to_thread(_snapshot, tmp_path / "state")
+        await until(lambda: "acme.boxed" in written[-1], "the call's row is written")
+        when, rows = await asyncio.to_thread(_snapshot, tmp_path / "state")
     # before: a thread for every tick's reads and another for every tick's writes
     assert hops.count("sample_usage") <= idle // REFRESH_TICKS + 2
-    assert 0 < hops.count("_persist") <= idle // 2 + 2
-    assert written  # and the snapshot other processes read is still written
+    assert 0 < hops.count("_persist") <= idle + 1
+    # the idle plugins' rows were not written again (the sandboxed one's, when its
+    # worker's CPU or memory moved), the host's every time; all of them still there
+    idle_writes = written[writes : writes + idle - 1]
+    assert idle_writes and all("*host*" in keys for keys in idle_writes)
+    assert not any("acme.inline" in keys for keys in idle_writes)
+    assert sum("acme.boxed" in keys for keys in idle_writes) <= len(idle_writes) // 2
+    assert when and {r["id"] for r in rows} == {"*host*", "acme.boxed", "acme.inline"}
 
 
 def _snapshot(state: Path) -> tuple[float | None, list[dict[str, Any]]]:

@@ -4,6 +4,7 @@
 
     [monitor]
     interval = 1.0                 # seconds between samples (usage, alerts, snapshot)
+    idle-interval = 5.0            # ... while nothing happens (a call or event ends it)
 
     [monitor.alerts.error-rate]
     threshold = 0.2                # fraction of calls failing ...
@@ -99,6 +100,10 @@ class AlertSettings(msgspec.Struct, rename="kebab", forbid_unknown_fields=True, 
 class MonitorSettings(msgspec.Struct, rename="kebab", forbid_unknown_fields=True, kw_only=True):
     #: seconds between samples: usage, alert rules, hung calls, the live snapshot, log flush
     interval: float = 1.0
+    #: seconds between samples while nothing happens (no call, event, log record, alert or
+    #: unsettled plugin): a call, an event or a record ends the wait (``monitor.monitor``);
+    #: unset: five times ``interval``
+    idle_interval: float | None = None
     #: readiness: how often each plugin's health() runs, and how long it may take
     health_interval: float = 5.0
     health_timeout: float = 2.0
@@ -134,4 +139,16 @@ class MonitorSettings(msgspec.Struct, rename="kebab", forbid_unknown_fields=True
                     where=where,
                     hint="give a number of seconds such as 1.0",
                 )
+        if settings.idle_interval is not None and settings.idle_interval <= 0:
+            raise ConfigError(
+                f"monitor.idle-interval must be above 0, not {settings.idle_interval}",
+                where=where,
+                hint="give a number of seconds such as 5.0, or leave it out (5 × interval)",
+            )
         return settings
+
+    @property
+    def rest(self) -> float:
+        """Seconds between two idle ticks (never below ``interval``)."""
+        idle = 5 * self.interval if self.idle_interval is None else self.idle_interval
+        return max(idle, self.interval)

@@ -138,6 +138,9 @@ class LogManager(logging.Handler):
         self._owner: dict[str, tuple[str, str | None] | None] = {}
         self._flush_lock = threading.Lock()
         self.written = 0
+        #: called (from the adding thread) when something starts waiting for
+        #: :meth:`persist`: the monitor's next tick comes soon, though it rests
+        self.on_news: Callable[[], None] | None = None
 
     # -- collecting ---------------------------------------------------------------------
 
@@ -213,7 +216,9 @@ class LogManager(logging.Handler):
             )
         if not budget.records.allow() or not budget.bytes.allow(len(message)):
             budget.dropped += 1
-            self._unsaid = True
+            if not self._unsaid:
+                self._unsaid = True
+                self._told()
             return False
         if fields and not _small(fields):  # kept whole only when small: the store stays bounded
             fields, _ = bounded(fields, MAX_FIELDS)
@@ -232,9 +237,17 @@ class LogManager(logging.Handler):
         if ring is None:
             ring = self._rings[plugin_id] = collections.deque(maxlen=self.ring_size)
         ring.append(entry)
-        self._pending.append(entry)
+        pending = self._pending
+        pending.append(entry)
         self.written += 1
+        if len(pending) == 1:
+            self._told()
         return True
+
+    def _told(self) -> None:
+        news = self.on_news
+        if news is not None:
+            news()
 
     def security(self, plugin_id: str, message: str, **fields: Any) -> None:
         """A security event (denied permission, limit hit): never rate-limited away silently."""

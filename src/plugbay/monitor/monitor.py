@@ -6,10 +6,16 @@ may have changed (called, named by an event, not settled, or in the tick's sweep
 what its worker uses (``monitor.sampling``, in a thread so the loop never waits on
 ``/proc``; an idle tick's few one-line reads are made on the loop), looks for hung
 calls and evaluates the alert rules; it schedules the ``health()`` checks. It then
-writes the live snapshot that ``plugbay top`` shows and the log records that
-arrived, in one short transaction each, also off the loop (no thread is woken when
-there is neither). An idle host's tick so wakes one thread, not two: on a virtual
-machine each wake-up of an idle thread costs about a millisecond of CPU.
+writes the rows of the live snapshot that ``plugbay top`` shows that changed
+(``monitor.rows``) and the log records that arrived, in one short transaction, off
+the loop.
+
+While nothing happens (no call, event, log record, alert, unsettled plugin or
+readiness check due), the ticks come every ``idle-interval`` (5 s) instead: a timed
+call (``CommandStats.arm``), an event naming a plugin, a log record and a block of the
+loop each end the wait (:meth:`PluginMonitor._rest`), and the sweep visits as many
+plugins per second as before. On a virtual machine each wake-up of an idle thread
+costs a millisecond or more of CPU, and most of an idle host's CPU was its ticks.
 
 Everything a reader needs is a method here (``snapshot``, ``collect_metrics``,
 ``check_health``, ``alerts``, ``logs``), so the CLI, the HTTP API and system
@@ -22,23 +28,20 @@ import asyncio
 import contextlib
 import logging
 import os
+import threading
 import time
 from collections import Counter
-from typing import Any, Final
+from typing import Any
 
 from plugbay.api import SystemEvent
 from plugbay.api.errors import PlugbayError
 from plugbay.monitor.alerts import AlertManager, Condition, Sample, evaluate
 from plugbay.monitor.config import MonitorSettings
+from plugbay.monitor.figures import WorkerFigures, shown
 from plugbay.monitor.health import RANK, Blocked, LoopWatchdog, Readiness, overall, readiness_from
 from plugbay.monitor.logs import PREFIX, LogManager
-from plugbay.monitor.sampling import (
-    REFRESH_TICKS,
-    SampleRota,
-    cpu_percent,
-    sample_usage,
-    utilization,
-)
+from plugbay.monitor.rows import SnapshotRows
+from plugbay.monitor.sampling import REFRESH_TICKS, cpu_percent, utilization
 from plugbay.monitor.source import HandleView, MonitorSource, PluginView
 from plugbay.monitor.tracks import Track, Visits, caught_up, quiet, rates, unchanged, window
 
@@ -79,13 +82,6 @@ _SECURITY_ERRORS = {
 }
 
 
-#: snapshot rows written a second, at most (more plugins: written every n / this ticks)
-SNAPSHOT_ROWS: Final = 100
-#: a tick that reads no worker in full probes up to this many on the loop's thread (each
-#: one read of /proc/PID/stat): waking a thread for them would cost more than the reads
-INLINE_PROBES: Final = 48
-
-
 class PluginMonitor:
     def __init__(
         self,
@@ -118,13 +114,22 @@ class PluginMonitor:
         self._ticks = 0
         #: the last tick's PlugbayError (a full disk): logged once until a tick succeeds
         self._tick_problem: str | None = None
-        self._rota = SampleRota()  # which workers are read in full on a tick
         self._visits = Visits()  # which plugins a tick looks at (``monitor.tracks``)
         #: plugins with a ``health`` command (their readiness is checked in turn)
         self._checked: dict[str, None] = {}
-        #: the snapshot's last rows, and the plugins whose row is built anew next time
-        self._rows: dict[str, dict[str, Any]] = {}
-        self._dirty: set[str] = set()
+        #: the snapshot's rows, written as they change (``monitor.rows``)
+        self._rows = SnapshotRows()
+        #: while the monitor rests between idle ticks: what ends the rest (``_wake``)
+        self._nap: asyncio.Future[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread = 0
+        #: monotonic time of the last tick (0: none yet)
+        self._last_tick = 0.0
+        #: the manager's ``roster_changes`` when the tick last compared the plugin ids
+        self._roster = -1
+        #: what the workers use (``monitor.figures``)
+        self._figures = WorkerFigures(lambda: manager.records_by_id, self._tracks,
+                                      self._rows.mark)  # fmt: skip
         self.started = time.time()
 
     # ------------------------------------------------------------------ lifecycle
@@ -150,7 +155,9 @@ class PluginMonitor:
         if store is not None:
             with contextlib.suppress(Exception):
                 store.clear_open_alerts()  # a previous host's alerts ended with it
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        self.logs.on_news = self._news
         self._watchdog = LoopWatchdog(
             loop, self._owner_of, block_after=self.settings.loop_block_after,
             on_block=self._blocked_now,
@@ -180,11 +187,12 @@ class PluginMonitor:
                 store.clear_open_alerts()  # nothing holds once the host is gone
         plugin_logger = logging.getLogger(PREFIX.rstrip("."))
         plugin_logger.removeHandler(self.logs)
+        self.logs.on_news = None
         _Verbose.leave(self)
 
     async def _run(self) -> None:
         while True:
-            await asyncio.sleep(self.settings.interval)
+            await self._rest()
             try:
                 await self.tick()
             except asyncio.CancelledError:
@@ -198,6 +206,71 @@ class PluginMonitor:
                 log.exception("monitor tick failed")
             self._tick_problem = None
 
+    # ------------------------------------------------------------------ the cadence
+
+    async def _rest(self) -> None:
+        """Wait for the next tick: ``interval`` after the last one; while nothing happens
+        up to the idle interval (``settings.rest``), which :meth:`_wake` ends (the tick
+        then comes as soon as ``interval`` has passed)."""
+        settings, loop = self.settings, asyncio.get_running_loop()
+        nap = self._nap = loop.create_future()
+        self.manager.wake_monitor = self._wake
+        longest = settings.interval
+        # looked at after the nap is set: news from another thread either sees the nap
+        # (``_news``) or is seen here
+        if self._idle():
+            running, due = self._checks()
+            if not running:
+                longest = max(settings.interval, min(settings.rest, due - time.monotonic()))
+        timer = loop.call_later(longest, self._wake)
+        try:
+            await nap
+        finally:
+            timer.cancel()
+            self._nap = self.manager.wake_monitor = None
+        left = self._last_tick + settings.interval - time.monotonic()
+        if left > 0:  # woken early: never two ticks less than ``interval`` apart
+            await asyncio.sleep(left)
+
+    def _idle(self) -> bool:
+        """Nothing the next tick must see soon: no call, plugin to look at, log record
+        waiting, alert firing or block of the loop."""
+        watchdog = self._watchdog
+        return not (
+            self.manager.touched
+            or self._visits.pending
+            or self.logs.waiting()
+            or self.alerts.firing
+            or (watchdog is not None and (watchdog.episodes or watchdog.current()))
+        )
+
+    def _checks(self) -> tuple[bool, float]:
+        """Whether a readiness check runs, and when the next one is due (loop time)."""
+        due, tracks = float("inf"), self._tracks
+        for pid in self._checked:
+            track = tracks.get(pid)
+            if track is not None:
+                if track.checking is not None and not track.checking.done():
+                    return True, due
+                due = min(due, track.next_check)
+        return False, due
+
+    def _wake(self) -> None:
+        """End the rest between idle ticks (on the loop's thread)."""
+        nap = self._nap
+        if nap is not None and not nap.done():
+            nap.set_result(None)
+
+    def _news(self) -> None:
+        """Something arrived for the next tick (a log record, a block): from any thread."""
+        if self._nap is None or self._loop is None:
+            return
+        if threading.get_ident() == self._loop_thread:
+            self._wake()
+        else:
+            with contextlib.suppress(RuntimeError):  # the loop closed
+                self._loop.call_soon_threadsafe(self._wake)
+
     # ------------------------------------------------------------------ one tick
 
     async def tick(self) -> None:
@@ -205,114 +278,68 @@ class PluginMonitor:
         evaluate their alert rules; then persist logs and the snapshot."""
         self._ticks += 1
         by_id, tracks = self.manager.records_by_id, self._tracks
-        gone, new = tracks.keys() - by_id.keys(), by_id.keys() - tracks.keys()
+        gone, new = self._came_and_went()
         for pid in new:
             tracks[pid] = Track()
         self._forget_gone(gone)
-        called = self.manager.touched  # marked by timed calls (CommandStats.arm)
+        called = self.manager.touched  # timed calls (CommandStats.arm), state changes
         blocked = self._loop_blocks()
-        swept = self._visits.sweep(by_id, bool(new or gone))
+        # as many plugins a second as at one tick a second, however long the rest was
+        start, interval = time.monotonic(), self.settings.interval
+        ticks = (start - self._last_tick) / interval if self._last_tick else 1.0
+        self._last_tick = start
+        swept = self._visits.sweep(by_id, bool(new or gone), ticks)
         visit = self._visits.take() | called | new | {b.plugin for b in blocked if b.plugin}
-        visit.update(swept)
-        full, probes = self._to_read(visit, called)
+        figures = self._figures
+        full, probes = figures.to_read(visit, swept, called, self._ticks)
         called.clear()
         fds = self._ticks % REFRESH_TICKS == 1  # the host's descriptors: a long list
-        usage, probed, host = await self._read_usage(full, probes, fds)
+        usage, probed, host = await figures.read(full, probes, fds)
         now = time.monotonic()
-        self._rota.measured({pid: full[pid] for pid in usage})
         if not fds and self._host_usage is not None:
             host["open_files"] = self._host_usage.get("open_files")
         self._host_usage = host
         host["cpu_percent"], self._host_cpu = cpu_percent(host, self._host_cpu, now)
-        self._keep_usage(usage, probed, now)
+        visit.update(figures.keep(full, usage, probed, visit, now))  # swept, memory moved
         for pid in sorted(visit):
             rec = by_id.get(pid)
-            if rec is not None:
-                await self._look_at(rec, tracks.setdefault(pid, Track()), blocked, now)
-        self._dirty.update(visit)
+            if rec is not None and await self._look_at(rec, tracks.setdefault(pid, Track()),
+                                                       blocked, now):  # fmt: skip
+                self._rows.mark((pid,))
         for pid in list(self._checked):
             rec = by_id.get(pid)
             if rec is not None:
                 self._schedule_readiness(rec, tracks.setdefault(pid, Track()), now)
-        rows: dict[str, dict[str, Any]] | None = None
-        # the snapshot other processes read: every tick for up to SNAPSHOT_ROWS plugins,
-        # then as often as keeps its writing at that many rows a second
-        if (self._ticks - 1) % max(1, len(by_id) // SNAPSHOT_ROWS) == 0:
-            rows = dict(self._written_rows())
-            rows["*host*"] = self.host_summary([row["health"] for row in rows.values()])
-        await self._write(rows)
+        self._rows.mark(new | gone)
+        await self._write()
 
-    async def _write(self, rows: dict[str, dict[str, Any]] | None) -> None:
-        """The snapshot's rows (when it is written this tick) and the log records that
-        arrived, in a thread; none is woken when there is neither."""
-        if rows is not None or self.logs.waiting():
-            await asyncio.to_thread(self._persist, rows)
+    async def _write(self) -> None:
+        """The snapshot's rows that changed, with the host's, and the log records that
+        arrived, in a thread."""
+        rows, now = self._rows, time.monotonic()
+        changed = rows.changed(lambda pid: self._row_of(pid, now))
+        changed["*host*"] = self.host_summary(rows.statuses())
+        await asyncio.to_thread(self._persist, changed, rows.whole)
 
-    async def _read_usage(
-        self,
-        full: dict[str, HandleView],
-        probes: dict[str, tuple[int, dict[str, Any]]],
-        fds: bool,
-    ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]], dict[str, Any]]:
-        """``sample_usage`` in a thread, or here when it is only a few reads of
-        /proc/PID/stat (some 20 µs each): no thread is woken for those."""
-        if full or fds or len(probes) > INLINE_PROBES:
-            return await asyncio.to_thread(sample_usage, full, self._rota.budget, probes, fds)
-        return sample_usage(full, self._rota.budget, probes, fds)
-
-    def _to_read(
-        self, visit: set[str], called: set[str]
-    ) -> tuple[dict[str, HandleView], dict[str, tuple[int, dict[str, Any]]]]:
-        """The workers read in full this tick (the called ones, then a new one or the one
-        read longest ago), and the other workers looked at, only probed
-        (``monitor.sampling``)."""
-        by_id, rota = self.manager.records_by_id, self._rota
-        first: dict[str, HandleView] = {}
-        for pid in visit:
-            rec = by_id.get(pid)
-            handle = rec.handle if rec is not None else None
-            if handle is None:
-                continue
-            if pid in called:
-                first[pid] = handle
-            elif not rota.known(pid, handle):
-                rota.add(pid, handle)
-        full = rota.due(first, self._handle_of, int(self._ticks % REFRESH_TICKS == 1))
-        probes: dict[str, tuple[int, dict[str, Any]]] = {}
-        for pid in visit.difference(full):
-            rec = by_id.get(pid)
-            handle = rec.handle if rec is not None else None
-            # a worker on this machine (a Ray worker's pid is on its node)
-            if rec is None or handle is None or rec.isolation != "process" or not handle.pid:
-                continue
-            usage = self._tracks[pid].usage
-            probes[pid] = (handle.pid, usage if usage and "error" not in usage else {})
-        return full, probes
-
-    def _keep_usage(
-        self, usage: dict[str, dict[str, Any]], probed: dict[str, dict[str, Any]], now: float
-    ) -> None:
-        """The workers' figures read in full, then those probed, kept with their CPU use."""
-        for pid, figures in (*usage.items(), *probed.items()):
-            track = self._tracks.get(pid)
-            if track is not None:
-                last = track.usage
-                if pid in probed and last and last.get("rss_bytes") != figures["rss_bytes"]:
-                    self._rota.soon(pid)  # its memory moved: read in full soon
-                track.usage = figures
-                track.cpu_percent, track.cpu = cpu_percent(figures, track.cpu, now)
-                if pid in usage:
-                    track.usage_at = now
-
-    def _handle_of(self, plugin_id: str) -> HandleView | None:
-        rec = self.manager.records_by_id.get(plugin_id)
-        return None if rec is None else rec.handle
+    def _came_and_went(self) -> tuple[set[str], set[str]]:
+        """The plugin ids gone since the last tick, and the new ones (compared only when
+        the roster changed: a thousand ids compared each tick cost more than the rest)."""
+        changes, by_id, tracks = (
+            self.manager.roster_changes,
+            self.manager.records_by_id,
+            self._tracks,
+        )
+        if changes == self._roster and len(by_id) == len(tracks):
+            return set(), set()
+        self._roster = changes
+        return tracks.keys() - by_id.keys(), by_id.keys() - tracks.keys()
 
     async def _look_at(
         self, rec: PluginView, track: Track, blocked: list[Blocked], now: float
-    ) -> None:
+    ) -> bool:
         """One plugin on this tick: passed by when it is settled, else observed; kept on
-        the next tick's list until it settles (``monitor.tracks``)."""
+        the next tick's list until it settles (``monitor.tracks``). Whether its row in the
+        snapshot may have changed (not when it was passed by)."""
         if "health" in rec.commands:
             self._checked[rec.id] = None
         else:
@@ -324,11 +351,11 @@ class PluginMonitor:
             self.alerts.update(rec.id, rec.version, holding)
             if holding:  # a restart loop's alert ends as time passes: looked at until then
                 self._visits.pending.add(rec.id)
-            return
+            return True
         inflight = self.manager.inflight(rec.id)
         if unchanged(track, rec, inflight) and not any(b.plugin == rec.id for b in blocked):
             track.blocked = []
-            return
+            return False
         caught_up(track, now, self.settings.interval)
         await self._observe(rec, track, blocked, now)
         if not track.clear or track.samples[-1].inflight or track.blocked:
@@ -336,6 +363,7 @@ class PluginMonitor:
         else:  # settled: the call that wakes it is timed, and that marks it
             for stats in rec.metrics.commands.values():
                 stats.arm()
+        return True
 
     def _loop_blocks(self) -> list[Blocked]:
         """The blocks of the host's event loop since the last tick, then the one going on."""
@@ -384,18 +412,22 @@ class PluginMonitor:
             del self._tracks[pid]
             self._checked.pop(pid, None)
             self.alerts.clear_plugin(pid)
-        self._rota.forget(gone)
+        self._figures.forget(gone)
 
-    def _persist(self, rows: dict[str, dict[str, Any]] | None) -> None:
+    def _persist(self, rows: dict[str, dict[str, Any] | None], whole: bool) -> None:
+        """In a thread: the log records that arrived, then the snapshot's rows (all of
+        them when ``whole``, else those that changed)."""
         store = self._store()
         self.logs.persist(store)
-        if store is None or rows is None:
+        if store is None:
             return
         try:
-            store.put_snapshot(rows)
+            store.put_snapshot(rows, whole=whole)
+            self._rows.whole = False
             if self._ticks % 60 == 1:
                 self.logs.prune(store)
         except Exception as exc:  # a full disk must not stop monitoring
+            self._rows.whole = True  # rows were lost: the next write is all of them
             log.error("could not write the monitoring snapshot: %s", exc)
 
     def _sample(self, rec: PluginView, track: Track, now: float) -> Sample:
@@ -463,6 +495,7 @@ class PluginMonitor:
 
     def _blocked_now(self, block: Blocked) -> None:
         """From the watchdog thread, while the loop is blocked: say so at once."""
+        self._news()  # the tick after the block looks at it at once
         who = f"plugin '{block.plugin}'" if block.plugin else "the host's own code"
         log.error("the event loop has not turned for %.1f s; %s is on its stack:\n%s",
                   block.seconds, who, block.stack)  # fmt: skip
@@ -492,7 +525,7 @@ class PluginMonitor:
         except Exception as exc:
             track.readiness = Readiness("failing", f"health() failed: {exc}")
         finally:
-            self._dirty.add(plugin_id)  # the snapshot's row shows the answer
+            self._rows.mark((plugin_id,))  # the snapshot's row shows the answer
 
     async def check_readiness(self, plugin_id: str) -> Readiness | None:
         """Run the plugin's ``health()`` now (bounded); None when it has none."""
@@ -613,28 +646,17 @@ class PluginMonitor:
             "calls_per_second": rate, "error_rate": error_rate,
             "p50_seconds": p50, "p99_seconds": p99,
             "rss_bytes": None if usage.get("shared") else usage.get("rss_bytes"),
-            "cpu_percent": None if usage.get("shared") else track.cpu_percent,
+            "cpu_percent": None if usage.get("shared") else shown(track.cpu_percent),
             "inflight": self.manager.inflight(rec.id),
             "health": health["status"], "live": health["live"], "ready": health["ready"],
             "reasons": health["reasons"],
             "alerts": [a.rule for a in self.alerts.active(rec.id)],
         }  # fmt: skip
 
-    def _written_rows(self) -> dict[str, dict[str, Any]]:
-        """The snapshot's rows to write: built anew for the plugins looked at since the
-        last write (a settled plugin's row cannot have changed otherwise), and for those
-        whose row said calls were running or coming in."""
-        dirty, self._dirty = self._dirty, set()
-        rows, now, last = {}, time.monotonic(), self._rows
-        for rec in self.manager.list_plugins():
-            row = last.get(rec.id)
-            if row is None or rec.id in dirty:
-                row = self._row(rec, now)
-                if row["calls_per_second"] or row["inflight"] or row["health"] != "green":
-                    self._dirty.add(rec.id)
-            rows[rec.id] = row
-        self._rows = rows
-        return rows
+    def _row_of(self, plugin_id: str, now: float) -> dict[str, Any] | None:
+        """A plugin's row in the snapshot, or None when the host no longer knows it."""
+        rec = self.manager.records_by_id.get(plugin_id)
+        return None if rec is None else self._row(rec, now)
 
     def usage_of(self, plugin_id: str) -> tuple[dict[str, Any] | None, float | None]:
         """The last usage sample of a plugin's worker, and its CPU percent."""
@@ -700,6 +722,8 @@ class PluginMonitor:
         plugin = event.data.get("plugin")
         if not isinstance(plugin, str):
             return
+        self._visits.mark((plugin,))  # looked at on the next tick, which comes soon
+        self._wake()
         if event.kind.startswith("security."):
             fields = {k: v for k, v in event.data.items() if k not in ("plugin", "message")}
             self.logs.security(plugin, _security_text(event), event=event.kind, **fields)

@@ -31,12 +31,19 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 if TYPE_CHECKING:
     from plugbay.monitor.source import HandleView, PluginView
 
-__all__ = ["BUDGET", "SampleRota", "cpu_percent", "probe", "sample_usage", "utilization"]
+__all__ = [
+    "BUDGET", "RSS_NOISE", "SampleRota", "cpu_percent", "probe", "sample_usage", "utilization",
+]  # fmt: skip
 
 #: CPU seconds one tick may spend reading workers in full (at least one is read)
 BUDGET: Final = 0.004
 #: one worker not called is read in full every this many ticks (a new one first)
 REFRESH_TICKS: Final = 5
+#: a probe's resident memory this close to the last figure is no change: /proc/PID/stat
+#: gives the kernel's per-CPU approximation, while a full read (psutil: /proc/PID/statm)
+#: gives the exact sum on recent kernels, some hundreds of KiB apart for the same memory
+#: (so every probe after a full read looked like a move, and a read in full followed)
+RSS_NOISE: Final = 1 << 20
 
 H = TypeVar("H")
 
@@ -116,13 +123,13 @@ def probe(pid: int) -> tuple[float, int, int] | None:
 def sample_usage(
     handles: dict[str, HandleView],
     budget: float = float("inf"),
-    probes: Mapping[str, tuple[int, dict[str, Any]]] | None = None,
+    probes: Mapping[str, int] | None = None,
     fds: bool = True,
-) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]], dict[str, Any]]:
+) -> tuple[dict[str, dict[str, Any]], dict[str, tuple[float, int, int]], dict[str, Any]]:
     """In a thread: what each worker of ``handles`` uses now, read in full in order until
-    ``budget`` seconds of CPU are spent; the figures of the ``probes`` (plugin id → (pid,
-    last figures)) brought up to date from ``/proc``; and the host process (inline
-    plugins share it; its descriptors counted when ``fds``)."""
+    ``budget`` seconds of CPU are spent; what :func:`probe` reads of the ``probes`` (plugin
+    id → pid; those gone left out); and the host process (inline plugins share it; its
+    descriptors counted when ``fds``)."""
     out: dict[str, dict[str, Any]] = {}
     until = time.thread_time() + budget
     for pid, handle in handles.items():
@@ -138,12 +145,11 @@ def sample_usage(
         if "pid" in figures and "node" not in figures:  # a remote pid is on its node
             figures.update(_network(int(figures["pid"])))
         out[pid] = figures
-    probed: dict[str, dict[str, Any]] = {}
-    for plugin_id, (os_pid, last) in (probes or {}).items():
+    probed: dict[str, tuple[float, int, int]] = {}
+    for plugin_id, os_pid in (probes or {}).items():
         now = probe(os_pid)
         if now is not None:
-            cpu, rss, threads = now
-            probed[plugin_id] = {**last, "cpu_seconds": cpu, "rss_bytes": rss, "threads": threads}
+            probed[plugin_id] = now
     host = _host(fds)
     return out, probed, host
 

@@ -98,10 +98,18 @@ class MonitorSource(Protocol):
     def monitor(self) -> Mapping[str, PluginMetrics]: ...
     @property
     def records_by_id(self) -> Mapping[str, PluginView]: ...
+    @property
+    def roster_changes(self) -> int:
+        """How many times a plugin id came into ``records_by_id`` or left it."""
+        ...
 
-    #: ids of the plugins called since the monitor last looked (the call path adds, the
-    #: monitor's tick empties it: ``monitor.tracks``)
+    #: ids of the plugins called, or whose state changed, since the monitor last looked
+    #: (the call path and the state's setter add, the monitor's tick empties it:
+    #: ``monitor.tracks``)
     touched: set[str]
+    #: set by the monitor while it rests between idle ticks; a timed call calls it, and
+    #: the tick comes at once (``monitor.monitor``)
+    wake_monitor: Callable[[], None] | None
 
     def list_plugins(self) -> Sequence[PluginView]: ...
     def record(self, plugin_id: str) -> PluginView: ...

@@ -13,7 +13,9 @@ only at the plugins in its :class:`Visits`:
 - new plugins, those whose worker's memory moved (``monitor.sampling``), those that
   blocked the host's loop;
 - a slice of all the others in turn (:data:`SWEEP_TICKS`): a safety net, so a change
-  nothing marked is still seen within a few seconds.
+  nothing marked is still seen within half a minute. The slice grows with the time
+  since the last tick, so the idle cadence (``monitor.monitor``) sweeps as many
+  plugins a second.
 
 A settled plugin gets no sample while nobody looks: its samples would all be copies
 of its last one. When it is looked at again, :func:`caught_up` adds those copies (one
@@ -39,7 +41,7 @@ __all__ = ["SWEEP_TICKS", "Track", "Visits", "caught_up", "quiet", "rates", "unc
 
 #: every plugin is looked at (and its worker's memory read cheaply) at least once in this
 #: many ticks, whatever marked it or not
-SWEEP_TICKS: Final = 30
+SWEEP_TICKS: Final = 60
 
 
 @dataclass(slots=True)
@@ -75,15 +77,16 @@ class Visits:
     def mark(self, plugin_ids: Iterable[str]) -> None:
         self.pending.update(plugin_ids)
 
-    def sweep(self, plugin_ids: Iterable[str], changed: bool) -> list[str]:
-        """This tick's slice of every plugin (``changed``: plugins came or went since)."""
+    def sweep(self, plugin_ids: Iterable[str], changed: bool, ticks: float = 1.0) -> list[str]:
+        """This tick's slice of every plugin (``changed``: plugins came or went since;
+        ``ticks``: intervals since the last tick, more while the monitor rests)."""
         if changed or not self._ring:
             self._ring = sorted(plugin_ids)
             self._at = min(self._at, len(self._ring))
         ring = self._ring
         if not ring:
             return []
-        size = max(1, math.ceil(len(ring) / SWEEP_TICKS))
+        size = max(1, math.ceil(len(ring) * min(max(ticks, 1.0), SWEEP_TICKS) / SWEEP_TICKS))
         if self._at >= len(ring):
             self._at = 0
         out = ring[self._at : self._at + size]

@@ -48,6 +48,8 @@ async def call_many(
     )
     started = calls.clock() if timed >= 0 else 0.0
     manager.touched.add(plugin_id)  # the monitor's tick looks at it (monitor.tracks)
+    if manager.wake_monitor is not None:  # soon, though it rests
+        manager.wake_monitor()
     inflight = route.inflight
     inflight[0] += len(checked)  # what a reload drains before it retires this version
     try:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 from plugbay.api.errors import (
@@ -40,7 +40,7 @@ from plugbay.api.errors import (
 from plugbay.isolation import CallTimeout, PluginHandle
 from plugbay.isolation.loading import plugin_frame
 from plugbay.monitor import CommandStats
-from plugbay.runtime.records import PluginRecord
+from plugbay.runtime.records import PluginRecord, Roster
 from plugbay.runtime.routing import UNCOUNTED, Entry, Route
 from plugbay.runtime.tap import heard_failing
 
@@ -57,12 +57,14 @@ clock: Final = time.perf_counter
 class Calling:
     """The manager's part that runs a call: routed, checked, bounded, timed and counted."""
 
-    _records: dict[str, PluginRecord]
+    _records: Roster
     # the hot path's routing table: active plugins only
     _routes: dict[str, Route]
     #: plugins whose new calls wait while a swap moves their state (plugbay.runtime.swap)
     _holds: dict[str, asyncio.Future[None]]
     touched: set[str]  # plugins called since the monitor's last tick
+    #: set while the monitor rests between idle ticks: a timed call ends the rest
+    wake_monitor: Callable[[], None] | None
     activation: Activation
 
     async def call(
@@ -96,6 +98,8 @@ class Calling:
         stats.left = left
         if not left:  # a settled plugin's next call is timed (CommandStats.arm)
             self.touched.add(plugin_id)  # the monitor's tick looks at it
+            if self.wake_monitor is not None:  # soon, though it rests
+                self.wake_monitor()
             started = clock()
         inflight = route.inflight
         inflight[0] += 1  # what a reload drains before it retires this version

@@ -51,7 +51,7 @@ from plugbay.runtime.calling import Calling
 from plugbay.runtime.environments import EnvironmentStore
 from plugbay.runtime.events import EventBus
 from plugbay.runtime.plugin_events import PluginEvents
-from plugbay.runtime.records import ManagerSettings, PluginRecord, PluginState
+from plugbay.runtime.records import ManagerSettings, PluginRecord, PluginState, Roster
 from plugbay.runtime.routing import Route
 from plugbay.runtime.security import SecurityEvents
 from plugbay.runtime.services import ServiceHub
@@ -105,10 +105,12 @@ class PluginManager(Calling, Starting, Supervision, SecurityEvents):
         #: what each plugin may make the host keep (``monitor.bounds``), by plugin id
         self.budgets: dict[str, Budget] = {}
         self._config_for = config_for or (lambda plugin_id: _NO_CONFIG)
-        self._records: dict[str, PluginRecord] = {}
+        self._records = Roster()
         # the hot path's routing table: active plugins only
         self._routes: dict[str, Route] = {}
         self.touched: set[str] = set()  # plugins called since the monitor's last tick
+        #: set while the monitor rests between idle ticks: a timed call ends the rest
+        self.wake_monitor: Callable[[], None] | None = None
         self._lock = asyncio.Lock()
         #: plugins whose new calls wait while a swap moves their state (plugbay.runtime.swap)
         self._holds: dict[str, asyncio.Future[None]] = {}
@@ -216,6 +218,11 @@ class PluginManager(Calling, Starting, Supervision, SecurityEvents):
     def records_by_id(self) -> Mapping[str, PluginRecord]:
         """Every record by id (read-only view for the monitor)."""
         return self._records
+
+    @property
+    def roster_changes(self) -> int:
+        """How many times a plugin id came or went (``Roster``)."""
+        return self._records.changes
 
     def inflight(self, plugin_id: str) -> int:
         """Calls to a plugin running or waiting now (its queue length)."""
@@ -587,6 +594,9 @@ class PluginManager(Calling, Starting, Supervision, SecurityEvents):
     def _set_state(self, rec: PluginRecord, state: PluginState) -> None:
         rec.state = state
         rec.transitions.append((time.time(), str(state)))
+        self.touched.add(rec.id)  # the monitor's next tick looks at it, soon
+        if self.wake_monitor is not None:
+            self.wake_monitor()
         if state in (PluginState.ACTIVE, PluginState.RESOLVED, PluginState.INITIALIZING):
             rec.reason = None
             rec.error = None

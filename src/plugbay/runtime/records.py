@@ -26,7 +26,7 @@ from plugbay.monitor import PluginMetrics
 
 log = logging.getLogger("plugbay")
 
-__all__ = ["ManagerSettings", "PluginRecord", "PluginState", "positive"]
+__all__ = ["ManagerSettings", "PluginRecord", "PluginState", "Roster", "positive"]
 
 
 class PluginState(enum.StrEnum):
@@ -40,6 +40,27 @@ class PluginState(enum.StrEnum):
     DISABLED = "disabled"
     #: resolved and validated, not started: its first call or event starts it
     ON_DEMAND = "on-demand"
+
+
+class Roster(dict[str, "PluginRecord"]):
+    """The records by plugin id, counting the times a plugin id came or went
+    (:attr:`changes`): the monitor compares that number instead of every id each tick."""
+
+    changes = 0
+
+    def __setitem__(self, plugin_id: str, rec: PluginRecord) -> None:
+        if plugin_id not in self:
+            self.changes += 1
+        super().__setitem__(plugin_id, rec)
+
+    def __delitem__(self, plugin_id: str) -> None:
+        super().__delitem__(plugin_id)
+        self.changes += 1
+
+    def pop(self, *args: object) -> object:  # type: ignore[override]
+        raise TypeError("remove a record with del, so the roster counts it")
+
+    setdefault = update = popitem = clear = pop  # type: ignore[assignment]
 
 
 @dataclass(slots=True)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from plugbay.monitor.bounds import Budget
 from plugbay.runtime.events import EventBus
-from plugbay.runtime.records import ManagerSettings, PluginRecord
+from plugbay.runtime.records import ManagerSettings, PluginRecord, Roster
 
 __all__ = ["SecurityEvents", "security_text"]
 
@@ -27,7 +27,7 @@ class SecurityEvents:
     events: EventBus
     #: what each plugin may make the host keep (``monitor.bounds``), by plugin id
     budgets: dict[str, Budget]
-    _records: dict[str, PluginRecord]
+    _records: Roster
 
     if TYPE_CHECKING:
 

@@ -41,7 +41,7 @@ from plugbay.runtime.environments import (
 from plugbay.runtime.events import EventBus, Subscriber
 from plugbay.runtime.lifecycle import check_descriptors
 from plugbay.runtime.plugin_events import PluginEvents
-from plugbay.runtime.records import ManagerSettings, PluginRecord, PluginState, positive
+from plugbay.runtime.records import ManagerSettings, PluginRecord, PluginState, Roster, positive
 from plugbay.runtime.routing import Route, command_table
 from plugbay.runtime.services import ServiceHub, ServiceView
 from plugbay.runtime.startup import StartAhead
@@ -73,7 +73,7 @@ class Starting:
     backends: dict[str, Backend]
     broker: _Issuer
     _config_for: Callable[[str], Mapping[str, Any]]
-    _records: dict[str, PluginRecord]
+    _records: Roster
     _routes: dict[str, Route]
     _swapper: Swapper
     plugin_events: PluginEvents

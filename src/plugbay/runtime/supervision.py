@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from plugbay.api.errors import PlugbayError
 from plugbay.model.manifest import PluginManifest
 from plugbay.runtime.events import EventBus
-from plugbay.runtime.records import ManagerSettings, PluginRecord, PluginState
+from plugbay.runtime.records import ManagerSettings, PluginRecord, PluginState, Roster
 from plugbay.runtime.routing import Route
 from plugbay.runtime.services import ServiceHub
 from plugbay.state import StateStore
@@ -36,7 +36,7 @@ class Supervision:
     services: ServiceHub
     #: restarts after a crash, by plugin id, since the host started (/metrics)
     restart_counts: dict[str, int]
-    _records: dict[str, PluginRecord]
+    _records: Roster
     _routes: dict[str, Route]
     _restarts: dict[str, asyncio.Task[None]]
     _lock: asyncio.Lock

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -130,18 +131,32 @@ class MonitorRecords:
             out.append(row)
         return out
 
-    def put_snapshot(self, rows: dict[str, dict[str, Any]]) -> None:
-        """Replace the live monitoring snapshot (one row per plugin) that readers poll."""
+    def put_snapshot(
+        self, rows: Mapping[str, dict[str, Any] | None], *, whole: bool = True
+    ) -> None:
+        """Write the live monitoring snapshot (one row per plugin) that readers poll.
+
+        ``whole``: ``rows`` is all of it, and replaces what is there (a previous host's
+        rows too); else ``rows`` holds the rows that changed, ``None`` for a plugin gone,
+        and the others stay as they are (written when they last changed)."""
         now = time.time()
         with self._transaction() as db:
-            db.execute("DELETE FROM monitor_snapshot")
+            if whole:
+                db.execute("DELETE FROM monitor_snapshot")
+            gone = [(pid,) for pid, data in rows.items() if data is None]
+            if gone:
+                db.executemany("DELETE FROM monitor_snapshot WHERE plugin_id = ?", gone)
             db.executemany(
-                "INSERT INTO monitor_snapshot (plugin_id, time, data) VALUES (?, ?, ?)",
-                [(pid, now, json.dumps(data, default=str)) for pid, data in rows.items()],
+                "INSERT OR REPLACE INTO monitor_snapshot (plugin_id, time, data) VALUES (?, ?, ?)",
+                [
+                    (pid, now, json.dumps(data, default=str))
+                    for pid, data in rows.items()
+                    if data is not None
+                ],
             )
 
     def snapshot(self) -> tuple[float | None, list[dict[str, Any]]]:
-        """The newest monitoring snapshot: (when, one row per plugin)."""
+        """The newest monitoring snapshot: (when it was last written, one row per plugin)."""
         rows = self._read("SELECT plugin_id, time, data FROM monitor_snapshot ORDER BY plugin_id")
         when = max((r[1] for r in rows), default=None)
         return when, [read_json(r[2]) for r in rows]
