@@ -23,14 +23,14 @@ def free_port() -> int:
 class IrcServer:
     """ngIRCd in the foreground; ``stop`` and ``start`` again keep its port."""
 
-    def __init__(self, directory: Path, port: int | None = None) -> None:
+    def __init__(self, directory: Path, port: int | None = None, ping_timeout: int = 120) -> None:
         self.port = port or free_port()
         self.config = directory / "ngircd.conf"
         self.config.write_text(
             "[Global]\nName = irc.plugbay.test\nInfo = plugbay test server\n"
             f'Listen = 127.0.0.1\nPorts = {self.port}\nMotdPhrase = "plugbay tests"\n'
             "AdminInfo1 = plugbay\nAdminInfo2 = tests\nAdminEMail = root@localhost\n"
-            "[Limits]\nPingTimeout = 120\nPongTimeout = 20\nMaxNickLength = 30\n"
+            f"[Limits]\nPingTimeout = {ping_timeout}\nPongTimeout = 20\nMaxNickLength = 30\n"
             "[Options]\nDNS = no\nIdent = no\nPAM = no\n"
         )
         self.log = directory / "ngircd.log"
@@ -78,8 +78,11 @@ def ircd(directory: Path) -> Iterator[IrcServer]:
 class Client:
     """A person on the channel: registers, joins, says lines, collects what it hears."""
 
-    def __init__(self, port: int, nick: str = "alice", channel: str = "#plugbay") -> None:
-        self.port, self.nick, self.channel = port, nick, channel
+    def __init__(
+        self, port: int, nick: str = "alice", channel: str = "#plugbay", *, join: bool = True
+    ) -> None:
+        self.port, self.nick, self.channel, self.join = port, nick, channel, join
+        self.registered = False
         self.heard: list[tuple[float, str, str]] = []  # (time, sender, text) on the channel
         self.joined: set[str] = set()
         self._reader: asyncio.StreamReader | None = None
@@ -99,7 +102,9 @@ class Client:
                 await asyncio.sleep(0.05)
         self._send(f"NICK {self.nick}", f"USER {self.nick} 0 * :{self.nick}")
         self._task = asyncio.create_task(self._read())
-        await self.until(lambda: self.nick in self.joined, timeout)
+        await self.until(
+            lambda: self.nick in self.joined if self.join else self.registered, timeout
+        )
 
     def _send(self, *lines: str) -> None:
         assert self._writer is not None
@@ -117,7 +122,9 @@ class Client:
             if rest.startswith("PING"):
                 self._send("PONG " + rest[5:])
             elif rest.startswith("001 "):
-                self._send(f"JOIN {self.channel}")
+                self.registered = True
+                if self.join:
+                    self._send(f"JOIN {self.channel}")
             elif rest.startswith("JOIN"):
                 self.joined.add(nick)
             elif rest.startswith("353 "):  # the names on the channel when we join it

@@ -161,3 +161,27 @@ async def test_a_hot_reload_loses_no_queued_line(
         await alice.until(lambda: "plugbay" in alice.joined)
         status = await host.call(PLUGIN, "status")
         assert status.connected and status.queued == 0
+
+
+async def test_it_takes_its_nick_back_from_a_holder_outside_the_channel(
+    tree: PluginFactory, tmp_path: Path
+) -> None:
+    """Someone holds the nick without joining the channel, so the bot never sees them
+    quit: it asks ``ISON`` again at each of the server's PINGs, and takes the nick once
+    nobody holds it."""
+    (tmp_path / "irc").mkdir()
+    server = IrcServer(tmp_path / "irc", ping_timeout=2)  # the server's PINGs come often
+    server.start()
+    camper, alice = Client(server.port, nick="plugbay", join=False), Client(server.port)
+    try:
+        await camper.connect()
+        await alice.connect()
+        async with start(tree, tmp_path, server.port) as host:
+            await alice.until(lambda: "plugbay_" in alice.joined)  # the nick was taken
+            assert (await host.call(PLUGIN, "status")).nick == "plugbay_"
+            await camper.close()  # a QUIT the bot cannot see: it is not in the channel
+            await alice.until(lambda: "plugbay" in alice.joined, timeout=30)
+            assert (await host.call(PLUGIN, "status")).nick == "plugbay"
+    finally:
+        await alice.close()
+        server.stop()

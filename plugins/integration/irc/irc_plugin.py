@@ -19,7 +19,9 @@ What it says goes through one bounded queue:
 
 **Hot reload**: the new version connects beside the old one (as ``nick_`` while the
 old holds the nick, taking the nick back when the old one quits: its QUIT seen in the
-channel, or, when it quit before the new one joined, nobody on ``ISON``). ``export_state``
+channel, or, when it quit before the new one joined, nobody on ``ISON``, asked once
+joined and again at each of the server's PINGs, so a holder outside the channel is
+noticed too). ``export_state``
 stops the old version's sending and hands its unsent lines over; the new one sends
 them first. If no new version takes them within 30 s (a failed swap), the old one
 sends them itself. A host stop keeps them for the next start the same way.
@@ -323,6 +325,8 @@ class IrcPlugin(IntegrationPlugin):
         cmd, params = line.command, line.params
         if cmd == "PING":
             writer.write(f"PONG :{params[-1] if params else ''}\r\n".encode())
+            if self._joined and self.nick != self.wanted_nick:  # a holder we cannot see
+                writer.write(f"ISON {self.wanted_nick}\r\n".encode())  # may have quit
         elif cmd == "001" and params:
             self.nick, self._registered = params[0], True
             writer.write(f"JOIN {self.channel}\r\n".encode())
