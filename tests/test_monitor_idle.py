@@ -101,7 +101,7 @@ async def test_one_call_wakes_a_settled_plugin_though_calls_are_sampled(
     """Only a timed call marks a plugin for the tick; a settled plugin's commands are
     armed so that the one call that wakes it is timed, past the first always-timed calls."""
     plugins("acme.busy", MISBEHAVING)
-    for i in range(2 * SWEEP_TICKS):  # neighbours: the sweep comes round once in 30 ticks
+    for i in range(2 * SWEEP_TICKS):  # neighbours: the sweep comes round once in 60 ticks
         plugins(f"acme.n{i}", NEIGHBOUR)
     async with make_host(monitor=FAST) as host:
         assert host.monitor is not None

@@ -442,7 +442,7 @@ def _commands(host: Host, plugin_id: str) -> list[dict[str, Any]]:
 
 
 def _recorded_snapshot(state: Path) -> dict[str, Any]:
-    """What the running host writes to the state every second (``plugbay top``'s figures)."""
+    """What the running host writes to the state every tick (``plugbay top``'s figures)."""
     from plugbay.cli.views import StateSource
 
     source = StateSource(state)

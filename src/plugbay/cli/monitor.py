@@ -61,7 +61,8 @@ def logs(
 ) -> None:
     """Show a plugin's log records (its logger, its worker's stdout/stderr, security events).
 
-    Reads the state a host writes every second, so it works beside `plugbay run`.
+    Reads the records a host writes to its state within a second of their arrival, so
+    it works beside `plugbay run`.
     With --json, one JSON object a line.
     """
     from plugbay.monitor.logs import level_number

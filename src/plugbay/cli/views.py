@@ -2,7 +2,7 @@
 
 A view reads through a :class:`MonitorSource`: :class:`HostSource` asks a
 host in this process; :class:`StateSource` reads what a running host writes to
-its SQLite state every second (the live snapshot, log records, alerts), so the
+its SQLite state every tick (the live snapshot, log records, alerts), so the
 commands work beside ``plugbay run`` today. A source over the HTTP API is the
 third implementation of the same protocol.
 """
@@ -79,7 +79,8 @@ class HostSource:
 
 
 class StateSource:
-    """What a host serving ``state_dir`` wrote to its state (it does so every second)."""
+    """What a host serving ``state_dir`` wrote to its state (every tick: each second, each
+    five while nothing happens)."""
 
     def __init__(self, state_dir: Path) -> None:
         from plugbay.state import StateStore

@@ -7,15 +7,15 @@ alert rules holding nothing, nothing new since its last sample), and a tick look
 only at the plugins in its :class:`Visits`:
 
 - those the call path *touched* (``MonitorSource.touched``: added on a timed call, and
-  the call that wakes a settled plugin is timed: ``CommandStats.arm``),
-  and those an event names (a crash, a state change, a reload);
+  the call that wakes a settled plugin is timed: ``CommandStats.arm``; and on every
+  change of a plugin's state), and those an event names (a crash, a reload);
 - those not settled yet (a call in flight, an alert holding, a restart loop);
-- new plugins, those whose worker's memory moved (``monitor.sampling``), those that
-  blocked the host's loop;
-- a slice of all the others in turn (:data:`SWEEP_TICKS`): a safety net, so a change
-  nothing marked is still seen within half a minute. The slice grows with the time
-  since the last tick, so the idle cadence (``monitor.monitor``) sweeps as many
-  plugins a second.
+- new plugins, those that blocked the host's loop;
+- those whose worker's memory moved, found by the sweep: a slice of all the others
+  in turn (:data:`SWEEP_TICKS`), whose workers are probed (``monitor.figures``), a
+  safety net so a change nothing marked is still seen within a minute. The slice
+  grows with the time since the last tick, so the idle cadence (``monitor.monitor``)
+  sweeps as many plugins a second.
 
 A settled plugin gets no sample while nobody looks: its samples would all be copies
 of its last one. When it is looked at again, :func:`caught_up` adds those copies (one
