@@ -60,7 +60,7 @@ async def _resting(host: Host) -> int:
     """Wait until the monitor rests between idle ticks; its tick count then."""
     monitor = host.monitor
     assert monitor is not None
-    await until(lambda: monitor._nap is not None and monitor.manager.wake_monitor, "it rests")
+    await until(lambda: monitor.resting, "it rests")
     return monitor._ticks
 
 

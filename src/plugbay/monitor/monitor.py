@@ -119,8 +119,10 @@ class PluginMonitor:
         self._checked: dict[str, None] = {}
         #: the snapshot's rows, written as they change (``monitor.rows``)
         self._rows = SnapshotRows()
-        #: while the monitor rests between idle ticks: what ends the rest (``_wake``)
+        #: while the monitor waits for its next tick: what ends the wait (``_wake``)
         self._nap: asyncio.Future[None] | None = None
+        #: the monitor waits past ``interval`` now, since nothing happens (``_rest``)
+        self.resting = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
         #: monotonic time of the last tick (0: none yet)
@@ -223,11 +225,13 @@ class PluginMonitor:
             if not running:
                 longest = max(settings.interval, min(settings.rest, due - time.monotonic()))
         timer = loop.call_later(longest, self._wake)
+        self.resting = longest > settings.interval
         try:
             await nap
         finally:
             timer.cancel()
             self._nap = self.manager.wake_monitor = None
+            self.resting = False
         left = self._last_tick + settings.interval - time.monotonic()
         if left > 0:  # woken early: never two ticks less than ``interval`` apart
             await asyncio.sleep(left)

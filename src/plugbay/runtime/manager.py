@@ -594,9 +594,10 @@ class PluginManager(Calling, Starting, Supervision, SecurityEvents):
     def _set_state(self, rec: PluginRecord, state: PluginState) -> None:
         rec.state = state
         rec.transitions.append((time.time(), str(state)))
-        self.touched.add(rec.id)  # the monitor's next tick looks at it, soon
-        if self.wake_monitor is not None:
-            self.wake_monitor()
+        if self.settings.monitoring:  # the monitor's next tick looks at it, soon
+            self.touched.add(rec.id)
+            if self.wake_monitor is not None:
+                self.wake_monitor()
         if state in (PluginState.ACTIVE, PluginState.RESOLVED, PluginState.INITIALIZING):
             rec.reason = None
             rec.error = None
