@@ -249,7 +249,7 @@ class PluginMonitor:
         )
 
     def _checks(self) -> tuple[bool, float]:
-        """Whether a readiness check runs, and when the next one is due (loop time)."""
+        """Whether a readiness check runs, and when the next one is due (monotonic)."""
         due, tracks = float("inf"), self._tracks
         for pid in self._checked:
             track = tracks.get(pid)
