@@ -107,8 +107,8 @@ class MonitorSource(Protocol):
     #: (the call path and the state's setter add, the monitor's tick empties it:
     #: ``monitor.tracks``)
     touched: set[str]
-    #: set by the monitor while it rests between idle ticks; a timed call calls it, and
-    #: the tick comes at once (``monitor.monitor``)
+    #: set by the monitor while it waits for its next tick; a timed call or a change of
+    #: state calls it, and the tick comes as soon as ``interval`` allows (``monitor.monitor``)
     wake_monitor: Callable[[], None] | None
 
     def list_plugins(self) -> Sequence[PluginView]: ...

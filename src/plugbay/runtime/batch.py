@@ -47,9 +47,7 @@ async def call_many(
         spec, stats, params, plugin_id, strict, counted=manager.settings.monitoring
     )
     started = calls.clock() if timed >= 0 else 0.0
-    manager.touched.add(plugin_id)  # the monitor's tick looks at it (monitor.tracks)
-    if manager.wake_monitor is not None:  # soon, though it rests
-        manager.wake_monitor()
+    manager.touch(plugin_id)
     inflight = route.inflight
     inflight[0] += len(checked)  # what a reload drains before it retires this version
     try:

@@ -62,10 +62,17 @@ class Calling:
     _routes: dict[str, Route]
     #: plugins whose new calls wait while a swap moves their state (plugbay.runtime.swap)
     _holds: dict[str, asyncio.Future[None]]
-    touched: set[str]  # plugins called since the monitor's last tick
-    #: set while the monitor rests between idle ticks: a timed call ends the rest
+    touched: set[str]  # plugins called, or whose state changed, since the monitor's tick
+    #: set while the monitor waits for its next tick: a plugin touched ends the wait
     wake_monitor: Callable[[], None] | None
     activation: Activation
+
+    def touch(self, plugin_id: str) -> None:
+        """The monitor's next tick looks at this plugin (``monitor.tracks``), and comes
+        soon, though the monitor rests (``monitor.monitor``)."""
+        self.touched.add(plugin_id)
+        if self.wake_monitor is not None:
+            self.wake_monitor()
 
     async def call(
         self,
@@ -97,9 +104,7 @@ class Calling:
         left = stats.left - 1
         stats.left = left
         if not left:  # a settled plugin's next call is timed (CommandStats.arm)
-            self.touched.add(plugin_id)  # the monitor's tick looks at it
-            if self.wake_monitor is not None:  # soon, though it rests
-                self.wake_monitor()
+            self.touch(plugin_id)
             started = clock()
         inflight = route.inflight
         inflight[0] += 1  # what a reload drains before it retires this version

@@ -108,8 +108,8 @@ class PluginManager(Calling, Starting, Supervision, SecurityEvents):
         self._records = Roster()
         # the hot path's routing table: active plugins only
         self._routes: dict[str, Route] = {}
-        self.touched: set[str] = set()  # plugins called since the monitor's last tick
-        #: set while the monitor rests between idle ticks: a timed call ends the rest
+        self.touched: set[str] = set()  # plugins called, or whose state changed (touch)
+        #: set while the monitor waits for its next tick: a plugin touched ends the wait
         self.wake_monitor: Callable[[], None] | None = None
         self._lock = asyncio.Lock()
         #: plugins whose new calls wait while a swap moves their state (plugbay.runtime.swap)
@@ -594,10 +594,8 @@ class PluginManager(Calling, Starting, Supervision, SecurityEvents):
     def _set_state(self, rec: PluginRecord, state: PluginState) -> None:
         rec.state = state
         rec.transitions.append((time.time(), str(state)))
-        if self.settings.monitoring:  # the monitor's next tick looks at it, soon
-            self.touched.add(rec.id)
-            if self.wake_monitor is not None:
-                self.wake_monitor()
+        if self.settings.monitoring:
+            self.touch(rec.id)
         if state in (PluginState.ACTIVE, PluginState.RESOLVED, PluginState.INITIALIZING):
             rec.reason = None
             rec.error = None
