@@ -1,4 +1,4 @@
-"""A worker called one call at a time runs on its caller's core; otherwise it is free.
+"""A worker that is called runs on its caller's core; resting or contended, it is free.
 
 Real processes and real affinity masks: a forked process for :class:`Follow` itself,
 and a sandboxed plugin's worker under a :class:`Host` for the handle's use of it.
@@ -21,7 +21,14 @@ from typing import Any
 import pytest
 
 from plugbay.isolation import affinity
-from plugbay.isolation.affinity import COOL_TICKS, LONE_CALLS, Follow
+from plugbay.isolation.affinity import (
+    CALM_TICKS,
+    COOL_TICKS,
+    HELD_BATCH,
+    LONE_CALLS,
+    MAX_STRIKES,
+    Follow,
+)
 from plugbay.isolation.process import ProcessHandle
 from plugbay.runtime.host import Host
 from tests.conftest import PluginFactory
@@ -48,7 +55,7 @@ def child() -> Iterator[int]:
 
 def lone_calls(follow: Follow, count: int) -> None:
     for _ in range(count):
-        follow.call(1)
+        follow.call()
 
 
 def test_a_worker_called_alone_is_held_to_its_callers_core(child: int) -> None:
@@ -70,18 +77,51 @@ def test_a_worker_called_alone_is_held_to_its_callers_core(child: int) -> None:
             os.sched_setaffinity(0, ALLOWED)
 
 
-def test_concurrent_calls_and_rest_let_the_worker_go(child: int) -> None:
+def test_rest_lets_the_worker_go_and_it_is_held_again_after_a_run_of_calls(child: int) -> None:
     follow = Follow(child)
     lone_calls(follow, LONE_CALLS + 1)
     assert len(os.sched_getaffinity(child)) == 1
-    follow.call(2)  # two in flight: both cores, at once
+    follow.tick(False)  # as the heartbeat does when the worker rests
     assert os.sched_getaffinity(child) == ALLOWED
-    lone_calls(follow, LONE_CALLS)  # held again only after a run of lone calls
+    lone_calls(follow, LONE_CALLS)  # a worker called now and then is not moved for one call
     assert os.sched_getaffinity(child) == ALLOWED
     lone_calls(follow, 1)
     assert len(os.sched_getaffinity(child)) == 1
-    follow.release()  # as the heartbeat does when the worker rests
-    assert os.sched_getaffinity(child) == ALLOWED
+
+
+def test_a_worker_let_go_for_contention_again_and_again_stays_free_longer(
+    child: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two workers that keep the caller's core busy side by side wait for it at every
+    hold: each let-go in a row doubles the cooling, so they spend nearly all their time
+    free, on their own cores; a run of calm holds forgives."""
+    stat = [(0, 0)]
+    monkeypatch.setattr(affinity, "_schedstat", lambda pid: stat[0])
+    follow = Follow(child)
+    coolings = []
+    for _ in range(MAX_STRIKES + 2):
+        while follow.cool:  # cooling: held by no call
+            lone_calls(follow, LONE_CALLS + 1)
+            assert os.sched_getaffinity(child) == ALLOWED
+            follow.tick(True)
+        lone_calls(follow, LONE_CALLS + 1)
+        assert len(os.sched_getaffinity(child)) == 1
+        stat[0] = (stat[0][0] + 10_000_000, stat[0][1] + 10)  # 1 ms a run waited
+        follow.tick(True)
+        assert os.sched_getaffinity(child) == ALLOWED
+        coolings.append(follow.cool)
+    top = COOL_TICKS << MAX_STRIKES
+    assert coolings == [min(COOL_TICKS << n, top) for n in range(MAX_STRIKES + 2)]
+    while follow.cool:
+        follow.tick(True)
+    lone_calls(follow, LONE_CALLS + 1)
+    for _ in range(CALM_TICKS):  # held, and it ran without waiting: forgiven
+        stat[0] = (stat[0][0] + 1_000, stat[0][1] + 10)
+        follow.tick(True)
+    assert len(os.sched_getaffinity(child)) == 1
+    stat[0] = (stat[0][0] + 10_000_000, stat[0][1] + 10)
+    follow.tick(True)
+    assert follow.cool == COOL_TICKS
 
 
 @pytest.mark.parametrize("idle_class", [False, True])
@@ -155,10 +195,6 @@ def test_a_held_worker_runs_in_the_idle_class_until_it_is_let_go(child: int) -> 
     lone_calls(follow, LONE_CALLS)
     assert os.sched_getscheduler(child) == os.SCHED_OTHER  # not held yet
     lone_calls(follow, 1)
-    assert os.sched_getscheduler(child) == os.SCHED_IDLE
-    follow.call(2)  # concurrent callers: every core, and its normal share of each
-    assert os.sched_getscheduler(child) == os.SCHED_OTHER
-    lone_calls(follow, LONE_CALLS + 1)
     assert os.sched_getscheduler(child) == os.SCHED_IDLE
     follow.tick(False)  # it rests
     assert os.sched_getscheduler(child) == os.SCHED_OTHER
@@ -305,7 +341,7 @@ async def echo_host(
 
 
 @pytest.mark.slow
-async def test_a_sandboxed_worker_follows_its_lone_caller_and_rests_free(
+async def test_a_sandboxed_worker_follows_its_callers_and_rests_free(
     echo_host: tuple[Host, ProcessHandle],
 ) -> None:
     host, handle = echo_host
@@ -317,14 +353,13 @@ async def test_a_sandboxed_worker_follows_its_lone_caller_and_rests_free(
     assert handle.follow.idle_class == (handle.cgroup is not None)
     held = os.SCHED_IDLE if affinity.IDLE_CLASS and handle.follow.idle_class else os.SCHED_OTHER
     assert os.sched_getscheduler(pid) == held
-    # 16 callers at once: the worker may use every core while they overlap
-    answers = await asyncio.gather(*(host.call("acme.echo", "echo", x=i) for i in range(16)))
-    assert answers == list(range(16))
-    assert os.sched_getaffinity(pid) == ALLOWED
-    assert os.sched_getscheduler(pid) == os.SCHED_OTHER
-    for i in range(LONE_CALLS + 2):
-        await host.call("acme.echo", "echo", x=i)
-    assert len(os.sched_getaffinity(pid)) == 1
+    # 16 callers at once are one thread's tasks: their calls leave together and are
+    # answered together, so the pair still takes turns, on the callers' core
+    for _ in range(20):
+        answers = await asyncio.gather(*(host.call("acme.echo", "echo", x=i) for i in range(16)))
+        assert answers == list(range(16))
+        assert os.sched_getaffinity(pid) == {handle.follow.cpu}
+        assert os.sched_getscheduler(pid) == held
     # idle: the heartbeat rests it, and a resting worker is held to no core
     handle.beat.idle_after = 0.1
     deadline = time.monotonic() + 10
@@ -333,6 +368,26 @@ async def test_a_sandboxed_worker_follows_its_lone_caller_and_rests_free(
         await asyncio.sleep(0.05)
     assert os.sched_getscheduler(pid) == os.SCHED_OTHER
     assert await host.call("acme.echo", "echo", x=7) == 7  # and it still answers
+
+
+@pytest.mark.slow
+async def test_a_small_batch_keeps_the_hold_and_a_large_one_spreads_over_the_cores(
+    echo_host: tuple[Host, ProcessHandle],
+) -> None:
+    """A batch that leaves in one write is answered in one: the pair takes turns, held.
+    A large one leaves in several writes, and the worker answers the first while the
+    host still sends the rest: two cores do that side by side."""
+    host, handle = echo_host
+    pid = handle.pid
+    small = await host.call_many("acme.echo", "echo", [{"x": i} for i in range(16)])
+    assert small == list(range(16))
+    for _ in range(LONE_CALLS):
+        await host.call_many("acme.echo", "echo", [{"x": i} for i in range(16)])
+    assert os.sched_getaffinity(pid) == {handle.follow.cpu}  # held, as its callers are
+    large = await host.call_many("acme.echo", "echo", [{"x": i} for i in range(HELD_BATCH + 1)])
+    assert large == list(range(HELD_BATCH + 1))
+    assert os.sched_getaffinity(pid) == ALLOWED
+    assert os.sched_getscheduler(pid) == os.SCHED_OTHER
 
 
 @pytest.mark.slow

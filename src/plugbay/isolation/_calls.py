@@ -16,7 +16,7 @@ from typing import Any
 from plugbay.api import CommandSpec
 from plugbay.api.errors import PlugbayError
 from plugbay.isolation import frames
-from plugbay.isolation.affinity import Follow
+from plugbay.isolation.affinity import HELD_BATCH, Follow
 from plugbay.isolation.heartbeat import Beat
 from plugbay.isolation.requests import Requests
 
@@ -70,7 +70,7 @@ class RequestsToWorker:
             raise self._dead
         loop = self._loop or _running()
         future, self.beat.last_used = self._requests.open(loop, request, timeout, label, what)
-        self.follow.call(len(self._requests.pending))  # on its lone caller's core (affinity)
+        self.follow.call()  # on its caller's core (isolation.affinity)
         # one of many in flight: it leaves with the others at the end of this loop turn
         self._send(message, len(self._requests.pending) > 1)
         try:  # whatever ends the request (its answer, a failure, its deadline) forgets it
@@ -90,8 +90,7 @@ class RequestsToWorker:
         request, future, self.beat.last_used = calls.open_call(
             self._loop or _running(), timeout, name
         )
-        in_flight = len(calls.pending)
-        self.follow.call(in_flight)  # on its lone caller's core (isolation.affinity)
+        self.follow.call()  # on its caller's core (isolation.affinity)
         if channel is not None:  # else its worker is gone: the request fails with it
             try:
                 channel.send(
@@ -101,7 +100,7 @@ class RequestsToWorker:
                         params if isinstance(params, dict) else dict(params),
                         getattr(params, "strict", True),
                     ),
-                    more=in_flight > 1,
+                    more=len(calls.pending) > 1,
                 )
             except (ConnectionError, RuntimeError, frames.FrameError) as exc:
                 self._crashed(f"writing to its worker failed: {exc}")
@@ -122,5 +121,9 @@ class RequestsToWorker:
         loop, calls = self._loop or _running(), self._requests
         batch, messages = calls.open_many(loop, spec.name, params, timeout)
         self.beat.last_used = loop.time()
+        if len(messages) > HELD_BATCH:  # on two cores: see isolation.affinity
+            self.follow.release()
+        else:
+            self.follow.call()
         self._send_many(messages)
         return await calls.answers(batch, lambda r: self._send(frames.Cancel(r)))

@@ -1,4 +1,4 @@
-"""Where a worker process runs: on its caller's core while it is called one call at a time.
+"""Where a worker process runs: on its caller's core while it is called.
 
 A call is a conversation: the host writes a frame and waits, the worker answers
 and waits. When the two run on one core, each hands the core to the other; when
@@ -9,14 +9,16 @@ every call, it is most of a quiet machine's call. The scheduler places a woken
 task on its previous core when that core is idle, so a worker that once landed
 on the other core stays there, and so does its host.
 
-:class:`Follow` keeps a worker on the core of the thread that calls it, while
-its calls come one at a time: before such a call, when the caller's core
-(``sched_getcpu``, a vDSO read) is not the one the worker is held to, the host
-sets the worker's affinity to that core. The moment two calls are in flight the
-worker is let go (its affinity is what it was), so concurrent callers get both
-cores; it is held again only after a run of lone calls. A worker that rests
-(idle for the heartbeat's ``idle_after``) is let go too: idle workers are never
-left held to one core. ``PLUGBAY_PLACEMENT=free`` turns it off.
+:class:`Follow` keeps a worker on the core of the thread that calls it: after a
+few calls in a row, when the caller's core (``sched_getcpu``, a vDSO read) is not
+the one the worker is held to, the host sets the worker's affinity to that core.
+That holds for concurrent callers too: they are one thread's tasks, the host
+sends their calls together and the worker answers them together, so the pair
+still takes turns, and on two cores each turn would wake a halted core (16
+callers of a short command ran 1.4–1.6x faster held than free here;
+docs/architecture.md, "Worker placement, concurrent callers"). A worker that
+rests (idle for the heartbeat's ``idle_after``) is let go: idle workers are
+never left held to one core. ``PLUGBAY_PLACEMENT=free`` turns it off.
 
 Holding the worker alone is not enough: the worker's answer wakes the caller while
 the worker still runs on the shared core (it has yet to go back to waiting), so the
@@ -38,8 +40,11 @@ go, as it does any held worker that shares its core.
 Affinity is a scheduling hint, not a limit: the worker's CPU quota (its cgroup)
 and every other layer are unchanged; a plugin that sets its own affinity only
 undoes the hint. A held worker that waits for its core (the caller's core is
-shared with other work, read from ``/proc/PID/schedstat`` at the heartbeat's
-tick) is let go for a while, so under load it runs where the scheduler finds room.
+shared with other work: the host's own, another held worker's, another
+process's; read from ``/proc/PID/schedstat`` at the heartbeat's tick) is let go
+for a while, so under load it runs where the scheduler finds room; each time in a
+row that a hold is let go for that, the while doubles (up to about a minute), so
+workers that keep a core busy side by side spend nearly all their time free.
 """
 
 from __future__ import annotations
@@ -49,16 +54,25 @@ import os
 from collections.abc import Callable
 from typing import Final
 
-__all__ = ["ENABLED", "Follow"]
+__all__ = ["ENABLED", "HELD_BATCH", "Follow"]
 
-#: lone calls in a row before a worker let go is held again (hysteresis: calls that
-#: overlap now and then must not make every call move the worker)
+#: calls in a row before a worker let go is held again (a worker called now and then
+#: is not moved for one call)
 LONE_CALLS: Final = 4
 #: a held worker that waited longer than this on average for its core each time it ran
 #: (over one heartbeat tick) shares that core with other work: it is let go
 CONTENDED_NS: Final = 50_000
-#: ticks a worker let go for contention stays free before it may be held again
+#: a batch (``call_many``) of more calls than this lets the worker go: its frames leave
+#: in several writes, and the worker answers the first ones while the host still
+#: encodes and sends the rest, which two cores do side by side (4,000 at once: 0.88x
+#: held of free; 16 or 64 a batch: 1.3–1.6x)
+HELD_BATCH: Final = 256
+#: ticks a worker let go for contention stays free before it may be held again; doubled
+#: for each such let-go in a row, up to ``COOL_TICKS << MAX_STRIKES`` (64 s at 0.2 s)
 COOL_TICKS: Final = 5
+MAX_STRIKES: Final = 6
+#: ticks held without waiting for its core that forgive a worker's let-goes in a row
+CALM_TICKS: Final = 25
 _NO_PRIORITY: Final = os.sched_param(0)
 
 
@@ -128,9 +142,20 @@ def _threads_back_from_idle(pid: int) -> None:
 
 
 class Follow:
-    """One worker's placement: held to the core of its lone caller, or free."""
+    """One worker's placement: held to the core of its caller, or free."""
 
-    __slots__ = ("allowed", "cool", "cpu", "idle", "idle_class", "lone", "pid", "seen")
+    __slots__ = (
+        "allowed",
+        "calm",
+        "cool",
+        "cpu",
+        "idle",
+        "idle_class",
+        "lone",
+        "pid",
+        "seen",
+        "strikes",
+    )
 
     def __init__(self, pid: int, *, idle_class: bool = False) -> None:
         self.pid = pid
@@ -139,23 +164,23 @@ class Follow:
         self.idle_class = idle_class
         #: the core the worker is held to, or -1 (free); -2: never again (not permitted)
         self.cpu = -1
+        #: calls since the worker was last let go (held from the ``LONE_CALLS + 1``-th)
         self.lone = 0
         #: the worker's own affinity, restored when it is let go (read at the first hold)
         self.allowed: frozenset[int] = frozenset()
         #: ticks left before a worker let go for contention may be held again
         self.cool = 0
+        #: let-goes for contention in a row (each doubles the next cooling), and the
+        #: ticks held without waiting since the last one (``CALM_TICKS`` forgive them)
+        self.strikes = 0
+        self.calm = 0
         #: (ns waited for a core, times run) at the last tick, from /proc/PID/schedstat
         self.seen = (0, 0)
         #: whether the worker was put in ``SCHED_IDLE`` (held), to be put back when let go
         self.idle = False
 
-    def call(self, in_flight: int) -> None:
-        """Before a call leaves; ``in_flight`` counts it with the others awaiting answers."""
-        if in_flight > 1:
-            self.lone = 0
-            if self.cpu >= 0:
-                self.release()
-            return
+    def call(self) -> None:
+        """Before a call leaves, whoever else awaits an answer (see the module's doc)."""
         if self.lone < LONE_CALLS:
             self.lone += 1
             return
@@ -182,14 +207,15 @@ class Follow:
             except OSError:  # not ours to reschedule: the hold stays a plain one
                 pass
         if self.cpu == -1:  # the next tick judges the hold by its own waits, not by
-            # what the worker waited while free (say, among 16 callers just before)
+            # what the worker waited while free (say, beside a busy neighbour just before)
             self.seen = _schedstat(self.pid) or self.seen
         self.cpu = cpu
 
     def tick(self, busy: bool) -> None:
         """A heartbeat tick (every 0.2 s while the worker is busy): an idle worker is let
         go; a held one that waits for its core (the caller's core is shared with other
-        work) is let go for :data:`COOL_TICKS` ticks, so it may run on an idle core."""
+        work) is let go for :data:`COOL_TICKS` ticks, doubled for each time in a row, so
+        it may run on an idle core."""
         if self.cool:
             self.cool -= 1
         if not busy:
@@ -200,14 +226,23 @@ class Follow:
             return
         (waited, runs), before = stat, self.seen
         self.seen = stat
+        if self.cpu < 0:
+            return
         # a held worker that did not run at all since the last tick but waited counts
         # too: in SCHED_IDLE under another task's load, it may not run for a whole tick
-        if self.cpu >= 0 and waited - before[0] > CONTENDED_NS * max(runs - before[1], 1):
+        if waited - before[0] > CONTENDED_NS * max(runs - before[1], 1):
             self.release()
-            self.cool = COOL_TICKS
+            self.cool = COOL_TICKS << self.strikes
+            self.strikes = min(self.strikes + 1, MAX_STRIKES)
+            self.calm = 0
+        elif self.strikes:
+            self.calm += 1
+            if self.calm >= CALM_TICKS:
+                self.strikes = self.calm = 0
 
     def release(self) -> None:
-        """Let the worker run on any of its cores again (idle, or called concurrently)."""
+        """Let the worker run on any of its cores again (idle, contended or stopped)."""
+        self.lone = 0
         if self.cpu < 0:
             return
         self.cpu = -1

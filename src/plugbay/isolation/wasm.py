@@ -242,7 +242,7 @@ class WasmHandle(PluginHandle):
         if thread.slow or len(self._running) > 1:  # let the scheduler place it
             self.follow.release()
         elif not self._closing:  # a lone short call: on its caller's core (_wasm_thread)
-            self.follow.call(1)
+            self.follow.call()
         timers = [loop.call_later(timeout, self._interrupt, token, "timeout")]
         if cpu is not None and cpu < timeout:
             timers.append(loop.call_later(cpu, self._interrupt, token, "cpu"))
