@@ -444,6 +444,11 @@ async def test_a_held_worker_beside_a_busy_neighbour_still_gets_its_share(
     it still gets a fair share (a worker without a cgroup of its own is never put in
     the class). Starved, 0.2 s of CPU would take over a minute at SCHED_IDLE's weight."""
     async with serving(plugins, tmp_path, BURN) as (host, handle):
+        # a `def` command holds the worker's loop, so its pings wait for the burn: on a
+        # loaded machine, sharing a core, 0.2 s of CPU once took over the 1 s heartbeat
+        # and the worker was killed as hung. Starvation is what this test is after, and
+        # the 20 s bound below catches it.
+        handle.beat.timeout = 30.0
         mine = sorted(ALLOWED)[0]
         os.sched_setaffinity(0, {mine})  # the caller stays on one core
         try:

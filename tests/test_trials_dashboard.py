@@ -22,6 +22,7 @@ def test_the_dashboard_shows_a_shadows_comparison_live(
 ) -> None:
     if not CHROMIUM.exists():
         pytest.fail("Debian's chromium is missing: 'make browser' installs it (make test does)")
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import expect, sync_playwright
 
     calc(plugins.root / "calc", "1.0.0")
@@ -40,10 +41,16 @@ def test_the_dashboard_shows_a_shadows_comparison_live(
                 for a in range(20):
                     r = http.post("/api/v1/plugins/acme.calc/commands/add", json={"a": a, "b": 1})
                     assert r.json()["result"] == a + 1  # callers see the serving version
-                page.wait_for_function(
-                    "document.querySelector('#trials').textContent.includes('20 call(s) mirrored')",
-                    timeout=20_000,
-                )
+                try:
+                    page.wait_for_function(
+                        "document.querySelector('#trials').textContent"
+                        ".includes('20 call(s) mirrored')",
+                        timeout=20_000,
+                    )
+                except PlaywrightTimeout:  # once in a loaded CI run: say what each side had
+                    shown = page.locator("#trials").text_content()
+                    api = http.get("/api/v1/plugins/acme.calc/shadow").json()
+                    pytest.fail(f"the pane never showed 20 mirrored calls: {shown!r}; API: {api}")
                 summary = http.get("/api/v1/plugins/acme.calc/shadow").json()
             pane = page.locator("#trials-pane")
             expect(pane).to_be_visible()
