@@ -25,7 +25,7 @@ from plugbay.isolation.affinity import (
     CALM_TICKS,
     COOL_TICKS,
     HELD_BATCH,
-    LONE_CALLS,
+    HOLD_AFTER,
     MAX_STRIKES,
     Follow,
 )
@@ -53,16 +53,16 @@ def child() -> Iterator[int]:
         os.waitpid(pid, 0)
 
 
-def lone_calls(follow: Follow, count: int) -> None:
+def calls(follow: Follow, count: int) -> None:
     for _ in range(count):
         follow.call()
 
 
 def test_a_worker_called_alone_is_held_to_its_callers_core(child: int) -> None:
     follow = Follow(child)
-    lone_calls(follow, LONE_CALLS)
+    calls(follow, HOLD_AFTER)
     assert os.sched_getaffinity(child) == ALLOWED  # a few lone calls first: no flapping
-    lone_calls(follow, 1)
+    calls(follow, 1)
     assert follow.cpu in ALLOWED
     assert os.sched_getaffinity(child) == {follow.cpu}
     getcpu = ctypes.CDLL(None).sched_getcpu
@@ -71,7 +71,7 @@ def test_a_worker_called_alone_is_held_to_its_callers_core(child: int) -> None:
         os.sched_setaffinity(0, {cpu})
         try:
             assert getcpu() == cpu
-            lone_calls(follow, 1)
+            calls(follow, 1)
             assert os.sched_getaffinity(child) == {cpu}
         finally:
             os.sched_setaffinity(0, ALLOWED)
@@ -79,13 +79,13 @@ def test_a_worker_called_alone_is_held_to_its_callers_core(child: int) -> None:
 
 def test_rest_lets_the_worker_go_and_it_is_held_again_after_a_run_of_calls(child: int) -> None:
     follow = Follow(child)
-    lone_calls(follow, LONE_CALLS + 1)
+    calls(follow, HOLD_AFTER + 1)
     assert len(os.sched_getaffinity(child)) == 1
     follow.tick(False)  # as the heartbeat does when the worker rests
     assert os.sched_getaffinity(child) == ALLOWED
-    lone_calls(follow, LONE_CALLS)  # a worker called now and then is not moved for one call
+    calls(follow, HOLD_AFTER)  # a worker called now and then is not moved for one call
     assert os.sched_getaffinity(child) == ALLOWED
-    lone_calls(follow, 1)
+    calls(follow, 1)
     assert len(os.sched_getaffinity(child)) == 1
 
 
@@ -101,10 +101,10 @@ def test_a_worker_let_go_for_contention_again_and_again_stays_free_longer(
     coolings = []
     for _ in range(MAX_STRIKES + 2):
         while follow.cool:  # cooling: held by no call
-            lone_calls(follow, LONE_CALLS + 1)
+            calls(follow, HOLD_AFTER + 1)
             assert os.sched_getaffinity(child) == ALLOWED
             follow.tick(True)
-        lone_calls(follow, LONE_CALLS + 1)
+        calls(follow, HOLD_AFTER + 1)
         assert len(os.sched_getaffinity(child)) == 1
         stat[0] = (stat[0][0] + 10_000_000, stat[0][1] + 10)  # 1 ms a run waited
         follow.tick(True)
@@ -114,7 +114,7 @@ def test_a_worker_let_go_for_contention_again_and_again_stays_free_longer(
     assert coolings == [min(COOL_TICKS << n, top) for n in range(MAX_STRIKES + 2)]
     while follow.cool:
         follow.tick(True)
-    lone_calls(follow, LONE_CALLS + 1)
+    calls(follow, HOLD_AFTER + 1)
     for _ in range(CALM_TICKS):  # held, and it ran without waiting: forgiven
         stat[0] = (stat[0][0] + 1_000, stat[0][1] + 10)
         follow.tick(True)
@@ -136,7 +136,7 @@ def test_a_held_worker_that_waits_for_its_core_is_let_go_for_a_while(idle_class:
         os.sched_setaffinity(0, {mine})
         try:
             follow = Follow(worker.pid, idle_class=idle_class)
-            lone_calls(follow, LONE_CALLS + 1)
+            calls(follow, HOLD_AFTER + 1)
         finally:
             os.sched_setaffinity(0, ALLOWED)
         assert os.sched_getaffinity(worker.pid) == {mine}
@@ -147,11 +147,11 @@ def test_a_held_worker_that_waits_for_its_core_is_let_go_for_a_while(idle_class:
             time.sleep(0.2)
             follow.tick(True)
         assert os.sched_getaffinity(worker.pid) == ALLOWED
-        lone_calls(follow, LONE_CALLS + 1)  # not held again at once
+        calls(follow, HOLD_AFTER + 1)  # not held again at once
         assert os.sched_getaffinity(worker.pid) == ALLOWED
         for _ in range(COOL_TICKS):
             follow.tick(True)
-        lone_calls(follow, 1)
+        calls(follow, 1)
         assert len(os.sched_getaffinity(worker.pid)) == 1
     finally:
         for process in (worker, neighbour):
@@ -171,7 +171,7 @@ def test_waits_from_before_a_hold_do_not_count_against_it(
     follow = Follow(child)
     follow.tick(True)
     stat[0] = (10_000_000_000, 1_000)  # the burst: 10 ms a run waited, free
-    lone_calls(follow, LONE_CALLS + 1)
+    calls(follow, HOLD_AFTER + 1)
     assert len(os.sched_getaffinity(child)) == 1
     stat[0] = (10_000_000_000 + 1_000 * 1_000, 2_000)  # held: 1 µs a run
     follow.tick(True)
@@ -192,9 +192,9 @@ def test_a_held_worker_runs_in_the_idle_class_until_it_is_let_go(child: int) -> 
     """So that its answer wakes the caller on the worker's own core (which then counts
     as idle), not on the other core, and the pair stops swapping cores."""
     follow = Follow(child, idle_class=True)
-    lone_calls(follow, LONE_CALLS)
+    calls(follow, HOLD_AFTER)
     assert os.sched_getscheduler(child) == os.SCHED_OTHER  # not held yet
-    lone_calls(follow, 1)
+    calls(follow, 1)
     assert os.sched_getscheduler(child) == os.SCHED_IDLE
     follow.tick(False)  # it rests
     assert os.sched_getscheduler(child) == os.SCHED_OTHER
@@ -217,7 +217,7 @@ def test_a_thread_started_while_held_leaves_the_idle_class_with_its_worker() -> 
     assert worker.stdin is not None and worker.stdout is not None
     try:
         follow = Follow(worker.pid, idle_class=True)
-        lone_calls(follow, LONE_CALLS + 1)
+        calls(follow, HOLD_AFTER + 1)
         assert os.sched_getscheduler(worker.pid) == os.SCHED_IDLE
         worker.stdin.write("start\n")
         worker.stdin.flush()
@@ -239,7 +239,7 @@ def test_a_held_worker_that_did_not_run_at_all_since_the_last_tick_is_let_go(
     stat = [(0, 0)]
     monkeypatch.setattr(affinity, "_schedstat", lambda pid: stat[0])
     follow = Follow(child, idle_class=True)
-    lone_calls(follow, LONE_CALLS + 1)
+    calls(follow, HOLD_AFTER + 1)
     assert len(os.sched_getaffinity(child)) == 1
     stat[0] = (150_000_000, 0)  # 0.15 s waited, not one run
     follow.tick(True)
@@ -266,7 +266,7 @@ def test_a_plain_hold_leaves_the_scheduling_class_alone(
 ) -> None:
     monkeypatch.setattr(affinity, "IDLE_CLASS", False)
     follow = Follow(child, idle_class=True)
-    lone_calls(follow, LONE_CALLS + 1)
+    calls(follow, HOLD_AFTER + 1)
     assert len(os.sched_getaffinity(child)) == 1
     assert os.sched_getscheduler(child) == os.SCHED_OTHER
     follow.release()
@@ -281,7 +281,7 @@ def test_a_cpuset_the_worker_may_not_leave_is_kept(child: int) -> None:
     os.sched_setaffinity(0, {mine})
     try:
         follow = Follow(child)
-        lone_calls(follow, LONE_CALLS + 3)
+        calls(follow, HOLD_AFTER + 3)
         assert os.sched_getaffinity(child) == {other}
     finally:
         os.sched_setaffinity(0, ALLOWED)
@@ -293,7 +293,7 @@ def test_a_gone_worker_stops_being_placed() -> None:
         os._exit(0)
     os.waitpid(pid, 0)
     follow = Follow(pid)
-    lone_calls(follow, LONE_CALLS + 2)  # no error reaches the caller
+    calls(follow, HOLD_AFTER + 2)  # no error reaches the caller
     assert follow.cpu == -2
     follow.release()
 
@@ -301,7 +301,7 @@ def test_a_gone_worker_stops_being_placed() -> None:
 def test_turned_off_it_never_places(child: int, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(affinity, "ENABLED", False)
     follow = Follow(child)
-    lone_calls(follow, LONE_CALLS + 3)
+    calls(follow, HOLD_AFTER + 3)
     assert os.sched_getaffinity(child) == ALLOWED
 
 
@@ -347,7 +347,7 @@ async def test_a_sandboxed_worker_follows_its_callers_and_rests_free(
     host, handle = echo_host
     pid = handle.pid
     assert os.sched_getaffinity(pid) == ALLOWED
-    for i in range(LONE_CALLS + 2):
+    for i in range(HOLD_AFTER + 2):
         assert await host.call("acme.echo", "echo", x=i) == i
     assert os.sched_getaffinity(pid) == {handle.follow.cpu}
     assert handle.follow.idle_class == (handle.cgroup is not None)
@@ -381,7 +381,7 @@ async def test_a_small_batch_keeps_the_hold_and_a_large_one_spreads_over_the_cor
     pid = handle.pid
     small = await host.call_many("acme.echo", "echo", [{"x": i} for i in range(16)])
     assert small == list(range(16))
-    for _ in range(LONE_CALLS):
+    for _ in range(HOLD_AFTER):
         await host.call_many("acme.echo", "echo", [{"x": i} for i in range(16)])
     assert os.sched_getaffinity(pid) == {handle.follow.cpu}  # held, as its callers are
     large = await host.call_many("acme.echo", "echo", [{"x": i} for i in range(HELD_BATCH + 1)])
@@ -398,7 +398,7 @@ async def test_a_held_worker_is_let_go_before_it_is_killed(
     any core: held to its caller's core, busy with the caller, its exit waited there
     (a rolled-back canary's worker was seen still running after the rollback)."""
     host, handle = echo_host
-    for i in range(LONE_CALLS + 2):
+    for i in range(HOLD_AFTER + 2):
         await host.call("acme.echo", "echo", x=i)
     pid = handle.pid
     assert len(os.sched_getaffinity(pid)) == 1  # held
@@ -452,7 +452,7 @@ async def test_a_held_worker_beside_a_busy_neighbour_still_gets_its_share(
         mine = sorted(ALLOWED)[0]
         os.sched_setaffinity(0, {mine})  # the caller stays on one core
         try:
-            for i in range(LONE_CALLS + 1):
+            for i in range(HOLD_AFTER + 1):
                 assert await host.call("acme.echo", "echo", x=i) == i
             assert os.sched_getaffinity(handle.pid) == {mine}  # held with its caller
             spin = [sys.executable, "-c", "while True: pass"]
@@ -480,7 +480,7 @@ async def test_a_trusted_process_worker_is_held_without_the_idle_class(
     async with serving(plugins, tmp_path, ECHO, config_file=config) as (host, handle):
         rec = host.plugin("acme.echo")
         assert rec.placement is not None and not rec.placement.sandboxed
-        for i in range(LONE_CALLS + 2):
+        for i in range(HOLD_AFTER + 2):
             assert await host.call("acme.echo", "echo", x=i) == i
         assert len(os.sched_getaffinity(handle.pid)) == 1  # held all the same
         assert os.sched_getscheduler(handle.pid) == os.SCHED_OTHER

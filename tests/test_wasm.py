@@ -216,7 +216,7 @@ async def test_a_lone_callers_instance_thread_is_held_to_its_core_and_let_go(
         handle: Any = host.plugin("acme.conform").handle
         tid = handle._thread.tid
         everywhere = os.sched_getaffinity(tid)
-        for i in range(affinity.LONE_CALLS + 2):
+        for i in range(affinity.HOLD_AFTER + 2):
             assert await host.call("acme.conform", "add", a=i, b=1) == i + 1
         assert len(os.sched_getaffinity(tid)) == 1  # held to one core: the caller's
         slow = asyncio.ensure_future(host.call("acme.conform", "wait", seconds=0.3))

@@ -58,7 +58,7 @@ __all__ = ["ENABLED", "HELD_BATCH", "Follow"]
 
 #: calls in a row before a worker let go is held again (a worker called now and then
 #: is not moved for one call)
-LONE_CALLS: Final = 4
+HOLD_AFTER: Final = 4
 #: a held worker that waited longer than this on average for its core each time it ran
 #: (over one heartbeat tick) shares that core with other work: it is let go
 CONTENDED_NS: Final = 50_000
@@ -151,9 +151,9 @@ class Follow:
         "cpu",
         "idle",
         "idle_class",
-        "lone",
         "pid",
         "seen",
+        "streak",
         "strikes",
     )
 
@@ -164,8 +164,8 @@ class Follow:
         self.idle_class = idle_class
         #: the core the worker is held to, or -1 (free); -2: never again (not permitted)
         self.cpu = -1
-        #: calls since the worker was last let go (held from the ``LONE_CALLS + 1``-th)
-        self.lone = 0
+        #: calls since the worker was last let go (held from the ``HOLD_AFTER + 1``-th)
+        self.streak = 0
         #: the worker's own affinity, restored when it is let go (read at the first hold)
         self.allowed: frozenset[int] = frozenset()
         #: ticks left before a worker let go for contention may be held again
@@ -181,8 +181,8 @@ class Follow:
 
     def call(self) -> None:
         """Before a call leaves, whoever else awaits an answer (see the module's doc)."""
-        if self.lone < LONE_CALLS:
-            self.lone += 1
+        if self.streak < HOLD_AFTER:
+            self.streak += 1
             return
         if _getcpu is None or not ENABLED or self.cpu == -2 or self.cool:
             return
@@ -242,7 +242,7 @@ class Follow:
 
     def release(self) -> None:
         """Let the worker run on any of its cores again (idle, contended or stopped)."""
-        self.lone = 0
+        self.streak = 0
         if self.cpu < 0:
             return
         self.cpu = -1
