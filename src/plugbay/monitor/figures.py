@@ -90,9 +90,11 @@ class WorkerFigures:
         probes = {pid: pids[pid] for pid in visit if pid in pids}
         elsewhere = self._elsewhere
         for pid in swept:  # by the pid kept: see the module's docstring
-            if pid not in probes and pid not in elsewhere and pid not in pids:
-                self._locate(pid, by_id.get(pid))  # not known yet
-            if pid not in probes and pid in pids:
+            if pid in probes:
+                continue
+            if pid not in pids and pid not in elsewhere:  # not known yet
+                self._locate(pid, by_id.get(pid))
+            if pid in pids:
                 probes[pid] = pids[pid]
         return full, probes
 
