@@ -127,3 +127,39 @@ async def test_frames_a_round_trip_reads_past_its_answer_are_handed_on_after_it(
     finally:
         ours.close()
         theirs.close()
+
+
+async def test_a_lone_call_is_answered_at_once_after_what_its_command_sent() -> None:
+    """A worker's ``answer`` takes a call that came alone in its read: its frame is the
+    read's one write, after a frame the command sent meanwhile (a log record), and a
+    call it declines goes to ``on_message``; calls read together never reach it (their
+    answers join one ``Many`` frame)."""
+    got: list[frames.Message] = []
+    answered: list[int] = []
+    worker = frames.Channel(got.append, lambda r, p: None)
+    transport = Recording()
+    worker.connection_made(transport)
+
+    def answer(call: frames.Call) -> bytes | None:
+        if call.command != "double":
+            return None
+        answered.append(call.id)
+        if call.params.get("log"):
+            worker.send(frames.Log(20, "plugbay.plugin.acme", "doubling"))
+        return frames.encode(frames.Reply(call.id, call.params["x"] * 2))
+
+    worker.answer = answer
+    worker.data_received(frames.encode(frames.Call(1, "double", {"x": 1})))
+    assert transport.writes == [frames.encode(frames.Reply(1, 2))]
+    worker.data_received(frames.encode(frames.Call(2, "double", {"x": 2, "log": True})))
+    assert len(transport.writes) == 2  # one write for the read
+    host: list[frames.Message] = []
+    frames.Channel(host.append, lambda r, p: None).data_received(transport.writes[1])
+    assert host == [frames.Log(20, "plugbay.plugin.acme", "doubling"), frames.Reply(2, 4)]
+    worker.data_received(frames.encode(frames.Call(3, "slow", {})))
+    assert got == [frames.Call(3, "slow", {})] and len(transport.writes) == 2
+    worker.data_received(
+        b"".join(frames.encode(frames.Call(i, "double", {"x": i})) for i in (4, 5))
+    )
+    assert answered == [1, 2]  # not asked for calls read together
+    assert got[1:] == [frames.Call(4, "double", {"x": 4}), frames.Call(5, "double", {"x": 5})]

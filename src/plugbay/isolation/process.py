@@ -272,6 +272,7 @@ class ProcessHandle(sampling.SampledInWorker, RequestsToWorker, PluginHandle):
         self._channel = frames.Channel(self._dispatch, self._lost)
         self._channel.join_turn = False  # a call among others says so (``_exchange``)
         self._channel.join_after_read = True  # the callers a read woke send together
+        self._channel.settle = self._requests.answer  # a lone answer (``_dispatch``'s first case)
         return self._channel
 
     async def _reap(self) -> None:

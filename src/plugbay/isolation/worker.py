@@ -166,7 +166,7 @@ class Worker:
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.plugin: Plugin | None = None
         self.specs: dict[str, CommandSpec] = {}
-        #: the commands answered in the read that brought their call (``answer_now``):
+        #: the commands answered in the read that brought their call (``answer``):
         #: a plain ``def`` of a plugin that keeps ``Plugin.execute``
         self.inline: dict[str, CommandSpec] = {}
         self.direct = True
@@ -218,7 +218,7 @@ class Worker:
 
     def on_message(self, message: frames.Message) -> None:
         """Dispatch one message as it is parsed: def commands are answered right here."""
-        if type(message) is _Call:  # the hot path, first and flat
+        if type(message) is _Call:  # among other frames (a lone one: ``answer``)
             spec = self.inline.get(message.command)
             if spec is not None:
                 self.answer_now(message, spec)
@@ -306,20 +306,39 @@ class Worker:
         if not self.done.done():
             self.done.set_result(None)
 
-    def answer_now(self, message: frames.Call, spec: CommandSpec) -> None:
-        """A ``def`` command, run and answered now; its answer leaves when the read is done."""
-        plugin, channel = self.plugin, self.channel
-        assert plugin is not None and channel is not None  # ``inline`` is set as it loads
+    def answer(self, message: frames.Call) -> bytes | None:
+        """The channel's ``answer`` to a call that came alone in its read: a ``def``
+        command is run now and its answer returned as the frame that leaves at once;
+        None for any other command (``on_message`` then takes the call)."""
+        spec = self.inline.get(message.command)
+        if spec is None:
+            return None
         try:
-            params = spec.validate_params(message.params, plugin=plugin.id, strict=message.strict)
-            result = spec.validate_result(spec.func(plugin, **params), plugin=plugin.id)
-            if type(result) not in _PLAIN:  # a plain scalar is already what goes on the wire
-                result = msgspec.to_builtins(result, str_keys=True)
-            channel.send(_Reply(message.id, result))
+            return frames.encode(_Reply(message.id, self._run_now(message, spec)))
+        except PlugbayError as exc:
+            return frames.encode(frames.Fail(message.id, exc.to_dict()))
+        except BaseException as exc:
+            return frames.encode(self.failure(message.id, exc, "the call"))
+
+    def answer_now(self, message: frames.Call, spec: CommandSpec) -> None:
+        """A ``def`` command among other frames of a read, run now; its answer joins the
+        others' and leaves when the read is done."""
+        try:
+            self.send(_Reply(message.id, self._run_now(message, spec)))
         except PlugbayError as exc:
             self.send(frames.Fail(message.id, exc.to_dict()))
         except BaseException as exc:
             self.fail(message.id, exc, "the call")
+
+    def _run_now(self, message: frames.Call, spec: CommandSpec) -> Any:
+        """A ``def`` command's checked result, as it goes on the wire."""
+        plugin = self.plugin
+        assert plugin is not None  # ``inline`` is set as it loads
+        params = spec.validate_params(message.params, plugin=plugin.id, strict=message.strict)
+        result = spec.validate_result(spec.func(plugin, **params), plugin=plugin.id)
+        if type(result) not in _PLAIN:  # a plain scalar is already what goes on the wire
+            result = msgspec.to_builtins(result, str_keys=True)
+        return result
 
     def _forget(self, request: int, _task: object) -> None:
         self.calls.pop(request, None)
@@ -417,17 +436,23 @@ class Worker:
                 self.send(frames.Fail(request, _wrap(exc, None, "sending the result").to_dict()))
 
     def fail(self, request: int, exc: BaseException, doing: str) -> None:
-        """Answer a request that raised: the sandbox's reading of it first (a denial, a
-        limit hit), else the plugin's own error. After a limit hit the worker exits,
-        so the host replaces it: a process that ran out of memory or files is suspect."""
+        """Answer a request that raised (:meth:`failure`); before a replacement, at once."""
+        failed = self.failure(request, exc, doing)
+        self.send(failed)
+        if failed.error["details"].get("replace") and self.channel is not None:
+            self.channel.flush()
+
+    def failure(self, request: int, exc: BaseException, doing: str) -> frames.Fail:
+        """The answer to a request that raised: the sandbox's reading of it first (a
+        denial, a limit hit), else the plugin's own error. After a limit hit the worker
+        exits soon after, so the host replaces it: a process that ran out of memory or
+        files is suspect."""
         plugin_id = self.plugin.id if self.plugin is not None else None
         sandboxed = classify(exc, plugin_id, self.guard) if self.guard is not None else None
         error = sandboxed or _wrap(exc, plugin_id, doing)
-        self.send(frames.Fail(request, error.to_dict()))
         if error.details.get("replace"):
-            if self.channel is not None:
-                self.channel.flush()
             asyncio.get_running_loop().call_later(0.05, os._exit, 75)
+        return frames.Fail(request, error.to_dict())
 
     def _file_too_large(self, signum: int, frame: object) -> None:
         # told from the loop, not from inside whatever the signal interrupted
@@ -550,6 +575,7 @@ def _channel_for(worker: Worker) -> frames.Channel:
     # set before the connection is made: uvloop may hand over the first frame (Load)
     # before create_connection returns, and its answer must have a channel to leave on
     worker.channel = frames.Channel(worker.on_message, worker.closed)
+    worker.channel.answer = worker.answer
     return worker.channel
 
 
