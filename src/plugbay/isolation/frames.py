@@ -411,12 +411,10 @@ class Channel(asyncio.Protocol):
         self._discard_at = 0.0
         #: how far ``data_received`` has handed frames on (``round_trip`` looks past it)
         self._parsed = 0
-        #: a worker's answer to a call that came alone in its read, made at once: the
-        #: answer's whole frame (``encode``), or None when it is not answered now (then
-        #: ``on_message`` takes the call). Frames the handler sends meanwhile leave first.
+        #: a worker's answer to a call alone in its read, made at once: its whole frame
+        #: (``encode``), or None when not answered now (``on_message`` takes the call)
         self.answer: Callable[[Call], bytes | None] | None = None
-        #: the host's settling of a request by its id and value: an answer that came
-        #: alone in its read goes straight to it, not through ``on_message``
+        #: the host's settling of a request (id, value): a lone answer goes straight to it
         self.settle: Callable[[int, Any], None] | None = None
 
     @property
@@ -476,43 +474,9 @@ class Channel(asyncio.Protocol):
                 and not self._skipping
                 and _size_of(data)[0] == len(data) - _HEADER.size
             ):
-                # a small frame is copied (cheaper than a view), a large one decoded in place
-                message = _decoder.decode(
-                    data[_HEADER.size :]
-                    if len(data) < _COPY_BELOW
-                    else memoryview(data)[_HEADER.size :]
-                )
-                # a lone call its handler answers now (``answer``): the answer's frame
-                # leaves as it was made, after whatever the command itself sent
-                frame = None
-                if type(message) is Call and self.answer is not None:
-                    frame = self.answer(message)
-                if frame is not None:
-                    if self._out or self._grouped:
-                        self._close_group()
-                        self._out += frame
-                    else:
-                        self._write(frame)
-                    handed = 1
-                elif type(message) is Reply and self.settle is not None:
-                    self.settle(message.id, message.value)
-                    handed = 1
-                elif isinstance(message, Many):
-                    on_message = self._on_message
-                    for one in message.messages:
-                        on_message(one)
-                    handed = len(message.messages)
-                else:
-                    self._on_message(message)
-                    handed = 1
-                if self._buffer:  # frames a handler's ``round_trip`` read past its answer
-                    handed += self._received(b"")
+                handed = self._whole(data)
             else:
                 handed = self._received(data)
-        except msgspec.DecodeError as exc:
-            self.close(f"malformed frame: {exc}", protocol_error=True)
-        except FrameError as exc:
-            self.close(str(exc), protocol_error=True)
         finally:
             self._receiving = False
             if self._out or self._grouped:
@@ -520,6 +484,49 @@ class Channel(asyncio.Protocol):
         if handed > 1 and self.join_after_read and not self._scheduled:
             # the woken callers run in the next loop turn, before this flush (FIFO)
             self._schedule()
+
+    def _whole(self, data: bytes) -> int:
+        """Hand on the one whole frame ``data`` is (``data_received``); how many messages.
+
+        A lone call its handler answers now (``answer``) has its answer's frame leave
+        as it was made, after whatever the command itself sent; a lone answer settles
+        its request (``settle``)."""
+        try:
+            # a small frame is copied (cheaper than a view), a large one decoded in place
+            message = _decoder.decode(
+                data[_HEADER.size :]
+                if len(data) < _COPY_BELOW
+                else memoryview(data)[_HEADER.size :]
+            )
+            frame = None
+            if type(message) is Call and self.answer is not None:
+                frame = self.answer(message)
+            if frame is not None:
+                if self._out or self._grouped:
+                    self._close_group()
+                    self._out += frame
+                else:
+                    self._write(frame)
+                handed = 1
+            elif type(message) is Reply and self.settle is not None:
+                self.settle(message.id, message.value)
+                handed = 1
+            elif isinstance(message, Many):
+                for one in message.messages:
+                    self._on_message(one)
+                handed = len(message.messages)
+            else:
+                self._on_message(message)
+                handed = 1
+        except msgspec.DecodeError as exc:
+            self.close(f"malformed frame: {exc}", protocol_error=True)
+            return 0
+        except FrameError as exc:
+            self.close(str(exc), protocol_error=True)
+            return 0
+        if self._buffer:  # frames a handler's ``round_trip`` read past its answer
+            handed += self._received(b"")
+        return handed
 
     def _received(self, data: bytes) -> int:
         """Hand on every complete frame of ``data``; how many were handed on."""
