@@ -486,11 +486,8 @@ class Channel(asyncio.Protocol):
             self._schedule()
 
     def _whole(self, data: bytes) -> int:
-        """Hand on the one whole frame ``data`` is (``data_received``); how many messages.
-
-        A lone call its handler answers now (``answer``) has its answer's frame leave
-        as it was made, after whatever the command itself sent; a lone answer settles
-        its request (``settle``)."""
+        """Hand on the one whole frame ``data`` is; how many messages. A lone call's answer
+        (``answer``) leaves as made, after what its command sent; a lone answer settles."""
         try:
             # a small frame is copied (cheaper than a view), a large one decoded in place
             message = _decoder.decode(
@@ -512,9 +509,7 @@ class Channel(asyncio.Protocol):
                 self.settle(message.id, message.value)
                 handed = 1
             elif isinstance(message, Many):
-                for one in message.messages:
-                    self._on_message(one)
-                handed = len(message.messages)
+                handed = self._many(message.messages)
             else:
                 self._on_message(message)
                 handed = 1
@@ -527,6 +522,15 @@ class Channel(asyncio.Protocol):
         if self._buffer:  # frames a handler's ``round_trip`` read past its answer
             handed += self._received(b"")
         return handed
+
+    def _many(self, messages: list[Call | Reply]) -> int:
+        settle, on_message = self.settle, self._on_message  # answers settle, as one alone
+        for one in messages:
+            if settle is not None and type(one) is Reply:
+                settle(one.id, one.value)
+            else:
+                on_message(one)
+        return len(messages)
 
     def _received(self, data: bytes) -> int:
         """Hand on every complete frame of ``data``; how many were handed on."""
@@ -571,9 +575,7 @@ class Channel(asyncio.Protocol):
                 message = decode_body(buf[offset + size_of_header : end])
                 offset = self._parsed = end
                 if isinstance(message, Many):
-                    for one in message.messages:
-                        handed += 1
-                        on_message(one)
+                    handed += self._many(message.messages)
                     continue
                 handed += 1
                 on_message(message)
@@ -660,8 +662,7 @@ class Channel(asyncio.Protocol):
         return start
 
     def send_many(self, messages: list[Message]) -> None:
-        """Frames that leave together (a batch of calls): pending frames first, then these
-        in writes of at most about ``_BATCH_BYTES``."""
+        """A batch of calls, after the pending frames, in writes of about ``_BATCH_BYTES``."""
         self._drain()
         for message in messages:
             self.send(message, more=True)
