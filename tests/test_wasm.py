@@ -216,9 +216,13 @@ async def test_a_lone_callers_instance_thread_is_held_to_its_core_and_let_go(
         handle: Any = host.plugin("acme.conform").handle
         tid = handle._thread.tid
         everywhere = os.sched_getaffinity(tid)
-        for i in range(affinity.HOLD_AFTER + 2):
+        # held after HOLD_AFTER short calls in a row; a job that outlasts IN_PLACE (its
+        # thread preempted on a loaded machine) lets it go and starts the count again
+        for i in range(200):
             assert await host.call("acme.conform", "add", a=i, b=1) == i + 1
-        assert len(os.sched_getaffinity(tid)) == 1  # held to one core: the caller's
+            if i > affinity.HOLD_AFTER and len(os.sched_getaffinity(tid)) == 1:
+                break
+        assert len(os.sched_getaffinity(tid)) == 1, f"not held after {i + 1} lone short calls"
         slow = asyncio.ensure_future(host.call("acme.conform", "wait", seconds=0.3))
         await until(lambda: handle.running(), "the slow call runs")
         assert await host.call("acme.conform", "add", a=2, b=2) == 4  # two at once
