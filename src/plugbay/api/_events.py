@@ -96,12 +96,17 @@ def event_handlers(cls: type) -> dict[str, CommandSpec]:
 
 
 async def run_handler(plugin: object, spec: CommandSpec, payload: Any) -> None:
-    """Run one handler in the plugin's own process: the payload converted into the
-    handler's type first (a mismatch is a :class:`ParameterError` naming the field)."""
-    params = spec.validate_params({"event": payload}, plugin=getattr(plugin, "id", None))
-    result = spec.func(plugin, **params)
+    """Run one handler in the plugin's own process (:func:`call_handler`, awaited)."""
+    result = call_handler(plugin, spec, payload)
     if inspect.isawaitable(result):
         await result
+
+
+def call_handler(plugin: object, spec: CommandSpec, payload: Any) -> Any:
+    """Call one handler with the payload converted into its type first (a mismatch is a
+    :class:`ParameterError` naming the field): an async handler's result is awaitable."""
+    params = spec.validate_params({"event": payload}, plugin=getattr(plugin, "id", None))
+    return spec.func(plugin, **params)
 
 
 def plain_payload(name: str, payload: object, plugin: str | None) -> dict[str, Any]:

@@ -166,8 +166,8 @@ class Worker:
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.plugin: Plugin | None = None
         self.specs: dict[str, CommandSpec] = {}
-        #: the commands answered in the read that brought their call (``answer``):
-        #: a plain ``def`` of a plugin that keeps ``Plugin.execute``
+        #: the calls answered in the read that brought them (``answer``): a plain ``def``
+        #: command of a plugin that keeps ``Plugin.execute``, a plain ``def`` event handler
         self.inline: dict[str, CommandSpec] = {}
         self.direct = True
         self.context: PluginContext | None = None
@@ -364,12 +364,15 @@ class Worker:
             return
         self.specs = dict(code.commands)
         self.direct = type(self.plugin).execute is Plugin.execute
-        if self.direct:
-            self.inline = {
-                name: spec
-                for name, spec in self.specs.items()
-                if not spec.is_async and not spec.blocking
-            }
+        commands = self.specs.items() if self.direct else ()
+        # events never go through ``execute``: a plain def handler is answered as its
+        # read is handled too (``loading`` checked every handler as the plugin loaded)
+        events = ((EVENT_PREFIX + n, s) for n, s in event_handlers(type(self.plugin)).items())
+        self.inline = {
+            name: spec
+            for name, spec in (*commands, *events)
+            if not spec.is_async and not spec.blocking
+        }
         metrics = PluginMetrics(manifest.id)
         rate = float(message.bounds.get("log_rate", 500.0))
         burst = float(message.bounds.get("log_burst", 2000.0))

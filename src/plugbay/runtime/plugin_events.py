@@ -32,6 +32,7 @@ import asyncio
 import collections
 import contextlib
 import functools
+import inspect
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -39,7 +40,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 
-from plugbay.api._events import EVENT_PREFIX, EmitSink, event_handlers, run_handler
+from plugbay.api._events import EVENT_PREFIX, EmitSink, call_handler, event_handlers
 from plugbay.api.errors import (
     ParameterError,
     PlugbayError,
@@ -94,8 +95,10 @@ class _Inbox:
     dropped: int = 0
 
 
+@functools.lru_cache(maxsize=1024)
 def _remote_spec(name: str) -> RemoteSpec:
-    """What a worker is sent: a call to ``event:NAME`` that its event handler answers."""
+    """What a worker is sent: a call to ``event:NAME`` that its event handler answers
+    (made once per event name: a spec is 0.6 µs to make, a delivery ~20)."""
     return RemoteSpec(frames.RemoteCommand(EVENT_PREFIX + name, f"{EVENT_PREFIX}{name}", {}, {}))
 
 
@@ -288,8 +291,10 @@ class PluginEvents:
                     plugin=getattr(instance, "id", None),
                     hint=f'mark a method @on_event("{item.name}")',
                 )
-            async with deadline(route.timeout):
-                await run_handler(instance, spec, item.payload)
+            result = call_handler(instance, spec, item.payload)
+            if inspect.isawaitable(result):  # a def handler is done: no timer for it
+                async with deadline(route.timeout):
+                    await result
         finally:
             inflight[0] -= 1
 
