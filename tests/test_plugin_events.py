@@ -289,3 +289,60 @@ async def test_a_payload_that_does_not_fit_the_handler_is_refused_there(
         assert any("not handled" in str(line) and "size" in str(line) for line in lines)
     finally:
         await host.stop()
+
+
+#: a listener whose handler is a plain ``def``: a worker answers it as its call is read,
+#: the host runs an inline one at once (no timer: nothing could stop a def)
+DEF_LISTENER = """
+import msgspec
+from plugbay import UtilityPlugin, command, on_event
+
+class Evicted(msgspec.Struct):
+    key: str
+    size: int
+
+class P(UtilityPlugin):
+    @on_event("cache.evicted")
+    def evicted(self, event: Evicted) -> None:
+        if event.key == "boom":
+            raise RuntimeError("the handler broke on boom")
+        self.context.storage.set("seen", [*self.context.storage.get("seen", [], type=list), event.key])
+
+    @command
+    def seen(self) -> list[str]:
+        return self.context.storage.get("seen", [], type=list)
+"""
+
+
+@pytest.mark.parametrize("isolation", ["process", "inline"])
+async def test_a_def_handler_handles_fails_and_refuses_in_place(
+    plugins: PluginFactory, tmp_path: Path, isolation: str
+) -> None:
+    """A def handler's events, in order: handled, one it raises on counted as failed and
+    said in its log, and the next handled; a payload that does not fit refused there."""
+    plugins("acme.producer", PRODUCER, extra=PRODUCER_MANIFEST)
+    plugins("acme.def", DEF_LISTENER, extra=listens(10))
+    plugins("acme.strict", DEF_LISTENER.replace("size: int", "size: str"), extra=listens(20))
+    inline = ["acme.producer"] + (["acme.def", "acme.strict"] if isolation == "inline" else [])
+    host = make_host(plugins, tmp_path, inline=inline)
+    await host.start()
+    try:
+        assert host.manager.record("acme.def").isolation == isolation
+        for key in ("a", "boom", "b"):
+            assert await host.call("acme.producer", "evict", key=key) == 2
+        assert await until(lambda: _seen(host, "acme.def", 2), "a and b handled") == ["a", "b"]
+
+        def stats() -> dict[str, dict[str, Any]]:
+            return {r["plugin"]: r for r in host.manager.plugin_events.stats()}
+
+        await until(lambda: stats()["acme.strict"]["failed"] == 3 or None, "all three refused")
+        rows = stats()
+        assert rows["acme.def"]["delivered"] == 2 and rows["acme.def"]["failed"] == 1
+        lines = [str(x) for x in (host.monitor.logs.recent("acme.def") if host.monitor else [])]
+        assert any("not handled" in x and "broke on boom" in x for x in lines)
+        strict = [str(x) for x in (host.monitor.logs.recent("acme.strict") if host.monitor else [])]
+        assert any("not handled" in x and "size" in x for x in strict)
+        assert await host.call("acme.strict", "seen") == []
+        assert await host.call("acme.producer", "ping") == "pong"
+    finally:
+        await host.stop()
