@@ -233,7 +233,8 @@ def run() -> int:
         ),
         Figure(
             "Wasm plugin call p50", wasm, "sandboxed process call p50 (same command)", proc,
-            "informative (the issue sets none): the two are within noise of each other here",
+            "informative (the issue sets none): most of a Wasm call is the guest's own work "
+            "(the raw wasmtime call above)",
             None,
         ),
         Figure(
