@@ -10,6 +10,8 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
+import psutil
+
 CALC = """
 from plugbay import UtilityPlugin, command
 
@@ -57,3 +59,11 @@ def expected_wrong(a: int, b: int) -> int | None:
     if a % 7 == 3:
         return None
     return a + b + (1 if a % 5 == 0 else 0)
+
+
+def ended(process: psutil.Process) -> bool:
+    """Whether a trial's worker has exited (a zombie counts: its reaping is the zygote's)."""
+    try:
+        return not process.is_running() or process.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
