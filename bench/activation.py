@@ -50,10 +50,6 @@ class P(UtilityPlugin):
     seen = 0
     waiting = None
 
-    @command
-    def ping(self) -> int:
-        return self.seen
-
     @on_event("bench.tick")
     def tick(self, event: dict[str, int]) -> None:
         self.seen = event["n"]
