@@ -307,6 +307,7 @@ class P(UtilityPlugin):
         if event.key == "boom":
             raise RuntimeError("the handler broke on boom")
         self.context.storage.set("seen", [*self.context.storage.get("seen", [], type=list), event.key])
+        return len(event.key)  # a value nobody asked for: a handler's result is not used
 
     @command
     def seen(self) -> list[str]:
@@ -318,8 +319,9 @@ class P(UtilityPlugin):
 async def test_a_def_handler_handles_fails_and_refuses_in_place(
     plugins: PluginFactory, tmp_path: Path, isolation: str
 ) -> None:
-    """A def handler's events, in order: handled, one it raises on counted as failed and
-    said in its log, and the next handled; a payload that does not fit refused there."""
+    """A def handler's events, in order: handled (what it returns is ignored, as it is for
+    an async one), one it raises on counted as failed and said in its log, and the next
+    handled; a payload that does not fit refused there."""
     plugins("acme.producer", PRODUCER, extra=PRODUCER_MANIFEST)
     plugins("acme.def", DEF_LISTENER, extra=listens(10))
     plugins("acme.strict", DEF_LISTENER.replace("size: int", "size: str"), extra=listens(20))

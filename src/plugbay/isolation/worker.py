@@ -37,7 +37,7 @@ from plugbay.api import (
     PluginContext,
     Secrets,
 )
-from plugbay.api._events import EVENT_PREFIX, event_handlers, run_handler
+from plugbay.api._events import EVENT_PREFIX, call_handler, event_handlers, run_handler
 from plugbay.api.errors import PlugbayError, PluginCallError, ServiceError, error_from_dict
 from plugbay.isolation import frames, handover, loops
 from plugbay.isolation.guard import Guard, classify
@@ -166,9 +166,10 @@ class Worker:
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.plugin: Plugin | None = None
         self.specs: dict[str, CommandSpec] = {}
-        #: the calls answered in the read that brought them (``answer``): a plain ``def``
-        #: command of a plugin that keeps ``Plugin.execute``, a plain ``def`` event handler
-        self.inline: dict[str, CommandSpec] = {}
+        #: the calls answered in the read that brought them (``answer``), each by what makes
+        #: its answer: a plain ``def`` command of a plugin that keeps ``Plugin.execute``
+        #: (``_run_now``), a plain ``def`` event handler (``_handle_now``)
+        self.inline: dict[str, Callable[[frames.Call], Any]] = {}
         self.direct = True
         self.context: PluginContext | None = None
         self.loop = asyncio.get_running_loop()
@@ -219,9 +220,9 @@ class Worker:
     def on_message(self, message: frames.Message) -> None:
         """Dispatch one message as it is parsed: def commands are answered right here."""
         if type(message) is _Call:  # among other frames (a lone one: ``answer``)
-            spec = self.inline.get(message.command)
-            if spec is not None:
-                self.answer_now(message, spec)
+            run = self.inline.get(message.command)
+            if run is not None:
+                self.answer_now(message, run)
             else:
                 self._spawn(message.id, self.call(message))
             return
@@ -310,27 +311,27 @@ class Worker:
         """The channel's ``answer`` to a call that came alone in its read: a ``def``
         command is run now and its answer returned as the frame that leaves at once;
         None for any other command (``on_message`` then takes the call)."""
-        spec = self.inline.get(message.command)
-        if spec is None:
+        run = self.inline.get(message.command)
+        if run is None:
             return None
         try:
-            return frames.encode(_Reply(message.id, self._run_now(message, spec)))
+            return frames.encode(_Reply(message.id, run(message)))
         except PlugbayError as exc:
             return frames.encode(frames.Fail(message.id, exc.to_dict()))
         except BaseException as exc:
             return frames.encode(self.failure(message.id, exc, "the call"))
 
-    def answer_now(self, message: frames.Call, spec: CommandSpec) -> None:
-        """A ``def`` command among other frames of a read, run now; its answer joins the
-        others' and leaves when the read is done."""
+    def answer_now(self, message: frames.Call, run: Callable[[frames.Call], Any]) -> None:
+        """A ``def`` command or handler among other frames of a read, run now; its answer
+        joins the others' and leaves when the read is done."""
         try:
-            self.send(_Reply(message.id, self._run_now(message, spec)))
+            self.send(_Reply(message.id, run(message)))
         except PlugbayError as exc:
             self.send(frames.Fail(message.id, exc.to_dict()))
         except BaseException as exc:
             self.fail(message.id, exc, "the call")
 
-    def _run_now(self, message: frames.Call, spec: CommandSpec) -> Any:
+    def _run_now(self, spec: CommandSpec, message: frames.Call) -> Any:
         """A ``def`` command's checked result, as it goes on the wire."""
         plugin = self.plugin
         assert plugin is not None  # ``inline`` is set as it loads
@@ -339,6 +340,11 @@ class Worker:
         if type(result) not in _PLAIN:  # a plain scalar is already what goes on the wire
             result = msgspec.to_builtins(result, str_keys=True)
         return result
+
+    def _handle_now(self, spec: CommandSpec, message: frames.Call) -> None:
+        """A ``def`` event handler run: an event's answer is None, whatever the handler
+        returns (as :func:`run_handler` has it for every handler)."""
+        call_handler(self.plugin, spec, message.params.get("event"))
 
     def _forget(self, request: int, _task: object) -> None:
         self.calls.pop(request, None)
@@ -364,13 +370,18 @@ class Worker:
             return
         self.specs = dict(code.commands)
         self.direct = type(self.plugin).execute is Plugin.execute
-        commands = self.specs.items() if self.direct else ()
-        # events never go through ``execute``: a plain def handler is answered as its
-        # read is handled too (``loading`` checked every handler as the plugin loaded)
-        events = ((EVENT_PREFIX + n, s) for n, s in event_handlers(type(self.plugin)).items())
+        plain = [
+            *((name, spec, Worker._run_now) for name, spec in self.specs.items() if self.direct),
+            # events never go through ``execute``: a plain def handler is answered as its
+            # read is handled too (``loading`` checked every handler as the plugin loaded)
+            *(
+                (EVENT_PREFIX + name, spec, Worker._handle_now)
+                for name, spec in event_handlers(type(self.plugin)).items()
+            ),
+        ]
         self.inline = {
-            name: spec
-            for name, spec in (*commands, *events)
+            name: functools.partial(run, self, spec)  # the function itself: no bound method
+            for name, spec, run in plain
             if not spec.is_async and not spec.blocking
         }
         metrics = PluginMetrics(manifest.id)
