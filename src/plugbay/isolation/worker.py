@@ -309,8 +309,8 @@ class Worker:
 
     def answer(self, message: frames.Call) -> bytes | None:
         """The channel's ``answer`` to a call that came alone in its read: a ``def``
-        command is run now and its answer returned as the frame that leaves at once;
-        None for any other command (``on_message`` then takes the call)."""
+        command or event handler (``inline``) is run now and its answer returned as the
+        frame that leaves at once; None for any other call (``on_message`` takes it)."""
         run = self.inline.get(message.command)
         if run is None:
             return None
