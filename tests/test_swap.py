@@ -260,6 +260,90 @@ async def test_rollback_returns_to_the_previous_version_with_its_state(
         assert host.plugin("acme.counter").version == "1.2.0"
 
 
+PLAIN = """
+from plugbay import UtilityPlugin, command
+
+class P(UtilityPlugin):
+    def __init__(self) -> None:
+        self.count = 0
+
+    @command
+    def bump(self) -> int:
+        self.count += 1
+        return self.count
+"""
+
+
+def write_plain(directory: Path, version: str) -> None:
+    """A version that exports no state (no export_state, no import_state)."""
+    (directory / "main.py").write_text(PLAIN)
+    set_version(directory, version)
+
+
+async def test_a_rollback_past_a_version_that_exports_nothing_gets_the_state_kept_at_the_swap(
+    plugins: PluginFactory, make_host: Callable[..., Host], backend: str
+) -> None:
+    directory = plugins(
+        "acme.counter", counter_code("v1"), dirname="counter", extra=isolation(backend)
+    )
+    async with make_host(init_timeout=20) as host:
+        for _ in range(3):
+            await host.call("acme.counter", "bump")
+        write_plain(directory, "1.1.0")
+        await host.reload("acme.counter")
+        assert await host.call("acme.counter", "bump") == 1  # it took nothing over
+        rec = await host.rollback("acme.counter")  # at once: the kept state is written first
+        assert rec.version == "1.0.0"
+        # 1.1.0 exports nothing: 1.0.0 gets what it exported when it was replaced
+        assert await host.call("acme.counter", "origin") == "v1"
+        assert await host.call("acme.counter", "bump") == 4
+
+
+async def test_a_state_json_cannot_hold_is_not_kept_and_the_swap_goes_on(
+    plugins: PluginFactory, make_host: Callable[..., Host], caplog: pytest.LogCaptureFixture
+) -> None:
+    opaque = (
+        "\n    def export_state(self) -> object:  # type: ignore[override]\n"
+        "        return {'count': self.count, 'lock': __import__('threading').Lock()}\n"
+        "\n    def import_state(self, state: object) -> None:  # type: ignore[override]\n"
+        "        self.count = state['count']  # type: ignore[index]\n"
+    )
+    directory = plugins("acme.counter", counter_code("v1", opaque), dirname="counter")
+    async with make_host(init_timeout=20) as host:
+        for _ in range(3):
+            await host.call("acme.counter", "bump")
+        write_plain(directory, "1.1.0")
+        with caplog.at_level("WARNING", logger="plugbay.manager"):
+            await host.reload("acme.counter")
+        assert "the state of acme.counter 1.0.0 cannot be kept" in caplog.text
+        assert "Encoding objects of type _thread.lock is unsupported" in caplog.text
+        assert await host.call("acme.counter", "bump") == 1  # 1.1.0 serves
+        await host.rollback("acme.counter")  # nothing was kept of 1.0.0: it starts afresh
+        assert await host.call("acme.counter", "label") == "v1"
+        assert await host.call("acme.counter", "bump") == 1
+
+
+async def test_a_kept_state_that_cannot_be_written_is_logged_and_the_swap_goes_on(
+    plugins: PluginFactory, make_host: Callable[..., Host], caplog: pytest.LogCaptureFixture
+) -> None:
+    directory = plugins("acme.counter", counter_code("v1"), dirname="counter")
+    async with make_host(init_timeout=20) as host:
+        await host.call("acme.counter", "bump")
+        assert host.manager.store is not None
+        blocked = host.manager.store.state_file("acme.counter", "1.0.0")
+        (blocked / "in-the-way").mkdir(parents=True)  # a directory where the file goes
+        write_plain(directory, "1.1.0")
+        with caplog.at_level("WARNING", logger="plugbay.store"):
+            await host.reload("acme.counter")
+            await host.manager.store.settled("acme.counter")
+        assert "the state kept for a rollback cannot be written" in caplog.text
+        assert str(blocked) in caplog.text
+        assert await host.call("acme.counter", "bump") == 1  # 1.1.0 serves
+        await host.rollback("acme.counter")  # 1.0.0 again, without the state
+        assert await host.call("acme.counter", "label") == "v1"
+        assert await host.call("acme.counter", "bump") == 1
+
+
 async def test_rollback_without_an_earlier_version_says_so(
     plugins: PluginFactory, make_host: Callable[..., Host]
 ) -> None:

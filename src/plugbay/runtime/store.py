@@ -46,6 +46,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 from typing import Any, Final
 
+import msgspec
+
 from plugbay.api.errors import ManifestError, PlugbayError
 from plugbay.model.discover import Discovery, discover_directory
 from plugbay.model.manifest import PluginManifest, load_manifest, with_requires_dist
@@ -405,12 +407,19 @@ class PluginStore:
 
     # ------------------------------------------------------------------ state kept for rollback
 
-    def save_state(self, plugin_id: str, version: Version | str, state: Any) -> None:
+    def save_state_soon(self, plugin_id: str, version: Version | str, state: Any) -> None:
+        """Keep what ``version`` exported as it was replaced, for a rollback to it: encoded
+        now, on the caller's thread (the snapshot: the new version may go on changing the
+        objects it was handed), and written by the keeper thread, off the event loop, in
+        order with the plugin's copies (a rollback waits for both: :meth:`settled`). A
+        state JSON cannot hold raises TypeError or ValueError here; a failed write is
+        logged."""
+        data = _encode_state({"state": state})
         path = self.state_file(plugin_id, version)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"state": state}))
-        tmp.replace(path)
+        future = self._submit(_write_state, path, data)
+        with self._keeping_lock:
+            self._keeping[plugin_id] = future
+        future.add_done_callback(functools.partial(self._kept, plugin_id))
 
     def handover_file(self, plugin_id: str) -> Path:
         return self.root / plugin_id / "handover.json"
@@ -448,9 +457,26 @@ class PluginStore:
     def load_state(self, plugin_id: str, version: Version | str) -> tuple[bool, Any]:
         """``(True, state)`` if a state was kept for this version, else ``(False, None)``."""
         try:
-            return True, json.loads(self.state_file(plugin_id, version).read_text())["state"]
+            return True, json.loads(self.state_file(plugin_id, version).read_bytes())["state"]
         except (OSError, ValueError, KeyError):
             return False, None
+
+
+#: a state kept for rollback: msgspec's JSON (ten times json.dumps on a large state), its
+#: keys as strings (as ``handover.plain_state`` makes them)
+_encode_state: Final = msgspec.json.Encoder().encode
+
+
+def _write_state(path: Path, data: bytes) -> None:
+    """Write a kept state atomically (in the keeper thread); a failure is logged, and a
+    rollback to that version then starts without the state."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    except OSError as exc:
+        log.warning("the state kept for a rollback cannot be written to %s: %s", path, exc)
 
 
 def _discard(aside: Future[Path | None]) -> None:

@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from plugbay.api import SystemPlugin
 from plugbay.api.errors import PlugbayError, PluginReloadError, PluginStateError
-from plugbay.isolation import CallTimeout, PluginHandle, handover
+from plugbay.isolation import CallTimeout, PluginHandle
 from plugbay.isolation.loading import plugin_frame
 from plugbay.isolation.policy import Placement
 from plugbay.model.manifest import PluginManifest, load_manifest
@@ -364,10 +364,9 @@ class Swapper:
         self.m.record_history(rec, action, "ok", cleanup_problem, details)
         self.remember_active(rec)
         if self.m.store is not None and new.exported[0]:
-            try:
-                state = handover.plain_state(new.exported[1])
-                self.m.store.save_state(rec.id, old.version, state)
-            except (OSError, TypeError, ValueError) as exc:
+            try:  # encoded now, written off the loop: the new version's callers go on
+                self.m.store.save_state_soon(rec.id, old.version, new.exported[1])
+            except (TypeError, ValueError) as exc:
                 log.warning("the state of %s %s cannot be kept: %s", rec.id, old.version, exc)
         self.m.events.emit(
             _EVENTS.get(action, f"plugin.{action}"),
