@@ -348,3 +348,60 @@ async def test_a_def_handler_handles_fails_and_refuses_in_place(
         assert await host.call("acme.producer", "ping") == "pong"
     finally:
         await host.stop()
+
+
+async def test_who_hears_an_event_follows_each_change_of_the_plugins(
+    plugins: PluginFactory, tmp_path: Path
+) -> None:
+    """An event's listeners are kept between publishes (``PluginEvents._chain``): each
+    change of a plugin (disabled, enabled, unloaded, loaded, reloaded to listen to
+    another event, installed) is heard at the next publish."""
+    plugins("acme.producer", PRODUCER, extra=PRODUCER_MANIFEST)
+    first = plugins("acme.a", LISTENER, extra=listens(10))
+    plugins("acme.b", LISTENER, extra=listens(20))
+    host = make_host(plugins, tmp_path, inline=["*"])
+    await host.start()
+    try:
+
+        async def heard_by(key: str) -> int:
+            n: int = await host.call("acme.producer", "evict", key=key)
+            return n
+
+        assert await heard_by("k1") == 2
+        await host.disable("acme.b")
+        assert await heard_by("k2") == 1
+        await host.enable("acme.b")
+        assert await heard_by("k3") == 2
+        await host.unload("acme.a")
+        assert await heard_by("k4") == 1
+        await host.load("acme.a")
+        assert await heard_by("k5") == 2
+        manifest = first / "plugin.toml"  # its next version listens to another event only
+        manifest.write_text(
+            manifest.read_text()
+            .replace('version = "1.0.0"', 'version = "1.1.0"')
+            .replace('listens."cache.evicted"', 'listens."cache.other"')
+        )
+        code = first / "main.py"
+        code.write_text(
+            code.read_text().replace('on_event("cache.evicted")', 'on_event("cache.other")')
+        )
+        await host.reload("acme.a")
+        assert host.plugin("acme.a").version == "1.1.0"
+        assert await heard_by("k6") == 1
+        newcomer = plugins("acme.c", LISTENER, extra=listens(30), dirname="newcomer-src")
+        host.install(newcomer)
+        await host.load("acme.c")
+        assert await heard_by("k7") == 2
+        keys = await until(lambda: _keys(host, "acme.b", 6), "acme.b had its six events")
+        # not k2, sent while it was disabled (an event waiting on acme.a, ahead of it in
+        # the chain, as acme.a changed may reach it after a later one)
+        assert sorted(keys) == ["k1", "k3", "k4", "k5", "k6", "k7"]
+        assert await until(lambda: _keys(host, "acme.c", 1), "the newcomer had its event") == ["k7"]
+    finally:
+        await host.stop()
+
+
+async def _keys(host: Host, plugin: str, n: int) -> list[str] | None:
+    seen = await _seen(host, plugin, n)
+    return None if seen is None else [str(k) for k, *_ in seen]

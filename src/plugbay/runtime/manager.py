@@ -220,6 +220,15 @@ class PluginManager(Calling, Starting, Supervision, SecurityEvents):
         return self._records
 
     @property
+    def roster_epoch(self) -> int:
+        """Moves whenever a record is set or removed, or its state or manifest changes."""
+        return self._records.epoch
+
+    def record_changed(self) -> None:
+        """A record's manifest was replaced in place (a swap): :attr:`roster_epoch` moves."""
+        self._records.changed()
+
+    @property
     def roster_changes(self) -> int:
         """How many times a plugin id came or went (``Roster``)."""
         return self._records.changes
@@ -593,6 +602,7 @@ class PluginManager(Calling, Starting, Supervision, SecurityEvents):
 
     def _set_state(self, rec: PluginRecord, state: PluginState) -> None:
         rec.state = state
+        self._records.changed()
         rec.transitions.append((time.time(), str(state)))
         if self.settings.monitoring:
             self.touch(rec.id)

@@ -67,6 +67,8 @@ log = logging.getLogger("plugbay.events")
 EVENTS_TARGET: Final = "plugbay.events"
 #: states in which a listener's events wait for it (others are passed on, undelivered)
 _WAITING: Final = frozenset({"active", "on-demand", "initializing", "resolved"})
+#: event names whose listeners are kept at most (past it, all are found again)
+_CHAINS: Final = 1024
 
 
 @dataclass(slots=True, eq=False)
@@ -111,6 +113,8 @@ class PluginEvents:
     def __init__(self, manager: PluginManager) -> None:
         self._m = manager
         self._inboxes: dict[tuple[str, str], _Inbox] = {}
+        #: each event's listeners, and the roster epoch they were found at (``_chain``)
+        self._chains: dict[str, tuple[int, list[_Inbox]]] = {}
         #: events emitted, by (sender, event)
         self.emitted: collections.Counter[tuple[str, str]] = collections.Counter()
         self._closed = False
@@ -161,7 +165,20 @@ class PluginEvents:
         return len(chain)
 
     def _chain(self, name: str) -> list[_Inbox]:
-        """The listeners of ``name`` now, lowest priority first (then by id)."""
+        """The listeners of ``name`` now, lowest priority first (then by id): kept per
+        event until a record changes (``roster_epoch``), so a publish costs the same
+        among a thousand plugins as among three."""
+        epoch = self._m.roster_epoch
+        kept = self._chains.get(name)
+        if kept is not None and kept[0] == epoch:
+            return kept[1]
+        if len(self._chains) >= _CHAINS:  # names a host publishes to are few; never unbounded
+            self._chains.clear()
+        chain = self._listeners(name)
+        self._chains[name] = (epoch, chain)
+        return chain
+
+    def _listeners(self, name: str) -> list[_Inbox]:
         found: list[tuple[int, str, EventListen]] = []
         for rec in self._m.records_by_id.values():
             manifest = rec.manifest
@@ -385,6 +402,7 @@ class PluginEvents:
     async def close(self) -> None:
         """Stop delivering (the host is stopping); what still waits is not delivered."""
         self._closed = True
+        self._chains.clear()
         tasks = [b.task for b in self._inboxes.values() if b.task is not None]
         for task in tasks:
             task.cancel()

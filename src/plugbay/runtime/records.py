@@ -44,18 +44,29 @@ class PluginState(enum.StrEnum):
 
 class Roster(dict[str, "PluginRecord"]):
     """The records by plugin id, counting the times a plugin id came or went
-    (:attr:`changes`): the monitor compares that number instead of every id each tick."""
+    (:attr:`changes`): the monitor compares that number instead of every id each tick;
+    and the times any record changed what it is (:attr:`epoch`)."""
 
     changes = 0
+    #: bumped when a record is set or removed, and when a record's state or manifest
+    #: changes (:meth:`changed`): what is derived from every record (the event bus's
+    #: listeners of an event) is kept until it moves
+    epoch = 0
 
     def __setitem__(self, plugin_id: str, rec: PluginRecord) -> None:
         if plugin_id not in self:
             self.changes += 1
+        self.epoch += 1
         super().__setitem__(plugin_id, rec)
 
     def __delitem__(self, plugin_id: str) -> None:
         super().__delitem__(plugin_id)
         self.changes += 1
+        self.epoch += 1
+
+    def changed(self) -> None:
+        """A record's state or manifest changed."""
+        self.epoch += 1
 
     def pop(self, *args: object) -> object:  # type: ignore[override]
         raise TypeError("remove a record with del, so the roster counts it")

@@ -446,6 +446,7 @@ class Swapper:
             route = Route(handle, rec.metrics, timeout, [0], table)
         self.m.set_route(rec.id, route)
         rec.handle, rec.manifest, rec.config = handle, manifest, config
+        self.m.record_changed()  # its events' listeners may differ
         rec.needs, rec.notes = needs, notes
         if previous is not None:
             gone = set(previous.provides) - set(manifest.provides)
