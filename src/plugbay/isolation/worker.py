@@ -121,6 +121,17 @@ def _manifest_of(message: frames.Load) -> PluginManifest:
     )
 
 
+def _lean_records() -> None:
+    """A worker's record reaches the host as its level, logger, message and fields; where
+    in the code it was made, its thread and its process are never sent (the host names
+    the worker's pid). The logging module's own switches (its documented optimisations)
+    skip looking them up: the caller's frame walk above all."""
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
+
+
 class _LogForwarder(logging.Handler):
     """Sends records to the host, rate-limited here so a flood never fills the channel."""
 
@@ -387,6 +398,7 @@ class Worker:
         metrics = PluginMetrics(manifest.id)
         rate = float(message.bounds.get("log_rate", 500.0))
         burst = float(message.bounds.get("log_burst", 2000.0))
+        _lean_records()
         logging.getLogger("plugbay").addHandler(_LogForwarder(self, rate, burst))
         logging.getLogger("plugbay").setLevel(logging.DEBUG)
         self.context = PluginContext(

@@ -52,7 +52,9 @@ class Version:
     ``Version.parse('1.0.0+a') != Version.parse('1.0.0+b')``.
     """
 
-    __slots__ = ("_hash", "_key", "_prec", "build", "major", "minor", "patch", "prerelease")
+    __slots__ = (
+        "_hash", "_key", "_prec", "_text", "build", "major", "minor", "patch", "prerelease",
+    )  # fmt: skip
 
     major: int
     minor: int
@@ -62,6 +64,7 @@ class Version:
     _prec: tuple[Any, ...]
     _key: tuple[Any, ...]
     _hash: int
+    _text: str  # str(self), made at the first ask
 
     def __init__(
         self,
@@ -150,11 +153,16 @@ class Version:
         return (a > b) - (a < b)
 
     def __str__(self) -> str:
+        try:  # made once, at the first ask (every log record and history line asks)
+            return self._text
+        except AttributeError:
+            pass
         text = f"{self.major}.{self.minor}.{self.patch}"
         if self.prerelease:
             text += "-" + ".".join(map(str, self.prerelease))
         if self.build:
             text += "+" + ".".join(self.build)
+        object.__setattr__(self, "_text", text)
         return text
 
     def __repr__(self) -> str:
