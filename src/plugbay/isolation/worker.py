@@ -46,7 +46,7 @@ from plugbay.isolation.loading import import_plugin
 from plugbay.model._events import EventListen
 from plugbay.model.manifest import ManifestOrigin, PluginManifest, load_manifest
 from plugbay.model.versions import Version
-from plugbay.monitor.bounds import bounded
+from plugbay.monitor.bounds import bounded, traceback_text
 from plugbay.monitor.metrics import PluginMetrics
 
 __all__ = ["Worker", "main"]
@@ -166,6 +166,8 @@ class _LogForwarder(logging.Handler):
             if len(message) > 8192:
                 message = message[:8192] + f"… ({len(message) - 8192} more characters cut)"
             kept = bounded(dict(fields), 16 * 1024)[0] if isinstance(fields, dict) else None
+            if record.exc_info and record.exc_info[1] is not None:  # logger.exception(...)
+                kept = {**(kept or {}), "exception": traceback_text(record.exc_info[1])}
             self.worker.send(frames.Log(record.levelno, record.name, message, kept))
 
 

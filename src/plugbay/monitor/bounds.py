@@ -21,6 +21,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import time
+import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any, Final
@@ -29,7 +30,15 @@ import msgspec
 
 from plugbay.api.errors import ConfigError
 
-__all__ = ["RESERVED_FIELDS", "Bounds", "Budget", "bounded", "bounds_from_config"]
+__all__ = [
+    "RESERVED_FIELDS",
+    "TRACEBACK_CHARS",
+    "Bounds",
+    "Budget",
+    "bounded",
+    "bounds_from_config",
+    "traceback_text",
+]
 
 #: field names the host gives meaning to in a log record: a plugin's own are renamed
 _RESERVED = "security event issue source plugin version layer kind dropped logger when message"
@@ -171,6 +180,21 @@ class Budget:
 
 
 _encoder = msgspec.json.Encoder(enc_hook=repr)
+
+
+#: the characters of a logged exception's traceback kept (its end, which names the error)
+TRACEBACK_CHARS: Final = 8192
+
+
+def traceback_text(exc: BaseException) -> str:
+    """A logged exception as a record keeps it (the ``exception`` field, which ``plugbay
+    logs`` shows under the line), inline or from a worker: its last
+    :data:`TRACEBACK_CHARS` characters."""
+    text = "".join(traceback.format_exception(exc))
+    if len(text) > TRACEBACK_CHARS:
+        cut = len(text) - TRACEBACK_CHARS
+        text = f"… ({cut} characters of the traceback cut)\n" + text[cut:]
+    return text
 
 
 def bounded(value: Any, limit: int) -> tuple[Any, bool]:

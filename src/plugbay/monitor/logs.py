@@ -21,11 +21,10 @@ import json
 import logging
 import threading
 import time
-import traceback
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
-from plugbay.monitor.bounds import RESERVED_FIELDS, bounded
+from plugbay.monitor.bounds import RESERVED_FIELDS, bounded, traceback_text
 
 if TYPE_CHECKING:
     from plugbay.state import StateStore
@@ -197,7 +196,7 @@ class LogManager(logging.Handler):
             }
             fields["source"] = "plugin"
         if record.exc_info and record.exc_info[1] is not None:
-            fields["exception"] = "".join(traceback.format_exception(record.exc_info[1]))
+            fields["exception"] = traceback_text(record.exc_info[1])
         self._keep(owner[0], record.levelno, message, record.name, owner[1], record.created,
                    fields)  # fmt: skip
 
