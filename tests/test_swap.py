@@ -79,6 +79,11 @@ def isolation(backend: str) -> str:
     return f'isolation = "{backend}"\n'
 
 
+def counter_plugin(plugins: PluginFactory, backend: str) -> Path:
+    """The counter at 1.0.0 ("v1"), on ``backend``; its directory."""
+    return plugins("acme.counter", counter_code("v1"), dirname="counter", extra=isolation(backend))
+
+
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
@@ -283,9 +288,7 @@ def write_plain(directory: Path, version: str) -> None:
 async def test_a_rollback_past_a_version_that_exports_nothing_gets_the_state_kept_at_the_swap(
     plugins: PluginFactory, make_host: Callable[..., Host], backend: str
 ) -> None:
-    directory = plugins(
-        "acme.counter", counter_code("v1"), dirname="counter", extra=isolation(backend)
-    )
+    directory = counter_plugin(plugins, backend)
     async with make_host(init_timeout=20) as host:
         for _ in range(3):
             await host.call("acme.counter", "bump")

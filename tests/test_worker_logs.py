@@ -48,7 +48,7 @@ def _records(host: Host, message: str) -> list[dict[str, Any]] | None:
 
 
 @pytest.mark.parametrize("backend", ["process", "inline"])
-async def test_a_logged_exception_keeps_its_traceback_in_a_worker_as_inline(
+async def test_a_logged_exception_keeps_its_traceback_in_a_worker_as_inline_its_end_if_long(
     plugins: PluginFactory, make_host: Callable[..., Host], backend: str
 ) -> None:
     plugins("acme.logger", LOGGER, extra=f'isolation = "{backend}"\n')
@@ -64,18 +64,11 @@ async def test_a_logged_exception_keeps_its_traceback_in_a_worker_as_inline(
         assert trace.startswith("Traceback (most recent call last):")
         assert 'main.py", line 8, in fail_quietly' in trace
         assert trace.rstrip().endswith("KeyError: 'missing'")
-        assert await host.call("acme.logger", "ping") == "pong"
-
-
-@pytest.mark.parametrize("backend", ["process", "inline"])
-async def test_a_long_traceback_keeps_its_end_which_names_the_error(
-    plugins: PluginFactory, make_host: Callable[..., Host], backend: str
-) -> None:
-    plugins("acme.logger", LOGGER, extra=f'isolation = "{backend}"\n')
-    async with make_host(monitor=FAST, init_timeout=20) as host:
+        # a long one keeps its end, which names the error
         assert await host.call("acme.logger", "fail_long", size=50_000) == "logged"
-        (record,) = await until(lambda: _records(host, "a long one"), "the record")
+        (record,) = await until(lambda: _records(host, "a long one"), "the long one")
         trace = record["fields"]["exception"]
         assert trace.startswith("… (") and "characters of the traceback cut)" in trace
-        assert trace.rstrip().endswith(" THE END")  # what the error says, at its end
+        assert trace.rstrip().endswith(" THE END")
         assert len(trace) <= TRACEBACK_CHARS + 64
+        assert await host.call("acme.logger", "ping") == "pong"
