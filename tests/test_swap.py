@@ -302,12 +302,30 @@ async def test_a_rollback_past_a_version_that_exports_nothing_gets_the_state_kep
         assert await host.call("acme.counter", "bump") == 4
 
 
+@pytest.mark.parametrize(
+    ("state", "said"),
+    [
+        (
+            "{'count': self.count, 'lock': __import__('threading').Lock()}",
+            "Encoding objects of type _thread.lock is unsupported",
+        ),
+        (  # a dict that holds itself
+            "(lambda d: (d.__setitem__('me', d), d)[1])({'count': self.count})",
+            "maximum recursion depth exceeded",
+        ),
+    ],
+    ids=["a lock", "a cycle"],
+)
 async def test_a_state_json_cannot_hold_is_not_kept_and_the_swap_goes_on(
-    plugins: PluginFactory, make_host: Callable[..., Host], caplog: pytest.LogCaptureFixture
+    plugins: PluginFactory,
+    make_host: Callable[..., Host],
+    caplog: pytest.LogCaptureFixture,
+    state: str,
+    said: str,
 ) -> None:
     opaque = (
         "\n    def export_state(self) -> object:  # type: ignore[override]\n"
-        "        return {'count': self.count, 'lock': __import__('threading').Lock()}\n"
+        f"        return {state}\n"
         "\n    def import_state(self, state: object) -> None:  # type: ignore[override]\n"
         "        self.count = state['count']  # type: ignore[index]\n"
     )
@@ -319,7 +337,7 @@ async def test_a_state_json_cannot_hold_is_not_kept_and_the_swap_goes_on(
         with caplog.at_level("WARNING", logger="plugbay.manager"):
             await host.reload("acme.counter")
         assert "the state of acme.counter 1.0.0 cannot be kept" in caplog.text
-        assert "Encoding objects of type _thread.lock is unsupported" in caplog.text
+        assert said in caplog.text
         assert await host.call("acme.counter", "bump") == 1  # 1.1.0 serves
         await host.rollback("acme.counter")  # nothing was kept of 1.0.0: it starts afresh
         assert await host.call("acme.counter", "label") == "v1"

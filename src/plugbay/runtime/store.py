@@ -412,8 +412,8 @@ class PluginStore:
         now, on the caller's thread (the snapshot: the new version may go on changing the
         objects it was handed), and written by the keeper thread, off the event loop, in
         order with the plugin's copies (a rollback waits for both: :meth:`settled`). A
-        state JSON cannot hold raises TypeError or ValueError here; a failed write is
-        logged."""
+        state JSON cannot hold raises here (TypeError; RecursionError for a cycle); a
+        failed write is logged."""
         data = _encode_state({"state": state})
         path = self.state_file(plugin_id, version)
         future = self._submit(_write_state, path, data)

@@ -366,7 +366,7 @@ class Swapper:
         if self.m.store is not None and new.exported[0]:
             try:  # encoded now, written off the loop: the new version's callers go on
                 self.m.store.save_state_soon(rec.id, old.version, new.exported[1])
-            except (TypeError, ValueError) as exc:
+            except Exception as exc:  # not JSON (an object, a cycle): the swap is done anyway
                 log.warning("the state of %s %s cannot be kept: %s", rec.id, old.version, exc)
         self.m.events.emit(
             _EVENTS.get(action, f"plugin.{action}"),
