@@ -90,8 +90,6 @@ _ALIKE: Final[dict[str, Any]] = {
     "exc_info": None, "exc_text": None, "stack_info": None, "lineno": 0, "funcName": None,
     "thread": None, "threadName": None, "processName": "worker", "taskName": None,
 }  # fmt: skip
-#: the standard levels' names (``logging.getLevelName`` takes a lock and two lookups)
-_LEVEL_NAMES: Final = {level: logging.getLevelName(level) for level in (0, 5, 10, 20, 30, 40, 50)}
 
 
 def log_record(
@@ -106,7 +104,7 @@ def log_record(
     fields.update(_ALIKE)
     fields.update(
         name=name, msg=message, levelno=level,
-        levelname=_LEVEL_NAMES.get(level) or logging.getLevelName(level),
+        levelname=logging.getLevelName(level),
         created=now, msecs=(now - int(now)) * 1000.0,
         relativeCreated=(now - _START) * 1000.0, process=pid, **extra,
     )  # fmt: skip
