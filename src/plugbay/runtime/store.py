@@ -241,10 +241,7 @@ class PluginStore:
             return False
         with self._keeping_lock:
             aside = self._snapshots.pop((manifest.id, str(manifest.version)), None)
-        future = self._submit(self._keep_logged, manifest, aside)
-        with self._keeping_lock:
-            self._keeping[manifest.id] = future
-        future.add_done_callback(functools.partial(self._kept, manifest.id))
+        self._keep_in_order(manifest.id, self._keep_logged, manifest, aside)
         return True
 
     def _keepable(self, manifest: PluginManifest) -> bool:
@@ -260,6 +257,14 @@ class PluginStore:
             if self._keeper is None:
                 self._keeper = ThreadPoolExecutor(1, thread_name_prefix=_KEEPER)
             return self._keeper.submit(fn, *args)
+
+    def _keep_in_order(self, plugin_id: str, fn: Callable[..., None], *args: Any) -> None:
+        """Run ``fn`` in the keeper thread, as the plugin's last write asked for: what reads
+        the plugin's kept copies and states waits for it (:meth:`settle`, :meth:`settled`)."""
+        future = self._submit(fn, *args)
+        with self._keeping_lock:
+            self._keeping[plugin_id] = future
+        future.add_done_callback(functools.partial(self._kept, plugin_id))
 
     def _keep_logged(self, manifest: PluginManifest, aside: Future[Path | None] | None) -> None:
         try:
@@ -415,11 +420,7 @@ class PluginStore:
         state JSON cannot hold raises here (TypeError; RecursionError for a cycle); a
         failed write is logged."""
         data = _encode_state({"state": state})
-        path = self.state_file(plugin_id, version)
-        future = self._submit(_write_state, path, data)
-        with self._keeping_lock:
-            self._keeping[plugin_id] = future
-        future.add_done_callback(functools.partial(self._kept, plugin_id))
+        self._keep_in_order(plugin_id, _write_state, self.state_file(plugin_id, version), data)
 
     def handover_file(self, plugin_id: str) -> Path:
         return self.root / plugin_id / "handover.json"
