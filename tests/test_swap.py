@@ -95,9 +95,7 @@ def backend(request: pytest.FixtureRequest) -> str:
 async def test_typed_state_survives_a_reload_on_both_backends(
     plugins: PluginFactory, make_host: Callable[..., Host], backend: str
 ) -> None:
-    directory = plugins(
-        "acme.counter", counter_code("v1"), dirname="counter", extra=isolation(backend)
-    )
+    directory = counter_plugin(plugins, backend)
     async with make_host(init_timeout=20) as host:
         assert [await host.call("acme.counter", "bump") for _ in range(3)] == [1, 2, 3]
         write(directory, "v2", "1.1.0")
@@ -188,9 +186,7 @@ async def test_a_new_version_that_fails_its_health_probe_is_rolled_back(
     health: str,
     expected: str,
 ) -> None:
-    directory = plugins(
-        "acme.counter", counter_code("v1"), dirname="counter", extra=isolation(backend)
-    )
+    directory = counter_plugin(plugins, backend)
     probe = (
         f"\n    @command\n    def health(self) -> bool | dict[str, str | bool]:\n        {health}\n"
     )
@@ -235,9 +231,7 @@ async def test_a_worker_that_dies_during_probation_is_rolled_back(
 async def test_rollback_returns_to_the_previous_version_with_its_state(
     plugins: PluginFactory, make_host: Callable[..., Host], backend: str
 ) -> None:
-    directory = plugins(
-        "acme.counter", counter_code("v1"), dirname="counter", extra=isolation(backend)
-    )
+    directory = counter_plugin(plugins, backend)
     async with make_host(init_timeout=20) as host:
         for _ in range(3):
             await host.call("acme.counter", "bump")
