@@ -125,9 +125,14 @@ async def test_the_sweep_finds_memory_that_grows_while_nobody_calls(
     async with make_host(monitor=fast, inline=[]) as host:
         assert host.monitor is not None
         assert await host.call("acme.leaky", "grow_later", mib=96, after=1.0) == "later"
-        await until(lambda: _row(host, "acme.leaky")["rss_bytes"], "its memory is known")
+        # the row counts a call at the monitor's next tick: the baseline waits for it
+        await until(
+            lambda: _row(host, "acme.leaky")["rss_bytes"] and _row(host, "acme.leaky")["calls"],
+            "its memory and its one call are known",
+        )
         before = _row(host, "acme.leaky")["rss_bytes"]
         calls = _row(host, "acme.leaky")["calls"]
+        assert calls == 1
         await until(
             lambda: _row(host, "acme.leaky")["rss_bytes"] >= before + 80 * 2**20,
             "the growth shows",
