@@ -329,11 +329,13 @@ def run() -> int:
             "bare actor killed → PluginCrashed for the call in flight",
             m["crash_actor"], "heartbeat timeout", 1.0, "≤ 1 s",
             m["crash_actor"] <= 1.0,
+            note="this run's SIGKILL: Ray's raylet prints a 'worker died … SYSTEM_ERROR' line for it",
         ),
         Figure(
             "node's agent killed → PluginCrashed for the call in flight",
             m["crash_agent"], "heartbeat timeout", 1.0, "≤ 1 s",
             m["crash_agent"] <= 1.0,
+            note="this run's SIGKILL too, and the raylet's second such line",
         ),
     ]  # fmt: skip
     print_figures("Ray backend (a private single-node cluster of this machine)", figures)
