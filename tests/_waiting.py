@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -27,3 +28,17 @@ async def until(
         if loop.time() > end:
             raise AssertionError(f"timed out after {seconds:g} s waiting for {what}")
         await asyncio.sleep(every)
+
+
+def until_sync(
+    check: Callable[[], Any], what: str, seconds: float = 60.0, *, every: float = 0.02
+) -> Any:
+    """``until`` for a test without an event loop (a browser driven synchronously)."""
+    end = time.monotonic() + seconds
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out after {seconds:g} s waiting for {what}")
+        time.sleep(every)

@@ -14,7 +14,6 @@ import re
 import shutil
 import socket
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,6 +24,7 @@ import pytest
 
 import plugbay.monitor
 from tests._running import Running, plugbay_run
+from tests._waiting import until_sync
 from tests.conftest import PluginFactory
 
 DEPLOY = Path(plugbay.monitor.__file__).parent / "deploy"
@@ -52,16 +52,9 @@ def tool(name: str) -> str:
     return path
 
 
-def until(check: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
-    """Poll ``check`` until it gives something truthy; fail naming ``what`` at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        got = check()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.2)
+def until(check: Callable[[], Any], what: str) -> Any:
+    """Poll ``check`` until it gives something truthy; fail naming ``what`` after 60 s."""
+    return until_sync(check, what, 60.0, every=0.2)
 
 
 # --------------------------------------------------------------------------- promtool

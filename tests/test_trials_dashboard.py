@@ -12,6 +12,7 @@ import pytest
 from tests._cli import plugbay
 from tests._running import plugbay_run
 from tests._trials import calc
+from tests._waiting import until_sync
 from tests.conftest import PluginFactory
 from tests.test_dashboard_browser import ARGS, CHROMIUM
 
@@ -41,6 +42,9 @@ def test_the_dashboard_shows_a_shadows_comparison_live(
                 for a in range(20):
                     r = http.post("/api/v1/plugins/acme.calc/commands/add", json={"a": a, "b": 1})
                     assert r.json()["result"] == a + 1  # callers see the serving version
+                    # each mirrored before the next call: a shadow drops calls past 16 in
+                    # flight, and in a loaded run (the candidate at 48 ms a call) it did
+                    until_sync(lambda n=a + 1: mirrored(http) >= n, f"call {a} to be mirrored", 30)
                 try:
                     page.wait_for_function(
                         "document.querySelector('#trials').textContent"
@@ -66,3 +70,8 @@ def test_the_dashboard_shows_a_shadows_comparison_live(
             assert problems == [], problems
         finally:
             browser.close()
+
+
+def mirrored(http: httpx.Client) -> int:
+    """Calls the shadow has mirrored and compared so far (the API's count)."""
+    return int(http.get("/api/v1/plugins/acme.calc/shadow").json()["mirrored"])
