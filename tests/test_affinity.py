@@ -96,7 +96,7 @@ def test_a_worker_let_go_for_contention_again_and_again_stays_free_longer(
     hold: each let-go in a row doubles the cooling, so they spend nearly all their time
     free, on their own cores; a run of calm holds forgives."""
     stat = [(0, 0)]
-    monkeypatch.setattr(affinity, "_schedstat", lambda pid: stat[0])
+    monkeypatch.setattr(affinity, "_schedstat", lambda pid: (0, *stat[0]))
     follow = Follow(child)
     coolings = []
     for _ in range(MAX_STRIKES + 2):
@@ -166,8 +166,8 @@ def test_waits_from_before_a_hold_do_not_count_against_it(
     core during the burst, while free. Judged by those waits, the new hold was let go at
     the next tick and cooled for a second, and the lone caller paid a halted core's
     wake-up on every call (the bench read 1.65x where the held rounds read 1.01x)."""
-    stat = [(0, 0)]  # (ns waited for a core, times run), as /proc/PID/schedstat says
-    monkeypatch.setattr(affinity, "_schedstat", lambda pid: stat[0])
+    stat = [(0, 0)]  # (ns waited for a core, times run), as /proc/PID/schedstat says (0 ns run)
+    monkeypatch.setattr(affinity, "_schedstat", lambda pid: (0, *stat[0]))
     follow = Follow(child)
     follow.tick(True)
     stat[0] = (10_000_000_000, 1_000)  # the burst: 10 ms a run waited, free
@@ -237,7 +237,7 @@ def test_a_held_worker_that_did_not_run_at_all_since_the_last_tick_is_let_go(
     """In SCHED_IDLE, a worker whose core is taken by another task may not run for a
     whole tick: no run to divide its waits by, and it must still be let go."""
     stat = [(0, 0)]
-    monkeypatch.setattr(affinity, "_schedstat", lambda pid: stat[0])
+    monkeypatch.setattr(affinity, "_schedstat", lambda pid: (0, *stat[0]))
     follow = Follow(child, idle_class=True)
     calls(follow, HOLD_AFTER + 1)
     assert len(os.sched_getaffinity(child)) == 1
@@ -246,6 +246,66 @@ def test_a_held_worker_that_did_not_run_at_all_since_the_last_tick_is_let_go(
     assert os.sched_getaffinity(child) == ALLOWED
     assert os.sched_getscheduler(child) == os.SCHED_OTHER
     assert follow.cool == COOL_TICKS
+
+
+def test_a_held_worker_that_waits_without_getting_its_core_is_let_go(
+    child: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The kernel counts a wait when it ends, so a held worker that never gets its core
+    shows no wait at all (seen in a full run: 12 ms run in 20 s, 2.8 ms waited all
+    along, never let go). Runnable through two ticks without running, it is let go."""
+    stat = [(5_000_000, 1_000, 10)]  # ns run, ns waited, times run: /proc/PID/schedstat
+    runnable = [True]  # R in /proc/PID/stat
+    monkeypatch.setattr(affinity, "_schedstat", lambda pid: stat[0])
+    monkeypatch.setattr(affinity, "_runnable", lambda pid: runnable[0])
+    follow = Follow(child, idle_class=True)
+    calls(follow, HOLD_AFTER + 1)
+    held = os.sched_getaffinity(child)
+    assert len(held) == 1
+    follow.tick(True)  # one tick runnable and not run: it may have just been woken
+    assert os.sched_getaffinity(child) == held
+    follow.tick(True)
+    assert os.sched_getaffinity(child) == ALLOWED
+    if affinity.IDLE_CLASS:
+        assert os.sched_getscheduler(child) == os.SCHED_OTHER
+    assert follow.cool == COOL_TICKS
+
+
+def test_a_held_worker_that_runs_or_sleeps_through_its_ticks_stays_held(
+    child: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not running since the last tick is a stall only while runnable; a run between two
+    such ticks starts the count again."""
+    stat = [(5_000_000, 1_000, 10)]
+    runnable = [True]
+    monkeypatch.setattr(affinity, "_schedstat", lambda pid: stat[0])
+    monkeypatch.setattr(affinity, "_runnable", lambda pid: runnable[0])
+    follow = Follow(child)
+    calls(follow, HOLD_AFTER + 1)
+    held = os.sched_getaffinity(child)
+    for _ in range(3):  # a long command that keeps its core: its run time grows
+        stat[0] = (stat[0][0] + 200_000_000, stat[0][1], stat[0][2])
+        follow.tick(True)
+    runnable[0] = False
+    for _ in range(3):  # waiting for its next call (or a file): not runnable
+        follow.tick(True)
+    runnable[0] = True
+    follow.tick(True)  # a stalled tick
+    stat[0] = (stat[0][0] + 1_000, stat[0][1] + 1_000, stat[0][2] + 1)
+    follow.tick(True)  # it ran, briefly and without waiting
+    follow.tick(True)  # a stalled tick again: one in a row
+    assert os.sched_getaffinity(child) == held
+
+
+def test_runnable_is_read_from_the_process_state(child: int) -> None:
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        assert affinity._runnable(spinner.pid)
+        assert not affinity._runnable(child)  # paused in a signal wait
+    finally:
+        spinner.kill()
+        spinner.wait()
+    assert not affinity._runnable(spinner.pid)  # gone
 
 
 def test_without_the_right_to_undo_it_a_hold_stays_a_plain_one(child: int) -> None:
