@@ -27,6 +27,7 @@ from plugbay.isolation.affinity import (
     HELD_BATCH,
     HOLD_AFTER,
     MAX_STRIKES,
+    STALLED_TICKS,
     Follow,
 )
 from plugbay.isolation.process import ProcessHandle
@@ -294,6 +295,21 @@ def test_a_held_worker_that_runs_or_sleeps_through_its_ticks_stays_held(
     stat[0] = (stat[0][0] + 1_000, stat[0][1] + 1_000, stat[0][2] + 1)
     follow.tick(True)  # it ran, briefly and without waiting
     follow.tick(True)  # a stalled tick again: one in a row
+    assert os.sched_getaffinity(child) == held
+
+
+def test_without_scheduler_statistics_a_running_worker_is_not_taken_for_a_stalled_one(
+    child: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A kernel built without them reads 0 0 0 in /proc/PID/schedstat: no run time ever
+    grows, and a worker busy with a long command (R) must stay held."""
+    monkeypatch.setattr(affinity, "_schedstat", lambda pid: (0, 0, 0))
+    monkeypatch.setattr(affinity, "_runnable", lambda pid: True)
+    follow = Follow(child)
+    calls(follow, HOLD_AFTER + 1)
+    held = os.sched_getaffinity(child)
+    for _ in range(STALLED_TICKS + 2):
+        follow.tick(True)
     assert os.sched_getaffinity(child) == held
 
 

@@ -252,8 +252,9 @@ class Follow:
             return
         # a held worker that did not run at all since the last tick but waited counts
         # too: in SCHED_IDLE under another task's load, it may not run for a whole tick
+        # (a kernel without scheduler statistics reads 0 0 0: no run time, no stall)
         if waited - before[1] > CONTENDED_NS * max(runs - before[2], 1) or self._stalled(
-            ran == before[0]
+            ran == before[0] and ran != 0
         ):
             self.release()
             self.cool = COOL_TICKS << self.strikes
