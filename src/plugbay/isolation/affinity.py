@@ -33,12 +33,12 @@ needs it), and only for a sandboxed worker with a CPU cgroup of its own: the cla
 orders a task only among its own cgroup's tasks, so beside other processes the
 worker keeps its group's fair share (less while a thread of its own runs on another
 core: the group's weight follows its load, and an idle-class task weighs little), and
-it cannot fork a child that would inherit the class. It is undone, for every thread of the worker, whenever the worker is let
-go. Should a held worker wait for its core all the same, the heartbeat's tick sees
-the waits and lets it go, as it does any held worker that shares its core; so too a
-worker that waits without getting its core at all, whose waits the kernel has not
-counted yet (it counts one when the wait ends): runnable through two ticks in a row
-without running.
+it cannot fork a child that would inherit the class. It is undone, for every thread
+of the worker, whenever the worker is let go. Should a held worker wait for its core
+all the same, the heartbeat's tick sees the waits and lets it go, as it does any held
+worker that shares its core; so too a worker that waits without getting its core at
+all, whose waits the kernel has not counted yet (it counts one when the wait ends):
+runnable through two ticks in a row without running.
 
 Affinity is a scheduling hint, not a limit: the worker's CPU quota (its cgroup)
 and every other layer are unchanged; a plugin that sets its own affinity only
