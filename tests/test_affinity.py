@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from plugbay.isolation import affinity
@@ -32,6 +33,7 @@ from plugbay.isolation.affinity import (
 )
 from plugbay.isolation.process import ProcessHandle
 from plugbay.runtime.host import Host
+from tests._waiting import until_sync
 from tests.conftest import PluginFactory
 
 ALLOWED = os.sched_getaffinity(0)
@@ -47,6 +49,12 @@ def child() -> Iterator[int]:
             signal.pause()
         finally:
             os._exit(0)
+    # waiting in pause() before a test sees it: just forked, under load, it may still be
+    # runnable (R), which the tick's stall check reads (seen in two suites run at once)
+    deadline = time.monotonic() + 30
+    while psutil.Process(pid).status() != psutil.STATUS_SLEEPING:
+        assert time.monotonic() < deadline, "the child never reached pause()"
+        time.sleep(0.001)
     try:
         yield pid
     finally:
@@ -315,7 +323,8 @@ def test_without_scheduler_statistics_a_running_worker_is_not_taken_for_a_stalle
 
 def test_runnable_is_read_from_the_process_state(child: int) -> None:
     spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
-    try:
+    try:  # starting, it may wait for a file; spinning, it is R from then on
+        until_sync(lambda: affinity._runnable(spinner.pid), "the spinner to be runnable", 30)
         assert affinity._runnable(spinner.pid)
         assert not affinity._runnable(child)  # paused in a signal wait
     finally:
