@@ -49,13 +49,15 @@ def child() -> Iterator[int]:
             signal.pause()
         finally:
             os._exit(0)
-    # waiting in pause() before a test sees it: just forked, under load, it may still be
-    # runnable (R), which the tick's stall check reads (seen in two suites run at once)
-    deadline = time.monotonic() + 30
-    while psutil.Process(pid).status() != psutil.STATUS_SLEEPING:
-        assert time.monotonic() < deadline, "the child never reached pause()"
-        time.sleep(0.001)
     try:
+        # waiting in pause() before a test sees it: just forked, under load, it may still
+        # be runnable (R), which the tick's stall check reads (seen in two suites at once)
+        until_sync(
+            lambda: psutil.Process(pid).status() == psutil.STATUS_SLEEPING,
+            "the child to reach pause()",
+            30,
+            every=0.001,
+        )
         yield pid
     finally:
         os.kill(pid, signal.SIGKILL)
