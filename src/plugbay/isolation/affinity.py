@@ -246,15 +246,15 @@ class Follow:
         stat = _schedstat(self.pid)
         if stat is None:
             return
-        (ran, waited, runs), before = stat, self.seen
+        (ran, waited, runs), (ran_before, waited_before, runs_before) = stat, self.seen
         self.seen = stat
         if self.cpu < 0:
             return
         # a held worker that did not run at all since the last tick but waited counts
         # too: in SCHED_IDLE under another task's load, it may not run for a whole tick
         # (a kernel without scheduler statistics reads 0 0 0: no run time, no stall)
-        if waited - before[1] > CONTENDED_NS * max(runs - before[2], 1) or self._stalled(
-            ran == before[0] and ran != 0
+        if waited - waited_before > CONTENDED_NS * max(runs - runs_before, 1) or self._stalled(
+            ran == ran_before and ran != 0
         ):
             self.release()
             self.cool = COOL_TICKS << self.strikes
