@@ -10,14 +10,14 @@ treated as broken (never trusted to resynchronise).
 from __future__ import annotations
 
 import asyncio
-import os
-import select
 import struct
 import time
 from collections.abc import Callable
 from typing import Any, Final, cast
 
 import msgspec
+
+from plugbay.isolation._deadline_io import read_some, write_all
 
 __all__ = [
     "MAX_FRAME",
@@ -327,37 +327,6 @@ def decode(body: bytes) -> Message:
 
 #: frames up to this size sent in one loop turn are joined into one write
 _BATCH_BYTES = 64 * 1024
-
-
-def _write_all(fd: int, data: bytes, deadline: float) -> None:
-    view = memoryview(data)
-    while view:
-        _wait(fd, deadline, write=True)
-        try:
-            view = view[os.write(fd, view) :]
-        except BlockingIOError:
-            continue
-
-
-def _read_some(fd: int, deadline: float) -> bytes:
-    while True:
-        _wait(fd, deadline, write=False)
-        try:
-            data = os.read(fd, 1 << 16)
-        except BlockingIOError:
-            continue
-        if not data:
-            raise ConnectionError("the channel to the host closed")
-        return data
-
-
-def _wait(fd: int, deadline: float, *, write: bool) -> None:
-    left = deadline - time.monotonic()
-    if left <= 0:
-        raise TimeoutError("no answer from the host in time")
-    ready = select.select([], [fd], [], left) if write else select.select([fd], [], [], left)
-    if not ready[1 if write else 0]:
-        raise TimeoutError("no answer from the host in time")
 
 
 class Channel(asyncio.Protocol):
@@ -714,7 +683,7 @@ class Channel(asyncio.Protocol):
         if transport.get_write_buffer_size():
             raise BlockingIOError("earlier frames are still waiting to leave")
         deadline = time.monotonic() + timeout
-        _write_all(fd, encode(message), deadline)
+        write_all(fd, encode(message), deadline)
         buf = self._buffer
         pos = self._parsed  # frames before it were handed on already
         while True:
@@ -732,7 +701,7 @@ class Channel(asyncio.Protocol):
                         asyncio.get_running_loop().call_soon(self.data_received, b"")
                     return found
                 pos = end
-            data = _read_some(fd, deadline)
+            data = read_some(fd, deadline)
             if self._skipping:  # the rest of a frame this end throws away
                 cut = min(self._skipping, len(data))
                 self._skipping -= cut
