@@ -549,11 +549,11 @@ async def test_a_held_worker_beside_a_busy_neighbour_still_gets_its_share(
     it still gets a fair share (a worker without a cgroup of its own is never put in
     the class). Starved, 0.2 s of CPU would take over a minute at SCHED_IDLE's weight."""
     async with serving(plugins, tmp_path, BURN) as (host, handle):
-        # a `def` command holds the worker's loop, so its pings wait for the burn: in a
-        # full CI run the 1 s heartbeat once killed the worker as hung mid-burn, and with
-        # it raised the burn once did not end in 20 s. Starvation is what this test is
-        # after: the 20 s bound catches it, and the failure says where the worker was.
-        handle.beat.timeout = 30.0
+        # a `def` command holds the worker's loop, so its pings wait for the burn, and the
+        # heartbeat with them, up to the call's 30 s limit (in a full CI run the 1 s
+        # heartbeat once killed the worker mid-burn, before it waited for def commands).
+        # Starvation is what this test is after: the 20 s bound catches it, and the
+        # failure says where the worker was.
         mine = sorted(ALLOWED)[0]
         os.sched_setaffinity(0, {mine})  # the caller stays on one core
         try:

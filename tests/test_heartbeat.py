@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from plugbay import PluginCrashed
-from plugbay.isolation.heartbeat import Beat, Pulse, pulse_for
+from plugbay.isolation.heartbeat import Beat, Pulse, held_by, hung_error, pulse_for
 from plugbay.isolation.process import ProcessHandle
 from tests.conftest import PluginFactory
 from tests.test_process import supervised, wait_for_state
@@ -145,3 +145,31 @@ async def test_a_freshly_started_worker_rests_unpinged_and_its_first_call_still_
         assert asyncio.get_running_loop().time() - started < 2.5
         await wait_for_state(host, "acme.stuck", "active")
         assert await host.call("acme.stuck", "ping") == "pong"
+
+
+def test_only_a_def_call_sent_before_the_unanswered_ping_and_within_its_limit_holds_it() -> None:
+    """``held_by``: the silence of a worker running a def command is that call's until its
+    deadline; a call sent after the ping, an async one, or one past its deadline is not."""
+    inline = frozenset({"work", "event:notes.saved"})
+    pinged, now = 10.0, 12.0
+    # (start, label, deadline, what), as ``Requests.inflight`` keeps them
+    work = (9.5, "work", 30.0, "work")
+    assert held_by({1: work}, inline, pinged, now) == "work"
+    assert held_by({1: (9.5, "event:notes.saved", 15.0, "x")}, inline, pinged, now)
+    assert held_by({1: work}, inline, None, now) is None  # no ping out: nothing to excuse
+    assert held_by({1: work}, frozenset(), pinged, now) is None  # the worker runs none
+    assert held_by({1: (9.5, "ping", 30.0, "ping")}, inline, pinged, now) is None  # async
+    assert held_by({1: (9.5, "work", 11.9, "work")}, inline, pinged, now) is None  # past it
+    # behind the ping in the socket: it cannot be what keeps the ping unanswered, so new
+    # calls never keep a hung worker alive
+    assert held_by({1: (10.5, "work", 30.0, "work")}, inline, pinged, now) is None
+    assert held_by({1: (10.5, "work", 30.0, "w"), 2: work}, inline, pinged, now) == "work"
+
+
+def test_a_heartbeat_kill_says_whether_a_def_command_overran_its_limit() -> None:
+    plain = hung_error("acme.p", 42, 1.04)
+    assert "(1.0 s without a reply) and was killed" in plain.message
+    assert "async def" in (plain.hint or "") and plain.details["pid"] == 42
+    overran = hung_error("acme.p", 42, 1.5, "stall")
+    assert "while 'stall' ran past its time limit, and was killed" in overran.message
+    assert "blocking=True" in (overran.hint or "") and overran.details["command"] == "stall"

@@ -422,6 +422,30 @@ async def test_calls_joined_in_a_turn_leave_as_one_frame_and_arrive_one_by_one()
     assert got == sent  # nothing of it was handed on
 
 
+STUCK = """
+import os, time
+from plugbay import UtilityPlugin, command
+
+class P(UtilityPlugin):
+    @command
+    async def block(self) -> None:
+        time.sleep(30)  # an async command that blocks its loop: a hang, as any other
+
+    @command
+    def work(self, seconds: float) -> int:
+        time.sleep(seconds)  # a def command runs in the loop: nothing else is answered
+        return os.getpid()
+
+    @command(timeout=1.5)
+    def overrun(self) -> None:
+        time.sleep(60)
+
+    @command
+    async def ping(self) -> str:
+        return "pong"
+"""
+
+
 def supervised(plugins: PluginFactory, tmp_path: Path, **kwargs: object) -> Host:
     plugins(
         "acme.subject",
@@ -430,9 +454,7 @@ def supervised(plugins: PluginFactory, tmp_path: Path, **kwargs: object) -> Host
     )
     plugins(
         "acme.stuck",
-        "import time\nfrom plugbay import UtilityPlugin, command\n\nclass P(UtilityPlugin):\n"
-        "    @command\n    def block(self) -> None:\n        time.sleep(30)\n"
-        "    @command\n    def ping(self) -> str:\n        return 'pong'\n",
+        STUCK,
         extra='isolation = "process"\n[resources]\ntimeout = 20\n',
     )
     plugins("acme.ok")
@@ -522,6 +544,52 @@ async def test_a_worker_that_stops_answering_is_found_within_a_second(
         assert asyncio.get_running_loop().time() - started < 2.5
         await wait_for_state(host, "acme.stuck", "active")
         assert await host.call("acme.stuck", "ping") == "pong"
+
+
+async def test_a_def_command_may_hold_its_worker_past_the_heartbeat_within_its_time_limit(
+    plugins: PluginFactory, tmp_path: Path
+) -> None:
+    """A def command runs in its worker's loop, so no ping is answered while it runs: that
+    silence is the call's, up to its time limit (20 s here), and is not taken for a hang."""
+    async with supervised(plugins, tmp_path, restart_backoff=0.1) as host:
+        assert await host.call("acme.stuck", "ping") == "pong"
+        handle = host.plugin("acme.stuck").handle
+        assert isinstance(handle, ProcessHandle)
+        pid, loop = handle.pid, asyncio.get_running_loop()
+        work = asyncio.ensure_future(host.call("acme.stuck", "work", seconds=4))
+        # silent for longer than the heartbeat lets any other silence go on
+        await until(
+            lambda: work.done() or handle.beat.silent(loop.time()) > handle.beat.timeout + 0.5,
+            "the worker's silence past the heartbeat's timeout",
+        )
+        assert not work.done(), work.exception()
+        assert handle.alive() is None  # live: busy in a def command
+        queued = asyncio.ensure_future(host.call("acme.stuck", "ping"))  # behind the work
+        assert await work == pid
+        assert await queued == "pong"
+        assert handle.pid == pid and handle.alive() is None
+        assert not [e for e in host.history("acme.stuck") if e.action == "crash"]
+
+
+async def test_a_def_command_past_its_time_limit_times_out_and_its_worker_is_replaced(
+    plugins: PluginFactory, tmp_path: Path
+) -> None:
+    async with supervised(plugins, tmp_path, restart_backoff=0.1) as host:
+        assert await host.call("acme.stuck", "ping") == "pong"
+        handle = host.plugin("acme.stuck").handle
+        assert isinstance(handle, ProcessHandle)
+        pid = handle.pid
+        with pytest.raises(PluginTimeout, match=r"did not finish within 1\.5 s"):
+            await host.call("acme.stuck", "overrun")  # sleeps 60 s
+        crash = await until(
+            lambda: [e for e in host.history("acme.stuck") if e.action == "crash"],
+            "the held worker killed",
+        )
+        assert "while 'overrun' ran past its time limit" in (crash[0].reason or "")
+        await wait_for_state(host, "acme.stuck", "active")
+        assert await host.call("acme.stuck", "ping") == "pong"
+        replaced = host.plugin("acme.stuck").handle
+        assert isinstance(replaced, ProcessHandle) and replaced.pid != pid
 
 
 async def test_a_reaped_worker_is_never_signalled_again(

@@ -114,6 +114,9 @@ class Loaded(msgspec.Struct, tag=True):
     custom_execute: bool
     #: each sandbox layer as applied in this worker (``LayerStatus`` fields)
     layers: list[dict[str, Any]] = []
+    #: the calls the worker runs in its loop itself (plain ``def`` commands and event
+    #: handlers): while one is in flight, the heartbeat waits up to its time limit
+    inline: list[str] = []
 
 
 class Security(msgspec.Struct, tag=True):

@@ -22,6 +22,11 @@ request to a resting worker wakes it (:attr:`Beat.last_used` is set on every
 request): within a tick it is pinged, and a hung loop is found within
 ``heartbeat_timeout`` as before. The rare idle ping still finds a worker hung
 while idle, and brings the plugin's own metrics changed by its background tasks.
+
+A plain ``def`` command runs in its worker's loop, which answers no ping until it
+returns: while such a call is in flight within its time limit the silence is that
+call's, and the verdict waits for it (:func:`held_by`). A command that needs more than
+the heartbeat's second is not a hang; one past its deadline still holding the loop is.
 """
 
 from __future__ import annotations
@@ -29,12 +34,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from collections.abc import Set as AbstractSet
 from typing import Final, Protocol
 
 from plugbay.api.errors import PluginCrashed
 
-__all__ = ["SWEEP", "TICK", "Beat", "Beating", "Pulse", "hung_error", "pulse_for"]
+__all__ = ["SWEEP", "TICK", "Beat", "Beating", "Pulse", "held_by", "hung_error", "pulse_for"]
 
 log = logging.getLogger("plugbay.isolation.heartbeat")
 
@@ -236,13 +242,50 @@ def pulse_for(loop: asyncio.AbstractEventLoop) -> Pulse:
     return pulse
 
 
-def hung_error(plugin: str, pid: int, silent: float) -> PluginCrashed:
-    """What the callers of a worker killed for a silent heartbeat are told."""
+def held_by(
+    inflight: Mapping[int, tuple[float, str, float, str]],
+    inline: AbstractSet[str],
+    pinged_at: float | None,
+    now: float,
+) -> str | None:
+    """The call that may be all that keeps a silent worker from answering its ping, or None.
+
+    A plain ``def`` command (or event handler) runs in its worker's loop, so the loop
+    answers nothing else until it returns. That is the contract of a ``def`` command, not
+    a hang: such a call (``inline``, as the worker named them when it loaded), sent before
+    the ping still unanswered and within its time limit, holds the heartbeat's verdict
+    until it returns or its deadline passes. A call sent after the ping cannot be what
+    keeps the ping waiting, so a stream of new calls never keeps a hung worker alive:
+    once every call that was ahead of the ping is answered or past its deadline, the
+    silence is the worker's own. ``inflight`` is ``Requests.inflight`` (start, label,
+    deadline, what)."""
+    if pinged_at is None or not inline:
+        return None
+    for start, label, due, _what in list(inflight.values()):  # any thread: one copy
+        if start <= pinged_at and due > now and label in inline:
+            return label
+    return None
+
+
+def hung_error(plugin: str, pid: int, silent: float, overran: str | None = None) -> PluginCrashed:
+    """What the callers of a worker killed for a silent heartbeat are told; ``overran``: the
+    ``def`` command that was past its time limit in this silence (its caller had its
+    timeout already)."""
+    if overran is not None:
+        return PluginCrashed(
+            f"its worker stopped answering its heartbeat ({silent:.1f} s without a reply) "
+            f"while '{overran}' ran past its time limit, and was killed",
+            plugin=plugin,
+            hint="a def command holds its worker's loop until it returns; one that can run "
+            "past its time limit belongs in a thread: @command(blocking=True)",
+            details={"pid": pid, "layer": "heartbeat", "command": overran},
+        )
     return PluginCrashed(
         f"its worker stopped answering its heartbeat ({silent:.1f} s without a reply) "
         "and was killed",
         plugin=plugin,
-        hint="a def command must not block its worker's loop "
-        "(mark long ones @command(blocking=True))",
+        hint="a def command may hold its worker's loop up to its time limit, nothing else "
+        "may: an async def command or background task that blocks belongs in "
+        "@command(blocking=True) or asyncio.to_thread",
         details={"pid": pid, "layer": "heartbeat"},
     )

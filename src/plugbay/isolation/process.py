@@ -53,7 +53,7 @@ from plugbay.isolation._process_parts import (
 )
 from plugbay.isolation.affinity import Follow
 from plugbay.isolation.base import Backend, CallTimeout, EnvironmentPaths, PluginHandle, deadline
-from plugbay.isolation.heartbeat import Beat, hung_error, pulse_for
+from plugbay.isolation.heartbeat import Beat, held_by, hung_error, pulse_for
 from plugbay.isolation.identity import (
     deliver_log,
     judge_error,
@@ -244,6 +244,10 @@ class ProcessHandle(sampling.SampledInWorker, RequestsToWorker, PluginHandle):
         #: the loop's heartbeat ticks for this worker (``isolation.heartbeat``)
         self._beating = False
         self.beat = Beat()
+        #: the calls its worker runs in its loop (``Loaded.inline``), and the last one past
+        #: its deadline since the worker last answered a ping (``heartbeat.held_by``)
+        self._inline: frozenset[str] = frozenset()
+        self._overran: str | None = None
         #: a kernel-enforced storage image the pulse looks at (its quota), and when next
         self._full_quota: int | None = None
         self._full_told: int | None = None
@@ -400,6 +404,7 @@ class ProcessHandle(sampling.SampledInWorker, RequestsToWorker, PluginHandle):
                 self._metrics.import_custom(message.data, self.budget)
         elif isinstance(message, frames.Pong):
             self.beat.answered(asyncio.get_running_loop().time())
+            self._overran = None
         elif isinstance(message, frames.HostCall):
             task = asyncio.create_task(self._serve_host_call(message))
             self._tasks.add(task)
@@ -500,6 +505,8 @@ class ProcessHandle(sampling.SampledInWorker, RequestsToWorker, PluginHandle):
             self.on_crash(self._dead)
 
     def _expired(self, request: int, what: str) -> None:
+        if what in self._inline:  # a def command past its deadline holds the loop no more
+            self._overran = what
         self._send(frames.Cancel(request))
         self._settle(request, error=CallTimeout())
         self._report({"kind": "timeout", "operation": what, "detail": "ran past its time limit"})
@@ -582,6 +589,8 @@ class ProcessHandle(sampling.SampledInWorker, RequestsToWorker, PluginHandle):
             self._next_storage = now + every
         due = self.beat.due(now, stalled, busy)
         if due == "hung":
+            if held_by(self._requests.inflight, self._inline, self.beat.pinged_at, now):
+                return True  # a def command's silence, within its time limit
             self._hung(self.beat.silent(now))
             return False
         if due == "ping":
@@ -595,8 +604,11 @@ class ProcessHandle(sampling.SampledInWorker, RequestsToWorker, PluginHandle):
                 "worker %d stopped answering its heartbeat; its stacks:\n%s",
                 self.pid, self.dump_stacks(tasks=False),
             )  # fmt: skip
-        error = hung_error(self.manifest.id, self.pid, silent)
-        self._report({"kind": "killed", "layer": "heartbeat", "detail": f"{silent:.1f} s silent"})
+        error = hung_error(self.manifest.id, self.pid, silent, self._overran)
+        past = f", '{self._overran}' past its time limit" if self._overran else ""
+        self._report(
+            {"kind": "killed", "layer": "heartbeat", "detail": f"{silent:.1f} s silent{past}"}
+        )
         self._crashed(error.message, error=error)
 
     async def initialize(self, context: PluginContext, timeout: float) -> None:
@@ -632,6 +644,7 @@ class ProcessHandle(sampling.SampledInWorker, RequestsToWorker, PluginHandle):
             async with deadline(timeout):
                 loaded = await self._loaded
                 self.commands = {c.name: RemoteSpec(c) for c in loaded.commands}
+                self._inline = frozenset(loaded.inline)
                 await self._request(frames.Init, timeout, "initialize")
         except CallTimeout:
             self._kill()
@@ -714,8 +727,11 @@ class ProcessHandle(sampling.SampledInWorker, RequestsToWorker, PluginHandle):
         if not self._beating:
             return None
         # from any thread (a /metrics scrape): the loop's clock is time.monotonic
-        silent = self.beat.silent(time.monotonic())
+        now = time.monotonic()
+        silent = self.beat.silent(now)
         if silent > self.beat.interval * 3:
+            if held_by(self._requests.inflight, self._inline, self.beat.pinged_at, now):
+                return None  # busy in a def command, within its time limit
             return f"its worker has not answered its heartbeat for {silent:.1f} s"
         return None
 

@@ -432,6 +432,7 @@ class Worker:
                 ],
                 not self.direct,
                 self.layers,
+                sorted(self.inline),
             )
         )
 
