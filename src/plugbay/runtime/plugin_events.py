@@ -22,6 +22,10 @@ dropped). An event dropped for one listener still goes on to the next ones. A
 listener in a worker receives the event through the frames path like a call
 (``event:NAME``); its handler's annotation checks the payload there.
 
+**A new version** gets the events that waited for its listener across the swap,
+when it listens to them too; one that no longer does is not sent them (counted as
+``unheard`` and said once in its log, never a failure of the plugin).
+
 **Lazy plugins**: an event reaches a listener that starts on demand: its
 ``on-event:NAME`` starts it, any other event waits in its queue until it runs.
 """
@@ -95,6 +99,8 @@ class _Inbox:
     delivered: int = 0
     failed: int = 0
     dropped: int = 0
+    #: queued for a version that listened; the one running when its turn came did not
+    unheard: int = 0
 
 
 @functools.lru_cache(maxsize=1024)
@@ -261,6 +267,11 @@ class PluginEvents:
     async def _deliver(self, box: _Inbox, item: _Item) -> None:
         try:
             route = await self._route(box.plugin, item.name)
+            manifest = route.handle.manifest
+            if item.name not in manifest.listens:  # it changed version while this waited
+                box.unheard += 1
+                self._unheard(box, item, str(manifest.version))
+                return
             await self._handle(route, item)
             box.delivered += 1
         except asyncio.CancelledError:
@@ -315,6 +326,18 @@ class PluginEvents:
         finally:
             inflight[0] -= 1
 
+    def _unheard(self, box: _Inbox, item: _Item, version: str) -> None:
+        if box.unheard == 1 or box.unheard % 1000 == 0:  # said, never flooding the log
+            logging.getLogger(f"plugbay.plugin.{box.plugin}").info(
+                "event '%s' from %s was not delivered: it was queued for an earlier version, "
+                "and version %s does not listen to it (%d such so far)",
+                item.name,
+                item.source,
+                version,
+                box.unheard,
+                extra={"plugbay_owner": box.plugin, "fields": {"source": "host"}},
+            )
+
     def _failed(self, box: _Inbox, item: _Item, why: str) -> None:
         logging.getLogger(f"plugbay.plugin.{box.plugin}").warning(
             "event '%s' from %s was not handled: %s",
@@ -356,6 +379,7 @@ class PluginEvents:
                 "delivered": box.delivered,
                 "failed": box.failed,
                 "dropped": box.dropped,
+                "unheard": box.unheard,
             }
             for (_, event), box in sorted(self._inboxes.items())
         ]
@@ -385,6 +409,11 @@ class PluginEvents:
             "Events dropped for the listener by its overflow policy.",
             labels=[*labels, "overflow"],
         )
+        unheard = CounterMetricFamily(
+            "plugbay_plugin_events_unheard",
+            "Events queued for an earlier version of the listener that does not listen now.",
+            labels=labels,
+        )
         emitted = CounterMetricFamily(
             "plugbay_plugin_events_emitted", "Plugin events emitted, by sender.", labels=labels
         )
@@ -395,9 +424,10 @@ class PluginEvents:
             delivered.add_metric(key, row["delivered"])
             failed.add_metric(key, row["failed"])
             dropped.add_metric([*key, row["overflow"]], row["dropped"])
+            unheard.add_metric(key, row["unheard"])
         for (source, event), n in list(self.emitted.items()):
             emitted.add_metric([source, event], n)
-        yield from (queued, bound, delivered, failed, dropped, emitted)
+        yield from (queued, bound, delivered, failed, dropped, unheard, emitted)
 
     async def close(self) -> None:
         """Stop delivering (the host is stopping); what still waits is not delivered."""
