@@ -12,7 +12,7 @@ from plugbay import PluginCrashed
 from plugbay.isolation.heartbeat import Beat, Pulse, held_by, hung_error, pulse_for
 from plugbay.isolation.process import ProcessHandle
 from tests.conftest import PluginFactory
-from tests.test_process import supervised, wait_for_state
+from tests.test_process import stuck_worker, supervised, wait_for_state
 
 
 class Member:
@@ -89,9 +89,7 @@ async def test_a_worker_that_rested_and_hangs_on_its_next_call_is_found_within_s
     plugins: PluginFactory, tmp_path: Path
 ) -> None:
     async with supervised(plugins, tmp_path, restart_backoff=0.1) as host:
-        assert await host.call("acme.stuck", "ping") == "pong"
-        handle = host.plugin("acme.stuck").handle
-        assert isinstance(handle, ProcessHandle)
+        handle = await stuck_worker(host)
         handle.beat.idle_after = 0.2
         pulse = pulse_for(asyncio.get_running_loop())
         await until(lambda: handle.beat.wake is not None, "the idle worker rests", 15)

@@ -461,6 +461,14 @@ def supervised(plugins: PluginFactory, tmp_path: Path, **kwargs: object) -> Host
     return Host(plugins.root, state_dir=tmp_path / "state", entry_points=False, **kwargs)  # type: ignore[arg-type]
 
 
+async def stuck_worker(host: Host) -> ProcessHandle:
+    """acme.stuck's worker handle, once the worker has answered a call."""
+    assert await host.call("acme.stuck", "ping") == "pong"
+    handle = host.plugin("acme.stuck").handle
+    assert isinstance(handle, ProcessHandle)
+    return handle
+
+
 async def wait_for_state(host: Host, plugin_id: str, state: str, seconds: float = 10) -> None:
     deadline = asyncio.get_running_loop().time() + seconds
     while str(host.plugin(plugin_id).state) != state:
@@ -552,9 +560,7 @@ async def test_a_def_command_may_hold_its_worker_past_the_heartbeat_within_its_t
     """A def command runs in its worker's loop, so no ping is answered while it runs: that
     silence is the call's, up to its time limit (20 s here), and is not taken for a hang."""
     async with supervised(plugins, tmp_path, restart_backoff=0.1) as host:
-        assert await host.call("acme.stuck", "ping") == "pong"
-        handle = host.plugin("acme.stuck").handle
-        assert isinstance(handle, ProcessHandle)
+        handle = await stuck_worker(host)
         pid, loop = handle.pid, asyncio.get_running_loop()
         work = asyncio.ensure_future(host.call("acme.stuck", "work", seconds=4))
         # silent for longer than the heartbeat lets any other silence go on
@@ -575,10 +581,7 @@ async def test_a_def_command_past_its_time_limit_times_out_and_its_worker_is_rep
     plugins: PluginFactory, tmp_path: Path
 ) -> None:
     async with supervised(plugins, tmp_path, restart_backoff=0.1) as host:
-        assert await host.call("acme.stuck", "ping") == "pong"
-        handle = host.plugin("acme.stuck").handle
-        assert isinstance(handle, ProcessHandle)
-        pid = handle.pid
+        pid = (await stuck_worker(host)).pid
         with pytest.raises(PluginTimeout, match=r"did not finish within 1\.5 s"):
             await host.call("acme.stuck", "overrun")  # sleeps 60 s
         crash = await until(
