@@ -27,7 +27,8 @@ the wire, below Ray's own actor call (``bench``).
 Failures
 --------
 A worker, actor or node that ends closes its channel (or stops answering the
-heartbeat, 1 s): every call in flight fails with ``PluginCrashed`` at once and
+heartbeat, 1 s, or a ``def`` command's time limit while one is in flight:
+``heartbeat.held_by``): every call in flight fails with ``PluginCrashed`` at once and
 the supervisor restarts the plugin after its backoff, on an alive node (a node
 whose plugin was lost is avoided for a while). A sandboxed worker's end is
 diagnosed by its agent as on this machine (an OOM kill is a
