@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from plugbay.api.errors import ConfigError, PluginCrashed
@@ -62,6 +64,12 @@ class P(UtilityPlugin):
         import asyncio
         await asyncio.sleep(seconds)
         return "done"
+
+    @command
+    def crunch(self, seconds: float) -> str:
+        import time
+        time.sleep(seconds)  # a def command: its worker's loop answers nothing meanwhile
+        return "crunched"
 """
 
 
@@ -166,6 +174,60 @@ async def test_when_its_node_goes_the_plugin_serves_again_from_another_with_its_
             assert "crash" in actions and "restart" in actions
         finally:
             ray_cluster.add(gone)  # the session's cluster, restored (main thread only)
+
+
+def freeze(node: Any, sig: signal.Signals) -> list[psutil.Process]:
+    """Stop (or continue) every process of a cluster node, as a machine that vanished
+    without closing its sockets: its raylet and what it started (the plugin's actor or
+    agent, the zygote and the workers), and Ray's other processes of that node."""
+    procs: list[psutil.Process] = []
+    for _kind, popen in node.live_processes():
+        with contextlib.suppress(psutil.NoSuchProcess):
+            top = psutil.Process(popen.pid)
+            procs += [top, *top.children(recursive=True)]
+    for proc in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.send_signal(sig)
+    return procs
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("trusted", [False, True], ids=["sandboxed", "bare-actor"])
+async def test_a_def_command_holds_the_heartbeat_while_its_node_answers_for_it(
+    ray_cluster: Any, make: Any, plugins: PluginFactory, trusted: bool
+) -> None:
+    """A def command longer than the heartbeat's second finishes on a live node; on a
+    node that freezes (a machine gone without closing its sockets) its call fails
+    within seconds, not at its 30 s time limit."""
+    write(plugins.root / "notes", label="v1", version="1.0.0", extra=on_node("worker"))
+    async with make(trusted=trusted, restart_backoff=0.1) as host:
+        first = handle_of(host)
+        loop = asyncio.get_running_loop()
+
+        def held() -> bool:
+            return first.beat.silent(loop.time()) > first.beat.timeout + 0.5
+
+        crunch = asyncio.ensure_future(host.call(PLUGIN, "crunch", seconds=4.0))
+        await until(lambda: crunch.done() or held(), "the worker silent past the heartbeat")
+        assert not crunch.done(), crunch.exception()
+        assert await crunch == "crunched"
+        assert handle_of(host) is first and first.alive() is None
+        # the same, and its node freezes while the command runs
+        crunch = asyncio.ensure_future(host.call(PLUGIN, "crunch", seconds=60.0))
+        await until(lambda: crunch.done() or held(), "the worker silent past the heartbeat")
+        assert not crunch.done(), crunch.exception()
+        name = ray_cluster.name_of(first.node)
+        node = ray_cluster.nodes[name]
+        frozen = time.monotonic()
+        freeze(node, signal.SIGSTOP)
+        try:
+            with pytest.raises(PluginCrashed, match="stopped answering its heartbeat"):
+                await crunch
+            assert time.monotonic() - frozen < 20  # bounds a hang; its limit is 30 s
+        finally:
+            freeze(node, signal.SIGCONT)
+            await asyncio.to_thread(ray_cluster.remove, name)
+            ray_cluster.add(name)  # the session's cluster, restored (main thread only)
 
 
 @pytest.mark.slow

@@ -139,6 +139,11 @@ class PluginActor:
 
         return {**process_usage(os.getpid()), "node": node_id()}
 
+    def here(self) -> bool:
+        """Answered by Ray's thread of this process, whatever its plugin's loop is doing
+        (``isolation._far_end``)."""
+        return True
+
     def stacks(self, pid: int) -> str:
         return _stacks_of_this_process()
 
@@ -170,6 +175,10 @@ class NodeAgent:
     async def ready(self) -> dict[str, Any]:
         await self.zygote.start()
         return {"node": node_id(), "pid": os.getpid(), "zygote": self.zygote.pid}
+
+    async def here(self) -> bool:
+        """The node is there, whatever its workers' loops are doing (``isolation._far_end``)."""
+        return True
 
     async def spawn(
         self,

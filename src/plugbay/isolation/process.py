@@ -589,7 +589,7 @@ class ProcessHandle(sampling.SampledInWorker, RequestsToWorker, PluginHandle):
             self._next_storage = now + every
         due = self.beat.due(now, stalled, busy)
         if due == "hung":
-            if held_by(self._requests.inflight, self._inline, self.beat.pinged_at, now):
+            if self._held(now) is not None:
                 return True  # a def command's silence, within its time limit
             self._hung(self.beat.silent(now))
             return False
@@ -597,6 +597,11 @@ class ProcessHandle(sampling.SampledInWorker, RequestsToWorker, PluginHandle):
             self.beat.pinged_at = now
             self._send(frames.Ping(next(self._beats)))
         return True
+
+    def _held(self, now: float) -> str | None:
+        """The def command whose call is what keeps the worker silent now, as far as the
+        host can tell (``heartbeat.held_by``); None: its silence is a hang."""
+        return held_by(self._requests.inflight, self._inline, self.beat.pinged_at, now)
 
     def _hung(self, silent: float) -> None:
         with contextlib.suppress(OSError):  # what it was doing, in the plugin's log
@@ -730,7 +735,7 @@ class ProcessHandle(sampling.SampledInWorker, RequestsToWorker, PluginHandle):
         now = time.monotonic()
         silent = self.beat.silent(now)
         if silent > self.beat.interval * 3:
-            if held_by(self._requests.inflight, self._inline, self.beat.pinged_at, now):
+            if self._held(now) is not None:
                 return None  # busy in a def command, within its time limit
             return f"its worker has not answered its heartbeat for {silent:.1f} s"
         return None

@@ -27,8 +27,8 @@ the wire, below Ray's own actor call (``bench``).
 Failures
 --------
 A worker, actor or node that ends closes its channel (or stops answering the
-heartbeat, 1 s, or a ``def`` command's time limit while one is in flight:
-``heartbeat.held_by``): every call in flight fails with ``PluginCrashed`` at once and
+heartbeat, 1 s; while a ``def`` command holds it, its node stops answering Ray:
+``isolation._far_end``): every call in flight fails with ``PluginCrashed`` at once and
 the supervisor restarts the plugin after its backoff, on an alive node (a node
 whose plugin was lost is avoided for a while). A sandboxed worker's end is
 diagnosed by its agent as on this machine (an OOM kill is a
@@ -69,6 +69,7 @@ from typing import Any
 
 from plugbay.api import PluginContext
 from plugbay.api.errors import PlugbayError, PluginCrashed, PluginLoadError
+from plugbay.isolation._far_end import FarEnd
 from plugbay.isolation._process_parts import bound_file_size, worker_request
 from plugbay.isolation._ray_agent import TOKEN_BYTES, NodeAgent, PluginActor
 from plugbay.isolation._ray_data import RayData
@@ -668,6 +669,19 @@ class RayHandle(ProcessHandle):
         self._agent = agent
         self._group = group
         self.gone = False
+        #: its node, asked while a def command holds the heartbeat (``isolation._far_end``)
+        self._far = FarEnd(lambda: self._target().here.remote())
+
+    def _held(self, now: float) -> str | None:
+        """As on this machine, while its node answers for it: a machine that vanished
+        closes no socket, and is as silent as a def command."""
+        held = super()._held(now)
+        return held if held is not None and self._far.there(now) else None
+
+    def _hung(self, silent: float) -> None:
+        if self._far.gone:  # its node did not answer either
+            self.backend.node_lost(self.node)
+        super()._hung(silent)
 
     async def initialize(self, context: PluginContext, timeout: float) -> None:
         """As a local worker, with its node's scratch directory as its data directory (the
@@ -735,6 +749,7 @@ class RayHandle(ProcessHandle):
         if self.gone:
             return
         self.gone = True
+        self._far.stop()
         if self.backend.head_lost is not None:  # nobody to ask: its node ends it
             self._group = None
             self.backend.forget(self)
