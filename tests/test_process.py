@@ -577,6 +577,33 @@ async def test_a_def_command_may_hold_its_worker_past_the_heartbeat_within_its_t
         assert not [e for e in host.history("acme.stuck") if e.action == "crash"]
 
 
+async def test_a_batch_of_def_calls_longer_than_the_heartbeat_is_answered_whole(
+    plugins: PluginFactory, tmp_path: Path
+) -> None:
+    """``call_many`` sends a batch in one write and the worker runs its def calls one after
+    the other in its loop: 2 s of them leave its heartbeat unanswered for over a second,
+    and the batch is answered whole, by the same worker."""
+    async with supervised(plugins, tmp_path, restart_backoff=0.1) as host:
+        handle = await stuck_worker(host)
+        pid, loop = handle.pid, asyncio.get_running_loop()
+        silences: list[float] = []
+
+        async def watch() -> None:
+            while True:
+                silences.append(handle.beat.silent(loop.time()))
+                await asyncio.sleep(0.05)
+
+        watcher = asyncio.ensure_future(watch())
+        try:
+            answers = await host.call_many("acme.stuck", "work", [{"seconds": 0.02}] * 100)
+        finally:
+            watcher.cancel()
+        assert answers == [pid] * 100
+        assert max(silences) > handle.beat.timeout  # the heartbeat went unanswered
+        assert handle.pid == pid
+        assert not [e for e in host.history("acme.stuck") if e.action == "crash"]
+
+
 async def test_a_def_command_past_its_time_limit_times_out_and_its_worker_is_replaced(
     plugins: PluginFactory, tmp_path: Path
 ) -> None:
