@@ -4,17 +4,20 @@ template cannot be made, each image is made by mkfs.ext4 as before."""
 
 from __future__ import annotations
 
+import ast
 import errno
 import os
 import shutil
 import struct
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from plugbay.isolation import _images, quota
+from tests._waiting import until_sync
 
 MiB = 1 << 20
 
@@ -135,3 +138,47 @@ def test_a_superblock_whose_checksums_follow_the_uuid_is_not_renamed() -> None:
     assert not _images._renamable(bytes(block))
     struct.pack_into("<I", block, 0x60, 0x2000)
     assert _images._renamable(bytes(block))
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not os.path.exists("/dev/loop-control"),
+    reason="needs root and loop devices",
+)
+def test_one_janitor_serves_every_mount_and_unmounts_what_a_dead_host_left(
+    tmp_path: Path,
+) -> None:
+    """The janitor stays between mounts: one started for the next mount ran beside its
+    mount(2), which took ten times as long. Kept, it still follows every mount and
+    unmount, and unmounts what the host left when it dies."""
+    data = tmp_path / "data" / "acme.one"
+    script = f"""
+import os, sys
+sys.path[:0] = {sys.path!r}
+from pathlib import Path
+import psutil
+from plugbay.isolation import quota
+mounts, data = quota.QuotaMounts(), Path({str(data)!r})
+janitors = []
+for _ in range(3):
+    mounts.attach(data, 4 << 20, "acme.one")
+    janitors.append(sorted(c.pid for c in psutil.Process().children()))
+    mounts.detach(data)
+mounts.attach(data, 4 << 20, "acme.one")
+(data / "kept.txt").write_text("kept")
+print(janitors, flush=True)
+os._exit(0)  # dies with its image mounted: its janitor unmounts it
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    janitors = ast.literal_eval(done.stdout.strip())
+    assert len(janitors[0]) == 1 and janitors == [janitors[0]] * 3  # the same one each time
+    until_sync(lambda: quota.mount_source(data) is None, "the janitor's unmount", 30)
+    image = quota.image_path(Path(os.path.realpath(data)))
+    until_sync(lambda: quota.loop_devices_of(image) == [], "its loop device freed", 30)
+    mounts = quota.QuotaMounts()
+    mounts.attach(data, 4 * MiB, "acme.one")
+    try:
+        assert (data / "kept.txt").read_text() == "kept"
+    finally:
+        mounts.close()
