@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from plugbay.isolation import _images, quota
+from plugbay.isolation import _images, _loop, quota
 from tests._waiting import until_sync
 
 MiB = 1 << 20
@@ -182,3 +182,34 @@ os._exit(0)  # dies with its image mounted: its janitor unmounts it
         assert (data / "kept.txt").read_text() == "kept"
     finally:
         mounts.close()
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not os.path.exists("/dev/loop-control"),
+    reason="needs root and loop devices",
+)
+def test_an_image_with_a_file_still_open_is_detached_and_freed_when_it_closes(
+    tmp_path: Path,
+) -> None:
+    """Unmounted in the host's process (``umount2``): at once when nothing is open there;
+    lazily while a file is, its loop device freed when that file closes."""
+    data = tmp_path / "data" / "acme.one"
+    image = quota.image_path(Path(os.path.realpath(tmp_path)) / "data" / "acme.one")
+    mounts = quota.QuotaMounts()
+    try:
+        mounts.attach(data, 4 * MiB, "acme.one")
+        with open(data / "open.txt", "w") as held:
+            held.write("held")
+            mounts.detach(data)
+            assert quota.mount_source(data) is None  # gone from the mount table at once
+            assert quota.loop_devices_of(image)  # still bound: a file is open there
+        until_sync(lambda: quota.loop_devices_of(image) == [], "its loop device freed", 30)
+        mounts.attach(data, 4 * MiB, "acme.one")
+        assert (data / "open.txt").read_text() == "held"  # the write went to the image
+        mounts.detach(data)
+        assert quota.mount_source(data) is None and quota.loop_devices_of(image) == []
+    finally:
+        mounts.close()
+    with pytest.raises(OSError, match="Invalid argument") as refused:
+        _loop.unmount(str(tmp_path))  # not a mount point
+    assert refused.value.errno == errno.EINVAL

@@ -10,7 +10,8 @@ how many images are mounted:
   ``LOOP_CONFIGURE`` (Linux 5.8) binds the image to it in one step, with direct
   I/O (the image's pages are cached once, by ext4) and autoclear (the device frees
   itself when its mount is gone, or when the host dies before it mounted);
-* ``mount(2)`` mounts it ``nosuid,nodev`` with ``discard``;
+* ``mount(2)`` mounts it ``nosuid,nodev`` with ``discard``, and ``umount2(2)``
+  unmounts it (lazily when a file is still open there);
 * the device of a mount point is read from ``stat`` and ``/sys/dev/block``, and
   whether a directory is a mount point from the mount ids in ``/proc/self/fdinfo``.
 
@@ -29,7 +30,7 @@ import os
 import struct
 from typing import Final
 
-__all__ = ["LoopUnavailable", "detach", "device_of", "is_mount_point", "mount_image"]
+__all__ = ["LoopUnavailable", "detach", "device_of", "is_mount_point", "mount_image", "unmount"]
 
 _LOOP_CTL_GET_FREE: Final = 0x4C82
 _LOOP_CONFIGURE: Final = 0x4C0A
@@ -38,6 +39,7 @@ _LO_FLAGS_AUTOCLEAR: Final = 4
 _LO_FLAGS_DIRECT_IO: Final = 16
 _MS_NOSUID: Final = 2
 _MS_NODEV: Final = 4
+_MNT_DETACH: Final = 2
 _LOOP_MAJOR: Final = 7
 #: struct loop_config: fd, block_size, then struct loop_info64 (5 u64, 4 u32, file name,
 #: crypt name, key, 2 u64 init), then 8 reserved u64
@@ -114,6 +116,20 @@ def mount_image(image: str, target: str, options: str = "discard") -> str:
     finally:
         os.close(device)  # the mount holds the device now; autoclear frees it after
     return path
+
+
+def unmount(target: str) -> bool:
+    """Unmount ``target``: True when it is gone at once, False when it was busy (a file
+    still open there) and is only detached, gone once the last file closes. ``OSError``
+    when neither can be done (not a mount point, say)."""
+    libc, path = _libc(), os.fsencode(target)
+    if libc.umount2(path, 0) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code == errno.EBUSY and libc.umount2(path, _MNT_DETACH) == 0:
+        return False
+    code = ctypes.get_errno() if code == errno.EBUSY else code
+    raise OSError(code, f"umount {target}: {os.strerror(code)}")
 
 
 def detach(device: str) -> None:

@@ -246,17 +246,28 @@ def _mounted(path: Path) -> bool:
 
 def _umount(target: Path) -> None:
     device = _loop.device_of(str(target)) if _mounted(target) else None
+    try:  # in-process (``isolation._loop``): no process started beside other mounts
+        gone = _loop.unmount(str(target))
+    except OSError as exc:
+        log.debug("unmounting %s with the tools: %s", target, exc)
+        gone = _umount_with_tools(target)
+    if not gone:
+        return
+    # the device clears itself; the kernel may do it a moment later, so it is let go
+    # here, at once (quiet when it is already free)
+    if device is not None and Path(f"/sys/block/{Path(device).name}/loop/backing_file").exists():
+        _loop.detach(device)
+
+
+def _umount_with_tools(target: Path) -> bool:
     try:
         _run("umount", str(target))
     except QuotaUnavailable:
         # busy (a file still open there): detach now; the loop device, set to clear
         # itself, is freed when the last file closes
         _run("umount", "-l", str(target))
-        return
-    # the device clears itself; the kernel may do it a moment later, so it is let go
-    # here, at once (quiet when it is already free)
-    if device is not None and Path(f"/sys/block/{Path(device).name}/loop/backing_file").exists():
-        _loop.detach(device)
+        return False
+    return True
 
 
 def _resize(image: Path, size: int, plugin: str) -> None:
