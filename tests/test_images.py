@@ -27,6 +27,13 @@ pytestmark = pytest.mark.skipif(
 )
 
 
+#: mounting an image needs root and the kernel's loop devices
+needs_loop_devices = pytest.mark.skipif(
+    os.geteuid() != 0 or not os.path.exists("/dev/loop-control"),
+    reason="needs root and loop devices",
+)
+
+
 @pytest.fixture(autouse=True)
 def fresh_templates() -> Iterator[None]:
     saved = dict(_images._templates)
@@ -97,10 +104,17 @@ def test_images_are_clean_filesystems_of_their_size_each_with_its_own_uuid(
     assert len({uuid_of(image) for image in images}) == 3
 
 
-@pytest.mark.skipif(
-    os.geteuid() != 0 or not os.path.exists("/dev/loop-control"),
-    reason="needs root and loop devices",
-)
+def kept_at_the_next_mount(data: Path, name: str) -> str:
+    """What ``name`` holds once ``data``'s image is mounted again, by a new QuotaMounts."""
+    mounts = quota.QuotaMounts()
+    mounts.attach(data, 4 * MiB, "acme.one")
+    try:
+        return (data / name).read_text()
+    finally:
+        mounts.close()
+
+
+@needs_loop_devices
 def test_a_templated_image_mounts_keeps_data_and_refuses_a_write_past_its_size(
     tmp_path: Path,
 ) -> None:
@@ -113,12 +127,7 @@ def test_a_templated_image_mounts_keeps_data_and_refuses_a_write_past_its_size(
     finally:
         mounts.close()
     clean(quota.image_path(Path(os.path.realpath(data))))
-    mounts = quota.QuotaMounts()
-    mounts.attach(data, 4 * MiB, "acme.one")
-    try:
-        assert (data / "kept.txt").read_text() == "kept"
-    finally:
-        mounts.close()
+    assert kept_at_the_next_mount(data, "kept.txt") == "kept"
 
 
 def test_without_metadata_csum_seed_each_image_is_made_by_mkfs(tmp_path: Path) -> None:
@@ -140,10 +149,7 @@ def test_a_superblock_whose_checksums_follow_the_uuid_is_not_renamed() -> None:
     assert _images._renamable(bytes(block))
 
 
-@pytest.mark.skipif(
-    os.geteuid() != 0 or not os.path.exists("/dev/loop-control"),
-    reason="needs root and loop devices",
-)
+@needs_loop_devices
 def test_one_janitor_serves_every_mount_and_unmounts_what_a_dead_host_left(
     tmp_path: Path,
 ) -> None:
@@ -176,18 +182,10 @@ os._exit(0)  # dies with its image mounted: its janitor unmounts it
     until_sync(lambda: quota.mount_source(data) is None, "the janitor's unmount", 30)
     image = quota.image_path(Path(os.path.realpath(data)))
     until_sync(lambda: quota.loop_devices_of(image) == [], "its loop device freed", 30)
-    mounts = quota.QuotaMounts()
-    mounts.attach(data, 4 * MiB, "acme.one")
-    try:
-        assert (data / "kept.txt").read_text() == "kept"
-    finally:
-        mounts.close()
+    assert kept_at_the_next_mount(data, "kept.txt") == "kept"
 
 
-@pytest.mark.skipif(
-    os.geteuid() != 0 or not os.path.exists("/dev/loop-control"),
-    reason="needs root and loop devices",
-)
+@needs_loop_devices
 def test_an_image_with_a_file_still_open_is_detached_and_freed_when_it_closes(
     tmp_path: Path,
 ) -> None:
