@@ -66,6 +66,11 @@ class P(UtilityPlugin):
         return "done"
 
     @command
+    async def stall(self, seconds: float) -> None:
+        import time
+        time.sleep(seconds)  # an async command that blocks its loop: a hang
+
+    @command
     def crunch(self, seconds: float) -> str:
         import time
         time.sleep(seconds)  # a def command: its worker's loop answers nothing meanwhile
@@ -218,16 +223,62 @@ async def test_a_def_command_holds_the_heartbeat_while_its_node_answers_for_it(
         assert not crunch.done(), crunch.exception()
         name = ray_cluster.name_of(first.node)
         node = ray_cluster.nodes[name]
+        gaps: list[float] = []
+
+        async def ticking() -> None:  # the host's loop, turning while the node is asked
+            last = time.monotonic()
+            while True:
+                await asyncio.sleep(0.05)
+                gaps.append(time.monotonic() - last)
+                last = time.monotonic()
+
+        ticker = asyncio.ensure_future(ticking())
         frozen = time.monotonic()
         freeze(node, signal.SIGSTOP)
         try:
             with pytest.raises(PluginCrashed, match="stopped answering its heartbeat"):
                 await crunch
             assert time.monotonic() - frozen < 20  # bounds a hang; its limit is 30 s
+            ticks = len(gaps)
+            await until(lambda: len(gaps) > ticks, "the ticker's next turn")
+            # its stacks were not waited for on the loop (a Ray call of up to 5 s there)
+            assert max(gaps) < 3.0, max(gaps)
         finally:
+            ticker.cancel()
             freeze(node, signal.SIGCONT)
             await asyncio.to_thread(ray_cluster.remove, name)
             ray_cluster.add(name)  # the session's cluster, restored (main thread only)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("trusted", [False, True], ids=["sandboxed", "bare-actor"])
+async def test_a_remote_worker_that_blocks_its_loop_is_killed_with_its_stacks_from_its_node(
+    ray_cluster: Any, make: Any, plugins: PluginFactory, trusted: bool
+) -> None:
+    """Its stacks are read on its node (a Ray call): asked in a thread while the host's
+    loop runs on, and in the plugin's log before it is killed."""
+    write(plugins.root / "notes", label="v1", version="1.0.0", extra=on_node("worker"))
+    async with make(trusted=trusted, restart_backoff=0.1) as host:
+        first = handle_of(host)
+        stalled = asyncio.ensure_future(host.call(PLUGIN, "stall", seconds=60.0))
+        ticks = 0
+        while not stalled.done():  # the host's loop turns all along
+            ticks += 1
+            await asyncio.sleep(0.05)
+        with pytest.raises(PluginCrashed, match="stopped answering its heartbeat"):
+            await stalled
+        assert ticks > 20  # a second of silence and more, the loop turning
+        (record,) = await until(
+            lambda: [r for r in host.logs(PLUGIN) if "its stacks:" in r["message"]],
+            "the stacks in the plugin's log",
+        )
+        assert "in stall" in record["message"], record["message"]
+        await until(
+            lambda: host.plugin(PLUGIN).state == "active" and handle_of(host) is not first,
+            "the restart",
+            seconds=60,
+        )
+        assert await host.call(PLUGIN, "label") == "v1"
 
 
 @pytest.mark.slow

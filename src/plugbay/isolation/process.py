@@ -604,11 +604,16 @@ class ProcessHandle(sampling.SampledInWorker, RequestsToWorker, PluginHandle):
         return held_by(self._requests.inflight, self._inline, self.beat.pinged_at, now)
 
     def _hung(self, silent: float) -> None:
-        with contextlib.suppress(OSError):  # what it was doing, in the plugin's log
+        self._kill_hung(silent, self.dump_stacks(tasks=False))  # read here, from /proc
+
+    def _kill_hung(self, silent: float, stacks: str) -> None:
+        """Kill the silent worker, its stacks (what it was doing) in the plugin's log."""
+        if self._dead is not None:
+            return
+        with contextlib.suppress(OSError):
             logging.getLogger(f"plugbay.plugin.{self.manifest.id}").error(
-                "worker %d stopped answering its heartbeat; its stacks:\n%s",
-                self.pid, self.dump_stacks(tasks=False),
-            )  # fmt: skip
+                "worker %d stopped answering its heartbeat; its stacks:\n%s", self.pid, stacks
+            )
         error = hung_error(self.manifest.id, self.pid, silent, self._overran)
         past = f", '{self._overran}' past its time limit" if self._overran else ""
         self._report(

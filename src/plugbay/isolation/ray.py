@@ -69,14 +69,14 @@ from typing import Any
 
 from plugbay.api import PluginContext
 from plugbay.api.errors import PlugbayError, PluginCrashed, PluginLoadError
-from plugbay.isolation._far_end import FarEnd
+from plugbay.isolation._far_end import FarEnd, FarHandle
 from plugbay.isolation._process_parts import bound_file_size, worker_request
 from plugbay.isolation._ray_agent import TOKEN_BYTES, NodeAgent, PluginActor
 from plugbay.isolation._ray_data import RayData
 from plugbay.isolation.base import Backend, EnvironmentPaths
 from plugbay.isolation.inline import run_in_daemon_thread
 from plugbay.isolation.policy import Placement
-from plugbay.isolation.process import HostCallHandler, ProcessHandle
+from plugbay.isolation.process import HostCallHandler
 from plugbay.isolation.quota import QuotaMounts
 from plugbay.isolation.ray_head import (
     HeadWatch,
@@ -632,7 +632,7 @@ def _asked(placement: Placement) -> str:
     return ", ".join(f"{k} {v}" for k, v in asked.items()) or "nothing"
 
 
-class RayHandle(ProcessHandle):
+class RayHandle(FarHandle):
     """A plugin on a Ray node: a process handle whose worker is far away. Its pid is on
     its node; its figures and stacks are read there; it is ended through Ray."""
 
@@ -672,16 +672,8 @@ class RayHandle(ProcessHandle):
         #: its node, asked while a def command holds the heartbeat (``isolation._far_end``)
         self._far = FarEnd(lambda: self._target().here.remote())
 
-    def _held(self, now: float) -> str | None:
-        """As on this machine, while its node answers for it: a machine that vanished
-        closes no socket, and is as silent as a def command."""
-        held = super()._held(now)
-        return held if held is not None and self._far.there(now) else None
-
-    def _hung(self, silent: float) -> None:
-        if self._far.gone:  # its node did not answer either
-            self.backend.node_lost(self.node)
-        super()._hung(silent)
+    def _node_gone(self) -> None:
+        self.backend.node_lost(self.node)
 
     async def initialize(self, context: PluginContext, timeout: float) -> None:
         """As a local worker, with its node's scratch directory as its data directory (the
