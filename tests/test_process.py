@@ -577,6 +577,28 @@ async def test_a_def_command_may_hold_its_worker_past_the_heartbeat_within_its_t
         assert not [e for e in host.history("acme.stuck") if e.action == "crash"]
 
 
+async def test_a_def_command_its_caller_gave_up_on_still_holds_the_heartbeat(
+    plugins: PluginFactory, tmp_path: Path
+) -> None:
+    """A caller that stops waiting (its own timeout) cannot stop a def body: the worker
+    runs it to its end, silent meanwhile, and is not taken for hung. Its late answer is
+    dropped, and the worker serves on."""
+    async with supervised(plugins, tmp_path, restart_backoff=0.1) as host:
+        handle = await stuck_worker(host)
+        pid, loop = handle.pid, asyncio.get_running_loop()
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.3):
+                await host.call("acme.stuck", "work", seconds=3)
+        await until(
+            lambda: handle.beat.silent(loop.time()) > handle.beat.timeout + 0.5,
+            "the worker silent past the heartbeat's timeout",
+        )
+        assert handle.alive() is None and handle.pid == pid
+        assert await host.call("acme.stuck", "ping") == "pong"  # once the work is done
+        assert handle.pid == pid and not handle._requests.abandoned  # its answer came
+        assert not [e for e in host.history("acme.stuck") if e.action == "crash"]
+
+
 async def test_a_batch_of_def_calls_longer_than_the_heartbeat_is_answered_whole(
     plugins: PluginFactory, tmp_path: Path
 ) -> None:

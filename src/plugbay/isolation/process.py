@@ -601,7 +601,11 @@ class ProcessHandle(sampling.SampledInWorker, RequestsToWorker, PluginHandle):
     def _held(self, now: float) -> str | None:
         """The def command whose call is what keeps the worker silent now, as far as the
         host can tell (``heartbeat.held_by``); None: its silence is a hang."""
-        return held_by(self._requests.inflight, self._inline, self.beat.pinged_at, now)
+        calls, pinged = self._requests, self.beat.pinged_at
+        held = held_by(calls.inflight, self._inline, pinged, now)
+        if held is None and calls.abandoned:  # given up on, maybe still running there
+            held = held_by(calls.abandoned, self._inline, pinged, now)
+        return held
 
     def _hung(self, silent: float) -> None:
         self._kill_hung(silent, self.dump_stacks(tasks=False))  # read here, from /proc

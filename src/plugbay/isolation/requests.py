@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 
@@ -20,6 +21,8 @@ from plugbay.isolation.sampling import NOT_CALLS
 
 __all__ = ["Batch", "Requests"]
 
+#: calls given up on kept at most, per channel (``Requests.abandoned``)
+_ABANDONED_KEPT: Final = 1024
 #: the watchdog looks at the deadlines at least this often, and at most every 5 ms
 _LOOK_EVERY: Final = 0.25
 _LOOK_AT_MOST: Final = 0.005
@@ -52,7 +55,9 @@ class Requests:
     out of the deadlines, still in ``pending``): the handle cancels it in the worker and
     fails it."""
 
-    __slots__ = ("_expire", "_ids", "_watchdog", "batched", "inflight", "name", "pending")
+    __slots__ = (
+        "_expire", "_ids", "_watchdog", "abandoned", "batched", "inflight", "name", "pending",
+    )  # fmt: skip
 
     def __init__(self, expire: Callable[[int, str], None], name: str = "") -> None:
         #: request → the future its caller awaits
@@ -62,6 +67,9 @@ class Requests:
         #: request → (loop-time start, what the monitor calls it, loop-time deadline,
         #: what a timeout report calls it)
         self.inflight: dict[int, tuple[float, str, float, str]] = {}
+        #: requests their callers gave up on, as ``inflight`` kept them, until their answer
+        #: or their deadline: the worker may still be running them (``heartbeat.held_by``)
+        self.abandoned: dict[int, tuple[float, str, float, str]] = {}
         self.name = name
         self._ids = itertools.count(1)
         self._expire = expire
@@ -129,9 +137,21 @@ class Requests:
         return batch, messages
 
     def close(self, request: int) -> None:
-        """The request is over (given up by its caller): forget it."""
+        """The request is over for its caller, who gave up: its future is forgotten, and
+        what it was is kept in ``abandoned`` until its answer or deadline."""
         self.pending.pop(request, None)
-        self.inflight.pop(request, None)
+        self._abandon(request, self.inflight.pop(request, None))
+
+    def _abandon(self, request: int, entry: tuple[float, str, float, str] | None) -> None:
+        if entry is None:
+            return
+        if len(self.abandoned) >= _ABANDONED_KEPT:  # those past their deadline go first
+            now = time.monotonic()  # the loop's clock
+            for old, (_s, _l, due, _w) in list(self.abandoned.items()):
+                if due <= now:
+                    del self.abandoned[old]
+        if len(self.abandoned) < _ABANDONED_KEPT:
+            self.abandoned[request] = entry
 
     def answer(self, request: int, value: Any) -> None:
         """Request ``request`` is answered (the hot path: a ``Reply``); it is over."""
@@ -142,6 +162,8 @@ class Requests:
                 future.set_result(value)
         elif (batch := self.batched.pop(request, None)) is not None:
             batch.put(request, value)
+        elif self.abandoned:  # the late answer of a call its caller gave up on
+            self.abandoned.pop(request, None)
 
     def settle(self, request: int, value: Any = None, error: BaseException | None = None) -> None:
         """Request ``request`` is over: answered, failed, expired or its worker gone."""
@@ -151,6 +173,8 @@ class Requests:
             batch = self.batched.pop(request, None)
             if batch is not None:
                 batch.put(request, value if error is None else error)
+            elif self.abandoned:
+                self.abandoned.pop(request, None)
         elif not future.done():
             if error is not None:
                 future.set_exception(error)
@@ -173,7 +197,7 @@ class Requests:
         except asyncio.CancelledError:
             for request in range(batch.first, batch.first + len(batch.results)):
                 if self.batched.pop(request, None) is not None:  # not answered yet
-                    self.inflight.pop(request, None)
+                    self._abandon(request, self.inflight.pop(request, None))
                     cancel(request)
             raise
 
