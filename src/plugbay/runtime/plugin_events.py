@@ -103,6 +103,12 @@ class _Inbox:
     unheard: int = 0
 
 
+def _worth_saying(count: int) -> bool:
+    """Whether the ``count``-th event of a kind is said in the log: the first, then every
+    thousandth (said, never flooding the log)."""
+    return count == 1 or count % 1000 == 0
+
+
 @functools.lru_cache(maxsize=1024)
 def _remote_spec(name: str) -> RemoteSpec:
     """What a worker is sent: a call to ``event:NAME`` that its event handler answers
@@ -241,7 +247,7 @@ class PluginEvents:
         return True
 
     def _dropped(self, box: _Inbox, name: str) -> None:
-        if box.dropped == 1 or box.dropped % 1000 == 0:  # said, never flooding the log
+        if _worth_saying(box.dropped):
             logging.getLogger(f"plugbay.plugin.{box.plugin}").warning(
                 "event '%s' dropped: its queue of %d is full (overflow %s; %d dropped so far)",
                 name,
@@ -327,7 +333,7 @@ class PluginEvents:
             inflight[0] -= 1
 
     def _unheard(self, box: _Inbox, item: _Item, version: str) -> None:
-        if box.unheard == 1 or box.unheard % 1000 == 0:  # said, never flooding the log
+        if _worth_saying(box.unheard):
             logging.getLogger(f"plugbay.plugin.{box.plugin}").info(
                 "event '%s' from %s was not delivered: it was queued for an earlier version, "
                 "and version %s does not listen to it (%d such so far)",
