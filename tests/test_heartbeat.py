@@ -164,6 +164,27 @@ def test_only_a_def_call_sent_before_the_unanswered_ping_and_within_its_limit_ho
     assert held_by({1: (10.5, "work", 30.0, "w"), 2: work}, inline, pinged, now) == "work"
 
 
+def test_a_def_call_just_answered_leaves_its_worker_a_timeout_to_answer_the_ping() -> None:
+    """The worker reads the ping only once its def call returns, so the pong comes behind
+    the call's answer: between the two, the silence is still the call's, for the
+    heartbeat's timeout from when the call was last seen holding it, and no longer."""
+    beat = Beat()
+    beat.pinged_at = 10.0
+    assert beat.held(10.9, "work") == "work"  # seen holding it, 0.9 s into the silence
+    assert beat.held(11.2, None) == "work"  # answered; its pong not read yet
+    assert beat.held(11.9, None) == "work"
+    assert beat.held(11.95, None) is None  # a timeout after it was last seen: a hang
+    # a later ping is not excused by a call that held an earlier one
+    beat.holder, beat.pinged_at = (10.0, 10.9, "work"), 11.0
+    assert beat.held(11.2, None) is None
+    # the host's own loop stalled 3 s: not the worker's silence, nor the end of its grace
+    beat.holder, beat.pinged_at = (10.0, 10.9, "work"), 10.0
+    assert beat.due(14.0, 3.0, busy=True) is None and beat.held(14.0, None) == "work"
+    assert beat.held(14.0, "work") == "work" and beat.holder == (13.0, 14.0, "work")
+    beat.answered(15.0)  # the pong
+    assert beat.held(15.1, None) is None
+
+
 def test_a_heartbeat_kill_says_whether_a_def_command_overran_its_limit() -> None:
     plain = hung_error("acme.p", 42, 1.04)
     assert "(1.0 s without a reply) and was killed" in plain.message

@@ -423,7 +423,7 @@ async def test_calls_joined_in_a_turn_leave_as_one_frame_and_arrive_one_by_one()
 
 
 STUCK = """
-import os, time
+import asyncio, os, time
 from plugbay import UtilityPlugin, command
 
 class P(UtilityPlugin):
@@ -439,6 +439,12 @@ class P(UtilityPlugin):
     @command(timeout=1.5)
     def overrun(self) -> None:
         time.sleep(60)
+
+    @command
+    def work_then_stall(self, seconds: float, stall: float) -> int:
+        asyncio.get_running_loop().call_soon(time.sleep, stall)  # right after its answer
+        time.sleep(seconds)
+        return os.getpid()
 
     @command
     async def ping(self) -> str:
@@ -575,6 +581,33 @@ async def test_a_def_command_may_hold_its_worker_past_the_heartbeat_within_its_t
         assert await queued == "pong"
         assert handle.pid == pid and handle.alive() is None
         assert not [e for e in host.history("acme.stuck") if e.action == "crash"]
+
+
+async def test_the_pong_behind_a_def_commands_answer_is_waited_for_not_taken_for_a_hang(
+    plugins: PluginFactory, tmp_path: Path
+) -> None:
+    """The worker reads the ping only once a def command returns, so its pong comes after
+    the command's answer: a worker a moment late with it (0.3 s here) is live meanwhile
+    and kept; one that stays silent is still found within seconds."""
+    async with supervised(plugins, tmp_path, restart_backoff=0.1) as host:
+        handle = await stuck_worker(host)
+        pid, loop = handle.pid, asyncio.get_running_loop()
+        call = host.call("acme.stuck", "work_then_stall", seconds=1.5, stall=0.3)
+        assert await call == pid
+        assert handle.beat.silent(loop.time()) > handle.beat.timeout  # its pong not yet come
+        assert handle.alive() is None
+        assert await host.call("acme.stuck", "ping") == "pong"
+        assert handle.pid == pid
+        assert not [e for e in host.history("acme.stuck") if e.action == "crash"]
+        # silent for good once its def command has returned: a hang like any other
+        call = host.call("acme.stuck", "work_then_stall", seconds=1.5, stall=30)
+        assert await call == pid
+        answered = loop.time()
+        with pytest.raises(PluginCrashed, match="stopped answering its heartbeat"):
+            await host.call("acme.stuck", "ping")
+        assert loop.time() - answered < 2.5
+        await wait_for_state(host, "acme.stuck", "active")
+        assert await host.call("acme.stuck", "ping") == "pong"
 
 
 async def test_a_def_command_its_caller_gave_up_on_still_holds_the_heartbeat(

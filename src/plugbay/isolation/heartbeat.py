@@ -27,6 +27,9 @@ A plain ``def`` command runs in its worker's loop, which answers no ping until i
 returns: while such a call is in flight within its time limit the silence is that
 call's, and the verdict waits for it (:func:`held_by`). A command that needs more than
 the heartbeat's second is not a hang; one past its deadline still holding the loop is.
+Its worker reads the ping only once it returns, so the pong comes after the command's
+answer, and may come a moment later: the worker has :attr:`Beat.timeout` from when the
+call was last seen holding it (:meth:`Beat.held`).
 """
 
 from __future__ import annotations
@@ -54,8 +57,8 @@ class Beat:
     """One worker's heartbeat: when it was last asked and answered, and its cadence."""
 
     __slots__ = (
-        "_last_used", "idle_after", "idle_interval", "idle_ping", "interval", "last_pong",
-        "pinged_at", "timeout", "wake",
+        "_last_used", "holder", "idle_after", "idle_interval", "idle_ping", "interval",
+        "last_pong", "pinged_at", "timeout", "wake",
     )  # fmt: skip
 
     def __init__(self) -> None:
@@ -70,6 +73,9 @@ class Beat:
         self.last_pong = 0.0
         #: when the ping not yet answered left (loop time), or None
         self.pinged_at: float | None = None
+        #: the def call last seen holding the verdict on that ping: (the ping's time, when
+        #: seen, the call's label), or None
+        self.holder: tuple[float, float, str] | None = None
         self._last_used = 0.0
         #: set while the worker rests: called (once) by the next request, to wake it
         self.wake: Callable[[], None] | None = None
@@ -113,10 +119,30 @@ class Beat:
             self.last_pong += stalled
             if self.pinged_at is not None:
                 self.pinged_at += stalled
+            if self.holder is not None:
+                ping, seen, label = self.holder
+                self.holder = (ping + stalled, seen + stalled, label)
         if self.pinged_at is not None:
             return "hung" if now - self.pinged_at > self.timeout else None
         every = self.interval if busy else self.idle_ping
         return "ping" if now - self.last_pong >= every - 0.01 else None
+
+    def held(self, now: float, label: str | None) -> str | None:
+        """The def call whose silence this is, ``label`` as :func:`held_by` found it now.
+
+        None found is not yet a hang when one held the same ping a moment ago: the worker
+        reads that ping only after the call returns, so its pong comes behind the call's
+        answer, maybe not yet read here. It has :attr:`timeout` from when the call was
+        last seen holding it, as it had from the ping itself: without that, a tick (or an
+        ``alive()``) between the answer and the pong took a worker that had just done its
+        work for a hung one."""
+        if label is not None and self.pinged_at is not None:
+            self.holder = (self.pinged_at, now, label)
+            return label
+        holder = self.holder
+        if holder is not None and holder[0] == self.pinged_at and now - holder[1] <= self.timeout:
+            return holder[2]
+        return None
 
     def silent(self, now: float) -> float:
         """Seconds the ping now out has gone unanswered (0 when none is out)."""

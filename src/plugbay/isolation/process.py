@@ -588,7 +588,9 @@ class ProcessHandle(sampling.SampledInWorker, RequestsToWorker, PluginHandle):
             every = self.storage_full_interval if busy else self.beat.idle_interval
             self._next_storage = now + every
         due = self.beat.due(now, stalled, busy)
-        if due == "hung":
+        if due is None and self.beat.silent(now) > self.beat.interval:
+            self._held(now)  # a late pong: is a def call the reason (seen, for its end)?
+        elif due == "hung":
             if self._held(now) is not None:
                 return True  # a def command's silence, within its time limit
             self._hung(self.beat.silent(now))
@@ -605,7 +607,7 @@ class ProcessHandle(sampling.SampledInWorker, RequestsToWorker, PluginHandle):
         held = held_by(calls.inflight, self._inline, pinged, now)
         if held is None and calls.abandoned:  # given up on, maybe still running there
             held = held_by(calls.abandoned, self._inline, pinged, now)
-        return held
+        return self.beat.held(now, held)  # one just answered: its pong may be on its way
 
     def _hung(self, silent: float) -> None:
         self._kill_hung(silent, self.dump_stacks(tasks=False))  # read here, from /proc
