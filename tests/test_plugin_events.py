@@ -450,6 +450,13 @@ async def test_events_queued_for_a_version_are_not_sent_to_one_that_no_longer_li
         text = exposition(host.manager).decode()
         slow_labels = {"plugin": "acme.slow", "event": "cache.evicted"}
         assert sample(text, "plugbay_plugin_events_unheard_total", **slow_labels) == 2
+        # plugbay info says it too, though the version it runs lists no such listen
+        info = host.info("acme.slow")["events"]
+        assert [r["event"] for r in info["listens"]] == ["cache.other"]
+        assert info["unheard"] == [{"event": "cache.evicted", "unheard": 2}]
+        assert dict(event_rows(host.info("acme.slow")))["no longer hears"].startswith(
+            "cache.evicted: 2 queued for it were passed on unheard"
+        )
     finally:
         await host.stop()
 

@@ -10,7 +10,9 @@ __all__ = ["event_rows"]
 
 
 def event_rows(data: dict[str, Any]) -> list[tuple[str, str]]:
-    """``("emits", "a, b")``, one ``listens`` row per event, and ``starts``."""
+    """``("emits", "a, b")``, one ``listens`` row per event, one ``no longer hears`` row
+    per event a reload stopped listening to with events passed on unheard, and
+    ``starts``."""
     events = data.get("events") or {}
     rows: list[tuple[str, str]] = []
     if events.get("emits"):
@@ -23,6 +25,14 @@ def event_rows(data: dict[str, Any]) -> list[tuple[str, str]]:
                 f"{listen['queued']}/{listen['queue']}, {listen['overflow']}): "
                 f"{listen['delivered']} delivered, {listen['failed']} failed, "
                 f"{listen['dropped']} dropped",
+            )
+        )
+    for i, gone in enumerate(events.get("unheard") or []):
+        rows.append(
+            (
+                "no longer hears" if i == 0 else "",
+                f"{gone['event']}: {gone['unheard']} queued for it were passed on unheard "
+                "(a new version without the listen)",
             )
         )
     activation = events.get("activation") or ["eager"]

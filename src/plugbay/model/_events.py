@@ -82,7 +82,8 @@ class EventListen:
 
 Fail = Callable[[str, str, str], ManifestError]
 
-#: what happened to a listener's events, by event: queued, delivered, failed, dropped
+#: what happened to a listener's events, by event: queued, delivered, failed, dropped,
+#: unheard
 Counts = dict[str, dict[str, int]]
 
 
@@ -94,12 +95,20 @@ def describe_events(
 ) -> dict[str, Any]:
     """The ``events`` part of ``plugbay info``: what a plugin emits and hears (with each
     listener's queue so far, when a host runs it) and what starts it."""
-    zero = {"queued": 0, "delivered": 0, "failed": 0, "dropped": 0}
+    zero = {"queued": 0, "delivered": 0, "failed": 0, "dropped": 0, "unheard": 0}
+    counts = counts or {}
     return {
         "emits": list(emits),
         "listens": [
-            {"event": name, **spec.to_dict(), **(counts or {}).get(name, zero)}
+            {"event": name, **spec.to_dict(), **counts.get(name, zero)}
             for name, spec in sorted(listens.items())
+        ],
+        # events it listened to in an earlier version, and those that reached it after
+        # it stopped (reloaded without the listen): counted, not sent to it
+        "unheard": [
+            {"event": name, "unheard": row["unheard"]}
+            for name, row in sorted(counts.items())
+            if name not in listens and row.get("unheard")
         ],
         "activation": list(activation) or ["eager"],
     }

@@ -367,6 +367,7 @@ class PluginEvents:
                 "delivered": box.delivered,
                 "failed": box.failed,
                 "dropped": box.dropped,
+                "unheard": box.unheard,
             }
             for (plugin, event), box in list(self._inboxes.items())
             if plugin == plugin_id
