@@ -130,6 +130,21 @@ def test_a_templated_image_mounts_keeps_data_and_refuses_a_write_past_its_size(
     assert kept_at_the_next_mount(data, "kept.txt") == "kept"
 
 
+def test_the_templates_scratch_file_has_no_name_while_mkfs_writes_it(tmp_path: Path) -> None:
+    """A host killed while mkfs writes the template leaves nothing in the images' directory:
+    the scratch file has no name there by then."""
+    seen: list[list[str]] = []
+
+    def mkfs(argv: list[str]) -> None:
+        seen.append(sorted(p.name for p in tmp_path.iterdir()))
+        Mkfs()(argv)
+
+    _images.make_image(tmp_path / "p0.ext4", 8 * MiB, mkfs)
+    assert seen == [[]]  # nothing there while mkfs ran
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p0.ext4"]
+    assert f"/{8 * MiB // 4096} blocks" in clean(tmp_path / "p0.ext4")
+
+
 def test_without_metadata_csum_seed_each_image_is_made_by_mkfs(tmp_path: Path) -> None:
     mkfs = Mkfs(refuse="metadata_csum_seed")
     images = [tmp_path / f"p{i}.ext4" for i in range(2)]

@@ -106,21 +106,20 @@ _templates: dict[int, tuple[tuple[int, bytes], ...] | None] = {}
 _lock = threading.Lock()
 
 
-def _written(path: Path) -> tuple[tuple[int, bytes], ...] | None:
+def _written(fd: int) -> tuple[tuple[int, bytes], ...] | None:
     """The data of a sparse file, extent by extent; None where holes cannot be found."""
     extents = []
-    with open(path, "rb") as f:
-        fd, end, offset = f.fileno(), os.fstat(f.fileno()).st_size, 0
-        while offset < end:
-            try:
-                start = os.lseek(fd, offset, os.SEEK_DATA)
-            except OSError as exc:  # ENXIO: no data past offset; else: not supported here
-                if exc.errno == errno.ENXIO:
-                    break
-                return None
-            stop = os.lseek(fd, start, os.SEEK_HOLE)
-            extents.append((start, os.pread(fd, stop - start, start)))
-            offset = stop
+    end, offset = os.fstat(fd).st_size, 0
+    while offset < end:
+        try:
+            start = os.lseek(fd, offset, os.SEEK_DATA)
+        except OSError as exc:  # ENXIO: no data past offset; else: not supported here
+            if exc.errno == errno.ENXIO:
+                break
+            return None
+        stop = os.lseek(fd, start, os.SEEK_HOLE)
+        extents.append((start, os.pread(fd, stop - start, start)))
+        offset = stop
     if not extents or extents[0][0] > _SUPER or len(extents[0][1]) < 2 * _SUPER - extents[0][0]:
         return None  # no superblock where it belongs: not what this module understands
     return tuple(extents)
@@ -132,21 +131,30 @@ def _template(
     with _lock:
         if size in _templates:
             return _templates[size]
+        # The scratch file loses its name at once, and mkfs writes it through the host's
+        # descriptor: a host killed while mkfs runs leaves no file of a size's worth of
+        # holes beside the images (it did, for every later start to step over).
         fd, name = tempfile.mkstemp(prefix=".template-", suffix=".ext4", dir=where)
-        scratch = Path(name)
         try:
+            os.unlink(name)
             os.ftruncate(fd, size)
-            os.close(fd)
             try:
-                mkfs([*mkfs_options(size), "-O", "metadata_csum_seed", str(scratch)])
+                mkfs(
+                    [
+                        *mkfs_options(size),
+                        "-O",
+                        "metadata_csum_seed",
+                        f"/proc/{os.getpid()}/fd/{fd}",
+                    ]
+                )
             except Exception:  # an older mkfs.ext4: each image is made by it, as before
                 found = None
             else:
-                found = _written(scratch)
+                found = _written(fd)
             if found is not None and not _renamable(_superblock(found)):
                 found = None
         finally:
-            scratch.unlink(missing_ok=True)
+            os.close(fd)
         _templates[size] = found
         return found
 
