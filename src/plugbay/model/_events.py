@@ -103,8 +103,8 @@ def describe_events(
             {"event": name, **spec.to_dict(), **counts.get(name, zero)}
             for name, spec in sorted(listens.items())
         ],
-        # events it listened to in an earlier version, and those that reached it after
-        # it stopped (reloaded without the listen): counted, not sent to it
+        # events an earlier version listened to, queued for it and passed on unheard by
+        # the version that runs now (reloaded without the listen)
         "unheard": [
             {"event": name, "unheard": row["unheard"]}
             for name, row in sorted(counts.items())

@@ -102,6 +102,16 @@ class _Inbox:
     #: queued for a version that listened; the one running when its turn came did not
     unheard: int = 0
 
+    def counts(self) -> dict[str, int]:
+        """What happened to its events so far (``plugbay info``, ``stats``)."""
+        return {
+            "queued": len(self.queue),
+            "delivered": self.delivered,
+            "failed": self.failed,
+            "dropped": self.dropped,
+            "unheard": self.unheard,
+        }
+
 
 def _worth_saying(count: int) -> bool:
     """Whether the ``count``-th event of a kind is said in the log: the first, then every
@@ -362,13 +372,7 @@ class PluginEvents:
         if manifest is None:
             return describe_events((), {}, ())
         counts = {
-            event: {
-                "queued": len(box.queue),
-                "delivered": box.delivered,
-                "failed": box.failed,
-                "dropped": box.dropped,
-                "unheard": box.unheard,
-            }
+            event: box.counts()
             for (plugin, event), box in list(self._inboxes.items())
             if plugin == plugin_id
         }
@@ -380,13 +384,9 @@ class PluginEvents:
             {
                 "plugin": box.plugin,
                 "event": event,
-                "queued": len(box.queue),
                 "queue": box.spec.queue,
                 "overflow": box.spec.overflow,
-                "delivered": box.delivered,
-                "failed": box.failed,
-                "dropped": box.dropped,
-                "unheard": box.unheard,
+                **box.counts(),
             }
             for (_, event), box in sorted(self._inboxes.items())
         ]
