@@ -490,16 +490,17 @@ async def test_a_held_worker_is_let_go_before_it_is_killed(
     pid = handle.pid
     assert len(os.sched_getaffinity(pid)) == 1  # held
     mask_when_killed: list[set[int]] = []
-    kill = os.kill
+    assert handle.child.fd is not None  # signalled through its pidfd
+    kill = signal.pidfd_send_signal
 
-    def spy(target: int, sig: int) -> None:
-        if target == pid:
+    def spy(target: int, sig: int, *args: object) -> None:
+        if target == handle.child.fd:
             mask_when_killed.append(os.sched_getaffinity(pid))
         kill(target, sig)
 
-    monkeypatch.setattr(os, "kill", spy)
+    monkeypatch.setattr(signal, "pidfd_send_signal", spy)
     handle.release()
-    monkeypatch.setattr(os, "kill", kill)
+    monkeypatch.setattr(signal, "pidfd_send_signal", kill)
     assert mask_when_killed and all(mask == ALLOWED for mask in mask_when_killed)
 
 

@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 
 from plugbay import ParameterError, PluginCallError, PluginCrashed, PluginTimeout, ResultTypeError
+from plugbay.isolation.affinity import HOLD_AFTER
 from plugbay.isolation.process import ProcessHandle
+from plugbay.isolation.zygote import Child
 from plugbay.runtime.host import Host
 from tests._recording import Recording
 from tests._waiting import until
@@ -685,18 +687,19 @@ async def test_a_reaped_worker_is_never_signalled_again(
     """Once the zygote has collected a worker's exit its pid is free for any new process:
     the crash report and the release that follow send it no signal. A live worker's release
     still kills it."""
-    kill = os.kill
+    kill = Child.kill
     sent: list[tuple[int, int, bool]] = []  # (pid, signal, was the worker reaped then)
     async with supervised(plugins, tmp_path, restart_backoff=0.1) as host:
         first = await host.call("acme.subject", "pid")
         old = host.plugin("acme.subject").handle
         assert isinstance(old, ProcessHandle) and old.pid == first and not old.reaped
 
-        def spy(pid: int, sig: int) -> None:
-            sent.append((pid, sig, old.reaped))
-            kill(pid, sig)
+        def spy(child: Child) -> None:
+            if not child.closed:  # a signal is sent
+                sent.append((child.pid, signal.SIGKILL, old.reaped))
+            kill(child)
 
-        monkeypatch.setattr(os, "kill", spy)
+        monkeypatch.setattr(Child, "kill", spy)
         with pytest.raises(PluginCrashed):
             await host.call("acme.subject", "crash")
         await wait_for_state(host, "acme.subject", "active")  # crashed, released, restarted
@@ -710,3 +713,65 @@ async def test_a_reaped_worker_is_never_signalled_again(
         live.release()
         assert (live.pid, signal.SIGKILL) in [(pid, sig) for pid, sig, _ in sent]
         await until(lambda: live.reaped, "the released worker's exit")
+
+
+NS_LAST_PID = Path("/proc/sys/kernel/ns_last_pid")
+
+
+def _process_numbered(pid: int) -> subprocess.Popen[bytes] | None:
+    """A process of ours given the number ``pid`` (through ``ns_last_pid``, as CRIU
+    restores one): what the machine may do with a worker's number once the zygote has
+    collected its exit. None if another process took the number first, every try.
+    Blocks (no await): the host must not hear of the exit meanwhile."""
+    deadline = time.monotonic() + 30
+    while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
+        time.sleep(0.001)  # the zygote collects the exit: the number is free
+    assert not os.path.exists(f"/proc/{pid}"), "the zygote did not collect the worker"
+    for _ in range(50):
+        NS_LAST_PID.write_text(str(pid - 1))
+        victim = subprocess.Popen(["sleep", "60"])
+        if victim.pid == pid:
+            return victim
+        victim.kill()
+        victim.wait()
+    return None
+
+
+@pytest.mark.skipif(
+    not os.access(NS_LAST_PID, os.W_OK) or len(os.sched_getaffinity(0)) < 2,
+    reason="needs ns_last_pid (CAP_SYS_ADMIN) to give a pid out again, and two cores",
+)
+async def test_a_worker_number_given_to_another_process_is_neither_moved_nor_killed(
+    plugins: PluginFactory, tmp_path: Path
+) -> None:
+    """Between the zygote collecting a worker's exit and the host reading that it did,
+    the machine may give the worker's number to any new process. Releasing the worker
+    in that gap (a reload, a stop, the heartbeat's verdict) must not move that process
+    to another core nor kill it: the host signals the worker through its pidfd."""
+    async with supervised(plugins, tmp_path) as host:
+        for i in range(HOLD_AFTER + 2):  # held to this core: its release moves it back
+            await host.call("acme.subject", "add", a=i)
+        handle = host.plugin("acme.subject").handle
+        assert isinstance(handle, ProcessHandle) and handle.follow.cpu >= 0
+        assert handle.child.fd is not None
+        pid = handle.pid
+        # from here to release() nothing awaits: the host cannot read the zygote's word
+        os.kill(pid, signal.SIGKILL)
+        victim = _process_numbered(pid)
+        if victim is None:
+            pytest.skip(f"pid {pid} was taken by another process each time")
+        try:
+            one_core = {min(os.sched_getaffinity(0))}
+            os.sched_setaffinity(victim.pid, one_core)
+            assert not handle.reaped  # the host has not heard: the gap
+            handle.release()
+            assert os.sched_getaffinity(victim.pid) == one_core, "it was moved"
+            assert os.sched_getscheduler(victim.pid) == os.SCHED_OTHER
+            # the host goes on: the worker's exit is read, a neighbour answers
+            await until(lambda: handle.reaped, "the host reading the worker's exit")
+            assert await host.call("acme.ok", "ping") == "pong from acme.ok 1.0.0"
+            # by now a SIGKILL sent in release() would have ended it
+            assert victim.poll() is None, "the process given the worker's number was killed"
+        finally:
+            victim.kill()
+            victim.wait()

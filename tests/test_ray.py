@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import time
 from collections.abc import Callable
@@ -18,6 +19,7 @@ import psutil
 import pytest
 
 from plugbay.api.errors import ConfigError, PluginCrashed
+from plugbay.isolation.affinity import HOLD_AFTER
 from plugbay.isolation.policy import IsolationPolicy
 from plugbay.isolation.ray import RayHandle
 from plugbay.runtime.host import Host
@@ -123,6 +125,12 @@ async def test_a_plugin_runs_on_the_node_its_manifest_asks_for(
         handle = handle_of(host)
         assert ray_cluster.name_of(handle.node) == "node-b"
         assert await host.call(PLUGIN, "bump") == 1
+        # its pid is its node's (here the same machine's): calls in a row, which hold a
+        # local worker to its caller's core, move no process by that number
+        cores = os.sched_getaffinity(handle.pid)
+        for n in range(2, HOLD_AFTER + 4):
+            assert await host.call(PLUGIN, "bump") == n
+        assert os.sched_getaffinity(handle.pid) == cores
         info = host.info(PLUGIN)
         assert info["isolation"] == "ray"
         assert info["location"]["node"] == handle.node

@@ -10,7 +10,7 @@ import socket
 import struct
 
 from plugbay.isolation import frames
-from plugbay.isolation.zygote import Zygote
+from plugbay.isolation.zygote import Child, Zygote
 
 
 def _first_frame(sock: socket.socket) -> frames.Message:
@@ -30,13 +30,14 @@ async def test_a_malformed_request_is_refused_by_its_worker_and_the_zygote_serve
         host_end, worker_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         # the zygote's answer (the pid it forked) is awaited as spawn() awaits it: left
         # unread, it would be taken for the next spawn's answer
-        reply: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        reply: asyncio.Future[Child] = asyncio.get_running_loop().create_future()
         zygote._replies.append(reply)
         with host_end:
             # what no host sends: the worker answers with a Fail frame and exits
             socket.send_fds(control, [b"{not json"], [worker_end.fileno()])
             worker_end.close()
-            refused = await asyncio.wait_for(reply, 30)
+            refused_child = await asyncio.wait_for(reply, 30)
+            refused = refused_child.pid
             host_end.settimeout(30)
             refusal = await asyncio.to_thread(_first_frame, host_end)
         assert isinstance(refusal, frames.Fail), refusal
@@ -44,13 +45,17 @@ async def test_a_malformed_request_is_refused_by_its_worker_and_the_zygote_serve
         assert "JSONDecodeError" in refusal.error["message"], refusal.error
 
         assert os.waitstatus_to_exitcode(await asyncio.wait_for(zygote.exited(refused), 30)) == 71
+        refused_child.close()
 
         # the zygote is still there, and still forks workers that run
         assert zygote.alive()
-        pid, channel = await zygote.spawn({"env": {}, "limits": {}})
+        child, channel = await zygote.spawn({"env": {}, "limits": {}})
         with channel:
-            os.kill(pid, 0)  # the worker exists
-        status = await asyncio.wait_for(zygote.exited(pid), 30)  # its channel closed: it ends
+            os.kill(child.pid, 0)  # the worker exists
+            assert not child.exited()
+        status = await asyncio.wait_for(zygote.exited(child.pid), 30)  # its channel closed: it ends
         assert os.waitstatus_to_exitcode(status) == 0
+        assert child.exited()  # its pidfd says so, whatever process has its number now
+        child.close()
     finally:
         await zygote.stop()

@@ -25,7 +25,6 @@ import asyncio
 import contextlib
 import functools
 import os
-import signal
 import socket
 import sys
 import threading
@@ -154,7 +153,7 @@ class NodeAgent:
     An async actor: every method runs on its event loop (spawns, relays, reaping)."""
 
     def __init__(self) -> None:
-        from plugbay.isolation.zygote import Zygote
+        from plugbay.isolation.zygote import Child, Zygote
 
         self.zygote = Zygote()
         #: one zygote per plugin environment (by its site-packages), started on first use
@@ -165,6 +164,8 @@ class NodeAgent:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._listeners: dict[int, Any] = {}
         self._zygotes: dict[int, Zygote] = {}
+        #: pid → what signals that worker (its pidfd), until its exit is known
+        self._children: dict[int, Child] = {}
         self._exits: dict[int, asyncio.Event] = {}
         #: denials the kernel layer (seccomp's listener) answered here, for the host:
         #: (worker pid, event), taken by ``reports``; bounded, the excess counted
@@ -209,15 +210,18 @@ class NodeAgent:
         if environment is not None:
             zygote = self.env_zygotes.setdefault(environment.site_packages, Zygote(environment))
         if "sandbox" in request:
-            pid, sock, report = await zygote.spawn_sandboxed(request)
+            child, sock, report = await zygote.spawn_sandboxed(request)
+            pid = child.pid
             listener, _probe = await asyncio.to_thread(receive_listener, report)
             if listener is not None:  # answered here; the worker's guard tells the host
                 seccomp = SeccompListener(listener, functools.partial(self._kernel_denial, pid))
                 seccomp.start(loop)
                 self._listeners[pid] = seccomp
         else:
-            pid, sock = await zygote.spawn(request)
+            child, sock = await zygote.spawn(request)
+            pid = child.pid
             listener = None
+        self._children[pid] = child
         self._cgroups[pid] = request.get("sandbox", {}).get("cgroup")
         self._zygotes[pid] = zygote
         try:
@@ -279,6 +283,7 @@ class NodeAgent:
 
         zygote = self._zygotes[pid]
         status = await asyncio.shield(zygote.exited(pid))
+        self._children.pop(pid).close()
         listener = self._listeners.pop(pid, None)
         if listener is not None:
             listener.close()
@@ -310,9 +315,9 @@ class NodeAgent:
 
     def kill(self, pid: int) -> None:
         """End one of this agent's workers (never another process)."""
-        if pid in self._cgroups:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
+        child = self._children.get(pid)
+        if child is not None:
+            child.kill()
 
     def usage(self, pid: int) -> dict[str, Any]:
         from plugbay.isolation._process_parts import process_usage

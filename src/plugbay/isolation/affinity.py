@@ -167,6 +167,7 @@ class Follow:
         "calm",
         "cool",
         "cpu",
+        "gone",
         "idle",
         "idle_class",
         "pid",
@@ -176,8 +177,13 @@ class Follow:
         "strikes",
     )
 
-    def __init__(self, pid: int, *, idle_class: bool = False) -> None:
+    def __init__(
+        self, pid: int, *, idle_class: bool = False, gone: Callable[[], bool] | None = None
+    ) -> None:
         self.pid = pid
+        #: whether the worker has exited: its number may name another process by now,
+        #: which must not be moved (``zygote.Child.exited``); None: not known here
+        self.gone = gone
         #: whether a hold may put this worker in ``SCHED_IDLE``: a sandboxed worker with a
         #: CPU cgroup of its own (idle only among its own tasks, and unable to fork)
         self.idle_class = idle_class
@@ -213,6 +219,9 @@ class Follow:
             self._hold(cpu)
 
     def _hold(self, cpu: int) -> None:
+        if self.gone is not None and self.gone():
+            self.cpu = -2
+            return
         try:
             if not self.allowed:
                 self.allowed = frozenset(os.sched_getaffinity(self.pid))
@@ -284,6 +293,9 @@ class Follow:
         if self.cpu < 0:
             return
         self.cpu = -1
+        if self.gone is not None and self.gone():
+            self.cpu = -2
+            return
         try:
             os.sched_setaffinity(self.pid, self.allowed)
             if self.idle:

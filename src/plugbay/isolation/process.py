@@ -63,7 +63,7 @@ from plugbay.isolation.policy import Placement
 from plugbay.isolation.quota import QuotaMounts, QuotaStatus, QuotaUnavailable
 from plugbay.isolation.requests import Requests
 from plugbay.isolation.seccomp_notify import SeccompListener
-from plugbay.isolation.zygote import Zygote
+from plugbay.isolation.zygote import Child, Zygote
 from plugbay.model.manifest import PluginManifest
 from plugbay.monitor.bounds import Budget
 
@@ -105,10 +105,10 @@ class ProcessBackend(Backend):
         zygote = self.zygote
         if environment is not None:
             zygote = self.env_zygotes.setdefault(environment.site_packages, Zygote(environment))
-        pid, sock, (listener, probe) = await self._spawn(zygote, request, storage, data_dir)
+        child, sock, (listener, probe) = await self._spawn(zygote, request, storage, data_dir)
         handle = ProcessHandle(
             manifest,
-            pid,
+            child,
             sock,
             self._host_call,
             zygote=zygote,
@@ -130,21 +130,21 @@ class ProcessBackend(Backend):
 
     async def _spawn(
         self, zygote: Zygote, request: dict[str, Any], storage: QuotaStatus, data_dir: Path | None
-    ) -> tuple[int, socket.socket, tuple[int | None, bool]]:
+    ) -> tuple[Child, socket.socket, tuple[int | None, bool]]:
         """Fork the worker (and take its seccomp listener when sandboxed); a fork that fails
         releases the storage image mounted for it."""
         listener: tuple[int | None, bool] = (None, False)
         try:
             if "sandbox" in request:
-                pid, sock, report = await zygote.spawn_sandboxed(request)
+                child, sock, report = await zygote.spawn_sandboxed(request)
                 listener = await await_listener(report)
             else:
-                pid, sock = await zygote.spawn(request)
+                child, sock = await zygote.spawn(request)
         except BaseException:
             if storage.enforced and data_dir is not None:
                 await asyncio.to_thread(self.quotas.detach, data_dir)
             raise
-        return pid, sock, listener
+        return child, sock, listener
 
     async def _enforce_storage(
         self, manifest: PluginManifest, placement: Placement | None, data_dir: Path | None
@@ -173,6 +173,7 @@ class ProcessBackend(Backend):
         if reapers:
             await asyncio.wait(reapers, timeout=3)
         for handle in list(self._live):  # the zygote never told: remove what is left
+            handle.child.close()
             if handle.seccomp is not None:
                 handle.seccomp.close()
             if handle.cgroup is not None:
@@ -194,7 +195,7 @@ class ProcessHandle(sampling.SampledInWorker, RequestsToWorker, PluginHandle):
     def __init__(
         self,
         manifest: PluginManifest,
-        pid: int,
+        child: Child,
         sock: socket.socket,
         host_call: HostCallHandler,
         *,
@@ -225,17 +226,19 @@ class ProcessHandle(sampling.SampledInWorker, RequestsToWorker, PluginHandle):
         self.seccomp: SeccompListener | None = None
         self._limit_error: PlugbayError | None = None
         self._limits_told: dict[str, float] = {}
-        self.pid: int = pid
+        self.child = child  # the worker: its pid, and its pidfd (what signals it)
+        self.pid: int = child.pid
         self.commands: Mapping[str, CommandSpec] = {}
         self.instance: Plugin | None = None
         self._sock = sock
         self._host_call = host_call
         #: the requests in flight: futures resolved by the channel, one watchdog for deadlines
-        self._requests = Requests(self._expired, f"plugbay-watchdog-{pid}")
+        self._requests = Requests(self._expired, f"plugbay-watchdog-{self.pid}")
         # idle class while held: only a sandboxed worker in a CPU cgroup of its own, idle
         # among its own tasks alone and unable to fork a child that would inherit it
         sandboxed = placement is not None and placement.sandboxed
-        self.follow = Follow(pid, idle_class=sandboxed and cgroup is not None)
+        self.follow = Follow(self.pid, idle_class=sandboxed and cgroup is not None)
+        self.follow.gone = child.exited
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loaded: asyncio.Future[frames.Loaded] | None = None
         self._channel: frames.Channel | None = None
@@ -284,6 +287,7 @@ class ProcessHandle(sampling.SampledInWorker, RequestsToWorker, PluginHandle):
         (which kills anything it left behind)."""
         assert self._exit is not None
         await asyncio.shield(self._exit)
+        self.child.close()
         if self.seccomp is not None:
             self.seccomp.close()
         if self.cgroup is not None:
@@ -795,5 +799,4 @@ class ProcessHandle(sampling.SampledInWorker, RequestsToWorker, PluginHandle):
 
     def _kill(self) -> None:
         if not self.reaped:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(self.pid, signal.SIGKILL)
+            self.child.kill()

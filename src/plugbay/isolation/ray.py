@@ -87,6 +87,7 @@ from plugbay.isolation.ray_head import (
 from plugbay.isolation.ray_nodes import ClusterNodes
 from plugbay.isolation.ray_settings import RaySettings
 from plugbay.isolation.shipping import ShipmentRefused
+from plugbay.isolation.zygote import Child
 from plugbay.model.manifest import PluginManifest
 
 __all__ = ["RayBackend", "RayHandle"]
@@ -653,7 +654,10 @@ class RayHandle(FarHandle):
         kernel_reports: list[str] | None = None,
         node_data_dir: str | None = None,
     ) -> None:
-        super().__init__(manifest, pid, sock, host_call, placement=placement, data_dir=data_dir)
+        # its pid is its node's: nothing on this machine is signalled or placed by it
+        remote = Child(pid)
+        remote.close()
+        super().__init__(manifest, remote, sock, host_call, placement=placement, data_dir=data_dir)
         #: its directory on its node (``context.environment.data_dir`` there: scratch)
         self.node_data_dir = node_data_dir
         #: its store is kept by the host (``isolation.remote_storage``), counted there

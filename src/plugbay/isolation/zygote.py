@@ -27,7 +27,7 @@ from plugbay.isolation.loops import LOOP_VARIABLE
 if TYPE_CHECKING:
     from plugbay.isolation.base import EnvironmentPaths
 
-__all__ = ["Zygote", "ZygoteProcess", "zygote_command", "zygote_main"]
+__all__ = ["Child", "Zygote", "ZygoteProcess", "zygote_command", "zygote_main"]
 
 _PR_SET_CHILD_SUBREAPER: Final = 36
 #: seconds without a request, after its first fork, after which the zygote is idle
@@ -121,8 +121,23 @@ def zygote_main(control_fd: int, read_paths: list[str] | None = None) -> None:
         # the answer is formatted, not encoded (about 0.2 MiB less in each worker)
         for fd in fds:
             os.close(fd)
-        control.send(b'{"pid": %d}' % pid)
+        _announce(control, pid)
         idle = None if mapped else _FIRST_IDLE
+
+
+def _announce(control: socket.socket, pid: int) -> None:
+    """Tell the host a new worker's pid, with a pidfd for it (:class:`Child`): opened
+    here, before this process collects the worker's exit, it can only name that worker."""
+    message = b'{"pid": %d}' % pid
+    try:
+        pidfd = os.pidfd_open(pid)
+    except OSError:  # a kernel before 5.3: the number alone
+        control.send(message)
+        return
+    try:
+        socket.send_fds(control, [message], [pidfd])
+    finally:
+        os.close(pidfd)
 
 
 def zygote_command(
@@ -165,6 +180,29 @@ def zygote_command(
     return args, env
 
 
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+async def _receive(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> tuple[bytes, list[int]]:
+    """One message from the zygote, with the descriptors passed with it
+    (``loop.sock_recv`` would drop them)."""
+    while True:
+        try:
+            data, fds, _flags, _addr = socket.recv_fds(sock, 4096, 1)
+        except (BlockingIOError, InterruptedError):
+            pass
+        else:
+            return data, fds
+        readable: asyncio.Future[None] = loop.create_future()
+        loop.add_reader(sock.fileno(), _settle, readable)
+        try:
+            await readable
+        finally:
+            loop.remove_reader(sock.fileno())
+
+
 class ZygoteProcess(Protocol):
     """What :class:`Zygote` uses of its process: an asyncio subprocess, or the one
     :mod:`plugbay.isolation.zygote_early` started before the loop ran."""
@@ -180,6 +218,53 @@ class ZygoteProcess(Protocol):
     def kill(self) -> None: ...
 
 
+class Child:
+    """A worker the zygote forked: its pid, and a pidfd that names that process, not
+    its number.
+
+    The zygote collects a worker's exit and tells the host a moment later; in between,
+    the number is free, and the machine may give it to any new process. So the host
+    signals a worker through its pidfd (``pidfd_send_signal``: a process that has
+    exited is not there to signal), and asks :meth:`exited` before it moves one
+    (``sched_setaffinity`` takes a number). Without a pidfd (Linux before 5.3), the
+    number is all there is, as before.
+    """
+
+    __slots__ = ("closed", "fd", "pid")
+
+    def __init__(self, pid: int, fd: int | None = None) -> None:
+        self.pid = pid
+        self.fd = fd
+        self.closed = False
+
+    def exited(self) -> bool:
+        """Whether the worker has exited (its number may be another process's soon);
+        False when that cannot be told (no pidfd)."""
+        if self.closed:
+            return True
+        if self.fd is None:
+            return False
+        poll = select.poll()  # not select(): a thousand workers' descriptors pass 1024
+        poll.register(self.fd, select.POLLIN)
+        return bool(poll.poll(0))
+
+    def kill(self) -> None:
+        """SIGKILL the worker, if it is still there (never another process)."""
+        if self.closed:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            if self.fd is None:
+                os.kill(self.pid, signal.SIGKILL)
+            else:
+                signal.pidfd_send_signal(self.fd, signal.SIGKILL)
+
+    def close(self) -> None:
+        """Once the worker's exit is known: nothing of it is left to signal."""
+        fd, self.fd, self.closed = self.fd, None, True
+        if fd is not None:
+            os.close(fd)
+
+
 class Zygote:
     """The host's handle on the zygote process.
 
@@ -193,7 +278,7 @@ class Zygote:
         self._proc: ZygoteProcess | None = None
         self._control: socket.socket | None = None
         self._lock = asyncio.Lock()
-        self._replies: collections.deque[asyncio.Future[int]] = collections.deque()
+        self._replies: collections.deque[asyncio.Future[Child]] = collections.deque()
         self._exits: dict[int, asyncio.Future[int]] = {}
         self._reader: asyncio.Task[None] | None = None
         self._starting: asyncio.Future[None] | None = None
@@ -268,16 +353,28 @@ class Zygote:
     async def _read(self, control: socket.socket) -> None:
         loop = asyncio.get_running_loop()
         try:
-            while data := await loop.sock_recv(control, 4096):
-                message = json.loads(data)
-                if "exit" in message:
-                    future = self._exits.setdefault(int(message["exit"]), loop.create_future())
-                    if not future.done():
-                        future.set_result(int(message["status"]))
-                elif self._replies:
-                    reply = self._replies.popleft()
-                    if not reply.done():
-                        reply.set_result(int(message["pid"]))
+            while True:
+                data, fds = await _receive(loop, control)
+                if not data:
+                    break
+                child = None
+                try:
+                    message = json.loads(data)
+                    if "exit" in message:
+                        future = self._exits.setdefault(int(message["exit"]), loop.create_future())
+                        if not future.done():
+                            future.set_result(int(message["status"]))
+                    elif self._replies:
+                        child = Child(int(message["pid"]), fds.pop() if fds else None)
+                        reply = self._replies.popleft()
+                        if not reply.done():
+                            reply.set_result(child)
+                            child = None
+                finally:
+                    for fd in fds:
+                        os.close(fd)
+                    if child is not None:  # its spawn was given up: nobody holds it
+                        child.close()
         except (OSError, ValueError):
             pass
         gone = RuntimeError("the plugbay zygote went away")
@@ -288,23 +385,23 @@ class Zygote:
         if self._control is control:
             self._control = None
 
-    async def spawn(self, request: dict[str, Any]) -> tuple[int, socket.socket]:
-        """A new worker: its pid, and the host's end of its socket."""
-        pid, host_end, _ = await self._spawn(request, report=False)
-        return pid, host_end
+    async def spawn(self, request: dict[str, Any]) -> tuple[Child, socket.socket]:
+        """A new worker, and the host's end of its socket."""
+        child, host_end, _ = await self._spawn(request, report=False)
+        return child, host_end
 
     async def spawn_sandboxed(
         self, request: dict[str, Any]
-    ) -> tuple[int, socket.socket, socket.socket]:
-        """A new sandboxed worker: its pid, the host's end of its socket, and a socket on
-        which it sends its seccomp listener once confined (or which it just closes)."""
-        pid, host_end, report = await self._spawn(request, report=True)
+    ) -> tuple[Child, socket.socket, socket.socket]:
+        """A new sandboxed worker, the host's end of its socket, and a socket on which it
+        sends its seccomp listener once confined (or which it just closes)."""
+        child, host_end, report = await self._spawn(request, report=True)
         assert report is not None
-        return pid, host_end, report
+        return child, host_end, report
 
     async def _spawn(
         self, request: dict[str, Any], *, report: bool
-    ) -> tuple[int, socket.socket, socket.socket | None]:
+    ) -> tuple[Child, socket.socket, socket.socket | None]:
         await self.start()
         control = self._control
         assert control is not None
@@ -312,12 +409,12 @@ class Zygote:
         ours, theirs = socket.socketpair(socket.AF_UNIX) if report else (None, None)
         passed = [worker_end.fileno()] + ([theirs.fileno()] if theirs is not None else [])
         loop = asyncio.get_running_loop()
-        reply: asyncio.Future[int] = loop.create_future()
+        reply: asyncio.Future[Child] = loop.create_future()
         async with self._lock:
             try:
                 self._replies.append(reply)
                 socket.send_fds(control, [json.dumps(request).encode()], passed)
-                pid = await asyncio.wait_for(reply, 30)
+                child = await asyncio.wait_for(reply, 30)
             except BaseException:
                 host_end.close()
                 if ours is not None:
@@ -327,8 +424,8 @@ class Zygote:
                 worker_end.close()
                 if theirs is not None:
                     theirs.close()
-        self._exits.setdefault(pid, loop.create_future())
-        return pid, host_end, ours
+        self._exits.setdefault(child.pid, loop.create_future())
+        return child, host_end, ours
 
     def exited(self, pid: int) -> asyncio.Future[int]:
         """The worker's wait status (``os.waitstatus_to_exitcode`` reads it) once it exits."""

@@ -53,9 +53,10 @@ log = logging.getLogger("plugbay.host")
 LOCK_FILE: Final = "host.lock"
 HOST_FILE: Final = "host.json"  # what ``plugbay run`` announces (plugbay.web.client)
 
-#: what a sandboxed plugin costs the host: the socket to its worker (two during a swap,
-#: while the old and the new worker both run)
-DESCRIPTORS_PER_WORKER: Final = 1
+#: what a sandboxed plugin costs the host: the socket to its worker, its seccomp
+#: listener and its pidfd (twice that during a swap, while the old and the new worker
+#: both run)
+DESCRIPTORS_PER_WORKER: Final = 3
 #: kept free for everything else: the state database, HTTP connections, logs, a swap
 DESCRIPTOR_RESERVE: Final = 64
 
