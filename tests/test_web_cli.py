@@ -132,3 +132,26 @@ def test_a_taken_port_is_a_warning_and_the_host_serves_on_a_free_one(workdir: Pa
             rows = json.loads(plugbay("list", "--json", cwd=workdir).stdout)
             assert {r["state"] for r in rows} == {"active"}
             assert {r["source"] for r in rows} == {f"host pid {host.proc.pid}"}
+
+
+def test_a_copy_of_the_state_directory_is_not_the_running_hosts(workdir: Path) -> None:
+    """``cp -a .plugbay copy`` copies host.json too: commands on the copy act on the copy,
+    never on the host serving the original (an operator's copy for a look, or a restore
+    tried beside it, must not disable plugins on the live host)."""
+    import shutil
+
+    with plugbay_run(workdir) as host:
+        copy = workdir / "copy"
+        shutil.copytree(host.state, copy, ignore=shutil.ignore_patterns("host.lock"))
+        assert (copy / "host.json").exists()
+        done = plugbay("disable", "acme.user", "--state", str(copy), cwd=workdir)
+        assert done.returncode == 0, done.stderr
+        # the live host still serves it; the copy has it disabled
+        live = {r["id"]: r for r in json.loads(plugbay("list", "--json", cwd=workdir).stdout)}
+        assert live["acme.user"]["state"] == "active"
+        assert live["acme.user"]["source"] == f"host pid {host.proc.pid}"
+        listed = plugbay("list", "--json", "--state", str(copy), cwd=workdir).stdout
+        copied = {r["id"]: r for r in json.loads(listed)}
+        assert copied["acme.user"]["state"] == "disabled"
+        assert copied["acme.user"]["source"] != f"host pid {host.proc.pid}"
+        assert plugbay("call", "acme.calc", "add", "a=2", "b=3", cwd=workdir).stdout == "5\n"

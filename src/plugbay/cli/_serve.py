@@ -378,13 +378,19 @@ def _announce(
     host: Host, since: float, *, http: str | None = None, metrics_port: int | None = None
 ) -> Path:
     """Tell other plugbay commands that a host serves this state directory (and where)."""
-    from plugbay.runtime.lifecycle import HOST_FILE  # (plugbay.web.client would load httpx)
+    from plugbay.runtime.lifecycle import (  # (plugbay.web.client would load httpx)
+        HOST_FILE,
+        directory_identity,
+    )
 
     path = _state_dir(host) / HOST_FILE
     path.write_text(
         json.dumps(
             {
                 "pid": os.getpid(),
+                # which directory it serves: a copy of this one (its host.json copied with
+                # it) is not served by this host (``plugbay.web.client.running_host``)
+                "state": directory_identity(_state_dir(host)),
                 "since": since,
                 "plugins": [str(d) for d in host.plugin_dirs],
                 "http": http,

@@ -134,6 +134,13 @@ class HostLock:
         )
 
 
+def directory_identity(path: str | os.PathLike[str]) -> list[int]:
+    """Which directory this is, whatever its path: (device, inode). A copy has another;
+    a directory moved on its file system keeps its own."""
+    st = os.stat(path)
+    return [st.st_dev, st.st_ino]
+
+
 def _holder_pid(path: Path) -> int | None:
     # read by another process than the holder: opening the file here drops no lock
     try:

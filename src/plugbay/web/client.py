@@ -33,10 +33,18 @@ HOST_FILE: Final = "host.json"
 
 
 def running_host(state_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
-    """What ``plugbay run`` recorded about itself in this state directory, if it is alive."""
+    """What ``plugbay run`` recorded about itself in this state directory, if it is alive
+    and serves this very directory: a copy of a state directory (``cp -a``, a backup
+    restored beside it) carries the host.json of the host serving the original, which
+    must not be taken for the copy's."""
+    from plugbay.runtime.lifecycle import directory_identity
+
     try:
         data = json.loads((Path(state_dir) / HOST_FILE).read_text())
         pid = int(data["pid"])
+        served = data.get("state")  # absent: announced by a plugbay before 2026-12
+        if served is not None and list(served) != directory_identity(state_dir):
+            return None
         os.kill(pid, 0)
         with open(f"/proc/{pid}/cmdline", "rb") as f:
             if b"plugbay" not in f.read():
