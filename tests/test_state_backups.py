@@ -128,9 +128,36 @@ def test_state_check_and_restore_bring_the_disables_back(used_state: Path, tmp_p
     assert "restored the state database from" in restored.stdout
     assert list(used_state.glob("state.db.replaced-*"))  # the damaged file is kept
     assert plugbay("state", "check", cwd=cwd).returncode == 0
+    # what the damaged file revoked since the backup cannot be read: the operator is told
+    assert "could not be read" in restored.stdout and "token list" in restored.stdout
     with StateStore.open(used_state) as store:
         assert store.disabled() == {"acme.one": "maintenance"}
         assert store.grants("acme.two") == ["network"]
+
+
+def test_a_restore_keeps_revoked_what_was_revoked_after_the_backup(
+    used_state: Path, tmp_path: Path
+) -> None:
+    """A backup from before a token or a permission was revoked must not hand it out
+    again: the restore brings the plugins' state back, the revocations stay."""
+    with StateStore.open(used_state) as store:
+        store.add_api_token("leaked", "d" * 64, ["admin"], "leaked", None)
+        store.add_api_token("kept", "e" * 64, ["read"], None, None)
+        store.grant("acme.one", "subprocess")
+        rolling_backup(store)  # the backup: both tokens valid, both grants held
+        store.revoke_api_token("leaked")
+        store.revoke("acme.two", "network")
+        store.set_enabled("acme.one", True)  # a change the restore is asked to undo
+    restored = plugbay("state", "restore", "--json", cwd=tmp_path)
+    assert restored.returncode == 0, restored.stderr
+    report = json.loads(restored.stdout)
+    assert report["revoked_again"] == {"tokens": ["leaked"], "grants": [["acme.two", "network"]]}
+    assert report["revocations_unread"] is None
+    with StateStore.open(used_state) as store:
+        assert store.disabled() == {"acme.one": "maintenance"}  # the backup's state is back
+        tokens = {t["id"]: t for t in store.api_tokens()}
+        assert tokens["leaked"]["revoked"] is not None and tokens["kept"]["revoked"] is None
+        assert store.grants("acme.two") == [] and store.grants("acme.one") == ["subprocess"]
 
 
 def test_restore_refuses_a_damaged_backup(used_state: Path, tmp_path: Path) -> None:

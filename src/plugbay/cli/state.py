@@ -104,18 +104,34 @@ def restore(
             as_json=as_json,
         )
     try:
-        used, kept = restore_backup(state, source)
+        done = restore_backup(state, source)
     except PlugbayError as exc:
         _fail(exc, as_json=as_json)
+    used, kept = done.used, done.kept
     if as_json:
-        out.print_json(
-            json.dumps({"ok": True, "restored": str(used), "kept": str(kept) if kept else None})
-        )
+        report = {
+            "ok": True,
+            "restored": str(used),
+            "kept": str(kept) if kept else None,
+            "revoked_again": {"tokens": done.tokens, "grants": [list(g) for g in done.grants]},
+            "revocations_unread": done.unread,
+        }
+        out.print_json(json.dumps(report))
         return
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(used.stat().st_mtime))
     out.print(f"restored the state database from {used} (taken {when})")
     if kept is not None:
         out.print(f"the file it replaced is kept as {kept}")
+    if done.tokens or done.grants:
+        taken = [f"API token {t}" for t in done.tokens]
+        taken += [f"{p}: {g}" for p, g in done.grants]
+        out.print("revoked since the backup, and still revoked: " + ", ".join(taken))
+    if done.unread is not None:
+        out.print(
+            f"[yellow]warning:[/] what the replaced file revoked since {when} could not be "
+            f"read ({escape(done.unread)}): API tokens and permissions revoked since are "
+            "valid again; check 'plugbay token list' and 'plugbay info ID', and revoke them"
+        )
 
 
 def register(app: typer.Typer) -> None:

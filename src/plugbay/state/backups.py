@@ -3,7 +3,8 @@
 The host backs its database up with SQLite's backup API (a consistent copy taken while it
 runs) at start, once the database passed its check, and every ``interval`` seconds after,
 keeping the newest ``keep`` in ``state_dir/backups``. ``plugbay state check`` and
-``plugbay state restore`` use them; a restore keeps the file it replaces beside it.
+``plugbay state restore`` use them; a restore keeps the file it replaces beside it, and
+what that file had taken back since the backup stays taken back (:class:`Restored`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ __all__ = [
     "BACKUPS_KEPT",
     "BACKUP_EVERY_S",
     "DatabaseCheck",
+    "Restored",
     "back_up_every",
     "check_database",
     "restore",
@@ -115,10 +117,51 @@ def check_database(path: Path) -> DatabaseCheck:
         db.close()
 
 
-def restore(state_dir: Path, source: Path | None = None) -> tuple[Path, Path | None]:
+@dataclass(frozen=True, slots=True)
+class Restored:
+    """What ``restore`` did: the backup put in place, where the file it replaced is kept
+    (None: there was none), and what that file had taken back since the backup, taken
+    back in the restored one too. A restore brings the plugins' state back; it must not
+    hand out again an API token or a permission the operator revoked after the backup."""
+
+    used: Path
+    kept: Path | None
+    #: API tokens revoked since the backup (their ids), revoked again
+    tokens: list[str] = field(default_factory=list)
+    #: grants revoked since the backup, (plugin id, permission), revoked again
+    grants: list[tuple[str, str]] = field(default_factory=list)
+    #: why the replaced file's revocations could not be read (None: they were, or no file)
+    unread: str | None = None
+
+
+def _keep_revoked(target: Path, replaced: Path) -> tuple[list[str], list[tuple[str, str]]]:
+    """Revoke in ``target`` (the restored database) what ``replaced`` had revoked and
+    ``target`` still grants: tokens by their revocation, grants by their absence."""
+    db = sqlite3.connect(target.resolve().as_uri(), uri=True)
+    try:
+        db.execute("ATTACH DATABASE ? AS old", (replaced.resolve().as_uri() + "?mode=ro",))
+        tokens = db.execute(
+            "SELECT n.id, o.revoked FROM main.api_tokens n JOIN old.api_tokens o ON o.id = n.id "
+            "WHERE n.revoked IS NULL AND o.revoked IS NOT NULL ORDER BY n.id"
+        ).fetchall()
+        grants = db.execute(
+            "SELECT plugin_id, permission FROM main.grants n WHERE NOT EXISTS (SELECT 1 FROM "
+            "old.grants o WHERE o.plugin_id = n.plugin_id AND o.permission = n.permission) "
+            "ORDER BY plugin_id, permission"
+        ).fetchall()
+        with db:
+            db.executemany("UPDATE main.api_tokens SET revoked=? WHERE id=?",
+                           [(revoked, token) for token, revoked in tokens])  # fmt: skip
+            db.executemany("DELETE FROM main.grants WHERE plugin_id=? AND permission=?", grants)
+        return [str(t) for t, _ in tokens], [(str(p), str(g)) for p, g in grants]
+    finally:
+        db.close()
+
+
+def restore(state_dir: Path, source: Path | None = None) -> Restored:
     """Put ``source`` (default: the newest backup that passes its check) in place of
-    ``state_dir/state.db``. No host may be running on ``state_dir``. Returns the backup
-    used and where the replaced file was kept (None when there was none)."""
+    ``state_dir/state.db``, keeping revoked what the replaced file revoked since (when it
+    can be read). No host may be running on ``state_dir``."""
     state_dir = Path(state_dir)
     target = state_dir / "state.db"
     if source is None:
@@ -151,6 +194,17 @@ def restore(state_dir: Path, source: Path | None = None) -> tuple[Path, Path | N
                 os.replace(side, side.with_name(f"state.db.replaced-{stamp}{suffix}"))
         tmp = target.with_name("state.db.restoring")
         shutil.copyfile(source, tmp)
+        tokens: list[str] = []
+        grants: list[tuple[str, str]] = []
+        unread = None
+        if kept is not None:
+            replaced = check_database(kept)
+            unread = "; ".join(replaced.problems) if not replaced.ok else None
+            if replaced.ok:
+                try:
+                    tokens, grants = _keep_revoked(tmp, kept)
+                except sqlite3.Error as exc:
+                    unread = str(exc)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, target)
@@ -160,4 +214,4 @@ def restore(state_dir: Path, source: Path | None = None) -> tuple[Path, Path | N
             where=str(target),
             hint="check free disk space and the permissions of the state directory",
         ) from None
-    return source, kept
+    return Restored(source, kept, tokens, grants, unread)
