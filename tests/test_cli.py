@@ -153,6 +153,27 @@ def test_disable_enable_history(workdir: Path) -> None:
     assert [e["action"] for e in history][:2] == ["enable", "disable"]
 
 
+def test_with_no_host_a_typo_or_a_needed_plugin_is_refused_as_a_host_would(
+    workdir: Path, plugins: PluginFactory
+) -> None:
+    """No host runs: enable and disable are kept for the next start, checked as a running
+    host checks them, not written blindly into the state."""
+    plugins("acme.user", extra='[dependencies]\n"acme.calc" = "^1"\n')
+    typo = plugbay("enable", "acme.clac", cwd=workdir)
+    assert typo.returncode == 1
+    assert "no plugin 'acme.clac' is on disk" in typo.stderr and "acme.calc" in typo.stderr
+    assert plugbay("disable", "acme.clac", cwd=workdir).returncode == 1
+    needed = plugbay("disable", "acme.calc", cwd=workdir)
+    assert needed.returncode == 1
+    assert "acme.user depend on it" in needed.stderr and "--cascade" in needed.stderr
+    assert not (workdir / ".plugbay" / "state.db").exists()  # nothing was kept
+    forced = plugbay("disable", "acme.calc", "--cascade", cwd=workdir)
+    assert forced.returncode == 0, forced.stderr
+    assert "acme.user will not start while it is disabled" in forced.stderr
+    rows = {r["id"]: r for r in json.loads(plugbay("list", "--json", cwd=workdir).stdout)}
+    assert rows["acme.calc"]["state"] == "disabled"
+
+
 def test_run_once_exits_non_zero_when_a_plugin_failed(workdir: Path) -> None:
     result = plugbay("run", "--once", cwd=workdir)
     assert result.returncode == 1

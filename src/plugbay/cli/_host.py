@@ -356,15 +356,29 @@ class LocalHost:
         return self._do(body)
 
     def enable(self, plugin_id: str) -> str | None:
+        from plugbay.cli.offline import check_switch
+
+        check_switch(plugin_id, self.kwargs["plugins_dir"], self.state, enable=True)
         with self._store() as store:  # kept for the next start; no host needed for that
             store.set_enabled(plugin_id, True)
             store.add_event(plugin_id, "enable")
         return None
 
     def disable(self, plugin_id: str, reason: str | None, *, cascade: bool) -> list[str]:
+        from plugbay.cli.offline import check_switch
+
+        needed = check_switch(plugin_id, self.kwargs["plugins_dir"], self.state, enable=False)
+        if needed and not cascade:  # what a running host refuses too
+            raise PlugbayError(
+                f"cannot be disabled: {', '.join(needed)} depend on it and would not start",
+                plugin=plugin_id,
+                hint="disable those first, or pass --cascade to disable it all the same",
+            )
         with self._store() as store:
             store.set_enabled(plugin_id, False, reason or "disabled by the operator")
             store.add_event(plugin_id, "disable", reason=reason)
+        if needed:
+            err.print(f"note: {', '.join(needed)} will not start while it is disabled")
         return []
 
     def history(self, plugin_id: str | None, limit: int) -> list[dict[str, Any]]:

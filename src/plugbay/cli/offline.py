@@ -131,6 +131,28 @@ def _not_on_disk(plugin_id: str, plugin_dirs: list[Path], newest: dict[str, Any]
     )
 
 
+def check_switch(
+    plugin_id: str, plugin_dirs: list[Path], state: Path, *, enable: bool
+) -> list[str]:
+    """An enable or a disable with no host running, checked as a host would check it: the
+    plugin must be on disk (or kept disabled: it may be gone from disk since). A disable
+    returns the plugins on disk that need it and are not disabled themselves: they will
+    not start while it is disabled."""
+    newest, _, _ = _newest([*plugin_dirs, state / "store"])
+    disabled, store = _kept(state)
+    if store is not None:
+        store.close()
+    if plugin_id not in newest and plugin_id not in disabled:
+        raise _not_on_disk(plugin_id, plugin_dirs, newest)
+    if enable:
+        return []
+    return sorted(
+        pid
+        for pid, m in newest.items()
+        if plugin_id in m.dependencies and pid not in disabled and pid != plugin_id
+    )
+
+
 def _kept_for(
     plugin_id: str, state: Path
 ) -> tuple[dict[str, str | None], list[str], list[Any], set[str]]:

@@ -210,7 +210,11 @@ def disable(
     state: StateOpt = Path(".plugbay"),
     cascade: Annotated[
         bool,
-        typer.Option("--cascade", help="A running host also stops what depends on it."),
+        typer.Option(
+            "--cascade",
+            help="Disable it even though others need it: a running host stops them too; "
+            "with no host, they do not start until it is enabled.",
+        ),
     ] = False,
 ) -> None:
     """Disable a plugin: it is not started until enabled again (kept across restarts).
