@@ -142,7 +142,9 @@ def test_the_monitoring_commands_beside_a_running_host(running: Path) -> None:
     assert rows["acme.noisy"]["health"] == "degraded" and rows["acme.caller"]["health"] == "green"
     assert any("alert error-rate" in why for why in rows["acme.noisy"]["reasons"])
 
-    metrics = plugbay("metrics", cwd=running).stdout
+    scraped = plugbay("metrics", cwd=running)
+    assert "did not answer" not in scraped.stderr  # its port is read with the state's token
+    metrics = scraped.stdout
     assert (
         'plugbay_plugin_alert_firing{plugin="acme.noisy",rule="error-rate",version="1.0.0"} 1.0'
         in metrics

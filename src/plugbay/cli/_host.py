@@ -167,7 +167,7 @@ class RemoteHost:
     def metrics(self) -> str:
         from plugbay.web.client import running_host
 
-        scraped = _scrape_metrics(running_host(self.state), fallback="asking its API")
+        scraped = _scrape_metrics(running_host(self.state), self.state, fallback="asking its API")
         return scraped if scraped is not None else self.client.metrics()
 
     def reload(self, plugin_id: str) -> dict[str, Any]:
@@ -310,7 +310,7 @@ class LocalHost:
         return self._do(body)
 
     def metrics(self) -> str:
-        scraped = _scrape_metrics(self.running, fallback="starting a host here instead")
+        scraped = _scrape_metrics(self.running, self.state, fallback="starting a host here instead")
         if scraped is not None:
             return scraped
 
@@ -466,15 +466,21 @@ def _recorded_snapshot(state: Path) -> dict[str, Any]:
         source.close()
 
 
-def _scrape_metrics(running: dict[str, Any] | None, *, fallback: str) -> str | None:
-    """The running host's own /metrics port, when it serves one and answers."""
+def _scrape_metrics(running: dict[str, Any] | None, state: Path, *, fallback: str) -> str | None:
+    """The running host's own /metrics port, when it serves one and answers (with the
+    state directory's API token: the port asks for it unless run ``--metrics-public``)."""
     port = running.get("metrics_port") if running else None
     if not port:
         return None
     import urllib.request
 
+    from plugbay.web.token import TokenFile
+
+    request = urllib.request.Request(f"http://127.0.0.1:{int(port)}/metrics")
+    with contextlib.suppress(OSError):
+        request.add_header("Authorization", f"Bearer {TokenFile(state).read()}")
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{int(port)}/metrics", timeout=10) as r:
+        with urllib.request.urlopen(request, timeout=10) as r:
             return str(r.read().decode())
     except OSError as exc:
         err.print(f"[yellow]warning:[/] the running host's /metrics did not answer ({exc}); "
