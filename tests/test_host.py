@@ -104,6 +104,12 @@ async def test_typed_proxy_calls_through_the_host(
         metrics = host.info("acme.calc")["metrics"]["commands"]["add"]
         assert metrics["calls"] == 3
         assert metrics["errors_by_type"] == {}  # the caller's mistake, not the plugin's
+        # a proxy's commands are its attributes: Python's own ways of asking work
+        for proxy in (calc, host.proxy("acme.calc")):
+            assert hasattr(proxy, "add") and not hasattr(proxy, "nope")
+            assert getattr(proxy, "nope", None) is None
+            with pytest.raises(CommandNotFound, match="no command 'nope'"):
+                proxy.nope  # noqa: B018
 
 
 async def test_context_has_environment_config_logger_metrics_services(

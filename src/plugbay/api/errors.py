@@ -248,8 +248,10 @@ class DependentsError(PluginStateError):
     code = "plugin_has_dependents"
 
 
-class CommandNotFound(PlugbayError):
-    """The plugin has no command of that name."""
+class CommandNotFound(PlugbayError, AttributeError):
+    """The plugin has no command of that name. An ``AttributeError`` too: a proxy's
+    commands are its attributes, so ``hasattr(proxy, name)`` and ``getattr(proxy, name,
+    default)`` work as Python code expects."""
 
     code = "command_not_found"
 
