@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import errno
+import json
+import os
+import queue
 import socket
+import threading
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from plugbay.isolation import _seccomp, seccomp_notify
+from plugbay.isolation._layer import _in_child
 from plugbay.isolation._seccomp import RET_ERRNO, RET_USER_NOTIF, FilterSpec
 
 
@@ -48,3 +55,61 @@ def test_the_listener_hears_a_denied_call_on_this_machine() -> None:
     ok, detail = seccomp_notify.probe()
     assert ok, detail
     assert detail == "a denied socket() reached the listener and got EPERM"
+
+
+def test_an_fchown_keeping_the_owner_succeeds_unreported_and_any_other_is_refused(
+    tmp_path: Path,
+) -> None:
+    """What SQLite does as root (each journal handed to the database's owner) is a no-op,
+    answered with success and not reported; an fchown to another owner is refused and
+    reported, and the file keeps its owner."""
+    path = tmp_path / "mine.txt"
+    path.write_text("mine")
+
+    def test() -> str:
+        spec = FilterSpec(pid=os.getpid(), notify=True)
+        listener = _seccomp.install(_seccomp.build(spec), listener=True)
+        assert listener is not None
+        names = {number: name for name, number in _seccomp.SYSCALLS[_seccomp.machine()].items()}
+        heard: queue.Queue[dict[str, Any] | None] = queue.Queue()
+
+        def serve() -> None:
+            while True:
+                heard.put(seccomp_notify.answer(listener, names))
+
+        threading.Thread(target=serve, daemon=True).start()
+        fd = os.open(path, os.O_RDONLY)
+        st = os.fstat(fd)
+        outcomes: dict[str, Any] = {}
+        for what, uid, gid in [
+            ("same owner", st.st_uid, st.st_gid),
+            ("keep both", -1, -1),
+            ("same uid, keep gid", st.st_uid, -1),
+            ("another uid", st.st_uid + 1, -1),
+            ("another gid", -1, st.st_gid + 1),
+            ("a closed descriptor", st.st_uid, st.st_gid),
+        ]:
+            target = fd if what != "a closed descriptor" else 1000
+            try:
+                os.fchown(target, uid, gid)
+                result = "ok"
+            except OSError as exc:
+                result = errno.errorcode[exc.errno]
+            event = heard.get(timeout=5)
+            outcomes[what] = [result, None if event is None else event["operation"]]
+        after = os.fstat(fd)
+        outcomes["owner after"] = [after.st_uid - st.st_uid, after.st_gid - st.st_gid]
+        return json.dumps(outcomes)
+
+    ok, detail = _in_child("seccomp", test, timeout=10)
+    assert ok, detail
+    denied = ["EPERM", "the system call fchown"]
+    assert json.loads(detail) == {
+        "same owner": ["ok", None],
+        "keep both": ["ok", None],
+        "same uid, keep gid": ["ok", None],
+        "another uid": denied,
+        "another gid": denied,
+        "a closed descriptor": denied,
+        "owner after": [0, 0],
+    }

@@ -80,6 +80,25 @@ class P(UtilityPlugin):
         return result(libc.ptrace(16, pid, None, None))  # PTRACE_ATTACH
 
     @command
+    def count(self) -> int:
+        n = self.context.storage.get("n", 0) + 1
+        self.context.storage.set("n", n)
+        return n
+
+    @command
+    def fchown_own_file(self, uid_offset: int) -> str:
+        path = self.context.environment.data_dir / "mine.txt"
+        path.write_text("mine")
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            owner = os.fstat(fd)
+            outcome = result(libc.fchown(fd, owner.st_uid + uid_offset, owner.st_gid))
+            after = os.fstat(fd)
+        finally:
+            os.close(fd)
+        return f"{outcome}, owner {'kept' if after.st_uid == owner.st_uid else 'changed'}"
+
+    @command
     def big_write(self) -> str:
         path = str(self.context.environment.data_dir / "big.bin").encode()
         fd = libc.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -145,6 +164,17 @@ async def event_after(
             for event in host.state.history("acme.sneak", limit=100):
                 if event.id > since and event.action.startswith("security.") and match(event):
                     return event
+            await asyncio.sleep(0.02)
+
+
+async def logged(host: Host, text: str) -> list[dict[str, Any]]:
+    """The sneak's log records (what ``plugbay logs`` shows) holding ``text``, once there
+    is one (10 s hang guard)."""
+    async with asyncio.timeout(10):
+        while True:
+            records = [r for r in host.logs("acme.sneak") if text in r["message"]]
+            if records:
+                return records
             await asyncio.sleep(0.02)
 
 
@@ -233,6 +263,41 @@ async def test_only_the_plugins_own_io_uring_call_is_reported(
         "acme.sneak",
     )
     assert event.details["pid"] == sneak_pid
+    await unharmed(host, sneak_pid)
+
+
+async def test_a_plugin_using_its_storage_raises_no_denial_but_giving_a_file_away_does(
+    host: Host, sneak_pid: int
+) -> None:
+    """SQLite, as root in the worker's user namespace, hands each journal, WAL and
+    shared-memory file it opens to the database's owner with ``fchown``: a no-op, which
+    used to be three false denials in the plugin's log on every start. A plugin handing
+    one of its files to another uid is still refused, and reported."""
+    since = latest(host)
+    assert [await host.call("acme.sneak", "count") for _ in range(3)] == [1, 2, 3]
+    gave = await host.call("acme.sneak", "fchown_own_file", uid_offset=1)
+    assert gave == "EPERM, owner kept"
+    # the same listener hears the worker's calls in order: once the give-away is
+    # recorded, anything SQLite's calls before it had caused would be recorded too
+    given = await event_after(host, since, lambda e: e.details.get("syscall") == "fchown")
+    assert (given.action, given.details["layer"], given.details["pid"]) == (
+        "security.denied",
+        "seccomp",
+        sneak_pid,
+    )
+    assert host.state is not None
+    reported = [
+        e
+        for e in host.state.history("acme.sneak", limit=100)
+        if e.id > since and e.action.startswith("security.")
+    ]
+    assert [e.id for e in reported] == [given.id]
+    assert [r["message"] for r in await logged(host, "fchown")] == [  # `plugbay logs`
+        "permission denied: the system call fchown (seccomp)"
+    ]
+    # the plugin's own no-op, like SQLite's, succeeds (unreported: the test in
+    # tests/test_seccomp_notify.py), and nothing was ever handed to anyone
+    assert await host.call("acme.sneak", "fchown_own_file", uid_offset=0) == "ok, owner kept"
     await unharmed(host, sneak_pid)
 
 

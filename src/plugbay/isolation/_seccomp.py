@@ -64,6 +64,8 @@ _ALWAYS_DENIED: Final = (
     "migrate_pages", "move_pages", "process_madvise", "process_mrelease", "open_tree_attr",
     # Landlock does not cover metadata, and the worker owns what the host owns (same uid):
     # without these a plugin could chmod u+s or chmod 777 any of the host's files.
+    # (An fchown asking for the owner the file has is answered success by the host's
+    # listener without being made: seccomp_notify._keeps_owner.)
     "chmod", "fchmod", "fchmodat", "fchmodat2", "chown", "fchown", "lchown", "fchownat",
     "setxattr", "lsetxattr", "fsetxattr", "removexattr", "lremovexattr", "fremovexattr",
     "setxattrat", "removexattrat", "file_setattr",
@@ -450,7 +452,8 @@ class SeccompLayer:
         "EPERM for execve/execveat, fork/vfork/clone of processes (threads allowed), "
         "socket() of any family (TCP only when granted), signals to other processes, "
         "ptrace, process_vm_*, mount/unshare/setns/chroot, setting rlimits, "
-        "chmod/chown/setxattr of any file, keyctl, bpf, perf_event_open, io_uring, "
+        "chmod/chown/setxattr of any file (an fchown keeping the owner it has: answered "
+        "success by the host, never made), keyctl, bpf, perf_event_open, io_uring, "
         "modules, clock, hostname, TIOCSTI; ENOSYS for clone3; another architecture "
         "or the x32 ABI kills the process"
     )

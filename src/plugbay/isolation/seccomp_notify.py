@@ -9,6 +9,10 @@ event naming the plugin, the call and the layer. The record comes from the
 kernel through the host, not from the worker: a plugin calling ``syscall(2)``
 through ``ctypes`` and ignoring the error is seen too, and cannot forge or
 suppress it. Should the host be gone, the kernel fails the call (``ENOSYS``).
+
+One denied call is answered with success and not reported: an ``fchown`` that
+asks for the owner its file already has, which SQLite makes whenever it runs as
+root (:func:`_keeps_owner`). The kernel never makes it, so it changes nothing.
 """
 
 from __future__ import annotations
@@ -35,6 +39,10 @@ _RESP: Final = struct.Struct("=QqiI")
 _IOC_READ_WRITE: Final = 3
 _RECV: Final = (_IOC_READ_WRITE << 30) | (_NOTIF.size << 16) | (ord("!") << 8) | 0
 _SEND: Final = (_IOC_READ_WRITE << 30) | (_RESP.size << 16) | (ord("!") << 8) | 1
+# SECCOMP_IOCTL_NOTIF_ID_VALID as Linux 5.0 numbered it (_IOR); 5.7+ still accept it
+_ID_VALID: Final = (2 << 30) | (8 << 16) | (ord("!") << 8) | 2
+#: (uid_t)-1 / (gid_t)-1: "leave it as it is"
+_KEEP: Final = 0xFFFF_FFFF
 
 _FAMILIES: Final[dict[int, str]] = {
     int(family): family.name
@@ -146,16 +154,20 @@ class SeccompListener:
 
 
 def answer(fd: int, names: dict[int, str]) -> dict[str, Any] | None:
-    """Take one notification from ``fd``, answer it EPERM, and say what it was."""
+    """Take one notification from ``fd``, answer it, and say what it was: ``EPERM`` and
+    the event to report, or None when there is nothing to report (an ``fchown`` that
+    keeps its file's owner, see :func:`_keeps_owner`, answered with success)."""
     buffer = bytearray(_NOTIF.size)  # the kernel wants it zeroed
     try:
         fcntl.ioctl(fd, _RECV, buffer, True)
     except OSError:  # the caller died meanwhile (ENOENT), or was interrupted
         return None
     notice, pid, _flags, nr, _arch, _ip, *args = _NOTIF.unpack(buffer)
-    with contextlib.suppress(OSError):  # ENOENT: the call was interrupted, nobody waits
-        fcntl.ioctl(fd, _SEND, bytearray(_RESP.pack(notice, 0, -errno.EPERM, 0)), True)
     name = names.get(nr, f"#{nr}")
+    if name == "fchown" and _keeps_owner(fd, notice, pid, args):
+        _respond(fd, notice, 0)
+        return None
+    _respond(fd, notice, -errno.EPERM)
     operation, permission = describe_call(name, tuple(args))
     return {
         "kind": "denied",
@@ -165,6 +177,38 @@ def answer(fd: int, names: dict[int, str]) -> dict[str, Any] | None:
         "syscall": name,
         "pid": pid,
     }
+
+
+def _respond(fd: int, notice: int, error: int) -> None:
+    """The call's result: ``error`` (negative errno), or 0 for success. Never
+    ``SECCOMP_USER_NOTIF_FLAG_CONTINUE``: a call sent here is not made by the kernel."""
+    with contextlib.suppress(OSError):  # ENOENT: the call was interrupted, nobody waits
+        fcntl.ioctl(fd, _SEND, bytearray(_RESP.pack(notice, 0, error, 0)), True)
+
+
+def _keeps_owner(fd: int, notice: int, pid: int, args: list[int]) -> bool:
+    """Whether ``fchown(args[0], args[1], args[2])`` asks for the owner and group its file
+    already has (or -1, keep it): a no-op, which the host answers with success instead of
+    a denial.
+
+    SQLite does this whenever it runs as root, as a sandboxed worker does in its own user
+    namespace when the host is root: it opens its journal, WAL and shared-memory files and
+    hands each to the owner of the database (``robustFchown`` in its unix VFS), so every
+    plugin using ``context.storage`` or ``sqlite3`` would start with three false denials.
+
+    The call is never made (see :func:`_respond`), so no answer here can change a file; a
+    race (another thread of the plugin putting another file under the descriptor
+    meanwhile) can only change which file's owner was compared, never an owner. The
+    descriptor is looked at through ``/proc/<tid>/fd`` (the link leads to the open file
+    itself, not to a path), and the notification checked still pending afterwards, so the
+    tid was not reused. Anything not shown to be a no-op is refused and reported."""
+    target, uid, gid = (arg & 0xFFFF_FFFF for arg in args[:3])  # unsigned int, uid_t, gid_t
+    try:
+        owner = os.stat(f"/proc/{pid}/fd/{target}")
+        fcntl.ioctl(fd, _ID_VALID, struct.pack("=Q", notice))
+    except OSError:  # no such descriptor, the caller gone, or not ours to look at
+        return False
+    return uid in (_KEEP, owner.st_uid) and gid in (_KEEP, owner.st_gid)
 
 
 def probe() -> tuple[bool, str]:
