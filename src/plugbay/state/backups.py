@@ -158,6 +158,18 @@ def _keep_revoked(target: Path, replaced: Path) -> tuple[list[str], list[tuple[s
         db.close()
 
 
+def _revoked_again(restored: Path, source: Path, kept: Path) -> Restored:
+    """:func:`_keep_revoked` when the replaced file can be read, else why not."""
+    replaced = check_database(kept)
+    if not replaced.ok:
+        return Restored(source, kept, unread="; ".join(replaced.problems))
+    try:
+        tokens, grants = _keep_revoked(restored, kept)
+    except sqlite3.Error as exc:
+        return Restored(source, kept, unread=str(exc))
+    return Restored(source, kept, tokens, grants)
+
+
 def restore(state_dir: Path, source: Path | None = None) -> Restored:
     """Put ``source`` (default: the newest backup that passes its check) in place of
     ``state_dir/state.db``, keeping revoked what the replaced file revoked since (when it
@@ -194,17 +206,7 @@ def restore(state_dir: Path, source: Path | None = None) -> Restored:
                 os.replace(side, side.with_name(f"state.db.replaced-{stamp}{suffix}"))
         tmp = target.with_name("state.db.restoring")
         shutil.copyfile(source, tmp)
-        tokens: list[str] = []
-        grants: list[tuple[str, str]] = []
-        unread = None
-        if kept is not None:
-            replaced = check_database(kept)
-            unread = "; ".join(replaced.problems) if not replaced.ok else None
-            if replaced.ok:
-                try:
-                    tokens, grants = _keep_revoked(tmp, kept)
-                except sqlite3.Error as exc:
-                    unread = str(exc)
+        done = Restored(source, kept) if kept is None else _revoked_again(tmp, source, kept)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, target)
@@ -214,4 +216,4 @@ def restore(state_dir: Path, source: Path | None = None) -> Restored:
             where=str(target),
             hint="check free disk space and the permissions of the state directory",
         ) from None
-    return Restored(source, kept, tokens, grants, unread)
+    return done
