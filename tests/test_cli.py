@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests._cli import plugbay, start_plugbay
+from tests._cli import PLUGBAY, cli_env, plugbay, run_cli, start_plugbay
 from tests.conftest import PluginFactory
 
 
@@ -57,6 +57,20 @@ def test_list_without_a_host_says_so_and_starts_nothing(workdir: Path) -> None:
     assert "acme.calc" in result.stdout and "not running" in result.stdout
     assert "active" not in result.stdout and "failed" not in result.stdout
     assert not (workdir / ".plugbay").exists()  # nothing started, nothing created
+
+
+def test_a_table_piped_to_another_command_is_never_cut(
+    workdir: Path, plugins: PluginFactory
+) -> None:
+    """No terminal, no COLUMNS: a table keeps its natural width ('plugbay list | grep ID'),
+    where it was cut to 80 columns with ellipses."""
+    long_id = "acme.a-plugin-with-a-rather-long-name-for-eighty-columns"
+    plugins(long_id)
+    listed = run_cli([*PLUGBAY, "list"], cwd=workdir, env=cli_env(drop=["COLUMNS"]))
+    assert listed.returncode == 0, listed.stderr
+    assert long_id in listed.stdout and "not running" in listed.stdout
+    assert "…" not in listed.stdout
+    assert max(len(line) for line in listed.stdout.splitlines()) > 80
 
 
 def test_list_json(workdir: Path) -> None:

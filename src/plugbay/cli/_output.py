@@ -5,6 +5,9 @@ command framework is loaded."""
 from __future__ import annotations
 
 import json
+import os
+import sys
+from typing import Final
 
 from rich.console import Console
 from rich.markup import escape
@@ -13,8 +16,22 @@ from plugbay.api.errors import PlugbayError
 
 __all__ = ["err", "out", "say_error"]
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+#: how wide a table may grow when the output is not a terminal (a pipe, a file): its
+#: natural width, never cut to 80 columns with ellipses ('plugbay list | grep ID' finds
+#: the whole id); COLUMNS still sets it
+_PIPED_WIDTH: Final = 4096
+
+
+def _console(*, stderr: bool = False) -> Console:
+    stream = sys.stderr if stderr else sys.stdout
+    piped = not stream.isatty() and "COLUMNS" not in os.environ
+    return Console(
+        stderr=stderr, highlight=False, soft_wrap=True, width=_PIPED_WIDTH if piped else None
+    )
+
+
+out = _console()
+err = _console(stderr=True)
 
 
 def say_error(error: PlugbayError | str, *, as_json: bool = False) -> None:
