@@ -292,6 +292,32 @@ def test_ranges_met_one_by_one_but_not_together_go_to_the_resolver(
     found(result, "dependency", "the dependencies cannot all be met together")
 
 
+def test_a_range_no_version_can_be_in_is_its_text_to_fix(plugins: PluginFactory) -> None:
+    plugins("acme.greeter", version="1.0.0", extra='[services]\nprovides = { greet = "1.0.0" }\n')
+    plugins("acme.maybe", version="1.0.0")
+    d = plugins(
+        "acme.user",
+        extra=(
+            '[dependencies]\n"acme.greeter" = ">=2 <1"\n\n'
+            '[optional-dependencies]\n"acme.maybe" = ">1.0.0 <=1.0.0"\n\n'
+            '[services]\nrequires = { greet = ">=2,<1" }\n'
+        ),
+    )
+    toml = d / "plugin.toml"
+    result = validate_plugin(d, known=known_plugins([plugins.root], entry_points=False))
+    f = found(result, "range", "the range of dependency 'acme.greeter', >=2 <1, matches no version")
+    assert f.severity == "error" and f.line == line_of(toml, '"acme.greeter"')
+    assert "it is empty" in f.message
+    assert f.hint is not None and f"correct the range in {toml}" in f.hint
+    assert "widen" not in f.hint and "install a version" not in f.hint
+    found(result, "range", "the range of required service 'greet', >=2,<1, matches no version")
+    # the plugin loads without an optional dependency out of reach: a warning
+    f = found(result, "range", "optional dependency 'acme.maybe', >1.0.0 <=1.0.0, matches no")
+    assert f.severity == "warning"
+    # an empty range is not also a version missing from the host
+    assert not [x for x in result.findings if x.code in ("dependency", "service")], result.findings
+
+
 def test_the_plugin_is_never_imported_when_a_static_check_fails(
     plugins: PluginFactory, tmp_path: Path
 ) -> None:

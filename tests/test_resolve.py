@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -120,6 +121,27 @@ def test_missing_dependency_and_missing_service() -> None:
     assert isinstance(b, MissingDependencyError)
     assert "'b' 1.0.0 requires service 'speech' ^1; no plugin provides it" in str(b)
     assert plan.order == ["ok"]
+
+
+def test_an_empty_range_is_its_text_to_fix_not_a_version_to_install(tmp_path: Path) -> None:
+    toml = tmp_path / "user" / "plugin.toml"
+    user = manifest_from_mapping(
+        {"id": "acme.user", "version": "1.0.0", "type": "utility", "entry": "m:P",
+         "dependencies": {"acme.greeter": ">=2 <1"}},
+        path=toml,
+    )  # fmt: skip
+    plan = resolve(
+        [user, m("acme.greeter", "1.0.0"), m("acme.greeter", "3.0.0")], host_version=HOST
+    )
+    err = plan.failures["acme.user"]
+    assert isinstance(err, ResolutionError) and not isinstance(err, MissingDependencyError)
+    assert str(err).startswith(
+        "plugin 'acme.user': cannot be loaded: 'acme.user' 1.0.0 requires 'acme.greeter' >=2 <1, "
+        "a range that matches no version at all (it is empty)"
+    )
+    assert err.hint is not None and f"correct that range under [dependencies] in {toml}" in err.hint
+    assert "install a version" not in err.hint and "relax" not in err.hint
+    assert chosen(plan) == {"acme.greeter": "3.0.0"}
 
 
 def test_host_version_filters_candidates_and_says_so() -> None:

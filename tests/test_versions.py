@@ -909,3 +909,63 @@ def test_validate_warns_exactly_where_the_two_readings_differ(text: str, vs: lis
         if spelling is not None:
             assert ambiguity(spelling) is None, spelling
             assert _readings_agree(Range.parse(spelling), meaning, vs), spelling
+
+
+# ------------------------------------------------------------------ empty ranges
+
+
+@pytest.mark.parametrize(
+    ("text", "empty"),
+    [
+        (">=2 <1", True),
+        (">1.0.0 <=1.0.0", True),
+        ("1.2.3 - 1.0.0", True),
+        (">2 <2.0.1", True),  # npm's '>2' is '>=3.0.0'
+        ("<0.0.0-0", True),
+        (">=2 <1 || ^3", False),  # one alternative holds versions
+        (">=1.0.0 <=1.0.0", False),
+        ("<1.0.0 >=1.0.0-rc.1", False),  # only pre-releases: still versions
+        ("*", False),
+        (">=2,<1", True),
+        (">1,<=1", True),
+        ("==1.*,>=2", True),
+        ("~=1.4,<1.4", True),
+        ("==1.0,==2.0", True),
+        (">=1,<=1", False),
+        ("==1.*,<2", False),
+        ("~=1.4,<1.4.1", False),
+        ("==1.0+b,==1.0", False),  # the local version is in both
+    ],
+)
+def test_a_range_that_holds_no_version_is_empty(text: str, empty: bool) -> None:
+    assert Range.parse(text).is_empty is empty
+
+
+@FAST
+@given(versions, versions)
+def test_two_npm_bounds_are_empty_exactly_when_the_lower_is_not_below(
+    a: Version, b: Version
+) -> None:
+    assert npm(f">={a} <{b}").is_empty is not (a.compare_precedence(b) < 0)
+    assert npm(f">={a} <={b}").is_empty is (a.compare_precedence(b) > 0)
+
+
+@FAST
+@given(spec_release, spec_release)
+def test_two_pep440_bounds_are_empty_exactly_when_the_lower_is_not_below(a: str, b: str) -> None:
+    assert pep440(f">={a},<{b}").is_empty is not (PyVersion(a) < PyVersion(b))
+    assert pep440(f">{a},<={b}").is_empty is not (PyVersion(a) < PyVersion(b))
+
+
+@FAST
+@given(npm_ranges, versions)
+def test_an_empty_npm_range_holds_no_version(text: str, v: Version) -> None:
+    if npm(text).is_empty:
+        assert not npm(text).contains(v, include_prerelease=True)
+
+
+@FAST
+@given(spec_sets, pep_versions())
+def test_an_empty_pep440_range_holds_no_version_packaging_knows(spec: str, v: Version) -> None:
+    if pep440(spec).is_empty:
+        assert not packaging_says(spec, v, True)

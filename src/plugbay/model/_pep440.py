@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Final
 from plugbay.model._semver import Version
 
 if TYPE_CHECKING:
+    from packaging.specifiers import SpecifierSet
     from packaging.version import Version as PyVersion
 
 # packaging is imported where a PEP 440 text or version is first met: a host whose
@@ -97,3 +98,50 @@ def _why_not_pep440(text: str) -> str:
                 f"a PEP 440 specifier{detail}"
             )
     return f"it was read as PEP 440 because {why_pep440}, but packaging refuses it"
+
+
+def _pep440_empty(spec: SpecifierSet) -> bool:
+    """Whether the set's bounds leave no version at all: a lower bound above an upper
+    one (``>=2,<1``; ``==1.*,>=2``; ``~=1.4,<1.4``), or the two equal with either strict
+    (``>1,<=1``). Only what is sure: ``!=`` and ``===`` are not weighed, nor the rules
+    that keep pre-releases out of ``<V`` and post-releases out of ``>V``, so a set said
+    not to be empty may still hold nothing (``==1.0,!=1.0``)."""
+    bounds = [b for clause in spec for b in _bounds(clause.operator, clause.version)]
+    # (bound, strict): the highest lower bound, a strict one above an inclusive one at a
+    # tie; the lowest upper bound, a strict one below an inclusive one
+    lowers = [(bound, op == ">") for op, bound in bounds if op in (">", ">=")]
+    uppers = [(bound, op == "<") for op, bound in bounds if op in ("<", "<=")]
+    if not lowers or not uppers:
+        return False
+    low, low_strict = max(lowers)
+    high, high_strict = min(uppers, key=lambda u: (u[0], not u[1]))
+    return low > high or (low == high and (low_strict or high_strict))
+
+
+def _bounds(op: str, text: str) -> list[tuple[str, PyVersion]]:
+    """One clause as plain comparators (``>``, ``>=``, ``<``, ``<=``) it implies."""
+    from packaging.version import Version as PyVersion
+
+    if op in ("!=", "==="):
+        return []
+    if op == "==" and text.endswith(".*"):  # a prefix: [X.Y.dev0, X.(Y+1).dev0)
+        prefix = PyVersion(text[:-2])
+        return [
+            (">=", _dev0(prefix.release, prefix.epoch)),
+            ("<", _dev0((*prefix.release[:-1], prefix.release[-1] + 1), prefix.epoch)),
+        ]
+    version = PyVersion(text)
+    if op == "~=":  # ~=X.Y.Z is >=X.Y.Z, ==X.Y.*
+        head = version.release[:-1]
+        return [(">=", version), ("<", _dev0((*head[:-1], head[-1] + 1), version.epoch))]
+    if op == "==":  # a local label sorts right after its public version: that is the bound
+        public = PyVersion(version.public)
+        return [(">=", public), ("<=", public)]
+    return [(op, version)]
+
+
+def _dev0(release: tuple[int, ...], epoch: int) -> PyVersion:
+    """The lowest version of a release prefix (its first dev release)."""
+    from packaging.version import Version as PyVersion
+
+    return PyVersion(f"{epoch}!{'.'.join(map(str, release))}.dev0")

@@ -354,23 +354,17 @@ def _explain(index: _Index, root: str, exc: ResolutionImpossible[Any, Any]) -> P
     requirements: list[dict[str, Any]] = []
     available: dict[str, list[str]] = {}
     for target, pairs in by_target.items():
-        wants = []
-        for req, parent in pairs:
-            requirements.append(
-                {
-                    "target": target,
-                    "range": req.describe(),
-                    "by": parent.manifest.id if parent else None,
-                }
-            )
-            if parent is None:
-                continue
-            who = (
-                f"'{parent.manifest.id}' {parent.manifest.version}"
-                if not parent.identifier.startswith(_SERVICE)
-                else f"service '{parent.identifier[len(_SERVICE) :]}'"
-            )
-            wants.append(f"{who} requires {_name(target)} {req.describe()}")
+        requirements += _requirements(target, pairs)
+        empty = _empty_ranges(target, pairs)
+        if empty:  # a mistake in the text of a range: no installed version would help
+            sentences += [sentence for sentence, _ in empty]
+            hints += [hint for _, hint in empty]
+            continue
+        wants = [
+            f"{_who(parent)} requires {_name(target)} {req.describe()}"
+            for req, parent in pairs
+            if parent is not None
+        ]
         found = _found(index, target)
         available[target] = found["versions"]
         if found["missing"]:
@@ -386,6 +380,40 @@ def _explain(index: _Index, root: str, exc: ResolutionImpossible[Any, Any]) -> P
         hint="; ".join(dict.fromkeys(h for h in hints if h)) or None,
         details={"requirements": requirements, "available": available},
     )
+
+
+def _requirements(target: str, pairs: Sequence[tuple[_Req, _Cand | None]]) -> list[dict[str, Any]]:
+    return [
+        {"target": target, "range": req.describe(), "by": parent.manifest.id if parent else None}
+        for req, parent in pairs
+    ]
+
+
+def _empty_ranges(target: str, pairs: Sequence[tuple[_Req, _Cand | None]]) -> list[tuple[str, str]]:
+    """(sentence, hint) for each range on ``target`` that matches no version at all."""
+    out = []
+    for req, parent in pairs:
+        if parent is None or req.range is None or not req.range.is_empty:
+            continue
+        m = parent.manifest
+        table = "[services] requires" if target.startswith(_SERVICE) else "[dependencies]"
+        out.append(
+            (
+                f"{_who(parent)} requires {_name(target)} {req.range}, a range that matches no "
+                "version at all (it is empty)",
+                f"correct that range under {table} in {m.location}: no version of "
+                f"{_name(target)} can be in it (a lower bound above the upper one?), so "
+                "installing one will not help",
+            )
+        )
+    return out
+
+
+def _who(parent: _Cand) -> str:
+    """The plugin (or service) a requirement comes from, as an explanation names it."""
+    if parent.identifier.startswith(_SERVICE):
+        return f"service '{parent.identifier[len(_SERVICE) :]}'"
+    return f"'{parent.manifest.id}' {parent.manifest.version}"
 
 
 def _name(target: str) -> str:

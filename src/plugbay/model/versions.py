@@ -77,6 +77,7 @@ from plugbay.model._npm import (
 from plugbay.model._pep440 import (
     _MEMO_SIZE,
     _has_pep440_marker,
+    _pep440_empty,
     _pep440_representable,
     _pep440_version,
     _why_not_pep440,
@@ -293,6 +294,15 @@ class Range:
             ):
                 best = v
         return best
+
+    @property
+    def is_empty(self) -> bool:
+        """Whether no version at all is in the range, pre-releases included: ``>=2 <1``,
+        ``>1.0.0 <=1.0.0``, ``>=2,<1``. Such a range is a mistake in its text, never
+        a version missing from the host (for PEP 440, only what its bounds show)."""
+        if self._spec is not None:
+            return _pep440_empty(self._spec)
+        return not self._incl
 
     def desugared(self, *, include_prerelease: bool = False) -> str:
         """What the range means as plain comparators, as node-semver's ``Range.range``

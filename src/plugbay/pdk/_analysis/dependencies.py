@@ -4,25 +4,52 @@ host knows."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from plugbay.api.errors import PlugbayError
 from plugbay.model.manifest import PluginManifest
 from plugbay.pdk._analysis.base import Severity, _Context, _host_version
+
+if TYPE_CHECKING:
+    from plugbay.model.versions import Range
 
 
 class _DependencyChecks(_Context):
     """Every range can be met by what the host knows, one by one and together."""
 
     def _check_range_spellings(self) -> None:
-        """A range npm and PEP 440 read differently: say how plugbay reads it."""
+        """A range no version can be in: its text is the mistake. A range npm and PEP 440
+        read differently: say how plugbay reads it."""
         from plugbay.model.range_spelling import ambiguity
 
         m = self.m
-        ranges = [("host", m.host)]
-        ranges += [(dep, r) for dep, r in m.dependencies.items()]
-        ranges += [(dep, r) for dep, r in m.optional_dependencies.items()]
-        ranges += [(service, r) for service, r in m.requires.items()]
-        for key, rng in ranges:
+        # an optional dependency out of reach leaves the plugin loading without it
+        ranges: list[tuple[str, str, Range, Severity]] = [
+            ("host", "the host range", m.host, "error")
+        ]
+        ranges += [
+            (dep, f"the range of dependency '{dep}'", r, "error")
+            for dep, r in m.dependencies.items()
+        ]
+        ranges += [
+            (dep, f"the range of optional dependency '{dep}'", r, "warning")
+            for dep, r in m.optional_dependencies.items()
+        ]
+        ranges += [
+            (service, f"the range of required service '{service}'", r, "error")
+            for service, r in m.requires.items()
+        ]
+        for key, what, rng, severity in ranges:
+            if rng.is_empty:
+                self.add(
+                    severity,
+                    "range",
+                    f"{what}, {rng}, matches no version at all: it is empty",
+                    self.in_manifest(key),
+                    f"correct the range in {self.manifest_file}: no version can be in it "
+                    "(a lower bound above the upper one?), so installing one will not help",
+                )
+                continue
             found = ambiguity(rng.text)
             if found is not None:
                 self.add("warning", "range", found.message, self.in_manifest(key), found.hint)
@@ -42,7 +69,7 @@ class _DependencyChecks(_Context):
 
         m = self.m
         host_version = Version.parse(_host_version())
-        if host_version not in m.host:
+        if host_version not in m.host and not m.host.is_empty:  # empty: said above
             self.add(
                 "error",
                 "host",
@@ -70,7 +97,7 @@ class _DependencyChecks(_Context):
                         self.in_manifest(dep),
                         "install it, check the id, or point --plugins at where it is",
                     )
-                elif not any(v in rng for v in versions):
+                elif not any(v in rng for v in versions) and not rng.is_empty:
                     self.add(
                         severity,
                         "dependency",
@@ -83,7 +110,7 @@ class _DependencyChecks(_Context):
     def _check_required_services(self, others: Sequence[PluginManifest]) -> None:
         for service, rng in self.m.requires.items():
             providers = [(k.id, k.provides[service]) for k in others if service in k.provides]
-            if not any(v in rng for _, v in providers):
+            if not any(v in rng for _, v in providers) and not rng.is_empty:
                 self.add(
                     "error",
                     "service",
