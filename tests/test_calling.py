@@ -107,6 +107,42 @@ async def test_a_commands_own_shorter_timeout_bounds_it_and_the_plugin_keeps_ans
 
 
 @pytest.mark.parametrize("isolation", ["inline", "process"])
+async def test_a_timeouts_hint_names_the_deadline_that_fired(
+    make_host: Callable[..., Any], plugins: PluginFactory, isolation: str
+) -> None:
+    plugins("acme.slow", SLOW, extra="[resources]\ntimeout = 20\n")
+    plugins("acme.bounded", SLOW, extra="[resources]\ntimeout = 0.3\n")
+    plugins("acme.unbounded", SLOW)  # no resources.timeout: the host's call timeout
+    host = make_host(
+        inline=["*"] if isolation == "inline" else [], init_timeout=30.0, call_timeout=0.4
+    )
+    async with host:
+        # the command's own @command(timeout=0.3), though the manifest allows 20 s
+        with pytest.raises(PluginTimeout) as own:
+            await host.call("acme.slow", "hurried")
+        [batched] = await host.call_many("acme.slow", "hurried", [{}])
+        for error in (own.value, batched):
+            assert isinstance(error, PluginTimeout)
+            assert "within 0.3 s" in error.message
+            assert "raise @command(timeout=0.3) on 'hurried' in the plugin's code" in str(
+                error.hint
+            )
+            assert "resources.timeout" not in str(error.hint)  # raising it would not help
+        # the manifest's resources.timeout
+        with pytest.raises(PluginTimeout) as manifests:
+            await host.call("acme.bounded", "patient", seconds=5)
+        assert "within 0.3 s" in manifests.value.message
+        assert "raise resources.timeout in the manifest" in str(manifests.value.hint)
+        # the host's own call timeout (Host(call_timeout=0.4)): the manifest sets none
+        with pytest.raises(PluginTimeout) as hosts:
+            await host.call("acme.unbounded", "patient", seconds=5)
+        assert "within 0.4 s" in hosts.value.message
+        hint = str(hosts.value.hint)
+        assert "the host's call timeout" in hint and "Host(call_timeout=...)" in hint
+        assert "sets no resources.timeout" in hint
+
+
+@pytest.mark.parametrize("isolation", ["inline", "process"])
 async def test_results_are_checked_where_the_command_runs(
     make_host: Callable[..., Any], plugins: PluginFactory, isolation: str
 ) -> None:

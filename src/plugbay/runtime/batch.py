@@ -21,9 +21,10 @@ from typing import TYPE_CHECKING, Any
 
 from plugbay.api import CommandSpec
 from plugbay.api.errors import ParameterError, PlugbayError
-from plugbay.isolation import CallTimeout, PluginHandle
+from plugbay.isolation import CallTimeout
 from plugbay.monitor import CommandStats
 from plugbay.runtime import calling as calls
+from plugbay.runtime.routing import Route
 from plugbay.runtime.tap import heard_many
 
 if TYPE_CHECKING:
@@ -62,7 +63,7 @@ async def call_many(
     took = calls.clock() - started if timed >= 0 else None
     for i, result in zip(where, results, strict=True):
         seconds = took if i == timed else None
-        out[i] = _judged(result, spec, plugin_id, command, handle, timeout, stats, seconds)
+        out[i] = _judged(result, spec, plugin_id, command, route, timeout, stats, seconds)
     if timed >= 0:
         stats.next_period()
     return out
@@ -106,7 +107,7 @@ def _judged(
     spec: CommandSpec,
     plugin_id: str,
     command: str,
-    handle: PluginHandle,
+    route: Route,
     timeout: float,
     stats: CommandStats,
     seconds: float | None,
@@ -121,14 +122,14 @@ def _judged(
             return exc
     if isinstance(result, CallTimeout):
         stats.error(seconds, "PluginTimeout")
-        return calls.timed_out(plugin_id, command, timeout)
+        return calls.timed_out(plugin_id, command, timeout, spec, route)
     if isinstance(result, PlugbayError):  # bad parameters (a worker checks them) are the caller's
         if not isinstance(result, ParameterError):
             stats.error(seconds, type(result).__name__)
         return result
     if isinstance(result, BaseException):
         stats.error(seconds, type(result).__name__)
-        error = calls.plugin_raised(plugin_id, command, handle, result)
+        error = calls.plugin_raised(plugin_id, command, route.handle, result)
         error.__cause__ = result
         return error
     try:

@@ -27,6 +27,7 @@ import traceback
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
+from plugbay.api import CommandSpec
 from plugbay.api.errors import (
     CommandNotFound,
     ParameterError,
@@ -39,6 +40,7 @@ from plugbay.api.errors import (
 )
 from plugbay.isolation import CallTimeout, PluginHandle
 from plugbay.isolation.loading import plugin_frame
+from plugbay.model.manifest import PluginManifest
 from plugbay.monitor import CommandStats
 from plugbay.runtime.records import PluginRecord, Roster
 from plugbay.runtime.routing import UNCOUNTED, Entry, Route
@@ -47,7 +49,7 @@ from plugbay.runtime.tap import heard_failing
 if TYPE_CHECKING:
     from plugbay.runtime.activation import Activation
 
-__all__ = ["Calling", "clock", "count_failure", "plugin_raised", "timed_out"]
+__all__ = ["Calling", "clock", "count_failure", "deadline_hint", "plugin_raised", "timed_out"]
 
 _FOLD_AT: Final = CommandStats.FOLD_AT
 #: the call path's timer (a timed call reads it twice)
@@ -129,7 +131,7 @@ class Calling:
         except CallTimeout as exc:
             count_failure(stats, started, "PluginTimeout")
             heard_failing(heard, at, spec, kwargs, exc)
-            raise timed_out(plugin_id, command, timeout) from None
+            raise timed_out(plugin_id, command, timeout, spec, route) from None
         except (Exception, SystemExit) as exc:  # sys.exit() in a plugin is its own failure
             count_failure(stats, started, exc)
             heard_failing(heard, at, spec, kwargs, exc)
@@ -215,12 +217,60 @@ def count_failure(stats: CommandStats, started: float, error: BaseException | st
         stats.next_period()
 
 
-def timed_out(plugin_id: str, command: str, timeout: float) -> PluginTimeout:
+def timed_out(
+    plugin_id: str, command: str, timeout: float, spec: CommandSpec, route: Route
+) -> PluginTimeout:
+    """A call past its deadline; the hint names the deadline that fired (``route``: the
+    one the call went through, whose timeout is the command's unless its own is shorter)."""
     return PluginTimeout(
         f"command '{command}' did not finish within {timeout:g} s",
         plugin=plugin_id,
-        hint="the call was cancelled; raise resources.timeout in the manifest "
-        "if this command needs longer",
+        hint="the call was cancelled; "
+        + deadline_hint(command, timeout, spec, route.timeout, route.handle.manifest),
+    )
+
+
+def deadline_hint(
+    command: str,
+    timeout: float,
+    spec: CommandSpec,
+    route_timeout: float,
+    manifest: PluginManifest,
+) -> str:
+    """Where the deadline a call ran into is set, and so where to lift it: the command's
+    own (``@command(timeout=...)``, a Wasm module's ``[commands.NAME] timeout``), the
+    manifest's ``resources.timeout``, the host's cap on it, or the host's call timeout
+    (``Host(call_timeout=...)``) when the manifest sets none."""
+    asked = manifest.resources.timeout
+    if asked is None or asked <= 0:  # the manifest sets none: the host's own
+        plugins = (
+            f"the limit is the host's call timeout, {route_timeout:g} s, the one it was "
+            f"started with (Host(call_timeout=...)), as {manifest.location} sets no "
+            "resources.timeout: set one there, or pass a longer call_timeout"
+        )
+    elif asked > route_timeout:
+        plugins = (
+            f"resources.timeout = {asked:g} in {manifest.location} asks for more than the "
+            f"host allows a call, {route_timeout:g} s: split the work into shorter calls"
+        )
+    else:
+        plugins = "raise resources.timeout in the manifest"
+    if spec.timeout is None or spec.timeout != timeout:
+        return plugins + " if this command needs longer"
+    own = (
+        f"timeout under [commands.{command}] in {manifest.location}"
+        if manifest.runtime == "wasm"
+        else f"@command(timeout={spec.timeout:g}) on '{command}' in the plugin's code"
+    )
+    if route_timeout > timeout:  # the plugin's longer limit does not lift the command's own
+        return (
+            f"the limit is the command's own, shorter than the plugin's call timeout "
+            f"of {route_timeout:g} s: "
+            f"raise {own} if this command needs longer"
+        )
+    return (
+        f"both the command's own limit and the plugin's are {timeout:g} s: raise {own}, "
+        f"and {plugins}"
     )
 
 

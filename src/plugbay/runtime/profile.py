@@ -10,6 +10,7 @@ from plugbay.api.errors import ParameterError, PluginStateError, PluginTimeout
 from plugbay.isolation.base import CallTimeout
 from plugbay.isolation.profiling import profiled
 from plugbay.isolation.sampling import MAX_SECONDS, MIN_INTERVAL, Samples
+from plugbay.runtime.calling import deadline_hint
 
 if TYPE_CHECKING:
     from plugbay.runtime.manager import PluginManager
@@ -33,7 +34,7 @@ async def profile_call(
         # the plugin runs here: profile the host's whole call path (checks, metrics, errors)
         out = await profiled(manager.call(plugin_id, command, params, strict=strict))
         return out["value"], str(out["report"])
-    timeout = manager.timeout_of(plugin_id)
+    timeout = route_timeout = manager.timeout_of(plugin_id)
     if spec.timeout is not None and spec.timeout < timeout:
         timeout = spec.timeout
     kwargs = spec.validate_params(params, plugin=plugin_id, strict=strict)
@@ -43,7 +44,8 @@ async def profile_call(
         raise PluginTimeout(
             f"command '{command}' did not finish within {timeout:g} s under the profiler",
             plugin=plugin_id,
-            hint="profile a smaller input, or raise resources.timeout in the manifest",
+            hint="profile a smaller input; or, "
+            + deadline_hint(command, timeout, spec, route_timeout, handle.manifest),
         ) from None
     return out["value"], str(out["report"])
 
