@@ -14,7 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from plugbay import ParameterError, PluginCallError, PluginCrashed, PluginTimeout, ResultTypeError
+from plugbay import (
+    ParameterError,
+    PluginCallError,
+    PluginCrashed,
+    PluginStateError,
+    PluginTimeout,
+    ResultTypeError,
+)
 from plugbay.isolation.affinity import HOLD_AFTER
 from plugbay.isolation.process import ProcessHandle
 from plugbay.isolation.zygote import Child
@@ -713,6 +720,29 @@ async def test_a_reaped_worker_is_never_signalled_again(
         live.release()
         assert (live.pid, signal.SIGKILL) in [(pid, sig) for pid, sig, _ in sent]
         await until(lambda: live.reaped, "the released worker's exit")
+
+
+async def test_calls_made_while_a_crashed_plugin_restarts_wait_for_it(
+    plugins: PluginFactory, tmp_path: Path
+) -> None:
+    """A worker's crash is not its callers' doing: calls that arrive during the restart's
+    backoff are served by the restarted worker, not refused as if the plugin had failed
+    to load; past the host's call timeout they are refused, saying it restarts."""
+    async with supervised(plugins, tmp_path, restart_backoff=0.3) as host:
+        first = await host.call("acme.subject", "pid")
+        with pytest.raises(PluginCrashed):
+            await host.call("acme.subject", "crash")
+        assert str(host.plugin("acme.subject").state) == "failed"  # in its backoff
+        pids = await asyncio.gather(*(host.call("acme.subject", "pid") for _ in range(5)))
+        assert len(set(pids)) == 1 and pids[0] != first
+    async with supervised(plugins, tmp_path, restart_backoff=60, call_timeout=0.2) as host:
+        with pytest.raises(PluginCrashed):
+            await host.call("acme.subject", "crash")
+        with pytest.raises(PluginStateError, match="is failed, not active") as refused:
+            await host.call("acme.subject", "pid")
+        assert "crashed and is being restarted" in str(refused.value)
+        assert "plugbay enable" not in str(refused.value)
+        assert await host.call("acme.ok", "ping") == "pong from acme.ok 1.0.0"
 
 
 NS_LAST_PID = Path("/proc/sys/kernel/ns_last_pid")

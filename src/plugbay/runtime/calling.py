@@ -42,7 +42,7 @@ from plugbay.isolation import CallTimeout, PluginHandle
 from plugbay.isolation.loading import plugin_frame
 from plugbay.model.manifest import PluginManifest
 from plugbay.monitor import CommandStats
-from plugbay.runtime.records import PluginRecord, Roster
+from plugbay.runtime.records import ManagerSettings, PluginRecord, PluginState, Roster
 from plugbay.runtime.routing import UNCOUNTED, Entry, Route
 from plugbay.runtime.tap import heard_failing
 
@@ -64,6 +64,9 @@ class Calling:
     _routes: dict[str, Route]
     #: plugins whose new calls wait while a swap moves their state (plugbay.runtime.swap)
     _holds: dict[str, asyncio.Future[None]]
+    #: restarts after a crash, by plugin id (``runtime.supervision``): calls wait for them
+    _restarts: dict[str, asyncio.Task[None]]
+    settings: ManagerSettings
     touched: set[str]  # plugins called, or whose state changed, since the monitor's tick
     #: set while the monitor waits for its next tick: a plugin touched ends the wait
     wake_monitor: Callable[[], None] | None
@@ -162,11 +165,18 @@ class Calling:
 
     async def _held(self, plugin_id: str) -> Route:
         """The route of a plugin whose calls are held by a swap, once it lets them through
-        (or of a plugin that starts on demand, once this first call started it)."""
+        (or of a plugin that starts on demand, once this first call started it, or of one
+        whose worker crashed, once it is restarted: up to the host's call timeout)."""
         if self.activation.is_deferred(plugin_id):
             return await self.activation.start(plugin_id)
         while (hold := self._holds.get(plugin_id)) is not None:
             await asyncio.shield(hold)
+            route = self._routes.get(plugin_id)
+            if route is not None:
+                return route
+        restart = self._restarts.get(plugin_id)
+        if restart is not None:  # a crash is not the caller's: the call waits it out
+            await asyncio.wait([restart], timeout=self.settings.call_timeout)
             route = self._routes.get(plugin_id)
             if route is not None:
                 return route
@@ -183,10 +193,21 @@ class Calling:
         )
 
     def _not_active(self, rec: PluginRecord) -> PluginStateError:
+        reason = rec.reason or ""
+        reason = reason.removeprefix(f"plugin '{rec.id}': ")  # said once, by the error
+        if rec.id in self._restarts:
+            hint = (
+                "its worker crashed and is being restarted; calls wait for that up to the "
+                f"host's call timeout ({self.settings.call_timeout:g} s): call again"
+            )
+        elif rec.state is PluginState.DISABLED:
+            hint = f"'plugbay enable {rec.id}' (host.enable in an application) starts it again"
+        else:
+            hint = f"'plugbay info {rec.id}' (host.info in an application) shows why"
         return PluginStateError(
-            f"is {rec.state}, not active" + (f": {rec.reason}" if rec.reason else ""),
+            f"is {rec.state}, not active" + (f": {reason}" if reason else ""),
             plugin=rec.id,
-            hint=f"'plugbay info {rec.id}' shows why; 'plugbay enable {rec.id}' if it was disabled",
+            hint=hint,
         )
 
     def _not_callable(self, plugin_id: str) -> PlugbayError:
