@@ -4,6 +4,7 @@ and a worker that hangs on that call is still found within its timeout."""
 from __future__ import annotations
 
 import asyncio
+import gc
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from plugbay import PluginCrashed
 from plugbay.isolation.heartbeat import Beat, Pulse, held_by, hung_error, pulse_for
 from plugbay.isolation.process import ProcessHandle
+from plugbay.runtime.host import Host
 from tests.conftest import PluginFactory
 from tests.test_process import stuck_worker, supervised, wait_for_state
 
@@ -143,6 +145,35 @@ async def test_a_freshly_started_worker_rests_unpinged_and_its_first_call_still_
         assert asyncio.get_running_loop().time() - started < 2.5
         await wait_for_state(host, "acme.stuck", "active")
         assert await host.call("acme.stuck", "ping") == "pong"
+
+
+@pytest.mark.slow
+def test_a_stopped_host_leaves_no_task_pending_in_the_loop_its_program_closes(
+    plugins: PluginFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # an application that runs its own loop: start, call, stop, close the loop; the
+    # heartbeat's task slept until its next sweep, 30 s away, and was destroyed pending
+    plugins("acme.one")
+    plugins("acme.two")
+    host = Host(
+        plugins.root, state_dir=tmp_path / "state", entry_points=False, inline=[], init_timeout=20
+    )
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(host.start())
+        assert loop.run_until_complete(host.call("acme.one", "ping")) == "pong from acme.one 1.0.0"
+        pulse = pulse_for(loop)
+        loop.run_until_complete(until(lambda: pulse.resting == 2, "both workers rest", 30))
+        loop.run_until_complete(host.stop())
+        pending = [task.get_name() for task in asyncio.all_tasks(loop)]
+        beating = len(pulse)
+    finally:
+        loop.close()
+    assert pending == []
+    assert beating == 0
+    del loop
+    gc.collect()
+    assert "Task was destroyed but it is pending" not in caplog.text
 
 
 def test_only_a_def_call_sent_before_the_unanswered_ping_and_within_its_limit_holds_it() -> None:

@@ -1,6 +1,7 @@
 """A host's life around its plugins (plugbay.runtime.lifecycle, plugbay run): one host
 per state directory, a start that sweeps what a dead host left, health from the first
-second, a SIGTERM at any point that drains and leaves nothing behind, descriptors.
+second, a SIGTERM at any point that drains and leaves nothing behind, a start cancelled
+or failing at any point that undoes itself, descriptors.
 
 Real ``plugbay run`` processes, real workers and cgroups; each test its own state
 directory and free ports.
@@ -8,6 +9,7 @@ directory and free ports.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -25,8 +27,9 @@ import httpx
 import psutil
 import pytest
 
-from plugbay.isolation import _cgroups
+from plugbay.isolation import _cgroups, quota
 from plugbay.runtime.host import Host, HostLockedError
+from tests._waiting import until
 from tests.conftest import PluginFactory
 
 SLOW_INIT = """
@@ -205,6 +208,143 @@ def test_a_second_plugbay_run_is_refused_naming_the_holder_and_the_cli_talks_to_
     assert (readiness["status"], readiness["active"], readiness["wanted"]) == ("ready", 1, 1)
     first.proc.send_signal(signal.SIGTERM)
     assert first.proc.wait(timeout=60) == 0
+
+
+# ---------------------------------------------------------------------- a start cut short
+
+
+def quota_chain(plugins: PluginFactory, *, init_seconds: float) -> None:
+    """acme.p0 <- acme.p1 <- acme.p2, sandboxed, each with a storage image: while p0
+    initializes, the images of all three are mounted and p1's and p2's workers forked
+    ahead (``runtime.startup.StartAhead``)."""
+    for n in range(3):
+        needs = f'[dependencies]\n"acme.p{n - 1}" = "^1.0"\n' if n else ""
+        plugins(
+            f"acme.p{n}",
+            textwrap.dedent(SLOW_INIT.format(seconds=init_seconds if n == 0 else 0)),
+            extra=f'[resources]\nstorage = "2MiB"\n{needs}',
+        )
+
+
+def mounts_under(root: Path) -> list[str]:
+    with open("/proc/self/mounts") as mounts:
+        return [f[1] for line in mounts if (f := line.split())[1].startswith(str(root))]
+
+
+def below_us() -> dict[int, psutil.Process]:
+    """The processes a host starts below this test's: its zygote with the workers it
+    forked, and the storage images' janitor (not a Ray cluster another test started)."""
+    found: dict[int, psutil.Process] = {}
+    for child in psutil.Process().children():
+        try:
+            if any(mark in " ".join(child.cmdline()) for mark in ("zygote_main", "umount")):
+                found |= {p.pid: p for p in [child, *child.children(recursive=True)]}
+        except psutil.Error:  # exited meanwhile
+            continue
+    return found
+
+
+def zygote_children(host: Host) -> int:
+    pid = host.manager.backends["process"].zygote.pid  # type: ignore[attr-defined]
+    try:
+        return len(psutil.Process(pid).children()) if pid is not None else 0
+    except psutil.NoSuchProcess:
+        return 0
+
+
+#: where the start is when it is cancelled: ``None``, before it begins
+CUT_AT: dict[str, Callable[[Host, Path], bool] | None] = {
+    "at once": None,
+    "the state open": lambda host, _root: host.phase == "starting",
+    "the zygote booting": lambda host, _root: (
+        host.manager.backends["process"].zygote.pid is not None  # type: ignore[attr-defined]
+    ),
+    "an image mounted": lambda _host, root: bool(mounts_under(root)),
+    "the chain's workers forked": lambda host, _root: zygote_children(host) == 3,
+}
+
+
+async def nothing_left(
+    host: Host, root: Path, before: set[int], seen: list[psutil.Process], make_host: Any
+) -> None:
+    """What a start cut short must leave: nothing of it, and its state directory free."""
+    assert sorted(set(below_us()) - before) == []  # zygote, workers, janitor: all gone
+    _gone, alive = await asyncio.to_thread(psutil.wait_procs, seen, 30)
+    assert [p for p in alive if p.status() != psutil.STATUS_ZOMBIE] == []
+    assert mounts_under(root) == []
+    assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []
+    # another host in this process takes the state directory and serves
+    quick = PluginFactory(root / "quick")
+    quick("acme.quick")
+    async with make_host(plugins_dir=quick.root, inline=[], init_timeout=20) as again:
+        assert await again.call("acme.quick", "ping") == "pong from acme.quick 1.0.0"
+    assert (host.started, host.phase, host.state) == (False, "stopped", None)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("point", list(CUT_AT))
+async def test_a_start_cancelled_at_any_point_undoes_itself_and_frees_the_state_directory(
+    point: str,
+    plugins: PluginFactory,
+    make_host: Callable[..., Host],
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    reached = CUT_AT[point]
+    if point == "an image mounted" and not quota.probe().enforced:
+        pytest.skip("no kernel-enforced storage image here: " + quota.probe().detail)
+    quota_chain(plugins, init_seconds=60)
+    before = set(below_us())
+    host = make_host(inline=[], init_timeout=120)
+
+    async def app() -> None:
+        async with host:
+            raise AssertionError("the start was to be cancelled before it finished")
+
+    task = asyncio.create_task(app())
+    seen: dict[int, psutil.Process] = {}
+    if reached is not None:
+
+        def there() -> bool:
+            seen.update({pid: p for pid, p in below_us().items() if pid not in before})
+            return task.done() or reached(host, tmp_path)
+
+        await until(there, point, every=0.001)
+    assert not task.done()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await nothing_left(host, tmp_path, before, list(seen.values()), make_host)
+    assert "Traceback" not in capfd.readouterr().err
+
+
+@pytest.mark.slow
+async def test_a_start_that_raises_with_workers_running_undoes_itself_then_raises(
+    plugins: PluginFactory,
+    make_host: Callable[..., Host],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    quota_chain(plugins, init_seconds=0)
+    before = set(below_us())
+    host = make_host(inline=[], init_timeout=20)
+    load_plan = host.manager.load_plan
+    seen: dict[int, psutil.Process] = {}
+
+    async def load_then_fail(plan: Any) -> None:  # every plugin active, then a failure
+        await load_plan(plan)
+        assert [str(r.state) for r in host.plugins()] == ["active"] * 3
+        seen.update({pid: p for pid, p in below_us().items() if pid not in before})
+        raise RuntimeError("provoked at the end of the start")
+
+    monkeypatch.setattr(host.manager, "load_plan", load_then_fail)
+    with pytest.raises(RuntimeError, match="provoked"):
+        async with host:
+            raise AssertionError("the start was to fail")
+    assert len(seen) >= 4  # the zygote and three workers ran
+    await nothing_left(host, tmp_path, before, list(seen.values()), make_host)
+    assert "Traceback" not in capfd.readouterr().err
 
 
 # ---------------------------------------------------------------------- leftovers

@@ -1,8 +1,9 @@
 """What the process backend is built from, apart from the backend and its handle.
 
 A worker's commands as the host sees them (:class:`RemoteSpec`), what the zygote is
-asked for (:func:`worker_request`, :func:`bound_file_size`), the measure of a data
-directory a sampled storage quota counts (:func:`du`), the seccomp listener a
+asked for (:func:`worker_request`, :func:`bound_file_size`), a sandboxed plugin's
+storage image mounted before its worker starts (:func:`enforce_storage`), the measure
+of a data directory a sampled storage quota counts (:func:`du`), the seccomp listener a
 sandboxed worker sends once it is confined, a worker's figures (psutil), and the
 names a worker's death is told in.
 """
@@ -10,6 +11,7 @@ names a worker's death is told in.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import socket
@@ -21,6 +23,7 @@ from plugbay.api import CommandSpec, ParamInfo
 from plugbay.api.errors import PlugbayError, PluginCrashed
 from plugbay.isolation import frames
 from plugbay.isolation.policy import Placement
+from plugbay.isolation.quota import QuotaMounts, QuotaStatus, QuotaUnavailable
 from plugbay.model.manifest import PluginManifest, parse_size
 
 __all__ = [
@@ -29,6 +32,7 @@ __all__ = [
     "await_listener",
     "bound_file_size",
     "du",
+    "enforce_storage",
     "for_the_worker",
     "host_reply",
     "process_usage",
@@ -231,6 +235,39 @@ def signal_name(number: int) -> str:
 
 def size_text(value: float | None) -> str:
     return "unlimited" if value is None else f"{value / (1 << 20):g} MiB"
+
+
+async def enforce_storage(
+    quotas: QuotaMounts,
+    manifest: PluginManifest,
+    placement: Placement | None,
+    data_dir: Path | None,
+) -> QuotaStatus:
+    """Mount the plugin's storage image at its data directory, else say why it is sampled.
+
+    The mount runs in a thread, which a cancel (a start cut short) cannot stop: it is
+    waited for then and let go, so no image stays mounted with nobody to unmount it."""
+    quota = placement.limits.get("storage") if placement is not None else None
+    if placement is None or not placement.sandboxed or quota is None or data_dir is None:
+        return QuotaStatus(False, "no storage quota applies")
+    mounting = asyncio.ensure_future(
+        asyncio.to_thread(quotas.attach, data_dir, int(quota), manifest.id)
+    )
+    try:
+        await asyncio.shield(mounting)
+    except (QuotaUnavailable, OSError) as exc:
+        why = exc.message if isinstance(exc, QuotaUnavailable) else f"{exc}"
+        logging.getLogger("plugbay.isolation.process").warning(
+            "plugin '%s': storage quota sampled, not enforced by the kernel: %s",
+            manifest.id, why,
+        )  # fmt: skip
+        return QuotaStatus(False, why)
+    except asyncio.CancelledError:
+        await asyncio.wait([mounting])
+        if not mounting.cancelled() and mounting.exception() is None:
+            await asyncio.to_thread(quotas.detach, data_dir)
+        raise
+    return QuotaStatus(True, f"{size_text(quota)} image mounted at {data_dir}")
 
 
 def _runs_in_the_worker(*args: Any, **kwargs: Any) -> Any:

@@ -30,11 +30,17 @@ the heartbeat's second is not a hang; one past its deadline still holding the lo
 Its worker reads the ping only once it returns, so the pong comes after the command's
 answer, and may come a moment later: the worker has :attr:`Beat.timeout` from when the
 call was last seen holding it (:meth:`Beat.held`).
+
+A worker's handle leaves the pulse once it stops (:meth:`Pulse.leave`); the task ends
+with the last one, and a stopping host waits for that end (:meth:`Pulse.quiet`): a
+program that closes its own loop after the host's stop finds no task of plugbay's still
+pending there.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import weakref
 from collections.abc import Callable, Mapping
@@ -197,9 +203,23 @@ class Pulse:
             self._nap.set_result(None)  # tick for it from now on
 
     def leave(self, member: Beating) -> None:
+        """``member`` needs no more ticks (its worker stopped); the task ends with the last."""
         self._members.pop(member, None)
         self._resting.pop(member, None)
         member.beat.wake = None
+        if not self and self._nap is not None and not self._nap.done():
+            self._nap.set_result(None)  # nothing left to wait for: the task ends now
+
+    async def quiet(self) -> None:
+        """End the task once no worker is left to tick for, and wait for its end (a host's
+        stop, its workers gone); a pulse still ticking for another host's is left be."""
+        task = self._task
+        if task is None or self._members or self._resting:
+            return
+        self._task = None
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
     def _rest(self, member: Beating) -> None:
         self._members.pop(member, None)

@@ -44,6 +44,7 @@ from plugbay.isolation._process_parts import (
     bound_file_size,
     crash_error,
     du,
+    enforce_storage,
     for_the_worker,
     host_reply,
     look_at_image,
@@ -53,14 +54,10 @@ from plugbay.isolation._process_parts import (
 )
 from plugbay.isolation.affinity import Follow
 from plugbay.isolation.base import Backend, CallTimeout, EnvironmentPaths, PluginHandle, deadline
-from plugbay.isolation.heartbeat import Beat, held_by, hung_error, pulse_for
-from plugbay.isolation.identity import (
-    deliver_log,
-    judge_error,
-    security_event,
-)
+from plugbay.isolation.heartbeat import Beat, Pulse, held_by, hung_error, pulse_for
+from plugbay.isolation.identity import deliver_log, judge_error, security_event
 from plugbay.isolation.policy import Placement
-from plugbay.isolation.quota import QuotaMounts, QuotaStatus, QuotaUnavailable
+from plugbay.isolation.quota import QuotaMounts, QuotaStatus
 from plugbay.isolation.requests import Requests
 from plugbay.isolation.seccomp_notify import SeccompListener
 from plugbay.isolation.zygote import Child, Zygote
@@ -98,7 +95,7 @@ class ProcessBackend(Backend):
         """A worker for the plugin: sandboxed when the placement says so (the host's policy),
         forked from its environment's zygote when it has one of its own."""
         request = worker_request(manifest, placement, data_dir, loop_probe=True)
-        storage = await self._enforce_storage(manifest, placement, data_dir)
+        storage = await enforce_storage(self.quotas, manifest, placement, data_dir)
         quota = placement.limits.get("storage") if placement is not None else None
         if "sandbox" in request and not storage.enforced and quota is not None:
             bound_file_size(request, int(quota))
@@ -122,10 +119,15 @@ class ProcessBackend(Backend):
         if storage.enforced and data_dir is not None:
             quotas = self.quotas
             handle.on_exited = lambda: quotas.detach(data_dir)
-        await handle.open()
-        if handle._reaper is not None:
-            self._live.add(handle)
-            handle._reaper.add_done_callback(lambda _task: self._live.discard(handle))
+        try:
+            await handle.open()
+        except BaseException:  # a start cut short: its worker is killed, and reaped in close()
+            handle.release()
+            raise
+        finally:
+            if handle._reaper is not None:
+                self._live.add(handle)
+                handle._reaper.add_done_callback(lambda _task: self._live.discard(handle))
         return handle
 
     async def _spawn(
@@ -146,24 +148,6 @@ class ProcessBackend(Backend):
             raise
         return child, sock, listener
 
-    async def _enforce_storage(
-        self, manifest: PluginManifest, placement: Placement | None, data_dir: Path | None
-    ) -> QuotaStatus:
-        """Mount the plugin's storage image at its data directory, else say why it is sampled."""
-        quota = placement.limits.get("storage") if placement is not None else None
-        if placement is None or not placement.sandboxed or quota is None or data_dir is None:
-            return QuotaStatus(False, "no storage quota applies")
-        try:
-            await asyncio.to_thread(self.quotas.attach, data_dir, int(quota), manifest.id)
-        except (QuotaUnavailable, OSError) as exc:
-            why = exc.message if isinstance(exc, QuotaUnavailable) else f"{exc}"
-            log.warning(
-                "plugin '%s': storage quota sampled, not enforced by the kernel: %s",
-                manifest.id, why,
-            )  # fmt: skip
-            return QuotaStatus(False, why)
-        return QuotaStatus(True, f"{size_text(quota)} image mounted at {data_dir}")
-
     async def close(self) -> None:
         """Stop the zygote once every worker is reaped and its cgroup removed (bounded)."""
         live = list(self._live)
@@ -179,9 +163,14 @@ class ProcessBackend(Backend):
             if handle.cgroup is not None:
                 with contextlib.suppress(OSError):
                     await asyncio.to_thread(CgroupLayer(handle.cgroup).remove)
+        await pulse_for(asyncio.get_running_loop()).quiet()  # ends with the loop's last worker
         for zygote in [self.zygote, *self.env_zygotes.values()]:
             await zygote.stop()
         self.env_zygotes.clear()
+        unreaped = [h._reaper for h in list(self._live) if h._reaper is not None]
+        for reaper in unreaped:  # no zygote is left to tell their exits
+            reaper.cancel()
+        await asyncio.gather(*unreaped, return_exceptions=True)
         await asyncio.to_thread(self.quotas.close)
 
 
@@ -244,8 +233,8 @@ class ProcessHandle(sampling.SampledInWorker, RequestsToWorker, PluginHandle):
         self._channel: frames.Channel | None = None
         self._dead: PlugbayError | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        #: the loop's heartbeat ticks for this worker (``isolation.heartbeat``)
-        self._beating = False
+        #: the loop's heartbeat, while it ticks for this worker (``isolation.heartbeat``)
+        self._pulse: Pulse | None = None
         self.beat = Beat()
         #: the calls its worker runs in its loop (``Loaded.inline``), and the last one past
         #: its deadline since the worker last answered a ping (``heartbeat.held_by``)
@@ -505,6 +494,7 @@ class ProcessHandle(sampling.SampledInWorker, RequestsToWorker, PluginHandle):
         if self._loaded is not None and not self._loaded.done():
             self._loaded.set_exception(self._dead)
         self._kill()
+        self._stop_beating()
         if self.on_crash is not None and not self._closing:
             self.on_crash(self._dead)
 
@@ -521,8 +511,8 @@ class ProcessHandle(sampling.SampledInWorker, RequestsToWorker, PluginHandle):
         pinged every ``beat.interval``; an idle one rests, pinged every ``beat.idle_ping``."""
         loop = asyncio.get_running_loop()
         self.beat.started(loop.time())  # idle: rests from its first tick
-        self._beating = True
-        pulse_for(loop).join(self)
+        self._pulse = pulse_for(loop)
+        self._pulse.join(self)
         quota = self.placement.limits.get("storage") if self.placement is not None else None
         if self.placement is not None and self.placement.sandboxed and quota is not None:
             if self.storage.enforced:
@@ -531,6 +521,11 @@ class ProcessHandle(sampling.SampledInWorker, RequestsToWorker, PluginHandle):
                 self._quota = asyncio.create_task(
                     self._watch_storage(int(quota)), name=f"plugbay-quota-{self.pid}"
                 )
+
+    def _stop_beating(self) -> None:  # stopping or gone: the pulse ends with its last worker
+        pulse, self._pulse = self._pulse, None
+        if pulse is not None:
+            pulse.leave(self)
 
     def _busy(self, now: float) -> bool:
         return self.beat.busy(now, bool(self._requests.inflight))
@@ -580,7 +575,7 @@ class ProcessHandle(sampling.SampledInWorker, RequestsToWorker, PluginHandle):
     def pulse(self, now: float, stalled: float) -> bool:
         """One tick of the loop's heartbeat (``isolation.heartbeat``): the storage image's
         look and a ping when due, or the verdict that the worker is hung."""
-        if self._dead is not None or not self._beating:
+        if self._dead is not None or self._pulse is None:
             return False
         busy = self._busy(now)
         self.follow.tick(busy)  # idle, or its caller's core shared: free to run on any core
@@ -716,7 +711,7 @@ class ProcessHandle(sampling.SampledInWorker, RequestsToWorker, PluginHandle):
 
     async def cleanup(self, timeout: float) -> None:
         self._closing = True
-        self._beating = False
+        self._stop_beating()
         if self._quota is not None:
             self._quota.cancel()
         if self._dead is not None:
@@ -744,7 +739,7 @@ class ProcessHandle(sampling.SampledInWorker, RequestsToWorker, PluginHandle):
         """None while the worker answers its heartbeat; otherwise why not."""
         if self._dead is not None:
             return str(self._dead.message)
-        if not self._beating:
+        if self._pulse is None:
             return None
         # from any thread (a /metrics scrape): the loop's clock is time.monotonic
         now = time.monotonic()
@@ -786,7 +781,7 @@ class ProcessHandle(sampling.SampledInWorker, RequestsToWorker, PluginHandle):
         self._kill()
         if self.seccomp is not None and self._reaper is None:
             self.seccomp.close()  # no zygote to say it exited: nothing is left to answer
-        self._beating = False
+        self._stop_beating()
         self._requests.stop()
         if self._quota is not None:
             self._quota.cancel()

@@ -85,7 +85,10 @@ def zygote_main(control_fd: int, read_paths: list[str] | None = None) -> None:
     signal.set_wakeup_fd(wake_write)
     signal.signal(signal.SIGCHLD, lambda *_: None)  # a handler, so the wakeup fd is written
     control = socket.socket(fileno=control_fd)
-    control.send(b'{"ready": true}')
+    try:
+        control.send(b'{"ready": true}')
+    except OSError:  # the host gave up on it while it booted (a start cut short)
+        os._exit(0)
     # idle is counted from the first fork on: before it, the host is still loading and
     # its first request may come any moment (map_code there would hold up that fork)
     idle: float | None = None
@@ -121,7 +124,10 @@ def zygote_main(control_fd: int, read_paths: list[str] | None = None) -> None:
         # the answer is formatted, not encoded (about 0.2 MiB less in each worker)
         for fd in fds:
             os.close(fd)
-        _announce(control, pid)
+        try:
+            _announce(control, pid)
+        except OSError:  # the host is gone: its workers die with this process
+            os._exit(0)
         idle = None if mapped else _FIRST_IDLE
 
 
@@ -320,15 +326,20 @@ class Zygote:
     async def _boot(self) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         args, env = zygote_command(theirs.fileno(), self.environment)
-        self._proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            *args,
-            pass_fds=[theirs.fileno()],
-            env=env,
-            stdin=subprocess.DEVNULL,
-        )
+        try:
+            self._proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                *args,
+                pass_fds=[theirs.fileno()],
+                env=env,
+                stdin=subprocess.DEVNULL,
+            )
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
         self._spawned.set()
-        theirs.close()
         await self._until_ready(ours)
 
     def adopt(self, process: ZygoteProcess, control: socket.socket) -> None:
@@ -343,7 +354,11 @@ class Zygote:
     async def _until_ready(self, ours: socket.socket) -> None:
         ours.setblocking(False)
         loop = asyncio.get_running_loop()
-        ready = await asyncio.wait_for(loop.sock_recv(ours, 4096), 30)
+        try:
+            ready = await asyncio.wait_for(loop.sock_recv(ours, 4096), 30)
+        except BaseException:  # cancelled (the host stops), or no answer: it exits
+            ours.close()
+            raise
         if not ready:
             ours.close()
             raise RuntimeError("the plugbay zygote exited before it was ready")
@@ -435,6 +450,10 @@ class Zygote:
         self._exits.pop(pid, None)
 
     async def stop(self) -> None:
+        booting, self._starting = self._starting, None
+        if booting is not None and not booting.done():  # a start cut short while it booted
+            booting.cancel()
+            await asyncio.wait([booting])
         if self._reader is not None:
             self._reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):

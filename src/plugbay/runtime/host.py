@@ -47,6 +47,7 @@ from plugbay.runtime.lifecycle import (
     descriptor_budget,
     raise_descriptor_limit,
     sweep,
+    undo_fully,
 )
 from plugbay.runtime.live_config import apply_config, audit_config
 from plugbay.runtime.manager import ManagerSettings, PluginManager, PluginRecord, PluginState
@@ -236,14 +237,8 @@ class Host:
             if self.manager.settings.monitoring:
                 self.monitor = PluginMonitor(self.manager, self._monitor_settings())
                 await self.monitor.start()
-        except BaseException:
-            await self._stop_backups()
-            if self.state is not None:
-                self.state.close()
-                self.state = self.manager.state = None
-            if self._host_lock is not None:
-                self._host_lock.release()
-                self._host_lock = None
+        except BaseException:  # cut short (cancelled) or failed: what it did is undone
+            await undo_fully(self._close(), "an open cut short")
             raise
         self._opened = True
         self.phase = "starting"
@@ -288,11 +283,20 @@ class Host:
     async def start(self) -> None:
         """Discover, resolve and start every plugin. Problems are kept in
         ``host.problems`` and in each plugin's record; they never raise here
-        (a second host on the same state directory does: :class:`HostLockedError`)."""
+        (a second host on the same state directory does: :class:`HostLockedError`).
+        A start cut short (cancelled) or failing undoes everything it did, workers
+        to the state directory's lock, then raises."""
         if self._started:
             return
         await self.open()
         self._started = True
+        try:
+            await self._start_plugins()
+        except BaseException:
+            await undo_fully(self._close(), "a start cut short")
+            raise
+
+    async def _start_plugins(self) -> None:
         self.manager.services.provide(
             "plugbay.host", "plugbay.host", Version.parse(HOST_VERSION), HostInfo(self)
         )
@@ -364,8 +368,11 @@ class Host:
     async def stop(self) -> None:
         """Clean up every plugin in reverse dependency order, then close the state and
         give up the state directory's lock."""
-        if not self._opened:
-            return
+        if self._opened:
+            await self._close()
+
+    async def _close(self) -> None:
+        """What :meth:`stop` does; also the undoing of an open or a start cut short."""
         self.phase = "stopping"
         self.manager.stop_requested = True
         try:

@@ -13,6 +13,10 @@ earlier host left behind, and the descriptors it may use.
   gone. Workers themselves die with their zygote, which dies with the host
   (``PR_SET_PDEATHSIG``); whatever a worker left running stays in its cgroup and is
   killed with it.
+* **A start cut short.** A start that is cancelled or raises undoes what it did
+  (workers, zygote, mounts, the state, the lock) before it re-raises, through
+  :func:`undo_fully`: a second cancel does not cut the undoing short, so a later
+  host on the same state directory finds it free.
 * **Descriptors.** :func:`raise_descriptor_limit` lifts the soft ``RLIMIT_NOFILE``
   to the hard one at start; :func:`check_descriptors` refuses a new worker while a
   reserve is still free, with an error that says "descriptors", the limit and how
@@ -21,6 +25,7 @@ earlier host left behind, and the descriptors it may use.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import fcntl
@@ -30,6 +35,7 @@ import os
 import resource
 import threading
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -46,6 +52,7 @@ __all__ = [
     "descriptor_budget",
     "raise_descriptor_limit",
     "sweep",
+    "undo_fully",
 ]
 
 log = logging.getLogger("plugbay.host")
@@ -224,6 +231,23 @@ def sweep(state_dir: Path | None) -> Swept:
     if swept:
         log.warning("start: %s", swept.describe())
     return swept
+
+
+async def undo_fully(undo: Awaitable[None], what: str) -> None:
+    """Await ``undo`` (the undoing of a start cut short) to its end, then return: a
+    cancel that reaches the caller meanwhile waits for it instead of leaving workers
+    and the lock behind half undone (the caller re-raises what cut its start short).
+    A failure of the undoing is logged, not raised over the reason the start ended."""
+    task = asyncio.ensure_future(undo)
+    while not task.done():
+        # a cancel of the caller's: the undoing goes on; its own end is read below
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await asyncio.shield(task)
+    if task.cancelled():
+        return
+    error = task.exception()
+    if error is not None:
+        log.error("undoing %s failed", what, exc_info=error)
 
 
 # --------------------------------------------------------------------------- descriptors

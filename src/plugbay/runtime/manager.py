@@ -298,11 +298,12 @@ class PluginManager(Calling, Starting, Supervision, SecurityEvents):
         # images and workers of process plugins that wait for others are readied meanwhile
         data_root = self.settings.data_root
         preparing = self._ahead = prepare_storage(plan, self.backends, self.place, data_root)
-        # SIGTERM during startup: the rest never start
-        await start_plan(plan, start, lambda: self.stop_requested)
-        self._ahead = None
-        if preparing is not None:
-            await preparing
+        try:  # SIGTERM during startup: the rest never start
+            await start_plan(plan, start, lambda: self.stop_requested)
+        finally:  # cut short too: what was readied ahead is let go before the backends close
+            self._ahead = None
+            if preparing is not None:
+                await preparing
 
     async def load_plugin(self, target: str | PluginManifest) -> PluginRecord:
         """Load one plugin (the newest version the registry resolves) whose dependencies are active."""
@@ -477,8 +478,10 @@ class PluginManager(Calling, Starting, Supervision, SecurityEvents):
 
     async def shutdown(self) -> None:
         """Clean up every active plugin, dependents before their dependencies."""
-        for task in list(self._restarts.values()):
+        restarts = list(self._restarts.values())
+        for task in restarts:
             task.cancel()
+        await asyncio.gather(*restarts, return_exceptions=True)
         async with self._lock:
             order = self._start_order()
             for plugin_id in reversed(order):
