@@ -15,6 +15,7 @@ from plugbay.isolation._cgroups import discover
 from plugbay.isolation.policy import IsolationPolicy
 from plugbay.model.manifest import load_manifest
 from plugbay.runtime.host import Host
+from tests import _wasm
 from tests.conftest import PluginFactory
 
 MiB = 1 << 20
@@ -178,6 +179,59 @@ async def test_secrets_and_environment_reach_a_sandboxed_plugin_only_when_grante
         assert cgroup_dirs and all(Path(d).is_dir() for d in cgroup_dirs)  # noqa: ASYNC240
     # the host's stop removed every worker's cgroup
     assert not any(Path(d).exists() for d in cgroup_dirs)  # noqa: ASYNC240
+
+
+#: granted, and no value: neither [secrets] nor PLUGBAY_SECRET_API_KEY
+GRANTED_UNSET = '[policy.grants]\n"{id}" = ["secret:api-key"]\n'
+
+
+def said_to_be_unset(caught: pytest.ExceptionInfo[ConfigError], plugin_id: str) -> None:
+    text = str(caught.value)
+    assert caught.value.plugin == plugin_id, text
+    assert "secret 'api-key' is granted but has no value on this host" in text
+    # what to set, where: the operator's to fix, not the plugin's own error nor a denial
+    assert '[secrets] (api-key = "...")' in text and "PLUGBAY_SECRET_API_KEY" in text
+    assert "not granted" not in text and "own error" not in text
+
+
+@pytest.mark.parametrize("isolation", ["process", "inline"])
+async def test_a_granted_secret_without_a_value_is_the_operators_setting_not_a_denial(
+    plugins: PluginFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, isolation: str
+) -> None:
+    monkeypatch.delenv("PLUGBAY_SECRET_API_KEY", raising=False)
+    plugins("acme.s", SECRETIVE, extra="[permissions]\nsecrets = ['api-key']\n")
+    config = tmp_path / "plugbay.toml"
+    trusted = '[policy]\ninline = ["acme.s"]\n' if isolation == "inline" else ""
+    config.write_text(trusted + GRANTED_UNSET.format(id="acme.s"))
+    async with Host(
+        plugins.root, state_dir=tmp_path / "state", entry_points=False, config_file=config
+    ) as host:
+        assert host.plugin("acme.s").placement.isolation == isolation  # type: ignore[union-attr]
+        with pytest.raises(ConfigError) as caught:
+            await host.call("acme.s", "secret", name="api-key")
+        said_to_be_unset(caught, "acme.s")
+        # a secret it was never granted is still a denial
+        with pytest.raises(PermissionDenied, match="secret 'db' was not granted"):
+            await host.call("acme.s", "secret", name="db")
+
+
+@_wasm.needs_toolchain
+async def test_a_granted_secret_without_a_value_is_said_so_to_a_wasm_module_too(
+    plugins: PluginFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PLUGBAY_SECRET_API_KEY", raising=False)
+    wasm = Path(__file__).parent / "wasm_plugins"  # the attacker's 'ask' reaches host imports
+    commands = (wasm / "attacker.toml").read_text() + "[permissions]\nsecrets = ['api-key']\n"
+    source = (wasm / "attacker.c").read_text()
+    _wasm.write_plugin(plugins.root / "wasm", "acme.wasm", source, commands)
+    config = tmp_path / "plugbay.toml"
+    config.write_text(GRANTED_UNSET.format(id="acme.wasm"))
+    async with Host(
+        plugins.root, state_dir=tmp_path / "state", entry_points=False, config_file=config
+    ) as host:
+        with pytest.raises(ConfigError) as caught:
+            await host.call("acme.wasm", "ask", via="secret", request='{"name": "api-key"}')
+        said_to_be_unset(caught, "acme.wasm")
 
 
 def plugbay(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

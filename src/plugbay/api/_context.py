@@ -8,7 +8,7 @@ depends on this module only, and a worker process needs nothing else.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar, overload, runtime_checkable
 
@@ -16,7 +16,7 @@ from plugbay.api._events import Events
 from plugbay.api._storage import Storage
 from plugbay.api._tasks import Tasks
 from plugbay.api._types import Environment
-from plugbay.api.errors import PermissionDenied
+from plugbay.api.errors import ConfigError, PermissionDenied
 
 __all__ = ["MetricsCollector", "PluginConfig", "PluginContext", "Secrets", "ServiceRegistry"]
 
@@ -95,40 +95,79 @@ class Secrets:
     """The secrets the operator granted this plugin (``secret:NAME``), by name.
 
     They reach the plugin here and nowhere else: never through the environment,
-    never in a log (the repr shows names only).
+    never in a log (the repr shows names only). ``unset`` names the secrets that
+    are granted but have no value on this host: asking for one is the operator's
+    missing setting, not a denial.
     """
 
-    __slots__ = ("_plugin", "_values")
+    __slots__ = ("_plugin", "_unset", "_values")
 
-    def __init__(self, values: Mapping[str, str] | None = None, *, plugin: str = "") -> None:
+    def __init__(
+        self,
+        values: Mapping[str, str] | None = None,
+        *,
+        plugin: str = "",
+        unset: Iterable[str] = (),
+    ) -> None:
         self._values = dict(values or {})
         self._plugin = plugin
+        self._unset = frozenset(unset) - self._values.keys()
 
     def get(self, name: str) -> str:
-        """The secret's value; :class:`plugbay.PermissionDenied` when it was not granted."""
+        """The secret's value; :class:`plugbay.ConfigError` when it is granted but has
+        no value on this host, :class:`plugbay.PermissionDenied` when it was not granted."""
         try:
             return self._values[name]
         except KeyError:
-            raise PermissionDenied(
-                f"secret '{name}' was not granted",
-                plugin=self._plugin or None,
-                hint=f"ask for it under [permissions] secrets and have the operator run "
-                f"'plugbay grant {self._plugin or 'ID'} secret:{name}'",
-                details={
-                    "operation": f"secret {name}",
-                    "permission": f"secret:{name}",
-                    "layer": "secrets",
-                },
-            ) from None
+            pass
+        if name in self._unset:
+            raise secret_without_value(name, self._plugin or None)
+        raise PermissionDenied(
+            f"secret '{name}' was not granted",
+            plugin=self._plugin or None,
+            hint=f"ask for it under [permissions] secrets and have the operator run "
+            f"'plugbay grant {self._plugin or 'ID'} secret:{name}'",
+            details={
+                "operation": f"secret {name}",
+                "permission": f"secret:{name}",
+                "layer": "secrets",
+            },
+        )
 
     def names(self) -> list[str]:
         return sorted(self._values)
+
+    def unset(self) -> list[str]:
+        """The granted secrets that have no value on this host."""
+        return sorted(self._unset)
 
     def __contains__(self, name: object) -> bool:
         return name in self._values
 
     def __repr__(self) -> str:
         return f"Secrets({', '.join(self.names()) or 'none'})"
+
+
+def secret_without_value(name: str, plugin: str | None) -> ConfigError:
+    """A granted secret the host has no value for: the operator's setting to add, not
+    the plugin's fault (the same words inline, in a worker and for a Wasm module)."""
+    env = "PLUGBAY_SECRET_" + name.upper().replace("-", "_")
+    # the host reads PLUGBAY_SECRET_API_KEY as 'api-key' (isolation.policy): offered
+    # only when it reads back as this very name
+    by_env = env[len("PLUGBAY_SECRET_") :].lower().replace("_", "-") == name
+    return ConfigError(
+        f"secret '{name}' is granted but has no value on this host",
+        plugin=plugin,
+        hint=f"the operator sets it in the host's config, plugbay.toml, under [secrets] "
+        f'({name} = "...")'
+        + (f" or as {env} in the host's environment" if by_env else "")
+        + ", then restarts the host",
+        details={
+            "secret": name,
+            "permission": f"secret:{name}",
+            "environment": env if by_env else None,
+        },
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -225,7 +225,9 @@ class PermissionDenied(PlugbayError):
 
 
 class ConfigError(PlugbayError):
-    """A plugin's config does not satisfy the schema in its manifest."""
+    """A plugin's config does not satisfy the schema in its manifest, or the host's
+    config (``plugbay.toml``) is wrong or lacks a value the host needs, such as that of
+    a secret it granted (``context.secrets.get``)."""
 
     code = "config_invalid"
 

@@ -96,6 +96,8 @@ class Load(msgspec.Struct, tag=True):
     mode: str
     #: granted secrets, by name (they never travel through the environment)
     secrets: dict[str, str] = {}
+    #: granted secrets without a value on this host (``Secrets.get`` says so)
+    unset_secrets: list[str] = []
     #: what the worker's guard allows (``isolation.guard``); empty: not sandboxed
     rules: dict[str, Any] = {}
     #: "directory" (imported in a namespace of its own) or "entry-point" (by its name)

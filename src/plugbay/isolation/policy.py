@@ -112,6 +112,11 @@ class Placement:
             **({"ray": dict(self.ray)} if self.ray else {}),
         }
 
+    def unset_secrets(self) -> list[str]:
+        """The secrets in effect that have no value on this host (neither ``[secrets]``
+        nor ``PLUGBAY_SECRET_<NAME>``): the plugin's ask for one is answered as such."""
+        return [n for n in _granted(self.effective, "secret:") if n not in self.secrets]
+
     def rules(self) -> dict[str, Any]:
         """What the worker's guard allows (``isolation.guard``)."""
         return {

@@ -641,6 +641,7 @@ class ProcessHandle(sampling.SampledInWorker, RequestsToWorker, PluginHandle):
                 host_version=env.host_version,
                 mode=env.mode,
                 secrets={n: context.secrets.get(n) for n in context.secrets.names()},
+                unset_secrets=context.secrets.unset(),
                 rules=self._rules(),
                 origin=self.manifest.origin,
                 storage=self.storage_at,

@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from plugbay.api import CommandSpec, PluginContext
+from plugbay.api._context import secret_without_value
 from plugbay.api.errors import (
     PermissionDenied,
     PlugbayError,
@@ -645,6 +646,8 @@ class WasmHandle(PluginHandle):
         secrets = self.placement.secrets if self.placement is not None else {}
         if name in secrets:
             return {"ok": secrets[name]}
+        if self.placement is not None and name in self.placement.unset_secrets():
+            return {"error": secret_without_value(name, self.manifest.id).to_dict()}
         token = os.urandom(8).hex()
         self._own_denials.add(token)
         self._report_threadsafe(

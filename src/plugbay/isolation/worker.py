@@ -416,7 +416,7 @@ class Worker:
             config=PluginConfig(message.config),
             logger=logging.getLogger(f"plugbay.plugin.{manifest.id}"),
             metrics=metrics,
-            secrets=Secrets(message.secrets, plugin=manifest.id),
+            secrets=Secrets(message.secrets, plugin=manifest.id, unset=message.unset_secrets),
             events=Events(self.emit_event, plugin=manifest.id),
         )
         if message.storage == "host":  # a plugin on a Ray node: its store is the host's

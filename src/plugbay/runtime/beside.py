@@ -55,7 +55,7 @@ async def start_beside(
         config=PluginConfig(config),
         logger=logging.getLogger(f"plugbay.plugin.{plugin_id}"),
         metrics=PluginMetrics(plugin_id),
-        secrets=Secrets(placement.secrets, plugin=plugin_id),
+        secrets=Secrets(placement.secrets, plugin=plugin_id, unset=placement.unset_secrets()),
     )
     environment = await asyncio.to_thread(manager.python_environment, manifest, placement)
     backend = manager.backends[placement.isolation]

@@ -340,7 +340,11 @@ class Starting:
             config=PluginConfig(config),
             logger=logging.getLogger(f"plugbay.plugin.{manifest.id}"),
             metrics=metrics,
-            secrets=Secrets(placement.secrets if placement else {}, plugin=manifest.id),
+            secrets=Secrets(
+                placement.secrets if placement else {},
+                plugin=manifest.id,
+                unset=placement.unset_secrets() if placement else (),
+            ),
             events=Events(self.plugin_events.sink_for(manifest.id), plugin=manifest.id),
         )
 
