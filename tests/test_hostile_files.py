@@ -235,6 +235,20 @@ def test_a_mutated_manifest_is_a_manifest_error_naming_the_file(
     )
 
 
+def test_a_table_header_thousands_of_tables_deep_is_a_manifest_error(tmp_path: Path) -> None:
+    """Found by the property above: ``[config.a.a.a…]`` two thousand deep made the fast
+    reader recurse past Python's limit (a RecursionError, and a traceback in validate)."""
+    path = plugin_tree(tmp_path / "w") / "plugin.toml"
+    path.write_text(
+        MANIFEST.replace("[dependencies]", "[config" + ".a" * 5000 + "]\n[dependencies]")
+    )
+    problem = manifest_problem(path)
+    assert problem is not None and "unknown field 'config[...].a'" in str(problem)
+    assert_clear(
+        run("validate", "--no-import", str(path.parent), cwd=tmp_path / "w"), "plugin.toml"
+    )
+
+
 @FAST
 @given(data=mutated(PYPROJECT))
 def test_a_mutated_pyproject_table_is_a_manifest_error_naming_the_file(

@@ -163,14 +163,19 @@ class _Inline(dict[str, str]):
     """An inline table: no header may add to it."""
 
 
-def _strip(table: dict[str, Any]) -> dict[str, Any]:
-    table.pop(_DEFINED, None)
-    for key, value in table.items():
-        if isinstance(value, _Inline):
-            table[key] = dict(value)
-        elif isinstance(value, dict):
-            _strip(value)
-    return table
+def _strip(root: dict[str, Any]) -> dict[str, Any]:
+    """The tables as tomllib gives them: no marks, inline tables plain dicts. Iterative:
+    a hostile header may nest thousands of tables deep (``[a.a.a…]``)."""
+    tables = [root]
+    while tables:
+        table = tables.pop()
+        table.pop(_DEFINED, None)
+        for key, value in table.items():
+            if isinstance(value, _Inline):
+                table[key] = dict(value)
+            elif isinstance(value, dict):
+                tables.append(value)
+    return root
 
 
 def with_line(where: str, exc: tomllib.TOMLDecodeError) -> str:
