@@ -155,3 +155,28 @@ def test_a_copy_of_the_state_directory_is_not_the_running_hosts(workdir: Path) -
         assert copied["acme.user"]["state"] == "disabled"
         assert copied["acme.user"]["source"] != f"host pid {host.proc.pid}"
         assert plugbay("call", "acme.calc", "add", "a=2", "b=3", cwd=workdir).stdout == "5\n"
+
+
+def test_an_upgrade_beside_a_running_host_goes_through_its_api(workdir: Path) -> None:
+    """'plugbay install' then 'plugbay upgrade' while 'plugbay run' serves: the running
+    host finds the version installed since it started and swaps to it (it refused,
+    telling to stop the host, while reload and rollback went through the API)."""
+    newer = workdir / "calc-2"
+    newer.mkdir()
+    source = workdir / "plugins" / "acme.calc-1.0.0"
+    for name in ("plugin.toml", "main.py"):
+        text = (source / name).read_text()
+        (newer / name).write_text(text.replace('version = "1.0.0"', 'version = "1.1.0"'))
+    with plugbay_run(workdir) as host:
+        installed = plugbay("install", str(newer), cwd=workdir)
+        assert installed.returncode == 0, installed.stderr
+        dry = plugbay("upgrade", "acme.calc", "--dry-run", cwd=workdir)
+        assert dry.returncode == 0, dry.stderr
+        assert "acme.calc: would move 1.0.0 → 1.1.0" in dry.stdout
+        done = plugbay("upgrade", "acme.calc", cwd=workdir)
+        assert done.returncode == 0, done.stderr
+        assert "acme.calc: moved 1.0.0 → 1.1.0" in done.stdout
+        rows = {r["id"]: r for r in json.loads(plugbay("list", "--json", cwd=workdir).stdout)}
+        assert rows["acme.calc"]["version"] == "1.1.0"
+        assert rows["acme.calc"]["source"] == f"host pid {host.proc.pid}"
+        assert plugbay("call", "acme.calc", "add", "a=2", "b=3", cwd=workdir).stdout == "5\n"

@@ -181,7 +181,10 @@ class RemoteHost:
     def upgrade(
         self, plugin_id: str, version: str | None, *, with_dependents: bool, dry_run: bool
     ) -> dict[str, list[str]]:
-        raise refusal({"pid": self.client.pid}, self.state, "upgrade")
+        moved = self.client.upgrade(
+            plugin_id, version, with_dependents=with_dependents, dry_run=dry_run
+        )["moved"]
+        return {pid: [step["from"], step["to"]] for pid, step in moved.items()}
 
     def enable(self, plugin_id: str) -> str | None:
         return str(self.client.enable(plugin_id)["plugin"]["state"])

@@ -311,7 +311,7 @@ class Host:
                 self.registry.register(manifest)
             except PlugbayError as exc:
                 self._problem(exc, manifest)
-        self._register_store()
+        self.refresh_installed()
         for manifest in bundled_needed(self.registry.manifests()):  # shipped with plugbay
             self.registry.register(manifest)
         self.events.hold()
@@ -326,7 +326,7 @@ class Host:
         if self.phase == "starting":
             self.phase = "ready"
 
-    def _register_store(self) -> None:
+    def refresh_installed(self) -> None:
         """Installed versions join the registry; a version kept for rollback only when the
         operator chose it (so an edited plugin directory still wins at the next start).
         A version a plugin directory already provides is taken from the directory."""
@@ -578,7 +578,9 @@ class Host:
     ) -> UpgradePlan:
         """Move to a newer installed version; refused, naming each dependent and its range,
         when an active dependent would not accept it (unless ``with_dependents`` finds
-        versions of them that do)."""
+        versions of them that do). A version installed since (by another process:
+        ``plugbay install`` beside a running host) is found first."""
+        self.refresh_installed()
         return await self.manager.upgrade_plugin(
             plugin_id, version, with_dependents=with_dependents
         )

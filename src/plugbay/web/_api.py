@@ -36,6 +36,8 @@ from plugbay.web._models import (
     RollbackRequest,
     SeriesView,
     UnloadRequest,
+    UpgradeRequest,
+    UpgradeResult,
 )
 from plugbay.web._plugin_docs import check_json_values
 from plugbay.web._series import Series
@@ -356,6 +358,27 @@ async def rollback(
     """With the state it had then; the choice is kept across restarts."""
     await host.rollback(plugin_id, body.to if body else None)
     return _done(host, plugin_id, [plugin_id])
+
+
+@router.post(
+    "/api/v1/plugins/{plugin_id}/upgrade", summary="Move to a newer installed version",
+    tags=["operations"], response_model=UpgradeResult, responses=errors(400, 404, 409, 503),
+)  # fmt: skip
+async def upgrade(
+    plugin_id: str, host: HostDep, body: UpgradeRequest | None = None
+) -> UpgradeResult:
+    """Each moved plugin swapped like a reload (the old version serves until the new one
+    is ready); refused, naming each dependent and its range, when one would not accept
+    it. A version installed since the host started (``plugbay install``) is found."""
+    body = body or UpgradeRequest()
+    if body.dry_run:
+        host.refresh_installed()
+        plan = host.manager.upgrade_plan(
+            plugin_id, body.version, with_dependents=body.with_dependents
+        )
+    else:
+        plan = await host.upgrade(plugin_id, body.version, with_dependents=body.with_dependents)
+    return UpgradeResult(moved=plan.to_dict(), dry_run=body.dry_run)
 
 
 # --------------------------------------------------------------------------- config

@@ -130,6 +130,29 @@ class RollbackRequest(BaseModel):
     )
 
 
+class UpgradeRequest(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    version: str | None = Field(
+        default=None,
+        max_length=200,
+        pattern=SEMVER_PATTERN,
+        description="This installed version (default: the newest installed). 409 when an "
+        "active dependent would not accept it.",
+    )
+    with_dependents: bool = Field(
+        default=False, description="Move dependents too, to versions that accept the new one."
+    )
+    dry_run: bool = Field(default=False, description="Say what would move, change nothing.")
+
+
+class UpgradeResult(BaseModel):
+    moved: dict[str, dict[str, str]] = Field(
+        description="Each plugin moved (or that would move), in order: {from, to}."
+    )
+    dry_run: bool
+
+
 class UnloadRequest(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
 

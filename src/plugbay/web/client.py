@@ -123,6 +123,17 @@ class HostClient:
     def rollback(self, plugin_id: str, to: str | None = None) -> dict[str, Any]:
         return self._op(plugin_id, "rollback", {"to": to} if to else None)
 
+    def upgrade(
+        self,
+        plugin_id: str,
+        version: str | None = None,
+        *,
+        with_dependents: bool = False,
+        dry_run: bool = False,
+    ) -> dict[str, Any]:
+        body = {"version": version, "with_dependents": with_dependents, "dry_run": dry_run}
+        return self._op(plugin_id, "upgrade", body)
+
     def load(self, plugin_id: str) -> dict[str, Any]:
         return self._op(plugin_id, "load")
 
