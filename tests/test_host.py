@@ -241,6 +241,28 @@ async def test_unloading_a_dependency_is_refused_with_the_dependents(
             await host.call("acme.top", "ping")
 
 
+async def test_an_optional_dependency_can_be_disabled_and_its_dependents_keep_serving(
+    plugins: PluginFactory, make_host: Callable[..., Host]
+) -> None:
+    """Only what cannot run without a plugin holds it: a plugin listing it under
+    [optional-dependencies] keeps serving; calling the stopped plugin fails cleanly."""
+    plugins("acme.base")
+    plugins("acme.opt", extra='[optional-dependencies]\n"acme.base" = "^1"\n')
+    plugins("acme.mid", extra='[optional-dependencies]\n"acme.opt" = "^1"\n')
+    async with make_host() as host:
+        assert state(host, "acme.opt") == "active" and "acme.base" in host.plugin("acme.opt").needs
+        assert await host.disable("acme.base") == ["acme.base"]
+        assert state(host, "acme.base") == "disabled"
+        assert {state(host, p) for p in ("acme.opt", "acme.mid")} == {"active"}
+        assert await host.call("acme.opt", "ping") == "pong from acme.opt 1.0.0"
+        with pytest.raises(PluginStateError, match=r"'acme\.base': is disabled, not active"):
+            await host.call("acme.base", "ping")
+        assert await host.unload("acme.opt") == ["acme.opt"]  # acme.mid only wants it
+        assert await host.call("acme.mid", "ping") == "pong from acme.mid 1.0.0"
+        await host.enable("acme.base")
+        assert await host.call("acme.base", "ping") == "pong from acme.base 1.0.0"
+
+
 async def test_unload_removes_the_plugins_modules(
     plugins: PluginFactory, make_host: Callable[..., Host]
 ) -> None:
@@ -688,3 +710,30 @@ async def test_info_lists_commands_dependencies_and_dependents(
         assert manager.loader.discover is not None
         assert manager.get_plugin("acme.top").id == "acme.top"
         assert [r.id for r in manager.list_plugins()] == ["acme.base", "acme.top"]
+
+
+async def test_an_id_the_host_is_told_about_that_no_plugin_has_is_a_problem_with_the_closest(
+    plugins: PluginFactory, tmp_path: Path
+) -> None:
+    """A typo in load= or in a plugin's config, here or in the config file, was ignored
+    without a word: nothing loaded (yet 'ready'), or a config that never applied."""
+    plugins("acme.calc")
+    config_file = tmp_path / "plugbay.toml"
+    config_file.write_text('[plugins."acme.clac"]\nlevel = 1\n')
+    async with Host(
+        plugins.root,
+        state_dir=tmp_path / "state",
+        entry_points=False,
+        load=["acme.calc", "acme.cacl"],
+        config={"acme.calk": {"level": 2}},
+        config_file=config_file,
+    ) as host:
+        said = {(p.where, p.message, p.hint) for p in host.problems}
+        for where, typo in (
+            ("Host(load=...)", "acme.cacl"),
+            ("Host(config=...)", "acme.calk"),
+            (str(config_file), "acme.clac"),
+        ):
+            assert (where, f"'{typo}' is not the id of any plugin found",
+                    "did you mean 'acme.calc'?") in said, said  # fmt: skip
+        assert str(host.plugin("acme.calc").state) == "active"  # the rest serves

@@ -53,6 +53,7 @@ from plugbay.runtime.live_config import apply_config, audit_config
 from plugbay.runtime.manager import ManagerSettings, PluginManager, PluginRecord, PluginState
 from plugbay.runtime.plugin_info import plugin_info
 from plugbay.runtime.proxy import PluginProxy
+from plugbay.runtime.startup import strangers
 from plugbay.runtime.store import PluginStore
 from plugbay.runtime.swap import UpgradePlan
 from plugbay.runtime.trials import UpgradeTrials
@@ -359,6 +360,10 @@ class Host:
         for pid, reason in disabled.items():
             if pid in self.registry:
                 self.manager.note_disabled(self.registry.get(pid), reason)
+        told = {"Host(load=...)": self._load or (), "Host(config=...)": self._config_arg}
+        told[str(self._config_file or "the host config")] = self._file_config
+        for problem in strangers(told, {m.id for m in self.registry.manifests()}):
+            self._problem(problem, None)
         plan = self.registry.resolve_all(
             requested=self._load, pinned=pinned, disabled=set(disabled)
         )

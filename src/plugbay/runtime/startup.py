@@ -17,12 +17,13 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Awaitable, Callable, Generator, Mapping
+from collections.abc import Awaitable, Callable, Collection, Generator, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:  # plugbay run imports this module before the zygote starts: keep it light
+    from plugbay.api.errors import PluginNotFound
     from plugbay.isolation.base import Backend, PluginHandle
     from plugbay.isolation.policy import Placement
     from plugbay.isolation.process import ProcessBackend
@@ -43,6 +44,7 @@ __all__ = [
     "probe_storage",
     "spawn_zygote",
     "start_plan",
+    "strangers",
     "warm_up",
 ]
 
@@ -351,3 +353,23 @@ def prepare_storage(
     if not waiting:
         return None
     return StartAhead(backend, waiting)
+
+
+def strangers(named: Mapping[str, Iterable[str]], known: Collection[str]) -> list[PluginNotFound]:
+    """The plugin ids the host was told about (``named``: where → ids: ``Host(load=...)``,
+    ``Host(config=...)``, the config file's ``[plugins.ID]`` tables) that no plugin found
+    has: each one a problem with the closest ids, where a typo was ignored without a word
+    (nothing loaded, or a config that never applied)."""
+    from plugbay.api.errors import PluginNotFound, did_you_mean
+
+    return [
+        PluginNotFound(
+            f"'{pid}' is not the id of any plugin found",
+            where=where,
+            hint=did_you_mean(pid, known) or "'plugbay list' shows the plugins found",
+            details={"plugin": pid},
+        )
+        for where, ids in named.items()
+        for pid in ids
+        if pid not in known
+    ]
