@@ -95,6 +95,41 @@ async def test_a_plugin_whose_dependency_failed_is_refused_with_the_reason(
         assert await host.call("acme.alone", "ping") == "pong from acme.alone 1.0.0"
 
 
+async def test_a_plugin_whose_optional_dependency_failed_starts_without_it_and_says_so(
+    plugins: PluginFactory, make_host: Callable[..., Any]
+) -> None:
+    """docs/manifest.md: an optional dependency is "started first when present and
+    compatible, otherwise skipped with a note"; one that failed is skipped too. A plugin
+    that requires the failed plugin's service is another matter: it still waits for it."""
+    plugins(
+        "acme.broken",
+        "from plugbay import UtilityPlugin\n\nclass P(UtilityPlugin):\n"
+        "    def __init__(self) -> None:\n        raise ValueError('no')\n",
+        extra='[services]\nprovides = { chat = "1.0.0" }\n',
+    )
+    plugins("acme.uses", extra='[optional-dependencies]\n"acme.broken" = "^1"\n')
+    plugins(
+        "acme.talks",
+        extra='[optional-dependencies]\n"acme.broken" = "^1"\n'
+        '[services]\nrequires = { chat = "^1" }\n',
+    )
+    async with make_host() as host:
+        assert str(host.plugin("acme.broken").state) == "failed"
+        uses = host.plugin("acme.uses")
+        assert str(uses.state) == "active", uses.reason
+        assert uses.notes == [
+            "optional dependency 'acme.broken' skipped: it is failed "
+            "('plugbay info acme.broken' says why)"
+        ]
+        assert "acme.broken" not in uses.needs
+        assert await host.call("acme.uses", "ping") == "pong from acme.uses 1.0.0"
+        talks = host.plugin("acme.talks")
+        assert str(talks.state) == "failed"
+        assert "not started because a dependency is not active: 'acme.broken'" in (
+            talks.reason or ""
+        )
+
+
 async def test_nothing_starts_once_a_stop_is_asked_for() -> None:
     plan = ResolutionPlan(
         selected={},  # start() below never reads it

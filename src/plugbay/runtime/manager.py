@@ -51,7 +51,13 @@ from plugbay.runtime.calling import Calling
 from plugbay.runtime.environments import EnvironmentStore
 from plugbay.runtime.events import EventBus
 from plugbay.runtime.plugin_events import PluginEvents
-from plugbay.runtime.records import ManagerSettings, PluginRecord, PluginState, Roster
+from plugbay.runtime.records import (
+    ManagerSettings,
+    PluginRecord,
+    PluginState,
+    Roster,
+    optional_only,
+)
 from plugbay.runtime.routing import Route
 from plugbay.runtime.security import SecurityEvents
 from plugbay.runtime.services import ServiceHub
@@ -247,17 +253,27 @@ class PluginManager(Calling, Starting, Supervision, SecurityEvents):
         route = self._routes.get(plugin_id)
         return route.timeout if route is not None else self.settings.call_timeout
 
-    def dependents(self, plugin_id: str, *, active_only: bool = True) -> list[str]:
-        """Ids that need ``plugin_id``, transitively, nearest first."""
+    def dependents(
+        self, plugin_id: str, *, active_only: bool = True, required_only: bool = False
+    ) -> list[str]:
+        """Ids that need ``plugin_id``, transitively, nearest first. With ``required_only``,
+        only those that cannot run without it: not a plugin that lists it only under
+        ``[optional-dependencies]`` (it keeps running when ``plugin_id`` stops)."""
         out: list[str] = []
         frontier = [plugin_id]
         while frontier:
             current = frontier.pop(0)
             for rec in self.list_plugins():
                 wanted = not active_only or rec.state is PluginState.ACTIVE
-                if current in rec.needs and rec.id not in out and rec.id != plugin_id and wanted:
-                    out.append(rec.id)
-                    frontier.append(rec.id)
+                if current not in rec.needs or rec.id in out or rec.id == plugin_id or not wanted:
+                    continue
+                dep = self._records.get(current)
+                if required_only and optional_only(
+                    rec.manifest, current, dep.manifest if dep else None
+                ):
+                    continue
+                out.append(rec.id)
+                frontier.append(rec.id)
         return out
 
     # ------------------------------------------------------------------ loading
@@ -465,8 +481,10 @@ class PluginManager(Calling, Starting, Supervision, SecurityEvents):
             return stopped
 
     def _dependents_allowed(self, plugin_id: str, cascade: bool) -> list[str]:
-        """The active plugins depending on ``plugin_id``; refused unless ``cascade``."""
-        dependents = self.dependents(plugin_id)
+        """The active plugins that cannot run without ``plugin_id``; refused unless
+        ``cascade``. Those that only optionally depend on it keep running: their calls to
+        it fail, as to any plugin that is not active, until it is back."""
+        dependents = self.dependents(plugin_id, required_only=True)
         if dependents and not cascade:
             raise DependentsError(
                 f"cannot be unloaded: {', '.join(dependents)} depend on it",

@@ -26,7 +26,14 @@ from plugbay.monitor import PluginMetrics
 
 log = logging.getLogger("plugbay")
 
-__all__ = ["ManagerSettings", "PluginRecord", "PluginState", "Roster", "positive"]
+__all__ = [
+    "ManagerSettings",
+    "PluginRecord",
+    "PluginState",
+    "Roster",
+    "optional_only",
+    "positive",
+]
 
 
 class PluginState(enum.StrEnum):
@@ -164,3 +171,20 @@ class ManagerSettings:
 def positive(value: float | None) -> float | None:
     """A figure from a manifest when it is set and above 0, else ``None`` (use the default)."""
     return value if value is not None and value > 0 else None
+
+
+def optional_only(
+    manifest: PluginManifest | None, dep: str, dep_manifest: PluginManifest | None
+) -> bool:
+    """Whether a plugin runs without ``dep`` (docs/manifest.md): it lists it only under
+    ``[optional-dependencies]`` and ``[services] requires`` none of the services it
+    provides. An optional dependency that is missing, disabled, failed or unloaded is
+    skipped with a note; a provider of a required service is needed all the same."""
+    if manifest is None or dep in manifest.dependencies:
+        return False
+    if dep not in manifest.optional_dependencies:
+        return False
+    provided = dep_manifest.provides if dep_manifest is not None else {}
+    return not any(
+        name in provided and rng.contains(provided[name]) for name, rng in manifest.requires.items()
+    )

@@ -41,7 +41,14 @@ from plugbay.runtime.environments import (
 from plugbay.runtime.events import EventBus, Subscriber
 from plugbay.runtime.lifecycle import check_descriptors
 from plugbay.runtime.plugin_events import PluginEvents
-from plugbay.runtime.records import ManagerSettings, PluginRecord, PluginState, Roster, positive
+from plugbay.runtime.records import (
+    ManagerSettings,
+    PluginRecord,
+    PluginState,
+    Roster,
+    optional_only,
+    positive,
+)
 from plugbay.runtime.routing import Route, command_table
 from plugbay.runtime.services import ServiceHub, ServiceView
 from plugbay.runtime.startup import StartAhead
@@ -123,6 +130,27 @@ class Starting:
                 needs.add(provider)
         return frozenset(needs), notes
 
+    def _skip_inactive_optional(self, rec: PluginRecord, manifest: PluginManifest) -> None:
+        """Drop from ``rec.needs`` the optional dependencies the plan selected that did not
+        end active (failed, disabled, stopped), each with a note: the plugin starts without
+        them (docs/manifest.md). One whose services it requires still blocks it."""
+        skipped = [
+            d
+            for d in sorted(rec.needs)
+            if self._state_of(d) is not PluginState.ACTIVE
+            and optional_only(manifest, d, self._manifest_of(d))
+        ]
+        for dep in skipped:
+            state = self._state_of(dep) or "not loaded"
+            rec.notes.append(
+                f"optional dependency '{dep}' skipped: it is {state} ('plugbay info {dep}' says why)"
+            )
+        rec.needs = rec.needs.difference(skipped)
+
+    def _manifest_of(self, plugin_id: str) -> PluginManifest | None:
+        rec = self._records.get(plugin_id)
+        return rec.manifest if rec is not None else None
+
     async def _start(
         self, manifest: PluginManifest, needs: Iterable[str], notes: list[str]
     ) -> PluginRecord:
@@ -136,6 +164,7 @@ class Starting:
             return rec
         self._records[manifest.id] = rec
         self._set_state(rec, PluginState.RESOLVED)
+        self._skip_inactive_optional(rec, manifest)
         blocked = [d for d in sorted(rec.needs) if self._state_of(d) is not PluginState.ACTIVE]
         if blocked:
             reasons = "; ".join(f"'{d}' is {self._describe(d)}" for d in blocked)

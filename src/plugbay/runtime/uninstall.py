@@ -40,7 +40,7 @@ async def uninstall(
     rec = host.manager.records_by_id.get(plugin_id)
     serving = rec is not None and str(rec.state) == "active" and rec.version in targets
     if serving:
-        dependents = host.manager.dependents(plugin_id)
+        dependents = host.manager.dependents(plugin_id, required_only=True)
         if dependents:
             raise DependentsError(
                 f"cannot be uninstalled: {', '.join(dependents)} need it and are active",
