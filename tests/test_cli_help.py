@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ from typer import rich_utils
 from typer.testing import CliRunner
 
 from plugbay.cli import app
+from tests._cli import plugbay
 
 WIDTH = 100
 _TAG = re.compile(r"(?<!\\)\[([^\[\]]*)\]")
@@ -128,12 +130,21 @@ def test_help_reads_as_written(path: tuple[str, ...], monkeypatch: pytest.Monkey
     for text in _texts(command):
         assert not markup_loss(text), f"rich markup eats {markup_loss(text)} from {text!r}"
         shown = Text.from_markup(text).plain
+        assert shown == Text.from_markup(text, emoji=False).plain, f"an emoji code in {text!r}"
         doubled = [line for line in shown.splitlines() if "  " in line.strip()]
         assert not doubled, f"a double space (markup eaten?) in {doubled}"
         first = " ".join(shown.split("\n\n")[0].split())
         if command.help == text or not path:
             assert first in flat or first[:60] in flat, f"{first!r} is not on the page"
     assert not stray_breaks(page), stray_breaks(page)
+
+
+def test_a_colon_word_shows_as_written(tmp_path: Path) -> None:
+    """'call:ID:' in `token create --help` was shown as 'call🆔' (rich's :id: emoji)."""
+    result = plugbay("token", "create", "--help", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "call:ID:" in result.stdout
+    assert "\N{SQUARED ID}" not in result.stdout
 
 
 # --------------------------------------------------------------------------- the checks themselves

@@ -216,6 +216,23 @@ async def test_restart_restores_disabled_plugins_and_history(
         assert state(host, "acme.off") == "active"
 
 
+async def test_disabling_again_without_a_reason_keeps_the_reason(
+    plugins: PluginFactory, make_host: Callable[..., Host]
+) -> None:
+    """A second disable with no reason replaced 'ticket 42' by 'disabled by the operator'."""
+    plugins("acme.off")
+    async with make_host() as host:
+        await host.disable("acme.off", "ticket 42")
+        await host.disable("acme.off")
+        assert host.plugin("acme.off").reason == "ticket 42"
+        assert host.state is not None and host.state.disabled() == {"acme.off": "ticket 42"}
+        await host.disable("acme.off", "ticket 43")  # a new reason still replaces it
+        assert host.plugin("acme.off").reason == "ticket 43"
+    async with make_host() as host:
+        await host.disable("acme.off")  # disabled since the last start
+        assert host.plugin("acme.off").reason == "ticket 43"
+
+
 # ------------------------------------------------------------------ unload
 
 

@@ -315,3 +315,44 @@ def test_a_wildcard_port_grant_allows_that_address_only() -> None:
             "layer": "netns/landlock",
         }
     ]
+
+
+def test_a_grant_that_is_not_a_permission_is_a_config_error_with_the_forms(
+    tmp_path: Path,
+) -> None:
+    """'netwrk:1.2.3.4:5' in [policy.grants] was kept without a word and matched nothing."""
+    config = {
+        "policy": {"grants": {"utility.formatters": ["network:1.2.3.4:5", "netwrk:1.2.3.4:5"]}}
+    }
+    with pytest.raises(ConfigError) as caught:
+        IsolationPolicy.from_config(config, where="plugbay.toml")
+    said = str(caught.value)
+    assert "[policy.grants] 'utility.formatters': 'netwrk:1.2.3.4:5' is not a permission" in said
+    assert "plugbay.toml" in said and "network:HOST:PORT" in said and "subprocess" in said
+    (tmp_path / "plugbay.toml").write_text(
+        '[policy.grants]\n"utility.formatters" = ["netwrk:1.2.3.4:5"]\n'
+    )
+    doctor = plugbay("doctor", cwd=tmp_path)
+    assert doctor.returncode == 1 and "'netwrk:1.2.3.4:5' is not a permission" in doctor.stderr
+    # the CLI's check is the same one
+    granted = plugbay("grant", "utility.formatters", "netwrk:1.2.3.4:5", cwd=tmp_path)
+    assert granted.returncode == 2 and "network:HOST:PORT" in granted.stderr
+
+
+async def test_a_grant_for_no_plugin_found_is_a_problem_naming_the_closest(
+    plugins: PluginFactory, tmp_path: Path
+) -> None:
+    """'integration.ircc' in [policy.grants] started with no message; it may be installed
+    later, so the host still starts."""
+    plugins("integration.irc")
+    config_file = tmp_path / "plugbay.toml"
+    config_file.write_text('[policy.grants]\n"integration.ircc" = ["subprocess"]\n')
+    async with Host(
+        plugins.root, state_dir=tmp_path / "state", entry_points=False, config_file=config_file,
+        inline=["*"],
+    ) as host:  # fmt: skip
+        said = {(p.where, p.message, p.hint) for p in host.problems}
+        assert (f"{config_file} [policy.grants]",
+                "'integration.ircc' is not the id of any plugin found",
+                "did you mean 'integration.irc'?") in said, said  # fmt: skip
+        assert str(host.plugin("integration.irc").state) == "active"

@@ -209,3 +209,37 @@ def test_token_commands_create_list_and_revoke(tmp_path: Path) -> None:
     assert listed[0]["status"] == "revoked"
     bad = plugbay("token", "create", "--scope", "root", cwd=tmp_path)
     assert bad.returncode == 1 and "is not a token scope" in bad.stderr
+
+
+def test_a_call_scope_for_no_plugin_on_disk_is_warned_about(tmp_path: Path) -> None:
+    """A typo in call:ID made a token that could call nothing, without a word."""
+    PluginFactory(tmp_path / "plugins")("extension.processor", type="extension")
+    typo = plugbay("token", "create", "--scope", "call:extension.procesor", "--json",
+                   cwd=tmp_path)  # fmt: skip
+    assert typo.returncode == 0, typo.stderr  # still made: the plugin may come later
+    warning = " ".join(typo.stderr.split())
+    assert "no plugin 'extension.procesor' is on disk" in warning
+    assert "did you mean 'extension.processor'?" in warning
+    import json
+
+    assert json.loads(typo.stdout)["scopes"] == ["call:extension.procesor"]  # stdout stays JSON
+    right = plugbay("token", "create", "--scope", "call:extension.processor", "-s", "read",
+                    cwd=tmp_path)  # fmt: skip
+    assert right.returncode == 0 and "warning" not in right.stderr, right.stderr
+
+
+def test_a_token_is_revoked_by_the_token_itself(tmp_path: Path) -> None:
+    import json
+
+    made = json.loads(plugbay("token", "create", "-s", "read", "--json", cwd=tmp_path).stdout)
+    other = json.loads(plugbay("token", "create", "-s", "read", "--json", cwd=tmp_path).stdout)
+    revoked = plugbay("token", "revoke", made["token"], "--json", cwd=tmp_path)
+    assert revoked.returncode == 0, revoked.stderr
+    assert json.loads(revoked.stdout)["id"] == made["id"]
+    assert made["token"] not in revoked.stdout + revoked.stderr  # the secret is not echoed
+    status = {t["id"]: t["status"] for t in
+              json.loads(plugbay("token", "list", "--json", cwd=tmp_path).stdout)}  # fmt: skip
+    assert status == {made["id"]: "revoked", other["id"]: "active"}
+    unknown = plugbay("token", "revoke", "pbt_0000_notatoken", cwd=tmp_path)
+    assert unknown.returncode == 1 and "there is no token given" in unknown.stderr
+    assert "notatoken" not in unknown.stderr

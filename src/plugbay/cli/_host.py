@@ -378,7 +378,9 @@ class LocalHost:
                 hint="disable those first, or pass --cascade to disable it all the same",
             )
         with self._store() as store:
-            store.set_enabled(plugin_id, False, reason or "disabled by the operator")
+            # disabled again with no reason: the reason it was disabled for stays
+            kept = reason or store.disabled().get(plugin_id)
+            store.set_enabled(plugin_id, False, kept or "disabled by the operator")
             store.add_event(plugin_id, "disable", reason=reason)
         if needed:
             err.print(f"note: {', '.join(needed)} will not start while it is disabled")

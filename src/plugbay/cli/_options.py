@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -24,6 +25,7 @@ __all__ = [
     "add_command",
     "config_file",
     "host_kwargs",
+    "literal_colons",
     "print_json",
     "prose",
     "state_text",
@@ -87,7 +89,18 @@ def prose(doc: str | None) -> str:
     """A docstring as help text: each paragraph on one line, for rich to wrap to the
     terminal (a paragraph that starts with ``\\b`` keeps its line breaks)."""
     paragraphs = inspect.cleandoc(doc or "").split("\n\n")
-    return "\n\n".join(p if p.startswith("\b") else " ".join(p.split()) for p in paragraphs)
+    text = "\n\n".join(p if p.startswith("\b") else " ".join(p.split()) for p in paragraphs)
+    return literal_colons(text)
+
+
+#: a word between two colons, the shape rich reads as an emoji code (``:id:`` is 🆔)
+_BETWEEN_COLONS = re.compile(r"(?<=:)([^\s:\[\]]+)(?=:)")
+
+
+def literal_colons(text: str) -> str:
+    """``text`` with each ``:word:`` split by an empty style span, so rich shows it as
+    written ("call:ID:", not "call🆔"); rich markup has no escape for an emoji code."""
+    return _BETWEEN_COLONS.sub(r"\1[b][/b]", text)
 
 
 def add_command(

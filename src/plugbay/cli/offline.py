@@ -15,7 +15,7 @@ from plugbay.api.errors import PlugbayError, PluginNotFound, did_you_mean
 from plugbay.cli._console import err
 from plugbay.model._events import describe_events
 
-__all__ = ["NOT_RUNNING", "disk_info", "disk_rows", "say_no_host"]
+__all__ = ["NOT_RUNNING", "disk_info", "disk_rows", "missing_plugin", "say_no_host"]
 
 NOT_RUNNING: Final = "not running"
 
@@ -129,6 +129,17 @@ def _not_on_disk(plugin_id: str, plugin_dirs: list[Path], newest: dict[str, Any]
         where=", ".join(str(d) for d in plugin_dirs),
         hint=did_you_mean(plugin_id, newest) or "'plugbay list' shows the plugins on disk",
     )
+
+
+def missing_plugin(plugin_id: str, plugin_dirs: list[Path], state: Path) -> str | None:
+    """Why ``plugin_id`` names no plugin on disk (the plugins directories and the store),
+    with the closest ids; None when it is there."""
+    newest, _, _ = _newest([*plugin_dirs, state / "store"])
+    if plugin_id in newest:
+        return None
+    where = ", ".join(str(d) for d in [*plugin_dirs, state / "store"])
+    close = did_you_mean(plugin_id, newest) or "'plugbay list' shows the plugins on disk"
+    return f"no plugin '{plugin_id}' is on disk ({where}); {close}"
 
 
 def check_switch(

@@ -11,35 +11,20 @@ from rich.markup import escape
 from plugbay.api.errors import PlugbayError
 from plugbay.cli._console import err, fail, out
 from plugbay.cli._options import PluginIdArg, PluginsOpt, StateOpt, add_command, store_op
-from plugbay.runtime.broker import HOST_PERMISSIONS
 
 __all__ = ["PANEL", "register"]
 
 PANEL = "permissions"
 
-_PERMISSION_FORMS = (
-    *HOST_PERMISSIONS,
-    "network:HOST:PORT",
-    "read:PATH",
-    "write:PATH",
-    "env:NAME",
-    "secret:NAME",
-    "subprocess",
-)
-
 
 def _check_permission(permission: str) -> None:
-    kind, _, rest = permission.partition(":")
-    ok = (
-        (kind == "subprocess" and not rest)
-        or (kind in ("network", "read", "write", "env", "secret") and bool(rest))
-        or permission in HOST_PERMISSIONS
-    )
-    if not ok:
+    from plugbay.isolation.policy import is_permission, permission_forms
+
+    if not is_permission(permission):
         fail(
             PlugbayError(
                 f"'{permission}' is not a permission",
-                hint="write one of: " + ", ".join(_PERMISSION_FORMS),
+                hint="write one of: " + ", ".join(permission_forms()),
             ),
             code=2,
         )

@@ -10,8 +10,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from plugbay.cli._console import JsonOpt, fail, out
-from plugbay.cli._options import StateOpt, print_json, prose, store_op
+from plugbay.cli._console import JsonOpt, err, fail, out
+from plugbay.cli._options import PluginsOpt, StateOpt, print_json, prose, store_op
 
 __all__ = ["add_to"]
 
@@ -30,6 +30,7 @@ def create(
     note: Annotated[
         str | None, typer.Option("--note", help="Who or what it is for (shown by list).")
     ] = None,
+    plugins: PluginsOpt = None,
     state: StateOpt = Path(".plugbay"),
     as_json: JsonOpt = False,
 ) -> None:
@@ -37,7 +38,8 @@ def create(
 
     read: every GET (plugins, info, config, history, logs, metrics, the dashboard). call:ID:
     that, and calling plugin ID's commands. admin: everything. Only its SHA-256 is kept
-    in the state database; a running host accepts it at once.
+    in the state database; a running host accepts it at once. A call:ID whose plugin is
+    not on disk is warned about (it may be installed later) and kept.
     """
     from plugbay.api.errors import PlugbayError
     from plugbay.web.scopes import create_token, parse_expiry
@@ -46,6 +48,7 @@ def create(
         until = parse_expiry(expires)
     except PlugbayError as exc:
         fail(exc, as_json=as_json)
+    _warn_unknown_plugins(scope, plugins or [Path("plugins")], state)
     token_id, secret = store_op(
         state, lambda db: create_token(db, scope, expires=until, note=note), as_json=as_json
     )
@@ -58,6 +61,23 @@ def create(
     out.print(
         f"[dim]token {token_id}: {escape(', '.join(sorted(set(scope))))}; {when}; shown only now[/]"
     )
+
+
+def _warn_unknown_plugins(scopes: list[str], plugin_dirs: list[Path], state: Path) -> None:
+    """A warning on stderr for each call:ID naming no plugin on disk: a typo makes a token
+    that can call nothing. It is still made, as the plugin may be installed later."""
+    from plugbay.cli.offline import missing_plugin
+
+    for scope in sorted(set(scopes)):
+        kind, _, plugin_id = scope.strip().partition(":")
+        if kind != "call" or not plugin_id:
+            continue
+        why = missing_plugin(plugin_id, plugin_dirs, state)
+        if why is not None:
+            err.print(
+                f"[yellow]warning[/]: {escape(why)}; the token's {escape(scope.strip())} "
+                "calls nothing until a plugin with that id is installed"
+            )
 
 
 def list_tokens(state: StateOpt = Path(".plugbay"), as_json: JsonOpt = False) -> None:
@@ -84,17 +104,24 @@ def list_tokens(state: StateOpt = Path(".plugbay"), as_json: JsonOpt = False) ->
 
 
 def revoke(
-    token_id: Annotated[str, typer.Argument(help="The token's id ('plugbay token list')")],
+    token: Annotated[
+        str, typer.Argument(help="The token's id ('plugbay token list'), or the token itself")
+    ],
     state: StateOpt = Path(".plugbay"),
     as_json: JsonOpt = False,
 ) -> None:
-    """Revoke a scoped token; a running host refuses it from its next request."""
+    """Revoke a scoped token, named by its id or given whole (pbt_…); a running host
+    refuses it from its next request."""
     from plugbay.api.errors import PlugbayError
 
-    if not store_op(state, lambda db: db.revoke_api_token(token_id), as_json=as_json):
+    token_id = store_op(state, lambda db: _token_id(db, token), as_json=as_json)
+    if token_id is None or not store_op(
+        state, lambda db: db.revoke_api_token(token_id), as_json=as_json
+    ):
+        what = "no token given" if token_id is None else f"no valid token {token_id}"
         fail(
             PlugbayError(
-                f"there is no valid token {token_id}",
+                f"there is {what} in {state}",
                 hint="'plugbay token list' shows the tokens and their ids",
             ),
             as_json=as_json,
@@ -103,6 +130,18 @@ def revoke(
         print_json({"ok": True, "id": token_id, "revoked": True})
     else:
         out.print(f"token {token_id} revoked")
+
+
+def _token_id(db: Any, token: str) -> str | None:
+    """The id of ``token``: an id as given, or a whole token (pbt_…) found by its digest
+    (None when the state has no such token); the secret is never printed."""
+    from plugbay.web.scopes import PREFIX, digest
+
+    token = token.strip()
+    if not token.startswith(PREFIX):
+        return token
+    row = db.api_token_by_digest(digest(token))
+    return None if row is None else str(row["id"])
 
 
 def _status(row: dict[str, Any], now: float) -> str:

@@ -43,9 +43,26 @@ from plugbay.isolation.ray_settings import RaySettings, place_on_ray
 from plugbay.model.manifest import PluginManifest, parse_size
 from plugbay.monitor.bounds import Bounds, bounds_from_config
 
-__all__ = ["LIMIT_KEYS", "IsolationPolicy", "Placement"]
+__all__ = [
+    "HOST_PERMISSIONS",
+    "LIMIT_KEYS",
+    "IsolationPolicy",
+    "Placement",
+    "is_permission",
+    "permission_forms",
+]
 
 MiB: Final = 1 << 20
+
+#: every permission to host-internal data, and what it allows (the broker enforces them)
+HOST_PERMISSIONS: Final[Mapping[str, str]] = {
+    "host:audit-read": "read the audit trail (core.security: trail, verify)",
+    "host:audit-write": "add entries to the audit trail (core.security: record), in its own name",
+    "host:logs-read": "read every plugin's logs (the logging service, system.logging)",
+    "host:state-read": "read the host's state: every plugin's record (the plugbay.host service)",
+    "host:metrics-read": "read the host's health and alerts (plugbay.host: health, alerts)",
+}
+
 
 #: every limit, as the manifest's [resources] spells it, with its default and its cap
 LIMIT_KEYS: Final = (
@@ -255,7 +272,7 @@ class IsolationPolicy:
         if not isinstance(grants_table, Mapping):
             raise ConfigError("[policy.grants] must map plugin ids to lists", where=where)
         grants = {
-            str(pid): tuple(_strings(perms, f"[policy.grants] {pid!r}", where))
+            str(pid): tuple(_permissions(perms, f"[policy.grants] {pid!r}", where))
             for pid, perms in grants_table.items()
         }
         secrets = {
@@ -363,6 +380,35 @@ def _strings(value: Any, what: str, where: str) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise ConfigError(f"{what} must be a list of strings", where=where)
     return list(value)
+
+
+def permission_forms() -> tuple[str, ...]:
+    """The forms a permission is written in (``plugbay grant``, ``[policy.grants]``)."""
+    return (*HOST_PERMISSIONS, "network:HOST:PORT", "read:PATH", "write:PATH", "env:NAME",
+            "secret:NAME", "subprocess")  # fmt: skip
+
+
+def is_permission(text: str) -> bool:
+    """Whether ``text`` is written as a permission (see :func:`permission_forms`)."""
+    kind, _, rest = text.partition(":")
+    return (
+        (kind == "subprocess" and not rest)
+        or (kind in ("network", "read", "write", "env", "secret") and bool(rest))
+        or text in HOST_PERMISSIONS
+    )
+
+
+def _permissions(value: Any, what: str, where: str) -> list[str]:
+    """A list of permissions; one that is not written as a permission is a ConfigError
+    (granted, it would have matched nothing, without a word)."""
+    for permission in (found := _strings(value, what, where)):
+        if not is_permission(permission):
+            raise ConfigError(
+                f"{what}: '{permission}' is not a permission",
+                where=where,
+                hint="write one of: " + ", ".join(permission_forms()),
+            )
+    return found
 
 
 def _limits(value: Any, what: str, where: str) -> dict[str, float | None]:

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 import msgspec
 
 from plugbay.api.errors import PermissionDenied, ResourceLimitExceeded
+from plugbay.isolation.policy import HOST_PERMISSIONS
 from plugbay.isolation.ray import RayBackend
 from plugbay.isolation.remote_storage import STORAGE_TARGET
 from plugbay.model.versions import Range
@@ -69,15 +70,6 @@ class BrokerHost(Protocol):
 
     def security_event(self, plugin_id: str, event: dict[str, Any]) -> None: ...
 
-
-#: every permission to host-internal data, and what it allows
-HOST_PERMISSIONS: Final[Mapping[str, str]] = {
-    "host:audit-read": "read the audit trail (core.security: trail, verify)",
-    "host:audit-write": "add entries to the audit trail (core.security: record), in its own name",
-    "host:logs-read": "read every plugin's logs (the logging service, system.logging)",
-    "host:state-read": "read the host's state: every plugin's record (the plugbay.host service)",
-    "host:metrics-read": "read the host's health and alerts (plugbay.host: health, alerts)",
-}
 
 #: (provider, command) → the permission it needs; "*" stands for any other command
 HOST_DATA: Final[Mapping[tuple[str, str], str | None]] = {

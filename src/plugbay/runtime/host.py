@@ -361,7 +361,8 @@ class Host:
             if pid in self.registry:
                 self.manager.note_disabled(self.registry.get(pid), reason)
         told = {"Host(load=...)": self._load or (), "Host(config=...)": self._config_arg}
-        told[str(self._config_file or "the host config")] = self._file_config
+        told[where := str(self._config_file or "the host config")] = self._file_config
+        told[f"{where} [policy.grants]"] = list(self.manager.settings.policy.grants)
         for problem in strangers(told, {m.id for m in self.registry.manifests()}):
             self._problem(problem, None)
         plan = self.registry.resolve_all(

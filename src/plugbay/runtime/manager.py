@@ -573,6 +573,8 @@ class PluginManager(Calling, Starting, Supervision, SecurityEvents):
         self, plugin_id: str, reason: str | None = None, *, cascade: bool = False
     ) -> list[str]:
         rec = self.record(plugin_id)
+        if not reason and rec.state is PluginState.DISABLED:
+            reason = rec.reason  # disabled again with no reason: the kept one stays
         reason = reason or "disabled by the operator"
         self._dependents_allowed(plugin_id, cascade)  # refused before anything is kept
         # Durable first, with its history entry: a disable the state cannot keep (a full
