@@ -6,6 +6,7 @@ import json
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -167,6 +168,15 @@ def test_disable_enable_history(workdir: Path) -> None:
     assert [e["action"] for e in history][:2] == ["enable", "disable"]
 
 
+def test_disabling_again_without_a_reason_keeps_the_reason(workdir: Path) -> None:
+    """No host runs: a second disable with no reason kept 'disabled by the operator'."""
+    assert plugbay("disable", "acme.calc", "--reason", "ticket 42", cwd=workdir).returncode == 0
+    again = plugbay("disable", "acme.calc", cwd=workdir)
+    assert again.returncode == 0, again.stderr
+    rows = {r["id"]: r for r in json.loads(plugbay("list", "--json", cwd=workdir).stdout)}
+    assert rows["acme.calc"]["state"] == "disabled" and rows["acme.calc"]["reason"] == "ticket 42"
+
+
 def test_with_no_host_a_typo_or_a_needed_plugin_is_refused_as_a_host_would(
     workdir: Path, plugins: PluginFactory
 ) -> None:
@@ -292,3 +302,70 @@ def test_list_reports_a_running_host_without_starting_plugins(
     assert {r["state"] for r in rows} == {"not running"}
     after = json.loads(plugbay("history", "acme.counted", "--json", cwd=tmp_path).stdout)
     assert len(after) == loads
+
+
+GREETER = """
+from plugbay import UtilityPlugin, command
+
+PEOPLE: dict[str, str] = {}
+
+
+class P(UtilityPlugin):
+    @command
+    def boom(self) -> str:
+        return self.greet("Ada")
+
+    def greet(self, name: str) -> str:
+        return PEOPLE[name]
+
+    @command
+    def hello(self, name: str) -> str:
+        return f"Hello, {name}!"
+
+    @command
+    def hello_all(self, names: list[str]) -> str:
+        return ", ".join(f"Hello, {n}!" for n in names)
+"""
+
+
+@pytest.mark.parametrize("dirname", ["acme.greet-1.0.0", "core/acme.greet-1.0.0"])
+def test_a_plugins_exception_names_the_line_of_its_code(
+    plugins: PluginFactory, tmp_path: Path, dirname: str
+) -> None:
+    """Sandboxed (a worker) and inline (core/): the plain error names the plugin's file,
+    line, function and the line's text, not only 'raised KeyError'; --json's where too."""
+    source = plugins("acme.greet", GREETER, module="greeter", dirname=dirname) / "greeter.py"
+    line = GREETER.splitlines().index("        return PEOPLE[name]") + 1
+    shown = plugbay("call", "acme.greet", "boom", cwd=tmp_path)
+    assert shown.returncode == 1
+    assert "KeyError: 'Ada'" in shown.stderr
+    assert f"raised at {source}:{line} in greet" in shown.stderr, shown.stderr
+    assert "    return PEOPLE[name]" in shown.stderr
+    error = json.loads(plugbay("call", "acme.greet", "boom", "--json", cwd=tmp_path).stdout)
+    assert error["error"]["where"] == f"{source}:{line}"
+    assert error["error"]["details"]["raised_at"] == {
+        "file": str(source), "line": line, "function": "greet", "code": "return PEOPLE[name]",
+    }  # fmt: skip
+    assert "Traceback" in error["error"]["details"]["traceback"]
+
+
+def test_call_values_read_as_json_where_json_is_meant(
+    plugins: PluginFactory, tmp_path: Path
+) -> None:
+    plugins("acme.greet", GREETER, module="greeter")
+
+    def call(*params: str) -> Any:
+        return plugbay("call", "acme.greet", *params, cwd=tmp_path)
+
+    # a JSON string for a str parameter is unquoted; plain text stays text
+    assert call("hello", 'name="Ada"').stdout.strip() == "Hello, Ada!"
+    assert call("hello", "name=Men are all alike.").stdout.strip() == "Hello, Men are all alike.!"
+    assert call("hello", "name=007").stdout.strip() == "Hello, 007!"
+    assert call("hello_all", 'names=["Ada", "Bo"]').stdout.strip() == "Hello, Ada!, Hello, Bo!"
+    # JSON that does not parse, for a list, is refused naming where it breaks
+    broken = call("hello_all", 'names=["Ada",')
+    assert broken.returncode == 1 and "got str" not in broken.stderr
+    assert (
+        """parameter 'names': '["Ada",' is not valid JSON: Expecting value at column 8"""
+        in " ".join(broken.stderr.split())
+    ), broken.stderr

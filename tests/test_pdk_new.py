@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -130,3 +131,18 @@ def test_target_that_is_a_file(tmp_path: Path) -> None:
     with pytest.raises(TemplateError, match="the target is a file"):
         create_plugin("utility", "acme.x", tmp_path / "f")
     assert (tmp_path / "f").read_text() == "x"
+
+
+@pytest.mark.parametrize("template", ["utility", "system", "integration", "extension"])
+def test_readme_lists_every_command_and_says_where_install_puts_it(
+    template: str, tmp_path: Path
+) -> None:
+    package = create_plugin(template, "acme.demo", tmp_path / "demo")
+    readme = (package / "README.md").read_text()
+    code = (package / "acme_demo" / "plugin.py").read_text()
+    commands = re.findall(r"@command\b[^\n]*\n\s+(?:async )?def (\w+)\(", code)
+    assert commands
+    (listed,) = [line for line in readme.splitlines() if line.startswith("Commands: ")]
+    assert [name for name in commands if f"`{name}(" not in listed] == []
+    assert "installed into ./plugins" not in readme
+    assert "verified, then installed in .plugbay/store/" in readme

@@ -41,3 +41,17 @@ def say_error(error: PlugbayError | str, *, as_json: bool = False) -> None:
         out.print_json(json.dumps({"ok": False, "error": payload}, default=str))
     else:
         err.print(f"[bold red]error:[/] {escape(str(error))}")
+        at = error.details.get("raised_at") if isinstance(error, PlugbayError) else None
+        if isinstance(at, dict):
+            _say_raised_at(at)
+
+
+def _say_raised_at(at: dict[str, object]) -> None:
+    """Where in the plugin's own code its error was raised (``details["raised_at"]``):
+    the line a plugin author opens, without the whole traceback (that is in --json)."""
+    err.print(
+        f"  raised at {at.get('file')}:{at.get('line')} in {at.get('function')}",
+        markup=False,
+    )
+    if at.get("code"):
+        err.print(f"    {at['code']}", markup=False)

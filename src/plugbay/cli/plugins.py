@@ -87,7 +87,13 @@ def call(
     plugin_id: PluginIdArg,
     command: Annotated[str, typer.Argument(help="Command name")],
     params: Annotated[
-        list[str] | None, typer.Argument(help="Parameters as key=value (JSON values allowed)")
+        list[str] | None,
+        typer.Argument(
+            help="Parameters as key=value. A str parameter takes the text as typed "
+            """(text=007 is "007"; a JSON string, name='"Ada"', is unquoted); any other takes """
+            "the value as JSON when it parses (n=3, a JSON list or object), else as text; "
+            "a value starting with [ or { must then be valid JSON"
+        ),
     ] = None,
     batch: Annotated[
         str | None,

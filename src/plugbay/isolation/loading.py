@@ -22,7 +22,7 @@ import types
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from plugbay.api import Plugin, command_specs
 from plugbay.api._command import CommandSpec
@@ -37,6 +37,7 @@ __all__ = [
     "check_plugin_class",
     "import_plugin",
     "plugin_frame",
+    "raised_at",
     "unload_code",
 ]
 
@@ -289,9 +290,11 @@ _PLUGBAY_DIR: Final = str(Path(__file__).resolve().parent)
 _STDLIB_DIR: Final = sysconfig.get_paths()["stdlib"]
 
 
-def plugin_frame(exc: BaseException, manifest: PluginManifest) -> str | None:
-    """``file:line`` of the deepest traceback frame in the plugin's own code: its
-    directory, or (an installed plugin) anything outside plugbay and the stdlib."""
+def _innermost_plugin_frame(
+    exc: BaseException, manifest: PluginManifest
+) -> traceback.FrameSummary | None:
+    """The deepest traceback frame in the plugin's own code: its directory, or (an
+    installed plugin) anything outside plugbay and the stdlib."""
     root = str(manifest.root) if manifest.root is not None else None
     best = None
     for frame in traceback.extract_tb(exc.__traceback__):
@@ -301,5 +304,29 @@ def plugin_frame(exc: BaseException, manifest: PluginManifest) -> str | None:
         else:
             mine = not name.startswith((_PLUGBAY_DIR, _STDLIB_DIR, "<"))
         if mine:
-            best = f"{name}:{frame.lineno}"
+            best = frame
     return best
+
+
+def plugin_frame(exc: BaseException, manifest: PluginManifest) -> str | None:
+    """``file:line`` of the deepest traceback frame in the plugin's own code: its
+    directory, or (an installed plugin) anything outside plugbay and the stdlib."""
+    frame = _innermost_plugin_frame(exc, manifest)
+    return f"{frame.filename}:{frame.lineno}" if frame is not None else None
+
+
+def raised_at(exc: BaseException, manifest: PluginManifest) -> dict[str, Any] | None:
+    """Where in the plugin's own code ``exc`` was raised (its innermost frame there), as
+    JSON-ready ``file``, ``line``, ``function`` and ``code`` (the line's text); None
+    when no frame of the traceback is the plugin's. What an error's
+    ``details["raised_at"]`` holds, so a plugin author reads the line without the
+    whole traceback."""
+    frame = _innermost_plugin_frame(exc, manifest)
+    if frame is None:
+        return None
+    return {
+        "file": frame.filename,
+        "line": frame.lineno,
+        "function": frame.name,
+        "code": (frame.line or "").strip(),
+    }

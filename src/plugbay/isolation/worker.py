@@ -42,7 +42,7 @@ from plugbay.api.errors import PlugbayError, PluginCallError, ServiceError, erro
 from plugbay.isolation import frames, handover, loops
 from plugbay.isolation.guard import Guard, classify
 from plugbay.isolation.inline import lifecycle, new_instance, run_in_daemon_thread
-from plugbay.isolation.loading import import_plugin
+from plugbay.isolation.loading import import_plugin, plugin_frame, raised_at
 from plugbay.model._events import EventListen
 from plugbay.model.manifest import ManifestOrigin, PluginManifest, load_manifest
 from plugbay.model.versions import Version
@@ -178,6 +178,8 @@ class Worker:
         self.channel: frames.Channel | None = None
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.plugin: Plugin | None = None
+        #: the loaded plugin's manifest: where its own code is, to name the line it raised at
+        self.manifest: PluginManifest | None = None
         self.specs: dict[str, CommandSpec] = {}
         #: the calls answered in the read that brought them (``answer``), each by what makes
         #: its answer: a plain ``def`` command of a plugin that keeps ``Plugin.execute``
@@ -370,7 +372,7 @@ class Worker:
             # write (ctypes included); the limit stays an EFBIG error, never a death
             signal.signal(signal.SIGXFSZ, self._file_too_large)
         try:
-            manifest = _manifest_of(message)
+            manifest = self.manifest = _manifest_of(message)
             code = import_plugin(manifest)
             self.plugin = new_instance(code)
         except PlugbayError as exc:
@@ -378,7 +380,7 @@ class Worker:
             return
         except BaseException as exc:  # a plugin's constructor or module raising anything
             sandboxed = classify(exc, message.plugin_id, self.guard) if self.guard else None
-            error = sandboxed or _wrap(exc, message.plugin_id, "loading")
+            error = sandboxed or _wrap(exc, message.plugin_id, "loading", self.manifest)
             self.send(frames.Fail(0, error.to_dict()))
             return
         self.specs = dict(code.commands)
@@ -462,7 +464,9 @@ class Worker:
             try:
                 self.send(frames.Reply(request, value))
             except (TypeError, msgspec.EncodeError, frames.FrameError) as exc:
-                self.send(frames.Fail(request, _wrap(exc, None, "sending the result").to_dict()))
+                self.send(
+                    frames.Fail(request, _wrap(exc, None, "sending the result", None).to_dict())
+                )
 
     def fail(self, request: int, exc: BaseException, doing: str) -> None:
         """Answer a request that raised (:meth:`failure`); before a replacement, at once."""
@@ -478,7 +482,7 @@ class Worker:
         files is suspect."""
         plugin_id = self.plugin.id if self.plugin is not None else None
         sandboxed = classify(exc, plugin_id, self.guard) if self.guard is not None else None
-        error = sandboxed or _wrap(exc, plugin_id, doing)
+        error = sandboxed or _wrap(exc, plugin_id, doing, self.manifest)
         if error.details.get("replace"):
             asyncio.get_running_loop().call_later(0.05, os._exit, 75)
         return frames.Fail(request, error.to_dict())
@@ -588,13 +592,19 @@ def _raised(exc: BaseException, plugin: str | None) -> PlugbayError:
     )
 
 
-def _wrap(exc: BaseException, plugin: str | None, doing: str) -> PlugbayError:
+def _wrap(
+    exc: BaseException, plugin: str | None, doing: str, manifest: PluginManifest | None
+) -> PlugbayError:
+    """The plugin's own exception; ``where`` and ``details["raised_at"]`` name the line
+    of the plugin's code it was raised at, as an inline call's error does."""
     return PluginCallError(
         f"{doing} raised {type(exc).__name__}: {exc}",
         plugin=plugin,
+        where=plugin_frame(exc, manifest) if manifest is not None else None,
         hint="this is the plugin's own error; the host and other plugins are unaffected",
         details={
             "exception": type(exc).__name__,
+            "raised_at": raised_at(exc, manifest) if manifest is not None else None,
             "traceback": "".join(traceback.format_exception(exc)),
         },
     )

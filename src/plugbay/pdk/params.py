@@ -9,9 +9,13 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from plugbay.api.errors import PlugbayError
+from plugbay.api.errors import ParameterError, PlugbayError
 
 __all__ = ["parse_params"]
+
+#: how a value that is JSON's array or object starts: one that does not parse is a typo
+#: in the JSON, not text, for any parameter the command does not take as ``str``
+_JSON_OPENERS = ("[", "{")
 
 
 def parse_params(
@@ -19,9 +23,12 @@ def parse_params(
 ) -> dict[str, Any]:
     """Parameters by name from ``name=value`` pairs.
 
-    A value is JSON when it parses as JSON (``n=3``, ``tags=["a"]``), else text; a
-    parameter the command takes as ``str`` (per ``spec``, a command spec, or named in
-    ``strings``) is always text, so ``text=007`` stays ``"007"``.
+    For a parameter the command takes as ``str`` (per ``spec``, a command spec, or named
+    in ``strings``) the value is text (``text=007`` stays ``"007"``), except that a JSON
+    string literal is unquoted (``name='"Ada"'`` is ``Ada``). For any other parameter a
+    value is JSON when it parses as JSON (``n=3``, ``tags=["a"]``), else text (which the
+    call then checks against the declared type); but a value that starts with ``[`` or
+    ``{`` and does not parse is refused, naming where the JSON breaks.
     """
     by_name = {p.name: p for p in spec.params} if spec is not None else {}
     params: dict[str, Any] = {}
@@ -34,10 +41,32 @@ def parse_params(
         key, _, raw = pair.partition("=")
         param = by_name.get(key)
         if key in strings or (param is not None and param.annotation is str):
-            params[key] = raw
-            continue
-        try:
-            params[key] = json.loads(raw)
-        except ValueError:
-            params[key] = raw
+            params[key] = _text(raw)
+        else:
+            params[key] = _json_or_text(key, raw)
     return params
+
+
+def _text(raw: str) -> str:
+    """A ``str`` parameter's value: the text as typed, or a JSON string literal unquoted."""
+    if raw.startswith('"'):
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            return raw
+        if isinstance(value, str):
+            return value
+    return raw
+
+
+def _json_or_text(key: str, raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        if not raw.lstrip().startswith(_JSON_OPENERS):
+            return raw
+        where = f"line {exc.lineno} column {exc.colno}" if exc.lineno > 1 else f"column {exc.colno}"
+        raise ParameterError(
+            f"parameter '{key}': {raw!r} is not valid JSON: {exc.msg} at {where} (char {exc.pos})",
+            hint=f"""fix the JSON and quote the whole value for the shell, e.g. {key}='["Ada", "Grace"]'""",
+        ) from None

@@ -9,6 +9,7 @@ leaves nothing half-written behind.
 
 from __future__ import annotations
 
+import ast
 import json
 import keyword
 import os
@@ -46,8 +47,7 @@ TEMPLATES: Final[dict[str, PluginTemplate]] = {
     "utility": PluginTemplate(
         "utility",
         "Greets people; a starting point for helpers other plugins call.",
-        "Commands: `greet(name, times=1) -> str` and `greet_all(names) -> Greeting`. It counts "
-        "greetings in its metrics and logs when it is ready.",
+        "It counts greetings in its metrics and logs when it is ready.",
         "greet name=Ada",
     ),
     "system": PluginTemplate(
@@ -55,15 +55,15 @@ TEMPLATES: Final[dict[str, PluginTemplate]] = {
         "Remembers the host's recent system events.",
         "A system plugin hears every host event (`plugin.loaded`, `plugin.failed`, "
         "`host.started`, ...) in priority order. This one keeps the recent ones matching its "
-        "`hooks` and answers `events(kind=None, limit=20)` and `counts_by_kind()`.",
+        "`hooks`, counts them by kind and remembers the failures.",
         "events limit=5",
     ),
     "integration": PluginTemplate(
         "integration",
         "A line-protocol TCP client: one line out, one line back.",
         "An integration plugin connects the host to something outside. This one implements "
-        "`connect`, `disconnect`, `is_connected` and `send_message` for a TCP peer and offers "
-        "the commands `open()`, `send(text) -> str` and `close()`. It asks for the network "
+        "`connect`, `disconnect`, `is_connected` and `send_message` for a TCP peer, driven by "
+        "its commands. It asks for the network "
         "permission to its peer, 127.0.0.1:7000; the operator grants it.",
         "open",
     ),
@@ -153,6 +153,8 @@ def _render(spec: PluginTemplate, names: dict[str, str], out: Path) -> None:
     values["manifest"] = _fill((root / spec.name / "manifest.toml.tmpl").read_text(), values)
     pyproject = _fill((root / "common" / "pyproject.toml.tmpl").read_text(), values)
     values["config_table"] = _config_table(pyproject)
+    plugin_py = _fill((root / spec.name / "plugin.py.tmpl").read_text(), values)
+    values["commands"] = _commands_line(plugin_py)
     package = out / names["package"]
     files = {
         out / "pyproject.toml": pyproject,
@@ -160,7 +162,7 @@ def _render(spec: PluginTemplate, names: dict[str, str], out: Path) -> None:
         out / ".gitignore": "__pycache__/\n*.egg-info/\nbuild/\ndist/\n.plugbay/\n",
         package / "__init__.py": _fill((root / "common" / "__init__.py.tmpl").read_text(), values),
         package / "py.typed": "",
-        package / "plugin.py": _fill((root / spec.name / "plugin.py.tmpl").read_text(), values),
+        package / "plugin.py": plugin_py,
         out / "tests" / "__init__.py": "",
         out / "tests" / "test_plugin.py": _fill(
             (root / spec.name / "test_plugin.py.tmpl").read_text(), values
@@ -169,6 +171,38 @@ def _render(spec: PluginTemplate, names: dict[str, str], out: Path) -> None:
     for path, text in files.items():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
+
+
+def _commands_line(plugin_py: str) -> str:
+    """The README's list of the generated plugin's commands, read from its code (every
+    ``@command``), so the list never lags the template."""
+    shown = []
+    for node in ast.walk(ast.parse(plugin_py)):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and any(
+            _is_command(d) for d in node.decorator_list
+        ):
+            shown.append(f"`{_signature(node)}`")
+    if not shown:
+        return "It has no commands."
+    listed = shown[0] if len(shown) == 1 else f"{', '.join(shown[:-1])} and {shown[-1]}"
+    return f"Commands: {listed}."
+
+
+def _is_command(decorator: ast.expr) -> bool:
+    target = decorator.func if isinstance(decorator, ast.Call) else decorator
+    return isinstance(target, ast.Name) and target.id == "command"
+
+
+def _signature(node: ast.FunctionDef | ast.AsyncFunctionDef) -> str:
+    """``name(a, b=1) -> T``: the parameters after ``self``, with their defaults."""
+    args = node.args.args[1:]
+    defaults = [None] * (len(args) - len(node.args.defaults)) + list(node.args.defaults)
+    params = [
+        a.arg if d is None else f"{a.arg}={ast.unparse(d)}"
+        for a, d in zip(args, defaults, strict=True)
+    ]
+    returns = f" -> {ast.unparse(node.returns)}" if node.returns is not None else ""
+    return f"{node.name}({', '.join(params)}){returns}"
 
 
 def _fill(text: str, values: dict[str, str]) -> str:

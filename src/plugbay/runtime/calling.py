@@ -39,7 +39,7 @@ from plugbay.api.errors import (
     did_you_mean,
 )
 from plugbay.isolation import CallTimeout, PluginHandle
-from plugbay.isolation.loading import plugin_frame
+from plugbay.isolation.loading import plugin_frame, raised_at
 from plugbay.model.manifest import PluginManifest
 from plugbay.monitor import CommandStats
 from plugbay.runtime.records import ManagerSettings, PluginRecord, PluginState, Roster
@@ -305,6 +305,7 @@ def plugin_raised(
         hint="this is the plugin's own error; the host and other plugins are unaffected",
         details={
             "exception": type(exc).__name__,
+            "raised_at": raised_at(exc, handle.manifest),
             "traceback": "".join(traceback.format_exception(exc)),
         },
     )
