@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from plugbay import PlugbayError, PluginReloadError
+from plugbay import PlugbayError, PluginReloadError, PluginStateError
 from plugbay.api.errors import DependentsError, ManifestError, ResolutionError
 from plugbay.runtime.host import Host
 from plugbay.runtime.store import PluginStore, wheel_to_directory
@@ -129,7 +129,7 @@ async def test_upgrade_to_a_version_that_is_not_there_says_what_is(
         host.install(source(sources, "acme.tool", "0.9.0"))
     async with empty_host() as host:
         assert host.plugin("acme.tool").version == "1.0.0"  # the newest, nothing pinned yet
-        with pytest.raises(PlugbayError, match=expected):
+        with pytest.raises(PluginStateError, match=expected):  # HTTP 409, not 400
             await host.upgrade("acme.tool", version)
         assert await host.call("acme.tool", "version") == "1.0.0"
 

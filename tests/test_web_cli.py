@@ -180,3 +180,7 @@ def test_an_upgrade_beside_a_running_host_goes_through_its_api(workdir: Path) ->
         assert rows["acme.calc"]["version"] == "1.1.0"
         assert rows["acme.calc"]["source"] == f"host pid {host.proc.pid}"
         assert plugbay("call", "acme.calc", "add", "a=2", "b=3", cwd=workdir).stdout == "5\n"
+        # nothing newer: the store's state refuses it (409), the request itself was fine
+        again = httpx.post(f"{host.url}/api/v1/plugins/acme.calc/upgrade", headers=host.auth)
+        assert again.status_code == 409, again.text
+        assert "1.1.0 is the newest version installed" in again.json()["error"]["message"]

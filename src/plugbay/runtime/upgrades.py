@@ -14,7 +14,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from plugbay.api.errors import DependentsError, PlugbayError, ResolutionError
+from plugbay.api.errors import DependentsError, PlugbayError, PluginStateError, ResolutionError
 from plugbay.model.manifest import PluginManifest
 from plugbay.model.versions import Version
 from plugbay.runtime.swap_host import SwapHost
@@ -163,13 +163,13 @@ def _wanted_version(
     if version is not None:
         wanted = Version.parse(version)
         if wanted not in known:
-            raise PlugbayError(
+            raise PluginStateError(
                 f"version {wanted} is not installed",
                 plugin=plugin_id,
                 hint=f"installed: {', '.join(map(str, known))}; 'plugbay install PATH' adds one",
             )
         if wanted < current.version:
-            raise PlugbayError(
+            raise PluginStateError(
                 f"{wanted} is older than {current.version}, which serves now",
                 plugin=plugin_id,
                 hint=f"'plugbay rollback {plugin_id}' goes back on purpose",
@@ -182,7 +182,7 @@ def _wanted_version(
         if m.registry.get(plugin_id, v).host.contains(host, include_prerelease=True)
     ]
     if not fitting or fitting[0] <= current.version:
-        raise PlugbayError(
+        raise PluginStateError(
             f"{current.version} is the newest version installed for this host"
             + (f" (known: {', '.join(map(str, known))})" if known else ""),
             plugin=plugin_id,
