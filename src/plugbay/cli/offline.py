@@ -131,15 +131,12 @@ def _not_on_disk(plugin_id: str, plugin_dirs: list[Path], newest: dict[str, Any]
     )
 
 
-def missing_plugin(plugin_id: str, plugin_dirs: list[Path], state: Path) -> str | None:
+def missing_plugin(plugin_id: str, plugin_dirs: list[Path], state: Path) -> PluginNotFound | None:
     """Why ``plugin_id`` names no plugin on disk (the plugins directories and the store),
     with the closest ids; None when it is there."""
-    newest, _, _ = _newest([*plugin_dirs, state / "store"])
-    if plugin_id in newest:
-        return None
-    where = ", ".join(str(d) for d in [*plugin_dirs, state / "store"])
-    close = did_you_mean(plugin_id, newest) or "'plugbay list' shows the plugins on disk"
-    return f"no plugin '{plugin_id}' is on disk ({where}); {close}"
+    dirs = [*plugin_dirs, state / "store"]
+    newest, _, _ = _newest(dirs)
+    return None if plugin_id in newest else _not_on_disk(plugin_id, dirs, newest)
 
 
 def check_switch(

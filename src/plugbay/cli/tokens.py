@@ -72,8 +72,9 @@ def _warn_unknown_plugins(scopes: list[str], plugin_dirs: list[Path], state: Pat
         kind, _, plugin_id = scope.strip().partition(":")
         if kind != "call" or not plugin_id:
             continue
-        why = missing_plugin(plugin_id, plugin_dirs, state)
-        if why is not None:
+        missing = missing_plugin(plugin_id, plugin_dirs, state)
+        if missing is not None:
+            why = f"{missing.message} ({missing.where}); {missing.hint}"
             err.print(
                 f"[yellow]warning[/]: {escape(why)}; the token's {escape(scope.strip())} "
                 "calls nothing until a plugin with that id is installed"

@@ -24,6 +24,7 @@ from plugbay.api.errors import PlugbayError, PluginCrashed
 from plugbay.isolation import frames
 from plugbay.isolation.policy import Placement
 from plugbay.isolation.quota import QuotaMounts, QuotaStatus, QuotaUnavailable
+from plugbay.isolation.zygote import receive_fds
 from plugbay.model.manifest import PluginManifest, parse_size
 
 __all__ = [
@@ -195,35 +196,16 @@ async def await_listener(report: socket.socket, timeout: float = 60) -> tuple[in
     instead of a thread of the default executor blocking on it until the worker is confined
     (a thread hop and back a start, and a thread the storage images' mounts wait for while
     several workers start at once)."""
-    loop = asyncio.get_running_loop()
     with report:
         report.setblocking(False)
-        deadline = loop.time() + timeout
-        while True:
-            try:
-                data, fds, _flags, _addr = socket.recv_fds(report, 1, 1)
-                break
-            except (BlockingIOError, InterruptedError):
-                pass
-            except OSError:
-                return None, False
-            readable: asyncio.Future[None] = loop.create_future()
-            loop.add_reader(report.fileno(), _settle, readable)
-            try:
-                async with asyncio.timeout_at(deadline):
-                    await readable
-            except TimeoutError:
-                return None, False
-            finally:
-                loop.remove_reader(report.fileno())
+        deadline = asyncio.get_running_loop().time() + timeout
+        try:
+            data, fds = await receive_fds(report, 1, 1, deadline=deadline)
+        except OSError:  # the worker closed it, or never sent it (TimeoutError)
+            return None, False
     for extra in fds[1:]:
         os.close(extra)
     return (fds[0], data == b"U") if fds else (None, False)
-
-
-def _settle(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
 
 
 def signal_name(number: int) -> str:

@@ -27,7 +27,7 @@ from plugbay.isolation.loops import LOOP_VARIABLE
 if TYPE_CHECKING:
     from plugbay.isolation.base import EnvironmentPaths
 
-__all__ = ["Child", "Zygote", "ZygoteProcess", "zygote_command", "zygote_main"]
+__all__ = ["Child", "Zygote", "ZygoteProcess", "receive_fds", "zygote_command", "zygote_main"]
 
 _PR_SET_CHILD_SUBREAPER: Final = 36
 #: seconds without a request, after its first fork, after which the zygote is idle
@@ -191,12 +191,16 @@ def _settle(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
-async def _receive(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> tuple[bytes, list[int]]:
-    """One message from the zygote, with the descriptors passed with it
-    (``loop.sock_recv`` would drop them)."""
+async def receive_fds(
+    sock: socket.socket, size: int, max_fds: int, *, deadline: float | None = None
+) -> tuple[bytes, list[int]]:
+    """One message on a non-blocking socket, with the descriptors passed with it
+    (``loop.sock_recv`` would drop them): the zygote's word of a worker, a worker's
+    seccomp listener. ``TimeoutError`` past ``deadline`` (the loop's clock)."""
+    loop = asyncio.get_running_loop()
     while True:
         try:
-            data, fds, _flags, _addr = socket.recv_fds(sock, 4096, 1)
+            data, fds, _flags, _addr = socket.recv_fds(sock, size, max_fds)
         except (BlockingIOError, InterruptedError):
             pass
         else:
@@ -204,7 +208,8 @@ async def _receive(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> tupl
         readable: asyncio.Future[None] = loop.create_future()
         loop.add_reader(sock.fileno(), _settle, readable)
         try:
-            await readable
+            async with asyncio.timeout_at(deadline):
+                await readable
         finally:
             loop.remove_reader(sock.fileno())
 
@@ -369,7 +374,7 @@ class Zygote:
         loop = asyncio.get_running_loop()
         try:
             while True:
-                data, fds = await _receive(loop, control)
+                data, fds = await receive_fds(control, 4096, 1)
                 if not data:
                     break
                 child = None
