@@ -148,13 +148,20 @@ class Secrets:
         return f"Secrets({', '.join(self.names()) or 'none'})"
 
 
+#: a secret's value in the host's environment: PLUGBAY_SECRET_API_KEY is 'api-key'
+SECRET_ENV_PREFIX = "PLUGBAY_SECRET_"
+
+
+def secret_of_env(variable: str) -> str:
+    """The secret a ``PLUGBAY_SECRET_…`` variable of the host's environment sets."""
+    return variable[len(SECRET_ENV_PREFIX) :].lower().replace("_", "-")
+
+
 def secret_without_value(name: str, plugin: str | None) -> ConfigError:
     """A granted secret the host has no value for: the operator's setting to add, not
     the plugin's fault (the same words inline, in a worker and for a Wasm module)."""
-    env = "PLUGBAY_SECRET_" + name.upper().replace("-", "_")
-    # the host reads PLUGBAY_SECRET_API_KEY as 'api-key' (isolation.policy): offered
-    # only when it reads back as this very name
-    by_env = env[len("PLUGBAY_SECRET_") :].lower().replace("_", "-") == name
+    env = SECRET_ENV_PREFIX + name.upper().replace("-", "_")
+    by_env = secret_of_env(env) == name  # offered only when it reads back as this name
     return ConfigError(
         f"secret '{name}' is granted but has no value on this host",
         plugin=plugin,

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from plugbay.api._context import SECRET_ENV_PREFIX, secret_of_env
 from plugbay.api.errors import ConfigError, PlugbayError
 from plugbay.isolation import _cgroups
 from plugbay.isolation.ray_settings import RaySettings, place_on_ray
@@ -90,7 +91,6 @@ _CAPS: Final[dict[str, float | None]] = {
     "storage": 4096 * MiB,
 }
 _SIZES: Final = frozenset({"memory", "file-size", "storage"})
-_SECRET_ENV: Final = "PLUGBAY_SECRET_"
 
 
 @dataclass(frozen=True)
@@ -276,9 +276,9 @@ class IsolationPolicy:
             for pid, perms in grants_table.items()
         }
         secrets = {
-            key[len(_SECRET_ENV) :].lower().replace("_", "-"): value
+            secret_of_env(key): value
             for key, value in os.environ.items()
-            if key.startswith(_SECRET_ENV)
+            if key.startswith(SECRET_ENV_PREFIX)
         }
         secrets_table = data.get("secrets", {})
         if not isinstance(secrets_table, Mapping):
