@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import subprocess
@@ -173,9 +174,28 @@ def test_plugbay_metrics_and_run_serve_it(plugins: PluginFactory, tmp_path: Path
         scrape = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
         with urllib.request.urlopen(scrape, timeout=10) as response:
             assert "plugbay_plugin_info" in response.read().decode()
+        _a_scoped_token_scrapes_until_revoked(url, tmp_path, env)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def _a_scoped_token_scrapes_until_revoked(url: str, cwd: Path, env: dict[str, str]) -> None:
+    """A read-scoped token scraped the API's /metrics but got 401 on the metrics port."""
+
+    def plugbay(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "plugbay.cli", *args], cwd=cwd, capture_output=True,
+            text=True, timeout=60, env=env, check=True,
+        )  # fmt: skip
+
+    made = json.loads(plugbay("token", "create", "--scope", "call:acme.work", "--json").stdout)
+    scrape = urllib.request.Request(url, headers={"Authorization": f"Bearer {made['token']}"})
+    with urllib.request.urlopen(scrape, timeout=10) as response:  # every scope reads
+        assert "plugbay_plugin_info" in response.read().decode()
+    plugbay("token", "revoke", made["id"])
+    with pytest.raises(urllib.error.HTTPError, match="401"):
+        urllib.request.urlopen(scrape, timeout=10)
 
 
 @pytest.mark.parametrize("name", ["cache-hits", "queue depth", "9lives"])

@@ -18,7 +18,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -321,6 +321,21 @@ async def _serve(
         metrics_server.shutdown()
 
 
+def _metrics_check(host: Host, host_token: Callable[[str], bool]) -> Callable[[str], bool]:
+    """The metrics port takes what the API's ``/metrics`` takes: the host's token, or a
+    scoped token that is neither revoked nor expired (every scope reads)."""
+    from plugbay.web.scopes import Access, scoped_access
+
+    state = host.state
+
+    def check(given: str) -> bool:
+        if host_token(given):
+            return True
+        return state is not None and isinstance(scoped_access(state, given), Access)
+
+    return check
+
+
 def _start_metrics(host: Host, wanted: int | None, public: bool) -> tuple[Any, int | None]:
     """Serve /metrics on 127.0.0.1 (asking for the API token unless ``public``); a taken
     port is a warning, the host still serves."""
@@ -334,7 +349,7 @@ def _start_metrics(host: Host, wanted: int | None, public: bool) -> tuple[Any, i
 
         tokens = TokenFile(host.state_dir or Path(".plugbay"))
         tokens.ensure()
-        check = tokens.matches
+        check = _metrics_check(host, tokens.matches)
     try:
         server, port = serve_metrics(host.manager, wanted, monitor=host.monitor, token=check)
     except OSError as exc:
