@@ -26,6 +26,7 @@ from plugbay.web import (
     _grants,
     _nodes,
     _profile,
+    _system_events,
     _uninstall,
     _upgrades,
 )
@@ -99,6 +100,7 @@ def create_app(
     api.include_router(_upgrades.router)
     api.include_router(_nodes.router)
     api.include_router(_batch.router)
+    api.include_router(_system_events.router)
     series = Series(host, interval=sample_interval)
     api.state.host = host
     api.state.series = series
@@ -288,6 +290,7 @@ def _routes_openapi(api: FastAPI) -> dict[str, Any]:
             {"name": "health", "description": "Liveness, readiness and health."},
             {"name": "metrics", "description": "Prometheus text and JSON figures."},
             {"name": "dashboard", "description": "The dashboard page and its live stream."},
+            {"name": "events", "description": "The host's system events, live."},
             {"name": "cluster", "description": "Where plugins run: a cluster's nodes (Ray)."},
         ],
     )
@@ -308,6 +311,7 @@ def _routes_openapi(api: FastAPI) -> dict[str, Any]:
     schema["security"] = [{"bearer": []}, {"cookie": []}]
     schema["paths"]["/healthz"]["get"]["security"] = []
     _describe_stream(schema)
+    _system_events.describe(schema)
     api.openapi_schema = schema
     return schema
 
