@@ -163,6 +163,27 @@ async def test_a_fixed_plugin_and_a_new_plugin_are_loaded(
         assert await w.host.call("acme.newcomer", "label") == "new"
 
 
+async def test_a_plugin_added_before_what_it_needs_starts_when_that_comes(
+    plugins: PluginFactory, watched: Callable[[], AsyncIterator[Watching]]
+) -> None:
+    """It failed naming 'plugbay info X', which knew nothing of X, and stayed failed
+    after X was added."""
+    async with watched() as w:  # type: ignore[attr-defined]
+        plugins("acme.app", CODE.format(label="app"), dirname="app",
+                extra='[dependencies]\n"acme.base" = "^1"\n')  # fmt: skip
+        result = await w.next()
+        assert (result.plugin_id, result.action, result.ok) == ("acme.app", "load", False)
+        assert "no plugin 'acme.base' is installed" in result.message
+        assert "install 'acme.base'" in result.message and "plugbay info" not in result.message
+        plugins("acme.base", CODE.format(label="base"), dirname="base")
+        results = [await w.next(), await w.next()]
+        assert [(r.plugin_id, r.action, r.ok) for r in results] == [
+            ("acme.base", "load", True),
+            ("acme.app", "load", True),  # it waited for it
+        ]
+        assert await w.host.call("acme.app", "label") == "app"
+
+
 async def test_dependents_follow_only_a_change_that_requires_it(
     plugins: PluginFactory, make_host: Callable[..., Host]
 ) -> None:

@@ -151,6 +151,29 @@ class Starting:
         rec = self._records.get(plugin_id)
         return rec.manifest if rec is not None else None
 
+    def _blocked(self, manifest: PluginManifest, blocked: list[str]) -> PluginStateError:
+        """Why ``manifest`` is not started: a dependency not active, or not there at all
+        (a plugin added beside a running host, ``--watch``, before what it needs)."""
+        absent = [d for d in blocked if d not in self._records]
+        reasons = "; ".join(
+            f"no plugin '{d}' is installed" if d in absent else f"'{d}' is {self._describe(d)}"
+            for d in blocked
+        )
+        if absent:
+            hint = (
+                f"install {', '.join(repr(d) for d in absent)} (then 'plugbay load "
+                f"{manifest.id}'; under --watch it starts by itself), or remove the "
+                f"dependency from {manifest.id}'s manifest"
+            )
+        else:
+            hint = f"fix {', '.join(repr(d) for d in blocked)} first; 'plugbay info {blocked[0]}' says why"
+        return PluginStateError(
+            f"not started because a dependency is not active: {reasons}",
+            plugin=manifest.id,
+            hint=hint,
+            details={"blocked_by": blocked},
+        )
+
     async def _start(
         self, manifest: PluginManifest, needs: Iterable[str], notes: list[str]
     ) -> PluginRecord:
@@ -167,17 +190,7 @@ class Starting:
         self._skip_inactive_optional(rec, manifest)
         blocked = [d for d in sorted(rec.needs) if self._state_of(d) is not PluginState.ACTIVE]
         if blocked:
-            reasons = "; ".join(f"'{d}' is {self._describe(d)}" for d in blocked)
-            self._fail(
-                rec,
-                PluginStateError(
-                    f"not started because a dependency is not active: {reasons}",
-                    plugin=manifest.id,
-                    hint=f"fix {', '.join(repr(d) for d in blocked)} first; 'plugbay info {blocked[0]}' says why",
-                    details={"blocked_by": blocked},
-                ),
-                action="load",
-            )
+            self._fail(rec, self._blocked(manifest, blocked), action="load")
             return rec
         started = time.perf_counter()
         metrics = PluginMetrics(manifest.id)

@@ -141,7 +141,32 @@ class PluginWatcher:
                 cascade.append(pid)
         if cascade:
             results += await self._dependents(cascade, ordered)
+        results += await self._waiting(results, started)
         return results
+
+    async def _waiting(self, results: list[WatchResult], started: float) -> list[WatchResult]:
+        """Load the plugins that failed only because a plugin this batch loaded was not
+        there or not active (added beside a running host before what it needs), and then
+        those that waited for them."""
+        done: list[WatchResult] = []
+        came = {r.plugin_id for r in results if r.ok and r.action in ("load", "reload")}
+        while came:
+            waiting = [
+                (rec, rec.manifest.root)
+                for rec in self.host.manager.list_plugins()
+                if str(rec.state) == "failed"
+                and rec.manifest is not None
+                and rec.manifest.root is not None
+                and rec.error is not None
+                and came & set(rec.error.details.get("blocked_by") or ())
+            ]
+            came = set()
+            for rec, root in waiting:
+                result, _ = await self._load(rec.id, rec, root, started)
+                done.append(result)
+                if result.ok:
+                    came.add(rec.id)
+        return done
 
     def _sort_paths(self, paths: Iterable[Path]) -> tuple[dict[str, Path], set[Path]]:
         """Changed paths as (plugin id → its directory, directories no known plugin owns)."""
