@@ -170,3 +170,56 @@ async def test_a_read_token_may_follow_the_events(served: tuple[Any, httpx.Async
         async with asyncio.timeout(20):
             await reader
     assert [(e, d.get("kind")) for e, d in got] == [("open", None), ("system", "host.note")]
+
+
+def test_plugbay_events_follows_a_running_host(tmp_path: Any) -> None:
+    """`plugbay events` prints what happens on the host serving the state directory, and
+    says what to do when none serves it."""
+    import subprocess
+    import sys
+
+    from tests._cli import cli_env, plugbay
+    from tests._running import plugbay_run
+
+    none = plugbay("events", cwd=tmp_path)
+    assert none.returncode == 1 and "no host with an HTTP API serves" in none.stderr
+    assert "plugbay run" in none.stderr
+    PluginFactory(tmp_path / "plugins")("acme.calc", CALC)
+    with plugbay_run(tmp_path):
+        follow = subprocess.Popen(
+            [sys.executable, "-m", "plugbay.cli", "events", "--kind", "plugin.*",
+             "--count", "2", "--json"], cwd=tmp_path, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True, env=cli_env(),
+        )  # fmt: skip
+        try:
+            assert follow.stderr is not None
+            opened = follow.stderr.readline()  # subscribed: what happens from now is shown
+            assert "following events (plugin.*)" in opened, opened
+            for step in ("disable", "enable"):
+                done = plugbay(step, "acme.calc", cwd=tmp_path)
+                assert done.returncode == 0, done.stderr
+            out, rest = follow.communicate(timeout=60)
+        finally:
+            if follow.poll() is None:
+                follow.kill()
+                follow.wait()
+    assert follow.returncode == 0, rest
+    seen = [json.loads(line) for line in out.splitlines()]
+    assert [(e["kind"], e["data"]["plugin"]) for e in seen] == [
+        ("plugin.unloaded", "acme.calc"),
+        ("plugin.loaded", "acme.calc"),
+    ]
+    assert all(e["source"] == "host" and e["time"] > 0 for e in seen)
+
+
+def test_an_event_line_leads_with_its_kind_and_plugin() -> None:
+    from plugbay.cli.system_events import _line
+
+    event = {"kind": "plugin.upgraded", "source": "host", "time": 0.0,
+             "data": {"previous": "1.0.0", "plugin": "acme.calc", "version": "1.1.0"}}  # fmt: skip
+    assert _line(event).split("  ")[1:] == [
+        "plugin.upgraded", "acme.calc", "version=1.1.0 previous=1.0.0"
+    ]  # fmt: skip
+    denied = {"kind": "security.denied", "source": "acme.wasm", "time": 0.0,
+              "data": {"what": "fs"}}  # fmt: skip
+    assert _line(denied).split("  ")[1:] == ["security.denied", "acme.wasm", "what=fs"]

@@ -22,6 +22,7 @@ from plugbay.cli import (
     policy,
     profiling,
     run,
+    system_events,
     upgrades,
     versions,
     web,
@@ -52,6 +53,7 @@ uninstall_cli.register(app)
 config_cli.register(app)
 policy.register(app)
 monitor.register(app)
+system_events.register(app, monitor.PANEL)
 nodes.register(app)
 web.register(app)
 develop.register(app)

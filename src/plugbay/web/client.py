@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final
@@ -197,6 +198,29 @@ class HostClient:
     def revoke(self, plugin_id: str, permission: str) -> dict[str, Any]:
         return self._op(plugin_id, "revoke", {"permission": permission})
 
+    def events(
+        self, kinds: list[str] | None = None, *, max_events: int = 0
+    ) -> Iterator[dict[str, Any]]:
+        """The host's system events as they happen (``GET /api/v1/events``), each as
+        ``{"event": "open" | "system" | "dropped", **data}``, until the host stops,
+        ``max_events`` system events came, or the caller stops iterating."""
+        params: dict[str, Any] = {"max_events": max_events}
+        if kinds:
+            params["kind"] = kinds
+        try:
+            with self._http.stream(
+                "GET", "/api/v1/events", params=params, timeout=httpx.Timeout(10, read=None)
+            ) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise _error_of(response)
+                yield from _server_sent(response.iter_lines())
+        except httpx.HTTPError as exc:
+            raise PlugbayError(
+                f"the stream of events from {self.url} broke off: {exc}",
+                hint="is 'plugbay run' still running? follow it again once it is",
+            ) from None
+
     def profile(self, plugin_id: str, seconds: float, interval: float) -> dict[str, Any]:
         """The serving process sampled for ``seconds`` (waits that long, and a margin)."""
         path = f"/api/v1/plugins/{plugin_id}/profile"
@@ -250,6 +274,20 @@ class HostClient:
         if response.status_code >= 400 and response.status_code not in ok:
             raise _error_of(response)
         return response
+
+
+def _server_sent(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
+    """``{"event": name, **data}`` of each server-sent event whose data is a JSON object."""
+    name = "message"
+    for line in lines:
+        if line.startswith("event:"):
+            name = line[6:].strip()
+        elif line.startswith("data:"):
+            data = json.loads(line[5:])
+            if isinstance(data, dict):
+                yield {"event": name, **data}
+        elif not line:
+            name = "message"
 
 
 def _error_of(response: httpx.Response) -> PlugbayError:
