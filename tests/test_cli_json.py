@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -13,13 +14,15 @@ import pytest
 import typer
 
 from plugbay.cli import app
-from tests._cli import plugbay
+from tests._cli import PLUGBAY, cli_env, plugbay
 from tests._running import plugbay_run
 from tests.conftest import PluginFactory
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "cli-json.md"
 #: commands whose shapes tests/test_trials_cli.py checks (they need a running host)
 TRIALS = frozenset({"record", "replay", "canary", "shadow", "bisect"})
+#: what only a running host answers (test_a_running_host_answers_in_the_same_shapes)
+LIVE = frozenset({"events"})
 _SECTION = re.compile(r"^## `plugbay (\S+)[^`]*`\s*$(.*?)^```json\n(.*?)^```", re.M | re.S)
 
 
@@ -140,7 +143,7 @@ def test_in_process_answers_have_the_documented_shapes(
     assert answers["uninstall"]["remaining"] == ["1.0.0"]  # the directory's version stays
 
     # the upgrade trials act on a running host's live calls: tests/test_trials_cli.py
-    assert set(answers) == set(docs) - TRIALS
+    assert set(answers) == set(docs) - TRIALS - LIVE
     # no host runs here: info and health answer from the plugins on disk (issue 15), each
     # "not running"; their full shapes are a running host's (the next test)
     offline = {"info": answers.pop("info"), "health": answers.pop("health")}
@@ -166,7 +169,14 @@ def test_a_running_host_answers_in_the_same_shapes(workdir: Path, plugins: Plugi
             same_shape(answer(*args, "--json", cwd=workdir, ok=(0, 1)), docs[args[0]], args[0])
         manifest = next(plugins.root.glob("acme.calc-*")) / "plugin.toml"
         manifest.write_text(manifest.read_text().replace('"1.0.0"', '"1.0.1"'))
+        follow = subprocess.Popen(
+            [*PLUGBAY, "events", "--count", "1", "--json"], cwd=workdir, text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cli_env(),
+        )  # fmt: skip
+        assert follow.stderr is not None and "following" in follow.stderr.readline()
         reloaded = answer("reload", "acme.calc", "--json", cwd=workdir)
+        events, _ = follow.communicate(timeout=60)
+        same_shape(json.loads(events), docs["events"], "events")
         same_shape(reloaded, docs["reload"], "reload")
         assert (reloaded["from"], reloaded["to"], reloaded["state"]) == ("1.0.0", "1.0.1", "active")
         back = answer("rollback", "acme.calc", "--json", cwd=workdir)
