@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
 from plugbay.model.manifest import load_manifest
 from plugbay.pdk import Finding, validate_plugin
 from plugbay.pdk.analyzer import known_plugins
@@ -251,9 +249,8 @@ def test_config_defaults_must_satisfy_the_schema(plugins: PluginFactory) -> None
     d = plugins("acme.def", extra='[config.port]\ntype = "integer"\ndefault = 0\nminimum = 1\n')
     result = validate_plugin(d, known=None)
     f = found(result, "manifest", "a default in [config] does not satisfy its own schema")
-    assert f.file == str(d / "plugin.toml") and f.line == line_of(
-        d / "plugin.toml", "[config.port]"
-    )
+    # the line of the entry's default, not of [config.port] nor of the plugin's own keys
+    assert f.file == str(d / "plugin.toml") and f.line == line_of(d / "plugin.toml", "default = 0")
     assert result.manifest is None and not result.ok
 
 
@@ -387,7 +384,7 @@ def test_cli_output_json_and_exit_codes(plugins: PluginFactory, tmp_path: Path) 
     [data] = json.loads(plugbay("validate", str(bad), "--json", cwd=tmp_path).stdout)
     assert data["ok"] is False and data["plugin"] == "acme.badcmd"
     first = data["findings"][0]
-    assert set(first) == {"severity", "code", "message", "file", "line", "hint"}
+    assert set(first) == {"severity", "code", "message", "file", "line", "hint", "source"}
     both = plugbay("validate", str(good), str(bad), "--json", cwd=tmp_path)
     assert both.returncode == 1 and [r["ok"] for r in json.loads(both.stdout)] == [True, False]
 
@@ -401,12 +398,20 @@ def test_validate_knows_the_plugins_directory(plugins: PluginFactory, tmp_path: 
     assert with_it.returncode == 0, with_it.stdout
 
 
-@pytest.mark.parametrize("bad_manifest", ['id = "acme.x"\n', "not toml ["])
-def test_bad_manifest_is_one_finding(tmp_path: Path, bad_manifest: str) -> None:
-    (tmp_path / "plugin.toml").write_text(bad_manifest)
+def test_a_manifest_that_is_not_toml_is_one_finding(tmp_path: Path) -> None:
+    (tmp_path / "plugin.toml").write_text("not toml [")
     result = validate_plugin(tmp_path, known=None)
     assert len(result.findings) == 1 and result.findings[0].code == "manifest"
     assert result.findings[0].file == str(tmp_path / "plugin.toml")
+
+
+def test_every_missing_key_of_a_manifest_is_a_finding(tmp_path: Path) -> None:
+    (tmp_path / "plugin.toml").write_text('id = "acme.x"\n')
+    result = validate_plugin(tmp_path, known=None)
+    assert [(f.code, f.message) for f in result.findings] == [
+        ("manifest", f"missing required field '{key}'") for key in ("version", "type", "entry")
+    ]
+    assert {f.file for f in result.findings} == {str(tmp_path / "plugin.toml")}
 
 
 def test_load_manifest_unchanged_for_pyproject(tmp_path: Path) -> None:
@@ -490,7 +495,9 @@ def test_events_the_code_emits_and_hears_must_be_declared(plugins: PluginFactory
     assert f.severity == "error" and f.line == line_of(d / "main.py", "notes.gone")
     assert f.hint and '[events] emits = ["notes.gone"]' in f.hint
     assert not [x for x in result.findings if "'notes.saved'" in x.message]  # declared
-    # the handlers against the listeners: found when the plugin is imported
-    (d / "main.py").write_text((d / "main.py").read_text().replace('"notes.gone"', "SAVED"))
-    result = validate_plugin(d, known=None)
-    found(result, "import", "the manifest listens to notes.heard but P has no handler")
+    # the handlers against the listeners, as the host checks them when it loads the
+    # plugin: found in the same run as the undeclared emit, each at its line
+    f = found(result, "events", "the manifest listens to notes.heard but P has no handler")
+    assert (f.file, f.line) == (str(d / "plugin.toml"), line_of(d / "plugin.toml", "notes.heard"))
+    f = found(result, "events", "P handles notes.other, which the manifest does not listen to")
+    assert (f.file, f.line) == (str(d / "main.py"), line_of(d / "main.py", "notes.other"))

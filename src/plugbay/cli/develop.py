@@ -110,6 +110,8 @@ def validate(
                 f"{escape(f.location())}: [{colour}]{f.severity}[/][dim]\\[{f.code}][/] "
                 f"{escape(f.message)}"
             )
+            if f.source:
+                out.print(f"    {escape(f.source)}", highlight=False)
             if f.hint:
                 out.print(f"    [dim]fix:[/] {escape(f.hint)}")
         name = f"{m.id} {m.version} ({m.type})" if m else str(r.path)

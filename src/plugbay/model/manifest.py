@@ -29,7 +29,6 @@ installed wheel's ``Requires-Dist``; plugin-to-plugin dependencies keep their ta
 
 from __future__ import annotations
 
-import difflib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +38,8 @@ import msgspec
 
 from plugbay.api.errors import ConfigError, ManifestError, PlugbayError
 from plugbay.model import _events
-from plugbay.model._config_schema import ConfigField, ConfigSchema, check_default, error_path
+from plugbay.model._config_schema import ConfigField, ConfigSchema, check_default
+from plugbay.model._manifest_errors import Shape, doc_error, locate, shape_problems, where_of
 from plugbay.model._manifest_read import MAX_MANIFEST_BYTES, parse_toml, read_text, too_deep
 from plugbay.model._placement import NonNegative, PlacementRequest
 from plugbay.model._requirements import python_requirement_problem, with_requires_dist
@@ -187,14 +187,6 @@ class _ManifestDoc(msgspec.Struct, forbid_unknown_fields=True, rename="kebab"):
     #: how ``plugbay build`` makes a Wasm plugin's module (``model.wasm_commands``)
     wasm: dict[str, Any] = {}
     placement: PlacementRequest = msgspec.field(default_factory=lambda: _NO_PLACEMENT)
-
-
-_FIELDS: Final = {
-    "": [f.replace("_", "-") for f in _ManifestDoc.__struct_fields__],
-    "services": ["provides", "requires"],
-    "permissions": [f.replace("_", "-") for f in Permissions.__struct_fields__],
-    "resources": [f.replace("_", "-") for f in Resources.__struct_fields__],
-}
 
 
 # --------------------------------------------------------------------------- the manifest
@@ -361,7 +353,7 @@ def parse_manifest(
     distribution: str | None = None,
 ) -> PluginManifest:
     """Parse manifest TOML text; ``table`` selects a sub-table (``("tool", "plugbay")``)."""
-    data = parse_toml(text, _where(path, distribution), what="the manifest")
+    data = parse_toml(text, where_of(path, distribution), what="the manifest")
     return manifest_from_document(
         data, text, path=path, table=table, origin=origin, root=root, distribution=distribution
     )
@@ -379,7 +371,21 @@ def manifest_from_document(
 ) -> PluginManifest:
     """A parsed TOML document's manifest (``text``, when known, locates errors); the
     manifest cache (``model.manifest_cache``) keeps documents and comes back here."""
-    where = _where(path, distribution)
+    data = manifest_table(data, text, where_of(path, distribution), table)
+    return manifest_from_mapping(
+        data,
+        path=path,
+        origin=origin,
+        root=root,
+        distribution=distribution,
+        text=text,
+        table=table,
+    )
+
+
+def manifest_table(data: Any, text: str | None, where: str, table: tuple[str, ...]) -> Any:
+    """The manifest's table of a parsed document (``table``: ``("tool", "plugbay")`` in a
+    ``pyproject.toml``, whose ``[project] dependencies`` it takes as its Python ones)."""
     project = data.get("project") if table and isinstance(data, dict) else None
     for name in table:
         if not isinstance(data, dict) or name not in data:
@@ -394,12 +400,11 @@ def manifest_from_document(
         if not isinstance(declared, list):
             raise ManifestError(
                 "[project] dependencies must be a list of PEP 508 strings",
-                where=_locate(where, text, "dependencies"),
+                where=locate(where, text, ("project", "dependencies")),
+                details={"key": ["python-dependencies"]},
             )
         data = {**data, "python-dependencies": [*declared, *data.get("python-dependencies", [])]}
-    return manifest_from_mapping(
-        data, path=path, origin=origin, root=root, distribution=distribution, text=text
-    )
+    return data
 
 
 def manifest_from_mapping(
@@ -410,11 +415,15 @@ def manifest_from_mapping(
     root: Path | None = None,
     distribution: str | None = None,
     text: str | None = None,
+    table: tuple[str, ...] = (),
 ) -> PluginManifest:
-    """Validate already-parsed manifest data (the core of every manifest source)."""
-    where = _where(path, distribution)
+    """Validate already-parsed manifest data (the core of every manifest source); ``text``
+    and ``table``, when known, say where in a file a problem is. Each problem is a
+    :class:`ManifestError` whose ``details["key"]`` is the path of the key it is about,
+    when it is about one."""
+    where = where_of(path, distribution)
     try:
-        return _manifest_from_mapping(data, where, path, origin, root, distribution, text)
+        return _manifest_from_mapping(data, where, path, origin, root, distribution, text, table)
     except RecursionError:
         # msgspec and the checks below walk nested values; parse_toml bounds what a file
         # holds, but data can come from elsewhere (entry points, a wheel's metadata)
@@ -429,12 +438,13 @@ def _manifest_from_mapping(
     root: Path | None,
     distribution: str | None,
     text: str | None,
+    table: tuple[str, ...],
 ) -> PluginManifest:
-    doc = _decode(data, where, text)
-    check = _DocChecks(doc, where, text)
+    doc = _decode(data, where, text, table)
+    check = _DocChecks(doc, where, text, table)
     check.names()
-    version = check.parse("version", doc.version, "version")
-    host = check.parse("range", doc.host, "host")
+    version = check.parse("version", doc.version, ("version",))
+    host = check.parse("range", doc.host, ("host",))
     dependencies, optional_dependencies = check.dependencies()
     check.python_dependencies()
     provides, requires, optional_services = check.services()
@@ -448,7 +458,7 @@ def _manifest_from_mapping(
             doc.id, doc.runtime, doc.commands, doc.wasm, where, text, entry=doc.entry
         )
     if doc.events.emits or doc.events.listens or doc.activation != "eager":
-        events = _events.check_events(doc.events, doc.activation, check.fail)
+        events = _events.check_events(doc.events, doc.activation, check.fail_in_events)
     else:
         events = {"emits": (), "listens": {}, "activation": ()}  # what it says of none
     # every field, in one dict: the dataclass's __init__ sets 32 frozen fields one
@@ -500,12 +510,20 @@ def _built(fields: dict[str, Any]) -> PluginManifest:
     return manifest
 
 
-def _decode(data: Any, where: str, text: str | None) -> _ManifestDoc:
-    """The document's shape: keys, types and enums, as msgspec checks them."""
+def manifest_shape(data: Any, where: str, text: str | None, table: tuple[str, ...]) -> Shape:
+    """Every key of a manifest's table that does not fit the manifest's document (its
+    unknown keys, values of the wrong type, missing keys), not only the first."""
+    return shape_problems(data, _ManifestDoc, where, text, table)
+
+
+def _decode(data: Any, where: str, text: str | None, table: tuple[str, ...]) -> _ManifestDoc:
+    """The document's shape: keys, types and enums, as msgspec checks them (its first
+    problem worded by ``shape_problems``, which names the entry of a table of tables)."""
     try:
         return msgspec.convert(data, _ManifestDoc, strict=True)
     except msgspec.ValidationError as exc:
-        raise _doc_error(str(exc), where, text) from None
+        found = shape_problems(data, _ManifestDoc, where, text, table).problems
+        raise (found[0] if found else doc_error(str(exc), where, text)) from None
     except (TypeError, ValueError) as exc:  # e.g. a non-mapping document
         raise ManifestError(f"the manifest is not a table of keys: {exc}", where=where) from None
 
@@ -528,31 +546,44 @@ class _DocChecks:
     doc: _ManifestDoc
     where: str
     text: str | None
+    table: tuple[str, ...] = ()
 
-    def fail(self, msg: str, key: str, hint: str) -> ManifestError:
+    def fail(self, msg: str, key: str | tuple[str, ...], hint: str) -> ManifestError:
+        """The problem with ``key`` (a path, or one key of the manifest's table)."""
+        path = (key,) if isinstance(key, str) else key
         return ManifestError(
-            msg, plugin=self.doc.id, where=_locate(self.where, self.text, key), hint=hint
+            msg,
+            plugin=self.doc.id if _ID_RE.match(self.doc.id) else None,
+            where=locate(self.where, self.text, key, self.table),
+            hint=hint,
+            details={"key": list(path)},
         )
 
-    def parse(self, kind: str, value: str, key: str) -> Any:
-        """A version or a range; ``key`` names it in the message."""
+    def fail_in_events(self, msg: str, key: str, hint: str) -> ManifestError:
+        """A problem ``model._events`` finds (at ``key``, an event or a listener's key):
+        about ``[events]``, or about ``activation``."""
+        error = self.fail(msg, key, hint)
+        error.details["key"] = ["activation" if key == "activation" else "events"]
+        return error
+
+    def parse(self, kind: str, value: str, key: tuple[str, ...]) -> Any:
+        """A version or a range at ``key``, which names it in the message."""
         try:
             return Version.parse(value) if kind == "version" else Range.parse(value)
         except PlugbayError as exc:
-            # locate by the last part of the key: a dependency's id is on its own line
             raise self.fail(
-                f"{key} = '{value}' is not a valid {kind}: {exc.message}",
-                key.split(".", 1)[1] if key.startswith(("dependencies.", "optional-")) else key,
+                f"{'.'.join(key)} = '{value}' is not a valid {kind}: {exc.message}",
+                key,
                 exc.hint or "",
             ) from None
 
     def names(self) -> None:
         """The plugin's id and its entry ``module:Class``."""
         if not _ID_RE.match(self.doc.id):
-            raise ManifestError(
+            raise self.fail(
                 f"'{self.doc.id}' is not a valid plugin id",
-                where=_locate(self.where, self.text, "id"),
-                hint="use lower-case dotted names such as 'system.logging' or 'acme.csv-export'",
+                "id",
+                "use lower-case dotted names such as 'system.logging' or 'acme.csv-export'",
             )
         if self.doc.runtime == "wasm":
             return  # the module's path: model.wasm_commands checks it
@@ -571,7 +602,7 @@ class _DocChecks:
         if both:
             raise self.fail(
                 f"{', '.join(sorted(both))} listed both as dependency and optional dependency",
-                sorted(both)[0],
+                ("dependencies", sorted(both)[0]),
                 "keep each dependency in one of the two tables",
             )
         return required, optional
@@ -593,14 +624,16 @@ class _DocChecks:
         if not _ID_RE.match(dep_id):
             raise self.fail(
                 f"'{dep_id}' in [{section}] is not a valid plugin id",
-                dep_id,
+                (section, dep_id),
                 "dependency keys are plugin ids such as 'system.logging'",
             )
         if dep_id == self.doc.id:
             raise self.fail(
-                f"the plugin depends on itself in [{section}]", dep_id, "remove that entry"
+                f"the plugin depends on itself in [{section}]",
+                (section, dep_id),
+                "remove that entry",
             )
-        parsed: Range = self.parse("range", rng, f"{section}.{dep_id}")
+        parsed: Range = self.parse("range", rng, (section, dep_id))
         return parsed
 
     def python_dependencies(self) -> None:
@@ -623,15 +656,15 @@ class _DocChecks:
         if not (services.provides or services.requires or services.optional):
             return {}, {}, {}
         provides = {
-            n: self.parse("version", v, f"services.provides.{n}")
+            n: self.parse("version", v, ("services", "provides", n))
             for n, v in services.provides.items()
         }
         requires = {
-            n: self.parse("range", r, f"services.requires.{n}")
+            n: self.parse("range", r, ("services", "requires", n))
             for n, r in services.requires.items()
         }
         optional = {
-            n: self.parse("range", r, f"services.optional.{n}")
+            n: self.parse("range", r, ("services", "optional", n))
             for n, r in services.optional.items()
         }
         return provides, requires, optional
@@ -646,7 +679,9 @@ class _DocChecks:
                     getattr(self.doc.resources, key), where=f"resources.{key.replace('_', '-')}"
                 )
             except ManifestError as exc:
-                raise self.fail(exc.message, key.replace("_", "-"), exc.hint or "") from None
+                raise self.fail(
+                    exc.message, ("resources", key.replace("_", "-")), exc.hint or ""
+                ) from None
         for key in _LIMIT_KEYS:
             value = getattr(self.doc.resources, key)
             if (
@@ -654,9 +689,8 @@ class _DocChecks:
                 and value <= 0
                 and not (key in ("processes", "threads") and value == 0)
             ):
-                raise self.fail(
-                    f"resources.{key.replace('_', '-')} must be positive", key.replace("_", "-"), ""
-                )
+                name = key.replace("_", "-")
+                raise self.fail(f"resources.{name} must be positive", ("resources", name), "")
 
     def config(self) -> ConfigSchema | None:
         """The [config] schema, whose defaults satisfy it; None when there is none."""
@@ -665,20 +699,40 @@ class _DocChecks:
         fields = {name: _config_field(name, f) for name, f in self.doc.config.items()}
         try:
             config = ConfigSchema(self.doc.id, fields)
-            for spec in fields.values():
-                if spec.has_default:
+        except (TypeError, ValueError, re.error) as exc:
+            raise self._schema_error(fields, exc) from None
+        for spec in fields.values():
+            if spec.has_default:
+                try:
                     check_default(spec)
-        except ConfigError as exc:
-            raise self.fail(
-                f"a default in [config] does not satisfy its own schema: {exc.message}",
-                "config",
-                exc.hint or "",
-            ) from None
-        except (TypeError, ValueError) as exc:
-            raise self.fail(
-                f"the [config] schema is invalid: {exc}", "config", "check enum, pattern and bounds"
-            ) from None
+                except ConfigError as exc:
+                    raise self.fail(
+                        f"a default in [config] does not satisfy its own schema: {exc.message}",
+                        ("config", spec.name, "default"),
+                        exc.hint or "",
+                    ) from None
         return config
+
+    def _schema_error(self, fields: dict[str, ConfigField], exc: Exception) -> ManifestError:
+        """What is wrong with the [config] schema, at the entry (and key) that makes it so."""
+        for name, spec in fields.items():
+            try:
+                ConfigSchema(self.doc.id, {name: spec})
+            except (TypeError, ValueError, re.error) as alone:
+                bad_pattern = isinstance(alone, re.error)
+                return self.fail(
+                    f"config key '{name}' has an invalid schema: "
+                    + (
+                        f"pattern is not a regular expression: {alone}"
+                        if bad_pattern
+                        else str(alone)
+                    ),
+                    ("config", name, "pattern") if bad_pattern else ("config", name),
+                    "check enum, pattern and bounds",
+                )
+        return self.fail(
+            f"the [config] schema is invalid: {exc}", ("config",), "check enum, pattern and bounds"
+        )
 
 
 def _config_field(name: str, f: _ConfigFieldDoc) -> ConfigField:
@@ -697,92 +751,3 @@ def _config_field(name: str, f: _ConfigFieldDoc) -> ConfigField:
         required=f.required,
         secret=f.secret,
     )
-
-
-# --------------------------------------------------------------------------- messages
-
-
-def _doc_error(text: str, where: str, source: str | None) -> ManifestError:
-    """A msgspec validation message about the document, said as the manifest's author
-    needs it: which key, on which line, and what to write instead."""
-    path = error_path(text)
-    if text.startswith("Object contains unknown field"):
-        key = text.split("`")[1]
-        return _unknown_field(key, path, _locate(where, source, key))
-    if text.startswith("Object missing required field"):
-        return _missing_field(text.split("`")[1], path, where)
-    key = path.rsplit(".", 1)[-1] if path else ""
-    return _invalid_value(text.split(" - at ")[0], path, key, _locate(where, source, key))
-
-
-def _unknown_field(key: str, section: str, where: str) -> ManifestError:
-    known = _events.FIELDS.get(section) or _FIELDS.get(section.split(".")[0] if section else "", [])
-    close = difflib.get_close_matches(key.replace("_", "-"), known, n=1)
-    full = f"{section}.{key}" if section else key
-    hint = (
-        f"did you mean '{close[0]}'?"
-        if close
-        else (
-            f"known keys{' in [' + section + ']' if section else ''}: {', '.join(known)}"
-            if known
-            else "remove it"
-        )
-    )
-    return ManifestError(f"unknown field '{full}'", where=where, hint=hint)
-
-
-_REQUIRED_EXAMPLES: Final = {
-    "id": 'id = "acme.example"',
-    "version": 'version = "1.0.0"',
-    "type": 'type = "utility"  # system | integration | extension | utility',
-    "entry": 'entry = "my_module:MyPlugin"',
-    "type_": 'type = "string"',
-}
-
-
-def _missing_field(key: str, path: str, where: str) -> ManifestError:
-    full = f"{path}.{key}" if path else key
-    hint = (
-        f"add {_REQUIRED_EXAMPLES.get(key, key + ' = …')}"
-        if not path.startswith("config")
-        else ('add type = "string" (or integer, number, boolean, array, object)')
-    )
-    return ManifestError(f"missing required field '{full}'", where=where, hint=hint)
-
-
-def _invalid_value(detail: str, path: str, key: str, where: str) -> ManifestError:
-    if "Invalid enum value" in detail:
-        value = detail.split("'")[1] if "'" in detail else "?"
-        allowed = {
-            "type": "system, integration, extension, utility"
-            if "." not in path
-            else "string, integer, number, boolean, array, object",
-            "isolation": "auto, inline, process",
-        }.get(key, "")
-        return ManifestError(
-            f"'{value}' is not a valid {path}",
-            where=where,
-            hint=f"use one of: {allowed}" if allowed else "see the manifest reference in README",
-        )
-    return ManifestError(
-        f"field '{path}' is invalid: {detail}",
-        where=where,
-        hint="see the manifest reference in README",
-    )
-
-
-def _where(path: Path | None, distribution: str | None) -> str:
-    if path is not None:
-        return str(path)
-    return f"distribution {distribution}" if distribution else "<manifest>"
-
-
-def _locate(where: str, text: str | None, key: str) -> str:
-    """``file:line`` of the first line that sets ``key``, when we can find it."""
-    if not text or not key:
-        return where
-    pattern = re.compile(rf'^\s*"?{re.escape(key)}"?\s*=|^\s*\[[^\]]*\b{re.escape(key)}\]', re.M)
-    m = pattern.search(text)
-    if not m:
-        return where
-    return f"{where}:{text.count(chr(10), 0, m.start()) + 1}"

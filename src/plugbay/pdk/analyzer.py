@@ -4,13 +4,20 @@ It reads a plugin without running it: the manifest, then every module of the
 plugin parsed with :mod:`ast` (never imported), and reports findings, each with
 a file, a line, a severity and a fix:
 
-* the manifest parses and its config defaults satisfy their schema;
+* the manifest parses and its config defaults satisfy their schema: every problem
+  of it at once (each unknown key with the closest known one), each at its line, and
+  the code checked all the same against what of the manifest is right;
+* a ``pyproject.toml`` plugin's ``[project]`` version and entry point are the
+  manifest's (``plugbay build`` refuses them otherwise);
 * the entry module and class exist, the class derives from its type's base
   class, and every interface method it overrides keeps the interface's
   signature (``async`` or not, the parameters);
 * every ``@command`` has named, annotated parameters and a return annotation,
   built only of types the call boundary can check and carry across a process;
-* the code reads only config keys the schema declares;
+* the code reads only config keys the schema declares, emits only the events the
+  manifest declares, and has a handler for each event it listens to, none other;
+* what its modules import when they are imported can be found: its own modules (by
+  relative imports), the names it imports from them, and third-party modules;
 * dependency, optional-dependency and service ranges can be met by the plugins
   the host knows, and the host's version is in the plugin's ``host`` range;
 * what the code imports and calls matches the permissions it asks for (a plugin
@@ -19,7 +26,7 @@ a file, a line, a severity and a fix:
 Only then, when nothing above is an error and ``import_check`` is on, is the
 entry class imported into a throwaway namespace (as the host would) to catch
 what only an import shows: an exception at module level, an annotation that
-does not resolve.
+does not resolve; the finding names the line of the plugin's own code that raised.
 """
 
 from __future__ import annotations
@@ -27,18 +34,22 @@ from __future__ import annotations
 import dataclasses
 import re
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
 
 from plugbay.api.errors import PlugbayError
-from plugbay.model.manifest import PluginManifest, load_manifest
-from plugbay.pdk._analysis.base import Finding, Severity, ValidationResult
+from plugbay.model._manifest_problems import read_manifest
+from plugbay.model.manifest import PluginManifest
+from plugbay.pdk._analysis.base import Finding, Severity, ValidationResult, source_lines
 from plugbay.pdk._analysis.base import _is_command as _is_command  # for plugbay.pdk.docs
 from plugbay.pdk._analysis.config import _ConfigChecks
 from plugbay.pdk._analysis.dependencies import _DependencyChecks
 from plugbay.pdk._analysis.events import _EventChecks
+from plugbay.pdk._analysis.import_check import _ImportCheck
+from plugbay.pdk._analysis.imports import _ImportChecks
 from plugbay.pdk._analysis.interface import _InterfaceChecks
 from plugbay.pdk._analysis.permissions import _PermissionChecks
+from plugbay.pdk._analysis.project import _ProjectChecks
 from plugbay.pdk._analysis.requirements import _RequirementChecks
 
 __all__ = ["Finding", "Severity", "ValidationResult", "known_plugins", "validate_plugin"]
@@ -83,28 +94,56 @@ def validate_plugin(
     if Path(path).suffix == ".whl":
         return _validate_wheel(Path(path), known=known, import_check=import_check)
     result = ValidationResult(Path(path))
-    try:
-        manifest = load_manifest(Path(path))
-    except PlugbayError as exc:
-        file, line = _split_where(exc.where, Path(path))
-        if line is None:
-            line = _line_of_key(Path(file), exc.message)
-        result.findings.append(Finding("error", "manifest", exc.message, file, line, exc.hint))
-        return result
-    result.manifest = manifest
-    if manifest.runtime == "wasm":
-        from plugbay.pdk.wasm_build import check_wasm_plugin
-
-        result.findings += check_wasm_plugin(manifest, load=import_check)
-        if result.ok:
-            result.commands = [s.describe() for _, s in sorted(manifest.wasm.specs().items())]
-        return result
-    _Analysis(manifest, result).run(known)
-    if import_check and result.ok:
-        _import_check(manifest, result)
+    reading = read_manifest(Path(path))
+    result.findings += [_manifest_finding(exc, Path(path)) for exc in reading.problems]
+    manifest = reading.manifest  # with problems: what of it is right, for the code's checks
+    if manifest is not None and not reading.problems:
+        result.manifest = manifest
+        if manifest.runtime == "wasm":
+            _validate_wasm(manifest, result, import_check=import_check)
+    if manifest is not None and manifest.runtime != "wasm":
+        analysis = _Analysis(manifest, result, reading.broken)
+        analysis.run(known)
+        if import_check and result.ok:
+            analysis._import_check()
     order = {"error": 0, "warning": 1, "info": 2}
-    result.findings.sort(key=lambda f: (order[f.severity], f.file or "", f.line or 0))
+    result.findings = sorted(
+        _quoted(result.findings), key=lambda f: (order[f.severity], f.file or "", f.line or 0)
+    )
     return result
+
+
+def _validate_wasm(
+    manifest: PluginManifest, result: ValidationResult, *, import_check: bool
+) -> None:
+    from plugbay.pdk.wasm_build import check_wasm_plugin
+
+    result.findings += check_wasm_plugin(manifest, load=import_check)
+    if result.ok:
+        result.commands = [s.describe() for _, s in sorted(manifest.wasm.specs().items())]
+
+
+def _quoted(findings: list[Finding]) -> list[Finding]:
+    """The findings, each with the text of its line when it names one (each file read
+    once)."""
+    texts: dict[str, list[str]] = {}
+    quoted: list[Finding] = []
+    for f in findings:
+        if f.source is None and f.file is not None and f.line:
+            if f.file not in texts:
+                texts[f.file] = source_lines(f.file)
+            lines = texts[f.file]
+            text = lines[f.line - 1].strip() if f.line <= len(lines) else ""
+            f = dataclasses.replace(f, source=text or None)
+        quoted.append(f)
+    return quoted
+
+
+def _manifest_finding(exc: PlugbayError, path: Path) -> Finding:
+    file, line = _split_where(exc.where, path)
+    if line is None:
+        line = _line_of_key(Path(file), exc.message)
+    return Finding("error", "manifest", exc.message, file, line, exc.hint)
 
 
 def _validate_wheel(
@@ -160,54 +199,44 @@ def _line_of_key(file: Path, message: str) -> int | None:
     return text.count("\n", 0, found.start()) + 1 if found else None
 
 
-def _import_check(manifest: PluginManifest, result: ValidationResult) -> None:
-    from plugbay.isolation.loading import import_plugin, unload_code
-
-    try:
-        code = import_plugin(manifest)
-    except PlugbayError as exc:
-        file, line = _split_where(exc.where, Path(manifest.location))
-        if manifest.python_dependencies and "no module named" in exc.message.lower():
-            # its libraries live in the environment the host builds for it, not here
-            result.findings.append(
-                Finding(
-                    "info",
-                    "import",
-                    f"not imported here ({exc.message}): it runs with its own Python "
-                    "environment, which the host builds at install",
-                    file,
-                    line,
-                    "install its requirements here to check the import too",
-                )
-            )
-            return
-        result.findings.append(Finding("error", "import", exc.message, file, line, exc.hint))
-        return
-    if code.namespace:
-        unload_code(code.namespace)
-    result.commands = [spec.describe() for _, spec in sorted(code.commands.items())]
-
-
 class _Analysis(
     _InterfaceChecks,
     _PermissionChecks,
+    _ImportChecks,
     _RequirementChecks,
     _ConfigChecks,
     _DependencyChecks,
     _EventChecks,
+    _ProjectChecks,
+    _ImportCheck,
 ):
-    """One plugin's analysis: every check, run in the order findings read best."""
+    """One plugin's analysis: every check, run in the order findings read best; a check
+    that reads a key of the manifest with a problem of its own does not run."""
 
     def run(self, known: Sequence[PluginManifest] | None) -> None:
         self._parse_modules()
-        cls = self._entry_class()
-        if cls is not None:
-            module, node = cls
-            self._check_class(module, node)
-        self._check_permissions()
-        self._check_python_requirements()
+        chain = None
+        if not self.is_broken(*_ENTRY_KEYS):
+            cls = self._entry_class()
+            if cls is not None:
+                self._check_class(*cls)
+                chain = self._class_chain(*cls)
+        if not self.is_broken("permissions"):
+            self._check_permissions()
+        if not self.is_broken(*_ENTRY_KEYS):
+            self._check_imports()
+        if not self.is_broken("python-dependencies"):
+            self._check_python_requirements()
         self._check_config_use()
-        self._check_event_use()
-        self._check_range_spellings()
-        if known is not None:
-            self._check_dependencies(known)
+        if not self.is_broken("events"):
+            self._check_event_use(chain)
+        self._check_project()
+        if not self.is_broken(*_ENTRY_KEYS, *_DEPENDENCY_KEYS):
+            self._check_range_spellings()
+            if known is not None:
+                self._check_dependencies(known)
+
+
+#: what the entry class is checked against
+_ENTRY_KEYS: Collection[str] = ("id", "version", "type", "entry")
+_DEPENDENCY_KEYS: Collection[str] = ("host", "dependencies", "optional-dependencies", "services")

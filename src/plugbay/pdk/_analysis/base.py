@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import ast
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal, TypeAlias
 
+from plugbay.model._toml_lines import key_line
 from plugbay.model.manifest import PluginManifest
 
 Severity: TypeAlias = Literal["error", "warning", "info"]
@@ -30,6 +31,8 @@ class Finding:
     file: str | None = None
     line: int | None = None
     hint: str | None = None
+    #: the text of that line, when the finding is about what it says
+    source: str | None = None
 
     def location(self) -> str:
         if self.file is None:
@@ -44,6 +47,7 @@ class Finding:
             "file": self.file,
             "line": self.line,
             "hint": self.hint,
+            "source": self.source,
         }
 
 
@@ -145,6 +149,15 @@ class _Module:
         return ".".join([*base, *([module] if module else [])])
 
 
+def source_lines(file: str | Path) -> list[str]:
+    """The lines of ``file`` (none when it cannot be read as text)."""
+    try:
+        with open(file, encoding="utf-8") as f:
+            return f.read().splitlines()
+    except (OSError, UnicodeDecodeError):
+        return []
+
+
 def _python_files(root: Path) -> Iterator[Path]:
     for path in root.iterdir():
         if path.name.startswith("."):
@@ -189,11 +202,21 @@ def _command_name(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> str:
 
 
 class _Context:
-    """The plugin under analysis, where findings go, and its modules once parsed."""
+    """The plugin under analysis, where findings go, and its modules once parsed.
 
-    def __init__(self, manifest: PluginManifest, result: ValidationResult) -> None:
+    ``broken`` names the manifest's keys (paths in its table) that have a problem of
+    their own, already a finding: a check that reads one of them does not run.
+    """
+
+    def __init__(
+        self,
+        manifest: PluginManifest,
+        result: ValidationResult,
+        broken: Iterable[tuple[str, ...]] = (),
+    ) -> None:
         self.m = manifest
         self.result = result
+        self.broken = frozenset(broken)
         self.root = manifest.root or (manifest.path.parent if manifest.path else Path("."))
         self.manifest_file = str(manifest.path) if manifest.path else manifest.location
         self.manifest_text = ""
@@ -202,7 +225,16 @@ class _Context:
                 self.manifest_text = manifest.path.read_text(encoding="utf-8")
             except OSError:
                 self.manifest_text = ""
+        in_pyproject = manifest.path is not None and manifest.path.name == "pyproject.toml"
+        #: where the manifest's keys are in its file
+        self.table: tuple[str, ...] = ("tool", "plugbay") if in_pyproject else ()
         self.modules: dict[str, _Module] = {}
+        #: top-level modules an import-time import names that cannot be found (said once)
+        self.unimportable: set[str] = set()
+
+    def is_broken(self, *keys: str) -> bool:
+        """Whether a manifest key under any of ``keys`` (top-level names) has a problem."""
+        return any(path[0] in keys for path in self.broken)
 
     # -- findings ------------------------------------------------------------------
 
@@ -217,11 +249,15 @@ class _Context:
         file, line = (str(where[0]), where[1]) if where else (None, None)
         self.result.findings.append(Finding(severity, code, message, file, line, hint))
 
-    def in_manifest(self, key: str) -> tuple[str, int | None]:
-        """The manifest file and the first line that sets ``key``."""
+    def in_manifest(self, key: str | tuple[str, ...]) -> tuple[str, int | None]:
+        """The manifest file and the line that sets ``key``: a path in the manifest's
+        table (that key, else its nearest enclosing one), or a name (the first line that
+        sets a key of that name)."""
         text = self.manifest_text
         if not text:
             return self.manifest_file, None
+        if isinstance(key, tuple):
+            return self.manifest_file, key_line(text, (*self.table, *key))
         pattern = re.compile(
             rf'^[ \t]*"?{re.escape(key)}"?[ \t]*=|^[ \t]*\[[^\]]*\b{re.escape(key)}"?\]', re.M
         )
@@ -247,12 +283,16 @@ class _Context:
             source = path.read_text(encoding="utf-8")
             tree = ast.parse(source, filename=str(path))
         except SyntaxError as exc:
-            self.add(
-                "error",
-                "syntax",
-                f"syntax error: {exc.msg}",
-                (path, exc.lineno),
-                "fix the syntax; the host cannot import this module",
+            self.result.findings.append(
+                Finding(
+                    "error",
+                    "syntax",
+                    f"syntax error: {exc.msg}",
+                    str(path),
+                    exc.lineno,
+                    "fix the syntax; the host cannot import this module",
+                    (exc.text or "").strip() or None,
+                )
             )
             return None
         except (OSError, UnicodeDecodeError) as exc:

@@ -11,11 +11,15 @@ class _ConfigChecks(_Context):
     """Config keys read in code are declared; required keys are noted."""
 
     def _check_config_use(self) -> None:
+        if ("config",) in self.broken:
+            return  # the whole [config] is a finding of its own
         schema = self.m.config.fields if self.m.config else {}
+        # an entry with a problem of its own (a finding already) is declared all the same
+        declared = {*schema, *(p[1] for p in self.broken if p[0] == "config" and len(p) > 1)}
         for module in self.modules.values():
             for node in module.nodes:
                 key = _config_key_read(node)
-                if key is not None and key not in schema:
+                if key is not None and key not in declared:
                     self.add(
                         "error",
                         "config",

@@ -72,6 +72,8 @@ class _RequirementChecks(_Context):
                 for top in _top_level_imports(node):
                     if top in warned or top in own or _always_importable(top):
                         continue
+                    if top in self.unimportable:
+                        continue  # an error already: not installed here
                     dists = {canonicalize_name(d) for d in provided.get(top, [])}
                     if canonicalize_name(top) in required or dists & required:
                         continue
