@@ -101,6 +101,9 @@ def _c_api_call(raw_module: Path) -> Any:
         def request(self, kind: str, request: Any) -> Any:
             return {"ok": None}
 
+        def sleep(self, seconds: float) -> None:
+            return None
+
     instance = WasmInstance(load_program(raw_module, None), InstanceLimits(None, WORK), NoHost())
     instance.hook("init", b"{}")
     payload = msgspec.json.encode({"payload": PAYLOAD})

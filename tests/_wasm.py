@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from plugbay.pdk import wasm_build
 from plugbay.pdk.wasm_build import build_wasm, find_clang, find_componentize, sdk_dir
 
 CACHE = Path(tempfile.gettempdir()) / f"plugbay-test-wasm-{os.getuid()}"
@@ -50,6 +51,7 @@ def write_plugin(
     sdk = sdk_dir()
     key = hashlib.sha256(
         source.encode()
+        + Path(wasm_build.__file__).read_bytes()  # how it is compiled
         + (sdk / "plugbay.c").read_bytes()
         + (sdk / "plugbay.h").read_bytes()
         + (sdk / "plugin.wit").read_bytes()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from plugbay.api.errors import ParameterError, PermissionDenied, PluginTimeout
+from plugbay.api.errors import ParameterError, PermissionDenied, PluginCallError, PluginTimeout
 from plugbay.runtime.host import Host
 from tests import _wasm
 
@@ -32,6 +32,14 @@ EXTRA = """
     def spin() -> None:
         while True:
             pass
+
+    def nap(seconds: float) -> None:
+        import time
+
+        time.sleep(seconds)
+
+    def boom() -> None:
+        raise ValueError("bad value")
 """
 
 
@@ -39,10 +47,15 @@ def write(root: Path) -> Path:
     source, manifest = _wasm.python_template()
     source = source.replace(
         "\ndef count() -> int:", EXTRA.replace("\n    ", "\n") + "\n\ndef count() -> int:"
-    ).replace('"calls": count,', '"calls": count,\n    "secret": secret,\n    "spin": spin,')
+    ).replace(
+        '"calls": count,',
+        '"calls": count,\n    "secret": secret,\n    "spin": spin,\n    "nap": nap,\n    "boom": boom,',
+    )
     manifest += (
         '\n[commands.secret]\nparams = { name = "str" }\nreturns = "str"\n'
         '\n[commands.spin]\nreturns = "None"\ntimeout = 1\n'
+        '\n[commands.nap]\nparams = { seconds = "float" }\nreturns = "None"\ntimeout = 1\n'
+        '\n[commands.boom]\nreturns = "None"\n'
     )
     return _wasm.write_plugin(root / "pystats", PLUGIN, source, manifest, language="python")
 
@@ -64,12 +77,23 @@ async def test_a_python_component_answers_like_any_plugin(
         await host.call(PLUGIN, "remember", key="lang", value="python")
         with pytest.raises(PermissionDenied, match="secret 'token' was not granted"):
             await host.call(PLUGIN, "secret", name="token")
+        # what it raised, and where in its code
+        with pytest.raises(
+            PluginCallError, match=r"ValueError: bad value \(at app.py:\d+ in boom\)"
+        ):
+            await host.call(PLUGIN, "boom")
         started = time.monotonic()
         with pytest.raises(PluginTimeout):
             await host.call(PLUGIN, "spin")
         assert time.monotonic() - started < 10
         assert await host.call(PLUGIN, "word_count", text="still here") == 2  # replaced
         assert any(r["message"] == "ready" for r in host.logs(PLUGIN, limit=50))
+        # a sleep the host cannot cut short (WASI 0.2's, in the component): its caller
+        # is answered at its timeout all the same, not when the sleep ends
+        started = time.monotonic()
+        with pytest.raises(PluginTimeout, match="within 1 s"):
+            await host.call(PLUGIN, "nap", seconds=8)
+        assert time.monotonic() - started < 4
     async with Host(tmp_path / "plugins", **options) as host:  # type: ignore[arg-type]
         assert await host.call(PLUGIN, "recall", key="lang") == "python"
         handle = host.plugin(PLUGIN).handle

@@ -24,19 +24,25 @@ import ctypes
 import hashlib
 import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Final, Protocol
 
 import msgspec
 import wasmtime
 
+from plugbay.isolation import _wasm_poll
+from plugbay.isolation._wasm_traps import error_text, trap_text
+
 __all__ = [
     "ABI_VERSION",
     "HostImports",
     "InstanceLimits",
     "Interrupted",
+    "Output",
     "ProtocolError",
     "StoreOwner",
     "Trapped",
@@ -51,6 +57,8 @@ _MASK64: Final = (1 << 64) - 1
 _REQUIRED: Final = ("memory", "plugbay_alloc", "plugbay_free", "plugbay_init", "plugbay_call")
 #: the imports a module may ask for; any other import is refused when it is started
 _IMPORTS: Final = ("log", "storage", "event", "service", "secret")
+#: where a module's stdout and stderr go: (stream, bytes written)
+Output = Callable[[str, bytes], None]
 #: longest host request a module may send (the host refuses bigger ones unread)
 MAX_REQUEST: Final = 1 << 20
 
@@ -62,9 +70,12 @@ class ProtocolError(Exception):
 class Trapped(Exception):
     """The module trapped (unreachable, out of bounds, stack overflow, ...)."""
 
-    def __init__(self, message: str, memory_bytes: int) -> None:
+    def __init__(self, message: str, memory_bytes: int, refused: int | None = None) -> None:
         super().__init__(message)
         self.memory_bytes = memory_bytes
+        #: bytes of memory the module was refused just before (it said so, or the host
+        #: found none for a call's payload): the trap is its memory running out
+        self.refused = refused
 
 
 class Interrupted(Exception):
@@ -76,6 +87,9 @@ class HostImports(Protocol):
 
     def log(self, request: Any) -> None: ...
     def request(self, kind: str, request: Any) -> Any: ...
+    #: a sleep of the module's (WASI ``poll_oneoff`` on a clock): ends early when the
+    #: call is interrupted
+    def sleep(self, seconds: float) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -88,6 +102,34 @@ class InstanceLimits:
     paths: tuple[tuple[str, bool], ...] = ()
     #: longest reply the host reads (a bigger one is refused, the instance serves on)
     max_reply: int = 16 << 20
+
+    def layers(self) -> list[dict[str, Any]]:
+        """The sandbox an instance runs in, in the shape of every backend's layers
+        (``isolation._layer.LayerStatus``: name, active, detail, guarantees)."""
+        memory = self.memory_bytes
+        granted = "".join(f", {path} ({'rw' if rw else 'ro'})" for path, rw in self.paths)
+        return [
+            {
+                "name": "wasm",
+                "active": True,
+                "detail": "wasmtime store: no system calls, only the host's imports",
+                "guarantees": "no sockets, no processes, no environment",
+            },
+            {
+                "name": "wasi-preopens",
+                "active": True,
+                "detail": f"/data = {self.data_dir}{granted}",
+                "guarantees": "files only under /data and the granted paths",
+            },
+            {
+                "name": "memory",
+                "active": memory is not None,
+                "detail": "no [resources] memory: uncapped"
+                if memory is None
+                else f"linear memory capped at {memory:,} bytes",
+                "guarantees": "memory.grow past the cap fails",
+            },
+        ]
 
 
 def _engine() -> wasmtime.Engine:
@@ -191,7 +233,7 @@ def instantiate(
     program: WasmProgram,
     limits: InstanceLimits,
     host: HostImports,
-    output: Callable[[bytes], None] | None = None,
+    output: Output | None = None,
 ) -> Any:
     """An instance of ``program``: a core module's (:class:`WasmInstance`) or a
     component's (``_wasm_component.ComponentInstance``), with the same members."""
@@ -202,7 +244,7 @@ def instantiate(
     return WasmInstance(program, limits, host, output)
 
 
-def wasi_config(limits: InstanceLimits, output: Callable[[bytes], None] | None) -> Any:
+def wasi_config(limits: InstanceLimits, output: Output | None) -> Any:
     """Deny by default: no argv, no environment, no inherited files or streams; only the
     plugin's data directory, and the paths the operator granted, are preopened."""
     wasi = wasmtime.WasiConfig()
@@ -211,15 +253,15 @@ def wasi_config(limits: InstanceLimits, output: Callable[[bytes], None] | None) 
         if os.path.isdir(host_path):
             wasi.preopen_dir(host_path, host_path, writable)
     if output is not None:
-        wasi.stdout_custom = output
-        wasi.stderr_custom = output
+        wasi.stdout_custom = partial(output, "stdout")
+        wasi.stderr_custom = partial(output, "stderr")
     return wasi
 
 
 def new_store(
     program: WasmProgram,
     limits: InstanceLimits,
-    output: Callable[[bytes], None] | None,
+    output: Output | None,
     *,
     single: bool,
 ) -> Any:
@@ -261,7 +303,7 @@ class WasmInstance(StoreOwner):
         program: WasmProgram,
         limits: InstanceLimits,
         host: HostImports,
-        output: Callable[[bytes], None] | None = None,
+        output: Output | None = None,
     ) -> None:
         self.program = program
         self.limits = limits
@@ -270,6 +312,14 @@ class WasmInstance(StoreOwner):
         linker = wasmtime.Linker(program.engine)
         linker.define_wasi()
         i32, i64 = wasmtime.ValType.i32(), wasmtime.ValType.i64()
+        # WASI's own poll_oneoff blocks its thread where no interruption reaches: a
+        # module's sleep is the host's instead (_wasm_poll), cut short at its deadline
+        linker.allow_shadowing = True
+        poll = _wasm_poll.Poller(host.sleep, time.monotonic_ns())
+        linker.define_func(
+            "wasi_snapshot_preview1", "poll_oneoff",
+            wasmtime.FuncType([i32, i32, i32, i32], [i32]), poll.poll_oneoff, True,
+        )  # fmt: skip
         linker.define_func("plugbay", "log", wasmtime.FuncType([i32, i32], []), self._log, True)
         for kind in ("storage", "event", "service", "secret"):
             linker.define_func(
@@ -350,7 +400,9 @@ class WasmInstance(StoreOwner):
         if ptr <= 0:
             self._buffer = self._buffer_size = 0
             raise Trapped(
-                "plugbay_alloc returned no memory for the call's payload", self.memory_bytes()
+                "plugbay_alloc returned no memory for the call's payload",
+                self.memory_bytes(),
+                refused=size,
             )
         self._buffer, self._buffer_size = ptr, size
 
@@ -422,13 +474,20 @@ class WasmInstance(StoreOwner):
 
 
 def decoded(raw: bytes) -> Any:
+    """A reply, decoded; one that is not is refused with its first bytes, so that its
+    author sees what the module wrote (a command's result is inside its ``"ok"``)."""
     try:
         reply = msgspec.json.decode(raw)
     except msgspec.DecodeError as exc:
-        raise ProtocolError(f"its reply is not JSON: {exc}") from None
+        raise ProtocolError(f"its reply is not JSON: {exc}, in {_excerpt(raw)}") from None
     if not isinstance(reply, dict) or not ({"ok", "error", "none"} & reply.keys()):
-        raise ProtocolError('its reply is not {"ok": ...} or {"error": ...}')
+        raise ProtocolError(f'its reply is not {{"ok": ...}} or {{"error": ...}}: {_excerpt(raw)}')
     return reply
+
+
+def _excerpt(raw: bytes, size: int = 160) -> str:
+    text = raw[:size].decode("utf-8", "replace")
+    return repr(text) + (f" (… {len(raw):,} bytes)" if len(raw) > size else "")
 
 
 class _FastCall:
@@ -509,26 +568,3 @@ def _forget_host_exception() -> None:
         _func.LAST_EXCEPTION = None
     except (ImportError, AttributeError):
         return
-
-
-def trap_text(trap: wasmtime.Trap) -> str:
-    code = trap.trap_code
-    named = code.name.lower().replace("_", " ") if code is not None else None
-    lines = [line.strip() for line in str(trap.message).splitlines() if line.strip()]
-    last = lines[-1] if lines else "a trap"
-    return f"{named} ({last})" if named and named not in last else last
-
-
-def error_text(text: str) -> str:
-    """The reason of a wasmtime error (its "Caused by" line), else its first line."""
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    if "Caused by:" in lines:
-        after = lines[lines.index("Caused by:") + 1 :]
-        if after:
-            return after[0]
-    return first_line(text)
-
-
-def first_line(text: str) -> str:
-    lines = [line for line in str(text).splitlines() if line.strip()]
-    return lines[0] if lines else "a trap"

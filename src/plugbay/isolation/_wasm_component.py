@@ -12,7 +12,6 @@ instance thread only.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, Final
 
 import msgspec
@@ -24,16 +23,15 @@ from plugbay.isolation._wasm_abi import (
     HostImports,
     InstanceLimits,
     Interrupted,
+    Output,
     ProtocolError,
     StoreOwner,
     Trapped,
     WasmProgram,
     decoded,
-    error_text,
-    first_line,
     new_store,
-    trap_text,
 )
+from plugbay.isolation._wasm_traps import error_text, first_line, trap_text
 
 __all__ = ["HOST_INTERFACE", "ComponentInstance", "check_component"]
 
@@ -64,7 +62,7 @@ class ComponentInstance(StoreOwner):
         program: WasmProgram,
         limits: InstanceLimits,
         host: HostImports,
-        output: Callable[[bytes], None] | None = None,
+        output: Output | None = None,
     ) -> None:
         self.program = program
         self.limits = limits

@@ -85,8 +85,24 @@ class InstanceThread:
         """The thread's id in the kernel (for its placement: ``isolation.affinity``)."""
         return self._thread.native_id or 0
 
-    async def run(self, loop: asyncio.AbstractEventLoop, work: Callable[[], Any]) -> Any:
-        """``work()`` on the instance thread: its value, or what it raised."""
+    def cpu_seconds(self) -> float | None:
+        """The CPU time the thread has used so far (the clock ``time.thread_time`` reads
+        on it), from any thread; None where the system cannot tell."""
+        ident = self._thread.ident
+        try:
+            return time.clock_gettime(time.pthread_getcpuclockid(ident)) if ident else None
+        except (AttributeError, OSError):  # no per-thread CPU clock here, or it has ended
+            return None
+
+    async def run(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        work: Callable[[], Any],
+        awaited: Callable[[asyncio.Future[Any]], None] | None = None,
+    ) -> Any:
+        """``work()`` on the instance thread: its value, or what it raised. ``awaited``
+        is handed the future its caller awaits once it stops waiting in place: settling
+        that future answers the caller before the job ends (a job the host cannot stop)."""
         if self._closed:
             raise Closed()
         job = _Job(loop, work)
@@ -101,6 +117,8 @@ class InstanceThread:
                 job.future = loop.create_future()
         if job.future is None:
             return job.result()
+        if awaited is not None:
+            awaited(job.future)
         return await job.future
 
     def close(self) -> None:

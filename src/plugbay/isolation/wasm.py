@@ -39,6 +39,7 @@ import os
 import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -54,6 +55,8 @@ from plugbay.api.errors import (
     PluginLoadError,
     ResourceLimitExceeded,
 )
+from plugbay.isolation._wasm_requests import fail as _fail
+from plugbay.isolation._wasm_requests import storage_request
 from plugbay.isolation._wasm_thread import Closed, InstanceThread
 from plugbay.isolation.affinity import Follow
 from plugbay.isolation.base import Backend, CallTimeout, EnvironmentPaths, PluginHandle
@@ -76,6 +79,16 @@ HostCallHandler = Callable[[str, str, str, dict[str, Any]], Awaitable[Any]]
 #: (event kind, source, data) -> None: the host's event bus
 EventEmitter = Callable[..., None]
 _PAGE = 65536
+#: seconds an interrupted call may take to stop before its caller is answered anyway
+_GRACE = 0.25
+
+
+class _Abandoned(Exception):
+    """A job's caller was answered before the job stopped (it is stuck in the host)."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(why)
+        self.why = why
 
 
 class WasmBackend(Backend):
@@ -194,11 +207,7 @@ class WasmHandle(PluginHandle):
         cpu = limits.get("cpu-seconds")
         #: CPU bound of one call (``[resources] cpu-seconds``), None: only its deadline
         self.cpu_per_call = float(cpu) if cpu else None
-        self.layers = [
-            {"name": "wasm", "status": "applied", "detail": "wasmtime store: no syscalls"},
-            {"name": "wasi-preopens", "status": "applied", "detail": f"/data = {data_dir}"},
-            {"name": "memory", "status": "applied" if memory else "none", "limit": memory},
-        ]
+        self.layers = self.limits.layers()
         self.budget: Budget | None = None
         self.issued: Callable[[str], bool] = lambda token: False
         self._own_denials: set[str] = set()
@@ -212,9 +221,18 @@ class WasmHandle(PluginHandle):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ids = itertools.count(1)
         self._running: dict[int, tuple[float, str]] = {}
-        #: job → why it was interrupted ("timeout", "cpu", "cancelled")
+        #: job → why it was interrupted ("timeout", "cpu", "cancelled"); a job abandoned
+        #: by its caller keeps its entry until the instance thread comes to it
         self._why: dict[int, str] = {}
         self._current: int | None = None
+        #: the running job's CPU clock when it began (its thread's: ``time.thread_time``)
+        self._cpu_start = 0.0
+        #: set when the running job is interrupted: wakes it from a sleep (``sleep``)
+        self._wake = threading.Event()
+        #: job → the future its caller awaits (once it stopped waiting in place)
+        self._callers: dict[int, asyncio.Future[Any]] = {}
+        #: bytes the running job's module said it was refused (the SDK's out_of_memory)
+        self._refused: int | None = None
         #: the host request the running job waits on (cancelled when it is interrupted)
         self._waiting: concurrent.futures.Future[Any] | None = None
         self._dead: PlugbayError | None = None
@@ -246,20 +264,28 @@ class WasmHandle(PluginHandle):
             self.follow.call()
         timers = [loop.call_later(timeout, self._interrupt, token, "timeout")]
         if cpu is not None and cpu < timeout:
-            timers.append(loop.call_later(cpu, self._interrupt, token, "cpu"))
+            timers.append(loop.call_later(cpu, self._check_cpu, token, cpu, timers))
+        answered = False
         try:
-            outcome, value = await thread.run(loop, lambda: self._run(token, work))
+            outcome, value = await thread.run(
+                loop, lambda: self._run(token, work), partial(self._callers.__setitem__, token)
+            )
+            answered = True
         except asyncio.CancelledError:
             self._interrupt(token, "cancelled")
             raise
         except Closed:
             raise self._dead or PluginCrashed("was released", plugin=self.manifest.id) from None
+        except _Abandoned as abandoned:  # still stuck in the host: its caller is answered
+            outcome, value = "interrupted", abandoned.why
         finally:
             for timer in timers:
                 timer.cancel()
             self._running.pop(token, None)
-            with self._lock:
-                self._why.pop(token, None)
+            self._callers.pop(token, None)
+            if answered:  # a timer that fired as it was answered
+                with self._lock:
+                    self._why.pop(token, None)
         if outcome == "ok":
             return value
         raise self._failure(outcome, value, what)
@@ -269,14 +295,16 @@ class WasmHandle(PluginHandle):
         from plugbay.isolation._wasm_abi import Interrupted, ProtocolError, Trapped
 
         with self._lock:
-            if token in self._why:
-                return "interrupted", self._why[token]
+            if token in self._why:  # interrupted before it began (its caller may be gone)
+                return "interrupted", self._why.pop(token)
             if self._broken is not None:
                 return "broken", self._broken
             self._current = token
+            self._wake.clear()
+            self._refused = None
             if self._inst is not None:
                 self._inst.arm()
-        started = time.thread_time()
+            started = self._cpu_start = time.thread_time()
         try:
             return "ok", work()
         except Interrupted:
@@ -287,6 +315,8 @@ class WasmHandle(PluginHandle):
             return "interrupted", why
         except Trapped as trap:
             self._broken = str(trap)
+            if trap.refused is None:
+                trap.refused = self._refused
             return "trapped", trap
         except ProtocolError as exc:
             self._broken = str(exc)
@@ -294,6 +324,7 @@ class WasmHandle(PluginHandle):
         finally:
             with self._lock:
                 self._current = None
+                self._why.pop(token, None)  # a timer that fired as it ended
             self.cpu_seconds += time.thread_time() - started
             # the store is this thread's: its memory is read here, now and then (usage())
             if self._inst is not None and (token & 15 == 1 or self._broken is not None):
@@ -302,14 +333,43 @@ class WasmHandle(PluginHandle):
 
     def _interrupt(self, token: int, why: str) -> None:
         """Stop job ``token`` where it runs (or before it starts); any thread. A job
-        waiting on a host request stops waiting: the module is told, then interrupted."""
+        waiting on a host request stops waiting: the module is told, then interrupted;
+        a sleeping one wakes. One the host cannot stop (a component's sleep, say) keeps
+        its instance, but not its caller: past :data:`_GRACE` the caller is answered."""
         with self._lock:
             self._why.setdefault(token, why)
             if self._current == token:
                 self.program.interrupt()
+                self._wake.set()
                 waiting = self._waiting
                 if waiting is not None:
                     waiting.cancel()
+        loop = self._loop
+        if why != "cancelled" and loop is not None and token in self._running:
+            loop.call_later(_GRACE, self._abandon, token, why)
+
+    def _abandon(self, token: int, why: str) -> None:
+        """On the loop: answer job ``token``'s caller now; the job still runs or waits
+        its turn, and the instance thread drops it when it comes to it."""
+        future = self._callers.get(token)
+        if future is not None and not future.done():
+            future.set_exception(_Abandoned(why))
+
+    def _check_cpu(self, token: int, cpu: float, timers: list[asyncio.TimerHandle]) -> None:
+        """On the loop: interrupt job ``token`` once its thread has spent ``cpu`` seconds
+        of CPU time on it; a job that sleeps, waits on the host or waits its turn is not
+        computing, so the check comes again when the rest could have been spent."""
+        now = self._thread.cpu_seconds()
+        with self._lock:
+            running = self._current == token
+            used = now - self._cpu_start if running and now is not None else None
+        if running and (used is None or used >= cpu - 0.001):
+            self._interrupt(token, "cpu")
+            return
+        left = cpu if used is None else cpu - used
+        loop = self._loop
+        if loop is not None and token in self._running:
+            timers.append(loop.call_later(left, self._check_cpu, token, cpu, timers))
 
     def _replace_instance(self) -> None:
         """An interrupted instance stopped anywhere (inside malloc, say): a fresh one,
@@ -357,20 +417,8 @@ class WasmHandle(PluginHandle):
             return value if isinstance(value, BaseException) else PluginCallError(str(value))
         if outcome == "broken" and self._dead is not None:
             return self._dead
-        memory = self.limits.memory_bytes
-        # the store refuses to grow memory past the limit (memory.grow returns -1): a trap
-        # with the memory within one grow step of the limit (an eighth) is that refusal
-        if (
-            outcome == "trapped"
-            and memory
-            and value.memory_bytes + max(2 * _PAGE, memory // 8) > memory
-        ):
-            error: PlugbayError = self._limit(
-                "memory",
-                f"its instance reached its memory limit ({memory >> 20} MiB of linear memory, "
-                f"{value.memory_bytes >> 20} MiB in use) and trapped in '{what}': {value}",
-                replaced=True,
-            )
+        if outcome == "trapped" and (memory_error := self._memory_error(value, what)):
+            error: PlugbayError = memory_error
         elif outcome in ("trapped", "broken"):
             error = PluginCrashed(
                 f"its Wasm instance trapped in '{what}': {value}",
@@ -388,6 +436,27 @@ class WasmHandle(PluginHandle):
             )
         self._crashed(error)
         return error
+
+    def _memory_error(self, trap: Any, what: str) -> ResourceLimitExceeded | None:
+        """A trap that is its memory running out: the module said it was refused memory
+        (the SDK does, before it traps), or, the store refusing to grow it past its limit
+        (memory.grow returns -1), it trapped within one grow step (an eighth) of it."""
+        memory, used, refused = self.limits.memory_bytes, trap.memory_bytes, trap.refused
+        cap = f"its limit {memory >> 20} MiB" if memory else "no limit set"
+        if refused is not None:
+            message = (
+                f"its instance ran out of memory in '{what}': {refused:,} more bytes were "
+                f"refused with {used >> 20} MiB of linear memory in use ({cap}), and it "
+                f"trapped: {trap}"
+            )
+        elif memory and used + max(2 * _PAGE, memory // 8) > memory:
+            message = (
+                f"its instance reached its memory limit ({memory >> 20} MiB of linear memory, "
+                f"{used >> 20} MiB in use) and trapped in '{what}': {trap}"
+            )
+        else:
+            return None
+        return self._limit("memory", message, replaced=True)
 
     def _limit(self, limit: str, message: str, *, replaced: bool) -> ResourceLimitExceeded:
         self._report({"kind": "limit", "limit": limit, "detail": message})
@@ -548,6 +617,7 @@ class WasmHandle(PluginHandle):
         """The instance's linear memory (its own memory: what it can grow), CPU seconds of
         its calls, and how often it was replaced."""
         return {
+            "pid": os.getpid(),  # it runs in the host's process, on a thread of its own
             "rss_bytes": max(self.memory_bytes, _PAGE),
             "linear_memory_bytes": self.memory_bytes,
             "memory_limit": self.limits.memory_bytes,
@@ -572,16 +642,33 @@ class WasmHandle(PluginHandle):
 
     # -- the module's requests (its imports), on the instance thread ---------------------------
 
-    def _output(self, data: bytes) -> None:
-        """What the module writes to stdout or stderr: its log, at info."""
+    def _output(self, stream: str, data: bytes) -> None:
+        """What the module writes to stdout (its log, at info) or stderr (at warning), as a
+        worker's streams are logged."""
         text = bytes(data).decode("utf-8", "replace").rstrip("\n")
         if text:
-            self.log({"level": 20, "message": text, "fields": {"stream": "stdout"}})
+            self.log(
+                {
+                    "logger": f"plugbay.plugin.{self.manifest.id}.{stream}",
+                    "level": 30 if stream == "stderr" else 20,
+                    "message": text,
+                    "fields": {"stream": stream},
+                }
+            )
+
+    def sleep(self, seconds: float) -> None:
+        """A core module's sleep (WASI ``poll_oneoff`` on a clock), on the instance
+        thread: it ends early when the call is interrupted, so a sleeping call is stopped
+        at its deadline like a computing one."""
+        self._wake.wait(max(0.0, seconds))
 
     def log(self, request: Any) -> None:
         """``plugbay.log``: into this plugin's log, whatever logger the record names."""
         if not isinstance(request, dict):
             request = {"message": str(request)}
+        fields = request.get("fields")
+        if isinstance(fields, dict) and isinstance(fields.get("out_of_memory"), int):
+            self._refused = fields["out_of_memory"]  # the SDK's last word before it traps
         loop = self._loop
         args = (
             str(request.get("logger") or f"plugbay.plugin.{self.manifest.id}"),
@@ -613,33 +700,12 @@ class WasmHandle(PluginHandle):
                 "ResourceLimitExceeded",
             )
         if kind == "storage":
-            return self._storage_request(request)
+            return storage_request(self._storage, request)
         if kind == "secret":
             return self._secret(request)
         if kind == "event":
             return self._event(request)
         return self._service(request)
-
-    def _storage_request(self, request: dict[str, Any]) -> Any:
-        storage = self._storage
-        if storage is None:
-            return _fail("storage is not open yet")
-        op, key = request.get("op"), request.get("key")
-        try:
-            if op == "keys":
-                return {"ok": storage.keys(str(request.get("prefix", "")))}
-            if not isinstance(key, str):
-                return _fail("a storage request names a key (a string)")
-            if op == "get":
-                return {"ok": storage.get(key, request.get("default"))}
-            if op == "set":
-                storage.set(key, request.get("value"))
-                return {"ok": None}
-            if op == "delete":
-                return {"ok": storage.delete(key)}
-        except PlugbayError as exc:
-            return {"error": exc.to_dict()}
-        return _fail(f"storage has no operation {op!r} (get, set, delete, keys)")
 
     def _secret(self, request: dict[str, Any]) -> Any:
         name = str(request.get("name", ""))
@@ -717,10 +783,6 @@ class WasmHandle(PluginHandle):
         if loop is not None and not loop.is_closed():
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(self._report, event)
-
-
-def _fail(message: str, kind: str = "PlugbayError") -> dict[str, Any]:
-    return {"error": {"type": kind, "message": message}}
 
 
 async def _awaited(call: Awaitable[Any]) -> Any:

@@ -41,8 +41,16 @@ from typing import Any, Final, Literal
 from plugbay.api import CommandSpec
 from plugbay.api._command import CommandMethod
 from plugbay.api.errors import ManifestError
+from plugbay.model._manifest_errors import locate
 
-__all__ = ["WasmCommand", "WasmDeclarations", "parse_type", "wasm_declarations"]
+__all__ = [
+    "WasmCommand",
+    "WasmDeclarations",
+    "command_lines",
+    "parse_type",
+    "spelled_type",
+    "wasm_declarations",
+]
 
 _NAMES: Final[Mapping[str, Any]] = {
     "int": int,
@@ -175,6 +183,21 @@ class WasmDeclarations:
         return self._specs
 
 
+def spelled_type(tp: Any) -> str:
+    """A declared type as Python source (what the manifest wrote, resolved)."""
+    return _spelled(tp)
+
+
+_TABLE_RE: Final = re.compile(
+    r'^[ \t]*\[[ \t]*commands[ \t]*\.[ \t]*"?([a-z_][a-z0-9_]*)"?[ \t]*\]', re.M
+)
+
+
+def command_lines(text: str) -> dict[str, int]:
+    """The line (from 1) of each ``[commands.NAME]`` table in a manifest's text."""
+    return {m.group(1): text.count("\n", 0, m.start()) + 1 for m in _TABLE_RE.finditer(text)}
+
+
 def _spelled(tp: Any) -> str:
     """A type as Python source (what the manifest wrote, resolved)."""
     if tp is type(None) or tp is None:
@@ -219,8 +242,10 @@ def wasm_declarations(
 ) -> WasmDeclarations:
     """Check a Wasm plugin's manifest keys; every problem is a :class:`ManifestError`."""
 
-    def fail(message: str, hint: str) -> ManifestError:
-        return ManifestError(message, plugin=plugin, where=where, hint=hint)
+    def fail(message: str, hint: str, *key: str) -> ManifestError:
+        """The problem at the line that sets ``key`` (a path: ``commands``, its name, ...)."""
+        at = locate(where, text, key) if key else where
+        return ManifestError(message, plugin=plugin, where=at, hint=hint)
 
     if runtime != "wasm":
         raise fail(
@@ -232,6 +257,7 @@ def wasm_declarations(
         raise fail(
             f"entry '{module}' of a Wasm plugin must be a .wasm path inside the plugin",
             'name the module relative to the manifest, e.g. entry = "build/plugin.wasm"',
+            "entry",
         )
     if not commands:
         raise fail(
@@ -241,78 +267,107 @@ def wasm_declarations(
     declared = {name: _command(name, body, fail) for name, body in commands.items()}
     unknown = set(wasm) - _WASM_KEYS
     if unknown:
+        key = sorted(unknown)[0]
         raise fail(
-            f"[wasm] has no key '{sorted(unknown)[0]}'", f"keys: {', '.join(sorted(_WASM_KEYS))}"
+            f"[wasm] has no key '{key}'", f"keys: {', '.join(sorted(_WASM_KEYS))}", "wasm", key
         )
-    sources = _strings(wasm.get("sources", []), "[wasm] sources", fail)
-    cflags = _strings(wasm.get("cflags", []), "[wasm] cflags", fail)
+    sources = _strings(wasm.get("sources", []), "sources", fail)
+    cflags = _strings(wasm.get("cflags", []), "cflags", fail)
     for source in sources:
         if source.startswith("/") or ".." in source.split("/"):
-            raise fail(f"[wasm] source '{source}' is outside the plugin", "use relative paths")
+            raise fail(
+                f"[wasm] source '{source}' is outside the plugin",
+                "use relative paths",
+                "wasm",
+                "sources",
+            )
     language = wasm.get("language", "c")
     if language not in ("c", "python"):
         raise fail(
-            f"[wasm] language '{language}' cannot be built here", 'language = "c" or "python"'
+            f"[wasm] language '{language}' cannot be built here",
+            'language = "c" or "python"',
+            "wasm",
+            "language",
         )
     return WasmDeclarations(plugin, module, declared, tuple(sources), tuple(cflags), language)
 
 
 def _command(name: str, body: Any, fail: Any) -> WasmCommand:
+    table = ("commands", name)
     if not _COMMAND_RE.match(name):
-        raise fail(f"'{name}' is not a command name", "use lower_case names")
+        raise fail(f"'{name}' is not a command name", "use lower_case names", *table)
     if not isinstance(body, Mapping):
-        raise fail(f"[commands.{name}] must be a table", 'params = { ... }, returns = "T"')
+        raise fail(f"[commands.{name}] must be a table", 'params = { ... }, returns = "T"', *table)
     unknown = set(body) - _COMMAND_KEYS
     if unknown:
+        key = sorted(unknown)[0]
         raise fail(
-            f"[commands.{name}] has no key '{sorted(unknown)[0]}'",
+            f"[commands.{name}] has no key '{key}'",
             f"keys: {', '.join(sorted(_COMMAND_KEYS))}",
+            *table,
+            key,
         )
     params = _params(name, body.get("params", {}), body.get("defaults", {}), fail)
     if "returns" not in body:
-        raise fail(f"command '{name}' declares no result type", 'add returns = "None" or a type')
+        raise fail(
+            f"command '{name}' declares no result type", 'add returns = "None" or a type', *table
+        )
     try:
         returns = parse_type(body["returns"])
     except ValueError as exc:
-        raise fail(f"command '{name}' returns: {exc}", 'e.g. returns = "str"') from None
+        raise fail(
+            f"command '{name}' returns: {exc}", 'e.g. returns = "str"', *table, "returns"
+        ) from None
     timeout = body.get("timeout")
     if timeout is not None and (
         isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0
     ):
-        raise fail(f"command '{name}' timeout must be a positive number", "seconds, e.g. 2.5")
+        raise fail(
+            f"command '{name}' timeout must be a positive number",
+            "seconds, e.g. 2.5",
+            *table,
+            "timeout",
+        )
     doc = body.get("doc", "")
     if not isinstance(doc, str):
-        raise fail(f"command '{name}' doc must be a string", "")
+        raise fail(f"command '{name}' doc must be a string", "", *table, "doc")
     return WasmCommand(name, params, type(None) if returns is None else returns, doc, timeout)
 
 
 def _params(name: str, table: Any, defaults: Any, fail: Any) -> tuple[tuple[str, Any, Any], ...]:
     """A command's parameters, required ones first (Python's rule; a manifest may mix them)."""
+    at = ("commands", name, "params")
     if not isinstance(table, Mapping) or not isinstance(defaults, Mapping):
-        raise fail(f"[commands.{name}] params and defaults are tables", 'params = { a = "int" }')
+        raise fail(
+            f"[commands.{name}] params and defaults are tables", 'params = { a = "int" }', *at
+        )
     params: list[tuple[str, Any, Any]] = []
     for pname, spelled in table.items():
         if not _PARAM_RE.match(pname) or keyword.iskeyword(pname):
             raise fail(
                 f"command '{name}' parameter '{pname}' is not a parameter name",
                 "use a lower_case name that is not a Python keyword",
+                *at,
             )
         try:
             tp = parse_type(spelled)
         except ValueError as exc:
-            raise fail(f"command '{name}' parameter '{pname}': {exc}", 'e.g. "int"') from None
+            raise fail(f"command '{name}' parameter '{pname}': {exc}", 'e.g. "int"', *at) from None
         params.append((pname, tp, defaults.get(pname, inspect.Parameter.empty)))
     missing = set(defaults) - set(table)
     if missing:
         raise fail(
             f"command '{name}' has a default for '{sorted(missing)[0]}', which is not a parameter",
             "declare it under params",
+            "commands",
+            name,
+            "defaults",
         )
     params.sort(key=lambda p: p[2] is not inspect.Parameter.empty)
     return tuple(params)
 
 
-def _strings(value: Any, what: str, fail: Any) -> list[str]:
+def _strings(value: Any, key: str, fail: Any) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise fail(f"{what} must be a list of strings", '["src/plugin.c"]')
+        raise fail(f"[wasm] {key} must be a list of strings", '["src/plugin.c"]', "wasm", key)
     return list(value)

@@ -753,6 +753,8 @@ def _security_text(event: SystemEvent) -> str:
         return f"limit hit: {data.get('limit', '?')}: {data.get('detail', '')}".rstrip(": ")
     if kind == "killed":
         return f"worker killed by the sandbox{layer}: {data.get('detail') or data.get('operation', '')}"
+    if kind == "timeout":  # a call past its time limit: no permission is involved
+        return f"timed out: '{data.get('operation', '?')}' ran past its time limit"
     what = data.get("operation") or data.get("detail") or kind
     text = f"permission denied: {what}{layer}"
     if data.get("permission"):

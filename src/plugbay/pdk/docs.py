@@ -81,6 +81,8 @@ def generate_docs(path: Path) -> Documentation:
         raise PdkError(
             f"cannot document it: {exc.message}", where=exc.where, hint=exc.hint
         ) from None
+    if manifest.wasm is not None:
+        return _wasm_documentation(manifest)
     analysis = _Analysis(manifest, ValidationResult(Path(path)))
     analysis._parse_modules()
     entry = analysis._entry_class()
@@ -107,6 +109,34 @@ def generate_docs(path: Path) -> Documentation:
     return Documentation(
         manifest, summary, sorted(commands.values(), key=lambda c: c.name), attributes
     )
+
+
+def _wasm_documentation(manifest: PluginManifest) -> Documentation:
+    """A Wasm plugin's commands are declared in its manifest: documented from there."""
+    import inspect
+
+    from plugbay.model.wasm_commands import command_lines, spelled_type
+
+    assert manifest.wasm is not None
+    path = manifest.path
+    lines = command_lines(path.read_text()) if path is not None and path.is_file() else {}
+    commands = [
+        CommandDoc(
+            name=c.name,
+            params=tuple(
+                ParamDoc(n, spelled_type(t), None if d is inspect.Parameter.empty else repr(d))
+                for n, t, d in c.params
+            ),
+            returns=spelled_type(c.returns),
+            doc=c.doc,
+            is_async=False,
+            options={"timeout": f"{c.timeout:g}"} if c.timeout else {},
+            file=path.name if path is not None else "",
+            line=lines.get(c.name, 0),
+        )
+        for c in manifest.wasm.commands.values()
+    ]
+    return Documentation(manifest, manifest.description, sorted(commands, key=lambda c: c.name), {})
 
 
 #: the class attributes a plugin's page shows (the spec's features a plugin declares in code)

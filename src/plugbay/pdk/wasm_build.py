@@ -22,6 +22,7 @@ from string import Template
 from typing import Final
 
 from plugbay.api.errors import PlugbayError
+from plugbay.model._toml_lines import key_line
 from plugbay.model.manifest import PluginManifest, load_manifest
 from plugbay.pdk._analysis.base import Finding
 from plugbay.pdk.errors import TemplateError
@@ -123,7 +124,11 @@ def build_wasm(path: Path) -> WasmBuild:
         "-Wall",
         *declared.cflags,
         f"-I{sdk}",
-        "-Wl,--strip-all",
+        # the stack below the data: a stack that overflows traps at once instead of
+        # overwriting the plugin's globals; names kept (not debug info), so that a
+        # trap says in which function it happened
+        "-Wl,--stack-first",
+        "-Wl,--strip-debug",
         "-o",
         partial,
         *map(str, sources),
@@ -245,11 +250,45 @@ def check_wasm_plugin(manifest: PluginManifest, *, load: bool = True) -> list[Fi
         return []
     module = root / declared.module
     where = str(manifest.path or root)
+    unusable = _unusable_permissions(manifest, where)
     if not module.is_file():
         hint = f"run 'plugbay build {root}'" if declared.sources else "add [wasm] sources"
-        return [Finding("error", "entry", f"its module {module} is not built", where, None, hint)]
+        built = Finding("error", "entry", f"its module {module} is not built", where, None, hint)
+        return [*unusable, built]
     if not load:
+        return unusable
+    return unusable + _check_module(module)
+
+
+def _unusable_permissions(manifest: PluginManifest, where: str) -> list[Finding]:
+    """Permissions a Wasm module has no way to use, granted or not: a module has no
+    sockets, no environment and no processes (WASI preview 1; docs/wasm-plugins.md)."""
+    asked = manifest.permissions
+    unusable = [f"network:{n}" for n in asked.network] + [f"env:{e}" for e in asked.env]
+    unusable += ["subprocess"] if asked.subprocess else []
+    if not unusable:
         return []
+    path = manifest.path
+    text = path.read_text() if path is not None and path.is_file() else ""
+    line = key_line(text, ("permissions",)) if text else None
+    return [
+        Finding(
+            "warning",
+            "permissions",
+            f"asks for {', '.join(unusable)}, which a Wasm plugin cannot use even when "
+            "granted: a module has no sockets, no environment and no processes",
+            where,
+            line,
+            "drop them from [permissions]; reach the network through a service of another "
+            "plugin ([services] requires), and take settings from [config]",
+            text.splitlines()[line - 1] if line else None,
+        )
+    ]
+
+
+def _check_module(module: Path) -> list[Finding]:
+    """The built module compiles and speaks the ABI."""
+    where = str(module)
     try:
         from plugbay.isolation import _wasm_abi
     except ImportError:
@@ -272,7 +311,7 @@ def check_wasm_plugin(manifest: PluginManifest, *, load: bool = True) -> list[Fi
                 "error",
                 "entry",
                 f"its module does not load: {text}",
-                str(module),
+                where,
                 None,
                 "build it from the SDK ('plugbay new --lang c'); docs/wasm-plugins.md",
             )

@@ -24,12 +24,24 @@ __attribute__((weak)) int pb_import_state(pb_json s, pb_buf *out) { (void)s; (vo
 __attribute__((weak)) const char *pb_commands_json = 0;
 
 /* ---- buffers ------------------------------------------------------------------------- */
+/* Out of memory where the SDK cannot go on: the host is told how much was refused (its
+ * error then names the memory limit, and the record is in the plugin's log), then the
+ * instance traps. No allocation here: the record is written on the stack. */
+static void pb_out_of_memory(size_t wanted) {
+    char record[160];
+    int n = snprintf(record, sizeof record,
+                     "{\"level\":40,\"message\":\"out of memory: %zu more bytes were refused\","
+                     "\"fields\":{\"out_of_memory\":%zu}}", wanted, wanted);
+    if (n > 0 && (size_t)n < sizeof record) pb__log(record, (size_t)n);
+    __builtin_trap();
+}
+
 static void pb_reserve(pb_buf *b, size_t more) {
     if (b->len + more <= b->cap) return;
     size_t cap = b->cap ? b->cap : 256;
     while (cap < b->len + more) cap *= 2;
     char *grown = realloc(b->data, cap);
-    if (!grown) __builtin_trap(); /* out of memory: the host reports its memory limit */
+    if (!grown) pb_out_of_memory(cap);
     b->data = grown;
     b->cap = cap;
 }
@@ -189,6 +201,8 @@ char *pb_get_string(pb_json o, const char *key, size_t *len) {
             if (e == 'n') c = '\n';
             else if (e == 't') c = '\t';
             else if (e == 'r') c = '\r';
+            else if (e == 'b') c = '\b';
+            else if (e == 'f') c = '\f';
             else if (e == 'u' && i + 4 < v.len) {
                 unsigned code = (unsigned)strtoul((char[]){v.data[i+1], v.data[i+2], v.data[i+3], v.data[i+4], 0}, NULL, 16);
                 i += 4;
@@ -206,10 +220,11 @@ char *pb_get_string(pb_json o, const char *key, size_t *len) {
 
 /* ---- the host ------------------------------------------------------------------------ */
 static char *pb_take(uint64_t reply) {
+    if (reply == 0) pb_out_of_memory(0); /* the host found no memory for its answer */
     char *ptr = (char *)(uintptr_t)(reply >> 32);
     size_t len = (size_t)(reply & 0xFFFFFFFFu);
     char *text = malloc(len + 1);
-    if (!text) __builtin_trap();
+    if (!text) pb_out_of_memory(len + 1);
     memcpy(text, ptr, len);
     text[len] = 0;
     free(ptr); /* the host allocated it with plugbay_alloc */

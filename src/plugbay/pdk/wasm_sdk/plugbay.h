@@ -6,7 +6,7 @@
  *
  *   plugbay_alloc(size) -> ptr          plugbay_free(ptr, size)
  *   plugbay_init(cfg, len) -> reply     plugbay_call(cmd, cmd_len, params, len) -> reply
- *   plugbay_describe() -> reply         plugbay_cleanup() -> reply
+ *   plugbay_abi_version() -> 1          plugbay_cleanup() -> reply
  *   plugbay_export_state() -> reply     plugbay_import_state(ptr, len) -> reply
  *
  * A reply is a 64-bit (pointer << 32 | length) of JSON: {"ok": VALUE} or

@@ -1,0 +1,43 @@
+"""A Wasm module's requests that need nothing of its handle but what they name: its
+storage (``plugbay.storage``), and the shape of a refusal. The handle
+(``isolation.wasm``) answers them for the plugin whose instance asked, never for
+what a request says."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from plugbay.api.errors import PlugbayError
+
+if TYPE_CHECKING:
+    from plugbay.api import Storage
+
+__all__ = ["fail", "storage_request"]
+
+
+def fail(message: str, kind: str = "PlugbayError") -> dict[str, Any]:
+    """A refusal, as the module reads it: ``{"error": {"type", "message"}}``."""
+    return {"error": {"type": kind, "message": message}}
+
+
+def storage_request(storage: Storage | None, request: dict[str, Any]) -> Any:
+    """``{"op": "get" | "set" | "delete" | "keys", "key", "value"}`` on the plugin's own
+    store."""
+    if storage is None:
+        return fail("storage is not open yet")
+    op, key = request.get("op"), request.get("key")
+    try:
+        if op == "keys":
+            return {"ok": storage.keys(str(request.get("prefix", "")))}
+        if not isinstance(key, str):
+            return fail("a storage request names a key (a string)")
+        if op == "get":
+            return {"ok": storage.get(key, request.get("default"))}
+        if op == "set":
+            storage.set(key, request.get("value"))
+            return {"ok": None}
+        if op == "delete":
+            return {"ok": storage.delete(key)}
+    except PlugbayError as exc:
+        return {"error": exc.to_dict()}
+    return fail(f"storage has no operation {op!r} (get, set, delete, keys)")
