@@ -141,13 +141,18 @@ async def test_a_failed_scrape_names_its_request_id_in_the_answer_and_the_log(
 def test_plugbay_metrics_and_run_serve_it(plugins: PluginFactory, tmp_path: Path) -> None:
     plugins("acme.work", CODE)
     env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "200"}
-    printed = subprocess.run(
-        [sys.executable, "-m", "plugbay.cli", "metrics"], cwd=tmp_path, capture_output=True,
-        text=True, timeout=60, env=env, check=True,
-    )  # fmt: skip
-    assert ("plugbay_plugin_up", (("plugin", "acme.work"), ("version", "1.0.0"))) in samples(
-        printed.stdout
-    )
+
+    def metrics_command() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "plugbay.cli", "metrics"], cwd=tmp_path, capture_output=True,
+            text=True, timeout=60, env=env,
+        )  # fmt: skip
+
+    # no host: nothing to read, and none is started (not even a state directory is made)
+    alone = metrics_command()
+    assert alone.returncode == 1 and alone.stdout == ""
+    assert "no host is running on" in alone.stderr
+    assert not (tmp_path / ".plugbay").exists()
     proc = subprocess.Popen(
         [sys.executable, "-m", "plugbay.cli", "run", "--metrics-port", "0",
          "--http", "127.0.0.1:0"], cwd=tmp_path,
@@ -162,6 +167,12 @@ def test_plugbay_metrics_and_run_serve_it(plugins: PluginFactory, tmp_path: Path
             if line.startswith("metrics: "):
                 url = line.split(" ", 1)[1].strip()
         assert url is not None and url.startswith("http://127.0.0.1:")
+        # beside it, the command reads the host's own figures
+        printed = metrics_command()
+        assert printed.returncode == 0, printed.stderr
+        assert ("plugbay_plugin_up", (("plugin", "acme.work"), ("version", "1.0.0"))) in samples(
+            printed.stdout
+        )
         # the metrics port asks for the API token, as the API does
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(url, timeout=10)

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from plugbay.state import StateStore, list_backups
+from plugbay.state.backups import rolling_backup
 from tests.conftest import PluginFactory
 from tests.test_cli_json import documented, same_shape
 
@@ -65,13 +67,16 @@ window = 2
 min-calls = 3
 """
 
-ENV = {**os.environ, "NO_COLOR": "1", "COLUMNS": "220", "PYTHONUNBUFFERED": "1"}
+
+def env() -> dict[str, str]:
+    """This process's environment as it is now (the session's TMPDIR included), plain."""
+    return {**os.environ, "NO_COLOR": "1", "COLUMNS": "220", "PYTHONUNBUFFERED": "1"}
 
 
 def plugbay(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "plugbay.cli", *args],
-        cwd=cwd, capture_output=True, text=True, timeout=timeout, env=ENV,
+        cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env(),
     )  # fmt: skip
 
 
@@ -96,7 +101,7 @@ def running(plugins: PluginFactory, tmp_path: Path) -> Iterator[Path]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "plugbay.cli", "run", "--metrics-port", "0",
          "--http", "127.0.0.1:0"], cwd=tmp_path,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env(),
     )  # fmt: skip
     try:
         assert proc.stdout is not None
@@ -131,7 +136,7 @@ def test_the_monitoring_commands_beside_a_running_host(running: Path) -> None:
     bad = plugbay("logs", "acme.caller", "--level", "loud", cwd=running)
     assert bad.returncode == 2 and "unknown log level 'loud'" in bad.stderr
     nobody = plugbay("logs", "acme.calller", cwd=running)
-    assert "did you mean 'acme.caller'" in nobody.stderr
+    assert nobody.returncode == 1 and "did you mean 'acme.caller'" in nobody.stderr
 
     top = eventually(["top", "--once"], running, "error-rate")
     assert "acme.caller" in top and "acme.noisy" in top and "health" in top
@@ -152,7 +157,7 @@ def test_the_monitoring_commands_beside_a_running_host(running: Path) -> None:
 
     follow = subprocess.Popen(
         [sys.executable, "-m", "plugbay.cli", "logs", "acme.caller", "--follow", "-n", "1"],
-        cwd=running, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
+        cwd=running, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env(),
     )  # fmt: skip
     try:
         assert follow.stdout is not None
@@ -174,3 +179,59 @@ def test_plugbay_profile_prints_the_result_and_where_the_time_went(
     assert "cumulative" in done.stdout and "square" in done.stdout
     missing = plugbay("profile", "acme.noisy", "cube", "x=1", cwd=tmp_path)
     assert missing.returncode == 1 and "has no command 'cube'" in missing.stderr
+
+
+def said(done: subprocess.CompletedProcess[str]) -> str:
+    """What a command printed on stderr, as one line (rich wraps long lines)."""
+    return " ".join(done.stderr.split())
+
+
+@pytest.fixture
+def used_state(plugins: PluginFactory, tmp_path: Path) -> Path:
+    """A state directory a host used and left: acme.noisy logged, acme.gone ran once and
+    left the plugins directory, a backup of it; acme.quiet is on disk and never ran."""
+    plugins("acme.noisy", NOISY)
+    plugins("acme.quiet", NOISY)
+    state = tmp_path / ".plugbay"
+    with StateStore.open(state) as store:
+        store.add_event("acme.gone", "load", version="1.0.0")
+        store.add_logs([(time.time(), "acme.noisy", "1.0.0", 20, "plugin", "ready", None)])
+        rolling_backup(store)
+    return state
+
+
+def test_metrics_with_no_host_running_says_so_and_starts_nothing(
+    used_state: Path, tmp_path: Path
+) -> None:
+    # a host started for each scrape wrote its start into the state, history and a backup
+    # each time: six scrapes pushed every real backup out
+    backups = list_backups(used_state)
+    for _ in range(2):
+        done = plugbay("metrics", cwd=tmp_path)
+        assert done.returncode == 1 and done.stdout == ""
+        assert f"no host is running on {used_state.resolve()}" in said(done)
+        assert "start one with 'plugbay run'" in said(done)
+    assert list_backups(used_state) == backups
+    with StateStore.open(used_state, read_only=True) as store:
+        assert [e.plugin_id for e in store.history(None, limit=100)] == ["acme.gone"]
+    assert not (used_state / "data" / "acme.noisy").exists()  # no plugin was started
+
+
+def test_logs_of_an_unknown_id_is_an_error_naming_the_closest(
+    used_state: Path, tmp_path: Path
+) -> None:
+    typo = plugbay("logs", "acme.nosy", cwd=tmp_path)
+    assert typo.returncode == 1 and typo.stdout == ""
+    assert "no plugin 'acme.nosy' is known here" in said(typo)
+    assert "did you mean 'acme.noisy'" in said(typo)
+    far = plugbay("logs", "zzz", cwd=tmp_path)
+    assert far.returncode == 1
+    assert "plugins known here: acme.gone, acme.noisy, acme.quiet" in said(far)
+    # known plugins with no records are not errors: one on disk, one a host ran
+    for known in ("acme.quiet", "acme.gone"):
+        quiet = plugbay("logs", known, cwd=tmp_path)
+        assert quiet.returncode == 0, quiet.stderr
+        assert f"no log records for '{known}' at debug or above" in said(quiet)
+        assert "plugins with records: acme.noisy" in said(quiet)
+    shown = plugbay("logs", "acme.noisy", cwd=tmp_path)
+    assert shown.returncode == 0 and "ready" in shown.stdout

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -56,13 +57,15 @@ def logs(
         str, typer.Option("--level", "-l", help="Lowest level shown: debug, info, warning, error.")
     ] = "debug",
     limit: Annotated[int, typer.Option("--limit", "-n", help="How many records first.")] = 50,
+    plugins: PluginsOpt = None,
     state: StateOpt = Path(".plugbay"),
     as_json: JsonOpt = False,
 ) -> None:
     """Show a plugin's log records (its logger, its worker's stdout/stderr, security events).
 
     Reads the records a host writes to its state within a second of their arrival, so
-    it works beside `plugbay run`.
+    it works beside `plugbay run`. An id that no plugin on disk has, and that no host
+    here has seen, is an error naming the closest ids.
     With --json, one JSON object a line.
     """
     from plugbay.monitor.logs import level_number
@@ -74,9 +77,11 @@ def logs(
     source = _source(state)
     try:
         records = source.logs(plugin_id, min_level=min_level, limit=limit)
-        if not records and not follow:
-            _say_none_logged(source, plugin_id, level)
-            return
+        if not records:
+            _refuse_unknown(source, plugin_id, plugins, state, as_json=as_json)
+            if not follow:
+                _say_none_logged(source, plugin_id, level)
+                return
         last = _print_records(records, as_json)
         while follow:
             sys.stdout.flush()
@@ -104,13 +109,59 @@ def _print_records(records: list[dict[str, Any]], as_json: bool) -> int:
 
 
 def _say_none_logged(source: StateSource, plugin_id: str, level: str) -> None:
-    from plugbay.api.errors import did_you_mean
-
-    known = sorted({r["plugin"] for r in source.logs(None, limit=1000)})
-    hint = did_you_mean(plugin_id, known) or (
-        f"plugins with records: {', '.join(known)}" if known else "no plugin has logged yet"
-    )
+    """A plugin that is known here but has no records at ``level`` or above (yet)."""
+    known = sorted({r["plugin"] for r in source.logs(None, limit=1000)} - {plugin_id})
+    hint = f"plugins with records: {', '.join(known)}" if known else "no plugin has logged yet"
     err.print(f"no log records for '{escape(plugin_id)}' at {level} or above; {hint}")
+
+
+def _refuse_unknown(
+    source: StateSource, plugin_id: str, plugins: list[Path] | None, state: Path, *, as_json: bool
+) -> None:
+    """Exit 1, naming the closest ids, when ``plugin_id`` has no record, is on no plugins
+    directory (``--plugins``, the running host's, the store) and no host here has run it:
+    a typo must not pass for a plugin that has logged nothing."""
+    if source.logs(plugin_id, limit=1):
+        return  # it has records, above or below the level asked for
+    from plugbay.api.errors import PluginNotFound, did_you_mean
+
+    dirs = _plugin_dirs(plugins, state)
+    known = _known_ids(source, dirs, state)
+    if plugin_id in known:
+        return
+    shown = ", ".join(sorted(known)[:12]) + (", …" if len(known) > 12 else "")
+    fail(
+        PluginNotFound(
+            f"no plugin '{plugin_id}' is known here: none is on disk, and no host on "
+            f"{state} has run it",
+            plugin=plugin_id,
+            where=", ".join(str(d) for d in [*dirs, state]),
+            hint=did_you_mean(plugin_id, known)
+            or (f"plugins known here: {shown}" if known else "'plugbay list' shows the plugins"),
+        ),
+        as_json=as_json,
+    )
+
+
+def _plugin_dirs(plugins: list[Path] | None, state: Path) -> list[Path]:
+    """``--plugins`` (default ./plugins) and the running host's plugins directories."""
+    from plugbay.web.client import running_host
+
+    dirs = list(plugins or [Path("plugins")])
+    running = running_host(state) or {}
+    return dirs + [Path(d) for d in running.get("plugins", []) if Path(d) not in dirs]
+
+
+def _known_ids(source: StateSource, dirs: list[Path], state: Path) -> set[str]:
+    """Every plugin id on disk (``dirs`` and the store) or in what hosts recorded here:
+    the live snapshot, the kept plugin rows, the history and the log records."""
+    from plugbay.cli.offline import disk_rows
+
+    known = {str(r["id"]) for r in disk_rows(dirs, state)[0]}
+    known |= {str(r["id"]) for r in source.snapshot()["plugins"] if r.get("id")}
+    known |= {row.plugin_id for row in source.store.plugins()}
+    known |= {event.plugin_id for event in source.store.history(None, limit=1000)}
+    return known | {str(r["plugin"]) for r in source.logs(None, limit=1000)}
 
 
 def alerts(
@@ -195,18 +246,69 @@ def top(
                 live.update(top_table(host.snapshot()))
 
 
-def metrics(
-    plugins: PluginsOpt = None,
-    state: StateOpt = Path(".plugbay"),
-    config: ConfigOpt = None,
-) -> None:
-    """Print every plugin's metrics in the Prometheus text format.
+def metrics(state: StateOpt = Path(".plugbay")) -> None:
+    """Print the running host's metrics in the Prometheus text format.
 
-    Beside a running host (`plugbay run` on the same --state), its /metrics is read;
-    otherwise a host is started here for the figures.
+    Read from the host `plugbay run` serves on the same --state: its /metrics port, else
+    its API. The figures are what that host counted while it served; with no host
+    running there are none, so it says so and exits 1, starting nothing and writing
+    nothing.
     """
-    with the_host(state, plugins, config) as host:
+    _refuse_without_figures(state)
+    with the_host(state) as host:
         sys.stdout.write(host.metrics())
+
+
+def _refuse_without_figures(state: Path) -> None:
+    """Exit 1 unless a host serves ``state`` with its API or its /metrics port: a host
+    started here would count nothing, and would write its start (history, a backup)
+    into the state for every scrape."""
+    from plugbay.web.client import running_host
+
+    running = running_host(state)
+    starting = _lock_holder(state) if running is None else None
+    if starting is not None:
+        fail(
+            PlugbayError(
+                f"plugbay pid {starting} holds {state.resolve()} but has announced neither "
+                "an API nor /metrics yet (a host still starting, or another command's host)",
+                hint="try again once 'plugbay run' has printed 'serving'",
+            )
+        )
+    if running is None:
+        fail(
+            PlugbayError(
+                f"no host is running on {state.resolve()}: metrics are what a running host "
+                "counts, and none is started for them",
+                hint="start one with 'plugbay run' (it serves /metrics on 127.0.0.1:9464 too), "
+                "or point --state at the directory a host serves; 'plugbay history' and "
+                "'plugbay logs ID' read what a host recorded",
+            )
+        )
+    if not running.get("http") and not running.get("metrics_port"):
+        fail(
+            PlugbayError(
+                f"the host (pid {running['pid']}) on {state.resolve()} serves neither its "
+                "API nor /metrics (it runs with --no-http and --no-metrics)",
+                hint="restart it without --no-metrics (or without --no-http) to read its "
+                "figures; 'plugbay top --once' shows what it records in the state",
+            )
+        )
+
+
+def _lock_holder(state: Path) -> int | None:
+    """The pid of a plugbay that holds ``state``'s host lock but has not announced
+    itself yet (a host still starting), else None."""
+    from plugbay.runtime.lifecycle import LOCK_FILE
+
+    try:
+        pid = int(json.loads((state / LOCK_FILE).read_text())["pid"])
+        if pid == os.getpid():
+            return None  # a dead host's pid, given to this very command
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return pid if b"plugbay" in f.read() else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # none (a released lock is emptied), or its holder is gone
 
 
 def register(app: typer.Typer) -> None:
