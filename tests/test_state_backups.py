@@ -15,6 +15,7 @@ from plugbay.runtime.host import Host
 from plugbay.state import StateStore, list_backups
 from plugbay.state.backups import check_database, restore, rolling_backup
 from tests._cli import plugbay
+from tests._running import plugbay_run
 from tests.conftest import PluginFactory
 
 CODE = """
@@ -218,3 +219,58 @@ def test_a_backup_taken_while_the_host_writes_is_whole(tmp_path: Path) -> None:
             assert len(copy.history("acme.one", limit=100)) == 50
         finally:
             copy.close()
+
+
+def test_a_manual_backup_is_listed_restorable_and_outlives_the_automatic_ones(
+    used_state: Path, tmp_path: Path
+) -> None:
+    taken = plugbay("state", "backup", cwd=tmp_path)
+    assert taken.returncode == 0, taken.stderr
+    [manual] = [b for b in list_backups(used_state) if b.name.endswith("-manual.db")]
+    assert f"backed up the state database to {manual.resolve()}" in taken.stdout
+    assert "kept until you delete it" in taken.stdout
+    as_json = json.loads(plugbay("state", "backup", "--json", cwd=tmp_path).stdout)
+    assert as_json["ok"] is True and Path(as_json["backup"]).is_file()
+    assert as_json["size"] == Path(as_json["backup"]).stat().st_size
+    listed = json.loads(plugbay("state", "check", "--json", cwd=tmp_path).stdout)["backups"]
+    kinds = {Path(b["path"]).name: b["manual"] for b in listed}
+    assert kinds[manual.name] is True and sum(kinds.values()) == 2  # the fixture's is not
+    # a host running for days rolls its own backups: the manual ones stay
+    with StateStore.open(used_state) as store:
+        store.set_enabled("acme.one", True)  # after the manual backup
+        for _ in range(8):
+            rolling_backup(store, keep=3)
+    kept = list_backups(used_state)
+    assert manual in kept and Path(as_json["backup"]) in kept
+    assert len([b for b in kept if not b.name.endswith("-manual.db")]) == 3
+    back = plugbay("state", "restore", "--from", str(manual), cwd=tmp_path)
+    assert back.returncode == 0, back.stderr
+    with StateStore.open(used_state) as store:
+        assert store.disabled() == {"acme.one": "maintenance"}  # as the manual backup had it
+
+
+def test_a_manual_backup_without_a_database_says_there_is_none(tmp_path: Path) -> None:
+    done = plugbay("state", "backup", "--state", str(tmp_path / "nothing"), cwd=tmp_path)
+    assert done.returncode == 1 and "there is no state database here" in done.stderr
+    assert not (tmp_path / "nothing").exists()  # nothing made
+
+
+def test_a_manual_backup_beside_a_running_host_is_whole_and_the_host_goes_on(
+    used_state: Path, tmp_path: Path
+) -> None:
+    with plugbay_run(tmp_path) as host:
+        taken = json.loads(plugbay("state", "backup", "--json", cwd=tmp_path).stdout)
+        backup = Path(taken["backup"])
+        assert check_database(backup).ok
+        copy = StateStore(backup, read_only=True)
+        try:  # what the host had written by then is in it: its start of acme.two
+            assert "load" in {e.action for e in copy.history("acme.two", limit=100)}
+            assert not copy.is_enabled("acme.one")
+        finally:
+            copy.close()
+        called = plugbay("call", "acme.two", "ping", cwd=tmp_path)
+        assert called.returncode == 0 and called.stdout == "pong\n"
+        assert plugbay("disable", "acme.two", cwd=tmp_path).returncode == 0  # it still writes
+        assert host.proc.poll() is None
+    assert check_database(used_state / "state.db").ok
+    assert backup in list_backups(used_state)  # the host's own backups left it alone

@@ -1,9 +1,11 @@
-"""``plugbay state check|restore``: is the state database sound, and the way back when not.
+"""``plugbay state check|backup|restore``: is the state database sound, and the way back
+when not.
 
 The host keeps rolling backups of its database (``state_dir/backups``, SQLite's backup
-API, at start and every few minutes). ``check`` runs SQLite's full integrity check on the
-database and on every backup; ``restore`` puts the newest good backup (or ``--from``) in
-place, keeping the file it replaces, and is refused while a host serves the directory.
+API, at start and every few minutes). ``backup`` takes one more on demand, kept until the
+operator deletes it; ``check`` runs SQLite's full integrity check on the database and on
+every backup; ``restore`` puts the newest good backup (or ``--from``) in place, keeping
+the file it replaces, and is refused while a host serves the directory.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -22,11 +24,14 @@ from plugbay.cli._console import JsonOpt, out
 from plugbay.cli._console import fail as _fail
 from plugbay.cli._options import prose
 
+if TYPE_CHECKING:
+    from plugbay.state.backups import DatabaseCheck
+
 __all__ = ["register"]
 
 state_app = typer.Typer(
     name="state",
-    help="Check the state database, and restore it from a backup.",
+    help="Check the state database, back it up, and restore it from a backup.",
     no_args_is_help=True,
 )
 
@@ -40,7 +45,7 @@ def check(state: StateOpt = Path(".plugbay"), as_json: JsonOpt = False) -> None:
     """Run SQLite's integrity check on the state database and each backup; exit 1 when
     the database is not sound (the backups are listed, newest first)."""
     from plugbay.state import list_backups
-    from plugbay.state.backups import check_database
+    from plugbay.state.backups import check_database, is_manual
 
     db = state / "state.db"
     if not db.exists():
@@ -56,17 +61,10 @@ def check(state: StateOpt = Path(".plugbay"), as_json: JsonOpt = False) -> None:
     main = check_database(db)
     backups = [check_database(b) for b in list_backups(state)]
     if as_json:
-        out.print_json(
-            json.dumps({"database": main.to_dict(), "backups": [b.to_dict() for b in backups]})
-        )
+        listed = [{**b.to_dict(), "manual": is_manual(b.path)} for b in backups]
+        out.print_json(json.dumps({"database": main.to_dict(), "backups": listed}))
         raise typer.Exit(0 if main.ok else 1)
-    table = Table(header_style="bold")
-    for col in ("file", "size", "schema", "check"):
-        table.add_column(col)
-    for c in (main, *backups):
-        verdict = "[green]ok[/]" if c.ok else "[red]" + escape("; ".join(c.problems)) + "[/]"
-        table.add_row(str(c.path), f"{c.size:,}", str(c.schema or "-"), verdict)
-    out.print(table)
+    out.print(_checks_table(main, backups))
     if main.ok:
         out.print(f"the state database is sound ({len(backups)} backup(s) kept)")
         return
@@ -77,6 +75,42 @@ def check(state: StateOpt = Path(".plugbay"), as_json: JsonOpt = False) -> None:
         else "no good backup is kept; move state.db away to start with an empty state"
     )
     _fail(StateError("the state database is damaged", where=str(db), hint=hint))
+
+
+def _checks_table(main: DatabaseCheck, backups: list[DatabaseCheck]) -> Table:
+    """The database and each backup: file, kind (manual or automatic), size, schema, check."""
+    from plugbay.state.backups import is_manual
+
+    table = Table(header_style="bold")
+    for col in ("file", "kind", "size", "schema", "check"):
+        table.add_column(col)
+    for c in (main, *backups):
+        verdict = "[green]ok[/]" if c.ok else "[red]" + escape("; ".join(c.problems)) + "[/]"
+        kind = "database" if c is main else "manual" if is_manual(c.path) else "automatic"
+        table.add_row(str(c.path), kind, f"{c.size:,}", str(c.schema or "-"), verdict)
+    return table
+
+
+def backup(state: StateOpt = Path(".plugbay"), as_json: JsonOpt = False) -> None:
+    """Back the state database up now, into the backups 'plugbay state check' lists and
+    'plugbay state restore' takes; prints its path. Works beside a running host (SQLite's
+    backup API copies a consistent snapshot while it writes) and with none. A manual
+    backup is kept until you delete it: the host removes only its own automatic ones."""
+    from plugbay.state.backups import BACKUPS_KEPT, manual_backup
+
+    try:
+        made = manual_backup(state).resolve()
+    except PlugbayError as exc:
+        _fail(exc, as_json=as_json)
+    size = made.stat().st_size
+    if as_json:
+        out.print_json(json.dumps({"ok": True, "backup": str(made), "size": size}))
+        return
+    out.print(f"backed up the state database to {escape(str(made))} ({size:,} bytes)")
+    out.print(
+        f"kept until you delete it: the host rolls only its own backups (the newest "
+        f"{BACKUPS_KEPT} kept); 'plugbay state restore --from {escape(str(made))}' puts it back"
+    )
 
 
 def restore(
@@ -137,5 +171,6 @@ def restore(
 def register(app: typer.Typer) -> None:
     """File ``plugbay state`` under ``app``."""
     state_app.command("check", help=prose(check.__doc__))(check)
+    state_app.command("backup", help=prose(backup.__doc__))(backup)
     state_app.command("restore", help=prose(restore.__doc__))(restore)
     app.add_typer(state_app, name="state", rich_help_panel="host")

@@ -2,9 +2,12 @@
 
 The host backs its database up with SQLite's backup API (a consistent copy taken while it
 runs) at start, once the database passed its check, and every ``interval`` seconds after,
-keeping the newest ``keep`` in ``state_dir/backups``. ``plugbay state check`` and
-``plugbay state restore`` use them; a restore keeps the file it replaces beside it, and
-what that file had taken back since the backup stays taken back (:class:`Restored`).
+keeping the newest ``keep`` in ``state_dir/backups``. ``plugbay state backup`` takes one on
+demand (:func:`manual_backup`), with or without a host running; a manual backup is never
+counted against ``keep`` nor removed by the host: it stays until the operator deletes it.
+``plugbay state check`` and ``plugbay state restore`` use both kinds; a restore keeps the
+file it replaces beside it, and what that file had taken back since the backup stays
+taken back (:class:`Restored`).
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ __all__ = [
     "Restored",
     "back_up_every",
     "check_database",
+    "is_manual",
+    "manual_backup",
     "restore",
     "rolling_backup",
 ]
@@ -40,18 +45,41 @@ BACKUPS_KEPT: Final = 6
 log = logging.getLogger("plugbay.state")
 
 
-def rolling_backup(store: StateStore, *, keep: int = BACKUPS_KEPT) -> Path:
-    """One more backup of ``store`` in ``backups/``; all but the newest ``keep`` go."""
-    directory = store.path.parent / BACKUP_DIR
+#: how a backup taken on demand (``plugbay state backup``) ends its name
+MANUAL_SUFFIX: Final = "-manual.db"
+
+
+def _backup_name(suffix: str = ".db") -> str:
+    """``state-<UTC time>-<ns>.db``: the names sort as the backups were taken."""
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-    name = f"state-{stamp}-{time.time_ns() % 1_000_000_000:09d}.db"
-    made = store.back_up(directory / name)
-    for old in list_backups(store.path.parent)[keep:]:
+    return f"state-{stamp}-{time.time_ns() % 1_000_000_000:09d}{suffix}"
+
+
+def is_manual(backup: Path) -> bool:
+    """Whether ``backup`` was taken on demand (kept until deleted by hand)."""
+    return Path(backup).name.endswith(MANUAL_SUFFIX)
+
+
+def rolling_backup(store: StateStore, *, keep: int = BACKUPS_KEPT) -> Path:
+    """One more backup of ``store`` in ``backups/``; all but the newest ``keep`` automatic
+    ones go (manual backups are neither counted nor removed)."""
+    made = store.back_up(store.path.parent / BACKUP_DIR / _backup_name())
+    automatic = [b for b in list_backups(store.path.parent) if not is_manual(b)]
+    for old in automatic[keep:]:
         try:
             old.unlink()
         except OSError as exc:
             log.warning("cannot remove the old state backup %s: %s", old, exc)
     return made
+
+
+def manual_backup(state_dir: Path) -> Path:
+    """A backup of ``state_dir/state.db`` taken now, on demand, beside the host's own
+    (``backups/state-…-manual.db``). The database is opened read-only, so this works with
+    or without a host serving the directory: SQLite's backup API copies a consistent
+    snapshot while the host goes on writing. A damaged database is refused, not copied."""
+    with StateStore.open(state_dir, read_only=True) as store:
+        return store.back_up(Path(state_dir) / BACKUP_DIR / _backup_name(MANUAL_SUFFIX))
 
 
 async def back_up_every(
