@@ -126,6 +126,19 @@ def test_bad_plugin_id(tmp_path: Path, bad: str) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("lang", ["python", "c"])
+def test_an_id_with_no_dot_is_refused_with_a_dotted_suggestion(tmp_path: Path, lang: str) -> None:
+    result = run(BIN / "plugbay", "new", "greeter", "--lang", lang, cwd=tmp_path)
+    assert result.returncode == 1
+    said = " ".join(result.stderr.split())
+    assert "'greeter' is not a dotted plugin id" in said
+    assert "e.g. 'plugbay new acme.greeter'" in said
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(TemplateError, match="not a dotted plugin id"):
+        create_plugin("utility", "greeter", tmp_path / "x")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_target_that_is_a_file(tmp_path: Path) -> None:
     (tmp_path / "f").write_text("x")
     with pytest.raises(TemplateError, match="the target is a file"):

@@ -42,8 +42,12 @@ def new(
     ] = "python",
 ) -> None:
     """Create a complete plugin package: pyproject with the manifest, typed code, tests, README."""
-    from plugbay.pdk.templates import create_plugin
+    from plugbay.pdk.templates import check_plugin_id, create_plugin
 
+    try:
+        check_plugin_id(name)  # dotted, whatever the language
+    except PlugbayError as exc:
+        _fail(exc)
     if lang in ("c", "python-wasm"):
         from plugbay.pdk.wasm_build import create_wasm_plugin
 

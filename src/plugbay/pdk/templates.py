@@ -28,7 +28,7 @@ from plugbay.api.errors import PlugbayError, did_you_mean
 from plugbay.model.manifest import load_manifest
 from plugbay.pdk.errors import TemplateError
 
-__all__ = ["TEMPLATES", "PluginTemplate", "create_plugin"]
+__all__ = ["TEMPLATES", "PluginTemplate", "check_plugin_id", "create_plugin"]
 
 _ID_RE: Final = re.compile(r"^[a-z][a-z0-9_-]*(\.[a-z][a-z0-9_-]*)*$")
 
@@ -92,11 +92,7 @@ def create_plugin(template: str, plugin_id: str, target: Path | None = None) -> 
             f"there is no template '{template}'",
             hint=(close + " " if close else "") + f"templates: {', '.join(TEMPLATES)}",
         )
-    if not _ID_RE.match(plugin_id):
-        raise TemplateError(
-            f"'{plugin_id}' is not a valid plugin id",
-            hint="use lower-case dotted names such as 'acme.greeter' or 'acme.csv-export'",
-        )
+    check_plugin_id(plugin_id)
     target = Path(target) if target is not None else Path(plugin_id.replace(".", "-"))
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise TemplateError(
@@ -123,6 +119,25 @@ def create_plugin(template: str, plugin_id: str, target: Path | None = None) -> 
         shutil.rmtree(scratch, ignore_errors=True)
         raise
     return target
+
+
+def check_plugin_id(plugin_id: str) -> None:
+    """Refuse an id a new plugin should not have: one the manifest would refuse, and one
+    with no dot. Every plugin id is the owner's name, then the plugin's
+    (``system.logging``, ``acme.csv-export``), so that plugins of different authors do
+    not collide; the suggestion puts an owner in front of the name given."""
+    if not _ID_RE.match(plugin_id):
+        raise TemplateError(
+            f"'{plugin_id}' is not a valid plugin id",
+            hint="use lower-case dotted names such as 'acme.greeter' or 'acme.csv-export'",
+        )
+    if "." not in plugin_id:
+        raise TemplateError(
+            f"'{plugin_id}' is not a dotted plugin id: a plugin id names its owner, then the "
+            "plugin",
+            hint=f"put your organisation (or your name) first, e.g. 'plugbay new "
+            f"acme.{plugin_id}'; ids look like 'system.logging' or 'acme.csv-export'",
+        )
 
 
 def _names(plugin_id: str) -> dict[str, str]:
