@@ -178,8 +178,9 @@ def script(doc_blocks: list[Block], scratch: Path) -> str:
         else:
             out += _shell(block.body)
     out.append(
-        'if [ -n "$HOST_PID" ]; then kill -INT "$HOST_PID"; wait "$HOST_PID"; '
-        'cat "$DOCS_TOP/run.log"; fi'
+        # Ctrl-C: plugbay run stops cleanly, then exits 130 (docs/cli.md)
+        'if [ -n "$HOST_PID" ]; then kill -INT "$HOST_PID"; '
+        'wait "$HOST_PID" || [ $? -eq 130 ]; cat "$DOCS_TOP/run.log"; fi'
     )
     return "\n".join(out) + "\n"
 

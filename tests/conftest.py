@@ -6,6 +6,7 @@ import contextlib
 import ctypes
 import shutil
 import socket
+import tempfile
 import textwrap
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -53,6 +54,23 @@ def default_ports_taken() -> Iterator[list[int]]:
     finally:
         for sock in held:
             sock.close()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def session_temp_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The session's own temporary directory, under pytest's basetemp: TMPDIR for every
+    subprocess a test starts, and tempfile's directory in this process. What code writes
+    to "the temp directory" (a crash report, plugbay-internal-error-*.txt; scratch
+    directories) then stays with the session's other files, which pytest cleans up, and
+    a test run leaves nothing in the system's /tmp."""
+    temp = tmp_path_factory.mktemp("tmp", numbered=False)
+    patch = pytest.MonkeyPatch()
+    patch.setenv("TMPDIR", str(temp))
+    patch.setattr(tempfile, "tempdir", str(temp))
+    try:
+        yield temp
+    finally:
+        patch.undo()
 
 
 class PluginFactory:

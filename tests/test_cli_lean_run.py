@@ -5,9 +5,13 @@ without loading the command framework before its plugins are active."""
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import socket
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +23,7 @@ from plugbay.cli import app
 from plugbay.cli._run_args import OPTIONS, RunOptions, parse_run
 from plugbay.runtime.lifecycle import HostLock
 from tests._cli import cli_env, run_cli
+from tests._waiting import until_sync
 from tests.conftest import PluginFactory
 
 ENV_VARS = ("PLUGBAY_PLUGINS", "PLUGBAY_STATE", "PLUGBAY_CONFIG", "PLUGBAY_HTTP")
@@ -263,6 +268,57 @@ def test_the_lean_run_loads_rich_after_the_host_and_no_requirement_parser(workdi
     assert "packaging.requirements" not in order
 
 
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return bool(r.status == 200)
+    except OSError:
+        return False
+
+
+def _group_gone(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+@pytest.mark.parametrize(
+    ("entry", "sig", "code"),
+    [("main", signal.SIGINT, 130), ("app", signal.SIGINT, 130), ("main", signal.SIGTERM, 0)],
+)
+def test_ctrl_c_stops_the_host_cleanly_then_exits_130_and_sigterm_0(
+    workdir: Path, entry: str, sig: signal.Signals, code: int
+) -> None:
+    with socket.socket() as s:  # a free port for the API, so /healthz says when it is up
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out, err = workdir / "out.txt", workdir / "err.txt"
+    program = f"import sys; from plugbay.cli import {entry}; sys.argv[0] = 'plugbay'; {entry}()"
+    argv = [sys.executable, "-c", program, "run", "--http", f"127.0.0.1:{port}", "--no-metrics"]
+    with out.open("w") as stdout, err.open("w") as stderr:
+        # its own process group, as a shell runs a command: Ctrl-C signals the whole group
+        proc = subprocess.Popen(argv, cwd=workdir, stdout=stdout, stderr=stderr,
+                                env=cli_env(drop=ENV_VARS), start_new_session=True)  # fmt: skip
+    try:
+        until_sync(lambda: _answers(f"http://127.0.0.1:{port}/healthz"), "/healthz to answer")
+        until_sync(lambda: "serving" in out.read_text(), "the host to serve")
+        os.killpg(proc.pid, sig)
+        assert proc.wait(timeout=60) == code, err.read_text()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    printed = out.read_text()
+    assert "stopping: cleaning up plugins in reverse order" in printed
+    assert printed.rstrip().endswith("stopped")
+    assert "Traceback" not in printed + err.read_text()
+    assert not (workdir / ".plugbay" / "host.json").exists()  # no host announced any more
+    until_sync(lambda: _group_gone(proc.pid), "every process of the group to end")
+    assert not _answers(f"http://127.0.0.1:{port}/healthz")
+
+
 def test_importing_threads_put_the_switch_interval_back_in_any_order() -> None:
     from plugbay.cli._serve import _IMPORT_SWITCH_INTERVAL, _short_switches
 
@@ -305,3 +361,27 @@ def test_a_bug_of_plugbays_is_one_line_and_a_file_to_report(
     report = written.read_text()
     assert "command: plugbay run --once --plugins" in report
     assert "Traceback (most recent call last)" in report and "in broken" in report
+
+
+def test_a_crash_report_of_a_tests_subprocess_stays_under_the_sessions_basetemp(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    """The session's TMPDIR (conftest.session_temp_dir) reaches the commands a test runs:
+    a crash report written to "the temp directory" is left under pytest's basetemp, never
+    in the system's /tmp."""
+    import tempfile
+
+    base = tmp_path_factory.getbasetemp().resolve()
+    assert Path(tempfile.gettempdir()).resolve().is_relative_to(base)  # this process's too
+    program = (
+        "import sys; from plugbay.cli._crash import report_internal_error; "
+        "sys.exit(report_internal_error(KeyError('no such key'), 'plugbay run'))"
+    )
+    done = run_cli([sys.executable, "-c", program], cwd=tmp_path)
+    assert done.returncode == 70
+    said = " ".join(done.stderr.split())
+    found = re.search(r"the full traceback is in (\S+)\. Please report it", said)
+    assert found is not None, said
+    report = Path(found.group(1))
+    assert report.resolve().is_relative_to(base) and report.is_file()
+    assert "KeyError: 'no such key'" in report.read_text()

@@ -34,10 +34,19 @@ if TYPE_CHECKING:
     from plugbay.isolation.zygote_early import EarlyZygote
     from plugbay.runtime.host import Host
 
-__all__ = ["API_GRACE", "DRAIN_SECONDS", "Serving", "run_command", "run_host"]
+__all__ = [
+    "API_GRACE",
+    "DRAIN_SECONDS",
+    "EXIT_INTERRUPTED",
+    "Serving",
+    "run_command",
+    "run_host",
+]
 
 #: on SIGTERM, how long calls in flight may run before plugins are cleaned up
 DRAIN_SECONDS = 10.0
+#: the exit code after a stop asked for with Ctrl-C (SIGINT): 128 + 2, as shells report it
+EXIT_INTERRUPTED = 130
 
 
 @dataclass(frozen=True)
@@ -97,55 +106,29 @@ async def _run_host(
 ) -> int:
     """Claim the state directory, serve the API (``/healthz`` answers while plugins
     start), start and show the plugins, serve until a signal (``serving=None``: only
-    start); the exit code. SIGTERM / Ctrl-C is honoured at any point from the first
-    line on: plugins not yet started never start, calls in flight drain (bounded)."""
+    start), stop cleanly; the exit code. SIGTERM / Ctrl-C is honoured at any point from
+    the first line on: plugins not yet started never start, calls in flight drain
+    (bounded). A stop asked for by Ctrl-C (SIGINT) exits 130 once it is done, as a
+    shell expects of an interrupted command; one asked for by SIGTERM exits 0."""
     from plugbay.runtime.host import Host
-    from plugbay.runtime.startup import warm_up
 
     host = Host(**kwargs)
     since = time.time()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-
     api = _Api(host, since)
+    asked: list[int] = []  # the signals that asked for the stop
 
-    def stopping() -> None:  # SIGTERM / Ctrl-C, at any point from here on
+    def stopping(signum: int) -> None:  # SIGTERM / Ctrl-C, at any point from here on
+        asked.append(signum)
         stop.set()
         host.request_stop()
         api.go()
 
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stopping)
+        loop.add_signal_handler(sig, stopping, sig)
     try:
-        await host.open()  # the state directory is ours (or another host's: refused)
-        # the zygote (booting since the first line) is the host's; the API is built meanwhile
-        await warm_up(host.manager.backends, zygote)
-        # the API comes up once the plugins are active, or while a long start goes on
-        # (/healthz answers, /readyz tells starting from ready): see API_GRACE
-        api.begin(serving.bind if serving is not None else None, serving)
-        if host.swept:
-            _out().print(f"[yellow]{_escape(host.swept.describe())}[/] (left by an earlier host)")
-        output = asyncio.ensure_future(asyncio.to_thread(_load_output))
-        try:
-            await host.start()
-        finally:
-            with contextlib.suppress(Exception):  # printing loads it anyway, and says why
-                await output
-        if stop.is_set():
-            _out().print("stopping: a stop was asked for during startup")
-            return 0
-        # the plugins answer calls from here (``host.call``, the CLI in this process): said
-        # now, not once the API's modules have loaded; "serving" says when the API is up
-        failed = _print_started(host, started)
-        api.go()
-        await api.ready()
-        if stop.is_set():
-            _out().print("stopping: a stop was asked for during startup")
-            return 0
-        if serving is None:
-            return 1 if failed else 0
-        await _serve(host, since, serving, stop, api.url)
-        return 0
+        code = await _start_and_serve(host, api, zygote, serving, started, stop)
     finally:
         host.request_stop()
         api.go()
@@ -163,6 +146,51 @@ async def _run_host(
             loop.remove_signal_handler(sig)
         if serving is not None:
             _out().print("stopped")
+    return EXIT_INTERRUPTED if code == 0 and signal.SIGINT in asked else code
+
+
+async def _start_and_serve(
+    host: Host,
+    api: _Api,
+    zygote: Zygote,
+    serving: Serving | None,
+    started: float,
+    stop: asyncio.Event,
+) -> int:
+    """Open the host, start and show its plugins, serve until ``stop`` (``serving=None``:
+    only start); 1 when ``--once`` found a plugin failed, else 0. The stop is the
+    caller's."""
+    from plugbay.runtime.startup import warm_up
+
+    await host.open()  # the state directory is ours (or another host's: refused)
+    # the zygote (booting since the first line) is the host's; the API is built meanwhile
+    await warm_up(host.manager.backends, zygote)
+    # the API comes up once the plugins are active, or while a long start goes on
+    # (/healthz answers, /readyz tells starting from ready): see API_GRACE
+    api.begin(serving.bind if serving is not None else None, serving)
+    if host.swept:
+        _out().print(f"[yellow]{_escape(host.swept.describe())}[/] (left by an earlier host)")
+    output = asyncio.ensure_future(asyncio.to_thread(_load_output))
+    try:
+        await host.start()
+    finally:
+        with contextlib.suppress(Exception):  # printing loads it anyway, and says why
+            await output
+    if stop.is_set():
+        _out().print("stopping: a stop was asked for during startup")
+        return 0
+    # the plugins answer calls from here (``host.call``, the CLI in this process): said
+    # now, not once the API's modules have loaded; "serving" says when the API is up
+    failed = _print_started(host, started)
+    api.go()
+    await api.ready()
+    if stop.is_set():
+        _out().print("stopping: a stop was asked for during startup")
+        return 0
+    if serving is None:
+        return 1 if failed else 0
+    await _serve(host, api.since, serving, stop, api.url)
+    return 0
 
 
 class _Api:
