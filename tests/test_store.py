@@ -267,6 +267,39 @@ def test_the_command_line_installs_upgrades_rolls_back_and_shows_history(
     assert "no plugin 'acme.none' is known to this host" in nothing.stderr
 
 
+def test_upgrade_to_a_version_not_installed_names_those_that_are_and_how_to_add_it(
+    sources: PluginFactory, tmp_path: Path
+) -> None:
+    from tests._cli import plugbay
+
+    (tmp_path / "plugins").mkdir(exist_ok=True)
+    (tmp_path / "plugbay.toml").write_text('[policy]\ninline = ["acme.*"]\n')
+    for version in ("1.0.0", "1.1.0"):  # the first start serves 1.0.0 and keeps it
+        added = plugbay("install", str(source(sources, "acme.tool", version)), cwd=tmp_path)
+        assert added.returncode == 0, added.stderr
+        assert plugbay("call", "acme.tool", "version", cwd=tmp_path).stdout == "1.0.0\n"
+
+    def refused(*argv: str) -> str:
+        done = plugbay("upgrade", "acme.tool", *argv, cwd=tmp_path)
+        assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+        return " ".join(done.stderr.split())
+
+    missing = refused("2.0.0")
+    assert "version 2.0.0 is not installed (installed: 1.1.0, 1.0.0)" in missing
+    assert "'plugbay install PATH'" in missing
+    assert "'plugbay install acme.tool@2.0.0 --index URL'" in missing
+    assert "then 'plugbay upgrade acme.tool 2.0.0'" in missing
+    unversioned = refused("2.0")
+    assert "'2.0' is not a version to upgrade to" in unversioned
+    assert "name an installed version (1.1.0, 1.0.0)" in unversioned
+    # the version serving already: said, and not swapped for itself
+    same = refused("1.0.0")
+    assert "1.0.0 serves already" in same and "newer versions installed: 1.1.0" in same
+    history = plugbay("history", "acme.tool", "--json", cwd=tmp_path).stdout
+    assert '"upgrade"' not in history
+    assert plugbay("call", "acme.tool", "version", cwd=tmp_path).stdout == "1.0.0\n"
+
+
 async def test_an_upgrade_that_fails_half_way_is_undone(
     sources: PluginFactory, empty_host: Callable[..., Host]
 ) -> None:

@@ -14,7 +14,13 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from plugbay.api.errors import DependentsError, PlugbayError, PluginStateError, ResolutionError
+from plugbay.api.errors import (
+    DependentsError,
+    PlugbayError,
+    PluginStateError,
+    ResolutionError,
+    VersionError,
+)
 from plugbay.model.manifest import PluginManifest
 from plugbay.model.versions import Version
 from plugbay.runtime.swap_host import SwapHost
@@ -23,7 +29,7 @@ if TYPE_CHECKING:
     from plugbay.model.resolve import ResolutionPlan
     from plugbay.runtime.records import PluginRecord
 
-__all__ = ["UpgradePlan", "check_dependents", "check_target", "plan_upgrade"]
+__all__ = ["UpgradePlan", "check_dependents", "check_target", "not_installed", "plan_upgrade"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,22 +163,28 @@ def plan_upgrade(
 def _wanted_version(
     m: SwapHost, plugin_id: str, current: PluginManifest, version: str | None
 ) -> Version:
-    """The version an upgrade moves to: ``version`` when it is installed and not older,
-    else the newest installed that this host accepts, when it is newer."""
+    """The version an upgrade moves to: ``version`` when it is installed and newer than
+    the one serving, else the newest installed that this host accepts, when it is newer."""
     known = m.registry.versions(plugin_id)
     if version is not None:
-        wanted = Version.parse(version)
+        wanted = _asked_version(plugin_id, version, known)
         if wanted not in known:
-            raise PluginStateError(
-                f"version {wanted} is not installed",
-                plugin=plugin_id,
-                hint=f"installed: {', '.join(map(str, known))}; 'plugbay install PATH' adds one",
-            )
+            raise not_installed(plugin_id, str(wanted), known)
         if wanted < current.version:
             raise PluginStateError(
                 f"{wanted} is older than {current.version}, which serves now",
                 plugin=plugin_id,
                 hint=f"'plugbay rollback {plugin_id}' goes back on purpose",
+            )
+        if wanted == current.version:
+            newer = [str(v) for v in known if v > current.version]
+            raise PluginStateError(
+                f"{wanted} serves already: there is nothing to upgrade to",
+                plugin=plugin_id,
+                hint=f"newer versions installed: {', '.join(newer)}"
+                if newer
+                else f"'plugbay reload {plugin_id}' swaps it for what its files say now; "
+                "'plugbay install PATH' adds a newer version",
             )
         return wanted
     host = Version.parse(m.settings.host_version)
@@ -189,6 +201,35 @@ def _wanted_version(
             hint="'plugbay install PATH' adds a newer version",
         )
     return fitting[0]
+
+
+def _asked_version(plugin_id: str, version: str, known: Collection[Version]) -> Version:
+    """``version`` read as SemVer; one that is not says so with the versions installed."""
+    try:
+        return Version.parse(version)
+    except PlugbayError as exc:
+        raise VersionError(
+            f"'{version}' is not a version to upgrade to: {exc.message}",
+            plugin=plugin_id,
+            hint=f"name an installed version ({_listed(known)}), as MAJOR.MINOR.PATCH",
+        ) from None
+
+
+def not_installed(plugin_id: str, version: str, known: Collection[Version]) -> PluginStateError:
+    """The error for a version of ``plugin_id`` that is not installed: the versions that
+    are, and how to install this one (from its files, or from an index)."""
+    return PluginStateError(
+        f"version {version} is not installed (installed: {_listed(known)})",
+        plugin=plugin_id,
+        hint=f"install it first, from its directory or wheel ('plugbay install PATH') or "
+        f"from an index ('plugbay install {plugin_id}@{version} --index URL'), then "
+        f"'plugbay upgrade {plugin_id} {version}'",
+        details={"installed": [str(v) for v in known]},
+    )
+
+
+def _listed(known: Collection[Version]) -> str:
+    return ", ".join(map(str, known)) or "none"
 
 
 def _with_dependents(
