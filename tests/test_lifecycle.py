@@ -176,6 +176,26 @@ async def test_a_second_host_on_the_same_state_directory_is_refused(
         assert str(third.plugin("acme.one").state) == "active"
 
 
+async def test_an_application_catches_a_second_host_with_the_error_plugbay_exports(
+    make_host: Callable[..., Host], plugins: PluginFactory
+) -> None:
+    """What docs/applications.md shows: ``from plugbay import HostLockedError``, no private
+    module, and a second ``Host`` on the same state directory is caught by it."""
+    from plugbay import HostLockedError as Exported
+    from plugbay import PlugbayError
+
+    plugins("acme.one")
+    async with make_host() as first:
+        try:
+            async with make_host():
+                raise AssertionError("a second host on the same state directory started")
+        except Exported as exc:
+            refused = exc
+        assert isinstance(refused, PlugbayError) and refused.code == "host_locked"
+        assert refused.details["pid"] == os.getpid()
+        assert await first.call("acme.one", "ping") == "pong from acme.one 1.0.0"
+
+
 @pytest.mark.slow
 def test_a_second_plugbay_run_is_refused_naming_the_holder_and_the_cli_talks_to_it(
     plugins: PluginFactory, run_host: Callable[..., Run]

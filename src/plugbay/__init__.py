@@ -2,7 +2,8 @@
 
 What a plugin author imports (:mod:`plugbay.api`), the errors every failure is
 reported with (:mod:`plugbay.api.errors`), and :class:`Host`, which an
-application embeds. ``Host`` is imported on first use, so a plugin's worker,
+application embeds (with :class:`HostLockedError`, what its start raises when another
+host serves the same state directory). ``Host`` is imported on first use, so a plugin's worker,
 which imports ``plugbay`` for the plugin API, never loads the host runtime; and
 ``__version__`` is read on first use (``importlib.metadata`` and the ``email``
 parser it loads are some 25 ms of every worker's, and the zygote's, boot).
@@ -19,11 +20,12 @@ from plugbay.api.errors import __all__ as _errors_all
 
 if TYPE_CHECKING:
     from plugbay.runtime.host import Host
+    from plugbay.runtime.lifecycle import HostLockedError
     from plugbay.runtime.proxy import many
 
     __version__: str
 
-__all__ = [*_api_all, *_errors_all, "Host", "__version__", "many"]
+__all__ = [*_api_all, *_errors_all, "Host", "HostLockedError", "__version__", "many"]
 
 
 def __getattr__(name: str) -> Any:
@@ -37,6 +39,10 @@ def __getattr__(name: str) -> Any:
         version: str = importlib.metadata.version("plugbay")
         globals()["__version__"] = version  # read once
         return version
+    if name == "HostLockedError":  # raised by Host.start: loaded with the host, not before
+        from plugbay.runtime.lifecycle import HostLockedError
+
+        return HostLockedError
     if name == "many":
         from plugbay.runtime.proxy import many
 
