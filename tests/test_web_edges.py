@@ -112,3 +112,58 @@ async def test_a_cookie_change_needs_a_matching_origin_and_a_bearer_client_none(
         assert (await browser.post(path, headers={"Origin": api.url})).status_code == 200
         assert (await browser.get("/api/v1/plugins")).status_code == 200  # reads need none
     assert (await api.http.post(path)).status_code == 200  # bearer: no cookie, no Origin
+
+
+#: what ``curl -d BODY`` sends without ``-H 'Content-Type: application/json'``
+CURL_FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+async def test_a_json_body_curl_sent_as_a_form_is_read_as_json(api: Api) -> None:
+    """``curl -d '{…}'`` forgets the Content-Type: the config, grants and disable routes
+    take the JSON all the same, as the command routes do."""
+    config = await api.http.put(
+        "/api/v1/plugins/acme.greeter/config",
+        content=b'{"values": {"greeting": "Hey"}}', headers=CURL_FORM,
+    )  # fmt: skip
+    assert config.status_code == 200, config.text
+    assert config.json()["config"]["greeting"] == "Hey"
+    assert await api.host.call("acme.greeter", "greet", name="Ada") == "Hey, Ada!"
+    granted = await api.http.post(
+        "/api/v1/plugins/acme.calc/grants", content=b'{"permission": "env:HOME"}', headers=CURL_FORM
+    )
+    assert granted.status_code == 200, granted.text
+    assert granted.json()["permission"] == "env:HOME"
+    assert api.host.state is not None and "env:HOME" in api.host.state.grants("acme.calc")
+    disabled = await api.http.post(
+        "/api/v1/plugins/acme.greeter/disable",
+        content=b'{"reason": "maintenance"}', headers=CURL_FORM,
+    )  # fmt: skip
+    assert disabled.status_code == 200, disabled.text
+    rec = api.host.plugin("acme.greeter")
+    assert (str(rec.state), rec.reason) == ("disabled", "maintenance")
+
+
+@pytest.mark.parametrize(
+    ("headers", "sent"),
+    [
+        (CURL_FORM, "application/x-www-form-urlencoded"),
+        ({"Content-Type": "text/plain"}, "text/plain"),
+    ],
+)
+async def test_a_body_that_is_not_sent_as_json_is_refused_saying_how_to_send_it(
+    api: Api, headers: dict[str, str], sent: str
+) -> None:
+    for method, path, body in (
+        ("POST", "/api/v1/plugins/acme.greeter/disable", b"reason=maintenance"),
+        ("PUT", "/api/v1/plugins/acme.greeter/config", b"greeting=Hey"),
+        ("POST", "/api/v1/plugins/acme.calc/grants", b"permission=env:HOME"),
+    ):
+        if sent == "text/plain":  # JSON, but declared as text: not taken for JSON
+            body = b'{"reason": "maintenance"}'
+        r = await api.http.request(method, path, content=body, headers=headers)
+        assert r.status_code == 422, (path, r.text)
+        error = error_of(r)
+        assert error["message"].startswith(f"the request body is not JSON: it came as {sent}")
+        assert "-H 'Content-Type: application/json'" in error["hint"]
+    assert str(api.host.plugin("acme.greeter").state) == "active"  # nothing changed
+    assert api.host.runtime_config("acme.greeter") == {}

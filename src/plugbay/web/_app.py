@@ -9,13 +9,14 @@ import re
 from collections.abc import Callable
 from typing import Any, Final
 
+import msgspec
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from plugbay.api.errors import PlugbayError
 from plugbay.runtime.host import HOST_VERSION, Host
@@ -122,13 +123,80 @@ def create_app(
         _audit_before(host, caller)
 
     gate = Gate(
-        api, tokens=tokens, max_body=max_body, audit=audit, call=call, preflight=preflight,
+        JsonBodies(api), tokens=tokens, max_body=max_body, audit=audit, call=call, preflight=preflight,
         scoped=_scoped(host),
     )  # fmt: skip
     web = WebApp(host, api, gate, series)
     web.asgi = Draining(gate, host)  # 503 while stopping
     api.state.web = web
     return web
+
+
+class JsonBodies:
+    """A JSON body is read as JSON when curl sent it as a form: ``curl -d '{…}'`` without
+    ``-H 'Content-Type: application/json'`` says ``application/x-www-form-urlencoded``, and
+    FastAPI would not read the body of such a request as JSON. Only a body that parses as
+    JSON is taken so (the command routes read theirs so already); a real form body is left
+    for FastAPI to refuse, with the error saying what to send (:func:`_validation_error`).
+    A cookie-authenticated change needs this host's ``Origin`` (``_gate``), so a form on
+    another site gains nothing from it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and _media_type(scope) == _FORM:
+            body, receive = await _whole_body(receive)
+            try:
+                msgspec.json.decode(body)
+            except msgspec.DecodeError:
+                pass
+            else:
+                headers = [(k, v) for k, v in scope["headers"] if k.lower() != b"content-type"]
+                scope = {**scope, "headers": [*headers, (b"content-type", b"application/json")]}
+        await self.app(scope, receive, send)
+
+
+#: what curl's -d sends unless told otherwise
+_FORM: Final = "application/x-www-form-urlencoded"
+
+
+def _media_type(scope: Scope) -> str:
+    """The request's Content-Type without its parameters (``""``: none)."""
+    for key, value in scope["headers"]:
+        if key.lower() == b"content-type":
+            return str(value.decode("latin-1").partition(";")[0].strip().lower())
+    return ""
+
+
+def _is_json(media_type: str) -> bool:
+    return media_type == "application/json" or media_type.endswith("+json")
+
+
+async def _whole_body(receive: Receive) -> tuple[bytes, Receive]:
+    """The request's body, and a ``receive`` that gives it again (then waits as before)."""
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return b"".join(chunks), _replaying(b"".join(chunks), receive, message)
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks), _replaying(b"".join(chunks), receive, None)
+
+
+def _replaying(body: bytes, receive: Receive, then: Message | None) -> Receive:
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return then if then is not None else await receive()
+
+    return replay
 
 
 def _scoped(host: Host) -> Callable[[str], Access | str] | None:
@@ -191,6 +259,18 @@ def _audit_before(host: Host, caller: Caller) -> None:
 
 async def _validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
+    sent = _media_type(request.scope)
+    if not _is_json(sent) and any(tuple(e.get("loc", ())) == ("body",) for e in exc.errors()):
+        # the body was not read as JSON at all: say how to send it, not what pydantic saw
+        error = http_error(
+            "request_invalid",
+            f"the request body is not JSON: it came as {sent or 'no Content-Type'}"
+            + (" (curl -d sends that unless told otherwise)" if sent == _FORM else ""),
+            hint="send a JSON object with -H 'Content-Type: application/json'; see "
+            f"{request.base_url}openapi.json for what this endpoint takes",
+            errors=[{"loc": ["body"], "msg": f"a JSON object was expected, not {sent}"}],
+        )
+        return error_response(error, 422)
     problems = []
     for e in exc.errors():
         where = ".".join(str(p) for p in e.get("loc", ()))
@@ -350,4 +430,9 @@ with the status that fits: 401 no or wrong token, 403 a cookie used across origi
 422 parameters or body of the wrong shape, 502/504 the plugin's own failure or time limit,
 507 the disk holding the state is full (nothing was changed). Every response carries
 `X-Request-ID`; a 5xx has it in its body too, and the host's log has it with the traceback.
+
+Request bodies are JSON (`Content-Type: application/json`). A body that parses as JSON
+but was sent as `application/x-www-form-urlencoded` (what `curl -d` sends without
+`-H 'Content-Type: application/json'`) is read as JSON too; a body that is not JSON is
+refused, saying how to send it.
 """
