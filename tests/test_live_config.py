@@ -154,3 +154,79 @@ def test_the_config_command_changes_a_running_plugin(
         plugbay("config", "acme.greeter", "repeat=1", cwd=tmp_path)
         view = json.loads(plugbay("config", "acme.greeter", "--json", cwd=tmp_path).stdout)
         assert view["runtime"] == {"greeting": "Hey", "repeat": 1}
+
+
+PICKY = """
+from plugbay import UtilityPlugin, command
+
+class P(UtilityPlugin):
+    async def initialize(self, context):
+        if context.config["greeting"] == "Hello":
+            raise RuntimeError("too plain a greeting: set another one")
+
+    @command
+    def greet(self, name: str) -> str:
+        return f"{self.context.config['greeting']}, {name}"
+"""
+
+
+async def test_a_failed_plugins_new_config_says_what_starts_it_with_it(
+    plugins: PluginFactory, make_host: Callable[..., Host]
+) -> None:
+    """The values are kept for its next start, and the answer says so, naming the command
+    and the request that start it; ``pending`` is null once it runs with them."""
+    import httpx
+
+    from tests._served import api_served
+
+    plugins("acme.picky", PICKY, extra=SCHEMA)
+    async with make_host() as host, api_served(host) as served:
+        assert str(host.plugin("acme.picky").state) == "failed"
+        url = f"{served.url}/api/v1/plugins/acme.picky"
+        auth = {"Authorization": f"Bearer {served.token}"}
+        async with httpx.AsyncClient(headers=auth) as http:
+            put = await http.put(f"{url}/config", json={"values": {"greeting": "Hey"}})
+            assert put.status_code == 200, put.text
+            view = put.json()
+            assert view["runtime"] == {"greeting": "Hey"}
+            assert view["pending"].startswith("acme.picky is failed: it runs with this config")
+            assert "'plugbay enable acme.picky'" in view["pending"]
+            assert "POST /api/v1/plugins/acme.picky/enable" in view["pending"]
+            assert str(host.plugin("acme.picky").state) == "failed"  # nothing started it
+            assert (await http.post(f"{url}/enable")).status_code == 200
+            assert await host.call("acme.picky", "greet", name="Ada") == "Hey, Ada"
+            assert (await http.get(f"{url}/config")).json()["pending"] is None
+            # a key left out of the values goes back to its default (the plugin refuses it)
+            reset = await http.put(f"{url}/config", json={"values": {}})
+            assert reset.status_code == 409, reset.text
+            assert "too plain a greeting" in reset.json()["error"]["message"]
+            assert host.runtime_config("acme.picky") == {"greeting": "Hey"}  # the old values
+
+
+def test_the_config_command_unsets_a_key_and_says_what_starts_a_failed_plugin(
+    plugins: PluginFactory, tmp_path: Path
+) -> None:
+    plugins("acme.greeter", HOOKED, extra=SCHEMA)
+    plugins("acme.picky", PICKY, extra=SCHEMA)
+    with plugbay_run(tmp_path, "--plugins", str(plugins.root)):
+        plugbay("config", "acme.greeter", "greeting=Hey", "repeat=3", cwd=tmp_path)
+        done = plugbay("config", "acme.greeter", "--unset", "greeting", "--json", cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        view = json.loads(done.stdout)
+        assert view["runtime"] == {"repeat": 3}  # the other key kept its run-time value
+        assert (view["config"]["greeting"], view["pending"]) == ("Hello", None)
+        called = plugbay("call", "acme.greeter", "greet", "name=Cy", "--json", cwd=tmp_path)
+        assert json.loads(called.stdout)["result"]["text"] == "Hello Hello Hello, Cy"
+        unknown = plugbay("config", "acme.greeter", "--unset", "colour", cwd=tmp_path)
+        assert unknown.returncode == 1
+        assert "cannot unset 'colour'" in " ".join(unknown.stderr.split())
+
+        changed = plugbay("config", "acme.picky", "greeting=Hey", cwd=tmp_path)
+        assert changed.returncode == 0, changed.stderr
+        said = " ".join(changed.stdout.split())
+        assert "acme.picky: config changed" in said
+        assert "not in effect yet: acme.picky is failed" in said
+        assert "'plugbay enable acme.picky'" in said
+        assert plugbay("enable", "acme.picky", cwd=tmp_path).returncode == 0
+        called = plugbay("call", "acme.picky", "greet", "name=Cy", "--json", cwd=tmp_path)
+        assert json.loads(called.stdout)["result"] == "Hey, Cy"

@@ -147,6 +147,29 @@ async def test_health_reporter(tmp_path: Path, plugins: PluginFactory) -> None:
         assert next(p for p in report.plugins if p.id == "acme.broken").status == "disabled"
 
 
+async def test_health_reporter_rates_a_plugin_restarting_after_a_crash_as_starting(
+    tmp_path: Path, plugins: PluginFactory
+) -> None:
+    """A worker's crash and its restart are no failure of the host's: not failing."""
+    from plugbay import PluginCrashed
+
+    plugins.copy_bundled("core/system", "core/monitoring")
+    plugins(
+        "acme.crasher",
+        "import os\nfrom plugbay import UtilityPlugin, command\n\nclass P(UtilityPlugin):\n"
+        "    @command\n    def crash(self) -> None:\n        os._exit(9)\n",
+        extra='isolation = "process"\n',
+    )
+    host = Host(plugins.root, state_dir=tmp_path / "s", entry_points=False, restart_backoff=60)
+    async with host:
+        with pytest.raises(PluginCrashed):
+            await host.call("acme.crasher", "crash")
+        report = await host.call("core.monitoring", "report")
+        crasher = next(p for p in report.plugins if p.id == "acme.crasher")
+        assert (crasher.state, crasher.status) == ("restarting", "starting")
+        assert report.overall == "green"
+
+
 def test_bundled_plugins_validate() -> None:
     import subprocess
     import sys

@@ -9,7 +9,8 @@ record and call metrics) and rates each plugin:
   calls are failing: in the last ``window`` seconds some failed, at that rate
   or worse;
 * **green** — active and neither of those;
-* **disabled**, **stopped**, **starting** — shown, but not rated.
+* **disabled**, **stopped**, **starting** (restarting after a crash too) — shown,
+  but not rated.
 
 Overall health is the worst of the rated plugins. "Recent" comes from samples
 of the cumulative counters, taken every quarter window by a background task.
@@ -39,6 +40,7 @@ _NOT_RATED: Final[dict[str, Status]] = {
     "discovered": "starting",
     "resolved": "starting",
     "initializing": "starting",
+    "restarting": "starting",  # after a crash: failing only once the host gives up
 }
 
 

@@ -64,7 +64,8 @@ class SystemEvent:
     """Something that happened in the host, delivered to system plugins by priority.
 
     ``kind`` is dotted: ``plugin.loaded``, ``plugin.failed``, ``plugin.unloaded``,
-    ``host.started``, ``host.stopping``, ``security.*`` …
+    ``plugin.crashed`` (its worker died; it restarts after a backoff), ``host.started``,
+    ``host.stopping``, ``security.*`` …
     """
 
     kind: str

@@ -145,7 +145,7 @@ class RemoteHost:
     def plugins(self) -> Listing:
         rows = [list_row(r, self.source) for r in self.client.plugins()]
         for row in rows:  # the summary has the reason; the error object is in the detail
-            if row["state"] == "failed":
+            if row["state"] in ("failed", "restarting"):
                 row["error"] = self.client.info(row["id"]).get("error")
         return Listing(rows, footer=f"from the running host at {self.client.url} ({self.source})")
 

@@ -28,7 +28,7 @@ __all__ = [
 
 LIST_KEYS = (
     "id", "version", "type", "state", "isolation", "uptime_seconds", "load_seconds", "reason",
-    "error", "needs", "source",
+    "error", "needs", "restart", "source",
 )  # fmt: skip
 
 STATE_COLOURS = {
@@ -41,7 +41,12 @@ STATE_COLOURS = {
     "discovered": "cyan",
     "stopping": "cyan",
     "on-demand": "blue",
+    "restarting": "dark_orange",
 }
+
+
+#: the states whose reason the table's lines below it say
+_EXPLAINED = ("failed", "disabled", "restarting")
 
 
 @dataclass
@@ -71,7 +76,7 @@ def list_row(data: dict[str, Any], source: str | None) -> dict[str, Any]:
 def listing_of(host: Host) -> Listing:
     """The plugins of a host in this process, and its problems no plugin's reason says."""
     records = host.plugins()
-    shown = {r.reason for r in records if r.reason and str(r.state) in ("failed", "disabled")}
+    shown = {r.reason for r in records if r.reason and str(r.state) in _EXPLAINED}
     problems = [str(p) for p in host.problems if str(p) not in shown and not p.plugin]
     return Listing([list_row(r.to_dict(), None) for r in records], problems)
 
@@ -86,8 +91,8 @@ def print_listing(listing: Listing) -> None:
     """The table of ``plugbay list``, each failure's reason, problems, and the source."""
     out.print(_table(listing))
     for r in listing.rows:
-        if r["reason"] and r["state"] in ("failed", "disabled", "on-demand", "not running"):
-            colour = {"failed": "red", "on-demand": "blue"}.get(r["state"], "yellow")
+        if r["reason"] and r["state"] in (*_EXPLAINED, "on-demand", "not running"):
+            colour = STATE_COLOURS.get(r["state"], "yellow")
             out.print(f"[{colour}]{r['state']}:[/] {escape(r['reason'])}")
     for problem in listing.problems:
         out.print(f"[red]problem:[/] {escape(problem)}")

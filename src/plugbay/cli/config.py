@@ -1,4 +1,5 @@
-"""``plugbay config ID [key=value …]``: a plugin's config, shown or changed while it serves."""
+"""``plugbay config ID [key=value …] [--unset KEY …]``: a plugin's config, shown or changed
+while it serves."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from plugbay.cli._options import (
     print_json,
     to_builtins,
 )
-from plugbay.runtime.live_config import masked
+from plugbay.runtime.live_config import masked, pending
 
 if TYPE_CHECKING:
     from plugbay.runtime.host import Host
@@ -36,7 +37,17 @@ PANEL = "plugins"
 def config(
     plugin_id: PluginIdArg,
     pairs: Annotated[
-        list[str] | None, typer.Argument(help="key=value to set (JSON for numbers, lists…)")
+        list[str] | None,
+        typer.Argument(help="key=value to set (JSON for numbers, lists…; text for a string key)"),
+    ] = None,
+    unset: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--unset",
+            metavar="KEY",
+            help="Drop KEY's run-time value: the host config's value, else the manifest's "
+            "default, applies again (repeat for more keys).",
+        ),
     ] = None,
     plugins: PluginsOpt = None,
     state: StateOpt = Path(".plugbay"),
@@ -48,44 +59,74 @@ def config(
     The values are checked against the manifest's config schema with the host config's
     layer, as at start: a bad one is refused naming the key, and nothing changes. A
     running plugin takes them through its on_config_change hook when it has one, else
-    it is swapped with state handover (its old version serves until then). Keys not
-    named keep their run-time values. Every change is in 'plugbay history ID'.
+    it is swapped with state handover (its old version serves until then). A plugin
+    that is not active takes them at its next start, and the answer says what starts
+    it. Keys not named keep their run-time values; --unset KEY drops one, so the host
+    config's value or the manifest's default applies again (key=null sets JSON null,
+    the text "null" for a string key). Every change is in 'plugbay history ID'.
     """
     from plugbay.web.client import connect, running_host
 
+    change = _Change(pairs or [], unset or [])
     try:
         client = connect(state)
         if client is not None:
             with client:
                 view = client.config(plugin_id)
-                if pairs:
-                    values = {**view["runtime"], **_values(plugin_id, pairs, view["schema"])}
+                if change:
+                    values = change.applied(plugin_id, view["runtime"], view["schema"])
                     view = client.set_config(plugin_id, values)
         else:
             running = running_host(state)
-            if running is not None and pairs:
+            if running is not None and change:
                 raise refusal(running, state, "config")
             view = in_process(
                 host_kwargs(plugins, state, config_file),
-                lambda host: _local(host, plugin_id, pairs or []),
+                lambda host: _local(host, plugin_id, change),
                 as_json=as_json,
             )
     except PlugbayError as exc:
         fail(exc, as_json=as_json)
-    _show(view, changed=bool(pairs), as_json=as_json)
+    _show(view, changed=bool(change), as_json=as_json)
 
 
-async def _local(host: Host, plugin_id: str, pairs: list[str]) -> dict[str, Any]:
+class _Change:
+    """What the command line asks: keys to set, keys to drop."""
+
+    def __init__(self, pairs: list[str], unset: list[str]) -> None:
+        self.pairs = pairs
+        self.unset = unset
+
+    def __bool__(self) -> bool:
+        return bool(self.pairs or self.unset)
+
+    def applied(
+        self, plugin_id: str, runtime: dict[str, Any], schema: dict[str, Any]
+    ) -> dict[str, Any]:
+        """The run-time values after the change (the host checks them)."""
+        for key in self.unset:
+            if key not in schema:
+                raise ConfigError(
+                    f"cannot unset '{key}': the plugin has no such config key",
+                    plugin=plugin_id,
+                    hint=f"its config keys: {', '.join(sorted(schema)) or 'none'}",
+                )
+        kept = {k: v for k, v in runtime.items() if k not in self.unset}
+        return {**kept, **_values(plugin_id, self.pairs, schema)}
+
+
+async def _local(host: Host, plugin_id: str, change: _Change) -> dict[str, Any]:
     rec = host.plugin(plugin_id)
     schema = rec.manifest.config.describe() if rec.manifest and rec.manifest.config else {}
-    if pairs:
-        values = {**host.runtime_config(plugin_id), **_values(plugin_id, pairs, schema)}
+    if change:
+        values = change.applied(plugin_id, host.runtime_config(plugin_id), schema)
         rec = await host.set_config(plugin_id, values)
     return {
         "plugin": plugin_id,
         "config": to_builtins(masked(rec.manifest, rec.config)),
         "runtime": to_builtins(masked(rec.manifest, host.runtime_config(plugin_id))),
         "schema": to_builtins(schema),
+        "pending": pending(rec),
     }
 
 
@@ -118,6 +159,8 @@ def _show(view: dict[str, Any], *, changed: bool, as_json: bool) -> None:
         return
     if changed:
         out.print(f"{view['plugin']}: config changed")
+    if view.get("pending"):
+        out.print(f"[yellow]not in effect yet:[/] {escape(view['pending'])}")
     table = Table(box=None, pad_edge=False)
     for column in ("key", "value", "set at run time", "type", "limits"):
         table.add_column(column)

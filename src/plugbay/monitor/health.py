@@ -16,7 +16,8 @@
   ``"green"``/``"degraded"``/``"failing"``, or ``{"status": ..., "reason": ...}``.
 * **Status** — failing: the plugin failed, is not live, or says it is failing;
   degraded: it says so, its health check could not answer, or an alert fires;
-  green otherwise. Disabled and stopped plugins are shown, not rated. The
+  green otherwise. Disabled and stopped plugins, and one restarting after a crash
+  (its restarts have an alert rule of their own), are shown, not rated. The
   host's overall status is the worst rated one.
 """
 

@@ -733,7 +733,9 @@ class PluginMonitor:
             self.logs.security(plugin, _security_text(event), event=event.kind, **fields)
             return
         level = (
-            logging.ERROR if event.kind in ("plugin.failed", "plugin.disabled") else logging.INFO
+            logging.ERROR
+            if event.kind in ("plugin.failed", "plugin.disabled", "plugin.crashed")
+            else logging.INFO
         )
         reason = event.data.get("reason")
         self.logs.add(plugin, level, event.kind + (f": {reason}" if reason else ""),
@@ -783,7 +785,7 @@ def _task_stacks(rec: PluginView) -> str:
 def _not_serving(plugin_id: str, rec: PluginView, state: str) -> dict[str, Any]:
     """The health of a plugin that is not active: its state says it, or it failed."""
     if state in ("disabled", "stopped", "stopping", "discovered", "resolved", "initializing",
-                 "on-demand"):  # fmt: skip
+                 "on-demand", "restarting"):  # fmt: skip
         return {"plugin": plugin_id, "version": rec.version, "state": state, "status": state,
                 "live": None, "ready": None, "reasons": [rec.reason] if rec.reason else []}  # fmt: skip
     return {"plugin": plugin_id, "version": rec.version, "state": state, "status": "failing",

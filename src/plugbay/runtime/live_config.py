@@ -7,6 +7,11 @@ no swap, its calls go on. Any other plugin is swapped with state handover (a
 reload), its old version serving until the new one is ready. Either way the change
 is in the plugin's history: the keys, how it was applied, and the values (a field
 the schema marks ``secret`` is shown as ``***``).
+
+A plugin that is not active keeps the values for its next start; :func:`pending` says
+so, and what starts it (the API's and ``plugbay config``'s answer carry it).
+Run-time values replace those set before: a key left out goes back to the host
+config's value, else the manifest's default (``plugbay config ID --unset KEY``).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ if TYPE_CHECKING:
     from plugbay.runtime.host import Host
     from plugbay.runtime.records import PluginRecord
 
-__all__ = ["apply_config", "audit_config"]
+__all__ = ["apply_config", "audit_config", "pending"]
 
 
 async def apply_config(
@@ -36,6 +41,30 @@ async def apply_config(
     swapped = await host.reload(rec.id)
     audit_config(host, rec.id, rec.manifest, values, "swap with state handover")
     return swapped
+
+
+def pending(rec: PluginRecord) -> str | None:
+    """Why the plugin does not run with its config as set now, and what starts it so;
+    ``None`` for an active plugin (it does: the change was applied)."""
+    state, pid = str(rec.state), rec.id
+    enable = f"'plugbay enable {pid}' (POST /api/v1/plugins/{pid}/enable)"
+    if state == "active":
+        return None
+    if state == "restarting":
+        return f"{pid} is restarting after a crash: its restart starts it with this config"
+    if state == "on-demand":
+        return f"{pid} starts on demand: its first call or event starts it with this config"
+    if state == "failed":
+        return (
+            f"{pid} is failed: it runs with this config once started again: {enable} "
+            "starts it now, or the host's next start"
+        )
+    if state in ("disabled", "stopped", "stopping"):
+        return f"{pid} is {state}: it runs with this config once started again: {enable}"
+    return (  # starting with the config it had when its start began
+        f"{pid} is {state}: once it is active, 'plugbay reload {pid}' "
+        f"(POST /api/v1/plugins/{pid}/reload) gives it this config"
+    )
 
 
 #: what a secret config value is shown as (and, sent back, means "keep the value")

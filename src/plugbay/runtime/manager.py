@@ -6,6 +6,7 @@ Each plugin has a :class:`PluginRecord` (:mod:`plugbay.runtime.records`) whose
     discovered → resolved → initializing → active → stopping → stopped
                      ↘ failed (reason kept)        ↘ disabled (by the operator)
 
+(``restarting`` while a crashed worker waits for its restart: ``runtime.supervision``).
 Plugins start in dependency order; a plugin whose dependency is not active is
 not started, and says which one. A failure is recorded with its reason and
 traceback and emitted as an event; it never stops the other plugins.
@@ -477,6 +478,9 @@ class PluginManager(Calling, Starting, Supervision, SecurityEvents):
                 stopped.append(dep)
             if rec.state is PluginState.ACTIVE:
                 await self._stop(rec, action="unload")
+                stopped.append(plugin_id)
+            elif rec.state is PluginState.RESTARTING:
+                self._call_off_restart(rec, "unload")
                 stopped.append(plugin_id)
             return stopped
 

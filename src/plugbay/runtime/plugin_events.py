@@ -69,8 +69,9 @@ log = logging.getLogger("plugbay.events")
 
 #: the host-call target a worker's ``context.events.emit`` goes to (through the broker)
 EVENTS_TARGET: Final = "plugbay.events"
-#: states in which a listener's events wait for it (others are passed on, undelivered)
-_WAITING: Final = frozenset({"active", "on-demand", "initializing", "resolved"})
+#: states in which a listener's events wait for it (others are passed on, undelivered):
+#: a listener restarting after a crash gets them from its restarted worker, as calls do
+_WAITING: Final = frozenset({"active", "on-demand", "initializing", "resolved", "restarting"})
 #: event names whose listeners are kept at most (past it, all are found again)
 _CHAINS: Final = 1024
 

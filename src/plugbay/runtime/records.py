@@ -5,6 +5,11 @@ A record's ``state`` moves through::
 
     discovered → resolved → initializing → active → stopping → stopped
                      ↘ failed (reason kept)        ↘ disabled (by the operator)
+
+and, for a plugin whose worker crashed, ``active → restarting`` while the supervisor
+waits out its backoff (:class:`Restart` says which restart and when), then a new record
+``initializing → active``; ``failed`` when the supervisor gives up
+(:mod:`plugbay.runtime.supervision`).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ __all__ = [
     "ManagerSettings",
     "PluginRecord",
     "PluginState",
+    "Restart",
     "Roster",
     "optional_only",
     "positive",
@@ -47,6 +53,30 @@ class PluginState(enum.StrEnum):
     DISABLED = "disabled"
     #: resolved and validated, not started: its first call or event starts it
     ON_DEMAND = "on-demand"
+    #: its worker crashed; the supervisor starts it again after a backoff (calls wait)
+    RESTARTING = "restarting"
+
+
+@dataclass(frozen=True, slots=True)
+class Restart:
+    """The restart a crashed plugin waits for (its record is ``restarting``)."""
+
+    #: which restart this is among the crashes within the window (1: after the first)
+    attempt: int
+    #: restarts the window allows before the supervisor gives up (``max_crashes`` - 1)
+    attempts: int
+    #: when the next try starts (Unix time)
+    at: float
+    #: the backoff waited before it, seconds (doubles with each crash in the window)
+    backoff: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "attempt": self.attempt,
+            "max_attempts": self.attempts,
+            "next_try": self.at,
+            "backoff_seconds": self.backoff,
+        }
 
 
 class Roster(dict[str, "PluginRecord"]):
@@ -104,6 +134,8 @@ class PluginRecord:
     transitions: list[tuple[float, str]] = field(default_factory=list)
     #: monotonic times of recent crashes, for the restart policy
     crashes: list[float] = field(default_factory=list)
+    #: the restart it waits for while ``restarting``
+    restart: Restart | None = None
 
     @property
     def version(self) -> str | None:
@@ -139,6 +171,9 @@ class PluginRecord:
             else None,
             "needs": sorted(self.needs),
             "notes": list(self.notes),
+            "restart": self.restart.to_dict()
+            if self.restart is not None and self.state is PluginState.RESTARTING
+            else None,
         }
 
 
@@ -155,7 +190,7 @@ class ManagerSettings:
     #: a crashed worker is restarted after backoff, doubling up to the maximum ...
     restart_backoff: float = 0.5
     restart_backoff_max: float = 30.0
-    #: ... unless it crashed this many times within the window: then it is disabled
+    #: ... unless it crashed this many times within the window: then it is failed
     max_crashes: int = 5
     crash_window: float = 60.0
     #: count every call (calls, errors by type, latency histogram); off only to measure its cost

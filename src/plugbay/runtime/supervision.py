@@ -1,6 +1,19 @@
-"""Crash supervision: a plugin whose worker died is failed at once, then restarted
-after a backoff that doubles with each crash, or disabled after too many crashes
-in the window (``ManagerSettings``: ``restart_backoff``, ``max_crashes``, …).
+"""Crash supervision: a plugin whose worker died is ``restarting`` at once, and started
+again after a backoff that doubles with each crash in the window; after too many
+crashes in the window the supervisor gives up and the plugin is ``failed``
+(``ManagerSettings``: ``restart_backoff``, ``max_crashes``, ``crash_window``).
+
+What each step tells the rest of the host:
+
+* a crash: the record is ``restarting`` with its :class:`~plugbay.runtime.records.Restart`
+  (which attempt, when the next try is) and the crash as its error and reason; the
+  history gets a ``crash``; system plugins get ``plugin.crashed``. Calls wait for the
+  restart (``runtime.calling``). It is not ``failed``: readiness, health and the
+  alert rules on failed plugins leave a normal restart alone.
+* the restart: a ``restart`` in the history, then a new record that starts as any
+  plugin does (``plugin.loaded``, or ``failed`` with ``plugin.failed`` when it cannot).
+* giving up: ``failed`` with ``plugin.failed``, the reason naming the crashes;
+  ``plugbay enable ID`` (``host.enable``) starts it again, as does the host's next start.
 
 :class:`Supervision` is part of :class:`plugbay.runtime.manager.PluginManager`.
 """
@@ -14,10 +27,10 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from plugbay.api.errors import PlugbayError
+from plugbay.api.errors import PlugbayError, PluginCrashed
 from plugbay.model.manifest import PluginManifest
 from plugbay.runtime.events import EventBus
-from plugbay.runtime.records import ManagerSettings, PluginRecord, PluginState, Roster
+from plugbay.runtime.records import ManagerSettings, PluginRecord, PluginState, Restart, Roster
 from plugbay.runtime.routing import Route
 from plugbay.runtime.services import ServiceHub
 from plugbay.state import StateStore
@@ -58,49 +71,98 @@ class Supervision:
         ) -> PluginRecord: ...
 
     def _crashed(self, rec: PluginRecord, error: PlugbayError) -> None:
-        """A worker died under a plugin: it is failed at once, with the reason, then
-        restarted after a backoff that doubles with each crash; too many crashes in
-        the window and it is disabled instead, with the reason kept in the state."""
+        """A worker died under a plugin: it is restarting at once, with the reason, and
+        started again after a backoff that doubles with each crash; too many crashes in
+        the window and it is failed instead."""
         if rec.state is not PluginState.ACTIVE or self._records.get(rec.id) is not rec:
             return
         self.events.unsubscribe(rec.id)
         self.services.withdraw(rec.id)
         self._routes.pop(rec.id, None)
         rec.started_at = None
-        self._fail(rec, error, action="crash")
         now = time.monotonic()
         settings = self.settings
         rec.crashes = [t for t in rec.crashes if now - t < settings.crash_window] + [now]
         if len(rec.crashes) >= settings.max_crashes:
-            reason = (
-                f"disabled after {len(rec.crashes)} crashes within {settings.crash_window:g} s; "
-                f"the last: {error.message}"
-            )
-            rec.reason = reason
-            self._set_state(rec, PluginState.DISABLED)
-            rec.reason = reason
-            if self.state is not None:
-                self.state.set_enabled(rec.id, False, reason)
-            self._history(rec, "disable", "ok", reason, {"crashes": len(rec.crashes)})
-            self.events.emit("plugin.disabled", plugin=rec.id, reason=reason)
-            log.error("plugin '%s' %s; 'plugbay enable %s' brings it back", rec.id, reason, rec.id)
+            self._give_up(rec, error)
             return
         delay = min(
             settings.restart_backoff * 2 ** (len(rec.crashes) - 1), settings.restart_backoff_max
         )
+        self._restarting(rec, error, delay)
         task = asyncio.get_running_loop().create_task(self._restart(rec, delay))
         self._restarts[rec.id] = task
         task.add_done_callback(functools.partial(self._forget_restart, rec.id))
+
+    def _restarting(self, rec: PluginRecord, error: PlugbayError, delay: float) -> None:
+        """The record waits for its restart: which one, when, and the crash that asked it."""
+        restart = Restart(
+            len(rec.crashes), self.settings.max_crashes - 1, time.time() + delay, delay
+        )
+        rec.restart = restart
+        rec.error = error
+        rec.traceback = None
+        rec.reason = (
+            f"{error.message}; restart {restart.attempt} of {restart.attempts} at "
+            f"{time.strftime('%H:%M:%S', time.localtime(restart.at))} (after {delay:g} s)"
+        )
+        self._set_state(rec, PluginState.RESTARTING)
+        log.error("plugin '%s' crashed: %s", rec.id, rec.reason)
+        self._history(
+            rec, "crash", "failed", str(error),
+            {"code": error.code, "restart": restart.attempt, "backoff": delay},
+        )  # fmt: skip
+        self.events.emit(
+            "plugin.crashed", plugin=rec.id, version=rec.version, reason=str(error),
+            code=error.code, attempt=restart.attempt, retry_in=delay,
+        )  # fmt: skip
+
+    def _give_up(self, rec: PluginRecord, error: PlugbayError) -> None:
+        """Too many crashes within the window: failed, saying so and what starts it again.
+        Not kept in the state: the host's next start tries it again, as any failed plugin."""
+        settings = self.settings
+        failure = PluginCrashed(
+            f"gave up restarting it after {len(rec.crashes)} crashes within "
+            f"{settings.crash_window:g} s; the last: {error.message}",
+            plugin=rec.id,
+            hint=f"'plugbay history {rec.id}' lists the crashes; 'plugbay enable {rec.id}' "
+            "(host.enable in an application) starts it again",
+            details={"crashes": len(rec.crashes), "last": error.to_dict()},
+        )
+        rec.restart = None
+        self._fail(rec, failure, action="crash")
+
+    def _call_off_restart(self, rec: PluginRecord, action: str) -> None:
+        """Unloaded in its backoff: no restart comes, and what is left of the crashed
+        worker goes. (The restart would otherwise have started it again later.)"""
+        task = self._restarts.pop(rec.id, None)
+        if task is not None:
+            task.cancel()
+        handle, rec.handle = rec.handle, None
+        if handle is not None:
+            handle.release()
+        rec.restart = None
+        self._set_state(rec, PluginState.STOPPED)
+        self._history(
+            rec, action, "ok", "in its restart's backoff: the restart is called off", None
+        )
+        self.events.emit("plugin.unloaded", plugin=rec.id, version=rec.version, result="ok")
 
     def _forget_restart(self, plugin_id: str, _task: object) -> None:
         self._restarts.pop(plugin_id, None)
 
     async def _restart(self, crashed: PluginRecord, delay: float) -> None:
-        await asyncio.sleep(delay)
+        try:
+            await asyncio.sleep(delay)
+        except asyncio.CancelledError:  # the host stops: nothing restarts it any more
+            if self._records.get(crashed.id) is crashed and crashed.state is PluginState.RESTARTING:
+                crashed.restart = None
+                self._set_state(crashed, PluginState.STOPPED)
+            raise
         async with self._lock:
             if (
                 self._records.get(crashed.id) is not crashed
-                or crashed.state is not PluginState.FAILED
+                or crashed.state is not PluginState.RESTARTING
             ):
                 return  # unloaded, disabled or restarted meanwhile
             assert crashed.manifest is not None

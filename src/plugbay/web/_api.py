@@ -17,7 +17,7 @@ from fastapi.responses import Response
 
 from plugbay.api.errors import PlugbayError
 from plugbay.runtime.host import Host
-from plugbay.runtime.live_config import masked, unmasked
+from plugbay.runtime.live_config import masked, pending, unmasked
 from plugbay.web._errors import ErrorBody, error_response, http_error
 from plugbay.web._models import (
     AlertItem,
@@ -89,6 +89,7 @@ def summary(rec: PluginRecord) -> PluginSummary:
         load_seconds=d["load_seconds"],
         reason=d["reason"],
         needs=d["needs"],
+        restart=d["restart"],
     )
 
 
@@ -131,6 +132,7 @@ _HEALTH: Final = {
     "disabled": "disabled",
     "stopped": "stopped",
     "on-demand": "on-demand",
+    "restarting": "degraded",
 }
 
 
@@ -394,6 +396,7 @@ def _config_view(host: Host, plugin_id: str) -> ConfigView:
             "config": _builtins(masked(rec.manifest, rec.config)),
             "runtime": _builtins(masked(rec.manifest, host.runtime_config(plugin_id))),
             "schema": _builtins(schema),
+            "pending": pending(rec),
         }
     )
 
@@ -414,7 +417,8 @@ async def get_config(plugin_id: str, host: HostDep) -> ConfigView:
 async def put_config(plugin_id: str, change: ConfigChange, host: HostDep) -> ConfigView:
     """The document lists this operation once per known plugin, with that plugin's own
     schema for ``values``; 409 when the plugin fails to start with the new values (the
-    old ones stay)."""
+    old ones stay). For a plugin that is not active the values are kept for its next
+    start, and ``pending`` says what starts it."""
     rec = host.plugin(plugin_id)
     sent = unmasked(rec.manifest, change.values, host.runtime_config(plugin_id))
     values = check_json_values(plugin_id, rec.manifest.config if rec.manifest else None, sent)

@@ -24,6 +24,7 @@ STATE_COLOURS: Final[Mapping[str, str]] = {
     "resolved": "#2c7fb8",
     "discovered": "#2c7fb8",
     "on-demand": "#5b6fb3",
+    "restarting": "#d35400",
 }
 
 _W: Final = 210  # node width

@@ -20,6 +20,7 @@ __all__ = [
     "PluginDetail",
     "PluginSummary",
     "Readiness",
+    "RestartInfo",
     "RollbackRequest",
     "SeriesPoint",
     "SeriesView",
@@ -44,7 +45,19 @@ State = Literal[
     "failed",
     "disabled",
     "on-demand",
+    "restarting",
 ]
+
+
+class RestartInfo(BaseModel):
+    """The restart a plugin whose worker crashed waits for (state ``restarting``)."""
+
+    attempt: int = Field(description="Which restart this is among the crashes in the window.")
+    max_attempts: int = Field(
+        description="Restarts the window allows; one more crash and the host gives up (failed)."
+    )
+    next_try: float = Field(description="When the restart starts (Unix time).")
+    backoff_seconds: float = Field(description="The wait before it (doubles with each crash).")
 
 
 class PluginSummary(BaseModel):
@@ -55,8 +68,11 @@ class PluginSummary(BaseModel):
     isolation: str
     uptime_seconds: float | None = Field(description="Seconds since it became active.")
     load_seconds: float | None = Field(description="Time from import to initialized.")
-    reason: str | None = Field(description="Why it is failed or disabled.")
+    reason: str | None = Field(description="Why it is failed, disabled or restarting.")
     needs: list[str] = Field(description="Plugin ids it depends on (resolved).")
+    restart: RestartInfo | None = Field(
+        default=None, description="While restarting after a crash: which restart, and when."
+    )
 
 
 class CommandInfo(BaseModel):
@@ -168,14 +184,21 @@ class ConfigView(BaseModel):
     schema_: dict[str, Any] = Field(
         alias="schema", serialization_alias="schema", description="Each key's type and limits."
     )
+    pending: str | None = Field(
+        default=None,
+        description="Null when the plugin runs with this config (it is active); else why "
+        "it does not yet, and what starts it with it (e.g. POST …/enable for a failed one).",
+    )
 
 
 class ConfigChange(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
 
     values: dict[str, Any] = Field(
-        description="Run-time values, replacing those set before; checked against the "
-        "plugin's schema, then applied by reloading the plugin."
+        description="Run-time values, replacing those set before (a key left out goes back "
+        "to the host config's value, else the manifest's default); checked against the "
+        "plugin's schema, then applied to an active plugin (its on_config_change hook, else "
+        "a reload); a plugin that is not active takes them at its next start (`pending`)."
     )
 
 

@@ -137,8 +137,10 @@ function summary(plugins) {
   const ids = Object.keys(plugins);
   const active = ids.filter((id) => plugins[id].state === "active").length;
   const failed = ids.filter((id) => plugins[id].state === "failed").length;
+  const restarting = ids.filter((id) => plugins[id].state === "restarting").length;
   if (!readiness || !readiness.ready) checkReadiness();
-  $("#summary").textContent = `${ids.length} plugins, ${active} active` + (failed ? `, ${failed} failed` : "") + readinessText();
+  $("#summary").textContent = `${ids.length} plugins, ${active} active` + (restarting ? `, ${restarting} restarting` : "") +
+    (failed ? `, ${failed} failed` : "") + readinessText();
 }
 
 // ------------------------------------------------------------------ charts
@@ -346,10 +348,11 @@ async function saveConfig(event) {
   result.textContent = "applying…";
   result.className = "";
   try {
-    await api("PUT", `/api/v1/plugins/${encodeURIComponent(id)}/config`, { values });
-    result.textContent = "applied";
+    const view = await api("PUT", `/api/v1/plugins/${encodeURIComponent(id)}/config`, { values });
+    const outcome = view.pending ? `kept, not in effect yet: ${view.pending}` : "applied";
+    result.textContent = outcome;
     await fillConfigForm(id);
-    $("#config-result").textContent = "applied";
+    $("#config-result").textContent = outcome;
   } catch (error) {
     result.textContent = error.text || String(error);
     result.className = "error";
