@@ -286,7 +286,8 @@ class LocalHost:
             from plugbay.cli.offline import disk_info, say_no_host
 
             say_no_host(self.state)
-            return disk_info(plugin_id, self.kwargs["plugins_dir"], self.state)
+            dirs = self.kwargs["plugins_dir"]
+            return disk_info(plugin_id, dirs, self.state, self.kwargs["config_file"])
 
         async def body(host: Host) -> dict[str, Any]:
             data = host.info(plugin_id)

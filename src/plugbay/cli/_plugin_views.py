@@ -69,25 +69,60 @@ def _manifest_facts(data: dict[str, Any], m: dict[str, Any]) -> list[tuple[str, 
 
 
 def _permission_facts(plugin_id: str, permissions: dict[str, Any]) -> list[tuple[str, Any]]:
-    if not (permissions.get("asked") or permissions.get("granted")):
+    """The layers of ``runtime.permissions``: asked, each grant and where it comes from,
+    in force now and at the next start, pending and denied."""
+    asked, grants = permissions.get("asked") or [], permissions.get("grants") or []
+    if not (asked or grants):
         return []
-    return [
-        ("permissions", "asked: " + (", ".join(permissions["asked"]) or "-")),
-        ("", "granted: " + (", ".join(permissions["granted"]) or "-")),
-        ("", "in effect: " + (", ".join(permissions["effective"]) or "none")),
+    facts: list[tuple[str, Any]] = [("permissions", "asked: " + (", ".join(asked) or "nothing"))]
+    facts += [("", "granted: " + _grant_text(g)) for g in grants] or [("", "granted: nothing")]
+    facts += _in_force_facts(plugin_id, permissions)
+    facts += [
         # the diff the operator approves: what a new version asks for beyond its grants
-        *[
-            ("", f"pending: {pending} — approve with 'plugbay grant {plugin_id} {pending}'")
-            for pending in permissions.get("pending") or []
-        ],
-        *[
+        ("", f"pending: {pending} — approve with 'plugbay grant {plugin_id} {pending}'")
+        for pending in permissions.get("pending") or []
+    ]
+    facts += [
+        ("", f"denied: {denied} — runs without it; 'plugbay grant {plugin_id} {denied}' allows it")
+        for denied in permissions.get("denied") or []
+    ]
+    return facts
+
+
+def _grant_text(grant: Mapping[str, Any]) -> str:
+    """One grant: what, where from (and who, when), and whether it does anything."""
+    text = f"{grant['permission']} — {grant['where']}"
+    if grant.get("by"):
+        text += f", by {grant['by']}"
+    if grant.get("since"):
+        text += time.strftime(", %Y-%m-%d %H:%M", time.localtime(grant["since"]))
+    if grant.get("asked") is False:
+        text += " — not asked for by its manifest: no effect until it is"
+    return text
+
+
+def _in_force_facts(plugin_id: str, permissions: dict[str, Any]) -> list[tuple[str, Any]]:
+    """In force in its running worker, and what changes at its next start (or, when no
+    worker runs, what it gets when it starts)."""
+    now = permissions.get("in_force")
+    then = permissions.get("next_start", permissions.get("effective") or [])
+    if now is None:
+        return [("", "in effect: " + (", ".join(then) or "none") + " (when it starts)")]
+    facts: list[tuple[str, Any]] = [
+        ("", "in effect: " + (", ".join(now) or "none") + " (in force now)")
+    ]
+    changes = permissions.get("at_next_start") or {}
+    moves = [f"+{p}" for p in changes.get("gains") or []]
+    moves += [f"-{p}" for p in changes.get("loses") or []]
+    if moves:
+        facts.append(
             (
                 "",
-                f"denied: {denied} — runs without it; 'plugbay grant {plugin_id} {denied}' allows it",
+                f"at its next start: {', '.join(moves)} (kept since it started; "
+                f"'plugbay reload {plugin_id}' applies it now)",
             )
-            for denied in permissions.get("denied") or []
-        ],
-    ]
+        )
+    return facts
 
 
 def _sandbox_facts(data: dict[str, Any]) -> list[tuple[str, Any]]:

@@ -84,15 +84,16 @@ def _on_demand(manifest: Any) -> str | None:
     return f"installed, starts on demand ({', '.join(manifest.activation)})"
 
 
-def disk_info(plugin_id: str, plugin_dirs: list[Path], state: Path) -> dict[str, Any]:
-    """``plugbay info`` from the manifest and the kept state (no plugin code is imported,
-    so its commands are not known)."""
+def disk_info(
+    plugin_id: str, plugin_dirs: list[Path], state: Path, config: Path | None = None
+) -> dict[str, Any]:
+    """``plugbay info`` from the manifest, the host config file ``config`` (its policy)
+    and the kept state (no plugin code is imported, so its commands are not known)."""
     newest, _, known = _newest([*plugin_dirs, state / "store"])
     m = newest.get(plugin_id)
     if m is None:
         raise _not_on_disk(plugin_id, plugin_dirs, newest)
-    disabled, granted, stored, denied = _kept_for(plugin_id, state)
-    asked = m.permissions.asked() if m.permissions is not None else []
+    disabled, kept, stored = _kept_for(plugin_id, state)
     off = plugin_id in disabled
     return {
         "id": plugin_id,
@@ -110,7 +111,7 @@ def disk_info(plugin_id: str, plugin_dirs: list[Path], state: Path) -> dict[str,
         ),
         "commands": [],
         "config": None,
-        "permissions": _permissions(asked, granted, denied),
+        "permissions": permissions_on_disk(m, plugin_dirs, config, kept),
         "limits": {},
         "sandbox": None,
         "python": _python(m, state),
@@ -161,34 +162,36 @@ def check_switch(
     )
 
 
-def _kept_for(
-    plugin_id: str, state: Path
-) -> tuple[dict[str, str | None], list[str], list[Any], set[str]]:
-    """The disabled plugins, and the plugin's grants, stored versions and denied
-    permissions, from the kept state."""
-    from plugbay.runtime.plugin_info import denials
+def _kept_for(plugin_id: str, state: Path) -> tuple[dict[str, str | None], Any, list[Any]]:
+    """The disabled plugins, and the plugin's grants and denials (``Kept``) and stored
+    versions, from the kept state."""
+    from plugbay.runtime.permissions import Kept, kept_decisions
 
     disabled, store = _kept(state)
     if store is None:
-        return disabled, [], [], set()
+        return disabled, Kept(), []
     try:
-        granted, stored = store.grants(plugin_id), store.installed(plugin_id)
-        return disabled, granted, stored, denials(store, plugin_id)
+        return disabled, kept_decisions(store, plugin_id), store.installed(plugin_id)
     finally:
         store.close()
 
 
-def _permissions(asked: list[str], granted: list[str], denied: set[str]) -> dict[str, list[str]]:
-    from plugbay.runtime.plugin_info import with_denials
+def permissions_on_disk(
+    manifest: Any, plugin_dirs: list[Path], config: Path | None, kept: Any
+) -> dict[str, Any]:
+    """The plugin's permissions as a host started now would place them: the config file's
+    policy and the state's grants (what is in force in a running worker is not known here)."""
+    from plugbay.isolation.policy import IsolationPolicy
+    from plugbay.runtime.permissions import layered
 
-    return with_denials(
-        {
-            "asked": asked,
-            "granted": granted,
-            "effective": [p for p in asked if p in granted],
-            "pending": [p for p in asked if p not in granted],
-        },
-        denied,
+    policy = IsolationPolicy.from_file(config)
+    return layered(
+        manifest.id,
+        manifest.permissions.asked(),
+        policy,
+        kept,
+        trust=policy.trusted(manifest, plugin_dirs),
+        in_force=None,
     )
 
 

@@ -1,20 +1,37 @@
-"""Commands that grant and take back what a plugin may do: grant, revoke."""
+"""Commands that grant and take back what a plugin may do: grant, revoke.
+
+With a host serving the state directory's API, both go through it (kept, and applied at
+once); else they change the state, and apply when a host starts. Either way a grant of
+the host config file's ``[policy.grants]`` is not revoked here: the file is named, for the
+operator to edit (``runtime.permissions``).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, Final
 
 import typer
 from rich.markup import escape
 
 from plugbay.api.errors import PlugbayError
 from plugbay.cli._console import err, fail, out
-from plugbay.cli._options import PluginIdArg, PluginsOpt, StateOpt, add_command, store_op
+from plugbay.cli._defaults import config_file
+from plugbay.cli._options import (
+    ConfigOpt,
+    PluginIdArg,
+    PluginsOpt,
+    StateOpt,
+    add_command,
+    store_op,
+)
 
 __all__ = ["PANEL", "register"]
 
 PANEL = "permissions"
+
+#: who made a change with no host serving the state's API, as the history keeps it
+_BY_HAND: Final = "plugbay {} (no host serving its API)"
 
 
 def _check_permission(permission: str) -> None:
@@ -37,19 +54,17 @@ def grant(
     ],
     plugins: PluginsOpt = None,
     state: StateOpt = Path(".plugbay"),
+    config: ConfigOpt = None,
 ) -> None:
     """Grant a plugin a permission its manifest asks for.
 
     Deny by default: only what is both asked for and granted is allowed.
     """
     _check_permission(permission)
-    if _granted_live(state, plugin_id, permission, "grant"):
+    if _changed_live(state, plugin_id, permission, "grant"):
         return
-    from plugbay.model.discover import discover
-
-    found = discover(plugins or [Path("plugins")], entry_points=True)
-    asked = {m.id: m.permissions.asked() for m in found.manifests}
-    if plugin_id not in asked:
+    manifest = _manifest(plugin_id, plugins, state)
+    if manifest is None:
         fail(
             PlugbayError(
                 f"no plugin '{plugin_id}' is found",
@@ -57,36 +72,124 @@ def grant(
                 hint="'plugbay list' shows the plugins found",
             )
         )
+    view = _view_on_disk(plugin_id, manifest, plugins, state, config)
     store_op(state, lambda s: s.grant(plugin_id, permission))
-    store_op(state, lambda s: s.add_event(plugin_id, "grant", reason=permission))
+    store_op(
+        state,
+        lambda s: s.add_event(
+            plugin_id, "grant", reason=permission, details={"by": _BY_HAND.format("grant")}
+        ),
+    )
     out.print(f"{plugin_id}: granted {escape(permission)}")
-    out.print("no host is running on this state directory: it applies when one starts")
-    if permission not in asked[plugin_id]:
+    out.print(_applies_when(state, plugin_id))
+    asked = view["asked"]
+    if not _covers_asked(permission, asked):
         err.print(
             f"[yellow]note:[/] {plugin_id}'s manifest does not ask for {escape(permission)}, so it "
-            "has no effect until it does (asked: "
-            + escape(", ".join(asked[plugin_id]) or "nothing")
-            + ")"
+            "has no effect until it does (asked: " + escape(", ".join(asked) or "nothing") + ")"
         )
+    for source in view["grants"]:
+        if source["permission"] == permission and source["source"] == "config":
+            err.print(f"[yellow]note:[/] it is granted by {escape(source['where'])} as well")
 
 
 def revoke(
     plugin_id: PluginIdArg,
     permission: Annotated[str, typer.Argument(help="A permission granted before")],
+    plugins: PluginsOpt = None,
     state: StateOpt = Path(".plugbay"),
+    config: ConfigOpt = None,
 ) -> None:
-    """Take back a permission."""
+    """Take back a permission granted with 'plugbay grant'.
+
+    A grant of the host config file's \\[policy.grants] is taken back by removing it
+    there: revoke says so, names the file and changes nothing.
+    """
+    from plugbay.runtime.permissions import refusal_to_revoke
+
     _check_permission(permission)
-    if _granted_live(state, plugin_id, permission, "revoke"):
+    if _changed_live(state, plugin_id, permission, "revoke"):
         return
+    manifest = _manifest(plugin_id, plugins, state)
+    view = _view_on_disk(plugin_id, manifest, plugins, state, config)
+    refusal = refusal_to_revoke(view, plugin_id, permission)
+    if refusal is not None:
+        fail(refusal)
     if not store_op(state, lambda s: s.revoke(plugin_id, permission)):
-        fail(PlugbayError(f"{permission} was not granted to '{plugin_id}'", plugin=plugin_id))
-    store_op(state, lambda s: s.add_event(plugin_id, "revoke", reason=permission))
+        fail(
+            PlugbayError(
+                f"{permission} was not granted to '{plugin_id}'",
+                plugin=plugin_id,
+                hint=f"'plugbay info {plugin_id}' lists what is granted, and where from",
+            )
+        )
+    store_op(
+        state,
+        lambda s: s.add_event(
+            plugin_id, "revoke", reason=permission, details={"by": _BY_HAND.format("revoke")}
+        ),
+    )
     out.print(f"{plugin_id}: revoked {escape(permission)}")
-    out.print("no host is running on this state directory: it applies when one starts")
+    out.print(_applies_when(state, plugin_id))
 
 
-def _granted_live(state: Path, plugin_id: str, permission: str, what: str) -> bool:
+def _covers_asked(permission: str, asked: list[str]) -> bool:
+    from plugbay.isolation.policy import covers
+
+    return any(covers(permission, p) for p in asked)
+
+
+def _manifest(plugin_id: str, plugins: list[Path] | None, state: Path) -> Any:
+    """The newest manifest of ``plugin_id`` in the plugins directories and the store."""
+    from plugbay.model.discover import discover
+
+    dirs = [*(plugins or [Path("plugins")]), state / "store"]
+    found = discover([d for d in dirs if d.is_dir()], entry_points=True)
+    mine = [m for m in found.manifests if m.id == plugin_id]
+    return max(mine, key=lambda m: m.version) if mine else None
+
+
+def _view_on_disk(
+    plugin_id: str, manifest: Any, plugins: list[Path] | None, state: Path, config: Path | None
+) -> dict[str, Any]:
+    """The plugin's permissions as a host started now would see them (no host runs)."""
+    from plugbay.isolation.policy import IsolationPolicy
+    from plugbay.runtime.permissions import Kept, kept_decisions, layered
+
+    try:
+        policy = IsolationPolicy.from_file(config_file(config))
+    except PlugbayError as exc:
+        fail(exc)
+    kept = store_op(state, lambda s: kept_decisions(s, plugin_id)) if _has_state(state) else Kept()
+    dirs = [d.resolve() for d in plugins or [Path("plugins")]]
+    return layered(
+        plugin_id,
+        manifest.permissions.asked() if manifest is not None else (),
+        policy,
+        kept,
+        trust=policy.trusted(manifest, dirs) if manifest is not None else None,
+        in_force=None,
+    )
+
+
+def _has_state(state: Path) -> bool:
+    return (state / "state.db").exists()
+
+
+def _applies_when(state: Path, plugin_id: str) -> str:
+    """When a change made in the state, not through a host, takes effect."""
+    from plugbay.web.client import running_host
+
+    running = running_host(state)
+    if running is None:
+        return "no host is running on this state directory: it applies when one starts"
+    return (
+        f"the host running on this state directory (pid {running['pid']}) serves no API, so "
+        f"it applies when that host starts {plugin_id} again (its next start)"
+    )
+
+
+def _changed_live(state: Path, plugin_id: str, permission: str, what: str) -> bool:
     """Grant or revoke through a running host, which keeps it and applies it at once
     (the plugin's worker restarted under the new policy); False when none runs."""
     from plugbay.web.client import connect
@@ -107,7 +210,9 @@ def _granted_live(state: Path, plugin_id: str, permission: str, what: str) -> bo
         out.print(
             f"applied now: {plugin_id}'s worker was restarted under the new policy (host pid {pid})"
         )
-    elif what == "grant" and not done["asked"]:
+    elif done["state"] != "active":
+        out.print(f"{plugin_id} is {done['state']}: it applies when it starts (host pid {pid})")
+    if what == "grant" and not done["asked"]:
         err.print(
             f"[yellow]note:[/] {plugin_id}'s manifest does not ask for "
             f"{escape(permission)}, so it has no effect until it does"

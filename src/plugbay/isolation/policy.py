@@ -41,7 +41,7 @@ from plugbay.api._context import SECRET_ENV_PREFIX, secret_of_env
 from plugbay.api.errors import ConfigError, PlugbayError
 from plugbay.isolation import _cgroups
 from plugbay.isolation.ray_settings import RaySettings, place_on_ray
-from plugbay.model.manifest import PluginManifest, parse_size
+from plugbay.model.manifest import PluginManifest, parse_size, parse_toml
 from plugbay.monitor.bounds import Bounds, bounds_from_config
 
 __all__ = [
@@ -49,6 +49,8 @@ __all__ = [
     "LIMIT_KEYS",
     "IsolationPolicy",
     "Placement",
+    "covers",
+    "in_effect",
     "is_permission",
     "permission_forms",
 ]
@@ -232,6 +234,9 @@ class IsolationPolicy:
     plugin_bounds: Mapping[str, Bounds] = field(default_factory=dict)
     #: the cluster plugins may be placed on (``[ray]``; None: every plugin runs here)
     ray: RaySettings | None = None
+    #: where it was read: the host config file's absolute path, or what gave it
+    #: (what says where a ``[policy.grants]`` grant comes from)
+    origin: str = "the host config"
 
     def bounds_for(self, plugin_id: str) -> Bounds:
         """The plugin's own bounds (``[policy.bounds.plugins."ID"]``), else the defaults."""
@@ -287,8 +292,22 @@ class IsolationPolicy:
         bounds, plugin_bounds = bounds_from_config(table.get("bounds", {}), where=where)
         ray = RaySettings.from_config(data.get("ray"), where=where)
         return cls(
-            tuple(patterns), trust_core, defaults, caps, grants, secrets, bounds, plugin_bounds, ray
-        )
+            tuple(patterns), trust_core, defaults, caps, grants, secrets, bounds, plugin_bounds, ray,
+            origin=str(Path(where).resolve()) if Path(where).is_file() else where,
+        )  # fmt: skip
+
+    @classmethod
+    def from_file(cls, path: Path | None) -> IsolationPolicy:
+        """The policy of the host config file at ``path`` (None: the defaults), read as the
+        host reads it: a file that cannot be read or is wrong is a ConfigError naming it."""
+        if path is None:
+            return cls.from_config({})
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read the host config: {exc}", where=str(path)) from None
+        data = parse_toml(text, str(path), what="the host config", error=ConfigError)
+        return cls.from_config(data, where=str(path))
 
     # ------------------------------------------------------------------ decisions
 
@@ -313,13 +332,11 @@ class IsolationPolicy:
     ) -> Placement:
         asked = tuple(manifest.permissions.asked())
         all_granted = tuple(dict.fromkeys([*self.grants.get(manifest.id, ()), *granted]))
-        effective = tuple(p for p in asked if _covered(p, all_granted))
+        trust = self.trusted(manifest, plugin_dirs)
+        effective = in_effect(asked, all_granted, trusted=trust is not None)
         secrets = _named(effective, "secret:", self.secrets)
         env_source = os.environ if host_environment is None else host_environment
         environment = _named(effective, "env:", env_source)
-        trust = self.trusted(manifest, plugin_dirs)
-        if trust is not None:  # trusting a plugin's code grants what it asks of host data
-            effective += tuple(p for p in asked if p.startswith("host:") and p not in effective)
         isolation, sandboxed, reason = _where_it_runs(manifest, trust)
         placement = Placement(
             isolation=isolation,
@@ -362,18 +379,27 @@ class IsolationPolicy:
         return out
 
 
-def _covered(asked: str, granted: Sequence[str]) -> bool:
-    if asked in granted:
+def in_effect(asked: Iterable[str], granted: Sequence[str], *, trusted: bool) -> tuple[str, ...]:
+    """What is in effect of what a manifest asks for: what a grant covers, and, for a
+    plugin whose code the operator trusts (inline), the ``host:*`` permissions it asks
+    for: trusting its code grants what it asks of host data."""
+    return tuple(
+        p
+        for p in asked
+        if any(covers(g, p) for g in granted) or (trusted and p.startswith("host:"))
+    )
+
+
+def covers(grant: str, asked: str) -> bool:
+    """Whether ``grant`` allows what ``asked`` names: the same permission, or a grant of
+    a directory (``read:``, ``write:``) for a request beneath it."""
+    if grant == asked:
         return True
     kind, _, what = asked.partition(":")
-    for grant in granted:
-        g_kind, _, g_what = grant.partition(":")
-        if g_kind != kind:
-            continue
-        # a grant of a directory covers a request beneath it
-        if kind in ("read", "write") and what.startswith(g_what.rstrip("/") + "/"):
-            return True
-    return False
+    g_kind, _, g_what = grant.partition(":")
+    return (
+        g_kind == kind and kind in ("read", "write") and what.startswith(g_what.rstrip("/") + "/")
+    )
 
 
 def _strings(value: Any, what: str, where: str) -> list[str]:

@@ -51,6 +51,7 @@ from plugbay.runtime.lifecycle import (
 )
 from plugbay.runtime.live_config import apply_config, audit_config
 from plugbay.runtime.manager import ManagerSettings, PluginManager, PluginRecord, PluginState
+from plugbay.runtime.permissions import change_grant
 from plugbay.runtime.plugin_info import plugin_info
 from plugbay.runtime.proxy import PluginProxy
 from plugbay.runtime.startup import strangers
@@ -693,52 +694,21 @@ class Host:
         audit_config(self, plugin_id, manifest, values, "the next start")
         return rec
 
-    async def grant(self, plugin_id: str, permission: str) -> dict[str, Any]:
+    async def grant(
+        self, plugin_id: str, permission: str, *, by: str | None = None
+    ) -> dict[str, Any]:
         """Grant a permission and apply it at once: an active plugin's worker is restarted
         under the new policy (a reload). The grant is bound to this permission for this
-        plugin; a later version that asks for more starts without the rest."""
-        return await self._change_grant(plugin_id, permission, grant=True)
+        plugin; a later version that asks for more starts without the rest. ``by``: who
+        grants it, kept in the history (``runtime.permissions``)."""
+        return await change_grant(self, plugin_id, permission, grant=True, by=by)
 
-    async def revoke(self, plugin_id: str, permission: str) -> dict[str, Any]:
-        """Take a permission back, applied at once like :meth:`grant`."""
-        return await self._change_grant(plugin_id, permission, grant=False)
-
-    async def _change_grant(
-        self, plugin_id: str, permission: str, *, grant: bool
+    async def revoke(
+        self, plugin_id: str, permission: str, *, by: str | None = None
     ) -> dict[str, Any]:
-        rec = self.manager.record(plugin_id)
-        if self.state is None:
-            raise ConfigError(
-                "this host has no state directory to keep grants in",
-                plugin=plugin_id,
-                hint="start the host with a state directory (--state), or grant in the "
-                "host config's [policy.grants]",
-            )
-        if grant:
-            self.state.grant(plugin_id, permission)
-        elif not self.state.revoke(plugin_id, permission):
-            # nothing to take back: the request conflicts with the grants as they are (409)
-            raise PluginStateError(
-                f"{permission} was not granted to '{plugin_id}'",
-                plugin=plugin_id,
-                hint=f"'plugbay info {plugin_id}' lists what is granted",
-            )
-        self.state.add_event(plugin_id, "grant" if grant else "revoke", reason=permission)
-        asked = rec.manifest.permissions.asked() if rec.manifest is not None else []
-        restarted = False
-        if rec.state is PluginState.ACTIVE and permission in asked:
-            rec = await self.reload(plugin_id)  # its worker restarts under the new policy
-            restarted = True
-        info = self.info(plugin_id)
-        return {
-            "plugin": plugin_id,
-            "permission": permission,
-            "granted": grant,
-            "asked": permission in asked,
-            "restarted": restarted,
-            "state": str(rec.state),
-            "permissions": info["permissions"],
-        }
+        """Take a permission back, applied at once like :meth:`grant`; refused, naming the
+        file, when the host config's ``[policy.grants]`` gives it."""
+        return await change_grant(self, plugin_id, permission, grant=False, by=by)
 
     def info(self, plugin_id: str) -> dict[str, Any]:
         """Manifest, state, dependencies, dependents and commands of one plugin

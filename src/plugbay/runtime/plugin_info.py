@@ -14,14 +14,12 @@ from plugbay.model.registry import PluginRegistry
 from plugbay.runtime.environments import python_info
 from plugbay.runtime.live_config import masked
 from plugbay.runtime.manager import PluginManager
+from plugbay.runtime.permissions import permissions_of
 from plugbay.runtime.records import PluginRecord
 from plugbay.runtime.store import KEPT
 from plugbay.state import StateStore
 
-__all__ = ["denials", "plugin_info", "with_denials"]
-
-#: the history's actions that decide a permission (the newest one stands)
-_DECISIONS = frozenset({"grant", "revoke", "deny"})
+__all__ = ["plugin_info"]
 
 
 def plugin_info(
@@ -42,8 +40,7 @@ def plugin_info(
     out["traceback"] = rec.traceback
     placement = _placement(manager, rec)
     out.update(_confinement(rec, placement))
-    denied = denials(state, plugin_id) if state is not None else set()
-    out["permissions"] = with_denials(out["permissions"], denied)
+    out["permissions"] = permissions_of(manager, rec)  # read now: grants made since count
     inline = placement is not None and placement.isolation == "inline"
     out["location"] = rec.handle.location() if rec.handle is not None else None
     out["python"] = python_info(rec.manifest, manager.environments, inline=inline)
@@ -51,28 +48,6 @@ def plugin_info(
     out["transitions"] = [{"time": t, "state": s} for t, s in rec.transitions]
     out["events"] = manager.plugin_events.describe(plugin_id)
     return out
-
-
-def denials(state: StateStore, plugin_id: str) -> set[str]:
-    """The permissions the operator denied (``POST /api/v1/plugins/ID/deny``, the
-    dashboard's permission diff) and has not granted or revoked since: the newest of a
-    permission's grant, revoke and deny events stands."""
-    newest: dict[str, str] = {}
-    for event in state.history(plugin_id, limit=state.history_limit):  # newest first
-        if event.action in _DECISIONS and event.reason and event.reason not in newest:
-            newest[event.reason] = event.action
-    return {permission for permission, action in newest.items() if action == "deny"}
-
-
-def with_denials(permissions: dict[str, Any], denied: set[str]) -> dict[str, Any]:
-    """``permissions`` with what was denied out of ``pending`` and in ``denied``: a denied
-    permission waits for no one (the plugin runs without it until it is granted)."""
-    pending = list(permissions.get("pending") or [])
-    return {
-        **permissions,
-        "pending": [p for p in pending if p not in denied],
-        "denied": [p for p in pending if p in denied],
-    }
 
 
 def _versions(registry: PluginRegistry, state: StateStore | None, plugin_id: str) -> dict[str, Any]:
@@ -115,22 +90,11 @@ def _placement(manager: PluginManager, rec: PluginRecord) -> Placement | None:
 
 
 def _confinement(rec: PluginRecord, placement: Placement | None) -> dict[str, Any]:
-    """Its permissions, limits and sandbox as placed (empty when it cannot be placed)."""
+    """Its limits and sandbox as placed (empty when it cannot be placed)."""
     if placement is None:
-        return {
-            "permissions": {
-                "asked": [],
-                "granted": [],
-                "effective": [],
-                "pending": [],
-                "denied": [],
-            },
-            "limits": {},
-            "sandbox": None,
-        }
+        return {"limits": {}, "sandbox": None}
     described = placement.describe()
     return {
-        "permissions": described["permissions"],
         "limits": described["limits"],
         "sandbox": {
             "sandboxed": placement.sandboxed,

@@ -657,10 +657,15 @@ class StateStore(ApiTokens, MonitorRecords):
         return changed > 0
 
     def grants(self, plugin_id: str) -> list[str]:
+        return list(self.grant_times(plugin_id))
+
+    def grant_times(self, plugin_id: str) -> dict[str, float]:
+        """The plugin's grants, each with when it was granted (``time.time()``)."""
         rows = self._read(
-            "SELECT permission FROM grants WHERE plugin_id=? ORDER BY permission", (plugin_id,)
+            "SELECT permission, granted FROM grants WHERE plugin_id=? ORDER BY permission",
+            (plugin_id,),
         )
-        return [str(r[0]) for r in rows]
+        return {str(r[0]): float(r[1]) for r in rows}
 
 
 #: where rolling backups live, beside state.db

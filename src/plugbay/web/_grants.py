@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import re
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
 from plugbay.runtime.broker import HOST_PERMISSIONS
 from plugbay.web._api import HostDep, errors
+from plugbay.web._permission_view import PermissionView
+from plugbay.web.scopes import Access
 
 __all__ = ["router"]
 
@@ -38,9 +40,9 @@ class GrantResult(BaseModel):
     asked: bool = Field(description="Whether the plugin's manifest asks for it (else no effect)")
     restarted: bool = Field(description="Whether its worker was restarted under the new policy")
     state: str
-    permissions: dict[str, list[str]] = Field(
-        description="asked, granted, effective, pending (asked, not granted) and denied "
-        "(pending, and denied by the operator)"
+    permissions: PermissionView = Field(
+        description="The plugin's permissions after the change: asked, granted and where "
+        "from, in force now and at the next start, pending, denied"
     )
 
 
@@ -49,8 +51,11 @@ class GrantResult(BaseModel):
     responses=errors(400, 404, 409, 503),
     summary="Grant a permission; an active plugin's worker restarts under the new policy",
 )  # fmt: skip
-async def grant(plugin_id: str, change: GrantChange, host: HostDep) -> GrantResult:
-    return GrantResult.model_validate(await host.grant(plugin_id, change.permission))
+async def grant(
+    plugin_id: str, change: GrantChange, host: HostDep, request: Request
+) -> GrantResult:
+    done = await host.grant(plugin_id, change.permission, by=_caller(request))
+    return GrantResult.model_validate(done)
 
 
 @router.post(
@@ -58,5 +63,20 @@ async def grant(plugin_id: str, change: GrantChange, host: HostDep) -> GrantResu
     responses=errors(400, 404, 409, 503),
     summary="Take a permission back; an active plugin's worker restarts under the new policy",
 )  # fmt: skip
-async def revoke(plugin_id: str, change: GrantChange, host: HostDep) -> GrantResult:
-    return GrantResult.model_validate(await host.revoke(plugin_id, change.permission))
+async def revoke(
+    plugin_id: str, change: GrantChange, host: HostDep, request: Request
+) -> GrantResult:
+    """Refused (409), naming the file, for a grant of the host config's [policy.grants]:
+    only an edit of that file takes it back."""
+    done = await host.revoke(plugin_id, change.permission, by=_caller(request))
+    return GrantResult.model_validate(done)
+
+
+def _caller(request: Request) -> str:
+    """Who made the change, as the history keeps it: the API, with which token."""
+    access = getattr(request.state, "access", None)
+    if not isinstance(access, Access):  # the app served without its gate (tests)
+        return "the API"
+    if access.token_id == "host":  # plugbay grant with a host running, the dashboard
+        return "the API, with the host's token"
+    return f"the API, with token {access.token_id}"

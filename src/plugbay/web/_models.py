@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from plugbay.web._permission_view import PermissionView
+
 __all__ = [
     "AlertItem",
     "CallResult",
@@ -105,7 +107,10 @@ class PluginDetail(PluginSummary):
     dependents: list[str]
     commands: list[CommandInfo]
     config: dict[str, Any]
-    permissions: dict[str, list[str]] = Field(description="asked, granted, effective")
+    permissions: PermissionView = Field(
+        description="asked, granted (and where each grant comes from), in force now and at "
+        "the next start, pending, denied"
+    )
     limits: dict[str, Any]
     usage: dict[str, Any] | None
     metrics: dict[str, Any] | None
