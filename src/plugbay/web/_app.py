@@ -16,7 +16,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from plugbay.api.errors import PlugbayError
 from plugbay.runtime.host import HOST_VERSION, Host
@@ -35,7 +35,7 @@ from plugbay.web._api import call_response, plugbay_error, router
 from plugbay.web._batch import batch_response
 from plugbay.web._drain import Draining
 from plugbay.web._errors import error_response, http_error
-from plugbay.web._gate import Caller, Gate
+from plugbay.web._gate import Caller, Gate, replay_body
 from plugbay.web._models import StreamSample
 from plugbay.web._plugin_docs import add_plugin_paths, plugins_key
 from plugbay.web._series import Series
@@ -179,24 +179,11 @@ async def _whole_body(receive: Receive) -> tuple[bytes, Receive]:
     while True:
         message = await receive()
         if message["type"] != "http.request":
-            return b"".join(chunks), _replaying(b"".join(chunks), receive, message)
+            return b"".join(chunks), replay_body(b"".join(chunks), receive, message)
         chunks.append(message.get("body", b""))
         if not message.get("more_body", False):
             break
-    return b"".join(chunks), _replaying(b"".join(chunks), receive, None)
-
-
-def _replaying(body: bytes, receive: Receive, then: Message | None) -> Receive:
-    sent = False
-
-    async def replay() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return then if then is not None else await receive()
-
-    return replay
+    return b"".join(chunks), replay_body(b"".join(chunks), receive, None)
 
 
 def _scoped(host: Host) -> Callable[[str], Access | str] | None:

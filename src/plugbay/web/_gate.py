@@ -151,7 +151,7 @@ class Gate:
             if read is None:
                 return
             body = read
-            receive = _replay(body, receive)
+            receive = replay_body(body, receive)
 
         # -- the request, and what came of it -----------------------------------------------
         if method == "POST" and self.call is not None:
@@ -566,7 +566,10 @@ def _cookie(headers: dict[str, str]) -> str | None:
     return morsel.value if morsel is not None else None
 
 
-def _replay(body: bytes, receive: Receive) -> Receive:
+def replay_body(body: bytes, receive: Receive, then: Message | None = None) -> Receive:
+    """A ``receive`` that gives the app ``body`` (already read) as one message, then
+    ``then`` (a message read past the body), then what ``receive`` gives (the
+    disconnect)."""
     sent = False
 
     async def replay() -> Message:
@@ -574,6 +577,8 @@ def _replay(body: bytes, receive: Receive) -> Receive:
         if not sent:
             sent = True
             return {"type": "http.request", "body": body, "more_body": False}
+        if then is not None:
+            return then
         return await receive()  # after the body: wait for the disconnect
 
     return replay
