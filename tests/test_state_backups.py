@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -98,6 +99,25 @@ async def test_the_host_backs_up_at_start_and_a_deleted_database_refuses_changes
         assert str(host.plugin("acme.one").state) == "active"
 
 
+async def test_hosts_that_start_often_do_not_roll_the_older_backups_out(
+    plugins: PluginFactory, tmp_path: Path
+) -> None:
+    """Each start took a backup, so six one-shot commands (plugbay call, metrics, …)
+    in a minute left six copies of the same minute and none from before."""
+    plugins("acme.one", CODE)
+    state = tmp_path / "state"
+    for _ in range(3):
+        async with Host(plugins_dir=tmp_path / "plugins", state_dir=state):
+            pass
+    [only] = list_backups(state)  # one start's backup serves the next ten minutes
+    an_hour_ago = time.time() - 3600
+    os.utime(only, (an_hour_ago, an_hour_ago))
+    async with Host(plugins_dir=tmp_path / "plugins", state_dir=state):
+        pass
+    newest, older = list_backups(state)
+    assert older == only and check_database(newest).ok  # an old one: a new backup
+
+
 def test_backups_roll(tmp_path: Path) -> None:
     with StateStore.open(tmp_path) as store:
         for i in range(9):
@@ -177,6 +197,8 @@ async def test_a_host_that_opens_and_stops_at_once_still_leaves_its_backup_whole
     # the backup of open() is taken in a thread beside the start: stop() waits for it,
     # so it is neither cut short nor left as a '.part' file, and the state it copied
     # closes only after it
+    for kept in list_backups(used_state):  # older than the interval: the start takes one
+        os.utime(kept, (time.time() - 3600, time.time() - 3600))
     host = Host(plugins_dir=tmp_path / "plugins", state_dir=used_state)
     await host.open()
     await host.stop()

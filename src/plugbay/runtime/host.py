@@ -417,14 +417,15 @@ class Host:
             self._backups = None
 
     def _start_backups(self, state: StateStore) -> None:
-        """A backup now (the database just passed its check), then every few minutes. The
-        first is taken in a thread while plugins are discovered and start (a copy and its
-        fsync: 10-25 ms the loop waited for); :meth:`start` returns once it is taken."""
-        from plugbay.state.backups import back_up_every, rolling_backup
+        """A backup now (the database just passed its check; none when one is younger than
+        the interval), then every few minutes. The first is taken in a thread while
+        plugins are discovered and start (a copy and its fsync: 10-25 ms the loop waited
+        for); :meth:`start` returns once it is taken."""
+        from plugbay.state.backups import back_up_every, start_backup
 
         def first() -> None:
             try:
-                rolling_backup(state)
+                start_backup(state)
             except PlugbayError as exc:
                 logging.getLogger("plugbay.state").warning("the state backup failed: %s", exc)
 

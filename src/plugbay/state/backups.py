@@ -13,6 +13,7 @@ taken back (:class:`Restored`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import shutil
@@ -71,6 +72,18 @@ def rolling_backup(store: StateStore, *, keep: int = BACKUPS_KEPT) -> Path:
         except OSError as exc:
             log.warning("cannot remove the old state backup %s: %s", old, exc)
     return made
+
+
+def start_backup(store: StateStore, *, interval: float = BACKUP_EVERY_S) -> Path | None:
+    """The backup a host takes as it starts, unless an automatic one is younger than
+    ``interval`` (None then). Hosts that start often (one-shot ``plugbay call``s, a
+    service restarted in a loop) would otherwise push every older backup out of the
+    ``BACKUPS_KEPT`` within minutes, each a copy of nearly the same database."""
+    automatic = [b for b in list_backups(store.path.parent) if not is_manual(b)]
+    with contextlib.suppress(OSError):
+        if automatic and time.time() - automatic[0].stat().st_mtime < interval:
+            return None
+    return rolling_backup(store)
 
 
 def manual_backup(state_dir: Path) -> Path:
