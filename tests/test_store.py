@@ -300,6 +300,26 @@ def test_upgrade_to_a_version_not_installed_names_those_that_are_and_how_to_add_
     assert plugbay("call", "acme.tool", "version", cwd=tmp_path).stdout == "1.0.0\n"
 
 
+def test_a_rollback_to_a_version_not_kept_names_the_kept_ones(
+    sources: PluginFactory, tmp_path: Path
+) -> None:
+    """It said only 'not in the plugin store', pointing at a directory that is not there."""
+    from tests._cli import plugbay
+
+    (tmp_path / "plugins").mkdir(exist_ok=True)
+    (tmp_path / "plugbay.toml").write_text('[policy]\ninline = ["acme.*"]\n')
+    for version in ("1.0.0", "1.1.0"):  # the first start serves 1.0.0 and keeps it
+        added = plugbay("install", str(source(sources, "acme.tool", version)), cwd=tmp_path)
+        assert added.returncode == 0, added.stderr
+        assert plugbay("call", "acme.tool", "version", cwd=tmp_path).stdout == "1.0.0\n"
+    done = plugbay("rollback", "acme.tool", "--to", "0.9.0", cwd=tmp_path)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    said = " ".join(done.stderr.split())
+    assert "version 0.9.0 is not in the plugin store (kept: 1.0.0, 1.1.0)" in said
+    assert "roll back to one kept" in said and "1.0.0 keeps serving" in said
+    assert plugbay("call", "acme.tool", "version", cwd=tmp_path).stdout == "1.0.0\n"
+
+
 async def test_an_upgrade_that_fails_half_way_is_undone(
     sources: PluginFactory, empty_host: Callable[..., Host]
 ) -> None:

@@ -96,14 +96,25 @@ class PluginStore:
         self.settle(plugin_id)
         directory = self.path_for(plugin_id, version)
         if not self.has(plugin_id, version):
+            kept = ", ".join(self.versions(plugin_id)) or "none"
             raise PlugbayError(
-                f"version {version} is not in the plugin store",
+                f"version {version} is not in the plugin store (kept: {kept})",
                 plugin=plugin_id,
                 where=str(directory),
-                hint=f"'plugbay install PATH' adds a version; 'plugbay history {plugin_id}' "
-                "shows the versions it had",
+                hint=f"roll back to one kept ('--to VERSION'), or 'plugbay install PATH' "
+                f"to add {version}; 'plugbay history {plugin_id}' shows the versions it had",
+                details={"kept": self.versions(plugin_id)},
             )
         return load_manifest(directory)
+
+    def versions(self, plugin_id: str) -> list[str]:
+        """The versions of ``plugin_id`` kept whole in the store, oldest first."""
+        try:
+            found = [p.name for p in (self.root / plugin_id).iterdir() if p.is_dir()]
+        except OSError:
+            return []
+        kept = [v for v in found if self.has(plugin_id, v)]
+        return sorted(kept, key=_version_key)
 
     def discover(self) -> Discovery:
         """Every version in the store (static: manifests only)."""
@@ -572,3 +583,11 @@ def wheel_to_directory(wheel: Path, dest: Path) -> Path:
         shutil.copy2(package / "plugin.toml", dest / "plugin.toml")
         return dest
     return package
+
+
+def _version_key(text: str) -> tuple[int, Any]:
+    """Versions in SemVer order; a name that is none sorts first, by its text."""
+    try:
+        return 1, Version.parse(text)
+    except PlugbayError:  # VersionError
+        return 0, text
