@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -92,6 +93,11 @@ def test_new_from_the_command_line(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "acme-words" / "acme_words" / "plugin.py").is_file()
     assert "created acme.words (extension)" in result.stdout
+    # made as a mkdir there would be (it was 0700, from the scratch directory)
+    umask = os.umask(0o022)
+    os.umask(umask)
+    made = stat.S_IMODE((tmp_path / "acme-words").stat().st_mode)
+    assert made == 0o777 & ~umask, oct(made)
 
 
 def test_new_refuses_a_non_empty_directory_and_writes_nothing(tmp_path: Path) -> None:

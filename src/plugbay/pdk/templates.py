@@ -15,7 +15,6 @@ import keyword
 import os
 import re
 import shutil
-import tempfile
 import tomllib
 from dataclasses import dataclass
 from importlib import resources
@@ -26,6 +25,7 @@ from typing import Final
 from plugbay.api import PLUGIN_TYPES
 from plugbay.api.errors import PlugbayError, did_you_mean
 from plugbay.model.manifest import load_manifest
+from plugbay.pdk._scratch import scratch_beside
 from plugbay.pdk.errors import TemplateError
 
 __all__ = ["TEMPLATES", "PluginTemplate", "check_plugin_id", "create_plugin"]
@@ -103,7 +103,7 @@ def create_plugin(template: str, plugin_id: str, target: Path | None = None) -> 
     names = _names(plugin_id)
     parent = target.resolve().parent
     parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=".plugbay-new-", dir=parent))
+    scratch = scratch_beside(parent, ".plugbay-new-")
     try:
         _render(spec, names, scratch)
         try:

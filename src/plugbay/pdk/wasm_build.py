@@ -25,6 +25,7 @@ from plugbay.api.errors import PlugbayError
 from plugbay.model._toml_lines import key_line
 from plugbay.model.manifest import PluginManifest, load_manifest
 from plugbay.pdk._analysis.base import Finding
+from plugbay.pdk._scratch import scratch_beside
 from plugbay.pdk.errors import TemplateError
 
 __all__ = [
@@ -223,7 +224,7 @@ def create_wasm_plugin(lang: str, plugin_id: str, directory: Path | None = None)
             f"{target} already exists", hint="choose another --dir, or remove it first"
         )
     template = Path(str(resources.files("plugbay.pdk") / "templates" / f"wasm-{lang}"))
-    scratch = Path(tempfile.mkdtemp(prefix=".new-", dir=target.parent.resolve()))
+    scratch = scratch_beside(target.parent.resolve(), ".new-")
     try:
         for source in template.rglob("*"):
             if source.is_dir():

@@ -16,7 +16,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 import tomllib
 import zipfile
 import zlib
@@ -32,6 +31,7 @@ from plugbay.model.manifest import (
     parse_manifest,
     with_requires_dist,
 )
+from plugbay.pdk._scratch import scratch_beside
 from plugbay.pdk.errors import WheelError
 
 __all__ = [
@@ -325,7 +325,7 @@ def wheel_to_directory(
             hint="pass --force to replace it, or build a new version",
         )
     plugins_dir.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=".plugbay-install-", dir=plugins_dir))
+    scratch = scratch_beside(plugins_dir, ".plugbay-install-")
     try:
         with zipfile.ZipFile(info.path) as archive:
             for member in _members(archive, info):
