@@ -444,8 +444,9 @@ class CommandSpec:
                 f"but is declared to return {_type_name(self.returns)}",
                 plugin=plugin,
                 where=_path_of(str(exc)) or None,
-                hint="fix the plugin so its result matches its annotation "
-                f"({exc}); callers rely on it",
+                hint="fix the plugin so its result matches its declared type: the return "
+                f"annotation, or a Wasm plugin's 'returns' in its manifest ({exc}); callers "
+                "rely on it",
                 details={"command": self.name, "reason": str(exc)},
             ) from None
 

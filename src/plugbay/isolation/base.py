@@ -88,7 +88,8 @@ What the host reads and sets (supervision, monitoring)
 :attr:`PluginHandle.pid`
     The plugin's own process id, or ``None`` when it shares the host's.
 :attr:`PluginHandle.layers`
-    The sandbox layers as applied (``[{"name", "status", ...}]``); empty when none.
+    The sandbox layers as applied, each ``{"name", "active", "detail", "guarantees"}``
+    (``_layer.LayerStatus``); empty when none.
 :meth:`PluginHandle.usage`
     What the plugin uses now (``rss_bytes``, ``cpu_seconds``, ``open_files``,
     ``threads``, ...), or ``None`` when it has no figures of its own (it shares
