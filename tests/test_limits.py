@@ -670,6 +670,23 @@ def test_a_fork_bomb_stays_inside_its_cgroup(policy: L.SandboxPolicy) -> None:
 # --- resources ---------------------------------------------------------------------
 
 
+class _Mallinfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+        "fordblks", "keepcost",
+    )]  # fmt: skip
+
+
+def _free_heap() -> int:
+    """Bytes free in glibc's arenas (``mallinfo2().fordblks``; 0 elsewhere)."""
+    try:
+        mallinfo2 = ctypes.CDLL(None).mallinfo2
+    except AttributeError:
+        return 0
+    mallinfo2.restype = _Mallinfo2
+    return int(mallinfo2().fordblks)
+
+
 def _allocate(touch: bool) -> Callable[[], dict[str, Any]]:
     def inside() -> dict[str, Any]:
         import gc
@@ -678,7 +695,9 @@ def _allocate(touch: bool) -> Callable[[], dict[str, Any]]:
         limit = resource.getrlimit(resource.RLIMIT_AS)[0]
         with open("/proc/self/statm") as f:
             size = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
-        room = None if limit == resource.RLIM_INFINITY else (limit - size) // MiB
+        # free heap is address space already counted: when mmap is refused at the limit,
+        # malloc fills it without growing
+        room = None if limit == resource.RLIM_INFINITY else (limit - size + _free_heap()) // MiB
         chunks: list[bytes | bytearray] = []
         try:
             while len(chunks) < 4096:
@@ -695,10 +714,10 @@ def test_unbounded_allocation_gets_a_memory_error(policy: L.SandboxPolicy) -> No
     result = out.result
     assert result["error"] == "MemoryError"  # RLIMIT_AS: the plugin survives to report it
     # the limit is the start size plus 64 MiB. This child is a fork of the test process:
-    # what it inherited and frees after the limit was set (garbage of earlier tests,
-    # unmapped when collected; 28 MiB after a whole suite) is room too. So the bound is
-    # the room the plugin saw when it began, never more: an unbounded child would
-    # allocate all 4,096
+    # what it inherited and frees after the limit was set (garbage of earlier tests:
+    # 28 MiB unmapped, 85 MiB of free heap after a whole suite) is room too. So the
+    # bound is the room the plugin saw when it began, never more: an unbounded child
+    # would allocate all 4,096
     assert result["room_mib"] is not None, "no address-space limit was set"
     assert 32 <= result["allocated_mib"] <= result["room_mib"] + 4, result
     assert out.oom_kills == 0
