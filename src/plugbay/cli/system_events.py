@@ -37,7 +37,7 @@ def events(
     as_json: JsonOpt = False,
 ) -> None:
     """Follow the host's system events as they happen: plugins loaded, unloaded, failed,
-    reloaded, upgraded, disabled by the supervisor; security denials; the host starting
+    reloaded, upgraded; a worker crashed; security denials; the host starting
     and stopping.
 
     Needs a running host (`plugbay run`) with its HTTP API; nothing that happened before
