@@ -14,6 +14,7 @@ import pytest
 
 from plugbay import PluginReloadError
 from plugbay.runtime.host import Host
+from tests._waiting import until
 from tests.conftest import PluginFactory
 
 BACKENDS = ["inline", "process"]
@@ -512,8 +513,10 @@ async def test_memory_stays_flat_over_200_reloads(
         gc.collect()
         assert len(sys.modules) == modules
         # every retired worker's socket is closed: no more descriptors than before (fewer
-        # is no leak: in the whole suite an earlier test's garbage may be closed meanwhile)
-        assert process.num_fds() <= fds, f"{process.num_fds() - fds} descriptors more"
+        # is no leak: in the whole suite an earlier test's garbage may be closed meanwhile).
+        # The last retired worker's pidfd closes when the zygote reports its exit, a
+        # moment after the release: waited for, not a leak (a leak grows with the count)
+        await until(lambda: process.num_fds() <= fds, "no more descriptors than before", 10)
         grown = process.memory_info().rss - rss
         assert grown < 4 * 1024 * 1024, f"RSS grew by {grown / 2**20:.1f} MiB over {count} reloads"
         assert await host.call("acme.counter", "label") == f"v{20 + count}"
