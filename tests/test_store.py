@@ -267,17 +267,25 @@ def test_the_command_line_installs_upgrades_rolls_back_and_shows_history(
     assert "no plugin 'acme.none' is known to this host" in nothing.stderr
 
 
+def _serving_one_of_two(sources: PluginFactory, tmp_path: Path) -> None:
+    """acme.tool 1.0.0 and 1.1.0 installed with the command line; 1.0.0 serves (the first
+    start took it, and kept it in the store)."""
+    from tests._cli import plugbay
+
+    (tmp_path / "plugins").mkdir(exist_ok=True)
+    (tmp_path / "plugbay.toml").write_text('[policy]\ninline = ["acme.*"]\n')
+    for version in ("1.0.0", "1.1.0"):
+        added = plugbay("install", str(source(sources, "acme.tool", version)), cwd=tmp_path)
+        assert added.returncode == 0, added.stderr
+        assert plugbay("call", "acme.tool", "version", cwd=tmp_path).stdout == "1.0.0\n"
+
+
 def test_upgrade_to_a_version_not_installed_names_those_that_are_and_how_to_add_it(
     sources: PluginFactory, tmp_path: Path
 ) -> None:
     from tests._cli import plugbay
 
-    (tmp_path / "plugins").mkdir(exist_ok=True)
-    (tmp_path / "plugbay.toml").write_text('[policy]\ninline = ["acme.*"]\n')
-    for version in ("1.0.0", "1.1.0"):  # the first start serves 1.0.0 and keeps it
-        added = plugbay("install", str(source(sources, "acme.tool", version)), cwd=tmp_path)
-        assert added.returncode == 0, added.stderr
-        assert plugbay("call", "acme.tool", "version", cwd=tmp_path).stdout == "1.0.0\n"
+    _serving_one_of_two(sources, tmp_path)
 
     def refused(*argv: str) -> str:
         done = plugbay("upgrade", "acme.tool", *argv, cwd=tmp_path)
@@ -306,12 +314,7 @@ def test_a_rollback_to_a_version_not_kept_names_the_kept_ones(
     """It said only 'not in the plugin store', pointing at a directory that is not there."""
     from tests._cli import plugbay
 
-    (tmp_path / "plugins").mkdir(exist_ok=True)
-    (tmp_path / "plugbay.toml").write_text('[policy]\ninline = ["acme.*"]\n')
-    for version in ("1.0.0", "1.1.0"):  # the first start serves 1.0.0 and keeps it
-        added = plugbay("install", str(source(sources, "acme.tool", version)), cwd=tmp_path)
-        assert added.returncode == 0, added.stderr
-        assert plugbay("call", "acme.tool", "version", cwd=tmp_path).stdout == "1.0.0\n"
+    _serving_one_of_two(sources, tmp_path)
     done = plugbay("rollback", "acme.tool", "--to", "0.9.0", cwd=tmp_path)
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
     said = " ".join(done.stderr.split())
