@@ -42,6 +42,7 @@ from plugbay.api import CommandSpec
 from plugbay.api._command import CommandMethod
 from plugbay.api.errors import ManifestError
 from plugbay.model._manifest_errors import locate
+from plugbay.model._toml_lines import key_lines
 
 __all__ = [
     "WasmCommand",
@@ -188,14 +189,13 @@ def spelled_type(tp: Any) -> str:
     return _spelled(tp)
 
 
-_TABLE_RE: Final = re.compile(
-    r'^[ \t]*\[[ \t]*commands[ \t]*\.[ \t]*"?([a-z_][a-z0-9_]*)"?[ \t]*\]', re.M
-)
-
-
 def command_lines(text: str) -> dict[str, int]:
     """The line (from 1) of each ``[commands.NAME]`` table in a manifest's text."""
-    return {m.group(1): text.count("\n", 0, m.start()) + 1 for m in _TABLE_RE.finditer(text)}
+    return {
+        path[1]: line
+        for path, line in key_lines(text).items()
+        if len(path) == 2 and path[0] == "commands"
+    }
 
 
 def _spelled(tp: Any) -> str:
