@@ -299,16 +299,16 @@ def _refuse_without_figures(state: Path) -> None:
 def _lock_holder(state: Path) -> int | None:
     """The pid of a plugbay that holds ``state``'s host lock but has not announced
     itself yet (a host still starting), else None."""
-    from plugbay.runtime.lifecycle import LOCK_FILE
+    from plugbay.runtime.lifecycle import LOCK_FILE, holder_pid
 
+    pid = holder_pid(state / LOCK_FILE)
+    if pid is None or pid == os.getpid():
+        return None  # none (a released lock is emptied), or a dead host's pid, given to us
     try:
-        pid = int(json.loads((state / LOCK_FILE).read_text())["pid"])
-        if pid == os.getpid():
-            return None  # a dead host's pid, given to this very command
         with open(f"/proc/{pid}/cmdline", "rb") as f:
             return pid if b"plugbay" in f.read() else None
-    except (OSError, ValueError, KeyError, TypeError):
-        return None  # none (a released lock is emptied), or its holder is gone
+    except OSError:
+        return None  # its holder is gone
 
 
 def register(app: typer.Typer) -> None:

@@ -50,6 +50,7 @@ __all__ = [
     "Swept",
     "check_descriptors",
     "descriptor_budget",
+    "holder_pid",
     "raise_descriptor_limit",
     "sweep",
     "undo_fully",
@@ -105,7 +106,7 @@ class HostLock:
                         where=str(self.path),
                         hint="check that the state directory is writable",
                     ) from None
-                raise self._refusal(_holder_pid(self.path), in_process=False) from None
+                raise self._refusal(holder_pid(self.path), in_process=False) from None
             os.ftruncate(fd, 0)
             os.write(fd, json.dumps({"pid": os.getpid()}).encode())
             self._fd = fd
@@ -148,8 +149,9 @@ def directory_identity(path: str | os.PathLike[str]) -> list[int]:
     return [st.st_dev, st.st_ino]
 
 
-def _holder_pid(path: Path) -> int | None:
-    # read by another process than the holder: opening the file here drops no lock
+def holder_pid(path: Path) -> int | None:
+    """The pid the lock file ``path`` names (None when empty: released, or never held).
+    Read by another process than the holder: opening the file here drops no lock."""
     try:
         return int(json.loads(path.read_text())["pid"])
     except (OSError, ValueError, KeyError, TypeError):
