@@ -53,6 +53,7 @@ __all__ = [
     "in_effect",
     "is_permission",
     "permission_forms",
+    "read_host_config",
 ]
 
 MiB: Final = 1 << 20
@@ -302,12 +303,7 @@ class IsolationPolicy:
         host reads it: a file that cannot be read or is wrong is a ConfigError naming it."""
         if path is None:
             return cls.from_config({})
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"cannot read the host config: {exc}", where=str(path)) from None
-        data = parse_toml(text, str(path), what="the host config", error=ConfigError)
-        return cls.from_config(data, where=str(path))
+        return cls.from_config(read_host_config(path), where=str(path))
 
     # ------------------------------------------------------------------ decisions
 
@@ -377,6 +373,18 @@ class IsolationPolicy:
         # on every file (isolation.quota); only where it is sampled does the process
         # backend keep one file from outgrowing it
         return out
+
+
+def read_host_config(path: Path) -> dict[str, Any]:
+    """The host config file at ``path`` as TOML data: one that does not exist, cannot be
+    read or is not TOML is a ConfigError naming it (and the line, for bad TOML)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("the host config file does not exist", where=str(path)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read the host config: {exc}", where=str(path)) from None
+    return parse_toml(text, str(path), what="the host config", error=ConfigError)
 
 
 def in_effect(asked: Iterable[str], granted: Sequence[str], *, trusted: bool) -> tuple[str, ...]:

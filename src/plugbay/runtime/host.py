@@ -26,10 +26,10 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from plugbay.api import Plugin
 from plugbay.api.errors import ConfigError, PlugbayError, PluginNotFound, PluginStateError
-from plugbay.isolation.policy import IsolationPolicy
+from plugbay.isolation.policy import IsolationPolicy, read_host_config
 from plugbay.model.bundled import bundled_needed
 from plugbay.model.discover import discover
-from plugbay.model.manifest import PluginManifest, parse_toml
+from plugbay.model.manifest import PluginManifest
 from plugbay.model.manifest_cache import CACHE_FILE, ManifestCache
 from plugbay.model.registry import PluginRegistry
 from plugbay.model.versions import Version
@@ -446,13 +446,7 @@ class Host:
         path = self._config_file
         if path is None:
             return {}
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise ConfigError("the host config file does not exist", where=str(path)) from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"cannot read the host config: {exc}", where=str(path)) from None
-        data = parse_toml(text, str(path), what="the host config", error=ConfigError)
+        data = read_host_config(path)
         if not self._policy_given:
             policy = IsolationPolicy.from_config(data, where=str(path), inline=self._inline)
             self.manager.settings = dataclasses.replace(self.manager.settings, policy=policy)
