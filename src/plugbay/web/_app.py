@@ -393,20 +393,7 @@ def _describe_stream(schema: dict[str, Any]) -> None:
         components.setdefault(name, definition)
     components["StreamSample"] = sample
     content = schema["paths"]["/api/v1/stream"]["get"]["responses"]["200"]["content"]
-    content["text/event-stream"]["schema"] = {
-        "type": "object",
-        "properties": {
-            "event": {"const": "sample"},
-            "data": {
-                "type": "string",
-                "contentMediaType": "application/json",
-                "contentSchema": {"$ref": "#/components/schemas/StreamSample"},
-            },
-            "id": {"type": "string"},
-            "retry": {"type": "integer"},
-        },
-        "required": ["event", "data"],
-    }
+    content["text/event-stream"]["schema"] = _system_events.event_schema("sample", "StreamSample")
 
 
 _DESCRIPTION: Final = """

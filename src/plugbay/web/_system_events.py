@@ -26,7 +26,7 @@ from pydantic import BaseModel, Field
 from plugbay.api import SystemEvent
 from plugbay.web._api import HostDep, errors
 
-__all__ = ["QUEUE", "describe", "router"]
+__all__ = ["QUEUE", "describe", "event_schema", "router"]
 
 router = APIRouter(tags=["events"])
 
@@ -177,14 +177,16 @@ def describe(schema: dict[str, Any]) -> None:
     content = schema["paths"]["/api/v1/events"]["get"]["responses"]["200"]["content"]
     content["text/event-stream"]["schema"] = {
         "oneOf": [
-            _one("open", "EventsOpen"),
-            _one("system", "EventItem"),
-            _one("dropped", "EventsDropped"),
+            event_schema("open", "EventsOpen"),
+            event_schema("system", "EventItem"),
+            event_schema("dropped", "EventsDropped"),
         ]
     }
 
 
-def _one(event: str, model: str) -> dict[str, Any]:
+def event_schema(event: str, model: str) -> dict[str, Any]:
+    """One server-sent event: ``event`` with a JSON ``data`` line that decodes to the
+    component ``model`` (OpenAPI before 3.2 describes an event so)."""
     return {
         "type": "object",
         "properties": {
