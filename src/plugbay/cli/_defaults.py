@@ -4,6 +4,7 @@ framework here: the lean ``plugbay run`` uses them too)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +12,10 @@ __all__ = ["config_file", "host_kwargs"]
 
 
 def config_file(config: Path | None) -> Path | None:
-    """``--config``, else ./plugbay.toml when there is one."""
-    if config is None and Path("plugbay.toml").is_file():
+    """``--config``, else ./plugbay.toml when there is one. Anything by that name counts
+    (a directory, a broken link): the reader says what is wrong with it, where taking it
+    for no file would quietly run with the default policy."""
+    if config is None and os.path.lexists("plugbay.toml"):
         return Path("plugbay.toml")
     return config
 

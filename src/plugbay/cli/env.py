@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import tomllib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,9 +18,10 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from plugbay.api.errors import ConfigError, PlugbayError
+from plugbay.api.errors import PlugbayError
 from plugbay.cli._console import JsonOpt, err, out
 from plugbay.cli._console import fail as _fail
+from plugbay.cli._defaults import config_file
 from plugbay.cli._options import ConfigOpt, PluginsOpt, StateOpt, prose
 from plugbay.model.manifest import PluginManifest
 
@@ -62,14 +62,14 @@ IndexUrlOpt = Annotated[
 
 
 def _config_data(config: Path | None) -> tuple[dict[str, Any], str]:
-    if config is None and Path("plugbay.toml").is_file():
-        config = Path("plugbay.toml")
-    if config is None:
+    """The host config (``--config``, else ./plugbay.toml) as the host reads it, and where
+    it was read; no file: no settings."""
+    from plugbay.isolation.policy import read_host_config
+
+    path = config_file(config)
+    if path is None:
         return {}, "host config"
-    try:
-        return tomllib.loads(config.read_text(encoding="utf-8")), str(config)
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"cannot read the host config: {exc}", where=str(config)) from None
+    return read_host_config(path), str(path)
 
 
 @dataclass

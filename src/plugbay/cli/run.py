@@ -145,9 +145,9 @@ def doctor(
     """
     from plugbay.isolation.limits import probe_all
 
-    statuses = probe_all()
     path = config_file(config)
-    policy = _isolation_policy(path)
+    policy = _isolation_policy(path, as_json=as_json)  # a broken file is said before probing
+    statuses = probe_all()
     trusted = list(policy.inline) + (["core/* plugins"] if policy.trust_core else [])
     if as_json:
         report = _doctor_report(statuses, policy, path, trusted) | _reporting()
@@ -158,20 +158,14 @@ def doctor(
         raise typer.Exit(1)
 
 
-def _isolation_policy(path: Path | None) -> Any:
+def _isolation_policy(path: Path | None, *, as_json: bool) -> Any:
+    """The policy of the host config at ``path``, read as the host reads it, or exit."""
     from plugbay.isolation.policy import IsolationPolicy
 
     try:
-        data: dict[str, Any] = {}
-        if path is not None:
-            import tomllib
-
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        return IsolationPolicy.from_config(data, where=str(path or "defaults"))
-    except (OSError, ValueError) as exc:
-        fail(PlugbayError(f"cannot read the host config: {exc}", where=str(path)))
+        return IsolationPolicy.from_file(path)
     except PlugbayError as exc:
-        fail(exc)
+        fail(exc, as_json=as_json)
 
 
 def _doctor_report(

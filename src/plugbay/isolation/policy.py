@@ -41,7 +41,8 @@ from plugbay.api._context import SECRET_ENV_PREFIX, secret_of_env
 from plugbay.api.errors import ConfigError, PlugbayError
 from plugbay.isolation import _cgroups
 from plugbay.isolation.ray_settings import RaySettings, place_on_ray
-from plugbay.model.manifest import PluginManifest, parse_size, parse_toml
+from plugbay.model.host_config import read_host_config, require_signed
+from plugbay.model.manifest import PluginManifest, parse_size
 from plugbay.monitor.bounds import Bounds, bounds_from_config
 
 __all__ = [
@@ -252,9 +253,10 @@ class IsolationPolicy:
         inline: Iterable[str] = (),
     ) -> IsolationPolicy:
         """Read ``[policy]`` and ``[secrets]`` of the host config; every mistake is a ConfigError."""
+        # [policy] is a table, and require-signed a bool, in the words the signature check
+        # of 'plugbay install' (plugbay.pdk.signing) uses: every command refuses it alike
+        require_signed(data, where)
         table = data.get("policy", {})
-        if not isinstance(table, Mapping):
-            raise ConfigError("[policy] must be a table", where=where)
         # require-signed: installing only signed wheels (read by plugbay.pdk.signing);
         # record, record-calls: the flight recorder's opt-in (read by plugbay.runtime.trials)
         known = {
@@ -271,7 +273,11 @@ class IsolationPolicy:
         patterns = [*_strings(table.get("inline", []), "[policy] inline", where), *inline]
         trust_core = table.get("trust-core", True)
         if not isinstance(trust_core, bool):
-            raise ConfigError("[policy] trust-core must be true or false", where=where)
+            raise ConfigError(
+                f"[policy] trust-core must be true or false, not {trust_core!r}",
+                where=where,
+                hint="write trust-core = true (bundled core/ plugins run inline) or false",
+            )
         defaults = dict(_DEFAULTS) | _limits(table.get("defaults", {}), "defaults", where)
         caps = dict(_CAPS) | _limits(table.get("limits", {}), "limits", where)
         grants_table = table.get("grants", {})
@@ -373,18 +379,6 @@ class IsolationPolicy:
         # on every file (isolation.quota); only where it is sampled does the process
         # backend keep one file from outgrowing it
         return out
-
-
-def read_host_config(path: Path) -> dict[str, Any]:
-    """The host config file at ``path`` as TOML data: one that does not exist, cannot be
-    read or is not TOML is a ConfigError naming it (and the line, for bad TOML)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError("the host config file does not exist", where=str(path)) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read the host config: {exc}", where=str(path)) from None
-    return parse_toml(text, str(path), what="the host config", error=ConfigError)
 
 
 def in_effect(asked: Iterable[str], granted: Sequence[str], *, trusted: bool) -> tuple[str, ...]:

@@ -21,16 +21,17 @@ import binascii
 import hashlib
 import json
 import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from plugbay.model.host_config import read_host_config
+from plugbay.model.host_config import require_signed as host_require_signed
 from plugbay.pdk.errors import SignatureError
 from plugbay.pdk.wheels import WheelInfo, file_sha256, inspect_wheel
 
@@ -216,24 +217,13 @@ class TrustPolicy:
         cls, state_dir: Path, config_file: Path | None = None, *, require_signed: bool | None = None
     ) -> TrustPolicy:
         """The policy of the host on ``state_dir``: keys from its trust store, and
-        ``[policy] require-signed`` from its ``plugbay.toml`` (overridden when given)."""
+        ``[policy] require-signed`` from its host config file ``config_file`` (None: no
+        file), overridden when given. The file is read as the host reads it
+        (``model.host_config``): one it cannot read is a SignatureError in its words."""
         required = False
-        if config_file is not None and Path(config_file).is_file():
-            try:
-                data: dict[str, Any] = tomllib.loads(Path(config_file).read_text(encoding="utf-8"))
-            except (OSError, tomllib.TOMLDecodeError) as exc:
-                raise SignatureError(
-                    f"cannot read the host config: {exc}", where=str(config_file)
-                ) from None
-            policy = data.get("policy", {})
-            value = policy.get("require-signed", False) if isinstance(policy, dict) else False
-            if not isinstance(value, bool):
-                raise SignatureError(
-                    f"[policy] require-signed must be true or false, not {value!r}",
-                    where=str(config_file),
-                    hint="write require-signed = true",
-                )
-            required = value
+        if config_file is not None:
+            data = read_host_config(Path(config_file), error=SignatureError)
+            required = host_require_signed(data, str(config_file), error=SignatureError)
         if require_signed is not None:
             required = require_signed
         return cls(TrustStore(state_dir).keys(), required)

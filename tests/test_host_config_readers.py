@@ -1,0 +1,202 @@
+"""Every command that reads the host config (``plugbay.toml``) reads it the same way:
+``plugbay run``, ``plugbay doctor``, ``plugbay env list`` and the signature check of
+``plugbay install`` refuse a broken file with one message (what, where, what to do),
+and take a good one alike (``plugbay.model.host_config``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests._cli import start_plugbay
+from tests._index import plugin_wheel
+
+WHEEL = "dist/acme_hello-1.0.0-py3-none-any.whl"
+#: the commands that read the host config, each as a user runs it in the host's directory
+COMMANDS = {
+    "run": ("run", "--once", "--no-http", "--no-metrics"),
+    "doctor": ("doctor",),
+    "env list": ("env", "list"),
+    "install": ("install", WHEEL, "--yes"),
+}
+
+
+def host_dir(tmp_path: Path) -> Path:
+    """A host's directory: an empty plugins directory and an unsigned plugin wheel."""
+    (tmp_path / "plugins").mkdir()
+    plugin_wheel(tmp_path / "dist", "acme.hello", "1.0.0")
+    assert (tmp_path / WHEEL).is_file()
+    return tmp_path
+
+
+def run_all(cwd: Path, *extra: str) -> dict[str, subprocess.CompletedProcess[str]]:
+    """Each command of :data:`COMMANDS` with ``extra``, run at once in ``cwd`` to its end."""
+    started = {name: start_plugbay(*argv, *extra, cwd=cwd) for name, argv in COMMANDS.items()}
+    done = {}
+    for name, proc in started.items():
+        try:
+            stdout, stderr = proc.communicate(timeout=120)
+        finally:
+            proc.kill()
+        done[name] = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+    return done
+
+
+def said(result: subprocess.CompletedProcess[str]) -> str:
+    """The error a failed command printed, as one line."""
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr, result.stderr
+    assert "error: " in result.stderr, result.stderr
+    return " ".join(result.stderr.split("error: ", 1)[1].split())
+
+
+def _write(text: str | bytes) -> Callable[[Path], tuple[str, ...]]:
+    def write(cwd: Path) -> tuple[str, ...]:
+        data = text.encode() if isinstance(text, str) else text
+        (cwd / "plugbay.toml").write_bytes(data)
+        return ()
+
+    return write
+
+
+def _directory(cwd: Path) -> tuple[str, ...]:
+    (cwd / "plugbay.toml").mkdir()
+    return ()
+
+
+def _link_loop(cwd: Path) -> tuple[str, ...]:
+    # cannot be opened, by root too (a file without read permission root still reads)
+    (cwd / "plugbay.toml").symlink_to("plugbay.toml")
+    return ()
+
+
+def _no_read_permission(cwd: Path) -> tuple[str, ...]:
+    (cwd / "plugbay.toml").write_text("[policy]\n")
+    (cwd / "plugbay.toml").chmod(0)
+    return ()
+
+
+def _missing(cwd: Path) -> tuple[str, ...]:
+    return ("--config", "nothere.toml")
+
+
+HOW = "(--config, PLUGBAY_CONFIG)"
+BROKEN = [
+    pytest.param(
+        _write("[policy]\ninline = [acme]\n"),
+        "the host config is not valid TOML: Invalid value (at line 2, column 11) "
+        "(at plugbay.toml:2). fix the TOML syntax (strings need quotes, tables are [name], "
+        "keys are key = value)",
+        id="not-toml",
+    ),
+    pytest.param(
+        _write('[policy]\ninline = []\ntrust-core = "yes"\n'),
+        "[policy] trust-core must be true or false, not 'yes' (at plugbay.toml). "
+        "write trust-core = true (bundled core/ plugins run inline) or false",
+        id="wrong-type-trust-core",
+    ),
+    pytest.param(
+        _write("[policy]\nrequire-signed = 1\n"),
+        "[policy] require-signed must be true or false, not 1 (at plugbay.toml). "
+        "write require-signed = true (install only signed wheels) or false",
+        id="wrong-type-require-signed",
+    ),
+    pytest.param(
+        _write('policy = "strict"\n'),
+        "[policy] must be a table (at plugbay.toml). "
+        "write it as a [policy] section of key = value lines",
+        id="policy-not-a-table",
+    ),
+    pytest.param(
+        _write(b'[policy]\ninline = ["acme.\xff"]\n'),
+        "the host config is not UTF-8 text (byte 0xff) (at plugbay.toml:2). save it as UTF-8",
+        id="not-utf8",
+    ),
+    pytest.param(
+        _link_loop,
+        "the host config cannot be read: Too many levels of symbolic links "
+        f"(at plugbay.toml). check the file and the host config's path {HOW}",
+        id="unreadable",
+    ),
+    pytest.param(
+        _no_read_permission,
+        "the host config cannot be read: permission denied (at plugbay.toml). let the user "
+        "plugbay runs as read it (chmod, chown), or point --config at a copy it can read",
+        id="no-read-permission",
+        marks=pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file"),
+    ),
+    pytest.param(
+        _directory,
+        "the host config is a directory, not a file (at plugbay.toml). give the TOML file "
+        f"itself, not its directory, as the host config's path {HOW}",
+        id="directory",
+    ),
+    pytest.param(
+        _missing,
+        "the host config file does not exist (at nothere.toml). check the host config's "
+        f"path {HOW}, or give none to run with the default policy",
+        id="missing",
+    ),
+]
+
+
+@pytest.mark.parametrize(("break_it", "message"), BROKEN)
+def test_every_command_refuses_a_broken_host_config_with_one_message(
+    tmp_path: Path, break_it: Callable[[Path], tuple[str, ...]], message: str
+) -> None:
+    cwd = host_dir(tmp_path)
+    extra = break_it(cwd)
+    results = run_all(cwd, *extra)
+    assert {name: said(r) for name, r in results.items()} == dict.fromkeys(COMMANDS, message)
+    # refused before anything was installed from it
+    assert not (cwd / ".plugbay" / "store" / "acme.hello").exists()
+
+
+def test_each_command_keeps_its_error_type_with_the_same_words(tmp_path: Path) -> None:
+    cwd = host_dir(tmp_path)
+    (cwd / "plugbay.toml").write_text("[policy]\ninline = [acme]\n")
+    doctor = start_plugbay("doctor", "--json", cwd=cwd)
+    install = start_plugbay("install", WHEEL, "--yes", "--json", cwd=cwd)
+    errors = {}
+    for name, proc in (("doctor", doctor), ("install", install)):
+        stdout, _ = proc.communicate(timeout=120)
+        assert proc.returncode == 1, stdout
+        errors[name] = json.loads(stdout)["error"]
+    assert errors["doctor"]["code"] == "config_invalid"
+    assert errors["install"]["code"] == "signature_error"
+    for key in ("message", "where", "hint", "text"):
+        assert errors["doctor"][key] == errors["install"][key]
+    assert errors["install"]["where"] == "plugbay.toml:2"
+
+
+def test_no_file_is_the_default_policy_for_every_command(tmp_path: Path) -> None:
+    cwd = host_dir(tmp_path)
+    results = run_all(cwd)
+    for name, result in results.items():
+        assert result.returncode == 0, (name, result.stderr)
+    assert "installed acme.hello 1.0.0" in results["install"].stdout
+
+
+def test_a_good_host_config_is_read_alike_by_every_command(tmp_path: Path) -> None:
+    cwd = host_dir(tmp_path)
+    (cwd / "plugbay.toml").write_text(
+        '[policy]\ninline = ["acme.*"]\nrequire-signed = true\n[policy.limits]\nmemory = "1GiB"\n'
+    )
+    results = run_all(cwd)
+    for name in ("run", "env list"):
+        assert results[name].returncode == 0, (name, results[name].stderr)
+    assert "runs inline (trusted): acme.*, core/* plugins" in results["doctor"].stdout
+    # the signature check read require-signed = true from the same file: the unsigned
+    # wheel is refused
+    refused = said(results["install"])
+    assert "the wheel is not signed, and this host requires signed plugins" in refused
+    doctor = start_plugbay("doctor", "--json", cwd=cwd)
+    stdout, _ = doctor.communicate(timeout=120)
+    policy = json.loads(stdout)["policy"]
+    assert policy["config"] == "plugbay.toml"
+    assert policy["caps"]["memory"] == 1 << 30
