@@ -54,6 +54,7 @@ __all__ = [
     "Permissions",
     "PluginManifest",
     "Resources",
+    "is_dotted_id",
     "load_manifest",
     "load_manifest_file",
     "manifest_from_mapping",
@@ -68,6 +69,16 @@ IsolationMode: TypeAlias = Literal["auto", "inline", "process"]
 ManifestOrigin: TypeAlias = Literal["directory", "entry-point", "wheel", "memory"]
 
 _ID_RE: Final = re.compile(r"^[a-z][a-z0-9_-]*(\.[a-z][a-z0-9_-]*)*$")
+
+
+def is_dotted_id(plugin_id: str) -> bool:
+    """Whether ``plugin_id`` is a valid id that names its owner, then the plugin
+    (``system.logging``, ``acme.csv-export``): the form ``plugbay new`` creates and
+    ``plugbay validate`` asks for. A valid id without a dot still loads, so that plugins
+    installed before the rule keep working; ``plugbay validate`` warns about one."""
+    return "." in plugin_id and _ID_RE.match(plugin_id) is not None
+
+
 _ENTRY_RE: Final = re.compile(
     r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_]\w*)*$"
 )

@@ -39,8 +39,14 @@ from pathlib import Path
 
 from plugbay.api.errors import PlugbayError
 from plugbay.model._manifest_problems import read_manifest
-from plugbay.model.manifest import PluginManifest
-from plugbay.pdk._analysis.base import Finding, Severity, ValidationResult, source_lines
+from plugbay.model.manifest import PluginManifest, is_dotted_id
+from plugbay.pdk._analysis.base import (
+    Finding,
+    Severity,
+    ValidationResult,
+    _Context,
+    source_lines,
+)
 from plugbay.pdk._analysis.base import _is_command as _is_command  # for plugbay.pdk.docs
 from plugbay.pdk._analysis.config import _ConfigChecks
 from plugbay.pdk._analysis.dependencies import _DependencyChecks
@@ -97,6 +103,8 @@ def validate_plugin(
     reading = read_manifest(Path(path))
     result.findings += [_manifest_finding(exc, Path(path)) for exc in reading.problems]
     manifest = reading.manifest  # with problems: what of it is right, for the code's checks
+    if manifest is not None and ("id",) not in reading.broken:
+        _check_id_form(manifest, result)
     if manifest is not None and not reading.problems:
         result.manifest = manifest
         if manifest.runtime == "wasm":
@@ -111,6 +119,25 @@ def validate_plugin(
         _quoted(result.findings), key=lambda f: (order[f.severity], f.file or "", f.line or 0)
     )
     return result
+
+
+def _check_id_form(manifest: PluginManifest, result: ValidationResult) -> None:
+    """A valid id without a dot (``formatter``) is a warning: ``plugbay new`` refuses one
+    and another author's plugin of the same name would collide with it, but the host
+    still loads it (plugins installed before the rule keep working)."""
+    if is_dotted_id(manifest.id):
+        return
+    context = _Context(manifest, result)
+    context.add(
+        "warning",
+        "id",
+        f"the plugin id '{manifest.id}' has no dot: a plugin id names its owner, then the plugin",
+        context.in_manifest(("id",)),
+        f'write id = "acme.{manifest.id}" with your organisation (or your name) for '
+        f"'acme'{' (and its entry point name to match)' if context.table else ''}; ids "
+        "look like 'system.logging' or 'acme.csv-export'. The host still loads "
+        f"'{manifest.id}', but a plugin of another author named so would collide with it",
+    )
 
 
 def _validate_wasm(

@@ -24,7 +24,10 @@ __all__ = ["MEANING", "generate", "manifest_keys", "undocumented"]
 
 #: what each key means, by its dotted path (``config.*`` is one field of a config table)
 MEANING: Final[dict[str, str]] = {
-    "id": "Dotted lower-case name, unique among plugins: `system.logging`, `acme.greeter`.",
+    "id": "Dotted lower-case name, its owner's then the plugin's, unique among plugins: "
+    "`system.logging`, `acme.greeter`. An id without a dot (`formatter`) still loads, but "
+    "another author's plugin of that name would collide with it: `plugbay new` refuses one "
+    "and `plugbay validate` warns at its line, with the form to write (`acme.formatter`).",
     "version": "The plugin's version, SemVer 2.0.0 (`1.2.0`, `2.0.0-rc.1`).",
     "type": "The spec's plugin type; the entry class must implement its interface.",
     "entry": "`module:Class`, relative to the plugin's directory (or an importable module "
