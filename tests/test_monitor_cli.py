@@ -14,6 +14,7 @@ import pytest
 
 from plugbay.state import StateStore, list_backups
 from plugbay.state.backups import rolling_backup
+from tests._running import plugbay_run
 from tests.conftest import PluginFactory
 from tests.test_cli_json import documented, same_shape
 
@@ -235,3 +236,33 @@ def test_logs_of_an_unknown_id_is_an_error_naming_the_closest(
         assert "plugins with records: acme.noisy" in said(quiet)
     shown = plugbay("logs", "acme.noisy", cwd=tmp_path)
     assert shown.returncode == 0 and "ready" in shown.stdout
+
+
+def test_metrics_still_takes_plugins_and_config_with_a_note(
+    plugins: PluginFactory, tmp_path: Path
+) -> None:
+    # they fed the host metrics used to start; a script passing them still works
+    plugins("acme.calc")
+    (tmp_path / "plugbay.toml").write_text("")
+    note = (
+        "note: --plugins and --config are no longer used: 'plugbay metrics' reads the host "
+        "running on --state, which has its own plugins and config"
+    )
+    with plugbay_run(tmp_path):
+        plain = plugbay("metrics", cwd=tmp_path)
+        old = plugbay("metrics", "-p", "plugins", "--plugins", "more", "-c", "plugbay.toml",
+                      cwd=tmp_path)  # fmt: skip
+        one = plugbay("metrics", "--config", "plugbay.toml", cwd=tmp_path)
+    for done in (plain, old, one):
+        assert done.returncode == 0, done.stderr
+        assert 'plugbay_plugin_up{plugin="acme.calc",version="1.0.0"} 1.0' in done.stdout
+    assert plain.stderr == ""
+    assert old.stderr.strip() == note
+    assert one.stderr.strip() == "note: --config is no longer used" + note.split("used", 1)[1]
+    # with no host: the refusal it always gave, not a usage error
+    gone = plugbay("metrics", "--plugins", "plugins", cwd=tmp_path)
+    assert gone.returncode == 1 and "no host is running on" in said(gone)
+    assert "note: --plugins is no longer used" in gone.stderr
+    shown = plugbay("metrics", "--help", cwd=tmp_path)
+    assert "--state" in shown.stdout
+    assert "--plugins" not in shown.stdout and "--config" not in shown.stdout

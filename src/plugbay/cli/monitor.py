@@ -246,7 +246,22 @@ def top(
                 live.update(top_table(host.snapshot()))
 
 
-def metrics(state: StateOpt = Path(".plugbay")) -> None:
+#: --plugins and --config fed the host metrics used to start; kept, hidden, so that a
+#: script passing them still runs (with a note), and without their environment variables
+#: so that a shell exporting PLUGBAY_CONFIG for other commands gets no note
+_UnusedPluginsOpt = Annotated[
+    list[Path] | None, typer.Option("--plugins", "-p", hidden=True, show_default=False)
+]
+_UnusedConfigOpt = Annotated[
+    Path | None, typer.Option("--config", "-c", hidden=True, show_default=False)
+]
+
+
+def metrics(
+    state: StateOpt = Path(".plugbay"),
+    plugins: _UnusedPluginsOpt = None,
+    config: _UnusedConfigOpt = None,
+) -> None:
     """Print the running host's metrics in the Prometheus text format.
 
     Read from the host `plugbay run` serves on the same --state: its /metrics port, else
@@ -254,6 +269,13 @@ def metrics(state: StateOpt = Path(".plugbay")) -> None:
     running there are none, so it says so and exits 1, starting nothing and writing
     nothing.
     """
+    if plugins is not None or config is not None:
+        given = [o for o, v in (("--plugins", plugins), ("--config", config)) if v is not None]
+        err.print(
+            f"[yellow]note:[/] {' and '.join(given)} {'are' if len(given) > 1 else 'is'} no "
+            "longer used: 'plugbay metrics' reads the host running on --state, which has its "
+            "own plugins and config"
+        )
     _refuse_without_figures(state)
     with the_host(state) as host:
         sys.stdout.write(host.metrics())
