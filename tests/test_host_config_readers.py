@@ -200,3 +200,19 @@ def test_a_good_host_config_is_read_alike_by_every_command(tmp_path: Path) -> No
     policy = json.loads(stdout)["policy"]
     assert policy["config"] == "plugbay.toml"
     assert policy["caps"]["memory"] == 1 << 30
+
+
+@pytest.mark.parametrize(("break_it", "message"), BROKEN)
+def test_debug_refuses_a_broken_host_config_in_the_same_words(
+    tmp_path: Path, break_it: Callable[[Path], tuple[str, ...]], message: str
+) -> None:
+    # 'plugbay debug' found ./plugbay.toml its own way: a directory by that name was
+    # taken for no file, and it debugged under the default policy
+    cwd = host_dir(tmp_path)
+    extra = break_it(cwd)
+    proc = start_plugbay("debug", "acme.hello", "hello", "--no-break", *extra, cwd=cwd)
+    try:
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert said(subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)) == message

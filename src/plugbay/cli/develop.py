@@ -16,6 +16,7 @@ from rich.markup import escape
 from plugbay.api.errors import PlugbayError
 from plugbay.cli._console import JsonOpt, out
 from plugbay.cli._console import fail as _fail
+from plugbay.cli._defaults import config_file
 from plugbay.cli._options import add_command
 
 __all__ = ["PANEL", "register"]
@@ -321,8 +322,7 @@ def debug(
     """
     from plugbay.pdk.debug import debug_plugin
 
-    if config is None and Path("plugbay.toml").is_file():
-        config = Path("plugbay.toml")
+    config = config_file(config)  # ./plugbay.toml as every command finds it
     try:
         result = debug_plugin(
             plugin_id,
