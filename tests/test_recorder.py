@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from plugbay import PlugbayError, PluginNotFound, PluginStateError
+from plugbay import ConfigError, PlugbayError, PluginNotFound, PluginStateError
 from plugbay.runtime.host import Host
 from plugbay.runtime.recorder import REDACTED, read_recording
 from plugbay.runtime.tap import TurnHandle
@@ -111,6 +111,27 @@ async def test_the_policy_opts_a_plugin_in_and_the_recording_follows_a_reload(
         await host.call("acme.calc", "add", a=3, b=3)
         _, calls = _lines(host.trials.recording("acme.calc"))
     assert [c["result"] for c in calls] == [2, 4, 6]
+
+
+@pytest.mark.parametrize(
+    ("line", "said"),
+    [
+        ('record = "acme.*"', r"\[policy\] record must be a list of plugin id patterns"),
+        ("record-calls = 0", r"\[policy\] record-calls must be a whole number of calls"),
+    ],
+)
+async def test_a_wrong_recording_opt_in_is_refused_at_the_start(
+    plugins: PluginFactory, make_host: Callable[..., Host], tmp_path: Path, line: str, said: str
+) -> None:
+    # it was logged at the first route and the plugin went unrecorded, so an operator
+    # who misspelt it found no recording when the upgrade's replay needed one
+    calc(plugins.root / "calc", "1.0.0")
+    config = tmp_path / "plugbay.toml"
+    config.write_text(f'[policy]\n{line}\ninline = ["*"]\n')
+    with pytest.raises(ConfigError, match=said) as caught:
+        async with make_host(config_file=config):
+            pass
+    assert caught.value.where == str(config) and caught.value.hint
 
 
 async def test_bad_requests_get_clear_errors_and_the_plugin_keeps_serving(

@@ -236,6 +236,11 @@ class IsolationPolicy:
     plugin_bounds: Mapping[str, Bounds] = field(default_factory=dict)
     #: the cluster plugins may be placed on (``[ray]``; None: every plugin runs here)
     ray: RaySettings | None = None
+    #: the flight recorder's opt-in (``[policy] record``, ``record-calls``; read by
+    #: ``runtime.trials``): the id patterns recorded from the start, and how many calls
+    #: each recording keeps (None: the recorder's default)
+    record: tuple[str, ...] = ()
+    record_calls: int | None = None
     #: where it was read: the host config file's absolute path, or what gave it
     #: (what says where a ``[policy.grants]`` grant comes from)
     origin: str = "the host config"
@@ -257,8 +262,7 @@ class IsolationPolicy:
         # of 'plugbay install' (plugbay.pdk.signing) uses: every command refuses it alike
         require_signed(data, where)
         table = data.get("policy", {})
-        # require-signed: installing only signed wheels (read by plugbay.pdk.signing);
-        # record, record-calls: the flight recorder's opt-in (read by plugbay.runtime.trials)
+        # require-signed: installing only signed wheels (read by plugbay.pdk.signing)
         known = {
             "inline", "trust-core", "limits", "defaults", "grants", "require-signed", "bounds",
             "record", "record-calls",
@@ -298,9 +302,10 @@ class IsolationPolicy:
         secrets |= {str(k): str(v) for k, v in secrets_table.items()}
         bounds, plugin_bounds = bounds_from_config(table.get("bounds", {}), where=where)
         ray = RaySettings.from_config(data.get("ray"), where=where)
+        record, record_calls = _recording(table, where)
         return cls(
             tuple(patterns), trust_core, defaults, caps, grants, secrets, bounds, plugin_bounds, ray,
-            origin=str(Path(where).resolve()) if Path(where).is_file() else where,
+            record, record_calls, origin=str(Path(where).resolve()) if Path(where).is_file() else where,
         )  # fmt: skip
 
     @classmethod
@@ -402,6 +407,25 @@ def covers(grant: str, asked: str) -> bool:
     return (
         g_kind == kind and kind in ("read", "write") and what.startswith(g_what.rstrip("/") + "/")
     )
+
+
+def _recording(table: Mapping[str, Any], where: str) -> tuple[tuple[str, ...], int | None]:
+    """``[policy] record`` (plugin id patterns) and ``record-calls`` (calls kept)."""
+    raw = table.get("record", [])
+    if not isinstance(raw, list) or not all(isinstance(p, str) for p in raw):
+        raise ConfigError(
+            "[policy] record must be a list of plugin id patterns, not " + repr(raw),
+            where=where,
+            hint='write record = ["acme.*"]: the plugins whose calls are recorded from the start',
+        )
+    calls = table.get("record-calls")
+    if calls is not None and (not isinstance(calls, int) or isinstance(calls, bool) or calls < 1):
+        raise ConfigError(
+            f"[policy] record-calls must be a whole number of calls, 1 or more, not {calls!r}",
+            where=where,
+            hint="write record-calls = 1000 (the calls each recording keeps), or leave it out",
+        )
+    return tuple(raw), calls
 
 
 def _strings(value: Any, what: str, where: str) -> list[str]:

@@ -15,11 +15,10 @@ import contextlib
 import fnmatch
 import logging
 import tempfile
-import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from plugbay.api.errors import ConfigError, PlugbayError, PluginStateError
+from plugbay.api.errors import PlugbayError, PluginStateError
 from plugbay.runtime.bisect import ActiveSet
 from plugbay.runtime.recorder import DEFAULT_CALLS, Recorder
 from plugbay.runtime.tap import PluginTaps
@@ -51,7 +50,6 @@ class UpgradeTrials:
         self.bisect = ActiveSet(host)
         #: how each plugin's last canary or shadow ended
         self.finished: dict[str, dict[str, Any]] = {}
-        self._policy: tuple[tuple[str, ...], int] | None = None
         self._flusher: asyncio.Task[None] | None = None
         host.manager.taps.on_route = self._on_route
 
@@ -135,40 +133,16 @@ class UpgradeTrials:
         return None if state is None else state / "recordings" / f"{plugin_id}.jsonl"
 
     def _policy_of(self) -> tuple[tuple[str, ...], int]:
-        """``[policy] record`` (id patterns) and ``record-calls`` of the host config."""
-        if self._policy is None:
-            patterns: tuple[str, ...] = ()
-            calls = DEFAULT_CALLS
-            path = self.host._config_file
-            if path is not None and path.is_file():
-                where = str(path)
-                with contextlib.suppress(OSError, tomllib.TOMLDecodeError):  # the host said so
-                    table = tomllib.loads(path.read_text(encoding="utf-8")).get("policy", {})
-                    raw = table.get("record", [])
-                    if not isinstance(raw, list) or not all(isinstance(p, str) for p in raw):
-                        raise ConfigError(
-                            "[policy] record must be a list of plugin id patterns", where=where
-                        )
-                    patterns = tuple(raw)
-                    calls = table.get("record-calls", DEFAULT_CALLS)
-                    if not isinstance(calls, int) or isinstance(calls, bool) or calls < 1:
-                        raise ConfigError(
-                            "[policy] record-calls must be a whole number of calls, 1 or more",
-                            where=where,
-                        )
-            self._policy = (patterns, calls)
-        return self._policy
+        """``[policy] record`` (id patterns) and ``record-calls`` of the host's policy
+        (read and checked with the rest of the host config when the host started)."""
+        policy = self.host.manager.settings.policy
+        return policy.record, policy.record_calls or DEFAULT_CALLS
 
     def _on_route(self, plugin_id: str, taps: PluginTaps) -> None:
         """A route is being installed for ``plugin_id``: its taps follow the version."""
         recorder = self.recorders.get(plugin_id)
         if recorder is None:
-            try:
-                patterns, _ = self._policy_of()
-            except PlugbayError as exc:  # said once; a bad opt-in must not stop a plugin
-                log.error("%s", exc)
-                self._policy = ((), DEFAULT_CALLS)
-                patterns = ()
+            patterns, _ = self._policy_of()
             if any(fnmatch.fnmatchcase(plugin_id, p) for p in patterns):
                 try:
                     recorder = Recorder(
