@@ -119,6 +119,7 @@ def test_in_process_answers_have_the_documented_shapes(
         "nodes": answer("nodes", "--json", cwd=workdir),
         "reload": answer("reload", "acme.calc", "--json", cwd=workdir),
         "install": answer("install", str(newer), "--json", cwd=workdir),
+        "grants": answer("grants", "--json", cwd=workdir),
     }
     answers["upgrade"] = answer("upgrade", "acme.calc", "--json", cwd=workdir)
     assert answers["upgrade"]["changes"] == {"acme.calc": ["1.0.0", "1.1.0"]}
@@ -165,6 +166,7 @@ def test_a_running_host_answers_in_the_same_shapes(workdir: Path, plugins: Plugi
             ("nodes",),
             ("history", "acme.calc"),
             ("logs", "acme.calc"),
+            ("grants",),
         ):
             same_shape(answer(*args, "--json", cwd=workdir, ok=(0, 1)), docs[args[0]], args[0])
         manifest = next(plugins.root.glob("acme.calc-*")) / "plugin.toml"

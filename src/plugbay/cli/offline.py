@@ -15,7 +15,14 @@ from plugbay.api.errors import PlugbayError, PluginNotFound, did_you_mean
 from plugbay.cli._console import err
 from plugbay.model._events import describe_events
 
-__all__ = ["NOT_RUNNING", "disk_info", "disk_rows", "missing_plugin", "say_no_host"]
+__all__ = [
+    "NOT_RUNNING",
+    "disk_info",
+    "disk_permissions",
+    "disk_rows",
+    "missing_plugin",
+    "say_no_host",
+]
 
 NOT_RUNNING: Final = "not running"
 
@@ -193,6 +200,32 @@ def permissions_on_disk(
         trust=policy.trusted(manifest, plugin_dirs),
         in_force=None,
     )
+
+
+def disk_permissions(
+    plugin_dirs: list[Path], state: Path, config: Path | None
+) -> list[dict[str, Any]]:
+    """Each plugin on disk (its newest version), by id, with its permissions as a host
+    started now would place them: the shape of ``GET /api/v1/permissions``."""
+    from plugbay.runtime.permissions import kept_decisions
+
+    newest, _, _ = _newest([*plugin_dirs, state / "store"])
+    disabled, store = _kept(state)
+    try:
+        return [
+            {
+                "id": pid,
+                "version": str(m.version),
+                "state": "disabled" if pid in disabled else NOT_RUNNING,
+                "permissions": permissions_on_disk(
+                    m, plugin_dirs, config, kept_decisions(store, pid)
+                ),
+            }
+            for pid, m in sorted(newest.items())
+        ]
+    finally:
+        if store is not None:
+            store.close()
 
 
 def _python(manifest: Any, state: Path) -> dict[str, Any] | None:

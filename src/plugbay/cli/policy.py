@@ -1,4 +1,5 @@
-"""Commands that grant and take back what a plugin may do: grant, revoke.
+"""Commands that grant and take back what a plugin may do: grant, revoke (and grants,
+which lists them all: ``cli.grants``).
 
 With a host serving the state directory's API, both go through it (kept, and applied at
 once); else they change the state, and apply when a host starts. Either way a grant of
@@ -25,6 +26,7 @@ from plugbay.cli._options import (
     add_command,
     store_op,
 )
+from plugbay.cli.grants import grants
 
 __all__ = ["PANEL", "register"]
 
@@ -222,5 +224,5 @@ def _changed_live(state: Path, plugin_id: str, permission: str, what: str) -> bo
 
 def register(app: typer.Typer) -> None:
     """Attach the permission commands to ``app``."""
-    for fn in (grant, revoke):
+    for fn in (grant, revoke, grants):
         add_command(app, fn, panel=PANEL)

@@ -1,6 +1,7 @@
 """One view of a plugin's permissions, in layers, and the grant and revoke that change them.
 
-The layers (``permissions`` of ``plugbay info --json`` and of the API's plugin detail):
+The layers (``permissions`` of ``plugbay info --json`` and of the API's plugin detail;
+of every plugin at once in ``plugbay grants`` and ``GET /api/v1/permissions``):
 
 * what its manifest **asks** for (``[permissions]``);
 * what is **granted**, each grant with where it comes from: ``[policy.grants]`` of the
@@ -24,7 +25,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 from plugbay.api.errors import ConfigError, PlugbayError, PluginStateError
-from plugbay.isolation.policy import IsolationPolicy, covers, in_effect
+from plugbay.isolation.policy import (
+    IsolationPolicy,
+    covers,
+    in_effect,
+    is_permission,
+    permission_forms,
+)
 from plugbay.state import StateStore
 
 if TYPE_CHECKING:
@@ -35,6 +42,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Kept",
     "change_grant",
+    "every_plugin",
     "kept_decisions",
     "layered",
     "permissions_of",
@@ -99,6 +107,20 @@ def permissions_of(manager: PluginManager, rec: PluginRecord) -> dict[str, Any]:
         trust=policy.trusted(judged, manager.settings.plugin_dirs),
         in_force=running.effective if running is not None else None,
     )
+
+
+def every_plugin(manager: PluginManager) -> list[dict[str, Any]]:
+    """Each plugin the host knows, by id, with its view: ``GET /api/v1/permissions`` and
+    ``plugbay grants`` beside a running host."""
+    return [
+        {
+            "id": rec.id,
+            "version": rec.version,
+            "state": str(rec.state),
+            "permissions": permissions_of(manager, rec),
+        }
+        for rec in manager.list_plugins()
+    ]
 
 
 def layered(
@@ -256,6 +278,12 @@ async def change_grant(
         refusal = refusal_to_revoke(permissions_of(host.manager, rec), plugin_id, permission)
         if refusal is not None:
             raise refusal
+    if False and not is_permission(permission):  # TOGGLE  # kept, it would match nothing, silently
+        raise ConfigError(
+            f"'{permission}' is not a permission",
+            plugin=plugin_id,
+            hint="write one of: " + ", ".join(permission_forms()),
+        )
     if grant:
         state.grant(plugin_id, permission)
     elif not state.revoke(plugin_id, permission):

@@ -41,11 +41,12 @@ from plugbay.web._models import (
 )
 from plugbay.web._plugin_docs import check_json_values
 from plugbay.web._series import Series
+from plugbay.web.scopes import Access
 
 if TYPE_CHECKING:
     from plugbay.runtime.manager import PluginRecord
 
-__all__ = ["errors", "router", "summary"]
+__all__ = ["caller", "errors", "router", "summary"]
 
 log = logging.getLogger("plugbay.web")
 
@@ -91,6 +92,16 @@ def summary(rec: PluginRecord) -> PluginSummary:
         needs=d["needs"],
         restart=d["restart"],
     )
+
+
+def caller(request: Request) -> str:
+    """Who made a change, as the history and the events keep it: the API, with which token."""
+    access = getattr(request.state, "access", None)
+    if not isinstance(access, Access):  # the app served without its gate (tests)
+        return "the API"
+    if access.token_id == "host":  # the CLI with a host running, the dashboard
+        return "the API, with the host's token"
+    return f"the API, with token {access.token_id}"
 
 
 def _builtins(value: Any) -> Any:

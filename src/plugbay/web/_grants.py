@@ -1,4 +1,5 @@
-"""Grants through the running host: applied at once (the plugin's worker restarts)."""
+"""Grants through the running host: applied at once (the plugin's worker restarts); and
+every plugin's permissions at once, for an operator deciding what each may do."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
 from plugbay.runtime.broker import HOST_PERMISSIONS
-from plugbay.web._api import HostDep, errors
+from plugbay.runtime.permissions import every_plugin
+from plugbay.web._api import HostDep, caller, errors
 from plugbay.web._permission_view import PermissionView
-from plugbay.web.scopes import Access
 
 __all__ = ["router"]
 
@@ -46,6 +47,26 @@ class GrantResult(BaseModel):
     )
 
 
+class PluginPermissions(BaseModel):
+    id: str
+    version: str | None
+    state: str = Field(description="Its state now: active, disabled, on-demand, failed, …")
+    permissions: PermissionView = Field(
+        description="As in its detail: asked, granted and where from, in force now and at "
+        "the next start, pending, denied"
+    )
+
+
+@router.get(
+    "/api/v1/permissions", response_model=list[PluginPermissions], responses=errors(503),
+    summary="Every plugin's permissions: asked, each grant and where from, in force, pending",
+)  # fmt: skip
+async def permissions(host: HostDep) -> list[PluginPermissions]:
+    """One entry per plugin the host knows, by id; read from the state and the policy
+    now, so a grant made since by another process is shown (``plugbay grants``)."""
+    return [PluginPermissions.model_validate(p) for p in every_plugin(host.manager)]
+
+
 @router.post(
     "/api/v1/plugins/{plugin_id}/grants", response_model=GrantResult,
     responses=errors(400, 404, 409, 503),
@@ -54,7 +75,7 @@ class GrantResult(BaseModel):
 async def grant(
     plugin_id: str, change: GrantChange, host: HostDep, request: Request
 ) -> GrantResult:
-    done = await host.grant(plugin_id, change.permission, by=_caller(request))
+    done = await host.grant(plugin_id, change.permission, by=caller(request))
     return GrantResult.model_validate(done)
 
 
@@ -68,15 +89,5 @@ async def revoke(
 ) -> GrantResult:
     """Refused (409), naming the file, for a grant of the host config's [policy.grants]:
     only an edit of that file takes it back."""
-    done = await host.revoke(plugin_id, change.permission, by=_caller(request))
+    done = await host.revoke(plugin_id, change.permission, by=caller(request))
     return GrantResult.model_validate(done)
-
-
-def _caller(request: Request) -> str:
-    """Who made the change, as the history keeps it: the API, with which token."""
-    access = getattr(request.state, "access", None)
-    if not isinstance(access, Access):  # the app served without its gate (tests)
-        return "the API"
-    if access.token_id == "host":  # plugbay grant with a host running, the dashboard
-        return "the API, with the host's token"
-    return f"the API, with token {access.token_id}"

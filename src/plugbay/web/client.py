@@ -191,6 +191,10 @@ class HostClient:
         """Where plugins run: the cluster's nodes and the plugins on each (``runtime.nodes``)."""
         return self._json("GET", "/api/v1/nodes")  # type: ignore[no-any-return]
 
+    def permissions(self) -> list[dict[str, Any]]:
+        """Every plugin's ``{"id", "version", "state", "permissions"}`` (``plugbay grants``)."""
+        return self._json("GET", "/api/v1/permissions")  # type: ignore[no-any-return]
+
     def grant(self, plugin_id: str, permission: str) -> dict[str, Any]:
         """Grant and apply at once (the plugin's worker restarts under the new policy)."""
         return self._op(plugin_id, "grants", {"permission": permission})
