@@ -188,7 +188,7 @@ def test_plugbay_events_follows_a_running_host(tmp_path: Any) -> None:
     with plugbay_run(tmp_path):
         follow = subprocess.Popen(
             [sys.executable, "-m", "plugbay.cli", "events", "--kind", "plugin.*",
-             "--count", "2", "--json"], cwd=tmp_path, stdout=subprocess.PIPE,
+             "--count", "3", "--json"], cwd=tmp_path, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, text=True, env=cli_env(),
         )  # fmt: skip
         try:
@@ -207,6 +207,7 @@ def test_plugbay_events_follows_a_running_host(tmp_path: Any) -> None:
     seen = [json.loads(line) for line in out.splitlines()]
     assert [(e["kind"], e["data"]["plugin"]) for e in seen] == [
         ("plugin.unloaded", "acme.calc"),
+        ("plugin.disabled", "acme.calc"),
         ("plugin.loaded", "acme.calc"),
     ]
     assert all(e["source"] == "host" and e["time"] > 0 for e in seen)

@@ -64,7 +64,8 @@ class SystemEvent:
     """Something that happened in the host, delivered to system plugins by priority.
 
     ``kind`` is dotted: ``plugin.loaded``, ``plugin.failed``, ``plugin.unloaded``,
-    ``plugin.crashed`` (its worker died; it restarts after a backoff), ``host.started``,
+    ``plugin.crashed`` (its worker died; it restarts after a backoff), ``plugin.disabled``
+    (``reason``, and ``by``: who disabled it, when known), ``host.started``,
     ``host.stopping``, ``security.*`` …
     """
 

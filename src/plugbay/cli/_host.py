@@ -382,7 +382,8 @@ class LocalHost:
             # disabled again with no reason: the reason it was disabled for stays
             kept = reason or store.disabled().get(plugin_id)
             store.set_enabled(plugin_id, False, kept or "disabled by the operator")
-            store.add_event(plugin_id, "disable", reason=reason)
+            by = "plugbay disable (no host serving its API)"
+            store.add_event(plugin_id, "disable", reason=reason, details={"by": by})
         if needed:
             err.print(f"note: {', '.join(needed)} will not start while it is disabled")
         return []

@@ -211,7 +211,12 @@ def _print_plan(plan: Any, graph: dict[str, Any], problems: list[PlugbayError]) 
 def disable(
     plugin_id: PluginIdArg,
     reason: Annotated[
-        str | None, typer.Option("--reason", help="Kept in the state and shown.")
+        str | None,
+        typer.Option(
+            "--reason",
+            help="Kept in the state, shown by list and info; a running host sends it with "
+            "plugin.disabled (plugbay events).",
+        ),
     ] = None,
     state: StateOpt = Path(".plugbay"),
     cascade: Annotated[

@@ -84,14 +84,20 @@ def _follow(stream: Any, as_json: bool) -> None:
 
 
 def _line(event: dict[str, Any]) -> str:
-    """``12:03:04  plugin.unloaded  acme.calc  version=1.0.0 result=ok``"""
-    data = dict(event.get("data") or {})
+    """``12:03:04  plugin.unloaded  acme.calc  version=1.0.0 result=ok``; a value with a
+    space is quoted (``reason="ticket 42"``), one that is null left out."""
+    data = {k: v for k, v in (event.get("data") or {}).items() if v is not None}
     plugin = data.pop("plugin", None)
-    fields = [f"{k}={data.pop(k)}" for k in _FIRST if k in data]
-    fields += [f"{k}={v}" for k, v in data.items()]
+    fields = [_field(k, data.pop(k)) for k in _FIRST if k in data]
+    fields += [_field(k, v) for k, v in data.items()]
     when = time.strftime("%H:%M:%S", time.localtime(float(event.get("time") or 0)))
     who = plugin or (event.get("source") if event.get("source") != "host" else "")
     return "  ".join(part for part in (when, event["kind"], who or "", " ".join(fields)) if part)
+
+
+def _field(key: str, value: Any) -> str:
+    text = str(value)
+    return f"{key}={json.dumps(text, ensure_ascii=False) if ' ' in text else text}"
 
 
 def register(app: typer.Typer, panel: str) -> None:

@@ -21,7 +21,6 @@ from plugbay.api.errors import ManifestError
 
 __all__ = [
     "ACTIVATIONS",
-    "FIELDS",
     "EventListen",
     "EventsDoc",
     "Overflow",
@@ -40,11 +39,6 @@ RESERVED: Final = ("host.", "plugin.", "security.")
 ACTIVATIONS: Final = ("eager", "on-call", "on-event:NAME")
 #: a listener's queue may hold at most this many events
 MAX_QUEUE: Final = 100_000
-#: the keys of [events] and of each listener, for the manifest's "did you mean"
-FIELDS: Final = {
-    "events": ["emits", "listens"],
-    "events.listens[...]": ["priority", "queue", "overflow", "block-timeout"],
-}
 
 
 class _ListenDoc(msgspec.Struct, forbid_unknown_fields=True, rename="kebab"):

@@ -21,7 +21,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 from plugbay.monitor.bounds import RESERVED_FIELDS, bounded, traceback_text
@@ -29,7 +29,7 @@ from plugbay.monitor.bounds import RESERVED_FIELDS, bounded, traceback_text
 if TYPE_CHECKING:
     from plugbay.state import StateStore
 
-__all__ = ["PREFIX", "LogManager", "RateLimiter", "level_number"]
+__all__ = ["BY_ALERT", "PREFIX", "LogManager", "RateLimiter", "level_number", "lifecycle_level"]
 
 PREFIX: Final = "plugbay.plugin."
 #: a message longer than this is cut (the ring and the database stay bounded)
@@ -55,6 +55,20 @@ def level_number(name: str) -> int:
     if text not in _LEVELS:
         raise ValueError(f"unknown log level '{name}'; use one of {', '.join(_LEVELS)}")
     return _LEVELS[text]
+
+
+#: ``plugin.disabled``'s ``by`` when the monitor disables a plugin for a firing alert rule
+BY_ALERT: Final = "the monitor, for an alert rule with disable = true"
+
+
+def lifecycle_level(kind: str, data: Mapping[str, Any]) -> int:
+    """The level of a lifecycle event in its plugin's log: a failure or a crash is an
+    error; a disable for an alert rule a warning; an operator's disable, as the rest, info."""
+    if kind in ("plugin.failed", "plugin.crashed"):
+        return logging.ERROR
+    if kind == "plugin.disabled" and data.get("by") == BY_ALERT:
+        return logging.WARNING
+    return logging.INFO
 
 
 _SCALARS: Final = (int, float, bool, type(None))

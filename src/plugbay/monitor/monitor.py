@@ -39,7 +39,7 @@ from plugbay.monitor.alerts import AlertManager, Condition, Sample, evaluate
 from plugbay.monitor.config import MonitorSettings
 from plugbay.monitor.figures import WorkerFigures, shown
 from plugbay.monitor.health import RANK, Blocked, LoopWatchdog, Readiness, overall, readiness_from
-from plugbay.monitor.logs import PREFIX, LogManager
+from plugbay.monitor.logs import BY_ALERT, PREFIX, LogManager, lifecycle_level
 from plugbay.monitor.rows import SnapshotRows
 from plugbay.monitor.sampling import REFRESH_TICKS, cpu_percent, utilization
 from plugbay.monitor.source import HandleView, MonitorSource, PluginView
@@ -703,7 +703,7 @@ class PluginMonitor:
     def _disable(self, plugin_id: str, reason: str) -> None:
         async def go() -> None:
             try:
-                await self.manager.disable(plugin_id, reason)
+                await self.manager.disable(plugin_id, reason, by=BY_ALERT)
             except Exception as exc:
                 log.error("could not disable '%s' after an alert: %s", plugin_id, exc)
 
@@ -732,11 +732,7 @@ class PluginMonitor:
             fields = {k: v for k, v in event.data.items() if k not in ("plugin", "message")}
             self.logs.security(plugin, _security_text(event), event=event.kind, **fields)
             return
-        level = (
-            logging.ERROR
-            if event.kind in ("plugin.failed", "plugin.disabled", "plugin.crashed")
-            else logging.INFO
-        )
+        level = lifecycle_level(event.kind, event.data)
         reason = event.data.get("reason")
         self.logs.add(plugin, level, event.kind + (f": {reason}" if reason else ""),
                       logger=PREFIX + plugin + ".lifecycle", event=event.kind)  # fmt: skip

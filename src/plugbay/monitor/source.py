@@ -125,5 +125,10 @@ class MonitorSource(Protocol):
         counted: bool = True,
     ) -> Any: ...
     async def disable(
-        self, plugin_id: str, reason: str | None = None, *, cascade: bool = False
+        self,
+        plugin_id: str,
+        reason: str | None = None,
+        *,
+        cascade: bool = False,
+        by: str | None = None,
     ) -> list[str]: ...

@@ -574,8 +574,15 @@ class PluginManager(Calling, Starting, Supervision, SecurityEvents):
     # ------------------------------------------------------------------ enable / disable
 
     async def disable(
-        self, plugin_id: str, reason: str | None = None, *, cascade: bool = False
+        self,
+        plugin_id: str,
+        reason: str | None = None,
+        *,
+        cascade: bool = False,
+        by: str | None = None,
     ) -> list[str]:
+        """Stop the plugin and keep it off; ``by``: who disables it (the API and its token,
+        the monitor), kept in the history and sent with ``plugin.disabled``."""
         rec = self.record(plugin_id)
         if not reason and rec.state is PluginState.DISABLED:
             reason = rec.reason  # disabled again with no reason: the kept one stays
@@ -584,10 +591,17 @@ class PluginManager(Calling, Starting, Supervision, SecurityEvents):
         # Durable first, with its history entry: a disable the state cannot keep (a full
         # disk) is refused here and changes nothing, rather than undone by a restart.
         if self.state is not None:
-            self.state.set_enabled(plugin_id, False, reason, event=("disable", rec.version))
+            self.state.set_enabled(
+                plugin_id, False, reason, event=("disable", rec.version),
+                details={"by": by} if by else None,
+            )  # fmt: skip
         stopped = await self.unload_plugin(plugin_id, cascade=cascade)
         rec.reason = reason
         self._set_state(rec, PluginState.DISABLED)
+        # after its plugin.unloaded (if it ran): why it is off, and who said so
+        self.events.emit(
+            "plugin.disabled", plugin=plugin_id, version=rec.version, reason=reason, by=by
+        )
         return stopped
 
     async def enable(self, plugin_id: str) -> PluginRecord:

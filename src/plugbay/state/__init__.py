@@ -458,11 +458,13 @@ class StateStore(ApiTokens, MonitorRecords):
         reason: str | None = None,
         *,
         event: tuple[str, str | None] | None = None,
+        details: dict[str, Any] | None = None,
     ) -> None:
         """Remember whether the plugin may be loaded; enabling forgets the disable reason.
-        ``event`` ``(action, version)``: its history entry, in the same transaction, so
-        the change and its record are kept together or not at all."""
+        ``event`` ``(action, version)``: its history entry (with ``details``), in the same
+        transaction, so the change and its record are kept together or not at all."""
         now = time.time()
+        text = json.dumps(details or {}, default=str)
         with self._transaction() as db:
             execute(
                 db,
@@ -476,8 +478,8 @@ class StateStore(ApiTokens, MonitorRecords):
                 execute(
                     db,
                     "INSERT INTO history (time, plugin_id, action, version, result, reason, "
-                    "details) VALUES (?, ?, ?, ?, 'ok', ?, '{}')",
-                    (now, plugin_id, event[0], event[1], None if enabled else reason),
+                    "details) VALUES (?, ?, ?, ?, 'ok', ?, ?)",
+                    (now, plugin_id, event[0], event[1], None if enabled else reason, text),
                 )
 
     def is_enabled(self, plugin_id: str) -> bool:

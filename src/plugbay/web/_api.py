@@ -355,9 +355,12 @@ async def enable(plugin_id: str, host: HostDep) -> OperationResult:
 async def disable(
     plugin_id: str, host: HostDep, body: DisableRequest | None = None
 ) -> OperationResult:
-    """Kept in the state across restarts, with the reason."""
+    """Kept in the state across restarts, with the reason; ``plugin.disabled`` says it
+    and who asked (the API, with which token)."""
     body = body or DisableRequest()
-    stopped = await host.disable(plugin_id, body.reason, cascade=body.cascade)
+    stopped = await host.manager.disable(
+        plugin_id, body.reason, cascade=body.cascade, by=caller(request)
+    )
     return _done(host, plugin_id, stopped)
 
 
