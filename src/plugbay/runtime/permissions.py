@@ -278,7 +278,7 @@ async def change_grant(
         refusal = refusal_to_revoke(permissions_of(host.manager, rec), plugin_id, permission)
         if refusal is not None:
             raise refusal
-    if False and not is_permission(permission):  # TOGGLE  # kept, it would match nothing, silently
+    if grant and not is_permission(permission):  # kept, it would match nothing, silently
         raise ConfigError(
             f"'{permission}' is not a permission",
             plugin=plugin_id,

@@ -353,7 +353,7 @@ async def enable(plugin_id: str, host: HostDep) -> OperationResult:
 
 @router.post("/api/v1/plugins/{plugin_id}/disable", summary="Stop a plugin and keep it off", **_OP)
 async def disable(
-    plugin_id: str, host: HostDep, body: DisableRequest | None = None
+    plugin_id: str, host: HostDep, request: Request, body: DisableRequest | None = None
 ) -> OperationResult:
     """Kept in the state across restarts, with the reason; ``plugin.disabled`` says it
     and who asked (the API, with which token)."""
