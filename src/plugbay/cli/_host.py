@@ -34,7 +34,9 @@ __all__ = [
     "RemoteHost",
     "in_process",
     "listing_of",
+    "no_api",
     "the_host",
+    "unannounced_host",
 ]
 
 T = TypeVar("T")
@@ -99,10 +101,49 @@ def the_host(
             with client:
                 yield RemoteHost(client, state)
         else:
-            with contextlib.closing(LocalHost(kwargs, running_host(state))) as local:
+            running = running_host(state) or unannounced_host(state)
+            with contextlib.closing(LocalHost(kwargs, running)) as local:
                 yield local
     except PlugbayError as exc:
         fail(exc, as_json=as_json)
+
+
+def unannounced_host(state: Path) -> dict[str, Any] | None:
+    """A host that holds ``state``'s lock and announced nothing in ``host.json`` (an
+    application's ``Host``, or a ``plugbay run`` still starting), in the shape of
+    ``running_host``'s answer: its pid, since when its process runs, no API. None when no
+    other process holds the lock."""
+    import os
+
+    from plugbay.runtime.lifecycle import lock_holder
+
+    pid = lock_holder(state)
+    if pid is None or pid == os.getpid():
+        return None
+    import psutil
+
+    try:  # what it recorded since its process started is what it did
+        since = psutil.Process(pid).create_time() if pid > 0 else 0.0
+    except psutil.Error:
+        return None  # gone since
+    return {"pid": pid, "since": since, "plugins": [], "http": None, "announced": False}
+
+
+def no_api(running: dict[str, Any], state: Path) -> str:
+    """What a command beside a host serving no API can show, and what shows the rest."""
+    if running.get("announced", True):
+        who = f"the host on {state.resolve()} (pid {running['pid']}) serves no API"
+        then = "restart it without --no-http to see them here"
+    else:
+        who = (
+            f"a host (pid {running['pid']}) holds {state.resolve()} and serves no API (an "
+            "application's Host, or a 'plugbay run' still starting)"
+        )
+        then = "ask the application (host.info), or serve the plugins with 'plugbay run'"
+    return (
+        f"{who}: state, version, reason and load time are what it recorded; its live "
+        f"figures (commands, config, usage, permissions in force) are not known here: {then}"
+    )
 
 
 def in_process(
@@ -217,9 +258,10 @@ class RemoteHost:
 class LocalHost:
     """A host started in this process, on first need, for this command.
 
-    When a ``plugbay run`` serves the state directory without an API (``running``),
-    nothing is started: what that host recorded is shown, and what would change
-    plugins is refused, since two hosts would fight over one state directory.
+    When a host serves the state directory without an API (``running``: a ``plugbay
+    run --no-http``, or an application's ``Host`` holding its lock), nothing is started:
+    what that host recorded is shown, and what would change plugins is refused, since
+    two hosts would fight over one state directory.
     """
 
     def __init__(self, kwargs: dict[str, Any], running: dict[str, Any] | None) -> None:
@@ -263,15 +305,24 @@ class LocalHost:
         from plugbay.cli._recorded import recorded
 
         source = f"host pid {self.running['pid']}"
-        dirs = [Path(d) for d in self.running.get("plugins", [])]
-        if self.kwargs["plugins_dir"] != [Path("plugins")] or not dirs:
-            dirs = self.kwargs["plugins_dir"]
-        rows = [list_row(r, source) for r in recorded(self.state, self.running, dirs)]
+        rows = [
+            list_row(r, source) for r in recorded(self.state, self.running, self._recorded_dirs())
+        ]
         since = time.strftime("%H:%M:%S", time.localtime(self.running["since"]))
         return Listing(
             rows,
-            footer=f"as recorded by the host running since {since} (pid {self.running['pid']})",
+            footer=f"as recorded by the host running since {since} (pid {self.running['pid']}), "
+            "which serves no API",
         )
+
+    def _recorded_dirs(self) -> list[Path]:
+        """Where the plugins of the host serving no API are: its own plugin directories,
+        unless --plugins names others."""
+        assert self.running is not None
+        dirs = [Path(d) for d in self.running.get("plugins", [])]
+        if self.kwargs["plugins_dir"] != [Path("plugins")] or not dirs:
+            dirs = self.kwargs["plugins_dir"]
+        return dirs
 
     def _on_disk(self) -> Listing:
         """No host runs here: the plugins on disk, each "not running"; nothing is started."""
@@ -288,15 +339,24 @@ class LocalHost:
             say_no_host(self.state)
             dirs = self.kwargs["plugins_dir"]
             return disk_info(plugin_id, dirs, self.state, self.kwargs["config_file"])
+        return self._recorded_info(plugin_id)
 
-        async def body(host: Host) -> dict[str, Any]:
-            data = host.info(plugin_id)
-            await host.plugin(plugin_id).describe_commands()
-            data["commands"] = _commands(host, plugin_id)
-            data["config"] = data.get("config") or {}
-            return data
+    def _recorded_info(self, plugin_id: str) -> dict[str, Any]:
+        """``info`` beside a host that serves no API (a second host here would be refused
+        its lock): the plugin on disk, with the state, version, reason and load time that
+        host recorded; what only it knows is absent, and a note says so."""
+        from plugbay.cli._recorded import recorded
+        from plugbay.cli.offline import disk_info
 
-        return self._do(body)
+        assert self.running is not None
+        dirs = self._recorded_dirs()
+        data = disk_info(plugin_id, dirs, self.state, self.kwargs["config_file"])
+        rows = recorded(self.state, self.running, dirs)
+        row = next((r for r in rows if r["id"] == plugin_id), {})
+        data.update({k: row[k] for k in ("state", "version", "reason", "load_seconds") if k in row})
+        data["notes"] = [no_api(self.running, self.state)]
+        data["source"] = f"host pid {self.running['pid']}"
+        return data
 
     def call(self, plugin_id: str, command: str, pairs: list[str]) -> Any:
         async def body(host: Host) -> Any:
@@ -441,25 +501,6 @@ def _swap(plugin_id: str, before: str | None, after: dict[str, Any]) -> dict[str
         "state": after["state"],
         "seconds": after["load_seconds"],
     }
-
-
-def _commands(host: Host, plugin_id: str) -> list[dict[str, Any]]:
-    """Each command as the API describes it: signature, doc and JSON schemas."""
-    entries = []
-    for name, spec in sorted(host.plugin(plugin_id).commands.items()):
-        described = spec.describe()
-        schema = to_builtins(spec.schema())
-        entries.append(
-            {
-                "name": name,
-                "signature": described["signature"],
-                "doc": described.get("doc") or "",
-                "params_schema": schema.get("params") or {},
-                "result_schema": schema.get("result") or {},
-                "defs": schema.get("$defs") or {},
-            }
-        )
-    return entries
 
 
 def _recorded_snapshot(state: Path) -> dict[str, Any]:

@@ -40,8 +40,9 @@ def print_info(data: dict[str, Any], *, show_traceback: bool = False) -> None:
         out.print(escape(m["description"]))
     facts = [
         *_manifest_facts(data, m),
+        *_restart_facts(data, m),
         *_permission_facts(data["id"], data.get("permissions") or {}),
-        *_sandbox_facts(data),
+        *_sandbox_facts(data, m),
         *_usage_facts(data.get("usage") or {}),
         *python_rows(data),
         *task_rows(data),
@@ -66,6 +67,33 @@ def _manifest_facts(data: dict[str, Any], m: dict[str, Any]) -> list[tuple[str, 
         ("versions known", ", ".join(data["versions_known"]) or "-"),
         ("load time", f"{load * 1000:.1f} ms" if load else "-"),
     ]
+
+
+def _is_wasm(data: dict[str, Any], m: dict[str, Any]) -> bool:
+    """A Wasm plugin: an instance of its module in the host's Wasm runtime serves it."""
+    return data.get("isolation") == "wasm" or m.get("runtime") == "wasm"
+
+
+def _restart_facts(data: dict[str, Any], m: dict[str, Any]) -> list[tuple[str, Any]]:
+    """While it is ``restarting``: which restart of how many, when, and why, in the words
+    of what serves it (a Wasm instance traps and a new one is made; a worker crashes)."""
+    restart = data.get("restart")
+    if data.get("state") != "restarting" or not restart:
+        return []
+    from plugbay.runtime.supervision import crash_words
+
+    isolation = "wasm" if _is_wasm(data, m) else str(data.get("isolation"))
+    which = f"{restart['attempt']} of {restart['max_attempts']}"
+    at = time.strftime("%H:%M:%S", time.localtime(restart["next_try"]))
+    new = {
+        "wasm": "a new instance of its module in the host's Wasm runtime",
+        "ray": "a new Ray actor or worker for it",
+    }.get(isolation, "a new worker")
+    if restart["next_try"] <= time.time():  # its backoff is over: the restart runs
+        return [("restart", f"{which}, under way since {at}: starting {new}")]
+    why = crash_words(isolation)
+    backoff = f"after {restart['backoff_seconds']:g} s"
+    return [("restart", f"{which} at {at} ({backoff}): {why}; then {new} starts")]
 
 
 def _permission_facts(plugin_id: str, permissions: dict[str, Any]) -> list[tuple[str, Any]]:
@@ -125,10 +153,21 @@ def _in_force_facts(plugin_id: str, permissions: dict[str, Any]) -> list[tuple[s
     return facts
 
 
-def _sandbox_facts(data: dict[str, Any]) -> list[tuple[str, Any]]:
+#: the limits that bound a Wasm instance (a worker's files, file size, processes,
+#: threads and storage image are not its: it has none of its own)
+_WASM_LIMITS = ("memory", "cpu-seconds", "timeout")
+
+
+def _sandbox_facts(data: dict[str, Any], m: dict[str, Any]) -> list[tuple[str, Any]]:
     facts: list[tuple[str, Any]] = []
-    if data.get("limits"):
-        facts.append(("limits", limits_text(data["limits"])))
+    limits = data.get("limits") or {}
+    if limits and _is_wasm(data, m):
+        kept = {k: v for k, v in limits.items() if k in _WASM_LIMITS}
+        facts.append(
+            ("limits", limits_text(kept) + " (memory: its linear memory; CPU and time: per call)")
+        )
+    elif limits:
+        facts.append(("limits", limits_text(limits)))
     sandbox = data.get("sandbox") or {}
     if sandbox.get("secrets"):
         facts.append(("secrets", ", ".join(sandbox["secrets"]) + " (through context.secrets)"))
@@ -139,6 +178,18 @@ def _sandbox_facts(data: dict[str, Any]) -> list[tuple[str, Any]]:
 
 
 def _usage_facts(usage: dict[str, Any]) -> list[tuple[str, Any]]:
+    if "linear_memory_bytes" in usage:  # a Wasm instance: a thread of the host's process
+        limit = usage.get("memory_limit")
+        of = f" of {limit / 2**20:g} MiB" if limit else " (no limit)"
+        return [
+            (
+                "usage",
+                f"its instance, on a thread of the host's process (pid {usage['pid']}): "
+                f"linear memory {usage['linear_memory_bytes'] / 2**20:.1f} MiB{of}, CPU "
+                f"{usage['cpu_seconds']:.2f} s in {_times(usage['calls'], 'call')}, replaced "
+                f"{_times(usage['instances_replaced'], 'time')}",
+            )
+        ]
     if "rss_bytes" not in usage:
         return []
     shared = " (the host's process, shared)" if usage.get("shared") else ""
@@ -154,6 +205,10 @@ def _usage_facts(usage: dict[str, Any]) -> list[tuple[str, Any]]:
     if usage.get("storage_quota"):
         facts.append(("storage quota", usage["storage_quota"]))
     return facts
+
+
+def _times(n: int, what: str) -> str:
+    return f"{n} {what}" + ("" if n == 1 else "s")
 
 
 def _ranges(ranges: Mapping[str, Any]) -> str:
@@ -194,9 +249,20 @@ def _print_outcome(data: dict[str, Any], show_traceback: bool) -> None:
 
 
 def _isolation_text(data: dict[str, Any], manifest: dict[str, Any]) -> str:
+    """What serves the plugin, in its backend's words, and why there."""
     sandbox = data.get("sandbox") or {}
     where = data["isolation"]
     location = data.get("location") or {}
+    if _is_wasm(data, manifest):  # whatever the policy: a module has only what it is given
+        return (
+            "an instance of its Wasm module in the host's Wasm runtime (wasmtime, on a "
+            "thread of the host's process; no worker process): its own store, deny by default"
+        )
+    if data.get("sandbox") is None:  # not placed: no host runs it here
+        return (
+            f"not known here (asked: {manifest.get('isolation', where)}): the host's policy "
+            "places it when it starts it, in a sandboxed worker unless trusted"
+        )
     if where == "ray":  # which node, and whether it kept its sandbox there
         node = str(location.get("node", "?"))[:12]
         kind = "sandboxed worker of the node's agent" if sandbox.get("sandboxed") else "bare actor"

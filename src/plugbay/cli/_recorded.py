@@ -12,7 +12,7 @@ _OUTCOME = {
     ("reload", "ok"): "active",
     ("upgrade", "ok"): "active",
     ("rollback", "ok"): "active",
-    ("restart", "ok"): "initializing",
+    ("restart", "ok"): "restarting",  # its start after a crash's backoff, until "load"
     ("unload", "ok"): "stopped",
     ("shutdown", "ok"): "stopped",
     ("disable", "ok"): "disabled",
@@ -44,7 +44,7 @@ def recorded(
                 row.update(
                     state=_state_after(event),
                     version=event.version or row["version"],
-                    reason=event.reason,
+                    reason=_reason_after(event),
                     load_seconds=event.details.get("seconds"),
                 )
             rows.append(row)
@@ -52,7 +52,18 @@ def recorded(
 
 
 def _state_after(event: Any) -> str:
+    if event.action == "crash" and "restart" in event.details:
+        return "restarting"  # a restart comes; the supervisor giving up has no "restart"
     return _OUTCOME.get((event.action, event.result)) or "failed"
+
+
+def _reason_after(event: Any) -> str | None:
+    if event.action == "restart":  # its reason is the backoff it waited
+        return f"its restart after a crash is under way (it began {event.reason})"
+    if event.action == "crash" and "restart" in event.details:
+        details = event.details
+        return f"{event.reason}; restart {details['restart']} after {details['backoff']:g} s"
+    return event.reason  # type: ignore[no-any-return]
 
 
 def _last_outcome(events: list[Any], *, since: float) -> Any:

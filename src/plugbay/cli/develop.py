@@ -315,10 +315,12 @@ def debug(
         typer.Option("--no-break", help="Do not stop at the command's first line."),
     ] = False,
 ) -> None:
-    """Run a plugin inline in the foreground with its real context, under pdb.
+    """Run a Python plugin inline in the foreground with its real context, under pdb.
 
     With a command: call it, stopping in pdb at its first line, and print the result.
     Without: serve until Ctrl-C; a breakpoint() in the plugin's code stops in pdb.
+    A Wasm plugin is refused (pdb cannot stop in a module): 'plugbay call' it and read
+    its module's output with 'plugbay logs ID'.
     """
     from plugbay.pdk.debug import debug_plugin
 

@@ -68,7 +68,13 @@ def info(
         ),
     ] = None,
 ) -> None:
-    """Show a plugin's manifest, state, dependencies, dependents, commands and Python packages."""
+    """Show a plugin's manifest, state, dependencies, dependents, commands and Python packages.
+
+    A running host on this state directory is asked through its API. Beside one that
+    serves no API (run --no-http, or an application's Host holding the state's lock),
+    what it recorded is shown with the rest from disk, and a note says what is not
+    known there; with no host running, what is on disk. No plugin is started then.
+    """
     # only it and what it needs start here: nothing else
     with the_host(state, plugins, config, load=[plugin_id], as_json=as_json) as host:
         data = host.info(plugin_id)

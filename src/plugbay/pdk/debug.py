@@ -23,10 +23,13 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from plugbay.api.errors import PlugbayError
 from plugbay.pdk.params import parse_params
+
+if TYPE_CHECKING:
+    from plugbay.model.manifest import PluginManifest
 
 __all__ = ["debug_plugin", "first_body_line"]
 
@@ -88,6 +91,8 @@ async def _run(
     from plugbay.model.discover import discover
     from plugbay.runtime.host import Host
 
+    found = discover(plugin_dirs, entry_points=True)
+    _refuse_wasm(plugin_id, found.manifests)
     host = Host(
         None,
         state_dir=state_dir,
@@ -98,7 +103,6 @@ async def _run(
     )
     await host.start()
     try:
-        found = discover(plugin_dirs, entry_points=True)
         for manifest in found.manifests:
             if manifest.id == plugin_id:
                 manifest = dataclasses.replace(manifest, isolation="inline")
@@ -149,6 +153,29 @@ async def _run(
                 debugger.clear_all_breaks()
     finally:
         await host.stop()
+
+
+def _refuse_wasm(plugin_id: str, manifests: Sequence[PluginManifest]) -> None:
+    """pdb steps through Python in this process; a Wasm plugin's code is a module that
+    runs in the host's Wasm runtime, where it would only stop in plugbay's own code (the
+    call into the module), never in the plugin's. Refused, saying what helps instead."""
+    mine = [m for m in manifests if m.id == plugin_id]
+    newest = max(mine, key=lambda m: m.version, default=None)
+    if newest is None or newest.runtime != "wasm":
+        return
+    raise PlugbayError(
+        "cannot be debugged with 'plugbay debug': it runs Python plugins' code under pdb, "
+        f'and {plugin_id} {newest.version} is a Wasm plugin (runtime = "wasm"): its module '
+        "runs in the host's Wasm runtime, where pdb never stops in its code",
+        plugin=plugin_id,
+        where=str(newest.location),
+        hint=f"call it with 'plugbay call {plugin_id} COMMAND key=value…' and read what its "
+        f"module wrote with 'plugbay logs {plugin_id}' (stdout at info, stderr at warning: "
+        "print from the module to trace it); a trap's error names the functions it trapped "
+        f"in, innermost first, and 'plugbay history {plugin_id}' keeps each one (see "
+        "docs/wasm-plugins.md, 'Running and failing')",
+        details={"runtime": "wasm"},
+    )
 
 
 def _run_with_hook(coro: Any) -> Any:

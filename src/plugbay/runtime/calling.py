@@ -44,6 +44,7 @@ from plugbay.model.manifest import PluginManifest
 from plugbay.monitor import CommandStats
 from plugbay.runtime.records import ManagerSettings, PluginRecord, PluginState, Roster
 from plugbay.runtime.routing import UNCOUNTED, Entry, Route
+from plugbay.runtime.supervision import crash_words
 from plugbay.runtime.tap import heard_failing
 
 if TYPE_CHECKING:
@@ -197,8 +198,8 @@ class Calling:
         reason = reason.removeprefix(f"plugin '{rec.id}': ")  # said once, by the error
         if rec.id in self._restarts:
             hint = (
-                "its worker crashed and is being restarted; calls wait for that up to the "
-                f"host's call timeout ({self.settings.call_timeout:g} s): call again"
+                f"{crash_words(rec.isolation)} and is being restarted; calls wait for that "
+                f"up to the host's call timeout ({self.settings.call_timeout:g} s): call again"
             )
         elif rec.state is PluginState.DISABLED:
             hint = f"'plugbay enable {rec.id}' (host.enable in an application) starts it again"

@@ -33,6 +33,7 @@ import json
 import logging
 import os
 import resource
+import struct
 import threading
 import time
 from collections.abc import Awaitable
@@ -51,6 +52,7 @@ __all__ = [
     "check_descriptors",
     "descriptor_budget",
     "holder_pid",
+    "lock_holder",
     "raise_descriptor_limit",
     "sweep",
     "undo_fully",
@@ -156,6 +158,31 @@ def holder_pid(path: Path) -> int | None:
         return int(json.loads(path.read_text())["pid"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
+
+
+#: ``struct flock`` on Linux: l_type, l_whence, l_start, l_len, l_pid (padded to 8 bytes)
+_FLOCK: Final = "hhqqi0q"
+
+
+def lock_holder(state_dir: Path) -> int | None:
+    """The pid of the process holding ``state_dir``'s host lock now, as the kernel says
+    (``F_GETLK``: nothing is taken, and a holder that died holds nothing), whatever host
+    it is: a ``plugbay run``, or an application's ``Host`` that announces nothing. None
+    when no process holds it."""
+    if str(state_dir.resolve()) in _held:
+        return os.getpid()  # ours: opening the file here and closing it would drop it
+    try:
+        fd = os.open(state_dir / LOCK_FILE, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        asked = struct.pack(_FLOCK, fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0)
+        kind, _, _, _, pid = struct.unpack(_FLOCK, fcntl.fcntl(fd, fcntl.F_GETLK, asked))
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return None if kind == fcntl.F_UNLCK else int(pid)
 
 
 def _announced(state_dir: Path) -> dict[str, Any]:

@@ -50,7 +50,7 @@ def pending(rec: PluginRecord) -> str | None:
     enable = f"'plugbay enable {pid}' (POST /api/v1/plugins/{pid}/enable)"
     if state == "active":
         return None
-    if state == "restarting":
+    if state == "restarting" and not (rec.restart is not None and rec.restart.under_way):
         return f"{pid} is restarting after a crash: its restart starts it with this config"
     if state == "on-demand":
         return f"{pid} starts on demand: its first call or event starts it with this config"

@@ -8,7 +8,8 @@ A record's ``state`` moves through::
 
 and, for a plugin whose worker crashed, ``active → restarting`` while the supervisor
 waits out its backoff (:class:`Restart` says which restart and when), then a new record
-``initializing → active``; ``failed`` when the supervisor gives up
+that stays ``restarting`` while the restart starts it, and ``→ active`` (or ``failed``
+when the start fails); ``failed`` when the supervisor gives up
 (:mod:`plugbay.runtime.supervision`).
 """
 
@@ -53,7 +54,8 @@ class PluginState(enum.StrEnum):
     DISABLED = "disabled"
     #: resolved and validated, not started: its first call or event starts it
     ON_DEMAND = "on-demand"
-    #: its worker crashed; the supervisor starts it again after a backoff (calls wait)
+    #: its worker crashed (a Wasm instance trapped); the supervisor starts it again after
+    #: a backoff, and it stays restarting until that start is over (calls wait)
     RESTARTING = "restarting"
 
 
@@ -65,10 +67,12 @@ class Restart:
     attempt: int
     #: restarts the window allows before the supervisor gives up (``max_crashes`` - 1)
     attempts: int
-    #: when the next try starts (Unix time)
+    #: when the next try starts (Unix time); once the try runs, when it started
     at: float
     #: the backoff waited before it, seconds (doubles with each crash in the window)
     backoff: float
+    #: the try runs: its start began, with the config the plugin had then
+    under_way: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {

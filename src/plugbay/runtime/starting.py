@@ -102,6 +102,7 @@ class Starting:
             details: dict[str, Any] | None,
         ) -> None: ...
         def _crashed(self, rec: PluginRecord, error: PlugbayError) -> None: ...
+        def _restart_under_way(self, rec: PluginRecord, crashed: PluginRecord) -> None: ...
         def _security(self, rec: PluginRecord, event: dict[str, Any]) -> None: ...
         def budget_for(self, plugin_id: str) -> Budget | None: ...
         def set_route(self, plugin_id: str, route: Route) -> None: ...
@@ -175,9 +176,18 @@ class Starting:
         )
 
     async def _start(
-        self, manifest: PluginManifest, needs: Iterable[str], notes: list[str]
+        self,
+        manifest: PluginManifest,
+        needs: Iterable[str],
+        notes: list[str],
+        *,
+        crashed: PluginRecord | None = None,
     ) -> PluginRecord:
+        """Start ``manifest``'s plugin; ``crashed``: the record whose restart this start is
+        (the new record reads ``restarting`` until it is active or failed)."""
         rec = PluginRecord(manifest.id, manifest, needs=frozenset(needs), notes=list(notes))
+        if crashed is not None:
+            self._restart_under_way(rec, crashed)
         try:
             rec.placement = self.place(manifest)
             rec.isolation = rec.placement.isolation
@@ -186,7 +196,7 @@ class Starting:
             self._fail(rec, exc, action="load")
             return rec
         self._records[manifest.id] = rec
-        self._set_state(rec, PluginState.RESOLVED)
+        self._enter(rec, PluginState.RESOLVED)
         self._skip_inactive_optional(rec, manifest)
         blocked = [d for d in sorted(rec.needs) if self._state_of(d) is not PluginState.ACTIVE]
         if blocked:
@@ -198,7 +208,7 @@ class Starting:
         try:
             config = self._validated_config(manifest)
             rec.config = config
-            self._set_state(rec, PluginState.INITIALIZING)
+            self._enter(rec, PluginState.INITIALIZING)
             handle, context = await self._launch(rec, manifest, config, metrics)
             rec.handle = handle
             handle.on_crash = functools.partial(self._crashed, rec)
@@ -232,6 +242,7 @@ class Starting:
         )
         table = command_table(handle, metrics, self.settings.monitoring)
         self.set_route(manifest.id, Route(handle, metrics, timeout, [0], table))
+        rec.restart = None
         self._set_state(rec, PluginState.ACTIVE)
         instance = handle.instance
         if isinstance(instance, SystemPlugin):
@@ -248,6 +259,11 @@ class Starting:
             self._history(rec, "load", "ok", None, {"seconds": round(rec.load_seconds, 6)})
         self.events.emit("plugin.loaded", plugin=manifest.id, version=str(manifest.version))
         return rec
+
+    def _enter(self, rec: PluginRecord, state: PluginState) -> None:
+        """``state`` (resolved, initializing); ``restarting`` all along the start of a
+        restart, which is not over until the plugin is active or failed."""
+        self._set_state(rec, PluginState.RESTARTING if rec.restart is not None else state)
 
     async def _ready(self, manifest: PluginManifest, handle: PluginHandle) -> None:
         """After ``initialize``: what it held at its last stop given back, and the copy of

@@ -1,7 +1,8 @@
-"""Crash supervision: a plugin whose worker died is ``restarting`` at once, and started
-again after a backoff that doubles with each crash in the window; after too many
-crashes in the window the supervisor gives up and the plugin is ``failed``
-(``ManagerSettings``: ``restart_backoff``, ``max_crashes``, ``crash_window``).
+"""Crash supervision: a plugin whose worker died (or, for a Wasm plugin, whose instance
+trapped: :func:`crash_words`) is ``restarting`` at once, and started again after a
+backoff that doubles with each crash in the window; after too many crashes in the
+window the supervisor gives up and the plugin is ``failed`` (``ManagerSettings``:
+``restart_backoff``, ``max_crashes``, ``crash_window``).
 
 What each step tells the rest of the host:
 
@@ -11,7 +12,9 @@ What each step tells the rest of the host:
   restart (``runtime.calling``). It is not ``failed``: readiness, health and the
   alert rules on failed plugins leave a normal restart alone.
 * the restart: a ``restart`` in the history, then a new record that starts as any
-  plugin does (``plugin.loaded``, or ``failed`` with ``plugin.failed`` when it cannot).
+  plugin does (``plugin.loaded``, or ``failed`` with ``plugin.failed`` when it cannot),
+  but reads ``restarting`` all along its start, not ``initializing``: the crash, which
+  restart, and since when it runs (``Restart.at``), until it is active or failed.
 * giving up: ``failed`` with ``plugin.failed``, the reason naming the crashes;
   ``plugbay enable ID`` (``host.enable``) starts it again, as does the host's next start.
 
@@ -21,6 +24,7 @@ What each step tells the rest of the host:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 import time
@@ -35,7 +39,7 @@ from plugbay.runtime.routing import Route
 from plugbay.runtime.services import ServiceHub
 from plugbay.state import StateStore
 
-__all__ = ["Supervision"]
+__all__ = ["Supervision", "crash_words"]
 
 log = logging.getLogger("plugbay.manager")
 
@@ -67,7 +71,12 @@ class Supervision:
             details: dict[str, Any] | None,
         ) -> None: ...
         async def _start(
-            self, manifest: PluginManifest, needs: Iterable[str], notes: list[str]
+            self,
+            manifest: PluginManifest,
+            needs: Iterable[str],
+            notes: list[str],
+            *,
+            crashed: PluginRecord | None = None,
         ) -> PluginRecord: ...
 
     def _crashed(self, rec: PluginRecord, error: PlugbayError) -> None:
@@ -104,7 +113,7 @@ class Supervision:
         rec.traceback = None
         rec.reason = (
             f"{error.message}; restart {restart.attempt} of {restart.attempts} at "
-            f"{time.strftime('%H:%M:%S', time.localtime(restart.at))} (after {delay:g} s)"
+            f"{_clock(restart.at)} (after {delay:g} s)"
         )
         self._set_state(rec, PluginState.RESTARTING)
         log.error("plugin '%s' crashed: %s", rec.id, rec.reason)
@@ -116,6 +125,21 @@ class Supervision:
             "plugin.crashed", plugin=rec.id, version=rec.version, reason=str(error),
             code=error.code, attempt=restart.attempt, retry_in=delay,
         )  # fmt: skip
+
+    def _restart_under_way(self, rec: PluginRecord, crashed: PluginRecord) -> None:
+        """The new record of a restart, before its start begins: ``restarting`` still (not
+        ``initializing``), with the crash and which restart, until it is active or failed;
+        ``next_try`` is when this try started."""
+        if crashed.restart is None or crashed.error is None:
+            return
+        restart = dataclasses.replace(crashed.restart, at=time.time(), under_way=True)
+        rec.restart = restart
+        rec.error = crashed.error
+        rec.crashes = crashed.crashes
+        rec.reason = (
+            f"{crashed.error.message}; restart {restart.attempt} of {restart.attempts} "
+            f"under way since {_clock(restart.at)}"
+        )
 
     def _give_up(self, rec: PluginRecord, error: PlugbayError) -> None:
         """Too many crashes within the window: failed, saying so and what starts it again.
@@ -168,5 +192,20 @@ class Supervision:
             assert crashed.manifest is not None
             self._history(crashed, "restart", "ok", f"after {delay:g} s", None)
             self.restart_counts[crashed.id] = self.restart_counts.get(crashed.id, 0) + 1
-            rec = await self._start(crashed.manifest, crashed.needs, crashed.notes)
+            rec = await self._start(crashed.manifest, crashed.needs, crashed.notes, crashed=crashed)
             rec.crashes = crashed.crashes
+            rec.restart = None
+
+
+def _clock(at: float) -> str:
+    """A time of day as a restart's reason says it (local time)."""
+    return time.strftime("%H:%M:%S", time.localtime(at))
+
+
+def crash_words(isolation: str) -> str:
+    """What a crash is, in the words of what serves the plugin: a Wasm plugin's instance
+    traps in the host's Wasm runtime (no worker process dies); a Ray plugin's actor (or
+    its node agent's worker) dies; any other's worker crashes."""
+    if isolation == "wasm":
+        return "its Wasm instance trapped"
+    return "its Ray actor or worker died" if isolation == "ray" else "its worker crashed"
