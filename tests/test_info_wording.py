@@ -336,3 +336,22 @@ def test_a_crash_recorded_by_a_host_without_an_api_reads_restarting(
         assert "restarting: plugin 'acme.crasher': its worker process exited" in " ".join(
             plugbay("list", cwd=tmp_path).stdout.split()
         )
+
+
+def test_logs_and_metrics_beside_an_application_s_host_name_it(
+    plugins: PluginFactory, tmp_path: Path
+) -> None:
+    # logs said "no host is running" beside an application's Host, and metrics looked
+    # for "plugbay" in the holder's command line, so it said the same
+    plugins("acme.calc")
+    with holding_the_lock("an application's Host", tmp_path) as pid:
+        logs = plugbay("logs", "acme.calc", cwd=tmp_path)
+        assert logs.returncode == 0, logs.stderr
+        assert "no host is running" not in logs.stderr
+        metrics = plugbay("metrics", cwd=tmp_path)
+        assert metrics.returncode == 1
+        said = " ".join(metrics.stderr.split())
+        assert f"a host (pid {pid}) holds" in said and "serves neither an API nor /metrics" in said
+        assert "host.render_metrics()" in said
+    gone = plugbay("logs", "acme.calc", cwd=tmp_path)
+    assert "no host is running" in gone.stderr

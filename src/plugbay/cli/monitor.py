@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -35,10 +34,11 @@ PANEL = "monitoring"
 def _source(state_dir: Path) -> StateSource:
     """What the host on ``state_dir`` wrote, opened read-only (it may be gone, the disk
     may be read-only); says so when no host is running."""
+    from plugbay.cli._host import unannounced_host
     from plugbay.cli.views import StateSource
     from plugbay.web.client import running_host
 
-    if running_host(state_dir) is None:
+    if running_host(state_dir) is None and unannounced_host(state_dir) is None:
         from plugbay.cli.offline import say_no_host
 
         say_no_host(state_dir)
@@ -285,16 +285,19 @@ def _refuse_without_figures(state: Path) -> None:
     """Exit 1 unless a host serves ``state`` with its API or its /metrics port: a host
     started here would count nothing, and would write its start (history, a backup)
     into the state for every scrape."""
+    from plugbay.cli._host import unannounced_host
     from plugbay.web.client import running_host
 
     running = running_host(state)
-    starting = _lock_holder(state) if running is None else None
-    if starting is not None:
+    holder = unannounced_host(state) if running is None else None
+    if holder is not None:
         fail(
             PlugbayError(
-                f"plugbay pid {starting} holds {state.resolve()} but has announced neither "
-                "an API nor /metrics yet (a host still starting, or another command's host)",
-                hint="try again once 'plugbay run' has printed 'serving'",
+                f"a host (pid {holder['pid']}) holds {state.resolve()} and serves neither an "
+                "API nor /metrics (an application's Host, a 'plugbay run' still starting, or "
+                "another command's host)",
+                hint="try again once 'plugbay run' has printed 'serving'; an application's "
+                "Host gives its figures with host.render_metrics()",
             )
         )
     if running is None:
@@ -316,21 +319,6 @@ def _refuse_without_figures(state: Path) -> None:
                 "figures; 'plugbay top --once' shows what it records in the state",
             )
         )
-
-
-def _lock_holder(state: Path) -> int | None:
-    """The pid of a plugbay that holds ``state``'s host lock but has not announced
-    itself yet (a host still starting), else None."""
-    from plugbay.runtime.lifecycle import LOCK_FILE, holder_pid
-
-    pid = holder_pid(state / LOCK_FILE)
-    if pid is None or pid == os.getpid():
-        return None  # none (a released lock is emptied), or a dead host's pid, given to us
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return pid if b"plugbay" in f.read() else None
-    except OSError:
-        return None  # its holder is gone
 
 
 def register(app: typer.Typer) -> None:
