@@ -228,6 +228,27 @@ async def test_a_call_that_outwaits_a_wasm_restart_says_the_instance_trapped(
 
 
 @_wasm.needs_toolchain
+async def test_the_dashboard_charts_a_wasm_plugin_s_own_memory(tmp_path: Path) -> None:
+    # its handle's pid is the host's, so the chart showed the host's whole RSS, labelled
+    # "memory (its worker)"
+    import psutil
+
+    from plugbay.web._series import Series
+
+    _wasm.write_plugin(tmp_path / "plugins" / "trapper", WASM, TRAPPER, TRAPPER_COMMANDS)
+    (tmp_path / "state" / "data" / WASM).mkdir(parents=True)
+    (tmp_path / "state" / "data" / WASM / "go").write_text("")
+    host = Host(tmp_path / "plugins", state_dir=tmp_path / "state", entry_points=False)
+    async with host:
+        assert await host.call(WASM, "order", n=1) == "ordered"
+        point = Series(host, interval=1.0).sample()[WASM]
+        linear = host.plugin(WASM).handle.usage()["linear_memory_bytes"]  # type: ignore[union-attr]
+    assert point["memory_of"] == "module" and point["memory_shared"] is False
+    assert point["memory_mb"] == round(linear / 2**20, 2)
+    assert point["memory_mb"] < psutil.Process().memory_info().rss / 2**20 / 4
+
+
+@_wasm.needs_toolchain
 def test_debug_refuses_a_wasm_plugin_and_says_what_helps(tmp_path: Path) -> None:
     _wasm.write_plugin(tmp_path / "plugins" / "trapper", WASM, TRAPPER, TRAPPER_COMMANDS)
     done = plugbay("debug", WASM, "order", "n=1", cwd=tmp_path, stdin="c\n")

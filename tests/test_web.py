@@ -366,7 +366,7 @@ async def test_the_stream_sends_live_figures(api: Api) -> None:
     assert len(events) == 2
     calc = events[-1]["plugins"]["acme.calc"]
     assert calc["state"] == "active" and calc["version"] == "1.0.0" and calc["calls"] == 5
-    assert calc["memory_mb"] > 0 and calc["memory_shared"] is True
+    assert calc["memory_mb"] > 0 and calc["memory_shared"] is True and calc["memory_of"] == "host"
     series = (await api.http.get("/api/v1/plugins/acme.calc/series")).json()
     assert series["points"][-1]["calls"] == 5
 

@@ -186,7 +186,7 @@ def _restarts(rules: AlertSettings, crashes: Sequence[float], now: float) -> Con
         return None
     return Condition(
         "restarts",
-        f"its worker crashed {len(recent)} times in the last {rule.window:g} s",
+        f"it crashed {len(recent)} times in the last {rule.window:g} s, restarted each time",
         {"crashes": len(recent), "window": rule.window},
     )
 

@@ -82,7 +82,8 @@ class HungRule(_Rule, kw_only=True):
 
 
 class RestartsRule(_Rule, kw_only=True):
-    """The plugin's worker crashed (and was restarted) ``max`` times within ``window``."""
+    """The plugin crashed (its worker died, its Wasm instance trapped) and was restarted
+    ``max`` times within ``window``."""
 
     max: int = 3
     window: float = 300.0

@@ -253,6 +253,10 @@ class SeriesPoint(BaseModel):
     p99_ms: float | None
     memory_mb: float | None
     memory_shared: bool = Field(description="True when the memory is the host's own process's.")
+    memory_of: Literal["host", "worker", "module"] = Field(
+        description="Whose memory `memory_mb` is: the host's process (inline), the plugin's "
+        "worker, or a Wasm plugin's module (its linear memory)."
+    )
 
 
 class StreamSample(BaseModel):

@@ -43,6 +43,10 @@ def _quantile(buckets: list[int], total: int, q: float) -> float | None:
     return _BOUNDS[-1]
 
 
+#: whose memory a point's ``memory_mb`` is, by isolation (any other: its worker's)
+_MEMORY_OF: Final = {"inline": "host", "wasm": "module"}
+
+
 class Series:
     """Per-plugin points over the last ``keep`` samples; see the module docstring."""
 
@@ -126,6 +130,7 @@ class Series:
             "p99_ms": None,
             "memory_mb": self._memory_mb(rec, host_rss),
             "memory_shared": rec.isolation == "inline",
+            "memory_of": _MEMORY_OF.get(rec.isolation, "worker"),
         }
         if last is not None:
             point.update(_rates(now, calls, errors, buckets, last))
@@ -134,7 +139,10 @@ class Series:
     def _memory_mb(self, rec: PluginRecord, host_rss: int) -> float | None:
         if rec.handle is None or rec.handle.location() is not None:
             return None  # a remote plugin's pid is on its node: the monitor reads it there
-        rss = host_rss if rec.isolation == "inline" else self._rss(rec.handle.pid)
+        if rec.isolation == "wasm":  # its pid is the host's: the module's own memory
+            rss = (rec.handle.usage() or {}).get("linear_memory_bytes")
+        else:
+            rss = host_rss if rec.isolation == "inline" else self._rss(rec.handle.pid)
         return round(rss / 2**20, 2) if rss is not None else None
 
     def _rss(self, pid: int | None) -> int | None:

@@ -207,6 +207,13 @@ function setLast(id, text, value) {
   el.dataset.value = value === null || value === undefined ? "" : String(value);
 }
 
+// whose memory the chart shows (a point's memory_of)
+const MEMORY_OF = {
+  host: "memory (the host's process, shared)",
+  worker: "memory (its worker)",
+  module: "memory (its Wasm module's linear memory)",
+};
+
 function drawCharts() {
   if (!selected) return;
   const pick = (key, scale = 1) => points.map((p) => (p[key] === null ? null : p[key] * scale));
@@ -219,7 +226,7 @@ function drawCharts() {
   setLast("#last-latency", `${fmtNum(last.p50_ms, 3)} / ${fmtNum(last.p99_ms, 3)} ms`, last.p99_ms);
   drawChart($("#chart-memory"), [{ values: pick("memory_mb"), colour: "#2e8b57" }], "MiB");
   setLast("#last-memory", `${fmtNum(last.memory_mb)} MiB`, last.memory_mb);
-  $("#memory-label").textContent = last.memory_shared ? "memory (the host's process, shared)" : "memory (its worker)";
+  $("#memory-label").textContent = MEMORY_OF[last.memory_of] || "memory";
 }
 
 async function select(id) {
