@@ -25,7 +25,7 @@ from plugbay import (
 EXPORTED = {
     "PLUGIN_TYPES", "Command", "CommandMethod", "CommandNotFound", "CommandSpec", "ConfigError",
     "DependencyCycleError", "DependentsError", "DuplicatePluginError", "EndpointConfig",
-    "Environment", "ExtensionPlugin", "Feature", "Host", "HostLockedError", "HookConfig", "IntegrationPlugin", "ManifestError",
+    "Environment", "ExtensionPlugin", "Feature", "Host", "HostLockedError", "HostStateError", "HookConfig", "IntegrationPlugin", "ManifestError",
     "Message", "MetricsCollector", "MissingDependencyError", "ParamInfo", "ParameterError",
     "PlugbayError", "Plugin", "PluginCallError", "PluginConfig", "PluginContext",
     "PluginDependency", "PluginInitError", "PluginLoadError", "PluginNotFound", "PluginReloadError",

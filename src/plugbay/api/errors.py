@@ -21,6 +21,7 @@ __all__ = [
     "DependencyCycleError",
     "DependentsError",
     "DuplicatePluginError",
+    "HostStateError",
     "ManifestError",
     "MetricError",
     "MissingDependencyError",
@@ -242,6 +243,15 @@ class PluginStateError(PlugbayError):
     """The plugin exists but is not in a state that allows the request."""
 
     code = "plugin_state"
+
+
+class HostStateError(PlugbayError):
+    """The host cannot take the request where it was made: it is not started, it was
+    stopped, or it was called on another event loop than the one it started on (another
+    thread's, or a second ``asyncio.run``'s, the first having closed the host's). The
+    message says which; the hint says how to reach the host from there."""
+
+    code = "host_state"
 
 
 class DependentsError(PluginStateError):

@@ -51,7 +51,7 @@ _HOST_ONLY: Final = frozenset(
     {
         "permission_denied", "resource_limit", "plugin_crashed", "plugin_timeout",
         "plugin_not_found", "plugin_state", "plugin_has_dependents", "state_error",
-        "dependency_conflict", "dependency_missing", "dependency_cycle",
+        "host_state", "dependency_conflict", "dependency_missing", "dependency_cycle",
     }
 )  # fmt: skip
 #: the layers a worker's guard names in a denial (``isolation.guard``)

@@ -42,6 +42,7 @@ async def call_many(
     strict: bool = True,
 ) -> list[Any]:
     """Run ``command`` once per parameter set; each item its value or its PlugbayError."""
+    manager.serving.check_loop(f"call {plugin_id} {command}")  # once a batch: off its loop?
     route, (spec, stats, timeout, _) = await manager.routed(plugin_id, command)
     handle = route.handle  # the timeout: the route's, or the command's if shorter
     out, checked, where, timed = _checked(

@@ -49,6 +49,7 @@ from plugbay.runtime.tap import heard_failing
 
 if TYPE_CHECKING:
     from plugbay.runtime.activation import Activation
+    from plugbay.runtime.serving import Serving
 
 __all__ = ["Calling", "clock", "count_failure", "deadline_hint", "plugin_raised", "timed_out"]
 
@@ -72,6 +73,8 @@ class Calling:
     #: set while the monitor waits for its next tick: a plugin touched ends the wait
     wake_monitor: Callable[[], None] | None
     activation: Activation
+    #: the host's loop, and whether it serves: why a call cannot run (``runtime.serving``)
+    serving: Serving
 
     def touch(self, plugin_id: str) -> None:
         """The monitor's next tick looks at this plugin (``monitor.tracks``), and comes
@@ -128,6 +131,7 @@ class Calling:
             if check is not None:
                 result = check(result, plugin=plugin_id)
         except PlugbayError as exc:
+            self._judge_loop(stats, started, plugin_id, command)  # the caller's loop?
             # a caller's bad parameters are the caller's mistake, not the plugin's
             count_failure(stats, started, None if isinstance(exc, ParameterError) else exc)
             heard_failing(heard, at, spec, kwargs, exc)
@@ -137,6 +141,7 @@ class Calling:
             heard_failing(heard, at, spec, kwargs, exc)
             raise timed_out(plugin_id, command, timeout, spec, route) from None
         except (Exception, SystemExit) as exc:  # sys.exit() in a plugin is its own failure
+            self._judge_loop(stats, started, plugin_id, command)
             count_failure(stats, started, exc)
             heard_failing(heard, at, spec, kwargs, exc)
             raise plugin_raised(plugin_id, command, handle, exc) from exc
@@ -151,6 +156,16 @@ class Calling:
             if len(stats.pending) >= _FOLD_AT:
                 stats.fold()
         return result
+
+    def _judge_loop(
+        self, stats: CommandStats, started: float, plugin_id: str, command: str
+    ) -> None:
+        """A call that failed on another event loop than the host's failed for that: the
+        caller's mistake, not the plugin's (``runtime.serving``), counted as nobody's."""
+        refused = self.serving.off_loop(f"call {plugin_id} {command}")
+        if refused is not None:
+            count_failure(stats, started, None)  # a timed call still ends its period
+            raise refused from None
 
     async def routed(self, plugin_id: str, command: str) -> tuple[Route, Entry]:
         """The route a call of ``plugin_id``'s ``command`` takes now, and the command's
@@ -185,7 +200,9 @@ class Calling:
 
     # ------------------------------------------------------------------ why a call cannot run
 
-    def _not_found(self, plugin_id: str) -> PluginNotFound:
+    def _not_found(self, plugin_id: str) -> PlugbayError:
+        if (unstarted := self.serving.unstarted(f"reach '{plugin_id}'")) is not None:
+            return unstarted  # no plugin is known before the start: say that instead
         return PluginNotFound(
             f"no plugin '{plugin_id}' is known to this host",
             plugin=plugin_id,
@@ -212,6 +229,9 @@ class Calling:
         )
 
     def _not_callable(self, plugin_id: str) -> PlugbayError:
+        refused = self.serving.refusal(f"call '{plugin_id}'")  # not started, stopped, off loop
+        if refused is not None:
+            return refused
         rec = self._records.get(plugin_id)
         return self._not_found(plugin_id) if rec is None else self._not_active(rec)
 

@@ -3,6 +3,12 @@
 ``emit`` never blocks and never raises: events go on a bounded queue that one
 task drains. When the queue is full the oldest event is dropped and counted,
 and the drop is logged, so a slow subscriber cannot stall the host.
+
+A subscriber that runs past its time (5 s) on an event is cut short and falls
+behind: it gets its next events in a lane of its own, in their order, while the
+others get theirs without waiting for it, since one that hangs would otherwise hold
+every event, and the host's stop, 5 s each. Once it has caught up, in time, it is
+back in line. A host's stop does not wait for a lane.
 """
 
 from __future__ import annotations
@@ -10,11 +16,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import inspect
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from plugbay.api import SystemEvent
+from plugbay.api.errors import ParameterError
 
 __all__ = ["EventBus", "Subscriber"]
 
@@ -27,9 +35,16 @@ class Subscriber:
     priority: int
     hooks: tuple[str, ...]
     handler: Callable[[SystemEvent], Awaitable[None]]
+    #: the events it has yet to get since it ran past its time (None: it is in line)
+    behind: collections.deque[SystemEvent] | None = None
+    lane: asyncio.Task[None] | None = None
 
     def wants(self, event: SystemEvent) -> bool:
         return not self.hooks or any(event.matches(h) for h in self.hooks)
+
+
+#: the most events a subscriber that fell behind is kept waiting for; older ones drop
+LANE_SIZE = 1_000
 
 
 class EventBus:
@@ -52,6 +67,7 @@ class EventBus:
 
     def subscribe(self, subscriber: Subscriber) -> None:
         self.unsubscribe(subscriber.plugin_id)
+        subscriber.behind = subscriber.lane = None
         self._subscribers.append(subscriber)
         self._subscribers.sort(key=lambda s: (s.priority, s.plugin_id))
 
@@ -63,10 +79,33 @@ class EventBus:
         handler: Callable[[SystemEvent], Awaitable[None]],
     ) -> None:
         """Subscribe ``handler`` under ``name`` to the events matching ``kinds`` (the
-        host's own listeners, such as the monitor, which does not import this module)."""
-        self.subscribe(Subscriber(name, priority, kinds, handler))
+        host's own listeners, such as the monitor, which does not import this module).
+        Refused, naming the argument, when ``kinds`` is not a tuple of kinds or
+        ``handler`` is not an ``async def``: either would fail, unseen, at each event."""
+        if isinstance(kinds, str) or not all(isinstance(k, str) for k in kinds):
+            raise ParameterError(
+                f"kinds must be a tuple of event kinds, not {kinds!r}",
+                where=f"events.listen({name!r}, ..., kinds=...)",
+                hint=f"write kinds=({kinds!r},) for one kind, or () for every kind"
+                if isinstance(kinds, str)
+                else "write kinds=('plugin.*', 'host.started'), or () for every kind",
+            )
+        if not (
+            inspect.iscoroutinefunction(handler)
+            or inspect.iscoroutinefunction(type(handler).__call__)  # an object's async __call__
+        ):
+            raise ParameterError(
+                f"the handler must be an async def taking the event, not {handler!r}",
+                where=f"events.listen({name!r}, ..., handler=...)",
+                hint="write it 'async def handler(event: SystemEvent) -> None:'; the host "
+                "awaits it on its loop, so keep it quick",
+            )
+        self.subscribe(Subscriber(name, priority, tuple(kinds), handler))
 
     def unsubscribe(self, plugin_id: str) -> None:
+        for sub in self._subscribers:
+            if sub.plugin_id == plugin_id and sub.lane is not None:
+                sub.lane.cancel()
         self._subscribers = [s for s in self._subscribers if s.plugin_id != plugin_id]
 
     def hold(self) -> None:
@@ -104,6 +143,16 @@ class EventBus:
 
     async def close(self) -> None:
         await self.drain()
+        for sub in self._subscribers:  # a lane that fell behind is not waited for
+            if sub.lane is not None:
+                sub.lane.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sub.lane
+                left = len(sub.behind or ())
+                if left:
+                    log.warning("listener '%s' missed %d events: the host stopped while "
+                                "it was behind", sub.plugin_id, left)  # fmt: skip
+                sub.behind = sub.lane = None
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -115,25 +164,69 @@ class EventBus:
             while self._queue and not self._held:
                 event = self._queue.popleft()
                 for sub in list(self._subscribers):
-                    if sub.wants(event):
-                        await self._deliver(sub, event)
+                    if not sub.wants(event):
+                        continue
+                    if sub.behind is not None:  # it ran past its time: it waits in its lane
+                        self._queue_behind(sub, event)
+                    elif not await self._deliver(sub, event):
+                        self._fall_behind(sub)
             if not self._queue:
                 self._idle.set()
             self._wakeup.clear()
             await self._wakeup.wait()
 
-    async def _deliver(self, sub: Subscriber, event: SystemEvent) -> None:
+    def _fall_behind(self, sub: Subscriber) -> None:
+        sub.behind = collections.deque()  # its next events wait for it in its lane
+
+    def _queue_behind(self, sub: Subscriber, event: SystemEvent) -> None:
+        assert sub.behind is not None
+        if len(sub.behind) >= LANE_SIZE:
+            lost = sub.behind.popleft()
+            self.dropped += 1
+            log.warning("listener '%s' is %d events behind: dropped %s for it",
+                        sub.plugin_id, LANE_SIZE, lost.kind)  # fmt: skip
+        sub.behind.append(event)
+        if sub.lane is None:
+            sub.lane = asyncio.get_running_loop().create_task(
+                self._lane(sub), name=f"plugbay-events-{sub.plugin_id}"
+            )
+
+    async def _lane(self, sub: Subscriber) -> None:
+        """The events of a subscriber that fell behind, one after the other, each within
+        its time; back in line once it has them all, the last one in time."""
+        in_time = False
+        while sub.behind:
+            in_time = await self._deliver(sub, sub.behind.popleft())
+        sub.lane = None
+        if in_time:
+            sub.behind = None
+
+    async def _deliver(self, sub: Subscriber, event: SystemEvent) -> bool:
+        """Whether the subscriber handled it in time (a failure is its own, and logged)."""
+        bound = asyncio.timeout(self._timeout)
         try:
-            async with asyncio.timeout(self._timeout):
+            async with bound:
                 await sub.handler(event)
             self.delivered += 1
             self.delivered_to[sub.plugin_id] += 1
         except Exception as exc:  # a subscriber's failure is its own, never the host's
             self.failures += 1
+            if isinstance(exc, TimeoutError) and bound.expired():  # its time ran out
+                log.warning(
+                    "listener '%s' took more than %g s on event %s: cut short; it gets its "
+                    "next events in a lane of its own, the other listeners without waiting "
+                    "for it. Keep a listener quick: hand slow work to a task of its own",
+                    sub.plugin_id,
+                    self._timeout,
+                    event.kind,
+                )
+                return False
             log.warning(
-                "plugin '%s' failed handling event %s: %s: %s",
+                "listener '%s' failed handling event %s: %s: %s",
                 sub.plugin_id,
                 event.kind,
                 type(exc).__name__,
-                exc or "timed out",
+                exc,
+                exc_info=exc,
             )
+        return True

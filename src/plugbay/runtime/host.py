@@ -35,10 +35,7 @@ from plugbay.model.registry import PluginRegistry
 from plugbay.model.versions import Version
 from plugbay.monitor.config import MonitorSettings
 from plugbay.monitor.monitor import PluginMonitor
-from plugbay.runtime.environments import (
-    EnvironmentStore,
-    IndexSettings,
-)
+from plugbay.runtime.environments import EnvironmentStore, IndexSettings
 from plugbay.runtime.events import EventBus
 from plugbay.runtime.lifecycle import (
     HostLock,
@@ -54,6 +51,7 @@ from plugbay.runtime.manager import ManagerSettings, PluginManager, PluginRecord
 from plugbay.runtime.permissions import change_grant
 from plugbay.runtime.plugin_info import plugin_info
 from plugbay.runtime.proxy import PluginProxy
+from plugbay.runtime.serving import AsyncOnly
 from plugbay.runtime.startup import strangers
 from plugbay.runtime.store import PluginStore
 from plugbay.runtime.swap import UpgradePlan
@@ -101,7 +99,7 @@ class HostInfo:
         return self._host.alerts() if self._host.monitor is not None else []
 
 
-class Host:
+class Host(AsyncOnly):
     """A plugin host (async context manager). See the module docstring."""
 
     def __init__(
@@ -243,6 +241,7 @@ class Host:
             await undo_fully(self._close(), "an open cut short")
             raise
         self._opened = True
+        self.manager.serving.open()  # on this loop, until stop() (runtime.serving)
         self.phase = "starting"
         self.manager.stop_requested = False
 
@@ -376,6 +375,7 @@ class Host:
         """Clean up every plugin in reverse dependency order, then close the state and
         give up the state directory's lock."""
         if self._opened:
+            self.manager.serving.check_loop("stop the host")  # its tasks are on its loop
             await self._close()
 
     async def _close(self) -> None:
@@ -404,6 +404,7 @@ class Host:
                 self._host_lock = None
             self._started = self._opened = False
             self.phase = "stopped"
+            self.manager.serving.close()
 
     async def _stop_backups(self) -> None:
         """Cancel the periodic backups (before the state they copy closes)."""

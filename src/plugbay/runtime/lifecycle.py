@@ -138,7 +138,12 @@ class HostLock:
             f"another host already serves this state directory: {who}"
             + (f", API at {api}" if api else ", no API announced"),
             where=str(self.state_dir),
-            hint="use that host: plugbay commands with the same --state talk to it through "
+            hint=(
+                "use that Host object, or stop it first (await host.stop()), or give this "
+                "one its own state directory: Host(..., state_dir=DIR)"
+            )
+            if in_process
+            else "use that host: plugbay commands with the same --state talk to it through "
             "its API where they can; or stop it first, or give this one its own --state DIR",
             details={"pid": pid, "http": api},
         )

@@ -62,6 +62,7 @@ from plugbay.runtime.records import (
 from plugbay.runtime.routing import Route
 from plugbay.runtime.security import SecurityEvents
 from plugbay.runtime.services import ServiceHub
+from plugbay.runtime.serving import Serving
 from plugbay.runtime.starting import Starting
 from plugbay.runtime.startup import prepare_storage, start_plan
 from plugbay.runtime.store import PluginStore
@@ -130,6 +131,8 @@ class PluginManager(Calling, Starting, Supervision, SecurityEvents):
         self.environments: EnvironmentStore | None = None
         #: the host is stopping: start no further plugin of a plan
         self.stop_requested = False
+        #: the loop the host serves on, once started (``runtime.serving``)
+        self.serving = Serving()
         #: one swap (reload, upgrade, rollback) at a time per plugin
         self._swapping: dict[str, asyncio.Lock] = {}
         self._swapper = Swapper(self)

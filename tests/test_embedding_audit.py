@@ -1,0 +1,294 @@
+"""An application developer's day with an embedded ``Host`` (docs/applications.md): the
+mistakes one makes on the way (a call before the start or after the stop, on another
+event loop or thread, one ``asyncio.run`` per step, ``with`` without ``async``, a second
+host on the same state directory, a grant misspelled, a listener given a string or a
+``def``), each answered with the error that says what to do; and a listener that hangs
+or raises, which holds neither the other listeners nor the host's stop."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from plugbay import (
+    ConfigError,
+    HostLockedError,
+    HostStateError,
+    ParameterError,
+    PlugbayError,
+    SystemEvent,
+)
+from plugbay.runtime.events import EventBus
+from plugbay.runtime.host import Host
+from tests.conftest import PluginFactory
+
+T = TypeVar("T")
+
+GREETER = """
+from plugbay import UtilityPlugin, command
+
+class P(UtilityPlugin):
+    @command
+    def greet(self, name: str) -> str:
+        return f"Hello, {name}!"
+"""
+
+
+def _children() -> set[int]:
+    """The pids of this process's children now."""
+    found = set()
+    for task in os.listdir(f"/proc/{os.getpid()}/task"):
+        with open(f"/proc/{os.getpid()}/task/{task}/children") as f:
+            found.update(int(pid) for pid in f.read().split())
+    return found
+
+
+async def test_a_call_before_the_start_or_after_the_stop_says_the_host_is_not_serving(
+    plugins: PluginFactory, make_host: Callable[..., Host]
+) -> None:
+    plugins("acme.greeter", GREETER)
+    host = make_host()
+    with pytest.raises(HostStateError) as before:
+        await host.call("acme.greeter", "greet", name="Ada")
+    assert "this host is not started" in str(before.value)
+    assert "async with Host(...)" in str(before.value)  # what to do
+    with pytest.raises(HostStateError, match="this host is not started"):
+        host.info("acme.greeter")  # not "no plugin 'acme.greeter' is known"
+    async with host:
+        assert await host.call("acme.greeter", "greet", name="Ada") == "Hello, Ada!"
+    with pytest.raises(HostStateError) as after:
+        await host.call("acme.greeter", "greet", name="Ada")
+    assert "this host was stopped" in str(after.value)
+    with pytest.raises(HostStateError):
+        await host.call_many("acme.greeter", "greet", [{"name": "Ada"}])
+    assert host.plugin("acme.greeter").state == "stopped"  # its record is still there to read
+
+
+def _host_loop() -> tuple[asyncio.AbstractEventLoop, threading.Thread]:
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="test-host-loop")
+    thread.start()
+    return loop, thread
+
+
+@pytest.mark.slow
+def test_a_call_on_another_threads_loop_is_the_callers_mistake_not_the_plugins(
+    plugins: PluginFactory, make_host: Callable[..., Host]
+) -> None:
+    plugins("acme.greeter", GREETER)
+    children, threads = _children(), set(threading.enumerate())
+    host = make_host(inline=())  # a sandboxed worker: its channel is the host loop's
+    loop, thread = _host_loop()
+
+    def run(coroutine: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coroutine, loop).result(60)
+
+    try:
+        run(host.start())
+        assert host.plugin("acme.greeter").isolation == "process"
+        assert run(host.call("acme.greeter", "greet", name="Ada")) == "Hello, Ada!"
+        with pytest.raises(HostStateError) as wrong:  # awaited on a loop of this thread
+            asyncio.run(host.call("acme.greeter", "greet", name="Ada"))
+        text = str(wrong.value)
+        assert "from this event loop" in text and "thread 'test-host-loop'" in text
+        assert "run_coroutine_threadsafe" in text  # how to hand the call over
+        assert "the plugin's own error" not in text
+        with pytest.raises(HostStateError):
+            asyncio.run(host.call_many("acme.greeter", "greet", [{"name": "Ada"}]))
+        with pytest.raises(HostStateError):  # its stop too is the host loop's
+            asyncio.run(host.stop())
+        metrics = host.plugin("acme.greeter").metrics
+        assert metrics is not None
+        assert metrics.snapshot()["commands"]["greet"]["errors"] == 0  # not the plugin's
+        assert run(host.call("acme.greeter", "greet", name="Grace")) == "Hello, Grace!"
+    finally:
+        run(host.stop())
+        run(loop.shutdown_default_executor())  # its threads, as asyncio.run ends with
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(30)
+        loop.close()
+    # nothing of the host is left: no worker, zygote or helper process, no thread
+    end = time.monotonic() + 30
+    while _children() - children and time.monotonic() < end:
+        time.sleep(0.05)
+    assert _children() - children == set()
+    assert {t for t in threading.enumerate() if t.is_alive()} - threads == set()
+
+
+ONE_RUN_PER_STEP = """
+import asyncio
+from plugbay import Host
+
+host = Host("plugins", state_dir="state", entry_points=False)  # acme.greeter in a worker
+asyncio.run(host.start())
+for step in (lambda: host.call("acme.greeter", "greet", name="Ada"), host.stop):
+    try:
+        print("answered |", asyncio.run(step()))
+    except Exception as exc:
+        print(type(exc).__name__, "|", exc)
+"""
+
+
+@pytest.mark.slow
+def test_an_asyncio_run_per_step_is_told_that_the_hosts_loop_is_closed(
+    plugins: PluginFactory, tmp_path: Path
+) -> None:
+    plugins("acme.greeter", GREETER)
+    (tmp_path / "app.py").write_text(ONE_RUN_PER_STEP)
+    done = subprocess.run(
+        [sys.executable, "app.py"], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    lines = done.stdout.splitlines()
+    assert len(lines) == 2, done.stdout + done.stderr
+    for line, doing in zip(lines, ("call acme.greeter greet", "stop the host"), strict=True):
+        kind, _, text = line.partition(" | ")
+        assert kind == "HostStateError", line
+        assert f"cannot {doing}: the event loop this host started on" in text
+        assert "is closed" in text and "one asyncio.run(main())" in text
+
+
+def test_with_host_without_async_says_to_write_async_with(
+    plugins: PluginFactory, make_host: Callable[..., Host]
+) -> None:
+    host = make_host()
+    with pytest.raises(TypeError) as refused, host:  # type: ignore[attr-defined]
+        pass
+    assert "'async with Host(...) as host:'" in str(refused.value)
+    assert host.phase == "stopped"  # nothing was started
+
+
+async def test_a_second_host_in_the_process_is_told_of_state_dir_not_a_command_line_flag(
+    plugins: PluginFactory, make_host: Callable[..., Host]
+) -> None:
+    plugins("acme.greeter", GREETER)
+    async with make_host():
+        with pytest.raises(HostLockedError) as refused:
+            async with make_host():
+                pass
+    text = str(refused.value)
+    assert "this process: another Host object" in text
+    assert "state_dir=" in text and "--state" not in text
+
+
+async def test_host_grant_refuses_what_is_not_a_permission(
+    plugins: PluginFactory, make_host: Callable[..., Host]
+) -> None:
+    plugins("acme.greeter", GREETER, extra='[permissions]\nnetwork = ["127.0.0.1:8080"]\n')
+    async with make_host() as host:
+        for misspelled in ("network", "netwrk:127.0.0.1:8080", "env"):
+            with pytest.raises(ConfigError) as refused:
+                await host.grant("acme.greeter", misspelled)
+            assert f"'{misspelled}' is not a permission" in str(refused.value)
+            assert "network:HOST:PORT" in str(refused.value)  # the forms to write
+        assert host.info("acme.greeter")["permissions"]["granted"] == []  # nothing kept
+        done = await host.grant("acme.greeter", "network:127.0.0.1:8080")
+        assert done["asked"] and done["permissions"]["granted"] == ["network:127.0.0.1:8080"]
+
+
+async def test_listen_refuses_kinds_given_as_a_string_and_a_handler_that_is_not_async(
+    plugins: PluginFactory, make_host: Callable[..., Host]
+) -> None:
+    plugins("acme.greeter", GREETER)
+    heard: list[str] = []
+
+    async def hear(event: SystemEvent) -> None:
+        heard.append(event.kind)
+
+    def plain(event: SystemEvent) -> None:
+        heard.append(event.kind)
+
+    async with make_host() as host:
+        with pytest.raises(ParameterError) as as_string:
+            host.events.listen("my-app", 100, "plugin.*", hear)  # type: ignore[arg-type]
+        assert "kinds=('plugin.*',)" in str(as_string.value)
+        with pytest.raises(ParameterError) as not_async:
+            host.events.listen("my-app", 100, ("plugin.*",), plain)  # type: ignore[arg-type]
+        assert "async def" in str(not_async.value)
+        host.events.listen("my-app", 100, ("plugin.*",), hear)
+        await host.unload("acme.greeter")
+        await host.events.drain()
+    assert heard == ["plugin.unloaded"]  # the refused ones never subscribed
+
+
+HANG_AFTER = 1.0
+
+
+@pytest.mark.slow
+async def test_a_hung_listener_holds_neither_the_other_listeners_nor_the_hosts_stop(
+    plugins: PluginFactory,
+    make_host: Callable[..., Host],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setattr(
+        "plugbay.runtime.host.EventBus", functools.partial(EventBus, handler_timeout=HANG_AFTER)
+    )
+    for n in range(5):
+        plugins(f"acme.p{n}")
+    heard: list[str] = []
+    hung: list[str] = []
+
+    async def hang(event: SystemEvent) -> None:
+        hung.append(event.kind)
+        await asyncio.sleep(3600)
+
+    async def note(event: SystemEvent) -> None:
+        heard.append(event.kind)
+
+    host = make_host()
+    async with host:
+        host.events.listen("hangs", 0, (), hang)  # before the other: it is asked first
+        host.events.listen("notes", 1, (), note)
+        await host.unload("acme.p0")
+        await host.events.drain()  # the hung one is cut short here, once
+        assert heard == ["plugin.unloaded"]
+        started = time.monotonic()
+    stopped_in = time.monotonic() - started
+    # host.stopping and four plugin.unloaded: before, each waited HANG_AFTER for it
+    assert heard == ["plugin.unloaded", "host.stopping"] + ["plugin.unloaded"] * 4
+    assert stopped_in < 2 * HANG_AFTER, f"the stop took {stopped_in:.1f} s"
+    assert hung[0] == "plugin.unloaded"  # and it kept getting events, in its own lane
+    said = [r.getMessage() for r in caplog.records if r.name == "plugbay.events"]
+    assert any(
+        f"listener 'hangs' took more than {HANG_AFTER:g} s on event plugin.unloaded" in s
+        for s in said
+    ), said
+
+
+async def test_a_listener_that_raises_is_logged_with_its_traceback(
+    plugins: PluginFactory, make_host: Callable[..., Host], caplog: pytest.LogCaptureFixture
+) -> None:
+    plugins("acme.greeter", GREETER)
+
+    async def broken(event: SystemEvent) -> None:
+        raise KeyError(event.kind)  # the application's own bug
+
+    async with make_host() as host:
+        host.events.listen("my-app", 0, ("plugin.*",), broken)
+        with caplog.at_level(logging.WARNING, logger="plugbay.events"):
+            await host.unload("acme.greeter")
+            await host.events.drain()
+    failed = [r for r in caplog.records if "listener 'my-app' failed" in r.getMessage()]
+    assert failed and failed[0].exc_info is not None  # where in the handler it raised
+    assert "in broken" in caplog.text
+    assert isinstance(HostStateError("x"), PlugbayError)  # one hierarchy, exported
+
+
+def test_the_errors_point_to_the_section_that_shows_sync_use() -> None:
+    from plugbay.runtime.serving import SYNC_USE
+
+    guide = (Path(__file__).resolve().parent.parent / "docs" / "applications.md").read_text()
+    title = SYNC_USE.split('"')[1]
+    assert f"## {title}\n" in guide
+    assert "asyncio.run_coroutine_threadsafe(coroutine, loop)" in guide
