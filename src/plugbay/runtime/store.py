@@ -347,7 +347,7 @@ class PluginStore:
                 return None
             stamp = self.path_for(manifest.id, manifest.version) / _STAMP
             with contextlib.suppress(OSError, ValueError):
-                if json.loads(stamp.read_text()).get("fingerprint") == _fingerprint(root):
+                if json.loads(stamp.read_text()).get("fingerprint") == self._fingerprint(root):
                     return None
         return self._copy_aside(root, manifest)
 
@@ -386,14 +386,46 @@ class PluginStore:
         except OSError as exc:
             raise self._unwritable(exc, manifest, target) from None
         try:
-            shutil.copytree(source, tmp, ignore=_IGNORE, dirs_exist_ok=True, symlinks=False)
+            shutil.copytree(source, tmp, ignore=self._ignored, dirs_exist_ok=True, symlinks=False)
             (tmp / _STAMP).write_text(
-                json.dumps({"source": str(source.resolve()), "fingerprint": _fingerprint(source)})
+                json.dumps(
+                    {"source": str(source.resolve()), "fingerprint": self._fingerprint(source)}
+                )
             )
         except OSError as exc:
             shutil.rmtree(tmp, ignore_errors=True)
             raise self._unwritable(exc, manifest, target) from None
         return tmp
+
+    def _ignored(self, directory: str, names: list[str]) -> set[str]:
+        """What a copy of a plugin's directory leaves out: caches, and a host's state
+        directory inside it (``.plugbay``, or this store's own by any name). Never plugin
+        code: ``plugbay call`` run in the plugin's directory keeps its state (its store,
+        its Python environments) there, and a copy of it into its own store would copy
+        itself over and over, for minutes at each start."""
+        state = os.path.realpath(self.root.parent)
+        skipped = set(_IGNORE(directory, names))
+        for name in names:
+            if name == ".plugbay" or (  # a path is resolved only when its name could be it
+                name == os.path.basename(state)
+                and os.path.realpath(os.path.join(directory, name)) == state
+            ):
+                skipped.add(name)
+        return skipped
+
+    def _fingerprint(self, root: Path) -> list[Any]:
+        """Names, sizes and modification times of a plugin's files, as a copy takes them
+        (cheap change detection)."""
+        out: list[Any] = []
+        for dirpath, dirnames, filenames in os.walk(root):
+            skipped = self._ignored(dirpath, [*dirnames, *filenames])
+            dirnames[:] = sorted(d for d in dirnames if d not in skipped)
+            for name in sorted(n for n in filenames if n not in skipped):
+                path = os.path.join(dirpath, name)
+                with contextlib.suppress(OSError):
+                    st = os.stat(path)
+                    out.append([os.path.relpath(path, root), st.st_size, st.st_mtime_ns])
+        return out
 
     def _place(self, tmp: Path, manifest: PluginManifest) -> Path:
         """Rename a copy made aside into its place, over an earlier copy of the version."""
@@ -499,21 +531,6 @@ def _discard(aside: Future[Path | None]) -> None:
             shutil.rmtree(path, ignore_errors=True)
             with contextlib.suppress(OSError):  # the plugin's own directory, when it held only that
                 path.parent.rmdir()
-
-
-def _fingerprint(root: Path) -> list[Any]:
-    """Names, sizes and modification times of a plugin's files (cheap change detection)."""
-    out: list[Any] = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if d not in ("__pycache__", ".git", ".venv"))
-        for name in sorted(filenames):
-            if name.endswith(".pyc"):
-                continue
-            path = os.path.join(dirpath, name)
-            with contextlib.suppress(OSError):
-                st = os.stat(path)
-                out.append([os.path.relpath(path, root), st.st_size, st.st_mtime_ns])
-    return out
 
 
 def _requires_dist(archive: zipfile.ZipFile) -> list[str]:
