@@ -95,6 +95,7 @@ def unpack_plugin_wheel(wheel: Path, dest: Path) -> Path:
                     hint="this wheel is malformed or hostile; do not install it",
                 )
         archive.extractall(dest)
+        requires = _requires_dist(archive)
     if len(manifests) != 1:
         raise WheelError(
             f"the wheel holds {len(manifests)} plugin.toml files inside a package",
@@ -103,6 +104,9 @@ def unpack_plugin_wheel(wheel: Path, dest: Path) -> Path:
         )
     package = dest / PurePosixPath(manifests[0]).parent
     try:
+        if requires:  # built from pyproject.toml: [project] dependencies, as the store reads them
+            text = (package / "plugin.toml").read_text("utf-8")
+            (package / "plugin.toml").write_text(with_requires_dist(text, requires), "utf-8")
         entry = str(tomllib.loads((package / "plugin.toml").read_text("utf-8")).get("entry", ""))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
         return package  # the manifest's own checks say what is wrong with it
@@ -110,6 +114,20 @@ def unpack_plugin_wheel(wheel: Path, dest: Path) -> Path:
         shutil.copy2(package / "plugin.toml", dest / "plugin.toml")
         return dest
     return package
+
+
+def _requires_dist(archive: zipfile.ZipFile, info_dir: str | None = None) -> tuple[str, ...]:
+    """The wheel's ``Requires-Dist`` (without extras' requirements): its Python requirements."""
+    names = [f"{info_dir}/METADATA"] if info_dir else archive.namelist()
+    for name in names:
+        if name.count("/") == 1 and name.endswith(".dist-info/METADATA"):
+            metadata = archive.read(name).decode("utf-8", errors="replace")
+            return tuple(
+                line.split(":", 1)[1].strip()
+                for line in metadata.splitlines()
+                if line.startswith("Requires-Dist:") and "extra ==" not in line
+            )
+    return ()
 
 
 def inspect_wheel(path: Path) -> WheelInfo:
@@ -149,12 +167,7 @@ def _read_plugin_wheel(
     _check_record(archive, info_dir, path)
     plugin_id, value = _plugin_entry_point(archive, info_dir, path)
     manifest, text = _wheel_manifest(archive, names, path, plugin_id, value, hint)
-    metadata = archive.read(f"{info_dir}/METADATA").decode("utf-8", errors="replace")
-    requires = tuple(
-        line.split(":", 1)[1].strip()
-        for line in metadata.splitlines()
-        if line.startswith("Requires-Dist:") and "extra ==" not in line
-    )
+    requires = _requires_dist(archive, info_dir)
     packages = tuple(
         sorted(
             {
