@@ -278,19 +278,36 @@ def register(app: typer.Typer) -> None:
         as_json: JsonOpt = False,
     ) -> None:
         """Remove every environment no plugin version in the plugin directories or the store
-        uses (and leftovers of interrupted builds)."""
+        uses (and leftovers of interrupted builds), and the packages of uv's cache no
+        remaining environment holds: the disk comes back."""
+        from plugbay.runtime.env_cleanup import reclaim
+
         try:
             ctx = _context(state, config, plugins or [Path("plugins")])
             users, _ = _usage(ctx, state / "store")
-            removed = ctx.envs.gc(users)
+            done = reclaim(ctx.envs, users)
         except PlugbayError as exc:
             _fail(exc, as_json=as_json)
         if as_json:
-            out.print_json(json.dumps({"ok": True, "removed": [str(p) for p in removed]}))
+            out.print_json(
+                json.dumps(
+                    {
+                        "ok": True,
+                        "removed": [str(p) for p in done.removed],
+                        "packages": done.packages,
+                        "freed_bytes": done.freed_bytes,
+                    }
+                )
+            )
             return
-        for path in removed:
+        for path in done.removed:
             out.print(f"removed {escape(str(path))}")
-        out.print(f"{len(removed)} removed, {len(users)} in use")
+        if done.packages:
+            out.print(f"dropped from uv's cache: {escape(', '.join(done.packages))}")
+        out.print(
+            f"{len(done.removed)} removed, {len(users)} in use, "
+            f"{done.freed_bytes / 2**20:.1f} MiB freed"
+        )
 
     env_app.command("list", help=prose(env_list.__doc__))(env_list)
     env_app.command("gc", help=prose(env_gc.__doc__))(env_gc)

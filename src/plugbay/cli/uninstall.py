@@ -42,8 +42,9 @@ def uninstall(
 
     Refused, naming them, while active plugins need the version that serves. Its data
     (<state>/data/ID), the state it handed over, its run-time config and grants are kept
-    for a later install, unless --purge. Recorded in the history. A running host does it
-    through its API.
+    for a later install, unless --purge. A Python environment no other plugin version
+    uses is removed, with its packages in uv's cache. Recorded in the history. A running
+    host does it through its API.
     """
     from plugbay.web.client import connect, running_host
 
@@ -72,6 +73,10 @@ def uninstall(
     out.print(f"{plugin_id}: {stopped}uninstalled {', '.join(done['versions'])}")
     if done["remaining"]:
         out.print(f"still known: {', '.join(done['remaining'])} ('plugbay load {plugin_id}')")
+    for path in done["environments"]:
+        out.print(f"removed its Python environment {path}, which no other plugin version uses")
+    if done["environments"]:
+        out.print(f"freed {done['freed_bytes'] / 2**20:.1f} MiB")
     if done["purged"]:
         out.print("purged: " + ", ".join(done["purged"]))
     elif done["data"]:

@@ -240,8 +240,10 @@ def split_requirements(
     manifest: PluginManifest, host_version: str, settings: IndexSettings
 ) -> tuple[str, ...]:
     """The requirements uv installs for this plugin: checked against the policy, and
-    without plugbay itself (the host provides it, if its version fits)."""
+    without plugbay and its runtime (the host provides them, if their versions fit)."""
     from packaging.utils import canonicalize_name
+
+    from plugbay.runtime.env_runtime import provided_by_host
 
     out: list[str] = []
     for text in manifest.python_dependencies:
@@ -270,20 +272,25 @@ def split_requirements(
                     details={"requirement": text, "host_version": host_version},
                 )
             continue
-        out.append(str(req))
+        if not provided_by_host(req, text, manifest):  # msgspec…: the host's, like plugbay
+            out.append(str(req))
     return tuple(sorted(dict.fromkeys(out)))
 
 
 def requirement_key(requirements: Iterable[str]) -> str:
     """The environment's name: the same requirement set (in any order or spelling of
-    whitespace) on the same Python gives the same key."""
+    whitespace) on the same Python, with the same packages of the host pinned, gives the
+    same key."""
     from packaging.requirements import Requirement
+
+    from plugbay.runtime.env_runtime import host_pins
 
     normal = sorted({str(Requirement(r)) for r in requirements})
     ident = {
         "requirements": normal,
         "python": sys.implementation.cache_tag,
         "executable": os.path.realpath(sys.executable),
+        "pins": host_pins(),
     }
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -357,6 +364,8 @@ class EnvironmentStore:
         target: Path,
         progress: Progress | None,
     ) -> None:
+        from plugbay.runtime.env_runtime import constraint_args
+
         tmp = Path(tempfile.mkdtemp(prefix=f".build-{target.name}-", dir=self.root))
         say = progress or (lambda line: None)
         say(f"building the Python environment of {manifest.id} ({', '.join(reqs)})")
@@ -375,11 +384,9 @@ class EnvironmentStore:
                 args += ["--find-links", link]
             if s.index_url:
                 args += ["--index-url", s.index_url]
-            if s.offline:
+            if s.offline:  # find-links, and what uv's cache holds of the index
                 args.append("--offline")
-            if s.offline and not s.index_url:
-                args.append("--no-index")
-            args += ["--", *reqs]
+            args += [*constraint_args(tmp), "--", *reqs]
             self._uv(args, manifest, reqs, say)
             (tmp / _META).write_text(
                 json.dumps(
@@ -432,7 +439,9 @@ class EnvironmentStore:
                 if progress is not None and line.strip():
                     progress(line.rstrip())
         if proc.returncode != 0:
-            raise _explain(manifest, reqs, lines, self.settings)
+            from plugbay.runtime.env_runtime import explain_pins
+
+            raise explain_pins(_explain(manifest, reqs, lines, self.settings))
 
     # ------------------------------------------------------------------ listing, gc
 
@@ -549,7 +558,7 @@ def _explain(
     """uv's failure as the resolver explains a range conflict: one paragraph naming who
     requires what and what is available (uv's own words, with "you" made the plugin)."""
     said = _uv_said(lines)
-    uv_hints = [line.removeprefix("hint:").strip() for line in said if line.startswith("hint:")]
+    uv_hints = [h.removeprefix("hint:").strip(" .") for h in said if h.startswith("hint:")]
     causes = [
         line.removeprefix("cause:").strip().rstrip(".")
         for line in said
@@ -583,7 +592,7 @@ def _uv_said(lines: list[str]) -> list[str]:
 
 def _searched(settings: IndexSettings) -> str:
     """Where uv looked for packages, in words."""
-    where = "offline" if settings.offline else "the configured index"
+    where = "offline: uv's cache" if settings.offline else "the configured index"
     if settings.find_links:
         where += f" and {', '.join(settings.find_links)}"
     return where
@@ -605,7 +614,10 @@ def _failure_kind(lower: str, where: str) -> tuple[str, str, str]:
         return (
             "missing",
             f"a package it requires cannot be found ({where})",
-            "add the package's wheel to a --find-links directory, or install without --offline",
+            "add the package's wheel to a --find-links directory, or install without --offline"
+            if where.startswith("offline")
+            else "check the package's name in the manifest (the name 'pip install' takes), "
+            "or add its wheel to a --find-links directory",
         )
     if "no solution found" in lower or "unsatisfiable" in lower:
         return (

@@ -5,19 +5,23 @@ active version is stopped first (its ``cleanup`` runs, as for an unload), then e
 version's files leave the store and the state forgets it; the history keeps an
 ``uninstall`` event. The plugin's data (``<state>/data/<id>``), the state each
 version handed over, its run-time config and its grants stay unless ``purge``: an
-operator who installs it again finds it as it was.
+operator who installs it again finds it as it was. A Python environment only the
+removed versions used goes, with its packages in uv's cache (``runtime.env_cleanup``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from typing import TYPE_CHECKING, Any
 
 from plugbay.api.errors import DependentsError, PlugbayError, PluginNotFound, PluginStateError
 from plugbay.model.versions import Version
+from plugbay.runtime.env_cleanup import after_uninstall
 from plugbay.runtime.store import KEPT
 
 if TYPE_CHECKING:
+    from plugbay.model.manifest import PluginManifest
     from plugbay.runtime.host import Host
 
 __all__ = ["uninstall"]
@@ -49,6 +53,7 @@ async def uninstall(
                 details={"dependents": dependents},
             )
         await host.unload(plugin_id)
+    leaving = _manifests(host, plugin_id, targets)
     for v in targets:
         _unregister(host, plugin_id, Version.parse(v))
         shutil.rmtree(store.path_for(plugin_id, v), ignore_errors=True)
@@ -60,6 +65,7 @@ async def uninstall(
         state.set_active_version(plugin_id, None)
     if not remaining:
         host.manager.forget(plugin_id)
+    reclaimed = await after_uninstall(host, leaving)
     purged = _purge(host, plugin_id) if purge else []
     state.add_event(
         plugin_id,
@@ -74,7 +80,18 @@ async def uninstall(
         "purged": purged,
         "remaining": remaining,
         "data": None if purge else str(host.manager.settings.data_root / plugin_id),
+        **reclaimed.answer(),
     }
+
+
+def _manifests(host: Host, plugin_id: str, versions: list[str]) -> list[PluginManifest]:
+    """The manifests of the versions being removed (for the environments they used)."""
+    assert host.store is not None
+    found = []
+    for version in versions:
+        with contextlib.suppress(PlugbayError):
+            found.append(host.store.manifest(plugin_id, version))
+    return found
 
 
 def _versions(host: Host, plugin_id: str) -> list[str]:

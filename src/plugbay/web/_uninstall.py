@@ -30,6 +30,12 @@ class UninstallResult(BaseModel):
     purged: list[str] = Field(description="What --purge removed")
     remaining: list[str] = Field(description="Versions still known (another store entry, a dir)")
     data: str | None = Field(description="Where its data is kept (null when purged)")
+    environments: list[str] = Field(
+        description="The Python environments removed: only the removed versions used them"
+    )
+    freed_bytes: int = Field(
+        description="Disk given back by those environments and their packages in uv's cache"
+    )
 
 
 @router.post(
