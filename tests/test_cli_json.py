@@ -7,6 +7,7 @@ import json
 import re
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import typer
 from plugbay.cli import app
 from tests._cli import PLUGBAY, cli_env, plugbay
 from tests._running import plugbay_run
+from tests._wheels import write_wheel
 from tests.conftest import PluginFactory
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "cli-json.md"
@@ -23,7 +25,16 @@ DOC = Path(__file__).resolve().parents[1] / "docs" / "cli-json.md"
 TRIALS = frozenset({"record", "replay", "canary", "shadow", "bisect"})
 #: what only a running host answers (test_a_running_host_answers_in_the_same_shapes)
 LIVE = frozenset({"events"})
-_SECTION = re.compile(r"^## `plugbay (\S+)[^`]*`\s*$(.*?)^```json\n(.*?)^```", re.M | re.S)
+#: sub-commands on the state directory (test_the_sub_commands_answer_in_the_documented_shapes)
+ON_STATE = frozenset(
+    {"token create", "token list", "token revoke", "state check", "state backup",
+     "state restore", "env list", "env gc"}
+)  # fmt: skip
+#: a section's heading names its command, a group's sub-command by both words
+#: (`## \`plugbay env list --json\``); its first json block is the example
+_SECTION = re.compile(
+    r"^## `plugbay ([a-z][a-z-]*(?: [a-z][a-z-]*)?)[^`]*`\s*$(.*?)^```json\n(.*?)^```", re.M | re.S
+)
 
 
 def documented() -> dict[str, Any]:
@@ -37,12 +48,16 @@ def documented() -> dict[str, Any]:
 
 
 def commands_with_json() -> set[str]:
-    group = typer.main.get_command(app)
-    return {
-        name
-        for name, command in getattr(group, "commands", {}).items()
-        if any("--json" in getattr(p, "opts", ()) for p in command.params)
-    }
+    """Every command that takes ``--json``, a group's sub-commands by both words
+    (``env list``)."""
+
+    def walk(group: Any, prefix: str) -> Iterator[str]:
+        for name, command in getattr(group, "commands", {}).items():
+            if any("--json" in getattr(p, "opts", ()) for p in command.params):
+                yield prefix + name
+            yield from walk(command, f"{prefix}{name} ")
+
+    return set(walk(typer.main.get_command(app), ""))
 
 
 def same_shape(answer: Any, example: Any, where: str) -> None:
@@ -136,7 +151,10 @@ def test_in_process_answers_have_the_documented_shapes(
     [wheel] = (workdir / "dist").glob("*.whl")
     assert plugbay("sign", str(wheel), "--key", "me.key", cwd=workdir).returncode == 0
     answers["verify"] = answer("verify", str(wheel), "--key", "me.pub", "--json", cwd=workdir)
-    assert plugbay("index", "build", "dist", cwd=workdir).returncode == 0
+    answers["index build"] = answer("index", "build", "dist", "--json", cwd=workdir)
+    assert [(p["id"], p["signed"]) for p in answers["index build"]["plugins"]] == [
+        ("acme.calc", True)
+    ]
     answers["search"] = answer("search", "acme", "--index", "dist", "--json", cwd=workdir)
     assert [r["id"] for r in answers["search"]] == ["acme.calc"]
     answers["config"] = answer("config", "acme.calc", "--json", cwd=workdir)
@@ -144,7 +162,7 @@ def test_in_process_answers_have_the_documented_shapes(
     assert answers["uninstall"]["remaining"] == ["1.0.0"]  # the directory's version stays
 
     # the upgrade trials act on a running host's live calls: tests/test_trials_cli.py
-    assert set(answers) == set(docs) - TRIALS - LIVE
+    assert set(answers) == set(docs) - TRIALS - LIVE - ON_STATE
     # no host runs here: info and health answer from the plugins on disk (issue 15), each
     # "not running"; their full shapes are a running host's (the next test)
     offline = {"info": answers.pop("info"), "health": answers.pop("health")}
@@ -184,6 +202,71 @@ def test_a_running_host_answers_in_the_same_shapes(workdir: Path, plugins: Plugi
         back = answer("rollback", "acme.calc", "--json", cwd=workdir)
         same_shape(back, docs["rollback"], "rollback")
         assert (back["from"], back["to"]) == ("1.0.1", "1.0.0")
+
+        # the sub-commands on its state directory, beside it
+        made = answer("token", "create", "--scope", "read", "--json", cwd=workdir)
+        listed = answer("token", "list", "--json", cwd=workdir)
+        assert [t["id"] for t in listed] == [made["id"]]
+        revoked = answer("token", "revoke", made["id"], "--json", cwd=workdir)
+        backup = answer("state", "backup", "--json", cwd=workdir)
+        assert Path(backup["backup"]).is_file()
+        checked = answer("state", "check", "--json", cwd=workdir)
+        assert {b["manual"] for b in checked["backups"]} == {True, False}  # the host's too
+        for name, value in (("token create", made), ("token list", listed),
+                            ("token revoke", revoked), ("state backup", backup),
+                            ("state check", checked)):  # fmt: skip
+            same_shape(value, docs[name], name)
+        refused = plugbay("state", "restore", "--json", cwd=workdir)
+        assert refused.returncode == 1 and "serves" in refused.stdout, refused.stdout
+        same_shape(json.loads(refused.stdout), documented_error(), "state restore")
+
+
+def test_the_sub_commands_answer_in_the_documented_shapes(workdir: Path) -> None:
+    """token, state and env on the state directory, no host running (index build: in
+    test_in_process_answers_have_the_documented_shapes; beside a running host: above)."""
+    docs = documented()
+    made = answer("token", "create", "--scope", "call:acme.calc", "--scope", "read",
+                  "--note", "wall screen", "--json", cwd=workdir)  # fmt: skip
+    assert made["scopes"] == ["call:acme.calc", "read"]
+    answers: dict[str, Any] = {"token create": made}
+    answers["state backup"] = answer("state", "backup", "--json", cwd=workdir)
+    answers["token revoke"] = answer("token", "revoke", made["id"], "--json", cwd=workdir)
+    answers["token list"] = answer("token", "list", "--json", cwd=workdir)
+    assert [(t["id"], t["status"]) for t in answers["token list"]] == [(made["id"], "revoked")]
+    answers["state check"] = answer("state", "check", "--json", cwd=workdir)
+    assert [b["manual"] for b in answers["state check"]["backups"]] == [True]
+    answers["state restore"] = answer("state", "restore", "--json", cwd=workdir)
+    # the token was revoked after the backup: revoked again in the restored database
+    assert answers["state restore"]["revoked_again"]["tokens"] == [made["id"]]
+
+    # an environment: a sandboxed plugin with a Python requirement, from a local wheel
+    wheels = workdir / "wheels"
+    write_wheel(wheels, "libdemo", "1.0", {"libdemo/__init__.py": 'VERSION = "1.0"\n'})
+    extra = PluginFactory(workdir / "extra")
+    needs = extra("acme.env", extra='python-dependencies = ["libdemo==1.*"]\n')
+    done = plugbay("install", str(needs), "--find-links", str(wheels), "--offline", cwd=workdir)
+    assert done.returncode == 0, done.stderr
+    answers["env list"] = answer("env", "list", "--json", cwd=workdir)
+    assert [r["plugins"] for r in answers["env list"]] == [["acme.env 1.0.0"]]
+    # links to another plugbay's runtime (as after an upgrade of plugbay): env gc removes them
+    (workdir / ".plugbay" / "envs" / ".runtime-0123456789ab").mkdir()
+    answers["env gc"] = answer("env", "gc", "--json", cwd=workdir)
+    assert [Path(p).name for p in answers["env gc"]["removed"]] == [".runtime-0123456789ab"]
+
+    assert set(answers) == ON_STATE
+    for name, value in answers.items():
+        same_shape(value, docs[name], name)
+    for args in (
+        ("token", "revoke", made["id"]),  # revoked already
+        ("token", "create", "--scope", "everything"),
+        ("state", "restore", "--from", "nothing.db"),
+        ("state", "check", "--state", "nowhere"),
+        ("index", "build", "nowhere"),
+        ("env", "gc", "--config", "nothing.toml"),
+    ):
+        failed = plugbay(*args, "--json", cwd=workdir)
+        assert failed.returncode == 1, (args, failed.stdout, failed.stderr)
+        same_shape(json.loads(failed.stdout), documented_error(), " ".join(args))
 
 
 def test_an_error_is_json_too(workdir: Path) -> None:
