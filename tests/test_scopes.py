@@ -147,6 +147,34 @@ async def test_revoked_and_expired_tokens_stop_at_their_next_request(served: Ser
         assert r.status_code == 401 and "not one this host made" in r.json()["error"]["message"]
 
 
+async def test_token_list_says_when_each_token_was_last_used(served: Served) -> None:
+    # last_used was never written: an operator could not tell a token in use from one
+    # forgotten, before revoking it
+    used, idle = served.token("read"), served.token("read")
+    before = time.time()
+    async with served.client(used) as http:
+        for _ in range(20):  # kept to the minute: one write, not one per request
+            assert (await http.get("/api/v1/plugins")).status_code == 200
+    rows = {r["id"]: r for r in served.host.state.api_tokens()}
+    assert rows[idle.split("_")[1]]["last_used"] is None
+    assert before <= rows[used.split("_")[1]]["last_used"] <= time.time()
+    # written at most once a minute a token: a request within it writes nothing
+    token_id = used.split("_")[1]
+    db = sqlite3.connect(served.host.state_dir / "state.db")
+    with db:
+        db.execute("UPDATE api_tokens SET last_used=1 WHERE id=?", (token_id,))
+    db.close()
+    async with served.client(used) as http:
+        assert (await http.get("/api/v1/plugins")).status_code == 200
+    assert {r["id"]: r for r in served.host.state.api_tokens()}[token_id]["last_used"] == 1
+    state_dir = served.host.state_dir
+    shown = plugbay("token", "list", "--state", str(state_dir), cwd=state_dir.parent).stdout
+    assert "last used" in shown
+    lines = {x.split()[0]: x for x in shown.splitlines() if x.strip()}
+    assert lines[idle.split("_")[1]].count("never") == 2  # expires, last used
+    assert lines[used.split("_")[1]].count("never") == 1
+
+
 async def test_only_a_digest_of_the_token_is_kept(served: Served) -> None:
     token = served.token("admin")
     raw = (served.host.state_dir / "state.db").read_bytes()

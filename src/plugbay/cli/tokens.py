@@ -82,7 +82,8 @@ def _warn_unknown_plugins(scopes: list[str], plugin_dirs: list[Path], state: Pat
 
 
 def list_tokens(state: StateOpt = Path(".plugbay"), as_json: JsonOpt = False) -> None:
-    """List the scoped tokens: id, scopes, status (active, expired, revoked), dates."""
+    """List the scoped tokens: id, scopes, status (active, expired, revoked), dates, and
+    when each was last used (to the minute)."""
     rows = store_op(state, lambda db: db.api_tokens(), as_json=as_json)
     now = time.time()
     for row in rows:
@@ -94,12 +95,14 @@ def list_tokens(state: StateOpt = Path(".plugbay"), as_json: JsonOpt = False) ->
         out.print("no scoped tokens ('plugbay token create --scope …' makes one)")
         return
     table = Table(box=None, pad_edge=False)
-    for column in ("id", "scopes", "status", "created", "expires", "note"):
+    for column in ("id", "scopes", "status", "created", "expires", "last used", "note"):
         table.add_column(column)
     for row in rows:
         table.add_row(
             row["id"], escape(", ".join(row["scopes"])), row["status"], _time(row["created"]),
-            _time(row["expires"]) if row["expires"] else "never", escape(row["note"] or ""),
+            _time(row["expires"]) if row["expires"] else "never",
+            _time(row["last_used"]) if row["last_used"] else "never",
+            escape(row["note"] or ""),
         )  # fmt: skip
     out.print(table)
 

@@ -48,6 +48,13 @@ class ApiTokens:
         return {"id": token_id, "scopes": json.loads(scopes), "expires": expires,
                 "revoked": revoked}  # fmt: skip
 
+    def note_api_token_use(self, token_id: str, when: float) -> None:
+        """Keep when the token was last used (``token list``'s ``last_used``)."""
+        self._write(
+            "UPDATE api_tokens SET last_used=? WHERE id=? AND (last_used IS NULL OR last_used<?)",
+            (when, token_id, when),
+        )
+
     def revoke_api_token(self, token_id: str) -> bool:
         """Revoke a token at once; ``False`` when there is no such token still valid."""
         changed = self._write(

@@ -19,9 +19,11 @@ expired one too. Each refusal names the scope that would be needed.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import secrets
+import sqlite3
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -129,9 +131,28 @@ def scoped_access(state: StateStore, given: str, *, now: float | None = None) ->
         return "the token is not one this host made"
     if row["revoked"] is not None:
         return f"the token {row['id']} was revoked"
-    if row["expires"] is not None and row["expires"] <= (time.time() if now is None else now):
+    when = time.time() if now is None else now
+    if row["expires"] is not None and row["expires"] <= when:
         return f"the token {row['id']} expired"
+    _note_use(state, str(row["id"]), when)
     return Access(str(row["id"]), frozenset(row["scopes"]))
+
+
+#: when each token's use was last written, by state database and token id: at most one
+#: write a minute per token, not one per request
+_NOTED: dict[tuple[int, str], float] = {}
+USE_RESOLUTION: Final = 60.0
+
+
+def _note_use(state: StateStore, token_id: str, when: float) -> None:
+    """Keep when ``token_id`` was last used, to the minute; a state that cannot be
+    written (a read-only disk, a full one) keeps none, and the request goes on."""
+    key = (id(state), token_id)
+    if when - _NOTED.get(key, -USE_RESOLUTION) < USE_RESOLUTION:
+        return
+    _NOTED[key] = when
+    with contextlib.suppress(PlugbayError, sqlite3.Error):
+        state.note_api_token_use(token_id, when)
 
 
 def needed_scope(method: str, path: str) -> str:
