@@ -230,7 +230,8 @@ def top(
     """A live view of every plugin: state, health, calls/s, errors, p50/p99, memory, CPU, alerts.
 
     Beside a running host (`plugbay run` on the same --state) it shows that host,
-    refreshed each second; otherwise it starts a host here and shows it.
+    refreshed each second; with none, it says so and shows the plugins on disk as not
+    running (it starts nothing).
     """
     from rich.live import Live
 

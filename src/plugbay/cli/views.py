@@ -144,7 +144,7 @@ def top_table(snap: dict[str, Any]) -> Table:
     host = snap.get("host") or {}
     when = snap.get("time")
     age = f", {time.time() - when:.0f} s ago" if when else ""
-    status = str(host.get("health", "-"))
+    status = str(host.get("health") or "-")
     title = (
         f"plugbay — health [{_HEALTH.get(status, 'white')}]{status}[/], "
         f"host {_bytes(host.get('rss_bytes'))}, "
@@ -158,7 +158,7 @@ def top_table(snap: dict[str, Any]) -> Table:
     ):  # fmt: skip
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
     for row in snap.get("plugins", []):
-        health = str(row.get("health", "-"))
+        health = str(row.get("health") or "-")
         rate = row.get("calls_per_second")
         errors = row.get("error_rate")
         cpu = row.get("cpu_percent")
@@ -181,7 +181,7 @@ def top_table(snap: dict[str, Any]) -> Table:
 
 def health_table(snap: dict[str, Any]) -> Table:
     host = snap.get("host") or {}
-    status = str(host.get("health", "-"))
+    status = str(host.get("health") or "-")
     table = Table(
         title=f"overall: [{_HEALTH.get(status, 'white')}]{escape(status)}[/]",
         header_style="bold", title_justify="left",
@@ -189,7 +189,7 @@ def health_table(snap: dict[str, Any]) -> Table:
     for col in ("plugin", "version", "status", "live", "ready", "why"):
         table.add_column(col)
     for row in snap.get("plugins", []):
-        health = str(row.get("health", "-"))
+        health = str(row.get("health") or "-")
 
         def mark(value: Any) -> str:
             return (

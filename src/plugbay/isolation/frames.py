@@ -219,7 +219,8 @@ class Log(msgspec.Struct, tag=True):
 
 
 class Metrics(msgspec.Struct, tag=True):
-    """worker → host: the plugin's own counters, gauges and histograms (replace the last)."""
+    """worker → host: the plugin's own counters, gauges and histograms (replace the last),
+    and ``logs_dropped``: the log records the worker's rate limit dropped since the last."""
 
     data: dict[str, Any]
 

@@ -133,7 +133,12 @@ def _lean_records() -> None:
 
 
 class _LogForwarder(logging.Handler):
-    """Sends records to the host, rate-limited here so a flood never fills the channel."""
+    """Sends records to the host, rate-limited here so a flood never fills the channel.
+
+    What it drops is counted, and the count goes to the host with the plugin's figures at
+    the next heartbeat (``Worker._on_ping``: ``logs_dropped`` of ``frames.Metrics``), where
+    it joins the plugin's ``log_rate`` drops: the records lost after the flood's last kept
+    one are counted too, and no notice of its own competes with the records for the rate."""
 
     def __init__(self, worker: Worker, rate: float = 500.0, burst: float = 2000.0) -> None:
         from plugbay.monitor.logs import RateLimiter
@@ -144,21 +149,16 @@ class _LogForwarder(logging.Handler):
         self.limit = RateLimiter(rate, burst)
         self.dropped = 0
 
+    def take_dropped(self) -> int:
+        """The records dropped since the last call (from any thread)."""
+        with self.lock:  # type: ignore[union-attr]
+            lost, self.dropped = self.dropped, 0
+        return lost
+
     def emit(self, record: logging.LogRecord) -> None:
         if not self.limit.allow():
             self.dropped += 1
             return
-        if self.dropped:
-            lost, self.dropped = self.dropped, 0
-            with contextlib.suppress(Exception):
-                self.worker.send(
-                    frames.Log(
-                        logging.WARNING,
-                        record.name,
-                        f"{lost} log records dropped in the worker (over {self.rate:g} a second)",
-                        {"dropped": lost},
-                    )
-                )
         fields = getattr(record, "fields", None)
         with contextlib.suppress(Exception):
             # cut here as the host would (it cuts again: this side is the plugin's own)
@@ -187,6 +187,8 @@ class Worker:
         self.inline: dict[str, Callable[[frames.Call], Any]] = {}
         self.direct = True
         self.context: PluginContext | None = None
+        #: sends the plugin's log records to the host (made as the plugin loads)
+        self.forwarder: _LogForwarder | None = None
         self.loop = asyncio.get_running_loop()
         self.calls: dict[int, asyncio.Task[None]] = {}
         self.host_calls: dict[int, asyncio.Future[Any]] = {}
@@ -264,11 +266,16 @@ class Worker:
         task.add_done_callback(lambda _t: None)
 
     def _on_ping(self, message: frames.Ping) -> None:
-        """Liveness, and the plugin's own metrics when they changed since the last ping."""
+        """Liveness, and the plugin's own metrics when they changed since the last ping,
+        with the log records the rate limit dropped meanwhile."""
         self.send(frames.Pong(message.id))
         metrics = self.context.metrics if self.context is not None else None
-        if isinstance(metrics, PluginMetrics) and metrics.dirty:
-            self.send(frames.Metrics(metrics.export_custom()))
+        lost = self.forwarder.take_dropped() if self.forwarder is not None else 0
+        if isinstance(metrics, PluginMetrics) and (metrics.dirty or lost):
+            data = metrics.export_custom()
+            if lost:
+                data["logs_dropped"] = lost
+            self.send(frames.Metrics(data))
 
     def _on_profile(self, message: frames.Profile) -> None:
         from plugbay.isolation.profiling import profiled
@@ -403,7 +410,8 @@ class Worker:
         rate = float(message.bounds.get("log_rate", 500.0))
         burst = float(message.bounds.get("log_burst", 2000.0))
         _lean_records()
-        logging.getLogger("plugbay").addHandler(_LogForwarder(self, rate, burst))
+        self.forwarder = _LogForwarder(self, rate, burst)
+        logging.getLogger("plugbay").addHandler(self.forwarder)
         logging.getLogger("plugbay").setLevel(logging.DEBUG)
         self.context = PluginContext(
             environment=Environment(

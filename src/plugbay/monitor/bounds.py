@@ -18,6 +18,7 @@ Defaults live in the host's policy, settable per plugin (``plugbay.toml``)::
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import contextlib
 import time
@@ -142,7 +143,8 @@ class Budget:
     """One plugin's bounds as it runs: buckets, and what was dropped by reason.
 
     ``report`` is called at most once per window with what was dropped since the
-    last report (``{reason: count}``); the host writes it to the plugin's log."""
+    last report (``{reason: count}``): at the first drop, then at the end of each window
+    in which more was dropped; the host writes it to the plugin's log."""
 
     def __init__(
         self,
@@ -161,19 +163,42 @@ class Budget:
         self.dropped: collections.Counter[str] = collections.Counter()
         self._unreported: collections.Counter[str] = collections.Counter()
         self._last_report = float("-inf")
+        #: the report due at the end of the window, when drops wait for it
+        self._later: asyncio.TimerHandle | None = None
 
     def drop(self, reason: str, count: int = 1) -> None:
         self.dropped[reason] += count
         self._unreported[reason] += count
-        now = time.monotonic()
-        if self.report is not None and now - self._last_report >= self.bounds.report_window:
-            self._last_report = now
-            lost, self._unreported = dict(self._unreported), collections.Counter()
-            with contextlib.suppress(Exception):  # reporting must never take the channel down
-                self.report(self.plugin_id, lost)
+        if self.report is None:
+            return
+        waited = time.monotonic() - self._last_report
+        if waited >= self.bounds.report_window:
+            self._report_now()
+        elif self._later is None:
+            # what is dropped within the window is said when it ends, even when nothing
+            # more is dropped after it (the end of a flood)
+            with contextlib.suppress(RuntimeError):  # no event loop here: the next drop
+                self._later = asyncio.get_running_loop().call_later(
+                    self.bounds.report_window - waited, self._report_now
+                )
+
+    def _report_now(self) -> None:
+        """Report what was dropped and not yet reported (nothing: no report)."""
+        if self._later is not None:
+            self._later.cancel()
+            self._later = None
+        if not self._unreported or self.report is None:
+            return
+        self._last_report = time.monotonic()
+        lost, self._unreported = dict(self._unreported), collections.Counter()
+        with contextlib.suppress(Exception):  # reporting must never take the channel down
+            self.report(self.plugin_id, lost)
 
     def flush(self) -> dict[str, int]:
-        """What was dropped and not yet reported (the monitor's periodic pass)."""
+        """What was dropped and not yet reported, taken (the caller says it)."""
+        if self._later is not None:
+            self._later.cancel()
+            self._later = None
         lost, self._unreported = dict(self._unreported), collections.Counter()
         self._last_report = time.monotonic()
         return lost

@@ -131,7 +131,7 @@ class MonitorSettings(msgspec.Struct, rename="kebab", forbid_unknown_fields=True
             raise ConfigError(
                 f"bad [monitor] settings: {text}",
                 where=where,
-                hint="see the [monitor] section of README.md for every key and its default",
+                hint="docs/operators.md (Monitoring: Alerts) lists every key and its default",
             ) from None
         for name in ("interval", "health_interval", "health_timeout", "loop_block_after"):
             if getattr(settings, name) <= 0:

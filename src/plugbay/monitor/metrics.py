@@ -450,6 +450,12 @@ class PluginMetrics:
         )
         if lost and budget is not None:
             budget.drop("metric_series", lost)
+        # the records the worker's own rate limit dropped since it last sent its figures:
+        # counted where the host counts the records it drops itself (a worker claiming more
+        # only raises its own plugin's count)
+        logs_lost = data.get("logs_dropped") if isinstance(data, dict) else None
+        if type(logs_lost) is int and logs_lost > 0 and budget is not None:
+            budget.drop("log_rate", min(logs_lost, 1 << 48))
 
     def snapshot(self) -> dict[str, Any]:
         def render(key: Key) -> str:

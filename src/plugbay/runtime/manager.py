@@ -487,16 +487,18 @@ class PluginManager(Calling, Starting, Supervision, SecurityEvents):
                 stopped.append(plugin_id)
             return stopped
 
-    def _dependents_allowed(self, plugin_id: str, cascade: bool) -> list[str]:
+    def _dependents_allowed(self, plugin_id: str, cascade: bool, verb: str = "unload") -> list[str]:
         """The active plugins that cannot run without ``plugin_id``; refused unless
-        ``cascade``. Those that only optionally depend on it keep running: their calls to
-        it fail, as to any plugin that is not active, until it is back."""
+        ``cascade`` (the error says what was asked: ``verb``). Those that only optionally
+        depend on it keep running: their calls to it fail, as to any plugin that is not
+        active, until it is back."""
         dependents = self.dependents(plugin_id, required_only=True)
         if dependents and not cascade:
             raise DependentsError(
-                f"cannot be unloaded: {', '.join(dependents)} depend on it",
+                f"cannot be {verb.rstrip('e')}ed: {', '.join(dependents)} "
+                f"{'depends' if len(dependents) == 1 else 'depend'} on it",
                 plugin=plugin_id,
-                hint="unload those first, or ask for a cascade (--cascade / cascade=True)",
+                hint=f"{verb} those first, or ask for a cascade (--cascade / cascade=True)",
                 details={"dependents": dependents},
             )
         return dependents
@@ -590,7 +592,7 @@ class PluginManager(Calling, Starting, Supervision, SecurityEvents):
         if not reason and rec.state is PluginState.DISABLED:
             reason = rec.reason  # disabled again with no reason: the kept one stays
         reason = reason or "disabled by the operator"
-        self._dependents_allowed(plugin_id, cascade)  # refused before anything is kept
+        self._dependents_allowed(plugin_id, cascade, "disable")  # refused before anything is kept
         # Durable first, with its history entry: a disable the state cannot keep (a full
         # disk) is refused here and changes nothing, rather than undone by a restart.
         if self.state is not None:

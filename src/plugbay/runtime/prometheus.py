@@ -263,15 +263,18 @@ class PlugbayCollector(Collector):
         )
         logs_dropped = CounterMetricFamily(
             "plugbay_plugin_log_records_dropped",
-            "Log records dropped by the plugin's rate limit.",
+            "Log records dropped by the plugin's rate limits (its worker's, the host's).",
             labels=pv,
         )
         monitor = self.monitor
         if monitor is not None:
             dropped_logs = monitor.logs.dropped()
+            budgets = self.manager.budgets
             for rec in records:
                 labels = [rec.id, rec.version or ""]
-                logs_dropped.add_metric(labels, dropped_logs.get(rec.id, 0))
+                budget = budgets.get(rec.id)
+                over = budget.dropped["log_rate"] if budget is not None else 0
+                logs_dropped.add_metric(labels, dropped_logs.get(rec.id, 0) + over)
                 usage, percent = monitor.usage_of(rec.id)
                 if usage is not None and not usage.get("shared"):
                     for key, _name, _doc, _counter in _USAGE:

@@ -136,7 +136,8 @@ class PluginRecord:
     load_seconds: float | None = None
     started_at: float | None = None
     transitions: list[tuple[float, str]] = field(default_factory=list)
-    #: monotonic times of recent crashes, for the restart policy
+    #: monotonic times of its crashes (the last day: ``supervision.CRASHES_KEPT``), for
+    #: the restart policy (those within its window) and the ``restarts`` alert rule
     crashes: list[float] = field(default_factory=list)
     #: the restart it waits for while ``restarting``
     restart: Restart | None = None

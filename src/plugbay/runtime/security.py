@@ -98,9 +98,16 @@ def security_text(plugin_id: str, kind: str, event: dict[str, Any]) -> str:
     return text
 
 
+#: a drop's reason as its report says it (any other: its name, spaced)
+_REASONS = {"log_rate": "log records dropped over its rate (log-records-per-second)"}
+
+
 def _report_dropped(plugin_id: str, lost: dict[str, int]) -> None:
     """Once per window: what a plugin lost to its bounds, in its own log (never whole)."""
-    what = ", ".join(f"{n} {reason.replace('_', ' ')}" for reason, n in sorted(lost.items()))
+    what = ", ".join(
+        f"{n} {_REASONS.get(reason, reason.replace('_', ' '))}"
+        for reason, n in sorted(lost.items())
+    )
     logging.getLogger(f"plugbay.plugin.{plugin_id}").warning(
         "over its bounds: %s (see plugbay_plugin_dropped_total)",
         what,

@@ -61,6 +61,14 @@ __all__ = ["Starting"]
 log = logging.getLogger("plugbay.manager")
 
 
+def _figures(manifest: PluginManifest, crashed: PluginRecord | None) -> PluginMetrics:
+    """The figures a start counts in: a restart after a crash counts on in those the
+    crashed record had, as a reload does (the calls the crash failed stay in /metrics,
+    ``top`` and the error-rate rule); any other start, new ones."""
+    kept = crashed.metrics if crashed is not None else None
+    return kept if kept is not None else PluginMetrics(manifest.id)
+
+
 class _Issuer(Protocol):
     """What starting needs of the host's broker (``runtime.broker``)."""
 
@@ -203,8 +211,7 @@ class Starting:
             self._fail(rec, self._blocked(manifest, blocked), action="load")
             return rec
         started = time.perf_counter()
-        metrics = PluginMetrics(manifest.id)
-        rec.metrics = metrics
+        metrics = rec.metrics = _figures(manifest, crashed)
         try:
             config = self._validated_config(manifest)
             rec.config = config

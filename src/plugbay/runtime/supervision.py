@@ -29,7 +29,7 @@ import functools
 import logging
 import time
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from plugbay.api.errors import PlugbayError, PluginCrashed
 from plugbay.model.manifest import PluginManifest
@@ -39,9 +39,13 @@ from plugbay.runtime.routing import Route
 from plugbay.runtime.services import ServiceHub
 from plugbay.state import StateStore
 
-__all__ = ["Supervision", "crash_words"]
+__all__ = ["CRASHES_KEPT", "Supervision", "crash_words"]
 
 log = logging.getLogger("plugbay.manager")
+
+#: seconds a plugin's crashes are remembered (``PluginRecord.crashes``): the ``restarts``
+#: alert rule counts those within its own window, up to this long
+CRASHES_KEPT: Final = 86_400.0
 
 
 class Supervision:
@@ -91,23 +95,26 @@ class Supervision:
         rec.started_at = None
         now = time.monotonic()
         settings = self.settings
-        rec.crashes = [t for t in rec.crashes if now - t < settings.crash_window] + [now]
-        if len(rec.crashes) >= settings.max_crashes:
-            self._give_up(rec, error)
+        # the crashes of the last day are kept for the `restarts` alert rule (its window,
+        # 300 s by default, is the operator's); the supervisor counts those of its window
+        rec.crashes = [t for t in rec.crashes if now - t < max(CRASHES_KEPT, settings.crash_window)]
+        rec.crashes.append(now)
+        recent = sum(1 for t in rec.crashes if now - t < settings.crash_window)
+        if recent >= settings.max_crashes:
+            self._give_up(rec, error, recent)
             return
-        delay = min(
-            settings.restart_backoff * 2 ** (len(rec.crashes) - 1), settings.restart_backoff_max
-        )
-        self._restarting(rec, error, delay)
+        delay = min(settings.restart_backoff * 2 ** (recent - 1), settings.restart_backoff_max)
+        self._restarting(rec, error, delay, recent)
         task = asyncio.get_running_loop().create_task(self._restart(rec, delay))
         self._restarts[rec.id] = task
         task.add_done_callback(functools.partial(self._forget_restart, rec.id))
 
-    def _restarting(self, rec: PluginRecord, error: PlugbayError, delay: float) -> None:
-        """The record waits for its restart: which one, when, and the crash that asked it."""
-        restart = Restart(
-            len(rec.crashes), self.settings.max_crashes - 1, time.time() + delay, delay
-        )
+    def _restarting(
+        self, rec: PluginRecord, error: PlugbayError, delay: float, recent: int
+    ) -> None:
+        """The record waits for its restart: which one (``recent``: its crashes within the
+        window), when, and the crash that asked it."""
+        restart = Restart(recent, self.settings.max_crashes - 1, time.time() + delay, delay)
         rec.restart = restart
         rec.error = error
         rec.traceback = None
@@ -141,17 +148,18 @@ class Supervision:
             f"under way since {_clock(restart.at)}"
         )
 
-    def _give_up(self, rec: PluginRecord, error: PlugbayError) -> None:
-        """Too many crashes within the window: failed, saying so and what starts it again.
-        Not kept in the state: the host's next start tries it again, as any failed plugin."""
+    def _give_up(self, rec: PluginRecord, error: PlugbayError, recent: int) -> None:
+        """Too many crashes (``recent``) within the window: failed, saying so and what
+        starts it again. Not kept in the state: the host's next start tries it again, as
+        any failed plugin."""
         settings = self.settings
         failure = PluginCrashed(
-            f"gave up restarting it after {len(rec.crashes)} crashes within "
+            f"gave up restarting it after {recent} crashes within "
             f"{settings.crash_window:g} s; the last: {error.message}",
             plugin=rec.id,
             hint=f"'plugbay history {rec.id}' lists the crashes; 'plugbay enable {rec.id}' "
             "(host.enable in an application) starts it again",
-            details={"crashes": len(rec.crashes), "last": error.to_dict()},
+            details={"crashes": recent, "last": error.to_dict()},
         )
         rec.restart = None
         self._fail(rec, failure, action="crash")
