@@ -36,9 +36,19 @@ class RequestsToWorker:
     _loop: asyncio.AbstractEventLoop | None
     beat: Beat
     follow: Follow
+    _loaded: asyncio.Future[frames.Loaded] | None
 
     def _crashed(self, reason: str, *, error: PlugbayError | None = None) -> None:
         raise NotImplementedError
+
+    def _load_failed(self, error: PlugbayError) -> None:
+        """The worker's answer to its Load, which may come before the Load: a worker that
+        cannot apply a sandbox layer says so as it starts (``isolation._child``), and the
+        host's initialize then raises that error, which names the layer."""
+        if self._loaded is None:
+            self._loaded = (self._loop or _running()).create_future()
+        if not self._loaded.done():
+            self._loaded.set_exception(error)
 
     def _send(self, message: frames.Message, more: bool = False) -> None:
         if self._channel is None or self._dead is not None:

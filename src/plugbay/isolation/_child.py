@@ -15,6 +15,7 @@ closed with one ``close_range``, files read and written with ``os.read``/``os.wr
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import resource
@@ -36,6 +37,9 @@ _RLIMITS: Final = {
     "open_files": resource.RLIMIT_NOFILE,
     "file_size": resource.RLIMIT_FSIZE,
 }
+#: seconds a worker that refused to start waits for the host's first frame (bounded: it
+#: dies with the host anyway)
+_REFUSAL_READ: Final = 60.0
 #: above any descriptor a worker inherits (``close_range`` takes the rest in one call)
 _FD_END: Final = 1 << 30
 
@@ -58,7 +62,7 @@ def start(control: socket.socket, data: bytes, fds: list[int], runtime: tuple[st
             request = json.loads(data)
             layers = _confine(request, fds[0], runtime, fds[1] if len(fds) > 1 else None)
         except BaseException as exc:
-            _refuse(fds[0], exc)
+            _refuse(fds[0], exc, fds[1:])
             os._exit(71)
         worker.main(fds[0], layers)
     finally:
@@ -135,12 +139,22 @@ def _confine(
     return [dict(status.__dict__) for status in statuses]
 
 
-def _refuse(channel: int, error: BaseException) -> None:
-    """Tell the host why this worker cannot run, in the frame it waits for, then exit."""
+def _refuse(channel: int, error: BaseException, others: list[int]) -> None:
+    """Tell the host why this worker cannot run, in the frame it waits for, then exit
+    once the host has sent its first frame (its Load, after which it reads the answer).
+    An exit at once would break the pipe under that frame, and a broken pipe drops what
+    the host had not read yet: it would see an exit code, not the reason. ``others``
+    (the socket the host awaits the seccomp listener on) are closed first: the host
+    sends nothing before that socket has spoken or closed."""
+    for fd in others:
+        with contextlib.suppress(OSError):
+            os.close(fd)
     if not isinstance(error, PlugbayError):
         error = PlugbayError(f"the sandbox could not be set up: {type(error).__name__}: {error}")
     try:
         with socket.socket(fileno=channel) as sock:
             sock.sendall(frames.encode(frames.Fail(0, error.to_dict())))
+            sock.settimeout(_REFUSAL_READ)
+            sock.recv(1 << 16)
     except OSError:
         pass

@@ -69,6 +69,10 @@ _ALWAYS_DENIED: Final = (
     "chmod", "fchmod", "fchmodat", "fchmodat2", "chown", "fchown", "lchown", "fchownat",
     "setxattr", "lsetxattr", "fsetxattr", "removexattr", "lremovexattr", "fremovexattr",
     "setxattrat", "removexattrat", "file_setattr",
+    # Landlock's TCP bind rule does not see the port listen() picks for an unbound socket:
+    # a plugin granted a destination (so in the host's network namespace) could serve on
+    # every address. No plugin serves.
+    "listen",
 )  # fmt: skip
 
 _X86_64: Final = {
@@ -94,7 +98,9 @@ _X86_64: Final = {
     "fchown": 93, "lchown": 94, "setxattr": 188, "lsetxattr": 189, "fsetxattr": 190,
     "removexattr": 197, "lremovexattr": 198, "fremovexattr": 199, "fchownat": 260,
     "fchmodat": 268, "fchmodat2": 452, "setxattrat": 463, "removexattrat": 466,
-    "open_tree_attr": 467, "file_setattr": 469,
+    "open_tree_attr": 467, "file_setattr": 469, "listen": 50, "setpriority": 141,
+    "sched_setparam": 142, "sched_setscheduler": 144, "sched_setaffinity": 203,
+    "ioprio_set": 251, "sched_setattr": 314, "prctl": 157,
 }  # fmt: skip
 
 # asm-generic numbering; aarch64 has no fork, vfork, iopl, ioperm, uselib, chmod, chown, lchown
@@ -119,7 +125,9 @@ _AARCH64: Final = {
     "process_mrelease": 448, "setxattr": 5, "lsetxattr": 6, "fsetxattr": 7,
     "removexattr": 14, "lremovexattr": 15, "fremovexattr": 16, "fchmod": 52, "fchmodat": 53,
     "fchownat": 54, "fchown": 55, "fchmodat2": 452, "setxattrat": 463, "removexattrat": 466,
-    "open_tree_attr": 467, "file_setattr": 469,
+    "open_tree_attr": 467, "file_setattr": 469, "listen": 201, "setpriority": 140,
+    "sched_setparam": 118, "sched_setscheduler": 119, "sched_setaffinity": 122,
+    "ioprio_set": 30, "sched_setattr": 274, "prctl": 167,
 }  # fmt: skip
 
 SYSCALLS: Final = {"x86_64": _X86_64, "aarch64": _AARCH64}
@@ -161,6 +169,15 @@ _SOCK_TYPE_MASK: Final = 0xF
 _IPPROTO_TCP: Final = 6
 _TIOCSTI: Final = 0x5412  # push bytes into a terminal's input: a classic sandbox escape
 _TIOCLINUX: Final = 0x541C
+#: calls that change how a process is scheduled, its pid the first argument: the kernel
+#: allows them on any process of the same user (the host's, every other of its user's),
+#: and none of them is a signal, so Landlock's scope does not see them
+_SCHEDULING: Final = ("sched_setaffinity", "sched_setscheduler", "sched_setparam", "sched_setattr")
+_PRIO_PROCESS: Final = 0  # setpriority's "which": one process (not a group, not a user)
+_IOPRIO_WHO_PROCESS: Final = 1
+#: the signal the worker gets when its parent (the zygote, which dies with the host) dies:
+#: set before the filter, and a plugin that cleared it would outlive the host
+_PR_SET_PDEATHSIG: Final = 1
 
 Insn = tuple[int, int, int, int]  # code, jt, jf, k
 
@@ -270,6 +287,11 @@ def _route_checked(asm: _Assembler, spec: FilterSpec, table: dict[str, int]) -> 
     asm.jump(_JEQ_K, table["ioctl"], "ioctl", 0)
     if spec.allow_tcp:
         asm.jump(_JEQ_K, table["socket"], "socket", 0)
+    for name in _SCHEDULING:  # whatever the grants: only its own (0 or its pid)
+        asm.jump(_JEQ_K, table[name], "own_schedule", 0)
+    asm.jump(_JEQ_K, table["setpriority"], "setpriority", 0)
+    asm.jump(_JEQ_K, table["ioprio_set"], "ioprio_set", 0)
+    asm.jump(_JEQ_K, table["prctl"], "prctl", 0)
     if not spec.allow_kill_others:
         # the first argument of each is the target pid (tgid); only the process itself
         for name in ("kill", "tkill", "tgkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo"):
@@ -306,13 +328,39 @@ def _check_arguments(asm: _Assembler, spec: FilterSpec) -> None:
     asm.jump(_JEQ_K, _TIOCSTI, "eperm", 0)
     asm.jump(_JEQ_K, _TIOCLINUX, "eperm", "allow")
 
+    asm.label("prctl")  # any option but the one that would let it outlive the host
+    asm.load(_arg_lo(0))
+    asm.jump(_JEQ_K, _PR_SET_PDEATHSIG, "eperm", "allow")
+
     if spec.allow_tcp:
         _check_socket(asm)
+
+    _check_scheduling(asm, spec)
 
     if not spec.allow_kill_others:
         asm.label("self_only")
         asm.load(_arg_lo(0))
         asm.jump(_JEQ_K, spec.pid, "allow", "eperm")
+
+
+def _check_scheduling(asm: _Assembler, spec: FilterSpec) -> None:
+    """Its own scheduling only: ``setpriority`` and ``ioprio_set`` of one process (not a
+    process group, not a user: every process of the host's user), that process itself."""
+    asm.label("setpriority")
+    asm.load(_arg_lo(0))
+    asm.jump(_JEQ_K, _PRIO_PROCESS, 0, "eperm")
+    asm.load(_arg_lo(1))
+    asm.jump(_JEQ_K, 0, "allow", "own_pid")
+    asm.label("ioprio_set")
+    asm.load(_arg_lo(0))
+    asm.jump(_JEQ_K, _IOPRIO_WHO_PROCESS, 0, "eperm")
+    asm.load(_arg_lo(1))
+    asm.jump(_JEQ_K, 0, "allow", "own_pid")
+    asm.label("own_schedule")
+    asm.load(_arg_lo(0))
+    asm.jump(_JEQ_K, 0, "allow", 0)
+    asm.label("own_pid")  # the accumulator holds the target pid
+    asm.jump(_JEQ_K, spec.pid, "allow", "eperm")
 
 
 def _check_socket(asm: _Assembler) -> None:
@@ -450,7 +498,10 @@ class SeccompLayer:
     name = "seccomp"
     guarantees = (
         "EPERM for execve/execveat, fork/vfork/clone of processes (threads allowed), "
-        "socket() of any family (TCP only when granted), signals to other processes, "
+        "socket() of any family (TCP only when granted), listen(), signals to other "
+        "processes, the priority, CPU affinity, scheduling class and I/O priority of any "
+        "other process (or of a process group or user), prctl(PR_SET_PDEATHSIG) (it dies "
+        "with the host), "
         "ptrace, process_vm_*, mount/unshare/setns/chroot, setting rlimits, "
         "chmod/chown/setxattr of any file (an fchown keeping the owner it has: answered "
         "success by the host, never made), keyctl, bpf, perf_event_open, io_uring, "

@@ -14,7 +14,7 @@ This module adds the words and the record:
 * :func:`classify` turns what a call raised into the error the caller sees:
   :class:`~plugbay.api.errors.PermissionDenied` for a denial,
   :class:`~plugbay.api.errors.ResourceLimitExceeded` (the worker is then replaced)
-  for a limit hit;
+  for a limit hit (memory, threads, open files, file size; storage keeps the worker);
 * every denial and limit hit is reported to the host as a security event.
 """
 
@@ -48,6 +48,8 @@ _LIMIT_ERRNOS: Final = {
     # the only filesystem a sandboxed plugin may write is its data directory's
     errno.ENOSPC: ("storage", "its storage quota"),
 }
+#: what CPython raises when the kernel refuses a new thread (``_thread.start_new_thread``)
+_NO_THREAD: Final = "can't start new thread"
 #: a full data directory is no reason to distrust the process: the plugin may free space
 _KEEPS_WORKER: Final = frozenset({"storage"})
 
@@ -180,6 +182,9 @@ def classify(exc: BaseException, plugin_id: str | None, guard: Guard | None) -> 
     for error in _chain(exc):
         if isinstance(error, MemoryError):
             return _limit(plugin_id, guard, "memory", "its memory limit", error)
+        if isinstance(error, RuntimeError) and str(error) == _NO_THREAD:
+            # the cgroup's task cap (resources.threads): CPython's word for pthread's EAGAIN
+            return _limit(plugin_id, guard, "threads", "its thread limit", error)
         if isinstance(error, _Denied):
             return _denied(plugin_id, error.operation, error.permission, error.layer)
         if isinstance(error, OSError) and error.errno in _LIMIT_ERRNOS:

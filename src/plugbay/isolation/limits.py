@@ -7,7 +7,8 @@ previous ones have not yet taken away:
 1. ``cgroup``  — join ``plugbay/<name>`` with memory, CPU-bandwidth and task limits
    (writing to cgroupfs needs the privilege the next steps drop);
 2. ``netns``   — a network namespace of its own: only a loopback, and it is down;
-3. ``userns``  — a user namespace: no capability left in the host's namespace;
+3. ``userns``  — a user namespace: no capability left in the host's namespace; and an
+   IPC namespace, so no System V or POSIX IPC object of the host's user;
 4. ``environ`` — an environment with none of the host's variables, not even in memory;
 5. ``rlimits`` — address space, CPU seconds, open files, file size, no core dumps;
 6. ``no_new_privs`` — execve can never grant privileges;
@@ -89,6 +90,10 @@ BASE_ENVIRONMENT: Final = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "TZ": "UT
 
 _CLONE_NEWNET: Final = 0x40000000
 _CLONE_NEWUSER: Final = 0x10000000
+#: System V IPC (shared memory, message queues, semaphores) and POSIX message queues are
+#: named by key, not by path: Landlock never sees them, and the kernel allows them to
+#: the same owner. An IPC namespace of its own leaves the worker none of the host's.
+_CLONE_NEWIPC: Final = 0x08000000
 _PR_SET_NO_NEW_PRIVS: Final = 38
 _PR_GET_NO_NEW_PRIVS: Final = 39
 
@@ -197,7 +202,8 @@ class UsernsLayer:
     guarantees = (
         "no capability in the host's user namespace: root's override of file permissions, "
         "raising hard rlimits, ptrace of other uids, modules, clock and hostname all fail; "
-        "uid and gid read the same inside"
+        "uid and gid read the same inside; an IPC namespace of its own: no System V shared "
+        "memory, message queue or semaphore, nor POSIX message queue, of the host's user"
     )
 
     def probe(self) -> LayerStatus:
@@ -207,18 +213,27 @@ class UsernsLayer:
                 return " ".join(f.read().split())
 
         ok, message = _in_child(self.name, test)
-        detail = f"unshare(CLONE_NEWUSER) works; uid_map '{message}'" if ok else message
+        detail = (
+            f"unshare(CLONE_NEWUSER | CLONE_NEWIPC) works; uid_map '{message}'" if ok else message
+        )
         return LayerStatus(self.name, ok, detail, self.guarantees)
 
     def apply(self, policy: SandboxPolicy) -> LayerStatus:
         uid, gid = self._enter()
         return LayerStatus(
-            self.name, True, f"uid {uid} and gid {gid} mapped to themselves only", self.guarantees
+            self.name,
+            True,
+            f"uid {uid} and gid {gid} mapped to themselves only; IPC namespace of its own",
+            self.guarantees,
         )
 
     def _enter(self) -> tuple[int, int]:
         uid, gid = os.getuid(), os.getgid()
-        _call(self.name, "unshare(CLONE_NEWUSER)", _libc().unshare(_CLONE_NEWUSER))
+        _call(
+            self.name,
+            "unshare(CLONE_NEWUSER | CLONE_NEWIPC)",
+            _libc().unshare(_CLONE_NEWUSER | _CLONE_NEWIPC),
+        )
         try:
             for file, text in (
                 ("setgroups", b"deny"),

@@ -421,8 +421,8 @@ class ProcessHandle(sampling.SampledInWorker, RequestsToWorker, PluginHandle):
             self._settle(message.id, error=error)
             self._crashed(error.message, error=error)
             return
-        if message.id == 0 and self._loaded is not None and not self._loaded.done():
-            self._loaded.set_exception(error)
+        if message.id == 0:  # Load's answer; before Load, the sandbox's refusal to start
+            self._load_failed(error)
         else:
             self._settle(message.id, error=error)
 
@@ -629,7 +629,7 @@ class ProcessHandle(sampling.SampledInWorker, RequestsToWorker, PluginHandle):
     async def initialize(self, context: PluginContext, timeout: float) -> None:
         self._metrics = context.metrics
         env = context.environment
-        self._loaded = asyncio.get_running_loop().create_future()
+        self._loaded = self._loaded or asyncio.get_running_loop().create_future()
         if self.seccomp is not None:  # its runtime's own denials come before its plugin
             await self.seccomp.runtime_ready(min(timeout, 5.0), self._exit)
         self._send(

@@ -70,6 +70,14 @@ _PURPOSE: Final = {
     "pidfd_send_signal": ("signalling another process", None),
     "prlimit64": ("changing its resource limits", None),
     "setrlimit": ("changing its resource limits", None),
+    "listen": ("listening for connections", None),
+    "prctl": ("changing the signal that ends it with the host", None),
+    "setpriority": ("changing another process's priority", None),
+    "ioprio_set": ("changing another process's I/O priority", None),
+    **dict.fromkeys(
+        ("sched_setaffinity", "sched_setscheduler", "sched_setparam", "sched_setattr"),
+        ("changing how another process is scheduled", None),
+    ),
 }
 
 
@@ -82,8 +90,10 @@ def describe_call(name: str, args: tuple[int, ...]) -> tuple[str, str | None]:
     shown = name
     if name in ("socket", "socketpair"):
         shown = f"{name}({_FAMILIES.get(args[0], str(args[0]))})"
-    elif name in ("kill", "tkill", "tgkill", "pidfd_open"):
+    elif name in ("kill", "tkill", "tgkill", "pidfd_open") or name.startswith("sched_set"):
         shown = f"{name}(pid {args[0] & 0xFFFFFFFF})"
+    elif name in ("setpriority", "ioprio_set"):
+        shown = f"{name}({args[0] & 0xFFFFFFFF}, {args[1] & 0xFFFFFFFF})"
     elif name == "clone" and args[0] & 0x7E020000:
         return f"the system call {name} (creating namespaces)", None
     purpose, permission = _PURPOSE.get(name, ("", None))
