@@ -47,6 +47,7 @@ from plugbay.state import HistoryEvent
 from plugbay.web.token import TokenFile
 from tests.conftest import PluginFactory
 from tests.test_limits import _run_bpf
+from tests.test_sandbox import LIBC, NEIGHBOUR
 
 pytestmark = [pytest.mark.slow]
 #: every test of the arena runs on the loop of its module-scoped host
@@ -55,33 +56,6 @@ on_arena = pytest.mark.asyncio(loop_scope="module")
 MiB = 1 << 20
 #: a secret only the host's config file holds: no plugin may ever see it
 SECRET = f"config-secret-{uuid.uuid4().hex}"
-
-LIBC = """
-import ctypes, os
-
-libc = ctypes.CDLL(None, use_errno=True)
-
-def check(rc):
-    if rc < 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
-    return rc
-"""
-
-NEIGHBOUR = """
-from plugbay import UtilityPlugin, command
-
-class P(UtilityPlugin):
-    @command
-    def ping(self) -> str:
-        return "pong"
-
-    @command
-    def keep(self, text: str) -> str:
-        path = self.context.environment.data_dir / "note.txt"
-        path.write_text(text)
-        return path.read_text()
-"""
 
 #: reaches for other processes' scheduling: none of it is a signal, so neither the
 #: guard nor Landlock's signal scope sees it; the kernel allows it to the same owner
