@@ -59,7 +59,11 @@ class HostAccess(Protocol):
 
     def reload(self, plugin_id: str) -> dict[str, Any]: ...
 
-    def rollback(self, plugin_id: str, to: str | None) -> dict[str, Any]: ...
+    def rollback(
+        self, plugin_id: str, to: str | None, *, with_dependents: bool = False
+    ) -> dict[str, Any]:
+        """The swap (``_swap``), with ``dependents``: each one rolled back with it."""
+        ...
 
     def upgrade(
         self, plugin_id: str, version: str | None, *, with_dependents: bool, dry_run: bool
@@ -215,9 +219,14 @@ class RemoteHost:
         before = self.client.info(plugin_id)["version"]
         return _swap(plugin_id, before, self.client.reload(plugin_id)["plugin"])
 
-    def rollback(self, plugin_id: str, to: str | None) -> dict[str, Any]:
-        before = self.client.info(plugin_id)["version"]
-        return _swap(plugin_id, before, self.client.rollback(plugin_id, to)["plugin"])
+    def rollback(
+        self, plugin_id: str, to: str | None, *, with_dependents: bool = False
+    ) -> dict[str, Any]:
+        before = {p["id"]: p["version"] for p in self.client.plugins()}
+        done = self.client.rollback(plugin_id, to, with_dependents=with_dependents)
+        swap = _swap(plugin_id, before.get(plugin_id), done["plugin"])
+        after = {p["id"]: p["version"] for p in self.client.plugins()} if with_dependents else {}
+        return {**swap, "dependents": _moved(plugin_id, before, after)}
 
     def upgrade(
         self, plugin_id: str, version: str | None, *, with_dependents: bool, dry_run: bool
@@ -393,13 +402,17 @@ class LocalHost:
 
         return self._do(body)
 
-    def rollback(self, plugin_id: str, to: str | None) -> dict[str, Any]:
+    def rollback(
+        self, plugin_id: str, to: str | None, *, with_dependents: bool = False
+    ) -> dict[str, Any]:
         self._refuse_running("rollback")
 
         async def body(host: Host) -> dict[str, Any]:
-            before = host.plugin(plugin_id).version
-            rec = await host.rollback(plugin_id, to)
-            return _swap(plugin_id, before, _summary(rec))
+            before = {r.id: r.version for r in host.plugins()}
+            rec = await host.manager.rollback_plugin(plugin_id, to, with_dependents=with_dependents)
+            after = {r.id: r.version for r in host.plugins()}
+            swap = _swap(plugin_id, before.get(plugin_id), _summary(rec))
+            return {**swap, "dependents": _moved(plugin_id, before, after)}
 
         return self._do(body)
 
@@ -500,6 +513,17 @@ def _swap(plugin_id: str, before: str | None, after: dict[str, Any]) -> dict[str
         "to": after["version"],
         "state": after["state"],
         "seconds": after["load_seconds"],
+    }
+
+
+def _moved(
+    plugin_id: str, before: dict[str, str | None], after: dict[str, str | None]
+) -> dict[str, dict[str, str | None]]:
+    """Each other plugin whose version changed: ``{id: {"from", "to"}}``."""
+    return {
+        pid: {"from": before.get(pid), "to": version}
+        for pid, version in after.items()
+        if pid != plugin_id and version != before.get(pid)
     }
 
 

@@ -12,6 +12,7 @@ _OUTCOME = {
     ("reload", "ok"): "active",
     ("upgrade", "ok"): "active",
     ("rollback", "ok"): "active",
+    ("bisect", "ok"): "active",
     ("restart", "ok"): "restarting",  # its start after a crash's backoff, until "load"
     ("unload", "ok"): "stopped",
     ("shutdown", "ok"): "stopped",
@@ -71,7 +72,7 @@ def _last_outcome(events: list[Any], *, since: float) -> Any:
     for event in events:
         if event.time < since:
             return None
-        if event.action in ("reload", "upgrade", "rollback") and event.result != "ok":
+        if event.action in ("reload", "upgrade", "rollback", "bisect") and event.result != "ok":
             continue  # a failed swap leaves the version before it serving
         if (event.action, event.result) in _OUTCOME or event.result == "failed":
             return event

@@ -53,6 +53,14 @@ def rollback(
     to: Annotated[
         str | None, typer.Option("--to", help="This version (default: the previous one).")
     ] = None,
+    with_dependents: Annotated[
+        bool,
+        typer.Option(
+            "--with-dependents",
+            help="Roll back too each dependent that would not accept it, to the version "
+            "it had before.",
+        ),
+    ] = False,
     plugins: PluginsOpt = None,
     state: StateOpt = Path(".plugbay"),
     config: ConfigOpt = None,
@@ -60,15 +68,20 @@ def rollback(
 ) -> None:
     """Return to the version that served before (kept in the store), with the state it had then.
 
-    The choice is kept: the next start serves that version too. A running host does it
-    through its API.
+    Refused, naming each dependent and its range, when an active dependent would not
+    accept that version (after 'upgrade --with-dependents' moved them together, say);
+    --with-dependents rolls them back too, each to the version it had before. The choice
+    is kept: the next start serves that version too. A running host does it through its
+    API.
     """
     with the_host(state, plugins, config, as_json=as_json) as host:
-        swap = host.rollback(plugin_id, to)
+        swap = host.rollback(plugin_id, to, with_dependents=with_dependents)
     if as_json:
         print_json({"ok": True, **swap})
-    else:
-        out.print(f"{plugin_id}: rolled back {_move(swap)}")
+        return
+    out.print(f"{plugin_id}: rolled back {_move(swap)}")
+    for pid, moved in swap["dependents"].items():
+        out.print(f"{pid}: rolled back {_move(moved)}")
 
 
 def _move(swap: dict[str, Any]) -> str:
@@ -250,7 +263,8 @@ def history(
 ) -> None:
     """Show what happened to plugins, newest first, with versions, result and reason.
 
-    Installs, loads, reloads, upgrades, rollbacks, failures, enables and disables.
+    Installs, loads, reloads, upgrades, rollbacks, the versions a bisect tried
+    ('bisect'), canaries, shadows, failures, enables and disables.
     """
     with the_host(state, as_json=as_json) as host:
         events = host.history(plugin_id, limit)

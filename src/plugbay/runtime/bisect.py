@@ -358,7 +358,7 @@ class ActiveSet:
     async def move(self, plugin_id: str, version: str) -> None:
         rec = self.host.manager.record(plugin_id)
         if rec.version != version:
-            await self.host.manager.rollback_plugin(plugin_id, version)
+            await self.host.manager.rollback_plugin(plugin_id, version, action="bisect")
 
     async def restore(self) -> list[str]:
         """Back to the baseline: the same plugins active, at the same versions."""
@@ -374,7 +374,7 @@ class ActiveSet:
                 if str(rec.state) != "active":
                     await manager.load_plugin(manifest)
                 elif rec.manifest is not None and rec.manifest.version != manifest.version:
-                    await manager.rollback_plugin(pid, str(manifest.version))
+                    await manager.rollback_plugin(pid, str(manifest.version), action="bisect")
             except PlugbayError as exc:
                 problems.append(f"{pid}: {exc.message}")
             rec = manager.record(pid)

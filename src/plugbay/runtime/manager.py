@@ -135,6 +135,8 @@ class PluginManager(Calling, Starting, Supervision, SecurityEvents):
         self.serving = Serving()
         #: one swap (reload, upgrade, rollback) at a time per plugin
         self._swapping: dict[str, asyncio.Lock] = {}
+        #: raises to refuse a swap of a plugin under trial (set by ``runtime.trials``)
+        self.swap_guard: Callable[[str], None] | None = None
         self._swapper = Swapper(self)
         #: plugin events ([events] in manifests) and lazy activation
         self.plugin_events = PluginEvents(self)
@@ -449,9 +451,19 @@ class PluginManager(Calling, Starting, Supervision, SecurityEvents):
         each id with ``None``, or the reason it failed (it keeps its old version)."""
         return await self._swapper.reload_dependents(changed, why, skip=skip)
 
-    async def rollback_plugin(self, plugin_id: str, version: str | None = None) -> PluginRecord:
-        """Return to the previous version in the history (or ``version``), with its state."""
-        return await self._swapper.rollback_plugin(plugin_id, version)
+    async def rollback_plugin(
+        self,
+        plugin_id: str,
+        version: str | None = None,
+        *,
+        with_dependents: bool = False,
+        action: str = "rollback",
+    ) -> PluginRecord:
+        """Return to the previous version in the history (or ``version``), with its state;
+        ``with_dependents``: the dependents that would not accept it go back too."""
+        return await self._swapper.rollback_plugin(
+            plugin_id, version, with_dependents=with_dependents, action=action
+        )
 
     def upgrade_plan(
         self, plugin_id: str, version: str | None = None, *, with_dependents: bool = False

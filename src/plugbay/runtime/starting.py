@@ -33,6 +33,7 @@ from plugbay.model.manifest import PluginManifest
 from plugbay.model.versions import Range
 from plugbay.monitor import PluginMetrics
 from plugbay.monitor.bounds import Budget
+from plugbay.runtime.config_source import at_its_source, validated_config
 from plugbay.runtime.environments import (
     EnvironmentBuildError,
     EnvironmentStore,
@@ -371,16 +372,11 @@ class Starting:
 
     def _validated_config(self, manifest: PluginManifest) -> dict[str, Any]:
         raw = self._config_for(manifest.id)
-        if manifest.config is None:
-            if raw:
-                raise ConfigError(
-                    f"config was given ({', '.join(sorted(raw))}) but the plugin declares none",
-                    plugin=manifest.id,
-                    where=manifest.location,
-                    hint="remove it from the host config, or add a [config] schema to the manifest",
-                )
-            return {}
-        return manifest.config.validate(raw, source="host config")
+        try:
+            return validated_config(manifest, raw)
+        except ConfigError as exc:  # a value set with 'plugbay config' is blamed there
+            runtime = self.state.get_config(manifest.id) if self.state is not None else None
+            raise at_its_source(exc, manifest.id, raw, runtime) from None
 
     def _context_for(
         self,

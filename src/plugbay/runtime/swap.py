@@ -51,6 +51,7 @@ from plugbay.isolation.policy import Placement
 from plugbay.model.manifest import PluginManifest, load_manifest
 from plugbay.runtime.events import Subscriber
 from plugbay.runtime.probation import probation
+from plugbay.runtime.rollbacks import plan_rollback
 from plugbay.runtime.routing import Route, command_table
 from plugbay.runtime.state_handover import carry_back, hand_over, keep_at_stop, restore_at_start
 from plugbay.runtime.swap_host import SwapHost
@@ -67,9 +68,11 @@ _EVENTS: Final = {
     "reload": "plugin.reloaded",
     "upgrade": "plugin.upgraded",
     "rollback": "plugin.rolled_back",
+    "bisect": "plugin.rolled_back",  # a bisect's trial moves by the same swap
 }
 
-#: history actions after which a version is the one serving
+#: history actions after which a version is the one serving (a bisect's trials are not:
+#: a rollback after a bisect returns to the version that served before it)
 ACTIVATIONS: Final = frozenset({"load", "reload", "upgrade", "rollback", "restart"})
 
 
@@ -133,6 +136,8 @@ class Swapper:
         Dependents are reloaded after it, in dependency order, when the version or a
         provided service changed (``dependents=False`` skips that).
         """
+        if self.m.swap_guard is not None:  # a canary or shadow compares with this version
+            self.m.swap_guard(plugin_id)
         lock = self.m.swap_lock(plugin_id)
         async with lock:
             rec, old = await self._swap(
@@ -588,33 +593,42 @@ class Swapper:
             hint=f"'plugbay history {plugin_id}' shows what it ran",
         )
 
-    async def rollback_plugin(self, plugin_id: str, version: str | None = None) -> PluginRecord:
+    async def rollback_plugin(
+        self,
+        plugin_id: str,
+        version: str | None = None,
+        *,
+        with_dependents: bool = False,
+        action: str = "rollback",
+    ) -> PluginRecord:
         """Return to the previous version kept in history (or ``version``), with the state
-        it had when it was replaced. The current version serves until the swap."""
+        it had when it was replaced; ``with_dependents``: each active dependent that would
+        not accept it goes back to its previous version too
+        (:func:`plugbay.runtime.rollbacks.plan_rollback`). The current versions serve until
+        their swaps. ``action``: the history's word for it (a bisect's trials are not the
+        operator's rollbacks, so a later rollback does not return to one)."""
         wanted = version or self.previous_version(plugin_id)
         assert self.m.store is not None
         await self.m.store.settled(plugin_id)  # a copy still being kept
         try:
             target = self.m.store.manifest(plugin_id, wanted)
+            plan = plan_rollback(
+                self.m, self.previous_version, plugin_id, target, with_dependents=with_dependents
+            )
         except PlugbayError as exc:
             error = PluginReloadError(
-                f"rollback failed; {self.m.record(plugin_id).version} keeps serving: {exc.message}",
+                f"{action} failed; {self.m.record(plugin_id).version} keeps serving: {exc.message}",
                 plugin=plugin_id,
                 where=exc.where,
                 hint=exc.hint,
+                details=dict(exc.details),
             )
             self.m.record_history(
-                self.m.record(plugin_id), "rollback", "failed", str(error), {"to": wanted}
+                self.m.record(plugin_id), action, "failed", str(error), {"to": wanted}
             )
             raise error from None
-        saved = self.m.store.load_state(plugin_id, wanted)
-        return await self.reload_plugin(
-            plugin_id,
-            target=target,
-            state=saved if saved[0] else None,
-            action="rollback",
-            allow_downgrade=True,
-        )
+        await self._move(plan, action)
+        return self.m.record(plugin_id)
 
     # ------------------------------------------------------------------ upgrade
 
@@ -639,23 +653,34 @@ class Swapper:
         """Move ``plugin_id`` to a newer installed version (and, with ``with_dependents``,
         its dependents to versions that accept it), each swapped like a reload."""
         plan = self.upgrade_plan(plugin_id, version, with_dependents=with_dependents)
+        await self._move(plan, "upgrade")
+        return plan
+
+    async def _move(self, plan: UpgradePlan, action: str) -> None:
+        """Swap each plugin of ``plan`` in order (a rollback with the state its version had
+        then); when one fails, those already moved go back, newest first. Then the other
+        dependents of what moved are reloaded."""
         moved = set(plan.changes)
         done: list[PluginManifest] = []  # what served before each step, to undo it
+        back = action != "upgrade"
         for pid, (_, target) in plan.changes.items():
             before = self.m.record(pid).manifest
+            saved = self.m.store.load_state(pid, target.version) if back and self.m.store else None
             try:
                 await self.reload_plugin(
-                    pid, target=target, action="upgrade", dependents=False, together=moved
-                )
+                    pid, target=target, state=saved if saved and saved[0] else None,
+                    action=action, allow_downgrade=back, dependents=False, together=moved,
+                )  # fmt: skip
             except PlugbayError as exc:
                 undone = await self._undo(done, moved)
                 if undone:
-                    exc.message += f" (the upgrade was undone: {', '.join(undone)} moved back)"
+                    exc.message += f" (the {action} was undone: {', '.join(undone)} moved back)"
                 raise
             assert before is not None
             done.append(before)
-        await self.reload_dependents(moved, f"upgrade of {plugin_id}")
-        return plan
+        changed = [pid for pid, (old, new) in plan.changes.items() if old != str(new.version)]
+        if changed:
+            await self.reload_dependents(changed, f"{action} of {next(iter(plan.changes))}")
 
     async def _undo(self, done: list[PluginManifest], moved: Collection[str]) -> list[str]:
         """Put back, newest step first, the versions an upgrade had already moved."""

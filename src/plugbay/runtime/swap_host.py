@@ -7,6 +7,7 @@ planning (:mod:`plugbay.runtime.upgrades`) see the manager only through it.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from plugbay.api import PluginContext
@@ -39,6 +40,7 @@ class SwapHost(Protocol):
     events: EventBus
     state: StateStore | None
     store: PluginStore | None
+    swap_guard: Callable[[str], None] | None
 
     @property
     def lifecycle_lock(self) -> asyncio.Lock: ...

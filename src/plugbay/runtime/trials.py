@@ -52,6 +52,7 @@ class UpgradeTrials:
         self.finished: dict[str, dict[str, Any]] = {}
         self._flusher: asyncio.Task[None] | None = None
         host.manager.taps.on_route = self._on_route
+        host.manager.swap_guard = self._refuse_swap
 
     # ------------------------------------------------------------------ recording
 
@@ -220,7 +221,7 @@ class UpgradeTrials:
         if canary is not None:
             return canary.summary()
         last = self.finished.get(plugin_id)
-        if last is not None:
+        if last is not None and "mirrored" not in last:  # a shadow's ends here too
             return last
         self.host.manager.record(plugin_id)
         raise _not_running(plugin_id)
@@ -315,12 +316,29 @@ class UpgradeTrials:
 
     def _refuse_busy(self, plugin_id: str) -> None:
         if plugin_id in self.canaries or plugin_id in self.shadows:
-            what = "a canary" if plugin_id in self.canaries else "a shadow"
+            kind = "canary" if plugin_id in self.canaries else "shadow"
             raise PluginStateError(
-                f"has {what} running already",
+                f"has a {kind} running already",
                 plugin=plugin_id,
-                hint=f"wait for it to end, or stop it: 'plugbay upgrade {plugin_id} --stop'",
+                hint=f"wait for it to end, or stop it: 'plugbay {kind} {plugin_id} --stop'",
             )
+
+    def _refuse_swap(self, plugin_id: str) -> None:
+        """A reload, upgrade or rollback of a plugin under trial would change the version
+        its canary or shadow is compared with (and a canary's promotion moves from): it
+        waits for the trial's end. (A canary deciding has let go already: its promotion
+        is the swap.)"""
+        canary, shadow = self.canaries.get(plugin_id), self.shadows.get(plugin_id)
+        for kind, trial in (("canary", canary), ("shadow", shadow)):
+            if trial is not None and trial.state in ("starting", "running"):
+                raise PluginStateError(
+                    f"has a {kind} of {trial.target.version} running, compared with the "
+                    "version serving now: it cannot be swapped until the "
+                    f"{kind} ends",
+                    plugin=plugin_id,
+                    hint=f"wait for the {kind} to end, or stop it first: "
+                    f"'plugbay {kind} {plugin_id} --stop'",
+                )
 
     def overview(self) -> dict[str, Any]:
         """Every recording, canary and shadow: running ones, and how the last ones ended."""

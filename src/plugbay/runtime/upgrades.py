@@ -29,7 +29,15 @@ if TYPE_CHECKING:
     from plugbay.model.resolve import ResolutionPlan
     from plugbay.runtime.records import PluginRecord
 
-__all__ = ["UpgradePlan", "check_dependents", "check_target", "not_installed", "plan_upgrade"]
+__all__ = [
+    "UpgradePlan",
+    "broken_dependents",
+    "check_dependents",
+    "check_target",
+    "not_installed",
+    "plan_upgrade",
+    "refusal",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,13 +96,7 @@ def check_dependents(
 ) -> None:
     """Refuse a version that an active dependent's range would not accept, naming
     each dependent and its range (plugin ranges and required service ranges)."""
-    broken: dict[str, str] = {}
-    for dep in m.list_plugins():
-        if dep.id == plugin_id or dep.id in together or dep.state != "active":
-            continue
-        reason = _what_breaks(m, dep, plugin_id, new)
-        if reason is not None:
-            broken[dep.id] = reason
+    broken = broken_dependents(m, plugin_id, new, together)
     if broken:
         raise DependentsError(
             f"{new.version} would break its dependents: " + "; ".join(broken.values()),
@@ -106,30 +108,54 @@ def check_dependents(
         )
 
 
+def broken_dependents(
+    m: SwapHost, plugin_id: str, new: PluginManifest, together: Collection[str]
+) -> dict[str, str]:
+    """Each active dependent (not in ``together``) that would not accept ``new``, and why."""
+    broken: dict[str, str] = {}
+    for dep in m.list_plugins():
+        if dep.id == plugin_id or dep.id in together or dep.state != "active":
+            continue
+        reason = _what_breaks(m, dep, plugin_id, new)
+        if reason is not None:
+            broken[dep.id] = reason
+    return broken
+
+
 def _what_breaks(m: SwapHost, dep: PluginRecord, plugin_id: str, new: PluginManifest) -> str | None:
     """Why the active plugin ``dep`` would not accept ``new`` (the last reason found), or ``None``."""
-    manifest = dep.manifest
-    if manifest is None:
+    if dep.manifest is None:
         return None
+    return refusal(m, dep.manifest, dep.needs, plugin_id, new)
+
+
+def refusal(
+    m: SwapHost,
+    manifest: PluginManifest,
+    needs: Collection[str],
+    plugin_id: str,
+    new: PluginManifest,
+) -> str | None:
+    """Why ``manifest`` (a version of a plugin that needs ``needs``) would not accept
+    ``new`` as ``plugin_id`` (the last reason found), or ``None``."""
+    who = f"'{manifest.id}' {manifest.version}"
     reason = None
     rng = manifest.dependencies.get(plugin_id)
-    if rng is None and plugin_id in dep.needs:
+    if rng is None and plugin_id in needs:
         rng = manifest.optional_dependencies.get(plugin_id)
     if rng is not None and new.version not in rng:
-        reason = f"'{dep.id}' {dep.version} requires '{plugin_id}' {rng}"
+        reason = f"{who} requires '{plugin_id}' {rng}"
     for name, wanted in manifest.requires.items():
         if m.services.provider_of(name) != plugin_id:
             continue
         provided = new.provides.get(name)
         if provided is None:
             reason = (
-                f"'{dep.id}' {dep.version} requires service '{name}' {wanted}, "
-                f"which {new.version} no longer provides"
+                f"{who} requires service '{name}' {wanted}, which {new.version} no longer provides"
             )
         elif provided not in wanted:
             reason = (
-                f"'{dep.id}' {dep.version} requires service '{name}' {wanted}, "
-                f"and {new.version} provides {provided}"
+                f"{who} requires service '{name}' {wanted}, and {new.version} provides {provided}"
             )
     return reason
 

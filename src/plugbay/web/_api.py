@@ -371,9 +371,13 @@ async def disable(
 async def rollback(
     plugin_id: str, host: HostDep, body: RollbackRequest | None = None
 ) -> OperationResult:
-    """With the state it had then; the choice is kept across restarts."""
-    await host.rollback(plugin_id, body.to if body else None)
-    return _done(host, plugin_id, [plugin_id])
+    """With the state it had then; the choice is kept across restarts. ``affected``: the
+    plugin, then each dependent rolled back with it."""
+    body = body or RollbackRequest()
+    before = {r.id: r.version for r in host.plugins()}
+    await host.manager.rollback_plugin(plugin_id, body.to, with_dependents=body.with_dependents)
+    moved = [r.id for r in host.plugins() if r.id != plugin_id and r.version != before.get(r.id)]
+    return _done(host, plugin_id, [plugin_id, *moved])
 
 
 @router.post(

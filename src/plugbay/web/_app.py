@@ -36,7 +36,7 @@ from plugbay.web._batch import batch_response
 from plugbay.web._drain import Draining
 from plugbay.web._errors import error_response, http_error
 from plugbay.web._gate import Caller, Gate, replay_body
-from plugbay.web._models import StreamSample
+from plugbay.web._models import SEMVER_PATTERN, StreamSample
 from plugbay.web._plugin_docs import add_plugin_paths, plugins_key
 from plugbay.web._series import Series
 from plugbay.web.scopes import Access
@@ -258,17 +258,27 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
             errors=[{"loc": ["body"], "msg": f"a JSON object was expected, not {sent}"}],
         )
         return error_response(error, 422)
-    problems = []
-    for e in exc.errors():
-        where = ".".join(str(p) for p in e.get("loc", ()))
-        problems.append(f"{where}: {e.get('msg', '')}")
+    found = [(e, _problem(e)) for e in exc.errors()]
+    problems = [".".join(str(p) for p in e.get("loc", ())) + f": {msg}" for e, msg in found]
     error = http_error(
         "request_invalid",
         "the request does not match the API: " + "; ".join(problems),
         hint=f"see {request.base_url}openapi.json for what this endpoint takes",
-        errors=[{"loc": list(e.get("loc", ())), "msg": e.get("msg", "")} for e in exc.errors()],
+        errors=[{"loc": list(e.get("loc", ())), "msg": msg} for e, msg in found],
     )
     return error_response(error, 422)
+
+
+def _problem(error: Any) -> str:
+    """What is wrong with one field, in words (a version, not the expression it missed)."""
+    if error.get("type") == "string_pattern_mismatch" and (
+        (error.get("ctx") or {}).get("pattern") == SEMVER_PATTERN
+    ):
+        return (
+            f"{error.get('input')!r} is not a SemVer 2.0.0 version: write MAJOR.MINOR.PATCH, "
+            "e.g. '1.2.0' or '2.0.0-rc.1'"
+        )
+    return str(error.get("msg", ""))
 
 
 async def _http_exception(request: Request, exc: Exception) -> Response:

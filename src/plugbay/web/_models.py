@@ -149,6 +149,11 @@ class RollbackRequest(BaseModel):
         description="This version, one the plugin store keeps (default: the one before). "
         "409 when it is not kept, or there is no earlier version.",
     )
+    with_dependents: bool = Field(
+        default=False,
+        description="Roll back too each active dependent that would not accept it, to the "
+        "version it had before (409 naming each one when false).",
+    )
 
 
 class UpgradeRequest(BaseModel):

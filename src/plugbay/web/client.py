@@ -121,8 +121,13 @@ class HostClient:
     def reload(self, plugin_id: str) -> dict[str, Any]:
         return self._op(plugin_id, "reload")
 
-    def rollback(self, plugin_id: str, to: str | None = None) -> dict[str, Any]:
-        return self._op(plugin_id, "rollback", {"to": to} if to else None)
+    def rollback(
+        self, plugin_id: str, to: str | None = None, *, with_dependents: bool = False
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"to": to} if to else {}
+        if with_dependents:
+            body["with_dependents"] = True
+        return self._op(plugin_id, "rollback", body or None)
 
     def upgrade(
         self,

@@ -1,0 +1,67 @@
+"""A plugin's config checked at a start or swap, and a bad value blamed on its layer.
+
+The values a version starts with come from three layers: the host config file
+(``[plugins."ID"]`` in ``plugbay.toml``), the run-time values the operator set with
+``plugbay config`` (kept in the state), and an application's own ``Host(config=...)``.
+When a new version's schema refuses a value (an upgrade whose ``enum`` changed, a key
+it no longer has), the error names the layer the value came from and how to drop it
+there: a run-time value is not in any file the operator could look at.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from plugbay.api.errors import ConfigError
+from plugbay.model.manifest import PluginManifest
+
+__all__ = ["at_its_source", "validated_config"]
+
+
+def validated_config(manifest: PluginManifest, raw: Mapping[str, Any]) -> dict[str, Any]:
+    """``raw`` (every layer merged) checked against the manifest's schema, defaults filled
+    in; :class:`ConfigError` naming the key otherwise."""
+    if manifest.config is None:
+        if raw:
+            raise ConfigError(
+                f"config was given ({', '.join(sorted(raw))}) but the plugin declares none",
+                plugin=manifest.id,
+                where=manifest.location,
+                hint="remove it from the host config, or add a [config] schema to the manifest",
+            )
+        return {}
+    return manifest.config.validate(raw, source="host config")
+
+
+def at_its_source(
+    error: ConfigError,
+    plugin_id: str,
+    raw: Mapping[str, Any],
+    runtime: Mapping[str, Any] | None,
+) -> ConfigError:
+    """``error`` with the blame on the run-time layer when the values it names were set
+    there (``runtime``: that layer), and how to drop them; else as it is."""
+    named = _named(error, raw)
+    at_run_time = [key for key in named if runtime and key in runtime]
+    if not at_run_time:
+        return error
+    keys = ", ".join(at_run_time)
+    unset = " ".join(f"--unset {key}" for key in at_run_time)
+    error.where = f"run-time config set with 'plugbay config {plugin_id}': {keys}"
+    error.hint = (
+        f"{error.hint}; 'plugbay config {plugin_id} {unset}' drops the run-time value "
+        "(the host config's value, else the manifest's default, applies again)"
+        if error.hint
+        else f"'plugbay config {plugin_id} {unset}' drops the run-time value"
+    )
+    return error
+
+
+def _named(error: ConfigError, raw: Iterable[str]) -> list[str]:
+    """The config keys ``error`` is about: the one its ``where`` names (``host config:
+    KEY``, ``host config: KEY.sub``), else every key given (a schema that declares none)."""
+    source, _, path = (error.where or "").partition(": ")
+    if source == "host config" and path:
+        return [path.split(".")[0].split("[")[0]]
+    return sorted(raw)
