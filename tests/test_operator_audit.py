@@ -202,3 +202,49 @@ async def test_disabling_a_plugin_others_need_says_disable(
             "disable those first, or ask for a cascade (--cascade / cascade=True)"
         )
         assert host.manager.record("acme.base").state.value == "active"
+
+
+NOISY = """
+from plugbay import UtilityPlugin
+
+
+class P(UtilityPlugin):
+    async def initialize(self, context):
+        await super().initialize(context)
+        context.logger.warning("noisy plugin warns")
+"""
+
+
+def test_plugbay_run_keeps_the_hosts_own_log_in_its_state_directory(
+    plugins: PluginFactory, tmp_path: Path
+) -> None:
+    # errors told the operator 'the host's log has the traceback', and plugbay run
+    # wrote the host's log nowhere
+    plugins("acme.bad", "raise RuntimeError('boom at import')\n")
+    plugins("acme.noisy", NOISY)
+    done = plugbay("run", "--once", "--no-http", "--no-metrics", cwd=tmp_path)
+    assert done.returncode == 1, done.stdout + done.stderr  # acme.bad failed
+    log = (tmp_path / ".plugbay" / "host.log").read_text()
+    assert re.search(r"ERROR plugbay\.\w+: plugin 'acme\.bad': importing 'main' raised", log)
+    assert "noisy plugin warns" not in log  # a plugin's own records are in plugbay logs
+    shown = plugbay("logs", "acme.noisy", cwd=tmp_path)
+    assert "noisy plugin warns" in shown.stdout
+
+
+def test_the_hosts_log_rolls_over_at_its_bound(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import logging
+
+    from plugbay.cli import _host_log
+
+    monkeypatch.setattr(_host_log, "MAX_BYTES", 1000)
+    handler = _host_log.attach(tmp_path)
+    try:
+        for i in range(100):
+            logging.getLogger("plugbay.host").warning("warning %03d %s", i, "x" * 40)
+    finally:
+        _host_log.detach(handler)
+    assert (tmp_path / "host.log.1").stat().st_size < 1200
+    assert (tmp_path / "host.log").stat().st_size < 1200
+    assert "warning 099" in (tmp_path / "host.log").read_text()

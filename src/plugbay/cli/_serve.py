@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import errno
 import json
+import logging
 import os
 import signal
 import sys
@@ -25,6 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 from plugbay.api.errors import PlugbayError
 from plugbay.cli._defaults import host_kwargs
+from plugbay.cli._host_log import attach as attach_log
+from plugbay.cli._host_log import detach as detach_log
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -142,6 +145,7 @@ async def _run_host(
         if api.announcement is not None:
             api.announcement.unlink(missing_ok=True)
         await host.stop()
+        detach_log(api.log)
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
         if serving is not None:
@@ -163,6 +167,7 @@ async def _start_and_serve(
     from plugbay.runtime.startup import warm_up
 
     await host.open()  # the state directory is ours (or another host's: refused)
+    api.log = attach_log(_state_dir(host))  # the host's warnings and errors: host.log
     # the zygote (booting since the first line) is the host's; the API is built meanwhile
     await warm_up(host.manager.backends, zygote)
     # the API comes up once the plugins are active, or while a long start goes on
@@ -202,6 +207,8 @@ class _Api:
         self.since = since
         self.web: Any = None
         self.announcement: Path | None = None
+        #: the handler writing the host's own log (``cli._host_log``), once it is open
+        self.log: logging.Handler | None = None
         self._starting: asyncio.Future[None] | None = None
         self._go = asyncio.Event()
 

@@ -427,7 +427,7 @@ def serve_metrics(
                 log.exception("collecting metrics failed (request %s)", self.request_id)
                 self._answer(
                     500,
-                    f"collecting metrics failed: {exc}\nthe host's log has the traceback "
+                    f"collecting metrics failed: {exc}\nthe host's log (host.log in the state directory of 'plugbay run') has the traceback "
                     f"under request {self.request_id}; please report it\n",
                 )
                 return

@@ -315,7 +315,7 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
     error = http_error(
         "internal_error",
         "plugbay failed on this request (a bug in the host)",
-        hint=f"the host's log has the traceback under request {request_id}; please report it",
+        hint=f"the host's log (host.log in the state directory of 'plugbay run') has the traceback under request {request_id}; please report it",
     )
     return error_response(error, 500)
 

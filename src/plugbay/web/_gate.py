@@ -116,7 +116,7 @@ class Gate:
             error = http_error(
                 "internal_error",
                 "plugbay failed on this request (a bug in the host)",
-                hint=f"the host's log has the traceback under request {request_id}; "
+                hint=f"the host's log (host.log in the state directory of 'plugbay run') has the traceback under request {request_id}; "
                 "please report it",
             )
             await error_response(error, 500)(scope, receive, send)
@@ -266,7 +266,7 @@ class Gate:
                 http_error(
                     "internal_error",
                     "plugbay failed on this call (a bug in the host, not in the plugin)",
-                    hint=f"the host's log has the traceback under request {request_id}; "
+                    hint=f"the host's log (host.log in the state directory of 'plugbay run') has the traceback under request {request_id}; "
                     "please report it",
                 ),
                 500,
