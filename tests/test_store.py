@@ -354,3 +354,24 @@ async def test_an_upgrade_that_fails_half_way_is_undone(
         assert "(the upgrade was undone: acme.base 1.0.0 moved back)" in str(err.value)
         assert await host.call("acme.base", "version") == "1.0.0"
         assert await host.call("acme.app", "version") == "1.0.0"
+
+
+async def test_a_plain_upgrade_passes_over_pre_releases_unless_named(
+    sources: PluginFactory, empty_host: Callable[..., Host]
+) -> None:
+    # 'plugbay upgrade ID' took the newest installed, pre-releases included: 2.1.0-rc.1
+    async with empty_host() as host:
+        host.install(source(sources, "acme.tool", "1.0.0"))
+    async with empty_host() as host:
+        host.install(source(sources, "acme.tool", "1.1.0-rc.1"))
+        with pytest.raises(PluginStateError) as only_pre:
+            await host.upgrade("acme.tool")
+        assert "pre-releases installed: 1.1.0-rc.1" in str(only_pre.value)
+        assert only_pre.value.hint == "name a pre-release to move to it: " \
+            "'plugbay upgrade acme.tool 1.1.0-rc.1'"  # fmt: skip
+        host.install(source(sources, "acme.tool", "1.0.1"))
+        host.install(source(sources, "acme.tool", "1.2.0-rc.1"))
+        await host.upgrade("acme.tool")
+        assert await host.call("acme.tool", "version") == "1.0.1"  # the newest release
+        await host.upgrade("acme.tool", "1.2.0-rc.1")  # named: taken
+        assert await host.call("acme.tool", "version") == "1.2.0-rc.1"

@@ -219,14 +219,22 @@ def _wanted_version(
         for v in known
         if m.registry.get(plugin_id, v).host.contains(host, include_prerelease=True)
     ]
-    if not fitting or fitting[0] <= current.version:
-        raise PluginStateError(
-            f"{current.version} is the newest version installed for this host"
-            + (f" (known: {', '.join(map(str, known))})" if known else ""),
-            plugin=plugin_id,
-            hint="'plugbay install PATH' adds a newer version",
+    later = [v for v in fitting if v > current.version]
+    # a pre-release is taken when named, or when one serves now (its own track): as pip
+    # and npm do, a plain upgrade does not move a release to an untested version
+    chosen = [v for v in later if not v.is_prerelease or current.version.is_prerelease]
+    if not chosen:
+        listed = (
+            f"pre-releases installed: {_listed(later)}" if later else f"known: {_listed(known)}"
         )
-    return fitting[0]
+        raise PluginStateError(
+            f"{current.version} is the newest version installed for this host ({listed})",
+            plugin=plugin_id,
+            hint=f"name a pre-release to move to it: 'plugbay upgrade {plugin_id} {later[0]}'"
+            if later
+            else "'plugbay install PATH' adds a newer version",
+        )
+    return chosen[0]
 
 
 def _asked_version(plugin_id: str, version: str, known: Collection[Version]) -> Version:
