@@ -213,6 +213,14 @@ def _wanted_version(
                 "'plugbay install PATH' adds a newer version",
             )
         return wanted
+    return _newest_release(m, plugin_id, current, known)
+
+
+def _newest_release(
+    m: SwapHost, plugin_id: str, current: PluginManifest, known: Collection[Version]
+) -> Version:
+    """The newest installed version newer than ``current`` this host accepts: a release,
+    or a pre-release when one serves now; refused, naming what there is, when none."""
     host = Version.parse(m.settings.host_version)
     fitting = [
         v
