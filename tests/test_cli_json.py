@@ -24,7 +24,7 @@ DOC = Path(__file__).resolve().parents[1] / "docs" / "cli-json.md"
 #: commands whose shapes tests/test_trials_cli.py checks (they need a running host)
 TRIALS = frozenset({"record", "replay", "canary", "shadow", "bisect"})
 #: what only a running host answers (test_a_running_host_answers_in_the_same_shapes)
-LIVE = frozenset({"events"})
+LIVE = frozenset({"events", "load", "unload"})
 #: sub-commands on the state directory (test_the_sub_commands_answer_in_the_documented_shapes)
 ON_STATE = frozenset(
     {"token create", "token list", "token revoke", "state check", "state backup",
@@ -202,6 +202,12 @@ def test_a_running_host_answers_in_the_same_shapes(workdir: Path, plugins: Plugi
         back = answer("rollback", "acme.calc", "--json", cwd=workdir)
         same_shape(back, docs["rollback"], "rollback")
         assert (back["from"], back["to"]) == ("1.0.1", "1.0.0")
+        unloaded = answer("unload", "acme.user", "--json", cwd=workdir)
+        same_shape(unloaded, docs["unload"], "unload")
+        assert (unloaded["state"], unloaded["stopped"]) == ("stopped", ["acme.user"])
+        loaded = answer("load", "acme.user", "--json", cwd=workdir)
+        same_shape(loaded, docs["load"], "load")
+        assert (loaded["state"], loaded["started"]) == ("active", ["acme.user"])
 
         # the sub-commands on its state directory, beside it
         made = answer("token", "create", "--scope", "read", "--json", cwd=workdir)

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from plugbay.api.errors import PlugbayError
+from plugbay.api.errors import PlugbayError, PluginNotFound
 from plugbay.cli._console import err, fail
 from plugbay.cli._listing import LIST_KEYS, Listing, list_row, listing_of
 from plugbay.cli._options import host_kwargs, to_builtins
@@ -58,6 +58,14 @@ class HostAccess(Protocol):
     def metrics(self) -> str: ...
 
     def reload(self, plugin_id: str) -> dict[str, Any]: ...
+
+    def load(self, plugin_id: str) -> dict[str, Any]:
+        """``{id, version, state, started}``: ``started`` empty when it was active."""
+        ...
+
+    def unload(self, plugin_id: str, *, cascade: bool) -> dict[str, Any]:
+        """``{id, state, stopped}``: ``stopped`` empty when it was not running."""
+        ...
 
     def rollback(
         self, plugin_id: str, to: str | None, *, with_dependents: bool = False
@@ -218,6 +226,33 @@ class RemoteHost:
     def reload(self, plugin_id: str) -> dict[str, Any]:
         before = self.client.info(plugin_id)["version"]
         return _swap(plugin_id, before, self.client.reload(plugin_id)["plugin"])
+
+    def load(self, plugin_id: str) -> dict[str, Any]:
+        # one added to its plugin directories since it started is found by the load itself
+        with contextlib.suppress(PluginNotFound):
+            now = self.client.info(plugin_id)
+            if now["state"] == "active":
+                return {
+                    "id": plugin_id,
+                    "version": now["version"],
+                    "state": "active",
+                    "started": [],
+                }
+        done = self.client.load(plugin_id)
+        plugin = done["plugin"]
+        return {
+            "id": plugin_id,
+            "version": plugin["version"],
+            "state": plugin["state"],
+            "started": done["affected"],
+        }
+
+    def unload(self, plugin_id: str, *, cascade: bool) -> dict[str, Any]:
+        now = self.client.info(plugin_id)["state"]
+        if now not in ("active", "initializing", "restarting"):  # a failed one: nothing runs
+            return {"id": plugin_id, "state": now, "stopped": []}
+        done = self.client.unload(plugin_id, cascade=cascade)
+        return {"id": plugin_id, "state": done["plugin"]["state"], "stopped": done["affected"]}
 
     def rollback(
         self, plugin_id: str, to: str | None, *, with_dependents: bool = False
@@ -401,6 +436,35 @@ class LocalHost:
             return _swap(plugin_id, before, _summary(rec))
 
         return self._do(body)
+
+    def load(self, plugin_id: str) -> dict[str, Any]:
+        raise self._not_served(
+            "load",
+            "'plugbay run' starts every plugin; 'plugbay call ID COMMAND' starts only it "
+            "and what it needs, for that call",
+        )
+
+    def unload(self, plugin_id: str, *, cascade: bool) -> dict[str, Any]:
+        raise self._not_served(
+            "unload",
+            f"nothing runs, so nothing is stopped; 'plugbay disable {plugin_id}' keeps it "
+            "from starting with the next host",
+        )
+
+    def _not_served(self, what: str, then: str) -> PlugbayError:
+        """load and unload act on a running host's plugins: none is started for them."""
+        if self.running is not None:
+            return PlugbayError(
+                f"a host (pid {self.running['pid']}) serves {self.state.resolve()} without an "
+                f"API; '{what}' acts on a running host's plugins through its API",
+                hint="restart it without --no-http (or, an application's Host: "
+                f"host.{what}(ID)), then run the command again",
+            )
+        return PlugbayError(
+            f"no host is running on {self.state.resolve()}: '{what}' starts or stops a plugin "
+            "in a running host, and none is started for it",
+            hint=then,
+        )
 
     def rollback(
         self, plugin_id: str, to: str | None, *, with_dependents: bool = False

@@ -1,4 +1,4 @@
-"""Commands about the plugins a host has: list, info, call, deps, enable, disable."""
+"""Commands about the plugins a host has: list, info, call, deps, load, unload, enable, disable."""
 
 from __future__ import annotations
 
@@ -251,8 +251,65 @@ def enable(plugin_id: PluginIdArg, state: StateOpt = Path(".plugbay")) -> None:
     out.print(f"{plugin_id}: enabled" + (f", {state_text(now)}" if now else ""))
 
 
+def load(
+    plugin_id: PluginIdArg,
+    plugins: PluginsOpt = None,
+    state: StateOpt = Path(".plugbay"),
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Start a plugin in the running host: one not loaded, failed, or unloaded.
+
+    Its required dependencies that are not running start first, and plugins added to
+    the host's plugin directories since it started are found (a dependency that was
+    missing, under no --watch). Unlike 'enable', nothing is kept: a disabled plugin
+    needs 'enable'. Unlike 'reload', it starts what does not serve; what serves is left
+    as it is. With no host running nothing is started: 'plugbay run' starts every plugin.
+    """
+    with the_host(state, plugins, config, as_json=as_json) as host:
+        done = host.load(plugin_id)
+    if as_json:
+        print_json({"ok": True, **done})
+    elif not done["started"]:
+        out.print(f"{plugin_id}: already active ({done['version']}); nothing to load")
+    else:
+        also = [p for p in done["started"] if p != plugin_id]
+        with_ = f" (with {', '.join(also)})" if also else ""
+        out.print(f"{plugin_id}: loaded {done['version']}{with_}, {state_text(done['state'])}")
+
+
+def unload(
+    plugin_id: PluginIdArg,
+    cascade: Annotated[
+        bool,
+        typer.Option("--cascade", help="Stop the plugins that need it too (dependents first)."),
+    ] = False,
+    plugins: PluginsOpt = None,
+    state: StateOpt = Path(".plugbay"),
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Stop a plugin in the running host until its next start or 'plugbay load ID'.
+
+    Refused while running plugins need it, unless --cascade. Unlike 'disable', nothing
+    is kept: the next start of the host starts it again. With no host running there is
+    nothing to stop ('disable' keeps it from starting).
+    """
+    with the_host(state, plugins, config, as_json=as_json) as host:
+        done = host.unload(plugin_id, cascade=cascade)
+    if as_json:
+        print_json({"ok": True, **done})
+    elif plugin_id not in done["stopped"]:
+        out.print(f"{plugin_id}: not running ({state_text(done['state'])}); nothing to unload")
+    else:
+        also = [p for p in done["stopped"] if p != plugin_id]
+        out.print(
+            f"{plugin_id}: unloaded" + (f" (also stopped: {', '.join(also)})" if also else "")
+        )
+
+
 def register(app: typer.Typer) -> None:
     """Attach the plugin commands to ``app``."""
     add_command(app, list_, panel=PANEL, name="list")
-    for fn in (info, call, deps, enable, disable):
+    for fn in (info, call, deps, load, unload, enable, disable):
         add_command(app, fn, panel=PANEL)

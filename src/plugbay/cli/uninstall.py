@@ -72,7 +72,11 @@ def uninstall(
     stopped = "stopped and " if done["stopped"] else ""
     out.print(f"{plugin_id}: {stopped}uninstalled {', '.join(done['versions'])}")
     if done["remaining"]:
-        out.print(f"still known: {', '.join(done['remaining'])} ('plugbay load {plugin_id}')")
+        start = ""
+        if done["stopped"]:  # a host started for the command is gone: the next one starts it
+            start = (f" ('plugbay load {plugin_id}' starts one)" if client is not None
+                     else " (the next 'plugbay run' starts one)")  # fmt: skip
+        out.print(f"still known: {', '.join(done['remaining'])}{start}")
     for path in done["environments"]:
         out.print(f"removed its Python environment {path}, which no other plugin version uses")
     if done["environments"]:

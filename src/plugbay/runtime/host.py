@@ -559,7 +559,11 @@ class Host(AsyncOnly):
         return self.manager.record(plugin_id)
 
     async def load(self, plugin_id: str) -> PluginRecord:
-        return await self.manager.load_plugin(plugin_id)
+        """Start a plugin that is not running, its required dependencies that are not
+        first; what was added to the plugin directories since the start is found."""
+        from plugbay.runtime.loading import load_with_needs
+
+        return await load_with_needs(self, plugin_id)
 
     async def reload(
         self, plugin_id: str, *, source: str | os.PathLike[str] | None = None

@@ -171,9 +171,10 @@ class Starting:
         )
         if absent:
             hint = (
-                f"install {', '.join(repr(d) for d in absent)} (then 'plugbay load "
-                f"{manifest.id}'; under --watch it starts by itself), or remove the "
-                f"dependency from {manifest.id}'s manifest"
+                f"add {', '.join(repr(d) for d in absent)} to a plugin directory or "
+                f"'plugbay install' it (then 'plugbay load {manifest.id}' starts them; under "
+                f"--watch it starts by itself), or remove the dependency from {manifest.id}'s "
+                "manifest"
             )
         else:
             hint = f"fix {', '.join(repr(d) for d in blocked)} first; 'plugbay info {blocked[0]}' says why"

@@ -332,8 +332,13 @@ async def reload(plugin_id: str, host: HostDep) -> OperationResult:
 
 @router.post("/api/v1/plugins/{plugin_id}/load", summary="Load a plugin that is not active", **_OP)
 async def load(plugin_id: str, host: HostDep) -> OperationResult:
+    """Not loaded, failed or unloaded: started, with its required dependencies that are
+    not running (plugins added to its directories since the start are found); 409 while
+    it is active. ``affected``: each plugin it started."""
+    before = {r.id for r in host.plugins() if str(r.state) == "active"}
     await host.load(plugin_id)
-    return _done(host, plugin_id, [plugin_id])
+    started = [r.id for r in host.plugins() if str(r.state) == "active" and r.id not in before]
+    return _done(host, plugin_id, started)
 
 
 @router.post("/api/v1/plugins/{plugin_id}/unload", summary="Stop a plugin", **_OP)
