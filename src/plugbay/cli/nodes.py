@@ -77,13 +77,23 @@ def nodes_table(view: dict[str, Any]) -> Table | str:
         table.add_column(column)
     for node in view["nodes"]:
         state = {True: "[green]alive[/]", False: "[red]dead[/]"}.get(node["alive"], "unknown")
-        resources = ", ".join(f"{k} {v:g}" for k, v in sorted(node["resources"].items()))
+        resources = ", ".join(_resource(k, v) for k, v in sorted(node["resources"].items()))
         placed = "\n".join(_placed_text(p) for p in node["plugins"])
         table.add_row(node["node"][:12], node["address"] or "–", state, resources, placed or "–")
     for plugin in view["unplaced"]:
         table.add_row("–", "–", "–", "", f"{escape(plugin['plugin'])}: on no node "
                       f"({escape(plugin['state'])}) {escape(plugin['reason'] or '')}")  # fmt: skip
     return table
+
+
+def _resource(name: str, value: float) -> str:
+    """One of a node's resources as Ray counts it; its memory and object store in bytes."""
+    if name not in ("memory", "object_store_memory"):
+        return f"{escape(name)} {value:g}"
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if value >= scale:
+            return f"{name} {value / scale:.1f} {unit}"
+    return f"{name} {value:g} B"
 
 
 def _title(cluster: dict[str, Any], nodes: list[dict[str, Any]]) -> str:

@@ -52,18 +52,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import dataclasses
 import importlib
 import logging
-import os
-import secrets
-import shutil
-import signal
 import socket
-import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -71,8 +65,10 @@ from plugbay.api import PluginContext
 from plugbay.api.errors import PlugbayError, PluginCrashed, PluginLoadError
 from plugbay.isolation._far_end import FarEnd, FarHandle
 from plugbay.isolation._process_parts import bound_file_size, worker_request
-from plugbay.isolation._ray_agent import TOKEN_BYTES, NodeAgent, PluginActor
+from plugbay.isolation._ray_agent import NodeAgent, PluginActor
+from plugbay.isolation._ray_channels import Channels
 from plugbay.isolation._ray_data import RayData
+from plugbay.isolation._ray_join import forget_local, join, keep_fault_handlers, leave, listen
 from plugbay.isolation.base import Backend, EnvironmentPaths
 from plugbay.isolation.inline import run_in_daemon_thread
 from plugbay.isolation.policy import Placement
@@ -81,7 +77,6 @@ from plugbay.isolation.quota import QuotaMounts
 from plugbay.isolation.ray_head import (
     HeadWatch,
     fail_for_lost_head,
-    keep_driver,
     refuse_without_head,
 )
 from plugbay.isolation.ray_nodes import ClusterNodes
@@ -90,12 +85,14 @@ from plugbay.isolation.shipping import ShipmentRefused
 from plugbay.isolation.zygote import Child
 from plugbay.model.manifest import PluginManifest
 
-__all__ = ["RayBackend", "RayHandle"]
+__all__ = ["RayBackend", "RayHandle", "keep_fault_handlers"]
 
 log = logging.getLogger("plugbay.isolation.ray")
 
 #: seconds a node whose plugin was lost is passed over when placing a plugin
 _AVOID_LOST_NODE = 30.0
+#: seconds a cluster that could not be joined is not asked again (each start is told why)
+_JOIN_AGAIN = 10.0
 
 
 def _ray() -> Any:
@@ -108,70 +105,6 @@ def _ray() -> Any:
             "the Ray backend needs Ray, which is not installed",
             hint="pip install 'plugbay[ray]' (or remove [ray] from the host config)",
         ) from None
-
-
-class _Channels:
-    """The host's listener for remote plugins' channels: each is claimed by its token."""
-
-    def __init__(self, address: str) -> None:
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind((address, 0))
-        self._sock.listen(1024)
-        self._sock.setblocking(False)
-        self.address = address
-        self.port: int = self._sock.getsockname()[1]
-        self._waiting: dict[str, asyncio.Future[socket.socket]] = {}
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._accept())
-
-    def expect(self) -> tuple[str, asyncio.Future[socket.socket]]:
-        token = secrets.token_hex(16)
-        future: asyncio.Future[socket.socket] = asyncio.get_running_loop().create_future()
-        self._waiting[token] = future
-        return token, future
-
-    def forget(self, token: str) -> None:
-        future = self._waiting.pop(token, None)
-        if future is not None and not future.done():
-            future.cancel()
-
-    async def _accept(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            conn, _ = await loop.sock_accept(self._sock)
-            task = loop.create_task(self._claim(conn))
-            task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
-
-    async def _claim(self, conn: socket.socket) -> None:
-        loop = asyncio.get_running_loop()
-        conn.setblocking(False)
-        data = b""
-        try:
-            async with asyncio.timeout(10):
-                while len(data) < TOKEN_BYTES:
-                    chunk = await loop.sock_recv(conn, TOKEN_BYTES - len(data))
-                    if not chunk:
-                        break
-                    data += chunk
-        except (TimeoutError, OSError):
-            data = b""
-        future = self._waiting.pop(data[:-1].decode("ascii", "replace"), None)
-        if future is None or future.done() or not data.endswith(b"\n"):
-            conn.close()  # not a channel the host asked for
-            return
-        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        future.set_result(conn)
-
-    def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-        for future in self._waiting.values():
-            future.cancel()
-        self._waiting.clear()
-        self._sock.close()
 
 
 class RayBackend(Backend):
@@ -192,17 +125,21 @@ class RayBackend(Backend):
         #: the backend started the cluster (address "local") or connected itself
         self._owns_connection = False
         self._connect_lock = asyncio.Lock()
-        self._channels: _Channels | None = None
+        self._channels: Channels | None = None
         #: the node agents (node id → actor), one per node that runs a sandboxed plugin
         self._agents: dict[str, Any] = {}
         self._agent_locks: dict[str, asyncio.Lock] = {}
         #: plugins placed by plugbay itself on each node (for spreading), and lost nodes
         self._placed: dict[str, int] = {}
+        #: plugins being placed on each node plugbay chose (``_pick_node``), not yet placed
+        self._placing: dict[str, int] = {}
         self._lost: dict[str, float] = {}
         self._handles: set[RayHandle] = set()
         self._remote_classes: dict[str, Any] = {}
         self._watchers: set[asyncio.Task[None]] = set()
         self.temp_dir: str | None = None
+        #: the node of a private cluster (``local``): its cache goes when the cluster stops
+        self._local_node: str | None = None
         #: what a plugin takes to its node and keeps here: its code, its environment, its
         #: store (``isolation._ray_data``)
         self.data = RayData(quotas)
@@ -211,6 +148,8 @@ class RayBackend(Backend):
         #: (why, when) once the cluster's head is lost (``isolation.ray_head``), else None
         self.head_lost: tuple[str, float] | None = None
         self._head: HeadWatch | None = None
+        #: why the cluster could not be joined, and when (asked again after a while)
+        self._refused: tuple[PlugbayError, float] | None = None
 
     @property
     def connected(self) -> bool:
@@ -234,12 +173,22 @@ class RayBackend(Backend):
         async with self._connect_lock:
             if self._connected:
                 return
+            refused = self._refused
+            if refused is not None and time.monotonic() - refused[1] < _JOIN_AGAIN:
+                raise refused[0]  # the plugins starting side by side are told at once
             settings = self.settings
             ray = _ray()
+            channels = listen(settings.listen)  # before joining: nothing to leave if wrong
             if not ray.is_initialized():
-                await asyncio.to_thread(self._init, ray, settings)
+                try:
+                    await asyncio.to_thread(self._init, ray, settings)
+                except BaseException as exc:
+                    channels.close()
+                    if isinstance(exc, PlugbayError):
+                        self._refused = (exc, time.monotonic())
+                    raise
                 self._owns_connection = True
-            self._channels = _Channels(settings.listen)
+            self._channels = channels
             self._channels.start()
             self._connected = True
             self._head = HeadWatch(ray.get_runtime_context().gcs_address, self._lost_head)
@@ -252,32 +201,7 @@ class RayBackend(Backend):
             fail_for_lost_head(handle, reason)
 
     def _init(self, ray: Any, settings: RaySettings) -> None:
-        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-        keep_driver()  # a lost head must not end the host (isolation.ray_head)
-        options: dict[str, Any] = {
-            "namespace": "plugbay",
-            "configure_logging": False,
-            "log_to_driver": False,
-        }
-        if settings.address == "local":
-            self.temp_dir = settings.temp_dir or tempfile.mkdtemp(prefix="pbray-", dir="/tmp")
-            options |= {
-                "address": "local",
-                "include_dashboard": False,
-                "object_store_memory": settings.object_store_bytes,
-                "_temp_dir": self.temp_dir,
-                "num_cpus": settings.num_cpus,
-            }
-        else:
-            options["address"] = settings.address
-        try:
-            with keep_fault_handlers():
-                ray.init(**options)
-        except Exception as exc:
-            raise PlugbayError(
-                f"could not reach the Ray cluster at {settings.address!r}: {exc}",
-                hint="check [ray] address in the host config ('ray status' on the cluster)",
-            ) from None
+        self.temp_dir, self._local_node = join(ray, settings)
 
     def _remote(self, cls: type) -> Any:
         made = self._remote_classes.get(cls.__name__)
@@ -304,14 +228,24 @@ class RayBackend(Backend):
         ]
 
     async def _pick_node(self) -> str:
-        """The alive node with the fewest plugins plugbay placed (a lost one is avoided)."""
+        """The alive node with the fewest plugins plugbay placed or is placing there (a lost
+        one is avoided). The pick counts until ``_picked_done``: plugins that start side by
+        side (the host's start) are spread too, not all sent to the same node."""
         now = time.monotonic()
         alive = [n["node"] for n in await self.nodes()]
         fresh = [n for n in alive if now - self._lost.get(n, -_AVOID_LOST_NODE) >= _AVOID_LOST_NODE]
         choices = fresh or alive
         if not choices:
             raise PlugbayError("the Ray cluster has no alive node", hint="'ray status' says why")
-        return str(min(choices, key=lambda n: (self._placed.get(n, 0), n)))
+        load = {n: self._placed.get(n, 0) + self._placing.get(n, 0) for n in choices}
+        node = str(min(choices, key=lambda n: (load[n], n)))
+        self._placing[node] = self._placing.get(node, 0) + 1
+        return node
+
+    def _picked_done(self, node: str | None) -> None:
+        """A start on a node ``_pick_node`` chose is over (placed, then counted, or failed)."""
+        if node is not None and self._placing.get(node, 0) > 0:
+            self._placing[node] -= 1
 
     def node_lost(self, node: str) -> None:
         """A plugin on ``node`` was lost: pass the node over for a while."""
@@ -332,7 +266,10 @@ class RayBackend(Backend):
         if placement is None or placement.isolation != "ray":
             raise PlugbayError("the Ray backend was given a plugin not placed on Ray",
                                plugin=manifest.id)  # fmt: skip
-        await self.connect()
+        try:
+            await self.connect()
+        except PlugbayError as exc:  # said in the plugin's name: its start is what failed
+            raise PluginLoadError(exc.message, plugin=manifest.id, hint=exc.hint) from None
         assert self._channels is not None
         await refuse_without_head(self._head, self.head_lost, manifest.id)
         shipped = await self.data.ship(manifest, data_dir, environment)
@@ -355,6 +292,7 @@ class RayBackend(Backend):
                 plugin=manifest.id,
                 hint="the cluster may have no node with the resources its manifest asks for "
                 f"({_asked(placement)}); 'ray status' lists them",
+                details={"transient": True},  # a restart tries again (its node may return)
             ) from None
         except Exception as exc:
             # a node's refusal (a shipment that does not match its digest) is a plugbay
@@ -363,6 +301,7 @@ class RayBackend(Backend):
             if isinstance(cause, ShipmentRefused):  # the next start ships it anew
                 self.data.refused(cause)
             if isinstance(cause, PlugbayError):
+                cause.plugin = cause.plugin or manifest.id  # said on its node, for it
                 raise cause from None
             raise
         finally:
@@ -406,19 +345,25 @@ class RayBackend(Backend):
     ) -> RayHandle:
         ray = _ray()
         options = self._options(placement)
+        picked = None
         if not self._constrained(placement):
-            options["scheduling_strategy"] = _affinity(await self._pick_node(), soft=True)
-        actor = self._remote(PluginActor).options(**options).remote()
+            picked = await self._pick_node()
+            options["scheduling_strategy"] = _affinity(picked, soft=True)
         assert self._channels is not None
+        actor = None
         try:
+            actor = self._remote(PluginActor).options(**options).remote()
             where = await actor.serve.remote(
                 self._channels.address, self._channels.port, token, shipped
             )
             sock = await channel
         except BaseException:
             with contextlib.suppress(Exception):
-                ray.kill(actor, no_restart=True)
+                if actor is not None:
+                    ray.kill(actor, no_restart=True)
             raise
+        finally:
+            self._picked_done(picked)
         return RayHandle(
             _landed(manifest, where), where["pid"], sock, self._host_call, placement=placement,
             data_dir=data_dir, backend=self, node=where["node"], actor=actor,
@@ -440,11 +385,11 @@ class RayBackend(Backend):
         quota = placement.limits.get("storage")
         if "sandbox" in request and quota is not None:
             bound_file_size(request, int(quota))  # the quota is sampled (no image remotely)
-        group = None
+        group = picked = None
         if self._constrained(placement):
             group, node = await self._reserve(placement)
         else:
-            node = await self._pick_node()
+            node = picked = await self._pick_node()
         try:
             agent = await self._agent(node)
             assert self._channels is not None
@@ -459,11 +404,16 @@ class RayBackend(Backend):
             if isinstance(exc, ray.exceptions.RayActorError):
                 self.node_lost(node)
                 raise PluginCrashed(
-                    f"its node's plugbay agent ended while starting it (node {node[:12]})",
+                    f"its node's plugbay agent ended while starting it (node {node[:12]}): "
+                    f"{_ray_words(exc)}",
                     plugin=manifest.id,
-                    hint="the supervisor starts it again on an alive node",
+                    hint="a restart tries again on an alive node; 'plugbay enable "
+                    f"{manifest.id}' starts it again if it failed",
+                    details={"transient": True},
                 ) from None
             raise
+        finally:
+            self._picked_done(picked)
         return RayHandle(
             _landed(manifest, where), where["pid"], sock, self._host_call, placement=placement,
             data_dir=data_dir, backend=self, node=where["node"], agent=agent, group=group,
@@ -560,10 +510,8 @@ class RayBackend(Backend):
                     ray.kill(agent, no_restart=True)
             self._agents.clear()
             if self._owns_connection:
-                await asyncio.to_thread(_shutdown, ray)
-                if self.temp_dir is not None and self.settings.temp_dir is None:
-                    await asyncio.to_thread(shutil.rmtree, self.temp_dir, True)
-                    self.temp_dir = None
+                await asyncio.to_thread(leave, ray)
+                await self._forget_local()
         if self._channels is not None:
             self._channels.close()
             self._channels = None
@@ -576,41 +524,19 @@ class RayBackend(Backend):
         self._agents.clear()
         if self._owns_connection:
             ray = _ray()
-            leaving = asyncio.shield(run_in_daemon_thread(lambda: _shutdown(ray)))
+            leaving = asyncio.shield(run_in_daemon_thread(lambda: leave(ray)))
             with contextlib.suppress(TimeoutError):  # Ray's own wait: the host goes on
                 await asyncio.wait_for(leaving, 10)
-            if self.temp_dir is not None and self.settings.temp_dir is None:
-                await asyncio.to_thread(shutil.rmtree, self.temp_dir, True)
-                self.temp_dir = None
+            await self._forget_local()
 
-
-#: the signals a runtime in this process may handle itself (Wasm traps: SIGILL, SIGSEGV…)
-_FAULTS = (signal.SIGILL, signal.SIGSEGV, signal.SIGBUS, signal.SIGFPE, signal.SIGABRT)
-
-
-@contextlib.contextmanager
-def keep_fault_handlers() -> Iterator[None]:
-    """Joining Ray installs its crash reporter over this process's fault handlers without
-    calling the ones it replaced, and leaving it resets them to the default: a Wasm
-    runtime here (its traps are SIGILL and SIGSEGV) would then see a trap kill the host.
-    Around both, the handlers in place before are put back (an opaque ``struct
-    sigaction`` copy); one installed later chains to Ray's."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    saved = {}
-    for sig in _FAULTS:
-        old = ctypes.create_string_buffer(256)  # larger than struct sigaction anywhere
-        if libc.sigaction(int(sig), None, old) == 0:
-            saved[sig] = old
-    try:
-        yield
-    finally:
-        for sig, old in saved.items():
-            libc.sigaction(int(sig), old, None)
-
-
-def _shutdown(ray: Any) -> None:
-    with keep_fault_handlers():  # leaving Ray resets them to the default (death)
-        ray.shutdown()
+    async def _forget_local(self) -> None:
+        """A private cluster stopped: its temp directory (unless the operator named it) and
+        its node's cache go (``isolation._ray_join``)."""
+        made = self.temp_dir if self.settings.temp_dir is None else None
+        await asyncio.to_thread(forget_local, made, self._local_node)
+        if made is not None:
+            self.temp_dir = None
+        self._local_node = None
 
 
 def _affinity(node: str, *, soft: bool) -> Any:
@@ -626,6 +552,12 @@ def _landed(manifest: PluginManifest, where: dict[str, Any]) -> PluginManifest:
     """The manifest as its node has it: its file in the node's copy of the code (what the
     worker loads; the host keeps its own)."""
     return dataclasses.replace(manifest, path=Path(where["manifest"]))
+
+
+def _ray_words(exc: BaseException) -> str:
+    """Ray's own sentences for an error (not its indented fields), at most 300 characters."""
+    said = " ".join(s.strip() for s in str(exc).splitlines() if s.strip() and s[0] not in " \t")
+    return (said or type(exc).__name__)[:300]
 
 
 def _asked(placement: Placement) -> str:

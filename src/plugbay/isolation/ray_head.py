@@ -12,7 +12,7 @@ after three misses in a row it declares the head lost, and the Ray backend
 * fails every Ray plugin's calls in flight at once with ``PluginCrashed`` naming
   the head, and closes its channel (its worker ends; its node ends its actor
   when the node itself gives up on the head);
-* answers a start (the supervisor's restart, ``plugbay load``) at once with a
+* answers a start (the supervisor's restart, ``plugbay enable``) at once with a
   ``PluginLoadError`` saying the head is unreachable (never a wait);
 * touches Ray no more: figures, stacks and releases answer from the host, and
   leaving the cluster when the host stops is bounded.
@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import socket
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
@@ -37,12 +38,51 @@ from plugbay.api.errors import PluginCrashed, PluginLoadError
 if TYPE_CHECKING:
     from plugbay.isolation.ray import RayHandle
 
-__all__ = ["HeadWatch", "fail_for_lost_head", "keep_driver", "refuse_without_head"]
+__all__ = [
+    "HeadWatch", "fail_for_lost_head", "head_unreachable", "keep_driver", "refuse_without_head",
+]  # fmt: skip
 
 log = logging.getLogger("plugbay.isolation.ray")
 
 #: Ray's own setting: how long a driver waits for a lost head before Ray ends its process
 _RECONNECT: Final = "RAY_gcs_rpc_server_reconnect_timeout_s"
+
+
+def head_unreachable(address: str, *, tries: int = 2, timeout: float = 3.0) -> str | None:
+    """None when the cluster's head (``[ray] address``: "auto" or "HOST:PORT") takes a
+    TCP connection, else what went wrong, said with its address. Asked before joining:
+    with the driver kept (``keep_driver``), Ray itself would wait for an absent head for a
+    year, and the host's start with it. Blocking (the backend calls it in a thread)."""
+    where = _bootstrap_address(address)
+    if where is None:  # "auto" found nothing: Ray's own error says so at once
+        return None
+    host, _, port = where.rpartition(":")
+    problem = ""
+    for attempt in range(tries):
+        if attempt:
+            time.sleep(0.5)
+        try:
+            socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+            return None
+        except TimeoutError:
+            problem = f"no answer within {timeout:g} s"
+        except (OSError, ValueError) as exc:
+            problem = getattr(exc, "strerror", None) or str(exc)
+    shown = where if where == address else f"{where} (found for {address!r})"
+    return f"the Ray cluster's head at {shown} does not answer: {problem} ({tries} tries)"
+
+
+def _bootstrap_address(address: str) -> str | None:
+    """``address`` as HOST:PORT ("auto": the cluster Ray itself would join from here)."""
+    if address != "auto":
+        return address
+    try:
+        from ray._private import services
+
+        found = services.canonicalize_bootstrap_address(address)
+    except Exception:  # Ray's own lookup; ray.init reports what it finds wrong
+        return None
+    return str(found) if found else None
 
 
 def keep_driver() -> None:

@@ -144,9 +144,32 @@ class Packer:
 def node_cache_root(node: str) -> Path:
     """This node's cache (code, environments, plugins' scratch directories): local to
     the node, under Ray's temp root there (``RAY_TMPDIR``, else the temp directory),
-    one per node (a test cluster's nodes share a machine)."""
-    base = os.environ.get("RAY_TMPDIR") or tempfile.gettempdir()
-    return Path(base) / f"plugbay-node-{os.getuid()}" / node[:16]
+    one per node (a test cluster's nodes share a machine). Its parent is private to this
+    user (``_private_dir``): the temp root is shared, and whoever could write there
+    could change the code the node's plugins import."""
+    base = Path(os.environ.get("RAY_TMPDIR") or tempfile.gettempdir())
+    return _private_dir(base / f"plugbay-node-{os.getuid()}") / node[:16]
+
+
+def _private_dir(path: Path) -> Path:
+    """``path``, a directory of this user's that no one else may write or read (made
+    so, mode 0700); refused when it is another user's, a link, or others may write it."""
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(path, 0o700)
+    st = os.lstat(path)
+    mode = stat.S_IMODE(st.st_mode)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or mode & 0o022:
+        what = "not a directory" if not stat.S_ISDIR(st.st_mode) else f"mode {mode:o}"
+        raise PluginLoadError(
+            f"this node's cache of plugbay code, {path}, is not private to its user "
+            f"(uid {os.getuid()}): it is {what}, owned by uid {st.st_uid}; another user "
+            "could change the code its plugins run, so nothing is unpacked there",
+            hint=f"remove {path} on that node (plugbay makes it again, mode 0700), or give "
+            "the node's Ray a temp root of its own (RAY_TMPDIR)",
+        )
+    if mode & 0o077:  # an earlier plugbay's (0755): what its plugins write stays theirs
+        os.chmod(path, 0o700)
+    return path
 
 
 class NodeCache:

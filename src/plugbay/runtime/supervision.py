@@ -15,6 +15,9 @@ What each step tells the rest of the host:
   plugin does (``plugin.loaded``, or ``failed`` with ``plugin.failed`` when it cannot),
   but reads ``restarting`` all along its start, not ``initializing``: the crash, which
   restart, and since when it runs (``Restart.at``), until it is active or failed.
+* a restart whose start fails for a reason that may pass (its error's
+  ``details["transient"]``: a Ray plugin no node took within ``start-timeout``, its node
+  being gone) counts as one more crash: it is tried again after the next backoff.
 * giving up: ``failed`` with ``plugin.failed``, the reason naming the crashes;
   ``plugbay enable ID`` (``host.enable``) starts it again, as does the host's next start.
 
@@ -89,6 +92,10 @@ class Supervision:
         the window and it is failed instead."""
         if rec.state is not PluginState.ACTIVE or self._records.get(rec.id) is not rec:
             return
+        self._count_crash(rec, error)
+
+    def _count_crash(self, rec: PluginRecord, error: PlugbayError) -> None:
+        """One more crash of ``rec``: its restart after the backoff, or giving up."""
         self.events.unsubscribe(rec.id)
         self.services.withdraw(rec.id)
         self._routes.pop(rec.id, None)
@@ -180,8 +187,9 @@ class Supervision:
         )
         self.events.emit("plugin.unloaded", plugin=rec.id, version=rec.version, result="ok")
 
-    def _forget_restart(self, plugin_id: str, _task: object) -> None:
-        self._restarts.pop(plugin_id, None)
+    def _forget_restart(self, plugin_id: str, task: object) -> None:
+        if self._restarts.get(plugin_id) is task:  # not the next one a restart scheduled
+            del self._restarts[plugin_id]
 
     async def _restart(self, crashed: PluginRecord, delay: float) -> None:
         try:
@@ -203,6 +211,15 @@ class Supervision:
             rec = await self._start(crashed.manifest, crashed.needs, crashed.notes, crashed=crashed)
             rec.crashes = crashed.crashes
             rec.restart = None
+            error = rec.error
+            if (
+                rec.state is PluginState.FAILED
+                and error is not None
+                and error.details.get("transient")
+            ):
+                # its backend could not place it yet (a Ray plugin whose node is gone): one
+                # more crash, so it is tried again after a backoff, not failed for good
+                self._count_crash(rec, error)
 
 
 def _clock(at: float) -> str:
