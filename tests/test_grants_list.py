@@ -14,7 +14,7 @@ import pytest
 
 from plugbay.cli.grants import grant_rows
 from plugbay.runtime.host import Host
-from tests._cli import plugbay
+from tests._cli import PLUGBAY, cli_env, plugbay, run_cli
 from tests._running import plugbay_run
 from tests._served import api_served
 from tests.conftest import PluginFactory
@@ -39,7 +39,8 @@ def said(answer: dict[str, Any]) -> list[tuple[Any, ...]]:
 
 
 def text(cwd: Path) -> str:
-    shown = plugbay("grants", cwd=cwd)
+    # wide enough for a source cell naming a test's temp path on one line
+    shown = run_cli([*PLUGBAY, "grants"], cwd=cwd, env=cli_env({"COLUMNS": "400"}))
     assert shown.returncode == 0, shown.stderr
     return " ".join(shown.stdout.replace("│", " ").split())  # a table's cells, in order
 

@@ -174,7 +174,10 @@ async def test_a_plugin_added_before_what_it_needs_starts_when_that_comes(
         result = await w.next()
         assert (result.plugin_id, result.action, result.ok) == ("acme.app", "load", False)
         assert "no plugin 'acme.base' is installed" in result.message
-        assert "install 'acme.base'" in result.message and "plugbay info" not in result.message
+        assert (
+            "add 'acme.base' to a plugin directory or 'plugbay install' it" in result.message
+            and "plugbay info" not in result.message
+        )
         plugins("acme.base", CODE.format(label="base"), dirname="base")
         results = [await w.next(), await w.next()]
         assert [(r.plugin_id, r.action, r.ok) for r in results] == [

@@ -61,7 +61,7 @@ def test_commands_act_on_the_running_host(workdir: Path, plugins: PluginFactory)
 
         # disable stops it in the running host at once, and says what else stopped
         refused = plugbay("disable", "acme.calc", cwd=workdir)
-        assert refused.returncode == 1 and "acme.user depend on it" in refused.stderr
+        assert refused.returncode == 1 and "acme.user depends on it" in refused.stderr
         both = plugbay("disable", "acme.calc", "--cascade", cwd=workdir)
         assert both.stdout == "acme.calc: disabled (also stopped: acme.user)\n"
         assert plugbay("enable", "acme.calc", cwd=workdir).returncode == 0

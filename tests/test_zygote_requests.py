@@ -14,8 +14,12 @@ from plugbay.isolation.zygote import Child, Zygote
 
 
 def _first_frame(sock: socket.socket) -> frames.Message:
+    """The first frame on ``sock``, read by its length (a worker that refused to start
+    waits for the host's first frame before it exits: no end of stream before that)."""
     data = b""
-    while chunk := sock.recv(65536):
+    while len(data) < 4 or len(data) < 4 + struct.unpack(">I", data[:4])[0]:
+        chunk = sock.recv(65536)
+        assert chunk, f"the stream ended after {len(data)} bytes, within the first frame"
         data += chunk
     (size,) = struct.unpack(">I", data[:4])
     return frames.decode(data[4 : 4 + size])
