@@ -51,7 +51,6 @@ __all__ = [
     "Swept",
     "check_descriptors",
     "descriptor_budget",
-    "holder_pid",
     "lock_holder",
     "raise_descriptor_limit",
     "sweep",
@@ -108,7 +107,7 @@ class HostLock:
                         where=str(self.path),
                         hint="check that the state directory is writable",
                     ) from None
-                raise self._refusal(holder_pid(self.path), in_process=False) from None
+                raise self._refusal(lock_holder(self.state_dir), in_process=False) from None
             os.ftruncate(fd, 0)
             os.write(fd, json.dumps({"pid": os.getpid()}).encode())
             self._fd = fd
@@ -154,15 +153,6 @@ def directory_identity(path: str | os.PathLike[str]) -> list[int]:
     a directory moved on its file system keeps its own."""
     st = os.stat(path)
     return [st.st_dev, st.st_ino]
-
-
-def holder_pid(path: Path) -> int | None:
-    """The pid the lock file ``path`` names (None when empty: released, or never held).
-    Read by another process than the holder: opening the file here drops no lock."""
-    try:
-        return int(json.loads(path.read_text())["pid"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
 
 
 #: ``struct flock`` on Linux: l_type, l_whence, l_start, l_len, l_pid (padded to 8 bytes)
