@@ -15,7 +15,7 @@ from collections.abc import Callable
 from plugbay.api.errors import DependentsError, PlugbayError, ResolutionError
 from plugbay.model.manifest import PluginManifest
 from plugbay.runtime.swap_host import SwapHost
-from plugbay.runtime.upgrades import UpgradePlan, broken_dependents, refusal
+from plugbay.runtime.upgrades import UpgradePlan, breaks_dependents, broken_dependents, refusal
 
 __all__ = ["plan_rollback"]
 
@@ -36,14 +36,11 @@ def plan_rollback(
     changes: dict[str, tuple[str, PluginManifest]] = {plugin_id: (current, target)}
     broken = broken_dependents(m, plugin_id, target, ())
     if broken and not with_dependents:
-        raise DependentsError(
-            f"{target.version} would break its dependents: " + "; ".join(broken.values()),
-            plugin=plugin_id,
-            where=target.location,
-            hint=f"'plugbay rollback {plugin_id} --to {target.version} --with-dependents' "
-            "rolls them back too, each to the version it had before",
-            details={"dependents": broken},
-        )
+        raise breaks_dependents(
+            plugin_id, target, broken,
+            f"'plugbay rollback {plugin_id} --to {target.version} --with-dependents' rolls "
+            "them back too, each to the version it had before",
+        )  # fmt: skip
     waiting = list(broken)
     while waiting:
         dep = waiting.pop(0)

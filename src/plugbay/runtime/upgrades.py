@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "UpgradePlan",
+    "breaks_dependents",
     "broken_dependents",
     "check_dependents",
     "check_target",
@@ -98,14 +99,25 @@ def check_dependents(
     each dependent and its range (plugin ranges and required service ranges)."""
     broken = broken_dependents(m, plugin_id, new, together)
     if broken:
-        raise DependentsError(
-            f"{new.version} would break its dependents: " + "; ".join(broken.values()),
-            plugin=plugin_id,
-            where=new.location,
-            hint=f"'plugbay upgrade {plugin_id} {new.version} --with-dependents' moves them "
-            "too when versions of them accept it; otherwise keep a compatible version",
-            details={"dependents": broken},
-        )
+        raise breaks_dependents(
+            plugin_id, new, broken,
+            f"'plugbay upgrade {plugin_id} {new.version} --with-dependents' moves them too "
+            "when versions of them accept it; otherwise keep a compatible version",
+        )  # fmt: skip
+
+
+def breaks_dependents(
+    plugin_id: str, new: PluginManifest, broken: dict[str, str], hint: str
+) -> DependentsError:
+    """The refusal of ``new``, which the dependents in ``broken`` (id: why) would not
+    accept; ``hint`` says what moves them too (an upgrade's, a rollback's)."""
+    return DependentsError(
+        f"{new.version} would break its dependents: " + "; ".join(broken.values()),
+        plugin=plugin_id,
+        where=new.location,
+        hint=hint,
+        details={"dependents": broken},
+    )
 
 
 def broken_dependents(
