@@ -268,7 +268,8 @@ def _isolation_text(data: dict[str, Any], manifest: dict[str, Any]) -> str:
         kind = "sandboxed worker of the node's agent" if sandbox.get("sandboxed") else "bare actor"
         if location.get("mode") == "agent" and not sandbox.get("sandboxed"):
             kind = "worker of the node's agent (not sandboxed)"
-        where = f"Ray {kind} on node {node}" if location else "Ray"
+        # not running: where its host places it when it starts (its policy and [ray])
+        where = f"Ray {kind} on node {node}" if location else "on Ray when it starts, not now"
     elif sandbox.get("sandboxed"):
         where = "sandboxed worker"
     elif where == "process":

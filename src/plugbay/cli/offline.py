@@ -102,12 +102,13 @@ def disk_info(
         raise _not_on_disk(plugin_id, plugin_dirs, newest)
     disabled, kept, stored = _kept_for(plugin_id, state)
     off = plugin_id in disabled
+    placed = _placed_on_disk(m, plugin_dirs, config)
     return {
         "id": plugin_id,
         "version": str(m.version),
         "state": "disabled" if off else NOT_RUNNING,
         "reason": disabled[plugin_id] if off else None,
-        "isolation": m.isolation,
+        "isolation": placed["isolation"],
         "manifest": m.to_dict(),
         "versions_known": known[plugin_id],
         "versions_stored": [{"version": v, "source": s} for _, v, s in stored],
@@ -120,13 +121,36 @@ def disk_info(
         "config": None,
         "permissions": permissions_on_disk(m, plugin_dirs, config, kept),
         "limits": {},
-        "sandbox": None,
+        "sandbox": placed["sandbox"],
         "python": _python(m, state),
         "usage": None,
         "events": describe_events(m.emits, m.listens, m.activation),
         "traceback": None,
         "notes": [f"{NOT_RUNNING}: its commands are listed by a running host ('plugbay run')"],
         "source": "disk",
+    }
+
+
+def _placed_on_disk(manifest: Any, plugin_dirs: list[Path], config: Path | None) -> dict[str, Any]:
+    """Where a host started now with the config file ``config`` would run the plugin (on
+    Ray, when its ``[ray]`` or the manifest sends it there), as ``info``'s ``isolation``
+    and ``sandbox``; the manifest's ask and no sandbox when the policy cannot place it."""
+    from plugbay.isolation.policy import IsolationPolicy
+
+    try:
+        placement = IsolationPolicy.from_file(config).place(manifest, plugin_dirs)
+    except PlugbayError:
+        return {"isolation": manifest.isolation, "sandbox": None}
+    described = placement.describe()
+    return {
+        "isolation": placement.isolation,
+        "sandbox": {
+            "sandboxed": placement.sandboxed,
+            "reason": placement.reason,
+            "secrets": described["secrets"],
+            "environment": described["environment"],
+            "layers": [],
+        },
     }
 
 

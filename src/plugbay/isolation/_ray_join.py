@@ -4,7 +4,9 @@
   private cluster of its own (``"local"``). An address whose head does not answer is
   refused at once, naming it: the host keeps Ray from ending its process when a head
   goes (``ray_head.keep_driver``), and with that Ray would wait for an absent head for
-  a year, the host's start with it.
+  a year, the host's start with it. So is, after a bounded wait, an address that takes
+  connections but is not a Ray head, or a cluster whose token authentication is not
+  the host's (``isolation._ray_probe``).
 * ``leave``: the driver leaves; a private cluster stops with it, and what it left on
   this machine goes with it (``forget_local``): its temp directory, and its node's
   cache of shipped code and plugins' scratch directories (``isolation.shipping``),
@@ -20,17 +22,19 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import tempfile
 from collections.abc import Iterator
 from typing import Any
 
 from plugbay.api.errors import PlugbayError
 from plugbay.isolation._ray_channels import Channels
-from plugbay.isolation.ray_head import head_unreachable, keep_driver
+from plugbay.isolation._ray_probe import head_refusal
+from plugbay.isolation.ray_head import bootstrap_address, head_unreachable, keep_driver
 from plugbay.isolation.ray_settings import RaySettings
 from plugbay.isolation.shipping import node_cache_root
 
-__all__ = ["forget_local", "join", "keep_fault_handlers", "leave", "listen"]
+__all__ = ["forget_local", "join", "keep_fault_handlers", "leave", "listen", "unreachable"]
 
 #: the signals a runtime in this process may handle itself (Wasm traps: SIGILL, SIGSEGV…)
 _FAULTS = (signal.SIGILL, signal.SIGSEGV, signal.SIGBUS, signal.SIGFPE, signal.SIGABRT)
@@ -56,17 +60,47 @@ def keep_fault_handlers() -> Iterator[None]:
             libc.sigaction(int(sig), old, None)
 
 
-def listen(address: str) -> Channels:
-    """The host's listener for its plugins' channels, on ``[ray] listen``."""
+def listen(address: str, origin: str = "host config") -> Channels:
+    """The host's listener for its plugins' channels, on ``[ray] listen`` (of the config
+    file ``origin``): an address this host cannot bind is refused before Ray is asked."""
     try:
         return Channels(address)
     except OSError as exc:
         raise PlugbayError(
-            f"cannot listen for Ray plugins' channels on [ray] listen = {address!r}: "
-            f"{exc.strerror or exc}",
+            f"cannot listen for Ray plugins' channels on [ray] listen = {address!r}: this "
+            f"host cannot bind it ({exc.strerror or exc}), so no node could reach it",
+            where=f"{origin}, [ray] listen",
             hint="set [ray] listen to an address of this machine that the cluster's nodes "
-            "reach (its IP on their network)",
+            f"reach: its IP on their network ({_own_addresses()})",
         ) from None
+
+
+def unreachable(settings: RaySettings, port: int, cause: OSError) -> PlugbayError:
+    """A node could not dial the host's channel listener (``[ray] listen``): said in
+    plugbay's words, not as Ray's wrapper of the node's error."""
+    return PlugbayError(
+        f"the plugin's Ray node could not reach this host's channel listener at "
+        f"{settings.listen}:{port} ([ray] listen = {settings.listen!r}): "
+        f"{cause.strerror or cause}",
+        where=f"{settings.origin}, [ray] listen",
+        hint="set [ray] listen to this machine's IP on the nodes' network "
+        f"({_own_addresses()}), and let the nodes reach it (a firewall may be in the way)",
+    )
+
+
+def _own_addresses() -> str:
+    """This machine's IPv4 addresses, for a hint."""
+    import psutil
+
+    found = sorted(
+        {
+            a.address
+            for addrs in psutil.net_if_addrs().values()
+            for a in addrs
+            if a.family == socket.AF_INET and not a.address.startswith("127.")
+        }
+    )
+    return "this machine's: " + ", ".join(found) if found else "this machine has no IPv4 one"
 
 
 def _not_the_sigterm_note(record: logging.LogRecord) -> bool:
@@ -100,14 +134,7 @@ def join(ray: Any, settings: RaySettings) -> tuple[str | None, str | None]:
         }
     else:
         options["address"] = settings.address
-        problem = head_unreachable(settings.address)
-        if problem is not None:
-            raise PlugbayError(
-                f"could not join the Ray cluster ([ray] address = {settings.address!r}): {problem}",
-                hint="start the cluster's head first ('ray start --head' on its machine), "
-                "or correct [ray] address in the host config; the plugins not placed on "
-                "Ray start meanwhile",
-            )
+        _check_head(settings.address, settings.origin)
     try:
         with keep_fault_handlers():
             ray.init(**options)
@@ -121,6 +148,28 @@ def join(ray: Any, settings: RaySettings) -> tuple[str | None, str | None]:
     if temp_dir is None:
         return None, None
     return temp_dir, str(ray.get_runtime_context().get_node_id())
+
+
+def _check_head(address: str, origin: str) -> None:
+    """Refuse at once, naming the address, a head that does not answer, that is not a Ray
+    head, or whose token authentication is not this host's (``isolation._ray_probe``):
+    Ray would wait, or join and then refuse the nodes' calls."""
+    joining = f"could not join the Ray cluster ([ray] address = {address!r})"
+    problem = head_unreachable(address)
+    if problem is not None:
+        raise PlugbayError(
+            f"{joining}: {problem}",
+            hint="start the cluster's head first ('ray start --head' on its machine), "
+            "or correct [ray] address in the host config; the plugins not placed on "
+            "Ray start meanwhile",
+        )
+    where = bootstrap_address(address)
+    refused = head_refusal(address, where, origin) if where is not None else None
+    if refused is not None:
+        raise PlugbayError(
+            f"{joining}: {refused[0]}",
+            hint=f"{refused[1]}; the plugins not placed on Ray start meanwhile",
+        )
 
 
 def leave(ray: Any) -> None:

@@ -68,7 +68,14 @@ from plugbay.isolation._process_parts import bound_file_size, worker_request
 from plugbay.isolation._ray_agent import NodeAgent, PluginActor
 from plugbay.isolation._ray_channels import Channels
 from plugbay.isolation._ray_data import RayData
-from plugbay.isolation._ray_join import forget_local, join, keep_fault_handlers, leave, listen
+from plugbay.isolation._ray_join import (
+    forget_local,
+    join,
+    keep_fault_handlers,
+    leave,
+    listen,
+    unreachable,
+)
 from plugbay.isolation.base import Backend, EnvironmentPaths
 from plugbay.isolation.inline import run_in_daemon_thread
 from plugbay.isolation.policy import Placement
@@ -178,7 +185,7 @@ class RayBackend(Backend):
                 raise refused[0]  # the plugins starting side by side are told at once
             settings = self.settings
             ray = _ray()
-            channels = listen(settings.listen)  # before joining: nothing to leave if wrong
+            channels = listen(settings.listen, settings.origin)  # before joining Ray
             if not ray.is_initialized():
                 try:
                     await asyncio.to_thread(self._init, ray, settings)
@@ -269,7 +276,9 @@ class RayBackend(Backend):
         try:
             await self.connect()
         except PlugbayError as exc:  # said in the plugin's name: its start is what failed
-            raise PluginLoadError(exc.message, plugin=manifest.id, hint=exc.hint) from None
+            raise PluginLoadError(
+                exc.message, plugin=manifest.id, where=exc.where, hint=exc.hint
+            ) from None
         assert self._channels is not None
         await refuse_without_head(self._head, self.head_lost, manifest.id)
         shipped = await self.data.ship(manifest, data_dir, environment)
@@ -303,6 +312,11 @@ class RayBackend(Backend):
             if isinstance(cause, PlugbayError):
                 cause.plugin = cause.plugin or manifest.id  # said on its node, for it
                 raise cause from None
+            if isinstance(cause, OSError) and self._channels is not None:  # its dial back
+                said = unreachable(self.settings, self._channels.port, cause)
+                raise PluginLoadError(
+                    said.message, plugin=manifest.id, where=said.where, hint=said.hint
+                ) from None
             raise
         finally:
             self._channels.forget(token)

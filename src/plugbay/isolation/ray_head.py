@@ -39,7 +39,8 @@ if TYPE_CHECKING:
     from plugbay.isolation.ray import RayHandle
 
 __all__ = [
-    "HeadWatch", "fail_for_lost_head", "head_unreachable", "keep_driver", "refuse_without_head",
+    "HeadWatch", "bootstrap_address", "fail_for_lost_head", "head_unreachable", "keep_driver",
+    "refuse_without_head",
 ]  # fmt: skip
 
 log = logging.getLogger("plugbay.isolation.ray")
@@ -53,7 +54,7 @@ def head_unreachable(address: str, *, tries: int = 2, timeout: float = 3.0) -> s
     TCP connection, else what went wrong, said with its address. Asked before joining:
     with the driver kept (``keep_driver``), Ray itself would wait for an absent head for a
     year, and the host's start with it. Blocking (the backend calls it in a thread)."""
-    where = _bootstrap_address(address)
+    where = bootstrap_address(address)
     if where is None:  # "auto" found nothing: Ray's own error says so at once
         return None
     host, _, port = where.rpartition(":")
@@ -72,7 +73,7 @@ def head_unreachable(address: str, *, tries: int = 2, timeout: float = 3.0) -> s
     return f"the Ray cluster's head at {shown} does not answer: {problem} ({tries} tries)"
 
 
-def _bootstrap_address(address: str) -> str | None:
+def bootstrap_address(address: str) -> str | None:
     """``address`` as HOST:PORT ("auto": the cluster Ray itself would join from here)."""
     if address != "auto":
         return address

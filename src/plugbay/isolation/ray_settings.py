@@ -4,7 +4,8 @@ The host config names the cluster and which plugins go there::
 
     [ray]
     address = "local"        # "local": a private cluster of this host's own;
-                             # "auto": the cluster this machine belongs to; or "HOST:PORT"
+                             # "auto": whatever cluster runs on this machine (Ray
+                             # looks for it); or "HOST:PORT"
     plugins = ["acme.*"]     # ids placed on Ray (a manifest's [placement] backend = "ray" too)
     bare-actors = true       # a trusted plugin runs as a bare actor (no sandbox)
     listen = "127.0.0.1"     # the host's address as the cluster's nodes reach it
@@ -54,6 +55,8 @@ class RaySettings:
     start_timeout: float = 60.0
     #: "local" only: where its sockets and logs go (None: a short new one under /tmp)
     temp_dir: str | None = None
+    #: the file its table came from (said with a mistake in it, e.g. a ``listen`` not here)
+    origin: str = dataclasses.field(default="host config", compare=False)
 
     @classmethod
     def from_config(cls, table: Any, *, where: str = "host config") -> RaySettings | None:
@@ -78,6 +81,7 @@ class RaySettings:
             num_cpus=_cpus(table.get("num-cpus"), where),
             start_timeout=_seconds(table.get("start-timeout", 60.0), where),
             temp_dir=_temp_dir(table.get("temp-dir"), where),
+            origin=where,
         )
 
     def wants(self, manifest: PluginManifest) -> str | None:

@@ -39,6 +39,8 @@ def plugin_info(
     out["metrics"] = rec.metrics.snapshot() if rec.metrics else None
     out["traceback"] = rec.traceback
     placement = _placement(manager, rec)
+    if rec.placement is None and placement is not None:  # not started: where it would run
+        out["isolation"] = placement.isolation
     out.update(_confinement(rec, placement))
     out["permissions"] = permissions_of(manager, rec)  # read now: grants made since count
     inline = placement is not None and placement.isolation == "inline"
