@@ -2,8 +2,10 @@
 mistakes one makes on the way (a call before the start or after the stop, on another
 event loop or thread, one ``asyncio.run`` per step, ``with`` without ``async``, a second
 host on the same state directory, a grant misspelled, a listener given a string or a
-``def``), each answered with the error that says what to do; and a listener that hangs
-or raises, which holds neither the other listeners nor the host's stop."""
+``def``), each answered with the error that says what to do (and a stop after one
+``asyncio.run`` too many still ending the workers and freeing the state directory); a
+listener that hangs or raises, which holds neither the other listeners nor the host's
+stop; and an application that runs its loop now and then, which is not a stalled loop."""
 
 from __future__ import annotations
 
@@ -85,11 +87,28 @@ def _host_loop() -> tuple[asyncio.AbstractEventLoop, threading.Thread]:
     return loop, thread
 
 
+GREETS = """
+from plugbay import UtilityPlugin, command
+
+class P(UtilityPlugin):
+    greeted: list[str] = []
+
+    @command
+    def greet(self, name: str) -> str:
+        self.greeted.append(name)
+        return f"Hello, {name}!"
+
+    @command
+    def who(self) -> list[str]:
+        return self.greeted
+"""
+
+
 @pytest.mark.slow
 def test_a_call_on_another_threads_loop_is_the_callers_mistake_not_the_plugins(
     plugins: PluginFactory, make_host: Callable[..., Host]
 ) -> None:
-    plugins("acme.greeter", GREETER)
+    plugins("acme.greeter", GREETS)
     children, threads = _children(), set(threading.enumerate())
     host = make_host(inline=())  # a sandboxed worker: its channel is the host loop's
     loop, thread = _host_loop()
@@ -102,19 +121,29 @@ def test_a_call_on_another_threads_loop_is_the_callers_mistake_not_the_plugins(
         assert host.plugin("acme.greeter").isolation == "process"
         assert run(host.call("acme.greeter", "greet", name="Ada")) == "Hello, Ada!"
         with pytest.raises(HostStateError) as wrong:  # awaited on a loop of this thread
-            asyncio.run(host.call("acme.greeter", "greet", name="Ada"))
+            asyncio.run(host.call("acme.greeter", "greet", name="Bob"))
         text = str(wrong.value)
         assert "from this event loop" in text and "thread 'test-host-loop'" in text
         assert "run_coroutine_threadsafe" in text  # how to hand the call over
         assert "the plugin's own error" not in text
+        with pytest.raises(HostStateError):  # a typed proxy's call is the same call
+            asyncio.run(host.proxy("acme.greeter").greet(name="Bob"))
         with pytest.raises(HostStateError):
-            asyncio.run(host.call_many("acme.greeter", "greet", [{"name": "Ada"}]))
+            asyncio.run(host.call_many("acme.greeter", "greet", [{"name": "Bob"}]))
+        with pytest.raises(HostStateError) as drained:  # its events are the host loop's too
+            asyncio.run(host.events.drain())
+        assert "cannot drain the host's events from this event loop" in str(drained.value)
+        assert "run_coroutine_threadsafe" in str(drained.value)
         with pytest.raises(HostStateError):  # its stop too is the host loop's
             asyncio.run(host.stop())
         metrics = host.plugin("acme.greeter").metrics
         assert metrics is not None
         assert metrics.snapshot()["commands"]["greet"]["errors"] == 0  # not the plugin's
         assert run(host.call("acme.greeter", "greet", name="Grace")) == "Hello, Grace!"
+        # a refused call never reached the worker: Bob was never greeted (it was, though
+        # refused, when it was written to the channel from the caller's thread)
+        assert run(host.call("acme.greeter", "who")) == ["Ada", "Grace"]
+        run(host.events.drain())  # on the host's loop, as ever
     finally:
         run(host.stop())
         run(loop.shutdown_default_executor())  # its threads, as asyncio.run ends with
@@ -136,15 +165,35 @@ def test_a_call_on_another_threads_loop_is_the_callers_mistake_not_the_plugins(
 
 ONE_RUN_PER_STEP = """
 import asyncio
+from pathlib import Path
 from plugbay import Host
+
+
+def gone(pid: int) -> bool:  # exited (a zombie's reaping is its parent's business)
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in "ZX"
+    except FileNotFoundError:
+        return True
+
 
 host = Host("plugins", state_dir="state", entry_points=False)  # acme.greeter in a worker
 asyncio.run(host.start())
+worker = host.plugin("acme.greeter").handle.pid
 for step in (lambda: host.call("acme.greeter", "greet", name="Ada"), host.stop):
     try:
         print("answered |", asyncio.run(step()))
     except Exception as exc:
         print(type(exc).__name__, "|", exc)
+print("worker gone |", gone(worker))
+asyncio.run(host.stop())  # stopped: nothing more to do, nothing raised
+
+
+async def again() -> str:  # the state directory is free for another host at once
+    async with Host("plugins", state_dir="state", entry_points=False) as other:
+        return await other.call("acme.greeter", "greet", name="Grace")
+
+
+print("another host |", asyncio.run(again()))
 """
 
 
@@ -157,13 +206,24 @@ def test_an_asyncio_run_per_step_is_told_that_the_hosts_loop_is_closed(
     done = subprocess.run(
         [sys.executable, "app.py"], cwd=tmp_path, capture_output=True, text=True, timeout=120
     )
-    lines = done.stdout.splitlines()
-    assert len(lines) == 2, done.stdout + done.stderr
-    for line, doing in zip(lines, ("call acme.greeter greet", "stop the host"), strict=True):
-        kind, _, text = line.partition(" | ")
-        assert kind == "HostStateError", line
-        assert f"cannot {doing}: the event loop this host started on" in text
-        assert "is closed" in text and "one asyncio.run(main())" in text
+    lines = [line.partition(" | ") for line in done.stdout.splitlines()]
+    assert [kind for kind, _, _ in lines] == [
+        "HostStateError",
+        "HostStateError",
+        "worker gone",
+        "another host",
+    ], done.stdout + done.stderr
+    (_, _, call), (_, _, stop), (_, _, worker_gone), (_, _, again) = lines
+    assert "cannot call acme.greeter greet: the event loop this host started on" in call
+    assert "is closed" in call and "await host.stop() ends its workers" in call
+    # the stop did what it could without the loop, and says what it could not
+    assert "stopped the host without its plugins' cleanup()" in stop and "is closed" in stop
+    assert "its 1 worker process(es) were killed" in stop
+    assert "the lock on " in stop and "released, so a new Host may serve it now" in stop
+    assert "one asyncio.run(main())" in stop
+    assert worker_gone == "True"  # not left to the end of the process
+    assert again == "Hello, Grace!"  # the state directory was let go of
+    assert done.stderr == ""  # no traceback, no warning from asyncio: the errors say it all
 
 
 def test_with_host_without_async_says_to_write_async_with(
@@ -300,3 +360,30 @@ def test_the_errors_point_to_the_section_that_shows_sync_use() -> None:
     title = SYNC_USE.split('"')[1]
     assert f"## {title}\n" in guide
     assert "asyncio.run_coroutine_threadsafe(coroutine, loop)" in guide
+
+
+@pytest.mark.slow
+def test_a_pause_between_an_applications_runs_is_not_a_stalled_loop(
+    plugins: PluginFactory, make_host: Callable[..., Host], caplog: pytest.LogCaptureFixture
+) -> None:
+    plugins("acme.greeter", GREETER)
+    host = make_host(monitor={"loop-block-after": 0.2})  # inline: the watchdog's business
+    with asyncio.Runner() as runner:  # an application that runs its loop now and then
+        runner.run(host.start())
+        try:
+            assert runner.run(host.call("acme.greeter", "greet", name="Ada")) == "Hello, Ada!"
+            # the application does other things, no loop running, for many times the
+            # watchdog's bound: it looks at the loop a dozen times meanwhile
+            assert host.monitor is not None and host.monitor._watchdog is not None
+            watchdog = host.monitor._watchdog
+            looks, end = watchdog.looks + 12, time.monotonic() + 30
+            while watchdog.looks < looks and time.monotonic() < end:
+                time.sleep(0.01)
+            assert watchdog.looks >= looks, "the watchdog stopped looking"
+            assert runner.run(host.call("acme.greeter", "greet", name="Grace")) == "Hello, Grace!"
+            assert watchdog.current() is None and watchdog.take() == []
+            assert host.health()["status"] == "green"
+        finally:
+            runner.run(host.stop())
+    stalls = [r.getMessage() for r in caplog.records if "has not turned" in r.getMessage()]
+    assert stalls == []  # no "event loop has not turned … the host's own code" at all

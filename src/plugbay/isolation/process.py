@@ -254,7 +254,7 @@ class ProcessHandle(sampling.SampledInWorker, RequestsToWorker, PluginHandle):
         self._metrics: Any = None
 
     async def open(self) -> None:
-        loop = self._loop = asyncio.get_running_loop()
+        loop = self._loop = self._on_loop()  # its calls come from this loop's thread
         if self.seccomp is not None:
             self.seccomp.start(loop)
         if self._zygote is not None:

@@ -106,7 +106,12 @@ class Requests:
         now = loop.time()
         self.inflight[request] = (now, label, now + timeout, label)
         if self._watchdog is None:
-            self._watchdog = loop.create_task(self._watch(loop), name=self.name)
+            watch = self._watch(loop)
+            try:
+                self._watchdog = loop.create_task(watch, name=self.name)
+            except RuntimeError:  # the loop is closed: the caller is told so, this unsaid
+                watch.close()
+                raise
         return request, future, now
 
     def open_many(

@@ -9,7 +9,9 @@
   loop found waiting in its selector is not asked, and looked at again only after
   twice the time: it turns as soon as anything wakes it, and asking would wake an
   idle host four times a second for nothing (on a virtual machine each wake-up of
-  an idle process costs about a millisecond of CPU, docs/architecture.md).
+  an idle process costs about a millisecond of CPU, docs/architecture.md). A loop
+  that is not running at all (an application between two ``asyncio.Runner.run``
+  calls) is not blocked either: that time is never counted as a block.
 * **Readiness** — a plugin may have a ``health`` command; the monitor runs it
   every few seconds, bounded by a timeout (a health check that hangs is itself
   a failing answer, never a stuck host). It may return ``True``/``False``,
@@ -161,7 +163,13 @@ class LoopWatchdog:
         while not self._stop.wait(wait):
             self.looks += 1
             wait = period
-            if self._waiting():  # idle: it turns when woken, and a block needs a turn
+            if not self._loop.is_running():
+                # between an application's runs (``asyncio.Runner.run`` after
+                # ``Runner.run``): no loop runs, so none is blocked, the host's least of
+                # all; a block is what a running loop does without turning
+                self._last_turn = time.monotonic()
+                wait = 2 * period
+            elif self._waiting():  # idle: it turns when woken, and a block needs a turn
                 self._last_turn = time.monotonic()
                 # a block that starts after this look is still caught at the look
                 # ``block_after`` later, every look after the next one ``period`` apart

@@ -20,9 +20,13 @@ import inspect
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from plugbay.api import SystemEvent
 from plugbay.api.errors import ParameterError
+
+if TYPE_CHECKING:
+    from plugbay.runtime.serving import Serving
 
 __all__ = ["EventBus", "Subscriber"]
 
@@ -64,6 +68,9 @@ class EventBus:
         self.counts: collections.Counter[str] = collections.Counter()
         #: events delivered to each subscribing plugin
         self.delivered_to: collections.Counter[str] = collections.Counter()
+        #: the loop of the host this bus is the bus of (set by its manager): a drain
+        #: awaited on another loop is refused there, saying how to reach the host
+        self.serving: Serving | None = None
 
     def subscribe(self, subscriber: Subscriber) -> None:
         self.unsubscribe(subscriber.plugin_id)
@@ -136,7 +143,10 @@ class EventBus:
                 )
 
     async def drain(self) -> None:
-        """Wait until every queued event has been delivered."""
+        """Wait until every queued event has been delivered. On the host's loop only
+        (its delivery runs there): awaited on another, refused with HostStateError."""
+        if self.serving is not None:
+            self.serving.check_loop("drain the host's events")
         if self._queue and self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="plugbay-events")
         await self._idle.wait()

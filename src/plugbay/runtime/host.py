@@ -47,6 +47,7 @@ from plugbay.runtime.lifecycle import (
     undo_fully,
 )
 from plugbay.runtime.live_config import apply_config, audit_config
+from plugbay.runtime.loop_closed import stop_off_loop
 from plugbay.runtime.manager import ManagerSettings, PluginManager, PluginRecord, PluginState
 from plugbay.runtime.permissions import change_grant
 from plugbay.runtime.plugin_info import plugin_info
@@ -375,7 +376,7 @@ class Host(AsyncOnly):
         """Clean up every plugin in reverse dependency order, then close the state and
         give up the state directory's lock."""
         if self._opened:
-            self.manager.serving.check_loop("stop the host")  # its tasks are on its loop
+            await stop_off_loop(self)  # off its loop: refused, or its loop closed: see there
             await self._close()
 
     async def _close(self) -> None:

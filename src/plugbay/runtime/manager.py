@@ -132,7 +132,7 @@ class PluginManager(Calling, Starting, Supervision, SecurityEvents):
         #: the host is stopping: start no further plugin of a plan
         self.stop_requested = False
         #: the loop the host serves on, once started (``runtime.serving``)
-        self.serving = Serving()
+        self.serving = self.events.serving = Serving()
         #: one swap (reload, upgrade, rollback) at a time per plugin
         self._swapping: dict[str, asyncio.Lock] = {}
         #: raises to refuse a swap of a plugin under trial (set by ``runtime.trials``)

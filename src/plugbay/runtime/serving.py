@@ -10,7 +10,13 @@ The call path asks nothing of this on a call that succeeds (a check would cost e
 call); a call that cannot run, or that fails, asks :meth:`Serving.refusal` whether the
 host, not the plugin, is why, and raises :class:`~plugbay.api.errors.HostStateError`
 saying so, and how to reach the host from there (docs/applications.md, "From
-synchronous code and other threads").
+synchronous code and other threads"). A sandboxed plugin's call fails, before anything
+is sent, when it comes from another thread than its worker channel's loop
+(``isolation._calls``: one integer compared, against a round trip of tens of
+microseconds): sent from there, it would write to the channel beside the host's own
+thread, reach the worker although refused, and even seem to work whenever the answer
+came back before the caller awaited it. An inline plugin's call is not asked (that
+compare would cost 4-8% of such a call): from another thread's loop it runs there.
 """
 
 from __future__ import annotations
@@ -84,8 +90,9 @@ class Serving:
                 "asyncio.run() closes its loop, with the host's tasks and workers' channels, "
                 "when it returns. Start, use and stop the host in one asyncio.run(main()) "
                 "('async with Host(...) as host:' in main), or from synchronous code run it "
-                f"on a loop of its own in a thread ({SYNC_USE}); this host can no longer "
-                "be used or stopped: its workers end with this process",
+                f"on a loop of its own in a thread ({SYNC_USE}). This host can no longer "
+                "be used: await host.stop() ends its workers and releases its state "
+                "directory, though its plugins' cleanup() cannot run",
             )
         return HostStateError(
             f"cannot {doing} from this event loop: the host runs on another one, "
