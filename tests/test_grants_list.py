@@ -5,14 +5,16 @@ plugbay.toml read) and beside a running one (its ``GET /api/v1/permissions``, re
 
 from __future__ import annotations
 
+import asyncio
 import json
+import socket
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from plugbay.cli.grants import grant_rows
+from plugbay.cli.grants import _now, grant_rows
 from plugbay.runtime.host import Host
 from tests._cli import PLUGBAY, cli_env, plugbay, run_cli
 from tests._running import plugbay_run
@@ -141,3 +143,75 @@ async def test_a_grant_taken_back_while_the_worker_runs_is_in_force_until_its_ne
         assert [(r["permission"], r["status"], r["in_force"], r["next_start"]) for r in rows] == [
             ("env:HOME", "revoked", True, False)
         ]
+
+
+REACH = """
+import socket
+
+from plugbay import UtilityPlugin, command
+
+class P(UtilityPlugin):
+    @command
+    def reach(self, port: int) -> str:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+            return conn.recv(16).decode()
+"""
+
+
+async def test_a_plugin_trusted_inline_is_shown_unconfined_not_pending(
+    plugins: PluginFactory, tmp_path: Path
+) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+        plugins(
+            "acme.trusted", REACH,
+            extra=f'[permissions]\nnetwork = ["127.0.0.1:{port}"]\nread = ["/srv/data"]\n'
+            'env = ["HOME"]\n',
+        )  # fmt: skip
+        (tmp_path / "plugbay.toml").write_text('[policy]\ninline = ["acme.*"]\n')
+        # no host running: the rows say what a host started now would do
+        offline = listed(tmp_path)
+        assert [(r["permission"], r["status"], r["in_force"]) for r in offline["rows"]] == [
+            ("network:127.0.0.1:" + str(port), "unconfined", None),
+            ("read:/srv/data", "unconfined", None),
+            ("env:HOME", "pending", None),  # the host hands over only granted variables
+        ]
+        assert offline["rows"][0]["where"].startswith("no sandbox (inline)")
+        same_shape(offline, documented()["grants"], "grants")
+        shown = text(tmp_path)
+        assert f"network:127.0.0.1:{port} UNCONFINED: no sandbox limits it" in shown
+        assert "PENDING" in shown and f"network:127.0.0.1:{port} PENDING" not in shown
+        assert "run with no sandbox (trusted by the host's policy): acme.trusted" in shown
+
+        async with Host(
+            plugins.root, state_dir=tmp_path / "state", entry_points=False, inline=["acme.*"]
+        ) as host:
+            # and so it is: nothing granted it, and it reaches the port all the same
+            served = asyncio.get_running_loop().run_in_executor(None, _greet, listener)
+            assert await host.call("acme.trusted", "reach", port=port) == "hello"
+            await served
+            async with (
+                api_served(host) as (url, token),
+                httpx.AsyncClient(
+                    base_url=url, headers={"Authorization": f"Bearer {token}"}
+                ) as http,
+            ):
+                answer = await http.get("/api/v1/permissions", timeout=30)
+            assert answer.status_code == 200, answer.text
+            (view,) = answer.json()
+            assert view["permissions"]["pending"] == ["env:HOME"]
+            assert view["permissions"]["unconfined_in"] == "inline"
+            rows, _ = grant_rows(answer.json())
+            assert [(r["permission"], r["status"], r["in_force"]) for r in rows] == [
+                ("network:127.0.0.1:" + str(port), "unconfined", True),
+                ("read:/srv/data", "unconfined", True),
+                ("env:HOME", "pending", False),
+            ]
+            assert "unconfined (inline)" in _now(rows[0])
+
+
+def _greet(listener: socket.socket) -> None:
+    listener.settimeout(30)
+    conn, _ = listener.accept()
+    with conn:
+        conn.sendall(b"hello")

@@ -536,7 +536,7 @@ async def keeper(make_host: Callable[..., Any], plugins: PluginFactory) -> Async
     """A plugin with a secret config field that asks for a permission it is not granted."""
     plugins(
         "acme.keeper", KEEPER,
-        extra='[permissions]\nnetwork = ["127.0.0.1:6667"]\n'
+        extra='[permissions]\nenv = ["HOME"]\n'
         '[config.api-key]\ntype = "string"\ndefault = "k0"\nsecret = true\n'
         '[config.greeting]\ntype = "string"\ndefault = "Hello"\n',
     )  # fmt: skip
@@ -551,7 +551,8 @@ async def keeper(make_host: Callable[..., Any], plugins: PluginFactory) -> Async
 
 async def test_a_denied_permission_is_shown_denied_not_pending(keeper: Api) -> None:
     url = "/api/v1/plugins/acme.keeper"
-    permission = "network:127.0.0.1:6667"
+    # (inline: an env: permission still waits for a grant; network: would be unconfined)
+    permission = "env:HOME"
     assert (await keeper.http.get(url)).json()["permissions"]["pending"] == [permission]
     r = await keeper.http.post(f"{url}/deny", json={"permission": permission})
     assert r.status_code == 200 and r.json()["denied"] is True

@@ -114,6 +114,12 @@ def _permission_facts(plugin_id: str, permissions: dict[str, Any]) -> list[tuple
         ("", f"denied: {denied} — runs without it; 'plugbay grant {plugin_id} {denied}' allows it")
         for denied in permissions.get("denied") or []
     ]
+    if permissions.get("unconfined"):
+        facts.append((
+            "", f"unconfined ({permissions['unconfined_in']}): "
+            f"{', '.join(permissions['unconfined'])} — it runs with no sandbox, so nothing "
+            "limits these, granted or not",
+        ))  # fmt: skip
     return facts
 
 

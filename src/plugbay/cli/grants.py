@@ -3,7 +3,8 @@
 Each grant with where it comes from (``[policy.grants]`` of which file, ``plugbay grant``
 or the API by whom and when, the host's trust in the plugin's code), whether it is in
 force now and at the plugin's next start; and what a plugin asks for that nothing
-grants: pending the operator's answer, or denied. The view is ``runtime.permissions``':
+grants: pending the operator's answer, or denied; or unconfined, when the plugin runs
+with no sandbox (trusted, inline) and nothing limits it. The view is ``runtime.permissions``':
 a host serving the state directory's API answers for its plugins (``GET
 /api/v1/permissions``); with none, the plugins on disk are read with the state and the
 host config file, as a host started now would place them.
@@ -31,6 +32,7 @@ _STATUS: Final = {
     "revoked": "[yellow]revoked: in force until its next start[/]",
     "pending": "[bold yellow]PENDING: asked, not granted[/]",
     "denied": "[bold red]DENIED: asked, refused by the operator[/]",
+    "unconfined": "[bold magenta]UNCONFINED: no sandbox limits it, granted or not[/]",
 }
 
 
@@ -124,10 +126,18 @@ def _rows_of(view: dict[str, Any]) -> list[dict[str, Any]]:
         }
         for g in perms["grants"]
     ]
+    return rows + _unconfined_rows(plugin, perms) + _ungranted_rows(plugin, perms)
+
+
+def _ungranted_rows(plugin: dict[str, Any], perms: dict[str, Any]) -> list[dict[str, Any]]:
+    """What nothing grants: revoked (in force until its next start), pending, denied."""
     unsaid = dict.fromkeys(("source", "where", "file", "by", "since"))  # no grant gives it
     now = perms["in_force"]  # None: no worker of it runs, or no host to ask
     # in force in its worker, granted by nothing since: one row, not a pending one too
     lost = (perms.get("at_next_start") or {}).get("loses") or []
+    free = perms.get("unconfined") or []
+    lost = [p for p in lost if p not in free]  # with no sandbox it keeps it all the same
+    rows: list[dict[str, Any]] = []
     for status, names in (
         ("revoked", lost),
         ("pending", [p for p in perms["pending"] if p not in lost]),
@@ -141,6 +151,22 @@ def _rows_of(view: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def _unconfined_rows(plugin: dict[str, Any], perms: dict[str, Any]) -> list[dict[str, Any]]:
+    """What a plugin with no sandbox asks for and nothing grants: it has it all the same
+    (a grant or a denial changes nothing while the host trusts its code)."""
+    where = perms.get("unconfined_in")
+    if where is None:
+        return []
+    running = perms["in_force"] is not None
+    return [
+        {**plugin, "permission": p, "status": "unconfined", "covers": [],
+         "source": "trust", "where": f"no sandbox ({where}): the host trusts its code",
+         "file": None, "by": None, "since": None,
+         "in_force": True if running else None, "next_start": True}
+        for p in perms.get("unconfined") or []
+    ]  # fmt: skip
+
+
 def _print(rows: list[dict[str, Any]], quiet: list[str], footer: str) -> None:
     if rows:
         out.print(_table(rows))
@@ -151,6 +177,14 @@ def _print(rows: list[dict[str, Any]], quiet: list[str], footer: str) -> None:
             f"[bold yellow]{len(waiting)} asked for and not granted[/]: "
             f"'plugbay grant {first['plugin']} {escape(first['permission'])}' grants one, "
             "or deny it in the dashboard (the plugin runs without it)"
+        )
+    free = sorted({r["plugin"] for r in rows if r["status"] == "unconfined"})
+    if free:
+        out.print(
+            f"[bold magenta]run with no sandbox[/] (trusted by the host's policy): "
+            f"{', '.join(free)}: what they ask for of the network, files and subprocesses "
+            "is not limited; to confine one, take it out of [policy] inline (or trust-core) "
+            "in the host config and restart the host"
         )
     if quiet:
         out.print("ask for nothing and have no grant: " + ", ".join(quiet))
@@ -191,6 +225,8 @@ def _source(row: dict[str, Any]) -> str:
 
 def _now(row: dict[str, Any]) -> str:
     """In force in its running worker: yes, no, or why that is not known."""
+    if row["status"] == "unconfined":  # nothing limits it: in force wherever it runs
+        return f"unconfined ({str(row['where']).partition('(')[2].partition(')')[0]})"
     if row["in_force"] is None:
         return "-" if row["state"] == "not running" else f"- ({row['state']})"
     return "yes" if row["in_force"] else "no"

@@ -213,7 +213,7 @@ def permissions_on_disk(
     """The plugin's permissions as a host started now would place them: the config file's
     policy and the state's grants (what is in force in a running worker is not known here)."""
     from plugbay.isolation.policy import IsolationPolicy
-    from plugbay.runtime.permissions import layered
+    from plugbay.runtime.permissions import layered, unconfined_of
 
     policy = IsolationPolicy.from_file(config)
     return layered(
@@ -223,6 +223,7 @@ def permissions_on_disk(
         kept,
         trust=policy.trusted(manifest, plugin_dirs),
         in_force=None,
+        unconfined=unconfined_of(None, policy, manifest, plugin_dirs),
     )
 
 

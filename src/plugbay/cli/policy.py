@@ -156,7 +156,7 @@ def _view_on_disk(
 ) -> dict[str, Any]:
     """The plugin's permissions as a host started now would see them (no host runs)."""
     from plugbay.isolation.policy import IsolationPolicy
-    from plugbay.runtime.permissions import Kept, kept_decisions, layered
+    from plugbay.runtime.permissions import Kept, kept_decisions, layered, unconfined_of
 
     try:
         policy = IsolationPolicy.from_file(config_file(config))
@@ -171,6 +171,7 @@ def _view_on_disk(
         kept,
         trust=policy.trusted(manifest, dirs) if manifest is not None else None,
         in_force=None,
+        unconfined=unconfined_of(None, policy, manifest, dirs) if manifest is not None else None,
     )
 
 

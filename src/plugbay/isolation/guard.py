@@ -15,7 +15,10 @@ This module adds the words and the record:
   :class:`~plugbay.api.errors.PermissionDenied` for a denial,
   :class:`~plugbay.api.errors.ResourceLimitExceeded` (the worker is then replaced)
   for a limit hit (memory, threads, open files, file size; storage keeps the worker);
-* every denial and limit hit is reported to the host as a security event.
+* every denial and limit hit is reported to the host as a security event;
+* an ``EACCES`` on a path the sandbox allows (its data directory, a granted
+  ``read:``/``write:`` path) that the file's own mode or owner refuses is not the
+  sandbox's: it stays the plugin's error, and :func:`file_permissions_hint` says so.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from typing import Any, Final
 
 from plugbay.api.errors import PermissionDenied, PlugbayError, ResourceLimitExceeded
 
-__all__ = ["Guard", "classify"]
+__all__ = ["Guard", "classify", "file_permissions_hint"]
 
 #: audit events that start another program
 _EXEC_EVENTS: Final = frozenset(
@@ -48,6 +51,10 @@ _LIMIT_ERRNOS: Final = {
     # the only filesystem a sandboxed plugin may write is its data directory's
     errno.ENOSPC: ("storage", "its storage quota"),
 }
+#: audit events that change a file's mode or owner (seccomp refuses both to a plugin)
+_CHANGES: Final = {"os.chmod": "changing the mode of", "os.chown": "changing the owner of"}
+#: audit events whose file a denial's words name
+_NOTED: Final = frozenset({"open", *_CHANGES})
 #: what CPython raises when the kernel refuses a new thread (``_thread.start_new_thread``)
 _NO_THREAD: Final = "can't start new thread"
 #: a full data directory is no reason to distrust the process: the plugin may free space
@@ -83,6 +90,12 @@ class Guard:
         self._busy = False
         #: the last file opened, and whether for writing (a denied open names it)
         self.last_open: tuple[str, bool] | None = None
+        #: the last file whose mode or owner it asked to change (what, path)
+        self.last_change: tuple[str, str] | None = None
+        #: where the sandbox lets it read, and write (its data directory, its grants)
+        writes = [rules["data_dir"]] if rules.get("data_dir") else []
+        self.writes = tuple(os.path.realpath(p) for p in [*writes, *rules.get("writes", ())])
+        self.reads = (*self.writes, *(os.path.realpath(p) for p in rules.get("reads", ())))
 
     def install(self) -> None:
         sys.addaudithook(self._hook)
@@ -90,8 +103,8 @@ class Guard:
     def _hook(self, event: str, args: tuple[Any, ...]) -> None:
         if self._busy:  # reporting must not audit itself
             return
-        if event == "open":
-            self._note_open(args)
+        if event in _NOTED:
+            self._note_file(event, args)
         elif event == "socket.__new__":
             if args[1] in (socket.AF_INET, socket.AF_INET6) and not self.network:
                 self._deny(
@@ -114,9 +127,13 @@ class Guard:
         elif event == "resource.setrlimit":
             self._deny("changing its resource limits", None, "seccomp")
 
-    def _note_open(self, args: tuple[Any, ...]) -> None:
+    def _note_file(self, event: str, args: tuple[Any, ...]) -> None:
+        """The file a call names (a denial of it is then worded for what was asked)."""
         path, mode, flags = args[0], args[1], args[2]
         if isinstance(path, int):
+            return
+        if event in _CHANGES:
+            self.last_change = (_CHANGES[event], os.fsdecode(path))
             return
         writing = bool(flags & _WRITE_FLAGS) if isinstance(flags, int) else False
         if isinstance(mode, str):
@@ -195,6 +212,8 @@ def classify(exc: BaseException, plugin_id: str | None, guard: Guard | None) -> 
             errno.EPERM,
             errno.ENETUNREACH,
         ):
+            if _file_mode_refused(error, guard) is not None:
+                return None  # the file's own permissions, not the sandbox: the plugin's error
             operation, permission, layer = _kernel_denial(error, guard)
             if guard is not None and layer not in guard.kernel_reports:
                 guard.denied(operation, permission, layer)
@@ -211,13 +230,70 @@ def _kernel_denial(error: OSError, guard: Guard | None) -> tuple[str, str | None
             return f"an access outside its grants ({error.strerror})", None, "landlock"
         return f"a system call ({error.strerror})", None, "seccomp"
     path = os.path.abspath(os.fsdecode(name))
+    changed = guard.last_change if guard is not None else None
+    if error.errno == errno.EPERM and changed is not None and os.path.abspath(changed[1]) == path:
+        return f"{changed[0]} {path}", None, "seccomp"  # chmod, chown: no grant allows them
     opened = guard.last_open if guard is not None else None
     if opened is not None and os.path.abspath(opened[0]) == path:
         writing = opened[1]
     else:  # not an open (a listing, a rename...): a missing target is a write
         writing = not os.path.lexists(path)
     kind = "write" if writing else "read"
-    return f"{'writing' if writing else 'reading'} {path}", f"{kind}:{path}", "landlock"
+    real = os.path.realpath(path)  # Landlock judges where a name leads: grant that
+    operation = f"{'writing' if writing else 'reading'} {path}"
+    if real != path:
+        operation += f" (which leads to {real})"
+    return operation, f"{kind}:{real}", "landlock"
+
+
+def file_permissions_hint(exc: BaseException, guard: Guard | None) -> str | None:
+    """The hint for an error whose cause is an ``EACCES`` the sandbox did not make (see
+    the module docstring), or None."""
+    for error in _chain(exc):
+        if isinstance(error, OSError):
+            refused = _file_mode_refused(error, guard)
+            if refused is None:
+                return None
+            path, area, writing = refused
+            return (
+                f"the sandbox allows {'writing' if writing else 'reading'} {path} (it is "
+                f"inside {area}, the plugin's to use), but the file's own permissions "
+                f"refused it: {_owner_and_mode(path)}; on the host, give the file (or "
+                "its directory) to the user plugbay runs as, or make it readable/writable "
+                "with chmod; no 'plugbay grant' changes this"
+            )
+    return None
+
+
+def _file_mode_refused(error: OSError, guard: Guard | None) -> tuple[str, str, bool] | None:
+    """``(path, area, writing)`` when ``error`` is an ``EACCES`` on a path inside an
+    area the sandbox lets the plugin use that way, and the file's own mode or owner
+    refuses it (``access(2)`` checks those, not Landlock); else None."""
+    if guard is None or error.errno != errno.EACCES or error.filename is None:
+        return None
+    path = os.path.realpath(os.fsdecode(error.filename))
+    opened = guard.last_open
+    if opened is not None and os.path.realpath(opened[0]) == path:
+        writing = opened[1]
+    else:
+        writing = not os.path.lexists(path)
+    areas = guard.writes if writing else guard.reads
+    area = next((a for a in areas if path == a or path.startswith(a.rstrip("/") + "/")), None)
+    if area is None:
+        return None
+    if os.path.lexists(path):
+        target, mode = path, os.W_OK if writing else os.R_OK
+    else:  # a new file: its directory must be writable and searchable
+        target, mode = os.path.dirname(path), os.W_OK | os.X_OK
+    return None if os.access(target, mode) else (path, area, writing)
+
+
+def _owner_and_mode(path: str) -> str:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return "its directory's mode or owner"
+    return f"owned by uid {st.st_uid} as the sandbox sees it, mode {st.st_mode & 0o7777:04o}"
 
 
 def _denied(
@@ -228,6 +304,11 @@ def _denied(
         f"'plugbay grant {plugin_id or 'ID'} {permission}'"
         if permission
         else "no permission allows this to a sandboxed plugin"
+        + (
+            " (shutil.copy and copy2 set the copy's mode: shutil.copyfile copies the content)"
+            if operation.startswith(_CHANGES["os.chmod"])
+            else ""
+        )
     )
     return PermissionDenied(
         f"the sandbox denied {operation}",

@@ -145,6 +145,10 @@ class Placement:
             "processes": int(self.limits.get("processes") or 0),
             "network": [p.partition(":")[2] for p in self.effective if p.startswith("network:")],
             "storage": _int(self.limits.get("storage")),
+            # where Landlock lets it read and write beyond its code and data directory:
+            # an EACCES there is the file's own permissions (the guard's words say so)
+            "reads": _granted(self.effective, "read:"),
+            "writes": _granted(self.effective, "write:"),
         }
 
     def sandbox_request(self, manifest: PluginManifest, data_dir: Path) -> dict[str, Any]:

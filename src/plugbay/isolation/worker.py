@@ -40,7 +40,7 @@ from plugbay.api import (
 from plugbay.api._events import EVENT_PREFIX, call_handler, event_handlers, run_handler
 from plugbay.api.errors import PlugbayError, PluginCallError, ServiceError, error_from_dict
 from plugbay.isolation import frames, handover, loops
-from plugbay.isolation.guard import Guard, classify
+from plugbay.isolation.guard import Guard, classify, file_permissions_hint
 from plugbay.isolation.inline import lifecycle, new_instance, run_in_daemon_thread
 from plugbay.isolation.loading import import_plugin, plugin_frame, raised_at
 from plugbay.model._events import EventListen
@@ -373,7 +373,8 @@ class Worker:
 
     def load(self, message: frames.Load) -> None:
         if message.rules and self.guard is None:
-            self.guard = Guard(message.plugin_id, message.rules, self.report)
+            rules = {**message.rules, "data_dir": message.data_dir}  # its own: writable
+            self.guard = Guard(message.plugin_id, rules, self.report)
             self.guard.install()
             # a write past the file-size limit: the kernel signals it, whatever made the
             # write (ctypes included); the limit stays an EFBIG error, never a death
@@ -387,7 +388,13 @@ class Worker:
             return
         except BaseException as exc:  # a plugin's constructor or module raising anything
             sandboxed = classify(exc, message.plugin_id, self.guard) if self.guard else None
-            error = sandboxed or _wrap(exc, message.plugin_id, "loading", self.manifest)
+            error = sandboxed or _wrap(
+                exc,
+                message.plugin_id,
+                "loading",
+                self.manifest,
+                file_permissions_hint(exc, self.guard),
+            )
             self.send(frames.Fail(0, error.to_dict()))
             return
         self.specs = dict(code.commands)
@@ -490,7 +497,9 @@ class Worker:
         files is suspect."""
         plugin_id = self.plugin.id if self.plugin is not None else None
         sandboxed = classify(exc, plugin_id, self.guard) if self.guard is not None else None
-        error = sandboxed or _wrap(exc, plugin_id, doing, self.manifest)
+        error = sandboxed or _wrap(
+            exc, plugin_id, doing, self.manifest, file_permissions_hint(exc, self.guard)
+        )
         if error.details.get("replace"):
             asyncio.get_running_loop().call_later(0.05, os._exit, 75)
         return frames.Fail(request, error.to_dict())
@@ -601,7 +610,11 @@ def _raised(exc: BaseException, plugin: str | None) -> PlugbayError:
 
 
 def _wrap(
-    exc: BaseException, plugin: str | None, doing: str, manifest: PluginManifest | None
+    exc: BaseException,
+    plugin: str | None,
+    doing: str,
+    manifest: PluginManifest | None,
+    hint: str | None = None,
 ) -> PlugbayError:
     """The plugin's own exception; ``where`` and ``details["raised_at"]`` name the line
     of the plugin's code it was raised at, as an inline call's error does."""
@@ -609,7 +622,7 @@ def _wrap(
         f"{doing} raised {type(exc).__name__}: {exc}",
         plugin=plugin,
         where=plugin_frame(exc, manifest) if manifest is not None else None,
-        hint="this is the plugin's own error; the host and other plugins are unaffected",
+        hint=hint or "this is the plugin's own error; the host and other plugins are unaffected",
         details={
             "exception": type(exc).__name__,
             "raised_at": raised_at(exc, manifest) if manifest is not None else None,

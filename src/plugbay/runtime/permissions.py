@@ -11,7 +11,10 @@ of every plugin at once in ``plugbay grants`` and ``GET /api/v1/permissions``):
 * what is **in force** in its running worker (the policy it was started under), and
   what it gets at its **next start** or reload (the grants as they are now): a grant
   kept while a host ran without an API, for instance, waits for the next start;
-* what it asks for and is not granted: **pending** the operator's answer, or **denied**.
+* what it asks for and is not granted: **pending** the operator's answer, or **denied**;
+  or, for a plugin that runs with no sandbox (trusted: inline, or a worker the policy
+  does not sandbox), **unconfined**: what only a sandbox enforces (network, files,
+  subprocess) limits nothing there, so it has it whether granted or not.
 
 Every figure is read when asked, from the state and the policy, never from a copy made
 at start: a grant or revoke made since, by this host or by another process, is shown.
@@ -35,6 +38,10 @@ from plugbay.isolation.policy import (
 from plugbay.state import StateStore
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    from plugbay.isolation.policy import Placement
+    from plugbay.model.manifest import PluginManifest
     from plugbay.runtime.host import Host
     from plugbay.runtime.manager import PluginManager
     from plugbay.runtime.records import PluginRecord
@@ -47,10 +54,23 @@ __all__ = [
     "layered",
     "permissions_of",
     "refusal_to_revoke",
+    "unconfined_in",
+    "unconfined_of",
 ]
 
 #: the history's actions that decide a permission (the newest one stands)
 _DECISIONS: Final = frozenset({"grant", "revoke", "deny"})
+#: the permissions only a sandbox enforces (Landlock, seccomp, the network filter): with
+#: none, nothing limits them (``env:``, ``secret:`` and ``host:`` are what the host hands
+#: over, sandbox or not)
+_SANDBOX_KINDS: Final = ("network:", "read:", "write:", "subprocess")
+
+
+def unconfined_in(placement: Placement) -> str | None:
+    """Where a plugin placed so runs with no sandbox (``inline``: in the host's own
+    process; ``process``, ``ray``: a worker the policy does not sandbox), None when it is
+    sandboxed."""
+    return None if placement.sandboxed else placement.isolation
 
 
 @dataclass(frozen=True)
@@ -106,7 +126,24 @@ def permissions_of(manager: PluginManager, rec: PluginRecord) -> dict[str, Any]:
         kept,
         trust=policy.trusted(judged, manager.settings.plugin_dirs),
         in_force=running.effective if running is not None else None,
+        unconfined=unconfined_of(rec.placement, policy, judged, manager.settings.plugin_dirs),
     )
+
+
+def unconfined_of(
+    placement: Placement | None,
+    policy: IsolationPolicy,
+    manifest: PluginManifest,
+    plugin_dirs: Sequence[Path],
+) -> str | None:
+    """:func:`unconfined_in` of where it was placed, else of where the policy places it
+    (None when it cannot be placed at all: it does not run)."""
+    if placement is None:
+        try:
+            placement = policy.place(manifest, plugin_dirs)
+        except PlugbayError:
+            return None
+    return unconfined_in(placement)
 
 
 def every_plugin(manager: PluginManager) -> list[dict[str, Any]]:
@@ -131,9 +168,11 @@ def layered(
     *,
     trust: str | None,
     in_force: Sequence[str] | None,
+    unconfined: str | None = None,
 ) -> dict[str, Any]:
     """The view from its parts; ``in_force`` None: no worker of it runs (or, with no host
-    to ask, it is not known)."""
+    to ask, it is not known); ``unconfined``: where it runs with no sandbox
+    (:func:`unconfined_in`), None when sandboxed."""
     grants = _grants(plugin_id, asked, policy, kept, trust)
     granted = list(dict.fromkeys(g["permission"] for g in grants))
     next_start = list(in_effect(asked, granted, trusted=trust is not None))
@@ -142,7 +181,7 @@ def layered(
         grant["in_force"] = (
             None if in_force is None else _any_covered(grant["permission"], in_force)
         )
-    waiting = [p for p in asked if p not in next_start]  # asked, granted by nothing
+    waiting, free = _not_granted(asked, next_start, unconfined)
     now = list(in_force) if in_force is not None else None
     return {
         "asked": list(asked),
@@ -154,8 +193,22 @@ def layered(
         "pending": [p for p in waiting if p not in kept.denied],
         "denied": [p for p in waiting if p in kept.denied],
         "unasked": [g for g in granted if not _any_covered(g, asked)],
+        "unconfined_in": unconfined,
+        "unconfined": free,
         "grants": grants,
     }
+
+
+def _not_granted(
+    asked: Sequence[str], next_start: Sequence[str], unconfined: str | None
+) -> tuple[list[str], list[str]]:
+    """What is asked and granted by nothing: waiting for the operator, and, with no
+    sandbox, what only a sandbox would limit (not waiting for anything: it has it)."""
+    waiting = [p for p in asked if p not in next_start]
+    if unconfined is None:
+        return waiting, []
+    free = [p for p in waiting if p.startswith(_SANDBOX_KINDS)]
+    return [p for p in waiting if p not in free], free
 
 
 def _any_covering(grants: Iterable[str], permission: str) -> bool:

@@ -198,7 +198,16 @@ def _scoped(host: Host) -> Callable[[str], Access | str] | None:
 
 def _audit(host: Host, caller: Caller) -> None:
     """A request that changed something, or was refused: the security log, the host's
-    ``security.http.*`` events (the audit trail plugin keeps them), and the plugin's history."""
+    ``security.http.*`` events (the audit trail plugin keeps them), and the plugin's history.
+
+    Only a plugin the host knows has its own record: a request naming any other id (a
+    404, or refused before that) is the host's event, kept as the host's are (the event
+    queue is bounded), so no one can make the host keep records under made-up ids."""
+    plugin = caller.pop("plugin", None)
+    if plugin is not None and (caller.pop(_KNOWN, False) or _knows(host, plugin)):
+        caller["plugin"] = plugin  # known before the change (an uninstall) or after (a load)
+    else:
+        plugin = None
     result = caller.get("result", "ok")
     who = f"{caller['address']} ({caller.get('auth', 'no token')}"
     who += f" {caller['token']})" if caller.get("token") else ")"
@@ -211,18 +220,28 @@ def _audit(host: Host, caller: Caller) -> None:
         message=f"HTTP: {text}",  # what the monitor's security log shows for the plugin
         **{k: v for k, v in caller.items() if k != "login"},
     )
-    plugin = caller.get("plugin")
     if result != "denied" and plugin and host.state is not None:
-        try:
-            host.plugin(plugin)
+        # PlugbayError: removed meanwhile (the request unloaded it): the security log has it
+        with contextlib.suppress(PlugbayError):
             host.state.add_event(
                 plugin, "http", version=host.plugin(plugin).version, result=result,
                 reason=f"{caller['method']} …/{caller['path'].rsplit('/', 1)[-1]} by {who} → "
                 f"{caller.get('status')}",
                 details={k: caller.get(k) for k in ("address", "auth", "token", "user_agent", "status")},
             )  # fmt: skip
-        except PlugbayError:
-            pass  # not a plugin this host knows (a 404): the security log has it
+
+
+#: set on a caller by :func:`_audit_before` when the plugin it names was known then
+_KNOWN: Final = "_known"
+
+
+def _knows(host: Host, plugin_id: str) -> bool:
+    """Whether ``plugin_id`` is a plugin of this host (any state: a record it keeps)."""
+    try:
+        host.plugin(plugin_id)
+    except PlugbayError:
+        return False
+    return True
 
 
 def _audit_before(host: Host, caller: Caller) -> None:
@@ -235,6 +254,7 @@ def _audit_before(host: Host, caller: Caller) -> None:
         version = host.plugin(plugin).version
     except PlugbayError:
         return  # not a plugin this host knows: the request answers 404 on its own
+    caller[_KNOWN] = True
     who = f"{caller['address']} ({caller.get('auth', 'no token')}"
     who += f" {caller['token']})" if caller.get("token") else ")"
     host.state.add_event(

@@ -65,6 +65,16 @@ class PermissionView(BaseModel):
         default_factory=list,
         description="Granted, not asked for by its manifest: no effect until it is",
     )
+    unconfined_in: str | None = Field(
+        None,
+        description="Where it runs with no sandbox (trusted): inline (in the host's process), "
+        "process or ray (a worker the policy does not sandbox); null when sandboxed",
+    )
+    unconfined: list[str] = Field(
+        default_factory=list,
+        description="Asked, granted by nothing, and limited by nothing all the same: "
+        "network, read, write and subprocess of a plugin that runs with no sandbox",
+    )
     grants: list[GrantSource] = Field(
         default_factory=list, description="Each grant and where it comes from"
     )
