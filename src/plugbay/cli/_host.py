@@ -75,7 +75,9 @@ class HostAccess(Protocol):
 
     def upgrade(
         self, plugin_id: str, version: str | None, *, with_dependents: bool, dry_run: bool
-    ) -> dict[str, list[str]]: ...
+    ) -> tuple[dict[str, list[str]], dict[str, Any] | None]:
+        """What moved (id: [from, to]), and the newer version passed over, if any."""
+        ...
 
     def enable(self, plugin_id: str) -> str | None: ...
 
@@ -265,11 +267,12 @@ class RemoteHost:
 
     def upgrade(
         self, plugin_id: str, version: str | None, *, with_dependents: bool, dry_run: bool
-    ) -> dict[str, list[str]]:
-        moved = self.client.upgrade(
+    ) -> tuple[dict[str, list[str]], dict[str, Any] | None]:
+        answer = self.client.upgrade(
             plugin_id, version, with_dependents=with_dependents, dry_run=dry_run
-        )["moved"]
-        return {pid: [step["from"], step["to"]] for pid, step in moved.items()}
+        )
+        moved = {pid: [step["from"], step["to"]] for pid, step in answer["moved"].items()}
+        return moved, answer.get("passed_over")
 
     def enable(self, plugin_id: str) -> str | None:
         return str(self.client.enable(plugin_id)["plugin"]["state"])
@@ -482,17 +485,18 @@ class LocalHost:
 
     def upgrade(
         self, plugin_id: str, version: str | None, *, with_dependents: bool, dry_run: bool
-    ) -> dict[str, list[str]]:
+    ) -> tuple[dict[str, list[str]], dict[str, Any] | None]:
         self._refuse_running("upgrade")
 
-        async def body(host: Host) -> dict[str, list[str]]:
+        async def body(host: Host) -> tuple[dict[str, list[str]], dict[str, Any] | None]:
             if dry_run:
                 plan = host.manager.upgrade_plan(
                     plugin_id, version, with_dependents=with_dependents
                 )
             else:
                 plan = await host.upgrade(plugin_id, version, with_dependents=with_dependents)
-            return {pid: [moved["from"], moved["to"]] for pid, moved in plan.to_dict().items()}
+            moved = {pid: [step["from"], step["to"]] for pid, step in plan.to_dict().items()}
+            return moved, plan.passed_over
 
         return self._do(body)
 

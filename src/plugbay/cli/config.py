@@ -24,6 +24,7 @@ from plugbay.cli._options import (
     print_json,
     to_builtins,
 )
+from plugbay.runtime.config_aside import kept_view, shown
 from plugbay.runtime.live_config import masked, pending
 
 if TYPE_CHECKING:
@@ -63,7 +64,10 @@ def config(
     that is not active takes them at its next start, and the answer says what starts
     it. Keys not named keep their run-time values; --unset KEY drops one, so the host
     config's value or the manifest's default applies again (key=null sets JSON null,
-    the text "null" for a string key). Every change is in 'plugbay history ID'.
+    the text "null" for a string key). A key the serving version does not declare but
+    another installed version does (a new version's required key) is kept aside for it,
+    shown as kept for that version, and passed once it serves. Every change is in
+    'plugbay history ID'.
     """
     from plugbay.web.client import connect, running_host
 
@@ -74,7 +78,7 @@ def config(
             with client:
                 view = client.config(plugin_id)
                 if change:
-                    values = change.applied(plugin_id, view["runtime"], view["schema"])
+                    values = change.applied(plugin_id, view["runtime"], _keys(view))
                     view = client.set_config(plugin_id, values)
         else:
             running = running_host(state)
@@ -119,15 +123,23 @@ async def _local(host: Host, plugin_id: str, change: _Change) -> dict[str, Any]:
     rec = host.plugin(plugin_id)
     schema = rec.manifest.config.describe() if rec.manifest and rec.manifest.config else {}
     if change:
-        values = change.applied(plugin_id, host.runtime_config(plugin_id), schema)
+        kept = kept_view(host, plugin_id)
+        values = change.applied(plugin_id, host.runtime_config(plugin_id), {**kept, **schema})
         rec = await host.set_config(plugin_id, values)
     return {
         "plugin": plugin_id,
         "config": to_builtins(masked(rec.manifest, rec.config)),
-        "runtime": to_builtins(masked(rec.manifest, host.runtime_config(plugin_id))),
+        "runtime": to_builtins(shown(host, plugin_id, host.runtime_config(plugin_id))),
         "schema": to_builtins(schema),
         "pending": pending(rec),
+        "kept": to_builtins(kept_view(host, plugin_id)),
     }
+
+
+def _keys(view: dict[str, Any]) -> dict[str, Any]:
+    """Each key a change may name: the serving version's, and those kept aside for
+    another version (each with its ``type``)."""
+    return {**view.get("kept", {}), **view["schema"]}
 
 
 def _values(plugin_id: str, pairs: list[str], schema: dict[str, Any]) -> dict[str, Any]:
@@ -171,10 +183,15 @@ def _show(view: dict[str, Any], *, changed: bool, as_json: bool) -> None:
             escape(json.dumps(view["runtime"][key])) if key in view["runtime"] else "",
             field.get("type", ""), escape(", ".join(f"{k} {v}" for k, v in limits.items())),
         )  # fmt: skip
-    if not view["schema"]:
+    if view["schema"]:
+        out.print(table)
+    else:
         out.print(f"{view['plugin']} declares no config")
-        return
-    out.print(table)
+    for key, kept in view.get("kept", {}).items():
+        out.print(
+            f"{escape(key)} = {escape(json.dumps(kept['value']))}: kept for version "
+            f"{kept['version']}, which declares it (not passed to the serving version)"
+        )
 
 
 def register(app: typer.Typer) -> None:

@@ -45,18 +45,51 @@ def _kept(state: Path) -> tuple[dict[str, str | None], Any]:
     return store.disabled(), store
 
 
+def _next_start(state: Path) -> tuple[dict[str, str], set[tuple[str, str]]]:
+    """What the state says the next start serves: each plugin's version active at the
+    last stop (the resolver keeps it), and the copies kept for rollback that no upgrade
+    or rollback chose (a start does not register them)."""
+    _, store = _kept(state)
+    if store is None:
+        return {}, set()
+    try:
+        from plugbay.runtime.store import KEPT
+
+        held = store.held_versions()
+        unchosen = {
+            (pid, v)
+            for pid, v, source in store.installed()
+            if source.startswith(KEPT) and held.get(pid) != v
+        }
+        return store.active_versions(), unchosen
+    finally:
+        store.close()
+
+
+def _in(root: Path | None, directory: Path | None) -> bool:
+    return root is not None and directory is not None and root.resolve().is_relative_to(directory)
+
+
 def _newest(
-    plugin_dirs: list[Path],
+    plugin_dirs: list[Path], state: Path | None = None
 ) -> tuple[dict[str, Any], list[PlugbayError], dict[str, list[str]]]:
-    """The newest manifest of each plugin id on disk, the problems, and every version."""
+    """The newest manifest of each plugin id on disk, the problems, and every version;
+    with ``state``, the version the next start serves instead (:func:`_next_start`)."""
     from plugbay.model.discover import discover
 
     found = discover([d for d in plugin_dirs if Path(d).is_dir()], entry_points=True)
+    active, unchosen = _next_start(state) if state is not None else ({}, set())
+    stored = (state / "store").resolve() if state is not None else None
     newest: dict[str, Any] = {}
     versions: dict[str, set[Any]] = {}
     for m in found.manifests:
         versions.setdefault(m.id, set()).add(m.version)
-        if m.id not in newest or m.version > newest[m.id].version:
+        if (m.id, str(m.version)) in unchosen and _in(m.root, stored):
+            continue  # a copy kept for rollback: served only once chosen
+        now = newest.get(m.id)
+        if now is not None and active.get(m.id) == str(now.version):
+            continue
+        if now is None or m.version > now.version or active.get(m.id) == str(m.version):
             newest[m.id] = m
     known = {pid: [str(v) for v in sorted(vs)] for pid, vs in versions.items()}
     return newest, list(found.problems), known
@@ -66,7 +99,7 @@ def disk_rows(
     plugin_dirs: list[Path], state: Path
 ) -> tuple[list[dict[str, Any]], list[PlugbayError]]:
     """One row per plugin id on disk (its newest version), and the manifests that failed."""
-    newest, problems, _ = _newest([*plugin_dirs, state / "store"])
+    newest, problems, _ = _newest([*plugin_dirs, state / "store"], state)
     disabled, store = _kept(state)
     if store is not None:
         store.close()
@@ -96,7 +129,7 @@ def disk_info(
 ) -> dict[str, Any]:
     """``plugbay info`` from the manifest, the host config file ``config`` (its policy)
     and the kept state (no plugin code is imported, so its commands are not known)."""
-    newest, _, known = _newest([*plugin_dirs, state / "store"])
+    newest, _, known = _newest([*plugin_dirs, state / "store"], state)
     m = newest.get(plugin_id)
     if m is None:
         raise _not_on_disk(plugin_id, plugin_dirs, newest)

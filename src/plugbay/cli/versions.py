@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from plugbay.cli import env, upgrades
 from plugbay.cli import index as plugin_index
@@ -233,8 +234,10 @@ def upgrade(
 ) -> None:
     """Move a plugin to a newer installed version.
 
-    Refused, naming each dependent and its range, when an active dependent would not
-    accept it; --with-dependents moves them too when installed versions of them do.
+    With no VERSION: the newest installed release its active dependents accept (a newer
+    one they would refuse is named as passed over). Refused, naming each dependent and
+    its range, when an active dependent would not accept it; --with-dependents moves
+    them too when installed versions of them do.
     With --canary or --shadow the running host tries the new version on live calls
     first (docs/upgrades.md); --canary exits 1 when it was rolled back.
     """
@@ -246,13 +249,17 @@ def upgrade(
         )  # fmt: skip
         return
     with the_host(state, plugins, config, as_json=as_json) as host:
-        moved = host.upgrade(plugin_id, version, with_dependents=with_dependents, dry_run=dry_run)
+        moved, passed_over = host.upgrade(
+            plugin_id, version, with_dependents=with_dependents, dry_run=dry_run
+        )
     if as_json:
-        print_json({"ok": True, "dry_run": dry_run, "changes": moved})
+        print_json({"ok": True, "dry_run": dry_run, "changes": moved, "passed_over": passed_over})
         return
     verb = "would move" if dry_run else "moved"
     for pid, (old, new) in moved.items():
         out.print(f"{pid}: {verb} {old} → {new}")
+    if passed_over is not None:
+        out.print(f"[yellow]note:[/] {escape(passed_over['hint'])}")
 
 
 def history(

@@ -35,6 +35,7 @@ from plugbay.model.registry import PluginRegistry
 from plugbay.model.versions import Version
 from plugbay.monitor.config import MonitorSettings
 from plugbay.monitor.monitor import PluginMonitor
+from plugbay.runtime.config_aside import checked_config, versions_of
 from plugbay.runtime.environments import EnvironmentStore, IndexSettings
 from plugbay.runtime.events import EventBus
 from plugbay.runtime.lifecycle import (
@@ -673,17 +674,10 @@ class Host(AsyncOnly):
                 hint="start the host with a state directory (--state)",
             )
         manifest = rec.manifest
-        merged = {**self._file_config.get(plugin_id, {}), **values}
-        merged.update(self._config_arg.get(plugin_id, {}))
-        schema = manifest.config if manifest is not None else None
-        if schema is None and values:
-            raise ConfigError(
-                f"config was given ({', '.join(sorted(values))}) but the plugin declares none",
-                plugin=plugin_id,
-                where=manifest.location if manifest else None,
-                hint="add a [config] schema to the manifest first",
-            )
-        full = {} if schema is None else schema.validate(merged, source="run-time config")
+        layers = (self._file_config.get(plugin_id, {}), self._config_arg.get(plugin_id, {}))
+        # a key only another installed version declares is kept aside for it
+        versions = versions_of(self, plugin_id)
+        full = checked_config(plugin_id, manifest, values, layers, versions)
         previous = self.state.get_config(plugin_id)
         self.state.set_config(plugin_id, dict(values))
         if rec.state is PluginState.ACTIVE:

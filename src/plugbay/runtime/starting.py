@@ -33,6 +33,7 @@ from plugbay.model.manifest import PluginManifest
 from plugbay.model.versions import Range
 from plugbay.monitor import PluginMetrics
 from plugbay.monitor.bounds import Budget
+from plugbay.runtime.config_aside import passed
 from plugbay.runtime.config_source import at_its_source, validated_config
 from plugbay.runtime.environments import (
     EnvironmentBuildError,
@@ -115,6 +116,7 @@ class Starting:
         def _security(self, rec: PluginRecord, event: dict[str, Any]) -> None: ...
         def budget_for(self, plugin_id: str) -> Budget | None: ...
         def set_route(self, plugin_id: str, route: Route) -> None: ...
+        def _versions_of(self, plugin_id: str) -> list[PluginManifest]: ...
 
     def _needs_of(self, manifest: PluginManifest) -> tuple[frozenset[str], list[str]]:
         needs: set[str] = set()
@@ -372,7 +374,8 @@ class Starting:
             ) from exc
 
     def _validated_config(self, manifest: PluginManifest) -> dict[str, Any]:
-        raw = self._config_for(manifest.id)
+        # a key only another installed version declares is kept aside for it (config_aside)
+        raw = passed(manifest, self._config_for(manifest.id), self._versions_of(manifest.id))
         try:
             return validated_config(manifest, raw)
         except ConfigError as exc:  # a value set with 'plugbay config' is blamed there
@@ -414,6 +417,8 @@ class Starting:
         """Undo a start that failed half way: bounded cleanup, forget the code."""
         handle, rec.handle = rec.handle, None
         self.services.withdraw(rec.id)
+        if self.store is not None and rec.manifest is not None:  # no copy of what never served
+            self.store.drop_snapshot(rec.manifest)
         if handle is None:
             return
         try:

@@ -108,9 +108,14 @@ class PluginStore:
         return load_manifest(directory)
 
     def versions(self, plugin_id: str) -> list[str]:
-        """The versions of ``plugin_id`` kept whole in the store, oldest first."""
+        """The versions of ``plugin_id`` kept whole in the store, oldest first (not a copy
+        still being made or replaced: those have dot names)."""
         try:
-            found = [p.name for p in (self.root / plugin_id).iterdir() if p.is_dir()]
+            found = [
+                p.name
+                for p in (self.root / plugin_id).iterdir()
+                if p.is_dir() and not p.name.startswith(".")
+            ]
         except OSError:
             return []
         kept = [v for v in found if self.has(plugin_id, v)]
@@ -234,6 +239,14 @@ class PluginStore:
             stale, self._snapshots[key] = self._snapshots.get(key), future
         if stale is not None:  # a start that never served: its copy goes
             self._submit(_discard, stale)
+
+    def drop_snapshot(self, manifest: PluginManifest) -> None:
+        """A start of ``manifest`` failed: the copy :meth:`snapshot_soon` began for it goes
+        now (in the keeper thread), not at the host's stop."""
+        with self._keeping_lock:
+            aside = self._snapshots.pop((manifest.id, str(manifest.version)), None)
+        if aside is not None:  # in order: what reads the store settles first
+            self._keep_in_order(manifest.id, _discard, aside)
 
     async def taken(self, manifest: PluginManifest) -> None:
         """Wait for the copy :meth:`snapshot_soon` began (an edit after this cannot reach

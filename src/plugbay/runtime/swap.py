@@ -307,6 +307,8 @@ class Swapper:
                 hold.release(running.route if rec.state == "active" else None)
             if handle is not None:
                 await self._dispose(handle)
+            if self.m.store is not None and new is not None:
+                self.m.store.drop_snapshot(new)  # no copy of a version that never served
             raise self._swap_failed(rec, old, new, action, exc) from exc
         return _Target(new, handle, config, needs, notes, placement, exported, hold)
 

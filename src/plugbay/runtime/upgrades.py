@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from plugbay.api.errors import (
     DependentsError,
@@ -46,6 +46,9 @@ class UpgradePlan:
     """What ``upgrade`` would change: plugin id → (from version, to manifest), in order."""
 
     changes: dict[str, tuple[str, PluginManifest]]
+    #: with no version named: the newer version left out because active dependents would
+    #: refuse it (``{"version", "dependents": {id: why}, "hint"}``), else ``None``
+    passed_over: dict[str, Any] | None = None
 
     @property
     def order(self) -> list[str]:
@@ -179,13 +182,15 @@ def plan_upgrade(
     m: SwapHost, plugin_id: str, version: str | None, *, with_dependents: bool
 ) -> UpgradePlan:
     """Which versions move if ``plugin_id`` moves to ``version`` (default: the newest
-    registered that this host accepts). Raises, naming each dependent and its range,
-    when a dependent would break and ``with_dependents`` is off or no consistent set
-    of versions exists."""
+    registered that this host accepts and, without ``with_dependents``, that its active
+    dependents accept). Raises, naming each dependent and its range, when a dependent
+    would break and ``with_dependents`` is off or no consistent set of versions exists."""
     rec = m.record(plugin_id)
     current = rec.manifest
     if rec.state != "active" or current is None:
         raise m.not_active(rec)
+    if version is None and not with_dependents:
+        return _compatible_upgrade(m, plugin_id, current)
     wanted = _wanted_version(m, plugin_id, current, version)
     target = m.registry.get(plugin_id, wanted)
     check_target(m, rec, current, target, allow_downgrade=False)
@@ -233,6 +238,15 @@ def _newest_release(
 ) -> Version:
     """The newest installed version newer than ``current`` this host accepts: a release,
     or a pre-release when one serves now; refused, naming what there is, when none."""
+    return _later_releases(m, plugin_id, current, known)[0]
+
+
+def _later_releases(
+    m: SwapHost, plugin_id: str, current: PluginManifest, known: Collection[Version]
+) -> list[Version]:
+    """The installed versions newer than ``current`` this host accepts, newest first:
+    releases, or pre-releases too when one serves now; refused, naming what there is,
+    when none."""
     host = Version.parse(m.settings.host_version)
     fitting = [
         v
@@ -254,7 +268,40 @@ def _newest_release(
             if later
             else "'plugbay install PATH' adds a newer version",
         )
-    return chosen[0]
+    return chosen
+
+
+def _compatible_upgrade(m: SwapHost, plugin_id: str, current: PluginManifest) -> UpgradePlan:
+    """An upgrade with no version named: the newest later release its active dependents
+    accept, noting the newer one passed over (which ``--with-dependents`` or naming it
+    reaches); refused, naming the newest and its dependents, when they accept none."""
+    later = _later_releases(m, plugin_id, current, m.registry.versions(plugin_id))
+    newest = m.registry.get(plugin_id, later[0])
+    refused = broken_dependents(m, plugin_id, newest, ())
+    reach = (
+        f"'plugbay upgrade {plugin_id} --with-dependents' (or 'plugbay upgrade {plugin_id} "
+        f"{newest.version} --with-dependents') moves to {newest.version} and its dependents "
+        "to versions that accept it, when versions of them do"
+    )
+    for version in later:
+        target = m.registry.get(plugin_id, version)
+        if refused if target is newest else broken_dependents(m, plugin_id, target, ()):
+            continue
+        check_target(m, m.record(plugin_id), current, target, allow_downgrade=False)
+        passed = None
+        if refused:
+            passed = {
+                "version": str(newest.version),
+                "dependents": refused,
+                "hint": f"{newest.version} is installed too, but its dependents would refuse "
+                f"it ({'; '.join(refused.values())}): {reach}",
+            }
+        return UpgradePlan({plugin_id: (str(current.version), target)}, passed)
+    raise breaks_dependents(
+        plugin_id, newest, refused,
+        f"no newer version its dependents accept is installed; {reach}; otherwise "
+        f"install a version they accept ('plugbay install PATH')",
+    )  # fmt: skip
 
 
 def _asked_version(plugin_id: str, version: str, known: Collection[Version]) -> Version:

@@ -16,8 +16,9 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
 from plugbay.api.errors import PlugbayError
+from plugbay.runtime.config_aside import kept_view, shown, unshown
 from plugbay.runtime.host import Host
-from plugbay.runtime.live_config import masked, pending, unmasked
+from plugbay.runtime.live_config import masked, pending
 from plugbay.web._errors import ErrorBody, error_response, http_error
 from plugbay.web._models import (
     AlertItem,
@@ -403,7 +404,9 @@ async def upgrade(
         )
     else:
         plan = await host.upgrade(plugin_id, body.version, with_dependents=body.with_dependents)
-    return UpgradeResult(moved=plan.to_dict(), dry_run=body.dry_run)
+    return UpgradeResult(
+        moved=plan.to_dict(), dry_run=body.dry_run, passed_over=_builtins(plan.passed_over)
+    )
 
 
 # --------------------------------------------------------------------------- config
@@ -417,9 +420,10 @@ def _config_view(host: Host, plugin_id: str) -> ConfigView:
         {
             "plugin": plugin_id,
             "config": _builtins(masked(rec.manifest, rec.config)),
-            "runtime": _builtins(masked(rec.manifest, host.runtime_config(plugin_id))),
+            "runtime": _builtins(shown(host, plugin_id, host.runtime_config(plugin_id))),
             "schema": _builtins(schema),
             "pending": pending(rec),
+            "kept": _builtins(kept_view(host, plugin_id)),
         }
     )
 
@@ -443,7 +447,7 @@ async def put_config(plugin_id: str, change: ConfigChange, host: HostDep) -> Con
     old ones stay). For a plugin that is not active the values are kept for its next
     start, and ``pending`` says what starts it."""
     rec = host.plugin(plugin_id)
-    sent = unmasked(rec.manifest, change.values, host.runtime_config(plugin_id))
+    sent = unshown(host, plugin_id, change.values)
     values = check_json_values(plugin_id, rec.manifest.config if rec.manifest else None, sent)
     await host.set_config(plugin_id, values)
     return _config_view(host, plugin_id)

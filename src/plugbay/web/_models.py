@@ -177,6 +177,11 @@ class UpgradeResult(BaseModel):
         description="Each plugin moved (or that would move), in order: {from, to}."
     )
     dry_run: bool
+    passed_over: dict[str, Any] | None = Field(
+        default=None,
+        description="With no version named: the newer installed version left out because "
+        "active dependents would refuse it: {version, dependents: {id: why}, hint}.",
+    )
 
 
 class UnloadRequest(BaseModel):
@@ -198,6 +203,12 @@ class ConfigView(BaseModel):
         default=None,
         description="Null when the plugin runs with this config (it is active); else why "
         "it does not yet, and what starts it with it (e.g. POST …/enable for a failed one).",
+    )
+    kept: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Keys set that the serving version does not declare and another "
+        "installed version does, kept aside for it (not passed until it serves): "
+        "{KEY: {value, version, type}}.",
     )
 
 
