@@ -148,3 +148,29 @@ def test_bad_buckets_are_a_clear_error() -> None:
     metrics.observe("h", 3)
     with pytest.raises(MetricError, match="already observed with other buckets"):
         metrics.histogram("h", [1, 2])
+
+
+def test_calling_a_plugin_that_failed_to_start_says_so_in_words(
+    plugins: PluginFactory, tmp_path: Path
+) -> None:
+    """``plugbay call`` on a plugin whose initialize raised: what happened to it (it
+    failed to start), why, and where to look; not the state machine's "is failed, not
+    active"."""
+    from tests._cli import plugbay
+
+    plugins(
+        "acme.broken",
+        "from plugbay import UtilityPlugin, command\n\nclass P(UtilityPlugin):\n"
+        "    async def initialize(self, context):\n"
+        "        raise RuntimeError('the database is not there')\n\n"
+        "    @command\n    def ping(self) -> str:\n        return 'pong'\n",
+    )
+    args = ("call", "acme.broken", "ping", "--plugins", str(plugins.root), "--state", "st")
+    shown = plugbay(*args, cwd=tmp_path)
+    assert shown.returncode == 1
+    said = " ".join(shown.stderr.split())
+    assert said.startswith(
+        "error: plugin 'acme.broken': failed to start: initialize raised RuntimeError: the "
+        "database is not there"
+    ), said
+    assert "see 'plugbay info acme.broken'" in said and "not active" not in said

@@ -215,7 +215,7 @@ def test_a_running_host_answers_in_the_same_shapes(workdir: Path, plugins: Plugi
         assert [t["id"] for t in listed] == [made["id"]]
         revoked = answer("token", "revoke", made["id"], "--json", cwd=workdir)
         backup = answer("state", "backup", "--json", cwd=workdir)
-        assert Path(backup["backup"]).is_file()
+        assert (workdir / backup["backup"]).is_file()
         checked = answer("state", "check", "--json", cwd=workdir)
         assert {b["manual"] for b in checked["backups"]} == {True, False}  # the host's too
         for name, value in (("token create", made), ("token list", listed),
@@ -253,7 +253,7 @@ def test_the_sub_commands_answer_in_the_documented_shapes(workdir: Path) -> None
     done = plugbay("install", str(needs), "--find-links", str(wheels), "--offline", cwd=workdir)
     assert done.returncode == 0, done.stderr
     answers["env list"] = answer("env", "list", "--json", cwd=workdir)
-    assert [r["plugins"] for r in answers["env list"]] == [["acme.env 1.0.0"]]
+    assert [r["plugins"] for r in answers["env list"]["environments"]] == [["acme.env 1.0.0"]]
     # links to another plugbay's runtime (as after an upgrade of plugbay): env gc removes them
     (workdir / ".plugbay" / "envs" / ".runtime-0123456789ab").mkdir()
     answers["env gc"] = answer("env", "gc", "--json", cwd=workdir)
@@ -279,6 +279,21 @@ def test_an_error_is_json_too(workdir: Path) -> None:
     result = plugbay("info", "acme.nothing", "--json", cwd=workdir)
     assert result.returncode == 1
     same_shape(json.loads(result.stdout), documented_error(), "error")
+
+
+def test_search_with_no_index_named_answers_a_json_error(tmp_path: Path) -> None:
+    """A usage error (exit 2) all the same, but a --json reader reads it on stdout in the
+    common error shape, with the way to make an index."""
+    from tests._cli import run_cli
+
+    done = run_cli(
+        [*PLUGBAY, "search", "acme", "--json"], cwd=tmp_path, env=cli_env(drop=["PLUGBAY_INDEX"])
+    )
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    answer = json.loads(done.stdout)
+    same_shape(answer, documented_error(), "search")
+    assert answer["error"]["message"] == "no plugin index is named"
+    assert "'plugbay index build DIR'" in answer["error"]["hint"]
 
 
 def documented_error() -> Any:

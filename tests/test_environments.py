@@ -584,9 +584,10 @@ def test_cli_install_env_list_info_sbom_and_gc(
 
     listed = plugbay("env", "list", *state, "--plugins", "none", "--json", cwd=workdir)
     assert listed.returncode == 0, listed.stderr
-    rows = json.loads(listed.stdout)
+    rows = json.loads(listed.stdout)["environments"]
     assert [r["requirements"] for r in rows] == [["libdemo==1.*"]]
     assert rows[0]["plugins"] == ["acme.one 1.0.0"]
+    assert rows[0]["path"] == f"st/envs/{rows[0]['key']}"  # as --state names it
 
     info = plugbay("info", "acme.one", *state, "--plugins", "none", cwd=workdir)
     assert info.returncode == 0, info.stderr
@@ -618,8 +619,26 @@ def test_cli_install_env_list_info_sbom_and_gc(
     gc = plugbay("env", "gc", *state, "--plugins", "none", cwd=workdir)
     assert gc.returncode == 0, gc.stderr
     assert not orphan.path.exists() and not old_runtime.exists()
+    assert f"removed st/envs/{orphan.path.name}\n" in gc.stdout  # as --state names it
     assert any(p.name.startswith(".runtime-") for p in (workdir / "st" / "envs").iterdir())
     assert [e.requirements for e in envs.environments()] == [("libdemo==1.*",)]
+
+
+def test_env_list_json_carries_the_notes_the_human_output_shows(
+    tmp_path: Path, plugins: PluginFactory
+) -> None:
+    """A plugin version whose requirements the host refuses has no environment to list:
+    the table's reader is told on stderr, the --json reader in ``notes``, the same words."""
+    plugins("acme.old", CODE, extra='python-dependencies = ["msgspec<0.1"]\n')
+    where = ["--state", "st", "--plugins", str(plugins.root)]
+    listed = plugbay("env", "list", *where, "--json", cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    answer = json.loads(listed.stdout)
+    assert answer["environments"] == []
+    [note] = answer["notes"]
+    assert note.startswith("plugin 'acme.old': it requires 'msgspec<0.1'")
+    shown = plugbay("env", "list", *where, cwd=tmp_path)
+    assert f"note: {note}" in " ".join(shown.stderr.split())
 
 
 def test_cyclonedx_names_each_package_and_what_it_depends_on() -> None:

@@ -291,7 +291,8 @@ def test_uninstall_and_env_gc_remove_unused_environments_and_give_the_disk_back(
     answer = _json("uninstall", "acme.one", *nowhere, cwd=host)
     assert isinstance(answer, dict) and answer["environments"] == []
     listed = _json("env", "list", *nowhere, cwd=host)
-    assert isinstance(listed, list) and [r["plugins"] for r in listed] == [["acme.same 1.0.0"]]
+    assert isinstance(listed, dict) and listed["notes"] == []
+    assert [r["plugins"] for r in listed["environments"]] == [["acme.same 1.0.0"]]
 
     # an environment nobody uses (built for a plugin directory since removed): env gc
     orphan = EnvironmentStore(
@@ -301,10 +302,53 @@ def test_uninstall_and_env_gc_remove_unused_environments_and_give_the_disk_back(
     collected = _json("env", "gc", *nowhere, cwd=host)
     assert collected == {
         "ok": True,
-        "removed": [str(orphan.path)],
+        "removed": [str(orphan.path.relative_to(host))],  # under .plugbay, as --state is
         "packages": ["libextra"],
         "freed_bytes": collected["freed_bytes"],  # type: ignore[index]
     }
     assert collected["freed_bytes"] > 0 and not orphan.path.exists()  # type: ignore[index]
     assert not _cached(envs, "libextra") and _cached(envs, "libdemo")
     assert os.listdir(envs / ".cache")  # the cache itself stays
+
+
+async def test_uninstall_stops_the_warm_zygote_of_the_environment_it_removed(
+    tmp_path: Path, plugins: PluginFactory, index: IndexSettings
+) -> None:
+    """The zygote a sandboxed plugin's workers were forked from imports from its
+    environment: once ``uninstall`` removed the environment, that process ran on until
+    the host stopped. Now it ends with its environment; the neighbour's stays and serves."""
+    from plugbay.isolation.process import ProcessBackend
+    from tests._waiting import until
+
+    def running(pid: int) -> bool:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return False
+        return state != "Z"
+
+    (tmp_path / "none").mkdir()
+    state = tmp_path / "state"
+
+    def host() -> Host:
+        return Host(tmp_path / "none", state_dir=state, entry_points=False, init_timeout=10.0,
+                    python_index=index)  # fmt: skip
+
+    async with host() as h:
+        h.install(plugins("acme.gone", CODE, extra='python-dependencies = ["libdemo==1.*"]\n'))
+        h.install(plugins("acme.stays", CODE, extra='python-dependencies = ["libdemo==2.*"]\n'))
+    async with host() as h:
+        assert await h.call("acme.gone", "version") == "1.0"
+        assert await h.call("acme.stays", "version") == "2.0"
+        backend = h.manager.backends["process"]
+        assert isinstance(backend, ProcessBackend)
+        zygotes = {Path(k).relative_to(state / "envs").parts[0]: z.pid
+                   for k, z in backend.env_zygotes.items()}  # fmt: skip
+        assert len(zygotes) == 2 and all(pid and running(pid) for pid in zygotes.values())
+        done = await h.uninstall("acme.gone")
+        [removed] = [Path(p).name for p in done["environments"]]
+        gone, kept = zygotes.pop(removed), zygotes.popitem()[1]
+        assert gone is not None and kept is not None
+        await until(lambda: not running(gone), "the removed environment's zygote to end", 10)
+        assert running(kept)
+        assert await h.call("acme.stays", "version") == "2.0"

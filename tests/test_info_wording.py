@@ -217,9 +217,10 @@ async def test_a_call_that_outwaits_a_wasm_restart_says_the_instance_trapped(
         await until(lambda: (data / "waiting").exists(), "its restart's start")
         with pytest.raises(PluginStateError) as waited:  # the restart outlasts the call's wait
             await host.call(WASM, "order", n=1)
-        assert "is restarting, not active: its Wasm instance trapped in 'order'" in str(
-            waited.value
-        )
+        assert (
+            "is restarting after a crash and takes no calls until it is back: its Wasm "
+            "instance trapped in 'order'"
+        ) in str(waited.value)
         assert waited.value.hint is not None
         assert waited.value.hint.startswith("its Wasm instance trapped and is being restarted")
         (data / "go").write_text("")

@@ -147,3 +147,40 @@ def test_plugin_host_without_pytest(plugins: PluginFactory) -> None:
     assert not state_dir.exists()
     with pytest.raises(Exception, match="'thread' is not an isolation backend"):
         PluginHost([d], isolation="thread")  # type: ignore[arg-type]
+
+
+def test_a_generated_plugins_inline_test_says_how_its_author_installs_a_requirement(
+    tmp_path: Path,
+) -> None:
+    """An author adds a library to the generated package's dependencies and runs its
+    tests as the README says (``pytest`` in its directory): the inline cases run in
+    pytest's own Python, so the failure says to install the requirements there or to test
+    in a worker, not an operator's ``[policy] inline``."""
+    import subprocess
+    import sys
+
+    from plugbay.pdk import create_plugin
+
+    package = create_plugin("utility", "acme.needy", tmp_path / "acme-needy")
+    pyproject = package / "pyproject.toml"
+    pyproject.write_text(
+        pyproject.read_text().replace(
+            'dependencies = ["plugbay>=0.1,<1"]',
+            'dependencies = ["plugbay>=0.1,<1", "plugbay-absent-lib>=1"]',
+        )
+    )
+    shown = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "greet and inline"],
+        cwd=package,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert shown.returncode == 1, shown.stdout
+    said = shown.stdout.replace("\n", " ")
+    assert "requires plugbay-absent-lib>=1" in said
+    assert "runs inline, in the Python that runs the tests" in said
+    assert f"pip install -e '.[test]' in {package}; or test it with isolation='process'" in said
+    assert "isolation='process'" in said
+    assert "[policy]" not in said

@@ -739,7 +739,7 @@ async def test_calls_made_while_a_crashed_plugin_restarts_wait_for_it(
     async with supervised(plugins, tmp_path, restart_backoff=60, call_timeout=0.2) as host:
         with pytest.raises(PluginCrashed):
             await host.call("acme.subject", "crash")
-        with pytest.raises(PluginStateError, match="is restarting, not active") as refused:
+        with pytest.raises(PluginStateError, match="is restarting after a crash") as refused:
             await host.call("acme.subject", "pid")
         assert "crashed and is being restarted" in str(refused.value)
         assert "plugbay enable" not in str(refused.value)

@@ -121,7 +121,7 @@ async def test_a_crashed_plugin_is_restarting_in_its_backoff_then_active_then_fa
             "its worker process exited"
         )
         assert f"'plugbay enable {ID}'" in (rec.reason or "")
-        with pytest.raises(PluginStateError, match="is failed, not active"):
+        with pytest.raises(PluginStateError, match="failed while it served: gave up restarting"):
             await host.call(ID, "pid")  # at once: there is no restart to wait for
         ready = (await http.get("/readyz")).json()
         assert (ready["status"], ready["failed"]) == ("degraded", [ID])

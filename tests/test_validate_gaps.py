@@ -397,3 +397,60 @@ def test_a_handler_validate_cannot_read_is_left_to_the_import(plugins: PluginFac
     assert validate_plugin(d, known=None, import_check=False).ok
     found = one(validate_plugin(d, known=None), "the manifest listens to notes.late")
     assert found.code == "import"
+
+
+# --------------------------------------------------------------------------- requirements
+
+
+def test_a_python_requirement_no_version_can_meet_is_an_error_at_its_line(
+    plugins: PluginFactory,
+) -> None:
+    """``humanize>=4,<4``: uv would only say it found no version; validate says the range
+    is the mistake, at the requirement's own line, and names the clauses that clash."""
+    d = plugins(
+        "acme.humane",
+        extra='python-dependencies = [\n    "attrs>=21",\n    "humanize>=4,<4",\n]\n',
+    )
+    shown = plugbay("validate", d.name, cwd=plugins.root)
+    assert shown.returncode == 1, shown.stdout
+    toml = d / "plugin.toml"
+    f = one(validate_plugin(d, known=None), "humanize>=4,<4")
+    assert (f.severity, f.code) == ("error", "python-dependency")
+    assert (f.file, f.line) == (str(toml), line_of(toml, '"humanize>=4,<4"'))
+    assert "its range is empty, no version is both >=4 and <4" in f.message
+    assert f.hint is not None and f"correct the range in {toml}" in f.hint
+    assert f"{d.name}/plugin.toml:{f.line}: error[python-dependency]" in shown.stdout
+
+
+def test_the_packages_of_the_hosts_runtime_need_no_requirement(plugins: PluginFactory) -> None:
+    """Every worker imports the host's msgspec, packaging and typing_extensions (they are
+    plugbay's runtime): importing them is no undeclared import; a requirement on one
+    that excludes the host's version is an error, as install refuses it."""
+    import importlib.metadata
+
+    from plugbay.pdk._analysis.requirements import HOST_PROVIDED
+    from plugbay.runtime.environments import RUNTIME_PACKAGES
+
+    assert set(HOST_PROVIDED) == set(RUNTIME_PACKAGES) - {"plugbay"}
+    d = plugins(
+        "acme.frames",
+        """
+        import msgspec
+        import typing_extensions
+        from packaging.version import Version
+        from plugbay import UtilityPlugin, command
+
+        class P(UtilityPlugin):
+            @command
+            def ping(self) -> str:
+                return msgspec.json.encode(str(Version("1"))).decode()
+        """,
+    )
+    result = validate_plugin(d, known=None)
+    assert result.ok and not result.warnings, [f.to_dict() for f in result.findings]
+    (d / "plugin.toml").write_text(
+        (d / "plugin.toml").read_text() + 'python-dependencies = ["msgspec<0.1"]\n'
+    )
+    f = one(validate_plugin(d, known=None), "msgspec<0.1")
+    have = importlib.metadata.version("msgspec")
+    assert f.severity == "error" and f"excludes this host's msgspec {have}" in f.message

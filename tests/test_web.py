@@ -275,7 +275,9 @@ async def test_disable_enable_unload_load(api: Api) -> None:
     assert r.json()["plugin"]["state"] == "disabled"
     assert r.json()["affected"] == ["acme.greeter", "acme.calc"]
     call = await api.http.post("/api/v1/plugins/acme.calc/commands/add", json={"a": 1})
-    assert call.status_code == 409 and "is disabled, not active" in error_of(call)["message"]
+    assert (
+        call.status_code == 409 and "is disabled, so it takes no calls" in error_of(call)["message"]
+    )
     r = await api.http.post("/api/v1/plugins/acme.calc/enable")
     assert r.json()["plugin"]["state"] == "active"
     r = await api.http.post("/api/v1/plugins/acme.greeter/load")

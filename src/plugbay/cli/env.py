@@ -200,6 +200,30 @@ def _usage(ctx: _Context, store_root: Path) -> tuple[dict[str, list[str]], list[
     return users, problems
 
 
+def _as_given(path: Path, state: Path) -> Path:
+    """``path``, under the state directory as ``--state`` names it (a relative --state:
+    relative to the working directory, as the user typed it)."""
+    try:
+        return state / path.relative_to(state.resolve())
+    except ValueError:
+        return path
+
+
+def _environments_table(rows: list[dict[str, Any]]) -> Table:
+    table = Table(header_style="bold")
+    for col in ("environment", "requirements", "own", "shared", "used by"):
+        table.add_column(col, justify="right" if col in ("own", "shared") else "left")
+    for row in rows:
+        table.add_row(
+            row["key"],
+            escape(", ".join(row["requirements"])),
+            f"{row['own_bytes'] / 2**20:.1f} MiB",
+            f"{row['shared_bytes'] / 2**20:.1f} MiB",
+            escape(", ".join(row["plugins"])) or "[yellow]unused[/]",
+        )
+    return table
+
+
 class _Progress(logging.Handler):
     """Shows an environment build's progress on stderr, whichever command started a host
     that builds one (``run``, ``call``, ``info``): the first start of a plugin directory
@@ -241,7 +265,7 @@ def register(app: typer.Typer) -> None:
                 rows.append(
                     {
                         "key": env.key,
-                        "path": str(env.path),
+                        "path": str(_as_given(env.path, state)),
                         "requirements": list(env.requirements),
                         "own_bytes": own,
                         "shared_bytes": shared,
@@ -251,23 +275,12 @@ def register(app: typer.Typer) -> None:
         except PlugbayError as exc:
             _fail(exc, as_json=as_json)
         if as_json:
-            out.print_json(json.dumps(rows))
+            out.print_json(json.dumps({"environments": rows, "notes": problems}))
             return
         if not rows:
             out.print("no Python environments (no sandboxed plugin has Python requirements)")
-            return
-        table = Table(header_style="bold")
-        for col in ("environment", "requirements", "own", "shared", "used by"):
-            table.add_column(col, justify="right" if col in ("own", "shared") else "left")
-        for row in rows:
-            table.add_row(
-                row["key"],
-                escape(", ".join(row["requirements"])),
-                f"{row['own_bytes'] / 2**20:.1f} MiB",
-                f"{row['shared_bytes'] / 2**20:.1f} MiB",
-                escape(", ".join(row["plugins"])) or "[yellow]unused[/]",
-            )
-        out.print(table)
+        else:
+            out.print(_environments_table(rows))
         for problem in problems:
             err.print(f"[yellow]note:[/] {escape(problem)}")
 
@@ -293,7 +306,7 @@ def register(app: typer.Typer) -> None:
                 json.dumps(
                     {
                         "ok": True,
-                        "removed": [str(p) for p in done.removed],
+                        "removed": [str(_as_given(p, state)) for p in done.removed],
                         "packages": done.packages,
                         "freed_bytes": done.freed_bytes,
                     }
@@ -301,7 +314,7 @@ def register(app: typer.Typer) -> None:
             )
             return
         for path in done.removed:
-            out.print(f"removed {escape(str(path))}")
+            out.print(f"removed {escape(str(_as_given(path, state)))}")
         if done.packages:
             out.print(f"dropped from uv's cache: {escape(', '.join(done.packages))}")
         out.print(

@@ -71,7 +71,7 @@ def search(
     from plugbay.pdk.index import PluginIndex
 
     try:
-        found = PluginIndex.open(_index(index)).search(text)
+        found = PluginIndex.open(_index(index, as_json=as_json)).search(text)
     except PlugbayError as exc:
         fail(exc, as_json=as_json)
     if as_json:
@@ -91,13 +91,18 @@ def search(
     out.print(table)
 
 
-def _index(index: str | None) -> str:
+def _index(index: str | None, *, as_json: bool = False) -> str:
+    """The index named (``--index``, else ``PLUGBAY_INDEX``); none is a usage error (exit 2,
+    in the common JSON error shape with ``--json``)."""
+    from plugbay.pdk.errors import PluginIndexError
+
     if not index:
-        missing = PlugbayError(
+        missing = PluginIndexError(
             "no plugin index is named",
-            hint="pass --index URL|DIR, or set PLUGBAY_INDEX",
+            hint="pass --index URL|DIR, or set PLUGBAY_INDEX; 'plugbay index build DIR' writes "
+            "an index for the plugin wheels in DIR",
         )
-        fail(missing, code=2)
+        fail(missing, as_json=as_json, code=2)
     return index
 
 

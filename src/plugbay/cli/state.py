@@ -99,7 +99,7 @@ def backup(state: StateOpt = Path(".plugbay"), as_json: JsonOpt = False) -> None
     from plugbay.state.backups import BACKUPS_KEPT, manual_backup
 
     try:
-        made = manual_backup(state).resolve()
+        made = manual_backup(state)  # under the state directory as --state names it
     except PlugbayError as exc:
         _fail(exc, as_json=as_json)
     size = made.stat().st_size

@@ -377,6 +377,13 @@ class Backend(abc.ABC):
         that runs plugins in the host's interpreter ignores it (an inline plugin's
         requirements must fit the host's environment, which the runtime checks)."""
 
+    async def forget_environment(self, path: Path) -> None:
+        """The plugin environment at ``path`` was removed (``plugbay uninstall``, ``plugbay
+        env gc``): stop what the backend runs from it (a warm zygote) once no worker of it
+        is left, so it runs no longer than its files. Nothing, for a backend that keeps
+        nothing per environment."""
+        return
+
     async def close(self) -> None:
         """Stop what the backend itself runs once its handles are released. Idempotent."""
         return

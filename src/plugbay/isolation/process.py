@@ -38,6 +38,7 @@ from plugbay.api.errors import (
 from plugbay.isolation import frames, handover, sampling
 from plugbay.isolation._calls import RequestsToWorker
 from plugbay.isolation._cgroups import CgroupLayer
+from plugbay.isolation._env_zygotes import EnvironmentZygotes
 from plugbay.isolation._process_parts import (
     RemoteSpec,
     await_listener,
@@ -72,7 +73,7 @@ log = logging.getLogger("plugbay.isolation.process")
 HostCallHandler = Callable[[str, str, str, dict[str, Any]], Awaitable[Any]]
 
 
-class ProcessBackend(Backend):
+class ProcessBackend(EnvironmentZygotes, Backend):
     name = "process"
 
     def __init__(self, host_call: HostCallHandler) -> None:

@@ -106,16 +106,30 @@ def _pep440_empty(spec: SpecifierSet) -> bool:
     (``>1,<=1``). Only what is sure: ``!=`` and ``===`` are not weighed, nor the rules
     that keep pre-releases out of ``<V`` and post-releases out of ``>V``, so a set said
     not to be empty may still hold nothing (``==1.0,!=1.0``)."""
-    bounds = [b for clause in spec for b in _bounds(clause.operator, clause.version)]
+    return _pep440_conflict(spec) is not None
+
+
+def _pep440_conflict(spec: SpecifierSet) -> tuple[str, str] | None:
+    """Why the set is empty (:func:`_pep440_empty`): its clause that sets the highest
+    lower bound and its clause that sets the lowest upper one, which leave no version
+    between them (``('>=4', '<4')``); None when the set is not surely empty."""
+    lowers: list[tuple[PyVersion, bool, str]] = []
+    uppers: list[tuple[PyVersion, bool, str]] = []
+    for clause in spec:
+        for op, bound in _bounds(clause.operator, clause.version):
+            if op in (">", ">="):
+                lowers.append((bound, op == ">", str(clause)))
+            elif op in ("<", "<="):
+                uppers.append((bound, op == "<", str(clause)))
+    if not lowers or not uppers:
+        return None
     # (bound, strict): the highest lower bound, a strict one above an inclusive one at a
     # tie; the lowest upper bound, a strict one below an inclusive one
-    lowers = [(bound, op == ">") for op, bound in bounds if op in (">", ">=")]
-    uppers = [(bound, op == "<") for op, bound in bounds if op in ("<", "<=")]
-    if not lowers or not uppers:
-        return False
-    low, low_strict = max(lowers)
-    high, high_strict = min(uppers, key=lambda u: (u[0], not u[1]))
-    return low > high or (low == high and (low_strict or high_strict))
+    low, low_strict, low_clause = max(lowers, key=lambda b: (b[0], b[1]))
+    high, high_strict, high_clause = min(uppers, key=lambda u: (u[0], not u[1]))
+    if low > high or (low == high and (low_strict or high_strict)):
+        return low_clause, high_clause
+    return None
 
 
 def _bounds(op: str, text: str) -> list[tuple[str, PyVersion]]:

@@ -213,6 +213,7 @@ class Calling:
     def _not_active(self, rec: PluginRecord) -> PluginStateError:
         reason = rec.reason or ""
         reason = reason.removeprefix(f"plugin '{rec.id}': ")  # said once, by the error
+        info = f"see 'plugbay info {rec.id}' (host.info in an application)"
         if rec.id in self._restarts:
             hint = (
                 f"{crash_words(rec.isolation)} and is being restarted; calls wait for that "
@@ -220,12 +221,14 @@ class Calling:
             )
         elif rec.state is PluginState.DISABLED:
             hint = f"'plugbay enable {rec.id}' (host.enable in an application) starts it again"
+        elif rec.state is PluginState.FAILED:
+            hint = f"{info}; once fixed, 'plugbay load {rec.id}' starts it in a running host"
+        elif rec.state is PluginState.STOPPED:
+            hint = f"'plugbay load {rec.id}' (host.load in an application) starts it again"
         else:
-            hint = f"'plugbay info {rec.id}' (host.info in an application) shows why"
+            hint = info
         return PluginStateError(
-            f"is {rec.state}, not active" + (f": {reason}" if reason else ""),
-            plugin=rec.id,
-            hint=hint,
+            _why_no_calls(rec) + (f": {reason}" if reason else ""), plugin=rec.id, hint=hint
         )
 
     def _not_callable(self, plugin_id: str) -> PlugbayError:
@@ -244,6 +247,23 @@ class Calling:
             hint=(f"{suggestion} " if suggestion else "")
             + f"commands: {', '.join(names) or 'none'}",
         )
+
+
+def _why_no_calls(rec: PluginRecord) -> str:
+    """Why a plugin takes no calls, in the words of what happened to it."""
+    state = rec.state
+    if state is PluginState.FAILED:
+        served = any(s == PluginState.ACTIVE for _, s in rec.transitions)
+        return "failed while it served" if served else "failed to start"
+    if state is PluginState.RESTARTING:
+        return "is restarting after a crash and takes no calls until it is back"
+    if state is PluginState.DISABLED:
+        return "is disabled, so it takes no calls"
+    if state is PluginState.STOPPED:
+        return "is stopped (unloaded), so it takes no calls"
+    if state is PluginState.STOPPING:
+        return "is stopping, so it takes no more calls"
+    return "is still starting and takes no calls yet"  # discovered, resolved, initializing
 
 
 # The call path's failures, off its hot path: counted, then said in the user's words.

@@ -79,7 +79,8 @@ def reclaim(
 async def after_uninstall(host: Host, removed: Iterable[PluginManifest]) -> Reclaimed:
     """The environments of the uninstalled versions that no plugin version the host still
     knows uses (its plugin directories, entry points, the store's installed and kept
-    versions), with what uv's cache keeps of their packages."""
+    versions), with what uv's cache keeps of their packages; the zygote each ran, if
+    any, stops."""
     envs = host.manager.environments
     if envs is None:
         return Reclaimed()
@@ -89,7 +90,11 @@ async def after_uninstall(host: Host, removed: Iterable[PluginManifest]) -> Recl
     known = list(host.registry.manifests())
     if host.store is not None:
         known += host.store.discover().manifests
-    return await asyncio.to_thread(reclaim, envs, _keys(envs, known), only=mine)
+    done = await asyncio.to_thread(reclaim, envs, _keys(envs, known), only=mine)
+    for path in done.removed:  # a warm zygote of it would run on until the host stops
+        for backend in host.manager.backends.values():
+            await backend.forget_environment(path)
+    return done
 
 
 def _keys(envs: EnvironmentStore, manifests: Iterable[PluginManifest]) -> set[str]:

@@ -520,11 +520,7 @@ class Host(AsyncOnly):
         pid = plugin_id or self._id_for_class(cls)
         rec = self.manager.record(pid)
         if rec.state not in (PluginState.ACTIVE, PluginState.ON_DEMAND):
-            raise PluginStateError(
-                f"is {rec.state}, not active" + (f": {rec.reason}" if rec.reason else ""),
-                plugin=pid,
-                hint=f"'plugbay info {pid}' shows why",
-            )
+            raise self.manager.not_active(rec)
         return PluginProxy(self.manager, pid, cls)  # type: ignore[return-value]
 
     def proxy(self, plugin_id: str) -> Any:

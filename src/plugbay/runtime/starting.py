@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import sys
 import time
 import traceback
 from collections.abc import Callable, Iterable, Mapping
@@ -69,6 +70,25 @@ def _figures(manifest: PluginManifest, crashed: PluginRecord | None) -> PluginMe
     ``top`` and the error-rate rule); any other start, new ones."""
     kept = crashed.metrics if crashed is not None else None
     return kept if kept is not None else PluginMetrics(manifest.id)
+
+
+def _fits_no_test(exc: EnvironmentBuildError, manifest: PluginManifest) -> EnvironmentBuildError:
+    """An inline plugin whose requirements the host lacks, in a plugin's own tests (the
+    PDK's harness): it runs in the Python that runs pytest, and its author, not an
+    operator, fixes that, by installing them there or by testing it in a worker."""
+    if manifest.path is not None and manifest.path.name == "pyproject.toml":
+        install = f"pip install -e '.[test]' in {manifest.root}"
+    else:
+        install = "pip install " + " ".join(f"'{r}'" for r in manifest.python_dependencies)
+    return EnvironmentBuildError(
+        exc.message.replace("the host's own interpreter", "the Python that runs the tests"),
+        plugin=exc.plugin,
+        where=exc.where,
+        hint=f"install its requirements in the Python that runs the tests ({sys.executable}): "
+        f"{install}; or test it with isolation='process', where the host builds it an "
+        "environment of its own",
+        details=exc.details,
+    )
 
 
 class _Issuer(Protocol):
@@ -334,7 +354,12 @@ class Starting:
         if not manifest.python_dependencies:
             return None
         if (placement or self.place(manifest)).isolation == "inline":
-            check_fits_host(manifest, self.settings.host_version)
+            try:
+                check_fits_host(manifest, self.settings.host_version)
+            except EnvironmentBuildError as exc:
+                if self.settings.mode != "test":
+                    raise
+                raise _fits_no_test(exc, manifest) from None
             return None
         if self.environments is None:
             raise EnvironmentBuildError(

@@ -5,8 +5,17 @@ from __future__ import annotations
 import ast
 import sys
 from functools import cache
+from typing import TYPE_CHECKING, Final
 
 from plugbay.pdk._analysis.base import _Context, _host_version
+
+if TYPE_CHECKING:
+    from packaging.requirements import Requirement
+
+#: the packages of plugbay's runtime besides plugbay, which the host provides to every
+#: plugin's worker (``plugbay.runtime.environments.RUNTIME_PACKAGES``; the PDK does not
+#: import the runtime, a test holds the two lists the same)
+HOST_PROVIDED: Final = ("msgspec", "packaging", "typing_extensions")
 
 
 def _requirements_key(manifest_text: str) -> str:
@@ -39,6 +48,7 @@ class _RequirementChecks(_Context):
             req = Requirement(text)  # the manifest parser checked the syntax
             name = canonicalize_name(req.name)
             required.add(name)
+            self._check_requirement_range(req, text)
             if req.url is not None:
                 self.add(
                     "warning",
@@ -58,6 +68,57 @@ class _RequirementChecks(_Context):
                     f"widen the range to include {host}",
                 )
         return required
+
+    def _check_requirement_range(self, req: Requirement, text: str) -> None:
+        """An error for a range no version can be in (``humanize>=4,<4``), and for a
+        range that excludes the host's version of a package the host provides."""
+        import importlib.metadata
+
+        from packaging.utils import canonicalize_name
+
+        from plugbay.model._pep440 import _pep440_conflict
+
+        conflict = _pep440_conflict(req.specifier) if req.url is None else None
+        if conflict is not None:
+            low, high = conflict
+            self.add(
+                "error",
+                "python-dependency",
+                f"'{text}' can be met by no version of {req.name}: its range is empty, no "
+                f"version is both {low} and {high}",
+                self._requirement_line(text),
+                f"correct the range in {self.manifest_file}: no version of {req.name} can be "
+                "in it, so installing one will not help",
+            )
+            return
+        provided = {str(canonicalize_name(p)): p for p in HOST_PROVIDED}.get(
+            str(canonicalize_name(req.name))
+        )
+        if provided is None or req.url is not None:
+            return
+        try:
+            have = importlib.metadata.version(provided)
+        except importlib.metadata.PackageNotFoundError:
+            return
+        if not req.specifier.contains(have, prereleases=True):
+            self.add(
+                "error",
+                "python-dependency",
+                f"'{text}' excludes this host's {provided} {have}, which every worker imports "
+                "(a package of plugbay's runtime the host provides): install would refuse it",
+                self._requirement_line(text),
+                f"widen the range to include {have}, or drop the requirement: the host "
+                f"provides {provided}",
+            )
+
+    def _requirement_line(self, text: str) -> tuple[str, int | None]:
+        """The manifest file and the line that holds the requirement ``text`` (else the
+        line of the requirements' key)."""
+        for quoted in (f'"{text}"', f"'{text}'"):
+            at = self.manifest_text.find(quoted)
+            if at >= 0:
+                return self.manifest_file, self.manifest_text.count("\n", 0, at) + 1
+        return self.in_manifest(_requirements_key(self.manifest_text))
 
     def _check_imports_covered(self, required: set[str]) -> None:
         """Warn once per third-party module imported that no requirement provides."""
@@ -98,5 +159,6 @@ def _top_level_imports(node: ast.AST) -> list[str]:
 
 
 def _always_importable(top: str) -> bool:
-    """The standard library and plugbay are there in every plugin's environment."""
-    return top in ("plugbay", "__future__") or top in sys.stdlib_module_names
+    """The standard library, plugbay and the packages of its runtime are there in every
+    plugin's environment."""
+    return top in ("plugbay", "__future__", *HOST_PROVIDED) or top in sys.stdlib_module_names
