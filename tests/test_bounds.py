@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from plugbay import ConfigError, PermissionDenied, PluginCallError, ResourceLimitExceeded
@@ -31,8 +33,8 @@ def test_policy_bounds_have_defaults_and_per_plugin_values() -> None:
     ("table", "message"),
     [
         ({"log-rate": 1}, "has no key 'log-rate'"),
-        ({"log-fields-bytes": -1}, "must be a positive number"),
-        ({"log-fields-bytes": "big"}, "must be a positive number"),
+        ({"log-fields-bytes": -1}, "must be a whole number above 0"),
+        ({"log-fields-bytes": "big"}, "must be a whole number above 0"),
         ({"plugins": {"acme.x": 3}}, "must be a table"),
     ],
 )
@@ -99,3 +101,31 @@ def test_an_ordinary_error_keeps_its_kind_under_the_senders_name() -> None:
     error = PluginCallError("boom", plugin="acme.victim").to_dict()
     judged = judge_error(error, "acme.attacker")
     assert isinstance(judged, PluginCallError) and judged.plugin == "acme.attacker"
+
+
+def test_the_docs_give_both_log_bursts_as_the_code_has_them() -> None:
+    """`[monitor] log-burst` (2000, the host's log store, every plugin) and `[policy.bounds]
+    log-burst` (1000, what a worker sends) are two bounds: the docs named one figure in
+    one place and the other in another, with nothing saying how they differ."""
+    from plugbay.monitor.config import MonitorSettings
+
+    docs = Path(__file__).resolve().parent.parent / "docs"
+    operators = " ".join((docs / "operators.md").read_text().split())
+    monitor, bounds = MonitorSettings(), Bounds()
+    said = (
+        f"`[policy.bounds]` `log-records-per-second` = {bounds.log_records_per_second:g} and "
+        f"`log-burst` = {bounds.log_burst:g} bound what a sandboxed worker sends"
+    )
+    assert said in operators
+    assert (
+        f"`[monitor]` `log-rate` = {monitor.log_rate:g}, `log-burst` = {monitor.log_burst:g}"
+        in operators
+    )
+    assert (
+        f"its burst is the smaller ({min(monitor.log_burst, bounds.log_burst):g} by default)"
+        in operators
+    )
+    security = " ".join((docs / "security.md").read_text().split())
+    row = f"| `log-records-per-second`, `log-burst` | {bounds.log_records_per_second:g}, {bounds.log_burst:g} |"
+    assert row in security
+    assert f"`log-rate`, `log-burst` ({monitor.log_rate:g}, {monitor.log_burst:g}," in security

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from plugbay.state import StateStore
 from tests._cli import PLUGBAY, cli_env, plugbay, run_cli, start_plugbay
 from tests.conftest import PluginFactory
 
@@ -166,6 +167,21 @@ def test_disable_enable_history(workdir: Path) -> None:
     assert plugbay("enable", "acme.calc", cwd=workdir).returncode == 0
     history = json.loads(plugbay("history", "acme.calc", "--json", cwd=workdir).stdout)
     assert [e["action"] for e in history][:2] == ["enable", "disable"]
+
+
+def test_history_with_nothing_recorded_says_so(workdir: Path) -> None:
+    """An empty history printed an empty table: it says there is none yet, and what
+    records it; --json is an empty list."""
+    StateStore.open(workdir / ".plugbay").close()  # a state, nothing recorded in it yet
+    empty = plugbay("history", cwd=workdir)
+    assert empty.returncode == 0, empty.stderr
+    assert "there is no history in .plugbay yet: a host records each install, load" in empty.stdout
+    assert "┃" not in empty.stdout and "time" not in empty.stdout  # no empty table
+    assert json.loads(plugbay("history", "--json", cwd=workdir).stdout) == []
+    assert plugbay("disable", "acme.calc", cwd=workdir).returncode == 0
+    other = plugbay("history", "acme.other", cwd=workdir)
+    assert "acme.other has no history in .plugbay yet" in other.stdout, other.stdout
+    assert "disable" in plugbay("history", cwd=workdir).stdout  # the table, once there is one
 
 
 def test_disabling_again_without_a_reason_keeps_the_reason(workdir: Path) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests._cli import start_plugbay
+from tests._cli import plugbay, start_plugbay
 from tests._index import plugin_wheel
 
 WHEEL = "dist/acme_hello-1.0.0-py3-none-any.whl"
@@ -216,3 +216,82 @@ def test_debug_refuses_a_broken_host_config_in_the_same_words(
     finally:
         proc.kill()
     assert said(subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)) == message
+
+
+#: what ``plugbay run`` refuses as it starts, past the file's syntax: ``plugbay doctor``
+#: refuses it too, in the same words
+REFUSED_AT_START = [
+    pytest.param(
+        '[monitor]\ninterval = "fast"\n',
+        "bad [monitor] settings: Expected `float`, got `str` - at `monitor.interval` "
+        "(at plugbay.toml). docs/operators.md (Monitoring: Alerts) lists every key and its "
+        "default",
+        id="monitor-wrong-type",
+    ),
+    pytest.param(
+        "[monitor]\nhealth-timeout = 0\n",
+        "monitor.health-timeout must be above 0, not 0.0 (at plugbay.toml). give a number of "
+        "seconds such as 1.0",
+        id="monitor-out-of-range",
+    ),
+    pytest.param(
+        "monitor = 5\n",
+        "[monitor] must be a table of settings, not 5 (at plugbay.toml). write it as a "
+        "[monitor] section of key = value lines (docs/operators.md, Monitoring: Alerts, "
+        "lists them)",
+        id="monitor-not-a-table",
+    ),
+    pytest.param(
+        "[secrets]\napi-key = 12345\n",
+        "[secrets] api-key must be a string, not 12345 (at plugbay.toml). quote the value: "
+        'api-key = "..." (a secret reaches the plugin as text)',
+        id="secret-not-a-string",
+    ),
+    pytest.param(
+        "[secrets.api-key]\nvalue = 1\n",
+        "[secrets] api-key must be a string, not {'value': 1} (at plugbay.toml). quote the "
+        'value: api-key = "..." (a secret reaches the plugin as text)',
+        id="secret-a-table",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "message"), REFUSED_AT_START)
+def test_doctor_refuses_a_monitor_or_secrets_table_run_refuses_in_its_words(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    """`plugbay doctor` said the machine was ready with a `[monitor]` or `[secrets]` that
+    `plugbay run` refused at start (or, for a secret, ran with its Python spelling)."""
+    cwd = host_dir(tmp_path)
+    (cwd / "plugbay.toml").write_text(text)
+    started = {name: start_plugbay(*COMMANDS[name], cwd=cwd) for name in ("run", "doctor")}
+    for name, proc in started.items():
+        try:
+            stdout, stderr = proc.communicate(timeout=120)
+        finally:
+            proc.kill()
+        done = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+        assert said(done) == message, name
+
+
+def test_a_bounds_mistake_names_the_file_the_table_and_what_is_allowed(
+    tmp_path: Path,
+) -> None:
+    """A `[policy.bounds]` error named neither the file nor a TOML spelling of the
+    per-plugin table (`[policy.bounds.plugins.'acme.x']`)."""
+    cwd = host_dir(tmp_path)
+    cases = {
+        '[policy.bounds]\nlog-burst = "lots"\n': "[policy.bounds] log-burst must be a number "
+        "above 0, not 'lots' (at plugbay.toml). e.g. log-burst = 1000.0 (its default); "
+        "docs/security.md (Bounds) says what each key bounds",
+        '[policy.bounds.plugins."acme.x"]\nmetric-series = 2.5\n': "[policy.bounds.plugins."
+        '"acme.x"] metric-series must be a whole number above 0, not 2.5 (at plugbay.toml). '
+        "e.g. metric-series = 500 (its default); docs/security.md (Bounds) says what each "
+        "key bounds",
+        "[policy.bounds]\nlog-bust = 5\n": "[policy.bounds] has no key 'log-bust' (at "
+        "plugbay.toml). known keys: ",
+    }
+    for text, message in cases.items():
+        (cwd / "plugbay.toml").write_text(text)
+        done = plugbay(*COMMANDS["doctor"], cwd=cwd)
+        assert said(done).startswith(message), text

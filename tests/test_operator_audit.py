@@ -177,6 +177,46 @@ async def test_a_log_flood_is_counted_whole_and_said_in_the_plugins_log(
         assert any("log records dropped over its rate" in t for t in texts), texts
 
 
+async def test_log_drops_of_a_workers_last_moments_are_counted_when_it_is_unloaded(
+    plugins: PluginFactory, tmp_path: Path
+) -> None:
+    """A flood just before an unload: every record is kept or counted in
+    plugbay_plugin_log_records_dropped_total, and the plugin's log says the drops. Before,
+    the worker sent its drop count with its next heartbeat, which an unload never let
+    come: the drops since the last one were lost."""
+    plugins("acme.flood", FLOODER)
+    config = tmp_path / "plugbay.toml"
+    config.write_text("[policy.bounds]\nreport-window = 1.0\n")
+    flood = 5_000
+    host = Host(
+        plugins.root, state_dir=tmp_path / "state", entry_points=False, config_file=config,
+        monitor={"log-ring": 4 * flood},
+    )  # fmt: skip
+
+    def records() -> list[dict[str, Any]]:
+        return host.logs("acme.flood", limit=4 * flood)
+
+    def kept() -> int:
+        return sum(1 for r in records() if r["message"].startswith("flood "))
+
+    def dropped() -> float:
+        return series(
+            host.render_metrics(), "plugbay_plugin_log_records_dropped_total", plugin="acme.flood"
+        )
+
+    def said() -> int:
+        reports = [r["fields"] for r in records() if r["fields"].get("source") == "host"]
+        return sum(int(f["dropped"].get("log_rate", 0)) for f in reports if "dropped" in f)
+
+    async with host:
+        assert await host.call("acme.flood", "flood", n=flood) == flood
+        await host.unload("acme.flood")  # at once: no heartbeat after the flood
+        await until(lambda: kept() + dropped() == flood, "every record kept or counted", 10)
+        assert dropped() > flood / 2  # cut to the rate: most of it dropped
+        budget = host.manager.budgets["acme.flood"]
+        await until(lambda: said() == budget.dropped["log_rate"], "the drops said", 15)
+
+
 def test_health_and_top_with_no_host_print_no_python_none(tmp_path: Path) -> None:
     """With no host running, a plugin has no health: the tables show '-', not 'None'."""
     PluginFactory(tmp_path / "plugins")("acme.quiet")

@@ -249,11 +249,12 @@ def test_a_manual_backup_is_listed_restorable_and_outlives_the_automatic_ones(
     taken = plugbay("state", "backup", cwd=tmp_path)
     assert taken.returncode == 0, taken.stderr
     [manual] = [b for b in list_backups(used_state) if b.name.endswith("-manual.db")]
-    assert f"backed up the state database to {manual.resolve()}" in taken.stdout
+    # the path under the state directory as --state names it (here the default, .plugbay)
+    assert f"backed up the state database to {manual.relative_to(tmp_path)} (" in taken.stdout
     assert "kept until you delete it" in taken.stdout
     as_json = json.loads(plugbay("state", "backup", "--json", cwd=tmp_path).stdout)
-    assert as_json["ok"] is True and Path(as_json["backup"]).is_file()
-    assert as_json["size"] == Path(as_json["backup"]).stat().st_size
+    assert as_json["ok"] is True and as_json["backup"].startswith(".plugbay/backups/")
+    assert as_json["size"] == (tmp_path / as_json["backup"]).stat().st_size
     listed = json.loads(plugbay("state", "check", "--json", cwd=tmp_path).stdout)["backups"]
     kinds = {Path(b["path"]).name: b["manual"] for b in listed}
     assert kinds[manual.name] is True and sum(kinds.values()) == 2  # the fixture's is not
@@ -263,7 +264,7 @@ def test_a_manual_backup_is_listed_restorable_and_outlives_the_automatic_ones(
         for _ in range(8):
             rolling_backup(store, keep=3)
     kept = list_backups(used_state)
-    assert manual in kept and Path(as_json["backup"]) in kept
+    assert manual in kept and tmp_path / as_json["backup"] in kept
     assert len([b for b in kept if not b.name.endswith("-manual.db")]) == 3
     back = plugbay("state", "restore", "--from", str(manual), cwd=tmp_path)
     assert back.returncode == 0, back.stderr
@@ -282,7 +283,7 @@ def test_a_manual_backup_beside_a_running_host_is_whole_and_the_host_goes_on(
 ) -> None:
     with plugbay_run(tmp_path) as host:
         taken = json.loads(plugbay("state", "backup", "--json", cwd=tmp_path).stdout)
-        backup = Path(taken["backup"])
+        backup = tmp_path / taken["backup"]
         assert check_database(backup).ok
         copy = StateStore(backup, read_only=True)
         try:  # what the host had written by then is in it: its start of acme.two
@@ -296,3 +297,22 @@ def test_a_manual_backup_beside_a_running_host_is_whole_and_the_host_goes_on(
         assert host.proc.poll() is None
     assert check_database(used_state / "state.db").ok
     assert backup in list_backups(used_state)  # the host's own backups left it alone
+
+
+def test_state_check_leaves_only_the_backups_in_backups(used_state: Path) -> None:
+    """`plugbay state check` (and a restore choosing its backup) read each backup and left
+    a `-wal` and a `-shm` beside every one; an empty pair an older check left goes too."""
+    cwd = used_state.parent
+    assert plugbay("state", "backup", cwd=cwd).returncode == 0  # a manual one beside
+    backups = sorted(p.name for p in list_backups(used_state))
+    assert len(backups) == 2
+    oldest = used_state / "backups" / backups[0]
+    for suffix in ("-wal", "-shm"):  # as an older plugbay's check left them
+        oldest.with_name(oldest.name + suffix).write_bytes(b"")
+    checked = plugbay("state", "check", cwd=cwd)
+    assert checked.returncode == 0, checked
+    assert "(2 backup(s) kept)" in checked.stdout
+    assert sorted(p.name for p in (used_state / "backups").iterdir()) == backups
+    assert plugbay("state", "restore", cwd=cwd).returncode == 0
+    assert sorted(p.name for p in (used_state / "backups").iterdir()) == backups
+    assert plugbay("state", "check", cwd=cwd).returncode == 0  # the restored one is sound

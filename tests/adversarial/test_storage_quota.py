@@ -27,6 +27,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -336,6 +337,10 @@ async def test_a_write_through_ctypes_is_refused_and_still_reported(arena: Arena
     within_quota(arena, "acme.hog", QUOTA)
     events = await storage_event_after(host, "acme.hog", since)
     assert "out of space" in events[0] and "ENOSPC" in events[0], events
+    # sizes read like 7.7 MiB, never 7.70312 MiB (what the image holds is rarely whole)
+    sizes = re.findall(r"(\d+(?:\.\d+)?) (?:MiB|KiB)", events[0])
+    assert sizes and all(len(n.partition(".")[2]) <= 1 for n in sizes), events[0]
+    assert f"of its {QUOTA // MiB} MiB storage quota" in events[0], events[0]
 
 
 async def test_an_unhandled_enospc_reaches_the_caller_as_no_space(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from rich.markup import escape
@@ -16,11 +17,13 @@ from plugbay.cli._listing import print_listing, state_text
 from plugbay.cli.env import python_rows
 from plugbay.cli.events import event_rows
 from plugbay.cli.tasks import task_rows
+from plugbay.model.sizes import size_text
 
 __all__ = [
     "deps_tree",
     "history_table",
     "limits_text",
+    "nothing_recorded",
     "print_info",
     "print_listing",
 ]
@@ -186,7 +189,7 @@ def _sandbox_facts(data: dict[str, Any], m: dict[str, Any]) -> list[tuple[str, A
 def _usage_facts(usage: dict[str, Any]) -> list[tuple[str, Any]]:
     if "linear_memory_bytes" in usage:  # a Wasm instance: a thread of the host's process
         limit = usage.get("memory_limit")
-        of = f" of {limit / 2**20:g} MiB" if limit else " (no limit)"
+        of = f" of {size_text(limit)}" if limit else " (no limit)"
         return [
             (
                 "usage",
@@ -291,7 +294,7 @@ def limits_text(limits: Mapping[str, Any]) -> str:
         if value is None:
             return f"{key} unlimited" if key not in ("timeout",) else f"{key} host default"
         if key in ("memory", "file-size", "storage"):
-            return f"{key} {value / 2**20:g} MiB"
+            return f"{key} {size_text(value)}"
         if key in ("timeout", "cpu-seconds"):
             return f"{key} {value:g} s"
         return f"{key} {value:g}"
@@ -321,6 +324,16 @@ def history_table(events: list[dict[str, Any]]) -> Table:
             escape((e["reason"] or "")[:120]),
         )
     return table
+
+
+def nothing_recorded(plugin_id: str | None, state: Path) -> str:
+    """What ``plugbay history`` says when there is no event to show, not an empty table."""
+    what = f"{plugin_id} has no history" if plugin_id else "there is no history"
+    return escape(
+        f"{what} in {state} yet: a host records each install, load, reload, upgrade, "
+        "rollback, failure, enable and disable there as it happens ('plugbay run', "
+        "'plugbay install'); --state names another host's directory"
+    )
 
 
 # --------------------------------------------------------------------------- deps

@@ -159,13 +159,23 @@ def doctor(
 
 
 def _isolation_policy(path: Path | None, *, as_json: bool) -> Any:
-    """The policy of the host config at ``path``, read as the host reads it, or exit."""
+    """The policy of the host config at ``path``, read as the host reads it, or exit: a
+    ``[policy]``, ``[secrets]`` or ``[monitor]`` that ``plugbay run`` would refuse is
+    refused here in its words."""
     from plugbay.isolation.policy import IsolationPolicy
+    from plugbay.model.host_config import read_host_config
+    from plugbay.monitor.config import MonitorSettings, monitor_table
 
+    if path is None:
+        return IsolationPolicy.from_config({})
+    where = str(path)
     try:
-        return IsolationPolicy.from_file(path)
+        data = read_host_config(path)
+        policy = IsolationPolicy.from_config(data, where=where)
+        MonitorSettings.from_config(monitor_table(data, where=where), where=where)
     except PlugbayError as exc:
         fail(exc, as_json=as_json)
+    return policy
 
 
 def _doctor_report(

@@ -59,7 +59,7 @@ def check(state: StateOpt = Path(".plugbay"), as_json: JsonOpt = False) -> None:
             as_json=as_json,
         )
     main = check_database(db)
-    backups = [check_database(b) for b in list_backups(state)]
+    backups = [check_database(b, backup=True) for b in list_backups(state)]
     if as_json:
         listed = [{**b.to_dict(), "manual": is_manual(b.path)} for b in backups]
         out.print_json(json.dumps({"database": main.to_dict(), "backups": listed}))

@@ -21,7 +21,7 @@ from plugbay.cli._options import (
     print_json,
     state_text,
 )
-from plugbay.cli._plugin_views import history_table
+from plugbay.cli._plugin_views import history_table, nothing_recorded
 
 __all__ = ["PANEL", "register"]
 
@@ -271,14 +271,17 @@ def history(
     """Show what happened to plugins, newest first, with versions, result and reason.
 
     Installs, loads, reloads, upgrades, rollbacks, the versions a bisect tried
-    ('bisect'), canaries, shadows, failures, enables and disables.
+    ('bisect'), canaries, shadows, failures, enables and disables. Nothing yet: says
+    so (--json: an empty list).
     """
     with the_host(state, as_json=as_json) as host:
         events = host.history(plugin_id, limit)
     if as_json:
         print_json(events)
-    else:
+    elif events:
         out.print(history_table(events))
+    else:
+        out.print(nothing_recorded(plugin_id, state))
 
 
 def register(app: typer.Typer) -> None:

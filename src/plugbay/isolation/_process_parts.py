@@ -26,6 +26,7 @@ from plugbay.isolation.policy import Placement
 from plugbay.isolation.quota import QuotaMounts, QuotaStatus, QuotaUnavailable
 from plugbay.isolation.zygote import receive_fds
 from plugbay.model.manifest import PluginManifest, parse_size
+from plugbay.model.sizes import size_text
 
 __all__ = [
     "FULL_BELOW",
@@ -213,10 +214,6 @@ def signal_name(number: int) -> str:
         return signal.Signals(number).name
     except ValueError:
         return f"signal {number}"
-
-
-def size_text(value: float | None) -> str:
-    return "unlimited" if value is None else f"{value / (1 << 20):g} MiB"
 
 
 async def enforce_storage(

@@ -31,6 +31,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from plugbay.api.errors import PermissionDenied, PlugbayError, ResourceLimitExceeded
+from plugbay.model.sizes import size_text
 
 __all__ = ["Guard", "classify", "file_permissions_hint"]
 
@@ -326,7 +327,7 @@ def _limit(
         guard.report({"kind": "limit", "limit": limit, "detail": detail})
     if limit in _KEEPS_WORKER:
         quota = guard.storage if guard is not None else None
-        size = f" of {quota / (1 << 20):g} MiB" if quota is not None else ""
+        size = f" of {size_text(quota)}" if quota is not None else ""
         return ResourceLimitExceeded(
             f"no space left in its data directory: the call hit {what}{size} ({detail})",
             plugin=plugin_id,

@@ -300,10 +300,7 @@ class IsolationPolicy:
             for key, value in os.environ.items()
             if key.startswith(SECRET_ENV_PREFIX)
         }
-        secrets_table = data.get("secrets", {})
-        if not isinstance(secrets_table, Mapping):
-            raise ConfigError("[secrets] must be a table of names to strings", where=where)
-        secrets |= {str(k): str(v) for k, v in secrets_table.items()}
+        secrets |= _secrets(data.get("secrets", {}), where)
         bounds, plugin_bounds = bounds_from_config(table.get("bounds", {}), where=where)
         ray = RaySettings.from_config(data.get("ray"), where=where)
         record, record_calls = _recording(table, where)
@@ -430,6 +427,25 @@ def _recording(table: Mapping[str, Any], where: str) -> tuple[tuple[str, ...], i
             hint="write record-calls = 1000 (the calls each recording keeps), or leave it out",
         )
     return tuple(raw), calls
+
+
+def _secrets(table: Any, where: str) -> dict[str, str]:
+    """``[secrets]``: names to strings. A number, a list or a table would reach the plugin
+    as its Python spelling (``"{'a': 1}"``): refused, naming the key."""
+    if not isinstance(table, Mapping):
+        raise ConfigError(
+            "[secrets] must be a table of names to strings",
+            where=where,
+            hint='write it as a [secrets] section of lines like api-key = "..."',
+        )
+    for key, value in table.items():
+        if not isinstance(value, str):
+            raise ConfigError(
+                f"[secrets] {key} must be a string, not {value!r}",
+                where=where,
+                hint=f'quote the value: {key} = "..." (a secret reaches the plugin as text)',
+            )
+    return {str(k): v for k, v in table.items()}
 
 
 def _strings(value: Any, what: str, where: str) -> list[str]:

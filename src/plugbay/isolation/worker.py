@@ -46,7 +46,7 @@ from plugbay.isolation.loading import import_plugin, plugin_frame, raised_at
 from plugbay.model._events import EventListen
 from plugbay.model.manifest import ManifestOrigin, PluginManifest, load_manifest
 from plugbay.model.versions import Version
-from plugbay.monitor.bounds import bounded, traceback_text
+from plugbay.monitor.bounds import Bounds, bounded, traceback_text
 from plugbay.monitor.metrics import PluginMetrics
 
 __all__ = ["Worker", "main"]
@@ -132,15 +132,20 @@ def _lean_records() -> None:
     logging.logMultiprocessing = False
 
 
+#: the log bounds a worker applies when the host sent none (a backend without a manager)
+_DEFAULT_BOUNDS = Bounds()
+
+
 class _LogForwarder(logging.Handler):
     """Sends records to the host, rate-limited here so a flood never fills the channel.
 
     What it drops is counted, and the count goes to the host with the plugin's figures at
-    the next heartbeat (``Worker._on_ping``: ``logs_dropped`` of ``frames.Metrics``), where
+    the next heartbeat, or in the worker's goodbye as the plugin is cleaned up
+    (``Worker._send_figures``: ``logs_dropped`` of ``frames.Metrics``), where
     it joins the plugin's ``log_rate`` drops: the records lost after the flood's last kept
     one are counted too, and no notice of its own competes with the records for the rate."""
 
-    def __init__(self, worker: Worker, rate: float = 500.0, burst: float = 2000.0) -> None:
+    def __init__(self, worker: Worker, rate: float, burst: float) -> None:
         from plugbay.monitor.logs import RateLimiter
 
         super().__init__(logging.DEBUG)
@@ -266,9 +271,15 @@ class Worker:
         task.add_done_callback(lambda _t: None)
 
     def _on_ping(self, message: frames.Ping) -> None:
-        """Liveness, and the plugin's own metrics when they changed since the last ping,
-        with the log records the rate limit dropped meanwhile."""
+        """Liveness, and the plugin's own figures (:meth:`_send_figures`)."""
         self.send(frames.Pong(message.id))
+        self._send_figures()
+
+    def _send_figures(self) -> None:
+        """The plugin's own metrics when they changed since they were last sent, with the
+        log records the rate limit dropped meanwhile: at each heartbeat, and a last time
+        as the plugin is cleaned up (an unload, a reload), ahead of the cleanup's answer,
+        so what was dropped or counted after the last heartbeat is not lost with it."""
         metrics = self.context.metrics if self.context is not None else None
         lost = self.forwarder.take_dropped() if self.forwarder is not None else 0
         if isinstance(metrics, PluginMetrics) and (metrics.dirty or lost):
@@ -414,8 +425,10 @@ class Worker:
             if not spec.is_async and not spec.blocking
         }
         metrics = PluginMetrics(manifest.id)
-        rate = float(message.bounds.get("log_rate", 500.0))
-        burst = float(message.bounds.get("log_burst", 2000.0))
+        # the host's [policy.bounds] (its defaults when it sent none): not [monitor]'s
+        # log-rate and log-burst, which bound the host's log store, inline plugins too
+        rate = float(message.bounds.get("log_rate", _DEFAULT_BOUNDS.log_records_per_second))
+        burst = float(message.bounds.get("log_burst", _DEFAULT_BOUNDS.log_burst))
         _lean_records()
         self.forwarder = _LogForwarder(self, rate, burst)
         logging.getLogger("plugbay").addHandler(self.forwarder)
@@ -559,6 +572,7 @@ class Worker:
             finally:
                 if self.context is not None:  # its tasks and store (the host bounds it all)
                     self.stuck = bool(await self.context.close(_TASKS_STOP))
+                self._send_figures()  # the worker's goodbye: its last figures and drops
 
     async def emit_event(self, name: str, payload: dict[str, Any]) -> int:
         """``context.events.emit``: through the host's broker, which knows who sends."""

@@ -84,40 +84,62 @@ class Bounds:
     def keys(cls) -> list[str]:
         return [f.name.replace("_", "-") for f in fields(cls)]
 
-    def merged(self, table: Mapping[str, Any], *, where: str) -> Bounds:
-        """These bounds with ``table``'s keys (kebab-case) over them; a mistake is a ConfigError."""
+    def merged(self, table: Mapping[str, Any], *, what: str, where: str | None) -> Bounds:
+        """These bounds with ``table``'s keys (kebab-case) over them; a mistake is a
+        ConfigError naming the table (``what``, as the file spells it), the file
+        (``where``) and what the key allows."""
         known = {f.name.replace("_", "-"): f for f in fields(self)}
         changes: dict[str, Any] = {}
         for key, value in table.items():
             spec = known.get(key)
             if spec is None:
                 raise ConfigError(
-                    f"{where} has no key '{key}'",
-                    hint=f"known keys: {', '.join(sorted(known))}",
+                    f"{what} has no key '{key}'",
+                    where=where,
+                    hint=f"known keys: {', '.join(sorted(known))} (docs/security.md, Bounds)",
                 )
-            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            whole = spec.type in ("int", int)
+            number = isinstance(value, int | float) and not isinstance(value, bool)
+            if not number or value <= 0 or (whole and value != int(value)):
+                kind = "a whole number above 0" if whole else "a number above 0"
                 raise ConfigError(
-                    f"{where} {key} must be a positive number, not {value!r}",
-                    hint=f"e.g. {key} = {getattr(self, spec.name)}",
+                    f"{what} {key} must be {kind}, not {value!r}",
+                    where=where,
+                    hint=f"e.g. {key} = {getattr(self, spec.name)} (its default); "
+                    "docs/security.md (Bounds) says what each key bounds",
                 )
-            changes[spec.name] = int(value) if spec.type in ("int", int) else float(value)
+            changes[spec.name] = int(value) if whole else float(value)
         return replace(self, **changes)
 
 
 def bounds_from_config(value: Any, *, where: str) -> tuple[Bounds, dict[str, Bounds]]:
-    """``[policy.bounds]``: the defaults and each plugin's own (``plugins."ID"``)."""
+    """``[policy.bounds]`` of the host config read from ``where``: the defaults and each
+    plugin's own (``plugins."ID"``)."""
     if not isinstance(value, Mapping):
-        raise ConfigError("[policy.bounds] must be a table", where=where)
+        raise ConfigError(
+            "[policy.bounds] must be a table",
+            where=where,
+            hint="write it as a [policy.bounds] section of key = value lines",
+        )
     table = dict(value)
     per_plugin = table.pop("plugins", {})
     if not isinstance(per_plugin, Mapping):
-        raise ConfigError("[policy.bounds.plugins] must map plugin ids to tables", where=where)
-    defaults = Bounds().merged(table, where="[policy.bounds]")
+        raise ConfigError(
+            "[policy.bounds.plugins] must map plugin ids to tables",
+            where=where,
+            hint='write a [policy.bounds.plugins."ID"] section per plugin',
+        )
+    defaults = Bounds().merged(table, what="[policy.bounds]", where=where)
     own: dict[str, Bounds] = {}
     for plugin_id, sub in per_plugin.items():
+        what = f'[policy.bounds.plugins."{plugin_id}"]'
         if not isinstance(sub, Mapping):
-            raise ConfigError(f"[policy.bounds.plugins.{plugin_id!r}] must be a table", where=where)
-        own[str(plugin_id)] = defaults.merged(sub, where=f"[policy.bounds.plugins.{plugin_id!r}]")
+            raise ConfigError(
+                f"{what} must be a table",
+                where=where,
+                hint=f"write it as a {what} section of key = value lines",
+            )
+        own[str(plugin_id)] = defaults.merged(sub, what=what, where=where)
     return defaults, own
 
 

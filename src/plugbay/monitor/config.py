@@ -34,7 +34,23 @@ __all__ = [
     "MonitorSettings",
     "QueueRule",
     "RestartsRule",
+    "monitor_table",
 ]
+
+
+def monitor_table(data: Mapping[str, Any], *, where: str) -> dict[str, Any]:
+    """The ``[monitor]`` table of the host config ``data`` read from ``where`` (empty when
+    there is none), as the host and ``plugbay doctor`` read it; not a table: a ConfigError.
+    :meth:`MonitorSettings.from_config` checks its keys and values."""
+    table = data.get("monitor", {})
+    if not isinstance(table, Mapping):
+        raise ConfigError(
+            f"[monitor] must be a table of settings, not {table!r}",
+            where=where,
+            hint="write it as a [monitor] section of key = value lines "
+            "(docs/operators.md, Monitoring: Alerts, lists them)",
+        )
+    return dict(table)
 
 
 class _Rule(msgspec.Struct, rename="kebab", forbid_unknown_fields=True, kw_only=True):

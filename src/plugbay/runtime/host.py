@@ -33,7 +33,7 @@ from plugbay.model.manifest import PluginManifest
 from plugbay.model.manifest_cache import CACHE_FILE, ManifestCache
 from plugbay.model.registry import PluginRegistry
 from plugbay.model.versions import Version
-from plugbay.monitor.config import MonitorSettings
+from plugbay.monitor.config import MonitorSettings, monitor_table
 from plugbay.monitor.monitor import PluginMonitor
 from plugbay.runtime.config_aside import checked_config, versions_of
 from plugbay.runtime.environments import EnvironmentStore, IndexSettings
@@ -457,10 +457,7 @@ class Host(AsyncOnly):
             self._python_index = IndexSettings.from_config(
                 data, where=str(path), base=path.resolve().parent
             )
-        monitor = data.get("monitor", {})
-        if not isinstance(monitor, dict):
-            raise ConfigError("[monitor] must be a table of settings", where=str(path))
-        self._file_monitor: dict[str, Any] = monitor
+        self._file_monitor: dict[str, Any] = monitor_table(data, where=str(path))
         plugins = data.get("plugins", {})
         if not isinstance(plugins, dict):
             raise ConfigError("[plugins] must be a table of plugin ids", where=str(path))

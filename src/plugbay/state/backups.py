@@ -128,9 +128,17 @@ class DatabaseCheck:
         }
 
 
-def check_database(path: Path) -> DatabaseCheck:
-    """SQLite's full ``integrity_check`` and the schema version, read-only."""
+def check_database(path: Path, *, backup: bool = False) -> DatabaseCheck:
+    """SQLite's full ``integrity_check`` and the schema version, read-only.
+
+    ``backup``: the file is one of ``backups/``, which nothing writes once it is in place
+    (:meth:`StateStore.back_up` renames it there whole). It is read as immutable, so
+    the check leaves no ``-wal`` / ``-shm`` beside it (a backup copies the database's
+    WAL mode, and a plain read-only open of a WAL file makes both); an empty pair an
+    earlier check left is removed. The live database is read with its WAL, as it is."""
     path = Path(path)
+    if backup:
+        _tidy_sidecars(path)
     try:
         size = path.stat().st_size
     except OSError as exc:
@@ -138,7 +146,7 @@ def check_database(path: Path) -> DatabaseCheck:
     if size == 0:
         return DatabaseCheck(path, False, problems=["the file is empty (0 bytes)"])
     try:
-        db = sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True)
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro{_AT_REST * backup}", uri=True)
     except sqlite3.Error as exc:
         return DatabaseCheck(path, False, problems=[f"cannot open it: {exc}"], size=size)
     try:
@@ -156,6 +164,20 @@ def check_database(path: Path) -> DatabaseCheck:
                              size=size)  # fmt: skip
     finally:
         db.close()
+
+
+#: a backup is read without locks or a WAL index: nothing writes it
+_AT_REST: Final = "&immutable=1"
+
+
+def _tidy_sidecars(backup: Path) -> None:
+    """Remove the empty ``-wal`` and its ``-shm`` a read-only check of ``backup`` by an
+    older plugbay left beside it (a ``-wal`` with pages in it is left alone)."""
+    wal = backup.with_name(backup.name + "-wal")
+    with contextlib.suppress(OSError):
+        if wal.stat().st_size == 0:
+            backup.with_name(backup.name + "-shm").unlink(missing_ok=True)
+            wal.unlink()
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,7 +241,7 @@ def restore(state_dir: Path, source: Path | None = None) -> Restored:
     target = state_dir / "state.db"
     if source is None:
         backups = list_backups(state_dir)
-        good = next((b for b in backups if check_database(b).ok), None)
+        good = next((b for b in backups if check_database(b, backup=True).ok), None)
         if good is None:
             raise StateError(
                 "there is no good backup to restore"
@@ -228,7 +250,8 @@ def restore(state_dir: Path, source: Path | None = None) -> Restored:
                 hint="name another copy with --from, or move state.db away to start afresh",
             )
         source = good
-    checked = check_database(source)
+    in_backups = Path(source).resolve().parent == (state_dir / BACKUP_DIR).resolve()
+    checked = check_database(source, backup=in_backups)
     if not checked.ok:
         raise StateError(
             "the backup does not pass its check: " + "; ".join(checked.problems),
