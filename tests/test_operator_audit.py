@@ -4,8 +4,10 @@ print with no host running. Real hosts, real sandboxed workers, the real command
 
 from __future__ import annotations
 
+import functools
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -126,20 +128,14 @@ async def test_the_restarts_rule_counts_crashes_over_its_own_window(
         assert "crashed 3 times in the last 300 s" in fired[0]["message"]
 
 
-async def test_a_log_flood_is_counted_whole_and_said_in_the_plugins_log(
-    plugins: PluginFactory, tmp_path: Path
-) -> None:
-    """Every record of a flood is either kept or counted in
-    plugbay_plugin_log_records_dropped_total, the records the worker's own rate limit
-    dropped after the flood's last kept one included; and the plugin's log says how many
-    were dropped, in all, a second flood within the report window included. Before: the
-    metric read 0 for a sandboxed plugin, the worker's drops after its last kept record
-    were never counted, and what was dropped within a window after its first report was
-    said only if more was dropped after the window."""
+def _flooded(
+    plugins: PluginFactory, tmp_path: Path, *, window: float, flood: int
+) -> tuple[Host, Callable[[], int], Callable[[], float], Callable[[], int]]:
+    """A host with the flooding plugin, and what to read of its log records: how many the
+    log kept, the dropped-records metric, and the drops the host's reports name."""
     plugins("acme.flood", FLOODER)
     config = tmp_path / "plugbay.toml"
-    config.write_text("[policy.bounds]\nreport-window = 3.0\n")
-    flood = 5_000
+    config.write_text(f"[policy.bounds]\nreport-window = {window}\n")
     host = Host(
         plugins.root, state_dir=tmp_path / "state", entry_points=False, config_file=config,
         monitor={"log-ring": 4 * flood},
@@ -157,10 +153,25 @@ async def test_a_log_flood_is_counted_whole_and_said_in_the_plugins_log(
         )
 
     def said() -> int:
-        """The drops the host's reports in the plugin's log name."""
         reports = [r["fields"] for r in records() if r["fields"].get("source") == "host"]
         return sum(int(f["dropped"].get("log_rate", 0)) for f in reports if "dropped" in f)
 
+    return host, kept, dropped, said
+
+
+async def test_a_log_flood_is_counted_whole_and_said_in_the_plugins_log(
+    plugins: PluginFactory, tmp_path: Path
+) -> None:
+    """Every record of a flood is either kept or counted in
+    plugbay_plugin_log_records_dropped_total, the records the worker's own rate limit
+    dropped after the flood's last kept one included; and the plugin's log says how many
+    were dropped, in all, a second flood within the report window included. Before: the
+    metric read 0 for a sandboxed plugin, the worker's drops after its last kept record
+    were never counted, and what was dropped within a window after its first report was
+    said only if more was dropped after the window."""
+    flood = 5_000
+    host, kept, dropped, said = _flooded(plugins, tmp_path, window=3.0, flood=flood)
+    records = functools.partial(host.logs, "acme.flood", limit=4 * flood)
     async with host:
         budget = host.manager.budgets
         for floods in (1, 2):  # the second within the report window of the first's report
@@ -184,30 +195,8 @@ async def test_log_drops_of_a_workers_last_moments_are_counted_when_it_is_unload
     plugbay_plugin_log_records_dropped_total, and the plugin's log says the drops. Before,
     the worker sent its drop count with its next heartbeat, which an unload never let
     come: the drops since the last one were lost."""
-    plugins("acme.flood", FLOODER)
-    config = tmp_path / "plugbay.toml"
-    config.write_text("[policy.bounds]\nreport-window = 1.0\n")
     flood = 5_000
-    host = Host(
-        plugins.root, state_dir=tmp_path / "state", entry_points=False, config_file=config,
-        monitor={"log-ring": 4 * flood},
-    )  # fmt: skip
-
-    def records() -> list[dict[str, Any]]:
-        return host.logs("acme.flood", limit=4 * flood)
-
-    def kept() -> int:
-        return sum(1 for r in records() if r["message"].startswith("flood "))
-
-    def dropped() -> float:
-        return series(
-            host.render_metrics(), "plugbay_plugin_log_records_dropped_total", plugin="acme.flood"
-        )
-
-    def said() -> int:
-        reports = [r["fields"] for r in records() if r["fields"].get("source") == "host"]
-        return sum(int(f["dropped"].get("log_rate", 0)) for f in reports if "dropped" in f)
-
+    host, kept, dropped, said = _flooded(plugins, tmp_path, window=1.0, flood=flood)
     async with host:
         assert await host.call("acme.flood", "flood", n=flood) == flood
         await host.unload("acme.flood")  # at once: no heartbeat after the flood

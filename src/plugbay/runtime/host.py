@@ -48,7 +48,7 @@ from plugbay.runtime.lifecycle import (
     undo_fully,
 )
 from plugbay.runtime.live_config import apply_config, audit_config
-from plugbay.runtime.loop_closed import stop_off_loop
+from plugbay.runtime.loop_closed import release, stop_off_loop
 from plugbay.runtime.manager import ManagerSettings, PluginManager, PluginRecord, PluginState
 from plugbay.runtime.permissions import change_grant
 from plugbay.runtime.plugin_info import plugin_info
@@ -397,16 +397,7 @@ class Host(AsyncOnly):
             await self._stop_backups()
             if self.store is not None:  # the copies kept for rollback, before the state closes
                 await asyncio.to_thread(self.store.close)
-            if self.state is not None:
-                self.state.close()
-                self.state = None
-                self.manager.state = None
-            if self._host_lock is not None:
-                self._host_lock.release()
-                self._host_lock = None
-            self._started = self._opened = False
-            self.phase = "stopped"
-            self.manager.serving.close()
+            release(self)  # the state closed, the lock released
 
     async def _stop_backups(self) -> None:
         """Cancel the periodic backups (before the state they copy closes)."""

@@ -36,7 +36,7 @@ from plugbay.runtime.serving import SYNC_USE
 if TYPE_CHECKING:
     from plugbay.runtime.host import Host
 
-__all__ = ["stop_off_loop"]
+__all__ = ["release", "stop_off_loop"]
 
 log = logging.getLogger("plugbay.host")
 
@@ -59,7 +59,9 @@ async def stop_off_loop(host: Host) -> None:
             await host.monitor.stop()
         except RuntimeError as exc:  # a task of the closed loop still pending
             log.warning("the monitor could not stop without its event loop: %s", exc)
-    _release(host)
+    if host.store is not None:
+        host.store.close()
+    release(host)
     where = f" on {host.state_dir}" if host.state_dir is not None else ""
     raise HostStateError(
         "stopped the host without its plugins' cleanup(): the event loop this host started "
@@ -187,10 +189,9 @@ def _quiet() -> _ClosedLoopExit:
     return _QUIET[0]
 
 
-def _release(host: Host) -> None:
-    """The state closed, the lock released: what ``Host._close`` ends with."""
-    if host.store is not None:
-        host.store.close()
+def release(host: Host) -> None:
+    """The state closed, the lock released, the host stopped: what a stop ends with, on
+    its loop (``Host._close``) or after it closed (above); the store is closed first."""
     if host.state is not None:
         host.state.close()
         host.state = None
