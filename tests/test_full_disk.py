@@ -176,3 +176,63 @@ async def test_a_full_disk_refuses_changes_keeps_serving_and_applies_nothing(
         assert state_of(s.host, "acme.calc") == "active"
         assert state_of(s.host, "acme.other") == "disabled"
         assert s.host.plugin("acme.other").reason == "ops"
+
+
+def test_a_restore_on_a_full_disk_changes_nothing_and_says_what_to_do(
+    small_fs: Path, tmp_path: Path
+) -> None:
+    """The restore moved the database aside before copying the backup: on a full disk the
+    copy failed and left no state.db at all (the next start: 'the state database is
+    missing'). Now the copy is made first, and a failure leaves the database in place."""
+    from plugbay.state import StateStore
+    from plugbay.state.backups import manual_backup
+    from tests._cli import plugbay
+
+    state = small_fs / "state"
+    with StateStore.open(state) as store:
+        store.set_enabled("acme.calc", False, "maintenance")
+        for i in range(200):  # a database of some size, which the full disk cannot copy
+            store.add_event("acme.calc", "load", details={"pad": "x" * 2000, "i": i})
+    backup = manual_backup(state)
+    with StateStore.open(state) as store:
+        store.set_enabled("acme.other", False, "after the backup")
+    truncate_wal(state)
+    filler = fill(small_fs)
+    done = plugbay("state", "restore", "--state", str(state), "--from", str(backup), cwd=tmp_path)
+    assert done.returncode == 1, done.stdout
+    assert "cannot restore the state database: No space left on device" in done.stderr
+    assert "nothing was changed" in done.stderr
+    assert sorted(p.name for p in state.glob("state.db*")) == ["state.db"]
+    filler.unlink()
+    with StateStore.open(state, read_only=True) as store:  # as it was, whole
+        assert store.disabled() == {"acme.calc": "maintenance", "acme.other": "after the backup"}
+    again = plugbay("state", "restore", "--state", str(state), "--from", str(backup), cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    with StateStore.open(state) as store:
+        assert store.disabled() == {"acme.calc": "maintenance"}
+
+
+def test_a_host_started_on_a_full_disk_says_so_not_a_traceback(
+    plugins: PluginFactory, small_fs: Path, tmp_path: Path
+) -> None:
+    """The lock file's pid (written at every start) could not be written on a full disk:
+    the start ended with an OSError traceback instead of saying the disk is full."""
+    from tests._cli import plugbay
+
+    plugins("acme.calc", CALC)
+    state = small_fs / "state"
+    args = ("run", "--once", "--no-http", "--no-metrics", "--state", str(state))
+    first = plugbay(*args, "-p", str(plugins.root), cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    truncate_wal(state)
+    filler = fill(small_fs)
+    try:
+        full = plugbay(*args, "-p", str(plugins.root), cwd=tmp_path)
+    finally:
+        filler.unlink()
+    assert full.returncode == 1
+    assert "Traceback" not in full.stderr + full.stdout
+    assert "the disk holding the state directory is full" in full.stderr, full.stderr
+    assert str(state / "state.db") in full.stderr
+    again = plugbay(*args, "-p", str(plugins.root), cwd=tmp_path)  # space again: it starts
+    assert again.returncode == 0, again.stderr

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import sqlite3
@@ -316,3 +317,35 @@ def test_state_check_leaves_only_the_backups_in_backups(used_state: Path) -> Non
     assert plugbay("state", "restore", cwd=cwd).returncode == 0
     assert sorted(p.name for p in (used_state / "backups").iterdir()) == backups
     assert plugbay("state", "check", cwd=cwd).returncode == 0  # the restored one is sound
+
+
+async def test_a_restore_is_refused_beside_an_applications_host_and_changes_nothing(
+    used_state: Path, tmp_path: Path
+) -> None:
+    """An application's Host announces nothing in host.json: the restore went ahead under
+    it, moving its database away, and the host refused every change after."""
+    async with Host(plugins_dir=tmp_path / "plugins", state_dir=used_state) as host:
+        refused = await asyncio.to_thread(plugbay, "state", "restore", cwd=tmp_path)
+        assert refused.returncode == 1
+        assert f"a host (pid {os.getpid()}) serves .plugbay" in refused.stderr
+        assert "stop that host first" in refused.stderr
+        assert not [p for p in os.listdir(used_state) if p.startswith("state.db.replaced")]
+        await host.enable("acme.one")  # the host's database is still its own
+        assert await host.call("acme.one", "ping") == "pong"
+    with StateStore.open(used_state) as store:
+        assert store.is_enabled("acme.one")
+
+
+def test_a_restore_from_the_database_itself_is_refused_and_leaves_it_in_place(
+    used_state: Path, tmp_path: Path
+) -> None:
+    """``--from .plugbay/state.db`` moved the database aside, then could not copy it: no
+    state.db at all, and an error blaming the disk."""
+    done = plugbay("state", "restore", "--from", ".plugbay/state.db", cwd=tmp_path)
+    assert done.returncode == 1
+    assert "--from names the state database itself, not a backup of it" in done.stderr
+    assert not list(used_state.glob("state.db.replaced-*"))
+    with StateStore.open(used_state) as store:
+        assert store.disabled() == {"acme.one": "maintenance"}
+    folder = plugbay("state", "restore", "--from", ".plugbay", cwd=tmp_path)
+    assert folder.returncode == 1 and "it is not a file" in folder.stderr

@@ -122,25 +122,33 @@ def restore(
     as_json: JsonOpt = False,
 ) -> None:
     """Put a backup in place of the state database (the replaced file is kept beside it).
-    Refused while a host serves this state directory: stop it first."""
+    Refused while a host serves this state directory (a 'plugbay run' or an
+    application's Host): stop it first."""
+    from plugbay.runtime.lifecycle import HostLock, HostLockedError
     from plugbay.state.backups import restore as restore_backup
-    from plugbay.web.client import running_host
 
-    running = running_host(state)
-    if running is not None:
+    # the host lock, held through the restore: no host runs on the directory, and
+    # none starts on the file being replaced
+    lock = HostLock(state)
+    try:
+        if state.is_dir():
+            lock.acquire()
+        done = restore_backup(state, source)
+    except HostLockedError as exc:
         _fail(
             StateError(
-                f"a host (pid {running['pid']}) serves {state}; restoring under it would lose "
-                "what it writes",
+                f"a host (pid {exc.details.get('pid') or '?'}) serves {state}; restoring under "
+                "it would lose what it writes",
                 where=str(state / "state.db"),
-                hint="stop that host first (Ctrl-C), restore, then start it again",
+                hint="stop that host first (Ctrl-C, or the application's host.stop()), "
+                "restore, then start it again",
             ),
             as_json=as_json,
         )
-    try:
-        done = restore_backup(state, source)
     except PlugbayError as exc:
         _fail(exc, as_json=as_json)
+    finally:
+        lock.release()
     used, kept = done.used, done.kept
     if as_json:
         report = {

@@ -108,8 +108,11 @@ class HostLock:
                         hint="check that the state directory is writable",
                     ) from None
                 raise self._refusal(lock_holder(self.state_dir), in_process=False) from None
-            os.ftruncate(fd, 0)
-            os.write(fd, json.dumps({"pid": os.getpid()}).encode())
+            # the pid in the file is for a person reading it (the kernel names the holder:
+            # lock_holder): a full disk that cannot take it does not stop the host
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, 0)
+                os.write(fd, json.dumps({"pid": os.getpid()}).encode())
             self._fd = fd
             _held.add(key)
 

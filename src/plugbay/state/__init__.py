@@ -34,6 +34,7 @@ from plugbay.state._sqlite import (
     ERROR_HINTS,
     UNUSABLE,
     connect_read_only,
+    disk_full,
     execute,
     read_json,
     rollback,
@@ -306,6 +307,8 @@ class StateStore(ApiTokens, MonitorRecords):
         name = str(getattr(exc, "sqlite_errorname", ""))
         if name.startswith(UNUSABLE):
             return self._damaged(f"it is not a usable SQLite database ({exc})")
+        if name.startswith(("SQLITE_IOERR", "SQLITE_CANTOPEN")) and disk_full(self.path):
+            name = "SQLITE_FULL"  # its -shm or -wal could not be made: the same answer
         hint = next((h for prefix, h in ERROR_HINTS if name.startswith(prefix)), DEFAULT_HINT)
         # a full disk is its own answer over HTTP (507): the request was fine, try it later
         details = {"disk_full": True} if name.startswith("SQLITE_FULL") else None

@@ -19,6 +19,7 @@ __all__ = [
     "ERROR_HINTS",
     "UNUSABLE",
     "connect_read_only",
+    "disk_full",
     "execute",
     "read_json",
     "rollback",
@@ -73,6 +74,16 @@ def connect_read_only(path: Path) -> sqlite3.Connection:
     return sqlite3.connect(
         uri + "&immutable=1", uri=True, timeout=BUSY_TIMEOUT_S, check_same_thread=False
     )
+
+
+def disk_full(path: Path) -> bool:
+    """Whether the file system holding ``path`` has no block left for this user: SQLite
+    says "disk I/O error" when it cannot make its ``-shm`` or grow its ``-wal`` there."""
+    try:
+        st = os.statvfs(path.parent)
+    except OSError:
+        return False
+    return st.f_bavail == 0
 
 
 def execute(db: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> sqlite3.Cursor:

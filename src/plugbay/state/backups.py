@@ -143,6 +143,8 @@ def check_database(path: Path, *, backup: bool = False) -> DatabaseCheck:
         size = path.stat().st_size
     except OSError as exc:
         return DatabaseCheck(path, False, problems=[f"cannot read it: {exc.strerror or exc}"])
+    if not path.is_file():
+        return DatabaseCheck(path, False, problems=["it is not a file (a directory?)"])
     if size == 0:
         return DatabaseCheck(path, False, problems=["the file is empty (0 bytes)"])
     try:
@@ -221,13 +223,14 @@ def _keep_revoked(target: Path, replaced: Path) -> tuple[list[str], list[tuple[s
         db.close()
 
 
-def _revoked_again(restored: Path, source: Path, kept: Path) -> Restored:
-    """:func:`_keep_revoked` when the replaced file can be read, else why not."""
-    replaced = check_database(kept)
-    if not replaced.ok:
-        return Restored(source, kept, unread="; ".join(replaced.problems))
+def _revoked_again(restored: Path, source: Path, replaced: Path, kept: Path) -> Restored:
+    """:func:`_keep_revoked` when the ``replaced`` file can be read, else why not; it is to
+    be ``kept`` under that name."""
+    checked = check_database(replaced)
+    if not checked.ok:
+        return Restored(source, kept, unread="; ".join(checked.problems))
     try:
-        tokens, grants = _keep_revoked(restored, kept)
+        tokens, grants = _keep_revoked(restored, replaced)
     except sqlite3.Error as exc:
         return Restored(source, kept, unread=str(exc))
     return Restored(source, kept, tokens, grants)
@@ -236,21 +239,22 @@ def _revoked_again(restored: Path, source: Path, kept: Path) -> Restored:
 def restore(state_dir: Path, source: Path | None = None) -> Restored:
     """Put ``source`` (default: the newest backup that passes its check) in place of
     ``state_dir/state.db``, keeping revoked what the replaced file revoked since (when it
-    can be read). No host may be running on ``state_dir``."""
+    can be read). No host may be running on ``state_dir``.
+
+    The copy is made and made durable beside the database first; only then is the
+    database moved aside and the copy renamed in its place. A failure before that (a full
+    disk, an unreadable backup) changes nothing: the database stays where it was."""
     state_dir = Path(state_dir)
     target = state_dir / "state.db"
-    if source is None:
-        backups = list_backups(state_dir)
-        good = next((b for b in backups if check_database(b, backup=True).ok), None)
-        if good is None:
-            raise StateError(
-                "there is no good backup to restore"
-                + (f" ({len(backups)} kept, none passes its check)" if backups else ""),
-                where=str(state_dir / BACKUP_DIR),
-                hint="name another copy with --from, or move state.db away to start afresh",
-            )
-        source = good
-    in_backups = Path(source).resolve().parent == (state_dir / BACKUP_DIR).resolve()
+    source = _source(state_dir, source)
+    if source.resolve() == target.resolve():
+        raise StateError(
+            "--from names the state database itself, not a backup of it",
+            where=str(source),
+            hint="name a backup ('plugbay state check' lists them), or leave --from out "
+            "to restore the newest good one",
+        )
+    in_backups = source.resolve().parent == (state_dir / BACKUP_DIR).resolve()
     checked = check_database(source, backup=in_backups)
     if not checked.ok:
         raise StateError(
@@ -258,26 +262,45 @@ def restore(state_dir: Path, source: Path | None = None) -> Restored:
             where=str(source),
             hint="'plugbay state check' lists the backups and which are good",
         )
-    kept: Path | None = None
-    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    tmp = target.with_name("state.db.restoring")
+    aside = target.with_name(f"state.db.replaced-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}")
     try:
-        if target.exists():
-            kept = target.with_name(f"state.db.replaced-{stamp}")
-            os.replace(target, kept)
-        for suffix in ("-wal", "-shm"):  # belong to the file just moved away
-            side = target.with_name(target.name + suffix)
-            if side.exists():
-                os.replace(side, side.with_name(f"state.db.replaced-{stamp}{suffix}"))
-        tmp = target.with_name("state.db.restoring")
         shutil.copyfile(source, tmp)
-        done = Restored(source, kept) if kept is None else _revoked_again(tmp, source, kept)
+        done = Restored(source, None)
+        if target.exists():  # read in place, with its WAL, before anything is moved
+            done = _revoked_again(tmp, source, target, aside)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
+        if done.kept is not None:
+            os.replace(target, aside)
+        for suffix in ("-wal", "-shm"):  # the replaced file's (or stale): never the copy's
+            side = target.with_name(target.name + suffix)
+            if side.exists():
+                os.replace(side, aside.with_name(aside.name + suffix))
         os.replace(tmp, target)
     except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
         raise StateError(
             f"cannot restore the state database: {exc.strerror or exc}",
-            where=str(target),
-            hint="check free disk space and the permissions of the state directory",
+            where=str(exc.filename or target),
+            hint="nothing was changed: free some disk space or fix the permissions of the "
+            "state directory, then run 'plugbay state restore' again",
         ) from None
     return done
+
+
+def _source(state_dir: Path, source: Path | None) -> Path:
+    """``source``, or the newest backup that passes its check."""
+    if source is not None:
+        return Path(source)
+    backups = list_backups(state_dir)
+    good = next((b for b in backups if check_database(b, backup=True).ok), None)
+    if good is None:
+        raise StateError(
+            "there is no good backup to restore"
+            + (f" ({len(backups)} kept, none passes its check)" if backups else ""),
+            where=str(state_dir / BACKUP_DIR),
+            hint="name another copy with --from, or move state.db away to start afresh",
+        )
+    return good
