@@ -226,6 +226,78 @@ def test_an_asyncio_run_per_step_is_told_that_the_hosts_loop_is_closed(
     assert done.stderr == ""  # no traceback, no warning from asyncio: the errors say it all
 
 
+TRIALS_THEN_ONE_RUN_TOO_MANY = """
+import asyncio
+import os
+from pathlib import Path
+from plugbay import Host
+
+
+def sockets() -> set[str]:  # what this process's descriptors are, for its sockets
+    found = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            found.add(os.readlink(f"/proc/self/fd/{fd}"))
+        except OSError:  # closed since the listing
+            continue
+    return {link for link in found if link.startswith("socket:")}
+
+
+def gone(pid: int) -> bool:  # exited (a zombie's reaping is its parent's business)
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in "ZX"
+    except FileNotFoundError:
+        return True
+
+
+host = Host("plugins", state_dir="state", entry_points=False)  # both plugins in workers
+
+
+async def start() -> dict[str, str]:  # a canary and a shadow left running by the run's end
+    await host.start()
+    for plugin_id in ("acme.greeter", "acme.other"):
+        host.install(Path("v2") / f"{plugin_id}-1.1.0")
+    await host.trials.canary("acme.greeter", "1.1.0")
+    await host.trials.shadow("acme.other", "1.1.0")
+    tried = [host.trials.canaries["acme.greeter"].handle, host.trials.shadows["acme.other"].handle]
+    return {os.readlink(f"/proc/self/fd/{h._sock.fileno()}"): str(h.pid) for h in tried}
+
+
+tried = asyncio.run(start())
+try:
+    asyncio.run(host.stop())
+except Exception as exc:
+    print(type(exc).__name__, "|", exc)
+print("held |", sorted(pid for link, pid in tried.items() if link in sockets()))
+print("gone |", all(gone(int(pid)) for pid in tried.values()))
+asyncio.run(host.stop())  # stopped: nothing more to do, nothing raised
+"""
+
+
+@pytest.mark.slow
+def test_a_stop_after_the_loop_closed_ends_the_canaries_and_shadows_workers_too(
+    plugins: PluginFactory, tmp_path: Path
+) -> None:
+    newer = PluginFactory(tmp_path / "v2")
+    for plugin_id in ("acme.greeter", "acme.other"):
+        plugins(plugin_id, GREETER)
+        newer(plugin_id, GREETER, version="1.1.0")
+    (tmp_path / "app.py").write_text(TRIALS_THEN_ONE_RUN_TOO_MANY)
+    done = subprocess.run(
+        [sys.executable, "app.py"], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    lines = [line.partition(" | ") for line in done.stdout.splitlines()]
+    assert [kind for kind, _, _ in lines] == ["HostStateError", "held", "gone"], (
+        done.stdout + done.stderr
+    )
+    (_, _, stop), (_, _, held), (_, _, gone) = lines
+    # two plugins' workers, and the canary's and the shadow's tried beside them
+    assert "its 4 worker process(es) were killed" in stop
+    assert held == "[]"  # the host keeps no socket to a worker it tried
+    assert gone == "True"
+    assert done.stderr == ""
+
+
 def test_with_host_without_async_says_to_write_async_with(
     plugins: PluginFactory, make_host: Callable[..., Host]
 ) -> None:

@@ -253,15 +253,33 @@ REFUSED_AT_START = [
         'value: api-key = "..." (a secret reaches the plugin as text)',
         id="secret-a-table",
     ),
+    pytest.param(
+        '[python]\nindex = "https://pypi.example/simple"\n',
+        "[python] has no key 'index' (at plugbay.toml). known keys: allow-direct-references, "
+        "find-links, index-url, offline",
+        id="python-unknown-key",
+    ),
+    pytest.param(
+        "[python]\noffline = 1\n",
+        "[python] offline must be true or false (at plugbay.toml)",
+        id="python-not-a-bool",
+    ),
+    pytest.param(
+        'plugins = "acme.calc"\n',
+        "[plugins] must be a table of plugin ids (at plugbay.toml). give each plugin its own "
+        'table of config values: [plugins."acme.calc"] then greeting = "Hi" on the next line',
+        id="plugins-not-a-table",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("text", "message"), REFUSED_AT_START)
-def test_doctor_refuses_a_monitor_or_secrets_table_run_refuses_in_its_words(
+def test_doctor_refuses_a_table_run_refuses_at_start_in_its_words(
     tmp_path: Path, text: str, message: str
 ) -> None:
-    """`plugbay doctor` said the machine was ready with a `[monitor]` or `[secrets]` that
-    `plugbay run` refused at start (or, for a secret, ran with its Python spelling)."""
+    """`plugbay doctor` said the machine was ready with a `[monitor]`, `[secrets]`,
+    `[python]` or `[plugins]` that `plugbay run` refused at start (or, for a secret, ran
+    with its Python spelling)."""
     cwd = host_dir(tmp_path)
     (cwd / "plugbay.toml").write_text(text)
     started = {name: start_plugbay(*COMMANDS[name], cwd=cwd) for name in ("run", "doctor")}

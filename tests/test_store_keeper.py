@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from plugbay import PlugbayError
 from plugbay.runtime.host import Host
 from plugbay.runtime.store import KEPT, PluginStore
 from plugbay.state import StateStore
@@ -114,6 +115,43 @@ async def test_a_start_that_fails_leaves_no_copy_behind(
         assert not host.store.kept("acme.broken", "1.0.0")
     assert not (tmp_path / "state" / "store" / "acme.broken").exists()
     assert leftovers(tmp_path / "state", "acme.tool") == []
+
+
+UNHEALTHY = """
+from plugbay import UtilityPlugin, command
+
+class P(UtilityPlugin):
+    @command
+    def label(self) -> str:
+        return "v2"
+
+    @command
+    def health(self) -> bool:
+        return False
+"""
+
+
+async def test_a_version_that_fails_its_probation_leaves_no_copy_behind(
+    plugins: PluginFactory, make_host: Callable[..., Host], tmp_path: Path
+) -> None:
+    directory = plugins("acme.tool", TOOL.format(label="v1"))
+    async with make_host(probation=0.3) as host:
+        assert host.store is not None
+        edit(directory, "v2", "1.1.0")
+        (directory / "main.py").write_text(UNHEALTHY)
+        with pytest.raises(PlugbayError, match=r"failed its probation; 1\.0\.0 keeps serving"):
+            await host.reload("acme.tool")
+        assert await host.call("acme.tool", "label") == "v1"
+        # while the host runs: no half-made copy of 1.1.0 in the store, and none kept
+        await host.store.settled()
+        assert leftovers(tmp_path / "state", "acme.tool") == []
+        assert host.store.versions("acme.tool") == ["1.0.0"]
+        assert not host.store.kept("acme.tool", "1.1.0")
+        # a rollback still returns to what served before, as kept
+        edit(directory, "v3", "1.2.0")
+        await host.reload("acme.tool")
+        assert (await host.rollback("acme.tool")).version == "1.0.0"
+        assert await host.call("acme.tool", "label") == "v1"
 
 
 async def test_the_loop_serves_while_a_large_plugin_is_copied(

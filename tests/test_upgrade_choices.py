@@ -173,6 +173,11 @@ async def test_a_key_only_the_new_version_declares_is_kept_aside_until_it_serves
         with pytest.raises(PlugbayError) as missing:
             await host.upgrade("acme.svc", "2.0.0")
         assert "config key 'api-url' is required" in str(missing.value)
+        # where to set it: the file, the command, and that it waits for 2.0.0 meanwhile
+        said = " ".join(str(missing.value).split())
+        assert '[plugins."acme.svc"] api-url = … in plugbay.toml' in said
+        assert "'plugbay config acme.svc api-url=VALUE'" in said
+        assert "kept aside until a version declaring it serves" in said
         # set while 1.0.0 serves: kept, not passed to 1.0.0, which does not declare it
         await host.set_config("acme.svc", {"api-url": "https://api.example"})
         assert await host.call("acme.svc", "config") == {}
@@ -195,6 +200,11 @@ def test_plugbay_config_keeps_and_shows_a_key_for_the_version_that_declares_it(
     assert installed.returncode == 0, installed.stderr
     changed = plugbay("config", "acme.svc", "api-url=https://api.example", cwd=tmp_path)
     assert changed.returncode == 0, changed.stderr
+    said = " ".join(changed.stdout.split())
+    assert "acme.svc: the serving version declares none of api-url" in said
+    assert "so the config it runs with is unchanged: it was not reloaded" in said
+    again = plugbay("config", "acme.svc", "api-url=https://api.example", "--json", cwd=tmp_path)
+    assert json.loads(again.stdout)["unchanged"] is True, again.stderr
     shown = plugbay("config", "acme.svc", "--json", cwd=tmp_path)
     kept = json.loads(shown.stdout)["kept"]
     assert kept == {
@@ -213,3 +223,45 @@ def test_plugbay_config_keeps_and_shows_a_key_for_the_version_that_declares_it(
     assert up.returncode == 0, up.stderr
     now = plugbay("call", "acme.svc", "config", cwd=tmp_path)
     assert json.loads(now.stdout) == {"api-url": "https://api.example"}
+
+
+COUNTS_HOOKS = """
+import uuid
+from typing import Any
+from plugbay import UtilityPlugin, command
+
+class P(UtilityPlugin):
+    async def initialize(self, context) -> None:
+        self.instance, self.hooked = uuid.uuid4().hex, 0
+
+    {hook}
+
+    @command
+    def seen(self) -> dict[str, Any]:
+        return {{"instance": self.instance, "hooked": self.hooked,
+                 "config": dict(self.context.config)}}
+"""
+HOOK = "def on_config_change(self, old, new) -> None:\n        self.hooked += 1"
+
+
+@pytest.mark.parametrize("hook", [HOOK, "pass"], ids=["with-hook", "without-hook"])
+async def test_a_key_kept_aside_changes_nothing_the_serving_version_runs_with(
+    plugins: PluginFactory, make_host: Callable[..., Host], tmp_path: Path, hook: str
+) -> None:
+    svc = _configured(plugins.root / "svc", "1.0.0", '[config.greeting]\ntype = "string"\n')
+    (svc / "main.py").write_text(COUNTS_HOOKS.format(hook=hook))
+    async with make_host() as host:
+        host.install(_configured(tmp_path / "v2", "2.0.0", NEEDS_URL))
+        before = await host.call("acme.svc", "seen")
+        await host.set_config("acme.svc", {"api-url": "https://api.example"})
+        # the same instance, its hook not run: no reload for a value it does not get
+        assert await host.call("acme.svc", "seen") == before
+        assert [e.action for e in host.history("acme.svc")].count("reload") == 0
+        event = next(e for e in host.history("acme.svc") if e.action == "config")
+        assert event.details["applied"].startswith("nothing: the config the serving version")
+        # a key it declares is still applied (by its hook, else a reload)
+        await host.set_config("acme.svc", {"api-url": "https://api.example", "greeting": "Hi"})
+        after = await host.call("acme.svc", "seen")
+        assert after["config"] == {"greeting": "Hi"}
+        assert after["hooked"] == (1 if hook == HOOK else 0)
+        assert (after["instance"] == before["instance"]) is (hook == HOOK)

@@ -66,7 +66,8 @@ def config(
     config's value or the manifest's default applies again (key=null sets JSON null,
     the text "null" for a string key). A key the serving version does not declare but
     another installed version does (a new version's required key) is kept aside for it,
-    shown as kept for that version, and passed once it serves. Every change is in
+    shown as kept for that version, and passed once it serves (a change of such keys
+    alone leaves the serving version as it is: no hook, no reload). Every change is in
     'plugbay history ID'.
     """
     from plugbay.web.client import connect, running_host
@@ -91,7 +92,7 @@ def config(
             )
     except PlugbayError as exc:
         fail(exc, as_json=as_json)
-    _show(view, changed=bool(change), as_json=as_json)
+    _show(view, change, as_json=as_json)
 
 
 class _Change:
@@ -103,6 +104,12 @@ class _Change:
 
     def __bool__(self) -> bool:
         return bool(self.pairs or self.unset)
+
+    def only_kept(self, view: dict[str, Any]) -> list[str]:
+        """The keys named, when the serving version declares none of them (each is kept
+        aside for another version): its config is unchanged, so nothing was applied."""
+        named = sorted({pair.partition("=")[0] for pair in self.pairs} | set(self.unset))
+        return [] if any(key in view["schema"] for key in named) else named
 
     def applied(
         self, plugin_id: str, runtime: dict[str, Any], schema: dict[str, Any]
@@ -165,11 +172,18 @@ def _values(plugin_id: str, pairs: list[str], schema: dict[str, Any]) -> dict[st
     return values
 
 
-def _show(view: dict[str, Any], *, changed: bool, as_json: bool) -> None:
+def _show(view: dict[str, Any], change: _Change, *, as_json: bool) -> None:
+    kept = change.only_kept(view) if change else []
     if as_json:
-        print_json({"ok": True, **view} if changed else view)
+        print_json({"ok": True, **view, "unchanged": bool(kept)} if change else view)
         return
-    if changed:
+    if kept:
+        out.print(
+            f"{view['plugin']}: the serving version declares none of {escape(', '.join(kept))} "
+            "(each is kept for a version that does), so the config it runs with is "
+            "unchanged: it was not reloaded, and its on_config_change hook did not run"
+        )
+    elif change:
         out.print(f"{view['plugin']}: config changed")
     if view.get("pending"):
         out.print(f"[yellow]not in effect yet:[/] {escape(view['pending'])}")

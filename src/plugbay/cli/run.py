@@ -141,7 +141,9 @@ def doctor(
 
     Every layer is tried for real, in a short-lived child process, so the answer is
     what a sandboxed worker would get here. The host refuses to start a sandboxed
-    plugin rather than run it with a layer missing.
+    plugin rather than run it with a layer missing. The host config is checked first,
+    table by table, as 'plugbay run' checks it at start: what run would refuse, doctor
+    refuses in the same words.
     """
     from plugbay.isolation.limits import probe_all
 
@@ -160,22 +162,20 @@ def doctor(
 
 def _isolation_policy(path: Path | None, *, as_json: bool) -> Any:
     """The policy of the host config at ``path``, read as the host reads it, or exit: a
-    ``[policy]``, ``[secrets]`` or ``[monitor]`` that ``plugbay run`` would refuse is
-    refused here in its words."""
+    ``[policy]``, ``[secrets]``, ``[python]``, ``[monitor]`` or ``[plugins]`` that
+    ``plugbay run`` would refuse is refused here in its words (``runtime.host_file``)."""
     from plugbay.isolation.policy import IsolationPolicy
-    from plugbay.model.host_config import read_host_config
-    from plugbay.monitor.config import MonitorSettings, monitor_table
+    from plugbay.monitor.config import MonitorSettings
+    from plugbay.runtime.host_file import read_host_file
 
     if path is None:
         return IsolationPolicy.from_config({})
-    where = str(path)
     try:
-        data = read_host_config(path)
-        policy = IsolationPolicy.from_config(data, where=where)
-        MonitorSettings.from_config(monitor_table(data, where=where), where=where)
+        read = read_host_file(path)
+        MonitorSettings.from_config(read.monitor, where=str(path))
     except PlugbayError as exc:
         fail(exc, as_json=as_json)
-    return policy
+    return read.policy
 
 
 def _doctor_report(

@@ -141,7 +141,12 @@ class ConfigSchema:
                 msg, hint = (f"unknown config key '{key}'", f"this plugin's config keys: {known}")
             elif text.startswith("Object missing required field"):
                 msg = f"config key '{key}' is required and has no default"
-                hint = f"set it in the host config for {self.plugin}"
+                hint = (
+                    f'set it in the host config ([plugins."{self.plugin}"] {key} = … in '
+                    f"plugbay.toml) or at run time ('plugbay config {self.plugin} {key}=VALUE'); "
+                    "for a version not serving yet (one to upgrade to), set it so while the "
+                    "serving version runs: it is kept aside until a version declaring it serves"
+                )
             else:
                 msg = f"config key '{key}' is invalid: {text.split(' - at ')[0]}"
                 hint = f"expected {describe_field(f)}" if f else "fix the value"

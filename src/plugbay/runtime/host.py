@@ -26,18 +26,19 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from plugbay.api import Plugin
 from plugbay.api.errors import ConfigError, PlugbayError, PluginNotFound, PluginStateError
-from plugbay.isolation.policy import IsolationPolicy, read_host_config
+from plugbay.isolation.policy import IsolationPolicy
 from plugbay.model.bundled import bundled_needed
 from plugbay.model.discover import discover
 from plugbay.model.manifest import PluginManifest
 from plugbay.model.manifest_cache import CACHE_FILE, ManifestCache
 from plugbay.model.registry import PluginRegistry
 from plugbay.model.versions import Version
-from plugbay.monitor.config import MonitorSettings, monitor_table
+from plugbay.monitor.config import MonitorSettings
 from plugbay.monitor.monitor import PluginMonitor
 from plugbay.runtime.config_aside import checked_config, versions_of
 from plugbay.runtime.environments import EnvironmentStore, IndexSettings
 from plugbay.runtime.events import EventBus
+from plugbay.runtime.host_file import read_host_file
 from plugbay.runtime.lifecycle import (
     HostLock,
     HostLockedError,
@@ -440,19 +441,17 @@ class Host(AsyncOnly):
         path = self._config_file
         if path is None:
             return {}
-        data = read_host_config(path)
-        if not self._policy_given:
-            policy = IsolationPolicy.from_config(data, where=str(path), inline=self._inline)
-            self.manager.settings = dataclasses.replace(self.manager.settings, policy=policy)
-        if not self._python_index_given:
-            self._python_index = IndexSettings.from_config(
-                data, where=str(path), base=path.resolve().parent
-            )
-        self._file_monitor: dict[str, Any] = monitor_table(data, where=str(path))
-        plugins = data.get("plugins", {})
-        if not isinstance(plugins, dict):
-            raise ConfigError("[plugins] must be a table of plugin ids", where=str(path))
-        return {k: dict(v) for k, v in plugins.items() if isinstance(v, dict)}
+        read = read_host_file(  # checked as 'plugbay doctor' checks it (runtime.host_file)
+            path,
+            inline=self._inline,
+            policy=not self._policy_given,
+            python_index=not self._python_index_given,
+        )
+        if read.policy is not None:
+            self.manager.settings = dataclasses.replace(self.manager.settings, policy=read.policy)
+        self._python_index = read.python_index or self._python_index
+        self._file_monitor: dict[str, Any] = read.monitor
+        return read.plugins
 
     def _monitor_settings(self) -> MonitorSettings:
         arg = self._monitor_arg

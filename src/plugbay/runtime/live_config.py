@@ -24,14 +24,21 @@ if TYPE_CHECKING:
     from plugbay.runtime.host import Host
     from plugbay.runtime.records import PluginRecord
 
-__all__ = ["apply_config", "audit_config", "pending"]
+__all__ = ["UNCHANGED", "apply_config", "audit_config", "pending"]
+
+#: how a change the serving version does not see is applied: not at all (no hook, no swap)
+UNCHANGED = "nothing: the config the serving version runs with is unchanged"
 
 
 async def apply_config(
     host: Host, rec: PluginRecord, config: dict[str, Any], values: Mapping[str, Any]
 ) -> PluginRecord:
     """Give an active plugin ``config`` (the full validated config; ``values`` are the
-    run-time layer the operator set): its hook when it has one, else a swap."""
+    run-time layer the operator set): its hook when it has one, else a swap. Neither when
+    ``config`` is what it runs with already (a key kept aside for another version)."""
+    if config == rec.config:
+        audit_config(host, rec.id, rec.manifest, values, UNCHANGED)
+        return rec
     handle = rec.handle
     timeout = host.manager.settings.call_timeout
     if handle is not None and await handle.change_config(config, timeout):

@@ -7,12 +7,12 @@ saying how to hand it over (``runtime.serving``). A host whose loop is closed (a
 ``asyncio.run(host.start())``, then a second ``asyncio.run`` for the rest: the first closed
 the loop when it returned, cancelling the host's tasks) can never run its plugins'
 ``cleanup()`` again, but what it holds outside that loop can still be let go of, and is,
-rather than left to the end of the process: each worker is killed with its process group
-(and what it left in its cgroup), the zygotes that fork them end, storage images are
-unmounted, the monitor stops, the state closes and the state directory's lock is released,
-so another ``Host`` can serve that directory at once. The stop then raises
-:class:`~plugbay.api.errors.HostStateError` all the same, saying what it did and what it
-could not: the plugins' ``cleanup()`` did not run.
+rather than left to the end of the process: each worker, a canary's or a shadow's too, is
+killed with its process group (and what it left in its cgroup), the zygotes that fork them
+end, storage images are unmounted, the monitor stops, the state closes and the state
+directory's lock is released, so another ``Host`` can serve that directory at once. The
+stop then raises :class:`~plugbay.api.errors.HostStateError` all the same, saying what it
+did and what it could not: the plugins' ``cleanup()`` did not run.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import time
 from typing import TYPE_CHECKING, Final
 
 from plugbay.api.errors import HostStateError
+from plugbay.isolation import PluginHandle
 from plugbay.isolation._cgroups import CgroupLayer
 from plugbay.isolation.process import ProcessBackend, ProcessHandle
 from plugbay.isolation.zygote import Zygote
@@ -82,16 +83,12 @@ def _workers(killed: int) -> str:
 
 
 def _end_workers(host: Host) -> int:
-    """Kill every sandboxed plugin's worker (its process group, and its cgroup), end the
-    zygotes, unmount the storage images; the records say each plugin stopped. How many
-    workers were killed."""
+    """Kill every sandboxed plugin's worker (its process group, and its cgroup), a
+    canary's and a shadow's too, end the zygotes, unmount the storage images; the records
+    say each plugin stopped. How many workers were killed."""
     manager = host.manager
     handles: list[ProcessHandle] = []
-    for rec in manager.records_by_id.values():
-        handle, rec.handle = rec.handle, None
-        if handle is None:  # not running (failed, disabled, stopped): as it was
-            continue
-        rec.state, rec.started_at = PluginState.STOPPED, None
+    for handle in _running(host):
         if isinstance(handle, ProcessHandle):
             handles.append(handle)
         else:  # in this process (inline, Wasm), or Ray's: let go of
@@ -110,6 +107,28 @@ def _end_workers(host: Host) -> int:
             backend.env_zygotes.clear()
             backend.quotas.close()  # after the workers: their mounts are free now
     return len(handles)
+
+
+def _running(host: Host) -> list[PluginHandle]:
+    """Each version running, once: the plugins' (each record then says it stopped), and
+    those tried beside them, the canaries' and shadows' (``runtime.trials``: their tasks
+    ended with the loop, and the trials with them)."""
+    running: dict[int, PluginHandle] = {}
+    for rec in host.manager.records_by_id.values():
+        handle, rec.handle = rec.handle, None
+        if handle is None:  # not running (failed, disabled, stopped): as it was
+            continue
+        rec.state, rec.started_at = PluginState.STOPPED, None
+        running[id(handle)] = handle
+    trials = host.trials
+    tried = [c.handle for c in trials.canaries.values()]
+    tried += [s.handle for s in trials.shadows.values()]
+    for handle in tried:
+        if handle is not None:  # a canary being promoted may be the plugin's now
+            running.setdefault(id(handle), handle)
+    trials.canaries.clear()
+    trials.shadows.clear()
+    return list(running.values())
 
 
 def _kill(handle: ProcessHandle) -> None:

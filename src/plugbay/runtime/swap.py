@@ -345,6 +345,8 @@ class Swapper:
             rec.placement, rec.isolation = running.placement, running.isolation
             self.m.supervise(rec, running.handle)
         await self._dispose(new.handle)
+        if self.m.store is not None:  # kept only once a swap is done: this one never will be
+            self.m.store.drop_snapshot(new.manifest)
         if carried is not None:
             failure += f"; {carried}"
         error = PluginReloadError(
