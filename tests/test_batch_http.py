@@ -98,7 +98,7 @@ async def test_a_large_batch_is_answered_whole(api: Api) -> None:
 @pytest.mark.parametrize(
     ("body", "status", "code", "says"),
     [
-        (b"{not json", 422, "body_invalid", "not JSON"),
+        (b"{not json", 400, "body_invalid", "not JSON"),
         (b'{"params": {"a": 1}}', 422, "parameter_invalid", "a list 'params' of objects"),
         (b'[{"a": 1}]', 422, "parameter_invalid", "a list 'params' of objects"),
         (b'{"params": [1, 2]}', 422, "parameter_invalid", "a list 'params' of objects"),

@@ -480,6 +480,9 @@ async def test_an_integer_key_takes_an_integral_number(
         for bad in ("7", 7.5, 0, True):
             r = await http.put(url, json={"values": {"size": bad}})
             assert r.status_code == 422, (bad, r.text)
+        # the hint names the real path to read the schema at, not the template's
+        hint = error_of(await http.put(url, json={"values": {"size": "7"}}))["hint"]
+        assert hint == "send a JSON integer for 'size'; GET " + url + " shows the schema"
         assert host.plugin("acme.sized").config == {"size": 7}  # the old value stays
 
 

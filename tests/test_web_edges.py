@@ -3,12 +3,16 @@ has too, anti-framing headers, and the Origin a cookie-authenticated change need
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
 from plugbay.web._gate import MAX_JSON_DEPTH
+from plugbay.web._slow_clients import HeadDeadline
 from tests.test_web import Api, api, error_of
 
 __all__ = ["api"]  # the fixture, shared with test_web
@@ -167,3 +171,98 @@ async def test_a_body_that_is_not_sent_as_json_is_refused_saying_how_to_send_it(
         assert "-H 'Content-Type: application/json'" in error["hint"]
     assert str(api.host.plugin("acme.greeter").state) == "active"  # nothing changed
     assert api.host.runtime_config("acme.greeter") == {}
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("PUT", "/api/v1/plugins/acme.greeter/config"),
+        ("POST", "/api/v1/plugins/acme.greeter/disable"),
+        ("POST", "/api/v1/plugins/acme.calc/grants"),
+        ("POST", "/api/v1/plugins/acme.calc/commands/add"),
+        ("POST", "/api/v1/plugins/acme.calc/commands/add/batch"),
+    ],
+)
+async def test_a_body_sent_as_json_that_is_not_json_is_a_400_saying_where_it_breaks(
+    api: Api, method: str, path: str
+) -> None:
+    """The documented status for "not JSON" is 400 on every route (it was a 422 naming
+    ``body.11: JSON decode error`` on the routes FastAPI reads, and on a batch)."""
+    r = await api.http.request(
+        method, path, content=b'{"values": ', headers={"Content-Type": "application/json"}
+    )
+    assert r.status_code == 400, r.text
+    error = error_of(r)
+    assert error["code"] == "body_invalid"
+    assert error["message"].startswith("the request body is not")
+    assert "JSON" in error["message"] and error["hint"]  # and what to send instead
+    assert str(api.host.plugin("acme.greeter").state) == "active"  # nothing changed
+    assert api.host.runtime_config("acme.greeter") == {}
+
+
+@pytest.mark.parametrize(
+    ("path", "location"),
+    [
+        ("//evil.example/x", "/evil.example/x"),
+        ("/%5Cevil.example", "/evil.example"),
+        ("/%2F%2Fevil.example", "/evil.example"),
+        ("/caf%C3%A9", "/caf%C3%A9"),
+    ],
+)
+async def test_the_sign_in_link_redirects_only_to_this_host(
+    api: Api, path: str, location: str
+) -> None:
+    """``/?token=…`` drops the token for a cookie and redirects to the same path: a path
+    such as ``//evil.example`` must not send the browser (signed in) to another site, and
+    a path outside latin-1 is a redirect, not a 500."""
+    async with httpx.AsyncClient(base_url=api.url) as browser:
+        r = await browser.get(httpx.URL(f"{api.url}{path}?token={api.token}&tab=logs"))
+        assert r.status_code == 303, r.text
+        assert r.headers["location"] == f"{location}?tab=logs"
+        assert "plugbay_token=" in r.headers["set-cookie"]
+
+
+async def test_a_client_that_never_finishes_its_headers_is_answered_408_and_dropped(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A connection that sends nothing, or headers that never end, was held open for
+    ever before any token was asked for (a slowloris): now it has a bound, as a request
+    being served does not."""
+    monkeypatch.setattr(HeadDeadline, "head_seconds", 0.5)
+    where = urlsplit(api.url)
+    assert where.hostname is not None and where.port is not None
+
+    async def answer_to(sent: bytes) -> bytes:
+        reader, writer = await asyncio.open_connection(where.hostname, where.port)
+        try:
+            writer.write(sent)
+            await writer.drain()
+            # bounded: without the deadline the server never answers, nor closes
+            return await asyncio.wait_for(reader.read(), timeout=20)
+        finally:
+            writer.close()
+
+    for sent in (b"", b"GET /api/v1/plugins HTTP/1.1\r\nHost: x\r\nX-Slow: "):
+        answer = await answer_to(sent)
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 408 "), answer
+        assert b"x-request-id: " in head and b"x-frame-options: DENY" in head
+        error = json.loads(body)["error"]
+        assert error["code"] == "request_timeout"
+        assert "did not arrive whole within 0.5 s" in error["message"], error
+    # a request being served is not cut at the bound: the stream runs past it
+    async with api.http.stream("GET", "/api/v1/stream?max_events=2") as stream:
+        text = b"".join([chunk async for chunk in stream.aiter_bytes()])
+    assert stream.status_code == 200 and text.count(b"event: sample") == 2
+    r = await api.http.get("/api/v1/plugins")
+    assert r.status_code == 200
+
+
+async def test_a_grant_of_no_permission_says_what_a_permission_looks_like(api: Api) -> None:
+    """Not the regular expression it missed: the forms a permission takes."""
+    r = await api.http.post("/api/v1/plugins/acme.calc/grants", json={"permission": "netwrk"})
+    assert r.status_code == 422, r.text
+    message = error_of(r)["message"]
+    assert "'netwrk' is not a permission: write network:HOST:PORT, read:PATH" in message
+    assert "host:audit-read" in message and "^(" not in message
+    assert api.host.state is not None and api.host.state.grants("acme.calc") == []

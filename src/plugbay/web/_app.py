@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from plugbay.api.errors import PlugbayError
+from plugbay.runtime.broker import HOST_PERMISSIONS
 from plugbay.runtime.host import HOST_VERSION, Host
 from plugbay.web import (
     _access,
@@ -278,6 +279,10 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
             errors=[{"loc": ["body"], "msg": f"a JSON object was expected, not {sent}"}],
         )
         return error_response(error, 422)
+    broken = next((e for e in exc.errors() if e.get("type") == "json_invalid"), None)
+    if broken is not None:
+        # sent as JSON but not JSON: a 400, as the command routes answer (not a field's 422)
+        return error_response(_not_json(request, broken), 400)
     found = [(e, _problem(e)) for e in exc.errors()]
     problems = [".".join(str(p) for p in e.get("loc", ())) + f": {msg}" for e, msg in found]
     error = http_error(
@@ -289,6 +294,20 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
     return error_response(error, 422)
 
 
+def _not_json(request: Request, error: Any) -> PlugbayError:
+    """A body declared JSON that does not parse: what broke, and at which character."""
+    loc = tuple(error.get("loc", ()))
+    at = loc[1] if len(loc) > 1 and isinstance(loc[1], int) else None
+    why = str((error.get("ctx") or {}).get("error") or "it does not parse")
+    return http_error(
+        "body_invalid",
+        f"the request body is not valid JSON: {why.lower()}"
+        + (f" at character {at}" if at is not None else ""),
+        hint=f"send a JSON object; see {request.base_url}openapi.json for what this endpoint takes",
+        errors=[{"loc": ["body"], "msg": "not valid JSON", "position": at}],
+    )
+
+
 def _problem(error: Any) -> str:
     """What is wrong with one field, in words (a version, not the expression it missed)."""
     if error.get("type") == "string_pattern_mismatch" and (
@@ -297,6 +316,14 @@ def _problem(error: Any) -> str:
         return (
             f"{error.get('input')!r} is not a SemVer 2.0.0 version: write MAJOR.MINOR.PATCH, "
             "e.g. '1.2.0' or '2.0.0-rc.1'"
+        )
+    if error.get("type") == "string_pattern_mismatch" and (
+        (error.get("ctx") or {}).get("pattern") == _grants.PERMISSION_PATTERN
+    ):
+        return (
+            f"{error.get('input')!r} is not a permission: write network:HOST:PORT, read:PATH, "
+            "write:PATH, env:NAME, secret:NAME, subprocess, or one of "
+            + ", ".join(sorted(HOST_PERMISSIONS))
         )
     return str(error.get("msg", ""))
 
@@ -430,8 +457,9 @@ _DESCRIPTION: Final = """
 Every endpoint but `/healthz` needs the host's token: `Authorization: Bearer <token>`
 (`plugbay token` prints it). Errors are `{"error": {"code", "message", "where", "hint", …}}`
 with the status that fits: 401 no or wrong token, 403 a cookie used across origins,
-404 unknown plugin or command, 409 not in a state for this, 413 body too large,
-422 parameters or body of the wrong shape, 502/504 the plugin's own failure or time limit,
+404 unknown plugin or command, 408 headers not whole within 10 s, 409 not in a state
+for this, 413 body too large, 400 a body sent as JSON that is not JSON, 422 parameters
+or body of the wrong shape, 502/504 the plugin's own failure or time limit,
 507 the disk holding the state is full (nothing was changed). Every response carries
 `X-Request-ID`; a 5xx has it in its body too, and the host's log has it with the traceback.
 

@@ -92,7 +92,9 @@ async def batch_response(host: Host, plugin_id: str, command: str, body: bytes) 
     try:
         params = _parsed(body)
     except PlugbayError as exc:
-        return error_response(exc, 413 if exc.code == "batch_too_large" else 422)
+        # not JSON: 400, as a single call's; JSON of the wrong shape: 422; too many: 413
+        status = {"batch_too_large": 413, "body_invalid": 400}.get(exc.code, 422)
+        return error_response(exc, status)
     try:
         answers = await host.call_many(plugin_id, command, params, strict=False)
     except PlugbayError as exc:

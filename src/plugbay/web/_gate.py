@@ -30,14 +30,14 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from http.cookies import SimpleCookie
 from typing import Any, Final
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import parse_qs, quote, urlencode
 
 from plugbay.api.errors import PlugbayError
 from plugbay.web._errors import error_response, http_error, status_for
 from plugbay.web.scopes import PREFIX, Access, allows, needed_scope
 from plugbay.web.token import TokenFile, fingerprint
 
-__all__ = ["COOKIE", "MAX_JSON_DEPTH", "Caller", "Gate"]
+__all__ = ["COOKIE", "MAX_JSON_DEPTH", "SECURITY_HEADERS", "Caller", "Gate"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -60,12 +60,14 @@ _DRAIN: Final = 16
 #: few levels, and a parser (or a plugin) walking 1,000 levels runs out of stack
 MAX_JSON_DEPTH: Final = 64
 #: on every response: no page of this host may be framed by another (clickjacking)
-_SECURITY_HEADERS: Final = (
+SECURITY_HEADERS: Final = (
     (b"x-frame-options", b"DENY"),
     (b"content-security-policy", b"frame-ancestors 'none'"),
     (b"x-content-type-options", b"nosniff"),
 )
 _REQUEST_ID: Final = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+#: what a path keeps unquoted in the sign-in redirect's Location (RFC 3986 pchar and "/")
+_PATH_SAFE: Final = "/:@!$&'()*+,;="
 
 
 class Gate:
@@ -426,7 +428,11 @@ class Gate:
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         token = query.pop("token", [""])[0]
         rest = urlencode(query, doseq=True)
-        location = scope["path"] + (f"?{rest}" if rest else "")
+        # a path of this host only: "//other.example" or "/\\other.example" would send the
+        # browser to another site (with the cookie just set), and the path is quoted back
+        # (a decoded "/€" is not a header's latin-1)
+        path = "/" + str(scope["path"]).lstrip("/\\")
+        location = quote(path, safe=_PATH_SAFE) + (f"?{rest}" if rest else "")
         cookie = f"{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict"
         await send(
             {
@@ -461,7 +467,7 @@ def _stamped(send: Send, scope: Scope, request_id: str, started: list[bool]) -> 
         if message["type"] == "http.response.start":
             started[0] = True
             names = {k.lower() for k, _ in message.get("headers", ())}
-            extra = [(k, v) for k, v in _SECURITY_HEADERS if k not in names]
+            extra = [(k, v) for k, v in SECURITY_HEADERS if k not in names]
             message["headers"] = [
                 *message.get("headers", ()), *extra, (b"x-request-id", request_id.encode())
             ]  # fmt: skip

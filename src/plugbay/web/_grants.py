@@ -13,13 +13,13 @@ from plugbay.runtime.permissions import every_plugin
 from plugbay.web._api import HostDep, caller, errors
 from plugbay.web._permission_view import PermissionView
 
-__all__ = ["router"]
+__all__ = ["PERMISSION_PATTERN", "router"]
 
 router = APIRouter(tags=["grants"])
 
 
 #: the forms ``plugbay grant`` accepts: anything else is refused before the host sees it
-_PERMISSION = (
+PERMISSION_PATTERN = (
     r"^(subprocess|(network|read|write|env|secret):\S.*|"
     + "|".join(re.escape(p) for p in sorted(HOST_PERMISSIONS))
     + ")$"
@@ -30,7 +30,7 @@ class GrantChange(BaseModel):
     permission: str = Field(
         description="As the manifest asks it: network:HOST:PORT, read:PATH, write:PATH, "
         "env:NAME, secret:NAME, subprocess, host:audit-read, …",
-        pattern=_PERMISSION,
+        pattern=PERMISSION_PATTERN,
     )
 
 

@@ -69,7 +69,8 @@ def check_json_values(
                 f"config key '{key}' is invalid: {str(exc).split(' - at ')[0]}",
                 plugin=plugin_id,
                 where=f"run-time config: {key}",
-                hint=f"send a JSON value of the key's type; GET {CONFIG_PATH} shows its schema",
+                hint=f"send a JSON {f.type} for '{key}'; GET "
+                f"{CONFIG_PATH.replace('{plugin_id}', plugin_id)} shows the schema",
             ) from None
     return out
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Final
 import uvicorn
 
 from plugbay.api.errors import PlugbayError
+from plugbay.web._slow_clients import HeadDeadline
 
 if TYPE_CHECKING:
     from plugbay.web._app import WebApp
@@ -84,6 +85,7 @@ class HttpServer:
         self.port = int(sock.getsockname()[1])
         config = uvicorn.Config(
             self.web.asgi,
+            http=HeadDeadline,  # a request's head within a bound (no slowloris)
             lifespan="off",
             access_log=False,
             log_level="warning",
