@@ -211,6 +211,35 @@ async def test_latency_near_the_timeout_fires_and_clears(
         await until(lambda: "latency" not in firing(host, "acme.bad"), "latency clears")
 
 
+def sampled_calls(host: Host, plugin: str) -> int:
+    """The calls of ``plugin`` the monitor has sampled (and judged its rules on)."""
+    rows = [r for r in host.snapshot()["plugins"] if r["id"] == plugin]
+    return int(rows[0]["calls"]) if rows else 0
+
+
+async def test_latency_fires_only_for_calls_surely_over_the_share_of_the_timeout(
+    misbehaving: PluginFactory, make_host: Callable[..., Host]
+) -> None:
+    # 0.4 s is 20% of the 2 s timeout; calls of 0.26 s sit in the histogram's bucket
+    # (0.25 s, 0.5 s]: their p99 is not "0.5 s or more", and the rule must not fire
+    rule = {"fraction": 0.2, "window": 30, "min-calls": 2}
+    async with make_host(monitor=monitor(latency=rule)) as host:
+        for _ in range(2):
+            await host.call("acme.bad", "slow", seconds=0.26)
+        # a tick that samples the third call has both durations, and the rules have judged
+        # them once a later tick samples the fourth (ticks run one after another)
+        for calls in (3, 4):
+            await host.call("acme.bad", "work")
+            await until(lambda n=calls: sampled_calls(host, "acme.bad") >= n, "calls sampled")
+        assert "latency" not in firing(host, "acme.bad"), host.alerts("acme.bad")
+        # calls of 0.55 s are surely over 0.5 s, over the 0.4 s: it fires, saying so
+        for _ in range(3):
+            await host.call("acme.bad", "slow", seconds=0.55)
+        await until(lambda: "latency" in firing(host, "acme.bad"), "latency fires")
+        message = host.alerts("acme.bad")[0]["message"]
+        assert message == "'slow' p99 is over 0.5 s, at or above 20% of its 2 s timeout"
+
+
 async def test_steady_memory_growth_fires_and_clears(
     misbehaving: PluginFactory, make_host: Callable[..., Host]
 ) -> None:
@@ -485,6 +514,34 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         for s in family.samples:
             out[(s.name, tuple(sorted(s.labels.items())))] = s.value
     return out
+
+
+async def test_a_workers_own_counters_go_on_across_a_reload_and_a_crash(
+    misbehaving: PluginFactory, make_host: Callable[..., Host]
+) -> None:
+    # a new worker counts from zero: its 2 replaced the 2 before, and Prometheus saw no
+    # increase (or a drop) where 4 calls had counted
+    pv = (("plugin", "acme.boxed"), ("version", "1.0.0"))
+    jobs = ("plugbay_custom_jobs_total", (("kind", "even"), *pv))
+    timed = ("plugbay_custom_job_seconds_count", (("kind", "any"), *pv))
+
+    def figures(want: float) -> dict[Any, float] | None:
+        got = samples(host.render_metrics().decode())
+        return got if got.get(jobs) == want else None
+
+    async with make_host(monitor=FAST) as host:
+        await host.call("acme.boxed", "measure", n=4)
+        await until(lambda: figures(2), "the first worker's figures")
+        await host.reload("acme.boxed")
+        await host.call("acme.boxed", "measure", n=4)
+        got = await until(lambda: figures(4), "the counter going on after the reload")
+        assert got[timed] == 8
+        with contextlib.suppress(PlugbayError):
+            await host.call("acme.boxed", "crash")
+        await until(lambda: str(host.plugin("acme.boxed").state) == "active", "restarted")
+        await host.call("acme.boxed", "measure", n=2)
+        got = await until(lambda: figures(5), "the counter going on after the crash")
+        assert got[timed] == 10
 
 
 async def test_every_listed_metric_is_exposed_and_promtool_accepts_it(

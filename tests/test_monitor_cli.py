@@ -238,6 +238,34 @@ def test_logs_of_an_unknown_id_is_an_error_naming_the_closest(
     assert shown.returncode == 0 and "ready" in shown.stdout
 
 
+def test_alerts_of_an_unknown_id_is_an_error_not_none_firing(
+    used_state: Path, tmp_path: Path
+) -> None:
+    # "no alerts firing" for a typo would pass for a plugin that is fine
+    typo = plugbay("alerts", "acme.nosy", cwd=tmp_path)
+    assert typo.returncode == 1 and typo.stdout == "", typo.stdout
+    assert "no plugin 'acme.nosy' is known here" in said(typo)
+    assert "did you mean 'acme.noisy'" in said(typo)
+    as_json = plugbay("alerts", "acme.nosy", "--all", "--json", cwd=tmp_path)
+    assert as_json.returncode == 1
+    assert json.loads(as_json.stdout)["error"]["code"] == "plugin_not_found"
+    # a known plugin with no alerts is not an error
+    for known in ("acme.quiet", "acme.gone", "acme.noisy"):
+        none = plugbay("alerts", known, cwd=tmp_path)
+        assert none.returncode == 0 and "no alerts firing" in none.stdout, none.stderr
+
+
+def test_a_limit_below_one_is_refused_not_read_as_all_or_none(
+    used_state: Path, tmp_path: Path
+) -> None:
+    # -n -3 printed every record, -n 0 said the plugin had none
+    for command in (["logs", "acme.noisy"], ["alerts", "--all"]):
+        for n in ("0", "-3"):
+            done = plugbay(*command, "-n", n, cwd=tmp_path)
+            assert done.returncode == 2 and done.stdout == "", (command, n, done.stdout)
+            assert "--limit" in said(done) and "1" in said(done)
+
+
 def test_metrics_still_takes_plugins_and_config_with_a_note(
     plugins: PluginFactory, tmp_path: Path
 ) -> None:

@@ -56,7 +56,9 @@ def logs(
     level: Annotated[
         str, typer.Option("--level", "-l", help="Lowest level shown: debug, info, warning, error.")
     ] = "debug",
-    limit: Annotated[int, typer.Option("--limit", "-n", help="How many records first.")] = 50,
+    limit: Annotated[
+        int, typer.Option("--limit", "-n", min=1, help="How many records first (1 or more).")
+    ] = 50,
     plugins: PluginsOpt = None,
     state: StateOpt = Path(".plugbay"),
     as_json: JsonOpt = False,
@@ -167,16 +169,24 @@ def _known_ids(source: StateSource, dirs: list[Path], state: Path) -> set[str]:
 def alerts(
     plugin_id: Annotated[str | None, typer.Argument(help="Only this plugin")] = None,
     all_: Annotated[bool, typer.Option("--all", help="Cleared alerts too.")] = False,
-    limit: Annotated[int, typer.Option("--limit", "-n", help="How many alerts.")] = 100,
+    limit: Annotated[
+        int, typer.Option("--limit", "-n", min=1, help="How many alerts (1 or more).")
+    ] = 100,
     state: StateOpt = Path(".plugbay"),
     as_json: JsonOpt = False,
 ) -> None:
-    """Show the alerts firing now (--all: every alert kept), newest first."""
+    """Show the alerts firing now (--all: every alert kept), newest first.
+
+    An id that no plugin on disk has, and that no host here has seen, is an error naming
+    the closest ids (a typo must not read as "no alerts firing").
+    """
     from plugbay.cli.views import alerts_table
 
     source = _source(state)
     try:
         rows = source.alerts(plugin_id, open_only=not all_, limit=limit)
+        if plugin_id is not None and not rows:
+            _refuse_unknown(source, plugin_id, None, state, as_json=as_json)
     except PlugbayError as exc:
         fail(exc)
     finally:

@@ -395,7 +395,7 @@ class ProcessHandle(sampling.SampledInWorker, RequestsToWorker, PluginHandle):
                     self.budget.drop("log_malformed")
         elif isinstance(message, frames.Metrics):
             if self._metrics is not None:
-                self._metrics.import_custom(message.data, self.budget)
+                self._metrics.import_custom(message.data, self.budget, self)
         elif isinstance(message, frames.Pong):
             self.beat.answered(asyncio.get_running_loop().time())
             self._overran = None

@@ -131,7 +131,22 @@ def _error_rate(rules: AlertSettings, samples: Sequence[Sample]) -> Condition | 
     )
 
 
+def _floor(buckets: Sequence[int], q: float) -> float | None:
+    """What quantile ``q`` is surely over: the lower bound of the bucket that holds it
+    (None with no calls). The bucket's upper bound is no measure of it: calls of 1.05 s
+    all sit in (1, 2.5], and their p99 is not 2.5 s."""
+    total = sum(buckets)
+    seen = 0
+    for i, n in enumerate(buckets):
+        seen += n
+        if n and seen >= q * total:
+            return BUCKETS[i - 1] if i else 0.0
+    return None
+
+
 def _latency(rules: AlertSettings, samples: Sequence[Sample]) -> Condition | None:
+    """A command whose p99 is surely over ``fraction`` of its timeout (durations are known
+    to a histogram bucket: it holds when the p99's bucket starts at or over that share)."""
     rule, last = rules.latency, samples[-1]
     first = _since(samples, rule.window)
     for command, (buckets, timeout) in last.commands.items():
@@ -139,13 +154,13 @@ def _latency(rules: AlertSettings, samples: Sequence[Sample]) -> Condition | Non
         window = [a - b for a, b in zip(buckets, before, strict=False)]
         if sum(window) < rule.min_calls:
             continue
-        p99 = _quantile(window, 0.99)
-        if p99 is not None and p99 > rule.fraction * timeout:
+        over = _floor(window, 0.99)
+        if over is not None and over > 0 and over >= rule.fraction * timeout:
             return Condition(
                 "latency",
-                f"'{command}' p99 is {p99:g} s or more, above {rule.fraction:.0%} "
+                f"'{command}' p99 is over {over:g} s, at or above {rule.fraction:.0%} "
                 f"of its {timeout:g} s timeout",
-                {"command": command, "p99_seconds": p99, "timeout": timeout},
+                {"command": command, "p99_over_seconds": over, "timeout": timeout},
             )
     return None
 

@@ -13,6 +13,7 @@ import logging
 import math
 import re
 import time
+import weakref
 from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final
@@ -269,8 +270,11 @@ class PluginMetrics:
     """
 
     __slots__ = (
+        "_before",
         "_bounds",
         "_kinds",
+        "_past",
+        "_sender",
         "_series",
         "commands",
         "counters",
@@ -299,6 +303,12 @@ class PluginMetrics:
         self._kinds: dict[str, tuple[str, str]] = {}
         self._bounds: dict[str, tuple[float, ...]] = {}
         self._series: Counter[str] = Counter()
+        #: the worker whose figures came last, and what the workers before it counted
+        self._sender: weakref.ref[Any] | None = None
+        self._past: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._before: tuple[dict[Key, float], dict[Key, CommandStats], Counter[str]] = (
+            {}, {}, Counter()
+        )  # fmt: skip
 
     def for_command(self, name: str) -> CommandStats:
         stats = self.commands.get(name)
@@ -409,10 +419,36 @@ class PluginMetrics:
             "dropped": dict(self.dropped_series),
         }
 
-    def import_custom(self, data: dict[str, Any], budget: Budget | None = None) -> None:
+    def _heard(self, sender: object) -> bool:
+        """Whether figures from ``sender`` are taken; a new one's count on from what the
+        last one counted, and a worker whose turn has passed is not heard again."""
+        if self._sender is not None and self._sender() is sender:
+            return True
+        if sender in self._past:
+            return False
+        if self._sender is not None:
+            last = self._sender()
+            if last is not None:
+                self._past.add(last)
+            self._before = (dict(self.counters), dict(self.observations),
+                            Counter(self.dropped_series))  # fmt: skip
+        self._sender = weakref.ref(sender)
+        return True
+
+    def import_custom(
+        self, data: dict[str, Any], budget: Budget | None = None, sender: object = None
+    ) -> None:
         """Take a worker's figures (they replace what it sent before), at most the budget's
-        series; a malformed or surplus series is dropped and counted, never kept."""
+        series; a malformed or surplus series is dropped and counted, never kept.
+
+        ``sender``: the worker's handle. A worker counts from zero, so when figures come from
+        another one (a reload, a restart after a crash) what the workers before it counted
+        stays counted: its counters and histograms go on from there and never go back. A
+        worker whose turn has passed (one draining after a reload) is not heard again."""
+        if sender is not None and not self._heard(sender):
+            return
         room = budget.bounds.metric_series if budget is not None else 500
+        cap = room
         lost = 0
 
         def key(name: Any, labels: Any) -> Key:
@@ -439,11 +475,14 @@ class PluginMetrics:
                     lost += 1
             return out
 
-        self.counters = take("counters", float)
+        counters, observations, dropped_before = self._before
+        self.counters = _on_from(take("counters", float), counters, cap, lambda a, b: a + b)
         self.gauges = take("gauges", float)
-        self.observations = take("observations", CommandStats.load)
+        self.observations = _on_from(
+            take("observations", CommandStats.load), observations, cap, _added
+        )
         dropped = data.get("dropped", {}) if isinstance(data, dict) else {}
-        self.dropped_series = Counter(
+        self.dropped_series = dropped_before + Counter(
             {str(k)[:200]: int(v) for k, v in list(dropped.items())[:100]}
             if isinstance(dropped, dict)
             else {}
@@ -477,3 +516,23 @@ class PluginMetrics:
             "observations": {render(k): s.to_dict() for k, s in self.observations.items()},
             "dropped_series": dict(self.dropped_series),
         }
+
+
+def _added(now: CommandStats, before: CommandStats) -> CommandStats:
+    """A new worker's histogram going on from an earlier worker's (``now`` is its own)."""
+    now.add(before)
+    return now
+
+
+def _on_from(
+    now: dict[Key, Any], before: dict[Key, Any], cap: int, plus: Callable[[Any, Any], Any]
+) -> dict[Key, Any]:
+    """A worker's series going on from what earlier workers counted (``plus``); a series
+    only those counted stays, within ``cap`` series."""
+    if not before:
+        return now
+    out = {key: plus(value, before[key]) if key in before else value for key, value in now.items()}
+    for key, value in before.items():
+        if key not in out and len(out) < cap:
+            out[key] = value
+    return out
