@@ -123,7 +123,7 @@ def test_a_manifest_that_is_not_utf8_is_a_manifest_error_naming_it(tmp_path: Pat
     path.write_bytes(BASE.encode() + b'description = "caf\xe9"\n')
     with pytest.raises(ManifestError, match="cannot read the manifest") as caught:
         load_manifest_file(str(path))
-    assert caught.value.where == str(path)
+    assert caught.value.where == f"{path}:5"  # the line of the byte (test_manifest_hostile.py)
     found = discover_directory(tmp_path)
     assert not found.manifests and "cannot read the manifest" in found.problems[0].message
 

@@ -15,6 +15,7 @@ import difflib
 import functools
 import re
 import typing
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,10 +27,26 @@ from plugbay.api.errors import ManifestError
 from plugbay.model._config_schema import error_path
 from plugbay.model._toml_lines import dotted, key_line, key_lines
 
-__all__ = ["Shape", "doc_error", "locate", "shape_problems", "where_of"]
+__all__ = ["Shape", "doc_error", "id_problem", "locate", "shape_problems", "where_of"]
 
 #: a manifest key's path: ``("config", "units", "type")``
 KeyPath = tuple[str, ...]
+
+
+_ID_CHARS: Final = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_-.")
+
+
+def id_problem(plugin_id: str) -> str:
+    """Why ``plugin_id`` is not an id, for a message: a character an id cannot hold is
+    named by its code point, since a look-alike (Cyrillic 'а') or an invisible one (a
+    zero-width space, a newline) cannot be seen in the id as printed."""
+    for at, char in enumerate(plugin_id, 1):
+        if char not in _ID_CHARS:
+            name = unicodedata.name(char, "a control character")
+            return f"character {at}, U+{ord(char):04X} ({name}), cannot be in an id"
+    if not plugin_id:
+        return "it is empty"
+    return "each part between dots must start with a letter a-z (and none be empty)"
 
 
 def where_of(path: Path | None, distribution: str | None) -> str:

@@ -17,7 +17,7 @@ from typing import Any, Final
 from plugbay.api.errors import ManifestError, PlugbayError
 from plugbay.model import _fasttoml
 
-__all__ = ["MAX_MANIFEST_BYTES", "parse_toml", "read_text", "too_deep"]
+__all__ = ["MAX_MANIFEST_BYTES", "parse_toml", "read_text", "too_deep", "unreadable"]
 
 #: A manifest (or pyproject.toml) larger than this is refused before it is parsed: a real
 #: one is a few KiB, and a huge file is a mistake or an attack on the reader.
@@ -62,6 +62,13 @@ def parse_toml(
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
+        if text.startswith("\ufeff"):
+            raise error(
+                f"{what} starts with a byte-order mark (U+FEFF), which TOML does not allow",
+                where=f"{where}:1",
+                hint="save the file as UTF-8 without a BOM (the editor's 'UTF-8', not "
+                "'UTF-8 with BOM')",
+            ) from None
         raise error(
             f"{what} is not valid TOML: {exc}",
             where=_fasttoml.with_line(where, exc),
@@ -69,6 +76,24 @@ def parse_toml(
         ) from None
     except RecursionError:
         raise too_deep(where, what, error) from None
+
+
+def unreadable(path: str, exc: OSError | UnicodeDecodeError) -> ManifestError:
+    """The manifest at ``path`` could not be read (``exc``): said with the line of a byte
+    that is not UTF-8, or what the system said, and what to do."""
+    if isinstance(exc, UnicodeDecodeError):
+        line = exc.object[: exc.start].count(b"\n") + 1
+        return ManifestError(
+            f"cannot read the manifest: byte {exc.object[exc.start]:#04x} on line {line} is "
+            "not UTF-8 (was it saved as Latin-1 or Windows-1252?)",
+            where=f"{path}:{line}",
+            hint="save the file as UTF-8, as TOML requires",
+        )
+    return ManifestError(
+        f"cannot read the manifest: {exc.strerror or exc}",
+        where=path,
+        hint="check that the file is there and that the user plugbay runs as may read it",
+    )
 
 
 def too_large(where: str, what: str, error: type[PlugbayError] = ManifestError) -> PlugbayError:

@@ -21,7 +21,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from plugbay.api.errors import ManifestError, PlugbayError
-from plugbay.model.manifest import PluginManifest, load_manifest_file, parse_manifest
+from plugbay.model.manifest import (
+    MAX_MANIFEST_BYTES,
+    PluginManifest,
+    load_manifest_file,
+    parse_manifest,
+)
 
 if TYPE_CHECKING:
     from plugbay.model.manifest_cache import ManifestCache
@@ -114,10 +119,12 @@ def _manifest_entries(directory: str | Path) -> Iterator[tuple[str, os.stat_resu
             entries = sorted(it, key=lambda e: e.name)
     except OSError:
         return
-    if any(e.name == "pyproject.toml" for e in entries):
+    # a regular file only: opening a FIFO named pyproject.toml would wait for a writer
+    # forever; and only as much of it as a manifest may hold
+    if any(e.name == "pyproject.toml" and e.is_file() for e in entries):
         pyproject = os.path.join(directory, "pyproject.toml")
         with open(pyproject, encoding="utf-8", errors="replace") as f:
-            if re.search(r"^\[tool\.plugbay[\].]", f.read(), re.M):
+            if re.search(r"^\[tool\.plugbay[\].]", f.read(MAX_MANIFEST_BYTES + 1), re.M):
                 yield pyproject, None
                 return
     for entry in entries:

@@ -39,8 +39,21 @@ import msgspec
 from plugbay.api.errors import ConfigError, ManifestError, PlugbayError
 from plugbay.model import _events
 from plugbay.model._config_schema import ConfigField, ConfigSchema, check_default
-from plugbay.model._manifest_errors import Shape, doc_error, locate, shape_problems, where_of
-from plugbay.model._manifest_read import MAX_MANIFEST_BYTES, parse_toml, read_text, too_deep
+from plugbay.model._manifest_errors import (
+    Shape,
+    doc_error,
+    id_problem,
+    locate,
+    shape_problems,
+    where_of,
+)
+from plugbay.model._manifest_read import (
+    MAX_MANIFEST_BYTES,
+    parse_toml,
+    read_text,
+    too_deep,
+    unreadable,
+)
 from plugbay.model._placement import NonNegative, PlacementRequest
 from plugbay.model._requirements import python_requirement_problem, with_requires_dist
 from plugbay.model.versions import Range, Version
@@ -68,7 +81,8 @@ __all__ = [
 IsolationMode: TypeAlias = Literal["auto", "inline", "process"]
 ManifestOrigin: TypeAlias = Literal["directory", "entry-point", "wheel", "memory"]
 
-_ID_RE: Final = re.compile(r"^[a-z][a-z0-9_-]*(\.[a-z][a-z0-9_-]*)*$")
+# \Z, not $: "$" also matches before a final newline, and "acme.x\n" is not an id
+_ID_RE: Final = re.compile(r"^[a-z][a-z0-9_-]*(\.[a-z][a-z0-9_-]*)*\Z")
 
 
 def is_dotted_id(plugin_id: str) -> bool:
@@ -80,7 +94,7 @@ def is_dotted_id(plugin_id: str) -> bool:
 
 
 _ENTRY_RE: Final = re.compile(
-    r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_]\w*)*$"
+    r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_]\w*)*\Z"
 )
 _SIZE_RE: Final = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)?\s*$", re.IGNORECASE)
 _SIZE_UNITS: Final = {
@@ -325,7 +339,7 @@ def load_manifest_file(path: str) -> PluginManifest:
     try:
         text = read_text(path)
     except (OSError, UnicodeDecodeError) as exc:
-        raise ManifestError(f"cannot read the manifest: {exc}", where=path) from None
+        raise unreadable(path, exc) from None
     file = Path(path)
     table = ("tool", "plugbay") if file.name == "pyproject.toml" else ()
     return parse_manifest(text, path=file, table=table, origin="directory", root=file.parent)
@@ -349,7 +363,7 @@ def load_manifest(path: Path) -> PluginManifest:
     try:
         text = read_text(path)
     except (OSError, UnicodeDecodeError) as exc:
-        raise ManifestError(f"cannot read the manifest: {exc}", where=str(path)) from None
+        raise unreadable(str(path), exc) from None
     table = ("tool", "plugbay") if path.name == "pyproject.toml" else ()
     return parse_manifest(text, path=path, table=table, origin="directory", root=path.parent)
 
@@ -592,9 +606,9 @@ class _DocChecks:
         """The plugin's id and its entry ``module:Class``."""
         if not _ID_RE.match(self.doc.id):
             raise self.fail(
-                f"'{self.doc.id}' is not a valid plugin id",
+                f"{self.doc.id!a} is not a valid plugin id: {id_problem(self.doc.id)}",
                 "id",
-                "use lower-case dotted names such as 'system.logging' or 'acme.csv-export'",
+                "use lower-case ASCII dotted names such as 'system.logging' or 'acme.csv-export'",
             )
         if self.doc.runtime == "wasm":
             return  # the module's path: model.wasm_commands checks it
@@ -634,7 +648,7 @@ class _DocChecks:
     def _dependency(self, section: str, dep_id: str, rng: str) -> Range:
         if not _ID_RE.match(dep_id):
             raise self.fail(
-                f"'{dep_id}' in [{section}] is not a valid plugin id",
+                f"{dep_id!a} in [{section}] is not a valid plugin id: {id_problem(dep_id)}",
                 (section, dep_id),
                 "dependency keys are plugin ids such as 'system.logging'",
             )

@@ -365,12 +365,14 @@ def _explain(index: _Index, root: str, exc: ResolutionImpossible[Any, Any]) -> P
             for req, parent in pairs
             if parent is not None
         ]
-        found = _found(index, target)
+        found = _found(index, target, pairs)
         available[target] = found["versions"]
         if found["missing"]:
             missing = True
-        text = " and ".join(dict.fromkeys(wants)) if wants else f"{_name(target)} was asked for"
-        sentences.append(f"{text}; {found['text']}")
+        # the plugin itself, asked for by nobody else: what was found says it all
+        sentences.append(
+            f"{' and '.join(dict.fromkeys(wants))}; {found['text']}" if wants else found["text"]
+        )
         hints.append(found["hint"])
     message = "cannot be loaded: " + ". ".join(sentences)
     cls = MissingDependencyError if missing else ResolutionError
@@ -420,24 +422,90 @@ def _name(target: str) -> str:
     return f"service '{target[len(_SERVICE) :]}'" if target.startswith(_SERVICE) else f"'{target}'"
 
 
-def _found(index: _Index, target: str) -> dict[str, Any]:
-    if target.startswith(_SERVICE):
-        name = target[len(_SERVICE) :]
-        providers = index.services.get(name, [])
-        if not providers:
-            return {
-                "missing": True,
-                "versions": [],
-                "text": "no plugin provides it",
-                "hint": f"install a plugin that provides '{name}'",
-            }
-        listed = ", ".join(f"{v} by '{m.id}' {m.version}" for v, m in providers)
+def _ranges_at(target: str, wants: Sequence[tuple[_Req, _Cand]]) -> str:
+    """Each range on ``target`` with the manifest that sets it: where to change one."""
+    table = "[services] requires" if target.startswith(_SERVICE) else "[dependencies]"
+    at = [
+        f"{req.describe()} under {table} in {parent.manifest.location}"
+        for req, parent in wants
+        if not parent.identifier.startswith(_SERVICE)  # a provider's own version: no text
+    ]
+    return "; ".join(dict.fromkeys(at))
+
+
+def _prerelease_note(found: Sequence[Version], wants: Sequence[tuple[_Req, _Cand]]) -> str:
+    """Why a pre-release that looks in range is not: ranges leave them out unless asked."""
+    held_back = [
+        str(v)
+        for v in found
+        if v.prerelease
+        and wants
+        and all(
+            r.range is not None and r.range.contains(v, include_prerelease=True) for r, _ in wants
+        )
+    ]
+    if not held_back:
+        return ""
+    what = "is a pre-release" if len(held_back) == 1 else "are pre-releases"
+    return (
+        f" ({', '.join(held_back)} {what}, which a range contains only when it names a "
+        "pre-release of the same "
+        "MAJOR.MINOR.PATCH (npm) or any pre-release (PEP 440): docs/version-ranges.md)"
+    )
+
+
+def _found_for_another_host(
+    index: _Index, target: str, known: Sequence[PluginManifest]
+) -> dict[str, Any]:
+    """No version of ``target`` runs on this host: its ``host`` range says which to use,
+    or is a mistake (empty) to correct in its manifest."""
+    needs = ", ".join(f"{m.version} needs host {m.host}" for m in known)
+    empty = next((m for m in known if m.host.is_empty), None)
+    if empty is not None:
+        hint = (
+            f'correct host = "{empty.host}" in {empty.location}: that range matches no '
+            "version at all (a lower bound above the upper one?)"
+        )
+    else:
+        hint = (
+            f"install a version of '{target}' whose host range contains "
+            f"{index.host_version}, or run a plugbay that its range allows (host in "
+            f"{known[0].location})"
+        )
+    return {
+        "missing": False,
+        "versions": [str(m.version) for m in known],
+        "text": f"no version of {_name(target)} runs on this host, plugbay {index.host_version}: {needs}",
+        "hint": hint,
+    }
+
+
+def _found_service(index: _Index, name: str, where: str) -> dict[str, Any]:
+    providers = index.services.get(name, [])
+    if not providers:
         return {
-            "missing": False,
-            "versions": [str(v) for v, _ in providers],
-            "text": f"provided: {listed} — none fits",
-            "hint": f"install a provider of '{name}' in the required range, or relax the range",
+            "missing": True,
+            "versions": [],
+            "text": "no plugin provides it",
+            "hint": f"install a plugin that provides '{name}'",
         }
+    listed = ", ".join(f"{v} by '{m.id}' {m.version}" for v, m in providers)
+    return {
+        "missing": False,
+        "versions": [str(v) for v, _ in providers],
+        "text": f"provided: {listed} — none fits",
+        "hint": f"install a provider of '{name}' in the required range, or relax the range"
+        + (f" ({where})" if where else ""),
+    }
+
+
+def _found(
+    index: _Index, target: str, pairs: Sequence[tuple[_Req, _Cand | None]]
+) -> dict[str, Any]:
+    wants = [(req, parent) for req, parent in pairs if parent is not None]
+    where = _ranges_at(target, wants)
+    if target.startswith(_SERVICE):
+        return _found_service(index, target[len(_SERVICE) :], where)
     known = index.all.get(target, [])
     if target in index.disabled and known:
         return {
@@ -453,18 +521,21 @@ def _found(index: _Index, target: str) -> dict[str, Any]:
             "text": f"no plugin '{target}' is installed",
             "hint": f"install '{target}', or remove the dependency",
         }
+    if target not in index.usable:  # every version it has asks for another host
+        return _found_for_another_host(index, target, known)
     parts = []
     for m in known:
         if m.host.contains(index.host_version, include_prerelease=True):
             parts.append(str(m.version))
         else:
             parts.append(f"{m.version} (needs host {m.host}, this host is {index.host_version})")
-    where = known[0].location
+    note = _prerelease_note([m.version for m in known], wants)
     return {
         "missing": False,
         "versions": [str(m.version) for m in known],
-        "text": f"versions found: {', '.join(parts)} — none satisfies every requirement",
-        "hint": f"install a version of '{target}' that matches, or relax the range ({where})",
+        "text": f"versions found: {', '.join(parts)} — none satisfies every requirement{note}",
+        "hint": f"install a version of '{target}' that every range allows, or change a range"
+        + (f": {where}" if where else ""),
     }
 
 
@@ -581,8 +652,9 @@ def _blame_failed_dependencies(index: _Index, failures: dict[str, PlugbayError])
             )
             if culprits and all(any(d in failures for d in m.dependencies) for m in versions):
                 dep = culprits[0]
+                why = failures[dep].message.removeprefix("cannot be loaded: ")
                 failures[pid] = type(failures[dep])(
-                    f"cannot be loaded: it needs '{dep}', which cannot be loaded: {failures[dep].message}",
+                    f"cannot be loaded: it needs '{dep}', which cannot be loaded: {why}",
                     plugin=pid,
                     hint=failures[dep].hint,
                     details={**failures[dep].details, "blocked_by": dep, "blamed": True},

@@ -1,0 +1,102 @@
+"""What a host says when it cannot choose versions: the requirements that conflict, each
+with the manifest that sets it, so the user knows which file to change."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from plugbay.api.errors import ResolutionError
+from tests._cli import plugbay
+from tests.conftest import PluginFactory
+
+
+async def test_two_dependents_in_conflict_are_named_with_their_manifests(
+    plugins: PluginFactory, make_host: Callable[..., Any]
+) -> None:
+    plugins("acme.base", version="1.0.0")
+    plugins("acme.base", version="2.0.0")
+    new = plugins("acme.new", extra='[dependencies]\n"acme.base" = "^2"\n')
+    old = plugins("acme.old", extra='[dependencies]\n"acme.base" = "^1"\n')
+    async with make_host() as host:
+        # one of the two loads (the first by id, with the newest base), the other says why not
+        loaded = {p.id for p in host.plugins() if str(p.state) == "active"}
+        assert loaded == {"acme.base", "acme.new"}
+        assert await host.call("acme.base", "ping") == "pong from acme.base 2.0.0"
+        error = host.plugin("acme.old").error
+        assert isinstance(error, ResolutionError)
+        assert (
+            "'acme.new' 1.0.0 requires 'acme.base' ^2 and "
+            "'acme.old' 1.0.0 requires 'acme.base' ^1" in error.message
+        )
+        # what to change, and where: the two ranges in their two files, not acme.base's
+        assert error.hint == (
+            "install a version of 'acme.base' that every range allows, or change a range: "
+            f"^2 under [dependencies] in {new / 'plugin.toml'}; "
+            f"^1 under [dependencies] in {old / 'plugin.toml'}"
+        )
+        assert "acme.base-" not in error.hint  # its directories: nothing there to change
+
+
+async def test_a_pre_release_left_out_of_a_range_is_said_to_be_one(
+    plugins: PluginFactory, make_host: Callable[..., Any]
+) -> None:
+    plugins("acme.next", version="1.1.0-rc.1")
+    app = plugins("acme.app", extra='[dependencies]\n"acme.next" = ">=1.0.0-rc.1"\n')
+    async with make_host() as host:
+        assert await host.call("acme.next", "ping") == "pong from acme.next 1.1.0-rc.1"
+        error = host.plugin("acme.app").error
+        assert isinstance(error, ResolutionError)
+        assert "versions found: 1.1.0-rc.1 — none satisfies every requirement" in error.message
+        assert "(1.1.0-rc.1 is a pre-release, which a range contains only when" in error.message
+        assert error.hint is not None and str(app / "plugin.toml") in error.hint
+
+
+def test_deps_shows_a_cycle_and_marks_a_version_outside_its_range(
+    plugins: PluginFactory, tmp_path: Path
+) -> None:
+    plugins("acme.ring-a", extra='[dependencies]\n"acme.ring-b" = "^1"\n')
+    plugins("acme.ring-b", extra='[dependencies]\n"acme.ring-a" = "^1"\n')
+    plugins("acme.lib")
+    plugins("acme.app", extra='[dependencies]\n"acme.lib" = "^2"\n')
+    shown = plugbay("deps", "--state", str(tmp_path / "state"), cwd=tmp_path)
+    assert shown.returncode == 1
+    tree = shown.stdout.split("\nacme.")[0]  # the tree, before the explanations
+    # the plugins on the cycle, needed only by each other, are in the tree, marked
+    assert "✗ acme.ring-a dependency_cycle" in tree and "↻ cycle" in tree
+    # acme.lib 1.0.0 is chosen, but not for acme.app: its ^2 is not met, and says so
+    assert "✗ acme.lib ^2 → 1.0.0 (not in the range)" in tree
+
+
+async def test_a_plugin_for_another_host_says_which_host_and_where(
+    plugins: PluginFactory, make_host: Callable[..., Any]
+) -> None:
+    future = plugins("acme.future", extra='host = ">=5"\n')
+    typo = plugins("acme.typo", extra='host = ">=3 <2"\n')
+    plugins("acme.user", extra='[dependencies]\n"acme.future" = "^1"\n')
+    plugins("acme.ok")
+    async with make_host() as host:
+        assert await host.call("acme.ok", "ping") == "pong from acme.ok 1.0.0"
+        error = host.plugin("acme.future").error
+        assert error.message == (
+            "cannot be loaded: no version of 'acme.future' runs on this host, "
+            f"plugbay {host.version}: 1.0.0 needs host >=5"
+        )
+        # not "change a range": no dependency range is at fault, the host range decides
+        assert error.hint == (
+            f"install a version of 'acme.future' whose host range contains {host.version}, "
+            f"or run a plugbay that its range allows (host in {future / 'plugin.toml'})"
+        )
+        # a host range no version is in is a mistake in its text (docs/version-ranges.md)
+        error = host.plugin("acme.typo").error
+        assert error.hint == (
+            f'correct host = ">=3 <2" in {typo / "plugin.toml"}: that range matches no '
+            "version at all (a lower bound above the upper one?)"
+        )
+        # a dependent names it once: its reason, without "cannot be loaded" twice
+        error = host.plugin("acme.user").error
+        assert error.message == (
+            "cannot be loaded: it needs 'acme.future', which cannot be loaded: no version of "
+            f"'acme.future' runs on this host, plugbay {host.version}: 1.0.0 needs host >=5"
+        )
