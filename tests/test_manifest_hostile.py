@@ -103,3 +103,19 @@ def test_a_pipe_named_pyproject_toml_does_not_hang_discovery(
     shown = plugbay("deps", "--state", str(tmp_path / "state"), cwd=tmp_path, timeout=60)
     assert shown.returncode == 0, shown.stdout + shown.stderr
     assert "acme.good → 1.0.0" in shown.stdout
+
+
+def test_an_event_name_or_a_new_plugins_id_ending_in_a_newline_is_refused(
+    plugins: PluginFactory, tmp_path: Path
+) -> None:
+    """The event names of [events] and the id 'plugbay new' takes had the same '$' as the
+    manifest's id: a name with a newline at its end was taken."""
+    plugins("acme.evil", extra='[events]\nemits = ["order.placed\\n"]\n')
+    found = discover_directory(plugins.root)
+    assert not found.manifests
+    (error,) = found.problems
+    assert "is not a valid event name" in error.message
+    made = plugbay("new", "acme.fresh\n", "--dir", str(tmp_path / "new"), cwd=tmp_path)
+    assert made.returncode != 0
+    assert "is not a valid plugin id" in made.stdout + made.stderr
+    assert not (tmp_path / "new").exists()

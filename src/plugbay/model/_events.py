@@ -33,7 +33,7 @@ Overflow: TypeAlias = Literal["drop-oldest", "drop-newest", "block"]
 OVERFLOWS: Final = ("drop-oldest", "drop-newest", "block")
 
 #: event names are dotted lower-case, like plugin ids
-_EVENT_RE: Final = re.compile(r"^[a-z][a-z0-9_-]*(\.[a-z][a-z0-9_-]*)*$")
+_EVENT_RE: Final = re.compile(r"^[a-z][a-z0-9_-]*(\.[a-z][a-z0-9_-]*)*\Z")
 #: the host's own (system) events: ``SystemPlugin.on_system_event``, not plugin events
 RESERVED: Final = ("host.", "plugin.", "security.")
 ACTIVATIONS: Final = ("eager", "on-call", "on-event:NAME")

@@ -30,7 +30,7 @@ from plugbay.pdk.errors import TemplateError
 
 __all__ = ["TEMPLATES", "PluginTemplate", "check_plugin_id", "create_plugin"]
 
-_ID_RE: Final = re.compile(r"^[a-z][a-z0-9_-]*(\.[a-z][a-z0-9_-]*)*$")
+_ID_RE: Final = re.compile(r"^[a-z][a-z0-9_-]*(\.[a-z][a-z0-9_-]*)*\Z")
 
 
 @dataclass(frozen=True, slots=True)
