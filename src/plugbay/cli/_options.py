@@ -60,7 +60,9 @@ ConfigOpt = Annotated[
         show_default=False,
     ),
 ]
-PluginIdArg = Annotated[str, typer.Argument(help="Plugin id")]
+PluginIdArg = Annotated[
+    str, typer.Argument(metavar="ID", help="Plugin id ('plugbay list' shows them)")
+]
 
 
 def to_builtins(value: Any) -> Any:

@@ -43,7 +43,8 @@ class RunOptions:
     drain: float = 10.0
 
 
-#: option spelling → (field, kind); kinds: flag, path, paths (repeatable), int, float, text
+#: option spelling → (field, kind); kinds: flag, path, paths (repeatable), int, port (an int
+#: to 65535: a larger one is typer's to refuse), float, text
 OPTIONS: Final[Mapping[str, tuple[str, str]]] = {
     "--plugins": ("plugins", "paths"),
     "-p": ("plugins", "paths"),
@@ -51,7 +52,7 @@ OPTIONS: Final[Mapping[str, tuple[str, str]]] = {
     "--config": ("config", "path"),
     "-c": ("config", "path"),
     "--once": ("once", "flag"),
-    "--metrics-port": ("metrics_port", "int"),
+    "--metrics-port": ("metrics_port", "port"),
     "--no-metrics": ("no_metrics", "flag"),
     "--metrics-public": ("metrics_public", "flag"),
     "--http": ("http", "text"),
@@ -125,6 +126,8 @@ def _value(kind: str, text: str) -> object | None:
         return None
     if kind == "int":
         return int(text) if _DIGITS.fullmatch(text) else None
+    if kind == "port":
+        return int(text) if _DIGITS.fullmatch(text) and int(text) <= 65535 else None
     if kind == "float":
         return float(text) if _DECIMAL.fullmatch(text) else None
     if kind in ("path", "paths"):

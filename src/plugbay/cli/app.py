@@ -29,11 +29,13 @@ from plugbay.cli import (
 )
 from plugbay.cli import state as state_cli
 from plugbay.cli import uninstall as uninstall_cli
+from plugbay.cli._usage import PlugbayGroup
 
 __all__ = ["app", "main"]
 
 app = typer.Typer(
     name="plugbay",
+    cls=PlugbayGroup,  # with --json, a usage error answers in JSON too
     help="A plugin host for Python applications: load plugins safely, see why one cannot load, "
     "call their commands.",
     no_args_is_help=True,

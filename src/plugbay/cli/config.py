@@ -39,7 +39,10 @@ def config(
     plugin_id: PluginIdArg,
     pairs: Annotated[
         list[str] | None,
-        typer.Argument(help="key=value to set (JSON for numbers, lists…; text for a string key)"),
+        typer.Argument(
+            metavar="KEY=VALUE",
+            help="key=value to set (JSON for numbers, lists…; text for a string key)",
+        ),
     ] = None,
     unset: Annotated[
         list[str] | None,

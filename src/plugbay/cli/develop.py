@@ -17,7 +17,7 @@ from plugbay.api.errors import PlugbayError
 from plugbay.cli._console import JsonOpt, out
 from plugbay.cli._console import fail as _fail
 from plugbay.cli._defaults import config_file
-from plugbay.cli._options import add_command
+from plugbay.cli._options import PluginIdArg, add_command
 
 __all__ = ["PANEL", "register"]
 
@@ -288,7 +288,7 @@ def docs(
 
 
 def debug(
-    plugin_id: Annotated[str, typer.Argument(help="Plugin id")],
+    plugin_id: PluginIdArg,
     command: Annotated[
         str | None, typer.Argument(help="A command to call under pdb (none: serve)")
     ] = None,

@@ -49,7 +49,9 @@ def _source(state_dir: Path) -> StateSource:
 
 
 def logs(
-    plugin_id: Annotated[str, typer.Argument(help="The plugin whose records to show")],
+    plugin_id: Annotated[
+        str, typer.Argument(metavar="ID", help="The plugin whose records to show")
+    ],
     follow: Annotated[
         bool, typer.Option("--follow", "-f", help="Keep printing new records until Ctrl-C.")
     ] = False,
@@ -167,7 +169,7 @@ def _known_ids(source: StateSource, dirs: list[Path], state: Path) -> set[str]:
 
 
 def alerts(
-    plugin_id: Annotated[str | None, typer.Argument(help="Only this plugin")] = None,
+    plugin_id: Annotated[str | None, typer.Argument(metavar="ID", help="Only this plugin")] = None,
     all_: Annotated[bool, typer.Option("--all", help="Cleared alerts too.")] = False,
     limit: Annotated[
         int, typer.Option("--limit", "-n", min=1, help="How many alerts (1 or more).")

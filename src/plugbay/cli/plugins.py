@@ -50,7 +50,7 @@ def list_(
 
 
 def info(
-    plugin_id: Annotated[str, typer.Argument(help="Plugin id, e.g. system.logging")],
+    plugin_id: Annotated[str, typer.Argument(metavar="ID", help="Plugin id, e.g. system.logging")],
     plugins: PluginsOpt = None,
     state: StateOpt = Path(".plugbay"),
     config: ConfigOpt = None,
@@ -91,14 +91,17 @@ def info(
 
 def call(
     plugin_id: PluginIdArg,
-    command: Annotated[str, typer.Argument(help="Command name")],
+    command: Annotated[
+        str, typer.Argument(metavar="COMMAND", help="Command name ('plugbay info ID' lists them)")
+    ],
     params: Annotated[
         list[str] | None,
         typer.Argument(
+            metavar="KEY=VALUE",
             help="Parameters as key=value. A str parameter takes the text as typed "
             """(text=007 is "007"; a JSON string, name='"Ada"', is unquoted); any other takes """
             "the value as JSON when it parses (n=3, a JSON list or object), else as text; "
-            "a value starting with [ or { must then be valid JSON"
+            "a value starting with [ or { must then be valid JSON",
         ),
     ] = None,
     batch: Annotated[

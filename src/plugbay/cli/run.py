@@ -40,7 +40,10 @@ def run(
     metrics_port: Annotated[
         int,
         typer.Option(
-            "--metrics-port", help="Serve Prometheus /metrics on 127.0.0.1 here (0: any free port)."
+            "--metrics-port",
+            min=0,
+            max=65535,
+            help="Serve Prometheus /metrics on 127.0.0.1 here (0: any free port).",
         ),
     ] = 9464,
     no_metrics: Annotated[
@@ -83,7 +86,9 @@ def run(
     drain: Annotated[
         float,
         typer.Option(
-            "--drain", help="On SIGTERM / Ctrl-C, seconds calls in flight may take to finish."
+            "--drain",
+            min=0.0,
+            help="On SIGTERM / Ctrl-C, seconds calls in flight may take to finish.",
         ),
     ] = DRAIN_SECONDS,
 ) -> None:

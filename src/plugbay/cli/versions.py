@@ -263,8 +263,10 @@ def upgrade(
 
 
 def history(
-    plugin_id: Annotated[str | None, typer.Argument(help="Only this plugin")] = None,
-    limit: Annotated[int, typer.Option("--limit", "-n", help="How many events.")] = 50,
+    plugin_id: Annotated[str | None, typer.Argument(metavar="ID", help="Only this plugin")] = None,
+    limit: Annotated[
+        int, typer.Option("--limit", "-n", min=1, help="How many events (1 or more).")
+    ] = 50,
     state: StateOpt = Path(".plugbay"),
     as_json: JsonOpt = False,
 ) -> None:
