@@ -203,3 +203,45 @@ async def test_a_bad_spawn_is_a_clear_error() -> None:
     assert [t.state for t in tasks.info()] == ["cancelled"]
     with pytest.raises(PlugbayError, match="being cleaned up"):
         tasks.spawn(gate.wait, name="late")
+
+
+PLAIN_DEF = """
+from plugbay import PluginContext, UtilityPlugin, command
+
+class P(UtilityPlugin):
+    async def initialize(self, context: PluginContext) -> None:
+        context.tasks.spawn(self.sweep, name="sweep", backoff=0.01, max_restarts=3)
+
+    def sweep(self) -> None:  # a plain def: a mistake the author must be told of
+        self.context.storage.set("sweeps", self.context.storage.get("sweeps", 0) + 1)
+
+    @command
+    def tasks(self) -> list[dict[str, str | int | None]]:
+        return [
+            {"name": t.name, "state": t.state, "restarts": t.restarts, "error": t.last_error}
+            for t in self.context.tasks.info()
+        ]
+
+    @command
+    def sweeps(self) -> int:
+        return self.context.storage.get("sweeps", 0, type=int)
+"""
+
+
+async def test_a_plain_def_task_fails_at_once_saying_it_needs_async_def(
+    plugins: PluginFactory, tmp_path: Path, isolation: str
+) -> None:
+    plugins("acme.plain", PLAIN_DEF, extra=f'isolation = "{isolation}"\n')
+    async with make_host(plugins, tmp_path, isolation) as host:
+
+        async def failed() -> list[dict[str, Any]] | None:
+            tasks: list[dict[str, Any]] = await host.call("acme.plain", "tasks")
+            return tasks if tasks[0]["state"] == "failed" else None
+
+        [task] = await until(failed, "the plain def task to fail")
+        # not restarted: running a plain def again would not make it a coroutine, and
+        # each restart would run its body once more
+        assert task["restarts"] == 0, task
+        assert "'sweep' returned NoneType, not a coroutine" in task["error"]
+        assert "async def" in task["error"]
+        assert await host.call("acme.plain", "sweeps") == 1

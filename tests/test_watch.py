@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from plugbay.api.errors import PlugbayError
 from plugbay.runtime.host import Host
 from plugbay.runtime.watch import PluginWatcher, WatchResult
 from tests.conftest import PluginFactory
@@ -54,10 +55,10 @@ class Watching:
 
 
 @pytest.fixture
-def watched(make_host: Callable[..., Host]) -> Callable[[], AsyncIterator[Watching]]:
+def watched(make_host: Callable[..., Host]) -> Callable[..., AsyncIterator[Watching]]:
     @asynccontextmanager
-    async def start() -> AsyncIterator[Watching]:
-        async with make_host() as host:
+    async def start(**host_options: object) -> AsyncIterator[Watching]:
+        async with make_host(**host_options) as host:
             watching = Watching(host)
             watcher = PluginWatcher(host, on_change=watching.results.put_nowait)
             stop = asyncio.Event()
@@ -128,6 +129,10 @@ async def test_deleted_files_while_watching_leave_the_plugin_serving(
         )
         assert "1.0.0 keeps serving" in result.message
         assert await w.host.call("acme.greeter", "label") == "v1"
+        # removed on purpose: the line names what stops it, and that works with no files
+        assert result.message.endswith("to stop serving it: 'plugbay unload acme.greeter'.")
+        await w.host.unload("acme.greeter")
+        assert str(w.host.plugin("acme.greeter").state) != "active"
 
 
 async def test_a_renamed_plugin_directory_is_reloaded_from_its_new_place(
@@ -291,3 +296,55 @@ async def test_a_dependent_that_cannot_follow_keeps_serving_and_says_why(
         assert "1.0.0 keeps serving: importing 'main' failed: no module named" in results[1].message
         assert await host.call("acme.app", "label") == "a1"
         assert await host.call("acme.base", "label") == "b2"
+
+
+ENV_READER = """
+import os
+from plugbay import UtilityPlugin, command
+
+class P(UtilityPlugin):
+    @command
+    def home(self) -> str | None:
+        return os.environ.get("HOME")
+"""
+
+
+async def test_a_reload_that_asks_for_a_new_permission_says_it_is_not_granted(
+    plugins: PluginFactory, watched: Callable[..., AsyncIterator[Watching]]
+) -> None:
+    # sandboxed (deny by default): a permission the saved manifest adds is not in force
+    # until the operator grants it, and the reload line says so and how
+    directory = plugins("acme.reader", ENV_READER, dirname="reader")
+    async with watched(inline=[], init_timeout=20.0) as w:  # type: ignore[attr-defined]
+        assert await w.host.call("acme.reader", "home") is None
+        manifest = directory / "plugin.toml"
+        manifest.write_text(manifest.read_text() + '[permissions]\nenv = ["HOME"]\n')
+        result = await w.next()
+        assert (result.action, result.ok) == ("reload", True), result.message
+        assert result.message == (
+            "reloaded acme.reader 1.0.0 → 1.0.0; it now asks for env:HOME, not granted: "
+            "it runs without it until the operator runs 'plugbay grant acme.reader env:HOME'"
+        )
+        assert await w.host.call("acme.reader", "home") is None  # as the line said
+        # an edit of the code alone asks for nothing new: the line says nothing more
+        (directory / "main.py").write_text(ENV_READER + "\n# edited\n")
+        result = await w.next()
+        assert result.message == "reloaded acme.reader 1.0.0 → 1.0.0", result.message
+
+
+async def test_a_reload_that_drops_a_command_says_callers_of_it_are_refused(
+    greeter: Path, watched: Callable[..., AsyncIterator[Watching]]
+) -> None:
+    async with watched() as w:  # type: ignore[attr-defined]
+        assert await w.host.call("acme.greeter", "label") == "v1"
+        # the command renamed in the editor: a caller still using the old name is refused
+        (greeter / "main.py").write_text(CODE.replace("def label", "def title").format(label="v2"))
+        result = await w.next()
+        assert (result.action, result.ok) == ("reload", True), result.message
+        assert result.message == (
+            "reloaded acme.greeter 1.0.0 → 1.0.0; its command label is gone: "
+            "a caller of it now gets 'has no command'"
+        )
+        assert await w.host.call("acme.greeter", "title") == "v2"
+        with pytest.raises(PlugbayError, match="has no command 'label'"):
+            await w.host.call("acme.greeter", "label")

@@ -172,7 +172,11 @@ class Tasks:
             s.info.state = "running"
             self._report()
             try:
-                await s.factory()
+                work = s.factory()
+                if not inspect.isawaitable(work):
+                    self._not_awaitable(s, work)
+                    return
+                await work
             except asyncio.CancelledError:
                 s.info.state = "cancelled"
                 self._report()
@@ -212,6 +216,18 @@ class Tasks:
                 s.info.state = "done"
                 self._report()
                 return
+
+    def _not_awaitable(self, s: _Supervised, result: object) -> None:
+        """A factory that gave no awaitable (a plain ``def``): it already ran once, and
+        running it again would not make it one, so the task fails now, saying so."""
+        s.info.last_error = (
+            f"TypeError: '{s.info.name}' returned {type(result).__name__}, not a coroutine: "
+            "spawn needs an 'async def' method (or a function returning a coroutine); "
+            "for blocking work, await asyncio.to_thread(...) inside one"
+        )
+        s.info.state = "failed"
+        self._log.error("background task '%s' failed: %s", s.info.name, s.info.last_error)
+        self._report()
 
     def _report(self) -> None:
         metrics = self._metrics

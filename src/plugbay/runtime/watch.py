@@ -258,7 +258,9 @@ class PluginWatcher:
                     "missing",
                     False,
                     f"plugin '{plugin_id}': its manifest in {root} is gone (deleted or renamed); "
-                    f"{serving}. Restore it, or move the directory back.",
+                    f"{serving}. Restore it, or move the directory back"
+                    + (f"; to stop serving it: 'plugbay unload {plugin_id}'" if active else "")
+                    + ".",
                 )
             )
         if rec is not None and str(rec.state) == "disabled":
@@ -277,6 +279,8 @@ class PluginWatcher:
         # version the store serves (after a rollback or upgrade)
         elsewhere = old.root is not None and old.root != root
         renamed = elsewhere and old.root is not None and not old.root.exists()
+        serving = self.host.manager.records_by_id.get(plugin_id)
+        commands = set(serving.commands) if serving is not None else set()
         try:
             new_rec = await self.host.manager.reload_plugin(
                 plugin_id, source=root if elsewhere else None, dependents=False
@@ -292,7 +296,9 @@ class PluginWatcher:
                 "rename" if renamed else "reload",
                 True,
                 f"reloaded {plugin_id} {old.version} → {new.version}"
-                + (f" from {root}" if renamed else ""),
+                + (f" from {root}" if renamed else "")
+                + _newly_pending(self.host.manager, new_rec, old)
+                + _gone(commands - set(new_rec.commands)),
                 version=str(new.version),
                 previous=str(old.version),
                 seconds=new_rec.load_seconds or time.perf_counter() - started,  # until serving
@@ -361,6 +367,40 @@ class PluginWatcher:
             except Exception:  # a reporting callback must not stop the watcher
                 log.exception("the watch callback failed")
         return result
+
+
+def _newly_pending(manager: PluginManager, rec: PluginRecord, old: PluginManifest) -> str:
+    """What the reloaded version asks for that the old one did not and nobody granted:
+    it serves without it, which a plugin author sees only as a denial at run time."""
+    from plugbay.runtime.permissions import permissions_of
+
+    try:
+        pending = permissions_of(manager, rec)["pending"]
+    except Exception:  # only words: never the reason a reload is reported as failed
+        log.debug("reading %s's permissions failed", rec.id, exc_info=True)
+        return ""
+    before = set(old.permissions.asked())
+    new = [p for p in pending if p not in before]
+    if not new:
+        return ""
+    grants = "; ".join(f"'plugbay grant {rec.id} {p}'" for p in new)
+    return (
+        f"; it now asks for {', '.join(new)}, not granted: it runs without "
+        f"{'them' if len(new) > 1 else 'it'} until the operator runs {grants}"
+    )
+
+
+def _gone(commands: set[str]) -> str:
+    """The commands the old version had and the new one has not (renamed or removed): a
+    caller of one is refused from now on, which the author should hear at the save."""
+    if not commands:
+        return ""
+    names = ", ".join(sorted(commands))
+    return (
+        f"; its command{'s' if len(commands) > 1 else ''} {names} "
+        f"{'are' if len(commands) > 1 else 'is'} gone: a caller of "
+        f"{'one' if len(commands) > 1 else 'it'} now gets 'has no command'"
+    )
 
 
 def _owner(path: Path, roots: dict[Path, str]) -> Path | None:
