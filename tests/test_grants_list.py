@@ -182,6 +182,7 @@ async def test_a_plugin_trusted_inline_is_shown_unconfined_not_pending(
         assert f"network:127.0.0.1:{port} UNCONFINED: no sandbox limits it" in shown
         assert "PENDING" in shown and f"network:127.0.0.1:{port} PENDING" not in shown
         assert "run with no sandbox (trusted by the host's policy): acme.trusted" in shown
+        assert "take it out of [policy] inline (or trust-core)" in shown  # not read as markup
 
         async with Host(
             plugins.root, state_dir=tmp_path / "state", entry_points=False, inline=["acme.*"]

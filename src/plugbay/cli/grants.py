@@ -183,7 +183,7 @@ def _print(rows: list[dict[str, Any]], quiet: list[str], footer: str) -> None:
         out.print(
             f"[bold magenta]run with no sandbox[/] (trusted by the host's policy): "
             f"{', '.join(free)}: what they ask for of the network, files and subprocesses "
-            "is not limited; to confine one, take it out of [policy] inline (or trust-core) "
+            "is not limited; to confine one, take it out of \\[policy] inline (or trust-core) "
             "in the host config and restart the host"
         )
     if quiet:
