@@ -387,3 +387,13 @@ def test_call_values_read_as_json_where_json_is_meant(
         """parameter 'names': '["Ada",' is not valid JSON: Expecting value at column 8"""
         in " ".join(broken.stderr.split())
     ), broken.stderr
+
+
+def test_list_with_no_host_says_a_plugins_directory_does_not_exist(tmp_path: Path) -> None:
+    """'plugbay list --plugins TYPO' printed an empty table and nothing else, where
+    'plugbay run' says the directory does not exist."""
+    shown = plugbay("list", "--plugins", str(tmp_path / "plugnis"), cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert f"the plugins directory does not exist (at {tmp_path / 'plugnis'})" in " ".join(
+        shown.stdout.split()
+    )

@@ -98,8 +98,10 @@ def _newest(
 def disk_rows(
     plugin_dirs: list[Path], state: Path
 ) -> tuple[list[dict[str, Any]], list[PlugbayError]]:
-    """One row per plugin id on disk (its newest version), and the manifests that failed."""
+    """One row per plugin id on disk (its newest version), and the manifests that failed
+    (a plugins directory that does not exist among them, as ``plugbay run`` says it)."""
     newest, problems, _ = _newest([*plugin_dirs, state / "store"], state)
+    problems[:0] = [_missing(d) for d in plugin_dirs if not Path(d).is_dir()]
     disabled, store = _kept(state)
     if store is not None:
         store.close()
@@ -115,6 +117,12 @@ def disk_rows(
             }
         )  # fmt: skip
     return rows, problems
+
+
+def _missing(directory: Path) -> PlugbayError:
+    from plugbay.model.discover import discover_directory
+
+    return discover_directory(Path(directory)).problems[0]  # its words, once
 
 
 def _on_demand(manifest: Any) -> str | None:
