@@ -316,6 +316,14 @@ def test_keygen_refuses_to_overwrite_and_bad_keys_are_named(work: Path) -> None:
     with pytest.raises(SignatureError, match="not a plugbay public key"):
         TrustStore(work / "state").add(work / "keys" / "alice.key")
     assert oct((work / "keys" / "alice.key").stat().st_mode & 0o777) == "0o600"
+    # a key that is not there, or not text: said in words, not as Python's exception
+    with pytest.raises(SignatureError) as missing:
+        TrustStore(work / "state").add(work / "keys" / "bob.pub")
+    assert missing.value.message == "cannot read the public key: No such file or directory"
+    assert "plugbay keygen" in (missing.value.hint or "")
+    (work / "keys" / "binary.pub").write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(SignatureError, match="not a plugbay public key: it is not text"):
+        TrustStore(work / "state").add(work / "keys" / "binary.pub")
 
 
 def test_install_follows_the_host_policy(work: Path) -> None:

@@ -113,8 +113,18 @@ def load_private_key(path: Path) -> Ed25519PrivateKey:
 def load_public_key(path: Path) -> Ed25519PublicKey:
     try:
         text = Path(path).read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SignatureError(f"cannot read the public key: {exc}", where=str(path)) from None
+    except OSError as exc:
+        raise SignatureError(
+            f"cannot read the public key: {exc.strerror}",
+            where=str(path),
+            hint="name the .pub file 'plugbay keygen' wrote (its path, or the publisher's)",
+        ) from None
+    except UnicodeDecodeError:
+        raise SignatureError(
+            "not a plugbay public key: it is not text",
+            where=str(path),
+            hint="use the .pub file 'plugbay keygen' wrote: 'plugbay-ed25519 <base64> <name>'",
+        ) from None
     parts = text.split()
     try:
         if len(parts) < 2 or parts[0] != _PUB_TAG:
