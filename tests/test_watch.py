@@ -348,3 +348,19 @@ async def test_a_reload_that_drops_a_command_says_callers_of_it_are_refused(
         assert await w.host.call("acme.greeter", "title") == "v2"
         with pytest.raises(PlugbayError, match="has no command 'label'"):
             await w.host.call("acme.greeter", "label")
+
+
+def test_plugbay_run_watch_says_a_manifest_is_gone_not_missing_failed(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A deleted manifest printed 'missing failed: …' in 'plugbay run --watch'; a failed
+    reload still reads 'reload failed'."""
+    from plugbay.cli._serve import _print_watch
+    from plugbay.runtime.watch import WatchResult
+
+    _print_watch(WatchResult("acme.x", "missing", False, "its manifest in /p is gone"))
+    _print_watch(WatchResult("acme.x", "reload", False, "1.0.0 keeps serving: …"))
+    lines = capsys.readouterr().out.splitlines()
+    assert "manifest gone: its manifest in /p is gone" in lines[0], lines
+    assert "missing failed" not in lines[0]
+    assert "reload failed: 1.0.0 keeps serving" in lines[1], lines

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from plugbay.api.errors import PlugbayError
 from plugbay.cli._defaults import host_kwargs
@@ -414,13 +414,18 @@ async def _start_watching(host: Host, stop: asyncio.Event) -> asyncio.Future[Non
     return watcher
 
 
+#: a watch result that is not a failed action, in its own words (not "missing failed")
+_NOT_DONE: Final = {"missing": "manifest gone"}
+
+
 def _print_watch(result: Any) -> None:
     stamp = time.strftime("%H:%M:%S")
     if result.ok:
         took = f" in {result.seconds * 1000:.0f} ms" if result.seconds else ""
         _out().print(f"[dim]{stamp}[/] [green]{_escape(result.message)}[/]{took}")
     else:
-        _out().print(f"[dim]{stamp}[/] [red]{result.action} failed:[/] {_escape(result.message)}")
+        said = _NOT_DONE.get(result.action, f"{result.action} failed")
+        _out().print(f"[dim]{stamp}[/] [red]{said}:[/] {_escape(result.message)}")
     sys.stdout.flush()
 
 
