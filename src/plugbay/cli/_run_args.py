@@ -44,7 +44,8 @@ class RunOptions:
 
 
 #: option spelling → (field, kind); kinds: flag, path, paths (repeatable), int, port (an int
-#: to 65535: a larger one is typer's to refuse), float, text
+#: to 65535: a larger one is typer's to refuse), size (an int from 1: 0 is typer's to
+#: refuse), float, text
 OPTIONS: Final[Mapping[str, tuple[str, str]]] = {
     "--plugins": ("plugins", "paths"),
     "-p": ("plugins", "paths"),
@@ -58,7 +59,7 @@ OPTIONS: Final[Mapping[str, tuple[str, str]]] = {
     "--http": ("http", "text"),
     "--no-http": ("no_http", "flag"),
     "--http-public": ("http_public", "flag"),
-    "--http-max-body": ("http_max_body", "int"),
+    "--http-max-body": ("http_max_body", "size"),
     "--watch": ("watch", "flag"),
     "-w": ("watch", "flag"),
     "--drain": ("drain", "float"),
@@ -126,6 +127,8 @@ def _value(kind: str, text: str) -> object | None:
         return None
     if kind == "int":
         return int(text) if _DIGITS.fullmatch(text) else None
+    if kind == "size":
+        return int(text) if _DIGITS.fullmatch(text) and int(text) >= 1 else None
     if kind == "port":
         return int(text) if _DIGITS.fullmatch(text) and int(text) <= 65535 else None
     if kind == "float":

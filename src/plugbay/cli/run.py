@@ -75,7 +75,8 @@ def run(
         ),
     ] = False,
     http_max_body: Annotated[
-        int, typer.Option("--http-max-body", help="Largest request body the API accepts, bytes.")
+        int,
+        typer.Option("--http-max-body", min=1, help="Largest request body the API accepts, bytes."),
     ] = 1 << 20,
     watch: Annotated[
         bool,
