@@ -73,3 +73,34 @@ async def test_requests_for_made_up_plugin_ids_keep_no_record_under_those_ids(
         m.startswith("POST /api/v1/plugins/made.up7/reload by 127.0.0.1:") and "→ 404" in m
         for m in lines
     ), lines[:5]
+
+
+async def test_a_request_that_succeeded_is_on_the_record_at_info_a_refused_one_warns(
+    make_host: Callable[..., Any], plugins: PluginFactory
+) -> None:
+    """A plugin's log showed every API change as a warning (the dashboard's Logs pane
+    painted 'PUT …/config → 200' yellow): one that succeeded is info, a refused one
+    still a warning, and both are security records."""
+    plugins("acme.calc", CALC)
+    host = make_host()
+    async with host, api_served(host) as served:
+        async with (
+            httpx.AsyncClient(
+                base_url=served.url,
+                headers={"Authorization": f"Bearer {served.token}"},
+                timeout=30,
+            ) as http,
+            httpx.AsyncClient(base_url=served.url, timeout=30) as anonymous,
+        ):
+            assert (await http.post("/api/v1/plugins/acme.calc/disable")).status_code == 200
+            assert (await anonymous.post("/api/v1/plugins/acme.calc/enable")).status_code == 401
+        await host.events.drain()
+        records = {
+            r["message"].split(" by ")[0]: r
+            for r in host.logs("acme.calc", limit=100)
+            if r["message"].startswith("HTTP: ")
+        }
+        done = records["HTTP: POST /api/v1/plugins/acme.calc/disable"]
+        refused = records["HTTP: POST /api/v1/plugins/acme.calc/enable"]
+        assert (done["level"], refused["level"]) == (logging.INFO, logging.WARNING), records
+        assert done["fields"]["security"] and refused["fields"]["security"]

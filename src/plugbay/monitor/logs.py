@@ -283,12 +283,15 @@ class LogManager(logging.Handler):
         if news is not None:
             news()
 
-    def security(self, plugin_id: str, message: str, **fields: Any) -> None:
-        """A security event (denied permission, limit hit): never rate-limited away silently."""
+    def security(
+        self, plugin_id: str, message: str, *, level: int = logging.WARNING, **fields: Any
+    ) -> None:
+        """A security event (denied permission, limit hit; an API request that changed the
+        plugin, at info when it succeeded): never rate-limited away silently."""
         fields = {
             k: v for k, v in fields.items() if k not in ("message", "logger", "version", "when")
         }
-        self.add(plugin_id, logging.WARNING, message, logger=PREFIX + plugin_id + ".security",
+        self.add(plugin_id, level, message, logger=PREFIX + plugin_id + ".security",
                  security=True, **fields)  # fmt: skip
 
     def dropped(self) -> dict[str, int]:

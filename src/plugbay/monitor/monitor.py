@@ -730,7 +730,12 @@ class PluginMonitor:
         self._wake()
         if event.kind.startswith("security."):
             fields = {k: v for k, v in event.data.items() if k not in ("plugin", "message")}
-            self.logs.security(plugin, _security_text(event), event=event.kind, **fields)
+            # an API request that succeeded is on the record, not a warning
+            done = event.kind == "security.http.request" and fields.get("result") == "ok"
+            level = logging.INFO if done else logging.WARNING
+            self.logs.security(
+                plugin, _security_text(event), level=level, event=event.kind, **fields
+            )
             return
         level = lifecycle_level(event.kind, event.data)
         reason = event.data.get("reason")
