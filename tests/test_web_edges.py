@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from plugbay.web._gate import MAX_JSON_DEPTH
+from plugbay.web._gate import MAX_JSON_DEPTH, Gate
 from plugbay.web._slow_clients import HeadDeadline
 from tests.test_web import Api, api, error_of
 
@@ -256,6 +256,35 @@ async def test_a_client_that_never_finishes_its_headers_is_answered_408_and_drop
     assert stream.status_code == 200 and text.count(b"event: sample") == 2
     r = await api.http.get("/api/v1/plugins")
     assert r.status_code == 200
+
+
+async def test_a_body_that_never_arrives_whole_is_answered_408(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A token holder could hold a request open for ever by sending its body a byte at a
+    time, or not at all after its head: the body has a bound too."""
+    monkeypatch.setattr(Gate, "body_seconds", 0.5)
+    where = urlsplit(api.url)
+    assert where.hostname is not None and where.port is not None
+    reader, writer = await asyncio.open_connection(where.hostname, where.port)
+    try:
+        writer.write(
+            b"POST /api/v1/plugins/acme.calc/commands/add HTTP/1.1\r\nHost: x\r\n"
+            + f"Authorization: Bearer {api.token}\r\n".encode()
+            + b'Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"a": '
+        )
+        await writer.drain()
+        # bounded: without the deadline the server waits for the rest for ever
+        answer = await asyncio.wait_for(reader.read(), timeout=20)
+    finally:
+        writer.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408 "), answer
+    error = json.loads(body)["error"]
+    assert error["code"] == "request_timeout"
+    assert "did not arrive whole within 0.5 s" in error["message"], error
+    r = await api.http.post("/api/v1/plugins/acme.calc/commands/add", json={"a": 1})
+    assert r.status_code == 200, r.text  # the host goes on serving
 
 
 async def test_a_grant_of_no_permission_says_what_a_permission_looks_like(api: Api) -> None:

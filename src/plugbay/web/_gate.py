@@ -21,6 +21,7 @@ request that changes something, which is what the security log records.
 
 from __future__ import annotations
 
+import asyncio
 import html
 import json
 import logging
@@ -72,6 +73,10 @@ _PATH_SAFE: Final = "/:@!$&'()*+,;="
 
 class Gate:
     """See the module docstring."""
+
+    #: seconds a request's whole body may take to arrive once its head has (a client
+    #: holding a body open, byte by byte, is answered 408): 1 MiB at 35 KB/s
+    body_seconds: float = 30.0
 
     def __init__(
         self,
@@ -389,8 +394,13 @@ class Gate:
         chunks: list[bytes] = []
         size = 0
         refused = declared is not None and declared.isdigit() and int(declared) > limit
+        deadline = time.monotonic() + self.body_seconds
         while not refused or size <= _DRAIN * limit:
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), deadline - time.monotonic())
+            except TimeoutError:
+                await self._refuse(scope, receive, send, caller, 408, self._slow_body())
+                return None
             if message["type"] == "http.disconnect":
                 return None
             chunk = message.get("body", b"")
@@ -409,6 +419,13 @@ class Gate:
             await self._refuse(scope, receive, send, caller, 413, too_big)
             return None
         return b"".join(chunks)
+
+    def _slow_body(self) -> PlugbayError:
+        return http_error(
+            "request_timeout",
+            f"the request body did not arrive whole within {self.body_seconds:g} s",
+            hint="send the whole body at once (a command's parameters, a config are small)",
+        )
 
     async def _refuse(
         self,
