@@ -93,7 +93,8 @@ class SystemPlugin(Plugin):
         return {"id": getattr(self, "id", None), "priority": self.priority}
 
     async def configure(self, config: SystemConfig) -> None:
-        """Apply a new, already validated config while running."""
+        """Apply a validated config. The plugin calls it (from ``initialize``); a run-time
+        change reaches it through ``on_config_change`` or a swap, never a host call here."""
 
 
 class IntegrationPlugin(Plugin):
