@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from plugbay import CommandNotFound, PermissionDenied
+from plugbay import CommandNotFound, ParameterError, PermissionDenied, PlugbayError
 from plugbay.cli.events import event_rows
 from plugbay.runtime.host import Host
 from plugbay.runtime.prometheus import exposition
@@ -464,3 +464,88 @@ async def test_events_queued_for_a_version_are_not_sent_to_one_that_no_longer_li
 async def _keys(host: Host, plugin: str, n: int) -> list[str] | None:
     seen = await _seen(host, plugin, n)
     return None if seen is None else [str(k) for k, *_ in seen]
+
+
+#: a producer whose payloads a user might get wrong: an object that is not data, a huge one
+CARELESS = """
+import threading
+from dataclasses import dataclass
+from plugbay import UtilityPlugin, command
+
+@dataclass
+class Evicted:
+    key: str
+    lock: object = None
+
+class P(UtilityPlugin):
+    @command
+    async def evict_with_lock(self) -> int:
+        return await self.context.events.emit("cache.evicted", Evicted("k", threading.Lock()))
+
+    @command
+    async def evict_huge(self) -> int:
+        return await self.context.events.emit("cache.evicted", {"key": "x" * 20_000_000})
+
+    @command
+    async def evict_many(self, n: int) -> int:
+        return sum([await self.context.events.emit("cache.evicted", {"key": str(i), "size": i}) for i in range(n)])
+
+    @command
+    def ping(self) -> str:
+        return "pong"
+"""
+
+
+@pytest.mark.parametrize("isolation", ["process", "inline"])
+async def test_a_payload_that_is_not_data_or_huge_is_refused_saying_what_to_send(
+    plugins: PluginFactory, tmp_path: Path, isolation: str
+) -> None:
+    """A payload holding an object that is not plain data is refused naming the event and
+    the field; one of 20 MB is refused by the payload bound (not the socket's frame limit,
+    which said neither the event nor what to do), and the plugin keeps serving."""
+    plugins("acme.producer", CARELESS, extra=PRODUCER_MANIFEST)
+    plugins("acme.listener", LISTENER, extra='[events.listens."cache.evicted"]\n')
+    inline = ["acme.listener"] + (["acme.producer"] if isolation == "inline" else [])
+    host = make_host(plugins, tmp_path, inline=inline)
+    await host.start()
+    try:
+        with pytest.raises(ParameterError) as refused:
+            await host.call("acme.producer", "evict_with_lock")
+        message = refused.value.message
+        assert "event 'cache.evicted'" in message and "field 'lock'" in message
+        assert refused.value.hint is not None and "plain data" in refused.value.hint
+        with pytest.raises(PlugbayError) as huge:
+            await host.call("acme.producer", "evict_huge")
+        assert "payload of event 'cache.evicted'" in huge.value.message
+        assert "65,536-byte bound" in huge.value.message
+        assert await host.call("acme.producer", "ping") == "pong"
+        assert await host.call("acme.listener", "seen") == []
+    finally:
+        await host.stop()
+
+
+async def test_a_plugin_emitting_in_a_loop_lets_a_quick_listener_keep_up(
+    plugins: PluginFactory, tmp_path: Path
+) -> None:
+    """An inline plugin emitting in a loop gives the host's loop a turn per event: a quick
+    listener with a small queue hears every one (none dropped), instead of its queue
+    filling while the loop was never let go."""
+    plugins("acme.producer", CARELESS, extra=PRODUCER_MANIFEST)
+    plugins(
+        "acme.quick",
+        LISTENER,
+        extra='[events.listens."cache.evicted"]\nqueue = 5\noverflow = "drop-newest"\n',
+    )
+    host = make_host(plugins, tmp_path, inline=["acme.producer", "acme.quick"])
+    await host.start()
+    try:
+        assert await host.call("acme.producer", "evict_many", n=200) == 200
+        events = host.manager.plugin_events
+        (row,) = await until(
+            lambda: [r for r in events.stats() if r["delivered"] + r["dropped"] == 200],
+            "each of the 200 events handled or dropped",
+        )
+        assert (row["delivered"], row["dropped"]) == (200, 0)
+        assert len(await host.call("acme.quick", "seen")) == 200
+    finally:
+        await host.stop()

@@ -31,12 +31,19 @@ from typing import Any, Final, TypeVar
 import msgspec
 
 from plugbay.api._command import CommandMethod, CommandSpec
-from plugbay.api.errors import ParameterError, PluginLoadError, PluginStateError
+from plugbay.api.errors import (
+    ParameterError,
+    PluginLoadError,
+    PluginStateError,
+    ResourceLimitExceeded,
+)
 
 __all__ = ["EVENT_PREFIX", "EventHandler", "Events", "event_handlers", "on_event"]
 
 #: a handler travels to a worker as a call to ``event:<name>`` (never a command)
 EVENT_PREFIX: Final = "event:"
+#: the largest payload an event may carry, bytes (as MessagePack): the host refuses more
+MAX_PAYLOAD: Final = 64 * 1024
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -110,21 +117,66 @@ def call_handler(plugin: object, spec: CommandSpec, payload: Any) -> Any:
 
 
 def plain_payload(name: str, payload: object, plugin: str | None) -> dict[str, Any]:
-    """A payload as the plain mapping that travels (a Struct, a dataclass or a mapping)."""
+    """A payload as the plain mapping that travels (a Struct, a dataclass or a mapping);
+    one holding a value that is not plain data is refused, naming its field."""
     if isinstance(payload, msgspec.Struct) or (
         dataclasses.is_dataclass(payload) and not isinstance(payload, type)
     ):
-        data = msgspec.to_builtins(payload, str_keys=True)
+        pass
     elif isinstance(payload, Mapping):
-        data = msgspec.to_builtins(dict(payload), str_keys=True)
+        payload = dict(payload)
     else:
         raise ParameterError(
             f"the payload of event '{name}' is a {type(payload).__name__}",
             plugin=plugin,
             hint="emit a msgspec.Struct or a dataclass instance (or a mapping)",
         )
+    try:
+        data = msgspec.to_builtins(payload, str_keys=True)
+    except (TypeError, ValueError) as exc:
+        field = _unfit_field(payload)
+        raise ParameterError(
+            f"the payload of event '{name}' cannot be sent: "
+            + (f"its field '{field}' " if field else "it ")
+            + f"is not plain data ({exc})",
+            plugin=plugin,
+            where=f"context.events.emit({name!r}, ...)",
+            hint="send plain data (str, int, float, bool, None, lists and mappings of them, "
+            "Structs, dataclasses): an id or a str() of the object, not the object",
+        ) from None
     assert isinstance(data, dict)
     return data
+
+
+def _unfit_field(payload: object) -> str | None:
+    """The first field of a payload that is not plain data (None: none found alone)."""
+    if isinstance(payload, dict):
+        fields = payload
+    elif isinstance(payload, msgspec.Struct):
+        fields = msgspec.structs.asdict(payload)
+    else:  # a dataclass instance
+        fields = {f.name: getattr(payload, f.name) for f in dataclasses.fields(payload)}  # type: ignore[arg-type]
+    for key, value in fields.items():
+        try:
+            msgspec.to_builtins(value, str_keys=True)
+        except (TypeError, ValueError):
+            return str(key)
+    return None
+
+
+def payload_size(name: str, data: dict[str, Any], plugin: str | None) -> int:
+    """The payload's size as it travels; over :data:`MAX_PAYLOAD` it is refused where it is
+    emitted, so an oversized one never reaches a worker's socket."""
+    size = len(msgspec.msgpack.encode(data))
+    if size > MAX_PAYLOAD:
+        raise ResourceLimitExceeded(
+            f"the payload of event '{name}' is {size:,} bytes, over the "
+            f"{MAX_PAYLOAD:,}-byte bound; the event was refused",
+            plugin=plugin,
+            hint="send a key or an id in the event and keep the data in context.storage",
+            details={"limit": "event_payload"},
+        )
+    return size
 
 
 class Events:
@@ -145,6 +197,7 @@ class Events:
         """Send ``payload`` as event ``name``; returns the number of listeners that took it
         (a listener whose queue was full and whose policy dropped it is not counted)."""
         data = plain_payload(name, payload, self._plugin or None)
+        payload_size(name, data, self._plugin or None)
         if self._sink is None:
             raise PluginStateError(
                 f"cannot emit '{name}': this context is not connected to a host",

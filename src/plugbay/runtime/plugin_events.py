@@ -44,7 +44,13 @@ from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 
-from plugbay.api._events import EVENT_PREFIX, EmitSink, call_handler, event_handlers
+from plugbay.api._events import (
+    EVENT_PREFIX,
+    MAX_PAYLOAD,
+    EmitSink,
+    call_handler,
+    event_handlers,
+)
 from plugbay.api.errors import (
     ParameterError,
     PlugbayError,
@@ -131,7 +137,7 @@ class PluginEvents:
     """One per host (``manager.plugin_events``); see the module docstring."""
 
     #: the largest payload an event may carry, bytes (as MessagePack)
-    max_payload: int = 64 * 1024
+    max_payload: int = MAX_PAYLOAD
 
     def __init__(self, manager: PluginManager) -> None:
         self._m = manager
@@ -185,6 +191,10 @@ class PluginEvents:
         chain = self._chain(name)
         if chain:
             await self._offer(_Item(name, payload, source, chain))
+            # a turn of the loop per event someone listens to: a plugin emitting in a loop
+            # lets its listeners (and the rest of the host) run meanwhile, instead of
+            # filling their queues unseen; an event nobody listens to costs no turn
+            await asyncio.sleep(0)
         return len(chain)
 
     def _chain(self, name: str) -> list[_Inbox]:
