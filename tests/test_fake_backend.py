@@ -167,7 +167,7 @@ async def test_a_crash_fails_calls_in_flight_then_restarts_with_backoff_then_giv
         restarts = [e.reason for e in host.state.history("acme.counter") if e.action == "restart"]
         assert restarts == ["after 0.02 s", "after 0.01 s"]  # newest first: the backoff doubled
         assert host.state.is_enabled("acme.counter") is True  # the next start tries it again
-        with pytest.raises(Exception, match="is failed"):
+        with pytest.raises(Exception, match="failed while it served"):
             await host.call("acme.counter", "bump")
 
 
