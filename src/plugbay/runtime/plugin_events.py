@@ -9,7 +9,7 @@ plugin's ``context.events`` is bound to its id, a worker's emit arrives as a
 ``HostCall`` to ``plugbay.events`` on its own socket and passes the broker. An
 event the manifest does not declare is refused (``PermissionDenied`` and a
 security event, ``layer = "broker"``); a payload must be a mapping of plain
-data of at most :attr:`PluginEvents.max_payload` bytes.
+data of at most :data:`~plugbay.api._events.MAX_PAYLOAD` bytes.
 
 **Delivery** follows priority: each event visits its listeners one after the
 other, lowest priority first, each listener handling it (or failing, or timing
@@ -42,21 +42,18 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
-import msgspec
-
 from plugbay.api._events import (
     EVENT_PREFIX,
-    MAX_PAYLOAD,
     EmitSink,
     call_handler,
     event_handlers,
+    payload_size,
 )
 from plugbay.api.errors import (
     ParameterError,
     PlugbayError,
     PluginCallError,
     PluginStateError,
-    ResourceLimitExceeded,
 )
 from plugbay.isolation import frames
 from plugbay.isolation._process_parts import RemoteSpec
@@ -136,9 +133,6 @@ def _remote_spec(name: str) -> RemoteSpec:
 class PluginEvents:
     """One per host (``manager.plugin_events``); see the module docstring."""
 
-    #: the largest payload an event may carry, bytes (as MessagePack)
-    max_payload: int = MAX_PAYLOAD
-
     def __init__(self, manager: PluginManager) -> None:
         self._m = manager
         self._inboxes: dict[tuple[str, str], _Inbox] = {}
@@ -174,15 +168,7 @@ class PluginEvents:
                 plugin=plugin_id,
                 hint="emit a msgspec.Struct, a dataclass or a mapping",
             )
-        size = len(msgspec.msgpack.encode(payload))
-        if size > self.max_payload:
-            raise ResourceLimitExceeded(
-                f"the payload of event '{name}' is {size:,} bytes, over the "
-                f"{self.max_payload:,}-byte bound; the event was refused",
-                plugin=plugin_id,
-                hint="send a key or an id in the event and keep the data in context.storage",
-                details={"limit": "event_payload"},
-            )
+        payload_size(name, payload, plugin_id)  # a worker's emit is checked again here
         return await self.publish(name, payload, source=plugin_id)
 
     async def publish(self, name: str, payload: dict[str, Any], *, source: str = "host") -> int:
