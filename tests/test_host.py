@@ -758,3 +758,18 @@ async def test_an_id_the_host_is_told_about_that_no_plugin_has_is_a_problem_with
             assert (where, f"'{typo}' is not the id of any plugin found",
                     "did you mean 'acme.calc'?") in said, said  # fmt: skip
         assert str(host.plugin("acme.calc").state) == "active"  # the rest serves
+
+
+async def test_a_disabled_plugin_is_listed_where_it_would_run(
+    plugins: PluginFactory, make_host: Callable[..., Host]
+) -> None:
+    """A sandboxed plugin disabled at the host's start was listed 'inline' (the record's
+    default), though it runs in a worker once enabled."""
+    plugins("acme.off")
+    async with make_host(inline=[]) as host:
+        assert host.plugin("acme.off").isolation == "process"
+        await host.disable("acme.off", "noisy")
+    async with make_host(inline=[]) as host:
+        listed = {r.id: r.to_dict() for r in host.manager.list_plugins()}
+        assert listed["acme.off"]["state"] == "disabled"
+        assert listed["acme.off"]["isolation"] == "process"

@@ -22,6 +22,7 @@ The bookkeeping the parts share is here.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import time
@@ -297,6 +298,8 @@ class PluginManager(Calling, Starting, Supervision, SecurityEvents):
     def note_disabled(self, manifest: PluginManifest, reason: str | None) -> None:
         rec = self._records.get(manifest.id) or PluginRecord(manifest.id, manifest)
         rec.manifest = manifest
+        with contextlib.suppress(PlugbayError):  # where it would run, not the record's default
+            rec.isolation = self.place(manifest).isolation
         rec.reason = reason or "disabled by the operator"
         self._records[manifest.id] = rec
         self._set_state(rec, PluginState.DISABLED)
