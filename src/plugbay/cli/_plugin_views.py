@@ -342,16 +342,17 @@ def nothing_recorded(plugin_id: str | None, state: Path) -> str:
 def deps_tree(graph: dict[str, dict[str, str]], plan: Any) -> Tree:
     """The dependency tree from its roots, each with the chosen version; ✗ and ↻ mark
     what cannot be resolved and cycles."""
+    from plugbay.model.graph import reachable
     from plugbay.model.versions import Range
 
     needed = {d for k in graph for d in graph[k]}
     roots = [pid for pid in sorted(graph) if pid not in needed]
     # what no root leads to (plugins that only need each other: a cycle) is a root too
-    reached = _reached(graph, roots)
+    reached = reachable(roots, graph)
     for pid in sorted(graph):
         if pid not in reached:
             roots.append(pid)
-            reached |= _reached(graph, [pid])
+            reached |= reachable([pid], graph)
     tree = Tree("[bold]plugins[/]")
 
     def label(pid: str, rng: str | None) -> str:
@@ -376,15 +377,3 @@ def deps_tree(graph: dict[str, dict[str, str]], plan: Any) -> Tree:
     for pid in roots:
         add(tree, pid, None, ())
     return tree
-
-
-def _reached(graph: Mapping[str, Mapping[str, str]], roots: list[str]) -> set[str]:
-    """Every plugin ``roots`` lead to in ``graph``, the roots too."""
-    reached: set[str] = set()
-    frontier = list(roots)
-    while frontier:
-        pid = frontier.pop()
-        if pid not in reached:
-            reached.add(pid)
-            frontier.extend(graph.get(pid, {}))
-    return reached

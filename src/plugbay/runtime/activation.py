@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from plugbay.api.errors import PlugbayError
+from plugbay.model.graph import reachable
 from plugbay.model.manifest import PluginManifest
 from plugbay.model.resolve import ResolutionPlan
 
@@ -52,15 +53,8 @@ class Activation:
     def eager_needs(plan: ResolutionPlan) -> set[str]:
         """Every plugin of ``plan`` that must start at host start: the eager ones and
         everything they need, transitively."""
-        needed: set[str] = set()
-        frontier = [pid for pid in plan.order if not plan.selected[pid].activation]
-        while frontier:
-            pid = frontier.pop()
-            if pid in needed:
-                continue
-            needed.add(pid)
-            frontier.extend(plan.edges.get(pid, frozenset()))
-        return needed
+        eager = [pid for pid in plan.order if not plan.selected[pid].activation]
+        return reachable(eager, plan.edges)
 
     def defer(
         self, manifest: PluginManifest, needs: Iterable[str], notes: list[str], eager: set[str]

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from plugbay.api.errors import PlugbayError, PluginNotFound, PluginStateError
+from plugbay.model.graph import reachable
 from plugbay.runtime.compare import plain
 
 if TYPE_CHECKING:
@@ -148,18 +149,6 @@ def call_check(
 # --------------------------------------------------------------------------- the search
 
 
-def _closure(ids: Sequence[str], needs: dict[str, list[str]]) -> set[str]:
-    """``ids`` and everything they need, transitively."""
-    seen: set[str] = set()
-    frontier = list(ids)
-    while frontier:
-        pid = frontier.pop()
-        if pid not in seen:
-            seen.add(pid)
-            frontier.extend(needs.get(pid, ()))
-    return seen
-
-
 async def bisect_plugins(
     target: BisectTarget,
     check: Check,
@@ -170,7 +159,7 @@ async def bisect_plugins(
     """The plugin whose addition makes ``check`` fail; see the module docstring.
     ``keep`` (a ``--call`` check's plugin) stays active throughout, with what it needs."""
     everything, needs = await target.begin()
-    kept = _closure([k for k in keep if k in needs], needs)
+    kept = reachable([k for k in keep if k in needs], needs)  # and what they need
     base = [pid for pid in everything if pid in kept]
     order = [pid for pid in everything if pid not in kept]
     result = BisectResult(None, 0)
