@@ -384,38 +384,38 @@ class Gate:
     ) -> bytes | None:
         limit = self.max_body
         declared = headers.get("content-length")
-        too_big = http_error(
-            "body_too_large",
-            f"the request body is larger than the {limit:,} bytes allowed",
-            hint="send less (a command's parameters, a config), or start the host with a "
-            "larger --http-max-body",
-            limit=limit,
-        )
         chunks: list[bytes] = []
         size = 0
         refused = declared is not None and declared.isdigit() and int(declared) > limit
-        deadline = time.monotonic() + self.body_seconds
-        while not refused or size <= _DRAIN * limit:
-            try:
-                message = await asyncio.wait_for(receive(), deadline - time.monotonic())
-            except TimeoutError:
-                await self._refuse(scope, receive, send, caller, 408, self._slow_body())
-                return None
-            if message["type"] == "http.disconnect":
-                return None
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            more = message.get("more_body", False)
-            if size > limit:
-                # read on and drop what follows (up to a bound) so the client, still
-                # sending, gets the 413 instead of a reset connection
-                refused = True
-                chunks.clear()
-            else:
-                chunks.append(chunk)
-            if not more:
-                break
+        try:
+            async with asyncio.timeout(self.body_seconds):  # one deadline for the whole body
+                while not refused or size <= _DRAIN * limit:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        return None
+                    chunk = message.get("body", b"")
+                    size += len(chunk)
+                    more = message.get("more_body", False)
+                    if size > limit:
+                        # read on and drop what follows (up to a bound) so the client,
+                        # still sending, gets the 413 instead of a reset connection
+                        refused = True
+                        chunks.clear()
+                    else:
+                        chunks.append(chunk)
+                    if not more:
+                        break
+        except TimeoutError:
+            await self._refuse(scope, receive, send, caller, 408, self._slow_body())
+            return None
         if refused:
+            too_big = http_error(
+                "body_too_large",
+                f"the request body is larger than the {limit:,} bytes allowed",
+                hint="send less (a command's parameters, a config), or start the host with a "
+                "larger --http-max-body",
+                limit=limit,
+            )
             await self._refuse(scope, receive, send, caller, 413, too_big)
             return None
         return b"".join(chunks)
