@@ -191,3 +191,41 @@ async def test_the_host_keeps_the_cache_in_its_state_and_sees_edits_on_restart(
     async with Host(plugins, state_dir=state, entry_points=False, inline=["acme.a"]) as host:
         assert host.plugin("acme.a").version == "1.1.0"
         assert await host.call("acme.a", "hello") == "hi"
+
+
+async def test_loading_a_new_plugin_reads_only_its_manifest(
+    tmp_path: Path, settled: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``host.load`` of a plugin added after the start looks for it through the caches
+    (the plugin directories' and the store's): the manifests already known are not read
+    and parsed again (at 1,000 plugins, ~0.2 s a load)."""
+    from plugbay.model import discover as discover_module
+
+    plugins, state = tmp_path / "plugins", tmp_path / "state"
+    code = (
+        "from plugbay import UtilityPlugin, command\n\n"
+        "class P(UtilityPlugin):\n"
+        "    @command\n"
+        "    def hello(self) -> str:\n"
+        "        return 'hi'\n"
+    )
+    for pid in ("acme.a", "acme.b", "acme.c"):
+        _write(plugins, pid)
+        (plugins / pid / "m.py").write_text(code)
+    inline = ["acme.a", "acme.b", "acme.c", "acme.new"]
+    async with Host(plugins, state_dir=state, entry_points=False, inline=inline):
+        pass  # the store keeps a copy of each: the next start caches those too
+    async with Host(plugins, state_dir=state, entry_points=False, inline=inline) as host:
+        new = _write(plugins, "acme.new")
+        (plugins / "acme.new" / "m.py").write_text(code)
+        read: list[str] = []
+        uncached, from_file = discover_module.load_manifest_file, manifest_cache.read_text
+        monkeypatch.setattr(
+            discover_module, "load_manifest_file", lambda p: read.append(str(p)) or uncached(p)
+        )
+        monkeypatch.setattr(
+            manifest_cache, "read_text", lambda p: read.append(str(p)) or from_file(p)
+        )
+        await host.load("acme.new")
+        assert await host.call("acme.new", "hello") == "hi"
+        assert read == [str(new)]

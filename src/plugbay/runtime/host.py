@@ -28,7 +28,7 @@ from plugbay.api import Plugin
 from plugbay.api.errors import ConfigError, PlugbayError, PluginNotFound, PluginStateError
 from plugbay.isolation.policy import IsolationPolicy
 from plugbay.model.bundled import bundled_needed
-from plugbay.model.discover import discover
+from plugbay.model.discover import Discovery, discover
 from plugbay.model.manifest import PluginManifest
 from plugbay.model.manifest_cache import CACHE_FILE, ManifestCache
 from plugbay.model.registry import PluginRegistry
@@ -300,14 +300,20 @@ class Host(AsyncOnly):
             await undo_fully(self._close(), "a start cut short")
             raise
 
+    def discover(self, *, entry_points: bool) -> Discovery:
+        """The plugins in the host's directories (and entry points), through the
+        manifest cache of its state directory when it has one."""
+        cache = ManifestCache(self.state_dir / CACHE_FILE) if self.state_dir else None
+        found = discover(self.plugin_dirs, entry_points=entry_points, cache=cache)
+        if cache is not None:
+            cache.save()
+        return found
+
     async def _start_plugins(self) -> None:
         self.manager.services.provide(
             "plugbay.host", "plugbay.host", Version.parse(HOST_VERSION), HostInfo(self)
         )
-        cache = ManifestCache(self.state_dir / CACHE_FILE) if self.state_dir else None
-        found = discover(self.plugin_dirs, entry_points=self._entry_points, cache=cache)
-        if cache is not None:
-            cache.save()
+        found = self.discover(entry_points=self._entry_points)
         for problem in found.problems:
             self._problem(problem, None)
         for manifest in found.manifests:

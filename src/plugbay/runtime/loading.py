@@ -12,7 +12,6 @@ import logging
 from typing import TYPE_CHECKING
 
 from plugbay.api.errors import PlugbayError, PluginStateError
-from plugbay.model.discover import discover
 from plugbay.runtime.records import PluginState
 
 if TYPE_CHECKING:
@@ -49,7 +48,7 @@ def find_added(host: Host) -> None:
     registry; a plugin that is not running is read again (its files may be fixed)."""
     states = {r.id: r.state for r in host.manager.list_plugins()}
     registry = host.registry
-    for manifest in discover(host.plugin_dirs, entry_points=False).manifests:
+    for manifest in host.discover(entry_points=False).manifests:
         try:
             if states.get(manifest.id) not in RUNNING:
                 registry.replace(manifest)

@@ -51,6 +51,7 @@ import msgspec
 from plugbay.api.errors import ManifestError, PlugbayError
 from plugbay.model.discover import Discovery, discover_directory
 from plugbay.model.manifest import PluginManifest, load_manifest, with_requires_dist
+from plugbay.model.manifest_cache import CACHE_FILE, ManifestCache
 from plugbay.model.versions import Version
 from plugbay.state import StateStore
 
@@ -122,11 +123,17 @@ class PluginStore:
         return sorted(kept, key=_version_key)
 
     def discover(self) -> Discovery:
-        """Every version in the store (static: manifests only)."""
+        """Every version in the store (static: manifests only), through a manifest
+        cache of its own beside it (``store.manifests.cache``)."""
         self.settle()
         if not self.root.is_dir():
             return Discovery()
-        return discover_directory(self.root)
+        # parsed manifests kept beside the store, as discovery keeps the plugin
+        # directories' (a store entry is immutable: every start would parse each again)
+        cache = ManifestCache(self.root.with_name(f"{self.root.name}.{CACHE_FILE}"))
+        found = discover_directory(self.root, cache=cache)
+        cache.save()
+        return found
 
     def kept(self, plugin_id: str, version: Version | str) -> bool:
         """Whether this version is only a copy kept for rollback (not installed)."""
