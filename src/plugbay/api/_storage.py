@@ -200,11 +200,15 @@ class Storage:
         with self._cursor() as conn:
             if not prefix:
                 rows = conn.execute(f"SELECT {column} FROM {table} ORDER BY 1").fetchall()
+            elif (above := _past(prefix)) is None:
+                rows = conn.execute(
+                    f"SELECT {column} FROM {table} WHERE {column} >= ? ORDER BY 1", (prefix,)
+                ).fetchall()
             else:
                 # a range, not LIKE: '%' and '_' in a prefix are plain characters
                 rows = conn.execute(
                     f"SELECT {column} FROM {table} WHERE {column} >= ? AND {column} < ? ORDER BY 1",
-                    (prefix, prefix + "\U0010ffff"),
+                    (prefix, above),
                 ).fetchall()
         return [r[0] for r in rows]
 
@@ -282,6 +286,24 @@ class Storage:
         with conn:
             conn.executescript(_SCHEMA)
         return conn
+
+
+def _past(prefix: str) -> str | None:
+    """The first text after every key starting with ``prefix``, in SQLite's order (UTF-8
+    bytes, which is code point order): the prefix without its trailing U+10FFFFs, its
+    last character then one higher. None when every text from ``prefix`` on starts with
+    it (a prefix of U+10FFFFs only). ``prefix + U+10FFFF`` is not it: a key with a
+    U+10FFFF after the prefix sorts above that."""
+    stem = prefix.rstrip(_LAST)
+    if not stem:
+        return None
+    nxt = ord(stem[-1]) + 1
+    if 0xD800 <= nxt <= 0xDFFF:  # surrogates are not text SQLite can hold
+        nxt = 0xE000
+    return stem[:-1] + chr(nxt)
+
+
+_LAST: Final = chr(0x10FFFF)
 
 
 def _is_full(exc: sqlite3.OperationalError) -> bool:
