@@ -68,6 +68,8 @@ def check(state: StateOpt = Path(".plugbay"), as_json: JsonOpt = False) -> None:
     if main.ok:
         out.print(f"the state database is sound ({len(backups)} backup(s) kept)")
         return
+    if not main.opened:
+        _fail(_unread(main))
     good = [b for b in backups if b.ok]
     hint = (
         f"'plugbay state restore' puts the newest good backup back ({good[0].path.name})"
@@ -75,6 +77,20 @@ def check(state: StateOpt = Path(".plugbay"), as_json: JsonOpt = False) -> None:
         else "no good backup is kept; move state.db away to start with an empty state"
     )
     _fail(StateError("the state database is damaged", where=str(db), hint=hint))
+
+
+def _unread(main: DatabaseCheck) -> StateError:
+    """The database could not be opened to check it: not a damaged one, and no restore."""
+    from plugbay.state._sqlite import DEFAULT_HINT, disk_full
+
+    full = disk_full(main.path)
+    return StateError(
+        "the state database could not be checked: " + "; ".join(main.problems),
+        where=str(main.path),
+        hint=("the disk holding it is full: free some space" if full else DEFAULT_HINT)
+        + ", then run 'plugbay state check' again (nothing says it is damaged: do not "
+        "restore a backup over it for this)",
+    )
 
 
 def _checks_table(main: DatabaseCheck, backups: list[DatabaseCheck]) -> Table:

@@ -59,21 +59,58 @@ UNUSABLE: Final = ("SQLITE_NOTADB", "SQLITE_CORRUPT")
 
 def connect_read_only(path: Path) -> sqlite3.Connection:
     """``mode=ro``; on a read-only disk a WAL database has no -shm to share, so it is then
-    opened ``immutable`` (nobody can be writing to a read-only disk)."""
+    opened ``immutable`` (nobody can be writing to a read-only disk). On a full disk the
+    -shm cannot be grown: it is then read without writing it (:func:`_without_shm`)."""
     if not path.is_file():
         raise sqlite3.OperationalError(f"unable to open database file {path}")
     uri = f"file:{quote(str(path.resolve()))}?mode=ro"
-    db = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S, check_same_thread=False)
+    try:
+        return _probed(uri)
+    except sqlite3.OperationalError as exc:
+        if not os.access(path.parent, os.W_OK):
+            return _connect(uri + "&immutable=1")
+        shm = str(getattr(exc, "sqlite_errorname", "")).startswith("SQLITE_IOERR_SHM")
+        if not (shm or disk_full(path)):  # too little room left to grow the -shm: the same
+            raise
+        try:
+            return _without_shm(path, uri)
+        except (OSError, sqlite3.Error):
+            raise exc from None  # the disk is full: the first error says so (ERROR_HINTS)
+
+
+def _connect(uri: str) -> sqlite3.Connection:
+    return sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S, check_same_thread=False)
+
+
+def _probed(uri: str) -> sqlite3.Connection:
+    """The connection, once it has read the database: SQLite opens its files lazily."""
+    db = _connect(uri)
     try:
         db.execute("PRAGMA user_version").fetchone()
-        return db
-    except sqlite3.OperationalError:
+    except BaseException:
         db.close()
-        if os.access(path.parent, os.W_OK):
-            raise
-    return sqlite3.connect(
-        uri + "&immutable=1", uri=True, timeout=BUSY_TIMEOUT_S, check_same_thread=False
-    )
+        raise
+    return db
+
+
+def _without_shm(path: Path, uri: str) -> sqlite3.Connection:
+    """The database read with its -shm opened read-only (SQLite's ``readonly_shm``): with
+    a host writing, through the index that host keeps; with none, SQLite reads the -wal
+    into memory itself, so what a host killed before its checkpoint committed is read
+    too (``immutable`` would miss it). Nothing is written, but the -shm must exist: an
+    empty one is made when there is none (a file, no block of the full disk)."""
+    shm = path.with_name(path.name + "-shm")
+    try:
+        st = path.stat()
+        fd = os.open(shm, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, st.st_mode & 0o777)
+    except FileExistsError:
+        pass
+    else:
+        with suppress(OSError):
+            if os.geteuid() == 0:  # as SQLite does: the host (its owner) must open it too
+                os.fchown(fd, st.st_uid, st.st_gid)
+        os.close(fd)
+    return _probed(uri + "&readonly_shm=1")
 
 
 def disk_full(path: Path) -> bool:

@@ -25,6 +25,7 @@ from typing import Final
 
 from plugbay.api.errors import StateError
 from plugbay.state import BACKUP_DIR, SCHEMA_VERSION, StateStore, list_backups
+from plugbay.state._sqlite import connect_read_only
 
 __all__ = [
     "BACKUPS_KEPT",
@@ -117,6 +118,9 @@ class DatabaseCheck:
     schema: int | None = None
     problems: list[str] = field(default_factory=list)
     size: int = 0
+    #: False: SQLite could not open it (a full disk, its permissions): not checked, so
+    #: not known to be damaged either
+    opened: bool = True
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -148,9 +152,13 @@ def check_database(path: Path, *, backup: bool = False) -> DatabaseCheck:
     if size == 0:
         return DatabaseCheck(path, False, problems=["the file is empty (0 bytes)"])
     try:
-        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro{_AT_REST * backup}", uri=True)
+        db = _open_to_check(path, backup=backup)
+    except sqlite3.OperationalError as exc:  # not read: nothing is known of its pages
+        return DatabaseCheck(path, False, problems=[f"cannot open it: {exc}"], size=size,
+                             opened=False)  # fmt: skip
     except sqlite3.Error as exc:
-        return DatabaseCheck(path, False, problems=[f"cannot open it: {exc}"], size=size)
+        return DatabaseCheck(path, False, problems=[f"it is not a usable database: {exc}"],
+                             size=size)  # fmt: skip
     try:
         (schema,) = db.execute("PRAGMA user_version").fetchone()
         rows = db.execute("PRAGMA integrity_check(20)").fetchall()
@@ -170,6 +178,14 @@ def check_database(path: Path, *, backup: bool = False) -> DatabaseCheck:
 
 #: a backup is read without locks or a WAL index: nothing writes it
 _AT_REST: Final = "&immutable=1"
+
+
+def _open_to_check(path: Path, *, backup: bool) -> sqlite3.Connection:
+    """A backup at rest; the live database as every read-only command opens it (on a
+    full disk too: :func:`connect_read_only`)."""
+    if backup:
+        return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro{_AT_REST}", uri=True)
+    return connect_read_only(path)
 
 
 def _tidy_sidecars(backup: Path) -> None:
