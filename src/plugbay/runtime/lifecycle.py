@@ -211,6 +211,8 @@ class Swept:
     cgroups: list[str] = field(default_factory=list)
     processes: int = 0
     announcement: bool = False
+    #: the pid the swept host.json named (None: it named none)
+    announced_pid: int | None = None
     problems: list[str] = field(default_factory=list)
 
     def __bool__(self) -> bool:
@@ -223,7 +225,8 @@ class Swept:
         if self.processes:
             parts.append(f"{self.processes} leftover process(es) in them")
         if self.announcement:
-            parts.append("a stale host.json")
+            of = f" of pid {self.announced_pid}" if self.announced_pid is not None else ""
+            parts.append(f"a stale host.json{of}")
         text = "swept " + (", ".join(parts) or "nothing")
         if self.problems:
             text += "; could not remove: " + "; ".join(self.problems)
@@ -232,7 +235,9 @@ class Swept:
 
 def sweep(state_dir: Path | None) -> Swept:
     """Remove what dead hosts left: their workers' cgroups (with anything still in
-    them) and, in ``state_dir``, a host.json whose host is gone. Call with the lock held."""
+    them) and, in ``state_dir``, a host.json whose host is gone. Call with the lock held:
+    then every host.json there is stale, whatever its pid names now (after a ``kill -9``
+    the pid may be another process's, this host's zygote's even)."""
     from plugbay.isolation import _cgroups
 
     swept = Swept()
@@ -248,13 +253,12 @@ def sweep(state_dir: Path | None) -> Swept:
                 swept.cgroups.append(name)
             except (OSError, ValueError) as exc:
                 swept.problems.append(f"cgroup {name}: {exc}")
-    if state_dir is not None:
-        announced = _announced(state_dir)
-        pid = announced.get("pid")
-        if announced and not (isinstance(pid, int) and pid != os.getpid() and _alive(pid)):
-            with contextlib.suppress(OSError):
-                (state_dir / HOST_FILE).unlink()
-                swept.announcement = True
+    if state_dir is not None and (state_dir / HOST_FILE).exists():
+        pid = _announced(state_dir).get("pid")
+        with contextlib.suppress(OSError):
+            (state_dir / HOST_FILE).unlink()
+            swept.announcement = True
+            swept.announced_pid = pid if isinstance(pid, int) else None
     if swept:
         log.warning("start: %s", swept.describe())
     return swept
