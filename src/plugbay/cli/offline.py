@@ -8,12 +8,17 @@ a temporary host's plugins as the real host's.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from plugbay.api.errors import PlugbayError, PluginNotFound, did_you_mean
 from plugbay.cli._console import err
 from plugbay.model._events import describe_events
+
+if TYPE_CHECKING:
+    from plugbay.state import StateStore
 
 __all__ = [
     "NOT_RUNNING",
@@ -35,35 +40,38 @@ def say_no_host(state: Path) -> None:
     )
 
 
-def _kept(state: Path) -> tuple[dict[str, str | None], Any]:
-    """Disabled plugins (id → reason) and the read-only store (None without a database)."""
+@contextmanager
+def _kept(state: Path) -> Iterator[StateStore | None]:
+    """The state database opened read-only, once for a whole command (None without one)."""
     from plugbay.state import StateStore
 
     if not (state / "state.db").exists():
-        return {}, None
-    store = StateStore.open(state, read_only=True)
-    return store.disabled(), store
+        yield None
+        return
+    with StateStore.open(state, read_only=True) as store:
+        yield store
 
 
-def _next_start(state: Path) -> tuple[dict[str, str], set[tuple[str, str]]]:
+def _disabled(store: StateStore | None) -> dict[str, str | None]:
+    """Disabled plugins (id → reason) as the state keeps them."""
+    return {} if store is None else store.disabled()
+
+
+def _next_start(store: StateStore | None) -> tuple[dict[str, str], set[tuple[str, str]]]:
     """What the state says the next start serves: each plugin's version active at the
     last stop (the resolver keeps it), and the copies kept for rollback that no upgrade
     or rollback chose (a start does not register them)."""
-    _, store = _kept(state)
     if store is None:
         return {}, set()
-    try:
-        from plugbay.runtime.store import KEPT
+    from plugbay.runtime.store import KEPT
 
-        held = store.held_versions()
-        unchosen = {
-            (pid, v)
-            for pid, v, source in store.installed()
-            if source.startswith(KEPT) and held.get(pid) != v
-        }
-        return store.active_versions(), unchosen
-    finally:
-        store.close()
+    held = store.held_versions()
+    unchosen = {
+        (pid, v)
+        for pid, v, source in store.installed()
+        if source.startswith(KEPT) and held.get(pid) != v
+    }
+    return store.active_versions(), unchosen
 
 
 def _in(root: Path | None, directory: Path | None) -> bool:
@@ -71,14 +79,15 @@ def _in(root: Path | None, directory: Path | None) -> bool:
 
 
 def _newest(
-    plugin_dirs: list[Path], state: Path | None = None
+    plugin_dirs: list[Path], state: Path | None = None, store: StateStore | None = None
 ) -> tuple[dict[str, Any], list[PlugbayError], dict[str, list[str]]]:
     """The newest manifest of each plugin id on disk, the problems, and every version;
-    with ``state``, the version the next start serves instead (:func:`_next_start`)."""
+    with ``state`` (and its ``store``), the version the next start serves instead
+    (:func:`_next_start`)."""
     from plugbay.model.discover import discover
 
     found = discover([d for d in plugin_dirs if Path(d).is_dir()], entry_points=True)
-    active, unchosen = _next_start(state) if state is not None else ({}, set())
+    active, unchosen = _next_start(store) if state is not None else ({}, set())
     stored = (state / "store").resolve() if state is not None else None
     newest: dict[str, Any] = {}
     versions: dict[str, set[Any]] = {}
@@ -100,11 +109,10 @@ def disk_rows(
 ) -> tuple[list[dict[str, Any]], list[PlugbayError]]:
     """One row per plugin id on disk (its newest version), and the manifests that failed
     (a plugins directory that does not exist among them, as ``plugbay run`` says it)."""
-    newest, problems, _ = _newest([*plugin_dirs, state / "store"], state)
+    with _kept(state) as store:
+        newest, problems, _ = _newest([*plugin_dirs, state / "store"], state, store)
+        disabled = _disabled(store)
     problems[:0] = [_missing(d) for d in plugin_dirs if not Path(d).is_dir()]
-    disabled, store = _kept(state)
-    if store is not None:
-        store.close()
     rows = []
     for pid, m in sorted(newest.items()):
         off = pid in disabled
@@ -137,11 +145,12 @@ def disk_info(
 ) -> dict[str, Any]:
     """``plugbay info`` from the manifest, the host config file ``config`` (its policy)
     and the kept state (no plugin code is imported, so its commands are not known)."""
-    newest, _, known = _newest([*plugin_dirs, state / "store"], state)
-    m = newest.get(plugin_id)
-    if m is None:
-        raise _not_on_disk(plugin_id, plugin_dirs, newest)
-    disabled, kept, stored = _kept_for(plugin_id, state)
+    with _kept(state) as store:
+        newest, _, known = _newest([*plugin_dirs, state / "store"], state, store)
+        m = newest.get(plugin_id)
+        if m is None:
+            raise _not_on_disk(plugin_id, plugin_dirs, newest)
+        disabled, kept, stored = _kept_for(plugin_id, store)
     off = plugin_id in disabled
     placed = _placed_on_disk(m, plugin_dirs, config)
     return {
@@ -220,9 +229,8 @@ def check_switch(
     returns the plugins on disk that need it and are not disabled themselves: they will
     not start while it is disabled."""
     newest, _, _ = _newest([*plugin_dirs, state / "store"])
-    disabled, store = _kept(state)
-    if store is not None:
-        store.close()
+    with _kept(state) as store:
+        disabled = _disabled(store)
     if plugin_id not in newest and plugin_id not in disabled:
         raise _not_on_disk(plugin_id, plugin_dirs, newest)
     if enable:
@@ -234,18 +242,16 @@ def check_switch(
     )
 
 
-def _kept_for(plugin_id: str, state: Path) -> tuple[dict[str, str | None], Any, list[Any]]:
+def _kept_for(
+    plugin_id: str, store: StateStore | None
+) -> tuple[dict[str, str | None], Any, list[Any]]:
     """The disabled plugins, and the plugin's grants and denials (``Kept``) and stored
     versions, from the kept state."""
     from plugbay.runtime.permissions import Kept, kept_decisions
 
-    disabled, store = _kept(state)
     if store is None:
-        return disabled, Kept(), []
-    try:
-        return disabled, kept_decisions(store, plugin_id), store.installed(plugin_id)
-    finally:
-        store.close()
+        return {}, Kept(), []
+    return store.disabled(), kept_decisions(store, plugin_id), store.installed(plugin_id)
 
 
 def permissions_on_disk(
@@ -276,8 +282,8 @@ def disk_permissions(
     from plugbay.runtime.permissions import kept_decisions
 
     newest, _, _ = _newest([*plugin_dirs, state / "store"])
-    disabled, store = _kept(state)
-    try:
+    with _kept(state) as store:
+        disabled = _disabled(store)
         return [
             {
                 "id": pid,
@@ -289,9 +295,6 @@ def disk_permissions(
             }
             for pid, m in sorted(newest.items())
         ]
-    finally:
-        if store is not None:
-            store.close()
 
 
 def _python(manifest: Any, state: Path) -> dict[str, Any] | None:

@@ -70,8 +70,11 @@ def checked_config(
     are set (``layers``: the host config file's and the host's own arguments, below and
     above them). A key kept aside is checked against the version declaring it; any
     other key the serving version does not declare is refused, naming the key."""
-    aside = kept_aside(manifest, values, versions)
-    for key, other in aside.items():
+    file_values, arg_values = layers
+    merged = {**file_values, **values, **arg_values}
+    aside = kept_aside(manifest, merged, versions)  # a key's fate is its own: once for all
+    for key in (k for k in values if k in aside):
+        other = aside[key]
         assert other.config is not None
         field = ConfigSchema(plugin_id, {key: other.config.fields[key]})
         try:
@@ -79,9 +82,7 @@ def checked_config(
         except ConfigError as exc:
             exc.message += f" (as {other.version} declares it)"
             raise
-    file_values, arg_values = layers
-    merged = {**file_values, **values, **arg_values}
-    merged = {k: v for k, v in merged.items() if k not in kept_aside(manifest, merged, versions)}
+    merged = {k: v for k, v in merged.items() if k not in aside}
     schema = manifest.config if manifest is not None else None
     if schema is None:
         if merged:
