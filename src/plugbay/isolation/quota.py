@@ -39,6 +39,7 @@ from typing import Final
 
 from plugbay.api.errors import PlugbayError
 from plugbay.isolation import _images, _loop
+from plugbay.model.sizes import size_text
 
 __all__ = [
     "MECHANISM",
@@ -284,9 +285,9 @@ def _resize(image: Path, size: int, plugin: str) -> None:
         _run("resize2fs", str(image), f"{size // 1024}K")
     except QuotaUnavailable as exc:
         log.warning(
-            "plugin '%s': its storage quota changed to %g MiB, but its image could not be "
-            "resized and keeps %g MiB (%s)",
-            plugin, size / MiB, current / MiB, exc.message,
+            "plugin '%s': its storage quota changed to %s, but its image could not be "
+            "resized and keeps %s (%s)",
+            plugin, size_text(size), size_text(current), exc.message,
         )  # fmt: skip
         if size > current:  # the file grew, the filesystem did not: give the room back
             with contextlib.suppress(OSError), open(image, "r+b") as f:
@@ -317,7 +318,7 @@ def _absorb(image: Path, data_dir: Path) -> None:
         except (OSError, shutil.Error) as exc:
             raise QuotaUnavailable(
                 f"its data directory {data_dir} does not fit in its storage quota "
-                f"({image.stat().st_size / MiB:g} MiB): {exc}",
+                f"({size_text(image.stat().st_size)}): {exc}",
                 hint="raise resources.storage in the manifest, or remove data from the "
                 "directory; until then the quota is sampled",
             ) from exc
@@ -475,7 +476,7 @@ class QuotaMounts:
             with self._lock:
                 self._holders[data_dir] = 1
         if fresh:
-            log.info("plugin '%s': storage quota of %g MiB in %s", plugin, size / MiB, image)
+            log.info("plugin '%s': storage quota of %s in %s", plugin, size_text(size), image)
 
     def prepare(self, data_dir: Path, quota: int, plugin: str) -> None:
         """Make the image of ``quota`` bytes for ``data_dir`` now, unmounted, so that a later
@@ -497,7 +498,7 @@ class QuotaMounts:
             staging = image.with_suffix(".new")
             _make_image(staging, size)
             staging.rename(image)
-        log.info("plugin '%s': storage quota of %g MiB in %s", plugin, size / MiB, image)
+        log.info("plugin '%s': storage quota of %s in %s", plugin, size_text(size), image)
 
     def detach(self, data_dir: Path) -> None:
         """One holder fewer; the last one unmounts the image and frees its loop device."""

@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 from plugbay.monitor.bounds import RESERVED_FIELDS, bounded, traceback_text
+from plugbay.monitor.config import MonitorSettings
 
 if TYPE_CHECKING:
     from plugbay.state import StateStore
@@ -130,18 +131,23 @@ class _Budget:
         self.reported = 0
 
 
+#: the ``[monitor]`` defaults, the one place they are set
+_DEFAULT: Final = MonitorSettings()
+
+
 class LogManager(logging.Handler):
-    """The spec's ``LogManager``: collects, keeps and serves every plugin's records."""
+    """The spec's ``LogManager``: collects, keeps and serves every plugin's records
+    (its defaults are ``[monitor]``'s, :class:`~plugbay.monitor.config.MonitorSettings`)."""
 
     def __init__(
         self,
         *,
-        ring: int = 1000,
-        rate: float = 500.0,
-        burst: float = 2000.0,
-        bytes_per_second: float = 1024 * 1024,
-        retention_seconds: float = 7 * 86400.0,
-        keep_per_plugin: int = 10_000,
+        ring: int = _DEFAULT.log_ring,
+        rate: float = _DEFAULT.log_rate,
+        burst: float = _DEFAULT.log_burst,
+        bytes_per_second: float = _DEFAULT.log_bytes_per_second,
+        retention_seconds: float = _DEFAULT.log_retention_days * 86400.0,
+        keep_per_plugin: int = _DEFAULT.log_keep,
         known: Callable[[str], str | None] | None = None,
     ) -> None:
         super().__init__(logging.DEBUG)

@@ -19,22 +19,36 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from plugbay.api.errors import MetricError
+from plugbay.monitor.bounds import Bounds
+from plugbay.monitor.error_labels import error_label
 
 if TYPE_CHECKING:
     from plugbay.monitor.bounds import Budget
 
-__all__ = ["BUCKETS", "MAX_SERIES", "CommandStats", "PluginMetrics", "metric_name"]
+__all__ = [
+    "BUCKETS", "MAX_NAMES", "MAX_SERIES", "OVER_NAMES", "CommandStats", "PluginMetrics",
+    "metric_name",
+]  # fmt: skip
 
 #: bucket bounds one plugin histogram may have
 MAX_BUCKETS: Final = 50
 #: distinct label sets one plugin metric may have; more are dropped, counted and logged once
 MAX_SERIES: Final = 100
+#: label sets of all of a plugin's own metrics together (``[policy.bounds] metric-series``)
+_TOTAL: Final = Bounds().metric_series
+#: distinct metric names one plugin may have; a new name past it is dropped, counted under
+#: :data:`OVER_NAMES` and logged once
+MAX_NAMES: Final = 100
+#: the ``metric`` label under which the writes to names past :data:`MAX_NAMES` are counted
+OVER_NAMES: Final = "(names over the cap)"
 #: labels the host adds itself (a plugin cannot set them) and Prometheus' own
 _RESERVED_LABELS: Final = frozenset({"plugin", "version", "le", "quantile"})
 _LABEL: Final = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 _NAME: Final = re.compile(r"[^a-zA-Z0-9_]")
 
 Key = tuple[str, tuple[tuple[str, str], ...]]
+#: what the workers before the one heard now counted: counters, gauges, histograms, drops
+_Before = tuple[dict[Key, float], dict[Key, float], dict[Key, "CommandStats"], Counter[str]]
 
 
 def metric_name(name: str) -> str:
@@ -59,7 +73,8 @@ class CommandStats:
     ``docs/architecture.md``). The call path only counts down ``left`` and times
     the call that reaches zero; that call starts the next period (:meth:`next_period`),
     and the number of calls is the periods done plus the current one's progress.
-    Every error is counted by type. A timed duration is only appended to ``pending``;
+    Every error is counted under its label (``monitor.error_labels``: a bounded set of
+    class names, whatever a plugin raises). A timed duration is only appended to ``pending``;
     the event loop folds pending durations into the histogram in batches
     (:meth:`fold`). Readers in any thread combine the folded figures with a copy
     of what is pending, so they never disturb the writer.
@@ -133,22 +148,23 @@ class CommandStats:
             self.base += self.period - self.left
             self.period = self.left = first if pacer is not None else 1
 
-    def record(self, seconds: float | None, error: str | None = None) -> None:
+    def record(self, seconds: float | None, error: BaseException | str | None = None) -> None:
         """Count one observation (a plugin's histogram: every one timed), or a failed call."""
         self.base += 1
         if error is not None:
             self.errors += 1
-            self.errors_by_type[error] += 1
+            self.errors_by_type[error_label(error)] += 1
         if seconds is not None:
             pending = self.pending
             pending.append(seconds)
             if len(pending) >= self.FOLD_AT:
                 self.fold()
 
-    def error(self, seconds: float | None, error: str) -> None:
-        """A call already counted in ``started`` failed (the call path's error branch)."""
+    def error(self, seconds: float | None, error: BaseException | str) -> None:
+        """A call already counted in ``started`` failed (the call path's error branch),
+        counted under ``error``'s label (``monitor.error_labels``)."""
         self.errors += 1
-        self.errors_by_type[error] += 1
+        self.errors_by_type[error_label(error)] += 1
         if seconds is not None:
             self.pending.append(seconds)
             if len(self.pending) >= self.FOLD_AT:
@@ -265,8 +281,11 @@ class PluginMetrics:
 
     A plugin's own counters, gauges and histograms are checked as they are made: a
     name used before for another kind is a :class:`MetricError`, so is a label the
-    host sets itself; past :data:`MAX_SERIES` label sets per name, new ones are
-    dropped, counted (``dropped_series``) and reported once in the plugin's log.
+    host sets itself. Three caps bound what a plugin makes its host keep: past
+    :data:`MAX_SERIES` label sets of one name, :data:`MAX_NAMES` names, or
+    ``max_total`` label sets in all (``[policy.bounds] metric-series``'s default), a new
+    series is dropped, counted (``dropped_series``, by name; a new name past the cap
+    under :data:`OVER_NAMES`) and reported once per cap in the plugin's log.
     """
 
     __slots__ = (
@@ -276,6 +295,7 @@ class PluginMetrics:
         "_past",
         "_sender",
         "_series",
+        "_told",
         "commands",
         "counters",
         "dirty",
@@ -283,32 +303,38 @@ class PluginMetrics:
         "gauges",
         "init_seconds",
         "max_series",
+        "max_total",
         "observations",
         "plugin_id",
         "started",
     )
 
-    def __init__(self, plugin_id: str, *, max_series: int = MAX_SERIES) -> None:
+    def __init__(
+        self, plugin_id: str, *, max_series: int = MAX_SERIES, max_total: int = _TOTAL
+    ) -> None:
         self.plugin_id = plugin_id
         self.commands: dict[str, CommandStats] = {}
         self.counters: dict[Key, float] = {}
         self.gauges: dict[Key, float] = {}
         self.observations: dict[Key, CommandStats] = {}
         self.init_seconds: float | None = None
+        #: since when the version now serving serves: its uptime, which the manager starts
+        #: again as a version starts serving (a load, a reload, a restart after a crash)
         self.started = time.time()
         self.max_series = max_series
+        self.max_total = max_total
         self.dropped_series: Counter[str] = Counter()
         #: set by every write; a worker sends its figures to the host when it is
         self.dirty = False
         self._kinds: dict[str, tuple[str, str]] = {}
         self._bounds: dict[str, tuple[float, ...]] = {}
         self._series: Counter[str] = Counter()
+        #: the caps already said in the plugin's log (each once)
+        self._told: set[str] = set()
         #: the worker whose figures came last, and what the workers before it counted
         self._sender: weakref.ref[Any] | None = None
         self._past: weakref.WeakSet[Any] = weakref.WeakSet()
-        self._before: tuple[dict[Key, float], dict[Key, CommandStats], Counter[str]] = (
-            {}, {}, Counter()
-        )  # fmt: skip
+        self._before: _Before = ({}, {}, {}, Counter())
 
     def for_command(self, name: str) -> CommandStats:
         stats = self.commands.get(name)
@@ -326,9 +352,7 @@ class PluginMetrics:
             return key
         clean = metric_name(name)
         known = self._kinds.get(clean)
-        if known is None:
-            self._kinds[clean] = (kind, name)
-        elif known != (kind, name):
+        if known is not None and known != (kind, name):
             raise MetricError(
                 f"the {kind} '{name}' clashes with the {known[0]} '{known[1]}' "
                 f"(both are exported as '{clean}')",
@@ -348,18 +372,49 @@ class PluginMetrics:
                     hint="use a label name of letters, digits and _ other than "
                     + ", ".join(sorted(_RESERVED_LABELS)),
                 )
-        if self._series[name] >= self.max_series:
-            if not self.dropped_series[name]:
-                logging.getLogger(f"plugbay.plugin.{self.plugin_id}").warning(
-                    "metric '%s' has reached %d label sets; new label values are dropped "
-                    "(a label with unbounded values, such as a user id, explodes the series)",
-                    name,
-                    self.max_series,
-                )
-            self.dropped_series[name] += 1
+        refused = self._over_cap(kind, name, known is None)
+        if refused is not None:
+            self.dropped_series[refused] += 1
             return None
+        if known is None:
+            self._kinds[clean] = (kind, name)
         self._series[name] += 1
         return key
+
+    def _over_cap(self, kind: str, name: str, new_name: bool) -> str | None:
+        """The name a new series of ``name`` is counted as dropped under when it is over a
+        cap (said once per cap in the plugin's log), or None when it is kept."""
+        if new_name and len(self._kinds) >= MAX_NAMES:
+            cap, dropped_as = "names", OVER_NAMES
+            why = (
+                f"the plugin already has {MAX_NAMES} metric names, the most one plugin may "
+                "have; writes to a new name are dropped (a name made from data, such as a "
+                "user id, makes a new metric each time: use one name and a label of few values)"
+            )
+        elif self._series[name] >= self.max_series:
+            cap, dropped_as = f"series:{name}", name
+            why = (
+                f"'{name}' has reached {self.max_series} label sets, the most one metric may "
+                "have; its new label values are dropped (a label with unbounded values, such "
+                "as a user id, explodes the series)"
+            )
+        elif sum(self._series.values()) >= self.max_total:
+            cap, dropped_as = "total", name
+            why = (
+                f"the plugin's metrics already have {self.max_total} label sets in all, the "
+                "most it may have ([policy.bounds] metric-series for a worker's, in the "
+                "host's config); new label sets of any metric are dropped"
+            )
+        else:
+            return None
+        if cap not in self._told:
+            self._told.add(cap)
+            logging.getLogger(f"plugbay.plugin.{self.plugin_id}").warning(
+                "plugin '%s': a new series of the %s '%s' was refused: %s; what is dropped "
+                "is counted in plugbay_plugin_metric_series_dropped_total{metric=\"%s\"}",
+                self.plugin_id, kind, name, why, dropped_as,
+            )  # fmt: skip
+        return dropped_as
 
     def increment(self, name: str, value: float = 1.0, **labels: str) -> None:
         key = self._key("counter", name, labels, self.counters)
@@ -388,6 +443,13 @@ class PluginMetrics:
                 f"bounds, not {list(buckets)!r:.200}",
                 plugin=self.plugin_id,
                 hint="e.g. buckets=[1, 5, 10, 50, 100] (the +Inf bucket is added by itself)",
+            )
+        if name not in self._bounds and len(self._bounds) >= MAX_NAMES:
+            raise MetricError(
+                f"the histogram '{name}' cannot be declared: the plugin declared "
+                f"{MAX_NAMES} histograms already, the most one plugin may",
+                plugin=self.plugin_id,
+                hint="declare a fixed set of histograms and tell them apart with a label",
             )
         if any(n == name and s.bounds != bounds for (n, _), s in self.observations.items()):
             raise MetricError(
@@ -430,7 +492,7 @@ class PluginMetrics:
             last = self._sender()
             if last is not None:
                 self._past.add(last)
-            self._before = (dict(self.counters), dict(self.observations),
+            self._before = (dict(self.counters), dict(self.gauges), dict(self.observations),
                             Counter(self.dropped_series))  # fmt: skip
         self._sender = weakref.ref(sender)
         return True
@@ -443,11 +505,12 @@ class PluginMetrics:
 
         ``sender``: the worker's handle. A worker counts from zero, so when figures come from
         another one (a reload, a restart after a crash) what the workers before it counted
-        stays counted: its counters and histograms go on from there and never go back. A
+        stays counted: its counters and histograms go on from there and never go back, and
+        a gauge keeps the last value a worker before it set until it sets one itself. A
         worker whose turn has passed (one draining after a reload) is not heard again."""
         if sender is not None and not self._heard(sender):
             return
-        room = budget.bounds.metric_series if budget is not None else 500
+        room = budget.bounds.metric_series if budget is not None else _TOTAL
         cap = room
         lost = 0
 
@@ -475,9 +538,9 @@ class PluginMetrics:
                     lost += 1
             return out
 
-        counters, observations, dropped_before = self._before
+        counters, gauges, observations, dropped_before = self._before
         self.counters = _on_from(take("counters", float), counters, cap, lambda a, b: a + b)
-        self.gauges = take("gauges", float)
+        self.gauges = _on_from(take("gauges", float), gauges, cap, lambda now, _before: now)
         self.observations = _on_from(
             take("observations", CommandStats.load), observations, cap, _added
         )

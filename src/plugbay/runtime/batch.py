@@ -95,7 +95,7 @@ def _checked(
             checked.append(spec.validate_params(given, plugin=plugin_id, strict=strict))
         except PlugbayError as exc:  # a caller's bad parameters are not the plugin's error
             if not isinstance(exc, ParameterError):
-                stats.error(None, type(exc).__name__)
+                stats.error(None, exc)
             out.append(exc)
             continue
         where.append(i)
@@ -119,24 +119,24 @@ def _judged(
         try:
             return spec.validate_result(result, plugin=plugin_id)
         except PlugbayError as exc:
-            stats.error(None, type(exc).__name__)
+            stats.error(None, exc)
             return exc
     if isinstance(result, CallTimeout):
         stats.error(seconds, "PluginTimeout")
         return calls.timed_out(plugin_id, command, timeout, spec, route)
     if isinstance(result, PlugbayError):  # bad parameters (a worker checks them) are the caller's
         if not isinstance(result, ParameterError):
-            stats.error(seconds, type(result).__name__)
+            stats.error(seconds, result)
         return result
     if isinstance(result, BaseException):
-        stats.error(seconds, type(result).__name__)
+        stats.error(seconds, result)
         error = calls.plugin_raised(plugin_id, command, route.handle, result)
         error.__cause__ = result
         return error
     try:
         value = spec.validate_result(result, plugin=plugin_id)
     except PlugbayError as exc:
-        stats.error(seconds, type(exc).__name__)
+        stats.error(seconds, exc)
         return exc
     if seconds is not None:
         stats.pending.append(seconds)

@@ -270,11 +270,11 @@ def _why_no_calls(rec: PluginRecord) -> str:
 
 
 def count_failure(stats: CommandStats, started: float, error: BaseException | str | None) -> None:
-    """Count a failed call as an error of its type (``None``: not the plugin's, only
-    the sampling period moves on); ``started`` is 0.0 when the call was not timed."""
+    """Count a failed call under its error's label (``monitor.error_labels``; ``None``: not
+    the plugin's, only the sampling period moves on); ``started`` is 0.0 when the call
+    was not timed."""
     if error is not None:
-        kind = error if isinstance(error, str) else type(error).__name__
-        stats.error(clock() - started if started else None, kind)
+        stats.error(clock() - started if started else None, error)
     if started:
         stats.next_period()
 

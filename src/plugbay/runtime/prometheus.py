@@ -78,7 +78,7 @@ class PlugbayCollector(Collector):
         )
         uptime = GaugeMetricFamily(
             "plugbay_plugin_uptime_seconds",
-            "Seconds since it became active.",
+            "Seconds the version now serving has served (since its load, reload or restart).",
             labels=["plugin", "version"],
         )
         calls = CounterMetricFamily(
@@ -120,7 +120,7 @@ class PlugbayCollector(Collector):
                 continue
             if rec.load_seconds is not None:
                 init.add_metric([rec.id, version], rec.load_seconds)
-            if rec.started_at is not None:
+            if rec.started_at is not None and str(rec.state) == "active":
                 uptime.add_metric([rec.id, version], now - rec.started_at)
             for command, stats in list(metrics.commands.items()):
                 labels = [rec.id, version, command]

@@ -39,7 +39,7 @@ class _Uncounted(CommandStats):
         super().__init__()
         self.period = self.left = 1 << 62
 
-    def error(self, seconds: float | None, error: str) -> None:
+    def error(self, seconds: float | None, error: BaseException | str) -> None:
         pass
 
     def arm(self) -> None:

@@ -266,7 +266,7 @@ class Starting:
             return rec
         rec.load_seconds = time.perf_counter() - started
         metrics.init_seconds = rec.load_seconds
-        rec.started_at = time.time()
+        rec.started_at = metrics.started = time.time()  # its uptime (docs/operators.md)
         timeout = min(
             positive(manifest.resources.timeout) or self.settings.call_timeout,
             self.settings.max_call_timeout,

@@ -88,6 +88,8 @@ class _Running:
     route: Route
     placement: Placement | None
     isolation: str
+    #: since when it served (its uptime, put back with it)
+    started_at: float | None = None
 
 
 @dataclass(slots=True)
@@ -251,8 +253,9 @@ class Swapper:
                 hint=f"install the new version, then 'plugbay upgrade {plugin_id}'",
             )
         running = _Running(
-            rec.handle, old, rec.config, rec.needs, rec.notes, route, rec.placement, rec.isolation
-        )
+            rec.handle, old, rec.config, rec.needs, rec.notes, route, rec.placement, rec.isolation,
+            rec.started_at,
+        )  # fmt: skip
         return rec, running
 
     async def _start_target(
@@ -341,6 +344,8 @@ class Swapper:
                 rec, running.handle, old, running.config, running.needs, running.notes,
                 route=running.route,
             )  # fmt: skip
+            if running.started_at is not None and rec.metrics is not None:  # serves again
+                rec.started_at = rec.metrics.started = running.started_at
             back.release(None)
             rec.placement, rec.isolation = running.placement, running.isolation
             self.m.supervise(rec, running.handle)
@@ -453,6 +458,8 @@ class Swapper:
             # the commands' stats are the plugin's: kept across versions (for_command reuses)
             table = command_table(handle, rec.metrics, self.m.settings.monitoring)
             route = Route(handle, rec.metrics, timeout, [0], table)
+            # a new version serves: its uptime starts now (docs/operators.md, Monitoring)
+            rec.started_at = rec.metrics.started = time.time()
         self.m.set_route(rec.id, route)
         rec.handle, rec.manifest, rec.config = handle, manifest, config
         self.m.record_changed()  # its events' listeners may differ

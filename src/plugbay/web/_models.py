@@ -68,7 +68,10 @@ class PluginSummary(BaseModel):
     type: str | None
     state: State
     isolation: str
-    uptime_seconds: float | None = Field(description="Seconds since it became active.")
+    uptime_seconds: float | None = Field(
+        description="Seconds the version now serving has served (since its load, reload, "
+        "upgrade or restart)."
+    )
     load_seconds: float | None = Field(description="Time from import to initialized.")
     reason: str | None = Field(description="Why it is failed, disabled or restarting.")
     needs: list[str] = Field(description="Plugin ids it depends on (resolved).")
