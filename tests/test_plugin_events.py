@@ -438,18 +438,21 @@ async def test_events_queued_for_a_version_are_not_sent_to_one_that_no_longer_li
         assert host.plugin("acme.slow").version == "1.1.0"
         after = await until(lambda: _keys(host, "acme.after", 3), "the next listener had all")
         assert sorted(after) == ["e1", "e2", "e3"]
-        (row,) = [
-            r for r in host.manager.plugin_events.stats()
-            if (r["plugin"], r["event"]) == ("acme.slow", "cache.evicted")
-        ]  # fmt: skip
-        assert (row["delivered"], row["unheard"], row["failed"], row["queued"]) == (1, 2, 0, 0)
+        # what waited for it passed on, its queue for the event leaves stats and /metrics
+        await until(
+            lambda: not [
+                r for r in host.manager.plugin_events.stats()
+                if (r["plugin"], r["event"]) == ("acme.slow", "cache.evicted")
+            ],
+            "the old listener's queue gone",
+        )  # fmt: skip
         assert await host.call("acme.slow", "handled_keys") == []  # the new version's
         messages = [r["message"] for r in host.logs("acme.slow")]
         assert not [m for m in messages if "was not handled" in m]
         assert [m for m in messages if "version 1.1.0 does not listen to it" in m]
         text = exposition(host.manager).decode()
         slow_labels = {"plugin": "acme.slow", "event": "cache.evicted"}
-        assert sample(text, "plugbay_plugin_events_unheard_total", **slow_labels) == 2
+        assert sample(text, "plugbay_plugin_events_unheard_total", **slow_labels) is None
         # plugbay info says it too, though the version it runs lists no such listen
         info = host.info("acme.slow")["events"]
         assert [r["event"] for r in info["listens"]] == ["cache.other"]

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from plugbay import ParameterError, PermissionDenied, PluginCallError
+from plugbay import ParameterError, PermissionDenied, ResourceLimitExceeded
 from plugbay.runtime.host import Host
 from tests._waiting import until
 from tests.adversarial.conftest import ATTACKER, NEIGHBOUR
@@ -105,9 +105,12 @@ async def test_another_plugins_event_is_refused_as_the_sender(host: Host) -> Non
 async def test_a_payload_that_is_not_a_mapping_or_too_large_is_refused(host: Host) -> None:
     with pytest.raises(ParameterError, match="is not a mapping"):
         await emit(host, "acme.attacker.ping", {"payload": "x" * 100})
-    # the host's refusal reaches the attacker's code; raised on, it is the plugin's own error
-    with pytest.raises(PluginCallError, match="over the 65,536-byte bound; the event was refused"):
+    # the host's refusal reaches the attacker's code; raised on, it is still the host's
+    with pytest.raises(
+        ResourceLimitExceeded, match="over the 65,536-byte bound; the event was refused"
+    ) as refused:
         await emit(host, "acme.attacker.ping", {"payload": {"n": 1, "blob": "x" * (1 << 20)}})
+    assert refused.value.details["relayed_by"] == "acme.attacker"
     assert await host.call("acme.victim", "heard_count") == 0
     assert await host.call("acme.neighbour", "ping") == "pong"
 
@@ -119,7 +122,7 @@ async def test_a_flood_of_events_is_bounded_by_the_listeners_queue(host: Host) -
             return "sent"
         except PermissionDenied:
             return "refused"
-        except PluginCallError as exc:  # the broker's host-call bound, raised on by it
+        except ResourceLimitExceeded as exc:  # the broker's host-call bound, raised on by it
             return "bounded" if "host calls" in exc.message else exc.message
 
     results = await asyncio.gather(*(one(n) for n in range(300)))

@@ -185,19 +185,28 @@ class Events:
     ``await context.events.emit("cache.evicted", Evicted(key="a"))`` queues the event
     for every listener and returns how many took it; the host refuses an event the
     manifest does not declare under ``[events] emits`` (:class:`PermissionDenied`).
+
+    ``host_measures``: a worker's, whose payload the host measures as it arrives (the
+    host's refusal of one over :data:`MAX_PAYLOAD` is then one the host stands behind
+    when the plugin lets it propagate: a refusal made in the worker would be the
+    plugin's word); elsewhere it is measured here, before anything is sent.
     """
 
-    __slots__ = ("_plugin", "_sink")
+    __slots__ = ("_host_measures", "_plugin", "_sink")
 
-    def __init__(self, sink: EmitSink | None = None, *, plugin: str = "") -> None:
+    def __init__(
+        self, sink: EmitSink | None = None, *, plugin: str = "", host_measures: bool = False
+    ) -> None:
         self._sink = sink
         self._plugin = plugin
+        self._host_measures = host_measures
 
     async def emit(self, name: str, payload: object) -> int:
         """Send ``payload`` as event ``name``; returns the number of listeners that took it
         (a listener whose queue was full and whose policy dropped it is not counted)."""
         data = plain_payload(name, payload, self._plugin or None)
-        payload_size(name, data, self._plugin or None)
+        if not self._host_measures:
+            payload_size(name, data, self._plugin or None)
         if self._sink is None:
             raise PluginStateError(
                 f"cannot emit '{name}': this context is not connected to a host",

@@ -13,9 +13,10 @@ decides itself what kind of thing it is:
 * a security frame is the worker's *report* (``source = "worker"``): only known
   keys, bounded, rate-limited; the host's own events say ``source = "host"``;
 * an error is the plugin's error unless the host can stand behind its kind:
-  a ``permission_denied`` the host's broker issued to this plugin, or a sandbox
-  denial consistent with this plugin's placement (a permission it was not
-  granted, a known layer). Anything else claiming a host-only kind
+  a refusal the host issued to this plugin over its channel and the plugin passed
+  on unchanged (its token: ``isolation.refusals``), a ``permission_denied`` the
+  host's broker issued to this plugin, or a sandbox denial consistent with this
+  plugin's placement (a permission it was not granted, a known layer). Anything else claiming a host-only kind
   (``permission_denied``, ``resource_limit``, ``plugin_crashed``…) is presented
   as the plugin's own error, ``plugin_raised``, with the claim kept in details.
 """
@@ -34,9 +35,11 @@ from plugbay.api.errors import (
     ResourceLimitExceeded,
     error_from_dict,
 )
+from plugbay.isolation.refusals import vouched
 from plugbay.monitor.bounds import RESERVED_FIELDS, Budget, bounded
 
 __all__ = [
+    "HOST_ONLY",
     "LOGGER_NAMES",
     "deliver_log",
     "judge_error",
@@ -46,8 +49,9 @@ __all__ = [
     "security_event",
 ]
 
-#: error kinds only the host may produce; a worker's claim of one is judged
-_HOST_ONLY: Final = frozenset(
+#: error kinds only the host may produce; a worker's claim of one is judged (and each
+#: refusal of one the host makes to a worker is stamped: ``runtime.broker``)
+HOST_ONLY: Final = frozenset(
     {
         "permission_denied", "resource_limit", "plugin_crashed", "plugin_timeout",
         "plugin_not_found", "plugin_state", "plugin_has_dependents", "state_error",
@@ -220,10 +224,12 @@ def judge_error(
         data = {"type": "PluginCallError", "message": repr(data)[:2048]}
     error = error_from_dict(data)
     details = error.details if isinstance(error.details, dict) else {}
-    if error.code not in _HOST_ONLY:
+    if error.code not in HOST_ONLY:
         error.plugin = plugin_id  # its own error, whatever name it wrote in
         return error
-    judged: PlugbayError | None = None
+    judged = vouched(data, error, plugin_id, issued)  # the host's refusal, passed on
+    if judged is not None:
+        return judged
     if isinstance(error, PermissionDenied):
         judged = _judge_denial(error, details, plugin_id, granted, sandboxed, issued)
     elif isinstance(error, ResourceLimitExceeded) and sandboxed:

@@ -37,8 +37,20 @@ from plugbay.api import (
     PluginContext,
     Secrets,
 )
-from plugbay.api._events import EVENT_PREFIX, call_handler, event_handlers, run_handler
-from plugbay.api.errors import PlugbayError, PluginCallError, ServiceError, error_from_dict
+from plugbay.api._events import (
+    EVENT_PREFIX,
+    MAX_PAYLOAD,
+    call_handler,
+    event_handlers,
+    run_handler,
+)
+from plugbay.api.errors import (
+    ParameterError,
+    PlugbayError,
+    PluginCallError,
+    ServiceError,
+    error_from_dict,
+)
 from plugbay.isolation import frames, handover, loops
 from plugbay.isolation.guard import Guard, classify, file_permissions_hint
 from plugbay.isolation.inline import lifecycle, new_instance, run_in_daemon_thread
@@ -447,7 +459,7 @@ class Worker:
             logger=logging.getLogger(f"plugbay.plugin.{manifest.id}"),
             metrics=metrics,
             secrets=Secrets(message.secrets, plugin=manifest.id, unset=message.unset_secrets),
-            events=Events(self.emit_event, plugin=manifest.id),
+            events=Events(self.emit_event, plugin=manifest.id, host_measures=True),
         )
         if message.storage == "host":  # a plugin on a Ray node: its store is the host's
             self._keep_storage_at_host(manifest.id, Path(message.data_dir))
@@ -575,8 +587,17 @@ class Worker:
                 self._send_figures()  # the worker's goodbye: its last figures and drops
 
     async def emit_event(self, name: str, payload: dict[str, Any]) -> int:
-        """``context.events.emit``: through the host's broker, which knows who sends."""
-        return int(await self.host_call("plugbay.events", name, {"payload": payload}))
+        """``context.events.emit``: through the host's broker, which knows who sends, and
+        measures the payload (its refusal of one too large is the host's own)."""
+        try:
+            return int(await self.host_call("plugbay.events", name, {"payload": payload}))
+        except frames.FrameError as exc:  # too large for any frame: it cannot reach the host
+            raise ParameterError(
+                f"the payload of event '{name}' cannot be sent: it is far over the "
+                f"{MAX_PAYLOAD:,}-byte bound ({exc})",
+                where=f"context.events.emit({name!r}, ...)",
+                hint="send a key or an id in the event and keep the data in context.storage",
+            ) from None
 
     async def deliver_event(self, name: str, payload: Any) -> None:
         """An event for the plugin's ``@on_event(name)`` handler (a call to ``event:name``)."""

@@ -15,6 +15,9 @@ A plugin reaches
 
 A refusal is a :class:`PermissionDenied` naming the manifest line to add or the
 ``plugbay grant`` command to run, and a security event (``layer = "broker"``).
+Any error of a kind only the host makes that a host call ends in (a refusal, a bound,
+a callee not running or out of time) goes back stamped (``isolation.refusals``), so
+that when the plugin lets it propagate, its caller is told it is the host's.
 Every backend's host calls pass :meth:`Broker.host_call`; inline plugins meet the
 same rules at ``context.services.require`` (:meth:`Broker.check_service`) — inline
 code runs in the host's process and can bypass anything, so for them the check
@@ -31,9 +34,11 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import msgspec
 
-from plugbay.api.errors import PermissionDenied, ResourceLimitExceeded
+from plugbay.api.errors import PermissionDenied, PlugbayError, ResourceLimitExceeded
+from plugbay.isolation.identity import HOST_ONLY
 from plugbay.isolation.policy import HOST_PERMISSIONS
 from plugbay.isolation.ray import RayBackend
+from plugbay.isolation.refusals import Refusals
 from plugbay.isolation.remote_storage import STORAGE_TARGET
 from plugbay.model.versions import Range
 
@@ -110,6 +115,8 @@ class Broker:
         #: False only to measure what the checks cost (``bench``): every request is routed
         self.enabled = True
         self._issued: dict[str, collections.deque[str]] = {}
+        #: what a host call refused each plugin (``isolation.refusals``)
+        self.refusals = Refusals()
         #: (sender, target, command) → what the last check saw allowed (``_check_plugin``)
         self._allowed: dict[tuple[str, str, str], tuple[object, object, object]] = {}
         #: requests refused, by plugin (for tests and ``plugbay info``)
@@ -121,7 +128,18 @@ class Broker:
         self, consumer: str, target: str, command: str, params: dict[str, Any]
     ) -> Any:
         """A plugin's call out, from the channel of ``consumer``: ``service:NAME@RANGE``
-        or a plugin id. Checked, bounded, then routed like any call."""
+        or a plugin id. Checked, bounded, then routed like any call; an error only the
+        host makes goes back stamped as the host's (``isolation.refusals``)."""
+        try:
+            return await self._routed(consumer, target, command, params)
+        except PlugbayError as exc:
+            if exc.code not in HOST_ONLY:
+                raise
+            raise self.refusals.issue(consumer, exc) from exc
+
+    async def _routed(
+        self, consumer: str, target: str, command: str, params: dict[str, Any]
+    ) -> Any:
         manager = self._manager
         budget = self._admit(consumer)
         try:
@@ -219,8 +237,9 @@ class Broker:
             self._allowed[key] = (sender.placement, sender.manifest, callee.manifest)
 
     def issued(self, consumer: str, token: str) -> bool:
-        """Whether this denial token was issued by the broker to ``consumer``."""
-        return token in self._issued.get(consumer, ())
+        """Whether the host issued this token to ``consumer``: a broker denial's, or a
+        refusal's (good once: ``isolation.refusals``)."""
+        return token in self._issued.get(consumer, ()) or self.refusals.redeem(consumer, token)
 
     # -- the inline path ------------------------------------------------------------------
 

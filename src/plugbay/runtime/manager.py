@@ -237,9 +237,11 @@ class PluginManager(Calling, Starting, Supervision, SecurityEvents):
         """Moves whenever a record is set or removed, or its state or manifest changes."""
         return self._records.epoch
 
-    def record_changed(self) -> None:
-        """A record's manifest was replaced in place (a swap): :attr:`roster_epoch` moves."""
+    def record_changed(self, plugin_id: str) -> None:
+        """A record's manifest was replaced in place (a swap): :attr:`roster_epoch` moves,
+        and a listener its new version does not have leaves (``plugin_events``)."""
         self._records.changed()
+        self.plugin_events.roster_changed(plugin_id)
 
     @property
     def roster_changes(self) -> int:
@@ -588,6 +590,7 @@ class PluginManager(Calling, Starting, Supervision, SecurityEvents):
             handle.release()
         rec.started_at = None
         self._set_state(rec, PluginState.STOPPED)
+        self.plugin_events.roster_changed(rec.id)  # its listeners' queues leave once passed on
         self._history(rec, action, result, reason, None)
         self.events.emit("plugin.unloaded", plugin=rec.id, version=rec.version, result=result)
 

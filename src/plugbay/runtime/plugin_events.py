@@ -28,6 +28,12 @@ when it listens to them too; one that no longer does is not sent them (counted a
 
 **Lazy plugins**: an event reaches a listener that starts on demand: its
 ``on-event:NAME`` starts it, any other event waits in its queue until it runs.
+
+**What the log says**: a listener's drops and failures are said at the first, then
+every thousandth, with how many were not said since; each is counted in ``stats``.
+A listener's queue leaves ``stats`` (and ``/metrics``) once its plugin is unloaded
+or runs a version that does not listen to the event, after what waited in it is
+passed on.
 """
 
 from __future__ import annotations
@@ -105,6 +111,10 @@ class _Inbox:
     dropped: int = 0
     #: queued for a version that listened; the one running when its turn came did not
     unheard: int = 0
+    #: failures since the last one the log said (said with the next one it says)
+    failed_unsaid: int = 0
+    #: no longer among the host's listeners (unloaded, or its version does not listen)
+    gone: bool = False
 
     def counts(self) -> dict[str, int]:
         """What happened to its events so far (``plugbay info``, ``stats``)."""
@@ -136,6 +146,9 @@ class PluginEvents:
     def __init__(self, manager: PluginManager) -> None:
         self._m = manager
         self._inboxes: dict[tuple[str, str], _Inbox] = {}
+        #: (plugin, event) → events passed on unheard by a listener that left while its
+        #: plugin stays loaded (a version that does not listen): ``plugbay info`` says it
+        self._unheard_left: dict[tuple[str, str], int] = {}
         #: each event's listeners, and the roster epoch they were found at (``_chain``)
         self._chains: dict[str, tuple[int, list[_Inbox]]] = {}
         #: events emitted, by (sender, event)
@@ -211,6 +224,7 @@ class PluginEvents:
         box = self._inboxes.get((plugin, spec.event))
         if box is None:
             box = self._inboxes[(plugin, spec.event)] = _Inbox(plugin, spec)
+            self._unheard_left.pop((plugin, spec.event), None)  # it listens again
         box.spec = spec  # a new version may declare another bound or policy
         if box.task is None and not self._closed:
             box.task = asyncio.get_running_loop().create_task(
@@ -223,6 +237,9 @@ class PluginEvents:
         which event is dropped there, and the dropped one moves on to the listener after."""
         while item.at < len(item.chain):
             box = item.chain[item.at]
+            if box.gone:  # no longer a listener: on to the next one
+                item.at += 1
+                continue
             spec = box.spec
             if len(box.queue) < spec.queue or (
                 spec.overflow == "block" and await self._room(box, spec.block_timeout)
@@ -269,6 +286,9 @@ class PluginEvents:
     async def _run(self, box: _Inbox) -> None:
         while True:
             while not box.queue:
+                if not self._listening(box):
+                    self._retire(box)
+                    return
                 box.wake.clear()
                 await box.wake.wait()
             item = box.queue.popleft()
@@ -276,6 +296,40 @@ class PluginEvents:
             await self._deliver(box, item)
             item.at += 1
             await self._offer(item)
+
+    def _loaded(self, plugin_id: str) -> bool:
+        """Whether the plugin is loaded: not unloaded, disabled nor forgotten."""
+        rec = self._m.records_by_id.get(plugin_id)
+        return rec is not None and str(rec.state) not in ("stopped", "disabled")
+
+    def _listening(self, box: _Inbox) -> bool:
+        """Whether the box's plugin is loaded and its version listens to its event."""
+        rec = self._m.records_by_id.get(box.plugin)
+        manifest = rec.manifest if rec is not None else None
+        if manifest is None or not self._loaded(box.plugin):
+            return False
+        return box.spec.event in manifest.listens
+
+    def _retire(self, box: _Inbox) -> None:
+        """The box leaves the host's listeners (its queue is empty): an event on its way
+        with it in its chain goes past it (``_offer``)."""
+        box.gone = True
+        box.task = None
+        key = (box.plugin, box.spec.event)
+        if self._inboxes.get(key) is box:
+            del self._inboxes[key]
+        if box.unheard and self._loaded(box.plugin):
+            self._unheard_left[key] = box.unheard
+
+    def roster_changed(self, plugin_id: str) -> None:
+        """``plugin_id`` stopped, or its manifest was replaced (the manager says so): each
+        of its idle listeners looks whether it still listens, and leaves if not (only its
+        own: a host stopping 1,000 listeners wakes each once, not 1,000 times)."""
+        for (plugin, _), box in list(self._inboxes.items()):
+            if plugin == plugin_id:
+                box.wake.set()
+        for key in [key for key in self._unheard_left if not self._loaded(key[0])]:
+            del self._unheard_left[key]
 
     async def _deliver(self, box: _Inbox, item: _Item) -> None:
         try:
@@ -352,12 +406,23 @@ class PluginEvents:
             )
 
     def _failed(self, box: _Inbox, item: _Item, why: str) -> None:
+        """Said like a drop (the first, then every thousandth: a listener that raises on
+        every event does not flood the log), with how many failed unsaid meanwhile."""
+        if not _worth_saying(box.failed):
+            box.failed_unsaid += 1
+            return
+        unsaid, box.failed_unsaid = box.failed_unsaid, 0
         logging.getLogger(f"plugbay.plugin.{box.plugin}").warning(
-            "event '%s' from %s was not handled: %s",
+            "event '%s' from %s was not handled: %s (%d failed so far%s)",
             item.name,
             item.source,
             why,
-            extra={"plugbay_owner": box.plugin, "fields": {"source": "host"}},
+            box.failed,
+            f"; {unsaid} more since the last one said, not logged" if unsaid else "",
+            extra={
+                "plugbay_owner": box.plugin,
+                "fields": {"source": "host", "failed": box.failed, "not_logged": unsaid},
+            },
         )
 
     # -- what the host shows --------------------------------------------------------------
@@ -369,10 +434,15 @@ class PluginEvents:
         if manifest is None:
             return describe_events((), {}, ())
         counts = {
-            event: box.counts()
-            for (plugin, event), box in list(self._inboxes.items())
+            event: {"queued": 0, "delivered": 0, "failed": 0, "dropped": 0, "unheard": n}
+            for (plugin, event), n in list(self._unheard_left.items())
             if plugin == plugin_id
         }
+        counts.update(
+            (event, box.counts())
+            for (plugin, event), box in list(self._inboxes.items())
+            if plugin == plugin_id
+        )
         return describe_events(manifest.emits, manifest.listens, manifest.activation, counts)
 
     def stats(self) -> list[dict[str, Any]]:

@@ -462,7 +462,7 @@ class Swapper:
             rec.started_at = rec.metrics.started = time.time()
         self.m.set_route(rec.id, route)
         rec.handle, rec.manifest, rec.config = handle, manifest, config
-        self.m.record_changed()  # its events' listeners may differ
+        self.m.record_changed(rec.id)  # its events' listeners may differ
         rec.needs, rec.notes = needs, notes
         if previous is not None:
             gone = set(previous.provides) - set(manifest.provides)
