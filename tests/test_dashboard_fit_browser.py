@@ -89,7 +89,8 @@ def _unreached_by_tab(page: Any) -> list[str]:
     for _ in range(total + 10):
         page.keyboard.press("Tab")
     # the walk reached the operations of every row, the filter, the forms: not a vacuous pass
-    assert page.evaluate("window.__reached.size") > 60
+    # (15 rows, each with its name, reload and disable; rollback is off with no earlier version)
+    assert page.evaluate("window.__reached.size") > 45
     return page.evaluate(  # type: ignore[no-any-return]
         """() => [...document.querySelectorAll('[data-kb]')]
           .filter((el) => el.offsetParent !== null && !el.disabled

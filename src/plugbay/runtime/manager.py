@@ -456,6 +456,10 @@ class PluginManager(Calling, Starting, Supervision, SecurityEvents):
         each id with ``None``, or the reason it failed (it keeps its old version)."""
         return await self._swapper.reload_dependents(changed, why, skip=skip)
 
+    def previous_version(self, plugin_id: str) -> str:
+        """The version a rollback with no version given returns to (raises when none)."""
+        return self._swapper.previous_version(plugin_id)
+
     async def rollback_plugin(
         self,
         plugin_id: str,

@@ -16,15 +16,16 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
 from plugbay.api.errors import PlugbayError
-from plugbay.runtime.config_aside import kept_view, shown, unshown
+from plugbay.runtime.config_aside import kept_aside, kept_view, shown, unshown, versions_of
 from plugbay.runtime.host import Host
 from plugbay.runtime.live_config import masked, pending
-from plugbay.web._errors import ErrorBody, error_response, http_error
+from plugbay.web._errors import error_response, http_error
 from plugbay.web._models import (
     AlertItem,
     CallResult,
     CommandInfo,
     ConfigChange,
+    ConfigChanged,
     ConfigView,
     DisableRequest,
     HealthView,
@@ -41,6 +42,8 @@ from plugbay.web._models import (
     UpgradeResult,
 )
 from plugbay.web._plugin_docs import check_json_values
+from plugbay.web._responses import errors
+from plugbay.web._rollback import rollback_targets, rollback_to
 from plugbay.web._series import Series
 from plugbay.web.scopes import Access
 
@@ -54,24 +57,6 @@ log = logging.getLogger("plugbay.web")
 router = APIRouter()
 
 
-def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """The documented error responses of a route (401 and 413 apply to all but /healthz)."""
-    text = {
-        400: "The request cannot be done (e.g. the body is not JSON).",
-        401: "No token, or not this host's token.",
-        403: "The dashboard's cookie used for a change from another origin.",
-        404: "No such plugin, or no such command.",
-        409: "The plugin is not in a state that allows this.",
-        413: "The request body is larger than the host accepts.",
-        422: "The parameters or the body do not match what is expected.",
-        502: "The plugin's own code failed (raised, crashed, returned the wrong type).",
-        503: "The host's state store cannot be used.",
-        504: "The command ran past its time limit.",
-    }
-    chosen = sorted({401, 403, 413, 422, *statuses})
-    return {s: {"model": ErrorBody, "description": text[s]} for s in chosen}
-
-
 def _host(request: Request) -> Host:
     return request.app.state.host  # type: ignore[no-any-return]
 
@@ -79,7 +64,8 @@ def _host(request: Request) -> Host:
 HostDep = Annotated[Host, Depends(_host)]
 
 
-def summary(rec: PluginRecord) -> PluginSummary:
+def summary(rec: PluginRecord, rollback: str | None = None) -> PluginSummary:
+    """A plugin's row; ``rollback``: the version a rollback would serve (``_rollback``)."""
     d = rec.to_dict()
     return PluginSummary(
         id=d["id"],
@@ -92,6 +78,7 @@ def summary(rec: PluginRecord) -> PluginSummary:
         reason=d["reason"],
         needs=d["needs"],
         restart=d["restart"],
+        rollback_to=rollback,
     )
 
 
@@ -220,10 +207,12 @@ async def series(plugin_id: str, request: Request, host: HostDep) -> SeriesView:
 
 @router.get(
     "/api/v1/plugins", tags=["plugins"], response_model=list[PluginSummary], responses=errors(),
-    summary="Every plugin with version, type, state, isolation and uptime",
+    summary="Every plugin with version, type, state, isolation, uptime and what a rollback serves",
 )  # fmt: skip
 async def list_plugins(host: HostDep) -> list[PluginSummary]:
-    return [summary(r) for r in host.plugins()]
+    records = host.plugins()
+    targets = await rollback_targets(host, records)
+    return [summary(r, targets[r.id]) for r in records]
 
 
 @router.get(
@@ -316,11 +305,12 @@ _OP: Final[dict[str, Any]] = {
 }
 
 
-def _done(host: Host, plugin_id: str, affected: list[str]) -> OperationResult:
+async def _done(host: Host, plugin_id: str, affected: list[str]) -> OperationResult:
     rec = host.plugin(plugin_id)
     if str(rec.state) == "failed" and rec.error is not None:
         raise rec.error  # it was attempted and failed: say why, with the plugin's own error
-    return OperationResult(plugin=summary(rec), affected=affected)
+    rollback = await rollback_to(host, plugin_id)
+    return OperationResult(plugin=summary(rec, rollback), affected=affected)
 
 
 @router.post("/api/v1/plugins/{plugin_id}/reload", summary="Reload from its files", **_OP)
@@ -328,7 +318,7 @@ async def reload(plugin_id: str, host: HostDep) -> OperationResult:
     """Swap the plugin for what its files say now; the old version serves until the new
     one is initialized, and keeps serving if the new one fails (409, with the reason)."""
     await host.reload(plugin_id)
-    return _done(host, plugin_id, [plugin_id])
+    return await _done(host, plugin_id, [plugin_id])
 
 
 @router.post("/api/v1/plugins/{plugin_id}/load", summary="Load a plugin that is not active", **_OP)
@@ -339,7 +329,7 @@ async def load(plugin_id: str, host: HostDep) -> OperationResult:
     before = {r.id for r in host.plugins() if str(r.state) == "active"}
     await host.load(plugin_id)
     started = [r.id for r in host.plugins() if str(r.state) == "active" and r.id not in before]
-    return _done(host, plugin_id, started)
+    return await _done(host, plugin_id, started)
 
 
 @router.post("/api/v1/plugins/{plugin_id}/unload", summary="Stop a plugin", **_OP)
@@ -348,13 +338,13 @@ async def unload(
 ) -> OperationResult:
     """Refused (409) while active plugins depend on it, unless ``cascade``."""
     stopped = await host.unload(plugin_id, cascade=body.cascade if body else False)
-    return _done(host, plugin_id, stopped)
+    return await _done(host, plugin_id, stopped)
 
 
 @router.post("/api/v1/plugins/{plugin_id}/enable", summary="Enable and start a plugin", **_OP)
 async def enable(plugin_id: str, host: HostDep) -> OperationResult:
     await host.enable(plugin_id)
-    return _done(host, plugin_id, [plugin_id])
+    return await _done(host, plugin_id, [plugin_id])
 
 
 @router.post("/api/v1/plugins/{plugin_id}/disable", summary="Stop a plugin and keep it off", **_OP)
@@ -367,7 +357,7 @@ async def disable(
     stopped = await host.manager.disable(
         plugin_id, body.reason, cascade=body.cascade, by=caller(request)
     )
-    return _done(host, plugin_id, stopped)
+    return await _done(host, plugin_id, stopped)
 
 
 @router.post(
@@ -383,7 +373,7 @@ async def rollback(
     before = {r.id: r.version for r in host.plugins()}
     await host.manager.rollback_plugin(plugin_id, body.to, with_dependents=body.with_dependents)
     moved = [r.id for r in host.plugins() if r.id != plugin_id and r.version != before.get(r.id)]
-    return _done(host, plugin_id, [plugin_id, *moved])
+    return await _done(host, plugin_id, [plugin_id, *moved])
 
 
 @router.post(
@@ -433,24 +423,38 @@ def _config_view(host: Host, plugin_id: str) -> ConfigView:
     responses=errors(404, 503), summary="The plugin's config, run-time values and schema",
 )  # fmt: skip
 async def get_config(plugin_id: str, host: HostDep) -> ConfigView:
+    host.refresh_installed()  # keys kept for a version installed since the start
     return _config_view(host, plugin_id)
 
 
 @router.put(
-    "/api/v1/plugins/{plugin_id}/config", tags=["config"], response_model=ConfigView,
+    "/api/v1/plugins/{plugin_id}/config", tags=["config"], response_model=ConfigChanged,
     responses=errors(400, 404, 409, 503),
     summary="Change the run-time config: checked against the schema, then applied by a reload",
 )  # fmt: skip
-async def put_config(plugin_id: str, change: ConfigChange, host: HostDep) -> ConfigView:
+async def put_config(plugin_id: str, change: ConfigChange, host: HostDep) -> ConfigChanged:
     """The document lists this operation once per known plugin, with that plugin's own
     schema for ``values``; 409 when the plugin fails to start with the new values (the
     old ones stay). For a plugin that is not active the values are kept for its next
-    start, and ``pending`` says what starts it."""
+    start, and ``pending`` says what starts it. ``unchanged``: the change only touched
+    keys kept aside for another version (``kept``), so nothing was applied."""
     rec = host.plugin(plugin_id)
+    # a key only a version installed since the start declares is kept for it, not refused
+    host.refresh_installed()
     sent = unshown(host, plugin_id, change.values)
     values = check_json_values(plugin_id, rec.manifest.config if rec.manifest else None, sent)
+    before = host.runtime_config(plugin_id) or {}
+    changed = {
+        k for k in before.keys() | values.keys() if before.get(k, _NONE) != values.get(k, _NONE)
+    }
+    aside = kept_aside(rec.manifest, changed, versions_of(host, plugin_id))
     await host.set_config(plugin_id, values)
-    return _config_view(host, plugin_id)
+    view = _config_view(host, plugin_id).model_dump(by_alias=True)
+    return ConfigChanged.model_validate({**view, "unchanged": changed <= aside.keys()})
+
+
+#: a key's value when it has none (``None`` is a value: JSON null)
+_NONE: Final = object()
 
 
 # --------------------------------------------------------------------------- history and logs

@@ -39,6 +39,7 @@ from plugbay.web._errors import error_response, http_error
 from plugbay.web._gate import Caller, Gate, replay_body
 from plugbay.web._models import SEMVER_PATTERN, StreamSample
 from plugbay.web._plugin_docs import add_plugin_paths, plugins_key
+from plugbay.web._responses import add_door_errors
 from plugbay.web._series import Series
 from plugbay.web.scopes import Access
 from plugbay.web.token import TokenFile
@@ -436,6 +437,7 @@ def _routes_openapi(api: FastAPI) -> dict[str, Any]:
     schema["paths"]["/healthz"]["get"]["security"] = []
     _describe_stream(schema)
     _system_events.describe(schema)
+    add_door_errors(schema)
     api.openapi_schema = schema
     return schema
 
@@ -456,11 +458,13 @@ def _describe_stream(schema: dict[str, Any]) -> None:
 _DESCRIPTION: Final = """
 Every endpoint but `/healthz` needs the host's token: `Authorization: Bearer <token>`
 (`plugbay token` prints it). Errors are `{"error": {"code", "message", "where", "hint", …}}`
-with the status that fits: 401 no or wrong token, 403 a cookie used across origins,
-404 unknown plugin or command, 408 headers not whole within 10 s, 409 not in a state
-for this, 413 body too large, 400 a body sent as JSON that is not JSON, 422 parameters
-or body of the wrong shape, 502/504 the plugin's own failure or time limit,
-507 the disk holding the state is full (nothing was changed). Every response carries
+with the status that fits: 401 no or wrong token, 403 a cookie used across origins or
+a token without the scope, 404 unknown plugin or command, 408 headers not whole within
+10 s (or a body within 30 s after them), 409 not in a state for this, 413 body too
+large, 400 a body sent as JSON that is not JSON, 422 parameters or body of the wrong
+shape, 502/504 the plugin's own failure or time limit, 503 the host is stopping or its
+state cannot be used, 507 the disk holding the state is full (nothing was changed).
+Each operation lists the statuses it can answer. Every response carries
 `X-Request-ID`; a 5xx has it in its body too, and the host's log has it with the traceback.
 
 Request bodies are JSON (`Content-Type: application/json`). A body that parses as JSON

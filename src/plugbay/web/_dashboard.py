@@ -24,6 +24,7 @@ from plugbay.runtime.records import PluginRecord
 from plugbay.web._api import errors
 from plugbay.web._errors import error_response, http_error
 from plugbay.web._graph import STATE_COLOURS, dependency_svg
+from plugbay.web._rollback import rollback_targets
 from plugbay.web.scopes import Access
 
 __all__ = ["router"]
@@ -49,15 +50,18 @@ def _fmt_uptime(seconds: float | None) -> str:
     return f"{s // 3600} h {s % 3600 // 60} min"
 
 
-def _rows(host: Host) -> str:
+async def _rows(host: Host) -> str:
     out = []
-    for rec in host.plugins():
+    records = host.plugins()
+    targets = await rollback_targets(host, records)
+    for rec in records:
         d = rec.to_dict()
         state = d["state"]
         pid = escape(d["id"])
         reason = f' title="{escape(d["reason"])}"' if d["reason"] else ""
         out.append(
-            f'<tr data-plugin="{pid}" data-state="{escape(state)}">'
+            f'<tr data-plugin="{pid}" data-state="{escape(state)}" '
+            f'data-rollback="{escape(targets[rec.id] or "")}">'
             f'<td class="id"><button type="button" class="link select">{pid}</button></td>'
             f'<td class="version">{escape(d["version"] or "?")}</td>'
             f'<td class="type">{escape(d["type"] or "?")}</td>'
@@ -104,7 +108,7 @@ async def dashboard(request: Request) -> HTMLResponse:
         page.replace("{{colours}}", colours)
         .replace("{{version}}", escape(host.version))
         .replace("{{summary}}", f"{len(records)} plugins, {active} active" + _starting(host))
-        .replace("{{rows}}", _rows(host))
+        .replace("{{rows}}", await _rows(host))
         .replace("{{graph}}", _graph(host))
         .replace("{{interval}}", str(request.app.state.series.interval))
         .replace("{{rollback}}", "yes" if _has_route(request, "/rollback") else "no")

@@ -36,6 +36,9 @@ _STATUS: Final[dict[str, int]] = {
     "plugin_raised": 502,
     "plugin_crashed": 502,
     "result_invalid": 502,
+    # what a plugin's code ran into while serving the call: its failure, not the request's
+    "permission_denied": 502,
+    "storage_full": 502,
     "plugin_timeout": 504,
     "state_error": 503,
 }
@@ -44,7 +47,14 @@ _STATUS: Final[dict[str, int]] = {
 def status_for(error: PlugbayError) -> int:
     if error.code == "state_error" and error.details.get("disk_full"):
         return 507  # Insufficient Storage: nothing was changed; free space and retry
-    return _STATUS.get(error.code, 400)
+    if error.code in _STATUS:
+        return _STATUS[error.code]
+    # a kind of a mapped error has its status (a hit limit is a crash: 502)
+    for kind in type(error).__mro__:
+        code = getattr(kind, "code", None)
+        if isinstance(code, str) and code in _STATUS:
+            return _STATUS[code]
+    return 400
 
 
 class ErrorDetail(BaseModel):

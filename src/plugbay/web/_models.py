@@ -13,6 +13,7 @@ __all__ = [
     "CallResult",
     "CommandInfo",
     "ConfigChange",
+    "ConfigChanged",
     "ConfigView",
     "DisableRequest",
     "HealthView",
@@ -62,7 +63,9 @@ class RestartInfo(BaseModel):
     backoff_seconds: float = Field(description="The wait before it (doubles with each crash).")
 
 
-class PluginSummary(BaseModel):
+class _Plugin(BaseModel):
+    """What the list and the detail both say of a plugin."""
+
     id: str
     version: str | None
     type: str | None
@@ -80,6 +83,14 @@ class PluginSummary(BaseModel):
     )
 
 
+class PluginSummary(_Plugin):
+    rollback_to: str | None = Field(
+        default=None,
+        description="The version POST …/rollback would serve (the one that served before, "
+        "kept in the store); null: nothing to roll back to (a rollback is a 409).",
+    )
+
+
 class CommandInfo(BaseModel):
     name: str
     signature: str
@@ -91,7 +102,7 @@ class CommandInfo(BaseModel):
     )
 
 
-class PluginDetail(PluginSummary):
+class PluginDetail(_Plugin):
     # fields the host adds to its detail later pass through (the CLI shows them too)
     model_config = ConfigDict(extra="allow")
 
@@ -212,6 +223,16 @@ class ConfigView(BaseModel):
         description="Keys set that the serving version does not declare and another "
         "installed version does, kept aside for it (not passed until it serves): "
         "{KEY: {value, version, type}}.",
+    )
+
+
+class ConfigChanged(ConfigView):
+    unchanged: bool = Field(
+        description="True when the config the serving version runs with is as it was: each "
+        "key the change set or dropped is kept aside for another version (`kept` names it) "
+        "or kept the value it had, so no on_config_change hook ran and no reload; the "
+        "values are kept all the same. False: applied (or, with `pending`, taken at the "
+        "next start)."
     )
 
 

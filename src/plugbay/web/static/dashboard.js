@@ -80,8 +80,32 @@ function setButtons(tr, state) {
   tr.querySelector('[data-op="disable"]').disabled = state === "disabled";
   tr.querySelector('[data-op="enable"]').disabled = active;
   const rb = tr.querySelector('[data-op="rollback"]');
-  rb.disabled = !rollbackAvailable || !active;
+  // data-rollback: the version a rollback would serve (the API's rollback_to), "" for none
+  const to = tr.dataset.rollback || "";
+  rb.disabled = !rollbackAvailable || !active || !to;
   if (!rollbackAvailable) rb.title = "this host has no rollback yet (it comes with the hot-reload work)";
+  else if (!to) rb.title = `nothing to roll back to: no earlier version of ${tr.dataset.plugin} served here and is kept`;
+  else rb.title = `roll back to ${to}`;
+}
+
+// what a rollback of each plugin would serve: read again when a plugin's version or state moves
+let rollbacksAsked = null;
+
+function refreshRollbacks() {
+  if (!rollbackAvailable) return;
+  clearTimeout(rollbacksAsked); // one request for a burst of changes
+  rollbacksAsked = setTimeout(async () => {
+    try {
+      for (const p of await api("GET", "/api/v1/plugins")) {
+        const tr = rows.get(p.id);
+        if (!tr) continue;
+        tr.dataset.rollback = p.rollback_to || "";
+        setButtons(tr, tr.dataset.state);
+      }
+    } catch (e) {
+      /* the next change asks again */
+    }
+  }, 200);
 }
 
 function updateRow(id, p) {
@@ -302,15 +326,23 @@ async function fillConfigForm(id) {
   }
   if (selected !== id) return;
   const fields = Object.entries(view.schema || {});
-  if (!fields.length) return;
+  // keys set for another installed version (the serving one does not declare them)
+  const kept = Object.entries(view.kept || {}).filter(([key]) => !(key in (view.schema || {})));
+  if (!fields.length && !kept.length) return;
   configView = view;
-  $("#config-fields").innerHTML = fields.map(([key, f]) => configInput(key, f, view.config[key])).join("");
+  $("#config-fields").innerHTML = fields.map(([key, f]) => configInput(key, f, view.config[key])).join("") +
+    kept.map(([key, k]) => configInput(key, { type: k.type, kept: k.version,
+      description: `kept for version ${k.version}: the serving version does not declare it` }, k.value)).join("");
+  // what each input showed: only an input the operator changed is sent (an empty input
+  // for a key without a value is not "", nor an empty list [])
+  for (const el of $("#config-fields").querySelectorAll("[name]")) el.dataset.shown = shownValue(el);
   $("#config-result").textContent = "";
   form.hidden = false;
 }
 
 function configInput(key, f, value) {
-  const attrs = `id="cfg-${esc(key)}" name="${esc(key)}" data-type="${esc(f.type)}"`;
+  const attrs = `id="cfg-${esc(key)}" name="${esc(key)}" data-type="${esc(f.type)}"` +
+    (f.kept ? ` data-kept="${esc(f.kept)}"` : "");
   let input;
   if (f.enum) {
     input = `<select ${attrs}>` + f.enum.map((v) => `<option${v === value ? " selected" : ""}>${esc(v)}</option>`).join("") + "</select>";
@@ -325,6 +357,10 @@ function configInput(key, f, value) {
   }
   const hint = f.description ? `<small>${esc(f.description)}</small>` : "";
   return `<div class="cfg"><label for="cfg-${esc(key)}">${esc(key)}</label>${input}${hint}</div>`;
+}
+
+function shownValue(el) {
+  return el.type === "checkbox" ? String(el.checked) : el.value;
 }
 
 function configValue(el) {
@@ -346,17 +382,19 @@ async function saveConfig(event) {
   if (!configView || !selected) return;
   const id = selected;
   const values = { ...configView.runtime };
+  const keptFor = {}; // each kept key this change sets: the version it is kept for
   for (const el of $("#config-fields").querySelectorAll("[name]")) {
     el.removeAttribute("aria-invalid");
-    const value = configValue(el);
-    if (JSON.stringify(value) !== JSON.stringify(configView.config[el.name])) values[el.name] = value;
+    if (shownValue(el) === el.dataset.shown) continue;
+    values[el.name] = configValue(el);
+    if (el.dataset.kept) keptFor[el.name] = el.dataset.kept;
   }
   const result = $("#config-result");
   result.textContent = "applying…";
   result.className = "";
   try {
     const view = await api("PUT", `/api/v1/plugins/${encodeURIComponent(id)}/config`, { values });
-    const outcome = view.pending ? `kept, not in effect yet: ${view.pending}` : "applied";
+    const outcome = configOutcome(view, keptFor, (rows.get(id) || { dataset: {} }).dataset.version);
     result.textContent = outcome;
     await fillConfigForm(id);
     $("#config-result").textContent = outcome;
@@ -370,6 +408,19 @@ async function saveConfig(event) {
       field.focus();
     }
   }
+}
+
+// what came of a change (the PUT's answer): applied, kept for its next start, or kept
+// for another version only, the serving one running with its config unchanged
+function configOutcome(view, keptFor, serving) {
+  const kept = Object.entries(keptFor).map(([key, version]) => `${key} kept for version ${version}`).join(", ");
+  if (view.unchanged) {
+    return kept
+      ? `not applied: ${kept} (the serving version${serving ? ` ${serving}` : ""} does not declare it); the config it runs with is unchanged`
+      : "nothing to apply: the config it runs with is unchanged";
+  }
+  const done = view.pending ? `kept, not in effect yet: ${view.pending}` : "applied";
+  return kept ? `${done}; ${kept}, not passed to the serving version` : done;
 }
 
 function showSignature() {
@@ -451,10 +502,12 @@ async function operate(id, op, button) {
   try {
     const data = await api("POST", `/api/v1/plugins/${encodeURIComponent(id)}/${op}`, {});
     const p = data.plugin;
+    rows.get(id).dataset.rollback = p.rollback_to || "";
     updateRow(id, { ...p, calls_per_s: 0, error_rate: 0, p99_ms: null });
     const others = data.affected.filter((x) => x !== id);
     status.textContent = `${id}: ${op} done — ${p.version} ${p.state}` + (others.length ? ` (also: ${others.join(", ")})` : "");
     refreshGraph();
+    if (others.length) refreshRollbacks();
     if (id === selected) select(id); // its detail changed (version, state, commands)
   } catch (error) {
     status.className = "error";
@@ -616,7 +669,10 @@ function connect() {
       }
     }
     summary(data.plugins);
-    if (changed) refreshGraph();
+    if (changed) {
+      refreshGraph();
+      refreshRollbacks();
+    }
     if (selected && data.plugins[selected]) {
       const p = data.plugins[selected];
       if (!points.length || points[points.length - 1].t !== p.t) {
