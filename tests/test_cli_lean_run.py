@@ -135,7 +135,8 @@ def test_a_public_or_odd_http_from_the_environment_goes_to_typer() -> None:
     assert parse_run([], {"PLUGBAY_HTTP": "0.0.0.0:80"}) is None
     assert parse_run([], {"PLUGBAY_HTTP": " 127.0.0.1:1"}) is None
     assert parse_run([], {"PLUGBAY_PLUGINS": "a::b"}) is None
-    # with --once or --no-http no API is served: nothing to check
+    # with --once no API is served: a public HOST:PORT is nothing to refuse (a malformed
+    # one is: typer says so)
     assert parse_run(["--once"], {"PLUGBAY_HTTP": "0.0.0.0:80"}) is not None
 
 

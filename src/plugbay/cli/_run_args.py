@@ -88,9 +88,18 @@ def parse_run(argv: Sequence[str], environ: Mapping[str, str] = os.environ) -> R
     options = _from_environment(RunOptions(**given), given, environ)  # type: ignore[arg-type]
     if options is None:
         return None
-    if not options.once and not options.no_http and bind_of(options.http) is None:
-        return None  # a public or malformed --http: typer says why, or warns
+    if not options.no_http and not _http_fits(options):
+        return None  # a public or malformed --http (checked under --once too): typer says why
     return options
+
+
+def _http_fits(options: RunOptions) -> bool:
+    """``--http`` as the lean path serves it (loopback), or, under ``--once``, which serves
+    nothing, any HOST:PORT (as ``plugbay.web.parse_bind`` reads it)."""
+    if bind_of(options.http) is not None:
+        return True
+    _, sep, port = options.http.rpartition(":")
+    return options.once and bool(sep) and port.isdigit() and int(port) <= 65535
 
 
 def _from_argv(argv: Sequence[str]) -> dict[str, object] | None:

@@ -20,6 +20,7 @@ from typer.core import TyperGroup
 
 from plugbay.api.errors import PlugbayError
 from plugbay.cli._output import say_error
+from plugbay.cli._values import in_plugbay_words
 
 __all__ = ["CommandLineError", "PlugbayGroup"]
 
@@ -74,6 +75,8 @@ def _json_usage_errors(wanted: bool) -> Iterator[None]:
     try:
         yield
     except _click.exceptions.UsageError as exc:
+        if isinstance(exc, _click.exceptions.BadParameter):
+            in_plugbay_words(exc)  # then it is said so in text and in JSON alike
         # a group called with nothing prints its help: that is no error to report
         if not wanted or isinstance(exc, _click.exceptions.NoArgsIsHelpError):
             raise

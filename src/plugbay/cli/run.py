@@ -103,19 +103,23 @@ def run(
         tuple(plugins) if plugins else None, state, config, once, metrics_port, no_metrics,
         metrics_public, http, no_http, http_public, http_max_body, watch, drain,
     )  # fmt: skip
-    bind = None if once or no_http else _http_bind(http, http_public)
+    # --once serves nothing, yet a --http it would not use is checked all the same: a
+    # command line that --once takes is one that 'plugbay run' without it takes too
+    bind = None if no_http else _http_bind(http, http_public, serving=not once)
     code = run_command(options, bind, started)
     raise typer.Exit(code)
 
 
-def _http_bind(text: str, public: bool) -> tuple[str, int]:
+def _http_bind(text: str, public: bool, *, serving: bool = True) -> tuple[str, int]:
+    """``--http`` as (address, port), or exit 2 when it is no HOST:PORT (or a public address
+    without --http-public, when the API is to be served: ``serving``)."""
     from plugbay.web import is_loopback, parse_bind
 
     try:
         address, port = parse_bind(text)
     except PlugbayError as exc:
         fail(exc, code=2)
-    if not is_loopback(address):
+    if serving and not is_loopback(address):
         if not public:
             fail(
                 PlugbayError(
