@@ -189,18 +189,60 @@ def plan_upgrade(
     current = rec.manifest
     if rec.state != "active" or current is None:
         raise m.not_active(rec)
-    if version is None and not with_dependents:
+    if version is None:
+        if with_dependents:
+            return _newest_with_dependents(m, rec, current)
         return _compatible_upgrade(m, plugin_id, current)
     wanted = _wanted_version(m, plugin_id, current, version)
-    target = m.registry.get(plugin_id, wanted)
+    return _to_version(m, rec, current, wanted, with_dependents=with_dependents)
+
+
+def _to_version(
+    m: SwapHost,
+    rec: PluginRecord,
+    current: PluginManifest,
+    wanted: Version,
+    *,
+    with_dependents: bool,
+) -> UpgradePlan:
+    """The moves that take ``rec`` from ``current`` to the installed version ``wanted``."""
+    target = m.registry.get(rec.id, wanted)
     check_target(m, rec, current, target, allow_downgrade=False)
     try:
-        check_dependents(m, plugin_id, target, ())
-        return UpgradePlan({plugin_id: (str(current.version), target)})
+        check_dependents(m, rec.id, target, ())
+        return UpgradePlan({rec.id: (str(current.version), target)})
     except DependentsError as exc:
         if not with_dependents:
             raise
-        return _with_dependents(m, plugin_id, wanted, target, exc)
+        return _with_dependents(m, rec.id, wanted, target, exc)
+
+
+def _newest_with_dependents(m: SwapHost, rec: PluginRecord, current: PluginManifest) -> UpgradePlan:
+    """``--with-dependents`` with no version named: the newest later release that the
+    plugin and its dependents can move to together, noting a newer one no set of installed
+    versions of them accepts as passed over (as a plain upgrade notes its own); refused
+    with the newest's reasons when no later release has such a set."""
+    later = _later_releases(m, rec.id, current, m.registry.versions(rec.id))
+    refused: ResolutionError | None = None
+    for version in later:
+        try:
+            plan = _to_version(m, rec, current, version, with_dependents=True)
+        except ResolutionError as exc:
+            refused = refused or exc
+            continue
+        if refused is None:
+            return plan
+        dependents = refused.details.get("dependents", {})
+        passed = {
+            "version": str(later[0]),
+            "dependents": dependents,
+            "hint": f"{later[0]} is installed too, but {refused.message}: install versions of "
+            f"those dependents that accept it, then 'plugbay upgrade {rec.id} {later[0]} "
+            "--with-dependents'",
+        }
+        return UpgradePlan(plan.changes, passed)
+    assert refused is not None  # _later_releases refuses an empty list
+    raise refused
 
 
 def _wanted_version(
