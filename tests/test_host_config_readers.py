@@ -261,7 +261,8 @@ REFUSED_AT_START = [
     ),
     pytest.param(
         "[python]\noffline = 1\n",
-        "[python] offline must be true or false (at plugbay.toml)",
+        "[python] offline must be true or false, not 1 (at plugbay.toml). write offline = "
+        "true or offline = false (unquoted) under [python] in plugbay.toml",
         id="python-not-a-bool",
     ),
     pytest.param(

@@ -47,9 +47,10 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from plugbay.api.errors import ConfigError, PlugbayError
+from plugbay.api.errors import PlugbayError
 from plugbay.isolation.base import EnvironmentPaths
 from plugbay.model.manifest import PluginManifest
+from plugbay.runtime.python_index import IndexSettings
 
 if TYPE_CHECKING:
     from packaging.requirements import Requirement
@@ -87,85 +88,6 @@ class EnvironmentBuildError(PlugbayError):
     requirements do not fit the host's own environment."""
 
     code = "python_environment"
-
-
-@dataclasses.dataclass(frozen=True)
-class IndexSettings:
-    """Where uv finds packages: the host config's ``[python]`` table or ``plugbay install``'s
-    options. Nothing set: uv's own defaults (its configured index)."""
-
-    find_links: tuple[str, ...] = ()
-    index_url: str | None = None
-    offline: bool = False
-    #: a requirement that is a URL or a local path (``name @ file:///…``) is refused unless set
-    allow_direct: bool = False
-
-    @classmethod
-    def from_config(
-        cls, data: Mapping[str, Any], *, where: str = "host config", base: Path | None = None
-    ) -> IndexSettings:
-        """``[python]`` of the host config; a relative find-links directory is taken from
-        ``base`` (the config file's directory)."""
-        table = _python_table(data, where)
-        links = _find_links(table, where)
-        index = table.get("index-url")
-        if index is not None and not isinstance(index, str):
-            raise ConfigError("[python] index-url must be a string", where=where)
-        flags = {k: table.get(k, False) for k in ("offline", "allow-direct-references")}
-        for key, value in flags.items():
-            if not isinstance(value, bool):
-                raise ConfigError(f"[python] {key} must be true or false", where=where)
-        if base is not None:
-            links = [_from_base(base, link) for link in links]
-        return cls(tuple(links), index, flags["offline"], flags["allow-direct-references"])
-
-    def merged(
-        self,
-        *,
-        find_links: Sequence[str] = (),
-        index_url: str | None = None,
-        offline: bool | None = None,
-    ) -> IndexSettings:
-        """These settings, with a command line's options added (they win)."""
-        return dataclasses.replace(
-            self,
-            find_links=(*find_links, *self.find_links),
-            index_url=index_url or self.index_url,
-            offline=self.offline if offline is None else offline,
-        )
-
-
-_PYTHON_KEYS: Final = frozenset({"find-links", "index-url", "offline", "allow-direct-references"})
-
-
-def _python_table(data: Mapping[str, Any], where: str) -> Mapping[str, Any]:
-    """The config's ``[python]`` table, holding only keys plugbay knows."""
-    table = data.get("python", {})
-    if not isinstance(table, Mapping):
-        raise ConfigError("[python] must be a table", where=where)
-    for key in table:
-        if key not in _PYTHON_KEYS:
-            raise ConfigError(
-                f"[python] has no key '{key}'",
-                where=where,
-                hint=f"known keys: {', '.join(sorted(_PYTHON_KEYS))}",
-            )
-    return table
-
-
-def _find_links(table: Mapping[str, Any], where: str) -> list[str]:
-    """``find-links``: one path or URL, or a list of them."""
-    links = table.get("find-links", [])
-    if isinstance(links, str):
-        links = [links]
-    if not isinstance(links, list) or not all(isinstance(x, str) for x in links):
-        raise ConfigError("[python] find-links must be a list of paths or URLs", where=where)
-    return links
-
-
-def _from_base(base: Path, link: str) -> str:
-    """A relative find-links directory, taken from ``base``; URLs and absolute paths as given."""
-    return str(base / link) if "://" not in link and not Path(link).is_absolute() else link
 
 
 @dataclasses.dataclass(frozen=True)
