@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from plugbay.api.errors import PlugbayError
 from plugbay.model.manifest import PluginManifest
 from plugbay.pdk._analysis.base import Severity, _Context, _host_version
+from plugbay.pdk._analysis.together import check_together
 
 if TYPE_CHECKING:
     from plugbay.model.versions import Range
@@ -63,6 +64,8 @@ class _DependencyChecks(_Context):
         self._check_provided_services(others)
         if not self.result.errors and (m.dependencies or m.requires):
             self._check_resolution(others)
+        if not self.result.errors:
+            check_together(self, known)
 
     def _check_host_range(self) -> None:
         from plugbay.model.versions import Version

@@ -1,0 +1,80 @@
+"""The plugin beside every other plugin the host knows, as a host loads them: one version
+of each id for them all.
+
+Each plugin's ranges can be met on its own while two plugins still cannot load
+together: ``acme.a`` needs ``acme.base ^1`` and ``acme.v`` needs ``acme.base ^2``, and
+a host loads one ``acme.base``. The host then leaves out one of the two (the later id),
+so ``plugbay validate`` of either says so, naming both, since the plugins directory it
+is pointed at is all it can know of what the host will load beside it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from plugbay.api.errors import PlugbayError
+from plugbay.model.manifest import PluginManifest
+from plugbay.pdk._analysis.base import _Context, _host_version
+
+__all__ = ["check_together"]
+
+
+def check_together(context: _Context, known: Sequence[PluginManifest]) -> None:
+    """An error for each plugin that loads from ``known`` without ``context``'s plugin
+    and would not load with it (the plugin itself, or one it would push out)."""
+    m = context.m
+    without = [k for k in known if (k.id, k.version) != (m.id, m.version)]
+    # the plugin as the host knows it already (validating a plugin of the directory):
+    # the same set for each plugin of it, resolved once
+    same = [k for k in known if k.root == m.root and k.to_dict() == m.to_dict()]
+    after = _failures(known if same and len(known) == len(without) + 1 else [*without, m])
+    if not after:
+        return  # all load together (the common case: one resolution, kept for the next)
+    before = _failures(without)
+    where = context.in_manifest("dependencies" if m.dependencies else "services")
+    for pid, error in sorted(after.items()):
+        if pid in before:
+            continue  # it fails without this plugin too: its own problem, not this one's
+        why = error.message.removeprefix("cannot be loaded: ")
+        if pid == m.id:
+            message = f"beside the plugins the host knows, it cannot be loaded: {why}"
+        else:
+            message = f"beside it, '{pid}', which the host knows, could no longer be loaded: {why}"
+        context.add(
+            "error",
+            "dependency",
+            message,
+            where,
+            (error.hint or "see 'plugbay deps'")
+            + "; a host loads one version of each plugin for all that need it",
+        )
+
+
+#: the last resolution made, of which manifest objects (kept alive with it, so their
+#: ids stay theirs): validating each plugin of one directory resolves the same set (the
+#: directory, the plugin in it) once, not once per plugin; a manifest read again is
+#: another object, so an edit is never answered from here
+_last: list[tuple[tuple[int, ...], list[PluginManifest], dict[str, PlugbayError]]] = []
+
+
+def _failures(manifests: Sequence[PluginManifest]) -> dict[str, PlugbayError]:
+    """Each plugin of ``manifests`` a host on them all could not load, and why."""
+    key = tuple(sorted(map(id, manifests)))
+    if _last and _last[0][0] == key:
+        return _last[0][2]
+    failures = _resolved_failures(manifests)
+    _last[:] = [(key, list(manifests), failures)]
+    return failures
+
+
+def _resolved_failures(manifests: Sequence[PluginManifest]) -> dict[str, PlugbayError]:
+    from plugbay.model.registry import PluginRegistry
+    from plugbay.model.versions import Version
+
+    registry = PluginRegistry(Version.parse(_host_version()))
+    for manifest in manifests:
+        try:
+            registry.register(manifest)
+        except PlugbayError:
+            continue
+    return dict(registry.resolve_all().failures)
