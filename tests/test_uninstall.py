@@ -115,7 +115,6 @@ async def test_a_plugin_from_a_plugins_directory_is_not_uninstalled(
 
 def test_uninstall_through_the_running_hosts_api(sources: PluginFactory, tmp_path: Path) -> None:
     (tmp_path / "plugins").mkdir()
-    state = tmp_path / ".plugbay"
     for pid, extra in (("acme.base", ""), ("acme.app", '[dependencies]\n"acme.base" = "^1"\n')):
         done = plugbay("install", str(notes(sources, pid, "1.0.0", extra)), cwd=tmp_path)
         assert done.returncode == 0, done.stderr
@@ -127,7 +126,7 @@ def test_uninstall_through_the_running_hosts_api(sources: PluginFactory, tmp_pat
         assert done.returncode == 0, done.stderr
         answer = json.loads(done.stdout)
         assert (answer["versions"], answer["stopped"]) == (["1.0.0"], True)
-        assert answer["data"] == str(state / "data" / "acme.app")
+        assert answer["data"] == ".plugbay/data/acme.app"  # as --state names it (the default)
         listed = plugbay("list", "--json", cwd=tmp_path)
         assert [r["id"] for r in json.loads(listed.stdout)] == ["acme.base"]
     history = plugbay("history", "acme.app", "--json", cwd=tmp_path)

@@ -23,6 +23,7 @@ from plugbay.cli._console import JsonOpt, err, out
 from plugbay.cli._console import fail as _fail
 from plugbay.cli._defaults import config_file
 from plugbay.cli._options import ConfigOpt, PluginsOpt, StateOpt, prose
+from plugbay.cli._paths import as_given
 from plugbay.model.manifest import PluginManifest
 
 __all__ = [
@@ -175,8 +176,12 @@ def write_sbom(data: dict[str, Any], target: Path) -> int:
 # --------------------------------------------------------------------------- env list|gc
 
 
-def _usage(ctx: _Context, store_root: Path) -> tuple[dict[str, list[str]], list[str]]:
-    """Which environment each known plugin version uses (from manifests alone)."""
+def _usage(
+    ctx: _Context, store_root: Path, named: Sequence[Path] = ()
+) -> tuple[dict[str, list[str]], list[str]]:
+    """Which environment each known plugin version uses (from manifests alone), and a
+    note for each whose requirements are refused (its file as ``named``, the plugin
+    directories as the command line gave them, name it)."""
     from plugbay.model.discover import discover
 
     found = discover([*ctx.plugin_dirs, store_root], entry_points=False)
@@ -190,6 +195,8 @@ def _usage(ctx: _Context, store_root: Path) -> tuple[dict[str, list[str]], list[
                 continue
             reqs = ctx.envs.requirements_of(manifest)
         except PlugbayError as exc:
+            if exc.where:
+                exc.where = as_given(exc.where, *named)
             problems.append(str(exc))
             continue
         if reqs:
@@ -198,15 +205,6 @@ def _usage(ctx: _Context, store_root: Path) -> tuple[dict[str, list[str]], list[
             if who not in users.setdefault(key, []):
                 users[key].append(who)
     return users, problems
-
-
-def _as_given(path: Path, state: Path) -> Path:
-    """``path``, under the state directory as ``--state`` names it (a relative --state:
-    relative to the working directory, as the user typed it)."""
-    try:
-        return state / path.relative_to(state.resolve())
-    except ValueError:
-        return path
 
 
 def _environments_table(rows: list[dict[str, Any]]) -> Table:
@@ -257,15 +255,16 @@ def register(app: typer.Typer) -> None:
         from plugbay.runtime.environments import disk_usage
 
         try:
-            ctx = _context(state, config, plugins or [Path("plugins")])
-            users, problems = _usage(ctx, state / "store")
+            given = plugins or [Path("plugins")]
+            ctx = _context(state, config, given)
+            users, problems = _usage(ctx, state / "store", given)
             rows = []
             for env in ctx.envs.environments():
                 own, shared = disk_usage(env.path)
                 rows.append(
                     {
                         "key": env.key,
-                        "path": str(_as_given(env.path, state)),
+                        "path": as_given(env.path, state),
                         "requirements": list(env.requirements),
                         "own_bytes": own,
                         "shared_bytes": shared,
@@ -306,7 +305,7 @@ def register(app: typer.Typer) -> None:
                 json.dumps(
                     {
                         "ok": True,
-                        "removed": [str(_as_given(p, state)) for p in done.removed],
+                        "removed": [as_given(p, state) for p in done.removed],
                         "packages": done.packages,
                         "freed_bytes": done.freed_bytes,
                     }
@@ -314,7 +313,7 @@ def register(app: typer.Typer) -> None:
             )
             return
         for path in done.removed:
-            out.print(f"removed {escape(str(_as_given(path, state)))}")
+            out.print(f"removed {escape(as_given(path, state))}")
         if done.packages:
             out.print(f"dropped from uv's cache: {escape(', '.join(done.packages))}")
         out.print(

@@ -18,6 +18,7 @@ from plugbay.cli._options import (
     host_kwargs,
     print_json,
 )
+from plugbay.cli._paths import as_given
 
 if TYPE_CHECKING:
     from plugbay.runtime.host import Host
@@ -50,6 +51,7 @@ def uninstall(
 
     plugin_id, _, version = target.partition("@")
     chosen = version.strip() or None
+    named = (state, *(plugins or [Path("plugins")]))  # the directories as the user named them
     try:
         client = connect(state)
         if client is not None:
@@ -61,20 +63,32 @@ def uninstall(
                 raise refusal(running, state, "uninstall")
 
             async def body(host: Host) -> dict[str, Any]:
-                return await host.uninstall(plugin_id, chosen, purge=purge)
+                try:
+                    return await host.uninstall(plugin_id, chosen, purge=purge)
+                except PlugbayError as exc:
+                    raise _as_named(exc, named) from None
 
             done = in_process(host_kwargs(plugins, state, config), body, as_json=as_json)
     except PlugbayError as exc:
-        fail(exc, as_json=as_json)
+        fail(_as_named(exc, named), as_json=as_json)
+    # where the host put them, as --state names them (as every other command says paths)
+    done["environments"] = [as_given(path, state) for path in done["environments"]]
+    if done["data"]:
+        done["data"] = as_given(done["data"], state)
     if as_json:
         print_json({"ok": True, **done})
-        return
+    else:
+        _print_done(plugin_id, done, through_api=client is not None)
+
+
+def _print_done(plugin_id: str, done: dict[str, Any], *, through_api: bool) -> None:
+    """What the uninstall did, one line a thing (``through_api``: a running host did it)."""
     stopped = "stopped and " if done["stopped"] else ""
     out.print(f"{plugin_id}: {stopped}uninstalled {', '.join(done['versions'])}")
     if done["remaining"]:
         start = ""
         if done["stopped"]:  # a host started for the command is gone: the next one starts it
-            start = (f" ('plugbay load {plugin_id}' starts one)" if client is not None
+            start = (f" ('plugbay load {plugin_id}' starts one)" if through_api
                      else " (the next 'plugbay run' starts one)")  # fmt: skip
         out.print(f"still known: {', '.join(done['remaining'])}{start}")
     for path in done["environments"]:
@@ -85,6 +99,13 @@ def uninstall(
         out.print("purged: " + ", ".join(done["purged"]))
     elif done["data"]:
         out.print(f"its data is kept in {done['data']} (--purge removes it)")
+
+
+def _as_named(exc: PlugbayError, named: tuple[Path, ...]) -> PlugbayError:
+    """``exc``, its file named under the directories as the user named them."""
+    if exc.where:
+        exc.where = as_given(exc.where, *named)
+    return exc
 
 
 def register(app: typer.Typer) -> None:
