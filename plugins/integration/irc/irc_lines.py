@@ -1,19 +1,23 @@
 """The IRC lines the plugin reads and writes (RFC 1459 / 2812), and its send pacing.
 
-Only what a channel bot needs: registration (NICK, USER, 001, 433), JOIN, PING/PONG,
+Only what a channel bot needs: registration (NICK, USER, 001, 432, 433), JOIN, PING/PONG,
 PRIVMSG, QUIT. A line is at most 512 octets with its CR LF; a longer reply is cut
-at a character boundary.
+at a character boundary, and a line from the server longer than 64 KiB is skipped.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from typing import Final
 
-__all__ = ["MAX_LINE", "Line", "Pacer", "fit", "parse", "privmsg"]
+__all__ = ["MAX_LINE", "Line", "Pacer", "check_target", "fit", "parse", "privmsg", "read_line"]
 
 MAX_LINE: Final = 512
+#: what no channel or nick holds: a space or comma would name more targets, CR, LF or
+#: NUL would end the line and start a command of the caller's choosing
+_NOT_IN_TARGET: Final = frozenset(" ,\r\n\x00\x07")
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +32,27 @@ class Line:
     def nick(self) -> str:
         """The sender's nick (the prefix up to ``!``)."""
         return self.prefix.split("!", 1)[0]
+
+
+async def read_line(reader: asyncio.StreamReader) -> bytes:
+    """The next line from the server with its LF, or b"" at the end of the stream.
+
+    A line longer than the reader's limit (64 KiB; an IRC line is 512 octets) is
+    skipped whole: a server that sends one garbled line keeps its connection.
+    """
+    skipping = False
+    while True:
+        try:
+            line = await reader.readuntil(b"\n")
+        except asyncio.IncompleteReadError as exc:  # the end: a last line without LF
+            return b"" if skipping else exc.partial
+        except asyncio.LimitOverrunError as exc:
+            await reader.readexactly(exc.consumed)  # drop it, and the rest up to its LF
+            skipping = True
+            continue
+        if not skipping:
+            return line
+        skipping = False
 
 
 def parse(raw: str) -> Line:
@@ -51,6 +76,21 @@ def fit(text: str, room: int) -> str:
     if len(data) <= room:
         return flat
     return data[:room].decode("utf-8", errors="ignore")
+
+
+def check_target(target: str) -> None:
+    """Refuse (ValueError, saying why) a ``target`` that is not one channel or nick."""
+    if (
+        not target
+        or target.startswith(":")
+        or not _NOT_IN_TARGET.isdisjoint(target)
+        or len(target.encode()) > 200
+    ):
+        raise ValueError(
+            f"target {target!r} is not one channel or nick: give a channel ('#plugbay') "
+            "or a nick, without spaces, commas, CR, LF or NUL, not starting with ':', "
+            "at most 200 octets"
+        )
 
 
 def privmsg(target: str, text: str) -> str:

@@ -46,7 +46,7 @@ from plugbay import (
     command,
 )
 
-from .irc_lines import Line, Pacer, parse, privmsg
+from .irc_lines import MAX_LINE, Line, Pacer, check_target, parse, privmsg, read_line
 
 __all__ = ["IrcPlugin", "IrcStatus"]
 
@@ -91,6 +91,9 @@ class IrcPlugin(IntegrationPlugin):
         self._pacer = Pacer(2.0, 5)
         self._cond: asyncio.Condition | None = None
         self._joined = False
+        self._registered = False
+        self._suffix = ""  # the _s after the nick while another holds it
+        self._nick_room = 0  # the longest nick the server took or may take
         self._frozen = False
         self._thaw: asyncio.TimerHandle | None = None
         self._closing = False
@@ -114,15 +117,22 @@ class IrcPlugin(IntegrationPlugin):
     async def cleanup(self) -> None:
         await self.disconnect()
 
-    def on_config_change(self, old: dict[str, Any], new: dict[str, Any]) -> None:
-        """The pace and the queue's bounds change in place; a new server, nick or
-        channel needs a new connection, so it is refused here (the host then swaps)."""
-        moved = [k for k in ("server", "port", "nick", "channel") if old[k] != new[k]]
-        if moved:
-            raise ValueError(f"{', '.join(moved)} changed: reconnect by a reload")
+    async def on_config_change(self, old: dict[str, Any], new: dict[str, Any]) -> None:
+        """The pace and the queue's bounds change in place; a new server, port, nick or
+        channel needs a new connection: it quits and connects again with them, and the
+        lines queued meanwhile go out once it has joined."""
         self.queue_size, self.send_timeout = int(new["queue-size"]), float(new["send-timeout"])
         self.reconnect_max = float(new["reconnect-max"])
         self._pacer = Pacer(float(new["rate"]), int(new["burst"]))
+        moved = [k for k in ("server", "port", "nick", "channel") if old[k] != new[k]]
+        if moved:
+            await self.disconnect()  # (cancels a pending thaw: the serving version sends)
+            self._frozen = False
+            self.server, self.port = str(new["server"]), int(new["port"])
+            self.wanted_nick = self.nick = str(new["nick"])
+            self.channel = str(new["channel"])
+            self.context.logger.info("%s changed: connecting again", ", ".join(moved))
+            await self.connect()
 
     # -- IntegrationPlugin ----------------------------------------------------------------
 
@@ -201,7 +211,6 @@ class IrcPlugin(IntegrationPlugin):
             return
         async with cond:
             self._queue.extendleft(reversed(lines))
-            self._frozen = False
             cond.notify_all()
 
     def _unfreeze(self) -> None:
@@ -221,6 +230,7 @@ class IrcPlugin(IntegrationPlugin):
     # -- the queue ----------------------------------------------------------------------
 
     async def _enqueue(self, target: str, text: str) -> None:
+        check_target(target)  # a CR LF in it would send a command of the caller's choosing
         cond = self._cond
         assert cond is not None, "not initialized"
         async with cond:
@@ -280,12 +290,12 @@ class IrcPlugin(IntegrationPlugin):
         pump: asyncio.Task[None] | None = None
         joined_once = False
         try:
-            self.nick = self.wanted_nick
-            self._registered = False
+            self.nick = self.wanted_nick = str(self.context.config["nick"])
+            self._registered, self._suffix, self._nick_room = False, "", MAX_LINE  # unknown
             writer.write(f"NICK {self.nick}\r\nUSER plugbay 0 * :plugbay chat peer\r\n".encode())
             await writer.drain()
             pump = asyncio.create_task(self._pump(writer))
-            while raw := await reader.readline():
+            while raw := await read_line(reader):
                 self.received += 1
                 joined_once = await self._on_line(
                     parse(raw.decode("utf-8", "replace")), writer
@@ -311,8 +321,36 @@ class IrcPlugin(IntegrationPlugin):
         a ``_``. Once registered, it answers a try to take the nick back that came too
         early: the holder's QUIT will say when it is free."""
         if not self._registered:
-            self.nick += "_"
-            writer.write(f"NICK {self.nick}\r\n".encode())
+            self._suffix += "_"
+            self._ask_nick(writer)
+
+    def _nick_refused(self, line: Line, writer: asyncio.StreamWriter) -> None:
+        """432: while registering, the server refuses the nick (longer than it takes, or
+        a character it does not): ask again one character shorter, the configured nick
+        itself when it was that one, else only the ``_`` variant."""
+        if self._registered:
+            return  # a try to take the nick back: the one we have stays
+        words = " ".join(line.params[2:] or line.params[-1:])
+        if not self._suffix:
+            self.wanted_nick = self.wanted_nick[:-1]
+            self.context.logger.warning(
+                "%s:%d refuses the nick %r (%s); trying %r: set a nick it takes "
+                "('plugbay config %s nick=...')",
+                self.server, self.port, self.nick, words, self.wanted_nick, self.id,
+            )  # fmt: skip
+        self._nick_room = min(self._nick_room, len(self.nick) - 1)
+        if not self.wanted_nick or self._nick_room <= len(self._suffix):
+            message = (
+                f"{self.server}:{self.port} refuses every nick tried, the last {self.nick!r} "
+                f"({words}); set a nick it takes ('plugbay config {self.id} nick=...')"
+            )
+            self.context.logger.error("%s", message)
+            raise ValueError(message)
+        self._ask_nick(writer)
+
+    def _ask_nick(self, writer: asyncio.StreamWriter) -> None:
+        self.nick = self.wanted_nick[: self._nick_room - len(self._suffix)] + self._suffix
+        writer.write(f"NICK {self.nick}\r\n".encode())
 
     async def _on_joined(self, writer: asyncio.StreamWriter) -> None:
         await self._set_joined(True)
@@ -332,6 +370,8 @@ class IrcPlugin(IntegrationPlugin):
             writer.write(f"JOIN {self.channel}\r\n".encode())
         elif cmd == "433":
             self._nick_taken(writer)
+        elif cmd == "432":
+            self._nick_refused(line, writer)
         elif cmd == "JOIN" and line.nick == self.nick and params and params[0] == self.channel:
             await self._on_joined(writer)
             return True
