@@ -36,7 +36,10 @@ from .chain import AuditEntry, AuditVerdict
 
 __all__ = ["AuditEntry", "AuditPlugin", "AuditVerdict"]
 
-_KIND_RE: Final = re.compile(r"^security(\.[A-Za-z0-9_-]+)+$")
+_KIND_RE: Final = re.compile(r"security(\.[A-Za-z0-9_-]+)+")
+#: a plugin id, as a manifest's ``id`` is checked (``plugbay.model.manifest``)
+_PLUGIN_RE: Final = re.compile(r"[a-z][a-z0-9_-]*(\.[a-z][a-z0-9_-]*)*")
+_MAX_PLUGIN: Final = 200
 _MAX_DETAIL: Final = 10_000
 _SYNC_EVERY: Final = 1.0
 
@@ -203,7 +206,7 @@ class AuditPlugin(SystemPlugin):
     def record(self, kind: str, detail: str, plugin: str | None = None) -> int:
         """Add a security note of ``kind`` (``security.<something>``), optionally about
         ``plugin``; its source is 'record'. Returns the entry's sequence number."""
-        if not _KIND_RE.match(kind):
+        if not _KIND_RE.fullmatch(kind):
             raise ValueError(
                 f"kind must start with 'security.' and be dotted words, got {kind!r} "
                 "(e.g. 'security.note' or 'security.permission.denied')"
@@ -212,6 +215,11 @@ class AuditPlugin(SystemPlugin):
             raise ValueError(f"kind {kind!r} is reserved for the audit trail itself")
         if len(detail) > _MAX_DETAIL:
             raise ValueError(f"detail is {len(detail)} characters; at most {_MAX_DETAIL}")
+        if plugin is not None and (len(plugin) > _MAX_PLUGIN or not _PLUGIN_RE.fullmatch(plugin)):
+            raise ValueError(
+                f"plugin must be a plugin id such as 'acme.tool' (at most {_MAX_PLUGIN} "
+                f"characters), got {plugin[:80]!r}{'…' if len(plugin) > 80 else ''}"
+            )
         data: dict[str, Any] = {"detail": detail}
         if plugin is not None:
             data["plugin"] = plugin

@@ -37,9 +37,11 @@ class LogRecord:
 
 
 class _RingHandler(logging.Handler):
-    def __init__(self, owner: LoggingPlugin, level: int) -> None:
+    def __init__(self, owner: LoggingPlugin, level: int, saved_level: int) -> None:
         super().__init__(level)
         self.owner = owner
+        #: the ``plugbay`` logger's level before any version of this plugin changed it
+        self.saved_level = saved_level
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -49,8 +51,7 @@ class _RingHandler(logging.Handler):
 
 
 class LoggingPlugin(SystemPlugin):
-    id = "system.logging"
-    version = "1.0.0"
+    id = "system.logging"  # host.get(LoggingPlugin) finds it by this; the version is the manifest's
     priority = 1
 
     def __init__(self) -> None:
@@ -70,9 +71,11 @@ class LoggingPlugin(SystemPlugin):
             self._path = context.environment.data_dir / "logs.jsonl"
             self._file = self._path.open("a", encoding="utf-8")
         level = _LEVELS[str(config["level"])]
-        self._handler = _RingHandler(self, level)
         root = logging.getLogger("plugbay")
-        self._saved_level = root.level
+        # on a reload the version before is still attached: its saved level is the original
+        before = [getattr(h, "saved_level", None) for h in _ours(root)]
+        self._saved_level = next((b for b in before if isinstance(b, int)), root.level)
+        self._handler = _RingHandler(self, level, self._saved_level)
         if root.getEffectiveLevel() > level:
             root.setLevel(level)
         root.addHandler(self._handler)
@@ -83,7 +86,7 @@ class LoggingPlugin(SystemPlugin):
         if self._handler is not None:
             root.removeHandler(self._handler)
             self._handler = None
-        if self._saved_level is not None:
+        if self._saved_level is not None and not _ours(root):  # no other version serving
             root.setLevel(self._saved_level)
         if self._file is not None:
             self._file.close()
@@ -131,8 +134,18 @@ class LoggingPlugin(SystemPlugin):
 
     @command
     def log(self, message: str, level: Level = "info", source: str = "caller") -> None:
-        """Write a record, as ``source``, at ``level``."""
-        logging.getLogger(f"plugbay.log.{source}").log(_LEVELS[level], "%s", message)
+        """Write a record, as ``source``, at ``level`` (its logger: ``plugbay.log.<source>``)."""
+        # one record named for the source, not a logger per source: the logging module
+        # keeps every logger it made for good, so a caller naming a new source each
+        # time would grow the host without end
+        logger = logging.getLogger("plugbay.log")
+        if logger.isEnabledFor(_LEVELS[level]):
+            logger.handle(
+                logger.makeRecord(
+                    f"plugbay.log.{source}", _LEVELS[level], "(system.logging)", 0, "%s",
+                    (message,), None, "log",
+                )
+            )  # fmt: skip
 
     @command
     def tail(
@@ -158,3 +171,9 @@ class LoggingPlugin(SystemPlugin):
         """How many records arrived in the last ``seconds``."""
         cutoff = time.time() - seconds
         return sum(1 for r in self.ring if r.time >= cutoff)
+
+
+def _ours(logger: logging.Logger) -> list[logging.Handler]:
+    """The handlers of this plugin's versions on ``logger`` (each version's module, and
+    so its handler class, is its own: they are known by name)."""
+    return [h for h in logger.handlers if type(h).__name__ == "_RingHandler"]

@@ -8,6 +8,7 @@ hold one conversation. Answers are re-cased through the ``formatting`` service.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -18,6 +19,9 @@ from plugbay import ExtensionPlugin, Feature, PluginContext, command
 from .doctor import Eliza
 
 _SESSION_RE = re.compile(r"[^A-Za-z0-9_.:-]")
+#: what DOCTOR reads at once: a few paragraphs (ELIZA's time grows with the text, and an
+#: answer must not hold the worker's loop past its heartbeat)
+MAX_TEXT = 10_000
 
 
 class Formatting(Protocol):
@@ -47,9 +51,12 @@ class DoctorPlugin(ExtensionPlugin):
     # -- sessions --------------------------------------------------------------------
 
     def _file(self, session: str) -> Path | None:
+        """The session's file: a readable part of its name, and a hash of the whole, so
+        two sessions ('a/b', 'a_b'; nicks 'bob[' and 'bob]') never share one."""
         if self.directory is None:
             return None
-        return self.directory / (_SESSION_RE.sub("_", session)[:100] + ".json")
+        digest = hashlib.sha256(session.encode("utf-8", "surrogatepass")).hexdigest()[:24]
+        return self.directory / f"{_SESSION_RE.sub('_', session)[:60]}-{digest}.json"
 
     def _eliza(self, session: str) -> Eliza:
         eliza = self.sessions.pop(session, None)
@@ -71,9 +78,21 @@ class DoctorPlugin(ExtensionPlugin):
     def _save(self, session: str, eliza: Eliza) -> None:
         path = self._file(session)
         if path is not None:
+            new = not path.exists()
             tmp = path.with_suffix(".tmp")
             tmp.write_text(json.dumps(eliza.export_state()), encoding="utf-8")
             tmp.replace(path)
+            if new:
+                self._forget_beyond_max(path.parent)
+
+    def _forget_beyond_max(self, directory: Path) -> None:
+        """Keep ``max-sessions`` sessions on disk: the least recently answered go first."""
+        files = list(directory.glob("*.json"))
+        if len(files) <= self.max_sessions:
+            return
+        files.sort(key=_last_written)
+        for old in files[: len(files) - self.max_sessions]:
+            old.unlink(missing_ok=True)
 
     async def _cased(self, text: str) -> str:
         if self.recase and self.formatting is not None:
@@ -84,7 +103,12 @@ class DoctorPlugin(ExtensionPlugin):
 
     @command
     async def respond(self, text: str, session: str = "default") -> str:
-        """ELIZA's answer to ``text`` in conversation ``session``."""
+        """ELIZA's answer to ``text`` (at most 10,000 characters) in conversation ``session``."""
+        if len(text) > MAX_TEXT:
+            raise ValueError(
+                f"text is {len(text):,} characters; DOCTOR reads at most {MAX_TEXT:,} at once: "
+                "say it in shorter parts"
+            )
         eliza = self._eliza(session)
         answer = eliza.respond(text)
         self._save(session, eliza)
@@ -108,3 +132,10 @@ class DoctorPlugin(ExtensionPlugin):
     def sessions_known(self) -> list[str]:
         """Sessions in memory now."""
         return sorted(self.sessions)
+
+
+def _last_written(path: Path) -> int:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:  # gone meanwhile: first to go anyway
+        return 0

@@ -24,7 +24,7 @@ class FormattersPlugin(UtilityPlugin):
     @command
     def wrap(self, text: str, width: int | None = None) -> str:
         """Wrap text to ``width`` columns (the configured default when omitted)."""
-        return formatting.wrap(text, width or self.default_width)
+        return formatting.wrap(text, self.default_width if width is None else width)
 
     @command
     def sentence_case(self, text: str) -> str:
