@@ -5,13 +5,14 @@ from __future__ import annotations
 import importlib.util
 import sys
 import types
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from plugbay.runtime.host import Host
+from tests._ircd import NGIRCD, IrcServer
 
 BUNDLED = Path(__file__).resolve().parents[2] / "plugins"
 
@@ -45,3 +46,16 @@ def load_engine(relative: str, module: str) -> Any:
     sys.modules[spec.name] = mod
     spec.loader.exec_module(mod)
     return mod
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[IrcServer]:
+    """A real ngIRCd on 127.0.0.1 (the IRC plugin's tests)."""
+    if not NGIRCD.exists():
+        pytest.fail("Debian's ngircd is missing: 'make ngircd' installs it (make test does)")
+    ircd = IrcServer(tmp_path)
+    ircd.start()
+    try:
+        yield ircd
+    finally:
+        ircd.stop()

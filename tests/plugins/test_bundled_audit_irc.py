@@ -6,28 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from plugbay import PlugbayError
 from plugbay.runtime.host import Host
-from tests._ircd import NGIRCD, Client, IrcServer
+from tests._ircd import Client, IrcServer
 from tests.conftest import PluginFactory
 from tests.plugins.test_irc_plugin import PLUGIN, start
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[IrcServer]:
-    if not NGIRCD.exists():
-        pytest.fail("Debian's ngircd is missing: 'make ngircd' installs it (make test does)")
-    ircd = IrcServer(tmp_path)
-    ircd.start()
-    try:
-        yield ircd
-    finally:
-        ircd.stop()
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ backpressure and a send rate, and a hot reload loses no queued line."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -13,22 +13,10 @@ import pytest
 
 from plugbay import PlugbayError
 from plugbay.runtime.host import Host
-from tests._ircd import NGIRCD, Client, IrcServer
+from tests._ircd import Client, IrcServer
 from tests.conftest import PluginFactory
 
 PLUGIN = "integration.irc"
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[IrcServer]:
-    if not NGIRCD.exists():
-        pytest.fail("Debian's ngircd is missing: 'make ngircd' installs it (make test does)")
-    ircd = IrcServer(tmp_path)
-    ircd.start()
-    try:
-        yield ircd
-    finally:
-        ircd.stop()
 
 
 @pytest.fixture
