@@ -41,7 +41,7 @@ from plugbay.api._context import SECRET_ENV_PREFIX, secret_of_env
 from plugbay.api.errors import ConfigError, PlugbayError
 from plugbay.isolation import _cgroups
 from plugbay.isolation.ray_settings import RaySettings, place_on_ray
-from plugbay.model.host_config import read_host_config, require_signed
+from plugbay.model.host_config import no_unknown_keys, read_host_config, require_signed
 from plugbay.model.manifest import PluginManifest, parse_size
 from plugbay.monitor.bounds import Bounds, bounds_from_config
 
@@ -271,13 +271,7 @@ class IsolationPolicy:
             "inline", "trust-core", "limits", "defaults", "grants", "require-signed", "bounds",
             "record", "record-calls",
         }  # fmt: skip
-        for key in table:
-            if key not in known:
-                raise ConfigError(
-                    f"[policy] has no key '{key}'",
-                    where=where,
-                    hint=f"known keys: {', '.join(sorted(known))}",
-                )
+        no_unknown_keys(table, known, "[policy]", where)
         patterns = [*_strings(table.get("inline", []), "[policy] inline", where), *inline]
         trust_core = table.get("trust-core", True)
         if not isinstance(trust_core, bool):

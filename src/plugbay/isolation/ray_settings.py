@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from plugbay.api.errors import ConfigError, PlugbayError
+from plugbay.model.host_config import no_unknown_keys
 from plugbay.model.manifest import PluginManifest, parse_size
 
 if TYPE_CHECKING:
@@ -65,13 +66,7 @@ class RaySettings:
             return None
         if not isinstance(table, Mapping):
             raise ConfigError("[ray] must be a table", where=where)
-        for key in table:
-            if key not in _KEYS:
-                raise ConfigError(
-                    f"[ray] has no key '{key}'",
-                    where=where,
-                    hint=f"known keys: {', '.join(sorted(_KEYS))}",
-                )
+        no_unknown_keys(table, _KEYS, "[ray]", where)
         return cls(
             address=_address(table.get("address", "local"), where),
             plugins=_patterns(table.get("plugins", []), where),

@@ -13,14 +13,14 @@ read the file, and ``model`` is below both.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from plugbay.api.errors import ConfigError, PlugbayError
 from plugbay.model._manifest_read import parse_toml
 
-__all__ = ["read_host_config", "require_signed"]
+__all__ = ["no_unknown_keys", "read_host_config", "require_signed"]
 
 _WHICH = "the host config's path (--config, PLUGBAY_CONFIG)"
 
@@ -88,3 +88,19 @@ def require_signed(
             hint="write require-signed = true (install only signed wheels) or false",
         )
     return value
+
+
+def no_unknown_keys(
+    table: Mapping[str, Any], known: Iterable[str], name: str, where: str | None, see: str = ""
+) -> None:
+    """A ``ConfigError`` for the first key of ``table`` (the file's ``name``, ``[ray]``)
+    that is not one of ``known``, naming the keys it has (and ``see``, where they are
+    explained)."""
+    allowed = set(known)
+    for key in table:
+        if key not in allowed:
+            raise ConfigError(
+                f"{name} has no key '{key}'",
+                where=where,
+                hint=f"known keys: {', '.join(sorted(allowed))}" + (f" ({see})" if see else ""),
+            )

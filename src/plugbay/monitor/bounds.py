@@ -30,6 +30,7 @@ from typing import Any, Final
 import msgspec
 
 from plugbay.api.errors import ConfigError
+from plugbay.model.host_config import no_unknown_keys
 
 __all__ = [
     "RESERVED_FIELDS",
@@ -89,15 +90,10 @@ class Bounds:
         ConfigError naming the table (``what``, as the file spells it), the file
         (``where``) and what the key allows."""
         known = {f.name.replace("_", "-"): f for f in fields(self)}
+        no_unknown_keys(table, known, what, where, "docs/security.md, Bounds")
         changes: dict[str, Any] = {}
         for key, value in table.items():
-            spec = known.get(key)
-            if spec is None:
-                raise ConfigError(
-                    f"{what} has no key '{key}'",
-                    where=where,
-                    hint=f"known keys: {', '.join(sorted(known))} (docs/security.md, Bounds)",
-                )
+            spec = known[key]
             whole = spec.type in ("int", int)
             number = isinstance(value, int | float) and not isinstance(value, bool)
             if not number or value <= 0 or (whole and value != int(value)):

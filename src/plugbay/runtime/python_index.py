@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from plugbay.api.errors import ConfigError
+from plugbay.model.host_config import no_unknown_keys
 
 __all__ = ["IndexSettings"]
 
@@ -85,13 +86,7 @@ def _python_table(data: Mapping[str, Any], where: str) -> Mapping[str, Any]:
             hint=f"write it as a [python] section of key = value lines in {where} "
             "(docs/environments.md, For operators, lists them)",
         )
-    for key in table:
-        if key not in _PYTHON_KEYS:
-            raise ConfigError(
-                f"[python] has no key '{key}'",
-                where=where,
-                hint=f"known keys: {', '.join(sorted(_PYTHON_KEYS))}",
-            )
+    no_unknown_keys(table, _PYTHON_KEYS, "[python]", where)
     return table
 
 
