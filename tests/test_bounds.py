@@ -80,8 +80,10 @@ def test_a_host_only_error_kind_from_a_worker_is_judged() -> None:
     ).to_dict()
     error = judge_error(forged, "acme.attacker", sandboxed=True)
     assert isinstance(error, PluginCallError) and error.plugin == "acme.attacker"
+    # a broker denial is the host's only by a refusal's token, good for its own error
+    # (``isolation.refusals``): a token under any other key is the plugin's word
     issued = judge_error(forged, "acme.attacker", issued=lambda token: token == "t")
-    assert isinstance(issued, PermissionDenied)
+    assert isinstance(issued, PluginCallError)
 
     sandbox = PermissionDenied(
         "the sandbox denied reading /srv",

@@ -13,12 +13,13 @@ decides itself what kind of thing it is:
 * a security frame is the worker's *report* (``source = "worker"``): only known
   keys, bounded, rate-limited; the host's own events say ``source = "host"``;
 * an error is the plugin's error unless the host can stand behind its kind:
-  a refusal the host issued to this plugin over its channel and the plugin passed
-  on unchanged (its token: ``isolation.refusals``), a ``permission_denied`` the
-  host's broker issued to this plugin, or a sandbox denial consistent with this
-  plugin's placement (a permission it was not granted, a known layer). Anything else claiming a host-only kind
-  (``permission_denied``, ``resource_limit``, ``plugin_crashed``…) is presented
-  as the plugin's own error, ``plugin_raised``, with the claim kept in details.
+  a refusal the host issued to this plugin over its channel (a broker's denial
+  among them) and the plugin passed on unchanged (its token, good once and only for
+  that error: ``isolation.refusals``), or a sandbox denial consistent with this
+  plugin's placement (a permission it was not granted, a known layer). Anything
+  else claiming a host-only kind (``permission_denied``, ``resource_limit``,
+  ``plugin_crashed``…) is presented as the plugin's own error, ``plugin_raised``,
+  with the claim kept in details.
 """
 
 from __future__ import annotations
@@ -231,7 +232,7 @@ def judge_error(
     if judged is not None:
         return judged
     if isinstance(error, PermissionDenied):
-        judged = _judge_denial(error, details, plugin_id, granted, sandboxed, issued)
+        judged = _judge_denial(error, details, plugin_id, granted, sandboxed)
     elif isinstance(error, ResourceLimitExceeded) and sandboxed:
         judged = _judge_limit(error, details, plugin_id)
     return judged if judged is not None else _claimed(error, plugin_id)
@@ -243,12 +244,9 @@ def _judge_denial(
     plugin_id: str,
     granted: Collection[str],
     sandboxed: bool,
-    issued: Callable[[str], bool],
 ) -> PlugbayError | None:
-    """A denial the host's broker issued, or one a sandbox layer could have made; else None."""
-    token = details.get("denial")
-    if details.get("layer") == "broker" and isinstance(token, str) and issued(token):
-        return error  # the host's broker said so, to this very plugin
+    """A denial a sandbox layer could have made, as the host reports it; else None (a
+    broker's denial is the host's only with its token: ``isolation.refusals``)."""
     permission = details.get("permission")
     if not (
         sandboxed

@@ -202,7 +202,7 @@ class ProcessHandle(sampling.SampledInWorker, RequestsToWorker, PluginHandle):
         self.layers: list[dict[str, Any]] = []
         #: what this plugin may make the host keep (``monitor.bounds``); set by the manager
         self.budget: Budget | None = None
-        #: whether the host's broker issued this denial token to this plugin
+        #: whether the host issued this refusal token to this plugin (isolation.refusals)
         self.issued: Callable[[str], bool] = lambda token: False
         self._zygote = zygote
         self._exit: asyncio.Future[int] | None = None

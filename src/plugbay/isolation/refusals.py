@@ -7,12 +7,14 @@ running, a callee's limit hit), the refusal reaches the plugin's code, which may
 it propagate out of its command: the caller should then be told what is true, that
 the host refused.
 
-So every such refusal leaves the host stamped with a token (``details["refusal"]``):
-a random part, which the host remembers for that plugin (the last :data:`KEPT`), and
-a digest of everything else the error says. :func:`vouched` accepts a token once,
-for the very error it was issued with: a plugin can neither make one up (the host
-never issued it) nor put a genuine one on an error of its own (the digest differs),
-nor pass the same refusal off twice (it was spent).
+So every such refusal (a denial of the broker's, ``runtime.broker``, and a secret a
+Wasm module was not granted, ``isolation.wasm``, among them) leaves the host stamped
+with a token (``details["refusal"]``): a random part, which the host remembers for
+that plugin (the last :data:`KEPT`), and a digest of everything else the error says.
+:func:`vouched` accepts a token once, for the very error it was issued with: a
+plugin can neither make one up (the host never issued it) nor put a genuine one on
+an error of its own (the digest differs), nor pass the same refusal off twice (it
+was spent).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ TOKEN: Final = "refusal"
 KEPT: Final = 1024
 #: what an error says, as the digest covers it (``to_dict``'s keys, but its text)
 _SAID: Final = ("type", "code", "plugin", "message", "where", "hint")
+_SPENT: Final = object()
 
 
 def _digest(data: Mapping[str, Any]) -> str:
@@ -53,7 +56,9 @@ def _digest(data: Mapping[str, Any]) -> str:
 
 
 class Refusals:
-    """The refusals the host issued to each plugin (one per host: the broker's)."""
+    """The refusals the host issued to each plugin: the broker's (one per host: every
+    host call's refusal, its own denials among them) and a Wasm handle's (a secret its
+    module was not granted)."""
 
     def __init__(self, kept: int = KEPT) -> None:
         self._kept = kept
@@ -81,10 +86,8 @@ class Refusals:
     def redeem(self, plugin_id: str, token: str) -> bool:
         """Whether ``token`` was issued to ``plugin_id`` and not spent yet (it is now)."""
         kept = self._issued.get(plugin_id)
-        if kept is None or token not in kept:
-            return False
-        del kept[token]
-        return True
+        # one step, so that two threads passing the same token off spend it once
+        return kept is not None and kept.pop(token, _SPENT) is not _SPENT
 
 
 def vouched(

@@ -61,6 +61,7 @@ from plugbay.isolation._wasm_thread import Closed, InstanceThread
 from plugbay.isolation.affinity import Follow
 from plugbay.isolation.base import Backend, CallTimeout, EnvironmentPaths, PluginHandle
 from plugbay.isolation.identity import deliver_log, judge_error
+from plugbay.isolation.refusals import Refusals
 
 if TYPE_CHECKING:
     from plugbay.api import Storage
@@ -210,7 +211,8 @@ class WasmHandle(PluginHandle):
         self.layers = self.limits.layers()
         self.budget: Budget | None = None
         self.issued: Callable[[str], bool] = lambda token: False
-        self._own_denials: set[str] = set()
+        #: refusals this handle made the module itself (a secret not granted)
+        self._refusals = Refusals()
         self._thread = InstanceThread(f"plugbay-wasm-{manifest.id}", self._drop_instance)
         self.follow = Follow(self._thread.tid)
         self._lock = threading.Lock()
@@ -495,7 +497,9 @@ class WasmHandle(PluginHandle):
             self.manifest.id,
             granted=self.placement.effective if self.placement is not None else (),
             sandboxed=True,
-            issued=lambda token: token in self._own_denials or self.issued(token),
+            issued=lambda token: (
+                self._refusals.redeem(self.manifest.id, token) or self.issued(token)
+            ),
         )
 
     # -- the contract ---------------------------------------------------------------------
@@ -714,8 +718,6 @@ class WasmHandle(PluginHandle):
             return {"ok": secrets[name]}
         if self.placement is not None and name in self.placement.unset_secrets():
             return {"error": secret_without_value(name, self.manifest.id).to_dict()}
-        token = os.urandom(8).hex()
-        self._own_denials.add(token)
         self._report_threadsafe(
             {
                 "kind": "denied",
@@ -724,14 +726,14 @@ class WasmHandle(PluginHandle):
                 "layer": "secrets",
             }
         )
-        error = PermissionDenied(
+        error = PermissionDenied(  # stamped: passed on unchanged, it is the host's
             f"secret '{name[:64]}' was not granted",
             plugin=self.manifest.id,
             hint=f"ask for it under [permissions] secrets and have the operator run "
             f"'plugbay grant {self.manifest.id} secret:{name[:64]}'",
-            details={"permission": f"secret:{name[:64]}", "layer": "broker", "denial": token},
+            details={"permission": f"secret:{name[:64]}", "layer": "broker"},
         )
-        return {"error": error.to_dict()}
+        return {"error": self._refusals.issue(self.manifest.id, error).to_dict()}
 
     def _event(self, request: dict[str, Any]) -> Any:
         name = request.get("name")

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import collections
 import inspect
-import secrets
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
@@ -114,8 +113,8 @@ class Broker:
         self._manager = manager
         #: False only to measure what the checks cost (``bench``): every request is routed
         self.enabled = True
-        self._issued: dict[str, collections.deque[str]] = {}
-        #: what a host call refused each plugin (``isolation.refusals``)
+        #: what a host call refused each plugin, a denial of the broker's among them
+        #: (``isolation.refusals``)
         self.refusals = Refusals()
         #: (sender, target, command) → what the last check saw allowed (``_check_plugin``)
         self._allowed: dict[tuple[str, str, str], tuple[object, object, object]] = {}
@@ -237,9 +236,9 @@ class Broker:
             self._allowed[key] = (sender.placement, sender.manifest, callee.manifest)
 
     def issued(self, consumer: str, token: str) -> bool:
-        """Whether the host issued this token to ``consumer``: a broker denial's, or a
-        refusal's (good once: ``isolation.refusals``)."""
-        return token in self._issued.get(consumer, ()) or self.refusals.redeem(consumer, token)
+        """Whether the host issued this refusal token to ``consumer`` and it is not spent
+        (it is now: a token is good once, ``isolation.refusals``)."""
+        return self.refusals.redeem(consumer, token)
 
     # -- the inline path ------------------------------------------------------------------
 
@@ -357,9 +356,9 @@ class Broker:
         *,
         declare: str | None = None,
     ) -> PermissionDenied:
-        """The refusal (raise it) and its security event."""
-        token = secrets.token_hex(8)
-        self._issued.setdefault(consumer, collections.deque(maxlen=256)).append(token)
+        """The refusal (raise it) and its security event. A worker's host call that ends
+        in it gets it stamped (:meth:`host_call`), so that, passed on unchanged, it is
+        known again as the host's, and only then."""
         self.refused[consumer] += 1
         self._manager.security_event(
             consumer,
@@ -375,7 +374,6 @@ class Broker:
             "operation": what,
             "permission": permission,
             "layer": "broker",
-            "denial": token,
         }
         if declare is not None:
             details["declare"] = declare
