@@ -58,7 +58,8 @@ def plugbay_run(
         assert any("serving" in line for line in lines), "".join(lines)
         url = json.loads((state / "host.json").read_text())["http"]
         assert (url is not None) == expect_http, "".join(lines)
-        token = (state / "api-token").read_text().strip()
+        # no API (--no-http): no token
+        token = (state / "api-token").read_text().strip() if expect_http else ""
         # keep reading what the host prints: a pipe nobody reads fills (64 KiB) and the
         # host's next print would block its event loop mid-test
         drain = threading.Thread(target=_drain, args=(proc, lines), daemon=True)

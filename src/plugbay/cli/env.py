@@ -207,6 +207,39 @@ def _usage(
     return users, problems
 
 
+def _collect(ctx: _Context, state: Path, users: dict[str, list[str]]) -> dict[str, Any]:
+    """``env gc``'s work: by the host serving ``state`` through its API (it keeps what it
+    runs too, and stops the zygotes of what goes), else here; refused beside a host that
+    serves no API, which could not be told (its plugins' environments could go)."""
+    from plugbay.cli._host import unannounced_host
+    from plugbay.runtime.env_cleanup import reclaim
+    from plugbay.web.client import connect, running_host
+
+    client = connect(state)
+    if client is not None:
+        with client:
+            answer = client.env_gc(users)
+        removed: list[Path | str] = list(answer["removed"])
+        packages, freed = list(answer["packages"]), int(answer["freed_bytes"])
+    else:
+        running = running_host(state) or unannounced_host(state)
+        if running is not None:
+            raise PlugbayError(
+                f"a host (pid {running['pid']}) serves {state.resolve()} without an API; "
+                "'env gc' beside a running host goes through its API, so that the "
+                "environments its plugins use stay and the zygotes of removed ones stop",
+                hint="restart it without --no-http, or stop it first (Ctrl-C), run "
+                "'plugbay env gc', then start it again",
+            )
+        done = reclaim(ctx.envs, users)
+        removed, packages, freed = list(done.removed), done.packages, done.freed_bytes
+    return {
+        "removed": [as_given(p, state) for p in removed],
+        "packages": packages,
+        "freed_bytes": freed,
+    }
+
+
 def _environments_table(rows: list[dict[str, Any]]) -> Table:
     table = Table(header_style="bold")
     for col in ("environment", "requirements", "own", "shared", "used by"):
@@ -291,34 +324,25 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Remove every environment no plugin version in the plugin directories or the store
         uses (and leftovers of interrupted builds), and the packages of uv's cache no
-        remaining environment holds: the disk comes back."""
-        from plugbay.runtime.env_cleanup import reclaim
-
+        remaining environment holds: the disk comes back. A running host does it through
+        its API: what it runs keeps its environment, and it stops the zygote of each one
+        removed."""
         try:
             ctx = _context(state, config, plugins or [Path("plugins")])
             users, _ = _usage(ctx, state / "store")
-            done = reclaim(ctx.envs, users)
+            done = _collect(ctx, state, users)
         except PlugbayError as exc:
             _fail(exc, as_json=as_json)
         if as_json:
-            out.print_json(
-                json.dumps(
-                    {
-                        "ok": True,
-                        "removed": [as_given(p, state) for p in done.removed],
-                        "packages": done.packages,
-                        "freed_bytes": done.freed_bytes,
-                    }
-                )
-            )
+            out.print_json(json.dumps({"ok": True, **done}))
             return
-        for path in done.removed:
-            out.print(f"removed {escape(as_given(path, state))}")
-        if done.packages:
-            out.print(f"dropped from uv's cache: {escape(', '.join(done.packages))}")
+        for path in done["removed"]:
+            out.print(f"removed {escape(path)}")
+        if done["packages"]:
+            out.print(f"dropped from uv's cache: {escape(', '.join(done['packages']))}")
         out.print(
-            f"{len(done.removed)} removed, {len(users)} in use, "
-            f"{done.freed_bytes / 2**20:.1f} MiB freed"
+            f"{len(done['removed'])} removed, {len(users)} in use, "
+            f"{done['freed_bytes'] / 2**20:.1f} MiB freed"
         )
 
     env_app.command("list", help=prose(env_list.__doc__))(env_list)

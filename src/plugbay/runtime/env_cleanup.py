@@ -3,7 +3,9 @@ keeps of their packages.
 
 ``plugbay uninstall`` removes the environments only the removed versions used
 (:func:`after_uninstall`); ``plugbay env gc`` every environment no plugin version in the
-plugin directories or the store uses (:func:`reclaim`). An environment's files are hard
+plugin directories or the store uses (:func:`reclaim`; beside a running host, that host
+does it, :func:`collect`, so what it runs keeps its environment and the warm zygote of a
+removed one stops). An environment's files are hard
 links to uv's cache (``<state>/envs/.cache``), so removing the environment alone gives back
 almost nothing: the packages no remaining environment holds are dropped from the cache too
 (``uv cache clean NAME…``). A package a remaining environment holds stays cached, so a new
@@ -30,7 +32,7 @@ if TYPE_CHECKING:
     from plugbay.model.manifest import PluginManifest
     from plugbay.runtime.host import Host
 
-__all__ = ["Reclaimed", "after_uninstall", "reclaim"]
+__all__ = ["Reclaimed", "after_uninstall", "collect", "reclaim"]
 
 log = logging.getLogger("plugbay.environments")
 
@@ -87,14 +89,38 @@ async def after_uninstall(host: Host, removed: Iterable[PluginManifest]) -> Recl
     mine = _keys(envs, removed)
     if not mine:
         return Reclaimed()
+    done = await asyncio.to_thread(reclaim, envs, _keys(envs, _known(host)), only=mine)
+    await _forget(host, done.removed)
+    return done
+
+
+async def collect(host: Host, keep: Iterable[str]) -> Reclaimed:
+    """``plugbay env gc`` beside a running host, done by that host: every environment
+    neither ``keep`` (what the command found in use: its plugin directories, the store)
+    nor a plugin version the host knows uses goes, with what uv's cache keeps of its
+    packages; the zygote each ran, if any, stops."""
+    envs = host.manager.environments
+    if envs is None:
+        return Reclaimed()
+    done = await asyncio.to_thread(reclaim, envs, {*keep, *_keys(envs, _known(host))})
+    await _forget(host, done.removed)
+    return done
+
+
+def _known(host: Host) -> list[PluginManifest]:
+    """Every plugin version the host knows: its plugin directories, entry points, the
+    store's installed and kept versions."""
     known = list(host.registry.manifests())
     if host.store is not None:
         known += host.store.discover().manifests
-    done = await asyncio.to_thread(reclaim, envs, _keys(envs, known), only=mine)
-    for path in done.removed:  # a warm zygote of it would run on until the host stops
+    return known
+
+
+async def _forget(host: Host, removed: Iterable[Path]) -> None:
+    """A warm zygote of a removed environment would run on until the host stops."""
+    for path in removed:
         for backend in host.manager.backends.values():
             await backend.forget_environment(path)
-    return done
 
 
 def _keys(envs: EnvironmentStore, manifests: Iterable[PluginManifest]) -> set[str]:

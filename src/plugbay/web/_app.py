@@ -25,6 +25,7 @@ from plugbay.web import (
     _access,
     _batch,
     _dashboard,
+    _environments,
     _grants,
     _nodes,
     _profile,
@@ -98,6 +99,7 @@ def create_app(
     api.include_router(_grants.router)
     api.include_router(_profile.router)
     api.include_router(_uninstall.router)
+    api.include_router(_environments.router)
     api.include_router(_access.router)
     api.include_router(_dashboard.router)
     api.include_router(_upgrades.router)

@@ -242,6 +242,12 @@ class HostClient:
     ) -> dict[str, Any]:
         return self._op(plugin_id, "uninstall", {"version": version, "purge": purge})
 
+    def env_gc(self, keep: Iterable[str]) -> dict[str, Any]:
+        """The host removes the environments neither ``keep`` nor its plugins use."""
+        body = {"keep": sorted(keep)}  # uv's cache clean takes its time
+        response = self._request("POST", "/api/v1/environments/gc", body, timeout=360.0)
+        return response.json()  # type: ignore[no-any-return]
+
     def _op(self, plugin_id: str, op: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         return self._json("POST", f"/api/v1/plugins/{plugin_id}/{op}", body)  # type: ignore[no-any-return]
 
