@@ -37,6 +37,7 @@ from plugbay.state._sqlite import (
     disk_full,
     execute,
     read_json,
+    refreshed,
     rollback,
     savepoint,
 )
@@ -321,6 +322,8 @@ class StateStore(ApiTokens, MonitorRecords):
                 where=str(self.path),
                 hint="open it again with StateStore.open(); the host closes its store in stop()",
             )
+        if self.read_only:  # beside another user's host, which may have started or stopped
+            self._db = refreshed(self._db, self.path)
         return self._db
 
     def _check_still_there(self) -> None:

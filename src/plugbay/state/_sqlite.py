@@ -18,16 +18,20 @@ __all__ = [
     "DEFAULT_HINT",
     "ERROR_HINTS",
     "UNUSABLE",
+    "ReadOnly",
     "connect_read_only",
     "disk_full",
     "execute",
     "read_json",
+    "refreshed",
     "rollback",
     "savepoint",
     "utf8_safe",
 ]
 
 BUSY_TIMEOUT_S: Final[float] = 5.0
+#: the "error name" of a state whose -wal or -shm this user cannot read (not SQLite's)
+_UNREADABLE_LOG: Final = "PLUGBAY_UNREADABLE_WAL"
 
 DEFAULT_HINT: Final = "check free disk space and the permissions of the state directory"
 # Keyed by the start of sqlite3.Error.sqlite_errorname (extended codes share a prefix).
@@ -53,33 +57,109 @@ ERROR_HINTS: Final[tuple[tuple[str, str], ...]] = (
         "check that the state directory exists and is writable, or choose another with --state",
     ),
     ("SQLITE_IOERR", "the disk reported an I/O error; check the disk and free space, then retry"),
+    (
+        _UNREADABLE_LOG,
+        "make state.db-wal and state.db-shm readable by this user as state.db is (chmod, "
+        "chgrp; files the host made before state.db's mode changed keep their old mode "
+        "until it restarts), or read as the host's user",
+    ),
 )
 UNUSABLE: Final = ("SQLITE_NOTADB", "SQLITE_CORRUPT")
 
 
+class ReadOnly(sqlite3.Connection):
+    """A connection of :func:`connect_read_only`, with the ``-shm`` it was opened beside
+    (:func:`refreshed` opens another when that file changes)."""
+
+    #: (device, inode) of the -shm when it was opened; None: there was none
+    shm: tuple[int, int] | None = None
+
+
 def connect_read_only(path: Path) -> sqlite3.Connection:
-    """``mode=ro``; on a read-only disk a WAL database has no -shm to share, so it is then
-    opened ``immutable`` (nobody can be writing to a read-only disk). On a full disk the
-    -shm cannot be grown: it is then read without writing it (:func:`_without_shm`)."""
+    """``mode=ro``. Beside a host of another user (who cannot write its -shm) SQLite opens
+    the -shm read-only and reads through that host's index: what it committed is seen.
+    When this user cannot write the directory and there is no -shm (no host writes), the
+    database is opened ``immutable``: a read-only disk, or a host of another user that is
+    stopped (:func:`refreshed` reopens it once a host makes its -shm). A -wal or -shm
+    this user cannot read is refused: without it what the host wrote since its last
+    checkpoint would be missing, silently. On a full disk the -shm cannot be grown: it is
+    then read without writing it (:func:`_without_shm`)."""
     if not path.is_file():
         raise sqlite3.OperationalError(f"unable to open database file {path}")
     uri = f"file:{quote(str(path.resolve()))}?mode=ro"
+    shm_before = _identity(_shm(path))
     try:
-        return _probed(uri)
+        db = _probed(uri)
     except sqlite3.OperationalError as exc:
         if not os.access(path.parent, os.W_OK):
-            return _connect(uri + "&immutable=1")
+            _check_readable(path)
+            if shm_before is not None:  # a host's index, read without writing it
+                with suppress(sqlite3.Error):
+                    return _read_only(_probed(uri + "&readonly_shm=1"), shm_before)
+                shm_before = (-1, -1)  # unusable now: reopened at the next read
+            return _read_only(_connect(uri + "&immutable=1"), shm_before)
         shm = str(getattr(exc, "sqlite_errorname", "")).startswith("SQLITE_IOERR_SHM")
         if not (shm or disk_full(path)):  # too little room left to grow the -shm: the same
             raise
         try:
-            return _without_shm(path, uri)
+            db = _without_shm(path, uri)
         except (OSError, sqlite3.Error):
             raise exc from None  # the disk is full: the first error says so (ERROR_HINTS)
+    return _read_only(db, _identity(_shm(path)))  # the -shm it opened (or made)
+
+
+def refreshed(db: sqlite3.Connection, path: Path) -> sqlite3.Connection:
+    """``db``, or a new read-only connection when the -shm it was opened beside changed:
+    a host of another user started (an ``immutable`` connection would never see what it
+    writes), stopped (its -shm is gone) or started again (a new -shm, which a connection
+    of the old one would never read). ``db`` is closed when replaced; kept when the new
+    one cannot be opened (the next read tries again)."""
+    if not isinstance(db, ReadOnly) or _identity(_shm(path)) == db.shm:
+        return db
+    try:
+        fresh = connect_read_only(path)
+    except sqlite3.Error:
+        return db
+    db.close()
+    return fresh
+
+
+def _read_only(db: sqlite3.Connection, shm: tuple[int, int] | None) -> sqlite3.Connection:
+    assert isinstance(db, ReadOnly)
+    db.shm = shm
+    return db
+
+
+def _shm(path: Path) -> Path:
+    return path.with_name(path.name + "-shm")
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+def _check_readable(path: Path) -> None:
+    """Refuse a -wal or -shm this user cannot read: reading the database without them
+    would show what the host last checkpointed as if it were all."""
+    for suffix in ("-wal", "-shm"):
+        part = path.with_name(path.name + suffix)
+        if part.exists() and not os.access(part, os.R_OK):
+            exc = sqlite3.OperationalError(
+                f"{part.name} beside it is not readable by this user (uid {os.geteuid()}): "
+                "what the host wrote since its last checkpoint would be missing"
+            )
+            exc.sqlite_errorname = _UNREADABLE_LOG
+            raise exc
 
 
 def _connect(uri: str) -> sqlite3.Connection:
-    return sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S, check_same_thread=False)
+    return sqlite3.connect(
+        uri, uri=True, timeout=BUSY_TIMEOUT_S, check_same_thread=False, factory=ReadOnly
+    )
 
 
 def _probed(uri: str) -> sqlite3.Connection:

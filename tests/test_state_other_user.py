@@ -1,0 +1,164 @@
+"""The state of another user's host, read by an operator (``state/_sqlite.py``
+``connect_read_only``, ``refreshed``): a real ``plugbay run`` as root writes, a reader
+forked here and switched to another uid (``os.setuid``) reads, as ``plugbay logs
+--follow`` or ``plugbay history`` do beside a service account's host.
+
+The reader cannot write the state directory nor the host's -shm. Opened while that host
+was stopped (no -shm), the database was read ``immutable``: what the host wrote once it
+started never showed. Opened beside a running host, a restart of the host left the
+reader on the old, deleted -wal. And a -wal the reader cannot read was skipped silently.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from plugbay.api.errors import PlugbayError
+from plugbay.state import StateStore
+from tests._cli import plugbay
+from tests._running import plugbay_run
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(os.geteuid() != 0, reason="switching to another uid needs root"),
+]
+
+#: the operator: a uid and group of nobody on this machine, not the host's (root)
+OPERATOR = 4242
+
+PLUGIN = """from plugbay import UtilityPlugin, command
+
+
+class P(UtilityPlugin):
+    @command
+    def ping(self) -> str:
+        return "pong"
+"""
+
+
+@pytest.fixture
+def site() -> Iterator[Path]:
+    """A directory the operator may enter (pytest's own temp dirs are root's alone), with
+    a plugin, and the host's state made once (then opened to others, as an operator's
+    group would be let in)."""
+    where = Path(tempfile.mkdtemp(prefix="plugbay-other-user-", dir="/tmp"))
+    try:
+        os.chmod(where, 0o755)
+        plugin = where / "plugins" / "acme.ping"
+        plugin.mkdir(parents=True)
+        (plugin / "plugin.toml").write_text(
+            'id = "acme.ping"\nversion = "1.0.0"\ntype = "utility"\nentry = "main:P"\n'
+        )
+        (plugin / "main.py").write_text(PLUGIN)
+        with plugbay_run(where):
+            pass
+        os.chmod(where / ".plugbay", 0o755)
+        yield where
+    finally:
+        shutil.rmtree(where, ignore_errors=True)
+
+
+class Operator:
+    """A process of another uid holding the state open read-only, reading on request."""
+
+    def __init__(self, state: Path) -> None:
+        # what a read imports, imported now: the operator cannot read root's interpreter
+        scratch = Path(tempfile.mkdtemp())
+        try:
+            StateStore.open(scratch).close()
+            with StateStore.open(scratch, read_only=True) as store:
+                store.history(limit=1)
+        finally:
+            shutil.rmtree(scratch)
+        asks, self._asks = os.pipe()
+        self._answers, answers = os.pipe()
+        self.pid = os.fork()
+        if self.pid == 0:  # pragma: no cover - the child
+            os.close(self._asks)
+            os.close(self._answers)
+            self._serve(state, asks, answers)
+        os.close(asks)
+        os.close(answers)
+        self._reply = os.fdopen(self._answers, "r")
+
+    @staticmethod
+    def _serve(state: Path, asks: int, answers: int) -> None:
+        code = 0
+        try:
+            os.setgroups([])
+            os.setgid(OPERATOR)
+            os.setuid(OPERATOR)
+            store: StateStore | None = None
+            while os.read(asks, 1) == b"r":
+                try:
+                    if store is None:  # opened once, read again and again: logs --follow
+                        store = StateStore.open(state, read_only=True)
+                    said = [e.reason for e in store.history(limit=1000)]
+                except PlugbayError as exc:
+                    said = {"error": str(exc), "hint": exc.hint}  # type: ignore[assignment]
+                os.write(answers, (json.dumps(said) + "\n").encode())
+        except BaseException:
+            code = 1
+        finally:
+            os._exit(code)
+
+    def read(self) -> object:
+        """The reasons of the history as the operator reads it now, or its error."""
+        os.write(self._asks, b"r")
+        return json.loads(self._reply.readline())
+
+    def close(self) -> None:
+        os.write(self._asks, b"q")
+        os.close(self._asks)
+        self._reply.close()
+        os.waitpid(self.pid, 0)
+
+
+@pytest.fixture
+def operator(site: Path) -> Iterator[Operator]:
+    reader = Operator(site / ".plugbay")
+    yield reader
+    reader.close()
+
+
+def _disable(site: Path, reason: str) -> None:
+    done = plugbay("disable", "acme.ping", "--reason", reason, cwd=site)
+    assert done.returncode == 0, done.stdout + done.stderr
+    done = plugbay("enable", "acme.ping", cwd=site)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_an_operator_reading_while_the_host_starts_and_restarts_sees_what_it_wrote(
+    site: Path, operator: Operator
+) -> None:
+    before = operator.read()  # the host is stopped: no -shm, the directory is not theirs
+    assert isinstance(before, list) and "first run" not in before
+    with plugbay_run(site):
+        _disable(site, "first run")
+        assert "first run" in operator.read()  # type: ignore[operator]
+    assert "first run" in operator.read()  # type: ignore[operator]
+    with plugbay_run(site):  # a new -wal and -shm
+        _disable(site, "second run")
+        assert "second run" in operator.read()  # type: ignore[operator]
+
+
+def test_a_wal_the_operator_cannot_read_is_refused_not_skipped(site: Path) -> None:
+    with plugbay_run(site) as host:
+        _disable(site, "in the wal")
+        (host.state / "state.db-wal").chmod(0o600)  # made before state.db was opened up
+        reader = Operator(host.state)
+        try:
+            said = reader.read()
+        finally:
+            reader.close()
+    assert isinstance(said, dict), said
+    assert "state.db-wal beside it is not readable by this user (uid 4242)" in said["error"]
+    assert "since its last checkpoint would be missing" in said["error"]
+    assert said["hint"].startswith("make state.db-wal and state.db-shm readable by this user")
