@@ -71,8 +71,11 @@ def _operations(document: dict[str, Any]) -> list[tuple[str, str]]:
 
 def _expected(scope: str, method: str, path: str) -> bool:
     """The rule, written out independently of the host's code."""
-    if scope == "admin" or method == "GET":
+    if scope == "admin":
         return True
+    if method == "GET":  # a plugin's recorded calls are the users' data: for its callers
+        recorded = re.fullmatch(r"/api/v1/plugins/(.+)/recording", path)
+        return recorded is None or scope == f"call:{recorded.group(1)}"
     return scope == "call:acme.calc" and bool(
         re.fullmatch(r"/api/v1/plugins/acme\.calc/commands/add(/batch)?", path)
     )

@@ -18,28 +18,44 @@ from plugbay.api.errors import PlugbayError
 
 __all__ = ["ErrorBody", "ErrorDetail", "error_response", "http_error", "status_for"]
 
-#: the status of each PlugbayError code; anything else is 400 (the request cannot be done)
+#: the status of each error code of ``plugbay.api.errors`` (``tests/test_error_statuses.py``
+#: walks them all, and ``docs/http-api.md`` lists them); a code of another module takes
+#: the status of the kind it extends, else 400 (the request cannot be done)
 _STATUS: Final[dict[str, int]] = {
+    # the request asks for something that cannot be done as asked; the message says why
+    "plugbay_error": 400,
     "plugin_not_found": 404,
     "command_not_found": 404,
+    # something the request gave is malformed (a parameter, a config value, a version)
     "parameter_invalid": 422,
     "config_invalid": 422,
+    "version_invalid": 422,
+    "range_invalid": 422,
+    # the request was fine; the plugin, as it is now or on disk, cannot do it
     "plugin_state": 409,
     "plugin_has_dependents": 409,
     "plugin_load_failed": 409,
     "plugin_init_failed": 409,
     "reload_failed": 409,
+    "manifest_invalid": 409,
+    "plugin_duplicate": 409,
     "dependency_conflict": 409,
     "dependency_missing": 409,
     "dependency_cycle": 409,
     # the plugin failed, not the request: the host answers for it as a gateway would
     "plugin_raised": 502,
     "plugin_crashed": 502,
+    "resource_limit": 502,
     "result_invalid": 502,
     # what a plugin's code ran into while serving the call: its failure, not the request's
     "permission_denied": 502,
     "storage_full": 502,
+    "metric_invalid": 502,
     "plugin_timeout": 504,
+    # the host cannot serve it now (a service not provided, the host not started or
+    # stopping, its state store): the same request may succeed later
+    "service_unavailable": 503,
+    "host_state": 503,
     "state_error": 503,
 }
 

@@ -29,12 +29,15 @@ ERROR_TEXT: Final[dict[int, str]] = {
     404: "No such plugin, or no such command.",
     408: "The request's head did not arrive whole within 10 s, or its body within 30 s "
     "after it; the connection is closed.",
-    409: "The plugin is not in a state that allows this.",
+    409: "The plugin is not in a state that allows this, or cannot be served as it is on "
+    "disk (its manifest, its dependencies, a load or reload that failed).",
     413: "The request body is larger than the host accepts (--http-max-body).",
-    422: "The parameters or the body do not match what is expected.",
-    502: "The plugin's own code failed (raised, crashed, hit a limit, returned the wrong type).",
-    503: "The host is stopping (Retry-After says when to come back), or its state store "
-    "cannot be used.",
+    422: "The parameters or the body do not match what is expected (a value, a config, a "
+    "version or a range that does not fit).",
+    502: "The plugin's own code failed (raised, crashed, hit a limit, returned the wrong type, "
+    "or ran into a denial, a full store or a metric of its own that is wrong).",
+    503: "The host is stopping (Retry-After says when to come back) or not started, a "
+    "service the call needs is not provided, or the host's state store cannot be used.",
     504: "The command ran past its time limit.",
     507: "The disk holding the state is full: nothing was changed.",
 }

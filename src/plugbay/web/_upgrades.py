@@ -1,17 +1,23 @@
 """Upgrades that prove themselves, through the running host: the flight recorder,
-canaries and shadows (``runtime.trials``)."""
+canaries and shadows (``runtime.trials``).
+
+A recording and a shadow's examples are calls as the users made them (parameters and
+answers): only a token that may call the plugin, or ``admin``, sees them
+(``web.scopes.sees_calls``). The gate refuses the recording to any other; a shadow's
+comparison is shown to it with its examples withheld."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from plugbay.runtime.canary import CanarySettings
 from plugbay.web._api import HostDep, errors
 from plugbay.web._models import SEMVER_PATTERN
+from plugbay.web.scopes import Access, sees_calls
 
 __all__ = ["router"]
 
@@ -111,7 +117,29 @@ class ShadowView(BaseModel):
     differences: int = Field(description="Answers that differ plus new errors.")
     dropped: int = Field(description="Calls not mirrored (too many in flight).")
     commands: dict[str, Any] = Field(description="The comparison, per command.")
+    withheld: str | None = Field(
+        default=None,
+        description="Why each command's examples are empty: they are calls as the users "
+        "made them, for a token with call:ID or admin (null: none withheld).",
+    )
     model_config = ConfigDict(extra="allow")
+
+
+def _as_seen(view: dict[str, Any], request: Request) -> dict[str, Any]:
+    """A shadow's comparison as the request's token may see it: its figures, and its
+    examples only when the token may call the plugin."""
+    access = getattr(request.state, "access", None)
+    plugin = str(view.get("plugin"))
+    if not isinstance(access, Access) or sees_calls(access.scopes, plugin):
+        return view  # (no access: the app served without its gate, in tests)
+    commands = {
+        name: {**figures, "examples": []} for name, figures in view.get("commands", {}).items()
+    }
+    withheld = (
+        f"the examples are calls as the users made them: they need a token with "
+        f"call:{plugin} or admin"
+    )
+    return {**view, "commands": commands, "withheld": withheld}
 
 
 _ERR = errors(400, 404, 409, 502, 503, 504)
@@ -127,8 +155,10 @@ class TrialsOverview(BaseModel):
     "/api/v1/trials", response_model=TrialsOverview, responses=errors(),
     summary="Every recording, canary and shadow (the dashboard's upgrade pane)",
 )  # fmt: skip
-async def trials(host: HostDep) -> TrialsOverview:
-    return TrialsOverview.model_validate(host.trials.overview())
+async def trials(host: HostDep, request: Request) -> TrialsOverview:
+    overview = host.trials.overview()
+    overview["shadows"] = [_as_seen(view, request) for view in overview["shadows"]]
+    return TrialsOverview.model_validate(overview)
 
 
 @router.post(
@@ -155,7 +185,7 @@ async def stop_recording(plugin_id: str, host: HostDep) -> RecordingStatus:
     "/api/v1/plugins/{plugin_id}/recording", response_class=Response,
     responses={**_ERR, 200: {"content": {_NDJSON: {"schema": {"type": "string"}}},
                              "description": "The recording: a header line, then a call a line"}},
-    summary="The recording as a file (JSON lines)",
+    summary="The recording as a file (JSON lines; a token with call:ID or admin)",
 )  # fmt: skip
 async def recording(plugin_id: str, host: HostDep) -> Response:
     return Response(host.trials.recording(plugin_id), media_type=_NDJSON)
@@ -207,8 +237,8 @@ async def shadow(plugin_id: str, host: HostDep, body: ShadowRequest | None = Non
     "/api/v1/plugins/{plugin_id}/shadow", response_model=ShadowView, responses=_ERR,
     summary="The shadow's comparison so far (or the last one's)",
 )  # fmt: skip
-async def shadow_status(plugin_id: str, host: HostDep) -> ShadowView:
-    return ShadowView.model_validate(host.trials.shadow_status(plugin_id))
+async def shadow_status(plugin_id: str, host: HostDep, request: Request) -> ShadowView:
+    return ShadowView.model_validate(_as_seen(host.trials.shadow_status(plugin_id), request))
 
 
 @router.delete(

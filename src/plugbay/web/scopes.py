@@ -6,12 +6,20 @@ state database as the SHA-256 of their secret; the secret is shown once. A token
 one or more scopes:
 
 ``read``
-    every GET (plugins, info, config, history, logs, metrics, the dashboard's pages).
+    every GET (plugins, info, config, history, logs, metrics, the dashboard's pages),
+    but recorded calls.
 ``call:ID``
-    what ``read`` may, and calling plugin ID's commands (``POST …/plugins/ID/commands/…``, one call or a
-    batch).
+    what ``read`` may, calling plugin ID's commands (``POST …/plugins/ID/commands/…``,
+    one call or a batch), and reading ID's recorded calls.
 ``admin``
     everything the host's own token may.
+
+Recorded and mirrored calls (the flight recorder's file, a shadow's examples) hold
+what callers sent and were answered: the users' data. They are for a token that may
+call the plugin, or ``admin`` (:func:`sees_calls`): ``GET …/plugins/ID/recording``
+needs ``call:ID`` here, before any handler; a shadow's comparison is read with
+``read``, its examples withheld from a token that may not call the plugin
+(``web._upgrades``).
 
 A revoked token stops working at its next request (each request reads its row); an
 expired one too. Each refusal names the scope that would be needed.
@@ -45,11 +53,14 @@ __all__ = [
     "parse_expiry",
     "parse_scope",
     "scoped_access",
+    "sees_calls",
 ]
 
 PREFIX: Final = "pbt_"
 _SAFE: Final = frozenset({"GET", "HEAD", "OPTIONS"})
 _CALL: Final = re.compile(r"^/api/v1/plugins/([^/]+)/commands/[^/]+(/batch)?$")
+#: reads whose whole answer is a plugin's recorded calls (see the module docstring)
+_RECORDED: Final = re.compile(r"^/api/v1/plugins/([^/]+)/recording$")
 _PLUGIN_ID: Final = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 _SPAN: Final = re.compile(r"^(\d+)\s*([smhdw])$")
 _SECONDS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -158,7 +169,8 @@ def _note_use(state: StateStore, token_id: str, when: float) -> None:
 def needed_scope(method: str, path: str) -> str:
     """The narrowest scope that allows ``method path``."""
     if method in _SAFE:
-        return "read"
+        recorded = _RECORDED.match(path) if method != "OPTIONS" else None
+        return f"call:{recorded.group(1)}" if recorded is not None else "read"
     call = _CALL.match(path)
     if method == "POST" and call is not None:
         return f"call:{call.group(1)}"
@@ -173,3 +185,9 @@ def allows(scopes: frozenset[str], method: str, path: str) -> bool:
     if needed == "read":
         return bool(scopes)  # every scope reads
     return needed in scopes
+
+
+def sees_calls(scopes: frozenset[str], plugin_id: str) -> bool:
+    """Whether a token with ``scopes`` may see ``plugin_id``'s recorded or mirrored calls
+    (their parameters and answers): one that may call it, or ``admin``."""
+    return "admin" in scopes or f"call:{plugin_id}" in scopes

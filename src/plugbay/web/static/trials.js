@@ -21,7 +21,7 @@
     return `<h3>${esc(s.plugin)}: shadow ${esc(s.to)} beside ${esc(s.from)} <span class="muted">(${esc(s.state)})</span></h3>
       <p class="muted">${s.mirrored} call(s) mirrored, <b class="${s.differences ? "error" : ""}">${s.differences} difference(s)</b>, ${s.dropped} dropped</p>
       <table><thead><tr><th>command</th><th>calls</th><th>same</th><th>differ</th><th>new errors</th><th>fixed</th><th>latency</th></tr></thead>
-      <tbody>${rows.join("")}</tbody></table>${examples.length ? `<ul class="small">${examples.join("")}</ul>` : ""}`;
+      <tbody>${rows.join("")}</tbody></table>${examples.length ? `<ul class="small">${examples.join("")}</ul>` : ""}${s.withheld ? `<p class="muted small">${esc(s.withheld)}</p>` : ""}`;
   }
 
   function canaryHtml(c) {
