@@ -464,8 +464,9 @@ async def test_config_failing_the_schema_is_reported_before_plugin_code_runs(
     async with make_host(config={"acme.cfg": {"port": 70000}}) as host:
         rec = host.plugin("acme.cfg")
         assert rec.reason == (
-            "plugin 'acme.cfg': config key 'port' is invalid: Expected `int` <= 65535 "
-            "(at host config: port). expected integer <= 65535"
+            "plugin 'acme.cfg': config key 'port' is invalid: 70000 is not a whole number "
+            "of at most 65535 (at host config: port). set 'port' to a value it allows, such "
+            "as 80 (its default)"
         )
         assert not marker.exists()
         await assert_serving(host)

@@ -2,7 +2,9 @@
 
 :class:`ConfigSchema` validates the config a host gives a plugin before ``initialize``
 (defaults filled in); every problem is a :class:`~plugbay.api.errors.ConfigError` naming
-the key and what the schema expects.
+the key, the value given and what the schema allows, in words (``model._config_words``).
+A ``pattern`` must match the whole value (``re.fullmatch``: ``^[a-z]+$`` does not take
+``"bob\\n"``, nor ``[a-z]+`` take ``"12x"``).
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from typing import Any, Final, Literal
 import msgspec
 
 from plugbay.api.errors import ConfigError
+from plugbay.model._config_words import allowed, refused, unknown_key
 
-__all__ = ["ConfigField", "ConfigSchema", "check_default", "describe_field", "error_path"]
+__all__ = ["ConfigField", "ConfigSchema", "check_default", "error_path"]
 
 _CONFIG_TYPES: Final[dict[str, Any]] = {
     "string": str,
@@ -44,29 +47,33 @@ class ConfigField:
     items: str | None = None
     required: bool = False
     secret: bool = False
+    #: what ``pattern`` allows, in words, for people (an error says it, not the regex)
+    pattern_hint: str = ""
 
     @property
     def has_default(self) -> bool:
         return self.default is not msgspec.UNSET
 
     def python_type(self) -> Any:
+        meta: dict[str, Any] = {}
         if self.type == "array":
             item_type = _CONFIG_TYPES[self.items or "string"]
-            return list[item_type]  # type: ignore[valid-type]
-        base = _CONFIG_TYPES[self.type]
-        meta: dict[str, Any] = {}
+            base: Any = list[item_type]  # type: ignore[valid-type]
+        else:
+            base = _CONFIG_TYPES[self.type]
         bound = int if self.type == "integer" else float
-        if self.minimum is not None:
-            meta["ge"] = bound(self.minimum)
-        if self.maximum is not None:
-            meta["le"] = bound(self.maximum)
         if self.type in ("string", "array"):
             if self.min_length is not None:
                 meta["min_length"] = self.min_length
             if self.max_length is not None:
                 meta["max_length"] = self.max_length
-        if self.pattern is not None:
-            meta["pattern"] = self.pattern
+        if self.type != "array":  # an array's items are checked by type alone
+            if self.minimum is not None:
+                meta["ge"] = bound(self.minimum)
+            if self.maximum is not None:
+                meta["le"] = bound(self.maximum)
+            if self.pattern is not None:
+                meta["pattern"] = self.pattern
         if self.enum is not None:
             base = Literal[tuple(self.enum)]
         if meta:
@@ -79,11 +86,23 @@ class ConfigField:
         out: dict[str, Any] = {"type": self.type, "required": self.required}
         if self.has_default:
             out["default"] = self.default
-        for key in ("description", "enum", "minimum", "maximum", "pattern", "items"):
+        for key in (
+            "description", "enum", "minimum", "maximum", "min_length", "max_length", "pattern",
+            "pattern_hint", "items",
+        ):  # fmt: skip
             value = getattr(self, key)
             if value not in (None, ""):
-                out[key] = list(value) if key == "enum" else value
+                out[key.replace("_", "-")] = list(value) if key == "enum" else value
         return out
+
+    def matches(self, value: Any) -> bool:
+        """Whether ``value`` satisfies ``pattern`` as a whole (msgspec's own check is a
+        search: it takes ``"12x"`` for ``[a-z]+`` and ``"bob\\n"`` for ``^[a-z]+$``)."""
+        return (
+            self.pattern is None
+            or not isinstance(value, str)
+            or _compiled(self.pattern).fullmatch(value) is not None
+        )
 
 
 class ConfigSchema:
@@ -129,57 +148,68 @@ class ConfigSchema:
     def validate(
         self, values: Mapping[str, Any] | None, *, source: str = "config"
     ) -> dict[str, Any]:
-        """The full config (defaults filled in), or :class:`ConfigError` naming the key."""
+        """The full config (defaults filled in), or :class:`ConfigError` naming the key,
+        the value given and what the key allows."""
+        given = dict(values or {})
         try:
-            obj = msgspec.convert(dict(values or {}), self._struct, strict=False)
+            obj = msgspec.convert(given, self._struct, strict=False)
         except msgspec.ValidationError as exc:
-            text = str(exc)
-            key = error_path(text) or (text.split("`")[1] if "`" in text else "")
-            f = self.fields.get(key.split(".")[0].split("[")[0])
-            if text.startswith("Object contains unknown field"):
-                known = ", ".join(sorted(self.fields)) or "none"
-                msg, hint = (f"unknown config key '{key}'", f"this plugin's config keys: {known}")
-            elif text.startswith("Object missing required field"):
-                msg = f"config key '{key}' is required and has no default"
-                hint = (
-                    f'set it in the host config ([plugins."{self.plugin}"] {key} = … in '
-                    f"plugbay.toml) or at run time ('plugbay config {self.plugin} {key}=VALUE'); "
-                    "for a version not serving yet (one to upgrade to), set it so while the "
-                    "serving version runs: it is kept aside until a version declaring it serves"
-                )
-            else:
-                msg = f"config key '{key}' is invalid: {text.split(' - at ')[0]}"
-                hint = f"expected {describe_field(f)}" if f else "fix the value"
-            raise ConfigError(
-                msg, plugin=self.plugin, where=f"{source}: {key}", hint=hint
-            ) from None
-        return {name: getattr(obj, ident) for name, ident in self._idents.items()}
+            raise self._refusal(str(exc), given, source) from None
+        config = {name: getattr(obj, ident) for name, ident in self._idents.items()}
+        for name, f in self.fields.items():
+            if not f.matches(config[name]):
+                raise refused(self.plugin, f, given.get(name, config[name]), source=source)
+        return config
+
+    def _refusal(self, text: str, given: Mapping[str, Any], source: str) -> ConfigError:
+        """The error for msgspec's ``text`` about ``given``, in the operator's words."""
+        if text.startswith("Object contains unknown field"):
+            key = text.split("`")[1]
+            return unknown_key(self.plugin, key, sorted(self.fields), source=source)
+        if text.startswith("Object missing required field"):
+            key = text.split("`")[1]
+            return ConfigError(
+                f"config key '{key}' is required and has no default",
+                plugin=self.plugin,
+                where=f"{source}: {key}",
+                hint=f'set it in the host config ([plugins."{self.plugin}"] {key} = … in '
+                f"plugbay.toml) or at run time ('plugbay config {self.plugin} {key}=VALUE'); "
+                "for a version not serving yet (one to upgrade to), set it so while the "
+                "serving version runs: it is kept aside until a version declaring it serves",
+            )
+        path = error_path(text)
+        # the key is the longest one the path starts with (a key may hold a dot)
+        named = max(
+            (k for k in self.fields if path == k or path.startswith((f"{k}[", f"{k}."))),
+            key=len,
+            default=None,
+        )
+        if named is None:  # not a path into one key's value: say msgspec's words
+            return ConfigError(f"the config is invalid: {text}", plugin=self.plugin, where=source)
+        rest = path[len(named) :]
+        item = int(rest[1:].split("]")[0]) if rest.startswith("[") else None
+        return refused(self.plugin, self.fields[named], given.get(named), item=item, source=source)
 
     def describe(self) -> dict[str, Any]:
         return {name: f.describe() for name, f in self.fields.items()}
 
 
 def check_default(f: ConfigField) -> None:
+    """:class:`ConfigError` when ``f``'s default does not satisfy ``f`` itself."""
     try:
         msgspec.convert(f.default, f.python_type(), strict=False)
-    except msgspec.ValidationError as exc:
-        raise ConfigError(
-            f"config key '{f.name}' is invalid: {str(exc).split(' - at ')[0]}",
-            hint=f"make the default {describe_field(f)}",
-        ) from None
+    except msgspec.ValidationError:
+        pass
+    else:
+        if f.matches(f.default):
+            return
+    error = refused("", f, f.default, source="default")
+    raise ConfigError(error.message, hint=f"make the default {allowed(f)}") from None
 
 
-def describe_field(f: ConfigField) -> str:
-    text = f.type if f.type != "array" else f"array of {f.items or 'string'}"
-    if f.enum is not None:
-        text += " one of " + ", ".join(repr(e) for e in f.enum)
-    if f.minimum is not None:
-        text += f" >= {f.minimum:g}"
-    if f.maximum is not None:
-        text += f" <= {f.maximum:g}"
-    if f.pattern:
-        text += f" matching {f.pattern!r}"
-    return text
+@functools.lru_cache(maxsize=256)
+def _compiled(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)
 
 
 def error_path(text: str) -> str:

@@ -123,6 +123,7 @@ class _ConfigFieldDoc(msgspec.Struct, forbid_unknown_fields=True, rename="kebab"
     min_length: int | None = None
     max_length: int | None = None
     pattern: str | None = None
+    pattern_hint: str = ""
     items: Literal["string", "integer", "number", "boolean"] | None = None
     required: bool = False
     secret: bool = False
@@ -772,6 +773,7 @@ def _config_field(name: str, f: _ConfigFieldDoc) -> ConfigField:
         min_length=f.min_length,
         max_length=f.max_length,
         pattern=f.pattern,
+        pattern_hint=f.pattern_hint,
         items=f.items,
         required=f.required,
         secret=f.secret,

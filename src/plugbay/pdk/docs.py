@@ -269,7 +269,8 @@ def _constraints(f: ConfigField) -> list[str]:
     ]
     out = ["one of " + ", ".join(_json(v) for v in f.enum)] if f.enum is not None else []
     out += [form.format(value) for value, form in bounds if value is not None]
-    out += [f"matches {f.pattern}"] if f.pattern else []
+    hint = f" ({f.pattern_hint})" if f.pattern_hint else ""
+    out += [f"matches {f.pattern} in full{hint}"] if f.pattern else []
     return out + [flag for flag, on in (("required", f.required), ("secret", f.secret)) if on]
 
 

@@ -66,6 +66,9 @@ MEANING: Final[dict[str, str]] = {
     "config.*.min-length": "Strings and arrays: the shortest length allowed.",
     "config.*.max-length": "Strings and arrays: the longest length allowed.",
     "config.*.pattern": "Strings: a regular expression the whole value must match.",
+    "config.*.pattern-hint": "Strings: what `pattern` allows, in words, completing "
+    '"VALUE is not …" (`"an ICAO code: four capital letters"`): a refused value\'s error '
+    "says it instead of the regular expression.",
     "config.*.items": "Arrays: the type of every item.",
     "config.*.required": "It has no default: the plugin does not start until the config sets it.",
     "config.*.secret": "Shown as `***` by `plugbay info`, the API and the dashboard.",
@@ -229,7 +232,11 @@ def generate() -> str:
         "",
         "Config values come, lowest precedence first, from the manifest defaults, the host "
         'config file (`plugbay.toml`, `[plugins."acme.greeter"]` tables), the state store '
-        "(the API's `PUT /api/v1/plugins/{id}/config`), and `Host(config=...)`.",
+        "(the API's `PUT /api/v1/plugins/{id}/config`), and `Host(config=...)`. A value "
+        "the schema refuses is refused naming the key, the value given (never a `secret` "
+        "key's) and what the key allows, in words: `config key 'units' is invalid: "
+        '"kelvin" is not one of "metric", "imperial"`; a `pattern` in its `pattern-hint`\'s '
+        "words when it has one.",
         "",
     ]
     return "\n".join(lines)
@@ -263,6 +270,7 @@ requires = { formatting = "^1.0" }
 type = "string"
 default = "EGLL"
 pattern = "^[A-Z]{4}$"
+pattern-hint = "an ICAO code: four capital letters"
 description = "ICAO code of the station."
 
 [config.units]

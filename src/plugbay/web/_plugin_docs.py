@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 
-from plugbay.api.errors import ConfigError
+from plugbay.model._config_words import refused
 
 if TYPE_CHECKING:
     from plugbay.model.manifest import ConfigField, ConfigSchema
@@ -65,13 +65,16 @@ def check_json_values(
         try:
             msgspec.convert(out[key], _field_type(f), strict=True)
         except msgspec.ValidationError as exc:
-            raise ConfigError(
-                f"config key '{key}' is invalid: {str(exc).split(' - at ')[0]}",
-                plugin=plugin_id,
-                where=f"run-time config: {key}",
-                hint=f"send a JSON {f.type} for '{key}'; GET "
-                f"{CONFIG_PATH.replace('{plugin_id}', plugin_id)} shows the schema",
-            ) from None
+            at = str(exc).partition(" - at `$[")[2]  # the array's item that is wrong
+            error = refused(
+                plugin_id, f, value, item=int(at.split("]")[0]) if at else None,
+                source="run-time config",
+            )  # fmt: skip
+            error.hint = (
+                f"{error.hint}; GET {CONFIG_PATH.replace('{plugin_id}', plugin_id)} "
+                "shows the schema"
+            )
+            raise error from None
     return out
 
 
