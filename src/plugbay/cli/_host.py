@@ -32,6 +32,7 @@ __all__ = [
     "Listing",
     "LocalHost",
     "RemoteHost",
+    "host_on",
     "in_process",
     "listing_of",
     "no_api",
@@ -104,7 +105,7 @@ def the_host(
     """The host serving ``state`` through its API, else one started here on first need
     (only ``load`` and what it needs, when given). A :class:`PlugbayError` inside is
     printed as one paragraph (or JSON) and exits 1."""
-    from plugbay.web.client import connect, running_host
+    from plugbay.web.client import connect
 
     kwargs = host_kwargs(plugins, state, config)
     if load is not None:
@@ -115,11 +116,19 @@ def the_host(
             with client:
                 yield RemoteHost(client, state)
         else:
-            running = running_host(state) or unannounced_host(state)
+            running = host_on(state)
             with contextlib.closing(LocalHost(kwargs, running)) as local:
                 yield local
     except PlugbayError as exc:
         fail(exc, as_json=as_json)
+
+
+def host_on(state: Path) -> dict[str, Any] | None:
+    """The host running on ``state``, announced (``running_host``'s answer) or not
+    (:func:`unannounced_host`); None when none runs."""
+    from plugbay.web.client import running_host
+
+    return running_host(state) or unannounced_host(state)
 
 
 def unannounced_host(state: Path) -> dict[str, Any] | None:

@@ -211,9 +211,9 @@ def _collect(ctx: _Context, state: Path, users: dict[str, list[str]]) -> dict[st
     """``env gc``'s work: by the host serving ``state`` through its API (it keeps what it
     runs too, and stops the zygotes of what goes), else here; refused beside a host that
     serves no API, which could not be told (its plugins' environments could go)."""
-    from plugbay.cli._host import unannounced_host
+    from plugbay.cli._host import host_on
     from plugbay.runtime.env_cleanup import reclaim
-    from plugbay.web.client import connect, running_host
+    from plugbay.web.client import connect
 
     client = connect(state)
     if client is not None:
@@ -222,7 +222,7 @@ def _collect(ctx: _Context, state: Path, users: dict[str, list[str]]) -> dict[st
         removed: list[Path | str] = list(answer["removed"])
         packages, freed = list(answer["packages"]), int(answer["freed_bytes"])
     else:
-        running = running_host(state) or unannounced_host(state)
+        running = host_on(state)
         if running is not None:
             raise PlugbayError(
                 f"a host (pid {running['pid']}) serves {state.resolve()} without an API; "

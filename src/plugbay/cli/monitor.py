@@ -34,11 +34,10 @@ PANEL = "monitoring"
 def _source(state_dir: Path) -> StateSource:
     """What the host on ``state_dir`` wrote, opened read-only (it may be gone, the disk
     may be read-only); says so when no host is running."""
-    from plugbay.cli._host import unannounced_host
+    from plugbay.cli._host import host_on
     from plugbay.cli.views import StateSource
-    from plugbay.web.client import running_host
 
-    if running_host(state_dir) is None and unannounced_host(state_dir) is None:
+    if host_on(state_dir) is None:
         from plugbay.cli.offline import say_no_host
 
         say_no_host(state_dir)
