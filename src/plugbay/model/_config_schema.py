@@ -21,7 +21,7 @@ import msgspec
 from plugbay.api.errors import ConfigError
 from plugbay.model._config_words import allowed, refused, unknown_key
 
-__all__ = ["ConfigField", "ConfigSchema", "check_default", "error_path"]
+__all__ = ["ConfigField", "ConfigSchema", "check_default", "error_item", "error_path"]
 
 _CONFIG_TYPES: Final[dict[str, Any]] = {
     "string": str,
@@ -186,8 +186,7 @@ class ConfigSchema:
         )
         if named is None:  # not a path into one key's value: say msgspec's words
             return ConfigError(f"the config is invalid: {text}", plugin=self.plugin, where=source)
-        rest = path[len(named) :]
-        item = int(rest[1:].split("]")[0]) if rest.startswith("[") else None
+        item = error_item(path[len(named) :])
         return refused(self.plugin, self.fields[named], given.get(named), item=item, source=source)
 
     def describe(self) -> dict[str, Any]:
@@ -217,3 +216,8 @@ def error_path(text: str) -> str:
     if " - at `$" not in text:
         return ""
     return text.rsplit(" - at `$", 1)[1].rstrip("`").lstrip(".")
+
+
+def error_item(path: str) -> int | None:
+    """The array item a msgspec path into one value names (``[2]``, ``[2].x``), or None."""
+    return int(path[1:].split("]")[0]) if path.startswith("[") else None

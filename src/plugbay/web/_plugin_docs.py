@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 
+from plugbay.model._config_schema import error_item, error_path
 from plugbay.model._config_words import refused
 
 if TYPE_CHECKING:
@@ -65,11 +66,8 @@ def check_json_values(
         try:
             msgspec.convert(out[key], _field_type(f), strict=True)
         except msgspec.ValidationError as exc:
-            at = str(exc).partition(" - at `$[")[2]  # the array's item that is wrong
-            error = refused(
-                plugin_id, f, value, item=int(at.split("]")[0]) if at else None,
-                source="run-time config",
-            )  # fmt: skip
+            item = error_item(error_path(str(exc)))  # the array's item that is wrong
+            error = refused(plugin_id, f, value, item=item, source="run-time config")
             error.hint = (
                 f"{error.hint}; GET {CONFIG_PATH.replace('{plugin_id}', plugin_id)} "
                 "shows the schema"
