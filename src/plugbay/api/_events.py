@@ -186,10 +186,11 @@ class Events:
     for every listener and returns how many took it; the host refuses an event the
     manifest does not declare under ``[events] emits`` (:class:`PermissionDenied`).
 
-    ``host_measures``: a worker's, whose payload the host measures as it arrives (the
-    host's refusal of one over :data:`MAX_PAYLOAD` is then one the host stands behind
-    when the plugin lets it propagate: a refusal made in the worker would be the
-    plugin's word); elsewhere it is measured here, before anything is sent.
+    ``host_measures``: a context the host's plugin events serve (a worker's, an inline
+    plugin's), whose payload the host measures as it arrives, once (the host's refusal
+    of one over :data:`MAX_PAYLOAD` is then one the host stands behind when the plugin
+    lets it propagate: a refusal made in the worker would be the plugin's word);
+    elsewhere it is measured here, before anything is sent.
     """
 
     __slots__ = ("_host_measures", "_plugin", "_sink")

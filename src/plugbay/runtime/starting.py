@@ -435,7 +435,10 @@ class Starting:
                 plugin=manifest.id,
                 unset=placement.unset_secrets() if placement else (),
             ),
-            events=Events(self.plugin_events.sink_for(manifest.id), plugin=manifest.id),
+            # the host's plugin events measure the payload (emit_from), as a worker's
+            events=Events(
+                self.plugin_events.sink_for(manifest.id), plugin=manifest.id, host_measures=True
+            ),
         )
 
     async def _abandon(self, rec: PluginRecord) -> None:
