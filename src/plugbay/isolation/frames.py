@@ -102,7 +102,8 @@ class Load(msgspec.Struct, tag=True):
     rules: dict[str, Any] = {}
     #: "directory" (imported in a namespace of its own) or "entry-point" (by its name)
     origin: str = "directory"
-    #: the host's bounds the worker applies first (``log_rate``, ``log_burst``)
+    #: the host's bounds the worker applies first (``log_rate``, ``log_burst``,
+    #: ``metric_series``)
     bounds: dict[str, float] = {}
     #: where ``context.storage`` is kept: "here" (the worker's data directory) or "host"
     #: (a plugin on a Ray node: every operation is a host call, ``isolation.remote_storage``)

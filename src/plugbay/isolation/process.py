@@ -39,6 +39,7 @@ from plugbay.isolation import frames, handover, sampling
 from plugbay.isolation._calls import RequestsToWorker
 from plugbay.isolation._cgroups import CgroupLayer
 from plugbay.isolation._env_zygotes import EnvironmentZygotes
+from plugbay.isolation._host_bounds import BoundedByHost
 from plugbay.isolation._process_parts import (
     RemoteSpec,
     await_listener,
@@ -56,7 +57,7 @@ from plugbay.isolation._process_parts import (
 from plugbay.isolation.affinity import Follow
 from plugbay.isolation.base import Backend, CallTimeout, EnvironmentPaths, PluginHandle, deadline
 from plugbay.isolation.heartbeat import Beat, Pulse, held_by, hung_error, pulse_for
-from plugbay.isolation.identity import deliver_log, judge_error, security_event
+from plugbay.isolation.identity import judge_error
 from plugbay.isolation.policy import Placement
 from plugbay.isolation.quota import QuotaMounts, QuotaStatus
 from plugbay.isolation.requests import Requests
@@ -175,7 +176,7 @@ class ProcessBackend(EnvironmentZygotes, Backend):
         await asyncio.to_thread(self.quotas.close)
 
 
-class ProcessHandle(sampling.SampledInWorker, RequestsToWorker, PluginHandle):
+class ProcessHandle(sampling.SampledInWorker, RequestsToWorker, BoundedByHost, PluginHandle):
     """A plugin in its own worker process: isolated, so it can crash on its own
     (``on_crash``), has its own figures, stacks and profiler, and moves its state
     through frames."""
@@ -427,54 +428,6 @@ class ProcessHandle(sampling.SampledInWorker, RequestsToWorker, PluginHandle):
         else:
             self._settle(message.id, error=error)
 
-    def _worker_security(self, message: frames.Security) -> None:
-        """The worker's report, never the host's own event: bounded, marked as such."""
-        event = security_event(message.event, self.budget)
-        if event is not None and self.on_security is not None:
-            try:
-                self.on_security(event)
-            except Exception:
-                log.exception("security event handler failed")
-
-    def bind(self, budget: Budget | None, issued: Callable[[str], bool]) -> None:
-        """The host's bounds for this plugin, and its broker's word on denials it issued."""
-        self.budget = budget
-        self.issued = issued
-        if budget is not None and self._channel is not None:
-            bounds = budget.bounds
-            self._channel.max_frame = bounds.frame_bytes
-            # a record, report or metrics frame far over its bounds is dropped unread
-            self._channel.skip_above = min(
-                bounds.log_message_bytes + bounds.log_fields_bytes + 64 * 1024,
-                bounds.frame_bytes,
-            )
-            self._channel.skip = self._oversized
-            self._channel.discard_rate = bounds.discard_bytes_per_second
-
-    #: what each frame kind may weigh before it is dropped unread (see ``bind``)
-    _UNREAD = {"Log": "log_oversize", "Security": "security_oversize", "Metrics": "metric_oversize"}
-
-    def _oversized(self, kind: str, size: int) -> bool:
-        reason = self._UNREAD.get(kind)
-        if reason is None or self.budget is None:
-            return False
-        if kind == "Metrics" and size < self.budget.bounds.metric_series * 1024:
-            return False
-        self.budget.drop(reason)
-        return True
-
-    def _log(self, message: frames.Log) -> None:
-        """A record from the worker: the channel's plugin's log, whatever logger it names."""
-        deliver_log(
-            message.logger,
-            message.level,
-            message.message,
-            message.fields,
-            plugin_id=self.manifest.id,
-            pid=self.pid,
-            budget=self.budget,
-        )
-
     def _settle(
         self, request: int, *, value: Any = None, error: BaseException | None = None
     ) -> None:
@@ -647,14 +600,7 @@ class ProcessHandle(sampling.SampledInWorker, RequestsToWorker, PluginHandle):
                 origin=self.manifest.origin,
                 storage=self.storage_at,
                 manifest=for_the_worker(self.manifest),
-                bounds=(
-                    {
-                        "log_rate": self.budget.bounds.log_records_per_second,
-                        "log_burst": self.budget.bounds.log_burst,
-                    }
-                    if self.budget is not None
-                    else {}
-                ),
+                bounds=self._bounds_for_worker(),
             )
         )
         try:

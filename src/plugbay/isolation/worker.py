@@ -436,7 +436,11 @@ class Worker:
             for name, spec, run in plain
             if not spec.is_async and not spec.blocking
         }
-        metrics = PluginMetrics(manifest.id)
+        # the host's [policy.bounds] (its defaults when it sent none): a series past its
+        # metric-series is dropped here and said once in the plugin's log, as inline,
+        # not sent for the host to drop
+        total = int(message.bounds.get("metric_series", _DEFAULT_BOUNDS.metric_series))
+        metrics = PluginMetrics(manifest.id, max_total=total)
         # the host's [policy.bounds] (its defaults when it sent none): not [monitor]'s
         # log-rate and log-burst, which bound the host's log store, inline plugins too
         rate = float(message.bounds.get("log_rate", _DEFAULT_BOUNDS.log_records_per_second))

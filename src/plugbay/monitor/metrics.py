@@ -283,7 +283,7 @@ class PluginMetrics:
     name used before for another kind is a :class:`MetricError`, so is a label the
     host sets itself. Three caps bound what a plugin makes its host keep: past
     :data:`MAX_SERIES` label sets of one name, :data:`MAX_NAMES` names, or
-    ``max_total`` label sets in all (``[policy.bounds] metric-series``'s default), a new
+    ``max_total`` label sets in all (the plugin's ``[policy.bounds] metric-series``), a new
     series is dropped, counted (``dropped_series``, by name; a new name past the cap
     under :data:`OVER_NAMES`) and reported once per cap in the plugin's log.
     """
@@ -402,8 +402,8 @@ class PluginMetrics:
             cap, dropped_as = "total", name
             why = (
                 f"the plugin's metrics already have {self.max_total} label sets in all, the "
-                "most it may have ([policy.bounds] metric-series for a worker's, in the "
-                "host's config); new label sets of any metric are dropped"
+                "most it may have ([policy.bounds] metric-series in the host's config); new "
+                "label sets of any metric are dropped"
             )
         else:
             return None
