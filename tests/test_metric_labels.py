@@ -17,6 +17,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from plugbay import PlugbayError
+from plugbay.isolation.policy import IsolationPolicy
 from plugbay.monitor.metrics import MAX_NAMES, OVER_NAMES
 from plugbay.runtime.host import Host
 from plugbay.runtime.prometheus import serve_metrics
@@ -205,6 +206,28 @@ async def test_a_plugin_s_metrics_are_capped_in_label_sets_in_all(
     assert sum(dropped.values()) == 400
     assert len(said) == 1 and "500 label sets in all" in said[0]
     assert "[policy.bounds] metric-series" in said[0]
+
+
+async def test_an_inline_plugin_s_metrics_are_capped_at_its_own_bound(
+    plugins: PluginFactory, make_host: Callable[..., Host]
+) -> None:
+    """An inline plugin's `[policy.bounds] metric-series` holds as a sandboxed one's: with
+    5, its 6th label set is refused, in the words a worker's refusal uses."""
+    plugins("acme.metered", METERED)
+    bounds = {"plugins": {"acme.metered": {"metric-series": 5}}}
+    policy = IsolationPolicy.from_config({"policy": {"bounds": bounds}}, inline=["acme.*"])
+    async with make_host(monitor=FAST, policy=policy) as host, scraped(host) as scrape:
+        assert host.info("acme.metered")["isolation"] == "inline"
+        assert await host.call("acme.metered", "series", names=1, labels=6) == 6
+        text = await scrape()
+        said = [r["message"] for r in host.logs("acme.metered") if "was refused" in r["message"]]
+    assert list(series(text, "plugbay_custom_wide_0")) == [
+        (("plugin", "acme.metered"), ("user", str(j)), ("version", "1.0.0")) for j in range(5)
+    ]
+    dropped = series(text, "plugbay_plugin_metric_series_dropped_total")
+    assert {dict(lb)["metric"]: v for lb, v in dropped.items()} == {"wide_0": 1.0}
+    assert len(said) == 1 and "a new series of the gauge 'wide_0' was refused" in said[0]
+    assert "5 label sets in all" in said[0] and "[policy.bounds] metric-series" in said[0]
 
 
 async def test_a_plugin_declaring_histograms_without_end_is_refused(

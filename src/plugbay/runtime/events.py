@@ -2,7 +2,10 @@
 
 ``emit`` never blocks and never raises: events go on a bounded queue that one
 task drains. When the queue is full the oldest event is dropped and counted,
-and the drop is logged, so a slow subscriber cannot stall the host.
+and the drop is logged, so a slow subscriber cannot stall the host. Drops and a
+subscriber's failures are logged at the first, then at most once a minute with how
+many went unsaid (``runtime.log_pace``): a flood does not flood the log, a trickle
+is still heard.
 
 A subscriber that runs past its time (5 s) on an event is cut short and falls
 behind: it gets its next events in a lane of its own, in their order, while the
@@ -18,12 +21,14 @@ import collections
 import contextlib
 import inspect
 import logging
+import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from plugbay.api import SystemEvent
 from plugbay.api.errors import ParameterError
+from plugbay.runtime.log_pace import LogPace
 
 if TYPE_CHECKING:
     from plugbay.runtime.serving import Serving
@@ -42,6 +47,9 @@ class Subscriber:
     #: the events it has yet to get since it ran past its time (None: it is in line)
     behind: collections.deque[SystemEvent] | None = None
     lane: asyncio.Task[None] | None = None
+    #: when its failures and the drops in its lane are said in the log
+    failures_said: LogPace = field(default_factory=LogPace)
+    drops_said: LogPace = field(default_factory=LogPace)
 
     def wants(self, event: SystemEvent) -> bool:
         return not self.hooks or any(event.matches(h) for h in self.hooks)
@@ -71,6 +79,9 @@ class EventBus:
         #: the loop of the host this bus is the bus of (set by its manager): a drain
         #: awaited on another loop is refused there, saying how to reach the host
         self.serving: Serving | None = None
+        #: the monotonic clock the log's pace is read on (on a failure path only)
+        self.clock: Callable[[], float] = time.monotonic
+        self._drops_said = LogPace()
 
     def subscribe(self, subscriber: Subscriber) -> None:
         self.unsubscribe(subscriber.plugin_id)
@@ -132,7 +143,10 @@ class EventBus:
         if len(self._queue) >= self._maxsize:
             lost = self._queue.popleft()
             self.dropped += 1
-            log.warning("event queue full (%d): dropped %s", self._maxsize, lost.kind)
+            unsaid = self._drops_said.due(self.clock())
+            if unsaid is not None:
+                log.warning("event queue full (%d): dropped %s%s",
+                            self._maxsize, lost.kind, _unsaid(unsaid))  # fmt: skip
         self._queue.append(event)
         self._idle.clear()
         self._wakeup.set()
@@ -193,8 +207,10 @@ class EventBus:
         if len(sub.behind) >= LANE_SIZE:
             lost = sub.behind.popleft()
             self.dropped += 1
-            log.warning("listener '%s' is %d events behind: dropped %s for it",
-                        sub.plugin_id, LANE_SIZE, lost.kind)  # fmt: skip
+            unsaid = sub.drops_said.due(self.clock())
+            if unsaid is not None:
+                log.warning("listener '%s' is %d events behind: dropped %s for it%s",
+                            sub.plugin_id, LANE_SIZE, lost.kind, _unsaid(unsaid))  # fmt: skip
         sub.behind.append(event)
         if sub.lane is None:
             sub.lane = asyncio.get_running_loop().create_task(
@@ -231,12 +247,20 @@ class EventBus:
                     event.kind,
                 )
                 return False
-            log.warning(
-                "listener '%s' failed handling event %s: %s: %s",
-                sub.plugin_id,
-                event.kind,
-                type(exc).__name__,
-                exc,
-                exc_info=exc,
-            )
+            unsaid = sub.failures_said.due(self.clock())
+            if unsaid is not None:
+                log.warning(
+                    "listener '%s' failed handling event %s: %s: %s%s",
+                    sub.plugin_id,
+                    event.kind,
+                    type(exc).__name__,
+                    exc,
+                    _unsaid(unsaid, "failed"),
+                    exc_info=exc,
+                )
         return True
+
+
+def _unsaid(count: int, what: str = "dropped") -> str:
+    """What a paced log line adds: how many went unsaid since the line before."""
+    return f" ({count} more {what} since the last one said, not logged)" if count else ""

@@ -687,6 +687,7 @@ class PluginManager(Calling, Starting, Supervision, SecurityEvents):
             "".join(traceback.format_exception(error)) if error.__traceback__ else None
         )
         self._set_state(rec, PluginState.FAILED)
+        self.plugin_events.roster_changed(rec.id)  # given up on: its queues leave once passed on
         rec.error = error
         rec.reason = str(error)
         log.error("%s", error)

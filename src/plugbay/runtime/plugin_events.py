@@ -29,11 +29,12 @@ when it listens to them too; one that no longer does is not sent them (counted a
 **Lazy plugins**: an event reaches a listener that starts on demand: its
 ``on-event:NAME`` starts it, any other event waits in its queue until it runs.
 
-**What the log says**: a listener's drops and failures are said at the first, then
-every thousandth, with how many were not said since; each is counted in ``stats``.
-A listener's queue leaves ``stats`` (and ``/metrics``) once its plugin is unloaded
-or runs a version that does not listen to the event, after what waited in it is
-passed on.
+**What the log says**: a listener's drops and failures are said at the first, then at
+most once a minute (``runtime.log_pace``: a trickle is heard as well as a flood), with
+how many were not said since; each is counted in ``stats``.
+A listener's queue leaves ``stats`` (and ``/metrics``) once its plugin is unloaded, has
+failed (the host gave up on it), or runs a version that does not listen to the event,
+after what waited in it is passed on; a plugin loaded or started again listens again.
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ import contextlib
 import functools
 import inspect
 import logging
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
@@ -65,6 +67,7 @@ from plugbay.isolation import frames
 from plugbay.isolation._process_parts import RemoteSpec
 from plugbay.isolation.base import CallTimeout, deadline
 from plugbay.model._events import EventListen, describe_events
+from plugbay.runtime.log_pace import LogPace
 
 if TYPE_CHECKING:
     from prometheus_client.core import Metric
@@ -111,8 +114,9 @@ class _Inbox:
     dropped: int = 0
     #: queued for a version that listened; the one running when its turn came did not
     unheard: int = 0
-    #: failures since the last one the log said (said with the next one it says)
-    failed_unsaid: int = 0
+    #: when its failures and its drops are said in the log (with how many were not)
+    failures_said: LogPace = field(default_factory=LogPace)
+    drops_said: LogPace = field(default_factory=LogPace)
     #: no longer among the host's listeners (unloaded, or its version does not listen)
     gone: bool = False
 
@@ -153,6 +157,8 @@ class PluginEvents:
         self._chains: dict[str, tuple[int, list[_Inbox]]] = {}
         #: events emitted, by (sender, event)
         self.emitted: collections.Counter[tuple[str, str]] = collections.Counter()
+        #: the monotonic clock the log's pace is read on (on a failure path only)
+        self.clock: Callable[[], float] = time.monotonic
         self._closed = False
 
     # -- sending --------------------------------------------------------------------------
@@ -271,15 +277,21 @@ class PluginEvents:
         return True
 
     def _dropped(self, box: _Inbox, name: str) -> None:
-        if _worth_saying(box.dropped):
-            logging.getLogger(f"plugbay.plugin.{box.plugin}").warning(
-                "event '%s' dropped: its queue of %d is full (overflow %s; %d dropped so far)",
-                name,
-                box.spec.queue,
-                box.spec.overflow,
-                box.dropped,
-                extra={"plugbay_owner": box.plugin, "fields": {"source": "host"}},
-            )
+        unsaid = box.drops_said.due(self.clock())
+        if unsaid is None:
+            return
+        logging.getLogger(f"plugbay.plugin.{box.plugin}").warning(
+            "event '%s' dropped: its queue of %d is full (overflow %s; %d dropped so far%s)",
+            name,
+            box.spec.queue,
+            box.spec.overflow,
+            box.dropped,
+            f"; {unsaid} more since the last one said, not logged" if unsaid else "",
+            extra={
+                "plugbay_owner": box.plugin,
+                "fields": {"source": "host", "dropped_so_far": box.dropped, "not_logged": unsaid},
+            },
+        )
 
     # -- delivering -----------------------------------------------------------------------
 
@@ -298,9 +310,10 @@ class PluginEvents:
             await self._offer(item)
 
     def _loaded(self, plugin_id: str) -> bool:
-        """Whether the plugin is loaded: not unloaded, disabled nor forgotten."""
+        """Whether the plugin is loaded: not unloaded, disabled, failed (the host gave up
+        on it until it is loaded or started again) nor forgotten."""
         rec = self._m.records_by_id.get(plugin_id)
-        return rec is not None and str(rec.state) not in ("stopped", "disabled")
+        return rec is not None and str(rec.state) not in ("stopped", "disabled", "failed")
 
     def _listening(self, box: _Inbox) -> bool:
         """Whether the box's plugin is loaded and its version listens to its event."""
@@ -322,9 +335,9 @@ class PluginEvents:
             self._unheard_left[key] = box.unheard
 
     def roster_changed(self, plugin_id: str) -> None:
-        """``plugin_id`` stopped, or its manifest was replaced (the manager says so): each
-        of its idle listeners looks whether it still listens, and leaves if not (only its
-        own: a host stopping 1,000 listeners wakes each once, not 1,000 times)."""
+        """``plugin_id`` stopped or failed, or its manifest was replaced (the manager says
+        so): each of its idle listeners looks whether it still listens, and leaves if not
+        (only its own: a host stopping 1,000 listeners wakes each once, not 1,000 times)."""
         for (plugin, _), box in list(self._inboxes.items()):
             if plugin == plugin_id:
                 box.wake.set()
@@ -406,12 +419,12 @@ class PluginEvents:
             )
 
     def _failed(self, box: _Inbox, item: _Item, why: str) -> None:
-        """Said like a drop (the first, then every thousandth: a listener that raises on
-        every event does not flood the log), with how many failed unsaid meanwhile."""
-        if not _worth_saying(box.failed):
-            box.failed_unsaid += 1
+        """Said like a drop (the first, then at most once a minute: a listener that raises
+        on every event does not flood the log, one that fails now and then is heard each
+        time), with how many failed unsaid meanwhile."""
+        unsaid = box.failures_said.due(self.clock())
+        if unsaid is None:
             return
-        unsaid, box.failed_unsaid = box.failed_unsaid, 0
         logging.getLogger(f"plugbay.plugin.{box.plugin}").warning(
             "event '%s' from %s was not handled: %s (%d failed so far%s)",
             item.name,

@@ -336,7 +336,10 @@ class Starting:
         if ahead is not None:
             ahead.launched(manifest.id)
         handle.on_security = functools.partial(self._security, rec)
-        handle.bind(self.budget_for(manifest.id), functools.partial(self.broker.issued, rec.id))
+        budget = self.budget_for(manifest.id)
+        handle.bind(budget, functools.partial(self.broker.issued, rec.id))
+        if placement.isolation == "inline" and budget is not None:  # its own series, its bound
+            metrics.max_total = budget.bounds.metric_series
         return handle, context
 
     async def _python_environment(
