@@ -72,3 +72,21 @@ def test_a_host_json_naming_a_pid_given_to_another_process_is_swept_too(
             other.kill()
     assert again.returncode == 0, again.stderr
     assert said_once(again.stdout + again.stderr, other.pid), again.stdout
+
+
+def test_the_sweep_of_a_stale_host_json_is_in_host_log_too(
+    plugins: PluginFactory, tmp_path: Path
+) -> None:
+    """The sweep runs as the state is opened, before ``host.log`` was attached: its warning
+    reached the terminal only, and the log an operator reads later had no word of it."""
+    plugins("acme.calc")
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    with subprocess.Popen(["true"]) as gone:
+        pass
+    (state / "host.json").write_text(json.dumps({"pid": gone.pid, "url": None}))
+    again = plugbay(*ONCE, "--state", str(state), "-p", str(plugins.root), cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    logged = (state / "host.log").read_text()
+    assert said_once(logged, gone.pid), logged  # as the terminal says it, and once
+    assert "WARNING plugbay.host: start: swept " in logged

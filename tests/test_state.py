@@ -122,6 +122,34 @@ def test_a_second_store_on_the_same_file_sees_committed_writes(tmp_path: Path) -
         assert [e.id for e in cli.history("a")] == [n]
 
 
+#: a copy put in place of the database that is not one (a restore by hand, cut short),
+#: and the old file's -wal and -shm moved aside with it
+_REPLACER = """
+import os, sys
+state = sys.argv[1]
+with open(state + "/state.db.new", "wb") as f:
+    f.write(b"half a copy " * 400)
+os.replace(state + "/state.db.new", state + "/state.db")
+for suffix in ("-wal", "-shm"):
+    os.replace(state + "/state.db" + suffix, state + "/old.db" + suffix)
+"""
+
+
+def test_a_reader_whose_database_was_replaced_by_a_bad_one_says_so(tmp_path: Path) -> None:
+    """It cannot open the new file: it read on from the old one, deleted, as if current."""
+    with StateStore.open(tmp_path) as host:
+        host.set_enabled("a", False, "before the replacement")
+        with StateStore.open(tmp_path, read_only=True) as reader:
+            assert reader.disabled() == {"a": "before the replacement"}
+            subprocess.run([sys.executable, "-c", _REPLACER, str(tmp_path)], check=True)
+            for _ in range(2):  # and again: never the old data
+                with pytest.raises(StateError) as raised:
+                    reader.disabled()
+                said = str(raised.value)
+                assert "the state database is damaged: it was replaced" in said, said
+                assert "by a file that is not a usable SQLite database" in said
+
+
 _WRITER = """
 import sys
 from pathlib import Path

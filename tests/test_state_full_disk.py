@@ -68,7 +68,7 @@ async def test_read_only_commands_read_the_state_on_a_full_disk(
     assert backup.returncode == 1
     assert "Traceback" not in backup.stdout + backup.stderr
     assert "cannot back up the state database" in backup.stderr
-    assert "the disk holding the state directory is full" in backup.stderr
+    assert f"the disk holding {state / 'backups'} is full" in " ".join(backup.stderr.split())
     assert not list((state / "backups").glob("*-manual.db*"))  # no part of a copy left
     assert snapshot(state) == before
     filler.unlink()
@@ -95,6 +95,34 @@ def test_what_a_killed_host_left_in_the_wal_is_read_on_a_full_disk(
     checked = plugbay("state", "check", "--state", str(state), cwd=tmp_path)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     filler.unlink()
+
+
+def test_a_backup_on_a_full_disk_says_how_much_room_it_needs_and_where(
+    plugins: PluginFactory, tmp_path: Path, small_fs: Path
+) -> None:
+    """It said the disk was full, not what the copy needs (the database and its -wal, which
+    a killed host left) nor how much was free there: how much to free, and where."""
+    plugins("acme.calc")
+    state = small_fs / "state"
+    subprocess.run([sys.executable, "-c", KILLED_WRITER, str(state)], check=True)
+    database, wal = (state / "state.db").stat().st_size, (state / "state.db-wal").stat().st_size
+    assert wal > 0
+    filler = fill(small_fs)
+    backup = plugbay("state", "backup", "--state", str(state), cwd=tmp_path)
+    said = " ".join(backup.stderr.split())
+    st = os.statvfs(small_fs)
+    free = st.f_bavail * st.f_frsize
+    assert backup.returncode == 1, said
+    assert f"the disk holding {state / 'backups'} is full" in said, said
+    assert f"the copy needs up to {database + wal:,} bytes" in said
+    assert f"(state.db {database:,} and its -wal {wal:,})" in said
+    assert f"and {free:,} are free there" in said
+    assert f"free at least {database + wal - free:,} bytes on that disk" in said
+    assert "then run 'plugbay state backup' again" in said
+    assert "Traceback" not in said
+    filler.unlink()
+    again = plugbay("state", "backup", "--state", str(state), cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
 
 
 def _touch_forever(directory: Path) -> None:

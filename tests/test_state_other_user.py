@@ -14,6 +14,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -162,3 +164,38 @@ def test_a_wal_the_operator_cannot_read_is_refused_not_skipped(site: Path) -> No
     assert "state.db-wal beside it is not readable by this user (uid 4242)" in said["error"]
     assert "since its last checkpoint would be missing" in said["error"]
     assert said["hint"].startswith("make state.db-wal and state.db-shm readable by this user")
+
+
+#: what a host killed with SIGKILL leaves: a commit in the -wal, no checkpoint
+KILLED_HOST = """
+import os, sys
+from pathlib import Path
+from plugbay.state import StateStore
+store = StateStore.open(Path(sys.argv[1]))
+store.set_enabled("acme.ping", False, "only in the wal", event=("disable", None))
+os._exit(0)
+"""
+
+
+def test_a_wal_left_without_its_shm_is_said_not_shown_as_the_last_checkpoint(
+    site: Path,
+) -> None:
+    """A host killed before its checkpoint, its -shm gone: SQLite reads a -wal only
+    through a -shm, which the operator cannot make there. Opened ``immutable``, the
+    history lacked what the -wal holds and said nothing of it."""
+    state = site / ".plugbay"
+    subprocess.run([sys.executable, "-c", KILLED_HOST, str(state)], check=True)
+    assert (state / "state.db-wal").stat().st_size > 0
+    (state / "state.db-shm").unlink()
+    reader = Operator(state)
+    try:
+        said = reader.read()
+    finally:
+        reader.close()
+    assert isinstance(said, dict), said
+    assert "state.db-wal beside it holds changes not yet checkpointed" in said["error"]
+    assert "this user (uid 4242) cannot make in this directory" in said["error"]
+    assert "the newest changes cannot be shown" in said["error"]
+    assert said["hint"].startswith("read it as the host's user")
+    with StateStore.open(state, read_only=True) as store:  # the host's user reads it all
+        assert "only in the wal" in [e.reason for e in store.history(limit=1000)]

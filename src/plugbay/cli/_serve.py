@@ -168,6 +168,8 @@ async def _start_and_serve(
 
     await host.open()  # the state directory is ours (or another host's: refused)
     api.log = attach_log(_state_dir(host))  # the host's warnings and errors: host.log
+    if api.log is not None and host.swept is not None and host.swept.record is not None:
+        api.log.handle(host.swept.record)  # said while the state was opened, before the log
     # the zygote (booting since the first line) is the host's; the API is built meanwhile
     await warm_up(host.manager.backends, zygote)
     # the API comes up once the plugins are active, or while a long start goes on

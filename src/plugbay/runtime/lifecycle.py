@@ -214,6 +214,8 @@ class Swept:
     #: the pid the swept host.json named (None: it named none)
     announced_pid: int | None = None
     problems: list[str] = field(default_factory=list)
+    #: the warning that said so, kept for a log attached after the sweep (``host.log``)
+    record: logging.LogRecord | None = None
 
     def __bool__(self) -> bool:
         return bool(self.cgroups or self.processes or self.announcement or self.problems)
@@ -259,8 +261,11 @@ def sweep(state_dir: Path | None) -> Swept:
             (state_dir / HOST_FILE).unlink()
             swept.announcement = True
             swept.announced_pid = pid if isinstance(pid, int) else None
-    if swept:
-        log.warning("start: %s", swept.describe())
+    if swept and log.isEnabledFor(logging.WARNING):
+        swept.record = log.makeRecord(
+            log.name, logging.WARNING, __file__, 0, "start: %s", (swept.describe(),), None
+        )
+        log.handle(swept.record)
     return swept
 
 

@@ -27,6 +27,7 @@ from typing import Any, Final
 
 from plugbay.api.errors import StateError
 from plugbay.state._monitoring import MonitorRecords
+from plugbay.state._room import no_room
 from plugbay.state._schema import MIGRATIONS, SCHEMA_VERSION
 from plugbay.state._sqlite import (
     BUSY_TIMEOUT_S,
@@ -323,8 +324,25 @@ class StateStore(ApiTokens, MonitorRecords):
                 hint="open it again with StateStore.open(); the host closes its store in stop()",
             )
         if self.read_only:  # beside another user's host, which may have started or stopped
-            self._db = refreshed(self._db, self.path)
+            try:
+                self._db = refreshed(self._db, self.path)
+            except sqlite3.Error as exc:
+                raise self._not_reopened(exc) from None
         return self._db
+
+    def _not_reopened(self, exc: sqlite3.Error) -> StateError:
+        """A read-only store whose database changed under it (a host started, stopped or
+        restarted beside it, the file replaced) and could not be opened again: refused,
+        rather than read from what it was before the change."""
+        if str(getattr(exc, "sqlite_errorname", "")).startswith(UNUSABLE):
+            replaced = f"it was replaced, by a file that is not a usable SQLite database ({exc})"
+            return self._damaged(replaced)
+        return self._error(
+            "the state database changed since it was opened (a host started, stopped or "
+            "restarted beside it, or the file was replaced) and cannot be opened again, so "
+            "what it held before is not shown as current",
+            exc,
+        )
 
     def _check_still_there(self) -> None:
         """A write to a file that was deleted (or replaced) under us would be lost at the
@@ -372,6 +390,9 @@ class StateStore(ApiTokens, MonitorRecords):
                 tmp.unlink()
             if isinstance(exc, StateError):
                 raise
+            room = no_room(self.path, dest, exc)  # a full disk: what it needs, what is free
+            if room is not None:
+                raise room from None
             if isinstance(exc, sqlite3.Error):
                 raise self._error("cannot back up the state database", exc) from None
             raise StateError(

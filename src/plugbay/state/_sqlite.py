@@ -32,6 +32,11 @@ __all__ = [
 BUSY_TIMEOUT_S: Final[float] = 5.0
 #: the "error name" of a state whose -wal or -shm this user cannot read (not SQLite's)
 _UNREADABLE_LOG: Final = "PLUGBAY_UNREADABLE_WAL"
+#: ... of a -wal with commits and no -shm, which this user cannot make (not SQLite's)
+_WAL_OTHER_USER: Final = "PLUGBAY_UNSHARED_WAL_OTHER_USER"
+_WAL_READ_ONLY_DISK: Final = "PLUGBAY_UNSHARED_WAL_READ_ONLY_DISK"
+#: the size of a -wal's header; each frame's header (24 bytes) follows
+_WAL_HEADER: Final = 32
 
 DEFAULT_HINT: Final = "check free disk space and the permissions of the state directory"
 # Keyed by the start of sqlite3.Error.sqlite_errorname (extended codes share a prefix).
@@ -62,6 +67,16 @@ ERROR_HINTS: Final[tuple[tuple[str, str], ...]] = (
         "make state.db-wal and state.db-shm readable by this user as state.db is (chmod, "
         "chgrp; files the host made before state.db's mode changed keep their old mode "
         "until it restarts), or read as the host's user",
+    ),
+    (
+        _WAL_READ_ONLY_DISK,
+        "copy the state directory to a writable disk and read the copy (--state COPY): "
+        "SQLite then reads the -wal",
+    ),
+    (
+        _WAL_OTHER_USER,
+        "read it as the host's user (sudo -u OWNER plugbay ...), or start that host: it "
+        "reads the -wal in, and other users read through its -shm while it runs",
     ),
 )
 UNUSABLE: Final = ("SQLITE_NOTADB", "SQLITE_CORRUPT")
@@ -97,6 +112,8 @@ def connect_read_only(path: Path) -> sqlite3.Connection:
                 with suppress(sqlite3.Error):
                     return _read_only(_probed(uri + "&readonly_shm=1"), shm_before)
                 shm_before = (-1, -1)  # unusable now: reopened at the next read
+            else:
+                _check_no_unshared_wal(path)
             return _read_only(_connect(uri + "&immutable=1"), shm_before)
         shm = str(getattr(exc, "sqlite_errorname", "")).startswith("SQLITE_IOERR_SHM")
         if not (shm or disk_full(path)):  # too little room left to grow the -shm: the same
@@ -112,14 +129,12 @@ def refreshed(db: sqlite3.Connection, path: Path) -> sqlite3.Connection:
     """``db``, or a new read-only connection when the -shm it was opened beside changed:
     a host of another user started (an ``immutable`` connection would never see what it
     writes), stopped (its -shm is gone) or started again (a new -shm, which a connection
-    of the old one would never read). ``db`` is closed when replaced; kept when the new
-    one cannot be opened (the next read tries again)."""
+    of the old one would never read). ``db`` is closed when replaced. When the new one
+    cannot be opened, SQLite's error is raised: ``db`` shows what was there before the
+    change, and is not read as if it were current (it is kept: the next read tries again)."""
     if not isinstance(db, ReadOnly) or _identity(_shm(path)) == db.shm:
         return db
-    try:
-        fresh = connect_read_only(path)
-    except sqlite3.Error:
-        return db
+    fresh = connect_read_only(path)
     db.close()
     return fresh
 
@@ -154,6 +169,39 @@ def _check_readable(path: Path) -> None:
             )
             exc.sqlite_errorname = _UNREADABLE_LOG
             raise exc
+
+
+def _check_no_unshared_wal(path: Path) -> None:
+    """Refuse a -wal with commits in it and no -shm, where this user cannot make one (a
+    host of another user killed before its checkpoint, a read-only disk): SQLite reads a
+    -wal only through a -shm, and ``immutable`` would show what was last checkpointed as
+    if it were all."""
+    wal = path.with_name(path.name + "-wal")
+    try:
+        with open(wal, "rb") as f:
+            head = f.read(_WAL_HEADER + 24)
+    except OSError:
+        return
+    # the first frame belongs to this -wal (its salts are the header's): commits follow
+    if len(head) < _WAL_HEADER + 24 or head[16:24] != head[_WAL_HEADER + 8 : _WAL_HEADER + 16]:
+        return
+    try:
+        read_only_disk = bool(os.statvfs(path.parent).f_flag & os.ST_RDONLY)
+    except OSError:
+        read_only_disk = False
+    cannot = (
+        "cannot be made on a read-only disk"
+        if read_only_disk
+        else f"this user (uid {os.geteuid()}) cannot make in this directory"
+    )
+    exc = sqlite3.OperationalError(
+        f"{wal.name} beside it holds changes not yet checkpointed into {path.name} (a host "
+        f"stopped without closing it), and there is no {path.name}-shm: SQLite reads them "
+        f"only through one, which {cannot}; the newest changes cannot be shown, and the "
+        "older state is not shown as if it were all"
+    )
+    exc.sqlite_errorname = _WAL_READ_ONLY_DISK if read_only_disk else _WAL_OTHER_USER
+    raise exc
 
 
 def _connect(uri: str) -> sqlite3.Connection:
