@@ -24,6 +24,7 @@ from plugbay.cli._options import (
     print_json,
     to_builtins,
 )
+from plugbay.model._config_words import pointing
 from plugbay.runtime.config_aside import kept_view, shown
 from plugbay.runtime.live_config import masked, pending
 
@@ -93,6 +94,8 @@ def config(
                 lambda host: _local(host, plugin_id, change),
                 as_json=as_json,
             )
+    except ConfigError as exc:  # the API's refusal: its hint ends with the API's path
+        fail(_pointing_here(exc, plugin_id), as_json=as_json)
     except PlugbayError as exc:
         fail(exc, as_json=as_json)
     _show(view, change, as_json=as_json)
@@ -135,7 +138,10 @@ async def _local(host: Host, plugin_id: str, change: _Change) -> dict[str, Any]:
     if change:
         kept = kept_view(host, plugin_id)
         values = change.applied(plugin_id, host.runtime_config(plugin_id), {**kept, **schema})
-        rec = await host.set_config(plugin_id, values)
+        try:
+            rec = await host.set_config(plugin_id, values)
+        except ConfigError as exc:
+            raise _pointing_here(exc, plugin_id) from None
     return {
         "plugin": plugin_id,
         "config": to_builtins(masked(rec.manifest, rec.config)),
@@ -144,6 +150,11 @@ async def _local(host: Host, plugin_id: str, change: _Change) -> dict[str, Any]:
         "pending": pending(rec),
         "kept": to_builtins(kept_view(host, plugin_id)),
     }
+
+
+def _pointing_here(error: ConfigError, plugin_id: str) -> ConfigError:
+    """A refusal of config keys, its hint ending with the command that shows them."""
+    return pointing(error, f"'plugbay config {plugin_id}' shows its keys, types and limits")
 
 
 def _keys(view: dict[str, Any]) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from typing import Any, Final, Literal
 import msgspec
 
 from plugbay.api.errors import ConfigError
-from plugbay.model._config_words import allowed, refused, unknown_key
+from plugbay.model._config_words import allowed, refused, together, unknown_key
 
 __all__ = ["ConfigField", "ConfigSchema", "check_default", "error_item", "error_path"]
 
@@ -55,6 +55,9 @@ class ConfigField:
         return self.default is not msgspec.UNSET
 
     def python_type(self) -> Any:
+        """The type msgspec checks a value by; ValueError for limits the key's type has
+        not (the manifest's check says it, naming the key)."""
+        self._check_limits()
         meta: dict[str, Any] = {}
         if self.type == "array":
             item_type = _CONFIG_TYPES[self.items or "string"]
@@ -81,6 +84,23 @@ class ConfigField:
 
             return Annotated[base, msgspec.Meta(**meta)]
         return base
+
+    def _check_limits(self) -> None:
+        if self.pattern_hint and self.pattern is None:
+            raise ValueError(
+                "pattern-hint says what a pattern allows, and the key has no pattern: "
+                'add pattern = "…" (the regular expression the hint describes) or remove '
+                "pattern-hint"
+            )
+        if self.type != "array":
+            return
+        given = [k for k in ("minimum", "maximum", "pattern") if getattr(self, k) is not None]
+        if given:
+            raise ValueError(
+                f"{', '.join(given)} on an array is not checked (it applies to numbers and "
+                "strings, not to an array's items): remove it, and check each item in the "
+                "plugin's own code; min-length and max-length bound how many items the array has"
+            )
 
     def describe(self) -> dict[str, Any]:
         out: dict[str, Any] = {"type": self.type, "required": self.required}
@@ -154,12 +174,57 @@ class ConfigSchema:
         try:
             obj = msgspec.convert(given, self._struct, strict=False)
         except msgspec.ValidationError as exc:
-            raise self._refusal(str(exc), given, source) from None
+            problems = self.problems(given, source) or [self._refusal(str(exc), given, source)]
+            raise together(self.plugin, problems, source=source) from None
         config = {name: getattr(obj, ident) for name, ident in self._idents.items()}
-        for name, f in self.fields.items():
-            if not f.matches(config[name]):
-                raise refused(self.plugin, f, given.get(name, config[name]), source=source)
+        problems = [
+            refused(self.plugin, f, given.get(name, config[name]), source=source)
+            for name, f in self.fields.items()
+            if not f.matches(config[name])
+        ]
+        if problems:
+            raise together(self.plugin, problems, source=source)
         return config
+
+    def problems(self, given: Mapping[str, Any], source: str) -> list[ConfigError]:
+        """Every key of ``given`` the schema refuses, one error each, in the order given
+        (then each required key missing): msgspec stops at the first, an operator wants
+        to fix them all at once."""
+        found: list[ConfigError] = []
+        for key, value in given.items():
+            f = self.fields.get(key)
+            if f is None:
+                found.append(unknown_key(self.plugin, key, sorted(self.fields), source=source))
+                continue
+            try:
+                msgspec.convert(value, self._type(f), strict=False)
+            except msgspec.ValidationError as exc:
+                item = error_item(error_path(str(exc)))
+                found.append(refused(self.plugin, f, value, item=item, source=source))
+                continue
+            if not f.matches(value):
+                found.append(refused(self.plugin, f, value, source=source))
+        missing = [f for f in self.fields.values() if f.required and not f.has_default]
+        found += [self._missing(f.name, source) for f in missing if f.name not in given]
+        return found
+
+    @staticmethod
+    def _type(f: ConfigField) -> Any:
+        """``f``'s value type as the whole schema's struct has it (a key neither required
+        nor defaulted may be null)."""
+        tp = f.python_type()
+        return tp if f.required or f.has_default else tp | None
+
+    def _missing(self, key: str, source: str) -> ConfigError:
+        return ConfigError(
+            f"config key '{key}' is required and has no default",
+            plugin=self.plugin,
+            where=f"{source}: {key}",
+            hint=f'set it in the host config ([plugins."{self.plugin}"] {key} = … in '
+            f"plugbay.toml) or at run time ('plugbay config {self.plugin} {key}=VALUE'); "
+            "for a version not serving yet (one to upgrade to), set it so while the "
+            "serving version runs: it is kept aside until a version declaring it serves",
+        )
 
     def _refusal(self, text: str, given: Mapping[str, Any], source: str) -> ConfigError:
         """The error for msgspec's ``text`` about ``given``, in the operator's words."""
@@ -167,16 +232,7 @@ class ConfigSchema:
             key = text.split("`")[1]
             return unknown_key(self.plugin, key, sorted(self.fields), source=source)
         if text.startswith("Object missing required field"):
-            key = text.split("`")[1]
-            return ConfigError(
-                f"config key '{key}' is required and has no default",
-                plugin=self.plugin,
-                where=f"{source}: {key}",
-                hint=f'set it in the host config ([plugins."{self.plugin}"] {key} = … in '
-                f"plugbay.toml) or at run time ('plugbay config {self.plugin} {key}=VALUE'); "
-                "for a version not serving yet (one to upgrade to), set it so while the "
-                "serving version runs: it is kept aside until a version declaring it serves",
-            )
+            return self._missing(text.split("`")[1], source)
         path = error_path(text)
         # the key is the longest one the path starts with (a key may hold a dot)
         named = max(

@@ -19,7 +19,7 @@ from plugbay.api.errors import ConfigError
 if TYPE_CHECKING:
     from plugbay.model._config_schema import ConfigField
 
-__all__ = ["allowed", "refused", "unknown_key"]
+__all__ = ["allowed", "pointing", "refused", "together", "unknown_key"]
 
 _KINDS: Final = {
     "string": "text",
@@ -101,6 +101,40 @@ def unknown_key(plugin: str, key: str, known: list[str], *, source: str) -> Conf
         hint=f"{near}remove '{key}', or name one of this plugin's config keys: "
         + (", ".join(known) or "none"),
     )
+
+
+def together(plugin: str, problems: list[ConfigError], *, source: str) -> ConfigError:
+    """One refusal for every key of one attempt that is wrong, each in its own words:
+    the messages and the hints joined in order; ``details["problems"]`` holds each one
+    (``key``, ``message``, ``where``, ``hint``) for a script or a form to show beside
+    its key."""
+    keys = [(p.where or "").partition(": ")[2] for p in problems]
+    error = (
+        problems[0]
+        if len(problems) == 1
+        else ConfigError(
+            "; ".join(p.message for p in problems),
+            plugin=plugin,
+            where=f"{source}: {', '.join(keys)}",
+            hint="; ".join(p.hint for p in problems if p.hint),
+        )
+    )
+    error.details["problems"] = [
+        {"key": key, "message": p.message, "where": p.where, "hint": p.hint}
+        for key, p in zip(keys, problems, strict=True)
+    ]
+    return error
+
+
+def pointing(error: ConfigError, pointer: str) -> ConfigError:
+    """``error`` (a refusal of config keys) with its hint ending in where to read the keys
+    the plugin declares: ``pointer`` is in the words of whoever asked (the CLI's command,
+    the API's path); a pointer said before (by the API, to the CLI) is replaced."""
+    problems = error.details.get("problems")
+    if problems:
+        hints = "; ".join(p["hint"] for p in problems if p.get("hint"))
+        error.hint = f"{hints}; {pointer}" if hints else pointer
+    return error
 
 
 def _range(f: ConfigField) -> str:

@@ -61,14 +61,17 @@ MEANING: Final[dict[str, str]] = {
     "config.*.default": "Used when nobody sets the key; checked against the schema.",
     "config.*.description": "For people (`plugbay docs`, the dashboard's config form).",
     "config.*.enum": "The only values allowed.",
-    "config.*.minimum": "Numbers: the smallest value allowed.",
-    "config.*.maximum": "Numbers: the largest value allowed.",
+    "config.*.minimum": "Numbers: the smallest value allowed (refused on an array: its items "
+    "are checked by type alone).",
+    "config.*.maximum": "Numbers: the largest value allowed (refused on an array).",
     "config.*.min-length": "Strings and arrays: the shortest length allowed.",
     "config.*.max-length": "Strings and arrays: the longest length allowed.",
-    "config.*.pattern": "Strings: a regular expression the whole value must match.",
+    "config.*.pattern": "Strings: a regular expression the whole value must match (refused on "
+    "an array; the API's published schema has it anchored, `^(?:PATTERN)$`, so a JSON Schema "
+    "validator takes what the host takes).",
     "config.*.pattern-hint": "Strings: what `pattern` allows, in words, completing "
     '"VALUE is not …" (`"an ICAO code: four capital letters"`): a refused value\'s error '
-    "says it instead of the regular expression.",
+    "says it instead of the regular expression. Refused without a `pattern`.",
     "config.*.items": "Arrays: the type of every item.",
     "config.*.required": "It has no default: the plugin does not start until the config sets it.",
     "config.*.secret": "Shown as `***` by `plugbay info`, the API and the dashboard.",
@@ -236,7 +239,9 @@ def generate() -> str:
         "the schema refuses is refused naming the key, the value given (never a `secret` "
         "key's) and what the key allows, in words: `config key 'units' is invalid: "
         '"kelvin" is not one of "metric", "imperial"`; a `pattern` in its `pattern-hint`\'s '
-        "words when it has one.",
+        "words when it has one. One attempt that gets several keys wrong is refused once, "
+        "naming each of them in those words (`details.problems` of the error: each one's "
+        "`key`, `message`, `where` and `hint`).",
         "",
     ]
     return "\n".join(lines)

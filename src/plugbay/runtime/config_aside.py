@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from plugbay.api.errors import ConfigError
 from plugbay.model._config_schema import ConfigSchema
+from plugbay.model._config_words import together
 from plugbay.runtime.live_config import masked, unmasked
 
 if TYPE_CHECKING:
@@ -73,16 +74,19 @@ def checked_config(
     file_values, arg_values = layers
     merged = {**file_values, **values, **arg_values}
     aside = kept_aside(manifest, merged, versions)  # a key's fate is its own: once for all
+    problems: list[ConfigError] = []  # every key refused, in one refusal
     for key in (k for k in values if k in aside):
         other = aside[key]
         assert other.config is not None
         field = ConfigSchema(plugin_id, {key: other.config.fields[key]})
-        try:
-            field.validate({key: values[key]}, source="run-time config")
-        except ConfigError as exc:
+        for exc in field.problems({key: values[key]}, "run-time config"):
             exc.message += f" (as {other.version} declares it)"
-            raise
+            problems.append(exc)
     merged = {k: v for k, v in merged.items() if k not in aside}
+    if problems:
+        schema = manifest.config if manifest is not None else None
+        problems += schema.problems(merged, "run-time config") if schema is not None else []
+        raise together(plugin_id, problems, source="run-time config")
     schema = manifest.config if manifest is not None else None
     if schema is None:
         if merged:

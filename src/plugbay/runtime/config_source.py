@@ -60,8 +60,12 @@ def at_its_source(
 
 def _named(error: ConfigError, raw: Iterable[str]) -> list[str]:
     """The config keys ``error`` is about: the one its ``where`` names (``host config:
-    KEY``, ``host config: KEY.sub``), else every key given (a schema that declares none)."""
+    KEY``, ``host config: KEY.sub``), each of a refusal of several keys, else every key
+    given (a schema that declares none)."""
     source, _, path = (error.where or "").partition(": ")
+    problems = error.details.get("problems") or []
+    if source == "host config" and len(problems) > 1:
+        return [p["key"] for p in problems]
     if source == "host config" and path:
         return [path.split(".")[0].split("[")[0]]
     return sorted(raw)

@@ -15,7 +15,8 @@ import msgspec
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
-from plugbay.api.errors import PlugbayError
+from plugbay.api.errors import ConfigError, PlugbayError
+from plugbay.model._config_words import pointing
 from plugbay.runtime.config_aside import kept_aside, kept_view, shown, unshown, versions_of
 from plugbay.runtime.host import Host
 from plugbay.runtime.live_config import masked, pending
@@ -41,7 +42,7 @@ from plugbay.web._models import (
     UpgradeRequest,
     UpgradeResult,
 )
-from plugbay.web._plugin_docs import check_json_values
+from plugbay.web._plugin_docs import check_json_values, schema_pointer
 from plugbay.web._responses import errors
 from plugbay.web._rollback import rollback_targets, rollback_to
 from plugbay.web._series import Series
@@ -442,13 +443,19 @@ async def put_config(plugin_id: str, change: ConfigChange, host: HostDep) -> Con
     # a key only a version installed since the start declares is kept for it, not refused
     host.refresh_installed()
     sent = unshown(host, plugin_id, change.values)
-    values = check_json_values(plugin_id, rec.manifest.config if rec.manifest else None, sent)
-    before = host.runtime_config(plugin_id) or {}
-    changed = {
-        k for k in before.keys() | values.keys() if before.get(k, _NONE) != values.get(k, _NONE)
-    }
-    aside = kept_aside(rec.manifest, changed, versions_of(host, plugin_id))
-    await host.set_config(plugin_id, values)
+    try:
+        config = rec.manifest.config if rec.manifest else None
+        versions = versions_of(host, plugin_id)
+        elsewhere = {k for v in versions if v.config is not None for k in v.config.fields}
+        values = check_json_values(plugin_id, config, sent, elsewhere)
+        before = host.runtime_config(plugin_id) or {}
+        changed = {
+            k for k in before.keys() | values.keys() if before.get(k, _NONE) != values.get(k, _NONE)
+        }
+        aside = kept_aside(rec.manifest, changed, versions)
+        await host.set_config(plugin_id, values)
+    except ConfigError as exc:  # a refused key: the hint ends where the keys are read
+        raise pointing(exc, schema_pointer(plugin_id)) from None
     view = _config_view(host, plugin_id).model_dump(by_alias=True)
     return ConfigChanged.model_validate({**view, "unchanged": changed <= aside.keys()})
 

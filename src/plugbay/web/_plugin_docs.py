@@ -13,19 +13,19 @@ accepts it); an integral number such as ``5.0`` is an integer, as JSON Schema sa
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 
 from plugbay.model._config_schema import error_item, error_path
-from plugbay.model._config_words import refused
+from plugbay.model._config_words import refused, together, unknown_key
 
 if TYPE_CHECKING:
     from plugbay.model.manifest import ConfigField, ConfigSchema
     from plugbay.runtime.host import Host
 
-__all__ = ["add_plugin_paths", "check_json_values", "plugins_key"]
+__all__ = ["add_plugin_paths", "check_json_values", "plugins_key", "schema_pointer"]
 
 CONFIG_PATH: Final = "/api/v1/plugins/{plugin_id}/config"
 
@@ -50,30 +50,46 @@ def _integral_number(value: Any) -> Any:
 
 
 def check_json_values(
-    plugin_id: str, config: ConfigSchema | None, values: Mapping[str, Any]
+    plugin_id: str,
+    config: ConfigSchema | None,
+    values: Mapping[str, Any],
+    elsewhere: Collection[str] = (),
 ) -> dict[str, Any]:
     """``values`` when each known key's value has its type as JSON gives it (integral
-    numbers made integers); ConfigError (422) if not. Unknown keys and the rest are for
-    :meth:`Host.set_config` to refuse."""
+    numbers made integers); ConfigError (422) if not, naming every key refused, unknown
+    ones too (``elsewhere``: the keys other installed versions declare, kept aside, not
+    unknown). When all have their types, the rest is for :meth:`Host.set_config`."""
     out = dict(values)
     if config is None:
         return out
+    problems = []  # every key refused, in one refusal
+    unknown = 0
     for key, value in values.items():
         f = config.fields.get(key)
         if f is None:
+            if key not in elsewhere:
+                known = sorted(config.fields)
+                problems.append(unknown_key(plugin_id, key, known, source="run-time config"))
+                unknown += 1
             continue
         out[key] = _integral(value, f)
         try:
             msgspec.convert(out[key], _field_type(f), strict=True)
         except msgspec.ValidationError as exc:
             item = error_item(error_path(str(exc)))  # the array's item that is wrong
-            error = refused(plugin_id, f, value, item=item, source="run-time config")
-            error.hint = (
-                f"{error.hint}; GET {CONFIG_PATH.replace('{plugin_id}', plugin_id)} "
-                "shows the schema"
-            )
-            raise error from None
+            problems.append(refused(plugin_id, f, value, item=item, source="run-time config"))
+            continue
+        if not f.matches(out[key]):
+            problems.append(refused(plugin_id, f, value, source="run-time config"))
+    # unknown keys alone are for set_config, which says every other problem with them
+    if len(problems) > unknown:
+        raise together(plugin_id, problems, source="run-time config")
     return out
+
+
+def schema_pointer(plugin_id: str) -> str:
+    """Where an API client reads a plugin's config keys, for a refusal's hint."""
+    return f"GET {CONFIG_PATH.replace('{plugin_id}', plugin_id)} shows the schema"
 
 
 def values_schema(config: ConfigSchema | None, provided: set[str]) -> dict[str, Any]:
@@ -85,7 +101,9 @@ def values_schema(config: ConfigSchema | None, provided: set[str]) -> dict[str, 
             "maxProperties": 0,
             "description": "This plugin declares no config: only {} is accepted.",
         }
-    properties = {name: msgspec.json.schema(_field_type(f)) for name, f in config.fields.items()}
+    properties = {
+        name: _anchored(msgspec.json.schema(_field_type(f))) for name, f in config.fields.items()
+    }
     schema: dict[str, Any] = {
         "type": "object",
         "properties": properties,
@@ -99,6 +117,20 @@ def values_schema(config: ConfigSchema | None, provided: set[str]) -> dict[str, 
     if required:
         schema["required"] = required
     return schema
+
+
+def _anchored(schema: Any) -> Any:
+    """``schema`` with each ``pattern`` made to match the whole value, as the host's check
+    does (``fullmatch``): JSON Schema reads a pattern as a search, so ``[a-z]+`` as
+    written would let a client take ``"12x"`` that the host then refuses."""
+    if isinstance(schema, list):
+        return [_anchored(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    return {
+        k: f"^(?:{v})$" if k == "pattern" and isinstance(v, str) else _anchored(v)
+        for k, v in schema.items()
+    }
 
 
 def plugins_key(host: Host) -> tuple[Any, ...]:

@@ -401,12 +401,15 @@ async function saveConfig(event) {
   } catch (error) {
     result.textContent = error.text || String(error);
     result.className = "error";
-    const key = (error.where || "").split(": ").pop();
-    const field = key && $("#config-fields").querySelector(`[name="${CSS.escape(key)}"]`);
-    if (field) {
-      field.setAttribute("aria-invalid", "true");
-      field.focus();
-    }
+    // every key the refusal names (details.problems), the first one focused
+    const problems = (error.details && error.details.problems) || [];
+    const keys = problems.length ? problems.map((p) => p.key) : [(error.where || "").split(": ").pop()];
+    const fields = keys
+      .filter(Boolean)
+      .map((key) => $("#config-fields").querySelector(`[name="${CSS.escape(key)}"]`))
+      .filter(Boolean);
+    for (const field of fields) field.setAttribute("aria-invalid", "true");
+    if (fields.length) fields[0].focus();
   }
 }
 
