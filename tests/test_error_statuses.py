@@ -10,6 +10,7 @@ cannot serve it now (a later try may work); 504 out of time. Every code of
 
 from __future__ import annotations
 
+import importlib
 import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
+import plugbay
 from plugbay.api import errors
 from plugbay.api.errors import PlugbayError
 from plugbay.runtime.host import Host
@@ -59,28 +61,72 @@ EXPECTED: dict[str, int] = {
     "service_unavailable": 503,
     "host_state": 503,
     "state_error": 503,
+    # codes of other modules, each decided, none inherited
+    "host_locked": 423,
+    "python_environment": 409,
+    "shipment_refused": 409,
+    "sandbox_policy_invalid": 422,
+    "sandbox_unavailable": 501,
+    "quota_unavailable": 501,
+    "not_supported": 501,
+    "usage_error": 400,
+    "pdk_error": 400,
+    "template_error": 400,
+    "build_error": 409,
+    "wasm_build_failed": 409,
+    "wheel_error": 422,
+    "signature_error": 422,
+    "index_error": 502,
 }
+
+PACKAGE = Path(plugbay.__file__).resolve().parent
+#: a class attribute ``code = "..."``: an error kind's code
+_CODE = re.compile(r'^\s+code(?:: ClassVar\[str\])? = "([a-z_]+)"', re.MULTILINE)
+
+
+def _defined() -> dict[str, str]:
+    """Every error code defined anywhere in the package, by the module defining it."""
+    found: dict[str, str] = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        module = ".".join(("plugbay", *path.relative_to(PACKAGE).with_suffix("").parts))
+        for code in _CODE.findall(path.read_text()):
+            found[code] = module
+    return found
 
 
 def _kinds() -> dict[str, type[PlugbayError]]:
-    """Every error class of ``plugbay.api.errors``, by code."""
-    found = {}
-    for name in errors.__all__:
-        kind = getattr(errors, name)
-        if isinstance(kind, type) and issubclass(kind, PlugbayError):
+    """Every error class of the package, by code (each module defining one imported)."""
+    for module in set(_defined().values()):
+        importlib.import_module(module)
+    found: dict[str, type[PlugbayError]] = {}
+    unseen: list[type[PlugbayError]] = [PlugbayError]
+    while unseen:
+        kind = unseen.pop()
+        if kind.__module__.startswith("plugbay."):
             found[kind.code] = kind
+        unseen.extend(kind.__subclasses__())
     return found
 
 
 @pytest.mark.parametrize("code", sorted(_kinds()))
 def test_every_code_answers_the_status_that_fits(code: str) -> None:
     assert code in EXPECTED, f"{code} has no status decided: add it here and to the table"
-    error = _kinds()[code]("what happened", plugin="acme.x", hint="what to do")
+    kind = _kinds()[code]
+    error = kind.__new__(kind)  # as a worker's is re-made: some kinds take more arguments
+    PlugbayError.__init__(error, "what happened", plugin="acme.x", hint="what to do")
     assert status_for(error) == EXPECTED[code], code
 
 
 def test_every_code_is_in_the_rule() -> None:
     assert set(EXPECTED) == set(_kinds())
+
+
+def test_a_code_anywhere_in_the_package_has_a_decided_status() -> None:
+    defined = _defined()
+    assert set(errors.__all__) <= {k.__name__ for k in _kinds().values()} | {"error_from_dict"}
+    undecided = {code: module for code, module in defined.items() if code not in EXPECTED}
+    assert not undecided, f"no status decided for {undecided}: add each here and to the table"
+    assert set(defined) == set(EXPECTED)
 
 
 def test_a_full_disk_under_the_state_is_507() -> None:
@@ -164,3 +210,122 @@ async def test_reloading_a_plugin_whose_manifest_broke_on_disk_is_409(
     assert "gadget" in error["text"]
     still = await served.http.post("/api/v1/plugins/acme.calc/commands/ping", json={})
     assert still.json() == {"result": "pong from acme.calc 1.0.0"}  # the old one serves on
+
+
+# -- who failed: the plugin's own error, not the request's ---------------------------------
+
+RAISES_OF_ITS_OWN = """
+from plugbay import UtilityPlugin, command
+from plugbay.api.errors import ConfigError, PluginNotFound
+
+class P(UtilityPlugin):
+    @command
+    def configured(self) -> str:
+        raise ConfigError("the plugin's own setting is off", where="its own table")
+
+    @command
+    def lookup(self) -> str:
+        raise PluginNotFound("no such thing here", plugin="acme.ghost")
+
+    @command
+    def add(self, a: int, b: int) -> int:
+        return a + b
+"""
+
+
+@pytest.fixture(params=["inline", "sandboxed"])
+async def raiser(
+    request: pytest.FixtureRequest, plugins: PluginFactory, make_host: Callable[..., Host]
+) -> AsyncIterator[Served]:
+    plugins("acme.raiser", RAISES_OF_ITS_OWN)
+    plugins("acme.calc")
+    inline = ["acme.raiser", "acme.calc"] if request.param == "inline" else ["acme.calc"]
+    async with make_host(inline=inline) as host, api_served(host) as (url, token):
+        headers = {"Authorization": f"Bearer {token}"}
+        async with httpx.AsyncClient(base_url=url, headers=headers, timeout=60) as http:
+            yield Served(host, http)
+
+
+async def test_a_config_error_a_plugin_raises_in_its_command_is_502_not_422(
+    raiser: Served,
+) -> None:
+    r = await raiser.http.post("/api/v1/plugins/acme.raiser/commands/configured", json={})
+    assert r.status_code == 502, r.text
+    error = _error(r)
+    assert error["code"] == "config_invalid"  # clients matching on the code still can
+    assert error["message"] == "the plugin's own setting is off"
+    assert error["details"]["raised_by"] == "acme.raiser"
+    ok = await raiser.http.post("/api/v1/plugins/acme.calc/commands/ping", json={})
+    assert ok.json() == {"result": "pong from acme.calc 1.0.0"}
+
+
+async def test_a_plugin_not_found_a_plugin_raises_is_502_not_404(raiser: Served) -> None:
+    r = await raiser.http.post("/api/v1/plugins/acme.raiser/commands/lookup", json={})
+    assert r.status_code == 502, r.text
+    error = _error(r)
+    assert "no such thing here" in error["message"]
+    # inline, its own kind with the mark; sandboxed, a kind only the host may raise is
+    # shown as the plugin's own error, the claim kept
+    assert error["details"].get("raised_by") == "acme.raiser" or (
+        error["code"] == "plugin_raised" and error["details"]["claimed"] == "plugin_not_found"
+    )
+
+
+async def test_the_hosts_own_refusal_of_the_request_keeps_its_4xx(raiser: Served) -> None:
+    bad = await raiser.http.post("/api/v1/plugins/acme.raiser/commands/add", json={"a": "x"})
+    assert bad.status_code == 422, bad.text
+    assert _error(bad)["code"] == "parameter_invalid"
+    assert "raised_by" not in _error(bad)["details"]
+    missing = await raiser.http.post("/api/v1/plugins/acme.ghost/commands/add", json={})
+    assert missing.status_code == 404 and _error(missing)["code"] == "plugin_not_found"
+    none = await raiser.http.post("/api/v1/plugins/acme.raiser/commands/nothing", json={})
+    assert none.status_code == 404 and _error(none)["code"] == "command_not_found"
+    fine = await raiser.http.post("/api/v1/plugins/acme.raiser/commands/add", json={"a": 1, "b": 2})
+    assert fine.json() == {"result": 3}
+
+
+ASKS_FROM_A_WORKER = """
+from plugbay import UtilityPlugin, command
+
+class P(UtilityPlugin):
+    @command
+    async def ask(self) -> str:
+        return await self.context.services.require("acme.speller").spell(text="x")
+"""
+
+
+async def test_a_sandboxed_plugin_passing_on_a_missing_service_is_503_and_says_so(
+    plugins: PluginFactory, make_host: Callable[..., Host]
+) -> None:
+    plugins("acme.asker", ASKS_FROM_A_WORKER, extra='[services.optional]\n"acme.speller" = ">=1"\n')
+    async with make_host(inline=[]) as host, api_served(host) as (url, token):
+        headers = {"Authorization": f"Bearer {token}"}
+        async with httpx.AsyncClient(base_url=url, headers=headers, timeout=60) as http:
+            r = await http.post("/api/v1/plugins/acme.asker/commands/ask", json={})
+    assert r.status_code == 503, r.text
+    error = _error(r)
+    assert error["code"] == "service_unavailable"
+    assert "service 'acme.speller'" in error["message"]
+    assert error["details"]["relayed_by"] == "acme.asker"  # the host's refusal, passed on
+    assert "raised_by" not in error["details"]
+
+
+async def test_a_load_refused_by_a_value_in_the_host_config_file_is_409(
+    plugins: PluginFactory, make_host: Callable[..., Host], tmp_path: Path
+) -> None:
+    plugins(
+        "acme.greeter",
+        extra='[config.greeting]\ntype = "string"\ndefault = "Hello"\nmax-length = 5\n',
+    )
+    toml = tmp_path / "plugbay.toml"
+    toml.write_text('[plugins."acme.greeter"]\ngreeting = "far too long a greeting"\n')
+    async with make_host(config_file=toml) as host, api_served(host) as (url, token):
+        headers = {"Authorization": f"Bearer {token}"}
+        async with httpx.AsyncClient(base_url=url, headers=headers, timeout=60) as http:
+            for operation in ("load", "enable"):
+                r = await http.post(f"/api/v1/plugins/acme.greeter/{operation}")
+                assert r.status_code == 409, (operation, r.text)
+                error = _error(r)
+                assert error["code"] == "config_invalid"
+                assert error["where"] == "host config: greeting"
+                assert "at most 5 characters" in error["message"]

@@ -20,6 +20,7 @@ import msgspec
 from plugbay.isolation._deadline_io import read_some, write_all
 
 __all__ = [
+    "CHECKED_BY",
     "MAX_FRAME",
     "Call",
     "Cancel",
@@ -195,6 +196,11 @@ class Fail(msgspec.Struct, tag=True):
 
     id: int
     error: dict[str, Any]
+
+
+#: the key of a failed call's ``details`` that says the worker's typed boundary refused
+#: its parameters before the plugin's code ran (``"worker"``): the caller's mistake
+CHECKED_BY: Final = "checked_by"
 
 
 class HostCall(msgspec.Struct, tag=True):

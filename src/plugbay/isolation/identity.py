@@ -19,7 +19,9 @@ decides itself what kind of thing it is:
   plugin's placement (a permission it was not granted, a known layer). Anything
   else claiming a host-only kind (``permission_denied``, ``resource_limit``,
   ``plugin_crashed``…) is presented as the plugin's own error, ``plugin_raised``,
-  with the claim kept in details.
+  with the claim kept in details; any other kind keeps its code and is marked the
+  plugin's (``details["raised_by"]``), so the HTTP API answers it as the plugin's
+  failure, not the request's (``web._errors``).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from plugbay.api.errors import (
     ResourceLimitExceeded,
     error_from_dict,
 )
+from plugbay.isolation.frames import CHECKED_BY
 from plugbay.isolation.refusals import vouched
 from plugbay.monitor.bounds import RESERVED_FIELDS, Budget, bounded
 
@@ -50,8 +53,8 @@ __all__ = [
     "security_event",
 ]
 
-#: error kinds only the host may produce; a worker's claim of one is judged (and each
-#: refusal of one the host makes to a worker is stamped: ``runtime.broker``)
+#: error kinds only the host may produce; a worker's claim of one is judged (every error
+#: a host call of a worker ends in is stamped: ``runtime.broker``)
 HOST_ONLY: Final = frozenset(
     {
         "permission_denied", "resource_limit", "plugin_crashed", "plugin_timeout",
@@ -59,6 +62,8 @@ HOST_ONLY: Final = frozenset(
         "host_state", "dependency_conflict", "dependency_missing", "dependency_cycle",
     }
 )  # fmt: skip
+#: marks of who failed that only the host sets on a worker's error
+_MARKS: Final = frozenset({"raised_by", "relayed_by", CHECKED_BY})
 #: the layers a worker's guard names in a denial (``isolation.guard``)
 _SANDBOX_LAYERS: Final = frozenset(
     {"seccomp", "landlock", "netns", "netns/seccomp", "netns/landlock", "secrets", "guard"}
@@ -225,12 +230,19 @@ def judge_error(
         data = {"type": "PluginCallError", "message": repr(data)[:2048]}
     error = error_from_dict(data)
     details = error.details if isinstance(error.details, dict) else {}
-    if error.code not in HOST_ONLY:
-        error.plugin = plugin_id  # its own error, whatever name it wrote in
-        return error
     judged = vouched(data, error, plugin_id, issued)  # the host's refusal, passed on
     if judged is not None:
         return judged
+    if error.code not in HOST_ONLY:
+        error.plugin = plugin_id  # its own error, whatever name it wrote in
+        error.details = {k: v for k, v in details.items() if k not in _MARKS}
+        if error.code == "parameter_invalid" and details.get(CHECKED_BY) == "worker":
+            # the worker's check of the call's parameters (a plugin that says so of a
+            # ParameterError of its own blames only the caller of its own command)
+            error.details[CHECKED_BY] = "worker"
+        else:  # its failure, not the request's, whatever kind it is (``web._errors``)
+            error.details["raised_by"] = plugin_id
+        return error
     if isinstance(error, PermissionDenied):
         judged = _judge_denial(error, details, plugin_id, granted, sandboxed)
     elif isinstance(error, ResourceLimitExceeded) and sandboxed:

@@ -380,7 +380,10 @@ class Worker:
         """A ``def`` command's checked result, as it goes on the wire."""
         plugin = self.plugin
         assert plugin is not None  # ``inline`` is set as it loads
-        params = spec.validate_params(message.params, plugin=plugin.id, strict=message.strict)
+        try:
+            params = spec.validate_params(message.params, plugin=plugin.id, strict=message.strict)
+        except ParameterError as exc:
+            raise at_the_boundary(exc) from None
         result = spec.validate_result(spec.func(plugin, **params), plugin=plugin.id)
         if type(result) not in _PLAIN:  # a plain scalar is already what goes on the wire
             result = msgspec.to_builtins(result, str_keys=True)
@@ -622,7 +625,10 @@ class Worker:
         spec = self.specs.get(message.command)
         if plugin is None or spec is None:
             raise PluginCallError(f"no command '{message.command}' is loaded in this worker")
-        params = spec.validate_params(message.params, plugin=plugin.id, strict=message.strict)
+        try:
+            params = spec.validate_params(message.params, plugin=plugin.id, strict=message.strict)
+        except ParameterError as exc:
+            raise at_the_boundary(exc) from None
         result: Any
         if not self.direct:
             result = await plugin.execute(Command(spec.name, params))
@@ -634,6 +640,13 @@ class Worker:
             result = spec.func(plugin, **params)
         checked = spec.validate_result(result, plugin=plugin.id)
         return msgspec.to_builtins(checked, str_keys=True)
+
+
+def at_the_boundary(error: ParameterError) -> ParameterError:
+    """The call's parameters refused by the typed boundary, before the plugin's code ran:
+    the caller's mistake (``isolation.identity`` keeps it so), not the plugin's error."""
+    error.details[frames.CHECKED_BY] = "worker"
+    return error
 
 
 def _raised(exc: BaseException, plugin: str | None) -> PlugbayError:

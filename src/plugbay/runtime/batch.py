@@ -24,6 +24,7 @@ from plugbay.api.errors import ParameterError, PlugbayError
 from plugbay.isolation import CallTimeout
 from plugbay.monitor import CommandStats
 from plugbay.runtime import calling as calls
+from plugbay.runtime.origin import mark_origin
 from plugbay.runtime.routing import Route
 from plugbay.runtime.tap import heard_many
 
@@ -127,6 +128,7 @@ def _judged(
     if isinstance(result, PlugbayError):  # bad parameters (a worker checks them) are the caller's
         if not isinstance(result, ParameterError):
             stats.error(seconds, result)
+        mark_origin(result, plugin_id, route.handle.manifest)  # the plugin's own, or passed on?
         return result
     if isinstance(result, BaseException):
         stats.error(seconds, result)

@@ -15,9 +15,10 @@ A plugin reaches
 
 A refusal is a :class:`PermissionDenied` naming the manifest line to add or the
 ``plugbay grant`` command to run, and a security event (``layer = "broker"``).
-Any error of a kind only the host makes that a host call ends in (a refusal, a bound,
-a callee not running or out of time) goes back stamped (``isolation.refusals``), so
-that when the plugin lets it propagate, its caller is told it is the host's.
+Any error a host call ends in (a refusal, a bound, a callee not running or out of
+time, a service not provided, a callee's own failure) goes back stamped
+(``isolation.refusals``), so that when the plugin lets it propagate, its caller is
+told it is the host's (or the callee's), not the plugin's own (``web._errors``).
 Every backend's host calls pass :meth:`Broker.host_call`; inline plugins meet the
 same rules at ``context.services.require`` (:meth:`Broker.check_service`) — inline
 code runs in the host's process and can bypass anything, so for them the check
@@ -34,7 +35,6 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 import msgspec
 
 from plugbay.api.errors import PermissionDenied, PlugbayError, ResourceLimitExceeded
-from plugbay.isolation.identity import HOST_ONLY
 from plugbay.isolation.policy import HOST_PERMISSIONS
 from plugbay.isolation.ray import RayBackend
 from plugbay.isolation.refusals import Refusals
@@ -127,13 +127,12 @@ class Broker:
         self, consumer: str, target: str, command: str, params: dict[str, Any]
     ) -> Any:
         """A plugin's call out, from the channel of ``consumer``: ``service:NAME@RANGE``
-        or a plugin id. Checked, bounded, then routed like any call; an error only the
-        host makes goes back stamped as the host's (``isolation.refusals``)."""
+        or a plugin id. Checked, bounded, then routed like any call; its error goes back
+        stamped as the host's (``isolation.refusals``): passed on by the plugin, it is
+        told as the host's refusal (or the callee's failure), not the plugin's own."""
         try:
             return await self._routed(consumer, target, command, params)
         except PlugbayError as exc:
-            if exc.code not in HOST_ONLY:
-                raise
             raise self.refusals.issue(consumer, exc) from exc
 
     async def _routed(

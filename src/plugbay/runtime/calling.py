@@ -42,6 +42,7 @@ from plugbay.isolation import CallTimeout, PluginHandle
 from plugbay.isolation.loading import plugin_frame, raised_at
 from plugbay.model.manifest import PluginManifest
 from plugbay.monitor import CommandStats
+from plugbay.runtime.origin import mark_origin
 from plugbay.runtime.records import ManagerSettings, PluginRecord, PluginState, Roster
 from plugbay.runtime.routing import UNCOUNTED, Entry, Route
 from plugbay.runtime.supervision import crash_words
@@ -135,6 +136,7 @@ class Calling:
             # a caller's bad parameters are the caller's mistake, not the plugin's
             count_failure(stats, started, None if isinstance(exc, ParameterError) else exc)
             heard_failing(heard, at, spec, kwargs, exc)
+            mark_origin(exc, plugin_id, handle.manifest)  # the plugin's, or the request's?
             raise
         except CallTimeout as exc:
             count_failure(stats, started, "PluginTimeout")

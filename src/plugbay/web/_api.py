@@ -314,23 +314,36 @@ async def _done(host: Host, plugin_id: str, affected: list[str]) -> OperationRes
     return OperationResult(plugin=summary(rec, rollback), affected=affected)
 
 
+def _as_on_disk(error: ConfigError) -> Response:
+    """A start refused by the plugin's config, which no start request gives (the host
+    config file, the run-time values kept in the state, the manifest's schema): the
+    request was fine, the plugin cannot be served as it is configured (409, not 422)."""
+    return error_response(error, 409)
+
+
 @router.post("/api/v1/plugins/{plugin_id}/reload", summary="Reload from its files", **_OP)
-async def reload(plugin_id: str, host: HostDep) -> OperationResult:
+async def reload(plugin_id: str, host: HostDep) -> OperationResult | Response:
     """Swap the plugin for what its files say now; the old version serves until the new
     one is initialized, and keeps serving if the new one fails (409, with the reason)."""
-    await host.reload(plugin_id)
-    return await _done(host, plugin_id, [plugin_id])
+    try:
+        await host.reload(plugin_id)
+        return await _done(host, plugin_id, [plugin_id])
+    except ConfigError as exc:
+        return _as_on_disk(exc)
 
 
 @router.post("/api/v1/plugins/{plugin_id}/load", summary="Load a plugin that is not active", **_OP)
-async def load(plugin_id: str, host: HostDep) -> OperationResult:
+async def load(plugin_id: str, host: HostDep) -> OperationResult | Response:
     """Not loaded, failed or unloaded: started, with its required dependencies that are
     not running (plugins added to its directories since the start are found); 409 while
     it is active. ``affected``: each plugin it started."""
     before = {r.id for r in host.plugins() if str(r.state) == "active"}
-    await host.load(plugin_id)
-    started = [r.id for r in host.plugins() if str(r.state) == "active" and r.id not in before]
-    return await _done(host, plugin_id, started)
+    try:
+        await host.load(plugin_id)
+        started = [r.id for r in host.plugins() if str(r.state) == "active" and r.id not in before]
+        return await _done(host, plugin_id, started)
+    except ConfigError as exc:
+        return _as_on_disk(exc)
 
 
 @router.post("/api/v1/plugins/{plugin_id}/unload", summary="Stop a plugin", **_OP)
@@ -343,9 +356,12 @@ async def unload(
 
 
 @router.post("/api/v1/plugins/{plugin_id}/enable", summary="Enable and start a plugin", **_OP)
-async def enable(plugin_id: str, host: HostDep) -> OperationResult:
-    await host.enable(plugin_id)
-    return await _done(host, plugin_id, [plugin_id])
+async def enable(plugin_id: str, host: HostDep) -> OperationResult | Response:
+    try:
+        await host.enable(plugin_id)
+        return await _done(host, plugin_id, [plugin_id])
+    except ConfigError as exc:
+        return _as_on_disk(exc)
 
 
 @router.post("/api/v1/plugins/{plugin_id}/disable", summary="Stop a plugin and keep it off", **_OP)

@@ -57,10 +57,42 @@ _STATUS: Final[dict[str, int]] = {
     "service_unavailable": 503,
     "host_state": 503,
     "state_error": 503,
+    # codes of other modules: each decided here, not inherited (``tests/test_error_statuses.py``)
+    "host_locked": 423,  # another host holds the state directory: locked, not malformed
+    "python_environment": 409,  # the plugin's requirements cannot be met as they are on disk
+    "shipment_refused": 409,  # a load that failed: the node refused the plugin's archive
+    "sandbox_policy_invalid": 422,
+    "sandbox_unavailable": 501,  # this machine lacks the layer: a retry will not help
+    "quota_unavailable": 501,
+    "not_supported": 501,  # the plugin's backend cannot do this
+    "usage_error": 400,
+    "pdk_error": 400,
+    "template_error": 400,
+    "build_error": 409,
+    "wasm_build_failed": 409,
+    "wheel_error": 422,
+    "signature_error": 422,
+    "index_error": 502,  # a plugin index could not be read or fetched from
 }
+
+#: the marks (in ``details``) of an error that came out of a plugin's command: its own
+#: (``raised_by``: ``isolation.identity``, ``runtime.origin``), or a refusal of the host's
+#: to the plugin that it let propagate (``relayed_by``: ``isolation.refusals``)
+_FROM_A_PLUGIN: Final = ("raised_by", "relayed_by")
 
 
 def status_for(error: PlugbayError) -> int:
+    """The status of ``error``: its code's, but 502 for an error a plugin's command raised
+    or passed on whose code would blame the request (a 4xx): the request was fine, the
+    plugin failed (``details["raised_by"]`` or ``["relayed_by"]`` names it)."""
+    status = _code_status(error)
+    details = error.details
+    if status < 500 and isinstance(details, dict) and any(k in details for k in _FROM_A_PLUGIN):
+        return 502
+    return status
+
+
+def _code_status(error: PlugbayError) -> int:
     if error.code == "state_error" and error.details.get("disk_full"):
         return 507  # Insufficient Storage: nothing was changed; free space and retry
     if error.code in _STATUS:

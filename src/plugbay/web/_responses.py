@@ -30,12 +30,18 @@ ERROR_TEXT: Final[dict[int, str]] = {
     408: "The request's head did not arrive whole within 10 s, or its body within 30 s "
     "after it; the connection is closed.",
     409: "The plugin is not in a state that allows this, or cannot be served as it is on "
-    "disk (its manifest, its dependencies, a load or reload that failed).",
+    "disk (its manifest, its dependencies, its config, its Python environment, a load or "
+    "reload that failed).",
     413: "The request body is larger than the host accepts (--http-max-body).",
     422: "The parameters or the body do not match what is expected (a value, a config, a "
     "version or a range that does not fit).",
+    423: "Another host holds the state directory.",
+    501: "This machine, or the plugin's backend, cannot do this (a sandbox layer or a storage "
+    "quota the kernel lacks): a retry will not help.",
     502: "The plugin's own code failed (raised, crashed, hit a limit, returned the wrong type, "
-    "or ran into a denial, a full store or a metric of its own that is wrong).",
+    "or ran into a denial, a full store or a metric of its own that is wrong); an error "
+    "its command raised or passed on keeps its code, and details.raised_by or "
+    "details.relayed_by names the plugin.",
     503: "The host is stopping (Retry-After says when to come back) or not started, a "
     "service the call needs is not provided, or the host's state store cannot be used.",
     504: "The command ran past its time limit.",
