@@ -148,3 +148,73 @@ async def test_doctor_refuses_a_text_too_long_to_read_and_keeps_answering(
             await host.call("extension.processor", "respond", text="I am sad " * 100_000)
         assert await say(host, "mine") == AGAIN  # the same worker, the conversation intact
         assert host.plugin("extension.processor").state.value == "active"
+
+
+def _sessions(tmp_path: Path) -> Path:
+    """extension.processor's session files (its data directory, the host stopped)."""
+    return tmp_path / "state" / "data" / "extension.processor" / "sessions"
+
+
+def trusted(tree: PluginFactory, tmp_path: Path) -> Host:
+    """The processor inline: its data directory a plain one the test can rename files in
+    between two runs (a sandboxed worker's is an ext4 image, the storage quota)."""
+    return Host(
+        tree.root, state_dir=tmp_path / "state", entry_points=False,
+        inline=["extension.processor"],
+    )  # fmt: skip
+
+
+def _as_before_the_hash(tmp_path: Path, old_name: str) -> None:
+    """Give the one session file named like ``old_name`` the name that the version before
+    names carried a hash wrote (``irc:alice.json``; ``irc:bob_.json`` for ``irc:bob[``)."""
+    readable = old_name.removesuffix(".json")
+    (written,) = _sessions(tmp_path).glob(f"{readable}-*.json")
+    written.rename(written.with_name(old_name))
+
+
+async def test_a_session_file_of_the_old_naming_is_taken_up_once_it_can_be_no_one_elses(
+    tree: PluginFactory, tmp_path: Path
+) -> None:
+    """After an upgrade, a conversation goes on where it was: its file of the old naming
+    ('irc:alice.json') is moved to the new one on first use, not left for a fresh start."""
+    async with trusted(tree, tmp_path) as host:
+        assert await say(host, "irc:alice") == FIRST
+    _as_before_the_hash(tmp_path, "irc:alice.json")
+    async with trusted(tree, tmp_path) as host:
+        assert await say(host, "irc:alice") == AGAIN  # her memory, read from the old file
+    names = sorted(p.name for p in _sessions(tmp_path).glob("*.json"))
+    assert len(names) == 1 and names[0].startswith("irc:alice-"), names  # moved, not copied
+
+
+async def test_a_session_file_of_the_old_naming_another_may_have_written_is_left(
+    tree: PluginFactory, tmp_path: Path
+) -> None:
+    """'bob[' and 'bob]' both wrote 'irc:bob_.json': neither takes it, nor does 'irc:bob_'
+    once one of them has a file of its own; a session named after another's new file
+    ('irc:alice-<her hash>') does not take hers; a reset one does not come back."""
+    async with trusted(tree, tmp_path) as host:
+        assert await say(host, "irc:bob[") == FIRST
+    _as_before_the_hash(tmp_path, "irc:bob_.json")
+    async with trusted(tree, tmp_path) as host:
+        assert await say(host, "irc:bob]") == FIRST
+        assert await say(host, "irc:bob[") == FIRST
+        assert await say(host, "irc:bob_") == FIRST  # 'bob]' may have written it
+        warned = [
+            r["message"]
+            for r in host.logs("extension.processor")
+            if "irc:bob_.json, a session file of the naming before" in r["message"]
+        ]
+        assert len(warned) == 1, warned  # said once, for the first session that found it
+        assert "rename it to irc:bob_-" in warned[0] and "or delete it" in warned[0]
+        assert await say(host, "irc:alice") == FIRST
+        (hers,) = _sessions(tmp_path).glob("irc:alice-*.json")
+        assert await say(host, f"irc:{hers.stem}") == FIRST  # not her conversation
+        assert await say(host, "irc:alice") == AGAIN  # still hers, where she left it
+    assert (_sessions(tmp_path) / "irc:bob_.json").is_file()
+    async with trusted(tree, tmp_path) as host:
+        assert await say(host, "irc:carol") == FIRST
+    _as_before_the_hash(tmp_path, "irc:carol.json")
+    async with trusted(tree, tmp_path) as host:
+        await host.call("extension.processor", "reset", session="irc:carol")
+    async with trusted(tree, tmp_path) as host:
+        assert await say(host, "irc:carol") == FIRST  # forgotten, the old file with it

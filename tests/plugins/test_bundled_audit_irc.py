@@ -13,7 +13,7 @@ import pytest
 
 from plugbay import PlugbayError
 from plugbay.runtime.host import Host
-from tests._ircd import Client, IrcServer
+from tests._ircd import Client, IrcServer, free_port
 from tests.conftest import PluginFactory
 from tests.plugins.test_irc_plugin import PLUGIN, start
 
@@ -52,15 +52,21 @@ async def until(check: object, timeout: float = 20) -> None:
 async def test_plugbay_config_sets_the_server_of_a_running_host_as_the_docs_say(
     tree: PluginFactory, tmp_path: Path, server: IrcServer, alice: Client
 ) -> None:
-    """operators.md: it stays idle until a server is set with ``plugbay config``."""
+    """operators.md: it stays idle until a server is set with ``plugbay config``; a line
+    said meanwhile is refused at once, saying how to set one (nothing would send it)."""
     host = Host(tree.root, state_dir=tmp_path / "state", entry_points=False, inline=[PLUGIN])
     async with host:
         assert not (await host.call(PLUGIN, "status")).connected  # idle: no server yet
-        await host.call(PLUGIN, "say", text="said while idle")
+        with pytest.raises(PlugbayError, match="no IRC server is configured") as refused:
+            await host.call(PLUGIN, "say", text="said while idle")
+        assert refused.value.code == "irc_no_server"
+        assert "'plugbay config integration.irc server=HOST'" in str(refused.value)
+        assert (await host.call(PLUGIN, "status")).queued == 0  # not kept to go out later
         await host.set_config(PLUGIN, {"server": "127.0.0.1", "port": server.port})
         await alice.until(lambda: "plugbay" in alice.joined)
+        await host.call(PLUGIN, "say", text="said once a server is set")
         await alice.until(lambda: alice.texts("plugbay"))
-        assert alice.texts("plugbay") == ["said while idle"]  # the queue outlived the change
+        assert alice.texts("plugbay") == ["said once a server is set"]
         # another channel is a new connection too: it leaves #plugbay for it
         bob = Client(server.port, nick="bob", channel="#elsewhere")
         await bob.connect()
@@ -212,6 +218,8 @@ async def test_a_new_server_right_after_a_failed_swap_still_sends_what_was_queue
     over to a version that never came); a new server meanwhile must not leave it mute."""
     host = Host(tree.root, state_dir=tmp_path / "state", entry_points=False, inline=[PLUGIN])
     async with host:
+        # a server that is not there: the line waits in the queue
+        await host.set_config(PLUGIN, {"server": "127.0.0.1", "port": free_port()})
         handle = host.manager.record(PLUGIN).handle
         assert handle is not None and handle.instance is not None
         await host.call(PLUGIN, "say", text="queued before the swap")
@@ -219,3 +227,79 @@ async def test_a_new_server_right_after_a_failed_swap_still_sends_what_was_queue
         await host.set_config(PLUGIN, {"server": "127.0.0.1", "port": server.port})
         await alice.until(lambda: alice.texts("plugbay"), timeout=10)
         assert alice.texts("plugbay") == ["queued before the swap"]
+
+
+async def test_a_queue_full_while_joined_says_it_is_the_send_rate(
+    tree: PluginFactory, tmp_path: Path, server: IrcServer, alice: Client
+) -> None:
+    config = {"queue-size": 1, "send-timeout": 0.2, "rate": 0.1, "burst": 1}
+    async with start(tree, tmp_path, server.port, **config) as host:
+        await alice.until(lambda: "plugbay" in alice.joined)
+        await host.call(PLUGIN, "say", text="first")  # the burst: it goes at once
+        await alice.until(lambda: alice.texts("plugbay") == ["first"])
+        await host.call(PLUGIN, "say", text="second")  # waits 10 s for its token
+        with pytest.raises(PlugbayError, match="the send queue stayed full") as refused:
+            await host.call(PLUGIN, "say", text="third")
+        assert refused.value.hint == (
+            "the server takes them at 0.1 lines a second after a burst of 1: "
+            "raise rate or queue-size, or retry later"
+        )
+
+
+def sandboxed(tree: PluginFactory, tmp_path: Path) -> Host:
+    """integration.irc in a sandboxed worker (not trusted inline), as an operator who
+    did not follow the docs' advice would run it."""
+    return Host(tree.root, state_dir=tmp_path / "state", entry_points=False)
+
+
+async def _problem(host: Host) -> str:
+    return str((await host.call(PLUGIN, "status"))["problem"])  # a worker's answer: a dict
+
+
+async def test_a_sandboxed_instance_says_which_grant_it_lacks_and_how_to_give_it(
+    tree: PluginFactory, tmp_path: Path, server: IrcServer
+) -> None:
+    """Sandboxed, its manifest's ``network:127.0.0.1:*`` allows no connection at all (the
+    kernel has no port to allow): each try is refused, and it says what would allow it,
+    once, for the configured server and again for a remote one set later."""
+    async with sandboxed(tree, tmp_path) as host:
+        await host.set_config(PLUGIN, {"server": "127.0.0.1", "port": server.port})
+        await until(lambda: _problem(host))
+        where = f"127.0.0.1:{server.port}"
+        problem = await _problem(host)
+        assert f"the sandbox refused connecting to {where}" in problem, problem
+        assert f"'plugbay grant integration.irc network:{where}'" in problem, problem
+        assert '"integration.irc" to inline under [policy] in plugbay.toml' in problem, problem
+        await until(lambda: _reconnected(host, 3))  # refused again and again: said once
+        said = [r["message"] for r in host.logs(PLUGIN) if r["message"] == problem]
+        assert len(said) == 1, said
+        await host.set_config(PLUGIN, {"server": "192.0.2.7"})  # a remote server
+        await until(lambda: _names(host, "192.0.2.7:6667"))
+        assert "network:192.0.2.7:6667" in await _problem(host)
+
+
+async def _reconnected(host: Host, times: int) -> bool:
+    return bool((await host.call(PLUGIN, "status"))["reconnects"] >= times)
+
+
+async def _names(host: Host, where: str) -> bool:
+    return f"connecting to {where}" in await _problem(host)
+
+
+async def test_following_the_sandbox_advice_gets_it_on_the_channel(
+    tree: PluginFactory, tmp_path: Path, server: IrcServer, alice: Client
+) -> None:
+    """The second way the refusal gives: the destination in its manifest, and the grant."""
+    where = f"127.0.0.1:{server.port}"
+    manifest = tree.root / "integration" / "irc" / "plugin.toml"
+    manifest.write_text(
+        manifest.read_text().replace(
+            'network = ["127.0.0.1:*"]', f'network = ["127.0.0.1:*", "{where}"]'
+        )
+    )
+    async with sandboxed(tree, tmp_path) as host:
+        await host.set_config(PLUGIN, {"server": "127.0.0.1", "port": server.port})
+        await until(lambda: _problem(host))
+        await host.grant(PLUGIN, f"network:{where}")  # what 'plugbay grant' does
+        await alice.until(lambda: "plugbay" in alice.joined)
+        assert await _problem(host) == ""

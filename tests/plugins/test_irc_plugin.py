@@ -108,6 +108,10 @@ async def test_a_full_queue_holds_senders_back_then_refuses(
             await h.call(PLUGIN, "say", text="one too many")
         assert refused.value.code == "irc_queue_full"
         assert time.monotonic() - started >= 0.3  # it waited for room before refusing
+        # the cause in its words: the server is not reached, not merely slow
+        hint = refused.value.hint or ""
+        assert f"not joined to #plugbay on 127.0.0.1:{server.port} yet" in hint, hint
+        assert "raise queue-size, or retry once it has joined" in hint, hint
         server.start()
         alice = Client(server.port)
         await alice.connect()

@@ -19,6 +19,8 @@ from plugbay import ExtensionPlugin, Feature, PluginContext, command
 from .doctor import Eliza
 
 _SESSION_RE = re.compile(r"[^A-Za-z0-9_.:-]")
+#: the end of a session file's name since 1.0.0 names carry a hash (``_file``)
+_HASHED_RE = re.compile(r"-[0-9a-f]{24}\.json\Z")
 #: what DOCTOR reads at once: a few paragraphs (ELIZA's time grows with the text, and an
 #: answer must not hold the worker's loop past its heartbeat)
 MAX_TEXT = 10_000
@@ -37,6 +39,7 @@ class DoctorPlugin(ExtensionPlugin):
         self.recase = True
         self.max_sessions = 1000
         self.formatting: Formatting | None = None
+        self._left: set[str] = set()  # files of the old naming said to be left alone
 
     async def initialize(self, context: PluginContext) -> None:
         self.recase = bool(context.config["sentence-case"])
@@ -63,6 +66,8 @@ class DoctorPlugin(ExtensionPlugin):
         if eliza is None:
             eliza = Eliza()
             path = self._file(session)
+            if path is not None and not path.exists():
+                self._adopt_old_file(session, path)
             if path is not None and path.is_file():
                 try:
                     eliza.import_state(json.loads(path.read_text(encoding="utf-8")))
@@ -74,6 +79,34 @@ class DoctorPlugin(ExtensionPlugin):
         while len(self.sessions) > self.max_sessions:
             self.sessions.pop(next(iter(self.sessions)))
         return eliza
+
+    def _adopt_old_file(self, session: str, path: Path) -> None:
+        """Move the session's file of the naming before names carried a hash to ``path``
+        when it can be no other session's (``_own_old_file``) and no other session has
+        a file of the new naming with the same readable part (one that may have written
+        it under the old naming). Otherwise it is left as it is, and said once."""
+        old = path.with_name(_old_name(session))
+        if not old.is_file():
+            return
+        readable = path.name[:-30]  # less '-<24 hex digits>.json'
+        sibling = any(
+            _HASHED_RE.search(p.name) and p.name[:-30] == readable
+            for p in path.parent.glob(f"{readable}-*.json")
+        )
+        if _own_old_file(session, path) == old and not sibling:
+            old.replace(path)
+            self.context.logger.info(
+                "session %r: its file %s is now %s", session, old.name, path.name
+            )
+            return
+        if old.name not in self._left:
+            self._left.add(old.name)
+            self.context.logger.warning(
+                "session %r: %s, a session file of the naming before names carried a hash, "
+                "may be another session's (that naming was lossy): left as it is, so this "
+                "session starts afresh; rename it to %s if it is this one's, or delete it",
+                session, old.name, path.name,
+            )  # fmt: skip
 
     def _save(self, session: str, eliza: Eliza) -> None:
         path = self._file(session)
@@ -127,11 +160,30 @@ class DoctorPlugin(ExtensionPlugin):
         path = self._file(session)
         if path is not None:
             path.unlink(missing_ok=True)
+            old = _own_old_file(session, path)
+            if old is not None:  # else it would be moved in, its memory back, on next use
+                old.unlink(missing_ok=True)
 
     @command
     def sessions_known(self) -> list[str]:
         """Sessions in memory now."""
         return sorted(self.sessions)
+
+
+def _old_name(session: str) -> str:
+    """The session's file name before 1.0.0's names carried a hash: lossy, two sessions
+    could share one ('bob[' and 'bob]'; names alike in their first 100 characters)."""
+    return _SESSION_RE.sub("_", session)[:100] + ".json"
+
+
+def _own_old_file(session: str, path: Path) -> Path | None:
+    """The session's file of the old naming when that name is the session's own, nothing
+    replaced or cut ('bob[' and 'bob]' both wrote 'bob_.json'), and not one of the new
+    naming (a session named 'alice-<her hash>' would take hers); else None."""
+    name = f"{session}.json"
+    if name != _old_name(session) or _HASHED_RE.search(name):
+        return None
+    return path.with_name(name)
 
 
 def _last_written(path: Path) -> int:

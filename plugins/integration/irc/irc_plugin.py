@@ -68,12 +68,20 @@ class IrcStatus:
     sent: int
     received: int
     reconnects: int
+    #: why it is not joined when it knows ("" when joined or trying)
+    problem: str
 
 
 class QueueFull(PlugbayError):
     """The send queue stayed full for ``send-timeout`` seconds: the line was not queued."""
 
     code = "irc_queue_full"
+
+
+class NoServer(PlugbayError):
+    """A line was given to say while no server is configured: nothing would send it."""
+
+    code = "irc_no_server"
 
 
 class IrcPlugin(IntegrationPlugin):
@@ -101,6 +109,7 @@ class IrcPlugin(IntegrationPlugin):
         self._writer: asyncio.StreamWriter | None = None
         self._answers: set[asyncio.Task[None]] = set()
         self._conversation: Conversation | None = None
+        self._problem = ""  # why it cannot connect, when it knows (a sandbox's refusal)
 
     async def initialize(self, context: PluginContext) -> None:
         config = context.config
@@ -131,6 +140,7 @@ class IrcPlugin(IntegrationPlugin):
             self.server, self.port = str(new["server"]), int(new["port"])
             self.wanted_nick = self.nick = str(new["nick"])
             self.channel = str(new["channel"])
+            self._problem = ""
             self.context.logger.info("%s changed: connecting again", ", ".join(moved))
             await self.connect()
 
@@ -176,7 +186,8 @@ class IrcPlugin(IntegrationPlugin):
 
     @command
     async def say(self, text: str, target: str = "") -> int:
-        """Say ``text`` on the channel (or to ``target``); returns the lines queued after it."""
+        """Say ``text`` on the channel (or to ``target``); returns the lines queued after it.
+        Refused at once while no server is configured: nothing would send it."""
         if not text.strip():
             raise ValueError("text must not be empty")
         await self._enqueue(target or self.channel, text)
@@ -187,7 +198,7 @@ class IrcPlugin(IntegrationPlugin):
         """Joined or not, as which nick, and lines queued, sent, heard, reconnections."""
         return IrcStatus(
             self._joined, self.nick, self.channel, len(self._queue), self.sent, self.received,
-            self.reconnects,
+            self.reconnects, self._problem,
         )  # fmt: skip
 
     # -- state across a reload or a restart -------------------------------------------
@@ -231,6 +242,13 @@ class IrcPlugin(IntegrationPlugin):
 
     async def _enqueue(self, target: str, text: str) -> None:
         check_target(target)  # a CR LF in it would send a command of the caller's choosing
+        if not self.server:
+            raise NoServer(
+                "no IRC server is configured (config key 'server'): the line was not queued",
+                plugin=self.id,
+                hint=f"set one: 'plugbay config {self.id} server=HOST' (and port=PORT "
+                "when it is not 6667), then say it again",
+            )
         cond = self._cond
         assert cond is not None, "not initialized"
         async with cond:
@@ -242,10 +260,25 @@ class IrcPlugin(IntegrationPlugin):
                     f"the send queue stayed full ({self.queue_size} lines) for "
                     f"{self.send_timeout:g} s",
                     plugin=self.id,
-                    hint="the server is slow or away; raise queue-size or rate, or retry later",
+                    hint=self._why_full(),
                 ) from None
             self._queue.append((target, text))
             cond.notify_all()
+
+    def _why_full(self) -> str:
+        """What holds the queue full, in the words of its cause."""
+        if self._frozen:
+            return "it is handing its lines to a new version (a reload): retry in a moment"
+        if not self._joined:
+            why = self._problem or (
+                f"it is not joined to {self.channel} on {self.server}:{self.port} yet "
+                f"(reconnecting; '{self.id}' logs say why)"
+            )
+            return f"{why}; lines wait for that: raise queue-size, or retry once it has joined"
+        return (
+            f"the server takes them at {self._pacer.rate:g} lines a second after a burst of "
+            f"{self._pacer.burst}: raise rate or queue-size, or retry later"
+        )
 
     async def _pump(self, writer: asyncio.StreamWriter) -> None:
         """Send queued lines at the pace, each leaving the queue once written."""
@@ -272,6 +305,8 @@ class IrcPlugin(IntegrationPlugin):
         while not self._closing:
             try:
                 reader, writer = await asyncio.open_connection(self.server, self.port)
+            except PermissionError:  # only a sandbox refuses a connect with EPERM
+                self._refused_by_sandbox()
             except OSError as exc:
                 self.context.logger.info("cannot reach %s:%d (%s)", self.server, self.port, exc)
             else:
@@ -284,6 +319,22 @@ class IrcPlugin(IntegrationPlugin):
             self.reconnects += 1
             await asyncio.sleep(delay)
             delay = min(delay * 2, self.reconnect_max)
+
+    def _refused_by_sandbox(self) -> None:
+        """Say once per server which grant is missing and how to give it (the sandbox's
+        own record names no destination: it refuses the socket before the connect)."""
+        where = f"{self.server}:{self.port}"
+        if self._problem:
+            return
+        self._problem = (
+            f"the sandbox refused connecting to {where}: {self.id} holds no grant "
+            f"network:{where}, and its manifest asks only for network:127.0.0.1:*, which a "
+            "sandbox cannot enforce (no port for the kernel to allow). Run it trusted: add "
+            f'"{self.id}" to inline under [policy] in plugbay.toml and restart the host; '
+            f'or keep it sandboxed: add "{where}" (an IP address) to [permissions] network '
+            f"in its plugin.toml and run 'plugbay grant {self.id} network:{where}'"
+        )
+        self.context.logger.error("%s", self._problem)
 
     async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
         """One connection, until it ends; whether it got as far as joining the channel."""
@@ -354,6 +405,7 @@ class IrcPlugin(IntegrationPlugin):
 
     async def _on_joined(self, writer: asyncio.StreamWriter) -> None:
         await self._set_joined(True)
+        self._problem = ""
         self.context.logger.info("joined %s on %s as %s", self.channel, self.server, self.nick)
         if self.nick != self.wanted_nick:  # the holder may have quit before we joined
             writer.write(f"ISON {self.wanted_nick}\r\n".encode())  # (its QUIT unseen)
@@ -416,7 +468,7 @@ class IrcPlugin(IntegrationPlugin):
         answer = await self._respond(question, sender)
         try:
             await self._enqueue(reply_to, lead + answer)
-        except QueueFull as exc:
+        except (QueueFull, NoServer) as exc:
             self.context.logger.warning("dropped the answer to %s: %s", sender, exc.message)
             return
         self.context.metrics.observe("irc_answer_seconds", time.perf_counter() - started)
