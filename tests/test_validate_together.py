@@ -8,6 +8,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests._cli import plugbay
 
 
@@ -89,3 +91,82 @@ def test_one_process_validating_again_after_an_edit_sees_the_edit(tmp_path: Path
     assert errors() == [] and errors() == []
     (v / "plugin.toml").write_text((v / "plugin.toml").read_text().replace('"^1"', '"^2"'))
     assert any("cannot be loaded" in message for message in errors())
+
+
+def _given(tmp_path: Path) -> Path:
+    """Plugins outside any plugins directory: acme.base 1.0.0 and 2.0.0, acme.a needing
+    acme.base ^1 and acme.v needing acme.base ^2."""
+    given = tmp_path / "given"
+    _plugin(given / "base1", "acme.base", "1.0.0")
+    _plugin(given / "base2", "acme.base", "2.0.0")
+    _plugin(given / "a", "acme.a", "1.0.0", "^1")
+    _plugin(given / "v", "acme.v", "1.0.0", "^2")
+    return given
+
+
+def test_a_dependency_another_given_path_provides_is_not_missing(tmp_path: Path) -> None:
+    """`validate given/a given/base1` said acme.base "is not a plugin the host knows",
+    though the host the two are validated for loads it beside acme.a."""
+    given = _given(tmp_path)
+    done = plugbay("validate", str(given / "a"), str(given / "base1"), "--no-import", cwd=tmp_path)
+    assert done.returncode == 0, (done.stdout, done.stderr)
+    assert "not a plugin the host knows" not in done.stdout
+    assert "ok acme.a 1.0.0" in done.stdout and "ok acme.base 1.0.0" in done.stdout
+
+
+def test_given_paths_that_cannot_load_together_are_errors_naming_both(tmp_path: Path) -> None:
+    """Given side by side outside the plugins directory, acme.a and acme.v were each
+    checked alone (or not at all): a host on all four loads one acme.base, so one of them."""
+    given = _given(tmp_path)
+    paths = [str(given / name) for name in ("a", "v", "base1", "base2")]
+    done = plugbay("validate", *paths, "--no-import", "--json", cwd=tmp_path)
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    errors = {
+        r["path"].rsplit("/", 1)[-1]: [
+            f["message"] for f in r["findings"] if f["severity"] == "error"
+        ]
+        for r in json.loads(done.stdout)
+    }
+    conflict = (
+        "'acme.a' 1.0.0 requires 'acme.base' ^1 and 'acme.v' 1.0.0 requires 'acme.base' ^2; "
+        "versions found: 2.0.0, 1.0.0 — none satisfies every requirement"
+    )
+    assert errors["v"] == [f"beside the plugins the host knows, it cannot be loaded: {conflict}"]
+    assert errors["a"] == [
+        f"beside it, 'acme.v', which the host knows, could no longer be loaded: {conflict}"
+    ]
+    assert errors["base2"] == []
+
+
+def test_many_given_paths_resolve_together_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Forty plugins given at once are one set a host loads: resolved together once for
+    all of them, not once per plugin."""
+    from plugbay.pdk._analysis import together
+    from plugbay.pdk.analyzer import validate_plugins
+
+    given = _given(tmp_path)
+    paths = [given / "base1", given / "a"]
+    paths += [_plugin(given / f"w{i}", f"acme.w{i}", "1.0.0", ">=1") for i in range(40)]
+    resolutions: list[int] = []
+    resolved = together._resolved_failures
+
+    def counted(manifests: Any) -> Any:
+        resolutions.append(len(manifests))
+        return resolved(manifests)
+
+    monkeypatch.setattr(together, "_resolved_failures", counted)
+    results = validate_plugins(paths, known=[], import_check=False)
+    assert [r.errors for r in results] == [[]] * len(paths)
+    assert resolutions == [len(paths)]
+
+
+def test_the_analyzer_says_it_checks_plugins_together() -> None:
+    """Its docstring, the list of what ``plugbay validate`` checks, did not name the
+    check of a plugin beside the others a host loads with it."""
+    from plugbay.pdk import analyzer
+
+    said = " ".join((analyzer.__doc__ or "").split())
+    assert "loads together with every plugin the host knows" in said
+    assert "validated in one :func:`validate_plugins` call" in said

@@ -98,10 +98,10 @@ def validate(
     when nothing is wrong statically, the entry class is imported into a throwaway namespace
     to catch errors at import time (--no-import skips that).
     """
-    from plugbay.pdk.analyzer import known_plugins, validate_plugin
+    from plugbay.pdk.analyzer import known_plugins, validate_plugins
 
     known = known_plugins(plugins or [Path("plugins")])
-    results = [validate_plugin(p, known=known, import_check=not no_import) for p in paths]
+    results = validate_plugins(paths, known=known, import_check=not no_import)
     failed = any(not r.ok for r in results)
     if as_json:
         # one result per path, a list even for one path: one shape for scripts

@@ -20,6 +20,12 @@ a file, a line, a severity and a fix:
   relative imports), the names it imports from them, and third-party modules;
 * dependency, optional-dependency and service ranges can be met by the plugins
   the host knows, and the host's version is in the plugin's ``host`` range;
+* the plugin loads together with every plugin the host knows, one version of each
+  id for all, as a host loads them: a plugin the host would leave out beside
+  another, or that would push another out, is an error naming both. The plugins
+  validated in one :func:`validate_plugins` call are among those the host knows,
+  wherever they are (a dependency one of them provides is met), resolved together
+  once;
 * what the code imports and calls matches the permissions it asks for (a plugin
   that imports ``socket`` but asks for no network is warned, naming the line).
 
@@ -57,8 +63,16 @@ from plugbay.pdk._analysis.interface import _InterfaceChecks
 from plugbay.pdk._analysis.permissions import _PermissionChecks
 from plugbay.pdk._analysis.project import _ProjectChecks
 from plugbay.pdk._analysis.requirements import _RequirementChecks
+from plugbay.pdk._analysis.together import with_given
 
-__all__ = ["Finding", "Severity", "ValidationResult", "known_plugins", "validate_plugin"]
+__all__ = [
+    "Finding",
+    "Severity",
+    "ValidationResult",
+    "known_plugins",
+    "validate_plugin",
+    "validate_plugins",
+]
 
 
 # --------------------------------------------------------------------------- the plugins a host knows
@@ -119,6 +133,20 @@ def validate_plugin(
         _quoted(result.findings), key=lambda f: (order[f.severity], f.file or "", f.line or 0)
     )
     return result
+
+
+def validate_plugins(
+    paths: Sequence[Path],
+    *,
+    known: Sequence[PluginManifest],
+    import_check: bool = True,
+) -> list[ValidationResult]:
+    """Analyze each plugin of ``paths`` as :func:`validate_plugin` does, the plugins given
+    being ones a host would load together: each is checked beside ``known`` and the
+    others given (a dependency another provides is met; a conflict between them is an
+    error), all resolved together once."""
+    together = with_given(known, paths)
+    return [validate_plugin(p, known=together, import_check=import_check) for p in paths]
 
 
 def _check_id_form(manifest: PluginManifest, result: ValidationResult) -> None:

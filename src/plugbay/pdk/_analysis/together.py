@@ -5,18 +5,41 @@ Each plugin's ranges can be met on its own while two plugins still cannot load
 together: ``acme.a`` needs ``acme.base ^1`` and ``acme.v`` needs ``acme.base ^2``, and
 a host loads one ``acme.base``. The host then leaves out one of the two (the later id),
 so ``plugbay validate`` of either says so, naming both, since the plugins directory it
-is pointed at is all it can know of what the host will load beside it.
+is pointed at is all it can know of what the host will load beside it. Several plugins
+validated in one run (``plugbay validate a b``) are plugins a host would load together,
+wherever they are: :func:`with_given` adds them to what the host knows, so each is
+checked beside the others (and one's dependency another provides is not missing).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 from plugbay.api.errors import PlugbayError
 from plugbay.model.manifest import PluginManifest
 from plugbay.pdk._analysis.base import _Context, _host_version
 
-__all__ = ["check_together"]
+__all__ = ["check_together", "with_given"]
+
+
+def with_given(known: Sequence[PluginManifest], paths: Iterable[Path]) -> list[PluginManifest]:
+    """``known`` and the plugin at each of ``paths`` it does not hold already (a plugin of
+    the plugins directory is the same plugin): one set, so the plugins are resolved
+    together once for them all. A path whose manifest does not read (or a wheel, checked
+    unpacked) is left out: its own validation says what is wrong with it."""
+    from plugbay.model._manifest_problems import read_manifest
+
+    have = {k.root.resolve() for k in known if k.root is not None}
+    given: list[PluginManifest] = []
+    for path in paths:
+        reading = read_manifest(path) if path.suffix != ".whl" else None
+        manifest = reading.manifest if reading is not None and not reading.problems else None
+        if manifest is None or manifest.root is None or manifest.root.resolve() in have:
+            continue
+        have.add(manifest.root.resolve())
+        given.append(manifest)
+    return [*known, *given]
 
 
 def check_together(context: _Context, known: Sequence[PluginManifest]) -> None:
