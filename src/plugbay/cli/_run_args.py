@@ -90,7 +90,17 @@ def parse_run(argv: Sequence[str], environ: Mapping[str, str] = os.environ) -> R
         return None
     if not options.no_http and not _http_fits(options):
         return None  # a public or malformed --http (checked under --once too): typer says why
+    if not _paths_fit(options):
+        return None  # a path of the wrong kind: typer says which (cli._path_options)
     return options
+
+
+def _paths_fit(options: RunOptions) -> bool:
+    """No ``--state`` or ``--plugins`` that is a file, no ``--config`` that is a directory."""
+    directories = [options.state, *(options.plugins or ())]
+    if any(path.exists() and not path.is_dir() for path in directories):
+        return False
+    return options.config is None or not options.config.is_dir()
 
 
 def _http_fits(options: RunOptions) -> bool:

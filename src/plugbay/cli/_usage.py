@@ -20,6 +20,7 @@ from typer.core import TyperGroup
 
 from plugbay.api.errors import PlugbayError
 from plugbay.cli._output import say_error
+from plugbay.cli._path_options import check_path_options
 from plugbay.cli._values import in_plugbay_words
 
 __all__ = ["CommandLineError", "PlugbayGroup"]
@@ -86,7 +87,12 @@ def _json_usage_errors(wanted: bool) -> Iterator[None]:
 
 class PlugbayGroup(TyperGroup):
     """The ``plugbay`` command's root group: as typer's, and with ``--json`` on the command
-    line a usage error anywhere below it answers in JSON (see the module)."""
+    line a usage error anywhere below it answers in JSON (see the module); a path option
+    naming the wrong kind of thing is such an error (``cli._path_options``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        check_path_options(self.commands.values())
 
     def make_context(
         self,
