@@ -259,8 +259,8 @@ async def _problem(host: Host) -> str:
 async def test_a_sandboxed_instance_says_which_grant_it_lacks_and_how_to_give_it(
     tree: PluginFactory, tmp_path: Path, server: IrcServer
 ) -> None:
-    """Sandboxed, its manifest's ``network:127.0.0.1:*`` allows no connection at all (the
-    kernel has no port to allow): each try is refused, and it says what would allow it,
+    """Sandboxed and granted nothing, it may connect nowhere (its manifest asks for
+    ``network:127.0.0.1:6667``, the default port): each try is refused, and it says what would allow it,
     once, for the configured server and again for a remote one set later."""
     async with sandboxed(tree, tmp_path) as host:
         await host.set_config(PLUGIN, {"server": "127.0.0.1", "port": server.port})
@@ -294,7 +294,7 @@ async def test_following_the_sandbox_advice_gets_it_on_the_channel(
     manifest = tree.root / "integration" / "irc" / "plugin.toml"
     manifest.write_text(
         manifest.read_text().replace(
-            'network = ["127.0.0.1:*"]', f'network = ["127.0.0.1:*", "{where}"]'
+            'network = ["127.0.0.1:6667"]', f'network = ["127.0.0.1:6667", "{where}"]'
         )
     )
     async with sandboxed(tree, tmp_path) as host:

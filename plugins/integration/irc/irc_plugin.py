@@ -328,8 +328,8 @@ class IrcPlugin(IntegrationPlugin):
             return
         self._problem = (
             f"the sandbox refused connecting to {where}: {self.id} holds no grant "
-            f"network:{where}, and its manifest asks only for network:127.0.0.1:*, which a "
-            "sandbox cannot enforce (no port for the kernel to allow). Run it trusted: add "
+            f"network:{where} (its manifest asks for network:127.0.0.1:6667, the default "
+            "server; a sandbox allows a connection by address and port). Run it trusted: add "
             f'"{self.id}" to inline under [policy] in plugbay.toml and restart the host; '
             f'or keep it sandboxed: add "{where}" (an IP address) to [permissions] network '
             f"in its plugin.toml and run 'plugbay grant {self.id} network:{where}'"

@@ -36,7 +36,8 @@ PANEL = "permissions"
 _BY_HAND: Final = "plugbay {} (no host serving its API)"
 
 
-def _check_permission(permission: str) -> None:
+def _check_permission(permission: str, *, granting: bool = False) -> None:
+    from plugbay.isolation.network_grants import port_refusal
     from plugbay.isolation.policy import is_permission, permission_forms
 
     if not is_permission(permission):
@@ -47,6 +48,9 @@ def _check_permission(permission: str) -> None:
             ),
             code=2,
         )
+    refusal = port_refusal(permission) if permission.startswith("network:") else None
+    if granting and refusal is not None:  # a revoke of one granted before is still taken
+        fail(PlugbayError(refusal[0], hint=refusal[1]), code=2)
 
 
 def grant(
@@ -62,7 +66,7 @@ def grant(
 
     Deny by default: only what is both asked for and granted is allowed.
     """
-    _check_permission(permission)
+    _check_permission(permission, granting=True)
     if _changed_live(state, plugin_id, permission, "grant"):
         return
     manifest = _manifest(plugin_id, plugins, state)

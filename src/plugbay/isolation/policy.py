@@ -40,6 +40,7 @@ from typing import Any, Final
 from plugbay.api._context import SECRET_ENV_PREFIX, secret_of_env
 from plugbay.api.errors import ConfigError, PlugbayError
 from plugbay.isolation import _cgroups
+from plugbay.isolation.network_grants import port_refusal
 from plugbay.isolation.ray_settings import RaySettings, place_on_ray
 from plugbay.model.host_config import no_unknown_keys, read_host_config, require_signed
 from plugbay.model.manifest import PluginManifest, parse_size
@@ -160,6 +161,7 @@ class Placement:
                 plugin=manifest.id,
                 hint="install it as a directory or a package",
             )
+        _refuse_portless_network(manifest, self.effective)
         reads = [os.path.realpath(code)]
         if manifest.origin == "entry-point":
             # an installed package is imported by name: its import path must be listable
@@ -223,6 +225,28 @@ def _where_it_runs(manifest: PluginManifest, trust: str | None) -> tuple[str, bo
 def _enforceable(grant: str) -> bool:
     _, _, port = grant.rpartition(":")
     return port.isdigit()
+
+
+def _refuse_portless_network(manifest: PluginManifest, effective: Iterable[str]) -> None:
+    """A sandboxed plugin asking for, or granted, a network destination without a port
+    (``127.0.0.1:*``) is refused as it loads: no layer of its sandbox could honour it
+    (``isolation.network_grants``), and it would learn so only from refused connections."""
+    asked = [f"network:{n}" for n in manifest.permissions.network]
+    granted = [p for p in effective if p.startswith("network:")]
+    for grant in dict.fromkeys([*asked, *granted]):
+        refusal = port_refusal(grant)
+        if refusal is not None:
+            where = (
+                f"[permissions] network in {manifest.path or 'its manifest'}"
+                if grant in asked
+                else "granted to it ('plugbay info' says where: revoke it)"
+            )
+            raise ConfigError(
+                f"{refusal[0]} ({where}); it is not loaded sandboxed",
+                plugin=manifest.id,
+                hint=refusal[1],
+                details={"permission": grant},
+            )
 
 
 @dataclass(frozen=True)
@@ -474,6 +498,9 @@ def _permissions(value: Any, what: str, where: str) -> list[str]:
                 where=where,
                 hint="write one of: " + ", ".join(permission_forms()),
             )
+        refusal = port_refusal(permission) if permission.startswith("network:") else None
+        if refusal is not None:
+            raise ConfigError(f"{what}: {refusal[0]}", where=where, hint=refusal[1])
     return found
 
 

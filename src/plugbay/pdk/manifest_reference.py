@@ -90,7 +90,9 @@ MEANING: Final[dict[str, str]] = {
     "shows it `on-demand`, 'installed, starts on demand'.",
     "permissions": "What it asks to be allowed; in effect only once the operator grants "
     "it (`plugbay grant ID PERMISSION`). Deny by default.",
-    "permissions.network": "`HOST:PORT` it connects to (`network:HOST:PORT`).",
+    "permissions.network": "`ADDRESS:PORT` it connects to (`network:ADDRESS:PORT`), an IP "
+    "address and a port: a sandbox allows a connection by its port, so a plugin asking for "
+    "one without a port (`127.0.0.1:*`) is not loaded sandboxed (`plugbay validate` warns).",
     "permissions.read": "Paths it reads outside its code (`read:PATH`).",
     "permissions.write": "Paths it writes outside its data directory (`write:PATH`).",
     "permissions.env": "Host environment variables it sees (`env:NAME`).",

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 from plugbay.api.errors import ConfigError, PlugbayError, PluginStateError
+from plugbay.isolation.network_grants import port_refusal
 from plugbay.isolation.policy import (
     IsolationPolicy,
     covers,
@@ -331,13 +332,8 @@ async def change_grant(
         refusal = refusal_to_revoke(permissions_of(host.manager, rec), plugin_id, permission)
         if refusal is not None:
             raise refusal
-    if grant and not is_permission(permission):  # kept, it would match nothing, silently
-        raise ConfigError(
-            f"'{permission}' is not a permission",
-            plugin=plugin_id,
-            hint="write one of: " + ", ".join(permission_forms()),
-        )
     if grant:
+        _refuse_to_grant(plugin_id, permission)
         state.grant(plugin_id, permission)
     elif not state.revoke(plugin_id, permission):
         # nothing to take back: the request conflicts with the grants as they are (409)
@@ -362,6 +358,20 @@ async def change_grant(
         "state": str(rec.state),
         "permissions": host.info(plugin_id)["permissions"],
     }
+
+
+def _refuse_to_grant(plugin_id: str, permission: str) -> None:
+    """A grant not written as a permission (kept, it would match nothing, silently), or a
+    network grant without a port (no sandbox could honour it: ``isolation.network_grants``)."""
+    if not is_permission(permission):
+        raise ConfigError(
+            f"'{permission}' is not a permission",
+            plugin=plugin_id,
+            hint="write one of: " + ", ".join(permission_forms()),
+        )
+    portless = port_refusal(permission) if permission.startswith("network:") else None
+    if portless is not None:
+        raise ConfigError(portless[0], plugin=plugin_id, hint=portless[1])
 
 
 def _differs(now: Iterable[str], then: Iterable[str]) -> bool:

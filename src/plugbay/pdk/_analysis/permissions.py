@@ -116,6 +116,7 @@ class _PermissionChecks(_Context):
                 seen.add(need.partition(":")[0])
                 self._check_use(module, node, need, what)
         self._check_unused_permissions(seen)
+        self._check_network_ports()
 
     def _check_use(self, module: _Module, node: ast.stmt | ast.expr, need: str, what: str) -> None:
         """Warn when the manifest does not ask for the permission this use needs."""
@@ -149,6 +150,24 @@ class _PermissionChecks(_Context):
                     (module.path, node.lineno),
                     f'add env = ["{name or "NAME"}"] under [permissions]; a sandboxed '
                     "plugin sees only granted variables",
+                )
+
+    def _check_network_ports(self) -> None:
+        """A network entry without a port: a sandbox cannot allow it (see
+        ``isolation.network_grants``), and loading the plugin sandboxed refuses it."""
+        from plugbay.isolation.network_grants import port_refusal
+
+        for entry in self.m.permissions.network:
+            refusal = port_refusal(entry)
+            if refusal is not None:
+                message, hint = refusal
+                self.add(
+                    "warning",
+                    "permission",
+                    f"{message}; sandboxed (any plugin the host does not trust), it is "
+                    "refused when loaded",
+                    self.in_manifest("network"),
+                    hint,
                 )
 
     def _check_unused_permissions(self, seen: set[str]) -> None:
