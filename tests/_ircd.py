@@ -113,6 +113,11 @@ class Client:
     def say(self, text: str) -> None:
         self._send(f"PRIVMSG {self.channel} :{text}")
 
+    def send_raw(self, data: bytes) -> None:
+        """Write ``data`` as it is (bytes that are not UTF-8, say)."""
+        assert self._writer is not None
+        self._writer.write(data)
+
     async def _read(self) -> None:
         assert self._reader is not None
         while raw := await self._reader.readline():

@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import ipaddress
 import time
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
@@ -153,8 +154,29 @@ class IrcPlugin(IntegrationPlugin):
             return
         if self._task is None or self._task.done():
             self._closing = False
+            self._named_in_a_sandbox()
             self._task = asyncio.create_task(self._run())
             self.endpoints = [EndpointConfig("server", self.server, self.port, {"protocol": "irc"})]
+
+    def _named_in_a_sandbox(self) -> None:
+        """Sandboxed, a server given by name is not reached: a sandbox's network grants
+        are IP addresses, and a failed name lookup there says nothing of grants. Said
+        at once, in its log and status's problem, with what to write instead."""
+        if self.context.environment.isolation != "process":
+            return
+        with contextlib.suppress(ValueError):
+            ipaddress.ip_address(self.server)
+            return
+        self._problem = (
+            f"the server {self.server!r} is a host name, and {self.id} runs sandboxed, "
+            "where network grants are IP addresses: set the server's address instead "
+            f"('plugbay config {self.id} server=ADDRESS'; 'getent hosts {self.server}' "
+            f'on the host gives it), add "ADDRESS:{self.port}" to [permissions] network in '
+            f"its plugin.toml and run 'plugbay grant {self.id} network:ADDRESS:{self.port}'; "
+            f'or run it trusted: add "{self.id}" to inline under [policy] in plugbay.toml '
+            "and restart the host"
+        )
+        self.context.logger.error("%s", self._problem)
 
     async def disconnect(self) -> None:
         """Say QUIT, close the connection, stop reconnecting."""
@@ -346,11 +368,16 @@ class IrcPlugin(IntegrationPlugin):
             writer.write(f"NICK {self.nick}\r\nUSER plugbay 0 * :plugbay chat peer\r\n".encode())
             await writer.drain()
             pump = asyncio.create_task(self._pump(writer))
+            undecoded = 0
             while raw := await read_line(reader):
                 self.received += 1
-                joined_once = await self._on_line(
-                    parse(raw.decode("utf-8", "replace")), writer
-                ) or (joined_once)
+                try:
+                    text = raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    undecoded += 1
+                    self._skip_undecodable(raw, first=undecoded == 1)
+                    continue
+                joined_once = await self._on_line(parse(text), writer) or joined_once
         except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
             self.context.logger.info("connection to %s:%d ended: %s", self.server, self.port, exc)
         finally:
@@ -366,6 +393,19 @@ class IrcPlugin(IntegrationPlugin):
         if not self._closing:
             self.context.logger.warning("lost %s:%d; reconnecting", self.server, self.port)
         return joined_once
+
+    def _skip_undecodable(self, raw: bytes, *, first: bool) -> None:
+        """A line that is not UTF-8 is skipped, not answered: with its bytes replaced,
+        its text (a command to this bot, say) would be one its sender never wrote."""
+        if not first:
+            return  # said once a connection: a sender in another charset would flood the log
+        line = parse(raw.decode("utf-8", "replace"))
+        self.context.logger.warning(
+            "skipped a line from %s:%d that is not UTF-8 (%s from %s): it is not answered, "
+            "nor are later ones on this connection (said once); IRC text is read as UTF-8 "
+            "only, so its sender's client must send UTF-8",
+            self.server, self.port, line.command or "?", line.nick or "the server",
+        )  # fmt: skip
 
     def _nick_taken(self, writer: asyncio.StreamWriter) -> None:
         """433: while registering, the version before still holds the nick: take it with

@@ -19,7 +19,9 @@ address only, at most ``max-clients`` clients at once, each disconnected after
 ``idle-timeout`` silent seconds. ``SAY`` goes to the ``conversation`` service
 (ELIZA's DOCTOR when bundled), looked up at the first ``SAY``, with the
 client's address as the session. As a client (the ``send`` command) it talks
-the same protocol to any peer.
+the same protocol to a peer its manifest declares under ``[permissions] network``
+(``127.0.0.1:*``: any port of this machine's 127.0.0.1), and refuses any other
+(``peers.py``): trusted inline, no sandbox does it.
 
 A hot reload keeps the port: the new version takes the old one's listener over
 (``connect``), new connections reach it at once, and the old version's clients
@@ -51,7 +53,7 @@ from plugbay import (
     command,
 )
 
-from . import wire
+from . import peers, wire
 
 __all__ = ["ProtocolPlugin", "ProtocolStatus"]
 
@@ -123,8 +125,10 @@ class ProtocolPlugin(IntegrationPlugin):
         self._clients: dict[str, _Client] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._conversation: Conversation | None = None
+        self._network: tuple[str, ...] = ()  # where ``send`` may connect (the manifest's)
 
     async def initialize(self, context: PluginContext) -> None:
+        self._network = peers.declared()
         self.host = _loopback(str(context.config["host"]))
         self.port = int(context.config["port"])
         self.max_clients = int(context.config["max-clients"])
@@ -359,7 +363,8 @@ class ProtocolPlugin(IntegrationPlugin):
         self, text: str, host: str = "127.0.0.1", port: int = 7878, timeout: float = 5.0
     ) -> str:
         """Talk to a plugbay-line/1 peer: HELLO, SAY ``text``, read the REPLY, QUIT.
-        Returns the reply's text."""
+        Returns the reply's text. A peer its manifest does not declare under
+        ``[permissions] network`` is refused (PermissionDenied)."""
         if not text.strip() or "\n" in text or "\r" in text:
             raise ValueError("text must be one non-empty line (no CR or LF)")
         if len(text.encode("utf-8")) > wire.MAX_LINE - 4:
@@ -368,7 +373,8 @@ class ProtocolPlugin(IntegrationPlugin):
             raise ValueError(f"port must be 1 to 65535, got {port}")
         if not timeout > 0:
             raise ValueError(f"timeout must be positive, got {timeout:g}")
-        return await wire.talk(host, port, self.id, text, timeout)
+        address = await peers.granted_address(self.id, host, port, self._network)
+        return await wire.talk(address, port, self.id, text, timeout)
 
     @command
     def status(self) -> ProtocolStatus:
