@@ -32,6 +32,7 @@ __all__ = [
     "shown",
     "unshown",
     "versions_of",
+    "with_the_rest",
 ]
 
 
@@ -99,6 +100,31 @@ def checked_config(
             )
         return {}
     return schema.validate(merged, source="run-time config")
+
+
+def with_the_rest(
+    host: Host, plugin_id: str, values: Mapping[str, Any], refusal: ConfigError
+) -> ConfigError:
+    """``refusal`` (of keys of ``values`` a stricter check refused first, such as the API's
+    check of JSON types) with every other problem the host's own check
+    (:meth:`Host.set_config`) finds in ``values``: a required key missing, a value kept
+    aside for another version. One refusal for all, each key in the host's words, as the
+    CLI gets them; a key both refuse is said once, as ``refusal`` says it."""
+    manifest = host.plugin(plugin_id).manifest
+    layers = host.config_layers(plugin_id)
+    try:
+        checked_config(plugin_id, manifest, values, layers, versions_of(host, plugin_id))
+    except ConfigError as exc:
+        rest = exc.details.get("problems") or []
+    else:
+        return refusal
+    said = refusal.details.get("problems") or []
+    keys = {p["key"] for p in said}
+    problems = [
+        ConfigError(p["message"], plugin=plugin_id, where=p["where"], hint=p["hint"])
+        for p in [*said, *(p for p in rest if p["key"] not in keys)]
+    ]
+    return together(plugin_id, problems, source="run-time config") if problems else refusal
 
 
 def versions_of(host: Host, plugin_id: str) -> list[PluginManifest]:

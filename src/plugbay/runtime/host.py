@@ -468,6 +468,11 @@ class Host(AsyncOnly):
         where = str(self._config_file) if self._config_file else None
         return MonitorSettings.from_config(getattr(self, "_file_monitor", {}), where=where)
 
+    def config_layers(self, plugin_id: str) -> tuple[Mapping[str, Any], Mapping[str, Any]]:
+        """The plugin's values under its run-time ones: the host config file's, then
+        ``Host(config=...)``'s (which wins)."""
+        return self._file_config.get(plugin_id, {}), self._config_arg.get(plugin_id, {})
+
     def _config_for(self, plugin_id: str) -> Mapping[str, Any]:
         merged: dict[str, Any] = dict(self._file_config.get(plugin_id, {}))
         if self.state is not None:
@@ -663,7 +668,7 @@ class Host(AsyncOnly):
                 hint="start the host with a state directory (--state)",
             )
         manifest = rec.manifest
-        layers = (self._file_config.get(plugin_id, {}), self._config_arg.get(plugin_id, {}))
+        layers = self.config_layers(plugin_id)
         # a key only another installed version declares is kept aside for it
         versions = versions_of(self, plugin_id)
         full = checked_config(plugin_id, manifest, values, layers, versions)

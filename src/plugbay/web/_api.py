@@ -17,7 +17,14 @@ from fastapi.responses import Response
 
 from plugbay.api.errors import ConfigError, PlugbayError
 from plugbay.model._config_words import pointing
-from plugbay.runtime.config_aside import kept_aside, kept_view, shown, unshown, versions_of
+from plugbay.runtime.config_aside import (
+    kept_aside,
+    kept_view,
+    shown,
+    unshown,
+    versions_of,
+    with_the_rest,
+)
 from plugbay.runtime.host import Host
 from plugbay.runtime.live_config import masked, pending
 from plugbay.web._errors import error_response, http_error
@@ -463,7 +470,10 @@ async def put_config(plugin_id: str, change: ConfigChange, host: HostDep) -> Con
         config = rec.manifest.config if rec.manifest else None
         versions = versions_of(host, plugin_id)
         elsewhere = {k for v in versions if v.config is not None for k in v.config.fields}
-        values = check_json_values(plugin_id, config, sent, elsewhere)
+        try:
+            values = check_json_values(plugin_id, config, sent, elsewhere)
+        except ConfigError as exc:  # the JSON check stops short: the host's names the rest
+            raise with_the_rest(host, plugin_id, sent, exc) from None
         before = host.runtime_config(plugin_id) or {}
         changed = {
             k for k in before.keys() | values.keys() if before.get(k, _NONE) != values.get(k, _NONE)

@@ -14,8 +14,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+from plugbay.api.errors import ConfigError
 from plugbay.runtime.canary import CanarySettings
-from plugbay.web._api import HostDep, errors
+from plugbay.web._api import HostDep, _as_on_disk, errors
 from plugbay.web._models import SEMVER_PATTERN
 from plugbay.web.scopes import Access, sees_calls
 
@@ -195,7 +196,11 @@ async def recording(plugin_id: str, host: HostDep) -> Response:
     "/api/v1/plugins/{plugin_id}/canary", response_model=CanaryView, responses=_ERR,
     summary="Send a share of live calls to a new version; promote or roll back on its figures",
 )  # fmt: skip
-async def canary(plugin_id: str, host: HostDep, body: CanaryRequest | None = None) -> CanaryView:
+async def canary(
+    plugin_id: str, host: HostDep, body: CanaryRequest | None = None
+) -> CanaryView | Response:
+    """409 when the version cannot start as the plugin is configured (``config_invalid``,
+    as a load meets it: the request gives no config)."""
     body = body or CanaryRequest()
     window_calls = body.window_calls
     if window_calls is None and body.window_seconds is None:  # no window given: the default
@@ -205,7 +210,11 @@ async def canary(plugin_id: str, host: HostDep, body: CanaryRequest | None = Non
         min_calls=body.min_calls, max_error_increase=body.max_error_increase,
         max_latency_ratio=body.max_latency_ratio,
     )  # fmt: skip
-    return CanaryView.model_validate(await host.trials.canary(plugin_id, body.version, settings))
+    try:
+        started = await host.trials.canary(plugin_id, body.version, settings)
+    except ConfigError as exc:
+        return _as_on_disk(exc)
+    return CanaryView.model_validate(started)
 
 
 @router.get(
@@ -228,9 +237,16 @@ async def stop_canary(plugin_id: str, host: HostDep) -> CanaryView:
     "/api/v1/plugins/{plugin_id}/shadow", response_model=ShadowView, responses=_ERR,
     summary="Mirror live calls to a new version and compare its answers",
 )  # fmt: skip
-async def shadow(plugin_id: str, host: HostDep, body: ShadowRequest | None = None) -> ShadowView:
+async def shadow(
+    plugin_id: str, host: HostDep, body: ShadowRequest | None = None
+) -> ShadowView | Response:
+    """409 when the version cannot start as the plugin is configured, as for a canary."""
     body = body or ShadowRequest()
-    return ShadowView.model_validate(await host.trials.shadow(plugin_id, body.version))
+    try:
+        started = await host.trials.shadow(plugin_id, body.version)
+    except ConfigError as exc:
+        return _as_on_disk(exc)
+    return ShadowView.model_validate(started)
 
 
 @router.get(
