@@ -83,8 +83,11 @@ AGREED: list[tuple[list[str], dict[str, str]]] = [
 
 @pytest.mark.parametrize(("argv", "env"), AGREED)
 def test_the_lean_parser_reads_what_typer_reads(
-    argv: list[str], env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+    argv: list[str], env: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
+    monkeypatch.chdir(tmp_path)
+    for config in ("x.toml", "c.toml"):  # a --config given must exist (else typer refuses it)
+        (tmp_path / config).write_text("")
     lean = parse_run(argv, env)
     assert lean is not None, argv
     assert lean == _typer_reads(argv, monkeypatch, env)

@@ -99,3 +99,127 @@ def test_the_json_error_names_the_option_from_the_environment_too(tmp_path: Path
     assert error["code"] == "usage_error"
     assert "'--plugins'" in error["message"] and "PLUGBAY_PLUGINS" in error["message"]
     assert "'plugins.txt' is a file; it takes a plugins directory" in error["message"]
+
+
+def _said(done: Any) -> str:
+    return " ".join(done.output.replace("│", " ").split())
+
+
+def _invoke(*args: str, env: dict[str, str] | None = None) -> Any:
+    return CliRunner().invoke(
+        app, list(args), env={"COLUMNS": "400", "NO_COLOR": "1", **(env or {})}
+    )
+
+
+#: but `run` and `top`, which serve until stopped when let through (run: a subprocess below)
+READ = [
+    (p, s, t)
+    for p, s, t, _ in PATH_OPTIONS
+    if s in ("--config", "--key") and p not in (("metrics",), ("run",), ("top",))
+]
+
+
+@pytest.mark.parametrize(("path", "spelling", "takes"), READ, ids=lambda a: str(a))
+def test_a_file_to_read_that_does_not_exist_is_refused(
+    path: tuple[str, ...], spelling: str, takes: str, tmp_path: Path
+) -> None:
+    """`list --config nothere.toml` (a typo) ran as if no config were given: without the
+    user's policy, exit 0."""
+    missing = tmp_path / "nothere.toml"
+    done = _invoke(*path, spelling, str(missing))
+    assert done.exit_code == 2, done.output
+    assert f"'{spelling}'" in _said(done)
+    assert f"'{missing}' does not exist; it takes {takes}: " in _said(done)
+
+
+def test_a_config_named_in_the_environment_that_does_not_exist_is_refused(tmp_path: Path) -> None:
+    done = run_cli(
+        [*PLUGBAY, "list", "--json"], cwd=tmp_path, env=cli_env({"PLUGBAY_CONFIG": "nothere.toml"})
+    )
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    message = json.loads(done.stdout)["error"]["message"]
+    assert "'--config'" in message and "PLUGBAY_CONFIG" in message
+    assert "'nothere.toml' does not exist; it takes a plugbay.toml file: check the path" in message
+
+
+def test_the_unused_config_of_metrics_is_not_checked(tmp_path: Path) -> None:
+    """`metrics --config` is hidden and no longer used: a script passing one still runs."""
+    done = _invoke("metrics", "--config", str(tmp_path / "nothere.toml"), "--state", str(tmp_path))
+    assert done.exit_code == 1 and "no host is running on" in _said(done)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--config", "nothere.toml"),
+        ("--state", ""),
+        ("--plugins", ""),
+    ],
+)
+def test_run_refuses_a_config_that_does_not_exist_and_an_empty_path(
+    args: tuple[str, ...], tmp_path: Path
+) -> None:
+    """On the lean path of `plugbay run`, `--config nothere.toml` was an error only once
+    the host started (exit 1), `--state ''` a host on the current directory."""
+    done = plugbay("run", "--once", "--no-http", "--no-metrics", *args, cwd=tmp_path)
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    said = " ".join(done.stderr.replace("│", " ").split())
+    assert f"'{args[0]}'" in said
+    assert ("does not exist" if args[1] else "'' is an empty path") in said
+    assert list(tmp_path.iterdir()) == []  # no state directory made anywhere
+
+
+def test_run_refuses_a_config_in_the_environment_that_does_not_exist(tmp_path: Path) -> None:
+    done = run_cli(
+        [*PLUGBAY, "run", "--once", "--no-http", "--no-metrics"],
+        cwd=tmp_path,
+        env=cli_env({"PLUGBAY_CONFIG": "nothere.toml"}),
+    )
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert "'nothere.toml' does not exist" in " ".join(done.stderr.replace("│", " ").split())
+
+
+def test_index_build_of_a_file_says_it_is_a_file(tmp_path: Path) -> None:
+    """It said "there is no such directory" of a file that is there."""
+    (tmp_path / "afile").write_text("")
+    done = _invoke("index", "build", str(tmp_path / "afile"))
+    assert done.exit_code == 2, done.output
+    assert (
+        f"'{tmp_path / 'afile'}' is a file; it takes a directory of plugin wheels: "
+        "name a directory instead"
+    ) in _said(done)
+
+
+@pytest.mark.parametrize(("command", "spelling"), [("info", "--sbom"), ("record", "--export")])
+def test_a_file_to_write_in_a_directory_that_does_not_exist_is_refused_up_front(
+    command: str, spelling: str, tmp_path: Path
+) -> None:
+    """`info --sbom missing/x.json` and `record --export missing/x` did their work first
+    and only then failed to write (or said something else entirely)."""
+    target = tmp_path / "missing" / "x.json"
+    done = _invoke(command, "acme.anything", spelling, str(target), "--state", str(tmp_path))
+    assert done.exit_code == 2, done.output
+    assert f"'{spelling}'" in _said(done)
+    assert (
+        f"'{target}' is in '{target.parent}', which does not exist; it takes a file to write: "
+        f"create '{target.parent}' first"
+    ) in _said(done)
+
+
+EMPTY = [(p, s, t) for p, s, t, _ in PATH_OPTIONS]
+
+
+@pytest.mark.parametrize(("path", "spelling", "takes"), EMPTY, ids=lambda a: str(a))
+def test_an_empty_path_is_refused(path: tuple[str, ...], spelling: str, takes: str) -> None:
+    """typer reads '' as '.': `list --state ''` listed the current directory's host."""
+    done = _invoke(*path, spelling, "")
+    assert done.exit_code == 2, done.output
+    assert f"'{spelling}'" in _said(done)
+    assert f"'' is an empty path; it takes {takes}: name one" in _said(done)
+
+
+def test_an_empty_path_argument_is_refused(tmp_path: Path) -> None:
+    """`validate ''` validated the current directory."""
+    done = _invoke("validate", "", "--no-import")
+    assert done.exit_code == 2, done.output
+    assert "'' is an empty path; it takes a path: name one" in _said(done)

@@ -82,7 +82,10 @@ def _no_read_permission(cwd: Path) -> tuple[str, ...]:
 
 
 def _missing(cwd: Path) -> tuple[str, ...]:
-    return ("--config", "nothere.toml")
+    # ./plugbay.toml, read when no --config is given, a link to nothing (a --config
+    # naming nothing is a usage error: test_a_config_named_that_does_not_exist_…)
+    (cwd / "plugbay.toml").symlink_to("nothere.toml")
+    return ()
 
 
 HOW = "(--config, PLUGBAY_CONFIG)"
@@ -138,7 +141,7 @@ BROKEN = [
     ),
     pytest.param(
         _missing,
-        "the host config file does not exist (at nothere.toml). check the host config's "
+        "the host config file does not exist (at plugbay.toml). check the host config's "
         f"path {HOW}, or give none to run with the default policy",
         id="missing",
     ),
@@ -155,6 +158,19 @@ def test_every_command_refuses_a_broken_host_config_with_one_message(
     assert {name: said(r) for name, r in results.items()} == dict.fromkeys(COMMANDS, message)
     # refused before anything was installed from it
     assert not (cwd / ".plugbay" / "store" / "acme.hello").exists()
+
+
+def test_a_config_named_that_does_not_exist_is_a_usage_error_for_every_command(
+    tmp_path: Path,
+) -> None:
+    """`--config nothere.toml` (a typo) is refused before the command runs, naming it: a
+    command that went on would run without the user's policy."""
+    cwd = host_dir(tmp_path)
+    for name, result in run_all(cwd, "--config", "nothere.toml").items():
+        assert result.returncode == 2, (name, result.stdout, result.stderr)
+        text = " ".join(result.stderr.replace("│", " ").split())
+        assert "'--config'" in text and "'nothere.toml' does not exist" in text, (name, text)
+    assert not (cwd / ".plugbay").exists()
 
 
 def test_each_command_keeps_its_error_type_with_the_same_words(tmp_path: Path) -> None:

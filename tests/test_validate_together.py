@@ -135,7 +135,10 @@ def test_given_paths_that_cannot_load_together_are_errors_naming_both(tmp_path: 
     assert errors["a"] == [
         f"beside it, 'acme.v', which the host knows, could no longer be loaded: {conflict}"
     ]
-    assert errors["base2"] == []
+    # a host on the four takes acme.base 1.0.0 (for acme.a, which sorts first)
+    assert [message.rsplit(": ", 1)[-1] for message in errors["base2"]] == [
+        f"it would take 1.0.0 ({given / 'base1'})"
+    ]
 
 
 def test_many_given_paths_resolve_together_once(
@@ -170,3 +173,29 @@ def test_the_analyzer_says_it_checks_plugins_together() -> None:
     said = " ".join((analyzer.__doc__ or "").split())
     assert "loads together with every plugin the host knows" in said
     assert "validated in one :func:`validate_plugins` call" in said
+
+
+def test_two_versions_of_one_id_given_together_say_which_a_host_takes(tmp_path: Path) -> None:
+    """`validate given/base1 given/base2` said ok twice, though a host loads one version
+    of acme.base: the newest, unless another plugin given needs the older one."""
+    given = _given(tmp_path)
+    done = plugbay("validate", str(given / "base1"), str(given / "base2"), "--no-import",
+                   "--json", cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    base1, base2 = json.loads(done.stdout)
+    [error] = base1["findings"]
+    assert error["message"] == (
+        f"beside the plugins given with it, it cannot be loaded: 'acme.base' 1.0.0 "
+        f"({given / 'base1'}) and 2.0.0 ({given / 'base2'}) are given together, and a host "
+        f"loads one version of each plugin: it would take 2.0.0 ({given / 'base2'})"
+    )
+    assert error["file"].endswith("base1/plugin.toml") and error["line"] == 2
+    assert base2["findings"] == []
+    # acme.a needs acme.base ^1: a host on the three takes 1.0.0, leaving 2.0.0 out
+    paths = [str(given / name) for name in ("a", "base1", "base2")]
+    done = plugbay("validate", *paths, "--no-import", "--json", cwd=tmp_path)
+    a, base1, base2 = json.loads(done.stdout)
+    assert a["findings"] == base1["findings"] == []
+    assert [f["message"].rsplit(": ", 1)[-1] for f in base2["findings"]] == [
+        f"it would take 1.0.0 ({given / 'base1'})"
+    ]

@@ -6,6 +6,11 @@ exist", and ``keygen --dir notes.txt`` to a traceback. :func:`check_path_options
 every path option a check of what it takes: a directory (when there is something at
 the path) or a file; the usage error (exit 2) names the option, the value given and
 what the option takes, in text and in the ``--json`` error object alike.
+
+A file to read that is named and does not exist is refused too (``--config
+nothere.toml`` ran with the default policy: a typo dropped the user's), as is a file to
+write into a directory that does not exist (refused only after the work was done), and
+an empty value for any path (typer reads ``''`` as ``.``, the current directory).
 """
 
 from __future__ import annotations
@@ -32,16 +37,33 @@ _TAKES: dict[str, tuple[str, bool]] = {
     "--export": ("a file to write", False),
     "--key": ("a key file", False),
 }
+#: the files of :data:`_TAKES` read, so one named must exist (a hidden option is no longer
+#: used: what it names does not matter), and those written, into a directory that exists
+_READ = frozenset({"--config", "--key"})
+_WRITTEN = frozenset({"--sbom", "--export"})
+#: arguments whose kind is known, by name, as :data:`_TAKES`
+_ARGUMENTS: dict[str, tuple[str, bool]] = {"directory": ("a directory of plugin wheels", True)}
 
 
 def check_path_options(commands: Iterable[_click.Command]) -> None:
     """Give each path option of ``commands`` (and of their subcommands) its check."""
     for command in commands:
         for param in command.params:
-            takes = _TAKES.get(param.opts[0]) if param.opts else None
-            if takes is not None and (expected_of(param) or "").startswith("a path"):
+            if not (expected_of(param) or "").startswith("a path"):
+                continue
+            param.process_value = _not_empty(param, param.process_value)  # type: ignore[method-assign,assignment]
+            takes = _takes(param)
+            if takes is not None:
                 param.callback = _checked(*takes, param.callback)
         check_path_options((getattr(command, "commands", None) or {}).values())
+
+
+def _takes(param: _click.Parameter) -> tuple[str, bool] | None:
+    if not param.opts:
+        return None
+    if param.param_type_name == "argument":
+        return _ARGUMENTS.get(param.opts[0])
+    return _TAKES.get(param.opts[0])
 
 
 _Callback = Callable[[_click.Context, _click.Parameter, Any], Any]
@@ -62,14 +84,48 @@ def _refuse_wrong_kind(
     path: Path, what: str, directory: bool, ctx: _click.Context, param: _click.Parameter
 ) -> None:
     if directory and path.exists() and not path.is_dir():
-        found = "a file"
+        found = "is a file"
+        instead = "name a directory instead"
     elif not directory and path.is_dir():
-        found = "a directory"
+        found = "is a directory"
+        instead = "name a file instead"
+    elif param.opts[0] in _READ and not getattr(param, "hidden", False) and not path.exists():
+        found = "does not exist"
+        instead = "name a file that exists"
+        if param.opts[0] == "--config":
+            instead = (
+                "check the path, or give none to read ./plugbay.toml if there is one"
+                " (else the default policy)"
+            )
+    elif param.opts[0] in _WRITTEN and not path.parent.is_dir():
+        there = "is not a directory" if path.parent.exists() else "does not exist"
+        found = f"is in '{path.parent}', which {there}"
+        instead = f"create '{path.parent}' first, or name a file in a directory that exists"
     else:
         return
-    raise _click.exceptions.BadParameter(
-        f"'{path}' is {found}; it takes {what}: name {'a directory' if directory else 'a file'}"
-        " instead",
-        ctx=ctx,
-        param=param if isinstance(param, _TyperParameter) else None,
+    raise _refusal(f"'{path}' {found}; it takes {what}: {instead}", ctx, param)
+
+
+def _not_empty(
+    param: _click.Parameter, convert: Callable[[_click.Context, Any], Any]
+) -> Callable[[_click.Context, Any], Any]:
+    """``param``'s ``convert`` (its ``process_value``) refusing an empty path, which typer
+    would read as ``.`` (``--state ''``: the current directory)."""
+
+    def process_value(ctx: _click.Context, value: Any) -> Any:
+        values = value if isinstance(value, (list, tuple)) else [value]
+        if "" in values:
+            takes = _takes(param)
+            what = takes[0] if takes is not None else "a path"
+            raise _refusal(f"'' is an empty path; it takes {what}: name one", ctx, param)
+        return convert(ctx, value)
+
+    return process_value
+
+
+def _refusal(
+    message: str, ctx: _click.Context, param: _click.Parameter
+) -> _click.exceptions.BadParameter:
+    return _click.exceptions.BadParameter(
+        message, ctx=ctx, param=param if isinstance(param, _TyperParameter) else None
     )

@@ -96,11 +96,13 @@ def parse_run(argv: Sequence[str], environ: Mapping[str, str] = os.environ) -> R
 
 
 def _paths_fit(options: RunOptions) -> bool:
-    """No ``--state`` or ``--plugins`` that is a file, no ``--config`` that is a directory."""
+    """No ``--state`` or ``--plugins`` that is a file, no ``--config`` that is a directory
+    or does not exist."""
     directories = [options.state, *(options.plugins or ())]
     if any(path.exists() and not path.is_dir() for path in directories):
         return False
-    return options.config is None or not options.config.is_dir()
+    config = options.config
+    return config is None or (config.exists() and not config.is_dir())
 
 
 def _http_fits(options: RunOptions) -> bool:

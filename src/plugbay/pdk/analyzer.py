@@ -25,7 +25,8 @@ a file, a line, a severity and a fix:
   another, or that would push another out, is an error naming both. The plugins
   validated in one :func:`validate_plugins` call are among those the host knows,
   wherever they are (a dependency one of them provides is met), resolved together
-  once;
+  once; of two versions of one id given so, the one a host would leave out is an
+  error naming the one it would take;
 * what the code imports and calls matches the permissions it asks for (a plugin
   that imports ``socket`` but asks for no network is warned, naming the line).
 
@@ -63,7 +64,7 @@ from plugbay.pdk._analysis.interface import _InterfaceChecks
 from plugbay.pdk._analysis.permissions import _PermissionChecks
 from plugbay.pdk._analysis.project import _ProjectChecks
 from plugbay.pdk._analysis.requirements import _RequirementChecks
-from plugbay.pdk._analysis.together import with_given
+from plugbay.pdk._analysis.together import check_given_twice, with_given
 
 __all__ = [
     "Finding",
@@ -144,9 +145,14 @@ def validate_plugins(
     """Analyze each plugin of ``paths`` as :func:`validate_plugin` does, the plugins given
     being ones a host would load together: each is checked beside ``known`` and the
     others given (a dependency another provides is met; a conflict between them is an
-    error), all resolved together once."""
+    error, as is a version of an id given beside another, which a host would not take),
+    all resolved together once."""
     together = with_given(known, paths)
-    return [validate_plugin(p, known=together, import_check=import_check) for p in paths]
+    results = [validate_plugin(p, known=together, import_check=import_check) for p in paths]
+    check_given_twice(results, together)
+    for result in results:
+        result.findings = _quoted(result.findings)  # a finding added above, with its line
+    return results
 
 
 def _check_id_form(manifest: PluginManifest, result: ValidationResult) -> None:

@@ -8,19 +8,25 @@ so ``plugbay validate`` of either says so, naming both, since the plugins direct
 is pointed at is all it can know of what the host will load beside it. Several plugins
 validated in one run (``plugbay validate a b``) are plugins a host would load together,
 wherever they are: :func:`with_given` adds them to what the host knows, so each is
-checked beside the others (and one's dependency another provides is not missing).
+checked beside the others (and one's dependency another provides is not missing); two
+versions of one id given so (``plugbay validate given/base1 given/base2``) cannot load
+together, and :func:`check_given_twice` says which one a host would take.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from plugbay.api.errors import PlugbayError
 from plugbay.model.manifest import PluginManifest
-from plugbay.pdk._analysis.base import _Context, _host_version
+from plugbay.pdk._analysis.base import Finding, ValidationResult, _Context, _host_version
 
-__all__ = ["check_together", "with_given"]
+if TYPE_CHECKING:
+    from plugbay.model.resolve import ResolutionPlan
+
+__all__ = ["check_given_twice", "check_together", "with_given"]
 
 
 def with_given(known: Sequence[PluginManifest], paths: Iterable[Path]) -> list[PluginManifest]:
@@ -40,6 +46,45 @@ def with_given(known: Sequence[PluginManifest], paths: Iterable[Path]) -> list[P
         have.add(manifest.root.resolve())
         given.append(manifest)
     return [*known, *given]
+
+
+def check_given_twice(results: Sequence[ValidationResult], known: Sequence[PluginManifest]) -> None:
+    """An error for each plugin of ``results`` (validated in one run) given beside another
+    version of its id: a host loads one version of each id, the one it resolves to
+    beside ``known`` (the plugins the host knows and those given), else the newest."""
+    by_id: dict[str, dict[str, ValidationResult]] = {}
+    for result in results:
+        if result.manifest is not None:
+            by_id.setdefault(result.manifest.id, {}).setdefault(
+                str(result.manifest.version), result
+            )
+    twice = {pid: given for pid, given in by_id.items() if len(given) > 1}
+    if not twice:
+        return  # the common case: no resolution more
+    plan = _plan([*known, *(r.manifest for g in twice.values() for r in g.values() if r.manifest)])
+    for pid, given in twice.items():
+        chosen = plan.selected.get(pid)
+        taken = str(chosen.version) if chosen is not None else None
+        if taken not in given:
+            taken = max(given, key=lambda v: given[v].manifest.version)  # type: ignore[union-attr]
+        both = " and ".join(f"{v} ({r.path})" for v, r in given.items())
+        for version, result in given.items():
+            if version != taken:
+                _left_out(result, f"'{pid}' {both} are given together", taken, given[taken])
+
+
+def _left_out(result: ValidationResult, given: str, taken: str, chosen: ValidationResult) -> None:
+    assert result.manifest is not None
+    file, line = _Context(result.manifest, result).in_manifest("version")
+    message = (
+        f"beside the plugins given with it, it cannot be loaded: {given}, and a host loads "
+        f"one version of each plugin: it would take {taken} ({chosen.path})"
+    )
+    hint = (
+        f"validate one version of '{result.manifest.id}' at a time, or keep only the one the "
+        "host should load; a host loads one version of each plugin for all that need it"
+    )
+    result.findings.insert(0, Finding("error", "dependency", message, file, line, hint))
 
 
 def check_together(context: _Context, known: Sequence[PluginManifest]) -> None:
@@ -91,6 +136,11 @@ def _failures(manifests: Sequence[PluginManifest]) -> dict[str, PlugbayError]:
 
 
 def _resolved_failures(manifests: Sequence[PluginManifest]) -> dict[str, PlugbayError]:
+    return dict(_plan(manifests).failures)
+
+
+def _plan(manifests: Sequence[PluginManifest]) -> ResolutionPlan:
+    """What a host on ``manifests`` would load (a version it is given twice: the first)."""
     from plugbay.model.registry import PluginRegistry
     from plugbay.model.versions import Version
 
@@ -100,4 +150,4 @@ def _resolved_failures(manifests: Sequence[PluginManifest]) -> dict[str, Plugbay
             registry.register(manifest)
         except PlugbayError:
             continue
-    return dict(registry.resolve_all().failures)
+    return registry.resolve_all()
