@@ -150,6 +150,40 @@ def test_a_reader_whose_database_was_replaced_by_a_bad_one_says_so(tmp_path: Pat
                 assert "by a file that is not a usable SQLite database" in said
 
 
+@pytest.mark.parametrize(
+    ("schema", "words"),
+    [
+        (SCHEMA_VERSION + 1, "newer than this plugbay understands"),
+        (SCHEMA_VERSION - 1, "older than this plugbay reads"),
+    ],
+)
+def test_a_reader_whose_database_was_replaced_by_another_schema_refuses_it(
+    tmp_path: Path, schema: int, words: str
+) -> None:
+    """Reopened after the change, the file's schema went unchecked (a first open checks
+    it): a database of another plugbay was read as if this one understood it."""
+    with StateStore.open(tmp_path) as host:
+        host.set_enabled("a", False, "before the replacement")
+        with StateStore.open(tmp_path, read_only=True) as reader:
+            assert reader.disabled() == {"a": "before the replacement"}
+            other = sqlite3.connect(tmp_path / "other.db")
+            try:
+                host._connection().backup(other)
+                other.execute("UPDATE plugins SET disabled_reason = 'another schema'")
+                other.execute(f"PRAGMA user_version={schema}")
+                other.commit()
+            finally:
+                other.close()
+            os.replace(tmp_path / "other.db", tmp_path / "state.db")
+            for suffix in ("-wal", "-shm"):
+                os.replace(tmp_path / f"state.db{suffix}", tmp_path / f"old.db{suffix}")
+            for _ in range(2):  # and again: never read
+                with pytest.raises(StateError) as raised:
+                    reader.disabled()
+                said = str(raised.value)
+                assert f"the state database has schema {schema}, {words}" in said, said
+
+
 _WRITER = """
 import sys
 from pathlib import Path

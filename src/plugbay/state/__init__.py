@@ -324,8 +324,8 @@ class StateStore(ApiTokens, MonitorRecords):
                 hint="open it again with StateStore.open(); the host closes its store in stop()",
             )
         if self.read_only:  # beside another user's host, which may have started or stopped
-            try:
-                self._db = refreshed(self._db, self.path)
+            try:  # reopened: its schema checked as at the first open (StateError)
+                self._db = refreshed(self._db, self.path, self._check_read_only)
             except sqlite3.Error as exc:
                 raise self._not_reopened(exc) from None
         return self._db

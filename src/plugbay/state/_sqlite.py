@@ -7,11 +7,14 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from collections.abc import Iterator
+import weakref
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import quote
+
+from plugbay.state._snapshot import private_copy, remove_copy
 
 __all__ = [
     "BUSY_TIMEOUT_S",
@@ -88,6 +91,16 @@ class ReadOnly(sqlite3.Connection):
 
     #: (device, inode) of the -shm when it was opened; None: there was none
     shm: tuple[int, int] | None = None
+    #: (device, inode, size, mtime) of the database when it was opened: with no -shm,
+    #: the one sign that it was replaced (a restore, a copy put in its place)
+    database: tuple[int, int, int, int] | None = None
+    #: removes the private copy it reads, if it reads one (:mod:`plugbay.state._snapshot`)
+    _remove_copy: Callable[[], object] | None = None
+
+    def close(self) -> None:
+        super().close()
+        if self._remove_copy is not None:
+            self._remove_copy()
 
 
 def connect_read_only(path: Path) -> sqlite3.Connection:
@@ -103,6 +116,7 @@ def connect_read_only(path: Path) -> sqlite3.Connection:
         raise sqlite3.OperationalError(f"unable to open database file {path}")
     uri = f"file:{quote(str(path.resolve()))}?mode=ro"
     shm_before = _identity(_shm(path))
+    database = _database(path)  # before it is opened: a change meanwhile reopens it once
     try:
         db = _probed(uri)
     except sqlite3.OperationalError as exc:
@@ -110,11 +124,11 @@ def connect_read_only(path: Path) -> sqlite3.Connection:
             _check_readable(path)
             if shm_before is not None:  # a host's index, read without writing it
                 with suppress(sqlite3.Error):
-                    return _read_only(_probed(uri + "&readonly_shm=1"), shm_before)
+                    return _read_only(_probed(uri + "&readonly_shm=1"), shm_before, database)
                 shm_before = (-1, -1)  # unusable now: reopened at the next read
-            else:
-                _check_no_unshared_wal(path)
-            return _read_only(_connect(uri + "&immutable=1"), shm_before)
+            elif _unshared_wal(path):
+                return _read_only(_from_private_copy(path), None, database)
+            return _read_only(_connect(uri + "&immutable=1"), shm_before, database)
         shm = str(getattr(exc, "sqlite_errorname", "")).startswith("SQLITE_IOERR_SHM")
         if not (shm or disk_full(path)):  # too little room left to grow the -shm: the same
             raise
@@ -122,26 +136,43 @@ def connect_read_only(path: Path) -> sqlite3.Connection:
             db = _without_shm(path, uri)
         except (OSError, sqlite3.Error):
             raise exc from None  # the disk is full: the first error says so (ERROR_HINTS)
-    return _read_only(db, _identity(_shm(path)))  # the -shm it opened (or made)
+    return _read_only(db, _identity(_shm(path)), database)  # the -shm it opened (or made)
 
 
-def refreshed(db: sqlite3.Connection, path: Path) -> sqlite3.Connection:
+def refreshed(
+    db: sqlite3.Connection, path: Path, check: Callable[[sqlite3.Connection], object]
+) -> sqlite3.Connection:
     """``db``, or a new read-only connection when the -shm it was opened beside changed:
     a host of another user started (an ``immutable`` connection would never see what it
     writes), stopped (its -shm is gone) or started again (a new -shm, which a connection
-    of the old one would never read). ``db`` is closed when replaced. When the new one
-    cannot be opened, SQLite's error is raised: ``db`` shows what was there before the
-    change, and is not read as if it were current (it is kept: the next read tries again)."""
-    if not isinstance(db, ReadOnly) or _identity(_shm(path)) == db.shm:
+    of the old one would never read); with no -shm, when the database file changed (it
+    was replaced). The new one is ``check``-ed as a first open is (its schema), and
+    ``db`` closed. When the new one cannot be opened, or fails ``check``, the error is
+    raised: ``db`` shows what was there before the change, and is not read as if it were
+    current (it is kept: the next read tries again)."""
+    if not isinstance(db, ReadOnly):
         return db
+    shm = _identity(_shm(path))
+    if shm == db.shm and (shm is not None or _database(path) == db.database):
+        return db  # with a host running, one stat a read, as ever
     fresh = connect_read_only(path)
+    try:
+        check(fresh)
+    except BaseException:
+        fresh.close()
+        raise
     db.close()
     return fresh
 
 
-def _read_only(db: sqlite3.Connection, shm: tuple[int, int] | None) -> sqlite3.Connection:
+def _read_only(
+    db: sqlite3.Connection,
+    shm: tuple[int, int] | None,
+    database: tuple[int, int, int, int] | None,
+) -> sqlite3.Connection:
     assert isinstance(db, ReadOnly)
     db.shm = shm
+    db.database = database
     return db
 
 
@@ -155,6 +186,14 @@ def _identity(path: Path) -> tuple[int, int] | None:
     except OSError:
         return None
     return (st.st_dev, st.st_ino)
+
+
+def _database(path: Path) -> tuple[int, int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def _check_readable(path: Path) -> None:
@@ -171,20 +210,43 @@ def _check_readable(path: Path) -> None:
             raise exc
 
 
-def _check_no_unshared_wal(path: Path) -> None:
-    """Refuse a -wal with commits in it and no -shm, where this user cannot make one (a
-    host of another user killed before its checkpoint, a read-only disk): SQLite reads a
+def _unshared_wal(path: Path) -> bool:
+    """Whether the -wal beside ``path`` (with no -shm) may hold commits: SQLite reads a
     -wal only through a -shm, and ``immutable`` would show what was last checkpointed as
-    if it were all."""
+    if it were all. Whether they were checkpointed since is not told by the -wal."""
     wal = path.with_name(path.name + "-wal")
     try:
         with open(wal, "rb") as f:
             head = f.read(_WAL_HEADER + 24)
     except OSError:
-        return
+        return False
     # the first frame belongs to this -wal (its salts are the header's): commits follow
-    if len(head) < _WAL_HEADER + 24 or head[16:24] != head[_WAL_HEADER + 8 : _WAL_HEADER + 16]:
-        return
+    return len(head) == _WAL_HEADER + 24 and (
+        head[16:24] == head[_WAL_HEADER + 8 : _WAL_HEADER + 16]
+    )
+
+
+def _from_private_copy(path: Path) -> sqlite3.Connection:
+    """A -wal with commits and no -shm, where this user cannot make one (a host of
+    another user killed, a read-only disk): read from a private copy (:mod:`_snapshot`),
+    removed when the connection closes; refused when no copy can be made."""
+    copy = private_copy(path)
+    if copy is None:
+        raise _unshared_wal_refused(path)
+    try:
+        db = _probed(f"file:{quote(str(copy))}?mode=ro")
+    except BaseException:
+        remove_copy(copy)
+        raise
+    assert isinstance(db, ReadOnly)
+    db._remove_copy = weakref.finalize(db, remove_copy, copy)
+    return db
+
+
+def _unshared_wal_refused(path: Path) -> sqlite3.OperationalError:
+    """The refusal of a -wal with commits and no -shm, when no private copy is made (it
+    would be too large, or the temporary disk lacks the room)."""
+    wal = path.with_name(path.name + "-wal")
     try:
         read_only_disk = bool(os.statvfs(path.parent).f_flag & os.ST_RDONLY)
     except OSError:
@@ -201,7 +263,7 @@ def _check_no_unshared_wal(path: Path) -> None:
         "older state is not shown as if it were all"
     )
     exc.sqlite_errorname = _WAL_READ_ONLY_DISK if read_only_disk else _WAL_OTHER_USER
-    raise exc
+    return exc
 
 
 def _connect(uri: str) -> sqlite3.Connection:
