@@ -47,10 +47,10 @@ async def test_a_series_past_the_metric_series_bound_is_dropped_in_the_worker(
         metrics = await until(figures, "the dropped series counted by the worker")
         assert len(metrics["gauges"]) == 5
         said = await until(
-            lambda: [
-                r["message"] for r in host.logs("acme.metered") if "was refused" in r["message"]
-            ]
-            or None,
+            lambda: (
+                [r["message"] for r in host.logs("acme.metered") if "was refused" in r["message"]]
+                or None
+            ),
             "the drop said in the plugin's log",
         )
         assert len(said) == 1
