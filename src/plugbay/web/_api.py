@@ -58,7 +58,7 @@ from plugbay.web.scopes import Access
 if TYPE_CHECKING:
     from plugbay.runtime.manager import PluginRecord
 
-__all__ = ["caller", "errors", "router", "summary"]
+__all__ = ["as_on_disk", "caller", "errors", "router", "summary"]
 
 log = logging.getLogger("plugbay.web")
 
@@ -321,7 +321,7 @@ async def _done(host: Host, plugin_id: str, affected: list[str]) -> OperationRes
     return OperationResult(plugin=summary(rec, rollback), affected=affected)
 
 
-def _as_on_disk(error: ConfigError) -> Response:
+def as_on_disk(error: ConfigError) -> Response:
     """A start refused by the plugin's config, which no start request gives (the host
     config file, the run-time values kept in the state, the manifest's schema): the
     request was fine, the plugin cannot be served as it is configured (409, not 422)."""
@@ -336,7 +336,7 @@ async def reload(plugin_id: str, host: HostDep) -> OperationResult | Response:
         await host.reload(plugin_id)
         return await _done(host, plugin_id, [plugin_id])
     except ConfigError as exc:
-        return _as_on_disk(exc)
+        return as_on_disk(exc)
 
 
 @router.post("/api/v1/plugins/{plugin_id}/load", summary="Load a plugin that is not active", **_OP)
@@ -350,7 +350,7 @@ async def load(plugin_id: str, host: HostDep) -> OperationResult | Response:
         started = [r.id for r in host.plugins() if str(r.state) == "active" and r.id not in before]
         return await _done(host, plugin_id, started)
     except ConfigError as exc:
-        return _as_on_disk(exc)
+        return as_on_disk(exc)
 
 
 @router.post("/api/v1/plugins/{plugin_id}/unload", summary="Stop a plugin", **_OP)
@@ -368,7 +368,7 @@ async def enable(plugin_id: str, host: HostDep) -> OperationResult | Response:
         await host.enable(plugin_id)
         return await _done(host, plugin_id, [plugin_id])
     except ConfigError as exc:
-        return _as_on_disk(exc)
+        return as_on_disk(exc)
 
 
 @router.post("/api/v1/plugins/{plugin_id}/disable", summary="Stop a plugin and keep it off", **_OP)

@@ -16,7 +16,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from plugbay.api.errors import ConfigError
 from plugbay.runtime.canary import CanarySettings
-from plugbay.web._api import HostDep, _as_on_disk, errors
+from plugbay.web._api import HostDep, as_on_disk, errors
 from plugbay.web._models import SEMVER_PATTERN
 from plugbay.web.scopes import Access, sees_calls
 
@@ -213,7 +213,7 @@ async def canary(
     try:
         started = await host.trials.canary(plugin_id, body.version, settings)
     except ConfigError as exc:
-        return _as_on_disk(exc)
+        return as_on_disk(exc)
     return CanaryView.model_validate(started)
 
 
@@ -245,7 +245,7 @@ async def shadow(
     try:
         started = await host.trials.shadow(plugin_id, body.version)
     except ConfigError as exc:
-        return _as_on_disk(exc)
+        return as_on_disk(exc)
     return ShadowView.model_validate(started)
 
 
