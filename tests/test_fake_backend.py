@@ -171,6 +171,23 @@ async def test_a_crash_fails_calls_in_flight_then_restarts_with_backoff_then_giv
             await host.call("acme.counter", "bump")
 
 
+async def test_a_call_waits_across_restarts_that_find_no_node_until_one_serves(
+    plugins: PluginFactory, on_fake: Callable[..., Host], fake: FakeBackend
+) -> None:
+    """A call made while a plugin restarts waits for it up to the call timeout, across the
+    tries that find no node yet (each schedules the next before it ends), not only the
+    first: its Ray node may take several tries to come back."""
+    plugins("acme.counter", counter("v1"))
+    async with on_fake(restart_backoff=0.01, max_crashes=10, crash_window=60) as host:
+        faults = fake.faults("acme.counter")
+        faults.not_placed = 3  # the first three restarts find no node
+        fake.crash("acme.counter")
+        assert host.plugin("acme.counter").state == "restarting"
+        assert await host.call("acme.counter", "bump") == 1
+        assert faults.not_placed == 0
+        assert host.plugin("acme.counter").state == "active"
+
+
 # ---------------------------------------------------------------------- the swapper
 
 

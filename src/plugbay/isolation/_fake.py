@@ -14,7 +14,8 @@ the inline backend's machinery, but the handle *behaves* like an isolated one
 - **be slow** (``faults.slow`` seconds added to each call);
 - **leak** (``faults.leak_bytes``: each ``usage()`` sample reports that much more memory);
 - **fail state export** (``faults.fail_export``: ``export_state`` raises a ``PlugbayError``);
-- **fail to start** (``faults.fail_start``: ``start`` raises ``PluginCrashed``);
+- **fail to start** (``faults.fail_start``: ``start`` raises ``PluginCrashed``), or not be
+  placed yet (``faults.not_placed``: that many starts fail as a Ray start no node took);
 - **be denied** (``faults.deny_on`` commands): the call fails with ``PermissionDenied``
   and ``on_security`` is told, as a sandbox's denial.
 
@@ -34,7 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from plugbay.api import CommandSpec
-from plugbay.api.errors import PermissionDenied, PlugbayError, PluginCrashed
+from plugbay.api.errors import PermissionDenied, PlugbayError, PluginCrashed, PluginLoadError
 from plugbay.isolation.base import Backend, EnvironmentPaths, deadline
 from plugbay.isolation.inline import InlineHandle
 from plugbay.isolation.loading import import_plugin
@@ -62,6 +63,9 @@ class Faults:
     fail_export: bool = False
     #: ``start`` raises ``PluginCrashed`` (a worker that dies while starting)
     fail_start: bool = False
+    #: how many starts to come fail as one no node took in time (a Ray node that is not
+    #: back yet: ``details["transient"]``, so a restart tries again)
+    not_placed: int = 0
     #: ``cleanup`` never returns (it is cut at its bound)
     hang_cleanup: bool = False
     #: commands whose call the "sandbox" denies
@@ -229,10 +233,18 @@ class FakeBackend(Backend):
         data_dir: Path | None = None,
         environment: EnvironmentPaths | None = None,
     ) -> FakeHandle:
-        if self.faults(manifest.id).fail_start:
+        faults = self.faults(manifest.id)
+        if faults.fail_start:
             raise PluginCrashed(
                 "its fake worker died while starting (a fault the test asked for)",
                 plugin=manifest.id,
+            )
+        if faults.not_placed > 0:
+            faults.not_placed -= 1
+            raise PluginLoadError(
+                "no fake node took it in time (a fault the test asked for)",
+                plugin=manifest.id,
+                details={"transient": True},
             )
         handle = FakeHandle(self, manifest, isolated=self.isolated)
         self.handles.append(handle)

@@ -192,13 +192,24 @@ class Calling:
             route = self._routes.get(plugin_id)
             if route is not None:
                 return route
-        restart = self._restarts.get(plugin_id)
-        if restart is not None:  # a crash is not the caller's: the call waits it out
-            await asyncio.wait([restart], timeout=self.settings.call_timeout)
-            route = self._routes.get(plugin_id)
+        if plugin_id in self._restarts:  # a crash is not the caller's: the call waits it out
+            route = await self._restarted(plugin_id)
             if route is not None:
                 return route
         raise self._not_callable(plugin_id)
+
+    async def _restarted(self, plugin_id: str) -> Route | None:
+        """The plugin's route once a restart brings it back, within the host's call timeout:
+        across restarts, since a try that fails (its Ray node not back yet, say) schedules
+        the next before it ends; None when the time is up or no restart is left."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.call_timeout
+        while (restart := self._restarts.get(plugin_id)) is not None:
+            await asyncio.wait([restart], timeout=max(0.0, deadline - loop.time()))
+            route = self._routes.get(plugin_id)
+            if route is not None or not restart.done():  # back, or the time is up
+                return route
+        return None
 
     # ------------------------------------------------------------------ why a call cannot run
 
