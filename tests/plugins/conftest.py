@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from plugbay.runtime.host import Host
-from tests._ircd import NGIRCD, IrcServer
+from tests._ircd import NGIRCD, Client, IrcServer
 
 BUNDLED = Path(__file__).resolve().parents[2] / "plugins"
 
@@ -59,3 +59,14 @@ def server(tmp_path: Path) -> Iterator[IrcServer]:
         yield ircd
     finally:
         ircd.stop()
+
+
+@pytest.fixture
+async def alice(server: IrcServer) -> AsyncIterator[Client]:
+    """A real IRC client, connected to that ngIRCd as a user would be."""
+    client = Client(server.port)
+    await client.connect()
+    try:
+        yield client
+    finally:
+        await client.close()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -24,16 +23,6 @@ def tree(plugins: PluginFactory) -> PluginFactory:
         "core/system", "utility/formatters", "extension/processor", "integration/irc"
     )
     return plugins
-
-
-@pytest.fixture
-async def alice(server: IrcServer) -> AsyncIterator[Client]:
-    client = Client(server.port)
-    await client.connect()
-    try:
-        yield client
-    finally:
-        await client.close()
 
 
 async def _nick_is(host: Host, nick: str) -> bool:

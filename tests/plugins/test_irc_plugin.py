@@ -5,7 +5,6 @@ backpressure and a send rate, and a hot reload loses no queued line."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -35,16 +34,6 @@ def start(tree: PluginFactory, tmp_path: Path, port: int, **config: Any) -> Host
         inline=[PLUGIN],  # it talks to the network: the operator trusts it
         config={PLUGIN: {"server": "127.0.0.1", "port": port, **config}},
     )
-
-
-@pytest.fixture
-async def alice(server: IrcServer) -> AsyncIterator[Client]:
-    client = Client(server.port)
-    await client.connect()
-    try:
-        yield client
-    finally:
-        await client.close()
 
 
 async def test_it_answers_on_the_channel_through_eliza(
