@@ -37,19 +37,11 @@ _BY_HAND: Final = "plugbay {} (no host serving its API)"
 
 
 def _check_permission(permission: str, *, granting: bool = False) -> None:
-    from plugbay.isolation.network_grants import port_refusal
-    from plugbay.isolation.policy import is_permission, permission_forms
+    from plugbay.isolation.policy import grant_refusal
 
-    if not is_permission(permission):
-        fail(
-            PlugbayError(
-                f"'{permission}' is not a permission",
-                hint="write one of: " + ", ".join(permission_forms()),
-            ),
-            code=2,
-        )
-    refusal = port_refusal(permission) if permission.startswith("network:") else None
-    if granting and refusal is not None:  # a revoke of one granted before is still taken
+    # a revoke of a grant without a port (kept from before) is still taken
+    refusal = grant_refusal(permission, granting=granting)
+    if refusal is not None:
         fail(PlugbayError(refusal[0], hint=refusal[1]), code=2)
 
 

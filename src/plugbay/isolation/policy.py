@@ -52,6 +52,7 @@ __all__ = [
     "IsolationPolicy",
     "Placement",
     "covers",
+    "grant_refusal",
     "in_effect",
     "is_permission",
     "permission_forms",
@@ -488,17 +489,25 @@ def is_permission(text: str) -> bool:
     )
 
 
+def grant_refusal(permission: str, *, granting: bool = True) -> tuple[str, str] | None:
+    """(message, hint) when ``permission`` cannot be granted: it is not written as a
+    permission (granted, it would match nothing, without a word), or, ``granting``, it is
+    a network grant without a port (no sandbox could honour it:
+    ``isolation.network_grants``); None when it can. ``plugbay grant``, ``Host.grant`` and
+    ``[policy.grants]`` ask it alike (a revoke only the first)."""
+    if not is_permission(permission):
+        return f"'{permission}' is not a permission", "write one of: " + ", ".join(
+            permission_forms()
+        )
+    if granting and permission.startswith("network:"):
+        return port_refusal(permission)
+    return None
+
+
 def _permissions(value: Any, what: str, where: str) -> list[str]:
-    """A list of permissions; one that is not written as a permission is a ConfigError
-    (granted, it would have matched nothing, without a word)."""
+    """A list of permissions; one that cannot be granted is a ConfigError."""
     for permission in (found := _strings(value, what, where)):
-        if not is_permission(permission):
-            raise ConfigError(
-                f"{what}: '{permission}' is not a permission",
-                where=where,
-                hint="write one of: " + ", ".join(permission_forms()),
-            )
-        refusal = port_refusal(permission) if permission.startswith("network:") else None
+        refusal = grant_refusal(permission)
         if refusal is not None:
             raise ConfigError(f"{what}: {refusal[0]}", where=where, hint=refusal[1])
     return found

@@ -28,14 +28,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 from plugbay.api.errors import ConfigError, PlugbayError, PluginStateError
-from plugbay.isolation.network_grants import port_refusal
-from plugbay.isolation.policy import (
-    IsolationPolicy,
-    covers,
-    in_effect,
-    is_permission,
-    permission_forms,
-)
+from plugbay.isolation.policy import IsolationPolicy, covers, grant_refusal, in_effect
 from plugbay.state import StateStore
 
 if TYPE_CHECKING:
@@ -361,17 +354,10 @@ async def change_grant(
 
 
 def _refuse_to_grant(plugin_id: str, permission: str) -> None:
-    """A grant not written as a permission (kept, it would match nothing, silently), or a
-    network grant without a port (no sandbox could honour it: ``isolation.network_grants``)."""
-    if not is_permission(permission):
-        raise ConfigError(
-            f"'{permission}' is not a permission",
-            plugin=plugin_id,
-            hint="write one of: " + ", ".join(permission_forms()),
-        )
-    portless = port_refusal(permission) if permission.startswith("network:") else None
-    if portless is not None:
-        raise ConfigError(portless[0], plugin=plugin_id, hint=portless[1])
+    """A grant that cannot be granted (``isolation.policy.grant_refusal``)."""
+    refusal = grant_refusal(permission)
+    if refusal is not None:
+        raise ConfigError(refusal[0], plugin=plugin_id, hint=refusal[1])
 
 
 def _differs(now: Iterable[str], then: Iterable[str]) -> bool:
