@@ -926,8 +926,10 @@ def test_a_layer_that_cannot_apply_names_itself(policy: L.SandboxPolicy, tmp_pat
 
 
 def test_policy_validation_and_clean_environment() -> None:
-    with pytest.raises(L.SandboxPolicyError, match="not 'ADDRESS:PORT'"):
+    with pytest.raises(L.SandboxPolicyError, match="names no port"):
         L.SandboxPolicy(network=("example.com",))
+    with pytest.raises(L.SandboxPolicyError, match="names a host, not an IP address"):
+        L.SandboxPolicy(network=("example.com:443",))
     with pytest.raises(L.SandboxPolicyError, match="not absolute"):
         L.SandboxPolicy(read_paths=("relative",))
     with pytest.raises(L.SandboxPolicyError, match="memory_bytes"):

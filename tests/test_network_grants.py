@@ -1,6 +1,9 @@
-"""A network grant without a port (``network:127.0.0.1:*``): no layer of a sandbox can
-honour it (``isolation.network_grants``), so it is refused where it is written, and a
-sandboxed plugin asking for one is not loaded; one with a port works as before.
+"""A network grant without a port (``network:127.0.0.1:*``) or naming a host
+(``network:example.org:443``): no layer of a sandbox can honour it
+(``isolation.network_grants``), so it is refused where it is written, and a sandboxed
+plugin asking for one is not loaded; one with an address and a port works as before.
+One kept by an older plugbay is named at the host's start, and ``plugbay revoke``
+removes it.
 
 Real parts: sandboxed worker processes, a TCP server on 127.0.0.1 and a free port, the
 state database, the ``plugbay`` CLI."""
@@ -8,8 +11,11 @@ state database, the ``plugbay`` CLI."""
 from __future__ import annotations
 
 import contextlib
+import logging
+import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -108,3 +114,152 @@ def test_validate_warns_of_a_manifest_asking_for_any_port(tmp_path: Path) -> Non
     assert found[0].severity == "warning"
     assert "refused when loaded" in found[0].message
     assert "network:127.0.0.1:6667" in (found[0].hint or "")
+
+
+# -- a grant naming a host (network:example.org:443) -----------------------------------
+
+#: connects by the name its manifest asks for: a trusted (inline) plugin may (async:
+#: inline, it shares the loop of the test's server)
+NAMED_DIALER = """
+import asyncio
+from plugbay import UtilityPlugin, command
+
+class P(UtilityPlugin):
+    @command
+    async def connect(self, port: int) -> str:
+        reader, writer = await asyncio.open_connection("localhost", port)
+        writer.write(b"hello by name")
+        await writer.drain()
+        answer = await reader.read(100)
+        writer.close()
+        return answer.decode()
+"""
+
+
+def _plugbay(tmp_path: Path, plugins: Path, state_dir: Path, *args: str) -> tuple[int, str]:
+    where = ("--plugins", str(plugins), "--state", str(state_dir))
+    done = subprocess.run(
+        [sys.executable, "-m", "plugbay.cli", *args, *where],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    return done.returncode, " ".join((done.stdout + done.stderr).split())
+
+
+def test_plugbay_grant_and_the_host_config_refuse_a_host_name_saying_to_grant_addresses(
+    tmp_path: Path,
+) -> None:
+    factory = PluginFactory(tmp_path / "plugins")
+    factory("acme.web", DIALER, extra='[permissions]\nnetwork = ["127.0.0.1:443"]\n')
+    state_dir = tmp_path / "state"
+    code, said = _plugbay(
+        tmp_path, factory.root, state_dir, "grant", "acme.web", "network:example.org:443"
+    )
+    assert code == 2, said
+    assert "network grant 'example.org:443' names a host, not an IP address" in said, said
+    assert "network:ADDRESS:443" in said and "getent ahosts example.org" in said, said
+    with contextlib.closing(StateStore.open(state_dir)) as state:
+        assert state.grants("acme.web") == []
+    config = tmp_path / "plugbay.toml"
+    config.write_text('[policy.grants]\n"acme.web" = ["network:example.org:443"]\n')
+    with pytest.raises(ConfigError) as info:
+        IsolationPolicy.from_file(config)
+    assert "names a host, not an IP address" in info.value.message
+    assert "getent ahosts example.org" in (info.value.hint or "")
+    # an address, IPv6 included, and any address on one port are taken as before
+    config.write_text('[policy.grants]\n"acme.web" = ["network:[::1]:443", "network:*:443"]\n')
+    IsolationPolicy.from_file(config)
+
+
+def test_validate_warns_of_a_manifest_asking_for_a_host_name(tmp_path: Path) -> None:
+    factory = PluginFactory(tmp_path / "plugins")
+    factory("acme.web", DIALER, extra='[permissions]\nnetwork = ["example.org:443"]\n')
+    result = validate_plugin(factory.root / "acme.web-1.0.0", import_check=False)
+    found = [f for f in result.findings if "names a host" in f.message]
+    assert len(found) == 1, [f.message for f in result.findings]
+    assert found[0].severity == "warning"
+    assert "refused when loaded" in found[0].message
+    assert "getent ahosts example.org" in (found[0].hint or "")
+
+
+async def test_a_sandboxed_plugin_asking_for_a_host_is_not_loaded_and_an_inline_one_is(
+    tmp_path: Path,
+) -> None:
+    async with listening() as server:
+        factory = PluginFactory(tmp_path / "plugins")
+        asks = f'[permissions]\nnetwork = ["localhost:{server.port}"]\n'
+        factory("acme.named", NAMED_DIALER, extra=asks + LIMITS)
+        factory("acme.trusted", NAMED_DIALER, extra=asks)
+        async with Host(
+            factory.root,
+            state_dir=tmp_path / "state",
+            entry_points=False,
+            init_timeout=30,
+            policy=IsolationPolicy(inline=("acme.trusted",)),
+        ) as host:
+            named = host.info("acme.named")
+            assert named["state"] == "failed", named["state"]
+            error = named["error"]
+            assert f"network grant 'localhost:{server.port}' names a host" in error["message"]
+            assert "plugin.toml" in error["message"], error
+            assert "getent ahosts localhost" in error["hint"], error
+            # trusted, nothing checks its connections: it reaches the server by name
+            assert await host.call("acme.trusted", "connect", port=server.port) == "hello back"
+            assert server.connections == [b"hello by name"]
+            with pytest.raises(ConfigError) as refused:
+                await host.grant("acme.trusted", f"network:localhost:{server.port}")
+            assert "names a host, not an IP address" in refused.value.message
+            assert host.state is not None
+            assert host.state.grants("acme.trusted") == []
+
+
+async def test_legacy_grants_are_named_once_at_start_and_plugbay_revoke_removes_them(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with listening() as server:
+        factory = PluginFactory(tmp_path / "plugins")
+        asks = f'[permissions]\nnetwork = ["127.0.0.1:{server.port}"]\n'
+        factory("acme.wild", DIALER, extra=asks + LIMITS)
+        state_dir = tmp_path / "state"
+        StateStore.open(state_dir).close()
+        with contextlib.closing(sqlite3.connect(state_dir / "state.db")) as db, db:
+            # as an older plugbay kept them, before either was refused
+            db.executemany(
+                "INSERT INTO grants (plugin_id, permission, granted) VALUES (?, ?, ?)",
+                [
+                    ("acme.wild", "network:127.0.0.1:*", time.time()),
+                    ("acme.wild", f"network:127.0.0.1:{server.port}", time.time()),
+                    ("acme.wild", "network:example.org:443", time.time()),
+                ],
+            )
+        caplog.set_level(logging.WARNING, logger="plugbay")
+        async with Host(
+            factory.root, state_dir=state_dir, entry_points=False, init_timeout=30
+        ) as host:
+            said = [r.getMessage() for r in caplog.records if "no sandbox can honour" in r.message]
+            assert len(said) == 1, said
+            assert "network:127.0.0.1:* of acme.wild" in said[0], said
+            assert "network:example.org:443 of acme.wild" in said[0], said
+            assert "plugbay revoke acme.wild 'network:127.0.0.1:*'" in said[0], said
+            assert "plugbay revoke acme.wild network:example.org:443" in said[0], said
+            assert f"network:127.0.0.1:{server.port} of" not in said[0], said
+            assert "allow a sandboxed plugin no connection" in said[0], said
+            # what its manifest asks for, granted as it is written, is still allowed
+            assert await host.call("acme.wild", "connect", port=server.port) == "hello back"
+        for permission in ("network:127.0.0.1:*", "network:example.org:443"):
+            code, out = _plugbay(
+                tmp_path, factory.root, state_dir, "revoke", "acme.wild", permission
+            )
+            assert code == 0, out
+        with contextlib.closing(sqlite3.connect(state_dir / "state.db")) as db:
+            kept = db.execute("SELECT permission FROM grants WHERE plugin_id='acme.wild'")
+            assert [row[0] for row in kept] == [f"network:127.0.0.1:{server.port}"]
+        caplog.clear()
+        async with Host(
+            factory.root, state_dir=state_dir, entry_points=False, init_timeout=30
+        ) as host:
+            assert host.info("acme.wild")["state"] == "active"
+            assert await host.call("acme.wild", "connect", port=server.port) == "hello back"
+            assert not [r for r in caplog.records if "no sandbox can honour" in r.message]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import ipaddress
 import json
 import os
 import select
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any, Final, Protocol
 
 from plugbay.api.errors import PlugbayError
+from plugbay.isolation.network_grants import network_refusal
 
 __all__ = ["Layer", "LayerStatus", "SandboxError", "SandboxPolicy", "SandboxPolicyError"]
 
@@ -133,20 +133,10 @@ class SandboxPolicy:
         """The ports of the ``network`` grants (``"127.0.0.1:8080"``, ``"[::1]:443"``)."""
         ports = []
         for grant in self.network:
-            host, sep, port = grant.rpartition(":")
-            host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-            try:
-                if host != "*":
-                    ipaddress.ip_address(host)
-                number = int(port)
-            except ValueError:
-                number = 0
-            if not sep or not 0 < number < 65536:
-                raise SandboxPolicyError(
-                    f"sandbox policy: network grant {grant!r} is not 'ADDRESS:PORT'",
-                    hint="Grant an IP literal and a port, e.g. '127.0.0.1:8080' or '[::1]:443'.",
-                )
-            ports.append(number)
+            refusal = network_refusal(grant)  # in the words plugbay grant would have used
+            if refusal is not None:
+                raise SandboxPolicyError(f"sandbox policy: {refusal[0]}", hint=refusal[1])
+            ports.append(int(grant.rpartition(":")[2]))
         return tuple(ports)
 
     @classmethod

@@ -9,11 +9,21 @@ any port (``network:127.0.0.1:*``) would need Landlock's port rule left off, so
 that audit hook would be all that stands between the plugin and every address
 and port: it is refused where it is written instead (the manifest, ``plugbay
 grant``, ``[policy.grants]``) and when a sandboxed plugin is loaded.
+
+A grant naming a host (``network:example.org:443``) is refused alike: the audit
+hook compares the address a connection is made to, which is the resolved IP
+address whenever a plugin connects by name (``socket.create_connection``, any
+HTTP client), so such a grant would allow nothing; and the worker's sandbox
+policy takes an IP address only. A plugin the host trusts (inline, or a worker
+the policy does not sandbox) has no audit hook and no Landlock: nothing checks
+its connections, so it needs no network grant, by name or by address.
 """
 
 from __future__ import annotations
 
-__all__ = ["port_refusal"]
+import ipaddress
+
+__all__ = ["network_refusal", "port_refusal"]
 
 
 def port_refusal(grant: str) -> tuple[str, str] | None:
@@ -31,3 +41,29 @@ def port_refusal(grant: str) -> tuple[str, str] | None:
         ":6697 for a second port); a plugin the host trusts (inline) is not confined and "
         "needs no network grant",
     )
+
+
+def network_refusal(grant: str) -> tuple[str, str] | None:
+    """(message, hint) when ``grant`` (with or without ``network:``) is not one a sandbox
+    can honour: it names no port (:func:`port_refusal`) or a host name rather than an IP
+    address (``example.org:443``); None for ``ADDRESS:PORT`` (``[::1]:443``, ``*:443``)."""
+    refusal = port_refusal(grant)
+    if refusal is not None:
+        return refusal
+    written = grant.removeprefix("network:")
+    host, _, port = written.rpartition(":")
+    address = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        if address != "*":
+            ipaddress.ip_address(address)
+    except ValueError:
+        return (
+            f"network grant '{written}' names a host, not an IP address: a sandboxed "
+            "plugin's network grant needs an address (ADDRESS:PORT), since the sandbox "
+            "checks the address a connection is made to, and a plugin connecting by name "
+            "connects to the addresses the name resolves to",
+            f"grant each address the name resolves to, e.g. network:ADDRESS:{port} for each "
+            f"address 'getent ahosts {address}' lists (grant again if they change); a "
+            "plugin the host trusts (inline) is not confined and needs no network grant",
+        )
+    return None

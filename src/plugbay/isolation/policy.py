@@ -40,7 +40,7 @@ from typing import Any, Final
 from plugbay.api._context import SECRET_ENV_PREFIX, secret_of_env
 from plugbay.api.errors import ConfigError, PlugbayError
 from plugbay.isolation import _cgroups
-from plugbay.isolation.network_grants import port_refusal
+from plugbay.isolation.network_grants import network_refusal
 from plugbay.isolation.ray_settings import RaySettings, place_on_ray
 from plugbay.model.host_config import no_unknown_keys, read_host_config, require_signed
 from plugbay.model.manifest import PluginManifest, parse_size
@@ -162,7 +162,7 @@ class Placement:
                 plugin=manifest.id,
                 hint="install it as a directory or a package",
             )
-        _refuse_portless_network(manifest, self.effective)
+        _refuse_unenforceable_network(manifest, self.effective)
         reads = [os.path.realpath(code)]
         if manifest.origin == "entry-point":
             # an installed package is imported by name: its import path must be listable
@@ -228,14 +228,15 @@ def _enforceable(grant: str) -> bool:
     return port.isdigit()
 
 
-def _refuse_portless_network(manifest: PluginManifest, effective: Iterable[str]) -> None:
+def _refuse_unenforceable_network(manifest: PluginManifest, effective: Iterable[str]) -> None:
     """A sandboxed plugin asking for, or granted, a network destination without a port
-    (``127.0.0.1:*``) is refused as it loads: no layer of its sandbox could honour it
-    (``isolation.network_grants``), and it would learn so only from refused connections."""
+    (``127.0.0.1:*``) or naming a host (``example.org:443``) is refused as it loads: no
+    layer of its sandbox could honour it (``isolation.network_grants``), and it would
+    learn so only from refused connections."""
     asked = [f"network:{n}" for n in manifest.permissions.network]
     granted = [p for p in effective if p.startswith("network:")]
     for grant in dict.fromkeys([*asked, *granted]):
-        refusal = port_refusal(grant)
+        refusal = network_refusal(grant)
         if refusal is not None:
             where = (
                 f"[permissions] network in {manifest.path or 'its manifest'}"
@@ -492,15 +493,16 @@ def is_permission(text: str) -> bool:
 def grant_refusal(permission: str, *, granting: bool = True) -> tuple[str, str] | None:
     """(message, hint) when ``permission`` cannot be granted: it is not written as a
     permission (granted, it would match nothing, without a word), or, ``granting``, it is
-    a network grant without a port (no sandbox could honour it:
-    ``isolation.network_grants``); None when it can. ``plugbay grant``, ``Host.grant`` and
-    ``[policy.grants]`` ask it alike (a revoke only the first)."""
+    a network grant without a port or naming a host rather than an IP address (no
+    sandbox could honour it: ``isolation.network_grants``); None when it can. ``plugbay
+    grant``, ``Host.grant`` and ``[policy.grants]`` ask it alike (a revoke only the
+    first)."""
     if not is_permission(permission):
         return f"'{permission}' is not a permission", "write one of: " + ", ".join(
             permission_forms()
         )
     if granting and permission.startswith("network:"):
-        return port_refusal(permission)
+        return network_refusal(permission)
     return None
 
 

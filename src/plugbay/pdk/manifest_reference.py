@@ -92,7 +92,8 @@ MEANING: Final[dict[str, str]] = {
     "it (`plugbay grant ID PERMISSION`). Deny by default.",
     "permissions.network": "`ADDRESS:PORT` it connects to (`network:ADDRESS:PORT`), an IP "
     "address and a port: a sandbox allows a connection by its port, so a plugin asking for "
-    "one without a port (`127.0.0.1:*`) is not loaded sandboxed (`plugbay validate` warns).",
+    "one without a port (`127.0.0.1:*`) or naming a host (`example.org:443`) is not loaded "
+    "sandboxed (`plugbay validate` warns).",
     "permissions.read": "Paths it reads outside its code (`read:PATH`).",
     "permissions.write": "Paths it writes outside its data directory (`write:PATH`).",
     "permissions.env": "Host environment variables it sees (`env:NAME`).",

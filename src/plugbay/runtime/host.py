@@ -39,6 +39,7 @@ from plugbay.runtime.config_aside import checked_config, versions_of
 from plugbay.runtime.environments import EnvironmentStore, IndexSettings
 from plugbay.runtime.events import EventBus
 from plugbay.runtime.host_file import read_host_file
+from plugbay.runtime.kept_grants import warn_of_unhonourable_grants
 from plugbay.runtime.lifecycle import (
     HostLock,
     HostLockedError,
@@ -324,6 +325,8 @@ class Host(AsyncOnly):
         self.refresh_installed()
         for manifest in bundled_needed(self.registry.manifests()):  # shipped with plugbay
             self.registry.register(manifest)
+        if self.state is not None:  # said once, as it starts (runtime.kept_grants)
+            warn_of_unhonourable_grants(self.state, (m.id for m in self.registry.manifests()))
         self.events.hold()
         try:
             await self._resolve_and_load()

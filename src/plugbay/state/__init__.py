@@ -696,6 +696,15 @@ class StateStore(ApiTokens, MonitorRecords):
         )
         return {str(r[0]): float(r[1]) for r in rows}
 
+    def network_grants(self) -> list[tuple[str, str]]:
+        """(plugin id, permission) of every ``network:`` grant kept, in one read (the
+        host's start looks them over for all its plugins at once)."""
+        rows = self._read(
+            "SELECT plugin_id, permission FROM grants WHERE permission LIKE 'network:%' "
+            "ORDER BY plugin_id, permission"
+        )
+        return [(str(r[0]), str(r[1])) for r in rows]
+
 
 #: where rolling backups live, beside state.db
 BACKUP_DIR: Final = "backups"

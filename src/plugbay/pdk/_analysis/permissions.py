@@ -153,12 +153,12 @@ class _PermissionChecks(_Context):
                 )
 
     def _check_network_ports(self) -> None:
-        """A network entry without a port: a sandbox cannot allow it (see
-        ``isolation.network_grants``), and loading the plugin sandboxed refuses it."""
-        from plugbay.isolation.network_grants import port_refusal
+        """A network entry without a port, or naming a host: a sandbox cannot allow it
+        (see ``isolation.network_grants``), and loading the plugin sandboxed refuses it."""
+        from plugbay.isolation.network_grants import network_refusal
 
         for entry in self.m.permissions.network:
-            refusal = port_refusal(entry)
+            refusal = network_refusal(entry)
             if refusal is not None:
                 message, hint = refusal
                 self.add(
