@@ -5,15 +5,18 @@ addresses)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
 
+from plugbay import Environment, PluginConfig, PluginContext
 from plugbay.runtime.host import Host
 from tests._ircd import Client, IrcServer
 from tests.conftest import PluginFactory
+from tests.plugins.conftest import load_engine
 from tests.plugins.test_irc_plugin import PLUGIN, start
 
 
@@ -84,3 +87,49 @@ async def test_a_sandboxed_instance_given_a_host_name_says_to_write_an_address(
 
         await until(refused)
         assert "is a host name" not in str((await host.call(PLUGIN, "status"))["problem"])
+
+
+async def test_a_trusted_instance_in_a_worker_reaches_a_server_given_by_name(
+    tree: PluginFactory, tmp_path: Path, server: IrcServer, alice: Client
+) -> None:
+    """A trusted plugin in a worker of its own is not sandboxed: it looks the name up
+    as inline does, so it is not told to write an address; it joins."""
+    manifest = tree.root / "integration" / "irc" / "plugin.toml"
+    text = manifest.read_text()
+    manifest.write_text(
+        text.replace("\n[dependencies]", 'isolation = "process"\n\n[dependencies]', 1)
+    )
+    async with start(tree, tmp_path, server.port, server="localhost") as host:
+        await alice.until(lambda: "plugbay" in alice.joined)
+        assert (await host.call(PLUGIN, "status"))["problem"] == ""  # (from a worker: a dict)
+        assert said(host, "is a host name") == []  # never told, not only cleared on joining
+        assert host.info(PLUGIN)["isolation"] == "process"  # in a worker, not the host's
+
+
+@pytest.mark.parametrize(
+    ("isolation", "sandboxed", "advised"),
+    [
+        ("process", True, True),  # sandboxed in a worker, here or on a Ray node
+        ("process", False, False),  # trusted in a worker of its own, here or on a node
+        ("inline", False, False),
+    ],
+)
+async def test_the_host_name_advice_follows_the_sandbox_not_the_backend(
+    tmp_path: Path, isolation: str, sandboxed: bool, advised: bool
+) -> None:
+    """On Ray a plugin runs in the same worker runtime, on a node: what decides the
+    advice is whether a sandbox confines it, which its environment says (no cluster
+    needed to check the decision)."""
+    module = load_engine("integration/irc", "irc_plugin")
+    plugin = module.IrcPlugin()
+    plugin.context = PluginContext(
+        environment=Environment("0.1.0", PLUGIN, "1.0.0", tmp_path, isolation=isolation,
+                                sandboxed=sandboxed),
+        services=None,  # type: ignore[arg-type]
+        config=PluginConfig({}),
+        logger=logging.getLogger("test.irc"),
+        metrics=None,  # type: ignore[arg-type]
+    )  # fmt: skip
+    plugin.id, plugin.server, plugin.port = PLUGIN, "irc.example", 6667
+    plugin._named_in_a_sandbox()
+    assert ("the server 'irc.example' is a host name" in plugin._problem) is advised

@@ -5,6 +5,8 @@ plugbay-line/1 peer listening on 127.0.0.2, which its manifest does not declare.
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -12,6 +14,7 @@ import pytest
 
 from plugbay import PlugbayError
 from tests.conftest import PluginFactory
+from tests.plugins.conftest import load_engine
 from tests.plugins.test_protocol_plugin import ECHO, PROVIDES_CONVERSATION, start
 
 PLUGIN = "integration.protocol"
@@ -95,3 +98,49 @@ async def test_send_reaches_a_peer_once_its_manifest_declares_it(
         )
     assert reply == "hello there"
     assert peer.heard == [f"HELLO {PLUGIN}", "SAY hello there", "QUIT"]
+
+
+async def test_a_host_name_whose_lookup_hangs_is_given_up_within_the_timeout() -> None:
+    """A resolver that never answers cannot be made without a network's help, so the
+    lookup is the plugin's own seam (``peers.granted_address``'s ``lookup``) hanging."""
+    peers = load_engine("integration/protocol", "peers")
+    asked: list[str] = []
+
+    async def never_answers(host: str, port: int) -> list[tuple[object, ...]]:
+        asked.append(f"{host}:{port}")
+        await asyncio.Event().wait()
+        return []
+
+    async with asyncio.timeout(10):  # without the send's timeout, this fails instead of hanging
+        with pytest.raises(ConnectionError) as gave_up:
+            await peers.granted_address(
+                PLUGIN, "peer.invalid", 7878, ("127.0.0.1:*",), 0.2, never_answers
+            )
+    assert asked == ["peer.invalid:7878"]
+    assert str(gave_up.value).startswith(
+        "cannot reach peer peer.invalid:7878: looking up peer.invalid took longer than 0.2 s"
+    ), gave_up.value
+    assert not isinstance(gave_up.value, TimeoutError)  # the host would word it as its own
+
+
+async def test_send_looks_a_host_name_up_within_its_timeout(
+    tree: PluginFactory, tmp_path: Path
+) -> None:
+    async with start(tree, tmp_path) as host:
+        own = int((await host.call(PLUGIN, "status")).port)
+        reply = await host.call(PLUGIN, "send", text="hi", host="localhost", port=own, timeout=5)
+    assert reply.startswith("echo(127.0.0.1:") and reply.endswith("): hi"), reply
+
+
+def test_validate_finds_nothing_wrong_with_the_bundled_gateway() -> None:
+    """It must listen (no sandbox lets it) and may send to any port of 127.0.0.1: it asks
+    to run inline, so its 127.0.0.1:* is said as a note, not warned of as a mistake."""
+    directory = Path(__file__).resolve().parents[2] / "plugins" / "integration" / "protocol"
+    plugbay = Path(sys.executable).with_name("plugbay")
+    done = subprocess.run(
+        [str(plugbay), "validate", str(directory)], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "0 error(s), 0 warning(s)" in done.stdout, done.stdout
+    assert "info[permission] network grant '127.0.0.1:*' names no port" in done.stdout
+    assert "its manifest asks to run inline" in done.stdout, done.stdout

@@ -161,8 +161,10 @@ class IrcPlugin(IntegrationPlugin):
     def _named_in_a_sandbox(self) -> None:
         """Sandboxed, a server given by name is not reached: a sandbox's network grants
         are IP addresses, and a failed name lookup there says nothing of grants. Said
-        at once, in its log and status's problem, with what to write instead."""
-        if self.context.environment.isolation != "process":
+        at once, in its log and status's problem, with what to write instead; whatever
+        the backend (a worker here or on a Ray node), and only when sandboxed (a trusted
+        plugin's worker looks the name up as inline)."""
+        if not self.context.environment.sandboxed:
             return
         with contextlib.suppress(ValueError):
             ipaddress.ip_address(self.server)

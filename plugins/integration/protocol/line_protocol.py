@@ -364,7 +364,8 @@ class ProtocolPlugin(IntegrationPlugin):
     ) -> str:
         """Talk to a plugbay-line/1 peer: HELLO, SAY ``text``, read the REPLY, QUIT.
         Returns the reply's text. A peer its manifest does not declare under
-        ``[permissions] network`` is refused (PermissionDenied)."""
+        ``[permissions] network`` is refused (PermissionDenied). ``timeout`` bounds the
+        whole call, looking ``host`` up included."""
         if not text.strip() or "\n" in text or "\r" in text:
             raise ValueError("text must be one non-empty line (no CR or LF)")
         if len(text.encode("utf-8")) > wire.MAX_LINE - 4:
@@ -373,7 +374,11 @@ class ProtocolPlugin(IntegrationPlugin):
             raise ValueError(f"port must be 1 to 65535, got {port}")
         if not timeout > 0:
             raise ValueError(f"timeout must be positive, got {timeout:g}")
-        address = await peers.granted_address(self.id, host, port, self._network)
+        # one timeout for the whole call: looking a host name up spends part of it
+        started = time.monotonic()
+        address = await peers.granted_address(self.id, host, port, self._network, timeout)
+        if address != host:  # (an IP address is not looked up)
+            timeout = max(timeout - (time.monotonic() - started), 0.001)
         return await wire.talk(address, port, self.id, text, timeout)
 
     @command

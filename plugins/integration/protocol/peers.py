@@ -12,14 +12,30 @@ import asyncio
 import ipaddress
 import socket
 import tomllib
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Final
+from typing import Any, Final, TypeAlias
 
 from plugbay import PermissionDenied
 
-__all__ = ["MANIFEST", "declared", "granted_address"]
+__all__ = ["MANIFEST", "LookupTimeout", "declared", "granted_address"]
 
 MANIFEST: Final = Path(__file__).with_name("plugin.toml")
+
+#: ``(host, port)`` → getaddrinfo's entries; the event loop's resolver unless a test gives one
+Lookup: TypeAlias = Callable[[str, int], Awaitable[Sequence[tuple[Any, ...]]]]
+
+
+class LookupTimeout(ConnectionError):
+    """A peer's host name was not resolved within the caller's timeout.
+
+    A ``ConnectionError``, not a ``TimeoutError``, for the reason ``wire.PeerTimeout``
+    gives: the host would report its own call timeout instead of this one.
+    """
+
+
+async def _getaddrinfo(host: str, port: int) -> Sequence[tuple[Any, ...]]:
+    return await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
 
 
 def declared(manifest: Path = MANIFEST) -> tuple[str, ...]:
@@ -40,18 +56,32 @@ def _where(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-async def granted_address(plugin_id: str, host: str, port: int, network: tuple[str, ...]) -> str:
+async def granted_address(
+    plugin_id: str,
+    host: str,
+    port: int,
+    network: tuple[str, ...],
+    timeout: float,
+    lookup: Lookup = _getaddrinfo,
+) -> str:
     """The address to connect to for ``host:port``: ``host`` when it is an IP address,
     else the first of its addresses that ``network`` declares. Raises PermissionDenied
-    when ``network`` declares none of them, ConnectionError when ``host`` has no address.
+    when ``network`` declares none of them, ConnectionError when ``host`` has no address,
+    :class:`LookupTimeout` when looking ``host`` up takes longer than ``timeout`` seconds
+    (a resolver that does not answer would otherwise hold the caller past its timeout).
     """
     try:
         addresses = [str(ipaddress.ip_address(host))]
     except ValueError:
         try:
-            found = await asyncio.get_running_loop().getaddrinfo(
-                host, port, type=socket.SOCK_STREAM
-            )
+            async with asyncio.timeout(timeout):
+                found = await lookup(host, port)
+        except TimeoutError:
+            raise LookupTimeout(
+                f"cannot reach peer {_where(host, port)}: looking up {host} took longer "
+                f"than {timeout:g} s (is the resolver answering? or give the peer's "
+                "IP address as host)"
+            ) from None
         except OSError as exc:  # (socket.gaierror)
             raise ConnectionError(
                 f"cannot reach peer {_where(host, port)}: {exc.strerror or exc}"

@@ -57,6 +57,9 @@ class Environment:
     data_dir: Path
     mode: Mode = "production"
     isolation: str = "inline"
+    #: confined by a sandbox (an untrusted plugin in a worker, on this machine or a
+    #: Ray node): its network grants are IP addresses and ports, its files its grants
+    sandboxed: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -460,6 +460,7 @@ class Worker:
                 data_dir=Path(message.data_dir),
                 mode=message.mode,  # type: ignore[arg-type]
                 isolation="process",
+                sandboxed=bool(message.rules),  # (empty rules: a trusted plugin's worker)
             ),
             services=_HostServices(self),
             config=PluginConfig(message.config),

@@ -93,7 +93,8 @@ MEANING: Final[dict[str, str]] = {
     "permissions.network": "`ADDRESS:PORT` it connects to (`network:ADDRESS:PORT`), an IP "
     "address and a port: a sandbox allows a connection by its port, so a plugin asking for "
     "one without a port (`127.0.0.1:*`) or naming a host (`example.org:443`) is not loaded "
-    "sandboxed (`plugbay validate` warns).",
+    "sandboxed (`plugbay validate` warns; it only notes it when the manifest asks for "
+    '`isolation = "inline"`, a plugin that by design runs trusted).',
     "permissions.read": "Paths it reads outside its code (`read:PATH`).",
     "permissions.write": "Paths it writes outside its data directory (`write:PATH`).",
     "permissions.env": "Host environment variables it sees (`env:NAME`).",

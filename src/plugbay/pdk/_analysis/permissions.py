@@ -161,11 +161,14 @@ class _PermissionChecks(_Context):
             refusal = network_refusal(entry)
             if refusal is not None:
                 message, hint = refusal
+                # a plugin that by design runs only trusted (it asks for inline): told, not warned
+                inline = self.m.isolation == "inline"
+                asks = "; its manifest asks to run inline, where nothing confines it"
                 self.add(
-                    "warning",
+                    "info" if inline else "warning",
                     "permission",
                     f"{message}; sandboxed (any plugin the host does not trust), it is "
-                    "refused when loaded",
+                    f"refused when loaded{asks if inline else ''}",
                     self.in_manifest("network"),
                     hint,
                 )
