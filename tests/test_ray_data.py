@@ -281,6 +281,50 @@ async def test_a_plugins_own_environment_is_shipped_to_its_node(
         assert not seen["code"].startswith(str(plugins.root))
 
 
+@pytest.mark.slow
+async def test_uninstall_stops_the_zygote_of_the_removed_environment_on_its_node(
+    ray_cluster: Any, make: Any, tmp_path: Path
+) -> None:
+    """A node's agent forks a plugin with its own environment from that environment's
+    zygote on the node: once ``uninstall`` removed the environment, that process ran on
+    until the host stopped. Now it ends with its environment; the neighbour's stays and
+    serves."""
+    import psutil
+
+    def running(pid: int) -> bool:
+        with contextlib.suppress(psutil.Error):
+            return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        return False
+
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    libdemo(wheels, "1.0")
+    libdemo(wheels, "2.0")
+    sources = PluginFactory(tmp_path / "sources")  # installed: the store's versions only
+    for plugin, wants in (("acme.gone", "1.*"), ("acme.stays", "2.*")):
+        sources(plugin, ENV_CODE, extra=f'python-dependencies = ["libdemo=={wants}"]\n'
+                f"{on_node('node-a')}")  # fmt: skip
+    index = IndexSettings(find_links=(str(wheels),), offline=True)
+    async with make(python_index=index) as host:
+        host.install(sources.root / "acme.gone-1.0.0")
+        host.install(sources.root / "acme.stays-1.0.0")
+    async with make(python_index=index) as host:
+        assert (await host.call("acme.gone", "where"))["version"] == "1.0"
+        assert (await host.call("acme.stays", "where"))["version"] == "2.0"
+        agent = ray_handle(host, "acme.stays")._agent
+        assert ray_handle(host, "acme.gone")._agent is agent  # one node, one agent
+        zygotes = {Path(k).relative_to(tmp_path / "state" / "envs").parts[0]: pid
+                   for k, pid in (await agent.environments.remote()).items()}  # fmt: skip
+        assert len(zygotes) == 2 and all(pid and running(pid) for pid in zygotes.values())
+        done = await host.uninstall("acme.gone")
+        [removed] = [Path(p).name for p in done["environments"]]
+        gone, kept = zygotes.pop(removed), zygotes.popitem()[1]
+        assert gone is not None and kept is not None
+        await until(lambda: not running(gone), "the removed environment's zygote to end", 20)
+        assert running(kept)
+        assert (await host.call("acme.stays", "where"))["version"] == "2.0"
+
+
 # --------------------------------------------------------------------------- without Ray
 
 

@@ -29,6 +29,7 @@ import socket
 import sys
 import threading
 import traceback
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -38,6 +39,8 @@ __all__ = ["NodeAgent", "PluginActor", "dial", "node_id"]
 
 #: a channel's first bytes: its token, as hex, then a newline
 TOKEN_BYTES = 33
+#: seconds the workers of a removed environment's zygote are given to be reaped
+_REAP_WAIT = 3.0
 
 
 def dial(host: str, port: int, token: str) -> socket.socket:
@@ -158,6 +161,9 @@ class NodeAgent:
         self.zygote = Zygote()
         #: one zygote per plugin environment (by its site-packages), started on first use
         self.env_zygotes: dict[str, Zygote] = {}
+        #: each environment by the host's name for it (its site-packages there) → the key
+        #: of its zygote here (this node's copy of it, when shipped)
+        self._env_keys: dict[str, str] = {}
         #: pid → its cgroup (removed once it exits) and how it ended
         self._cgroups: dict[int, str | None] = {}
         self._ended: dict[int, tuple[int, int]] = {}
@@ -201,6 +207,7 @@ class NodeAgent:
         from plugbay.isolation.zygote import Zygote
 
         where: dict[str, Any] = {}
+        named = environment.site_packages if environment is not None else None
         if shipped is not None:
             where = await asyncio.to_thread(land, shipped, ray.get)
             remap(request, shipped, where)
@@ -209,6 +216,7 @@ class NodeAgent:
         zygote = self.zygote
         if environment is not None:
             zygote = self.env_zygotes.setdefault(environment.site_packages, Zygote(environment))
+            self._env_keys[named or environment.site_packages] = environment.site_packages
         if "sandbox" in request:
             child, sock, report = await zygote.spawn_sandboxed(request)
             pid = child.pid
@@ -336,6 +344,37 @@ class NodeAgent:
 
     async def workers(self) -> list[int]:
         return sorted(self._cgroups)
+
+    async def environments(self) -> dict[str, int | None]:
+        """The zygote running here for each environment, by the host's name for it: its pid."""
+        return {named: self.env_zygotes[key].pid for named, key in self._env_keys.items()}
+
+    async def forget_environment(self, path: str) -> list[int]:
+        """The host removed the environment at ``path`` (``plugbay uninstall``, ``plugbay
+        env gc``; its path on the host): stop its zygote here once the workers it forked
+        are reaped (bounded: they are stopping, no plugin version uses it), as the process
+        backend does on the host's machine. Returns the pids of the zygotes stopped."""
+        gone = {named for named in self._env_keys if Path(named).is_relative_to(path)}
+        keys = {self._env_keys.pop(named) for named in gone}
+        stopped = []
+        for key in keys - set(self._env_keys.values()):  # a copy another one names stays
+            zygote = self.env_zygotes.pop(key, None)
+            if zygote is None:
+                continue
+            reaped = [
+                asyncio.ensure_future(self._exited(pid).wait())
+                for pid, forked_by in self._zygotes.items()
+                if forked_by is zygote
+            ]
+            if reaped:
+                _done, waiting = await asyncio.wait(reaped, timeout=_REAP_WAIT)
+                for wait in waiting:
+                    wait.cancel()
+            pid = zygote.pid
+            await zygote.stop()
+            if pid is not None:
+                stopped.append(pid)
+        return stopped
 
     async def close(self) -> None:
         for pid in list(self._cgroups):

@@ -100,6 +100,9 @@ log = logging.getLogger("plugbay.isolation.ray")
 _AVOID_LOST_NODE = 30.0
 #: seconds a cluster that could not be joined is not asked again (each start is told why)
 _JOIN_AGAIN = 10.0
+#: seconds a node's agent is given to stop a removed environment's zygote (its workers'
+#: reaping, then the zygote's own stop)
+_FORGET_WAIT = 10.0
 
 
 def _ray() -> Any:
@@ -503,6 +506,21 @@ class RayBackend(Backend):
             self._handles.discard(handle)
             self._placed[handle.node] = max(0, self._placed.get(handle.node, 1) - 1)
             self.data.release_store(handle)
+
+    async def forget_environment(self, path: Path) -> None:
+        """Each node's agent stops the zygote it runs for the environment the host removed
+        at ``path``, once the workers it forked there are reaped; a node that does not
+        answer is passed over (its agent's zygotes end with it)."""
+        for node, agent in list(self._agents.items()):
+            try:
+                stopped = await asyncio.wait_for(
+                    agent.forget_environment.remote(str(path)), _FORGET_WAIT
+                )
+            except Exception as exc:
+                log.debug("node %s did not stop the zygote of %s: %s", node[:12], path, exc)
+                continue
+            if stopped:
+                log.debug("node %s stopped the zygote of %s: %s", node[:12], path, stopped)
 
     async def close(self) -> None:
         """Release every handle, end the agents, and leave the cluster (``local``: stop it)."""
