@@ -359,7 +359,7 @@ def test_a_mistake_in_the_ray_table_is_a_config_error() -> None:
 
 
 LOCAL = """
-import asyncio, json, sys
+import asyncio, json, os, sys
 from plugbay.runtime.host import Host
 from plugbay.cli._plugin_views import _isolation_text
 
@@ -373,7 +373,9 @@ async def main() -> None:
             "location": info["location"],
             "text": _isolation_text(info, info["manifest"]),
             "temp_dir": backend.temp_dir,
+            "token_path": os.environ.get("RAY_AUTH_TOKEN_PATH"),
         }
+    out["token_path_after"] = os.environ.get("RAY_AUTH_TOKEN_PATH")
     print(json.dumps(out))
 
 asyncio.run(main())
@@ -393,12 +395,18 @@ def test_address_local_starts_a_private_cluster_and_stops_it_with_the_host(
     write(plugins.root / "notes", label="v1", version="1.0.0")
     config = tmp_path / "plugbay.toml"
     config.write_text('[ray]\naddress = "local"\nplugins = ["acme.*"]\nnum-cpus = 1\n')
+    # Ray writes the token of a cluster it starts to ~/.ray/auth_token unless told where
+    # it is; found there, it turns token authentication on for every later "auto" host
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH_")}
     # its own process: this one is connected to the session's cluster
     done = subprocess.run(
         [sys.executable, "-c", LOCAL, str(plugins.root), str(tmp_path / "state"), str(config)],
         capture_output=True,
         text=True,
         timeout=180,
+        env={**env, "HOME": str(home)},
     )
     assert done.returncode == 0, done.stderr[-3000:]
     out = json.loads(done.stdout.strip().splitlines()[-1])
@@ -410,6 +418,10 @@ def test_address_local_starts_a_private_cluster_and_stops_it_with_the_host(
     temp_dir = out["temp_dir"]
     assert temp_dir and len(temp_dir) < 30  # a short one: Ray's socket paths fit
     assert not Path(temp_dir).exists()  # removed with the cluster
+    # its token was kept in its temp dir, and nothing outside it changed
+    assert not (home / ".ray").exists(), sorted(map(str, home.rglob("*")))
+    assert out["token_path"] and Path(out["token_path"]).is_relative_to(temp_dir)
+    assert out["token_path_after"] is None
     # nothing of that cluster is left running (its processes name its temp dir)
     left = []
     for proc in psutil.process_iter(["pid", "cmdline"]):

@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import importlib
 import logging
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -35,6 +37,12 @@ from plugbay.isolation.ray_settings import RaySettings
 from plugbay.isolation.shipping import node_cache_root
 
 __all__ = ["forget_local", "join", "keep_fault_handlers", "leave", "listen", "unreachable"]
+
+#: what Ray reads its token authentication from
+_TOKEN_ENV = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
+#: their values before a private cluster's join set them, until it leaves (Ray's own
+#: settings are this process's, as its connection is)
+_set_by_join: dict[str, str | None] = {}
 
 #: the signals a runtime in this process may handle itself (Wasm traps: SIGILL, SIGSEGV…)
 _FAULTS = (signal.SIGILL, signal.SIGSEGV, signal.SIGBUS, signal.SIGFPE, signal.SIGABRT)
@@ -125,6 +133,7 @@ def join(ray: Any, settings: RaySettings) -> tuple[str | None, str | None]:
     temp_dir = None
     if settings.address == "local":
         temp_dir = settings.temp_dir or tempfile.mkdtemp(prefix="pbray-", dir="/tmp")
+        _private_token(temp_dir)
         options |= {
             "address": "local",
             "include_dashboard": False,
@@ -139,6 +148,7 @@ def join(ray: Any, settings: RaySettings) -> tuple[str | None, str | None]:
         with keep_fault_handlers():
             ray.init(**options)
     except Exception as exc:
+        _restore_token_environment()
         if temp_dir is not None and settings.temp_dir is None:  # made for it above
             shutil.rmtree(temp_dir, ignore_errors=True)
         raise PlugbayError(
@@ -172,10 +182,55 @@ def _check_head(address: str, origin: str) -> None:
         )
 
 
+def _private_token(temp_dir: str) -> None:
+    """A private cluster's token, in its temp dir. Ray turns token authentication on for
+    a cluster it starts and, with no token named, writes one to ``~/.ray/auth_token``,
+    where it finds it later and turns token authentication on by itself for every host
+    of this user that joins ``"auto"`` (``docs/scale-out.md``). So the token is written
+    here and named by ``RAY_AUTH_TOKEN_PATH`` (the cluster's processes inherit it) until
+    the host leaves, then removed. A token the operator named, or token authentication
+    turned off (``RAY_AUTH_MODE=disabled``), is left as it is."""
+    mode = os.environ.get("RAY_AUTH_MODE", "token").lower()
+    if mode != "token" or os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH"):
+        return
+    path = os.path.join(temp_dir, "auth_token")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as token:
+        token.write(secrets.token_hex(32))  # Ray's own: 256 bits
+    _set_by_join.update({name: os.environ.get(name) for name in _TOKEN_ENV})
+    os.environ["RAY_AUTH_TOKEN_PATH"] = path
+    _refresh_token_config()
+
+
+def _restore_token_environment() -> None:
+    """The token variables as they were before ``_private_token`` (and Ray, which sets
+    ``RAY_AUTH_MODE=token`` for a cluster it starts): a later join is not given them."""
+    if not _set_by_join:
+        return
+    with contextlib.suppress(OSError):  # an operator's [ray] temp-dir outlives it
+        os.unlink(os.environ.get("RAY_AUTH_TOKEN_PATH", ""))
+    for name, value in _set_by_join.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    _set_by_join.clear()
+    _refresh_token_config()
+
+
+def _refresh_token_config() -> None:
+    """Ray reads the token variables once per process: it is told they changed."""
+    with contextlib.suppress(ImportError, AttributeError):
+        raylet: Any = importlib.import_module("ray._raylet")
+        raylet.Config.initialize("")
+        raylet.AuthenticationTokenLoader.instance().reset_cache()
+
+
 def leave(ray: Any) -> None:
     """Leave the cluster (a private one stops); blocking."""
     with keep_fault_handlers():  # leaving Ray resets them to the default (death)
         ray.shutdown()
+    _restore_token_environment()
 
 
 def forget_local(temp_dir: str | None, node: str | None) -> None:
