@@ -22,6 +22,7 @@ worker, ``isolation.requests``), so no timer is armed here.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping
@@ -57,6 +58,9 @@ __all__ = ["Calling", "clock", "count_failure", "deadline_hint", "plugin_raised"
 _FOLD_AT: Final = CommandStats.FOLD_AT
 #: the call path's timer (a timed call reads it twice)
 clock: Final = time.perf_counter
+#: the caller's thread, against the host loop's: one compare per call (not the running
+#: loop: asyncio.get_running_loop() asks the OS for the process id, a system call)
+_ident: Final = threading.get_ident
 
 
 class Calling:
@@ -97,6 +101,8 @@ class Calling:
 
         ``counted=False`` (the monitor's health probes) leaves the plugin's figures alone.
         A caller's bad parameters fail the call but are not counted as the plugin's error."""
+        if _ident() != self.serving.ident:  # another thread's loop, or not serving
+            self._check_loop(plugin_id, command)
         # what routed() does, inline: one await less per call
         route = self._routes.get(plugin_id)
         if route is None:
@@ -158,6 +164,19 @@ class Calling:
             if len(stats.pending) >= _FOLD_AT:
                 stats.fold()
         return result
+
+    def _check_loop(self, plugin_id: str, command: str) -> None:
+        """Refuse a call awaited on another event loop than the host's, before it runs: an
+        inline plugin's command would run there, beside its own state, locks and queues
+        (made on the host's loop), and a worker's channel is the host loop's
+        (``runtime.serving``). Not serving (never started, stopped): the call path says so.
+        The host's loop running in this thread now (run by turns from several): noted."""
+        serving = self.serving
+        refused = serving.off_loop(f"call {plugin_id} {command}")
+        if refused is not None:
+            raise refused
+        if serving.loop is not None:
+            serving.ident = _ident()
 
     def _judge_loop(
         self, stats: CommandStats, started: float, plugin_id: str, command: str

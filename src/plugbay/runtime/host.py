@@ -219,6 +219,7 @@ class Host(AsyncOnly):
         so its HTTP server answers ``/healthz`` while plugins start."""
         if self._opened:
             return
+        self.manager.serving.check_start()
         if self.state_dir is not None:
             lock = HostLock(self.state_dir)
             lock.acquire()
@@ -291,6 +292,7 @@ class Host(AsyncOnly):
         (a second host on the same state directory does: :class:`HostLockedError`).
         A start cut short (cancelled) or failing undoes everything it did, workers
         to the state directory's lock, then raises."""
+        self.manager.serving.check_start()  # a host is bound to the loop it first served
         if self._started:
             return
         await self.open()

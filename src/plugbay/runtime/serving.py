@@ -6,23 +6,29 @@ another loop (another thread's, or a second ``asyncio.run``'s: the first closed 
 host's loop when it returned, cancelling the host's tasks) cannot reach them, and
 without a word here it would fail deep in a backend, as if the plugin had raised.
 
-The call path asks nothing of this on a call that succeeds (a check would cost every
-call); a call that cannot run, or that fails, asks :meth:`Serving.refusal` whether the
-host, not the plugin, is why, and raises :class:`~plugbay.api.errors.HostStateError`
-saying so, and how to reach the host from there (docs/applications.md, "From
-synchronous code and other threads"). A sandboxed plugin's call fails, before anything
-is sent, when it comes from another thread than its worker channel's loop
-(``isolation._calls``: one integer compared, against a round trip of tens of
-microseconds): sent from there, it would write to the channel beside the host's own
-thread, reach the worker although refused, and even seem to work whenever the answer
-came back before the caller awaited it. An inline plugin's call is not asked (that
-compare would cost 4-8% of such a call): from another thread's loop it runs there.
+A call awaited on another thread's loop than the host's is refused before it runs
+(``runtime.calling``: the caller's thread compared with the loop's, once per call, as
+``asyncio.get_running_loop()`` costs a system call), with
+:class:`~plugbay.api.errors.HostStateError` saying so, and how to reach the host from
+there (docs/applications.md, "From synchronous code and other threads"): an inline
+plugin's command would otherwise run on the caller's loop, beside the plugin's own
+locks, queues and tasks made on the host's, and a sandboxed plugin's call would write
+to its worker's channel beside the host's own thread (``isolation._calls`` refuses that
+too, before anything is sent). A call that fails asks :meth:`Serving.refusal` whether
+the host, not the plugin, is why.
+
+A host serves one event loop for its life: its event bus, locks and workers' channels
+are made on the first loop it starts on and stay bound to it, so a start on another
+loop (a second ``asyncio.run``, after the first closed the host's loop) is refused,
+saying to make a new ``Host`` there (:meth:`Serving.check_start`). A stopped host
+starts again on the loop it served.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
+import weakref
 from typing import TYPE_CHECKING, Final
 
 from plugbay.api.errors import HostStateError
@@ -37,23 +43,52 @@ class Serving:
     """What the manager knows of its host's life: the loop it serves on (None before its
     start and after its stop), the thread running that loop, and whether it stopped."""
 
-    __slots__ = ("loop", "stopped", "thread")
+    __slots__ = ("first", "ident", "loop", "stopped", "thread")
 
     def __init__(self) -> None:
         self.loop: asyncio.AbstractEventLoop | None = None
+        #: the loop the host first served on, the one it is bound to (weakly: once it is
+        #: gone, any loop is another)
+        self.first: weakref.ref[asyncio.AbstractEventLoop] | None = None
         self.thread = ""
+        #: the thread running the loop, by its ident (0: none): what a call compares with
+        self.ident = 0
         self.stopped = False
 
     def open(self) -> None:
         """The host starts on the running loop: it serves there until :meth:`close`."""
         self.loop = asyncio.get_running_loop()
+        if self.first is None:
+            self.first = weakref.ref(self.loop)
         self.thread = threading.current_thread().name
+        self.ident = threading.get_ident()
         self.stopped = False
 
     def close(self) -> None:
         if self.loop is not None:
             self.stopped = True
         self.loop = None
+        self.ident = 0
+
+    def check_start(self) -> None:
+        """Refuse a start on another loop than the one the host is bound to (see the
+        module doc): serving there still, or stopped after serving there."""
+        if self.loop is not None:
+            self.check_loop("start the host")  # started already: on its loop, nothing to do
+            return
+        first = self.first() if self.first is not None else None
+        if self.first is None or first is asyncio.get_running_loop():
+            return
+        where = f"in thread '{self.thread}'"
+        where += ", now closed" if first is None or first.is_closed() else ""
+        raise HostStateError(
+            "cannot start this host on this event loop: it was started before on another "
+            f"one ({where}), and a host is bound to the loop it first started on",
+            hint="its event bus, locks and workers' channels were made on that loop and "
+            "cannot move: make a new Host(...) on this loop (the state directory is free "
+            "once this one stopped), or start, use and stop one host in one "
+            "asyncio.run(main()) ('async with Host(...) as host:' in main)",
+        )
 
     def unstarted(self, doing: str) -> HostStateError | None:
         """The refusal when the host was never started (a plugin looked up then is not
@@ -108,7 +143,8 @@ class Serving:
             return HostStateError(
                 f"cannot {doing}: this host was stopped",
                 hint="make the call before the host stops (inside 'async with Host(...) "
-                "as host:'), or start the host again: await host.start()",
+                "as host:'), or start the host again on the event loop it served: "
+                "await host.start()",
             )
         return HostStateError(
             f"cannot {doing}: this host is not started",
