@@ -315,6 +315,30 @@ def test_a_range_no_version_can_be_in_is_its_text_to_fix(plugins: PluginFactory)
     assert not [x for x in result.findings if x.code in ("dependency", "service")], result.findings
 
 
+def test_validate_calls_a_range_with_no_room_empty_and_says_why(plugins: PluginFactory) -> None:
+    plugins("acme.greeter", version="1.0.0")
+    plugins("acme.maybe", version="1.0.0")
+    d = plugins(
+        "acme.user",
+        extra=(
+            '[dependencies]\n"acme.greeter" = "<0.0.0"\n\n'
+            '[optional-dependencies]\n"acme.maybe" = "==1.0,!=1.0"\n'
+        ),
+    )
+    toml = d / "plugin.toml"
+    result = validate_plugin(d, known=known_plugins([plugins.root], entry_points=False))
+    f = found(result, "range", "the range of dependency 'acme.greeter', <0.0.0, matches no version")
+    assert f.severity == "error" and f.line == line_of(toml, '"acme.greeter"')
+    assert "it is empty" in f.message
+    assert f.hint is not None and f.hint.startswith(
+        f"correct the range in {toml}: below 0.0.0 there are only 0.0.0's own pre-releases"
+    )
+    assert "write the versions it works with" in f.hint
+    f = found(result, "range", "optional dependency 'acme.maybe', ==1.0,!=1.0, matches no version")
+    assert f.hint is not None and "no version is in '==1.0' and '!=1.0' at once" in f.hint
+    assert not [x for x in result.findings if x.code in ("dependency", "service")], result.findings
+
+
 def test_the_plugin_is_never_imported_when_a_static_check_fails(
     plugins: PluginFactory, tmp_path: Path
 ) -> None:

@@ -144,6 +144,36 @@ def test_an_empty_range_is_its_text_to_fix_not_a_version_to_install(tmp_path: Pa
     assert chosen(plan) == {"acme.greeter": "3.0.0"}
 
 
+@pytest.mark.parametrize(
+    ("written", "why"),
+    [
+        (">=2,<1", "'>=2' and '<1' leave no version between them"),
+        ("<0.0.0", "below 0.0.0 there are only 0.0.0's own pre-releases, which '<0.0.0'"),
+        ("==1.0,!=1.0", "no version is in '==1.0' and '!=1.0' at once"),
+        (">1,<1.0.0.post0", "no version is in '>1' and '<1.0.0.post0' at once"),
+    ],
+)
+def test_a_range_with_no_room_is_called_empty_not_unmatched(
+    tmp_path: Path, written: str, why: str
+) -> None:
+    toml = tmp_path / "user" / "plugin.toml"
+    user = manifest_from_mapping(
+        {"id": "acme.user", "version": "1.0.0", "type": "utility", "entry": "m:P",
+         "dependencies": {"acme.greeter": written}},
+        path=toml,
+    )  # fmt: skip
+    plan = resolve([user, m("acme.greeter", "1.0.0")], host_version=HOST)
+    err = plan.failures["acme.user"]
+    assert str(err).startswith(
+        f"plugin 'acme.user': cannot be loaded: 'acme.user' 1.0.0 requires 'acme.greeter' "
+        f"{written}, a range that matches no version at all (it is empty)"
+    )
+    assert "versions found" not in str(err)
+    assert err.hint is not None
+    assert err.hint.startswith(f"correct that range under [dependencies] in {toml}: {why}")
+    assert "write the versions it works with, e.g. '>=1.2,<2'" in err.hint
+
+
 def test_host_version_filters_candidates_and_says_so() -> None:
     plan = resolve(
         [m("x", "2.0.0", host=">=2"), m("x", "1.0.0"), m("y", "1.0.0", {"x": "^2"})],

@@ -69,6 +69,27 @@ def test_deps_shows_a_cycle_and_marks_a_version_outside_its_range(
     assert "✗ acme.lib ^2 → 1.0.0 (not in the range)" in tree
 
 
+async def test_a_dependency_range_with_no_room_is_refused_at_load_as_empty(
+    plugins: PluginFactory, make_host: Callable[..., Any]
+) -> None:
+    plugins("acme.lib", version="1.0.0")
+    app = plugins("acme.app", extra='[dependencies]\n"acme.lib" = ">1,<1.0.0.post0"\n')
+    async with make_host() as host:
+        assert await host.call("acme.lib", "ping") == "pong from acme.lib 1.0.0"
+        error = host.plugin("acme.app").error
+        assert isinstance(error, ResolutionError)
+        assert error.message == (
+            "cannot be loaded: 'acme.app' 1.0.0 requires 'acme.lib' >1,<1.0.0.post0, a range "
+            "that matches no version at all (it is empty)"
+        )
+        assert error.hint == (
+            f"correct that range under [dependencies] in {app / 'plugin.toml'}: no version is "
+            "in '>1' and '<1.0.0.post0' at once, so installing a version of 'acme.lib' will "
+            "not help; write the versions it works with, e.g. '>=1.2,<2' or '^1.2.3' "
+            "(docs/version-ranges.md)"
+        )
+
+
 async def test_a_plugin_for_another_host_says_which_host_and_where(
     plugins: PluginFactory, make_host: Callable[..., Any]
 ) -> None:
@@ -92,7 +113,8 @@ async def test_a_plugin_for_another_host_says_which_host_and_where(
         error = host.plugin("acme.typo").error
         assert error.hint == (
             f'correct host = ">=3 <2" in {typo / "plugin.toml"}: that range matches no '
-            "version at all (a lower bound above the upper one?)"
+            "version at all (its comparators leave no version between them); write the "
+            "versions it works with, e.g. '>=1.2,<2' or '^1.2.3' (docs/version-ranges.md)"
         )
         # a dependent names it once: its reason, without "cannot be loaded" twice
         error = host.plugin("acme.user").error

@@ -935,10 +935,76 @@ def test_validate_warns_exactly_where_the_two_readings_differ(text: str, vs: lis
         ("==1.*,<2", False),
         ("~=1.4,<1.4.1", False),
         ("==1.0+b,==1.0", False),  # the local version is in both
+        ("<0.0.0", True),  # below 0 only 0's pre-releases, which '<0' leaves out
+        ("<0.dev0", True),  # the least version there is
+        ("<0.0.0,", True),
+        ("==1.0,!=1.0", True),
+        (">1,<1.0.0.post0", True),  # '>1' leaves out 1's post- and local releases
+        (">1,<1.0.0.post1", True),
+        (">=1,<2,!=1.*", True),
+        ("==1.0+abc,!=1.0+abc", True),
+        ("===1.0,===2.0", True),
+        ("===1.0,<1", True),
+        ("<0a0", False),  # 0.dev0 is below it
+        ("<0.0.1", False),
+        (">1.0rc1,<1.0rc2", False),  # 1.0rc2.dev0
+        ("==1.*,!=1.0", False),
+        ("!=0.*,<1.1", False),  # 1: '!=0.*' admits again from 1.dev0
+        (">1.0,<1.0.1", False),  # 1.0.0.1
+        ("===1.0,<=1", False),
+        ("===1.0", False),
+        ("==1.0,!=1.0+abc", False),  # 1.0 itself
+        (">1.0.post0.dev0,<1.0.post0", True),  # '<1.0.post0' leaves out 1.0's pre-releases
+        (">1.0.post0.dev0,<1.0.post0.dev2", False),  # 1.0.post0.dev1
     ],
 )
 def test_a_range_that_holds_no_version_is_empty(text: str, empty: bool) -> None:
     assert Range.parse(text).is_empty is empty
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        (">=2,<1", "'>=2' and '<1' leave no version between them"),
+        (
+            "<0.0.0",
+            "below 0.0.0 there are only 0.0.0's own pre-releases, which '<0.0.0' leaves out "
+            "(the least version is 0.dev0)",
+        ),
+        ("<0.dev0", "no version is below 0.dev0, the least version there is"),
+        ("==1.0,!=1.0", "no version is in '==1.0' and '!=1.0' at once"),
+        (">1,<1.0.0.post0", "no version is in '>1' and '<1.0.0.post0' at once"),
+        (
+            "===1.0,===2.0",
+            "'===1.0' and '===2.0' name different versions, and a version has one text",
+        ),
+        ("===1.0,<1", "'===1.0' is the one version it admits, and '<1' leaves it out"),
+        (">=2 <1", "its comparators leave no version between them"),
+        (">=1,<2", None),
+    ],
+)
+def test_an_empty_range_says_why_in_its_own_clauses(text: str, why: str | None) -> None:
+    assert Range.parse(text).why_empty == why
+
+
+_RELEASES = ("0", "0.0.1", "0.1", "0.2", "1", "1.0.0.1", "1.0.1", "1.1", "1.2", "2", "2.0.1", "3")
+_GRID = [
+    PyVersion(f"{rel}{pre}{post}{dev}{local}")
+    for rel in _RELEASES
+    for pre in ("", "a0", "a1", "b1", "rc0", "rc1", "rc2")
+    for post in ("", ".post0", ".post1", ".post2")
+    for dev in ("", ".dev0", ".dev1")
+    for local in ("", "+0", "+b")
+]
+
+
+@settings(max_examples=60, deadline=None)
+@given(spec_sets)
+def test_a_range_some_version_is_in_is_never_called_empty(spec: str) -> None:
+    s = SpecifierSet(spec)
+    holder = next((v for v in _GRID if s.contains(v, prereleases=True)), None)
+    if holder is not None:
+        assert not pep440(spec).is_empty, f"{spec} holds {holder}"
 
 
 @FAST

@@ -101,12 +101,13 @@ def _why_not_pep440(text: str) -> str:
 
 
 def _pep440_empty(spec: SpecifierSet) -> bool:
-    """Whether the set's bounds leave no version at all: a lower bound above an upper
-    one (``>=2,<1``; ``==1.*,>=2``; ``~=1.4,<1.4``), or the two equal with either strict
-    (``>1,<=1``). Only what is sure: ``!=`` and ``===`` are not weighed, nor the rules
-    that keep pre-releases out of ``<V`` and post-releases out of ``>V``, so a set said
-    not to be empty may still hold nothing (``==1.0,!=1.0``)."""
-    return _pep440_conflict(spec) is not None
+    """Whether no version at all is in the set: its bounds cross (``>=2,<1``;
+    ``==1.*,>=2``; ``>1,<=1``), or its other rules leave nothing between them
+    (``<0.0.0``, ``==1.0,!=1.0``, ``>1,<1.0.0.post0``): see
+    :mod:`plugbay.model._pep440_room`, which never calls a set with room empty."""
+    from plugbay.model._pep440_room import pep440_why_empty
+
+    return pep440_why_empty(str(spec)) is not None
 
 
 def _pep440_conflict(spec: SpecifierSet) -> tuple[str, str] | None:

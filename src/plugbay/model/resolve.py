@@ -30,7 +30,7 @@ from plugbay.api.errors import (
     ResolutionError,
 )
 from plugbay.model.manifest import PluginManifest
-from plugbay.model.versions import Range, Version
+from plugbay.model.versions import EMPTY_RANGE_FIX, Range, Version
 
 __all__ = ["ResolutionPlan", "resolve"]
 
@@ -403,9 +403,8 @@ def _empty_ranges(target: str, pairs: Sequence[tuple[_Req, _Cand | None]]) -> li
             (
                 f"{_who(parent)} requires {_name(target)} {req.range}, a range that matches no "
                 "version at all (it is empty)",
-                f"correct that range under {table} in {m.location}: no version of "
-                f"{_name(target)} can be in it (a lower bound above the upper one?), so "
-                "installing one will not help",
+                f"correct that range under {table} in {m.location}: {req.range.why_empty}, so "
+                f"installing a version of {_name(target)} will not help; {EMPTY_RANGE_FIX}",
             )
         )
     return out
@@ -464,7 +463,7 @@ def _found_for_another_host(
     if empty is not None:
         hint = (
             f'correct host = "{empty.host}" in {empty.location}: that range matches no '
-            "version at all (a lower bound above the upper one?)"
+            f"version at all ({empty.host.why_empty}); {EMPTY_RANGE_FIX}"
         )
     else:
         hint = (

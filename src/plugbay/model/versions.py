@@ -95,6 +95,10 @@ _RANGE_HINT: Final = (
     "write an npm range such as '^1.2.3' or a PEP 440 specifier set such as '>=1.2,<2'"
 )
 _SYNTAXES: Final = ("npm", "pep440")
+EMPTY_RANGE_FIX: Final = (
+    "write the versions it works with, e.g. '>=1.2,<2' or '^1.2.3' (docs/version-ranges.md)"
+)
+"""What to write instead of a range no version is in (:attr:`Range.is_empty`)."""
 
 
 @functools.lru_cache(maxsize=8192)
@@ -298,11 +302,24 @@ class Range:
     @property
     def is_empty(self) -> bool:
         """Whether no version at all is in the range, pre-releases included: ``>=2 <1``,
-        ``>1.0.0 <=1.0.0``, ``>=2,<1``. Such a range is a mistake in its text, never
-        a version missing from the host (for PEP 440, only what its bounds show)."""
+        ``>1.0.0 <=1.0.0``, ``>=2,<1``, ``<0.0.0``, ``==1.0,!=1.0``. Such a range is a
+        mistake in its text, never a version missing from the host (for PEP 440, a
+        sound test: a range some version is in is never called empty)."""
         if self._spec is not None:
             return _pep440_empty(self._spec)
         return not self._incl
+
+    @property
+    def why_empty(self) -> str | None:
+        """Why no version is in the range (:attr:`is_empty`), naming its clauses as
+        written (``'==1.0' and '!=1.0' ...``); None when it is not empty."""
+        if not self.is_empty:
+            return None
+        if self._spec is not None:
+            from plugbay.model._pep440_room import pep440_why_empty
+
+            return pep440_why_empty(self.text)
+        return "its comparators leave no version between them"
 
     def desugared(self, *, include_prerelease: bool = False) -> str:
         """What the range means as plain comparators, as node-semver's ``Range.range``

@@ -519,6 +519,8 @@ class Host(AsyncOnly):
         """A typed proxy for the active plugin implemented by ``cls``.
 
         Only its ``@command`` methods are reachable, each as ``await proxy.name(...)``.
+        It is typed as ``cls``, which overstates: mypy also accepts the class's other
+        members, which raise CommandNotFound (docs/applications.md, "A typed proxy").
         """
         pid = plugin_id or self._id_for_class(cls)
         rec = self.manager.record(pid)

@@ -22,6 +22,7 @@ class _DependencyChecks(_Context):
         """A range no version can be in: its text is the mistake. A range npm and PEP 440
         read differently: say how plugbay reads it."""
         from plugbay.model.range_spelling import ambiguity
+        from plugbay.model.versions import EMPTY_RANGE_FIX
 
         m = self.m
         # an optional dependency out of reach leaves the plugin loading without it
@@ -47,8 +48,8 @@ class _DependencyChecks(_Context):
                     "range",
                     f"{what}, {rng}, matches no version at all: it is empty",
                     self.in_manifest(key),
-                    f"correct the range in {self.manifest_file}: no version can be in it "
-                    "(a lower bound above the upper one?), so installing one will not help",
+                    f"correct the range in {self.manifest_file}: {rng.why_empty}, so "
+                    f"installing a version will not help; {EMPTY_RANGE_FIX}",
                 )
                 continue
             found = ambiguity(rng.text)
