@@ -5,11 +5,16 @@ so two plugins whose ranges each resolve alone may still not load together."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from plugbay.api.errors import DuplicatePluginError
+from plugbay.model.discover import discover
+from plugbay.model.registry import PluginRegistry
+from plugbay.model.versions import Version
 from tests._cli import plugbay
 
 
@@ -199,3 +204,61 @@ def test_two_versions_of_one_id_given_together_say_which_a_host_takes(tmp_path: 
     assert [f["message"].rsplit(": ", 1)[-1] for f in base2["findings"]] == [
         f"it would take 1.0.0 ({given / 'base1'})"
     ]
+
+
+def test_each_plugin_given_is_parsed_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`validate a v base1 base2` parsed each manifest twice: once to resolve the plugins
+    given together, once more for the plugin's own checks."""
+    from plugbay.model import manifest as manifest_module
+    from plugbay.pdk.analyzer import validate_plugins
+
+    given = _given(tmp_path)
+    paths = [given / name for name in ("a", "v", "base1", "base2")]
+    parsed: Counter[str] = Counter()
+    parse = manifest_module.parse_manifest
+
+    def counted(text: str, **options: Any) -> Any:
+        parsed[options["path"].parent.name] += 1
+        return parse(text, **options)
+
+    monkeypatch.setattr(manifest_module, "parse_manifest", counted)
+    results = validate_plugins(paths, known=[], import_check=False)
+    assert parsed == {"a": 1, "v": 1, "base1": 1, "base2": 1}
+    # read once, still checked together: acme.a and acme.v cannot load side by side
+    a, v = results[:2]
+    assert "could no longer be loaded" in a.errors[0].message
+    assert "cannot be loaded" in v.errors[0].message
+
+
+def test_two_copies_of_one_version_given_say_which_a_host_takes(tmp_path: Path) -> None:
+    """`validate copy1 copy2` of one acme.base 1.0.0 said ok twice, though a host that
+    finds both loads the first and refuses the other as provided twice."""
+    given = _given(tmp_path)
+    copy = _plugin(tmp_path / "elsewhere" / "base1", "acme.base", "1.0.0")
+    first, second = given / "base1", copy
+    said = (
+        f"'acme.base' 1.0.0 is given twice: by {first} and by {second}, the same id and "
+        "version; a host that finds both loads the one it finds first and refuses the "
+        f"other as provided twice: it would load {first}, given first, and refuse this one"
+    )
+    done = plugbay("validate", str(first), str(second), "--no-import", "--json", cwd=tmp_path)
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    taken, refused = json.loads(done.stdout)
+    assert taken["ok"] and taken["findings"] == []
+    [error] = refused["findings"]
+    assert error["message"] == said and error["severity"] == "error"
+    assert error["file"] == str(second / "plugin.toml") and error["line"] == 1
+    assert error["hint"].startswith("keep one copy of 'acme.base' 1.0.0: remove this one")
+    text = plugbay("validate", str(first), str(second), "--no-import", cwd=tmp_path)
+    assert text.returncode == 1 and said in " ".join(text.stdout.split())
+    assert f"invalid acme.base 1.0.0 (utility) — {second}" in text.stdout
+    # what it says is what a host does: of two directories declaring it, the first is used
+    registry = PluginRegistry(Version.parse("99.0.0"))
+    manifests = discover([first, second], entry_points=False).manifests
+    registry.register(manifests[0])
+    with pytest.raises(DuplicatePluginError, match="provided twice"):
+        registry.register(manifests[1])
+    assert [m.root for m in registry.manifests()] == [first]
+    # one path given twice is one plugin, not two copies
+    again = plugbay("validate", str(first), str(first), "--no-import", cwd=tmp_path)
+    assert again.returncode == 0, (again.stdout, again.stderr)

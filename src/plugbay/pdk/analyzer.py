@@ -26,7 +26,8 @@ a file, a line, a severity and a fix:
   validated in one :func:`validate_plugins` call are among those the host knows,
   wherever they are (a dependency one of them provides is met), resolved together
   once; of two versions of one id given so, the one a host would leave out is an
-  error naming the one it would take;
+  error naming the one it would take, and of two copies of one id and version, the
+  one given second (a host refuses the copy it finds second as provided twice);
 * what the code imports and calls matches the permissions it asks for (a plugin
   that imports ``socket`` but asks for no network is warned, naming the line).
 
@@ -45,7 +46,7 @@ from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
 
 from plugbay.api.errors import PlugbayError
-from plugbay.model._manifest_problems import read_manifest
+from plugbay.model._manifest_problems import ManifestReading, read_manifest
 from plugbay.model.manifest import PluginManifest, is_dotted_id
 from plugbay.pdk._analysis.base import (
     Finding,
@@ -105,17 +106,21 @@ def validate_plugin(
     *,
     known: Sequence[PluginManifest] | None = None,
     import_check: bool = True,
+    reading: ManifestReading | None = None,
 ) -> ValidationResult:
     """Analyze the plugin at ``path`` (its directory, ``plugin.toml``, ``pyproject.toml``
     or a built wheel: checked as a host would install it, then like its directory).
 
     ``known`` is what the host knows (for dependencies and services); ``None``
-    skips those checks. See the module docstring for what is checked.
+    skips those checks. ``reading`` is the manifest at ``path`` when it has been read
+    already (:func:`validate_plugins` reads each once); a wheel's is read unpacked.
+    See the module docstring for what is checked.
     """
     if Path(path).suffix == ".whl":
         return _validate_wheel(Path(path), known=known, import_check=import_check)
     result = ValidationResult(Path(path))
-    reading = read_manifest(Path(path))
+    if reading is None:
+        reading = read_manifest(Path(path))
     result.findings += [_manifest_finding(exc, Path(path)) for exc in reading.problems]
     manifest = reading.manifest  # with problems: what of it is right, for the code's checks
     if manifest is not None and ("id",) not in reading.broken:
@@ -145,10 +150,15 @@ def validate_plugins(
     """Analyze each plugin of ``paths`` as :func:`validate_plugin` does, the plugins given
     being ones a host would load together: each is checked beside ``known`` and the
     others given (a dependency another provides is met; a conflict between them is an
-    error, as is a version of an id given beside another, which a host would not take),
-    all resolved together once."""
-    together = with_given(known, paths)
-    results = [validate_plugin(p, known=together, import_check=import_check) for p in paths]
+    error, as is a version of an id given beside another, which a host would not take, and
+    a copy of one given before it), all resolved together once; each manifest is read once."""
+    # each manifest read once, for the resolution together and for its own checks
+    readings = {p: read_manifest(Path(p)) for p in paths if Path(p).suffix != ".whl"}
+    together = with_given(known, readings.values())
+    results = [
+        validate_plugin(p, known=together, import_check=import_check, reading=readings.get(p))
+        for p in paths
+    ]
     check_given_twice(results, together)
     for result in results:
         result.findings = _quoted(result.findings)  # a finding added above, with its line

@@ -10,13 +10,14 @@ validated in one run (``plugbay validate a b``) are plugins a host would load to
 wherever they are: :func:`with_given` adds them to what the host knows, so each is
 checked beside the others (and one's dependency another provides is not missing); two
 versions of one id given so (``plugbay validate given/base1 given/base2``) cannot load
-together, and :func:`check_given_twice` says which one a host would take.
+together, and :func:`check_given_twice` says which one a host would take; two copies
+of one id and version (``plugbay validate base1 copy-of-base1``) are one plugin twice,
+which a host refuses the second time it finds it, and it says that of the second.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from plugbay.api.errors import PlugbayError
@@ -24,23 +25,23 @@ from plugbay.model.manifest import PluginManifest
 from plugbay.pdk._analysis.base import Finding, ValidationResult, _Context, _host_version
 
 if TYPE_CHECKING:
+    from plugbay.model._manifest_problems import ManifestReading
     from plugbay.model.resolve import ResolutionPlan
 
 __all__ = ["check_given_twice", "check_together", "with_given"]
 
 
-def with_given(known: Sequence[PluginManifest], paths: Iterable[Path]) -> list[PluginManifest]:
-    """``known`` and the plugin at each of ``paths`` it does not hold already (a plugin of
-    the plugins directory is the same plugin): one set, so the plugins are resolved
-    together once for them all. A path whose manifest does not read (or a wheel, checked
-    unpacked) is left out: its own validation says what is wrong with it."""
-    from plugbay.model._manifest_problems import read_manifest
-
+def with_given(
+    known: Sequence[PluginManifest], readings: Iterable[ManifestReading]
+) -> list[PluginManifest]:
+    """``known`` and each plugin of ``readings`` (the manifests given, each read once) it
+    does not hold already (a plugin of the plugins directory is the same plugin): one set,
+    so the plugins are resolved together once for them all. A manifest with a problem is
+    left out (as is a wheel, checked unpacked): its own validation says what is wrong."""
     have = {k.root.resolve() for k in known if k.root is not None}
     given: list[PluginManifest] = []
-    for path in paths:
-        reading = read_manifest(path) if path.suffix != ".whl" else None
-        manifest = reading.manifest if reading is not None and not reading.problems else None
+    for reading in readings:
+        manifest = reading.manifest if not reading.problems else None
         if manifest is None or manifest.root is None or manifest.root.resolve() in have:
             continue
         have.add(manifest.root.resolve())
@@ -51,13 +52,9 @@ def with_given(known: Sequence[PluginManifest], paths: Iterable[Path]) -> list[P
 def check_given_twice(results: Sequence[ValidationResult], known: Sequence[PluginManifest]) -> None:
     """An error for each plugin of ``results`` (validated in one run) given beside another
     version of its id: a host loads one version of each id, the one it resolves to
-    beside ``known`` (the plugins the host knows and those given), else the newest."""
-    by_id: dict[str, dict[str, ValidationResult]] = {}
-    for result in results:
-        if result.manifest is not None:
-            by_id.setdefault(result.manifest.id, {}).setdefault(
-                str(result.manifest.version), result
-            )
+    beside ``known`` (the plugins the host knows and those given), else the newest; and
+    for each copy of a plugin given after another of the same id and version."""
+    by_id = _versions_given(results)
     twice = {pid: given for pid, given in by_id.items() if len(given) > 1}
     if not twice:
         return  # the common case: no resolution more
@@ -71,6 +68,49 @@ def check_given_twice(results: Sequence[ValidationResult], known: Sequence[Plugi
         for version, result in given.items():
             if version != taken:
                 _left_out(result, f"'{pid}' {both} are given together", taken, given[taken])
+
+
+def _versions_given(results: Sequence[ValidationResult]) -> dict[str, dict[str, ValidationResult]]:
+    """Each id given, and the first of ``results`` given of each version of it; an error
+    on each later copy of one (the same id and version from another place)."""
+    by_id: dict[str, dict[str, ValidationResult]] = {}
+    for result in results:
+        if result.manifest is not None:
+            first = by_id.setdefault(result.manifest.id, {}).setdefault(
+                str(result.manifest.version), result
+            )
+            if first.manifest is not None and _another_copy(first.manifest, result.manifest):
+                _given_copy(result, first)
+    return by_id
+
+
+def _another_copy(first: PluginManifest, manifest: PluginManifest) -> bool:
+    """``manifest`` is the plugin ``first`` is, from another place (a path given twice is
+    one plugin)."""
+    if first.root is None or manifest.root is None:
+        return False
+    return first.root.resolve() != manifest.root.resolve()
+
+
+def _given_copy(result: ValidationResult, first: ValidationResult) -> None:
+    """An error on ``result``, given after ``first``, the same id and version: a host that
+    finds both registers the one it finds first and refuses the other as provided twice
+    (:meth:`~plugbay.model.registry.PluginRegistry.register`)."""
+    assert result.manifest is not None
+    m = result.manifest
+    file, line = _Context(m, result).in_manifest("id")
+    message = (
+        f"'{m.id}' {m.version} is given twice: by {first.path} and by {result.path}, the "
+        "same id and version; a host that finds both loads the one it finds first and "
+        f"refuses the other as provided twice: it would load {first.path}, given first, "
+        "and refuse this one"
+    )
+    hint = (
+        f"keep one copy of '{m.id}' {m.version}: remove this one, or give it another "
+        "version; a host takes the copy it finds first (its plugins directories in "
+        "order, each by name) and reports the other as provided twice"
+    )
+    result.findings.insert(0, Finding("error", "dependency", message, file, line, hint))
 
 
 def _left_out(result: ValidationResult, given: str, taken: str, chosen: ValidationResult) -> None:
