@@ -265,17 +265,17 @@ def test_the_sub_commands_answer_in_the_documented_shapes(workdir: Path) -> None
     for args in (
         ("token", "revoke", made["id"]),  # revoked already
         ("token", "create", "--scope", "everything"),
-        ("state", "restore", "--from", "nothing.db"),
         ("state", "check", "--state", "nowhere"),
         ("index", "build", "nowhere"),
     ):
         failed = plugbay(*args, "--json", cwd=workdir)
         assert failed.returncode == 1, (args, failed.stdout, failed.stderr)
         same_shape(json.loads(failed.stdout), documented_error(), " ".join(args))
-    # a config named that does not exist is a usage error (exit 2), in the same shape
-    refused = plugbay("env", "gc", "--config", "nothing.toml", "--json", cwd=workdir)
-    assert refused.returncode == 2, (refused.stdout, refused.stderr)
-    same_shape(json.loads(refused.stdout), documented_error(), "env gc --config nothing.toml")
+    # a file to read named that does not exist is a usage error (exit 2), in the same shape
+    for args in (("env", "gc", "--config", "nothing.toml"), ("state", "restore", "--from", "x")):
+        refused = plugbay(*args, "--json", cwd=workdir)
+        assert refused.returncode == 2, (args, refused.stdout, refused.stderr)
+        same_shape(json.loads(refused.stdout), documented_error(), " ".join(args))
 
 
 def test_an_error_is_json_too(workdir: Path) -> None:

@@ -348,4 +348,5 @@ def test_a_restore_from_the_database_itself_is_refused_and_leaves_it_in_place(
     with StateStore.open(used_state) as store:
         assert store.disabled() == {"acme.one": "maintenance"}
     folder = plugbay("state", "restore", "--from", ".plugbay", cwd=tmp_path)
-    assert folder.returncode == 1 and "it is not a file" in folder.stderr
+    assert folder.returncode == 2  # a usage error, as of every path option
+    assert "'.plugbay' is a directory; it takes a backup file" in " ".join(folder.stderr.split())

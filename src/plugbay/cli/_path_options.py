@@ -36,13 +36,24 @@ _TAKES: dict[str, tuple[str, bool]] = {
     "--sbom": ("a file to write", False),
     "--export": ("a file to write", False),
     "--key": ("a key file", False),
+    "--from": ("a backup file", False),
+    "--to": ("a file to write, or a directory to write into", False),
 }
-#: the files of :data:`_TAKES` read, so one named must exist (a hidden option is no longer
-#: used: what it names does not matter), and those written, into a directory that exists
-_READ = frozenset({"--config", "--key"})
-_WRITTEN = frozenset({"--sbom", "--export"})
+#: the files of :data:`_TAKES` read, so one named must exist (a hidden one too: a script
+#: passing `metrics --config` with a typo learns of it), those written, into a directory
+#: that exists, and those that take a directory that exists to write a file into as well
+_READ = frozenset({"--config", "--key", "--from"})
+_INTO = frozenset({"--to"})
+_WRITTEN = frozenset({"--sbom", "--export"}) | _INTO
 #: arguments whose kind is known, by name, as :data:`_TAKES`
 _ARGUMENTS: dict[str, tuple[str, bool]] = {"directory": ("a directory of plugin wheels", True)}
+#: what to do instead of naming a file to read that does not exist, when not "name one"
+_INSTEAD_OF_MISSING = {
+    "--config": "check the path, or give none to read ./plugbay.toml if there is one"
+    " (else the default policy)",
+    "--from": "check the path, or give none to restore the newest good backup"
+    " ('plugbay state check' lists them)",
+}
 
 
 def check_path_options(commands: Iterable[_click.Command]) -> None:
@@ -86,17 +97,14 @@ def _refuse_wrong_kind(
     if directory and path.exists() and not path.is_dir():
         found = "is a file"
         instead = "name a directory instead"
-    elif not directory and path.is_dir():
+    elif not directory and path.is_dir() and param.opts[0] not in _INTO:
         found = "is a directory"
         instead = "name a file instead"
-    elif param.opts[0] in _READ and not getattr(param, "hidden", False) and not path.exists():
+    elif param.opts[0] in _READ and not path.exists():
         found = "does not exist"
-        instead = "name a file that exists"
-        if param.opts[0] == "--config":
-            instead = (
-                "check the path, or give none to read ./plugbay.toml if there is one"
-                " (else the default policy)"
-            )
+        instead = _INSTEAD_OF_MISSING.get(param.opts[0], "name a file that exists")
+        if getattr(param, "hidden", False):  # kept for scripts: what it names is not read
+            instead = "check the path, or leave the option out: it is no longer used"
     elif param.opts[0] in _WRITTEN and not path.parent.is_dir():
         there = "is not a directory" if path.parent.exists() else "does not exist"
         found = f"is in '{path.parent}', which {there}"

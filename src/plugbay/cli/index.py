@@ -37,10 +37,10 @@ index_app = typer.Typer(
 
 
 def build(
-    directory: Annotated[Path, typer.Argument(help="A directory of plugin wheels")],
+    directory: Annotated[Path, typer.Argument(metavar="DIR", help="A directory of plugin wheels")],
     as_json: JsonOpt = False,
 ) -> None:
-    """Write a plugin index for the wheels in DIRECTORY, beside them.
+    """Write a plugin index for the wheels in DIR, beside them.
 
     plugbay-index.json (every plugin version with its manifest, so resolving downloads
     nothing), each wheel's manifest, and a PEP 503/691 simple index under simple/. Serve

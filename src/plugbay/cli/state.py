@@ -107,15 +107,36 @@ def _checks_table(main: DatabaseCheck, backups: list[DatabaseCheck]) -> Table:
     return table
 
 
-def backup(state: StateOpt = Path(".plugbay"), as_json: JsonOpt = False) -> None:
+def backup(
+    to: Annotated[
+        Path | None,
+        typer.Option(
+            "--to",
+            help="Write it here instead: a file, or a directory to put it in under the usual name.",
+            show_default=False,
+        ),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace the file --to names if there is one.")
+    ] = False,
+    state: StateOpt = Path(".plugbay"),
+    as_json: JsonOpt = False,
+) -> None:
     """Back the state database up now, into the backups 'plugbay state check' lists and
-    'plugbay state restore' takes; prints its path. Works beside a running host (SQLite's
-    backup API copies a consistent snapshot while it writes) and with none. A manual
-    backup is kept until you delete it: the host removes only its own automatic ones."""
-    from plugbay.state.backups import BACKUPS_KEPT, manual_backup
+    'plugbay state restore' takes (or where --to says); prints its path. Works beside a
+    running host (SQLite's backup API copies a consistent snapshot while it writes) and
+    with none. A manual backup is kept until you delete it: the host removes only its own
+    automatic ones."""
+    from plugbay.state.backups import BACKUPS_KEPT, backup_to, manual_backup
 
-    try:
-        made = manual_backup(state)  # under the state directory as --state names it
+    if force and to is None:
+        raise typer.BadParameter(
+            "there is nothing to replace without --to: give --to FILE with it, or leave "
+            "--force out",
+            param_hint="'--force'",
+        )
+    try:  # under the state directory as --state names it, or as --to does
+        made = manual_backup(state) if to is None else backup_to(state, to, force=force)
     except PlugbayError as exc:
         _fail(exc, as_json=as_json)
     size = made.stat().st_size

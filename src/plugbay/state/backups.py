@@ -33,6 +33,7 @@ __all__ = [
     "DatabaseCheck",
     "Restored",
     "back_up_every",
+    "backup_to",
     "check_database",
     "is_manual",
     "manual_backup",
@@ -94,6 +95,65 @@ def manual_backup(state_dir: Path) -> Path:
     snapshot while the host goes on writing. A damaged database is refused, not copied."""
     with StateStore.open(state_dir, read_only=True) as store:
         return store.back_up(Path(state_dir) / BACKUP_DIR / _backup_name(MANUAL_SUFFIX))
+
+
+def backup_to(state_dir: Path, to: Path, *, force: bool = False) -> Path:
+    """:func:`manual_backup` written where the operator keeps backups: the file ``to``, or
+    in the directory ``to`` under the usual name. Taken under a temporary name beside it
+    and moved into place whole; a file already there is replaced only with ``force``
+    (one made there while the copy was taken too)."""
+    to = Path(to)
+    dest = to / _backup_name(MANUAL_SUFFIX) if to.is_dir() else to
+    if dest.exists() and not force:  # before the copy, which may take a while
+        raise _exists(dest)
+    taking = dest if force else dest.with_name(f".{dest.name}.{os.getpid()}.taking")
+    try:
+        with StateStore.open(state_dir, read_only=True) as store:
+            store.back_up(taking)
+    except StateError as exc:
+        raise _room_elsewhere(exc) from None
+    if force:
+        return dest
+    try:
+        os.link(taking, dest)  # fails, unlike a rename, when a file is there
+    except FileExistsError:
+        raise _exists(dest) from None
+    except OSError as exc:
+        raise StateError(
+            f"cannot write the state backup: {exc.strerror or exc}",
+            where=str(dest),
+            hint="nothing was written there: fix the directory's permissions, or name "
+            "another place with --to",
+        ) from None
+    finally:
+        with contextlib.suppress(OSError):
+            taking.unlink()
+    return dest
+
+
+def _exists(dest: Path) -> StateError:
+    return StateError(
+        "there is a file there already; the backup would replace it",
+        where=str(dest),
+        hint="add --force to replace it, or name another file (or a directory, to get "
+        "a new name) with --to",
+    )
+
+
+def _room_elsewhere(exc: StateError) -> StateError:
+    """``exc``, saying what to do of a full disk outside the state's ``backups/`` (the
+    hint of :func:`~plugbay.state._room.no_room` speaks of that directory)."""
+    if not exc.details.get("disk_full"):
+        return exc
+    short = int(exc.details["needed"]) - int(exc.details["free"])
+    to_free = f"free at least {short:,} bytes" if short > 0 else "free some space"
+    return StateError(
+        exc.message,
+        where=exc.where,
+        hint=f"{to_free} on that disk, or name a place with room with --to, then run "
+        "'plugbay state backup' again",
+        details=exc.details,
+    )
 
 
 async def back_up_every(
@@ -270,8 +330,7 @@ def restore(state_dir: Path, source: Path | None = None) -> Restored:
             hint="name a backup ('plugbay state check' lists them), or leave --from out "
             "to restore the newest good one",
         )
-    in_backups = source.resolve().parent == (state_dir / BACKUP_DIR).resolve()
-    checked = check_database(source, backup=in_backups)
+    checked = check_database(source, backup=_at_rest(state_dir, source))
     if not checked.ok:
         raise StateError(
             "the backup does not pass its check: " + "; ".join(checked.problems),
@@ -304,6 +363,20 @@ def restore(state_dir: Path, source: Path | None = None) -> Restored:
             "state directory, then run 'plugbay state restore' again",
         ) from None
     return done
+
+
+def _at_rest(state_dir: Path, source: Path) -> bool:
+    """Whether ``source`` is read as a backup nothing writes: one of ``backups/``, or one
+    without a ``-wal`` with pages in it (``plugbay state backup --to`` writes them whole);
+    read with its WAL, it was left with a ``-wal`` and a ``-shm`` beside it."""
+    if source.resolve().parent == (state_dir / BACKUP_DIR).resolve():
+        return True
+    try:
+        return source.with_name(source.name + "-wal").stat().st_size == 0
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
 
 
 def _source(state_dir: Path, source: Path | None) -> Path:
