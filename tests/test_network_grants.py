@@ -69,6 +69,56 @@ async def test_a_sandboxed_plugin_asking_for_any_port_is_not_loaded_and_says_wha
             assert "network:127.0.0.1:*" not in host.state.grants("acme.courier")
 
 
+GATEWAY = """
+from plugbay import UtilityPlugin, command
+
+class P(UtilityPlugin):
+    @command
+    def ping(self) -> str:
+        return "pong"
+"""
+
+
+async def test_a_plugin_asking_to_run_inline_is_told_so_first_and_how_to_trust_it(
+    tmp_path: Path,
+) -> None:
+    """A manifest asking for isolation = "inline" (a gateway listening on any port of
+    127.0.0.1) under a policy that does not trust it: its load refusal says first that it
+    asks to run inline and how the operator trusts it, then why it cannot run sandboxed;
+    trusted so, it loads and answers."""
+    factory = PluginFactory(tmp_path / "plugins")
+    factory(
+        "acme.gateway",
+        GATEWAY,
+        extra='isolation = "inline"\n[permissions]\nnetwork = ["127.0.0.1:*"]\n',
+    )
+    async with Host(
+        factory.root, state_dir=tmp_path / "state", entry_points=False, init_timeout=30
+    ) as host:
+        error = host.info("acme.gateway")["error"]
+        assert error["message"].startswith(
+            'it asks to run inline (isolation = "inline" in its manifest), but the host\'s '
+            "policy does not trust it, so it runs sandboxed, where its network grant "
+            "'127.0.0.1:*' names no port"
+        ), error
+        assert error["hint"].startswith(
+            'to run it inline, trust it: inline = ["acme.gateway"] under [policy] in the '
+            "host's config file (plugbay.toml); else write one grant a port"
+        ), error
+    config = tmp_path / "plugbay.toml"
+    config.write_text('[policy]\ninline = ["acme.gateway"]\n')
+    async with Host(
+        factory.root,
+        state_dir=tmp_path / "state",
+        config_file=config,
+        entry_points=False,
+        init_timeout=30,
+    ) as host:
+        assert await host.call("acme.gateway", "ping") == "pong"
+        placement = host.plugin("acme.gateway").placement
+        assert placement is not None and placement.isolation == "inline"
+
+
 def test_the_host_config_refuses_a_grant_of_any_port(tmp_path: Path) -> None:
     config = tmp_path / "plugbay.toml"
     config.write_text('[policy.grants]\n"acme.irc" = ["network:127.0.0.1:*"]\n')

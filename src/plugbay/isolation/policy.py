@@ -243,12 +243,17 @@ def _refuse_unenforceable_network(manifest: PluginManifest, effective: Iterable[
                 if grant in asked
                 else "granted to it ('plugbay info' says where: revoke it)"
             )
-            raise ConfigError(
-                f"{refusal[0]} ({where}); it is not loaded sandboxed",
-                plugin=manifest.id,
-                hint=refusal[1],
-                details={"permission": grant},
-            )
+            message, hint = f"{refusal[0]} ({where}); it is not loaded sandboxed", refusal[1]
+            if manifest.isolation == "inline":  # what it asked for first: the grant follows
+                message = (
+                    f'it asks to run inline (isolation = "inline" in its manifest), but the '
+                    f"host's policy does not trust it, so it runs sandboxed, where its {message}"
+                )
+                hint = (
+                    f'to run it inline, trust it: inline = ["{manifest.id}"] under [policy] '
+                    f"in the host's config file (plugbay.toml); else {hint}"
+                )
+            raise ConfigError(message, plugin=manifest.id, hint=hint, details={"permission": grant})
 
 
 @dataclass(frozen=True)
