@@ -11,7 +11,9 @@ A subscriber that runs past its time (5 s) on an event is cut short and falls
 behind: it gets its next events in a lane of its own, in their order, while the
 others get theirs without waiting for it, since one that hangs would otherwise hold
 every event, and the host's stop, 5 s each. Once it has caught up, in time, it is
-back in line. A host's stop does not wait for a lane.
+back in line. A host's stop does not wait for a lane. A lane holds :data:`LANE_SIZE`
+events, older ones dropped and counted for it (``dropped_for``, in ``/metrics``); its
+time-outs are said like its failures (the first, then at most once a minute).
 """
 
 from __future__ import annotations
@@ -47,8 +49,9 @@ class Subscriber:
     #: the events it has yet to get since it ran past its time (None: it is in line)
     behind: collections.deque[SystemEvent] | None = None
     lane: asyncio.Task[None] | None = None
-    #: when its failures and the drops in its lane are said in the log
+    #: when its failures, its time-outs and the drops in its lane are said in the log
     failures_said: LogPace = field(default_factory=LogPace)
+    late_said: LogPace = field(default_factory=LogPace)
     drops_said: LogPace = field(default_factory=LogPace)
 
     def wants(self, event: SystemEvent) -> bool:
@@ -76,6 +79,8 @@ class EventBus:
         self.counts: collections.Counter[str] = collections.Counter()
         #: events delivered to each subscribing plugin
         self.delivered_to: collections.Counter[str] = collections.Counter()
+        #: events dropped for each subscribing plugin while it was behind (its lane full)
+        self.dropped_for: collections.Counter[str] = collections.Counter()
         #: the loop of the host this bus is the bus of (set by its manager): a drain
         #: awaited on another loop is refused there, saying how to reach the host
         self.serving: Serving | None = None
@@ -207,6 +212,7 @@ class EventBus:
         if len(sub.behind) >= LANE_SIZE:
             lost = sub.behind.popleft()
             self.dropped += 1
+            self.dropped_for[sub.plugin_id] += 1
             unsaid = sub.drops_said.due(self.clock())
             if unsaid is not None:
                 log.warning("listener '%s' is %d events behind: dropped %s for it%s",
@@ -238,14 +244,18 @@ class EventBus:
         except Exception as exc:  # a subscriber's failure is its own, never the host's
             self.failures += 1
             if isinstance(exc, TimeoutError) and bound.expired():  # its time ran out
-                log.warning(
-                    "listener '%s' took more than %g s on event %s: cut short; it gets its "
-                    "next events in a lane of its own, the other listeners without waiting "
-                    "for it. Keep a listener quick: hand slow work to a task of its own",
-                    sub.plugin_id,
-                    self._timeout,
-                    event.kind,
-                )
+                unsaid = sub.late_said.due(self.clock())
+                if unsaid is not None:
+                    log.warning(
+                        "listener '%s' took more than %g s on event %s: cut short; it gets "
+                        "its next events in a lane of its own, the other listeners without "
+                        "waiting for it. Keep a listener quick: hand slow work to a task of "
+                        "its own%s",
+                        sub.plugin_id,
+                        self._timeout,
+                        event.kind,
+                        _unsaid(unsaid, "cut short"),
+                    )
                 return False
             unsaid = sub.failures_said.due(self.clock())
             if unsaid is not None:

@@ -24,7 +24,9 @@ listener in a worker receives the event through the frames path like a call
 
 **A new version** gets the events that waited for its listener across the swap,
 when it listens to them too; one that no longer does is not sent them (counted as
-``unheard`` and said once in its log, never a failure of the plugin).
+``unheard`` and said in its log, never a failure of the plugin: which events, the
+first few by name, for which plugin, one line a swap, then at most one a minute:
+``runtime.unheard_log``).
 
 **Lazy plugins**: an event reaches a listener that starts on demand: its
 ``on-event:NAME`` starts it, any other event waits in its queue until it runs.
@@ -68,6 +70,7 @@ from plugbay.isolation._process_parts import RemoteSpec
 from plugbay.isolation.base import CallTimeout, deadline
 from plugbay.model._events import EventListen, describe_events
 from plugbay.runtime.log_pace import LogPace
+from plugbay.runtime.unheard_log import UnheardLog
 
 if TYPE_CHECKING:
     from prometheus_client.core import Metric
@@ -131,12 +134,6 @@ class _Inbox:
         }
 
 
-def _worth_saying(count: int) -> bool:
-    """Whether the ``count``-th event of a kind is said in the log: the first, then every
-    thousandth (said, never flooding the log)."""
-    return count == 1 or count % 1000 == 0
-
-
 @functools.lru_cache(maxsize=1024)
 def _remote_spec(name: str) -> RemoteSpec:
     """What a worker is sent: a call to ``event:NAME`` that its event handler answers
@@ -159,6 +156,8 @@ class PluginEvents:
         self.emitted: collections.Counter[tuple[str, str]] = collections.Counter()
         #: the monotonic clock the log's pace is read on (on a failure path only)
         self.clock: Callable[[], float] = time.monotonic
+        #: what each plugin's log says of its events passed on unheard (which, how many)
+        self.unheard_said = UnheardLog(lambda: self.clock())
         self._closed = False
 
     # -- sending --------------------------------------------------------------------------
@@ -343,6 +342,8 @@ class PluginEvents:
                 box.wake.set()
         for key in [key for key in self._unheard_left if not self._loaded(key[0])]:
             del self._unheard_left[key]
+        if not self._loaded(plugin_id):
+            self.unheard_said.forget(plugin_id)
 
     async def _deliver(self, box: _Inbox, item: _Item) -> None:
         try:
@@ -350,7 +351,7 @@ class PluginEvents:
             manifest = route.handle.manifest
             if item.name not in manifest.listens:  # it changed version while this waited
                 box.unheard += 1
-                self._unheard(box, item, str(manifest.version))
+                self.unheard_said.unheard(box.plugin, item.name, str(manifest.version))
                 return
             await self._handle(route, item)
             box.delivered += 1
@@ -405,18 +406,6 @@ class PluginEvents:
                     await result
         finally:
             inflight[0] -= 1
-
-    def _unheard(self, box: _Inbox, item: _Item, version: str) -> None:
-        if _worth_saying(box.unheard):
-            logging.getLogger(f"plugbay.plugin.{box.plugin}").info(
-                "event '%s' from %s was not delivered: it was queued for an earlier version, "
-                "and version %s does not listen to it (%d such so far)",
-                item.name,
-                item.source,
-                version,
-                box.unheard,
-                extra={"plugbay_owner": box.plugin, "fields": {"source": "host"}},
-            )
 
     def _failed(self, box: _Inbox, item: _Item, why: str) -> None:
         """Said like a drop (the first, then at most once a minute: a listener that raises

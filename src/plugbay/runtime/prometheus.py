@@ -143,7 +143,8 @@ class PlugbayCollector(Collector):
         for kind, count in list(self.manager.events.counts.items()):
             events.add_metric([kind], count)
         dropped = CounterMetricFamily(
-            "plugbay_events_dropped", "Events dropped because the queue was full."
+            "plugbay_events_dropped",
+            "System events dropped: the queue was full, or a listener fell behind by 1,000.",
         )
         dropped.add_metric([], self.manager.events.dropped)
         yield from (info, up, restarts, init, uptime, calls, errors, durations, events, dropped)
@@ -216,17 +217,24 @@ class PlugbayCollector(Collector):
         delivered = CounterMetricFamily(
             "plugbay_plugin_events_delivered", "System events delivered to the plugin.", labels=pv
         )
+        missed = CounterMetricFamily(
+            "plugbay_plugin_system_events_dropped",
+            "System events dropped for the plugin: it ran past its time and fell 1,000 behind.",
+            labels=pv,
+        )
         dropped_series = CounterMetricFamily(
             "plugbay_plugin_metric_series_dropped",
             "Label sets of the plugin's own metrics dropped over the bound.",
             labels=[*pv, "metric"],
         )
         delivered_to = self.manager.events.delivered_to
+        dropped_for = self.manager.events.dropped_for
         for rec in records:
             labels = [rec.id, rec.version or ""]
             inflight.add_metric(labels, self.manager.inflight(rec.id))
             instances.add_metric(labels, 1 if rec.handle is not None else 0)
             delivered.add_metric(labels, delivered_to.get(rec.id, 0))
+            missed.add_metric(labels, dropped_for.get(rec.id, 0))
             metrics = rec.metrics
             if metrics is None:
                 continue
@@ -237,7 +245,7 @@ class PlugbayCollector(Collector):
                 error_ratio.add_metric(labels, errors / calls)
             for name, n in list(metrics.dropped_series.items()):
                 dropped_series.add_metric([*labels, name], n)
-        yield from (inflight, instances, success, error_ratio, delivered, dropped_series)
+        yield from (inflight, instances, success, error_ratio, delivered, missed, dropped_series)
 
     def _sampled(self, records: list[Any]) -> Iterator[Metric]:
         """What the monitor samples of each plugin: usage, utilization, health, alerts,
