@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncGenerator, Callable, Coroutine
 from typing import Any, TypeVar
 
 import pytest
@@ -109,3 +109,90 @@ def test_a_host_started_again_on_another_loop_says_to_make_a_new_host(
         return await main(other)
 
     assert asyncio.run(twice()) == [True]
+
+
+def _refused_once_the_loop_closed(host: Host) -> tuple[dict[str, Any], Any]:
+    """Start ``host`` in an ``asyncio.run`` that returns without its stop (closing its loop),
+    post by call and by proxy in the next ``asyncio.run``s, each refused in the words of a
+    closed loop; then stop it (what can be done without its loop). The post's figures, and
+    the plugin's instance (an inline one's; else None)."""
+
+    async def start() -> None:
+        await host.start()
+        await host.call("acme.mailbox", "post", letter="first")
+
+    asyncio.run(start())  # returns with the host serving: its loop is closed
+    rec = host.plugin("acme.mailbox")
+    instance = rec.handle.instance if rec.handle is not None else None
+    try:
+        for post in (
+            lambda: host.call("acme.mailbox", "post", letter="lost"),
+            lambda: host.proxy("acme.mailbox").post(letter="lost"),
+        ):
+            with pytest.raises(HostStateError) as refused:
+                asyncio.run(post())
+            text = str(refused.value)
+            assert (
+                "cannot call acme.mailbox post: the event loop this host started on (in "
+                f"thread '{threading.current_thread().name}') is closed" in text
+            )
+            assert "one asyncio.run(main())" in text and "await host.stop() ends" in text
+        assert rec.metrics is not None
+        return rec.metrics.snapshot()["commands"]["post"], instance
+    finally:
+        with pytest.raises(HostStateError, match="without its plugins' cleanup"):
+            asyncio.run(host.stop())
+
+
+def test_an_inline_call_after_the_hosts_loop_closed_without_a_stop_never_runs(
+    plugins: PluginFactory, make_host: Callable[..., Host]
+) -> None:
+    plugins("acme.mailbox", MAILBOX)
+    figures, instance = _refused_once_the_loop_closed(make_host())  # inline
+    assert instance is not None
+    assert instance.posted_from == [True]  # only the first post ran, on the host's loop
+    assert (figures["calls"], figures["errors"]) == (1, 0)  # the refused ones: nobody's
+
+
+def test_a_sandboxed_call_after_the_hosts_loop_closed_is_refused_before_it_is_sent(
+    plugins: PluginFactory, make_host: Callable[..., Host]
+) -> None:
+    plugins("acme.mailbox", MAILBOX)
+    host = make_host(inline=[])  # in a worker
+    figures, _ = _refused_once_the_loop_closed(host)
+    assert host.plugin("acme.mailbox").isolation == "process"
+    # the refused posts never reached its worker: counted neither as calls nor as errors
+    assert (figures["calls"], figures["errors"]) == (1, 0)
+
+
+def test_a_call_made_as_the_hosts_loop_shuts_down_does_not_let_the_next_loop_in(
+    plugins: PluginFactory, make_host: Callable[..., Host]
+) -> None:
+    plugins("acme.mailbox", MAILBOX)
+    host = make_host()  # inline
+
+    async def session() -> AsyncGenerator[None, None]:  # closed by the loop's shutdown
+        try:
+            yield
+        finally:
+            await asyncio.sleep(0)  # after the host noticed the shutdown
+            await host.call("acme.mailbox", "post", letter="last")  # on its loop: runs
+
+    async def start() -> AsyncGenerator[None, None]:
+        await host.start()
+        opened = session()
+        await opened.asend(None)
+        return opened
+
+    kept = asyncio.run(start())  # held: the loop holds its generators weakly
+    rec = host.plugin("acme.mailbox")
+    assert rec.handle is not None and rec.handle.instance is not None
+    try:
+        with pytest.raises(HostStateError, match="is closed"):
+            asyncio.run(host.call("acme.mailbox", "post", letter="lost"))
+        # the last post ran on the host's loop as it shut down; the next loop's did not
+        assert rec.handle.instance.posted_from == [True]  # type: ignore[attr-defined]
+    finally:
+        with pytest.raises(HostStateError, match="without its plugins' cleanup"):
+            asyncio.run(host.stop())
+    del kept

@@ -170,19 +170,24 @@ class Calling:
         inline plugin's command would run there, beside its own state, locks and queues
         (made on the host's loop), and a worker's channel is the host loop's
         (``runtime.serving``). Not serving (never started, stopped): the call path says so.
-        The host's loop running in this thread now (run by turns from several): noted."""
+        The host's loop running in this thread now (run by turns from several): noted,
+        unless its shutdown began (it closes next, and no caller is its after that)."""
         serving = self.serving
         refused = serving.off_loop(f"call {plugin_id} {command}")
         if refused is not None:
             raise refused
-        if serving.loop is not None:
+        if serving.loop is not None and not serving.ending:
             serving.ident = _ident()
 
     def _judge_loop(
         self, stats: CommandStats, started: float, plugin_id: str, command: str
     ) -> None:
         """A call that failed on another event loop than the host's failed for that: the
-        caller's mistake, not the plugin's (``runtime.serving``), counted as nobody's."""
+        caller's mistake, not the plugin's (``runtime.serving``), counted as nobody's.
+        Another thread's loop, and the next one after the host's closed by its shutdown,
+        are refused before the call (:meth:`_check_loop`); what is left comes here: another
+        loop in the host loop's thread while that one waits (``asyncio.Runner`` between
+        steps) or after it was closed by ``loop.close()`` alone."""
         refused = self.serving.off_loop(f"call {plugin_id} {command}")
         if refused is not None:
             count_failure(stats, started, None)  # a timed call still ends its period

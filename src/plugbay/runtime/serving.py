@@ -17,6 +17,15 @@ to its worker's channel beside the host's own thread (``isolation._calls`` refus
 too, before anything is sent). A call that fails asks :meth:`Serving.refusal` whether
 the host, not the plugin, is why.
 
+A host's loop that closes without its stop (``asyncio.run(main())`` returning with the
+host started) is noticed as its shutdown begins: the host holds an async generator first
+iterated on that loop, which ``loop.shutdown_asyncgens()`` (awaited by ``asyncio.run``
+and ``asyncio.Runner.close`` once the main task is done and the others cancelled)
+closes. From then on no thread is the host loop's, so a call awaited on the next loop in
+the same thread takes the refusing path too, and is told that the host's loop is closed,
+before an inline plugin's command runs there or a sandboxed one's is sent. (A loop
+closed by ``loop.close()`` alone, without that shutdown, is not noticed so.)
+
 A host serves one event loop for its life: its event bus, locks and workers' channels
 are made on the first loop it starts on and stay bound to it, so a start on another
 loop (a second ``asyncio.run``, after the first closed the host's loop) is refused,
@@ -27,9 +36,11 @@ starts again on the loop it served.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import weakref
-from typing import TYPE_CHECKING, Final
+from collections.abc import AsyncGenerator, Coroutine
+from typing import TYPE_CHECKING, Any, Final
 
 from plugbay.api.errors import HostStateError
 
@@ -43,7 +54,7 @@ class Serving:
     """What the manager knows of its host's life: the loop it serves on (None before its
     start and after its stop), the thread running that loop, and whether it stopped."""
 
-    __slots__ = ("first", "ident", "loop", "stopped", "thread")
+    __slots__ = ("_shutdown", "ending", "first", "ident", "loop", "stopped", "thread")
 
     def __init__(self) -> None:
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -54,6 +65,10 @@ class Serving:
         #: the thread running the loop, by its ident (0: none): what a call compares with
         self.ident = 0
         self.stopped = False
+        #: the loop's shutdown began (it closes next): its thread is no caller's any more
+        self.ending = False
+        #: what the loop's shutdown closes (see the module doc), while the host serves
+        self._shutdown: AsyncGenerator[None, None] | None = None
 
     def open(self) -> None:
         """The host starts on the running loop: it serves there until :meth:`close`."""
@@ -63,12 +78,18 @@ class Serving:
         self.thread = threading.current_thread().name
         self.ident = threading.get_ident()
         self.stopped = False
+        self.ending = False
+        self._shutdown = _loop_shutdown(self)
+        _step(self._shutdown.asend(None))  # first iterated here: this loop's to close
 
     def close(self) -> None:
         if self.loop is not None:
             self.stopped = True
         self.loop = None
         self.ident = 0
+        if self._shutdown is not None:  # closed now, not left to the loop's shutdown
+            shutdown, self._shutdown = self._shutdown, None
+            _step(shutdown.aclose())
 
     def check_start(self) -> None:
         """Refuse a start on another loop than the one the host is bound to (see the
@@ -151,6 +172,23 @@ class Serving:
             hint="start it first: 'async with Host(...) as host:', or await host.start() "
             "(and await host.stop() at the end)",
         )
+
+
+async def _loop_shutdown(serving: Serving) -> AsyncGenerator[None, None]:
+    """Waits at its one ``yield`` while the host serves; closed by the host's stop, or by
+    its loop's shutdown (see the module doc): then no thread is the host loop's."""
+    try:
+        yield
+    finally:
+        serving.ending = True
+        serving.ident = 0
+
+
+def _step(step: Coroutine[Any, Any, None]) -> None:
+    """Run one step of :func:`_loop_shutdown` now: to its ``yield``, or to its end (it
+    awaits nothing, so no loop turn is needed)."""
+    with contextlib.suppress(StopIteration):
+        step.send(None)
 
 
 class AsyncOnly:
