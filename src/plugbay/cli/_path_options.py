@@ -15,6 +15,7 @@ an empty value for any path (typer reads ``''`` as ``.``, the current directory)
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,8 @@ def check_path_options(commands: Iterable[_click.Command]) -> None:
             if not (expected_of(param) or "").startswith("a path"):
                 continue
             param.process_value = _not_empty(param, param.process_value)  # type: ignore[method-assign,assignment]
+            if param.opts and param.opts[0] in _INTO:
+                param.process_value = _slash_means_directory(param, param.process_value)  # type: ignore[method-assign,assignment]
             takes = _takes(param)
             if takes is not None:
                 param.callback = _checked(*takes, param.callback)
@@ -126,6 +129,34 @@ def _not_empty(
             takes = _takes(param)
             what = takes[0] if takes is not None else "a path"
             raise _refusal(f"'' is an empty path; it takes {what}: name one", ctx, param)
+        return convert(ctx, value)
+
+    return process_value
+
+
+def _slash_means_directory(
+    param: _click.Parameter, convert: Callable[[_click.Context, Any], Any]
+) -> Callable[[_click.Context, Any], Any]:
+    """``param``'s ``convert`` refusing a path written with a trailing ``/`` (a directory)
+    where there is no directory: :class:`~pathlib.Path` drops the ``/``, so ``--to
+    newdir/`` was taken as a file named ``newdir``."""
+
+    def process_value(ctx: _click.Context, value: Any) -> Any:
+        values = value if isinstance(value, (list, tuple)) else [value]
+        for raw in values:
+            if isinstance(raw, str) and raw.endswith(("/", os.sep)) and not Path(raw).is_dir():
+                bare = raw.rstrip("/" + os.sep)
+                found, instead = "which does not exist", f"create '{bare}' first"
+                if Path(raw).exists():
+                    found, instead = f"but '{bare}' is not one", "name an existing directory"
+                takes = _takes(param)
+                what = takes[0] if takes is not None else "a path"
+                raise _refusal(
+                    f"'{raw}' names a directory (it ends in '/'), {found}; it takes {what}: "
+                    f"{instead}, or leave the '/' out to name a file",
+                    ctx,
+                    param,
+                )
         return convert(ctx, value)
 
     return process_value

@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import shutil
 import sqlite3
 import time
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from typing import Final
 
 from plugbay.api.errors import StateError
 from plugbay.state import BACKUP_DIR, SCHEMA_VERSION, StateStore, list_backups
+from plugbay.state._restore_source import copy_database, readable
 from plugbay.state._sqlite import connect_read_only
 
 __all__ = [
@@ -330,17 +330,10 @@ def restore(state_dir: Path, source: Path | None = None) -> Restored:
             hint="name a backup ('plugbay state check' lists them), or leave --from out "
             "to restore the newest good one",
         )
-    checked = check_database(source, backup=_at_rest(state_dir, source))
-    if not checked.ok:
-        raise StateError(
-            "the backup does not pass its check: " + "; ".join(checked.problems),
-            where=str(source),
-            hint="'plugbay state check' lists the backups and which are good",
-        )
     tmp = target.with_name("state.db.restoring")
-    aside = target.with_name(f"state.db.replaced-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}")
+    aside = _aside(target)
     try:
-        shutil.copyfile(source, tmp)
+        _checked_copy(state_dir, source, tmp)
         done = Restored(source, None)
         if target.exists():  # read in place, with its WAL, before anything is moved
             done = _revoked_again(tmp, source, target, aside)
@@ -353,16 +346,43 @@ def restore(state_dir: Path, source: Path | None = None) -> Restored:
             if side.exists():
                 os.replace(side, aside.with_name(aside.name + suffix))
         os.replace(tmp, target)
-    except OSError as exc:
+    except (OSError, sqlite3.Error) as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise StateError(
-            f"cannot restore the state database: {exc.strerror or exc}",
-            where=str(exc.filename or target),
+            f"cannot restore the state database: {getattr(exc, 'strerror', None) or exc}",
+            where=str(getattr(exc, "filename", None) or target),
             hint="nothing was changed: free some disk space or fix the permissions of the "
             "state directory, then run 'plugbay state restore' again",
         ) from None
     return done
+
+
+def _checked_copy(state_dir: Path, source: Path, tmp: Path) -> None:
+    """``source`` checked and copied to ``tmp``, both as SQLite reads it: with a ``-wal``
+    beside it, what only that holds is checked and copied too (:mod:`._restore_source`)."""
+    at_rest = _at_rest(state_dir, source)
+    with readable(state_dir, source) as reading:
+        checked = check_database(reading, backup=at_rest)
+        if not checked.ok:
+            raise StateError(
+                "the backup does not pass its check: " + "; ".join(checked.problems),
+                where=str(source),
+                hint="'plugbay state check' lists the backups and which are good",
+            )
+        for stale in ("", "-journal", "-wal", "-shm"):  # of a restore cut short
+            tmp.with_name(tmp.name + stale).unlink(missing_ok=True)
+        copy_database(reading, tmp, at_rest=at_rest)
+
+
+def _aside(target: Path) -> Path:
+    """Where the replaced ``target`` is kept: ``state.db.replaced-<UTC second>``, with
+    ``-2``, ``-3``… when a restore in the same second kept one there already."""
+    aside = target.with_name(f"state.db.replaced-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}")
+    named, n = aside.name, 2
+    while any(aside.with_name(aside.name + s).exists() for s in ("", "-wal", "-shm")):
+        aside, n = aside.with_name(f"{named}-{n}"), n + 1
+    return aside
 
 
 def _at_rest(state_dir: Path, source: Path) -> bool:
