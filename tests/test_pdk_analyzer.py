@@ -339,6 +339,39 @@ def test_validate_calls_a_range_with_no_room_empty_and_says_why(plugins: PluginF
     assert not [x for x in result.findings if x.code in ("dependency", "service")], result.findings
 
 
+def test_a_python_requirement_with_no_room_is_called_empty(plugins: PluginFactory) -> None:
+    """`requests<0.0.0` and `attrs==1.0,!=1.0` in python-dependencies said nothing (only
+    crossing bounds were weighed): installing the plugin would fail with uv finding no
+    version, which invites publishing one."""
+    d = plugins(
+        "acme.pydeps",
+        extra=(
+            'python-dependencies = [\n    "requests<0.0.0",\n    "attrs==1.0,!=1.0",\n'
+            '    "humanize[x] (!=2.0, ==2.0) ; python_version >= \'3\'",\n    "idna>=2,<3",\n]\n'
+        ),
+    )
+    toml = d / "plugin.toml"
+    result = validate_plugin(d, known=None, import_check=False)
+    f = found(result, "python-dependency", "'requests<0.0.0' can be met by no version of requests")
+    assert f.severity == "error" and f.line == line_of(toml, '"requests<0.0.0"')
+    assert f.message.endswith(
+        "its range is empty: below 0.0.0 there are only 0.0.0's own pre-releases, which "
+        "'<0.0.0' leaves out (the least version is 0.dev0)"
+    )
+    assert f.hint == (
+        f"correct the range in {toml}: below 0.0.0 there are only 0.0.0's own pre-releases, "
+        "which '<0.0.0' leaves out (the least version is 0.dev0), so installing a version of "
+        "requests will not help; write the versions it works with, e.g. 'requests>=1.2,<2'"
+    )
+    f = found(result, "python-dependency", "'attrs==1.0,!=1.0' can be met by no version of attrs")
+    assert f.severity == "error" and f.line == line_of(toml, '"attrs==1.0,!=1.0"')
+    assert f.message.endswith("no version is in '==1.0' and '!=1.0' at once")
+    # the clauses named as written, in the author's order, with extras and a marker
+    f = found(result, "python-dependency", "'humanize[x] (!=2.0, ==2.0)")
+    assert f.message.endswith("no version is in '!=2.0' and '==2.0' at once")
+    assert not [x for x in result.findings if "idna" in x.message], result.findings
+
+
 def test_the_plugin_is_never_imported_when_a_static_check_fails(
     plugins: PluginFactory, tmp_path: Path
 ) -> None:

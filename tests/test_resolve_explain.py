@@ -113,7 +113,7 @@ async def test_a_plugin_for_another_host_says_which_host_and_where(
         error = host.plugin("acme.typo").error
         assert error.hint == (
             f'correct host = ">=3 <2" in {typo / "plugin.toml"}: that range matches no '
-            "version at all (its comparators leave no version between them); write the "
+            "version at all ('>=3' (from 3.0.0) is above '<2' (below 2.0.0)); write the "
             "versions it works with, e.g. '>=1.2,<2' or '^1.2.3' (docs/version-ranges.md)"
         )
         # a dependent names it once: its reason, without "cannot be loaded" twice

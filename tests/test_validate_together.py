@@ -262,3 +262,50 @@ def test_two_copies_of_one_version_given_say_which_a_host_takes(tmp_path: Path) 
     # one path given twice is one plugin, not two copies
     again = plugbay("validate", str(first), str(first), "--no-import", cwd=tmp_path)
     assert again.returncode == 0, (again.stdout, again.stderr)
+
+
+def test_a_copy_of_a_plugin_of_the_plugins_directory_is_said(tmp_path: Path) -> None:
+    """`validate elsewhere/base1` of acme.base 1.0.0, which plugins/base1 holds too, said
+    ok, though a host given the plugins directory and that path finds the directory's
+    copy first and refuses the given one as provided twice."""
+    plugins = _plugins_dir(tmp_path)
+    copy = _plugin(tmp_path / "elsewhere" / "base1", "acme.base", "1.0.0")
+    found = plugins / "base1"
+    shown = Path("plugins", "base1")  # as the host finds it: ./plugins unless told
+    done = plugbay("validate", str(copy), "--no-import", "--json", cwd=tmp_path)
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    [result] = json.loads(done.stdout)
+    [error] = result["findings"]
+    assert error["message"] == (
+        f"'acme.base' 1.0.0 is given twice: by {shown} (in the plugins directory) and by "
+        f"{copy}, the same id and version; a host that finds both loads the one it finds "
+        "first and refuses the other as provided twice: given the plugins directory and "
+        f"this path (--plugins DIR --plugins {copy}), it would load {shown}, found first, "
+        "and refuse this one"
+    )
+    assert error["file"] == str(copy / "plugin.toml") and error["line"] == 1
+    assert error["hint"].startswith(
+        f"keep one copy of 'acme.base' 1.0.0: remove this one or {shown}"
+    )
+    # what it says is what a host does: the plugins directory, then the path
+    registry = PluginRegistry(Version.parse("99.0.0"))
+    manifests = discover([plugins, copy], entry_points=False).manifests
+    *before, last = manifests
+    for manifest in before:
+        registry.register(manifest)
+    assert last.root == copy
+    with pytest.raises(DuplicatePluginError, match="provided twice"):
+        registry.register(last)
+    assert [m.root for m in registry.manifests() if m.id == "acme.base"] == [
+        found,
+        plugins / "base2",
+    ]
+    # the plugin of the directory itself, given alone or after the copy, is the one taken
+    assert plugbay("validate", str(found), "--no-import", cwd=tmp_path).returncode == 0
+    both = plugbay("validate", str(copy), str(found), "--no-import", "--json", cwd=tmp_path)
+    taken, refused = sorted(json.loads(both.stdout), key=lambda r: r["path"] != str(found))
+    assert taken["ok"] and not refused["ok"]
+    # another version beside the directory's is no copy
+    other = _plugin(tmp_path / "elsewhere" / "base3", "acme.base", "3.0.0")
+    done = plugbay("validate", str(other), "--no-import", "--json", cwd=tmp_path)
+    assert "given twice" not in done.stdout

@@ -979,12 +979,56 @@ def test_a_range_that_holds_no_version_is_empty(text: str, empty: bool) -> None:
             "'===1.0' and '===2.0' name different versions, and a version has one text",
         ),
         ("===1.0,<1", "'===1.0' is the one version it admits, and '<1' leaves it out"),
-        (">=2 <1", "its comparators leave no version between them"),
+        (">=2 <1", "'>=2' (from 2.0.0) is above '<1' (below 1.0.0)"),
         (">=1,<2", None),
     ],
 )
 def test_an_empty_range_says_why_in_its_own_clauses(text: str, why: str | None) -> None:
     assert Range.parse(text).why_empty == why
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        (">=2.0.0 <1.0.0", "'>=2.0.0' is above '<1.0.0'"),
+        (">=2 <1", "'>=2' (from 2.0.0) is above '<1' (below 1.0.0)"),
+        (">1.0.0 <=1.0.0", "'>1.0.0' is above '<=1.0.0'"),
+        ("^2 <1", "'^2' (from 2.0.0) is above '<1' (below 1.0.0)"),
+        ("1.x >=2", "'>=2' (from 2.0.0) is above '1.x' (below 2.0.0)"),
+        ("<1.0.0   >=2.0.0", "'>=2.0.0' is above '<1.0.0'"),  # as written, spaces aside
+        (">3 <=3", "'>3' (from 4.0.0) is above '<=3' (below 4.0.0)"),  # npm's '>3' is >=4
+        ("~1.2 >=1.3", "'>=1.3' (from 1.3.0) is above '~1.2' (below 1.3.0)"),
+        ("1.0.0 2.0.0", "'2.0.0' is above '1.0.0'"),
+        ("2.0.0 - 1.0.0", "'2.0.0 - 1.0.0' starts above where it ends"),
+        (
+            ">*",
+            "'>*' admits no version: npm reads it as '<0.0.0-0', and 0.0.0-0 is the least "
+            "version there is",
+        ),
+        (
+            ">=2 <1 || ^3 <=2",
+            "each of its alternatives is empty: in '>=2 <1', '>=2' (from 2.0.0) is above "
+            "'<1' (below 1.0.0); in '^3 <=2', '^3' (from 3.0.0) is above '<=2' (below 3.0.0)",
+        ),
+        (">=2 <1 || 1.x", None),  # one alternative holds versions
+    ],
+)
+def test_an_empty_npm_range_names_the_comparators_that_cross(text: str, why: str | None) -> None:
+    """An npm range said 'its comparators leave no version between them', whichever
+    of its comparators crossed."""
+    assert npm(text).why_empty == why
+
+
+@FAST
+@given(npm_ranges)
+def test_an_empty_npm_range_says_why_in_comparators_it_holds(text: str) -> None:
+    rng = npm(text)
+    if rng.is_empty:
+        why = rng.why_empty
+        assert why is not None and "'" in why
+        quoted = why.split("'")[1::2]
+        words = {w for alt in rng.normalized.split(" || ") for w in (alt, *alt.split(" "))}
+        assert {q for q in quoted if not q.startswith("<0.0.0-0")} <= words, why
 
 
 _RELEASES = ("0", "0.0.1", "0.1", "0.2", "1", "1.0.0.1", "1.0.1", "1.1", "1.2", "2", "2.0.1", "3")

@@ -312,14 +312,17 @@ class Range:
     @property
     def why_empty(self) -> str | None:
         """Why no version is in the range (:attr:`is_empty`), naming its clauses as
-        written (``'==1.0' and '!=1.0' ...``); None when it is not empty."""
+        written (``'==1.0' and '!=1.0' ...``, ``'>=2' (from 2.0.0) is above '<1' (below
+        1.0.0)``, each ``||`` alternative's); None when it is not empty."""
         if not self.is_empty:
             return None
         if self._spec is not None:
             from plugbay.model._pep440_room import pep440_why_empty
 
             return pep440_why_empty(self.text)
-        return "its comparators leave no version between them"
+        from plugbay.model._npm_room import npm_why_empty
+
+        return npm_why_empty(self.text)
 
     def desugared(self, *, include_prerelease: bool = False) -> str:
         """What the range means as plain comparators, as node-semver's ``Range.range``

@@ -70,25 +70,26 @@ class _RequirementChecks(_Context):
         return required
 
     def _check_requirement_range(self, req: Requirement, text: str) -> None:
-        """An error for a range no version can be in (``humanize>=4,<4``), and for a
-        range that excludes the host's version of a package the host provides."""
+        """An error for a range no version can be in (``humanize>=4,<4``,
+        ``requests<0.0.0``, ``attrs==1.0,!=1.0``), and for a range that excludes the
+        host's version of a package the host provides."""
         import importlib.metadata
 
         from packaging.utils import canonicalize_name
 
-        from plugbay.model._pep440 import _pep440_conflict
+        from plugbay.model._pep440_room import pep440_why_empty
 
-        conflict = _pep440_conflict(req.specifier) if req.url is None else None
-        if conflict is not None:
-            low, high = conflict
+        written = _written_specifier(req, text)
+        why = pep440_why_empty(written) if req.url is None and written else None
+        if why is not None:
             self.add(
                 "error",
                 "python-dependency",
-                f"'{text}' can be met by no version of {req.name}: its range is empty, no "
-                f"version is both {low} and {high}",
+                f"'{text}' can be met by no version of {req.name}: its range is empty: {why}",
                 self._requirement_line(text),
-                f"correct the range in {self.manifest_file}: no version of {req.name} can be "
-                "in it, so installing one will not help",
+                f"correct the range in {self.manifest_file}: {why}, so installing a version "
+                f"of {req.name} will not help; write the versions it works with, e.g. "
+                f"'{req.name}>=1.2,<2'",
             )
             return
         provided = {str(canonicalize_name(p)): p for p in HOST_PROVIDED}.get(
@@ -147,6 +148,23 @@ class _RequirementChecks(_Context):
                         f'add it to python-dependencies (e.g. "{sorted(dists)[0] if dists else top}'
                         '>=…"); a sandboxed plugin imports only its own environment and plugbay',
                     )
+
+
+def _written_specifier(req: Requirement, text: str) -> str:
+    """The version clauses of the requirement ``text`` in the author's order (to name
+    them as written), else as packaging orders them."""
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
+    head = text.split(";", 1)[0]
+    at = next((i for i, ch in enumerate(head) if ch in "<>=!~"), None)
+    if at is not None:
+        written = head[at:].strip().rstrip(")").strip()
+        try:
+            if SpecifierSet(written) == req.specifier:
+                return written
+        except InvalidSpecifier:
+            pass
+    return str(req.specifier)
 
 
 def _top_level_imports(node: ast.AST) -> list[str]:

@@ -12,7 +12,10 @@ checked beside the others (and one's dependency another provides is not missing)
 versions of one id given so (``plugbay validate given/base1 given/base2``) cannot load
 together, and :func:`check_given_twice` says which one a host would take; two copies
 of one id and version (``plugbay validate base1 copy-of-base1``) are one plugin twice,
-which a host refuses the second time it finds it, and it says that of the second.
+which a host refuses the second time it finds it, and it says that of the second; a
+copy of a plugin of the plugins directory (``plugbay validate elsewhere/base1`` beside
+``plugins/base1``) is refused too by a host given the directory and that path, which
+finds the directory's copy first.
 """
 
 from __future__ import annotations
@@ -53,8 +56,9 @@ def check_given_twice(results: Sequence[ValidationResult], known: Sequence[Plugi
     """An error for each plugin of ``results`` (validated in one run) given beside another
     version of its id: a host loads one version of each id, the one it resolves to
     beside ``known`` (the plugins the host knows and those given), else the newest; and
-    for each copy of a plugin given after another of the same id and version."""
-    by_id = _versions_given(results)
+    for each copy of a plugin given after another of the same id and version, or of one
+    of the plugins directory."""
+    by_id = _versions_given(results, _directory_copies(results, known))
     twice = {pid: given for pid, given in by_id.items() if len(given) > 1}
     if not twice:
         return  # the common case: no resolution more
@@ -70,18 +74,46 @@ def check_given_twice(results: Sequence[ValidationResult], known: Sequence[Plugi
                 _left_out(result, f"'{pid}' {both} are given together", taken, given[taken])
 
 
-def _versions_given(results: Sequence[ValidationResult]) -> dict[str, dict[str, ValidationResult]]:
+def _versions_given(
+    results: Sequence[ValidationResult], in_directory: dict[tuple[str, str], PluginManifest]
+) -> dict[str, dict[str, ValidationResult]]:
     """Each id given, and the first of ``results`` given of each version of it; an error
-    on each later copy of one (the same id and version from another place)."""
+    on each copy of one (the same id and version from another place) of the plugins
+    directory (``in_directory``), which a host finds first, else on each later copy given."""
     by_id: dict[str, dict[str, ValidationResult]] = {}
     for result in results:
-        if result.manifest is not None:
-            first = by_id.setdefault(result.manifest.id, {}).setdefault(
-                str(result.manifest.version), result
-            )
-            if first.manifest is not None and _another_copy(first.manifest, result.manifest):
-                _given_copy(result, first)
+        m = result.manifest
+        if m is None:
+            continue
+        first = by_id.setdefault(m.id, {}).setdefault(str(m.version), result)
+        found = in_directory.get((m.id, str(m.version)))
+        if found is not None:
+            if _another_copy(found, m):
+                _directory_copy(result, found)
+        elif first.manifest is not None and _another_copy(first.manifest, m):
+            _given_copy(result, first)
     return by_id
+
+
+def _directory_copies(
+    results: Sequence[ValidationResult], known: Sequence[PluginManifest]
+) -> dict[tuple[str, str], PluginManifest]:
+    """The plugins of the plugins directory (not those given from elsewhere, nor the
+    bundled ones, which a host adds only for an id it has not found) by id and version,
+    the first found of each: what a host on the directory finds before a path given."""
+    from plugbay.model.bundled import bundled_root
+
+    bundled = bundled_root()
+    # a plugin given from elsewhere is among ``known`` as the very manifest it was read as
+    given = {id(r.manifest) for r in results if r.manifest is not None}
+    found: dict[tuple[str, str], PluginManifest] = {}
+    for k in known:
+        root = k.root.resolve() if k.origin == "directory" and k.root is not None else None
+        if root is None or id(k) in given:
+            continue
+        if bundled is None or not root.is_relative_to(bundled):
+            found.setdefault((k.id, str(k.version)), k)
+    return found
 
 
 def _another_copy(first: PluginManifest, manifest: PluginManifest) -> bool:
@@ -109,6 +141,27 @@ def _given_copy(result: ValidationResult, first: ValidationResult) -> None:
         f"keep one copy of '{m.id}' {m.version}: remove this one, or give it another "
         "version; a host takes the copy it finds first (its plugins directories in "
         "order, each by name) and reports the other as provided twice"
+    )
+    result.findings.insert(0, Finding("error", "dependency", message, file, line, hint))
+
+
+def _directory_copy(result: ValidationResult, found: PluginManifest) -> None:
+    """An error on ``result``, the same id and version as ``found`` of the plugins
+    directory: a host given the directory and this path finds the directory's first."""
+    assert result.manifest is not None
+    m = result.manifest
+    file, line = _Context(m, result).in_manifest("id")
+    message = (
+        f"'{m.id}' {m.version} is given twice: by {found.root} (in the plugins directory) "
+        f"and by {result.path}, the same id and version; a host that finds both loads the "
+        "one it finds first and refuses the other as provided twice: given the plugins "
+        f"directory and this path (--plugins DIR --plugins {result.path}), it would load "
+        f"{found.root}, found first, and refuse this one"
+    )
+    hint = (
+        f"keep one copy of '{m.id}' {m.version}: remove this one or {found.root}, or give "
+        "one another version; a host takes the copy it finds first (its plugins "
+        "directories in order, each by name) and reports the other as provided twice"
     )
     result.findings.insert(0, Finding("error", "dependency", message, file, line, hint))
 
