@@ -93,7 +93,8 @@ def _checked(
             if not stats.left:
                 timed = i
         try:
-            checked.append(spec.validate_params(given, plugin=plugin_id, strict=strict))
+            kwargs = spec.validate_params(given, plugin=plugin_id, strict=strict)
+            checked.append(dict(kwargs) if kwargs is given else kwargs)  # the caller's own
         except PlugbayError as exc:  # a caller's bad parameters are not the plugin's error
             if not isinstance(exc, ParameterError):
                 stats.error(None, exc)

@@ -512,8 +512,9 @@ class Host(AsyncOnly):
     async def call_with(
         self, plugin_id: str, command: str, params: Mapping[str, Any], *, strict: bool = True
     ) -> Any:
-        """Like :meth:`call`; ``strict=False`` converts text and JSON values (CLI, HTTP)."""
-        return await self.manager.call(plugin_id, command, params, strict=strict)
+        """Like :meth:`call`; ``strict=False`` converts text and JSON values (CLI, HTTP).
+        ``params`` stays the caller's: the call gets a copy."""
+        return await self.manager.call(plugin_id, command, dict(params), strict=strict)
 
     def get(self, cls: type[P], plugin_id: str | None = None) -> P:
         """A typed proxy for the active plugin implemented by ``cls``.
