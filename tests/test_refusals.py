@@ -16,7 +16,7 @@ import pytest_asyncio
 
 from plugbay import PermissionDenied, PluginCallError, ResourceLimitExceeded
 from plugbay.isolation.identity import judge_error
-from plugbay.isolation.refusals import TOKEN, Refusals
+from plugbay.isolation.refusals import KEPT, TOKEN, Refusals
 from plugbay.runtime.host import Host
 from tests.conftest import PluginFactory
 
@@ -57,6 +57,16 @@ class P(UtilityPlugin):
     @command
     def raise_kept(self) -> None:
         raise self.kept
+
+    @command
+    async def flood_then_raise(self, calls: int) -> None:
+        first = await self._refused()
+        for n in range(calls):  # each refused (its rate bound), each caught
+            try:
+                await self.context.events.emit("relay.small", {"n": n})
+            except PlugbayError:
+                pass
+        raise first
 
     @command
     async def reword_refusal(self) -> None:
@@ -196,6 +206,24 @@ async def test_a_genuine_token_on_another_error_is_the_plugins_own(
 
 
 @on_host
+async def test_a_refusal_passed_on_after_a_flood_of_failing_host_calls_is_the_hosts(
+    host: Host,
+) -> None:
+    # more failing host calls than the host keeps refusals, each one stamped, between
+    # the refusal and its propagation: the genuine one is still known, and what the
+    # host keeps for the plugin did not grow with the flood
+    calm(host)
+    with pytest.raises(ResourceLimitExceeded) as caught:
+        await host.call("acme.relay", "flood_then_raise", calls=KEPT + 200)
+    error = caught.value
+    assert "over the 65,536-byte bound; the event was refused" in error.message
+    assert error.details == {"limit": "event_payload", "relayed_by": "acme.relay"}
+    assert host.manager.budgets["acme.relay"].dropped["host_call_rate"] >= KEPT
+    assert host.manager.broker.refusals.kept_for("acme.relay") <= KEPT
+    assert await host.call("acme.neighbour", "ping") == "pong"
+
+
+@on_host
 async def test_a_made_up_token_is_the_plugins_own(host: Host) -> None:
     # the shape of a genuine one, even with the digest of the very error it raises
     for token in ("digest", "0123456789abcdef.0123456789abcdef0123456789abcdef", "x", ""):
@@ -229,3 +257,31 @@ def test_an_issued_refusal_is_vouched_for_once_and_only_as_issued() -> None:
     assert TOKEN in again["details"]
     elsewhere = judge_error(again, "acme.other", issued=lambda t: refusals.redeem("acme.other", t))
     assert elsewhere.code == "plugin_raised"
+
+
+def test_tokens_cannot_be_forged_and_what_the_host_keeps_stays_bounded() -> None:
+    refusals = Refusals(kept=8)
+    hit = ResourceLimitExceeded("over its bound", plugin="acme.p", details={"limit": "host_calls"})
+    first = refusals.issue("acme.p", hit).details[TOKEN]
+    flood = [refusals.issue("acme.p", hit).details[TOKEN] for _ in range(10_000)]
+    assert refusals.kept_for("acme.p") == 0  # issuing keeps nothing
+    serial, _, rest = first.partition("-")
+    mac, _, digest = rest.partition(".")
+    for forged in (
+        f"{int(serial) + 1}-{mac}.{digest}",  # another serial, the same signature
+        f"0{serial}-{mac}.{digest}",
+        f"{serial}-{'0' * len(mac)}.{digest}",
+        f"{serial}-{mac}.{'0' * len(digest)}",  # the signature is for its own error
+        f"{serial}-{mac[:-1]}\u00e9.{digest}",
+        "0123456789abcdef." + digest,  # the old shape
+        "",
+    ):
+        assert not refusals.redeem("acme.p", forged), forged
+    assert not refusals.redeem("acme.other", first)  # issued to one plugin only
+    assert refusals.redeem("acme.p", first)  # after 10,000 others: still good, once
+    assert not refusals.redeem("acme.p", first)
+    # spending many keeps a bounded number of serials; one older than all of them is spent
+    assert all(refusals.redeem("acme.p", token) for token in flood[100:120])
+    assert refusals.kept_for("acme.p") <= 8
+    assert not refusals.redeem("acme.p", flood[0])
+    assert refusals.redeem("acme.p", flood[-1])

@@ -9,19 +9,26 @@ the host refused.
 
 So every such refusal (a denial of the broker's, ``runtime.broker``, and a secret a
 Wasm module was not granted, ``isolation.wasm``, among them) leaves the host stamped
-with a token (``details["refusal"]``): a random part, which the host remembers for
-that plugin (the last :data:`KEPT`), and a digest of everything else the error says.
-:func:`vouched` accepts a token once, for the very error it was issued with: a
-plugin can neither make one up (the host never issued it) nor put a genuine one on
-an error of its own (the digest differs), nor pass the same refusal off twice (it
-was spent).
+with a token (``details["refusal"]``): a serial number, a digest of everything else
+the error says, and a keyed hash of both and of the plugin's id, under a key that
+never leaves the host. :func:`vouched` accepts a token once, for the very error it
+was issued with: a plugin can neither make one up (it cannot sign), nor put a
+genuine one on an error of its own (the digest differs), nor pass another plugin's
+off (the id differs), nor the same refusal twice (its serial was spent).
+
+The host keeps nothing per refusal it issues, only the serials spent (the last
+:data:`KEPT` per plugin; a token older than all of them is spent too): a plugin
+whose host calls fail by the thousand neither grows the host's memory nor makes an
+earlier refusal it lets propagate look like its own.
 """
 
 from __future__ import annotations
 
-import collections
 import hashlib
+import hmac
+import itertools
 import secrets
+import threading
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
@@ -33,11 +40,10 @@ __all__ = ["KEPT", "TOKEN", "Refusals", "vouched"]
 
 #: the key of an error's details that holds its token
 TOKEN: Final = "refusal"
-#: refusals remembered per plugin: an older one passed on is shown as the plugin's own
+#: spent serials remembered per plugin: a token older than all of them is spent too
 KEPT: Final = 1024
 #: what an error says, as the digest covers it (``to_dict``'s keys, but its text)
 _SAID: Final = ("type", "code", "plugin", "message", "where", "hint")
-_SPENT: Final = object()
 
 
 def _digest(data: Mapping[str, Any]) -> str:
@@ -62,7 +68,15 @@ class Refusals:
 
     def __init__(self, kept: int = KEPT) -> None:
         self._kept = kept
-        self._issued: dict[str, collections.OrderedDict[str, None]] = {}
+        self._key = secrets.token_bytes(32)
+        self._serials: dict[str, itertools.count[int]] = {}
+        #: per plugin: serials below the floor are spent, and those spent above it
+        self._spent: dict[str, tuple[int, set[int]]] = {}
+        self._lock = threading.Lock()  # a Ray plugin's calls may come from other threads
+
+    def _sign(self, plugin_id: str, serial: str, digest: str) -> str:
+        said = f"{plugin_id}\0{serial}\0{digest}".encode()
+        return hmac.new(self._key, said, hashlib.sha256).hexdigest()[:32]
 
     def issue(self, plugin_id: str, error: PlugbayError) -> PlugbayError:
         """A copy of ``error`` stamped for ``plugin_id``: raise it to the plugin. Passed
@@ -75,19 +89,38 @@ class Refusals:
             if key not in (TOKEN, "replace")
         }
         data["details"] = details
-        token = f"{secrets.token_hex(8)}.{_digest(data)}"
-        details[TOKEN] = token
-        kept = self._issued.setdefault(plugin_id, collections.OrderedDict())
-        kept[token] = None
-        if len(kept) > self._kept:
-            kept.popitem(last=False)
+        serials = self._serials.get(plugin_id)
+        if serials is None:
+            serials = self._serials.setdefault(plugin_id, itertools.count())
+        serial, digest = str(next(serials)), _digest(data)
+        details[TOKEN] = f"{serial}-{self._sign(plugin_id, serial, digest)}.{digest}"
         return error_from_dict(data)
 
     def redeem(self, plugin_id: str, token: str) -> bool:
         """Whether ``token`` was issued to ``plugin_id`` and not spent yet (it is now)."""
-        kept = self._issued.get(plugin_id)
-        # one step, so that two threads passing the same token off spend it once
-        return kept is not None and kept.pop(token, _SPENT) is not _SPENT
+        if not token.isascii() or len(token) > 128:  # the plugin's string: no signing it
+            return False
+        stamp, _, digest = token.partition(".")
+        serial, _, mac = stamp.partition("-")
+        if not (serial.isdecimal() and len(serial) < 20 and serial == str(int(serial))):
+            return False
+        if not hmac.compare_digest(mac, self._sign(plugin_id, serial, digest)):
+            return False
+        number = int(serial)
+        with self._lock:  # two threads passing the same token off spend it once
+            floor, spent = self._spent.setdefault(plugin_id, (0, set()))
+            if number < floor or number in spent:
+                return False
+            spent.add(number)
+            if len(spent) > self._kept:  # bounded: the oldest spent becomes the floor
+                oldest = min(spent)
+                spent.discard(oldest)
+                self._spent[plugin_id] = (oldest + 1, spent)
+            return True
+
+    def kept_for(self, plugin_id: str) -> int:
+        """How many serials the host keeps for ``plugin_id`` (at most :data:`KEPT`)."""
+        return len(self._spent.get(plugin_id, (0, set()))[1])
 
 
 def vouched(
