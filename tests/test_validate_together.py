@@ -4,7 +4,10 @@ so two plugins whose ranges each resolve alone may still not load together."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import shutil
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -15,7 +18,8 @@ from plugbay.api.errors import DuplicatePluginError
 from plugbay.model.discover import discover
 from plugbay.model.registry import PluginRegistry
 from plugbay.model.versions import Version
-from tests._cli import plugbay
+from tests._cli import PLUGBAY, cli_env, plugbay, run_cli
+from tests.test_loader import fake_distribution
 
 
 def _plugin(directory: Path, pid: str, version: str, needs_base: str | None = None) -> Path:
@@ -277,11 +281,11 @@ def test_a_copy_of_a_plugin_of_the_plugins_directory_is_said(tmp_path: Path) -> 
     [result] = json.loads(done.stdout)
     [error] = result["findings"]
     assert error["message"] == (
-        f"'acme.base' 1.0.0 is given twice: by {shown} (in the plugins directory) and by "
-        f"{copy}, the same id and version; a host that finds both loads the one it finds "
-        "first and refuses the other as provided twice: given the plugins directory and "
-        f"this path (--plugins DIR --plugins {copy}), it would load {shown}, found first, "
-        "and refuse this one"
+        f"'acme.base' 1.0.0 is given twice: by {shown} (in the plugins directory plugins) "
+        f"and by {copy}, the same id and version; a host that finds both loads the one it "
+        "finds first and refuses the other as provided twice: given the plugins directory "
+        f"and this path (--plugins plugins --plugins {copy}), it would load {shown}, found "
+        "first, and refuse this one"
     )
     assert error["file"] == str(copy / "plugin.toml") and error["line"] == 1
     assert error["hint"].startswith(
@@ -309,3 +313,118 @@ def test_a_copy_of_a_plugin_of_the_plugins_directory_is_said(tmp_path: Path) -> 
     other = _plugin(tmp_path / "elsewhere" / "base3", "acme.base", "3.0.0")
     done = plugbay("validate", str(other), "--no-import", "--json", cwd=tmp_path)
     assert "given twice" not in done.stdout
+
+
+def test_a_copy_names_the_plugins_directory_the_host_is_given(tmp_path: Path) -> None:
+    """The message said `--plugins DIR --plugins PATH`, a placeholder, where it knows the
+    directory: the --plugins given (here two, in order), or ./plugins by default."""
+    plugins = _plugins_dir(tmp_path)
+    more = tmp_path / "more"
+    copy = _plugin(more / "base1", "acme.base", "1.0.0")
+    elsewhere = _plugin(tmp_path / "elsewhere" / "base1", "acme.base", "1.0.0")
+    dirs = ("--plugins", str(plugins), "--plugins", str(more))
+    [error] = _validate_with(elsewhere, tmp_path, *dirs)
+    assert error["message"] == (
+        f"'acme.base' 1.0.0 is given twice: by {plugins / 'base1'} (in the plugins directory "
+        f"{plugins}) and by {elsewhere}, the same id and version; a host that finds both "
+        "loads the one it finds first and refuses the other as provided twice: given the "
+        f"plugins directories and this path (--plugins {plugins} --plugins {more} --plugins "
+        f"{elsewhere}), it would load {plugins / 'base1'}, found first, and refuse this one"
+    )
+    # a copy in the later of the two directories: the earlier one's is taken
+    [error] = _validate_with(copy, tmp_path, *dirs)
+    assert error["message"].endswith(
+        "refuses the other as provided twice: given its plugins directories in order "
+        f"(--plugins {plugins} --plugins {more}), it would load {plugins / 'base1'}, in "
+        f"{plugins}, found first, and refuse this one"
+    )
+    registry = PluginRegistry(Version.parse("99.0.0"))
+    *before, last = discover([plugins, more], entry_points=False).manifests
+    for manifest in before:
+        registry.register(manifest)
+    with pytest.raises(DuplicatePluginError, match="provided twice"):
+        registry.register(last)
+
+
+def test_two_copies_in_one_plugins_directory_say_the_one_whose_path_sorts_first(
+    tmp_path: Path,
+) -> None:
+    """Of plugins/base1 and plugins/copy, one acme.base 1.0.0, `validate plugins/copy`
+    said a host 'given the plugins directory and this path (--plugins DIR --plugins
+    plugins/copy)' takes base1: the path is in the directory; a host on it takes the copy
+    whose path sorts first, which the message now names as the one taken."""
+    plugins = _plugins_dir(tmp_path)
+    copy = _plugin(plugins / "copy", "acme.base", "1.0.0")
+    shown = Path("plugins")
+    for given in ([copy], [copy, plugins / "base1"]):
+        done = plugbay("validate", *map(str, given), "--no-import", "--json", cwd=tmp_path)
+        assert done.returncode == 1, (done.stdout, done.stderr)
+        refused, *taken = json.loads(done.stdout)
+        [error] = refused["findings"]
+        assert error["message"] == (
+            f"'acme.base' 1.0.0 is given twice: by {shown / 'base1'} and by {copy}, both in "
+            f"the plugins directory {shown}, the same id and version; a host that finds both "
+            "loads the one it finds first and refuses the other as provided twice: on the "
+            f"plugins directory {shown}, it would load {shown / 'base1'}, whose path sorts "
+            "first, and refuse this one"
+        )
+        assert [t["ok"] for t in taken] == [True] * len(taken)
+    # what it says is what a host does
+    base = ("acme.base", "1.0.0")
+    registry = PluginRegistry(Version.parse("99.0.0"))
+    for manifest in discover([plugins], entry_points=False).manifests:
+        with contextlib.suppress(DuplicatePluginError):
+            registry.register(manifest)
+    assert [m.root for m in registry.manifests() if (m.id, str(m.version)) == base] == [
+        plugins / "base1"
+    ]
+
+
+def test_a_copy_of_an_installed_plugin_is_said(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`validate work/ep` of acme.ep 1.0.0, which the installed package acme-ep provides
+    too (its `plugbay.plugins` entry point), said ok, though a host given that path finds
+    it before the entry points and refuses the package's copy as provided twice. The
+    package is installed as pip leaves one, a dist-info on a temporary sys.path entry,
+    not into the environment."""
+    site = tmp_path / "site"
+    fake_distribution(site)
+    copy = tmp_path / "work" / "ep"
+    (copy / "acme_ep").mkdir(parents=True)
+    shutil.copy(site / "acme_ep" / "plugin.toml", copy / "plugin.toml")
+    shutil.copy(site / "acme_ep" / "__init__.py", copy / "acme_ep" / "__init__.py")
+    path = os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))
+    argv = [*PLUGBAY, "validate", str(copy), "--no-import", "--json"]
+    done = run_cli(argv, cwd=tmp_path, env=cli_env({"PYTHONPATH": path}))
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    [result] = json.loads(done.stdout)
+    [error] = result["findings"]
+    assert error["message"] == (
+        f"'acme.ep' 1.0.0 is given twice: by {copy} and by the installed package acme-ep "
+        f"({site / 'acme_ep'}), the same id and version; a host that finds both loads the "
+        "one it finds first and refuses the other as provided twice: given the plugins "
+        f"directory and this path (--plugins plugins --plugins {copy}), it would load this "
+        "one, found first (its plugins directories before the installed packages), and "
+        "refuse the one of package acme-ep"
+    )
+    assert error["file"] == str(copy / "plugin.toml") and error["line"] == 1
+    assert error["hint"].startswith("keep one copy of 'acme.ep' 1.0.0: uninstall acme-ep")
+    # what it says is what a host does: the path, then the entry points
+    monkeypatch.syspath_prepend(str(site))
+    path_copy, installed = discover([copy], entry_points=True).manifests
+    registry = PluginRegistry(Version.parse("99.0.0"))
+    registry.register(path_copy)
+    with pytest.raises(DuplicatePluginError, match="provided twice"):
+        registry.register(installed)
+    # the installed plugin itself, validated where it is installed, is no copy
+    argv = [*PLUGBAY, "validate", str(site / "acme_ep"), "--no-import", "--json"]
+    done = run_cli(argv, cwd=tmp_path, env=cli_env({"PYTHONPATH": path}))
+    assert "given twice" not in done.stdout, done.stdout
+
+
+def _validate_with(path: Path, cwd: Path, *options: str) -> list[dict[str, Any]]:
+    done = plugbay("validate", str(path), *options, "--no-import", "--json", cwd=cwd)
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    [result] = json.loads(done.stdout)
+    return [f for f in result["findings"] if f["severity"] == "error"]

@@ -100,8 +100,11 @@ def validate(
     """
     from plugbay.pdk.analyzer import known_plugins, validate_plugins
 
-    known = known_plugins(plugins or [Path("plugins")])
-    results = validate_plugins(paths, known=known, import_check=not no_import)
+    plugin_dirs = plugins or [Path("plugins")]
+    known = known_plugins(plugin_dirs)
+    results = validate_plugins(
+        paths, known=known, import_check=not no_import, plugin_dirs=plugin_dirs
+    )
     failed = any(not r.ok for r in results)
     if as_json:
         # one result per path, a list even for one path: one shape for scripts

@@ -27,7 +27,9 @@ a file, a line, a severity and a fix:
   wherever they are (a dependency one of them provides is met), resolved together
   once; of two versions of one id given so, the one a host would leave out is an
   error naming the one it would take, and of two copies of one id and version, the
-  one given second (a host refuses the copy it finds second as provided twice);
+  one given second (a host refuses the copy it finds second as provided twice), and
+  a copy of one of the plugins directories or of an installed package, naming the
+  copy a host would take;
 * what the code imports and calls matches the permissions it asks for (a plugin
   that imports ``socket`` but asks for no network is warned, naming the line).
 
@@ -146,12 +148,15 @@ def validate_plugins(
     *,
     known: Sequence[PluginManifest],
     import_check: bool = True,
+    plugin_dirs: Sequence[Path] | None = None,
 ) -> list[ValidationResult]:
     """Analyze each plugin of ``paths`` as :func:`validate_plugin` does, the plugins given
     being ones a host would load together: each is checked beside ``known`` and the
     others given (a dependency another provides is met; a conflict between them is an
     error, as is a version of an id given beside another, which a host would not take, and
-    a copy of one given before it), all resolved together once; each manifest is read once."""
+    a copy of one given before it, of one of ``plugin_dirs`` (the plugins directories
+    ``known`` was found in, in order, named in the message; ``DIR`` when not told) or of
+    one installed as a package), all resolved together once; each manifest is read once."""
     # each manifest read once, for the resolution together and for its own checks
     readings = {p: read_manifest(Path(p)) for p in paths if Path(p).suffix != ".whl"}
     together = with_given(known, readings.values())
@@ -159,7 +164,7 @@ def validate_plugins(
         validate_plugin(p, known=together, import_check=import_check, reading=readings.get(p))
         for p in paths
     ]
-    check_given_twice(results, together)
+    check_given_twice(results, together, plugin_dirs)
     for result in results:
         result.findings = _quoted(result.findings)  # a finding added above, with its line
     return results

@@ -15,12 +15,16 @@ of one id and version (``plugbay validate base1 copy-of-base1``) are one plugin 
 which a host refuses the second time it finds it, and it says that of the second; a
 copy of a plugin of the plugins directory (``plugbay validate elsewhere/base1`` beside
 ``plugins/base1``) is refused too by a host given the directory and that path, which
-finds the directory's copy first.
+finds the directory's copy first (of two copies in one directory, the one whose path
+sorts first); and a copy of a plugin installed as a package (an entry point) is the
+one a host takes, since it searches its directories before the entry points, and it
+refuses the package's.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from plugbay.api.errors import PlugbayError
@@ -52,13 +56,18 @@ def with_given(
     return [*known, *given]
 
 
-def check_given_twice(results: Sequence[ValidationResult], known: Sequence[PluginManifest]) -> None:
+def check_given_twice(
+    results: Sequence[ValidationResult],
+    known: Sequence[PluginManifest],
+    plugin_dirs: Sequence[Path] | None = None,
+) -> None:
     """An error for each plugin of ``results`` (validated in one run) given beside another
     version of its id: a host loads one version of each id, the one it resolves to
     beside ``known`` (the plugins the host knows and those given), else the newest; and
-    for each copy of a plugin given after another of the same id and version, or of one
-    of the plugins directory."""
-    by_id = _versions_given(results, _directory_copies(results, known))
+    for each copy of a plugin given after another of the same id and version, of one of
+    the plugins directories (``plugin_dirs``, in order, as the host is given them), or of
+    a plugin installed as a package (an entry point), naming the copy a host would take."""
+    by_id = _versions_given(results, _Copies(results, known, plugin_dirs))
     twice = {pid: given for pid, given in by_id.items() if len(given) > 1}
     if not twice:
         return  # the common case: no resolution more
@@ -75,53 +84,95 @@ def check_given_twice(results: Sequence[ValidationResult], known: Sequence[Plugi
 
 
 def _versions_given(
-    results: Sequence[ValidationResult], in_directory: dict[tuple[str, str], PluginManifest]
+    results: Sequence[ValidationResult], copies: _Copies
 ) -> dict[str, dict[str, ValidationResult]]:
     """Each id given, and the first of ``results`` given of each version of it; an error
-    on each copy of one (the same id and version from another place) of the plugins
-    directory (``in_directory``), which a host finds first, else on each later copy given."""
+    on each copy (the same id and version from another place) of one of the plugins
+    directories, which a host finds first, else on each later copy given, else on the
+    copy given of a plugin installed as a package, which a host finds last."""
     by_id: dict[str, dict[str, ValidationResult]] = {}
     for result in results:
         m = result.manifest
         if m is None:
             continue
         first = by_id.setdefault(m.id, {}).setdefault(str(m.version), result)
-        found = in_directory.get((m.id, str(m.version)))
-        if found is not None:
-            if _another_copy(found, m):
-                _directory_copy(result, found)
-        elif first.manifest is not None and _another_copy(first.manifest, m):
-            _given_copy(result, first)
+        found = copies.in_directory.get((m.id, str(m.version)))
+        installed = copies.installed.get((m.id, str(m.version)))
+        if _another_copy(found or first.manifest or m, m):  # not the copy a host takes
+            if found is not None:
+                _directory_copy(result, found, copies)
+            else:
+                _given_copy(result, first)
+        elif installed is not None and _another_copy(installed, m):
+            _installed_copy(result, installed, copies)
     return by_id
 
 
-def _directory_copies(
-    results: Sequence[ValidationResult], known: Sequence[PluginManifest]
-) -> dict[tuple[str, str], PluginManifest]:
-    """The plugins of the plugins directory (not those given from elsewhere, nor the
-    bundled ones, which a host adds only for an id it has not found) by id and version,
-    the first found of each: what a host on the directory finds before a path given."""
-    from plugbay.model.bundled import bundled_root
+class _Copies:
+    """Where a host finds the plugins known, in its order: the plugins directories (in
+    the order given, each read by name), then the plugins installed as packages (entry
+    points); the bundled plugins only for an id it has not found."""
 
-    bundled = bundled_root()
-    # a plugin given from elsewhere is among ``known`` as the very manifest it was read as
-    given = {id(r.manifest) for r in results if r.manifest is not None}
-    found: dict[tuple[str, str], PluginManifest] = {}
-    for k in known:
-        root = k.root.resolve() if k.origin == "directory" and k.root is not None else None
-        if root is None or id(k) in given:
-            continue
-        if bundled is None or not root.is_relative_to(bundled):
-            found.setdefault((k.id, str(k.version)), k)
-    return found
+    def __init__(
+        self,
+        results: Sequence[ValidationResult],
+        known: Sequence[PluginManifest],
+        plugin_dirs: Sequence[Path] | None,
+    ) -> None:
+        from plugbay.model.bundled import bundled_root
+
+        bundled = bundled_root()
+        #: the plugins directories as given (for messages), or None when not told
+        self.dirs = None if plugin_dirs is None else [Path(d) for d in plugin_dirs]
+        # a plugin given from elsewhere is among ``known`` as the very manifest it was read as
+        given = {id(r.manifest) for r in results if r.manifest is not None}
+        #: the first of each id and version found in the plugins directories, and each
+        #: installed one, by id and version
+        self.in_directory: dict[tuple[str, str], PluginManifest] = {}
+        self.installed: dict[tuple[str, str], PluginManifest] = {}
+        #: the roots of the plugins of the plugins directories
+        self.found: set[Path] = set()
+        for k in known:
+            root = _root(k)
+            if root is None or id(k) in given:
+                continue
+            if k.origin == "entry-point":
+                self.installed.setdefault((k.id, str(k.version)), k)
+            elif k.origin == "directory" and (bundled is None or not root.is_relative_to(bundled)):
+                self.in_directory.setdefault((k.id, str(k.version)), k)
+                self.found.add(root)
+
+    def directory_of(self, manifest: PluginManifest) -> str | None:
+        """The plugins directory ``manifest`` was found in, as given (``DIR`` when the
+        directories were not told), or None for a plugin from elsewhere."""
+        root = _root(manifest)
+        if root is None or root not in self.found:
+            return None
+        for d in self.dirs or ():
+            if root.is_relative_to(d.resolve()):
+                return str(d)
+        return "DIR"
+
+    def given(self, *paths: Path) -> str:
+        """The options of a host given the plugins directories and ``paths``."""
+        return " ".join(f"--plugins {d}" for d in [*(self.dirs or [Path("DIR")]), *paths])
+
+    def directories(self) -> str:
+        return "directories" if self.dirs is not None and len(self.dirs) > 1 else "directory"
+
+
+def _root(manifest: PluginManifest) -> Path | None:
+    """The directory ``manifest`` is read from, resolved: an installed plugin's is its
+    manifest file's directory."""
+    root = manifest.root or (manifest.path.parent if manifest.path is not None else None)
+    return root.resolve() if root is not None else None
 
 
 def _another_copy(first: PluginManifest, manifest: PluginManifest) -> bool:
     """``manifest`` is the plugin ``first`` is, from another place (a path given twice is
     one plugin)."""
-    if first.root is None or manifest.root is None:
-        return False
-    return first.root.resolve() != manifest.root.resolve()
+    first_root, root = _root(first), _root(manifest)
+    return first_root is not None and root is not None and first_root != root
 
 
 def _given_copy(result: ValidationResult, first: ValidationResult) -> None:
@@ -145,23 +196,71 @@ def _given_copy(result: ValidationResult, first: ValidationResult) -> None:
     result.findings.insert(0, Finding("error", "dependency", message, file, line, hint))
 
 
-def _directory_copy(result: ValidationResult, found: PluginManifest) -> None:
-    """An error on ``result``, the same id and version as ``found`` of the plugins
-    directory: a host given the directory and this path finds the directory's first."""
+def _directory_copy(result: ValidationResult, found: PluginManifest, copies: _Copies) -> None:
+    """An error on ``result``, the same id and version as ``found`` of a plugins
+    directory, which a host finds first: in the same directory, the one whose path sorts
+    first; in an earlier directory; or given the directories and this path."""
     assert result.manifest is not None
     m = result.manifest
     file, line = _Context(m, result).in_manifest("id")
+    there, here = copies.directory_of(found), copies.directory_of(m)
+    if here is not None and here == there:
+        both = f"by {found.root} and by {result.path}, both in the plugins directory {there}"
+        taken = f"on the plugins directory {there}, it would load {found.root}, whose path sorts"
+    elif here is not None:
+        both = (
+            f"by {found.root} (in the plugins directory {there}) and by {result.path} (in {here})"
+        )
+        taken = (
+            f"given its plugins directories in order ({copies.given()}), it would load "
+            f"{found.root}, in {there}, found"
+        )
+    else:
+        both = f"by {found.root} (in the plugins directory {there}) and by {result.path}"
+        taken = (
+            f"given the plugins {copies.directories()} and this path "
+            f"({copies.given(result.path)}), it would load {found.root}, found"
+        )
     message = (
-        f"'{m.id}' {m.version} is given twice: by {found.root} (in the plugins directory) "
-        f"and by {result.path}, the same id and version; a host that finds both loads the "
-        "one it finds first and refuses the other as provided twice: given the plugins "
-        f"directory and this path (--plugins DIR --plugins {result.path}), it would load "
-        f"{found.root}, found first, and refuse this one"
+        f"'{m.id}' {m.version} is given twice: {both}, the same id and version; a host that "
+        "finds both loads the one it finds first and refuses the other as provided twice: "
+        f"{taken} first, and refuse this one"
     )
     hint = (
         f"keep one copy of '{m.id}' {m.version}: remove this one or {found.root}, or give "
         "one another version; a host takes the copy it finds first (its plugins "
         "directories in order, each by name) and reports the other as provided twice"
+    )
+    result.findings.insert(0, Finding("error", "dependency", message, file, line, hint))
+
+
+def _installed_copy(result: ValidationResult, installed: PluginManifest, copies: _Copies) -> None:
+    """An error on ``result``, the same id and version as ``installed`` (a package of the
+    environment with a ``plugbay.plugins`` entry point): a host searches its plugins
+    directories before the entry points, so it takes this one and refuses the package's."""
+    assert result.manifest is not None
+    m = result.manifest
+    file, line = _Context(m, result).in_manifest("id")
+    package = installed.distribution or installed.location
+    here = copies.directory_of(m)
+    if here is not None:
+        how = f"on the plugins directory {here}"
+    else:
+        how = (
+            f"given the plugins {copies.directories()} and this path ({copies.given(result.path)})"
+        )
+    message = (
+        f"'{m.id}' {m.version} is given twice: by {result.path} and by the installed "
+        f"package {package} ({_root(installed)}), the same id and version; a host that finds "
+        f"both loads the one it finds first and refuses the other as provided twice: {how}, "
+        "it would load this one, found first (its plugins directories before the installed "
+        f"packages), and refuse the one of package {package}"
+    )
+    hint = (
+        f"keep one copy of '{m.id}' {m.version}: uninstall {package} (pip uninstall "
+        f"{package}), or give one another version; a host takes the copy it finds first "
+        "(its plugins directories in order, each by name, then the installed packages) and "
+        "reports the other as provided twice"
     )
     result.findings.insert(0, Finding("error", "dependency", message, file, line, hint))
 
