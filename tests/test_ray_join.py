@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -240,3 +241,48 @@ async def test_info_beside_a_running_host_says_where_a_disabled_plugin_would_run
     assert info["isolation"] == "ray", info["isolation"]
     text = _isolation_text(info, info["manifest"])
     assert text.startswith("on Ray when it starts, not now: placed on Ray by the host"), text
+
+
+class LeavingRay:
+    """What ``leave`` uses of Ray, when the head is gone: ``shutdown`` raises, or waits
+    until the test releases it (Ray waiting for the lost head)."""
+
+    def __init__(self, *, hangs: bool) -> None:
+        self.hangs = hangs
+        self.released = threading.Event()
+
+    def shutdown(self) -> None:
+        if self.hangs:
+            self.released.wait()
+        else:
+            raise RuntimeError("the GCS at 127.0.0.1:6379 is gone")
+
+
+@pytest.mark.parametrize("hangs", [False, True], ids=["raises", "hangs"])
+def test_leaving_a_private_cluster_puts_the_token_variables_back_whatever_leaving_does(
+    hangs: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A private cluster's join names its token (``RAY_AUTH_TOKEN_PATH``) and Ray sets
+    ``RAY_AUTH_MODE=token``; with the head lost, leaving raised, or timed out, and both
+    stayed in the host's environment: its next join (``auto``) turned token
+    authentication on against a cluster without it. They are put back in either case."""
+    from plugbay.isolation import _ray_join
+
+    for name in AUTH:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(_ray_join, "_refresh_token_config", lambda: None)  # this process's Ray
+    _ray_join._private_token(str(tmp_path))
+    token = Path(os.environ["RAY_AUTH_TOKEN_PATH"])
+    assert token.parent == tmp_path and token.exists()
+    os.environ["RAY_AUTH_MODE"] = "token"  # as Ray sets it for a cluster it starts
+    ray = LeavingRay(hangs=hangs)
+    try:
+        if hangs:
+            _ray_join.leave(ray, within=0.2)  # given up: the host goes on
+        else:
+            with pytest.raises(RuntimeError, match=r"the GCS at 127\.0\.0\.1:6379 is gone"):
+                _ray_join.leave(ray)
+    finally:
+        ray.released.set()
+    assert {name: os.environ.get(name) for name in AUTH} == dict.fromkeys(AUTH)
+    assert not token.exists()

@@ -26,7 +26,8 @@ import shutil
 import signal
 import socket
 import tempfile
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from plugbay.api.errors import PlugbayError
@@ -37,6 +38,8 @@ from plugbay.isolation.ray_settings import RaySettings
 from plugbay.isolation.shipping import node_cache_root
 
 __all__ = ["forget_local", "join", "keep_fault_handlers", "leave", "listen", "unreachable"]
+
+log = logging.getLogger("plugbay.isolation.ray")
 
 #: what Ray reads its token authentication from
 _TOKEN_ENV = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
@@ -226,11 +229,40 @@ def _refresh_token_config() -> None:
         raylet.AuthenticationTokenLoader.instance().reset_cache()
 
 
-def leave(ray: Any) -> None:
-    """Leave the cluster (a private one stops); blocking."""
-    with keep_fault_handlers():  # leaving Ray resets them to the default (death)
-        ray.shutdown()
-    _restore_token_environment()
+def leave(ray: Any, within: float | None = None) -> None:
+    """Leave the cluster (a private one stops); blocking, for ``within`` seconds at most
+    when given: with its head gone, Ray may wait for it without end (it then waits on in
+    a daemon thread, which cannot keep the host from exiting). Whether leaving returns,
+    raises or is given up, the token variables a private cluster's join set are put back
+    (a later join in this process is not given them)."""
+    try:
+        with keep_fault_handlers():  # leaving Ray resets them to the default (death)
+            if within is None:
+                ray.shutdown()
+            else:
+                _within(ray.shutdown, within)
+    finally:
+        _restore_token_environment()
+
+
+def _within(step: Callable[[], object], seconds: float) -> None:
+    """``step()`` in a daemon thread, waited for ``seconds`` at most; what it raised is
+    raised here."""
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            step()
+        except BaseException as exc:
+            failed.append(exc)
+
+    thread = threading.Thread(target=run, name="plugbay-ray-leave", daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        log.debug("leaving the Ray cluster took over %g s: given up (Ray waits on)", seconds)
+    elif failed:
+        raise failed[0]
 
 
 def forget_local(temp_dir: str | None, node: str | None) -> None:

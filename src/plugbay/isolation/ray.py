@@ -556,9 +556,9 @@ class RayBackend(Backend):
         self._agents.clear()
         if self._owns_connection:
             ray = _ray()
-            leaving = asyncio.shield(run_in_daemon_thread(lambda: leave(ray)))
-            with contextlib.suppress(TimeoutError):  # Ray's own wait: the host goes on
-                await asyncio.wait_for(leaving, 10)
+            # Ray's own wait is given up after 10 s (its token variables put back all the
+            # same): the host goes on
+            await run_in_daemon_thread(lambda: leave(ray, within=10))
             await self._forget_local()
 
     async def _forget_local(self) -> None:
