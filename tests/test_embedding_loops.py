@@ -196,3 +196,140 @@ def test_a_call_made_as_the_hosts_loop_shuts_down_does_not_let_the_next_loop_in(
         with pytest.raises(HostStateError, match="without its plugins' cleanup"):
             asyncio.run(host.stop())
     del kept
+
+
+#: MAILBOX, and a command that waits for a future of the host's loop: awaited on another
+#: loop it fails at once (asyncio's "attached to a different loop"), as a plugin's own
+#: locks and queues would, so the call path's failure side judges where it came from
+GATED = (
+    MAILBOX.replace(
+        "        self.posted_from: list[bool] = []",
+        "        self.posted_from: list[bool] = []\n        self.opened = self.loop.create_future()",
+    )
+    + """
+    @command
+    async def wait_open(self) -> None:
+        await self.opened
+"""
+)
+
+
+async def _until(done: Callable[[], bool], what: str) -> None:
+    """Poll ``done`` on the running loop until it holds, for up to 30 s."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 30
+    while not done():
+        assert loop.time() < deadline, f"not within 30 s: {what}"
+        await asyncio.sleep(0.01)
+
+
+def _errors(host: Host, command: str) -> int:
+    metrics = host.plugin("acme.mailbox").metrics
+    assert metrics is not None
+    return metrics.snapshot()["commands"].get(command, {}).get("errors", 0)  # type: ignore[no-any-return]
+
+
+def _idle_runner_refusal(text: str, command: str) -> None:
+    """The words of a call refused on another loop while the host's idles in this thread:
+    not the hand-over to another thread's running loop (that would wait for ever)."""
+    assert (
+        f"cannot call acme.mailbox {command} from this event loop: the host's own, in thread "
+        f"'{threading.current_thread().name}', is not running now" in text
+    )
+    assert "runner.run(host.call(...))" in text and "run_coroutine_threadsafe" not in text
+
+
+def test_an_inline_call_while_the_hosts_runner_waits_between_steps_says_to_await_it_there(
+    plugins: PluginFactory, make_host: Callable[..., Host]
+) -> None:
+    plugins("acme.mailbox", GATED)
+    host = make_host()  # inline
+    with asyncio.Runner() as runner:  # the host's loop, run step by step in this thread
+        runner.run(host.start())
+        try:
+            with pytest.raises(HostStateError) as refused:  # another loop between two steps
+                asyncio.run(host.call("acme.mailbox", "wait_open"))
+            _idle_runner_refusal(str(refused.value), "wait_open")
+            assert _errors(host, "wait_open") == 0  # the caller's mistake, not the plugin's
+            # a command that does not fail there is not noticed (that would cost every
+            # call, docs/applications.md): it runs on that loop
+            asyncio.run(host.call("acme.mailbox", "post", letter="there"))
+            assert runner.run(host.call("acme.mailbox", "posts")) == [False]
+        finally:
+            runner.run(host.stop())
+
+
+def test_a_sandboxed_call_while_the_hosts_runner_waits_between_steps_reaches_its_worker(
+    plugins: PluginFactory, make_host: Callable[..., Host]
+) -> None:
+    plugins("acme.mailbox", MAILBOX)
+    host = make_host(inline=[])  # in a worker
+    with asyncio.Runner() as runner:
+        runner.run(host.start())
+        try:
+            assert host.plugin("acme.mailbox").isolation == "process"
+            runner.run(host.call("acme.mailbox", "post", letter="first"))
+            with pytest.raises(HostStateError) as refused:
+                asyncio.run(host.call("acme.mailbox", "post", letter="sent"))
+            _idle_runner_refusal(str(refused.value), "post")
+            assert _errors(host, "post") == 0
+
+            # what is sent: the call left for the worker before its answer, awaited on the
+            # wrong loop, failed; the worker ran it (docs/applications.md says so)
+            async def posted() -> list[bool]:
+                loop = asyncio.get_running_loop()
+                deadline = loop.time() + 30
+                while len(posts := await host.call("acme.mailbox", "posts")) < 2:
+                    assert loop.time() < deadline, f"the sent post never ran: {posts}"
+                    await asyncio.sleep(0.01)
+                return posts  # type: ignore[no-any-return]
+
+            assert runner.run(posted()) == [True, True]  # both on the worker's own loop
+            assert _errors(host, "post") == 0
+        finally:
+            runner.run(host.stop())
+
+
+def _closed_without_its_shutdown(host: Host) -> asyncio.AbstractEventLoop:
+    """Start ``host`` on a loop of this thread and close that loop by ``loop.close()``
+    alone (no ``shutdown_asyncgens``, so the host does not notice), once the monitor
+    rests: the first call after is a timed one (``CommandStats``), which wakes it."""
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(host.start())
+    loop.run_until_complete(
+        _until(lambda: host.manager.wake_monitor is not None, "the monitor rests")
+    )
+    loop.close()
+    return loop
+
+
+@pytest.mark.parametrize("inline", [["*"], []], ids=["inline", "sandboxed"])
+def test_a_call_after_the_hosts_loop_was_closed_alone_is_told_it_is_closed(
+    plugins: PluginFactory, make_host: Callable[..., Host], inline: list[str]
+) -> None:
+    plugins("acme.mailbox", GATED)
+    host = make_host(inline=inline)
+    _closed_without_its_shutdown(host)
+    rec = host.plugin("acme.mailbox")
+    instance = rec.handle.instance if rec.handle is not None else None
+    closed = (
+        "the event loop this host started on (in thread "
+        f"'{threading.current_thread().name}') is closed"
+    )
+    try:
+        # the timed call wakes the resting monitor, on the closed loop: refused before
+        # the plugin's command runs (or its worker is sent it), not a raw RuntimeError
+        with pytest.raises(HostStateError) as refused:
+            asyncio.run(host.call("acme.mailbox", "post", letter="lost"))
+        assert f"cannot call acme.mailbox post: {closed}" in str(refused.value)
+        assert "await host.stop() ends its workers" in str(refused.value)
+        if instance is not None:
+            assert instance.posted_from == []  # never ran
+        # a command failing on the next loop is told the same, not blamed on the plugin
+        with pytest.raises(HostStateError) as refused:
+            asyncio.run(host.call("acme.mailbox", "wait_open"))
+        assert f"cannot call acme.mailbox wait_open: {closed}" in str(refused.value)
+        assert (_errors(host, "post"), _errors(host, "wait_open")) == (0, 0)
+    finally:
+        with pytest.raises(HostStateError, match="without its plugins' cleanup"):
+            asyncio.run(host.stop())

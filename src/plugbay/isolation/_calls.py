@@ -6,18 +6,17 @@ request's future, the frame encoded straight into the channel's pending buffer
 (``frames.Channel.send``); ``call_many`` sends a batch in one write and wakes its
 caller once, when the last answer lands (``requests.Batch``).
 
-A call from another thread than the one the channel's loop runs in (an application's
-mistake: ``asyncio.run(host.call(...))`` in a thread of its own) fails before anything
-is sent: from there it would write to the channel beside the loop's own thread, and
-reach the worker though its caller is told it was refused (the host says why:
-``runtime.serving``). One integer compared per call, against a round trip of tens of
-microseconds; ``asyncio.get_running_loop()`` would cost ten times more (a ``getpid``).
+Calls come from the channel's loop, in its thread: every caller is checked before it
+gets here (``runtime.calling`` compares the caller's thread with the host loop's, a batch
+asks ``runtime.serving`` once; the others run in the host's own tasks: health probes,
+the broker's host calls, event lanes, shadows' mirrors), so a call from another thread
+(``asyncio.run(host.call(...))`` in an application's own) is refused before anything is
+sent, not here again.
 """
 
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
@@ -31,7 +30,6 @@ from plugbay.isolation.requests import Requests
 __all__ = ["RequestsToWorker"]
 
 _running = asyncio.get_running_loop
-_ident = threading.get_ident
 _Call = frames.Call
 
 
@@ -46,25 +44,10 @@ class RequestsToWorker:
     beat: Beat
     follow: Follow
     _loaded: asyncio.Future[frames.Loaded] | None
-    #: the thread the channel's loop runs in (:meth:`_on_loop`): calls come from there
-    _loop_thread: int = 0
 
     def _on_loop(self) -> asyncio.AbstractEventLoop:
-        """The running loop, the channel's from now on, and its thread the callers'."""
-        self._loop_thread = _ident()
+        """The running loop, the channel's from now on: its calls come from there."""
         return _running()
-
-    def _off_thread(self) -> bool:
-        """Whether a call from this thread, not the loop's as last seen, must fail: its
-        loop is not the channel's (if it is, the loop runs in this thread now: noted)."""
-        try:
-            here: asyncio.AbstractEventLoop | None = _running()
-        except RuntimeError:
-            here = None
-        if here is None or here is not self._loop:
-            return True
-        self._loop_thread = _ident()
-        return False
 
     def _crashed(self, reason: str, *, error: PlugbayError | None = None) -> None:
         raise NotImplementedError
@@ -124,8 +107,6 @@ class RequestsToWorker:
         own dict goes in it, uncopied)."""
         if self._dead is not None:
             raise self._dead
-        if _ident() != self._loop_thread and self._off_thread():  # nothing sent: see above
-            raise RuntimeError(f"'{spec.name}' called from another thread than its loop's")
         calls, name, channel = self._requests, spec.name, self._channel
         request, future, self.beat.last_used = calls.open_call(
             self._loop or _running(), timeout, name

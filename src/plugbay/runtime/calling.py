@@ -120,8 +120,7 @@ class Calling:
         left = stats.left - 1
         stats.left = left
         if not left:  # a settled plugin's next call is timed (CommandStats.arm)
-            self.touch(plugin_id)
-            started = clock()
+            started = self._timed(stats, plugin_id, command)
         inflight = route.inflight
         inflight[0] += 1  # what a reload drains before it retires this version
         # a tapped plugin's recorder or shadow is told here, no frame of its own (runtime.tap)
@@ -178,6 +177,18 @@ class Calling:
             raise refused
         if serving.loop is not None and not serving.ending:
             serving.ident = _ident()
+
+    def _timed(self, stats: CommandStats, plugin_id: str, command: str) -> float:
+        """A timed call begins (one in ``CommandStats.EVERY``): the monitor is told, and
+        the clock read. Waking the resting monitor fails on the host's loop closed by
+        ``loop.close()`` alone (which the host does not notice: ``runtime.serving``): the
+        call is refused then, as the caller's mistake, not with asyncio's RuntimeError."""
+        try:
+            self.touch(plugin_id)
+        except RuntimeError:
+            self._judge_loop(stats, clock(), plugin_id, command)
+            raise
+        return clock()
 
     def _judge_loop(
         self, stats: CommandStats, started: float, plugin_id: str, command: str

@@ -13,9 +13,12 @@ A call awaited on another thread's loop than the host's is refused before it run
 there (docs/applications.md, "From synchronous code and other threads"): an inline
 plugin's command would otherwise run on the caller's loop, beside the plugin's own
 locks, queues and tasks made on the host's, and a sandboxed plugin's call would write
-to its worker's channel beside the host's own thread (``isolation._calls`` refuses that
-too, before anything is sent). A call that fails asks :meth:`Serving.refusal` whether
-the host, not the plugin, is why.
+to its worker's channel beside the host's own thread (``isolation._calls`` relies on
+this check). A call that fails asks :meth:`Serving.refusal` whether the host, not the
+plugin, is why: so is one awaited on another loop in the host loop's own thread, which
+that compare lets through, while the host's loop waits between an ``asyncio.Runner``'s
+steps (told to await it in a step: handed over to a loop that does not run, it would
+wait for ever) or after ``loop.close()`` alone closed it.
 
 A host's loop that closes without its stop (``asyncio.run(main())`` returning with the
 host started) is noticed as its shutdown begins: the host holds an async generator first
@@ -149,6 +152,15 @@ class Serving:
                 f"on a loop of its own in a thread ({SYNC_USE}). This host can no longer "
                 "be used: await host.stop() ends its workers and releases its state "
                 "directory, though its plugins' cleanup() cannot run",
+            )
+        if not loop.is_running():  # idle: handed over there, the call would wait forever
+            return HostStateError(
+                f"cannot {doing} from this event loop: the host's own, in thread "
+                f"'{self.thread}', is not running now (an asyncio.Runner between its steps?)",
+                hint="its plugins, workers and tasks belong to that loop, and handed over to it "
+                "while it does not run, the call would wait for ever: await it in a step of "
+                "that loop (runner.run(host.call(...))), or keep the host's loop running in a "
+                f"thread of its own ({SYNC_USE})",
             )
         return HostStateError(
             f"cannot {doing} from this event loop: the host runs on another one, "
