@@ -13,13 +13,13 @@ import logging
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from plugbay.runtime.events import LANE_SIZE
 from plugbay.runtime.host import Host
 from plugbay.runtime.prometheus import exposition
 from tests._waiting import until
 from tests.conftest import PluginFactory
+from tests.test_plugin_events import sample
 
 #: a system listener that hangs on the events marked ``hang`` and keeps the others' n
 LISTENER = """
@@ -41,14 +41,6 @@ class P(SystemPlugin):
     def heard_events(self) -> list[int]:
         return self.heard
 """
-
-
-def sample(text: str, name: str, **labels: str) -> float | None:
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            if s.name == name and s.labels == labels:
-                return float(s.value)
-    return None
 
 
 @pytest.mark.slow
