@@ -138,7 +138,7 @@ class _Copies:
                 continue
             if k.origin == "entry-point":
                 self.installed.setdefault((k.id, str(k.version)), k)
-            elif k.origin == "directory" and (bundled is None or not root.is_relative_to(bundled)):
+            elif k.origin == "directory" and not _bundled(k, bundled):
                 self.in_directory.setdefault((k.id, str(k.version)), k)
                 self.found.add(root)
 
@@ -159,6 +159,14 @@ class _Copies:
 
     def directories(self) -> str:
         return "directories" if self.dirs is not None and len(self.dirs) > 1 else "directory"
+
+
+def _bundled(manifest: PluginManifest, bundled: Path | None) -> bool:
+    """Whether ``manifest`` is one of plugbay's bundled plugins: by the path it was read
+    from, not resolved (the bundled directory may be a link to a plugins directory, as
+    in plugbay's own checkout, where ``plugins/`` is what ``bundled/`` links to)."""
+    where = manifest.root or (manifest.path.parent if manifest.path is not None else None)
+    return bundled is not None and where is not None and where.absolute().is_relative_to(bundled)
 
 
 def _root(manifest: PluginManifest) -> Path | None:
