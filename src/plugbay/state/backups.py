@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import sqlite3
@@ -349,8 +350,11 @@ def restore(state_dir: Path, source: Path | None = None) -> Restored:
     except (OSError, sqlite3.Error) as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
+        why = getattr(exc, "strerror", None) or exc
+        if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:  # SQLite's copy
+            why = os.strerror(errno.ENOSPC)  # in the system's words, as a file copy says it
         raise StateError(
-            f"cannot restore the state database: {getattr(exc, 'strerror', None) or exc}",
+            f"cannot restore the state database: {why}",
             where=str(getattr(exc, "filename", None) or target),
             hint="nothing was changed: free some disk space or fix the permissions of the "
             "state directory, then run 'plugbay state restore' again",
