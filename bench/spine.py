@@ -262,12 +262,12 @@ def discovery_resolution() -> list[Figure]:
 def _discovery_at(plugins: int, *, warm: bool) -> list[Figure]:
     """Cold (and, if ``warm``, cached) discover + resolve of ``plugins`` × 3 versions,
     beside ``tomllib`` parsing the same files, in interleaved rounds."""
-    from plugbay.model.discover import _manifest_files
+    from plugbay.model.discover import manifest_files
     from plugbay.model.manifest_cache import RACY_NS
 
     root = WORK / f"manifests-{plugins}"
     count = generate_manifests(root, plugins)
-    files = [Path(f) for f in _manifest_files(root)]
+    files = [Path(f) for f in manifest_files(root)]
     assert len(files) == count
     cache_file = WORK / "manifest-cache" / f"manifests-{plugins}.cache"
     cache_file.unlink(missing_ok=True)

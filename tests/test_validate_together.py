@@ -346,13 +346,13 @@ def test_a_copy_names_the_plugins_directory_the_host_is_given(tmp_path: Path) ->
         registry.register(last)
 
 
-def test_two_copies_in_one_plugins_directory_say_the_one_whose_path_sorts_first(
+def test_two_copies_in_one_plugins_directory_say_the_one_a_host_finds_first(
     tmp_path: Path,
 ) -> None:
     """Of plugins/base1 and plugins/copy, one acme.base 1.0.0, `validate plugins/copy`
     said a host 'given the plugins directory and this path (--plugins DIR --plugins
     plugins/copy)' takes base1: the path is in the directory; a host on it takes the copy
-    whose path sorts first, which the message now names as the one taken."""
+    its walk finds first, which the message now names as the one taken."""
     plugins = _plugins_dir(tmp_path)
     copy = _plugin(plugins / "copy", "acme.base", "1.0.0")
     shown = Path("plugins")
@@ -365,8 +365,8 @@ def test_two_copies_in_one_plugins_directory_say_the_one_whose_path_sorts_first(
             f"'acme.base' 1.0.0 is given twice: by {shown / 'base1'} and by {copy}, both in "
             f"the plugins directory {shown}, the same id and version; a host that finds both "
             "loads the one it finds first and refuses the other as provided twice: on the "
-            f"plugins directory {shown}, it would load {shown / 'base1'}, whose path sorts "
-            "first, and refuse this one"
+            f"plugins directory {shown}, it would load {shown / 'base1'}, found first (it "
+            "reads each folder of the directory in order of name), and refuse this one"
         )
         assert [t["ok"] for t in taken] == [True] * len(taken)
     # what it says is what a host does
@@ -428,3 +428,93 @@ def _validate_with(path: Path, cwd: Path, *options: str) -> list[dict[str, Any]]
     assert done.returncode == 1, (done.stdout, done.stderr)
     [result] = json.loads(done.stdout)
     return [f for f in result["findings"] if f["severity"] == "error"]
+
+
+async def test_two_copies_in_one_plugins_directory_name_the_one_discovery_finds_first(
+    tmp_path: Path,
+) -> None:
+    """Of plugins/a/x and plugins/a-b/x, one acme.base 1.0.0, a host takes a/x (it reads
+    each folder by name: `a` before `a-b`), though "a-b/x" sorts before "a/x" as a string:
+    the words said the one 'whose path sorts first'. They name the one a host loads."""
+    from plugbay.runtime.host import Host
+
+    plugins = tmp_path / "plugins"
+    first = _plugin(plugins / "a" / "x", "acme.base", "1.0.0")
+    later = _plugin(plugins / "a-b" / "x", "acme.base", "1.0.0")
+    assert str(later) < str(first)
+    host = Host(plugins, state_dir=tmp_path / "state", entry_points=False, inline=["*"])
+    await host.start()
+    try:
+        record = host.plugin("acme.base")
+        assert record.manifest is not None
+        loaded = record.manifest.root
+    finally:
+        await host.stop()
+    assert loaded == first
+    options = ("--plugins", str(plugins), "--no-import", "--json")
+    for given in ([later, first], [first, later]):
+        done = plugbay("validate", *map(str, given), *options, cwd=tmp_path)
+        assert done.returncode == 1, (done.stdout, done.stderr)
+        results = {Path(r["path"]): r for r in json.loads(done.stdout)}
+        assert results[loaded]["ok"] and not results[later]["ok"]
+        [error] = results[later]["findings"]
+        assert error["message"].endswith(
+            f"provided twice: on the plugins directory {plugins}, it would load {loaded}, "
+            "found first (it reads each folder of the directory in order of name), and "
+            "refuse this one"
+        )
+    # a library caller's known plugins in another order: still discovery's answer
+    from plugbay.pdk.analyzer import known_plugins, validate_plugins
+
+    known = known_plugins([plugins], entry_points=False)[::-1]
+    [result] = validate_plugins([later], known=known, import_check=False, plugin_dirs=[plugins])
+    assert f"it would load {loaded}, found first" in result.errors[0].message
+    [result] = validate_plugins([first], known=known, import_check=False, plugin_dirs=[plugins])
+    assert result.ok, result.findings
+
+
+def test_a_copy_said_to_a_caller_not_naming_the_plugins_directory_makes_none_up(
+    tmp_path: Path,
+) -> None:
+    """`validate_plugins(...)` without ``plugin_dirs`` said a host given '--plugins DIR
+    --plugins PATH' would take the directory's copy: DIR is no directory of the user's.
+    The words name both paths and no option made up."""
+    from plugbay.pdk.analyzer import known_plugins, validate_plugins
+
+    plugins = _plugins_dir(tmp_path)
+    copy = _plugin(tmp_path / "elsewhere" / "base1", "acme.base", "1.0.0")
+    known = known_plugins([plugins], entry_points=False)
+    [result] = validate_plugins([copy], known=known, import_check=False)
+    [error] = result.errors
+    assert "DIR" not in error.message and "--plugins" not in error.message
+    assert error.message == (
+        f"'acme.base' 1.0.0 is given twice: by {plugins / 'base1'} (in its plugins "
+        f"directories) and by {copy}, the same id and version; a host that finds both loads "
+        "the one it finds first and refuses the other as provided twice: given the plugins "
+        f"directory and this path, it would load {plugins / 'base1'}, found first, and "
+        "refuse this one"
+    )
+    assert error.hint is not None
+    assert error.hint.startswith(
+        f"keep one copy of 'acme.base' 1.0.0: remove this one or {plugins / 'base1'}"
+    )
+
+
+def test_the_version_a_host_takes_of_two_given_is_not_blamed_for_others_conflict(
+    tmp_path: Path,
+) -> None:
+    """`validate_plugins([a, v, base1, base2], known=[])`: acme.a (^1) and acme.v (^2)
+    cannot load together, and each says so; base1, which only provides the 1.0.0 acme.a
+    needs, was blamed too ("beside it, 'acme.v' ... could no longer be loaded", at no
+    line), though it is the acme.base a host takes and nothing of its own crosses."""
+    from plugbay.pdk.analyzer import validate_plugins
+
+    given = _given(tmp_path)
+    paths = [given / name for name in ("a", "v", "base1", "base2")]
+    a, v, base1, base2 = validate_plugins(paths, known=[], import_check=False)
+    assert base1.ok and base1.findings == []
+    assert "'acme.v', which the host knows, could no longer be loaded" in a.errors[0].message
+    assert v.errors[0].message.startswith("beside the plugins the host knows, it cannot be")
+    assert [e.message.rsplit(": ", 1)[-1] for e in base2.errors] == [
+        f"it would take 1.0.0 ({given / 'base1'})"
+    ]

@@ -37,6 +37,7 @@ __all__ = [
     "discover",
     "discover_directory",
     "discover_entry_points",
+    "manifest_files",
 ]
 
 ENTRY_POINT_GROUP: Final = "plugbay.plugins"
@@ -97,7 +98,9 @@ def discover_directory(root: Path, *, cache: ManifestCache | None = None) -> Dis
     return found
 
 
-def _manifest_files(directory: str | Path) -> Iterator[str]:
+def manifest_files(directory: str | Path) -> Iterator[str]:
+    """Each manifest file below ``directory``, in the order discovery reads them (each
+    folder by name: ``a/x`` before ``a-b/x``): the copy a host finds first comes first."""
     for path, _st in _manifest_entries(directory):
         yield path
 

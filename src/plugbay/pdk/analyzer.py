@@ -155,8 +155,9 @@ def validate_plugins(
     others given (a dependency another provides is met; a conflict between them is an
     error, as is a version of an id given beside another, which a host would not take, and
     a copy of one given before it, of one of ``plugin_dirs`` (the plugins directories
-    ``known`` was found in, in order, named in the message; ``DIR`` when not told) or of
-    one installed as a package), all resolved together once; each manifest is read once."""
+    ``known`` was found in, in order, named in the message; not told, it names the two
+    paths and no directory) or of one installed as a package), all resolved together
+    once; each manifest is read once."""
     # each manifest read once, for the resolution together and for its own checks
     readings = {p: read_manifest(Path(p)) for p in paths if Path(p).suffix != ".whl"}
     together = with_given(known, readings.values())

@@ -15,10 +15,11 @@ of one id and version (``plugbay validate base1 copy-of-base1``) are one plugin 
 which a host refuses the second time it finds it, and it says that of the second; a
 copy of a plugin of the plugins directory (``plugbay validate elsewhere/base1`` beside
 ``plugins/base1``) is refused too by a host given the directory and that path, which
-finds the directory's copy first (of two copies in one directory, the one whose path
-sorts first); and a copy of a plugin installed as a package (an entry point) is the
-one a host takes, since it searches its directories before the entry points, and it
-refuses the package's.
+finds the directory's copy first (of two copies in one directory, the one discovery's
+walk of it finds first, each folder by name); and a copy of a plugin installed as a
+package (an entry point) is the one a host takes, since it searches its directories
+before the entry points, and it refuses the package's. A plugin that only provides a
+version one side of another pair's conflict needs is not blamed for the conflict.
 """
 
 from __future__ import annotations
@@ -139,23 +140,51 @@ class _Copies:
             if k.origin == "entry-point":
                 self.installed.setdefault((k.id, str(k.version)), k)
             elif k.origin == "directory" and not _bundled(k, bundled):
-                self.in_directory.setdefault((k.id, str(k.version)), k)
+                key = (k.id, str(k.version))
+                first = self.in_directory.get(key)
+                self.in_directory[key] = k if first is None else self._found_first(first, k)
                 self.found.add(root)
 
+    def _found_first(self, first: PluginManifest, other: PluginManifest) -> PluginManifest:
+        """Of two copies in the plugins directories, the one a host finds first: the one of
+        the earlier directory, else the first discovery's own walk of it finds (each folder
+        by name: ``a/x`` before ``a-b/x``, though ``"a-b/x" < "a/x"``); not told the
+        directories, ``first`` (discovery's order, as :func:`known_plugins` gives it)."""
+        from plugbay.model.discover import manifest_files
+
+        at, other_at = self._directory_index(first), self._directory_index(other)
+        if self.dirs is None or at is None or other_at is None:
+            return first
+        if at != other_at:
+            return first if at < other_at else other
+        files = {_root(first), _root(other)}
+        for file in manifest_files(self.dirs[at]):
+            if (root := Path(file).parent.resolve()) in files:
+                return first if root == _root(first) else other
+        return first
+
+    def _directory_index(self, manifest: PluginManifest) -> int | None:
+        root = _root(manifest)
+        for i, d in enumerate(self.dirs or ()):
+            if root is not None and root.is_relative_to(d.resolve()):
+                return i
+        return None
+
     def directory_of(self, manifest: PluginManifest) -> str | None:
-        """The plugins directory ``manifest`` was found in, as given (``DIR`` when the
+        """The plugins directory ``manifest`` was found in, as given ("" when the
         directories were not told), or None for a plugin from elsewhere."""
         root = _root(manifest)
         if root is None or root not in self.found:
             return None
-        for d in self.dirs or ():
-            if root.is_relative_to(d.resolve()):
-                return str(d)
-        return "DIR"
+        at = self._directory_index(manifest)
+        return "" if self.dirs is None or at is None else str(self.dirs[at])
 
-    def given(self, *paths: Path) -> str:
-        """The options of a host given the plugins directories and ``paths``."""
-        return " ".join(f"--plugins {d}" for d in [*(self.dirs or [Path("DIR")]), *paths])
+    def given(self, *paths: Path) -> str | None:
+        """The options of a host given the plugins directories and ``paths`` (None when
+        the directories were not told: no option is made up for them)."""
+        if self.dirs is None:
+            return None
+        return " ".join(f"--plugins {d}" for d in [*self.dirs, *paths])
 
     def directories(self) -> str:
         return "directories" if self.dirs is not None and len(self.dirs) > 1 else "directory"
@@ -187,59 +216,49 @@ def _given_copy(result: ValidationResult, first: ValidationResult) -> None:
     """An error on ``result``, given after ``first``, the same id and version: a host that
     finds both registers the one it finds first and refuses the other as provided twice
     (:meth:`~plugbay.model.registry.PluginRegistry.register`)."""
-    assert result.manifest is not None
-    m = result.manifest
-    file, line = _Context(m, result).in_manifest("id")
-    message = (
-        f"'{m.id}' {m.version} is given twice: by {first.path} and by {result.path}, the "
-        "same id and version; a host that finds both loads the one it finds first and "
-        f"refuses the other as provided twice: it would load {first.path}, given first, "
-        "and refuse this one"
+    _copy_error(
+        result,
+        f"by {first.path} and by {result.path}",
+        f"it would load {first.path}, given first, and refuse this one",
+        "remove this one, or give it another version; a host takes the copy it finds first "
+        "(its plugins directories in order, each by name) and reports the other as provided "
+        "twice",
     )
-    hint = (
-        f"keep one copy of '{m.id}' {m.version}: remove this one, or give it another "
-        "version; a host takes the copy it finds first (its plugins directories in "
-        "order, each by name) and reports the other as provided twice"
-    )
-    result.findings.insert(0, Finding("error", "dependency", message, file, line, hint))
 
 
 def _directory_copy(result: ValidationResult, found: PluginManifest, copies: _Copies) -> None:
     """An error on ``result``, the same id and version as ``found`` of a plugins
-    directory, which a host finds first: in the same directory, the one whose path sorts
-    first; in an earlier directory; or given the directories and this path."""
+    directory, which a host finds first: in the same directory, the one its walk of the
+    directory finds first; in an earlier directory; or given the directories and this
+    path. The directories named are those the host is given, when told."""
     assert result.manifest is not None
-    m = result.manifest
-    file, line = _Context(m, result).in_manifest("id")
-    there, here = copies.directory_of(found), copies.directory_of(m)
+    there, here = copies.directory_of(found), copies.directory_of(result.manifest)
     if here is not None and here == there:
-        both = f"by {found.root} and by {result.path}, both in the plugins directory {there}"
-        taken = f"on the plugins directory {there}, it would load {found.root}, whose path sorts"
+        both = f"by {found.root} and by {result.path}, both in {_the_directory(there)}"
+        on = f"on the plugins directory {there}, " if there else ""
+        taken = f"{on}it would load {found.root}, found first ({_WALK})"
     elif here is not None:
         both = (
             f"by {found.root} (in the plugins directory {there}) and by {result.path} (in {here})"
         )
         taken = (
             f"given its plugins directories in order ({copies.given()}), it would load "
-            f"{found.root}, in {there}, found"
+            f"{found.root}, in {there}, found first"
         )
     else:
-        both = f"by {found.root} (in the plugins directory {there}) and by {result.path}"
+        both = f"by {found.root} (in {_the_directory(there)}) and by {result.path}"
         taken = (
-            f"given the plugins {copies.directories()} and this path "
-            f"({copies.given(result.path)}), it would load {found.root}, found"
+            f"given the plugins {copies.directories()} and this path"
+            f"{_options(copies.given(result.path))}, it would load {found.root}, found first"
         )
-    message = (
-        f"'{m.id}' {m.version} is given twice: {both}, the same id and version; a host that "
-        "finds both loads the one it finds first and refuses the other as provided twice: "
-        f"{taken} first, and refuse this one"
+    _copy_error(
+        result,
+        both,
+        f"{taken}, and refuse this one",
+        f"remove this one or {found.root}, or give one another version; a host takes the "
+        "copy it finds first (its plugins directories in order, each by name) and reports "
+        "the other as provided twice",
     )
-    hint = (
-        f"keep one copy of '{m.id}' {m.version}: remove this one or {found.root}, or give "
-        "one another version; a host takes the copy it finds first (its plugins "
-        "directories in order, each by name) and reports the other as provided twice"
-    )
-    result.findings.insert(0, Finding("error", "dependency", message, file, line, hint))
 
 
 def _installed_copy(result: ValidationResult, installed: PluginManifest, copies: _Copies) -> None:
@@ -247,29 +266,52 @@ def _installed_copy(result: ValidationResult, installed: PluginManifest, copies:
     environment with a ``plugbay.plugins`` entry point): a host searches its plugins
     directories before the entry points, so it takes this one and refuses the package's."""
     assert result.manifest is not None
-    m = result.manifest
-    file, line = _Context(m, result).in_manifest("id")
     package = installed.distribution or installed.location
-    here = copies.directory_of(m)
+    here = copies.directory_of(result.manifest)
     if here is not None:
-        how = f"on the plugins directory {here}"
+        how = f"on the plugins directory {here}" if here else "on its plugins directories"
     else:
         how = (
-            f"given the plugins {copies.directories()} and this path ({copies.given(result.path)})"
+            f"given the plugins {copies.directories()} and this path"
+            f"{_options(copies.given(result.path))}"
         )
+    _copy_error(
+        result,
+        f"by {result.path} and by the installed package {package} ({_root(installed)})",
+        f"{how}, it would load this one, found first (its plugins directories before the "
+        f"installed packages), and refuse the one of package {package}",
+        f"uninstall {package} (pip uninstall {package}), or give one another version; a host "
+        "takes the copy it finds first (its plugins directories in order, each by name, then "
+        "the installed packages) and reports the other as provided twice",
+    )
+
+
+#: how a host walks a plugins directory (:mod:`plugbay.model.discover`)
+_WALK = "it reads each folder of the directory in order of name"
+
+
+def _the_directory(there: str | None) -> str:
+    """The plugins directory named, or (not told) the host's."""
+    return f"the plugins directory {there}" if there else "its plugins directories"
+
+
+def _options(given: str | None) -> str:
+    return f" ({given})" if given else ""
+
+
+def _copy_error(result: ValidationResult, both: str, taken: str, hint: str) -> None:
+    """The error, at its id, on ``result``, a copy of a plugin a host finds elsewhere too
+    (the same id and version): ``both`` says the two places, ``taken`` the one a host
+    loads and the one it refuses, ``hint`` what to do about it."""
+    assert result.manifest is not None
+    m = result.manifest
+    file, line = _Context(m, result).in_manifest("id")
     message = (
-        f"'{m.id}' {m.version} is given twice: by {result.path} and by the installed "
-        f"package {package} ({_root(installed)}), the same id and version; a host that finds "
-        f"both loads the one it finds first and refuses the other as provided twice: {how}, "
-        "it would load this one, found first (its plugins directories before the installed "
-        f"packages), and refuse the one of package {package}"
+        f"'{m.id}' {m.version} is given twice: {both}, the same id and version; a host that "
+        f"finds both loads the one it finds first and refuses the other as provided twice: "
+        f"{taken}"
     )
-    hint = (
-        f"keep one copy of '{m.id}' {m.version}: uninstall {package} (pip uninstall "
-        f"{package}), or give one another version; a host takes the copy it finds first "
-        "(its plugins directories in order, each by name, then the installed packages) and "
-        "reports the other as provided twice"
-    )
+    hint = f"keep one copy of '{m.id}' {m.version}: {hint}"
     result.findings.insert(0, Finding("error", "dependency", message, file, line, hint))
 
 
@@ -301,8 +343,8 @@ def check_together(context: _Context, known: Sequence[PluginManifest]) -> None:
     before = _failures(without)
     where = context.in_manifest("dependencies" if m.dependencies else "services")
     for pid, error in sorted(after.items()):
-        if pid in before:
-            continue  # it fails without this plugin too: its own problem, not this one's
+        if pid in before or not _among_culprits(m.id, pid, error):
+            continue  # it fails without this plugin too, or for others' ranges: not this one's
         why = error.message.removeprefix("cannot be loaded: ")
         if pid == m.id:
             message = f"beside the plugins the host knows, it cannot be loaded: {why}"
@@ -316,6 +358,17 @@ def check_together(context: _Context, known: Sequence[PluginManifest]) -> None:
             (error.hint or "see 'plugbay deps'")
             + "; a host loads one version of each plugin for all that need it",
         )
+
+
+def _among_culprits(plugin_id: str, pid: str, error: PlugbayError) -> bool:
+    """Whether ``plugin_id`` is to blame for ``pid``'s failure: it is ``pid``, or one of
+    the ranges that cross is its own. A plugin that only provides a version (acme.base
+    1.0.0 beside acme.a, needing ^1, and acme.v, needing ^2) lets one side of another
+    pair's conflict be met: the pair is told of it, not the provider."""
+    requirements = error.details.get("requirements")
+    if pid == plugin_id or not isinstance(requirements, list):
+        return True
+    return any(isinstance(r, dict) and r.get("by") == plugin_id for r in requirements)
 
 
 #: the last resolution made, of which manifest objects (kept alive with it, so their
