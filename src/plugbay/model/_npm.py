@@ -172,11 +172,25 @@ def _compile(comparators: list[_Comparator]) -> _Compiled | None:
     if (
         lower is not None
         and upper is not None
-        and (lower > upper or (lower == upper and (lower_strict or upper_strict)))
+        and (
+            lower > upper
+            or (lower == upper and (lower_strict or upper_strict))
+            or (lower_strict and upper_strict and upper == _next_key(lower))
+        )
     ):
         return None
     allowed = frozenset((b.major, b.minor, b.patch) for _, b in comparators if b.prerelease)
     return (lower, lower_strict, upper, upper_strict, allowed)
+
+
+def _next_key(key: _Key) -> _Key:
+    """The precedence key of the least version above the one ``key`` is of, so that
+    ``>1.0.0 <1.0.1-0`` holds none: after a release its next patch's ``-0``, the least
+    pre-release there is; after a pre-release, the same with one more identifier, 0."""
+    major, minor, patch, pre = key
+    if pre == (1,):  # a release (_semver._pre_key)
+        return (major, minor, patch + 1, (0, (0, 0)))
+    return (major, minor, patch, (*pre, (0, 0)))
 
 
 def _lower_bound(comparators: list[_Comparator]) -> tuple[_Key | None, bool]:

@@ -2,7 +2,8 @@
 
 An npm comparator set is empty when its highest lower bound is above its lowest upper
 bound (or on it, one of the two leaving it out): ``>=2 <1``, ``>1.0.0 <=1.0.0``,
-``^2 <1``, ``1.x >=2``. Each written comparator is desugared alone, as
+``^2 <1``, ``1.x >=2``; or, both strict, nothing lies between them (``>1.0.0
+<1.0.1-0``: the least version above 1.0.0 is 1.0.1-0). Each written comparator is desugared alone, as
 :class:`~plugbay.model.versions.Range` desugars the set (pre-releases included, as its
 emptiness test reads it), so the two that cross are named as the author wrote them,
 each with the bound it stands for when the text does not show it (``'^2' (from
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from plugbay.model._npm import _Alternative, _bare, _Comparator, _desugar, _read_npm
+from plugbay.model._npm import _Alternative, _bare, _Comparator, _desugar, _next_key, _read_npm
 
 if TYPE_CHECKING:
     from plugbay.model._semver import Version
@@ -56,6 +57,11 @@ def _why_set(alternative: _Alternative, written: str) -> str:
     low, high = _lowest_upper_and_highest_lower(pieces)
     if low is None or high is None:
         return "its comparators leave no version between them"
+    if low[0] == ">" and high[0] == "<" and high[1]._prec == _next_key(low[1]._prec):
+        return (
+            f"{_shown(low, _from(low))} and {_shown(high, _to(high))} leave no version "
+            f"between them: the least version above {_bare(low[1])} is {_bare(high[1])}"
+        )
     if low[2] == high[2]:
         return f"'{low[2]}' starts above where it ends"
     return f"{_shown(low, _from(low))} is above {_shown(high, _to(high))}"

@@ -12,8 +12,10 @@ clause's base are tried with each pre, post, dev and local part that a clause na
 that part plus one, and the least one. A set none of these is in holds no version:
 ``<0.0.0`` (below 0 there are only 0's pre-releases, which ``<0`` leaves out; the
 least version is ``0.dev0``), ``==1.0,!=1.0``, ``>1,<1.0.0.post0``. ``===`` compares
-text: two of them naming different texts leave no room, and otherwise the set is
-weighed by its other clauses alone.
+text: two of them naming different texts leave no room; otherwise the one text it
+names is the only one the set can admit, so the set is empty when that text is not a
+version (``===foo,>=1``: the other clauses admit versions only) or the version it
+spells is left out by the other clauses (``===1.0,>=2``).
 """
 
 from __future__ import annotations
@@ -67,7 +69,12 @@ def _why_empty(text: str) -> str | None:
 
 def _why_not_arbitrary(text: str, others: list[Specifier]) -> str | None:
     """Why the version ``===text`` names is left out by the ``others``, or None."""
-    if not _is_version(text) or all(c.contains(text, prereleases=True) for c in others):
+    if not _is_version(text):  # only '===' compares text; every other clause orders versions
+        return (
+            f"'==={text}' admits only the text '{text}', which is not a PEP 440 version, "
+            f"and {_joined(others)} {'admits' if len(others) == 1 else 'admit'} only versions"
+        )
+    if all(c.contains(text, prereleases=True) for c in others):
         return None
     verb = "leaves" if len(others) == 1 else "leave"
     return f"'==={text}' is the one version it admits, and {_joined(others)} {verb} it out"
