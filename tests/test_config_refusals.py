@@ -100,14 +100,28 @@ def test_the_published_schema_takes_exactly_what_the_host_takes(
         put = doc["paths"]["/api/v1/plugins/acme.knobs/config"]["put"]
         schema = put["requestBody"]["content"]["application/json"]["schema"]
         code = schema["properties"]["values"]["properties"]["code"]
-        assert code["pattern"] == "^(?:[a-z]+)$"
+        assert code["pattern"] == "^(?:[a-z]+)$(?!\\n)"  # Python's '$' also takes "ab\n"
         url = f"{host.url}/api/v1/plugins/acme.knobs/config"
-        for value in ("12x", "ab", "x12", "abc"):
+        # the config route shows each key's pattern as exported, and as written
+        shown = httpx.get(url, headers=host.auth, timeout=30).json()["schema"]
+        assert shown["code"]["pattern"] == code["pattern"], shown
+        assert shown["code"]["pattern-written"] == "[a-z]+"
+        assert shown["nick"]["pattern-written"] == "^[a-z]+$"
+        table = " ".join(plugbay("config", "acme.knobs", cwd=tmp_path).stdout.split())
+        assert "pattern [a-z]+" in table and "(?!" not in table, table  # people read it as written
+        nick = jsonschema.Draft202012Validator(
+            {"type": "string", "pattern": shown["nick"]["pattern"]}
+        )
+        for value in ("12x", "ab", "x12", "abc", "ab\n"):
             body = {"values": {"code": value}}
             published = jsonschema.Draft202012Validator(schema).is_valid(body)
             assert published == (re.search(code["pattern"], value) is not None)
             put_status = httpx.put(url, json=body, headers=host.auth, timeout=30).status_code
             assert (put_status == 200) == published, (value, put_status)
+            nick_status = httpx.put(
+                url, json={"values": {"nick": value}}, headers=host.auth, timeout=30
+            ).status_code
+            assert (nick_status == 200) == nick.is_valid(value), (value, nick_status)
 
 
 @pytest.mark.parametrize(

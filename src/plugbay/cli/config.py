@@ -205,7 +205,7 @@ def _show(view: dict[str, Any], change: _Change, *, as_json: bool) -> None:
     for column in ("key", "value", "set at run time", "type", "limits"):
         table.add_column(column)
     for key, field in view["schema"].items():
-        limits = {k: v for k, v in field.items() if k not in ("type", "required", "description")}
+        limits = _limits(field)
         table.add_row(
             key, escape(json.dumps(view["config"].get(key))),
             escape(json.dumps(view["runtime"][key])) if key in view["runtime"] else "",
@@ -220,6 +220,15 @@ def _show(view: dict[str, Any], change: _Change, *, as_json: bool) -> None:
             f"{escape(key)} = {escape(json.dumps(kept['value']))}: kept for version "
             f"{kept['version']}, which declares it (not passed to the serving version)"
         )
+
+
+def _limits(field: dict[str, Any]) -> dict[str, Any]:
+    """A key's limits for people: its pattern as written (a running host's view also
+    has it anchored for JSON Schema validators, under ``pattern``)."""
+    limits = {k: v for k, v in field.items() if k not in ("type", "required", "description")}
+    if "pattern-written" in limits:
+        limits["pattern"] = limits.pop("pattern-written")
+    return limits
 
 
 def register(app: typer.Typer) -> None:

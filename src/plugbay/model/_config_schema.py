@@ -21,7 +21,14 @@ import msgspec
 from plugbay.api.errors import ConfigError
 from plugbay.model._config_words import allowed, refused, together, unknown_key
 
-__all__ = ["ConfigField", "ConfigSchema", "check_default", "error_item", "error_path"]
+__all__ = [
+    "ConfigField",
+    "ConfigSchema",
+    "check_default",
+    "error_item",
+    "error_path",
+    "json_schema_pattern",
+]
 
 _CONFIG_TYPES: Final[dict[str, Any]] = {
     "string": str,
@@ -265,6 +272,26 @@ def check_default(f: ConfigField) -> None:
 @functools.lru_cache(maxsize=256)
 def _compiled(pattern: str) -> re.Pattern[str]:
     return re.compile(pattern)
+
+
+# inline flags that apply to the whole pattern, which Python takes only at its start
+_GLOBAL_FLAGS: Final = re.compile(r"(?:\(\?[aiLmsux]+\))+")
+
+
+def json_schema_pattern(pattern: str) -> str:
+    """``pattern`` as a JSON Schema validator must read it to take exactly what
+    :meth:`ConfigField.matches` takes (``re.fullmatch``): JSON Schema searches, so
+    ``[a-z]+`` as written takes ``"12x"``, and ``^ab$`` in a Python validator takes
+    ``"ab\\n"`` (Python's ``$`` matches before a final newline too, ECMA-262's does
+    not): ``^(?:PATTERN)$(?!\\n)`` takes the whole value in both. Leading inline
+    flags stay in front (Python refuses them further in); under ``(?m)`` ``^`` and
+    ``$`` match at every line, so lookarounds anchor instead; under ``(?x)`` a newline
+    ends a trailing comment before the closing parenthesis."""
+    lead = m.group() if (m := _GLOBAL_FLAGS.match(pattern)) else ""
+    body = pattern[len(lead) :] + ("\n" if "x" in lead else "")
+    if "m" in lead:
+        return f"{lead}(?<![\\s\\S])(?:{body})(?![\\s\\S])"
+    return f"{lead}^(?:{body})$(?!\\n)"
 
 
 def error_path(text: str) -> str:

@@ -67,8 +67,8 @@ MEANING: Final[dict[str, str]] = {
     "config.*.min-length": "Strings and arrays: the shortest length allowed.",
     "config.*.max-length": "Strings and arrays: the longest length allowed.",
     "config.*.pattern": "Strings: a regular expression the whole value must match (refused on "
-    "an array; the API's published schema has it anchored, `^(?:PATTERN)$`, so a JSON Schema "
-    "validator takes what the host takes).",
+    "an array; the API's published schema has it anchored, `^(?:PATTERN)$(?!\\n)`, so a "
+    "JSON Schema validator takes what the host takes).",
     "config.*.pattern-hint": "Strings: what `pattern` allows, in words, completing "
     '"VALUE is not …" (`"an ICAO code: four capital letters"`): a refused value\'s error '
     "says it instead of the regular expression. Refused without a `pattern`.",

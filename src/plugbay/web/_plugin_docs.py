@@ -18,14 +18,20 @@ from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 
-from plugbay.model._config_schema import error_item, error_path
+from plugbay.model._config_schema import error_item, error_path, json_schema_pattern
 from plugbay.model._config_words import refused, together, unknown_key
 
 if TYPE_CHECKING:
     from plugbay.model.manifest import ConfigField, ConfigSchema
     from plugbay.runtime.host import Host
 
-__all__ = ["add_plugin_paths", "check_json_values", "plugins_key", "schema_pointer"]
+__all__ = [
+    "add_plugin_paths",
+    "check_json_values",
+    "plugins_key",
+    "schema_pointer",
+    "shown_schema",
+]
 
 CONFIG_PATH: Final = "/api/v1/plugins/{plugin_id}/config"
 
@@ -119,16 +125,33 @@ def values_schema(config: ConfigSchema | None, provided: set[str]) -> dict[str, 
     return schema
 
 
+def shown_schema(described: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """A plugin's config keys as the config route shows them (``ConfigField.describe``),
+    each ``pattern`` as a JSON Schema validator must read it to agree with the host
+    (:func:`_anchored`), and as its author wrote it in ``pattern-written``."""
+    return {
+        name: {
+            **field,
+            "pattern": json_schema_pattern(field["pattern"]),
+            "pattern-written": field["pattern"],
+        }
+        if isinstance(field.get("pattern"), str)
+        else field
+        for name, field in described.items()
+    }
+
+
 def _anchored(schema: Any) -> Any:
     """``schema`` with each ``pattern`` made to match the whole value, as the host's check
     does (``fullmatch``): JSON Schema reads a pattern as a search, so ``[a-z]+`` as
-    written would let a client take ``"12x"`` that the host then refuses."""
+    written would let a client take ``"12x"`` that the host then refuses
+    (:func:`~plugbay.model._config_schema.json_schema_pattern`)."""
     if isinstance(schema, list):
         return [_anchored(s) for s in schema]
     if not isinstance(schema, dict):
         return schema
     return {
-        k: f"^(?:{v})$" if k == "pattern" and isinstance(v, str) else _anchored(v)
+        k: json_schema_pattern(v) if k == "pattern" and isinstance(v, str) else _anchored(v)
         for k, v in schema.items()
     }
 
