@@ -310,6 +310,55 @@ async def test_a_sandboxed_plugin_passing_on_a_missing_service_is_503_and_says_s
     assert "raised_by" not in error["details"]
 
 
+MISUSES_THE_API = """
+from plugbay import UtilityPlugin, command
+
+class P(UtilityPlugin):
+    @command
+    async def announce(self) -> int:
+        return await self.context.events.emit("acme.told", {"lock": object()})
+
+    @command
+    async def keep(self) -> None:
+        await self.context.storage.set("", 1)
+
+    @command
+    async def ask(self) -> str:
+        return await self.context.services.require("acme.speller").spell(text="x")
+"""
+
+
+@pytest.mark.parametrize("backend", ["inline", "sandboxed"])
+async def test_a_plugin_api_refusal_of_the_plugins_own_data_is_its_own_in_both_backends(
+    backend: str, plugins: PluginFactory, make_host: Callable[..., Host]
+) -> None:
+    """The plugin API refusing what the plugin gave it (an event payload that is not
+    plain data, an empty storage key) is the plugin's own error, ``raised_by``, inline as
+    in a worker (where that code runs in the plugin's process); a refusal of the host's
+    (a service nobody provides) is passed on, ``relayed_by``, in both."""
+    plugins("acme.user", MISUSES_THE_API, extra='[services.optional]\n"acme.speller" = ">=1"\n')
+    plugins("acme.calc")
+    inline = ["acme.user", "acme.calc"] if backend == "inline" else ["acme.calc"]
+    async with make_host(inline=inline) as host, api_served(host) as (url, token):
+        headers = {"Authorization": f"Bearer {token}"}
+        async with httpx.AsyncClient(base_url=url, headers=headers, timeout=60) as http:
+            announce = await http.post("/api/v1/plugins/acme.user/commands/announce", json={})
+            keep = await http.post("/api/v1/plugins/acme.user/commands/keep", json={})
+            ask = await http.post("/api/v1/plugins/acme.user/commands/ask", json={})
+            ok = await http.post("/api/v1/plugins/acme.calc/commands/ping", json={})
+    assert announce.status_code == 502, announce.text
+    error = _error(announce)
+    assert error["code"] == "parameter_invalid"
+    assert "its field 'lock' is not plain data" in error["message"]
+    assert error["details"] == {"raised_by": "acme.user"}
+    assert keep.status_code == 502, keep.text
+    assert "storage: a key must be a non-empty string" in _error(keep)["message"]
+    assert _error(keep)["details"] == {"raised_by": "acme.user"}
+    assert ask.status_code == 503, ask.text
+    assert _error(ask)["details"] == {"relayed_by": "acme.user"}
+    assert ok.json() == {"result": "pong from acme.calc 1.0.0"}
+
+
 async def test_a_load_refused_by_a_value_in_the_host_config_file_is_409(
     plugins: PluginFactory, make_host: Callable[..., Host], tmp_path: Path
 ) -> None:
