@@ -27,6 +27,7 @@ from typing import Any, Final
 
 from plugbay.api.errors import StateError
 from plugbay.state._monitoring import MonitorRecords
+from plugbay.state._placing import sync_directory
 from plugbay.state._room import no_room
 from plugbay.state._schema import MIGRATIONS, SCHEMA_VERSION
 from plugbay.state._sqlite import (
@@ -385,6 +386,7 @@ class StateStore(ApiTokens, MonitorRecords):
             with open(tmp, "rb") as f:
                 os.fsync(f.fileno())
             os.replace(tmp, dest)
+            sync_directory(dest.parent)  # the new name, after a power cut too
         except (sqlite3.Error, OSError, StateError) as exc:
             with suppress(OSError):
                 tmp.unlink()

@@ -5,13 +5,15 @@ directory of a host stopped before its checkpoint, holds committed rows only in 
 ``-wal``: copying the main file alone would drop them (a restore from such a file came
 back without them, or without the schema). The restore copies with SQLite's backup
 API from the source opened with its WAL, so it brings back what the check saw. SQLite
-reads a ``-wal`` only through a ``-shm``: when none is beside it, both files are read
-from a private copy in the state directory, so nothing is made or written beside the
-operator's file.
+reads a ``-wal`` only through a ``-shm``, and a reader writes there (its read marks, an
+index it rebuilds): the file and its ``-wal`` are read from a private copy in the state
+directory, where SQLite makes its own ``-shm``, so nothing is made or written beside
+the operator's files, a ``-shm`` of a host still open on them included.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import sqlite3
 import tempfile
@@ -19,6 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from plugbay.api.errors import StateError
 from plugbay.state._sqlite import connect_read_only
 
 __all__ = ["copy_database", "readable"]
@@ -27,25 +30,38 @@ __all__ = ["copy_database", "readable"]
 @contextmanager
 def readable(state_dir: Path, source: Path) -> Iterator[Path]:
     """``source``, or while the block runs, a copy of it and its ``-wal`` in a private
-    directory of ``state_dir`` when that ``-wal`` has pages and no ``-shm`` indexes it
-    (a read of ``source`` would leave a ``-shm`` beside it). Nothing writes such a file
-    (a host writing keeps a ``-shm``), so the copy is the file as it is."""
+    directory of ``state_dir`` when that ``-wal`` has pages (a read of ``source`` would
+    make or write a ``-shm`` beside it). Refused when either file changed while it was
+    copied: a host writing them would make a copy of two moments."""
     wal = source.with_name(source.name + "-wal")
     try:
-        unindexed = wal.stat().st_size > 0 and not source.with_name(source.name + "-shm").exists()
+        logged = wal.stat().st_size > 0
     except OSError:
-        unindexed = False
-    if not unindexed:
+        logged = False
+    if not logged:
         yield source
         return
     where = Path(tempfile.mkdtemp(prefix=".restoring-", dir=state_dir))
     try:
         copy = where / "state.db"
+        before = _stamps(source, wal)
         shutil.copyfile(source, copy)
         shutil.copyfile(wal, copy.with_name(copy.name + "-wal"))
+        if _stamps(source, wal) != before:
+            raise StateError(
+                "the backup changed while it was read: a host is writing it",
+                where=str(source),
+                hint="stop the host that uses it, or take a backup of its state directory "
+                "with 'plugbay state backup --to' and restore that",
+            )
         yield copy
     finally:
         shutil.rmtree(where, ignore_errors=True)
+
+
+def _stamps(*files: Path) -> list[tuple[int, int, int]]:
+    """What changes when a file is written or replaced: its inode, size and mtime."""
+    return [(st.st_ino, st.st_size, st.st_mtime_ns) for st in map(os.stat, files)]
 
 
 def copy_database(source: Path, dest: Path, *, at_rest: bool) -> None:

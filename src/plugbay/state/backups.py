@@ -18,6 +18,7 @@ import errno
 import logging
 import os
 import sqlite3
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ from typing import Final
 
 from plugbay.api.errors import StateError
 from plugbay.state import BACKUP_DIR, SCHEMA_VERSION, StateStore, list_backups
+from plugbay.state._placing import claim, place_new, sync_directory
 from plugbay.state._restore_source import copy_database, readable
 from plugbay.state._sqlite import connect_read_only
 
@@ -116,7 +118,7 @@ def backup_to(state_dir: Path, to: Path, *, force: bool = False) -> Path:
     if force:
         return dest
     try:
-        os.link(taking, dest)  # fails, unlike a rename, when a file is there
+        place_new(taking, dest)
     except FileExistsError:
         raise _exists(dest) from None
     except OSError as exc:
@@ -331,25 +333,30 @@ def restore(state_dir: Path, source: Path | None = None) -> Restored:
             hint="name a backup ('plugbay state check' lists them), or leave --from out "
             "to restore the newest good one",
         )
-    tmp = target.with_name("state.db.restoring")
-    aside = _aside(target)
+    # this restore's own: another restoring at the same moment writes its own copy
+    tmp = target.with_name(f"state.db.restoring-{os.getpid()}-{threading.get_native_id()}")
+    aside, moved = None, False
     try:
         _checked_copy(state_dir, source, tmp)
         done = Restored(source, None)
-        if target.exists():  # read in place, with its WAL, before anything is moved
+        sides = [target.with_name(target.name + s) for s in ("-wal", "-shm")]
+        if target.exists() or any(side.exists() for side in sides):
+            aside = _aside(target)
+        if aside is not None and target.exists():  # read in place, with its WAL, first
             done = _revoked_again(tmp, source, target, aside)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
-        if done.kept is not None:
-            os.replace(target, aside)
-        for suffix in ("-wal", "-shm"):  # the replaced file's (or stale): never the copy's
-            side = target.with_name(target.name + suffix)
-            if side.exists():
-                os.replace(side, aside.with_name(aside.name + suffix))
+        if aside is not None:
+            moved = True  # from here its name may hold the replaced file, not the claim
+            _move_aside(target, aside, kept=done.kept is not None)
         os.replace(tmp, target)
+        sync_directory(state_dir)  # both names, after a power cut too
     except (OSError, sqlite3.Error) as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
+        if aside is not None and not moved:
+            with contextlib.suppress(OSError):
+                aside.unlink()  # the empty claim on its name
         why = getattr(exc, "strerror", None) or exc
         if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:  # SQLite's copy
             why = os.strerror(errno.ENOSPC)  # in the system's words, as a file copy says it
@@ -379,12 +386,28 @@ def _checked_copy(state_dir: Path, source: Path, tmp: Path) -> None:
         copy_database(reading, tmp, at_rest=at_rest)
 
 
+def _move_aside(target: Path, aside: Path, *, kept: bool) -> None:
+    """Move ``target`` (when ``kept``) and its ``-wal`` / ``-shm`` (the replaced file's, or
+    stale: never the copy's) to the claimed ``aside``."""
+    if kept:
+        os.replace(target, aside)
+    else:
+        aside.unlink()  # no file to keep: its claim goes
+    for suffix in ("-wal", "-shm"):
+        side = target.with_name(target.name + suffix)
+        if side.exists():
+            os.replace(side, aside.with_name(aside.name + suffix))
+
+
 def _aside(target: Path) -> Path:
     """Where the replaced ``target`` is kept: ``state.db.replaced-<UTC second>``, with
-    ``-2``, ``-3``… when a restore in the same second kept one there already."""
+    ``-2``, ``-3``… when a restore in the same second kept one there already. The name
+    is claimed (made, empty) at once: a restore at the same moment takes the next one."""
     aside = target.with_name(f"state.db.replaced-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}")
     named, n = aside.name, 2
-    while any(aside.with_name(aside.name + s).exists() for s in ("", "-wal", "-shm")):
+    while any(aside.with_name(aside.name + s).exists() for s in ("-wal", "-shm")) or not claim(
+        aside
+    ):
         aside, n = aside.with_name(f"{named}-{n}"), n + 1
     return aside
 
