@@ -326,13 +326,13 @@ def ray_actor_call(n: int) -> float | str:
         import ray  # type: ignore[import-not-found, unused-ignore]
     except ImportError:
         return "ray is not installed here (pip install ray): not measured"
-    from plugbay.isolation._ray_join import _private_token, _restore_token_environment
+    from plugbay.isolation._ray_join import private_token, restore_token_environment
 
     # Ray writes the token of a cluster it starts to ~/.ray/auth_token unless one is
     # named, and later "auto" joins on the machine take it up: kept in a temp dir here,
     # as plugbay's own local cluster keeps it (isolation._ray_join)
     token_dir = tempfile.mkdtemp(prefix="pbbench-ray-")
-    _private_token(token_dir)
+    private_token(token_dir)
     ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
     try:
 
@@ -352,7 +352,7 @@ def ray_actor_call(n: int) -> float | str:
         return statistics.median(lat)
     finally:
         ray.shutdown()  # this process's local cluster only
-        _restore_token_environment()
+        restore_token_environment()
         shutil.rmtree(token_dir, ignore_errors=True)
 
 

@@ -114,3 +114,83 @@ async def _answer(host: Any, plugin: str, command: str) -> Any:
         return await host.call(plugin, command)
     except Exception:
         return None
+
+
+def cgroup_dirs(groups: Any, name: str) -> list[str]:
+    """The directories of the worker cgroup ``name`` there are, in every hierarchy."""
+    return [path for path in groups.dirs(name).values() if os.path.isdir(path)]
+
+
+@pytest.mark.slow
+async def test_a_killed_agents_empty_cgroups_are_removed_by_the_next_agent_and_no_others(
+    ray_cluster: Any, tmp_path: Path
+) -> None:
+    """SIGKILL of a node's agent: its workers end with it, their cgroups stayed on the node
+    (named by the host's pid, which runs on: no host swept them). A worker's cgroup is
+    named by its agent's pid, and the node's next agent removes the empty ones of agents
+    no longer running; a running owner's stays."""
+    import psutil
+
+    from plugbay.isolation import _cgroups
+
+    try:
+        groups = _cgroups.discover()
+    except _cgroups.CgroupUnavailable as exc:
+        pytest.skip(f"no cgroups this test can write here: {exc}")
+    live = f"acme.live-h{os.getpid()}-89abcdef"
+    plugins = PluginFactory(tmp_path / "plugins")
+    plugins("acme.plain", extra=on_node("node-a"))
+    policy = IsolationPolicy.from_config(
+        {"ray": {"address": ray_cluster.address, "plugins": ["acme.*"]}}
+    )
+    try:
+        async with ray_host(plugins.root, tmp_path / "state", policy=policy) as host:
+            assert await host.call("acme.plain", "ping") == "pong from acme.plain 1.0.0"
+            worker = psutil.Process(ray_handle(host, "acme.plain").pid)
+            agent = worker.parent().parent()  # the worker's zygote's parent
+            left = [n for n in _cgroups.orphaned(groups, alive=lambda pid: False)
+                    if _cgroups.owner_of(n) == agent.pid]  # fmt: skip
+            assert len(left) == 1 and left[0].startswith("acme.plain-h"), left
+            groups.create(live, memory=None, cpu_cores=None, pids=None)
+
+            agent.kill()  # SIGKILL, as an OOM killer would
+            await until(lambda: not running(worker.pid), "the agent's worker to end", 30)
+            serves = "acme.plain to serve again (through a new agent)"
+            said = await until(lambda: _answer(host, "acme.plain", "ping"), serves, 90)
+            assert said == "pong from acme.plain 1.0.0"
+            assert cgroup_dirs(groups, left[0]) == [], "the killed agent's cgroup stayed"
+            assert len(cgroup_dirs(groups, live)) == len(groups.parents), "a live owner's went"
+    finally:
+        with contextlib.suppress(OSError):
+            groups.remove(live)
+
+
+def test_an_ended_agents_cgroup_still_holding_a_process_is_left_as_it_is() -> None:
+    """The sweep only removes (``rmdir``), never kills: a cgroup of an owner no longer
+    running that still holds a process stays, and so does the process."""
+    import psutil
+
+    from plugbay.isolation import _cgroups
+    from plugbay.isolation._ray_cgroups import sweep_ended_agents
+
+    try:
+        groups = _cgroups.discover()
+    except _cgroups.CgroupUnavailable as exc:
+        pytest.skip(f"no cgroups this test can write here: {exc}")
+    dead = 2**22 + 12345  # above any pid_max this machine uses by default
+    busy, empty = f"acme.busy-h{dead}-4567abcd", f"acme.empty-h{dead}-89abcdef"
+    for name in (busy, empty):
+        groups.create(name, memory=None, cpu_cores=None, pids=None)
+    sleeper = psutil.Popen(["sleep", "600"])
+    try:
+        groups.join(busy, sleeper.pid)
+        removed = sweep_ended_agents()
+        assert empty in removed and busy not in removed, removed
+        assert all(map(os.path.isdir, groups.dirs(busy).values())), "a cgroup in use went"
+        assert running(sleeper.pid), "a process in an ended agent's cgroup was killed"
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+        for name in (busy, empty):
+            with contextlib.suppress(OSError):
+                groups.remove(name)

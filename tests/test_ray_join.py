@@ -271,7 +271,7 @@ def test_leaving_a_private_cluster_puts_the_token_variables_back_whatever_leavin
     for name in AUTH:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(_ray_join, "_refresh_token_config", lambda: None)  # this process's Ray
-    _ray_join._private_token(str(tmp_path))
+    _ray_join.private_token(str(tmp_path))
     token = Path(os.environ["RAY_AUTH_TOKEN_PATH"])
     assert token.parent == tmp_path and token.exists()
     os.environ["RAY_AUTH_MODE"] = "token"  # as Ray sets it for a cluster it starts
@@ -286,3 +286,22 @@ def test_leaving_a_private_cluster_puts_the_token_variables_back_whatever_leavin
         ray.released.set()
     assert {name: os.environ.get(name) for name in AUTH} == dict.fromkeys(AUTH)
     assert not token.exists()
+
+
+def test_the_bench_keeps_its_clusters_token_through_ray_joins_public_pair() -> None:
+    """``make bench``'s Ray anchor keeps its cluster's token as a private cluster's join
+    does, with the names ``_ray_join`` exports for it, not two private ones a rename there
+    would break unnoticed (the bench is not run with the tests)."""
+    import ast
+
+    from plugbay.isolation import _ray_join
+
+    bench = Path(__file__).resolve().parents[1] / "bench" / "sandbox.py"
+    taken = {
+        alias.name
+        for node in ast.walk(ast.parse(bench.read_text()))
+        if isinstance(node, ast.ImportFrom) and node.module == "plugbay.isolation._ray_join"
+        for alias in node.names
+    }
+    assert taken == {"private_token", "restore_token_environment"}, taken
+    assert taken <= set(_ray_join.__all__), taken

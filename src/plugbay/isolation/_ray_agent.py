@@ -180,6 +180,11 @@ class NodeAgent:
         self.reports_dropped = 0
 
     async def ready(self) -> dict[str, Any]:
+        from plugbay.isolation._ray_cgroups import sweep_ended_agents
+
+        # an agent killed outright left its workers' cgroups: the first agent after it
+        # removes the empty ones (``isolation._ray_cgroups``)
+        await asyncio.to_thread(sweep_ended_agents)
         await self.zygote.start()
         return {"node": node_id(), "pid": os.getpid(), "zygote": self.zygote.pid}
 
@@ -203,6 +208,7 @@ class NodeAgent:
         import ray
 
         from plugbay.isolation._process_parts import receive_listener
+        from plugbay.isolation._ray_cgroups import name_by_agent
         from plugbay.isolation.seccomp_notify import SeccompListener
         from plugbay.isolation.zygote import Zygote
 
@@ -218,6 +224,7 @@ class NodeAgent:
             zygote = self.env_zygotes.setdefault(environment.site_packages, Zygote(environment))
             self._env_keys[named or environment.site_packages] = environment.site_packages
         if "sandbox" in request:
+            name_by_agent(request)  # the host's pid means nothing on this node
             child, sock, report = await zygote.spawn_sandboxed(request)
             pid = child.pid
             listener, _probe = await asyncio.to_thread(receive_listener, report)

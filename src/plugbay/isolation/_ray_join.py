@@ -37,7 +37,17 @@ from plugbay.isolation.ray_head import bootstrap_address, head_unreachable, keep
 from plugbay.isolation.ray_settings import RaySettings
 from plugbay.isolation.shipping import node_cache_root
 
-__all__ = ["forget_local", "join", "keep_fault_handlers", "leave", "listen", "unreachable"]
+__all__ = [
+    "forget_local",
+    "join",
+    "keep_fault_handlers",
+    "leave",
+    "leave_for_stop",
+    "listen",
+    "private_token",
+    "restore_token_environment",
+    "unreachable",
+]
 
 log = logging.getLogger("plugbay.isolation.ray")
 
@@ -136,7 +146,7 @@ def join(ray: Any, settings: RaySettings) -> tuple[str | None, str | None]:
     temp_dir = None
     if settings.address == "local":
         temp_dir = settings.temp_dir or tempfile.mkdtemp(prefix="pbray-", dir="/tmp")
-        _private_token(temp_dir)
+        private_token(temp_dir)
         options |= {
             "address": "local",
             "include_dashboard": False,
@@ -151,7 +161,7 @@ def join(ray: Any, settings: RaySettings) -> tuple[str | None, str | None]:
         with keep_fault_handlers():
             ray.init(**options)
     except Exception as exc:
-        _restore_token_environment()
+        restore_token_environment()
         if temp_dir is not None and settings.temp_dir is None:  # made for it above
             shutil.rmtree(temp_dir, ignore_errors=True)
         raise PlugbayError(
@@ -185,14 +195,16 @@ def _check_head(address: str, origin: str) -> None:
         )
 
 
-def _private_token(temp_dir: str) -> None:
+def private_token(temp_dir: str) -> None:
     """A private cluster's token, in its temp dir. Ray turns token authentication on for
     a cluster it starts and, with no token named, writes one to ``~/.ray/auth_token``,
     where it finds it later and turns token authentication on by itself for every host
     of this user that joins ``"auto"`` (``docs/scale-out.md``). So the token is written
     here and named by ``RAY_AUTH_TOKEN_PATH`` (the cluster's processes inherit it) until
-    the host leaves, then removed. A token the operator named, or token authentication
-    turned off (``RAY_AUTH_MODE=disabled``), is left as it is."""
+    the host leaves (:func:`restore_token_environment`), then removed. A token the
+    operator named, or token authentication turned off (``RAY_AUTH_MODE=disabled``), is
+    left as it is. Anything else here that starts a cluster of Ray's own (the bench's Ray
+    anchor) keeps its token with this pair too."""
     mode = os.environ.get("RAY_AUTH_MODE", "token").lower()
     if mode != "token" or os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH"):
         return
@@ -205,8 +217,8 @@ def _private_token(temp_dir: str) -> None:
     _refresh_token_config()
 
 
-def _restore_token_environment() -> None:
-    """The token variables as they were before ``_private_token`` (and Ray, which sets
+def restore_token_environment() -> None:
+    """The token variables as they were before ``private_token`` (and Ray, which sets
     ``RAY_AUTH_MODE=token`` for a cluster it starts): a later join is not given them."""
     if not _set_by_join:
         return
@@ -222,7 +234,10 @@ def _restore_token_environment() -> None:
 
 
 def _refresh_token_config() -> None:
-    """Ray reads the token variables once per process: it is told they changed."""
+    """Ray reads the token variables once per process: it is told they changed. Ray has
+    no public way to (2.60: ``ray.init`` reads its cached config; Ray's own
+    ``_enable_token_auth`` and its test helpers make these same two private calls), so
+    they are guarded: a Ray without them keeps what it read."""
     with contextlib.suppress(ImportError, AttributeError):
         raylet: Any = importlib.import_module("ray._raylet")
         raylet.Config.initialize("")
@@ -242,7 +257,34 @@ def leave(ray: Any, within: float | None = None) -> None:
             else:
                 _within(ray.shutdown, within)
     finally:
-        _restore_token_environment()
+        restore_token_environment()
+
+
+def leave_for_stop(
+    ray: Any, settings: RaySettings, temp_dir: str | None, within: float | None = None
+) -> None:
+    """:func:`leave`, as the host stops: a leave that fails is logged (what, and what the
+    operator may have to do), not raised, so that the host's stop finishes its own work
+    (its channel listener, a private cluster's files, its state and its lock)."""
+    try:
+        leave(ray, within)
+    except Exception as exc:
+        if settings.address == "local":
+            left = (
+                "its private cluster's processes (raylet, gcs_server) may still run: find "
+                f"them with 'ps -ef | grep {temp_dir}' and end them"
+            )
+        else:
+            left = (
+                f"the cluster at {settings.address!r} drops this host as its driver when "
+                "the host's process exits; 'ray list actors' there shows whether its "
+                "plugbay actors ended"
+            )
+        log.warning(
+            "leaving the Ray cluster ([ray] address = %r) failed as the host stopped: "
+            "ray.shutdown() raised %s: %s. The host stopped all the same; %s",
+            settings.address, type(exc).__name__, exc, left,
+        )  # fmt: skip
 
 
 def _within(step: Callable[[], object], seconds: float) -> None:

@@ -72,7 +72,7 @@ from plugbay.isolation._ray_join import (
     forget_local,
     join,
     keep_fault_handlers,
-    leave,
+    leave_for_stop,
     listen,
     unreachable,
 )
@@ -542,7 +542,7 @@ class RayBackend(Backend):
                     ray.kill(agent, no_restart=True)
             self._agents.clear()
             if self._owns_connection:
-                await asyncio.to_thread(leave, ray)
+                await asyncio.to_thread(leave_for_stop, ray, self.settings, self.temp_dir)
                 await self._forget_local()
         if self._channels is not None:
             self._channels.close()
@@ -557,8 +557,10 @@ class RayBackend(Backend):
         if self._owns_connection:
             ray = _ray()
             # Ray's own wait is given up after 10 s (its token variables put back all the
-            # same): the host goes on
-            await run_in_daemon_thread(lambda: leave(ray, within=10))
+            # same), a failure logged: the host goes on
+            await run_in_daemon_thread(
+                lambda: leave_for_stop(ray, self.settings, self.temp_dir, within=10)
+            )
             await self._forget_local()
 
     async def _forget_local(self) -> None:
