@@ -169,14 +169,20 @@ def payload_size(name: str, data: dict[str, Any], plugin: str | None) -> int:
     emitted, so an oversized one never reaches a worker's socket."""
     size = len(msgspec.msgpack.encode(data))
     if size > MAX_PAYLOAD:
-        raise ResourceLimitExceeded(
-            f"the payload of event '{name}' is {size:,} bytes, over the "
-            f"{MAX_PAYLOAD:,}-byte bound; the event was refused",
-            plugin=plugin,
-            hint="send a key or an id in the event and keep the data in context.storage",
-            details={"limit": "event_payload"},
-        )
+        raise payload_refused(name, size, plugin)
     return size
+
+
+def payload_refused(name: str, size: int, plugin: str | None) -> ResourceLimitExceeded:
+    """The refusal of event ``name``'s payload of ``size`` bytes, over :data:`MAX_PAYLOAD`
+    (measured here, or by a worker that kept it: ``isolation._emit``)."""
+    return ResourceLimitExceeded(
+        f"the payload of event '{name}' is {size:,} bytes, over the "
+        f"{MAX_PAYLOAD:,}-byte bound; the event was refused",
+        plugin=plugin,
+        hint="send a key or an id in the event and keep the data in context.storage",
+        details={"limit": "event_payload"},
+    )
 
 
 class Events:

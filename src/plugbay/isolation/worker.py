@@ -52,6 +52,7 @@ from plugbay.api.errors import (
     error_from_dict,
 )
 from plugbay.isolation import frames, handover, loops
+from plugbay.isolation._emit import EVENTS_TARGET, EmitChannel, emit_encoder, near_the_bound
 from plugbay.isolation.guard import Guard, classify, file_permissions_hint
 from plugbay.isolation.inline import lifecycle, new_instance, run_in_daemon_thread
 from plugbay.isolation.loading import import_plugin, plugin_frame, raised_at
@@ -192,7 +193,7 @@ class Worker:
     def __init__(self, layers: list[dict[str, Any]] | None = None) -> None:
         self.layers = layers or []
         self.guard: Guard | None = None
-        self.channel: frames.Channel | None = None
+        self.channel: EmitChannel | None = None
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.plugin: Plugin | None = None
         #: the loaded plugin's manifest: where its own code is, to name the line it raised at
@@ -595,10 +596,21 @@ class Worker:
                 self._send_figures()  # the worker's goodbye: its last figures and drops
 
     async def emit_event(self, name: str, payload: dict[str, Any]) -> int:
-        """``context.events.emit``: through the host's broker, which knows who sends, and
-        measures the payload (its refusal of one too large is the host's own)."""
+        """``context.events.emit``: through the host's broker, which knows who sends; the
+        payload is measured as its frame is encoded, once, and one over the bound stays
+        here (the host's refusal is asked for by its size: ``isolation._emit``)."""
+        call_id = self._host_call_id()
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.host_calls[call_id] = future
         try:
-            return int(await self.host_call("plugbay.events", name, {"payload": payload}))
+            body = emit_encoder.encode(
+                frames.HostCall(call_id, EVENTS_TARGET, name, {"payload": payload})
+            )
+            if len(body) > MAX_PAYLOAD:
+                body = near_the_bound(body, call_id, name, payload)
+            if self.channel is not None:
+                self.channel.send_encoded(body)
+            return int(await future)
         except frames.FrameError as exc:  # too large for any frame: it cannot reach the host
             raise ParameterError(
                 f"the payload of event '{name}' cannot be sent: it is far over the "
@@ -606,6 +618,8 @@ class Worker:
                 where=f"context.events.emit({name!r}, ...)",
                 hint="send a key or an id in the event and keep the data in context.storage",
             ) from None
+        finally:
+            self.host_calls.pop(call_id, None)
 
     async def deliver_event(self, name: str, payload: Any) -> None:
         """An event for the plugin's ``@on_event(name)`` handler (a call to ``event:name``)."""
@@ -684,10 +698,10 @@ def _wrap(
     )
 
 
-def _channel_for(worker: Worker) -> frames.Channel:
+def _channel_for(worker: Worker) -> EmitChannel:
     # set before the connection is made: uvloop may hand over the first frame (Load)
     # before create_connection returns, and its answer must have a channel to leave on
-    worker.channel = frames.Channel(worker.on_message, worker.closed)
+    worker.channel = EmitChannel(worker.on_message, worker.closed)
     worker.channel.answer = worker.answer
     return worker.channel
 

@@ -147,7 +147,7 @@ class Broker:
                 )
             if target == "plugbay.events":  # context.events.emit (runtime.plugin_events)
                 return await manager.plugin_events.emit_from(
-                    consumer, command, params.get("payload")
+                    consumer, command, params.get("payload"), params.get("oversized")
                 )
             if target == STORAGE_TARGET:  # context.storage of a plugin on a Ray node
                 return await self._kept_storage(consumer, command, params)

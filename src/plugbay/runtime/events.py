@@ -5,7 +5,9 @@ task drains. When the queue is full the oldest event is dropped and counted,
 and the drop is logged, so a slow subscriber cannot stall the host. Drops and a
 subscriber's failures are logged at the first, then at most once a minute with how
 many went unsaid (``runtime.log_pace``): a flood does not flood the log, a trickle
-is still heard.
+is still heard, and what is unsaid when a subscriber leaves or the host stops is said
+then (a trickle that ends within the minute is not kept unsaid for ever). Only the
+full queue's drops are ``dropped`` (``plugbay_events_dropped_total``).
 
 A subscriber that runs past its time (5 s) on an event is cut short and falls
 behind: it gets its next events in a lane of its own, in their order, while the
@@ -127,8 +129,10 @@ class EventBus:
 
     def unsubscribe(self, plugin_id: str) -> None:
         for sub in self._subscribers:
-            if sub.plugin_id == plugin_id and sub.lane is not None:
-                sub.lane.cancel()
+            if sub.plugin_id == plugin_id:
+                if sub.lane is not None:
+                    sub.lane.cancel()
+                _say_unsaid(sub)
         self._subscribers = [s for s in self._subscribers if s.plugin_id != plugin_id]
 
     def hold(self) -> None:
@@ -182,6 +186,11 @@ class EventBus:
                     log.warning("listener '%s' missed %d events: the host stopped while "
                                 "it was behind", sub.plugin_id, left)  # fmt: skip
                 sub.behind = sub.lane = None
+            _say_unsaid(sub)
+        unsaid = self._drops_said.settle()
+        if unsaid:
+            log.warning("event queue full (%d): %d more dropped since the last line said, "
+                        "not logged until now (the host stopped)", self._maxsize, unsaid)  # fmt: skip
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -211,7 +220,6 @@ class EventBus:
         assert sub.behind is not None
         if len(sub.behind) >= LANE_SIZE:
             lost = sub.behind.popleft()
-            self.dropped += 1
             self.dropped_for[sub.plugin_id] += 1
             unsaid = sub.drops_said.due(self.clock())
             if unsaid is not None:
@@ -269,6 +277,20 @@ class EventBus:
                     exc_info=exc,
                 )
         return True
+
+
+def _say_unsaid(sub: Subscriber) -> None:
+    """What a subscriber's paced lines have not said yet, said as it leaves (its plugin
+    stops, the host stops): a trickle that ended within the minute is heard too."""
+    for pace, what in (
+        (sub.late_said, "cut short"),
+        (sub.failures_said, "failed"),
+        (sub.drops_said, "dropped for it"),
+    ):
+        unsaid = pace.settle()
+        if unsaid:
+            log.warning("listener '%s': %d more %s since the last line said, not logged until "
+                        "now (it stopped listening)", sub.plugin_id, unsaid, what)  # fmt: skip
 
 
 def _unsaid(count: int, what: str = "dropped") -> str:

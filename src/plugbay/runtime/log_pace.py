@@ -38,3 +38,9 @@ class LogPace:
         self._next = now + self.interval
         unsaid, self.unsaid = self.unsaid, 0
         return unsaid
+
+    def settle(self) -> int:
+        """The occurrences not said yet, taken to be said now (the caller says them: the
+        source stops, and a trickle that ended within the interval would never be)."""
+        unsaid, self.unsaid = self.unsaid, 0
+        return unsaid

@@ -54,9 +54,11 @@ from typing import TYPE_CHECKING, Any, Final
 
 from plugbay.api._events import (
     EVENT_PREFIX,
+    MAX_PAYLOAD,
     EmitSink,
     call_handler,
     event_handlers,
+    payload_refused,
     payload_size,
 )
 from plugbay.api.errors import (
@@ -134,6 +136,25 @@ class _Inbox:
         }
 
 
+def _say_kept(box: _Inbox) -> None:
+    """What a listener's paced lines kept unsaid, said as it leaves (its plugin stops, or
+    the host): failures or drops that ended within the minute are heard too."""
+    for pace, what in ((box.failures_said, "failed"), (box.drops_said, "dropped")):
+        unsaid = pace.settle()
+        if unsaid:
+            logging.getLogger(f"plugbay.plugin.{box.plugin}").warning(
+                "event '%s': %d more %s since the last line said, not logged until now "
+                "(its listener stopped)",
+                box.spec.event,
+                unsaid,
+                what,
+                extra={
+                    "plugbay_owner": box.plugin,
+                    "fields": {"source": "host", "not_logged": unsaid},
+                },
+            )
+
+
 @functools.lru_cache(maxsize=1024)
 def _remote_spec(name: str) -> RemoteSpec:
     """What a worker is sent: a call to ``event:NAME`` that its event handler answers
@@ -166,9 +187,13 @@ class PluginEvents:
         """An inline plugin's ``context.events``: bound to its id, checked as a worker's."""
         return functools.partial(self.emit_from, plugin_id)
 
-    async def emit_from(self, plugin_id: str, name: object, payload: object) -> int:
+    async def emit_from(
+        self, plugin_id: str, name: object, payload: object, oversized: object = None
+    ) -> int:
         """An event from plugin ``plugin_id`` (the channel's owner): refused unless its
-        manifest declares it; returns the number of listeners it was sent to."""
+        manifest declares it; returns the number of listeners it was sent to.
+        ``oversized``: the payload's size, from a worker that found it over the bound and
+        kept it (``isolation._emit``): refused here, in the host's words."""
         rec = self._m.records_by_id.get(plugin_id)
         manifest = rec.manifest if rec is not None else None
         if not isinstance(name, str) or manifest is None or name not in manifest.emits:
@@ -180,6 +205,8 @@ class PluginEvents:
                 f'declare it in the manifest: [events] emits = ["{shown}"]',
                 declare=f'[events] emits = ["{shown}"]',
             )
+        if type(oversized) is int and oversized > MAX_PAYLOAD:
+            raise payload_refused(name, oversized, plugin_id)
         if not isinstance(payload, dict):
             raise ParameterError(
                 f"the payload of event '{name}' is not a mapping",
@@ -327,6 +354,7 @@ class PluginEvents:
         with it in its chain goes past it (``_offer``)."""
         box.gone = True
         box.task = None
+        _say_kept(box)
         key = (box.plugin, box.spec.event)
         if self._inboxes.get(key) is box:
             del self._inboxes[key]
@@ -508,6 +536,7 @@ class PluginEvents:
     async def close(self) -> None:
         """Stop delivering (the host is stopping); what still waits is not delivered."""
         self._closed = True
+        self.unheard_said.say_kept()
         self._chains.clear()
         tasks = [b.task for b in self._inboxes.values() if b.task is not None]
         for task in tasks:
@@ -517,3 +546,4 @@ class PluginEvents:
                 await task
         for box in self._inboxes.values():
             box.task = None
+            _say_kept(box)

@@ -144,7 +144,8 @@ class PlugbayCollector(Collector):
             events.add_metric([kind], count)
         dropped = CounterMetricFamily(
             "plugbay_events_dropped",
-            "System events dropped: the queue was full, or a listener fell behind by 1,000.",
+            "System events dropped because the queue was full (a listener's lane: "
+            "plugbay_plugin_system_events_dropped).",
         )
         dropped.add_metric([], self.manager.events.dropped)
         yield from (info, up, restarts, init, uptime, calls, errors, durations, events, dropped)

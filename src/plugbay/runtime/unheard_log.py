@@ -5,7 +5,8 @@ plugin, and which version does not listen to them.
 One line for what one swap passed on (its listeners' queues, each passing on what it
 held as it finds the new version, are gathered for :data:`GATHER` seconds), then at most
 one line a minute (``runtime.log_pace``): what
-went unheard meanwhile is kept, and named with the next line said. Nothing here runs on
+went unheard meanwhile is kept, and named with the next line said, or when the plugin
+leaves or the host stops (``say_kept``). Nothing here runs on
 an event that is delivered.
 """
 
@@ -68,15 +69,21 @@ class UnheardLog:
         return note is not None and note.pending
 
     def forget(self, plugin: str) -> None:
-        """The plugin is no longer loaded: what it kept unsaid is not said."""
+        """The plugin is no longer loaded: what it kept unsaid is said, then forgotten."""
+        self._say(plugin, now=True)
         self._notes.pop(plugin, None)
 
-    def _say(self, plugin: str) -> None:
+    def say_kept(self) -> None:
+        """The host stops: what each plugin kept unsaid (within the minute) is said."""
+        for plugin in list(self._notes):
+            self._say(plugin, now=True)
+
+    def _say(self, plugin: str, *, now: bool = False) -> None:
         note = self._notes.get(plugin)
         if note is None:
             return
         note.pending = False
-        if not note.names or note.pace.due(self._now()) is None:
+        if not note.names or (note.pace.due(self._now()) is None and not now):
             return  # kept, and named with the next line said
         total = sum(note.names.values())
         names = [f"{name} ({n})" for name, n in list(note.names.items())[:NAMED]]
