@@ -176,7 +176,7 @@ class Calling:
         if refused is not None:
             raise refused
         if serving.loop is not None and not serving.ending:
-            serving.ident = _ident()
+            serving.serve_here()
 
     def _timed(self, stats: CommandStats, plugin_id: str, command: str) -> float:
         """A timed call begins (one in ``CommandStats.EVERY``): the monitor is told, and
@@ -198,10 +198,12 @@ class Calling:
         Another thread's loop, and the next one after the host's closed by its shutdown,
         are refused before the call (:meth:`_check_loop`); what is left comes here: another
         loop in the host loop's thread while that one waits (``asyncio.Runner`` between
-        steps) or after it was closed by ``loop.close()`` alone."""
+        steps) or after it was closed by ``loop.close()`` alone. Refused, it is not one of
+        the plugin's calls either, as one refused before it is counted is not."""
         refused = self.serving.off_loop(f"call {plugin_id} {command}")
         if refused is not None:
             count_failure(stats, started, None)  # a timed call still ends its period
+            stats.base -= 1  # counted when it began: taken back (calls = base + period - left)
             raise refused from None
 
     async def routed(self, plugin_id: str, command: str) -> tuple[Route, Entry]:

@@ -39,6 +39,7 @@ from plugbay.runtime.config_aside import checked_config, versions_of
 from plugbay.runtime.environments import EnvironmentStore, IndexSettings
 from plugbay.runtime.events import EventBus
 from plugbay.runtime.host_file import read_host_file
+from plugbay.runtime.host_loop import on_host_loop
 from plugbay.runtime.kept_grants import warn_of_unhonourable_grants
 from plugbay.runtime.lifecycle import (
     HostLock,
@@ -562,6 +563,7 @@ class Host(AsyncOnly):
     def plugin(self, plugin_id: str) -> PluginRecord:
         return self.manager.record(plugin_id)
 
+    @on_host_loop
     async def load(self, plugin_id: str) -> PluginRecord:
         """Start a plugin that is not running, its required dependencies that are not
         first; what was added to the plugin directories since the start is found."""
@@ -569,6 +571,7 @@ class Host(AsyncOnly):
 
         return await load_with_needs(self, plugin_id)
 
+    @on_host_loop
     async def reload(
         self, plugin_id: str, *, source: str | os.PathLike[str] | None = None
     ) -> PluginRecord:
@@ -579,11 +582,13 @@ class Host(AsyncOnly):
             plugin_id, source=Path(source) if source is not None else None
         )
 
+    @on_host_loop
     async def rollback(self, plugin_id: str, version: str | None = None) -> PluginRecord:
         """Return to the version that served before (or ``version``), with the state it
         had then; the current version serves until the swap."""
         return await self.manager.rollback_plugin(plugin_id, version)
 
+    @on_host_loop
     async def upgrade(
         self, plugin_id: str, version: str | None = None, *, with_dependents: bool = False
     ) -> UpgradePlan:
@@ -616,6 +621,7 @@ class Host(AsyncOnly):
             self.registry.register(manifest)
         return manifest
 
+    @on_host_loop
     async def uninstall(
         self, plugin_id: str, version: str | None = None, *, purge: bool = False
     ) -> dict[str, Any]:
@@ -630,6 +636,7 @@ class Host(AsyncOnly):
             return []
         return self.state.history(plugin_id, limit=limit)
 
+    @on_host_loop
     async def watch(
         self,
         stop: asyncio.Event | None = None,
@@ -641,12 +648,15 @@ class Host(AsyncOnly):
 
         await PluginWatcher(self, on_change=on_change).run(stop)
 
+    @on_host_loop
     async def unload(self, plugin_id: str, *, cascade: bool = False) -> list[str]:
         return await self.manager.unload_plugin(plugin_id, cascade=cascade)
 
+    @on_host_loop
     async def enable(self, plugin_id: str) -> PluginRecord:
         return await self.manager.enable(plugin_id)
 
+    @on_host_loop
     async def disable(
         self, plugin_id: str, reason: str | None = None, *, cascade: bool = False
     ) -> list[str]:
@@ -662,6 +672,7 @@ class Host(AsyncOnly):
         ``plugin_id``: run-time values need not set them."""
         return set(self._file_config.get(plugin_id, {})) | set(self._config_arg.get(plugin_id, {}))
 
+    @on_host_loop
     async def set_config(self, plugin_id: str, values: Mapping[str, Any]) -> PluginRecord:
         """Replace a plugin's run-time config values: checked against its schema with every
         other layer first, then kept in the state and applied to an active plugin: by its
@@ -691,6 +702,7 @@ class Host(AsyncOnly):
         audit_config(self, plugin_id, manifest, values, "the next start")
         return rec
 
+    @on_host_loop
     async def grant(
         self, plugin_id: str, permission: str, *, by: str | None = None
     ) -> dict[str, Any]:
@@ -700,6 +712,7 @@ class Host(AsyncOnly):
         grants it, kept in the history (``runtime.permissions``)."""
         return await change_grant(self, plugin_id, permission, grant=True, by=by)
 
+    @on_host_loop
     async def revoke(
         self, plugin_id: str, permission: str, *, by: str | None = None
     ) -> dict[str, Any]:
@@ -749,6 +762,7 @@ class Host(AsyncOnly):
 
         return exposition(self.manager, self.monitor)
 
+    @on_host_loop
     async def profile(
         self, plugin_id: str, command: str, params: Mapping[str, Any], *, strict: bool = False
     ) -> tuple[Any, str]:
@@ -757,6 +771,7 @@ class Host(AsyncOnly):
 
         return await profile_call(self.manager, plugin_id, command, params, strict=strict)
 
+    @on_host_loop
     async def sample(self, plugin_id: str, seconds: float, interval: float = 0.005) -> Samples:
         """Sample the process serving ``plugin_id`` for ``seconds``, as it serves."""
         from plugbay.runtime.profile import sample_serving

@@ -29,6 +29,13 @@ the same thread takes the refusing path too, and is told that the host's loop is
 before an inline plugin's command runs there or a sandboxed one's is sent. (A loop
 closed by ``loop.close()`` alone, without that shutdown, is not noticed so.)
 
+A thread that ran the host's loop and ends without the host's stop (its
+``loop.run_forever()`` stopped, the host left serving) is noticed as it ends: the thread
+holds an object in a thread-local of the host's, which the thread's end frees, before the
+system can give its ident to a later thread. From then on no thread is the host loop's, so
+a call from a later thread given the same ident is refused too (the compare costs a call
+nothing more), saying the host loop's thread has ended.
+
 A host serves one event loop for its life: its event bus, locks and workers' channels
 are made on the first loop it starts on and stay bound to it, so a start on another
 loop (a second ``asyncio.run``, after the first closed the host's loop) is refused,
@@ -57,7 +64,10 @@ class Serving:
     """What the manager knows of its host's life: the loop it serves on (None before its
     start and after its stop), the thread running that loop, and whether it stopped."""
 
-    __slots__ = ("_shutdown", "ending", "first", "ident", "loop", "stopped", "thread")
+    __slots__ = (
+        "__weakref__", "_shutdown", "_threads", "ended", "ending", "first", "ident", "loop",
+        "stopped", "thread",
+    )  # fmt: skip
 
     def __init__(self) -> None:
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -72,18 +82,31 @@ class Serving:
         self.ending = False
         #: what the loop's shutdown closes (see the module doc), while the host serves
         self._shutdown: AsyncGenerator[None, None] | None = None
+        #: each thread that ran the host's loop holds a _ServedThread here: its end frees it
+        self._threads = threading.local()
+        #: the thread running the host's loop ended, without the host's stop
+        self.ended = False
 
     def open(self) -> None:
         """The host starts on the running loop: it serves there until :meth:`close`."""
         self.loop = asyncio.get_running_loop()
         if self.first is None:
             self.first = weakref.ref(self.loop)
-        self.thread = threading.current_thread().name
-        self.ident = threading.get_ident()
+        self.serve_here()
         self.stopped = False
         self.ending = False
         self._shutdown = _loop_shutdown(self)
         _step(self._shutdown.asend(None))  # first iterated here: this loop's to close
+
+    def serve_here(self) -> None:
+        """The host's loop runs in this thread (its start, or a turn of a loop run by several
+        threads): calls from here pass the compare, until this thread ends (see the module
+        doc), when a later thread may be given its ident."""
+        self.thread = threading.current_thread().name
+        self.ident = threading.get_ident()
+        self.ended = False
+        if getattr(self._threads, "held", None) is None:
+            self._threads.held = _ServedThread(self, self.ident)
 
     def close(self) -> None:
         if self.loop is not None:
@@ -119,19 +142,20 @@ class Serving:
         unknown: nothing is known yet), else None."""
         return self._not_serving(doing) if self.loop is None and not self.stopped else None
 
-    def off_loop(self, doing: str) -> HostStateError | None:
+    def off_loop(self, doing: str, via: str = "host.call(...)") -> HostStateError | None:
         """The refusal when the host serves on another loop than the running one (a
         failed call asks: was the caller's loop the reason?), else None."""
-        return self.refusal(doing) if self.loop is not None else None
+        return self.refusal(doing, via) if self.loop is not None else None
 
-    def check_loop(self, doing: str) -> None:
+    def check_loop(self, doing: str, via: str = "host.call(...)") -> None:
         """Raise :meth:`off_loop`'s refusal, if any."""
-        if (refused := self.off_loop(doing)) is not None:
+        if (refused := self.off_loop(doing, via)) is not None:
             raise refused from None
 
-    def refusal(self, doing: str) -> HostStateError | None:
+    def refusal(self, doing: str, via: str = "host.call(...)") -> HostStateError | None:
         """Why the host cannot ``doing`` from here (not started, stopped, or on another
-        loop than its own), or None when it can."""
+        loop than its own), or None when it can; ``via``: the coroutine the hint says to
+        hand over to the host's loop."""
         loop = self.loop
         if loop is None:
             return self._not_serving(doing)
@@ -153,13 +177,23 @@ class Serving:
                 "be used: await host.stop() ends its workers and releases its state "
                 "directory, though its plugins' cleanup() cannot run",
             )
+        if self.ended and not loop.is_running():
+            return HostStateError(
+                f"cannot {doing}: the thread that ran this host's event loop "
+                f"('{self.thread}') has ended, and the host was not stopped",
+                hint="its plugins, workers and tasks belong to that loop: keep it running in "
+                "its thread for as long as the host serves, and stop the host on it before "
+                f"the thread ends (asyncio.run_coroutine_threadsafe(host.stop(), host_loop), "
+                f"{SYNC_USE}); to stop this host now, run that loop again in any thread: "
+                "host_loop.run_until_complete(host.stop())",
+            )
         if not loop.is_running():  # idle: handed over there, the call would wait forever
             return HostStateError(
                 f"cannot {doing} from this event loop: the host's own, in thread "
                 f"'{self.thread}', is not running now (an asyncio.Runner between its steps?)",
                 hint="its plugins, workers and tasks belong to that loop, and handed over to it "
                 "while it does not run, the call would wait for ever: await it in a step of "
-                "that loop (runner.run(host.call(...))), or keep the host's loop running in a "
+                f"that loop (runner.run({via})), or keep the host's loop running in a "
                 f"thread of its own ({SYNC_USE})",
             )
         return HostStateError(
@@ -167,7 +201,7 @@ class Serving:
             f"in thread '{self.thread}'",
             hint="its plugins, workers and tasks belong to the loop it started on: await "
             "the call there, or from another thread hand it over and wait for it: "
-            "asyncio.run_coroutine_threadsafe(host.call(...), host_loop).result() "
+            f"asyncio.run_coroutine_threadsafe({via}, host_loop).result() "
             f"({SYNC_USE})",
         )
 
@@ -194,6 +228,24 @@ async def _loop_shutdown(serving: Serving) -> AsyncGenerator[None, None]:
     finally:
         serving.ending = True
         serving.ident = 0
+
+
+class _ServedThread:
+    """Held by the thread-local of a thread that ran the host's loop, so freed when that
+    thread ends (its thread-local data goes before its ident can be given to another):
+    from then on no thread is the host loop's until it runs again (see the module doc)."""
+
+    __slots__ = ("ident", "serving")
+
+    def __init__(self, serving: Serving, ident: int) -> None:
+        self.serving = weakref.ref(serving)
+        self.ident = ident
+
+    def __del__(self) -> None:
+        serving = self.serving()
+        if serving is not None and serving.ident == self.ident:
+            serving.ident = 0
+            serving.ended = True
 
 
 def _step(step: Coroutine[Any, Any, None]) -> None:
