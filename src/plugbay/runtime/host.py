@@ -51,13 +51,14 @@ from plugbay.runtime.lifecycle import (
     undo_fully,
 )
 from plugbay.runtime.live_config import apply_config, audit_config
-from plugbay.runtime.loop_closed import release, stop_off_loop
+from plugbay.runtime.loop_closed import stop_off_loop
 from plugbay.runtime.manager import ManagerSettings, PluginManager, PluginRecord, PluginState
 from plugbay.runtime.permissions import change_grant
 from plugbay.runtime.plugin_info import plugin_info
 from plugbay.runtime.proxy import PluginProxy
 from plugbay.runtime.serving import AsyncOnly
 from plugbay.runtime.startup import strangers
+from plugbay.runtime.stop_steps import close_host
 from plugbay.runtime.store import PluginStore
 from plugbay.runtime.swap import UpgradePlan
 from plugbay.runtime.trials import UpgradeTrials
@@ -395,22 +396,8 @@ class Host(AsyncOnly):
 
     async def _close(self) -> None:
         """What :meth:`stop` does; also the undoing of an open or a start cut short."""
-        self.phase = "stopping"
-        self.manager.stop_requested = True
-        try:
-            if self._started:
-                self.events.emit("host.stopping")
-                await self.events.drain()
-            await self.trials.close()
-            await self.manager.close()
-            if self.monitor is not None:
-                await self.monitor.stop()
-            await self.events.close()
-        finally:
-            await self._stop_backups()
-            if self.store is not None:  # the copies kept for rollback, before the state closes
-                await asyncio.to_thread(self.store.close)
-            release(self)  # the state closed, the lock released
+        # each step whatever an earlier one raised, then the first failure (runtime.stop_steps)
+        await close_host(self)
 
     async def _stop_backups(self) -> None:
         """Cancel the periodic backups (before the state they copy closes)."""

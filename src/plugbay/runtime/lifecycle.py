@@ -241,6 +241,7 @@ def sweep(state_dir: Path | None) -> Swept:
     then every host.json there is stale, whatever its pid names now (after a ``kill -9``
     the pid may be another process's, this host's zygote's even)."""
     from plugbay.isolation import _cgroups
+    from plugbay.state._leftovers import remove_restore_leftovers
 
     swept = Swept()
     try:
@@ -255,6 +256,8 @@ def sweep(state_dir: Path | None) -> Swept:
                 swept.cgroups.append(name)
             except (OSError, ValueError) as exc:
                 swept.problems.append(f"cgroup {name}: {exc}")
+    if state_dir is not None:  # a restore that crashed partway: its copy, its claim
+        remove_restore_leftovers(state_dir)
     if state_dir is not None and (state_dir / HOST_FILE).exists():
         pid = _announced(state_dir).get("pid")
         with contextlib.suppress(OSError):

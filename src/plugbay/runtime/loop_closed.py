@@ -211,13 +211,15 @@ def _quiet() -> _ClosedLoopExit:
 def release(host: Host) -> None:
     """The state closed, the lock released, the host stopped: what a stop ends with, on
     its loop (``Host._close``) or after it closed (above); the store is closed first."""
-    if host.state is not None:
-        host.state.close()
-        host.state = None
-        host.manager.state = None
-    if host._host_lock is not None:
-        host._host_lock.release()
-        host._host_lock = None
-    host._started = host._opened = False
-    host.phase = "stopped"
-    host.manager.serving.close()
+    try:
+        if host.state is not None:
+            state, host.state = host.state, None
+            host.manager.state = None
+            state.close()
+    finally:  # a state that fails to close still gives up the lock: a new host may start
+        if host._host_lock is not None:
+            host._host_lock.release()
+            host._host_lock = None
+        host._started = host._opened = False
+        host.phase = "stopped"
+        host.manager.serving.close()

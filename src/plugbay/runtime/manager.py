@@ -66,6 +66,7 @@ from plugbay.runtime.services import ServiceHub
 from plugbay.runtime.serving import Serving
 from plugbay.runtime.starting import Starting
 from plugbay.runtime.startup import prepare_storage, start_plan
+from plugbay.runtime.stop_steps import StopSteps
 from plugbay.runtime.store import PluginStore
 from plugbay.runtime.supervision import Supervision
 from plugbay.runtime.swap import Swapper, UpgradePlan
@@ -537,12 +538,31 @@ class PluginManager(Calling, Starting, Supervision, SecurityEvents):
                 if rec.state is PluginState.ACTIVE:
                     await self._stop(rec, action="shutdown")
 
-    async def close(self) -> None:
-        """Stop every plugin, then the backends' own processes (the zygote)."""
-        await self.shutdown()
-        await self.plugin_events.close()
-        for backend in self.backends.values():
-            await backend.close()
+    async def close(self, steps: StopSteps | None = None) -> None:
+        """Stop every plugin, then the backends' own processes (the zygote), each step
+        whatever an earlier one raised (``runtime.stop_steps``): each failure is logged and
+        the first raised at the end, or, given the host's ``steps``, kept there for it."""
+        own = StopSteps() if steps is None else steps
+        await own.run(
+            "stopping the plugins (their cleanup)",
+            "a plugin not cleaned up lost what its cleanup() would have saved; its worker "
+            "ends with its backend",
+            self.shutdown,
+        )
+        await own.run(
+            "closing the plugins' event listeners",
+            "events still queued for plugins were not delivered",
+            self.plugin_events.close,
+        )
+        for name, backend in self.backends.items():
+            await own.run(
+                f"closing the {name!r} isolation backend",
+                "its worker processes or zygote may still run ('ps -ef | grep plugbay' shows "
+                "them): they end with this process, or end them by pid",
+                backend.close,
+            )
+        if steps is None:
+            own.raise_first()
 
     async def _host_call(
         self, consumer: str, target: str, command: str, params: dict[str, Any]

@@ -26,6 +26,7 @@ from typing import Final
 
 from plugbay.api.errors import StateError
 from plugbay.state import BACKUP_DIR, SCHEMA_VERSION, StateStore, list_backups
+from plugbay.state._leftovers import remove_restore_leftovers
 from plugbay.state._placing import claim, place_new, sync_directory
 from plugbay.state._restore_source import copy_database, readable
 from plugbay.state._sqlite import connect_read_only
@@ -333,6 +334,7 @@ def restore(state_dir: Path, source: Path | None = None) -> Restored:
             hint="name a backup ('plugbay state check' lists them), or leave --from out "
             "to restore the newest good one",
         )
+    remove_restore_leftovers(state_dir)  # of a restore that crashed partway (._leftovers)
     # this restore's own: another restoring at the same moment writes its own copy
     tmp = target.with_name(f"state.db.restoring-{os.getpid()}-{threading.get_native_id()}")
     aside, moved = None, False
