@@ -359,6 +359,46 @@ async def test_a_plugin_api_refusal_of_the_plugins_own_data_is_its_own_in_both_b
     assert ok.json() == {"result": "pong from acme.calc 1.0.0"}
 
 
+ASKS_FOR_A_SECRET = """
+from plugbay import UtilityPlugin, command
+
+class P(UtilityPlugin):
+    @command
+    def token(self) -> str:
+        return self.context.secrets.get("api-key")
+"""
+
+
+@pytest.mark.parametrize("backend", ["inline", "sandboxed"])
+async def test_a_secret_not_granted_is_the_hosts_refusal_passed_on_alike_in_both_backends(
+    backend: str, plugins: PluginFactory, make_host: Callable[..., Host]
+) -> None:
+    """The host refused the plugin a secret it was not granted; the plugin let that
+    propagate: 502, ``relayed_by`` naming it, with the same words and details keys
+    inline as sandboxed (a client matches on them, whichever backend serves)."""
+    plugins("acme.nosy", ASKS_FOR_A_SECRET)
+    plugins("acme.calc")
+    inline = ["acme.nosy", "acme.calc"] if backend == "inline" else ["acme.calc"]
+    async with make_host(inline=inline) as host, api_served(host) as (url, token):
+        assert host.plugin("acme.nosy").isolation == ("process", "inline")[backend == "inline"]
+        headers = {"Authorization": f"Bearer {token}"}
+        async with httpx.AsyncClient(base_url=url, headers=headers, timeout=60) as http:
+            denied = await http.post("/api/v1/plugins/acme.nosy/commands/token", json={})
+            ok = await http.post("/api/v1/plugins/acme.calc/commands/ping", json={})
+    assert denied.status_code == 502, denied.text
+    error = _error(denied)
+    assert error["code"] == "permission_denied"
+    assert error["message"] == "secret 'api-key' was not granted"
+    assert "plugbay grant acme.nosy secret:api-key" in error["hint"]
+    assert error["details"] == {
+        "operation": "secret api-key",
+        "permission": "secret:api-key",
+        "layer": "secrets",
+        "relayed_by": "acme.nosy",
+    }
+    assert ok.json() == {"result": "pong from acme.calc 1.0.0"}
+
+
 async def test_a_load_refused_by_a_value_in_the_host_config_file_is_409(
     plugins: PluginFactory, make_host: Callable[..., Host], tmp_path: Path
 ) -> None:

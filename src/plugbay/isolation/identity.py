@@ -16,7 +16,9 @@ decides itself what kind of thing it is:
   a refusal the host issued to this plugin over its channel (a broker's denial
   among them) and the plugin passed on unchanged (its token, good once and only for
   that error: ``isolation.refusals``), or a sandbox denial consistent with this
-  plugin's placement (a permission it was not granted, a known layer). Anything
+  plugin's placement (a permission it was not granted, a known layer): either is the
+  host's refusal that the plugin passed on (``details["relayed_by"]``, as an inline
+  plugin's is: a secret not granted answers alike in both backends). Anything
   else claiming a host-only kind (``permission_denied``, ``resource_limit``,
   ``plugin_crashed``…) is presented as the plugin's own error, ``plugin_raised``,
   with the claim kept in details; any other kind keeps its code and is marked the
@@ -275,7 +277,9 @@ def _judge_denial(
             "operation": operation,
             "permission": permission,
             "layer": details.get("layer"),
-            "reported_by": "worker",
+            # the host's refusal (its policy, this plugin's grants), which the plugin let
+            # propagate: marked as an inline plugin's is (``runtime.origin``)
+            "relayed_by": plugin_id,
         },
     )
 
