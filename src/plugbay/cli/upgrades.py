@@ -36,7 +36,7 @@ from plugbay.cli._options import (
 )
 
 if TYPE_CHECKING:
-    from plugbay.runtime.bisect import BisectResult
+    from plugbay.runtime.bisect import Activated, BisectResult
     from plugbay.web.client import HostClient
 
 __all__ = ["PANEL", "gradual_upgrade", "register"]
@@ -445,10 +445,11 @@ class _RemoteSet:
         data = _api(self.client, "POST", "/api/v1/bisect")
         return list(data["order"]), dict(data["needs"])
 
-    async def activate(self, ids: Sequence[str]) -> list[str]:
-        return list(
-            _api(self.client, "PUT", "/api/v1/bisect/active", {"plugins": list(ids)})["order"]
-        )
+    async def activate(self, ids: Sequence[str]) -> Activated:
+        from plugbay.runtime.bisect import Activated
+
+        data = _api(self.client, "PUT", "/api/v1/bisect/active", {"plugins": list(ids)})
+        return Activated(list(data["order"]), dict(data.get("failed") or {}))
 
     async def versions(self, plugin_id: str) -> tuple[list[str], str]:
         data = _api(self.client, "GET", f"/api/v1/bisect/versions/{plugin_id}")
@@ -532,6 +533,12 @@ def _say_step(as_json: bool) -> Any:
         out.print(
             f"check {step['check']}: {escape(step['what'])}{active}: {mark} ({escape(step['note'])})"
         )
+        for pid, why in step.get("failed", {}).items():
+            hint = f" ({why['hint']})" if why.get("hint") else ""
+            out.print(
+                f"  [yellow]{escape(pid)} did not start[/], so the check ran without it: "
+                f"{escape(str(why['message']))}{escape(hint)}"
+            )
 
     return say
 

@@ -36,8 +36,10 @@ from plugbay.runtime.compare import plain
 if TYPE_CHECKING:
     from plugbay.model.manifest import PluginManifest
     from plugbay.runtime.host import Host
+    from plugbay.runtime.records import PluginRecord
 
 __all__ = [
+    "Activated",
     "ActiveSet",
     "BisectResult",
     "BisectTarget",
@@ -59,8 +61,9 @@ class BisectTarget(Protocol):
         """Remember the active plugins; returns them in start order, with what each needs."""
         ...
 
-    async def activate(self, ids: Sequence[str]) -> list[str]:
-        """Make exactly ``ids`` (a prefix of the start order) active; the ids active."""
+    async def activate(self, ids: Sequence[str]) -> Activated:
+        """Make exactly ``ids`` (a prefix of the start order) active; the ids active,
+        and each of ``ids`` that did not start, with why."""
         ...
 
     async def versions(self, plugin_id: str) -> tuple[list[str], str]:
@@ -74,6 +77,20 @@ class BisectTarget(Protocol):
     async def restore(self) -> list[str]:
         """Put the host back as :meth:`begin` found it; what could not be restored."""
         ...
+
+
+#: why a plugin a bisect's step asked for did not start: ``{code, message, hint}``
+Failure = dict[str, str | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Activated:
+    """What a step of a bisect left active (in start order), and each plugin it asked
+    for that did not start (its ``initialize`` raised, its run-time config is refused,
+    what it needs did not start), with why: the check then ran without them."""
+
+    order: list[str]
+    failed: dict[str, Failure] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -170,8 +187,8 @@ async def bisect_plugins(
             ok, note = await check()
             result.checks += 1
             entry = {
-                "check": result.checks, "what": what, "active": len(active),
-                "passed": ok, "note": note,
+                "check": result.checks, "what": what, "active": len(active.order),
+                "passed": ok, "note": note, "failed": active.failed,
             }  # fmt: skip
             result.steps.append(entry)
             on_step(entry)
@@ -300,7 +317,7 @@ class ActiveSet:
     def _active(self) -> list[str]:
         return [r.id for r in self.host.manager.list_plugins() if str(r.state) == "active"]
 
-    async def activate(self, ids: Sequence[str]) -> list[str]:
+    async def activate(self, ids: Sequence[str]) -> Activated:
         if self._baseline is None:
             raise PluginStateError(
                 "no bisect is under way", hint="start one: POST /api/v1/bisect (or begin())"
@@ -319,10 +336,18 @@ class ActiveSet:
             if pid in active and pid not in wanted:
                 await manager.unload_plugin(pid, cascade=True)
         active = set(self._active())
+        failed: dict[str, Failure] = {}
         for pid in self._order:
             if pid in wanted and pid not in active:
-                await manager.load_plugin(self._baseline[pid])
-        return self._active()
+                try:
+                    await manager.load_plugin(self._baseline[pid])
+                except PlugbayError as exc:  # e.g. what it needs did not start: said, not fatal
+                    failed[pid] = _failure(exc)
+        now = self._active()
+        for pid in self._order:
+            if pid in wanted and pid not in now and pid not in failed:
+                failed[pid] = _why_not(manager.record(pid))
+        return Activated(now, failed)
 
     async def versions(self, plugin_id: str) -> tuple[list[str], str]:
         rec = self.host.manager.record(plugin_id)
@@ -370,3 +395,18 @@ class ActiveSet:
             if str(rec.state) != "active" and not any(p.startswith(f"{pid}:") for p in problems):
                 problems.append(f"{pid}: {rec.state} ({rec.reason})")
         return problems
+
+
+def _failure(error: PlugbayError) -> Failure:
+    return {"code": error.code, "message": error.message, "hint": error.hint}
+
+
+def _why_not(rec: PluginRecord) -> Failure:
+    """Why ``rec``, asked to start, is not active: the error it failed with, else its state."""
+    if rec.error is not None:
+        return _failure(rec.error)
+    return {
+        "code": "plugin_state",
+        "message": f"plugin '{rec.id}' is {rec.state}" + (f": {rec.reason}" if rec.reason else ""),
+        "hint": f"'plugbay info {rec.id}' says more",
+    }

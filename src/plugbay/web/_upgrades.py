@@ -275,6 +275,20 @@ class BisectOrder(BaseModel):
     )
 
 
+class BisectFailure(BaseModel):
+    code: str = Field(description="The error's code, e.g. plugin_init_failed.")
+    message: str = Field(description="Why it did not start.")
+    hint: str | None = Field(default=None, description="What to do next.")
+
+
+class BisectActivated(BisectOrder):
+    failed: dict[str, BisectFailure] = Field(
+        default_factory=dict,
+        description="Each plugin asked for that did not start, with why (the check then "
+        "runs without it).",
+    )
+
+
 class BisectActive(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
 
@@ -309,11 +323,12 @@ async def bisect_begin(host: HostDep) -> BisectOrder:
 
 
 @router.put(
-    "/api/v1/bisect/active", response_model=BisectOrder, responses=_ERR,
+    "/api/v1/bisect/active", response_model=BisectActivated, responses=_ERR,
     summary="Make exactly these plugins active (unload the rest, load what is missing)",
 )  # fmt: skip
-async def bisect_active(body: BisectActive, host: HostDep) -> BisectOrder:
-    return BisectOrder(order=await host.trials.bisect.activate(body.plugins))
+async def bisect_active(body: BisectActive, host: HostDep) -> BisectActivated:
+    activated = await host.trials.bisect.activate(body.plugins)
+    return BisectActivated.model_validate({"order": activated.order, "failed": activated.failed})
 
 
 @router.get(
