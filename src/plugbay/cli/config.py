@@ -223,8 +223,8 @@ def _show(view: dict[str, Any], change: _Change, *, as_json: bool) -> None:
 
 
 def _limits(field: dict[str, Any]) -> dict[str, Any]:
-    """A key's limits for people: its pattern as written (a running host's view also
-    has it anchored for JSON Schema validators, under ``pattern``)."""
+    """A key's limits for people: its pattern as written (every view also has it
+    anchored for JSON Schema validators, under ``pattern``: ``ConfigField.describe``)."""
     limits = {k: v for k, v in field.items() if k not in ("type", "required", "description")}
     if "pattern-written" in limits:
         limits["pattern"] = limits.pop("pattern-written")

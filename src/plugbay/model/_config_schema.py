@@ -110,6 +110,10 @@ class ConfigField:
             )
 
     def describe(self) -> dict[str, Any]:
+        """The key as every view shows it (``plugbay config`` with or without a running
+        host, ``GET …/config``, the manifest in ``GET /api/v1/plugins/{id}``): ``pattern``
+        as a JSON Schema validator must read it to take what the host takes
+        (:func:`json_schema_pattern`), and ``pattern-written`` as the manifest has it."""
         out: dict[str, Any] = {"type": self.type, "required": self.required}
         if self.has_default:
             out["default"] = self.default
@@ -120,6 +124,9 @@ class ConfigField:
             value = getattr(self, key)
             if value not in (None, ""):
                 out[key.replace("_", "-")] = list(value) if key == "enum" else value
+        if self.pattern:
+            out["pattern"] = json_schema_pattern(self.pattern)
+            out["pattern-written"] = self.pattern
         return out
 
     def matches(self, value: Any) -> bool:

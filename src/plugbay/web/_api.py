@@ -49,7 +49,7 @@ from plugbay.web._models import (
     UpgradeRequest,
     UpgradeResult,
 )
-from plugbay.web._plugin_docs import check_json_values, schema_pointer, shown_schema
+from plugbay.web._plugin_docs import check_json_values, schema_pointer
 from plugbay.web._responses import errors
 from plugbay.web._rollback import rollback_targets, rollback_to
 from plugbay.web._series import Series
@@ -435,7 +435,7 @@ def _config_view(host: Host, plugin_id: str) -> ConfigView:
             "plugin": plugin_id,
             "config": _builtins(masked(rec.manifest, rec.config)),
             "runtime": _builtins(shown(host, plugin_id, host.runtime_config(plugin_id))),
-            "schema": shown_schema(_builtins(schema)),
+            "schema": _builtins(schema),
             "pending": pending(rec),
             "kept": _builtins(kept_view(host, plugin_id)),
         }

@@ -30,7 +30,6 @@ __all__ = [
     "check_json_values",
     "plugins_key",
     "schema_pointer",
-    "shown_schema",
 ]
 
 CONFIG_PATH: Final = "/api/v1/plugins/{plugin_id}/config"
@@ -123,22 +122,6 @@ def values_schema(config: ConfigSchema | None, provided: set[str]) -> dict[str, 
     if required:
         schema["required"] = required
     return schema
-
-
-def shown_schema(described: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """A plugin's config keys as the config route shows them (``ConfigField.describe``),
-    each ``pattern`` as a JSON Schema validator must read it to agree with the host
-    (:func:`_anchored`), and as its author wrote it in ``pattern-written``."""
-    return {
-        name: {
-            **field,
-            "pattern": json_schema_pattern(field["pattern"]),
-            "pattern-written": field["pattern"],
-        }
-        if isinstance(field.get("pattern"), str)
-        else field
-        for name, field in described.items()
-    }
 
 
 def _anchored(schema: Any) -> Any:
