@@ -60,6 +60,7 @@ from plugbay.model._events import EventListen
 from plugbay.model.manifest import ManifestOrigin, PluginManifest, load_manifest
 from plugbay.model.versions import Version
 from plugbay.monitor.bounds import Bounds, bounded, traceback_text
+from plugbay.monitor.library_errors import library_details
 from plugbay.monitor.metrics import PluginMetrics
 
 __all__ = ["Worker", "main"]
@@ -671,6 +672,7 @@ def _raised(exc: BaseException, plugin: str | None) -> PlugbayError:
         plugin=plugin,
         details={
             "exception": type(exc).__name__,
+            **library_details(exc),
             "traceback": "".join(traceback.format_exception(exc)),
         },
     )
@@ -692,6 +694,7 @@ def _wrap(
         hint=hint or "this is the plugin's own error; the host and other plugins are unaffected",
         details={
             "exception": type(exc).__name__,
+            **library_details(exc),
             "raised_at": raised_at(exc, manifest) if manifest is not None else None,
             "traceback": "".join(traceback.format_exception(exc)),
         },

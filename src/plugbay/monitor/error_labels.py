@@ -8,8 +8,10 @@ end. A failed call is counted under, in this order:
   for a subclass (``PluginTimeout``, ``ResultTypeError``, ``PermissionDenied``; a
   plugin's own subclass of ``PlugbayError`` is ``PlugbayError``);
 * the plugin's own exception: its class's name when that class is one of Python's
-  built-in exceptions (``ValueError``, ``KeyError``, ``MemoryError``); any other
-  class (its own, a library's) is ``other``.
+  built-in exceptions (``ValueError``, ``KeyError``, ``MemoryError``); a library's
+  class (the standard library's, an installed distribution's) by ``module.Class``
+  (``json.decoder.JSONDecodeError``), at most a few per command
+  (``monitor.library_errors``); any other class (the plugin's own) is ``other``.
 
 A sandboxed worker's error is the one the host judged (``isolation.identity``): a
 plugin's exception arrives as a ``PluginCallError`` naming the exception's class, and
@@ -25,6 +27,7 @@ from typing import Final
 
 from plugbay.api import errors as _errors
 from plugbay.api.errors import PlugbayError, PluginCallError
+from plugbay.monitor.library_errors import claimed_library, library_name
 
 __all__ = ["BUILTIN_ERRORS", "OTHER", "PLUGBAY_ERRORS", "error_label"]
 
@@ -54,11 +57,15 @@ def error_label(error: BaseException | str) -> str:
         if type(error) is PluginCallError:  # the plugin's exception, named by its class
             raised = error.details.get("exception") if isinstance(error.details, dict) else None
             if isinstance(raised, str):
-                return raised if raised in BUILTIN_ERRORS else OTHER
+                if raised in BUILTIN_ERRORS:
+                    return raised
+                return claimed_library(error.details) or OTHER
         for cls in type(error).__mro__:  # the nearest of plugbay's own classes
             name = cls.__name__
             if PLUGBAY_ERRORS.get(name) is cls:
                 return name
         return "PlugbayError"
     name = type(error).__name__
-    return name if BUILTIN_ERRORS.get(name) is type(error) else OTHER
+    if BUILTIN_ERRORS.get(name) is type(error):
+        return name
+    return library_name(type(error)) or OTHER

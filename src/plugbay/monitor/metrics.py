@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 from plugbay.api.errors import MetricError
 from plugbay.monitor.bounds import Bounds
-from plugbay.monitor.error_labels import error_label
+from plugbay.monitor.error_labels import OTHER, error_label
+from plugbay.monitor.library_errors import counted_as
 
 if TYPE_CHECKING:
     from plugbay.monitor.bounds import Budget
@@ -153,7 +154,7 @@ class CommandStats:
         self.base += 1
         if error is not None:
             self.errors += 1
-            self.errors_by_type[error_label(error)] += 1
+            self._count_error(error)
         if seconds is not None:
             pending = self.pending
             pending.append(seconds)
@@ -164,11 +165,17 @@ class CommandStats:
         """A call already counted in ``started`` failed (the call path's error branch),
         counted under ``error``'s label (``monitor.error_labels``)."""
         self.errors += 1
-        self.errors_by_type[error_label(error)] += 1
+        self._count_error(error)
         if seconds is not None:
             self.pending.append(seconds)
             if len(self.pending) >= self.FOLD_AT:
                 self.fold()
+
+    def _count_error(self, error: BaseException | str) -> None:
+        """One more failed call under ``error``'s label, a library's bounded per command
+        (``monitor.library_errors``)."""
+        by_type = self.errors_by_type
+        by_type[counted_as(by_type, error_label(error), OTHER)] += 1
 
     def fold(self) -> None:
         """Move pending durations into the histogram (call from the writing thread only)."""
