@@ -58,6 +58,7 @@ from plugbay.isolation.affinity import Follow
 from plugbay.isolation.base import Backend, CallTimeout, EnvironmentPaths, PluginHandle, deadline
 from plugbay.isolation.heartbeat import Beat, Pulse, held_by, hung_error, pulse_for
 from plugbay.isolation.identity import judge_error
+from plugbay.isolation.offered_services import offered_by
 from plugbay.isolation.policy import Placement
 from plugbay.isolation.quota import QuotaMounts, QuotaStatus
 from plugbay.isolation.requests import Requests
@@ -601,6 +602,7 @@ class ProcessHandle(sampling.SampledInWorker, RequestsToWorker, BoundedByHost, P
                 storage=self.storage_at,
                 manifest=for_the_worker(self.manifest),
                 bounds=self._bounds_for_worker(),
+                services=offered_by(context.services),
             )
         )
         try:

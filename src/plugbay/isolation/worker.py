@@ -56,9 +56,10 @@ from plugbay.isolation._emit import EVENTS_TARGET, EmitChannel, emit_encoder, ne
 from plugbay.isolation.guard import Guard, classify, file_permissions_hint
 from plugbay.isolation.inline import lifecycle, new_instance, run_in_daemon_thread
 from plugbay.isolation.loading import import_plugin, plugin_frame, raised_at
+from plugbay.isolation.offered_services import unavailable
 from plugbay.model._events import EventListen
 from plugbay.model.manifest import ManifestOrigin, PluginManifest, load_manifest
-from plugbay.model.versions import Version
+from plugbay.model.versions import Range, Version
 from plugbay.monitor.bounds import Bounds, bounded, traceback_text
 from plugbay.monitor.library_errors import library_details
 from plugbay.monitor.metrics import PluginMetrics
@@ -78,8 +79,17 @@ _TASKS_STOP = 1.0
 class _HostServices:
     """``context.services`` inside a worker: every service is a call through the host."""
 
-    def __init__(self, worker: Worker) -> None:
+    def __init__(self, worker: Worker, offered: dict[str, list[str]] | None) -> None:
         self._worker = worker
+        #: what the host offered at load (``isolation.offered_services``), until the
+        #: plugin is initialized (None: not told, or loaded: a call's host call says)
+        self._offered = (
+            {n: (v[0], v[1]) for n, v in offered.items()} if offered is not None else None
+        )
+
+    def loaded(self) -> None:
+        """Services come and go once plugins serve: from now on the host call says."""
+        self._offered = None
 
     def provide(self, name: str, service: object, version: str = "1.0.0") -> None:
         raise ServiceError(
@@ -88,6 +98,11 @@ class _HostServices:
         )
 
     def require(self, name: str, range: str = "*", kind: type[Any] | None = None) -> Any:
+        if self._offered is not None:  # at load, in an inline plugin's words
+            plugin = self._worker.manifest.id if self._worker.manifest else None
+            refused = unavailable(plugin or "", name, Range.parse(range), self._offered)
+            if refused is not None:
+                raise refused
         return _RemoteService(self._worker, name, range)
 
     def available(self) -> dict[str, str]:
@@ -464,7 +479,7 @@ class Worker:
                 isolation="process",
                 sandboxed=bool(message.rules),  # (empty rules: a trusted plugin's worker)
             ),
-            services=_HostServices(self),
+            services=_HostServices(self, message.services),
             config=PluginConfig(message.config),
             logger=logging.getLogger(f"plugbay.plugin.{manifest.id}"),
             metrics=metrics,
@@ -570,7 +585,11 @@ class Worker:
 
     async def initialize(self) -> None:
         assert self.plugin is not None and self.context is not None
-        await lifecycle(self.plugin.initialize, _NO_LIMIT, self.context)
+        try:
+            await lifecycle(self.plugin.initialize, _NO_LIMIT, self.context)
+        finally:
+            if isinstance(self.context.services, _HostServices):
+                self.context.services.loaded()
 
     async def export_state(self) -> dict[str, Any]:
         assert self.plugin is not None

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from plugbay.api.errors import ServiceError
+from plugbay.isolation.offered_services import unavailable
 from plugbay.model.versions import Range, Version
 
 __all__ = ["ServiceHub", "ServiceView"]
@@ -62,22 +63,15 @@ class ServiceHub:
     def lookup(self, consumer: str, name: str, wanted: Range) -> _Provided:
         """Who provides ``name`` in range ``wanted``, or :class:`ServiceError` saying why nobody."""
         provided = self._services.get(name)
-        if provided is None:
-            raise ServiceError(
-                f"service '{name}' {wanted} is not available",
-                plugin=consumer,
-                hint=f"declare it under [services] requires so the host loads a provider first; "
-                f"available now: {', '.join(sorted(self._services)) or 'none'}",
-            )
-        if provided.version not in wanted:
-            raise ServiceError(
-                f"service '{name}' is provided by '{provided.provider}' at {provided.version}, "
-                f"which is not in the range {wanted}",
-                plugin=consumer,
-                hint=f"install a version of '{provided.provider}' that provides '{name}' {wanted}, "
-                "or relax the range",
-            )
+        if provided is None or provided.version not in wanted:
+            refused = unavailable(consumer, name, wanted, self.offered())
+            assert refused is not None
+            raise refused
         return provided
+
+    def offered(self) -> dict[str, tuple[str, str]]:
+        """Every service: its version and provider (``isolation.offered_services``)."""
+        return {n: (str(p.version), p.provider) for n, p in self._services.items()}
 
     def available(self) -> dict[str, str]:
         return {n: str(p.version) for n, p in sorted(self._services.items())}
@@ -128,6 +122,10 @@ class ServiceView:
 
     def available(self) -> dict[str, str]:
         return self._hub.available()
+
+    def offered(self) -> dict[str, tuple[str, str]]:
+        """What a sandboxed worker is told at load (``isolation.offered_services``)."""
+        return self._hub.offered()
 
 
 def _is_proxy(obj: object) -> bool:
