@@ -55,6 +55,7 @@ from plugbay.api.errors import (
     PluginLoadError,
     ResourceLimitExceeded,
 )
+from plugbay.isolation._wasm_events import event_request
 from plugbay.isolation._wasm_requests import fail as _fail
 from plugbay.isolation._wasm_requests import storage_request
 from plugbay.isolation._wasm_thread import Closed, InstanceThread
@@ -736,15 +737,8 @@ class WasmHandle(PluginHandle):
         return {"error": self._refusals.issue(self.manifest.id, error).to_dict()}
 
     def _event(self, request: dict[str, Any]) -> Any:
-        name = request.get("name")
-        emit = self._backend._emit
-        if not isinstance(name, str) or not name or len(name) > 128:
-            return _fail("an event has a name (a short string)")
-        if emit is not None and self._loop is not None:
-            kind = f"plugin.{self.manifest.id}.{name}"  # its own namespace: never a host event
-            data = request.get("data")
-            self._loop.call_soon_threadsafe(lambda: emit(kind, source=self.manifest.id, data=data))
-        return {"ok": None}
+        emit, loop = self._backend._emit, self._loop
+        return event_request(self.manifest.id, request, emit, loop, self._refusals)
 
     def _service(self, request: dict[str, Any]) -> Any:
         command, params = request.get("command"), request.get("params", {})
