@@ -126,6 +126,8 @@ class ProtocolPlugin(IntegrationPlugin):
         self._tasks: set[asyncio.Task[None]] = set()
         self._conversation: Conversation | None = None
         self._network: tuple[str, ...] = ()  # where ``send`` may connect (the manifest's)
+        #: what ``send``'s deadline is read on (a test may give a clock of its own)
+        self.clock: Callable[[], float] = time.monotonic
 
     async def initialize(self, context: PluginContext) -> None:
         self._network = peers.declared()
@@ -374,12 +376,13 @@ class ProtocolPlugin(IntegrationPlugin):
             raise ValueError(f"port must be 1 to 65535, got {port}")
         if not timeout > 0:
             raise ValueError(f"timeout must be positive, got {timeout:g}")
-        # one timeout for the whole call: looking a host name up spends part of it
-        started = time.monotonic()
-        address = await peers.granted_address(self.id, host, port, self._network, timeout)
-        if address != host:  # (an IP address is not looked up)
-            timeout = max(timeout - (time.monotonic() - started), 0.001)
-        return await wire.talk(address, port, self.id, text, timeout)
+        # one deadline for the whole call: looking a host name up spends part of it, and
+        # the conversation is not started when nothing is left
+        deadline = wire.Deadline(timeout, self.clock)
+        address = await peers.granted_address(
+            self.id, host, port, self._network, timeout, left=deadline.left(host, port)
+        )
+        return await wire.talk(address, port, self.id, text, deadline)
 
     @command
     def status(self) -> ProtocolStatus:

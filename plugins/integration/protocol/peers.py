@@ -63,18 +63,21 @@ async def granted_address(
     network: tuple[str, ...],
     timeout: float,
     lookup: Lookup = _getaddrinfo,
+    *,
+    left: float | None = None,
 ) -> str:
     """The address to connect to for ``host:port``: ``host`` when it is an IP address,
     else the first of its addresses that ``network`` declares. Raises PermissionDenied
     when ``network`` declares none of them, ConnectionError when ``host`` has no address,
     :class:`LookupTimeout` when looking ``host`` up takes longer than ``timeout`` seconds
-    (a resolver that does not answer would otherwise hold the caller past its timeout).
+    (a resolver that does not answer would otherwise hold the caller past its timeout;
+    ``left``, when given, is what is left of ``timeout`` as the lookup starts).
     """
     try:
         addresses = [str(ipaddress.ip_address(host))]
     except ValueError:
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(timeout if left is None else left):
                 found = await lookup(host, port)
         except TimeoutError:
             raise LookupTimeout(

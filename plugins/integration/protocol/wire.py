@@ -29,12 +29,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
 __all__ = [
     "MAX_LINE",
     "VERSION",
+    "Deadline",
     "LineTooLong",
     "PeerError",
     "PeerTimeout",
@@ -119,15 +122,39 @@ async def read_line(reader: asyncio.StreamReader) -> bytes | None:
 # --------------------------------------------------------------------------- the client
 
 
-async def talk(host: str, port: int, name: str, text: str, timeout: float) -> str:
-    """HELLO, SAY ``text``, QUIT with the peer at ``host:port``; the text of its REPLY.
+class Deadline:
+    """One timeout for a call of several steps (``send``: look the name up, then talk),
+    computed once: each step is given what is left of it, and a step with nothing left
+    is refused in the timeout's words (:meth:`left`)."""
+
+    __slots__ = ("_at", "_clock", "timeout")
+
+    def __init__(self, timeout: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.timeout = timeout
+        self._clock = clock
+        self._at = clock() + timeout
+
+    def left(self, host: str, port: int) -> float:
+        """The seconds left; :class:`PeerTimeout` naming ``host:port`` when none are."""
+        left = self._at - self._clock()
+        if left <= 0:
+            peer = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            raise PeerTimeout(f"peer {peer} did not answer within {self.timeout:g} s")
+        return left
+
+
+async def talk(host: str, port: int, name: str, text: str, deadline: Deadline) -> str:
+    """HELLO, SAY ``text``, QUIT with the peer at ``host:port``, within what is left of
+    ``deadline``; the text of its REPLY.
 
     Raises ConnectionError: refused or closed, :class:`PeerError` for a wrong
-    answer, :class:`PeerTimeout` for none in time; each names ``host:port``.
+    answer, :class:`PeerTimeout` for none in time (none left: not connected); each
+    names ``host:port``.
     """
     peer = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    left = deadline.left(host, port)
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(left):
             try:
                 reader, writer = await asyncio.open_connection(host, port, limit=READ_LIMIT)
             except OSError as exc:
@@ -142,7 +169,7 @@ async def talk(host: str, port: int, name: str, text: str, timeout: float) -> st
                 with contextlib.suppress(OSError):
                     await writer.wait_closed()
     except TimeoutError:
-        raise PeerTimeout(f"peer {peer} did not answer within {timeout:g} s") from None
+        raise PeerTimeout(f"peer {peer} did not answer within {deadline.timeout:g} s") from None
     return reply
 
 
