@@ -137,20 +137,53 @@ async def _run_host(
         api.go()
         with contextlib.suppress(Exception):  # a start going on finishes first
             await api.ready()
-        if api.web is not None:
-            # plugins first: a call still running gets its error through the API,
-            # then the server closes
-            await host.manager.shutdown()
-            await api.web.stop()
-        if api.announcement is not None:
-            api.announcement.unlink(missing_ok=True)
-        await host.stop()
-        detach_log(api.log)
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
-        if serving is not None:
-            _out().print("stopped")
+        try:  # each step whatever an earlier one raised, then the first failure
+            await _stop_serving(host, api)
+        finally:
+            detach_log(api.log)
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+            if serving is not None:
+                _out().print("stopped")
     return EXIT_INTERRUPTED if code == 0 and signal.SIGINT in asked else code
+
+
+async def _stop_serving(host: Host, api: _Api) -> None:
+    """The stop of ``plugbay run``: the plugins (a call still running gets its error
+    through the API), the API, the announcement, then the host; each step runs whatever
+    an earlier one raised (``runtime.stop_steps``: logged as it fails), and the first
+    failure is raised once all have run."""
+    from plugbay.runtime.stop_steps import StopSteps
+
+    steps = StopSteps()
+    if (web := api.web) is not None:
+        await steps.run(
+            "stopping the plugins (their cleanup)",
+            "a plugin not cleaned up lost what its cleanup() would have saved; the host's "
+            "stop tries again",
+            host.manager.shutdown,
+        )
+        await steps.run(
+            "closing the HTTP API",
+            "its port is free once this process ends",
+            web.stop,
+        )
+    if (announcement := api.announcement) is not None:
+
+        async def unannounce() -> None:
+            announcement.unlink(missing_ok=True)
+
+        await steps.run(
+            f"removing {announcement}",
+            "plugbay commands may still look for this host there: the next host's start "
+            "removes it, or delete it",
+            unannounce,
+        )
+    try:
+        await host.stop()  # its own steps log each failure (runtime.stop_steps)
+    except BaseException as exc:
+        steps.failed.append(exc)
+    steps.raise_first()
 
 
 async def _start_and_serve(

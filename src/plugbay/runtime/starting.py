@@ -28,7 +28,7 @@ from plugbay.api.errors import (
 )
 from plugbay.isolation import Backend, CallTimeout, PluginHandle
 from plugbay.isolation.base import EnvironmentPaths
-from plugbay.isolation.loading import plugin_frame
+from plugbay.isolation.loading import plugin_frame, raised_at
 from plugbay.isolation.policy import Placement
 from plugbay.model.manifest import PluginManifest
 from plugbay.model.versions import Range
@@ -88,6 +88,24 @@ def _fits_no_test(exc: EnvironmentBuildError, manifest: PluginManifest) -> Envir
         f"{install}; or test it with isolation='process', where the host builds it an "
         "environment of its own",
         details=exc.details,
+    )
+
+
+def _init_hint(plugin_id: str) -> str:
+    return f"see the traceback with 'plugbay info {plugin_id} --traceback'"
+
+
+def _its_own(error: PlugbayError, plugin_id: str) -> bool:
+    """``error`` is a worker's report of an exception the plugin's own ``initialize``
+    raised (``isolation.worker``, judged by ``isolation.identity``), not a refusal, a
+    limit or a crash the host stands behind."""
+    details = error.details
+    return (
+        error.code == "plugin_raised"
+        and isinstance(details, dict)
+        and details.get("raised_by") == plugin_id
+        and "claimed" not in details
+        and "exception" in details
     )
 
 
@@ -390,15 +408,30 @@ class Starting:
                 hint="make initialize return promptly (start long work in a task), "
                 "or raise resources.init-timeout in the manifest",
             ) from None
-        except PlugbayError:
-            raise
+        except PlugbayError as exc:
+            if not _its_own(exc, manifest.id):
+                raise
+            # a worker's report of the plugin's own exception (``isolation.identity``):
+            # answered as an inline plugin's is, below
+            details = {k: v for k, v in exc.details.items() if k != "raised_by"}
+            raise PluginInitError(
+                exc.message,
+                plugin=manifest.id,
+                where=exc.where or manifest.location,
+                hint=_init_hint(manifest.id),
+                details=details,
+            ) from None
         except (Exception, SystemExit) as exc:  # sys.exit() in a plugin is its own failure
             raise PluginInitError(
                 f"initialize raised {type(exc).__name__}: {exc}",
                 plugin=manifest.id,
                 where=plugin_frame(exc, manifest) or manifest.location,
-                hint=f"see the traceback with 'plugbay info {manifest.id} --traceback'",
-                details={"traceback": "".join(traceback.format_exception(exc))},
+                hint=_init_hint(manifest.id),
+                details={
+                    "exception": type(exc).__name__,
+                    "raised_at": raised_at(exc, manifest),
+                    "traceback": "".join(traceback.format_exception(exc)),
+                },
             ) from exc
 
     def _validated_config(self, manifest: PluginManifest) -> dict[str, Any]:

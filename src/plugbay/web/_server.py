@@ -104,9 +104,13 @@ class HttpServer:
             await asyncio.sleep(0.01)
 
     async def stop(self) -> None:
-        await self.web.stop()
-        if self._server is not None and self._task is not None:
-            self._server.should_exit = True
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        self._server = self._task = None
+        """Stop the charts' sampling, then the server; the server closes its port even
+        when the sampling's stop raised (raised after)."""
+        try:
+            await self.web.stop()
+        finally:
+            if self._server is not None and self._task is not None:
+                self._server.should_exit = True
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
+            self._server = self._task = None
