@@ -100,8 +100,18 @@ def test_plugbay_bisect_says_which_plugin_did_not_start_and_why(
             "RuntimeError: the wheel fell off on start 2" in text
         ), shown.stdout + shown.stderr
         assert "the host is as it was before the bisect" in text, text  # b's third start
+        # c is innocent: the check only passed because b was missing, so nobody is blamed
+        assert "acme.c:" not in text and shown.returncode == 1, text
+        assert (
+            "no culprit found: the result would be uncertain, so the bisect stopped at check "
+            "3: acme.b did not start" in text
+        ), text
+        assert "make acme.b start ('plugbay info acme.b --traceback' says why)" in text, text
         again = plugbay("bisect", "--check", check, "--json", cwd=tmp_path, timeout=120)
-    steps = json.loads(again.stdout)["steps"]
+    answer = json.loads(again.stdout)
+    assert answer["ok"] is False and answer["culprit"] is None, answer
+    assert "uncertain" in answer["found"] and "acme.b did not start" in answer["found"], answer
+    steps = answer["steps"]
     failed = [step["failed"] for step in steps if step["failed"]]
     assert failed and set(failed[0]["acme.b"]) == {"code", "message", "hint"}, steps
     assert failed[0]["acme.b"]["message"] == (

@@ -56,7 +56,7 @@ from plugbay.isolation._emit import EVENTS_TARGET, EmitChannel, emit_encoder, ne
 from plugbay.isolation.guard import Guard, classify, file_permissions_hint
 from plugbay.isolation.inline import lifecycle, new_instance, run_in_daemon_thread
 from plugbay.isolation.loading import import_plugin, plugin_frame, raised_at
-from plugbay.isolation.offered_services import unavailable
+from plugbay.isolation.offered_services import refused_at_load
 from plugbay.model._events import EventListen
 from plugbay.model.manifest import ManifestOrigin, PluginManifest, load_manifest
 from plugbay.model.versions import Range, Version
@@ -83,9 +83,7 @@ class _HostServices:
         self._worker = worker
         #: what the host offered at load (``isolation.offered_services``), until the
         #: plugin is initialized (None: not told, or loaded: a call's host call says)
-        self._offered = (
-            {n: (v[0], v[1]) for n, v in offered.items()} if offered is not None else None
-        )
+        self._offered = offered
 
     def loaded(self) -> None:
         """Services come and go once plugins serve: from now on the host call says."""
@@ -100,7 +98,7 @@ class _HostServices:
     def require(self, name: str, range: str = "*", kind: type[Any] | None = None) -> Any:
         if self._offered is not None:  # at load, in an inline plugin's words
             plugin = self._worker.manifest.id if self._worker.manifest else None
-            refused = unavailable(plugin or "", name, Range.parse(range), self._offered)
+            refused = refused_at_load(plugin or "", name, Range.parse(range), self._offered)
             if refused is not None:
                 raise refused
         return _RemoteService(self._worker, name, range)

@@ -192,6 +192,8 @@ async def bisect_plugins(
             }  # fmt: skip
             result.steps.append(entry)
             on_step(entry)
+            if active.failed:  # not the test it claims to be: halving on would mislead
+                raise _Inconclusive(result.checks, active.failed)
             return ok
 
         if await step(order, f"all {len(everything)} plugins active"):
@@ -219,9 +221,31 @@ async def bisect_plugins(
             f"and fails once it is active too"
         )
         return result
+    except _Inconclusive as stopped:
+        result.found = stopped.found()
+        return result
     finally:
         result.problems = await target.restore()
         result.restored = not result.problems
+
+
+class _Inconclusive(Exception):
+    """A step's check ran without a plugin it asked for: the bisect stops there."""
+
+    def __init__(self, check: int, failed: dict[str, Failure]) -> None:
+        super().__init__(check, failed)
+        self.check = check
+        self.failed = failed
+
+    def found(self) -> str:
+        names = ", ".join(self.failed)
+        first = next(iter(self.failed))
+        return (
+            f"no culprit found: the result would be uncertain, so the bisect stopped at check "
+            f"{self.check}: {names} did not start, and that check ran without it, so it did "
+            f"not test what it claims; make {first} start ('plugbay info {first} --traceback' "
+            f"says why), or disable it ('plugbay disable {first}'), then bisect again"
+        )
 
 
 async def _fails_alone(step: Callable[[Sequence[str], str], Awaitable[bool]]) -> bool:
