@@ -190,7 +190,8 @@ async def test_a_wasm_secret_denial_passed_on_is_the_hosts(wasm_host: Host) -> N
         f"ask for it under [permissions] secrets and have the operator run "
         f"'plugbay grant {WASM} secret:api-key'"
     )
-    assert error.details == {
+    assert error.details == {  # the keys of a Python plugin's, inline or in a worker
+        "operation": "secret api-key",
         "permission": "secret:api-key",
         "layer": "broker",
         "relayed_by": WASM,

@@ -20,6 +20,7 @@ import wasmtime
 from plugbay.api.errors import (
     ManifestError,
     ParameterError,
+    PermissionDenied,
     PluginCrashed,
     PluginTimeout,
     ResultTypeError,
@@ -363,11 +364,13 @@ async def test_its_host_requests_reach_what_it_declared_as_itself(tmp_path: Path
     async with new_host(tmp_path, inline=["acme.helper"]) as host:
         ask = '{"plugin": "acme.helper", "command": "double", "params": {"n": 21}}'
         assert await host.call("acme.caller", "ask", via="service", request=ask) == 42
-        # an event lands in its own namespace, with its own name as the source
+        # an event is a plugin event it declared, never a host event: a host event's name
+        # is refused, as a denial of its own
         forged = '{"name": "security.denied", "data": {"plugin": "acme.helper"}}'
-        await host.call("acme.caller", "ask", via="event", request=forged)
-        await until(lambda: host.events.counts["plugin.acme.caller.security.denied"] == 1, "it")
-        assert host.events.counts["security.denied"] == 0
+        with pytest.raises(PermissionDenied, match=r"emitting the event 'security\.denied'") as no:
+            await host.call("acme.caller", "ask", via="event", request=forged)
+        assert no.value.plugin == "acme.caller"
+        assert host.manager.plugin_events.emitted[("acme.caller", "security.denied")] == 0
         assert await host.call("acme.caller", "ask", via="storage", request='{"op": "keys"}') == []
         # a call waiting on the host is still cut at its deadline (2 s), and serves on
         started = time.monotonic()

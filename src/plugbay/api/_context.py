@@ -122,17 +122,7 @@ class Secrets:
             pass
         if name in self._unset:
             raise secret_without_value(name, self._plugin or None)
-        raise PermissionDenied(
-            f"secret '{name}' was not granted",
-            plugin=self._plugin or None,
-            hint=f"ask for it under [permissions] secrets and have the operator run "
-            f"'plugbay grant {self._plugin or 'ID'} secret:{name}'",
-            details={
-                "operation": f"secret {name}",
-                "permission": f"secret:{name}",
-                "layer": "secrets",
-            },
-        )
+        raise secret_not_granted(name, self._plugin or None)
 
     def names(self) -> list[str]:
         return sorted(self._values)
@@ -155,6 +145,23 @@ SECRET_ENV_PREFIX = "PLUGBAY_SECRET_"
 def secret_of_env(variable: str) -> str:
     """The secret a ``PLUGBAY_SECRET_…`` variable of the host's environment sets."""
     return variable[len(SECRET_ENV_PREFIX) :].lower().replace("_", "-")
+
+
+def secret_not_granted(name: str, plugin: str | None, layer: str = "secrets") -> PermissionDenied:
+    """A secret the operator did not grant the plugin: the same words and details inline,
+    in a worker and for a Wasm module (whose ``layer`` is the host's ``broker``: it is
+    known as the host's by its stamp alone, ``isolation.refusals``)."""
+    return PermissionDenied(
+        f"secret '{name}' was not granted",
+        plugin=plugin,
+        hint=f"ask for it under [permissions] secrets and have the operator run "
+        f"'plugbay grant {plugin or 'ID'} secret:{name}'",
+        details={
+            "operation": f"secret {name}",
+            "permission": f"secret:{name}",
+            "layer": layer,
+        },
+    )
 
 
 def secret_without_value(name: str, plugin: str | None) -> ConfigError:

@@ -46,16 +46,15 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from plugbay.api import CommandSpec, PluginContext
-from plugbay.api._context import secret_without_value
+from plugbay.api._context import secret_not_granted, secret_without_value
 from plugbay.api.errors import (
-    PermissionDenied,
     PlugbayError,
     PluginCallError,
     PluginCrashed,
     PluginLoadError,
     ResourceLimitExceeded,
 )
-from plugbay.isolation._wasm_events import event_request
+from plugbay.isolation._wasm_events import PluginEmits, event_request
 from plugbay.isolation._wasm_requests import fail as _fail
 from plugbay.isolation._wasm_requests import storage_request
 from plugbay.isolation._wasm_thread import Closed, InstanceThread
@@ -78,8 +77,8 @@ log = logging.getLogger("plugbay.isolation.wasm")
 
 #: (calling plugin, target ("service:NAME@RANGE" or a plugin id), command, params) -> value
 HostCallHandler = Callable[[str, str, str, dict[str, Any]], Awaitable[Any]]
-#: (event kind, source, data) -> None: the host's event bus
-EventEmitter = Callable[..., None]
+#: the host's plugin events (``runtime.plugin_events``), found when a module emits
+EventEmitter = Callable[[], PluginEmits]
 _PAGE = 65536
 #: seconds an interrupted call may take to stop before its caller is answered anyway
 _GRACE = 0.25
@@ -727,13 +726,8 @@ class WasmHandle(PluginHandle):
                 "layer": "secrets",
             }
         )
-        error = PermissionDenied(  # stamped: passed on unchanged, it is the host's
-            f"secret '{name[:64]}' was not granted",
-            plugin=self.manifest.id,
-            hint=f"ask for it under [permissions] secrets and have the operator run "
-            f"'plugbay grant {self.manifest.id} secret:{name[:64]}'",
-            details={"permission": f"secret:{name[:64]}", "layer": "broker"},
-        )
+        # an inline plugin's or a worker's words; the host's layer: stamped, passed on
+        error = secret_not_granted(name[:64], self.manifest.id, "broker")  # it is the host's
         return {"error": self._refusals.issue(self.manifest.id, error).to_dict()}
 
     def _event(self, request: dict[str, Any]) -> Any:

@@ -103,7 +103,7 @@ class PluginManager(Calling, Starting, Supervision, SecurityEvents):
             "inline": InlineBackend(),
             "process": process,
             "wasm": WasmBackend(
-                self._host_call, self.events.emit, settings.data_root / ".wasm-cache"
+                self._host_call, lambda: self.plugin_events, settings.data_root / ".wasm-cache"
             ),
             "ray": RayBackend(
                 self._host_call, lambda: self.settings.policy.ray, quotas=process.quotas

@@ -194,6 +194,13 @@ class PluginEvents:
         manifest declares it; returns the number of listeners it was sent to.
         ``oversized``: the payload's size, from a worker that found it over the bound and
         kept it (``isolation._emit``): refused here, in the host's words."""
+        name = self.admit(plugin_id, name, payload, oversized)
+        return await self.publish(name, payload, source=plugin_id)  # type: ignore[arg-type]
+
+    def admit(self, plugin_id: str, name: object, payload: object, oversized: object = None) -> str:
+        """:meth:`emit_from`'s checks, raising its refusals; the event's name when it may
+        be published (a Wasm module's event is checked so, then published without its
+        module waiting on listeners: ``isolation._wasm_events``)."""
         rec = self._m.records_by_id.get(plugin_id)
         manifest = rec.manifest if rec is not None else None
         if not isinstance(name, str) or manifest is None or name not in manifest.emits:
@@ -214,7 +221,7 @@ class PluginEvents:
                 hint="emit a msgspec.Struct, a dataclass or a mapping",
             )
         payload_size(name, payload, plugin_id)  # a worker's emit is checked again here
-        return await self.publish(name, payload, source=plugin_id)
+        return name
 
     async def publish(self, name: str, payload: dict[str, Any], *, source: str = "host") -> int:
         """Send ``name`` to its listeners (the host's own and tests' entry point)."""
