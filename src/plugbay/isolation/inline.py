@@ -14,14 +14,22 @@ import contextlib
 import dis
 import inspect
 import threading
+import traceback
 import types
 from collections.abc import Callable, Coroutine, Generator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from plugbay.api import Command, CommandSpec, Plugin, PluginContext, PluginDependency
+from plugbay.api.errors import PluginInitError
 from plugbay.isolation.base import Backend, EnvironmentPaths, PluginHandle, deadline
-from plugbay.isolation.loading import LoadedCode, import_plugin, unload_code
+from plugbay.isolation.loading import (
+    LoadedCode,
+    import_plugin,
+    plugin_frame,
+    raised_at,
+    unload_code,
+)
 from plugbay.model.manifest import PluginManifest
 
 if TYPE_CHECKING:
@@ -50,8 +58,23 @@ class InlineBackend(Backend):
         environment: EnvironmentPaths | None = None,
     ) -> InlineHandle:
         """Import the plugin into a fresh module namespace (no sandbox: ``placement``
-        and ``data_dir`` do not change how it runs)."""
-        return InlineHandle(import_plugin(manifest))
+        and ``data_dir`` do not change how it runs). A constructor that raises is
+        ``plugin_init_failed`` in the words a worker's is (``isolation.worker``'s load)."""
+        code = import_plugin(manifest)
+        try:
+            return InlineHandle(code)
+        except (Exception, SystemExit) as exc:  # sys.exit() in a plugin is its own failure
+            raise PluginInitError(
+                f"constructing {code.cls.__name__} raised {type(exc).__name__}: {exc}",
+                plugin=manifest.id,
+                where=plugin_frame(exc, manifest) or manifest.location,
+                hint=f"see the traceback with 'plugbay info {manifest.id} --traceback'",
+                details={
+                    "exception": type(exc).__name__,
+                    "raised_at": raised_at(exc, manifest),
+                    "traceback": "".join(traceback.format_exception(exc)),
+                },
+            ) from exc
 
 
 class InlineHandle(PluginHandle):

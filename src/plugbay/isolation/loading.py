@@ -190,7 +190,11 @@ def _import(module_name: str, manifest: PluginManifest) -> types.ModuleType:
             where=plugin_frame(exc, manifest) or where,
             hint="fix the error at module level; see the traceback with 'plugbay info "
             f"{manifest.id} --traceback'",
-            details={"traceback": _tb(exc)},
+            details={
+                "exception": type(exc).__name__,
+                "raised_at": raised_at(exc, manifest),
+                "traceback": _tb(exc),
+            },
         ) from None
 
 

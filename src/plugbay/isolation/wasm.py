@@ -57,6 +57,7 @@ from plugbay.api.errors import (
 from plugbay.isolation._wasm_events import PluginEmits, event_request
 from plugbay.isolation._wasm_requests import fail as _fail
 from plugbay.isolation._wasm_requests import storage_request
+from plugbay.isolation._wasm_start import start_traps
 from plugbay.isolation._wasm_thread import Closed, InstanceThread
 from plugbay.isolation.affinity import Follow
 from plugbay.isolation.base import Backend, CallTimeout, EnvironmentPaths, PluginHandle
@@ -394,8 +395,7 @@ class WasmHandle(PluginHandle):
         from plugbay.isolation._wasm_abi import instantiate
 
         self._drop_instance()
-        inst = instantiate(self.program, self.limits, self, self._output)
-        self._inst = inst
+        inst = self._inst = instantiate(self.program, self.limits, self, self._output)
         inst.arm()
         reply = inst.hook("init", self._config)
         if "error" in reply:
@@ -505,10 +505,10 @@ class WasmHandle(PluginHandle):
     # -- the contract ---------------------------------------------------------------------
 
     async def initialize(self, context: PluginContext, timeout: float) -> None:
-        self._context = context
-        self._storage = context.storage
+        self._context, self._storage = context, context.storage
         self._config = msgspec.json.encode(context.config.to_dict())
-        await self._job("initialize", self._new_instance, timeout)
+        with start_traps(self.manifest):  # a trap as it starts: plugin_init_failed
+            await self._job("initialize", self._new_instance, timeout)
 
     async def call(self, spec: CommandSpec, params: dict[str, Any], timeout: float) -> Any:
         command = spec.name.encode()

@@ -420,9 +420,11 @@ class Worker:
             # a write past the file-size limit: the kernel signals it, whatever made the
             # write (ctypes included); the limit stays an EFBIG error, never a death
             signal.signal(signal.SIGXFSZ, self._file_too_large)
+        doing = "loading"
         try:
             manifest = self.manifest = _manifest_of(message)
             code = import_plugin(manifest)
+            doing = f"constructing {code.cls.__name__}"  # inline's words (InlineBackend.start)
             self.plugin = new_instance(code)
         except PlugbayError as exc:
             self.send(frames.Fail(0, exc.to_dict()))
@@ -432,7 +434,7 @@ class Worker:
             error = sandboxed or _wrap(
                 exc,
                 message.plugin_id,
-                "loading",
+                doing,
                 self.manifest,
                 file_permissions_hint(exc, self.guard),
             )

@@ -109,6 +109,17 @@ def _its_own(error: PlugbayError, plugin_id: str) -> bool:
     )
 
 
+def _its_load_failure(error: PlugbayError, plugin_id: str) -> bool:
+    """``error`` is a worker's report that the plugin's code did not import
+    (``isolation.loading``), which ``isolation.identity`` marked as the plugin's own."""
+    details = error.details
+    return (
+        error.code == "plugin_load_failed"
+        and isinstance(details, dict)
+        and details.get("raised_by") == plugin_id
+    )
+
+
 class _Issuer(Protocol):
     """What starting needs of the host's broker (``runtime.broker``)."""
 
@@ -409,6 +420,10 @@ class Starting:
                 "or raise resources.init-timeout in the manifest",
             ) from None
         except PlugbayError as exc:
+            if _its_load_failure(exc, manifest.id):
+                # its code did not import in its worker: answered as inline (409, not 502)
+                exc.details = {k: v for k, v in exc.details.items() if k != "raised_by"}
+                raise
             if not _its_own(exc, manifest.id):
                 raise
             # a worker's report of the plugin's own exception (``isolation.identity``):
