@@ -250,12 +250,15 @@ async def test_a_service_it_did_not_declare_is_refused_by_the_broker(host: Host)
 @pytest.mark.asyncio(loop_scope="module")
 async def test_a_secret_is_given_only_when_granted(host: Host) -> None:
     await attacker_active(host)
-    with pytest.raises(PermissionDenied, match="secret 'api-key' was not granted"):
+    with pytest.raises(PermissionDenied, match="secret 'api-key' was not granted") as info:
         await host.call(ATTACKER, "ask", via="secret", request=request(name="api-key"))
     assert host.state is not None
+    # the security event in the error's words (``operation``), as every backend says them
+    said = "the sandbox denied secret api-key (permission 'secret:api-key' not granted)"
+    assert info.value.details["operation"] == "secret api-key"
     await until(
         lambda: any(
-            "secret 'api-key'" in (e.reason or "")
+            said in (e.reason or "") and (e.details or {}).get("operation") == "secret api-key"
             for e in host.state.history(ATTACKER)  # type: ignore[union-attr]
             if e.action == "security.denied"
         ),

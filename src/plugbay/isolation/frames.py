@@ -112,8 +112,8 @@ class Load(msgspec.Struct, tag=True):
     #: the manifest as the host checked it; None: the worker reads ``manifest_path``
     manifest: LoadManifest | None = None
     #: the services offered now, name → [version, provider, the range the manifest declares
-    #: ("": none)]: ``require`` checks them at load (``isolation.offered_services``); None:
-    #: not told, its first call says
+    #: ("": none; "any": any version)]: ``require`` checks them at load
+    #: (``isolation.offered_services``); None: not told, its first call says
     services: dict[str, list[str]] | None = None
 
 

@@ -718,16 +718,17 @@ class WasmHandle(PluginHandle):
             return {"ok": secrets[name]}
         if self.placement is not None and name in self.placement.unset_secrets():
             return {"error": secret_without_value(name, self.manifest.id).to_dict()}
+        # an inline plugin's or a worker's words; the host's layer: stamped, passed on
+        error = secret_not_granted(name[:64], self.manifest.id, "broker")  # it is the host's
+        said = error.details  # the security event in the error's words
         self._report_threadsafe(
             {
                 "kind": "denied",
-                "operation": f"secret '{name[:64]}'",
-                "permission": f"secret:{name[:64]}",
+                "operation": said["operation"],
+                "permission": said["permission"],
                 "layer": "secrets",
             }
         )
-        # an inline plugin's or a worker's words; the host's layer: stamped, passed on
-        error = secret_not_granted(name[:64], self.manifest.id, "broker")  # it is the host's
         return {"error": self._refusals.issue(self.manifest.id, error).to_dict()}
 
     def _event(self, request: dict[str, Any]) -> Any:

@@ -35,6 +35,12 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 import msgspec
 
 from plugbay.api.errors import PermissionDenied, PlugbayError, ResourceLimitExceeded
+from plugbay.isolation.offered_services import (
+    HOST_SERVICE,
+    host_refused,
+    service_grant,
+    service_refusal,
+)
 from plugbay.isolation.policy import HOST_PERMISSIONS
 from plugbay.isolation.ray import RayBackend
 from plugbay.isolation.refusals import Refusals
@@ -93,8 +99,6 @@ _STAMPED: Final[Mapping[tuple[str, str], str]] = {
     ("system.logging", "log"): "source",
 }
 _NO_GRANT = object()
-#: the service the host itself provides (``Host``'s read-only view)
-HOST_SERVICE: Final = "plugbay.host"
 
 
 def host_data_permission(provider: str, command: str) -> str | object | None:
@@ -262,36 +266,19 @@ class Broker:
                             "ask for a valid version range") from None  # fmt: skip
         if not self.enabled:
             return hub.lookup(consumer, name, wanted_range)
-        manifest = self._manifest(consumer)
-        declared = None
-        if manifest is not None:
-            declared = manifest.requires.get(name) or manifest.optional_services.get(name)
         provider = hub.provider_of(name)
-        via_dependency = (
-            manifest is not None
-            and provider is not None
-            and (provider in manifest.dependencies or provider in manifest.optional_dependencies)
-        )
         if provider == HOST_SERVICE:  # the host's own view: the permission is what counts
             provided = hub.lookup(consumer, name, wanted_range)
             self._host_data(consumer, provider, command)
             return provided
+        rec = self._manager.records_by_id.get(consumer)  # (not _manifest: one call fewer)
+        manifest = rec.manifest if rec is not None else None
+        grant = service_grant(manifest, name, provider) if manifest is not None else False
         provided = hub.lookup(consumer, name, wanted_range)  # not there at all: say so first
-        if declared is None and not via_dependency:
-            raise self.deny(
-                consumer,
-                f"the service '{name}'",
-                None,
-                f'declare it in the manifest: [services] requires = {{ {name} = "{wanted}" }}',
-                declare=f'[services] requires = {{ {name} = "{wanted}" }}',
-            )
-        if declared is not None and provided.version not in declared:
-            raise self.deny(
-                consumer,
-                f"the service '{name}' {provided.version} (its manifest declares {declared})",
-                None,
-                f'declare the range it works with: [services] requires = {{ {name} = "..." }}',
-            )
+        # one rule and one set of words with a worker's refusal at load
+        refused = service_refusal(name, wanted, provided.version, grant)
+        if refused is not None:
+            raise self.deny(consumer, refused.what, None, refused.hint, declare=refused.declare)
         self._host_data(consumer, provided.provider, command)
         return provided
 
@@ -377,7 +364,7 @@ class Broker:
         if declare is not None:
             details["declare"] = declare
         return PermissionDenied(
-            f"the host refused {what}: not declared or granted",
+            host_refused(what),
             plugin=consumer,
             hint=hint,
             details=details,
