@@ -19,6 +19,7 @@ import re
 from typing import Any
 
 from plugbay.isolation import _cgroups
+from plugbay.state.pids import running
 
 __all__ = ["name_by_agent", "sweep_ended_agents"]
 
@@ -43,7 +44,7 @@ def sweep_ended_agents() -> list[str]:
     except (_cgroups.CgroupUnavailable, OSError):
         return []  # no cgroups here: no worker made one
     removed = []
-    for name in _cgroups.orphaned(groups, alive=_running):
+    for name in _cgroups.orphaned(groups, alive=running):
         try:
             dirs = groups.dirs(name)
         except ValueError:  # not a name plugbay makes
@@ -61,13 +62,3 @@ def sweep_ended_agents() -> list[str]:
     if removed:
         log.info("removed %d empty worker cgroup(s) of ended agents: %s", len(removed), removed)
     return removed
-
-
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True

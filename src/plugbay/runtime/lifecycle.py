@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from plugbay.api.errors import PlugbayError
+from plugbay.state.pids import running
 
 __all__ = [
     "DESCRIPTORS_PER_WORKER",
@@ -191,16 +192,6 @@ def _announced(state_dir: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 # --------------------------------------------------------------------------- leftovers
 
 
@@ -249,7 +240,7 @@ def sweep(state_dir: Path | None) -> Swept:
     except (_cgroups.CgroupUnavailable, OSError):
         groups = None
     if groups is not None:
-        for name in _cgroups.orphaned(groups, alive=_alive):
+        for name in _cgroups.orphaned(groups, alive=running):
             try:
                 swept.processes += len(groups.procs(name))
                 groups.remove(name)

@@ -31,6 +31,8 @@ import time
 from pathlib import Path
 from typing import Final
 
+from plugbay.state.pids import running
+
 __all__ = ["CLAIM_AGE_S", "remove_restore_leftovers"]
 
 log = logging.getLogger("plugbay.state")
@@ -67,7 +69,7 @@ def _restoring_copies(names: dict[str, os.DirEntry[str]]) -> tuple[list[str], bo
         found = _RESTORING.fullmatch(name)
         if found is None:
             continue
-        if _running(int(found.group(1))):
+        if running(int(found.group(1))):
             restoring = True
         else:
             dead.append(name)
@@ -98,14 +100,4 @@ def _removed(path: Path) -> bool:
         log.warning("could not remove %s, left by a restore that did not finish: %s; "
                     "remove it by hand", path, exc.strerror)  # fmt: skip
         return False
-    return True
-
-
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except (ProcessLookupError, OverflowError):  # none, or a number no pid can be
-        return False
-    except PermissionError:  # another user's process
-        return True
     return True
