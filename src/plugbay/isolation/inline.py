@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from plugbay.api import Command, CommandSpec, Plugin, PluginContext, PluginDependency
-from plugbay.api.errors import PluginInitError
+from plugbay.api.errors import PlugbayError, PluginInitError
 from plugbay.isolation.base import Backend, EnvironmentPaths, PluginHandle, deadline
 from plugbay.isolation.loading import (
     LoadedCode,
@@ -60,11 +60,19 @@ class InlineBackend(Backend):
         """Import the plugin into a fresh module namespace (no sandbox: ``placement``
         and ``data_dir`` do not change how it runs). A constructor that raises is
         ``plugin_init_failed`` in the words a worker's is (``isolation.worker``'s load)."""
-        code = import_plugin(manifest)
+        try:
+            code = import_plugin(manifest)
+        except PlugbayError as exc:
+            # the module that raised as it was imported is out of sys.modules; its frame,
+            # the error's hidden context, would keep its globals alive on the plugin's
+            # record (the traceback is in details; the PDK's check reads the context)
+            if exc.__suppress_context__:
+                exc.__context__ = None
+            raise
         try:
             return InlineHandle(code)
         except (Exception, SystemExit) as exc:  # sys.exit() in a plugin is its own failure
-            raise PluginInitError(
+            failure = PluginInitError(
                 f"constructing {code.cls.__name__} raised {type(exc).__name__}: {exc}",
                 plugin=manifest.id,
                 where=plugin_frame(exc, manifest) or manifest.location,
@@ -74,7 +82,16 @@ class InlineBackend(Backend):
                     "raised_at": raised_at(exc, manifest),
                     "traceback": "".join(traceback.format_exception(exc)),
                 },
-            ) from exc
+            )
+        # As release() does: nothing of this attempt stays in sys.modules, so a fixed
+        # version loaded next imports fresh code. The error is kept on the plugin's record
+        # with its traceback (this frame): raised outside the except and without its class
+        # here, it holds nothing of the plugin's code (its traceback is in details).
+        namespace = code.namespace
+        del code
+        if namespace is not None:
+            unload_code(namespace)
+        raise failure
 
 
 class InlineHandle(PluginHandle):
