@@ -14,12 +14,17 @@ import os
 from pathlib import Path
 from typing import Final
 
-__all__ = ["claim", "place_new", "sync_directory"]
+__all__ = ["NameNotSynced", "claim", "place_new", "sync_directory"]
 
 #: what os.link says on a file system without hard links (FAT, some network disks)
 _NO_LINKS: Final = frozenset({errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS})
 #: what fsync of a directory says where the file system cannot sync one
 _NO_DIRECTORY_SYNC: Final = frozenset({errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP})
+
+
+class NameNotSynced(OSError):
+    """Raised by :func:`place_new` when the file is under its new name but syncing its
+    directory failed: the file is there, its name may not outlive a power cut."""
 
 
 def sync_directory(directory: Path) -> None:
@@ -49,7 +54,8 @@ def place_new(made: Path, dest: Path) -> None:
     """Give the finished file ``made`` (in ``dest``'s directory) the name ``dest`` only if
     nothing has it (FileExistsError, and ``dest`` untouched, when something does), then
     sync the directory. A hard link, or where the file system has none, ``dest`` claimed
-    and ``made`` renamed onto the claim. ``made`` is the caller's to remove."""
+    and ``made`` renamed onto the claim. ``made`` is the caller's to remove. A failed
+    sync is :class:`NameNotSynced`: ``dest`` is then in place."""
     try:
         os.link(made, dest)  # fails, unlike a rename, when a file is there
     except OSError as exc:
@@ -63,4 +69,7 @@ def place_new(made: Path, dest: Path) -> None:
             with contextlib.suppress(OSError):
                 dest.unlink()  # the empty claim, not a file of anyone's
             raise
-    sync_directory(dest.parent)
+    try:
+        sync_directory(dest.parent)
+    except OSError as exc:
+        raise NameNotSynced(exc.errno, exc.strerror, str(dest.parent)) from exc

@@ -27,7 +27,7 @@ from typing import Final
 from plugbay.api.errors import StateError
 from plugbay.state import BACKUP_DIR, SCHEMA_VERSION, StateStore, list_backups
 from plugbay.state._leftovers import remove_restore_leftovers
-from plugbay.state._placing import claim, place_new, sync_directory
+from plugbay.state._placing import NameNotSynced, claim, place_new, sync_directory
 from plugbay.state._restore_source import copy_database, readable
 from plugbay.state._sqlite import connect_read_only
 
@@ -122,6 +122,15 @@ def backup_to(state_dir: Path, to: Path, *, force: bool = False) -> Path:
         place_new(taking, dest)
     except FileExistsError:
         raise _exists(dest) from None
+    except NameNotSynced as exc:
+        raise StateError(
+            f"the state backup is written, but syncing its directory failed: {exc.strerror or exc}",
+            where=str(dest),
+            hint="the copy is there, whole, but its name may not outlive a power cut: check "
+            "that disk (an I/O error is the disk's), and keep another copy on another disk "
+            "with --to",
+            details={"written": True},
+        ) from None
     except OSError as exc:
         raise StateError(
             f"cannot write the state backup: {exc.strerror or exc}",
