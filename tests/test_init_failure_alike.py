@@ -6,12 +6,16 @@ was answered ``plugin_raised`` with a command's hint (seen in ``plugbay bisect``
 
 from __future__ import annotations
 
+import contextlib
+import gc
+import os
 from collections.abc import Callable
 
 import httpx
 import pytest
 import wasmtime
 
+from plugbay.api.errors import PlugbayError
 from plugbay.runtime.host import Host
 from tests._served import api_served
 from tests.conftest import PluginFactory
@@ -220,3 +224,41 @@ async def test_a_wasm_module_that_traps_as_it_starts_is_plugin_init_failed(
         assert error.hint is not None and "rebuild it with 'plugbay build'" in error.hint
         assert error.details == {"trap": error.message.split(": ", 1)[1]}
         assert await host.call("acme.ok", "ping") == "pong"  # the neighbour still answers
+
+
+def _address_space() -> int:
+    """This process's address space in bytes (``VmSize``)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+
+
+@pytest.mark.parametrize(
+    "start",
+    ['(func (export "_initialize") unreachable)', "(func $begin unreachable) (start $begin)"],
+    ids=["_initialize", "start-function"],
+)
+async def test_a_wasm_module_that_traps_as_it_starts_leaves_no_store_behind(
+    plugins: PluginFactory, make_host: Callable[..., Host], start: str
+) -> None:
+    """A store's host functions hold it (a cycle through wasmtime the collector cannot
+    see): a start that trapped kept its store, and with it the memory reservation of
+    GiBs of address space, for the process's life. A later sandbox limited by address
+    space (a worker forked from such a process) then had none of its budget left."""
+    root = plugins.root / "acme.trap"
+    (root / "build").mkdir(parents=True)
+    (root / "build" / "plugin.wasm").write_bytes(wasmtime.wat2wasm(WASM_MODULE.format(start=start)))
+    (root / "plugin.toml").write_text(
+        'id = "acme.trap"\nversion = "1.0.0"\ntype = "utility"\nruntime = "wasm"\n'
+        'entry = "build/plugin.wasm"\n[commands.go]\nreturns = "int"\n'
+    )
+    plugins("acme.ok", PING)
+    async with make_host(inline=["acme.ok"], init_timeout=30) as host:
+        before = _address_space()  # the host started: its engine and caches made
+        for _ in range(3):
+            with contextlib.suppress(PlugbayError):
+                await host.load("acme.trap")
+            assert host.plugin("acme.trap").error is not None
+        gc.collect()
+        grown = _address_space() - before
+        assert grown < 512 * 2**20, f"{grown / 2**30:.1f} GiB of address space kept"
+        assert await host.call("acme.ok", "ping") == "pong"

@@ -236,12 +236,22 @@ def instantiate(
     output: Output | None = None,
 ) -> Any:
     """An instance of ``program``: a core module's (:class:`WasmInstance`) or a
-    component's (``_wasm_component.ComponentInstance``), with the same members."""
+    component's (``_wasm_component.ComponentInstance``), with the same members. One that
+    fails as it is made (a start function that traps) has its store closed: its host
+    functions hold it, a cycle through wasmtime the collector cannot see, which would
+    keep the store's memory reservation (GiBs of address space) for the process's life."""
+    kind: type[StoreOwner] = WasmInstance
     if program.kind == "component":
         from plugbay.isolation._wasm_component import ComponentInstance
 
-        return ComponentInstance(program, limits, host, output)
-    return WasmInstance(program, limits, host, output)
+        kind = ComponentInstance
+    inst = kind.__new__(kind)
+    try:
+        inst.__init__(program, limits, host, output)  # type: ignore[misc]
+    except BaseException:
+        inst.close()  # no store made yet: nothing to close
+        raise
+    return inst
 
 
 def wasi_config(limits: InstanceLimits, output: Output | None) -> Any:

@@ -396,9 +396,14 @@ class WasmHandle(PluginHandle):
 
         self._drop_instance()
         inst = self._inst = instantiate(self.program, self.limits, self, self._output)
-        inst.arm()
-        reply = inst.hook("init", self._config)
+        try:
+            inst.arm()
+            reply = inst.hook("init", self._config)
+        except BaseException:  # a start that traps: its store freed now, not kept for ever
+            self._drop_instance()
+            raise
         if "error" in reply:
+            self._drop_instance()
             raise self._error(reply["error"])
 
     def _failure(self, outcome: str, value: Any, what: str) -> BaseException:
