@@ -10,6 +10,7 @@ import contextlib
 import gc
 import os
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import pytest
@@ -186,6 +187,18 @@ WASM_MODULE = """(module (memory (export "memory") 1)
   (func (export "plugbay_call") (param i32 i32 i32 i32) (result i64) i64.const 0))"""
 
 
+def _trapping_module(plugins: PluginFactory, start: str) -> Path:
+    """Plugin ``acme.trap``: the Wasm module of ``WASM_MODULE`` with ``start``; its root."""
+    root = plugins.root / "acme.trap"
+    (root / "build").mkdir(parents=True)
+    (root / "build" / "plugin.wasm").write_bytes(wasmtime.wat2wasm(WASM_MODULE.format(start=start)))
+    (root / "plugin.toml").write_text(
+        'id = "acme.trap"\nversion = "1.0.0"\ntype = "utility"\nruntime = "wasm"\n'
+        'entry = "build/plugin.wasm"\n[commands.go]\nreturns = "int"\n'
+    )
+    return root
+
+
 @pytest.mark.parametrize(
     ("start", "trapped_in"),
     [
@@ -205,13 +218,7 @@ async def test_a_wasm_module_that_traps_as_it_starts_is_plugin_init_failed(
     executing at wasm backtrace: …" with the host's own traceback; both are the plugin
     that could not be started, naming its module and the trap."""
     plugins("acme.ok", PING)
-    root = plugins.root / "acme.trap"
-    (root / "build").mkdir(parents=True)
-    (root / "build" / "plugin.wasm").write_bytes(wasmtime.wat2wasm(WASM_MODULE.format(start=start)))
-    (root / "plugin.toml").write_text(
-        'id = "acme.trap"\nversion = "1.0.0"\ntype = "utility"\nruntime = "wasm"\n'
-        'entry = "build/plugin.wasm"\n[commands.go]\nreturns = "int"\n'
-    )
+    root = _trapping_module(plugins, start)
     async with make_host(inline=["acme.ok"], init_timeout=30) as host:
         error = host.plugin("acme.trap").error
         assert error is not None
@@ -244,13 +251,7 @@ async def test_a_wasm_module_that_traps_as_it_starts_leaves_no_store_behind(
     see): a start that trapped kept its store, and with it the memory reservation of
     GiBs of address space, for the process's life. A later sandbox limited by address
     space (a worker forked from such a process) then had none of its budget left."""
-    root = plugins.root / "acme.trap"
-    (root / "build").mkdir(parents=True)
-    (root / "build" / "plugin.wasm").write_bytes(wasmtime.wat2wasm(WASM_MODULE.format(start=start)))
-    (root / "plugin.toml").write_text(
-        'id = "acme.trap"\nversion = "1.0.0"\ntype = "utility"\nruntime = "wasm"\n'
-        'entry = "build/plugin.wasm"\n[commands.go]\nreturns = "int"\n'
-    )
+    _trapping_module(plugins, start)
     plugins("acme.ok", PING)
     async with make_host(inline=["acme.ok"], init_timeout=30) as host:
         before = _address_space()  # the host started: its engine and caches made
