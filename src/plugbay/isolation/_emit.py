@@ -4,8 +4,8 @@ The emit's frame is encoded once, in the worker; its length says whether the pay
 may be over :data:`~plugbay.api._events.MAX_PAYLOAD` (the frame holds the payload, so
 a frame within the bound holds a payload within it: one ``len`` on a normal emit;
 only a frame over it has its payload measured alone, :func:`near_the_bound`), and the
-encoded frame is what leaves (:meth:`EmitChannel.send_encoded`). A payload over
-the bound stays in the worker: the host is asked for its refusal by the payload's size
+encoded frame is what leaves (``frames.Channel.send_encoded``). A payload over the
+bound stays in the worker: the host is asked for its refusal by the payload's size
 alone, so the error is the host's own (``isolation.refusals``: passed on by the plugin,
 it is told as the host's refusal, not the plugin's), in the host's words, and 1 MiB
 never crosses the socket to be refused there. The host still measures what it gets.
@@ -19,9 +19,9 @@ import msgspec
 
 from plugbay.api._events import MAX_PAYLOAD
 from plugbay.isolation import frames
-from plugbay.isolation.frames import _BATCH_BYTES, _HEADER, MAX_FRAME
+from plugbay.isolation.frames import MAX_FRAME
 
-__all__ = ["EVENTS_TARGET", "OVERSIZED", "EmitChannel", "emit_encoder", "near_the_bound"]
+__all__ = ["EVENTS_TARGET", "OVERSIZED", "emit_encoder", "near_the_bound"]
 
 #: the host's target for an emit (``runtime.plugin_events``; not imported: a worker)
 EVENTS_TARGET: Final = "plugbay.events"
@@ -47,27 +47,3 @@ def near_the_bound(body: bytes, call_id: int, name: str, payload: dict[str, Any]
             f"a message of {len(body)} bytes is over the {MAX_FRAME}-byte frame limit"
         )
     return body
-
-
-class EmitChannel(frames.Channel):
-    """The worker's channel: ``send``, and ``send_encoded`` for a frame's body encoded
-    already (an emit's)."""
-
-    def send_encoded(self, body: bytes) -> None:
-        """Send ``body`` (at most :data:`~plugbay.isolation.frames.MAX_FRAME` bytes) as
-        :meth:`send` sends a frame that is not joined to others: alone at once, or after
-        the frames pending in this turn or read."""
-        if not (self._scheduled or self._receiving):
-            if self.join_turn:
-                self._schedule()
-            self._write(_HEADER.pack(len(body)) + body)
-            return
-        self._close_group()  # the calls or answers before it go first
-        out = self._out
-        start = len(out)
-        out += _HEADER.pack(len(body))
-        out += body
-        if len(out) + len(self._group) >= _BATCH_BYTES:
-            self._drain(start if len(out) > start else 0)
-        elif not (self._scheduled or self._receiving):
-            self._schedule()

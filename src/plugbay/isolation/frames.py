@@ -18,6 +18,34 @@ from typing import Any, Final, cast
 import msgspec
 
 from plugbay.isolation._deadline_io import read_some, write_all
+from plugbay.isolation.messages import (
+    CHECKED_BY,
+    Call,
+    Cancel,
+    ChangeConfig,
+    Cleanup,
+    Describe,
+    ExportState,
+    Fail,
+    HostCall,
+    HostReply,
+    ImportState,
+    Init,
+    Load,
+    Loaded,
+    LoadManifest,
+    Log,
+    Many,
+    Message,
+    Metrics,
+    Ping,
+    Pong,
+    Profile,
+    RemoteCommand,
+    Reply,
+    Sample,
+    Security,
+)
 
 __all__ = [
     "CHECKED_BY",
@@ -56,235 +84,6 @@ _HEADER: Final = struct.Struct(">I")
 _size_of: Final = _HEADER.unpack_from
 #: a frame read whole is decoded from a copy of its body below this size, else in place
 _COPY_BELOW: Final = 4096
-
-
-class RemoteCommand(msgspec.Struct, frozen=True):
-    """What the host knows of a command that lives in a worker."""
-
-    name: str
-    signature: str
-    description: dict[str, Any]
-    #: JSON Schemas of its parameters and result; None: not built yet (a worker builds
-    #: them only when the host sends :class:`Describe`)
-    schema: dict[str, Any] | None
-    timeout: float | None = None
-
-
-class LoadManifest(msgspec.Struct, frozen=True, array_like=True):
-    """What a worker needs of its plugin's manifest, read and checked by the host
-    (``Load.manifest``): the worker takes it as is, never parsing or checking the
-    manifest again (each page those steps touch would be the worker's own)."""
-
-    id: str
-    version: str
-    type: str
-    entry: str
-    path: str | None
-    root: str | None
-    distribution: str | None
-    #: the events it listens to (``import_plugin`` checks each has a handler)
-    listens: list[str]
-
-
-class Load(msgspec.Struct, tag=True):
-    """host → worker: import the plugin described by this manifest."""
-
-    manifest_path: str
-    plugin_id: str
-    config: dict[str, Any]
-    data_dir: str
-    host_version: str
-    mode: str
-    #: granted secrets, by name (they never travel through the environment)
-    secrets: dict[str, str] = {}
-    #: granted secrets without a value on this host (``Secrets.get`` says so)
-    unset_secrets: list[str] = []
-    #: what the worker's guard allows (``isolation.guard``); empty: not sandboxed
-    rules: dict[str, Any] = {}
-    #: "directory" (imported in a namespace of its own) or "entry-point" (by its name)
-    origin: str = "directory"
-    #: the host's bounds the worker applies first (``log_rate``, ``log_burst``,
-    #: ``metric_series``)
-    bounds: dict[str, float] = {}
-    #: where ``context.storage`` is kept: "here" (the worker's data directory) or "host"
-    #: (a plugin on a Ray node: every operation is a host call, ``isolation.remote_storage``)
-    storage: str = "here"
-    #: the manifest as the host checked it; None: the worker reads ``manifest_path``
-    manifest: LoadManifest | None = None
-    #: the services offered now, name → [version, provider, the range the manifest declares
-    #: ("": none; "any": any version)]: ``require`` checks them at load
-    #: (``isolation.offered_services``); None: not told, its first call says
-    services: dict[str, list[str]] | None = None
-
-
-class Loaded(msgspec.Struct, tag=True):
-    commands: list[RemoteCommand]
-    custom_execute: bool
-    #: each sandbox layer as applied in this worker (``LayerStatus`` fields)
-    layers: list[dict[str, Any]] = []
-    #: the calls the worker runs in its loop itself (plain ``def`` commands and event
-    #: handlers): while one is in flight, the heartbeat waits up to its time limit
-    inline: list[str] = []
-
-
-class Security(msgspec.Struct, tag=True):
-    """worker → host: the sandbox denied something, or a limit was hit."""
-
-    event: dict[str, Any]
-
-
-class Init(msgspec.Struct, tag=True):
-    id: int
-
-
-class Call(msgspec.Struct, tag=True):
-    id: int
-    command: str
-    params: dict[str, Any]
-    strict: bool = True
-
-
-class Cancel(msgspec.Struct, tag=True):
-    id: int
-
-
-class Cleanup(msgspec.Struct, tag=True):
-    id: int
-
-
-class Describe(msgspec.Struct, tag=True):
-    """host → worker: reply with each command's JSON Schemas by name (``CommandSpec.schema``),
-    built only now: what only ``plugbay info`` and the HTTP API show costs no idle worker."""
-
-    id: int
-
-
-class ChangeConfig(msgspec.Struct, tag=True):
-    """host → worker: the plugin's new config; reply True when its ``on_config_change``
-    took it, False when it has no such hook (the host swaps it instead)."""
-
-    id: int
-    config: dict[str, Any]
-
-
-class ExportState(msgspec.Struct, tag=True):
-    """host → worker: reply with ``{"supported": bool, "state": plain data}`` (a reload)."""
-
-    id: int
-
-
-class ImportState(msgspec.Struct, tag=True):
-    """host → worker: hand this state to the plugin's ``import_state`` (a reload)."""
-
-    id: int
-    state: Any = None
-
-
-class Ping(msgspec.Struct, tag=True):
-    id: int
-
-
-class Pong(msgspec.Struct, tag=True):
-    id: int
-
-
-class Reply(msgspec.Struct, tag=True):
-    """worker → host: the result of request ``id`` (plain data)."""
-
-    id: int
-    value: Any = None
-
-
-class Fail(msgspec.Struct, tag=True):
-    """worker → host: request ``id`` failed; ``error`` is ``PlugbayError.to_dict()``."""
-
-    id: int
-    error: dict[str, Any]
-
-
-#: the key of a failed call's ``details`` that says the worker's typed boundary refused
-#: its parameters before the plugin's code ran (``"worker"``): the caller's mistake
-CHECKED_BY: Final = "checked_by"
-
-
-class HostCall(msgspec.Struct, tag=True):
-    """worker → host: call another plugin's command (a required service)."""
-
-    id: int
-    plugin: str
-    command: str
-    params: dict[str, Any]
-
-
-class HostReply(msgspec.Struct, tag=True):
-    id: int
-    value: Any = None
-    error: dict[str, Any] | None = None
-
-
-class Log(msgspec.Struct, tag=True):
-    level: int
-    logger: str
-    message: str
-    fields: dict[str, Any] | None = None
-
-
-class Metrics(msgspec.Struct, tag=True):
-    """worker → host: the plugin's own counters, gauges and histograms (replace the last),
-    and ``logs_dropped``: the log records the worker's rate limit dropped since the last."""
-
-    data: dict[str, Any]
-
-
-class Profile(msgspec.Struct, tag=True):
-    """host → worker: run a call under the profiler; the Reply is {"value", "report"}."""
-
-    id: int
-    command: str
-    params: dict[str, Any]
-    strict: bool = True
-
-
-class Sample(msgspec.Struct, tag=True):
-    """host → worker: sample its own threads' stacks for ``seconds`` (the serving worker
-    profiled in place); the Reply is :class:`plugbay.isolation.sampling.Samples`."""
-
-    id: int
-    seconds: float
-    interval: float
-
-
-Message = (
-    Load
-    | Loaded
-    | Init
-    | Call
-    | Cancel
-    | Cleanup
-    | Describe
-    | Ping
-    | Pong
-    | Reply
-    | Fail
-    | HostCall
-    | HostReply
-    | Log
-    | Security
-    | Metrics
-    | Profile
-    | Sample
-    | ExportState
-    | ImportState
-    | ChangeConfig
-)
-
-
-class Many(msgspec.Struct, tag=True):
-    """Several calls (host → worker) or answers (worker → host) in one frame: the ones a
-    loop turn or a read joins (``Channel.send``). The receiving channel hands each on
-    in order, as if each had come in a frame of its own; nothing else may be inside."""
-
-    messages: list[Call | Reply]
 
 
 _encoder = msgspec.msgpack.Encoder()
@@ -499,7 +298,7 @@ class Channel(asyncio.Protocol):
             else:
                 self._on_message(message)
                 handed = 1
-        except msgspec.DecodeError as exc:
+        except (msgspec.DecodeError, RecursionError) as exc:  # nested past the decoder's depth
             self.close(f"malformed frame: {exc}", protocol_error=True)
             return 0
         except FrameError as exc:
@@ -565,7 +364,7 @@ class Channel(asyncio.Protocol):
                     continue
                 handed += 1
                 on_message(message)
-        except msgspec.DecodeError as exc:
+        except (msgspec.DecodeError, RecursionError) as exc:  # nested past the decoder's depth
             self.close(f"malformed frame: {exc}", protocol_error=True)
             return handed
         except FrameError as exc:
@@ -590,15 +389,14 @@ class Channel(asyncio.Protocol):
             self._on_close(str(exc) if exc else None, False)
 
     def send(self, message: Message, *, more: bool = False) -> None:
-        """The first frame of a loop turn leaves at once (no latency for a lone call);
-        small ones after it in the same turn are joined into one write at its end, and
-        so is every frame sent while a read is handled (they leave when it is done, see
-        ``data_received``) or that the sender says is one of many (``more``: other
-        requests are in flight, whose answers will wake this end anyway). Frames are
-        encoded straight into the pending buffer (no bytes object per frame, no join);
-        small calls and answers among them travel as one ``Many`` frame, decoded at once.
-        Once it holds ``_BATCH_BYTES``, the frames before this one leave, then it, so a
-        burst of big frames neither waits in this end's memory nor is copied again."""
+        """The first frame of a loop turn leaves at once (no latency for a lone call); small ones
+        after it in the same turn are joined into one write at its end, and so is every frame sent
+        while a read is handled (they leave when it is done, see ``data_received``) or that the
+        sender says is one of many (``more``: other requests are in flight, whose answers will wake
+        this end anyway). Frames are encoded straight into the pending buffer (no bytes object per
+        frame, no join); small calls and answers among them travel as one ``Many`` frame, decoded at
+        once. Once it holds ``_BATCH_BYTES``, the frames before this one leave, then it, so a burst
+        of big frames neither waits in this end's memory nor is copied again."""
         if not (self._scheduled or self._receiving or more):
             # this frame alone, at once (nothing is pending outside a turn or a read)
             data = encode(message)
@@ -626,15 +424,28 @@ class Channel(asyncio.Protocol):
         else:
             self._close_group()  # the calls or answers before it go first
             start = self._append(message)
-        if len(out) + len(self._group) >= _BATCH_BYTES:
-            self._drain(start if len(out) > start else 0)
+        self._added(start)
+
+    def send_encoded(self, body: bytes) -> None:
+        """Send ``body``, a message encoded already (an emit's: at most ``MAX_FRAME``)."""
+        if not (self._scheduled or self._receiving):
+            if self.join_turn:
+                self._schedule()
+            self._write(_HEADER.pack(len(body)) + body)
+            return
+        self._close_group()
+        self._added(self._append_encoded(body))
+
+    def _added(self, start: int) -> None:  # the frame at ``start``: leaves when full or later
+        if len(self._out) + len(self._group) >= _BATCH_BYTES:
+            self._drain(start if len(self._out) > start else 0)
         elif not (self._scheduled or self._receiving):
             self._schedule()
 
     def _alone_after_group(self, at: int) -> int:
         """The large call or answer encoded at ``at`` of the group leaves as a frame of its
         own, after the group; where it starts in the pending buffer."""
-        group, out = self._group, self._out
+        group = self._group
         body = group[at:]
         del group[at:]
         if len(body) > MAX_FRAME:
@@ -642,6 +453,11 @@ class Channel(asyncio.Protocol):
                 f"a message of {len(body)} bytes is over the {MAX_FRAME}-byte frame limit"
             )
         self._close_group()
+        return self._append_encoded(body)
+
+    def _append_encoded(self, body: bytes | bytearray) -> int:
+        """``body`` framed at the end of the pending buffer; where it starts."""
+        out = self._out
         start = len(out)
         out += _HEADER.pack(len(body))
         out += body

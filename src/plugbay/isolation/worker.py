@@ -52,7 +52,7 @@ from plugbay.api.errors import (
     error_from_dict,
 )
 from plugbay.isolation import frames, handover, loops
-from plugbay.isolation._emit import EVENTS_TARGET, EmitChannel, emit_encoder, near_the_bound
+from plugbay.isolation._emit import EVENTS_TARGET, emit_encoder, near_the_bound
 from plugbay.isolation.guard import Guard, classify, file_permissions_hint
 from plugbay.isolation.inline import lifecycle, new_instance, run_in_daemon_thread
 from plugbay.isolation.loading import import_plugin, plugin_frame, raised_at
@@ -207,7 +207,7 @@ class Worker:
     def __init__(self, layers: list[dict[str, Any]] | None = None) -> None:
         self.layers = layers or []
         self.guard: Guard | None = None
-        self.channel: EmitChannel | None = None
+        self.channel: frames.Channel | None = None
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.plugin: Plugin | None = None
         #: the loaded plugin's manifest: where its own code is, to name the line it raised at
@@ -720,10 +720,10 @@ def _wrap(
     )
 
 
-def _channel_for(worker: Worker) -> EmitChannel:
+def _channel_for(worker: Worker) -> frames.Channel:
     # set before the connection is made: uvloop may hand over the first frame (Load)
     # before create_connection returns, and its answer must have a channel to leave on
-    worker.channel = EmitChannel(worker.on_message, worker.closed)
+    worker.channel = frames.Channel(worker.on_message, worker.closed)
     worker.channel.answer = worker.answer
     return worker.channel
 
