@@ -38,6 +38,7 @@ from plugbay.monitor.monitor import PluginMonitor
 from plugbay.runtime.config_aside import checked_config, versions_of
 from plugbay.runtime.environments import EnvironmentStore, IndexSettings
 from plugbay.runtime.events import EventBus
+from plugbay.runtime.host_args import plugin_ids
 from plugbay.runtime.host_file import read_host_file
 from plugbay.runtime.host_loop import on_host_loop
 from plugbay.runtime.kept_grants import warn_of_unhonourable_grants
@@ -141,11 +142,11 @@ class Host(AsyncOnly):
         self.state_dir = Path(state_dir).resolve() if state_dir is not None else None
         self.version = HOST_VERSION
         self._entry_points = entry_points
-        self._load = list(load) if load is not None else None
+        self._load = list(plugin_ids(load, "load")) if load is not None else None
         self._config_arg = {k: dict(v) for k, v in (config or {}).items()}
         self._config_file = Path(config_file) if config_file else None
         self._policy_given = policy is not None
-        self._inline = tuple(inline)
+        self._inline = plugin_ids(inline, "inline")
         #: where plugin environments' packages come from ([python] of the host config)
         self._python_index = python_index or IndexSettings()
         self._python_index_given = python_index is not None

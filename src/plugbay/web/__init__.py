@@ -1,11 +1,19 @@
 """The host over HTTP: an authenticated REST API and a live dashboard (FastAPI, uvicorn).
 
 ``plugbay run`` serves it on 127.0.0.1:8750; an application embedding a
-:class:`~plugbay.host.Host` can serve it too::
+:class:`~plugbay.Host` can serve it too, on the host's loop, once the host started::
 
-    web = create_app(host, tokens=TokenFile(host.state_dir))
-    server = HttpServer(web, "127.0.0.1", 8750)
-    await server.start()
+    from plugbay.web import HttpServer, TokenFile, create_app
+
+    tokens = TokenFile(state_dir)  # the Host's state_dir: its token, .../api-token
+    token, _ = tokens.ensure()  # made on first use (mode 0600): send 'Bearer <token>'
+    server = HttpServer(create_app(host, tokens=tokens), "127.0.0.1", 0)  # 0: a free port
+    await server.start()  # serves at server.url
+    ...
+    await server.stop()  # before the host's stop
+
+Without a token made (``ensure``, or ``plugbay token``), every request but ``/healthz``
+is refused with 401.
 """
 
 import importlib
