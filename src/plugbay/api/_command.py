@@ -209,6 +209,42 @@ def _type_name(tp: Any) -> str:
 _SCALARS: Final[frozenset[type]] = frozenset({str, int, float, bool, bytes})
 
 
+def _check_crosses(tp: Any) -> None:
+    """Raise TypeError (or msgspec's ValueError) when a value of ``tp`` cannot cross a
+    process or JSON boundary, naming the types that cannot."""
+    custom = _custom_types(msgspec.inspect.type_info(tp))
+    if custom:
+        raise TypeError(
+            f"{', '.join(sorted(c.__name__ for c in custom))} cannot cross a process "
+            "or JSON boundary"
+        )
+
+
+def _first_uncheckable(params: list[ParamInfo]) -> str | None:
+    """``parameter 'NAME': why`` for the first parameter whose type cannot be checked."""
+    for p in params:
+        try:
+            _check_crosses(p.annotation)
+        except (TypeError, ValueError) as exc:
+            return f"parameter '{p.name}': {exc}"
+    return None
+
+
+def defined_at(func: Callable[..., Any]) -> str:
+    """``FILE:LINE`` of a function's ``def`` (not of its first decorator), for an error."""
+    func = inspect.unwrap(func)
+    code = getattr(func, "__code__", None)
+    if code is None:
+        return getattr(func, "__qualname__", repr(func))
+    line = code.co_firstlineno
+    try:
+        lines, start = inspect.getsourcelines(func)
+    except (OSError, TypeError):
+        return f"{code.co_filename}:{line}"
+    heads = (i for i, text in enumerate(lines) if text.lstrip().startswith(("def ", "async def ")))
+    return f"{code.co_filename}:{start + next(heads, 0)}"
+
+
 def _plain(params: list[ParamInfo], returns: Any) -> bool:
     """Every parameter a plain scalar, the result one or None or Any: types msgspec checks
     itself (no class it would only check with isinstance)."""
@@ -319,15 +355,16 @@ class CommandSpec:
         self.blocking = method.blocking
         self.timeout = method.timeout
         self.doc = method.doc
-        where = f"{owner.__module__}.{owner.__qualname__}.{method.func.__name__}"
-        params, returns = _plain_signature(method.func) or self._read_signature(method, where)
+        params, returns = _plain_signature(method.func) or self._read_signature(method)
         self.params: tuple[ParamInfo, ...] = tuple(params)
         self.returns: Any = returns
-        self._finish(owner, params, where)
+        self._finish(owner, params)
 
-    def _read_signature(
-        self, method: CommandMethod[Any, Any, Any], where: str
-    ) -> tuple[list[ParamInfo], Any]:
+    def _where(self) -> str:
+        """The file and line of the command's ``def``, for a load error (read only then)."""
+        return defined_at(self.func)
+
+    def _read_signature(self, method: CommandMethod[Any, Any, Any]) -> tuple[list[ParamInfo], Any]:
         """The general reading, through ``typing`` and ``inspect``: the parameters and the
         return type, or the load error that says what to change."""
         try:
@@ -335,7 +372,7 @@ class CommandSpec:
         except Exception as exc:
             raise PluginLoadError(
                 f"command '{self.name}' has an annotation that cannot be resolved: {exc}",
-                where=where,
+                where=self._where(),
                 hint="import every type used in a command's annotations at module level",
             ) from exc
         params: list[ParamInfo] = []
@@ -345,25 +382,25 @@ class CommandSpec:
             if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD, p.POSITIONAL_ONLY):
                 raise PluginLoadError(
                     f"command '{self.name}' has parameter '{p.name}' of kind {p.kind.description}",
-                    where=where,
+                    where=self._where(),
                     hint="commands take named parameters only: drop *args, **kwargs and '/'",
                 )
             if p.name not in hints:
                 raise PluginLoadError(
                     f"command '{self.name}' parameter '{p.name}' has no type annotation",
-                    where=where,
+                    where=self._where(),
                     hint=f"annotate it, e.g. '{p.name}: str', so calls can be checked",
                 )
             params.append(ParamInfo(p.name, hints[p.name], p.default))
         if "return" not in hints:
             raise PluginLoadError(
                 f"command '{self.name}' has no return annotation",
-                where=where,
+                where=self._where(),
                 hint="annotate the return type ('-> None' if it returns nothing)",
             )
         return params, hints["return"]
 
-    def _finish(self, owner: type, params: list[ParamInfo], where: str) -> None:
+    def _finish(self, owner: type, params: list[ParamInfo]) -> None:
         fields: list[tuple[str, Any] | tuple[str, Any, Any]] = [
             (p.name, p.annotation) if p.required else (p.name, p.annotation, p.default)
             for p in params
@@ -380,16 +417,12 @@ class CommandSpec:
                 # msgspec.inspect, whose every object it touches would be a page of its own
                 break
             try:
-                custom = _custom_types(msgspec.inspect.type_info(tp))
-                if custom:
-                    raise TypeError(
-                        f"{', '.join(sorted(c.__name__ for c in custom))} cannot cross a process "
-                        "or JSON boundary"
-                    )
+                _check_crosses(tp)
             except (TypeError, ValueError) as exc:
+                culprit = _first_uncheckable(params) if label == "parameters" else None
                 raise PluginLoadError(
-                    f"command '{self.name}' has {label} plugbay cannot check: {exc}",
-                    where=where,
+                    f"command '{self.name}' has {label} plugbay cannot check: {culprit or exc}",
+                    where=self._where(),
                     hint="use builtins, dataclasses, TypedDicts, enums, Literal, "
                     "msgspec.Struct or containers of them",
                 ) from exc

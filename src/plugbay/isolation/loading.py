@@ -29,6 +29,7 @@ from plugbay.api._command import CommandSpec
 from plugbay.api._events import event_handlers
 from plugbay.api._plugin import ExtensionPlugin, IntegrationPlugin, SystemPlugin, UtilityPlugin
 from plugbay.api.errors import PlugbayError, PluginLoadError
+from plugbay.model._toml_lines import key_line
 from plugbay.model.manifest import PluginManifest
 
 __all__ = [
@@ -202,13 +203,18 @@ def _resolve_attribute(module: types.ModuleType, manifest: PluginManifest) -> ty
     obj: object = module
     for part in manifest.attribute.split("."):
         if not hasattr(obj, part):
+            # plugbay's own bases (imported to subclass) are no entry to suggest
             names = sorted(
-                n for n, v in vars(module).items() if isinstance(v, type) and issubclass(v, Plugin)
+                n
+                for n, v in vars(module).items()
+                if isinstance(v, type)
+                and issubclass(v, Plugin)
+                and v.__module__.partition(".")[0] != "plugbay"
             )
             raise PluginLoadError(
                 f"module '{manifest.module}' has no attribute '{manifest.attribute}'",
                 plugin=manifest.id,
-                where=getattr(module, "__file__", None) or manifest.location,
+                where=_entry_line(manifest),
                 hint=f"plugin classes in that module: {', '.join(names) or 'none'}; fix entry",
             )
         obj = getattr(obj, part)
@@ -220,6 +226,20 @@ def _resolve_attribute(module: types.ModuleType, manifest: PluginManifest) -> ty
             hint="subclass plugbay.Plugin (or SystemPlugin, IntegrationPlugin, ExtensionPlugin)",
         )
     return obj
+
+
+def _entry_line(manifest: PluginManifest) -> str:
+    """``FILE:LINE`` of the manifest's ``entry``, where an entry naming nothing is fixed."""
+    path = manifest.path
+    if path is None:
+        return manifest.location
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return manifest.location
+    table = ("tool", "plugbay") if path.name == "pyproject.toml" else ()
+    line = key_line(text, (*table, "entry"))
+    return f"{path}:{line}" if line else str(path)
 
 
 def check_plugin_class(cls: type[Plugin], manifest: PluginManifest) -> dict[str, CommandSpec]:

@@ -15,6 +15,7 @@ import logging
 import sys
 import time
 import traceback
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -109,6 +110,29 @@ def _its_own(error: PlugbayError, plugin_id: str) -> bool:
     )
 
 
+def _cycle_through(plugin_id: str, needs: set[str], records: Roster) -> list[str] | None:
+    """``[plugin_id, …, plugin_id]`` when something ``needs`` names needs ``plugin_id``
+    back (through what each loaded plugin needs), else None: one walk, each plugin
+    seen once (a start in a chain of a thousand is not a walk of every path)."""
+    came_from: dict[str, str] = dict.fromkeys(needs, plugin_id)
+    queue = deque(sorted(needs))
+    while queue:
+        at = queue.popleft()
+        if at == plugin_id:
+            path = [at]
+            while True:
+                at = came_from[at]
+                path.append(at)
+                if at == plugin_id:
+                    return path[::-1]
+        rec = records.get(at)
+        for further in sorted(rec.needs if rec is not None else ()):
+            if further not in came_from:
+                came_from[further] = at
+                queue.append(further)
+    return None
+
+
 def _its_load_failure(error: PlugbayError, plugin_id: str) -> bool:
     """``error`` is a worker's report that the plugin's code did not import
     (``isolation.loading``), which ``isolation.identity`` marked as the plugin's own."""
@@ -189,6 +213,16 @@ class Starting:
             provider = self.services.provider_of(service)
             if provider is not None:
                 needs.add(provider)
+        cycle = _cycle_through(manifest.id, needs, self._records)
+        if cycle:
+            # a reload may bring a dependency the plan never saw: the host would then
+            # start neither plugin again (at its next start, or a reload of the other)
+            raise PluginStateError(
+                f"its dependencies would make a cycle: {' → '.join(cycle)}",
+                plugin=manifest.id,
+                where=manifest.location,
+                hint="break the cycle: one of these plugins must not depend on the next",
+            )
         return frozenset(needs), notes
 
     def _skip_inactive_optional(self, rec: PluginRecord, manifest: PluginManifest) -> None:
