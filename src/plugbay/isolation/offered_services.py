@@ -19,27 +19,36 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Final, NamedTuple
 
-from plugbay.api.errors import ServiceError
+from plugbay.api.errors import PermissionDenied, PlugbayError, ServiceError
 from plugbay.model.versions import Range, Version
 
 if TYPE_CHECKING:
+    from plugbay.isolation.policy import Placement
     from plugbay.model.manifest import PluginManifest
 
 __all__ = [
     "HOST_SERVICE",
+    "HOST_SERVICE_PERMISSION",
+    "AtLoad",
     "Offered",
     "Refused",
     "host_refused",
     "offered_by",
+    "permission_refusal",
     "refused_at_load",
+    "reported",
     "service_grant",
     "service_refusal",
+    "told_the_host",
     "unavailable",
 ]
 
 #: the service the host itself provides (``Host``'s read-only view): a plugin has it by
 #: the permission its command needs (``runtime.broker``), not by declaring it
 HOST_SERVICE: Final = "plugbay.host"
+#: what requiring :data:`HOST_SERVICE` needs (a command of it may need another:
+#: ``runtime.broker.HOST_DATA``); the broker checks it at ``require``, a worker at load
+HOST_SERVICE_PERMISSION: Final = "host:state-read"
 #: sent to a worker for a service its plugin may have at any version, a pre-release too
 #: (``*`` holds none): what a dependency of it provides (:func:`service_grant`'s True)
 _ANY_VERSION: Final = "any"
@@ -70,25 +79,77 @@ def unavailable(consumer: str, name: str, wanted: Range, offered: Offered) -> Se
     return None
 
 
+class AtLoad:
+    """What :func:`offered_by` sent a worker, read once at load: by service name, its
+    version and provider, and the range the plugin's manifest declares for it."""
+
+    __slots__ = ("declared", "lacks", "offered")
+
+    def __init__(self, sent: Mapping[str, list[str]]) -> None:
+        self.offered: Final[dict[str, tuple[str, str]]] = {n: (v[0], v[1]) for n, v in sent.items()}
+        #: (a service missing here: not told what it declares, its first call says)
+        self.declared: Final[dict[str, str]] = {n: v[2] for n, v in sent.items() if len(v) > 2}
+        #: the permission a service needs that the plugin lacks, and whether it asked for it
+        self.lacks: Final[dict[str, tuple[str, bool]]] = {
+            n: (v[3], v[4] == "asked") for n, v in sent.items() if len(v) > 4
+        }
+
+
 def refused_at_load(
-    consumer: str, name: str, wanted: Range, offered: Mapping[str, list[str]]
-) -> ServiceError | None:
+    consumer: str, name: str, wanted: Range, at_load: AtLoad
+) -> ServiceError | PermissionDenied | None:
     """Why a worker's plugin cannot have service ``name`` in ``wanted`` at load, as an
-    inline plugin is told (None: it can); ``offered`` is what :func:`offered_by` sent."""
-    refused = unavailable(consumer, name, wanted, {n: (v[0], v[1]) for n, v in offered.items()})
-    if refused is not None or len(offered[name]) < 3:  # (not told what it declares)
+    inline plugin is told (None: it can): the broker's refusal is a
+    :class:`PermissionDenied` with its words and details, as inline, which the worker
+    reports to the host (:func:`reported`)."""
+    refused = unavailable(consumer, name, wanted, at_load.offered)
+    declared = at_load.declared.get(name)
+    if refused is not None or declared is None:
         return refused
-    version, _, declared = offered[name][:3]
-    grant = declared == _ANY_VERSION or (Range.parse(declared) if declared else False)
-    said = service_refusal(name, str(wanted), Version.parse(version), grant)
+    needed: str | None = None
+    lacks = at_load.lacks.get(name)
+    if lacks is not None:  # the host's own service: had by permission (``runtime.broker``)
+        needed = lacks[0]
+        said: Refused | None = permission_refusal(
+            consumer, f"the service '{name}'", needed, lacks[1]
+        )
+    else:
+        grant = declared == _ANY_VERSION or (Range.parse(declared) if declared else False)
+        said = service_refusal(name, str(wanted), Version.parse(at_load.offered[name][0]), grant)
     if said is None:
         return None
-    # the broker's words; a ServiceError, not its PermissionDenied: nothing was asked of
-    # the host, which vouches only for refusals it made itself (``isolation.refusals``)
-    details = {"operation": said.what}
+    details: dict[str, object] = {"operation": said.what, "permission": needed, "layer": "broker"}
     if said.declare is not None:
         details["declare"] = said.declare
-    return ServiceError(host_refused(said.what), plugin=consumer, hint=said.hint, details=details)
+    return PermissionDenied(
+        host_refused(said.what), plugin=consumer, hint=said.hint, details=details
+    )
+
+
+def told_the_host(refused: PlugbayError) -> ServiceError:
+    """A worker's refusal at load (:func:`refused_at_load`'s), let propagate by its
+    plugin, as its worker tells the host: the host did not make it (nothing was asked of
+    it) and vouches only for refusals it made (``isolation.refusals``), so it is a
+    :class:`ServiceError` in the same words, and the failed load reads as the inline
+    one's, not as a denial the plugin forged."""
+    return ServiceError(
+        refused.message, plugin=refused.plugin, hint=refused.hint, details=refused.details
+    )
+
+
+def reported(refused: PlugbayError) -> dict[str, object] | None:
+    """The security event a worker reports for its refusal at load (None: not one of the
+    broker's): the broker's event for it, which the host records as the worker's report
+    (``source = "worker"``) against the plugin that owns the channel, never another."""
+    if not isinstance(refused, PermissionDenied) or refused.details.get("layer") != "broker":
+        return None
+    details = refused.details
+    return {
+        "kind": "denied",
+        "operation": details["operation"],
+        "permission": details.get("permission"),
+        "layer": "broker",
+    }
 
 
 class Refused(NamedTuple):
@@ -105,6 +166,19 @@ class Refused(NamedTuple):
 def host_refused(what: str) -> str:
     """The message of the host's refusal of ``what`` (the broker's, ``runtime.broker``)."""
     return f"the host refused {what}: not declared or granted"
+
+
+def permission_refusal(consumer: str, target: str, needed: str, asked: bool) -> Refused:
+    """Why ``consumer`` may not have ``target``, which needs host permission ``needed``
+    it lacks (``asked``: its manifest asks for it, not granted yet)."""
+    if asked:
+        hint = f"the operator can run 'plugbay grant {consumer} {needed}'"
+    else:
+        hint = (
+            f'ask for it in the manifest ([permissions] host = ["{needed.partition(":")[2]}"]), '
+            f"then the operator runs 'plugbay grant {consumer} {needed}'"
+        )
+    return Refused(f"{target}, which needs {needed}", hint)
 
 
 def service_grant(manifest: PluginManifest, name: str, provider: str | None) -> Range | bool:
@@ -137,18 +211,26 @@ def service_refusal(
 
 
 def offered_by(
-    services: object, manifest: PluginManifest | None = None
+    services: object, manifest: PluginManifest | None = None, placement: Placement | None = None
 ) -> dict[str, list[str]] | None:
     """What a plugin's ``context.services`` offers, to send to its worker: name →
-    [version, provider, the range ``manifest`` declares for it] (None: that registry
-    cannot say, and the worker leaves the check to the first call)."""
+    [version, provider, the range ``manifest`` declares for it], and for
+    :data:`HOST_SERVICE` when ``placement`` lacks its permission, that permission and
+    "asked" if the manifest asks for it (None: that registry cannot say, and the worker
+    leaves the check to the first call)."""
     offered = getattr(services, "offered", None)
     if not callable(offered):
         return None
-    return {
+    sent = {
         name: [version, provider, _declared(manifest, name, provider)]
         for name, (version, provider) in offered().items()
     }
+    host = sent.get(HOST_SERVICE)
+    lacks = placement is not None and HOST_SERVICE_PERMISSION not in placement.effective
+    if host is not None and placement is not None and lacks:
+        asked = HOST_SERVICE_PERMISSION in placement.asked
+        host += [HOST_SERVICE_PERMISSION, "asked" if asked else ""]
+    return sent
 
 
 def _declared(manifest: PluginManifest | None, name: str, provider: str) -> str:

@@ -602,7 +602,7 @@ class ProcessHandle(sampling.SampledInWorker, RequestsToWorker, BoundedByHost, P
                 storage=self.storage_at,
                 manifest=for_the_worker(self.manifest),
                 bounds=self._bounds_for_worker(),
-                services=offered_by(context.services, self.manifest),
+                services=offered_by(context.services, self.manifest, self.placement),
             )
         )
         try:

@@ -56,7 +56,12 @@ from plugbay.isolation._emit import EVENTS_TARGET, emit_encoder, near_the_bound
 from plugbay.isolation.guard import Guard, classify, file_permissions_hint
 from plugbay.isolation.inline import lifecycle, new_instance, run_in_daemon_thread
 from plugbay.isolation.loading import import_plugin, plugin_frame, raised_at
-from plugbay.isolation.offered_services import refused_at_load
+from plugbay.isolation.offered_services import (
+    AtLoad,
+    refused_at_load,
+    reported,
+    told_the_host,
+)
 from plugbay.model._events import EventListen
 from plugbay.model.manifest import ManifestOrigin, PluginManifest, load_manifest
 from plugbay.model.versions import Range, Version
@@ -83,7 +88,9 @@ class _HostServices:
         self._worker = worker
         #: what the host offered at load (``isolation.offered_services``), until the
         #: plugin is initialized (None: not told, or loaded: a call's host call says)
-        self._offered = offered
+        self._offered = AtLoad(offered) if offered is not None else None
+        #: the broker's refusals it made at load, told the host as such if let propagate
+        self.refused: list[PlugbayError] = []
 
     def loaded(self) -> None:
         """Services come and go once plugins serve: from now on the host call says."""
@@ -100,6 +107,10 @@ class _HostServices:
             plugin = self._worker.manifest.id if self._worker.manifest else None
             refused = refused_at_load(plugin or "", name, Range.parse(range), self._offered)
             if refused is not None:
+                event = reported(refused)
+                if event is not None:  # what the broker records of an inline plugin
+                    self._worker.report(event)
+                    self.refused.append(refused)
                 raise refused
         return _RemoteService(self._worker, name, range)
 
@@ -587,9 +598,17 @@ class Worker:
         assert self.plugin is not None and self.context is not None
         try:
             await lifecycle(self.plugin.initialize, _NO_LIMIT, self.context)
+        except PlugbayError as exc:
+            raise self._told_the_host(exc) from None
         finally:
             if isinstance(self.context.services, _HostServices):
                 self.context.services.loaded()
+
+    def _told_the_host(self, exc: PlugbayError) -> PlugbayError:
+        services = self.context.services if self.context is not None else None
+        if isinstance(services, _HostServices) and any(exc is r for r in services.refused):
+            return told_the_host(exc)
+        return exc
 
     async def export_state(self) -> dict[str, Any]:
         assert self.plugin is not None

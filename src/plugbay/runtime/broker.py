@@ -37,7 +37,9 @@ import msgspec
 from plugbay.api.errors import PermissionDenied, PlugbayError, ResourceLimitExceeded
 from plugbay.isolation.offered_services import (
     HOST_SERVICE,
+    HOST_SERVICE_PERMISSION,
     host_refused,
+    permission_refusal,
     service_grant,
     service_refusal,
 )
@@ -91,7 +93,7 @@ HOST_DATA: Final[Mapping[tuple[str, str], str | None]] = {
     ("system.logging", "*"): "host:logs-read",
     ("plugbay.host", "health"): "host:metrics-read",
     ("plugbay.host", "alerts"): "host:metrics-read",
-    ("plugbay.host", "*"): "host:state-read",
+    ("plugbay.host", "*"): HOST_SERVICE_PERMISSION,
 }
 #: parameters the broker sets to the sender's id, whatever the sender wrote
 _STAMPED: Final[Mapping[tuple[str, str], str]] = {
@@ -320,16 +322,10 @@ class Broker:
         if needed in effective:
             return
         asked = rec.placement.asked if rec is not None and rec.placement else ()
-        short = needed.partition(":")[2]
-        if needed in asked:
-            hint = f"the operator can run 'plugbay grant {consumer} {needed}'"
-        else:
-            hint = (
-                f'ask for it in the manifest ([permissions] host = ["{short}"]), then the '
-                f"operator runs 'plugbay grant {consumer} {needed}'"
-            )
         target = f"'{provider}.{command}'" if command else f"the service '{provider}'"
-        raise self.deny(consumer, f"{target}, which needs {needed}", needed, hint)
+        # one set of words with a worker's refusal at load (``isolation.offered_services``)
+        said = permission_refusal(consumer, target, needed, needed in asked)
+        raise self.deny(consumer, said.what, needed, said.hint)
 
     # -- refusals -------------------------------------------------------------------------
 
