@@ -12,6 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.tree import Tree
 
+from plugbay.cli._approve import approve_hint
 from plugbay.cli._console import out
 from plugbay.cli._listing import print_listing, state_text
 from plugbay.cli.env import python_rows
@@ -110,7 +111,7 @@ def _permission_facts(plugin_id: str, permissions: dict[str, Any]) -> list[tuple
     facts += _in_force_facts(plugin_id, permissions)
     facts += [
         # the diff the operator approves: what a new version asks for beyond its grants
-        ("", f"pending: {pending} — approve with 'plugbay grant {plugin_id} {pending}'")
+        ("", f"pending: {pending} — {approve_hint(plugin_id, pending)}")
         for pending in permissions.get("pending") or []
     ]
     facts += [

@@ -20,6 +20,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from plugbay.api.errors import PlugbayError
+from plugbay.cli._approve import ungrantable
 from plugbay.cli._console import JsonOpt, err, fail, out
 from plugbay.cli._options import ConfigOpt, PluginsOpt, StateOpt, config_file, print_json
 
@@ -167,6 +168,14 @@ def _unconfined_rows(plugin: dict[str, Any], perms: dict[str, Any]) -> list[dict
     ]  # fmt: skip
 
 
+def _approve(plugin_id: str, permission: str) -> str:
+    """The footer's way to approve the first pending ask: its grant, or what instead."""
+    instead = ungrantable(plugin_id, permission)
+    if instead is None:
+        return f"'plugbay grant {plugin_id} {escape(permission)}' grants one"
+    return f"{plugin_id} {escape(permission)}: {escape(instead)}"
+
+
 def _print(rows: list[dict[str, Any]], quiet: list[str], footer: str) -> None:
     if rows:
         out.print(_table(rows))
@@ -175,7 +184,7 @@ def _print(rows: list[dict[str, Any]], quiet: list[str], footer: str) -> None:
         first = waiting[0]
         out.print(
             f"[bold yellow]{len(waiting)} asked for and not granted[/]: "
-            f"'plugbay grant {first['plugin']} {escape(first['permission'])}' grants one, "
+            f"{_approve(first['plugin'], first['permission'])}, "
             "or deny it in the dashboard (the plugin runs without it)"
         )
     free = sorted({r["plugin"] for r in rows if r["status"] == "unconfined"})
