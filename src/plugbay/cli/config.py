@@ -222,13 +222,27 @@ def _show(view: dict[str, Any], change: _Change, *, as_json: bool) -> None:
         )
 
 
-def _limits(field: dict[str, Any]) -> dict[str, Any]:
+def _limits(field: dict[str, Any]) -> dict[str, str]:
     """A key's limits for people: its pattern as written (every view also has it
     anchored for JSON Schema validators, under ``pattern``: ``ConfigField.describe``)."""
-    limits = {k: v for k, v in field.items() if k not in ("type", "required", "description")}
+    limits = {
+        k: _written(v, field.get("type"))
+        for k, v in field.items()
+        if k not in ("type", "required", "description")
+    }
     if "pattern-written" in limits:
         limits["pattern"] = limits.pop("pattern-written")
     return limits
+
+
+def _written(value: Any, kind: Any) -> str:
+    """A limit as the operator writes a value on the command line: JSON (``true``, not
+    Python's ``True``), an integer key's bound whole (``1``, not ``1.0``), text as is."""
+    if isinstance(value, str):
+        return value  # a pattern or its hint, as the manifest has it
+    if kind == "integer" and isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return json.dumps(value)
 
 
 def register(app: typer.Typer) -> None:
