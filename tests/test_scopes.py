@@ -150,6 +150,27 @@ async def test_revoked_and_expired_tokens_stop_at_their_next_request(served: Ser
         assert r.status_code == 401 and "not one this host made" in r.json()["error"]["message"]
 
 
+async def test_a_refused_scoped_token_is_pointed_to_a_new_scoped_one_not_the_host_s(
+    served: Served,
+) -> None:
+    # a wall screen's expired read token was told to fetch the host's own token, which
+    # may do everything: the way out of a scoped token is another scoped one
+    soon = served.token("read", expires=time.time() + 3600)
+    db = sqlite3.connect(served.host.state_dir / "state.db")
+    with db:
+        db.execute("UPDATE api_tokens SET expires=? WHERE id=?", (time.time() - 1, soon[4:12]))
+    db.close()
+    async with served.client(soon) as http:
+        r = await http.get("/api/v1/plugins")
+    assert r.status_code == 401 and "expired" in r.json()["error"]["message"]
+    assert "'plugbay token create --scope" in r.json()["error"]["hint"]
+    assert "'plugbay token' on the host's machine shows" not in r.json()["error"]["hint"]
+    async with served.client("not-a-token") as http:  # the host's own, mistyped
+        r = await http.get("/api/v1/plugins")
+    own = "'plugbay token' on the host's machine shows the current one"
+    assert r.json()["error"]["hint"] == own
+
+
 async def test_token_list_says_when_each_token_was_last_used(served: Served) -> None:
     # last_used was never written: an operator could not tell a token in use from one
     # forgotten, before revoking it

@@ -35,7 +35,7 @@ from urllib.parse import parse_qs, quote, urlencode
 
 from plugbay.api.errors import PlugbayError
 from plugbay.web._errors import error_response, http_error, status_for
-from plugbay.web.scopes import PREFIX, Access, allows, needed_scope
+from plugbay.web.scopes import PREFIX, Access, allows, needed_scope, refusal_hint
 from plugbay.web.token import TokenFile, fingerprint
 
 __all__ = ["COOKIE", "MAX_JSON_DEPTH", "SECURITY_HEADERS", "Caller", "Gate"]
@@ -301,7 +301,7 @@ class Gate:
                     "token_invalid",
                     access
                     or "the token in the link is not this host's token (wrong, or rotated since)",
-                    hint="'plugbay token' on the host's machine shows the current one",
+                    hint=refusal_hint(given),
                 ),
                 challenge,
             )
@@ -371,7 +371,7 @@ class Gate:
                 http_error(
                     "token_invalid",
                     access or "the bearer token is not this host's token (wrong, or rotated since)",
-                    hint="'plugbay token' on the host's machine shows the current one",
+                    hint=refusal_hint(given.strip()),
                 ),
                 {"WWW-Authenticate": 'Bearer realm="plugbay", error="invalid_token"'},
             )

@@ -52,6 +52,7 @@ __all__ = [
     "needed_scope",
     "parse_expiry",
     "parse_scope",
+    "refusal_hint",
     "scoped_access",
     "sees_calls",
 ]
@@ -147,6 +148,17 @@ def scoped_access(state: StateStore, given: str, *, now: float | None = None) ->
         return f"the token {row['id']} expired"
     _note_use(state, str(row["id"]), when)
     return Access(str(row["id"]), frozenset(row["scopes"]))
+
+
+def refusal_hint(given: str) -> str:
+    """What to do about a refused token: a scoped one (``pbt_…``) is replaced by a new
+    scoped one, never by the host's own token, which may do everything."""
+    if given.startswith(PREFIX):
+        return (
+            "ask whoever runs the host for a new token: 'plugbay token create --scope …' on "
+            "the host's machine makes one ('plugbay token list' shows this one's scopes)"
+        )
+    return "'plugbay token' on the host's machine shows the current one"
 
 
 #: when each token's use was last written, by state database and token id: at most one
