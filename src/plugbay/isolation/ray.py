@@ -76,6 +76,8 @@ from plugbay.isolation._ray_join import (
     listen,
     unreachable,
 )
+from plugbay.isolation._ray_paths import said_here
+from plugbay.isolation._ray_stop import headless_stop
 from plugbay.isolation.base import Backend, EnvironmentPaths
 from plugbay.isolation.inline import run_in_daemon_thread
 from plugbay.isolation.policy import Placement
@@ -324,6 +326,7 @@ class RayBackend(Backend):
         finally:
             self._channels.forget(token)
         self._handles.add(handle)
+        handle.host_manifest = manifest  # its own error names the host's files
         self._placed[handle.node] = self._placed.get(handle.node, 0) + 1
         if data_dir is not None:  # its store is kept here, wherever it runs
             await self.data.keep_store(handle, placement, data_dir)
@@ -554,6 +557,7 @@ class RayBackend(Backend):
         """Leave a cluster whose head is gone: no agent or actor can be asked to end (their
         nodes end them), and leaving is bounded (in a thread of its own if Ray waits)."""
         self._agents.clear()
+        log.warning(headless_stop(self.settings, self.head_lost))
         if self._owns_connection:
             ray = _ray()
             # Ray's own wait is given up after 10 s (its token variables put back all the
@@ -639,6 +643,8 @@ class RayHandle(FarHandle):
         self._agent = agent
         self._group = group
         self.gone = False
+        #: its manifest as the host has it (its own error names the host's files)
+        self.host_manifest: PluginManifest | None = None
         #: its node, asked while a def command holds the heartbeat (``isolation._far_end``)
         self._far = FarEnd(lambda: self._target().here.remote())
 
@@ -651,7 +657,13 @@ class RayHandle(FarHandle):
         if self.node_data_dir is not None:
             env = dataclasses.replace(context.environment, data_dir=Path(self.node_data_dir))
             context = dataclasses.replace(context, environment=env)
-        await super().initialize(context, timeout)
+        try:
+            await super().initialize(context, timeout)
+        except PlugbayError as exc:  # the line it raised at: the host's file, not the node's copy
+            here = self.host_manifest.path if self.host_manifest is not None else None
+            if here is not None and self.manifest.path is not None:
+                said_here(exc, self.manifest.path.parent, here.parent)
+            raise
 
     def location(self) -> dict[str, Any]:
         """Where it runs, for ``plugbay info``, the dashboard and its metrics' ``node``."""
