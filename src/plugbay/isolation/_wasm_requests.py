@@ -5,6 +5,7 @@ what a request says."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 from plugbay.api.errors import PlugbayError
@@ -12,7 +13,12 @@ from plugbay.api.errors import PlugbayError
 if TYPE_CHECKING:
     from plugbay.api import Storage
 
-__all__ = ["fail", "storage_request"]
+__all__ = ["awaited", "fail", "storage_request"]
+
+
+async def awaited(call: Awaitable[Any]) -> Any:
+    """``call`` as a coroutine (``asyncio.run_coroutine_threadsafe`` takes nothing else)."""
+    return await call
 
 
 def fail(message: str, kind: str = "PlugbayError") -> dict[str, Any]:

@@ -54,9 +54,10 @@ from plugbay.api.errors import (
     PluginLoadError,
     ResourceLimitExceeded,
 )
+from plugbay.isolation._wasm_deadline import JobDeadlines
 from plugbay.isolation._wasm_events import PluginEmits, event_request
+from plugbay.isolation._wasm_requests import awaited, storage_request
 from plugbay.isolation._wasm_requests import fail as _fail
-from plugbay.isolation._wasm_requests import storage_request
 from plugbay.isolation._wasm_start import start_traps
 from plugbay.isolation._wasm_thread import Closed, InstanceThread
 from plugbay.isolation.affinity import Follow
@@ -227,9 +228,10 @@ class WasmHandle(PluginHandle):
         #: job → why it was interrupted ("timeout", "cpu", "cancelled"); a job abandoned
         #: by its caller keeps its entry until the instance thread comes to it
         self._why: dict[int, str] = {}
+        self._deadlines = JobDeadlines(self._lock, self._running, self._why, program.interrupt)
         self._current: int | None = None
-        #: the running job's CPU clock when it began (its thread's: ``time.thread_time``)
-        self._cpu_start = 0.0
+        #: the running job's CPU clock when it began (``time.thread_time``), and its timeout
+        self._cpu_start = self._timeout = 0.0
         #: set when the running job is interrupted: wakes it from a sleep (``sleep``)
         self._wake = threading.Event()
         #: job → the future its caller awaits (once it stopped waiting in place)
@@ -271,7 +273,9 @@ class WasmHandle(PluginHandle):
         answered = False
         try:
             outcome, value = await thread.run(
-                loop, lambda: self._run(token, work), partial(self._callers.__setitem__, token)
+                loop,
+                lambda: self._run(token, work, timeout),
+                partial(self._callers.__setitem__, token),
             )
             answered = True
         except asyncio.CancelledError:
@@ -293,7 +297,7 @@ class WasmHandle(PluginHandle):
             return value
         raise self._failure(outcome, value, what)
 
-    def _run(self, token: int, work: Callable[[], Any]) -> tuple[str, Any]:
+    def _run(self, token: int, work: Callable[[], Any], timeout: float) -> tuple[str, Any]:
         """On the instance thread: one job, armed to be interrupted by its token."""
         from plugbay.isolation._wasm_abi import Interrupted, ProtocolError, Trapped
 
@@ -302,7 +306,7 @@ class WasmHandle(PluginHandle):
                 return "interrupted", self._why.pop(token)
             if self._broken is not None:
                 return "broken", self._broken
-            self._current = token
+            self._current, self._timeout = token, timeout
             self._wake.clear()
             self._refused = None
             if self._inst is not None:
@@ -737,8 +741,8 @@ class WasmHandle(PluginHandle):
         return {"error": self._refusals.issue(self.manifest.id, error).to_dict()}
 
     def _event(self, request: dict[str, Any]) -> Any:
-        emit, loop = self._backend._emit, self._loop
-        return event_request(self.manifest.id, request, emit, loop, self._refusals)
+        emit, due = self._backend._emit, self._deadlines.of(self._current, self._timeout)
+        return event_request(self.manifest.id, request, emit, self._loop, self._refusals, due)
 
     def _service(self, request: dict[str, Any]) -> Any:
         command, params = request.get("command"), request.get("params", {})
@@ -753,7 +757,7 @@ class WasmHandle(PluginHandle):
             return _fail("a service request has a command and params (an object)")
         call = self._backend._host_call(self.manifest.id, target, command, params)
         future: concurrent.futures.Future[Any] = asyncio.run_coroutine_threadsafe(
-            _awaited(call), self._loop
+            awaited(call), self._loop
         )
         with self._lock:
             if self._current is not None and self._current in self._why:
@@ -779,7 +783,3 @@ class WasmHandle(PluginHandle):
         if loop is not None and not loop.is_closed():
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(self._report, event)
-
-
-async def _awaited(call: Awaitable[Any]) -> Any:
-    return await call

@@ -84,7 +84,8 @@ MEANING: Final[dict[str, str]] = {
     "handled by an `@on_event` method): `priority` (lower hears it first, default 100), "
     "`queue` (at most this many wait for it, default 100), `overflow` when full "
     "(`drop-oldest`, `drop-newest`, or `block`: the sender waits `block-timeout` seconds, "
-    "default 1.0, then the new one is dropped).",
+    "default 1.0, then the new one is dropped; a Wasm module does not wait, its event "
+    "waits in the host).",
     "activation": "When it starts: `eager` (with the host), `on-call` (its first call) or "
     "`on-event:NAME` (its first `NAME` event, or first call); until then `plugbay list` "
     "shows it `on-demand`, 'installed, starts on demand'.",
