@@ -228,7 +228,7 @@ def judge_error(
     issued: Callable[[str], bool] = lambda token: False,
 ) -> PlugbayError:
     """The error a worker reported, as the host presents it (see the module docstring)."""
-    if not isinstance(data, dict):
+    if not isinstance(data, dict) or not isinstance(data.get("message"), str):
         data = {"type": "PluginCallError", "message": repr(data)[:2048]}
     error = error_from_dict(data)
     details = error.details if isinstance(error.details, dict) else {}

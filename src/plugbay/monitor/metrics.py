@@ -541,7 +541,7 @@ class PluginMetrics:
                     name, labels, value = row
                     out[key(name, labels)] = load(value)
                     room -= 1
-                except (TypeError, ValueError, KeyError, AttributeError):
+                except (TypeError, ValueError, KeyError, AttributeError, OverflowError):
                     lost += 1
             return out
 
@@ -553,7 +553,8 @@ class PluginMetrics:
         )
         dropped = data.get("dropped", {}) if isinstance(data, dict) else {}
         self.dropped_series = dropped_before + Counter(
-            {str(k)[:200]: int(v) for k, v in list(dropped.items())[:100]}
+            # a count that is not a whole number is the worker's mistake: left out
+            {str(k)[:200]: v for k, v in list(dropped.items())[:100] if type(v) is int}
             if isinstance(dropped, dict)
             else {}
         )
