@@ -5,7 +5,6 @@ what a request says."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 from plugbay.api.errors import PlugbayError
@@ -13,12 +12,7 @@ from plugbay.api.errors import PlugbayError
 if TYPE_CHECKING:
     from plugbay.api import Storage
 
-__all__ = ["awaited", "fail", "storage_request"]
-
-
-async def awaited(call: Awaitable[Any]) -> Any:
-    """``call`` as a coroutine (``asyncio.run_coroutine_threadsafe`` takes nothing else)."""
-    return await call
+__all__ = ["fail", "storage_request"]
 
 
 def fail(message: str, kind: str = "PlugbayError") -> dict[str, Any]:

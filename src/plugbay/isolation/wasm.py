@@ -38,7 +38,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -56,8 +56,9 @@ from plugbay.api.errors import (
 )
 from plugbay.isolation._wasm_deadline import JobDeadlines
 from plugbay.isolation._wasm_events import PluginEmits, event_request
-from plugbay.isolation._wasm_requests import awaited, storage_request
 from plugbay.isolation._wasm_requests import fail as _fail
+from plugbay.isolation._wasm_requests import storage_request
+from plugbay.isolation._wasm_services import HostCall, service_request
 from plugbay.isolation._wasm_start import start_traps
 from plugbay.isolation._wasm_thread import Closed, InstanceThread
 from plugbay.isolation.affinity import Follow
@@ -78,7 +79,7 @@ __all__ = ["WasmBackend", "WasmHandle"]
 log = logging.getLogger("plugbay.isolation.wasm")
 
 #: (calling plugin, target ("service:NAME@RANGE" or a plugin id), command, params) -> value
-HostCallHandler = Callable[[str, str, str, dict[str, Any]], Awaitable[Any]]
+HostCallHandler = HostCall
 #: the host's plugin events (``runtime.plugin_events``), found when a module emits
 EventEmitter = Callable[[], PluginEmits]
 _PAGE = 65536
@@ -745,38 +746,16 @@ class WasmHandle(PluginHandle):
         return event_request(self.manifest.id, request, emit, self._loop, self._refusals, due)
 
     def _service(self, request: dict[str, Any]) -> Any:
-        command, params = request.get("command"), request.get("params", {})
-        if "service" in request:
-            target = f"service:{request['service']}@{request.get('range', '*')}"
-        else:
-            target = str(request.get("plugin", ""))
-        if target == self.manifest.id:
-            return _fail("a Wasm plugin cannot call itself through the host (it runs one call "
-                         "at a time: the call would wait for itself)")  # fmt: skip
-        if not isinstance(command, str) or not isinstance(params, dict) or self._loop is None:
-            return _fail("a service request has a command and params (an object)")
-        call = self._backend._host_call(self.manifest.id, target, command, params)
-        future: concurrent.futures.Future[Any] = asyncio.run_coroutine_threadsafe(
-            awaited(call), self._loop
-        )
+        host_call, due = self._backend._host_call, self._deadlines.of(self._current, self._timeout)
+        return service_request(self.manifest.id, request, host_call, self._loop, due, self._wait)
+
+    def _wait(self, future: concurrent.futures.Future[Any] | None) -> None:
+        """The host request the running job waits on (None: it waits no more); cancelled
+        at once when the job was interrupted before it began waiting."""
         with self._lock:
-            if self._current is not None and self._current in self._why:
-                future.cancel()  # interrupted before it began waiting
+            if future is not None and self._current is not None and self._current in self._why:
+                future.cancel()
             self._waiting = future
-        try:
-            return {"ok": future.result(timeout=60)}
-        except PlugbayError as exc:
-            return {"error": exc.to_dict()}
-        except concurrent.futures.CancelledError:
-            return _fail("the call was interrupted while it waited on the host")
-        except concurrent.futures.TimeoutError:
-            future.cancel()
-            return _fail("the host call did not finish within 60 s")
-        except Exception as exc:
-            return _fail(f"{type(exc).__name__}: {exc}")
-        finally:
-            with self._lock:
-                self._waiting = None
 
     def _report_threadsafe(self, event: dict[str, Any]) -> None:
         loop = self._loop
