@@ -26,4 +26,6 @@ def host_kwargs(plugins: list[Path] | None, state: Path, config: Path | None) ->
         "plugins_dir": plugins or [Path("plugins")],
         "state_dir": state,
         "config_file": config_file(config),
+        # 'plugbay run -p typo' starts, listing the problem in the CLI's words (docs/cli.md)
+        "missing_plugins_dir": "note",
     }

@@ -257,7 +257,8 @@ class Calling:
             f"no plugin '{plugin_id}' is known to this host",
             plugin=plugin_id,
             hint=did_you_mean(plugin_id, self._records)
-            or "'plugbay list' shows the plugins this host knows",
+            or "'plugbay list' shows the plugins this host knows (host.plugins() in an "
+            "application)",
         )
 
     def _not_active(self, rec: PluginRecord) -> PluginStateError:

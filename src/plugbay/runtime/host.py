@@ -22,7 +22,7 @@ import os
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
 
 from plugbay.api import Plugin
 from plugbay.api.errors import ConfigError, PlugbayError, PluginNotFound, PluginStateError
@@ -38,7 +38,13 @@ from plugbay.monitor.monitor import PluginMonitor
 from plugbay.runtime.config_aside import checked_config, versions_of
 from plugbay.runtime.environments import EnvironmentStore, IndexSettings
 from plugbay.runtime.events import EventBus
-from plugbay.runtime.host_args import plugin_ids
+from plugbay.runtime.host_args import (
+    check_plugin_dirs,
+    crash_count,
+    missing_dirs,
+    plugin_ids,
+    seconds,
+)
 from plugbay.runtime.host_file import read_host_file
 from plugbay.runtime.host_loop import on_host_loop
 from plugbay.runtime.kept_grants import warn_of_unhonourable_grants
@@ -131,6 +137,7 @@ class Host(AsyncOnly):
         monitor: MonitorSettings | Mapping[str, Any] | None = None,
         probation: float = 0.5,
         python_index: IndexSettings | None = None,
+        missing_plugins_dir: Literal["refuse", "note"] = "refuse",
     ) -> None:
         if plugins_dir is None:
             dirs: list[Path] = []
@@ -139,6 +146,7 @@ class Host(AsyncOnly):
         else:
             dirs = [Path(d) for d in plugins_dir]
         self.plugin_dirs = [d.resolve() for d in dirs]
+        self._missing_dirs = missing_dirs(missing_plugins_dir)  # "note": plugbay run's way
         self.state_dir = Path(state_dir).resolve() if state_dir is not None else None
         self.version = HOST_VERSION
         self._entry_points = entry_points
@@ -164,16 +172,16 @@ class Host(AsyncOnly):
                 host_version=HOST_VERSION,
                 data_root=data_root,
                 mode=mode,
-                call_timeout=call_timeout,
-                init_timeout=init_timeout,
-                cleanup_timeout=cleanup_timeout,
-                restart_backoff=restart_backoff,
-                max_crashes=max_crashes,
-                crash_window=crash_window,
+                call_timeout=seconds(call_timeout, "call_timeout"),
+                init_timeout=seconds(init_timeout, "init_timeout"),
+                cleanup_timeout=seconds(cleanup_timeout, "cleanup_timeout"),
+                restart_backoff=seconds(restart_backoff, "restart_backoff", zero="is at once"),
+                max_crashes=crash_count(max_crashes),
+                crash_window=seconds(crash_window, "crash_window"),
                 monitoring=monitoring,
                 policy=policy or IsolationPolicy.from_config({}, inline=inline),
                 plugin_dirs=tuple(self.plugin_dirs),
-                probation=probation,
+                probation=seconds(probation, "probation", zero="skips it"),
             ),
             events=self.events,
             config_for=self._config_for,
@@ -223,6 +231,8 @@ class Host(AsyncOnly):
         if self._opened:
             return
         self.manager.serving.check_start()
+        if self._missing_dirs == "refuse":
+            check_plugin_dirs(self.plugin_dirs)
         if self.state_dir is not None:
             lock = HostLock(self.state_dir)
             lock.acquire()
@@ -546,6 +556,8 @@ class Host(AsyncOnly):
     # ------------------------------------------------------------------ management
 
     def plugins(self) -> list[PluginRecord]:
+        if (unstarted := self.manager.serving.unstarted("list the plugins")) is not None:
+            raise unstarted  # as host.plugin(id) is: [] would read as "none found"
         return self.manager.list_plugins()
 
     def plugin(self, plugin_id: str) -> PluginRecord:
