@@ -419,7 +419,7 @@ async def test_dependency_cycle_is_reported_and_the_rest_loads(
 
 
 async def test_missing_dependency(plugins: PluginFactory, make_host: Callable[..., Host]) -> None:
-    plugins("acme.lonely", extra='[dependencies]\n"acme.absent" = "^2"\n')
+    lonely = plugins("acme.lonely", extra='[dependencies]\n"acme.absent" = "^2"\n')
     plugins("acme.ok")
     async with make_host() as host:
         rec = host.plugin("acme.lonely")

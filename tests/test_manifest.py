@@ -162,7 +162,71 @@ def test_config_default_violating_its_schema_is_refused(tmp_path: Path) -> None:
 
 def test_wrong_value_type_names_the_field(tmp_path: Path) -> None:
     err = error_for(tmp_path, BASE + "capabilities = 3\n")
-    assert err.message == "field 'capabilities' is invalid: Expected `array`, got `int`"
+    assert err.message == "field 'capabilities' must be an array of strings, not the integer 3"
+    assert err.where == f"{tmp_path / 'plugin.toml'}:5"
+
+
+@pytest.mark.parametrize(
+    ("text", "message", "line"),
+    [
+        (
+            BASE.replace('"1.0.0"', "1"),
+            "field 'version' must be a string (a version like \"1.2.3\"), not the integer 1",
+            2,
+        ),
+        (
+            BASE + 'authors = ["Ann", 2]\n',
+            "field 'authors' must be an array of strings: item 2 is the integer 2, not a string",
+            5,
+        ),
+        (
+            BASE + 'priority = "high"\n',
+            "field 'priority' must be a whole number, not the string \"high\"",
+            5,
+        ),
+        (BASE + "resources = 3\n", "field 'resources' must be a table, not the integer 3", 5),
+        (
+            BASE + "[resources]\ntimeout = 1\nmemory = true\n",
+            "field 'resources.memory' must be a number of bytes or a size like \"256MiB\", "
+            "not the boolean true",
+            7,
+        ),
+        (
+            BASE + '[permissions]\nsubprocess = "yes"\n',
+            "field 'permissions.subprocess' must be true or false, not the string \"yes\"",
+            6,
+        ),
+        (
+            BASE + '[dependencies]\n"acme.y" = 2\n',
+            "field 'dependencies.\"acme.y\"' must be a string (a version range like "
+            '">=1.0.0 <2.0.0"), not the integer 2',
+            6,
+        ),
+        (
+            BASE + '[events.listens."a.b"]\npriority = 1\nqueue = "big"\n',
+            'field \'events.listens."a.b".queue\' must be a whole number, not the string "big"',
+            7,
+        ),
+        (
+            BASE + '[config.n]\ntype = "integer"\nminimum = "low"\n',
+            "field 'config.n.minimum' must be a number, not the string \"low\"",
+            7,
+        ),
+    ],
+)
+def test_a_value_of_the_wrong_type_is_said_in_words_at_its_line(
+    tmp_path: Path, text: str, message: str, line: int
+) -> None:
+    err = error_for(tmp_path, text)
+    assert err.message == message
+    assert "Expected `" not in str(err)  # msgspec's own words
+    assert err.where == f"{tmp_path / 'plugin.toml'}:{line}"
+    assert err.hint and "docs/manifest.md" in err.hint
+
+
+def test_a_number_where_a_string_goes_is_told_to_be_quoted(tmp_path: Path) -> None:
+    err = error_for(tmp_path, BASE.replace('"1.0.0"', "1.5"))
+    assert err.hint is not None and err.hint.startswith('put it in quotes: version = "1.5"')
 
 
 def test_sizes() -> None:

@@ -478,11 +478,13 @@ def test_a_negative_cluster_resource_is_a_manifest_error() -> None:
     from plugbay.model.manifest import parse_manifest
 
     with pytest.raises(
-        ManifestError, match=r"resources.num-cpus' is invalid: Expected `float` >= 0"
+        ManifestError,
+        match=r"resources.num-cpus' must be a number of at least 0, not the integer -1",
     ):
         parse_manifest(DOC_MANIFEST.replace("num-cpus = 1", "num-cpus = -1"))
     with pytest.raises(
-        ManifestError, match=r"resources.custom\[...\]' is invalid: Expected `float` >= 0"
+        ManifestError,
+        match=r"resources.custom.gpu-box' must be a number of at least 0, not the integer -2",
     ):
         parse_manifest(DOC_MANIFEST.replace('"gpu-box" = 1', '"gpu-box" = -2'))
     with pytest.raises(ManifestError, match="backend"):

@@ -33,8 +33,8 @@ async def test_two_dependents_in_conflict_are_named_with_their_manifests(
         # what to change, and where: the two ranges in their two files, not acme.base's
         assert error.hint == (
             "install a version of 'acme.base' that every range allows, or change a range: "
-            f"^2 under [dependencies] in {new / 'plugin.toml'}; "
-            f"^1 under [dependencies] in {old / 'plugin.toml'}"
+            f"^2 under [dependencies] in {new / 'plugin.toml'}:6; "
+            f"^1 under [dependencies] in {old / 'plugin.toml'}:6"
         )
         assert "acme.base-" not in error.hint  # its directories: nothing there to change
 
@@ -83,7 +83,7 @@ async def test_a_dependency_range_with_no_room_is_refused_at_load_as_empty(
             "that matches no version at all (it is empty)"
         )
         assert error.hint == (
-            f"correct that range under [dependencies] in {app / 'plugin.toml'}: no version is "
+            f"correct that range under [dependencies] in {app / 'plugin.toml'}:6: no version is "
             "in '>1' and '<1.0.0.post0' at once, so installing a version of 'acme.lib' will "
             "not help; write the versions it works with, e.g. '>=1.2,<2' or '^1.2.3' "
             "(docs/version-ranges.md)"
@@ -122,3 +122,26 @@ async def test_a_plugin_for_another_host_says_which_host_and_where(
             "cannot be loaded: it needs 'acme.future', which cannot be loaded: no version of "
             f"'acme.future' runs on this host, plugbay {host.version}: 1.0.0 needs host >=5"
         )
+
+
+async def test_a_dependency_problem_names_the_line_that_asks_for_it(
+    plugins: PluginFactory, make_host: Callable[..., Any]
+) -> None:
+    # the line plugbay validate names: the dependency's key, not the file or its table
+    plugins("acme.lib", version="1.0.0")
+    app = plugins(
+        "acme.app",
+        extra='description = "an app"\n\n# what it needs\n[dependencies]\n'
+        '"acme.gone" = "^1"\n"acme.lib" = "^1"\n',
+    )
+    picky = plugins("acme.picky", extra='[dependencies]\n# newer only\n"acme.lib" = ">=2"\n')
+    async with make_host() as host:
+        assert await host.call("acme.lib", "ping") == "pong from acme.lib 1.0.0"
+        missing = host.plugin("acme.app").error
+        assert missing is not None and missing.hint == (
+            "install 'acme.gone', or remove the dependency: "
+            f"^1 under [dependencies] in {app / 'plugin.toml'}:9"
+        )
+        conflict = host.plugin("acme.picky").error
+        assert conflict is not None and conflict.hint is not None
+        assert conflict.hint.endswith(f">=2 under [dependencies] in {picky / 'plugin.toml'}:7")

@@ -16,7 +16,7 @@ import functools
 import re
 import typing
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -25,6 +25,7 @@ import msgspec
 
 from plugbay.api.errors import ManifestError
 from plugbay.model._config_schema import error_path
+from plugbay.model._manifest_types import wrong_type
 from plugbay.model._toml_lines import dotted, key_line, key_lines
 
 __all__ = ["Shape", "doc_error", "id_problem", "locate", "shape_problems", "where_of"]
@@ -162,8 +163,8 @@ class _ShapeWalk:
             return {k: v for k, v in entries.items() if v is not _DROPPED}
         try:
             msgspec.convert(value, tp, strict=True)
-        except msgspec.ValidationError as exc:
-            return self.problem(path, invalid_value(str(exc), tp, value, path, self.at(path)))
+        except msgspec.ValidationError:
+            return self.problem(path, invalid_value(tp, value, path, self.at))
         return value
 
 
@@ -212,21 +213,20 @@ def missing_field(key: str, section: KeyPath, where: str) -> ManifestError:
     )
 
 
-def invalid_value(message: str, tp: Any, value: Any, path: KeyPath, where: str) -> ManifestError:
+def invalid_value(
+    tp: Any, value: Any, path: KeyPath, at: Callable[[KeyPath], str]
+) -> ManifestError:
+    """``value`` of the key at ``path`` is not a ``tp``; ``at`` gives a key's ``file:line``
+    (the line of the entry of a table that is wrong, not the table's)."""
     if typing.get_origin(tp) is typing.Literal:
         allowed = ", ".join(str(a) for a in typing.get_args(tp))
         return ManifestError(
             f"{_shown(value)} is not a valid {dotted(path)}",
-            where=where,
+            where=at(path),
             hint=f"use one of: {allowed}",
         )
-    inner = error_path(message)  # within the value: an item of an array, a key of a table
-    return ManifestError(
-        f"field '{dotted(path)}{'' if not inner or inner.startswith('[') else '.'}{inner}' is "
-        f"invalid: {message.split(' - at ')[0]}",
-        where=where,
-        hint="see the manifest reference (docs/manifest.md)",
-    )
+    inner, said, hint = wrong_type(tp, value, path)
+    return ManifestError(said, where=at(inner), hint=hint)
 
 
 def _shown(value: Any) -> str:

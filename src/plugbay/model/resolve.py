@@ -29,6 +29,7 @@ from plugbay.api.errors import (
     PlugbayError,
     ResolutionError,
 )
+from plugbay.model._dependency_lines import dependency_at
 from plugbay.model.manifest import PluginManifest
 from plugbay.model.versions import EMPTY_RANGE_FIX, Range, Version
 
@@ -403,7 +404,8 @@ def _empty_ranges(target: str, pairs: Sequence[tuple[_Req, _Cand | None]]) -> li
             (
                 f"{_who(parent)} requires {_name(target)} {req.range}, a range that matches no "
                 "version at all (it is empty)",
-                f"correct that range under {table} in {m.location}: {req.range.why_empty}, so "
+                f"correct that range under {table} in {dependency_at(m, target)}: "
+                f"{req.range.why_empty}, so "
                 f"installing a version of {_name(target)} will not help; {EMPTY_RANGE_FIX}",
             )
         )
@@ -425,7 +427,7 @@ def _ranges_at(target: str, wants: Sequence[tuple[_Req, _Cand]]) -> str:
     """Each range on ``target`` with the manifest that sets it: where to change one."""
     table = "[services] requires" if target.startswith(_SERVICE) else "[dependencies]"
     at = [
-        f"{req.describe()} under {table} in {parent.manifest.location}"
+        f"{req.describe()} under {table} in {dependency_at(parent.manifest, target)}"
         for req, parent in wants
         if not parent.identifier.startswith(_SERVICE)  # a provider's own version: no text
     ]
@@ -518,7 +520,8 @@ def _found(
             "missing": True,
             "versions": [],
             "text": f"no plugin '{target}' is installed",
-            "hint": f"install '{target}', or remove the dependency",
+            "hint": f"install '{target}', or remove the dependency"
+            + (f": {where}" if where else ""),
         }
     if target not in index.usable:  # every version it has asks for another host
         return _found_for_another_host(index, target, known)

@@ -353,13 +353,16 @@ def deadline_hint(
     """Where the deadline a call ran into is set, and so where to lift it: the command's
     own (``@command(timeout=...)``, a Wasm module's ``[commands.NAME] timeout``), the
     manifest's ``resources.timeout``, the host's cap on it, or the host's call timeout
-    (``Host(call_timeout=...)``) when the manifest sets none."""
+    (``Host(call_timeout=...)``) when the manifest sets none. Said for whoever meets it:
+    a plugin's author and an operator of ``plugbay run`` change the manifest's
+    ``[resources] timeout``, an application the ``Host`` argument."""
     asked = manifest.resources.timeout
     if asked is None or asked <= 0:  # the manifest sets none: the host's own
         plugins = (
-            f"the limit is the host's call timeout, {route_timeout:g} s, the one it was "
-            f"started with (Host(call_timeout=...)), as {manifest.location} sets no "
-            "resources.timeout: set one there, or pass a longer call_timeout"
+            f"the limit is the host's call timeout, {route_timeout:g} s, as "
+            f"{manifest.location} sets no [resources] timeout: set one there (timeout = "
+            "SECONDS under [resources]; for plugbay run, in the plugin's manifest), or, in "
+            "an application that starts the host, pass a longer Host(call_timeout=...)"
         )
     elif asked > route_timeout:
         plugins = (
@@ -367,7 +370,7 @@ def deadline_hint(
             f"host allows a call, {route_timeout:g} s: split the work into shorter calls"
         )
     else:
-        plugins = "raise resources.timeout in the manifest"
+        plugins = f"raise timeout under [resources] in {manifest.location}"
     if spec.timeout is None or spec.timeout != timeout:
         return plugins + " if this command needs longer"
     own = (
