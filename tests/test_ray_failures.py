@@ -66,6 +66,98 @@ async def test_a_constructor_or_initialize_that_raises_on_ray_is_answered_as_on_
         assert await host.call("acme.ok", "ping") == "pong"  # and still answers
 
 
+#: a command that raises (line 8), one that logs what it caught (raised at line 13), and
+#: one that spins in a function of its own (defined at line 18) for a profile and samples
+RAISES = """
+import time
+from plugbay import UtilityPlugin, command
+
+class P(UtilityPlugin):
+    @command
+    def boom(self) -> str:
+        raise KeyError("the wheel")
+
+    @command
+    def quietly(self) -> str:
+        try:
+            raise ValueError("the spoke")
+        except ValueError:
+            self.context.logger.exception("it went")
+        return "logged"
+
+    def spin(self, seconds: float) -> int:
+        n, end = 0, time.monotonic() + seconds
+        while time.monotonic() < end:
+            n += 1
+        return n
+
+    @command
+    def busy(self, seconds: float) -> int:
+        return self.spin(seconds)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("trusted", [False, True], ids=["agent", "actor"])
+async def test_a_command_that_raises_on_ray_names_the_host_file_in_its_error_log_and_profile(
+    ray_cluster: Any, tmp_path: Path, trusted: bool
+) -> None:
+    import asyncio
+
+    from plugbay.api.errors import PlugbayError
+    from tests._waiting import until
+
+    plugins = PluginFactory(tmp_path / "plugins")
+    plugins("acme.ok", PING, extra=on_node("node-a"))
+    path = plugins("acme.raises", RAISES, extra=on_node("node-a"))
+    main = str(path / "main.py")
+    policy = IsolationPolicy.from_config(
+        {
+            "ray": {"address": ray_cluster.address, "plugins": ["acme.*"]},
+            "policy": {"inline": ["acme.*"] if trusted else []},
+        }
+    )
+    async with ray_host(plugins.root, tmp_path / "state", policy=policy) as host:
+        handle = ray_handle(host, "acme.raises")
+        assert handle.mode == ("actor" if trusted else "agent")
+        assert handle.manifest.path is not None
+        node_copy = str(handle.manifest.path.parent)  # …/code/<digest>: not on this machine
+        assert node_copy != str(path)
+
+        with pytest.raises(PlugbayError) as raised:
+            await host.call("acme.raises", "boom")
+        error = raised.value
+        assert error.details["exception"] == "KeyError"
+        assert error.where == f"{main}:8"
+        assert error.details["raised_at"]["file"] == main
+        assert error.details["raised_at"]["line"] == 8
+        assert f'File "{main}", line 8, in boom' in error.details["traceback"]
+        assert node_copy not in error.details["traceback"]
+        assert await host.call("acme.ok", "ping") == "pong"  # the neighbour answers
+
+        # a logged exception's traceback (``plugbay logs``' ``exception`` field)
+        assert await host.call("acme.raises", "quietly") == "logged"
+
+        def logged() -> list[dict[str, Any]]:
+            return [r for r in host.logs("acme.raises") if r["message"] == "it went"]
+
+        (record,) = await until(logged, "the logged exception")
+        trace = record["fields"]["exception"]
+        assert f'File "{main}", line 13, in quietly' in trace and node_copy not in trace
+
+        # plugbay profile: one call's report; --seconds: the serving worker's samples
+        value, report = await host.profile("acme.raises", "busy", {"seconds": 0.05})
+        assert value > 0
+        assert f"{main}:18(spin)" in report and node_copy not in report
+        sampling = asyncio.ensure_future(host.sample("acme.raises", 1.0))
+        while not sampling.done():  # busy in its own code for as long as it is sampled
+            await host.call("acme.raises", "busy", seconds=0.1)
+        samples = await sampling
+        files = {frame[1] for frame in samples["frames"]}
+        assert main in files and not any(node_copy in f for f in files), files
+        assert await host.call("acme.ok", "ping") == "pong"
+
+
 @pytest.mark.slow
 async def test_a_named_listen_address_serves_calls_and_one_this_host_cannot_bind_is_refused(
     ray_cluster: Any, tmp_path: Path

@@ -63,7 +63,7 @@ from typing import Any
 
 from plugbay.api import PluginContext
 from plugbay.api.errors import PlugbayError, PluginCrashed, PluginLoadError
-from plugbay.isolation._far_end import FarEnd, FarHandle
+from plugbay.isolation._far_end import FarEnd
 from plugbay.isolation._process_parts import bound_file_size, worker_request
 from plugbay.isolation._ray_agent import NodeAgent, PluginActor
 from plugbay.isolation._ray_channels import Channels
@@ -76,7 +76,7 @@ from plugbay.isolation._ray_join import (
     listen,
     unreachable,
 )
-from plugbay.isolation._ray_paths import said_here
+from plugbay.isolation._ray_paths import HostPaths
 from plugbay.isolation._ray_stop import headless_stop
 from plugbay.isolation.base import Backend, EnvironmentPaths
 from plugbay.isolation.inline import run_in_daemon_thread
@@ -603,7 +603,7 @@ def _asked(placement: Placement) -> str:
     return ", ".join(f"{k} {v}" for k, v in asked.items()) or "nothing"
 
 
-class RayHandle(FarHandle):
+class RayHandle(HostPaths):
     """A plugin on a Ray node: a process handle whose worker is far away. Its pid is on
     its node; its figures and stacks are read there; it is ended through Ray."""
 
@@ -657,13 +657,7 @@ class RayHandle(FarHandle):
         if self.node_data_dir is not None:
             env = dataclasses.replace(context.environment, data_dir=Path(self.node_data_dir))
             context = dataclasses.replace(context, environment=env)
-        try:
-            await super().initialize(context, timeout)
-        except PlugbayError as exc:  # the line it raised at: the host's file, not the node's copy
-            here = self.host_manifest.path if self.host_manifest is not None else None
-            if here is not None and self.manifest.path is not None:
-                said_here(exc, self.manifest.path.parent, here.parent)
-            raise
+        await super().initialize(context, timeout)  # a failure names the host's file (_failed)
 
     def location(self) -> dict[str, Any]:
         """Where it runs, for ``plugbay info``, the dashboard and its metrics' ``node``."""
