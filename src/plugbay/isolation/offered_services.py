@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Final, NamedTuple
 
 from plugbay.api.errors import PermissionDenied, PlugbayError, ServiceError
+from plugbay.isolation.host_data import HOST_SERVICE_PERMISSION, needed_to_require
 from plugbay.model.versions import Range, Version
 
 if TYPE_CHECKING:
@@ -46,9 +47,6 @@ __all__ = [
 #: the service the host itself provides (``Host``'s read-only view): a plugin has it by
 #: the permission its command needs (``runtime.broker``), not by declaring it
 HOST_SERVICE: Final = "plugbay.host"
-#: what requiring :data:`HOST_SERVICE` needs (a command of it may need another:
-#: ``runtime.broker.HOST_DATA``); the broker checks it at ``require``, a worker at load
-HOST_SERVICE_PERMISSION: Final = "host:state-read"
 #: sent to a worker for a service its plugin may have at any version, a pre-release too
 #: (``*`` holds none): what a dependency of it provides (:func:`service_grant`'s True)
 _ANY_VERSION: Final = "any"
@@ -107,15 +105,12 @@ def refused_at_load(
     if refused is not None or declared is None:
         return refused
     needed: str | None = None
+    grant = declared == _ANY_VERSION or (Range.parse(declared) if declared else False)
+    said = service_refusal(name, str(wanted), Version.parse(at_load.offered[name][0]), grant)
     lacks = at_load.lacks.get(name)
-    if lacks is not None:  # the host's own service: had by permission (``runtime.broker``)
+    if said is None and lacks is not None:  # host data: had by permission (``host_data``)
         needed = lacks[0]
-        said: Refused | None = permission_refusal(
-            consumer, f"the service '{name}'", needed, lacks[1]
-        )
-    else:
-        grant = declared == _ANY_VERSION or (Range.parse(declared) if declared else False)
-        said = service_refusal(name, str(wanted), Version.parse(at_load.offered[name][0]), grant)
+        said = permission_refusal(consumer, f"the service '{name}'", needed, lacks[1])
     if said is None:
         return None
     details: dict[str, object] = {"operation": said.what, "permission": needed, "layer": "broker"}
@@ -214,10 +209,10 @@ def offered_by(
     services: object, manifest: PluginManifest | None = None, placement: Placement | None = None
 ) -> dict[str, list[str]] | None:
     """What a plugin's ``context.services`` offers, to send to its worker: name →
-    [version, provider, the range ``manifest`` declares for it], and for
-    :data:`HOST_SERVICE` when ``placement`` lacks its permission, that permission and
-    "asked" if the manifest asks for it (None: that registry cannot say, and the worker
-    leaves the check to the first call)."""
+    [version, provider, the range ``manifest`` declares for it], and for a service of
+    host data that ``placement`` holds no permission to require (``isolation.host_data``),
+    the permission to name and "asked" if the manifest asks for it (None: that registry
+    cannot say, and the worker leaves the check to the first call)."""
     offered = getattr(services, "offered", None)
     if not callable(offered):
         return None
@@ -225,11 +220,11 @@ def offered_by(
         name: [version, provider, _declared(manifest, name, provider)]
         for name, (version, provider) in offered().items()
     }
-    host = sent.get(HOST_SERVICE)
-    lacks = placement is not None and HOST_SERVICE_PERMISSION not in placement.effective
-    if host is not None and placement is not None and lacks:
-        asked = HOST_SERVICE_PERMISSION in placement.asked
-        host += [HOST_SERVICE_PERMISSION, "asked" if asked else ""]
+    if placement is not None:
+        for row in sent.values():
+            lacks = needed_to_require(row[1], placement.effective, placement.asked)
+            if lacks is not None:
+                row += [lacks[0], "asked" if lacks[1] else ""]
     return sent
 
 

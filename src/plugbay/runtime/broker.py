@@ -35,9 +35,9 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 import msgspec
 
 from plugbay.api.errors import PermissionDenied, PlugbayError, ResourceLimitExceeded
+from plugbay.isolation.host_data import HOST_DATA, needed_to_require
 from plugbay.isolation.offered_services import (
     HOST_SERVICE,
-    HOST_SERVICE_PERMISSION,
     host_refused,
     permission_refusal,
     service_grant,
@@ -48,6 +48,7 @@ from plugbay.isolation.ray import RayBackend
 from plugbay.isolation.refusals import Refusals
 from plugbay.isolation.remote_storage import STORAGE_TARGET
 from plugbay.model.versions import Range
+from plugbay.runtime.checked_service import CheckedService
 
 if TYPE_CHECKING:
     from plugbay.isolation.base import Backend
@@ -83,18 +84,6 @@ class BrokerHost(Protocol):
     def security_event(self, plugin_id: str, event: dict[str, Any]) -> None: ...
 
 
-#: (provider, command) → the permission it needs; "*" stands for any other command
-HOST_DATA: Final[Mapping[tuple[str, str], str | None]] = {
-    ("core.security", "trail"): "host:audit-read",
-    ("core.security", "verify"): "host:audit-read",
-    ("core.security", "record"): "host:audit-write",
-    ("core.security", "*"): "host:audit-read",
-    ("system.logging", "log"): None,  # writing its own line: the source is set from the channel
-    ("system.logging", "*"): "host:logs-read",
-    ("plugbay.host", "health"): "host:metrics-read",
-    ("plugbay.host", "alerts"): "host:metrics-read",
-    ("plugbay.host", "*"): HOST_SERVICE_PERMISSION,
-}
 #: parameters the broker sets to the sender's id, whatever the sender wrote
 _STAMPED: Final[Mapping[tuple[str, str], str]] = {
     ("core.security", "record"): "plugin",
@@ -247,11 +236,23 @@ class Broker:
 
     # -- the inline path ------------------------------------------------------------------
 
-    def check_service(self, consumer: str, name: str, wanted: Range) -> None:
-        """``context.services.require(name, range)`` of an inline plugin."""
+    def check_service(
+        self, consumer: str, name: str, wanted: Range
+    ) -> Callable[[object], object] | None:
+        """``context.services.require(name, range)`` of an inline plugin; what to wrap the
+        service in when the plugin holds only some of the permissions its commands need
+        (each is checked then: ``runtime.checked_service``), else None."""
         if not self.enabled:
-            return
-        self._service(consumer, name, str(wanted), None)
+            return None
+        provider = self._service(consumer, name, str(wanted), None).provider
+        rec = self._manager.records_by_id.get(consumer)
+        effective = rec.placement.effective if rec is not None and rec.placement else ()
+        needs = [p for (held_by, _), p in HOST_DATA.items() if held_by == provider]
+        if all(p is None or p in effective for p in needs):
+            return None
+        return lambda service: CheckedService(
+            service, lambda command: self._host_data(consumer, provider, command)
+        )
 
     # -- the rules ------------------------------------------------------------------------
 
@@ -313,7 +314,10 @@ class Broker:
         self._host_data(consumer, target, command)
 
     def _host_data(self, consumer: str, provider: str, command: str | None) -> None:
-        needed = host_data_permission(provider, command or "*")
+        if command is None:  # at require: some command of it must be open to the plugin
+            self._requirable(consumer, provider)
+            return
+        needed = host_data_permission(provider, command)
         if needed is _NO_GRANT or needed is None:
             return
         assert isinstance(needed, str)
@@ -322,10 +326,24 @@ class Broker:
         if needed in effective:
             return
         asked = rec.placement.asked if rec is not None and rec.placement else ()
-        target = f"'{provider}.{command}'" if command else f"the service '{provider}'"
-        # one set of words with a worker's refusal at load (``isolation.offered_services``)
-        said = permission_refusal(consumer, target, needed, needed in asked)
+        said = permission_refusal(consumer, f"'{provider}.{command}'", needed, needed in asked)
         raise self.deny(consumer, said.what, needed, said.hint)
+
+    def _requirable(self, consumer: str, provider: str) -> None:
+        """Refused unless some command of ``provider`` needs no permission or one the
+        plugin holds (``isolation.host_data``); each call is still checked for its own."""
+        rec = self._manager.records_by_id.get(consumer)
+        placement = rec.placement if rec is not None else None
+        lacks = needed_to_require(
+            provider,
+            placement.effective if placement is not None else (),
+            placement.asked if placement is not None else (),
+        )
+        if lacks is None:
+            return
+        # one set of words with a worker's refusal at load (``isolation.offered_services``)
+        said = permission_refusal(consumer, f"the service '{provider}'", *lacks)
+        raise self.deny(consumer, said.what, lacks[0], said.hint)
 
     # -- refusals -------------------------------------------------------------------------
 

@@ -90,11 +90,12 @@ class ServiceView:
         self,
         hub: ServiceHub,
         plugin_id: str,
-        check: Callable[[str, str, Range], None] | None = None,
+        check: Callable[[str, str, Range], Callable[[object], object] | None] | None = None,
     ) -> None:
         self._hub = hub
         self._plugin = plugin_id
-        #: the broker's rule (``runtime.broker``): a service the manifest did not declare is refused
+        #: the broker's rule (``runtime.broker``): a service the manifest did not declare is
+        #: refused; one of host data it holds only some permissions for comes wrapped
         self._check = check
 
     def provide(self, name: str, service: object, version: str = "1.0.0") -> None:
@@ -102,9 +103,10 @@ class ServiceView:
 
     def require(self, name: str, range: str = "*", kind: type[Any] | None = None) -> Any:
         wanted = Range.parse(range)
-        if self._check is not None:
-            self._check(self._plugin, name, wanted)
+        checked = self._check(self._plugin, name, wanted) if self._check is not None else None
         service = self._hub.require(self._plugin, name, wanted)
+        if checked is not None:  # each command checked (``runtime.checked_service``)
+            service = checked(service)
         if kind is not None and isinstance(kind, type) and getattr(kind, "_is_protocol", False):
             return service  # a structural type: the proxy answers for it
         if (

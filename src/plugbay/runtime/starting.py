@@ -148,7 +148,9 @@ class _Issuer(Protocol):
     """What starting needs of the host's broker (``runtime.broker``)."""
 
     def issued(self, consumer: str, token: str) -> bool: ...
-    def check_service(self, consumer: str, name: str, wanted: Range) -> None: ...
+    def check_service(
+        self, consumer: str, name: str, wanted: Range
+    ) -> Callable[[object], object] | None: ...
 
 
 class Starting:
