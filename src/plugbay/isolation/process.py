@@ -54,6 +54,12 @@ from plugbay.isolation._process_parts import (
     size_text,
     worker_request,
 )
+from plugbay.isolation._start_memory import (
+    OUT_OF_MEMORY,
+    at_load,
+    out_of_memory_words,
+    set_where,
+)
 from plugbay.isolation.affinity import Follow
 from plugbay.isolation.base import Backend, CallTimeout, EnvironmentPaths, PluginHandle, deadline
 from plugbay.isolation.heartbeat import Beat, Pulse, held_by, hung_error, pulse_for
@@ -335,9 +341,13 @@ class ProcessHandle(sampling.SampledInWorker, RequestsToWorker, BoundedByHost, P
         if code == -signal.SIGKILL and self._oom_kills:
             error: PlugbayError = self._limit(
                 "memory",
-                f"its worker went over its memory limit ({size_text(limits.get('memory'))}) "
-                "and the kernel's OOM killer stopped it",
+                f"its worker went over its memory limit ({size_text(limits.get('memory'))}, "
+                f"set by {set_where(self.manifest, limits)}) and the kernel's OOM killer "
+                "stopped it",
             )
+        elif code == OUT_OF_MEMORY and self.placement is not None and limits.get("memory"):
+            message, hint = out_of_memory_words(self.manifest, limits)
+            error = self._limit("memory", message, hint)
         elif code == -signal.SIGXCPU:
             error = self._limit(
                 "cpu_seconds",
@@ -349,12 +359,13 @@ class ProcessHandle(sampling.SampledInWorker, RequestsToWorker, BoundedByHost, P
                 self._report({"kind": "killed", "layer": "seccomp", "detail": "SIGSYS"})
         self._crashed(error.message, error=error)
 
-    def _limit(self, limit: str, message: str) -> ResourceLimitExceeded:
+    def _limit(self, limit: str, message: str, hint: str | None = None) -> ResourceLimitExceeded:
         self._report({"kind": "limit", "limit": limit, "detail": message})
         return ResourceLimitExceeded(
             message,
             plugin=self.manifest.id,
-            hint=f"raise resources.{limit.replace('_', '-')} in the manifest (the host's "
+            hint=hint
+            or f"raise resources.{limit.replace('_', '-')} in the manifest (the host's "
             "policy caps it); the worker is being replaced",
             details={"pid": self.pid, "limit": limit},
         )
@@ -420,6 +431,8 @@ class ProcessHandle(sampling.SampledInWorker, RequestsToWorker, BoundedByHost, P
             issued=self.issued,
         )
         if error.details.get("replace"):  # a limit hit: the worker is replaced at once
+            if message.id == 0:  # as it loaded: a memory limit says where it was set
+                error = at_load(error, self.manifest, self.placement)
             self._limit_error = error
             self._settle(message.id, error=error)
             self._crashed(error.message, error=error)

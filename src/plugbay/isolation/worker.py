@@ -51,7 +51,7 @@ from plugbay.api.errors import (
     ServiceError,
     error_from_dict,
 )
-from plugbay.isolation import frames, handover, loops
+from plugbay.isolation import _start_memory, frames, handover, loops
 from plugbay.isolation._emit import EVENTS_TARGET, emit_encoder, near_the_bound
 from plugbay.isolation.guard import Guard, classify, file_permissions_hint
 from plugbay.isolation.inline import lifecycle, new_instance, run_in_daemon_thread
@@ -438,7 +438,8 @@ class Worker:
             doing = f"constructing {code.cls.__name__}"  # inline's words (InlineBackend.start)
             self.plugin = new_instance(code)
         except PlugbayError as exc:
-            self.send(frames.Fail(0, exc.to_dict()))
+            error = _start_memory.at_import(exc, message.plugin_id, self.guard)
+            self.send(frames.Fail(0, error.to_dict()))
             return
         except BaseException as exc:  # a plugin's constructor or module raising anything
             sandboxed = classify(exc, message.plugin_id, self.guard) if self.guard else None
@@ -776,8 +777,11 @@ def main(fd: int, layers: list[dict[str, Any]] | None = None) -> None:
     from plugbay.isolation import diagnostics
 
     diagnostics.dump_stacks_on_signal()
+    code = 0
     try:
         loops.run(_run(fd, layers), sandboxed=bool(layers))
+    except BaseException as exc:  # its words are lost with its output: the code tells the host
+        code = _start_memory.exit_code(exc)
     finally:
         sys.stdout.flush()
-        os._exit(0)
+        os._exit(code)
