@@ -175,11 +175,11 @@ def test_a_bad_value_in_the_host_config_file_is_said_in_words_at_start(
     assert ran.returncode == 1, said
     assert (
         "config key 'nick' is invalid: \"bob\\n\" is not lower-case letters only "
-        "(at host config: nick). set 'nick' to a value it allows, such as \"bob\"" in said
+        "(at plugbay.toml:2). set 'nick' to a value it allows, such as \"bob\"" in said
     ), said
     assert (
         "config key 'tags' is invalid: [] (0 items) is not a list of strings with 1 to 3 "
-        "items (at host config: tags)" in said
+        "items (at plugbay.toml:4)" in said
     ), said
 
 

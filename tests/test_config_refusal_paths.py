@@ -140,6 +140,6 @@ async def test_a_trial_whose_version_cannot_start_as_configured_answers_409(
             error["message"]
             == "config key 'count' is invalid: 8 is not a whole number of at most 5"
         )
-        assert error["where"] == "host config: count"
+        assert error["where"] == f"{tmp_path / 'plugbay.toml'}:2"  # the line that set it
         rows = (await http.get("/api/v1/plugins")).json()
         assert [(r["version"], r["state"]) for r in rows] == [("1.0.0", "active")]

@@ -416,5 +416,5 @@ async def test_a_load_refused_by_a_value_in_the_host_config_file_is_409(
                 assert r.status_code == 409, (operation, r.text)
                 error = _error(r)
                 assert error["code"] == "config_invalid"
-                assert error["where"] == "host config: greeting"
+                assert error["where"] == f"{toml}:2"  # the file and the line that set it
                 assert "at most 5 characters" in error["message"]

@@ -248,7 +248,7 @@ async def test_unloading_a_dependency_is_refused_with_the_dependents(
             await host.unload("acme.base")
         assert str(err.value) == (
             "plugin 'acme.base': cannot be unloaded: acme.mid, acme.top depend on it. "
-            "unload those first, or ask for a cascade (--cascade / cascade=True)"
+            "unload those first, or ask for a cascade (cascade=True)"
         )
         assert state(host, "acme.base") == "active"
         assert await host.unload("acme.base", cascade=True) == ["acme.top", "acme.mid", "acme.base"]
@@ -426,7 +426,8 @@ async def test_missing_dependency(plugins: PluginFactory, make_host: Callable[..
         assert str(rec.state) == "failed"
         assert rec.reason == (
             "plugin 'acme.lonely': cannot be loaded: 'acme.lonely' 1.0.0 requires 'acme.absent' ^2; "
-            "no plugin 'acme.absent' is installed. install 'acme.absent', or remove the dependency"
+            "no plugin 'acme.absent' is installed. install 'acme.absent', or remove the "
+            f"dependency: ^2 under [dependencies] in {lonely / 'plugin.toml'}:6"
         )
         assert rec.error is not None and rec.error.code == "dependency_missing"
         await assert_serving(host)

@@ -228,7 +228,7 @@ async def test_disabling_a_plugin_others_need_says_disable(
             await host.disable("acme.base")
         assert str(refused.value) == (
             "plugin 'acme.base': cannot be disabled: acme.top depends on it. "
-            "disable those first, or ask for a cascade (--cascade / cascade=True)"
+            "disable those first, or ask for a cascade (cascade=True)"
         )
         assert host.manager.record("acme.base").state.value == "active"
 

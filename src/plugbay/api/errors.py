@@ -259,6 +259,37 @@ class DependentsError(PluginStateError):
 
     code = "plugin_has_dependents"
 
+    #: how each surface asks to stop the dependents too: the one place for these words
+    CASCADE: ClassVar[dict[str, str]] = {
+        "python": "cascade=True",
+        "cli": "--cascade",
+        "http": '"cascade": true in the request body',
+    }
+
+    @classmethod
+    def refusing(cls, plugin_id: str, verb: str, dependents: list[str]) -> DependentsError:
+        """``verb`` (unload, disable) of ``plugin_id`` refused for ``dependents``; its hint
+        names the cascade as Python spells it (:meth:`asked_through` respells it)."""
+        return cls(
+            f"cannot be {verb.rstrip('e')}ed: {', '.join(dependents)} "
+            f"{'depends' if len(dependents) == 1 else 'depend'} on it",
+            plugin=plugin_id,
+            hint=_cascade_hint(verb, "python"),
+            details={"dependents": dependents, "cascade_for": verb},
+        )
+
+    def asked_through(self, surface: str) -> DependentsError:
+        """This refusal with its hint naming the cascade as ``surface`` (a key of
+        :attr:`CASCADE`) spells it; one that offers no cascade is left as it is."""
+        verb = self.details.get("cascade_for")
+        if isinstance(verb, str) and surface in self.CASCADE:
+            self.hint = _cascade_hint(verb, surface)
+        return self
+
+
+def _cascade_hint(verb: str, surface: str) -> str:
+    return f"{verb} those first, or ask for a cascade ({DependentsError.CASCADE[surface]})"
+
 
 class CommandNotFound(PlugbayError, AttributeError):
     """The plugin has no command of that name. An ``AttributeError`` too: a proxy's

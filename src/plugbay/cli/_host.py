@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from plugbay.api.errors import PlugbayError, PluginNotFound
+from plugbay.api.errors import DependentsError, PlugbayError, PluginNotFound
 from plugbay.cli._console import err, fail
 from plugbay.cli._listing import LIST_KEYS, Listing, list_row, listing_of
 from plugbay.cli._options import host_kwargs, to_builtins
@@ -120,6 +120,8 @@ def the_host(
             with contextlib.closing(LocalHost(kwargs, running)) as local:
                 yield local
     except PlugbayError as exc:
+        if isinstance(exc, DependentsError):  # the cascade as this command line asks for it
+            exc.asked_through("cli")
         fail(exc, as_json=as_json)
 
 

@@ -225,11 +225,12 @@ def health(
 
 
 def _readiness_text(now: dict[str, Any]) -> str:
-    """``host: ready, 12 of 40 wanted plugins active`` (coloured by status)."""
+    """``host readiness: ready, 12 of 40 wanted plugins active`` (coloured by status):
+    whether the plugins the start wanted run, not how well (the worst plugin health)."""
     status = str(now.get("status"))
     progress = f"{now.get('active')} of {now.get('wanted')} wanted plugins active"
     colour = {"ready": "green", "degraded": "yellow", "starting": "yellow"}.get(status, "red")
-    return f"host: [{colour}]{escape(status)}[/], {progress}"
+    return f"host readiness: [{colour}]{escape(status)}[/], {progress}"
 
 
 def top(

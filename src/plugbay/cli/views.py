@@ -146,7 +146,7 @@ def top_table(snap: dict[str, Any]) -> Table:
     age = f", {time.time() - when:.0f} s ago" if when else ""
     status = str(host.get("health") or "-")
     title = (
-        f"plugbay — health [{_HEALTH.get(status, 'white')}]{status}[/], "
+        f"plugbay — worst plugin health [{_HEALTH.get(status, 'white')}]{status}[/], "
         f"host {_bytes(host.get('rss_bytes'))}, "
         f"{host.get('cpu_percent') or 0:.0f}% CPU, {host.get('alerts', 0)} alert(s){age}"
     )
@@ -183,7 +183,7 @@ def health_table(snap: dict[str, Any]) -> Table:
     host = snap.get("host") or {}
     status = str(host.get("health") or "-")
     table = Table(
-        title=f"overall: [{_HEALTH.get(status, 'white')}]{escape(status)}[/]",
+        title=f"worst plugin health: [{_HEALTH.get(status, 'white')}]{escape(status)}[/]",
         header_style="bold", title_justify="left",
     )  # fmt: skip
     for col in ("plugin", "version", "status", "live", "ready", "why"):

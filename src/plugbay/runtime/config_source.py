@@ -11,12 +11,15 @@ there: a run-time value is not in any file the operator could look at.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
-from plugbay.api.errors import ConfigError
+from plugbay.api.errors import ConfigError, PlugbayError
+from plugbay.model._toml_lines import key_line
+from plugbay.model.host_config import read_host_config
 from plugbay.model.manifest import PluginManifest
 
-__all__ = ["at_its_source", "validated_config"]
+__all__ = ["at_its_source", "in_the_file", "validated_config"]
 
 
 def validated_config(manifest: PluginManifest, raw: Mapping[str, Any]) -> dict[str, Any]:
@@ -55,6 +58,41 @@ def at_its_source(
         if error.hint
         else f"'plugbay config {plugin_id} {unset}' drops the run-time value"
     )
+    return error
+
+
+def in_the_file(
+    error: ConfigError, plugin_id: str, raw: Mapping[str, Any], path: Path | None
+) -> ConfigError:
+    """``error`` (blamed on the ``host config`` layer) pointing at ``FILE:LINE`` of the host
+    config file ``path`` for each key it names that the file's ``[plugins."ID"]`` sets to
+    the value refused; a key the file does not set so (``Host(config=...)`` set it) keeps
+    its words. Read only for a refusal: a start that passes reads no file again."""
+    if path is None or not (error.where or "").startswith("host config: "):
+        return error
+    try:
+        data = read_host_config(path)
+        text = path.read_text(encoding="utf-8")
+    except (PlugbayError, OSError, UnicodeDecodeError):  # gone or changed since the start
+        return error
+    table = (data.get("plugins") or {}).get(plugin_id)
+
+    def line_of(where: str | None) -> str | None:
+        source, _, at = (where or "").partition(": ")
+        key = at.split(".")[0].split("[")[0]
+        if source != "host config" or not isinstance(table, dict) or key not in table:
+            return None
+        if key in raw and table[key] != raw[key]:
+            return None  # another layer's value was refused
+        line = key_line(text, ("plugins", plugin_id, key))
+        return f"{path}:{line}" if line else str(path)
+
+    problems = error.details.get("problems") or []
+    for problem in problems:
+        problem["where"] = line_of(problem.get("where")) or problem.get("where")
+    lines = [line_of(f"host config: {p['key']}") for p in problems] or [line_of(error.where)]
+    if all(lines):
+        error.where = ", ".join(dict.fromkeys(line for line in lines if line))
     return error
 
 

@@ -182,6 +182,7 @@ class Host(AsyncOnly):
                 policy=policy or IsolationPolicy.from_config({}, inline=inline),
                 plugin_dirs=tuple(self.plugin_dirs),
                 probation=seconds(probation, "probation", zero="skips it"),
+                config_file=self._config_file,
             ),
             events=self.events,
             config_for=self._config_for,

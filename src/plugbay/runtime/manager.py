@@ -516,13 +516,7 @@ class PluginManager(Calling, Starting, Supervision, SecurityEvents):
         active, until it is back."""
         dependents = self.dependents(plugin_id, required_only=True)
         if dependents and not cascade:
-            raise DependentsError(
-                f"cannot be {verb.rstrip('e')}ed: {', '.join(dependents)} "
-                f"{'depends' if len(dependents) == 1 else 'depend'} on it",
-                plugin=plugin_id,
-                hint=f"{verb} those first, or ask for a cascade (--cascade / cascade=True)",
-                details={"dependents": dependents},
-            )
+            raise DependentsError.refusing(plugin_id, verb, dependents)
         return dependents
 
     async def shutdown(self) -> None:

@@ -206,6 +206,8 @@ class ManagerSettings:
     plugin_dirs: tuple[Path, ...] = ()
     #: after a swap, seconds in which the new version must pass its health probe (0: none)
     probation: float = 0.5
+    #: the host config file, when the host read one (a refused value there is named by line)
+    config_file: Path | None = None
 
 
 def positive(value: float | None) -> float | None:

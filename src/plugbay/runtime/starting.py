@@ -36,7 +36,7 @@ from plugbay.model.versions import Range
 from plugbay.monitor import PluginMetrics
 from plugbay.monitor.bounds import Budget
 from plugbay.runtime.config_aside import passed
-from plugbay.runtime.config_source import at_its_source, validated_config
+from plugbay.runtime.config_source import at_its_source, in_the_file, validated_config
 from plugbay.runtime.environments import (
     EnvironmentBuildError,
     EnvironmentStore,
@@ -492,7 +492,8 @@ class Starting:
             return validated_config(manifest, raw)
         except ConfigError as exc:  # a value set with 'plugbay config' is blamed there
             runtime = self.state.get_config(manifest.id) if self.state is not None else None
-            raise at_its_source(exc, manifest.id, raw, runtime) from None
+            blamed = at_its_source(exc, manifest.id, raw, runtime)
+            raise in_the_file(blamed, manifest.id, raw, self.settings.config_file) from None
 
     def _context_for(
         self,

@@ -14,7 +14,7 @@ import msgspec
 from pydantic import BaseModel, Field
 from starlette.responses import Response
 
-from plugbay.api.errors import PlugbayError
+from plugbay.api.errors import DependentsError, PlugbayError
 
 __all__ = ["ErrorBody", "ErrorDetail", "error_response", "http_error", "status_for"]
 
@@ -126,6 +126,8 @@ _encode = msgspec.json.Encoder(enc_hook=str).encode
 def error_response(
     error: PlugbayError, status: int | None = None, headers: dict[str, str] | None = None
 ) -> Response:
+    if isinstance(error, DependentsError):  # the cascade as a request asks for it
+        error.asked_through("http")
     return Response(
         _encode({"error": error.to_dict()}),
         status_code=status or status_for(error),

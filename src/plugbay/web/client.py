@@ -26,7 +26,7 @@ from typing import Any, Final
 
 import httpx
 
-from plugbay.api.errors import PlugbayError, error_from_dict
+from plugbay.api.errors import DependentsError, PlugbayError, error_from_dict
 
 __all__ = ["HOST_FILE", "HostClient", "connect", "running_host"]
 
@@ -317,4 +317,6 @@ def _error_of(response: httpx.Response) -> PlugbayError:
     if data.get("code") and data["code"] != error.code:
         error.code = data["code"]  # type: ignore[misc]
     error.details.setdefault("status", response.status_code)
+    if isinstance(error, DependentsError):  # the cascade as this client's methods take it
+        error.asked_through("python")
     return error
