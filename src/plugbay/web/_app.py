@@ -42,7 +42,7 @@ from plugbay.web._models import SEMVER_PATTERN, StreamSample
 from plugbay.web._plugin_docs import add_plugin_paths, plugins_key
 from plugbay.web._responses import add_door_errors
 from plugbay.web._series import Series
-from plugbay.web.scopes import Access
+from plugbay.web.scopes import Access, route_path
 from plugbay.web.token import TokenFile
 
 __all__ = ["MAX_BODY", "WebApp", "create_app"]
@@ -374,13 +374,14 @@ def _allowed(request: Request) -> list[str]:
     """Every method some route serves at this path (Starlette names only the first's)."""
     # from the OpenAPI document: what the API says it serves is what Allow should say
     methods: set[str] = set()
+    path = route_path(request.scope)  # (under a mount's prefix: the path within it)
     for template, operations in request.app.openapi()["paths"].items():
         pattern = "^" + re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template)) + "$"
-        if re.match(pattern, request.url.path):
+        if re.match(pattern, path):
             methods |= {m.upper() for m in operations}
     if not methods:  # a path the document lists per plugin, for a plugin it does not know
         for route in (*router.routes, *_dashboard.router.routes):
-            if isinstance(route, APIRoute) and route.path_regex.match(request.url.path):
+            if isinstance(route, APIRoute) and route.path_regex.match(path):
                 methods |= route.methods or set()
     return sorted(methods)
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Final
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from plugbay.web._errors import error_response, http_error
+from plugbay.web.scopes import route_path
 
 if TYPE_CHECKING:
     from plugbay.runtime.host import Host
@@ -36,7 +37,7 @@ class Draining:
         if (
             scope["type"] == "http"
             and self.host.phase in ("stopping", "stopped")
-            and scope["path"] not in _ALWAYS
+            and route_path(scope) not in _ALWAYS  # (the path within a mount's prefix)
         ):
             error = http_error(
                 "host_stopping",

@@ -35,7 +35,7 @@ from urllib.parse import parse_qs, quote, urlencode
 
 from plugbay.api.errors import PlugbayError
 from plugbay.web._errors import error_response, http_error, status_for
-from plugbay.web.scopes import PREFIX, Access, allows, needed_scope, refusal_hint
+from plugbay.web.scopes import PREFIX, Access, allows, needed_scope, refusal_hint, route_path
 from plugbay.web.token import TokenFile, fingerprint
 
 __all__ = ["COOKIE", "MAX_JSON_DEPTH", "SECURITY_HEADERS", "Caller", "Gate"]
@@ -131,12 +131,12 @@ class Gate:
     async def _serve(
         self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str]
     ) -> None:
-        path: str = scope["path"]
+        path = route_path(scope)
         if path in OPEN_PATHS:
             await self.app(scope, receive, send)
             return
         method: str = scope["method"]
-        caller = _caller(scope, headers)
+        caller = _caller(scope, path, headers)
 
         # -- who is asking ----------------------------------------------------------------
         refusal = self._authenticate(scope, method, headers, caller)
@@ -148,7 +148,7 @@ class Gate:
             return
         scope["state"]["access"] = Access(caller["token_id"], frozenset(caller["scopes"]))
         if not allows(frozenset(caller["scopes"]), method, path):
-            await self._forbidden(scope, receive, send, caller)
+            await self._forbidden(scope, receive, send, caller, path)
             return
 
         # -- the body, bounded --------------------------------------------------------------
@@ -190,9 +190,12 @@ class Gate:
             return
         await error_response(error, status, extra)(scope, receive, send)
 
-    async def _forbidden(self, scope: Scope, receive: Receive, send: Send, caller: Caller) -> None:
-        """A valid token without the scope this request needs: 403, recorded."""
-        needed = needed_scope(scope["method"], scope["path"])
+    async def _forbidden(
+        self, scope: Scope, receive: Receive, send: Send, caller: Caller, path: str
+    ) -> None:
+        """A valid token without the scope this request needs (for the route ``path``):
+        403, recorded; the message names the path as the caller asked it."""
+        needed = needed_scope(scope["method"], path)
         error = http_error(
             "scope_denied",
             f"the token {caller.get('token_id')} ({', '.join(caller['scopes'])}) may not "
@@ -552,12 +555,12 @@ def _too_deep(body: bytes) -> bool:
     return False
 
 
-def _caller(scope: Scope, headers: dict[str, str]) -> Caller:
-    """Who asks, as the security log records it (the plugin, when the path names one)."""
-    path: str = scope["path"]
+def _caller(scope: Scope, path: str, headers: dict[str, str]) -> Caller:
+    """Who asks, as the security log records it (the plugin, when the route ``path``
+    names one; the path recorded is the one asked, with any mount prefix)."""
     caller: Caller = {
         "method": scope["method"],
-        "path": path,
+        "path": scope["path"],
         "address": _address(scope),
         "user_agent": headers.get("user-agent", ""),
     }

@@ -33,10 +33,10 @@ import re
 import secrets
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from plugbay.api.errors import PlugbayError
 
@@ -53,6 +53,7 @@ __all__ = [
     "parse_expiry",
     "parse_scope",
     "refusal_hint",
+    "route_path",
     "scoped_access",
     "sees_calls",
 ]
@@ -178,8 +179,24 @@ def _note_use(state: StateStore, token_id: str, when: float) -> None:
         state.note_api_token_use(token_id, when)
 
 
+def route_path(request: MutableMapping[str, Any]) -> str:
+    """The path of an ASGI ``request`` within the app: the one the API's routes, and
+    the rules here, are written for (``/api/v1/...``). Mounted under a prefix
+    (``Mount("/plugbay", app=web.asgi)``), ``path`` keeps the prefix and ``root_path``
+    names it; the prefix is taken off as Starlette's own routing does
+    (``starlette._utils.get_route_path``), so the scope checked is the one of the
+    route that will answer."""
+    path: str = request["path"]
+    root: str = request.get("root_path", "")
+    if not root or not path.startswith(root):
+        return path
+    if len(path) == len(root):
+        return "/"
+    return path[len(root) :] if path[len(root)] == "/" else path
+
+
 def needed_scope(method: str, path: str) -> str:
-    """The narrowest scope that allows ``method path``."""
+    """The narrowest scope that allows ``method path`` (``path``: a :func:`route_path`)."""
     if method in _SAFE:
         recorded = _RECORDED.match(path) if method != "OPTIONS" else None
         return f"call:{recorded.group(1)}" if recorded is not None else "read"
