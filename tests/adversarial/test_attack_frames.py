@@ -12,15 +12,19 @@ from __future__ import annotations
 
 import asyncio
 import time
+import typing
 from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
+import psutil
 import pytest
 import pytest_asyncio
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from plugbay import PlugbayError
-from plugbay.isolation import frames
+from plugbay.isolation import frames, messages
 from plugbay.runtime.host import Host
 from tests.conftest import PluginFactory
 
@@ -102,6 +106,7 @@ async def host(tmp_path_factory: Any) -> AsyncIterator[Host]:
         init_timeout=30,
         restart_backoff=0.01,
         max_crashes=10_000,
+        crash_window=0.01,  # each crash its own: the back-off stays 0.01 s, never doubles to 30
     ) as host:
         assert {r.id: str(r.state) for r in host.plugins()} == {
             "acme.neighbour": "active",
@@ -232,4 +237,134 @@ async def test_a_frame_that_never_ends_does_not_leave_its_caller_waiting(host: H
     # are read as the frame's body, so the heartbeat finds the worker silent and stops it
     said = await attack(host, frames.MAX_FRAME.to_bytes(4, "big") + b"\x81")
     assert said.startswith("PluginCrashed: "), said
+    await after_attack(host)
+
+
+async def test_a_loaded_frame_after_the_load_cannot_rewrite_its_sandboxs_layers(
+    host: Host, caplog: pytest.LogCaptureFixture
+) -> None:
+    await active(host)
+
+    def layers() -> dict[str, bool]:  # what ``plugbay info`` shows of its sandbox
+        return {
+            layer["name"]: layer["active"]
+            for layer in host.plugin(HOSTILE_ID).handle.layers  # type: ignore[union-attr]
+        }
+
+    told = layers()
+    assert told["seccomp"] and told["landlock"], told
+    forged = [{"name": name, "active": False} for name in ("landlock", "seccomp")]
+    said = await attack(
+        host, packed({"type": "Loaded", "commands": [], "custom_execute": False, "layers": forged})
+    )
+    # out of turn, like any frame the host never asked for: its worker is replaced
+    assert said.startswith(f"PluginCrashed: {BROKE} (a Loaded frame after its load"), said
+    assert "Fatal error" not in caplog.text
+    await after_attack(host)
+    assert layers() == told
+
+
+#: any MessagePack value: huge and negative integers, deep nesting, text where a number goes
+VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**64 - 1)
+    | st.floats()
+    | st.text(max_size=8)
+    | st.binary(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
+    max_leaves=12,
+)
+KINDS = {kind.__name__: kind for kind in typing.get_args(messages.Message)}
+
+
+@st.composite
+def wrong_fields(draw: st.DrawFn) -> dict[str, Any]:
+    """A message of any kind, its fields (some, all, or others) of any value."""
+    name = draw(st.sampled_from(sorted(KINDS)))
+    fields = [f.name for f in msgspec.structs.fields(KINDS[name])] + ["id", "extra"]
+    chosen = draw(st.lists(st.sampled_from(fields), unique=True, max_size=len(fields)))
+    return {"type": name} | {field: draw(VALUES) for field in chosen}
+
+
+def many(inner: st.SearchStrategy[Any]) -> st.SearchStrategy[dict[str, Any]]:
+    return st.builds(lambda ms: {"type": "Many", "messages": ms}, st.lists(inner, max_size=3))
+
+
+HOSTILE_BYTES = st.one_of(
+    st.binary(min_size=1, max_size=64),  # random bytes
+    st.builds(frame, st.binary(max_size=32)),  # a header and a body of random bytes (or none)
+    # a header promising a little more than it sends, or sending more than it promises
+    st.builds(
+        lambda body, off: max(len(body) + off, 0).to_bytes(4, "big") + body,
+        st.binary(min_size=1, max_size=32),
+        st.integers(min_value=-8, max_value=48).filter(bool),
+    ),
+    st.builds(lambda value: frame(msgspec.msgpack.encode(value)), VALUES),  # the wrong shape
+    st.builds(packed, wrong_fields()),
+    st.builds(packed, many(many(wrong_fields()) | wrong_fields() | VALUES)),  # Many in Many
+)
+
+
+def host_fds() -> int:
+    return psutil.Process().num_fds()
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(data=HOSTILE_BYTES)
+async def test_whatever_a_worker_writes_the_host_serves_on(
+    host: Host, caplog: pytest.LogCaptureFixture, data: bytes
+) -> None:
+    await active(host)
+    tasks, fds = len(asyncio.all_tasks()), host_fds()
+    said = await attack(host, data)
+    # an answer, or an error that says what happened; a frame's declared length may
+    # swallow the call's answer and the worker's pongs: then the heartbeat stops it
+    assert said == "sent" or (": " in said and said.split(": ", 1)[1].strip()), said
+    assert "Fatal error" not in caplog.text
+    await after_attack(host)
+    deadline = time.monotonic() + 30  # the replaced worker's descriptors go as it is reaped
+    while len(asyncio.all_tasks()) > tasks + 2 or host_fds() > fds + 4:
+        assert time.monotonic() < deadline, (len(asyncio.all_tasks()), tasks, host_fds(), fds)
+        await asyncio.sleep(0.05)
+
+
+FLOODS = {
+    "pong": ({"type": "Pong", "id": 99_999}, None),  # pongs for pings never sent
+    "log": ({"type": "Log", "level": 30, "logger": "x", "message": "flood"}, "log_rate"),
+    "security": (
+        {"type": "Security", "event": {"kind": "denied", "detail": "flood"}},
+        "security_rate",
+    ),
+    "metrics": ({"type": "Metrics", "data": {"logs_dropped": 1}}, None),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(FLOODS))
+async def test_a_flood_of_frames_is_bounded_and_the_neighbour_is_served(
+    host: Host, caplog: pytest.LogCaptureFixture, kind: str
+) -> None:
+    await active(host)
+    message, reason = FLOODS[kind]
+    blob = packed(message) * 2_000
+    me = psutil.Process()
+    rss, pid = me.memory_info().rss, host.plugin(HOSTILE_ID).handle.pid  # type: ignore[union-attr]
+    until = time.monotonic() + 2  # how long the flood lasts, not a timing asserted
+    while time.monotonic() < until:
+        flood = asyncio.create_task(attack(host, blob))
+        # the host's loop reads the flood and still serves the neighbour, its data intact
+        assert await host.call("acme.neighbour", "kept") == "neighbour-data-7"
+        assert await flood == "sent"
+    assert host.plugin(HOSTILE_ID).handle.pid == pid  # type: ignore[union-attr]
+    if reason is not None:  # past its rate: dropped and counted, never kept whole
+        assert host.manager.budgets[HOSTILE_ID].dropped[reason] > 0
+    assert me.memory_info().rss - rss < 50 * 2**20  # the docs' bound for the floods
+    assert "Fatal error" not in caplog.text
     await after_attack(host)

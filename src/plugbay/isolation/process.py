@@ -397,9 +397,10 @@ class ProcessHandle(sampling.SampledInWorker, RequestsToWorker, BoundedByHost, P
         elif isinstance(message, frames.Security):
             self._worker_security(message)
         elif isinstance(message, frames.Loaded):
+            if self._loaded is None or self._loaded.done():  # told once, answering Load
+                raise frames.FrameError("a Loaded frame after its load")
             self.layers = list(message.layers)
-            if self._loaded is not None and not self._loaded.done():
-                self._loaded.set_result(message)
+            self._loaded.set_result(message)
         elif isinstance(message, frames.Log):
             try:
                 self._log(message)
