@@ -755,7 +755,7 @@ async def test_an_id_the_host_is_told_about_that_no_plugin_has_is_a_problem_with
         for where, typo in (
             ("Host(load=...)", "acme.cacl"),
             ("Host(config=...)", "acme.calk"),
-            (str(config_file), "acme.clac"),
+            (f"{config_file}:1", "acme.clac"),  # the table's line
         ):
             assert (where, f"'{typo}' is not the id of any plugin found",
                     "did you mean 'acme.calc'?") in said, said  # fmt: skip

@@ -34,6 +34,7 @@ from plugbay.cli._options import (
     config_file,
     print_json,
 )
+from plugbay.cli._seconds import positive_seconds
 
 if TYPE_CHECKING:
     from plugbay.runtime.bisect import Activated, BisectResult
@@ -162,7 +163,12 @@ def replay(
     plugins: PluginsOpt = None,
     state: StateOpt = Path(".plugbay"),
     config: ConfigOpt = None,
-    timeout: Annotated[float, typer.Option("--timeout", help="Per-call time limit, s.")] = 30.0,
+    timeout: Annotated[
+        float,
+        typer.Option(
+            "--timeout", callback=positive_seconds, help="Per-call time limit, s (above 0)."
+        ),
+    ] = 30.0,
     as_json: JsonOpt = False,
 ) -> None:
     """Run a recording's calls against an installed version, and compare the answers.

@@ -27,13 +27,27 @@ if TYPE_CHECKING:
     from plugbay.isolation.guard import Guard
     from plugbay.isolation.policy import Placement
 
-__all__ = ["OUT_OF_MEMORY", "at_import", "at_load", "exit_code", "out_of_memory_words", "set_where"]
+__all__ = [
+    "NO_STACK_WORDS",
+    "OUT_OF_MEMORY",
+    "at_call",
+    "at_import",
+    "at_load",
+    "exit_code",
+    "out_of_memory_words",
+    "room_for_a_stack",
+    "set_where",
+]
 
 #: the exit code of a worker whose memory limit ended it outside any call (none of
 #: ``_child``'s 70 and 71, nor 1 for any other error)
 OUT_OF_MEMORY: Final = 83
 #: what a worker's thread stack takes when the stack limit says nothing (glibc's default)
 _DEFAULT_STACK: Final = 8 << 20
+#: why a thread a call started could not start under its memory limit (``guard.classify``)
+NO_STACK_WORDS: Final = "no room was left in its address space for a new thread's stack"
+#: how ``guard.classify`` words a call's memory limit hit (:func:`at_call` says more)
+_CALL_HIT: Final = "the call hit its memory limit"
 
 
 def exit_code(error: BaseException) -> int:
@@ -46,11 +60,11 @@ def exit_code(error: BaseException) -> int:
     if isinstance(error, OSError) and error.errno == errno.ENOMEM:
         return OUT_OF_MEMORY
     if isinstance(error, RuntimeError) and str(error) == "can't start new thread":
-        return OUT_OF_MEMORY if not _room_for_a_stack() else 1  # else its thread limit
+        return OUT_OF_MEMORY if not room_for_a_stack() else 1  # else its thread limit
     return 1
 
 
-def _room_for_a_stack() -> bool:
+def room_for_a_stack() -> bool:
     """Whether the address space still holds one thread's stack (a thread that could not
     start for want of one hit the memory limit, not the thread limit)."""
     try:
@@ -119,5 +133,25 @@ def at_load(
         plugin=manifest.id,
         hint="raise the memory limit where it is set, or have the plugin allocate less at "
         "import and in its constructor; the worker is being replaced",
+        details=dict(error.details),
+    )
+
+
+def at_call(
+    error: PlugbayError, manifest: PluginManifest, placement: Placement | None
+) -> PlugbayError:
+    """The worker's report of a memory limit a call hit (``guard.classify``'s), with the
+    limit and where it was set (:func:`set_where`); any other error as it is."""
+    limits = placement.limits if placement is not None else {}
+    said = str(error.message)
+    if error.details.get("limit") != "memory" or not limits.get("memory"):
+        return error
+    if not said.startswith(_CALL_HIT):
+        return error
+    where = f", {size_text(limits.get('memory'))} (set by {set_where(manifest, limits)})"
+    return ResourceLimitExceeded(
+        _CALL_HIT + where + said[len(_CALL_HIT) :],
+        plugin=manifest.id,
+        hint=error.hint,
         details=dict(error.details),
     )

@@ -31,6 +31,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from plugbay.api.errors import PermissionDenied, PlugbayError, ResourceLimitExceeded
+from plugbay.isolation._start_memory import NO_STACK_WORDS, room_for_a_stack
 from plugbay.model.sizes import size_text
 
 __all__ = ["Guard", "classify", "file_permissions_hint"]
@@ -58,6 +59,8 @@ _CHANGES: Final = {"os.chmod": "changing the mode of", "os.chown": "changing the
 _NOTED: Final = frozenset({"open", *_CHANGES})
 #: what CPython raises when the kernel refuses a new thread (``_thread.start_new_thread``)
 _NO_THREAD: Final = "can't start new thread"
+#: what a call hit when a new thread found no room for its stack
+_NO_STACK: Final = f"its memory limit: {NO_STACK_WORDS}"
 #: a full data directory is no reason to distrust the process: the plugin may free space
 _KEEPS_WORKER: Final = frozenset({"storage"})
 
@@ -201,7 +204,10 @@ def classify(exc: BaseException, plugin_id: str | None, guard: Guard | None) -> 
         if isinstance(error, MemoryError):
             return _limit(plugin_id, guard, "memory", "its memory limit", error)
         if isinstance(error, RuntimeError) and str(error) == _NO_THREAD:
-            # the cgroup's task cap (resources.threads): CPython's word for pthread's EAGAIN
+            # CPython's word for pthread's EAGAIN: the cgroup's task cap (resources.threads),
+            # or an address space (resources.memory) with no room for the thread's stack
+            if not room_for_a_stack():
+                return _limit(plugin_id, guard, "memory", _NO_STACK, error)
             return _limit(plugin_id, guard, "threads", "its thread limit", error)
         if isinstance(error, _Denied):
             return _denied(plugin_id, error.operation, error.permission, error.layer)

@@ -56,6 +56,7 @@ from plugbay.isolation._process_parts import (
 )
 from plugbay.isolation._start_memory import (
     OUT_OF_MEMORY,
+    at_call,
     at_load,
     out_of_memory_words,
     set_where,
@@ -432,8 +433,9 @@ class ProcessHandle(sampling.SampledInWorker, RequestsToWorker, BoundedByHost, P
             issued=self.issued,
         )
         if error.details.get("replace"):  # a limit hit: the worker is replaced at once
-            if message.id == 0:  # as it loaded: a memory limit says where it was set
-                error = at_load(error, self.manifest, self.placement)
+            # a memory limit says where it was set, as it loaded or in a call
+            said_where = at_load if message.id == 0 else at_call
+            error = said_where(error, self.manifest, self.placement)
             self._limit_error = error
             self._settle(message.id, error=error)
             self._crashed(error.message, error=error)

@@ -10,16 +10,16 @@ there: a run-time value is not in any file the operator could look at.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from plugbay.api.errors import ConfigError, PlugbayError
-from plugbay.model._toml_lines import key_line
+from plugbay.model._toml_lines import key_line, key_lines
 from plugbay.model.host_config import read_host_config
 from plugbay.model.manifest import PluginManifest
 
-__all__ = ["at_its_source", "in_the_file", "validated_config"]
+__all__ = ["at_its_source", "in_the_file", "plugin_tables", "validated_config"]
 
 
 def validated_config(manifest: PluginManifest, raw: Mapping[str, Any]) -> dict[str, Any]:
@@ -94,6 +94,26 @@ def in_the_file(
     if all(lines):
         error.where = ", ".join(dict.fromkeys(line for line in lines if line))
     return error
+
+
+def plugin_tables(
+    path: Path | None, tables: Iterable[str], known: Collection[str]
+) -> dict[str, list[str]]:
+    """The host config file's ``[plugins."ID"]`` tables (``tables``: their ids) by where
+    each is: ``FILE:LINE`` for one that names no plugin found (``known``), so the operator
+    sees which table to fix; the file for the rest. The file is read again only then."""
+    where = str(path or "the host config")
+    lines: Mapping[tuple[str, ...], int] = {}
+    if path is not None and not set(tables) <= set(known):
+        try:
+            lines = key_lines(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError):  # gone or changed since the start
+            lines = {}
+    found: dict[str, list[str]] = {}
+    for plugin_id in tables:
+        line = lines.get(("plugins", plugin_id)) if plugin_id not in known else None
+        found.setdefault(f"{where}:{line}" if line else where, []).append(plugin_id)
+    return found
 
 
 def _named(error: ConfigError, raw: Iterable[str]) -> list[str]:

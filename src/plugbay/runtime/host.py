@@ -36,6 +36,7 @@ from plugbay.model.versions import Version
 from plugbay.monitor.config import MonitorSettings
 from plugbay.monitor.monitor import PluginMonitor
 from plugbay.runtime.config_aside import checked_config, versions_of
+from plugbay.runtime.config_source import plugin_tables
 from plugbay.runtime.environments import EnvironmentStore, IndexSettings
 from plugbay.runtime.events import EventBus
 from plugbay.runtime.host_args import (
@@ -388,10 +389,12 @@ class Host(AsyncOnly):
         for pid, reason in disabled.items():
             if pid in self.registry:
                 self.manager.note_disabled(self.registry.get(pid), reason)
+        known = {m.id for m in self.registry.manifests()}
         told = {"Host(load=...)": self._load or (), "Host(config=...)": self._config_arg}
-        told[where := str(self._config_file or "the host config")] = self._file_config
-        told[f"{where} [policy.grants]"] = list(self.manager.settings.policy.grants)
-        for problem in strangers(told, {m.id for m in self.registry.manifests()}):
+        told |= plugin_tables(self._config_file, self._file_config, known)
+        grants = f"{self._config_file or 'the host config'} [policy.grants]"
+        told[grants] = list(self.manager.settings.policy.grants)
+        for problem in strangers(told, known):
             self._problem(problem, None)
         plan = self.registry.resolve_all(
             requested=self._load, pinned=pinned, disabled=set(disabled)

@@ -1,0 +1,26 @@
+"""A command line's time limit in seconds, refused as a usage error when it is no time.
+
+``--timeout 0`` (or a negative, ``inf``, ``nan``) reaches ``Host(call_timeout=...)``,
+which refuses it in the library's words (``runtime.host_args``), naming an argument
+the operator never wrote. The command line refuses it first, naming its own option
+(exit code 2, as any usage error).
+"""
+
+from __future__ import annotations
+
+import math
+
+import typer
+
+__all__ = ["positive_seconds"]
+
+
+def positive_seconds(ctx: typer.Context, param: typer.CallbackParam, value: float) -> float:
+    """A typer callback: ``value`` when it is a finite number of seconds above 0."""
+    if math.isfinite(value) and value > 0:
+        return value
+    name = param.opts[0] if param.opts else param.name
+    raise typer.BadParameter(
+        f"{value:g} is no time limit: {name} takes a number of seconds above 0 "
+        f"(e.g. {name} {param.default:g}; leave it out for the default)"
+    )  # click names the option (the context and param it was called with)
