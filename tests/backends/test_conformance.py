@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import time
 from collections.abc import AsyncIterator, Callable
@@ -24,6 +25,7 @@ from plugbay.api.errors import (
     ResultTypeError,
 )
 from plugbay.isolation.base import PluginHandle
+from plugbay.isolation.policy import IsolationPolicy
 from plugbay.runtime.host import Host
 from tests.backends.conftest import Case
 from tests.conftest import PluginFactory
@@ -225,6 +227,29 @@ async def test_a_call_past_its_timeout_is_cancelled_where_it_runs(
         await until(lambda: handle_of(host).running() == [], "the call to be gone")
         if case.no_unwind is None:
             await saw_one_cancellation(host)
+        assert await host.call(PLUGIN, "add", a=2, b=2) == 4
+
+
+async def test_the_policys_default_timeout_bounds_a_call_and_its_hint_names_it(
+    case: Case, conform: Path, on_backend: Callable[..., Host], tmp_path: Path
+) -> None:
+    """``[policy.defaults] timeout`` bounds the calls of a plugin whose manifest sets none,
+    on every backend (docs/operators.md, Limits): a 3 s call is cut at 0.5 s."""
+    options: dict[str, object] = {}
+    policy = case.options.get("policy")
+    if isinstance(policy, IsolationPolicy):  # Ray: the case's policy, given to the Host
+        defaults = {**policy.defaults, "timeout": 0.5}
+        options["policy"] = dataclasses.replace(policy, defaults=defaults)
+    else:  # the host config file, as plugbay run reads it
+        config = tmp_path / "plugbay.toml"
+        config.write_text("[policy.defaults]\ntimeout = 0.5\n")
+        options["config_file"] = config
+    async with running(on_backend, **options) as host:
+        with pytest.raises(PluginTimeout) as caught:
+            await host.call(PLUGIN, "wait", seconds=3.0)
+        assert "within 0.5 s" in caught.value.message
+        assert "[policy.defaults] timeout = 0.5 in " in str(caught.value.hint)
+        await until(lambda: handle_of(host).running() == [], "the call to be gone")
         assert await host.call(PLUGIN, "add", a=2, b=2) == 4
 
 

@@ -25,6 +25,7 @@ from plugbay.isolation import CallTimeout
 from plugbay.monitor import CommandStats
 from plugbay.runtime import calling as calls
 from plugbay.runtime.origin import mark_origin
+from plugbay.runtime.records import ManagerSettings
 from plugbay.runtime.routing import Route
 from plugbay.runtime.tap import heard_many
 
@@ -63,9 +64,10 @@ async def call_many(
     finally:
         inflight[0] -= len(checked)
     took = calls.clock() - started if timed >= 0 else None
+    settings = manager.settings  # a timeout's hint names where it is set
     for i, result in zip(where, results, strict=True):
         seconds = took if i == timed else None
-        out[i] = _judged(result, spec, plugin_id, command, route, timeout, stats, seconds)
+        out[i] = _judged(result, spec, plugin_id, command, route, timeout, stats, seconds, settings)
     if timed >= 0:
         stats.next_period()
     return out
@@ -114,6 +116,7 @@ def _judged(
     timeout: float,
     stats: CommandStats,
     seconds: float | None,
+    settings: ManagerSettings,
 ) -> Any:
     """One call's answer as ``host.call`` gives it: its checked value, or its error in
     the user's words, counted by its type (``seconds``: the sampled call's duration)."""
@@ -125,7 +128,7 @@ def _judged(
             return exc
     if isinstance(result, CallTimeout):
         stats.error(seconds, "PluginTimeout")
-        return calls.timed_out(plugin_id, command, timeout, spec, route)
+        return calls.timed_out(plugin_id, command, timeout, spec, route, settings)
     if isinstance(result, PlugbayError):  # bad parameters (a worker checks them) are the caller's
         if not isinstance(result, ParameterError):
             stats.error(seconds, result)

@@ -43,6 +43,7 @@ from plugbay.isolation import CallTimeout, PluginHandle
 from plugbay.isolation.loading import plugin_frame, raised_at
 from plugbay.model.manifest import PluginManifest
 from plugbay.monitor import CommandStats
+from plugbay.runtime.deadlines import set_where
 from plugbay.runtime.origin import mark_origin
 from plugbay.runtime.records import ManagerSettings, PluginRecord, PluginState, Roster
 from plugbay.runtime.routing import UNCOUNTED, Entry, Route
@@ -146,7 +147,7 @@ class Calling:
         except CallTimeout as exc:
             count_failure(stats, started, "PluginTimeout")
             heard_failing(heard, at, spec, kwargs, exc)
-            raise timed_out(plugin_id, command, timeout, spec, route) from None
+            raise timed_out(plugin_id, command, timeout, spec, route, self.settings) from None
         except (Exception, SystemExit) as exc:  # sys.exit() in a plugin is its own failure
             self._judge_loop(stats, started, plugin_id, command)
             count_failure(stats, started, exc)
@@ -331,15 +332,21 @@ def count_failure(stats: CommandStats, started: float, error: BaseException | st
 
 
 def timed_out(
-    plugin_id: str, command: str, timeout: float, spec: CommandSpec, route: Route
+    plugin_id: str,
+    command: str,
+    timeout: float,
+    spec: CommandSpec,
+    route: Route,
+    settings: ManagerSettings,
 ) -> PluginTimeout:
     """A call past its deadline; the hint names the deadline that fired (``route``: the
     one the call went through, whose timeout is the command's unless its own is shorter)."""
+    manifest = route.handle.manifest
     return PluginTimeout(
         f"command '{command}' did not finish within {timeout:g} s",
         plugin=plugin_id,
         hint="the call was cancelled; "
-        + deadline_hint(command, timeout, spec, route.timeout, route.handle.manifest),
+        + deadline_hint(command, timeout, spec, route.timeout, manifest, settings),
     )
 
 
@@ -349,28 +356,16 @@ def deadline_hint(
     spec: CommandSpec,
     route_timeout: float,
     manifest: PluginManifest,
+    settings: ManagerSettings,
 ) -> str:
     """Where the deadline a call ran into is set, and so where to lift it: the command's
-    own (``@command(timeout=...)``, a Wasm module's ``[commands.NAME] timeout``), the
-    manifest's ``resources.timeout``, the host's cap on it, or the host's call timeout
-    (``Host(call_timeout=...)``) when the manifest sets none. Said for whoever meets it:
-    a plugin's author and an operator of ``plugbay run`` change the manifest's
-    ``[resources] timeout``, an application the ``Host`` argument."""
-    asked = manifest.resources.timeout
-    if asked is None or asked <= 0:  # the manifest sets none: the host's own
-        plugins = (
-            f"the limit is the host's call timeout, {route_timeout:g} s, as "
-            f"{manifest.location} sets no [resources] timeout: set one there (timeout = "
-            "SECONDS under [resources]; for plugbay run, in the plugin's manifest), or, in "
-            "an application that starts the host, pass a longer Host(call_timeout=...)"
-        )
-    elif asked > route_timeout:
-        plugins = (
-            f"resources.timeout = {asked:g} in {manifest.location} asks for more than the "
-            f"host allows a call, {route_timeout:g} s: split the work into shorter calls"
-        )
-    else:
-        plugins = f"raise timeout under [resources] in {manifest.location}"
+    own (``@command(timeout=...)``, a Wasm module's ``[commands.NAME] timeout``), else
+    the plugin's (``runtime.deadlines.set_where``: the manifest's ``resources.timeout``,
+    the policy's ``[policy.defaults] timeout`` or ``[policy.limits] timeout`` cap, the
+    host's call timeout or its cap on every call). Said for whoever meets it: a plugin's
+    author and an operator of ``plugbay run`` change the manifest's ``[resources]
+    timeout`` or the host config file, an application the ``Host`` argument."""
+    plugins = set_where(manifest, route_timeout, settings)
     if spec.timeout is None or spec.timeout != timeout:
         return plugins + " if this command needs longer"
     own = (

@@ -45,7 +45,9 @@ async def profile_call(
             f"command '{command}' did not finish within {timeout:g} s under the profiler",
             plugin=plugin_id,
             hint="profile a smaller input; or, "
-            + deadline_hint(command, timeout, spec, route_timeout, handle.manifest),
+            + deadline_hint(
+                command, timeout, spec, route_timeout, handle.manifest, manager.settings
+            ),
         ) from None
     return out["value"], str(out["report"])
 

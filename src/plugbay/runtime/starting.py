@@ -37,6 +37,7 @@ from plugbay.monitor import PluginMetrics
 from plugbay.monitor.bounds import Budget
 from plugbay.runtime.config_aside import passed
 from plugbay.runtime.config_source import at_its_source, in_the_file, validated_config
+from plugbay.runtime.deadlines import call_timeout
 from plugbay.runtime.environments import (
     EnvironmentBuildError,
     EnvironmentStore,
@@ -332,10 +333,7 @@ class Starting:
         rec.load_seconds = time.perf_counter() - started
         metrics.init_seconds = rec.load_seconds
         rec.started_at = metrics.started = time.time()  # its uptime (docs/operators.md)
-        timeout = min(
-            positive(manifest.resources.timeout) or self.settings.call_timeout,
-            self.settings.max_call_timeout,
-        )
+        timeout = call_timeout(manifest, self.settings)  # its placement's (runtime.deadlines)
         table = command_table(handle, metrics, self.settings.monitoring)
         self.set_route(manifest.id, Route(handle, metrics, timeout, [0], table))
         rec.restart = None

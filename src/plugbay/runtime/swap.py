@@ -49,6 +49,7 @@ from plugbay.isolation import CallTimeout, PluginHandle
 from plugbay.isolation.loading import plugin_frame
 from plugbay.isolation.policy import Placement
 from plugbay.model.manifest import PluginManifest, load_manifest
+from plugbay.runtime.deadlines import call_timeout
 from plugbay.runtime.events import Subscriber
 from plugbay.runtime.probation import probation
 from plugbay.runtime.rollbacks import plan_rollback
@@ -449,11 +450,7 @@ class Swapper:
         ``route``: put back the route it had (a failed probation)."""
         previous = rec.manifest
         if route is None:
-            asked = manifest.resources.timeout
-            timeout = min(
-                asked if asked is not None and asked > 0 else self.m.settings.call_timeout,
-                self.m.settings.max_call_timeout,
-            )
+            timeout = call_timeout(manifest, self.m.settings)  # its placement's
             assert rec.metrics is not None
             # the commands' stats are the plugin's: kept across versions (for_command reuses)
             table = command_table(handle, rec.metrics, self.m.settings.monitoring)

@@ -1,0 +1,122 @@
+"""A plugin's per-call deadline (``runtime.deadlines``) follows its limits as the host's
+policy sets them: the manifest's ``[resources] timeout``, else the host config file's
+``[policy.defaults] timeout``, never above its ``[policy.limits] timeout``; at start and
+after a reload alike, inline and in a sandboxed worker. A timeout's hint names the line
+that set the deadline.
+
+Real hosts reading a real host config file; inline plugins and sandboxed workers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from plugbay import PluginTimeout
+from tests.conftest import PluginFactory
+
+SLOW = """
+import asyncio
+from plugbay import UtilityPlugin, command
+
+class P(UtilityPlugin):
+    @command
+    async def patient(self, seconds: float) -> float:
+        await asyncio.sleep(seconds)
+        return seconds
+"""
+
+POLICY = "[policy.defaults]\ntimeout = 0.5\n\n[policy.limits]\ntimeout = 0.8\n"
+
+
+def _config(tmp_path: Path) -> Path:
+    config = tmp_path / "plugbay.toml"
+    config.write_text(POLICY)
+    return config
+
+
+def _plugins(plugins: PluginFactory, version: str = "1.0.0") -> dict[str, Path]:
+    """Three plugins: one whose manifest sets no timeout (the policy's default), one that
+    asks for less than the default, one that asks for more than the policy's cap."""
+    return {
+        "acme.defaulted": plugins("acme.defaulted", SLOW, version=version, dirname="defaulted"),
+        "acme.brisk": plugins(
+            "acme.brisk", SLOW, version=version, dirname="brisk",
+            extra="[resources]\ntimeout = 0.3\n",
+        ),
+        "acme.greedy": plugins(
+            "acme.greedy", SLOW, version=version, dirname="greedy",
+            extra="[resources]\ntimeout = 20\n",
+        ),
+    }  # fmt: skip
+
+
+async def _deadlines_hold(host: Any, config: Path, dirs: dict[str, Path]) -> None:
+    """Each plugin's 2 s call is cut at its own deadline, the hint naming who set it, and
+    each serves on within it."""
+    with pytest.raises(PluginTimeout) as defaulted:
+        await host.call("acme.defaulted", "patient", seconds=2)
+    assert "within 0.5 s" in defaulted.value.message
+    assert (
+        f"the limit is the host policy's default, [policy.defaults] timeout = 0.5 in {config}"
+        in str(defaulted.value.hint)
+    )
+    [batched] = await host.call_many("acme.defaulted", "patient", [{"seconds": 2}])
+    assert isinstance(batched, PluginTimeout) and "within 0.5 s" in batched.message
+    assert f"[policy.defaults] timeout = 0.5 in {config}" in str(batched.hint)
+
+    with pytest.raises(PluginTimeout) as brisk:  # the manifest's, under the default
+        await host.call("acme.brisk", "patient", seconds=2)
+    assert "within 0.3 s" in brisk.value.message
+    assert f"raise timeout under [resources] in {dirs['acme.brisk'] / 'plugin.toml'}" in str(
+        brisk.value.hint
+    )
+
+    with pytest.raises(PluginTimeout) as greedy:  # the policy's cap over the manifest's 20
+        await host.call("acme.greedy", "patient", seconds=2)
+    assert "within 0.8 s" in greedy.value.message
+    assert (
+        f"the limit is the host policy's cap, [policy.limits] timeout = 0.8 in {config}, "
+        f"under the 20 s of resources.timeout = 20 in {dirs['acme.greedy'] / 'plugin.toml'}"
+    ) in str(greedy.value.hint)
+
+    for plugin_id in dirs:  # each serves on, within its deadline
+        assert await host.call(plugin_id, "patient", seconds=0.1) == 0.1
+    assert host.manager.timeout_of("acme.defaulted") == 0.5
+
+
+@pytest.mark.parametrize("isolation", ["inline", "process"])
+async def test_the_policys_timeouts_bound_calls_at_start_and_after_a_reload(
+    make_host: Callable[..., Any], plugins: PluginFactory, tmp_path: Path, isolation: str
+) -> None:
+    config = _config(tmp_path)
+    dirs = _plugins(plugins)
+    host = make_host(
+        config_file=config, inline=["*"] if isolation == "inline" else [], init_timeout=30.0
+    )
+    async with host:
+        await _deadlines_hold(host, config, dirs)
+        # a new version swapped in gets its deadline the same way (runtime.swap)
+        _plugins(plugins, version="1.1.0")
+        for plugin_id in dirs:
+            await host.reload(plugin_id)
+            assert host.plugin(plugin_id).version == "1.1.0"
+        await _deadlines_hold(host, config, dirs)
+
+
+async def test_with_no_timeout_in_the_policy_the_hosts_call_timeout_bounds_calls(
+    make_host: Callable[..., Any], plugins: PluginFactory, tmp_path: Path
+) -> None:
+    """A host config file that sets no timeout leaves the host's call timeout in place,
+    capped only by the policy's cap when that is lower."""
+    config = tmp_path / "plugbay.toml"
+    config.write_text("[policy.limits]\ntimeout = 0.4\n")
+    plugins("acme.defaulted", SLOW)
+    async with make_host(config_file=config, call_timeout=0.3) as host:
+        with pytest.raises(PluginTimeout) as caught:  # the host's 0.3 s, under the cap
+            await host.call("acme.defaulted", "patient", seconds=2)
+        assert "within 0.3 s" in caught.value.message
+        assert "the limit is the host's call timeout, 0.3 s" in str(caught.value.hint)
+        assert await host.call("acme.defaulted", "patient", seconds=0.1) == 0.1
