@@ -59,3 +59,27 @@ async def test_a_list_trusts_only_what_it_names(plugins: PluginFactory, tmp_path
         assert await host.call("other.stranger", "ping") == "pong"
         assert host.plugin("acme.mine").isolation == "inline"
         assert host.plugin("other.stranger").isolation != "inline"
+
+
+async def test_patterns_given_once_through_are_all_kept(
+    plugins: PluginFactory, tmp_path: Path
+) -> None:
+    """A generator is read once: the policy trusts what the host read from it, not the
+    spent iterator (its plugins would run sandboxed, though named inline)."""
+    plugins("acme.mine", CODE)
+    host = Host(plugins.root, state_dir=tmp_path / "state", entry_points=False,
+                inline=(pattern for pattern in ["acme.*"]))  # fmt: skip
+    async with host:
+        assert host.plugin("acme.mine").isolation == "inline"
+
+
+async def test_the_default_plugins_directory_missing_is_noted_not_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An application on entry points alone names no plugins directory: the default,
+    ``plugins``, missing where it runs, is a problem noted, not a refused start."""
+    monkeypatch.chdir(tmp_path)
+    async with Host(state_dir=tmp_path / "state", entry_points=False) as host:
+        assert any("does not exist" in str(p) for p in host.problems)
+    with pytest.raises(ParameterError, match="does not exist"):
+        await Host(tmp_path / "typo", state_dir=tmp_path / "state2").start()

@@ -147,7 +147,10 @@ class Host(AsyncOnly):
         else:
             dirs = [Path(d) for d in plugins_dir]
         self.plugin_dirs = [d.resolve() for d in dirs]
-        self._missing_dirs = missing_dirs(missing_plugins_dir)  # "note": plugbay run's way
+        # "note": plugbay run's way, and the default "plugins" an application never named
+        # (one on entry points alone starts wherever it runs)
+        missing = missing_dirs(missing_plugins_dir)
+        self._missing_dirs = "note" if plugins_dir == "plugins" else missing
         self.state_dir = Path(state_dir).resolve() if state_dir is not None else None
         self.version = HOST_VERSION
         self._entry_points = entry_points
@@ -180,7 +183,7 @@ class Host(AsyncOnly):
                 max_crashes=crash_count(max_crashes),
                 crash_window=seconds(crash_window, "crash_window"),
                 monitoring=monitoring,
-                policy=policy or IsolationPolicy.from_config({}, inline=inline),
+                policy=policy or IsolationPolicy.from_config({}, inline=self._inline),
                 plugin_dirs=tuple(self.plugin_dirs),
                 probation=seconds(probation, "probation", zero="skips it"),
                 config_file=self._config_file,
