@@ -35,6 +35,10 @@ class P(UtilityPlugin):
     @command
     async def plugin_ids(self) -> list:
         return [row["id"] for row in await self._answer("plugins")]
+
+    @command
+    def has(self, name: str) -> bool:
+        return hasattr(self.host, name)
 """
 
 LOGGER = """
@@ -91,6 +95,8 @@ async def test_metrics_read_alone_requires_the_host_service_for_its_health_in_bo
             "not declared or granted"
         ) in inline, inline
         assert await refused_words(host, "acme.boxed", "plugin_ids") == inline
+        for plugin in ("acme.inline", "acme.boxed"):  # looking is not calling: no refusal
+            assert await host.call(plugin, "has", name="plugins") is True, plugin
         assert await host.call("acme.inline", "health_of", plugin="acme.boxed") == "green"
 
 
