@@ -122,7 +122,7 @@ async def test_an_event_waiting_on_a_blocked_loop_ends_at_its_calls_deadline(
     async with new_host(tmp_path) as host:
         handle: Any = host.plugin(WASM).handle
         emitted = host.manager.plugin_events.emitted
-        late = asyncio.ensure_future(host.call(WASM, "emit_after", ms=300))
+        late = asyncio.ensure_future(host.call(WASM, "emit_after", ms=600))
         await until(lambda: handle.running(), "the Wasm call runs")
         # the loop is blocked past the call's 1 s deadline: the module emits meanwhile
         await host.call("acme.listener", "stall", seconds=3)
