@@ -6,10 +6,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from conftest import PluginFactory
 
 from plugbay import PlugbayError
 from plugbay.runtime.host import Host
+from tests.conftest import PluginFactory
 
 UNCHECKABLE = """
 import socket
