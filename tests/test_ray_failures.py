@@ -158,6 +158,61 @@ async def test_a_command_that_raises_on_ray_names_the_host_file_in_its_error_log
         assert await host.call("acme.ok", "ping") == "pong"
 
 
+#: a def command (line 8) that holds its worker's loop past its 1 s time limit
+HANGS = """
+import time
+from plugbay import UtilityPlugin, command
+
+class P(UtilityPlugin):
+    @command
+    def hang(self) -> str:
+        time.sleep(60)
+        return "late"
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("trusted", [False, True], ids=["agent", "actor"])
+async def test_a_hung_worker_killed_on_ray_names_the_host_file_in_its_logged_stacks(
+    ray_cluster: Any, tmp_path: Path, trusted: bool
+) -> None:
+    import re
+
+    from plugbay.api.errors import PluginCrashed, PluginTimeout
+    from tests._waiting import until
+
+    plugins = PluginFactory(tmp_path / "plugins")
+    plugins("acme.ok", PING, extra=on_node("node-a"))
+    resources = '[resources]\ntimeout = 1\ncustom = { "node-a" = 1 }\n'
+    path = plugins("acme.hangs", HANGS, extra=resources)
+    main = str(path / "main.py")
+    policy = IsolationPolicy.from_config(
+        {
+            "ray": {"address": ray_cluster.address, "plugins": ["acme.*"]},
+            "policy": {"inline": ["acme.*"] if trusted else []},
+        }
+    )
+    async with ray_host(plugins.root, tmp_path / "state", policy=policy) as host:
+        handle = ray_handle(host, "acme.hangs")
+        assert handle.manifest.path is not None
+        node_copy = str(handle.manifest.path.parent)  # …/code/<digest>: not on this machine
+        assert node_copy != str(path)
+        with pytest.raises((PluginTimeout, PluginCrashed)):
+            await host.call("acme.hangs", "hang")
+
+        def stacks() -> list[dict[str, Any]]:
+            return [r for r in host.logs("acme.hangs") if "its stacks:" in r["message"]]
+
+        # plugbay logs: the worker killed past its time limit, what it was doing
+        (record,) = await until(stacks, "the hung worker's stacks in its log", seconds=30)
+        said = record["message"]
+        assert "stopped answering its heartbeat" in said, said
+        # a sandboxed worker's stacks in faulthandler's words, an actor's in traceback's
+        assert re.search(rf'File "{re.escape(main)}", line 8,? in hang', said), said
+        assert node_copy not in said, said
+        assert await host.call("acme.ok", "ping") == "pong"  # the neighbour answers
+
+
 @pytest.mark.slow
 async def test_a_named_listen_address_serves_calls_and_one_this_host_cannot_bind_is_refused(
     ray_cluster: Any, tmp_path: Path

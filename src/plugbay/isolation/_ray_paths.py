@@ -5,8 +5,8 @@ A worker on a node loads the node's copy of the plugin's code
 copy: a file the operator cannot open from the host (on another machine, under a
 digest). The host names its own file instead, as for a plugin on this machine: in its
 start's error, a failed call's (``HostPaths._failed``), a logged exception's traceback,
-``plugbay profile``'s report and its samples' frames. Only on those paths: a call that
-succeeds (a ``Reply``) never comes here.
+``plugbay profile``'s report and its samples' frames, a worker's stacks. Only on those
+paths: a call that succeeds (a ``Reply``) never comes here.
 """
 
 from __future__ import annotations
@@ -88,6 +88,12 @@ class HostPaths(FarHandle):
                 if isinstance(file, str) and file.startswith(there):
                     frame[1] = here + file[len(there) :]
         return out
+
+    def _stacks_here(self, text: str) -> str:
+        """A worker's stacks (``RayHandle.dump_stacks``: a hung one's, in its log as it is
+        killed, and ``plugbay stacks``) name the host's files."""
+        paths = self._paths()
+        return text if paths is None else text.replace(*_dirs(paths))
 
 
 def _dirs(paths: tuple[str, str]) -> tuple[str, str]:

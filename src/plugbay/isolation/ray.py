@@ -760,4 +760,4 @@ class RayHandle(HostPaths):
             text: str = _ray().get(self._target().stacks.remote(self.pid), timeout=5)
         except Exception as exc:
             return f"(the stacks of worker {self.pid} on node {self.node[:12]}: {exc})"
-        return text
+        return self._stacks_here(text)  # its plugin's frames: the host's files
