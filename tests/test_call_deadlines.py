@@ -120,3 +120,48 @@ async def test_with_no_timeout_in_the_policy_the_hosts_call_timeout_bounds_calls
         assert "within 0.3 s" in caught.value.message
         assert "the limit is the host's call timeout, 0.3 s" in str(caught.value.hint)
         assert await host.call("acme.defaulted", "patient", seconds=0.1) == 0.1
+
+
+@pytest.mark.slow
+def test_plugbay_info_and_the_api_show_the_deadline_calls_get(
+    plugins: PluginFactory, tmp_path: Path
+) -> None:
+    """``limits.timeout`` is each call's deadline: under only a ``[policy.limits]`` cap
+    above the host's call timeout (30 s), a plugin whose manifest sets none is bounded by
+    the host's 30 s, not shown the cap; one that asks for more than the cap, by the cap."""
+    import json
+
+    import httpx
+
+    from tests._cli import plugbay
+    from tests._running import plugbay_run
+
+    (tmp_path / "plugbay.toml").write_text("[policy.limits]\ntimeout = 45\n")
+    plugins("acme.defaulted", SLOW, dirname="defaulted")
+    plugins("acme.greedy", SLOW, dirname="greedy", extra="[resources]\ntimeout = 60\n")
+    with plugbay_run(tmp_path, "--plugins", str(plugins.root)) as running:
+        http = httpx.Client(base_url=running.url, headers=running.auth)
+        for plugin_id, deadline in [("acme.defaulted", 30), ("acme.greedy", 45)]:
+            detail = http.get(f"/api/v1/plugins/{plugin_id}")
+            assert detail.status_code == 200, detail.text
+            assert detail.json()["limits"]["timeout"] == deadline, plugin_id
+            shown = plugbay("info", plugin_id, cwd=tmp_path)
+            assert shown.returncode == 0, shown.stderr
+            assert f"timeout {deadline} s a call" in " ".join(shown.stdout.split()), shown.stdout
+            as_json = json.loads(plugbay("info", plugin_id, "--json", cwd=tmp_path).stdout)
+            assert as_json["limits"]["timeout"] == deadline, plugin_id
+
+
+async def test_with_no_timeout_set_anywhere_info_shows_the_hosts_call_timeout(
+    make_host: Callable[..., Any], plugins: PluginFactory, tmp_path: Path
+) -> None:
+    """No manifest, default nor cap sets a timeout: the host's call timeout bounds calls,
+    and ``info`` says so rather than nothing."""
+    config = tmp_path / "plugbay.toml"
+    config.write_text("[policy.defaults]\nmemory = '256MiB'\n")
+    plugins("acme.defaulted", SLOW)
+    async with make_host(config_file=config, call_timeout=0.3) as host:
+        assert host.info("acme.defaulted")["limits"]["timeout"] == 0.3
+        with pytest.raises(PluginTimeout) as caught:
+            await host.call("acme.defaulted", "patient", seconds=2)
+        assert "within 0.3 s" in caught.value.message

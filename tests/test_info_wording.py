@@ -176,7 +176,8 @@ def test_info_says_what_serves_a_wasm_plugin_and_why_it_restarts(tmp_path: Path)
         assert "usage its instance, on a thread of the host's process (pid " in active
         assert "linear memory " in active and " of 16 MiB" in active
         # what bounds a module, not a worker's process limits
-        assert "limits memory 16 MiB, cpu-seconds unlimited, timeout host default" in active
+        # timeout: the deadline its calls get, here the host's call timeout (30 s)
+        assert "limits memory 16 MiB, cpu-seconds unlimited, timeout 30 s a call" in active
         assert "open-files" not in active and "threads 8" not in active
 
         trapped = http.post(f"/api/v1/plugins/{WASM}/commands/order", json={"n": -1})

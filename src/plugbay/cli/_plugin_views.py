@@ -289,14 +289,16 @@ def _isolation_text(data: dict[str, Any], manifest: dict[str, Any]) -> str:
 
 
 def limits_text(limits: Mapping[str, Any]) -> str:
-    """Resource limits in words: ``memory 256 MiB, timeout 30 s, …``."""
+    """Resource limits in words: ``memory 256 MiB, timeout 30 s a call, …``."""
 
     def shown(key: str, value: Any) -> str:
         if value is None:
             return f"{key} unlimited" if key not in ("timeout",) else f"{key} host default"
         if key in ("memory", "file-size", "storage"):
             return f"{key} {size_text(value)}"
-        if key in ("timeout", "cpu-seconds"):
+        if key == "timeout":  # the deadline of each call (runtime.deadlines), not a lifetime
+            return f"timeout {value:g} s a call"
+        if key == "cpu-seconds":
             return f"{key} {value:g} s"
         return f"{key} {value:g}"
 

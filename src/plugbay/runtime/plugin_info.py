@@ -11,6 +11,7 @@ from typing import Any
 from plugbay.api.errors import PlugbayError
 from plugbay.isolation.policy import Placement
 from plugbay.model.registry import PluginRegistry
+from plugbay.runtime.deadlines import call_timeout
 from plugbay.runtime.environments import python_info
 from plugbay.runtime.live_config import masked
 from plugbay.runtime.manager import PluginManager
@@ -41,7 +42,7 @@ def plugin_info(
     placement = _placement(manager, rec)
     if rec.placement is None and placement is not None:  # not started: where it would run
         out["isolation"] = placement.isolation
-    out.update(_confinement(rec, placement))
+    out.update(_confinement(manager, rec, placement))
     out["permissions"] = permissions_of(manager, rec)  # read now: grants made since count
     inline = placement is not None and placement.isolation == "inline"
     out["location"] = rec.handle.location() if rec.handle is not None else None
@@ -91,13 +92,19 @@ def _placement(manager: PluginManager, rec: PluginRecord) -> Placement | None:
         return None
 
 
-def _confinement(rec: PluginRecord, placement: Placement | None) -> dict[str, Any]:
-    """Its limits and sandbox as placed (empty when it cannot be placed)."""
+def _confinement(
+    manager: PluginManager, rec: PluginRecord, placement: Placement | None
+) -> dict[str, Any]:
+    """Its limits and sandbox as placed (empty when it cannot be placed); its ``timeout``:
+    the deadline its calls get (``runtime.deadlines``), not only what a file asks."""
     if placement is None:
         return {"limits": {}, "sandbox": None}
     described = placement.describe()
+    limits = dict(described["limits"])
+    if rec.manifest is not None:
+        limits["timeout"] = call_timeout(rec.manifest, manager.settings)
     return {
-        "limits": described["limits"],
+        "limits": limits,
         "sandbox": {
             "sandboxed": placement.sandboxed,
             "reason": placement.reason,
