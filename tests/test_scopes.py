@@ -81,7 +81,10 @@ def _expected(scope: str, method: str, path: str) -> bool:
     )
 
 
-async def test_every_route_of_the_document_checks_the_scope(served: Served) -> None:
+async def walk_every_route(served: Any) -> None:
+    """Each scope on every route of the OpenAPI document, against :func:`_expected`:
+    ``served`` has ``owner``, ``token(scope)`` and ``client(token)`` (a host served at
+    the root here, or mounted under a prefix: ``tests/test_scopes_mounted.py``)."""
     async with served.client(served.owner) as owner:
         operations = _operations((await owner.get("/openapi.json")).json())
     assert len(operations) > 30
@@ -106,6 +109,10 @@ async def test_every_route_of_the_document_checks_the_scope(served: Served) -> N
                 if not allowed:
                     error = r.json()["error"]
                     assert error["code"] == "scope_denied" and scope in error["message"]
+
+
+async def test_every_route_of_the_document_checks_the_scope(served: Served) -> None:
+    await walk_every_route(served)
 
 
 async def test_a_call_scope_calls_its_plugin_only_and_reads_everything(served: Served) -> None:

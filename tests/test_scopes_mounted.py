@@ -24,7 +24,7 @@ from plugbay.web import create_app
 from plugbay.web.scopes import create_token
 from plugbay.web.token import TokenFile
 from tests.conftest import PluginFactory
-from tests.test_scopes import CALC, _expected, _operations
+from tests.test_scopes import CALC, walk_every_route
 
 PREFIX = "/plugbay"
 
@@ -90,29 +90,7 @@ async def mounted(make_host: Callable[..., Any], plugins: PluginFactory) -> Asyn
 async def test_every_route_under_a_prefix_checks_the_scope_as_at_the_root(
     mounted: Mounted,
 ) -> None:
-    async with mounted.client(mounted.owner) as owner:
-        operations = _operations((await owner.get("/openapi.json")).json())
-    assert len(operations) > 30
-    for scope in ("read", "call:acme.calc", "admin"):
-        async with mounted.client(mounted.token(scope)) as http:
-            for method, path in operations:
-                params = {"max_events": 1} if path.endswith("/stream") else None
-                body: dict[str, Any] | None = None
-                if path.endswith("/commands/add"):
-                    body = {"a": 1}
-                elif path.endswith("/commands/add/batch"):
-                    body = {"params": [{"a": 1}]}
-                if path.endswith("/events"):  # a live stream: its status line says it all
-                    async with http.stream(method, path) as live:
-                        assert live.status_code == 200, (scope, method, path)
-                    continue
-                r = await http.request(method, path, json=body, params=params)
-                assert r.status_code != 401, (scope, method, path, r.text)
-                allowed = _expected(scope, method, path)
-                assert (r.status_code != 403) == allowed, (scope, method, path, r.status_code)
-                if not allowed:
-                    error = r.json()["error"]
-                    assert error["code"] == "scope_denied" and scope in error["message"]
+    await walk_every_route(mounted)
 
 
 async def test_a_read_token_is_refused_recorded_calls_under_a_prefix(mounted: Mounted) -> None:
