@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from typing import Final
 
-__all__ = ["HOST_DATA", "HOST_SERVICE_PERMISSION", "needed_to_require"]
+__all__ = ["HOST_DATA", "HOST_SERVICE_PERMISSION", "needed_to_require", "permissions_of"]
 
 #: what the commands of the host's own service (``plugbay.host``) need but the few
 #: named in :data:`HOST_DATA`
@@ -33,6 +33,11 @@ HOST_DATA: Final[Mapping[tuple[str, str], str | None]] = {
 }
 
 
+def permissions_of(provider: str) -> list[str | None]:
+    """What each command of ``provider`` needs (None: nothing); empty: not host data."""
+    return [permission for (name, _), permission in HOST_DATA.items() if name == provider]
+
+
 def needed_to_require(
     provider: str, effective: Collection[str], asked: Collection[str]
 ) -> tuple[str, bool] | None:
@@ -40,7 +45,7 @@ def needed_to_require(
     (None: some command of it needs no permission, or one the plugin holds): the
     permission to name, one of them its manifest asks for (``asked``) if any, else the
     one its other commands need, and whether it asked for it."""
-    needs = [permission for (name, _), permission in HOST_DATA.items() if name == provider]
+    needs = permissions_of(provider)
     if not needs or None in needs or any(p in effective for p in needs):
         return None
     named = next((p for p in needs if p is not None and p in asked), None)

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Final, NamedTuple
 
 from plugbay.api.errors import PermissionDenied, PlugbayError, ServiceError
-from plugbay.isolation.host_data import HOST_SERVICE_PERMISSION, needed_to_require
+from plugbay.isolation.host_data import needed_to_require
 from plugbay.model.versions import Range, Version
 
 if TYPE_CHECKING:
@@ -29,7 +29,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "HOST_SERVICE",
-    "HOST_SERVICE_PERMISSION",
     "AtLoad",
     "Offered",
     "Refused",

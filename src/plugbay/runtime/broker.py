@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 import msgspec
 
 from plugbay.api.errors import PermissionDenied, PlugbayError, ResourceLimitExceeded
-from plugbay.isolation.host_data import HOST_DATA, needed_to_require
+from plugbay.isolation.host_data import HOST_DATA, needed_to_require, permissions_of
 from plugbay.isolation.offered_services import (
     HOST_SERVICE,
     host_refused,
@@ -247,8 +247,7 @@ class Broker:
         provider = self._service(consumer, name, str(wanted), None).provider
         rec = self._manager.records_by_id.get(consumer)
         effective = rec.placement.effective if rec is not None and rec.placement else ()
-        needs = [p for (held_by, _), p in HOST_DATA.items() if held_by == provider]
-        if all(p is None or p in effective for p in needs):
+        if all(p is None or p in effective for p in permissions_of(provider)):
             return None
         return lambda service: CheckedService(
             service, lambda command: self._host_data(consumer, provider, command)
