@@ -29,7 +29,7 @@ from plugbay.api._command import CommandSpec
 from plugbay.api._events import event_handlers
 from plugbay.api._plugin import ExtensionPlugin, IntegrationPlugin, SystemPlugin, UtilityPlugin
 from plugbay.api.errors import PlugbayError, PluginLoadError
-from plugbay.model._toml_lines import key_line
+from plugbay.model._manifest_lines import key_at
 from plugbay.model.manifest import PluginManifest
 
 __all__ = [
@@ -214,7 +214,7 @@ def _resolve_attribute(module: types.ModuleType, manifest: PluginManifest) -> ty
             raise PluginLoadError(
                 f"module '{manifest.module}' has no attribute '{manifest.attribute}'",
                 plugin=manifest.id,
-                where=_entry_line(manifest),
+                where=key_at(manifest, ("entry",)),  # the line to fix
                 hint=f"plugin classes in that module: {', '.join(names) or 'none'}; fix entry",
             )
         obj = getattr(obj, part)
@@ -226,20 +226,6 @@ def _resolve_attribute(module: types.ModuleType, manifest: PluginManifest) -> ty
             hint="subclass plugbay.Plugin (or SystemPlugin, IntegrationPlugin, ExtensionPlugin)",
         )
     return obj
-
-
-def _entry_line(manifest: PluginManifest) -> str:
-    """``FILE:LINE`` of the manifest's ``entry``, where an entry naming nothing is fixed."""
-    path = manifest.path
-    if path is None:
-        return manifest.location
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        return manifest.location
-    table = ("tool", "plugbay") if path.name == "pyproject.toml" else ()
-    line = key_line(text, (*table, "entry"))
-    return f"{path}:{line}" if line else str(path)
 
 
 def check_plugin_class(cls: type[Plugin], manifest: PluginManifest) -> dict[str, CommandSpec]:

@@ -29,7 +29,7 @@ from plugbay.api.errors import (
     PlugbayError,
     ResolutionError,
 )
-from plugbay.model._dependency_lines import dependency_at
+from plugbay.model._manifest_lines import dependency_at
 from plugbay.model.manifest import PluginManifest
 from plugbay.model.versions import EMPTY_RANGE_FIX, Range, Version
 
