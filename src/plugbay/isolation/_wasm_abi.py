@@ -35,6 +35,7 @@ import msgspec
 import wasmtime
 
 from plugbay.isolation import _wasm_poll
+from plugbay.isolation._wasm_signatures import signature_mistake
 from plugbay.isolation._wasm_traps import error_text, trap_text
 
 __all__ = [
@@ -182,6 +183,12 @@ def load_program(path: Path, cache_dir: Path | None) -> WasmProgram:
     off the loop."""
     engine = _engine()
     wasm = path.read_bytes()
+    if wasm[:4] != b"\0asm":  # wasmtime would read it as WAT text: "expected `(`"
+        start = f"it begins {wasm[:16]!r}" if wasm else "it is empty"
+        raise ProtocolError(
+            f"{path.name} is not a WebAssembly binary ({start}): the manifest's entry "
+            "must name the module 'plugbay build' writes (build/plugin.wasm)"
+        )
     kind = "component" if wasm[4:8] == _COMPONENT_LAYER else "module"
     if kind == "component":
         from wasmtime import component
@@ -227,6 +234,9 @@ def check_module(program: WasmProgram) -> None:
                 f"the module imports {imp.module}.{imp.name}: only plugbay.* and WASI preview 1 "
                 "are provided"
             )
+    mistake = signature_mistake(program.module)
+    if mistake is not None:
+        raise ProtocolError(mistake)
 
 
 def instantiate(
