@@ -7,17 +7,30 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from plugbay.api.errors import PlugbayError
+from plugbay.api.errors import PlugbayError, ResourceLimitExceeded
 
 if TYPE_CHECKING:
     from plugbay.api import Storage
 
-__all__ = ["fail", "storage_request"]
+__all__ = ["fail", "over_host_call_rate", "storage_request"]
 
 
 def fail(message: str, kind: str = "PlugbayError") -> dict[str, Any]:
     """A refusal, as the module reads it: ``{"error": {"type", "message"}}``."""
     return {"error": {"type": kind, "message": message}}
+
+
+def over_host_call_rate(plugin_id: str, per_second: float) -> ResourceLimitExceeded:
+    """The host's refusal of a request over the plugin's host-call rate, in the broker's
+    words for a worker's (the handle stamps it, so a module passing it on keeps it the
+    host's)."""
+    return ResourceLimitExceeded(
+        f"over its bound of {per_second:g} host calls a second; the call was refused",
+        plugin=plugin_id,
+        hint=f'raise it in the host config: [policy.bounds.plugins."{plugin_id}"] '
+        "(see docs/security.md)",
+        details={"limit": "host_calls"},
+    )
 
 
 def storage_request(storage: Storage | None, request: dict[str, Any]) -> Any:

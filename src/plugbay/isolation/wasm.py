@@ -57,7 +57,7 @@ from plugbay.api.errors import (
 from plugbay.isolation._wasm_deadline import JobDeadlines
 from plugbay.isolation._wasm_events import PluginEmits, event_request
 from plugbay.isolation._wasm_requests import fail as _fail
-from plugbay.isolation._wasm_requests import storage_request
+from plugbay.isolation._wasm_requests import over_host_call_rate, storage_request
 from plugbay.isolation._wasm_services import HostCall, service_request
 from plugbay.isolation._wasm_start import start_traps
 from plugbay.isolation._wasm_thread import Closed, InstanceThread
@@ -709,10 +709,8 @@ class WasmHandle(PluginHandle):
         budget = self.budget
         if budget is not None and not budget.host_calls.allow():
             budget.drop("host_call_rate")
-            return _fail(
-                "over its bound of host calls a second; the request was refused",
-                "ResourceLimitExceeded",
-            )
+            refused = over_host_call_rate(self.manifest.id, budget.bounds.host_calls_per_second)
+            return {"error": self._refusals.issue(self.manifest.id, refused).to_dict()}
         if kind == "storage":
             return storage_request(self._storage, request)
         if kind == "secret":

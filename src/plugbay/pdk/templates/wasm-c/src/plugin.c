@@ -72,7 +72,8 @@ static int storage(const char *op, pb_json params, pb_buf *out, int with_value) 
     free(request.data);
     pb_json r = {reply, strlen(reply)};
     pb_json ok = pb_get(r, "ok");
-    int status = ok.data ? 0 : pb_fail(out, reply);
+    /* the host's refusal is passed on as it came, so the caller gets the host's error */
+    int status = ok.data ? 0 : pb_fail_json(out, pb_get(r, "error"));
     if (ok.data) pb_put(out, ok.data, ok.len);
     free(reply);
     return status;
@@ -100,7 +101,15 @@ int pb_command(const char *name, pb_json params, pb_buf *out) {
         pb_printf(out, "%lld", calls);
         return 0;
     }
-    return pb_fail(out, "no such command");
+    /* declared under [commands] in plugin.toml, but no branch above runs it */
+    pb_buf message = {0};
+    pb_printf(&message,
+              "command '%s' is declared in plugin.toml but src/plugin.c does not run it: "
+              "add a branch for it to pb_command and rebuild ('plugbay build')",
+              name);
+    int status = pb_fail(out, message.data);
+    free(message.data);
+    return status;
 }
 
 /* a reload hands the count to the new version */
