@@ -2,17 +2,17 @@
 
 Before any code of a new version runs, a swap is checked here: the id must stay,
 the version must not go backwards (unless rolling back), the host must be in its
-range, and every active dependent's range and required service range must accept
-it. An upgrade plans its moves here: the newest installed version this host
-accepts (or the one asked for), and, with its dependents, a consistent set of
-installed versions found by the resolver.
+range, every plugin it requires must be running, and every active dependent's
+range and required service range must accept it. An upgrade plans its moves here:
+the newest installed version this host accepts (or the one asked for), and, with
+its dependents, a consistent set of installed versions found by the resolver.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from plugbay.api.errors import (
     DependentsError,
@@ -23,7 +23,13 @@ from plugbay.api.errors import (
 )
 from plugbay.model.manifest import PluginManifest
 from plugbay.model.versions import Version
+from plugbay.runtime.records import PluginState
 from plugbay.runtime.swap_host import SwapHost
+
+#: a dependency in one of these states is there for the new version to call
+_SERVING_STATES: Final = frozenset(
+    {PluginState.ACTIVE, PluginState.ON_DEMAND, PluginState.RESTARTING, PluginState.INITIALIZING}
+)
 
 if TYPE_CHECKING:
     from plugbay.model.resolve import ResolutionPlan
@@ -93,6 +99,31 @@ def check_target(
             where=where,
             hint="use a version made for this host, or upgrade plugbay",
         )
+    _check_dependencies_present(m, rec, old, new)
+
+
+def _check_dependencies_present(
+    m: SwapHost, rec: PluginRecord, old: PluginManifest, new: PluginManifest
+) -> None:
+    """Refuse a version that requires a plugin the host is not running: it would serve
+    without it (a loaded one out of range is refused by the host's ``needs_of``)."""
+    states = {r.id: r.state for r in m.list_plugins()}
+    for dep, rng in new.dependencies.items():
+        state = states.get(dep)
+        if state not in _SERVING_STATES:
+            raise PluginStateError(
+                f"{new.version} requires '{dep}' {rng}, which is "
+                + ("not loaded" if state is None else f"{state}"),
+                plugin=rec.id,
+                where=new.location,
+                hint=(
+                    f"install '{dep}' {rng} into a plugin directory and load it "
+                    if state is None
+                    else f"start '{dep}' "
+                    + ("(enable it first) " if state == PluginState.DISABLED else "")
+                )
+                + f"('plugbay load {dep}'), then try again; {old.version} keeps serving",
+            )
 
 
 def check_dependents(
