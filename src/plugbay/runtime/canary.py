@@ -635,7 +635,13 @@ class Canary:
                 "canary",
                 result,
                 self.reason,
-                {"from": self._from, "to": str(self.target.version), **figures},
+                # the settings too: 'plugbay canary ID' rebuilds the summary after a restart
+                {
+                    "from": self._from,
+                    "to": str(self.target.version),
+                    **figures,
+                    "settings": self._settings(),
+                },
             )
 
     async def abort(self, why: str) -> None:
@@ -645,6 +651,17 @@ class Canary:
         if self._finish is not None:
             await asyncio.shield(self._finish)
 
+    def _settings(self) -> dict[str, Any]:
+        s = self.settings
+        return {
+            "share": s.share,
+            "window_calls": s.window_calls,
+            "window_seconds": s.window_seconds,
+            "min_calls": s.min_calls,
+            "max_error_increase": s.max_error_increase,
+            "max_latency_ratio": s.max_latency_ratio,
+        }
+
     def summary(self) -> dict[str, Any]:
         return {
             "plugin": self.plugin_id,
@@ -652,14 +669,7 @@ class Canary:
             "to": str(self.target.version),
             "state": self.state,
             "reason": self.reason,
-            "settings": {
-                "share": self.settings.share,
-                "window_calls": self.settings.window_calls,
-                "window_seconds": self.settings.window_seconds,
-                "min_calls": self.settings.min_calls,
-                "max_error_increase": self.settings.max_error_increase,
-                "max_latency_ratio": self.settings.max_latency_ratio,
-            },
+            "settings": self._settings(),
             "figures": self.deciding if self.deciding is not None else self.figures(),
         }
 

@@ -224,6 +224,9 @@ class UpgradeTrials:
         if last is not None and "mirrored" not in last:  # a shadow's ends here too
             return last
         self.host.manager.record(plugin_id)
+        for event in self.host.history(plugin_id, limit=1000):  # one ended before a restart
+            if event.action == "canary" and event.result in ("promoted", "rolled-back"):
+                return _ended(plugin_id, event.result, event.reason, event.details)
         raise _not_running(plugin_id)
 
     async def wait_canary(self, plugin_id: str, timeout: float | None = None) -> dict[str, Any]:
@@ -374,6 +377,18 @@ class UpgradeTrials:
                 await self._flusher
             self._flusher = None
         self.flush()
+
+
+def _ended(
+    plugin_id: str, result: str, reason: str | None, details: dict[str, Any]
+) -> dict[str, Any]:
+    """A canary's summary rebuilt from its history entry (``Canary._write``)."""
+    figures = {k: details.get(k) for k in ("old", "new", "share", "window_calls", "seconds")}
+    settings = details.get("settings") or {"share": details.get("share")}
+    return {
+        "plugin": plugin_id, "from": details.get("from"), "to": details.get("to"),
+        "state": result, "reason": reason, "settings": settings, "figures": figures,
+    }  # fmt: skip
 
 
 def _not_running(plugin_id: str) -> PlugbayError:
