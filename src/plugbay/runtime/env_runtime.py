@@ -58,6 +58,7 @@ def provided_by_host(req: Requirement, text: str, manifest: PluginManifest) -> b
     excludes the host's version."""
     from packaging.utils import canonicalize_name
 
+    from plugbay.runtime.env_where import requirement_where
     from plugbay.runtime.environments import EnvironmentBuildError
 
     name = str(canonicalize_name(req.name))
@@ -71,7 +72,7 @@ def provided_by_host(req: Requirement, text: str, manifest: PluginManifest) -> b
         "packages of plugbay's runtime, which the host provides to every plugin), never a "
         "version of its own",
         plugin=manifest.id,
-        where=manifest.location,
+        where=requirement_where(manifest, text),
         hint=f"widen the range to include {name} {have} (or drop the requirement: the host "
         f"provides {name}), or run it on a host whose {name} is in that range",
         details={"requirement": text, "host_version": have, "package": name},

@@ -166,6 +166,7 @@ def split_requirements(
     from packaging.utils import canonicalize_name
 
     from plugbay.runtime.env_runtime import provided_by_host
+    from plugbay.runtime.env_where import requirement_where
 
     out: list[str] = []
     for text in manifest.python_dependencies:
@@ -177,7 +178,7 @@ def split_requirements(
                 f"the requirement '{text}' is a URL or a local path, which the host's "
                 "policy refuses",
                 plugin=manifest.id,
-                where=manifest.location,
+                where=requirement_where(manifest, text),
                 hint="publish the package to the index (or a --find-links directory) and "
                 "require it by name and version, or let the operator set "
                 "allow-direct-references = true in [python] of the host config",
@@ -188,7 +189,7 @@ def split_requirements(
                 raise EnvironmentBuildError(
                     f"it requires '{text}', and this host is plugbay {host_version}",
                     plugin=manifest.id,
-                    where=manifest.location,
+                    where=requirement_where(manifest, text),
                     hint="a plugin runs on the host's own plugbay: widen the range to "
                     f"include {host_version}, or run it on a host of a matching version",
                     details={"requirement": text, "host_version": host_version},
@@ -479,6 +480,8 @@ def _explain(
 ) -> EnvironmentBuildError:
     """uv's failure as the resolver explains a range conflict: one paragraph naming who
     requires what and what is available (uv's own words, with "you" made the plugin)."""
+    from plugbay.runtime.env_where import culprit, requirement_where
+
     said = _uv_said(lines)
     uv_hints = [h.removeprefix("hint:").strip(" .") for h in said if h.startswith("hint:")]
     causes = [
@@ -495,7 +498,7 @@ def _explain(
     return EnvironmentBuildError(
         f"cannot build its Python environment ({', '.join(reqs)}): {message}: {explanation}",
         plugin=manifest.id,
-        where=manifest.location,
+        where=requirement_where(manifest, culprit(manifest, explanation)),
         hint=hint,
         details={"kind": kind, "requirements": list(reqs), "installer": "\n".join(lines)},
     )
@@ -596,6 +599,8 @@ def check_fits_host(manifest: PluginManifest, host_version: str) -> list[Package
     that satisfy them, or an error naming both requirement chains and the fix."""
     from packaging.utils import canonicalize_name
 
+    from plugbay.runtime.env_where import requirement_where
+
     host = {canonicalize_name(p.name): p for p in _packages(None)}
     used: list[Package] = []
     for text in manifest.python_dependencies:
@@ -628,7 +633,7 @@ def check_fits_host(manifest: PluginManifest, host_version: str) -> list[Package
             f"runs inline, in the host's own interpreter, and its Python requirements do not "
             f"fit the host's environment: {plugin_chain}, but {host_chain}",
             plugin=manifest.id,
-            where=manifest.location,
+            where=requirement_where(manifest, text),
             hint="run it sandboxed, where it gets an environment of its own: take it out of "
             "[policy] inline in the host config (or out of the core/ folder); or require a "
             "version the host already has",

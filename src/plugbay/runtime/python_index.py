@@ -70,7 +70,8 @@ class IndexSettings:
         """These settings, with a command line's options added (they win)."""
         return dataclasses.replace(
             self,
-            find_links=(*find_links, *self.find_links),
+            # one directory named by both the config and the command line is one place
+            find_links=tuple(dict.fromkeys((*find_links, *self.find_links))),
             index_url=index_url or self.index_url,
             offline=self.offline if offline is None else offline,
         )
