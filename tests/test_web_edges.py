@@ -174,6 +174,29 @@ async def test_a_body_that_is_not_sent_as_json_is_refused_saying_how_to_send_it(
 
 
 @pytest.mark.parametrize(
+    "path",
+    ["/api/v1/plugins/acme.calc/commands/add", "/api/v1/plugins/acme.calc/commands/add/batch"],
+)
+async def test_a_call_curl_sent_as_a_form_that_is_not_json_is_a_422_saying_how_to_send_it(
+    api: Api, path: str
+) -> None:
+    """``curl -d 'a=2&b=3'`` to a command: the docs' 422 naming the header, as the other
+    routes answer (it was a 400 "JSON is malformed" that never named the header)."""
+    r = await api.http.post(path, content=b"a=2&b=3", headers=CURL_FORM)
+    assert r.status_code == 422, r.text
+    error = error_of(r)
+    assert error["code"] == "request_invalid"
+    assert error["message"].startswith(
+        "the request body is not JSON: it came as application/x-www-form-urlencoded"
+    )
+    assert "-H 'Content-Type: application/json'" in error["hint"]
+    as_json = await api.http.post(
+        path, content=b"a=2&b=3", headers={"Content-Type": "application/json"}
+    )
+    assert as_json.status_code == 400, as_json.text  # declared JSON, not JSON: still a 400
+
+
+@pytest.mark.parametrize(
     ("method", "path"),
     [
         ("PUT", "/api/v1/plugins/acme.greeter/config"),

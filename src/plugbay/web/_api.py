@@ -9,6 +9,7 @@ Every handler is a thin layer over :class:`plugbay.host.Host`; errors are
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Annotated, Any, Final, Literal
 
 import msgspec
@@ -27,6 +28,7 @@ from plugbay.runtime.config_aside import (
 )
 from plugbay.runtime.host import Host
 from plugbay.runtime.live_config import masked, pending
+from plugbay.web._bodies import not_json
 from plugbay.web._errors import error_response, http_error
 from plugbay.web._models import (
     AlertItem,
@@ -272,23 +274,28 @@ _encode_result = msgspec.json.Encoder(enc_hook=str).encode
     summary="Call a command; the body's parameters are checked against the command's types",
 )  # fmt: skip
 async def call_command(plugin_id: str, command: str, request: Request) -> Response:
-    return await call_response(request.app.state.host, plugin_id, command, await request.body())
+    host = request.app.state.host
+    return await call_response(host, plugin_id, command, await request.body(), request.headers)
 
 
-async def call_response(host: Host, plugin_id: str, command: str, body: bytes) -> Response:
+async def call_response(
+    host: Host, plugin_id: str, command: str, body: bytes, headers: Mapping[str, str]
+) -> Response:
     """The whole call route: the gate runs it directly for POSTs to the route's path (the
     hot path skips FastAPI's routing and dependency solving); the route above documents
-    it and serves the same way when reached."""
+    it and serves the same way when reached. ``headers`` are read only when the body
+    does not parse (:func:`not_json`)."""
     try:
         if body.strip():
             try:
                 params = msgspec.json.decode(body)
             except msgspec.DecodeError as exc:
-                raise http_error(
-                    "body_invalid",
-                    f"the request body is not JSON: {exc}",
+                error, status = not_json(
+                    headers, exc,
                     hint='send the parameters as a JSON object, e.g. {"text": "hello"}',
-                ) from None
+                    see=f"GET /api/v1/plugins/{plugin_id} gives the command's parameters",
+                )  # fmt: skip
+                return error_response(error, status)
         else:
             params = {}
         if not isinstance(params, dict):

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 import msgspec
@@ -35,6 +35,7 @@ from plugbay.web import (
 )
 from plugbay.web._api import call_response, plugbay_error, router
 from plugbay.web._batch import batch_response
+from plugbay.web._bodies import FORM, is_json, media_type, not_sent_as_json
 from plugbay.web._drain import Draining
 from plugbay.web._errors import error_response, http_error
 from plugbay.web._gate import Caller, Gate, replay_body
@@ -118,10 +119,12 @@ def create_app(
     def audit(caller: Caller) -> None:
         _audit(host, caller)
 
-    async def call(plugin_id: str, command: str, body: bytes, batch: bool) -> Any:
+    async def call(
+        plugin_id: str, command: str, body: bytes, batch: bool, headers: Mapping[str, str]
+    ) -> Any:
         if batch:
-            return await batch_response(host, plugin_id, command, body)
-        return await call_response(host, plugin_id, command, body)
+            return await batch_response(host, plugin_id, command, body, headers)
+        return await call_response(host, plugin_id, command, body, headers)
 
     def preflight(caller: Caller) -> None:
         _audit_before(host, caller)
@@ -149,7 +152,7 @@ class JsonBodies:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and _media_type(scope) == _FORM:
+        if scope["type"] == "http" and _media_type(scope) == FORM:
             body, receive = await _whole_body(receive)
             try:
                 msgspec.json.decode(body)
@@ -161,20 +164,12 @@ class JsonBodies:
         await self.app(scope, receive, send)
 
 
-#: what curl's -d sends unless told otherwise
-_FORM: Final = "application/x-www-form-urlencoded"
-
-
 def _media_type(scope: Scope) -> str:
     """The request's Content-Type without its parameters (``""``: none)."""
     for key, value in scope["headers"]:
         if key.lower() == b"content-type":
-            return str(value.decode("latin-1").partition(";")[0].strip().lower())
+            return media_type(value.decode("latin-1"))
     return ""
-
-
-def _is_json(media_type: str) -> bool:
-    return media_type == "application/json" or media_type.endswith("+json")
 
 
 async def _whole_body(receive: Receive) -> tuple[bytes, Receive]:
@@ -271,17 +266,10 @@ def _audit_before(host: Host, caller: Caller) -> None:
 async def _validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     sent = _media_type(request.scope)
-    if not _is_json(sent) and any(tuple(e.get("loc", ())) == ("body",) for e in exc.errors()):
+    if not is_json(sent) and any(tuple(e.get("loc", ())) == ("body",) for e in exc.errors()):
         # the body was not read as JSON at all: say how to send it, not what pydantic saw
-        error = http_error(
-            "request_invalid",
-            f"the request body is not JSON: it came as {sent or 'no Content-Type'}"
-            + (" (curl -d sends that unless told otherwise)" if sent == _FORM else ""),
-            hint="send a JSON object with -H 'Content-Type: application/json'; see "
-            f"{request.base_url}openapi.json for what this endpoint takes",
-            errors=[{"loc": ["body"], "msg": f"a JSON object was expected, not {sent}"}],
-        )
-        return error_response(error, 422)
+        see = f"see {request.base_url}openapi.json for what this endpoint takes"
+        return error_response(not_sent_as_json(sent, see), 422)
     broken = next((e for e in exc.errors() if e.get("type") == "json_invalid"), None)
     if broken is not None:
         # sent as JSON but not JSON: a 400, as the command routes answer (not a field's 422)

@@ -13,6 +13,7 @@ A token with the scope ``call:ID`` may batch plugin ID's commands, as it may cal
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
@@ -22,6 +23,7 @@ from pydantic import BaseModel, Field
 
 from plugbay.api.errors import PlugbayError
 from plugbay.web._api import errors
+from plugbay.web._bodies import not_json
 from plugbay.web._errors import error_response, http_error
 
 if TYPE_CHECKING:
@@ -59,18 +61,18 @@ class BatchResult(BaseModel):
         "schema": BatchRequest.model_json_schema()}}}},
 )  # fmt: skip
 async def call_batch(plugin_id: str, command: str, request: Request) -> Response:
-    return await batch_response(request.app.state.host, plugin_id, command, await request.body())
+    host = request.app.state.host
+    return await batch_response(host, plugin_id, command, await request.body(), request.headers)
 
 
-def _parsed(body: bytes) -> list[dict[str, Any]]:
+def _parsed(body: bytes, headers: Mapping[str, str]) -> list[dict[str, Any]]:
     """The body's parameter sets, or the error that says what a batch looks like."""
     shape = 'send {"params": [{...}, {...}]}: one object of parameters per call'
     try:
         data = msgspec.json.decode(body) if body.strip() else None
     except msgspec.DecodeError as exc:
-        raise http_error(
-            "body_invalid", f"the request body is not JSON: {exc}", hint=shape
-        ) from None
+        see = f"the body is {shape.removeprefix('send ')}"
+        raise not_json(headers, exc, hint=shape, see=see)[0] from None
     params = data.get("params") if isinstance(data, dict) else None
     if not isinstance(params, list) or not all(isinstance(p, dict) for p in params):
         raise http_error(
@@ -86,13 +88,16 @@ def _parsed(body: bytes) -> list[dict[str, Any]]:
     return params
 
 
-async def batch_response(host: Host, plugin_id: str, command: str, body: bytes) -> Response:
+async def batch_response(
+    host: Host, plugin_id: str, command: str, body: bytes, headers: Mapping[str, str]
+) -> Response:
     """The whole batch route: the gate runs it directly for POSTs to the route's path, as
     it does a single call (no FastAPI routing on the hot path)."""
     try:
-        params = _parsed(body)
+        params = _parsed(body, headers)
     except PlugbayError as exc:
-        # not JSON: 400, as a single call's; JSON of the wrong shape: 422; too many: 413
+        # declared JSON, not JSON: 400, as a single call's; not sent as JSON, or JSON of
+        # the wrong shape: 422; too many: 413
         status = {"batch_too_large": 413, "body_invalid": 400}.get(exc.code, 422)
         return error_response(exc, status)
     try:

@@ -28,7 +28,7 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from http.cookies import SimpleCookie
 from typing import Any, Final
 from urllib.parse import parse_qs, quote, urlencode
@@ -85,7 +85,8 @@ class Gate:
         tokens: TokenFile,
         max_body: int,
         audit: Callable[[Caller], None],
-        call: Callable[[str, str, bytes, bool], Awaitable[ASGIApp]] | None = None,
+        call: Callable[[str, str, bytes, bool, Mapping[str, str]], Awaitable[ASGIApp]]
+        | None = None,
         preflight: Callable[[Caller], None] | None = None,
         scoped: Callable[[str], Access | str] | None = None,
     ) -> None:
@@ -164,7 +165,7 @@ class Gate:
         if method == "POST" and self.call is not None:
             call = _CALL.match(path)
             if call is not None:  # the hot path: straight to the host
-                await self._call(call, body, scope, receive, send)
+                await self._call(call, body, headers, scope, receive, send)
                 return
         if method in _SAFE:
             await self.app(scope, receive, send)
@@ -263,12 +264,18 @@ class Gate:
             self._audit(caller)
 
     async def _call(
-        self, match: re.Match[str], body: bytes, scope: Scope, receive: Receive, send: Send
+        self,
+        match: re.Match[str],
+        body: bytes,
+        headers: Mapping[str, str],
+        scope: Scope,
+        receive: Receive,
+        send: Send,
     ) -> None:
         assert self.call is not None
         try:
             batch = match.group(3) is not None
-            response = await self.call(match.group(1), match.group(2), body, batch)
+            response = await self.call(match.group(1), match.group(2), body, batch, headers)
         except Exception:
             request_id = scope["state"]["request_id"]
             log.exception("the call route failed on %s (request %s)", scope["path"], request_id)
