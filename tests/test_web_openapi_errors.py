@@ -90,3 +90,29 @@ async def test_each_refusal_of_the_door_has_a_status_the_document_lists(
                     assert "503" in op["responses"], (method, path)
                 if method not in _SAFE:
                     assert "507" in op["responses"], (method, path)
+
+
+async def test_a_read_refused_to_a_read_only_token_has_its_403_in_the_document(
+    plugins: PluginFactory, make_host: Callable[..., Host]
+) -> None:
+    """``GET …/plugins/ID/recording`` needs ``call:ID``: a ``read`` token is refused with
+    a 403, which the document did not list (only changes had one)."""
+    plugins("acme.calc", CALC)
+    async with make_host() as host, api_served(host) as (url, token):
+        assert host.state is not None
+        _, read_only = create_token(host.state, ["read"], expires=None, note="test")
+        async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+            bearer = {"Authorization": f"Bearer {token}"}
+            doc = (await http.get("/openapi.json", headers=bearer)).json()
+            refused: list[str] = []
+            for method, path, op in _operations(doc):
+                if method not in _SAFE or path in ("/api/v1/events", "/api/v1/stream"):
+                    continue  # a stream a read token may follow would not end
+                r = await http.request(
+                    method.upper(), _url(path), headers={"Authorization": f"Bearer {read_only}"}
+                )
+                if r.status_code == 403:
+                    assert r.json()["error"]["details"]["needed"] == "call:acme.calc"
+                    if "403" not in op["responses"]:
+                        refused.append(f"{method.upper()} {path}")
+            assert not refused, f"answer 403 to a read token, undocumented: {refused}"

@@ -9,7 +9,8 @@ operation here rather than written by hand on each: the head deadline (408,
 (any method but GET, HEAD, OPTIONS: ``_gate``) a missing scope or a cookie from another
 origin (403), a body that is not JSON or nests too deep (400), too large (413), too slow
 (408), and the record of the change the state must keep first (503, or 507 when its disk
-is full). A route that takes query parameters or a body may answer 422.
+is full); a read that needs more than ``read`` (a plugin's recorded calls) may answer
+403 too. A route that takes query parameters or a body may answer 422.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 from plugbay.web._errors import ErrorBody, ErrorDetail
+from plugbay.web.scopes import needed_scope
 
 __all__ = ["ERROR_TEXT", "add_door_errors", "errors"]
 
@@ -65,6 +67,8 @@ def door_statuses(path: str, method: str, operation: dict[str, Any]) -> set[int]
     statuses = {401, 408} | (set() if path == "/readyz" else {503})
     if method not in _SAFE:
         statuses |= {400, 403, 413, 503, 507}
+    elif needed_scope(method.upper(), path) != "read":
+        statuses.add(403)  # a read of recorded calls needs call:ID (``scopes``)
     if "requestBody" in operation or any(
         p.get("in") == "query" for p in operation.get("parameters", ())
     ):
