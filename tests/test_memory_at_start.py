@@ -20,6 +20,7 @@ import pytest
 from plugbay import ResourceLimitExceeded
 from plugbay.isolation.policy import IsolationPolicy
 from plugbay.runtime.host import Host
+from plugbay.runtime.records import PluginRecord
 from tests.conftest import PluginFactory
 
 pytestmark = [pytest.mark.slow]
@@ -92,6 +93,17 @@ async def _failed(host: Host, plugin_id: str) -> tuple[str, str]:
     return str(record.reason), str(record.error.hint)
 
 
+async def _ended(host: Host, plugin_id: str) -> PluginRecord:
+    """The plugin's record once its worker ended (its neighbour, under the same cap,
+    may end too)."""
+    record = host.plugin(plugin_id)
+    async with asyncio.timeout(60):  # a guard against a hang, not a timed assertion
+        while True:
+            if record.error is not None:
+                return record
+            await asyncio.sleep(0.02)
+
+
 @pytest.mark.asyncio
 async def test_a_limit_the_worker_cannot_start_under_names_the_manifest(
     tmp_path: Path, plugins: PluginFactory, big_thread_stacks: None
@@ -119,6 +131,43 @@ async def test_a_limit_from_the_hosts_policy_names_the_policy(
     assert "exited with code" not in reason
     assert "raise the memory limit where it is set" in hint
     assert "its memory limit, 8 MiB (set by the host's policy ([policy.defaults] memory" in reason
+
+
+@pytest.mark.asyncio
+async def test_a_cap_equal_to_the_ask_names_the_manifest(
+    tmp_path: Path, plugins: PluginFactory, big_thread_stacks: None
+) -> None:
+    """The manifest asks for what the cap allows, spelt otherwise: the cap lowered
+    nothing, so the manifest set the limit."""
+    plugins("acme.tiny", PING, extra=PROCESS + '[resources]\nmemory = "8192KiB"\n')
+    policy = IsolationPolicy.from_config(
+        {"policy": {"limits": {"memory": "8MiB"}}}, where="plugbay.toml"
+    )
+    async with _host(tmp_path, plugins, policy) as host:  # the cap holds the neighbour too
+        record = await _ended(host, "acme.tiny")
+    assert "8 MiB (set by its manifest's [resources] memory = '8192KiB')" in str(record.reason)
+
+
+@pytest.mark.asyncio
+async def test_a_cap_under_the_policys_default_names_the_cap(
+    tmp_path: Path, plugins: PluginFactory, big_thread_stacks: None
+) -> None:
+    """The manifest asks nothing and the policy's default is above its cap: the cap set
+    the limit, not the default (the words once named the default)."""
+    plugins("acme.tiny", PING, extra=PROCESS)
+    policy = IsolationPolicy.from_config(
+        {"policy": {"defaults": {"memory": "512MiB"}, "limits": {"memory": "8MiB"}}},
+        where="plugbay.toml",
+    )
+    async with _host(tmp_path, plugins, policy) as host:  # the cap holds the neighbour too
+        record = await _ended(host, "acme.tiny")
+        reason = str(record.reason)
+    assert isinstance(record.error, ResourceLimitExceeded), reason
+    assert (
+        "its memory limit, 8 MiB (set by the host's policy ([policy.limits] memory caps "
+        "the 512 MiB its [policy.defaults] memory sets, as its manifest sets no "
+        "[resources] memory))" in reason
+    )
 
 
 @pytest.mark.asyncio

@@ -16,11 +16,11 @@ from __future__ import annotations
 import errno
 import mmap
 import resource
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Final
 
 from plugbay.api.errors import PlugbayError, ResourceLimitExceeded
-from plugbay.model.manifest import PluginManifest, parse_size
+from plugbay.isolation.limit_sources import memory_set_by
+from plugbay.model.manifest import PluginManifest
 from plugbay.model.sizes import size_text
 
 if TYPE_CHECKING:
@@ -79,26 +79,18 @@ def _stack_size() -> int:
     return soft if 0 < soft < (1 << 30) else _DEFAULT_STACK
 
 
-def set_where(manifest: PluginManifest, limits: Mapping[str, float | None]) -> str:
-    """Where the plugin's memory limit came from, in the words of the file that set it."""
-    asked = manifest.resources.memory
-    if asked is None:
-        return "the host's policy ([policy.defaults] memory in its config file)"
-    if parse_size(asked, where="resources.memory") != limits.get("memory"):
-        return (
-            f"the host's policy ([policy.limits] memory caps the {asked} its manifest's "
-            "[resources] memory asks for)"
-        )
-    return f"its manifest's [resources] memory = {asked!r}"
+def set_where(placement: Placement | None) -> str:
+    """Where the plugin's memory limit came from, in the words of the file that set it,
+    as the policy recorded it when it placed the plugin (``Placement.sources``)."""
+    return memory_set_by(placement.sources.get("memory") if placement is not None else None)
 
 
-def out_of_memory_words(
-    manifest: PluginManifest, limits: Mapping[str, float | None]
-) -> tuple[str, str]:
+def out_of_memory_words(placement: Placement) -> tuple[str, str]:
     """The message and hint for a worker that exited with :data:`OUT_OF_MEMORY`."""
+    limits = placement.limits
     return (
         f"its worker ran out of memory outside any call: its memory limit, "
-        f"{size_text(limits.get('memory'))} (set by {set_where(manifest, limits)}), is "
+        f"{size_text(limits.get('memory'))} (set by {set_where(placement)}), is "
         "less than the worker itself needs to run",
         f"raise the memory limit where it is set: a worker needs room for at least one "
         f"thread stack ({size_text(_stack_size())}) above what the plugin's code loads; "
@@ -128,7 +120,7 @@ def at_load(
     limits = placement.limits
     return ResourceLimitExceeded(
         f"loading it ran out of memory: its memory limit, {size_text(limits.get('memory'))} "
-        f"(set by {set_where(manifest, limits)}), is less than its code takes as it loads "
+        f"(set by {set_where(placement)}), is less than its code takes as it loads "
         f"({error.message})",
         plugin=manifest.id,
         hint="raise the memory limit where it is set, or have the plugin allocate less at "
@@ -148,7 +140,7 @@ def at_call(
         return error
     if not said.startswith(_CALL_HIT):
         return error
-    where = f", {size_text(limits.get('memory'))} (set by {set_where(manifest, limits)})"
+    where = f", {size_text(limits.get('memory'))} (set by {set_where(placement)})"
     return ResourceLimitExceeded(
         _CALL_HIT + where + said[len(_CALL_HIT) :],
         plugin=manifest.id,

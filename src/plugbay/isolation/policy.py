@@ -40,6 +40,7 @@ from typing import Any, Final
 from plugbay.api._context import SECRET_ENV_PREFIX, secret_of_env
 from plugbay.api.errors import ConfigError, PlugbayError
 from plugbay.isolation import _cgroups
+from plugbay.isolation.limit_sources import LimitSource, limit_and_source
 from plugbay.isolation.network_grants import network_refusal
 from plugbay.isolation.ray_settings import RaySettings, place_on_ray
 from plugbay.model.host_config import no_unknown_keys, read_host_config, require_signed
@@ -116,6 +117,8 @@ class Placement:
     #: on Ray: "mode" ("actor": bare, "agent": the node agent's worker) and the resources
     #: the cluster reserves for it (``isolation.ray_settings``); empty elsewhere
     ray: dict[str, Any] = field(default_factory=dict)
+    #: where each limit was set (``isolation.limit_sources``): what "set by …" reads
+    sources: dict[str, LimitSource] = field(default_factory=dict, repr=False)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -371,21 +374,29 @@ class IsolationPolicy:
         env_source = os.environ if host_environment is None else host_environment
         environment = _named(effective, "env:", env_source)
         isolation, sandboxed, reason = _where_it_runs(manifest, trust)
+        limits, sources = self.limits_and_sources(manifest)
         placement = Placement(
             isolation=isolation,
             reason=reason,
             sandboxed=sandboxed,
-            limits=self.limits_for(manifest),
+            limits=limits,
             asked=asked,
             granted=all_granted,
             effective=effective,
             secrets=secrets,
             environment=environment,
+            sources=sources,
         )
         return place_on_ray(placement, manifest, self.ray)
 
     def limits_for(self, manifest: PluginManifest) -> dict[str, float | None]:
         """Each limit: what the manifest asks, else the default, capped by the policy."""
+        return self.limits_and_sources(manifest)[0]
+
+    def limits_and_sources(
+        self, manifest: PluginManifest
+    ) -> tuple[dict[str, float | None], dict[str, LimitSource]]:
+        """:meth:`limits_for`, and where each limit was set (``isolation.limit_sources``)."""
         res = manifest.resources
         asked: dict[str, float | None] = {
             "memory": parse_size(res.memory, where=f"{manifest.location} resources.memory"),
@@ -399,17 +410,17 @@ class IsolationPolicy:
             "threads": res.threads,
             "storage": parse_size(res.storage, where=f"{manifest.location} resources.storage"),
         }
+        written = {"memory": res.memory, "file-size": res.file_size, "storage": res.storage}
         out: dict[str, float | None] = {}
+        sources: dict[str, LimitSource] = {}
         for key in LIMIT_KEYS:
-            value = asked[key] if asked[key] is not None else self.defaults.get(key)
-            cap = self.caps.get(key)
-            if cap is not None and (value is None or value > cap):
-                value = cap
-            out[key] = value
+            out[key], sources[key] = limit_and_source(
+                key, asked[key], written.get(key, asked[key]), self.defaults, self.caps
+            )
         # file-size is not clamped to the storage quota here: the kernel enforces the quota
         # on every file (isolation.quota); only where it is sampled does the process
         # backend keep one file from outgrowing it
-        return out
+        return out, sources
 
 
 def in_effect(asked: Iterable[str], granted: Sequence[str], *, trusted: bool) -> tuple[str, ...]:

@@ -343,11 +343,11 @@ class ProcessHandle(sampling.SampledInWorker, RequestsToWorker, BoundedByHost, P
             error: PlugbayError = self._limit(
                 "memory",
                 f"its worker went over its memory limit ({size_text(limits.get('memory'))}, "
-                f"set by {set_where(self.manifest, limits)}) and the kernel's OOM killer "
+                f"set by {set_where(self.placement)}) and the kernel's OOM killer "
                 "stopped it",
             )
         elif code == OUT_OF_MEMORY and self.placement is not None and limits.get("memory"):
-            message, hint = out_of_memory_words(self.manifest, limits)
+            message, hint = out_of_memory_words(self.placement)
             error = self._limit("memory", message, hint)
         elif code == -signal.SIGXCPU:
             error = self._limit(
