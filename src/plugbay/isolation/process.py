@@ -39,12 +39,12 @@ from plugbay.isolation import frames, handover, sampling
 from plugbay.isolation._calls import RequestsToWorker
 from plugbay.isolation._cgroups import CgroupLayer
 from plugbay.isolation._env_zygotes import EnvironmentZygotes
+from plugbay.isolation._exit_words import crashed, exit_83_words
 from plugbay.isolation._host_bounds import BoundedByHost
 from plugbay.isolation._process_parts import (
     RemoteSpec,
     await_listener,
     bound_file_size,
-    crash_error,
     du,
     enforce_storage,
     for_the_worker,
@@ -54,13 +54,7 @@ from plugbay.isolation._process_parts import (
     size_text,
     worker_request,
 )
-from plugbay.isolation._start_memory import (
-    OUT_OF_MEMORY,
-    at_call,
-    at_load,
-    out_of_memory_words,
-    set_where,
-)
+from plugbay.isolation._start_memory import OUT_OF_MEMORY, at_call, at_load, set_where
 from plugbay.isolation.affinity import Follow
 from plugbay.isolation.base import Backend, CallTimeout, EnvironmentPaths, PluginHandle, deadline
 from plugbay.isolation.heartbeat import Beat, Pulse, held_by, hung_error, pulse_for
@@ -347,15 +341,14 @@ class ProcessHandle(sampling.SampledInWorker, RequestsToWorker, BoundedByHost, P
                 "stopped it",
             )
         elif code == OUT_OF_MEMORY and self.placement is not None and limits.get("memory"):
-            message, hint = out_of_memory_words(self.placement)
-            error = self._limit("memory", message, hint)
+            error = self._limit("memory", *exit_83_words(self.placement))
         elif code == -signal.SIGXCPU:
             error = self._limit(
                 "cpu_seconds",
                 f"its worker used up its CPU time ({limits.get('cpu-seconds')} s) and was killed",
             )
         else:
-            error = crash_error(self.manifest.id, self.pid, code)
+            error = crashed(self.manifest, self.placement, self.pid, code)
             if code == -signal.SIGSYS:
                 self._report({"kind": "killed", "layer": "seccomp", "detail": "SIGSYS"})
         self._crashed(error.message, error=error)

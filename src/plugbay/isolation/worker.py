@@ -51,7 +51,7 @@ from plugbay.api.errors import (
     ServiceError,
     error_from_dict,
 )
-from plugbay.isolation import _start_memory, frames, handover, loops
+from plugbay.isolation import _exit_words, _start_memory, frames, handover, loops
 from plugbay.isolation._emit import EVENTS_TARGET, emit_encoder, near_the_bound
 from plugbay.isolation.guard import Guard, classify, file_permissions_hint
 from plugbay.isolation.inline import lifecycle, new_instance, run_in_daemon_thread
@@ -438,7 +438,7 @@ class Worker:
             doing = f"constructing {code.cls.__name__}"  # inline's words (InlineBackend.start)
             self.plugin = new_instance(code)
         except PlugbayError as exc:
-            error = _start_memory.at_import(exc, message.plugin_id, self.guard)
+            error = _exit_words.at_import(exc, message.plugin_id, self.guard, self.manifest)
             self.send(frames.Fail(0, error.to_dict()))
             return
         except BaseException as exc:  # a plugin's constructor or module raising anything

@@ -35,6 +35,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Final
 
 from plugbay.api.errors import PlugbayError, PluginCrashed
+from plugbay.isolation._exit_words import crash_reason
 from plugbay.model.manifest import PluginManifest
 from plugbay.runtime.events import EventBus
 from plugbay.runtime.records import ManagerSettings, PluginRecord, PluginState, Restart, Roster
@@ -126,7 +127,7 @@ class Supervision:
         rec.error = error
         rec.traceback = None
         rec.reason = (
-            f"{error.message}; restart {restart.attempt} of {restart.attempts} at "
+            f"{crash_reason(error)}; restart {restart.attempt} of {restart.attempts} at "
             f"{_clock(restart.at)} (after {delay:g} s)"
         )
         self._set_state(rec, PluginState.RESTARTING)
@@ -151,7 +152,7 @@ class Supervision:
         rec.error = crashed.error
         rec.crashes = crashed.crashes
         rec.reason = (
-            f"{crashed.error.message}; restart {restart.attempt} of {restart.attempts} "
+            f"{crash_reason(crashed.error)}; restart {restart.attempt} of {restart.attempts} "
             f"under way since {_clock(restart.at)}"
         )
 

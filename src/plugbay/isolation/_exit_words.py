@@ -1,0 +1,132 @@
+"""What a worker's death tells the operator when the host cannot see the cause itself.
+
+An exit with :data:`~plugbay.isolation._start_memory.OUT_OF_MEMORY` is what the worker
+gives when its memory limit ends it outside any call, but a plugin's own
+``os._exit(83)`` gives the same status: the words say both (:func:`exit_83_words`).
+SIGABRT is a C library's ``abort()``, most often after an allocation that failed under
+the memory limit (:func:`aborted`). A ``MemoryError`` as an unsandboxed worker imports
+its plugin is memory, not a plain import error (:func:`unsandboxed_import`). A crash
+record keeps the hint of a limit hit, as the caller's error does (:func:`crash_reason`).
+"""
+
+from __future__ import annotations
+
+import signal
+from typing import TYPE_CHECKING
+
+from plugbay.api.errors import PlugbayError, PluginCrashed, PluginLoadError, ResourceLimitExceeded
+from plugbay.isolation._start_memory import OUT_OF_MEMORY, out_of_memory_words, set_where
+from plugbay.isolation._start_memory import at_import as sandboxed_import
+from plugbay.model.manifest import PluginManifest, parse_size
+from plugbay.model.sizes import size_text
+
+if TYPE_CHECKING:
+    from plugbay.isolation.guard import Guard
+    from plugbay.isolation.policy import Placement
+
+__all__ = ["aborted", "at_import", "crash_reason", "crashed", "exit_83_words", "unsandboxed_import"]
+
+_REPLACED = "; the worker is being replaced"
+
+
+def exit_83_words(placement: Placement) -> tuple[str, str]:
+    """The message and hint for a worker that exited with ``OUT_OF_MEMORY``: its memory
+    limit, or the plugin's own ``os._exit`` with the same code (the status is the same)."""
+    message, hint = out_of_memory_words(placement)
+    return (
+        f"{message} (or the plugin's own code ended its worker with "
+        f"os._exit({OUT_OF_MEMORY}): the worker's status is the same, and the host cannot "
+        "tell the two apart)",
+        f"{hint.removesuffix(_REPLACED)}; if the plugin's code calls "
+        f"os._exit({OUT_OF_MEMORY}) itself, that call is the cause instead{_REPLACED}",
+    )
+
+
+def aborted(manifest: PluginManifest, placement: Placement | None, pid: int) -> PluginCrashed:
+    """A worker killed by SIGABRT: native code called ``abort()``; under a memory limit,
+    most often after an allocation that failed under it."""
+    details = {"pid": pid, "signal": "SIGABRT"}
+    limit, where = _memory_limit(manifest, placement)
+    told = "the host log may hold the worker's last output, naming the library"
+    if not limit:
+        return PluginCrashed(
+            "its worker was killed by SIGABRT: native code in it (a C library or "
+            "extension) called abort(), on a failed assertion or allocation",
+            plugin=manifest.id,
+            hint=f"{told}; 'plugbay info {manifest.id}' shows the plugin's state{_REPLACED}",
+            details=details,
+        )
+    return PluginCrashed(
+        "its worker was killed by SIGABRT: native code in it (a C library or extension) "
+        "called abort(), which most often follows an allocation that failed under its "
+        f"memory limit, {size_text(limit)} (set by {where})",
+        plugin=manifest.id,
+        hint="raise the memory limit where it is set if the plugin's native code needs "
+        f"more; else {told}{_REPLACED}",
+        details=details,
+    )
+
+
+def crashed(
+    manifest: PluginManifest, placement: Placement | None, pid: int, code: int
+) -> PluginCrashed:
+    """What a worker\x27s exit (``os.waitstatus_to_exitcode``) that hit no limit the host saw
+    tells its callers: SIGABRT in these words (:func:`aborted`), any other as it is."""
+    if code == -signal.SIGABRT:
+        return aborted(manifest, placement, pid)
+    # the host\x27s module, imported here: a worker (which imports this one) never needs it
+    from plugbay.isolation._process_parts import crash_error
+
+    return crash_error(manifest.id, pid, code)
+
+
+def at_import(
+    error: PlugbayError, plugin_id: str, guard: Guard | None, manifest: PluginManifest | None
+) -> PlugbayError:
+    """The import error a worker reports: in a sandboxed worker, its memory limit when a
+    ``MemoryError`` caused it (``_start_memory.at_import``); in an unsandboxed one, memory
+    too (:func:`unsandboxed_import`); any other as it is."""
+    if guard is not None:
+        return sandboxed_import(error, plugin_id, guard)
+    return unsandboxed_import(error, manifest)
+
+
+def _memory_limit(
+    manifest: PluginManifest, placement: Placement | None
+) -> tuple[float | None, str]:
+    """The memory limit a worker runs under and where it was set: a sandboxed worker's
+    placement's; an unsandboxed worker's, its manifest's own (``worker_request``)."""
+    if placement is not None and placement.sandboxed:
+        return placement.limits.get("memory"), set_where(placement)
+    asked = manifest.resources.memory
+    limit = parse_size(asked, where="resources.memory") if asked else None
+    return limit, f"its manifest's [resources] memory = {asked!r}"
+
+
+def unsandboxed_import(error: PlugbayError, manifest: PluginManifest | None) -> PlugbayError:
+    """In an unsandboxed worker, the import error whose cause is a ``MemoryError``: memory,
+    with what bounds it there; any other as it is."""
+    if manifest is None or not isinstance(error.__context__, MemoryError):
+        return error
+    return PluginLoadError(
+        f"importing '{manifest.module}' ran out of memory (MemoryError): its worker is not "
+        "sandboxed, so what bounds its memory is its manifest's [resources] memory (an "
+        "address-space limit"
+        + (f", {manifest.resources.memory!r}" if manifest.resources.memory else ", not set")
+        + ") and what the machine has free",
+        plugin=error.plugin,
+        where=error.where,
+        hint=("raise [resources] memory in its manifest, " if manifest.resources.memory else "")
+        + "free memory on the machine, or have the plugin allocate less at import; "
+        f"'plugbay info {manifest.id} --traceback' shows where",
+        details=dict(error.details),
+    )
+
+
+def crash_reason(error: PlugbayError) -> str:
+    """What a crash record says of the crash: a limit hit (or a native abort, most often
+    one) with what to do, as its caller's error says; any other crash by its message."""
+    limit = isinstance(error, ResourceLimitExceeded) or error.details.get("signal") == "SIGABRT"
+    if limit and error.hint:
+        return f"{error.message}. {error.hint}"
+    return error.message
