@@ -426,7 +426,8 @@ async def test_missing_dependency(plugins: PluginFactory, make_host: Callable[..
         assert str(rec.state) == "failed"
         assert rec.reason == (
             "plugin 'acme.lonely': cannot be loaded: 'acme.lonely' 1.0.0 requires 'acme.absent' ^2; "
-            "no plugin 'acme.absent' is installed. install 'acme.absent', or remove the "
+            f"no plugin 'acme.absent' is installed (at {lonely / 'plugin.toml'}:6). "
+            "install 'acme.absent', or remove the "
             f"dependency: ^2 under [dependencies] in {lonely / 'plugin.toml'}:6"
         )
         assert rec.error is not None and rec.error.code == "dependency_missing"

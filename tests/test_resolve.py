@@ -115,8 +115,8 @@ def test_missing_dependency_and_missing_service() -> None:
     a, b = plan.failures["a"], plan.failures["b"]
     assert isinstance(a, MissingDependencyError)
     assert str(a) == (
-        "plugin 'a': cannot be loaded: 'a' 1.0.0 requires 'ghost' ^2; no plugin 'ghost' is installed. "
-        "install 'ghost', or remove the dependency: ^2 under [dependencies] in manifest of a"
+        "plugin 'a': cannot be loaded: 'a' 1.0.0 requires 'ghost' ^2; no plugin 'ghost' is installed "
+        "(at manifest of a). install 'ghost', or remove the dependency: ^2 under [dependencies] in manifest of a"
     )
     assert isinstance(b, MissingDependencyError)
     assert "'b' 1.0.0 requires service 'speech' ^1; no plugin provides it" in str(b)

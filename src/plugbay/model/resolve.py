@@ -29,7 +29,7 @@ from plugbay.api.errors import (
     PlugbayError,
     ResolutionError,
 )
-from plugbay.model._manifest_lines import dependency_at
+from plugbay.model._manifest_lines import dependency_at, dependency_heading, first_dependency_at
 from plugbay.model.manifest import PluginManifest
 from plugbay.model.versions import EMPTY_RANGE_FIX, Range, Version
 
@@ -380,6 +380,7 @@ def _explain(index: _Index, root: str, exc: ResolutionImpossible[Any, Any]) -> P
     return cls(
         message,
         plugin=root,
+        where=first_dependency_at(root, by_target),
         hint="; ".join(dict.fromkeys(h for h in hints if h)) or None,
         details={"requirements": requirements, "available": available},
     )
@@ -399,7 +400,7 @@ def _empty_ranges(target: str, pairs: Sequence[tuple[_Req, _Cand | None]]) -> li
         if parent is None or req.range is None or not req.range.is_empty:
             continue
         m = parent.manifest
-        table = "[services] requires" if target.startswith(_SERVICE) else "[dependencies]"
+        table = dependency_heading(m, target)
         out.append(
             (
                 f"{_who(parent)} requires {_name(target)} {req.range}, a range that matches no "
@@ -425,9 +426,9 @@ def _name(target: str) -> str:
 
 def _ranges_at(target: str, wants: Sequence[tuple[_Req, _Cand]]) -> str:
     """Each range on ``target`` with the manifest that sets it: where to change one."""
-    table = "[services] requires" if target.startswith(_SERVICE) else "[dependencies]"
     at = [
-        f"{req.describe()} under {table} in {dependency_at(parent.manifest, target)}"
+        f"{req.describe()} under {dependency_heading(parent.manifest, target)} in "
+        f"{dependency_at(parent.manifest, target)}"
         for req, parent in wants
         if not parent.identifier.startswith(_SERVICE)  # a provider's own version: no text
     ]
@@ -658,6 +659,7 @@ def _blame_failed_dependencies(index: _Index, failures: dict[str, PlugbayError])
                 failures[pid] = type(failures[dep])(
                     f"cannot be loaded: it needs '{dep}', which cannot be loaded: {why}",
                     plugin=pid,
+                    where=failures[dep].where,
                     hint=failures[dep].hint,
                     details={**failures[dep].details, "blocked_by": dep, "blamed": True},
                 )
