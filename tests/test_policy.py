@@ -355,7 +355,7 @@ async def test_a_grant_for_no_plugin_found_is_a_problem_naming_the_closest(
         inline=["*"],
     ) as host:  # fmt: skip
         said = {(p.where, p.message, p.hint) for p in host.problems}
-        assert (f"{config_file} [policy.grants]",
+        assert (f"{config_file}:2",
                 "'integration.ircc' is not the id of any plugin found",
                 "did you mean 'integration.irc'?") in said, said  # fmt: skip
         assert str(host.plugin("integration.irc").state) == "active"

@@ -19,7 +19,13 @@ from plugbay.model._toml_lines import key_line, key_lines
 from plugbay.model.host_config import read_host_config
 from plugbay.model.manifest import PluginManifest
 
-__all__ = ["at_its_source", "in_the_file", "plugin_tables", "validated_config"]
+__all__ = [
+    "at_its_source",
+    "grant_tables",
+    "in_the_file",
+    "plugin_tables",
+    "validated_config",
+]
 
 
 def validated_config(manifest: PluginManifest, raw: Mapping[str, Any]) -> dict[str, Any]:
@@ -102,17 +108,39 @@ def plugin_tables(
     """The host config file's ``[plugins."ID"]`` tables (``tables``: their ids) by where
     each is: ``FILE:LINE`` for one that names no plugin found (``known``), so the operator
     sees which table to fix; the file for the rest. The file is read again only then."""
-    where = str(path or "the host config")
+    return _by_line(path, ("plugins",), tables, known, str(path or "the host config"))
+
+
+def grant_tables(
+    path: Path | None, grants: Iterable[str], known: Collection[str]
+) -> dict[str, list[str]]:
+    """The plugin ids ``[policy.grants]`` of the host config file ``path`` grants to, by
+    where each is: ``FILE:LINE`` of one that names no plugin found (``known``), as
+    :func:`plugin_tables` says a table's; the file and table for the rest."""
+    where = f"{path or 'the host config'} [policy.grants]"
+    return _by_line(path, ("policy", "grants"), grants, known, where)
+
+
+def _by_line(
+    path: Path | None,
+    table: tuple[str, ...],
+    ids: Iterable[str],
+    known: Collection[str],
+    where: str,
+) -> dict[str, list[str]]:
+    """``ids`` (keys of ``table`` in the file at ``path``) by where each is: ``FILE:LINE``
+    for one not ``known``, else ``where``. The file is read only when one is not known."""
+    ids = list(ids)
     lines: Mapping[tuple[str, ...], int] = {}
-    if path is not None and not set(tables) <= set(known):
+    if path is not None and not set(ids) <= set(known):
         try:
             lines = key_lines(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError):  # gone or changed since the start
             lines = {}
     found: dict[str, list[str]] = {}
-    for plugin_id in tables:
-        line = lines.get(("plugins", plugin_id)) if plugin_id not in known else None
-        found.setdefault(f"{where}:{line}" if line else where, []).append(plugin_id)
+    for plugin_id in ids:
+        line = lines.get((*table, plugin_id)) if plugin_id not in known else None
+        found.setdefault(f"{path}:{line}" if line else where, []).append(plugin_id)
     return found
 
 

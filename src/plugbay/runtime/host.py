@@ -36,7 +36,7 @@ from plugbay.model.versions import Version
 from plugbay.monitor.config import MonitorSettings
 from plugbay.monitor.monitor import PluginMonitor
 from plugbay.runtime.config_aside import checked_config, versions_of
-from plugbay.runtime.config_source import plugin_tables
+from plugbay.runtime.config_source import grant_tables, plugin_tables
 from plugbay.runtime.environments import EnvironmentStore, IndexSettings
 from plugbay.runtime.events import EventBus
 from plugbay.runtime.host_args import (
@@ -395,8 +395,7 @@ class Host(AsyncOnly):
         known = {m.id for m in self.registry.manifests()}
         told = {"Host(load=...)": self._load or (), "Host(config=...)": self._config_arg}
         told |= plugin_tables(self._config_file, self._file_config, known)
-        grants = f"{self._config_file or 'the host config'} [policy.grants]"
-        told[grants] = list(self.manager.settings.policy.grants)
+        told |= grant_tables(self._config_file, self.manager.settings.policy.grants, known)
         for problem in strangers(told, known):
             self._problem(problem, None)
         plan = self.registry.resolve_all(
