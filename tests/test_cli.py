@@ -394,6 +394,6 @@ def test_list_with_no_host_says_a_plugins_directory_does_not_exist(tmp_path: Pat
     'plugbay run' says the directory does not exist."""
     shown = plugbay("list", "--plugins", str(tmp_path / "plugnis"), cwd=tmp_path)
     assert shown.returncode == 0, shown.stderr
-    assert f"the plugins directory does not exist (at {tmp_path / 'plugnis'})" in " ".join(
+    assert f"the plugins directory {tmp_path / 'plugnis'} does not exist" in " ".join(
         shown.stdout.split()
     )

@@ -195,7 +195,7 @@ def test_a_missing_plugins_directory_reads_the_same(tmp_path: Path) -> None:
     lean = _plugbay("main", "run", "--once", "-p", "nowhere", cwd=tmp_path)
     typed = _plugbay("app", "run", "--once", "-p", "nowhere", cwd=tmp_path)
     assert lean.returncode == typed.returncode == 0
-    assert "the plugins directory does not exist" in lean.stdout
+    assert "nowhere does not exist: no plugin is found there" in lean.stdout
     assert _same(lean.stdout) == _same(typed.stdout)
 
 

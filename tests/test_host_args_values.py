@@ -112,7 +112,18 @@ async def test_note_starts_without_the_directory_and_keeps_the_problem(
     host = Host(tmp_path / "nowhere", state_dir=tmp_path / "state", entry_points=False,
                 missing_plugins_dir="note")  # fmt: skip
     async with host:
-        assert any("the plugins directory does not exist" in str(p) for p in host.problems)
+        noted = [p for p in host.problems if str(tmp_path / "nowhere") in p.message]
+        assert [p.message for p in noted] == [
+            f"the plugins directory {tmp_path / 'nowhere'} does not exist: no plugin is found there"
+        ]
+    # the start refused says the same, and what it did instead
+    refused = Host(tmp_path / "nowhere", state_dir=tmp_path / "state", entry_points=False)
+    with pytest.raises(ParameterError) as caught:
+        await refused.start()
+    assert caught.value.message == (
+        f"the plugins directory {tmp_path / 'nowhere'} does not exist: the start is refused, "
+        "not made without its plugins"
+    )
     with pytest.raises(ParameterError, match="missing_plugins_dir takes 'refuse' or 'note'"):
         Host(tmp_path, missing_plugins_dir="skip")  # type: ignore[arg-type]
 

@@ -63,7 +63,8 @@ def test_directory_discovery_is_recursive_and_reports_problems(plugins: PluginFa
 def test_missing_plugins_directory_is_a_clear_problem(tmp_path: Path) -> None:
     found = discover_directory(tmp_path / "nope")
     assert str(found.problems[0]) == (
-        f"the plugins directory does not exist (at {tmp_path / 'nope'}). "
+        f"the plugins directory {tmp_path / 'nope'} does not exist: no plugin is found there "
+        f"(at {tmp_path / 'nope'}). "
         "create it, or point plugbay at another one with --plugins DIR"
     )
 

@@ -38,6 +38,7 @@ __all__ = [
     "discover_directory",
     "discover_entry_points",
     "manifest_files",
+    "plugins_dir_problem",
 ]
 
 ENTRY_POINT_GROUP: Final = "plugbay.plugins"
@@ -72,15 +73,25 @@ def discover(
     return found
 
 
+def plugins_dir_problem(directory: Path) -> str | None:
+    """What is wrong with the plugins directory ``directory`` (None: it is a directory),
+    in the words of each place that meets it: a start refused, a problem noted, a list."""
+    if directory.is_dir():
+        return None
+    what = "is not a directory" if directory.exists() else "does not exist"
+    return f"the plugins directory {directory} {what}"
+
+
 def discover_directory(root: Path, *, cache: ManifestCache | None = None) -> Discovery:
     """Every plugin below ``root``: a directory holding a ``plugin.toml``, or a
     ``pyproject.toml`` with a ``[tool.plugbay]`` table. A plugin directory is not
     searched further (its subdirectories are its own code)."""
     found = Discovery()
-    if not root.is_dir():
+    problem = plugins_dir_problem(root)
+    if problem is not None:
         found.problems.append(
             ManifestError(
-                "the plugins directory does not exist",
+                f"{problem}: no plugin is found there",
                 where=str(root),
                 hint="create it, or point plugbay at another one with --plugins DIR",
             )

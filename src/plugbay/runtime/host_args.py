@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Final
 
 from plugbay.api.errors import ParameterError
+from plugbay.model.discover import plugins_dir_problem
 
 __all__ = ["check_plugin_dirs", "crash_count", "missing_dirs", "plugin_ids", "seconds"]
 
@@ -107,11 +108,10 @@ def check_plugin_dirs(dirs: Iterable[Path]) -> None:
     """Refuse the start of a host one of whose plugins directories does not exist (a
     typo would otherwise start it with none of the plugins the application meant)."""
     for directory in dirs:
-        if not directory.is_dir():
-            what = "is not a directory" if directory.exists() else "does not exist"
+        problem = plugins_dir_problem(directory)
+        if problem is not None:
             raise ParameterError(
-                f"the plugins directory {directory} {what}: the host would start without "
-                "its plugins",
+                f"{problem}: the host is not started without its plugins",
                 where="Host(plugins_dir=...)",
                 hint="create it before the host starts, or pass the directory that holds "
                 "the plugins (plugins_dir=None: entry points and the store only); "
