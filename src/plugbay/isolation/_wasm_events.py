@@ -77,11 +77,12 @@ def event_request(
     wait = min(_CHECK_WAIT, due.until - time.monotonic())
     try:
         loop.call_soon_threadsafe(_admit, checked, events, plugin_id, name, data, oversized)
+    except RuntimeError:  # the host's loop is closed: only then is the host stopping
+        return fail("the host is stopping: the event was not emitted")
+    try:
         checked.result(timeout=max(0.0, wait))
     except PlugbayError as exc:
         return {"error": refusals.issue(plugin_id, exc).to_dict()}
-    except RuntimeError:  # the host's loop is closed
-        return fail("the host is stopping: the event was not emitted")
     except concurrent.futures.TimeoutError:
         if not checked.cancel():  # the check began meanwhile: it ends in this turn
             return _answer(checked, plugin_id, refusals)
