@@ -393,4 +393,8 @@ class Broker:
         )
 
 
-ServiceCheck = Callable[[str, str, Range], None]
+#: :meth:`Broker.check_service`: (consumer, service name, range wanted) → what to wrap
+#: the service in (its commands checked one by one: ``runtime.checked_service``) when the
+#: consumer holds only some of the permissions they need, else None; raises
+#: :class:`PermissionDenied` when it may not have the service at all
+ServiceCheck = Callable[[str, str, Range], Callable[[object], object] | None]
