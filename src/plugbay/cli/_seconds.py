@@ -12,7 +12,19 @@ import math
 
 import typer
 
-__all__ = ["positive_seconds"]
+__all__ = ["finite_number", "positive_seconds"]
+
+
+def finite_number(ctx: typer.Context, param: typer.CallbackParam, value: float) -> float:
+    """A typer callback: ``value`` when it is a finite number. ``nan`` passes a ``min=0``
+    (it compares false with every bound) and ``inf`` is no amount, so both are refused."""
+    if math.isfinite(value):
+        return value
+    name = param.opts[0] if param.opts else param.name
+    raise typer.BadParameter(
+        f"{value:g} is not a number {name} can use: it takes a finite number "
+        f"(e.g. {name} {param.default:g}; leave it out for the default)"
+    )
 
 
 def positive_seconds(ctx: typer.Context, param: typer.CallbackParam, value: float) -> float:

@@ -31,6 +31,7 @@ from plugbay.cli._options import (
     host_kwargs,
     to_builtins,
 )
+from plugbay.cli._seconds import finite_number
 
 if TYPE_CHECKING:
     from plugbay.isolation.sampling import Samples
@@ -48,10 +49,18 @@ def profile(
     params: Annotated[list[str] | None, typer.Argument(help="key=value parameters")] = None,
     seconds: Annotated[
         float,
-        typer.Option("--seconds", "-s", help="How long to sample the serving worker (≤ 300)."),
+        typer.Option(
+            "--seconds",
+            "-s",
+            callback=finite_number,
+            help="How long to sample the serving worker (≤ 300).",
+        ),
     ] = 5.0,
     interval: Annotated[
-        float, typer.Option("--interval", help="Seconds between two samples (≥ 0.001).")
+        float,
+        typer.Option(
+            "--interval", callback=finite_number, help="Seconds between two samples (≥ 0.001)."
+        ),
     ] = 0.005,
     out_dir: Annotated[
         Path, typer.Option("--out", help="Where the flame graphs are written.")

@@ -22,6 +22,7 @@ from plugbay.cli._options import (
 )
 from plugbay.cli._plugin_views import limits_text
 from plugbay.cli._run_args import RunOptions
+from plugbay.cli._seconds import finite_number
 from plugbay.cli._serve import DRAIN_SECONDS, run_command
 
 __all__ = ["PANEL", "register"]
@@ -89,6 +90,7 @@ def run(
         typer.Option(
             "--drain",
             min=0.0,
+            callback=finite_number,
             help="On SIGTERM / Ctrl-C, seconds calls in flight may take to finish.",
         ),
     ] = DRAIN_SECONDS,

@@ -22,6 +22,7 @@ from plugbay.cli._options import (
     state_text,
 )
 from plugbay.cli._plugin_views import history_table, nothing_recorded
+from plugbay.cli._seconds import finite_number
 
 __all__ = ["PANEL", "register"]
 
@@ -205,6 +206,7 @@ def upgrade(
         typer.Option(
             "--max-error-increase",
             min=0,
+            callback=finite_number,
             max=1,
             rich_help_panel="Gradually",
             help="Roll back when its error rate exceeds the old one's by more.",
@@ -215,6 +217,7 @@ def upgrade(
         typer.Option(
             "--max-latency-ratio",
             min=0.0,
+            callback=finite_number,
             rich_help_panel="Gradually",
             help="Roll back when its mean latency is more than this x the old one's.",
         ),
