@@ -16,6 +16,7 @@ from typing import Any
 from plugbay.api import CommandSpec
 from plugbay.isolation import frames
 from plugbay.isolation._far_end import FarHandle
+from plugbay.isolation._ray_missing import missing_on_node
 from plugbay.model.manifest import PluginManifest
 
 __all__ = ["HostPaths"]
@@ -39,6 +40,8 @@ class HostPaths(FarHandle):
 
     #: its manifest as the host has it (set once it is placed: ``RayBackend.start``)
     host_manifest: PluginManifest | None
+    #: the Ray node it runs on (``ray.RayHandle``)
+    node: str
 
     def _paths(self) -> tuple[str, str] | None:
         """(the node's copy of its code, the host's plugin directory), when they differ."""
@@ -56,6 +59,7 @@ class HostPaths(FarHandle):
             if isinstance(where, str) and where.startswith(paths[0] + "/"):
                 message.error["where"] = paths[1] + where[len(paths[0]) :]
             _details_here(message.error.get("details"), *paths)
+        missing_on_node(message.error, self.node)
         super()._failed(message)
 
     def _log(self, message: frames.Log) -> None:

@@ -33,6 +33,7 @@ from plugbay.model._manifest_lines import key_at
 from plugbay.model.manifest import PluginManifest
 
 __all__ = [
+    "MISSING_PACKAGE_HINT",
     "NAMESPACE",
     "LoadedCode",
     "check_plugin_class",
@@ -43,6 +44,12 @@ __all__ = [
 ]
 
 NAMESPACE: Final = "plugbay_plugins"
+#: what to do when the plugin's code imports a package that is not there (a Ray node
+#: says its own: ``isolation._ray_missing``)
+MISSING_PACKAGE_HINT: Final = (
+    "install that package in the host's environment, or import your own modules "
+    "relatively ('from . import x')"
+)
 _BASE_FOR_TYPE: Final[dict[str, type[Plugin]]] = {
     "system": SystemPlugin,
     "integration": IntegrationPlugin,
@@ -172,8 +179,7 @@ def _import(module_name: str, manifest: PluginManifest) -> types.ModuleType:
             f"importing '{manifest.module}' failed: no module named '{missing}'",
             plugin=manifest.id,
             where=plugin_frame(exc, manifest) or where,
-            hint="install that package in the host's environment, or import your own modules "
-            "relatively ('from . import x')",
+            hint=MISSING_PACKAGE_HINT,
             details={"traceback": _tb(exc)},
         ) from None
     except SyntaxError as exc:

@@ -305,7 +305,7 @@ class RayBackend(Backend):
                 f"no node of the Ray cluster took it within {self.settings.start_timeout:g} s",
                 plugin=manifest.id,
                 hint="the cluster may have no node with the resources its manifest asks for "
-                f"({_asked(placement)}); 'ray status' lists them",
+                f"({_asked(placement)}); 'plugbay nodes' lists what each node has",
                 details={"transient": True},  # a restart tries again (its node may return)
             ) from None
         except Exception as exc:
