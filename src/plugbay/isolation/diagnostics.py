@@ -20,6 +20,7 @@ import faulthandler
 import logging
 import os
 import signal
+import stat
 import sys
 import time
 from collections.abc import Callable
@@ -39,6 +40,8 @@ MEMFD_NAME: Final = "plugbay-stacks"
 #: lines a second forwarded per stream (a burst of twice that is allowed)
 LINES_PER_SECOND: Final = 200.0
 _MAX_LINE: Final = 8192
+#: the most of a worker's stack file read at once (its plugin can write to it too)
+_MAX_STACKS: Final = 1 << 20
 
 _keep: list[Any] = []  # faulthandler needs its file kept open
 _TASKS_END: Final = "-- end of asyncio tasks --\n"
@@ -87,26 +90,46 @@ def read_stacks(
                 break
     if path is None:
         raise OSError("the worker has no stack file (faulthandler was not set up)")
+    fd = _open_stack_file(path)
+    try:
+        return _read_stack_file(fd, pid, seen=seen, tasks=tasks, wait=wait)
+    finally:
+        os.close(fd)
+
+
+def _open_stack_file(path: str) -> int:
+    """The worker's stack file, opened once before it is signalled, and only if it is a
+    file: the plugin owns its descriptor table, and a pipe it puts in the memfd's place
+    (from a SIGUSR1 handler of its own) would hold the host's read for good."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(f"its stack file ({path}) is no longer a file: the plugin replaced it")
+    return fd
+
+
+def _read_stack_file(fd: int, pid: int, *, seen: int, tasks: bool, wait: float) -> tuple[str, int]:
     os.kill(pid, signal.SIGUSR1)  # threads, at once, even if its loop is blocked
     tasks = tasks and _catches(pid, signal.SIGUSR2)  # (its default action would kill it)
     if tasks:
         os.kill(pid, signal.SIGUSR2)  # tasks, when its loop runs
     deadline = time.monotonic() + wait
-    data, size = b"", -1
+    fresh, length, size = b"", seen, -1
     while time.monotonic() < deadline:
         time.sleep(0.01)
-        with open(path, "rb") as f:
-            data = f.read()
-        if tasks and _TASKS_END.encode() in data[seen:]:
+        length = os.fstat(fd).st_size
+        # the plugin can write to its own stack file: read a bounded part of it
+        fresh = os.pread(fd, min(max(length - seen, 0), _MAX_STACKS), seen)
+        if tasks and _TASKS_END.encode() in fresh:
             break
-        if not tasks and len(data) > seen and len(data) == size:
+        if not tasks and length > seen and length == size:
             break  # faulthandler is done: the file stopped growing
-        size = len(data)
+        size = length
     # a blocked loop never adds its tasks: the threads' stacks are what there is
-    text = data[seen:].decode("utf-8", "replace")
+    text = fresh.decode("utf-8", "replace")
     if not text:
         raise OSError(f"the worker did not write its stacks within {wait:g} s")
-    return text, len(data)
+    return text, length
 
 
 def _catches(pid: int, signum: int) -> bool:

@@ -573,7 +573,11 @@ class ProcessHandle(sampling.SampledInWorker, RequestsToWorker, BoundedByHost, P
         return self.beat.held(now, held)  # one just answered: its pong may be on its way
 
     def _hung(self, silent: float) -> None:
-        self._kill_hung(silent, self.dump_stacks(tasks=False))  # read here, from /proc
+        try:  # read here, from /proc; a plugin that spoils them is killed all the same
+            stacks = self.dump_stacks(tasks=False)
+        except OSError as exc:
+            stacks = f"(none: {exc})"
+        self._kill_hung(silent, stacks)
 
     def _kill_hung(self, silent: float, stacks: str) -> None:
         """Kill the silent worker, its stacks (what it was doing) in the plugin's log."""
