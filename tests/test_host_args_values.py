@@ -121,8 +121,8 @@ async def test_note_starts_without_the_directory_and_keeps_the_problem(
     with pytest.raises(ParameterError) as caught:
         await refused.start()
     assert caught.value.message == (
-        f"the plugins directory {tmp_path / 'nowhere'} does not exist: the start is refused, "
-        "not made without its plugins"
+        f"the plugins directory {tmp_path / 'nowhere'} does not exist: the host is not "
+        "started without its plugins"
     )
     with pytest.raises(ParameterError, match="missing_plugins_dir takes 'refuse' or 'note'"):
         Host(tmp_path, missing_plugins_dir="skip")  # type: ignore[arg-type]
