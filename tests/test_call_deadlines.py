@@ -165,3 +165,73 @@ async def test_with_no_timeout_set_anywhere_info_shows_the_hosts_call_timeout(
         with pytest.raises(PluginTimeout) as caught:
             await host.call("acme.defaulted", "patient", seconds=2)
         assert "within 0.3 s" in caught.value.message
+
+
+async def test_a_timeout_of_0_in_the_policy_sets_none_and_the_hint_says_what_did(
+    make_host: Callable[..., Any], plugins: PluginFactory, tmp_path: Path
+) -> None:
+    """``timeout = 0`` under ``[policy.defaults]`` or ``[policy.limits]`` sets no deadline
+    (a call given no time could never answer): the host's call timeout bounds calls, and
+    the hint and ``info`` name that, not a 0 s default or cap."""
+    config = tmp_path / "plugbay.toml"
+    config.write_text("[policy.defaults]\ntimeout = 0\n\n[policy.limits]\ntimeout = 0\n")
+    plugins("acme.defaulted", SLOW)
+    async with make_host(config_file=config, call_timeout=0.3) as host:
+        assert host.info("acme.defaulted")["limits"]["timeout"] == 0.3
+        with pytest.raises(PluginTimeout) as caught:
+            await host.call("acme.defaulted", "patient", seconds=2)
+        assert "within 0.3 s" in caught.value.message
+        assert "the limit is the host's call timeout, 0.3 s" in str(caught.value.hint)
+        assert "[policy." not in str(caught.value.hint)
+        assert await host.call("acme.defaulted", "patient", seconds=0.1) == 0.1
+
+
+@pytest.mark.parametrize(
+    ("policy", "manifest", "said"),
+    [
+        # a cap under the policy's default, the manifest setting none
+        (
+            "[policy.defaults]\ntimeout = 20\n[policy.limits]\ntimeout = 0.3\n",
+            "",
+            "the limit is the host policy's cap, [policy.limits] timeout = 0.3 in {config}, "
+            "under the 20 s of [policy.defaults] timeout = 20 in {config}",
+        ),
+        # a cap under the host's call timeout (Host(call_timeout=20))
+        (
+            "[policy.limits]\ntimeout = 0.3\n",
+            "",
+            "the limit is the host policy's cap, [policy.limits] timeout = 0.3 in {config}, "
+            "under the 20 s of the host's call timeout of 20 s",
+        ),
+        # the host's bound on any call, under the manifest's 20 and above the policy's cap
+        (
+            "[policy.limits]\ntimeout = 10\n",
+            "[resources]\ntimeout = 20\n",
+            "resources.timeout = 20 in {location} asks for more than the host allows a "
+            "call, 0.4 s: split the work into shorter calls",
+        ),
+    ],
+)
+async def test_the_hint_names_what_set_the_deadline_whichever_bound_fired(
+    make_host: Callable[..., Any],
+    plugins: PluginFactory,
+    tmp_path: Path,
+    policy: str,
+    manifest: str,
+    said: str,
+) -> None:
+    import dataclasses
+
+    config = tmp_path / "plugbay.toml"
+    config.write_text(policy)
+    location = plugins("acme.slow", SLOW, extra=manifest) / "plugin.toml"
+    host = make_host(config_file=config, call_timeout=20)
+    # the host's max_call_timeout (300 s) is no Host argument: lowered here to meet it
+    host.manager.settings = dataclasses.replace(host.manager.settings, max_call_timeout=0.4)
+    async with host:
+        deadline = host.manager.timeout_of("acme.slow")
+        with pytest.raises(PluginTimeout) as caught:
+            await host.call("acme.slow", "patient", seconds=5)
+        assert f"within {deadline:g} s" in caught.value.message
+        assert said.format(config=config, location=location) in str(caught.value.hint)
+        assert await host.call("acme.slow", "patient", seconds=0.1) == 0.1

@@ -12,6 +12,8 @@ import math
 
 import typer
 
+from plugbay.model.seconds import is_seconds
+
 __all__ = ["finite_number", "positive_seconds"]
 
 
@@ -28,8 +30,9 @@ def finite_number(ctx: typer.Context, param: typer.CallbackParam, value: float) 
 
 
 def positive_seconds(ctx: typer.Context, param: typer.CallbackParam, value: float) -> float:
-    """A typer callback: ``value`` when it is a finite number of seconds above 0."""
-    if math.isfinite(value) and value > 0:
+    """A typer callback: ``value`` when it is a finite number of seconds above 0, as
+    ``Host(call_timeout=...)`` takes them (``model.seconds``)."""
+    if is_seconds(value):
         return value
     name = param.opts[0] if param.opts else param.name
     raise typer.BadParameter(

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from plugbay.api.errors import ConfigError, PlugbayError
+from plugbay.model._manifest_read import parse_toml
 from plugbay.model._toml_lines import key_line, key_lines
-from plugbay.model.host_config import read_host_config
 from plugbay.model.manifest import PluginManifest
 
 __all__ = [
@@ -73,12 +73,13 @@ def in_the_file(
     """``error`` (blamed on the ``host config`` layer) pointing at ``FILE:LINE`` of the host
     config file ``path`` for each key it names that the file's ``[plugins."ID"]`` sets to
     the value refused; a key the file does not set so (``Host(config=...)`` set it) keeps
-    its words. Read only for a refusal: a start that passes reads no file again."""
+    its words. Read only for a refusal, and once: the lines are those of the text the
+    values were read from; a start that passes reads no file again."""
     if path is None or not (error.where or "").startswith("host config: "):
         return error
     try:
-        data = read_host_config(path)
         text = path.read_text(encoding="utf-8")
+        data = parse_toml(text, str(path), what="the host config", error=ConfigError)
     except (PlugbayError, OSError, UnicodeDecodeError):  # gone or changed since the start
         return error
     table = (data.get("plugins") or {}).get(plugin_id)

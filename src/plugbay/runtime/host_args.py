@@ -10,13 +10,13 @@ directory that does not exist is refused when the host opens (it may be made bet
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Final
 
 from plugbay.api.errors import ParameterError
 from plugbay.model.discover import plugins_dir_problem
+from plugbay.model.seconds import is_seconds
 
 __all__ = ["check_plugin_dirs", "crash_count", "missing_dirs", "plugin_ids", "seconds"]
 
@@ -47,6 +47,8 @@ def seconds(value: float, argument: str, *, zero: str | None = None) -> float:
     means for this argument) at least 0. Anything else (``0`` or ``-1`` read as no
     limit, ``inf``, ``nan``, a string, ``None``) is refused with :class:`ParameterError`
     where it is given, not at the first call it would bound."""
+    if is_seconds(value, zero=zero is not None):
+        return float(value)
     default = _DEFAULTS[argument]
     takes = "a number of seconds " + ("0 or above" if zero else "above 0")
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -55,8 +57,6 @@ def seconds(value: float, argument: str, *, zero: str | None = None) -> float:
             where=f"Host({argument}=...)",
             hint=f"write {argument}={default} (the default) or another number of seconds",
         )
-    if math.isfinite(value) and (value > 0 or (zero is not None and value == 0)):
-        return float(value)
     meaning = f"; 0 {zero}" if zero else ": 0 or less is no time at all, not no limit"
     raise ParameterError(
         f"{argument} takes {takes}, not {value!r}{meaning}",
