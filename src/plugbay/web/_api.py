@@ -52,6 +52,7 @@ from plugbay.web._models import (
     UpgradeResult,
 )
 from plugbay.web._plugin_docs import check_json_values, schema_pointer
+from plugbay.web._plugin_filter import known_to
 from plugbay.web._responses import errors
 from plugbay.web._rollback import rollback_targets, rollback_to
 from plugbay.web._series import Series
@@ -513,11 +514,14 @@ Limit = Annotated[int, Query(ge=1, le=10_000, description="How many events, newe
 
 @router.get(
     "/api/v1/history", tags=["history"], response_model=list[HistoryItem],
-    responses=errors(503), summary="Load, reload, failure, enable, disable… events, newest first",
+    responses=errors(404, 503),
+    summary="Load, reload, failure, enable, disable… events, newest first",
 )  # fmt: skip
 async def history(
     host: HostDep, limit: Limit = 100, plugin: Annotated[str | None, Query()] = None
 ) -> list[HistoryItem]:
+    """``plugin``: one plugin's, also after it was uninstalled; 404 for an id never seen."""
+    known_to(host, plugin)
     return _history(host, plugin, limit)
 
 
@@ -526,7 +530,8 @@ async def history(
     responses=errors(404, 503), summary="One plugin's events, newest first",
 )  # fmt: skip
 async def plugin_history(plugin_id: str, host: HostDep, limit: Limit = 100) -> list[HistoryItem]:
-    host.plugin(plugin_id)
+    """Also after it was uninstalled; 404 for an id never seen."""
+    known_to(host, plugin_id)
     return _history(host, plugin_id, limit)
 
 
@@ -546,6 +551,8 @@ async def logs(
     """Each plugin's logger, its worker's output and security events, as the monitor keeps
     them in memory (``plugbay logs`` reads the longer history in the state)."""
     floor = logging.getLevelNamesMapping()[level.upper()]
+    if not known_to(host, plugin):
+        return []  # uninstalled: the state has its records ('plugbay logs')
     out = []
     for r in host.logs(plugin, min_level=floor, limit=limit):
         row = _builtins(r)
@@ -564,8 +571,8 @@ async def alerts(
     all: Annotated[bool, Query(description="Cleared alerts too.")] = False,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> list[AlertItem]:
-    if plugin is not None:
-        host.plugin(plugin)
+    if not known_to(host, plugin) and not all:
+        return []  # uninstalled: nothing of it fires now
     if all and host.state is not None:
         rows = host.state.alerts(plugin, open_only=False, limit=limit)
     else:

@@ -35,7 +35,7 @@ from plugbay.web import (
 )
 from plugbay.web._api import call_response, plugbay_error, router
 from plugbay.web._batch import batch_response
-from plugbay.web._bodies import FORM, is_json, media_type, not_sent_as_json
+from plugbay.web._bodies import is_json, media_type, not_sent_as_json
 from plugbay.web._drain import Draining
 from plugbay.web._errors import error_response, http_error
 from plugbay.web._gate import Caller, Gate, replay_body
@@ -95,6 +95,9 @@ def create_app(
         description=_DESCRIPTION,
         docs_url=None,  # Swagger UI loads its script from a CDN; the document itself is enough
         redoc_url=None,
+        # a path with a stray trailing slash is a 404 naming the path to use, in the API's
+        # error shape (a redirect has an empty body, and a client re-sending a POST to it)
+        redirect_slashes=False,
     )
     api.include_router(router)
     api.include_router(_grants.router)
@@ -140,11 +143,13 @@ def create_app(
 
 
 class JsonBodies:
-    """A JSON body is read as JSON when curl sent it as a form: ``curl -d '{…}'`` without
-    ``-H 'Content-Type: application/json'`` says ``application/x-www-form-urlencoded``, and
-    FastAPI would not read the body of such a request as JSON. Only a body that parses as
-    JSON is taken so (the command routes read theirs so already); a real form body is left
-    for FastAPI to refuse, with the error saying what to send (:func:`_validation_error`).
+    """A JSON body is read as JSON whatever media type it was sent as: ``curl -d '{…}'``
+    without ``-H 'Content-Type: application/json'`` says ``application/x-www-form-urlencoded``,
+    a browser's ``fetch`` with a string body ``text/plain``, and FastAPI would not read the
+    body of such a request as JSON. Only a body that parses as JSON is taken so (the
+    command routes, which the gate serves without this, read theirs so already and look at
+    no header unless the body fails to parse); a real form or text body is left for FastAPI
+    to refuse, with the error saying what to send (:func:`_validation_error`).
     A cookie-authenticated change needs this host's ``Origin`` (``_gate``), so a form on
     another site gains nothing from it."""
 
@@ -152,7 +157,7 @@ class JsonBodies:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and _media_type(scope) == FORM:
+        if scope["type"] == "http" and (sent := _media_type(scope)) and not is_json(sent):
             body, receive = await _whole_body(receive)
             try:
                 msgspec.json.decode(body)
@@ -325,7 +330,7 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
         error = http_error(
             "not_found",
             f"there is no {request.url.path} on this host",
-            hint=f"see {request.base_url}openapi.json for the API",
+            hint=_without_slash(request) + f"see {request.base_url}openapi.json for the API",
         )
     elif exc.status_code == 405:
         allowed = _allowed(request)
@@ -358,11 +363,12 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
     return error_response(error, 500)
 
 
-def _allowed(request: Request) -> list[str]:
-    """Every method some route serves at this path (Starlette names only the first's)."""
+def _allowed(request: Request, path: str | None = None) -> list[str]:
+    """Every method some route serves at this path (Starlette names only the first's), or
+    at ``path`` (within the app)."""
     # from the OpenAPI document: what the API says it serves is what Allow should say
     methods: set[str] = set()
-    path = route_path(request.scope)  # (under a mount's prefix: the path within it)
+    path = path or route_path(request.scope)  # (under a mount's prefix: the path within it)
     for template, operations in request.app.openapi()["paths"].items():
         pattern = "^" + re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template)) + "$"
         if re.match(pattern, path):
@@ -372,6 +378,17 @@ def _allowed(request: Request) -> list[str]:
             if isinstance(route, APIRoute) and route.path_regex.match(path):
                 methods |= route.methods or set()
     return sorted(methods)
+
+
+def _without_slash(request: Request) -> str:
+    """The start of a 404's hint when the path is a route's with a trailing slash: the
+    path to use (``""``: it is not)."""
+    path = route_path(request.scope)
+    if len(path) < 2 or not path.endswith("/"):
+        return ""
+    if not _allowed(request, path.rstrip("/")):
+        return ""
+    return f"use {request.url.path.rstrip('/')} (without the trailing slash); "
 
 
 def _openapi(api: FastAPI) -> dict[str, Any]:
@@ -459,7 +476,11 @@ Each operation lists the statuses it can answer. Every response carries
 `X-Request-ID`; a 5xx has it in its body too, and the host's log has it with the traceback.
 
 Request bodies are JSON (`Content-Type: application/json`). A body that parses as JSON
-but was sent as `application/x-www-form-urlencoded` (what `curl -d` sends without
-`-H 'Content-Type: application/json'`) is read as JSON too; a body that is not JSON is
-refused, saying how to send it.
+but was sent as another media type (`application/x-www-form-urlencoded`, what `curl -d`
+sends without `-H 'Content-Type: application/json'`, or `text/plain`) is read as JSON too,
+on every route; a body that is not JSON is refused, saying how to send it.
+
+Paths have no trailing slash: `/api/v1/plugins/` is a 404 whose hint names
+`/api/v1/plugins`. A `plugin` filter of a list (`history`, `logs`, `alerts`) takes a
+plugin the host knows or has history of (an uninstalled one); an id never seen is a 404.
 """

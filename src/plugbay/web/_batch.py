@@ -74,11 +74,21 @@ def _parsed(body: bytes, headers: Mapping[str, str]) -> list[dict[str, Any]]:
         see = f"the body is {shape.removeprefix('send ')}"
         raise not_json(headers, exc, hint=shape, see=see)[0] from None
     params = data.get("params") if isinstance(data, dict) else None
-    if not isinstance(params, list) or not all(isinstance(p, dict) for p in params):
+    if not isinstance(params, list):
         raise http_error(
             "parameter_invalid", "a batch's body must be an object with a list 'params' of "
             "objects", hint=shape,
         )  # fmt: skip
+    wrong = next((i for i, p in enumerate(params) if not isinstance(p, dict)), None)
+    if wrong is not None:
+        error = http_error(
+            "parameter_invalid",
+            "a batch's body must be an object with a list 'params' of objects: "
+            f"params[{wrong}] is {_json_kind(params[wrong])}",
+            hint=shape, index=wrong,
+        )  # fmt: skip
+        error.where = f"params[{wrong}]"
+        raise error
     if len(params) > MAX_BATCH:
         raise http_error(
             "batch_too_large",
@@ -105,6 +115,26 @@ async def batch_response(
     except PlugbayError as exc:
         return error_response(exc)
     results = [
-        {"error": a.to_dict()} if isinstance(a, PlugbayError) else {"result": a} for a in answers
+        {"error": _at(i, a)} if isinstance(a, PlugbayError) else {"result": a}
+        for i, a in enumerate(answers)
     ]
     return Response(_encode({"results": results}), media_type="application/json")
+
+
+def _at(index: int, error: PlugbayError) -> dict[str, Any]:
+    """One call's error, saying which call it was: ``where`` and ``details["index"]`` name
+    its place in ``params`` (a copy: one error may answer several calls)."""
+    own = type(error).__new__(type(error))
+    own.__dict__.update(error.__dict__)
+    own.where = f"params[{index}]" + (f", {error.where}" if error.where else "")
+    own.details = {**error.details, "index": index}
+    return own.to_dict()
+
+
+def _json_kind(value: object) -> str:
+    """What a JSON value is, in JSON's words, with the value when it is short."""
+    kind = {bool: "a boolean", int: "a number", float: "a number", str: "a string"}.get(
+        type(value), "a list" if isinstance(value, list) else "null"
+    )
+    shown = _encode(value).decode()
+    return f"{kind} ({shown})" if len(shown) <= 40 else kind

@@ -4,8 +4,10 @@ A body declared JSON that does not parse is the caller's broken JSON (400). A bo
 as something else (what ``curl -d`` sends without ``-H 'Content-Type: application/json'``
 is ``application/x-www-form-urlencoded``) and not JSON is a 422 that says how to send it:
 the FastAPI routes (``_app._validation_error``) and the command routes the gate serves
-directly (``_api.call_response``, ``_batch.batch_response``) answer alike. Only a body
-that fails to parse is looked at here: a call that succeeds never reads its headers.
+directly (``_api.call_response``, ``_batch.batch_response``) answer alike. A body that
+parses as JSON is read as JSON on every route, whatever media type it was sent as
+(``_app.JsonBodies`` for the FastAPI routes). Only a body that fails to parse is looked
+at here: a call that succeeds never reads its headers.
 """
 
 from __future__ import annotations
