@@ -72,3 +72,35 @@ async def test_a_logged_exception_keeps_its_traceback_in_a_worker_as_inline_its_
         assert trace.rstrip().endswith(" THE END")
         assert len(trace) <= TRACEBACK_CHARS + 64
         assert await host.call("acme.logger", "ping") == "pong"
+
+
+CARELESS = """
+from plugbay import UtilityPlugin, command
+
+class P(UtilityPlugin):
+    @command
+    def log_carelessly(self) -> str:
+        self.context.logger.info("two %s and %s", "one")  # an argument short
+        self.context.logger.warning("an object", extra={"fields": {"o": object(), "n": 3}})
+        self.context.logger.info("after them")
+        return "logged"
+"""
+
+
+async def test_a_record_with_bad_arguments_or_fields_is_kept_in_a_worker_as_inline(
+    plugins: PluginFactory, make_host: Callable[..., Host]
+) -> None:
+    # inline, the host keeps these as asserted (monitor.logs.LogManager.emit); under pytest
+    # its own log capture raises the bad format first, so only the worker is run here
+    plugins("acme.logger", CARELESS, extra='isolation = "process"\n')
+    async with make_host(monitor=FAST, init_timeout=20) as host:
+        assert host.plugin("acme.logger").isolation == "process"
+        assert await host.call("acme.logger", "log_carelessly") == "logged"
+        await until(lambda: _records(host, "after them"), "the record after them")
+        (short,) = _records(host, "'two %s and %s'") or [None]
+        assert short is not None, "the record an argument short was lost"
+        assert short["message"] == "'two %s and %s' % ('one',)"  # what it said, as inline
+        (odd,) = _records(host, "an object") or [None]
+        assert odd is not None, "the record with an object in its fields was lost"
+        assert odd["level"] == 30 and odd["fields"]["n"] == 3
+        assert "object object at" in str(odd["fields"]["o"])

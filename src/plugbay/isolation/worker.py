@@ -53,6 +53,7 @@ from plugbay.api.errors import (
 )
 from plugbay.isolation import _exit_words, _start_memory, frames, handover, loops
 from plugbay.isolation._emit import EVENTS_TARGET, emit_encoder, near_the_bound
+from plugbay.isolation._log_record import record_fields, record_message
 from plugbay.isolation.guard import Guard, classify, file_permissions_hint
 from plugbay.isolation.inline import lifecycle, new_instance, run_in_daemon_thread
 from plugbay.isolation.loading import import_plugin, plugin_frame, raised_at
@@ -65,7 +66,7 @@ from plugbay.isolation.offered_services import (
 from plugbay.model._events import EventListen
 from plugbay.model.manifest import ManifestOrigin, PluginManifest, load_manifest
 from plugbay.model.versions import Range, Version
-from plugbay.monitor.bounds import Bounds, bounded, traceback_text
+from plugbay.monitor.bounds import Bounds
 from plugbay.monitor.library_errors import library_details
 from plugbay.monitor.metrics import PluginMetrics
 
@@ -202,15 +203,8 @@ class _LogForwarder(logging.Handler):
         if not self.limit.allow():
             self.dropped += 1
             return
-        fields = getattr(record, "fields", None)
         with contextlib.suppress(Exception):
-            # cut here as the host would (it cuts again: this side is the plugin's own)
-            message = record.getMessage()
-            if len(message) > 8192:
-                message = message[:8192] + f"… ({len(message) - 8192} more characters cut)"
-            kept = bounded(dict(fields), 16 * 1024)[0] if isinstance(fields, dict) else None
-            if record.exc_info and record.exc_info[1] is not None:  # logger.exception(...)
-                kept = {**(kept or {}), "exception": traceback_text(record.exc_info[1])}
+            message, kept = record_message(record), record_fields(record)
             self.worker.send(frames.Log(record.levelno, record.name, message, kept))
 
 
