@@ -67,6 +67,24 @@ class MetricsCollector(Protocol):
     def snapshot(self) -> dict[str, Any]: ...
 
 
+class ConfigKeyMissing(KeyError):
+    """``context.config[KEY]`` for a key the config does not have: a ``KeyError`` (so
+    ``except KeyError`` still catches it) whose words say what to declare."""
+
+    def __init__(self, key: object, known: list[str]) -> None:
+        super().__init__(key)
+        self.key = key
+        self.known = known
+
+    def __str__(self) -> str:
+        has = ", ".join(self.known) or "no keys"
+        return (
+            f"context.config has no {self.key!r} (it has: {has}); declare it in the "
+            f"manifest as [config.{self.key}] with a default, or read it with "
+            f"context.config.get({self.key!r})"
+        )
+
+
 class PluginConfig(Mapping[str, Any]):
     """A plugin's config, already validated against its manifest's schema. Read-only."""
 
@@ -76,7 +94,16 @@ class PluginConfig(Mapping[str, Any]):
         self._data = dict(data or {})
 
     def __getitem__(self, key: str) -> Any:
-        return self._data[key]
+        try:
+            return self._data[key]
+        except KeyError:
+            raise ConfigKeyMissing(key, sorted(self._data)) from None
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._data.get(key, default)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._data
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._data)
