@@ -143,7 +143,11 @@ async def test_tasks_are_supervised_seen_and_cancelled_at_cleanup(
         # operators see them: plugbay info (from the plugin's metrics) and /metrics
         def shown() -> list[tuple[str, str]]:
             rows = task_rows(host.info("acme.busy"))
-            return rows if any("flaky running, 2 restarts" in v for _, v in rows) else []
+            # both from one heartbeat's figures: flaky's last restart and doomed's failure
+            # happen within the same few milliseconds, and a heartbeat may fall between them
+            said = " ".join(v for _, v in rows)
+            both = "flaky running, 2 restarts" in said and "doomed failed" in said
+            return rows if both else []
 
         rows = await until(shown, "the tasks in plugbay info")
         assert ("tasks", "doomed failed, 2 restarts") in rows
@@ -245,3 +249,38 @@ async def test_a_plain_def_task_fails_at_once_saying_it_needs_async_def(
         assert "'sweep' returned NoneType, not a coroutine" in task["error"]
         assert "async def" in task["error"]
         assert await host.call("acme.plain", "sweeps") == 1
+
+
+DOOMED = """
+from plugbay import PluginContext, UtilityPlugin, command
+
+class P(UtilityPlugin):
+    async def initialize(self, context: PluginContext) -> None:
+        context.tasks.spawn(self.doomed, name="doomed", backoff=0.01, max_restarts=1)
+
+    async def doomed(self) -> None:
+        raise ValueError("never works")
+
+    @command
+    def ping(self) -> str:
+        return "pong"
+"""
+
+
+async def test_a_failed_task_is_logged_with_the_line_that_raised(
+    plugins: PluginFactory, tmp_path: Path, isolation: str
+) -> None:
+    plugins("acme.doomed", DOOMED, extra=f'isolation = "{isolation}"\n')
+    async with make_host(plugins, tmp_path, isolation) as host:
+
+        def failed() -> list[dict[str, Any]]:
+            return [r for r in host.logs("acme.doomed") if "'doomed' failed" in r["message"]]
+
+        [record] = await until(failed, "the task's failure in the plugin's log")
+        assert record["level"] == logging.ERROR
+        assert "ValueError: never works" in record["message"]
+        # the author reads where: the traceback names the task's own file and line
+        trace = record["fields"]["exception"]
+        assert 'main.py", line 9, in doomed' in trace, trace
+        assert trace.rstrip().endswith("ValueError: never works")
+        assert await host.call("acme.doomed", "ping") == "pong"

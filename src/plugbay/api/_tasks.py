@@ -190,6 +190,7 @@ class Tasks:
                         s.info.name,
                         s.info.restarts,
                         s.info.last_error,
+                        exc_info=exc,  # its traceback names the line of the task that raised
                     )
                     self._report()
                     return
