@@ -21,6 +21,7 @@ pytestmark = [pytest.mark.slow]
 DYING = """
 import ctypes
 import os
+import stat
 from plugbay import UtilityPlugin, command
 
 class P(UtilityPlugin):
@@ -35,6 +36,22 @@ class P(UtilityPlugin):
     @command
     def abort(self) -> None:
         ctypes.CDLL(None).abort()
+
+    @command
+    def forge(self) -> None:
+        # a hostile plugin forging its worker's memory mark: the mark's own helper,
+        # then a byte on every pipe it holds (its channel, a socket, it leaves alone),
+        # then the worker's exit code
+        from plugbay.isolation import _memory_mark
+
+        _memory_mark.leave()
+        for fd in range(3, 1024):
+            try:
+                if stat.S_ISFIFO(os.fstat(fd).st_mode):
+                    os.write(fd, b"m")
+            except OSError:
+                pass
+        os._exit(83)
 """
 
 HOARD_AT_IMPORT = """
@@ -78,30 +95,37 @@ async def _died(host: Host, plugin_id: str, command: str, **params: int) -> Plug
 
 
 @pytest.mark.asyncio
-async def test_a_plugins_own_exit_83_is_not_told_as_memory_alone(
+async def test_a_plugins_own_exit_83_is_its_crash_not_memory(
     tmp_path: Path, plugins: PluginFactory
 ) -> None:
+    """The worker's memory exit code, from the plugin's own code: a crash with that code,
+    never its memory limit (a real memory exit keeps its words: test_memory_at_start)."""
     plugins("acme.exits", DYING, extra=LIMITED)
     async with _host(tmp_path, plugins) as host:
         error = await _died(host, "acme.exits", "exit", code=83)
         reason = str(host.plugin("acme.exits").reason)
-    assert isinstance(error, ResourceLimitExceeded)
-    assert "or the plugin's own code ended its worker with os._exit(83)" in error.message
-    assert "if the plugin's code calls os._exit(83) itself" in str(error.hint)
-    assert "os._exit(83)" in reason
+    assert isinstance(error, PluginCrashed)
+    assert not isinstance(error, ResourceLimitExceeded)
+    assert "exited with code 83: the plugin's own code ended it" in error.message
+    assert "256 MiB" not in error.message  # its limit is not named: it is not the cause
+    assert "look in the plugin's code for what exits with code 83" in str(error.hint)
+    assert "the plugin's own code ended it" in reason
 
 
 @pytest.mark.asyncio
-async def test_the_record_of_a_memory_death_says_what_to_do(
+async def test_a_plugin_cannot_forge_the_memory_mark(
     tmp_path: Path, plugins: PluginFactory
 ) -> None:
     plugins("acme.exits", DYING, extra=LIMITED)
     async with _host(tmp_path, plugins) as host:
-        error = await _died(host, "acme.exits", "exit", code=83)
+        error = await _died(host, "acme.exits", "forge")
         info = host.info("acme.exits")
-    assert "raise the memory limit where it is set" in str(error.hint)
-    # what `plugbay info` and health show: the caller's hint, then the restart
-    assert "raise the memory limit where it is set" in info["reason"]
+    assert isinstance(error, PluginCrashed)
+    assert not isinstance(error, ResourceLimitExceeded)
+    assert "exited with code 83: the plugin's own code ended it" in error.message
+    assert "256 MiB" not in error.message
+    # what `plugbay info` and health show: the crash, then the restart
+    assert "the plugin's own code ended it" in info["reason"]
     assert "; restart 1 of " in info["reason"]
 
 

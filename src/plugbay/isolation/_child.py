@@ -24,7 +24,7 @@ import socket
 from typing import Any, Final
 
 from plugbay.api.errors import PlugbayError
-from plugbay.isolation import frames, limits, loops, worker
+from plugbay.isolation import _memory_mark, frames, limits, loops, worker
 from plugbay.isolation._layer import _libc
 from plugbay.isolation._seccomp import SeccompLayer
 
@@ -50,17 +50,20 @@ def die_with_parent() -> None:
 
 def start(control: socket.socket, data: bytes, fds: list[int], runtime: tuple[str, ...]) -> None:
     """The forked child of ``zygote_main``: confine itself as ``data`` asks, then run
-    the worker on ``fds[0]`` (``fds[1]``: a socket to the host for the seccomp
-    listener). Never returns."""
+    the worker on ``fds[0]`` (``fds[1]``: the write end of its memory mark,
+    ``_memory_mark``; ``fds[2]``: a socket to the host for the seccomp listener).
+    Never returns."""
     try:
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         control.close()
         os.setsid()
         die_with_parent()
+        if len(fds) > 1:
+            _memory_mark.arm(fds[1])
         try:
             request = json.loads(data)
-            layers = _confine(request, fds[0], runtime, fds[1] if len(fds) > 1 else None)
+            layers = _confine(request, fds[0], runtime, fds[2] if len(fds) > 2 else None)
         except BaseException as exc:
             _refuse(fds[0], exc, fds[1:])
             os._exit(71)
@@ -116,7 +119,7 @@ def _confine(
     """In the forked worker, before any plugin code: every sandbox layer, or none at all.
 
     ``report`` (a socket to the host) carries the seccomp listener, when there is one."""
-    _close_other_fds(channel, *([report] if report is not None else []))
+    _close_other_fds(channel, *_memory_mark.kept(), *([report] if report is not None else []))
     sandbox = request.get("sandbox")
     if not sandbox:
         if report is not None:

@@ -1,8 +1,9 @@
 """What a worker's death tells the operator when the host cannot see the cause itself.
 
 An exit with :data:`~plugbay.isolation._start_memory.OUT_OF_MEMORY` is what the worker
-gives when its memory limit ends it outside any call, but a plugin's own
-``os._exit(83)`` gives the same status: the words say both (:func:`exit_83_words`).
+gives when its memory limit ends it outside any call, and it then leaves a mark the
+plugin cannot (``_memory_mark``); without that mark, the exit is the plugin's own
+``os._exit(83)``, a crash (:func:`exit_83`).
 SIGABRT is a C library's ``abort()``, most often after an allocation that failed under
 the memory limit (:func:`aborted`). A ``MemoryError`` as an unsandboxed worker imports
 its plugin is memory, not a plain import error (:func:`unsandboxed_import`). A crash
@@ -15,7 +16,7 @@ import signal
 from typing import TYPE_CHECKING
 
 from plugbay.api.errors import PlugbayError, PluginCrashed, PluginLoadError, ResourceLimitExceeded
-from plugbay.isolation._start_memory import OUT_OF_MEMORY, out_of_memory_words, set_where
+from plugbay.isolation._start_memory import OUT_OF_MEMORY, set_where
 from plugbay.isolation._start_memory import at_import as sandboxed_import
 from plugbay.model.manifest import PluginManifest, parse_size
 from plugbay.model.sizes import size_text
@@ -24,21 +25,22 @@ if TYPE_CHECKING:
     from plugbay.isolation.guard import Guard
     from plugbay.isolation.policy import Placement
 
-__all__ = ["aborted", "at_import", "crash_reason", "crashed", "exit_83_words", "unsandboxed_import"]
+__all__ = ["aborted", "at_import", "crash_reason", "crashed", "exit_83", "unsandboxed_import"]
 
 _REPLACED = "; the worker is being replaced"
 
 
-def exit_83_words(placement: Placement) -> tuple[str, str]:
-    """The message and hint for a worker that exited with ``OUT_OF_MEMORY``: its memory
-    limit, or the plugin's own ``os._exit`` with the same code (the status is the same)."""
-    message, hint = out_of_memory_words(placement)
-    return (
-        f"{message} (or the plugin's own code ended its worker with "
-        f"os._exit({OUT_OF_MEMORY}): the worker's status is the same, and the host cannot "
-        "tell the two apart)",
-        f"{hint.removesuffix(_REPLACED)}; if the plugin's code calls "
-        f"os._exit({OUT_OF_MEMORY}) itself, that call is the cause instead{_REPLACED}",
+def exit_83(plugin_id: str, pid: int) -> PluginCrashed:
+    """A worker that exited with ``OUT_OF_MEMORY`` but left no memory mark: the plugin's
+    own code ended it with that code (its memory limit would have left the mark)."""
+    return PluginCrashed(
+        f"its worker process exited with code {OUT_OF_MEMORY}: the plugin's own code ended "
+        f"it (os._exit({OUT_OF_MEMORY}), say); it did not run out of memory, as a worker "
+        "its memory limit ends says so to the host and this one did not",
+        plugin=plugin_id,
+        hint=f"look in the plugin's code for what exits with code {OUT_OF_MEMORY}; "
+        f"'plugbay info {plugin_id}' and the host log say more{_REPLACED}",
+        details={"pid": pid, "exit_code": OUT_OF_MEMORY},
     )
 
 
@@ -68,12 +70,15 @@ def aborted(manifest: PluginManifest, placement: Placement | None, pid: int) -> 
 
 
 def crashed(
-    manifest: PluginManifest, placement: Placement | None, pid: int, code: int
+    manifest: PluginManifest, placement: Placement | None, pid: int, code: int, marked: bool
 ) -> PluginCrashed:
     """What a worker\x27s exit (``os.waitstatus_to_exitcode``) that hit no limit the host saw
-    tells its callers: SIGABRT in these words (:func:`aborted`), any other as it is."""
+    tells its callers: SIGABRT in these words (:func:`aborted`), ``OUT_OF_MEMORY`` without
+    the memory mark (``marked``) as the plugin's own (:func:`exit_83`), any other as it is."""
     if code == -signal.SIGABRT:
         return aborted(manifest, placement, pid)
+    if code == OUT_OF_MEMORY and not marked:
+        return exit_83(manifest.id, pid)
     # the host\x27s module, imported here: a worker (which imports this one) never needs it
     from plugbay.isolation._process_parts import crash_error
 

@@ -39,7 +39,7 @@ from plugbay.isolation import frames, handover, sampling
 from plugbay.isolation._calls import RequestsToWorker
 from plugbay.isolation._cgroups import CgroupLayer
 from plugbay.isolation._env_zygotes import EnvironmentZygotes
-from plugbay.isolation._exit_words import crashed, exit_83_words
+from plugbay.isolation._exit_words import crashed
 from plugbay.isolation._host_bounds import BoundedByHost
 from plugbay.isolation._process_parts import (
     RemoteSpec,
@@ -54,7 +54,13 @@ from plugbay.isolation._process_parts import (
     size_text,
     worker_request,
 )
-from plugbay.isolation._start_memory import OUT_OF_MEMORY, at_call, at_load, set_where
+from plugbay.isolation._start_memory import (
+    OUT_OF_MEMORY,
+    at_call,
+    at_load,
+    out_of_memory_words,
+    set_where,
+)
 from plugbay.isolation.affinity import Follow
 from plugbay.isolation.base import Backend, CallTimeout, EnvironmentPaths, PluginHandle, deadline
 from plugbay.isolation.heartbeat import Beat, Pulse, held_by, hung_error, pulse_for
@@ -340,18 +346,27 @@ class ProcessHandle(sampling.SampledInWorker, RequestsToWorker, BoundedByHost, P
                 f"set by {set_where(self.placement)}) and the kernel's OOM killer "
                 "stopped it",
             )
-        elif code == OUT_OF_MEMORY and self.placement is not None and limits.get("memory"):
-            error = self._limit("memory", *exit_83_words(self.placement))
+        elif (placement := self._out_of_memory(code)) is not None:
+            error = self._limit("memory", *out_of_memory_words(placement))
         elif code == -signal.SIGXCPU:
             error = self._limit(
                 "cpu_seconds",
                 f"its worker used up its CPU time ({limits.get('cpu-seconds')} s) and was killed",
             )
         else:
-            error = crashed(self.manifest, self.placement, self.pid, code)
+            marked = self.child.ran_out_of_memory()
+            error = crashed(self.manifest, self.placement, self.pid, code, marked)
             if code == -signal.SIGSYS:
                 self._report({"kind": "killed", "layer": "seccomp", "detail": "SIGSYS"})
         self._crashed(error.message, error=error)
+
+    def _out_of_memory(self, code: int) -> Placement | None:
+        """The placement whose memory limit ended the worker's start: its exit code is
+        ``OUT_OF_MEMORY`` and it left its memory mark (``_memory_mark``); else None."""
+        placement = self.placement
+        if code != OUT_OF_MEMORY or placement is None or not placement.limits.get("memory"):
+            return None
+        return placement if self.child.ran_out_of_memory() else None
 
     def _limit(self, limit: str, message: str, hint: str | None = None) -> ResourceLimitExceeded:
         self._report({"kind": "limit", "limit": limit, "detail": message})

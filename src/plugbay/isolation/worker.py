@@ -51,7 +51,7 @@ from plugbay.api.errors import (
     ServiceError,
     error_from_dict,
 )
-from plugbay.isolation import _exit_words, _start_memory, frames, handover, loops
+from plugbay.isolation import _exit_words, _memory_mark, _start_memory, frames, handover, loops
 from plugbay.isolation._emit import EVENTS_TARGET, emit_encoder, near_the_bound
 from plugbay.isolation._log_record import record_fields, record_message
 from plugbay.isolation.guard import Guard, classify, file_permissions_hint
@@ -426,6 +426,7 @@ class Worker:
             # write (ctypes included); the limit stays an EFBIG error, never a death
             signal.signal(signal.SIGXFSZ, self._file_too_large)
         doing = "loading"
+        _memory_mark.disarm()  # the plugin's code runs from here on: it never holds the mark
         try:
             manifest = self.manifest = _manifest_of(message)
             code = import_plugin(manifest)
@@ -747,13 +748,15 @@ async def _run(fd: int, layers: list[dict[str, Any]] | None) -> None:
     worker = Worker(layers)
     worker.fd = fd
     loop = asyncio.get_running_loop()
-    await loop.create_connection(functools.partial(_channel_for, worker), sock=sock)
     from plugbay.isolation import diagnostics
 
+    # the worker's own start first: a memory limit that ends it ends it before Load (the
+    # plugin's code), while it still holds the mark (``_memory_mark``)
     diagnostics.capture_output(
         loop, worker.send, lambda: worker.plugin.id if worker.plugin else None
     )
     diagnostics.dump_tasks_on_signal(loop)
+    await loop.create_connection(functools.partial(_channel_for, worker), sock=sock)
     try:
         await worker.done
     finally:
@@ -776,6 +779,8 @@ def main(fd: int, layers: list[dict[str, Any]] | None = None) -> None:
         loops.run(_run(fd, layers), sandboxed=bool(layers))
     except BaseException as exc:  # its words are lost with its output: the code tells the host
         code = _start_memory.exit_code(exc)
+        if code == _start_memory.OUT_OF_MEMORY:
+            _memory_mark.leave()  # before the plugin's code ran: the host's proof of memory
     finally:
         sys.stdout.flush()
         os._exit(code)

@@ -22,6 +22,7 @@ import subprocess
 import sys
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
+from plugbay.isolation import _memory_mark
 from plugbay.isolation.loops import LOOP_VARIABLE
 
 if TYPE_CHECKING:
@@ -110,7 +111,7 @@ def zygote_main(control_fd: int, read_paths: list[str] | None = None) -> None:
         if control.fileno() not in readable:
             continue
         try:
-            data, fds, _flags, _addr = socket.recv_fds(control, 65536, 2)
+            data, fds, _flags, _addr = socket.recv_fds(control, 65536, 3)
         except OSError:
             os._exit(0)
         if not data:  # the host is gone
@@ -241,12 +242,16 @@ class Child:
     number is all there is, as before.
     """
 
-    __slots__ = ("closed", "fd", "pid")
+    __slots__ = ("closed", "fd", "mark", "out_of_memory", "pid")
 
     def __init__(self, pid: int, fd: int | None = None) -> None:
         self.pid = pid
         self.fd = fd
         self.closed = False
+        #: the read end of the worker's memory mark (``_memory_mark``), and whether it
+        #: left it (:meth:`ran_out_of_memory`)
+        self.mark: int | None = None
+        self.out_of_memory = False
 
     def exited(self) -> bool:
         """Whether the worker has exited (its number may be another process's soon);
@@ -274,6 +279,16 @@ class Child:
         fd, self.fd, self.closed = self.fd, None, True
         if fd is not None:
             os.close(fd)
+        self.ran_out_of_memory()
+
+    def ran_out_of_memory(self) -> bool:
+        """Once the worker has exited: whether it left its memory mark (its memory limit
+        ended its start, not the plugin's own ``os._exit``)."""
+        mark, self.mark = self.mark, None
+        if mark is not None:
+            self.out_of_memory = _memory_mark.left(mark)
+            os.close(mark)
+        return self.out_of_memory
 
 
 class Zygote:
@@ -427,7 +442,9 @@ class Zygote:
         assert control is not None
         host_end, worker_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         ours, theirs = socket.socketpair(socket.AF_UNIX) if report else (None, None)
-        passed = [worker_end.fileno()] + ([theirs.fileno()] if theirs is not None else [])
+        mark, mark_end = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)  # ``_memory_mark``
+        passed = [worker_end.fileno(), mark_end]
+        passed += [theirs.fileno()] if theirs is not None else []
         loop = asyncio.get_running_loop()
         reply: asyncio.Future[Child] = loop.create_future()
         async with self._lock:
@@ -437,13 +454,16 @@ class Zygote:
                 child = await asyncio.wait_for(reply, 30)
             except BaseException:
                 host_end.close()
+                os.close(mark)
                 if ours is not None:
                     ours.close()
                 raise
             finally:
                 worker_end.close()
+                os.close(mark_end)
                 if theirs is not None:
                     theirs.close()
+        child.mark = mark
         self._exits.setdefault(child.pid, loop.create_future())
         return child, host_end, ours
 
