@@ -7,12 +7,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from plugbay.api import Storage
 from plugbay.api.errors import PlugbayError, ResourceLimitExceeded
 
 if TYPE_CHECKING:
-    from plugbay.api import Storage
+    from plugbay.api import PluginContext
+    from plugbay.isolation.policy import Placement
 
-__all__ = ["fail", "over_host_call_rate", "storage_request"]
+__all__ = ["bounded_storage", "fail", "over_host_call_rate", "storage_request"]
 
 
 def fail(message: str, kind: str = "PlugbayError") -> dict[str, Any]:
@@ -31,6 +33,20 @@ def over_host_call_rate(plugin_id: str, per_second: float) -> ResourceLimitExcee
         "(see docs/security.md)",
         details={"limit": "host_calls"},
     )
+
+
+def bounded_storage(context: PluginContext, placement: Placement | None) -> Storage:
+    """The plugin's store, held within its storage quota: a module's store is kept in the
+    host's process, on no image of the quota's size, so the store keeps to the quota itself
+    (as a Ray plugin's kept store does) and a write past it is ``StorageFull``."""
+    quota = placement.limits.get("storage") if placement is not None else None
+    if quota is None:
+        return context.storage
+    context.storage.close()  # not used yet; closed should the host have opened it
+    environment = context.environment
+    store = Storage(environment.data_dir, plugin=environment.plugin_id, limit=int(quota))
+    object.__setattr__(context, "storage", store)  # what the host's cleanup closes
+    return store
 
 
 def storage_request(storage: Storage | None, request: dict[str, Any]) -> Any:

@@ -282,7 +282,15 @@ def _resize(image: Path, size: int, plugin: str) -> None:
         if size > current:
             with open(image, "r+b") as f:
                 f.truncate(size)
-        _run("resize2fs", str(image), f"{size // 1024}K")
+        try:
+            _run("resize2fs", str(image), f"{size // 1024}K")
+        except QuotaUnavailable:
+            if size > current:
+                raise
+            # resize2fs keeps the metadata laid out for the old size (an empty 256 MiB
+            # image cannot go below 8.3 MiB): a new image of the size, the data copied in
+            _rebuild(image, size)
+            return
     except QuotaUnavailable as exc:
         log.warning(
             "plugin '%s': its storage quota changed to %s, but its image could not be "
@@ -303,12 +311,44 @@ def _has_entries(path: Path) -> bool:
         return any(True for _ in entries)
 
 
+def _rebuild(image: Path, size: int) -> None:
+    """Shrink ``image`` to ``size`` by copying its data into a new image of that size,
+    which then takes its place; :class:`QuotaUnavailable` (the old image untouched) when
+    the data does not fit. Until the rename the old image is whole, so a crash loses
+    nothing (the next start tries again)."""
+    smaller, reading = image.with_suffix(".smaller"), image.with_suffix(".reading")
+    smaller.unlink(missing_ok=True)  # left by a crash: it was never the image
+    _make_image(smaller, size)
+    reading.mkdir(exist_ok=True)
+    try:
+        _mount(image, reading)
+        try:
+            _copy_into(smaller, reading)
+        finally:
+            _umount(reading)
+        os.replace(smaller, image)
+    finally:
+        smaller.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            reading.rmdir()
+
+
 def _absorb(image: Path, data_dir: Path) -> None:
     """Copy what a plain data directory holds into the image, then empty the directory.
 
     The copy goes to a staging mount point; the directory is emptied only once the
     copy is on the image's disk, so a crash in between loses nothing (the next start
     copies again, over what is there)."""
+    _copy_into(image, data_dir)
+    for entry in list(data_dir.iterdir()):
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
+def _copy_into(image: Path, data_dir: Path) -> None:
+    """Copy what ``data_dir`` holds into the image, synced to its disk."""
     staging = image.with_suffix(".migrating")
     staging.mkdir(exist_ok=True)
     _mount(image, staging)
@@ -327,11 +367,6 @@ def _absorb(image: Path, data_dir: Path) -> None:
         _umount(staging)
         with contextlib.suppress(OSError):
             staging.rmdir()
-    for entry in list(data_dir.iterdir()):
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry)
-        else:
-            entry.unlink()
 
 
 #: the janitor's whole program: the standard library only, so that it starts in a few

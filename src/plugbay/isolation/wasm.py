@@ -57,7 +57,11 @@ from plugbay.api.errors import (
 from plugbay.isolation._wasm_deadline import JobDeadlines
 from plugbay.isolation._wasm_events import PluginEmits, event_request
 from plugbay.isolation._wasm_requests import fail as _fail
-from plugbay.isolation._wasm_requests import over_host_call_rate, storage_request
+from plugbay.isolation._wasm_requests import (
+    bounded_storage,
+    over_host_call_rate,
+    storage_request,
+)
 from plugbay.isolation._wasm_services import HostCall, service_request
 from plugbay.isolation._wasm_start import start_traps
 from plugbay.isolation._wasm_thread import Closed, InstanceThread
@@ -515,7 +519,7 @@ class WasmHandle(PluginHandle):
     # -- the contract ---------------------------------------------------------------------
 
     async def initialize(self, context: PluginContext, timeout: float) -> None:
-        self._context, self._storage = context, context.storage
+        self._context, self._storage = context, bounded_storage(context, self.placement)
         self._config = msgspec.json.encode(context.config.to_dict())
         with start_traps(self.manifest):  # a trap as it starts: plugin_init_failed
             await self._job("initialize", self._new_instance, timeout)

@@ -124,7 +124,10 @@ MEANING: Final[dict[str, str]] = {
         "host's Ray cluster)."
     ),
     "placement.node-labels": ('Ray node labels the node must carry (`{ zone = "b" }`).'),
-    "resources.storage": "The size of its data directory (the storage quota): bytes or a size.",
+    "resources.storage": "The storage quota, bytes or a size: a sandboxed plugin's data "
+    "directory is an image of this size (at least 2 MiB); a Wasm plugin's `context.storage` "
+    "takes at most half of it; an inline plugin has none "
+    "([storage quota](storage-and-denials.md)).",
     "runtime": "`python`, or `wasm`: `entry` is then a `.wasm` module (or component) and "
     "`[commands.NAME]` declare its typed commands ([WebAssembly plugins](wasm-plugins.md)).",
     "commands": "A Wasm plugin's commands, `[commands.NAME]`: parameters and result with their "
