@@ -302,8 +302,11 @@ async def test_running_out_of_memory_in_the_sdk_is_reported_as_the_memory_limit(
             await host.call("acme.faulty", "report", n=8192)
         assert refused.value.details["limit"] == "memory"
         assert "ran out of memory in 'report'" in str(refused.value)
-        assert "its limit 16 MiB" in str(refused.value)
-        assert "raise resources.memory" in str(refused.value)
+        assert (
+            "under its memory limit, 16 MiB (set by its manifest's [resources] memory = '16MiB')"
+            in str(refused.value)
+        )
+        assert "raise the memory limit where it is set" in str(refused.value)
         assert any(
             "out of memory" in r["message"] for r in host.logs("acme.faulty", limit=50)
         )  # its own log says it too

@@ -201,8 +201,9 @@ async def test_a_replaced_instance_gives_back_its_address_space(host: Host) -> N
 @pytest.mark.asyncio(loop_scope="module")
 async def test_a_memory_grow_bomb_stops_at_its_limit(host: Host) -> None:
     first = host.plugin(ATTACKER).handle
-    with pytest.raises(ResourceLimitExceeded, match="reached its memory limit \\(16 MiB") as hit:
+    with pytest.raises(ResourceLimitExceeded, match="reached its memory limit, 16 MiB") as hit:
         await host.call(ATTACKER, "grow")
+    assert "set by its manifest's [resources] memory = '16MiB'" in str(hit.value)
     assert hit.value.plugin == ATTACKER and hit.value.details["limit"] == "memory"
     await neighbours_answer(host)
     await until(lambda: host.plugin(ATTACKER).handle is not first, "the replacement")

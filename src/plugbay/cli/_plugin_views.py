@@ -177,7 +177,7 @@ def _sandbox_facts(data: dict[str, Any], m: dict[str, Any]) -> list[tuple[str, A
             ("limits", limits_text(kept) + " (memory: its linear memory; CPU and time: per call)")
         )
     elif limits:
-        facts.append(("limits", limits_text(limits)))
+        facts.append(("limits", limits_text(limits) + _unenforced(data)))
     sandbox = data.get("sandbox") or {}
     if sandbox.get("secrets"):
         facts.append(("secrets", ", ".join(sandbox["secrets"]) + " (through context.secrets)"))
@@ -185,6 +185,19 @@ def _sandbox_facts(data: dict[str, Any], m: dict[str, Any]) -> list[tuple[str, A
         layers = (f"{x['name']}{'' if x['active'] else ' (off)'}" for x in sandbox["layers"])
         facts.append(("layers", ", ".join(layers)))
     return facts
+
+
+def _unenforced(data: dict[str, Any]) -> str:
+    """What a bare Ray actor's limits are not: it has no sandbox, and Ray's ``memory`` is
+    room its scheduler reserves on a node, never a bound on what the process uses."""
+    if (data.get("location") or {}).get("mode") != "actor":
+        return ""
+    return (
+        " (not enforced: a bare Ray actor has no sandbox; its memory only reserves room on "
+        "its node for Ray's scheduler, and only each call's timeout holds; [ray] "
+        "bare-actors = false runs it in a worker of its node's agent, under its manifest's "
+        "[resources] memory)"
+    )
 
 
 def _usage_facts(usage: dict[str, Any]) -> list[tuple[str, Any]]:

@@ -56,12 +56,13 @@ from plugbay.api.errors import (
 )
 from plugbay.isolation._wasm_deadline import JobDeadlines
 from plugbay.isolation._wasm_events import PluginEmits, event_request
-from plugbay.isolation._wasm_requests import fail as _fail
+from plugbay.isolation._wasm_memory import MEMORY_HINT, limit_words, memory_at_start
 from plugbay.isolation._wasm_requests import (
     bounded_storage,
     over_host_call_rate,
     storage_request,
 )
+from plugbay.isolation._wasm_requests import fail as _fail
 from plugbay.isolation._wasm_services import HostCall, service_request
 from plugbay.isolation._wasm_start import start_traps
 from plugbay.isolation._wasm_thread import Closed, InstanceThread
@@ -69,6 +70,7 @@ from plugbay.isolation.affinity import Follow
 from plugbay.isolation.base import Backend, CallTimeout, EnvironmentPaths, PluginHandle
 from plugbay.isolation.identity import deliver_log, judge_error
 from plugbay.isolation.refusals import Refusals
+from plugbay.model.sizes import size_text
 
 if TYPE_CHECKING:
     from plugbay.api import Storage
@@ -458,28 +460,31 @@ class WasmHandle(PluginHandle):
         (the SDK does, before it traps), or, the store refusing to grow it past its limit
         (memory.grow returns -1), it trapped within one grow step (an eighth) of it."""
         memory, used, refused = self.limits.memory_bytes, trap.memory_bytes, trap.refused
-        cap = f"its limit {memory >> 20} MiB" if memory else "no limit set"
+        cap = limit_words(memory, self.placement)
         if refused is not None:
             message = (
                 f"its instance ran out of memory in '{what}': {refused:,} more bytes were "
-                f"refused with {used >> 20} MiB of linear memory in use ({cap}), and it "
-                f"trapped: {trap}"
+                f"refused with {size_text(used)} of linear memory in use, under {cap}, and "
+                f"it trapped: {trap}"
             )
         elif memory and used + max(2 * _PAGE, memory // 8) > memory:
             message = (
-                f"its instance reached its memory limit ({memory >> 20} MiB of linear memory, "
-                f"{used >> 20} MiB in use) and trapped in '{what}': {trap}"
+                f"its instance reached {cap}, with {size_text(used)} of linear memory in "
+                f"use, and trapped in '{what}': {trap}"
             )
         else:
             return None
-        return self._limit("memory", message, replaced=True)
+        return self._limit("memory", message, replaced=True, hint=MEMORY_HINT)
 
-    def _limit(self, limit: str, message: str, *, replaced: bool) -> ResourceLimitExceeded:
+    def _limit(
+        self, limit: str, message: str, *, replaced: bool, hint: str | None = None
+    ) -> ResourceLimitExceeded:
         self._report({"kind": "limit", "limit": limit, "detail": message})
         return ResourceLimitExceeded(
             message,
             plugin=self.manifest.id,
-            hint=f"raise resources.{limit.replace('_', '-')} in the manifest (the host's "
+            hint=hint
+            or f"raise resources.{limit.replace('_', '-')} in the manifest (the host's "
             "policy caps it)",
             details={"limit": limit, "replaced": replaced},
         )
@@ -521,7 +526,8 @@ class WasmHandle(PluginHandle):
     async def initialize(self, context: PluginContext, timeout: float) -> None:
         self._context, self._storage = context, bounded_storage(context, self.placement)
         self._config = msgspec.json.encode(context.config.to_dict())
-        with start_traps(self.manifest):  # a trap as it starts: plugin_init_failed
+        # a trap as it starts: plugin_init_failed; initial memory above its limit: the limit
+        with start_traps(self.manifest), memory_at_start(self.manifest, self.placement):
             await self._job("initialize", self._new_instance, timeout)
 
     async def call(self, spec: CommandSpec, params: dict[str, Any], timeout: float) -> Any:
