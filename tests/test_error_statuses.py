@@ -350,10 +350,11 @@ async def test_a_plugin_api_refusal_of_the_plugins_own_data_is_its_own_in_both_b
     error = _error(announce)
     assert error["code"] == "parameter_invalid"
     assert "its field 'lock' is not plain data" in error["message"]
-    assert error["details"] == {"raised_by": "acme.user"}
+    assert error["details"]["raised_by"] == "acme.user"
+    assert error["details"]["raised_at"]["function"] == "announce"  # the author's line
     assert keep.status_code == 502, keep.text
     assert "storage: a key must be a non-empty string" in _error(keep)["message"]
-    assert _error(keep)["details"] == {"raised_by": "acme.user"}
+    assert _error(keep)["details"]["raised_by"] == "acme.user"
     assert ask.status_code == 503, ask.text
     assert _error(ask)["details"] == {"relayed_by": "acme.user"}
     assert ok.json() == {"result": "pong from acme.calc 1.0.0"}

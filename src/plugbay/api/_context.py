@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar, overload, runtime_checkable
 
 from plugbay.api._events import Events
+from plugbay.api._retired import retired
 from plugbay.api._storage import Storage
 from plugbay.api._tasks import Tasks
 from plugbay.api._types import Environment
@@ -241,4 +242,9 @@ class PluginContext:
         try:
             return await self.tasks.close(timeout)
         finally:
-            self.storage.close()
+            # for good: a thread or callback of the stopped instance that still holds this
+            # context must not write over the next version's store (``api._retired``)
+            refusal = retired(self.environment.plugin_id, self.environment.plugin_version)
+            self.tasks.retire(refusal)
+            self.storage.retire(refusal)
+            self.events.retire(refusal)

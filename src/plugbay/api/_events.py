@@ -31,6 +31,7 @@ from typing import Any, Final, TypeVar
 import msgspec
 
 from plugbay.api._command import CommandMethod, CommandSpec
+from plugbay.api._retired import Retired
 from plugbay.api.errors import (
     ParameterError,
     PluginLoadError,
@@ -199,7 +200,7 @@ class Events:
     elsewhere it is measured here, before anything is sent.
     """
 
-    __slots__ = ("_host_measures", "_plugin", "_sink")
+    __slots__ = ("_host_measures", "_plugin", "_retired", "_sink")
 
     def __init__(
         self, sink: EmitSink | None = None, *, plugin: str = "", host_measures: bool = False
@@ -207,6 +208,7 @@ class Events:
         self._sink = sink
         self._plugin = plugin
         self._host_measures = host_measures
+        self._retired: Retired | None = None
 
     async def emit(self, name: str, payload: object) -> int:
         """Send ``payload`` as event ``name``; returns the number of listeners that took it
@@ -215,12 +217,18 @@ class Events:
         if not self._host_measures:
             payload_size(name, data, self._plugin or None)
         if self._sink is None:
+            if self._retired is not None:
+                raise self._retired(f"context.events.emit({name!r})")
             raise PluginStateError(
                 f"cannot emit '{name}': this context is not connected to a host",
                 plugin=self._plugin or None,
                 hint="events are emitted by a plugin that a host started (see plugbay.pdk.testing)",
             )
         return await self._sink(name, data)
+
+    def retire(self, refusal: Retired) -> None:
+        """Disconnect for good: the context's instance was stopped (``api._retired``)."""
+        self._retired, self._sink = refusal, None
 
     def __repr__(self) -> str:
         return f"Events({self._plugin or 'unconnected'})"

@@ -28,6 +28,7 @@ from typing import Any, Final, TypeVar, overload
 
 import msgspec
 
+from plugbay.api._retired import Retired
 from plugbay.api.errors import PlugbayError, StorageFull
 
 __all__ = ["FILENAME", "Storage"]
@@ -55,7 +56,7 @@ class Storage:
     transaction); any thread of the plugin may call them.
     """
 
-    __slots__ = ("_conn", "_dir", "_limit", "_lock", "_plugin")
+    __slots__ = ("_conn", "_dir", "_limit", "_lock", "_plugin", "_retired")
 
     def __init__(self, data_dir: Path, *, plugin: str = "", limit: int | None = None) -> None:
         self._dir = Path(data_dir)
@@ -65,6 +66,7 @@ class Storage:
         self._limit = limit
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.Lock()
+        self._retired: Retired | None = None
 
     @property
     def path(self) -> Path:
@@ -184,6 +186,13 @@ class Storage:
             with contextlib.suppress(sqlite3.Error):
                 conn.close()
 
+    def retire(self, refusal: Retired) -> None:
+        """Close the file for good: the context's instance was stopped, and every later
+        use is ``refusal`` (``api._retired``), never a reopened store."""
+        with self._lock:
+            self._retired = refusal
+        self.close()
+
     def __repr__(self) -> str:
         return f"Storage({str(self.path)!r})"
 
@@ -240,6 +249,8 @@ class Storage:
         with self._lock:
             conn = self._conn
             if conn is None:
+                if self._retired is not None:  # only where a closed store would reopen
+                    raise self._retired("context.storage")
                 conn = self._conn = self._open()
             try:
                 yield conn

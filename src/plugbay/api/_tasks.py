@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Final, Literal, Protocol
 
+from plugbay.api._retired import Retired
 from plugbay.api.errors import PlugbayError
 
 __all__ = ["STATES", "TaskInfo", "Tasks"]
@@ -76,7 +77,7 @@ def _once(coro: Coroutine[Any, Any, Any]) -> Callable[[], Awaitable[Any]]:
 class Tasks:
     """The plugin's background tasks (``context.tasks``)."""
 
-    __slots__ = ("_closing", "_log", "_metrics", "_plugin", "_tasks")
+    __slots__ = ("_closing", "_log", "_metrics", "_plugin", "_retired", "_tasks")
 
     def __init__(
         self,
@@ -90,6 +91,7 @@ class Tasks:
         self._metrics = metrics
         self._tasks: dict[str, _Supervised] = {}
         self._closing = False
+        self._retired: Retired | None = None
 
     def spawn(
         self,
@@ -108,9 +110,13 @@ class Tasks:
         command, on the plugin's event loop.
         """
         if self._closing:
+            if self._retired is not None:
+                raise self._retired(f"context.tasks.spawn(name={name!r})")
             raise PlugbayError(
                 f"tasks: cannot start '{name}' while the plugin is being cleaned up",
                 plugin=self._plugin or None,
+                hint="start background tasks in initialize or a command; the host cancels "
+                "them at cleanup",
             )
         known = self._tasks.get(name)
         if known is not None and known.task is not None and not known.task.done():
@@ -137,6 +143,10 @@ class Tasks:
             self._supervise(supervised), name=f"plugbay-task-{self._plugin}-{name}"
         )
         self._report()
+
+    def retire(self, refusal: Retired) -> None:
+        """Refuse every later spawn with ``refusal``: the context's instance was stopped."""
+        self._closing, self._retired = True, refusal
 
     def info(self) -> list[TaskInfo]:
         """Every task spawned (also those done, failed or cancelled), by name."""

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from plugbay.api import Storage
+from plugbay.api._retired import Retired
 from plugbay.api.errors import PlugbayError, PluginCrashed, error_from_dict
 from plugbay.isolation import frames
 
@@ -84,6 +85,15 @@ class HostStorage(Storage):
 
     def close(self) -> None:
         """Nothing is open here: the host closes its store when the plugin stops."""
+
+    def retire(self, refusal: Retired) -> None:
+        """Refuse every later use with ``refusal`` (``api._retired``): the host's store
+        goes on serving the plugin's next instance, never this stopped one."""
+
+        def refuse(_op: str, _params: dict[str, Any]) -> Any:
+            raise refusal("context.storage")
+
+        self._ask = refuse
 
     def __repr__(self) -> str:
         return f"HostStorage(kept by the host, plugin {self._plugin!r})"

@@ -52,6 +52,7 @@ from plugbay.api.errors import (
     error_from_dict,
 )
 from plugbay.isolation import _exit_words, _memory_mark, _start_memory, frames, handover, loops
+from plugbay.isolation._authors_line import at_the_authors_line
 from plugbay.isolation._emit import EVENTS_TARGET, emit_encoder, near_the_bound
 from plugbay.isolation._log_record import record_fields, record_message
 from plugbay.isolation.guard import Guard, classify, file_permissions_hint
@@ -382,7 +383,7 @@ class Worker:
         try:
             return frames.encode(_Reply(message.id, run(message)))
         except PlugbayError as exc:
-            return frames.encode(frames.Fail(message.id, exc.to_dict()))
+            return frames.encode(frames.Fail(message.id, self.placed(exc)))
         except BaseException as exc:
             return frames.encode(self.failure(message.id, exc, "the call"))
 
@@ -392,7 +393,7 @@ class Worker:
         try:
             self.send(_Reply(message.id, run(message)))
         except PlugbayError as exc:
-            self.send(frames.Fail(message.id, exc.to_dict()))
+            self.send(frames.Fail(message.id, self.placed(exc)))
         except BaseException as exc:
             self.fail(message.id, exc, "the call")
 
@@ -529,7 +530,7 @@ class Worker:
         except asyncio.CancelledError:
             return
         except PlugbayError as exc:
-            self.send(frames.Fail(request, exc.to_dict()))
+            self.send(frames.Fail(request, self.placed(exc)))
         except BaseException as exc:
             self.fail(request, exc, doing)
         else:
@@ -546,6 +547,10 @@ class Worker:
         self.send(failed)
         if failed.error["details"].get("replace") and self.channel is not None:
             self.channel.flush()
+
+    def placed(self, exc: PlugbayError) -> dict[str, Any]:
+        """A refusal of the plugin's context names the plugin's line that called it."""
+        return at_the_authors_line(exc, self.manifest).to_dict()
 
     def failure(self, request: int, exc: BaseException, doing: str) -> frames.Fail:
         """The answer to a request that raised: the sandbox's reading of it first (a

@@ -40,6 +40,7 @@ from plugbay.api.errors import (
     did_you_mean,
 )
 from plugbay.isolation import CallTimeout, PluginHandle
+from plugbay.isolation._authors_line import at_the_authors_line
 from plugbay.isolation.loading import plugin_frame, raised_at
 from plugbay.model.manifest import PluginManifest
 from plugbay.monitor import CommandStats
@@ -143,6 +144,7 @@ class Calling:
             count_failure(stats, started, None if isinstance(exc, ParameterError) else exc)
             heard_failing(heard, at, spec, kwargs, exc)
             mark_origin(exc, plugin_id, handle.manifest)  # the plugin's, or the request's?
+            at_the_authors_line(exc, handle.manifest)  # a context's refusal: the caller's line
             raise
         except CallTimeout as exc:
             count_failure(stats, started, "PluginTimeout")
