@@ -106,10 +106,15 @@ async def test_a_plugins_own_exit_83_is_its_crash_not_memory(
         reason = str(host.plugin("acme.exits").reason)
     assert isinstance(error, PluginCrashed)
     assert not isinstance(error, ResourceLimitExceeded)
-    assert "exited with code 83: the plugin's own code ended it" in error.message
-    assert "256 MiB" not in error.message  # its limit is not named: it is not the cause
+    # past Load the host cannot tell the plugin's own exit from memory used up after it
+    # loaded: both are said, the limit named, never "it did not run out of memory"
+    assert "exited with code 83 after its plugin loaded: either the plugin's own code" in (
+        error.message
+    )
+    assert "or the worker used up its memory limit, 256 MiB (set by its manifest" in error.message
+    assert "did not run out of memory" not in error.message
     assert "look in the plugin's code for what exits with code 83" in str(error.hint)
-    assert "the plugin's own code ended it" in reason
+    assert "either the plugin's own code ended it" in reason
 
 
 @pytest.mark.asyncio
@@ -122,10 +127,10 @@ async def test_a_plugin_cannot_forge_the_memory_mark(
         info = host.info("acme.exits")
     assert isinstance(error, PluginCrashed)
     assert not isinstance(error, ResourceLimitExceeded)
-    assert "exited with code 83: the plugin's own code ended it" in error.message
-    assert "256 MiB" not in error.message
+    assert "after its plugin loaded: either the plugin's own code ended it" in error.message
+    assert "did not run out of memory" not in error.message
     # what `plugbay info` and health show: the crash, then the restart
-    assert "the plugin's own code ended it" in info["reason"]
+    assert "either the plugin's own code ended it" in info["reason"]
     assert "; restart 1 of " in info["reason"]
 
 
@@ -170,3 +175,21 @@ async def test_an_unsandboxed_workers_memory_error_at_import_reads_as_memory(
     assert "importing 'main' ran out of memory (MemoryError)" in str(record.reason)
     assert "its worker is not sandboxed" in str(record.reason)
     assert "have the plugin allocate less at import" in str(record.reason)
+
+
+def test_exit_83_without_the_mark_before_load_is_never_the_plugins(
+    plugins: PluginFactory,
+) -> None:
+    """Before Load no plugin code ran: a worker's exit 83 without its mark is its start's
+    memory (the mark lost), never the plugin's own exit, and names the limit."""
+    from plugbay.isolation._exit_words import crashed
+    from plugbay.model.manifest import load_manifest
+
+    manifest = load_manifest(plugins("acme.exits", DYING, extra=LIMITED) / "plugin.toml")
+    error = crashed(manifest, None, 4321, 83, marked=False, past_load=False)
+    assert "exited with code 83 before its plugin's code ran, so not by the plugin" in (
+        error.message
+    )
+    assert "its memory limit, 256 MiB (set by its manifest's [resources] memory" in error.message
+    assert "the plugin's own code ended it" not in error.message
+    assert str(error.hint).startswith("raise the memory limit where it is set")

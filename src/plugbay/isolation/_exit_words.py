@@ -2,8 +2,9 @@
 
 An exit with :data:`~plugbay.isolation._start_memory.OUT_OF_MEMORY` is what the worker
 gives when its memory limit ends it outside any call, and it then leaves a mark the
-plugin cannot (``_memory_mark``); without that mark, the exit is the plugin's own
-``os._exit(83)``, a crash (:func:`exit_83`).
+plugin cannot (``_memory_mark``); without that mark, past ``Load`` the exit is the
+plugin's own ``os._exit(83)`` or memory used up after it loaded, and before ``Load``
+the worker's start, its mark lost (:func:`exit_83`).
 SIGABRT is a C library's ``abort()``, most often after an allocation that failed under
 the memory limit (:func:`aborted`). A ``MemoryError`` as an unsandboxed worker imports
 its plugin is memory, not a plain import error (:func:`unsandboxed_import`). A crash
@@ -30,17 +31,40 @@ __all__ = ["aborted", "at_import", "crash_reason", "crashed", "exit_83", "unsand
 _REPLACED = "; the worker is being replaced"
 
 
-def exit_83(plugin_id: str, pid: int) -> PluginCrashed:
-    """A worker that exited with ``OUT_OF_MEMORY`` but left no memory mark: the plugin's
-    own code ended it with that code (its memory limit would have left the mark)."""
+def exit_83(
+    manifest: PluginManifest, placement: Placement | None, pid: int, past_load: bool
+) -> PluginCrashed:
+    """A worker that exited with ``OUT_OF_MEMORY`` but left no memory mark. Past ``Load``
+    (the plugin's code may have run, and the worker holds no mark from then on) it is the
+    plugin's own ``os._exit(83)`` or memory used up after it loaded, and the host cannot
+    tell which; before ``Load`` no plugin code ran, so it is the worker's start running
+    out of memory, its mark lost on the way."""
+    details = {"pid": pid, "exit_code": OUT_OF_MEMORY}
+    limit, where = _memory_limit(manifest, placement)
+    memory = (
+        f"its memory limit, {size_text(limit)} (set by {where})"
+        if limit
+        else "the machine's memory (it has no memory limit)"
+    )
+    raise_it = "raise the memory limit where it is set" if limit else "free memory"
+    if not past_load:
+        return PluginCrashed(
+            f"its worker process exited with code {OUT_OF_MEMORY} before its plugin's code "
+            "ran, so not by the plugin: a worker gives that code when its start runs out "
+            f"of memory, here {memory}; the mark that tells the host so did not reach it",
+            plugin=manifest.id,
+            hint=f"{raise_it}; 'plugbay info {manifest.id}' and the host log say more{_REPLACED}",
+            details=details,
+        )
     return PluginCrashed(
-        f"its worker process exited with code {OUT_OF_MEMORY}: the plugin's own code ended "
-        f"it (os._exit({OUT_OF_MEMORY}), say); it did not run out of memory, as a worker "
-        "its memory limit ends says so to the host and this one did not",
-        plugin=plugin_id,
-        hint=f"look in the plugin's code for what exits with code {OUT_OF_MEMORY}; "
-        f"'plugbay info {plugin_id}' and the host log say more{_REPLACED}",
-        details={"pid": pid, "exit_code": OUT_OF_MEMORY},
+        f"its worker process exited with code {OUT_OF_MEMORY} after its plugin loaded: "
+        f"either the plugin's own code ended it (os._exit({OUT_OF_MEMORY}), say) or the "
+        f"worker used up {memory} outside any call; the host cannot tell which",
+        plugin=manifest.id,
+        hint=f"look in the plugin's code for what exits with code {OUT_OF_MEMORY}; if it "
+        f"holds much memory outside its calls, {raise_it}; 'plugbay info {manifest.id}' "
+        f"and the host log say more{_REPLACED}",
+        details=details,
     )
 
 
@@ -70,15 +94,21 @@ def aborted(manifest: PluginManifest, placement: Placement | None, pid: int) -> 
 
 
 def crashed(
-    manifest: PluginManifest, placement: Placement | None, pid: int, code: int, marked: bool
+    manifest: PluginManifest,
+    placement: Placement | None,
+    pid: int,
+    code: int,
+    marked: bool,
+    past_load: bool,
 ) -> PluginCrashed:
     """What a worker\x27s exit (``os.waitstatus_to_exitcode``) that hit no limit the host saw
     tells its callers: SIGABRT in these words (:func:`aborted`), ``OUT_OF_MEMORY`` without
-    the memory mark (``marked``) as the plugin's own (:func:`exit_83`), any other as it is."""
+    the memory mark (``marked``) by whether the host had sent ``Load`` (``past_load``,
+    :func:`exit_83`), any other as it is."""
     if code == -signal.SIGABRT:
         return aborted(manifest, placement, pid)
     if code == OUT_OF_MEMORY and not marked:
-        return exit_83(manifest.id, pid)
+        return exit_83(manifest, placement, pid, past_load)
     # the host\x27s module, imported here: a worker (which imports this one) never needs it
     from plugbay.isolation._process_parts import crash_error
 

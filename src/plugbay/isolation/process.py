@@ -261,6 +261,7 @@ class ProcessHandle(sampling.SampledInWorker, RequestsToWorker, BoundedByHost, P
         self._uss_at = -1e9
         self.uss_max_age = 10.0
         self._stacks_seen = 0
+        self._stacks_fd = -1  # the worker's stack file's descriptor, as Loaded says
         self._metrics: Any = None
 
     async def open(self) -> None:
@@ -355,7 +356,8 @@ class ProcessHandle(sampling.SampledInWorker, RequestsToWorker, BoundedByHost, P
             )
         else:
             marked = self.child.ran_out_of_memory()
-            error = crashed(self.manifest, self.placement, self.pid, code, marked)
+            past_load = self._loaded is not None  # set as Load is sent: its code may run
+            error = crashed(self.manifest, self.placement, self.pid, code, marked, past_load)
             if code == -signal.SIGSYS:
                 self._report({"kind": "killed", "layer": "seccomp", "detail": "SIGSYS"})
         self._crashed(error.message, error=error)
@@ -409,6 +411,7 @@ class ProcessHandle(sampling.SampledInWorker, RequestsToWorker, BoundedByHost, P
             if self._loaded is None or self._loaded.done():  # told once, answering Load
                 raise frames.FrameError("a Loaded frame after its load")
             self.layers = list(message.layers)
+            self._stacks_fd = message.stacks_fd
             self._loaded.set_result(message)
         elif isinstance(message, frames.Log):
             try:
@@ -588,11 +591,20 @@ class ProcessHandle(sampling.SampledInWorker, RequestsToWorker, BoundedByHost, P
         return self.beat.held(now, held)  # one just answered: its pong may be on its way
 
     def _hung(self, silent: float) -> None:
-        try:  # read here, from /proc; a plugin that spoils them is killed all the same
-            stacks = self.dump_stacks(tasks=False)
-        except OSError as exc:
+        """Kill the silent worker once its stacks are read: in a thread, as the read waits
+        for the worker (up to 0.3 s) and the loop runs every plugin's calls."""
+        task = asyncio.get_running_loop().create_task(self._hung_with_stacks(silent))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _hung_with_stacks(self, silent: float) -> None:
+        stacks = "(none: the host stopped before they were read)"
+        try:  # from /proc; a plugin that spoils them is killed all the same
+            stacks = await asyncio.to_thread(self.dump_stacks, tasks=False)
+        except Exception as exc:
             stacks = f"(none: {exc})"
-        self._kill_hung(silent, stacks)
+        finally:
+            self._kill_hung(silent, stacks)
 
     def _kill_hung(self, silent: float, stacks: str) -> None:
         """Kill the silent worker, its stacks (what it was doing) in the plugin's log."""
@@ -600,7 +612,10 @@ class ProcessHandle(sampling.SampledInWorker, RequestsToWorker, BoundedByHost, P
             return
         with contextlib.suppress(OSError):
             logging.getLogger(f"plugbay.plugin.{self.manifest.id}").error(
-                "worker %d stopped answering its heartbeat; its stacks:\n%s", self.pid, stacks
+                "worker %d stopped answering its heartbeat; its stacks: (as the worker wrote "
+                "them, and its plugin can write there too)\n%s",
+                self.pid,
+                stacks,
             )
         error = hung_error(self.manifest.id, self.pid, silent, self._overran)
         past = f", '{self._overran}' past its time limit" if self._overran else ""
@@ -733,7 +748,9 @@ class ProcessHandle(sampling.SampledInWorker, RequestsToWorker, BoundedByHost, P
         and its asyncio tasks' when ``tasks`` (its loop must run to give those)."""
         from plugbay.isolation.diagnostics import read_stacks
 
-        text, self._stacks_seen = read_stacks(self.pid, seen=self._stacks_seen, tasks=tasks)
+        text, self._stacks_seen = read_stacks(
+            self.pid, seen=self._stacks_seen, tasks=tasks, fd=self._stacks_fd
+        )
         return text
 
     def usage(self) -> dict[str, Any]:
