@@ -34,6 +34,7 @@ __all__ = [
     "dump_stacks_on_signal",
     "dump_tasks_on_signal",
     "read_stacks",
+    "stacks_fd",
 ]
 
 MEMFD_NAME: Final = "plugbay-stacks"
@@ -58,6 +59,12 @@ def dump_stacks_on_signal() -> None:
     faulthandler.register(signal.SIGUSR1, file=target, all_threads=True, chain=False)
 
 
+def stacks_fd() -> int:
+    """In the worker: the descriptor of the stack file it opened as it started (-1: none),
+    which the host prefers to any other memfd of that name (a plugin can make one)."""
+    return _keep[0].fileno() if _keep else -1
+
+
 def dump_tasks_on_signal(loop: asyncio.AbstractEventLoop) -> None:
     """In the worker: SIGUSR2 adds the stacks of its asyncio tasks (when its loop runs,
     which is when an async command waits forever: a deadlock the threads' stacks miss)."""
@@ -75,26 +82,33 @@ def dump_tasks_on_signal(loop: asyncio.AbstractEventLoop) -> None:
 
 
 def read_stacks(
-    pid: int, *, seen: int = 0, tasks: bool = True, wait: float = 0.3
+    pid: int, *, seen: int = 0, tasks: bool = True, wait: float = 0.3, fd: int = -1
 ) -> tuple[str, int]:
     """In the host: ask worker ``pid`` for its stacks and read them (blocks up to ``wait``).
 
     ``tasks=False`` when its loop is known to be blocked (its tasks cannot answer).
     Returns the new text and the file's length now (pass it back as ``seen`` next
-    time, so each call returns only its own dump)."""
-    path = None
-    for entry in os.listdir(f"/proc/{pid}/fd"):
-        with contextlib.suppress(OSError):
-            if os.readlink(f"/proc/{pid}/fd/{entry}").startswith(f"/memfd:{MEMFD_NAME}"):
-                path = f"/proc/{pid}/fd/{entry}"
-                break
+    time, so each call returns only its own dump). ``fd``: the descriptor the worker
+    said it opened (``stacks_fd``), tried first."""
+    path = _stack_path(pid, fd)
     if path is None:
         raise OSError("the worker has no stack file (faulthandler was not set up)")
-    fd = _open_stack_file(path)
+    opened = _open_stack_file(path)
     try:
-        return _read_stack_file(fd, pid, seen=seen, tasks=tasks, wait=wait)
+        return _read_stack_file(opened, pid, seen=seen, tasks=tasks, wait=wait)
     finally:
-        os.close(fd)
+        os.close(opened)
+
+
+def _stack_path(pid: int, fd: int) -> str | None:
+    """The worker's stack file in ``/proc``: descriptor ``fd`` if it is one, else the first
+    that is (a plugin can make its own memfd of that name: the worker's is preferred)."""
+    entries = ([str(fd)] if fd >= 0 else []) + os.listdir(f"/proc/{pid}/fd")
+    for entry in entries:
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/{pid}/fd/{entry}").startswith(f"/memfd:{MEMFD_NAME}"):
+                return f"/proc/{pid}/fd/{entry}"
+    return None
 
 
 def _open_stack_file(path: str) -> int:

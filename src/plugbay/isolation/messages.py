@@ -107,6 +107,8 @@ class Loaded(msgspec.Struct, tag=True):
     #: the calls the worker runs in its loop itself (plain ``def`` commands and event
     #: handlers): while one is in flight, the heartbeat waits up to its time limit
     inline: list[str] = []
+    #: the descriptor of its stack file, opened as it started (``diagnostics.stacks_fd``)
+    stacks_fd: int = -1
 
 
 class Security(msgspec.Struct, tag=True):

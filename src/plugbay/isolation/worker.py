@@ -497,6 +497,8 @@ class Worker:
         if message.storage == "host":  # a plugin on a Ray node: its store is the host's
             self._keep_storage_at_host(manifest.id, Path(message.data_dir))
         self.plugin.context = self.context
+        from plugbay.isolation.diagnostics import stacks_fd
+
         self.send(
             frames.Loaded(
                 [
@@ -508,6 +510,7 @@ class Worker:
                 not self.direct,
                 self.layers,
                 sorted(self.inline),
+                stacks_fd(),
             )
         )
 
