@@ -63,3 +63,26 @@ async def test_a_malformed_request_is_refused_by_its_worker_and_the_zygote_serve
         child.close()
     finally:
         await zygote.stop()
+
+
+async def test_a_spawn_cancelled_while_it_waits_for_the_lock_leaks_no_descriptor() -> None:
+    """A spawn cancelled before its turn (another spawn holds the lock) closes its sockets
+    and its memory mark's pipe: the host's descriptors are as they were."""
+    zygote = Zygote()
+    await zygote.start()
+    try:
+        before = set(os.listdir("/proc/self/fd"))
+        async with zygote._lock:  # another spawn's turn
+            waiting = asyncio.ensure_future(zygote.spawn_sandboxed({"env": {}, "limits": {}}))
+            for _ in range(1000):  # its turns on the loop until it waits for the lock
+                if zygote._lock._waiters:  # type: ignore[attr-defined]
+                    break
+                await asyncio.sleep(0)
+            assert zygote._lock._waiters, "the spawn never waited for the lock"  # type: ignore[attr-defined]
+            waiting.cancel()
+            await asyncio.wait([waiting])
+        assert waiting.cancelled()
+        leaked = set(os.listdir("/proc/self/fd")) - before
+        assert not leaked, f"descriptors left open: {sorted(leaked, key=int)}"
+    finally:
+        await zygote.stop()

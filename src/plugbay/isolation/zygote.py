@@ -447,22 +447,22 @@ class Zygote:
         passed += [theirs.fileno()] if theirs is not None else []
         loop = asyncio.get_running_loop()
         reply: asyncio.Future[Child] = loop.create_future()
-        async with self._lock:
-            try:
+        try:  # every end closed on every way out, a cancel waiting for the lock too
+            async with self._lock:
                 self._replies.append(reply)
                 socket.send_fds(control, [json.dumps(request).encode()], passed)
                 child = await asyncio.wait_for(reply, 30)
-            except BaseException:
-                host_end.close()
-                os.close(mark)
-                if ours is not None:
-                    ours.close()
-                raise
-            finally:
-                worker_end.close()
-                os.close(mark_end)
-                if theirs is not None:
-                    theirs.close()
+        except BaseException:
+            host_end.close()
+            os.close(mark)
+            if ours is not None:
+                ours.close()
+            raise
+        finally:
+            worker_end.close()
+            os.close(mark_end)
+            if theirs is not None:
+                theirs.close()
         child.mark = mark
         self._exits.setdefault(child.pid, loop.create_future())
         return child, host_end, ours
