@@ -44,9 +44,10 @@ def _requirements(*texts: str) -> str:
     return "python-dependencies = [\n" + "".join(f'    "{t}",\n' for t in texts) + "]\n"
 
 
-def _line_of(manifest: Path, text: str) -> int:
+def _line_of(manifest: Path, text: str, after: str = "") -> int:
     lines = manifest.read_text().splitlines()
-    return next(n for n, line in enumerate(lines, 1) if f'"{text}"' in line)
+    start = next(n for n, line in enumerate(lines, 1) if after in line)
+    return next(n for n, line in enumerate(lines, 1) if n >= start and f'"{text}"' in line)
 
 
 @pytest.fixture(scope="module")
@@ -127,3 +128,28 @@ def test_a_directory_in_both_the_config_and_the_command_line_is_searched_and_nam
     with pytest.raises(EnvironmentBuildError) as caught:
         envs.ensure(load_manifest(directory))
     assert f"(offline: uv's cache and {wheels}):" in caught.value.message, caught.value.message
+
+
+def test_a_requirement_is_found_in_the_dependencies_value_not_in_a_comment(
+    plugins: PluginFactory,
+) -> None:
+    """The same text quoted in a comment and a description above the list: the line named
+    is the list's own, in plugin.toml and in a pyproject's [project] dependencies."""
+    from plugbay.runtime.env_where import requirement_where
+
+    above = '# we pinned "libdemo==9.9" once\ndescription = "needs \\"libdemo==9.9\\""\n'
+    directory = plugins("acme.env", CODE, extra=above + _requirements("x", "libdemo==9.9"))
+    manifest = directory / "plugin.toml"
+    where = requirement_where(load_manifest(manifest), "libdemo==9.9")
+    assert where == f"{manifest}:{_line_of(manifest, 'libdemo==9.9', after='python-depend')}"
+
+    pyproject = directory / "pyproject.toml"
+    pyproject.write_text(
+        '[project]\nname = "acme-env"\nversion = "1.0.0"\n'
+        '# "libdemo==9.9" was the old pin\ndescription = "\'libdemo==9.9\'"\n'
+        'dependencies = [\n    "libdemo==9.9",\n]\n'
+        '[tool.plugbay]\nid = "acme.env"\nversion = "1.0.0"\ntype = "utility"\nentry = "main:P"\n'
+    )
+    manifest.unlink()
+    where = requirement_where(load_manifest(pyproject), "libdemo==9.9")
+    assert where == f"{pyproject}:7"
