@@ -68,9 +68,11 @@ async def test_a_resource_no_node_has_names_the_command_that_lists_what_each_has
         rec = host.plugin("acme.big")
         assert rec.state == "failed"
         assert rec.error is not None
-        assert rec.error.message == "no node of the Ray cluster took it within 2 s"
+        assert rec.error.message == (  # at once: no node has it (tests/test_ray_fit.py)
+            'it asks for [resources] custom "no-such-node" = 1, more than any node of the '
+            "Ray cluster has (none has it)"
+        )
         assert rec.error.hint is not None
-        assert "'no-such-node': 1" in rec.error.hint, rec.error.hint
         assert "'plugbay nodes' lists what each node has" in rec.error.hint
         assert "ray status" not in rec.error.hint
         assert await host.call("other.ok", "ping") == "pong"

@@ -164,9 +164,17 @@ def join(ray: Any, settings: RaySettings) -> tuple[str | None, str | None]:
         restore_token_environment()
         if temp_dir is not None and settings.temp_dir is None:  # made for it above
             shutil.rmtree(temp_dir, ignore_errors=True)
+        if settings.address == "local":  # no cluster to ask 'ray status': it did not start
+            raise PlugbayError(
+                f"could not start the host's private Ray cluster ([ray] address = 'local'): {exc}",
+                hint=f"correct [ray] num-cpus, object-store or temp-dir in {settings.origin} "
+                "as Ray's words say",
+            ) from None
         raise PlugbayError(
             f"could not reach the Ray cluster at {settings.address!r}: {exc}",
-            hint="check [ray] address in the host config ('ray status' on the cluster)",
+            hint=f"check [ray] address in {settings.origin} ('ray status --address "
+            f"{settings.address}' on this machine, with the cluster's token as on this host, "
+            "says whether its head answers)",
         ) from None
     if temp_dir is None:
         return None, None

@@ -68,6 +68,7 @@ from plugbay.isolation._process_parts import bound_file_size, worker_request
 from plugbay.isolation._ray_agent import NodeAgent, PluginActor
 from plugbay.isolation._ray_channels import Channels
 from plugbay.isolation._ray_data import RayData
+from plugbay.isolation._ray_fit import NodeTotals
 from plugbay.isolation._ray_join import (
     forget_local,
     join,
@@ -77,6 +78,7 @@ from plugbay.isolation._ray_join import (
     unreachable,
 )
 from plugbay.isolation._ray_paths import HostPaths
+from plugbay.isolation._ray_status import look_at_cluster
 from plugbay.isolation._ray_stop import headless_stop
 from plugbay.isolation.base import Backend, EnvironmentPaths
 from plugbay.isolation.inline import run_in_daemon_thread
@@ -157,6 +159,8 @@ class RayBackend(Backend):
         self.data = RayData(quotas)
         #: the cluster's node table for the dashboard and the API (``isolation.ray_nodes``)
         self.node_table = ClusterNodes()
+        #: each resource's largest node total seen: a request above it is refused at once
+        self._totals = NodeTotals()
         #: (why, when) once the cluster's head is lost (``isolation.ray_head``), else None
         self.head_lost: tuple[str, float] | None = None
         self._head: HeadWatch | None = None
@@ -248,7 +252,10 @@ class RayBackend(Backend):
         fresh = [n for n in alive if now - self._lost.get(n, -_AVOID_LOST_NODE) >= _AVOID_LOST_NODE]
         choices = fresh or alive
         if not choices:
-            raise PlugbayError("the Ray cluster has no alive node", hint="'ray status' says why")
+            gcs = self._head.address if self._head is not None else None
+            raise PlugbayError(
+                "the Ray cluster has no alive node", hint=look_at_cluster(self.settings, gcs)
+            )
         load = {n: self._placed.get(n, 0) + self._placing.get(n, 0) for n in choices}
         node = str(min(choices, key=lambda n: (load[n], n)))
         self._placing[node] = self._placing.get(node, 0) + 1
@@ -286,6 +293,8 @@ class RayBackend(Backend):
             ) from None
         assert self._channels is not None
         await refuse_without_head(self._head, self.head_lost, manifest.id)
+        # more than any node has: said now, not after start-timeout
+        await self._totals.check(self.node_table, _ray(), manifest, placement)
         shipped = await self.data.ship(manifest, data_dir, environment)
         token, channel = self._channels.expect()
         try:
