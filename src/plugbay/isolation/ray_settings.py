@@ -26,9 +26,11 @@ import dataclasses
 import fnmatch
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from plugbay.api.errors import ConfigError, PlugbayError
+from plugbay.model._toml_lines import key_line
 from plugbay.model.host_config import no_unknown_keys
 from plugbay.model.manifest import PluginManifest, parse_size
 
@@ -89,58 +91,86 @@ class RaySettings:
         return None
 
 
+def _refused(key: str, wanted: str, value: Any, where: str, example: str) -> ConfigError:
+    """``[ray] key`` refused: what it must be, the value as written, its ``FILE:LINE``, and
+    an example to write instead."""
+    shown = str(value).lower() if isinstance(value, bool) else repr(value)  # TOML's words
+    return ConfigError(
+        f"[ray] {key} must be {wanted}, not {shown}",
+        where=_line_of(where, key),
+        hint=f"write {key} = {example} under [ray]",
+    )
+
+
+def _line_of(where: str, key: str) -> str:
+    """``FILE:LINE`` setting ``[ray] key`` in the host config file ``where``, else ``where``
+    (a table not read from a file). Read again only for a refusal."""
+    try:
+        text = Path(where).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError, ValueError):
+        return where
+    line = key_line(text, ("ray", key))
+    return f"{where}:{line}" if line else where
+
+
 def _address(value: Any, where: str) -> str:
     if not isinstance(value, str) or (value not in ("local", "auto") and ":" not in value):
-        raise ConfigError(
-            f'[ray] address must be "local", "auto" or "HOST:PORT", not {value!r}', where=where
-        )
+        raise _refused("address", '"local", "auto" or "HOST:PORT"', value, where, '"10.0.0.5:6379"')
     return value
 
 
 def _patterns(value: Any, where: str) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(p, str) for p in value):
-        raise ConfigError("[ray] plugins must be a list of plugin id patterns", where=where)
+        raise _refused("plugins", "a list of plugin id patterns", value, where, '["acme.*"]')
     return tuple(value)
 
 
 def _flag(value: Any, key: str, where: str) -> bool:
     if not isinstance(value, bool):
-        raise ConfigError(f"[ray] {key} must be true or false", where=where)
+        raise _refused(key, "true or false", value, where, "true (unquoted)")
     return value
 
 
 def _listen(value: Any, where: str) -> str:
     if not isinstance(value, str) or not value:
-        raise ConfigError("[ray] listen must be the host's address (a string)", where=where)
+        raise _refused("listen", "the host's address (a string)", value, where, '"127.0.0.1"')
     return value
 
 
 def _store(value: Any, where: str) -> int:
+    example = '"96MiB" (a number and a unit: KiB, MiB, GiB; a plain number is bytes)'
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise _refused("object-store", "a size", value, where, example)
     try:
         size = parse_size(value, where=where)
-    except PlugbayError as exc:
-        raise ConfigError(f"[ray] object-store: {exc.message}", where=where) from None
+    except PlugbayError:
+        raise _refused("object-store", "a size", value, where, example) from None
+    if size is not None and size <= 0:
+        raise _refused("object-store", "a size > 0", value, where, example)
     return int(size or (96 << 20))
 
 
 def _cpus(value: Any, where: str) -> int | None:
     if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-        raise ConfigError("[ray] num-cpus must be a whole number >= 1", where=where)
+        raise _refused("num-cpus", "a whole number >= 1", value, where, "2")
     return value
 
 
 def _seconds(value: Any, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise ConfigError("[ray] start-timeout must be a number of seconds > 0", where=where)
+        raise _refused("start-timeout", "a number of seconds > 0", value, where, "60")
     return float(value)
 
 
 def _temp_dir(value: Any, where: str) -> str | None:
     if value is not None and (not isinstance(value, str) or len(value) > 40):
-        raise ConfigError(
-            "[ray] temp-dir must be a short path (Unix socket paths under it are limited "
+        raise _refused(
+            "temp-dir",
+            "a short path (at most 40 characters: Unix socket paths under it are limited "
             "to 107 bytes)",
-            where=where,
+            value,
+            where,
+            '"/tmp/pbray"',
         )
     return value
 
