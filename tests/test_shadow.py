@@ -85,3 +85,33 @@ async def test_a_shadow_needs_a_newer_installed_version(
             await host.trials.shadow("acme.calc")
         assert "acme.calc" not in host.trials.shadows
         assert await host.call("acme.calc", "add", a=1, b=1) == 2
+
+
+async def test_asking_for_a_shadow_while_a_canary_runs_names_the_canary_and_how_to_stop_it(
+    plugins: PluginFactory, make_host: Callable[..., Host], tmp_path: Path
+) -> None:
+    calc(plugins.root / "calc", "1.0.0")
+    async with make_host(inline=[]) as host:
+        host.install(calc(tmp_path / "src", "1.2.0"))
+        await host.trials.canary("acme.calc")
+        # 'plugbay shadow ID' while the canary runs: not "start one", which is refused
+        with pytest.raises(PluginStateError) as shown:
+            host.trials.shadow_status("acme.calc")
+        assert "a canary of 1.2.0 runs instead" in shown.value.message
+        assert shown.value.hint is not None
+        assert "'plugbay canary acme.calc --stop'" in shown.value.hint
+        with pytest.raises(PluginStateError, match="a shadow cannot start until the canary ends"):
+            await host.trials.shadow("acme.calc")
+        with pytest.raises(PluginStateError, match="a second canary cannot start"):
+            await host.trials.canary("acme.calc")
+        assert await host.call("acme.calc", "add", a=2, b=2) == 4  # callers still answered
+        await host.trials.stop_canary("acme.calc")
+        assert (await host.trials.wait_canary("acme.calc", timeout=30))["state"] == "rolled-back"
+        with pytest.raises(PluginStateError, match="has no shadow running"):
+            host.trials.shadow_status("acme.calc")
+        started = await host.trials.shadow("acme.calc")  # the canary ended: a shadow starts
+        assert started["to"] == "1.2.0"
+        with pytest.raises(PluginStateError) as stopped:
+            await host.trials.stop_canary("acme.calc")
+        assert "a shadow of 1.2.0 runs instead" in stopped.value.message
+        await host.trials.stop_shadow("acme.calc")

@@ -57,7 +57,7 @@ from fractions import Fraction
 from typing import TYPE_CHECKING, Any, Final
 
 from plugbay.api import CommandSpec
-from plugbay.api.errors import CommandNotFound, PlugbayError, PluginStateError
+from plugbay.api.errors import CommandNotFound, PlugbayError
 from plugbay.isolation import PluginHandle
 from plugbay.model.manifest import PluginManifest
 from plugbay.monitor import CommandStats
@@ -309,6 +309,9 @@ class Canary:
             stats.pace(self.pace(), first=self.first_stretch())
             self._paced.append(stats)
         self._timer = asyncio.get_running_loop().create_task(self._watch())
+        # its start too: after a restart, a canary with no end after it did not record one
+        to = str(self.target.version)
+        manager.record_history(rec, "canary", "started", None, {"from": self._from, "to": to})
         manager.events.emit(
             "canary.started", plugin=self.plugin_id, version=str(self.target.version),
             share=self.settings.share,
@@ -672,11 +675,3 @@ class Canary:
             "settings": self._settings(),
             "figures": self.deciding if self.deciding is not None else self.figures(),
         }
-
-
-def not_running(plugin_id: str) -> PluginStateError:
-    return PluginStateError(
-        "has no canary running",
-        plugin=plugin_id,
-        hint=f"'plugbay upgrade {plugin_id} --canary 10%' starts one",
-    )

@@ -32,6 +32,9 @@ if TYPE_CHECKING:
 
 __all__ = ["UpgradeTrials"]
 
+#: the `plugbay upgrade` option that starts each kind of trial
+_START: Final = {"canary": "canary 10%", "shadow": "shadow"}
+
 log = logging.getLogger("plugbay.upgrades")
 
 #: seconds between writes of a recording that changed
@@ -201,7 +204,7 @@ class UpgradeTrials:
 
         settings = settings or CanarySettings()
         settings.check(plugin_id)
-        self._refuse_busy(plugin_id)
+        self._refuse_busy(plugin_id, "canary")
         target = self._target(plugin_id, version)
         canary = Canary(self, plugin_id, target, settings)
         self.canaries[plugin_id] = canary
@@ -225,9 +228,18 @@ class UpgradeTrials:
             return last
         self.host.manager.record(plugin_id)
         for event in self.host.history(plugin_id, limit=1000):  # one ended before a restart
+            if event.action == "canary" and event.result == "started":  # the newest: no end
+                raise PluginStateError(
+                    f"has no canary running: the last one (of {event.details.get('to')}, "
+                    f"beside {event.details.get('from')}) recorded no end: the host stopped "
+                    "while it ran (killed, say), so it was neither promoted nor rolled back",
+                    plugin=plugin_id,
+                    hint=f"'plugbay history {plugin_id}' shows it; 'plugbay upgrade "
+                    f"{plugin_id} --canary 10%' starts a new one",
+                )
             if event.action == "canary" and event.result in ("promoted", "rolled-back"):
                 return _ended(plugin_id, event.result, event.reason, event.details)
-        raise _not_running(plugin_id)
+        raise self._none_running(plugin_id, "canary")
 
     async def wait_canary(self, plugin_id: str, timeout: float | None = None) -> dict[str, Any]:
         """Wait until the running canary is promoted or rolled back; its summary."""
@@ -242,7 +254,7 @@ class UpgradeTrials:
         canary = self.canaries.get(plugin_id)
         if canary is None:
             self.host.manager.record(plugin_id)
-            raise _not_running(plugin_id)
+            raise self._none_running(plugin_id, "canary")
         await canary.abort("stopped by the operator")
         return canary.summary()
 
@@ -252,7 +264,7 @@ class UpgradeTrials:
         """Start a shadow of ``version`` (default: the newest installed); see ``runtime.shadow``."""
         from plugbay.runtime.shadow import Shadow
 
-        self._refuse_busy(plugin_id)
+        self._refuse_busy(plugin_id, "shadow")
         target = self._target(plugin_id, version)
         shadow = Shadow(self, plugin_id, target)
         self.shadows[plugin_id] = shadow
@@ -273,11 +285,7 @@ class UpgradeTrials:
         if last is not None and "mirrored" in last:
             return last
         self.host.manager.record(plugin_id)
-        raise PluginStateError(
-            "has no shadow running",
-            plugin=plugin_id,
-            hint=f"'plugbay upgrade {plugin_id} --shadow' starts one",
-        )
+        raise self._none_running(plugin_id, "shadow")
 
     async def stop_shadow(self, plugin_id: str) -> dict[str, Any]:
         shadow = self.shadows.get(plugin_id)
@@ -317,14 +325,40 @@ class UpgradeTrials:
             raise PluginStateError(exc.message, plugin=plugin_id, hint=exc.hint) from None
         return plan.changes[plugin_id][1]
 
-    def _refuse_busy(self, plugin_id: str) -> None:
-        if plugin_id in self.canaries or plugin_id in self.shadows:
+    def _refuse_busy(self, plugin_id: str, asked: str) -> None:
+        """Refuse to start an ``asked`` trial ("canary", "shadow") while one runs: a shadow
+        and a canary of one plugin do not run at once."""
+        trial = self.canaries.get(plugin_id) or self.shadows.get(plugin_id)
+        if trial is not None:
             kind = "canary" if plugin_id in self.canaries else "shadow"
+            new = f"second {asked}" if asked == kind else asked
             raise PluginStateError(
-                f"has a {kind} running already",
+                f"has a {kind} running already (of {trial.target.version}): a {new} "
+                f"cannot start until the {kind} ends",
                 plugin=plugin_id,
-                hint=f"wait for it to end, or stop it: 'plugbay {kind} {plugin_id} --stop'",
+                hint=f"'plugbay {kind} {plugin_id}' shows it; wait for it to end, or stop "
+                f"it: 'plugbay {kind} {plugin_id} --stop', then start the {asked} again",
             )
+
+    def _none_running(self, plugin_id: str, kind: str) -> PluginStateError:
+        """The error for a ``kind`` ("canary", "shadow") of ``plugin_id`` that does not
+        run: when the other trial runs instead, it names that one and how to stop it."""
+        other = "shadow" if kind == "canary" else "canary"
+        trial = (self.shadows if kind == "canary" else self.canaries).get(plugin_id)
+        if trial is None:
+            return PluginStateError(
+                f"has no {kind} running",
+                plugin=plugin_id,
+                hint=f"'plugbay upgrade {plugin_id} --{_START[kind]}' starts one",
+            )
+        return PluginStateError(
+            f"has no {kind} running: a {other} of {trial.target.version} runs instead, and "
+            f"a {kind} cannot start until the {other} ends",
+            plugin=plugin_id,
+            hint=f"'plugbay {other} {plugin_id}' shows the {other}; stop it with 'plugbay "
+            f"{other} {plugin_id} --stop', then 'plugbay upgrade {plugin_id} "
+            f"--{_START[kind]}' starts a {kind}",
+        )
 
     def _refuse_swap(self, plugin_id: str) -> None:
         """A reload, upgrade or rollback of a plugin under trial would change the version
@@ -389,9 +423,3 @@ def _ended(
         "plugin": plugin_id, "from": details.get("from"), "to": details.get("to"),
         "state": result, "reason": reason, "settings": settings, "figures": figures,
     }  # fmt: skip
-
-
-def _not_running(plugin_id: str) -> PlugbayError:
-    from plugbay.runtime.canary import not_running
-
-    return not_running(plugin_id)
