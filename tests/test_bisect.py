@@ -132,3 +132,23 @@ async def test_a_check_that_passes_with_every_plugin_has_nothing_to_find(
         with pytest.raises(PlugbayError, match="no bisect is under way"):
             await host.trials.bisect.activate(["acme.a"])
         assert set(_active(host)) == {"acme.a", "acme.b"}
+
+
+async def test_a_version_bisect_with_no_bad_version_says_none_fails_and_the_newest_is_good(
+    plugins: PluginFactory, make_host: Callable[..., Host], tmp_path: Path
+) -> None:
+    calc(plugins.root / "calc", "1.0.0")
+    async with make_host(inline=[]) as host:
+        for version in ("1.1.0", "1.2.0"):
+            host.install(calc(tmp_path / version, version))
+        await host.upgrade("acme.calc", "1.2.0")
+
+        async def call(pid: str, command: str, params: dict[str, Any]) -> Any:
+            return await host.call_with(pid, command, params)
+
+        check = call_check(call, "acme.calc", "add", {"a": 5, "b": 1}, "6")
+        result = await bisect_versions(host.trials.bisect, "acme.calc", check, lambda step: None)
+        assert result.culprit is None and result.checks == 1
+        assert result.found.startswith("no version of acme.calc fails the check"), result.found
+        assert "it passes with 1.2.0, the version serving and the newest" in result.found
+        assert result.restored and host.plugin("acme.calc").version == "1.2.0"

@@ -197,7 +197,10 @@ async def bisect_plugins(
             return ok
 
         if await step(order, f"all {len(everything)} plugins active"):
-            result.found = "the check passes with every plugin active: nothing to find"
+            result.found = (
+                f"no plugin fails the check: it passes with all {len(everything)} plugins "
+                "active, so there is nothing to find (a bisect needs a check that fails now)"
+            )
             return result
         lo, hi = 0, len(order)  # prefix(hi) fails; prefix(lo) is taken to pass
         while hi - lo > 1:
@@ -285,7 +288,11 @@ async def bisect_versions(
             return ok
 
         if await step(candidates[-1]):
-            result.found = f"the check passes with {plugin_id} {serving}: nothing to find"
+            result.found = (
+                f"no version of {plugin_id} fails the check: it passes with {serving}, the "
+                f"version serving and the newest a bisect tries ({candidates[0]} to {serving}), so "
+                "there is no bad version to find (a bisect needs a check that fails now)"
+            )
             return result
         if not await step(candidates[0]):
             result.found = (
