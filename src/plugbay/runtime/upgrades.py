@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 from plugbay.api.errors import (
     DependentsError,
@@ -25,11 +25,8 @@ from plugbay.model.manifest import PluginManifest
 from plugbay.model.versions import Version
 from plugbay.runtime.records import PluginState
 from plugbay.runtime.swap_host import SwapHost
-
-#: a dependency in one of these states is there for the new version to call
-_SERVING_STATES: Final = frozenset(
-    {PluginState.ACTIVE, PluginState.ON_DEMAND, PluginState.RESTARTING, PluginState.INITIALIZING}
-)
+from plugbay.runtime.upgrade_skips import SERVING_STATES as _SERVING_STATES
+from plugbay.runtime.upgrade_skips import not_serving, passed_for_absent
 
 if TYPE_CHECKING:
     from plugbay.model.resolve import ResolutionPlan
@@ -356,9 +353,14 @@ def _compatible_upgrade(m: SwapHost, plugin_id: str, current: PluginManifest) ->
         f"{newest.version} --with-dependents') moves to {newest.version} and its dependents "
         "to versions that accept it, when versions of them do"
     )
+    absent: dict[str, dict[str, str]] = {}  # a version left out: the plugins it lacks
     for version in later:
         target = m.registry.get(plugin_id, version)
         if refused if target is newest else broken_dependents(m, plugin_id, target, ()):
+            continue
+        lacks = not_serving(m, target)
+        if lacks:  # the swap would refuse it: an older one may run with what runs now
+            absent[str(version)] = lacks
             continue
         check_target(m, m.record(plugin_id), current, target, allow_downgrade=False)
         passed = None
@@ -369,7 +371,12 @@ def _compatible_upgrade(m: SwapHost, plugin_id: str, current: PluginManifest) ->
                 "hint": f"{newest.version} is installed too, but its dependents would refuse "
                 f"it ({'; '.join(refused.values())}): {reach}",
             }
-        return UpgradePlan({plugin_id: (str(current.version), target)}, passed)
+        return UpgradePlan(
+            {plugin_id: (str(current.version), target)},
+            passed_for_absent(plugin_id, passed, absent),
+        )
+    if str(newest.version) in absent:  # none fits: the newest's own refusal says why
+        check_target(m, m.record(plugin_id), current, newest, allow_downgrade=False)
     raise breaks_dependents(
         plugin_id, newest, refused,
         f"no newer version its dependents accept is installed; {reach}; otherwise "
