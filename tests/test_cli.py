@@ -179,9 +179,24 @@ def test_history_with_nothing_recorded_says_so(workdir: Path) -> None:
     assert "┃" not in empty.stdout and "time" not in empty.stdout  # no empty table
     assert json.loads(plugbay("history", "--json", cwd=workdir).stdout) == []
     assert plugbay("disable", "acme.calc", cwd=workdir).returncode == 0
-    other = plugbay("history", "acme.other", cwd=workdir)
-    assert "acme.other has no history in .plugbay yet" in other.stdout, other.stdout
+    other = plugbay("history", "acme.bad", cwd=workdir)  # on disk, nothing recorded for it
+    assert "acme.bad has no history in .plugbay yet" in other.stdout, other.stdout
     assert "disable" in plugbay("history", cwd=workdir).stdout  # the table, once there is one
+
+
+def test_history_of_a_mistyped_id_names_the_closest(workdir: Path) -> None:
+    """`plugbay history acme.clac` said "acme.clac has no history yet" and exited 0, so a
+    typo read as a plugin nothing happened to; `logs` and `alerts` refuse it."""
+    assert plugbay("disable", "acme.calc", cwd=workdir).returncode == 0
+    typo = plugbay("history", "acme.clac", cwd=workdir)
+    assert typo.returncode == 1, typo.stdout
+    said = " ".join(typo.stderr.split())
+    assert "no plugin 'acme.clac' is known to this host" in said, said
+    assert "did you mean 'acme.calc'" in said, said
+    assert "has no history" not in typo.stdout
+    answer = json.loads(plugbay("history", "acme.clac", "--json", cwd=workdir).stdout)
+    assert answer["error"]["code"] == "plugin_not_found"
+    assert answer["error"]["hint"].startswith("did you mean 'acme.calc'")
 
 
 def test_disabling_again_without_a_reason_keeps_the_reason(workdir: Path) -> None:

@@ -42,7 +42,7 @@ def test_validate_warns_at_the_id_line_of_an_undotted_id(
     )
     assert lines[at + 1].strip() == 'id = "formatter"'
     assert lines[at + 2].strip().startswith('fix: write id = "acme.formatter" with your')
-    assert "0 error(s), 1 warning(s)" in shown.stdout
+    assert "0 errors, 1 warning" in shown.stdout
 
     as_json = plugbay("validate", "plugins/formatter", "--no-import", "--json", cwd=tmp_path)
     [finding] = id_findings(as_json.stdout)

@@ -223,7 +223,7 @@ def test_logs_of_an_unknown_id_is_an_error_naming_the_closest(
 ) -> None:
     typo = plugbay("logs", "acme.nosy", cwd=tmp_path)
     assert typo.returncode == 1 and typo.stdout == ""
-    assert "no plugin 'acme.nosy' is known here" in said(typo)
+    assert "no plugin 'acme.nosy' is known to this host" in said(typo)
     assert "did you mean 'acme.noisy'" in said(typo)
     far = plugbay("logs", "zzz", cwd=tmp_path)
     assert far.returncode == 1
@@ -244,7 +244,7 @@ def test_alerts_of_an_unknown_id_is_an_error_not_none_firing(
     # "no alerts firing" for a typo would pass for a plugin that is fine
     typo = plugbay("alerts", "acme.nosy", cwd=tmp_path)
     assert typo.returncode == 1 and typo.stdout == "", typo.stdout
-    assert "no plugin 'acme.nosy' is known here" in said(typo)
+    assert "no plugin 'acme.nosy' is known to this host" in said(typo)
     assert "did you mean 'acme.noisy'" in said(typo)
     as_json = plugbay("alerts", "acme.nosy", "--all", "--json", cwd=tmp_path)
     assert as_json.returncode == 1

@@ -66,7 +66,7 @@ async def test_generated_package_passes_everything_untouched(
 
     validate = run(BIN / "plugbay", "validate", ".", cwd=package)
     assert validate.returncode == 0, validate.stdout + validate.stderr
-    assert "0 error(s), 0 warning(s)" in validate.stdout
+    assert "0 errors, 0 warnings" in validate.stdout
 
     mypy = run(BIN / "mypy", "--strict", "--cache-dir", mypy_cache, cwd=package)
     assert mypy.returncode == 0, mypy.stdout

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from plugbay.api import PluginDependency
 from plugbay.api.errors import (
+    LIST_THE_PLUGINS,
     DependencyCycleError,
     DuplicatePluginError,
     MissingDependencyError,
@@ -298,7 +299,8 @@ def test_registry_keeps_every_version_and_refuses_duplicates() -> None:
         reg.resolve("a", "^2")
     with pytest.raises(PluginNotFound) as err:
         reg.versions("b")
-    assert err.value.hint == "'plugbay list' shows what is registered"
+    assert err.value.message == "no plugin 'b' is known to this host"
+    assert err.value.hint == LIST_THE_PLUGINS
     reg.register(m("alpha"))
     with pytest.raises(PluginNotFound, match="did you mean 'alpha'"):
         reg.get("alpah")

@@ -113,6 +113,23 @@ async def test_a_plugin_from_a_plugins_directory_is_not_uninstalled(
         assert await host.call("acme.local", "version") == "1.0.0"
 
 
+def test_uninstalling_a_typo_names_the_installed_plugin_it_is_near(
+    sources: PluginFactory, tmp_path: Path
+) -> None:
+    """A mistyped id was refused with "'plugbay list' shows the plugins there are" and no
+    suggestion, where every other command taking an id names the closest one."""
+    (tmp_path / "plugins").mkdir()
+    done = plugbay("install", str(notes(sources, "acme.tool", "1.0.0")), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    typo = plugbay("uninstall", "acme.tol", cwd=tmp_path)
+    assert typo.returncode == 1
+    said = " ".join(typo.stderr.split())
+    assert "plugin 'acme.tol': is not installed in the plugin store" in said, said
+    assert "did you mean 'acme.tool'?" in said, said
+    answer = json.loads(plugbay("uninstall", "acme.tol", "--json", cwd=tmp_path).stdout)
+    assert answer["error"]["hint"] == "did you mean 'acme.tool'?"
+
+
 def test_uninstall_through_the_running_hosts_api(sources: PluginFactory, tmp_path: Path) -> None:
     (tmp_path / "plugins").mkdir()
     for pid, extra in (("acme.base", ""), ("acme.app", '[dependencies]\n"acme.base" = "^1"\n')):

@@ -141,6 +141,6 @@ def test_validate_finds_nothing_wrong_with_the_bundled_gateway() -> None:
         [str(plugbay), "validate", str(directory)], capture_output=True, text=True, check=False
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "0 error(s), 0 warning(s)" in done.stdout, done.stdout
+    assert "0 errors, 0 warnings" in done.stdout, done.stdout
     assert "info[permission] network grant '127.0.0.1:*' names no port" in done.stdout
     assert "its manifest asks to run inline" in done.stdout, done.stdout

@@ -127,6 +127,31 @@ def did_you_mean(word: str, choices: Iterable[str], *, n: int = 3) -> str | None
     return f"did you mean {', '.join(repr(c) for c in close)}?" if close else None
 
 
+#: what to do when no plugin id is near the one asked for
+LIST_THE_PLUGINS = (
+    "'plugbay list' shows the plugins this host knows (host.plugins() in an application)"
+)
+
+
+def plugin_not_known(
+    plugin_id: str,
+    known: Iterable[str],
+    *,
+    looked: str = "",
+    where: str | None = None,
+    otherwise: str = LIST_THE_PLUGINS,
+) -> PluginNotFound:
+    """The one wording of an id no plugin has (``plugbay call``, ``load``, ``info``,
+    ``logs``, ``alerts``, ``history``): the closest ``known`` ids, else ``otherwise``;
+    ``looked`` says where a command looked beyond the host (``": none is on disk"``)."""
+    return PluginNotFound(
+        f"no plugin '{plugin_id}' is known to this host{looked}",
+        plugin=plugin_id,
+        where=where,
+        hint=did_you_mean(plugin_id, known) or otherwise,
+    )
+
+
 class ManifestError(PlugbayError):
     """A manifest cannot be read or does not describe a valid plugin."""
 

@@ -126,7 +126,7 @@ def _refuse_unknown(
     a typo must not pass for a plugin that has logged nothing."""
     if source.logs(plugin_id, limit=1):
         return  # it has records, above or below the level asked for
-    from plugbay.api.errors import PluginNotFound, did_you_mean
+    from plugbay.api.errors import LIST_THE_PLUGINS, plugin_not_known
 
     dirs = _plugin_dirs(plugins, state)
     known = _known_ids(source, dirs, state)
@@ -134,16 +134,31 @@ def _refuse_unknown(
         return
     shown = ", ".join(sorted(known)[:12]) + (", …" if len(known) > 12 else "")
     fail(
-        PluginNotFound(
-            f"no plugin '{plugin_id}' is known here: none is on disk, and no host on "
-            f"{state} has run it",
-            plugin=plugin_id,
+        plugin_not_known(
+            plugin_id,
+            known,
+            looked=f": none is on disk, and no host on {state} has run it",
             where=", ".join(str(d) for d in [*dirs, state]),
-            hint=did_you_mean(plugin_id, known)
-            or (f"plugins known here: {shown}" if known else "'plugbay list' shows the plugins"),
+            otherwise=f"plugins known here: {shown}" if known else LIST_THE_PLUGINS,
         ),
         as_json=as_json,
     )
+
+
+def refuse_unknown_id(plugin_id: str, state: Path, *, as_json: bool) -> None:
+    """:func:`_refuse_unknown` for a command that found nothing for ``plugin_id`` in what
+    the hosts here recorded (``plugbay history ID``), in the words ``logs`` and ``alerts``
+    use; it says nothing more of a host that is not running."""
+    from plugbay.cli.views import StateSource
+
+    try:
+        source = StateSource(state)
+    except PlugbayError as exc:
+        fail(exc, as_json=as_json)
+    try:
+        _refuse_unknown(source, plugin_id, None, state, as_json=as_json)
+    finally:
+        source.close()
 
 
 def _plugin_dirs(plugins: list[Path] | None, state: Path) -> list[Path]:

@@ -268,7 +268,14 @@ def upgrade(
 def history(
     plugin_id: Annotated[str | None, typer.Argument(metavar="ID", help="Only this plugin")] = None,
     limit: Annotated[
-        int, typer.Option("--limit", "-n", min=1, help="How many events (1 or more).")
+        int,
+        typer.Option(
+            "--limit",
+            "-n",
+            min=1,
+            max=10_000,  # as GET /api/v1/history takes them
+            help="How many events (1 to 10000).",
+        ),
     ] = 50,
     state: StateOpt = Path(".plugbay"),
     as_json: JsonOpt = False,
@@ -277,10 +284,15 @@ def history(
 
     Installs, loads, reloads, upgrades, rollbacks, the versions a bisect tried
     ('bisect'), canaries, shadows, failures, enables and disables. Nothing yet: says
-    so (--json: an empty list).
+    so (--json: an empty list). An ID no plugin here has is refused (exit 1), naming
+    the closest ids.
     """
     with the_host(state, as_json=as_json) as host:
         events = host.history(plugin_id, limit)
+    if plugin_id is not None and not events:  # a typo must not read as "no history yet"
+        from plugbay.cli.monitor import refuse_unknown_id
+
+        refuse_unknown_id(plugin_id, state, as_json=as_json)
     if as_json:
         print_json(events)
     elif events:

@@ -10,7 +10,12 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping
 
 from plugbay.api import PluginDependency
-from plugbay.api.errors import DuplicatePluginError, PluginNotFound, ResolutionError, did_you_mean
+from plugbay.api.errors import (
+    DuplicatePluginError,
+    PluginNotFound,
+    ResolutionError,
+    plugin_not_known,
+)
 from plugbay.model.manifest import PluginManifest
 from plugbay.model.resolve import ResolutionPlan, resolve
 from plugbay.model.versions import Range, Version
@@ -178,10 +183,5 @@ class PluginRegistry:
     def _versions(self, plugin_id: str) -> dict[Version, PluginManifest]:
         versions = self._plugins.get(plugin_id)
         if versions is None:
-            raise PluginNotFound(
-                f"no plugin '{plugin_id}' is registered",
-                plugin=plugin_id,
-                hint=did_you_mean(plugin_id, self._plugins)
-                or "'plugbay list' shows what is registered",
-            )
+            raise plugin_not_known(plugin_id, self._plugins)
         return versions

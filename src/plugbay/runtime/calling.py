@@ -34,10 +34,10 @@ from plugbay.api.errors import (
     ParameterError,
     PlugbayError,
     PluginCallError,
-    PluginNotFound,
     PluginStateError,
     PluginTimeout,
     did_you_mean,
+    plugin_not_known,
 )
 from plugbay.isolation import CallTimeout, PluginHandle
 from plugbay.isolation._authors_line import at_the_authors_line
@@ -256,13 +256,7 @@ class Calling:
     def _not_found(self, plugin_id: str) -> PlugbayError:
         if (unstarted := self.serving.unstarted(f"reach '{plugin_id}'")) is not None:
             return unstarted  # no plugin is known before the start: say that instead
-        return PluginNotFound(
-            f"no plugin '{plugin_id}' is known to this host",
-            plugin=plugin_id,
-            hint=did_you_mean(plugin_id, self._records)
-            or "'plugbay list' shows the plugins this host knows (host.plugins() in an "
-            "application)",
-        )
+        return plugin_not_known(plugin_id, self._records)
 
     def _not_active(self, rec: PluginRecord) -> PluginStateError:
         reason = rec.reason or ""

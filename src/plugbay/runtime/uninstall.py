@@ -15,7 +15,13 @@ import contextlib
 import shutil
 from typing import TYPE_CHECKING, Any
 
-from plugbay.api.errors import DependentsError, PlugbayError, PluginNotFound, PluginStateError
+from plugbay.api.errors import (
+    DependentsError,
+    PlugbayError,
+    PluginNotFound,
+    PluginStateError,
+    did_you_mean,
+)
 from plugbay.model.versions import Version
 from plugbay.runtime.env_cleanup import after_uninstall
 from plugbay.runtime.store import KEPT
@@ -119,7 +125,8 @@ def _targets(host: Host, plugin_id: str, version: str | None, installed: list[st
             hint="a plugin loaded from a plugins directory is removed by removing its "
             "directory; 'plugbay history ID' shows what was installed"
             if where
-            else "'plugbay list' shows the plugins there are",
+            else did_you_mean(plugin_id, host.registry.ids())
+            or "'plugbay list' shows the plugins there are",
         )
     if version is None:
         return installed
