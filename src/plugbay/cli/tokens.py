@@ -16,15 +16,47 @@ from plugbay.cli._options import PluginsOpt, StateOpt, print_json, prose, store_
 __all__ = ["add_to"]
 
 
+# A scope or an expiry the command cannot take is a usage error (exit 2, with --json the
+# common error shape), refused before the state is touched, as any option's wrong value.
+def _checked_scopes(scopes: list[str]) -> list[str]:
+    from plugbay.api.errors import PlugbayError
+    from plugbay.web.scopes import parse_scope
+
+    try:
+        for scope in scopes:
+            parse_scope(scope)
+    except PlugbayError as exc:
+        raise typer.BadParameter(f"{exc.message}; {exc.hint}") from None
+    return scopes
+
+
+def _checked_expiry(expires: str) -> str:
+    from plugbay.api.errors import PlugbayError
+    from plugbay.web.scopes import parse_expiry
+
+    try:
+        parse_expiry(expires)
+    except PlugbayError as exc:
+        raise typer.BadParameter(f"{exc.message}; {exc.hint}") from None
+    return expires
+
+
 def create(
     scope: Annotated[
         list[str],
-        typer.Option("--scope", "-s", help="read, call:PLUGIN_ID or admin (repeatable)."),
+        typer.Option(
+            "--scope",
+            "-s",
+            help="read, call:PLUGIN_ID or admin (repeatable).",
+            callback=_checked_scopes,
+        ),
     ],
     expires: Annotated[
         str,
         typer.Option(
-            "--expires", help="30d, 12h, 45m, 2w, a date (2027-01-31), a date-time, or never."
+            "--expires",
+            help="30d, 12h, 45m, 2w, a date (2027-01-31), a date-time, or never.",
+            callback=_checked_expiry,
         ),
     ] = "30d",
     note: Annotated[
