@@ -112,6 +112,9 @@ USAGE_ERRORS = [
     (["history", "-n", "abc"], "plugbay history", "'--limit' / '-n'"),
     (["lsit"], "plugbay", "Did you mean 'list'?"),
     (["token", "crate"], "plugbay token", "Did you mean 'create'?"),
+    # a wrong --scope or --expires was exit 1 in no usage error's shape, unlike any option
+    (["token", "create", "--scope", "root"], "plugbay token create", "'root' is not a token"),
+    (["token", "create", "-s", "read", "--expires", "3x"], "plugbay token create", "'--expires'"),
 ]
 
 
@@ -169,7 +172,7 @@ def test_history_refuses_a_count_below_one(tmp_path: Path) -> None:
     done = plugbay("history", "-n", "0", cwd=tmp_path)
     assert done.returncode == 2, (done.stdout, done.stderr)
     assert "'--limit' / '-n'" in done.stderr
-    assert "'0' is not a whole number of 1 or more" in done.stderr
+    assert "'0' is not a whole number from 1 to 10000" in done.stderr
 
 
 def _documented_error() -> Any:

@@ -68,7 +68,7 @@ def test_a_wrong_value_with_json_is_the_usage_error_in_plugbays_words(tmp_path: 
     error = json.loads(done.stdout)["error"]
     assert error["code"] == "usage_error" and error["where"] == "plugbay history"
     assert error["message"] == (
-        "Invalid value for '--limit' / '-n': '1.5' is not a whole number of 1 or more"
+        "Invalid value for '--limit' / '-n': '1.5' is not a whole number from 1 to 10000"
     )
 
 

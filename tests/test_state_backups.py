@@ -134,7 +134,7 @@ def test_state_check_and_restore_bring_the_disables_back(used_state: Path, tmp_p
     cwd = tmp_path
     good = plugbay("state", "check", cwd=cwd)
     assert good.returncode == 0, good.stderr
-    assert "the state database is sound (1 backup(s) kept)" in good.stdout
+    assert "the state database is sound (1 backup kept)" in good.stdout
 
     corrupt_a_page(used_state / "state.db")
     damaged = plugbay("state", "check", "--json", cwd=cwd)
@@ -312,7 +312,7 @@ def test_state_check_leaves_only_the_backups_in_backups(used_state: Path) -> Non
         oldest.with_name(oldest.name + suffix).write_bytes(b"")
     checked = plugbay("state", "check", cwd=cwd)
     assert checked.returncode == 0, checked
-    assert "(2 backup(s) kept)" in checked.stdout
+    assert "(2 backups kept)" in checked.stdout
     assert sorted(p.name for p in (used_state / "backups").iterdir()) == backups
     assert plugbay("state", "restore", cwd=cwd).returncode == 0
     assert sorted(p.name for p in (used_state / "backups").iterdir()) == backups

@@ -11,6 +11,7 @@ from typing import Any, Final
 
 from plugbay.api.errors import ParameterError, PlugbayError
 from plugbay.cli._console import err, out
+from plugbay.cli._counted import counted
 from plugbay.cli._options import print_json, to_builtins
 
 __all__ = ["print_batch", "read_batch"]
@@ -100,5 +101,5 @@ def print_batch(results: list[Any], *, as_json: bool) -> int:
         else:
             out.print(json.dumps(to_builtins(result), default=str), markup=False, soft_wrap=True)
     if failed:
-        err.print(f"{failed} of {len(results)} calls failed")
+        err.print(f"{failed} of {counted(len(results), 'call')} failed")
     return 1 if failed else 0

@@ -14,6 +14,7 @@ from rich.tree import Tree
 
 from plugbay.cli._approve import approve_hint
 from plugbay.cli._console import out
+from plugbay.cli._counted import counted
 from plugbay.cli._listing import print_listing, state_text
 from plugbay.cli.env import python_rows
 from plugbay.cli.events import event_rows
@@ -221,8 +222,8 @@ def _usage_facts(usage: dict[str, Any]) -> list[tuple[str, Any]]:
         (
             "usage",
             f"pid {usage['pid']}{shared}: RSS {usage['rss_bytes'] / 2**20:.1f} MiB{uss}, "
-            f"CPU {usage['cpu_seconds']:.2f} s, {usage['open_files']} files, "
-            f"{usage['threads']} threads",
+            f"CPU {usage['cpu_seconds']:.2f} s, {counted(usage['open_files'], 'open file')}, "
+            f"{counted(usage['threads'], 'thread')}",
         )
     ]
     if usage.get("storage_quota"):
@@ -231,7 +232,7 @@ def _usage_facts(usage: dict[str, Any]) -> list[tuple[str, Any]]:
 
 
 def _times(n: int, what: str) -> str:
-    return f"{n} {what}" + ("" if n == 1 else "s")
+    return counted(n, what)
 
 
 def _ranges(ranges: Mapping[str, Any]) -> str:

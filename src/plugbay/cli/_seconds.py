@@ -14,7 +14,7 @@ import typer
 
 from plugbay.model.seconds import is_seconds
 
-__all__ = ["finite_number", "positive_seconds"]
+__all__ = ["finite_number", "positive_seconds", "some_seconds"]
 
 
 def finite_number(ctx: typer.Context, param: typer.CallbackParam, value: float) -> float:
@@ -39,3 +39,16 @@ def positive_seconds(ctx: typer.Context, param: typer.CallbackParam, value: floa
         f"{value:g} is no time limit: {name} takes a number of seconds above 0 "
         f"(e.g. {name} {param.default:g}; leave it out for the default)"
     )  # click names the option (the context and param it was called with)
+
+
+def some_seconds(ctx: typer.Context, param: typer.CallbackParam, value: float) -> float:
+    """A typer callback: ``value`` when it is a finite number of seconds above 0, as a
+    span of time (``plugbay profile --seconds``) takes them; click (``max=``) checks the
+    upper bound before this is called."""
+    if is_seconds(value):
+        return value
+    name = param.opts[0] if param.opts else param.name
+    raise typer.BadParameter(
+        f"{value:g} is no span of time: {name} takes a number of seconds above 0 "
+        f"(e.g. {name} {param.default:g}; leave it out for the default)"
+    )

@@ -16,6 +16,7 @@ from rich.markup import escape
 from plugbay.api.errors import PlugbayError
 from plugbay.cli._console import JsonOpt, out
 from plugbay.cli._console import fail as _fail
+from plugbay.cli._counted import counted
 from plugbay.cli._defaults import config_file
 from plugbay.cli._options import PluginIdArg, add_command
 
@@ -123,7 +124,7 @@ def validate(
             if f.hint:
                 out.print(f"    [dim]fix:[/] {escape(f.hint)}")
         name = f"{m.id} {m.version} ({m.type})" if m else str(r.path)
-        counts = f"{len(r.errors)} error(s), {len(r.warnings)} warning(s)"
+        counts = f"{counted(len(r.errors), 'error')}, {counted(len(r.warnings), 'warning')}"
         if r.ok:
             out.print(f"[green]ok[/] {escape(name)} — {escape(str(r.path))}: {counts}")
             for c in r.commands:

@@ -15,6 +15,7 @@ from rich.table import Table
 from plugbay.api.errors import PlugbayError
 from plugbay.cli import env
 from plugbay.cli._console import JsonOpt, err, fail, out
+from plugbay.cli._counted import counted
 from plugbay.cli._options import config_file, print_json, prose, store_op
 
 __all__ = ["IndexOpt", "install_from_index", "register"]
@@ -58,7 +59,10 @@ def build(
                     "plugins": [_summary(e) for e in entries]})  # fmt: skip
         return
     plugins = len({e.id for e in entries})
-    out.print(f"indexed {len(entries)} wheels of {plugins} plugins in {directory / INDEX_FILE}")
+    out.print(
+        f"indexed {counted(len(entries), 'wheel')} of {counted(plugins, 'plugin')} "
+        f"in {directory / INDEX_FILE}"
+    )
 
 
 def search(

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from plugbay.api.errors import PlugbayError
 from plugbay.cli._console import JsonOpt, fail, out
+from plugbay.cli._counted import counted
 from plugbay.cli._host import in_process
 from plugbay.cli._options import (
     ConfigOpt,
@@ -102,7 +103,7 @@ def _title(cluster: dict[str, Any], nodes: list[dict[str, Any]]) -> str:
         return f"{where}: not joined (no plugin placed there yet)"
     if cluster["reachable"] is False:
         return f"[red]{where}: {escape(str(cluster['error']))}[/]"
-    return f"{where}: {sum(1 for n in nodes if n['alive'])} of {len(nodes)} nodes alive"
+    return f"{where}: {sum(1 for n in nodes if n['alive'])} of {counted(len(nodes), 'node')} alive"
 
 
 def _placed_text(plugin: dict[str, Any]) -> str:

@@ -11,6 +11,7 @@ from rich.markup import escape
 from plugbay.api.errors import PlugbayError
 from plugbay.cli import env
 from plugbay.cli._console import JsonOpt, fail, out
+from plugbay.cli._counted import counted
 from plugbay.cli._host import the_host
 from plugbay.cli._options import (
     ConfigOpt,
@@ -81,7 +82,8 @@ def info(
     if sbom is not None:
         count = env.write_sbom(data, sbom)
         if str(sbom) != "-":
-            out.print(f"wrote a CycloneDX SBOM of {data['id']} ({count} packages) to {sbom}")
+            packages = counted(count, "package")
+            out.print(f"wrote a CycloneDX SBOM of {data['id']} ({packages}) to {sbom}")
         return
     if as_json:
         print_json(data)

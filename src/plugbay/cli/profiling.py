@@ -21,6 +21,7 @@ from rich.table import Table
 
 from plugbay.api.errors import PlugbayError
 from plugbay.cli._console import err, fail, out
+from plugbay.cli._counted import counted
 from plugbay.cli._host import RemoteHost, in_process
 from plugbay.cli._options import (
     ConfigOpt,
@@ -31,7 +32,8 @@ from plugbay.cli._options import (
     host_kwargs,
     to_builtins,
 )
-from plugbay.cli._seconds import finite_number
+from plugbay.cli._seconds import finite_number, some_seconds
+from plugbay.isolation.sample_bounds import MAX_INTERVAL, MAX_SECONDS, MIN_INTERVAL
 
 if TYPE_CHECKING:
     from plugbay.isolation.sampling import Samples
@@ -52,14 +54,19 @@ def profile(
         typer.Option(
             "--seconds",
             "-s",
-            callback=finite_number,
-            help="How long to sample the serving worker (≤ 300).",
+            max=MAX_SECONDS,
+            callback=some_seconds,
+            help=f"How long to sample the serving worker (above 0, ≤ {MAX_SECONDS:g}).",
         ),
     ] = 5.0,
     interval: Annotated[
         float,
         typer.Option(
-            "--interval", callback=finite_number, help="Seconds between two samples (≥ 0.001)."
+            "--interval",
+            min=MIN_INTERVAL,
+            max=MAX_INTERVAL,
+            callback=finite_number,
+            help=f"Seconds between two samples ({MIN_INTERVAL:g} to {MAX_INTERVAL:g}).",
         ),
     ] = 0.005,
     out_dir: Annotated[
@@ -138,7 +145,7 @@ def write_flame_graphs(plugin_id: str, samples: Samples, out_dir: Path) -> None:
     svg = out_dir / f"{plugin_id}.svg"
     svg.write_text(flamegraph_svg(samples, plugin_id))
     table = Table(
-        title=f"{plugin_id}: pid {samples['pid']}, {samples['samples']} samples over "
+        title=f"{plugin_id}: pid {samples['pid']}, {counted(samples['samples'], 'sample')} over "
         f"{samples['seconds']:g} s (every thread)"
     )
     table.add_column("on stack", justify="right")

@@ -22,6 +22,7 @@ from rich.table import Table
 from plugbay.api.errors import PlugbayError, StateError
 from plugbay.cli._console import JsonOpt, out
 from plugbay.cli._console import fail as _fail
+from plugbay.cli._counted import counted
 from plugbay.cli._options import prose
 
 if TYPE_CHECKING:
@@ -66,7 +67,7 @@ def check(state: StateOpt = Path(".plugbay"), as_json: JsonOpt = False) -> None:
         raise typer.Exit(0 if main.ok else 1)
     out.print(_checks_table(main, backups))
     if main.ok:
-        out.print(f"the state database is sound ({len(backups)} backup(s) kept)")
+        out.print(f"the state database is sound ({counted(len(backups), 'backup')} kept)")
         return
     if not main.opened:
         _fail(_unread(main))
@@ -143,7 +144,8 @@ def backup(
     if as_json:
         out.print_json(json.dumps({"ok": True, "backup": str(made), "size": size}))
         return
-    out.print(f"backed up the state database to {escape(str(made))} ({size:,} bytes)")
+    size_words = f"{size:,} {'byte' if size == 1 else 'bytes'}"
+    out.print(f"backed up the state database to {escape(str(made))} ({size_words})")
     out.print(
         f"kept until you delete it: the host rolls only its own backups (the newest "
         f"{BACKUPS_KEPT} kept); 'plugbay state restore --from {escape(str(made))}' puts it back"

@@ -13,12 +13,17 @@ from rich.markup import escape
 
 from plugbay.api.errors import PlugbayError
 from plugbay.cli._console import JsonOpt, err, fail, out
+from plugbay.cli._counted import counted
 from plugbay.cli._options import StateOpt, add_command
 
 __all__ = ["register"]
 
 #: the data fields shown first on a line, in this order
 _FIRST = ("version", "previous", "reason")
+#: the families every system event's kind is in (``plugin.loaded``, ``security.denied``);
+#: a family's members are open-ended (``plugin.{action}_failed``, a worker's
+#: ``security.{kind}``), so a kind outside them is warned of, not refused
+FAMILIES = ("alert", "cache", "canary", "host", "plugin", "recording", "security", "shadow")
 
 
 def events(
@@ -31,7 +36,14 @@ def events(
         ),
     ] = None,
     count: Annotated[
-        int, typer.Option("--count", "-n", min=0, help="Stop after this many (0: until Ctrl-C).")
+        int,
+        typer.Option(
+            "--count",
+            "-n",
+            min=0,
+            max=100_000,  # as GET /api/v1/events takes them
+            help="Stop after this many, up to 100000 (0: until Ctrl-C).",
+        ),
     ] = 0,
     state: StateOpt = Path(".plugbay"),
     as_json: JsonOpt = False,
@@ -55,6 +67,7 @@ def events(
                 "or name its state directory with --state",
             )
         )
+    _warn_of_strangers(kind or [])
     try:
         with client:
             _follow(client.events(kind, max_events=count), as_json)
@@ -62,6 +75,27 @@ def events(
         raise typer.Exit(130) from None
     except PlugbayError as exc:
         fail(exc, as_json=as_json)
+
+
+def _warn_of_strangers(kinds: list[str]) -> None:
+    """One warning naming the kinds asked for that no system event has: else a typo
+    follows forever and shows nothing, with no word why."""
+    strangers = [k for k in kinds if not _of_a_family(k.strip())]
+    if strangers:
+        shown = ", ".join(f"{f}.*" for f in FAMILIES)
+        err.print(
+            f"[yellow]warning:[/] no system event is of kind {escape(', '.join(strangers))}: "
+            f"system events are {shown} (e.g. --kind plugin.loaded, --kind 'plugin.*'); "
+            "following anyway"
+        )
+
+
+def _of_a_family(kind: str) -> bool:
+    """``plugin.loaded``, ``plugin.*``, ``plug*``, ``*``: a kind some system event may have."""
+    if kind.endswith("*"):
+        prefix = kind[:-1]
+        return any(f"{f}.".startswith(prefix) or prefix.startswith(f"{f}.") for f in FAMILIES)
+    return any(kind.startswith(f"{f}.") for f in FAMILIES)
 
 
 def _follow(stream: Any, as_json: bool) -> None:
@@ -72,7 +106,7 @@ def _follow(stream: Any, as_json: bool) -> None:
             err.print(f"[dim]following events ({escape(kinds)}); Ctrl-C stops[/]")
         elif event == "dropped":
             err.print(
-                f"[yellow]warning:[/] {message['dropped']} event(s) lost: this reader fell "
+                f"[yellow]warning:[/] {counted(message['dropped'], 'event')} lost: this reader fell "
                 "behind the host"
             )
         elif event == "system":

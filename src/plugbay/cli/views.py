@@ -17,6 +17,8 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from plugbay.cli._counted import counted
+
 if TYPE_CHECKING:
     from plugbay.runtime.host import Host
 
@@ -148,7 +150,7 @@ def top_table(snap: dict[str, Any]) -> Table:
     title = (
         f"plugbay — worst plugin health [{_HEALTH.get(status, 'white')}]{status}[/], "
         f"host {_bytes(host.get('rss_bytes'))}, "
-        f"{host.get('cpu_percent') or 0:.0f}% CPU, {host.get('alerts', 0)} alert(s){age}"
+        f"{host.get('cpu_percent') or 0:.0f}% CPU, {counted(host.get('alerts', 0), 'alert')}{age}"
     )
     table = Table(title=title, header_style="bold", title_justify="left")
     for col, justify in (

@@ -24,9 +24,12 @@ from collections.abc import Callable
 from typing import Any, Final, Protocol, TypedDict
 
 from plugbay.isolation import frames
+from plugbay.isolation.sample_bounds import MAX_INTERVAL, MAX_SECONDS, MIN_INTERVAL
 
 __all__ = [
+    "MAX_INTERVAL",
     "MAX_SECONDS",
+    "MIN_INTERVAL",
     "NOT_CALLS",
     "SampledInWorker",
     "Samples",
@@ -37,10 +40,6 @@ __all__ = [
     "speedscope",
 ]
 
-#: the longest a profile may run (the request is bounded; a typo of 3000 is refused)
-MAX_SECONDS: Final = 300.0
-#: the shortest pause between two samples (5 ms: 200 samples a second per thread)
-MIN_INTERVAL: Final = 0.001
 _MAX_DEPTH: Final = 256
 #: requests to a worker that are not calls: the monitor's list of calls in flight skips them
 NOT_CALLS: Final = ("Init", "Cleanup", "Sample")

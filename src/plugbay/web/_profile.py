@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
-from plugbay.isolation.sampling import MAX_SECONDS
+from plugbay.isolation.sampling import MAX_INTERVAL, MAX_SECONDS, MIN_INTERVAL
 from plugbay.web._api import HostDep, errors
 
 __all__ = ["router"]
@@ -42,7 +42,7 @@ async def profile(
     plugin_id: str,
     host: HostDep,
     seconds: Annotated[float, Query(gt=0, le=MAX_SECONDS)] = 5.0,
-    interval: Annotated[float, Query(ge=0.001, le=1.0)] = 0.005,
+    interval: Annotated[float, Query(ge=MIN_INTERVAL, le=MAX_INTERVAL)] = 0.005,
 ) -> ProfileView:
     samples = await host.sample(plugin_id, seconds, interval)
     return ProfileView(plugin=plugin_id, profile=SamplesView.model_validate(samples))
