@@ -109,10 +109,15 @@ class FarHandle(ProcessHandle):
 
     async def _hung_with_stacks(self, silent: float) -> None:
         """Its stacks come from its node (a Ray call of up to 5 s): asked in a thread,
-        waited for :data:`STACKS_WITHIN` seconds, then it is killed with or without them."""
+        waited for :data:`STACKS_WITHIN` seconds, then it is killed with or without them
+        (a read that fails, or the host stopping meanwhile, kills it all the same)."""
+        stacks = f"(not given by its node within {STACKS_WITHIN:g} s)"
         try:
             async with asyncio.timeout(STACKS_WITHIN):
                 stacks = await asyncio.to_thread(self.dump_stacks, tasks=False)
         except TimeoutError:
-            stacks = f"(not given by its node within {STACKS_WITHIN:g} s)"
-        self._kill_hung(silent, stacks)
+            pass
+        except Exception as exc:
+            stacks = f"(none: {exc})"
+        finally:
+            self._kill_hung(silent, stacks)
