@@ -42,6 +42,12 @@ __all__ = [
 
 T = TypeVar("T")
 
+#: an upgrade's answer: what moved (id: [from, to]), the version passed over, and how the
+#: moved plugins' commands changed (``plugbay.runtime.command_changes``; ``None``: a dry run)
+Upgraded = tuple[
+    dict[str, list[str]], dict[str, Any] | None, dict[str, list[dict[str, Any]]] | None
+]
+
 
 class HostAccess(Protocol):
     """What a command can ask of the host; each answer has one shape, wherever it comes from."""
@@ -76,8 +82,9 @@ class HostAccess(Protocol):
 
     def upgrade(
         self, plugin_id: str, version: str | None, *, with_dependents: bool, dry_run: bool
-    ) -> tuple[dict[str, list[str]], dict[str, Any] | None]:
-        """What moved (id: [from, to]), and the newer version passed over, if any."""
+    ) -> Upgraded:
+        """What moved (id: [from, to]), the newer version passed over, if any, and each
+        moved plugin's changed commands (``None`` on a dry run: no new code is loaded)."""
         ...
 
     def enable(self, plugin_id: str) -> str | None: ...
@@ -278,12 +285,12 @@ class RemoteHost:
 
     def upgrade(
         self, plugin_id: str, version: str | None, *, with_dependents: bool, dry_run: bool
-    ) -> tuple[dict[str, list[str]], dict[str, Any] | None]:
+    ) -> Upgraded:
         answer = self.client.upgrade(
             plugin_id, version, with_dependents=with_dependents, dry_run=dry_run
         )
         moved = {pid: [step["from"], step["to"]] for pid, step in answer["moved"].items()}
-        return moved, answer.get("passed_over")
+        return moved, answer.get("passed_over"), answer.get("command_changes")
 
     def enable(self, plugin_id: str) -> str | None:
         return str(self.client.enable(plugin_id)["plugin"]["state"])
@@ -496,10 +503,10 @@ class LocalHost:
 
     def upgrade(
         self, plugin_id: str, version: str | None, *, with_dependents: bool, dry_run: bool
-    ) -> tuple[dict[str, list[str]], dict[str, Any] | None]:
+    ) -> Upgraded:
         self._refuse_running("upgrade")
 
-        async def body(host: Host) -> tuple[dict[str, list[str]], dict[str, Any] | None]:
+        async def body(host: Host) -> Upgraded:
             if dry_run:
                 plan = host.manager.upgrade_plan(
                     plugin_id, version, with_dependents=with_dependents
@@ -507,7 +514,7 @@ class LocalHost:
             else:
                 plan = await host.upgrade(plugin_id, version, with_dependents=with_dependents)
             moved = {pid: [step["from"], step["to"]] for pid, step in plan.to_dict().items()}
-            return moved, plan.passed_over
+            return moved, plan.passed_over, None if dry_run else plan.command_changes
 
         return self._do(body)
 

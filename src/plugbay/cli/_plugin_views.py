@@ -338,9 +338,14 @@ def history_table(events: list[dict[str, Any]]) -> Table:
             if all(moved) and moved[0] != moved[1]
             else e["version"] or "",
             f"[{colour}]{e['result']}[/]",
-            escape((e["reason"] or "")[:120]),
+            escape((e["reason"] or _command_notes(e["details"]))[:120]),
         )
     return table
+
+
+def _command_notes(details: dict[str, Any]) -> str:
+    """A swap's notes on the commands it changed for callers (``details.command_changes``)."""
+    return "; ".join(c["note"] for c in details.get("command_changes", ()))
 
 
 def nothing_recorded(plugin_id: str | None, state: Path) -> str:

@@ -252,17 +252,41 @@ def upgrade(
         )  # fmt: skip
         return
     with the_host(state, plugins, config, as_json=as_json) as host:
-        moved, passed_over = host.upgrade(
+        moved, passed_over, commands = host.upgrade(
             plugin_id, version, with_dependents=with_dependents, dry_run=dry_run
         )
     if as_json:
-        print_json({"ok": True, "dry_run": dry_run, "changes": moved, "passed_over": passed_over})
+        print_json(
+            {
+                "ok": True,
+                "dry_run": dry_run,
+                "changes": moved,
+                "passed_over": passed_over,
+                "command_changes": commands,
+            }
+        )
         return
     verb = "would move" if dry_run else "moved"
     for pid, (old, new) in moved.items():
         out.print(f"{pid}: {verb} {old} → {new}")
     if passed_over is not None:
         out.print(f"[yellow]note:[/] {escape(passed_over['hint'])}")
+    _say_command_changes(commands, dry_run=dry_run)
+
+
+def _say_command_changes(
+    commands: dict[str, list[dict[str, Any]]] | None, *, dry_run: bool
+) -> None:
+    """A note per command removed or parameter changed, as a reload's line names a command
+    gone; a dry run says when that comparison is made instead."""
+    if dry_run:
+        from plugbay.runtime.command_changes import dry_run_note
+
+        out.print(f"[yellow]note:[/] {escape(dry_run_note())}")
+        return
+    for pid, changes in (commands or {}).items():
+        for change in changes:
+            out.print(f"[yellow]note:[/] {escape(pid)} {escape(change['note'])}")
 
 
 def history(

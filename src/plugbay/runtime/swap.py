@@ -39,7 +39,7 @@ import logging
 import time
 import traceback
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -49,6 +49,7 @@ from plugbay.isolation import CallTimeout, PluginHandle
 from plugbay.isolation.loading import plugin_frame
 from plugbay.isolation.policy import Placement
 from plugbay.model.manifest import PluginManifest, load_manifest
+from plugbay.runtime.command_changes import command_changes
 from plugbay.runtime.deadlines import call_timeout
 from plugbay.runtime.events import Subscriber
 from plugbay.runtime.probation import probation
@@ -235,6 +236,9 @@ class Swapper:
             details["old_cleanup"] = cleanup_problem
         if rec.isolation != running.isolation:
             details["isolation"] = f"{running.isolation} → {rec.isolation}"
+        changed = command_changes(running.handle.commands, new.handle.commands)
+        if changed:  # a note, as the watch's on a command gone: the operator chose it
+            details["command_changes"] = changed
         self._record_swap(rec, action, old, new, cleanup_problem, details)
         return rec, old
 
@@ -661,21 +665,23 @@ class Swapper:
         """Move ``plugin_id`` to a newer installed version (and, with ``with_dependents``,
         its dependents to versions that accept it), each swapped like a reload."""
         plan = self.upgrade_plan(plugin_id, version, with_dependents=with_dependents)
-        await self._move(plan, "upgrade")
-        return plan
+        return replace(plan, command_changes=await self._move(plan, "upgrade"))
 
-    async def _move(self, plan: UpgradePlan, action: str) -> None:
+    async def _move(self, plan: UpgradePlan, action: str) -> dict[str, list[dict[str, Any]]]:
         """Swap each plugin of ``plan`` in order (a rollback with the state its version had
         then); when one fails, those already moved go back, newest first. Then the other
-        dependents of what moved are reloaded."""
+        dependents of what moved are reloaded. Returns how each moved plugin's commands
+        changed (:func:`plugbay.runtime.command_changes.command_changes`), when they did."""
         moved = set(plan.changes)
         done: list[PluginManifest] = []  # what served before each step, to undo it
+        changes: dict[str, list[dict[str, Any]]] = {}
         back = action != "upgrade"
         for pid, (_, target) in plan.changes.items():
             before = self.m.record(pid).manifest
+            commands = dict(self.m.record(pid).commands)
             saved = self.m.store.load_state(pid, target.version) if back and self.m.store else None
             try:
-                await self.reload_plugin(
+                rec = await self.reload_plugin(
                     pid, target=target, state=saved if saved and saved[0] else None,
                     action=action, allow_downgrade=back, dependents=False, together=moved,
                 )  # fmt: skip
@@ -686,9 +692,12 @@ class Swapper:
                 raise
             assert before is not None
             done.append(before)
+            if found := command_changes(commands, rec.commands):
+                changes[pid] = found
         changed = [pid for pid, (old, new) in plan.changes.items() if old != str(new.version)]
         if changed:
             await self.reload_dependents(changed, f"{action} of {next(iter(plan.changes))}")
+        return changes
 
     async def _undo(self, done: list[PluginManifest], moved: Collection[str]) -> list[str]:
         """Put back, newest step first, the versions an upgrade had already moved."""

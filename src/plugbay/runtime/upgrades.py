@@ -11,7 +11,7 @@ its dependents, a consistent set of installed versions found by the resolver.
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from plugbay.api.errors import (
@@ -52,6 +52,9 @@ class UpgradePlan:
     #: with no version named: the newer version left out because active dependents would
     #: refuse it (``{"version", "dependents": {id: why}, "hint"}``), else ``None``
     passed_over: dict[str, Any] | None = None
+    #: once moved: each plugin whose commands changed for a caller, with each change
+    #: (:func:`plugbay.runtime.command_changes.command_changes`); a plan not yet moved has none
+    command_changes: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     @property
     def order(self) -> list[str]:

@@ -427,7 +427,10 @@ async def upgrade(
     else:
         plan = await host.upgrade(plugin_id, body.version, with_dependents=body.with_dependents)
     return UpgradeResult(
-        moved=plan.to_dict(), dry_run=body.dry_run, passed_over=_builtins(plan.passed_over)
+        moved=plan.to_dict(),
+        dry_run=body.dry_run,
+        passed_over=_builtins(plan.passed_over),
+        command_changes=None if body.dry_run else plan.command_changes,
     )
 
 

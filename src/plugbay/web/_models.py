@@ -196,6 +196,13 @@ class UpgradeResult(BaseModel):
         description="With no version named: the newer installed version left out because "
         "active dependents would refuse it: {version, dependents: {id: why}, hint}.",
     )
+    command_changes: dict[str, list[dict[str, Any]]] | None = Field(
+        default=None,
+        description="Each moved plugin whose commands changed for a caller: a list of "
+        "{command, change, parameter, was, now, note} (a command removed; a parameter "
+        "renamed, removed, newly required or of another type). A note, not a refusal; "
+        "null on a dry run, which loads no new code to compare.",
+    )
 
 
 class UnloadRequest(BaseModel):
