@@ -49,6 +49,6 @@ def test_env_list_notes_name_the_manifest_as_given(tmp_path: Path) -> None:
     done = plugbay("env", "list", "--json", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     [note] = json.loads(done.stdout)["notes"]
-    assert "(at plugins/x/plugin.toml)" in note and str(tmp_path) not in note
+    assert "(at plugins/x/plugin.toml:" in note and str(tmp_path) not in note
     text = plugbay("env", "list", "--plugins", "./plugins", cwd=tmp_path)
-    assert "(at plugins/x/plugin.toml)" in text.stderr and str(tmp_path) not in text.stderr
+    assert "(at plugins/x/plugin.toml:" in text.stderr and str(tmp_path) not in text.stderr

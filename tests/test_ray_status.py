@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -42,11 +43,16 @@ def test_the_command_the_hint_names_shows_a_local_cluster(monkeypatch: pytest.Mo
         clean = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
         command = hint.split("Ray's own view: '", 1)[1].split("'", 1)[0]
         assert "'plugbay nodes'" in hint
-        shown = subprocess.run(
-            command.replace("ray status", RAY + " status", 1),
-            shell=True, env=clean, capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
-        assert shown.returncode == 0, shown.stdout + shown.stderr
+        deadline = time.monotonic() + 60  # a guard, not a timed assertion
+        while True:  # a cluster just started may say "No cluster status" for a moment
+            shown = subprocess.run(
+                command.replace("ray status", RAY + " status", 1),
+                shell=True, env=clean, capture_output=True, text=True, timeout=120,
+            )  # fmt: skip
+            assert shown.returncode == 0, shown.stdout + shown.stderr
+            if node in shown.stdout or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
         assert node in shown.stdout, shown.stdout
     finally:
         leave(ray)
