@@ -22,11 +22,7 @@ def finite_number(ctx: typer.Context, param: typer.CallbackParam, value: float) 
     (it compares false with every bound) and ``inf`` is no amount, so both are refused."""
     if math.isfinite(value):
         return value
-    name = param.opts[0] if param.opts else param.name
-    raise typer.BadParameter(
-        f"{value:g} is not a number {name} can use: it takes a finite number "
-        f"(e.g. {name} {param.default:g}; leave it out for the default)"
-    )
+    raise _refused(param, value, "is not a number {name} can use: it takes a finite number")
 
 
 def positive_seconds(ctx: typer.Context, param: typer.CallbackParam, value: float) -> float:
@@ -34,11 +30,7 @@ def positive_seconds(ctx: typer.Context, param: typer.CallbackParam, value: floa
     ``Host(call_timeout=...)`` takes them (``model.seconds``)."""
     if is_seconds(value):
         return value
-    name = param.opts[0] if param.opts else param.name
-    raise typer.BadParameter(
-        f"{value:g} is no time limit: {name} takes a number of seconds above 0 "
-        f"(e.g. {name} {param.default:g}; leave it out for the default)"
-    )  # click names the option (the context and param it was called with)
+    raise _refused(param, value, "is no time limit: {name} takes a number of seconds above 0")
 
 
 def some_seconds(ctx: typer.Context, param: typer.CallbackParam, value: float) -> float:
@@ -47,8 +39,15 @@ def some_seconds(ctx: typer.Context, param: typer.CallbackParam, value: float) -
     upper bound before this is called."""
     if is_seconds(value):
         return value
+    raise _refused(param, value, "is no span of time: {name} takes a number of seconds above 0")
+
+
+def _refused(param: typer.CallbackParam, value: float, said: str) -> typer.BadParameter:
+    """The usage error for ``value`` of the option ``param``: what it is not (``said``,
+    ``{name}`` the option as written first), an example and the way back to the default.
+    Click names the option too (the context and param it was called with)."""
     name = param.opts[0] if param.opts else param.name
-    raise typer.BadParameter(
-        f"{value:g} is no span of time: {name} takes a number of seconds above 0 "
+    return typer.BadParameter(
+        f"{value:g} {said.format(name=name)} "
         f"(e.g. {name} {param.default:g}; leave it out for the default)"
     )
